@@ -1,0 +1,44 @@
+# featurebus — run `make help` for the targets.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Re-install when the packaging or the set of modules changes (strict editable installs link files).
+MODULES := $(shell find sdk platform streams schemas serving -name '*.py' 2>/dev/null | sort | md5sum | cut -c1-12)
+
+.DEFAULT_GOAL := help
+.PHONY: help bootstrap demo test test-fast lint bench kafka-jars clean
+
+help: ## Show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP).$(MODULES): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=strict
+	@rm -f $(STAMP).*; touch $@
+
+bootstrap: $(STAMP).$(MODULES) ## Create the venv, install featurebus and resolve the Kafka jars
+	@$(BIN)/python -m featurebus kafka fetch
+
+demo: bootstrap ## Run the platform on its defaults: fraud example, live vectors, a training set
+	$(BIN)/python -m featurebus demo
+
+test: bootstrap ## Run the whole test suite (starts a local Kafka for the Kafka tests)
+	$(BIN)/python -m pytest
+
+test-fast: bootstrap ## Unit and contract tests only (no Kafka)
+	$(BIN)/python -m pytest tests/unit tests/contract
+
+lint: bootstrap ## ruff + mypy
+	$(BIN)/ruff check sdk platform streams schemas serving tests bench examples
+	$(BIN)/mypy -p featurebus
+
+bench: bootstrap ## Benchmarks: one JSON line per figure, featurebus next to its peer
+	$(BIN)/python -m bench
+
+kafka-jars: bootstrap ## Only resolve the Kafka jars (Maven, cached)
+
+clean: ## Remove the venv, build links and local state
+	rm -rf $(VENV) build .featurebus *.egg-info

@@ -1,0 +1,15 @@
+from featurebus import FeatureService
+
+from fraud.features.merchant_transactions import merchant_online_volume
+from fraud.features.user_transactions import user_transaction_stats
+
+fraud_detection = FeatureService(
+    name="fraud_detection",
+    features=[user_transaction_stats, merchant_online_volume],
+    description="Features for the card-fraud model.",
+)
+
+user_spending = FeatureService(
+    name="user_spending",
+    features=[user_transaction_stats[["amount_sum_1h_continuous", "amount_mean_1d_continuous"]]],
+)

@@ -1,0 +1,139 @@
+"""Small, reusable Kafka chores: create topics idempotently, read a compacted topic to its end.
+
+Everything here turns "the cluster is not there" into ``KafkaUnavailableError`` with a hint, so
+callers (CLI, serving, control plane) never see a raw ``KafkaException`` or hang forever.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from featurebus.exceptions import KafkaUnavailableError
+
+__all__ = ["TopicConfig", "ensure_topic", "ensure_topics", "read_compacted", "unreachable_hint"]
+
+
+@dataclass(frozen=True)
+class TopicConfig:
+    name: str
+    partitions: int = 1
+    compacted: bool = False
+    config: Mapping[str, str] = field(default_factory=dict)  # extra topic configs
+
+
+def unreachable_hint(bootstrap: str) -> str:
+    return (
+        f"Kafka at {bootstrap} is not reachable; start it (`featurebus up` runs a local broker) or "
+        "point FEATUREBUS_KAFKA_BOOTSTRAP at a running cluster"
+    )
+
+
+def ensure_topic(
+    bootstrap: str, name: str, partitions: int = 1, compacted: bool = False, timeout_s: float = 15.0
+) -> None:
+    """Create ``name`` unless it exists (an existing topic is left as it is)."""
+    ensure_topics(bootstrap, [TopicConfig(name, partitions, compacted)], timeout_s)
+
+
+def ensure_topics(bootstrap: str, topics: Iterable[TopicConfig], timeout_s: float = 15.0) -> None:
+    """Create every missing topic in one admin request; already existing ones are fine."""
+    wanted = list(topics)
+    if not wanted:
+        return
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 5000})
+    new_topics = []
+    for topic in wanted:
+        config = dict(topic.config)
+        if topic.compacted:
+            config.setdefault("cleanup.policy", "compact")
+        # replication_factor=-1: the broker's default.replication.factor (1 on a dev broker).
+        new_topics.append(NewTopic(topic.name, num_partitions=topic.partitions, replication_factor=-1, config=config))
+    futures = admin.create_topics(new_topics, request_timeout=timeout_s, operation_timeout=timeout_s)
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout_s + 1.0)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            hint = unreachable_hint(bootstrap)
+            raise KafkaUnavailableError(f"could not create topic {name!r}: {exc}. {hint}") from exc
+        except TimeoutError as exc:
+            raise KafkaUnavailableError(
+                f"creating topic {name!r} timed out after {timeout_s:g} s. {unreachable_hint(bootstrap)}"
+            ) from exc
+
+
+def read_compacted(bootstrap: str, topic: str, timeout_s: float = 15.0) -> dict[bytes, bytes]:
+    """The latest value per key of ``topic``, read from the beginning to the current end.
+
+    Tombstones remove their key, as compaction eventually would. A missing topic is empty.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"featurebus.reader.{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "socket.connection.setup.timeout.ms": 5000,
+        }
+    )
+    deadline = time.monotonic() + timeout_s
+    try:
+        ends = _partition_ends(consumer, bootstrap, topic, timeout_s)
+        latest: dict[bytes, bytes] = {}
+        if not ends:
+            return latest
+        consumer.assign([TopicPartition(topic, p, low) for p, (low, _) in ends.items()])
+        remaining = {p: high for p, (_, high) in ends.items()}
+        while remaining:
+            if time.monotonic() > deadline:
+                raise KafkaUnavailableError(
+                    f"reading topic {topic!r} did not reach its end within {timeout_s:g} s. "
+                    f"{unreachable_hint(bootstrap)}"
+                )
+            messages = consumer.consume(num_messages=500, timeout=0.1)
+            for msg in messages:
+                if msg.error() is not None:
+                    raise KafkaUnavailableError(f"reading topic {topic!r} failed: {msg.error()}")
+                key = msg.key()
+                if key is not None:
+                    value = msg.value()
+                    if value is None:
+                        latest.pop(key, None)
+                    else:
+                        latest[key] = value
+            # The position, not the last offset seen, decides: it also steps over transaction
+            # markers and compacted-away offsets at the end of a partition.
+            positions = consumer.position([TopicPartition(topic, p) for p in remaining])
+            for tp in positions:
+                if tp.offset >= remaining[tp.partition]:
+                    del remaining[tp.partition]
+        return latest
+    finally:
+        consumer.close()
+
+
+def _partition_ends(consumer: Any, bootstrap: str, topic: str, timeout_s: float) -> dict[int, tuple[int, int]]:
+    """``{partition: (low, high)}`` of the non-empty partitions of ``topic`` ({} if missing)."""
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s)
+        topic_meta = metadata.topics.get(topic)
+        if topic_meta is None or topic_meta.error is not None:
+            return {}
+        ends: dict[int, tuple[int, int]] = {}
+        for partition in topic_meta.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+            if high > low:
+                ends[partition] = (low, high)
+        return ends
+    except KafkaException as exc:
+        raise KafkaUnavailableError(f"reading topic {topic!r} failed: {exc}. {unreachable_hint(bootstrap)}") from exc

@@ -1,0 +1,370 @@
+"""Replay a workspace's source topics into the offline store, exactly once.
+
+One consumer in the group ``offline_group(workspace)`` reads every topic of every stream source,
+buffers raw records per partition, and on each flush decodes them (``decode_json_records``, the
+same decoder the stream worker uses, so both accept the same records), writes one Parquet file per
+(topic, partition, date) and then commits the offsets synchronously.
+
+Exactly once: files are written before the commit, so a crash in between leaves files the group
+has not committed. On assignment each partition is therefore positioned at
+``max(committed offset, last offset on disk + 1)``: the file names are the real progress record,
+the committed offset only covers what was consumed but not written (rejected records).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from prometheus_client import Counter
+
+from featurebus.exceptions import KafkaUnavailableError, NotFoundError
+from featurebus.platform.kafka_admin import unreachable_hint
+from featurebus.platform.offline.store import max_offsets, open_store, recover_partition, write_partition
+from featurebus.platform.registry import read_registry
+from featurebus.platform.topics import offline_group
+from featurebus.schemas.specs import StreamSourceSpec
+from featurebus.streams.records import decode_json_records
+
+__all__ = ["OfflineMaterializer"]
+
+_BATCH = 10_000
+_POLL_S = 0.2
+_BROKER_DOWN = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
+_RECORDS = Counter("featurebus_offline_materializer_records_total", "Source records handled", ["workspace", "kind"])
+
+_log = logging.getLogger(__name__)
+
+TopicKey = tuple[str, int]
+
+
+@dataclass
+class _Buffer:
+    payloads: list[bytes | None] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+
+
+class OfflineMaterializer:
+    """Not thread-safe: drive it from one thread (``run_forever`` typically owns one)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        root: Path | str,
+        workspace: str,
+        *,
+        flush_records: int = 100_000,
+        flush_interval_s: float = 2.0,
+        kafka_timeout_s: float = 10.0,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._root = open_store(Path(root))
+        self._workspace = workspace
+        self._flush_records = flush_records
+        self._flush_interval_s = flush_interval_s
+        self._kafka_timeout_s = kafka_timeout_s
+        self._sources_by_topic = self._load_sources()
+        self.rejected_count = 0
+        self.written_count = 0
+        self._consumer: Any = None
+        self._assigned: set[TopicKey] = set()
+        self._buffers: dict[TopicKey, _Buffer] = {}
+        self._buffered = 0
+        self._first_buffered_at: float | None = None
+        self._uncommitted: dict[TopicKey, int] = {}  # next offset per partition, written not committed
+        # Highest offset handled per (source, topic, partition): a topic shared by two sources is
+        # resumed from the less advanced one, and the other must skip what it already wrote.
+        self._floors: dict[tuple[str, TopicKey], int] = {}
+        self._eof: dict[TopicKey, int] = {}
+        self._fatal: str | None = None
+        self._down_since: float | None = None
+        self._last_error: str | None = None
+
+    # -- public ------------------------------------------------------------------------------
+    def run_until_caught_up(self, timeout_s: float = 60.0) -> int:
+        """Consume to the high watermarks current at the call, flush, return the records written."""
+        deadline = time.monotonic() + timeout_s
+        consumer = self._ensure_consumer()
+        written_before = self.written_count
+        pending = self._targets(consumer)
+        next_committed_check = 0.0
+        while pending:
+            self._raise_if_broken()
+            if time.monotonic() > deadline:
+                behind = ", ".join(f"{t}[{p}] (target {h})" for (t, p), h in sorted(pending.items()))
+                raise KafkaUnavailableError(
+                    f"the offline materializer for workspace {self._workspace!r} did not catch up within "
+                    f"{timeout_s:g} s; behind: {behind}. Last Kafka error: {self._last_error or 'none'}. "
+                    f"{unreachable_hint(self._bootstrap)}"
+                )
+            self._poll(consumer)
+            pending = self._still_pending(consumer, pending)
+            if pending and time.monotonic() >= next_committed_check:
+                # Partitions owned by another member of the group: its commits say how far it got.
+                pending = self._not_committed(consumer, pending)
+                next_committed_check = time.monotonic() + 1.0
+        self._flush(consumer)
+        return self.written_count - written_before
+
+    def run_forever(self, stop: threading.Event) -> None:
+        """Consume, flush and commit until ``stop`` is set; then flush and leave the group."""
+        consumer = self._ensure_consumer()
+        try:
+            while not stop.is_set():
+                self._raise_if_broken(tolerate_broker_loss=True)
+                try:
+                    self._poll(consumer)
+                except KafkaUnavailableError as exc:
+                    # Files are on disk already; the next successful commit covers these offsets.
+                    _log.warning("offline materializer for %r: %s; retrying", self._workspace, exc)
+                    stop.wait(1.0)
+            self._flush(consumer)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()  # leaves the group: its partitions move on without a timeout
+            self._consumer = None
+
+    def __enter__(self) -> OfflineMaterializer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- setup -------------------------------------------------------------------------------
+    def _load_sources(self) -> dict[str, list[StreamSourceSpec]]:
+        spec = read_registry(self._bootstrap).get(self._workspace)
+        if spec is None:
+            raise NotFoundError(f"workspace {self._workspace!r} has not been applied; run `featurebus apply` first")
+        by_topic: dict[str, list[StreamSourceSpec]] = {}
+        for source in spec.stream_sources:
+            if source.kafka.value_format != "json":
+                _log.warning(
+                    "source %r: the offline store reads JSON only, not %r; skipped",
+                    source.name,
+                    source.kafka.value_format,
+                )
+                continue
+            if source.kafka.bootstrap_servers not in (None, self._bootstrap):
+                _log.warning(
+                    "source %r lives on another cluster (%s); skipped", source.name, source.kafka.bootstrap_servers
+                )
+                continue
+            for topic in source.kafka.topics:
+                by_topic.setdefault(topic, []).append(source)
+        return by_topic
+
+    def _ensure_consumer(self) -> Any:
+        if self._consumer is None:
+            self._consumer = Consumer(
+                {
+                    "bootstrap.servers": self._bootstrap,
+                    "group.id": offline_group(self._workspace),
+                    "enable.auto.commit": False,
+                    "isolation.level": "read_committed",
+                    "auto.offset.reset": "earliest",
+                    "enable.partition.eof": True,
+                    "socket.connection.setup.timeout.ms": 5000,
+                    "error_cb": self._on_kafka_error,
+                }
+            )
+            if self._sources_by_topic:
+                self._consumer.subscribe(
+                    sorted(self._sources_by_topic),
+                    on_assign=self._on_assign,
+                    on_revoke=self._on_revoke,
+                    on_lost=self._on_lost,
+                )
+        return self._consumer
+
+    def _on_kafka_error(self, error: KafkaError) -> None:
+        self._last_error = str(error)
+        if error.fatal():
+            self._fatal = f"Kafka client failed: {error}"
+        elif error.code() in _BROKER_DOWN and self._down_since is None:
+            self._down_since = time.monotonic()
+            _log.warning("Kafka at %s unreachable: %s", self._bootstrap, error)
+
+    def _raise_if_broken(self, tolerate_broker_loss: bool = False) -> None:
+        if self._fatal is not None:
+            raise KafkaUnavailableError(self._fatal)
+        down_for = None if self._down_since is None else time.monotonic() - self._down_since
+        if not tolerate_broker_loss and down_for is not None and down_for > self._kafka_timeout_s:
+            raise KafkaUnavailableError(
+                f"no Kafka broker reachable for {down_for:.0f} s ({self._last_error}). {unreachable_hint(self._bootstrap)}"
+            )
+
+    # -- rebalancing -------------------------------------------------------------------------
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        try:
+            committed = {
+                (tp.topic, tp.partition): tp.offset
+                for tp in consumer.committed(partitions, timeout=self._kafka_timeout_s)
+            }
+        except KafkaException as exc:
+            # Files alone still prevent duplicates; re-reading committed-but-rejected records
+            # only recounts them.
+            _log.warning("could not read committed offsets (%s); resuming from the files", exc)
+            committed = {}
+        on_disk: dict[str, dict[TopicKey, int]] = {}
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            resume_points = []
+            for source in self._sources_by_topic.get(tp.topic, []):
+                recover_partition(self._root, self._workspace, source.name, *key)
+                if source.name not in on_disk:
+                    on_disk[source.name] = max_offsets(self._root, self._workspace, source.name)
+                floor = on_disk[source.name].get(key, -1)
+                self._floors[(source.name, key)] = floor
+                resume_points.append(floor + 1)
+            start = max(committed.get(key, -1), min(resume_points, default=0))
+            if start > 0:  # else leave OFFSET_INVALID: the committed offset or auto.offset.reset
+                tp.offset = start
+            self._assigned.add(key)
+        consumer.assign(partitions)
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        try:
+            self._flush(consumer)
+        except Exception as exc:  # the next owner resumes from the files and the last commit
+            _log.warning("flush on revoke failed: %s", exc)
+        self._forget(partitions)
+
+    def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        # Someone else may own these already: writing now could duplicate what they write.
+        self._forget(partitions)
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self._assigned.discard(key)
+            self._uncommitted.pop(key, None)
+            self._eof.pop(key, None)
+            buffer = self._buffers.pop(key, None)
+            if buffer is not None:
+                self._buffered -= len(buffer.offsets)
+
+    # -- consuming ---------------------------------------------------------------------------
+    def _poll(self, consumer: Any) -> None:
+        for message in consumer.consume(num_messages=_BATCH, timeout=_POLL_S):
+            self._take(message)
+        if (
+            self._buffered
+            and self._first_buffered_at is not None
+            and (
+                self._buffered >= self._flush_records
+                or time.monotonic() - self._first_buffered_at >= self._flush_interval_s
+            )
+        ):
+            self._flush(consumer)
+
+    def _take(self, message: Message) -> None:
+        key = (message.topic() or "", message.partition() or 0)
+        error = message.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                self._eof[key] = message.offset() or 0
+            elif error.fatal():
+                self._fatal = f"consuming {key[0]} failed: {error}"
+            else:
+                self._last_error = str(error)
+            return
+        self._down_since = None  # a record arrived: a broker is reachable
+        if key not in self._assigned:
+            return  # fetched before a revoke: the new owner reads it again
+        offset = message.offset() or 0
+        self._buffers.setdefault(key, _Buffer()).payloads.append(message.value())
+        self._buffers[key].offsets.append(offset)
+        self._uncommitted[key] = offset + 1
+        self._buffered += 1
+        if self._first_buffered_at is None:
+            self._first_buffered_at = time.monotonic()
+
+    def _flush(self, consumer: Any) -> None:
+        for key, buffer in self._buffers.items():
+            offsets = np.asarray(buffer.offsets, dtype=np.int64)
+            for source in self._sources_by_topic.get(key[0], []):
+                floor = self._floors.get((source.name, key), -1)
+                fresh = np.flatnonzero(offsets > floor)
+                payloads = [buffer.payloads[i] for i in fresh]
+                batch = decode_json_records(payloads, source.schema, source.kafka.timestamp_field)
+                if batch.rejected:
+                    position, reason = batch.rejected[0]
+                    _log.info(
+                        "source %r: skipped %d malformed records (first: offset %d, %s)",
+                        source.name,
+                        len(batch.rejected),
+                        offsets[fresh[position]],
+                        reason,
+                    )
+                kept = offsets[fresh][np.asarray(batch.accepted_indexes, dtype=np.int64)]
+                write_partition(self._root, self._workspace, source, key[0], key[1], batch.frame, kept)
+                self._floors[(source.name, key)] = max(floor, int(offsets.max()))
+                self.written_count += len(kept)
+                self.rejected_count += len(batch.rejected)
+                _RECORDS.labels(self._workspace, "written").inc(len(kept))
+                _RECORDS.labels(self._workspace, "rejected").inc(len(batch.rejected))
+        self._buffers.clear()
+        self._buffered = 0
+        self._first_buffered_at = None
+        if not self._uncommitted:
+            return
+        commits = [TopicPartition(t, p, o) for (t, p), o in self._uncommitted.items()]
+        try:
+            consumer.commit(offsets=commits, asynchronous=False)
+        except KafkaException as exc:
+            raise KafkaUnavailableError(
+                f"committing offline offsets of workspace {self._workspace!r} failed: {exc}"
+            ) from exc
+        self._uncommitted.clear()
+
+    # -- progress ----------------------------------------------------------------------------
+    def _targets(self, consumer: Any) -> dict[TopicKey, int]:
+        """High watermark of every non-empty partition of the subscribed topics."""
+        targets: dict[TopicKey, int] = {}
+        try:
+            metadata = consumer.list_topics(timeout=self._kafka_timeout_s)
+            for topic in self._sources_by_topic:
+                topic_meta = metadata.topics.get(topic)
+                if topic_meta is None or topic_meta.error is not None:
+                    _log.warning("source topic %r does not exist (yet); nothing to read from it", topic)
+                    continue
+                for partition in topic_meta.partitions:
+                    low, high = consumer.get_watermark_offsets(
+                        TopicPartition(topic, partition), timeout=self._kafka_timeout_s
+                    )
+                    if high > low:
+                        targets[(topic, partition)] = high
+        except KafkaException as exc:
+            raise KafkaUnavailableError(
+                f"reading the source topics' offsets failed: {exc}. {unreachable_hint(self._bootstrap)}"
+            ) from exc
+        return targets
+
+    def _still_pending(self, consumer: Any, pending: dict[TopicKey, int]) -> dict[TopicKey, int]:
+        mine = [key for key in pending if key in self._assigned]
+        # The position also steps over transaction markers, which no delivered record reaches.
+        positions = consumer.position([TopicPartition(t, p) for t, p in mine]) if mine else []
+        reached = {(tp.topic, tp.partition) for tp in positions if tp.offset >= pending[(tp.topic, tp.partition)]}
+        reached |= {key for key in mine if self._eof.get(key, -1) >= pending[key]}
+        return {key: high for key, high in pending.items() if key not in reached}
+
+    def _not_committed(self, consumer: Any, pending: dict[TopicKey, int]) -> dict[TopicKey, int]:
+        others = [TopicPartition(t, p) for t, p in pending if (t, p) not in self._assigned]
+        if not others:
+            return pending
+        try:
+            committed = consumer.committed(others, timeout=self._kafka_timeout_s)
+        except KafkaException as exc:
+            self._last_error = str(exc)
+            return pending
+        done = {(tp.topic, tp.partition) for tp in committed if tp.offset >= pending[(tp.topic, tp.partition)]}
+        return {key: high for key, high in pending.items() if key not in done}

@@ -1,0 +1,251 @@
+"""The offline store: source records as plain Parquet files, one folder per source and UTC date.
+
+Layout (readable by pandas, polars and DuckDB without featurebus)::
+
+    <root>/FORMAT                                   "1": the layout version, checked on open
+    <root>/sources/<workspace>/<source>/date=YYYY-MM-DD/part-<topic>-<partition>-<first>-<last>.parquet
+
+Columns are the source schema (timestamps as ``timestamp[ms, tz=UTC]``) plus ``_topic``,
+``_partition`` and ``_offset``, so every row names the Kafka record it came from. ``<first>`` and
+``<last>`` are the smallest and largest offset in the file, which makes "how far has this partition
+been written" a directory listing (``max_offsets``) instead of a scan.
+
+Writes are atomic per Kafka partition flush. One flush usually yields one file, but records whose
+event times fall on different dates go to different folders, and their offsets interleave; a crash
+after only some of those files were renamed would leave a gap *below* the highest offset on disk,
+and resuming after that offset would lose it forever. So a flush first writes every file as
+``*.tmp``, then a small ``_pending-<topic>-<partition>.json`` manifest naming them, then renames;
+``recover_partition`` rolls a found manifest forward (all its files are complete) and deletes stray
+``*.tmp`` files (their flush never reached the manifest, so nothing of it is visible).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from featurebus.exceptions import DefinitionError, NotFoundError, StoreFormatError
+from featurebus.schemas.specs import FieldSpec, StreamSourceSpec
+
+__all__ = [
+    "FORMAT_VERSION",
+    "PartFile",
+    "open_store",
+    "arrow_type",
+    "source_schema",
+    "source_dir",
+    "source_glob",
+    "list_parts",
+    "max_offsets",
+    "write_partition",
+    "recover_partition",
+]
+
+FORMAT_VERSION = 1
+_DAY_MS = 86_400_000
+# Kafka topic names are [a-zA-Z0-9._-]: the three numbers are split off from the right.
+_PART_NAME = re.compile(r"^part-(?P<topic>.+)-(?P<partition>\d+)-(?P<first>\d+)-(?P<last>\d+)\.parquet$")
+_SCALARS: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "int64": pa.int64(),
+    "int32": pa.int32(),
+    "float64": pa.float64(),
+    "float32": pa.float32(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("ms", tz="UTC"),
+}
+
+
+@dataclass(frozen=True)
+class PartFile:
+    path: Path
+    date: str  # YYYY-MM-DD, the UTC date of every event in the file
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+
+
+def open_store(root: Path, create: bool = True) -> Path:
+    """Check (or with ``create``, initialise) the store at ``root``; returns ``root``."""
+    marker = root / "FORMAT"
+    if not marker.exists():
+        if not create:
+            raise NotFoundError(
+                f"no offline store at {root} (no FORMAT file); run the offline materializer "
+                "(`featurebus materialize`) for the workspace first"
+            )
+        root.mkdir(parents=True, exist_ok=True)
+        _atomic_write_bytes(marker, f"{FORMAT_VERSION}\n".encode())
+        return root
+    found = marker.read_text().strip()
+    if found != str(FORMAT_VERSION):
+        raise StoreFormatError(
+            f"the offline store at {root} has format version {found!r}, this featurebus reads "
+            f"{FORMAT_VERSION}: open it with the featurebus version that wrote it, or move the folder "
+            "aside and re-run the offline materializer to rebuild it from the source topics"
+        )
+    return root
+
+
+def arrow_type(dtype: str) -> pa.DataType:
+    """The Parquet column type of a spec dtype (``array<...>`` nests)."""
+    if dtype in _SCALARS:
+        return _SCALARS[dtype]
+    if dtype.startswith("array<") and dtype.endswith(">"):
+        return pa.list_(arrow_type(dtype[len("array<") : -1]))
+    raise DefinitionError(f"the offline store cannot hold columns of type {dtype!r}")
+
+
+def source_schema(fields: Sequence[FieldSpec]) -> pa.Schema:
+    """The schema of every part file of a source with these fields."""
+    return pa.schema(
+        [pa.field(f.name, arrow_type(f.dtype)) for f in fields]
+        + [pa.field("_topic", pa.string()), pa.field("_partition", pa.int32()), pa.field("_offset", pa.int64())]
+    )
+
+
+def source_dir(root: Path, workspace: str, source: str) -> Path:
+    return root / "sources" / workspace / source
+
+
+def source_glob(root: Path, workspace: str, source: str) -> str:
+    """A glob of every part file of a source, e.g. for ``duckdb.read_parquet`` or ``pl.scan_parquet``."""
+    return str(source_dir(root, workspace, source) / "date=*" / "part-*.parquet")
+
+
+def list_parts(root: Path, workspace: str, source: str) -> list[PartFile]:
+    parts = []
+    for path in source_dir(root, workspace, source).glob("date=*/part-*.parquet"):
+        match = _PART_NAME.match(path.name)
+        if match is None:
+            continue  # not ours (someone dropped a file here); readers of the glob will see it though
+        parts.append(
+            PartFile(
+                path,
+                path.parent.name[len("date=") :],
+                match["topic"],
+                int(match["partition"]),
+                int(match["first"]),
+                int(match["last"]),
+            )
+        )
+    return sorted(parts, key=lambda p: (p.date, p.topic, p.partition, p.first_offset))
+
+
+def max_offsets(root: Path, workspace: str, source: str) -> dict[tuple[str, int], int]:
+    """The highest offset on disk per ``(topic, partition)``, from file names only."""
+    result: dict[tuple[str, int], int] = {}
+    for part in list_parts(root, workspace, source):
+        key = (part.topic, part.partition)
+        result[key] = max(result.get(key, -1), part.last_offset)
+    return result
+
+
+def write_partition(
+    root: Path,
+    workspace: str,
+    source: StreamSourceSpec,
+    topic: str,
+    partition: int,
+    frame: pd.DataFrame,
+    offsets: np.ndarray | Sequence[int],
+) -> list[Path]:
+    """Write one flush of one Kafka partition: decoded rows ``frame`` and their record offsets.
+
+    One file per UTC date of the source's timestamp field, all visible or none (see module doc).
+    The names depend only on the offsets, so writing the same records again replaces the files.
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    if len(frame) != len(offsets):
+        raise ValueError(f"{len(frame)} rows but {len(offsets)} offsets")
+    if len(frame) == 0:
+        return []
+    schema = source_schema(source.schema)
+    table = pa.Table.from_pandas(
+        frame.loc[:, [f.name for f in source.schema]].assign(
+            _topic=topic, _partition=np.int32(partition), _offset=offsets
+        ),
+        schema=schema,
+        preserve_index=False,
+    )
+    ts_field = source.kafka.timestamp_field
+    ts_ms = table.column(ts_field).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    days = np.floor_divide(ts_ms, _DAY_MS)
+    directory = source_dir(root, workspace, source.name)
+    moves: list[tuple[Path, Path]] = []
+    for day in np.unique(days):
+        chunk = table.filter(pa.array(days == day))
+        chunk_offsets = offsets[days == day]
+        date = datetime.fromtimestamp(int(day) * _DAY_MS / 1000, tz=UTC).strftime("%Y-%m-%d")
+        final = (
+            directory
+            / f"date={date}"
+            / (f"part-{topic}-{partition}-{int(chunk_offsets.min())}-{int(chunk_offsets.max())}.parquet")
+        )
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(final.name + ".tmp")
+        pq.write_table(chunk, tmp, compression="zstd")
+        _fsync(tmp)
+        moves.append((tmp, final))
+    manifest = _manifest_path(directory, topic, partition)
+    # Paths relative to the source folder, so a store copied elsewhere still recovers.
+    relative = [[str(t.relative_to(directory)), str(f.relative_to(directory))] for t, f in moves]
+    _atomic_write_bytes(manifest, orjson.dumps(relative))
+    _roll_forward(manifest)
+    return [final for _, final in moves]
+
+
+def recover_partition(root: Path, workspace: str, source: str, topic: str, partition: int) -> None:
+    """Finish or undo a flush of ``(topic, partition)`` that a crash interrupted.
+
+    Call it before ``max_offsets`` when taking over a partition; only the partition's owner may.
+    """
+    directory = source_dir(root, workspace, source)
+    manifest = _manifest_path(directory, topic, partition)
+    if manifest.exists():
+        _roll_forward(manifest)
+    for stray in directory.glob(f"date=*/part-{topic}-{partition}-*.parquet.tmp"):
+        match = _PART_NAME.match(stray.name[: -len(".tmp")])
+        if match is not None and match["topic"] == topic and int(match["partition"]) == partition:
+            stray.unlink()
+
+
+def _manifest_path(directory: Path, topic: str, partition: int) -> Path:
+    # Leading "_": pyarrow and DuckDB dataset readers skip it, and it is outside the part glob.
+    return directory / f"_pending-{topic}-{partition}.json"
+
+
+def _roll_forward(manifest: Path) -> None:
+    for tmp_name, final_name in orjson.loads(manifest.read_bytes()):
+        tmp = manifest.parent / tmp_name
+        if tmp.exists():  # already renamed before a crash otherwise
+            os.replace(tmp, manifest.parent / final_name)
+    manifest.unlink()
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync(path: Path) -> None:
+    # A rename is only as durable as the data behind it: without this, a power loss can leave a
+    # committed name pointing at an empty file.
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())

@@ -1,0 +1,343 @@
+"""Point-in-time correct training sets: every spine row gets the feature values as of its time.
+
+For each feature view of the service: read the source's Parquet files in the time range the spine
+can see, run the view's transformation (the same code the stream worker runs, in ~1M-row chunks),
+then compute every aggregation for every spine row in one DuckDB join of spine rows with events on
+the join keys and ``event_ts in [end - max_window, end)``, each aggregation restricted to its own
+window with ``FILTER`` — the windows of ``streams.windows.window_bounds`` (DESIGN.md §4).
+
+A plain equi-join on the entity key would pair each spine row with *all* of its entity's events
+before the time condition filters them, which is quadratic for busy entities. So both sides also
+carry a time bucket of width ``max_window``: an event can only be in a row's range if it lies in
+one of the (at most two) buckets that range overlaps, so the join pairs each row only with events
+near its time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from featurebus.exceptions import InvalidRequestError
+from featurebus.platform.offline.store import list_parts, open_store
+from featurebus.platform.registry import read_registry
+from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
+from featurebus.streams.aggregations import output_dtype
+from featurebus.streams.transform import Transformation, view_input_frame
+
+__all__ = ["get_features_for_events", "write_training_set", "training_set_from_files", "feature_column"]
+
+_CHUNK_ROWS = 1_000_000
+_NS_PER_MS = 1_000_000
+_DAY_MS = 86_400_000
+# The partial sums each function needs (a mean is sum / count, as online).
+_PARTS = {"count": ("count",), "sum": ("sum",), "mean": ("count", "sum")}
+
+
+def feature_column(view: str, feature: str) -> str:
+    """Training-set column of a feature, as Tecton names it: ``<view>__<feature>``."""
+    return f"{view}__{feature}"
+
+
+def get_features_for_events(
+    spec: WorkspaceSpec, service: str, spine: pd.DataFrame, root: Path, timestamp_key: str | None = None
+) -> pd.DataFrame:
+    """The spine (same columns, rows and order) plus one column per feature of ``service``.
+
+    The spine needs the service's join keys and one timestamp column (naive times are UTC). Counts
+    are 0 and other aggregations null (NaN, or ``<NA>`` for integer sums) where no event counts.
+    """
+    open_store(Path(root), create=False)
+    service_spec = spec.service(service)
+    t_ns = _spine_times_ns(spine, _timestamp_column(spine, timestamp_key))
+    result = spine.copy(deep=False)
+    for selection in service_spec.selections:
+        view = spec.view(selection.view)
+        by_name = {a.name: a for a in view.aggregations}
+        unknown = [f for f in selection.features if f not in by_name]
+        if unknown:
+            raise InvalidRequestError(
+                f"feature service {service!r} selects {unknown} from view {view.name!r}, which has "
+                f"{sorted(by_name)}; re-apply the repository"
+            )
+        missing = [k for k in view.join_keys if k not in spine.columns]
+        if missing:
+            raise InvalidRequestError(
+                f"the spine lacks join key columns {missing} of feature view {view.name!r}; "
+                f"it has {list(spine.columns)}"
+            )
+        aggregations = [by_name[f] for f in selection.features]
+        values = _view_features(spec.source(view.source), spec.name, view, aggregations, spine, t_ns, Path(root))
+        for aggregation, column in zip(aggregations, values, strict=True):
+            name = feature_column(view.name, aggregation.name)
+            if name in spine.columns:
+                raise InvalidRequestError(f"the spine already has a column {name!r}; rename it")
+            result[name] = column
+    return result
+
+
+def write_training_set(df: pd.DataFrame, path: Path | str) -> Path:
+    """Write ``df`` as Parquet, atomically (readers never see half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def training_set_from_files(
+    bootstrap: str,
+    root: Path | str,
+    workspace: str,
+    service: str,
+    spine_path: Path | str,
+    output_path: Path | str,
+    timestamp_key: str | None = None,
+) -> pd.DataFrame:
+    """The CLI's ``training-set``: spine from Parquet (or CSV with ``timestamp_key``) to Parquet."""
+    specs = read_registry(bootstrap)
+    if workspace not in specs:
+        raise InvalidRequestError(f"workspace {workspace!r} has not been applied; known: {sorted(specs) or 'none'}")
+    spine_path = Path(spine_path)
+    if spine_path.suffix.lower() == ".csv":
+        if timestamp_key is None:
+            raise InvalidRequestError("a CSV spine needs --timestamp-key: CSV has no timestamp type to detect")
+        spine = pd.read_csv(spine_path)
+        spine[timestamp_key] = pd.to_datetime(spine[timestamp_key], utc=True)
+    else:
+        spine = pd.read_parquet(spine_path)
+    df = get_features_for_events(specs[workspace], service, spine, Path(root), timestamp_key)
+    write_training_set(df, output_path)
+    return df
+
+
+def _timestamp_column(spine: pd.DataFrame, timestamp_key: str | None) -> str:
+    if timestamp_key is not None:
+        if timestamp_key not in spine.columns:
+            raise InvalidRequestError(
+                f"timestamp_key {timestamp_key!r} is not a spine column; it has {list(spine.columns)}"
+            )
+        return timestamp_key
+    candidates = [str(c) for c in spine.columns if pd.api.types.is_datetime64_any_dtype(spine[c])]
+    if len(candidates) != 1:
+        found = f"datetime columns {candidates}" if candidates else "no datetime column"
+        raise InvalidRequestError(
+            f"the spine has {found} (columns: {list(spine.columns)}); pass timestamp_key=<column>"
+        )
+    return candidates[0]
+
+
+def _spine_times_ns(spine: pd.DataFrame, column: str) -> np.ndarray:
+    times = pd.to_datetime(spine[column], utc=True)  # naive -> UTC, aware -> converted to UTC
+    nulls = int(times.isna().sum())
+    if nulls:
+        raise InvalidRequestError(f"{nulls} spine rows have no timestamp in {column!r}; drop or fill them")
+    ns: np.ndarray = times.dt.as_unit("ns").astype("int64").to_numpy()
+    return ns
+
+
+def _window_ends_ms(t_ns: np.ndarray, interval_ms: int | None) -> np.ndarray:
+    """``end`` of ``window_bounds`` per row, exact also for sub-millisecond spine times.
+
+    Events are whole milliseconds, so ``event < T`` iff ``event < ceil_ms(T)`` (continuous), and
+    ``floor(T / I)`` equals ``floor(floor_ms(T) / I)`` for whole-millisecond ``I`` (interval mode).
+    """
+    if interval_ms is None:
+        ceil: np.ndarray = -np.floor_divide(-t_ns, _NS_PER_MS)
+        return ceil
+    floor_ms = np.floor_divide(t_ns, _NS_PER_MS)
+    ends: np.ndarray = np.floor_divide(floor_ms, interval_ms) * interval_ms
+    return ends
+
+
+def _view_features(
+    source: StreamSourceSpec,
+    workspace: str,
+    view: StreamFeatureViewSpec,
+    aggregations: list[AggregationSpec],
+    spine: pd.DataFrame,
+    t_ns: np.ndarray,
+    root: Path,
+) -> list[np.ndarray | pd.api.extensions.ExtensionArray]:
+    rows = len(spine)
+    ends = _window_ends_ms(t_ns, view.aggregation_interval_ms)
+    bucket_ms = view.max_window_ms  # also the width of every row's [end - max_window, end)
+    # One count and/or sum per (input, window), shared by the aggregations that need it.
+    needs: dict[tuple[str, str, int], str] = {}
+    for a in aggregations:
+        for kind in _PARTS[a.function]:
+            needs.setdefault((kind, a.input_column, a.window_ms), f"a{len(needs)}")
+    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    matched = np.zeros(0, dtype=np.int64)
+    events = _events(source, workspace, view, root, int(ends.min()) - bucket_ms, int(ends.max())) if rows else None
+    if events is not None:
+        matched, found = _join(spine, view, events, ends, bucket_ms, needs)
+
+    def scatter(kind: str, a: AggregationSpec) -> tuple[np.ndarray, np.ndarray]:
+        """Values for every spine row (0 where no event matched) and their null mask."""
+        # Counts and integer sums stay int64: exact, as the online aggregators keep them.
+        exact = kind == "count" or a.input_dtype.startswith("int")
+        values = np.zeros(rows, dtype=np.int64 if exact else np.float64)
+        nulls = np.ones(rows, dtype=bool)
+        alias = needs[(kind, a.input_column, a.window_ms)]
+        if alias in found:
+            values[matched], nulls[matched] = found[alias]
+        return values, nulls
+
+    columns: list[np.ndarray | pd.api.extensions.ExtensionArray] = []
+    for a in aggregations:
+        if a.function == "count":
+            columns.append(scatter("count", a)[0])
+            continue
+        total, no_total = scatter("sum", a)
+        if a.function == "sum" and output_dtype(a.function, a.input_dtype) == "int64":
+            columns.append(pd.arrays.IntegerArray(total, no_total))
+        elif a.function == "sum":
+            columns.append(np.where(no_total, np.nan, total))
+        else:  # mean, as the online aggregator computes it: sum / count, null unless finite
+            count = scatter("count", a)[0]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mean = total.astype(np.float64) / count
+            columns.append(np.where(~no_total & (count > 0) & np.isfinite(mean), mean, np.nan))
+    return columns
+
+
+def _input_aliases(view: StreamFeatureViewSpec) -> dict[str, str]:
+    """SQL-safe column names for the view's input columns (user names may need quoting)."""
+    return {name: f"v{j}" for j, name in enumerate(dict.fromkeys(a.input_column for a in view.aggregations))}
+
+
+def _events(
+    source: StreamSourceSpec, workspace: str, view: StreamFeatureViewSpec, root: Path, lo_ms: int, hi_ms: int
+) -> pa.Table | None:
+    """Transformed events ``k<i>, __ts, v<j>`` with source time in ``[lo_ms, hi_ms)``, deduplicated.
+
+    The time range is applied to the *source* timestamp: a transformation may derive the view's
+    timestamp, but must not move events later in time (the stream engine assumes the same).
+    """
+    first_day, last_day = _date(lo_ms), _date(hi_ms - 1)
+    files = [str(p.path) for p in list_parts(root, workspace, source.name) if first_day <= p.date <= last_day]
+    if not files:
+        return None
+    ts = source.kafka.timestamp_field
+    select = ", ".join(
+        f'epoch_ms("{f.name}") AS "{f.name}"' if f.dtype == "timestamp" else f'"{f.name}"' for f in source.schema
+    )
+    file_list = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    # Files may overlap after a crash or a manual copy; a record counts once, by its Kafka address.
+    query = (
+        f"SELECT DISTINCT ON (_topic, _partition, _offset) {select} "
+        f"FROM read_parquet([{file_list}], union_by_name = true) "
+        f'WHERE epoch_ms("{ts}") >= {lo_ms} AND epoch_ms("{ts}") < {hi_ms} '
+        "ORDER BY _topic, _partition, _offset"
+    )
+    transformation = Transformation(view.transformation)
+    pieces = []
+    with duckdb.connect() as con:
+        for chunk in _chunks(con.sql(query).to_arrow_reader(_CHUNK_ROWS), source):
+            frame, ts_ms = view_input_frame(view, transformation.apply(chunk))
+            if not len(frame):
+                continue
+            columns = {f"k{i}": pa.array(frame[k], from_pandas=True) for i, k in enumerate(view.join_keys)}
+            columns["__ts"] = pa.array(ts_ms, type=pa.int64())
+            for name, alias in _input_aliases(view).items():
+                columns[alias] = pa.array(frame[name], from_pandas=True)  # NaN -> null, as online
+            pieces.append(pa.table(columns))
+    return pa.concat_tables(pieces, promote_options="permissive") if pieces else None
+
+
+def _chunks(reader: pa.RecordBatchReader, source: StreamSourceSpec) -> Iterator[pd.DataFrame]:
+    """Record batches as the frames ``decode_json_records`` builds, so transformations see one type."""
+    for batch in reader:
+        frame = batch.to_pandas()
+        for f in source.schema:
+            if f.dtype == "timestamp":
+                frame[f.name] = pd.to_datetime(frame[f.name].astype("Int64"), unit="ms", utc=True)
+            elif f.dtype.startswith("array<"):
+                frame[f.name] = batch.column(f.name).to_pylist()
+        yield frame
+
+
+def _join(
+    spine: pd.DataFrame,
+    view: StreamFeatureViewSpec,
+    events: pa.Table,
+    ends: np.ndarray,
+    bucket_ms: int,
+    needs: dict[tuple[str, str, int], str],
+) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Positions of spine rows with at least one event in range, and each needed count or sum
+    there as (values, null mask)."""
+    first = np.floor_divide(ends - bucket_ms, bucket_ms)
+    second = np.floor_divide(ends - 1, bucket_ms)  # first or first + 1
+    straddling = np.flatnonzero(second != first)
+    straddling = straddling[:0]; take = pa.array(np.arange(len(spine), dtype=np.int64))
+    keys = {}
+    for i, key in enumerate(view.join_keys):
+        try:
+            keys[f"k{i}"] = pa.array(spine[key], from_pandas=True).take(take)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InvalidRequestError(f"spine column {key!r} cannot be a join key: {exc}") from exc
+        _check_key_types(key, keys[f"k{i}"].type, events.column(f"k{i}").type)
+    spine_table = pa.table(
+        {
+            "__row": take,
+            **keys,
+            "__end": pa.array(ends).take(take),
+            "__b": pa.array(np.concatenate([first, second[straddling]])),
+        }
+    )
+    events = events.append_column("__b", pa.array(np.floor_divide(events.column("__ts").to_numpy(), bucket_ms)))
+    aliases = _input_aliases(view)
+    integral = {a.input_column: a.input_dtype.startswith("int") for a in view.aggregations}
+    selects = []
+    for (kind, name, window_ms), alias in needs.items():
+        value, condition = f"e.{aliases[name]}", f"FILTER (WHERE e.__ts >= s.__end - {window_ms})"
+        if kind == "count":
+            selects.append(f"count({value}) {condition} AS {alias}")
+        elif integral[name]:
+            selects.append(f"CAST(sum({value}) {condition} AS BIGINT) AS {alias}")
+        else:  # compensated summation: nearer the exact sum than either side's summation order
+            selects.append(f"fsum(CAST({value} AS DOUBLE)) {condition} AS {alias}")
+    on = " AND ".join([f"e.k{i} = s.k{i}" for i in range(len(view.join_keys))] + ["e.__b = s.__b"])
+    query = (
+        f"SELECT s.__row, {', '.join(selects)} FROM spine_table s JOIN events e ON {on} "
+        f"AND e.__ts < s.__end AND e.__ts >= s.__end - {bucket_ms} GROUP BY s.__row"
+    )
+    with duckdb.connect() as con:
+        con.register("spine_table", spine_table)
+        con.register("events", events)
+        result = con.sql(query).to_arrow_table()
+    values = {}
+    for alias in needs.values():
+        column = result.column(alias)
+        nulls = column.is_null().to_numpy(zero_copy_only=False)
+        values[alias] = (column.fill_null(0).to_numpy(zero_copy_only=False), nulls)
+    return result.column("__row").to_numpy(), values
+
+
+def _check_key_types(name: str, spine_type: pa.DataType, event_type: pa.DataType) -> None:
+    def kind(t: pa.DataType) -> str:
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            return "string"
+        if pa.types.is_integer(t) or pa.types.is_floating(t):
+            return "number"
+        return "null" if pa.types.is_null(t) else str(t)
+
+    spine_kind, event_kind = kind(spine_type), kind(event_type)
+    if "null" not in (spine_kind, event_kind) and spine_kind != event_kind:
+        raise InvalidRequestError(
+            f"spine column {name!r} holds {spine_type} values but the events' join key is {event_type}; "
+            "convert the spine column"
+        )
+
+
+def _date(ms: int) -> str:
+    return str(np.datetime64(int(ms) // _DAY_MS, "D"))

@@ -1,0 +1,382 @@
+"""Keep a serving replica's online store in step with the bus.
+
+One background thread, one consumer, manual assignment (no consumer group: each replica holds its
+own full copy of the online store). It reads
+
+* ``REGISTRY_TOPIC`` from the beginning on every start -> the latest ``WorkspaceSpec`` per
+  workspace (``specs()``, ``generation``);
+* ``API_KEYS_TOPIC`` from the beginning -> the ``ApiKeyStore`` serving checks requests against;
+* the feature topic of every online stream feature view -> tiles in the ``KeyValueStore``, with the
+  next offset of each partition written in the *same* atomic batch under ``b"\\x00offsets."``, so
+  a restarted replica resumes exactly where its store ends instead of replaying the topic.
+
+Online store keys are ``store_key(online_view_name(workspace, view), record key)``: the view name
+is qualified by its workspace because one replica serves every workspace, and two workspaces (say
+``prod`` and ``staging``) routinely hold views of the same name.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from prometheus_client import Counter, Gauge
+
+from featurebus.exceptions import FeaturebusError, KafkaUnavailableError
+from featurebus.platform.api_keys import ApiKeyStore
+from featurebus.platform.kafka_admin import unreachable_hint
+from featurebus.platform.kv import KeyValueStore
+from featurebus.platform.topics import API_KEYS_TOPIC, REGISTRY_TOPIC, feature_topic
+from featurebus.schemas.encoding import VALUE_FORMAT_VERSION, store_key
+from featurebus.schemas.specs import WorkspaceSpec
+
+__all__ = ["OnlineMaterializer", "online_view_name", "offset_key", "OFFSETS_PREFIX"]
+
+# Sorts before every data key (those start with the key format byte, >= 0x01).
+OFFSETS_PREFIX = b"\x00offsets."
+_OFFSETS_END = b"\x00offsets/"  # "/" follows "." in byte order: the end of the prefix range
+_BATCH = 1000
+_POLL_S = 0.05
+_BROKER_DOWN = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
+
+_LAG = Gauge("featurebus_online_materializer_lag_records", "Records behind the high watermark", ["topic", "partition"])
+_RECORDS = Counter("featurebus_online_materializer_records_total", "Records applied", ["kind"])
+_SKIPPED = Counter("featurebus_online_materializer_skipped_total", "Malformed records skipped", ["topic"])
+
+_log = logging.getLogger(__name__)
+
+
+def online_view_name(workspace: str, view: str) -> str:
+    """The view name used in online store keys. "/" cannot occur in (topic-safe) names."""
+    return f"{workspace}/{view}"
+
+
+def offset_key(topic: str, partition: int) -> bytes:
+    return OFFSETS_PREFIX + f"{topic}/{partition}".encode()
+
+
+@dataclass
+class _Partition:
+    """Progress of one assigned partition, from local consumer state only.
+
+    Watermarks come from fetch responses (``cached=True``), never from synchronous broker
+    queries: those queue behind the consumer's long-polling fetch on the broker connection and
+    would stall the loop for every partition of every newly subscribed view.
+    """
+
+    position: int | None  # next offset to apply; None until known (the low watermark if unread)
+    target: int | None = None  # first high watermark seen after assignment: the catch-up goal
+    high: int = 0  # latest high watermark, for lag
+    reached: bool = False
+
+    def advance(self, position: int) -> None:
+        if position >= 0 and (self.position is None or position > self.position):
+            self.position = position
+
+    def observe(self, consumer: Any, tp: TopicPartition, position: int) -> None:
+        """Fold in the consumer's position (it steps over transaction markers and compacted
+        gaps, which message offsets never reach) and the cached watermarks."""
+        self.advance(position)
+        low, high = consumer.get_watermark_offsets(tp, cached=True)
+        if self.position is None and low >= 0:
+            self.position = low  # nothing delivered yet: we are at the log start
+        if high >= 0:
+            self.high = max(self.high, high)
+            if self.target is None:
+                self.target = high
+        if not self.reached and self.target is not None and self.position is not None:
+            self.reached = self.position >= self.target
+
+    @property
+    def lag(self) -> int:
+        return max(self.high - (self.position or 0), 0)
+
+
+class OnlineMaterializer:
+    def __init__(
+        self,
+        bootstrap: str,
+        store: KeyValueStore,
+        api_keys: ApiKeyStore,
+        *,
+        refresh_interval_s: float = 1.0,
+        unavailable_timeout_s: float = 10.0,
+        kafka_timeout_s: float = 2.0,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._store = store
+        self._api_keys = api_keys
+        self._refresh_interval_s = refresh_interval_s
+        self._unavailable_timeout_s = unavailable_timeout_s
+        self._kafka_timeout_s = kafka_timeout_s
+        # Published snapshots: replaced, never mutated, so readers on other threads need no lock.
+        self._specs: dict[str, WorkspaceSpec] = {}
+        self._lag: dict[tuple[str, int], int] = {}
+        self._generation = 0
+        self._error: str | None = None
+        self._fatal = False
+        # Owned by the consumer thread.
+        self._feature_topics: dict[str, str] = {}  # topic -> online view name
+        self._parts: dict[tuple[str, int], _Partition] = {}
+        self._offsets: dict[tuple[str, int], int] = {}
+        self._refresh_pending = True
+        self._down_since: float | None = None
+        self._logged_errors: set[tuple[int, str]] = set()
+        self._caught_up = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            raise FeaturebusError("the online materializer is already started")
+        self._thread = threading.Thread(target=self._run, name="featurebus-online-materializer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                _log.error("online materializer thread did not stop within %.1f s", timeout_s)
+
+    def __enter__(self) -> OnlineMaterializer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- state, readable from any thread -----------------------------------------------------
+    @property
+    def error(self) -> str | None:
+        """Why the materializer cannot keep the store current (None while healthy)."""
+        return self._error
+
+    @property
+    def generation(self) -> int:
+        """Bumped on every registry change applied; a cheap "did the specs change" check."""
+        return self._generation
+
+    def specs(self) -> dict[str, WorkspaceSpec]:
+        """The latest spec per workspace. A shared snapshot: do not mutate it."""
+        return self._specs
+
+    def caught_up(self) -> bool:
+        return self._error is None and self._caught_up.is_set()
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records behind the high watermark per ``(topic, partition)``, as of the last refresh."""
+        return self._lag
+
+    def wait_caught_up(self, timeout_s: float) -> bool:
+        """True once caught up, False on timeout; raises ``KafkaUnavailableError`` on failure."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self._error is not None:
+                raise KafkaUnavailableError(self._error)
+            if self.caught_up():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if self._thread is None or not self._thread.is_alive():
+                raise FeaturebusError("the online materializer is not running; call start() first")
+            self._caught_up.wait(min(remaining, 0.1))
+
+    # -- the consumer thread -----------------------------------------------------------------
+    def _run(self) -> None:
+        consumer: Any = None
+        try:
+            consumer = Consumer(
+                {
+                    "bootstrap.servers": self._bootstrap,
+                    # Unique per process and never committed: the store holds the offsets.
+                    "group.id": f"featurebus.serving.{uuid.uuid4().hex}",
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "auto.offset.reset": "earliest",
+                    "socket.connection.setup.timeout.ms": 5000,
+                    # The broker answers a connection's requests in order: a shorter fetch long
+                    # poll keeps metadata refreshes (new views) from waiting behind it.
+                    "fetch.wait.max.ms": 100,
+                    "error_cb": self._on_kafka_error,
+                }
+            )
+            self._offsets = self._load_offsets()
+            next_refresh = 0.0
+            while not self._stop.is_set():
+                if self._refresh_pending or time.monotonic() >= next_refresh:
+                    self._refresh(consumer)
+                    next_refresh = time.monotonic() + self._refresh_interval_s
+                messages = consumer.consume(num_messages=_BATCH, timeout=_POLL_S)
+                if messages:
+                    self._apply(messages)
+                self._update_progress(consumer)
+                self._check_health()
+        except Exception as exc:  # a bug or a broken store: stop loudly, /ready turns 503
+            _log.exception("online materializer failed")
+            self._fatal = True
+            self._error = f"online materializer failed: {type(exc).__name__}: {exc}"
+        finally:
+            self._caught_up.clear()
+            if consumer is not None:
+                consumer.close()
+
+    def _load_offsets(self) -> dict[tuple[str, int], int]:
+        offsets = {}
+        for key, value in self._store.scan(OFFSETS_PREFIX, _OFFSETS_END):
+            topic, _, partition = key[len(OFFSETS_PREFIX) :].decode().rpartition("/")
+            offsets[(topic, int(partition))] = int(value)
+        return offsets
+
+    def _on_kafka_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._fatal = True
+            self._error = f"Kafka client failed: {error}"
+            _log.error("%s", self._error)
+        elif error.code() in _BROKER_DOWN and self._down_since is None:
+            self._down_since = time.monotonic()
+            _log.warning("Kafka at %s unreachable: %s", self._bootstrap, error)
+
+    def _refresh(self, consumer: Any) -> None:
+        """Assign partitions of wanted topics that appeared, drop unwanted ones, update lag."""
+        try:
+            metadata = consumer.list_topics(timeout=self._kafka_timeout_s)
+        except KafkaException as exc:  # metadata needs a broker: none answers
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+                _log.warning("Kafka at %s unreachable: %s", self._bootstrap, exc)
+            return
+        self._down_since = None
+        # Only feature topics resume from stored offsets; specs and keys live in memory.
+        wanted = {REGISTRY_TOPIC: False, API_KEYS_TOPIC: False, **dict.fromkeys(self._feature_topics, True)}
+        new: list[tuple[TopicPartition, _Partition]] = []
+        for topic, resumable in wanted.items():
+            topic_meta = metadata.topics.get(topic)
+            if topic_meta is None or topic_meta.error is not None:
+                continue  # not created yet (e.g. the worker has not written the view yet)
+            for p in topic_meta.partitions:
+                if (topic, p) not in self._parts:
+                    stored = self._offsets.get((topic, p)) if resumable else None
+                    start = OFFSET_BEGINNING if stored is None else stored
+                    new.append((TopicPartition(topic, p, start), _Partition(stored)))
+        if new:
+            consumer.incremental_assign([tp for tp, _ in new])
+            self._parts.update({(tp.topic, tp.partition): part for tp, part in new})
+        gone = [key for key in self._parts if key[0] not in wanted]
+        if gone:
+            consumer.incremental_unassign([TopicPartition(t, p) for t, p in gone])
+            for key in gone:
+                del self._parts[key]
+                try:
+                    _LAG.remove(key[0], str(key[1]))
+                except KeyError:
+                    pass  # never published
+        self._refresh_pending = False
+        self._publish_lag(consumer)
+
+    def _publish_lag(self, consumer: Any) -> None:
+        tps = [TopicPartition(t, p) for t, p in self._parts]
+        lag = {}
+        for tp in consumer.position(tps):
+            key = (tp.topic, tp.partition)
+            self._parts[key].observe(consumer, tp, tp.offset)
+            lag[key] = self._parts[key].lag
+            _LAG.labels(tp.topic, str(tp.partition)).set(lag[key])
+        self._lag = lag
+
+    def _apply(self, messages: list[Message]) -> None:
+        puts: list[tuple[bytes, bytes | None]] = []
+        offsets: dict[tuple[str, int], int] = {}
+        for msg in messages:
+            error = msg.error()
+            topic = msg.topic() or ""
+            if error is not None:
+                self._log_once(error, topic)
+                continue
+            partition, offset = msg.partition() or 0, msg.offset() or 0
+            part = self._parts.get((topic, partition))
+            if part is not None:
+                part.advance(offset + 1)
+            if topic == REGISTRY_TOPIC:
+                self._apply_registry(msg.key(), msg.value())
+            elif topic == API_KEYS_TOPIC:
+                self._api_keys.apply_record(msg.key(), msg.value())
+                _RECORDS.labels("api_key").inc()
+            else:
+                view = self._feature_topics.get(topic)
+                if view is None:
+                    continue  # its view left the registry earlier in this batch
+                key, value = msg.key(), msg.value()
+                if key is None or (value is not None and value[:1] != bytes([VALUE_FORMAT_VERSION])):
+                    _SKIPPED.labels(topic).inc()
+                    _log.warning("skipping malformed feature record %s[%d]@%d", topic, partition, offset)
+                else:
+                    puts.append((store_key(view, key), value))
+                offsets[(topic, partition)] = offset + 1
+        if offsets:
+            tiles = len(puts)
+            puts.extend((offset_key(t, p), str(o).encode()) for (t, p), o in offsets.items())
+            self._store.write(puts)  # tiles and offsets together: a crash never skips a record
+            self._offsets.update(offsets)
+            _RECORDS.labels("tile").inc(tiles)
+
+    def _apply_registry(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            _log.warning("skipping registry record without a key")
+            return
+        workspace = key.decode("utf-8", errors="replace")
+        specs = dict(self._specs)
+        if value is None:
+            specs.pop(workspace, None)
+        else:
+            try:
+                specs[workspace] = WorkspaceSpec.from_json(value)
+            except (FeaturebusError, ValueError, TypeError, KeyError) as exc:
+                _SKIPPED.labels(REGISTRY_TOPIC).inc()
+                _log.error("skipping unreadable spec of workspace %r (keeping the previous one): %s", workspace, exc)
+                return
+        self._feature_topics = {
+            feature_topic(ws, view.name): online_view_name(ws, view.name)
+            for ws, spec in specs.items()
+            for view in spec.stream_feature_views
+            if view.online
+        }
+        self._specs = specs
+        self._generation += 1
+        self._refresh_pending = True  # subscribe to new views' topics before claiming caught up
+        self._caught_up.clear()
+        _RECORDS.labels("registry").inc()
+
+    def _update_progress(self, consumer: Any) -> None:
+        pending = [TopicPartition(*key) for key, part in self._parts.items() if not part.reached]
+        if pending:
+            for tp in consumer.position(pending):
+                self._parts[(tp.topic, tp.partition)].observe(consumer, tp, tp.offset)
+        if not self._refresh_pending and all(part.reached for part in self._parts.values()):
+            self._caught_up.set()
+        else:
+            self._caught_up.clear()
+
+    def _check_health(self) -> None:
+        if self._fatal:
+            return
+        down_for = None if self._down_since is None else time.monotonic() - self._down_since
+        if down_for is not None and down_for > self._unavailable_timeout_s:
+            if self._error is None:
+                self._error = f"no Kafka broker reachable for {down_for:.0f} s. {unreachable_hint(self._bootstrap)}"
+                _log.error("online store is going stale: %s", self._error)
+        elif down_for is None and self._error is not None:
+            _log.info("Kafka at %s reachable again; online store catching up", self._bootstrap)
+            self._error = None
+
+    def _log_once(self, error: KafkaError, topic: str) -> None:
+        if (error.code(), topic) not in self._logged_errors:
+            self._logged_errors.add((error.code(), topic))
+            _log.warning("consumer error on %s: %s", topic or "<no topic>", error)

@@ -1,0 +1,39 @@
+"""Every Kafka topic name featurebus derives, in one place.
+
+Names are ``featurebus.<workspace>.<kind>.<object>``; user-owned source topics keep the names the
+user gave them in ``KafkaConfig(topics=...)``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "REGISTRY_TOPIC",
+    "API_KEYS_TOPIC",
+    "feature_topic",
+    "dead_letter_topic",
+    "worker_group",
+    "offline_group",
+]
+
+# Compacted: one record per workspace, the latest applied WorkspaceSpec (key = workspace name).
+REGISTRY_TOPIC = "featurebus.registry"
+# Compacted: one record per API key hash (value = its scope), a tombstone once revoked.
+API_KEYS_TOPIC = "featurebus.api-keys"
+
+
+def feature_topic(workspace: str, view: str) -> str:
+    """Compacted topic of a stream feature view's tiles (key = entity key + tile start)."""
+    return f"featurebus.{workspace}.features.{view}"
+
+
+def dead_letter_topic(workspace: str) -> str:
+    """Malformed source records, with the reason in a header and the original bytes as value."""
+    return f"featurebus.{workspace}.dead-letter"
+
+
+def worker_group(workspace: str) -> str:
+    return f"featurebus.{workspace}.worker"
+
+
+def offline_group(workspace: str) -> str:
+    return f"featurebus.{workspace}.offline"

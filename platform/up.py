@@ -1,0 +1,111 @@
+"""The whole platform on one machine: ``featurebus up``, the demo and the end-to-end tests.
+
+Starts a local Kafka (unless a cluster is configured), then the stream worker, the serving API
+(with its online materializer) and the offline materializer as separate processes, and stops all
+of them, by PID, when it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from featurebus.exceptions import FeaturebusError, KafkaUnavailableError
+from featurebus.platform.kafka.broker import LocalKafka, kafka_bootstrap_from_env
+from featurebus.platform.kafka.runtime import free_port_pair
+from featurebus.platform.supervisor import Supervisor
+
+__all__ = ["LocalPlatform"]
+
+log = logging.getLogger(__name__)
+
+
+class LocalPlatform:
+    def __init__(self, home: Path, workspace: str, port: int | None = None, bootstrap: str | None = None) -> None:
+        self.home = home
+        self.workspace = workspace
+        self.port = port or free_port_pair()[0]
+        self._configured_bootstrap = bootstrap or kafka_bootstrap_from_env()
+        self._kafka: LocalKafka | None = None
+        self._supervisor = Supervisor(home / "logs")
+        self.bootstrap = ""
+        self.kafka_started_in_s: float | None = None
+
+    @property
+    def serving_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def offline_dir(self) -> Path:
+        return self.home / "offline"
+
+    def start(self) -> LocalPlatform:
+        try:
+            if self._configured_bootstrap:
+                self.bootstrap = self._configured_bootstrap
+            else:
+                self._kafka = LocalKafka(self.home / "kafka").start()
+                self.bootstrap = self._kafka.bootstrap
+                self.kafka_started_in_s = self._kafka.started_in_s
+            common = ["--bootstrap", self.bootstrap, "--home", str(self.home)]
+            self._supervisor.start("worker", ["worker", "--workspace", self.workspace, *common])
+            self._supervisor.start("serving", ["serve", "--port", str(self.port), *common])
+            self._supervisor.start("offline", ["offline", "--workspace", self.workspace, *common])
+            self.wait_serving(timeout_s=60)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_serving(self, timeout_s: float) -> None:
+        """Wait for the serving process to answer ``/health`` (it may still be catching up)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self._supervisor.check()
+            try:
+                if httpx.get(f"{self.serving_url}/health", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise KafkaUnavailableError(
+            f"the serving API did not come up on {self.serving_url} within {timeout_s:g}s:\n"
+            + self._supervisor.tail("serving")
+        )
+
+    def check(self) -> None:
+        self._supervisor.check()
+
+    def pids(self) -> dict[str, int]:
+        pids = self._supervisor.pids()
+        if self._kafka is not None and self._kafka.pid is not None:
+            pids["kafka"] = self._kafka.pid
+        return pids
+
+    def log_tail(self, component: str) -> str:
+        return self._supervisor.tail(component)
+
+    def run_until_interrupted(self, check_interval_s: float = 1.0) -> None:
+        try:
+            while True:
+                self._supervisor.check()
+                time.sleep(check_interval_s)
+        except KeyboardInterrupt:
+            log.warning("stopping")
+
+    def stop(self) -> None:
+        self._supervisor.stop_all()
+        if self._kafka is not None:
+            self._kafka.stop()
+            self._kafka = None
+
+    def __enter__(self) -> LocalPlatform:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+

@@ -1,0 +1,138 @@
+"""Versioned byte encodings shared by the feature topics, the worker state and the online store.
+
+Entity key  = FORMAT | per join key: tag (b"s" str, b"i" int) + value bytes (str: u32 length + utf-8;
+              int: signed 64-bit big-endian, sign bit flipped so byte order is numeric order).
+Tile key    = entity key | u64 big-endian of (tile_start_ms + 2**63)  -> tiles of an entity sort by
+              time, so a window is one contiguous key range.
+Tile value  = FORMAT | orjson list of partials (one per aggregation, in the view's order).
+Store key   = FORMAT | u16 length + view name | tile key.
+
+Changing any layout means bumping ``KEY_FORMAT_VERSION`` / ``VALUE_FORMAT_VERSION``; stores
+check the marker on open (see ``featurebus.platform.online_store``).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from featurebus.exceptions import InvalidRequestError, StoreFormatError
+
+__all__ = [
+    "KEY_FORMAT_VERSION",
+    "VALUE_FORMAT_VERSION",
+    "encode_entity_key",
+    "decode_entity_key",
+    "coerce_join_key",
+    "tile_key",
+    "split_tile_key",
+    "encode_partials",
+    "decode_partials",
+    "store_key",
+    "store_prefix",
+    "split_store_key",
+]
+
+KEY_FORMAT_VERSION = 1
+VALUE_FORMAT_VERSION = 1
+_KEY_MARK = bytes([KEY_FORMAT_VERSION])
+_VALUE_MARK = bytes([VALUE_FORMAT_VERSION])
+_SIGN = 1 << 63
+_U64 = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
+_U16 = struct.Struct(">H")
+
+JoinKeyValue = str | int
+
+
+def coerce_join_key(value: Any, dtype: str, name: str) -> JoinKeyValue:
+    """Normalise a join key value to its declared type (HTTP clients send int64 as strings)."""
+    if dtype in ("int64", "int32"):
+        if isinstance(value, bool):
+            raise InvalidRequestError(f"join key {name!r} must be an integer, got a boolean")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise InvalidRequestError(f"join key {name!r} must be an integer, got {value!r}") from None
+    if dtype == "string":
+        if value is None or isinstance(value, (dict, list)):
+            raise InvalidRequestError(f"join key {name!r} must be a string, got {value!r}")
+        return str(value)
+    raise InvalidRequestError(f"join key {name!r} has unsupported type {dtype!r}")
+
+
+def encode_entity_key(values: Sequence[JoinKeyValue]) -> bytes:
+    parts = [_KEY_MARK]
+    for value in values:
+        if isinstance(value, int):
+            parts.append(b"i" + _U64.pack((value + _SIGN) & 0xFFFFFFFFFFFFFFFF))
+        else:
+            raw = value.encode("utf-8")
+            parts.append(b"s" + _U32.pack(len(raw)) + raw)
+    return b"".join(parts)
+
+
+def decode_entity_key(data: bytes) -> tuple[tuple[JoinKeyValue, ...], int]:
+    """Decode an entity key at the start of ``data``; returns the values and bytes consumed."""
+    _check_mark(data[:1], KEY_FORMAT_VERSION, "key")
+    values: list[JoinKeyValue] = []
+    pos = 1
+    while pos < len(data) and data[pos : pos + 1] in (b"i", b"s"):
+        tag = data[pos : pos + 1]
+        pos += 1
+        if tag == b"i":
+            values.append(_U64.unpack_from(data, pos)[0] - _SIGN)
+            pos += 8
+        else:
+            (length,) = _U32.unpack_from(data, pos)
+            pos += 4
+            values.append(data[pos : pos + length].decode("utf-8"))
+            pos += length
+    return tuple(values), pos
+
+
+def tile_key(entity_key: bytes, tile_start_ms: int) -> bytes:
+    return entity_key + _U64.pack(tile_start_ms + _SIGN)
+
+
+def split_tile_key(key: bytes) -> tuple[bytes, int]:
+    return key[:-8], _U64.unpack(key[-8:])[0] - _SIGN
+
+
+def encode_partials(partials: Sequence[Any]) -> bytes:
+    return _VALUE_MARK + orjson.dumps(list(partials))
+
+
+def decode_partials(data: bytes) -> list[Any]:
+    _check_mark(data[:1], VALUE_FORMAT_VERSION, "value")
+    result: list[Any] = orjson.loads(data[1:])
+    return result
+
+
+def store_prefix(view: str, entity_key: bytes = b"") -> bytes:
+    raw = view.encode("utf-8")
+    return _KEY_MARK + _U16.pack(len(raw)) + raw + entity_key
+
+
+def store_key(view: str, tile_key_bytes: bytes) -> bytes:
+    return store_prefix(view) + tile_key_bytes
+
+
+def split_store_key(key: bytes) -> tuple[str, bytes]:
+    """``(view, tile key)`` of a store key."""
+    _check_mark(key[:1], KEY_FORMAT_VERSION, "key")
+    (length,) = _U16.unpack_from(key, 1)
+    return key[3 : 3 + length].decode("utf-8"), key[3 + length :]
+
+
+def _check_mark(mark: bytes, expected: int, what: str) -> None:
+    if mark != bytes([expected]):
+        found = mark[0] if mark else None
+        raise StoreFormatError(
+            f"{what} format version {found!r} is not {expected}: the data was written by another "
+            "featurebus version; delete the online store directory and let it rebuild from the "
+            "feature topics"
+        )

@@ -1,0 +1,36 @@
+"""featurebus: a streaming-first feature platform. Definitions mirror Tecton 1.x's SDK."""
+
+from __future__ import annotations
+
+from featurebus.definitions import (
+    Aggregate,
+    Entity,
+    FeatureReference,
+    FeatureService,
+    KafkaConfig,
+    StreamFeatureView,
+    StreamProcessingMode,
+    StreamSource,
+    TimeWindow,
+    stream_feature_view,
+)
+from featurebus.exceptions import DefinitionError, FeaturebusError
+from featurebus.types import Field
+
+__all__ = [
+    "Aggregate",
+    "DefinitionError",
+    "Entity",
+    "FeatureReference",
+    "FeatureService",
+    "FeaturebusError",
+    "Field",
+    "KafkaConfig",
+    "StreamFeatureView",
+    "StreamProcessingMode",
+    "StreamSource",
+    "TimeWindow",
+    "stream_feature_view",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+"""``python -m featurebus``."""
+
+from featurebus.cli import main
+
+main()

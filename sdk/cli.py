@@ -1,0 +1,225 @@
+"""The ``featurebus`` command line. Each command is a thin shell over a library call; errors that
+featurebus raises on purpose print as one clear line and exit 1, never as a traceback."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from featurebus.exceptions import FeaturebusError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="featurebus: features as code, computed from Kafka, served over HTTP.", no_args_is_help=True)
+kafka_app = typer.Typer(help="A local single-node Kafka (KRaft) for development.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys scoped to a workspace.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(keys_app, name="api-key")
+
+console = Console()
+err = Console(stderr=True)
+
+Bootstrap = Annotated[str | None, typer.Option("--bootstrap", help="Kafka bootstrap (default: FEATUREBUS_KAFKA_BOOTSTRAP or the local broker).")]
+Home = Annotated[Path | None, typer.Option("--home", help="State directory (default: FEATUREBUS_HOME or ./.featurebus).")]
+Workspace = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name.")]
+
+
+def _home(home: Path | None) -> Path:
+    from featurebus.platform.config import home_dir
+
+    return home.resolve() if home else home_dir()
+
+
+def _bootstrap(explicit: str | None) -> str:
+    from featurebus.platform.config import resolve_bootstrap
+
+    return resolve_bootstrap(explicit)
+
+
+# -- kafka ---------------------------------------------------------------------------------------
+@kafka_app.command("fetch")
+def kafka_fetch() -> None:
+    """Resolve the Kafka broker jars with Maven into the cache (once)."""
+    from featurebus.platform.kafka.runtime import ensure_kafka_jars
+
+    console.print(f"Kafka jars in {ensure_kafka_jars()}")
+
+
+@kafka_app.command("start")
+def kafka_start(home: Home = None) -> None:
+    """Start a background broker on 127.0.0.1 (kept until `featurebus kafka stop`)."""
+    from featurebus.platform.kafka.broker import LocalKafka
+
+    info = LocalKafka.start_detached(_home(home) / "kafka")
+    console.print(f"Kafka running at {info.bootstrap} (pid {info.pid}, started in {info.started_in_s:.1f}s)")
+
+
+@kafka_app.command("stop")
+def kafka_stop(home: Home = None) -> None:
+    from featurebus.platform.kafka.broker import LocalKafka
+
+    stopped = LocalKafka.stop_detached(_home(home) / "kafka")
+    console.print("Kafka stopped" if stopped else "no local Kafka was running")
+
+
+@kafka_app.command("status")
+def kafka_status(home: Home = None) -> None:
+    from featurebus.platform.kafka.broker import LocalKafka
+
+    info = LocalKafka.status_detached(_home(home) / "kafka")
+    if info is None:
+        console.print("no local Kafka running")
+        raise typer.Exit(1)
+    console.print(f"Kafka running at {info.bootstrap} (pid {info.pid}); log: {info.log_path}")
+
+
+# -- definitions -----------------------------------------------------------------------------------
+@app.command("apply")
+def apply(
+    repo: Annotated[Path, typer.Option("--repo", help="Feature repository folder.")] = Path("."),
+    workspace: Workspace = "default",
+    bootstrap: Bootstrap = None,
+) -> None:
+    """Load the feature repository and apply it to the workspace's registry on the bus."""
+    from featurebus.platform.registry import apply_workspace
+    from featurebus.repo import load_repo
+
+    spec = load_repo(repo, workspace)
+    applied = apply_workspace(_bootstrap(bootstrap), spec)
+    console.print(
+        f"Applied workspace [bold]{workspace}[/] v{applied.version}: {len(applied.entities)} entities, "
+        f"{len(applied.stream_sources)} sources, {len(applied.stream_feature_views)} feature views, "
+        f"{len(applied.feature_services)} feature services"
+    )
+
+
+# -- processes ---------------------------------------------------------------------------------------
+@app.command("worker")
+def worker(workspace: Workspace = "default", bootstrap: Bootstrap = None, home: Home = None) -> None:
+    """Run the stream worker: source topics -> windowed tiles -> feature topics."""
+    from featurebus.streams.worker import run_worker
+
+    run_worker(_bootstrap(bootstrap), workspace, _home(home))
+
+
+@app.command("serve")
+def serve(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8080,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    bootstrap: Bootstrap = None,
+    home: Home = None,
+) -> None:
+    """Run the serving API with its own online store, materialized from the feature topics."""
+    from featurebus.serving.main import run_server
+
+    run_server(_bootstrap(bootstrap), host=host, port=port, data_dir=_home(home) / "serving")
+
+
+@app.command("offline")
+def offline(workspace: Workspace = "default", bootstrap: Bootstrap = None, home: Home = None) -> None:
+    """Run the offline materializer: source topics -> Parquet."""
+    from featurebus.platform.offline.materializer import OfflineMaterializer
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        OfflineMaterializer(_bootstrap(bootstrap), _home(home) / "offline", workspace).run_forever(stop)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@app.command("training-set")
+def training_set(
+    spine: Annotated[Path, typer.Option(help="Parquet file: join keys + a timestamp column.")],
+    feature_service: Annotated[str, typer.Option("--feature-service", help="Feature service name.")],
+    output: Annotated[Path, typer.Option(help="Parquet file to write.")] = Path("training_set.parquet"),
+    workspace: Workspace = "default",
+    bootstrap: Bootstrap = None,
+    home: Home = None,
+) -> None:
+    """A point-in-time-correct training set for every row of the spine."""
+    from featurebus.platform.offline.training import training_set_from_files
+
+    frame = training_set_from_files(_bootstrap(bootstrap), _home(home) / "offline", workspace, feature_service, spine, output)
+    console.print(f"wrote {len(frame)} rows x {len(frame.columns)} columns to {output}")
+    console.print(frame.head(5).to_string())
+
+
+@app.command("up")
+def up(workspace: Workspace = "default", port: int = 8080, bootstrap: Bootstrap = None, home: Home = None) -> None:
+    """Run the whole platform on this machine until Ctrl-C."""
+    from featurebus.platform.up import LocalPlatform
+
+    with LocalPlatform(_home(home), workspace, port=port, bootstrap=bootstrap) as platform:
+        console.print(f"featurebus is up: Kafka {platform.bootstrap}, serving {platform.serving_url}; Ctrl-C stops")
+        platform.run_until_interrupted()
+
+
+@app.command("demo")
+def demo(
+    repo: Annotated[Path, typer.Option(help="Example feature repository.")] = Path("examples/fraud"),
+    seconds: Annotated[float, typer.Option(help="How long to stream live events.")] = 10.0,
+    home: Home = None,
+) -> None:
+    """Run the fraud example end to end: apply, stream events, serve, build a training set."""
+    from featurebus.platform.demo import run_demo
+
+    run_demo(repo, _home(home) / "demo", live_seconds=seconds, console=console)
+
+
+# -- api keys ---------------------------------------------------------------------------------------
+@keys_app.command("create")
+def key_create(
+    workspace: Workspace = "default",
+    role: Annotated[str, typer.Option(help="reader | writer | admin")] = "reader",
+    description: str = "",
+    bootstrap: Bootstrap = None,
+) -> None:
+    """Create a key; the secret is printed once and only its hash is stored."""
+    from featurebus.platform.api_keys import create_api_key
+
+    key_id, secret = create_api_key(_bootstrap(bootstrap), workspace, role, description)
+    console.print(f"key id: {key_id}\nsecret (shown once): {secret}")
+
+
+@keys_app.command("list")
+def key_list(bootstrap: Bootstrap = None) -> None:
+    from featurebus.platform.api_keys import list_api_keys
+
+    for key in list_api_keys(_bootstrap(bootstrap)):
+        console.print(f"{key['key_id']}  {key['workspace']}  {key['role']}  {key.get('description', '')}")
+
+
+@keys_app.command("revoke")
+def key_revoke(key_id: str, bootstrap: Bootstrap = None) -> None:
+    from featurebus.platform.api_keys import revoke_api_key
+
+    revoke_api_key(_bootstrap(bootstrap), key_id)
+    console.print(f"revoked {key_id}")
+
+
+def main(argv: list[str] | None = None) -> Any:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return app(args=argv, standalone_mode=False)
+    except FeaturebusError as exc:
+        err.print(f"[red]featurebus: {exc}[/]")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click's usage errors arrive here with standalone_mode=False
+        from click.exceptions import ClickException
+
+        if isinstance(exc, ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

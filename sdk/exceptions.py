@@ -1,0 +1,50 @@
+"""The root of every error featurebus raises on purpose.
+
+Only the HTTP layer maps these to status codes (see ``featurebus.serving.errors``); everything
+else raises the most specific subclass with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FeaturebusError",
+    "DefinitionError",
+    "KafkaUnavailableError",
+    "NotFoundError",
+    "InvalidRequestError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "StoreFormatError",
+]
+
+
+class FeaturebusError(Exception):
+    """Root exception: every deliberate featurebus error derives from it."""
+
+
+class DefinitionError(FeaturebusError):
+    """A feature repository definition is invalid (names the object, file:line and the fix)."""
+
+
+class KafkaUnavailableError(FeaturebusError):
+    """The Kafka cluster cannot be reached or cannot be started."""
+
+
+class NotFoundError(FeaturebusError):
+    """A named workspace, feature service, view or key does not exist."""
+
+
+class InvalidRequestError(FeaturebusError):
+    """A request (HTTP or CLI) is malformed; the message names the offending field."""
+
+
+class AuthenticationError(FeaturebusError):
+    """No API key, or an unknown or revoked one."""
+
+
+class PermissionDeniedError(FeaturebusError):
+    """A valid API key that is not allowed to do this (wrong workspace or role)."""
+
+
+class StoreFormatError(FeaturebusError):
+    """An on-disk store was written by an incompatible format version."""

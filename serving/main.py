@@ -1,0 +1,70 @@
+"""Run one serving replica: its own RocksDB online store, kept current from the bus, over HTTP."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from featurebus.platform.api_keys import ApiKeyStore
+from featurebus.platform.kv import RocksStore
+from featurebus.platform.online_materializer import OnlineMaterializer
+from featurebus.serving.app import create_app
+from featurebus.serving.service import FeatureServer
+
+__all__ = ["run_server", "wait_until_ready", "now_ms"]
+
+_log = logging.getLogger(__name__)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def run_server(
+    bootstrap: str,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    data_dir: Path,
+    log_level: str = "info",
+) -> None:
+    """Serve until SIGINT/SIGTERM, then stop the materializer and close the store.
+
+    The store lives at ``data_dir/online``; a replica restarted on the same directory resumes
+    from the offsets recorded there, a fresh directory rebuilds from the feature topics.
+    """
+    store = RocksStore(data_dir / "online")
+    try:
+        keys = ApiKeyStore()
+        materializer = OnlineMaterializer(bootstrap, store, keys)
+        app = create_app(FeatureServer(materializer.specs, store, now_ms), keys, materializer)
+        materializer.start()
+        try:
+            _log.info("serving on http://%s:%d (online store %s)", host, port, data_dir / "online")
+            uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level)).run()
+        finally:
+            materializer.stop()
+    finally:
+        store.close()
+
+
+def wait_until_ready(url: str, timeout_s: float = 60.0) -> None:
+    """Block until ``GET {url}/ready`` answers 200; ``TimeoutError`` with the last answer if not."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    with httpx.Client(timeout=2.0) as client:
+        while True:
+            try:
+                response = client.get(url.rstrip("/") + "/ready")
+                if response.status_code == 200:
+                    return
+                last = f"{response.status_code} {response.text}"
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{url} was not ready within {timeout_s:g} s (last answer: {last})")
+            time.sleep(0.1)

@@ -1,0 +1,48 @@
+"""Operational routes: ``/health`` (liveness), ``/ready`` (online store current), ``/metrics``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from featurebus.platform.api_keys import ApiKeyStore
+from featurebus.platform.online_materializer import OnlineMaterializer
+from featurebus.serving.errors import error_response
+
+__all__ = ["ops_router"]
+
+_OK = b'{"status":"ok"}'
+
+
+def ops_router(keys: ApiKeyStore, materializer: OnlineMaterializer | None) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/health")
+    def health() -> Response:
+        """The process is up (says nothing about data freshness: see /ready)."""
+        return Response(_OK, media_type="application/json")
+
+    @router.get("/ready")
+    def ready() -> Response:
+        """200 once the online store has caught up with the bus; 503 with the reason otherwise."""
+        if materializer is None:  # a server over a fixed store (tests, embedding)
+            return Response(_OK, media_type="application/json")
+        if materializer.error is not None:
+            return error_response(503, "UNAVAILABLE", materializer.error)
+        if not materializer.caught_up():
+            lag = materializer.lag()
+            behind = sum(lag.values())
+            return error_response(
+                503,
+                "UNAVAILABLE",
+                f"online store is catching up with the bus: {behind} records behind on {len(lag)} partitions",
+            )
+        return Response(_OK, media_type="application/json")
+
+    @router.get("/metrics")
+    def metrics(request: Request) -> Response:
+        """Prometheus text format; any valid API key may scrape (``Authorization: Bearer <key>``)."""
+        keys.authenticate(request.headers.get("authorization"))
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router

@@ -1,0 +1,270 @@
+"""Feature serving without a web framework: specs + online store + clock -> Tecton-shaped answers.
+
+Everything that depends only on a workspace's spec (compiled views, each service's feature plan,
+its metadata) is built once per spec object and reused until the registry publishes a new one;
+a request does only the key encoding, one store scan per view, and the window merge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from featurebus.exceptions import DefinitionError, InvalidRequestError, NotFoundError
+from featurebus.platform.kv import KeyValueStore
+from featurebus.platform.online_materializer import online_view_name
+from featurebus.schemas.encoding import decode_partials, split_tile_key, store_key, tile_key
+from featurebus.schemas.specs import FeatureServiceSpec, StreamFeatureViewSpec, WorkspaceSpec
+from featurebus.streams.tiles import CompiledView, compute_values, read_range
+
+__all__ = ["FeatureServer", "MetadataOptions", "data_type", "format_time_ms"]
+
+PRESENT = "PRESENT"
+MISSING_DATA = "MISSING_DATA"
+
+
+@dataclass(frozen=True)
+class MetadataOptions:
+    include_names: bool = True  # names are always sent; kept for Tecton request compatibility
+    include_data_types: bool = False
+    include_effective_times: bool = False
+    include_serving_status: bool = False
+
+    @classmethod
+    def parse(cls, raw: MetadataOptions | Mapping[str, Any] | None) -> MetadataOptions:
+        """From Tecton's camelCase ``metadataOptions`` (snake_case accepted too)."""
+        if raw is None or isinstance(raw, MetadataOptions):
+            return raw or _NO_OPTIONS
+        if not isinstance(raw, Mapping):
+            raise InvalidRequestError("metadataOptions must be an object of booleans")
+
+        def flag(camel: str, snake: str) -> bool:
+            return bool(raw.get(camel, raw.get(snake, False)))
+
+        return cls(
+            include_names=True,
+            include_data_types=flag("includeDataTypes", "include_data_types"),
+            include_effective_times=flag("includeEffectiveTimes", "include_effective_times"),
+            include_serving_status=flag("includeServingStatus", "include_serving_status"),
+        )
+
+
+_NO_OPTIONS = MetadataOptions()
+
+
+def data_type(dtype: str) -> dict[str, Any]:
+    """Tecton's ``dataType`` object for a spec dtype (``array<T>`` nests an ``elementType``)."""
+    if dtype.startswith("array<") and dtype.endswith(">"):
+        return {"type": "array", "elementType": data_type(dtype[6:-1])}
+    return {"type": dtype}
+
+
+def format_time_ms(t_ms: int) -> str:
+    """ISO-8601 UTC with milliseconds, e.g. ``2024-05-01T12:00:00.250Z``."""
+    seconds, millis = divmod(t_ms, 1000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
+
+
+@dataclass(frozen=True)
+class _ViewPlan:
+    compiled: CompiledView
+    online_name: str
+    key_names: tuple[str, ...]  # the view's join keys, in encoding order
+    picks: tuple[int, ...]  # index into the view's aggregations of each served feature
+    int64: tuple[bool, ...]  # per served feature: encode as a string (as Tecton does)
+    is_count: tuple[bool, ...]  # per served feature: 0 means "no data", not a value
+
+
+@dataclass(frozen=True)
+class _ServicePlan:
+    name: str
+    views: tuple[_ViewPlan, ...]
+    join_keys: tuple[tuple[str, str], ...]  # (name, dtype), in first-use order
+    feature_meta: tuple[dict[str, Any], ...]  # {"name", "dataType"} per served feature
+    problem: str | None  # why the service cannot be served (reported per request)
+
+
+class _WorkspacePlan:
+    def __init__(self, spec: WorkspaceSpec) -> None:
+        self.spec = spec
+        self.services = {s.name: _plan_service(spec, s) for s in spec.feature_services}
+
+
+def _join_key_dtypes(spec: WorkspaceSpec, view: StreamFeatureViewSpec) -> tuple[str, ...]:
+    entities = {e.name: e for e in spec.entities}
+    dtypes = {k.name: k.dtype for name in view.entities if name in entities for k in entities[name].join_keys}
+    missing = [k for k in view.join_keys if k not in dtypes]
+    if missing:
+        raise DefinitionError(f"view {view.name!r}: no entity declares join key(s) {missing}")
+    return tuple(dtypes[k] for k in view.join_keys)
+
+
+def _plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec) -> _ServicePlan:
+    views: list[_ViewPlan] = []
+    join_keys: dict[str, str] = {}
+    meta: list[dict[str, Any]] = []
+    try:
+        for selection in service.selections:
+            view = spec.view(selection.view)
+            if not view.online:
+                raise DefinitionError(
+                    f"feature view {view.name!r} is not materialized online; set online=True and re-apply"
+                )
+            dtypes = _join_key_dtypes(spec, view)
+            for name, dtype in zip(view.join_keys, dtypes, strict=True):
+                join_keys.setdefault(name, dtype)
+            index = {a.name: i for i, a in enumerate(view.aggregations)}
+            unknown = [f for f in selection.features if f not in index]
+            if unknown:
+                raise DefinitionError(f"view {view.name!r} has no feature(s) {unknown}")
+            picks = tuple(index[f] for f in selection.features)
+            aggs = [view.aggregations[i] for i in picks]
+            views.append(
+                _ViewPlan(
+                    compiled=CompiledView.compile(view, dtypes),
+                    online_name=online_view_name(spec.name, view.name),
+                    key_names=view.join_keys,
+                    picks=picks,
+                    int64=tuple(a.output_dtype == "int64" for a in aggs),
+                    is_count=tuple(a.function == "count" for a in aggs),
+                )
+            )
+            meta.extend({"name": f"{view.name}.{a.name}", "dataType": data_type(a.output_dtype)} for a in aggs)
+    except (DefinitionError, NotFoundError) as exc:
+        problem = f"feature service {service.name!r} in workspace {spec.name!r} cannot be served: {exc}"
+        return _ServicePlan(service.name, (), (), (), problem)
+    return _ServicePlan(service.name, tuple(views), tuple(join_keys.items()), tuple(meta), None)
+
+
+class FeatureServer:
+    def __init__(
+        self,
+        specs_provider: Callable[[], Mapping[str, WorkspaceSpec]],
+        store: KeyValueStore,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self._specs_provider = specs_provider
+        self._store = store
+        self._clock_ms = clock_ms
+        # Keyed by workspace; reused while the provider returns the very same spec object.
+        self._plans: dict[str, _WorkspacePlan] = {}
+
+    def get_features(
+        self,
+        workspace: str,
+        service: str,
+        join_key_map: Mapping[str, Any],
+        metadata_options: MetadataOptions | Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        plan = self._service_plan(workspace, service)
+        options = MetadataOptions.parse(metadata_options)
+        t_ms = self._clock_ms()
+        features, statuses, times = self._row(plan, join_key_map, t_ms, options.include_effective_times)
+        meta = [dict(m) for m in plan.feature_meta] if options.include_data_types else _names(plan)
+        for i, item in enumerate(meta):
+            if options.include_serving_status:
+                item["status"] = statuses[i]
+            if options.include_effective_times:
+                item["effectiveTime"] = times[i]
+        return {"result": {"features": features}, "metadata": {"features": meta}}
+
+    def get_features_batch(
+        self,
+        workspace: str,
+        service: str,
+        requests: Sequence[Mapping[str, Any]],
+        metadata_options: MetadataOptions | Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """One answer per join key map, all at one request time; per-row statuses and times."""
+        plan = self._service_plan(workspace, service)
+        options = MetadataOptions.parse(metadata_options)
+        t_ms = self._clock_ms()
+        per_row = options.include_serving_status or options.include_effective_times
+        results = []
+        for join_key_map in requests:
+            features, statuses, times = self._row(plan, join_key_map, t_ms, options.include_effective_times)
+            row: dict[str, Any] = {"features": features}
+            if per_row:
+                row_meta: list[dict[str, Any]] = [{} for _ in features]
+                for i, item in enumerate(row_meta):
+                    if options.include_serving_status:
+                        item["status"] = statuses[i]
+                    if options.include_effective_times:
+                        item["effectiveTime"] = times[i]
+                row["metadata"] = {"features": row_meta}
+            results.append(row)
+        meta = list(plan.feature_meta) if options.include_data_types else _names(plan)
+        return {"result": results, "metadata": {"features": meta}}
+
+    def metadata(self, workspace: str, service: str) -> dict[str, Any]:
+        plan = self._service_plan(workspace, service)
+        return {
+            "featureServiceType": "DEFAULT",
+            "inputJoinKeys": [{"name": name, "dataType": data_type(dtype)} for name, dtype in plan.join_keys],
+            "featureValues": list(plan.feature_meta),
+        }
+
+    # -- internals ---------------------------------------------------------------------------
+    def _service_plan(self, workspace: str, service: str) -> _ServicePlan:
+        specs = self._specs_provider()
+        spec = specs.get(workspace)
+        if spec is None:
+            known = ", ".join(sorted(specs)) or "none"
+            raise NotFoundError(f"no workspace named {workspace!r} (known: {known})")
+        plan = self._plans.get(workspace)
+        if plan is None or plan.spec is not spec:
+            plan = _WorkspacePlan(spec)
+            self._plans[workspace] = plan  # a racing request may build the same plan: harmless
+        service_plan = plan.services.get(service)
+        if service_plan is None:
+            known = ", ".join(sorted(plan.services)) or "none"
+            raise NotFoundError(f"no feature service named {service!r} in workspace {workspace!r} (known: {known})")
+        if service_plan.problem is not None:
+            raise InvalidRequestError(service_plan.problem)
+        return service_plan
+
+    def _row(
+        self, plan: _ServicePlan, join_key_map: Mapping[str, Any], t_ms: int, with_times: bool
+    ) -> tuple[list[Any], list[str], list[str]]:
+        if not isinstance(join_key_map, Mapping):
+            raise InvalidRequestError("joinKeyMap must be an object of join key names to values")
+        features: list[Any] = []
+        statuses: list[str] = []
+        times: list[str] = []
+        for view in plan.views:
+            try:
+                key_values = [join_key_map[name] for name in view.key_names]
+            except KeyError as exc:
+                required = ", ".join(name for name, _ in plan.join_keys)
+                raise InvalidRequestError(
+                    f"joinKeyMap is missing join key {exc.args[0]!r}; feature service {plan.name!r} "
+                    f"requires: {required}"
+                ) from None
+            compiled = view.compiled
+            entity = compiled.entity_key(key_values)
+            start_ms, end_ms = read_range(compiled, t_ms)
+            # One contiguous scan: an entity's tiles sort by start time (see schemas/encoding.py).
+            tiles = [
+                (split_tile_key(key)[1], decode_partials(value))
+                for key, value in self._store.scan(
+                    store_key(view.online_name, tile_key(entity, start_ms)),
+                    store_key(view.online_name, tile_key(entity, end_ms)),
+                )
+            ]
+            values = compute_values(compiled, tiles, t_ms)
+            for pick, as_string, is_count in zip(view.picks, view.int64, view.is_count, strict=True):
+                value = values[pick]
+                missing = value is None or (is_count and value == 0)
+                statuses.append(MISSING_DATA if missing else PRESENT)
+                features.append(str(value) if as_string and value is not None else value)
+            if with_times:
+                interval_ms = compiled.spec.aggregation_interval_ms
+                effective_ms = t_ms if interval_ms is None else (t_ms // interval_ms) * interval_ms
+                times.extend([format_time_ms(effective_ms)] * len(view.picks))
+        return features, statuses, times
+
+
+def _names(plan: _ServicePlan) -> list[dict[str, Any]]:
+    return [{"name": m["name"]} for m in plan.feature_meta]

@@ -1,0 +1,119 @@
+"""Decoding source records into typed columns, with a reason for every record that is rejected.
+
+Used by the stream worker and by the offline replay, so both accept and reject the same records.
+Timestamps are ISO-8601 strings (a zone is required, or UTC is assumed) or epoch milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from featurebus.schemas.specs import FieldSpec
+
+__all__ = ["DecodedBatch", "decode_json_records", "parse_timestamp_ms"]
+
+
+@dataclass
+class DecodedBatch:
+    """``frame`` holds the good records (timestamps as UTC datetimes); ``rejected`` the others."""
+
+    frame: pd.DataFrame
+    accepted_indexes: list[int]  # position of each frame row in the input
+    rejected: list[tuple[int, str]]  # (position in the input, reason)
+
+
+def parse_timestamp_ms(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a timestamp")
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{value} is not a timestamp")
+        return int(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ISO-8601 timestamp") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return int(parsed.timestamp() * 1000) if parsed.microsecond % 1000 == 0 else _exact_ms(parsed)
+    raise ValueError(f"{value!r} is not a timestamp (use an ISO-8601 string or epoch milliseconds)")
+
+
+def _exact_ms(parsed: datetime) -> int:
+    delta = parsed - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
+
+
+def _check(value: Any, dtype: str) -> Any:
+    """The value converted to its column type, or ValueError saying why it cannot be."""
+    if value is None:
+        return None
+    if dtype == "string":
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {type(value).__name__}")
+        return value
+    if dtype in ("int64", "int32"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {value!r}")
+        return value
+    if dtype in ("float64", "float32"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"expected a number, got {value!r}")
+        return float(value)
+    if dtype == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {value!r}")
+        return value
+    if dtype == "timestamp":
+        return parse_timestamp_ms(value)
+    return value  # arrays and other composites pass through as decoded JSON
+
+
+def decode_json_records(payloads: Sequence[bytes | None], schema: Sequence[FieldSpec], timestamp_field: str) -> DecodedBatch:
+    names = [f.name for f in schema]
+    columns: dict[str, list[Any]] = {n: [] for n in names}
+    accepted: list[int] = []
+    rejected: list[tuple[int, str]] = []
+    for position, payload in enumerate(payloads):
+        if payload is None:
+            rejected.append((position, "record has no value"))
+            continue
+        try:
+            record = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            rejected.append((position, f"value is not JSON: {exc}"))
+            continue
+        if not isinstance(record, dict):
+            rejected.append((position, "value is not a JSON object"))
+            continue
+        row: list[Any] = []
+        reason = None
+        for field in schema:
+            try:
+                value = _check(record.get(field.name), field.dtype)
+            except ValueError as exc:
+                reason = f"field {field.name!r}: {exc}"
+                break
+            if value is None and field.name == timestamp_field:
+                reason = f"field {field.name!r}: the timestamp is missing"
+                break
+            row.append(value)
+        if reason is not None:
+            rejected.append((position, reason))
+            continue
+        for name, value in zip(names, row):
+            columns[name].append(value)
+        accepted.append(position)
+    frame = pd.DataFrame(columns)
+    for field in schema:
+        if field.dtype == "timestamp":
+            frame[field.name] = pd.to_datetime(frame[field.name].astype("Int64"), unit="ms", utc=True)
+    return DecodedBatch(frame, accepted, rejected)

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from featurebus.exceptions import InvalidRequestError, StoreFormatError
+from featurebus.schemas.encoding import (
+    coerce_join_key,
+    decode_entity_key,
+    decode_partials,
+    encode_entity_key,
+    encode_partials,
+    split_store_key,
+    split_tile_key,
+    store_key,
+    tile_key,
+)
+
+key_values = st.lists(st.one_of(st.text(max_size=20), st.integers(-(2**63), 2**63 - 1)), min_size=1, max_size=3)
+
+
+@given(key_values, st.integers(-(2**62), 2**62))
+def test_keys_round_trip(values: list[str | int], tile: int) -> None:
+    entity = encode_entity_key(values)
+    assert decode_entity_key(entity) == (tuple(values), len(entity))
+    assert split_tile_key(tile_key(entity, tile)) == (entity, tile)
+    assert split_store_key(store_key("view", tile_key(entity, tile))) == ("view", tile_key(entity, tile))
+
+
+@given(st.integers(-(2**62), 2**62), st.integers(-(2**62), 2**62))
+def test_tiles_of_an_entity_sort_by_time(a: int, b: int) -> None:
+    entity = encode_entity_key(["u1"])
+    assert (tile_key(entity, a) < tile_key(entity, b)) == (a < b)
+
+
+def test_integer_join_keys_sort_numerically_including_negatives() -> None:
+    assert encode_entity_key([-5]) < encode_entity_key([3]) < encode_entity_key([10])
+
+
+def test_partials_round_trip_and_versions_are_checked() -> None:
+    assert decode_partials(encode_partials([3, 1.5, [2.0, 4]])) == [3, 1.5, [2.0, 4]]
+    with pytest.raises(StoreFormatError, match="delete the online store"):
+        decode_partials(b"\x09[]")
+    with pytest.raises(StoreFormatError):
+        decode_entity_key(b"\x07s")
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype", "expected"),
+    [("42", "int64", 42), (42, "int64", 42), (42, "string", "42"), ("abc", "string", "abc")],
+)
+def test_join_keys_are_coerced_to_their_declared_type(value: object, dtype: str, expected: object) -> None:
+    assert coerce_join_key(value, dtype, "k") == expected
+
+
+@pytest.mark.parametrize(("value", "dtype"), [("x", "int64"), (True, "int64"), (None, "string"), ({}, "string")])
+def test_bad_join_keys_name_the_key(value: object, dtype: str) -> None:
+    with pytest.raises(InvalidRequestError, match="'k'"):
+        coerce_join_key(value, dtype, "k")

@@ -1,0 +1,301 @@
+"""Point-in-time training sets against a brute-force oracle of DESIGN.md §4 (no Kafka).
+
+Source files are written with the store module, as the offline materializer would write them.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from featurebus.exceptions import InvalidRequestError, NotFoundError
+from featurebus.platform.offline.store import open_store, write_partition
+from featurebus.platform.offline.training import get_features_for_events, write_training_set
+from featurebus.schemas.specs import (
+    AggregationSpec,
+    EntitySpec,
+    FeatureSelectionSpec,
+    FeatureServiceSpec,
+    FieldSpec,
+    KafkaConfigSpec,
+    StreamFeatureViewSpec,
+    StreamSourceSpec,
+    TransformationSpec,
+    WorkspaceSpec,
+)
+from featurebus.streams.windows import window_bounds
+
+MINUTE = 60_000
+HOUR = 60 * MINUTE
+INTERVAL = 10 * MINUTE
+# 23:00 UTC: three hours of events cross midnight, so reads span two date folders.
+T0 = int(pd.Timestamp("2024-03-10T23:00:00Z").value // 1_000_000)
+TOPIC = "transactions"
+
+SOURCE = StreamSourceSpec(
+    "transactions",
+    (FieldSpec("user_id", "string"), FieldSpec("amount", "float64"), FieldSpec("ts", "timestamp")),
+    KafkaConfigSpec((TOPIC,), "ts"),
+)
+IDENTITY = TransformationSpec("pandas", "t", "def t(df):\n    return df\n")
+WINDOWS = (("1m", MINUTE), ("1h", HOUR))
+
+
+def _view(name: str, interval_ms: int | None) -> StreamFeatureViewSpec:
+    suffix = "continuous" if interval_ms is None else "10m"
+    return StreamFeatureViewSpec(
+        name=name,
+        source=SOURCE.name,
+        entities=("user",),
+        join_keys=("user_id",),
+        timestamp_field="ts",
+        transformation=IDENTITY,
+        aggregations=tuple(
+            AggregationSpec(
+                f"amount_{fn}_{label}_{suffix}",
+                fn,
+                "amount",
+                "float64",
+                window,
+                "int64" if fn == "count" else "float64",
+            )
+            for label, window in WINDOWS
+            for fn in ("count", "sum", "mean")
+        ),
+        aggregation_interval_ms=interval_ms,
+    )
+
+
+VIEWS = (_view("spend", None), _view("spend_tiled", INTERVAL))
+SPEC = WorkspaceSpec(
+    name="ws",
+    entities=(EntitySpec("user", (FieldSpec("user_id", "string"),)),),
+    stream_sources=(SOURCE,),
+    stream_feature_views=VIEWS,
+    feature_services=(
+        FeatureServiceSpec(
+            "svc", tuple(FeatureSelectionSpec(v.name, tuple(a.name for a in v.aggregations)) for v in VIEWS)
+        ),
+    ),
+)
+
+Event = tuple[str | None, int, float | None]  # user, ts_ms, amount
+
+
+def _write_events(root: Path, events: list[Event], files: int = 3) -> None:
+    """Spread events over two partitions and several flushes, with increasing offsets."""
+    open_store(root)
+    for partition in (0, 1):
+        mine = events[partition::2]
+        for chunk in np.array_split(np.arange(len(mine)), files):
+            if not len(chunk):
+                continue
+            frame = pd.DataFrame(
+                {
+                    "user_id": [mine[i][0] for i in chunk],
+                    "amount": [mine[i][2] for i in chunk],
+                    "ts": pd.to_datetime([mine[i][1] for i in chunk], unit="ms", utc=True),
+                }
+            )
+            write_partition(root, "ws", SOURCE, TOPIC, partition, frame, chunk + 1000)
+
+
+def _oracle(events: list[Event], user: str, t_ms: int, view: StreamFeatureViewSpec) -> dict[str, Any]:
+    values = {}
+    for a in view.aggregations:
+        start, end = window_bounds(t_ms, a.window_ms, view.aggregation_interval_ms)
+        amounts = [amt for u, ts, amt in events if u == user and start <= ts < end and amt is not None]
+        if a.function == "count":
+            values[a.name] = len(amounts)
+        elif not amounts:
+            values[a.name] = None
+        elif a.function == "sum":
+            values[a.name] = math.fsum(amounts)
+        else:
+            values[a.name] = math.fsum(amounts) / len(amounts)
+    return values
+
+
+def _assert_matches_oracle(result: pd.DataFrame, spine: pd.DataFrame, events: list[Event]) -> None:
+    assert list(result.columns[: len(spine.columns)]) == list(spine.columns)
+    pd.testing.assert_frame_equal(result[spine.columns], spine)  # every row, in order, untouched
+    for position in range(len(spine)):
+        user = spine["user_id"].iloc[position]
+        t_ms = int(spine["at"].iloc[position].value // 1_000_000)
+        for view in VIEWS:
+            for name, expected in _oracle(events, user, t_ms, view).items():
+                got = result[f"{view.name}__{name}"].iloc[position]
+                where = f"row {position} ({user}, T={t_ms - T0} ms after T0) {view.name}__{name}"
+                if expected is None:
+                    assert pd.isna(got), f"{where}: expected null, got {got}"
+                else:
+                    assert not pd.isna(got), f"{where}: expected {expected}, got null"
+                    assert math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-9), f"{where}: {got} != {expected}"
+
+
+def _spine(rows: list[tuple[str, int]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": [u for u, _ in rows],
+            "at": pd.to_datetime([t for _, t in rows], unit="ms", utc=True),
+            "label": np.arange(len(rows)),
+        }
+    )
+
+
+# Boundary-heavy times: whole minutes and interval edges (where windows start and end), plus noise.
+_OFFSETS = st.one_of(
+    st.integers(0, 3 * HOUR),
+    st.integers(0, 180).map(lambda m: m * MINUTE),
+    st.integers(0, 18).map(lambda k: k * INTERVAL),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_matches_brute_force_oracle(data: st.DataObject) -> None:
+    spine_rows = data.draw(
+        st.lists(
+            st.tuples(st.sampled_from(["a", "b", "c", "nobody"]), _OFFSETS.map(lambda o: T0 + o)),
+            min_size=1,
+            max_size=25,
+        )
+    )
+    # Events exactly at spine times and at every window edge those times define, plus random ones.
+    edges = sorted(
+        {t + d for _, t in spine_rows for d in (0, -1, 1, -MINUTE, -HOUR)}
+        | {(t // INTERVAL) * INTERVAL + d for _, t in spine_rows for d in (0, -1, -MINUTE, -HOUR)}
+    )
+    times = st.one_of(_OFFSETS.map(lambda o: T0 + o), st.sampled_from(edges))
+    amounts = st.one_of(st.none(), st.floats(-1000, 1000, allow_nan=False), st.integers(-5, 5).map(float))
+    events = data.draw(st.lists(st.tuples(st.sampled_from(["a", "b", "c", None]), times, amounts), max_size=80))
+    spine = _spine(spine_rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        _write_events(root, events)
+        result = get_features_for_events(SPEC, "svc", spine, root)
+    _assert_matches_oracle(result, spine, events)
+
+
+def test_no_leakage_from_events_at_or_after_t(tmp_path: Path) -> None:
+    t = T0 + 30 * MINUTE
+    events: list[Event] = [("a", t - 1, 1.0), ("a", t, 100.0), ("a", t + 1, 1000.0)]
+    _write_events(tmp_path, events, files=1)
+    result = get_features_for_events(SPEC, "svc", _spine([("a", t)]), tmp_path)
+    assert result["spend__amount_count_1m_continuous"].tolist() == [1]
+    assert result["spend__amount_sum_1h_continuous"].tolist() == [1.0]
+    # Interval mode: T is on a tile edge, so E = T and [E - W, E) excludes the same events.
+    assert result["spend_tiled__amount_sum_1h_10m"].tolist() == [1.0]
+
+
+def test_sub_millisecond_spine_times(tmp_path: Path) -> None:
+    t = T0 + 30 * MINUTE
+    _write_events(tmp_path, [("a", t, 5.0), ("a", t - MINUTE, 7.0)], files=1)
+    at = pd.Timestamp(t, unit="ms", tz="UTC") + pd.Timedelta(microseconds=500)
+    spine = pd.DataFrame({"user_id": ["a"], "at": [at]})
+    result = get_features_for_events(SPEC, "svc", spine, tmp_path)
+    # T = t + 0.5 ms: the event at t is before T; the one at t - 1 min is before T - 1 min.
+    assert result["spend__amount_sum_1m_continuous"].tolist() == [5.0]
+    assert result["spend__amount_count_1h_continuous"].tolist() == [2]
+
+
+def test_duplicate_records_count_once(tmp_path: Path) -> None:
+    t = T0 + 30 * MINUTE
+    _write_events(tmp_path, [("a", t - 10, 2.0)], files=1)
+    # The same Kafka record again under another file name (e.g. a restored backup).
+    (written,) = tmp_path.glob("sources/ws/transactions/date=*/part-*.parquet")
+    shutil.copy(written, written.with_name("part-transactions-0-990-1000.parquet"))
+    result = get_features_for_events(SPEC, "svc", _spine([("a", t)]), tmp_path)
+    assert result["spend__amount_count_1m_continuous"].tolist() == [1]
+
+
+def test_rows_without_events_and_an_empty_store(tmp_path: Path) -> None:
+    open_store(tmp_path)
+    spine = _spine([("a", T0), ("b", T0 + HOUR)])
+    result = get_features_for_events(SPEC, "svc", spine, tmp_path)
+    assert result["spend__amount_count_1h_continuous"].tolist() == [0, 0]
+    assert result["spend__amount_count_1h_continuous"].dtype == np.int64
+    assert result["spend__amount_sum_1h_continuous"].isna().all()
+    assert result["spend_tiled__amount_mean_1m_10m"].isna().all()
+
+
+def test_keeps_spine_index_order_and_extra_columns(tmp_path: Path) -> None:
+    events: list[Event] = [("a", T0 + i * MINUTE, float(i)) for i in range(30)]
+    _write_events(tmp_path, events)
+    spine = _spine([("a", T0 + i * 7 * MINUTE) for i in (4, 0, 3, 1)]).set_index(pd.Index([10, 3, 7, 1]))
+    result = get_features_for_events(SPEC, "svc", spine, tmp_path)
+    assert list(result.index) == [10, 3, 7, 1]
+    assert result.columns[:3].tolist() == ["user_id", "at", "label"]
+    _assert_matches_oracle(result.reset_index(drop=True), spine.reset_index(drop=True), events)
+
+
+def test_integer_sums_stay_exact_integers(tmp_path: Path) -> None:
+    source = StreamSourceSpec(
+        "clicks",
+        (FieldSpec("user_id", "int64"), FieldSpec("n", "int64"), FieldSpec("ts", "timestamp")),
+        KafkaConfigSpec(("clicks",), "ts"),
+    )
+    view = StreamFeatureViewSpec(
+        "clicks",
+        "clicks",
+        ("user",),
+        ("user_id",),
+        "ts",
+        IDENTITY,
+        (
+            AggregationSpec("n_sum_1h", "sum", "n", "int64", HOUR, "int64"),
+            AggregationSpec("n_mean_1h", "mean", "n", "int64", HOUR, "float64"),
+        ),
+    )
+    spec = WorkspaceSpec(
+        "ws",
+        stream_sources=(source,),
+        stream_feature_views=(view,),
+        feature_services=(FeatureServiceSpec("s", (FeatureSelectionSpec("clicks", ("n_sum_1h", "n_mean_1h")),)),),
+    )
+    open_store(tmp_path)
+    big = 2**60
+    frame = pd.DataFrame({"user_id": [1, 1], "n": [big, 3], "ts": pd.to_datetime([T0, T0 + 1], unit="ms", utc=True)})
+    write_partition(tmp_path, "ws", source, "clicks", 0, frame, [0, 1])
+    spine = pd.DataFrame({"user_id": [1, 2], "ts": pd.to_datetime([T0 + MINUTE] * 2, unit="ms", utc=True)})
+    result = get_features_for_events(spec, "s", spine, tmp_path)
+    assert str(result["clicks__n_sum_1h"].dtype) == "Int64"
+    assert result["clicks__n_sum_1h"].iloc[0] == big + 3
+    assert result["clicks__n_sum_1h"].isna().tolist() == [False, True]
+    assert result["clicks__n_mean_1h"].iloc[0] == pytest.approx((big + 3) / 2)
+    # A string spine key for an integer join key is a clear error, not an empty join.
+    with pytest.raises(InvalidRequestError, match="convert the spine column"):
+        get_features_for_events(spec, "s", spine.astype({"user_id": str}), tmp_path)
+
+
+def test_spine_errors_name_the_columns(tmp_path: Path) -> None:
+    open_store(tmp_path)
+    two = _spine([("a", T0)]).assign(other=pd.Timestamp("2024-01-01", tz="UTC"))
+    with pytest.raises(InvalidRequestError, match=r"datetime columns \['at', 'other'\].*timestamp_key"):
+        get_features_for_events(SPEC, "svc", two, tmp_path)
+    assert "spend__amount_count_1m_continuous" in get_features_for_events(SPEC, "svc", two, tmp_path, "at")
+    with pytest.raises(InvalidRequestError, match="no datetime column"):
+        get_features_for_events(SPEC, "svc", pd.DataFrame({"user_id": ["a"]}), tmp_path)
+    with pytest.raises(InvalidRequestError, match=r"lacks join key columns \['user_id'\]"):
+        get_features_for_events(SPEC, "svc", _spine([("a", T0)]).rename(columns={"user_id": "uid"}), tmp_path)
+    with pytest.raises(NotFoundError, match="no offline store"):
+        get_features_for_events(SPEC, "svc", _spine([("a", T0)]), tmp_path / "missing")
+
+
+def test_naive_spine_times_are_utc_and_training_sets_round_trip(tmp_path: Path) -> None:
+    events: list[Event] = [("a", T0 - 5 * MINUTE, 4.0)]
+    _write_events(tmp_path, events, files=1)
+    spine = pd.DataFrame({"user_id": ["a"], "at": [pd.Timestamp(T0, unit="ms")]})  # naive
+    result = get_features_for_events(SPEC, "svc", spine, tmp_path)
+    assert result["spend__amount_sum_1h_continuous"].tolist() == [4.0]
+    path = write_training_set(result, tmp_path / "out" / "train.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(path), result)
