@@ -11,11 +11,11 @@ Revoking writes a tombstone. Roles are ordered: reader (serve) < writer (serve +
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import secrets
 import threading
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,7 +52,7 @@ _HOW_TO = "send it as `Authorization: Tecton-key <key>` or `Authorization: Beare
 _log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ApiKey:
     key_id: str
     workspace: str
@@ -61,7 +61,7 @@ class ApiKey:
     created_at: str = ""
 
     def to_record(self) -> bytes:
-        return orjson.dumps({"version": _RECORD_VERSION, **self.__dict__})
+        return orjson.dumps({"version": _RECORD_VERSION, **dataclasses.asdict(self)})
 
     @classmethod
     def from_record(cls, value: bytes) -> ApiKey:
@@ -166,7 +166,7 @@ def list_api_keys(bootstrap: str) -> list[dict[str, Any]]:
     keys = []
     for value in read_compacted(bootstrap, API_KEYS_TOPIC).values():
         try:
-            keys.append(ApiKey.from_record(value).__dict__)
+            keys.append(dataclasses.asdict(ApiKey.from_record(value)))
         except (ValueError, KeyError, TypeError) as exc:
             _log.warning("skipping malformed api key record: %s", exc)
     return sorted(keys, key=lambda k: (k["created_at"], k["key_id"]))

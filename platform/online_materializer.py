@@ -128,6 +128,7 @@ class OnlineMaterializer:
         self._down_since: float | None = None
         self._logged_errors: set[tuple[int, str]] = set()
         self._caught_up = threading.Event()
+        self._ready = threading.Event()  # latched by the first catch-up
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -168,18 +169,29 @@ class OnlineMaterializer:
         return self._specs
 
     def caught_up(self) -> bool:
+        """Every assigned partition (including those of views added since) reached the high
+        watermark first seen after its assignment."""
         return self._error is None and self._caught_up.is_set()
+
+    def ready(self) -> bool:
+        """Healthy and caught up at least once since start: what ``/ready`` reports.
+
+        Unlike ``caught_up`` it does not drop while a newly applied view's topic is read, or an
+        apply would take every replica out of its load balancer at the same moment.
+        """
+        return self._error is None and self._ready.is_set()
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Records behind the high watermark per ``(topic, partition)``, as of the last refresh."""
         return self._lag
 
     def wait_caught_up(self, timeout_s: float) -> bool:
-        """True once caught up, False on timeout; raises ``KafkaUnavailableError`` on failure."""
+        """True once caught up, False on timeout. Raises rather than waiting out the timeout:
+        ``KafkaUnavailableError`` if no broker answers, ``FeaturebusError`` if the thread failed."""
         deadline = time.monotonic() + timeout_s
         while True:
             if self._error is not None:
-                raise KafkaUnavailableError(self._error)
+                raise (FeaturebusError if self._fatal else KafkaUnavailableError)(self._error)
             if self.caught_up():
                 return True
             remaining = deadline - time.monotonic()
@@ -225,6 +237,7 @@ class OnlineMaterializer:
             self._error = f"online materializer failed: {type(exc).__name__}: {exc}"
         finally:
             self._caught_up.clear()
+            self._ready.clear()
             if consumer is not None:
                 consumer.close()
 
@@ -337,11 +350,14 @@ class OnlineMaterializer:
             specs.pop(workspace, None)
         else:
             try:
-                specs[workspace] = WorkspaceSpec.from_json(value)
+                spec = WorkspaceSpec.from_json(value)
+                if spec.name != workspace:
+                    raise ValueError(f"the record key says {workspace!r} but the spec is named {spec.name!r}")
             except (FeaturebusError, ValueError, TypeError, KeyError) as exc:
                 _SKIPPED.labels(REGISTRY_TOPIC).inc()
                 _log.error("skipping unreadable spec of workspace %r (keeping the previous one): %s", workspace, exc)
                 return
+            specs[workspace] = spec
         self._feature_topics = {
             feature_topic(ws, view.name): online_view_name(ws, view.name)
             for ws, spec in specs.items()
@@ -361,6 +377,7 @@ class OnlineMaterializer:
                 self._parts[(tp.topic, tp.partition)].observe(consumer, tp, tp.offset)
         if not self._refresh_pending and all(part.reached for part in self._parts.values()):
             self._caught_up.set()
+            self._ready.set()
         else:
             self._caught_up.clear()
 

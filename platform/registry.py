@@ -4,13 +4,17 @@ topic keyed by workspace name. Applying writes version N+1; readers keep the lat
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 
 from featurebus.platform.kafka_admin import TopicConfig, ensure_topics, read_compacted
 from featurebus.platform.producer import reliable_producer
 from featurebus.platform.topics import REGISTRY_TOPIC
 from featurebus.schemas.specs import WorkspaceSpec
 
-__all__ = ["apply_workspace", "read_registry"]
+__all__ = ["apply_workspace", "read_registry", "wait_for_workspace"]
+
+log = logging.getLogger(__name__)
 
 
 def read_registry(bootstrap: str, timeout_s: float = 15.0) -> dict[str, WorkspaceSpec]:
@@ -27,3 +31,16 @@ def apply_workspace(bootstrap: str, spec: WorkspaceSpec) -> WorkspaceSpec:
     with reliable_producer(bootstrap) as producer:
         producer.produce(REGISTRY_TOPIC, key=spec.name.encode("utf-8"), value=versioned.to_json())
     return versioned
+
+
+def wait_for_workspace(bootstrap: str, workspace: str, poll_s: float = 1.0) -> WorkspaceSpec:
+    """Block until the workspace has been applied: processes may start before ``apply``."""
+    announced = False
+    while True:
+        spec = read_registry(bootstrap).get(workspace)
+        if spec is not None:
+            return spec
+        if not announced:
+            log.warning("waiting for workspace %r to be applied (`featurebus apply`)", workspace)
+            announced = True
+        time.sleep(poll_s)

@@ -126,11 +126,14 @@ def serve(
 def offline(workspace: Workspace = "default", bootstrap: Bootstrap = None, home: Home = None) -> None:
     """Run the offline materializer: source topics -> Parquet."""
     from featurebus.platform.offline.materializer import OfflineMaterializer
+    from featurebus.platform.registry import wait_for_workspace
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    cluster = _bootstrap(bootstrap)
     try:
-        OfflineMaterializer(_bootstrap(bootstrap), _home(home) / "offline", workspace).run_forever(stop)
+        wait_for_workspace(cluster, workspace)
+        OfflineMaterializer(cluster, _home(home) / "offline", workspace).run_forever(stop)
     except KeyboardInterrupt:
         stop.set()
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
 from fastapi import FastAPI
 
 from featurebus import __version__
@@ -15,9 +18,20 @@ from featurebus.serving.service import FeatureServer
 __all__ = ["create_app"]
 
 
-def create_app(server: FeatureServer, keys: ApiKeyStore, materializer: OnlineMaterializer | None = None) -> FastAPI:
-    """The app; it neither starts nor stops ``materializer`` (its owner does, see ``main.py``)."""
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def create_app(
+    server: FeatureServer,
+    keys: ApiKeyStore,
+    materializer: OnlineMaterializer | None = None,
+    *,
+    lifespan: Lifespan | None = None,
+) -> FastAPI:
+    """The app. It never starts or stops ``materializer`` itself: whoever owns the process's
+    resources passes a ``lifespan`` that does (see ``main.py``)."""
     app = FastAPI(
+        lifespan=lifespan,
         title="featurebus serving",
         version=__version__,
         description="Tecton-compatible feature serving. Authenticate with `Authorization: Tecton-key <key>`.",

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 
 from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.platform.kv import RocksStore
@@ -24,6 +27,23 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+class _Replica:
+    """What one serving process owns; released exactly once, however the process ends."""
+
+    def __init__(self, bootstrap: str, store_dir: Path) -> None:
+        self.store = RocksStore(store_dir)
+        self.keys = ApiKeyStore()
+        self.materializer = OnlineMaterializer(bootstrap, self.store, self.keys)
+        self._closed = False
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.materializer.stop()  # before the store: the thread writes into it
+            self.store.close()
+            _log.info("online materializer stopped and online store closed")
+
+
 def run_server(
     bootstrap: str,
     host: str = "127.0.0.1",
@@ -37,19 +57,25 @@ def run_server(
     The store lives at ``data_dir/online``; a replica restarted on the same directory resumes
     from the offsets recorded there, a fresh directory rebuilds from the feature topics.
     """
-    store = RocksStore(data_dir / "online")
-    try:
-        keys = ApiKeyStore()
-        materializer = OnlineMaterializer(bootstrap, store, keys)
-        app = create_app(FeatureServer(materializer.specs, store, now_ms), keys, materializer)
-        materializer.start()
+    replica = _Replica(bootstrap, data_dir / "online")
+
+    # Cleanup runs in the app's shutdown phase: after a SIGTERM, uvicorn re-raises the signal
+    # once serving ends, so code after ``Server.run()`` would never run.
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        replica.materializer.start()
         try:
-            _log.info("serving on http://%s:%d (online store %s)", host, port, data_dir / "online")
-            uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level)).run()
+            yield
         finally:
-            materializer.stop()
+            replica.close()
+
+    try:
+        server = FeatureServer(replica.materializer.specs, replica.store, now_ms)
+        app = create_app(server, replica.keys, replica.materializer, lifespan=lifespan)
+        _log.info("serving on http://%s:%d (online store %s)", host, port, data_dir / "online")
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level)).run()
     finally:
-        store.close()
+        replica.close()  # also when startup failed (e.g. the port is taken)
 
 
 def wait_until_ready(url: str, timeout_s: float = 60.0) -> None:

@@ -29,7 +29,7 @@ def ops_router(keys: ApiKeyStore, materializer: OnlineMaterializer | None) -> AP
             return Response(_OK, media_type="application/json")
         if materializer.error is not None:
             return error_response(503, "UNAVAILABLE", materializer.error)
-        if not materializer.caught_up():
+        if not materializer.ready():
             lag = materializer.lag()
             behind = sum(lag.values())
             return error_response(

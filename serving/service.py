@@ -15,7 +15,7 @@ from typing import Any
 from featurebus.exceptions import DefinitionError, InvalidRequestError, NotFoundError
 from featurebus.platform.kv import KeyValueStore
 from featurebus.platform.online_materializer import online_view_name
-from featurebus.schemas.encoding import decode_partials, split_tile_key, store_key, tile_key
+from featurebus.schemas.encoding import decode_partials, split_tile_key, store_prefix, tile_key
 from featurebus.schemas.specs import FeatureServiceSpec, StreamFeatureViewSpec, WorkspaceSpec
 from featurebus.streams.tiles import CompiledView, compute_values, read_range
 
@@ -70,7 +70,7 @@ def format_time_ms(t_ms: int) -> str:
 @dataclass(frozen=True)
 class _ViewPlan:
     compiled: CompiledView
-    online_name: str
+    key_prefix: bytes  # store_key(online view name, tile key) == key_prefix + tile key
     key_names: tuple[str, ...]  # the view's join keys, in encoding order
     picks: tuple[int, ...]  # index into the view's aggregations of each served feature
     int64: tuple[bool, ...]  # per served feature: encode as a string (as Tecton does)
@@ -124,7 +124,7 @@ def _plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec) -> _ServiceP
             views.append(
                 _ViewPlan(
                     compiled=CompiledView.compile(view, dtypes),
-                    online_name=online_view_name(spec.name, view.name),
+                    key_prefix=store_prefix(online_view_name(spec.name, view.name)),
                     key_names=view.join_keys,
                     picks=picks,
                     int64=tuple(a.output_dtype == "int64" for a in aggs),
@@ -249,8 +249,7 @@ class FeatureServer:
             tiles = [
                 (split_tile_key(key)[1], decode_partials(value))
                 for key, value in self._store.scan(
-                    store_key(view.online_name, tile_key(entity, start_ms)),
-                    store_key(view.online_name, tile_key(entity, end_ms)),
+                    view.key_prefix + tile_key(entity, start_ms), view.key_prefix + tile_key(entity, end_ms)
                 )
             ]
             values = compute_values(compiled, tiles, t_ms)

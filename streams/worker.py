@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +20,16 @@ from featurebus.exceptions import FeaturebusError, KafkaUnavailableError, NotFou
 from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
 from featurebus.platform.kv import RocksStore
 from featurebus.platform.producer import DeliveryTracker, producer_config
-from featurebus.platform.registry import read_registry
+from featurebus.platform.registry import read_registry, wait_for_workspace
 from featurebus.platform.topics import dead_letter_topic, feature_topic, worker_group
 from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.streams.engine import RawRecord, StreamEngine
 
-__all__ = ["KafkaFeatureSink", "run_worker", "wait_for_workspace"]
+__all__ = ["KafkaFeatureSink", "run_worker"]
 
 log = logging.getLogger(__name__)
 
-REGISTRY_POLL_S = 2.0
+REGISTRY_POLL_S = 2.0  # how often a running worker looks for a newly applied version
 EXPIRY_INTERVAL_S = 30.0
 
 
@@ -58,22 +57,6 @@ class KafkaFeatureSink:
 
     def flush(self) -> None:
         self._tracker.flush(timeout_s=60.0)
-
-
-def wait_for_workspace(bootstrap: str, workspace: str, timeout_s: float | None = None) -> WorkspaceSpec:
-    """Block until the workspace has been applied (a worker may start before ``apply``)."""
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    announced = False
-    while True:
-        spec = read_registry(bootstrap).get(workspace)
-        if spec is not None:
-            return spec
-        if deadline is not None and time.monotonic() > deadline:
-            raise NotFoundError(f"workspace {workspace!r} has not been applied; run `featurebus apply`")
-        if not announced:
-            log.warning("waiting for workspace %r to be applied (`featurebus apply`)", workspace)
-            announced = True
-        time.sleep(REGISTRY_POLL_S)
 
 
 def _partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:

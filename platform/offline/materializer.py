@@ -26,6 +26,7 @@ from prometheus_client import Counter
 
 from featurebus.exceptions import KafkaUnavailableError, NotFoundError
 from featurebus.platform.kafka_admin import unreachable_hint
+from featurebus.platform.offline.progress import TopicKey, high_watermarks, reached_by_commits, reached_by_position
 from featurebus.platform.offline.store import max_offsets, open_store, recover_partition, write_partition
 from featurebus.platform.registry import read_registry
 from featurebus.platform.topics import offline_group
@@ -40,8 +41,6 @@ _BROKER_DOWN = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError.
 _RECORDS = Counter("featurebus_offline_materializer_records_total", "Source records handled", ["workspace", "kind"])
 
 _log = logging.getLogger(__name__)
-
-TopicKey = tuple[str, int]
 
 
 @dataclass
@@ -92,23 +91,29 @@ class OfflineMaterializer:
         deadline = time.monotonic() + timeout_s
         consumer = self._ensure_consumer()
         written_before = self.written_count
-        pending = self._targets(consumer)
+        pending = high_watermarks(consumer, self._sources_by_topic, self._bootstrap, self._kafka_timeout_s)
         next_committed_check = 0.0
         while pending:
             self._raise_if_broken()
             if time.monotonic() > deadline:
                 behind = ", ".join(f"{t}[{p}] (target {h})" for (t, p), h in sorted(pending.items()))
+                cause = "" if self._last_error is None else f" Last Kafka error: {self._last_error}."
                 raise KafkaUnavailableError(
                     f"the offline materializer for workspace {self._workspace!r} did not catch up within "
-                    f"{timeout_s:g} s; behind: {behind}. Last Kafka error: {self._last_error or 'none'}. "
-                    f"{unreachable_hint(self._bootstrap)}"
+                    f"{timeout_s:g} s; behind: {behind}.{cause} Give it more time, or check that Kafka at "
+                    f"{self._bootstrap} is reachable and no other member of group "
+                    f"{offline_group(self._workspace)!r} is stuck"
                 )
             self._poll(consumer)
-            pending = self._still_pending(consumer, pending)
-            if pending and time.monotonic() >= next_committed_check:
-                # Partitions owned by another member of the group: its commits say how far it got.
-                pending = self._not_committed(consumer, pending)
+            done = reached_by_position(consumer, pending, self._assigned, self._eof)
+            if time.monotonic() >= next_committed_check:
                 next_committed_check = time.monotonic() + 1.0
+                try:
+                    done |= reached_by_commits(consumer, pending, self._assigned, self._kafka_timeout_s)
+                    self._down_since = None  # the group coordinator answered
+                except KafkaException as exc:
+                    self._last_error = str(exc)
+            pending = {key: high for key, high in pending.items() if key not in done}
         self._flush(consumer)
         return self.written_count - written_before
 
@@ -325,46 +330,3 @@ class OfflineMaterializer:
                 f"committing offline offsets of workspace {self._workspace!r} failed: {exc}"
             ) from exc
         self._uncommitted.clear()
-
-    # -- progress ----------------------------------------------------------------------------
-    def _targets(self, consumer: Any) -> dict[TopicKey, int]:
-        """High watermark of every non-empty partition of the subscribed topics."""
-        targets: dict[TopicKey, int] = {}
-        try:
-            metadata = consumer.list_topics(timeout=self._kafka_timeout_s)
-            for topic in self._sources_by_topic:
-                topic_meta = metadata.topics.get(topic)
-                if topic_meta is None or topic_meta.error is not None:
-                    _log.warning("source topic %r does not exist (yet); nothing to read from it", topic)
-                    continue
-                for partition in topic_meta.partitions:
-                    low, high = consumer.get_watermark_offsets(
-                        TopicPartition(topic, partition), timeout=self._kafka_timeout_s
-                    )
-                    if high > low:
-                        targets[(topic, partition)] = high
-        except KafkaException as exc:
-            raise KafkaUnavailableError(
-                f"reading the source topics' offsets failed: {exc}. {unreachable_hint(self._bootstrap)}"
-            ) from exc
-        return targets
-
-    def _still_pending(self, consumer: Any, pending: dict[TopicKey, int]) -> dict[TopicKey, int]:
-        mine = [key for key in pending if key in self._assigned]
-        # The position also steps over transaction markers, which no delivered record reaches.
-        positions = consumer.position([TopicPartition(t, p) for t, p in mine]) if mine else []
-        reached = {(tp.topic, tp.partition) for tp in positions if tp.offset >= pending[(tp.topic, tp.partition)]}
-        reached |= {key for key in mine if self._eof.get(key, -1) >= pending[key]}
-        return {key: high for key, high in pending.items() if key not in reached}
-
-    def _not_committed(self, consumer: Any, pending: dict[TopicKey, int]) -> dict[TopicKey, int]:
-        others = [TopicPartition(t, p) for t, p in pending if (t, p) not in self._assigned]
-        if not others:
-            return pending
-        try:
-            committed = consumer.committed(others, timeout=self._kafka_timeout_s)
-        except KafkaException as exc:
-            self._last_error = str(exc)
-            return pending
-        done = {(tp.topic, tp.partition) for tp in committed if tp.offset >= pending[(tp.topic, tp.partition)]}
-        return {key: high for key, high in pending.items() if key not in done}

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from featurebus.exceptions import InvalidRequestError
+from featurebus.exceptions import InvalidRequestError, NotFoundError
+from featurebus.platform.offline.spine import check_join_key_types, spine_times_ns, timestamp_column, window_ends_ms
 from featurebus.platform.offline.store import list_parts, open_store
 from featurebus.platform.registry import read_registry
 from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
@@ -34,7 +35,6 @@ from featurebus.streams.transform import Transformation, view_input_frame
 __all__ = ["get_features_for_events", "write_training_set", "training_set_from_files", "feature_column"]
 
 _CHUNK_ROWS = 1_000_000
-_NS_PER_MS = 1_000_000
 _DAY_MS = 86_400_000
 # The partial sums each function needs (a mean is sum / count, as online).
 _PARTS = {"count": ("count",), "sum": ("sum",), "mean": ("count", "sum")}
@@ -55,7 +55,7 @@ def get_features_for_events(
     """
     open_store(Path(root), create=False)
     service_spec = spec.service(service)
-    t_ns = _spine_times_ns(spine, _timestamp_column(spine, timestamp_key))
+    t_ns = spine_times_ns(spine, timestamp_column(spine, timestamp_key))
     result = spine.copy(deep=False)
     for selection in service_spec.selections:
         view = spec.view(selection.view)
@@ -73,11 +73,12 @@ def get_features_for_events(
                 f"it has {list(spine.columns)}"
             )
         aggregations = [by_name[f] for f in selection.features]
+        names = [feature_column(view.name, a.name) for a in aggregations]
+        taken = [n for n in names if n in spine.columns]
+        if taken:
+            raise InvalidRequestError(f"the spine already has columns {taken}; rename them")
         values = _view_features(spec.source(view.source), spec.name, view, aggregations, spine, t_ns, Path(root))
-        for aggregation, column in zip(aggregations, values, strict=True):
-            name = feature_column(view.name, aggregation.name)
-            if name in spine.columns:
-                raise InvalidRequestError(f"the spine already has a column {name!r}; rename it")
+        for name, column in zip(names, values, strict=True):
             result[name] = column
     return result
 
@@ -104,7 +105,7 @@ def training_set_from_files(
     """The CLI's ``training-set``: spine from Parquet (or CSV with ``timestamp_key``) to Parquet."""
     specs = read_registry(bootstrap)
     if workspace not in specs:
-        raise InvalidRequestError(f"workspace {workspace!r} has not been applied; known: {sorted(specs) or 'none'}")
+        raise NotFoundError(f"workspace {workspace!r} has not been applied; known: {sorted(specs) or 'none'}")
     spine_path = Path(spine_path)
     if spine_path.suffix.lower() == ".csv":
         if timestamp_key is None:
@@ -118,45 +119,6 @@ def training_set_from_files(
     return df
 
 
-def _timestamp_column(spine: pd.DataFrame, timestamp_key: str | None) -> str:
-    if timestamp_key is not None:
-        if timestamp_key not in spine.columns:
-            raise InvalidRequestError(
-                f"timestamp_key {timestamp_key!r} is not a spine column; it has {list(spine.columns)}"
-            )
-        return timestamp_key
-    candidates = [str(c) for c in spine.columns if pd.api.types.is_datetime64_any_dtype(spine[c])]
-    if len(candidates) != 1:
-        found = f"datetime columns {candidates}" if candidates else "no datetime column"
-        raise InvalidRequestError(
-            f"the spine has {found} (columns: {list(spine.columns)}); pass timestamp_key=<column>"
-        )
-    return candidates[0]
-
-
-def _spine_times_ns(spine: pd.DataFrame, column: str) -> np.ndarray:
-    times = pd.to_datetime(spine[column], utc=True)  # naive -> UTC, aware -> converted to UTC
-    nulls = int(times.isna().sum())
-    if nulls:
-        raise InvalidRequestError(f"{nulls} spine rows have no timestamp in {column!r}; drop or fill them")
-    ns: np.ndarray = times.dt.as_unit("ns").astype("int64").to_numpy()
-    return ns
-
-
-def _window_ends_ms(t_ns: np.ndarray, interval_ms: int | None) -> np.ndarray:
-    """``end`` of ``window_bounds`` per row, exact also for sub-millisecond spine times.
-
-    Events are whole milliseconds, so ``event < T`` iff ``event < ceil_ms(T)`` (continuous), and
-    ``floor(T / I)`` equals ``floor(floor_ms(T) / I)`` for whole-millisecond ``I`` (interval mode).
-    """
-    if interval_ms is None:
-        ceil: np.ndarray = -np.floor_divide(-t_ns, _NS_PER_MS)
-        return ceil
-    floor_ms = np.floor_divide(t_ns, _NS_PER_MS)
-    ends: np.ndarray = np.floor_divide(floor_ms, interval_ms) * interval_ms
-    return ends
-
-
 def _view_features(
     source: StreamSourceSpec,
     workspace: str,
@@ -167,7 +129,7 @@ def _view_features(
     root: Path,
 ) -> list[np.ndarray | pd.api.extensions.ExtensionArray]:
     rows = len(spine)
-    ends = _window_ends_ms(t_ns, view.aggregation_interval_ms)
+    ends = window_ends_ms(t_ns, view.aggregation_interval_ms)
     bucket_ms = view.max_window_ms  # also the width of every row's [end - max_window, end)
     # One count and/or sum per (input, window), shared by the aggregations that need it.
     needs: dict[tuple[str, str, int], str] = {}
@@ -228,14 +190,15 @@ def _events(
         return None
     ts = source.kafka.timestamp_field
     select = ", ".join(
-        f'epoch_ms("{f.name}") AS "{f.name}"' if f.dtype == "timestamp" else f'"{f.name}"' for f in source.schema
+        f"epoch_ms({_quote(f.name)}) AS {_quote(f.name)}" if f.dtype == "timestamp" else _quote(f.name)
+        for f in source.schema
     )
     file_list = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
     # Files may overlap after a crash or a manual copy; a record counts once, by its Kafka address.
     query = (
         f"SELECT DISTINCT ON (_topic, _partition, _offset) {select} "
         f"FROM read_parquet([{file_list}], union_by_name = true) "
-        f'WHERE epoch_ms("{ts}") >= {lo_ms} AND epoch_ms("{ts}") < {hi_ms} '
+        f"WHERE epoch_ms({_quote(ts)}) >= {lo_ms} AND epoch_ms({_quote(ts)}) < {hi_ms} "
         "ORDER BY _topic, _partition, _offset"
     )
     transformation = Transformation(view.transformation)
@@ -278,14 +241,14 @@ def _join(
     first = np.floor_divide(ends - bucket_ms, bucket_ms)
     second = np.floor_divide(ends - 1, bucket_ms)  # first or first + 1
     straddling = np.flatnonzero(second != first)
-    straddling = straddling[:0]; take = pa.array(np.arange(len(spine), dtype=np.int64))
+    take = pa.array(np.concatenate([np.arange(len(spine), dtype=np.int64), straddling]))
     keys = {}
     for i, key in enumerate(view.join_keys):
         try:
             keys[f"k{i}"] = pa.array(spine[key], from_pandas=True).take(take)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise InvalidRequestError(f"spine column {key!r} cannot be a join key: {exc}") from exc
-        _check_key_types(key, keys[f"k{i}"].type, events.column(f"k{i}").type)
+        check_join_key_types(key, keys[f"k{i}"].type, events.column(f"k{i}").type)
     spine_table = pa.table(
         {
             "__row": take,
@@ -323,20 +286,8 @@ def _join(
     return result.column("__row").to_numpy(), values
 
 
-def _check_key_types(name: str, spine_type: pa.DataType, event_type: pa.DataType) -> None:
-    def kind(t: pa.DataType) -> str:
-        if pa.types.is_string(t) or pa.types.is_large_string(t):
-            return "string"
-        if pa.types.is_integer(t) or pa.types.is_floating(t):
-            return "number"
-        return "null" if pa.types.is_null(t) else str(t)
-
-    spine_kind, event_kind = kind(spine_type), kind(event_type)
-    if "null" not in (spine_kind, event_kind) and spine_kind != event_kind:
-        raise InvalidRequestError(
-            f"spine column {name!r} holds {spine_type} values but the events' join key is {event_type}; "
-            "convert the spine column"
-        )
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _date(ms: int) -> str:

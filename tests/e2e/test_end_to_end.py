@@ -91,19 +91,16 @@ def _write_repo(root: Path, topic: str) -> Path:
 
 
 def _events(now_ms: int, count: int, rng: random.Random) -> list[dict[str, Any]]:
-    """Events over the last 90 minutes in produce order, some out of order by up to 4 s; a tenth
-    sit exactly on 5-minute tile boundaries (the interval view's window edges)."""
+    """Events over the last 90 minutes: evenly spread, plus one on every 5-minute tile boundary
+    (the interval view's window edges), in time order except that a fifth of them arrive up to
+    4 s late (within the source's 2-minute watermark delay, so all must be counted)."""
     start = now_ms - 90 * MINUTE
-    events = []
-    for i in range(count):
-        ts = start + (now_ms - 30_000 - start) * i // count
-        if rng.random() < 0.1:
-            ts -= ts % INTERVAL
-        elif rng.random() < 0.2:
-            ts -= rng.randrange(4000)
-        events.append({"user_id": rng.choice(USERS), "merchant_id": rng.choice(MERCHANTS),
-                       "amount": round(rng.uniform(1, 500), 2), "ts": iso_ms(ts)})
-    return events
+    spread = [start + (now_ms - 30_000 - start) * i // count for i in range(count)]
+    boundaries = list(range(start - start % INTERVAL + INTERVAL, now_ms - 30_000, INTERVAL))
+    times = sorted(spread + boundaries)
+    times = [t - rng.randrange(4000) if rng.random() < 0.2 else t for t in times]
+    return [{"user_id": rng.choice(USERS), "merchant_id": rng.choice(MERCHANTS),
+             "amount": round(rng.uniform(1, 500), 2), "ts": iso_ms(t)} for t in times]
 
 
 def _served(client: httpx.Client, url: str, key: str, workspace: str, user: str, merchant: str) -> dict[str, Any]:

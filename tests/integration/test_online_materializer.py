@@ -6,12 +6,15 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from featurebus.exceptions import AuthenticationError, KafkaUnavailableError
-from featurebus.platform.api_keys import ApiKeyStore, create_api_key, revoke_api_key
+from featurebus.platform.api_keys import ApiKeyStore, create_api_key, list_api_keys, revoke_api_key
+from featurebus.platform.kafka import LocalKafka
 from featurebus.platform.kafka_admin import ensure_topic
 from featurebus.platform.kv import MemoryStore
 from featurebus.platform.online_materializer import OFFSETS_PREFIX, OnlineMaterializer, online_view_name
@@ -19,12 +22,14 @@ from featurebus.platform.producer import reliable_producer
 from featurebus.platform.topics import REGISTRY_TOPIC, feature_topic
 from featurebus.schemas.encoding import encode_entity_key, encode_partials, store_key, tile_key
 from featurebus.schemas.specs import WorkspaceSpec
+from featurebus.serving.app import create_app
 from featurebus.serving.service import FeatureServer
 from tests.support.specs import MINUTE, spending_workspace
 
 VIEW = "user_spending"
 T0 = 1_700_000_000_000 - (1_700_000_000_000 % MINUTE)
 PARTIALS = [1, 5.0, [5.0, 1]] * 2  # count, sum, mean for the 1 m and 1 h windows
+Start = Callable[[OnlineMaterializer], OnlineMaterializer]
 
 
 def eventually(check: Callable[[], bool], timeout_s: float = 20.0, what: str = "condition") -> None:
@@ -54,7 +59,7 @@ class Bus:
         with reliable_producer(self.bootstrap) as producer:
             producer.produce(REGISTRY_TOPIC, key=spec.name.encode(), value=spec.to_json())
 
-    def publish(self, records: list[tuple[bytes, bytes | None]], topic: str | None = None) -> None:
+    def publish(self, records: Sequence[tuple[bytes, bytes | None]], topic: str | None = None) -> None:
         with reliable_producer(self.bootstrap) as producer:
             for i, (key, value) in enumerate(records):
                 producer.produce(topic or self.topic, key=key, value=value, partition=i % 2)
@@ -69,7 +74,7 @@ def bus(kafka_bootstrap: str, topic_factory: Callable[..., str]) -> Bus:
 
 
 @pytest.fixture
-def started() -> Iterator[Callable[[OnlineMaterializer], OnlineMaterializer]]:
+def started() -> Iterator[Start]:
     running: list[OnlineMaterializer] = []
 
     def start(materializer: OnlineMaterializer) -> OnlineMaterializer:
@@ -82,7 +87,7 @@ def started() -> Iterator[Callable[[OnlineMaterializer], OnlineMaterializer]]:
         materializer.stop()
 
 
-def test_store_follows_the_feature_topic_and_tombstones_delete(bus: Bus, started: Callable[..., OnlineMaterializer]) -> None:
+def test_store_follows_the_feature_topic_and_tombstones_delete(bus: Bus, started: Start) -> None:
     bus.apply()
     records = [(tile(f"u{i}", T0), encode_partials(PARTIALS)) for i in range(20)]
     bus.publish(records)
@@ -103,7 +108,7 @@ def test_store_follows_the_feature_topic_and_tombstones_delete(bus: Bus, started
     assert store.get(bus.key("u2", T0)) is not None
 
 
-def test_a_restarted_replica_resumes_from_its_stored_offsets(bus: Bus, started: Callable[..., OnlineMaterializer]) -> None:
+def test_a_restarted_replica_resumes_from_its_stored_offsets(bus: Bus, started: Start) -> None:
     bus.apply()
     bus.publish([(tile("u0", T0), encode_partials(PARTIALS)), (tile("u1", T0), encode_partials(PARTIALS))])
     store = MemoryStore()
@@ -123,7 +128,7 @@ def test_a_restarted_replica_resumes_from_its_stored_offsets(bus: Bus, started: 
 
 
 def test_new_views_are_picked_up_from_registry_changes(
-    bus: Bus, topic_factory: Callable[..., str], started: Callable[..., OnlineMaterializer]
+    bus: Bus, topic_factory: Callable[..., str], started: Start
 ) -> None:
     store = MemoryStore()
     materializer = started(OnlineMaterializer(bus.bootstrap, store, ApiKeyStore()))
@@ -152,14 +157,18 @@ def test_new_views_are_picked_up_from_registry_changes(
     assert store.get(store_key(online_view_name(offline_ws.name, VIEW), tile("x", T0))) is None
 
 
-def test_api_key_records_authorize(bus: Bus, started: Callable[..., OnlineMaterializer]) -> None:
+def test_api_key_records_authorize(bus: Bus, started: Start) -> None:
     keys = ApiKeyStore()
     key_id, secret = create_api_key(bus.bootstrap, bus.workspace, role="writer", description="ci")
     materializer = started(OnlineMaterializer(bus.bootstrap, MemoryStore(), keys))
     assert materializer.wait_caught_up(60)
     header = f"Tecton-key {secret}"
     assert keys.authorize(header, bus.workspace, "writer").key_id == key_id
+    listed = {k["key_id"]: k for k in list_api_keys(bus.bootstrap)}
+    assert listed[key_id]["workspace"] == bus.workspace and listed[key_id]["role"] == "writer"
+    assert secret not in repr(listed)
     revoke_api_key(bus.bootstrap, key_id)
+    assert key_id not in {k["key_id"] for k in list_api_keys(bus.bootstrap)}
 
     def revoked() -> bool:
         try:
@@ -171,10 +180,29 @@ def test_api_key_records_authorize(bus: Bus, started: Callable[..., OnlineMateri
     eventually(revoked, what="revocation applied")
 
 
-def test_kafka_unavailable_fails_loudly_instead_of_hanging(started: Callable[..., OnlineMaterializer]) -> None:
+def test_kafka_unavailable_fails_loudly_instead_of_hanging(started: Start) -> None:
     materializer = started(OnlineMaterializer("127.0.0.1:1", MemoryStore(), ApiKeyStore(), unavailable_timeout_s=1.0))
     began = time.monotonic()
-    with pytest.raises(KafkaUnavailableError, match="127.0.0.1:1"):
+    with pytest.raises(KafkaUnavailableError, match=r"127\.0\.0\.1:1"):
         materializer.wait_caught_up(30)
     assert time.monotonic() - began < 15
     assert materializer.error is not None and not materializer.caught_up()
+
+
+def test_a_broker_that_disappears_turns_ready_into_503(tmp_path: Path, started: Start) -> None:
+    broker = LocalKafka(tmp_path / "kafka")  # our own: the session broker must stay up
+    try:
+        broker.start(timeout_s=120)
+        keys = ApiKeyStore()
+        materializer = started(OnlineMaterializer(broker.bootstrap, MemoryStore(), keys, unavailable_timeout_s=2.0))
+        server = FeatureServer(materializer.specs, MemoryStore(), lambda: T0)
+        client = TestClient(create_app(server, keys, materializer))
+        assert materializer.wait_caught_up(60)
+        assert client.get("/ready").status_code == 200
+        broker.stop()
+        eventually(lambda: materializer.error is not None, timeout_s=30, what="error reported")
+        response = client.get("/ready")
+        assert response.status_code == 503
+        assert "no Kafka broker reachable" in response.json()["message"]
+    finally:
+        broker.stop()

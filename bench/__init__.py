@@ -1,0 +1,1 @@
+"""featurebus benchmarks: ``python -m bench`` (``make bench``). Not part of the installed package."""

@@ -1,0 +1,78 @@
+"""Where the Quix Streams peer runs: featurebus's venv if that is safe, else a venv of its own.
+
+Quix pins ``confluent-kafka`` (3.28: ``<2.13``) below what featurebus is built against. Installing
+it next to featurebus would silently downgrade featurebus's client and skew the comparison the
+other way, so the harness asks pip (dry run) first and, on a conflict, builds
+``bench/.venvs/quix`` (gitignored) once and reuses it. Idempotent: a venv with the pinned version
+is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from bench.harness import BENCH_DIR
+
+__all__ = ["QUIX_VERSION", "quix_python"]
+
+QUIX_VERSION = "3.28.1"  # pinned so that figures from different days compare the same peer
+_SPEC = f"quixstreams=={QUIX_VERSION}"
+PEER_VENV = BENCH_DIR / ".venvs" / "quix"
+
+log = logging.getLogger(__name__)
+
+
+def _installed_version(python: Path | str, dist: str) -> str | None:
+    code = f"from importlib.metadata import version; print(version({dist!r}))"
+    result = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def _would_change_confluent_kafka() -> bool:
+    """Ask pip what installing Quix into this interpreter would do (nothing is installed)."""
+    report = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--report", "-", _SPEC],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    mine = metadata.version("confluent-kafka")
+    for item in json.loads(report.stdout).get("install", []):
+        meta = item.get("metadata", {})
+        if meta.get("name", "").lower().replace("_", "-") == "confluent-kafka" and meta.get("version") != mine:
+            log.info("quixstreams %s wants confluent-kafka %s, featurebus has %s: using a separate venv",
+                     QUIX_VERSION, meta.get("version"), mine)
+            return True
+    return False
+
+
+def _base_python() -> str:
+    """A python3.11 to build the peer venv from (the project's interpreter version)."""
+    return shutil.which("python3.11") or getattr(sys, "_base_executable", sys.executable)
+
+
+def quix_python() -> Path:
+    """An interpreter that can ``import quixstreams`` at the pinned version, installing if needed."""
+    if _installed_version(sys.executable, "quixstreams") == QUIX_VERSION:
+        return Path(sys.executable)
+    python = PEER_VENV / "bin" / "python"
+    if python.exists() and _installed_version(python, "quixstreams") == QUIX_VERSION:
+        return python
+    if not _would_change_confluent_kafka():
+        log.info("installing %s into %s", _SPEC, sys.prefix)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", _SPEC], check=True)
+        return Path(sys.executable)
+    log.info("creating the Quix peer venv %s", PEER_VENV)
+    PEER_VENV.parent.mkdir(parents=True, exist_ok=True)
+    if not python.exists():
+        subprocess.run([_base_python(), "-m", "venv", str(PEER_VENV)], check=True)
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", _SPEC], check=True, env=env)
+    return python

@@ -1,0 +1,101 @@
+"""A dead broker or a dead process makes commands fail with a clear message, never a hang."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from featurebus.exceptions import FeaturebusError
+from featurebus.platform.kafka.broker import LocalKafka
+from featurebus.platform.kafka.runtime import free_port_pair
+from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
+from featurebus.platform.registry import apply_workspace
+from featurebus.platform.supervisor import Supervisor
+from tests.support.specs import spending_workspace
+
+
+def _featurebus(*args: str, timeout_s: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "featurebus", *args], capture_output=True, text=True, timeout=timeout_s)
+
+
+def test_commands_against_an_unreachable_broker_fail_fast_with_a_hint(tmp_path: Path) -> None:
+    closed = f"127.0.0.1:{free_port_pair()[0]}"
+    started = time.monotonic()
+    result = _featurebus("apply", "--repo", "examples/fraud", "--workspace", "w", "--bootstrap", closed)
+    assert result.returncode == 1
+    assert closed in result.stderr and "FEATUREBUS_KAFKA_BOOTSTRAP" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_commands_without_any_configured_cluster_say_how_to_get_one(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "FEATUREBUS_KAFKA_BOOTSTRAP"}
+    result = subprocess.run([sys.executable, "-m", "featurebus", "api-key", "list", ],
+                            capture_output=True, text=True, timeout=60, env={**env, "FEATUREBUS_HOME": str(tmp_path)})
+    assert result.returncode == 1
+    assert "featurebus up" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.kafka
+def test_worker_stops_with_a_clear_error_when_its_broker_dies(tmp_path: Path) -> None:
+    broker = LocalKafka(tmp_path / "kafka").start()
+    worker = None
+    try:
+        topic = f"tx_{uuid.uuid4().hex[:6]}"
+        ensure_topics(broker.bootstrap, [TopicConfig(topic, 2)])
+        apply_workspace(broker.bootstrap, spending_workspace(topic=topic, name="dying"))
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "featurebus", "worker", "--workspace", "dying", "--bootstrap", broker.bootstrap,
+             "--home", str(tmp_path / "home")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(8)  # joined the group and processing
+        assert worker.poll() is None, worker.stderr.read() if worker.stderr else ""
+        bootstrap = broker.bootstrap
+        broker.stop()
+        _, stderr = worker.communicate(timeout=120)
+        assert worker.returncode == 1
+        assert "featurebus: " in stderr and bootstrap in stderr, stderr[-2000:]
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        broker.stop()
+
+
+def test_supervisor_restarts_a_killed_process(tmp_path: Path) -> None:
+    supervisor = Supervisor(tmp_path)
+    try:
+        supervisor.start("sleeper", ["kafka", "status", "--home", str(tmp_path)])  # exits 1 at once
+        first = supervisor.pids()["sleeper"]
+        time.sleep(1.0)
+        supervisor.check()
+        assert supervisor.pids()["sleeper"] != first
+    finally:
+        supervisor.stop_all()
+
+
+def test_supervisor_gives_up_on_a_process_that_keeps_dying_and_names_it(tmp_path: Path) -> None:
+    supervisor = Supervisor(tmp_path)
+    try:
+        supervisor.start("broken", ["no-such-command"])
+        with pytest.raises(FeaturebusError, match=r"broken exited \d+ times within a minute"):
+            for _ in range(20):
+                time.sleep(0.5)
+                supervisor.check()
+    finally:
+        supervisor.stop_all()
+
+
+def test_stop_all_ends_every_child(tmp_path: Path) -> None:
+    supervisor = Supervisor(tmp_path)
+    supervisor.start("a", ["kafka", "fetch"])
+    pids = list(supervisor.pids().values())
+    supervisor.stop_all()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # signal 0: does the process exist?
