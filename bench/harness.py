@@ -123,7 +123,7 @@ def emit(
     result: dict[str, Any] = {
         "bench": bench,
         "metric": metric,
-        "value": None if value is None else round(float(value), 3),
+        "value": value if value is None or isinstance(value, int) else round(float(value), 3),
         "unit": unit,
         "peer": peer,
         "ratio": ratio,
@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="record the first featurebus worker of the throughput run with py-spy")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
 
     modules = bench_modules()
     if args.list:

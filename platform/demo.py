@@ -20,10 +20,11 @@ from rich.table import Table
 from featurebus.exceptions import FeaturebusError
 from featurebus.platform.api_keys import create_api_key
 from featurebus.platform.generator import fraud_events, produce_events
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
+from featurebus.platform.kafka_admin import TopicConfig, ensure_topics, group_lag
 from featurebus.platform.offline.store import source_glob
 from featurebus.platform.offline.training import get_features_for_events
 from featurebus.platform.registry import apply_workspace
+from featurebus.platform.topics import worker_group
 from featurebus.platform.up import LocalPlatform
 from featurebus.repo import load_repo
 
@@ -50,20 +51,33 @@ def _get_features(client: httpx.Client, url: str, key: str, join_keys: dict[str,
     return body
 
 
-def _vector_table(rows: list[tuple[str, dict[str, Any]]]) -> Table:
-    names = [f["name"].split(".", 1)[1] for f in rows[0][1]["metadata"]["features"]]
-    table = Table(title="live feature vectors (POST /api/v1/feature-service/get-features)")
-    table.add_column("user / merchant")
-    for name in names:
-        table.add_column(name, justify="right")
-    for label, body in rows:
-        table.add_row(label, *[_fmt(v) for v in body["result"]["features"]])
+def _vector_table(title: str, rows: list[tuple[str, dict[str, Any]]]) -> Table:
+    """Features down, entities across: vectors are long and the terminal is narrow."""
+    table = Table(title=title)
+    table.add_column("feature")
+    for label, _ in rows:
+        table.add_column(label, justify="right")
+    for i, feature in enumerate(rows[0][1]["metadata"]["features"]):
+        table.add_row(feature["name"], *[_fmt(body["result"]["features"][i]) for _, body in rows])
     return table
 
 
+def _wait_caught_up(platform: LocalPlatform, console: Console, timeout_s: float = 120.0) -> float:
+    started = time.monotonic()
+    with console.status("the stream worker is catching up with the history..."):
+        while group_lag(platform.bootstrap, worker_group(WORKSPACE), ["transactions"]) > 0:
+            platform.check()
+            if time.monotonic() - started > timeout_s:
+                raise FeaturebusError(f"the worker did not catch up within {timeout_s:g}s:\n{platform.log_tail('worker')}")
+            time.sleep(0.25)
+    return time.monotonic() - started
+
+
 def _fmt(value: Any) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
         return "-"
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%H:%M:%S")
     if isinstance(value, float):
         return f"{value:,.2f}"
     return str(value)
@@ -72,7 +86,8 @@ def _fmt(value: Any) -> str:
 def _offline_rows(root: Path) -> int:
     pattern = source_glob(root, WORKSPACE, "transactions")
     try:
-        return int(duckdb.sql(f"SELECT count(*) FROM read_parquet('{pattern}')").fetchone()[0])  # type: ignore[index]
+        row = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{pattern}')").fetchone()
+        return int(row[0]) if row else 0
     except duckdb.Error:
         return 0  # no file written yet
 
@@ -94,15 +109,19 @@ def run_demo(repo: Path, home: Path, live_seconds: float, console: Console) -> N
             HISTORY_EVENTS, now_ms - 2 * 3_600_000, 2 * 3_600_000, users=USERS, merchants=MERCHANTS, disorder_ms=5_000))
         console.print(f"produced {produced:,} historical transactions (last 2 hours, some out of order)")
 
+        caught_up_in = _wait_caught_up(platform, console)
+        console.print(f"the stream worker caught up with the history in {caught_up_in:.1f}s")
+
         probes = [("user_0", "merchant_3"), ("user_1", "merchant_7"), ("user_5", "merchant_11")]
         with httpx.Client(timeout=5.0) as client:
             deadline = time.monotonic() + live_seconds
             tick = 0
             while True:
                 platform.check()
-                rows = [(f"{u} / {m}", _get_features(client, platform.serving_url, key, {"user_id": u, "merchant_id": m}))
+                rows = [(f"{u}\n{m}", _get_features(client, platform.serving_url, key, {"user_id": u, "merchant_id": m}))
                         for u, m in probes]
-                console.print(_vector_table(rows))
+                console.print(_vector_table(f"live feature vectors at {time.strftime('%H:%M:%S')} "
+                                            "(POST /api/v1/feature-service/get-features)", rows))
                 if time.monotonic() >= deadline:
                     break
                 live = fraud_events(LIVE_EVENTS_PER_S, int(time.time() * 1000), 1000, users=USERS,
@@ -130,6 +149,11 @@ def run_demo(repo: Path, home: Path, live_seconds: float, console: Console) -> N
         frame = get_features_for_events(spec, SERVICE, spine, platform.offline_dir)
         console.print(f"point-in-time training set: {len(frame)} rows in {time.perf_counter() - started:.2f}s "
                       "(a user with no events gets count 0 and nulls)")
-        with pd.option_context("display.width", 200, "display.max_columns", 20):
-            console.print(frame.to_string(index=False))
+        table = Table(title="training set (one column per spine row; features as of its timestamp)")
+        table.add_column("column")
+        for i in range(len(frame)):
+            table.add_column(f"row {i}", justify="right")
+        for column in frame.columns:
+            table.add_row(column.replace("__", ".\n  "), *[_fmt(v) for v in frame[column]])
+        console.print(table)
     console.rule("demo finished; every process it started has been stopped")

@@ -18,7 +18,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from featurebus.exceptions import KafkaUnavailableError
 
-__all__ = ["TopicConfig", "ensure_topic", "ensure_topics", "read_compacted", "unreachable_hint"]
+__all__ = ["TopicConfig", "ensure_topic", "ensure_topics", "group_lag", "read_compacted", "unreachable_hint"]
 
 
 @dataclass(frozen=True)
@@ -137,3 +137,22 @@ def _partition_ends(consumer: Any, bootstrap: str, topic: str, timeout_s: float)
         return ends
     except KafkaException as exc:
         raise KafkaUnavailableError(f"reading topic {topic!r} failed: {exc}. {unreachable_hint(bootstrap)}") from exc
+
+
+def group_lag(bootstrap: str, group: str, topics: Iterable[str], timeout_s: float = 10.0) -> int:
+    """Records in ``topics`` not yet committed by consumer ``group`` (all of them if it never committed)."""
+    # committed() asks the group's coordinator for this group.id without joining the group.
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        lag = 0
+        for topic in topics:
+            ends = _partition_ends(consumer, bootstrap, topic, timeout_s)
+            committed = consumer.committed([TopicPartition(topic, p) for p in ends], timeout=timeout_s)
+            for tp in committed:
+                low, high = ends[tp.partition]
+                lag += high - max(tp.offset, low)
+        return lag
+    except KafkaException as exc:
+        raise KafkaUnavailableError(f"reading the progress of {group!r} failed: {exc}. {unreachable_hint(bootstrap)}") from exc
+    finally:
+        consumer.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 from featurebus.exceptions import StoreFormatError
 from featurebus.schemas.encoding import KEY_FORMAT_VERSION, VALUE_FORMAT_VERSION
@@ -102,7 +102,8 @@ class RocksStore:
     def get_many(self, keys: list[bytes]) -> list[bytes | None]:
         if not keys:
             return []
-        return list(self._db.get(keys))
+        values = self._db.get(keys)  # type: ignore[arg-type]  # rocksdict multi-get takes a list
+        return cast(list[bytes | None], values)
 
     def write(self, puts: Iterable[tuple[bytes, bytes | None]]) -> None:
         batch = self._write_batch(raw_mode=True)

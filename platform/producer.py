@@ -40,7 +40,7 @@ class DeliveryTracker:
             self._error = error
 
     def produce(self, topic: str, value: bytes | None, key: bytes | None = None,
-                partition: int = -1, headers: list[tuple[str, bytes]] | None = None) -> None:
+                partition: int = -1, headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key, partition=partition,

@@ -14,7 +14,7 @@ from types import TracebackType
 
 import httpx
 
-from featurebus.exceptions import FeaturebusError, KafkaUnavailableError
+from featurebus.exceptions import KafkaUnavailableError
 from featurebus.platform.kafka.broker import LocalKafka, kafka_bootstrap_from_env
 from featurebus.platform.kafka.runtime import free_port_pair
 from featurebus.platform.supervisor import Supervisor

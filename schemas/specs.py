@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
-from featurebus.exceptions import StoreFormatError
+from featurebus.exceptions import NotFoundError, StoreFormatError
 
 __all__ = [
     "SPEC_FORMAT_VERSION",
@@ -154,12 +154,14 @@ class WorkspaceSpec:
                 f"workspace spec has format version {version!r}, this featurebus reads "
                 f"{SPEC_FORMAT_VERSION}; upgrade featurebus or re-apply the repository"
             )
-        return _build(cls, raw)
+        spec: WorkspaceSpec = _build(cls, raw)
+        return spec
 
 
-def _by_name(items: tuple[Any, ...], name: str, kind: str, workspace: str) -> Any:
-    from featurebus.exceptions import NotFoundError
+_Named = TypeVar("_Named", StreamSourceSpec, StreamFeatureViewSpec, FeatureServiceSpec)
 
+
+def _by_name(items: tuple[_Named, ...], name: str, kind: str, workspace: str) -> _Named:
     for item in items:
         if item.name == name:
             return item

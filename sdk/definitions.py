@@ -177,7 +177,7 @@ class TimeWindow:
     offset: timedelta = timedelta(0)
 
 
-class StreamProcessingMode(str, enum.Enum):
+class StreamProcessingMode(enum.StrEnum):
     TIME_INTERVAL = "time_interval"
     CONTINUOUS = "continuous"
 

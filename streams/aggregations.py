@@ -24,6 +24,7 @@ __all__ = [
     "output_dtype",
     "merge_all",
     "NUMERIC_DTYPES",
+    "numeric_column",
     "result_over",
 ]
 
@@ -32,7 +33,7 @@ NUMERIC_DTYPES = frozenset({"int64", "int32", "float64", "float32"})
 Partial = Any
 
 
-class AggregationFunction(str, enum.Enum):
+class AggregationFunction(enum.StrEnum):
     COUNT = "count"
     SUM = "sum"
     MEAN = "mean"
@@ -43,8 +44,12 @@ class Aggregator(Protocol):
 
     def initialize(self) -> Partial: ...
 
-    def from_values(self, values: np.ndarray) -> Partial:
-        """The partial of a group of raw input values (one tile's events), vectorized."""
+    def from_groups(self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int) -> list[Partial]:
+        """The partial of every group at once (vectorized over a whole micro-batch).
+
+        ``values`` is numeric with nulls already replaced by 0, ``valid`` marks non-null values,
+        ``group_ids`` numbers each row's group in ``[0, n_groups)``.
+        """
         ...
 
     def merge(self, a: Partial, b: Partial) -> Partial: ...
@@ -52,15 +57,18 @@ class Aggregator(Protocol):
     def result(self, partial: Partial) -> Any: ...
 
 
-def _null_count(values: np.ndarray) -> int:
-    return int(pd.isna(values).sum()) if values.dtype.kind in "fOM" else 0
+def _counts(valid: np.ndarray, group_ids: np.ndarray, n_groups: int) -> np.ndarray:
+    counts: np.ndarray = np.bincount(group_ids, weights=valid, minlength=n_groups).astype(np.int64)
+    return counts
 
 
-def _drop_nulls(values: np.ndarray) -> np.ndarray:
-    """Nulls are skipped, as SQL aggregates skip them (and as the offline join does)."""
-    if values.dtype.kind in "fO":
-        values = values[~pd.isna(values)]
-    return values.astype(np.float64) if values.dtype.kind == "O" else values
+def _sums(values: np.ndarray, group_ids: np.ndarray, n_groups: int) -> np.ndarray:
+    if values.dtype.kind in "iu":  # exact integer sums: never through float64 weights
+        sums = np.zeros(n_groups, dtype=np.int64)
+        np.add.at(sums, group_ids, values)
+        return sums
+    result: np.ndarray = np.bincount(group_ids, weights=values, minlength=n_groups)
+    return result
 
 
 class _Count:
@@ -69,8 +77,9 @@ class _Count:
     def initialize(self) -> int:
         return 0
 
-    def from_values(self, values: np.ndarray) -> int:
-        return int(len(values) - _null_count(values))
+    def from_groups(self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int) -> list[int]:
+        counts: list[int] = _counts(valid, group_ids, n_groups).tolist()
+        return counts
 
     def merge(self, a: int, b: int) -> int:
         return a + b
@@ -82,18 +91,14 @@ class _Count:
 class _Sum:
     function = AggregationFunction.SUM
 
-    def __init__(self, integral: bool) -> None:
-        self._integral = integral
-
     def initialize(self) -> None:
         return None  # null, not 0: a window without events has no sum (DESIGN.md §4)
 
-    def from_values(self, values: np.ndarray) -> int | float | None:
-        values = _drop_nulls(values)
-        if len(values) == 0:
-            return None
-        total = values.sum()
-        return int(total) if self._integral else float(total)
+    def from_groups(self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray,
+                    n_groups: int) -> list[int | float | None]:
+        counts = _counts(valid, group_ids, n_groups).tolist()
+        sums = _sums(values, group_ids, n_groups).tolist()
+        return [total if count else None for total, count in zip(sums, counts, strict=True)]
 
     def merge(self, a: int | float | None, b: int | float | None) -> int | float | None:
         if a is None:
@@ -114,9 +119,11 @@ class _Mean:
     def initialize(self) -> list[float]:
         return [0.0, 0]
 
-    def from_values(self, values: np.ndarray) -> list[float]:
-        values = _drop_nulls(values)
-        return [float(values.sum()), int(len(values))]
+    def from_groups(self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray,
+                    n_groups: int) -> list[list[float]]:
+        sums = _sums(values.astype(np.float64), group_ids, n_groups).tolist()
+        counts = _counts(valid, group_ids, n_groups).tolist()
+        return [[total, count] for total, count in zip(sums, counts, strict=True)]
 
     def merge(self, a: list[float], b: list[float]) -> list[float]:
         return [a[0] + b[0], a[1] + b[1]]
@@ -127,6 +134,20 @@ class _Mean:
             return None
         mean = total / count
         return mean if math.isfinite(mean) else None
+
+
+def numeric_column(column: Any, input_dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(values with nulls as 0, valid mask)`` of a column; integers stay exact int64.
+
+    Nulls are skipped by every aggregate, as SQL skips them (and as the offline join does).
+    """
+    series = pd.Series(column)
+    valid = series.notna().to_numpy()
+    if input_dtype in ("int64", "int32"):
+        return series.to_numpy(dtype=np.int64, na_value=0), valid
+    if input_dtype in ("float64", "float32"):
+        return series.to_numpy(dtype=np.float64, na_value=0.0), valid
+    return np.zeros(len(series), dtype=np.int64), valid  # non-numeric: only counted
 
 
 def aggregator_for(function: str, input_dtype: str) -> Aggregator:
@@ -144,7 +165,7 @@ def aggregator_for(function: str, input_dtype: str) -> Aggregator:
             f"float32), got {input_dtype!r}; use 'count' or change the column's type"
         )
     if fn is AggregationFunction.SUM:
-        return _Sum(integral=input_dtype.startswith("int"))
+        return _Sum()
     return _Mean()
 
 

@@ -221,7 +221,7 @@ class StreamEngine:
         updates = batch_tiles(view, rows, ts_ms)
         keys = [store_key(name, tile_key(u.entity_key, u.tile_start_ms)) for u in updates]
         puts: list[tuple[bytes, bytes | None]] = []
-        for update, key, old in zip(updates, keys, self._store.get_many(keys)):
+        for update, key, old in zip(updates, keys, self._store.get_many(keys), strict=False):
             merged = merge_tile(view, None if old is None else decode_partials(old), update.partials)
             value = encode_partials(merged)
             record_key = tile_key(update.entity_key, update.tile_start_ms)

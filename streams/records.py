@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -42,13 +42,13 @@ def parse_timestamp_ms(value: Any) -> int:
         except ValueError:
             raise ValueError(f"{value!r} is not an ISO-8601 timestamp") from None
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
         return int(parsed.timestamp() * 1000) if parsed.microsecond % 1000 == 0 else _exact_ms(parsed)
     raise ValueError(f"{value!r} is not a timestamp (use an ISO-8601 string or epoch milliseconds)")
 
 
 def _exact_ms(parsed: datetime) -> int:
-    delta = parsed - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = parsed - datetime(1970, 1, 1, tzinfo=UTC)
     return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
 
 
@@ -109,11 +109,17 @@ def decode_json_records(payloads: Sequence[bytes | None], schema: Sequence[Field
         if reason is not None:
             rejected.append((position, reason))
             continue
-        for name, value in zip(names, row):
+        for name, value in zip(names, row, strict=False):
             columns[name].append(value)
         accepted.append(position)
-    frame = pd.DataFrame(columns)
-    for field in schema:
-        if field.dtype == "timestamp":
-            frame[field.name] = pd.to_datetime(frame[field.name].astype("Int64"), unit="ms", utc=True)
+    frame = pd.DataFrame({f.name: _column(columns[f.name], f.dtype) for f in schema})
     return DecodedBatch(frame, accepted, rejected)
+
+
+def _column(values: list[Any], dtype: str) -> Any:
+    """A typed column; integers stay exact (nullable Int64) instead of turning float on a null."""
+    if dtype in ("int64", "int32"):
+        return pd.array(values, dtype="Int64")
+    if dtype == "timestamp":
+        return pd.to_datetime(pd.array(values, dtype="Int64"), unit="ms", utc=True)
+    return values

@@ -16,7 +16,7 @@ import pandas as pd
 
 from featurebus.schemas.encoding import coerce_join_key, encode_entity_key
 from featurebus.schemas.specs import StreamFeatureViewSpec
-from featurebus.streams.aggregations import Aggregator, aggregator_for
+from featurebus.streams.aggregations import Aggregator, aggregator_for, numeric_column
 from featurebus.streams.windows import window_bounds
 
 __all__ = ["CompiledView", "TileUpdate", "batch_tiles", "merge_tile", "compute_values"]
@@ -37,7 +37,7 @@ class CompiledView:
 
     def entity_key(self, values: Sequence[Any]) -> bytes:
         return encode_entity_key(
-            [coerce_join_key(v, d, n) for v, d, n in zip(values, self.join_key_dtypes, self.spec.join_keys)]
+            [coerce_join_key(v, d, n) for v, d, n in zip(values, self.join_key_dtypes, self.spec.join_keys, strict=False)]
         )
 
     def empty_partials(self) -> list[Any]:
@@ -54,31 +54,33 @@ class TileUpdate:
 def batch_tiles(view: CompiledView, rows: pd.DataFrame, ts_ms: np.ndarray) -> list[TileUpdate]:
     """Partials of one batch of transformed rows, one update per touched (entity, tile).
 
-    ``ts_ms`` are the rows' event times in integer milliseconds. Rows whose join keys are null
-    are the caller's to reject before this point.
+    ``ts_ms`` are the rows' event times in integer milliseconds. One groupby numbers the groups;
+    every aggregator then computes all groups' partials at once with numpy.
     """
     if len(rows) == 0:
         return []
     spec = view.spec
     tile_ms = spec.tile_ms
-    frame = rows.loc[:, list(spec.join_keys)].copy()
-    frame["__tile"] = (ts_ms // tile_ms) * tile_ms
-    group_cols = [*spec.join_keys, "__tile"]
-    grouped = frame.assign(**{f"__in{i}": rows[a.input_column].to_numpy() for i, a in enumerate(spec.aggregations)})
-    updates: list[TileUpdate] = []
-    for group_key, group in grouped.groupby(group_cols, sort=False, dropna=False):
-        key_values = group_key[:-1]
-        partials = [
-            agg.from_values(group[f"__in{i}"].to_numpy()) for i, agg in enumerate(view.aggregators)
-        ]
-        updates.append(TileUpdate(view.entity_key(key_values), int(group_key[-1]), partials))
+    keys = rows.loc[:, list(spec.join_keys)].assign(__tile=(ts_ms // tile_ms) * tile_ms)
+    grouped = keys.groupby([*spec.join_keys, "__tile"], sort=False, dropna=False)
+    group_ids = grouped.ngroup().to_numpy()
+    group_keys = grouped.size().index  # the same first-appearance order as ngroup() (sort=False)
+    n_groups = len(group_keys)
+    columns = [
+        agg.from_groups(*numeric_column(rows[a.input_column], a.input_dtype), group_ids, n_groups)
+        for agg, a in zip(view.aggregators, spec.aggregations, strict=True)
+    ]
+    updates = []
+    for index, group_key in enumerate(group_keys):
+        partials = [column[index] for column in columns]
+        updates.append(TileUpdate(view.entity_key(group_key[:-1]), int(group_key[-1]), partials))
     return updates
 
 
 def merge_tile(view: CompiledView, stored: list[Any] | None, update: list[Any]) -> list[Any]:
     if stored is None:
         return list(update)
-    return [agg.merge(a, b) for agg, a, b in zip(view.aggregators, stored, update)]
+    return [agg.merge(a, b) for agg, a, b in zip(view.aggregators, stored, update, strict=False)]
 
 
 def compute_values(view: CompiledView, tiles: Iterable[tuple[int, list[Any]]], t_ms: int) -> list[Any]:
@@ -91,7 +93,7 @@ def compute_values(view: CompiledView, tiles: Iterable[tuple[int, list[Any]]], t
         for i, (start, end) in enumerate(bounds):
             if start <= tile_start_ms < end:
                 states[i] = aggregators[i].merge(states[i], partials[i])
-    return [agg.result(state) for agg, state in zip(aggregators, states)]
+    return [agg.result(state) for agg, state in zip(aggregators, states, strict=False)]
 
 
 def read_range(view: CompiledView, t_ms: int) -> tuple[int, int]:

@@ -29,7 +29,7 @@ class Transformation:
     def __init__(self, spec: TransformationSpec) -> None:
         namespace: dict[str, Any] = {"pd": pd, "np": np, "datetime": datetime, "timedelta": timedelta, "math": math}
         try:
-            exec(compile(spec.code, f"<transformation {spec.function_name}>", "exec"), namespace)  # noqa: S102
+            exec(compile(spec.code, f"<transformation {spec.function_name}>", "exec"), namespace)
         except Exception as exc:
             raise DefinitionError(f"transformation {spec.function_name!r} does not compile: {exc}") from exc
         function = namespace.get(spec.function_name)

@@ -47,7 +47,7 @@ class KafkaFeatureSink:
 
     def dead_letter(self, record: RawRecord, reason: str) -> None:
         log.warning("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
-        headers = [
+        headers: list[tuple[str, str | bytes | None]] = [
             ("featurebus.reason", reason.encode()),
             ("featurebus.topic", record.topic.encode()),
             ("featurebus.partition", str(record.partition).encode()),

@@ -1,5 +1,4 @@
 from featurebus import FeatureService
-
 from fraud.features.merchant_transactions import merchant_online_volume
 from fraud.features.user_transactions import user_transaction_stats
 

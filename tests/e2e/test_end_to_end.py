@@ -161,7 +161,7 @@ def test_served_values_and_training_set_equal_the_oracle(kafka_bootstrap: str, t
                 features = body["metadata"]["features"]
                 got = body["result"]["features"]
                 want = _expected(user_events + merchant_events, features, USERS[0], MERCHANTS[0])
-                if all(close(_num(g), w) for g, w in zip(got, want)):
+                if all(close(_num(g), w) for g, w in zip(got, want, strict=False)):
                     break
                 assert time.monotonic() < deadline, f"served {got}, expected {want}\n{platform.log_tail('worker')}"
                 time.sleep(0.5)
@@ -171,7 +171,7 @@ def test_served_values_and_training_set_equal_the_oracle(kafka_bootstrap: str, t
                     features = body["metadata"]["features"]
                     want = _expected(user_events + merchant_events, features, user, merchant)
                     got = [_num(v) for v in body["result"]["features"]]
-                    assert all(close(g, w) for g, w in zip(got, want)), (user, merchant, got, want)
+                    assert all(close(g, w) for g, w in zip(got, want, strict=False)), (user, merchant, got, want)
 
         # The training set, for a random spine that includes unknown entities and event times.
         spine_rows = 400
@@ -186,7 +186,7 @@ def test_served_values_and_training_set_equal_the_oracle(kafka_bootstrap: str, t
         frame = get_features_for_events(spec, "checkout", spine, platform.offline_dir)
     assert len(frame) == spine_rows
     assert list(frame["user_id"]) == list(spine["user_id"])
-    for row, t_ms in zip(frame.itertuples(index=False), times):
+    for row, t_ms in zip(frame.itertuples(index=False), times, strict=False):
         row_dict = row._asdict()
         checks = [
             ("user_spend__amount_count_10m_continuous", user_events, (row_dict["user_id"],), "count", 10 * MINUTE, None, 1.0),

@@ -2,7 +2,6 @@ from datetime import timedelta
 
 from featurebus import Aggregate, Field, stream_feature_view
 from featurebus.types import Float64
-
 from fraud.entities import user
 from fraud.sources import transactions
 
