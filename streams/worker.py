@@ -109,6 +109,10 @@ def run_worker(bootstrap: str, workspace: str, data_dir: Path, batch_size: int =
         topic_replication_factor=1,
         broker_commit_every=1000,
         broker_commit_interval=1.0,
+        # A killed worker keeps its partitions until the group evicts it: Faust's 60 s default
+        # would stall a restarted (or surviving) worker that long. 10 s, heartbeats every 3 s.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
     )
     source_topics = state["engine"].source_topics
     channel = app.topic(*source_topics, key_serializer="raw", value_serializer="raw")
