@@ -32,10 +32,10 @@ pytestmark = pytest.mark.kafka
 
 
 def _start_worker(bootstrap: str, workspace: str, home: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "featurebus", "worker", "--workspace", workspace, "--bootstrap", bootstrap,
-         "--home", str(home)],
-        stdout=subprocess.DEVNULL, stderr=open(home / "worker.log", "ab"))  # noqa: SIM115
+    with open(home / "worker.log", "ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "featurebus", "worker", "--workspace", workspace, "--bootstrap", bootstrap,
+             "--home", str(home)], stdout=subprocess.DEVNULL, stderr=log)
 
 
 def _wait_caught_up(bootstrap: str, workspace: str, topic: str, worker: subprocess.Popen[bytes], home: Path) -> None:
