@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.fraud_setup import FeatureClient, apply_fraud, platform_home
-from bench.harness import BenchContext, emit, median, percentile, ratio
+from bench.harness import BenchContext, emit, load_1m, median, percentile, ratio
 from bench.kafka_progress import CatchUp, OffsetReader
 from bench.stream_freshness import (
     DictFolder,
     FreshnessRun,
     Probe,
+    event_producer,
     http_counts,
     measure_freshness,
     plan,
@@ -73,8 +74,9 @@ def throughput(ctx: BenchContext, bootstrap: str, sizes: Sizes) -> list[dict[str
         ours.append(run_featurebus(ctx, bootstrap, backlog, f"bench-{ctx.run_id}-tp{rep}", sizes.featurebus_timeout_s, profile))
         log.info("featurebus rep %d: %s", rep + 1, _rates(ours[-1]))
         try:
-            peers.append(run_quix(ctx, bootstrap, backlog, f"bench.{ctx.run_id}.quix-{rep}", sizes.quix_cap_s))
-            log.info("quix rep %d: %s", rep + 1, _rates(peers[-1]))
+            peer = run_quix(ctx, bootstrap, backlog, f"bench.{ctx.run_id}.quix-{rep}", sizes.quix_cap_s)
+            peers.append(peer)
+            log.info("quix rep %d: %s", rep + 1, _rates(peer))
         except Exception as exc:  # the peer failing must not hide featurebus's figures
             log.exception("the Quix peer failed")
             peers.append(None)
@@ -95,6 +97,7 @@ def throughput(ctx: BenchContext, bootstrap: str, sizes: Sizes) -> list[dict[str
                 "peer_samples": [None if v is None else round(v, 1) for v in theirs],
                 "events": sizes.events, "users": sizes.users, "partitions": PARTITIONS,
                 "repeats": sizes.repeats, "peer_cap_s": sizes.quix_cap_s,
+                "load_1m_after": load_1m(),
                 "featurebus_runs": [describe(r) for r in ours],
                 "peer_runs": [describe(p) if p is not None else None for p in peers],
                 **({"peer_errors": peer_errors} if peer_errors else {}),
@@ -127,7 +130,7 @@ def freshness(ctx: BenchContext, bootstrap: str, sizes: Sizes) -> list[dict[str,
                 "events": len(ours.probes), "rate_per_s": sizes.fresh_rate, "seconds": sizes.fresh_seconds,
                 "visible": len(mine), "peer_visible": len(theirs),
                 "max_ms": round(max(mine), 1) if mine else None,
-                "http_polls": ours.polls, "sum_check": checked,
+                "http_polls": ours.polls, "sum_check": checked, "load_1m_after": load_1m(),
                 "notes": ours.notes + base.notes,
             },
         ))
@@ -144,9 +147,10 @@ def _featurebus_freshness(ctx: BenchContext, bootstrap: str, sizes: Sizes) -> tu
         try:
             client.wait_ready()
             read = http_counts(client)
+            producer = event_producer(bootstrap)
             # One event end to end first: the worker has joined its group and serving follows
             # the feature topics, so the measurement starts on a warm, idle platform.
-            warm = measure_freshness(bootstrap, topic, [Probe(f"warm-{ctx.run_id}", 1, 1.0)], 1.0, read,
+            warm = measure_freshness(producer, topic, [Probe(f"warm-{ctx.run_id}", 1, 1.0)], 1.0, read,
                                      poll_pause_s=0.05, settle_timeout_s=90)
             if warm.missing:
                 raise RuntimeError(f"a warm-up event never became visible:\n{platform.log_tail('worker')}")
@@ -155,7 +159,7 @@ def _featurebus_freshness(ctx: BenchContext, bootstrap: str, sizes: Sizes) -> tu
             probes = plan(ctx.run_id, sizes.fresh_rate, sizes.fresh_seconds)
             # 1 ms between polls: a tighter loop only adds HTTP load that the serving process
             # (and its materializer thread, under the same GIL) would pay for.
-            run = measure_freshness(bootstrap, topic, probes, sizes.fresh_rate, read, poll_pause_s=0.001)
+            run = measure_freshness(producer, topic, probes, sizes.fresh_rate, read, poll_pause_s=0.001)
             checked, bad = served_sums_match(client, probes)
             if bad:
                 log.warning("freshness: %d of %d users are served a 1h sum that differs from what was produced", bad, checked)
@@ -173,14 +177,15 @@ def _baseline_freshness(ctx: BenchContext, bootstrap: str, sizes: Sizes) -> Fres
     finally:
         reader.close()
     folder = DictFolder(bootstrap, topic, sorted(start), start)
+    producer = event_producer(bootstrap)
     try:
-        warm = measure_freshness(bootstrap, topic, [Probe(f"warm-{ctx.run_id}", 1, 1.0)], 1.0, folder.read,
+        warm = measure_freshness(producer, topic, [Probe(f"warm-{ctx.run_id}", 1, 1.0)], 1.0, folder.read,
                                  poll_pause_s=0.001, settle_timeout_s=30)
         if warm.missing:
             raise RuntimeError("the baseline consumer never saw its warm-up event")
         probes = plan(f"{ctx.run_id}-base", sizes.fresh_rate, sizes.fresh_seconds)
         # A short sleep between polls hands the GIL to the consumer thread at once; spinning
         # would hold it for the interpreter's 5 ms switch interval and slow the baseline down.
-        return measure_freshness(bootstrap, topic, probes, sizes.fresh_rate, folder.read, poll_pause_s=0.0002)
+        return measure_freshness(producer, topic, probes, sizes.fresh_rate, folder.read, poll_pause_s=0.0002)
     finally:
         folder.close()

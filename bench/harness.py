@@ -37,6 +37,7 @@ from typing import Any
 __all__ = [
     "BenchContext",
     "KEYS",
+    "load_1m",
     "emit",
     "main",
     "median",
@@ -79,6 +80,14 @@ def ratio(value: float | None, peer_value: float | None, higher_is_better: bool)
     if value is None or peer_value is None or value <= 0 or peer_value <= 0:
         return None
     return round(value / peer_value if higher_is_better else peer_value / value, 3)
+
+
+def load_1m() -> float | None:
+    """The 1-minute load average: other work on the machine shows up here, so results carry it."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 # -- results ------------------------------------------------------------------------------------
@@ -223,6 +232,7 @@ def environment(quick: bool) -> dict[str, Any]:
             "confluent_kafka": version("confluent-kafka"),
             "faust": version("faust-streaming"),
             "quick": quick,
+            "load_1m": load_1m(),
         },
     )
 

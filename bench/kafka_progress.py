@@ -17,11 +17,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 __all__ = ["CatchUp", "OffsetReader", "watch_catch_up"]
 
 log = logging.getLogger(__name__)
+
+_ELECTING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
 
 
 class OffsetReader:
@@ -48,11 +54,22 @@ class OffsetReader:
             self._partitions[topic] = sorted(meta.partitions)
         return self._partitions[topic]
 
-    def end_offsets(self, topic: str) -> dict[int, int]:
-        return {
-            p: self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in self.partitions(topic)
-        }
+    def end_offsets(self, topic: str, retry_s: float = 15.0) -> dict[int, int]:
+        """High watermarks; retried for a while, since a topic created a moment ago may still
+        be electing its partition leaders (NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE)."""
+        deadline = time.monotonic() + retry_s
+        while True:
+            try:
+                return {
+                    p: self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                    for p in self.partitions(topic)
+                }
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                retriable = isinstance(error, KafkaError) and error.code() in _ELECTING
+                if not retriable or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
         """``{partition: committed offset}``; -1001 (OFFSET_INVALID) where nothing is committed."""

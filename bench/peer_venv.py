@@ -55,7 +55,8 @@ def _would_change_confluent_kafka() -> bool:
 
 def _base_python() -> str:
     """A python3.11 to build the peer venv from (the project's interpreter version)."""
-    return shutil.which("python3.11") or getattr(sys, "_base_executable", sys.executable)
+    found = shutil.which("python3.11") or getattr(sys, "_base_executable", None)
+    return str(found or sys.executable)
 
 
 def quix_python() -> Path:

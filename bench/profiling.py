@@ -45,7 +45,7 @@ class WorkerProfiler:
         )
         log.info("py-spy (pid %d) records worker pid %d into %s", self._process.pid, pid, out)
 
-    def stop(self, top: int = 10) -> list[tuple[str, float]]:
+    def stop(self, top: int = 12) -> list[tuple[str, float]]:
         """Stop sampling (py-spy writes its file on SIGINT) and log the hottest functions."""
         process, self._process = self._process, None
         if process is None:
@@ -61,20 +61,50 @@ class WorkerProfiler:
             log.warning("py-spy wrote no profile: %s", err.decode(errors="replace")[-500:])
             return []
         hottest = top_functions(self.out, top)
-        log.info("worker profile %s, top functions by own time:\n%s", self.out,
-                 "\n".join(f"  {share:5.1%}  {name}" for name, share in hottest))
+        log.info("worker profile %s, top functions by own time:\n%s", self.out, _table(hottest))
+        log.info("featurebus functions by inclusive time (own + callees):\n%s",
+                 _table(top_functions(self.out, top, inclusive=True, only="featurebus/")))
+        log.info("own time by package:\n%s", _table(by_package(self.out)[:top]))
         return hottest
 
 
-def top_functions(collapsed: Path, top: int = 10) -> list[tuple[str, float]]:
-    """Functions by self time (the leaf frame of each sample), as shares of all samples."""
-    own: Counter[str] = Counter()
-    total = 0
+def _table(rows: list[tuple[str, float]]) -> str:
+    return "\n".join(f"  {share:6.1%}  {name}" for name, share in rows)
+
+
+def _stacks(collapsed: Path) -> list[tuple[list[str], int]]:
+    stacks = []
     for line in collapsed.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        samples = int(count)
+        if stack and count.isdigit():
+            stacks.append((stack.split(";"), int(count)))
+    return stacks
+
+
+# Entry points that sit on every stack of the worker and would top an inclusive list uselessly.
+_SCAFFOLD = ("featurebus/__main__.py", "featurebus/cli.py", "featurebus/streams/worker.py:86)")
+
+
+def top_functions(collapsed: Path, top: int = 10, inclusive: bool = False, only: str = "") -> list[tuple[str, float]]:
+    """Functions by own time (the leaf frame of each sample) or, with ``inclusive``, by the
+    samples they are anywhere on the stack of (once per sample), as shares of all samples;
+    ``only`` keeps frames whose text contains it (e.g. ``"featurebus/"``)."""
+    hits: Counter[str] = Counter()
+    total = 0
+    for frames, samples in _stacks(collapsed):
         total += samples
-        own[stack.split(";")[-1]] += samples
-    return [(name, n / total) for name, n in own.most_common(top)] if total else []
+        for frame in set(frames) if inclusive else frames[-1:]:
+            if only in frame and not frame.endswith(_SCAFFOLD) and not any(s in frame for s in _SCAFFOLD):
+                hits[frame] += samples
+    return [(name, n / total) for name, n in hits.most_common(top)] if total else []
+
+
+def by_package(collapsed: Path) -> list[tuple[str, float]]:
+    """Own time per top-level package of the leaf frame (``faust``, ``asyncio``, ``featurebus``...)."""
+    hits: Counter[str] = Counter()
+    total = 0
+    for frames, samples in _stacks(collapsed):
+        total += samples
+        location = frames[-1].rpartition("(")[2]
+        hits[location.split("/")[0] if "/" in location else location.split(":")[0]] += samples
+    return [(name, n / total) for name, n in hits.most_common()] if total else []

@@ -8,7 +8,7 @@ the 2 cores, as they would in ``featurebus up``); Quix gets a fresh consumer gro
 timed by the same outside observer (``kafka_progress``): from the first output record (and, for
 ``incl_startup``, from process launch) to when the group's commits reached the topic's end and
 the output stopped growing. featurebus must additionally serve the right 1-day sums over HTTP
-for the hottest users and the last user of each partition: "produce to online store".
+for the three hottest users and the user of the very last event: "produce to online store".
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def _sums_visible(client: FeatureClient, backlog: Backlog) -> bool:
     except Exception as exc:  # serving may still be subscribing to the feature topics
         log.debug("probe failed: %s", exc)
         return False
-    for user, row in zip(backlog.probe_users, rows):
+    for user, row in zip(backlog.probe_users, rows, strict=True):
         served = row.get("amount_sum_1d_continuous")
         expected = backlog.sums[user]
         if served is None or not math.isclose(float(served), expected, rel_tol=1e-6):

@@ -226,7 +226,11 @@ class OnlineMaterializer:
                 if self._refresh_pending or time.monotonic() >= next_refresh:
                     self._refresh(consumer)
                     next_refresh = time.monotonic() + self._refresh_interval_s
-                messages = consumer.consume(num_messages=_BATCH, timeout=_POLL_S)
+                # consume(n, timeout) waits for all n records or the whole timeout, which at low
+                # rates adds the timeout to every update's freshness: block for the first record
+                # only, then drain what is already fetched without waiting.
+                first = consumer.poll(_POLL_S)
+                messages = [] if first is None else [first, *consumer.consume(num_messages=_BATCH - 1, timeout=0)]
                 if messages:
                     self._apply(messages)
                 self._update_progress(consumer)
