@@ -73,7 +73,21 @@ def duration_ms(value: timedelta, what: str, kind: str, name: str, site: Definit
     return ms
 
 
-class Entity:
+class _Definition:
+    """Descriptive metadata every top-level definition keeps (and ``describe`` shows)."""
+
+    site: DefinitionSite
+    name: str
+
+    def _keep_metadata(self, description: str | None, owner: str | None, tags: dict[str, str] | None,
+                       prevent_destroy: bool) -> None:
+        self.description = description or ""
+        self.owner = owner
+        self.tags = dict(tags or {})
+        self.prevent_destroy = prevent_destroy
+
+
+class Entity(_Definition):
     def __init__(
         self,
         name: str,
@@ -93,10 +107,7 @@ class Entity:
                 raise _fail("Entity", name, self.site, f"join key {key.name!r} has type {key.dtype.name}",
                             "Join keys must be String, Int64 or Int32.")
         self.join_keys = tuple(join_keys)
-        self.description = description or ""
-        self.owner = owner
-        self.tags = dict(tags or {})
-        self.prevent_destroy = prevent_destroy
+        self._keep_metadata(description, owner, tags, prevent_destroy)
 
     def __repr__(self) -> str:
         return f"Entity({self.name!r})"
@@ -132,7 +143,7 @@ class KafkaConfig:
         self.watermark_delay_ms = int(watermark_delay_threshold / timedelta(milliseconds=1))
 
 
-class StreamSource:
+class StreamSource(_Definition):
     def __init__(
         self,
         name: str,
@@ -162,10 +173,7 @@ class StreamSource:
                         f"Add Field({stream_config.timestamp_field!r}, Timestamp) to schema.")
         self.schema = tuple(schema)
         self.stream_config = stream_config
-        self.description = description or ""
-        self.owner = owner
-        self.tags = dict(tags or {})
-        self.prevent_destroy = prevent_destroy
+        self._keep_metadata(description, owner, tags, prevent_destroy)
 
     def __repr__(self) -> str:
         return f"StreamSource({self.name!r})"
@@ -212,7 +220,7 @@ class Aggregate:
         return duration_ms(self.time_window.window_size, "time_window", "Aggregate", self.name or "?", self.site)
 
 
-class StreamFeatureView:
+class StreamFeatureView(_Definition):
     """A stream feature view: a row transformation over a stream source plus aggregations."""
 
     def __init__(
@@ -256,10 +264,7 @@ class StreamFeatureView:
         self.stream_processing_mode = stream_processing_mode
         self.online = online
         self.offline = offline
-        self.description = description or ""
-        self.owner = owner
-        self.tags = dict(tags or {})
-        self.prevent_destroy = prevent_destroy
+        self._keep_metadata(description, owner, tags, prevent_destroy)
         if stream_processing_mode is StreamProcessingMode.CONTINUOUS and aggregation_interval is not None:
             raise self.error("continuous mode cannot have an aggregation_interval",
                              "Remove aggregation_interval, or use StreamProcessingMode.TIME_INTERVAL.")
@@ -327,7 +332,7 @@ def stream_feature_view(
     return wrap
 
 
-class FeatureService:
+class FeatureService(_Definition):
     def __init__(
         self,
         name: str,
@@ -353,10 +358,7 @@ class FeatureService:
                 raise _fail("FeatureService", name, self.site, f"{item!r} is not a feature view",
                             "List feature views or selections such as my_view[['a', 'b']].")
         self.features = tuple(refs)
-        self.description = description or ""
-        self.owner = owner
-        self.tags = dict(tags or {})
-        self.prevent_destroy = prevent_destroy
+        self._keep_metadata(description, owner, tags, prevent_destroy)
         self.online_serving_enabled = online_serving_enabled
 
     def __repr__(self) -> str:
