@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ __all__ = ["KafkaFeatureSink", "run_worker"]
 
 log = logging.getLogger(__name__)
 
+SHUTDOWN_GRACE_S = 10.0
 REGISTRY_POLL_S = 2.0  # how often a running worker looks for a newly applied version
 EXPIRY_INTERVAL_S = 30.0
 
@@ -98,6 +101,14 @@ def run_worker(bootstrap: str, workspace: str, data_dir: Path, batch_size: int =
     def stop_with(error: FeaturebusError | None) -> None:
         state["error"] = error
         os.kill(os.getpid(), signal.SIGTERM)  # mode's worker turns SIGTERM into a clean stop
+        if error is not None:
+            # With the broker gone, Faust's clean stop waits out its request timeouts (90 s).
+            # State is crash-safe at every point (see StreamEngine), so once the error is said,
+            # a stop that hangs is cut short.
+            print(f"featurebus: {error}", file=sys.stderr, flush=True)
+            watchdog = threading.Timer(SHUTDOWN_GRACE_S, os._exit, args=(1,))
+            watchdog.daemon = True
+            watchdog.start()
 
     app = faust.App(
         worker_group(workspace),
