@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
-from fastapi import FastAPI
+import orjson
+from fastapi import FastAPI, Request, Response
 
 from featurebus import __version__
 from featurebus.platform.api_keys import ApiKeyStore
@@ -30,13 +31,25 @@ def create_app(
 ) -> FastAPI:
     """The app. It never starts or stops ``materializer`` itself: whoever owns the process's
     resources passes a ``lifespan`` that does (see ``main.py``)."""
+    # FastAPI's own /openapi.json and /docs would be open to anyone: every endpoint but the
+    # health checks needs a key, so the document is served below behind one, and the Swagger
+    # page (which fetches the document without credentials) is not served at all.
     app = FastAPI(
         lifespan=lifespan,
         title="featurebus serving",
         version=__version__,
         description="Tecton-compatible feature serving. Authenticate with `Authorization: Tecton-key <key>`.",
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.include_router(features_router(server, keys))
     app.include_router(ops_router(keys, materializer))
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_document(request: Request) -> Response:
+        keys.authenticate(request.headers.get("authorization"))
+        return Response(orjson.dumps(app.openapi()), media_type="application/json")
+
     return app

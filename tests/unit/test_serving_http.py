@@ -142,9 +142,13 @@ def test_metrics_need_a_key_and_count_requests(client: TestClient) -> None:
     assert 'featurebus_serving_auth_failures_total{code="PERMISSION_DENIED"}' in metrics.text
 
 
-def test_openapi_document_lists_the_routes(client: TestClient) -> None:
-    paths = client.get("/openapi.json").json()["paths"]
+def test_openapi_document_needs_a_key_and_lists_the_routes(client: TestClient) -> None:
+    denied = client.get("/openapi.json")
+    assert denied.status_code == 401 and "message" in denied.json()
+    assert client.get("/docs").status_code == 404  # the Swagger page cannot send a key: not served
+    paths = client.get("/openapi.json", headers=_auth(READER)).json()["paths"]
     assert {"/api/v1/feature-service/get-features", "/health", "/ready", "/metrics"} <= set(paths)
+    assert "/openapi.json" not in paths
 
 
 def test_roles_are_ordered_and_revocation_applies() -> None:
