@@ -16,6 +16,8 @@ __all__ = ["apply_workspace", "read_registry", "wait_for_workspace"]
 
 log = logging.getLogger(__name__)
 
+PUSH_TOPIC_PARTITIONS = 4
+
 
 def read_registry(bootstrap: str, timeout_s: float = 15.0) -> dict[str, WorkspaceSpec]:
     """Every workspace's latest applied spec, read from the registry topic."""
@@ -25,7 +27,9 @@ def read_registry(bootstrap: str, timeout_s: float = 15.0) -> dict[str, Workspac
 
 def apply_workspace(bootstrap: str, spec: WorkspaceSpec) -> WorkspaceSpec:
     """Publish ``spec`` as the workspace's next version; returns it with its version number."""
-    ensure_topics(bootstrap, [TopicConfig(REGISTRY_TOPIC, 1, compacted=True)])
+    # Push topics exist from the moment a push source is applied, so ingestion can write at once.
+    push_topics = [TopicConfig(t, PUSH_TOPIC_PARTITIONS) for s in spec.stream_sources if s.push for t in s.kafka.topics]
+    ensure_topics(bootstrap, [TopicConfig(REGISTRY_TOPIC, 1, compacted=True), *push_topics])
     current = read_registry(bootstrap).get(spec.name)
     versioned = dataclasses.replace(spec, version=(current.version if current else 0) + 1)
     with reliable_producer(bootstrap) as producer:

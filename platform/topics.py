@@ -10,6 +10,7 @@ __all__ = [
     "REGISTRY_TOPIC",
     "API_KEYS_TOPIC",
     "feature_topic",
+    "push_topic",
     "dead_letter_topic",
     "worker_group",
     "offline_group",
@@ -24,6 +25,11 @@ API_KEYS_TOPIC = "featurebus.api-keys"
 def feature_topic(workspace: str, view: str) -> str:
     """Compacted topic of a stream feature view's tiles (key = entity key + tile start)."""
     return f"featurebus.{workspace}.features.{view}"
+
+
+def push_topic(workspace: str, source: str) -> str:
+    """Where the ingestion API writes a push source's records (JSON), for the stream worker."""
+    return f"featurebus.{workspace}.push.{source}"
 
 
 def dead_letter_topic(workspace: str) -> str:

@@ -60,6 +60,10 @@ class StreamSourceSpec:
     schema: tuple[FieldSpec, ...]
     kafka: KafkaConfigSpec
     description: str = ""
+    # A push source is written through the ingestion API onto ``kafka.topics`` (its push topic);
+    # ``log_offline`` says whether the offline store keeps its records (Kafka sources: always).
+    push: bool = False
+    log_offline: bool = True
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from featurebus.definitions import Entity, FeatureService, StreamFeatureView, StreamSource, duration_ms
+from featurebus.definitions import Entity, FeatureService, PushConfig, StreamFeatureView, StreamSource, duration_ms
 from featurebus.exceptions import DefinitionError
+from featurebus.platform.topics import push_topic
 from featurebus.schemas.specs import (
     AggregationSpec,
     EntitySpec,
@@ -68,7 +69,7 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
     return WorkspaceSpec(
         name=name,
         entities=tuple(_compile_entity(e) for _, e in sorted(entities.items())),
-        stream_sources=tuple(_compile_source(s) for _, s in sorted(sources.items())),
+        stream_sources=tuple(_compile_source(s, name) for _, s in sorted(sources.items())),
         stream_feature_views=tuple(view_specs.values()),
         feature_services=tuple(_compile_service(s, view_specs) for _, s in sorted(services.items())),
     )
@@ -82,20 +83,21 @@ def _compile_entity(entity: Entity) -> EntitySpec:
     return EntitySpec(entity.name, tuple(_field(k) for k in entity.join_keys), entity.description)
 
 
-def _compile_source(source: StreamSource) -> StreamSourceSpec:
+def _compile_source(source: StreamSource, workspace: str) -> StreamSourceSpec:
     cfg = source.stream_config
-    return StreamSourceSpec(
-        name=source.name,
-        schema=tuple(_field(f) for f in source.schema),
-        kafka=KafkaConfigSpec(
-            topics=cfg.topics,
-            timestamp_field=cfg.timestamp_field,
-            value_format=cfg.value_format,
-            watermark_delay_ms=cfg.watermark_delay_ms,
-            bootstrap_servers=cfg.kafka_bootstrap_servers,
-        ),
-        description=source.description,
+    schema = tuple(_field(f) for f in source.schema)
+    if isinstance(cfg, PushConfig):
+        # Pushed records travel on the bus like any other source: one JSON push topic per source.
+        kafka = KafkaConfigSpec(topics=(push_topic(workspace, source.name),), timestamp_field=source.timestamp_field)
+        return StreamSourceSpec(source.name, schema, kafka, source.description, push=True, log_offline=cfg.log_offline)
+    kafka = KafkaConfigSpec(
+        topics=cfg.topics,
+        timestamp_field=source.timestamp_field,
+        value_format=cfg.value_format,
+        watermark_delay_ms=cfg.watermark_delay_ms,
+        bootstrap_servers=cfg.kafka_bootstrap_servers,
     )
+    return StreamSourceSpec(source.name, schema, kafka, source.description)
 
 
 def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:

@@ -22,6 +22,7 @@ from featurebus.types import Field
 __all__ = [
     "Entity",
     "KafkaConfig",
+    "PushConfig",
     "StreamSource",
     "TimeWindow",
     "StreamProcessingMode",
@@ -143,12 +144,35 @@ class KafkaConfig:
         self.watermark_delay_ms = int(watermark_delay_threshold / timedelta(milliseconds=1))
 
 
+class PushConfig:
+    """A source whose records are pushed through the ingestion API (``POST /ingest``).
+
+    ``timestamp_field`` defaults to the schema's only Timestamp field; ``log_offline`` keeps the
+    pushed records in the offline store for training sets.
+    """
+
+    def __init__(
+        self,
+        log_offline: bool = False,
+        timestamp_field: str | None = None,
+        post_processor: Any = None,
+        input_schema: Any = None,
+    ) -> None:
+        self.site = _caller_site()
+        for option, value in (("post_processor", post_processor), ("input_schema", input_schema)):
+            if value is not None:
+                raise _fail("PushConfig", option, self.site, f"{option} is not supported yet",
+                            f"Remove {option}=; push records that already match the source's schema.")
+        self.log_offline = log_offline
+        self.timestamp_field = timestamp_field
+
+
 class StreamSource(_Definition):
     def __init__(
         self,
         name: str,
         schema: Sequence[Field],
-        stream_config: KafkaConfig,
+        stream_config: KafkaConfig | PushConfig,
         batch_config: Any = None,
         description: str | None = None,
         owner: str | None = None,
@@ -157,9 +181,9 @@ class StreamSource(_Definition):
     ) -> None:
         self.site = _caller_site()
         self.name = _require_name("StreamSource", name, self.site)
-        if not isinstance(stream_config, KafkaConfig):
-            raise _fail("StreamSource", name, self.site, "stream_config must be a KafkaConfig",
-                        "Pass stream_config=KafkaConfig(topics=..., timestamp_field=...).")
+        if not isinstance(stream_config, (KafkaConfig, PushConfig)):
+            raise _fail("StreamSource", name, self.site, "stream_config must be a KafkaConfig or a PushConfig",
+                        "Pass stream_config=KafkaConfig(topics=..., timestamp_field=...) or PushConfig().")
         if batch_config is not None:
             raise _fail("StreamSource", name, self.site, "batch_config is not supported yet",
                         "Remove batch_config; history is replayed from the topic.")
@@ -167,10 +191,18 @@ class StreamSource(_Definition):
             raise _fail("StreamSource", name, self.site, "schema must be a non-empty list of Field",
                         "Pass schema=[Field('user_id', String), ...].")
         names = [f.name for f in schema]
-        if stream_config.timestamp_field not in names:
+        timestamp_field = stream_config.timestamp_field
+        if timestamp_field is None:  # a PushConfig without one: the schema's only Timestamp field
+            stamps = [f.name for f in schema if f.dtype.name == "timestamp"]
+            if len(stamps) != 1:
+                raise _fail("StreamSource", name, self.site, f"the schema has {len(stamps)} Timestamp fields",
+                            "Pass PushConfig(timestamp_field=...) to say which one is the event time.")
+            timestamp_field = stamps[0]
+        if timestamp_field not in names:
             raise _fail("StreamSource", name, self.site,
-                        f"timestamp_field {stream_config.timestamp_field!r} is not in the schema",
-                        f"Add Field({stream_config.timestamp_field!r}, Timestamp) to schema.")
+                        f"timestamp_field {timestamp_field!r} is not in the schema",
+                        f"Add Field({timestamp_field!r}, Timestamp) to schema.")
+        self.timestamp_field = timestamp_field
         self.schema = tuple(schema)
         self.stream_config = stream_config
         self._keep_metadata(description, owner, tags, prevent_destroy)
@@ -259,7 +291,7 @@ class StreamFeatureView(_Definition):
         self.entities = tuple(entities)
         self.mode = mode
         self.features = tuple(features)
-        self.timestamp_field = timestamp_field or source.stream_config.timestamp_field
+        self.timestamp_field = timestamp_field or source.timestamp_field
         self.aggregation_interval = aggregation_interval
         self.stream_processing_mode = stream_processing_mode
         self.online = online

@@ -12,6 +12,7 @@ __all__ = [
     "KafkaUnavailableError",
     "NotFoundError",
     "InvalidRequestError",
+    "RecordValidationError",
     "AuthenticationError",
     "PermissionDeniedError",
     "StoreFormatError",
@@ -36,6 +37,14 @@ class NotFoundError(FeaturebusError):
 
 class InvalidRequestError(FeaturebusError):
     """A request (HTTP or CLI) is malformed; the message names the offending field."""
+
+
+class RecordValidationError(InvalidRequestError):
+    """Some records of an ingest request are invalid; ``record_errors`` says which and why."""
+
+    def __init__(self, message: str, record_errors: list[dict[str, object]]) -> None:
+        super().__init__(message)
+        self.record_errors = record_errors
 
 
 class AuthenticationError(FeaturebusError):

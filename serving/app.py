@@ -12,7 +12,9 @@ from featurebus import __version__
 from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.platform.online_materializer import OnlineMaterializer
 from featurebus.serving.errors import install_error_handlers
+from featurebus.serving.ingest import IngestService
 from featurebus.serving.routes_features import features_router
+from featurebus.serving.routes_ingest import ingest_router
 from featurebus.serving.routes_ops import ops_router
 from featurebus.serving.service import FeatureServer
 
@@ -27,6 +29,7 @@ def create_app(
     keys: ApiKeyStore,
     materializer: OnlineMaterializer | None = None,
     *,
+    ingest: IngestService | None = None,
     lifespan: Lifespan | None = None,
 ) -> FastAPI:
     """The app. It never starts or stops ``materializer`` itself: whoever owns the process's
@@ -46,6 +49,8 @@ def create_app(
     install_error_handlers(app)
     app.include_router(features_router(server, keys))
     app.include_router(ops_router(keys, materializer))
+    if ingest is not None:
+        app.include_router(ingest_router(ingest, keys))
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi_document(request: Request) -> Response:

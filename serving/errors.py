@@ -20,6 +20,7 @@ from featurebus.exceptions import (
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
+    RecordValidationError,
 )
 
 __all__ = ["install_error_handlers", "error_response", "status_of", "AUTH_FAILURES"]
@@ -57,6 +58,9 @@ async def _handle(_request: Request, exc: Exception) -> Response:
             AUTH_FAILURES.labels(code).inc()
         elif status == 500:
             _log.error("request failed: %s", exc)
+        if isinstance(exc, RecordValidationError):
+            body = {"message": str(exc), "code": code, "recordErrors": exc.record_errors}
+            return Response(orjson.dumps(body), status_code=status, media_type="application/json")
         return error_response(status, code, str(exc))
     if isinstance(exc, RequestValidationError):
         details = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())

@@ -16,6 +16,7 @@ from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.platform.kv import RocksStore
 from featurebus.platform.online_materializer import OnlineMaterializer
 from featurebus.serving.app import create_app
+from featurebus.serving.ingest import IngestService, KafkaRecordSink
 from featurebus.serving.service import FeatureServer
 
 __all__ = ["run_server", "wait_until_ready", "now_ms"]
@@ -34,6 +35,7 @@ class _Replica:
         self.store = RocksStore(store_dir)
         self.keys = ApiKeyStore()
         self.materializer = OnlineMaterializer(bootstrap, self.store, self.keys)
+        self.ingest_sink = KafkaRecordSink(bootstrap)
         self._closed = False
 
     def close(self) -> None:
@@ -41,6 +43,7 @@ class _Replica:
             self._closed = True
             self.materializer.stop()  # before the store: the thread writes into it
             self.store.close()
+            self.ingest_sink.close()
             _log.info("online materializer stopped and online store closed")
 
 
@@ -71,7 +74,8 @@ def run_server(
 
     try:
         server = FeatureServer(replica.materializer.specs, replica.store, now_ms)
-        app = create_app(server, replica.keys, replica.materializer, lifespan=lifespan)
+        ingest = IngestService(replica.materializer.specs, replica.ingest_sink)
+        app = create_app(server, replica.keys, replica.materializer, ingest=ingest, lifespan=lifespan)
         _log.info("serving on http://%s:%d (online store %s)", host, port, data_dir / "online")
         uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level)).run()
     finally:

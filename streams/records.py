@@ -17,7 +17,7 @@ import pandas as pd
 
 from featurebus.schemas.specs import FieldSpec
 
-__all__ = ["DecodedBatch", "decode_json_records", "parse_timestamp_ms"]
+__all__ = ["DecodedBatch", "check_record", "decode_json_records", "parse_timestamp_ms"]
 
 
 @dataclass
@@ -77,6 +77,25 @@ def _check(value: Any, dtype: str) -> Any:
     return value  # arrays and other composites pass through as decoded JSON
 
 
+def check_record(record: Any, schema: Sequence[FieldSpec], timestamp_field: str) -> tuple[list[Any], str | None]:
+    """The record's values in schema order, converted, or the reason it is unusable.
+
+    One definition of a valid record for the stream worker, the offline replay and ingestion.
+    """
+    if not isinstance(record, dict):
+        return [], "value is not a JSON object"
+    row: list[Any] = []
+    for field in schema:
+        try:
+            value = _check(record.get(field.name), field.dtype)
+        except ValueError as exc:
+            return [], f"field {field.name!r}: {exc}"
+        if value is None and field.name == timestamp_field:
+            return [], f"field {field.name!r}: the timestamp is missing"
+        row.append(value)
+    return row, None
+
+
 def decode_json_records(payloads: Sequence[bytes | None], schema: Sequence[FieldSpec], timestamp_field: str) -> DecodedBatch:
     names = [f.name for f in schema]
     columns: dict[str, list[Any]] = {n: [] for n in names}
@@ -91,25 +110,11 @@ def decode_json_records(payloads: Sequence[bytes | None], schema: Sequence[Field
         except orjson.JSONDecodeError as exc:
             rejected.append((position, f"value is not JSON: {exc}"))
             continue
-        if not isinstance(record, dict):
-            rejected.append((position, "value is not a JSON object"))
-            continue
-        row: list[Any] = []
-        reason = None
-        for field in schema:
-            try:
-                value = _check(record.get(field.name), field.dtype)
-            except ValueError as exc:
-                reason = f"field {field.name!r}: {exc}"
-                break
-            if value is None and field.name == timestamp_field:
-                reason = f"field {field.name!r}: the timestamp is missing"
-                break
-            row.append(value)
+        row, reason = check_record(record, schema, timestamp_field)
         if reason is not None:
             rejected.append((position, reason))
             continue
-        for name, value in zip(names, row, strict=False):
+        for name, value in zip(names, row, strict=True):
             columns[name].append(value)
         accepted.append(position)
     frame = pd.DataFrame({f.name: _column(columns[f.name], f.dtype) for f in schema})

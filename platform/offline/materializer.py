@@ -151,6 +151,8 @@ class OfflineMaterializer:
             raise NotFoundError(f"workspace {self._workspace!r} has not been applied; run `featurebus apply` first")
         by_topic: dict[str, list[StreamSourceSpec]] = {}
         for source in spec.stream_sources:
+            if not source.log_offline:  # a push source that keeps its records online only
+                continue
             if source.kafka.value_format != "json":
                 _log.warning(
                     "source %r: the offline store reads JSON only, not %r; skipped",

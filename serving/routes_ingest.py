@@ -1,0 +1,46 @@
+"""``POST /ingest`` in Tecton's shape: ``{"workspace_name", "dry_run", "records": {...}}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from featurebus.exceptions import InvalidRequestError
+from featurebus.platform.api_keys import ApiKeyStore
+from featurebus.serving.ingest import IngestService
+
+__all__ = ["ingest_router"]
+
+
+def _field(body: dict[str, Any], snake: str, camel: str, kind: type, default: Any = None) -> Any:
+    value = body.get(snake, body.get(camel, default))
+    if not isinstance(value, kind):
+        raise InvalidRequestError(f"{snake} must be a {'string' if kind is str else kind.__name__}")
+    return value
+
+
+def ingest_router(service: IngestService, keys: ApiKeyStore) -> APIRouter:
+    router = APIRouter(tags=["ingest"])
+
+    @router.post("/ingest")
+    async def ingest(request: Request) -> Response:
+        """Validate every record against its push source's schema; write all of them or none.
+        Needs a `writer` (or `admin`) key of the workspace."""
+        api_key = keys.authenticate(request.headers.get("authorization"))
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise InvalidRequestError('request body must be a JSON object {"workspace_name", "records", ...}')
+        workspace = _field(body, "workspace_name", "workspaceName", str)
+        keys.permit(api_key, workspace, "writer")
+        dry_run = _field(body, "dry_run", "dryRun", bool, default=False)
+        # Waiting for Kafka's acknowledgements blocks: keep it off the event loop.
+        result = await run_in_threadpool(service.ingest, workspace, body.get("records"), dry_run)
+        return Response(orjson.dumps(result), media_type="application/json")
+
+    return router

@@ -1,0 +1,83 @@
+"""Ingestion against the real broker: pushed records flow through the stream worker into the
+online store and are served; rejected and dry-run requests leave the push topic untouched."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from featurebus.platform.api_keys import create_api_key
+from featurebus.platform.generator import iso_ms
+from featurebus.platform.registry import apply_workspace
+from featurebus.platform.topics import push_topic
+from featurebus.platform.up import LocalPlatform
+from featurebus.streams.records import parse_timestamp_ms
+from tests.support.oracle import Event, close, feature_value
+from tests.support.push_repo import push_workspace
+
+pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
+HOUR = 3_600_000
+
+
+def _topic_size(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"size-{uuid.uuid4().hex}"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
+    finally:
+        consumer.close()
+
+
+def test_ingested_records_are_served_and_rejected_ones_never_written(kafka_bootstrap: str, tmp_path: Path) -> None:
+    rng = random.Random(11)
+    workspace = f"push_{uuid.uuid4().hex[:8]}"
+    topic = push_topic(workspace, "clicks")
+    with LocalPlatform(tmp_path / "home", workspace, bootstrap=kafka_bootstrap) as platform:
+        apply_workspace(kafka_bootstrap, push_workspace(workspace))
+        _, writer = create_api_key(kafka_bootstrap, workspace, "writer")
+        _, reader = create_api_key(kafka_bootstrap, workspace, "reader")
+        now = int(time.time() * 1000)
+        events = [Event((f"u{rng.randrange(5)}",), now - rng.randrange(50 * 60_000), rng.randrange(1, 9)) for _ in range(60)]
+        records = [{"record": {"user_id": e.entity[0], "price": 1.0, "quantity": e.value, "ts": iso_ms(e.ts_ms)}} for e in events]
+        with httpx.Client(base_url=platform.serving_url, timeout=30.0) as client:
+            def ingest(body: dict[str, Any], key: str = writer) -> httpx.Response:
+                deadline = time.monotonic() + 30
+                while True:  # the replica learns of the new workspace and key within a second or so
+                    response = client.post("/ingest", json=body, headers={"Authorization": f"Tecton-key {key}"})
+                    if response.status_code not in (401, 404) or time.monotonic() > deadline:
+                        return response
+                    time.sleep(0.3)
+
+            dry = ingest({"workspace_name": workspace, "dry_run": True, "records": {"clicks": records}})
+            assert dry.status_code == 200, dry.text
+            rejected = ingest({"workspace_name": workspace, "records": {"clicks": [*records, {"record": {"user_id": "u1"}}]}})
+            assert rejected.status_code == 400 and rejected.json()["recordErrors"][0]["recordIndex"] == len(records)
+            assert _topic_size(kafka_bootstrap, topic) == 0
+            accepted = ingest({"workspace_name": workspace, "records": {"clicks": records}})
+            assert accepted.status_code == 200, accepted.text
+            assert _topic_size(kafka_bootstrap, topic) == len(records)
+
+            deadline = time.monotonic() + 60
+            for user in [f"u{i}" for i in range(5)]:
+                while True:
+                    platform.check()
+                    response = client.post(
+                        "/api/v1/feature-service/get-features", headers={"Authorization": f"Bearer {reader}"},
+                        json={"params": {"workspaceName": workspace, "featureServiceName": "clicks",
+                                         "joinKeyMap": {"user_id": user}, "metadataOptions": {"includeEffectiveTimes": True}}})
+                    assert response.status_code == 200, response.text
+                    body = response.json()
+                    t_ms = parse_timestamp_ms(body["metadata"]["features"][0]["effectiveTime"])
+                    got = [int(v) if isinstance(v, str) else v for v in body["result"]["features"]]
+                    want = [feature_value(events, (user,), t_ms, fn, HOUR, None) for fn in ("count", "sum")]
+                    if all(close(g, w) for g, w in zip(got, want, strict=True)):
+                        break
+                    assert time.monotonic() < deadline, (user, got, want, platform.log_tail("worker"))
+                    time.sleep(0.3)

@@ -1,0 +1,121 @@
+"""Ingestion over the in-memory sink: whole-request validation, dry runs, roles, Tecton shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from featurebus.exceptions import InvalidRequestError, NotFoundError, RecordValidationError
+from featurebus.platform.kv import MemoryStore
+from featurebus.platform.topics import push_topic
+from featurebus.serving.app import create_app
+from featurebus.serving.ingest import MAX_RECORDS_PER_REQUEST, IngestService, MemoryRecordSink
+from featurebus.serving.service import FeatureServer
+from tests.support.push_repo import push_workspace
+from tests.unit.test_serving_http import READER, WRITER, _auth, _keys
+
+SPEC = push_workspace("test")
+
+
+def _service() -> tuple[IngestService, MemoryRecordSink]:
+    sink = MemoryRecordSink()
+    return IngestService(lambda: {"test": SPEC}, sink), sink
+
+
+def _records(*records: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    return {"clicks": [{"record": r} for r in records]}
+
+
+GOOD = {"user_id": "u1", "price": 9.5, "quantity": 2, "ts": "2026-11-26T10:00:00.250Z"}
+
+
+def test_push_source_compiles_to_a_push_topic_with_its_timestamp_field() -> None:
+    source = SPEC.source("clicks")
+    assert source.push and source.log_offline
+    assert source.kafka.topics == (push_topic("test", "clicks"),)
+    assert source.kafka.timestamp_field == "ts"
+
+
+def test_valid_records_are_normalised_and_keyed_by_join_key() -> None:
+    service, sink = _service()
+    result = service.ingest("test", _records(GOOD, {**GOOD, "user_id": "u2", "quantity": None}), dry_run=False)
+    assert [(t, k) for t, k, _ in sink.records] == [(push_topic("test", "clicks"), b'["u1"]'), (push_topic("test", "clicks"), b'["u2"]')]
+    assert orjson.loads(sink.records[0][2]) == {"user_id": "u1", "price": 9.5, "quantity": 2, "ts": 1795687200250}
+    assert result["ingestMetrics"]["featureViewIngestMetrics"] == [
+        {"featureViewName": "user_clicks", "onlineRecordIngestCount": "2", "offlineRecordIngestCount": "2"}]
+
+
+def test_one_bad_record_rejects_the_whole_request_and_names_every_error() -> None:
+    service, sink = _service()
+    bad = [GOOD, {**GOOD, "price": "free"}, {**GOOD, "ts": None}, {**GOOD, "color": "red"}, "not an object"]
+    with pytest.raises(RecordValidationError) as info:
+        service.ingest("test", {"clicks": [{"record": r} if isinstance(r, dict) else r for r in bad]}, dry_run=False)
+    assert sink.records == []
+    errors = info.value.record_errors
+    assert [e["recordIndex"] for e in errors] == [1, 2, 3, 4]
+    assert "'price'" in errors[0]["errorMessage"] and "timestamp is missing" in errors[1]["errorMessage"]
+    assert "unknown fields ['color']" in errors[2]["errorMessage"] and '{"record"' in errors[3]["errorMessage"]
+    assert "4 of 5 records are invalid; nothing was written" in str(info.value)
+
+
+def test_dry_run_validates_and_writes_nothing() -> None:
+    service, sink = _service()
+    result = service.ingest("test", _records(GOOD), dry_run=True)
+    assert sink.records == [] and result["dryRun"] is True
+    assert result["ingestMetrics"]["featureViewIngestMetrics"][0]["onlineRecordIngestCount"] == "0"
+    with pytest.raises(RecordValidationError):
+        service.ingest("test", _records({**GOOD, "quantity": 1.5}), dry_run=True)
+
+
+@pytest.mark.parametrize(
+    ("workspace", "records", "error", "text"),
+    [
+        ("nope", _records(GOOD), NotFoundError, "no workspace named 'nope'"),
+        ("test", {"views": [{"record": GOOD}]}, InvalidRequestError, "push sources: clicks"),
+        ("test", {}, InvalidRequestError, "non-empty object"),
+        ("test", {"clicks": [{"record": GOOD}] * (MAX_RECORDS_PER_REQUEST + 1)}, InvalidRequestError, "at most"),
+    ],
+)
+def test_bad_requests_say_what_is_wrong(workspace: str, records: Any, error: type[Exception], text: str) -> None:
+    service, sink = _service()
+    with pytest.raises(error, match=text):
+        service.ingest(workspace, records, dry_run=False)
+    assert sink.records == []
+
+
+@pytest.fixture
+def client_and_sink() -> Iterator[tuple[TestClient, MemoryRecordSink]]:
+    service, sink = _service()
+    app = create_app(FeatureServer(lambda: {"test": SPEC}, MemoryStore(), lambda: 0), _keys(), ingest=service)
+    with TestClient(app) as client:
+        yield client, sink
+
+
+def test_http_ingest_needs_a_writer_key_of_the_workspace(client_and_sink: tuple[TestClient, MemoryRecordSink]) -> None:
+    client, sink = client_and_sink
+    body = {"workspace_name": "test", "records": _records(GOOD)}
+    assert client.post("/ingest", json=body).status_code == 401
+    forbidden = client.post("/ingest", json=body, headers=_auth(READER))
+    assert forbidden.status_code == 403 and "writer" in forbidden.json()["message"]
+    assert sink.records == []
+    ok = client.post("/ingest", json=body, headers=_auth(WRITER, "Bearer"))
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["workspaceName"] == "test" and len(sink.records) == 1
+
+
+def test_http_rejections_are_json_with_record_errors(client_and_sink: tuple[TestClient, MemoryRecordSink]) -> None:
+    client, sink = client_and_sink
+    response = client.post("/ingest", headers=_auth(WRITER),
+                           json={"workspaceName": "test", "dryRun": False, "records": _records({**GOOD, "price": None, "ts": "x"})})
+    assert response.status_code == 400
+    body = response.json()
+    assert "nothing was written" in body["message"] and body["recordErrors"][0]["pushSourceName"] == "clicks"
+    bad_json = client.post("/ingest", headers=_auth(WRITER), content=b"{nope")
+    assert bad_json.status_code == 400 and "not valid JSON" in bad_json.json()["message"]
+    wrong_type = client.post("/ingest", headers=_auth(WRITER), json={"workspace_name": "test", "dry_run": "yes", "records": {}})
+    assert wrong_type.status_code == 400 and "dry_run" in wrong_type.json()["message"]
+    assert sink.records == []
