@@ -3,17 +3,22 @@ featurebus raises on purpose print as one clear line and exit 1, never as a trac
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from featurebus.exceptions import FeaturebusError
+
+if TYPE_CHECKING:
+    from featurebus.plan import Plan
+    from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = ["app", "main"]
 
@@ -81,23 +86,73 @@ def kafka_status(home: Home = None) -> None:
 
 
 # -- definitions -----------------------------------------------------------------------------------
+RepoDir = Annotated[Path, typer.Option("--repo", help="Feature repository folder.")]
+
+
+def _plan_repo(repo: Path, workspace: str, cluster: str) -> tuple[WorkspaceSpec | None, Plan]:
+    """The repository's spec diffed against what the registry holds for the workspace now."""
+    from featurebus.plan import plan
+    from featurebus.platform.registry import read_registry
+    from featurebus.repo import load_repo
+
+    desired = load_repo(repo, workspace)
+    current = read_registry(cluster).get(workspace)
+    return current, plan(current, desired)
+
+
+def _print_plan(changes: Plan) -> None:
+    from featurebus.plan_render import render_plan
+
+    # Markup always: rich drops the styles when stdout is not a terminal. soft_wrap keeps long
+    # lines whole instead of breaking them at 80 columns in pipes and logs.
+    console.print(render_plan(changes, color=True), highlight=False, soft_wrap=True)
+
+
+@app.command("plan")
+def plan_command(
+    repo: RepoDir = Path("."),
+    workspace: Workspace = "default",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON for tools.")] = False,
+    bootstrap: Bootstrap = None,
+) -> None:
+    """Show what `apply` would change in the workspace (and what must be re-materialized); changes nothing."""
+    _, changes = _plan_repo(repo, workspace, _bootstrap(bootstrap))
+    if as_json:
+        from featurebus.plan_render import plan_to_json
+
+        typer.echo(json.dumps(plan_to_json(changes), indent=2))
+    else:
+        _print_plan(changes)
+
+
 @app.command("apply")
 def apply(
-    repo: Annotated[Path, typer.Option("--repo", help="Feature repository folder.")] = Path("."),
+    repo: RepoDir = Path("."),
     workspace: Workspace = "default",
     bootstrap: Bootstrap = None,
 ) -> None:
-    """Load the feature repository and apply it to the workspace's registry on the bus."""
+    """Print the plan for the feature repository, then apply it to the workspace's registry on the bus."""
     from featurebus.platform.registry import apply_workspace
-    from featurebus.repo import load_repo
 
-    spec = load_repo(repo, workspace)
-    applied = apply_workspace(_bootstrap(bootstrap), spec)
+    cluster = _bootstrap(bootstrap)
+    current, changes = _plan_repo(repo, workspace, cluster)
+    _print_plan(changes)
+    version = current.version if current is not None else 0
+    if changes.is_empty:
+        console.print(f"No changes; workspace {workspace} stays at v{version}.")
+        return
+    applied = apply_workspace(cluster, changes.apply_to(current))
     console.print(
         f"Applied workspace [bold]{workspace}[/] v{applied.version}: {len(applied.entities)} entities, "
         f"{len(applied.stream_sources)} sources, {len(applied.stream_feature_views)} feature views, "
         f"{len(applied.feature_services)} feature services"
     )
+    # The registry has no compare-and-set: say so when another apply landed after our plan.
+    if applied.version != version + 1:
+        err.print(
+            f"[yellow]note: the workspace moved from v{version} to v{applied.version - 1} while planning; "
+            "the plan above was made against the older version. Run `featurebus plan` to review.[/]"
+        )
 
 
 # -- processes ---------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from featurebus.exceptions import (
     AuthenticationError,
     FeaturebusError,
     InvalidRequestError,
+    KafkaUnavailableError,
     NotFoundError,
     PermissionDeniedError,
     RecordValidationError,
@@ -33,6 +34,7 @@ _STATUS: tuple[tuple[type[FeaturebusError], int, str], ...] = (
     (AuthenticationError, 401, "UNAUTHENTICATED"),
     (PermissionDeniedError, 403, "PERMISSION_DENIED"),
     (NotFoundError, 404, "NOT_FOUND"),
+    (KafkaUnavailableError, 503, "UNAVAILABLE"),
 )
 _HTTP_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
 

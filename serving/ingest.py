@@ -22,17 +22,25 @@ from featurebus.platform.producer import producer_config
 from featurebus.schemas.specs import StreamSourceSpec, WorkspaceSpec
 from featurebus.streams.records import check_record
 
-__all__ = ["IngestService", "KafkaRecordSink", "MemoryRecordSink", "RecordSink", "MAX_RECORDS_PER_REQUEST"]
+__all__ = ["IngestService", "KafkaRecordSink", "MemoryRecordSink", "RecordSink", "Visibility", "MAX_RECORDS_PER_REQUEST"]
 
 MAX_RECORDS_PER_REQUEST = 10_000
 
 OutgoingRecord = tuple[str, bytes | None, bytes]  # topic, key, value
 
 
+Offsets = dict[tuple[str, int], int]  # last offset written per (topic, partition)
+
+
 class RecordSink(Protocol):
-    def send_all(self, records: Sequence[OutgoingRecord]) -> None:
-        """Return once every record is acknowledged; raise ``KafkaUnavailableError`` otherwise."""
+    def send_all(self, records: Sequence[OutgoingRecord]) -> Offsets:
+        """Return once every record is acknowledged (with where they went); raise
+        ``KafkaUnavailableError`` otherwise."""
         ...
+
+
+class Visibility(Protocol):
+    def wait(self, spec: WorkspaceSpec, source: str, written: Mapping[tuple[str, int], int]) -> None: ...
 
 
 @dataclass
@@ -41,8 +49,13 @@ class MemoryRecordSink:
 
     records: list[OutgoingRecord] = field(default_factory=list)
 
-    def send_all(self, records: Sequence[OutgoingRecord]) -> None:
-        self.records.extend(records)
+    def send_all(self, records: Sequence[OutgoingRecord]) -> Offsets:
+        """Everything goes to partition 0 of its topic; offsets count per topic."""
+        offsets: Offsets = {}
+        for record in records:
+            self.records.append(record)
+            offsets[(record[0], 0)] = sum(1 for r in self.records if r[0] == record[0]) - 1
+        return offsets
 
 
 class _Deliveries:
@@ -51,15 +64,21 @@ class _Deliveries:
     def __init__(self, expected: int) -> None:
         self.pending = expected
         self.error: KafkaError | None = None
+        self.last_offsets: dict[tuple[str, int], int] = {}
         self.done = threading.Event()
         self._lock = threading.Lock()
         if expected == 0:
             self.done.set()
 
-    def delivered(self, error: KafkaError | None, _message: Message) -> None:
+    def delivered(self, error: KafkaError | None, message: Message) -> None:
         with self._lock:
             if error is not None and self.error is None:
                 self.error = error
+            elif error is None:
+                topic, partition, offset = message.topic(), message.partition(), message.offset()
+                if topic is not None and partition is not None and offset is not None:
+                    where = (topic, partition)
+                    self.last_offsets[where] = max(self.last_offsets.get(where, -1), offset)
             self.pending -= 1
             if self.pending == 0:
                 self.done.set()
@@ -74,7 +93,7 @@ class KafkaRecordSink:
         self._bootstrap = bootstrap
         self._timeout_s = timeout_s
 
-    def send_all(self, records: Sequence[OutgoingRecord]) -> None:
+    def send_all(self, records: Sequence[OutgoingRecord]) -> Offsets:
         batch = _Deliveries(len(records))
         for topic, key, value in records:
             while True:
@@ -93,17 +112,21 @@ class KafkaRecordSink:
             self._producer.poll(0.005)  # serves delivery callbacks, for this and other requests
         if batch.error is not None:
             raise KafkaUnavailableError(f"writing ingested records to Kafka at {self._bootstrap} failed: {batch.error}")
+        return batch.last_offsets
 
     def close(self) -> None:
         self._producer.flush(5.0)
 
 
 class IngestService:
-    def __init__(self, specs_provider: Callable[[], Mapping[str, WorkspaceSpec]], sink: RecordSink) -> None:
+    def __init__(self, specs_provider: Callable[[], Mapping[str, WorkspaceSpec]], sink: RecordSink,
+                 visibility: Visibility | None = None) -> None:
         self._specs_provider = specs_provider
         self._sink = sink
+        self._visibility = visibility
 
-    def ingest(self, workspace: str, records: Any, dry_run: bool) -> dict[str, Any]:
+    def ingest(self, workspace: str, records: Any, dry_run: bool, read_after_write: bool = False) -> dict[str, Any]:
+        """``read_after_write``: return only once this replica serves the records' effect."""
         specs = self._specs_provider()
         spec = specs.get(workspace)
         if spec is None:
@@ -133,8 +156,14 @@ class IngestService:
             raise RecordValidationError(
                 f"{len(errors)} of {total} records are invalid; nothing was written", record_errors=errors
             )
+        if read_after_write and self._visibility is None:
+            raise InvalidRequestError("read_after_write is not available on this server (it has no online store)")
         if not dry_run:
-            self._sink.send_all(outgoing)
+            written = self._sink.send_all(outgoing)
+            if read_after_write and self._visibility is not None:
+                for source_name in counts:
+                    topic = spec.source(source_name).kafka.topics[0]
+                    self._visibility.wait(spec, source_name, {tp: o for tp, o in written.items() if tp[0] == topic})
         return {"workspaceName": workspace, "dryRun": dry_run, "ingestMetrics": _metrics(spec, counts, dry_run)}
 
 

@@ -18,6 +18,7 @@ from featurebus.platform.online_materializer import OnlineMaterializer
 from featurebus.serving.app import create_app
 from featurebus.serving.ingest import IngestService, KafkaRecordSink
 from featurebus.serving.service import FeatureServer
+from featurebus.serving.visibility import OnlineVisibility
 
 __all__ = ["run_server", "wait_until_ready", "now_ms"]
 
@@ -36,12 +37,14 @@ class _Replica:
         self.keys = ApiKeyStore()
         self.materializer = OnlineMaterializer(bootstrap, self.store, self.keys)
         self.ingest_sink = KafkaRecordSink(bootstrap)
+        self.visibility = OnlineVisibility(bootstrap, self.store)
         self._closed = False
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             self.materializer.stop()  # before the store: the thread writes into it
+            self.visibility.close()
             self.store.close()
             self.ingest_sink.close()
             _log.info("online materializer stopped and online store closed")
@@ -74,7 +77,7 @@ def run_server(
 
     try:
         server = FeatureServer(replica.materializer.specs, replica.store, now_ms)
-        ingest = IngestService(replica.materializer.specs, replica.ingest_sink)
+        ingest = IngestService(replica.materializer.specs, replica.ingest_sink, replica.visibility)
         app = create_app(server, replica.keys, replica.materializer, ingest=ingest, lifespan=lifespan)
         _log.info("serving on http://%s:%d (online store %s)", host, port, data_dir / "online")
         uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level)).run()

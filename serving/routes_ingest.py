@@ -28,7 +28,8 @@ def ingest_router(service: IngestService, keys: ApiKeyStore) -> APIRouter:
     @router.post("/ingest")
     async def ingest(request: Request) -> Response:
         """Validate every record against its push source's schema; write all of them or none.
-        Needs a `writer` (or `admin`) key of the workspace."""
+        Needs a `writer` (or `admin`) key of the workspace. With `read_after_write`, answers only
+        once this replica serves the records' effect."""
         api_key = keys.authenticate(request.headers.get("authorization"))
         try:
             body = orjson.loads(await request.body())
@@ -39,8 +40,9 @@ def ingest_router(service: IngestService, keys: ApiKeyStore) -> APIRouter:
         workspace = _field(body, "workspace_name", "workspaceName", str)
         keys.permit(api_key, workspace, "writer")
         dry_run = _field(body, "dry_run", "dryRun", bool, default=False)
-        # Waiting for Kafka's acknowledgements blocks: keep it off the event loop.
-        result = await run_in_threadpool(service.ingest, workspace, body.get("records"), dry_run)
+        read_after_write = _field(body, "read_after_write", "readAfterWrite", bool, default=False)
+        # Waiting for Kafka's acknowledgements (and for visibility) blocks: keep it off the loop.
+        result = await run_in_threadpool(service.ingest, workspace, body.get("records"), dry_run, read_after_write)
         return Response(orjson.dumps(result), media_type="application/json")
 
     return router

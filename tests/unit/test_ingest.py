@@ -119,3 +119,24 @@ def test_http_rejections_are_json_with_record_errors(client_and_sink: tuple[Test
     wrong_type = client.post("/ingest", headers=_auth(WRITER), json={"workspace_name": "test", "dry_run": "yes", "records": {}})
     assert wrong_type.status_code == 400 and "dry_run" in wrong_type.json()["message"]
     assert sink.records == []
+
+
+class _RecordingVisibility:
+    def __init__(self) -> None:
+        self.waits: list[tuple[str, str, dict[tuple[str, int], int]]] = []
+
+    def wait(self, spec: Any, source: str, written: Any) -> None:
+        self.waits.append((spec.name, source, dict(written)))
+
+
+def test_read_after_write_waits_for_the_written_offsets_only_when_asked() -> None:
+    sink, visibility = MemoryRecordSink(), _RecordingVisibility()
+    service = IngestService(lambda: {"test": SPEC}, sink, visibility)
+    service.ingest("test", _records(GOOD), dry_run=False)
+    assert visibility.waits == []
+    service.ingest("test", _records(GOOD, GOOD), dry_run=False, read_after_write=True)
+    assert visibility.waits == [("test", "clicks", {(push_topic("test", "clicks"), 0): 2})]
+    service.ingest("test", _records(GOOD), dry_run=True, read_after_write=True)
+    assert len(visibility.waits) == 1  # a dry run writes nothing, so there is nothing to wait for
+    with pytest.raises(InvalidRequestError, match="read_after_write is not available"):
+        IngestService(lambda: {"test": SPEC}, sink).ingest("test", _records(GOOD), dry_run=False, read_after_write=True)
