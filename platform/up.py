@@ -70,7 +70,7 @@ class LocalPlatform:
                 if httpx.get(f"{self.serving_url}/health", timeout=1.0).status_code == 200:
                     return
             except httpx.HTTPError:
-                pass
+                pass  # not listening yet
             time.sleep(0.2)
         raise KafkaUnavailableError(
             f"the serving API did not come up on {self.serving_url} within {timeout_s:g}s:\n"

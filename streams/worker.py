@@ -170,7 +170,7 @@ def run_worker(bootstrap: str, workspace: str, data_dir: Path, batch_size: int =
     try:
         worker.execute_from_commandline()
     except SystemExit:
-        pass
+        pass  # mode's worker always ends with SystemExit(0); our own outcome is state["error"]
     finally:
         store.close()
     if state["error"] is not None:
