@@ -83,6 +83,7 @@ def read_compacted(bootstrap: str, topic: str, timeout_s: float = 15.0) -> dict[
             "group.id": f"featurebus.reader.{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",  # registry versions are written in transactions
             "socket.connection.setup.timeout.ms": 5000,
         }
     )

@@ -217,6 +217,8 @@ class OnlineMaterializer:
                     # The broker answers a connection's requests in order: a shorter fetch long
                     # poll keeps metadata refreshes (new views) from waiting behind it.
                     "fetch.wait.max.ms": 100,
+                    # Registry versions are written in transactions: never act on an aborted one.
+                    "isolation.level": "read_committed",
                     "error_cb": self._on_kafka_error,
                 }
             )

@@ -1,5 +1,10 @@
-"""The registry on the bus: each workspace's applied ``WorkspaceSpec``, versioned, on a compacted
-topic keyed by workspace name. Applying writes version N+1; readers keep the latest per key."""
+"""The registry on the bus: each workspace's applied ``WorkspaceSpec``, versioned.
+
+``featurebus.registry`` (compacted, key = workspace) holds the current version, which workers and
+serving replicas follow; ``featurebus.registry-history`` (compacted, key = "<workspace>@<version>",
+so nothing is ever compacted away) keeps every version. An apply writes both in one Kafka
+transaction: readers (read_committed) see the new version everywhere or nowhere.
+"""
 
 from __future__ import annotations
 
@@ -7,33 +12,67 @@ import dataclasses
 import logging
 import time
 
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics, read_compacted
-from featurebus.platform.producer import reliable_producer
-from featurebus.platform.topics import REGISTRY_TOPIC
+from confluent_kafka import KafkaException, Producer
+
+from featurebus.exceptions import KafkaUnavailableError, NotFoundError
+from featurebus.platform.kafka_admin import TopicConfig, ensure_topics, read_compacted, unreachable_hint
+from featurebus.platform.producer import producer_config
+from featurebus.platform.topics import REGISTRY_HISTORY_TOPIC, REGISTRY_TOPIC
 from featurebus.schemas.specs import WorkspaceSpec
 
-__all__ = ["apply_workspace", "read_registry", "wait_for_workspace"]
+__all__ = ["apply_workspace", "read_history", "read_registry", "read_version", "wait_for_workspace"]
 
 log = logging.getLogger(__name__)
 
 PUSH_TOPIC_PARTITIONS = 4
+_TRANSACTION_TIMEOUT_S = 30.0
 
 
 def read_registry(bootstrap: str, timeout_s: float = 15.0) -> dict[str, WorkspaceSpec]:
-    """Every workspace's latest applied spec, read from the registry topic."""
+    """Every workspace's current spec."""
     latest = read_compacted(bootstrap, REGISTRY_TOPIC, timeout_s)
     return {key.decode("utf-8"): WorkspaceSpec.from_json(value) for key, value in latest.items()}
 
 
+def read_history(bootstrap: str, workspace: str, timeout_s: float = 15.0) -> list[WorkspaceSpec]:
+    """Every applied version of ``workspace``, oldest first."""
+    prefix = f"{workspace}@".encode()
+    records = read_compacted(bootstrap, REGISTRY_HISTORY_TOPIC, timeout_s)
+    versions = [WorkspaceSpec.from_json(v) for k, v in records.items() if k.startswith(prefix)]
+    return sorted(versions, key=lambda spec: spec.version)
+
+
+def read_version(bootstrap: str, workspace: str, version: int) -> WorkspaceSpec:
+    history = read_history(bootstrap, workspace)
+    for spec in history:
+        if spec.version == version:
+            return spec
+    known = ", ".join(f"v{s.version}" for s in history) or "none"
+    raise NotFoundError(f"workspace {workspace!r} has no version {version} (applied versions: {known})")
+
+
 def apply_workspace(bootstrap: str, spec: WorkspaceSpec) -> WorkspaceSpec:
-    """Publish ``spec`` as the workspace's next version; returns it with its version number."""
+    """Publish ``spec`` as the workspace's next version, atomically with its history record."""
     # Push topics exist from the moment a push source is applied, so ingestion can write at once.
     push_topics = [TopicConfig(t, PUSH_TOPIC_PARTITIONS) for s in spec.stream_sources if s.push for t in s.kafka.topics]
-    ensure_topics(bootstrap, [TopicConfig(REGISTRY_TOPIC, 1, compacted=True), *push_topics])
+    ensure_topics(bootstrap, [TopicConfig(REGISTRY_TOPIC, 1, compacted=True),
+                              TopicConfig(REGISTRY_HISTORY_TOPIC, 1, compacted=True), *push_topics])
     current = read_registry(bootstrap).get(spec.name)
-    versioned = dataclasses.replace(spec, version=(current.version if current else 0) + 1)
-    with reliable_producer(bootstrap) as producer:
-        producer.produce(REGISTRY_TOPIC, key=spec.name.encode("utf-8"), value=versioned.to_json())
+    versioned = dataclasses.replace(
+        spec, version=(current.version if current else 0) + 1, applied_at_ms=int(time.time() * 1000)
+    )
+    payload = versioned.to_json()
+    # One transactional id per workspace: a second apply racing this one fences it off instead
+    # of interleaving with it.
+    producer = Producer(producer_config(bootstrap, **{"transactional.id": f"featurebus.registry.{spec.name}"}))
+    try:
+        producer.init_transactions(_TRANSACTION_TIMEOUT_S)
+        producer.begin_transaction()
+        producer.produce(REGISTRY_HISTORY_TOPIC, key=f"{spec.name}@{versioned.version:010d}".encode(), value=payload)
+        producer.produce(REGISTRY_TOPIC, key=spec.name.encode("utf-8"), value=payload)
+        producer.commit_transaction(_TRANSACTION_TIMEOUT_S)
+    except KafkaException as exc:
+        raise KafkaUnavailableError(f"applying workspace {spec.name!r} failed: {exc}. {unreachable_hint(bootstrap)}") from exc
     return versioned
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "REGISTRY_TOPIC",
+    "REGISTRY_HISTORY_TOPIC",
     "API_KEYS_TOPIC",
     "feature_topic",
     "push_topic",
@@ -18,6 +19,9 @@ __all__ = [
 
 # Compacted: one record per workspace, the latest applied WorkspaceSpec (key = workspace name).
 REGISTRY_TOPIC = "featurebus.registry"
+# Compacted, never shrinking: every applied version of every workspace (key = "<workspace>@<version>"),
+# written in the same transaction as the registry record; `featurebus registry log` reads it.
+REGISTRY_HISTORY_TOPIC = "featurebus.registry-history"
 # Compacted: one record per API key hash (value = its scope), a tombstone once revoked.
 API_KEYS_TOPIC = "featurebus.api-keys"
 

@@ -135,6 +135,7 @@ class WorkspaceSpec:
     stream_feature_views: tuple[StreamFeatureViewSpec, ...] = ()
     feature_services: tuple[FeatureServiceSpec, ...] = ()
     version: int = 0  # assigned by the registry on apply
+    applied_at_ms: int = 0  # assigned by the registry on apply
     format_version: int = field(default=SPEC_FORMAT_VERSION)
 
     def source(self, name: str) -> StreamSourceSpec:

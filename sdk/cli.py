@@ -25,11 +25,13 @@ __all__ = ["app", "main"]
 app = typer.Typer(help="featurebus: features as code, computed from Kafka, served over HTTP.", no_args_is_help=True)
 kafka_app = typer.Typer(help="A local single-node Kafka (KRaft) for development.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys scoped to a workspace.", no_args_is_help=True)
+registry_app = typer.Typer(help="The versioned registry of applied definitions.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(keys_app, name="api-key")
+app.add_typer(registry_app, name="registry")
 
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)  # whole lines in pipes and logs; tables still fit the width
+err = Console(stderr=True, soft_wrap=True)
 
 Bootstrap = Annotated[str | None, typer.Option("--bootstrap", help="Kafka bootstrap (default: FEATUREBUS_KAFKA_BOOTSTRAP or the local broker).")]
 Home = Annotated[Path | None, typer.Option("--home", help="State directory (default: FEATUREBUS_HOME or ./.featurebus).")]
@@ -100,6 +102,16 @@ def _plan_repo(repo: Path, workspace: str, cluster: str) -> tuple[WorkspaceSpec 
     return current, plan(current, desired)
 
 
+def _plan_version(workspace: str, version: int, cluster: str) -> tuple[WorkspaceSpec | None, Plan]:
+    """An earlier applied version diffed against the current one: a rollback is a new version."""
+    from featurebus.plan import plan
+    from featurebus.platform.registry import read_registry, read_version
+
+    desired = read_version(cluster, workspace, version)
+    current = read_registry(cluster).get(workspace)
+    return current, plan(current, desired)
+
+
 def _print_plan(changes: Plan) -> None:
     from featurebus.plan_render import render_plan
 
@@ -129,13 +141,18 @@ def plan_command(
 def apply(
     repo: RepoDir = Path("."),
     workspace: Workspace = "default",
+    version_to_restore: Annotated[int | None, typer.Option(
+        "--version", help="Re-apply an earlier version from `featurebus registry log` instead of the repository.")] = None,
     bootstrap: Bootstrap = None,
 ) -> None:
-    """Print the plan for the feature repository, then apply it to the workspace's registry on the bus."""
+    """Print the plan for the feature repository (or an earlier version), then apply it."""
     from featurebus.platform.registry import apply_workspace
 
     cluster = _bootstrap(bootstrap)
-    current, changes = _plan_repo(repo, workspace, cluster)
+    if version_to_restore is None:
+        current, changes = _plan_repo(repo, workspace, cluster)
+    else:
+        current, changes = _plan_version(workspace, version_to_restore, cluster)
     _print_plan(changes)
     version = current.version if current is not None else 0
     if changes.is_empty:
@@ -153,6 +170,37 @@ def apply(
             f"[yellow]note: the workspace moved from v{version} to v{applied.version - 1} while planning; "
             "the plan above was made against the older version. Run `featurebus plan` to review.[/]"
         )
+
+
+@registry_app.command("log")
+def registry_log(workspace: Workspace = "default", bootstrap: Bootstrap = None) -> None:
+    """Every applied version of the workspace, newest first, with what each changed."""
+    from datetime import UTC, datetime
+
+    from rich.table import Table
+
+    from featurebus.plan import plan
+    from featurebus.platform.registry import read_history
+
+    history = read_history(_bootstrap(bootstrap), workspace)
+    if not history:
+        console.print(f"workspace {workspace!r} has no applied versions")
+        raise typer.Exit(1)
+    table = Table(title=f"registry of workspace {workspace}")
+    for column in ("version", "applied at (UTC)", "views", "services", "changes"):
+        table.add_column(column)
+    previous = None
+    rows = []
+    for spec in history:
+        summary = plan(previous, spec).summary()
+        changed = ", ".join(f"{n} {action}" for action, n in summary.items() if n and action != "unchanged")
+        applied_at = datetime.fromtimestamp(spec.applied_at_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+        rows.append((f"v{spec.version}", applied_at, str(len(spec.stream_feature_views)),
+                     str(len(spec.feature_services)), changed or "none"))
+        previous = spec
+    for row in reversed(rows):
+        table.add_row(*row)
+    console.print(table)
 
 
 # -- processes ---------------------------------------------------------------------------------------
