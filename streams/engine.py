@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from featurebus.exceptions import FeaturebusError
 from featurebus.platform.kv import KeyValueStore
 from featurebus.schemas.encoding import (
     decode_partials,
@@ -40,12 +41,16 @@ from featurebus.streams.tiles import CompiledView, batch_tiles, merge_tile
 from featurebus.streams.transform import Transformation, TransformationError, view_input_frame
 from featurebus.streams.windows import retention_ms
 
-__all__ = ["RawRecord", "FeatureSink", "MemorySink", "StreamEngine", "EngineCounters", "compile_views"]
+__all__ = ["RawRecord", "FeatureSink", "MemorySink", "StreamEngine", "EngineCounters", "StateMissingError", "compile_views"]
 
 log = logging.getLogger(__name__)
 
 _I64 = struct.Struct(">q")
 _PROGRESS = b"\x00progress."  # + topic + b"\x00" + partition -> applied offset, watermark
+
+
+class StateMissingError(FeaturebusError):
+    """Records of a partition were processed before, but this worker has no state for them."""
 
 
 @dataclass(frozen=True)
@@ -121,8 +126,11 @@ class StreamEngine:
         store: KeyValueStore,
         sink: FeatureSink,
         feature_topic_of: Callable[[str], tuple[str, int]],
+        log_start_of: Callable[[str, int], int] = lambda topic, partition: 0,
     ) -> None:
-        """``feature_topic_of(view_name) -> (topic, partition count)``."""
+        """``feature_topic_of(view_name) -> (topic, partition count)``; ``log_start_of(topic,
+        partition)`` is the partition's first retained offset (a low watermark)."""
+        self._log_start_of = log_start_of
         self._store = store
         self._sink = sink
         self.counters = EngineCounters()
@@ -169,6 +177,7 @@ class StreamEngine:
         if source is None:
             return
         progress = {p: self._progress(topic, p) for p in {r.partition for r in records}}
+        self._refuse_foreign_partitions(topic, records, progress)
         fresh = [r for r in records if r.offset > progress[r.partition][0]]
         self.counters.skipped_replayed += len(records) - len(fresh)
         if not fresh:
@@ -205,6 +214,24 @@ class StreamEngine:
             puts.append((_progress_key(topic, partition), _I64.pack(offset) + _I64.pack(watermark)))
         self._store.write(puts)
         self.counters.processed += len(fresh)
+
+    def _refuse_foreign_partitions(self, topic: str, records: Sequence[RawRecord],
+                                   progress: dict[int, tuple[int, int]]) -> None:
+        """Folding events into empty tiles for a partition whose earlier records were processed
+        elsewhere (another worker, or a lost state directory) would publish wrong values over
+        right ones. Until state can be recovered from the bus, refuse loudly instead."""
+        for partition, (applied, _) in progress.items():
+            if applied >= 0:
+                continue
+            first = min(r.offset for r in records if r.partition == partition)
+            log_start = self._log_start_of(topic, partition)
+            if first > log_start:
+                raise StateMissingError(
+                    f"{topic}[{partition}] was processed up to offset {first} before, but this worker has no "
+                    "state for it (a second worker for the workspace, or a lost state directory). Run one "
+                    "worker per workspace and keep its state directory; recovering state from the feature "
+                    "topics is not supported yet."
+                )
 
     def _fold_view(self, runtime: _ViewRuntime, frame: Any) -> list[tuple[bytes, bytes | None]]:
         view = runtime.view

@@ -62,6 +62,24 @@ class KafkaFeatureSink:
         self._tracker.flush(timeout_s=60.0)
 
 
+class LogStart:
+    """First retained offset of a partition (asked once per partition, when it is first seen)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        from confluent_kafka import Consumer
+
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "featurebus.log-start"})
+
+    def __call__(self, topic: str, partition: int) -> int:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        try:
+            low, _ = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        except KafkaException as exc:
+            raise KafkaUnavailableError(f"reading the start of {topic}[{partition}] failed: {exc}") from exc
+        return int(low)
+
+
 def _partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
     metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
     missing = [t for t in topics if t not in metadata.topics or metadata.topics[t].error is not None]
@@ -96,7 +114,9 @@ def run_worker(bootstrap: str, workspace: str, data_dir: Path, batch_size: int =
     topics = _prepare_topics(bootstrap, spec)
     store = RocksStore(data_dir / "worker" / workspace)
     sink = KafkaFeatureSink(bootstrap, workspace)
-    state: dict[str, Any] = {"engine": StreamEngine(spec, store, sink, topics.__getitem__), "spec": spec, "error": None}
+    log_start = LogStart(bootstrap)
+    state: dict[str, Any] = {"engine": StreamEngine(spec, store, sink, topics.__getitem__, log_start), "spec": spec,
+                             "error": None}
 
     def stop_with(error: FeaturebusError | None) -> None:
         state["error"] = error
@@ -160,7 +180,7 @@ def run_worker(bootstrap: str, workspace: str, data_dir: Path, batch_size: int =
             stop_with(None)
             return
         log.warning("workspace %r: picked up version %d", workspace, latest.version)
-        state["engine"] = StreamEngine(latest, store, sink, _prepare_topics(bootstrap, latest).__getitem__)
+        state["engine"] = StreamEngine(latest, store, sink, _prepare_topics(bootstrap, latest).__getitem__, log_start)
         state["spec"] = latest
 
     app.timer(EXPIRY_INTERVAL_S)(expire)

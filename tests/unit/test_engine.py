@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -149,3 +150,15 @@ def test_large_integers_with_nulls_stay_exact() -> None:
     one_group = np.zeros(len(values), dtype=np.int64)
     assert aggregator_for("sum", "int64").from_groups(values, valid, one_group, 1) == [big + 1]
     assert aggregator_for("count", "int64").from_groups(values, valid, one_group, 1) == [2]
+
+
+def test_a_partition_processed_elsewhere_is_refused_not_folded_into_empty_state() -> None:
+    from featurebus.streams.engine import StateMissingError
+
+    spec = spending_workspace()
+    engine = StreamEngine(spec, MemoryStore(), MemorySink(), lambda view: (f"features.{view}", 3),
+                          log_start_of=lambda topic, partition: 2)
+    engine.process([_record(2, "u1", BASE, 1.0)])  # starts at the log start: fine
+    with pytest.raises(StateMissingError, match=r"transactions\[1\] was processed up to offset 7"):
+        engine.process([_record(7, "u1", BASE, 1.0, partition=1)])
+    engine.process([_record(3, "u1", BASE, 1.0)])  # a partition it has state for goes on
