@@ -123,10 +123,13 @@ def run_worker(bootstrap: str, workspace: str, data_dir: Path, batch_size: int =
         os.kill(os.getpid(), signal.SIGTERM)  # mode's worker turns SIGTERM into a clean stop
         if error is not None:
             # With the broker gone, Faust's clean stop waits out its request timeouts (90 s).
-            # State is crash-safe at every point (see StreamEngine), so once the error is said,
-            # a stop that hangs is cut short.
-            print(f"featurebus: {error}", file=sys.stderr, flush=True)
-            watchdog = threading.Timer(SHUTDOWN_GRACE_S, os._exit, args=(1,))
+            # State is crash-safe at every point (see StreamEngine), so a stop that hangs is cut
+            # short; the error is said here then, since the caller will never get to say it.
+            def cut_short() -> None:
+                print(f"featurebus: {error}", file=sys.stderr, flush=True)
+                os._exit(1)
+
+            watchdog = threading.Timer(SHUTDOWN_GRACE_S, cut_short)
             watchdog.daemon = True
             watchdog.start()
 
