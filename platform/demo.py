@@ -58,7 +58,8 @@ def _vector_table(title: str, rows: list[tuple[str, dict[str, Any]]]) -> Table:
     for label, _ in rows:
         table.add_column(label, justify="right")
     for i, feature in enumerate(rows[0][1]["metadata"]["features"]):
-        table.add_row(feature["name"], *[_fmt(body["result"]["features"][i]) for _, body in rows])
+        # Served names are "<view>.<feature>"; the feature part alone is unique in this service.
+        table.add_row(feature["name"].split(".", 1)[1], *[_fmt(body["result"]["features"][i]) for _, body in rows])
     return table
 
 
@@ -140,20 +141,20 @@ def run_demo(repo: Path, home: Path, live_seconds: float, console: Console) -> N
             time.sleep(0.5)
         console.print(f"offline store holds {_offline_rows(platform.offline_dir):,} of {produced:,} events")
         spine_ts = pd.Timestamp(now_ms, unit="ms", tz="UTC")
-        spine = pd.DataFrame({
-            "user_id": ["user_0", "user_0", "user_1", "user_5", "user_99999"],
-            "merchant_id": ["merchant_3", "merchant_3", "merchant_7", "merchant_11", "merchant_0"],
-            "timestamp": [spine_ts - pd.Timedelta(minutes=90), spine_ts, spine_ts, spine_ts - pd.Timedelta(minutes=30), spine_ts],
+        spine = pd.DataFrame({  # the same user at two times, an earlier time, and an unknown user
+            "user_id": ["user_0", "user_0", "user_5", "nobody"],
+            "merchant_id": ["merchant_3", "merchant_3", "merchant_11", "merchant_0"],
+            "timestamp": [spine_ts - pd.Timedelta(minutes=90), spine_ts, spine_ts - pd.Timedelta(minutes=30), spine_ts],
         })
         started = time.perf_counter()
         frame = get_features_for_events(spec, SERVICE, spine, platform.offline_dir)
         console.print(f"point-in-time training set: {len(frame)} rows in {time.perf_counter() - started:.2f}s "
                       "(a user with no events gets count 0 and nulls)")
         table = Table(title="training set (one column per spine row; features as of its timestamp)")
-        table.add_column("column")
+        table.add_column("column", no_wrap=True)
         for i in range(len(frame)):
             table.add_column(f"row {i}", justify="right")
-        for column in frame.columns:
-            table.add_row(column.replace("__", ".\n  "), *[_fmt(v) for v in frame[column]])
+        for column in frame.columns:  # "<view>__<feature>": the feature part is unique here
+            table.add_row(column.split("__", 1)[-1], *[_fmt(v) for v in frame[column]])
         console.print(table)
     console.rule("demo finished; every process it started has been stopped")
