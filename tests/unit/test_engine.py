@@ -162,3 +162,20 @@ def test_a_partition_processed_elsewhere_is_refused_not_folded_into_empty_state(
     with pytest.raises(StateMissingError, match=r"transactions\[1\] was processed up to offset 7"):
         engine.process([_record(7, "u1", BASE, 1.0, partition=1)])
     engine.process([_record(3, "u1", BASE, 1.0)])  # a partition it has state for goes on
+
+
+def test_python_mode_transformations_run_per_row_and_may_drop_rows() -> None:
+    import dataclasses
+
+    from featurebus.schemas.specs import TransformationSpec
+
+    code = "def big_only(row):\n    if row['amount'] < 10:\n        return None\n    return {**row, 'amount': row['amount'] * 2}\n"
+    spec = spending_workspace()
+    view = dataclasses.replace(spec.stream_feature_views[0], transformation=TransformationSpec("python", "big_only", code))
+    spec = dataclasses.replace(spec, stream_feature_views=(view,))
+    store = MemoryStore()
+    engine = StreamEngine(spec, store, MemorySink(), lambda v: (f"features.{v}", 1))
+    engine.process([_record(0, "u1", BASE, 5.0), _record(1, "u1", BASE + 1, 20.0), _record(2, "u1", BASE + 2, 30.0)])
+    compiled = compile_views(spec)["user_spending"]
+    count_1m, sum_1m = compute_values(compiled, _tiles(store, "user_spending", compiled.entity_key(["u1"])), BASE + 10)[:2]
+    assert (count_1m, sum_1m) == (2, 100.0)
