@@ -13,6 +13,7 @@ __all__ = [
     "NotFoundError",
     "InvalidRequestError",
     "RecordValidationError",
+    "PayloadTooLargeError",
     "AuthenticationError",
     "PermissionDeniedError",
     "StoreFormatError",
@@ -45,6 +46,10 @@ class RecordValidationError(InvalidRequestError):
     def __init__(self, message: str, record_errors: list[dict[str, object]]) -> None:
         super().__init__(message)
         self.record_errors = record_errors
+
+
+class PayloadTooLargeError(InvalidRequestError):
+    """A request body over the server's size limit."""
 
 
 class AuthenticationError(FeaturebusError):

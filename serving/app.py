@@ -12,6 +12,7 @@ from featurebus import __version__
 from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.platform.online_materializer import OnlineMaterializer
 from featurebus.serving.errors import install_error_handlers
+from featurebus.serving.http import install_access_log
 from featurebus.serving.ingest import IngestService
 from featurebus.serving.routes_features import features_router
 from featurebus.serving.routes_ingest import ingest_router
@@ -47,6 +48,7 @@ def create_app(
         redoc_url=None,
     )
     install_error_handlers(app)
+    install_access_log(app)
     app.include_router(features_router(server, keys))
     app.include_router(ops_router(keys, materializer))
     if ingest is not None:

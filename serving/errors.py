@@ -20,6 +20,7 @@ from featurebus.exceptions import (
     InvalidRequestError,
     KafkaUnavailableError,
     NotFoundError,
+    PayloadTooLargeError,
     PermissionDeniedError,
     RecordValidationError,
 )
@@ -30,6 +31,7 @@ AUTH_FAILURES = Counter("featurebus_serving_auth_failures_total", "Rejected requ
 
 # Most specific first: the first isinstance match wins.
 _STATUS: tuple[tuple[type[FeaturebusError], int, str], ...] = (
+    (PayloadTooLargeError, 413, "PAYLOAD_TOO_LARGE"),
     (InvalidRequestError, 400, "INVALID_ARGUMENT"),
     (AuthenticationError, 401, "UNAUTHENTICATED"),
     (PermissionDeniedError, 403, "PERMISSION_DENIED"),

@@ -80,7 +80,9 @@ def run_server(
         ingest = IngestService(replica.materializer.specs, replica.ingest_sink, replica.visibility)
         app = create_app(server, replica.keys, replica.materializer, ingest=ingest, lifespan=lifespan)
         _log.info("serving on http://%s:%d (online store %s)", host, port, data_dir / "online")
-        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level)).run()
+        # featurebus.access writes one JSON line per request instead of uvicorn's access log.
+        logging.getLogger("featurebus.access").setLevel(logging.INFO)
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)).run()
     finally:
         replica.close()  # also when startup failed (e.g. the port is taken)
 

@@ -17,6 +17,7 @@ from prometheus_client import Histogram
 
 from featurebus.exceptions import InvalidRequestError
 from featurebus.platform.api_keys import ApiKeyStore
+from featurebus.serving.http import read_body
 from featurebus.serving.service import FeatureServer
 
 __all__ = ["features_router", "REQUEST_SECONDS"]
@@ -82,7 +83,7 @@ def features_router(server: FeatureServer, keys: ApiKeyStore) -> APIRouter:
     async def _authorized_params(request: Request) -> tuple[dict[str, Any], str, str]:
         # Authenticate before reading the body: an anonymous caller learns nothing from it.
         api_key = keys.authenticate(request.headers.get("authorization"))
-        params = _params(await request.body())
+        params = _params(await read_body(request))
         workspace = _get(params, "workspaceName", "workspace_name", str)
         service = _get(params, "featureServiceName", "feature_service_name", str)
         keys.permit(api_key, workspace, "reader")

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from featurebus.exceptions import InvalidRequestError
 from featurebus.platform.api_keys import ApiKeyStore
+from featurebus.serving.http import read_body
 from featurebus.serving.ingest import IngestService
 
 __all__ = ["ingest_router"]
@@ -32,7 +33,7 @@ def ingest_router(service: IngestService, keys: ApiKeyStore) -> APIRouter:
         once this replica serves the records' effect."""
         api_key = keys.authenticate(request.headers.get("authorization"))
         try:
-            body = orjson.loads(await request.body())
+            body = orjson.loads(await read_body(request))
         except orjson.JSONDecodeError as exc:
             raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
         if not isinstance(body, dict):

@@ -167,3 +167,25 @@ def test_roles_are_ordered_and_revocation_applies() -> None:
         keys.authorize(reader, "test", "reader")
     keys.apply_record(b"garbage", b"{not json")  # skipped, never fatal
     assert len(keys) == 2
+
+
+def test_oversized_bodies_are_refused_with_413_json(client: TestClient) -> None:
+    from featurebus.serving.http import MAX_BODY_BYTES
+
+    response = client.post(URL, content=b" " * (MAX_BODY_BYTES + 1), headers=_auth(READER))
+    assert response.status_code == 413
+    assert response.json()["code"] == "PAYLOAD_TOO_LARGE" and "limit" in response.json()["message"]
+
+
+def test_every_request_leaves_one_json_access_line_without_the_key(client: TestClient,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    import json
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="featurebus.access"):
+        client.post(URL, json=_body(), headers=_auth(READER))
+        client.get("/health")
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "featurebus.access"]
+    assert [(line["path"], line["status"]) for line in lines] == [(URL, 200), ("/health", 200)]
+    assert all(line["duration_ms"] >= 0 for line in lines)
+    assert READER not in caplog.text
