@@ -15,7 +15,7 @@ from typing import Any
 from featurebus.exceptions import DefinitionError, InvalidRequestError, NotFoundError
 from featurebus.platform.kv import KeyValueStore
 from featurebus.platform.online_materializer import online_view_name
-from featurebus.schemas.encoding import decode_partials, split_tile_key, store_prefix, tile_key
+from featurebus.schemas.encoding import decode_tiles, store_prefix, tile_key
 from featurebus.schemas.specs import FeatureServiceSpec, StreamFeatureViewSpec, WorkspaceSpec
 from featurebus.streams.tiles import CompiledView, compute_values, read_range
 
@@ -245,13 +245,11 @@ class FeatureServer:
             compiled = view.compiled
             entity = compiled.entity_key(key_values)
             start_ms, end_ms = read_range(compiled, t_ms)
-            # One contiguous scan: an entity's tiles sort by start time (see schemas/encoding.py).
-            tiles = [
-                (split_tile_key(key)[1], decode_partials(value))
-                for key, value in self._store.scan(
-                    view.key_prefix + tile_key(entity, start_ms), view.key_prefix + tile_key(entity, end_ms)
-                )
-            ]
+            # One contiguous scan: an entity's tiles sort by start time (see schemas/encoding.py),
+            # decoded together (store keys end with the tile start, as tile keys do).
+            tiles = decode_tiles(
+                self._store.scan(view.key_prefix + tile_key(entity, start_ms), view.key_prefix + tile_key(entity, end_ms))
+            )
             values = compute_values(compiled, tiles, t_ms)
             for pick, as_string, is_count in zip(view.picks, view.int64, view.is_count, strict=True):
                 value = values[pick]

@@ -54,6 +54,10 @@ class Aggregator(Protocol):
 
     def merge(self, a: Partial, b: Partial) -> Partial: ...
 
+    def merge_many(self, partials: Sequence[Partial]) -> Partial:
+        """All of ``partials`` merged (the serving hot path: one call per window, not per tile)."""
+        ...
+
     def result(self, partial: Partial) -> Any: ...
 
 
@@ -84,6 +88,9 @@ class _Count:
     def merge(self, a: int, b: int) -> int:
         return a + b
 
+    def merge_many(self, partials: Sequence[int]) -> int:
+        return sum(partials)
+
     def result(self, partial: int) -> int:
         return partial
 
@@ -107,6 +114,10 @@ class _Sum:
             return a
         return a + b
 
+    def merge_many(self, partials: Sequence[int | float | None]) -> int | float | None:
+        present = [p for p in partials if p is not None]
+        return sum(present) if present else None
+
     def result(self, partial: int | float | None) -> int | float | None:
         return partial
 
@@ -127,6 +138,9 @@ class _Mean:
 
     def merge(self, a: list[float], b: list[float]) -> list[float]:
         return [a[0] + b[0], a[1] + b[1]]
+
+    def merge_many(self, partials: Sequence[list[float]]) -> list[float]:
+        return [sum(p[0] for p in partials), sum(p[1] for p in partials)]
 
     def result(self, partial: list[float]) -> float | None:
         total, count = partial

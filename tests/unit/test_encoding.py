@@ -58,3 +58,15 @@ def test_join_keys_are_coerced_to_their_declared_type(value: object, dtype: str,
 def test_bad_join_keys_name_the_key(value: object, dtype: str) -> None:
     with pytest.raises(InvalidRequestError, match="'k'"):
         coerce_join_key(value, dtype, "k")
+
+
+def test_decode_tiles_matches_decoding_one_by_one_and_checks_versions() -> None:
+    from featurebus.schemas.encoding import decode_tiles
+
+    entity = encode_entity_key(["u1"])
+    items = [(store_key("v", tile_key(entity, start)), encode_partials([start, [1.5, 2], None]))
+             for start in (-5, 0, 7, 2**40)]
+    assert decode_tiles(items) == [(split_tile_key(split_store_key(k)[1])[1], decode_partials(v)) for k, v in items]
+    assert decode_tiles([]) == []
+    with pytest.raises(StoreFormatError):
+        decode_tiles([*items, (items[0][0], b"\x09[1]")])
