@@ -258,11 +258,23 @@ def training_set(
     console.print(frame.head(5).to_string())
 
 
+def _stop_on_signals() -> None:
+    """SIGTERM (and Ctrl-C, even when inherited as ignored) unwind through the ``with`` blocks
+    that own child processes, so every process ``up`` or ``demo`` started is stopped by PID."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @app.command("up")
 def up(workspace: Workspace = "default", port: int = 8080, bootstrap: Bootstrap = None, home: Home = None) -> None:
     """Run the whole platform on this machine until Ctrl-C."""
     from featurebus.platform.up import LocalPlatform
 
+    _stop_on_signals()
     with LocalPlatform(_home(home), workspace, port=port, bootstrap=bootstrap) as platform:
         console.print(f"featurebus is up: Kafka {platform.bootstrap}, serving {platform.serving_url}; Ctrl-C stops")
         platform.run_until_interrupted()
@@ -277,6 +289,7 @@ def demo(
     """Run the fraud example end to end: apply, stream events, serve, build a training set."""
     from featurebus.platform.demo import run_demo
 
+    _stop_on_signals()
     run_demo(repo, _home(home) / "demo", live_seconds=seconds, console=console)
 
 

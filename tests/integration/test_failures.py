@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -130,3 +131,34 @@ def test_a_worker_that_lost_its_state_refuses_instead_of_publishing_wrong_values
     result = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "has no state for it" in result.stderr and "Traceback" not in result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.kafka
+def test_up_stops_every_process_it_started_on_sigterm(kafka_bootstrap: str, tmp_path: Path) -> None:
+    import httpx
+
+    port = free_port_pair()[0]
+    up = subprocess.Popen([sys.executable, "-m", "featurebus", "up", "--workspace", "w", "--port", str(port),
+                           "--bootstrap", kafka_bootstrap, "--home", str(tmp_path)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass  # not up yet
+            assert time.monotonic() < deadline and up.poll() is None, "featurebus up did not come up"
+            time.sleep(0.3)
+        children = [int(p) for p in Path(f"/proc/{up.pid}/task/{up.pid}/children").read_text().split()]
+        assert len(children) == 3  # worker, serving, offline (Kafka is the fixture's)
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=60)
+        for pid in children:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
