@@ -17,6 +17,7 @@ from featurebus.definitions import (
 )
 from featurebus.exceptions import DefinitionError, FeaturebusError
 from featurebus.types import Field
+from featurebus.workspace import get_workspace
 
 __all__ = [
     "Aggregate",
@@ -32,6 +33,7 @@ __all__ = [
     "StreamProcessingMode",
     "StreamSource",
     "TimeWindow",
+    "get_workspace",
     "stream_feature_view",
 ]
 

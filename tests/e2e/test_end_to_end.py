@@ -20,11 +20,10 @@ import httpx
 import pandas as pd
 import pytest
 
+import featurebus
 from featurebus.platform.api_keys import create_api_key
 from featurebus.platform.generator import iso_ms, produce_events
 from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
-from featurebus.platform.offline.training import get_features_for_events
-from featurebus.platform.registry import read_registry
 from featurebus.platform.up import LocalPlatform
 from featurebus.streams.records import parse_timestamp_ms
 from tests.support.oracle import Event, close, feature_value
@@ -113,6 +112,19 @@ def _served(client: httpx.Client, url: str, key: str, workspace: str, user: str,
     return body
 
 
+def _wait_for_key_and_workspace(client: httpx.Client, url: str, key: str, workspace: str) -> None:
+    """The replica learns of a new key and workspace from the bus within a second or so."""
+    deadline = time.monotonic() + 30
+    while True:
+        response = client.post(f"{url}/api/v1/feature-service/get-features", headers={"Authorization": f"Bearer {key}"},
+                               json={"params": {"workspaceName": workspace, "featureServiceName": "checkout",
+                                                "joinKeyMap": {"user_id": USERS[0], "merchant_id": MERCHANTS[0]}}})
+        if response.status_code not in (401, 404):
+            return
+        assert time.monotonic() < deadline, response.text
+        time.sleep(0.2)
+
+
 def _expected(events: list[Event], features: list[dict[str, Any]], user: str, merchant: str) -> list[Any]:
     spec = {
         "user_spend.amount_count_10m_continuous": ("user", "count", 10 * MINUTE, None, 1.0),
@@ -143,7 +155,6 @@ def test_served_values_and_training_set_equal_the_oracle(kafka_bootstrap: str, t
             [sys.executable, "-m", "featurebus", "apply", "--repo", str(repo), "--workspace", workspace,
              "--bootstrap", kafka_bootstrap], capture_output=True, text=True, timeout=120)
         assert applied.returncode == 0, applied.stderr
-        spec = read_registry(kafka_bootstrap)[workspace]
         _, key = create_api_key(kafka_bootstrap, workspace, "reader")
 
         now_ms = int(time.time() * 1000)
@@ -153,6 +164,7 @@ def test_served_values_and_training_set_equal_the_oracle(kafka_bootstrap: str, t
         merchant_events = [Event((e["merchant_id"],), parse_timestamp_ms(e["ts"]), e["amount"]) for e in raw]
 
         with httpx.Client(timeout=10.0) as client:
+            _wait_for_key_and_workspace(client, platform.serving_url, key, workspace)
             # Wait until every user's 2 h mean counts all of its events (everything processed).
             deadline = time.monotonic() + 90
             while True:
@@ -183,7 +195,8 @@ def test_served_values_and_training_set_equal_the_oracle(kafka_bootstrap: str, t
             "timestamp": pd.to_datetime(times, unit="ms", utc=True),
         })
         _wait_offline(platform, len(raw))
-        frame = get_features_for_events(spec, "checkout", spine, platform.offline_dir)
+        workspace_client = featurebus.get_workspace(workspace, bootstrap=kafka_bootstrap, home=tmp_path / "home")
+        frame = workspace_client.get_feature_service("checkout").get_features_for_events(spine)
     assert len(frame) == spine_rows
     assert list(frame["user_id"]) == list(spine["user_id"])
     for row, t_ms in zip(frame.itertuples(index=False), times, strict=False):
