@@ -8,7 +8,7 @@ Tile value  = FORMAT | orjson list of partials (one per aggregation, in the view
 Store key   = FORMAT | u16 length + view name | tile key.
 
 Changing any layout means bumping ``KEY_FORMAT_VERSION`` / ``VALUE_FORMAT_VERSION``; stores
-check the marker on open (see ``featurebus.platform.online_store``).
+check the marker on open (see ``featurebus.platform.kv``).
 """
 
 from __future__ import annotations

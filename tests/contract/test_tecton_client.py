@@ -4,10 +4,8 @@ users migrating from Tecton point their existing client at featurebus."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 import uvicorn
 from tecton_client import MetadataOptions, TectonClient
@@ -16,6 +14,7 @@ from tecton_client.exceptions import BadRequestError, ForbiddenError, NotFoundEr
 from featurebus.platform.kafka.runtime import free_port_pair
 from featurebus.platform.kv import MemoryStore
 from featurebus.serving.app import create_app
+from featurebus.serving.main import wait_until_ready
 from featurebus.serving.service import FeatureServer
 from tests.support.specs import HOUR, spending_workspace
 from tests.unit.test_serving_http import OTHER, READER, _keys
@@ -33,14 +32,7 @@ def server_url() -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.05)
+    wait_until_ready(url, timeout_s=20)
     yield url
     server.should_exit = True
     thread.join(10)

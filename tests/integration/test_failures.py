@@ -135,22 +135,14 @@ def test_a_worker_that_lost_its_state_refuses_instead_of_publishing_wrong_values
 
 @pytest.mark.kafka
 def test_up_stops_every_process_it_started_on_sigterm(kafka_bootstrap: str, tmp_path: Path) -> None:
-    import httpx
+    from featurebus.serving.main import wait_until_ready
 
     port = free_port_pair()[0]
     up = subprocess.Popen([sys.executable, "-m", "featurebus", "up", "--workspace", "w", "--port", str(port),
                            "--bootstrap", kafka_bootstrap, "--home", str(tmp_path)],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass  # not up yet
-            assert time.monotonic() < deadline and up.poll() is None, "featurebus up did not come up"
-            time.sleep(0.3)
+        wait_until_ready(f"http://127.0.0.1:{port}", timeout_s=60)
         children = [int(p) for p in Path(f"/proc/{up.pid}/task/{up.pid}/children").read_text().split()]
         assert len(children) == 3  # worker, serving, offline (Kafka is the fixture's)
         up.send_signal(signal.SIGTERM)
