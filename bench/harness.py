@@ -230,7 +230,6 @@ def environment(quick: bool) -> dict[str, Any]:
             "mem_gib": mem_gib,
             "featurebus": version("featurebus"),
             "confluent_kafka": version("confluent-kafka"),
-            "faust": version("faust-streaming"),
             "quick": quick,
             "load_1m": load_1m(),
         },

@@ -72,8 +72,10 @@ def ensure_topics(bootstrap: str, topics: Iterable[TopicConfig], timeout_s: floa
             ) from exc
 
 
-def read_compacted(bootstrap: str, topic: str, timeout_s: float = 15.0) -> dict[bytes, bytes]:
-    """The latest value per key of ``topic``, read from the beginning to the current end.
+def read_compacted(bootstrap: str, topic: str, timeout_s: float = 15.0,
+                   partitions: Iterable[int] | None = None) -> dict[bytes, bytes]:
+    """The latest value per key of ``topic`` (or of some of its ``partitions``), read from the
+    beginning to the current end of committed records.
 
     Tombstones remove their key, as compaction eventually would. A missing topic is empty.
     """
@@ -90,6 +92,9 @@ def read_compacted(bootstrap: str, topic: str, timeout_s: float = 15.0) -> dict[
     deadline = time.monotonic() + timeout_s
     try:
         ends = _partition_ends(consumer, bootstrap, topic, timeout_s)
+        if partitions is not None:
+            wanted = set(partitions)
+            ends = {p: bounds for p, bounds in ends.items() if p in wanted}
         latest: dict[bytes, bytes] = {}
         if not ends:
             return latest

@@ -235,6 +235,7 @@ class OnlineMaterializer:
                 messages = [] if first is None else [first, *consumer.consume(num_messages=_BATCH - 1, timeout=0)]
                 if messages:
                     self._apply(messages)
+                self._store_positions(consumer)
                 self._update_progress(consumer)
                 self._check_health()
         except Exception as exc:  # a bug or a broken store: stop loudly, /ready turns 503
@@ -345,6 +346,17 @@ class OnlineMaterializer:
             self._store.write(puts)  # tiles and offsets together: a crash never skips a record
             self._offsets.update(offsets)
             _RECORDS.labels("tile").inc(tiles)
+
+    def _store_positions(self, consumer: Any) -> None:
+        """Persist positions that moved past records we never see: the worker's transaction
+        commit markers end every batch, and read-after-write compares the stored offsets with
+        the partitions' end offsets, which count the markers."""
+        feature_parts = [TopicPartition(t, p) for t, p in self._parts if t in self._feature_topics]
+        moved = {(tp.topic, tp.partition): tp.offset for tp in consumer.position(feature_parts)
+                 if tp.offset > self._offsets.get((tp.topic, tp.partition), -1)}
+        if moved:
+            self._store.write([(offset_key(t, p), str(o).encode()) for (t, p), o in moved.items()])
+            self._offsets.update(moved)
 
     def _apply_registry(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:

@@ -2,8 +2,10 @@
 
 Entity key  = FORMAT | per join key: tag (b"s" str, b"i" int) + value bytes (str: u32 length + utf-8;
               int: signed 64-bit big-endian, sign bit flipped so byte order is numeric order).
-Tile key    = entity key | u64 big-endian of (tile_start_ms + 2**63)  -> tiles of an entity sort by
-              time, so a window is one contiguous key range.
+Tile key    = entity key | u64 big-endian of (tile_start_ms + 2**63) | u16 shard  -> tiles of an
+              entity sort by time, so a window is one contiguous key range. The shard is the
+              source partition the tile's events came from: each partition's owner publishes its
+              own partial tiles, and readers merge the shards of a tile start (scale-out).
 Tile value  = FORMAT | orjson list of partials (one per aggregation, in the view's order).
 Store key   = FORMAT | u16 length + view name | tile key.
 
@@ -29,6 +31,7 @@ __all__ = [
     "coerce_join_key",
     "tile_key",
     "split_tile_key",
+    "tile_shard",
     "encode_partials",
     "decode_partials",
     "decode_tiles",
@@ -37,7 +40,7 @@ __all__ = [
     "split_store_key",
 ]
 
-KEY_FORMAT_VERSION = 1
+KEY_FORMAT_VERSION = 2  # 2: tile keys end with the source shard
 VALUE_FORMAT_VERSION = 1
 _KEY_MARK = bytes([KEY_FORMAT_VERSION])
 _VALUE_MARK = bytes([VALUE_FORMAT_VERSION])
@@ -95,12 +98,18 @@ def decode_entity_key(data: bytes) -> tuple[tuple[JoinKeyValue, ...], int]:
     return tuple(values), pos
 
 
-def tile_key(entity_key: bytes, tile_start_ms: int) -> bytes:
-    return entity_key + _U64.pack(tile_start_ms + _SIGN)
+def tile_key(entity_key: bytes, tile_start_ms: int, shard: int = 0) -> bytes:
+    """The key of one shard's partial tile; ``shard=0`` also bounds a range scan by start."""
+    return entity_key + _U64.pack(tile_start_ms + _SIGN) + _U16.pack(shard)
 
 
-def split_tile_key(key: bytes) -> tuple[bytes, int]:
-    return key[:-8], _U64.unpack(key[-8:])[0] - _SIGN
+def split_tile_key(key: bytes) -> tuple[bytes, int, int]:
+    """``(entity key, tile start, shard)`` of a tile key."""
+    return key[:-10], _U64.unpack(key[-10:-2])[0] - _SIGN, _U16.unpack(key[-2:])[0]
+
+
+def tile_shard(key: bytes) -> int:
+    return int(_U16.unpack(key[-2:])[0])
 
 
 def encode_partials(partials: Sequence[Any]) -> bytes:
@@ -126,7 +135,7 @@ def decode_tiles(items: Iterable[tuple[bytes, bytes]]) -> list[tuple[int, list[A
         bad = next(value for value in values if value[:1] != _VALUE_MARK)
         _check_mark(bad[:1], VALUE_FORMAT_VERSION, "value")
     partials: list[list[Any]] = orjson.loads(b"[" + b",".join(value[1:] for value in values) + b"]")
-    starts = [start - _SIGN for (start,) in _U64.iter_unpack(b"".join(key[-8:] for key in keys))]
+    starts = [start - _SIGN for (start,) in _U64.iter_unpack(b"".join(key[-10:-2] for key in keys))]
     return list(zip(starts, partials, strict=True))
 
 

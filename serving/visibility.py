@@ -2,8 +2,8 @@
 of just-written source records.
 
 Two steps, both observed from outside the worker: (1) the worker's consumer group has committed
-past every written offset — the worker publishes a batch's tiles before Faust commits it, so
-from then on the feature topics hold them; (2) this replica's online materializer has applied
+past every written offset — the worker commits a batch's tiles and offsets in one Kafka
+transaction, so from then on the feature topics hold them; (2) this replica's online materializer has applied
 the feature topics up to their end offsets taken after step 1 (it stores its positions in the
 online store, in the same write as the tiles).
 """

@@ -1,37 +1,37 @@
-"""The stream engine's batch step, free of Faust and Kafka so it can be tested with twins.
+"""The stream engine's batch step, free of Kafka so it can be tested with in-memory twins.
 
-One call to ``StreamEngine.process`` takes a micro-batch of raw records from one source topic
-(any partitions) and:
-1. skips records at or below the partition's applied offset (replays after a crash are no-ops);
+One call to ``StreamEngine.process`` takes a micro-batch of raw records (any topics and
+partitions) and:
+1. skips records at or below the partition's applied offset (replays are no-ops);
 2. decodes them; malformed ones go to the dead-letter sink with the reason and original bytes;
 3. drops events later than the source's watermark delay (counted);
-4. runs each view's transformation on the batch and folds the rows into tiles;
-5. publishes every touched tile whole (so re-publishing after a crash is idempotent), flushes;
-6. then writes the merged tiles, offsets and watermarks to the state store in one atomic batch.
+4. runs each view's transformation per source partition and folds the rows into that
+   partition's *shard* of the tiles (a tile's shards are merged by readers);
+5. publishes every touched shard tile whole, then ``sink.commit``s the batch together with the
+   partitions' next offsets and watermarks (with Kafka: one transaction holding the tiles, the
+   dead letters and the consumer offsets, so the effects of a batch are visible exactly once);
+6. only then writes the merged tiles and the progress to the local state store, atomically.
 
-Publishing before the state write is what makes crashes safe: if we die between 5 and 6, the
-batch is reprocessed from the old state and yields byte-identical tile records.
+The local store is a cache of what the bus already holds: a crash between 5 and 6 leaves the
+local progress behind the committed offsets, and the owner then restores the partition's shard
+from its feature-topic partition (``replace_shard``) instead of trusting the cache.
 """
 
 from __future__ import annotations
 
 import logging
 import struct
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from featurebus.exceptions import FeaturebusError
 from featurebus.platform.kv import KeyValueStore
 from featurebus.schemas.encoding import (
     decode_partials,
     encode_partials,
-    split_store_key,
     split_tile_key,
-    store_key,
     store_prefix,
     tile_key,
 )
@@ -41,16 +41,37 @@ from featurebus.streams.tiles import CompiledView, batch_tiles, merge_tile
 from featurebus.streams.transform import Transformation, TransformationError, view_input_frame
 from featurebus.streams.windows import retention_ms
 
-__all__ = ["RawRecord", "FeatureSink", "MemorySink", "StreamEngine", "EngineCounters", "StateMissingError", "compile_views"]
+__all__ = ["RawRecord", "FeatureSink", "MemorySink", "Progress", "StreamEngine", "EngineCounters", "compile_views", "shard_of"]
 
 log = logging.getLogger(__name__)
 
 _I64 = struct.Struct(">q")
+_U16 = struct.Struct(">H")
 _PROGRESS = b"\x00progress."  # + topic + b"\x00" + partition -> applied offset, watermark
+NO_WATERMARK = -(2**62)
+MAX_PARTITIONS_PER_TOPIC = 1024  # shard = topic index * 1024 + partition fits the u16 of a tile key
 
 
-class StateMissingError(FeaturebusError):
-    """Records of a partition were processed before, but this worker has no state for them."""
+@dataclass(frozen=True)
+class Progress:
+    """How far a source partition has been applied: the last offset and the event-time watermark."""
+
+    offset: int = -1
+    watermark: int = NO_WATERMARK
+
+    def pack(self) -> bytes:
+        return _I64.pack(self.offset) + _I64.pack(self.watermark)
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> Progress:
+        return cls(_I64.unpack_from(raw, 0)[0], _I64.unpack_from(raw, 8)[0])
+
+
+def shard_of(source: StreamSourceSpec, topic: str, partition: int) -> int:
+    """The tile shard of a source partition: stable, unique within the source."""
+    if partition >= MAX_PARTITIONS_PER_TOPIC:
+        raise ValueError(f"{topic} has more than {MAX_PARTITIONS_PER_TOPIC} partitions")
+    return source.kafka.topics.index(topic) * MAX_PARTITIONS_PER_TOPIC + partition
 
 
 @dataclass(frozen=True)
@@ -66,8 +87,9 @@ class FeatureSink(Protocol):
 
     def dead_letter(self, record: RawRecord, reason: str) -> None: ...
 
-    def flush(self) -> None:
-        """Block until everything published so far is durably acknowledged, or raise."""
+    def commit(self, progress: dict[tuple[str, int], Progress]) -> None:
+        """Make everything published since the last commit durable and visible, together with
+        the source partitions' progress (atomically, where the backend can), or raise."""
         ...
 
 
@@ -77,6 +99,7 @@ class MemorySink:
 
     records: list[tuple[str, int, bytes, bytes | None]] = field(default_factory=list)
     dead: list[tuple[RawRecord, str]] = field(default_factory=list)
+    committed: dict[tuple[str, int], Progress] = field(default_factory=dict)
     flushed: int = 0
 
     def publish(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
@@ -85,8 +108,9 @@ class MemorySink:
     def dead_letter(self, record: RawRecord, reason: str) -> None:
         self.dead.append((record, reason))
 
-    def flush(self) -> None:
+    def commit(self, progress: dict[tuple[str, int], Progress]) -> None:
         self.flushed = len(self.records)
+        self.committed.update(progress)
 
 
 @dataclass
@@ -108,10 +132,11 @@ class _ViewRuntime:
     feature_partitions: int
     retention_ms: int
 
-    def partition_of(self, entity_key: bytes) -> int:
-        # All tiles of an entity go to one feature-topic partition chosen by a stable hash, so
-        # a tile's updates and its tombstone are ordered and compaction keeps the right one.
-        return zlib.crc32(entity_key) % self.feature_partitions
+    def partition_of(self, shard: int) -> int:
+        # A shard's tiles all go to one feature-topic partition: a tile's updates and its
+        # tombstone stay ordered (compaction keeps the right one), and a new owner of the
+        # source partition restores the shard by reading that one partition.
+        return shard % self.feature_partitions
 
 
 def compile_views(spec: WorkspaceSpec) -> dict[str, CompiledView]:
@@ -126,11 +151,8 @@ class StreamEngine:
         store: KeyValueStore,
         sink: FeatureSink,
         feature_topic_of: Callable[[str], tuple[str, int]],
-        log_start_of: Callable[[str, int], int] = lambda topic, partition: 0,
     ) -> None:
-        """``feature_topic_of(view_name) -> (topic, partition count)``; ``log_start_of(topic,
-        partition)`` is the partition's first retained offset (a low watermark)."""
-        self._log_start_of = log_start_of
+        """``feature_topic_of(view_name) -> (topic, partition count)``."""
         self._store = store
         self._sink = sink
         self.counters = EngineCounters()
@@ -157,31 +179,44 @@ class StreamEngine:
     def source_topics(self) -> list[str]:
         return sorted(self._views_by_topic)
 
-    # -- progress bookkeeping ------------------------------------------------------------------
-    def _progress(self, topic: str, partition: int) -> tuple[int, int]:
+    def progress(self, topic: str, partition: int) -> Progress:
         raw = self._store.get(_progress_key(topic, partition))
-        if raw is None:
-            return -1, -(2**62)
-        return _I64.unpack_from(raw, 0)[0], _I64.unpack_from(raw, 8)[0]
+        return Progress() if raw is None else Progress.unpack(raw)
+
+    def shard_locations(self, topic: str, partition: int) -> list[tuple[str, str, int, int]]:
+        """``(view, feature topic, feature partition, shard)`` holding this partition's tiles."""
+        source = self._sources.get(topic)
+        if source is None:
+            return []
+        shard = shard_of(source, topic, partition)
+        return [(r.view.spec.name, r.feature_topic, r.partition_of(shard), shard) for r in self._views_by_topic[topic]]
 
     # -- the batch step ------------------------------------------------------------------------
     def process(self, records: Sequence[RawRecord]) -> None:
+        """Apply a micro-batch: publish its tiles, commit them with the offsets, then cache them."""
         by_topic: dict[str, list[RawRecord]] = {}
         for record in records:
-            by_topic.setdefault(record.topic, []).append(record)
+            if record.topic in self._sources:
+                by_topic.setdefault(record.topic, []).append(record)
+        puts: list[tuple[bytes, bytes | None]] = []
+        committed: dict[tuple[str, int], Progress] = {}
         for topic, topic_records in by_topic.items():
-            self._process_topic(topic, topic_records)
-
-    def _process_topic(self, topic: str, records: list[RawRecord]) -> None:
-        source = self._sources.get(topic)
-        if source is None:
+            topic_progress = self._process_topic(topic, topic_records, puts)
+            committed.update({(topic, partition): p for partition, p in topic_progress.items()})
+        if not committed:
             return
-        progress = {p: self._progress(topic, p) for p in {r.partition for r in records}}
-        self._refuse_foreign_partitions(topic, records, progress)
-        fresh = [r for r in records if r.offset > progress[r.partition][0]]
+        self._sink.commit(committed)
+        for (topic, partition), progress in committed.items():
+            puts.append((_progress_key(topic, partition), progress.pack()))
+        self._store.write(puts)
+
+    def _process_topic(self, topic: str, records: list[RawRecord], puts: list[tuple[bytes, bytes | None]]) -> dict[int, Progress]:
+        source = self._sources[topic]
+        applied = {p: self.progress(topic, p) for p in {r.partition for r in records}}
+        fresh = [r for r in records if r.offset > applied[r.partition].offset]
         self.counters.skipped_replayed += len(records) - len(fresh)
         if not fresh:
-            return
+            return {}
         decoded = decode_json_records([r.value for r in fresh], source.schema, source.kafka.timestamp_field)
         for position, reason in decoded.rejected:
             self._sink.dead_letter(fresh[position], reason)
@@ -194,50 +229,31 @@ class StreamEngine:
         ts_ms = frame[source.kafka.timestamp_field].dt.as_unit("ms").astype("int64").to_numpy() if len(frame) else np.zeros(0, np.int64)
         partitions = np.array([r.partition for r in accepted], dtype=np.int64)
         keep = np.ones(len(accepted), dtype=bool)
-        new_progress: dict[int, tuple[int, int]] = {}
-        for partition, (_, watermark) in progress.items():
+        new_progress: dict[int, Progress] = {}
+        for partition in sorted({r.partition for r in fresh}):
+            watermark = applied[partition].watermark
             mask = partitions == partition
             part_ts = ts_ms[mask]
             seen_before = np.maximum.accumulate(np.concatenate(([watermark], part_ts)))[:-1]
             keep[mask] = part_ts >= seen_before - source.kafka.watermark_delay_ms
             last_offset = max(r.offset for r in fresh if r.partition == partition)
             new_watermark = int(max(watermark, part_ts.max())) if len(part_ts) else watermark
-            new_progress[partition] = (last_offset, new_watermark)
+            new_progress[partition] = Progress(last_offset, new_watermark)
         self.counters.dropped_late += int((~keep).sum())
-        frame = frame.loc[keep].reset_index(drop=True)
+        frame, partitions = frame.loc[keep].reset_index(drop=True), partitions[keep]
 
-        puts: list[tuple[bytes, bytes | None]] = []
-        for runtime in self._views_by_topic[topic]:
-            puts.extend(self._fold_view(runtime, frame))
-        self._sink.flush()
-        for partition, (offset, watermark) in new_progress.items():
-            puts.append((_progress_key(topic, partition), _I64.pack(offset) + _I64.pack(watermark)))
-        self._store.write(puts)
+        # Transformations run per source partition, so that every output row is known to
+        # belong to one shard (a transformation may filter, reorder or reshape its rows).
+        for partition in np.unique(partitions).tolist():
+            shard = shard_of(source, topic, partition)
+            shard_frame = frame.loc[partitions == partition].reset_index(drop=True)
+            for runtime in self._views_by_topic[topic]:
+                puts.extend(self._fold_view(runtime, shard_frame, shard))
         self.counters.processed += len(fresh)
+        return new_progress
 
-    def _refuse_foreign_partitions(self, topic: str, records: Sequence[RawRecord],
-                                   progress: dict[int, tuple[int, int]]) -> None:
-        """Folding events into empty tiles for a partition whose earlier records were processed
-        elsewhere (another worker, or a lost state directory) would publish wrong values over
-        right ones. Until state can be recovered from the bus, refuse loudly instead."""
-        for partition, (applied, _) in progress.items():
-            if applied >= 0:
-                continue
-            first = min(r.offset for r in records if r.partition == partition)
-            log_start = self._log_start_of(topic, partition)
-            if first > log_start:
-                raise StateMissingError(
-                    f"{topic}[{partition}] was processed up to offset {first} before, but this worker has no "
-                    "state for it (a second worker for the workspace, or a lost state directory). Run one "
-                    "worker per workspace and keep its state directory; recovering state from the feature "
-                    "topics is not supported yet."
-                )
-
-    def _fold_view(self, runtime: _ViewRuntime, frame: Any) -> list[tuple[bytes, bytes | None]]:
+    def _fold_view(self, runtime: _ViewRuntime, frame: Any, shard: int) -> list[tuple[bytes, bytes | None]]:
         view = runtime.view
-        name = view.spec.name
-        if len(frame) == 0:
-            return []
         try:
             rows, ts_ms = view_input_frame(view.spec, runtime.transformation.apply(frame))
         except TransformationError as exc:
@@ -246,52 +262,106 @@ class StreamEngine:
             self.counters.transform_failed += len(frame)
             return []
         updates = batch_tiles(view, rows, ts_ms)
-        keys = [store_key(name, tile_key(u.entity_key, u.tile_start_ms)) for u in updates]
+        prefix = _state_prefix(view.spec.name, shard)
+        tile_keys = [tile_key(u.entity_key, u.tile_start_ms, shard) for u in updates]
+        state_keys = [prefix + k for k in tile_keys]
+        partition = runtime.partition_of(shard)
         puts: list[tuple[bytes, bytes | None]] = []
-        for update, key, old in zip(updates, keys, self._store.get_many(keys), strict=False):
-            merged = merge_tile(view, None if old is None else decode_partials(old), update.partials)
-            value = encode_partials(merged)
-            record_key = tile_key(update.entity_key, update.tile_start_ms)
-            self._sink.publish(runtime.feature_topic, runtime.partition_of(update.entity_key), record_key, value)
+        for update, record_key, key, old in zip(updates, tile_keys, state_keys, self._store.get_many(state_keys), strict=True):
+            value = encode_partials(merge_tile(view, None if old is None else decode_partials(old), update.partials))
+            self._sink.publish(runtime.feature_topic, partition, record_key, value)
             puts.append((key, value))
         self.counters.tiles_written += len(updates)
         return puts
 
-    def expire(self) -> int:
-        """Delete (and tombstone) tiles no window can reach any more; returns how many."""
-        expired = 0
-        watermarks = self._watermarks()
-        for topic, runtimes in self._views_by_topic.items():
-            watermark = watermarks.get(topic)
-            if watermark is None:
-                continue
-            for runtime in runtimes:
-                cutoff = watermark - runtime.retention_ms
-                prefix = store_prefix(runtime.view.spec.name)
-                puts: list[tuple[bytes, bytes | None]] = []
-                for key, _ in self._store.scan(prefix, prefix + b"\xff"):
-                    _, tkey = split_store_key(key)
-                    _, start = split_tile_key(tkey)
-                    if start + runtime.view.spec.tile_ms <= cutoff:
-                        entity_key, _ = split_tile_key(tkey)
-                        self._sink.publish(runtime.feature_topic, runtime.partition_of(entity_key), tkey, None)
-                        puts.append((key, None))
-                if puts:
-                    self._sink.flush()
-                    self._store.write(puts)
-                    expired += len(puts)
-        self.counters.tiles_expired += expired
-        return expired
+    # -- ownership of partitions ----------------------------------------------------------------
+    def replace_shard(self, topic: str, partition: int, tiles: dict[str, dict[bytes, bytes]], progress: Progress) -> int:
+        """Replace the local state of a source partition by what the bus holds.
 
-    def _watermarks(self) -> dict[str, int]:
-        """Per source topic, the lowest partition watermark (the most conservative cutoff)."""
-        result: dict[str, int] = {}
-        for key, value in self._store.scan(_PROGRESS, _PROGRESS + b"\xff"):
-            topic = key[len(_PROGRESS) :].split(b"\x00")[0].decode()
-            watermark = _I64.unpack_from(value, 8)[0]
-            result[topic] = min(result.get(topic, watermark), watermark)
+        ``tiles`` maps a view name to the latest records of its feature-topic partition (any
+        shards: only this partition's shard is kept); ``progress`` is the committed position.
+        Returns how many tiles were restored.
+        """
+        puts = self._drop_shard_puts(topic, partition)
+        shard = shard_of(self._sources[topic], topic, partition)
+        restored = 0
+        for view, shard_partition_records in tiles.items():
+            prefix = _state_prefix(view, shard)
+            for key, value in shard_partition_records.items():
+                if split_tile_key(key)[2] == shard:
+                    puts.append((prefix + key, value))
+                    restored += 1
+        puts.append((_progress_key(topic, partition), progress.pack()))
+        self._store.write(_last_write_wins(puts))
+        return restored
+
+    def forget_partition(self, topic: str, partition: int) -> None:
+        """Drop a partition's local state (it belongs to no committed history any more)."""
+        if topic in self._sources:
+            self._store.write([*self._drop_shard_puts(topic, partition), (_progress_key(topic, partition), None)])
+
+    def _drop_shard_puts(self, topic: str, partition: int) -> list[tuple[bytes, bytes | None]]:
+        puts: list[tuple[bytes, bytes | None]] = []
+        for view, _, _, shard in self.shard_locations(topic, partition):
+            prefix = _state_prefix(view, shard)
+            puts.extend((key, None) for key, _ in self._store.scan(prefix, _prefix_end(prefix)))
+        return puts
+
+    # -- expiry --------------------------------------------------------------------------------
+    def expire(self, owned: set[tuple[str, int]] | None = None) -> int:
+        """Delete (and tombstone) tiles no window can reach any more; returns how many.
+
+        Only the shards of ``owned`` source partitions (default: all with local progress) are
+        touched: the local store may still cache shards that another worker now owns.
+        """
+        watermarks = self._shard_watermarks(owned)
+        puts: list[tuple[bytes, bytes | None]] = []
+        seen: set[str] = set()
+        for runtimes in self._views_by_topic.values():
+            for runtime in runtimes:
+                name = runtime.view.spec.name
+                if name in seen:
+                    continue
+                seen.add(name)
+                prefix = store_prefix(name)
+                for key, _ in self._store.scan(prefix, _prefix_end(prefix)):
+                    record_key = key[len(prefix) + 2 :]
+                    _, start, shard = split_tile_key(record_key)
+                    watermark = watermarks.get((runtime.view.spec.source, shard))
+                    if watermark is not None and start + runtime.view.spec.tile_ms <= watermark - runtime.retention_ms:
+                        self._sink.publish(runtime.feature_topic, runtime.partition_of(shard), record_key, None)
+                        puts.append((key, None))
+        if puts:
+            self._sink.commit({})
+            self._store.write(puts)
+        self.counters.tiles_expired += len(puts)
+        return len(puts)
+
+    def _shard_watermarks(self, owned: set[tuple[str, int]] | None) -> dict[tuple[str, int], int]:
+        """``(source name, shard) -> watermark`` of every (owned) partition with progress."""
+        result: dict[tuple[str, int], int] = {}
+        for key, value in self._store.scan(_PROGRESS, _prefix_end(_PROGRESS)):
+            topic_raw, _, partition_raw = key[len(_PROGRESS) :].partition(b"\x00")
+            topic, partition = topic_raw.decode(), int(partition_raw)
+            source = self._sources.get(topic)
+            if source is not None and (owned is None or (topic, partition) in owned):
+                shard = shard_of(source, topic, partition)
+                result[(source.name, shard)] = Progress.unpack(value).watermark
         return result
 
 
 def _progress_key(topic: str, partition: int) -> bytes:
     return _PROGRESS + topic.encode() + b"\x00" + str(partition).encode()
+
+
+def _state_prefix(view: str, shard: int) -> bytes:
+    """Local state keys are ``view | shard | tile key``: a shard is one key range (moves, restores)."""
+    return store_prefix(view) + _U16.pack(shard)
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    return prefix + b"\xff" * 16
+
+
+def _last_write_wins(puts: list[tuple[bytes, bytes | None]]) -> list[tuple[bytes, bytes | None]]:
+    return list(dict(puts).items())

@@ -1,52 +1,84 @@
-"""The Faust stream worker: Kafka consumption, consumer-group membership and micro-batching.
+"""The stream worker: a consumer group over the source topics, micro-batches, Kafka transactions.
 
-Faust is used for what it is good at (a consumer group, partition assignment, batching with
-``take_events``); the windows, tiles and their RocksDB state are ours (``StreamEngine``), because
-Faust's windowed tables expire by wall clock and read ``.current()`` by wall clock, which gives
-wrong values on replay.
+Each micro-batch (up to ``batch_size`` records, or what arrived within ``batch_window_s``) goes
+through ``StreamEngine.process`` inside one Kafka transaction that holds the batch's tiles, its
+dead letters and the consumer offsets (with the partitions' watermarks in the offset metadata):
+the effects of a batch become visible exactly once, or not at all (exactly-once, the Kafka
+Streams way: consume-transform-produce with ``send_offsets_to_transaction``, fenced by the
+consumer group's generation so a zombie worker cannot commit).
+
+Scale-out: workers of one workspace share the source partitions through the consumer group.
+Tiles are sharded by source partition, so a partition's state is exactly its shard, kept in the
+feature-topic partition of that shard. A worker that is assigned a partition checks its local
+RocksDB cache against the committed position; if they differ (a partition that moved here, a
+lost state directory, a crash between commit and cache write) it rebuilds the shard from the
+feature topic before consuming.
+
+The consumer is confluent-kafka's rather than Faust's: Faust's per-event async stream caps one
+worker at a few thousand events/s on this hardware (measured: 3.3k/s, see bench/), and its
+transactions cannot include our own tile records atomically with the offsets.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import os
 import signal
-import sys
-import threading
+import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from featurebus.exceptions import FeaturebusError, KafkaUnavailableError, NotFoundError
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
+from featurebus.platform.kafka_admin import TopicConfig, ensure_topics, read_compacted, unreachable_hint
 from featurebus.platform.kv import RocksStore
-from featurebus.platform.producer import DeliveryTracker, producer_config
+from featurebus.platform.producer import producer_config
 from featurebus.platform.registry import read_registry, wait_for_workspace
 from featurebus.platform.topics import dead_letter_topic, feature_topic, worker_group
 from featurebus.schemas.specs import WorkspaceSpec
-from featurebus.streams.engine import RawRecord, StreamEngine
+from featurebus.streams.engine import Progress, RawRecord, StreamEngine
 
-__all__ = ["KafkaFeatureSink", "run_worker"]
+__all__ = ["TransactionalSink", "run_worker", "worker_transactional_id"]
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_GRACE_S = 10.0
 REGISTRY_POLL_S = 2.0  # how often a running worker looks for a newly applied version
 EXPIRY_INTERVAL_S = 30.0
+TRANSACTION_TIMEOUT_MS = 10_000  # how long a dead worker's open transaction can hold readers back
+COMMIT_TIMEOUT_S = 30.0
 
 
-class KafkaFeatureSink:
-    """Publishes tiles and dead letters with an idempotent ``acks=all`` producer."""
+class TransactionalSink:
+    """Tiles and dead letters produced inside a Kafka transaction that also commits the offsets."""
 
-    def __init__(self, bootstrap: str, workspace: str) -> None:
-        from confluent_kafka import Producer
-
-        self._tracker = DeliveryTracker(Producer(producer_config(bootstrap, **{"linger.ms": 2})), bootstrap)
+    def __init__(self, producer: Producer, consumer: Consumer, workspace: str, bootstrap: str) -> None:
+        self._producer = producer
+        self._consumer = consumer
         self._dead_letter_topic = dead_letter_topic(workspace)
+        self._bootstrap = bootstrap
+        self._open = False
+
+    def _begin(self) -> None:
+        if not self._open:
+            self._producer.begin_transaction()
+            self._open = True
+
+    def _produce(self, topic: str, **kwargs: Any) -> None:
+        self._begin()
+        while True:
+            try:
+                self._producer.produce(topic, **kwargs)
+                return
+            except BufferError:  # local queue full: let deliveries drain, then retry
+                self._producer.poll(0.05)
 
     def publish(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
-        self._tracker.produce(topic, value=value, key=key, partition=partition)
+        self._produce(topic, key=key, value=value, partition=partition)
 
     def dead_letter(self, record: RawRecord, reason: str) -> None:
         log.warning("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
@@ -56,28 +88,40 @@ class KafkaFeatureSink:
             ("featurebus.partition", str(record.partition).encode()),
             ("featurebus.offset", str(record.offset).encode()),
         ]
-        self._tracker.produce(self._dead_letter_topic, value=record.value, headers=headers)
+        self._produce(self._dead_letter_topic, value=record.value, headers=headers)
 
-    def flush(self) -> None:
-        self._tracker.flush(timeout_s=60.0)
-
-
-class LogStart:
-    """First retained offset of a partition (asked once per partition, when it is first seen)."""
-
-    def __init__(self, bootstrap: str) -> None:
-        from confluent_kafka import Consumer
-
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "featurebus.log-start"})
-
-    def __call__(self, topic: str, partition: int) -> int:
-        from confluent_kafka import KafkaException, TopicPartition
-
+    def commit(self, progress: dict[tuple[str, int], Progress]) -> None:
+        self._begin()
         try:
-            low, _ = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            if progress:
+                offsets = [TopicPartition(t, p, pr.offset + 1, metadata=str(pr.watermark)) for (t, p), pr in progress.items()]
+                self._producer.send_offsets_to_transaction(offsets, self._consumer.consumer_group_metadata(), COMMIT_TIMEOUT_S)
+            self._producer.commit_transaction(COMMIT_TIMEOUT_S)
+            self._open = False
         except KafkaException as exc:
-            raise KafkaUnavailableError(f"reading the start of {topic}[{partition}] failed: {exc}") from exc
-        return int(low)
+            self._fail(exc)
+
+    def abort(self) -> None:
+        if self._open:
+            self._producer.abort_transaction(COMMIT_TIMEOUT_S)
+            self._open = False
+
+    def _fail(self, exc: KafkaException) -> None:
+        error: KafkaError = exc.args[0]
+        if error.txn_requires_abort():
+            self.abort()
+            raise TransactionAbortedError(f"transaction aborted: {error.str()}") from exc
+        raise KafkaUnavailableError(f"committing a batch to Kafka at {self._bootstrap} failed: {error.str()}") from exc
+
+
+class TransactionAbortedError(FeaturebusError):
+    """The batch's transaction was aborted (e.g. a rebalance fenced it); it must be re-read."""
+
+
+def worker_transactional_id(workspace: str, state_dir: Path) -> str:
+    """Stable per worker *instance*: a restarted worker fences (and aborts) its previous self."""
+    identity = f"{socket.gethostname()}:{state_dir.resolve()}"
+    return f"featurebus.{workspace}.worker.{hashlib.sha1(identity.encode()).hexdigest()[:12]}"
 
 
 def _partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
@@ -104,97 +148,165 @@ def _prepare_topics(bootstrap: str, spec: WorkspaceSpec) -> dict[str, tuple[str,
     return topics
 
 
-def run_worker(bootstrap: str, workspace: str, data_dir: Path, batch_size: int = 5000, batch_window_s: float = 0.02) -> None:
+class _Worker:
+    def __init__(self, bootstrap: str, workspace: str, data_dir: Path) -> None:
+        self.bootstrap = bootstrap
+        self.workspace = workspace
+        self.spec = wait_for_workspace(bootstrap, workspace)
+        state_dir = data_dir / "worker" / workspace
+        self.store = RocksStore(state_dir)
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": worker_group(workspace),
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                # A killed worker keeps its partitions until the group evicts it: 10 s, not 45.
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 2_000,
+                "max.poll.interval.ms": 600_000,  # a restore of a large shard may take minutes
+            }
+        )
+        self.producer = Producer(
+            producer_config(
+                bootstrap,
+                **{"transactional.id": worker_transactional_id(workspace, state_dir),
+                   "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS, "message.timeout.ms": TRANSACTION_TIMEOUT_MS,
+                   "linger.ms": 5,
+                   "queue.buffering.max.messages": 1_000_000},
+            )
+        )
+        try:
+            self.producer.init_transactions(COMMIT_TIMEOUT_S)
+        except KafkaException as exc:
+            raise KafkaUnavailableError(f"starting transactions on {bootstrap} failed: {exc}. {unreachable_hint(bootstrap)}") from exc
+        self.sink = TransactionalSink(self.producer, self.consumer, workspace, bootstrap)
+        self.engine = self._engine_for(self.spec)
+        self.owned: set[tuple[str, int]] = set()
+        self.stopping = False
+
+    def _engine_for(self, spec: WorkspaceSpec) -> StreamEngine:
+        return StreamEngine(spec, self.store, self.sink, _prepare_topics(self.bootstrap, spec).__getitem__)
+
+    # -- partition ownership -------------------------------------------------------------------
+    def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning("assigned %s", _names(partitions))
+        committed = consumer.committed(partitions, timeout=COMMIT_TIMEOUT_S)
+        for tp in committed:
+            self._take_over(tp)
+            self.owned.add((tp.topic, tp.partition))
+
+    def _take_over(self, tp: TopicPartition) -> None:
+        local = self.engine.progress(tp.topic, tp.partition)
+        if tp.offset < 0:  # never committed: start from the log's beginning with empty state
+            if local.offset >= 0:
+                self.engine.forget_partition(tp.topic, tp.partition)
+            return
+        if local.offset == tp.offset - 1:
+            # The local cache is exactly the committed state: committed offsets only move forward,
+            # so nobody else applied records of this partition since we cached them.
+            return
+        started = time.monotonic()
+        tiles = {view: read_compacted(self.bootstrap, topic, partitions=[partition], timeout_s=300.0)
+                 for view, topic, partition, _ in self.engine.shard_locations(tp.topic, tp.partition)}
+        watermark = int(tp.metadata) if tp.metadata else Progress().watermark
+        restored = self.engine.replace_shard(tp.topic, tp.partition, tiles, Progress(tp.offset - 1, watermark))
+        log.warning("%s[%d]: restored %d tiles from the feature topics in %.1f s (local state was at offset %d, "
+                    "committed %d)", tp.topic, tp.partition, restored, time.monotonic() - started, local.offset, tp.offset - 1)
+
+    def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning("revoked %s", _names(partitions))
+        self.sink.abort()  # nothing is open between batches; a failed commit may have left one
+        # The shards stay cached: if a partition comes back unchanged, no restore is needed
+        # (checked against the committed offset on assignment). Expiry leaves them alone.
+        self.owned.difference_update((tp.topic, tp.partition) for tp in partitions)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self, batch_size: int, batch_window_s: float) -> None:
+        self.consumer.subscribe(self.engine.source_topics, on_assign=self.on_assign, on_revoke=self.on_revoke)
+        next_registry = time.monotonic() + REGISTRY_POLL_S
+        next_expiry = time.monotonic() + EXPIRY_INTERVAL_S
+        while not self.stopping:
+            messages = self.consumer.consume(num_messages=batch_size, timeout=batch_window_s)
+            records = [_record(m) for m in messages if _usable(m)]
+            if records:
+                self._process(records)
+            now = time.monotonic()
+            if now >= next_registry:
+                self._follow_registry()
+                next_registry = now + REGISTRY_POLL_S
+            if now >= next_expiry:
+                self._expire()
+                next_expiry = now + EXPIRY_INTERVAL_S
+
+    def _process(self, records: list[RawRecord]) -> None:
+        try:
+            self.engine.process(records)
+        except TransactionAbortedError as exc:
+            # Nothing of the batch became visible and the local cache was not written: read the
+            # batch again from the committed positions (if the partitions are still ours).
+            log.warning("%s; re-reading the batch", exc)
+            assignment = self.consumer.assignment()
+            for tp in self.consumer.committed(assignment, timeout=COMMIT_TIMEOUT_S):
+                if tp.offset >= 0:
+                    self.consumer.seek(tp)
+
+    def _expire(self) -> None:
+        try:
+            self.engine.expire(self.owned)
+        except TransactionAbortedError as exc:
+            log.warning("expiry %s; retrying later", exc)
+
+    def _follow_registry(self) -> None:
+        latest = read_registry(self.bootstrap).get(self.workspace)
+        if latest is None or latest.version == self.spec.version:
+            return
+        log.warning("workspace %r: picked up version %d", self.workspace, latest.version)
+        old_topics = self.engine.source_topics
+        self.engine, self.spec = self._engine_for(latest), latest
+        if self.engine.source_topics != old_topics:
+            self.consumer.subscribe(self.engine.source_topics, on_assign=self.on_assign, on_revoke=self.on_revoke)
+
+    def close(self) -> None:
+        try:
+            self.sink.abort()
+            self.consumer.close()  # leaves the group: the partitions move at once, not after a timeout
+        finally:
+            self.store.close()
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"
+
+
+def _usable(message: Message) -> bool:
+    error = message.error()
+    if error is None:
+        return True
+    if error.fatal():
+        raise KafkaUnavailableError(f"consuming failed: {error.str()}")
+    log.warning("consumer: %s", error.str())
+    return False
+
+
+def _record(message: Message) -> RawRecord:
+    return RawRecord(message.topic() or "", message.partition() or 0, message.offset() or 0, message.value())
+
+
+def run_worker(bootstrap: str, workspace: str, data_dir: Path, batch_size: int = 10_000, batch_window_s: float = 0.02) -> None:
     """Run the worker until SIGTERM/SIGINT; raises ``FeaturebusError`` if it had to stop on an error."""
-    import faust
+    worker = _Worker(bootstrap, workspace, data_dir)
 
-    faust_dir = data_dir / "faust" / workspace
-    faust_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
-    spec = wait_for_workspace(bootstrap, workspace)
-    topics = _prepare_topics(bootstrap, spec)
-    store = RocksStore(data_dir / "worker" / workspace)
-    sink = KafkaFeatureSink(bootstrap, workspace)
-    log_start = LogStart(bootstrap)
-    state: dict[str, Any] = {"engine": StreamEngine(spec, store, sink, topics.__getitem__, log_start), "spec": spec,
-                             "error": None}
+    def stop(signum: int, frame: FrameType | None) -> None:
+        worker.stopping = True
 
-    def stop_with(error: FeaturebusError | None) -> None:
-        state["error"] = error
-        os.kill(os.getpid(), signal.SIGTERM)  # mode's worker turns SIGTERM into a clean stop
-        if error is not None:
-            # With the broker gone, Faust's clean stop waits out its request timeouts (90 s).
-            # State is crash-safe at every point (see StreamEngine), so a stop that hangs is cut
-            # short; the error is said here then, since the caller will never get to say it.
-            def cut_short() -> None:
-                print(f"featurebus: {error}", file=sys.stderr, flush=True)
-                os._exit(1)
-
-            watchdog = threading.Timer(SHUTDOWN_GRACE_S, cut_short)
-            watchdog.daemon = True
-            watchdog.start()
-
-    app = faust.App(
-        worker_group(workspace),
-        broker=f"kafka://{bootstrap}",
-        store="memory://",
-        web_enabled=False,
-        datadir=str(faust_dir),
-        consumer_auto_offset_reset="earliest",
-        topic_replication_factor=1,
-        broker_commit_every=1000,
-        broker_commit_interval=1.0,
-        # A killed worker keeps its partitions until the group evicts it: Faust's 60 s default
-        # would stall a restarted (or surviving) worker that long. 10 s, heartbeats every 3 s.
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=3.0,
-    )
-    source_topics = state["engine"].source_topics
-    channel = app.topic(*source_topics, key_serializer="raw", value_serializer="raw")
-
-    async def process(stream: Any) -> None:
-        async for events in stream.take_events(batch_size, within=batch_window_s):
-            records = [RawRecord(e.message.topic, e.message.partition, e.message.offset, e.message.value) for e in events]
-            try:
-                state["engine"].process(records)
-            except FeaturebusError as exc:
-                log.error("stream worker stopping: %s", exc)
-                stop_with(exc)
-                return
-
-    app.agent(channel, name="featurebus-process")(process)
-
-    async def expire() -> None:
-        try:
-            state["engine"].expire()
-        except FeaturebusError as exc:
-            stop_with(exc)
-
-    async def follow_registry() -> None:
-        try:
-            latest = read_registry(bootstrap).get(workspace)
-        except KafkaUnavailableError as exc:
-            stop_with(exc)
-            return
-        if latest is None or latest.version == state["spec"].version:
-            return
-        new_topics = sorted({t for s in latest.stream_sources for t in s.kafka.topics})
-        if new_topics != sorted({t for s in state["spec"].stream_sources for t in s.kafka.topics}):
-            log.warning("workspace %r v%d reads other topics: restarting the worker to resubscribe", workspace, latest.version)
-            stop_with(None)
-            return
-        log.warning("workspace %r: picked up version %d", workspace, latest.version)
-        state["engine"] = StreamEngine(latest, store, sink, _prepare_topics(bootstrap, latest).__getitem__, log_start)
-        state["spec"] = latest
-
-    app.timer(EXPIRY_INTERVAL_S)(expire)
-    app.timer(REGISTRY_POLL_S)(follow_registry)
-
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    previous: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {
+        sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
     try:
-        worker.execute_from_commandline()
-    except SystemExit:
-        pass  # mode's worker always ends with SystemExit(0); our own outcome is state["error"]
+        worker.run(batch_size, batch_window_s)
     finally:
-        store.close()
-    if state["error"] is not None:
-        raise state["error"]
+        worker.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

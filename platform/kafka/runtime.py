@@ -223,6 +223,9 @@ transaction.state.log.num.partitions=4
 share.coordinator.state.topic.num.partitions=4
 # Tests start one consumer at a time; the 3 s default only delays the first assignment.
 group.initial.rebalance.delay.ms=0
+# A killed worker's open transaction holds read_committed readers back until it times out; look
+# for timed-out transactions every second, not every 10 s.
+transaction.abort.timed.out.transaction.cleanup.interval.ms=1000
 """
 
 

@@ -15,16 +15,18 @@ from featurebus.schemas.encoding import (
     split_tile_key,
     store_key,
     tile_key,
+    tile_shard,
 )
 
 key_values = st.lists(st.one_of(st.text(max_size=20), st.integers(-(2**63), 2**63 - 1)), min_size=1, max_size=3)
 
 
-@given(key_values, st.integers(-(2**62), 2**62))
-def test_keys_round_trip(values: list[str | int], tile: int) -> None:
+@given(key_values, st.integers(-(2**62), 2**62), st.integers(0, 2**16 - 1))
+def test_keys_round_trip(values: list[str | int], tile: int, shard: int) -> None:
     entity = encode_entity_key(values)
     assert decode_entity_key(entity) == (tuple(values), len(entity))
-    assert split_tile_key(tile_key(entity, tile)) == (entity, tile)
+    assert split_tile_key(tile_key(entity, tile, shard)) == (entity, tile, shard)
+    assert tile_shard(tile_key(entity, tile, shard)) == shard
     assert split_store_key(store_key("view", tile_key(entity, tile))) == ("view", tile_key(entity, tile))
 
 
@@ -32,6 +34,8 @@ def test_keys_round_trip(values: list[str | int], tile: int) -> None:
 def test_tiles_of_an_entity_sort_by_time(a: int, b: int) -> None:
     entity = encode_entity_key(["u1"])
     assert (tile_key(entity, a) < tile_key(entity, b)) == (a < b)
+    # Every shard of a tile start falls inside the scan range [tile_key(start), tile_key(start + 1)).
+    assert tile_key(entity, a) <= tile_key(entity, a, 2**16 - 1) < tile_key(entity, a + 1)
 
 
 def test_integer_join_keys_sort_numerically_including_negatives() -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import orjson
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from featurebus.platform.kv import MemoryStore
-from featurebus.schemas.encoding import decode_partials, split_store_key, split_tile_key, store_prefix
-from featurebus.streams.engine import MemorySink, RawRecord, StreamEngine, compile_views
+from featurebus.schemas.encoding import decode_partials, split_tile_key, store_prefix
+from featurebus.streams.engine import MemorySink, Progress, RawRecord, StreamEngine, compile_views
 from featurebus.streams.tiles import compute_values
 from tests.support.oracle import Event, close, feature_value
 from tests.support.specs import HOUR, MINUTE, spending_workspace
@@ -31,11 +30,13 @@ def _engine(interval_ms: int | None = None) -> tuple[StreamEngine, MemoryStore, 
 
 
 def _tiles(store: MemoryStore, view: str, entity_key: bytes) -> list[tuple[int, list[object]]]:
-    prefix = store_prefix(view, entity_key)
+    """Every shard's tiles of an entity in the worker's state (state keys are view | shard | tile key)."""
+    prefix = store_prefix(view)
     result = []
-    for key, value in store.scan(prefix, prefix + b"\xff" * 9):
-        _, tkey = split_store_key(key)
-        result.append((split_tile_key(tkey)[1], decode_partials(value)))
+    for key, value in store.scan(prefix, prefix + b"\xff" * 16):
+        entity, start, _ = split_tile_key(key[len(prefix) + 2 :])
+        if entity == entity_key:
+            result.append((start, decode_partials(value)))
     return result
 
 
@@ -114,17 +115,33 @@ def test_malformed_records_go_to_the_dead_letter_sink_and_the_rest_is_processed(
     assert engine.counters.dead_lettered == 3 and engine.counters.processed == 5
 
 
-def test_every_published_tile_equals_the_stored_tile_and_tiles_of_an_entity_share_a_partition() -> None:
+def test_tiles_are_sharded_by_source_partition_and_committed_with_the_offsets() -> None:
     engine, _store, sink = _engine()
-    engine.process([_record(i, f"u{i % 4}", BASE + i * 7000, float(i)) for i in range(40)])
-    latest = {key: (partition, value) for _, partition, key, value in sink.records}
-    partitions_by_entity: dict[bytes, set[int]] = {}
-    for key, (partition, value) in latest.items():
-        entity, _ = split_tile_key(key)
-        partitions_by_entity.setdefault(entity, set()).add(partition)
-        assert value is not None
-    assert all(len(p) == 1 for p in partitions_by_entity.values())
+    engine.process([_record(i, f"u{i % 4}", BASE + i * 7000, float(i), partition=i % 2) for i in range(40)])
+    for _, partition, key, value in sink.records:
+        _, _, shard = split_tile_key(key)
+        assert value is not None and partition == shard % 3  # a shard lives in one feature partition
+    assert {split_tile_key(key)[2] for _, _, key, _ in sink.records} == {0, 1}
     assert sink.flushed == len(sink.records)
+    assert sink.committed == {("transactions", 0): Progress(38, BASE + 38 * 7000),
+                              ("transactions", 1): Progress(39, BASE + 39 * 7000)}
+
+
+def test_a_shard_restored_from_the_bus_continues_exactly_where_the_commit_left_it() -> None:
+    engine, store, sink = _engine()
+    first = [_record(i, "u1", BASE + i * 1000, 1.0, partition=i % 2) for i in range(10)]
+    engine.process(first)
+    on_the_bus: dict[bytes, bytes] = {key: value for _, _, key, value in sink.records if value is not None}
+    view = compile_views(spending_workspace())["user_spending"]
+    before = compute_values(view, _tiles(store, "user_spending", view.entity_key(["u1"])), BASE + 60_000)
+
+    engine.forget_partition("transactions", 1)  # the partition moved away: its shard is gone here
+    assert engine.progress("transactions", 1) == Progress()
+    restored = engine.replace_shard("transactions", 1, {"user_spending": on_the_bus}, sink.committed[("transactions", 1)])
+    assert restored == 5
+    assert compute_values(view, _tiles(store, "user_spending", view.entity_key(["u1"])), BASE + 60_000) == before
+    engine.process(first)  # a replay of applied offsets changes nothing
+    assert compute_values(view, _tiles(store, "user_spending", view.entity_key(["u1"])), BASE + 60_000) == before
 
 
 def test_expiry_deletes_unreachable_tiles_and_publishes_tombstones() -> None:
@@ -150,18 +167,6 @@ def test_large_integers_with_nulls_stay_exact() -> None:
     one_group = np.zeros(len(values), dtype=np.int64)
     assert aggregator_for("sum", "int64").from_groups(values, valid, one_group, 1) == [big + 1]
     assert aggregator_for("count", "int64").from_groups(values, valid, one_group, 1) == [2]
-
-
-def test_a_partition_processed_elsewhere_is_refused_not_folded_into_empty_state() -> None:
-    from featurebus.streams.engine import StateMissingError
-
-    spec = spending_workspace()
-    engine = StreamEngine(spec, MemoryStore(), MemorySink(), lambda view: (f"features.{view}", 3),
-                          log_start_of=lambda topic, partition: 2)
-    engine.process([_record(2, "u1", BASE, 1.0)])  # starts at the log start: fine
-    with pytest.raises(StateMissingError, match=r"transactions\[1\] was processed up to offset 7"):
-        engine.process([_record(7, "u1", BASE, 1.0, partition=1)])
-    engine.process([_record(3, "u1", BASE, 1.0)])  # a partition it has state for goes on
 
 
 def test_python_mode_transformations_run_per_row_and_may_drop_rows() -> None:
