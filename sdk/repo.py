@@ -1,7 +1,10 @@
 """Loading a feature repository: a folder of Python files whose definitions form a workspace.
 
-Files import each other as packages rooted at the repository folder (``from fraud.entities
-import user``), as in Tecton repositories; ``tests/`` folders and private files are skipped.
+The repository is the folder ``plan`` runs in (``--repo``), or the nearest parent of it holding
+a marker file: ``.featurebus-repo`` (empty; featurebus's own) or ``.tecton`` (what ``tecton init``
+writes, so a ported Tecton repository needs no new file). Files import each other as packages
+rooted at the repository folder (``from fraud.entities import user``), as in Tecton repositories;
+``tests/`` folders, ``test_*.py``/``*_test.py``/``conftest.py`` files and hidden folders are skipped.
 """
 
 from __future__ import annotations
@@ -13,14 +16,25 @@ from types import ModuleType
 from typing import Any
 
 from featurebus.compile import compile_workspace
-from featurebus.definitions import Entity, FeatureService, StreamFeatureView, StreamSource
+from featurebus.definitions import BatchFeatureView, BatchSource, Entity, FeatureService, StreamFeatureView, StreamSource
 from featurebus.exceptions import DefinitionError
 from featurebus.schemas.specs import WorkspaceSpec
 
-__all__ = ["load_repo", "repo_files"]
+__all__ = ["REPO_MARKERS", "find_repo_root", "load_repo", "repo_files"]
 
-_DEFINITION_TYPES = (Entity, StreamSource, StreamFeatureView, FeatureService)
+REPO_MARKERS = (".featurebus-repo", ".tecton")
+
+_DEFINITION_TYPES = (Entity, StreamSource, BatchSource, StreamFeatureView, BatchFeatureView, FeatureService)
 _SKIPPED_DIRS = {"tests", "test", "__pycache__", ".venv", "venv", "build", "dist"}
+
+
+def find_repo_root(start: Path) -> Path:
+    """The nearest folder from ``start`` upwards that holds a marker file, else ``start``."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if any((folder / marker).is_file() for marker in REPO_MARKERS):
+            return folder
+    return start
 
 
 def repo_files(root: Path) -> list[Path]:
@@ -36,10 +50,10 @@ def repo_files(root: Path) -> list[Path]:
 
 
 def load_repo(root: Path, workspace: str) -> WorkspaceSpec:
-    """Import every definition file under ``root`` and compile what they define."""
-    root = root.resolve()
-    if not root.is_dir():
-        raise DefinitionError(f"feature repository {root} is not a directory")
+    """Import every definition file of the repository holding ``root`` and compile what they define."""
+    if not root.resolve().is_dir():
+        raise DefinitionError(f"feature repository {root.resolve()} is not a directory; pass --repo <folder>")
+    root = find_repo_root(root)
     # A repository folder that is itself a package (has __init__.py) names its modules under its
     # own name (``fraud.entities``), so its parent is the import root; otherwise the folder is.
     import_root = root.parent if (root / "__init__.py").exists() else root
