@@ -35,6 +35,8 @@ def avro_schema_text(schema: str | dict[str, Any]) -> str:
             raise ValueError(f"not JSON: {exc}") from None
     if not isinstance(schema, dict) or schema.get("type") != "record":
         raise ValueError("the top-level type must be a record")
+    if not isinstance(schema.get("fields"), list) or not schema["fields"]:
+        raise ValueError("the record has no fields")
     try:
         fastavro.parse_schema(schema)
     except Exception as exc:  # fastavro raises several types (SchemaParseException, KeyError, ...)
