@@ -107,7 +107,7 @@ def _register(registry: dict[str, Any], obj: Any) -> None:
 def _duplicate(obj: Any, previous: Any) -> DefinitionError:
     return DefinitionError(
         f"{type(obj).__name__} '{obj.name}' ({obj.site}): the name is already used by the definition at "
-        f"{previous.site} (a {type(previous).__name__}). Rename one of them."
+        f"{previous.site} (kind: {type(previous).__name__}). Rename one of them."
     )
 
 
@@ -213,13 +213,15 @@ def _check_columns(view: StreamFeatureView, spec: StreamFeatureViewSpec) -> None
     if output is None:
         return
     for column, role, fix in (
-        *((k, "join key", "Keep the entity's join key columns in the transformation's output.") for k in spec.join_keys),
-        (spec.timestamp_field, "timestamp field", "Keep the timestamp column, or pass timestamp_field=."),
-        *((a.input_column, f"input column of feature {a.name!r}",
+        *((k, f"the join key {k!r}", "Keep the entity's join key columns in the transformation's output.")
+          for k in spec.join_keys),
+        (spec.timestamp_field, f"the timestamp field {spec.timestamp_field!r}",
+         "Keep the timestamp column, or pass timestamp_field=."),
+        *((a.input_column, f"feature {a.name!r} aggregates {a.input_column!r}, which",
            f"Aggregate a column the transformation returns ({', '.join(sorted(output))}).") for a in spec.aggregations),
     ):
         if column not in output:
-            raise view.error(f"the {role} {column!r} is not a column of the transformation's output", fix)
+            raise view.error(f"{role} is not a column of the transformation's output", fix)
 
 
 def _output_columns(spec: StreamFeatureViewSpec, schema: list[FieldSpec], timestamp_field: str) -> set[str] | None:
