@@ -58,13 +58,24 @@ def load_repo(root: Path, workspace: str) -> WorkspaceSpec:
     # own name (``fraud.entities``), so its parent is the import root; otherwise the folder is.
     import_root = root.parent if (root / "__init__.py").exists() else root
     objects: list[Any] = []
+    files = repo_files(root)
+    # The repository's modules are imported fresh and forgotten afterwards: a second load (after
+    # an edit, or of another repository with a module of the same name) never sees stale ones,
+    # and modules of the same names imported elsewhere in this process are put back untouched.
+    tops = {_module_name(import_root, p).split(".")[0] for p in files}
+    stashed = {n: m for n, m in sys.modules.items() if n.split(".")[0] in tops}
+    for name in stashed:
+        del sys.modules[name]
     sys.path.insert(0, str(import_root))
     try:
-        for path in repo_files(root):
+        for path in files:
             module = _import_file(import_root, path)
             objects.extend(v for v in vars(module).values() if isinstance(v, _DEFINITION_TYPES))
     finally:
         sys.path.remove(str(import_root))
+        for name in [n for n in sys.modules if n.split(".")[0] in tops]:
+            del sys.modules[name]
+        sys.modules.update(stashed)
     if not objects:
         raise DefinitionError(f"no featurebus definitions found under {root}; define Entity, StreamSource, "
                               "stream_feature_view and FeatureService objects at module level")
