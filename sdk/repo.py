@@ -16,7 +16,14 @@ from types import ModuleType
 from typing import Any
 
 from featurebus.compile import compile_workspace
-from featurebus.definitions import BatchFeatureView, BatchSource, Entity, FeatureService, StreamFeatureView, StreamSource
+from featurebus.definitions import (
+    BatchFeatureView,
+    BatchSource,
+    Entity,
+    FeatureService,
+    StreamFeatureView,
+    StreamSource,
+)
 from featurebus.exceptions import DefinitionError
 from featurebus.schemas.specs import WorkspaceSpec
 

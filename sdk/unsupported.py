@@ -137,11 +137,11 @@ class _UnsupportedType(type):
 
 
 def _make_class(name: str, reason: str) -> type:
-    def __init__(self: object, *args: Any, **kwargs: Any) -> None:
+    def refuse(self: object, *args: Any, **kwargs: Any) -> None:
         raise unsupported_error(name, reason)
 
     doc = f"Tecton's ``{name}``: not supported by featurebus ({reason}). Instantiating it raises."
-    return _UnsupportedType(name, (), {"__init__": __init__, "__doc__": doc, "__module__": "featurebus", "_reason": reason})
+    return _UnsupportedType(name, (), {"__init__": refuse, "__doc__": doc, "__module__": "featurebus", "_reason": reason})
 
 
 def _make_function(name: str, reason: str) -> Any:
