@@ -106,3 +106,17 @@ def test_avro_schema_errors_name_the_config_and_the_fix() -> None:
         KafkaConfig(topics="tx", timestamp_field="ts", value_format="avro")
     with pytest.raises(DefinitionError, match=r"not a usable Avro record schema"):
         KafkaConfig(topics="tx", timestamp_field="ts", value_format="avro", avro_schema={"type": "record", "name": "x"})
+
+
+def test_avro_records_with_nested_types_write_to_the_offline_store(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow.parquet as pq
+
+    from featurebus.platform.offline.store import open_store, write_partition
+
+    source = _source("avro")
+    batch = decode_records([_binary(r) for r in RECORDS], source)
+    files = write_partition(open_store(tmp_path / "store"), "w", source, "tx", 0, batch.frame, [5, 6])
+    table = pq.read_table(files[0])
+    assert table.column("counts").to_pylist() == [[("x", 1)], []]
+    assert table.column("where").to_pylist() == [{"lat": 1.5}, {"lat": -2.0}]
+    assert table.column("tags").to_pylist() == [["a"], []]
