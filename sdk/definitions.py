@@ -477,6 +477,9 @@ _SPARK_ONLY = "featurebus runs no Spark, Databricks or EMR compute; the stream w
 _FIXED_STORES = "featurebus's stores are fixed (RocksDB online, Parquet offline)"
 _NO_BATCH = "batch materialization is not supported yet"
 _VIEW_OPTIONS = {
+    "ttl": "Attribute features and their time-to-live are not supported yet",
+    "lifetime_start_time": "lifetime windows are not supported yet",
+    "aggregation_leading_edge": "the leading edge is fixed: windows end at the request time (continuous) or tile end",
     "aggregation_secondary_key": "secondary-key aggregations are not supported yet",
     "feature_start_time": "features are computed from the whole topic; there is no start time",
     "manual_trigger_backfill_end_time": _NO_BATCH,

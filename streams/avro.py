@@ -20,7 +20,14 @@ from typing import Any
 
 import fastavro
 
-__all__ = ["CONFLUENT_MAGIC", "avro_field_names", "avro_parser", "avro_schema_text", "confluent_frame"]
+__all__ = [
+    "CONFLUENT_MAGIC",
+    "avro_field_names",
+    "avro_parser",
+    "avro_schema_text",
+    "confluent_frame",
+    "schema_guarantees_types",
+]
 
 CONFLUENT_MAGIC = 0
 _HEADER_BYTES = 5
@@ -50,7 +57,19 @@ def avro_field_names(schema_text: str) -> frozenset[str]:
 
 @lru_cache(maxsize=64)
 def _parsed(schema_text: str) -> Any:
-    return fastavro.parse_schema(json.loads(schema_text))
+    # Read timestamp-millis as its plain long: epoch milliseconds is what columns are built from,
+    # and skipping the datetime fastavro would build (and we would convert back) halves decode time.
+    return fastavro.parse_schema(_without_millis_logical_type(json.loads(schema_text)))
+
+
+def _without_millis_logical_type(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_without_millis_logical_type(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if node.get("type") == "long" and node.get("logicalType") in ("timestamp-millis", "local-timestamp-millis"):
+        return "long"
+    return {k: _without_millis_logical_type(v) for k, v in node.items()}
 
 
 def avro_parser(schema_text: str, confluent: bool) -> Callable[[bytes], Any]:
@@ -75,6 +94,42 @@ def avro_parser(schema_text: str, confluent: bool) -> Callable[[bytes], Any]:
         return record
 
     return parse
+
+
+# Avro types whose every value is already a valid value of these column types, as decoded.
+_GUARANTEES: dict[str, frozenset[str]] = {
+    "string": frozenset({"string"}),
+    "long": frozenset({"int64"}),
+    "int": frozenset({"int32", "int64"}),
+    "double": frozenset({"float64"}),
+    "float": frozenset({"float32", "float64"}),
+    "boolean": frozenset({"bool"}),
+    "timestamp-millis": frozenset({"timestamp"}),
+}
+
+
+@lru_cache(maxsize=256)
+def schema_guarantees_types(schema_text: str, columns: tuple[tuple[str, str], ...]) -> bool:
+    """Whether the writer's schema alone proves every decoded value fits its column's type (so
+    records need no per-value check, only the null check of the timestamp). Scalars only: any
+    composite or mismatched column keeps the per-value checks."""
+    fields = {f["name"]: f["type"] for f in json.loads(schema_text)["fields"]}
+    for name, dtype in columns:
+        kind = _scalar_kind(fields.get(name))
+        if kind is None or dtype not in _GUARANTEES.get(kind, frozenset()):
+            return False
+    return True
+
+
+def _scalar_kind(avro_type: Any) -> str | None:
+    if isinstance(avro_type, list):  # a union: only ["null", T] (in either order) keeps T's guarantee
+        rest = [t for t in avro_type if t != "null"]
+        return _scalar_kind(rest[0]) if len(rest) == 1 else None
+    if isinstance(avro_type, dict):
+        if avro_type.get("type") == "long" and avro_type.get("logicalType") in ("timestamp-millis", "local-timestamp-millis"):
+            return "timestamp-millis"
+        return None if "logicalType" in avro_type else _scalar_kind(avro_type.get("type"))
+    return avro_type if isinstance(avro_type, str) and avro_type in _GUARANTEES else None
 
 
 def confluent_frame(schema_id: int, avro_binary: bytes) -> bytes:

@@ -171,3 +171,15 @@ def test_invalid_definition_names_the_object_the_line_and_the_fix(make: Callable
     assert names in message, message
     assert re.search(THIS_FILE + r":\d+", message), message
     assert fix in message, message
+
+
+def test_a_valid_view_over_an_entity_with_several_join_keys_compiles() -> None:
+    pair = Entity(name="user_merchant", join_keys=[Field("user_id", String), Field("merchant", String)])
+    source = StreamSource(
+        name="pairs", schema=[Field("user_id", String), Field("merchant", String), Field("price", Float64),
+                              Field("ts", Timestamp)],
+        stream_config=KafkaConfig(topics="pairs", timestamp_field="ts"),
+    )
+    spec = compile_workspace("w", [_view(source=source, entities=[pair])])
+    assert spec.view("user_clicks").join_keys == ("user_id", "merchant")
+    assert spec.entities[0].join_keys[1].name == "merchant"

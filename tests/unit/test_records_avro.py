@@ -120,3 +120,44 @@ def test_avro_records_with_nested_types_write_to_the_offline_store(tmp_path) -> 
     assert table.column("counts").to_pylist() == [[("x", 1)], []]
     assert table.column("where").to_pylist() == [{"lat": 1.5}, {"lat": -2.0}]
     assert table.column("tags").to_pylist() == [["a"], []]
+
+
+FLAT = {"type": "record", "name": "Flat", "fields": [
+    {"name": "user_id", "type": "string"}, {"name": "amount", "type": ["null", "double"]},
+    {"name": "n", "type": ["null", "long"]},
+    {"name": "ts", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}]}]}
+FLAT_SCHEMA = (FieldSpec("user_id", "string"), FieldSpec("amount", "float64"), FieldSpec("n", "int64"),
+               FieldSpec("ts", "timestamp"))
+
+
+def test_schema_guarantees_only_matching_scalar_columns() -> None:
+    from featurebus.streams.avro import schema_guarantees_types
+
+    text = json.dumps(FLAT)
+    assert schema_guarantees_types(text, tuple((f.name, f.dtype) for f in FLAT_SCHEMA))
+    assert not schema_guarantees_types(text, (("n", "int32"),))  # a long may not fit an int32 column
+    assert not schema_guarantees_types(text, (("user_id", "int64"),))
+    assert not schema_guarantees_types(text, (("missing", "string"),))
+    assert not schema_guarantees_types(json.dumps(AVRO_SCHEMA), tuple((f.name, f.dtype) for f in SCHEMA))
+
+
+def test_typed_fast_path_matches_the_checked_path() -> None:
+    parsed = fastavro.parse_schema(FLAT)
+    rows = [{"user_id": "a", "amount": None, "n": 7, "ts": 1_000}, {"user_id": "b", "amount": 2.5, "n": None, "ts": None},
+            {"user_id": "c", "amount": 1.0, "n": 2**40, "ts": 2_000}]
+
+    def binary(row: dict[str, object]) -> bytes:
+        out = io.BytesIO()
+        fastavro.schemaless_writer(out, parsed, row)
+        return out.getvalue()
+
+    payloads = [binary(r) for r in rows] + [b"\x02"]
+    fast = decode_records(payloads, StreamSourceSpec("f", FLAT_SCHEMA, KafkaConfigSpec(("f",), "ts", "avro", avro_schema=json.dumps(FLAT))))
+    # The same bytes through the checked path: declare n as int32 so the schema proves nothing.
+    checked_schema = (*FLAT_SCHEMA[:2], FieldSpec("n", "int32"), FLAT_SCHEMA[3])
+    checked = decode_records(payloads, StreamSourceSpec("f", checked_schema, KafkaConfigSpec(("f",), "ts", "avro", avro_schema=json.dumps(FLAT))))
+    assert fast.accepted_indexes == checked.accepted_indexes == [0, 2]
+    assert fast.rejected[0] == (1, "field 'ts': the timestamp is missing") == checked.rejected[0]
+    assert "not Avro" in fast.rejected[1][1]
+    assert fast.frame.equals(checked.frame)
+    assert fast.frame["n"].tolist() == [7, 2**40] and str(fast.frame["n"].dtype) == "Int64"
