@@ -17,6 +17,15 @@ from datetime import timedelta
 from typing import Any
 
 from featurebus.exceptions import DefinitionError
+from featurebus.options import (
+    ENTITY_OPTIONS,
+    FILE_OPTIONS,
+    KAFKA_OPTIONS,
+    PUSH_OPTIONS,
+    SERVICE_OPTIONS,
+    SOURCE_OPTIONS,
+    VIEW_OPTIONS,
+)
 from featurebus.types import Field
 
 __all__ = [
@@ -129,7 +138,7 @@ class Entity(_Definition):
     ) -> None:
         self.site = _caller_site()
         self.name = _require_name("Entity", name, self.site)
-        reject_options("Entity", name, self.site, tecton_options, {"options": "entities take no options"})
+        reject_options("Entity", name, self.site, tecton_options, ENTITY_OPTIONS)
         if not join_keys or not all(isinstance(k, Field) for k in join_keys):
             raise _fail("Entity", name, self.site, "join_keys must be a non-empty list of Field",
                         "Pass join_keys=[Field('user_id', String)].")
@@ -166,17 +175,6 @@ def reject_options(kind: str, name: str, site: DefinitionSite, options: dict[str
         raise _fail(kind, name, site, f"featurebus does not support {option}= ({reason})", f"Remove {option}=.")
 
 
-_KAFKA_OPTIONS = {
-    "post_processor": "records are decoded by value_format ('json', 'avro' or 'confluent_avro') and the view's "
-                      "transformation reshapes them",
-    "options": "Spark reader options do not apply; the worker's consumer is configured by featurebus",
-    "ssl_keystore_location": "TLS to Kafka is not supported yet",
-    "ssl_keystore_password_secret_id": "TLS to Kafka is not supported yet",
-    "ssl_truststore_location": "TLS to Kafka is not supported yet",
-    "ssl_truststore_password_secret_id": "TLS to Kafka is not supported yet",
-    "security_protocol": "only PLAINTEXT Kafka is supported yet",
-    "deduplication_columns": "records are not deduplicated; deduplicate in the transformation",
-}
 
 
 class KafkaConfig:
@@ -202,7 +200,7 @@ class KafkaConfig:
         if not isinstance(topics, str) or not topics.strip():
             raise _fail("KafkaConfig", str(topics), self.site, "topics must be a comma-separated string",
                         "Pass topics='transactions'.")
-        reject_options("KafkaConfig", topics, self.site, tecton_options, _KAFKA_OPTIONS)
+        reject_options("KafkaConfig", topics, self.site, tecton_options, KAFKA_OPTIONS)
         self.topics = tuple(t.strip() for t in topics.split(",") if t.strip())
         self.timestamp_field = timestamp_field
         self.kafka_bootstrap_servers = kafka_bootstrap_servers
@@ -236,14 +234,6 @@ class KafkaConfig:
                         "Pass the writer's schema: {'type': 'record', 'name': ..., 'fields': [...]}.") from None
 
 
-_FILE_OPTIONS = {
-    "timestamp_format": "timestamps are read as Parquet timestamps or ISO-8601 strings",
-    "datetime_partition_columns": "partitioned directory layouts are not read yet",
-    "post_processor": "reshape rows in the view's transformation",
-    "schema_uri": "the schema is read from the file itself",
-    "schema_override": "the schema is read from the file itself",
-    "data_delay": "batch scheduling is not supported yet",
-}
 FILE_FORMATS = ("parquet", "csv", "json")
 
 
@@ -259,7 +249,7 @@ class FileConfig:
         if not isinstance(uri, str) or not uri:
             raise _fail("FileConfig", str(uri), self.site, "uri must be a non-empty string",
                         "Pass uri='s3://bucket/path/' or a local folder.")
-        reject_options("FileConfig", uri, self.site, tecton_options, _FILE_OPTIONS)
+        reject_options("FileConfig", uri, self.site, tecton_options, FILE_OPTIONS)
         if file_format not in FILE_FORMATS:
             raise _fail("FileConfig", uri, self.site, f"file_format {file_format!r} is not supported",
                         "Use file_format='parquet', 'csv' or 'json'.")
@@ -284,11 +274,7 @@ class PushConfig:
         **tecton_options: Any,
     ) -> None:
         self.site = _caller_site()
-        reject_options("PushConfig", "push", self.site, tecton_options, {
-            "post_processor_mode": "post processors are not supported",
-            "ingest_server_group": "ingestion runs in `featurebus serve`; scale it with replicas",
-            "transform_server_group": "featurebus has no transform server groups",
-        })
+        reject_options("PushConfig", "push", self.site, tecton_options, PUSH_OPTIONS)
         for option, value in (("post_processor", post_processor), ("input_schema", input_schema)):
             if value is not None:
                 raise _fail("PushConfig", option, self.site, f"{option} is not supported yet",
@@ -309,7 +295,6 @@ class DataSource(_Definition):
         return self
 
 
-_SOURCE_OPTIONS = {"options": "Spark data source options do not apply"}
 
 
 class StreamSource(DataSource):
@@ -327,7 +312,7 @@ class StreamSource(DataSource):
     ) -> None:
         self.site = _caller_site()
         self.name = _require_name("StreamSource", name, self.site)
-        reject_options("StreamSource", name, self.site, tecton_options, _SOURCE_OPTIONS)
+        reject_options("StreamSource", name, self.site, tecton_options, SOURCE_OPTIONS)
         if not isinstance(stream_config, (KafkaConfig, PushConfig)):
             raise _fail("StreamSource", name, self.site, "stream_config must be a KafkaConfig or a PushConfig",
                         "Pass stream_config=KafkaConfig(topics=..., timestamp_field=...) or PushConfig().")
@@ -391,7 +376,7 @@ class BatchSource(DataSource):
     ) -> None:
         self.site = _caller_site()
         self.name = _require_name("BatchSource", name, self.site)
-        reject_options("BatchSource", name, self.site, tecton_options, _SOURCE_OPTIONS)
+        reject_options("BatchSource", name, self.site, tecton_options, SOURCE_OPTIONS)
         if not isinstance(batch_config, FileConfig):
             raise _fail("BatchSource", name, self.site, f"batch_config must be a FileConfig, got {batch_config!r}",
                         "Pass batch_config=FileConfig(uri=..., file_format='parquet', timestamp_field=...).")
@@ -473,47 +458,6 @@ class MaterializedFeatureView(FeatureView):
     """Base class of the views whose features are computed ahead of requests (stream, batch)."""
 
 
-_SPARK_ONLY = "featurebus runs no Spark, Databricks or EMR compute; the stream worker computes features"
-_FIXED_STORES = "featurebus's stores are fixed (RocksDB online, Parquet offline)"
-_NO_BATCH = "batch materialization is not supported yet"
-_VIEW_OPTIONS = {
-    "ttl": "Attribute features and their time-to-live are not supported yet",
-    "lifetime_start_time": "lifetime windows are not supported yet",
-    "aggregation_leading_edge": "the leading edge is fixed: windows end at the request time (continuous) or tile end",
-    "aggregation_secondary_key": "secondary-key aggregations are not supported yet",
-    "feature_start_time": "features are computed from the whole topic; there is no start time",
-    "manual_trigger_backfill_end_time": _NO_BATCH,
-    "batch_trigger": _NO_BATCH,
-    "batch_schedule": _NO_BATCH,
-    "online_serving_index": "the online store is keyed by all join keys",
-    "batch_compute": _SPARK_ONLY,
-    "stream_compute": _SPARK_ONLY,
-    "offline_store": _FIXED_STORES,
-    "online_store": _FIXED_STORES,
-    "publish_features_config": "features are always published on the view's feature topic",
-    "monitor_freshness": "freshness monitoring is not supported yet",
-    "data_quality_enabled": "data quality checks are not supported yet",
-    "skip_default_expectations": "data quality checks are not supported yet",
-    "expected_feature_freshness": "freshness monitoring is not supported yet",
-    "alert_email": "alerts are not supported yet",
-    "max_backfill_interval": _NO_BATCH,
-    "max_batch_aggregation_interval": _NO_BATCH,
-    "incremental_backfills": _NO_BATCH,
-    "output_stream": "features are always written to the view's feature topic",
-    "options": "Spark options do not apply",
-    "run_transformation_validation": "transformations are validated when the worker first runs them",
-    "tecton_materialization_runtime": "featurebus has no materialization runtime versions",
-    "cache_config": "featurebus has no serving cache",
-    "stream_compaction_enabled": "stream tiles are always compacted by the feature topic",
-    "batch_compaction_enabled": _NO_BATCH,
-    "compaction_enabled": "the feature topic is always compacted",
-    "stream_tiling_enabled": "stream tiling is decided by aggregation_interval",
-    "environment": "transformations run in the worker's own Python environment",
-    "transform_server_group": "featurebus has no transform server groups",
-    "context_parameter_name": "transformations receive no context object",
-    "secrets": "featurebus has no secret store; read credentials from the environment",
-    "resource_providers": "resource providers are not supported",
-}
 
 
 class StreamFeatureView(MaterializedFeatureView):
@@ -617,7 +561,7 @@ def stream_feature_view(
     **tecton_options: Any,
 ) -> Callable[[Callable[..., Any]], StreamFeatureView]:
     site = _caller_site()
-    reject_options("StreamFeatureView", name or "?", site, tecton_options, _VIEW_OPTIONS)
+    reject_options("StreamFeatureView", name or "?", site, tecton_options, VIEW_OPTIONS)
 
     def wrap(function: Callable[..., Any]) -> StreamFeatureView:
         return StreamFeatureView(
@@ -644,14 +588,7 @@ class FeatureService(_Definition):
     ) -> None:
         self.site = _caller_site()
         self.name = _require_name("FeatureService", name, self.site)
-        reject_options("FeatureService", name, self.site, tecton_options, {
-            "logging": "feature logging is not supported; log requests from your application",
-            "realtime_environment": "realtime transformations run in the serving process",
-            "options": "feature services take no options",
-            "enable_online_caching": "featurebus has no serving cache",
-            "transform_server_group": "featurebus has no server groups",
-            "feature_server_group": "featurebus has no server groups; scale with `featurebus serve` replicas",
-        })
+        reject_options("FeatureService", name, self.site, tecton_options, SERVICE_OPTIONS)
         if not features:
             raise _fail("FeatureService", name, self.site, "features is empty",
                         "Pass features=[my_view] or features=[my_view[['feature_a']]].")
