@@ -175,8 +175,6 @@ def reject_options(kind: str, name: str, site: DefinitionSite, options: dict[str
         raise _fail(kind, name, site, f"featurebus does not support {option}= ({reason})", f"Remove {option}=.")
 
 
-
-
 class KafkaConfig:
     """Where a stream source's events come from. ``kafka_bootstrap_servers=None`` means the
     platform's own cluster. ``value_format`` (a featurebus addition; Tecton parses in a Spark
@@ -293,8 +291,6 @@ class DataSource(_Definition):
         offline replay read the whole topic), so every source is already unfiltered: this
         returns the source itself, and a view over it compiles exactly as over the source."""
         return self
-
-
 
 
 class StreamSource(DataSource):
@@ -456,8 +452,6 @@ class FeatureView(_Definition):
 
 class MaterializedFeatureView(FeatureView):
     """Base class of the views whose features are computed ahead of requests (stream, batch)."""
-
-
 
 
 class StreamFeatureView(MaterializedFeatureView):
