@@ -167,3 +167,17 @@ def test_reloading_a_repository_sees_its_edits(tmp_path: Path) -> None:
         "from featurebus import Entity, Field\nfrom featurebus.types import String\n"
         "user = Entity(name='user', join_keys=[Field('user_id', String)], description='second, longer')\n")
     assert load_repo(tmp_path, "w").entities[0].description == "second, longer"
+
+
+def test_specs_of_format_version_1_are_still_read(fraud: WorkspaceSpec) -> None:
+    import orjson
+
+    raw = orjson.loads(fraud.to_json())
+    raw["format_version"] = 1
+    raw.pop("batch_sources")
+    for kind in ("entities", "stream_sources", "stream_feature_views", "feature_services"):
+        for obj in raw[kind]:
+            for added in ("owner", "tags", "prevent_destroy", "batch_config"):
+                obj.pop(added, None)
+            obj.get("kafka", {}).pop("avro_schema", None)
+    assert WorkspaceSpec.from_json(orjson.dumps(raw)) == fraud
