@@ -18,7 +18,15 @@ from confluent_kafka.cimpl import NewTopic
 
 from featurebus.exceptions import KafkaUnavailableError
 
-__all__ = ["TopicConfig", "ensure_topic", "ensure_topics", "group_lag", "read_compacted", "unreachable_hint"]
+__all__ = [
+    "TopicConfig",
+    "ensure_topic",
+    "ensure_topics",
+    "group_lag",
+    "read_compacted",
+    "topic_end_offsets",
+    "unreachable_hint",
+]
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,16 @@ def _partition_ends(consumer: Any, bootstrap: str, topic: str, timeout_s: float)
         return ends
     except KafkaException as exc:
         raise KafkaUnavailableError(f"reading topic {topic!r} failed: {exc}. {unreachable_hint(bootstrap)}") from exc
+
+
+def topic_end_offsets(bootstrap: str, topic: str, timeout_s: float = 10.0) -> dict[int, tuple[int, int]]:
+    """``{partition: (low, high)}`` of the non-empty partitions of ``topic`` ({} if missing)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"featurebus.reader.{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "socket.connection.setup.timeout.ms": 5000})
+    try:
+        return _partition_ends(consumer, bootstrap, topic, timeout_s)
+    finally:
+        consumer.close()
 
 
 def group_lag(bootstrap: str, group: str, topics: Iterable[str], timeout_s: float = 10.0) -> int:

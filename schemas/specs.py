@@ -20,6 +20,8 @@ __all__ = [
     "FieldSpec",
     "EntitySpec",
     "KafkaConfigSpec",
+    "FileConfigSpec",
+    "BatchSourceSpec",
     "StreamSourceSpec",
     "TransformationSpec",
     "AggregationSpec",
@@ -29,13 +31,17 @@ __all__ = [
     "WorkspaceSpec",
 ]
 
-SPEC_FORMAT_VERSION = 1
+# 2: descriptive metadata (owner, tags, prevent_destroy), Avro sources, file configs, batch
+# sources, map/struct types. Documents of version 1 are still read: every field 2 added has a
+# default that means what version 1 meant.
+SPEC_FORMAT_VERSION = 2
+_READABLE_VERSIONS = frozenset({1, 2})
 
 
 @dataclass(frozen=True)
 class FieldSpec:
     name: str
-    dtype: str  # "string" | "int64" | "float64" | "bool" | "timestamp" | "array<...>"
+    dtype: str  # a featurebus.types encoding: "int64", "array<float64>", "map<string,int64>", "struct<a:string>"
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,9 @@ class EntitySpec:
     name: str
     join_keys: tuple[FieldSpec, ...]
     description: str = ""
+    owner: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs sorted by key: specs stay hashable
+    prevent_destroy: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,17 @@ class KafkaConfigSpec:
     value_format: str = "json"
     watermark_delay_ms: int = 24 * 3600 * 1000
     bootstrap_servers: str | None = None  # None: the platform's own cluster
+    # The writer's Avro record schema (JSON text) for value_format "avro" and "confluent_avro".
+    avro_schema: str | None = None
+
+
+@dataclass(frozen=True)
+class FileConfigSpec:
+    """Files holding a source's history. Compiled and kept; not read by featurebus yet."""
+
+    uri: str
+    file_format: str = "parquet"  # "parquet" | "csv" | "json"
+    timestamp_field: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +84,20 @@ class StreamSourceSpec:
     # ``log_offline`` says whether the offline store keeps its records (Kafka sources: always).
     push: bool = False
     log_offline: bool = True
+    batch_config: FileConfigSpec | None = None
+    owner: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs sorted by key: specs stay hashable
+    prevent_destroy: bool = False
+
+
+@dataclass(frozen=True)
+class BatchSourceSpec:
+    name: str
+    batch_config: FileConfigSpec
+    description: str = ""
+    owner: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs sorted by key: specs stay hashable
+    prevent_destroy: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +137,9 @@ class StreamFeatureViewSpec:
     online: bool = True
     offline: bool = True
     description: str = ""
+    owner: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs sorted by key: specs stay hashable
+    prevent_destroy: bool = False
 
     @property
     def max_window_ms(self) -> int:
@@ -125,6 +162,9 @@ class FeatureServiceSpec:
     name: str
     selections: tuple[FeatureSelectionSpec, ...]
     description: str = ""
+    owner: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs sorted by key: specs stay hashable
+    prevent_destroy: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,6 +174,7 @@ class WorkspaceSpec:
     stream_sources: tuple[StreamSourceSpec, ...] = ()
     stream_feature_views: tuple[StreamFeatureViewSpec, ...] = ()
     feature_services: tuple[FeatureServiceSpec, ...] = ()
+    batch_sources: tuple[BatchSourceSpec, ...] = ()
     version: int = 0  # assigned by the registry on apply
     applied_at_ms: int = 0  # assigned by the registry on apply
     format_version: int = field(default=SPEC_FORMAT_VERSION)
@@ -154,11 +195,12 @@ class WorkspaceSpec:
     def from_json(cls, data: bytes) -> WorkspaceSpec:
         raw = orjson.loads(data)
         version = raw.get("format_version")
-        if version != SPEC_FORMAT_VERSION:
+        if version not in _READABLE_VERSIONS:
             raise StoreFormatError(
                 f"workspace spec has format version {version!r}, this featurebus reads "
                 f"{SPEC_FORMAT_VERSION}; upgrade featurebus or re-apply the repository"
             )
+        raw["format_version"] = SPEC_FORMAT_VERSION  # read as the current version from here on
         spec: WorkspaceSpec = _build(cls, raw)
         return spec
 
@@ -188,9 +230,13 @@ def _build(cls: type, raw: dict[str, Any]) -> Any:
         if nested is not None and value is not None:
             value = tuple(_build(nested, v) for v in value) if isinstance(value, list) else _build(nested, value)
         elif isinstance(value, list):
-            value = tuple(value)
+            value = _frozen(value)
         kwargs[f.name] = value
     return cls(**kwargs)
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(_frozen(v) for v in value) if isinstance(value, list) else value
 
 
 _NESTED.update(
@@ -198,6 +244,9 @@ _NESTED.update(
         (EntitySpec, "join_keys"): FieldSpec,
         (StreamSourceSpec, "schema"): FieldSpec,
         (StreamSourceSpec, "kafka"): KafkaConfigSpec,
+        (StreamSourceSpec, "batch_config"): FileConfigSpec,
+        (BatchSourceSpec, "batch_config"): FileConfigSpec,
+        (WorkspaceSpec, "batch_sources"): BatchSourceSpec,
         (StreamFeatureViewSpec, "transformation"): TransformationSpec,
         (StreamFeatureViewSpec, "aggregations"): AggregationSpec,
         (FeatureServiceSpec, "selections"): FeatureSelectionSpec,

@@ -1,40 +1,77 @@
-"""featurebus: a streaming-first feature platform. Definitions mirror Tecton 1.x's SDK."""
+"""featurebus: a streaming-first feature platform. Definitions mirror Tecton 1.x's SDK.
+
+Every public name of Tecton 1.x's ``tecton`` module is importable from here. The ones featurebus
+does not act on are placeholders (``featurebus.unsupported``) that raise a DefinitionError naming
+them, where they are used, with what to do instead.
+"""
 
 from __future__ import annotations
 
 from featurebus.definitions import (
+    PANDAS_MODE,
+    PYSPARK_MODE,
+    PYTHON_MODE,
+    SNOWFLAKE_SQL_MODE,
+    SPARK_SQL_MODE,
     Aggregate,
+    BatchFeatureView,
+    BatchSource,
+    BatchTriggerType,
+    DataSource,
     Entity,
     FeatureReference,
     FeatureService,
+    FeatureView,
+    FileConfig,
     KafkaConfig,
+    MaterializedFeatureView,
     PushConfig,
     StreamFeatureView,
     StreamProcessingMode,
     StreamSource,
     TimeWindow,
+    batch_feature_view,
     stream_feature_view,
 )
 from featurebus.exceptions import DefinitionError, FeaturebusError
 from featurebus.types import Field
-from featurebus.workspace import get_workspace
+from featurebus.unsupported import UNSUPPORTED as _UNSUPPORTED
+from featurebus.workspace import Workspace, get_workspace
+
+# Generated placeholders (one table in featurebus.unsupported); type checkers do not see them.
+globals().update(_UNSUPPORTED)
 
 __all__ = [
     "Aggregate",
+    "BatchFeatureView",
+    "BatchSource",
+    "BatchTriggerType",
+    "DataSource",
     "DefinitionError",
     "Entity",
     "FeatureReference",
     "FeatureService",
+    "FeatureView",
     "FeaturebusError",
     "Field",
+    "FileConfig",
     "KafkaConfig",
+    "MaterializedFeatureView",
+    "PANDAS_MODE",
+    "PYSPARK_MODE",
+    "PYTHON_MODE",
     "PushConfig",
+    "SNOWFLAKE_SQL_MODE",
+    "SPARK_SQL_MODE",
     "StreamFeatureView",
     "StreamProcessingMode",
     "StreamSource",
     "TimeWindow",
+    "Workspace",
+    "batch_feature_view",
     "get_workspace",
     "stream_feature_view",
+    *_UNSUPPORTED,
 ]
 
 __version__ = "0.1.0"

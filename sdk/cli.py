@@ -172,6 +172,45 @@ def apply(
         )
 
 
+@app.command("describe")
+def describe(
+    name: Annotated[str, typer.Argument(help="The object's name (entity, source, feature view or feature service).")],
+    workspace: Workspace = "default",
+    kind: Annotated[str | None, typer.Option("--kind", help="When several kinds share the name: entity, stream_source, "
+                                             "batch_source, stream_feature_view or feature_service.")] = None,
+    repo: Annotated[Path | None, typer.Option(
+        "--repo", help="Describe the repository's definitions instead of the applied ones (works without Kafka).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON document for tools.")] = False,
+    bootstrap: Bootstrap = None,
+) -> None:
+    """An object's spec, lineage (source -> views -> services) and materialization state."""
+    from featurebus.describe import broker_reachable, describe_document, find_object, read_state, render_description
+    from featurebus.exceptions import KafkaUnavailableError
+    from featurebus.platform.kafka_admin import unreachable_hint
+    from featurebus.platform.registry import read_registry
+
+    cluster = _bootstrap(bootstrap)
+    if repo is not None:
+        from featurebus.repo import load_repo
+
+        spec, origin = load_repo(repo, workspace), f"definitions in {repo}"
+    else:
+        if not broker_reachable(cluster, 5.0):
+            raise KafkaUnavailableError(f"{unreachable_hint(cluster)}; or pass --repo to describe a repository's "
+                                        "definitions without Kafka")
+        applied = read_registry(cluster, timeout_s=5.0).get(workspace)
+        if applied is None:
+            raise typer.BadParameter(f"workspace {workspace!r} has not been applied; run `featurebus apply` "
+                                     "or pass --repo to describe a repository's definitions")
+        spec, origin = applied, "applied"
+    object_kind, obj = find_object(spec, name, kind)
+    doc = describe_document(spec, object_kind, obj, read_state(cluster, spec, obj), origin)
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+    else:
+        console.print(render_description(doc), highlight=False, markup=False)
+
+
 @registry_app.command("log")
 def registry_log(workspace: Workspace = "default", bootstrap: Bootstrap = None) -> None:
     """Every applied version of the workspace, newest first, with what each changed."""

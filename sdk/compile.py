@@ -5,15 +5,27 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from featurebus.definitions import Entity, FeatureService, PushConfig, StreamFeatureView, StreamSource, duration_ms
-from featurebus.exceptions import DefinitionError
+from featurebus.definitions import (
+    BatchFeatureView,
+    BatchSource,
+    Entity,
+    FeatureService,
+    FileConfig,
+    PushConfig,
+    StreamFeatureView,
+    StreamSource,
+    duration_ms,
+)
+from featurebus.exceptions import DefinitionError, FeaturebusError
 from featurebus.platform.topics import push_topic
 from featurebus.schemas.specs import (
     AggregationSpec,
+    BatchSourceSpec,
     EntitySpec,
     FeatureSelectionSpec,
     FeatureServiceSpec,
     FieldSpec,
+    FileConfigSpec,
     KafkaConfigSpec,
     StreamFeatureViewSpec,
     StreamSourceSpec,
@@ -21,6 +33,8 @@ from featurebus.schemas.specs import (
     WorkspaceSpec,
 )
 from featurebus.streams.aggregations import aggregator_for, output_dtype
+from featurebus.streams.records import decode_json_records
+from featurebus.streams.transform import Transformation
 from featurebus.streams.windows import format_duration
 
 __all__ = ["compile_workspace", "default_feature_name"]
@@ -32,39 +46,44 @@ def default_feature_name(column: str, function: str, window_ms: int, interval_ms
     return f"{column}_{function}_{format_duration(window_ms)}_{interval}"
 
 
+def _metadata(obj: Any) -> dict[str, Any]:
+    return {"description": obj.description, "owner": obj.owner, "tags": tuple(sorted(obj.tags.items())),
+            "prevent_destroy": obj.prevent_destroy}
+
+
 def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
     entities: dict[str, Entity] = {}
     sources: dict[str, StreamSource] = {}
+    batch_sources: dict[str, BatchSource] = {}
     views: dict[str, StreamFeatureView] = {}
     services: dict[str, FeatureService] = {}
+    # One namespace per kind of object, as in Tecton: an entity and a view may share a name.
     for obj in objects:
+        if isinstance(obj, BatchFeatureView):
+            raise obj.error("batch feature views are not supported yet (featurebus computes features from streams)",
+                            "Use @stream_feature_view over a StreamSource, or remove this view from the repository.")
         registry: dict[str, Any] | None = (
             entities if isinstance(obj, Entity)
             else sources if isinstance(obj, StreamSource)
+            else batch_sources if isinstance(obj, BatchSource)
             else views if isinstance(obj, StreamFeatureView)
             else services if isinstance(obj, FeatureService)
             else None
         )
         if registry is None:
             continue
-        previous = registry.get(obj.name)
-        if previous is not None and previous is not obj:
-            raise DefinitionError(
-                f"{type(obj).__name__} '{obj.name}' ({obj.site}): the name is already used by the "
-                f"definition at {previous.site}. Rename one of them."
-            )
-        registry[obj.name] = obj
+        _register(registry, obj)
     # Objects referenced by views and services belong to the repo even if no module exports them.
     for view in list(views.values()):
-        sources.setdefault(view.source.name, view.source)
+        _register(sources, view.source)
         for entity in view.entities:
-            entities.setdefault(entity.name, entity)
+            _register(entities, entity)
     for service in services.values():
         for ref in service.features:
-            known = views.get(ref.view.name)
-            if known is not None and known is not ref.view:
-                raise ref.view.error("another view with this name is defined elsewhere", "Rename one of them.")
-            views.setdefault(ref.view.name, ref.view)
+            _register(views, ref.view)
+    for source in sources:
+        if source in batch_sources:
+            raise _duplicate(batch_sources[source], sources[source])
     view_specs = {n: _compile_view(v) for n, v in sorted(views.items())}
     return WorkspaceSpec(
         name=name,
@@ -72,7 +91,28 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
         stream_sources=tuple(_compile_source(s, name) for _, s in sorted(sources.items())),
         stream_feature_views=tuple(view_specs.values()),
         feature_services=tuple(_compile_service(s, view_specs) for _, s in sorted(services.items())),
+        batch_sources=tuple(
+            BatchSourceSpec(b.name, _file_config(b.batch_config), **_metadata(b)) for _, b in sorted(batch_sources.items())
+        ),
     )
+
+
+def _register(registry: dict[str, Any], obj: Any) -> None:
+    previous = registry.get(obj.name)
+    if previous is not None and previous is not obj:
+        raise _duplicate(obj, previous)
+    registry[obj.name] = obj
+
+
+def _duplicate(obj: Any, previous: Any) -> DefinitionError:
+    return DefinitionError(
+        f"{type(obj).__name__} '{obj.name}' ({obj.site}): the name is already used by the definition at "
+        f"{previous.site} (kind: {type(previous).__name__}). Rename one of them."
+    )
+
+
+def _file_config(config: FileConfig) -> FileConfigSpec:
+    return FileConfigSpec(config.uri, config.file_format, config.timestamp_field)
 
 
 def _field(f: Any) -> FieldSpec:
@@ -80,24 +120,27 @@ def _field(f: Any) -> FieldSpec:
 
 
 def _compile_entity(entity: Entity) -> EntitySpec:
-    return EntitySpec(entity.name, tuple(_field(k) for k in entity.join_keys), entity.description)
+    return EntitySpec(entity.name, tuple(_field(k) for k in entity.join_keys), **_metadata(entity))
 
 
 def _compile_source(source: StreamSource, workspace: str) -> StreamSourceSpec:
     cfg = source.stream_config
     schema = tuple(_field(f) for f in source.schema)
+    batch = _file_config(source.batch_config) if source.batch_config is not None else None
     if isinstance(cfg, PushConfig):
         # Pushed records travel on the bus like any other source: one JSON push topic per source.
         kafka = KafkaConfigSpec(topics=(push_topic(workspace, source.name),), timestamp_field=source.timestamp_field)
-        return StreamSourceSpec(source.name, schema, kafka, source.description, push=True, log_offline=cfg.log_offline)
+        return StreamSourceSpec(source.name, schema, kafka, push=True, log_offline=cfg.log_offline, batch_config=batch,
+                                **_metadata(source))
     kafka = KafkaConfigSpec(
         topics=cfg.topics,
         timestamp_field=source.timestamp_field,
         value_format=cfg.value_format,
         watermark_delay_ms=cfg.watermark_delay_ms,
         bootstrap_servers=cfg.kafka_bootstrap_servers,
+        avro_schema=cfg.avro_schema,
     )
-    return StreamSourceSpec(source.name, schema, kafka, source.description)
+    return StreamSourceSpec(source.name, schema, kafka, batch_config=batch, **_metadata(source))
 
 
 def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:
@@ -131,7 +174,7 @@ def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise view.error(f"two features are both named {duplicates}", "Give one of them an explicit name=.")
-    return StreamFeatureViewSpec(
+    spec = StreamFeatureViewSpec(
         name=view.name,
         source=view.source.name,
         entities=tuple(e.name for e in view.entities),
@@ -142,8 +185,54 @@ def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:
         aggregation_interval_ms=interval_ms,
         online=view.online,
         offline=view.offline,
-        description=view.description,
+        **_metadata(view),
     )
+    _check_columns(view, spec)
+    return spec
+
+
+def _check_columns(view: StreamFeatureView, spec: StreamFeatureViewSpec) -> None:
+    """Join keys, the timestamp and every aggregated column must exist where the view reads them.
+
+    The columns a view aggregates are the transformation's output, so (as Tecton does) the
+    transformation is run once on an empty, typed frame of the source's schema to learn them.
+    Python-mode views and transformations that cannot run on no rows are checked against the
+    source's schema only where a column cannot have been produced by the transformation.
+    """
+    source = view.source
+    declared = {f.name: f.dtype.name for f in source.schema}
+    for entity in view.entities:
+        for key in entity.join_keys:
+            if key.name in declared and declared[key.name] != key.dtype.name:
+                raise view.error(
+                    f"entity '{entity.name}' ({entity.site}) has join key {key.name!r} of type {key.dtype.name} "
+                    f"but source '{source.name}' declares it as {declared[key.name]}",
+                    "Give the join key the same type in the Entity and in the source's schema.",
+                )
+    output = _output_columns(spec, [_field(f) for f in source.schema], source.timestamp_field)
+    if output is None:
+        return
+    for column, role, fix in (
+        *((k, f"the join key {k!r}", "Keep the entity's join key columns in the transformation's output.")
+          for k in spec.join_keys),
+        (spec.timestamp_field, f"the timestamp field {spec.timestamp_field!r}",
+         "Keep the timestamp column, or pass timestamp_field=."),
+        *((a.input_column, f"feature {a.name!r} aggregates {a.input_column!r}, which",
+           f"Aggregate a column the transformation returns ({', '.join(sorted(output))}).") for a in spec.aggregations),
+    ):
+        if column not in output:
+            raise view.error(f"{role} is not a column of the transformation's output", fix)
+
+
+def _output_columns(spec: StreamFeatureViewSpec, schema: list[FieldSpec], timestamp_field: str) -> set[str] | None:
+    if spec.transformation.mode != "pandas":
+        return None  # a row function run on no rows says nothing about its columns
+    empty = decode_json_records([], schema, timestamp_field).frame
+    try:
+        result = Transformation(spec.transformation).apply(empty)
+    except FeaturebusError:
+        return None  # it needs rows to run; the worker reports its errors on real data
+    return {str(c) for c in result.columns}
 
 
 def _compile_service(service: FeatureService, views: dict[str, StreamFeatureViewSpec]) -> FeatureServiceSpec:
@@ -158,4 +247,4 @@ def _compile_service(service: FeatureService, views: dict[str, StreamFeatureView
                 f"{unknown[0]!r}. Choose from: {', '.join(available)}."
             )
         selections.append(FeatureSelectionSpec(view.name, tuple(ref.features) or tuple(available)))
-    return FeatureServiceSpec(service.name, tuple(selections), service.description)
+    return FeatureServiceSpec(service.name, tuple(selections), **_metadata(service))

@@ -17,9 +17,32 @@ from datetime import timedelta
 from typing import Any
 
 from featurebus.exceptions import DefinitionError
+from featurebus.options import (
+    ENTITY_OPTIONS,
+    FILE_OPTIONS,
+    KAFKA_OPTIONS,
+    PUSH_OPTIONS,
+    SERVICE_OPTIONS,
+    SOURCE_OPTIONS,
+    VIEW_OPTIONS,
+)
 from featurebus.types import Field
 
 __all__ = [
+    "BatchFeatureView",
+    "BatchSource",
+    "BatchTriggerType",
+    "DataSource",
+    "FeatureView",
+    "FileConfig",
+    "MaterializedFeatureView",
+    "PANDAS_MODE",
+    "PYSPARK_MODE",
+    "PYTHON_MODE",
+    "SNOWFLAKE_SQL_MODE",
+    "SPARK_SQL_MODE",
+    "batch_feature_view",
+    "reject_options",
     "Entity",
     "KafkaConfig",
     "PushConfig",
@@ -82,6 +105,20 @@ class _Definition:
 
     def _keep_metadata(self, description: str | None, owner: str | None, tags: dict[str, str] | None,
                        prevent_destroy: bool) -> None:
+        kind = type(self).__name__
+        if description is not None and not isinstance(description, str):
+            raise _fail(kind, self.name, self.site, f"description must be a string, got {description!r}",
+                        "Pass description='what this is for'.")
+        if owner is not None and not isinstance(owner, str):
+            raise _fail(kind, self.name, self.site, f"owner must be a string, got {owner!r}",
+                        "Pass owner='team@example.com'.")
+        if tags is not None and (not isinstance(tags, dict)
+                                 or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())):
+            raise _fail(kind, self.name, self.site, f"tags must map strings to strings, got {tags!r}",
+                        "Pass tags={'team': 'fraud'}.")
+        if not isinstance(prevent_destroy, bool):
+            raise _fail(kind, self.name, self.site, f"prevent_destroy must be True or False, got {prevent_destroy!r}",
+                        "Pass prevent_destroy=True to protect the object from deletion.")
         self.description = description or ""
         self.owner = owner
         self.tags = dict(tags or {})
@@ -97,9 +134,11 @@ class Entity(_Definition):
         owner: str | None = None,
         tags: dict[str, str] | None = None,
         prevent_destroy: bool = False,
+        **tecton_options: Any,
     ) -> None:
         self.site = _caller_site()
         self.name = _require_name("Entity", name, self.site)
+        reject_options("Entity", name, self.site, tecton_options, ENTITY_OPTIONS)
         if not join_keys or not all(isinstance(k, Field) for k in join_keys):
             raise _fail("Entity", name, self.site, "join_keys must be a non-empty list of Field",
                         "Pass join_keys=[Field('user_id', String)].")
@@ -107,6 +146,10 @@ class Entity(_Definition):
             if key.dtype.name not in ("string", "int64", "int32"):
                 raise _fail("Entity", name, self.site, f"join key {key.name!r} has type {key.dtype.name}",
                             "Join keys must be String, Int64 or Int32.")
+        key_names = [k.name for k in join_keys]
+        if len(set(key_names)) != len(key_names):
+            raise _fail("Entity", name, self.site, f"join_keys repeat a name ({key_names})",
+                        "List each join key once.")
         self.join_keys = tuple(join_keys)
         self._keep_metadata(description, owner, tags, prevent_destroy)
 
@@ -114,10 +157,32 @@ class Entity(_Definition):
         return f"Entity({self.name!r})"
 
 
+VALUE_FORMATS = ("json", "avro", "confluent_avro")
+
+
+def reject_options(kind: str, name: str, site: DefinitionSite, options: dict[str, Any], reasons: dict[str, str]) -> None:
+    """Tecton parameters featurebus does not act on: raise naming the first one that is set.
+
+    ``reasons`` says why per known Tecton parameter; any other keyword is a typo or a parameter
+    Tecton does not have either, and the error says so, instead of Python's bare TypeError.
+    """
+    for option, value in options.items():
+        if value is None or value is False or value == {} or value == []:
+            continue  # Tecton's defaults: leaving them as they are asks for nothing
+        reason = reasons.get(option)
+        if reason is None:
+            raise _fail(kind, name, site, f"there is no parameter {option!r}", "Check the spelling, or remove it.")
+        raise _fail(kind, name, site, f"featurebus does not support {option}= ({reason})", f"Remove {option}=.")
+
+
 class KafkaConfig:
     """Where a stream source's events come from. ``kafka_bootstrap_servers=None`` means the
-    platform's own cluster. Values are JSON objects; timestamps are ISO-8601 strings or epoch
-    milliseconds."""
+    platform's own cluster. ``value_format`` (a featurebus addition; Tecton parses in a Spark
+    ``post_processor``): ``'json'`` objects, whose timestamps are ISO-8601 strings or epoch
+    milliseconds; ``'avro'`` binary records of ``avro_schema``; or ``'confluent_avro'``, Avro in
+    the Confluent wire format (magic byte 0, a 4-byte schema id, then the Avro binary), decoded
+    with the inline ``avro_schema`` since featurebus has no schema registry. Avro timestamps are
+    ``long`` epoch milliseconds (``timestamp-millis``), ``timestamp-micros`` or ISO strings."""
 
     def __init__(
         self,
@@ -126,22 +191,69 @@ class KafkaConfig:
         kafka_bootstrap_servers: str | None = None,
         watermark_delay_threshold: timedelta = timedelta(hours=24),
         value_format: str = "json",
+        avro_schema: str | dict[str, Any] | None = None,
+        **tecton_options: Any,
     ) -> None:
         self.site = _caller_site()
         if not isinstance(topics, str) or not topics.strip():
             raise _fail("KafkaConfig", str(topics), self.site, "topics must be a comma-separated string",
                         "Pass topics='transactions'.")
+        reject_options("KafkaConfig", topics, self.site, tecton_options, KAFKA_OPTIONS)
         self.topics = tuple(t.strip() for t in topics.split(",") if t.strip())
         self.timestamp_field = timestamp_field
         self.kafka_bootstrap_servers = kafka_bootstrap_servers
-        if value_format != "json":
-            raise _fail("KafkaConfig", topics, self.site, f"value_format {value_format!r} is not supported yet",
-                        "Use value_format='json'.")
+        if value_format not in VALUE_FORMATS:
+            raise _fail("KafkaConfig", topics, self.site, f"value_format {value_format!r} is not supported",
+                        "Use value_format='json', 'avro' or 'confluent_avro'.")
         self.value_format = value_format
+        self.avro_schema = self._avro_schema(value_format, avro_schema)
         if not isinstance(watermark_delay_threshold, timedelta) or watermark_delay_threshold < timedelta(0):
             raise _fail("KafkaConfig", topics, self.site, "watermark_delay_threshold must be a timedelta >= 0",
                         "Pass e.g. watermark_delay_threshold=timedelta(minutes=5).")
         self.watermark_delay_ms = int(watermark_delay_threshold / timedelta(milliseconds=1))
+
+    def _avro_schema(self, value_format: str, schema: str | dict[str, Any] | None) -> str | None:
+        """The schema as canonical-enough JSON text (what the spec stores), checked by fastavro."""
+        topics = ",".join(self.topics)
+        if value_format == "json":
+            if schema is not None:
+                raise _fail("KafkaConfig", topics, self.site, "avro_schema is set but value_format is 'json'",
+                            "Pass value_format='avro' or 'confluent_avro', or remove avro_schema.")
+            return None
+        if schema is None:
+            raise _fail("KafkaConfig", topics, self.site, f"value_format {value_format!r} needs avro_schema",
+                        "Pass avro_schema= the writer's record schema (a JSON string or dict).")
+        from featurebus.streams.avro import avro_schema_text
+
+        try:
+            return avro_schema_text(schema)
+        except ValueError as exc:
+            raise _fail("KafkaConfig", topics, self.site, f"avro_schema is not a usable Avro record schema: {exc}",
+                        "Pass the writer's schema: {'type': 'record', 'name': ..., 'fields': [...]}.") from None
+
+
+FILE_FORMATS = ("parquet", "csv", "json")
+
+
+class FileConfig:
+    """Files (Parquet, CSV or JSON lines) that hold a source's history, as in Tecton.
+
+    Compiled into the spec; reading them (batch views, backfills) is not supported yet, which
+    ``plan`` reports for any batch feature view."""
+
+    def __init__(self, uri: str, file_format: str = "parquet", timestamp_field: str | None = None,
+                 **tecton_options: Any) -> None:
+        self.site = _caller_site()
+        if not isinstance(uri, str) or not uri:
+            raise _fail("FileConfig", str(uri), self.site, "uri must be a non-empty string",
+                        "Pass uri='s3://bucket/path/' or a local folder.")
+        reject_options("FileConfig", uri, self.site, tecton_options, FILE_OPTIONS)
+        if file_format not in FILE_FORMATS:
+            raise _fail("FileConfig", uri, self.site, f"file_format {file_format!r} is not supported",
+                        "Use file_format='parquet', 'csv' or 'json'.")
+        self.uri = uri
+        self.file_format = file_format
+        self.timestamp_field = timestamp_field
 
 
 class PushConfig:
@@ -157,8 +269,10 @@ class PushConfig:
         timestamp_field: str | None = None,
         post_processor: Any = None,
         input_schema: Any = None,
+        **tecton_options: Any,
     ) -> None:
         self.site = _caller_site()
+        reject_options("PushConfig", "push", self.site, tecton_options, PUSH_OPTIONS)
         for option, value in (("post_processor", post_processor), ("input_schema", input_schema)):
             if value is not None:
                 raise _fail("PushConfig", option, self.site, f"{option} is not supported yet",
@@ -167,30 +281,48 @@ class PushConfig:
         self.timestamp_field = timestamp_field
 
 
-class StreamSource(_Definition):
+class DataSource(_Definition):
+    """What stream and batch sources share (Tecton's base class of both)."""
+
+    def unfiltered(self) -> DataSource:
+        """Tecton's way to read a source without the materialization time-range filter.
+
+        featurebus never filters a source by a materialization window (the stream worker and the
+        offline replay read the whole topic), so every source is already unfiltered: this
+        returns the source itself, and a view over it compiles exactly as over the source."""
+        return self
+
+
+class StreamSource(DataSource):
     def __init__(
         self,
         name: str,
         schema: Sequence[Field],
         stream_config: KafkaConfig | PushConfig,
-        batch_config: Any = None,
+        batch_config: FileConfig | None = None,
         description: str | None = None,
         owner: str | None = None,
         tags: dict[str, str] | None = None,
         prevent_destroy: bool = False,
+        **tecton_options: Any,
     ) -> None:
         self.site = _caller_site()
         self.name = _require_name("StreamSource", name, self.site)
+        reject_options("StreamSource", name, self.site, tecton_options, SOURCE_OPTIONS)
         if not isinstance(stream_config, (KafkaConfig, PushConfig)):
             raise _fail("StreamSource", name, self.site, "stream_config must be a KafkaConfig or a PushConfig",
                         "Pass stream_config=KafkaConfig(topics=..., timestamp_field=...) or PushConfig().")
-        if batch_config is not None:
-            raise _fail("StreamSource", name, self.site, "batch_config is not supported yet",
-                        "Remove batch_config; history is replayed from the topic.")
+        if batch_config is not None and not isinstance(batch_config, FileConfig):
+            raise _fail("StreamSource", name, self.site, f"batch_config must be a FileConfig, got {batch_config!r}",
+                        "Pass batch_config=FileConfig(uri=..., file_format='parquet'), or remove it.")
         if not schema or not all(isinstance(f, Field) for f in schema):
             raise _fail("StreamSource", name, self.site, "schema must be a non-empty list of Field",
                         "Pass schema=[Field('user_id', String), ...].")
         names = [f.name for f in schema]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise _fail("StreamSource", name, self.site, f"the schema lists {repeated[0]!r} more than once",
+                        "Keep one Field per column.")
         timestamp_field = stream_config.timestamp_field
         if timestamp_field is None:  # a PushConfig without one: the schema's only Timestamp field
             stamps = [f.name for f in schema if f.dtype.name == "timestamp"]
@@ -202,13 +334,53 @@ class StreamSource(_Definition):
             raise _fail("StreamSource", name, self.site,
                         f"timestamp_field {timestamp_field!r} is not in the schema",
                         f"Add Field({timestamp_field!r}, Timestamp) to schema.")
+        stamp_type = schema[names.index(timestamp_field)].dtype.name
+        if stamp_type != "timestamp":
+            raise _fail("StreamSource", name, self.site,
+                        f"timestamp_field {timestamp_field!r} has type {stamp_type}",
+                        f"Declare Field({timestamp_field!r}, Timestamp).")
+        if isinstance(stream_config, KafkaConfig) and stream_config.avro_schema is not None:
+            from featurebus.streams.avro import avro_field_names
+
+            missing = [n for n in names if n not in avro_field_names(stream_config.avro_schema)]
+            if missing:
+                raise _fail("StreamSource", name, self.site,
+                            f"field {missing[0]!r} of the schema is not a field of the KafkaConfig's avro_schema",
+                            "Remove it from schema=, or use the Avro schema the producers write with.")
         self.timestamp_field = timestamp_field
         self.schema = tuple(schema)
         self.stream_config = stream_config
+        self.batch_config = batch_config
         self._keep_metadata(description, owner, tags, prevent_destroy)
 
     def __repr__(self) -> str:
         return f"StreamSource({self.name!r})"
+
+
+class BatchSource(DataSource):
+    """A source of history only (files). Compiled into the spec; no view can read it yet."""
+
+    def __init__(
+        self,
+        name: str,
+        batch_config: FileConfig,
+        description: str | None = None,
+        owner: str | None = None,
+        tags: dict[str, str] | None = None,
+        prevent_destroy: bool = False,
+        **tecton_options: Any,
+    ) -> None:
+        self.site = _caller_site()
+        self.name = _require_name("BatchSource", name, self.site)
+        reject_options("BatchSource", name, self.site, tecton_options, SOURCE_OPTIONS)
+        if not isinstance(batch_config, FileConfig):
+            raise _fail("BatchSource", name, self.site, f"batch_config must be a FileConfig, got {batch_config!r}",
+                        "Pass batch_config=FileConfig(uri=..., file_format='parquet', timestamp_field=...).")
+        self.batch_config = batch_config
+        self._keep_metadata(description, owner, tags, prevent_destroy)
+
+    def __repr__(self) -> str:
+        return f"BatchSource({self.name!r})"
 
 
 @dataclass(frozen=True)
@@ -252,7 +424,37 @@ class Aggregate:
         return duration_ms(self.time_window.window_size, "time_window", "Aggregate", self.name or "?", self.site)
 
 
-class StreamFeatureView(_Definition):
+# Tecton's ``mode=`` values; featurebus runs 'pandas' and 'python' and refuses the others where used.
+PANDAS_MODE = "pandas"
+PYTHON_MODE = "python"
+SPARK_SQL_MODE = "spark_sql"
+PYSPARK_MODE = "pyspark"
+SNOWFLAKE_SQL_MODE = "snowflake_sql"
+
+
+class BatchTriggerType(enum.Enum):
+    """Tecton's batch materialization triggers; featurebus has no batch materialization yet."""
+
+    SCHEDULED = "scheduled"
+    MANUAL = "manual"
+    NO_BATCH_MATERIALIZATION = "no_batch_materialization"
+
+
+class FeatureView(_Definition):
+    """Base class of every feature view (Tecton's ``FeatureView``)."""
+
+    site: DefinitionSite
+    name: str
+
+    def error(self, problem: str, fix: str) -> DefinitionError:
+        return _fail(type(self).__name__, self.name, self.site, problem, fix)
+
+
+class MaterializedFeatureView(FeatureView):
+    """Base class of the views whose features are computed ahead of requests (stream, batch)."""
+
+
+class StreamFeatureView(MaterializedFeatureView):
     """A stream feature view: a row transformation over a stream source plus aggregations."""
 
     def __init__(
@@ -278,6 +480,9 @@ class StreamFeatureView(_Definition):
         self.site = site
         self.function = function
         self.name = _require_name("StreamFeatureView", name or function.__name__, site)
+        if isinstance(source, BatchSource):
+            raise self.error(f"source {source.name!r} is a BatchSource; stream feature views read StreamSources",
+                             "Pass a StreamSource (it may carry the history as batch_config=FileConfig(...)).")
         if not isinstance(source, StreamSource):
             raise self.error(f"source must be a StreamSource, got {source!r}", "Pass source=<a StreamSource>.")
         if not entities or not all(isinstance(e, Entity) for e in entities):
@@ -300,9 +505,6 @@ class StreamFeatureView(_Definition):
         if stream_processing_mode is StreamProcessingMode.CONTINUOUS and aggregation_interval is not None:
             raise self.error("continuous mode cannot have an aggregation_interval",
                              "Remove aggregation_interval, or use StreamProcessingMode.TIME_INTERVAL.")
-
-    def error(self, problem: str, fix: str) -> DefinitionError:
-        return _fail("StreamFeatureView", self.name, self.site, problem, fix)
 
     @property
     def transformation_code(self) -> str:
@@ -350,8 +552,10 @@ def stream_feature_view(
     owner: str | None = None,
     tags: dict[str, str] | None = None,
     prevent_destroy: bool = False,
+    **tecton_options: Any,
 ) -> Callable[[Callable[..., Any]], StreamFeatureView]:
     site = _caller_site()
+    reject_options("StreamFeatureView", name or "?", site, tecton_options, VIEW_OPTIONS)
 
     def wrap(function: Callable[..., Any]) -> StreamFeatureView:
         return StreamFeatureView(
@@ -374,9 +578,11 @@ class FeatureService(_Definition):
         tags: dict[str, str] | None = None,
         prevent_destroy: bool = False,
         online_serving_enabled: bool = True,
+        **tecton_options: Any,
     ) -> None:
         self.site = _caller_site()
         self.name = _require_name("FeatureService", name, self.site)
+        reject_options("FeatureService", name, self.site, tecton_options, SERVICE_OPTIONS)
         if not features:
             raise _fail("FeatureService", name, self.site, "features is empty",
                         "Pass features=[my_view] or features=[my_view[['feature_a']]].")
@@ -395,3 +601,55 @@ class FeatureService(_Definition):
 
     def __repr__(self) -> str:
         return f"FeatureService({self.name!r})"
+
+
+class BatchFeatureView(MaterializedFeatureView):
+    """A batch feature view: kept as a definition so a Tecton repository loads, refused by
+    ``plan`` (batch materialization is not supported yet) with the view's file:line."""
+
+    def __init__(self, *, function: Callable[..., Any], sources: Sequence[DataSource], entities: Sequence[Entity],
+                 mode: str, features: Sequence[Any], name: str | None, description: str | None,
+                 owner: str | None, tags: dict[str, str] | None, prevent_destroy: bool,
+                 site: DefinitionSite) -> None:
+        self.site = site
+        self.function = function
+        self.name = _require_name("BatchFeatureView", name or function.__name__, site)
+        if not sources or not all(isinstance(s, DataSource) for s in sources):
+            raise self.error("sources must be a non-empty list of BatchSource or StreamSource",
+                             "Pass sources=[my_batch_source].")
+        if not entities or not all(isinstance(e, Entity) for e in entities):
+            raise self.error("entities must be a non-empty list of Entity", "Pass entities=[user].")
+        self.sources = tuple(sources)
+        self.entities = tuple(entities)
+        self.mode = mode
+        self.features = tuple(features)
+        self._keep_metadata(description, owner, tags, prevent_destroy)
+
+    def __repr__(self) -> str:
+        return f"BatchFeatureView({self.name!r})"
+
+
+def batch_feature_view(
+    *,
+    sources: Sequence[DataSource],
+    entities: Sequence[Entity],
+    mode: str,
+    features: Sequence[Any] = (),
+    name: str | None = None,
+    description: str | None = None,
+    owner: str | None = None,
+    tags: dict[str, str] | None = None,
+    prevent_destroy: bool = False,
+    **tecton_options: Any,
+) -> Callable[[Callable[..., Any]], BatchFeatureView]:
+    """Tecton's ``@batch_feature_view``. Its batch-only parameters (``batch_schedule``, ``ttl``,
+    ...) are accepted and dropped here because ``plan`` refuses every batch view anyway."""
+    site = _caller_site()
+
+    def wrap(function: Callable[..., Any]) -> BatchFeatureView:
+        return BatchFeatureView(function=function, sources=sources, entities=entities, mode=mode, features=features,
+                                name=name, description=description, owner=owner, tags=tags,
+                                prevent_destroy=prevent_destroy, site=site)
+
+    del tecton_options  # the view is refused at plan time, naming it; its options do not matter
+    return wrap

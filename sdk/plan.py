@@ -13,8 +13,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from featurebus.exceptions import FeaturebusError
+from featurebus.exceptions import DefinitionError, FeaturebusError
 from featurebus.schemas.specs import (
+    BatchSourceSpec,
     EntitySpec,
     FeatureServiceSpec,
     StreamFeatureViewSpec,
@@ -24,19 +25,21 @@ from featurebus.schemas.specs import (
 
 __all__ = ["Action", "Change", "FieldChange", "Kind", "Plan", "plan"]
 
-Kind = Literal["entity", "stream_source", "stream_feature_view", "feature_service"]
+Kind = Literal["entity", "batch_source", "stream_source", "stream_feature_view", "feature_service"]
 Action = Literal["create", "update", "delete", "unchanged"]
 
 # Dependency order: a view's source is listed before the view, a service's views before it.
 _KINDS: tuple[Kind, ...] = get_args(Kind)
 _WORKSPACE_FIELD: dict[Kind, str] = {
     "entity": "entities",
+    "batch_source": "batch_sources",
     "stream_source": "stream_sources",
     "stream_feature_view": "stream_feature_views",
     "feature_service": "feature_services",
 }
 _SPEC_CLASS: dict[Kind, type[Any]] = {
     "entity": EntitySpec,
+    "batch_source": BatchSourceSpec,
     "stream_source": StreamSourceSpec,
     "stream_feature_view": StreamFeatureViewSpec,
     "feature_service": FeatureServiceSpec,
@@ -45,8 +48,10 @@ _SPEC_CLASS: dict[Kind, type[Any]] = {
 # Fields whose change leaves materialized features valid. Everything else invalidates them,
 # including fields added to the specs later: recomputing once too often is cheap next to serving
 # features computed under an old definition. Keys are dotted attribute paths (no element part).
-_VIEW_HARMLESS = frozenset({"description", "online", "offline"})
-_SOURCE_HARMLESS = frozenset({"description", "kafka.watermark_delay_ms", "kafka.value_format"})
+_METADATA = frozenset({"description", "owner", "tags", "prevent_destroy"})
+_VIEW_HARMLESS = _METADATA | {"online", "offline"}
+# batch_config: history files are kept in the spec but not read yet, so they change no feature.
+_SOURCE_HARMLESS = _METADATA | {"kafka.watermark_delay_ms", "kafka.value_format", "batch_config"}
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,26 @@ def plan(current: WorkspaceSpec | None, desired: WorkspaceSpec) -> Plan:
             if name not in kept:
                 dropped = "it is no longer computed or served (its feature topic stays on the bus)" if kind == "stream_feature_view" else ""
                 changes.append(Change(kind, name, "delete", reason=dropped))
+    _refuse_destroying_protected(changes, current)
     return Plan(desired.name, tuple(changes))
+
+
+def _refuse_destroying_protected(changes: list[Change], current: WorkspaceSpec | None) -> None:
+    """``prevent_destroy=True`` on the applied object blocks deleting it and changes that
+    invalidate its materialized features (Tecton's destructive updates). Lifting the flag is a
+    harmless update, so the way out is to apply ``prevent_destroy=False`` first."""
+    if current is None:
+        return
+    for change in changes:
+        if change.action != "delete" and not change.rematerialize:
+            continue
+        applied = next(o for o in getattr(current, _WORKSPACE_FIELD[change.kind]) if o.name == change.name)
+        if applied.prevent_destroy:
+            what = "delete it" if change.action == "delete" else f"invalidate its materialized features ({change.reason})"
+            raise DefinitionError(
+                f"{change.kind} '{change.name}' has prevent_destroy=True, and this plan would {what}. "
+                f"Apply prevent_destroy=False on it first (a harmless update), then make this change."
+            )
 
 
 def _with_rematerialization(change: Change, view: StreamFeatureViewSpec, source_changes: dict[str, list[str]]) -> Change:

@@ -33,6 +33,8 @@ def render_plan(plan: Plan, color: bool) -> str:
             lines.append((style, f"{label} {change.kind} {change.name}"))
         if change.action == "update":
             lines.extend((None, f"    {fc.path}: {_describe(fc)}") for fc in change.changed_fields)
+        if change.action == "create":
+            lines.extend((None, f"    {line}") for line in _metadata_lines(change))
         if change.rematerialize:
             # apply does not recompute yet: say what is stale rather than promise a rebuild
             lines.append(("bold magenta", f"    invalidates materialized features: {change.reason}"))
@@ -43,6 +45,23 @@ def render_plan(plan: Plan, color: bool) -> str:
     if not color:
         return "\n".join(text for _, text in lines)
     return "\n".join(f"[{style}]{escape(text)}[/]" if style else escape(text) for style, text in lines)
+
+
+_METADATA_FIELDS = ("description", "owner", "tags", "prevent_destroy")
+
+
+def _metadata_lines(change: Change) -> list[str]:
+    """A created object's descriptive metadata, the fields that are set."""
+    values = {fc.path: fc.new for fc in change.changed_fields if fc.path in _METADATA_FIELDS}
+    lines = []
+    for name in _METADATA_FIELDS:
+        value = values.get(name)
+        if not value:
+            continue
+        if name == "tags":
+            value = ", ".join(f"{k}={v}" for k, v in value)
+        lines.append(f"{name}: {_truncate(str(value)) if name != 'prevent_destroy' else 'true'}")
+    return lines
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from featurebus.schemas.encoding import (
     tile_key,
 )
 from featurebus.schemas.specs import StreamSourceSpec, WorkspaceSpec
-from featurebus.streams.records import decode_json_records
+from featurebus.streams.records import decode_records
 from featurebus.streams.tiles import CompiledView, batch_tiles, merge_tile
 from featurebus.streams.transform import Transformation, TransformationError, view_input_frame
 from featurebus.streams.windows import retention_ms
@@ -217,7 +217,7 @@ class StreamEngine:
         self.counters.skipped_replayed += len(records) - len(fresh)
         if not fresh:
             return {}
-        decoded = decode_json_records([r.value for r in fresh], source.schema, source.kafka.timestamp_field)
+        decoded = decode_records([r.value for r in fresh], source)
         for position, reason in decoded.rejected:
             self._sink.dead_letter(fresh[position], reason)
         self.counters.dead_lettered += len(decoded.rejected)

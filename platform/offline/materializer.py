@@ -1,7 +1,7 @@
 """Replay a workspace's source topics into the offline store, exactly once.
 
 One consumer in the group ``offline_group(workspace)`` reads every topic of every stream source,
-buffers raw records per partition, and on each flush decodes them (``decode_json_records``, the
+buffers raw records per partition, and on each flush decodes them (``decode_records``, the
 same decoder the stream worker uses, so both accept the same records), writes one Parquet file per
 (topic, partition, date) and then commits the offsets synchronously.
 
@@ -31,7 +31,7 @@ from featurebus.platform.offline.store import max_offsets, open_store, recover_p
 from featurebus.platform.registry import read_registry
 from featurebus.platform.topics import offline_group
 from featurebus.schemas.specs import StreamSourceSpec
-from featurebus.streams.records import decode_json_records
+from featurebus.streams.records import decode_records
 
 __all__ = ["OfflineMaterializer"]
 
@@ -152,13 +152,6 @@ class OfflineMaterializer:
         by_topic: dict[str, list[StreamSourceSpec]] = {}
         for source in spec.stream_sources:
             if not source.log_offline:  # a push source that keeps its records online only
-                continue
-            if source.kafka.value_format != "json":
-                _log.warning(
-                    "source %r: the offline store reads JSON only, not %r; skipped",
-                    source.name,
-                    source.kafka.value_format,
-                )
                 continue
             if source.kafka.bootstrap_servers not in (None, self._bootstrap):
                 _log.warning(
@@ -302,7 +295,7 @@ class OfflineMaterializer:
                 floor = self._floors.get((source.name, key), -1)
                 fresh = np.flatnonzero(offsets > floor)
                 payloads = [buffer.payloads[i] for i in fresh]
-                batch = decode_json_records(payloads, source.schema, source.kafka.timestamp_field)
+                batch = decode_records(payloads, source)
                 if batch.rejected:
                     position, reason = batch.rejected[0]
                     _log.info(

@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from featurebus.exceptions import DefinitionError, NotFoundError, StoreFormatError
 from featurebus.schemas.specs import FieldSpec, StreamSourceSpec
+from featurebus.types import Array, Map, Struct, parse_dtype
 
 __all__ = [
     "FORMAT_VERSION",
@@ -99,11 +100,19 @@ def open_store(root: Path, create: bool = True) -> Path:
 
 
 def arrow_type(dtype: str) -> pa.DataType:
-    """The Parquet column type of a spec dtype (``array<...>`` nests)."""
+    """The Parquet column type of a spec dtype (``array``, ``map`` and ``struct`` nest)."""
     if dtype in _SCALARS:
         return _SCALARS[dtype]
-    if dtype.startswith("array<") and dtype.endswith(">"):
-        return pa.list_(arrow_type(dtype[len("array<") : -1]))
+    try:
+        parsed = parse_dtype(dtype)
+    except ValueError:
+        raise DefinitionError(f"the offline store cannot hold columns of type {dtype!r}") from None
+    if isinstance(parsed, Array):
+        return pa.list_(arrow_type(parsed.element_type.name))
+    if isinstance(parsed, Map):
+        return pa.map_(arrow_type(parsed.key_type.name), arrow_type(parsed.value_type.name))
+    if isinstance(parsed, Struct):
+        return pa.struct([pa.field(f.name, arrow_type(f.dtype.name)) for f in parsed.fields])
     raise DefinitionError(f"the offline store cannot hold columns of type {dtype!r}")
 
 

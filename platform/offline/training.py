@@ -223,8 +223,10 @@ def _chunks(reader: pa.RecordBatchReader, source: StreamSourceSpec) -> Iterator[
         for f in source.schema:
             if f.dtype == "timestamp":
                 frame[f.name] = pd.to_datetime(frame[f.name].astype("Int64"), unit="ms", utc=True)
-            elif f.dtype.startswith("array<"):
+            elif f.dtype.startswith(("array<", "struct<")):
                 frame[f.name] = batch.column(f.name).to_pylist()
+            elif f.dtype.startswith("map<"):  # Arrow maps read back as (key, value) pairs; online they are dicts
+                frame[f.name] = [None if v is None else dict(v) for v in batch.column(f.name).to_pylist()]
         yield frame
 
 

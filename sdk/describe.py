@@ -1,0 +1,231 @@
+"""``featurebus describe OBJECT``: an object's spec, its lineage (source -> views -> services) and
+its materialization state (online/offline flags, feature topic, end offsets, worker lag).
+
+Finding the object, its lineage and the document are pure functions of a ``WorkspaceSpec``;
+``read_state`` is the only part that talks to Kafka, and it degrades to a note saying why the
+state is unknown when the broker cannot be reached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from featurebus.exceptions import KafkaUnavailableError, NotFoundError
+from featurebus.schemas.specs import StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
+
+__all__ = [
+    "DESCRIBE_JSON_FORMAT_VERSION",
+    "KINDS",
+    "MaterializationState",
+    "TopicState",
+    "broker_reachable",
+    "describe_document",
+    "find_object",
+    "lineage",
+    "read_state",
+    "render_description",
+]
+
+DESCRIBE_JSON_FORMAT_VERSION = 1
+# kind -> the WorkspaceSpec field holding that kind, in lineage order
+KINDS = {
+    "entity": "entities",
+    "batch_source": "batch_sources",
+    "stream_source": "stream_sources",
+    "stream_feature_view": "stream_feature_views",
+    "feature_service": "feature_services",
+}
+_METADATA = ("description", "owner", "tags", "prevent_destroy")
+
+
+@dataclass(frozen=True)
+class TopicState:
+    topic: str
+    end_offsets: dict[int, int]  # partition -> offset after the last record
+    records: int  # records currently held (end - start, summed over partitions)
+
+
+@dataclass(frozen=True)
+class MaterializationState:
+    """What Kafka says about an object's data; ``available`` False when the broker is unreachable."""
+
+    available: bool
+    note: str = ""
+    topics: tuple[TopicState, ...] = ()
+    worker_lag: int | None = None  # source records the stream worker has not committed yet
+
+
+def find_object(spec: WorkspaceSpec, name: str, kind: str | None = None) -> tuple[str, Any]:
+    """The object named ``name`` (of ``kind`` when given); errors list what exists."""
+    if kind is not None and kind not in KINDS:
+        raise NotFoundError(f"unknown kind {kind!r}; use one of: {', '.join(KINDS)}")
+    matches = [
+        (k, obj)
+        for k, attr in KINDS.items()
+        if kind in (None, k)
+        for obj in getattr(spec, attr)
+        if obj.name == name
+    ]
+    if not matches:
+        known = ", ".join(sorted({o.name for attr in KINDS.values() for o in getattr(spec, attr)})) or "none"
+        raise NotFoundError(f"workspace {spec.name!r} has no object named {name!r} (objects: {known})")
+    if len(matches) > 1:
+        kinds = ", ".join(k for k, _ in matches)
+        raise NotFoundError(f"{name!r} names several objects ({kinds}); pass --kind to choose one")
+    return matches[0]
+
+
+def lineage(spec: WorkspaceSpec, kind: str, name: str) -> dict[str, list[str]]:
+    """The sources, entities, views and services connected to the object, through views."""
+    if kind == "stream_feature_view":
+        views = [spec.view(name)]
+    elif kind == "stream_source":
+        views = [v for v in spec.stream_feature_views if v.source == name]
+    elif kind == "entity":
+        views = [v for v in spec.stream_feature_views if name in v.entities]
+    elif kind == "feature_service":
+        views = [spec.view(s.view) for s in spec.service(name).selections]
+    else:  # a batch source: no view reads one yet
+        views = []
+    view_names = {v.name for v in views}
+    services = [s.name for s in spec.feature_services if any(sel.view in view_names for sel in s.selections)]
+    return {
+        "sources": sorted({v.source for v in views} | ({name} if kind.endswith("source") else set())),
+        "entities": sorted({e for v in views for e in v.entities} | ({name} if kind == "entity" else set())),
+        "feature_views": sorted(view_names),
+        "feature_services": sorted(services) if kind != "feature_service" else [name],
+    }
+
+
+def read_state(bootstrap: str, spec: WorkspaceSpec, obj: Any, timeout_s: float = 5.0) -> MaterializationState | None:
+    """Kafka's view of a source's or feature view's data (its topics' end offsets, and how far
+    the stream worker is behind on the source); None for kinds that hold no data."""
+    from featurebus.platform.kafka_admin import group_lag, topic_end_offsets
+    from featurebus.platform.topics import feature_topic, worker_group
+
+    if isinstance(obj, StreamFeatureViewSpec):
+        topics = [feature_topic(spec.name, obj.name)]
+        source_topics = list(spec.source(obj.source).kafka.topics)
+    elif isinstance(obj, StreamSourceSpec):
+        topics = list(obj.kafka.topics)
+        source_topics = topics
+    else:
+        return None
+    if not broker_reachable(bootstrap, timeout_s):
+        # Checked first: Kafka's client would retry (and log every retry) until its own timeout.
+        return MaterializationState(False, f"materialization state unknown: no Kafka broker answers at {bootstrap}")
+    try:
+        states = []
+        for topic in topics:
+            ends = topic_end_offsets(bootstrap, topic, timeout_s)
+            states.append(TopicState(topic, {p: high for p, (_, high) in ends.items()},
+                                     sum(high - low for low, high in ends.values())))
+        lag = group_lag(bootstrap, worker_group(spec.name), source_topics, timeout_s)
+    except KafkaUnavailableError as exc:
+        return MaterializationState(False, f"materialization state unknown: {exc}")
+    return MaterializationState(True, topics=tuple(states), worker_lag=lag)
+
+
+def broker_reachable(bootstrap: str, timeout_s: float) -> bool:
+    """Whether any bootstrap address accepts a TCP connection."""
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=min(timeout_s, 2.0)):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def describe_document(spec: WorkspaceSpec, kind: str, obj: Any, state: MaterializationState | None,
+                      origin: str) -> dict[str, Any]:
+    """A JSON-ready document: the spec, its metadata, lineage and materialization state."""
+    body = _jsonable(obj)
+    metadata = {key: body.pop(key) for key in _METADATA if key in body}
+    document: dict[str, Any] = {
+        "format_version": DESCRIBE_JSON_FORMAT_VERSION,
+        "workspace": spec.name,
+        "workspace_version": spec.version,
+        "origin": origin,
+        "kind": kind,
+        "name": obj.name,
+        "metadata": metadata,
+        "spec": body,
+        "lineage": lineage(spec, kind, obj.name),
+    }
+    if isinstance(obj, StreamFeatureViewSpec):
+        from featurebus.platform.topics import feature_topic
+
+        document["materialization"] = {"online": obj.online, "offline": obj.offline,
+                                       "feature_topic": feature_topic(spec.name, obj.name)}
+    if state is not None:
+        document.setdefault("materialization", {})["state"] = _jsonable(state)
+    return document
+
+
+def render_description(doc: dict[str, Any]) -> str:
+    """The document as text for people."""
+    version = f" v{doc['workspace_version']}" if doc["workspace_version"] else ""
+    lines = [f"{doc['kind']} {doc['name']}  (workspace {doc['workspace']}{version}; {doc['origin']})"]
+    for key, value in doc["metadata"].items():
+        if value:
+            lines.append(f"  {key}: {', '.join(f'{k}={v}' for k, v in value.items()) if key == 'tags' else value}")
+    lines.append("spec:")
+    lines.extend(_render_value(key, value, 1) for key, value in doc["spec"].items() if key != "name")
+    chain = doc["lineage"]
+    lines.append("lineage:")
+    lines.append("  " + " -> ".join(
+        f"{label} [{', '.join(chain[key]) or 'none'}]"
+        for label, key in (("sources", "sources"), ("views", "feature_views"), ("services", "feature_services"))
+    ))
+    lines.append(f"  entities: {', '.join(chain['entities']) or 'none'}")
+    materialization = doc.get("materialization")
+    if materialization:
+        lines.append("materialization:")
+        if "online" in materialization:
+            lines.append(f"  online: {str(materialization['online']).lower()}, "
+                         f"offline: {str(materialization['offline']).lower()}, "
+                         f"feature topic: {materialization['feature_topic']}")
+        state = materialization.get("state")
+        if state is not None and not state["available"]:
+            lines.append(f"  {state['note']}")
+        elif state is not None:
+            for topic in state["topics"]:
+                ends = ", ".join(f"p{p}={o}" for p, o in sorted(topic["end_offsets"].items())) or "empty"
+                lines.append(f"  {topic['topic']}: {topic['records']} records (end offsets {ends})")
+            if state["worker_lag"] is not None:
+                lines.append(f"  stream worker lag: {state['worker_lag']} records")
+    return "\n".join(lines)
+
+
+def _render_value(key: str, value: Any, depth: int) -> str:
+    pad = "  " * depth
+    if isinstance(value, dict):
+        inner = "\n".join(_render_value(k, v, depth + 1) for k, v in value.items() if v not in (None, "", [], {}))
+        return f"{pad}{key}:\n{inner}" if inner else f"{pad}{key}: -"
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        items = "\n".join(f"{pad}  - " + ", ".join(f"{k}={v}" for k, v in item.items()) for item in value)
+        return f"{pad}{key}:\n{items}"
+    if isinstance(value, str) and "\n" in value:  # transformation code: shown whole, indented
+        body = "\n".join(f"{pad}  | {line}" for line in value.rstrip("\n").splitlines())
+        return f"{pad}{key}:\n{body}"
+    if isinstance(value, list):
+        return f"{pad}{key}: {', '.join(str(v) for v in value) or '-'}"
+    return f"{pad}{key}: {value}"
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if "tags" in out and isinstance(out["tags"], list):  # (key, value) pairs in specs
+            out["tags"] = dict(out["tags"])
+        return out
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
