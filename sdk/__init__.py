@@ -9,6 +9,7 @@ from featurebus.definitions import (
     FeatureService,
     KafkaConfig,
     PushConfig,
+    FeatureView,
     StreamFeatureView,
     StreamProcessingMode,
     StreamSource,
@@ -16,24 +17,31 @@ from featurebus.definitions import (
     stream_feature_view,
 )
 from featurebus.exceptions import DefinitionError, FeaturebusError
+from featurebus.realtime import Attribute, Calculation, RealtimeFeatureView, RequestSource, realtime_feature_view
 from featurebus.types import Field
 from featurebus.workspace import get_workspace
 
 __all__ = [
     "Aggregate",
+    "Attribute",
+    "Calculation",
     "DefinitionError",
     "Entity",
     "FeatureReference",
     "FeatureService",
+    "FeatureView",
     "FeaturebusError",
     "Field",
     "KafkaConfig",
     "PushConfig",
+    "RealtimeFeatureView",
+    "RequestSource",
     "StreamFeatureView",
     "StreamProcessingMode",
     "StreamSource",
     "TimeWindow",
     "get_workspace",
+    "realtime_feature_view",
     "stream_feature_view",
 ]
 

@@ -8,6 +8,8 @@ from typing import Any
 from featurebus.definitions import Entity, FeatureService, PushConfig, StreamFeatureView, StreamSource, duration_ms
 from featurebus.exceptions import DefinitionError
 from featurebus.platform.topics import push_topic
+from featurebus.realtime import RealtimeFeatureView
+from featurebus.realtime_compile import compile_realtime_views, view_features
 from featurebus.schemas.specs import (
     AggregationSpec,
     EntitySpec,
@@ -36,12 +38,14 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
     entities: dict[str, Entity] = {}
     sources: dict[str, StreamSource] = {}
     views: dict[str, StreamFeatureView] = {}
+    realtime: dict[str, RealtimeFeatureView] = {}
     services: dict[str, FeatureService] = {}
     for obj in objects:
         registry: dict[str, Any] | None = (
             entities if isinstance(obj, Entity)
             else sources if isinstance(obj, StreamSource)
             else views if isinstance(obj, StreamFeatureView)
+            else realtime if isinstance(obj, RealtimeFeatureView)
             else services if isinstance(obj, FeatureService)
             else None
         )
@@ -55,24 +59,50 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
             )
         registry[obj.name] = obj
     # Objects referenced by views and services belong to the repo even if no module exports them.
+    for service in services.values():
+        for ref in service.features:
+            _register_view(realtime if isinstance(ref.view, RealtimeFeatureView) else views, ref.view)
+    _collect_realtime_upstreams(realtime, views)
     for view in list(views.values()):
         sources.setdefault(view.source.name, view.source)
         for entity in view.entities:
             entities.setdefault(entity.name, entity)
-    for service in services.values():
-        for ref in service.features:
-            known = views.get(ref.view.name)
-            if known is not None and known is not ref.view:
-                raise ref.view.error("another view with this name is defined elsewhere", "Rename one of them.")
-            views.setdefault(ref.view.name, ref.view)
+    clash = sorted(set(views) & set(realtime))
+    if clash:
+        raise realtime[clash[0]].error(f"a stream feature view is also named {clash[0]!r}", "Rename one of them.")
     view_specs = {n: _compile_view(v) for n, v in sorted(views.items())}
+    realtime_specs = compile_realtime_views(realtime, {n: view_features(v) for n, v in view_specs.items()})
+    available = {n: [a.name for a in v.aggregations] for n, v in view_specs.items()}
+    available.update({n: [f.name for f in v.features] for n, v in realtime_specs.items()})
     return WorkspaceSpec(
         name=name,
         entities=tuple(_compile_entity(e) for _, e in sorted(entities.items())),
         stream_sources=tuple(_compile_source(s, name) for _, s in sorted(sources.items())),
         stream_feature_views=tuple(view_specs.values()),
-        feature_services=tuple(_compile_service(s, view_specs) for _, s in sorted(services.items())),
+        feature_services=tuple(_compile_service(s, available) for _, s in sorted(services.items())),
+        realtime_feature_views=tuple(realtime_specs[n] for n in sorted(realtime_specs)),
     )
+
+
+def _register_view(registry: dict[str, Any], view: Any) -> None:
+    known = registry.get(view.name)
+    if known is not None and known is not view:
+        raise view.error("another view with this name is defined elsewhere", "Rename one of them.")
+    registry.setdefault(view.name, view)
+
+
+def _collect_realtime_upstreams(realtime: dict[str, RealtimeFeatureView], views: dict[str, StreamFeatureView]) -> None:
+    """Views that realtime views read belong to the workspace too (transitively)."""
+    pending = list(realtime.values())
+    while pending:
+        for source in pending.pop().sources:
+            upstream = getattr(source, "view", None)
+            if isinstance(upstream, RealtimeFeatureView):
+                if upstream.name not in realtime:
+                    pending.append(upstream)
+                _register_view(realtime, upstream)
+            elif isinstance(upstream, StreamFeatureView):
+                _register_view(views, upstream)
 
 
 def _field(f: Any) -> FieldSpec:
@@ -146,16 +176,15 @@ def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:
     )
 
 
-def _compile_service(service: FeatureService, views: dict[str, StreamFeatureViewSpec]) -> FeatureServiceSpec:
+def _compile_service(service: FeatureService, features: dict[str, list[str]]) -> FeatureServiceSpec:
     selections = []
     for ref in service.features:
-        view = views[ref.view.name]
-        available = [a.name for a in view.aggregations]
+        available = features[ref.view.name]
         unknown = [f for f in ref.features if f not in available]
         if unknown:
             raise DefinitionError(
-                f"FeatureService '{service.name}' ({service.site}): view '{view.name}' has no feature "
+                f"FeatureService '{service.name}' ({service.site}): view '{ref.view.name}' has no feature "
                 f"{unknown[0]!r}. Choose from: {', '.join(available)}."
             )
-        selections.append(FeatureSelectionSpec(view.name, tuple(ref.features) or tuple(available)))
+        selections.append(FeatureSelectionSpec(ref.view.name, tuple(ref.features) or tuple(available)))
     return FeatureServiceSpec(service.name, tuple(selections), service.description)

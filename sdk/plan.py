@@ -17,6 +17,7 @@ from featurebus.exceptions import FeaturebusError
 from featurebus.schemas.specs import (
     EntitySpec,
     FeatureServiceSpec,
+    RealtimeFeatureViewSpec,
     StreamFeatureViewSpec,
     StreamSourceSpec,
     WorkspaceSpec,
@@ -24,7 +25,7 @@ from featurebus.schemas.specs import (
 
 __all__ = ["Action", "Change", "FieldChange", "Kind", "Plan", "plan"]
 
-Kind = Literal["entity", "stream_source", "stream_feature_view", "feature_service"]
+Kind = Literal["entity", "stream_source", "stream_feature_view", "realtime_feature_view", "feature_service"]
 Action = Literal["create", "update", "delete", "unchanged"]
 
 # Dependency order: a view's source is listed before the view, a service's views before it.
@@ -33,12 +34,14 @@ _WORKSPACE_FIELD: dict[Kind, str] = {
     "entity": "entities",
     "stream_source": "stream_sources",
     "stream_feature_view": "stream_feature_views",
+    "realtime_feature_view": "realtime_feature_views",
     "feature_service": "feature_services",
 }
 _SPEC_CLASS: dict[Kind, type[Any]] = {
     "entity": EntitySpec,
     "stream_source": StreamSourceSpec,
     "stream_feature_view": StreamFeatureViewSpec,
+    "realtime_feature_view": RealtimeFeatureViewSpec,
     "feature_service": FeatureServiceSpec,
 }
 

@@ -13,13 +13,13 @@ from types import ModuleType
 from typing import Any
 
 from featurebus.compile import compile_workspace
-from featurebus.definitions import Entity, FeatureService, StreamFeatureView, StreamSource
+from featurebus.definitions import Entity, FeatureService, FeatureView, StreamSource
 from featurebus.exceptions import DefinitionError
 from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = ["load_repo", "repo_files"]
 
-_DEFINITION_TYPES = (Entity, StreamSource, StreamFeatureView, FeatureService)
+_DEFINITION_TYPES = (Entity, StreamSource, FeatureView, FeatureService)
 _SKIPPED_DIRS = {"tests", "test", "__pycache__", ".venv", "venv", "build", "dist"}
 
 
