@@ -16,9 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from featurebus.exceptions import DefinitionError, InvalidRequestError
-from featurebus.schemas.specs import FeatureSelectionSpec, FeatureServiceSpec, WorkspaceSpec
-from featurebus.streams.realtime import CompiledRealtimeView, check_realtime_views, realtime_order
+from featurebus.exceptions import InvalidRequestError
+from featurebus.schemas.specs import FeatureServiceSpec, WorkspaceSpec
+from featurebus.streams.realtime import RealtimeServicePlan
 
 __all__ = ["RealtimeServing", "parse_request_value"]
 
@@ -28,57 +28,29 @@ MISSING_DATA = "MISSING_DATA"
 
 @dataclass
 class RealtimeServing:
-    name: str
-    fetch: FeatureServiceSpec  # stream features to read, unformatted: served ones and realtime inputs
-    views: tuple[CompiledRealtimeView, ...]  # realtime views to run, each after those it reads
-    request_fields: tuple[tuple[str, str], ...]  # (name, dtype) the requestContextMap must provide
-    # Per served feature: ("fetched", index into the fetched row) or ("realtime", view, feature).
-    outputs: tuple[tuple[Any, ...], ...]
-    output_dtypes: tuple[str, ...]
-    fetch_plan: Any = field(default=None)  # the serving path's plan for ``fetch`` (set by FeatureServer)
+    plan: RealtimeServicePlan
+    fetch_plan: Any = field(default=None)  # the serving path's plan for ``plan.fetch`` (set by FeatureServer)
 
     @classmethod
     def build(cls, spec: WorkspaceSpec, service: FeatureServiceSpec) -> RealtimeServing:
         """Raises DefinitionError (or NotFoundError) when the service cannot be served."""
-        check_realtime_views(spec)
-        needed: dict[str, None] = {}
-        pending = [s.view for s in service.selections if spec.is_realtime(s.view)]
-        while pending:
-            name = pending.pop()
-            if name not in needed:
-                needed[name] = None
-                pending.extend(s.name for s in spec.realtime_view(name).inputs
-                               if s.kind == "feature_view" and spec.is_realtime(s.name))
-        order = realtime_order({n: [s.name for s in spec.realtime_view(n).inputs] for n in needed})
-        views = tuple(CompiledRealtimeView(spec.realtime_view(n)) for n in order)
-        fetched: dict[str, dict[str, None]] = {}  # stream view -> features, in first-use order
-        for selection in service.selections:
-            if not spec.is_realtime(selection.view):
-                fetched.setdefault(selection.view, {}).update(dict.fromkeys(selection.features))
-        request_fields: dict[str, str] = {}
-        for view in views:
-            for source in view.spec.inputs:
-                if source.kind == "feature_view" and not spec.is_realtime(source.name):
-                    fetched.setdefault(source.name, {}).update(dict.fromkeys(f.name for f in source.fields))
-                elif source.kind == "request":
-                    for f in source.fields:
-                        if request_fields.setdefault(f.name, f.dtype) != f.dtype:
-                            raise DefinitionError(f"request field {f.name!r} is {request_fields[f.name]} in one "
-                                                  f"request source and {f.dtype} in another; give them one type")
-        position = {(view, f): i for i, (view, f) in enumerate((v, f) for v, fs in fetched.items() for f in fs)}
-        outputs: list[tuple[Any, ...]] = []
-        dtypes: list[str] = []
-        for selection in service.selections:
-            if spec.is_realtime(selection.view):
-                offered = {f.name: f.dtype for f in spec.realtime_view(selection.view).features}
-                outputs.extend(("realtime", selection.view, f) for f in selection.features)
-                dtypes.extend(offered[f] for f in selection.features)
-            else:
-                aggregations = {a.name: a.output_dtype for a in spec.view(selection.view).aggregations}
-                outputs.extend(("fetched", position[(selection.view, f)]) for f in selection.features)
-                dtypes.extend(aggregations[f] for f in selection.features)
-        fetch = FeatureServiceSpec(service.name, tuple(FeatureSelectionSpec(v, tuple(fs)) for v, fs in fetched.items()))
-        return cls(service.name, fetch, views, tuple(request_fields.items()), tuple(outputs), tuple(dtypes))
+        return cls(RealtimeServicePlan.build(spec, service))
+
+    @property
+    def fetch(self) -> FeatureServiceSpec:
+        return self.plan.fetch
+
+    @property
+    def outputs(self) -> tuple[tuple[Any, ...], ...]:
+        return self.plan.outputs
+
+    @property
+    def output_dtypes(self) -> tuple[str, ...]:
+        return self.plan.output_dtypes
+
+    @property
+    def request_fields(self) -> tuple[tuple[str, str], ...]:
+        return self.plan.request_fields
 
     def row(
         self,
@@ -95,7 +67,7 @@ class RealtimeServing:
         flat = iter(values)
         for selection in self.fetch.selections:
             by_view[selection.view] = {f: next(flat) for f in selection.features}
-        for view in self.views:
+        for view in self.plan.views:
             inputs = {s.name: request if s.kind == "request" else by_view[s.name] for s in view.spec.inputs}
             by_view[view.spec.name] = view.evaluate_row(inputs, request_time)
         features: list[Any] = []
@@ -119,13 +91,13 @@ class RealtimeServing:
             return {}
         if not isinstance(request_context_map, Mapping):
             required = ", ".join(n for n, _ in self.request_fields)
-            raise InvalidRequestError(f"requestContextMap is required by feature service {self.name!r}; "
+            raise InvalidRequestError(f"requestContextMap is required by feature service {self.plan.name!r}; "
                                       f"it needs: {required}")
         values = {}
         for name, dtype in self.request_fields:
             if name not in request_context_map:
                 required = ", ".join(n for n, _ in self.request_fields)
-                raise InvalidRequestError(f"requestContextMap is missing {name!r}; feature service {self.name!r} "
+                raise InvalidRequestError(f"requestContextMap is missing {name!r}; feature service {self.plan.name!r} "
                                           f"requires: {required}")
             values[name] = parse_request_value(name, request_context_map[name], dtype)
         return values

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,8 @@ import pandas as pd
 
 from featurebus.exceptions import DefinitionError, FeaturebusError
 from featurebus.schemas.specs import (
+    FeatureSelectionSpec,
+    FeatureServiceSpec,
     FieldSpec,
     RealtimeFeatureViewSpec,
     StreamFeatureViewSpec,
@@ -45,6 +48,7 @@ __all__ = [
     "check_realtime_views",
     "RealtimeContext",
     "RealtimeEvaluationError",
+    "RealtimeServicePlan",
     "calculation_schema",
     "feature_fields",
     "realtime_order",
@@ -156,6 +160,63 @@ def check_realtime_views(spec: WorkspaceSpec) -> None:
                                           f"({f.dtype}), which {source.name!r} does not offer; re-apply the repository")
     realtime_order({v.name: [s.name for s in v.inputs if s.kind == "feature_view"]
                     for v in spec.realtime_feature_views})
+
+
+@dataclass(frozen=True)
+class RealtimeServicePlan:
+    """How a feature service with realtime views is computed, online and offline alike: fetch
+    ``fetch`` (the stream features it serves and those its realtime views read), run ``views`` in
+    order, and serve ``outputs``."""
+
+    name: str
+    fetch: FeatureServiceSpec
+    views: tuple[CompiledRealtimeView, ...]  # each after the realtime views it reads
+    request_fields: tuple[tuple[str, str], ...]  # (name, dtype) every request must provide
+    # Per served feature: ("fetched", index into the fetched features) or ("realtime", view, feature).
+    outputs: tuple[tuple[Any, ...], ...]
+    output_dtypes: tuple[str, ...]
+
+    @classmethod
+    def build(cls, spec: WorkspaceSpec, service: FeatureServiceSpec) -> RealtimeServicePlan:
+        """Raises DefinitionError (or NotFoundError) when the service cannot be computed."""
+        check_realtime_views(spec)
+        needed: dict[str, None] = {}
+        pending = [s.view for s in service.selections if spec.is_realtime(s.view)]
+        while pending:
+            name = pending.pop()
+            if name not in needed:
+                needed[name] = None
+                pending.extend(s.name for s in spec.realtime_view(name).inputs
+                               if s.kind == "feature_view" and spec.is_realtime(s.name))
+        order = realtime_order({n: [s.name for s in spec.realtime_view(n).inputs] for n in needed})
+        views = tuple(CompiledRealtimeView(spec.realtime_view(n)) for n in order)
+        fetched: dict[str, dict[str, None]] = {}  # stream view -> features, in first-use order
+        for selection in service.selections:
+            if not spec.is_realtime(selection.view):
+                fetched.setdefault(selection.view, {}).update(dict.fromkeys(selection.features))
+        request_fields: dict[str, str] = {}
+        for view in views:
+            for source in view.spec.inputs:
+                if source.kind == "feature_view" and not spec.is_realtime(source.name):
+                    fetched.setdefault(source.name, {}).update(dict.fromkeys(f.name for f in source.fields))
+                elif source.kind == "request":
+                    for f in source.fields:
+                        if request_fields.setdefault(f.name, f.dtype) != f.dtype:
+                            raise DefinitionError(f"request field {f.name!r} is {request_fields[f.name]} in one "
+                                                  f"request source and {f.dtype} in another; give them one type")
+        position = {key: i for i, key in enumerate((v, f) for v, fs in fetched.items() for f in fs)}
+        outputs: list[tuple[Any, ...]] = []
+        dtypes: list[str] = []
+        for selection in service.selections:
+            if spec.is_realtime(selection.view):
+                offered = {f.name: f.dtype for f in spec.realtime_view(selection.view).features}
+                outputs.extend(("realtime", selection.view, f) for f in selection.features)
+            else:
+                offered = {f.name: f.dtype for f in feature_fields(spec.view(selection.view))}
+                outputs.extend(("fetched", position[(selection.view, f)]) for f in selection.features)
+            dtypes.extend(offered[f] for f in selection.features)
+        fetch = FeatureServiceSpec(service.name, tuple(FeatureSelectionSpec(v, tuple(fs)) for v, fs in fetched.items()))
+        return cls(service.name, fetch, views, tuple(request_fields.items()), tuple(outputs), tuple(dtypes))
 
 
 # -- evaluation -----------------------------------------------------------------------------------
