@@ -285,7 +285,7 @@ class CompiledRealtimeView:
             return pd.DataFrame({n: _canonical_series([_python_value(v, d) for v in result[n]], d)
                                  for n, d in self._dtypes.items()}, index=index)
         records = {s.name: _records(inputs[s.name], s.fields) for s in spec.inputs}
-        times = pd.to_datetime(request_times, utc=True).dt.to_pydatetime()
+        times = [t.to_pydatetime() for t in pd.to_datetime(request_times, utc=True)]
         out_rows = []
         for i in range(rows):
             kwargs: dict[str, Any] = {s.parameter: records[s.name][i] for s in spec.inputs}
