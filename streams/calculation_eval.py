@@ -326,7 +326,7 @@ def series_from_column(column: ColumnValues, dtype: str, index: pd.Index | None 
     elif dtype in _FLOATS:
         data = np.where(nulls, np.nan, values).astype(_numpy_type(dtype))
     elif dtype == "timestamp":
-        data = pd.to_datetime(values, unit="ns", utc=True).where(~nulls, pd.NaT)
+        data = pd.to_datetime(np.where(nulls, np.datetime64("NaT", "ns"), values.astype("datetime64[ns]")), utc=True)
     else:
         data = values.astype(object).copy()
         data[nulls] = None

@@ -242,7 +242,7 @@ class CompiledRealtimeView:
         scalars, None for null, timestamps as aware datetimes); results use the same forms."""
         spec = self.spec
         if self._calculations:
-            flat = {CONTEXT_TIMESTAMP: _ns(request_time)}
+            flat: dict[str, Any] = {CONTEXT_TIMESTAMP: _ns(request_time)}
             for source in spec.inputs:
                 values = inputs[source.name]
                 for f in source.fields:

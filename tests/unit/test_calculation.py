@@ -246,7 +246,7 @@ rows = st.fixed_dictionaries({
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
-    return type(a) is type(b) and a == b or (a is None and b is None)
+    return (type(a) is type(b) and a == b) or (a is None and b is None)
 
 
 @settings(max_examples=400, deadline=None)

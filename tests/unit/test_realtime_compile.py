@@ -8,8 +8,15 @@ from typing import Any
 
 import pytest
 
-from featurebus import Attribute, Calculation, FeatureService, Field, RealtimeFeatureView, RequestSource
-from featurebus import realtime_feature_view
+from featurebus import (
+    Attribute,
+    Calculation,
+    FeatureService,
+    Field,
+    RealtimeFeatureView,
+    RequestSource,
+    realtime_feature_view,
+)
 from featurebus.compile import compile_workspace
 from featurebus.exceptions import DefinitionError, StoreFormatError
 from featurebus.plan import plan
@@ -101,7 +108,7 @@ def test_a_service_selecting_an_unknown_realtime_feature() -> None:
     from tests.support.realtime_repo import ratio
 
     service = FeatureService(name="bad", features=[ratio[["nope"]]])
-    with pytest.raises(DefinitionError, match="view 'ratio' has no feature 'nope'. Choose from: amount_ratio"):
+    with pytest.raises(DefinitionError, match=r"view 'ratio' has no feature 'nope'. Choose from: amount_ratio"):
         _compile(service)
 
 
@@ -116,7 +123,7 @@ def test_dependency_cycles_are_named() -> None:
     cyclic_py = dataclasses.replace(py, inputs=(*py.inputs, RealtimeInputSpec("feature_view", "chained", chained_fields)))
     cyclic = dataclasses.replace(SPEC, realtime_feature_views=tuple(
         cyclic_py if v.name == "py_view" else v for v in SPEC.realtime_feature_views))
-    with pytest.raises(DefinitionError, match="cycle: .*chained.*py_view|cycle: .*py_view.*chained"):
+    with pytest.raises(DefinitionError, match=r"cycle: .*chained.*py_view|cycle: .*py_view.*chained"):
         check_realtime_views(cyclic)
 
 

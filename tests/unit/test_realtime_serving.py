@@ -92,7 +92,7 @@ def test_an_entity_without_history_gets_nulls_where_sql_says_so() -> None:
 
 def test_request_context_is_validated() -> None:
     fs = server()
-    with pytest.raises(InvalidRequestError, match="requestContextMap is missing 'merchant'.*amount, merchant, "):
+    with pytest.raises(InvalidRequestError, match=r"requestContextMap is missing 'merchant'.*amount, merchant, "):
         fs.get_features("rt", "scoring", {"user_id": "alice"}, request_context_map={"amount": 1.0})
     with pytest.raises(InvalidRequestError, match="requestContextMap is required"):
         fs.get_features("rt", "scoring", {"user_id": "alice"})

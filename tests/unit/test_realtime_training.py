@@ -122,3 +122,24 @@ def test_online_and_offline_agree(tmp_path_factory: pytest.TempPathFactory, even
     })
     offline = _offline(tmp_path_factory.mktemp("rt"), events, spine)
     _assert_online_equals_offline(events, spine, offline)
+
+
+def test_timestamps_through_calculations_online_and_offline() -> None:
+    from featurebus.schemas.specs import CalculationSpec, FieldSpec, RealtimeFeatureViewSpec, RealtimeInputSpec
+    from featurebus.streams.realtime import CompiledRealtimeView
+
+    spec = RealtimeFeatureViewSpec(
+        "times", (RealtimeInputSpec("request", "req", (FieldSpec("at", "timestamp"),)),),
+        (FieldSpec("first", "timestamp"), FieldSpec("later", "bool")), "no_transformation",
+        calculations=(CalculationSpec("first", "COALESCE(req.at, context.request_timestamp)", "timestamp"),
+                      CalculationSpec("later", "req.at > context.request_timestamp", "bool")),
+    )
+    view = CompiledRealtimeView(spec)
+    now = pd.Timestamp("2024-01-01T12:00:00Z")
+    at = pd.Timestamp("2024-01-01T13:00:00.5Z")
+    online = [view.evaluate_row({"req": {"at": a}}, now.to_pydatetime()) for a in (at.to_pydatetime(), None)]
+    assert online == [{"first": at.to_pydatetime(), "later": True}, {"first": now.to_pydatetime(), "later": None}]
+    frame = view.evaluate_frame({"req": pd.DataFrame({"at": pd.to_datetime([at, None], utc=True)})},
+                                pd.Series(pd.to_datetime([now, now], utc=True)))
+    assert frame["first"].tolist() == [at, now]
+    assert frame["later"].tolist() == [True, pd.NA]
