@@ -261,7 +261,7 @@ class CompiledRealtimeView:
             return self._check_row(self._call(kwargs))
         frames = {s.name: _frame([dict(inputs[s.name])], s.fields) for s in spec.inputs}
         result = self._call_pandas(frames, pd.Series([pd.Timestamp(request_time)], name="request_timestamp"), 1)
-        return {name: _python_value(result[name].iloc[0], dtype) for name, dtype in self._dtypes.items()}
+        return {name: self._typed(name, result[name].iloc[0], dtype) for name, dtype in self._dtypes.items()}
 
     # many rows --------------------------------------------------------------------------------
     def evaluate_frame(self, inputs: Mapping[str, pd.DataFrame], request_times: pd.Series) -> pd.DataFrame:
@@ -282,7 +282,7 @@ class CompiledRealtimeView:
         if spec.mode == "pandas":
             frames = {s.name: inputs[s.name].reset_index(drop=True) for s in spec.inputs}
             result = self._call_pandas(frames, request_times.reset_index(drop=True).rename("request_timestamp"), rows)
-            return pd.DataFrame({n: _canonical_series([_python_value(v, d) for v in result[n]], d)
+            return pd.DataFrame({n: _canonical_series([self._typed(n, v, d) for v in result[n]], d)
                                  for n, d in self._dtypes.items()}, index=index)
         records = {s.name: _records(inputs[s.name], s.fields) for s in spec.inputs}
         times = [t.to_pydatetime() for t in pd.to_datetime(request_times, utc=True)]
@@ -331,7 +331,8 @@ class CompiledRealtimeView:
         try:
             return _python_value(value, dtype)
         except (TypeError, ValueError):
-            raise self._bad_output(f"feature {name!r} is declared {dtype} but the value is {value!r}") from None
+            shown = value.item() if isinstance(value, np.generic) else value
+            raise self._bad_output(f"returned {shown!r} for feature {name!r}, which is declared {dtype}") from None
 
     def _bad_output(self, problem: str) -> RealtimeEvaluationError:
         return RealtimeEvaluationError(f"realtime feature view {self.spec.name!r} {problem}")

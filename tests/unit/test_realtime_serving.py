@@ -145,3 +145,27 @@ def test_http_request_context(client: TestClient) -> None:
     response = client.post("/api/v1/feature-service/get-features-batch", json=batch, headers=headers)
     assert response.status_code == 200, response.text
     assert response.json()["result"][0]["features"][1] == 2.5
+
+
+@pytest.mark.parametrize(
+    ("mode", "body", "message"),
+    [
+        ("python", "return {'a': 1}", r"returned keys \['a'\], but its features are \['x'\]"),
+        ("python", "return {'x': 'text'}", "returned 'text' for feature 'x', which is declared int64"),
+        ("python", "return [1]", "returned list; a python-mode view returns a dict"),
+        ("python", "return 1 / 0", "raised ZeroDivisionError"),
+        ("pandas", "return req", r"returned no column\(s\) \['x'\]"),
+        ("pandas", "return pd.DataFrame({'x': [1, 2]})", "returned 2 rows for 1 input rows"),
+        ("pandas", "return pd.DataFrame({'x': [1.5]})", "returned 1.5 for feature 'x', which is declared int64"),
+    ],
+)
+def test_what_a_transformation_returns_is_checked(mode: str, body: str, message: str) -> None:
+    from featurebus.schemas.specs import FieldSpec, RealtimeFeatureViewSpec, RealtimeInputSpec, TransformationSpec
+    from featurebus.streams.realtime import CompiledRealtimeView, RealtimeEvaluationError
+
+    spec = RealtimeFeatureViewSpec(
+        "v", (RealtimeInputSpec("request", "req", (FieldSpec("amount", "float64"),), "req"),),
+        (FieldSpec("x", "int64"),), mode, transformation=TransformationSpec(mode, "f", f"def f(req):\n    {body}\n"),
+    )
+    with pytest.raises(RealtimeEvaluationError, match=message):
+        CompiledRealtimeView(spec).evaluate_row({"req": {"amount": 1.0}}, pd.Timestamp(0, tz="UTC").to_pydatetime())
