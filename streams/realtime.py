@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -233,8 +233,8 @@ class CompiledRealtimeView:
         self._calculations = []
         for calc in spec.calculations:
             node = parse_calculation(calc.expr, schema)
-            self._calculations.append((calc.name, node, row_evaluator(node), column_evaluator(node),
-                                       referenced_columns(node)))
+            self._calculations.append((calc.name, node, row_evaluator(node), column_evaluator(node)))
+        self._uses_time = any(CONTEXT_TIMESTAMP in referenced_columns(c[1]) for c in self._calculations)
 
     # one request -----------------------------------------------------------------------------
     def evaluate_row(self, inputs: Mapping[str, Mapping[str, Any]], request_time: datetime) -> dict[str, Any]:
@@ -242,14 +242,15 @@ class CompiledRealtimeView:
         scalars, None for null, timestamps as aware datetimes); results use the same forms."""
         spec = self.spec
         if self._calculations:
-            flat: dict[str, Any] = {CONTEXT_TIMESTAMP: _ns(request_time)}
+            # Reading the request time costs a conversion; only views that use it pay for it.
+            flat: dict[str, Any] = {CONTEXT_TIMESTAMP: _ns(request_time) if self._uses_time else None}
             for source in spec.inputs:
                 values = inputs[source.name]
                 for f in source.fields:
                     value = values.get(f.name)
                     flat[f"{source.name}.{f.name}"] = _ns(value) if f.dtype == "timestamp" and value is not None else value
             out = {}
-            for name, node, evaluate, _, _ in self._calculations:
+            for name, node, evaluate, _ in self._calculations:
                 value = evaluate(flat)
                 out[name] = _from_ns(value) if node.dtype == "timestamp" and value is not None else value
             return out
@@ -277,7 +278,7 @@ class CompiledRealtimeView:
                     columns[f"{source.name}.{f.name}"] = column_from_series(
                         inputs[source.name][f.name].reset_index(drop=True), f.dtype)
             out = {name: series_from_column(evaluate(columns, rows), node.dtype, index)
-                   for name, node, _, evaluate, _ in self._calculations}
+                   for name, node, _, evaluate in self._calculations}
             return pd.DataFrame(out, index=index)
         if spec.mode == "pandas":
             frames = {s.name: inputs[s.name].reset_index(drop=True) for s in spec.inputs}
@@ -338,8 +339,15 @@ class CompiledRealtimeView:
         return RealtimeEvaluationError(f"realtime feature view {self.spec.name!r} {problem}")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def _ns(value: Any) -> int:
-    return int(pd.Timestamp(value).as_unit("ns").value) if not isinstance(value, int) else value
+    """Nanoseconds since the epoch of an aware datetime (pd.Timestamp keeps its nanoseconds)."""
+    if isinstance(value, pd.Timestamp):
+        return int(value.as_unit("ns").value)
+    return (value - _EPOCH) // _MICROSECOND * 1000
 
 
 def _from_ns(value: int) -> datetime:
