@@ -347,7 +347,8 @@ def _ns(value: Any) -> int:
     """Nanoseconds since the epoch of an aware datetime (pd.Timestamp keeps its nanoseconds)."""
     if isinstance(value, pd.Timestamp):
         return int(value.as_unit("ns").value)
-    return (value - _EPOCH) // _MICROSECOND * 1000
+    micros: int = (value - _EPOCH) // _MICROSECOND
+    return micros * 1000
 
 
 def _from_ns(value: int) -> datetime:
