@@ -256,7 +256,9 @@ class CompiledRealtimeView:
             return out
         assert self._function is not None
         if spec.mode == "python":
-            kwargs: dict[str, Any] = {s.parameter: dict(inputs[s.name]) for s in spec.inputs}
+            # Exactly the source's fields, as offline: a fetched row may hold features of other views.
+            kwargs: dict[str, Any] = {s.parameter: {f.name: inputs[s.name].get(f.name) for f in s.fields}
+                                      for s in spec.inputs}
             if spec.context_parameter:
                 kwargs[spec.context_parameter] = RealtimeContext("python", request_timestamp=request_time)
             return self._check_row(self._call(kwargs))
@@ -281,7 +283,7 @@ class CompiledRealtimeView:
                    for name, node, _, evaluate in self._calculations}
             return pd.DataFrame(out, index=index)
         if spec.mode == "pandas":
-            frames = {s.name: inputs[s.name].reset_index(drop=True) for s in spec.inputs}
+            frames = {s.name: inputs[s.name][[f.name for f in s.fields]].reset_index(drop=True) for s in spec.inputs}
             result = self._call_pandas(frames, request_times.reset_index(drop=True).rename("request_timestamp"), rows)
             return pd.DataFrame({n: _canonical_series([self._typed(n, v, d) for v in result[n]], d)
                                  for n, d in self._dtypes.items()}, index=index)

@@ -44,7 +44,8 @@ txn = RequestSource(name="txn", schema=[Field("amount", Float64), Field("merchan
 
 ratio = RealtimeFeatureView(
     name="ratio",
-    sources=[txn, user_spending[["amount_mean_1h_continuous", "amount_count_1h_continuous"]]],
+    sources=[txn, user_spending[["amount_mean_1h_continuous", "amount_count_1h_continuous",
+                                 "amount_sum_1h_continuous"]]],
     features=[
         Calculation(name="amount_ratio", expr="txn.amount / user_spending.amount_mean_1h_continuous"),
         Calculation(name="big", expr="CASE WHEN user_spending.amount_count_1h_continuous = 0 THEN txn.amount > 100 "
@@ -56,11 +57,14 @@ ratio = RealtimeFeatureView(
 
 
 @realtime_feature_view(
-    sources=[txn, user_spending], mode="python",
+    sources=[txn, user_spending[["amount_mean_1h_continuous", "amount_count_1h_continuous"]]], mode="python",
     features=[Attribute("amount_x2", Float64), Attribute("hour", Int64), Attribute("mean_or_zero", Float64),
               Attribute("label", String), Attribute("quiet", Bool)],
 )
 def py_view(txn: Any, user_spending: Any, context: Any) -> Any:
+    # Each source brings exactly its fields, online and offline alike.
+    if set(txn) != {"amount", "merchant", "channel_code"} or len(user_spending) != 2:
+        raise ValueError(f"unexpected inputs {txn}, {user_spending}")
     mean = user_spending["amount_mean_1h_continuous"]
     return {
         "amount_x2": txn["amount"] * 2,
@@ -78,6 +82,8 @@ def py_view(txn: Any, user_spending: Any, context: Any) -> Any:
 def pd_view(txn: Any, spend: Any, context: Any) -> Any:
     import pandas
 
+    if list(spend.columns) != ["amount_mean_1h_continuous"] or len(txn.columns) != 3:
+        raise ValueError(f"unexpected columns {list(spend.columns)}, {list(txn.columns)}")
     out = pandas.DataFrame()
     out["amount_minus_mean"] = txn["amount"] - spend["amount_mean_1h_continuous"]
     out["minute"] = context.request_timestamp_series.dt.minute.astype("int64")

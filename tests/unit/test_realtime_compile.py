@@ -35,7 +35,8 @@ def test_compiled_specs() -> None:
     assert [(c.name, c.dtype) for c in ratio.calculations] == [
         ("amount_ratio", "float64"), ("big", "bool"), ("seen_plus", "int64"), ("app_or_web", "bool")]
     assert ratio.inputs[0] == RealtimeInputSpec("request", "txn", ratio.inputs[0].fields, "")
-    assert [f.name for f in ratio.inputs[1].fields] == ["amount_mean_1h_continuous", "amount_count_1h_continuous"]
+    assert [f.name for f in ratio.inputs[1].fields] == [
+        "amount_mean_1h_continuous", "amount_count_1h_continuous", "amount_sum_1h_continuous"]
     py = SPEC.realtime_view("py_view")
     assert py.transformation is not None and py.transformation.code.startswith("def py_view(")
     assert py.context_parameter == "context"
