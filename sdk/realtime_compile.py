@@ -6,6 +6,7 @@ Every error names the view (or Calculation), its file:line and what to change.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping
 
 from featurebus.definitions import FeatureReference
@@ -71,6 +72,8 @@ def _compile_view(view: RealtimeFeatureView, offered: Mapping[str, tuple[FieldSp
         features = tuple(FieldSpec(c.name, c.dtype) for c in calculations)
         return RealtimeFeatureViewSpec(view.name, inputs, features, "no_transformation",
                                        calculations=tuple(calculations), description=view.description)
+    code = view.transformation_code
+    _check_field_reads(view, code, inputs)
     attributes = []
     for feature in view.features:
         assert isinstance(feature, Attribute)  # checked on construction
@@ -80,7 +83,7 @@ def _compile_view(view: RealtimeFeatureView, offered: Mapping[str, tuple[FieldSp
         inputs=inputs,
         features=tuple(attributes),
         mode=view.mode,
-        transformation=TransformationSpec(view.mode, view.function.__name__, view.transformation_code),
+        transformation=TransformationSpec(view.mode, view.function.__name__, code),
         context_parameter=view.context_parameter_name if view.takes_context else None,
         description=view.description,
     )
@@ -104,3 +107,26 @@ def _compile_source(
                          f"Choose from: {', '.join(by_name)}.")
     selected = tuple(by_name[f] for f in source.features) if source.features else fields
     return RealtimeInputSpec("feature_view", source.view.name, selected, parameter)
+
+
+def _check_field_reads(view: RealtimeFeatureView, code: str, inputs: tuple[RealtimeInputSpec, ...]) -> None:
+    """``source["name"]`` and ``source.get("name")`` in the function must name one of the source's
+    fields: a typo is found at plan time rather than by the first request (a KeyError)."""
+    fields = {i.parameter: [f.name for f in i.fields] for i in inputs}
+    for node in ast.walk(ast.parse(code)):
+        target: ast.expr | None = None
+        key: ast.expr | None = None
+        if isinstance(node, ast.Subscript):
+            target, key = node.value, node.slice
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+              and node.args):
+            target, key = node.func.value, node.args[0]
+        if not (isinstance(target, ast.Name) and target.id in fields and isinstance(key, ast.Constant)
+                and isinstance(key.value, str)):
+            continue
+        if key.value not in fields[target.id]:
+            source = next(i.name for i in inputs if i.parameter == target.id)
+            raise view.error(
+                f"the function reads {target.id}[{key.value!r}], which source {source!r} does not have",
+                f"Use one of: {', '.join(fields[target.id])} (or add the field to the source).",
+            )

@@ -185,3 +185,29 @@ def test_transformations_bind_one_parameter_per_source() -> None:
         return {"a": request["merchant"]}
 
     assert named_context.parameters == ("request",) and named_context.takes_context
+
+
+def test_a_function_reading_a_field_its_source_lacks_is_refused_at_compile_time() -> None:
+    @realtime_feature_view(sources=[txn, user_spending[["amount_mean_1h_continuous"]]], mode="python",
+                           features=[Attribute("a", Float64)])
+    def typo(txn: Any, spend: Any) -> Any:
+        return {"a": txn["amount"] + (spend.get("amount_mean_1d_continuous") or 0.0)}
+
+    with pytest.raises(DefinitionError, match=rf"RealtimeFeatureView 'typo' \(.*{HERE}:\d+\): the function reads "
+                                              r"spend\['amount_mean_1d_continuous'\], which source 'user_spending' "
+                                              r"does not have. Use one of: amount_mean_1h_continuous"):
+        _compile(typo)
+
+    @realtime_feature_view(sources=[txn], mode="pandas", features=[Attribute("a", Float64)])
+    def missing_request_field(txn: Any) -> Any:
+        return txn[["amount"]].assign(a=txn["amount_usd"])
+
+    with pytest.raises(DefinitionError, match=r"reads txn\['amount_usd'\], which source 'txn' does not have"):
+        _compile(missing_request_field)
+
+
+def test_plan_renders_realtime_views() -> None:
+    from featurebus.plan_render import render_plan
+
+    text = render_plan(plan(None, SPEC), color=False)
+    assert "+ create realtime_feature_view ratio" in text
