@@ -11,7 +11,7 @@ written here as a recursive-descent parser so that nothing is ever ``eval``-ed:
     term       := factor ((* | /) factor)*
     factor     := [+ | -] value
     value      := literal | column | COALESCE(expr, ...) | CASE (WHEN expr THEN expr)+ [ELSE expr] END
-                | ( expr )
+                | DATEDIFF('part', expr, expr) | ( expr )
 
 Keywords are case-insensitive; a column is ``source.field`` (``"quoted"`` when it collides with
 a keyword). Types follow Tecton: integer literals are Int64, decimals Float64; arithmetic needs
@@ -36,6 +36,8 @@ __all__ = [
     "Coalesce",
     "Column",
     "Compare",
+    "DATE_PARTS",
+    "DateDiff",
     "Literal",
     "Logical",
     "Node",
@@ -109,7 +111,31 @@ class Case:
     dtype: str
 
 
-Node = Literal | Column | Arith | Compare | Logical | Not | Coalesce | Case
+@dataclass(frozen=True)
+class DateDiff:
+    part: str  # a DATE_PARTS value
+    start: Node
+    end: Node
+    dtype: str = "int64"
+
+
+Node = Literal | Column | Arith | Compare | Logical | Not | Coalesce | Case | DateDiff
+
+# DATEDIFF's part names, as Tecton's grammar spells them (all but 'quarter' case-insensitive).
+DATE_PARTS: dict[str, str] = {
+    **dict.fromkeys(("day", "days", "d", "dayofmonth"), "day"),
+    **dict.fromkeys(("month", "mon", "months", "mons"), "month"),
+    **dict.fromkeys(("week", "weeks", "w"), "week"),
+    **dict.fromkeys(("year", "yr", "y", "years", "yrs"), "year"),
+    **dict.fromkeys(("second", "sec", "seconds", "secs", "s"), "second"),
+    **dict.fromkeys(("hr", "hour", "hours", "hrs", "h"), "hour"),
+    **dict.fromkeys(("minute", "minutes", "min", "mins", "m"), "minute"),
+    **dict.fromkeys(("millennium", "mil", "millenniums", "millennia", "mils", "millenium"), "millennium"),
+    **dict.fromkeys(("century", "cent", "centuries", "c"), "century"),
+    **dict.fromkeys(("decade", "dec", "decades", "decs"), "decade"),
+    **dict.fromkeys(("milliseconds", "millisecond", "ms", "msec", "msecs", "msecond", "mseconds"), "milliseconds"),
+    **dict.fromkeys(("microseconds", "microsecond", "us", "usec", "usecs", "usecond", "useconds"), "microseconds"),
+}
 
 
 def referenced_columns(node: Node) -> list[str]:
@@ -127,6 +153,9 @@ def referenced_columns(node: Node) -> list[str]:
         elif isinstance(n, Coalesce):
             for a in n.args:
                 walk(a)
+        elif isinstance(n, DateDiff):
+            walk(n.start)
+            walk(n.end)
         elif isinstance(n, Case):
             for cond, result in n.whens:
                 walk(cond)
@@ -335,9 +364,11 @@ class _Parser:
                 return self._coalesce()
             if token.text == "CASE":
                 return self._case()
-            if token.text in ("DATEDIFF", "TRY_STRPTIME"):
-                raise CalculationError(f"{token.text} is not supported by featurebus yet; compute it in a "
-                                       "mode='python' realtime feature view")
+            if token.text == "DATEDIFF":
+                return self._datediff()
+            if token.text == "TRY_STRPTIME":
+                raise CalculationError("TRY_STRPTIME is not supported by featurebus yet (a development feature "
+                                       "in Tecton); parse the string in a mode='python' realtime feature view")
         raise self._unexpected(token)
 
     def _coalesce(self) -> Node:
@@ -351,6 +382,32 @@ class _Parser:
             raise CalculationError(f"cannot mix values of types {dtypes} in COALESCE; make them one type "
                                    "(e.g. write 0.0 rather than 0 next to a Float64)")
         return Coalesce(tuple(args), args[0].dtype)
+
+    def _datediff(self) -> Node:
+        self._expect("op", "(")
+        token = self._next()
+        if token.kind == "column":
+            raise CalculationError("the datepart argument to DATEDIFF requires single quotes (') not double "
+                                   "quotes (\"), e.g. DATEDIFF('day', start, end)")
+        text = token.text[1:-1] if token.kind == "string" else ""
+        part = DATE_PARTS.get(text if text.startswith("quarter") else text.lower())
+        if text in ("quarter", "quarters"):
+            part = "quarter"
+        if part is None:
+            if token.kind != "string":
+                raise self._unexpected(token)
+            raise CalculationError(f"unknown DATEDIFF part {token.text}; use one of 'microseconds', 'milliseconds', "
+                                   "'second', 'minute', 'hour', 'day', 'week', 'month', 'quarter', 'year', 'decade', "
+                                   "'century', 'millennium'")
+        self._expect("op", ",")
+        start = self._or()
+        self._expect("op", ",")
+        end = self._or()
+        self._expect("op", ")")
+        for name, side in (("start_date", start), ("end_date", end)):
+            if side.dtype != "timestamp":
+                raise CalculationError(f"DATEDIFF {name} must be of type TIMESTAMP, got {side.dtype}")
+        return DateDiff(part, start, end)
 
     def _case(self) -> Node:
         whens: list[tuple[Node, Node]] = []

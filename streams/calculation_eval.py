@@ -13,7 +13,10 @@ Semantics (SQL's, as Tecton's DuckDB-backed calculations have them):
 - integer arithmetic wraps at the result type's width; Float32 results are rounded from exact
   Float64 arithmetic; division is Float64 with IEEE results for zero divisors (``x/0`` is
   ``±inf``, ``0/0`` NaN), as Tecton's generated SQL does;
-- comparisons between an integer and a float compare as Float64.
+- comparisons between an integer and a float compare as Float64;
+- DATEDIFF counts boundaries crossed, as DuckDB's ``date_diff`` (Tecton's offline engine) does:
+  units up to a day by flooring microseconds, weeks as whole weeks of day boundaries (toward
+  zero), months and longer from the calendar (UTC).
 
 Timestamps are int64 nanoseconds since the epoch (UTC) inside both evaluators.
 """
@@ -28,7 +31,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from featurebus.streams.calculation import Arith, Case, Coalesce, Column, Compare, Literal, Logical, Node, Not
+from featurebus.streams.calculation import (
+    Arith,
+    Case,
+    Coalesce,
+    Column,
+    Compare,
+    DateDiff,
+    Literal,
+    Logical,
+    Node,
+    Not,
+)
 
 __all__ = ["ColumnValues", "column_evaluator", "column_from_series", "row_evaluator", "series_from_column"]
 
@@ -74,6 +88,38 @@ def _cast_scalar(value: Any, source: str, target: str) -> Any:
     return value  # int32 -> int64: the same Python int
 
 
+_MICROS = {"microseconds": 1, "milliseconds": 1_000, "second": 1_000_000, "minute": 60_000_000,
+           "hour": 3_600_000_000, "day": 86_400_000_000}
+_DAY_US = _MICROS["day"]
+
+
+def _calendar_diff(part: str, start: tuple[Any, Any], end: tuple[Any, Any]) -> Any:
+    """Month-and-longer DATEDIFF from (year, month) pairs (ints or int arrays)."""
+    (ys, ms), (ye, me) = start, end
+    if part == "month":
+        return (ye - ys) * 12 + (me - ms)
+    if part == "quarter":
+        return (ye - ys) * 4 + ((me - 1) // 3 - (ms - 1) // 3)
+    divisor = {"year": 1, "decade": 10, "century": 100, "millennium": 1000}[part]
+    return ye // divisor - ys // divisor
+
+
+def _year_month(ns: int) -> tuple[int, int]:
+    moment = np.datetime64(ns // 1000, "us")
+    months = int(moment.astype("datetime64[M]").astype(np.int64))
+    return 1970 + months // 12, months % 12 + 1
+
+
+def _datediff_scalar(part: str, start_ns: int, end_ns: int) -> int:
+    start_us, end_us = start_ns // 1000, end_ns // 1000
+    if part in _MICROS:
+        return end_us // _MICROS[part] - start_us // _MICROS[part]
+    if part == "week":
+        days = end_us // _DAY_US - start_us // _DAY_US
+        return days // 7 if days >= 0 else -(-days // 7)
+    return int(_calendar_diff(part, _year_month(start_ns), _year_month(end_ns)))
+
+
 def _divide(a: float, b: float) -> float:
     if b == 0.0:
         if a == 0.0 or math.isnan(a):
@@ -105,6 +151,14 @@ def row_evaluator(node: Node) -> RowFunction:
             return None if value is None else not value
 
         return negate
+    if isinstance(node, DateDiff):
+        start, end, part = row_evaluator(node.start), row_evaluator(node.end), node.part
+
+        def datediff(row: Mapping[str, Any]) -> int | None:
+            a, b = start(row), end(row)
+            return None if a is None or b is None else _datediff_scalar(part, a, b)
+
+        return datediff
     if isinstance(node, Coalesce):
         args = [row_evaluator(a) for a in node.args]
 
@@ -246,6 +300,9 @@ def _columns(node: Node, columns: Mapping[str, ColumnValues], rows: int) -> Colu
     if isinstance(node, Not):
         true, false = _truth(node.operand, columns, rows)
         return false, ~(true | false)
+    if isinstance(node, DateDiff):
+        (a, a_null), (b, b_null) = _columns(node.start, columns, rows), _columns(node.end, columns, rows)
+        return _datediff_columns(node.part, a, b), a_null | b_null
     if isinstance(node, Coalesce):
         values, nulls = _columns(node.args[0], columns, rows)
         values, nulls = values.copy(), nulls.copy()
@@ -256,6 +313,24 @@ def _columns(node: Node, columns: Mapping[str, ColumnValues], rows: int) -> Colu
             nulls &= arg_nulls
         return values, nulls
     return _case_columns(node, columns, rows)
+
+
+def _datediff_columns(part: str, start_ns: np.ndarray, end_ns: np.ndarray) -> np.ndarray:
+    start_us, end_us = np.floor_divide(start_ns, 1000), np.floor_divide(end_ns, 1000)
+    if part in _MICROS:
+        result: np.ndarray = end_us // _MICROS[part] - start_us // _MICROS[part]
+        return result
+    if part == "week":
+        days = end_us // _DAY_US - start_us // _DAY_US
+        weeks: np.ndarray = np.sign(days) * (np.abs(days) // 7)
+        return weeks
+
+    def year_month(us: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        months = us.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64)
+        return 1970 + months // 12, months % 12 + 1
+
+    calendar: np.ndarray = _calendar_diff(part, year_month(start_us), year_month(end_us))
+    return calendar.astype(np.int64)
 
 
 _ARRAY_OPS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {

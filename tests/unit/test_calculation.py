@@ -43,6 +43,7 @@ def evaluate(expr: str, **row: Any) -> Any:
         ("r.b AND r.i", "bool"), ("COALESCE(r.i, fv.count, 0)", "int64"), ("COALESCE(r.s)", "string"),
         ("CASE WHEN r.b THEN r.j ELSE r.f END", "float64"), ("CASE WHEN r.i THEN 's' END", "string"),
         ("context.request_timestamp > r.t", "bool"), ('"r.i" * 2', "int64"),
+        ("DATEDIFF('Days', r.t, context.request_timestamp) + 1", "int64"),
         ("coalesce(r.i, 1) + case when r.b then 1 else 2 end", "int64"),
     ],
 )
@@ -107,7 +108,11 @@ def test_referenced_columns() -> None:
         ("CASE WHEN r.b THEN 's' ELSE 1 END", "cannot combine types string and int64"),
         ("CASE ELSE 1 END", "at least 1 WHEN clause"),
         ("r.s AND r.b", "AND was given a value of type string"),
-        ("DATEDIFF('day', r.t, r.t)", "DATEDIFF is not supported by featurebus yet"),
+        ("TRY_STRPTIME(r.s, '%Y')", "TRY_STRPTIME is not supported by featurebus yet"),
+        ("DATEDIFF(\"day\", r.t, r.t)", "requires single quotes (') not double quotes"),
+        ("DATEDIFF('fortnight', r.t, r.t)", "unknown DATEDIFF part 'fortnight'"),
+        ("DATEDIFF('QUARTER', r.t, r.t)", "unknown DATEDIFF part 'QUARTER'"),
+        ("DATEDIFF('day', r.i, r.t)", "DATEDIFF start_date must be of type TIMESTAMP, got int64"),
         ("99999999999999999999", "out of the Int64 range"),
         ("", "the expression is empty"),
     ],
@@ -270,3 +275,30 @@ def test_both_evaluators_agree_with_the_reference(expression: Gen, data: list[di
         if isinstance(got, float) and math.isnan(got) and want is None:
             continue  # a float column shows null as NaN
         assert _same(got, want), (text, got, want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    part=st.sampled_from(["us", "ms", "sec", "minute", "h", "day", "w", "month", "quarter", "year", "decade",
+                          "century", "millennium"]),
+    pairs=st.lists(st.tuples(st.integers(-(2**62), 2**62), st.integers(-(10**17), 10**17)), min_size=1, max_size=8),
+)
+def test_datediff_agrees_with_duckdb(part: str, pairs: list[tuple[int, int]]) -> None:
+    """DuckDB's date_diff is what Tecton's offline engine runs for DATEDIFF."""
+    import duckdb
+
+    from featurebus.streams.calculation import DATE_PARTS
+
+    limit = 2**63 - 1
+    pairs = [(a, max(-limit, min(limit, a + d))) for a, d in pairs]
+    schema = {"a": "timestamp", "b": "timestamp"}
+    node = parse_calculation(f"DATEDIFF('{part}', a, b)", schema)
+    with duckdb.connect() as con:
+        expected = [con.execute(f"SELECT date_diff('{DATE_PARTS.get(part, part)}', make_timestamp(?), make_timestamp(?))",
+                                [a // 1000, b // 1000]).fetchone()[0] for a, b in pairs]  # type: ignore[index]
+    per_row = row_evaluator(node)
+    assert [per_row({"a": a, "b": b}) for a, b in pairs] == expected
+    columns = {"a": (np.array([a for a, _ in pairs]), np.zeros(len(pairs), dtype=bool)),
+               "b": (np.array([b for _, b in pairs]), np.zeros(len(pairs), dtype=bool))}
+    values, nulls = column_evaluator(node)(columns, len(pairs))
+    assert values.tolist() == expected and not nulls.any()
