@@ -26,16 +26,19 @@ __all__ = [
     "TransformationSpec",
     "AggregationSpec",
     "StreamFeatureViewSpec",
+    "RealtimeInputSpec",
+    "CalculationSpec",
+    "RealtimeFeatureViewSpec",
     "FeatureSelectionSpec",
     "FeatureServiceSpec",
     "WorkspaceSpec",
 ]
 
 # 2: descriptive metadata (owner, tags, prevent_destroy), Avro sources, file configs, batch
-# sources, map/struct types. Documents of version 1 are still read: every field 2 added has a
-# default that means what version 1 meant.
-SPEC_FORMAT_VERSION = 2
-_READABLE_VERSIONS = frozenset({1, 2})
+# sources, map/struct types. 3: realtime feature views and request sources. Older documents are
+# still read: every field a version added has a default that means what the older version meant.
+SPEC_FORMAT_VERSION = 3
+_READABLE_VERSIONS = frozenset({1, 2, 3})
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,49 @@ class StreamFeatureViewSpec:
 
 
 @dataclass(frozen=True)
+class RealtimeInputSpec:
+    """One source of a realtime feature view, in the order the view lists its sources.
+
+    ``kind`` "request": a ``RequestSource`` named ``name`` whose fields are ``fields``;
+    ``kind`` "feature_view": the features ``fields`` (names and dtypes) of the view ``name``.
+    ``parameter`` is the transformation's argument that receives it (empty for Calculations).
+    """
+
+    kind: str  # "request" | "feature_view"
+    name: str
+    fields: tuple[FieldSpec, ...]
+    parameter: str = ""
+
+
+@dataclass(frozen=True)
+class CalculationSpec:
+    name: str
+    expr: str
+    dtype: str  # inferred from the expression at compile time
+
+
+@dataclass(frozen=True)
+class RealtimeFeatureViewSpec:
+    """A feature view computed at request time from request data and other views' features.
+
+    Either ``transformation`` (mode "python" or "pandas", producing ``features``) or
+    ``calculations`` (mode "no_transformation"; ``features`` lists their names and dtypes).
+    """
+
+    name: str
+    inputs: tuple[RealtimeInputSpec, ...]
+    features: tuple[FieldSpec, ...]
+    mode: str  # "python" | "pandas" | "no_transformation"
+    transformation: TransformationSpec | None = None
+    calculations: tuple[CalculationSpec, ...] = ()
+    context_parameter: str | None = None  # the transformation's RealtimeContext argument, if it takes one
+    description: str = ""
+    owner: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs sorted by key: specs stay hashable
+    prevent_destroy: bool = False
+
+
+@dataclass(frozen=True)
 class FeatureSelectionSpec:
     view: str
     features: tuple[str, ...]  # the selected feature names, in served order
@@ -175,6 +221,7 @@ class WorkspaceSpec:
     stream_feature_views: tuple[StreamFeatureViewSpec, ...] = ()
     feature_services: tuple[FeatureServiceSpec, ...] = ()
     batch_sources: tuple[BatchSourceSpec, ...] = ()
+    realtime_feature_views: tuple[RealtimeFeatureViewSpec, ...] = ()
     version: int = 0  # assigned by the registry on apply
     applied_at_ms: int = 0  # assigned by the registry on apply
     format_version: int = field(default=SPEC_FORMAT_VERSION)
@@ -184,6 +231,12 @@ class WorkspaceSpec:
 
     def view(self, name: str) -> StreamFeatureViewSpec:
         return _by_name(self.stream_feature_views, name, "feature view", self.name)
+
+    def realtime_view(self, name: str) -> RealtimeFeatureViewSpec:
+        return _by_name(self.realtime_feature_views, name, "realtime feature view", self.name)
+
+    def is_realtime(self, view: str) -> bool:
+        return any(v.name == view for v in self.realtime_feature_views)
 
     def service(self, name: str) -> FeatureServiceSpec:
         return _by_name(self.feature_services, name, "feature service", self.name)
@@ -205,7 +258,7 @@ class WorkspaceSpec:
         return spec
 
 
-_Named = TypeVar("_Named", StreamSourceSpec, StreamFeatureViewSpec, FeatureServiceSpec)
+_Named = TypeVar("_Named", StreamSourceSpec, StreamFeatureViewSpec, RealtimeFeatureViewSpec, FeatureServiceSpec)
 
 
 def _by_name(items: tuple[_Named, ...], name: str, kind: str, workspace: str) -> _Named:
@@ -250,6 +303,12 @@ _NESTED.update(
         (StreamFeatureViewSpec, "transformation"): TransformationSpec,
         (StreamFeatureViewSpec, "aggregations"): AggregationSpec,
         (FeatureServiceSpec, "selections"): FeatureSelectionSpec,
+        (RealtimeInputSpec, "fields"): FieldSpec,
+        (RealtimeFeatureViewSpec, "inputs"): RealtimeInputSpec,
+        (RealtimeFeatureViewSpec, "features"): FieldSpec,
+        (RealtimeFeatureViewSpec, "transformation"): TransformationSpec,
+        (RealtimeFeatureViewSpec, "calculations"): CalculationSpec,
+        (WorkspaceSpec, "realtime_feature_views"): RealtimeFeatureViewSpec,
         (WorkspaceSpec, "entities"): EntitySpec,
         (WorkspaceSpec, "stream_sources"): StreamSourceSpec,
         (WorkspaceSpec, "stream_feature_views"): StreamFeatureViewSpec,

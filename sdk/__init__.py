@@ -34,6 +34,7 @@ from featurebus.definitions import (
     stream_feature_view,
 )
 from featurebus.exceptions import DefinitionError, FeaturebusError
+from featurebus.realtime import Attribute, Calculation, RealtimeFeatureView, RequestSource, realtime_feature_view
 from featurebus.types import Field
 from featurebus.unsupported import UNSUPPORTED as _UNSUPPORTED
 from featurebus.workspace import Workspace, get_workspace
@@ -47,6 +48,8 @@ __all__ = [
     "BatchSource",
     "BatchTriggerType",
     "DataSource",
+    "Attribute",
+    "Calculation",
     "DefinitionError",
     "Entity",
     "FeatureReference",
@@ -63,6 +66,8 @@ __all__ = [
     "PushConfig",
     "SNOWFLAKE_SQL_MODE",
     "SPARK_SQL_MODE",
+    "RealtimeFeatureView",
+    "RequestSource",
     "StreamFeatureView",
     "StreamProcessingMode",
     "StreamSource",
@@ -70,6 +75,7 @@ __all__ = [
     "Workspace",
     "batch_feature_view",
     "get_workspace",
+    "realtime_feature_view",
     "stream_feature_view",
     *_UNSUPPORTED,
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,6 +19,8 @@ from featurebus.definitions import (
 )
 from featurebus.exceptions import DefinitionError, FeaturebusError
 from featurebus.platform.topics import push_topic
+from featurebus.realtime import RealtimeFeatureView
+from featurebus.realtime_compile import compile_realtime_views, view_features
 from featurebus.schemas.specs import (
     AggregationSpec,
     BatchSourceSpec,
@@ -56,6 +59,7 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
     sources: dict[str, StreamSource] = {}
     batch_sources: dict[str, BatchSource] = {}
     views: dict[str, StreamFeatureView] = {}
+    realtime: dict[str, RealtimeFeatureView] = {}
     services: dict[str, FeatureService] = {}
     # One namespace per kind of object, as in Tecton: an entity and a view may share a name.
     for obj in objects:
@@ -67,6 +71,7 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
             else sources if isinstance(obj, StreamSource)
             else batch_sources if isinstance(obj, BatchSource)
             else views if isinstance(obj, StreamFeatureView)
+            else realtime if isinstance(obj, RealtimeFeatureView)
             else services if isinstance(obj, FeatureService)
             else None
         )
@@ -74,23 +79,34 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
             continue
         _register(registry, obj)
     # Objects referenced by views and services belong to the repo even if no module exports them.
+    for service in services.values():
+        for ref in service.features:
+            _register(realtime if isinstance(ref.view, RealtimeFeatureView) else views, ref.view)
+    _collect_realtime_upstreams(realtime, views)
     for view in list(views.values()):
         _register(sources, view.source)
         for entity in view.entities:
             _register(entities, entity)
-    for service in services.values():
-        for ref in service.features:
-            _register(views, ref.view)
     for source in sources:
         if source in batch_sources:
             raise _duplicate(batch_sources[source], sources[source])
+    clash = sorted(set(views) & set(realtime))
+    if clash:
+        raise realtime[clash[0]].error(f"a stream feature view is also named {clash[0]!r}", "Rename one of them.")
     view_specs = {n: _compile_view(v) for n, v in sorted(views.items())}
+    realtime_specs = {
+        n: dataclasses.replace(v, **_metadata(realtime[n]))
+        for n, v in compile_realtime_views(realtime, {n: view_features(v) for n, v in view_specs.items()}).items()
+    }
+    available = {n: [a.name for a in v.aggregations] for n, v in view_specs.items()}
+    available.update({n: [f.name for f in v.features] for n, v in realtime_specs.items()})
     return WorkspaceSpec(
         name=name,
         entities=tuple(_compile_entity(e) for _, e in sorted(entities.items())),
         stream_sources=tuple(_compile_source(s, name) for _, s in sorted(sources.items())),
         stream_feature_views=tuple(view_specs.values()),
-        feature_services=tuple(_compile_service(s, view_specs) for _, s in sorted(services.items())),
+        feature_services=tuple(_compile_service(s, available) for _, s in sorted(services.items())),
+        realtime_feature_views=tuple(realtime_specs[n] for n in sorted(realtime_specs)),
         batch_sources=tuple(
             BatchSourceSpec(b.name, _file_config(b.batch_config), **_metadata(b)) for _, b in sorted(batch_sources.items())
         ),
@@ -113,6 +129,20 @@ def _duplicate(obj: Any, previous: Any) -> DefinitionError:
 
 def _file_config(config: FileConfig) -> FileConfigSpec:
     return FileConfigSpec(config.uri, config.file_format, config.timestamp_field)
+
+
+def _collect_realtime_upstreams(realtime: dict[str, RealtimeFeatureView], views: dict[str, StreamFeatureView]) -> None:
+    """Views that realtime views read belong to the workspace too (transitively)."""
+    pending = list(realtime.values())
+    while pending:
+        for source in pending.pop().sources:
+            upstream = getattr(source, "view", None)
+            if isinstance(upstream, RealtimeFeatureView):
+                if upstream.name not in realtime:
+                    pending.append(upstream)
+                _register(realtime, upstream)
+            elif isinstance(upstream, StreamFeatureView):
+                _register(views, upstream)
 
 
 def _field(f: Any) -> FieldSpec:
@@ -235,16 +265,15 @@ def _output_columns(spec: StreamFeatureViewSpec, schema: list[FieldSpec], timest
     return {str(c) for c in result.columns}
 
 
-def _compile_service(service: FeatureService, views: dict[str, StreamFeatureViewSpec]) -> FeatureServiceSpec:
+def _compile_service(service: FeatureService, features: dict[str, list[str]]) -> FeatureServiceSpec:
     selections = []
     for ref in service.features:
-        view = views[ref.view.name]
-        available = [a.name for a in view.aggregations]
+        available = features[ref.view.name]
         unknown = [f for f in ref.features if f not in available]
         if unknown:
             raise DefinitionError(
-                f"FeatureService '{service.name}' ({service.site}): view '{view.name}' has no feature "
+                f"FeatureService '{service.name}' ({service.site}): view '{ref.view.name}' has no feature "
                 f"{unknown[0]!r}. Choose from: {', '.join(available)}."
             )
-        selections.append(FeatureSelectionSpec(view.name, tuple(ref.features) or tuple(available)))
+        selections.append(FeatureSelectionSpec(ref.view.name, tuple(ref.features) or tuple(available)))
     return FeatureServiceSpec(service.name, tuple(selections), **_metadata(service))

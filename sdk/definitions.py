@@ -441,13 +441,33 @@ class BatchTriggerType(enum.Enum):
 
 
 class FeatureView(_Definition):
-    """Base class of every feature view (Tecton's ``FeatureView``)."""
+    """What every kind of feature view shares (Tecton's ``FeatureView``): ``fv[["a", "b"]]``."""
 
     site: DefinitionSite
     name: str
 
     def error(self, problem: str, fix: str) -> DefinitionError:
         return _fail(type(self).__name__, self.name, self.site, problem, fix)
+
+    def __getitem__(self, features: Sequence[str]) -> FeatureReference:
+        return FeatureReference(self, tuple(features))
+
+    function: Callable[..., Any]
+
+    @property
+    def transformation_code(self) -> str:
+        """The function's source from its ``def`` line (decorators stripped), dedented."""
+        try:
+            lines, _ = inspect.getsourcelines(self.function)
+        except (OSError, TypeError):
+            raise self.error("the transformation's source code cannot be read",
+                             "Define the function in a .py file of the feature repository.") from None
+        source = textwrap.dedent("".join(lines))
+        tree = ast.parse(source)
+        node = tree.body[0]
+        if not isinstance(node, ast.FunctionDef):
+            raise self.error("the transformation must be a plain function", "Decorate a `def` function.")
+        return "\n".join(source.splitlines()[node.lineno - 1 :]) + "\n"
 
 
 class MaterializedFeatureView(FeatureView):
@@ -506,24 +526,6 @@ class StreamFeatureView(MaterializedFeatureView):
             raise self.error("continuous mode cannot have an aggregation_interval",
                              "Remove aggregation_interval, or use StreamProcessingMode.TIME_INTERVAL.")
 
-    @property
-    def transformation_code(self) -> str:
-        """The function's source from its ``def`` line (decorators stripped), dedented."""
-        try:
-            lines, _ = inspect.getsourcelines(self.function)
-        except (OSError, TypeError):
-            raise self.error("the transformation's source code cannot be read",
-                             "Define the function in a .py file of the feature repository.") from None
-        source = textwrap.dedent("".join(lines))
-        tree = ast.parse(source)
-        node = tree.body[0]
-        if not isinstance(node, ast.FunctionDef):
-            raise self.error("the transformation must be a plain function", "Decorate a `def` function.")
-        return "\n".join(source.splitlines()[node.lineno - 1 :]) + "\n"
-
-    def __getitem__(self, features: Sequence[str]) -> FeatureReference:
-        return FeatureReference(self, tuple(features))
-
     def __repr__(self) -> str:
         return f"StreamFeatureView({self.name!r})"
 
@@ -532,7 +534,7 @@ class StreamFeatureView(MaterializedFeatureView):
 class FeatureReference:
     """``fv[["a", "b"]]``: a selection of a view's features for a feature service."""
 
-    view: StreamFeatureView
+    view: FeatureView
     features: tuple[str, ...]
 
 
@@ -572,7 +574,7 @@ class FeatureService(_Definition):
     def __init__(
         self,
         name: str,
-        features: Sequence[StreamFeatureView | FeatureReference],
+        features: Sequence[FeatureView | FeatureReference],
         description: str | None = None,
         owner: str | None = None,
         tags: dict[str, str] | None = None,
@@ -588,7 +590,7 @@ class FeatureService(_Definition):
                         "Pass features=[my_view] or features=[my_view[['feature_a']]].")
         refs: list[FeatureReference] = []
         for item in features:
-            if isinstance(item, StreamFeatureView):
+            if isinstance(item, FeatureView):
                 refs.append(FeatureReference(item, ()))
             elif isinstance(item, FeatureReference):
                 refs.append(item)

@@ -36,6 +36,7 @@ KINDS = {
     "batch_source": "batch_sources",
     "stream_source": "stream_sources",
     "stream_feature_view": "stream_feature_views",
+    "realtime_feature_view": "realtime_feature_views",
     "feature_service": "feature_services",
 }
 _METADATA = ("description", "owner", "tags", "prevent_destroy")
@@ -79,23 +80,41 @@ def find_object(spec: WorkspaceSpec, name: str, kind: str | None = None) -> tupl
 
 
 def lineage(spec: WorkspaceSpec, kind: str, name: str) -> dict[str, list[str]]:
-    """The sources, entities, views and services connected to the object, through views."""
-    if kind == "stream_feature_view":
-        views = [spec.view(name)]
+    """The sources, entities, views and services connected to the object, through views.
+
+    Realtime views sit downstream of the views they read: a source's lineage reaches them, and
+    a realtime view's lineage reaches back to the stream views (and their sources) it reads.
+    """
+    realtime = {v.name: v for v in spec.realtime_feature_views}
+
+    def upstream(view_name: str) -> set[str]:  # the view and every view it reads, transitively
+        found, pending = set(), [view_name]
+        while pending:
+            current = pending.pop()
+            if current not in found:
+                found.add(current)
+                if current in realtime:
+                    pending.extend(i.name for i in realtime[current].inputs if i.kind == "feature_view")
+        return found
+
+    if kind in ("stream_feature_view", "realtime_feature_view"):
+        names = upstream(name)
     elif kind == "stream_source":
-        views = [v for v in spec.stream_feature_views if v.source == name]
+        names = {v.name for v in spec.stream_feature_views if v.source == name}
     elif kind == "entity":
-        views = [v for v in spec.stream_feature_views if name in v.entities]
+        names = {v.name for v in spec.stream_feature_views if name in v.entities}
     elif kind == "feature_service":
-        views = [spec.view(s.view) for s in spec.service(name).selections]
+        names = set().union(*(upstream(s.view) for s in spec.service(name).selections))
     else:  # a batch source: no view reads one yet
-        views = []
-    view_names = {v.name for v in views}
-    services = [s.name for s in spec.feature_services if any(sel.view in view_names for sel in s.selections)]
+        names = set()
+    if kind in ("stream_source", "entity", "stream_feature_view"):  # downstream: realtime views reading them
+        names |= {r for r in realtime if upstream(r) & names}
+    views = [v for v in spec.stream_feature_views if v.name in names]
+    services = [s.name for s in spec.feature_services if any(upstream(sel.view) & names for sel in s.selections)]
     return {
         "sources": sorted({v.source for v in views} | ({name} if kind.endswith("source") else set())),
         "entities": sorted({e for v in views for e in v.entities} | ({name} if kind == "entity" else set())),
-        "feature_views": sorted(view_names),
+        "feature_views": sorted(names),
         "feature_services": sorted(services) if kind != "feature_service" else [name],
     }
 

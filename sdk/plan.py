@@ -18,6 +18,7 @@ from featurebus.schemas.specs import (
     BatchSourceSpec,
     EntitySpec,
     FeatureServiceSpec,
+    RealtimeFeatureViewSpec,
     StreamFeatureViewSpec,
     StreamSourceSpec,
     WorkspaceSpec,
@@ -25,7 +26,7 @@ from featurebus.schemas.specs import (
 
 __all__ = ["Action", "Change", "FieldChange", "Kind", "Plan", "plan"]
 
-Kind = Literal["entity", "batch_source", "stream_source", "stream_feature_view", "feature_service"]
+Kind = Literal["entity", "batch_source", "stream_source", "stream_feature_view", "realtime_feature_view", "feature_service"]
 Action = Literal["create", "update", "delete", "unchanged"]
 
 # Dependency order: a view's source is listed before the view, a service's views before it.
@@ -35,6 +36,7 @@ _WORKSPACE_FIELD: dict[Kind, str] = {
     "batch_source": "batch_sources",
     "stream_source": "stream_sources",
     "stream_feature_view": "stream_feature_views",
+    "realtime_feature_view": "realtime_feature_views",
     "feature_service": "feature_services",
 }
 _SPEC_CLASS: dict[Kind, type[Any]] = {
@@ -42,6 +44,7 @@ _SPEC_CLASS: dict[Kind, type[Any]] = {
     "batch_source": BatchSourceSpec,
     "stream_source": StreamSourceSpec,
     "stream_feature_view": StreamFeatureViewSpec,
+    "realtime_feature_view": RealtimeFeatureViewSpec,
     "feature_service": FeatureServiceSpec,
 }
 

@@ -16,14 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from featurebus.compile import compile_workspace
-from featurebus.definitions import (
-    BatchFeatureView,
-    BatchSource,
-    Entity,
-    FeatureService,
-    StreamFeatureView,
-    StreamSource,
-)
+from featurebus.definitions import BatchSource, Entity, FeatureService, FeatureView, StreamSource
 from featurebus.exceptions import DefinitionError
 from featurebus.schemas.specs import WorkspaceSpec
 
@@ -31,7 +24,8 @@ __all__ = ["REPO_MARKERS", "find_repo_root", "load_repo", "repo_files"]
 
 REPO_MARKERS = (".featurebus-repo", ".tecton")
 
-_DEFINITION_TYPES = (Entity, StreamSource, BatchSource, StreamFeatureView, BatchFeatureView, FeatureService)
+# FeatureView covers every kind of view: stream, batch and realtime.
+_DEFINITION_TYPES = (Entity, StreamSource, BatchSource, FeatureView, FeatureService)
 _SKIPPED_DIRS = {"tests", "test", "__pycache__", ".venv", "venv", "build", "dist"}
 
 

@@ -52,7 +52,7 @@ class Workspace:
         return [s.name for s in self.spec.feature_services]
 
     def list_feature_views(self) -> list[str]:
-        return [v.name for v in self.spec.stream_feature_views]
+        return [v.name for v in self.spec.stream_feature_views] + [v.name for v in self.spec.realtime_feature_views]
 
     def get_feature_service(self, name: str) -> FeatureServiceClient:
         self.spec.service(name)  # NotFoundError listing the known services

@@ -40,8 +40,8 @@ _BODY_DOC = {
                     "properties": {
                         "params": {
                             "type": "object",
-                            "description": "workspaceName, featureServiceName, joinKeyMap (or requestData "
-                            "for get-features-batch), metadataOptions; snake_case accepted",
+                            "description": "workspaceName, featureServiceName, joinKeyMap, requestContextMap (or "
+                            "requestData for get-features-batch), metadataOptions; snake_case accepted",
                         }
                     },
                 }
@@ -97,7 +97,8 @@ def features_router(server: FeatureServer, keys: ApiKeyStore) -> APIRouter:
         started = time.perf_counter()
         params, workspace, service = await _authorized_params(request)
         join_key_map = _get(params, "joinKeyMap", "join_key_map", dict)
-        result = server.get_features(workspace, service, join_key_map, _options(params))
+        context = _get(params, "requestContextMap", "request_context_map", dict, required=False)
+        result = server.get_features(workspace, service, join_key_map, _options(params), context)
         REQUEST_SECONDS.labels("get-features", workspace, service).observe(time.perf_counter() - started)
         return _json(result)
 
@@ -107,12 +108,17 @@ def features_router(server: FeatureServer, keys: ApiKeyStore) -> APIRouter:
         params, workspace, service = await _authorized_params(request)
         rows = _get(params, "requestData", "request_data", list)
         join_key_maps = []
+        contexts = []
         for i, row in enumerate(rows):
             join_key_map = row.get("joinKeyMap", row.get("join_key_map")) if isinstance(row, dict) else None
             if not isinstance(join_key_map, dict):
                 raise InvalidRequestError(f"params.requestData[{i}].joinKeyMap must be an object")
             join_key_maps.append(join_key_map)
-        result = server.get_features_batch(workspace, service, join_key_maps, _options(params))
+            context = row.get("requestContextMap", row.get("request_context_map"))
+            if context is not None and not isinstance(context, dict):
+                raise InvalidRequestError(f"params.requestData[{i}].requestContextMap must be an object")
+            contexts.append(context)
+        result = server.get_features_batch(workspace, service, join_key_maps, _options(params), contexts)
         REQUEST_SECONDS.labels("get-features-batch", workspace, service).observe(time.perf_counter() - started)
         return _json(result)
 

@@ -17,6 +17,7 @@ from featurebus.platform.kv import KeyValueStore
 from featurebus.platform.online_materializer import online_view_name
 from featurebus.schemas.encoding import decode_tiles, store_prefix, tile_key
 from featurebus.schemas.specs import FeatureServiceSpec, StreamFeatureViewSpec, WorkspaceSpec
+from featurebus.serving.realtime import RealtimeServing
 from featurebus.streams.tiles import CompiledView, compute_values, read_range
 
 __all__ = ["FeatureServer", "MetadataOptions", "data_type", "format_time_ms"]
@@ -84,6 +85,7 @@ class _ServicePlan:
     join_keys: tuple[tuple[str, str], ...]  # (name, dtype), in first-use order
     feature_meta: tuple[dict[str, Any], ...]  # {"name", "dataType"} per served feature
     problem: str | None  # why the service cannot be served (reported per request)
+    realtime: RealtimeServing | None = None  # request-time views (serving/realtime.py)
 
 
 class _WorkspacePlan:
@@ -101,7 +103,9 @@ def _join_key_dtypes(spec: WorkspaceSpec, view: StreamFeatureViewSpec) -> tuple[
     return tuple(dtypes[k] for k in view.join_keys)
 
 
-def _plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec) -> _ServicePlan:
+def _plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec, raw: bool = False) -> _ServicePlan:
+    if any(spec.is_realtime(s.view) for s in service.selections):
+        return _plan_realtime_service(spec, service)
     views: list[_ViewPlan] = []
     join_keys: dict[str, str] = {}
     meta: list[dict[str, Any]] = []
@@ -127,7 +131,7 @@ def _plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec) -> _ServiceP
                     key_prefix=store_prefix(online_view_name(spec.name, view.name)),
                     key_names=view.join_keys,
                     picks=picks,
-                    int64=tuple(a.output_dtype == "int64" for a in aggs),
+                    int64=tuple(a.output_dtype == "int64" and not raw for a in aggs),
                     is_count=tuple(a.function == "count" for a in aggs),
                 )
             )
@@ -136,6 +140,22 @@ def _plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec) -> _ServiceP
         problem = f"feature service {service.name!r} in workspace {spec.name!r} cannot be served: {exc}"
         return _ServicePlan(service.name, (), (), (), problem)
     return _ServicePlan(service.name, tuple(views), tuple(join_keys.items()), tuple(meta), None)
+
+
+def _plan_realtime_service(spec: WorkspaceSpec, service: FeatureServiceSpec) -> _ServicePlan:
+    """Fetch the stream features unformatted (served ones and realtime inputs), then compute."""
+    try:
+        realtime = RealtimeServing.build(spec, service)
+    except (DefinitionError, NotFoundError) as exc:
+        problem = f"feature service {service.name!r} in workspace {spec.name!r} cannot be served: {exc}"
+        return _ServicePlan(service.name, (), (), (), problem)
+    fetch = _plan_service(spec, realtime.fetch, raw=True)
+    realtime.fetch_plan = fetch
+    meta = tuple(
+        {"name": f"{o[1]}.{o[2]}" if o[0] == "realtime" else fetch.feature_meta[o[1]]["name"], "dataType": data_type(d)}
+        for o, d in zip(realtime.outputs, realtime.output_dtypes, strict=True)
+    )
+    return _ServicePlan(service.name, fetch.views, fetch.join_keys, meta, fetch.problem, realtime)
 
 
 class FeatureServer:
@@ -157,11 +177,13 @@ class FeatureServer:
         service: str,
         join_key_map: Mapping[str, Any],
         metadata_options: MetadataOptions | Mapping[str, Any] | None = None,
+        request_context_map: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         plan = self._service_plan(workspace, service)
         options = MetadataOptions.parse(metadata_options)
         t_ms = self._clock_ms()
-        features, statuses, times = self._row(plan, join_key_map, t_ms, options.include_effective_times)
+        features, statuses, times = self._row(plan, join_key_map, t_ms, options.include_effective_times,
+                                              request_context_map)
         meta = [dict(m) for m in plan.feature_meta] if options.include_data_types else _names(plan)
         for i, item in enumerate(meta):
             if options.include_serving_status:
@@ -176,6 +198,7 @@ class FeatureServer:
         service: str,
         requests: Sequence[Mapping[str, Any]],
         metadata_options: MetadataOptions | Mapping[str, Any] | None = None,
+        request_context_maps: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> dict[str, Any]:
         """One answer per join key map, all at one request time; per-row statuses and times."""
         plan = self._service_plan(workspace, service)
@@ -183,8 +206,9 @@ class FeatureServer:
         t_ms = self._clock_ms()
         per_row = options.include_serving_status or options.include_effective_times
         results = []
-        for join_key_map in requests:
-            features, statuses, times = self._row(plan, join_key_map, t_ms, options.include_effective_times)
+        contexts = request_context_maps if request_context_maps is not None else [None] * len(requests)
+        for join_key_map, context in zip(requests, contexts, strict=True):
+            features, statuses, times = self._row(plan, join_key_map, t_ms, options.include_effective_times, context)
             row: dict[str, Any] = {"features": features}
             if per_row:
                 row_meta: list[dict[str, Any]] = [{} for _ in features]
@@ -200,11 +224,16 @@ class FeatureServer:
 
     def metadata(self, workspace: str, service: str) -> dict[str, Any]:
         plan = self._service_plan(workspace, service)
-        return {
+        result = {
             "featureServiceType": "DEFAULT",
             "inputJoinKeys": [{"name": name, "dataType": data_type(dtype)} for name, dtype in plan.join_keys],
             "featureValues": list(plan.feature_meta),
         }
+        if plan.realtime is not None:
+            result["inputRequestContextKeys"] = [
+                {"name": name, "dataType": data_type(dtype)} for name, dtype in plan.realtime.request_fields
+            ]
+        return result
 
     # -- internals ---------------------------------------------------------------------------
     def _service_plan(self, workspace: str, service: str) -> _ServicePlan:
@@ -226,8 +255,12 @@ class FeatureServer:
         return service_plan
 
     def _row(
-        self, plan: _ServicePlan, join_key_map: Mapping[str, Any], t_ms: int, with_times: bool
+        self, plan: _ServicePlan, join_key_map: Mapping[str, Any], t_ms: int, with_times: bool,
+        request_context_map: Mapping[str, Any] | None = None,
     ) -> tuple[list[Any], list[str], list[str]]:
+        if plan.realtime is not None:  # fetch the stream values, then run the realtime views on them
+            fetched = self._row(plan.realtime.fetch_plan, join_key_map, t_ms, with_times)
+            return plan.realtime.row(fetched, request_context_map, t_ms, with_times)
         if not isinstance(join_key_map, Mapping):
             raise InvalidRequestError("joinKeyMap must be an object of join key names to values")
         features: list[Any] = []

@@ -39,6 +39,11 @@ class Transformation:
         self._mode = spec.mode
         self._name = spec.function_name
 
+    @property
+    def function(self) -> Callable[..., Any]:
+        """The compiled user function itself (realtime views call it with their own arguments)."""
+        return self._function
+
     def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
         try:
             if self._mode == "pandas":

@@ -1,5 +1,6 @@
 from featurebus import FeatureService
 from fraud.features.merchant_transactions import merchant_online_volume
+from fraud.features.transaction_request import transaction_vs_history
 from fraud.features.user_transactions import user_transaction_stats
 
 fraud_detection = FeatureService(
@@ -11,4 +12,11 @@ fraud_detection = FeatureService(
 user_spending = FeatureService(
     name="user_spending",
     features=[user_transaction_stats[["amount_sum_1h_continuous", "amount_mean_1d_continuous"]]],
+)
+
+fraud_scoring = FeatureService(
+    name="fraud_scoring",
+    features=[user_transaction_stats, transaction_vs_history],
+    description="The user's history plus how the transaction being scored compares with it "
+    "(needs requestContextMap: {'amount': ...}).",
 )

@@ -25,11 +25,13 @@ import pandas as pd
 import pyarrow as pa
 
 from featurebus.exceptions import InvalidRequestError, NotFoundError
+from featurebus.platform.offline.realtime import realtime_training_columns
 from featurebus.platform.offline.spine import check_join_key_types, spine_times_ns, timestamp_column, window_ends_ms
 from featurebus.platform.offline.store import list_parts, open_store
 from featurebus.platform.registry import read_registry
 from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
 from featurebus.streams.aggregations import output_dtype
+from featurebus.streams.realtime import RealtimeServicePlan
 from featurebus.streams.transform import Transformation, view_input_frame
 
 __all__ = ["get_features_for_events", "write_training_set", "training_set_from_files", "feature_column"]
@@ -57,7 +59,12 @@ def get_features_for_events(
     service_spec = spec.service(service)
     t_ns = spine_times_ns(spine, timestamp_column(spine, timestamp_key))
     result = spine.copy(deep=False)
-    for selection in service_spec.selections:
+    # With realtime views, fetch what they read too, then run them on the spine (offline/realtime.py).
+    realtime = None
+    if any(spec.is_realtime(s.view) for s in service_spec.selections):
+        realtime = RealtimeServicePlan.build(spec, service_spec)
+    fetched: dict[tuple[str, str], np.ndarray | pd.api.extensions.ExtensionArray] = {}
+    for selection in realtime.fetch.selections if realtime else service_spec.selections:
         view = spec.view(selection.view)
         by_name = {a.name: a for a in view.aggregations}
         unknown = [f for f in selection.features if f not in by_name]
@@ -73,13 +80,17 @@ def get_features_for_events(
                 f"it has {list(spine.columns)}"
             )
         aggregations = [by_name[f] for f in selection.features]
-        names = [feature_column(view.name, a.name) for a in aggregations]
-        taken = [n for n in names if n in spine.columns]
-        if taken:
-            raise InvalidRequestError(f"the spine already has columns {taken}; rename them")
         values = _view_features(spec.source(view.source), spec.name, view, aggregations, spine, t_ns, Path(root))
-        for name, column in zip(names, values, strict=True):
-            result[name] = column
+        fetched.update({(view.name, a.name): column for a, column in zip(aggregations, values, strict=True)})
+    if realtime is not None:
+        served = realtime_training_columns(realtime, spine, t_ns, fetched)
+    else:
+        served = [(s.view, f, fetched[(s.view, f)]) for s in service_spec.selections for f in s.features]
+    taken = [feature_column(v, f) for v, f, _ in served if feature_column(v, f) in spine.columns]
+    if taken:
+        raise InvalidRequestError(f"the spine already has columns {taken}; rename them")
+    for view_name, feature, column in served:
+        result[feature_column(view_name, feature)] = column
     return result
 
 

@@ -36,9 +36,11 @@ def _closed_port() -> str:
 def test_lineage_follows_sources_views_and_services(fraud: WorkspaceSpec) -> None:
     assert lineage(fraud, "stream_source", "transactions") == {
         "sources": ["transactions"], "entities": ["merchant", "user"],
-        "feature_views": ["merchant_online_volume", "user_transaction_stats"],
-        "feature_services": ["fraud_detection", "user_spending"],
+        "feature_views": ["merchant_online_volume", "transaction_vs_history", "user_transaction_stats"],
+        "feature_services": ["fraud_detection", "fraud_scoring", "user_spending"],
     }
+    # A realtime view reaches back to the stream views it reads, and their sources.
+    assert lineage(fraud, "realtime_feature_view", "transaction_vs_history")["sources"] == ["transactions"]
     assert lineage(fraud, "feature_service", "user_spending") == {
         "sources": ["transactions"], "entities": ["user"], "feature_views": ["user_transaction_stats"],
         "feature_services": ["user_spending"],
@@ -69,8 +71,8 @@ def test_document_carries_spec_metadata_lineage_and_materialization(fraud: Works
     json.dumps(doc)  # JSON-ready as it is
     text = render_description(doc)
     for expected in ("stream_feature_view user_transaction_stats", "owner: fraud-team", "tags: tier=gold",
-                     "prevent_destroy: True", "sources [transactions] -> views [user_transaction_stats] -> services "
-                     "[fraud_detection, user_spending]", "| def user_transaction_stats(transactions):",
+                     "prevent_destroy: True", "sources [transactions] -> views [transaction_vs_history, "
+                     "user_transaction_stats] -> services [fraud_detection, fraud_scoring, user_spending]", "| def user_transaction_stats(transactions):",
                      "feature topic: featurebus.ws.features.user_transaction_stats"):
         assert expected in text, text
 
@@ -87,7 +89,7 @@ def test_cli_describes_a_repository_without_kafka(capsys: pytest.CaptureFixture[
     doc = json.loads(capsys.readouterr().out)
     assert doc["kind"] == "stream_source" and doc["origin"].startswith("definitions in")
     assert doc["materialization"]["state"]["available"] is False
-    assert doc["lineage"]["feature_services"] == ["fraud_detection", "user_spending"]
+    assert doc["lineage"]["feature_services"] == ["fraud_detection", "fraud_scoring", "user_spending"]
 
 
 def test_cli_without_a_broker_or_repo_says_what_to_do(capsys: pytest.CaptureFixture[str]) -> None:

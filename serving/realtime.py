@@ -1,0 +1,151 @@
+"""The realtime part of a feature service's serving plan, built once per workspace spec.
+
+A service that lists realtime views is served in two steps: the stream features it serves *and*
+those its realtime views read are fetched unformatted by the ordinary path (``fetch``, a plain
+``FeatureServiceSpec``), then each realtime view runs in dependency order on the request's
+``requestContextMap`` and the fetched values, and the served features are put in the service's
+order and Tecton's JSON forms (int64 as strings, timestamps as ISO-8601).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from featurebus.exceptions import InvalidRequestError
+from featurebus.schemas.specs import FeatureServiceSpec, WorkspaceSpec
+from featurebus.streams.realtime import RealtimeServicePlan
+
+__all__ = ["RealtimeServing", "parse_request_value"]
+
+PRESENT = "PRESENT"
+MISSING_DATA = "MISSING_DATA"
+
+
+@dataclass
+class RealtimeServing:
+    plan: RealtimeServicePlan
+    fetch_plan: Any = field(default=None)  # the serving path's plan for ``plan.fetch`` (set by FeatureServer)
+
+    @classmethod
+    def build(cls, spec: WorkspaceSpec, service: FeatureServiceSpec) -> RealtimeServing:
+        """Raises DefinitionError (or NotFoundError) when the service cannot be served."""
+        return cls(RealtimeServicePlan.build(spec, service))
+
+    @property
+    def fetch(self) -> FeatureServiceSpec:
+        return self.plan.fetch
+
+    @property
+    def outputs(self) -> tuple[tuple[Any, ...], ...]:
+        return self.plan.outputs
+
+    @property
+    def output_dtypes(self) -> tuple[str, ...]:
+        return self.plan.output_dtypes
+
+    @property
+    def request_fields(self) -> tuple[tuple[str, str], ...]:
+        return self.plan.request_fields
+
+    def row(
+        self,
+        fetched: tuple[list[Any], list[str], list[str]],
+        request_context_map: Mapping[str, Any] | None,
+        t_ms: int,
+        with_times: bool,
+    ) -> tuple[list[Any], list[str], list[str]]:
+        """The served (features, statuses, effective times) from the fetched stream row."""
+        values, statuses, times = fetched
+        request = self._request_values(request_context_map)
+        request_time = datetime.fromtimestamp(t_ms / 1000, UTC)
+        by_view: dict[str, Mapping[str, Any]] = {}
+        flat = iter(values)
+        for selection in self.fetch.selections:
+            by_view[selection.view] = {f: next(flat) for f in selection.features}
+        for view in self.plan.views:
+            inputs = {s.name: request if s.kind == "request" else by_view[s.name] for s in view.spec.inputs}
+            by_view[view.spec.name] = view.evaluate_row(inputs, request_time)
+        features: list[Any] = []
+        out_statuses: list[str] = []
+        out_times: list[str] = []
+        realtime_time = _iso(request_time) if with_times else ""  # computed at request time
+        for output, dtype in zip(self.outputs, self.output_dtypes, strict=True):
+            if output[0] == "fetched":
+                value, status = values[output[1]], statuses[output[1]]
+                out_times.append(times[output[1]] if with_times else "")
+            else:
+                value = by_view[output[1]][output[2]]
+                status = MISSING_DATA if value is None else PRESENT
+                out_times.append(realtime_time)
+            features.append(_json_value(value, dtype))
+            out_statuses.append(status)
+        return features, out_statuses, out_times if with_times else []
+
+    def _request_values(self, request_context_map: Mapping[str, Any] | None) -> dict[str, Any]:
+        if not self.request_fields:
+            return {}
+        if not isinstance(request_context_map, Mapping):
+            required = ", ".join(n for n, _ in self.request_fields)
+            raise InvalidRequestError(f"requestContextMap is required by feature service {self.plan.name!r}; "
+                                      f"it needs: {required}")
+        values = {}
+        for name, dtype in self.request_fields:
+            if name not in request_context_map:
+                required = ", ".join(n for n, _ in self.request_fields)
+                raise InvalidRequestError(f"requestContextMap is missing {name!r}; feature service {self.plan.name!r} "
+                                          f"requires: {required}")
+            values[name] = parse_request_value(name, request_context_map[name], dtype)
+        return values
+
+
+def parse_request_value(name: str, value: Any, dtype: str) -> Any:
+    """A JSON request value as the Python value of ``dtype``; InvalidRequestError naming ``name``."""
+    if value is None:
+        return None
+    if dtype in ("int64", "int32"):
+        if isinstance(value, str):  # Tecton clients send int64 as strings (JSON numbers lose precision)
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        elif isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif dtype in ("float64", "float32"):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif dtype == "bool":
+        if isinstance(value, bool):
+            return value
+    elif dtype == "string":
+        if isinstance(value, str):
+            return value
+    elif dtype == "timestamp":
+        if isinstance(value, str):
+            try:
+                stamp = pd.Timestamp(value)
+            except ValueError:
+                pass
+            else:
+                return (stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)).to_pydatetime()
+    elif isinstance(value, list):
+        return value
+    raise InvalidRequestError(f"requestContextMap.{name} must be a {dtype} value, got {value!r}")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _json_value(value: Any, dtype: str) -> Any:
+    if value is None:
+        return None
+    if dtype == "int64":
+        return str(value)
+    if dtype == "timestamp" and isinstance(value, datetime):
+        return _iso(value)
+    return value
