@@ -29,7 +29,10 @@ __all__ = [
     "WorkspaceSpec",
 ]
 
-SPEC_FORMAT_VERSION = 1
+SPEC_FORMAT_VERSION = 2
+# Version 2 added AggregationSpec's function parameters and ``attribute``, with defaults, so
+# version 1 documents still read as they were written.
+_READABLE_VERSIONS = frozenset({1, SPEC_FORMAT_VERSION})
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,13 @@ class AggregationSpec:
     input_dtype: str
     window_ms: int
     output_dtype: str
+    # Parameters of the functions that take them (featurebus.aggregation_functions); None otherwise.
+    n: int | None = None  # first/last(n), first/last_distinct(n)
+    percentile: float | None = None  # approx_percentile
+    precision: int | None = None  # approx_count_distinct, approx_percentile (None: the default)
+    # An ``Attribute`` feature: ``last`` over ``[T - ttl, T)`` (window_ms = the view's ttl) that
+    # keeps nulls, in continuous mode whatever the view's aggregation_interval.
+    attribute: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,12 +164,12 @@ class WorkspaceSpec:
     def from_json(cls, data: bytes) -> WorkspaceSpec:
         raw = orjson.loads(data)
         version = raw.get("format_version")
-        if version != SPEC_FORMAT_VERSION:
+        if version not in _READABLE_VERSIONS:
             raise StoreFormatError(
                 f"workspace spec has format version {version!r}, this featurebus reads "
                 f"{SPEC_FORMAT_VERSION}; upgrade featurebus or re-apply the repository"
             )
-        spec: WorkspaceSpec = _build(cls, raw)
+        spec: WorkspaceSpec = _build(cls, {**raw, "format_version": SPEC_FORMAT_VERSION})
         return spec
 
 
