@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from featurebus import aggregation_functions
 from featurebus.definitions import (
     Aggregate,
+    Attribute,
     Entity,
     FeatureReference,
     FeatureService,
@@ -21,6 +23,7 @@ from featurebus.workspace import get_workspace
 
 __all__ = [
     "Aggregate",
+    "Attribute",
     "DefinitionError",
     "Entity",
     "FeatureReference",
@@ -33,6 +36,7 @@ __all__ = [
     "StreamProcessingMode",
     "StreamSource",
     "TimeWindow",
+    "aggregation_functions",
     "get_workspace",
     "stream_feature_view",
 ]

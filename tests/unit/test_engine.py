@@ -139,17 +139,20 @@ def test_expiry_deletes_unreachable_tiles_and_publishes_tombstones() -> None:
 
 def test_large_integers_with_nulls_stay_exact() -> None:
     from featurebus.schemas.specs import FieldSpec
-    from featurebus.streams.aggregations import aggregator_for, numeric_column
+    from featurebus.streams.aggregations import aggregator_for, input_column
     from featurebus.streams.records import decode_json_records
 
     big = 12_345_678_901_234_567
     batch = decode_json_records(
         [orjson.dumps({"n": big, "ts": 1}), orjson.dumps({"n": None, "ts": 2}), orjson.dumps({"n": 1, "ts": 3})],
         [FieldSpec("n", "int64"), FieldSpec("ts", "timestamp")], "ts")
-    values, valid = numeric_column(batch.frame["n"], "int64")
+    values, valid = input_column(batch.frame["n"], "int64")
     one_group = np.zeros(len(values), dtype=np.int64)
-    assert aggregator_for("sum", "int64").from_groups(values, valid, one_group, 1) == [big + 1]
-    assert aggregator_for("count", "int64").from_groups(values, valid, one_group, 1) == [2]
+    ts = np.array([1, 2, 3])
+    assert aggregator_for("sum", "int64").from_groups(values, valid, one_group, 1, ts) == [big + 1]
+    assert aggregator_for("count", "int64").from_groups(values, valid, one_group, 1, ts) == [2]
+    assert aggregator_for("max", "int64").from_groups(values, valid, one_group, 1, ts) == [big]
+    assert aggregator_for("last_n", "int64", n=3).from_groups(values, valid, one_group, 1, ts) == [[[1, big], [3, 1]]]
 
 
 def test_a_partition_processed_elsewhere_is_refused_not_folded_into_empty_state() -> None:
