@@ -218,9 +218,17 @@ class _Extreme:
         out: list[Any] = [None] * n_groups
         if not valid.any():
             return out
-        grouped = pd.Series(values[valid]).groupby(group_ids[valid], sort=False)
-        extremes = grouped.max() if self._max else grouped.min()
-        for group, value in zip(extremes.index.tolist(), extremes.tolist(), strict=True):
+        rows = np.flatnonzero(valid)
+        if values.dtype == object:  # strings: numpy cannot sort objects with lexsort
+            grouped = pd.Series(values[rows]).groupby(group_ids[rows], sort=False)
+            extremes = grouped.max() if self._max else grouped.min()
+            for group, value in zip(extremes.index.tolist(), extremes.tolist(), strict=True):
+                out[group] = value
+            return out
+        order = rows[np.lexsort((values[rows], group_ids[rows]))]  # by group, then value
+        groups = group_ids[order]
+        picks = np.flatnonzero(np.diff(groups, append=-1)) if self._max else np.flatnonzero(np.diff(groups, prepend=-1))
+        for group, value in zip(groups[picks].tolist(), values[order[picks]].tolist(), strict=True):
             out[group] = value
         return out
 

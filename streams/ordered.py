@@ -51,19 +51,19 @@ class OrderedAggregator:
             return out
         # Stable order by (group, event time, arrival): lexsort's last key is the primary one.
         rows = rows[np.lexsort((rows, ts_ms[rows], group_ids[rows]))]
-        frame = pd.DataFrame({"g": group_ids[rows], "t": ts_ms[rows]})
-        picked = values[rows]
-        if self.include_nulls:
-            picked = picked.astype(object)
-            picked[~valid[rows]] = None
-        frame["v"] = picked
         if self.distinct:
-            frame = frame.loc[~frame.duplicated(["g", "v"], keep="last" if self.latest else "first")]
-        grouped = frame.groupby("g", sort=False)
-        frame = grouped.tail(self.n) if self.latest else grouped.head(self.n)
-        groups = frame["g"].to_numpy()
-        times, kept = frame["t"].tolist(), frame["v"].tolist()
-        bounds = [0, *(np.flatnonzero(np.diff(groups)) + 1).tolist(), len(groups)]
+            rows = rows[_first_of_each(group_ids[rows], pd.factorize(values[rows])[0], from_end=self.latest)]
+        groups = group_ids[rows]
+        starts = np.flatnonzero(np.diff(groups, prepend=-1))
+        sizes = np.diff(np.append(starts, len(groups)))
+        position = np.arange(len(groups)) - np.repeat(starts, sizes)
+        keep = position >= np.repeat(sizes - self.n, sizes) if self.latest else position < self.n
+        rows, groups = rows[keep], groups[keep]
+        times = ts_ms[rows].tolist()
+        kept: list[Any] = values[rows].tolist()
+        if self.include_nulls:
+            kept = [v if ok else None for v, ok in zip(kept, valid[rows].tolist(), strict=True)]
+        bounds = [*np.flatnonzero(np.diff(groups, prepend=-1)).tolist(), len(groups)]
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
             out[int(groups[lo])] = [[times[i], kept[i]] for i in range(lo, hi)]
         return out
@@ -92,3 +92,14 @@ class OrderedAggregator:
         if self.scalar:
             return partial[-1][1]
         return [value for _, value in partial]
+
+
+def _first_of_each(groups: np.ndarray, codes: np.ndarray, from_end: bool) -> np.ndarray:
+    """Positions (ascending) of the first (or, ``from_end``, the last) occurrence of every
+    ``(group, code)`` pair in an already ordered sequence."""
+    key = groups.astype(np.int64) * (int(codes.max()) + 2) + codes
+    if from_end:
+        _, index = np.unique(key[::-1], return_index=True)
+        return np.sort(len(key) - 1 - index)
+    _, index = np.unique(key, return_index=True)
+    return np.sort(index)

@@ -82,11 +82,12 @@ class ApproxCountDistinct:
         if not len(rows):
             return out
         index, rank = self._registers(values[rows])
-        frame = pd.DataFrame({"g": group_ids[rows], "i": index, "r": rank})
-        best = frame.groupby(["g", "i"], sort=True)["r"].max()  # sorted by group, then register
-        groups = best.index.get_level_values(0).to_numpy()
-        registers = best.index.get_level_values(1).to_numpy()
-        ranks = best.to_numpy()
+        # The highest rank per (group, register): sort by both then by rank, keep each run's last.
+        cell = group_ids[rows].astype(np.int64) * self._m + index
+        order = np.lexsort((rank, cell))
+        cell, rank = cell[order], rank[order]
+        last = np.append(np.flatnonzero(np.diff(cell)), len(cell) - 1)
+        groups, registers, ranks = cell[last] // self._m, cell[last] % self._m, rank[last]
         bounds = [0, *(np.flatnonzero(np.diff(groups)) + 1).tolist(), len(groups)]
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
             out[int(groups[lo])] = self._encode(registers[lo:hi], ranks[lo:hi])
@@ -182,19 +183,20 @@ class ApproxPercentile:
         sign = np.sign(x).astype(np.int64)
         with np.errstate(divide="ignore"):
             key = np.where(sign != 0, np.ceil(np.log(np.abs(x)) / self._log_gamma), 0).astype(np.int64)
-        frame = pd.DataFrame({"g": groups, "s": sign, "k": key, "x": x})
-        stats = frame.groupby("g", sort=True)["x"].agg(["count", "min", "max"])
-        buckets = frame.groupby(["g", "s", "k"], sort=True).size()
-        bucket_groups = buckets.index.get_level_values(0).to_numpy()
-        signs = buckets.index.get_level_values(1).to_numpy()
-        keys = buckets.index.get_level_values(2).to_numpy()
-        counts = buckets.to_numpy()
-        starts = np.searchsorted(bucket_groups, stats.index.to_numpy(), side="left")
-        ends = np.searchsorted(bucket_groups, stats.index.to_numpy(), side="right")
-        for (group, row), lo, hi in zip(stats.iterrows(), starts.tolist(), ends.tolist(), strict=True):
-            s, k, c = signs[lo:hi], keys[lo:hi], counts[lo:hi]
-            out[int(group)] = [
-                _HIST_TAG, _FORMAT, self.precision, int(row["count"]), float(row["min"]), float(row["max"]),
+        order = np.lexsort((x, key, sign, groups))  # by group, sign, bucket (and value: min/max)
+        groups, sign, key, x = groups[order], sign[order], key[order], x[order]
+        bucket_starts = np.flatnonzero(np.diff(groups, prepend=-1) | np.diff(sign, prepend=2) | np.diff(key, prepend=key[0] - 1))
+        counts = np.diff(np.append(bucket_starts, len(groups)))
+        b_groups, b_signs, b_keys = groups[bucket_starts], sign[bucket_starts], key[bucket_starts]
+        group_starts = np.flatnonzero(np.diff(groups, prepend=-1))
+        group_ends = np.append(group_starts[1:], len(groups))
+        lows, highs = np.minimum.reduceat(x, group_starts), np.maximum.reduceat(x, group_starts)
+        b_bounds = np.searchsorted(b_groups, groups[group_starts], side="left").tolist() + [len(b_groups)]
+        for j, (start, end) in enumerate(zip(group_starts.tolist(), group_ends.tolist(), strict=True)):
+            lo, hi = b_bounds[j], b_bounds[j + 1]
+            s, k, c = b_signs[lo:hi], b_keys[lo:hi], counts[lo:hi]
+            out[int(groups[start])] = [
+                _HIST_TAG, _FORMAT, self.precision, end - start, float(lows[j]), float(highs[j]),
                 int(c[s == 0].sum()), k[s > 0].tolist(), c[s > 0].tolist(), k[s < 0].tolist(), c[s < 0].tolist(),
             ]
         return out

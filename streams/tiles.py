@@ -68,8 +68,10 @@ def batch_tiles(view: CompiledView, rows: pd.DataFrame, ts_ms: np.ndarray) -> li
     group_ids = grouped.ngroup().to_numpy()
     group_keys = grouped.size().index  # the same first-appearance order as ngroup() (sort=False)
     n_groups = len(group_keys)
+    inputs = {(a.input_column, a.input_dtype) for a in spec.aggregations}  # each column normalised once
+    normalised = {(name, dtype): input_column(rows[name], dtype) for name, dtype in inputs}
     columns = [
-        agg.from_groups(*input_column(rows[a.input_column], a.input_dtype), group_ids, n_groups, ts_ms)
+        agg.from_groups(*normalised[(a.input_column, a.input_dtype)], group_ids, n_groups, ts_ms)
         for agg, a in zip(view.aggregators, spec.aggregations, strict=True)
     ]
     updates = []
