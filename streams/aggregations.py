@@ -314,7 +314,10 @@ def input_column(column: Any, input_dtype: str) -> tuple[np.ndarray, np.ndarray]
     skips them (and as the offline join does); the online and offline paths both come through
     here, so a value has one representation (which the sketches hash).
     """
-    series = pd.Series(column)
+    if input_dtype in ("int64", "int32") and isinstance(column, list):
+        series = pd.Series(column, dtype="Int64")  # a plain list with None would go through float64
+    else:
+        series = pd.Series(column)
     valid = series.notna().to_numpy()
     if input_dtype in ("int64", "int32"):
         return series.to_numpy(dtype=np.int64, na_value=0), valid
