@@ -169,7 +169,8 @@ def _view_features(
     for a in aggregations:
         if not _in_sql(a):
             columns.append(feature_array(next(other_values), a.output_dtype))
-        elif a.function == "count":
+            continue
+        if a.function == "count":
             columns.append(scatter("count", a)[0])
             continue
         total, no_total = scatter("sum", a)
