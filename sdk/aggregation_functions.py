@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-
 __all__ = [
     "AggregationFunction",
     "approx_count_distinct",

@@ -284,7 +284,8 @@ class Attribute:
                  tags: dict[str, str] | None = None) -> None:
         self.site = _caller_site()
         if isinstance(name, Field):
-            name, dtype = name.name, dtype or name.dtype
+            column: Field = name
+            name, dtype = column.name, dtype or column.dtype
         if not isinstance(name, str) or not name:
             raise _fail("Attribute", str(name), self.site, "name must be the name of a column of the "
                         "transformation's output", "Pass Attribute('city', String).")
@@ -342,7 +343,7 @@ class StreamFeatureView(_Definition):
         self.source = source
         self.entities = tuple(entities)
         self.mode = mode
-        self.features = tuple(features)
+        self.features: tuple[Aggregate | Attribute, ...] = tuple(features)
         self.timestamp_field = timestamp_field or source.timestamp_field
         self.aggregation_interval = aggregation_interval
         self.stream_processing_mode = stream_processing_mode

@@ -15,6 +15,7 @@ Tecton returns them; ``last`` returns the single latest value.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -64,7 +65,7 @@ class OrderedAggregator:
         if self.include_nulls:
             kept = [v if ok else None for v, ok in zip(kept, valid[rows].tolist(), strict=True)]
         bounds = [*np.flatnonzero(np.diff(groups, prepend=-1)).tolist(), len(groups)]
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        for lo, hi in itertools.pairwise(bounds):
             out[int(groups[lo])] = [[times[i], kept[i]] for i in range(lo, hi)]
         return out
 

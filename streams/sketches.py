@@ -18,6 +18,7 @@ Partials are JSON lists tagged with the sketch kind and a format version:
 from __future__ import annotations
 
 import base64
+import itertools
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -89,7 +90,7 @@ class ApproxCountDistinct:
         last = np.append(np.flatnonzero(np.diff(cell)), len(cell) - 1)
         groups, registers, ranks = cell[last] // self._m, cell[last] % self._m, rank[last]
         bounds = [0, *(np.flatnonzero(np.diff(groups)) + 1).tolist(), len(groups)]
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        for lo, hi in itertools.pairwise(bounds):
             out[int(groups[lo])] = self._encode(registers[lo:hi], ranks[lo:hi])
         return out
 
@@ -191,7 +192,7 @@ class ApproxPercentile:
         group_starts = np.flatnonzero(np.diff(groups, prepend=-1))
         group_ends = np.append(group_starts[1:], len(groups))
         lows, highs = np.minimum.reduceat(x, group_starts), np.maximum.reduceat(x, group_starts)
-        b_bounds = np.searchsorted(b_groups, groups[group_starts], side="left").tolist() + [len(b_groups)]
+        b_bounds = [*np.searchsorted(b_groups, groups[group_starts], side="left").tolist(), len(b_groups)]
         for j, (start, end) in enumerate(zip(group_starts.tolist(), group_ends.tolist(), strict=True)):
             lo, hi = b_bounds[j], b_bounds[j + 1]
             s, k, c = b_signs[lo:hi], b_keys[lo:hi], counts[lo:hi]
@@ -232,14 +233,14 @@ class ApproxPercentile:
         for key, n in reversed(list(zip(partial[9], partial[10], strict=True))):
             seen += n
             if seen > rank:
-                return max(low, min(high, -self._value(key)))
+                return float(max(low, min(high, -self._value(key))))
         seen += zeros
         if seen > rank:
-            return max(low, min(high, 0.0))
+            return float(max(low, min(high, 0.0)))
         for key, n in zip(partial[7], partial[8], strict=True):
             seen += n
             if seen > rank:
-                return max(low, min(high, self._value(key)))
+                return float(max(low, min(high, self._value(key))))
         return float(high)
 
     def _value(self, key: int) -> float:

@@ -114,7 +114,7 @@ def matches(function: str, got: Any, want: Any, precision: int | None = None) ->
     if isinstance(want, list):
         return isinstance(got, list) and len(got) == len(want) and all(
             close(g, w) if isinstance(w, float) else g == w for g, w in zip(got, want, strict=True))
-    if isinstance(want, str) or isinstance(want, bool):
+    if isinstance(want, (str, bool)):
         return bool(got == want)
     if function in ("var_pop", "var_samp", "stddev_pop", "stddev_samp"):
         return close(got, want, rel=1e-7)

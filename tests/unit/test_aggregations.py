@@ -4,6 +4,7 @@ sketches stay within their documented error, and parameters are validated."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from typing import Any
@@ -97,7 +98,7 @@ def test_split_batches_merge_to_the_one_batch_answer_and_match_the_oracle(
     values, times = data.draw(histories(dtype))
     cuts = sorted(data.draw(st.lists(st.integers(0, len(values)), max_size=4)))
     bounds = [0, *cuts, len(values)]
-    pieces = [_partials(agg, values[lo:hi], times[lo:hi], dtype) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    pieces = [_partials(agg, values[lo:hi], times[lo:hi], dtype) for lo, hi in itertools.pairwise(bounds)]
     whole = agg.result(_partials(agg, values, times, dtype))
     assert _same(function, agg.result(agg.merge_many(pieces)), whole)
     folded = agg.initialize()
