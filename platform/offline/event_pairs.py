@@ -37,7 +37,7 @@ def aggregate_pairs(
     ends: Sequence[np.ndarray],
     events: pa.Table | None,
     input_aliases: dict[str, str],
-    chunk_rows: int = PAIR_CHUNK_ROWS,
+    chunk_rows: int | None = None,
 ) -> list[list[Any]]:
     """Per aggregation, the value at every spine row.
 
@@ -53,7 +53,7 @@ def aggregate_pairs(
         starts = [end - a.window_ms for end, a in zip(ends, aggregations, strict=True)]
         lo = np.minimum.reduce(starts)
         hi = np.maximum.reduce(list(ends))
-        for chunk in _pairs(view, spine_keys, lo, hi, events, input_aliases, chunk_rows):
+        for chunk in _pairs(view, spine_keys, lo, hi, events, input_aliases, chunk_rows or PAIR_CHUNK_ROWS):
             _fold(chunk, aggregations, aggregators, starts, ends, input_aliases, partials, touched)
     return [
         [agg.result(p if t else agg.initialize()) for p, t in zip(column, touched.tolist(), strict=True)]
