@@ -192,13 +192,22 @@ class ApproxPercentile:
         group_starts = np.flatnonzero(np.diff(groups, prepend=-1))
         group_ends = np.append(group_starts[1:], len(groups))
         lows, highs = np.minimum.reduceat(x, group_starts), np.maximum.reduceat(x, group_starts)
-        b_bounds = [*np.searchsorted(b_groups, groups[group_starts], side="left").tolist(), len(b_groups)]
-        for j, (start, end) in enumerate(zip(group_starts.tolist(), group_ends.tolist(), strict=True)):
-            lo, hi = b_bounds[j], b_bounds[j + 1]
-            s, k, c = b_signs[lo:hi], b_keys[lo:hi], counts[lo:hi]
-            out[int(groups[start])] = [
-                _HIST_TAG, _FORMAT, self.precision, end - start, float(lows[j]), float(highs[j]),
-                int(c[s == 0].sum()), k[s > 0].tolist(), c[s > 0].tolist(), k[s < 0].tolist(), c[s < 0].tolist(),
+        # Within a group buckets run negatives, the zero bucket, positives (sign is sorted first),
+        # so each part of a partial is one slice of the flat bucket lists.
+        b_starts = np.searchsorted(b_groups, groups[group_starts], side="left")
+        b_ends = np.append(b_starts[1:], len(b_groups))
+        negatives = np.add.reduceat((b_signs < 0).astype(np.int64), b_starts)
+        zero_buckets = np.add.reduceat((b_signs == 0).astype(np.int64), b_starts)
+        zeros = np.add.reduceat(np.where(b_signs == 0, counts, 0), b_starts)
+        keys_list, counts_list = b_keys.tolist(), counts.tolist()
+        columns = zip(groups[group_starts].tolist(), (group_ends - group_starts).tolist(), lows.tolist(), highs.tolist(),
+                      b_starts.tolist(), b_ends.tolist(), negatives.tolist(), zero_buckets.tolist(), zeros.tolist(),
+                      strict=True)
+        for group, n, low, high, lo, hi, neg, zb, zero in columns:
+            pos = lo + neg + zb
+            out[group] = [
+                _HIST_TAG, _FORMAT, self.precision, n, low, high, zero, keys_list[pos:hi], counts_list[pos:hi],
+                keys_list[lo : lo + neg], counts_list[lo : lo + neg],
             ]
         return out
 
