@@ -4,7 +4,9 @@ Entity key  = FORMAT | per join key: tag (b"s" str, b"i" int) + value bytes (str
               int: signed 64-bit big-endian, sign bit flipped so byte order is numeric order).
 Tile key    = entity key | u64 big-endian of (tile_start_ms + 2**63)  -> tiles of an entity sort by
               time, so a window is one contiguous key range.
-Tile value  = FORMAT | orjson list of partials (one per aggregation, in the view's order).
+Tile value  = FORMAT | orjson list of partials (one per aggregation, in the view's order). Sketch
+              partials (approx_count_distinct, approx_percentile) are JSON lists that carry their
+              own kind and version tag, ``["hll", 1, ...]`` (see ``featurebus.streams.sketches``).
 Store key   = FORMAT | u16 length + view name | tile key.
 
 Changing any layout means bumping ``KEY_FORMAT_VERSION`` / ``VALUE_FORMAT_VERSION``; stores
