@@ -7,15 +7,13 @@ tiles, and serving merges the tiles a window covers. The offline training set ca
 online and offline agree by construction. Partials are plain JSON values so they can travel on
 the feature topic; sketch partials carry their own format tag (see ``streams.sketches``).
 
-This module holds the exact numeric aggregators (count, sum, mean, min, max, variance family)
-and the dispatch; order-dependent ones live in ``streams.ordered``, sketches in
-``streams.sketches``.
+This module holds the interface, input normalisation, validation and dispatch; the aggregators
+live in ``streams.numeric`` (exact numeric ones), ``streams.ordered`` (order-dependent ones) and
+``streams.sketches`` (approximate ones).
 """
 
 from __future__ import annotations
 
-import enum
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
@@ -24,6 +22,8 @@ import pandas as pd
 
 from featurebus.exceptions import DefinitionError
 from featurebus.schemas.specs import AggregationSpec
+from featurebus.streams.functions import FUNCTION_ALIASES, AggregationFunction
+from featurebus.streams.numeric import Count, Extreme, Mean, Sum, Variance
 from featurebus.streams.ordered import OrderedAggregator
 from featurebus.streams.sketches import (
     HLL_PRECISION_RANGE,
@@ -53,30 +53,6 @@ MAX_N = 1000  # first/last(n): the arrays travel whole in every tile and respons
 
 Partial = Any
 
-
-class AggregationFunction(enum.StrEnum):
-    """The functions a spec can name (``AggregationSpec.function``)."""
-
-    COUNT = "count"
-    SUM = "sum"
-    MEAN = "mean"
-    MIN = "min"
-    MAX = "max"
-    LAST = "last"
-    FIRST_N = "first_n"
-    LAST_N = "last_n"
-    FIRST_DISTINCT_N = "first_distinct_n"
-    LAST_DISTINCT_N = "last_distinct_n"
-    VAR_POP = "var_pop"
-    VAR_SAMP = "var_samp"
-    STDDEV_POP = "stddev_pop"
-    STDDEV_SAMP = "stddev_samp"
-    APPROX_COUNT_DISTINCT = "approx_count_distinct"
-    APPROX_PERCENTILE = "approx_percentile"
-
-
-# Tecton's extra spellings of the same functions (the feature name keeps the spelling used).
-FUNCTION_ALIASES = {"stddev": AggregationFunction.STDDEV_SAMP, "variance": AggregationFunction.VAR_SAMP}
 
 _WITH_N = frozenset({AggregationFunction.FIRST_N, AggregationFunction.LAST_N, AggregationFunction.FIRST_DISTINCT_N,
                      AggregationFunction.LAST_DISTINCT_N})
@@ -110,200 +86,6 @@ class Aggregator(Protocol):
         ...
 
     def result(self, partial: Partial) -> Any: ...
-
-
-def _counts(valid: np.ndarray, group_ids: np.ndarray, n_groups: int) -> np.ndarray:
-    counts: np.ndarray = np.bincount(group_ids, weights=valid, minlength=n_groups).astype(np.int64)
-    return counts
-
-
-def _sums(values: np.ndarray, group_ids: np.ndarray, n_groups: int) -> np.ndarray:
-    if values.dtype.kind in "iu":  # exact integer sums: never through float64 weights
-        sums = np.zeros(n_groups, dtype=np.int64)
-        np.add.at(sums, group_ids, values)
-        return sums
-    result: np.ndarray = np.bincount(group_ids, weights=values, minlength=n_groups)
-    return result
-
-
-class _Count:
-    function = AggregationFunction.COUNT
-
-    def initialize(self) -> int:
-        return 0
-
-    def from_groups(self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int,
-                    ts_ms: np.ndarray) -> list[int]:
-        counts: list[int] = _counts(valid, group_ids, n_groups).tolist()
-        return counts
-
-    def merge(self, a: int, b: int) -> int:
-        return a + b
-
-    def merge_many(self, partials: Sequence[int]) -> int:
-        return sum(partials)
-
-    def result(self, partial: int) -> int:
-        return partial
-
-
-class _Sum:
-    function = AggregationFunction.SUM
-
-    def initialize(self) -> None:
-        return None  # null, not 0: a window without events has no sum (DESIGN.md §4)
-
-    def from_groups(self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int,
-                    ts_ms: np.ndarray) -> list[int | float | None]:
-        counts = _counts(valid, group_ids, n_groups).tolist()
-        sums = _sums(values, group_ids, n_groups).tolist()
-        return [total if count else None for total, count in zip(sums, counts, strict=True)]
-
-    def merge(self, a: int | float | None, b: int | float | None) -> int | float | None:
-        if a is None:
-            return b
-        if b is None:
-            return a
-        return a + b
-
-    def merge_many(self, partials: Sequence[int | float | None]) -> int | float | None:
-        present = [p for p in partials if p is not None]
-        return sum(present) if present else None
-
-    def result(self, partial: int | float | None) -> int | float | None:
-        return partial
-
-
-class _Mean:
-    """Partial is ``[sum, count]`` so that means of tiles merge exactly."""
-
-    function = AggregationFunction.MEAN
-
-    def initialize(self) -> list[float]:
-        return [0.0, 0]
-
-    def from_groups(self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int,
-                    ts_ms: np.ndarray) -> list[list[float]]:
-        sums = _sums(values.astype(np.float64), group_ids, n_groups).tolist()
-        counts = _counts(valid, group_ids, n_groups).tolist()
-        return [[total, count] for total, count in zip(sums, counts, strict=True)]
-
-    def merge(self, a: list[float], b: list[float]) -> list[float]:
-        return [a[0] + b[0], a[1] + b[1]]
-
-    def merge_many(self, partials: Sequence[list[float]]) -> list[float]:
-        return [sum(p[0] for p in partials), sum(p[1] for p in partials)]
-
-    def result(self, partial: list[float]) -> float | None:
-        total, count = partial
-        if not count:
-            return None
-        mean = total / count
-        return mean if math.isfinite(mean) else None
-
-
-class _Extreme:
-    """min or max; the partial is the extreme value itself (null: no value yet). Exact for
-    integers (int64 all the way) and strings (code-point order, as SQL's binary collation)."""
-
-    def __init__(self, function: AggregationFunction) -> None:
-        self.function = function
-        self._max = function is AggregationFunction.MAX
-
-    def initialize(self) -> None:
-        return None
-
-    def from_groups(self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int,
-                    ts_ms: np.ndarray) -> list[Any]:
-        out: list[Any] = [None] * n_groups
-        if not valid.any():
-            return out
-        rows = np.flatnonzero(valid)
-        if values.dtype == object:  # strings: numpy cannot sort objects with lexsort
-            grouped = pd.Series(values[rows]).groupby(group_ids[rows], sort=False)
-            extremes = grouped.max() if self._max else grouped.min()
-            for group, value in zip(extremes.index.tolist(), extremes.tolist(), strict=True):
-                out[group] = value
-            return out
-        order = rows[np.lexsort((values[rows], group_ids[rows]))]  # by group, then value
-        groups = group_ids[order]
-        picks = np.flatnonzero(np.diff(groups, append=-1)) if self._max else np.flatnonzero(np.diff(groups, prepend=-1))
-        for group, value in zip(groups[picks].tolist(), values[order[picks]].tolist(), strict=True):
-            out[group] = value
-        return out
-
-    def merge(self, a: Any, b: Any) -> Any:
-        if a is None:
-            return b
-        if b is None:
-            return a
-        return max(a, b) if self._max else min(a, b)
-
-    def merge_many(self, partials: Sequence[Any]) -> Any:
-        present = [p for p in partials if p is not None]
-        if not present:
-            return None
-        return max(present) if self._max else min(present)
-
-    def result(self, partial: Any) -> Any:
-        return partial
-
-
-class _Variance:
-    """var_pop / var_samp / stddev_pop / stddev_samp. The partial is ``[count, mean, M2]`` (M2: sum
-    of squared deviations from the mean), computed two-pass per batch and merged with Chan et al.'s
-    pairwise formula: numerically stable where sum-of-squares would cancel catastrophically."""
-
-    def __init__(self, function: AggregationFunction) -> None:
-        self.function = function
-        self._ddof = 1 if function in (AggregationFunction.VAR_SAMP, AggregationFunction.STDDEV_SAMP) else 0
-        self._sqrt = function in (AggregationFunction.STDDEV_POP, AggregationFunction.STDDEV_SAMP)
-
-    def initialize(self) -> list[float]:
-        return [0, 0.0, 0.0]
-
-    def from_groups(self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int,
-                    ts_ms: np.ndarray) -> list[list[float]]:
-        x = values.astype(np.float64)
-        counts = _counts(valid, group_ids, n_groups)
-        sums = np.bincount(group_ids, weights=x, minlength=n_groups)  # nulls are 0 already
-        means = sums / np.maximum(counts, 1)
-        deviations = np.where(valid, x - means[group_ids], 0.0)
-        m2 = np.bincount(group_ids, weights=deviations * deviations, minlength=n_groups)
-        return [[c, mu, s] for c, mu, s in zip(counts.tolist(), means.tolist(), m2.tolist(), strict=True)]
-
-    def merge(self, a: list[float], b: list[float]) -> list[float]:
-        na, ma, qa = a
-        nb, mb, qb = b
-        if not na:
-            return list(b)
-        if not nb:
-            return list(a)
-        n = na + nb
-        delta = mb - ma
-        return [n, ma + delta * nb / n, qa + qb + delta * delta * na * nb / n]
-
-    def merge_many(self, partials: Sequence[list[float]]) -> list[float]:
-        present = [p for p in partials if p[0]]
-        if len(present) <= 2:
-            state = self.initialize()
-            for p in present:
-                state = self.merge(state, p)
-            return state
-        # The k-way form of Chan's formula: M2 = sum M2_i + sum n_i (mean_i - mean)^2.
-        arr = np.asarray(present, dtype=np.float64)
-        counts, means, m2 = arr[:, 0], arr[:, 1], arr[:, 2]
-        n = int(sum(int(p[0]) for p in present))
-        mean = float(np.dot(counts, means) / n)
-        return [n, mean, float(m2.sum() + np.dot(counts, (means - mean) ** 2))]
-
-    def result(self, partial: list[float]) -> float | None:
-        n, _, m2 = partial
-        if n <= self._ddof:
-            return None  # no spread from one value for a sample variance (SQL's NULL)
-        variance = max(m2, 0.0) / (n - self._ddof)
-        value = math.sqrt(variance) if self._sqrt else variance
-        return value if math.isfinite(value) else None
 
 
 def input_column(column: Any, input_dtype: str) -> tuple[np.ndarray, np.ndarray]:
@@ -360,13 +142,13 @@ def aggregator_for(
     _check_params(fn, n, percentile, precision)
     _check_input(fn, input_dtype)
     if fn is AggregationFunction.COUNT:
-        return _Count()
+        return Count()
     if fn is AggregationFunction.SUM:
-        return _Sum()
+        return Sum()
     if fn is AggregationFunction.MEAN:
-        return _Mean()
+        return Mean()
     if fn in (AggregationFunction.MIN, AggregationFunction.MAX):
-        return _Extreme(fn)
+        return Extreme(fn)
     if fn is AggregationFunction.LAST:
         return OrderedAggregator(fn, n=1, latest=True, distinct=False, scalar=True, include_nulls=include_nulls)
     if fn in _WITH_N:
@@ -379,7 +161,7 @@ def aggregator_for(
     if fn is AggregationFunction.APPROX_PERCENTILE:
         assert percentile is not None  # checked above
         return ApproxPercentile(fn, percentile, precision if precision is not None else PERCENTILE_PRECISION_RANGE[2])
-    return _Variance(fn)
+    return Variance(fn)
 
 
 def aggregator_of(spec: AggregationSpec) -> Aggregator:

@@ -18,13 +18,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:
-    from featurebus.streams.aggregations import AggregationFunction
+from featurebus.streams.functions import AggregationFunction
 
 __all__ = ["OrderedAggregator"]
 

@@ -21,15 +21,13 @@ import base64
 import itertools
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from featurebus.exceptions import StoreFormatError
-
-if TYPE_CHECKING:
-    from featurebus.streams.aggregations import AggregationFunction
+from featurebus.streams.functions import AggregationFunction
 
 __all__ = ["ApproxCountDistinct", "ApproxPercentile", "HLL_PRECISION_RANGE", "PERCENTILE_PRECISION_RANGE",
            "hll_relative_error", "percentile_relative_error"]
