@@ -11,6 +11,10 @@ before the time condition filters them, which is quadratic for busy entities. So
 carry a time bucket of width ``max_window``: an event can only be in a row's range if it lies in
 one of the (at most two) buckets that range overlaps, so the join pairs each row only with events
 near its time.
+
+That SQL computes count, sum and mean. Every other function (min, max, last, first/last(n),
+distinct, variance family, sketches) and ``Attribute`` features go through ``event_pairs``, which
+feeds the same joined events to the stream engine's own aggregators.
 """
 
 from __future__ import annotations
