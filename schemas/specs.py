@@ -35,8 +35,9 @@ __all__ = [
 ]
 
 # 2: descriptive metadata (owner, tags, prevent_destroy), Avro sources, file configs, batch
-# sources, map/struct types. 3: realtime feature views and request sources. Older documents are
-# still read: every field a version added has a default that means what the older version meant.
+# sources, map/struct types; AggregationSpec's function parameters and ``attribute``.
+# 3: realtime feature views and request sources. Older documents are still read: every field a
+# version added has a default that means what the older version meant.
 SPEC_FORMAT_VERSION = 3
 _READABLE_VERSIONS = frozenset({1, 2, 3})
 
@@ -125,6 +126,13 @@ class AggregationSpec:
     input_dtype: str
     window_ms: int
     output_dtype: str
+    # Parameters of the functions that take them (featurebus.aggregation_functions); None otherwise.
+    n: int | None = None  # first/last(n), first/last_distinct(n)
+    percentile: float | None = None  # approx_percentile
+    precision: int | None = None  # approx_count_distinct, approx_percentile (None: the default)
+    # An ``Attribute`` feature: ``last`` over ``[T - ttl, T)`` (window_ms = the view's ttl) that
+    # keeps nulls, in continuous mode whatever the view's aggregation_interval.
+    attribute: bool = False
 
 
 @dataclass(frozen=True)

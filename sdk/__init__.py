@@ -7,6 +7,7 @@ them, where they are used, with what to do instead.
 
 from __future__ import annotations
 
+from featurebus import aggregation_functions
 from featurebus.definitions import (
     PANDAS_MODE,
     PYSPARK_MODE,
@@ -14,6 +15,7 @@ from featurebus.definitions import (
     SNOWFLAKE_SQL_MODE,
     SPARK_SQL_MODE,
     Aggregate,
+    Attribute,
     BatchFeatureView,
     BatchSource,
     BatchTriggerType,
@@ -34,7 +36,7 @@ from featurebus.definitions import (
     stream_feature_view,
 )
 from featurebus.exceptions import DefinitionError, FeaturebusError
-from featurebus.realtime import Attribute, Calculation, RealtimeFeatureView, RequestSource, realtime_feature_view
+from featurebus.realtime import Calculation, RealtimeFeatureView, RequestSource, realtime_feature_view
 from featurebus.types import Field
 from featurebus.unsupported import UNSUPPORTED as _UNSUPPORTED
 from featurebus.workspace import Workspace, get_workspace
@@ -74,6 +76,7 @@ __all__ = [
     "TimeWindow",
     "Workspace",
     "batch_feature_view",
+    "aggregation_functions",
     "get_workspace",
     "realtime_feature_view",
     "stream_feature_view",

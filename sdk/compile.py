@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from featurebus.definitions import (
+    Aggregate,
+    Attribute,
     BatchFeatureView,
     BatchSource,
     Entity,
@@ -35,7 +37,7 @@ from featurebus.schemas.specs import (
     TransformationSpec,
     WorkspaceSpec,
 )
-from featurebus.streams.aggregations import aggregator_for, output_dtype
+from featurebus.streams.aggregations import aggregator_of, output_dtype
 from featurebus.streams.records import decode_json_records
 from featurebus.streams.transform import Transformation
 from featurebus.streams.windows import format_duration
@@ -182,24 +184,10 @@ def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:
         join_keys.extend(k.name for k in entity.join_keys)
     if len(set(join_keys)) != len(join_keys):
         raise view.error(f"its entities repeat a join key ({join_keys})", "Use entities with distinct join keys.")
-    aggregations: list[AggregationSpec] = []
-    for agg in view.features:
-        window_ms = agg.window_ms
-        if interval_ms and window_ms % interval_ms:
-            raise view.error(
-                f"the window of {agg.name or agg.input_column.name!r} ({format_duration(window_ms)}) is not a "
-                f"multiple of aggregation_interval ({format_duration(interval_ms)})",
-                "Make every time_window a multiple of the aggregation_interval.",
-            )
-        dtype = agg.input_column.dtype.name
-        try:
-            aggregator_for(agg.function, dtype)
-        except DefinitionError as exc:
-            raise DefinitionError(f"Aggregate in StreamFeatureView '{view.name}' ({agg.site}): {exc}") from None
-        name = agg.name or default_feature_name(agg.input_column.name, agg.function, window_ms, interval_ms)
-        aggregations.append(
-            AggregationSpec(name, agg.function, agg.input_column.name, dtype, window_ms, output_dtype(agg.function, dtype))
-        )
+    aggregations = [
+        _compile_attribute(view, f) if isinstance(f, Attribute) else _compile_aggregate(view, f, interval_ms)
+        for f in view.features
+    ]
     names = [a.name for a in aggregations]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -219,6 +207,47 @@ def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:
     )
     _check_columns(view, spec)
     return spec
+
+
+def _compile_aggregate(view: StreamFeatureView, agg: Aggregate, interval_ms: int | None) -> AggregationSpec:
+    window_ms = agg.window_ms
+    if interval_ms and window_ms % interval_ms:
+        raise view.error(
+            f"the window of {agg.name or agg.input_column.name!r} ({format_duration(window_ms)}) is not a "
+            f"multiple of aggregation_interval ({format_duration(interval_ms)})",
+            "Make every time_window a multiple of the aggregation_interval.",
+        )
+    dtype = agg.input_column.dtype.name
+    params = agg.params
+    unknown = sorted(set(params) - {"n", "percentile", "precision"})
+    if unknown:
+        raise DefinitionError(f"Aggregate in StreamFeatureView '{view.name}' ({agg.site}): unknown function "
+                              f"parameters {unknown}. Use the functions of featurebus.aggregation_functions.")
+    name = agg.name or default_feature_name(agg.input_column.name, agg.resolved_name, window_ms, interval_ms)
+    try:
+        # Building the aggregator validates the function, its parameters and the input type.
+        spec = AggregationSpec(name, agg.function_name, agg.input_column.name, dtype, window_ms, "",
+                               n=params.get("n"), percentile=params.get("percentile"),
+                               precision=params.get("precision"))
+        function = aggregator_of(spec).function.value  # aliases ("stddev") stored by their own name
+        return dataclasses.replace(spec, function=function, output_dtype=output_dtype(function, dtype))
+    except DefinitionError as exc:
+        raise DefinitionError(f"Aggregate {name!r} in StreamFeatureView '{view.name}' ({agg.site}): {exc}") from None
+
+
+def _compile_attribute(view: StreamFeatureView, attribute: Attribute) -> AggregationSpec:
+    """An Attribute is ``last`` over ``[T - ttl, T)`` (continuous, keeping nulls): the latest value
+    before T, missing once older than the ttl (DESIGN.md §4). Named after its column, as Tecton."""
+    assert view.ttl is not None  # checked by StreamFeatureView
+    ttl_ms = duration_ms(view.ttl, "ttl", "StreamFeatureView", view.name, view.site)
+    dtype = attribute.dtype.name
+    spec = AggregationSpec(attribute.name, "last", attribute.name, dtype, ttl_ms, "", attribute=True)
+    try:
+        aggregator_of(spec)
+    except DefinitionError as exc:
+        raise DefinitionError(f"Attribute {attribute.name!r} in StreamFeatureView '{view.name}' "
+                              f"({attribute.site}): {exc}") from None
+    return dataclasses.replace(spec, output_dtype=output_dtype("last", dtype))
 
 
 def _check_columns(view: StreamFeatureView, spec: StreamFeatureViewSpec) -> None:

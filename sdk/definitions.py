@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from featurebus.aggregation_functions import AggregationFunction
 from featurebus.exceptions import DefinitionError
 from featurebus.options import (
     ENTITY_OPTIONS,
@@ -26,7 +27,7 @@ from featurebus.options import (
     SOURCE_OPTIONS,
     VIEW_OPTIONS,
 )
-from featurebus.types import Field
+from featurebus.types import DataType, Field
 
 __all__ = [
     "BatchFeatureView",
@@ -50,6 +51,7 @@ __all__ = [
     "TimeWindow",
     "StreamProcessingMode",
     "Aggregate",
+    "Attribute",
     "StreamFeatureView",
     "stream_feature_view",
     "FeatureReference",
@@ -396,7 +398,10 @@ class StreamProcessingMode(enum.StrEnum):
 
 @dataclass
 class Aggregate:
-    function: str
+    """A windowed aggregation of one column: ``function`` is a name ("sum", "max", "stddev", ...) or
+    a parameterised function from ``featurebus.aggregation_functions`` (``last(3)``)."""
+
+    function: str | AggregationFunction
     time_window: TimeWindow | timedelta
     input_column: Field
     name: str | None = None
@@ -407,7 +412,11 @@ class Aggregate:
     def __post_init__(self) -> None:
         if isinstance(self.time_window, timedelta):
             self.time_window = TimeWindow(self.time_window)
-        label = self.name or f"{getattr(self.input_column, 'name', '?')}_{self.function}"
+        label = self.name or f"{getattr(self.input_column, 'name', '?')}_{self.resolved_name}"
+        if not isinstance(self.function, (str, AggregationFunction)):
+            raise _fail("Aggregate", label, self.site, f"function must be a name or an aggregation function, "
+                        f"got {self.function!r}", "Pass function='sum' or function=last(3) "
+                        "(from featurebus.aggregation_functions).")
         if not isinstance(self.time_window, TimeWindow):
             raise _fail("Aggregate", label, self.site, f"time_window must be a timedelta or TimeWindow, "
                         f"got {self.time_window!r}", "Pass time_window=timedelta(hours=1).")
@@ -419,9 +428,49 @@ class Aggregate:
                         "Pass input_column=Field('amount', Float64).")
 
     @property
+    def function_name(self) -> str:
+        """The spec's function: the name itself, or a parameterised function's base name."""
+        return self.function.base_name if isinstance(self.function, AggregationFunction) else self.function
+
+    @property
+    def resolved_name(self) -> str:
+        """The function's part of the default feature name (``sum``, ``last_3``), as Tecton's."""
+        return self.function.resolved_name if isinstance(self.function, AggregationFunction) else str(self.function)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.function.params) if isinstance(self.function, AggregationFunction) else {}
+
+    @property
     def window_ms(self) -> int:
         assert isinstance(self.time_window, TimeWindow)  # normalised in __post_init__
         return duration_ms(self.time_window.window_size, "time_window", "Aggregate", self.name or "?", self.site)
+
+
+class Attribute:
+    """A column of the transformation's output served as is: its latest value before the request
+    (or spine) time, missing once older than the view's ``ttl`` (Tecton's ``Attribute``). The
+    feature is named after the column. ``Attribute(Field("city", String))`` works too."""
+
+    def __init__(self, name: str | Field, dtype: DataType | None = None, description: str | None = None,
+                 tags: dict[str, str] | None = None) -> None:
+        self.site = _caller_site()
+        if isinstance(name, Field):
+            column: Field = name
+            name, dtype = column.name, dtype or column.dtype
+        if not isinstance(name, str) or not name:
+            raise _fail("Attribute", str(name), self.site, "name must be the name of a column of the "
+                        "transformation's output", "Pass Attribute('city', String).")
+        if not isinstance(dtype, DataType):
+            raise _fail("Attribute", name, self.site, f"dtype must be a featurebus.types type, got {dtype!r}",
+                        f"Pass Attribute({name!r}, String).")
+        self.name = name
+        self.dtype = dtype
+        self.description = description
+        self.tags = dict(tags or {})
+
+    def __repr__(self) -> str:
+        return f"Attribute({self.name!r}, {self.dtype!r})"
 
 
 # Tecton's ``mode=`` values; featurebus runs 'pandas' and 'python' and refuses the others where used.
@@ -484,11 +533,12 @@ class StreamFeatureView(MaterializedFeatureView):
         source: StreamSource,
         entities: Sequence[Entity],
         mode: str,
-        features: Sequence[Aggregate],
+        features: Sequence[Aggregate] | Sequence[Attribute],
         timestamp_field: str | None,
         name: str | None,
         aggregation_interval: timedelta | None,
         stream_processing_mode: StreamProcessingMode | None,
+        ttl: timedelta | None,
         online: bool,
         offline: bool,
         description: str | None,
@@ -509,22 +559,33 @@ class StreamFeatureView(MaterializedFeatureView):
             raise self.error("entities must be a non-empty list of Entity", "Pass entities=[user].")
         if mode not in ("pandas", "python"):
             raise self.error(f"mode {mode!r} is not supported", "Use mode='pandas' or mode='python'.")
-        if not features or not all(isinstance(f, Aggregate) for f in features):
-            raise self.error("features must be a non-empty list of Aggregate",
-                             "Pass features=[Aggregate(function='sum', time_window=..., input_column=...)].")
+        if not features or not (all(isinstance(f, Aggregate) for f in features)
+                                or all(isinstance(f, Attribute) for f in features)):
+            raise self.error("features must be a non-empty list of Aggregate, or of Attribute (not both, "
+                             "as in Tecton)", "Pass features=[Aggregate(function='sum', time_window=..., "
+                             "input_column=...)] or features=[Attribute('city', String)]; put attributes "
+                             "and aggregations in separate views.")
         self.source = source
         self.entities = tuple(entities)
         self.mode = mode
-        self.features = tuple(features)
+        self.features: tuple[Aggregate | Attribute, ...] = tuple(features)
         self.timestamp_field = timestamp_field or source.timestamp_field
         self.aggregation_interval = aggregation_interval
         self.stream_processing_mode = stream_processing_mode
+        self.ttl = ttl
         self.online = online
         self.offline = offline
         self._keep_metadata(description, owner, tags, prevent_destroy)
         if stream_processing_mode is StreamProcessingMode.CONTINUOUS and aggregation_interval is not None:
             raise self.error("continuous mode cannot have an aggregation_interval",
                              "Remove aggregation_interval, or use StreamProcessingMode.TIME_INTERVAL.")
+        if isinstance(self.features[0], Attribute):
+            if ttl is None:
+                raise self.error("a view of Attribute features needs a ttl (how old a latest value may be)",
+                                 "Pass ttl=timedelta(days=1).")
+            if aggregation_interval is not None or stream_processing_mode is StreamProcessingMode.TIME_INTERVAL:
+                raise self.error("Attribute features are continuous: the latest value before the request time",
+                                 "Remove aggregation_interval / stream_processing_mode from this view.")
 
     def __repr__(self) -> str:
         return f"StreamFeatureView({self.name!r})"
@@ -543,11 +604,12 @@ def stream_feature_view(
     source: StreamSource,
     entities: Sequence[Entity],
     mode: str,
-    features: Sequence[Aggregate],
+    features: Sequence[Aggregate] | Sequence[Attribute],
     timestamp_field: str | None = None,
     name: str | None = None,
     aggregation_interval: timedelta | None = None,
     stream_processing_mode: StreamProcessingMode | None = None,
+    ttl: timedelta | None = None,
     online: bool = False,
     offline: bool = False,
     description: str | None = None,
@@ -563,7 +625,7 @@ def stream_feature_view(
         return StreamFeatureView(
             function=function, source=source, entities=entities, mode=mode, features=features,
             timestamp_field=timestamp_field, name=name, aggregation_interval=aggregation_interval,
-            stream_processing_mode=stream_processing_mode, online=online, offline=offline,
+            stream_processing_mode=stream_processing_mode, ttl=ttl, online=online, offline=offline,
             description=description, owner=owner, tags=tags, prevent_destroy=prevent_destroy, site=site,
         )
 

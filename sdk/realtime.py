@@ -23,9 +23,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from featurebus.definitions import DefinitionSite, FeatureReference, FeatureView, _caller_site, _fail, _require_name
+from featurebus.definitions import (
+    Attribute,
+    DefinitionSite,
+    FeatureReference,
+    FeatureView,
+    _caller_site,
+    _fail,
+    _require_name,
+)
 from featurebus.exceptions import DefinitionError
-from featurebus.types import DataType, Field
+from featurebus.types import Field
 
 __all__ = [
     "Attribute",
@@ -59,23 +67,6 @@ class RequestSource:
 
     def __repr__(self) -> str:
         return f"RequestSource({self.name!r})"
-
-
-@dataclass
-class Attribute:
-    """A feature a realtime transformation returns: its name and type."""
-
-    name: str
-    dtype: DataType
-    description: str | None = None
-    tags: dict[str, str] | None = None
-    site: DefinitionSite = field(default_factory=lambda: _caller_site(3), repr=False)
-
-    def __post_init__(self) -> None:
-        _require_name("Attribute", self.name, self.site)
-        if not isinstance(self.dtype, DataType):
-            raise _fail("Attribute", self.name, self.site, f"dtype must be a featurebus.types type, got {self.dtype!r}",
-                        "Pass e.g. dtype=Float64.")
 
 
 @dataclass

@@ -75,6 +75,7 @@ class _ViewPlan:
     key_names: tuple[str, ...]  # the view's join keys, in encoding order
     picks: tuple[int, ...]  # index into the view's aggregations of each served feature
     int64: tuple[bool, ...]  # per served feature: encode as a string (as Tecton does)
+    int64_elements: tuple[bool, ...]  # per served feature: an array of int64, elements as strings
     is_count: tuple[bool, ...]  # per served feature: 0 means "no data", not a value
 
 
@@ -132,6 +133,7 @@ def _plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec, raw: bool = 
                     key_names=view.join_keys,
                     picks=picks,
                     int64=tuple(a.output_dtype == "int64" and not raw for a in aggs),
+                    int64_elements=tuple(a.output_dtype == "array<int64>" and not raw for a in aggs),
                     is_count=tuple(a.function == "count" for a in aggs),
                 )
             )
@@ -284,10 +286,14 @@ class FeatureServer:
                 self._store.scan(view.key_prefix + tile_key(entity, start_ms), view.key_prefix + tile_key(entity, end_ms))
             )
             values = compute_values(compiled, tiles, t_ms)
-            for pick, as_string, is_count in zip(view.picks, view.int64, view.is_count, strict=True):
+            for pick, as_string, elements_as_strings, is_count in zip(
+                view.picks, view.int64, view.int64_elements, view.is_count, strict=True
+            ):
                 value = values[pick]
                 missing = value is None or (is_count and value == 0)
                 statuses.append(MISSING_DATA if missing else PRESENT)
+                if value is not None and elements_as_strings:
+                    value = [None if v is None else str(v) for v in value]
                 features.append(str(value) if as_string and value is not None else value)
             if with_times:
                 interval_ms = compiled.spec.aggregation_interval_ms

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from featurebus.schemas.encoding import coerce_join_key, encode_entity_key
-from featurebus.schemas.specs import StreamFeatureViewSpec
-from featurebus.streams.aggregations import Aggregator, aggregator_for, numeric_column
+from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec
+from featurebus.streams.aggregations import Aggregator, aggregator_of, input_column
 from featurebus.streams.windows import window_bounds
 
 __all__ = ["CompiledView", "TileUpdate", "batch_tiles", "merge_tile", "compute_values"]
@@ -34,7 +34,7 @@ class CompiledView:
 
     @classmethod
     def compile(cls, spec: StreamFeatureViewSpec, join_key_dtypes: Sequence[str]) -> CompiledView:
-        aggregators = tuple(aggregator_for(a.function, a.input_dtype) for a in spec.aggregations)
+        aggregators = tuple(aggregator_of(a) for a in spec.aggregations)
         return cls(spec, aggregators, tuple(join_key_dtypes))
 
     def entity_key(self, values: Sequence[Any]) -> bytes:
@@ -68,8 +68,10 @@ def batch_tiles(view: CompiledView, rows: pd.DataFrame, ts_ms: np.ndarray) -> li
     group_ids = grouped.ngroup().to_numpy()
     group_keys = grouped.size().index  # the same first-appearance order as ngroup() (sort=False)
     n_groups = len(group_keys)
+    inputs = {(a.input_column, a.input_dtype) for a in spec.aggregations}  # each column normalised once
+    normalised = {(name, dtype): input_column(rows[name], dtype) for name, dtype in inputs}
     columns = [
-        agg.from_groups(*numeric_column(rows[a.input_column], a.input_dtype), group_ids, n_groups)
+        agg.from_groups(*normalised[(a.input_column, a.input_dtype)], group_ids, n_groups, ts_ms)
         for agg, a in zip(view.aggregators, spec.aggregations, strict=True)
     ]
     updates = []
@@ -97,15 +99,20 @@ def compute_values(view: CompiledView, tiles: Iterable[tuple[int, list[Any]]], t
     starts = [start for start, _ in ordered]
     values = []
     for i, (aggregation, aggregator) in enumerate(zip(spec.aggregations, view.aggregators, strict=True)):
-        window_start, window_end = window_bounds(t_ms, aggregation.window_ms, spec.aggregation_interval_ms)
+        window_start, window_end = window_bounds(t_ms, aggregation.window_ms, _interval_ms(spec, aggregation))
         lo, hi = bisect_left(starts, window_start), bisect_left(starts, window_end)
         partials = [ordered[j][1][i] for j in range(lo, hi)]
         values.append(aggregator.result(aggregator.merge_many(partials) if partials else aggregator.initialize()))
     return values
 
 
+def _interval_ms(spec: StreamFeatureViewSpec, aggregation: AggregationSpec) -> int | None:
+    """An Attribute is continuous ([T - ttl, T)) whatever the view's interval (DESIGN.md §4)."""
+    return None if aggregation.attribute else spec.aggregation_interval_ms
+
+
 def read_range(view: CompiledView, t_ms: int) -> tuple[int, int]:
     """The tile-start range ``[start, end)`` that ``compute_values`` at ``t_ms`` can use."""
     spec = view.spec
-    bounds = [window_bounds(t_ms, a.window_ms, spec.aggregation_interval_ms) for a in spec.aggregations]
+    bounds = [window_bounds(t_ms, a.window_ms, _interval_ms(spec, a)) for a in spec.aggregations]
     return min(b[0] for b in bounds), max(b[1] for b in bounds)

@@ -11,6 +11,10 @@ before the time condition filters them, which is quadratic for busy entities. So
 carry a time bucket of width ``max_window``: an event can only be in a row's range if it lies in
 one of the (at most two) buckets that range overlaps, so the join pairs each row only with events
 near its time.
+
+That SQL computes count, sum and mean. Every other function (min, max, last, first/last(n),
+distinct, variance family, sketches) and ``Attribute`` features go through ``event_pairs``, which
+feeds the same joined events to the stream engine's own aggregators.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from featurebus.exceptions import InvalidRequestError, NotFoundError
+from featurebus.platform.offline.event_pairs import aggregate_pairs, feature_array
 from featurebus.platform.offline.realtime import realtime_training_columns
 from featurebus.platform.offline.spine import check_join_key_types, spine_times_ns, timestamp_column, window_ends_ms
 from featurebus.platform.offline.store import list_parts, open_store
@@ -38,8 +43,13 @@ __all__ = ["get_features_for_events", "write_training_set", "training_set_from_f
 
 _CHUNK_ROWS = 1_000_000
 _DAY_MS = 86_400_000
-# The partial sums each function needs (a mean is sum / count, as online).
+# The partial sums each function needs (a mean is sum / count, as online). These three have a
+# fast path in SQL; every other function goes through ``event_pairs`` and the engine's aggregators.
 _PARTS = {"count": ("count",), "sum": ("sum",), "mean": ("count", "sum")}
+
+
+def _in_sql(a: AggregationSpec) -> bool:
+    return a.function in _PARTS and not a.attribute
 
 
 def feature_column(view: str, feature: str) -> str:
@@ -145,13 +155,19 @@ def _view_features(
     # One count and/or sum per (input, window), shared by the aggregations that need it.
     needs: dict[tuple[str, str, int], str] = {}
     for a in aggregations:
-        for kind in _PARTS[a.function]:
+        for kind in _PARTS[a.function] if _in_sql(a) else ():
             needs.setdefault((kind, a.input_column, a.window_ms), f"a{len(needs)}")
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     matched = np.zeros(0, dtype=np.int64)
     events = _events(source, workspace, view, root, int(ends.min()) - bucket_ms, int(ends.max())) if rows else None
-    if events is not None:
+    if events is not None and needs:
         matched, found = _join(spine, view, events, ends, bucket_ms, needs)
+    others = [a for a in aggregations if not _in_sql(a)]
+    other_ends = [window_ends_ms(t_ns, None if a.attribute else view.aggregation_interval_ms) for a in others]
+    other_values = iter(
+        aggregate_pairs(view, others, _spine_keys(spine, view, events), other_ends, events, _input_aliases(view))
+        if others else []
+    )
 
     def scatter(kind: str, a: AggregationSpec) -> tuple[np.ndarray, np.ndarray]:
         """Values for every spine row (0 where no event matched) and their null mask."""
@@ -166,6 +182,9 @@ def _view_features(
 
     columns: list[np.ndarray | pd.api.extensions.ExtensionArray] = []
     for a in aggregations:
+        if not _in_sql(a):
+            columns.append(feature_array(next(other_values), a.output_dtype))
+            continue
         if a.function == "count":
             columns.append(scatter("count", a)[0])
             continue
@@ -224,7 +243,12 @@ def _events(
             for name, alias in _input_aliases(view).items():
                 columns[alias] = pa.array(frame[name], from_pandas=True)  # NaN -> null, as online
             pieces.append(pa.table(columns))
-    return pa.concat_tables(pieces, promote_options="permissive") if pieces else None
+    if not pieces:
+        return None
+    table = pa.concat_tables(pieces, promote_options="permissive")
+    # Arrival order (the query reads in topic, partition, offset order): ties in event time are
+    # broken by it, as the stream engine breaks them by the order records reach it.
+    return table.append_column("__seq", pa.array(np.arange(table.num_rows, dtype=np.int64)))
 
 
 def _chunks(reader: pa.RecordBatchReader, source: StreamSourceSpec) -> Iterator[pd.DataFrame]:
@@ -255,13 +279,7 @@ def _join(
     second = np.floor_divide(ends - 1, bucket_ms)  # first or first + 1
     straddling = np.flatnonzero(second != first)
     take = pa.array(np.concatenate([np.arange(len(spine), dtype=np.int64), straddling]))
-    keys = {}
-    for i, key in enumerate(view.join_keys):
-        try:
-            keys[f"k{i}"] = pa.array(spine[key], from_pandas=True).take(take)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise InvalidRequestError(f"spine column {key!r} cannot be a join key: {exc}") from exc
-        check_join_key_types(key, keys[f"k{i}"].type, events.column(f"k{i}").type)
+    keys = {name: column.take(take) for name, column in _spine_keys(spine, view, events).items()}
     spine_table = pa.table(
         {
             "__row": take,
@@ -297,6 +315,19 @@ def _join(
         nulls = column.is_null().to_numpy(zero_copy_only=False)
         values[alias] = (column.fill_null(0).to_numpy(zero_copy_only=False), nulls)
     return result.column("__row").to_numpy(), values
+
+
+def _spine_keys(spine: pd.DataFrame, view: StreamFeatureViewSpec, events: pa.Table | None) -> dict[str, pa.Array]:
+    """The spine's join keys as Arrow columns ``k<i>``, checked against the events' key types."""
+    keys = {}
+    for i, key in enumerate(view.join_keys):
+        try:
+            keys[f"k{i}"] = pa.array(spine[key], from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InvalidRequestError(f"spine column {key!r} cannot be a join key: {exc}") from exc
+        if events is not None:
+            check_join_key_types(key, keys[f"k{i}"].type, events.column(f"k{i}").type)
+    return keys
 
 
 def _quote(identifier: str) -> str:

@@ -1,8 +1,16 @@
 """Brute-force oracle of DESIGN.md §4, written independently of the engine: for each feature,
-scan every event and keep the ones inside the window. Slow on purpose; tests compare against it."""
+scan every event and keep the ones inside the window. Slow on purpose; tests compare against it.
+
+Events are listed in arrival order; order-dependent functions sort the window's events by event
+time with Python's stable sort, so ties keep arrival order. The approximate functions return the
+exact answer here (distinct count, the value at rank ``floor(p * (count - 1))``); ``matches``
+accepts a sketch result within its documented error bound.
+"""
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +20,7 @@ from typing import Any
 class Event:
     entity: tuple[Any, ...]
     ts_ms: int
-    value: float | int | None
+    value: Any
 
 
 def window_of(t_ms: int, window_ms: int, interval_ms: int | None) -> tuple[int, int]:
@@ -20,7 +28,23 @@ def window_of(t_ms: int, window_ms: int, interval_ms: int | None) -> tuple[int, 
     return end - window_ms, end
 
 
-def aggregate(function: str, values: Sequence[float | int | None]) -> Any:
+def _last_n(values: list[Any], n: int) -> list[Any]:
+    return values[len(values) - n :] if len(values) > n else values
+
+
+def _distinct(values: Iterable[Any]) -> list[Any]:
+    kept: list[Any] = []
+    for v in values:
+        if v not in kept:
+            kept.append(v)
+    return kept
+
+
+def aggregate(function: str, values: Sequence[Any], n: int | None = None, percentile: float | None = None,
+              keep_nulls: bool = False) -> Any:
+    """``values`` in event-time order (ties: arrival order)."""
+    if keep_nulls and function == "last":
+        return values[-1] if values else None
     present = [v for v in values if v is not None]
     if function == "count":
         return len(present)
@@ -30,16 +54,68 @@ def aggregate(function: str, values: Sequence[float | int | None]) -> Any:
         return sum(present)
     if function == "mean":
         return sum(present) / len(present)
+    if function == "min":
+        return min(present)
+    if function == "max":
+        return max(present)
+    if function == "last":
+        return present[-1]
+    if function in ("first_n", "last_n", "first_distinct_n", "last_distinct_n"):
+        assert n is not None
+        if function == "first_n":
+            return present[:n]
+        if function == "last_n":
+            return _last_n(present, n)
+        if function == "first_distinct_n":
+            return _distinct(present)[:n]
+        return _distinct(present[::-1])[:n][::-1]
+    if function in ("var_pop", "stddev_pop"):
+        variance = statistics.pvariance([float(v) for v in present])
+        return math.sqrt(variance) if function == "stddev_pop" else variance
+    if function in ("var_samp", "stddev_samp"):
+        if len(present) < 2:
+            return None
+        variance = statistics.variance([float(v) for v in present])
+        return math.sqrt(variance) if function == "stddev_samp" else variance
+    if function == "approx_count_distinct":
+        return len(set(present))
+    if function == "approx_percentile":
+        assert percentile is not None
+        finite = sorted(float(v) for v in present if math.isfinite(float(v)))
+        return finite[math.floor(percentile * (len(finite) - 1))] if finite else None
     raise ValueError(function)
 
 
 def feature_value(events: Iterable[Event], entity: tuple[Any, ...], t_ms: int, function: str,
-                  window_ms: int, interval_ms: int | None) -> Any:
+                  window_ms: int, interval_ms: int | None, **params: Any) -> Any:
     start, end = window_of(t_ms, window_ms, interval_ms)
-    return aggregate(function, [e.value for e in events if e.entity == entity and start <= e.ts_ms < end])
+    inside = sorted((e for e in events if e.entity == entity and start <= e.ts_ms < end), key=lambda e: e.ts_ms)
+    return aggregate(function, [e.value for e in inside], **params)
 
 
 def close(a: Any, b: Any, rel: float = 1e-9) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return abs(float(a) - float(b)) <= rel * max(1.0, abs(float(a)), abs(float(b)))
+
+
+def matches(function: str, got: Any, want: Any, precision: int | None = None) -> bool:
+    """``got`` (engine or training set) against the oracle's exact ``want``."""
+    if got is None or want is None:
+        return got is None and want is None
+    if function == "approx_count_distinct":
+        # Far below 2**precision registers HyperLogLog is linear counting: off only by register
+        # collisions. Allow 3 standard errors, at least 1.
+        bound = 3 * 1.04 / math.sqrt(1 << (precision or 8))
+        return abs(got - want) <= max(1, bound * want)
+    if function == "approx_percentile":
+        accuracy = 1.0 / (precision or 100)
+        return abs(got - want) <= accuracy * abs(want) * (1 + 1e-9) + 1e-300
+    if isinstance(want, list):
+        return isinstance(got, list) and len(got) == len(want) and all(
+            close(g, w) if isinstance(w, float) else g == w for g, w in zip(got, want, strict=True))
+    if isinstance(want, (str, bool)):
+        return bool(got == want)
+    if function in ("var_pop", "var_samp", "stddev_pop", "stddev_samp"):
+        return close(got, want, rel=1e-7)
+    return close(got, want)

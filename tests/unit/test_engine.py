@@ -9,10 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from featurebus.platform.kv import MemoryStore
-from featurebus.schemas.encoding import decode_partials, split_tile_key, store_prefix
+from featurebus.schemas.encoding import split_tile_key
 from featurebus.streams.engine import MemorySink, Progress, RawRecord, StreamEngine, compile_views
 from featurebus.streams.tiles import compute_values
-from tests.support.oracle import Event, close, feature_value
+from tests.support.all_functions import all_functions_view, derived, oracle_params
+from tests.support.engine_state import engine_tiles
+from tests.support.oracle import Event, close, feature_value, matches
 from tests.support.specs import HOUR, MINUTE, spending_workspace
 
 BASE = 1_700_000_000_000 - (1_700_000_000_000 % HOUR)
@@ -30,14 +32,7 @@ def _engine(interval_ms: int | None = None) -> tuple[StreamEngine, MemoryStore, 
 
 
 def _tiles(store: MemoryStore, view: str, entity_key: bytes) -> list[tuple[int, list[object]]]:
-    """Every shard's tiles of an entity in the worker's state (state keys are view | shard | tile key)."""
-    prefix = store_prefix(view)
-    result = []
-    for key, value in store.scan(prefix, prefix + b"\xff" * 16):
-        entity, start, _ = split_tile_key(key[len(prefix) + 2 :])
-        if entity == entity_key:
-            result.append((start, decode_partials(value)))
-    return result
+    return engine_tiles(store, view, entity_key)
 
 
 events_strategy = st.lists(
@@ -87,6 +82,55 @@ def test_engine_matches_oracle(events: list[tuple[str, int, float | None]], cuts
             for agg, value in zip(view.spec.aggregations, got, strict=False):
                 want = feature_value(accepted, (user,), t_ms, agg.function, agg.window_ms, interval)
                 assert close(value, want), (user, q, agg.name, value, want)
+
+
+def _all_functions_workspace(interval: int | None):  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    spec = spending_workspace(interval_ms=interval)
+    windows = [("1m", MINUTE), ("1h", HOUR)] if interval is None else [("1h", HOUR), ("20m", 2 * 10 * MINUTE)]
+    # Attributes are continuous only (the SDK refuses them in a view with an aggregation_interval).
+    ttl = 30 * MINUTE if interval is None else None
+    view = all_functions_view(spec.stream_feature_views[0], windows, attribute_ttl_ms=ttl)
+    return dataclasses.replace(spec, stream_feature_views=(view,))
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    events=events_strategy,
+    cuts=st.lists(st.integers(min_value=1, max_value=10), min_size=1, max_size=8),
+    interval=st.sampled_from([None, 10 * MINUTE]),
+    query_offsets=st.lists(st.integers(min_value=0, max_value=200).map(lambda m: m * MINUTE // 2), min_size=1, max_size=4),
+)
+def test_every_function_matches_the_oracle(events: list[tuple[str, int, float | None]], cuts: list[int],
+                                           interval: int | None, query_offsets: list[int]) -> None:
+    """Every aggregation function and Attribute, over float, int and string columns: ties on
+    window edges (a coarse time grid), out-of-order arrival, several entities, empty windows."""
+    spec = _all_functions_workspace(interval)
+    store, sink = MemoryStore(), MemorySink()
+    engine = StreamEngine(spec, store, sink, lambda view: (f"features.{view}", 3))
+    records = [_record(i, u, BASE + t, a) for i, (u, t, a) in enumerate(events)]
+    position, i = 0, 0
+    while position < len(records):
+        engine.process(records[position : position + cuts[i % len(cuts)]])
+        position += cuts[i % len(cuts)]
+        i += 1
+    accepted: dict[str, list[Event]] = {"amount": [], "units": [], "tag": []}
+    newest = None
+    for user, t, amount in events:
+        if newest is None or t >= newest - HOUR:
+            for column, value in derived(amount).items():
+                accepted[column].append(Event((user,), BASE + t, value))
+        newest = t if newest is None else max(newest, t)
+    view = compile_views(spec)["user_spending"]
+    for user in ("u1", "u2", "u3"):
+        tiles = _tiles(store, "user_spending", view.entity_key([user]))
+        for q in query_offsets:
+            got = compute_values(view, tiles, BASE + q)
+            for agg, value in zip(view.spec.aggregations, got, strict=True):
+                want = feature_value(accepted[agg.input_column], (user,), BASE + q, agg.function, agg.window_ms,
+                                     None if agg.attribute else interval, **oracle_params(agg))
+                assert matches(agg.function, value, want, agg.precision), (user, q, agg.name, value, want)
 
 
 def test_replayed_offsets_are_not_counted_twice() -> None:
@@ -156,17 +200,20 @@ def test_expiry_deletes_unreachable_tiles_and_publishes_tombstones() -> None:
 
 def test_large_integers_with_nulls_stay_exact() -> None:
     from featurebus.schemas.specs import FieldSpec
-    from featurebus.streams.aggregations import aggregator_for, numeric_column
+    from featurebus.streams.aggregations import aggregator_for, input_column
     from featurebus.streams.records import decode_json_records
 
     big = 12_345_678_901_234_567
     batch = decode_json_records(
         [orjson.dumps({"n": big, "ts": 1}), orjson.dumps({"n": None, "ts": 2}), orjson.dumps({"n": 1, "ts": 3})],
         [FieldSpec("n", "int64"), FieldSpec("ts", "timestamp")], "ts")
-    values, valid = numeric_column(batch.frame["n"], "int64")
+    values, valid = input_column(batch.frame["n"], "int64")
     one_group = np.zeros(len(values), dtype=np.int64)
-    assert aggregator_for("sum", "int64").from_groups(values, valid, one_group, 1) == [big + 1]
-    assert aggregator_for("count", "int64").from_groups(values, valid, one_group, 1) == [2]
+    ts = np.array([1, 2, 3])
+    assert aggregator_for("sum", "int64").from_groups(values, valid, one_group, 1, ts) == [big + 1]
+    assert aggregator_for("count", "int64").from_groups(values, valid, one_group, 1, ts) == [2]
+    assert aggregator_for("max", "int64").from_groups(values, valid, one_group, 1, ts) == [big]
+    assert aggregator_for("last_n", "int64", n=3).from_groups(values, valid, one_group, 1, ts) == [[[1, big], [3, 1]]]
 
 
 def test_python_mode_transformations_run_per_row_and_may_drop_rows() -> None:

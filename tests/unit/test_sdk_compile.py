@@ -108,3 +108,113 @@ def test_repository_import_errors_name_the_file(tmp_path: Path) -> None:
     (tmp_path / "broken.py").write_text("import nonexistent_module_xyz\n")
     message = _error(lambda: load_repo(tmp_path, "w"))
     assert "broken.py" in message and "nonexistent_module_xyz" in message
+
+
+# -- every aggregation function and Attribute ---------------------------------------------------
+
+from featurebus import Attribute  # noqa: E402
+from featurebus.aggregation_functions import (  # noqa: E402
+    approx_count_distinct,
+    approx_percentile,
+    first,
+    first_distinct,
+    last,
+    last_distinct,
+)
+
+
+def test_every_function_compiles_with_tectons_feature_names_and_types() -> None:
+    hour = timedelta(hours=1)
+    price, page = Field("price", Float64), Field("page", String)
+    view = _view(features=[
+        Aggregate(function="max", time_window=hour, input_column=price),
+        Aggregate(function="min", time_window=hour, input_column=page),
+        Aggregate(function="last", time_window=hour, input_column=page),
+        Aggregate(function="stddev", time_window=hour, input_column=price),
+        Aggregate(function="variance", time_window=hour, input_column=price),
+        Aggregate(function="var_pop", time_window=hour, input_column=price),
+        Aggregate(function=last(3), time_window=hour, input_column=page),
+        Aggregate(function=first(2), time_window=hour, input_column=price),
+        Aggregate(function=last_distinct(5), time_window=hour, input_column=page),
+        Aggregate(function=first_distinct(4), time_window=timedelta(days=1), input_column=page),
+        Aggregate(function=approx_count_distinct(), time_window=hour, input_column=page),
+        Aggregate(function=approx_count_distinct(precision=12), time_window=hour, input_column=page, name="pages_hll12"),
+        Aggregate(function=approx_percentile(0.95), time_window=hour, input_column=price),
+        Aggregate(function=approx_percentile(percentile=0.5, precision=200), time_window=hour, input_column=price),
+    ])
+    spec = compile_workspace("w", [view]).view("user_clicks")
+    got = [(a.name, a.function, a.output_dtype, a.n, a.percentile, a.precision) for a in spec.aggregations]
+    assert got == [
+        ("price_max_1h_continuous", "max", "float64", None, None, None),
+        ("page_min_1h_continuous", "min", "string", None, None, None),
+        ("page_last_1h_continuous", "last", "string", None, None, None),
+        ("price_stddev_1h_continuous", "stddev_samp", "float64", None, None, None),
+        ("price_variance_1h_continuous", "var_samp", "float64", None, None, None),
+        ("price_var_pop_1h_continuous", "var_pop", "float64", None, None, None),
+        ("page_last_3_1h_continuous", "last_n", "array<string>", 3, None, None),
+        ("price_first_2_1h_continuous", "first_n", "array<float64>", 2, None, None),
+        ("page_last_distinct_5_1h_continuous", "last_distinct_n", "array<string>", 5, None, None),
+        ("page_first_distinct_4_1d_continuous", "first_distinct_n", "array<string>", 4, None, None),
+        ("page_approx_count_distinct_1h_continuous", "approx_count_distinct", "int64", None, None, 8),
+        ("pages_hll12", "approx_count_distinct", "int64", None, None, 12),
+        ("price_approx_percentile_p0_95_1h_continuous", "approx_percentile", "float64", None, 0.95, 100),
+        ("price_approx_percentile_p0_5_1h_continuous", "approx_percentile", "float64", None, 0.5, 200),
+    ]
+    assert WorkspaceSpec.from_json(compile_workspace("w", [view]).to_json()).view("user_clicks") == spec
+
+
+def test_attributes_compile_to_a_null_keeping_last_over_the_ttl() -> None:
+    view = _view(features=[Attribute("page", String), Attribute(Field("price", Float64))], ttl=timedelta(days=2))
+    spec = compile_workspace("w", [view]).view("user_clicks")
+    assert [(a.name, a.function, a.input_column, a.window_ms, a.output_dtype, a.attribute) for a in spec.aggregations] == [
+        ("page", "last", "page", 2 * 86_400_000, "string", True),
+        ("price", "last", "price", 2 * 86_400_000, "float64", True),
+    ]
+
+
+def test_version_one_specs_still_read() -> None:
+    import orjson
+
+    spec = compile_workspace("w", [_view()])
+    raw = orjson.loads(spec.to_json())
+    raw["format_version"] = 1
+    for view in raw["stream_feature_views"]:
+        for agg in view["aggregations"]:
+            for key in ("n", "percentile", "precision", "attribute"):
+                del agg[key]
+    assert WorkspaceSpec.from_json(orjson.dumps(raw)) == spec
+
+
+HOUR_WINDOW = timedelta(hours=1)
+
+
+def _with(function, column=Field("price", Float64)):  # type: ignore[no-untyped-def]
+    return lambda: compile_workspace("w", [_view(features=[Aggregate(function=function, time_window=HOUR_WINDOW, input_column=column)])])
+
+
+@pytest.mark.parametrize(
+    ("make", "must_say"),
+    [
+        (_with(last(0)), ["StreamFeatureView 'user_clicks'", "price_last_0_1h_continuous", "1 <= n <= 1000"]),
+        (_with(first_distinct("3")), ["StreamFeatureView 'user_clicks'", "integer n"]),
+        (_with(approx_percentile(1.5)), ["0 < percentile < 1", "approx_percentile(percentile=0.95)"]),
+        (_with(approx_percentile(0.5, precision=5)), ["precision must be an integer from 20 to 500"]),
+        (_with(approx_count_distinct(precision=20), Field("page", String)), ["from 4 to 16", "precision=8"]),
+        (_with("stddev", Field("page", String)), ["numeric input column"]),
+        (_with(last(2), Field("ts", Timestamp)), ["numeric, string or bool", "epoch milliseconds"]),
+        (lambda: _view(features=[Attribute("page", String)]), ["StreamFeatureView 'user_clicks'", "needs a ttl", "ttl=timedelta"]),
+        (lambda: _view(features=[Attribute("page", String)], ttl=timedelta(days=1), aggregation_interval=timedelta(minutes=5)),
+         ["Attribute features are continuous", "Remove aggregation_interval"]),
+        (lambda: _view(features=[Attribute("page", String),
+                                 Aggregate(function="sum", time_window=HOUR_WINDOW, input_column=Field("price", Float64))]),
+         ["not both", "separate views"]),
+        (lambda: Attribute("page", "string"), ["Attribute 'page'", "featurebus.types"]),  # type: ignore[arg-type]
+        (lambda: compile_workspace("w", [_view(features=[Attribute("ts", Timestamp)], ttl=timedelta(days=1))]),
+         ["Attribute 'ts' in StreamFeatureView 'user_clicks'", "epoch milliseconds"]),
+    ],
+)
+def test_invalid_aggregation_parameters_name_the_view_the_line_and_the_fix(make, must_say: list[str]) -> None:  # type: ignore[no-untyped-def]
+    message = _error(make)
+    for text in must_say:
+        assert text in message, message
+    assert re.search(THIS_FILE + r":\d+", message), message

@@ -215,3 +215,31 @@ def test_plans_compile_once_per_spec_object(monkeypatch: pytest.MonkeyPatch) -> 
     specs["test"] = dataclasses.replace(specs["test"], version=2)  # what a registry update does
     server.get_features("test", "spending", {"user_id": "alice"})
     assert compiled == [VIEW, VIEW]
+
+
+def test_arrays_of_int64_are_served_as_tecton_serves_them() -> None:
+    """first/last(n) of an int64 column: an array whose elements are strings, typed
+    ``{"type": "array", "elementType": {"type": "int64"}}``; ``last`` of floats stays a number."""
+    from featurebus.schemas.specs import AggregationSpec
+
+    base = spending_workspace()
+    view = dataclasses.replace(
+        base.view(VIEW),
+        aggregations=(
+            AggregationSpec("amount_last_2_1h_continuous", "last_n", "amount", "int64", HOUR, "array<int64>", n=2),
+            AggregationSpec("amount_last_1h_continuous", "last", "amount", "float64", HOUR, "float64"),
+        ),
+    )
+    names = tuple(a.name for a in view.aggregations)
+    spec = dataclasses.replace(base, stream_feature_views=(view,), feature_services=(
+        dataclasses.replace(base.feature_services[0], selections=(dataclasses.replace(base.feature_services[0].selections[0], features=names),)),))
+    store = MemoryStore()
+    name = online_view_name(spec.name, VIEW)
+    compiled = CompiledView.compile(view, ["string"])
+    entity = compiled.entity_key(["u1"])
+    store.write([(store_key(name, tile_key(entity, BASE + 5)), encode_partials([[[BASE + 5, 2**60], [BASE + 5, 7]], [[BASE + 5, 1.5]]]))])
+    specs = {spec.name: spec}
+    server = FeatureServer(lambda: specs, store, Clock(BASE + MINUTE))
+    answer = server.get_features(spec.name, "spending", {"user_id": "u1"}, ALL_OPTIONS)
+    assert answer["result"]["features"] == [[str(2**60), "7"], 1.5]
+    assert answer["metadata"]["features"][0]["dataType"] == {"type": "array", "elementType": {"type": "int64"}}
