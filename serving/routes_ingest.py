@@ -6,7 +6,6 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from featurebus.exceptions import InvalidRequestError
 from featurebus.platform.api_keys import ApiKeyStore
@@ -42,8 +41,7 @@ def ingest_router(service: IngestService, keys: ApiKeyStore) -> APIRouter:
         keys.permit(api_key, workspace, "writer")
         dry_run = _field(body, "dry_run", "dryRun", bool, default=False)
         read_after_write = _field(body, "read_after_write", "readAfterWrite", bool, default=False)
-        # Waiting for Kafka's acknowledgements (and for visibility) blocks: keep it off the loop.
-        result = await run_in_threadpool(service.ingest, workspace, body.get("records"), dry_run, read_after_write)
+        result = await service.ingest_async(workspace, body.get("records"), dry_run, read_after_write)
         return Response(orjson.dumps(result), media_type="application/json")
 
     return router
