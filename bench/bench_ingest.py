@@ -134,6 +134,24 @@ def ingest_bodies(workspace: str, batches: list[list[dict[str, Any]]]) -> list[b
 
 
 # -- the peer: a bare producer ------------------------------------------------------------------
+class _Acks:
+    """Counts one batch's acknowledgements (served on whichever sender thread polls)."""
+
+    def __init__(self, expected: int, errors: list[str]) -> None:
+        self._left = expected
+        self._errors = errors
+        self._lock = threading.Lock()
+        self.done = threading.Event()
+
+    def delivered(self, error: Any, _message: Any) -> None:
+        if error is not None:
+            self._errors.append(str(error))
+        with self._lock:
+            self._left -= 1
+            if self._left == 0:
+                self.done.set()
+
+
 def produce_all(bootstrap: str, topic: str, batches: list[list[dict[str, Any]]], concurrency: int) -> Run:
     producer = Producer(producer_config(bootstrap, **{"linger.ms": 1}))
     lock = threading.Lock()
@@ -148,20 +166,11 @@ def produce_all(bootstrap: str, topic: str, batches: list[list[dict[str, Any]]],
                     return
                 batch = pending.pop()
             started = time.perf_counter()
-            left = [len(batch)]
-            done = threading.Event()
-
-            def delivered(error: Any, _message: Any) -> None:
-                if error is not None:
-                    errors.append(str(error))
-                left[0] -= 1
-                if left[0] == 0:
-                    done.set()
-
+            acks = _Acks(len(batch), errors)
             for record in batch:
                 producer.produce(topic, value=orjson.dumps(record), key=orjson.dumps([record["user_id"]]),
-                                 on_delivery=delivered)
-            while not done.is_set():
+                                 on_delivery=acks.delivered)
+            while not acks.done.is_set():
                 producer.poll(0.005)
             latencies.append((time.perf_counter() - started) * 1000.0)
 

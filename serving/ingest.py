@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import orjson
 from confluent_kafka import KafkaError, Message, Producer
 
 from featurebus.exceptions import InvalidRequestError, KafkaUnavailableError, NotFoundError, RecordValidationError
