@@ -189,3 +189,21 @@ def test_every_request_leaves_one_json_access_line_without_the_key(client: TestC
     assert [(line["path"], line["status"]) for line in lines] == [(URL, 200), ("/health", 200)]
     assert all(line["duration_ms"] >= 0 for line in lines)
     assert READER not in caplog.text
+
+
+def test_failed_and_forbidden_auth_are_counted_by_reason(client: TestClient) -> None:
+    from prometheus_client import REGISTRY
+
+    def count(code: str) -> float:
+        return REGISTRY.get_sample_value("featurebus_serving_auth_failures_total", {"code": code}) or 0.0
+
+    before = {code: count(code) for code in ("UNAUTHENTICATED", "PERMISSION_DENIED")}
+    client.post(URL, json=_body())  # no key
+    client.post(URL, json=_body(), headers=_auth("fbk_unknown"))  # a wrong key
+    client.get("/metrics", headers=_auth("fbk_unknown"))
+    client.post(URL, json=_body(), headers=_auth(OTHER))  # a key of another workspace
+    client.post(URL, json=_body(), headers=_auth(READER))  # allowed: not counted
+    assert count("UNAUTHENTICATED") - before["UNAUTHENTICATED"] == 3
+    assert count("PERMISSION_DENIED") - before["PERMISSION_DENIED"] == 1
+    text = client.get("/metrics", headers=_auth(READER)).text
+    assert 'featurebus_serving_auth_failures_total{code="UNAUTHENTICATED"}' in text
