@@ -18,6 +18,7 @@ from prometheus_client import Histogram
 from featurebus.exceptions import InvalidRequestError
 from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.serving.http import read_body
+from featurebus.serving.openapi_docs import feature_route_doc
 from featurebus.serving.service import FeatureServer
 
 __all__ = ["features_router", "REQUEST_SECONDS"]
@@ -28,28 +29,6 @@ REQUEST_SECONDS = Histogram(
     ["endpoint", "workspace", "feature_service"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
-
-_BODY_DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["params"],
-                    "properties": {
-                        "params": {
-                            "type": "object",
-                            "description": "workspaceName, featureServiceName, joinKeyMap (or requestData "
-                            "for get-features-batch), metadataOptions; snake_case accepted",
-                        }
-                    },
-                }
-            }
-        },
-    }
-}
-
 
 def _params(body: bytes) -> dict[str, Any]:
     try:
@@ -92,7 +71,7 @@ def features_router(server: FeatureServer, keys: ApiKeyStore) -> APIRouter:
     def _options(params: dict[str, Any]) -> Any:
         return _get(params, "metadataOptions", "metadata_options", dict, required=False)
 
-    @router.post("/get-features", openapi_extra=_BODY_DOC)
+    @router.post("/get-features", openapi_extra=feature_route_doc("get-features"))
     async def get_features(request: Request) -> Response:
         started = time.perf_counter()
         params, workspace, service = await _authorized_params(request)
@@ -101,7 +80,7 @@ def features_router(server: FeatureServer, keys: ApiKeyStore) -> APIRouter:
         REQUEST_SECONDS.labels("get-features", workspace, service).observe(time.perf_counter() - started)
         return _json(result)
 
-    @router.post("/get-features-batch", openapi_extra=_BODY_DOC)
+    @router.post("/get-features-batch", openapi_extra=feature_route_doc("get-features-batch"))
     async def get_features_batch(request: Request) -> Response:
         started = time.perf_counter()
         params, workspace, service = await _authorized_params(request)
@@ -116,7 +95,7 @@ def features_router(server: FeatureServer, keys: ApiKeyStore) -> APIRouter:
         REQUEST_SECONDS.labels("get-features-batch", workspace, service).observe(time.perf_counter() - started)
         return _json(result)
 
-    @router.post("/metadata", openapi_extra=_BODY_DOC)
+    @router.post("/metadata", openapi_extra=feature_route_doc("metadata"))
     async def metadata(request: Request) -> Response:
         _, workspace, service = await _authorized_params(request)
         return _json(server.metadata(workspace, service))

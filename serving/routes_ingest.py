@@ -11,6 +11,7 @@ from featurebus.exceptions import InvalidRequestError
 from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.serving.http import read_body
 from featurebus.serving.ingest import IngestService
+from featurebus.serving.openapi_docs import ingest_doc
 
 __all__ = ["ingest_router"]
 
@@ -25,7 +26,7 @@ def _field(body: dict[str, Any], snake: str, camel: str, kind: type, default: An
 def ingest_router(service: IngestService, keys: ApiKeyStore) -> APIRouter:
     router = APIRouter(tags=["ingest"])
 
-    @router.post("/ingest")
+    @router.post("/ingest", openapi_extra=ingest_doc())
     async def ingest(request: Request) -> Response:
         """Validate every record against its push source's schema; write all of them or none.
         Needs a `writer` (or `admin`) key of the workspace. With `read_after_write`, answers only
