@@ -123,7 +123,7 @@ def _fuzz(url: str, document: dict[str, Any], on_case: Callable[[Any], None] | N
                 headers = {"Authorization": f"Tecton-key {secret}"} if secret else {}
                 response = case.call(base_url=url, headers=headers)
                 calls += 1
-                _check(response, f"{operation.method.upper()} {operation.path} ({mode}, key {key}): {case.body!r}"[:800])
+                _check(response, f"{case.method} {case.path} (key {key}): {case.body!r}"[:800])
                 if on_case is not None:
                     on_case(response)
 
