@@ -19,6 +19,7 @@ from featurebus.exceptions import InvalidRequestError
 from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.serving.http import read_body
 from featurebus.serving.openapi_docs import feature_route_doc
+from featurebus.serving.request_surface import RequestSurface
 from featurebus.serving.service import FeatureServer
 
 __all__ = ["features_router", "REQUEST_SECONDS"]
@@ -68,6 +69,12 @@ def features_router(server: FeatureServer, keys: ApiKeyStore) -> APIRouter:
         keys.permit(api_key, workspace, "reader")
         return params, workspace, service
 
+    def _decorate(surface: RequestSurface, result: dict[str, Any], workspace: str, service: str,
+                  started: float, looked_up: float) -> None:
+        if surface.include_slo_info or surface.wants_docs:
+            docs = server.feature_docs(workspace, service) if surface.wants_docs else []
+            surface.decorate(result, docs, started, time.perf_counter() - looked_up)
+
     def _options(params: dict[str, Any]) -> Any:
         return _get(params, "metadataOptions", "metadata_options", dict, required=False)
 
@@ -76,7 +83,10 @@ def features_router(server: FeatureServer, keys: ApiKeyStore) -> APIRouter:
         started = time.perf_counter()
         params, workspace, service = await _authorized_params(request)
         join_key_map = _get(params, "joinKeyMap", "join_key_map", dict)
+        surface = RequestSurface.parse(params)
+        looked_up = time.perf_counter()
         result = server.get_features(workspace, service, join_key_map, _options(params))
+        _decorate(surface, result, workspace, service, started, looked_up)
         REQUEST_SECONDS.labels("get-features", workspace, service).observe(time.perf_counter() - started)
         return _json(result)
 
@@ -91,7 +101,10 @@ def features_router(server: FeatureServer, keys: ApiKeyStore) -> APIRouter:
             if not isinstance(join_key_map, dict):
                 raise InvalidRequestError(f"params.requestData[{i}].joinKeyMap must be an object")
             join_key_maps.append(join_key_map)
+        surface = RequestSurface.parse(params)
+        looked_up = time.perf_counter()
         result = server.get_features_batch(workspace, service, join_key_maps, _options(params))
+        _decorate(surface, result, workspace, service, started, looked_up)
         REQUEST_SECONDS.labels("get-features-batch", workspace, service).observe(time.perf_counter() - started)
         return _json(result)
 

@@ -207,3 +207,40 @@ def test_failed_and_forbidden_auth_are_counted_by_reason(client: TestClient) -> 
     assert count("PERMISSION_DENIED") - before["PERMISSION_DENIED"] == 1
     text = client.get("/metrics", headers=_auth(READER)).text
     assert 'featurebus_serving_auth_failures_total{code="UNAUTHENTICATED"}' in text
+
+
+def test_slo_info_descriptions_and_tags_in_snake_case_and_for_batches(client: TestClient) -> None:
+    body = {"params": {"workspace_name": "test", "feature_service_name": "spending",
+                       "join_key_map": {"user_id": "alice"}, "allow_partial_results": False,
+                       "request_options": {"read_from_cache": True, "latency_budget_ms": 150},
+                       "metadata_options": {"include_slo_info": True, "include_feature_descriptions": True,
+                                            "include_feature_tags": True}}}
+    metadata = client.post(URL, json=body, headers=_auth(READER)).json()["metadata"]
+    assert metadata["sloInfo"]["sloEligible"] is True and metadata["sloInfo"]["serverTimeSeconds"] > 0
+    assert set(metadata["sloInfo"]) == {"sloEligible", "sloServerTimeSeconds", "serverTimeSeconds", "storeMaxLatency"}
+    assert metadata["features"][0] == {"name": "user_spending.amount_count_1m_continuous", "description": "", "tags": {}}
+    batch = {"params": {"workspaceName": "test", "featureServiceName": "spending",
+                        "requestData": [{"joinKeyMap": {"user_id": "alice"}}, {"joinKeyMap": {"user_id": "bob"}}],
+                        "metadataOptions": {"includeSloInfo": True, "includeServingStatus": True}}}
+    answer = client.post("/api/v1/feature-service/get-features-batch", json=batch, headers=_auth(READER)).json()
+    assert answer["metadata"]["sloInfo"]["sloEligible"] is True
+    assert [row["metadata"]["features"][0]["status"] for row in answer["result"]] == ["PRESENT", "MISSING_DATA"]
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"metadataOptions": {"includeSloInfo": "yes"}}, "metadataOptions.includeSloInfo must be true or false"),
+        ({"metadataOptions": ["includeNames"]}, "metadataOptions must be an object"),
+        ({"allowPartialResults": 1}, "allowPartialResults must be true or false"),
+        ({"requestOptions": {"readFromCash": True}}, "readFromCash is not a request option; known: readFromCache"),
+        ({"requestOptions": {"latencyBudgetMs": True}}, "latencyBudgetMs must be an integer"),
+        ({"requestOptions": {"latencyBudgetMs": -1}}, "must not be negative"),
+        ({"requestOptions": {"writeToCache": 0}}, "writeToCache must be true or false"),
+        ({"requestOptions": "fast"}, "requestOptions must be an object"),
+    ],
+)
+def test_bad_options_are_400_naming_the_option(client: TestClient, params: dict[str, Any], fragment: str) -> None:
+    response = client.post(URL, json=_body(**params), headers=_auth(READER))
+    assert response.status_code == 400, response.text
+    assert fragment in response.json()["message"]
