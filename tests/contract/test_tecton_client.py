@@ -14,9 +14,9 @@ from tecton_client.exceptions import BadRequestError, ForbiddenError, NotFoundEr
 
 from featurebus.platform.kafka.runtime import free_port_pair
 from featurebus.platform.kv import MemoryStore
+from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.serving.app import create_app
 from featurebus.serving.main import wait_until_ready
-from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.serving.service import FeatureServer
 from tests.support.specs import HOUR, spending_workspace
 from tests.unit.test_serving_http import OTHER, READER, _keys
