@@ -43,6 +43,7 @@ def test_ingested_records_are_served_and_rejected_ones_never_written(kafka_boots
         apply_workspace(kafka_bootstrap, push_workspace(workspace))
         _, writer = create_api_key(kafka_bootstrap, workspace, "writer")
         _, reader = create_api_key(kafka_bootstrap, workspace, "reader")
+        _, foreign_writer = create_api_key(kafka_bootstrap, f"{workspace}_other", "writer")
         now = int(time.time() * 1000)
         events = [Event((f"u{rng.randrange(5)}",), now - rng.randrange(50 * 60_000), rng.randrange(1, 9)) for _ in range(60)]
         records = [{"record": {"user_id": e.entity[0], "price": 1.0, "quantity": e.value, "ts": iso_ms(e.ts_ms)}} for e in events]
@@ -57,6 +58,16 @@ def test_ingested_records_are_served_and_rejected_ones_never_written(kafka_boots
 
             dry = ingest({"workspace_name": workspace, "dry_run": True, "records": {"clicks": records}})
             assert dry.status_code == 200, dry.text
+            body = {"workspace_name": workspace, "records": {"clicks": records}}
+            refused = {
+                "no key": client.post("/ingest", json=body),
+                "wrong key": client.post("/ingest", json=body, headers={"Authorization": "Tecton-key fbk_wrong"}),
+                "reader key": client.post("/ingest", json=body, headers={"Authorization": f"Bearer {reader}"}),
+                "other workspace's writer": ingest(body, foreign_writer),
+            }
+            assert {name: r.status_code for name, r in refused.items()} == {
+                "no key": 401, "wrong key": 401, "reader key": 403, "other workspace's writer": 403}
+            assert all("message" in r.json() for r in refused.values())
             rejected = ingest({"workspace_name": workspace, "records": {"clicks": [*records, {"record": {"user_id": "u1"}}]}})
             assert rejected.status_code == 400 and rejected.json()["recordErrors"][0]["recordIndex"] == len(records)
             assert _topic_size(kafka_bootstrap, topic) == 0
