@@ -150,8 +150,11 @@ class KafkaRecordSink:
         loop = asyncio.get_running_loop()
         acknowledged = loop.create_future()
 
-        def notify() -> None:
-            loop.call_soon_threadsafe(_resolve, acknowledged)
+        def notify() -> None:  # on the poller thread: never let it raise there
+            try:
+                loop.call_soon_threadsafe(_resolve, acknowledged)
+            except RuntimeError:  # the loop closed (shutdown) while the records were in flight
+                pass
 
         batch = _Deliveries(len(records), notify)
         remaining = list(records)
