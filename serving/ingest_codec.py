@@ -21,6 +21,7 @@ from featurebus.streams.records import check_record, parse_timestamp_ms
 __all__ = ["SourceCodec"]
 
 Converter = Callable[[Any], Any]
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _string(value: Any) -> Any:
@@ -109,5 +110,9 @@ class SourceCodec:
             if reason is not None:
                 return reason, None, b""
             normalized = {f.name: value for f, value in zip(self._schema, row, strict=True)}
-        key = orjson.dumps([normalized[k] for k in self._key_fields]) if self._key_fields else None
-        return None, key, orjson.dumps(normalized)
+        try:
+            key = orjson.dumps([normalized[k] for k in self._key_fields]) if self._key_fields else None
+            return None, key, orjson.dumps(normalized)
+        except TypeError:  # orjson: an integer beyond 64 bits, e.g. a timestamp of 1e300 ms
+            name = next(n for n, v in normalized.items() if type(v) is int and not _INT64_MIN <= v <= _INT64_MAX)
+            return f"field {name!r}: {normalized[name]} does not fit in 64 bits (epoch milliseconds, int64)", None, b""

@@ -34,7 +34,7 @@ from tests.support.specs import HOUR, spending_workspace
 from tests.unit.test_serving_http import OTHER, READER, WRITER, _keys
 from tests.unit.test_serving_service import BASE, EVENTS, Clock, load
 
-EXAMPLES_PER_OPERATION = 25
+EXAMPLES_PER_OPERATION = 50
 KEYS = {"writer": WRITER, "reader": READER, "other workspace": OTHER, "wrong": "fbk_wrong", "none": None}
 
 
@@ -82,8 +82,12 @@ def _pinned(document: dict[str, Any]) -> dict[str, Any]:
                     properties["joinKeyMap"] = {"type": "object", "required": ["user_id"],
                                                 "properties": {"user_id": {"type": "string"}}}
                 if "records" in properties and "workspace_name" in properties:
+                    record = {"type": "object", "additionalProperties": False, "properties": {
+                        "user_id": {"type": ["string", "null"]}, "price": {"type": ["number", "null"]},
+                        "quantity": {"type": ["integer", "null"]}, "ts": {"type": ["string", "number"]}}}
+                    item = {"type": "object", "required": ["record"], "properties": {"record": record}}
                     properties["records"] = {"type": "object", "required": ["clicks"], "additionalProperties": False,
-                                             "properties": {"clicks": properties["records"]["additionalProperties"]}}
+                                             "properties": {"clicks": {"type": "array", "items": item}}}
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
