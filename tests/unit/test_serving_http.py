@@ -149,6 +149,15 @@ def test_openapi_document_needs_a_key_and_lists_the_routes(client: TestClient) -
     paths = client.get("/openapi.json", headers=_auth(READER)).json()["paths"]
     assert {"/api/v1/feature-service/get-features", "/health", "/ready", "/metrics"} <= set(paths)
     assert "/openapi.json" not in paths
+    # The documented bodies are Tecton's, so generated clients and the fuzz test send real requests.
+    body = paths["/api/v1/feature-service/get-features"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    params = body["properties"]["params"]
+    assert {"workspaceName", "featureServiceName", "joinKeyMap", "metadataOptions", "requestOptions",
+            "allowPartialResults"} <= set(params["properties"])
+    assert "includeSloInfo" in params["properties"]["metadataOptions"]["properties"]
+    assert paths["/api/v1/feature-service/get-features"]["post"]["responses"]["401"]["content"]["application/json"][
+        "schema"]["required"] == ["message", "code"]
+    assert paths["/health"]["get"]["security"] == [] and paths["/metrics"]["get"]["security"] == [{"TectonKey": []}]
 
 
 def test_roles_are_ordered_and_revocation_applies() -> None:
