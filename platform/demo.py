@@ -7,6 +7,7 @@ set from the offline store. Every process it started is stopped when it ends or 
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,10 @@ def _offline_rows(root: Path) -> int:
 
 def run_demo(repo: Path, home: Path, live_seconds: float, console: Console) -> None:
     console.rule("featurebus demo")
+    if home.exists():
+        # The demo owns this directory (its Kafka, stores and logs): every run starts from a clean
+        # slate, so a demo from an older featurebus (other store formats) never gets in the way.
+        shutil.rmtree(home)
     with LocalPlatform(home, WORKSPACE) as platform:
         if platform.kafka_started_in_s is not None:
             console.print(f"Kafka 4.4 (KRaft) up at {platform.bootstrap} in {platform.kafka_started_in_s:.1f}s")
