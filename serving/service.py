@@ -2,11 +2,14 @@
 
 Everything that depends only on a workspace's spec (compiled views, each service's feature plan,
 its metadata) is built once per spec object and reused until the registry publishes a new one;
-a request does only the key encoding, one store scan per view, and the window merge.
+what depends on the request time (window bounds, the scanned key range) once per request, for
+all its rows; a row does only the key encoding, one store scan per view, and the window merge
+of the served features.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +20,9 @@ from featurebus.platform.kv import KeyValueStore
 from featurebus.platform.online_materializer import online_view_name
 from featurebus.schemas.encoding import decode_tiles, store_prefix, tile_key
 from featurebus.schemas.specs import FeatureServiceSpec, StreamFeatureViewSpec, WorkspaceSpec
-from featurebus.streams.tiles import CompiledView, compute_values, read_range
+from featurebus.streams.aggregations import Aggregator
+from featurebus.streams.tiles import CompiledView, read_range
+from featurebus.streams.windows import window_bounds
 
 __all__ = ["FeatureServer", "MetadataOptions", "data_type", "format_time_ms"]
 
@@ -75,6 +80,8 @@ class _ViewPlan:
     picks: tuple[int, ...]  # index into the view's aggregations of each served feature
     int64: tuple[bool, ...]  # per served feature: encode as a string (as Tecton does)
     is_count: tuple[bool, ...]  # per served feature: 0 means "no data", not a value
+    aggregators: tuple[Aggregator, ...]  # per served feature
+    empty: tuple[Any, ...]  # per served feature: its value for an entity without tiles
 
 
 @dataclass(frozen=True)
@@ -121,14 +128,18 @@ def _plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec) -> _ServiceP
                 raise DefinitionError(f"view {view.name!r} has no feature(s) {unknown}")
             picks = tuple(index[f] for f in selection.features)
             aggs = [view.aggregations[i] for i in picks]
+            compiled = CompiledView.compile(view, dtypes)
+            aggregators = tuple(compiled.aggregators[i] for i in picks)
             views.append(
                 _ViewPlan(
-                    compiled=CompiledView.compile(view, dtypes),
+                    compiled=compiled,
                     key_prefix=store_prefix(online_view_name(spec.name, view.name)),
                     key_names=view.join_keys,
                     picks=picks,
                     int64=tuple(a.output_dtype == "int64" for a in aggs),
                     is_count=tuple(a.function == "count" for a in aggs),
+                    aggregators=aggregators,
+                    empty=tuple(a.result(a.initialize()) for a in aggregators),
                 )
             )
             meta.extend({"name": f"{view.name}.{a.name}", "dataType": data_type(a.output_dtype)} for a in aggs)
@@ -160,8 +171,8 @@ class FeatureServer:
     ) -> dict[str, Any]:
         plan = self._service_plan(workspace, service)
         options = MetadataOptions.parse(metadata_options)
-        t_ms = self._clock_ms()
-        features, statuses, times = self._row(plan, join_key_map, t_ms, options.include_effective_times)
+        at = self._at(plan, options.include_effective_times)
+        features, statuses, times = self._row(plan, join_key_map, at, options.include_effective_times)
         meta = [dict(m) for m in plan.feature_meta] if options.include_data_types else _names(plan)
         for i, item in enumerate(meta):
             if options.include_serving_status:
@@ -180,11 +191,11 @@ class FeatureServer:
         """One answer per join key map, all at one request time; per-row statuses and times."""
         plan = self._service_plan(workspace, service)
         options = MetadataOptions.parse(metadata_options)
-        t_ms = self._clock_ms()
+        at = self._at(plan, options.include_effective_times)
         per_row = options.include_serving_status or options.include_effective_times
         results = []
         for join_key_map in requests:
-            features, statuses, times = self._row(plan, join_key_map, t_ms, options.include_effective_times)
+            features, statuses, times = self._row(plan, join_key_map, at, options.include_effective_times)
             row: dict[str, Any] = {"features": features}
             if per_row:
                 row_meta: list[dict[str, Any]] = [{} for _ in features]
@@ -207,6 +218,10 @@ class FeatureServer:
         }
 
     # -- internals ---------------------------------------------------------------------------
+    def _at(self, plan: _ServicePlan, with_times: bool) -> list[_ViewAt]:
+        t_ms = self._clock_ms()
+        return [_ViewAt(view, t_ms, with_times) for view in plan.views]
+
     def _service_plan(self, workspace: str, service: str) -> _ServicePlan:
         specs = self._specs_provider()
         spec = specs.get(workspace)
@@ -226,14 +241,14 @@ class FeatureServer:
         return service_plan
 
     def _row(
-        self, plan: _ServicePlan, join_key_map: Mapping[str, Any], t_ms: int, with_times: bool
+        self, plan: _ServicePlan, join_key_map: Mapping[str, Any], at: Sequence[_ViewAt], with_times: bool
     ) -> tuple[list[Any], list[str], list[str]]:
         if not isinstance(join_key_map, Mapping):
             raise InvalidRequestError("joinKeyMap must be an object of join key names to values")
         features: list[Any] = []
         statuses: list[str] = []
         times: list[str] = []
-        for view in plan.views:
+        for view, view_at in zip(plan.views, at, strict=True):
             try:
                 key_values = [join_key_map[name] for name in view.key_names]
             except KeyError as exc:
@@ -242,25 +257,52 @@ class FeatureServer:
                     f"joinKeyMap is missing join key {exc.args[0]!r}; feature service {plan.name!r} "
                     f"requires: {required}"
                 ) from None
-            compiled = view.compiled
-            entity = compiled.entity_key(key_values)
-            start_ms, end_ms = read_range(compiled, t_ms)
-            # One contiguous scan: an entity's tiles sort by start time (see schemas/encoding.py),
-            # decoded together (store keys end with the tile start, as tile keys do).
-            tiles = decode_tiles(
-                self._store.scan(view.key_prefix + tile_key(entity, start_ms), view.key_prefix + tile_key(entity, end_ms))
-            )
-            values = compute_values(compiled, tiles, t_ms)
-            for pick, as_string, is_count in zip(view.picks, view.int64, view.is_count, strict=True):
-                value = values[pick]
+            values = self._values(view, view_at, view.compiled.entity_key(key_values))
+            for value, as_string, is_count in zip(values, view.int64, view.is_count, strict=True):
                 missing = value is None or (is_count and value == 0)
                 statuses.append(MISSING_DATA if missing else PRESENT)
                 features.append(str(value) if as_string and value is not None else value)
             if with_times:
-                interval_ms = compiled.spec.aggregation_interval_ms
-                effective_ms = t_ms if interval_ms is None else (t_ms // interval_ms) * interval_ms
-                times.extend([format_time_ms(effective_ms)] * len(view.picks))
+                times.extend([view_at.effective_time] * len(view.picks))
         return features, statuses, times
+
+    def _values(self, view: _ViewPlan, at: _ViewAt, entity: bytes) -> Sequence[Any]:
+        """The served features of one entity: ``compute_values`` restricted to the served
+        aggregations, with the window bounds of the request time computed once per request."""
+        prefix = view.key_prefix + entity
+        # One contiguous scan: an entity's tiles sort by start time (see schemas/encoding.py),
+        # decoded together (store keys end with the tile start, as tile keys do).
+        tiles = decode_tiles(self._store.scan(prefix + at.start_suffix, prefix + at.end_suffix))
+        if not tiles:
+            return view.empty
+        starts = [start for start, _ in tiles]
+        values = []
+        for (window_start, window_end), pick, aggregator in zip(at.bounds, view.picks, view.aggregators, strict=True):
+            lo, hi = bisect_left(starts, window_start), bisect_left(starts, window_end)
+            if lo == hi:
+                values.append(aggregator.result(aggregator.initialize()))
+            else:
+                values.append(aggregator.result(aggregator.merge_many([tiles[j][1][pick] for j in range(lo, hi)])))
+        return values
+
+
+class _ViewAt:
+    """What a request time fixes for one view, shared by every row of the request: each served
+    aggregation's window bounds (``window_bounds``, as ``compute_values`` uses them), the tile
+    key range covering all of them, and the effective time."""
+
+    __slots__ = ("bounds", "effective_time", "end_suffix", "start_suffix")
+
+    def __init__(self, view: _ViewPlan, t_ms: int, with_times: bool) -> None:
+        spec = view.compiled.spec
+        interval_ms = spec.aggregation_interval_ms
+        self.bounds = [window_bounds(t_ms, spec.aggregations[pick].window_ms, interval_ms) for pick in view.picks]
+        # Over all of the view's aggregations, as read_range does: the scan is the same either way.
+        start_ms, end_ms = read_range(view.compiled, t_ms)
+        self.start_suffix = tile_key(b"", start_ms)  # store key = view prefix + entity + this
+        self.end_suffix = tile_key(b"", end_ms)
+        effective_ms = t_ms if interval_ms is None else (t_ms // interval_ms) * interval_ms
+        self.effective_time = format_time_ms(effective_ms) if with_times else ""
 
 
 def _names(plan: _ServicePlan) -> list[dict[str, Any]]:
