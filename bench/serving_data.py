@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -112,7 +113,7 @@ def feast_tables(data: Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
     ev = data.events
     age = data.now_ms - ev["ts_ms"]
 
-    def window(frame: pd.DataFrame, key: str, column: pd.Series, ms: int) -> pd.core.groupby.SeriesGroupBy:
+    def window(frame: pd.DataFrame, key: str, column: pd.Series, ms: int) -> Any:
         mask = age[frame.index] < ms
         return column[mask].groupby(frame.loc[mask, key])
 
