@@ -1,6 +1,7 @@
 """Start and stop the two servers the serving benchmark compares, and the load generator.
 
-* featurebus: ``python -m featurebus serve --workers N`` on a fresh home; ready once ``/ready``
+* featurebus: ``python -m featurebus serve --workers N --no-access-log`` on a fresh home (Feast
+  runs without its access log too); ready once ``/ready``
   answers 200 and, with N > 1, every process logged that its online copy caught up.
 * Feast: ``feast serve --workers N --max-requests 0 --no-access-log`` in the peer venv, in the
   repository ``peers/feast_repo.py`` wrote and materialized; ready once ``/health`` answers.
@@ -97,7 +98,7 @@ def start_featurebus(ctx: BenchContext, bootstrap: str, workers: int, timeout_s:
     port = free_port_pair()[0]
     server = _launch(ctx, f"featurebus-w{workers}",
                      [sys.executable, "-m", "featurebus", "serve", "--workers", str(workers), "--port", str(port),
-                      "--home", str(home), "--bootstrap", bootstrap],
+                      "--home", str(home), "--bootstrap", bootstrap, "--no-access-log"],
                      REPO_ROOT, port)
 
     def ready() -> bool:

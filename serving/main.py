@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import logging
 import os
 import time
@@ -50,6 +51,13 @@ _MAX_SLOTS = 64
 # How a multi-process server's parent hands its settings to the processes uvicorn spawns.
 _ENV_BOOTSTRAP = "FEATUREBUS_SERVING_BOOTSTRAP"
 _ENV_DATA_DIR = "FEATUREBUS_SERVING_DATA_DIR"
+_ENV_ACCESS_LOG = "FEATUREBUS_SERVING_ACCESS_LOG"
+
+
+def _enable_access_log(enabled: bool) -> None:
+    # featurebus.access writes one JSON line per request instead of uvicorn's access log; it
+    # costs about a tenth of a lookup's CPU, so it can be turned off (as Feast's can).
+    logging.getLogger("featurebus.access").setLevel(logging.INFO if enabled else logging.WARNING)
 
 
 def now_ms() -> int:
@@ -126,6 +134,10 @@ def _replica_lifespan(
         try:
             if wait_caught_up:
                 await _await_caught_up(replica)
+            # Everything allocated so far (modules, specs, plans) lives as long as the process:
+            # kept out of the cyclic collector, a full collection no longer walks it, which
+            # takes milliseconds off the requests that happen to trigger one.
+            gc.freeze()
             yield
         finally:
             replica.close()
@@ -142,7 +154,7 @@ def replica_app() -> FastAPI:
     _log.setLevel(logging.INFO)
     replica = _Replica(os.environ[_ENV_BOOTSTRAP], Path(os.environ[_ENV_DATA_DIR]))
     _log.info("serving process %d holds online store %s", os.getpid(), replica.store_dir)
-    logging.getLogger("featurebus.access").setLevel(logging.INFO)
+    _enable_access_log(os.environ.get(_ENV_ACCESS_LOG, "1") == "1")
     return replica.app(_replica_lifespan(replica, wait_caught_up=True))
 
 
@@ -154,6 +166,7 @@ def run_server(
     data_dir: Path,
     log_level: str = "info",
     workers: int = 1,
+    access_log: bool = True,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then stop the materializers and close the stores.
 
@@ -167,6 +180,7 @@ def run_server(
     if workers > 1:
         os.environ[_ENV_BOOTSTRAP] = bootstrap
         os.environ[_ENV_DATA_DIR] = str(data_dir)
+        os.environ[_ENV_ACCESS_LOG] = "1" if access_log else "0"
         _log.info("serving on http://%s:%d with %d processes (online stores under %s)", host, port, workers, data_dir)
         uvicorn.run("featurebus.serving.main:replica_app", factory=True, host=host, port=port, workers=workers,
                     log_level=log_level, access_log=False)
@@ -175,8 +189,7 @@ def run_server(
     try:
         app = replica.app(_replica_lifespan(replica, wait_caught_up=False))
         _log.info("serving on http://%s:%d (online store %s)", host, port, replica.store_dir)
-        # featurebus.access writes one JSON line per request instead of uvicorn's access log.
-        logging.getLogger("featurebus.access").setLevel(logging.INFO)
+        _enable_access_log(access_log)
         uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)).run()
     finally:
         replica.close()  # also when startup failed (e.g. the port is taken)

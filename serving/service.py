@@ -161,6 +161,7 @@ class FeatureServer:
         self._clock_ms = clock_ms
         # Keyed by workspace; reused while the provider returns the very same spec object.
         self._plans: dict[str, _WorkspacePlan] = {}
+        self._last_at: tuple[int, _ServicePlan, bool, list[_ViewAt]] | None = None
 
     def get_features(
         self,
@@ -220,7 +221,13 @@ class FeatureServer:
     # -- internals ---------------------------------------------------------------------------
     def _at(self, plan: _ServicePlan, with_times: bool) -> list[_ViewAt]:
         t_ms = self._clock_ms()
-        return [_ViewAt(view, t_ms, with_times) for view in plan.views]
+        # Under load many requests fall in the same millisecond: reuse that time's bounds.
+        cached = self._last_at
+        if cached is not None and cached[0] == t_ms and cached[1] is plan and cached[2] == with_times:
+            return cached[3]
+        at = [_ViewAt(view, t_ms, with_times) for view in plan.views]
+        self._last_at = (t_ms, plan, with_times, at)
+        return at
 
     def _service_plan(self, workspace: str, service: str) -> _ServicePlan:
         specs = self._specs_provider()
