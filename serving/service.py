@@ -79,6 +79,7 @@ class _ViewPlan:
     key_names: tuple[str, ...]  # the view's join keys, in encoding order
     picks: tuple[int, ...]  # index into the view's aggregations of each served feature
     int64: tuple[bool, ...]  # per served feature: encode as a string (as Tecton does)
+    any_int64: bool
     is_count: tuple[bool, ...]  # per served feature: 0 means "no data", not a value
     aggregators: tuple[Aggregator, ...]  # per served feature
     empty: tuple[Any, ...]  # per served feature: its value for an entity without tiles
@@ -137,6 +138,7 @@ def _plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec) -> _ServiceP
                     key_names=view.join_keys,
                     picks=picks,
                     int64=tuple(a.output_dtype == "int64" for a in aggs),
+                    any_int64=any(a.output_dtype == "int64" for a in aggs),
                     is_count=tuple(a.function == "count" for a in aggs),
                     aggregators=aggregators,
                     empty=tuple(a.result(a.initialize()) for a in aggregators),
@@ -173,7 +175,8 @@ class FeatureServer:
         plan = self._service_plan(workspace, service)
         options = MetadataOptions.parse(metadata_options)
         at = self._at(plan, options.include_effective_times)
-        features, statuses, times = self._row(plan, join_key_map, at, options.include_effective_times)
+        features, statuses, times = self._row(plan, join_key_map, at, options.include_effective_times,
+                                                  options.include_serving_status)
         meta = [dict(m) for m in plan.feature_meta] if options.include_data_types else _names(plan)
         for i, item in enumerate(meta):
             if options.include_serving_status:
@@ -196,7 +199,8 @@ class FeatureServer:
         per_row = options.include_serving_status or options.include_effective_times
         results = []
         for join_key_map in requests:
-            features, statuses, times = self._row(plan, join_key_map, at, options.include_effective_times)
+            features, statuses, times = self._row(plan, join_key_map, at, options.include_effective_times,
+                                                  options.include_serving_status)
             row: dict[str, Any] = {"features": features}
             if per_row:
                 row_meta: list[dict[str, Any]] = [{} for _ in features]
@@ -248,7 +252,8 @@ class FeatureServer:
         return service_plan
 
     def _row(
-        self, plan: _ServicePlan, join_key_map: Mapping[str, Any], at: Sequence[_ViewAt], with_times: bool
+        self, plan: _ServicePlan, join_key_map: Mapping[str, Any], at: Sequence[_ViewAt], with_times: bool,
+        with_statuses: bool,
     ) -> tuple[list[Any], list[str], list[str]]:
         if not isinstance(join_key_map, Mapping):
             raise InvalidRequestError("joinKeyMap must be an object of join key names to values")
@@ -265,10 +270,18 @@ class FeatureServer:
                     f"requires: {required}"
                 ) from None
             values = self._values(view, view_at, view.compiled.entity_key(key_values))
-            for value, as_string, is_count in zip(values, view.int64, view.is_count, strict=True):
-                missing = value is None or (is_count and value == 0)
-                statuses.append(MISSING_DATA if missing else PRESENT)
-                features.append(str(value) if as_string and value is not None else value)
+            if with_statuses:
+                statuses.extend(
+                    MISSING_DATA if value is None or (is_count and value == 0) else PRESENT
+                    for value, is_count in zip(values, view.is_count, strict=True)
+                )
+            if view.any_int64:
+                features.extend(
+                    str(value) if as_string and value is not None else value
+                    for value, as_string in zip(values, view.int64, strict=True)
+                )
+            else:
+                features.extend(values)
             if with_times:
                 times.extend([view_at.effective_time] * len(view.picks))
         return features, statuses, times
@@ -283,27 +296,34 @@ class FeatureServer:
         if not tiles:
             return view.empty
         starts = [start for start, _ in tiles]
-        values = []
-        for (window_start, window_end), pick, aggregator in zip(at.bounds, view.picks, view.aggregators, strict=True):
+        partials = [tile for _, tile in tiles]
+        values = list(view.empty)
+        for window_start, window_end, members in at.windows:
             lo, hi = bisect_left(starts, window_start), bisect_left(starts, window_end)
-            if lo == hi:
-                values.append(aggregator.result(aggregator.initialize()))
-            else:
-                values.append(aggregator.result(aggregator.merge_many([tiles[j][1][pick] for j in range(lo, hi)])))
+            if lo < hi:
+                window = partials[lo:hi]
+                for index, pick, aggregator in members:
+                    values[index] = aggregator.result(aggregator.merge_many([tile[pick] for tile in window]))
         return values
 
 
 class _ViewAt:
-    """What a request time fixes for one view, shared by every row of the request: each served
-    aggregation's window bounds (``window_bounds``, as ``compute_values`` uses them), the tile
-    key range covering all of them, and the effective time."""
+    """What a request time fixes for one view, shared by every row of the request: the served
+    aggregations grouped by window bounds (``window_bounds``, as ``compute_values`` uses them;
+    aggregations over the same window share one tile slice), the tile key range covering all of
+    them, and the effective time."""
 
-    __slots__ = ("bounds", "effective_time", "end_suffix", "start_suffix")
+    __slots__ = ("effective_time", "end_suffix", "start_suffix", "windows")
 
     def __init__(self, view: _ViewPlan, t_ms: int, with_times: bool) -> None:
         spec = view.compiled.spec
         interval_ms = spec.aggregation_interval_ms
-        self.bounds = [window_bounds(t_ms, spec.aggregations[pick].window_ms, interval_ms) for pick in view.picks]
+        # (window start, window end) -> [(index among served features, index in the view, aggregator)]
+        grouped: dict[tuple[int, int], list[tuple[int, int, Aggregator]]] = {}
+        for index, (pick, aggregator) in enumerate(zip(view.picks, view.aggregators, strict=True)):
+            bounds = window_bounds(t_ms, spec.aggregations[pick].window_ms, interval_ms)
+            grouped.setdefault(bounds, []).append((index, pick, aggregator))
+        self.windows = [(start, end, tuple(members)) for (start, end), members in grouped.items()]
         # Over all of the view's aggregations, as read_range does: the scan is the same either way.
         start_ms, end_ms = read_range(view.compiled, t_ms)
         self.start_suffix = tile_key(b"", start_ms)  # store key = view prefix + entity + this
