@@ -179,6 +179,7 @@ def _measure(ctx: BenchContext, server: Server, sizes: Sizes, workers: int,
                 spec = LoadSpec(base.host, base.port, base.path, base.bodies, concurrency, sizes.seconds,
                                 sizes.warmup_s, base.headers)
                 result = run_loadgen(ctx, spec, f"{server.name}-b{batch}-c{concurrency}-r{rep}")
+                result["load_1m"] = load_1m()  # others' work on the machine skews single runs: keep it
                 server.check()
                 if result["errors"]:
                     raise RuntimeError(f"{server.name}: {result['errors']} failed requests, first: {result['first_error']}")
@@ -205,7 +206,8 @@ def _results(sizes: Sizes, ours: dict[Combo, list[dict[str, Any]]], theirs: dict
                 "workers": workers, "batch": batch, "concurrency": concurrency,
                 "seconds": sizes.seconds, "requests": sum(r["requests"] for r in ours[combo]),
                 "peer_requests": sum(r["requests"] for r in theirs.get(combo, [])),
-                "load_1m_after": load_1m(), **common,
+                "load_1m": [r["load_1m"] for r in ours[combo]],
+                "peer_load_1m": [r["load_1m"] for r in theirs.get(combo, [])], **common,
             }))
     return results
 
