@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,13 @@ from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.platform.kafka_admin import unreachable_hint
 from featurebus.platform.kv import KeyValueStore
 from featurebus.platform.topics import API_KEYS_TOPIC, REGISTRY_TOPIC, feature_topic
-from featurebus.schemas.encoding import VALUE_FORMAT_VERSION, store_key
+from featurebus.schemas.encoding import (
+    VALUE_FORMAT_VERSION,
+    split_store_key,
+    split_tile_key,
+    store_key,
+    store_prefix,
+)
 from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = ["OnlineMaterializer", "online_view_name", "offset_key", "OFFSETS_PREFIX"]
@@ -54,6 +61,12 @@ _log = logging.getLogger(__name__)
 def online_view_name(workspace: str, view: str) -> str:
     """The view name used in online store keys. "/" cannot occur in (topic-safe) names."""
     return f"{workspace}/{view}"
+
+
+def _entity_prefix(key: bytes) -> bytes:
+    view, tile = split_store_key(key)
+    entity, _ = split_tile_key(tile)
+    return store_prefix(view, entity)
 
 
 def offset_key(topic: str, partition: int) -> bytes:
@@ -131,6 +144,12 @@ class OnlineMaterializer:
         self._ready = threading.Event()  # latched by the first catch-up
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._write_listeners: list[Callable[[set[bytes]], None]] = []
+
+    def add_write_listener(self, listener: Callable[[set[bytes]], None]) -> None:
+        """Call ``listener`` on the consumer thread after each store write, with the entity
+        prefixes (``store_prefix(view, entity key)``) whose tiles it changed (caches use it)."""
+        self._write_listeners.append(listener)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -345,6 +364,10 @@ class OnlineMaterializer:
             self._store.write(puts)  # tiles and offsets together: a crash never skips a record
             self._offsets.update(offsets)
             _RECORDS.labels("tile").inc(tiles)
+            if self._write_listeners:
+                touched = {_entity_prefix(key) for key, _ in puts[:tiles]}
+                for listener in self._write_listeners:
+                    listener(touched)
 
     def _apply_registry(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:

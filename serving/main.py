@@ -40,6 +40,7 @@ from featurebus.platform.online_materializer import OnlineMaterializer
 from featurebus.serving.app import create_app
 from featurebus.serving.ingest import IngestService, KafkaRecordSink
 from featurebus.serving.service import FeatureServer
+from featurebus.serving.tile_cache import TileCache
 from featurebus.serving.visibility import OnlineVisibility
 
 __all__ = ["run_server", "wait_until_ready", "now_ms", "claim_store_dir", "replica_app", "CAUGHT_UP_LOG"]
@@ -105,7 +106,9 @@ class _Replica:
             _log.info("online materializer stopped and online store closed")
 
     def app(self, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]) -> FastAPI:
-        server = FeatureServer(self.materializer.specs, self.store, now_ms)
+        cache = TileCache()
+        self.materializer.add_write_listener(cache.invalidate)  # before it starts writing
+        server = FeatureServer(self.materializer.specs, self.store, now_ms, tile_cache=cache)
         ingest = IngestService(self.materializer.specs, self.ingest_sink, self.visibility)
         return create_app(server, self.keys, self.materializer, ingest=ingest, lifespan=lifespan)
 

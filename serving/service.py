@@ -20,12 +20,15 @@ from featurebus.platform.kv import KeyValueStore
 from featurebus.platform.online_materializer import online_view_name
 from featurebus.schemas.encoding import decode_tiles, store_prefix, tile_key
 from featurebus.schemas.specs import FeatureServiceSpec, StreamFeatureViewSpec, WorkspaceSpec
+from featurebus.serving.tile_cache import TileCache
 from featurebus.streams.aggregations import Aggregator
 from featurebus.streams.tiles import CompiledView, read_range
 from featurebus.streams.windows import window_bounds
 
 __all__ = ["FeatureServer", "MetadataOptions", "data_type", "format_time_ms"]
 
+# Past every store key of an entity (its prefix + an 8-byte tile start).
+_ENTITY_END = b"\xff" * 9
 PRESENT = "PRESENT"
 MISSING_DATA = "MISSING_DATA"
 
@@ -157,8 +160,13 @@ class FeatureServer:
         specs_provider: Callable[[], Mapping[str, WorkspaceSpec]],
         store: KeyValueStore,
         clock_ms: Callable[[], int],
+        tile_cache: TileCache | None = None,
     ) -> None:
+        """``tile_cache``: keep the tiles of entities that have many between requests; only
+        for a store whose every write is followed by ``tile_cache.invalidate`` (the online
+        materializer's write listener does that)."""
         self._specs_provider = specs_provider
+        self._cache = tile_cache
         self._store = store
         self._clock_ms = clock_ms
         # Keyed by workspace; reused while the provider returns the very same spec object.
@@ -290,13 +298,24 @@ class FeatureServer:
         """The served features of one entity: ``compute_values`` restricted to the served
         aggregations, with the window bounds of the request time computed once per request."""
         prefix = view.key_prefix + entity
-        # One contiguous scan: an entity's tiles sort by start time (see schemas/encoding.py),
-        # decoded together (store keys end with the tile start, as tile keys do).
-        tiles = decode_tiles(self._store.scan(prefix + at.start_suffix, prefix + at.end_suffix))
-        if not tiles:
-            return view.empty
-        starts = [start for start, _ in tiles]
-        partials = [tile for _, tile in tiles]
+        cache = self._cache
+        cached = None if cache is None else cache.get(prefix)
+        if cached is not None:
+            starts, partials = cached
+        else:
+            generation = 0 if cache is None else cache.generation  # before reading: see tile_cache.py
+            # One contiguous scan: an entity's tiles sort by start time (see schemas/encoding.py),
+            # decoded together (store keys end with the tile start, as tile keys do).
+            tiles = decode_tiles(self._store.scan(prefix + at.start_suffix, prefix + at.end_suffix))
+            if not tiles:
+                return view.empty
+            if cache is not None and len(tiles) >= cache.min_tiles:
+                # Worth keeping: all of the entity's tiles, as later requests read later ranges.
+                tiles = decode_tiles(self._store.scan(prefix, prefix + _ENTITY_END))
+                starts, partials = [start for start, _ in tiles], [tile for _, tile in tiles]
+                cache.put(prefix, (starts, partials), generation)
+            else:
+                starts, partials = [start for start, _ in tiles], [tile for _, tile in tiles]
         values = list(view.empty)
         for window_start, window_end, members in at.windows:
             lo, hi = bisect_left(starts, window_start), bisect_left(starts, window_end)

@@ -145,3 +145,24 @@ def test_a_store_directory_is_held_by_one_process_at_a_time(tmp_path: Path) -> N
     assert third.name == "online"
     second_lock.close()
     third_lock.close()
+
+
+def test_the_materializer_tells_listeners_which_entities_it_wrote(kafka_bootstrap: str,
+                                                                   topic_factory: Callable[..., str]) -> None:
+    from featurebus.platform.api_keys import ApiKeyStore
+    from featurebus.platform.kv import MemoryStore
+    from featurebus.platform.online_materializer import OnlineMaterializer, online_view_name
+    from featurebus.schemas.encoding import store_prefix
+
+    workspace, _ = _workspace(kafka_bootstrap, topic_factory)
+    touched: list[set[bytes]] = []
+    materializer = OnlineMaterializer(kafka_bootstrap, MemoryStore(), ApiKeyStore())
+    materializer.add_write_listener(touched.append)
+    materializer.start()
+    try:
+        assert materializer.wait_caught_up(60), materializer.lag()
+    finally:
+        materializer.stop()
+    view = online_view_name(workspace, VIEW)
+    ours = {p for p in set().union(*touched) if p.startswith(store_prefix(view))}  # the broker holds other tests' too
+    assert ours == {store_prefix(view, encode_entity_key([f"u{i}"])) for i in range(USERS)}
