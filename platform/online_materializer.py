@@ -21,9 +21,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge
@@ -42,7 +41,7 @@ from featurebus.schemas.encoding import (
 )
 from featurebus.schemas.specs import WorkspaceSpec
 
-__all__ = ["OnlineMaterializer", "online_view_name", "offset_key", "OFFSETS_PREFIX"]
+__all__ = ["OnlineMaterializer", "WriteListener", "online_view_name", "offset_key", "OFFSETS_PREFIX"]
 
 # Sorts before every data key (those start with the key format byte, >= 0x01).
 OFFSETS_PREFIX = b"\x00offsets."
@@ -61,6 +60,12 @@ _log = logging.getLogger(__name__)
 def online_view_name(workspace: str, view: str) -> str:
     """The view name used in online store keys. "/" cannot occur in (topic-safe) names."""
     return f"{workspace}/{view}"
+
+
+class WriteListener(Protocol):
+    def begin_write(self, entity_prefixes: set[bytes]) -> None: ...
+
+    def end_write(self, entity_prefixes: set[bytes]) -> None: ...
 
 
 def _entity_prefix(key: bytes) -> bytes:
@@ -144,11 +149,11 @@ class OnlineMaterializer:
         self._ready = threading.Event()  # latched by the first catch-up
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._write_listeners: list[Callable[[set[bytes]], None]] = []
+        self._write_listeners: list[WriteListener] = []
 
-    def add_write_listener(self, listener: Callable[[set[bytes]], None]) -> None:
-        """Call ``listener`` on the consumer thread after each store write, with the entity
-        prefixes (``store_prefix(view, entity key)``) whose tiles it changed (caches use it)."""
+    def add_write_listener(self, listener: WriteListener) -> None:
+        """Tell ``listener`` (on the consumer thread) before and after each store write which
+        entities' tiles it changes, as ``store_prefix(view, entity key)`` (caches use it)."""
         self._write_listeners.append(listener)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -361,13 +366,14 @@ class OnlineMaterializer:
         if offsets:
             tiles = len(puts)
             puts.extend((offset_key(t, p), str(o).encode()) for (t, p), o in offsets.items())
+            touched = {_entity_prefix(key) for key, _ in puts[:tiles]} if self._write_listeners else set()
+            for listener in self._write_listeners:
+                listener.begin_write(touched)
             self._store.write(puts)  # tiles and offsets together: a crash never skips a record
+            for listener in self._write_listeners:
+                listener.end_write(touched)
             self._offsets.update(offsets)
             _RECORDS.labels("tile").inc(tiles)
-            if self._write_listeners:
-                touched = {_entity_prefix(key) for key, _ in puts[:tiles]}
-                for listener in self._write_listeners:
-                    listener(touched)
 
     def _apply_registry(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:

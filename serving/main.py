@@ -107,7 +107,7 @@ class _Replica:
 
     def app(self, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]) -> FastAPI:
         cache = TileCache()
-        self.materializer.add_write_listener(cache.invalidate)  # before it starts writing
+        self.materializer.add_write_listener(cache)  # before it starts writing
         server = FeatureServer(self.materializer.specs, self.store, now_ms, tile_cache=cache)
         ingest = IngestService(self.materializer.specs, self.ingest_sink, self.visibility)
         return create_app(server, self.keys, self.materializer, ingest=ingest, lifespan=lifespan)

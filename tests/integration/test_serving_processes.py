@@ -147,22 +147,38 @@ def test_a_store_directory_is_held_by_one_process_at_a_time(tmp_path: Path) -> N
     third_lock.close()
 
 
-def test_the_materializer_tells_listeners_which_entities_it_wrote(kafka_bootstrap: str,
-                                                                   topic_factory: Callable[..., str]) -> None:
+def test_the_materializer_tells_listeners_which_entities_it_writes(kafka_bootstrap: str,
+                                                                    topic_factory: Callable[..., str]) -> None:
     from featurebus.platform.api_keys import ApiKeyStore
     from featurebus.platform.kv import MemoryStore
     from featurebus.platform.online_materializer import OnlineMaterializer, online_view_name
     from featurebus.schemas.encoding import store_prefix
 
     workspace, _ = _workspace(kafka_bootstrap, topic_factory)
-    touched: list[set[bytes]] = []
-    materializer = OnlineMaterializer(kafka_bootstrap, MemoryStore(), ApiKeyStore())
-    materializer.add_write_listener(touched.append)
+    view = store_prefix(online_view_name(workspace, VIEW))
+    store = MemoryStore()
+    calls: list[tuple[str, set[bytes], int]] = []  # (phase, entities, our tiles in the store then)
+
+    def ours_stored() -> int:
+        return sum(1 for _ in store.scan(view, view + b"\xff"))
+
+    class Listener:
+        def begin_write(self, prefixes: set[bytes]) -> None:
+            calls.append(("begin", prefixes, ours_stored()))
+
+        def end_write(self, prefixes: set[bytes]) -> None:
+            calls.append(("end", prefixes, ours_stored()))
+
+    materializer = OnlineMaterializer(kafka_bootstrap, store, ApiKeyStore())
+    materializer.add_write_listener(Listener())
     materializer.start()
     try:
         assert materializer.wait_caught_up(60), materializer.lag()
     finally:
         materializer.stop()
-    view = online_view_name(workspace, VIEW)
-    ours = {p for p in set().union(*touched) if p.startswith(store_prefix(view))}  # the broker holds other tests' too
-    assert ours == {store_prefix(view, encode_entity_key([f"u{i}"])) for i in range(USERS)}
+    pairs = list(zip(calls[::2], calls[1::2], strict=True))
+    assert all(b[0] == "begin" and e[0] == "end" and b[1] == e[1] for b, e in pairs)
+    ours = [(b, e) for b, e in pairs if any(p.startswith(view) for p in b[1])]
+    assert ours and all(e[2] > b[2] for b, e in ours)  # told before the tiles land, and after
+    touched = {p for b, _ in ours for p in b[1] if p.startswith(view)}  # the broker holds other tests' too
+    assert touched == {store_prefix(online_view_name(workspace, VIEW), encode_entity_key([f"u{i}"])) for i in range(USERS)}

@@ -31,6 +31,19 @@ def test_put_is_refused_after_an_invalidation_since_the_read() -> None:
     assert cache.get(b"e") is None
 
 
+def test_entities_being_written_are_misses_and_cannot_be_put() -> None:
+    cache = TileCache(min_tiles=1)
+    assert cache.put(b"e", TILES, cache.generation)
+    cache.begin_write({b"e"})
+    assert cache.get(b"e") is None
+    read_during_write = cache.generation
+    assert not cache.put(b"e", TILES, read_during_write)  # may hold the tiles from before the write
+    cache.end_write({b"e"})
+    assert not cache.put(b"e", TILES, read_during_write)
+    assert cache.put(b"e", TILES, cache.generation)
+    assert cache.get(b"e") == TILES
+
+
 def test_few_tiles_are_not_kept_and_the_oldest_entities_go_first() -> None:
     cache = TileCache(max_entities=2, min_tiles=3)
     assert not cache.put(b"small", ([1], [[1]]), cache.generation)
