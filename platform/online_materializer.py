@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge
@@ -32,10 +32,16 @@ from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.platform.kafka_admin import unreachable_hint
 from featurebus.platform.kv import KeyValueStore
 from featurebus.platform.topics import API_KEYS_TOPIC, REGISTRY_TOPIC, feature_topic
-from featurebus.schemas.encoding import VALUE_FORMAT_VERSION, store_key
+from featurebus.schemas.encoding import (
+    VALUE_FORMAT_VERSION,
+    split_store_key,
+    split_tile_key,
+    store_key,
+    store_prefix,
+)
 from featurebus.schemas.specs import WorkspaceSpec
 
-__all__ = ["OnlineMaterializer", "online_view_name", "offset_key", "OFFSETS_PREFIX"]
+__all__ = ["OnlineMaterializer", "WriteListener", "online_view_name", "offset_key", "OFFSETS_PREFIX"]
 
 # Sorts before every data key (those start with the key format byte, >= 0x01).
 OFFSETS_PREFIX = b"\x00offsets."
@@ -54,6 +60,18 @@ _log = logging.getLogger(__name__)
 def online_view_name(workspace: str, view: str) -> str:
     """The view name used in online store keys. "/" cannot occur in (topic-safe) names."""
     return f"{workspace}/{view}"
+
+
+class WriteListener(Protocol):
+    def begin_write(self, entity_prefixes: set[bytes]) -> None: ...
+
+    def end_write(self, entity_prefixes: set[bytes]) -> None: ...
+
+
+def _entity_prefix(key: bytes) -> bytes:
+    view, tile = split_store_key(key)
+    entity, _, _ = split_tile_key(tile)
+    return store_prefix(view, entity)
 
 
 def offset_key(topic: str, partition: int) -> bytes:
@@ -131,6 +149,12 @@ class OnlineMaterializer:
         self._ready = threading.Event()  # latched by the first catch-up
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._write_listeners: list[WriteListener] = []
+
+    def add_write_listener(self, listener: WriteListener) -> None:
+        """Tell ``listener`` (on the consumer thread) before and after each store write which
+        entities' tiles it changes, as ``store_prefix(view, entity key)`` (caches use it)."""
+        self._write_listeners.append(listener)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -343,7 +367,12 @@ class OnlineMaterializer:
         if offsets:
             tiles = len(puts)
             puts.extend((offset_key(t, p), str(o).encode()) for (t, p), o in offsets.items())
+            touched = {_entity_prefix(key) for key, _ in puts[:tiles]} if self._write_listeners else set()
+            for listener in self._write_listeners:
+                listener.begin_write(touched)
             self._store.write(puts)  # tiles and offsets together: a crash never skips a record
+            for listener in self._write_listeners:
+                listener.end_write(touched)
             self._offsets.update(offsets)
             _RECORDS.labels("tile").inc(tiles)
 

@@ -255,13 +255,16 @@ def worker(workspace: Workspace = "default", bootstrap: Bootstrap = None, home: 
 def serve(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8080,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    workers: Annotated[int, typer.Option(min=1, help="Serving processes on the port, each with its own online store.")] = 1,
+    access_log: Annotated[bool, typer.Option(help="One JSON line per request on stderr.")] = True,
     bootstrap: Bootstrap = None,
     home: Home = None,
 ) -> None:
-    """Run the serving API with its own online store, materialized from the feature topics."""
+    """Run the serving API; each process has its own online store, materialized from the feature topics."""
     from featurebus.serving.main import run_server
 
-    run_server(_bootstrap(bootstrap), host=host, port=port, data_dir=_home(home) / "serving")
+    run_server(_bootstrap(bootstrap), host=host, port=port, data_dir=_home(home) / "serving", workers=workers,
+               access_log=access_log)
 
 
 @app.command("offline")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request, Response
@@ -12,10 +13,10 @@ from featurebus import __version__
 from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.platform.online_materializer import OnlineMaterializer
 from featurebus.serving.errors import install_error_handlers
-from featurebus.serving.http import install_access_log
+from featurebus.serving.http import Receive, Scope, Send, install_access_log, serve_bytes
 from featurebus.serving.ingest import IngestService
 from featurebus.serving.openapi_docs import SECURITY_SCHEME
-from featurebus.serving.routes_features import features_router
+from featurebus.serving.routes_features import Endpoint, FeatureEndpoints, features_router
 from featurebus.serving.routes_ingest import ingest_router
 from featurebus.serving.routes_ops import ops_router
 from featurebus.serving.service import FeatureServer
@@ -24,6 +25,24 @@ __all__ = ["create_app"]
 
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+class _ServingApp(FastAPI):
+    """FastAPI, except that the feature lookups (``fast_routes``, POST only) are answered
+    straight from ASGI: FastAPI's middleware stack, routing and request objects cost several
+    times what a lookup does. Their OpenAPI entries, errors and access lines stay the same."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fast_routes: dict[str, Endpoint] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = self.fast_routes.get(scope["path"])
+            if endpoint is not None:
+                await serve_bytes(endpoint, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)  # type: ignore[arg-type]
 
 
 def create_app(
@@ -39,7 +58,7 @@ def create_app(
     # FastAPI's own /openapi.json and /docs would be open to anyone: every endpoint but the
     # health checks needs a key, so the document is served below behind one, and the Swagger
     # page (which fetches the document without credentials) is not served at all.
-    app = FastAPI(
+    app = _ServingApp(
         lifespan=lifespan,
         title="featurebus serving",
         version=__version__,
@@ -50,7 +69,9 @@ def create_app(
     )
     install_error_handlers(app)
     install_access_log(app)
-    app.include_router(features_router(server, keys))
+    endpoints = FeatureEndpoints(server, keys)
+    app.fast_routes = endpoints.routes()
+    app.include_router(features_router(endpoints))
     app.include_router(ops_router(keys, materializer))
     if ingest is not None:
         app.include_router(ingest_router(ingest, keys))

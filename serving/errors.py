@@ -25,7 +25,7 @@ from featurebus.exceptions import (
     RecordValidationError,
 )
 
-__all__ = ["install_error_handlers", "error_response", "status_of", "AUTH_FAILURES"]
+__all__ = ["install_error_handlers", "error_response", "render_error", "status_of", "AUTH_FAILURES"]
 
 AUTH_FAILURES = Counter("featurebus_serving_auth_failures_total", "Rejected requests by reason", ["code"])
 
@@ -56,6 +56,11 @@ def status_of(exc: FeaturebusError) -> tuple[int, str]:
 
 async def _handle(_request: Request, exc: Exception) -> Response:
     """The single exception handler, registered for every type below."""
+    return render_error(exc)
+
+
+def render_error(exc: Exception) -> Response:
+    """The JSON error response for ``exc``: the exception handler's, and the ASGI fast path's."""
     if isinstance(exc, FeaturebusError):
         status, code = status_of(exc)
         if status in (401, 403):

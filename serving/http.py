@@ -1,30 +1,44 @@
-"""HTTP plumbing shared by the routers: bounded request bodies and structured access logs."""
+"""HTTP plumbing shared by the routers: bounded request bodies, structured access logs, and the
+ASGI fast path that answers the feature lookups without FastAPI's per-request layers."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 
 from featurebus.exceptions import PayloadTooLargeError
+from featurebus.serving.errors import render_error
 
-__all__ = ["MAX_BODY_BYTES", "read_body", "install_access_log"]
+__all__ = ["MAX_BODY_BYTES", "read_body", "receive_body", "install_access_log", "serve_bytes", "log_access"]
 
 # 10,000 ingest records of a few hundred bytes fit; a feature lookup is a few hundred bytes.
 MAX_BODY_BYTES = 8 * 1024 * 1024
 
 access_log = logging.getLogger("featurebus.access")
 
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def _declared_too_large(declared: str | None, max_bytes: int) -> None:
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLargeError(f"request body of {declared} bytes is larger than the {max_bytes}-byte limit")
+
 
 async def read_body(request: Request, max_bytes: int = MAX_BODY_BYTES) -> bytes:
     """The request body, refused (413) as soon as it is larger than ``max_bytes``: the declared
     length is checked first, and a body without one is counted while it streams in."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLargeError(f"request body of {declared} bytes is larger than the {max_bytes}-byte limit")
+    _declared_too_large(request.headers.get("content-length"), max_bytes)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -34,19 +48,91 @@ async def read_body(request: Request, max_bytes: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
+def header(scope: Scope, name: bytes) -> str | None:
+    """One request header from an ASGI scope (names arrive lower-cased)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+async def receive_body(scope: Scope, receive: Receive, max_bytes: int = MAX_BODY_BYTES) -> bytes:
+    """``read_body`` for a raw ASGI request, with the same limits and errors."""
+    _declared_too_large(header(scope, b"content-length"), max_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > max_bytes:
+                raise PayloadTooLargeError(f"request body is larger than the {max_bytes}-byte limit")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def log_access(scope: Scope, status: int, started: float) -> None:
+    """One JSON line on the ``featurebus.access`` logger (never the API key)."""
+    if access_log.isEnabledFor(logging.INFO):
+        client = scope.get("client")
+        access_log.info(orjson.dumps({
+            "method": scope.get("method"),
+            "path": scope.get("path"),
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "client": client[0] if client else None,
+        }).decode())
+
+
+async def serve_bytes(endpoint: Callable[[str | None, bytes], bytes], scope: Scope, receive: Receive,
+                      send: Send) -> None:
+    """Answer one request with ``endpoint(Authorization header, body)`` as ``application/json``;
+    a raised error becomes the same JSON error response the FastAPI handlers give."""
+    started = time.perf_counter()
+    try:
+        payload = endpoint(header(scope, b"authorization"), await receive_body(scope, receive))
+    except Exception as exc:
+        response = render_error(exc)
+        await response(scope, receive, send)
+        log_access(scope, response.status_code, started)
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
+    log_access(scope, 200, started)
+
+
+class _AccessLog:
+    """Pure ASGI middleware (Starlette's ``@app.middleware("http")`` runs every request in an
+    extra task with memory streams, which costs more than a feature lookup)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client sees if the app fails before answering
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            log_access(scope, status, started)
+
+
 def install_access_log(app: FastAPI) -> None:
     """One JSON line per request on the ``featurebus.access`` logger (never the API key)."""
-
-    @app.middleware("http")
-    async def log_request(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(orjson.dumps({
-                "method": request.method,
-                "path": request.url.path,
-                "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                "client": request.client.host if request.client else None,
-            }).decode())
-        return response
+    app.add_middleware(_AccessLog)  # type: ignore[arg-type]

@@ -3,12 +3,14 @@
 Bodies are parsed with orjson straight from the raw bytes rather than through pydantic models:
 on the serving hot path that is several times cheaper, and the shapes are tiny. Handlers run on
 the event loop without a thread hop because a request is a handful of microsecond-scale RocksDB
-scans; the thread pool would cost more than it saves.
+scans; the thread pool would cost more than it saves. For the same reason the app answers these
+routes from ASGI directly (``FeatureEndpoints``), skipping FastAPI's per-request machinery.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -22,7 +24,9 @@ from featurebus.serving.openapi_docs import feature_route_doc
 from featurebus.serving.request_surface import RequestSurface
 from featurebus.serving.service import FeatureServer
 
-__all__ = ["features_router", "REQUEST_SECONDS"]
+__all__ = ["FeatureEndpoints", "Endpoint", "features_router", "REQUEST_SECONDS", "PREFIX"]
+
+PREFIX = "/api/v1/feature-service"
 
 REQUEST_SECONDS = Histogram(
     "featurebus_serving_request_seconds",
@@ -53,48 +57,61 @@ def _get(params: dict[str, Any], camel: str, snake: str, kind: type, required: b
     return value
 
 
-def _json(payload: dict[str, Any]) -> Response:
-    return Response(orjson.dumps(payload), media_type="application/json")
+Endpoint = Callable[[str | None, bytes], bytes]
 
 
-def features_router(server: FeatureServer, keys: ApiKeyStore) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/feature-service", tags=["feature-service"])
+class FeatureEndpoints:
+    """The feature service endpoints without a web framework: the ``Authorization`` header and
+    the raw body in, the JSON response body out; failures raise ``featurebus.exceptions``.
 
-    async def _authorized_params(request: Request) -> tuple[dict[str, Any], str, str]:
-        # Authenticate before reading the body: an anonymous caller learns nothing from it.
-        api_key = keys.authenticate(request.headers.get("authorization"))
-        params = _params(await read_body(request))
+    The app serves ``routes()`` straight from ASGI (see ``app.py``): on a sub-millisecond
+    lookup FastAPI's routing, dependency and middleware layers cost several times the lookup
+    itself. The same methods back the FastAPI routes below, which document the endpoints in
+    the OpenAPI schema, so both paths give the same answers and the same errors.
+    """
+
+    def __init__(self, server: FeatureServer, keys: ApiKeyStore) -> None:
+        self._server = server
+        self._keys = keys
+
+    def routes(self) -> dict[str, Endpoint]:
+        return {
+            f"{PREFIX}/get-features": self.get_features,
+            f"{PREFIX}/get-features-batch": self.get_features_batch,
+            f"{PREFIX}/metadata": self.metadata,
+        }
+
+    def _authorized_params(self, authorization: str | None, body: bytes) -> tuple[dict[str, Any], str, str]:
+        # Authenticate before parsing the body: an anonymous caller learns nothing from it.
+        api_key = self._keys.authenticate(authorization)
+        params = _params(body)
         workspace = _get(params, "workspaceName", "workspace_name", str)
         service = _get(params, "featureServiceName", "feature_service_name", str)
-        keys.permit(api_key, workspace, "reader")
+        self._keys.permit(api_key, workspace, "reader")
         return params, workspace, service
 
-    def _decorate(surface: RequestSurface, result: dict[str, Any], workspace: str, service: str,
+    def _decorate(self, surface: RequestSurface, result: dict[str, Any], workspace: str, service: str,
                   started: float, looked_up: float) -> None:
         if surface.include_slo_info or surface.wants_docs:
-            docs = server.feature_docs(workspace, service) if surface.wants_docs else []
+            docs = self._server.feature_docs(workspace, service) if surface.wants_docs else []
             surface.decorate(result, docs, started, time.perf_counter() - looked_up)
 
-    def _options(params: dict[str, Any]) -> Any:
-        return _get(params, "metadataOptions", "metadata_options", dict, required=False)
-
-    @router.post("/get-features", openapi_extra=feature_route_doc("get-features"))
-    async def get_features(request: Request) -> Response:
+    def get_features(self, authorization: str | None, body: bytes) -> bytes:
         started = time.perf_counter()
-        params, workspace, service = await _authorized_params(request)
+        params, workspace, service = self._authorized_params(authorization, body)
         join_key_map = _get(params, "joinKeyMap", "join_key_map", dict)
         context = _get(params, "requestContextMap", "request_context_map", dict, required=False)
         surface = RequestSurface.parse(params)
         looked_up = time.perf_counter()
-        result = server.get_features(workspace, service, join_key_map, _options(params), context)
-        _decorate(surface, result, workspace, service, started, looked_up)
+        result = self._server.get_features(workspace, service, join_key_map, _options(params), context)
+        self._decorate(surface, result, workspace, service, started, looked_up)
+        payload = orjson.dumps(result)
         REQUEST_SECONDS.labels("get-features", workspace, service).observe(time.perf_counter() - started)
-        return _json(result)
+        return payload
 
-    @router.post("/get-features-batch", openapi_extra=feature_route_doc("get-features-batch"))
-    async def get_features_batch(request: Request) -> Response:
+    def get_features_batch(self, authorization: str | None, body: bytes) -> bytes:
         started = time.perf_counter()
-        params, workspace, service = await _authorized_params(request)
+        params, workspace, service = self._authorized_params(authorization, body)
         rows = _get(params, "requestData", "request_data", list)
         join_key_maps = []
         contexts = []
@@ -109,14 +126,37 @@ def features_router(server: FeatureServer, keys: ApiKeyStore) -> APIRouter:
             contexts.append(context)
         surface = RequestSurface.parse(params)
         looked_up = time.perf_counter()
-        result = server.get_features_batch(workspace, service, join_key_maps, _options(params), contexts)
-        _decorate(surface, result, workspace, service, started, looked_up)
+        result = self._server.get_features_batch(workspace, service, join_key_maps, _options(params), contexts)
+        self._decorate(surface, result, workspace, service, started, looked_up)
+        payload = orjson.dumps(result)
         REQUEST_SECONDS.labels("get-features-batch", workspace, service).observe(time.perf_counter() - started)
-        return _json(result)
+        return payload
 
-    @router.post("/metadata", openapi_extra=feature_route_doc("metadata"))
-    async def metadata(request: Request) -> Response:
-        _, workspace, service = await _authorized_params(request)
-        return _json(server.metadata(workspace, service))
+    def metadata(self, authorization: str | None, body: bytes) -> bytes:
+        _, workspace, service = self._authorized_params(authorization, body)
+        return orjson.dumps(self._server.metadata(workspace, service))
 
+
+def _options(params: dict[str, Any]) -> Any:
+    return _get(params, "metadataOptions", "metadata_options", dict, required=False)
+
+
+def features_router(endpoints: FeatureEndpoints) -> APIRouter:
+    """The same endpoints as FastAPI routes, for the OpenAPI document (and any ASGI host that
+    calls the FastAPI app without the fast path)."""
+    router = APIRouter(prefix=PREFIX, tags=["feature-service"])
+
+    def route(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+        async def handler(request: Request) -> Response:
+            body = await read_body(request)
+            return Response(endpoint(request.headers.get("authorization"), body), media_type="application/json")
+
+        return handler
+
+    router.add_api_route("/get-features", route(endpoints.get_features), methods=["POST"],
+                         openapi_extra=feature_route_doc("get-features"), name="get_features")
+    router.add_api_route("/get-features-batch", route(endpoints.get_features_batch), methods=["POST"],
+                         openapi_extra=feature_route_doc("get-features-batch"), name="get_features_batch")
+    router.add_api_route("/metadata", route(endpoints.metadata), methods=["POST"],
+                         openapi_extra=feature_route_doc("metadata"), name="metadata")
     return router

@@ -2,11 +2,14 @@
 
 Everything that depends only on a workspace's spec (compiled views, each service's feature plan,
 its metadata) is built once per spec object and reused until the registry publishes a new one;
-a request does only the key encoding, one store scan per view, and the window merge.
+what depends on the request time (window bounds, the scanned key range) once per request, for
+all its rows; a row does only the key encoding, one store scan per view, and the window merge
+of the served features.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,10 +22,15 @@ from featurebus.schemas.encoding import decode_tiles, store_prefix, tile_key
 from featurebus.schemas.specs import FeatureServiceSpec, StreamFeatureViewSpec, WorkspaceSpec
 from featurebus.serving.realtime import RealtimeServing
 from featurebus.serving.request_surface import FeatureDoc, feature_docs
-from featurebus.streams.tiles import CompiledView, compute_values, read_range
+from featurebus.serving.tile_cache import TileCache
+from featurebus.streams.aggregations import Aggregator
+from featurebus.streams.tiles import CompiledView, read_range
+from featurebus.streams.windows import window_bounds
 
 __all__ = ["FeatureServer", "MetadataOptions", "data_type", "format_time_ms"]
 
+# Past every store key of an entity (its prefix + an 8-byte tile start).
+_ENTITY_END = b"\xff" * 16  # past every tile key suffix (start + shard)
 PRESENT = "PRESENT"
 MISSING_DATA = "MISSING_DATA"
 
@@ -77,7 +85,10 @@ class _ViewPlan:
     picks: tuple[int, ...]  # index into the view's aggregations of each served feature
     int64: tuple[bool, ...]  # per served feature: encode as a string (as Tecton does)
     int64_elements: tuple[bool, ...]  # per served feature: an array of int64, elements as strings
+    any_int64: bool  # any of the two above: the row needs the conversion pass
     is_count: tuple[bool, ...]  # per served feature: 0 means "no data", not a value
+    aggregators: tuple[Aggregator, ...]  # per served feature
+    empty: tuple[Any, ...]  # per served feature: its value for an entity without tiles
 
 
 @dataclass(frozen=True)
@@ -127,15 +138,20 @@ def _plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec, raw: bool = 
                 raise DefinitionError(f"view {view.name!r} has no feature(s) {unknown}")
             picks = tuple(index[f] for f in selection.features)
             aggs = [view.aggregations[i] for i in picks]
+            compiled = CompiledView.compile(view, dtypes)
+            aggregators = tuple(compiled.aggregators[i] for i in picks)
             views.append(
                 _ViewPlan(
-                    compiled=CompiledView.compile(view, dtypes),
+                    compiled=compiled,
                     key_prefix=store_prefix(online_view_name(spec.name, view.name)),
                     key_names=view.join_keys,
                     picks=picks,
                     int64=tuple(a.output_dtype == "int64" and not raw for a in aggs),
                     int64_elements=tuple(a.output_dtype == "array<int64>" and not raw for a in aggs),
+                    any_int64=not raw and any(a.output_dtype in ("int64", "array<int64>") for a in aggs),
                     is_count=tuple(a.function == "count" for a in aggs),
+                    aggregators=aggregators,
+                    empty=tuple(a.result(a.initialize()) for a in aggregators),
                 )
             )
             meta.extend({"name": f"{view.name}.{a.name}", "dataType": data_type(a.output_dtype)} for a in aggs)
@@ -167,12 +183,18 @@ class FeatureServer:
         specs_provider: Callable[[], Mapping[str, WorkspaceSpec]],
         store: KeyValueStore,
         clock_ms: Callable[[], int],
+        tile_cache: TileCache | None = None,
     ) -> None:
+        """``tile_cache``: keep the tiles of entities that have many between requests; only
+        for a store whose every write is followed by ``tile_cache.invalidate`` (the online
+        materializer's write listener does that)."""
         self._specs_provider = specs_provider
+        self._cache = tile_cache
         self._store = store
         self._clock_ms = clock_ms
         # Keyed by workspace; reused while the provider returns the very same spec object.
         self._plans: dict[str, _WorkspacePlan] = {}
+        self._last_at: tuple[int, _ServicePlan, bool, list[_ViewAt]] | None = None
 
     def get_features(
         self,
@@ -185,8 +207,9 @@ class FeatureServer:
         plan = self._service_plan(workspace, service)
         options = MetadataOptions.parse(metadata_options)
         t_ms = self._clock_ms()
-        features, statuses, times = self._row(plan, join_key_map, t_ms, options.include_effective_times,
-                                              request_context_map)
+        at = self._at(plan, t_ms, options.include_effective_times)
+        features, statuses, times = self._row(plan, join_key_map, t_ms, at, options.include_effective_times,
+                                              options.include_serving_status, request_context_map)
         meta = [dict(m) for m in plan.feature_meta] if options.include_data_types else _names(plan)
         for i, item in enumerate(meta):
             if options.include_serving_status:
@@ -207,11 +230,13 @@ class FeatureServer:
         plan = self._service_plan(workspace, service)
         options = MetadataOptions.parse(metadata_options)
         t_ms = self._clock_ms()
+        at = self._at(plan, t_ms, options.include_effective_times)
         per_row = options.include_serving_status or options.include_effective_times
         results = []
         contexts = request_context_maps if request_context_maps is not None else [None] * len(requests)
         for join_key_map, context in zip(requests, contexts, strict=True):
-            features, statuses, times = self._row(plan, join_key_map, t_ms, options.include_effective_times, context)
+            features, statuses, times = self._row(plan, join_key_map, t_ms, at, options.include_effective_times,
+                                                  options.include_serving_status, context)
             row: dict[str, Any] = {"features": features}
             if per_row:
                 row_meta: list[dict[str, Any]] = [{} for _ in features]
@@ -245,6 +270,15 @@ class FeatureServer:
         return feature_docs(self._specs_provider()[workspace], service)
 
     # -- internals ---------------------------------------------------------------------------
+    def _at(self, plan: _ServicePlan, t_ms: int, with_times: bool) -> list[_ViewAt]:
+        # Under load many requests fall in the same millisecond: reuse that time's bounds.
+        cached = self._last_at
+        if cached is not None and cached[0] == t_ms and cached[1] is plan and cached[2] == with_times:
+            return cached[3]
+        at = [_ViewAt(view, t_ms, with_times) for view in plan.views]
+        self._last_at = (t_ms, plan, with_times, at)
+        return at
+
     def _service_plan(self, workspace: str, service: str) -> _ServicePlan:
         specs = self._specs_provider()
         spec = specs.get(workspace)
@@ -264,18 +298,19 @@ class FeatureServer:
         return service_plan
 
     def _row(
-        self, plan: _ServicePlan, join_key_map: Mapping[str, Any], t_ms: int, with_times: bool,
-        request_context_map: Mapping[str, Any] | None = None,
+        self, plan: _ServicePlan, join_key_map: Mapping[str, Any], t_ms: int, at: Sequence[_ViewAt],
+        with_times: bool, with_statuses: bool, request_context_map: Mapping[str, Any] | None = None,
     ) -> tuple[list[Any], list[str], list[str]]:
         if plan.realtime is not None:  # fetch the stream values, then run the realtime views on them
-            fetched = self._row(plan.realtime.fetch_plan, join_key_map, t_ms, with_times)
+            fetch = plan.realtime.fetch_plan
+            fetched = self._row(fetch, join_key_map, t_ms, self._at(fetch, t_ms, with_times), with_times, True)
             return plan.realtime.row(fetched, request_context_map, t_ms, with_times)
         if not isinstance(join_key_map, Mapping):
             raise InvalidRequestError("joinKeyMap must be an object of join key names to values")
         features: list[Any] = []
         statuses: list[str] = []
         times: list[str] = []
-        for view in plan.views:
+        for view, view_at in zip(plan.views, at, strict=True):
             try:
                 key_values = [join_key_map[name] for name in view.key_names]
             except KeyError as exc:
@@ -284,29 +319,89 @@ class FeatureServer:
                     f"joinKeyMap is missing join key {exc.args[0]!r}; feature service {plan.name!r} "
                     f"requires: {required}"
                 ) from None
-            compiled = view.compiled
-            entity = compiled.entity_key(key_values)
-            start_ms, end_ms = read_range(compiled, t_ms)
+            values = self._values(view, view_at, view.compiled.entity_key(key_values))
+            if with_statuses:
+                statuses.extend(
+                    MISSING_DATA if value is None or (is_count and value == 0) else PRESENT
+                    for value, is_count in zip(values, view.is_count, strict=True)
+                )
+            if view.any_int64:
+                features.extend(
+                    _int64_as_strings(value, as_string, elements)
+                    for value, as_string, elements in zip(values, view.int64, view.int64_elements, strict=True)
+                )
+            else:
+                features.extend(values)
+            if with_times:
+                times.extend([view_at.effective_time] * len(view.picks))
+        return features, statuses, times
+
+    def _values(self, view: _ViewPlan, at: _ViewAt, entity: bytes) -> Sequence[Any]:
+        """The served features of one entity: ``compute_values`` restricted to the served
+        aggregations, with the window bounds of the request time computed once per request."""
+        prefix = view.key_prefix + entity
+        cache = self._cache
+        cached = None if cache is None else cache.get(prefix)
+        if cached is not None:
+            starts, partials = cached
+        else:
+            generation = 0 if cache is None else cache.generation  # before reading: see tile_cache.py
             # One contiguous scan: an entity's tiles sort by start time (see schemas/encoding.py),
             # decoded together (store keys end with the tile start, as tile keys do).
-            tiles = decode_tiles(
-                self._store.scan(view.key_prefix + tile_key(entity, start_ms), view.key_prefix + tile_key(entity, end_ms))
-            )
-            values = compute_values(compiled, tiles, t_ms)
-            for pick, as_string, elements_as_strings, is_count in zip(
-                view.picks, view.int64, view.int64_elements, view.is_count, strict=True
-            ):
-                value = values[pick]
-                missing = value is None or (is_count and value == 0)
-                statuses.append(MISSING_DATA if missing else PRESENT)
-                if value is not None and elements_as_strings:
-                    value = [None if v is None else str(v) for v in value]
-                features.append(str(value) if as_string and value is not None else value)
-            if with_times:
-                interval_ms = compiled.spec.aggregation_interval_ms
-                effective_ms = t_ms if interval_ms is None else (t_ms // interval_ms) * interval_ms
-                times.extend([format_time_ms(effective_ms)] * len(view.picks))
-        return features, statuses, times
+            tiles = decode_tiles(self._store.scan(prefix + at.start_suffix, prefix + at.end_suffix))
+            if not tiles:
+                return view.empty
+            if cache is not None and len(tiles) >= cache.min_tiles:
+                # Worth keeping: all of the entity's tiles, as later requests read later ranges.
+                tiles = decode_tiles(self._store.scan(prefix, prefix + _ENTITY_END))
+                starts, partials = [start for start, _ in tiles], [tile for _, tile in tiles]
+                cache.put(prefix, (starts, partials), generation)
+            else:
+                starts, partials = [start for start, _ in tiles], [tile for _, tile in tiles]
+        values = list(view.empty)
+        for window_start, window_end, members in at.windows:
+            lo, hi = bisect_left(starts, window_start), bisect_left(starts, window_end)
+            if lo < hi:
+                window = partials[lo:hi]
+                for index, pick, aggregator in members:
+                    values[index] = aggregator.result(aggregator.merge_many([tile[pick] for tile in window]))
+        return values
+
+
+class _ViewAt:
+    """What a request time fixes for one view, shared by every row of the request: the served
+    aggregations grouped by window bounds (``window_bounds``, as ``compute_values`` uses them;
+    aggregations over the same window share one tile slice), the tile key range covering all of
+    them, and the effective time."""
+
+    __slots__ = ("effective_time", "end_suffix", "start_suffix", "windows")
+
+    def __init__(self, view: _ViewPlan, t_ms: int, with_times: bool) -> None:
+        spec = view.compiled.spec
+        interval_ms = spec.aggregation_interval_ms
+        # (window start, window end) -> [(index among served features, index in the view, aggregator)]
+        grouped: dict[tuple[int, int], list[tuple[int, int, Aggregator]]] = {}
+        for index, (pick, aggregator) in enumerate(zip(view.picks, view.aggregators, strict=True)):
+            bounds = window_bounds(t_ms, spec.aggregations[pick].window_ms, interval_ms)
+            grouped.setdefault(bounds, []).append((index, pick, aggregator))
+        self.windows = [(start, end, tuple(members)) for (start, end), members in grouped.items()]
+        # Over all of the view's aggregations, as read_range does: the scan is the same either way.
+        start_ms, end_ms = read_range(view.compiled, t_ms)
+        self.start_suffix = tile_key(b"", start_ms)  # store key = view prefix + entity + this
+        self.end_suffix = tile_key(b"", end_ms)
+        effective_ms = t_ms if interval_ms is None else (t_ms // interval_ms) * interval_ms
+        self.effective_time = format_time_ms(effective_ms) if with_times else ""
+
+
+def _int64_as_strings(value: Any, as_string: bool, elements_as_strings: bool) -> Any:
+    """Tecton's encoding: int64 values, and int64 array elements, travel as strings."""
+    if value is None:
+        return None
+    if as_string:
+        return str(value)
+    if elements_as_strings:
+        return [None if v is None else str(v) for v in value]
+    return value
 
 
 def _names(plan: _ServicePlan) -> list[dict[str, Any]]:

@@ -15,6 +15,8 @@ from fraud.sources import transactions
     features=[
         Aggregate(function="count", time_window=timedelta(hours=1), input_column=Field("online_amount", Float64)),
         Aggregate(function="sum", time_window=timedelta(hours=1), input_column=Field("online_amount", Float64)),
+        Aggregate(function="mean", time_window=timedelta(hours=1), input_column=Field("online_amount", Float64)),
+        Aggregate(function="sum", time_window=timedelta(days=1), input_column=Field("online_amount", Float64)),
     ],
     online=True,
     offline=True,
