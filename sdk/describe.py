@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from featurebus.exceptions import KafkaUnavailableError, NotFoundError
+from featurebus.plan import WORKSPACE_FIELD
 from featurebus.schemas.specs import StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
 
 __all__ = [
@@ -31,14 +32,7 @@ __all__ = [
 
 DESCRIBE_JSON_FORMAT_VERSION = 1
 # kind -> the WorkspaceSpec field holding that kind, in lineage order
-KINDS = {
-    "entity": "entities",
-    "batch_source": "batch_sources",
-    "stream_source": "stream_sources",
-    "stream_feature_view": "stream_feature_views",
-    "realtime_feature_view": "realtime_feature_views",
-    "feature_service": "feature_services",
-}
+KINDS = WORKSPACE_FIELD
 _METADATA = ("description", "owner", "tags", "prevent_destroy")
 
 

@@ -24,14 +24,14 @@ from featurebus.schemas.specs import (
     WorkspaceSpec,
 )
 
-__all__ = ["Action", "Change", "FieldChange", "Kind", "Plan", "plan"]
+__all__ = ["WORKSPACE_FIELD", "Action", "Change", "FieldChange", "Kind", "Plan", "plan"]
 
 Kind = Literal["entity", "batch_source", "stream_source", "stream_feature_view", "realtime_feature_view", "feature_service"]
 Action = Literal["create", "update", "delete", "unchanged"]
 
 # Dependency order: a view's source is listed before the view, a service's views before it.
 _KINDS: tuple[Kind, ...] = get_args(Kind)
-_WORKSPACE_FIELD: dict[Kind, str] = {
+WORKSPACE_FIELD: dict[Kind, str] = {
     "entity": "entities",
     "batch_source": "batch_sources",
     "stream_source": "stream_sources",
@@ -117,7 +117,7 @@ class Plan:
         base = current if current is not None else WorkspaceSpec(self.workspace)
         objects: dict[str, Any] = {}  # workspace field -> its tuple of specs
         for kind in _KINDS:
-            existing = {o.name: o for o in getattr(base, _WORKSPACE_FIELD[kind])}
+            existing = {o.name: o for o in getattr(base, WORKSPACE_FIELD[kind])}
             changes = [c for c in self.changes if c.kind == kind]
             _check_base(kind, existing, changes)
             result: list[Any] = []
@@ -129,7 +129,7 @@ class Plan:
                     for fc in change.changed_fields:
                         obj = _patch(obj, fc.at, fc)
                     result.append(obj)
-            objects[_WORKSPACE_FIELD[kind]] = tuple(result)
+            objects[WORKSPACE_FIELD[kind]] = tuple(result)
         return dataclasses.replace(base, name=self.workspace, **objects)
 
 
@@ -138,7 +138,7 @@ def plan(current: WorkspaceSpec | None, desired: WorkspaceSpec) -> Plan:
     changes: list[Change] = []
     source_changes: dict[str, list[str]] = {}  # source name -> paths that invalidate its readers
     for kind in _KINDS:
-        attr = _WORKSPACE_FIELD[kind]
+        attr = WORKSPACE_FIELD[kind]
         old = {o.name: o for o in getattr(current, attr)} if current is not None else {}
         new: tuple[Any, ...] = getattr(desired, attr)
         for obj in new:
@@ -174,7 +174,7 @@ def _refuse_destroying_protected(changes: list[Change], current: WorkspaceSpec |
     for change in changes:
         if change.action != "delete" and not change.rematerialize:
             continue
-        applied = next(o for o in getattr(current, _WORKSPACE_FIELD[change.kind]) if o.name == change.name)
+        applied = next(o for o in getattr(current, WORKSPACE_FIELD[change.kind]) if o.name == change.name)
         if applied.prevent_destroy:
             what = "delete it" if change.action == "delete" else f"invalidate its materialized features ({change.reason})"
             raise DefinitionError(
@@ -303,6 +303,6 @@ def _check_base(kind: Kind, existing: dict[str, Any], changes: list[Change]) -> 
     created = {c.name for c in changes if c.action == "create"}
     if planned_on != set(existing) or created & set(existing):
         raise FeaturebusError(
-            f"this plan was made against a different version of the workspace's {_WORKSPACE_FIELD[kind]}; "
+            f"this plan was made against a different version of the workspace's {WORKSPACE_FIELD[kind]}; "
             "re-run plan against the current workspace"
         )

@@ -143,39 +143,24 @@ def _decode_typed(payloads: Sequence[bytes | None], schema: Sequence[FieldSpec],
                   parse: Callable[[bytes], Any]) -> DecodedBatch:
     """Records whose writer schema already guarantees every column's type: decoded one by one,
     then each column is built in one pass over the batch, without per-value checks."""
-    records: list[Any] = []
+    parsed, positions, rejected = _parse_records(payloads, parse)
+    records: list[dict[str, Any]] = []
     accepted: list[int] = []
-    rejected: list[tuple[int, str]] = []
-    for position, payload in enumerate(payloads):
-        if payload is None:
-            rejected.append((position, "record has no value"))
-            continue
-        try:
-            record = parse(payload)
-        except ValueError as exc:
-            rejected.append((position, str(exc)))
-            continue
+    for record, position in zip(parsed, positions, strict=True):
         if record[timestamp_field] is None:
             rejected.append((position, f"field {timestamp_field!r}: the timestamp is missing"))
             continue
         records.append(record)
         accepted.append(position)
+    rejected.sort()
     frame = pd.DataFrame({f.name: _column([r[f.name] for r in records], f.dtype) for f in schema})
     return DecodedBatch(frame, accepted, rejected)
 
 
-def _parse_json(payload: bytes) -> Any:
-    try:
-        return orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"value is not JSON: {exc}") from None
-
-
-def _decode(payloads: Sequence[bytes | None], schema: Sequence[FieldSpec], timestamp_field: str,
-            parse: Callable[[bytes], Any]) -> DecodedBatch:
-    """Parse record by record, then check column by column: the same verdicts as ``check_record``
-    (the first field in schema order that fails names the reason), at a fraction of the cost —
-    the stream worker's hot path decodes every event through here."""
+def _parse_records(payloads: Sequence[bytes | None],
+                   parse: Callable[[bytes], Any]) -> tuple[list[dict[str, Any]], list[int], list[tuple[int, str]]]:
+    """``(records, their positions, rejected (position, reason))``: each payload parsed on its
+    own, so one malformed record never takes its neighbours with it."""
     records: list[dict[str, Any]] = []
     positions: list[int] = []
     rejected: list[tuple[int, str]] = []
@@ -193,6 +178,22 @@ def _decode(payloads: Sequence[bytes | None], schema: Sequence[FieldSpec], times
             continue
         records.append(record)
         positions.append(position)
+    return records, positions, rejected
+
+
+def _parse_json(payload: bytes) -> Any:
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"value is not JSON: {exc}") from None
+
+
+def _decode(payloads: Sequence[bytes | None], schema: Sequence[FieldSpec], timestamp_field: str,
+            parse: Callable[[bytes], Any]) -> DecodedBatch:
+    """Parse record by record, then check column by column: the same verdicts as ``check_record``
+    (the first field in schema order that fails names the reason), at a fraction of the cost —
+    the stream worker's hot path decodes every event through here."""
+    records, positions, rejected = _parse_records(payloads, parse)
     bad: dict[int, str] = {}
     columns: dict[str, list[Any]] = {}
     for field in schema:
