@@ -17,7 +17,7 @@ from featurebus.serving.http import Receive, Scope, Send, install_access_log, se
 from featurebus.serving.ingest import IngestService
 from featurebus.serving.openapi_docs import SECURITY_SCHEME
 from featurebus.serving.routes_features import Endpoint, FeatureEndpoints, features_router
-from featurebus.serving.routes_ingest import ingest_router
+from featurebus.serving.routes_ingest import IngestEndpoint, ingest_router
 from featurebus.serving.routes_ops import ops_router
 from featurebus.serving.service import FeatureServer
 
@@ -28,7 +28,7 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
 class _ServingApp(FastAPI):
-    """FastAPI, except that the feature lookups (``fast_routes``, POST only) are answered
+    """FastAPI, except that the feature lookups and ingestion (``fast_routes``, POST only) are answered
     straight from ASGI: FastAPI's middleware stack, routing and request objects cost several
     times what a lookup does. Their OpenAPI entries, errors and access lines stay the same."""
 
@@ -74,7 +74,9 @@ def create_app(
     app.include_router(features_router(endpoints))
     app.include_router(ops_router(keys, materializer))
     if ingest is not None:
-        app.include_router(ingest_router(ingest, keys))
+        ingest_endpoint = IngestEndpoint(ingest, keys)
+        app.fast_routes["/ingest"] = ingest_endpoint.ingest
+        app.include_router(ingest_router(ingest_endpoint))
 
     document: list[bytes] = []  # built on first use, once every router is in
 

@@ -3,6 +3,7 @@ ASGI fast path that answers the feature lookups without FastAPI's per-request la
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -89,13 +90,15 @@ def log_access(scope: Scope, status: int, started: float) -> None:
         }).decode())
 
 
-async def serve_bytes(endpoint: Callable[[str | None, bytes], bytes], scope: Scope, receive: Receive,
-                      send: Send) -> None:
-    """Answer one request with ``endpoint(Authorization header, body)`` as ``application/json``;
-    a raised error becomes the same JSON error response the FastAPI handlers give."""
+async def serve_bytes(endpoint: Callable[[str | None, bytes], bytes | Awaitable[bytes]], scope: Scope,
+                      receive: Receive, send: Send) -> None:
+    """Answer one request with ``endpoint(Authorization header, body)`` (bytes, or awaitable
+    bytes) as ``application/json``; a raised error becomes the same JSON error response the
+    FastAPI handlers give."""
     started = time.perf_counter()
     try:
-        payload = endpoint(header(scope, b"authorization"), await receive_body(scope, receive))
+        result = endpoint(header(scope, b"authorization"), await receive_body(scope, receive))
+        payload = await result if inspect.isawaitable(result) else result
     except Exception as exc:
         response = render_error(exc)
         await response(scope, receive, send)

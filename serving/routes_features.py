@@ -57,7 +57,7 @@ def _get(params: dict[str, Any], camel: str, snake: str, kind: type, required: b
     return value
 
 
-Endpoint = Callable[[str | None, bytes], bytes]
+Endpoint = Callable[[str | None, bytes], bytes | Awaitable[bytes]]  # (Authorization, body) -> JSON body
 
 
 class FeatureEndpoints:

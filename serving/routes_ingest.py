@@ -13,7 +13,7 @@ from featurebus.serving.http import read_body
 from featurebus.serving.ingest import IngestService
 from featurebus.serving.openapi_docs import ingest_doc
 
-__all__ = ["ingest_router"]
+__all__ = ["IngestEndpoint", "ingest_router"]
 
 
 def _field(body: dict[str, Any], snake: str, camel: str, kind: type, default: Any = None) -> Any:
@@ -23,7 +23,31 @@ def _field(body: dict[str, Any], snake: str, camel: str, kind: type, default: An
     return value
 
 
-def ingest_router(service: IngestService, keys: ApiKeyStore) -> APIRouter:
+class IngestEndpoint:
+    """``POST /ingest`` without a web framework (served straight from ASGI, see ``app.py``; the
+    FastAPI route below documents it and answers the same)."""
+
+    def __init__(self, service: IngestService, keys: ApiKeyStore) -> None:
+        self._service = service
+        self._keys = keys
+
+    async def ingest(self, authorization: str | None, raw_body: bytes) -> bytes:
+        api_key = self._keys.authenticate(authorization)
+        try:
+            body = orjson.loads(raw_body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise InvalidRequestError('request body must be a JSON object {"workspace_name", "records", ...}')
+        workspace = _field(body, "workspace_name", "workspaceName", str)
+        self._keys.permit(api_key, workspace, "writer")
+        dry_run = _field(body, "dry_run", "dryRun", bool, default=False)
+        read_after_write = _field(body, "read_after_write", "readAfterWrite", bool, default=False)
+        result = await self._service.ingest_async(workspace, body.get("records"), dry_run, read_after_write)
+        return orjson.dumps(result)
+
+
+def ingest_router(endpoint: IngestEndpoint) -> APIRouter:
     router = APIRouter(tags=["ingest"])
 
     @router.post("/ingest", openapi_extra=ingest_doc())
@@ -31,18 +55,7 @@ def ingest_router(service: IngestService, keys: ApiKeyStore) -> APIRouter:
         """Validate every record against its push source's schema; write all of them or none.
         Needs a `writer` (or `admin`) key of the workspace. With `read_after_write`, answers only
         once this replica serves the records' effect."""
-        api_key = keys.authenticate(request.headers.get("authorization"))
-        try:
-            body = orjson.loads(await read_body(request))
-        except orjson.JSONDecodeError as exc:
-            raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise InvalidRequestError('request body must be a JSON object {"workspace_name", "records", ...}')
-        workspace = _field(body, "workspace_name", "workspaceName", str)
-        keys.permit(api_key, workspace, "writer")
-        dry_run = _field(body, "dry_run", "dryRun", bool, default=False)
-        read_after_write = _field(body, "read_after_write", "readAfterWrite", bool, default=False)
-        result = await service.ingest_async(workspace, body.get("records"), dry_run, read_after_write)
-        return Response(orjson.dumps(result), media_type="application/json")
+        payload = await endpoint.ingest(request.headers.get("authorization"), await read_body(request))
+        return Response(payload, media_type="application/json")
 
     return router
