@@ -21,6 +21,7 @@ transactions cannot include our own tile records atomically with the offsets.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import signal
@@ -224,6 +225,12 @@ class _Worker:
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self, batch_size: int, batch_window_s: float) -> None:
+        # Every batch allocates a few objects per event: with Python's default thresholds the
+        # cyclic collector runs every 700 allocations and walks everything alive (measured: a
+        # fifth of the engine's CPU). What exists now lives as long as the process: freeze it.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
         self.consumer.subscribe(self.engine.source_topics, on_assign=self.on_assign, on_revoke=self.on_revoke)
         next_registry = time.monotonic() + REGISTRY_POLL_S
         next_expiry = time.monotonic() + EXPIRY_INTERVAL_S
