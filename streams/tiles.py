@@ -70,10 +70,15 @@ def batch_tiles(view: CompiledView, rows: pd.DataFrame, ts_ms: np.ndarray) -> li
     n_groups = len(group_keys)
     inputs = {(a.input_column, a.input_dtype) for a in spec.aggregations}  # each column normalised once
     normalised = {(name, dtype): input_column(rows[name], dtype) for name, dtype in inputs}
-    columns = [
-        agg.from_groups(*normalised[(a.input_column, a.input_dtype)], group_ids, n_groups, ts_ms)
-        for agg, a in zip(view.aggregators, spec.aggregations, strict=True)
-    ]
+    # Aggregations differing only in their window (count 10m, count 1h) have equal partials in
+    # a tile: computed once, shared.
+    by_partial: dict[tuple[Any, ...], Any] = {}
+    columns = []
+    for agg, a in zip(view.aggregators, spec.aggregations, strict=True):
+        signature = (a.function, a.input_column, a.input_dtype, a.n, a.percentile, a.precision, a.attribute)
+        if signature not in by_partial:
+            by_partial[signature] = agg.from_groups(*normalised[(a.input_column, a.input_dtype)], group_ids, n_groups, ts_ms)
+        columns.append(by_partial[signature])
     levels = [group_keys.get_level_values(i).tolist() for i in range(group_keys.nlevels)]
     entity_keys = encode_entity_keys(levels[:-1], view.join_key_dtypes, spec.join_keys)
     # Rows of partials by transposing whole columns (indexing numpy columns per group would make
