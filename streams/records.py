@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 
@@ -214,6 +215,19 @@ def _decode(payloads: Sequence[bytes | None], schema: Sequence[FieldSpec], times
     return DecodedBatch(frame, positions, rejected)
 
 
+def _utc_millisecond_strings(texts: list[str]) -> list[int] | None:
+    """Epoch ms of strings all in the form ``2026-11-26T13:56:29.730Z`` (JavaScript's
+    ``toISOString``, and most producers'), parsed by numpy at a third of pandas' ISO-8601 cost;
+    None when any string has another form (the general parser takes the batch then)."""
+    if not all(len(t) == 24 and t[23] == "Z" and t[10] == "T" and t[19] == "." for t in texts):
+        return None
+    try:
+        parsed: list[int] = np.array([t[:23] for t in texts], dtype="datetime64[ms]").astype(np.int64).tolist()
+    except ValueError:
+        return None
+    return parsed
+
+
 def _check_column(values: list[Any], dtype: str) -> tuple[list[Any], dict[int, str]]:
     """A column's values converted as ``_check`` converts them, and the message of each bad one."""
     simple = _SIMPLE_TYPES.get(dtype)
@@ -256,11 +270,16 @@ def _timestamp_column(values: list[Any]) -> tuple[list[Any], dict[int, str]]:
     errors: dict[int, str] = {}
     strings = [i for i, v in enumerate(values) if type(v) is str]
     if strings:
-        parsed = pd.to_datetime(pd.Series([values[i] for i in strings]), format="ISO8601", utc=True, errors="coerce",
-                                cache=False)
-        ms = (parsed.to_numpy(dtype="datetime64[ns]").astype("int64") // 1_000_000).tolist()
-        for i, value_ms, missing in zip(strings, ms, parsed.isna().tolist(), strict=True):
-            result[i] = None if missing else value_ms
+        texts = [values[i] for i in strings]
+        parsed_ms = _utc_millisecond_strings(texts)
+        if parsed_ms is not None:
+            for i, value_ms in zip(strings, parsed_ms, strict=True):
+                result[i] = value_ms
+        else:
+            parsed = pd.to_datetime(pd.Series(texts), format="ISO8601", utc=True, errors="coerce", cache=False)
+            ms = (parsed.to_numpy(dtype="datetime64[ns]").astype("int64") // 1_000_000).tolist()
+            for i, value_ms, missing in zip(strings, ms, parsed.isna().tolist(), strict=True):
+                result[i] = None if missing else value_ms
     for i, value in enumerate(values):
         if value is None or type(value) is int or (result[i] is not None and type(value) is str):
             continue

@@ -26,6 +26,7 @@ import hashlib
 import logging
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -149,6 +150,34 @@ def _prepare_topics(bootstrap: str, spec: WorkspaceSpec) -> dict[str, tuple[str,
     return topics
 
 
+class _RegistryFollower(threading.Thread):
+    """Reads the workspace's applied version every ``REGISTRY_POLL_S``, in the background: a read
+    of the registry topic costs a consumer's start-up (hundreds of ms, seconds on a loaded
+    machine), which inside the processing loop would hold back every event arriving meanwhile.
+    The loop swaps its engine between batches when ``latest`` changes."""
+
+    def __init__(self, bootstrap: str, workspace: str) -> None:
+        super().__init__(name="featurebus-registry", daemon=True)
+        self._bootstrap = bootstrap
+        self._workspace = workspace
+        self._stopped = threading.Event()
+        self.latest: WorkspaceSpec | None = None
+        self.error: KafkaUnavailableError | None = None
+
+    def run(self) -> None:
+        while not self._stopped.wait(REGISTRY_POLL_S):
+            try:
+                latest = read_registry(self._bootstrap).get(self._workspace)
+            except KafkaUnavailableError as exc:
+                self.error = exc  # the loop raises it: a worker without its broker stops
+                return
+            if latest is not None:
+                self.latest = latest
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
 class _Worker:
     def __init__(self, bootstrap: str, workspace: str, data_dir: Path) -> None:
         self.bootstrap = bootstrap
@@ -185,6 +214,7 @@ class _Worker:
         self.sink = TransactionalSink(self.producer, self.consumer, workspace, bootstrap)
         self.engine = self._engine_for(self.spec)
         self.owned: set[tuple[str, int]] = set()
+        self.registry = _RegistryFollower(bootstrap, workspace)
         self.stopping = False
 
     def _engine_for(self, spec: WorkspaceSpec) -> StreamEngine:
@@ -232,17 +262,15 @@ class _Worker:
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
         self.consumer.subscribe(self.engine.source_topics, on_assign=self.on_assign, on_revoke=self.on_revoke)
-        next_registry = time.monotonic() + REGISTRY_POLL_S
+        self.registry.start()
         next_expiry = time.monotonic() + EXPIRY_INTERVAL_S
         while not self.stopping:
             messages = self.consumer.consume(num_messages=batch_size, timeout=batch_window_s)
             records = _records(messages)
             if records:
                 self._process(records)
+            self._follow_registry()
             now = time.monotonic()
-            if now >= next_registry:
-                self._follow_registry()
-                next_registry = now + REGISTRY_POLL_S
             if now >= next_expiry:
                 self._expire()
                 next_expiry = now + EXPIRY_INTERVAL_S
@@ -266,7 +294,9 @@ class _Worker:
             log.warning("expiry %s; retrying later", exc)
 
     def _follow_registry(self) -> None:
-        latest = read_registry(self.bootstrap).get(self.workspace)
+        if self.registry.error is not None:
+            raise self.registry.error
+        latest = self.registry.latest
         if latest is None or latest.version == self.spec.version:
             return
         log.warning("workspace %r: picked up version %d", self.workspace, latest.version)
@@ -276,6 +306,7 @@ class _Worker:
             self.consumer.subscribe(self.engine.source_topics, on_assign=self.on_assign, on_revoke=self.on_revoke)
 
     def close(self) -> None:
+        self.registry.stop()
         try:
             self.sink.abort()
             self.consumer.close()  # leaves the group: the partitions move at once, not after a timeout

@@ -24,6 +24,9 @@ timestamps = st.one_of(
     st.integers(0, 2**41),
     st.integers(-10**6, 10**6).map(lambda s: (BASE + timedelta(milliseconds=s * 7)).isoformat()),
     st.integers(-10**6, 10**6).map(lambda s: (BASE + timedelta(microseconds=s * 13)).isoformat().replace("+00:00", "Z")),
+    st.integers(-10**9, 10**9).map(
+        lambda s: (BASE + timedelta(milliseconds=s)).isoformat(timespec="milliseconds").replace("+00:00", "Z")),
+    st.sampled_from(["2026-13-45T10:00:00.000Z", "2026-11-26T25:00:00.000Z", "2026-11-26 10:00:00.000Z"]),
     st.integers(-10**6, 10**6).map(lambda s: (BASE + timedelta(seconds=s)).replace(tzinfo=None).isoformat()),
     st.just("yesterday"), st.none(), st.booleans(), st.floats(-1e12, 1e12),
 )
@@ -71,3 +74,17 @@ def test_reasons_name_the_first_bad_field_in_schema_order() -> None:
     decoded = decode_json_records(batch, SCHEMA, "ts")
     assert decoded.rejected == [(0, "field 'user_id': expected a string, got int"),
                                 (1, "field 'ts': the timestamp is missing")]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(-10**11, 10**11), min_size=1, max_size=20), st.booleans())
+def test_millisecond_utc_strings_take_the_fast_path_with_the_same_verdicts(offsets: list[int], with_bad: bool) -> None:
+    texts = [(BASE + timedelta(milliseconds=o)).isoformat(timespec="milliseconds").replace("+00:00", "Z") for o in offsets]
+    if with_bad:
+        texts.append("2026-02-30T10:00:00.000Z")  # the fast form, not a date: the general parser decides
+    batch = [orjson.dumps({"user_id": "u", "ts": t}) for t in texts]
+    decoded = decode_json_records(batch, SCHEMA, "ts")
+    want = [check_record(orjson.loads(p), SCHEMA, "ts") for p in batch]
+    assert [p for p, _ in decoded.rejected] == [i for i, (_, reason) in enumerate(want) if reason is not None]
+    got_ts = decoded.frame["ts"].dt.as_unit("ms").astype("int64").tolist()
+    assert got_ts == [row[4] for row, reason in want if reason is None]
