@@ -158,7 +158,7 @@ class _RegistryFollower(threading.Thread):
 
     def __init__(self, bootstrap: str, workspace: str) -> None:
         super().__init__(name="featurebus-registry", daemon=True)
-        self._bootstrap = bootstrap
+        self._kafka = bootstrap  # not ``_bootstrap``: threading.Thread has a method of that name
         self._workspace = workspace
         self._stopped = threading.Event()
         self.latest: WorkspaceSpec | None = None
@@ -167,7 +167,7 @@ class _RegistryFollower(threading.Thread):
     def run(self) -> None:
         while not self._stopped.wait(REGISTRY_POLL_S):
             try:
-                latest = read_registry(self._bootstrap).get(self._workspace)
+                latest = read_registry(self._kafka).get(self._workspace)
             except KafkaUnavailableError as exc:
                 self.error = exc  # the loop raises it: a worker without its broker stops
                 return
