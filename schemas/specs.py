@@ -29,7 +29,10 @@ __all__ = [
     "WorkspaceSpec",
 ]
 
-SPEC_FORMAT_VERSION = 1
+SPEC_FORMAT_VERSION = 2
+# Version 1 documents are version 2 documents without window kinds (every window a plain
+# ``TimeWindow``): the defaults of the new fields read them unchanged.
+_READABLE_FORMAT_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -86,8 +89,27 @@ class AggregationSpec:
     function: str  # an AggregationFunction value
     input_column: str
     input_dtype: str
-    window_ms: int
-    output_dtype: str
+    window_ms: int  # window size; 0 for a lifetime window
+    output_dtype: str  # "array<...>" for a window series
+    # Which events a value at T covers: see ``featurebus.streams.windows.aggregation_windows``.
+    # "time": [end + offset_ms - window_ms, end + offset_ms), offset_ms <= 0 (Tecton's sign);
+    # "lifetime": [the view's lifetime_start_ms, end); "series": one window of window_ms per
+    # step_ms from end + series_start_ms up to end + series_end_ms, one array element each.
+    window_kind: str = "time"
+    offset_ms: int = 0
+    series_start_ms: int = 0
+    series_end_ms: int = 0
+    series_step_ms: int = 0
+
+    @property
+    def reach_ms(self) -> int | None:
+        """How far before the window end ``E`` this aggregation's earliest window starts; None for
+        a lifetime window (unbounded). Decides state retention and the offline read range."""
+        if self.window_kind == "lifetime":
+            return None
+        if self.window_kind == "series":
+            return -self.series_start_ms
+        return self.window_ms - self.offset_ms
 
 
 @dataclass(frozen=True)
@@ -103,10 +125,18 @@ class StreamFeatureViewSpec:
     online: bool = True
     offline: bool = True
     description: str = ""
+    lifetime_start_ms: int | None = None  # required by (and only used by) lifetime windows
+    aggregation_leading_edge: str = "wall_clock_time"  # or "latest_event_time" (online serving only)
 
     @property
-    def max_window_ms(self) -> int:
-        return max(a.window_ms for a in self.aggregations)
+    def max_reach_ms(self) -> int:
+        """How far before the window end ``E`` the earliest bounded window starts (0 if none)."""
+        reaches = [a.reach_ms for a in self.aggregations]
+        return max((r for r in reaches if r is not None), default=0)
+
+    @property
+    def has_lifetime(self) -> bool:
+        return any(a.window_kind == "lifetime" for a in self.aggregations)
 
     @property
     def tile_ms(self) -> int:
@@ -154,12 +184,12 @@ class WorkspaceSpec:
     def from_json(cls, data: bytes) -> WorkspaceSpec:
         raw = orjson.loads(data)
         version = raw.get("format_version")
-        if version != SPEC_FORMAT_VERSION:
+        if version not in _READABLE_FORMAT_VERSIONS:
             raise StoreFormatError(
                 f"workspace spec has format version {version!r}, this featurebus reads "
                 f"{SPEC_FORMAT_VERSION}; upgrade featurebus or re-apply the repository"
             )
-        spec: WorkspaceSpec = _build(cls, raw)
+        spec: WorkspaceSpec = _build(cls, {**raw, "format_version": SPEC_FORMAT_VERSION})
         return spec
 
 

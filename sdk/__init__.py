@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from featurebus.definitions import (
     Aggregate,
+    AggregationLeadingEdge,
     Entity,
     FeatureReference,
     FeatureService,
     KafkaConfig,
+    LifetimeWindow,
     PushConfig,
     StreamFeatureView,
     StreamProcessingMode,
     StreamSource,
     TimeWindow,
+    TimeWindowSeries,
     stream_feature_view,
 )
 from featurebus.exceptions import DefinitionError, FeaturebusError
@@ -21,6 +24,7 @@ from featurebus.workspace import get_workspace
 
 __all__ = [
     "Aggregate",
+    "AggregationLeadingEdge",
     "DefinitionError",
     "Entity",
     "FeatureReference",
@@ -28,11 +32,13 @@ __all__ = [
     "FeaturebusError",
     "Field",
     "KafkaConfig",
+    "LifetimeWindow",
     "PushConfig",
     "StreamFeatureView",
     "StreamProcessingMode",
     "StreamSource",
     "TimeWindow",
+    "TimeWindowSeries",
     "get_workspace",
     "stream_feature_view",
 ]

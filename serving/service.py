@@ -17,7 +17,8 @@ from featurebus.platform.kv import KeyValueStore
 from featurebus.platform.online_materializer import online_view_name
 from featurebus.schemas.encoding import decode_tiles, store_prefix, tile_key
 from featurebus.schemas.specs import FeatureServiceSpec, StreamFeatureViewSpec, WorkspaceSpec
-from featurebus.streams.tiles import CompiledView, compute_values, read_range
+from featurebus.streams.tiles import HIGH_WATERMARK_PREFIX, CompiledView, compute_values, latest_event_time, read_range
+from featurebus.streams.windows import WALL_CLOCK_TIME, leading_edge_ms
 
 __all__ = ["FeatureServer", "MetadataOptions", "data_type", "format_time_ms"]
 
@@ -225,8 +226,17 @@ class FeatureServer:
             raise InvalidRequestError(service_plan.problem)
         return service_plan
 
+    def _leading_edge(self, view: _ViewPlan, request_ms: int) -> int:
+        """The time the view's windows end at: the request's, or its stream high watermark's."""
+        edge = view.compiled.spec.aggregation_leading_edge
+        if edge == WALL_CLOCK_TIME:
+            return request_ms
+        marks = view.key_prefix + HIGH_WATERMARK_PREFIX
+        high_watermark = latest_event_time(value for _, value in self._store.scan(marks, marks + b"\xff"))
+        return leading_edge_ms(request_ms, high_watermark, edge)
+
     def _row(
-        self, plan: _ServicePlan, join_key_map: Mapping[str, Any], t_ms: int, with_times: bool
+        self, plan: _ServicePlan, join_key_map: Mapping[str, Any], request_ms: int, with_times: bool
     ) -> tuple[list[Any], list[str], list[str]]:
         if not isinstance(join_key_map, Mapping):
             raise InvalidRequestError("joinKeyMap must be an object of join key names to values")
@@ -244,6 +254,7 @@ class FeatureServer:
                 ) from None
             compiled = view.compiled
             entity = compiled.entity_key(key_values)
+            t_ms = self._leading_edge(view, request_ms)
             start_ms, end_ms = read_range(compiled, t_ms)
             # One contiguous scan: an entity's tiles sort by start time (see schemas/encoding.py),
             # decoded together (store keys end with the tile start, as tile keys do).

@@ -37,9 +37,16 @@ from featurebus.schemas.encoding import (
 )
 from featurebus.schemas.specs import StreamSourceSpec, WorkspaceSpec
 from featurebus.streams.records import decode_json_records
-from featurebus.streams.tiles import CompiledView, batch_tiles, merge_tile
+from featurebus.streams.tiles import (
+    PREFIX_START_MS,
+    CompiledView,
+    batch_tiles,
+    fold_into_prefix,
+    high_watermark_record,
+    merge_tile,
+)
 from featurebus.streams.transform import Transformation, TransformationError, view_input_frame
-from featurebus.streams.windows import retention_ms
+from featurebus.streams.windows import LATEST_EVENT_TIME, lifetime_fold_cutoff, retention_ms
 
 __all__ = ["RawRecord", "FeatureSink", "MemorySink", "StreamEngine", "EngineCounters", "StateMissingError", "compile_views"]
 
@@ -107,6 +114,7 @@ class _ViewRuntime:
     feature_topic: str
     feature_partitions: int
     retention_ms: int
+    watermark_delay_ms: int
 
     def partition_of(self, entity_key: bytes) -> int:
         # All tiles of an entity go to one feature-topic partition chosen by a stable hash, so
@@ -147,7 +155,8 @@ class StreamEngine:
                 Transformation(view_spec.transformation),
                 topic,
                 partitions,
-                retention_ms(view_spec.max_window_ms, source.kafka.watermark_delay_ms, view_spec.aggregation_interval_ms),
+                retention_ms(view_spec.max_reach_ms, source.kafka.watermark_delay_ms, view_spec.aggregation_interval_ms),
+                source.kafka.watermark_delay_ms,
             )
             for topic in source.kafka.topics:
                 self._sources[topic] = source
@@ -209,6 +218,8 @@ class StreamEngine:
         puts: list[tuple[bytes, bytes | None]] = []
         for runtime in self._views_by_topic[topic]:
             puts.extend(self._fold_view(runtime, frame))
+            if runtime.view.spec.aggregation_leading_edge == LATEST_EVENT_TIME:
+                self._publish_high_watermarks(runtime, topic, {p: w for p, (_, w) in new_progress.items()})
         self._sink.flush()
         for partition, (offset, watermark) in new_progress.items():
             puts.append((_progress_key(topic, partition), _I64.pack(offset) + _I64.pack(watermark)))
@@ -257,8 +268,18 @@ class StreamEngine:
         self.counters.tiles_written += len(updates)
         return puts
 
+    def _publish_high_watermarks(self, runtime: _ViewRuntime, topic: str, watermarks: dict[int, int]) -> None:
+        """Tell serving the view's stream high watermark (AggregationLeadingEdge.LATEST_EVENT_TIME)."""
+        for partition, watermark in watermarks.items():
+            key, value = high_watermark_record(topic, partition, watermark)
+            self._sink.publish(runtime.feature_topic, runtime.partition_of(key), key, value)
+
     def expire(self) -> int:
-        """Delete (and tombstone) tiles no window can reach any more; returns how many."""
+        """Delete (and tombstone) tiles no window can reach any more; returns how many.
+
+        Views with a lifetime window first fold every final tile (see ``lifetime_fold_cutoff``)
+        into the entity's lifetime prefix, so lifetime values survive the tiles' deletion.
+        """
         expired = 0
         watermarks = self._watermarks()
         for topic, runtimes in self._views_by_topic.items():
@@ -266,22 +287,64 @@ class StreamEngine:
             if watermark is None:
                 continue
             for runtime in runtimes:
-                cutoff = watermark - runtime.retention_ms
-                prefix = store_prefix(runtime.view.spec.name)
-                puts: list[tuple[bytes, bytes | None]] = []
-                for key, _ in self._store.scan(prefix, prefix + b"\xff"):
-                    _, tkey = split_store_key(key)
-                    _, start = split_tile_key(tkey)
-                    if start + runtime.view.spec.tile_ms <= cutoff:
-                        entity_key, _ = split_tile_key(tkey)
-                        self._sink.publish(runtime.feature_topic, runtime.partition_of(entity_key), tkey, None)
-                        puts.append((key, None))
+                puts = self._expire_view(runtime, watermark)
                 if puts:
                     self._sink.flush()
                     self._store.write(puts)
-                    expired += len(puts)
+                    expired += sum(1 for _, value in puts if value is None)
         self.counters.tiles_expired += expired
         return expired
+
+    def _expire_view(self, runtime: _ViewRuntime, watermark: int) -> list[tuple[bytes, bytes | None]]:
+        spec = runtime.view.spec
+        cutoff = watermark - runtime.retention_ms
+        fold_before = None
+        if spec.has_lifetime and spec.lifetime_start_ms is not None:
+            fold_before = lifetime_fold_cutoff(watermark, runtime.watermark_delay_ms, spec.tile_ms)
+        prefix = store_prefix(spec.name)
+        puts: list[tuple[bytes, bytes | None]] = []
+        entity: bytes | None = None
+        lifetime_prefix: list[Any] | None = None
+        to_fold: list[list[Any]] = []
+
+        def finish_entity() -> None:
+            # Publish the grown prefix before the tombstones of the tiles it absorbed (same
+            # partition, so in this order): a reader never misses their events. One that still
+            # sees those tiles ignores them, as they start before the prefix's covered_until.
+            if entity is None or not to_fold or fold_before is None:
+                return
+            value = encode_partials(fold_into_prefix(runtime.view, lifetime_prefix, to_fold, fold_before))
+            key = tile_key(entity, PREFIX_START_MS)
+            self._sink.publish(runtime.feature_topic, runtime.partition_of(entity), key, value)
+            puts.append((store_key(spec.name, key), value))
+
+        tombstones: list[tuple[bytes, bytes]] = []
+        for key, value in self._store.scan(prefix, prefix + b"\xff"):
+            _, tkey = split_store_key(key)
+            entity_key, start = split_tile_key(tkey)
+            if entity_key != entity:
+                finish_entity()
+                self._tombstone(runtime, tombstones, puts)
+                entity, lifetime_prefix, to_fold = entity_key, None, []
+            if start == PREFIX_START_MS:
+                lifetime_prefix = decode_partials(value)
+                continue
+            if (fold_before is not None and spec.lifetime_start_ms is not None
+                    and max(spec.lifetime_start_ms, _covered(lifetime_prefix)) <= start < fold_before):
+                to_fold.append(decode_partials(value))
+            if start + spec.tile_ms <= cutoff:
+                tombstones.append((key, tkey))
+        finish_entity()
+        self._tombstone(runtime, tombstones, puts)
+        return puts
+
+    def _tombstone(self, runtime: _ViewRuntime, tombstones: list[tuple[bytes, bytes]],
+                   puts: list[tuple[bytes, bytes | None]]) -> None:
+        for key, tkey in tombstones:
+            entity_key, _ = split_tile_key(tkey)
+            self._sink.publish(runtime.feature_topic, runtime.partition_of(entity_key), tkey, None)
+            puts.append((key, None))
+        tombstones.clear()
 
     def _watermarks(self) -> dict[str, int]:
         """Per source topic, the lowest partition watermark (the most conservative cutoff)."""
@@ -291,6 +354,11 @@ class StreamEngine:
             watermark = _I64.unpack_from(value, 8)[0]
             result[topic] = min(result.get(topic, watermark), watermark)
         return result
+
+
+def _covered(lifetime_prefix: list[Any] | None) -> int:
+    """Where an entity's lifetime prefix ends (its trailing element), or the minimum if none."""
+    return PREFIX_START_MS if lifetime_prefix is None else int(lifetime_prefix[-1])
 
 
 def _progress_key(topic: str, partition: int) -> bytes:

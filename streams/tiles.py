@@ -16,12 +16,37 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from featurebus.schemas.encoding import coerce_join_key, encode_entity_key
+from featurebus.schemas.encoding import coerce_join_key, decode_partials, encode_entity_key, encode_partials
 from featurebus.schemas.specs import StreamFeatureViewSpec
 from featurebus.streams.aggregations import Aggregator, aggregator_for, numeric_column
-from featurebus.streams.windows import window_bounds
+from featurebus.streams.windows import aggregation_windows
 
-__all__ = ["CompiledView", "TileUpdate", "batch_tiles", "merge_tile", "compute_values"]
+__all__ = [
+    "CompiledView",
+    "TileUpdate",
+    "batch_tiles",
+    "merge_tile",
+    "compute_values",
+    "read_range",
+    "PREFIX_START_MS",
+    "fold_into_prefix",
+    "HIGH_WATERMARK_PREFIX",
+    "high_watermark_record",
+    "latest_event_time",
+]
+
+# An entity's *lifetime prefix* is stored as a tile at this start, below every event time, so it
+# sorts first among the entity's tiles. Its partials (one per aggregation, as any tile's) are all
+# events from the view's lifetime_start_ms up to ``covered_until``, stored as one extra trailing
+# element: lifetime windows read the prefix plus the tiles from ``covered_until`` on, so an entity
+# with a long history costs one partial instead of one tile per event (or interval) ever seen.
+# The engine folds tiles in once no accepted event can change them (``lifetime_fold_cutoff``).
+PREFIX_START_MS = -(2**63)
+
+# Feature-topic records under this key prefix (never an entity key: those start with the key
+# format byte, >= 1) carry a view's stream high watermark per source partition, published by the
+# engine for views whose aggregation_leading_edge is LATEST_EVENT_TIME.
+HIGH_WATERMARK_PREFIX = b"\x00hw."
 
 
 @dataclass(frozen=True)
@@ -86,26 +111,66 @@ def merge_tile(view: CompiledView, stored: list[Any] | None, update: list[Any]) 
 
 
 def compute_values(view: CompiledView, tiles: Iterable[tuple[int, list[Any]]], t_ms: int) -> list[Any]:
-    """Feature values at time ``t_ms`` from an entity's tiles (any order, any extent).
+    """Feature values at time ``t_ms`` from an entity's tiles (any order, any extent); a window
+    series gives a list, one value per window, earliest first.
 
     Tiles are put in start order (already so when they come from a store scan), so each window
     is one slice found by bisection and merged in one call, rather than every tile tested
-    against every window.
+    against every window. A lifetime window adds the entity's lifetime prefix, if it has one, to
+    the tiles after it; values are exact for ``t_ms`` no earlier than the prefix's end (the
+    engine keeps that at least ``watermark_delay`` behind the newest event).
     """
     spec = view.spec
     ordered = sorted(tiles, key=itemgetter(0))
+    prefix: list[Any] | None = None
+    if ordered and ordered[0][0] == PREFIX_START_MS:
+        prefix, ordered = ordered[0][1], ordered[1:]
     starts = [start for start, _ in ordered]
-    values = []
+    values: list[Any] = []
     for i, (aggregation, aggregator) in enumerate(zip(spec.aggregations, view.aggregators, strict=True)):
-        window_start, window_end = window_bounds(t_ms, aggregation.window_ms, spec.aggregation_interval_ms)
-        lo, hi = bisect_left(starts, window_start), bisect_left(starts, window_end)
-        partials = [ordered[j][1][i] for j in range(lo, hi)]
-        values.append(aggregator.result(aggregator.merge_many(partials) if partials else aggregator.initialize()))
+        results = []
+        for window_start, window_end in aggregation_windows(aggregation, t_ms, spec.aggregation_interval_ms,
+                                                            spec.lifetime_start_ms):
+            partials = []
+            if prefix is not None and aggregation.window_kind == "lifetime":
+                partials.append(prefix[i])
+                window_start = max(window_start, prefix[-1])  # the prefix covers up to there
+            lo, hi = bisect_left(starts, window_start), bisect_left(starts, window_end)
+            partials.extend(ordered[j][1][i] for j in range(lo, hi))
+            results.append(aggregator.result(aggregator.merge_many(partials) if partials else aggregator.initialize()))
+        values.append(results if aggregation.window_kind == "series" else results[0])
     return values
 
 
 def read_range(view: CompiledView, t_ms: int) -> tuple[int, int]:
-    """The tile-start range ``[start, end)`` that ``compute_values`` at ``t_ms`` can use."""
+    """The tile-start range ``[start, end)`` that ``compute_values`` at ``t_ms`` can use (from
+    the lifetime prefix on if the view has a lifetime window)."""
     spec = view.spec
-    bounds = [window_bounds(t_ms, a.window_ms, spec.aggregation_interval_ms) for a in spec.aggregations]
-    return min(b[0] for b in bounds), max(b[1] for b in bounds)
+    bounds = [
+        w for a in spec.aggregations
+        for w in aggregation_windows(a, t_ms, spec.aggregation_interval_ms, spec.lifetime_start_ms)
+    ]
+    start = PREFIX_START_MS if spec.has_lifetime else min(b[0] for b in bounds)
+    return start, max(b[1] for b in bounds)
+
+
+def fold_into_prefix(view: CompiledView, prefix: list[Any] | None, tiles: Sequence[list[Any]],
+                     covered_until_ms: int) -> list[Any]:
+    """The lifetime prefix (partials + trailing ``covered_until``) after folding in ``tiles``."""
+    merged = view.empty_partials() if prefix is None else prefix[:-1]
+    for partials in tiles:
+        merged = merge_tile(view, merged, partials)
+    return [*merged, covered_until_ms]
+
+
+def high_watermark_record(topic: str, partition: int, high_watermark_ms: int) -> tuple[bytes, bytes]:
+    """Key and value of the feature-topic record carrying one source partition's high watermark."""
+    key = HIGH_WATERMARK_PREFIX + topic.encode() + b"\x00" + str(partition).encode()
+    return key, encode_partials([high_watermark_ms])
+
+
+def latest_event_time(values: Iterable[bytes]) -> int | None:
+    """A view's stream high watermark (the newest event time it has processed, over every source
+    partition) from its high-watermark record values; None if there are none."""
+    marks = [int(decode_partials(value)[0]) for value in values]
+    return max(marks) if marks else None

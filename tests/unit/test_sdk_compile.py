@@ -82,7 +82,7 @@ def _error(make):  # type: ignore[no-untyped-def]
         (lambda: _view(entities=[]), ["entities"]),
         (lambda: _view(features=[]), ["features"]),
         (lambda: compile_workspace("w", [_view(aggregation_interval=timedelta(minutes=7))]),
-         ["not a multiple of aggregation_interval", "Make every time_window a multiple"]),
+         ["the window (1h) is not a multiple of aggregation_interval (7m)", "Make every time_window"]),
         (lambda: compile_workspace("w", [_view(features=[Aggregate(function="sum", time_window=timedelta(hours=1), input_column=Field("page", String))])]),
          ["numeric input column", "'count'"]),
         (lambda: compile_workspace("w", [_view(features=[Aggregate(function="median", time_window=timedelta(hours=1), input_column=Field("price", Float64))])]),
