@@ -194,7 +194,7 @@ def _compile_window(view: StreamFeatureView, agg: Aggregate, interval_ms: int | 
 
     def aligned(ms: int, what: str) -> None:
         if interval_ms and ms % interval_ms:
-            raise fail(f"{what} ({_signed(ms)}) is not a multiple of aggregation_interval ({format_duration(interval_ms)})",
+            raise fail(f"{what} is not a multiple of aggregation_interval ({format_duration(interval_ms)})",
                        "Make every time_window (window size, offset, series bounds) a multiple of the "
                        "aggregation_interval, or use continuous mode.")
 
@@ -203,7 +203,7 @@ def _compile_window(view: StreamFeatureView, agg: Aggregate, interval_ms: int | 
         if start_ms is None:
             raise fail("uses a LifetimeWindow but the view has no lifetime_start_time",
                        "Pass lifetime_start_time=datetime(...) to @stream_feature_view (Tecton requires it too).")
-        aligned(start_ms, "lifetime_start_time")
+        aligned(start_ms, f"lifetime_start_time ({view.lifetime_start_time})")
         return {"window_kind": "lifetime", "window_ms": 0}
     if isinstance(window, TimeWindow):
         window_ms = duration_ms(window.window_size, "window_size", "StreamFeatureView", view.name, agg.site)
@@ -212,8 +212,8 @@ def _compile_window(view: StreamFeatureView, agg: Aggregate, interval_ms: int | 
             raise fail(f"TimeWindow offset must be zero or negative, got {window.offset}",
                        f"Write offset=-timedelta(...): offset={_signed(-offset_ms)} ends the window "
                        f"{format_duration(offset_ms)} before the reference point, as in Tecton.")
-        aligned(window_ms, "the window")
-        aligned(offset_ms, "the offset")
+        aligned(window_ms, f"the window ({format_duration(window_ms)})")
+        aligned(offset_ms, f"the offset ({_signed(offset_ms)})")
         return {"window_kind": "time", "window_ms": window_ms, "offset_ms": offset_ms}
     assert isinstance(window, TimeWindowSeries)
     window_ms = duration_ms(window.window_size, "window_size", "StreamFeatureView", view.name, agg.site)
@@ -224,6 +224,8 @@ def _compile_window(view: StreamFeatureView, agg: Aggregate, interval_ms: int | 
     if start_ms >= 0 or end_ms > 0:
         raise fail(f"series_start must be negative and series_end zero or negative, got {window.series_start} "
                    f"and {window.series_end}", "Write e.g. series_start=-timedelta(days=7), series_end=timedelta(0).")
+    for ms, what in ((window_ms, "window_size"), (step_ms, "step_size"), (start_ms, "series_start"), (end_ms, "series_end")):
+        aligned(ms, f"{what} ({_signed(ms)})")
     span = end_ms - start_ms - window_ms
     if span < 0:
         raise fail(f"the window_size ({format_duration(window_ms)}) is longer than the series "
@@ -235,8 +237,6 @@ def _compile_window(view: StreamFeatureView, agg: Aggregate, interval_ms: int | 
     if len(series_windows(start_ms, end_ms, step_ms, window_ms)) < 2:
         raise fail("the series has a single window (Tecton requires at least two)",
                    "Use a plain TimeWindow (with offset=series_end), or a smaller step_size.")
-    for ms, what in ((window_ms, "window_size"), (step_ms, "step_size"), (start_ms, "series_start"), (end_ms, "series_end")):
-        aligned(ms, what)
     return {"window_kind": "series", "window_ms": window_ms, "series_start_ms": start_ms, "series_end_ms": end_ms,
             "series_step_ms": step_ms}
 
