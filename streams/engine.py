@@ -38,15 +38,17 @@ from featurebus.schemas.encoding import (
 from featurebus.schemas.specs import StreamSourceSpec, WorkspaceSpec
 from featurebus.streams.records import decode_json_records
 from featurebus.streams.tiles import (
+    EAGER_PREFIX_START_MS,
     PREFIX_START_MS,
     CompiledView,
+    TileUpdate,
     batch_tiles,
     fold_into_prefix,
     high_watermark_record,
     merge_tile,
 )
 from featurebus.streams.transform import Transformation, TransformationError, view_input_frame
-from featurebus.streams.windows import LATEST_EVENT_TIME, lifetime_fold_cutoff, retention_ms
+from featurebus.streams.windows import LATEST_EVENT_TIME, lifetime_fold_cutoff, retention_ms, tile_start
 
 __all__ = ["RawRecord", "FeatureSink", "MemorySink", "StreamEngine", "EngineCounters", "StateMissingError", "compile_views"]
 
@@ -266,7 +268,7 @@ class StreamEngine:
             self._sink.publish(runtime.feature_topic, runtime.partition_of(update.entity_key), record_key, value)
             puts.append((key, value))
         self.counters.tiles_written += len(updates)
-        return puts
+        return puts + self._grow_eager_prefixes(runtime, updates)
 
     def _publish_high_watermarks(self, runtime: _ViewRuntime, topic: str, watermarks: dict[int, int]) -> None:
         """Tell serving the view's stream high watermark (AggregationLeadingEdge.LATEST_EVENT_TIME)."""
@@ -298,53 +300,79 @@ class StreamEngine:
     def _expire_view(self, runtime: _ViewRuntime, watermark: int) -> list[tuple[bytes, bytes | None]]:
         spec = runtime.view.spec
         cutoff = watermark - runtime.retention_ms
-        fold_before = None
-        if spec.has_lifetime and spec.lifetime_start_ms is not None:
-            fold_before = lifetime_fold_cutoff(watermark, runtime.watermark_delay_ms, spec.tile_ms)
+        lifetime = spec.has_lifetime and spec.lifetime_start_ms is not None
         prefix = store_prefix(spec.name)
         puts: list[tuple[bytes, bytes | None]] = []
         entity: bytes | None = None
-        lifetime_prefix: list[Any] | None = None
-        to_fold: list[list[Any]] = []
-
-        def finish_entity() -> None:
-            # Publish the grown prefix before the tombstones of the tiles it absorbed (same
-            # partition, so in this order): a reader never misses their events. One that still
-            # sees those tiles ignores them, as they start before the prefix's covered_until.
-            if entity is None or not to_fold or fold_before is None:
-                return
-            value = encode_partials(fold_into_prefix(runtime.view, lifetime_prefix, to_fold, fold_before))
-            key = tile_key(entity, PREFIX_START_MS)
-            self._sink.publish(runtime.feature_topic, runtime.partition_of(entity), key, value)
-            puts.append((store_key(spec.name, key), value))
-
-        tombstones: list[tuple[bytes, bytes]] = []
+        tiles: list[tuple[int, bytes, bytes, bytes]] = []  # (start, store key, tile key, value)
         for key, value in self._store.scan(prefix, prefix + b"\xff"):
             _, tkey = split_store_key(key)
             entity_key, start = split_tile_key(tkey)
             if entity_key != entity:
-                finish_entity()
-                self._tombstone(runtime, tombstones, puts)
-                entity, lifetime_prefix, to_fold = entity_key, None, []
-            if start == PREFIX_START_MS:
-                lifetime_prefix = decode_partials(value)
-                continue
-            if (fold_before is not None and spec.lifetime_start_ms is not None
-                    and max(spec.lifetime_start_ms, _covered(lifetime_prefix)) <= start < fold_before):
-                to_fold.append(decode_partials(value))
-            if start + spec.tile_ms <= cutoff:
-                tombstones.append((key, tkey))
-        finish_entity()
-        self._tombstone(runtime, tombstones, puts)
+                if entity is not None:
+                    self._expire_entity(runtime, entity, tiles, watermark, cutoff, lifetime, puts)
+                entity, tiles = entity_key, []
+            tiles.append((start, key, tkey, value))
+        if entity is not None:
+            self._expire_entity(runtime, entity, tiles, watermark, cutoff, lifetime, puts)
         return puts
 
-    def _tombstone(self, runtime: _ViewRuntime, tombstones: list[tuple[bytes, bytes]],
-                   puts: list[tuple[bytes, bytes | None]]) -> None:
-        for key, tkey in tombstones:
-            entity_key, _ = split_tile_key(tkey)
-            self._sink.publish(runtime.feature_topic, runtime.partition_of(entity_key), tkey, None)
-            puts.append((key, None))
-        tombstones.clear()
+    def _expire_entity(self, runtime: _ViewRuntime, entity: bytes, tiles: list[tuple[int, bytes, bytes, bytes]],
+                       watermark: int, cutoff: int, lifetime: bool, puts: list[tuple[bytes, bytes | None]]) -> None:
+        """One entity's expiry: grow its lifetime prefixes first (see ``tiles.PREFIX_START_MS``),
+        then tombstone the tiles no window can reach. Publishing the prefixes before the
+        tombstones (same partition, so in this order) means a reader never misses the events of a
+        deleted tile; one that still sees such tiles ignores them, as they start before the
+        prefix's ``covered_until``."""
+        spec = runtime.view.spec
+        if lifetime:
+            assert spec.lifetime_start_ms is not None
+            stored = {start: value for start, _, _, value in tiles if start in (PREFIX_START_MS, EAGER_PREFIX_START_MS)}
+            final = None if PREFIX_START_MS not in stored else decode_partials(stored[PREFIX_START_MS])
+            fold_before = lifetime_fold_cutoff(watermark, runtime.watermark_delay_ms, spec.tile_ms)
+            eager_before = max(fold_before, tile_start(watermark, spec.tile_ms))
+            covered = max(spec.lifetime_start_ms, _covered(final))
+            final_tiles = [decode_partials(v) for s, _, _, v in tiles if covered <= s < fold_before]
+            if final_tiles:
+                final = fold_into_prefix(runtime.view, final, final_tiles, fold_before)
+                self._put_tile(runtime, entity, PREFIX_START_MS, final, puts)
+            covered = max(spec.lifetime_start_ms, _covered(final))
+            eager_tiles = [decode_partials(v) for s, _, _, v in tiles if covered <= s < eager_before]
+            eager = fold_into_prefix(runtime.view, final, eager_tiles, eager_before)
+            if (final is not None or eager_tiles) and encode_partials(eager) != stored.get(EAGER_PREFIX_START_MS):
+                self._put_tile(runtime, entity, EAGER_PREFIX_START_MS, eager, puts)
+        for start, key, tkey, _ in tiles:
+            if start not in (PREFIX_START_MS, EAGER_PREFIX_START_MS) and start + spec.tile_ms <= cutoff:
+                self._sink.publish(runtime.feature_topic, runtime.partition_of(entity), tkey, None)
+                puts.append((key, None))
+
+    def _put_tile(self, runtime: _ViewRuntime, entity: bytes, start: int, partials: list[Any],
+                  puts: list[tuple[bytes, bytes | None]]) -> None:
+        key, value = tile_key(entity, start), encode_partials(partials)
+        self._sink.publish(runtime.feature_topic, runtime.partition_of(entity), key, value)
+        puts.append((store_key(runtime.view.spec.name, key), value))
+
+    def _grow_eager_prefixes(self, runtime: _ViewRuntime, updates: list[TileUpdate]) -> list[tuple[bytes, bytes | None]]:
+        """Events for tiles an entity's eager lifetime prefix already covers (late, or from a
+        partition behind the others) go into that prefix too, so it stays exact between expiries."""
+        spec = runtime.view.spec
+        if not spec.has_lifetime or spec.lifetime_start_ms is None:
+            return []
+        lifetime_start = spec.lifetime_start_ms
+        entities = sorted({u.entity_key for u in updates if u.tile_start_ms >= lifetime_start})
+        keys = [store_key(spec.name, tile_key(e, EAGER_PREFIX_START_MS)) for e in entities]
+        prefixes = {e: decode_partials(raw) for e, raw in zip(entities, self._store.get_many(keys), strict=True)
+                    if raw is not None}
+        grown: set[bytes] = set()
+        for update in updates:
+            prefix = prefixes.get(update.entity_key)
+            if prefix is not None and lifetime_start <= update.tile_start_ms < prefix[-1]:
+                prefixes[update.entity_key] = fold_into_prefix(runtime.view, prefix, [update.partials], prefix[-1])
+                grown.add(update.entity_key)
+        puts: list[tuple[bytes, bytes | None]] = []
+        for entity in sorted(grown):
+            self._put_tile(runtime, entity, EAGER_PREFIX_START_MS, prefixes[entity], puts)
+        return puts
 
     def _watermarks(self) -> dict[str, int]:
         """Per source topic, the lowest partition watermark (the most conservative cutoff)."""

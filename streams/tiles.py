@@ -29,19 +29,28 @@ __all__ = [
     "compute_values",
     "read_range",
     "PREFIX_START_MS",
+    "EAGER_PREFIX_START_MS",
     "fold_into_prefix",
     "HIGH_WATERMARK_PREFIX",
     "high_watermark_record",
     "latest_event_time",
 ]
 
-# An entity's *lifetime prefix* is stored as a tile at this start, below every event time, so it
-# sorts first among the entity's tiles. Its partials (one per aggregation, as any tile's) are all
-# events from the view's lifetime_start_ms up to ``covered_until``, stored as one extra trailing
-# element: lifetime windows read the prefix plus the tiles from ``covered_until`` on, so an entity
-# with a long history costs one partial instead of one tile per event (or interval) ever seen.
-# The engine folds tiles in once no accepted event can change them (``lifetime_fold_cutoff``).
+# An entity's *lifetime prefixes* are stored as tiles at these starts, below every event time, so
+# they sort first among the entity's tiles. Each holds partials (one per aggregation, as any
+# tile's) of all events from the view's lifetime_start_ms up to its ``covered_until``, stored as
+# one extra trailing element; a lifetime window reads a prefix plus the tiles from its
+# ``covered_until`` on, so an entity with a long history costs one partial instead of one tile per
+# event (or interval) ever seen. The engine (``expire``) keeps two:
+# * the *final* prefix covers tiles no accepted event can change any more (``covered_until`` at
+#   ``lifetime_fold_cutoff``, at least the watermark delay behind the newest event); tiles expire
+#   only once folded into it, so it is what makes lifetime values exact for every T the engine
+#   serves exactly (T >= watermark - delay);
+# * the *eager* prefix covers every tile before the one holding the watermark, and the engine
+#   merges later-arriving events of those tiles into it as they come, so a request at or after
+#   the watermark (the usual case) reads it plus the few tiles of events since the last expiry.
 PREFIX_START_MS = -(2**63)
+EAGER_PREFIX_START_MS = PREFIX_START_MS + 1
 
 # Feature-topic records under this key prefix (never an entity key: those start with the key
 # format byte, >= 1) carry a view's stream high watermark per source partition, published by the
@@ -117,14 +126,15 @@ def compute_values(view: CompiledView, tiles: Iterable[tuple[int, list[Any]]], t
     Tiles are put in start order (already so when they come from a store scan), so each window
     is one slice found by bisection and merged in one call, rather than every tile tested
     against every window. A lifetime window adds the entity's lifetime prefix, if it has one, to
-    the tiles after it; values are exact for ``t_ms`` no earlier than the prefix's end (the
-    engine keeps that at least ``watermark_delay`` behind the newest event).
+    the tiles after it (see ``PREFIX_START_MS``); values are exact for ``t_ms`` no earlier than
+    watermark - delay, as for every other window.
     """
     spec = view.spec
     ordered = sorted(tiles, key=itemgetter(0))
-    prefix: list[Any] | None = None
-    if ordered and ordered[0][0] == PREFIX_START_MS:
-        prefix, ordered = ordered[0][1], ordered[1:]
+    prefixes: dict[int, list[Any]] = {}
+    while ordered and ordered[0][0] in (PREFIX_START_MS, EAGER_PREFIX_START_MS):
+        start, partials = ordered.pop(0)
+        prefixes[start] = partials
     starts = [start for start, _ in ordered]
     values: list[Any] = []
     for i, (aggregation, aggregator) in enumerate(zip(spec.aggregations, view.aggregators, strict=True)):
@@ -132,14 +142,25 @@ def compute_values(view: CompiledView, tiles: Iterable[tuple[int, list[Any]]], t
         for window_start, window_end in aggregation_windows(aggregation, t_ms, spec.aggregation_interval_ms,
                                                             spec.lifetime_start_ms):
             partials = []
-            if prefix is not None and aggregation.window_kind == "lifetime":
-                partials.append(prefix[i])
-                window_start = max(window_start, prefix[-1])  # the prefix covers up to there
+            if aggregation.window_kind == "lifetime":
+                prefix = _usable_prefix(prefixes, window_end)
+                if prefix is not None:
+                    partials.append(prefix[i])
+                    window_start = max(window_start, prefix[-1])  # the prefix covers up to there
             lo, hi = bisect_left(starts, window_start), bisect_left(starts, window_end)
             partials.extend(ordered[j][1][i] for j in range(lo, hi))
             results.append(aggregator.result(aggregator.merge_many(partials) if partials else aggregator.initialize()))
         values.append(results if aggregation.window_kind == "series" else results[0])
     return values
+
+
+def _usable_prefix(prefixes: dict[int, list[Any]], window_end: int) -> list[Any] | None:
+    """The eager prefix if the window reaches past it, else the final one (exact for every window
+    end from its ``covered_until`` on, which the engine keeps at least watermark - delay)."""
+    eager = prefixes.get(EAGER_PREFIX_START_MS)
+    if eager is not None and window_end >= eager[-1]:
+        return eager
+    return prefixes.get(PREFIX_START_MS)
 
 
 def read_range(view: CompiledView, t_ms: int) -> tuple[int, int]:

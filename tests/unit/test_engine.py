@@ -185,7 +185,7 @@ def test_python_mode_transformations_run_per_row_and_may_drop_rows() -> None:
 
 # -- window kinds: offsets, lifetime (with its prefix across expiry), series -------------------
 
-from featurebus.streams.tiles import PREFIX_START_MS  # noqa: E402
+from featurebus.streams.tiles import EAGER_PREFIX_START_MS, PREFIX_START_MS  # noqa: E402
 from featurebus.streams.windows import retention_ms  # noqa: E402
 from tests.support.oracle import value_of  # noqa: E402
 from tests.support.window_specs import VIEW, windowed_workspace  # noqa: E402
@@ -212,10 +212,11 @@ def _windowed_engine(interval_ms: int | None) -> tuple[StreamEngine, MemoryStore
     expire_every=st.integers(1, 4),
     interval=st.sampled_from([None, 10 * MINUTE]),
     query_offsets=st.lists(st.integers(0, 12).map(lambda k: k * 5 * MINUTE + k % 3), min_size=1, max_size=4),
+    stragglers=st.lists(st.tuples(st.sampled_from(["u1", "u2"]), st.integers(0, 6).map(lambda k: k * 5 * MINUTE)), max_size=4),
 )
 def test_window_kinds_match_the_oracle_across_expiry(events: list[tuple[str, int, float | None]], cuts: list[int],
                                                      expire_every: int, interval: int | None,
-                                                     query_offsets: list[int]) -> None:
+                                                     query_offsets: list[int], stragglers: list[tuple[str, int]]) -> None:
     engine, store, _ = _windowed_engine(interval)
     records = [_record(i, u, BASE + t, a) for i, (u, t, a) in enumerate(events)]
     position, batch = 0, 0
@@ -225,6 +226,12 @@ def test_window_kinds_match_the_oracle_across_expiry(events: list[tuple[str, int
         batch += 1
         if batch % expire_every == 0:
             engine.expire()
+    if events:  # after an expiry, events up to the watermark delay old: into the eager prefix
+        engine.expire()
+        newest_ms = max(t for _, t, _ in events)
+        late = [(user, max(0, newest_ms - DELAY + back), 2.0) for user, back in stragglers]
+        engine.process([_record(len(events) + i, u, BASE + t, a) for i, (u, t, a) in enumerate(late)])
+        events = events + late
     accepted, newest = [], None
     for user, t, amount in events:
         if newest is None or t >= newest - DELAY:
@@ -270,9 +277,13 @@ def test_expiry_keeps_exactly_the_tiles_some_window_can_reach(times: list[int], 
     engine.expire()
     after = {start for start, _ in _tiles(store, VIEW, compile_views(spec)[VIEW].entity_key(["u1"]))}
     expected = {s for s in before if s + tile > cutoff}
-    folded = any(view_spec.lifetime_start_ms is not None and view_spec.lifetime_start_ms <= s
-                 and s + tile <= BASE + times[-1] - DELAY for s in before) and lifetime
-    assert after == expected | ({PREFIX_START_MS} if folded else set())
+    # Lifetime views keep a final prefix once some tile is final, and an eager one once some tile
+    # before the watermark's exists (tiles.PREFIX_START_MS).
+    watermark = BASE + times[-1]
+    starts = [s for s in before if lifetime and view_spec.lifetime_start_ms is not None and s >= view_spec.lifetime_start_ms]
+    final = any(s + tile <= watermark - DELAY for s in starts)
+    eager = any(s < (watermark // tile) * tile for s in starts)
+    assert after == expected | ({PREFIX_START_MS} if final else set()) | ({EAGER_PREFIX_START_MS} if eager else set())
     tombstones = {split_tile_key(key)[1] for _, _, key, value in sink.records if value is None}
     assert tombstones == before - expected
 
@@ -284,7 +295,7 @@ def test_lifetime_counts_survive_expiry_and_late_tiles_after_the_prefix_still_co
     assert engine.expire() > 0
     view = compile_views(windowed_workspace(BASE, None, DELAY))[VIEW]
     tiles = _tiles(store, VIEW, view.entity_key(["u1"]))
-    assert tiles[0][0] == PREFIX_START_MS and len(tiles) < 30
+    assert [start for start, _ in tiles[:2]] == [PREFIX_START_MS, EAGER_PREFIX_START_MS] and len(tiles) < 30
     names = [a.name for a in view.spec.aggregations]
     values = dict(zip(names, compute_values(view, tiles, BASE + 5 * HOUR), strict=True))
     assert values["amount_count_lifetime"] == len([m for m in range(0, 300, 10) if BASE + m * MINUTE >= lifetime_start])
