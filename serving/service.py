@@ -17,7 +17,14 @@ from featurebus.platform.kv import KeyValueStore
 from featurebus.platform.online_materializer import online_view_name
 from featurebus.schemas.encoding import decode_tiles, store_prefix, tile_key
 from featurebus.schemas.specs import FeatureServiceSpec, StreamFeatureViewSpec, WorkspaceSpec
-from featurebus.streams.tiles import HIGH_WATERMARK_PREFIX, CompiledView, compute_values, latest_event_time, read_range
+from featurebus.streams.tiles import (
+    HIGH_WATERMARK_PREFIX,
+    CompiledView,
+    compute_values,
+    latest_event_time,
+    prefix_range,
+    read_range,
+)
 from featurebus.streams.windows import WALL_CLOCK_TIME, leading_edge_ms
 
 __all__ = ["FeatureServer", "MetadataOptions", "data_type", "format_time_ms"]
@@ -226,6 +233,14 @@ class FeatureServer:
             raise InvalidRequestError(service_plan.problem)
         return service_plan
 
+    def _scan(self, view: _ViewPlan, entity: bytes, starts: tuple[int, int] | None) -> list[tuple[int, list[Any]]]:
+        """An entity's tiles with starts in ``[start, end)``: one contiguous scan, as an entity's
+        tiles sort by start time (see schemas/encoding.py), decoded together."""
+        if starts is None:
+            return []
+        lo, hi = starts
+        return decode_tiles(self._store.scan(view.key_prefix + tile_key(entity, lo), view.key_prefix + tile_key(entity, hi)))
+
     def _leading_edge(self, view: _ViewPlan, request_ms: int) -> int:
         """The time the view's windows end at: the request's, or its stream high watermark's."""
         edge = view.compiled.spec.aggregation_leading_edge
@@ -255,12 +270,10 @@ class FeatureServer:
             compiled = view.compiled
             entity = compiled.entity_key(key_values)
             t_ms = self._leading_edge(view, request_ms)
-            start_ms, end_ms = read_range(compiled, t_ms)
-            # One contiguous scan: an entity's tiles sort by start time (see schemas/encoding.py),
-            # decoded together (store keys end with the tile start, as tile keys do).
-            tiles = decode_tiles(
-                self._store.scan(view.key_prefix + tile_key(entity, start_ms), view.key_prefix + tile_key(entity, end_ms))
-            )
+            # A lifetime window reads the entity's prefixes first, then only the tiles after them.
+            prefixes = self._scan(view, entity, prefix_range(compiled))
+            start_ms, end_ms = read_range(compiled, t_ms, prefixes)
+            tiles = prefixes + self._scan(view, entity, (start_ms, end_ms))
             values = compute_values(compiled, tiles, t_ms)
             for pick, as_string, is_count in zip(view.picks, view.int64, view.is_count, strict=True):
                 value = values[pick]

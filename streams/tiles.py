@@ -28,6 +28,7 @@ __all__ = [
     "merge_tile",
     "compute_values",
     "read_range",
+    "prefix_range",
     "PREFIX_START_MS",
     "EAGER_PREFIX_START_MS",
     "fold_into_prefix",
@@ -163,16 +164,25 @@ def _usable_prefix(prefixes: dict[int, list[Any]], window_end: int) -> list[Any]
     return prefixes.get(PREFIX_START_MS)
 
 
-def read_range(view: CompiledView, t_ms: int) -> tuple[int, int]:
-    """The tile-start range ``[start, end)`` that ``compute_values`` at ``t_ms`` can use (from
-    the lifetime prefix on if the view has a lifetime window)."""
+def read_range(view: CompiledView, t_ms: int, prefixes: Iterable[tuple[int, list[Any]]] = ()) -> tuple[int, int]:
+    """The tile-start range ``[start, end)`` that ``compute_values`` at ``t_ms`` can use besides
+    the lifetime prefixes (``prefix_range``), given those (read first): a lifetime window needs
+    only the tiles from where its prefix ends, not the entity's whole history."""
     spec = view.spec
-    bounds = [
-        w for a in spec.aggregations
-        for w in aggregation_windows(a, t_ms, spec.aggregation_interval_ms, spec.lifetime_start_ms)
-    ]
-    start = PREFIX_START_MS if spec.has_lifetime else min(b[0] for b in bounds)
-    return start, max(b[1] for b in bounds)
+    stored = dict(prefixes)
+    bounds = []
+    for a in spec.aggregations:
+        for start, end in aggregation_windows(a, t_ms, spec.aggregation_interval_ms, spec.lifetime_start_ms):
+            usable = _usable_prefix(stored, end) if a.window_kind == "lifetime" else None
+            if usable is not None:
+                start = max(start, min(int(usable[-1]), end))
+            bounds.append((start, end))
+    return min(b[0] for b in bounds), max(b[1] for b in bounds)
+
+
+def prefix_range(view: CompiledView) -> tuple[int, int] | None:
+    """The tile-start range holding an entity's lifetime prefixes, if the view has any."""
+    return (PREFIX_START_MS, EAGER_PREFIX_START_MS + 1) if view.spec.has_lifetime else None
 
 
 def fold_into_prefix(view: CompiledView, prefix: list[Any] | None, tiles: Sequence[list[Any]],
