@@ -328,7 +328,8 @@ def test_served_values_follow_the_leading_edge_and_the_lifetime_prefix(interval:
         engine = StreamEngine(spec, store, sink, lambda view: (f"features.{view}", 3))
         engine.process([_record(i // 2, e.entity[0], e.ts_ms, e.value, partition=i % 2) for i, e in enumerate(history)])
         engine.expire()
-        server = FeatureServer(lambda spec=spec: {spec.name: spec}, _online_store(sink, spec.name), lambda: now)
+        specs = {spec.name: spec}
+        server = FeatureServer(lambda specs=specs: specs, _online_store(sink, spec.name), lambda: now)
         served = server.get_features(spec.name, "spending", {"user_id": "u1"})["result"]["features"]
         answers.append(served)
         # LATEST_EVENT_TIME: windows end just after the newest event (at 329 min), not at 6 h.
