@@ -126,7 +126,8 @@ class StreamFeatureViewSpec:
     offline: bool = True
     description: str = ""
     lifetime_start_ms: int | None = None  # required by (and only used by) lifetime windows
-    aggregation_leading_edge: str = "wall_clock_time"  # or "latest_event_time" (online serving only)
+    # "wall_clock_time" or "latest_event_time": where windows end (streams.windows.leading_edge_ms)
+    aggregation_leading_edge: str = "wall_clock_time"
 
     @property
     def max_reach_ms(self) -> int:

@@ -336,10 +336,18 @@ class StreamEngine:
             if final_tiles:
                 final = fold_into_prefix(runtime.view, final, final_tiles, fold_before)
                 self._put_tile(runtime, entity, PREFIX_START_MS, final, puts)
-            covered = max(spec.lifetime_start_ms, _covered(final))
+            # The eager prefix grows from where it ended (the engine merged later events of its
+            # tiles into it as they came), so each pass decodes only the tiles it newly covers;
+            # it restarts from the final prefix if that overtook it (a watermark jump).
+            base = final
+            old_eager = stored.get(EAGER_PREFIX_START_MS)
+            if old_eager is not None and _covered(decode_partials(old_eager)) >= _covered(final):
+                base = decode_partials(old_eager)
+                eager_before = max(eager_before, _covered(base))
+            covered = max(spec.lifetime_start_ms, _covered(base))
             eager_tiles = [decode_partials(v) for s, _, _, v in tiles if covered <= s < eager_before]
-            eager = fold_into_prefix(runtime.view, final, eager_tiles, eager_before)
-            if (final is not None or eager_tiles) and encode_partials(eager) != stored.get(EAGER_PREFIX_START_MS):
+            eager = fold_into_prefix(runtime.view, base, eager_tiles, eager_before)
+            if (base is not None or eager_tiles) and encode_partials(eager) != old_eager:
                 self._put_tile(runtime, entity, EAGER_PREFIX_START_MS, eager, puts)
         for start, key, tkey, _ in tiles:
             if start not in (PREFIX_START_MS, EAGER_PREFIX_START_MS) and start + spec.tile_ms <= cutoff:
