@@ -233,6 +233,8 @@ def _latest_event_edges_ns(source: StreamSourceSpec, workspace: str, root: Path,
     )
     with duckdb.connect() as con:
         times = con.sql(query).to_arrow_table().column("t").to_numpy()
+    if not len(times):
+        return t_ns
     newest = np.searchsorted(times, before_ms, side="left") - 1
     has = newest >= 0
     edges_ms = np.where(has, times[np.maximum(newest, 0)] + 1, 0)

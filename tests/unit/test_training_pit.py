@@ -385,6 +385,12 @@ def test_window_kinds_match_the_brute_force_oracle(data: st.DataObject) -> None:
     _assert_windowed_matches_oracle(result, spine, events)
 
 
+def test_latest_event_time_with_events_only_at_or_after_t(tmp_path: Path) -> None:
+    _write_events(tmp_path, [("a", T0, 1.0), ("a", T0 + 5, 2.0)], files=1)
+    result = get_features_for_events(WINDOWED_SPEC, "svc", _spine([("a", T0)]), tmp_path)
+    assert result[f"{WINDOWED[1].name}__amount_count_lifetime"].tolist() == [0]  # the edge stays at T
+
+
 def test_window_kinds_on_rows_without_events(tmp_path: Path) -> None:
     _write_events(tmp_path, [("a", T0 + HOUR, 3.0)], files=1)
     result = get_features_for_events(WINDOWED_SPEC, "svc", _spine([("nobody", T0 + 2 * HOUR), ("a", T0)]), tmp_path)
