@@ -18,7 +18,9 @@ from featurebus.platform.online_materializer import online_view_name
 from featurebus.schemas.encoding import decode_tiles, store_prefix, tile_key
 from featurebus.schemas.specs import FeatureServiceSpec, StreamFeatureViewSpec, WorkspaceSpec
 from featurebus.serving.realtime import RealtimeServing
-from featurebus.streams.tiles import CompiledView, compute_values, read_range
+from featurebus.streams.lifetime import HIGH_WATERMARK_PREFIX, latest_event_time
+from featurebus.streams.tiles import CompiledView, Tile, compute_values, prefix_range, read_range
+from featurebus.streams.windows import WALL_CLOCK_TIME, leading_edge_ms
 
 __all__ = ["FeatureServer", "MetadataOptions", "data_type", "format_time_ms"]
 
@@ -256,13 +258,35 @@ class FeatureServer:
             raise InvalidRequestError(service_plan.problem)
         return service_plan
 
+    def _scan(self, view: _ViewPlan, entity: bytes, starts: tuple[int, int] | None) -> list[Tile]:
+        """An entity's tiles (every shard's) with starts in ``[start, end)``: one contiguous scan,
+        as an entity's tiles sort by start time (see schemas/encoding.py), decoded together; with
+        their shards only where lifetime prefixes need them (``streams.lifetime``)."""
+        if starts is None:
+            return []
+        lo, hi = starts
+        items = self._store.scan(view.key_prefix + tile_key(entity, lo), view.key_prefix + tile_key(entity, hi))
+        if view.compiled.spec.has_lifetime:
+            return list(decode_tiles(items, shards=True))
+        return list(decode_tiles(items))
+
+    def _leading_edge(self, view: _ViewPlan, request_ms: int) -> int:
+        """The time the view's windows end at: the request's, or its stream high watermark's."""
+        edge = view.compiled.spec.aggregation_leading_edge
+        if edge == WALL_CLOCK_TIME:
+            return request_ms
+        marks = view.key_prefix + HIGH_WATERMARK_PREFIX
+        # One record per shard (keys: the prefix + u16 shard); the view's edge is the newest.
+        high_watermark = latest_event_time(value for _, value in self._store.scan(marks, marks + b"\xff" * 3))
+        return leading_edge_ms(request_ms, high_watermark, edge)
+
     def _row(
-        self, plan: _ServicePlan, join_key_map: Mapping[str, Any], t_ms: int, with_times: bool,
+        self, plan: _ServicePlan, join_key_map: Mapping[str, Any], request_ms: int, with_times: bool,
         request_context_map: Mapping[str, Any] | None = None,
     ) -> tuple[list[Any], list[str], list[str]]:
         if plan.realtime is not None:  # fetch the stream values, then run the realtime views on them
-            fetched = self._row(plan.realtime.fetch_plan, join_key_map, t_ms, with_times)
-            return plan.realtime.row(fetched, request_context_map, t_ms, with_times)
+            fetched = self._row(plan.realtime.fetch_plan, join_key_map, request_ms, with_times)
+            return plan.realtime.row(fetched, request_context_map, request_ms, with_times)
         if not isinstance(join_key_map, Mapping):
             raise InvalidRequestError("joinKeyMap must be an object of join key names to values")
         features: list[Any] = []
@@ -279,12 +303,11 @@ class FeatureServer:
                 ) from None
             compiled = view.compiled
             entity = compiled.entity_key(key_values)
-            start_ms, end_ms = read_range(compiled, t_ms)
-            # One contiguous scan: an entity's tiles sort by start time (see schemas/encoding.py),
-            # decoded together (store keys end with the tile start, as tile keys do).
-            tiles = decode_tiles(
-                self._store.scan(view.key_prefix + tile_key(entity, start_ms), view.key_prefix + tile_key(entity, end_ms))
-            )
+            t_ms = self._leading_edge(view, request_ms)
+            # A lifetime window reads the entity's prefixes first, then only the tiles after them.
+            prefixes = self._scan(view, entity, prefix_range(compiled))
+            start_ms, end_ms = read_range(compiled, t_ms, prefixes)
+            tiles = prefixes + self._scan(view, entity, (start_ms, end_ms))
             values = compute_values(compiled, tiles, t_ms)
             for pick, as_string, elements_as_strings, is_count in zip(
                 view.picks, view.int64, view.int64_elements, view.is_count, strict=True
