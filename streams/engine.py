@@ -47,7 +47,7 @@ from featurebus.streams.prefixes import expire_shard_entity, grow_eager_prefix
 from featurebus.streams.records import decode_records
 from featurebus.streams.tiles import CompiledView, TileUpdate, batch_tiles, merge_tile
 from featurebus.streams.transform import Transformation, TransformationError, view_input_frame
-from featurebus.streams.windows import LATEST_EVENT_TIME, lifetime_fold_cutoff, retention_ms, tile_start
+from featurebus.streams.windows import LATEST_EVENT_TIME, retention_ms
 
 __all__ = ["RawRecord", "FeatureSink", "MemorySink", "Progress", "StreamEngine", "EngineCounters", "compile_views", "shard_of"]
 

@@ -19,7 +19,13 @@ import pandas as pd
 from featurebus.schemas.encoding import coerce_join_key, encode_entity_key
 from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec
 from featurebus.streams.aggregations import Aggregator, aggregator_of, input_column
-from featurebus.streams.lifetime import EAGER_PREFIX_START_MS, PREFIX_START_MS, lifetime_partials, lifetime_read_start, split_prefixes
+from featurebus.streams.lifetime import (
+    EAGER_PREFIX_START_MS,
+    PREFIX_START_MS,
+    lifetime_partials,
+    lifetime_read_start,
+    split_prefixes,
+)
 from featurebus.streams.windows import aggregation_windows
 
 __all__ = [
