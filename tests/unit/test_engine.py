@@ -415,3 +415,112 @@ def test_served_values_follow_the_leading_edge_and_the_lifetime_prefix(interval:
                 want = str(want)
             assert close(value, want) if not isinstance(want, str) else value == want, (edge, agg.name, value, want)
     assert answers[0] != answers[1]
+
+
+# -- lifetime prefixes and high watermarks per shard ---------------------------------------------
+
+def _on_the_bus(sink: MemorySink) -> dict[int, dict[bytes, bytes]]:
+    """Feature-topic partition -> its latest records, as compaction keeps them (tombstones delete)."""
+    partitions: dict[int, dict[bytes, bytes]] = {}
+    for _, partition, key, value in sink.records:
+        records = partitions.setdefault(partition, {})
+        if value is None:
+            records.pop(key, None)
+        else:
+            records[key] = value
+    return partitions
+
+
+def _served(sink: MemorySink, spec: object, t_ms: int) -> dict[str, list[object]]:
+    from featurebus.serving.service import FeatureServer
+
+    specs = {spec.name: spec}  # type: ignore[attr-defined]
+    server = FeatureServer(lambda: specs, _online_store(sink, spec.name), lambda: t_ms)  # type: ignore[attr-defined]
+    return {user: server.get_features(spec.name, "spending", {"user_id": user})["result"]["features"]  # type: ignore[attr-defined]
+            for user in ("u1", "u2")}
+
+
+def _check_served(served: dict[str, list[object]], accepted: list[Event], t_ms: int, view: object, where: object) -> None:
+    for user, values in served.items():
+        for agg, value in zip(view.aggregations, values, strict=True):  # type: ignore[attr-defined]
+            want = value_of(accepted, (user,), t_ms, agg, view)  # type: ignore[arg-type]
+            if agg.output_dtype == "int64":
+                assert value == str(want), (where, user, agg.name, value, want)
+            else:
+                assert close(value, want), (where, user, agg.name, value, want)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    events=windowed_events,
+    behind=st.lists(st.tuples(st.sampled_from(["u1", "u2"]), st.integers(0, 24).map(lambda k: k * 5 * MINUTE)),
+                    max_size=8),
+    cuts=st.lists(st.integers(min_value=1, max_value=10), min_size=1, max_size=6),
+    expire_every=st.integers(1, 3),
+    interval=st.sampled_from([None, 10 * MINUTE]),
+    query_offsets=st.lists(st.integers(0, 12).map(lambda k: k * 5 * MINUTE + k % 3), min_size=1, max_size=3),
+)
+def test_served_lifetime_values_merge_shards_with_independent_watermarks(
+    events: list[tuple[str, int, float | None, int]], behind: list[tuple[str, int]], cuts: list[int],
+    expire_every: int, interval: int | None, query_offsets: list[int],
+) -> None:
+    """Serving (prefixes first, then only the tiles from the earliest shard's covered_until on)
+    against the oracle, with a fourth partition whose watermark stays hours behind the others:
+    its early tiles start before the other shards' prefixes end, and must still count."""
+    engine, _, sink = _windowed_engine(interval)
+    lagging = [(user, t, 1.0, 3) for user, t in behind]
+    _process_with_expiries(engine, sorted(events + lagging, key=lambda e: e[3] == 3), cuts, expire_every)
+    engine.expire()
+    accepted = _accepted(events + lagging)
+    if not events:
+        return
+    spec = windowed_workspace(BASE, interval, DELAY)
+    newest = BASE + max(t for _, t, _, _ in events)
+    for q in query_offsets:
+        t_ms = newest - DELAY + q
+        _check_served(_served(sink, spec, t_ms), accepted, t_ms, spec.view(VIEW), q)
+
+
+@pytest.mark.parametrize("edge", ["wall_clock_time", "latest_event_time"])
+def test_a_shard_restored_after_expiry_keeps_its_prefixes_and_high_watermark(edge: str) -> None:
+    """A new owner rebuilds each shard from its feature partition (tiles, both lifetime prefixes
+    and the high watermark record, filtered by the shard they carry), then goes on processing
+    and expiring: engine state and served values still equal the oracle."""
+    spec = windowed_workspace(BASE, None, DELAY, leading_edge=edge)
+    store, sink = MemoryStore(), MemorySink()
+    engine = StreamEngine(spec, store, sink, lambda view: (f"features.{view}", 2))
+    # Three shards over two feature partitions: shards 0 and 2 share partition 0.
+    first = [(f"u{1 + i % 2}", i * 6 * MINUTE, float(i % 7), i % 3) for i in range(50)]  # 5 h
+    _process_with_expiries(engine, first, [7], 2)
+    engine.expire()
+    state = {key: value for key, value in store.scan(b"", b"\xff" * 8)}
+    prefixes = [t for t in _tiles(store, VIEW, compile_views(spec)[VIEW].entity_key(["u1"])) if t[0] <= EAGER_PREFIX_START_MS]
+    assert {t[2] for t in prefixes} == {0, 1, 2} and {t[0] for t in prefixes} == {PREFIX_START_MS, EAGER_PREFIX_START_MS}
+
+    restored_store = MemoryStore()
+    restored = StreamEngine(spec, restored_store, sink, lambda view: (f"features.{view}", 2))
+    bus = _on_the_bus(sink)
+    for partition in range(3):
+        restored.replace_shard("transactions", partition, {VIEW: bus[partition % 2]}, sink.committed[("transactions", partition)])
+    assert {key: value for key, value in restored_store.scan(b"", b"\xff" * 8)} == state
+
+    later = [(f"u{1 + i % 2}", 5 * HOUR + i * 3 * MINUTE, 1.0, i % 3) for i in range(20)]
+    # Late but accepted events of tiles the eager prefixes already cover, then the rest.
+    late = [("u1", 5 * HOUR - DELAY + 60_000, 4.0, p) for p in range(3)]
+    offsets = {p: sink.committed[("transactions", p)].offset + 1 for p in range(3)}
+    records = []
+    for user, t, amount, partition in late + later:
+        records.append(_record(offsets[partition], user, BASE + t, amount, partition=partition))
+        offsets[partition] += 1
+    for position in range(0, len(records), 5):
+        restored.process(records[position : position + 5])
+        restored.expire()
+    accepted = _accepted(first + late + later)
+    view = compile_views(spec)[VIEW]
+    newest = BASE + max(t for _, t, _, _ in later)
+    t_ms = newest + 1 if edge == "latest_event_time" else newest + 10 * MINUTE
+    for user in ("u1", "u2"):
+        for agg, value in zip(spec.view(VIEW).aggregations,
+                              compute_values(view, _tiles(restored_store, VIEW, view.entity_key([user])), t_ms), strict=True):
+            assert close(value, value_of(accepted, (user,), t_ms, agg, spec.view(VIEW))), (user, agg.name)
+    _check_served(_served(sink, spec, newest + 10 * MINUTE), accepted, t_ms, spec.view(VIEW), edge)
