@@ -524,3 +524,18 @@ def test_a_shard_restored_after_expiry_keeps_its_prefixes_and_high_watermark(edg
                               compute_values(view, _tiles(restored_store, VIEW, view.entity_key([user])), t_ms), strict=True):
             assert close(value, value_of(accepted, (user,), t_ms, agg, spec.view(VIEW))), (user, agg.name)
     _check_served(_served(sink, spec, newest + 10 * MINUTE), accepted, t_ms, spec.view(VIEW), edge)
+
+
+def test_high_watermarks_go_to_their_shards_partition_only_when_they_move() -> None:
+    from featurebus.streams.lifetime import high_watermark_key, high_watermark_shard, latest_event_time
+
+    spec = windowed_workspace(BASE, None, DELAY, leading_edge="latest_event_time")
+    sink = MemorySink()
+    engine = StreamEngine(spec, MemoryStore(), sink, lambda view: (f"features.{view}", 2))
+    engine.process([_record(0, "u1", BASE + 5, 1.0, partition=0), _record(0, "u2", BASE + 9, 1.0, partition=3)])
+    marks = [(partition, key, value) for _, partition, key, value in sink.records if high_watermark_shard(key) is not None]
+    assert [(p, k) for p, k, _ in marks] == [(0, high_watermark_key(0)), (1, high_watermark_key(3))]
+    assert latest_event_time(v for _, _, v in marks if v is not None) == BASE + 9
+    engine.process([_record(1, "u1", BASE + 2, 1.0, partition=0)])  # older: partition 0's watermark stays
+    assert [k for _, _, k, _ in sink.records if high_watermark_shard(k) is not None] == [k for _, k, _ in marks]
+    assert high_watermark_shard(b"\x00hw.") is None and high_watermark_shard(compile_views(spec)[VIEW].entity_key(["u1"])) is None
