@@ -1,4 +1,5 @@
-"""A workspace whose one view uses every window kind: offsets, a lifetime, a series."""
+"""A workspace whose one view uses every window kind: offsets, a lifetime, a series; with functions
+that have a SQL shortcut offline (count, sum, mean) and some that do not (min, max)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,13 @@ def _aggregations() -> tuple[AggregationSpec, ...]:
 
     return (
         agg("1h", "sum", window_ms=HOUR),
-        *(agg("30m_offset_1h", fn, window_ms=30 * MINUTE, offset_ms=-HOUR) for fn in ("count", "sum")),
-        *(agg("lifetime", fn, window_kind="lifetime") for fn in ("count", "sum", "mean")),
+        # min and max have no SQL shortcut offline (platform/offline/event_pairs.py): every window
+        # kind goes through that path too. Order-independent, so shards may tie on event time.
+        *(agg("30m_offset_1h", fn, window_ms=30 * MINUTE, offset_ms=-HOUR) for fn in ("count", "sum", "min")),
+        *(agg("lifetime", fn, window_kind="lifetime") for fn in ("count", "sum", "mean", "max")),
         # 40-minute windows every 10 minutes from 2 h to 10 min before E: eight overlapping windows.
         *(agg("40m_series", fn, window_kind="series", window_ms=40 * MINUTE, series_start_ms=-2 * HOUR,
-              series_end_ms=-10 * MINUTE, series_step_ms=10 * MINUTE) for fn in ("count", "mean")),
+              series_end_ms=-10 * MINUTE, series_step_ms=10 * MINUTE) for fn in ("count", "mean", "max")),
     )
 
 
