@@ -1,10 +1,11 @@
 """Serving a lifetime window for one entity with a long history (10k events, continuous mode).
 
 In continuous mode every event time is its own 1 ms tile, so merging the whole history on every
-request costs one tile per event ever seen. The stream engine folds tiles into per-entity
-lifetime prefixes when it expires state (``streams/tiles.py``: a final prefix behind the
-watermark delay, and an eager one up to the watermark), after which a lookup reads the prefix plus
-the tiles of events since the last expiry. Two figures: the lookup before the first expiry (every
+request costs one tile per event ever seen. The stream engine folds tiles into per-(entity, shard)
+lifetime prefixes when it expires state (``streams/lifetime.py``: a final prefix behind the
+watermark delay, and an eager one up to the watermark), after which a lookup reads each shard's
+prefix plus the tiles of events since the last expiry. The events come from 3 source partitions,
+so 3 shards. Two figures: the lookup before the first expiry (every
 tile merged) and after it, through ``FeatureServer`` over a RocksDB online store fed with what the
 engine published. No peer: nothing else here serves lifetime aggregations.
 """
@@ -39,6 +40,7 @@ from featurebus.streams.engine import MemorySink, RawRecord, StreamEngine
 
 START_MS = 1_700_000_000_000
 EVERY_MS = 10_000  # one event every 10 s: 10k events span ~28 h, beyond the 24 h watermark delay
+SHARDS = 3  # events spread over 3 source partitions: each shard keeps its own lifetime prefixes
 
 
 def _workspace() -> WorkspaceSpec:
@@ -87,10 +89,11 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
     repeats = 20 if ctx.quick else 200
     spec = _workspace()
     sink = MemorySink()
-    engine = StreamEngine(spec, MemoryStore(), sink, lambda view: (f"features.{view}", 1))
+    engine = StreamEngine(spec, MemoryStore(), sink, lambda view: (f"features.{view}", SHARDS))
     for first in range(0, events, 1000):
         engine.process([
-            RawRecord("transactions", 0, i, orjson.dumps({"user_id": "u1", "amount": 1.0, "ts": START_MS + i * EVERY_MS}))
+            RawRecord("transactions", i % SHARDS, i // SHARDS,
+                      orjson.dumps({"user_id": "u1", "amount": 1.0, "ts": START_MS + i * EVERY_MS}))
             for i in range(first, min(events, first + 1000))
         ])
     results = []
