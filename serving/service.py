@@ -266,7 +266,7 @@ class FeatureServer:
             return []
         lo, hi = starts
         items = self._store.scan(view.key_prefix + tile_key(entity, lo), view.key_prefix + tile_key(entity, hi))
-        if view.compiled.spec.has_lifetime:
+        if view.compiled.has_lifetime:
             return list(decode_tiles(items, shards=True))
         return list(decode_tiles(items))
 

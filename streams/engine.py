@@ -281,7 +281,7 @@ class StreamEngine:
         partition = runtime.partition_of(shard)
         # Lifetime prefixes go first: a reader seeing a prefix before the tiles it covers ignores
         # their older versions; the other order could briefly miss a late event (streams/lifetime.py).
-        puts = self._grow_eager_prefixes(runtime, updates, shard) if view.spec.has_lifetime else []
+        puts = self._grow_eager_prefixes(runtime, updates, shard) if view.has_lifetime else []
         for update, record_key, key, old in zip(updates, tile_keys, state_keys, self._store.get_many(state_keys), strict=True):
             value = encode_partials(merge_tile(view, None if old is None else decode_partials(old), update.partials))
             self._sink.publish(runtime.feature_topic, partition, record_key, value)

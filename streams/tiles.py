@@ -37,7 +37,6 @@ __all__ = [
     "compute_values",
     "read_range",
     "prefix_range",
-    "fold_into_prefix",
 ]
 
 # ``(tile start, partials)``, or ``(tile start, partials, shard)`` where the shard matters (lifetime
@@ -52,11 +51,12 @@ class CompiledView:
     spec: StreamFeatureViewSpec
     aggregators: tuple[Aggregator, ...]
     join_key_dtypes: tuple[str, ...]
+    has_lifetime: bool = False  # spec.has_lifetime, decided once: readers branch on it per request
 
     @classmethod
     def compile(cls, spec: StreamFeatureViewSpec, join_key_dtypes: Sequence[str]) -> CompiledView:
         aggregators = tuple(aggregator_of(a) for a in spec.aggregations)
-        return cls(spec, aggregators, tuple(join_key_dtypes))
+        return cls(spec, aggregators, tuple(join_key_dtypes), spec.has_lifetime)
 
     def entity_key(self, values: Sequence[Any]) -> bytes:
         return encode_entity_key(
@@ -149,7 +149,7 @@ def read_range(view: CompiledView, t_ms: int, prefixes: Iterable[Tile] = ()) -> 
     lifetime window needs only the tiles from where its shards' prefixes end, not the entity's
     whole history."""
     spec = view.spec
-    stored = split_prefixes(sorted(prefixes, key=itemgetter(0)))[0] if spec.has_lifetime else {}
+    stored = split_prefixes(sorted(prefixes, key=itemgetter(0)))[0] if view.has_lifetime else {}
     bounds = []
     for a in spec.aggregations:
         for start, end in aggregation_windows(a, t_ms, _interval_ms(spec, a), spec.lifetime_start_ms):
@@ -161,13 +161,4 @@ def read_range(view: CompiledView, t_ms: int, prefixes: Iterable[Tile] = ()) -> 
 
 def prefix_range(view: CompiledView) -> tuple[int, int] | None:
     """The tile-start range holding an entity's lifetime prefixes, if the view has any."""
-    return (PREFIX_START_MS, EAGER_PREFIX_START_MS + 1) if view.spec.has_lifetime else None
-
-
-def fold_into_prefix(view: CompiledView, prefix: list[Any] | None, tiles: Sequence[list[Any]],
-                     covered_until_ms: int) -> list[Any]:
-    """The lifetime prefix (partials + trailing ``covered_until``) after folding in ``tiles``."""
-    merged = view.empty_partials() if prefix is None else prefix[:-1]
-    for partials in tiles:
-        merged = merge_tile(view, merged, partials)
-    return [*merged, covered_until_ms]
+    return (PREFIX_START_MS, EAGER_PREFIX_START_MS + 1) if view.has_lifetime else None
