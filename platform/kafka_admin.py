@@ -136,6 +136,23 @@ def read_compacted(bootstrap: str, topic: str, timeout_s: float = 15.0,
         consumer.close()
 
 
+_TRANSIENT = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE})
+
+
+def _watermarks(consumer: Any, partition: TopicPartition, deadline: float) -> tuple[int, int]:
+    """A just-created topic's leader may not answer for a moment (NOT_LEADER_FOR_PARTITION on a
+    fresh broker, e.g. ``apply`` right after ``kafka start``): retry those until ``deadline``."""
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(partition, timeout=max(0.1, deadline - time.monotonic()))
+            return int(low), int(high)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if not (isinstance(error, KafkaError) and error.code() in _TRANSIENT) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def _partition_ends(consumer: Any, bootstrap: str, topic: str, timeout_s: float) -> dict[int, tuple[int, int]]:
     """``{partition: (low, high)}`` of the non-empty partitions of ``topic`` ({} if missing)."""
     try:
@@ -144,8 +161,9 @@ def _partition_ends(consumer: Any, bootstrap: str, topic: str, timeout_s: float)
         if topic_meta is None or topic_meta.error is not None:
             return {}
         ends: dict[int, tuple[int, int]] = {}
+        deadline = time.monotonic() + timeout_s
         for partition in topic_meta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+            low, high = _watermarks(consumer, TopicPartition(topic, partition), deadline)
             if high > low:
                 ends[partition] = (low, high)
         return ends

@@ -29,6 +29,7 @@ __all__ = [
     "KEY_FORMAT_VERSION",
     "VALUE_FORMAT_VERSION",
     "encode_entity_key",
+    "encode_entity_keys",
     "decode_entity_key",
     "coerce_join_key",
     "tile_key",
@@ -79,6 +80,23 @@ def encode_entity_key(values: Sequence[JoinKeyValue]) -> bytes:
             raw = value.encode("utf-8")
             parts.append(b"s" + _U32.pack(len(raw)) + raw)
     return b"".join(parts)
+
+
+def encode_entity_keys(columns: Sequence[Sequence[Any]], dtypes: Sequence[str], names: Sequence[str]) -> list[bytes]:
+    """``encode_entity_key`` of many rows given column by column (the stream engine's batch path):
+    values already of their declared type are encoded without a per-value call, the rest go
+    through ``coerce_join_key`` (and its errors)."""
+    parts_by_column = []
+    for column, dtype, name in zip(columns, dtypes, names, strict=True):
+        if dtype in ("int64", "int32"):
+            ints = [v if type(v) is int else int(coerce_join_key(v, dtype, name)) for v in column]
+            parts_by_column.append([b"i" + ((v + _SIGN) & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big") for v in ints])
+        else:
+            raw = [(v if type(v) is str else str(coerce_join_key(v, dtype, name))).encode("utf-8") for v in column]
+            parts_by_column.append([b"s" + len(r).to_bytes(4, "big") + r for r in raw])
+    if len(parts_by_column) == 1:
+        return [_KEY_MARK + part for part in parts_by_column[0]]
+    return [_KEY_MARK + b"".join(parts) for parts in zip(*parts_by_column, strict=True)]
 
 
 def decode_entity_key(data: bytes) -> tuple[tuple[JoinKeyValue, ...], int]:

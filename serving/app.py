@@ -14,6 +14,7 @@ from featurebus.platform.online_materializer import OnlineMaterializer
 from featurebus.serving.errors import install_error_handlers
 from featurebus.serving.http import install_access_log
 from featurebus.serving.ingest import IngestService
+from featurebus.serving.openapi_docs import SECURITY_SCHEME
 from featurebus.serving.routes_features import features_router
 from featurebus.serving.routes_ingest import ingest_router
 from featurebus.serving.routes_ops import ops_router
@@ -54,9 +55,15 @@ def create_app(
     if ingest is not None:
         app.include_router(ingest_router(ingest, keys))
 
+    document: list[bytes] = []  # built on first use, once every router is in
+
     @app.get("/openapi.json", include_in_schema=False)
     def openapi_document(request: Request) -> Response:
         keys.authenticate(request.headers.get("authorization"))
-        return Response(orjson.dumps(app.openapi()), media_type="application/json")
+        if not document:
+            spec = app.openapi()
+            spec.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEME
+            document.append(orjson.dumps(spec))
+        return Response(document[0], media_type="application/json")
 
     return app

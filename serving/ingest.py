@@ -8,23 +8,26 @@ from there the stream worker folds them into tiles exactly as it does Kafka sour
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import orjson
 from confluent_kafka import KafkaError, Message, Producer
 
 from featurebus.exceptions import InvalidRequestError, KafkaUnavailableError, NotFoundError, RecordValidationError
 from featurebus.platform.producer import producer_config
 from featurebus.schemas.specs import StreamSourceSpec, WorkspaceSpec
-from featurebus.streams.records import check_record
+from featurebus.serving.ingest_codec import SourceCodec
 
 __all__ = ["IngestService", "KafkaRecordSink", "MemoryRecordSink", "RecordSink", "Visibility", "MAX_RECORDS_PER_REQUEST"]
 
 MAX_RECORDS_PER_REQUEST = 10_000
+
+_log = logging.getLogger(__name__)
 
 OutgoingRecord = tuple[str, bytes | None, bytes]  # topic, key, value
 
@@ -38,6 +41,10 @@ class RecordSink(Protocol):
         ``KafkaUnavailableError`` otherwise."""
         ...
 
+    async def send(self, records: Sequence[OutgoingRecord]) -> Offsets:
+        """``send_all`` for the event loop: awaits the acknowledgements without blocking it."""
+        ...
+
 
 class Visibility(Protocol):
     def wait(self, spec: WorkspaceSpec, source: str, written: Mapping[tuple[str, int], int]) -> None: ...
@@ -48,27 +55,40 @@ class MemoryRecordSink:
     """In-memory twin of the Kafka sink, for unit tests."""
 
     records: list[OutgoingRecord] = field(default_factory=list)
+    _next_offset: dict[str, int] = field(default_factory=dict)
 
     def send_all(self, records: Sequence[OutgoingRecord]) -> Offsets:
         """Everything goes to partition 0 of its topic; offsets count per topic."""
         offsets: Offsets = {}
         for record in records:
             self.records.append(record)
-            offsets[(record[0], 0)] = sum(1 for r in self.records if r[0] == record[0]) - 1
+            offset = self._next_offset.get(record[0], 0)
+            self._next_offset[record[0]] = offset + 1
+            offsets[(record[0], 0)] = offset
         return offsets
+
+    async def send(self, records: Sequence[OutgoingRecord]) -> Offsets:
+        return self.send_all(records)
 
 
 class _Deliveries:
-    """Acknowledgements of one request's records (callbacks may run on another request's thread)."""
+    """Acknowledgements of one request's records, counted on the sink's poller thread;
+    ``notify`` (if any) runs there once the last one arrived."""
 
-    def __init__(self, expected: int) -> None:
+    def __init__(self, expected: int, notify: Callable[[], None] | None = None) -> None:
         self.pending = expected
         self.error: KafkaError | None = None
         self.last_offsets: dict[tuple[str, int], int] = {}
         self.done = threading.Event()
-        self._lock = threading.Lock()
+        self._notify = notify
+        self._lock = threading.Lock()  # the poller serves callbacks, and so does close()'s flush
         if expected == 0:
-            self.done.set()
+            self._finish()
+
+    def _finish(self) -> None:
+        self.done.set()
+        if self._notify is not None:
+            self._notify()
 
     def delivered(self, error: KafkaError | None, message: Message) -> None:
         with self._lock:
@@ -78,44 +98,106 @@ class _Deliveries:
                 topic, partition, offset = message.topic(), message.partition(), message.offset()
                 if topic is not None and partition is not None and offset is not None:
                     where = (topic, partition)
-                    self.last_offsets[where] = max(self.last_offsets.get(where, -1), offset)
+                    if offset > self.last_offsets.get(where, -1):
+                        self.last_offsets[where] = offset
             self.pending -= 1
-            if self.pending == 0:
-                self.done.set()
+            last = self.pending == 0
+        if last:
+            self._finish()
 
 
 class KafkaRecordSink:
-    """One shared idempotent producer; each request waits for its own records' acknowledgements
-    (not a global flush), so concurrent requests neither block nor blame each other."""
+    """One shared idempotent producer. A background thread serves every delivery callback as it
+    arrives, and each request waits for its own records' acknowledgements only (never a global
+    flush), so concurrent requests neither block, spin, nor blame each other."""
 
     def __init__(self, bootstrap: str, timeout_s: float = 15.0) -> None:
+        # linger.ms=1: a request's records leave together, with no wait for batches that will
+        # not come (one request's records are produced back to back).
         self._producer = Producer(producer_config(bootstrap, **{"linger.ms": 1}))
         self._bootstrap = bootstrap
         self._timeout_s = timeout_s
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._serve_callbacks, name="ingest-deliveries", daemon=True)
+        self._poller.start()
+
+    def _serve_callbacks(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)  # returns as soon as an acknowledgement arrived
+
+    def _produce(self, records: list[OutgoingRecord], batch: _Deliveries) -> bool:
+        """Queue ``records``; False when the local queue is full (those queued are removed from
+        ``records``, so calling again resumes where this call stopped)."""
+        produce = self._producer.produce
+        for i, (topic, key, value) in enumerate(records):
+            try:
+                produce(topic, value=value, key=key, on_delivery=batch.delivered)
+            except BufferError:
+                del records[:i]
+                return False
+        return True
 
     def send_all(self, records: Sequence[OutgoingRecord]) -> Offsets:
         batch = _Deliveries(len(records))
-        for topic, key, value in records:
-            while True:
-                try:
-                    self._producer.produce(topic, value=value, key=key, on_delivery=batch.delivered)
-                    break
-                except BufferError:
-                    self._producer.poll(0.01)
-        deadline = time.monotonic() + self._timeout_s
-        while not batch.done.is_set():
-            if time.monotonic() > deadline:
-                raise KafkaUnavailableError(
-                    f"Kafka at {self._bootstrap} did not acknowledge the ingested records within {self._timeout_s:g}s; "
-                    "some may have been written: retry the request (records are idempotent upserts of events)"
-                )
-            self._producer.poll(0.005)  # serves delivery callbacks, for this and other requests
+        remaining = list(records)
+        while not self._produce(remaining, batch):
+            time.sleep(0.01)  # the poller drains the queue meanwhile
+        if not batch.done.wait(self._timeout_s):
+            raise self._timeout()
+        return self._result(batch)
+
+    async def send(self, records: Sequence[OutgoingRecord]) -> Offsets:
+        loop = asyncio.get_running_loop()
+        acknowledged = loop.create_future()
+
+        def notify() -> None:  # on the poller thread: never let it raise there
+            try:
+                loop.call_soon_threadsafe(_resolve, acknowledged)
+            except RuntimeError:  # the loop closed (shutdown) while the records were in flight
+                pass
+
+        batch = _Deliveries(len(records), notify)
+        remaining = list(records)
+        while not self._produce(remaining, batch):
+            await asyncio.sleep(0.01)
+        try:
+            await asyncio.wait_for(acknowledged, self._timeout_s)
+        except TimeoutError:
+            raise self._timeout() from None
+        return self._result(batch)
+
+    def _timeout(self) -> KafkaUnavailableError:
+        return KafkaUnavailableError(
+            f"Kafka at {self._bootstrap} did not acknowledge the ingested records within {self._timeout_s:g}s; "
+            "some may have been written: retry the request (records are idempotent upserts of events)"
+        )
+
+    def _result(self, batch: _Deliveries) -> Offsets:
         if batch.error is not None:
             raise KafkaUnavailableError(f"writing ingested records to Kafka at {self._bootstrap} failed: {batch.error}")
         return batch.last_offsets
 
-    def close(self) -> None:
-        self._producer.flush(5.0)
+    def close(self, timeout_s: float = 10.0) -> int:
+        """Deliver what is queued (waiting up to ``timeout_s``), then stop the poller; returns
+        how many records could not be delivered."""
+        left = int(self._producer.flush(timeout_s))
+        self._stop.set()
+        self._poller.join(1.0)
+        if left:
+            _log.error("%d ingested records were still undelivered when the sink closed", left)
+        return left
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    spec: WorkspaceSpec
+    outgoing: list[OutgoingRecord]
+    counts: dict[str, int]  # records per push source
 
 
 class IngestService:
@@ -124,18 +206,45 @@ class IngestService:
         self._specs_provider = specs_provider
         self._sink = sink
         self._visibility = visibility
+        self._codec_cache: dict[str, tuple[WorkspaceSpec, dict[str, SourceCodec]]] = {}
 
     def ingest(self, workspace: str, records: Any, dry_run: bool, read_after_write: bool = False) -> dict[str, Any]:
-        """``read_after_write``: return only once this replica serves the records' effect."""
+        """Validate, write (unless ``dry_run``) and answer. ``read_after_write``: return only once
+        this replica serves the records' effect. Blocks: for threads, tests and embedding."""
+        prepared = self._prepare(workspace, records, read_after_write)
+        if not dry_run:
+            written = self._sink.send_all(prepared.outgoing)
+            if read_after_write:
+                self._wait_visible(prepared, written)
+        return _answer(prepared, dry_run)
+
+    async def ingest_async(self, workspace: str, records: Any, dry_run: bool,
+                           read_after_write: bool = False) -> dict[str, Any]:
+        """``ingest`` for the event loop: validation runs inline for ordinary requests (it holds
+        the GIL either way, and a thread hop costs more than 100 records take), in a thread for
+        large ones; the write awaits Kafka's acknowledgements without blocking the loop."""
+        if _count(records) > _INLINE_RECORDS:
+            prepared = await asyncio.to_thread(self._prepare, workspace, records, read_after_write)
+        else:
+            prepared = self._prepare(workspace, records, read_after_write)
+        if not dry_run:
+            written = await self._sink.send(prepared.outgoing)
+            if read_after_write:
+                await asyncio.to_thread(self._wait_visible, prepared, written)
+        return _answer(prepared, dry_run)
+
+    def _prepare(self, workspace: str, records: Any, read_after_write: bool) -> _Prepared:
+        """Every record validated and encoded, or an error naming each bad one."""
         specs = self._specs_provider()
         spec = specs.get(workspace)
         if spec is None:
             raise NotFoundError(f"no workspace named {workspace!r} (known: {', '.join(sorted(specs)) or 'none'})")
         if not isinstance(records, Mapping) or not records:
             raise InvalidRequestError('records must be a non-empty object: {"<push source>": [{"record": {...}}, ...]}')
-        total = sum(len(items) if isinstance(items, list) else 0 for items in records.values())
+        total = _count(records)
         if total > MAX_RECORDS_PER_REQUEST:
             raise InvalidRequestError(f"{total} records in one request; send at most {MAX_RECORDS_PER_REQUEST}")
+        codecs = self._codecs(spec)
         outgoing: list[OutgoingRecord] = []
         errors: list[dict[str, Any]] = []
         counts: dict[str, int] = {}
@@ -144,13 +253,14 @@ class IngestService:
             if not isinstance(items, list):
                 errors.append({"pushSourceName": source_name, "errorMessage": "must be a list of {\"record\": {...}}"})
                 continue
-            key_fields = _key_fields(spec, source)
+            encode = codecs[source_name].encode
+            topic = source.kafka.topics[0]
             for index, item in enumerate(items):
-                reason, payload, key = _encode(source, key_fields, item)
+                reason, key, payload = encode(item)
                 if reason is not None:
                     errors.append({"pushSourceName": source_name, "recordIndex": index, "errorMessage": reason})
                 else:
-                    outgoing.append((source.kafka.topics[0], key, payload))
+                    outgoing.append((topic, key, payload))
             counts[source_name] = len(items)
         if errors:
             raise RecordValidationError(
@@ -158,13 +268,39 @@ class IngestService:
             )
         if read_after_write and self._visibility is None:
             raise InvalidRequestError("read_after_write is not available on this server (it has no online store)")
-        if not dry_run:
-            written = self._sink.send_all(outgoing)
-            if read_after_write and self._visibility is not None:
-                for source_name in counts:
-                    topic = spec.source(source_name).kafka.topics[0]
-                    self._visibility.wait(spec, source_name, {tp: o for tp, o in written.items() if tp[0] == topic})
-        return {"workspaceName": workspace, "dryRun": dry_run, "ingestMetrics": _metrics(spec, counts, dry_run)}
+        return _Prepared(spec, outgoing, counts)
+
+    def _codecs(self, spec: WorkspaceSpec) -> dict[str, SourceCodec]:
+        """The push sources' codecs, compiled once per applied spec (reused while the registry
+        serves the very same spec object)."""
+        cached = self._codec_cache.get(spec.name)
+        if cached is None or cached[0] is not spec:
+            codecs = {s.name: SourceCodec(s.name, s.schema, s.kafka.timestamp_field, _key_fields(spec, s))
+                      for s in spec.stream_sources if s.push}
+            cached = (spec, codecs)
+            self._codec_cache[spec.name] = cached  # a racing request may compile the same: harmless
+        return cached[1]
+
+    def _wait_visible(self, prepared: _Prepared, written: Offsets) -> None:
+        if self._visibility is None:
+            return
+        for source_name in prepared.counts:
+            topic = prepared.spec.source(source_name).kafka.topics[0]
+            self._visibility.wait(prepared.spec, source_name, {tp: o for tp, o in written.items() if tp[0] == topic})
+
+
+_INLINE_RECORDS = 1_000
+
+
+def _count(records: Any) -> int:
+    if not isinstance(records, Mapping):
+        return 0
+    return sum(len(items) if isinstance(items, list) else 0 for items in records.values())
+
+
+def _answer(prepared: _Prepared, dry_run: bool) -> dict[str, Any]:
+    return {"workspaceName": prepared.spec.name, "dryRun": dry_run,
+            "ingestMetrics": _metrics(prepared.spec, prepared.counts, dry_run)}
 
 
 def _push_source(spec: WorkspaceSpec, name: str) -> StreamSourceSpec:
@@ -181,21 +317,6 @@ def _key_fields(spec: WorkspaceSpec, source: StreamSourceSpec) -> list[str]:
     """Fields of the source that are join keys: records of one entity share a partition (order)."""
     join_keys = {k.name for e in spec.entities for k in e.join_keys}
     return [f.name for f in source.schema if f.name in join_keys]
-
-
-def _encode(source: StreamSourceSpec, key_fields: list[str], item: Any) -> tuple[str | None, bytes, bytes | None]:
-    record = item.get("record") if isinstance(item, dict) else None
-    if not isinstance(record, dict):
-        return 'each item must be {"record": {...}}', b"", None
-    unknown = sorted(set(record) - {f.name for f in source.schema})
-    if unknown:
-        return f"unknown fields {unknown}; the schema of {source.name!r} has {[f.name for f in source.schema]}", b"", None
-    row, reason = check_record(record, source.schema, source.kafka.timestamp_field)
-    if reason is not None:
-        return reason, b"", None
-    normalized = {f.name: value for f, value in zip(source.schema, row, strict=True)}  # timestamps as epoch ms
-    key = orjson.dumps([normalized[k] for k in key_fields]) if key_fields else None
-    return None, orjson.dumps(normalized), key
 
 
 def _metrics(spec: WorkspaceSpec, counts: Mapping[str, int], dry_run: bool) -> dict[str, Any]:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import FrameType
 
 import httpx
 import uvicorn
@@ -43,11 +46,11 @@ class _Replica:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            left = self.ingest_sink.close()  # every acknowledged request's records are already out
             self.materializer.stop()  # before the store: the thread writes into it
             self.visibility.close()
             self.store.close()
-            self.ingest_sink.close()
-            _log.info("online materializer stopped and online store closed")
+            _log.info("ingest producer flushed (%d undelivered), online materializer stopped and online store closed", left)
 
 
 def run_server(
@@ -65,8 +68,7 @@ def run_server(
     """
     replica = _Replica(bootstrap, data_dir / "online")
 
-    # Cleanup runs in the app's shutdown phase: after a SIGTERM, uvicorn re-raises the signal
-    # once serving ends, so code after ``Server.run()`` would never run.
+    # Cleanup runs in the app's shutdown phase, once in-flight requests are done.
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         replica.materializer.start()
@@ -82,9 +84,27 @@ def run_server(
         _log.info("serving on http://%s:%d (online store %s)", host, port, data_dir / "online")
         # featurebus.access writes one JSON line per request instead of uvicorn's access log.
         logging.getLogger("featurebus.access").setLevel(logging.INFO)
-        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)).run()
+        # On SIGTERM uvicorn stops accepting, lets in-flight requests finish (for at most
+        # ``_GRACE_S``), runs the lifespan shutdown above (which flushes the ingest producer and
+        # closes the store), then re-raises the signal under the handler that was installed
+        # before it started. Ignoring it there makes a clean shutdown exit 0 instead of 143.
+        in_main = threading.current_thread() is threading.main_thread()  # signals: main thread only
+        previous = signal.signal(signal.SIGTERM, _shut_down_cleanly) if in_main else None
+        try:
+            uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                                          timeout_graceful_shutdown=_GRACE_S)).run()
+        finally:
+            if in_main:
+                signal.signal(signal.SIGTERM, previous)
     finally:
         replica.close()  # also when startup failed (e.g. the port is taken)
+
+
+_GRACE_S = 30
+
+
+def _shut_down_cleanly(signum: int, frame: FrameType | None) -> None:
+    _log.info("shut down on signal %d", signum)
 
 
 def wait_until_ready(url: str, timeout_s: float = 60.0) -> None:

@@ -18,6 +18,8 @@ from prometheus_client import Histogram
 from featurebus.exceptions import InvalidRequestError
 from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.serving.http import read_body
+from featurebus.serving.openapi_docs import feature_route_doc
+from featurebus.serving.request_surface import RequestSurface
 from featurebus.serving.service import FeatureServer
 
 __all__ = ["features_router", "REQUEST_SECONDS"]
@@ -28,28 +30,6 @@ REQUEST_SECONDS = Histogram(
     ["endpoint", "workspace", "feature_service"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
-
-_BODY_DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["params"],
-                    "properties": {
-                        "params": {
-                            "type": "object",
-                            "description": "workspaceName, featureServiceName, joinKeyMap, requestContextMap (or "
-                            "requestData for get-features-batch), metadataOptions; snake_case accepted",
-                        }
-                    },
-                }
-            }
-        },
-    }
-}
-
 
 def _params(body: bytes) -> dict[str, Any]:
     try:
@@ -89,20 +69,29 @@ def features_router(server: FeatureServer, keys: ApiKeyStore) -> APIRouter:
         keys.permit(api_key, workspace, "reader")
         return params, workspace, service
 
+    def _decorate(surface: RequestSurface, result: dict[str, Any], workspace: str, service: str,
+                  started: float, looked_up: float) -> None:
+        if surface.include_slo_info or surface.wants_docs:
+            docs = server.feature_docs(workspace, service) if surface.wants_docs else []
+            surface.decorate(result, docs, started, time.perf_counter() - looked_up)
+
     def _options(params: dict[str, Any]) -> Any:
         return _get(params, "metadataOptions", "metadata_options", dict, required=False)
 
-    @router.post("/get-features", openapi_extra=_BODY_DOC)
+    @router.post("/get-features", openapi_extra=feature_route_doc("get-features"))
     async def get_features(request: Request) -> Response:
         started = time.perf_counter()
         params, workspace, service = await _authorized_params(request)
         join_key_map = _get(params, "joinKeyMap", "join_key_map", dict)
         context = _get(params, "requestContextMap", "request_context_map", dict, required=False)
+        surface = RequestSurface.parse(params)
+        looked_up = time.perf_counter()
         result = server.get_features(workspace, service, join_key_map, _options(params), context)
+        _decorate(surface, result, workspace, service, started, looked_up)
         REQUEST_SECONDS.labels("get-features", workspace, service).observe(time.perf_counter() - started)
         return _json(result)
 
-    @router.post("/get-features-batch", openapi_extra=_BODY_DOC)
+    @router.post("/get-features-batch", openapi_extra=feature_route_doc("get-features-batch"))
     async def get_features_batch(request: Request) -> Response:
         started = time.perf_counter()
         params, workspace, service = await _authorized_params(request)
@@ -118,11 +107,14 @@ def features_router(server: FeatureServer, keys: ApiKeyStore) -> APIRouter:
             if context is not None and not isinstance(context, dict):
                 raise InvalidRequestError(f"params.requestData[{i}].requestContextMap must be an object")
             contexts.append(context)
+        surface = RequestSurface.parse(params)
+        looked_up = time.perf_counter()
         result = server.get_features_batch(workspace, service, join_key_maps, _options(params), contexts)
+        _decorate(surface, result, workspace, service, started, looked_up)
         REQUEST_SECONDS.labels("get-features-batch", workspace, service).observe(time.perf_counter() - started)
         return _json(result)
 
-    @router.post("/metadata", openapi_extra=_BODY_DOC)
+    @router.post("/metadata", openapi_extra=feature_route_doc("metadata"))
     async def metadata(request: Request) -> Response:
         _, workspace, service = await _authorized_params(request)
         return _json(server.metadata(workspace, service))

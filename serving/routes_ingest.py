@@ -6,12 +6,12 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from featurebus.exceptions import InvalidRequestError
 from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.serving.http import read_body
 from featurebus.serving.ingest import IngestService
+from featurebus.serving.openapi_docs import ingest_doc
 
 __all__ = ["ingest_router"]
 
@@ -26,7 +26,7 @@ def _field(body: dict[str, Any], snake: str, camel: str, kind: type, default: An
 def ingest_router(service: IngestService, keys: ApiKeyStore) -> APIRouter:
     router = APIRouter(tags=["ingest"])
 
-    @router.post("/ingest")
+    @router.post("/ingest", openapi_extra=ingest_doc())
     async def ingest(request: Request) -> Response:
         """Validate every record against its push source's schema; write all of them or none.
         Needs a `writer` (or `admin`) key of the workspace. With `read_after_write`, answers only
@@ -42,8 +42,7 @@ def ingest_router(service: IngestService, keys: ApiKeyStore) -> APIRouter:
         keys.permit(api_key, workspace, "writer")
         dry_run = _field(body, "dry_run", "dryRun", bool, default=False)
         read_after_write = _field(body, "read_after_write", "readAfterWrite", bool, default=False)
-        # Waiting for Kafka's acknowledgements (and for visibility) blocks: keep it off the loop.
-        result = await run_in_threadpool(service.ingest, workspace, body.get("records"), dry_run, read_after_write)
+        result = await service.ingest_async(workspace, body.get("records"), dry_run, read_after_write)
         return Response(orjson.dumps(result), media_type="application/json")
 
     return router

@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.platform.online_materializer import OnlineMaterializer
 from featurebus.serving.errors import error_response
+from featurebus.serving.openapi_docs import open_route_doc, secured_route_doc
 
 __all__ = ["ops_router"]
 
@@ -17,12 +18,12 @@ _OK = b'{"status":"ok"}'
 def ops_router(keys: ApiKeyStore, materializer: OnlineMaterializer | None) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
-    @router.get("/health")
+    @router.get("/health", openapi_extra=open_route_doc())
     def health() -> Response:
         """The process is up (says nothing about data freshness: see /ready)."""
         return Response(_OK, media_type="application/json")
 
-    @router.get("/ready")
+    @router.get("/ready", openapi_extra=open_route_doc())
     def ready() -> Response:
         """200 once the online store has caught up with the bus; 503 with the reason otherwise."""
         if materializer is None:  # a server over a fixed store (tests, embedding)
@@ -39,7 +40,7 @@ def ops_router(keys: ApiKeyStore, materializer: OnlineMaterializer | None) -> AP
             )
         return Response(_OK, media_type="application/json")
 
-    @router.get("/metrics")
+    @router.get("/metrics", openapi_extra=secured_route_doc())
     def metrics(request: Request) -> Response:
         """Prometheus text format; any valid API key may scrape (``Authorization: Bearer <key>``)."""
         keys.authenticate(request.headers.get("authorization"))

@@ -18,6 +18,7 @@ from featurebus.platform.online_materializer import online_view_name
 from featurebus.schemas.encoding import decode_tiles, store_prefix, tile_key
 from featurebus.schemas.specs import FeatureServiceSpec, StreamFeatureViewSpec, WorkspaceSpec
 from featurebus.serving.realtime import RealtimeServing
+from featurebus.serving.request_surface import FeatureDoc, feature_docs
 from featurebus.streams.lifetime import HIGH_WATERMARK_PREFIX, latest_event_time
 from featurebus.streams.tiles import CompiledView, Tile, compute_values, prefix_range, read_range
 from featurebus.streams.windows import WALL_CLOCK_TIME, leading_edge_ms
@@ -238,6 +239,12 @@ class FeatureServer:
                 {"name": name, "dataType": data_type(dtype)} for name, dtype in plan.realtime.request_fields
             ]
         return result
+
+    def feature_docs(self, workspace: str, service: str) -> list[FeatureDoc]:
+        """``(description, tags)`` of each served feature, for Tecton's includeFeatureDescriptions
+        and includeFeatureTags (see ``request_surface.py``)."""
+        self._service_plan(workspace, service)  # the same errors as a lookup
+        return feature_docs(self._specs_provider()[workspace], service)
 
     # -- internals ---------------------------------------------------------------------------
     def _service_plan(self, workspace: str, service: str) -> _ServicePlan:

@@ -136,7 +136,13 @@ def row_evaluator(node: Node) -> RowFunction:
         return lambda row: constant
     if isinstance(node, Column):
         name = node.name
-        return lambda row: row[name]
+
+        def read(row: Mapping[str, Any]) -> Any:
+            value = row[name]
+            # NaN on input is null, as in the column evaluator (an upstream view's 0/0 included).
+            return None if type(value) is float and value != value else value
+
+        return read
     if isinstance(node, Arith):
         return _row_arith(node)
     if isinstance(node, Compare):

@@ -24,7 +24,7 @@ import logging
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -82,8 +82,9 @@ def shard_of(source: StreamSourceSpec, topic: str, partition: int) -> int:
     return source.kafka.topics.index(topic) * MAX_PARTITIONS_PER_TOPIC + partition
 
 
-@dataclass(frozen=True)
-class RawRecord:
+class RawRecord(NamedTuple):
+    """One consumed record (a tuple: the worker builds one per event, so it must be cheap)."""
+
     topic: str
     partition: int
     offset: int

@@ -255,7 +255,8 @@ def _timestamp_column(values: list[Any]) -> tuple[list[Any], dict[int, str]]:
     errors: dict[int, str] = {}
     strings = [i for i, v in enumerate(values) if type(v) is str]
     if strings:
-        parsed = pd.to_datetime(pd.Series([values[i] for i in strings]), format="ISO8601", utc=True, errors="coerce")
+        parsed = pd.to_datetime(pd.Series([values[i] for i in strings]), format="ISO8601", utc=True, errors="coerce",
+                                cache=False)
         ms = (parsed.to_numpy(dtype="datetime64[ns]").astype("int64") // 1_000_000).tolist()
         for i, value_ms, missing in zip(strings, ms, parsed.isna().tolist(), strict=True):
             result[i] = None if missing else value_ms

@@ -60,6 +60,18 @@ def _check(partial: list[Any], tag: str, precision: int) -> None:
         )
 
 
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finalizer: pandas' hash of numbers mixes its high bits poorly (-1 and
+    -145089058 share their top 8 bits), and HyperLogLog indexes registers by the high bits."""
+    with np.errstate(over="ignore"):
+        h = h ^ (h >> np.uint64(33))
+        h = h * np.uint64(0xFF51AFD7ED558CCD)
+        h = h ^ (h >> np.uint64(33))
+        h = h * np.uint64(0xC4CEB9FE1A85EC53)
+        mixed: np.ndarray = h ^ (h >> np.uint64(33))
+        return mixed
+
+
 class ApproxCountDistinct:
     """HyperLogLog over a 64-bit hash of each value (``pandas.util.hash_array``: SipHash for
     strings, a fixed mix for numbers; deterministic across processes). ``2**precision`` registers;
@@ -94,7 +106,7 @@ class ApproxCountDistinct:
 
     def _registers(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Register index (top ``precision`` bits) and rank (leading zeros of the rest, plus 1)."""
-        hashes = pd.util.hash_array(values).astype(np.uint64)
+        hashes = _fmix64(pd.util.hash_array(values).astype(np.uint64))
         p = self.precision
         index = (hashes >> np.uint64(64 - p)).astype(np.int64)
         rest = hashes << np.uint64(p)

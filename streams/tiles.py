@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from featurebus.schemas.encoding import coerce_join_key, encode_entity_key
+from featurebus.schemas.encoding import coerce_join_key, encode_entity_key, encode_entity_keys
 from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec
 from featurebus.streams.aggregations import Aggregator, aggregator_of, input_column
 from featurebus.streams.lifetime import (
@@ -95,11 +95,13 @@ def batch_tiles(view: CompiledView, rows: pd.DataFrame, ts_ms: np.ndarray) -> li
         agg.from_groups(*normalised[(a.input_column, a.input_dtype)], group_ids, n_groups, ts_ms)
         for agg, a in zip(view.aggregators, spec.aggregations, strict=True)
     ]
-    updates = []
-    for index, group_key in enumerate(group_keys):
-        partials = [column[index] for column in columns]
-        updates.append(TileUpdate(view.entity_key(group_key[:-1]), int(group_key[-1]), partials))
-    return updates
+    levels = [group_keys.get_level_values(i).tolist() for i in range(group_keys.nlevels)]
+    entity_keys = encode_entity_keys(levels[:-1], view.join_key_dtypes, spec.join_keys)
+    # Rows of partials by transposing whole columns (indexing numpy columns per group would make
+    # a numpy scalar per value).
+    rows_of_partials = zip(*(c.tolist() if isinstance(c, np.ndarray) else c for c in columns), strict=True)
+    return [TileUpdate(entity, int(start), list(partials))
+            for entity, start, partials in zip(entity_keys, levels[-1], rows_of_partials, strict=True)]
 
 
 def merge_tile(view: CompiledView, stored: list[Any] | None, update: list[Any]) -> list[Any]:

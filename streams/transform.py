@@ -76,6 +76,8 @@ def view_input_frame(view: StreamFeatureViewSpec, transformed: pd.DataFrame) -> 
     frame = transformed.loc[:, list(dict.fromkeys(needed))]
     valid = frame[[*view.join_keys, view.timestamp_field]].notna().all(axis=1)
     frame = frame.loc[valid].reset_index(drop=True)
-    ts = pd.to_datetime(frame[view.timestamp_field], utc=True)
-    ts_ms: np.ndarray = ts.dt.as_unit("ms").astype("int64").to_numpy()
+    ts = frame[view.timestamp_field]
+    if not isinstance(ts.dtype, pd.DatetimeTZDtype):  # decoded sources are already UTC datetimes
+        ts = pd.to_datetime(ts, utc=True, cache=False)
+    ts_ms: np.ndarray = ts.dt.tz_convert("UTC").dt.as_unit("ms").astype("int64").to_numpy()
     return frame, ts_ms

@@ -229,7 +229,7 @@ class _Worker:
         next_expiry = time.monotonic() + EXPIRY_INTERVAL_S
         while not self.stopping:
             messages = self.consumer.consume(num_messages=batch_size, timeout=batch_window_s)
-            records = [_record(m) for m in messages if _usable(m)]
+            records = _records(messages)
             if records:
                 self._process(records)
             now = time.monotonic()
@@ -280,18 +280,18 @@ def _names(partitions: list[TopicPartition]) -> str:
     return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"
 
 
-def _usable(message: Message) -> bool:
-    error = message.error()
-    if error is None:
-        return True
-    if error.fatal():
-        raise KafkaUnavailableError(f"consuming failed: {error.str()}")
-    log.warning("consumer: %s", error.str())
-    return False
-
-
-def _record(message: Message) -> RawRecord:
-    return RawRecord(message.topic() or "", message.partition() or 0, message.offset() or 0, message.value())
+def _records(messages: list[Message]) -> list[RawRecord]:
+    """The batch's records (one tuple each: this runs per event), after reporting any errors."""
+    records = [RawRecord(m.topic(), m.partition(), m.offset(), m.value())  # type: ignore[arg-type]  # set when no error
+               for m in messages if m.error() is None]
+    if len(records) < len(messages):
+        for message in messages:
+            error = message.error()
+            if error is not None and error.fatal():
+                raise KafkaUnavailableError(f"consuming failed: {error.str()}")
+            if error is not None:
+                log.warning("consumer: %s", error.str())
+    return records
 
 
 def run_worker(bootstrap: str, workspace: str, data_dir: Path, batch_size: int = 10_000, batch_window_s: float = 0.02) -> None:

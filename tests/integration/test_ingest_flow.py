@@ -43,6 +43,7 @@ def test_ingested_records_are_served_and_rejected_ones_never_written(kafka_boots
         apply_workspace(kafka_bootstrap, push_workspace(workspace))
         _, writer = create_api_key(kafka_bootstrap, workspace, "writer")
         _, reader = create_api_key(kafka_bootstrap, workspace, "reader")
+        _, foreign_writer = create_api_key(kafka_bootstrap, f"{workspace}_other", "writer")
         now = int(time.time() * 1000)
         events = [Event((f"u{rng.randrange(5)}",), now - rng.randrange(50 * 60_000), rng.randrange(1, 9)) for _ in range(60)]
         records = [{"record": {"user_id": e.entity[0], "price": 1.0, "quantity": e.value, "ts": iso_ms(e.ts_ms)}} for e in events]
@@ -57,6 +58,16 @@ def test_ingested_records_are_served_and_rejected_ones_never_written(kafka_boots
 
             dry = ingest({"workspace_name": workspace, "dry_run": True, "records": {"clicks": records}})
             assert dry.status_code == 200, dry.text
+            body = {"workspace_name": workspace, "records": {"clicks": records}}
+            refused = {
+                "no key": client.post("/ingest", json=body),
+                "wrong key": client.post("/ingest", json=body, headers={"Authorization": "Tecton-key fbk_wrong"}),
+                "reader key": client.post("/ingest", json=body, headers={"Authorization": f"Bearer {reader}"}),
+                "other workspace's writer": ingest(body, foreign_writer),
+            }
+            assert {name: r.status_code for name, r in refused.items()} == {
+                "no key": 401, "wrong key": 401, "reader key": 403, "other workspace's writer": 403}
+            assert all("message" in r.json() for r in refused.values())
             rejected = ingest({"workspace_name": workspace, "records": {"clicks": [*records, {"record": {"user_id": "u1"}}]}})
             assert rejected.status_code == 400 and rejected.json()["recordErrors"][0]["recordIndex"] == len(records)
             assert _topic_size(kafka_bootstrap, topic) == 0
@@ -78,3 +89,34 @@ def test_ingested_records_are_served_and_rejected_ones_never_written(kafka_boots
                 got = [int(v) if isinstance(v, str) else v for v in body["result"]["features"]]
                 want = [feature_value(events, (user,), t_ms, fn, HOUR, None) for fn in ("count", "sum")]
                 assert all(close(g, w) for g, w in zip(got, want, strict=True)), (user, got, want)
+
+
+def test_concurrent_writes_each_wait_for_their_own_acknowledgements(kafka_bootstrap: str, topic_factory: Any) -> None:
+    import asyncio
+    import threading
+
+    from featurebus.serving.ingest import KafkaRecordSink
+
+    topic = topic_factory(partitions=3)
+    sink = KafkaRecordSink(kafka_bootstrap)
+    requests = [[(topic, f"k{r % 5}".encode(), f"{r}:{i}".encode()) for i in range(50)] for r in range(20)]
+
+    async def all_async() -> list[dict[tuple[str, int], int]]:
+        return await asyncio.gather(*(sink.send(records) for records in requests[:16]))
+
+    from_threads: list[dict[tuple[str, int], int]] = []
+    threads = [threading.Thread(target=lambda r=records: from_threads.append(sink.send_all(r))) for records in requests[16:]]
+    for thread in threads:
+        thread.start()
+    written = asyncio.run(all_async())
+    for thread in threads:
+        thread.join(30)
+    assert sink.close() == 0
+    assert _topic_size(kafka_bootstrap, topic) == 20 * 50
+    for offsets in [*written, *from_threads]:  # each answer names where its own last records went
+        assert offsets and all(tp[0] == topic and offset >= 0 for tp, offset in offsets.items())
+    highest = {}
+    for offsets in [*written, *from_threads]:
+        for tp, offset in offsets.items():
+            highest[tp] = max(highest.get(tp, -1), offset)
+    assert sum(offset + 1 for offset in highest.values()) == 20 * 50  # the last write of each partition is its end

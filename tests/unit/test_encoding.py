@@ -10,6 +10,7 @@ from featurebus.schemas.encoding import (
     decode_entity_key,
     decode_partials,
     encode_entity_key,
+    encode_entity_keys,
     encode_partials,
     split_store_key,
     split_tile_key,
@@ -74,3 +75,12 @@ def test_decode_tiles_matches_decoding_one_by_one_and_checks_versions() -> None:
     assert decode_tiles([]) == []
     with pytest.raises(StoreFormatError):
         decode_tiles([*items, (items[0][0], b"\x09[1]")])
+
+
+@given(st.lists(st.tuples(st.text(max_size=8), st.integers(-(2**63), 2**63 - 1)), max_size=20))
+def test_batch_entity_keys_equal_one_by_one_keys(rows: list[tuple[str, int]]) -> None:
+    columns = [[r[0] for r in rows], [r[1] for r in rows]]
+    batch = encode_entity_keys(columns, ["string", "int64"], ["user_id", "n"])
+    assert batch == [encode_entity_key([s, n]) for s, n in rows]
+    # Values of another type are coerced as single keys are (HTTP clients send int64 as strings).
+    assert encode_entity_keys([["7"], [3]], ["int64", "string"], ["a", "b"]) == [encode_entity_key([7, "3"])]

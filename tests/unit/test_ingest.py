@@ -8,13 +8,17 @@ from typing import Any
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from featurebus.exceptions import InvalidRequestError, NotFoundError, RecordValidationError
 from featurebus.platform.kv import MemoryStore
 from featurebus.platform.topics import push_topic
 from featurebus.serving.app import create_app
 from featurebus.serving.ingest import MAX_RECORDS_PER_REQUEST, IngestService, MemoryRecordSink
+from featurebus.serving.ingest_codec import SourceCodec
 from featurebus.serving.service import FeatureServer
+from featurebus.streams.records import check_record
 from tests.support.push_repo import push_workspace
 from tests.unit.test_serving_http import READER, WRITER, _auth, _keys
 
@@ -60,6 +64,15 @@ def test_one_bad_record_rejects_the_whole_request_and_names_every_error() -> Non
     assert "'price'" in errors[0]["errorMessage"] and "timestamp is missing" in errors[1]["errorMessage"]
     assert "unknown fields ['color']" in errors[2]["errorMessage"] and '{"record"' in errors[3]["errorMessage"]
     assert "4 of 5 records are invalid; nothing was written" in str(info.value)
+
+
+def test_a_timestamp_beyond_64_bits_is_a_record_error_not_a_crash() -> None:
+    service, sink = _service()
+    with pytest.raises(RecordValidationError) as info:
+        service.ingest("test", _records(GOOD, {**GOOD, "ts": 1e300}), dry_run=False)
+    assert info.value.record_errors[0]["recordIndex"] == 1
+    assert "field 'ts'" in info.value.record_errors[0]["errorMessage"] and "64 bits" in info.value.record_errors[0]["errorMessage"]
+    assert sink.records == []
 
 
 def test_dry_run_validates_and_writes_nothing() -> None:
@@ -140,3 +153,40 @@ def test_read_after_write_waits_for_the_written_offsets_only_when_asked() -> Non
     assert len(visibility.waits) == 1  # a dry run writes nothing, so there is nothing to wait for
     with pytest.raises(InvalidRequestError, match="read_after_write is not available"):
         IngestService(lambda: {"test": SPEC}, sink).ingest("test", _records(GOOD), dry_run=False, read_after_write=True)
+
+
+# -- the compiled codec agrees with check_record, the one definition of a valid record ------------
+_json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8), st.just(1e300),
+    st.sampled_from(["2026-11-26T10:00:00Z", "2026-11-26T10:00:00.250+02:00", "2026-11-26", "x", "0001-01-01T00:00:00+01:00"]),
+)
+_json_values = st.one_of(_json_scalars, st.lists(_json_scalars, max_size=2), st.dictionaries(st.text(max_size=3), _json_scalars, max_size=2))
+_field_names = st.sampled_from(["user_id", "price", "quantity", "ts", "other"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.dictionaries(_field_names, _json_values, max_size=5).map(lambda r: {"record": r}), _json_values))
+def test_codec_accepts_exactly_what_check_record_accepts_with_the_same_values(item: Any) -> None:
+    source = SPEC.source("clicks")
+    codec = SourceCodec("clicks", source.schema, source.kafka.timestamp_field, ["user_id"])
+    reason, key, value = codec.encode(item)
+    record = item.get("record") if isinstance(item, dict) else None
+    if not isinstance(record, dict):
+        assert reason is not None and "record" in reason
+        return
+    if set(record) - {f.name for f in source.schema}:
+        assert reason is not None and "unknown fields" in reason
+        return
+    try:
+        row, expected_reason = check_record(record, source.schema, source.kafka.timestamp_field)
+    except OverflowError:
+        assert reason is not None and "out of range" in reason
+        return
+    if expected_reason is None and any(type(v) is int and abs(v) >= 2**63 for v in row):
+        assert reason is not None and "does not fit in 64 bits" in reason  # Kafka's JSON carries int64
+        return
+    assert reason == expected_reason
+    if reason is None:
+        assert orjson.loads(value) == {f.name: v for f, v in zip(source.schema, row, strict=True)}
+        assert key == orjson.dumps([record.get("user_id")])

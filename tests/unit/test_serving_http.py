@@ -149,6 +149,15 @@ def test_openapi_document_needs_a_key_and_lists_the_routes(client: TestClient) -
     paths = client.get("/openapi.json", headers=_auth(READER)).json()["paths"]
     assert {"/api/v1/feature-service/get-features", "/health", "/ready", "/metrics"} <= set(paths)
     assert "/openapi.json" not in paths
+    # The documented bodies are Tecton's, so generated clients and the fuzz test send real requests.
+    body = paths["/api/v1/feature-service/get-features"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    params = body["properties"]["params"]
+    assert {"workspaceName", "featureServiceName", "joinKeyMap", "metadataOptions", "requestOptions",
+            "allowPartialResults"} <= set(params["properties"])
+    assert "includeSloInfo" in params["properties"]["metadataOptions"]["properties"]
+    assert paths["/api/v1/feature-service/get-features"]["post"]["responses"]["401"]["content"]["application/json"][
+        "schema"]["required"] == ["message", "code"]
+    assert paths["/health"]["get"]["security"] == [] and paths["/metrics"]["get"]["security"] == [{"TectonKey": []}]
 
 
 def test_roles_are_ordered_and_revocation_applies() -> None:
@@ -189,3 +198,58 @@ def test_every_request_leaves_one_json_access_line_without_the_key(client: TestC
     assert [(line["path"], line["status"]) for line in lines] == [(URL, 200), ("/health", 200)]
     assert all(line["duration_ms"] >= 0 for line in lines)
     assert READER not in caplog.text
+
+
+def test_failed_and_forbidden_auth_are_counted_by_reason(client: TestClient) -> None:
+    from prometheus_client import REGISTRY
+
+    def count(code: str) -> float:
+        return REGISTRY.get_sample_value("featurebus_serving_auth_failures_total", {"code": code}) or 0.0
+
+    before = {code: count(code) for code in ("UNAUTHENTICATED", "PERMISSION_DENIED")}
+    client.post(URL, json=_body())  # no key
+    client.post(URL, json=_body(), headers=_auth("fbk_unknown"))  # a wrong key
+    client.get("/metrics", headers=_auth("fbk_unknown"))
+    client.post(URL, json=_body(), headers=_auth(OTHER))  # a key of another workspace
+    client.post(URL, json=_body(), headers=_auth(READER))  # allowed: not counted
+    assert count("UNAUTHENTICATED") - before["UNAUTHENTICATED"] == 3
+    assert count("PERMISSION_DENIED") - before["PERMISSION_DENIED"] == 1
+    text = client.get("/metrics", headers=_auth(READER)).text
+    assert 'featurebus_serving_auth_failures_total{code="UNAUTHENTICATED"}' in text
+
+
+def test_slo_info_descriptions_and_tags_in_snake_case_and_for_batches(client: TestClient) -> None:
+    body = {"params": {"workspace_name": "test", "feature_service_name": "spending",
+                       "join_key_map": {"user_id": "alice"}, "allow_partial_results": False,
+                       "request_options": {"read_from_cache": True, "latency_budget_ms": 150},
+                       "metadata_options": {"include_slo_info": True, "include_feature_descriptions": True,
+                                            "include_feature_tags": True}}}
+    metadata = client.post(URL, json=body, headers=_auth(READER)).json()["metadata"]
+    assert metadata["sloInfo"]["sloEligible"] is True and metadata["sloInfo"]["serverTimeSeconds"] > 0
+    assert set(metadata["sloInfo"]) == {"sloEligible", "sloServerTimeSeconds", "serverTimeSeconds", "storeMaxLatency"}
+    assert metadata["features"][0] == {"name": "user_spending.amount_count_1m_continuous", "description": "", "tags": {}}
+    batch = {"params": {"workspaceName": "test", "featureServiceName": "spending",
+                        "requestData": [{"joinKeyMap": {"user_id": "alice"}}, {"joinKeyMap": {"user_id": "bob"}}],
+                        "metadataOptions": {"includeSloInfo": True, "includeServingStatus": True}}}
+    answer = client.post("/api/v1/feature-service/get-features-batch", json=batch, headers=_auth(READER)).json()
+    assert answer["metadata"]["sloInfo"]["sloEligible"] is True
+    assert [row["metadata"]["features"][0]["status"] for row in answer["result"]] == ["PRESENT", "MISSING_DATA"]
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"metadataOptions": {"includeSloInfo": "yes"}}, "metadataOptions.includeSloInfo must be true or false"),
+        ({"metadataOptions": ["includeNames"]}, "metadataOptions must be an object"),
+        ({"allowPartialResults": 1}, "allowPartialResults must be true or false"),
+        ({"requestOptions": {"readFromCash": True}}, "readFromCash is not a request option; known: readFromCache"),
+        ({"requestOptions": {"latencyBudgetMs": True}}, "latencyBudgetMs must be an integer"),
+        ({"requestOptions": {"latencyBudgetMs": -1}}, "must not be negative"),
+        ({"requestOptions": {"writeToCache": 0}}, "writeToCache must be true or false"),
+        ({"requestOptions": "fast"}, "requestOptions must be an object"),
+    ],
+)
+def test_bad_options_are_400_naming_the_option(client: TestClient, params: dict[str, Any], fragment: str) -> None:
+    response = client.post(URL, json=_body(**params), headers=_auth(READER))
+    assert response.status_code == 400, response.text
+    assert fragment in response.json()["message"]
