@@ -26,7 +26,7 @@ from featurebus.streams.lifetime import (
     lifetime_read_start,
     split_prefixes,
 )
-from featurebus.streams.windows import aggregation_windows
+from featurebus.streams.windows import aggregation_windows, window_bounds
 
 __all__ = [
     "CompiledView",
@@ -127,6 +127,13 @@ def compute_values(view: CompiledView, tiles: Iterable[Tile], t_ms: int) -> list
     starts = [tile[0] for tile in ordered]
     values: list[Any] = []
     for i, (aggregation, aggregator) in enumerate(zip(spec.aggregations, view.aggregators, strict=True)):
+        if aggregation.window_kind == "time":  # the common case, without the general loop below
+            window_start, window_end = window_bounds(t_ms, aggregation.window_ms, _interval_ms(spec, aggregation),
+                                                     aggregation.offset_ms)
+            lo, hi = bisect_left(starts, window_start), bisect_left(starts, window_end)
+            partials = [ordered[j][1][i] for j in range(lo, hi)]
+            values.append(aggregator.result(aggregator.merge_many(partials) if partials else aggregator.initialize()))
+            continue
         results = []
         for window_start, window_end in aggregation_windows(aggregation, t_ms, _interval_ms(spec, aggregation),
                                                             spec.lifetime_start_ms):
@@ -154,6 +161,9 @@ def read_range(view: CompiledView, t_ms: int, prefixes: Iterable[Tile] = ()) -> 
     stored = split_prefixes(sorted(prefixes, key=itemgetter(0)))[0] if view.has_lifetime else {}
     bounds = []
     for a in spec.aggregations:
+        if a.window_kind == "time":
+            bounds.append(window_bounds(t_ms, a.window_ms, _interval_ms(spec, a), a.offset_ms))
+            continue
         for start, end in aggregation_windows(a, t_ms, _interval_ms(spec, a), spec.lifetime_start_ms):
             if a.window_kind == "lifetime":
                 start = lifetime_read_start(stored, start, end)
