@@ -7,7 +7,7 @@ Tile key    = entity key | u64 big-endian of (tile_start_ms + 2**63) | u16 shard
               source partition the tile's events came from: each partition's owner publishes its
               own partial tiles, and readers merge the shards of a tile start (scale-out).
               The two lowest starts are reserved for an entity's per-shard lifetime prefixes, and
-              keys ``b"\x00hw." | u16 shard`` (never an entity key) for a shard's high
+              keys ``HIGH_WATERMARK_PREFIX | u16 shard`` (never an entity key) for a shard's high
               watermark: see ``featurebus.streams.lifetime``.
 Tile value  = FORMAT | orjson list of partials (one per aggregation, in the view's order). Sketch
               partials (approx_count_distinct, approx_percentile) are JSON lists that carry their
