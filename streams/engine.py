@@ -40,6 +40,7 @@ from featurebus.schemas.specs import StreamSourceSpec, WorkspaceSpec
 from featurebus.streams.lifetime import (
     EAGER_PREFIX_START_MS,
     HIGH_WATERMARK_PREFIX,
+    high_watermark_key,
     high_watermark_record,
     high_watermark_shard,
 )
@@ -313,11 +314,8 @@ class StreamEngine:
         """Tell serving each shard's stream high watermark (AggregationLeadingEdge.LATEST_EVENT_TIME),
         when it moved; cached like tiles, so a restored shard has it too."""
         puts: list[tuple[bytes, bytes | None]] = []
-        shards: dict[int, int] = {}
-        for partition, done in progress.items():
-            shards[shard_of(source, topic, partition)] = done.watermark
-        items = sorted(shards.items())
-        state_keys = [_state_prefix(runtime.view.spec.name, shard) + high_watermark_record(shard, 0)[0] for shard, _ in items]
+        items = sorted((shard_of(source, topic, partition), done.watermark) for partition, done in progress.items())
+        state_keys = [_state_prefix(runtime.view.spec.name, shard) + high_watermark_key(shard) for shard, _ in items]
         for (shard, watermark), state_key, old in zip(items, state_keys, self._store.get_many(state_keys), strict=True):
             key, value = high_watermark_record(shard, watermark)
             if watermark != NO_WATERMARK and value != old:
