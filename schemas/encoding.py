@@ -6,6 +6,9 @@ Tile key    = entity key | u64 big-endian of (tile_start_ms + 2**63) | u16 shard
               entity sort by time, so a window is one contiguous key range. The shard is the
               source partition the tile's events came from: each partition's owner publishes its
               own partial tiles, and readers merge the shards of a tile start (scale-out).
+              The two lowest starts are reserved for an entity's per-shard lifetime prefixes, and
+              keys ``HIGH_WATERMARK_PREFIX | u16 shard`` (never an entity key) for a shard's high
+              watermark: see ``featurebus.streams.lifetime``.
 Tile value  = FORMAT | orjson list of partials (one per aggregation, in the view's order). Sketch
               partials (approx_count_distinct, approx_percentile) are JSON lists that carry their
               own kind and version tag, ``["hll", 1, ...]`` (see ``featurebus.streams.sketches``).
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import orjson
 
@@ -142,9 +145,23 @@ def decode_partials(data: bytes) -> list[Any]:
     return result
 
 
-def decode_tiles(items: Iterable[tuple[bytes, bytes]]) -> list[tuple[int, list[Any]]]:
+@overload
+def decode_tiles(items: Iterable[tuple[bytes, bytes]], shards: Literal[False] = False) -> list[tuple[int, list[Any]]]: ...
+
+
+@overload
+def decode_tiles(items: Iterable[tuple[bytes, bytes]], shards: Literal[True]) -> list[tuple[int, list[Any], int]]: ...
+
+
+def decode_tiles(
+    items: Iterable[tuple[bytes, bytes]], shards: bool = False
+) -> list[tuple[int, list[Any]]] | list[tuple[int, list[Any], int]]:
     """``(tile start, partials)`` of many ``(tile key, tile value)`` pairs at once: one JSON parse
-    and one struct pass for all of them (the serving hot path reads hundreds per lookup)."""
+    and one struct pass for all of them (the serving hot path reads hundreds per lookup).
+
+    ``shards=True`` gives ``(tile start, partials, shard)``: lifetime prefixes are per shard, so
+    a lifetime view's reader needs them; every other view's merges a tile's shards blindly and
+    skips this extra pass."""
     keys, values = [], []
     for key, value in items:
         keys.append(key)
@@ -156,6 +173,9 @@ def decode_tiles(items: Iterable[tuple[bytes, bytes]]) -> list[tuple[int, list[A
         _check_mark(bad[:1], VALUE_FORMAT_VERSION, "value")
     partials: list[list[Any]] = orjson.loads(b"[" + b",".join(value[1:] for value in values) + b"]")
     starts = [start - _SIGN for (start,) in _U64.iter_unpack(b"".join(key[-10:-2] for key in keys))]
+    if shards:
+        shard_ids = [shard for (shard,) in _U16.iter_unpack(b"".join(key[-2:] for key in keys))]
+        return list(zip(starts, partials, shard_ids, strict=True))
     return list(zip(starts, partials, strict=True))
 
 

@@ -36,10 +36,11 @@ __all__ = [
 
 # 2: descriptive metadata (owner, tags, prevent_destroy), Avro sources, file configs, batch
 # sources, map/struct types; AggregationSpec's function parameters and ``attribute``.
-# 3: realtime feature views and request sources. Older documents are still read: every field a
-# version added has a default that means what the older version meant.
-SPEC_FORMAT_VERSION = 3
-_READABLE_VERSIONS = frozenset({1, 2, 3})
+# 3: realtime feature views and request sources. 4: window kinds (TimeWindow offset,
+# LifetimeWindow, TimeWindowSeries) and the aggregation leading edge. Older documents are still
+# read: every field a version added has a default that means what the older version meant.
+SPEC_FORMAT_VERSION = 4
+_READABLE_VERSIONS = frozenset({1, 2, 3, 4})
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,8 @@ class AggregationSpec:
     function: str  # an AggregationFunction value
     input_column: str
     input_dtype: str
-    window_ms: int
-    output_dtype: str
+    window_ms: int  # window size; 0 for a lifetime window
+    output_dtype: str  # "array<...>" for a window series
     # Parameters of the functions that take them (featurebus.aggregation_functions); None otherwise.
     n: int | None = None  # first/last(n), first/last_distinct(n)
     percentile: float | None = None  # approx_percentile
@@ -133,6 +134,25 @@ class AggregationSpec:
     # An ``Attribute`` feature: ``last`` over ``[T - ttl, T)`` (window_ms = the view's ttl) that
     # keeps nulls, in continuous mode whatever the view's aggregation_interval.
     attribute: bool = False
+    # Which events a value at T covers: see ``featurebus.streams.windows.aggregation_windows``.
+    # "time": [end + offset_ms - window_ms, end + offset_ms), offset_ms <= 0 (Tecton's sign);
+    # "lifetime": [the view's lifetime_start_ms, end); "series": one window of window_ms per
+    # step_ms from end + series_start_ms up to end + series_end_ms, one array element each.
+    window_kind: str = "time"
+    offset_ms: int = 0
+    series_start_ms: int = 0
+    series_end_ms: int = 0
+    series_step_ms: int = 0
+
+    @property
+    def reach_ms(self) -> int | None:
+        """How far before the window end ``E`` this aggregation's earliest window starts; None for
+        a lifetime window (unbounded). Decides state retention and the offline read range."""
+        if self.window_kind == "lifetime":
+            return None
+        if self.window_kind == "series":
+            return -self.series_start_ms
+        return self.window_ms - self.offset_ms
 
 
 @dataclass(frozen=True)
@@ -151,10 +171,19 @@ class StreamFeatureViewSpec:
     owner: str | None = None
     tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs sorted by key: specs stay hashable
     prevent_destroy: bool = False
+    lifetime_start_ms: int | None = None  # required by (and only used by) lifetime windows
+    # "wall_clock_time" or "latest_event_time": where windows end (streams.windows.leading_edge_ms)
+    aggregation_leading_edge: str = "wall_clock_time"
 
     @property
-    def max_window_ms(self) -> int:
-        return max(a.window_ms for a in self.aggregations)
+    def max_reach_ms(self) -> int:
+        """How far before the window end ``E`` the earliest bounded window starts (0 if none)."""
+        reaches = [a.reach_ms for a in self.aggregations]
+        return max((r for r in reaches if r is not None), default=0)
+
+    @property
+    def has_lifetime(self) -> bool:
+        return any(a.window_kind == "lifetime" for a in self.aggregations)
 
     @property
     def tile_ms(self) -> int:

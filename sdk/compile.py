@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from featurebus.definitions import (
@@ -14,9 +15,12 @@ from featurebus.definitions import (
     Entity,
     FeatureService,
     FileConfig,
+    LifetimeWindow,
     PushConfig,
     StreamFeatureView,
     StreamSource,
+    TimeWindow,
+    TimeWindowSeries,
     duration_ms,
 )
 from featurebus.exceptions import DefinitionError, FeaturebusError
@@ -40,15 +44,38 @@ from featurebus.schemas.specs import (
 from featurebus.streams.aggregations import aggregator_of, output_dtype
 from featurebus.streams.records import decode_json_records
 from featurebus.streams.transform import Transformation
-from featurebus.streams.windows import format_duration
+from featurebus.streams.windows import format_duration, series_windows
 
 __all__ = ["compile_workspace", "default_feature_name"]
 
 
-def default_feature_name(column: str, function: str, window_ms: int, interval_ms: int | None) -> str:
-    """Tecton's naming: ``{column}_{function}_{window}_{interval}``, e.g. ``amt_sum_1h_continuous``."""
+def default_feature_name(
+    column: str,
+    function: str,
+    window_ms: int,
+    interval_ms: int | None,
+    *,
+    window_kind: str = "time",
+    offset_ms: int = 0,
+    series_start_ms: int = 0,
+    series_end_ms: int = 0,
+    series_step_ms: int = 0,
+) -> str:
+    """Tecton's naming: ``{column}_{function}_{window}_{interval}``, e.g. ``amt_sum_1h_continuous``;
+    then ``_offset_{-offset}`` for an offset window, ``lifetime`` as the window of a lifetime one,
+    and ``_series_{-start}_{-end}_{step}`` for a series (``amt_sum_1d_continuous_series_7d_0s_1d``)."""
     interval = format_duration(interval_ms) if interval_ms else "continuous"
-    return f"{column}_{function}_{format_duration(window_ms)}_{interval}"
+    window = "lifetime" if window_kind == "lifetime" else format_duration(window_ms)
+    name = f"{column}_{function}_{window}_{interval}"
+    if window_kind == "series":
+        return f"{name}_series_{_tecton_duration(-series_start_ms)}_{_tecton_duration(-series_end_ms)}_{format_duration(series_step_ms)}"
+    if offset_ms:
+        return f"{name}_offset_{format_duration(-offset_ms)}"
+    return name
+
+
+def _tecton_duration(ms: int) -> str:
+    return format_duration(ms) if ms else "0s"  # Tecton writes a zero series end as "0s"
 
 
 def _metadata(obj: Any) -> dict[str, Any]:
@@ -204,33 +231,32 @@ def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:
         online=view.online,
         offline=view.offline,
         **_metadata(view),
+        lifetime_start_ms=view.lifetime_start_ms,
+        aggregation_leading_edge=view.aggregation_leading_edge.value,
     )
     _check_columns(view, spec)
     return spec
 
 
 def _compile_aggregate(view: StreamFeatureView, agg: Aggregate, interval_ms: int | None) -> AggregationSpec:
-    window_ms = agg.window_ms
-    if interval_ms and window_ms % interval_ms:
-        raise view.error(
-            f"the window of {agg.name or agg.input_column.name!r} ({format_duration(window_ms)}) is not a "
-            f"multiple of aggregation_interval ({format_duration(interval_ms)})",
-            "Make every time_window a multiple of the aggregation_interval.",
-        )
+    window = _compile_window(view, agg, interval_ms)
     dtype = agg.input_column.dtype.name
     params = agg.params
     unknown = sorted(set(params) - {"n", "percentile", "precision"})
     if unknown:
         raise DefinitionError(f"Aggregate in StreamFeatureView '{view.name}' ({agg.site}): unknown function "
                               f"parameters {unknown}. Use the functions of featurebus.aggregation_functions.")
-    name = agg.name or default_feature_name(agg.input_column.name, agg.resolved_name, window_ms, interval_ms)
+    name = agg.name or default_feature_name(agg.input_column.name, agg.resolved_name, interval_ms=interval_ms, **window)
     try:
         # Building the aggregator validates the function, its parameters and the input type.
-        spec = AggregationSpec(name, agg.function_name, agg.input_column.name, dtype, window_ms, "",
+        spec = AggregationSpec(name, agg.function_name, agg.input_column.name, dtype, output_dtype="",
                                n=params.get("n"), percentile=params.get("percentile"),
-                               precision=params.get("precision"))
+                               precision=params.get("precision"), **window)
         function = aggregator_of(spec).function.value  # aliases ("stddev") stored by their own name
-        return dataclasses.replace(spec, function=function, output_dtype=output_dtype(function, dtype))
+        out = output_dtype(function, dtype)
+        if spec.window_kind == "series":
+            out = f"array<{out}>"  # one value per window of the series
+        return dataclasses.replace(spec, function=function, output_dtype=out)
     except DefinitionError as exc:
         raise DefinitionError(f"Aggregate {name!r} in StreamFeatureView '{view.name}' ({agg.site}): {exc}") from None
 
@@ -292,6 +318,73 @@ def _output_columns(spec: StreamFeatureViewSpec, schema: list[FieldSpec], timest
     except FeaturebusError:
         return None  # it needs rows to run; the worker reports its errors on real data
     return {str(c) for c in result.columns}
+
+
+def _compile_window(view: StreamFeatureView, agg: Aggregate, interval_ms: int | None) -> dict[str, Any]:
+    """The window fields of an ``AggregationSpec``, validated against the view."""
+    window = agg.window
+    where = f"feature {agg.label!r} ({agg.site})"
+
+    def fail(problem: str, fix: str) -> DefinitionError:
+        return view.error(f"{where}: {problem}", fix)
+
+    def whole_ms(value: Any, what: str, sign: str) -> int:
+        if not isinstance(value, timedelta) or value % timedelta(milliseconds=1):
+            raise fail(f"{what} must be a datetime.timedelta of whole milliseconds, got {value!r}",
+                       f"Pass e.g. {what}={sign}timedelta(hours=1).")
+        return value // timedelta(milliseconds=1)
+
+    def aligned(ms: int, what: str) -> None:
+        if interval_ms and ms % interval_ms:
+            raise fail(f"{what} is not a multiple of aggregation_interval ({format_duration(interval_ms)})",
+                       "Make every time_window (window size, offset, series bounds) a multiple of the "
+                       "aggregation_interval, or use continuous mode.")
+
+    if isinstance(window, LifetimeWindow):
+        start_ms = view.lifetime_start_ms
+        if start_ms is None:
+            raise fail("uses a LifetimeWindow but the view has no lifetime_start_time",
+                       "Pass lifetime_start_time=datetime(...) to @stream_feature_view (Tecton requires it too).")
+        aligned(start_ms, f"lifetime_start_time ({view.lifetime_start_time})")
+        return {"window_kind": "lifetime", "window_ms": 0}
+    if isinstance(window, TimeWindow):
+        window_ms = duration_ms(window.window_size, "window_size", "StreamFeatureView", view.name, agg.site)
+        offset_ms = whole_ms(window.offset, "offset", "-")
+        if offset_ms > 0:
+            raise fail(f"TimeWindow offset must be zero or negative, got {window.offset}",
+                       f"Write offset=-timedelta(...): offset={_signed(-offset_ms)} ends the window "
+                       f"{format_duration(offset_ms)} before the reference point, as in Tecton.")
+        aligned(window_ms, f"the window ({format_duration(window_ms)})")
+        aligned(offset_ms, f"the offset ({_signed(offset_ms)})")
+        return {"window_kind": "time", "window_ms": window_ms, "offset_ms": offset_ms}
+    assert isinstance(window, TimeWindowSeries)
+    window_ms = duration_ms(window.window_size, "window_size", "StreamFeatureView", view.name, agg.site)
+    step_ms = window_ms if window.step_size is None else duration_ms(
+        window.step_size, "step_size", "StreamFeatureView", view.name, agg.site)
+    start_ms = whole_ms(window.series_start, "series_start", "-")
+    end_ms = whole_ms(window.series_end, "series_end", "-")
+    if start_ms >= 0 or end_ms > 0:
+        raise fail(f"series_start must be negative and series_end zero or negative, got {window.series_start} "
+                   f"and {window.series_end}", "Write e.g. series_start=-timedelta(days=7), series_end=timedelta(0).")
+    for ms, what in ((window_ms, "window_size"), (step_ms, "step_size"), (start_ms, "series_start"), (end_ms, "series_end")):
+        aligned(ms, f"{what} ({_signed(ms)})")
+    span = end_ms - start_ms - window_ms
+    if span < 0:
+        raise fail(f"the window_size ({format_duration(window_ms)}) is longer than the series "
+                   f"({_signed(start_ms)} to {_signed(end_ms)})", "Use a smaller window_size or an earlier series_start.")
+    if span % step_ms:
+        raise fail(f"step_size ({format_duration(step_ms)}) does not divide series_end - series_start - window_size "
+                   f"({_signed(span)}), so the last window would not end at series_end",
+                   "Choose a step_size that divides it, or move series_start or series_end.")
+    if len(series_windows(start_ms, end_ms, step_ms, window_ms)) < 2:
+        raise fail("the series has a single window (Tecton requires at least two)",
+                   "Use a plain TimeWindow (with offset=series_end), or a smaller step_size.")
+    return {"window_kind": "series", "window_ms": window_ms, "series_start_ms": start_ms, "series_end_ms": end_ms,
+            "series_step_ms": step_ms}
+
+
+def _signed(ms: int) -> str:
+    return "0s" if ms == 0 else ("-" if ms < 0 else "") + format_duration(abs(ms))
 
 
 def _compile_service(service: FeatureService, features: dict[str, list[str]]) -> FeatureServiceSpec:

@@ -13,7 +13,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from featurebus.aggregation_functions import AggregationFunction
@@ -49,6 +49,9 @@ __all__ = [
     "PushConfig",
     "StreamSource",
     "TimeWindow",
+    "LifetimeWindow",
+    "TimeWindowSeries",
+    "AggregationLeadingEdge",
     "StreamProcessingMode",
     "Aggregate",
     "Attribute",
@@ -387,8 +390,58 @@ class BatchSource(DataSource):
 
 @dataclass(frozen=True)
 class TimeWindow:
+    """A window of ``window_size`` whose end is ``offset`` before the aggregation's reference
+    point (the request's time, the spine row's time, or the end of the last complete interval).
+
+    ``offset`` is zero or negative, as in Tecton: ``TimeWindow(timedelta(days=1),
+    offset=-timedelta(days=7))`` is the day a week ago, named ``..._1d_..._offset_7d``.
+    """
+
     window_size: timedelta
     offset: timedelta = timedelta(0)
+
+
+@dataclass(frozen=True)
+class LifetimeWindow:
+    """Every event from the view's ``lifetime_start_time`` up to the reference point (which the
+    view must then set, as Tecton requires)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimeWindowSeries:
+    """A series of windows giving one array feature, earliest window first (Tecton 1.x).
+
+    Windows of ``window_size`` start at ``series_start`` (negative: before the reference point)
+    and every ``step_size`` after it (default: ``window_size``, back-to-back windows) while they
+    end by ``series_end`` (zero or negative). ``TimeWindowSeries(series_start=-timedelta(days=7),
+    window_size=timedelta(days=1))`` is the seven last days, one value per day.
+    featurebus also requires ``step_size`` to divide ``series_end - series_start - window_size``
+    (Tecton silently ends the series early otherwise) and, as Tecton, at least two windows.
+    """
+
+    series_start: timedelta
+    series_end: timedelta = timedelta(0)
+    step_size: timedelta | None = None
+    window_size: timedelta
+
+
+class AggregationLeadingEdge(enum.StrEnum):
+    """Where a stream feature view's aggregation windows end when served online.
+
+    ``WALL_CLOCK_TIME`` (the default, as in Tecton 1.x): at the request's time.
+    ``LATEST_EVENT_TIME``: just after the newest event the view has processed (its stream high
+    watermark over all source partitions), as in Tecton. A stream running 30 s behind therefore
+    serves a 10-minute window over the 10 minutes up to its newest event, not the last 10
+    minutes of wall clock (which would miss the 30 s it has not seen yet).
+    Tecton documents this option as affecting online serving only; training sets in featurebus
+    apply the closest equivalent, so online and offline agree: for a spine row at ``T`` the edge
+    is just after the newest event of the view's source with a timestamp before ``T`` — what a
+    stream with no lag would have processed at ``T``. ``UNSPECIFIED`` means the default.
+    """
+
+    UNSPECIFIED = "unspecified"
+    WALL_CLOCK_TIME = "wall_clock_time"
+    LATEST_EVENT_TIME = "latest_event_time"
 
 
 class StreamProcessingMode(enum.StrEnum):
@@ -396,13 +449,17 @@ class StreamProcessingMode(enum.StrEnum):
     CONTINUOUS = "continuous"
 
 
+WindowDefinition = TimeWindow | LifetimeWindow | TimeWindowSeries
+
+
 @dataclass
 class Aggregate:
     """A windowed aggregation of one column: ``function`` is a name ("sum", "max", "stddev", ...) or
-    a parameterised function from ``featurebus.aggregation_functions`` (``last(3)``)."""
+    a parameterised function from ``featurebus.aggregation_functions`` (``last(3)``); ``time_window``
+    a ``timedelta``, ``TimeWindow`` (with an offset), ``LifetimeWindow`` or ``TimeWindowSeries``."""
 
     function: str | AggregationFunction
-    time_window: TimeWindow | timedelta
+    time_window: WindowDefinition | timedelta
     input_column: Field
     name: str | None = None
     description: str | None = None
@@ -412,19 +469,16 @@ class Aggregate:
     def __post_init__(self) -> None:
         if isinstance(self.time_window, timedelta):
             self.time_window = TimeWindow(self.time_window)
-        label = self.name or f"{getattr(self.input_column, 'name', '?')}_{self.resolved_name}"
         if not isinstance(self.function, (str, AggregationFunction)):
-            raise _fail("Aggregate", label, self.site, f"function must be a name or an aggregation function, "
+            raise _fail("Aggregate", self.label, self.site, f"function must be a name or an aggregation function, "
                         f"got {self.function!r}", "Pass function='sum' or function=last(3) "
                         "(from featurebus.aggregation_functions).")
-        if not isinstance(self.time_window, TimeWindow):
-            raise _fail("Aggregate", label, self.site, f"time_window must be a timedelta or TimeWindow, "
-                        f"got {self.time_window!r}", "Pass time_window=timedelta(hours=1).")
-        if self.time_window.offset:
-            raise _fail("Aggregate", label, self.site, "TimeWindow offsets are not supported yet",
-                        "Remove offset=.")
+        if not isinstance(self.time_window, (TimeWindow, LifetimeWindow, TimeWindowSeries)):
+            raise _fail("Aggregate", self.label, self.site, f"time_window must be a timedelta, TimeWindow, "
+                        f"LifetimeWindow or TimeWindowSeries, got {self.time_window!r}",
+                        "Pass time_window=timedelta(hours=1).")
         if not isinstance(self.input_column, Field):
-            raise _fail("Aggregate", label, self.site, "input_column must be a Field",
+            raise _fail("Aggregate", self.label, self.site, "input_column must be a Field",
                         "Pass input_column=Field('amount', Float64).")
 
     @property
@@ -442,9 +496,14 @@ class Aggregate:
         return dict(self.function.params) if isinstance(self.function, AggregationFunction) else {}
 
     @property
-    def window_ms(self) -> int:
-        assert isinstance(self.time_window, TimeWindow)  # normalised in __post_init__
-        return duration_ms(self.time_window.window_size, "time_window", "Aggregate", self.name or "?", self.site)
+    def label(self) -> str:
+        """The name errors use: the explicit name, else ``column_function``."""
+        return self.name or f"{getattr(self.input_column, 'name', '?')}_{self.resolved_name}"
+
+    @property
+    def window(self) -> WindowDefinition:
+        assert not isinstance(self.time_window, timedelta)  # normalised in __post_init__
+        return self.time_window
 
 
 class Attribute:
@@ -546,6 +605,8 @@ class StreamFeatureView(MaterializedFeatureView):
         tags: dict[str, str] | None,
         prevent_destroy: bool,
         site: DefinitionSite,
+        lifetime_start_time: datetime | None = None,
+        aggregation_leading_edge: AggregationLeadingEdge | None = None,
     ) -> None:
         self.site = site
         self.function = function
@@ -586,6 +647,27 @@ class StreamFeatureView(MaterializedFeatureView):
             if aggregation_interval is not None or stream_processing_mode is StreamProcessingMode.TIME_INTERVAL:
                 raise self.error("Attribute features are continuous: the latest value before the request time",
                                  "Remove aggregation_interval / stream_processing_mode from this view.")
+        if lifetime_start_time is not None and not isinstance(lifetime_start_time, datetime):
+            raise self.error(f"lifetime_start_time must be a datetime, got {lifetime_start_time!r}",
+                             "Pass e.g. lifetime_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc).")
+        self.lifetime_start_time = lifetime_start_time
+        edge = aggregation_leading_edge or AggregationLeadingEdge.WALL_CLOCK_TIME
+        if not isinstance(edge, AggregationLeadingEdge):
+            raise self.error(f"aggregation_leading_edge must be an AggregationLeadingEdge, got {edge!r}",
+                             "Pass aggregation_leading_edge=AggregationLeadingEdge.LATEST_EVENT_TIME.")
+        if edge is AggregationLeadingEdge.UNSPECIFIED:
+            edge = AggregationLeadingEdge.WALL_CLOCK_TIME
+        self.aggregation_leading_edge = edge
+
+    @property
+    def lifetime_start_ms(self) -> int | None:
+        """``lifetime_start_time`` in epoch milliseconds (a naive datetime is UTC)."""
+        start = self.lifetime_start_time
+        if start is None:
+            return None
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
+        return (start - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
 
     def __repr__(self) -> str:
         return f"StreamFeatureView({self.name!r})"
@@ -616,6 +698,8 @@ def stream_feature_view(
     owner: str | None = None,
     tags: dict[str, str] | None = None,
     prevent_destroy: bool = False,
+    lifetime_start_time: datetime | None = None,
+    aggregation_leading_edge: AggregationLeadingEdge | None = None,
     **tecton_options: Any,
 ) -> Callable[[Callable[..., Any]], StreamFeatureView]:
     site = _caller_site()
@@ -627,6 +711,7 @@ def stream_feature_view(
             timestamp_field=timestamp_field, name=name, aggregation_interval=aggregation_interval,
             stream_processing_mode=stream_processing_mode, ttl=ttl, online=online, offline=offline,
             description=description, owner=owner, tags=tags, prevent_destroy=prevent_destroy, site=site,
+            lifetime_start_time=lifetime_start_time, aggregation_leading_edge=aggregation_leading_edge,
         )
 
     return wrap

@@ -62,8 +62,6 @@ _NO_BATCH = "batch materialization is not supported yet"
 
 VIEW_OPTIONS: dict[str, str] = {
     "ttl": "Attribute features and their time-to-live are not supported yet",
-    "lifetime_start_time": "lifetime windows are not supported yet",
-    "aggregation_leading_edge": "the leading edge is fixed: windows end at the request time (continuous) or tile end",
     "aggregation_secondary_key": "secondary-key aggregations are not supported yet",
     "feature_start_time": "features are computed from the whole topic; there is no start time",
     "manual_trigger_backfill_end_time": _NO_BATCH,

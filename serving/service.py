@@ -24,8 +24,9 @@ from featurebus.serving.realtime import RealtimeServing
 from featurebus.serving.request_surface import FeatureDoc, feature_docs
 from featurebus.serving.tile_cache import TileCache
 from featurebus.streams.aggregations import Aggregator
-from featurebus.streams.tiles import CompiledView, read_range
-from featurebus.streams.windows import window_bounds
+from featurebus.streams.lifetime import HIGH_WATERMARK_PREFIX, latest_event_time
+from featurebus.streams.tiles import CompiledView, Tile, compute_values, prefix_range, read_range
+from featurebus.streams.windows import WALL_CLOCK_TIME, leading_edge_ms, window_bounds
 
 __all__ = ["FeatureServer", "MetadataOptions", "data_type", "format_time_ms"]
 
@@ -89,6 +90,10 @@ class _ViewPlan:
     is_count: tuple[bool, ...]  # per served feature: 0 means "no data", not a value
     aggregators: tuple[Aggregator, ...]  # per served feature
     empty: tuple[Any, ...]  # per served feature: its value for an entity without tiles
+    # Plain time windows ending at the request time: answered by the per-request plan
+    # (``_ViewAt``); lifetime, offset and series windows and the latest-event-time leading edge
+    # go through ``compute_values``.
+    plain: bool
 
 
 @dataclass(frozen=True)
@@ -152,6 +157,8 @@ def _plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec, raw: bool = 
                     is_count=tuple(a.function == "count" for a in aggs),
                     aggregators=aggregators,
                     empty=tuple(a.result(a.initialize()) for a in aggregators),
+                    plain=(not compiled.has_lifetime and view.aggregation_leading_edge == WALL_CLOCK_TIME
+                           and all(a.window_kind == "time" and a.offset_ms == 0 for a in view.aggregations)),
                 )
             )
             meta.extend({"name": f"{view.name}.{a.name}", "dataType": data_type(a.output_dtype)} for a in aggs)
@@ -297,6 +304,28 @@ class FeatureServer:
             raise InvalidRequestError(service_plan.problem)
         return service_plan
 
+    def _scan(self, view: _ViewPlan, entity: bytes, starts: tuple[int, int] | None) -> list[Tile]:
+        """An entity's tiles (every shard's) with starts in ``[start, end)``: one contiguous scan,
+        as an entity's tiles sort by start time (see schemas/encoding.py), decoded together; with
+        their shards only where lifetime prefixes need them (``streams.lifetime``)."""
+        if starts is None:
+            return []
+        lo, hi = starts
+        items = self._store.scan(view.key_prefix + tile_key(entity, lo), view.key_prefix + tile_key(entity, hi))
+        if view.compiled.has_lifetime:
+            return list(decode_tiles(items, shards=True))
+        return list(decode_tiles(items))
+
+    def _leading_edge(self, view: _ViewPlan, request_ms: int) -> int:
+        """The time the view's windows end at: the request's, or its stream high watermark's."""
+        edge = view.compiled.spec.aggregation_leading_edge
+        if edge == WALL_CLOCK_TIME:
+            return request_ms
+        marks = view.key_prefix + HIGH_WATERMARK_PREFIX
+        # One record per shard (keys: the prefix + u16 shard); the view's edge is the newest.
+        high_watermark = latest_event_time(value for _, value in self._store.scan(marks, marks + b"\xff" * 3))
+        return leading_edge_ms(request_ms, high_watermark, edge)
+
     def _row(
         self, plan: _ServicePlan, join_key_map: Mapping[str, Any], t_ms: int, at: Sequence[_ViewAt],
         with_times: bool, with_statuses: bool, request_context_map: Mapping[str, Any] | None = None,
@@ -319,7 +348,12 @@ class FeatureServer:
                     f"joinKeyMap is missing join key {exc.args[0]!r}; feature service {plan.name!r} "
                     f"requires: {required}"
                 ) from None
-            values = self._values(view, view_at, view.compiled.entity_key(key_values))
+            entity = view.compiled.entity_key(key_values)
+            if view.plain:
+                values = self._values(view, view_at, entity)
+                effective_time = view_at.effective_time
+            else:
+                values, effective_time = self._general_values(view, entity, t_ms, with_times)
             if with_statuses:
                 statuses.extend(
                     MISSING_DATA if value is None or (is_count and value == 0) else PRESENT
@@ -333,8 +367,22 @@ class FeatureServer:
             else:
                 features.extend(values)
             if with_times:
-                times.extend([view_at.effective_time] * len(view.picks))
+                times.extend([effective_time] * len(view.picks))
         return features, statuses, times
+
+    def _general_values(self, view: _ViewPlan, entity: bytes, request_ms: int,
+                        with_times: bool) -> tuple[list[Any], str]:
+        """Views the per-request plan does not cover (lifetime, offset and series windows, the
+        latest-event-time leading edge): ``compute_values`` over the entity's tiles, reading a
+        lifetime window's per-shard prefixes first and only the tiles after them."""
+        compiled = view.compiled
+        t_ms = self._leading_edge(view, request_ms)
+        prefixes = self._scan(view, entity, prefix_range(compiled))
+        start_ms, end_ms = read_range(compiled, t_ms, prefixes)
+        values = compute_values(compiled, prefixes + self._scan(view, entity, (start_ms, end_ms)), t_ms)
+        interval_ms = compiled.spec.aggregation_interval_ms
+        effective_ms = t_ms if interval_ms is None else (t_ms // interval_ms) * interval_ms
+        return [values[pick] for pick in view.picks], format_time_ms(effective_ms) if with_times else ""
 
     def _values(self, view: _ViewPlan, at: _ViewAt, entity: bytes) -> Sequence[Any]:
         """The served features of one entity: ``compute_values`` restricted to the served
@@ -379,6 +427,9 @@ class _ViewAt:
     def __init__(self, view: _ViewPlan, t_ms: int, with_times: bool) -> None:
         spec = view.compiled.spec
         interval_ms = spec.aggregation_interval_ms
+        if not view.plain:  # answered by _general_values, which works from the request time itself
+            self.windows, self.start_suffix, self.end_suffix, self.effective_time = [], b"", b"", ""
+            return
         # (window start, window end) -> [(index among served features, index in the view, aggregator)]
         grouped: dict[tuple[int, int], list[tuple[int, int, Aggregator]]] = {}
         for index, (pick, aggregator) in enumerate(zip(view.picks, view.aggregators, strict=True)):

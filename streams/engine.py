@@ -7,7 +7,8 @@ partitions) and:
 3. drops events later than the source's watermark delay (counted);
 4. runs each view's transformation per source partition and folds the rows into that
    partition's *shard* of the tiles (a tile's shards are merged by readers);
-5. publishes every touched shard tile whole, then ``sink.commit``s the batch together with the
+5. publishes every touched shard tile whole (a lifetime view's changed eager prefixes of the
+   shard first, and a LATEST_EVENT_TIME view's moved shard high watermarks: ``streams.lifetime``), then ``sink.commit``s the batch together with the
    partitions' next offsets and watermarks (with Kafka: one transaction holding the tiles, the
    dead letters and the consumer offsets, so the effects of a batch are visible exactly once);
 6. only then writes the merged tiles and the progress to the local state store, atomically.
@@ -36,10 +37,18 @@ from featurebus.schemas.encoding import (
     tile_key,
 )
 from featurebus.schemas.specs import StreamSourceSpec, WorkspaceSpec
+from featurebus.streams.lifetime import (
+    EAGER_PREFIX_START_MS,
+    HIGH_WATERMARK_PREFIX,
+    high_watermark_key,
+    high_watermark_record,
+    high_watermark_shard,
+)
+from featurebus.streams.prefixes import expire_shard_entity, grow_eager_prefix
 from featurebus.streams.records import decode_records
-from featurebus.streams.tiles import CompiledView, batch_tiles, merge_tile
+from featurebus.streams.tiles import CompiledView, TileUpdate, batch_tiles, merge_tile
 from featurebus.streams.transform import Transformation, TransformationError, view_input_frame
-from featurebus.streams.windows import retention_ms
+from featurebus.streams.windows import LATEST_EVENT_TIME, retention_ms
 
 __all__ = ["RawRecord", "FeatureSink", "MemorySink", "Progress", "StreamEngine", "EngineCounters", "compile_views", "shard_of"]
 
@@ -132,6 +141,7 @@ class _ViewRuntime:
     feature_topic: str
     feature_partitions: int
     retention_ms: int
+    watermark_delay_ms: int
 
     def partition_of(self, shard: int) -> int:
         # A shard's tiles all go to one feature-topic partition: a tile's updates and its
@@ -170,7 +180,8 @@ class StreamEngine:
                 Transformation(view_spec.transformation),
                 topic,
                 partitions,
-                retention_ms(view_spec.max_window_ms, source.kafka.watermark_delay_ms, view_spec.aggregation_interval_ms),
+                retention_ms(view_spec.max_reach_ms, source.kafka.watermark_delay_ms, view_spec.aggregation_interval_ms),
+                source.kafka.watermark_delay_ms,
             )
             for topic in source.kafka.topics:
                 self._sources[topic] = source
@@ -250,6 +261,9 @@ class StreamEngine:
             shard_frame = frame.loc[partitions == partition].reset_index(drop=True)
             for runtime in self._views_by_topic[topic]:
                 puts.extend(self._fold_view(runtime, shard_frame, shard))
+        for runtime in self._views_by_topic[topic]:
+            if runtime.view.spec.aggregation_leading_edge == LATEST_EVENT_TIME:
+                puts.extend(self._publish_high_watermarks(runtime, source, topic, new_progress))
         self.counters.processed += len(fresh)
         return new_progress
 
@@ -267,12 +281,46 @@ class StreamEngine:
         tile_keys = [tile_key(u.entity_key, u.tile_start_ms, shard) for u in updates]
         state_keys = [prefix + k for k in tile_keys]
         partition = runtime.partition_of(shard)
-        puts: list[tuple[bytes, bytes | None]] = []
+        # Lifetime prefixes go first: a reader seeing a prefix before the tiles it covers ignores
+        # their older versions; the other order could briefly miss a late event (streams/lifetime.py).
+        puts = self._grow_eager_prefixes(runtime, updates, shard) if view.has_lifetime else []
         for update, record_key, key, old in zip(updates, tile_keys, state_keys, self._store.get_many(state_keys), strict=True):
             value = encode_partials(merge_tile(view, None if old is None else decode_partials(old), update.partials))
             self._sink.publish(runtime.feature_topic, partition, record_key, value)
             puts.append((key, value))
         self.counters.tiles_written += len(updates)
+        return puts
+
+    def _grow_eager_prefixes(self, runtime: _ViewRuntime, updates: list[TileUpdate], shard: int) -> list[tuple[bytes, bytes | None]]:
+        """Publish the shard's eager lifetime prefixes this batch changes (``grow_eager_prefix``)."""
+        by_entity: dict[bytes, list[tuple[int, list[Any]]]] = {}
+        for update in updates:
+            by_entity.setdefault(update.entity_key, []).append((update.tile_start_ms, update.partials))
+        entities = sorted(by_entity)
+        prefix = _state_prefix(runtime.view.spec.name, shard)
+        keys = [tile_key(e, EAGER_PREFIX_START_MS, shard) for e in entities]
+        puts: list[tuple[bytes, bytes | None]] = []
+        stored = self._store.get_many([prefix + k for k in keys])
+        for entity, key, old in zip(entities, keys, stored, strict=True):
+            grown = grow_eager_prefix(runtime.view, None if old is None else decode_partials(old), by_entity[entity])
+            if grown is not None:
+                value = encode_partials(grown)
+                self._sink.publish(runtime.feature_topic, runtime.partition_of(shard), key, value)
+                puts.append((prefix + key, value))
+        return puts
+
+    def _publish_high_watermarks(self, runtime: _ViewRuntime, source: StreamSourceSpec, topic: str,
+                                 progress: dict[int, Progress]) -> list[tuple[bytes, bytes | None]]:
+        """Tell serving each shard's stream high watermark (AggregationLeadingEdge.LATEST_EVENT_TIME),
+        when it moved; cached like tiles, so a restored shard has it too."""
+        puts: list[tuple[bytes, bytes | None]] = []
+        items = sorted((shard_of(source, topic, partition), done.watermark) for partition, done in progress.items())
+        state_keys = [_state_prefix(runtime.view.spec.name, shard) + high_watermark_key(shard) for shard, _ in items]
+        for (shard, watermark), state_key, old in zip(items, state_keys, self._store.get_many(state_keys), strict=True):
+            key, value = high_watermark_record(shard, watermark)
+            if watermark != NO_WATERMARK and value != old:
+                self._sink.publish(runtime.feature_topic, runtime.partition_of(shard), key, value)
+                puts.append((state_key, value))
         return puts
 
     # -- ownership of partitions ----------------------------------------------------------------
@@ -289,7 +337,9 @@ class StreamEngine:
         for view, shard_partition_records in tiles.items():
             prefix = _state_prefix(view, shard)
             for key, value in shard_partition_records.items():
-                if split_tile_key(key)[2] == shard:
+                # Tiles, lifetime prefixes (tile keys too) and high watermarks carry their shard.
+                mark = high_watermark_shard(key)
+                if (split_tile_key(key)[2] if mark is None else mark) == shard:
                     puts.append((prefix + key, value))
                     restored += 1
         puts.append((_progress_key(topic, partition), progress.pack()))
@@ -313,30 +363,63 @@ class StreamEngine:
         """Delete (and tombstone) tiles no window can reach any more; returns how many.
 
         Only the shards of ``owned`` source partitions (default: all with local progress) are
-        touched: the local store may still cache shards that another worker now owns.
+        touched: the local store may still cache shards that another worker now owns. Each shard
+        is judged by its own watermark. Views with a lifetime window first fold every final tile
+        into the (entity, shard)'s lifetime prefix (``streams.prefixes.expire_shard_entity``), so
+        lifetime values survive the tiles' deletion.
         """
         watermarks = self._shard_watermarks(owned)
         puts: list[tuple[bytes, bytes | None]] = []
         seen: set[str] = set()
         for runtimes in self._views_by_topic.values():
             for runtime in runtimes:
-                name = runtime.view.spec.name
-                if name in seen:
-                    continue
-                seen.add(name)
-                prefix = store_prefix(name)
-                for key, _ in self._store.scan(prefix, _prefix_end(prefix)):
-                    record_key = key[len(prefix) + 2 :]
-                    _, start, shard = split_tile_key(record_key)
-                    watermark = watermarks.get((runtime.view.spec.source, shard))
-                    if watermark is not None and start + runtime.view.spec.tile_ms <= watermark - runtime.retention_ms:
-                        self._sink.publish(runtime.feature_topic, runtime.partition_of(shard), record_key, None)
-                        puts.append((key, None))
+                if runtime.view.spec.name not in seen:
+                    seen.add(runtime.view.spec.name)
+                    puts.extend(self._expire_view(runtime, watermarks))
+        expired = sum(1 for _, value in puts if value is None)
         if puts:
             self._sink.commit({})
             self._store.write(puts)
-        self.counters.tiles_expired += len(puts)
-        return len(puts)
+        self.counters.tiles_expired += expired
+        return expired
+
+    def _expire_view(self, runtime: _ViewRuntime, watermarks: dict[tuple[str, int], int]) -> list[tuple[bytes, bytes | None]]:
+        spec = runtime.view.spec
+        prefix = store_prefix(spec.name)
+        puts: list[tuple[bytes, bytes | None]] = []
+        group: tuple[int, bytes] | None = None  # (shard, entity): contiguous in the state's key order
+        records: list[tuple[int, bytes]] = []
+        for key, value in self._store.scan(prefix, _prefix_end(prefix)):
+            record_key = key[len(prefix) + 2 :]
+            if record_key.startswith(HIGH_WATERMARK_PREFIX):
+                continue
+            entity, start, shard = split_tile_key(record_key)
+            if (shard, entity) != group:
+                if group is not None:
+                    self._expire_group(runtime, group, records, watermarks, puts)
+                group, records = (shard, entity), []
+            records.append((start, value))
+        if group is not None:
+            self._expire_group(runtime, group, records, watermarks, puts)
+        return puts
+
+    def _expire_group(self, runtime: _ViewRuntime, group: tuple[int, bytes], records: list[tuple[int, bytes]],
+                      watermarks: dict[tuple[str, int], int], puts: list[tuple[bytes, bytes | None]]) -> None:
+        shard, entity = group
+        watermark = watermarks.get((runtime.view.spec.source, shard))
+        if watermark is None:
+            return
+        plan = expire_shard_entity(runtime.view, records, watermark, runtime.watermark_delay_ms, runtime.retention_ms)
+        state_prefix = _state_prefix(runtime.view.spec.name, shard)
+        partition = runtime.partition_of(shard)
+        for start, partials in plan.prefixes:  # prefixes before tombstones: see expire_shard_entity
+            key, value = tile_key(entity, start, shard), encode_partials(partials)
+            self._sink.publish(runtime.feature_topic, partition, key, value)
+            puts.append((state_prefix + key, value))
+        for start in plan.expired:
+            key = tile_key(entity, start, shard)
+            self._sink.publish(runtime.feature_topic, partition, key, None)
+            puts.append((state_prefix + key, None))
 
     def _shard_watermarks(self, owned: set[tuple[str, int]] | None) -> dict[tuple[str, int], int]:
         """``(source name, shard) -> watermark`` of every (owned) partition with progress."""

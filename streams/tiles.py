@@ -19,9 +19,29 @@ import pandas as pd
 from featurebus.schemas.encoding import coerce_join_key, encode_entity_key, encode_entity_keys
 from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec
 from featurebus.streams.aggregations import Aggregator, aggregator_of, input_column
-from featurebus.streams.windows import window_bounds
+from featurebus.streams.lifetime import (
+    EAGER_PREFIX_START_MS,
+    PREFIX_START_MS,
+    lifetime_partials,
+    lifetime_read_start,
+    split_prefixes,
+)
+from featurebus.streams.windows import aggregation_windows, window_bounds
 
-__all__ = ["CompiledView", "TileUpdate", "batch_tiles", "merge_tile", "compute_values"]
+__all__ = [
+    "CompiledView",
+    "Tile",
+    "TileUpdate",
+    "batch_tiles",
+    "merge_tile",
+    "compute_values",
+    "read_range",
+    "prefix_range",
+]
+
+# ``(tile start, partials)``, or ``(tile start, partials, shard)`` where the shard matters (lifetime
+# prefixes are per shard; see ``featurebus.streams.lifetime``).
+Tile = tuple[int, list[Any]] | tuple[int, list[Any], int]
 
 
 @dataclass(frozen=True)
@@ -31,11 +51,12 @@ class CompiledView:
     spec: StreamFeatureViewSpec
     aggregators: tuple[Aggregator, ...]
     join_key_dtypes: tuple[str, ...]
+    has_lifetime: bool = False  # spec.has_lifetime, decided once: readers branch on it per request
 
     @classmethod
     def compile(cls, spec: StreamFeatureViewSpec, join_key_dtypes: Sequence[str]) -> CompiledView:
         aggregators = tuple(aggregator_of(a) for a in spec.aggregations)
-        return cls(spec, aggregators, tuple(join_key_dtypes))
+        return cls(spec, aggregators, tuple(join_key_dtypes), spec.has_lifetime)
 
     def entity_key(self, values: Sequence[Any]) -> bytes:
         return encode_entity_key(
@@ -94,22 +115,40 @@ def merge_tile(view: CompiledView, stored: list[Any] | None, update: list[Any]) 
     return [agg.merge(a, b) for agg, a, b in zip(view.aggregators, stored, update, strict=False)]
 
 
-def compute_values(view: CompiledView, tiles: Iterable[tuple[int, list[Any]]], t_ms: int) -> list[Any]:
-    """Feature values at time ``t_ms`` from an entity's tiles (any order, any extent).
+def compute_values(view: CompiledView, tiles: Iterable[Tile], t_ms: int) -> list[Any]:
+    """Feature values at time ``t_ms`` from an entity's tiles (any order, any extent); a window
+    series gives a list, one value per window, earliest first.
 
     Tiles are put in start order (already so when they come from a store scan), so each window
     is one slice found by bisection and merged in one call, rather than every tile tested
-    against every window.
+    against every window. A lifetime window adds the entity's lifetime prefix, if it has one, to
+    the tiles after it, per shard (``streams.lifetime``; the tiles of a lifetime view then need
+    their shards); values are exact for ``t_ms`` no earlier than watermark - delay, as for every
+    other window. A tile's shards are simply several tiles at one start.
     """
     spec = view.spec
-    ordered = sorted(tiles, key=itemgetter(0))
-    starts = [start for start, _ in ordered]
-    values = []
+    ordered: list[Tile] = sorted(tiles, key=itemgetter(0))
+    prefixes, ordered = split_prefixes(ordered) if ordered and ordered[0][0] <= EAGER_PREFIX_START_MS else ({}, ordered)
+    starts = [tile[0] for tile in ordered]
+    values: list[Any] = []
     for i, (aggregation, aggregator) in enumerate(zip(spec.aggregations, view.aggregators, strict=True)):
-        window_start, window_end = window_bounds(t_ms, aggregation.window_ms, _interval_ms(spec, aggregation))
-        lo, hi = bisect_left(starts, window_start), bisect_left(starts, window_end)
-        partials = [ordered[j][1][i] for j in range(lo, hi)]
-        values.append(aggregator.result(aggregator.merge_many(partials) if partials else aggregator.initialize()))
+        if aggregation.window_kind == "time":  # the common case, without the general loop below
+            window_start, window_end = window_bounds(t_ms, aggregation.window_ms, _interval_ms(spec, aggregation),
+                                                     aggregation.offset_ms)
+            lo, hi = bisect_left(starts, window_start), bisect_left(starts, window_end)
+            partials = [ordered[j][1][i] for j in range(lo, hi)]
+            values.append(aggregator.result(aggregator.merge_many(partials) if partials else aggregator.initialize()))
+            continue
+        results = []
+        for window_start, window_end in aggregation_windows(aggregation, t_ms, _interval_ms(spec, aggregation),
+                                                            spec.lifetime_start_ms):
+            if aggregation.window_kind == "lifetime":
+                partials = lifetime_partials(i, prefixes, ordered, starts, window_start, window_end)
+            else:
+                lo, hi = bisect_left(starts, window_start), bisect_left(starts, window_end)
+                partials = [ordered[j][1][i] for j in range(lo, hi)]
+            results.append(aggregator.result(aggregator.merge_many(partials) if partials else aggregator.initialize()))
+        values.append(results if aggregation.window_kind == "series" else results[0])
     return values
 
 
@@ -118,8 +157,25 @@ def _interval_ms(spec: StreamFeatureViewSpec, aggregation: AggregationSpec) -> i
     return None if aggregation.attribute else spec.aggregation_interval_ms
 
 
-def read_range(view: CompiledView, t_ms: int) -> tuple[int, int]:
-    """The tile-start range ``[start, end)`` that ``compute_values`` at ``t_ms`` can use."""
+def read_range(view: CompiledView, t_ms: int, prefixes: Iterable[Tile] = ()) -> tuple[int, int]:
+    """The tile-start range ``[start, end)`` that ``compute_values`` at ``t_ms`` can use besides
+    the lifetime prefixes (``prefix_range``), given those (read first, with their shards): a
+    lifetime window needs only the tiles from where its shards' prefixes end, not the entity's
+    whole history."""
     spec = view.spec
-    bounds = [window_bounds(t_ms, a.window_ms, _interval_ms(spec, a)) for a in spec.aggregations]
+    stored = split_prefixes(sorted(prefixes, key=itemgetter(0)))[0] if view.has_lifetime else {}
+    bounds = []
+    for a in spec.aggregations:
+        if a.window_kind == "time":
+            bounds.append(window_bounds(t_ms, a.window_ms, _interval_ms(spec, a), a.offset_ms))
+            continue
+        for start, end in aggregation_windows(a, t_ms, _interval_ms(spec, a), spec.lifetime_start_ms):
+            if a.window_kind == "lifetime":
+                start = lifetime_read_start(stored, start, end)
+            bounds.append((start, end))
     return min(b[0] for b in bounds), max(b[1] for b in bounds)
+
+
+def prefix_range(view: CompiledView) -> tuple[int, int] | None:
+    """The tile-start range holding an entity's lifetime prefixes, if the view has any."""
+    return (PREFIX_START_MS, EAGER_PREFIX_START_MS + 1) if view.has_lifetime else None

@@ -34,23 +34,25 @@ def aggregate_pairs(
     view: StreamFeatureViewSpec,
     aggregations: Sequence[AggregationSpec],
     spine_keys: dict[str, pa.Array],
-    ends: Sequence[np.ndarray],
+    windows: Sequence[tuple[np.ndarray, np.ndarray]],
     events: pa.Table | None,
     input_aliases: dict[str, str],
     chunk_rows: int | None = None,
 ) -> list[list[Any]]:
     """Per aggregation, the value at every spine row.
 
-    ``spine_keys`` are the join-key columns ``k<i>`` of the spine; ``ends[j]`` the window ends of
-    ``aggregations[j]`` per row; ``events`` has ``k<i>, __ts, __seq`` (arrival order) and the
+    ``spine_keys`` are the join-key columns ``k<i>`` of the spine; ``windows[j]`` the window
+    ``[start, end)`` of ``aggregations[j]`` per row (an aggregation may appear once per window of a
+    series); ``events`` has ``k<i>, __ts, __seq`` (arrival order) and the
     input columns under ``input_aliases``.
     """
-    rows = len(ends[0]) if ends else 0
+    rows = len(windows[0][1]) if windows else 0
     aggregators = [aggregator_of(a) for a in aggregations]
     partials: list[list[Any]] = [[None] * rows for _ in aggregations]
     touched = np.zeros(rows, dtype=bool)
     if events is not None and events.num_rows and rows:
-        starts = [end - a.window_ms for end, a in zip(ends, aggregations, strict=True)]
+        starts = [start for start, _ in windows]
+        ends = [end for _, end in windows]
         lo = np.minimum.reduce(starts)
         hi = np.maximum.reduce(list(ends))
         for chunk in _pairs(view, spine_keys, lo, hi, events, input_aliases, chunk_rows or PAIR_CHUNK_ROWS):

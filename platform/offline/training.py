@@ -3,18 +3,22 @@
 For each feature view of the service: read the source's Parquet files in the time range the spine
 can see, run the view's transformation (the same code the stream worker runs, in ~1M-row chunks),
 then compute every aggregation for every spine row in one DuckDB join of spine rows with events on
-the join keys and ``event_ts in [end - max_window, end)``, each aggregation restricted to its own
-window with ``FILTER`` — the windows of ``streams.windows.window_bounds`` (DESIGN.md §4).
+the join keys and ``event_ts in [end - reach, end)``, each aggregation restricted to its own
+window with ``FILTER`` — the windows of ``streams.windows.aggregation_windows`` (DESIGN.md §4):
+offsets, and one window per element of a series, are just other bounds relative to the end.
 
 A plain equi-join on the entity key would pair each spine row with *all* of its entity's events
 before the time condition filters them, which is quadratic for busy entities. So both sides also
-carry a time bucket of width ``max_window``: an event can only be in a row's range if it lies in
-one of the (at most two) buckets that range overlaps, so the join pairs each row only with events
-near its time.
+carry a time bucket of width ``reach`` (the longest window plus offset): an event can only be in
+a row's range if it lies in one of the (at most two) buckets that range overlaps, so the join
+pairs each row only with events near its time. Lifetime windows are running aggregates instead
+(``_lifetime``), and ``AggregationLeadingEdge.LATEST_EVENT_TIME`` moves each row's reference time
+first (``_latest_event_edges_ns``).
 
 That SQL computes count, sum and mean. Every other function (min, max, last, first/last(n),
 distinct, variance family, sketches) and ``Attribute`` features go through ``event_pairs``, which
-feeds the same joined events to the stream engine's own aggregators.
+feeds the same joined events to the stream engine's own aggregators, one (start, end) per row and
+window (offsets, series elements and lifetime windows alike).
 """
 
 from __future__ import annotations
@@ -38,11 +42,13 @@ from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec, Str
 from featurebus.streams.aggregations import output_dtype
 from featurebus.streams.realtime import RealtimeServicePlan
 from featurebus.streams.transform import Transformation, view_input_frame
+from featurebus.streams.windows import LATEST_EVENT_TIME, series_windows
 
 __all__ = ["get_features_for_events", "write_training_set", "training_set_from_files", "feature_column"]
 
 _CHUNK_ROWS = 1_000_000
 _DAY_MS = 86_400_000
+_NS_PER_MS = 1_000_000
 # The partial sums each function needs (a mean is sum / count, as online). These three have a
 # fast path in SQL; every other function goes through ``event_pairs`` and the engine's aggregators.
 _PARTS = {"count": ("count",), "sum": ("sum",), "mean": ("count", "sum")}
@@ -140,6 +146,39 @@ def training_set_from_files(
     return df
 
 
+# Where a needed count or sum is taken: a window relative to the row's end E, or the lifetime.
+_Window = tuple[int, int] | None
+_Need = tuple[str, str, _Window]  # (count | sum, input column, window)
+
+
+def _relative_windows(aggregation: AggregationSpec) -> list[_Window]:
+    """The windows of ``streams.windows.aggregation_windows`` relative to E (None: lifetime)."""
+    if aggregation.window_kind == "lifetime":
+        return [None]
+    if aggregation.window_kind == "series":
+        return list(series_windows(aggregation.series_start_ms, aggregation.series_end_ms,
+                                   aggregation.series_step_ms, aggregation.window_ms))
+    return [(aggregation.offset_ms - aggregation.window_ms, aggregation.offset_ms)]
+
+
+def _absolute_windows(a: AggregationSpec, view: StreamFeatureViewSpec, t_ns: np.ndarray,
+                      ends: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``[start, end)`` per spine row of each window of ``a`` (``_relative_windows`` made absolute).
+    An Attribute ends at T whatever the view's interval (DESIGN.md §4)."""
+    if a.attribute:
+        ends = window_ends_ms(t_ns, None)
+    result = []
+    for window in _relative_windows(a):
+        if window is None:
+            assert view.lifetime_start_ms is not None  # compile requires it with a LifetimeWindow
+            # streams.windows.lifetime_bounds: empty while E is not after the start.
+            result.append((np.full(len(ends), view.lifetime_start_ms, dtype=np.int64),
+                           np.maximum(ends, view.lifetime_start_ms)))
+        else:
+            result.append((ends + window[0], ends + window[1]))
+    return result
+
+
 def _view_features(
     source: StreamSourceSpec,
     workspace: str,
@@ -150,55 +189,118 @@ def _view_features(
     root: Path,
 ) -> list[np.ndarray | pd.api.extensions.ExtensionArray]:
     rows = len(spine)
+    if view.aggregation_leading_edge == LATEST_EVENT_TIME and rows:
+        t_ns = _latest_event_edges_ns(source, workspace, root, t_ns)
     ends = window_ends_ms(t_ns, view.aggregation_interval_ms)
-    bucket_ms = view.max_window_ms  # also the width of every row's [end - max_window, end)
     # One count and/or sum per (input, window), shared by the aggregations that need it.
-    needs: dict[tuple[str, str, int], str] = {}
+    needs: dict[_Need, str] = {}
     for a in aggregations:
-        for kind in _PARTS[a.function] if _in_sql(a) else ():
-            needs.setdefault((kind, a.input_column, a.window_ms), f"a{len(needs)}")
-    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    matched = np.zeros(0, dtype=np.int64)
-    events = _events(source, workspace, view, root, int(ends.min()) - bucket_ms, int(ends.max())) if rows else None
-    if events is not None and needs:
-        matched, found = _join(spine, view, events, ends, bucket_ms, needs)
+        if _in_sql(a):
+            for window in _relative_windows(a):
+                for kind in _PARTS[a.function]:
+                    needs.setdefault((kind, a.input_column, window), f"a{len(needs)}")
+    bounded = {need: alias for need, alias in needs.items() if need[2] is not None}
+    lifetime = {need: alias for need, alias in needs.items() if need[2] is None}
+    # Also the width of every row's [end - reach, end), which holds all of its bounded windows.
+    reach_ms = max((-need[2][0] for need in bounded if need[2] is not None), default=1)
     others = [a for a in aggregations if not _in_sql(a)]
-    other_ends = [window_ends_ms(t_ns, None if a.attribute else view.aggregation_interval_ms) for a in others]
-    other_values = iter(
-        aggregate_pairs(view, others, _spine_keys(spine, view, events), other_ends, events, _input_aliases(view))
-        if others else []
+    # Every window of every other aggregation as absolute [start, end) per spine row.
+    other_windows = [_absolute_windows(a, view, t_ns, ends) for a in others]
+    lo_ms = int(ends.min()) - reach_ms if rows else 0
+    hi_ms = int(ends.max()) if rows else 0
+    for start, end in (w for windows in other_windows for w in windows):
+        if rows:
+            lo_ms, hi_ms = min(lo_ms, int(start.min())), max(hi_ms, int(end.max()))
+    if lifetime:
+        assert view.lifetime_start_ms is not None  # compile requires it with a LifetimeWindow
+        lo_ms = min(lo_ms, view.lifetime_start_ms)
+    found: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    events = _events(source, workspace, view, root, lo_ms, hi_ms) if rows else None
+    if events is not None and bounded:
+        found.update(_join(spine, view, events, ends, reach_ms, bounded))
+    if events is not None and lifetime:
+        assert view.lifetime_start_ms is not None
+        found.update(_lifetime(spine, view, events, ends, view.lifetime_start_ms, lifetime))
+    flat = [(a, window) for a, windows in zip(others, other_windows, strict=True) for window in windows]
+    flat_values = iter(
+        aggregate_pairs(view, [a for a, _ in flat], _spine_keys(spine, view, events), [w for _, w in flat],
+                        events, _input_aliases(view))
+        if flat else []
     )
 
-    def scatter(kind: str, a: AggregationSpec) -> tuple[np.ndarray, np.ndarray]:
+    def scatter(kind: str, a: AggregationSpec, window: _Window) -> tuple[np.ndarray, np.ndarray]:
         """Values for every spine row (0 where no event matched) and their null mask."""
         # Counts and integer sums stay int64: exact, as the online aggregators keep them.
         exact = kind == "count" or a.input_dtype.startswith("int")
         values = np.zeros(rows, dtype=np.int64 if exact else np.float64)
         nulls = np.ones(rows, dtype=bool)
-        alias = needs[(kind, a.input_column, a.window_ms)]
+        alias = needs[(kind, a.input_column, window)]
         if alias in found:
-            values[matched], nulls[matched] = found[alias]
+            matched, column, column_nulls = found[alias]
+            values[matched], nulls[matched] = column, column_nulls
         return values, nulls
+
+    def finish(a: AggregationSpec, window: _Window) -> np.ndarray | pd.api.extensions.ExtensionArray:
+        if a.function == "count":
+            return scatter("count", a, window)[0]
+        total, no_total = scatter("sum", a, window)
+        if a.function == "sum" and output_dtype(a.function, a.input_dtype) == "int64":
+            return pd.arrays.IntegerArray(total, no_total)
+        if a.function == "sum":
+            return np.where(no_total, np.nan, total)
+        # mean, as the online aggregator computes it: sum / count, null unless finite
+        count = scatter("count", a, window)[0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = total.astype(np.float64) / count
+        return np.where(~no_total & (count > 0) & np.isfinite(mean), mean, np.nan)
 
     columns: list[np.ndarray | pd.api.extensions.ExtensionArray] = []
     for a in aggregations:
         if not _in_sql(a):
-            columns.append(feature_array(next(other_values), a.output_dtype))
+            per_window_values = [next(flat_values) for _ in _relative_windows(a)]
+            if a.window_kind == "series":
+                columns.append(feature_array([list(v) for v in zip(*per_window_values, strict=True)], a.output_dtype))
+            else:
+                columns.append(feature_array(per_window_values[0], a.output_dtype))
             continue
-        if a.function == "count":
-            columns.append(scatter("count", a)[0])
-            continue
-        total, no_total = scatter("sum", a)
-        if a.function == "sum" and output_dtype(a.function, a.input_dtype) == "int64":
-            columns.append(pd.arrays.IntegerArray(total, no_total))
-        elif a.function == "sum":
-            columns.append(np.where(no_total, np.nan, total))
-        else:  # mean, as the online aggregator computes it: sum / count, null unless finite
-            count = scatter("count", a)[0]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                mean = total.astype(np.float64) / count
-            columns.append(np.where(~no_total & (count > 0) & np.isfinite(mean), mean, np.nan))
+        per_window = [finish(a, window) for window in _relative_windows(a)]
+        columns.append(_as_lists(per_window, rows) if a.window_kind == "series" else per_window[0])
     return columns
+
+
+def _as_lists(per_window: list[np.ndarray | pd.api.extensions.ExtensionArray], rows: int) -> np.ndarray:
+    """One list per row (earliest window first, nulls as None), as serving returns a series."""
+    plain = [pd.Series(column, dtype=object).where(pd.notna(column), None).tolist() for column in per_window]
+    lists = np.empty(rows, dtype=object)
+    for row in range(rows):
+        lists[row] = [column[row] for column in plain]
+    return lists
+
+
+def _latest_event_edges_ns(source: StreamSourceSpec, workspace: str, root: Path, t_ns: np.ndarray) -> np.ndarray:
+    """``AggregationLeadingEdge.LATEST_EVENT_TIME`` offline: per spine row at T, the time just
+    after the newest event of the source before T (``streams.windows.leading_edge_ms``), or T
+    itself when there is none, as online before the first event."""
+    before_ms = -np.floor_divide(-t_ns, _NS_PER_MS)  # event < T iff event < ceil_ms(T)
+    hi_ms = int(before_ms.max())
+    files = [str(p.path) for p in list_parts(root, workspace, source.name) if p.date <= _date(hi_ms - 1)]
+    if not files:
+        return t_ns
+    ts = _quote(source.kafka.timestamp_field)
+    file_list = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    query = (
+        f"SELECT DISTINCT epoch_ms({ts}) AS t FROM read_parquet([{file_list}], union_by_name = true) "
+        f"WHERE epoch_ms({ts}) < {hi_ms} ORDER BY t"
+    )
+    with duckdb.connect() as con:
+        times = con.sql(query).to_arrow_table().column("t").to_numpy()
+    if not len(times):
+        return t_ns
+    newest = np.searchsorted(times, before_ms, side="left") - 1
+    has = newest >= 0
+    edges_ms = np.where(has, times[np.maximum(newest, 0)] + 1, 0)
+    result: np.ndarray = np.where(has, edges_ms * _NS_PER_MS, t_ns)
+    return result
 
 
 def _input_aliases(view: StreamFeatureViewSpec) -> dict[str, str]:
@@ -265,16 +367,35 @@ def _chunks(reader: pa.RecordBatchReader, source: StreamSourceSpec) -> Iterator[
         yield frame
 
 
+def _part_select(kind: str, value: str, integral: bool, condition: str) -> str:
+    """SQL for one count or sum (``condition`` is a FILTER or an OVER clause)."""
+    if kind == "count":
+        return f"count({value}) {condition}"
+    if integral:
+        return f"CAST(sum({value}) {condition} AS BIGINT)"
+    return f"fsum(CAST({value} AS DOUBLE)) {condition}"  # compensated: nearer the exact sum
+
+
+def _results(result: pa.Table, needs: dict[_Need, str]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    rows = result.column("__row").to_numpy()
+    values = {}
+    for alias in needs.values():
+        column = result.column(alias)
+        nulls = column.is_null().to_numpy(zero_copy_only=False)
+        values[alias] = (rows, column.fill_null(0).to_numpy(zero_copy_only=False), nulls)
+    return values
+
+
 def _join(
     spine: pd.DataFrame,
     view: StreamFeatureViewSpec,
     events: pa.Table,
     ends: np.ndarray,
     bucket_ms: int,
-    needs: dict[tuple[str, str, int], str],
-) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Positions of spine rows with at least one event in range, and each needed count or sum
-    there as (values, null mask)."""
+    needs: dict[_Need, str],
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Each needed count or sum over a bounded window, as (spine rows with at least one event in
+    range, values there, null mask)."""
     first = np.floor_divide(ends - bucket_ms, bucket_ms)
     second = np.floor_divide(ends - 1, bucket_ms)  # first or first + 1
     straddling = np.flatnonzero(second != first)
@@ -292,14 +413,10 @@ def _join(
     aliases = _input_aliases(view)
     integral = {a.input_column: a.input_dtype.startswith("int") for a in view.aggregations}
     selects = []
-    for (kind, name, window_ms), alias in needs.items():
-        value, condition = f"e.{aliases[name]}", f"FILTER (WHERE e.__ts >= s.__end - {window_ms})"
-        if kind == "count":
-            selects.append(f"count({value}) {condition} AS {alias}")
-        elif integral[name]:
-            selects.append(f"CAST(sum({value}) {condition} AS BIGINT) AS {alias}")
-        else:  # compensated summation: nearer the exact sum than either side's summation order
-            selects.append(f"fsum(CAST({value} AS DOUBLE)) {condition} AS {alias}")
+    for (kind, name, window), alias in needs.items():
+        assert window is not None
+        condition = f"FILTER (WHERE e.__ts >= s.__end + {window[0]} AND e.__ts < s.__end + {window[1]})"
+        selects.append(f"{_part_select(kind, f'e.{aliases[name]}', integral[name], condition)} AS {alias}")
     on = " AND ".join([f"e.k{i} = s.k{i}" for i in range(len(view.join_keys))] + ["e.__b = s.__b"])
     query = (
         f"SELECT s.__row, {', '.join(selects)} FROM spine_table s JOIN events e ON {on} "
@@ -308,13 +425,47 @@ def _join(
     with duckdb.connect() as con:
         con.register("spine_table", spine_table)
         con.register("events", events)
-        result = con.sql(query).to_arrow_table()
-    values = {}
-    for alias in needs.values():
-        column = result.column(alias)
-        nulls = column.is_null().to_numpy(zero_copy_only=False)
-        values[alias] = (column.fill_null(0).to_numpy(zero_copy_only=False), nulls)
-    return result.column("__row").to_numpy(), values
+        return _results(con.sql(query).to_arrow_table(), needs)
+
+
+def _lifetime(
+    spine: pd.DataFrame,
+    view: StreamFeatureViewSpec,
+    events: pa.Table,
+    ends: np.ndarray,
+    lifetime_start_ms: int,
+    needs: dict[_Need, str],
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Each needed count or sum over ``[lifetime_start, E)`` for every spine row.
+
+    A join would pair each row with all earlier events of its entity (quadratic for busy ones);
+    instead spine rows and events go into one sequence per entity, ordered by time with a row
+    before the events at its own E (the window is half-open), and running aggregates over it
+    are read off at the rows: one sort, O(n log n).
+    """
+    take = pa.array(np.arange(len(spine), dtype=np.int64))
+    keys = _spine_keys(spine, view, events)
+    spine_table = pa.table({"__row": take, **keys, "__t": pa.array(ends, type=pa.int64()),
+                            "__o": pa.array(np.zeros(len(spine), dtype=np.int8))})
+    aliases = _input_aliases(view)
+    integral = {a.input_column: a.input_dtype.startswith("int") for a in view.aggregations}
+    key_columns = [f"k{i}" for i in range(len(view.join_keys))]
+    selects = [
+        f"{_part_select(kind, aliases[name], integral[name], 'OVER w')} AS {alias}" for (kind, name, _), alias in needs.items()
+    ]
+    not_null = " AND ".join(f"{k} IS NOT NULL" for k in key_columns)
+    query = (
+        f"WITH u AS (SELECT {', '.join(key_columns)}, __ts AS __t, CAST(1 AS TINYINT) AS __o, "
+        f"{', '.join(sorted(set(aliases.values())))} FROM events WHERE __ts >= {lifetime_start_ms} AND {not_null} "
+        f"UNION ALL BY NAME SELECT * FROM spine_table) "
+        f"SELECT __row, {', '.join(selects)} FROM u "
+        f"WINDOW w AS (PARTITION BY {', '.join(key_columns)} ORDER BY __t, __o ROWS UNBOUNDED PRECEDING) "
+        f"QUALIFY __o = 0"
+    )
+    with duckdb.connect() as con:
+        con.register("spine_table", spine_table)
+        con.register("events", events)
+        return _results(con.sql(query).to_arrow_table(), needs)
 
 
 def _spine_keys(spine: pd.DataFrame, view: StreamFeatureViewSpec, events: pa.Table | None) -> dict[str, pa.Array]:

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec
+
 
 @dataclass(frozen=True)
 class Event:
@@ -23,9 +25,24 @@ class Event:
     value: Any
 
 
-def window_of(t_ms: int, window_ms: int, interval_ms: int | None) -> tuple[int, int]:
-    end = t_ms if interval_ms is None else (t_ms // interval_ms) * interval_ms
+def window_of(t_ms: int, window_ms: int, interval_ms: int | None, offset_ms: int = 0) -> tuple[int, int]:
+    end = (t_ms if interval_ms is None else (t_ms // interval_ms) * interval_ms) + offset_ms
     return end - window_ms, end
+
+
+def windows_of(t_ms: int, agg: AggregationSpec, interval_ms: int | None, lifetime_start_ms: int | None) -> list[tuple[int, int]]:
+    """Every window of ``agg`` at ``t_ms``, from the definitions in DESIGN.md §4 and Tecton's docs."""
+    anchor = t_ms if interval_ms is None else (t_ms // interval_ms) * interval_ms
+    if agg.window_kind == "lifetime":
+        assert lifetime_start_ms is not None
+        return [(lifetime_start_ms, anchor)]
+    if agg.window_kind == "series":
+        windows, start = [], agg.series_start_ms
+        while start + agg.window_ms <= agg.series_end_ms:
+            windows.append((anchor + start, anchor + start + agg.window_ms))
+            start += agg.series_step_ms
+        return windows
+    return [window_of(t_ms, agg.window_ms, interval_ms, agg.offset_ms)]
 
 
 def _last_n(values: list[Any], n: int) -> list[Any]:
@@ -93,7 +110,22 @@ def feature_value(events: Iterable[Event], entity: tuple[Any, ...], t_ms: int, f
     return aggregate(function, [e.value for e in inside], **params)
 
 
+def value_of(events: Sequence[Event], entity: tuple[Any, ...], t_ms: int, agg: AggregationSpec,
+             view: StreamFeatureViewSpec) -> Any:
+    """The value of any window kind: a list (earliest window first) for a series."""
+    interval_ms = None if agg.attribute else view.aggregation_interval_ms  # Attributes are continuous
+    ordered = sorted((e for e in events if e.entity == entity), key=lambda e: e.ts_ms)
+    values = [
+        aggregate(agg.function, [e.value for e in ordered if start <= e.ts_ms < end], n=agg.n,
+                  percentile=agg.percentile, keep_nulls=agg.attribute)
+        for start, end in windows_of(t_ms, agg, interval_ms, view.lifetime_start_ms)
+    ]
+    return values if agg.window_kind == "series" else values[0]
+
+
 def close(a: Any, b: Any, rel: float = 1e-9) -> bool:
+    if isinstance(a, list) or isinstance(b, list):
+        return isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and all(map(close, a, b))
     if a is None or b is None:
         return a is None and b is None
     return abs(float(a) - float(b)) <= rel * max(1.0, abs(float(a)), abs(float(b)))

@@ -124,7 +124,7 @@ CASES: list[tuple[str, Callable[[], Any], str, str]] = [
     ("interval that is not a timedelta", _plan(_view(aggregation_interval=600)), "StreamFeatureView 'user_clicks'",
      "Pass e.g. aggregation_interval=timedelta(hours=1)"),
     ("window not a multiple of the interval", _plan(_view(aggregation_interval=timedelta(minutes=7))),
-     "StreamFeatureView 'user_clicks'", "Make every time_window a multiple of the aggregation_interval"),
+     "StreamFeatureView 'user_clicks'", "Make every time_window (window size, offset, series bounds) a multiple of the aggregation_interval"),
     ("sum over a string column", _plan(_view(features=[_sum("page", String)])), "StreamFeatureView 'user_clicks'",
      "use 'count' or change the column's type"),
     ("unknown aggregation function", _plan(_view(features=[_sum(function="median")])), "StreamFeatureView 'user_clicks'",

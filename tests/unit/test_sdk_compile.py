@@ -82,7 +82,7 @@ def _error(make):  # type: ignore[no-untyped-def]
         (lambda: _view(entities=[]), ["entities"]),
         (lambda: _view(features=[]), ["features"]),
         (lambda: compile_workspace("w", [_view(aggregation_interval=timedelta(minutes=7))]),
-         ["not a multiple of aggregation_interval", "Make every time_window a multiple"]),
+         ["the window (1h) is not a multiple of aggregation_interval (7m)", "Make every time_window"]),
         (lambda: compile_workspace("w", [_view(features=[Aggregate(function="sum", time_window=timedelta(hours=1), input_column=Field("page", String))])]),
          ["numeric input column", "'count'"]),
         (lambda: compile_workspace("w", [_view(features=[Aggregate(function="median", time_window=timedelta(hours=1), input_column=Field("price", Float64))])]),
@@ -172,15 +172,72 @@ def test_attributes_compile_to_a_null_keeping_last_over_the_ttl() -> None:
     ]
 
 
-def test_version_one_specs_still_read() -> None:
+# -- window kinds ------------------------------------------------------------------------------
+
+from datetime import UTC, datetime  # noqa: E402
+
+from featurebus import AggregationLeadingEdge, LifetimeWindow, TimeWindow, TimeWindowSeries  # noqa: E402
+
+PRICE = Field("price", Float64)
+START = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _windowed(*windows: object, **overrides: object):  # type: ignore[no-untyped-def]
+    features = [Aggregate(function="sum", time_window=w, input_column=PRICE) for w in windows]
+    return _view(features=features, **overrides)
+
+
+def test_window_kinds_compile_with_tecton_names_and_fields() -> None:
+    view = _windowed(
+        TimeWindow(window_size=timedelta(hours=1), offset=-timedelta(days=1)),
+        LifetimeWindow(),
+        TimeWindowSeries(series_start=-timedelta(days=7), window_size=timedelta(days=1)),
+        TimeWindowSeries(series_start=-timedelta(hours=3), series_end=-timedelta(hours=1), step_size=timedelta(minutes=30),
+                         window_size=timedelta(hours=1)),
+        aggregation_interval=timedelta(minutes=10), lifetime_start_time=START,
+        aggregation_leading_edge=AggregationLeadingEdge.LATEST_EVENT_TIME,
+    )
+    spec = compile_workspace("w", [view])
+    v = spec.view("user_clicks")
+    assert [a.name for a in v.aggregations] == [
+        "price_sum_1h_10m_offset_1d",  # Tecton: {window}_{interval}_offset_{-offset}
+        "price_sum_lifetime_10m",
+        "price_sum_1d_10m_series_7d_0s_1d",  # Tecton: _series_{-start}_{-end}_{step}
+        "price_sum_1h_10m_series_3h_1h_30m",
+    ]
+    offset, lifetime, week, hours = v.aggregations
+    assert (offset.window_kind, offset.window_ms, offset.offset_ms) == ("time", 3_600_000, -86_400_000)
+    assert (lifetime.window_kind, lifetime.reach_ms) == ("lifetime", None)
+    assert (week.window_kind, week.series_start_ms, week.series_end_ms, week.series_step_ms) == (
+        "series", -7 * 86_400_000, 0, 86_400_000)  # step_size defaults to window_size
+    assert week.output_dtype == "array<float64>" and hours.series_step_ms == 1_800_000
+    assert v.lifetime_start_ms == int(START.timestamp() * 1000)
+    assert v.aggregation_leading_edge == "latest_event_time"
+    assert v.max_reach_ms == 7 * 86_400_000
+    assert WorkspaceSpec.from_json(spec.to_json()) == spec
+
+
+def test_defaults_follow_tecton() -> None:
+    v = compile_workspace("w", [_windowed(TimeWindow(timedelta(hours=1)))]).view("user_clicks")
+    assert v.aggregation_leading_edge == "wall_clock_time" and v.lifetime_start_ms is None
+    assert v.aggregations[0].name == "price_sum_1h_continuous"  # a zero offset adds nothing
+    unspecified = _windowed(timedelta(hours=1), aggregation_leading_edge=AggregationLeadingEdge.UNSPECIFIED)
+    assert compile_workspace("w", [unspecified]).view("user_clicks").aggregation_leading_edge == "wall_clock_time"
+    naive = _windowed(LifetimeWindow(), lifetime_start_time=datetime(2024, 1, 1))  # naive: UTC
+    assert compile_workspace("w", [naive]).view("user_clicks").lifetime_start_ms == int(START.timestamp() * 1000)
+
+
+def test_format_1_workspace_documents_still_read() -> None:
     import orjson
 
     spec = compile_workspace("w", [_view()])
     raw = orjson.loads(spec.to_json())
     raw["format_version"] = 1
     for view in raw["stream_feature_views"]:
+        del view["lifetime_start_ms"], view["aggregation_leading_edge"]
         for agg in view["aggregations"]:
-            for key in ("n", "percentile", "precision", "attribute"):
+            for key in ("n", "percentile", "precision", "attribute",
+                        "window_kind", "offset_ms", "series_start_ms", "series_end_ms", "series_step_ms"):
                 del agg[key]
     assert WorkspaceSpec.from_json(orjson.dumps(raw)) == spec
 
@@ -190,6 +247,7 @@ HOUR_WINDOW = timedelta(hours=1)
 
 def _with(function, column=Field("price", Float64)):  # type: ignore[no-untyped-def]
     return lambda: compile_workspace("w", [_view(features=[Aggregate(function=function, time_window=HOUR_WINDOW, input_column=column)])])
+_HOUR = timedelta(hours=1)
 
 
 @pytest.mark.parametrize(
@@ -214,6 +272,47 @@ def _with(function, column=Field("price", Float64)):  # type: ignore[no-untyped-
     ],
 )
 def test_invalid_aggregation_parameters_name_the_view_the_line_and_the_fix(make, must_say: list[str]) -> None:  # type: ignore[no-untyped-def]
+    message = _error(make)
+    for text in must_say:
+        assert text in message, message
+    assert re.search(THIS_FILE + r":\d+", message), message
+
+
+@pytest.mark.parametrize(
+    ("make", "must_say"),
+    [
+        (lambda: compile_workspace("w", [_windowed(TimeWindow(_HOUR, offset=-timedelta(minutes=15)),
+                                                   aggregation_interval=timedelta(minutes=10))]),
+         ["StreamFeatureView 'user_clicks'", "feature 'price_sum'", "the offset (-15m) is not a multiple of "
+          "aggregation_interval (10m)", "Make every time_window"]),
+        (lambda: compile_workspace("w", [_windowed(TimeWindow(_HOUR, offset=timedelta(days=1)))]),
+         ["offset must be zero or negative", "offset=-1d"]),
+        (lambda: compile_workspace("w", [_windowed(LifetimeWindow())]),
+         ["uses a LifetimeWindow but the view has no lifetime_start_time", "Pass lifetime_start_time="]),
+        (lambda: compile_workspace("w", [_windowed(LifetimeWindow(), lifetime_start_time=START + timedelta(minutes=3),
+                                                   aggregation_interval=timedelta(minutes=10))]),
+         ["lifetime_start_time", "not a multiple of aggregation_interval (10m)"]),
+        (lambda: compile_workspace("w", [_windowed(TimeWindowSeries(series_start=-timedelta(hours=10), step_size=timedelta(hours=4),
+                                                                    window_size=_HOUR))]),
+         ["step_size (4h) does not divide series_end - series_start - window_size (9h)", "Choose a step_size"]),
+        (lambda: compile_workspace("w", [_windowed(TimeWindowSeries(series_start=-_HOUR, window_size=_HOUR))]),
+         ["a single window", "plain TimeWindow"]),
+        (lambda: compile_workspace("w", [_windowed(TimeWindowSeries(series_start=_HOUR, window_size=_HOUR))]),
+         ["series_start must be negative", "series_start=-timedelta(days=7)"]),
+        (lambda: compile_workspace("w", [_windowed(TimeWindowSeries(series_start=-_HOUR, window_size=2 * _HOUR))]),
+         ["longer than the series", "smaller window_size"]),
+        (lambda: compile_workspace("w", [_windowed(TimeWindowSeries(series_start=-2 * _HOUR, window_size=_HOUR,
+                                                                    series_end=-timedelta(minutes=5)),
+                                                   aggregation_interval=timedelta(minutes=10))]),
+         ["series_end (-5m) is not a multiple of aggregation_interval"]),
+        (lambda: compile_workspace("w", [_windowed(TimeWindow(timedelta(0)))]), ["window_size", "positive"]),
+        (lambda: Aggregate(function="sum", time_window="1h", input_column=PRICE),  # type: ignore[arg-type]
+         ["Aggregate 'price_sum'", "LifetimeWindow or TimeWindowSeries"]),
+        (lambda: _windowed(_HOUR, aggregation_leading_edge="latest"), ["aggregation_leading_edge must be an AggregationLeadingEdge"]),
+        (lambda: _windowed(LifetimeWindow(), lifetime_start_time="2024-01-01"), ["lifetime_start_time must be a datetime"]),
+    ],
+)
+def test_invalid_windows_name_the_view_the_line_and_the_fix(make, must_say: list[str]) -> None:  # type: ignore[no-untyped-def]
     message = _error(make)
     for text in must_say:
         assert text in message, message

@@ -411,3 +411,104 @@ def test_rows_whose_pairs_span_several_chunks_merge_their_partials(tmp_path: Pat
         want = feature_value(oracle_events[agg.input_column], ("a",), T0, agg.function, agg.window_ms, None,
                              **oracle_params(agg))
         assert matches(agg.function, _plain(chunked[f"every__{agg.name}"].iloc[0]), want, agg.precision), agg.name
+# -- window kinds: offsets, lifetime, series, and the leading edge ----------------------------
+
+import dataclasses  # noqa: E402
+
+from tests.support.oracle import Event as OracleEvent  # noqa: E402
+from tests.support.oracle import close, value_of  # noqa: E402
+from tests.support.window_specs import windowed_workspace  # noqa: E402
+
+
+def _windowed_view(name: str, interval_ms: int | None, edge: str) -> StreamFeatureViewSpec:
+    view = windowed_workspace(T0, interval_ms, leading_edge=edge).stream_feature_views[0]
+    return dataclasses.replace(view, name=name, source=SOURCE.name, transformation=IDENTITY)
+
+
+WINDOWED = tuple(
+    _windowed_view(f"w_{label}_{edge[:6]}", interval, edge)
+    for label, interval in (("cont", None), ("tiled", INTERVAL))
+    for edge in ("wall_clock_time", "latest_event_time")
+)
+WINDOWED_SPEC = dataclasses.replace(
+    SPEC,
+    stream_feature_views=WINDOWED,
+    feature_services=(FeatureServiceSpec(
+        "svc", tuple(FeatureSelectionSpec(v.name, tuple(a.name for a in v.aggregations)) for v in WINDOWED)),),
+)
+
+
+def _reference_time(events: list[Event], t_ms: int, view: StreamFeatureViewSpec) -> int:
+    """LATEST_EVENT_TIME: just after the newest source event before T (any entity), else T."""
+    if view.aggregation_leading_edge == "wall_clock_time":
+        return t_ms
+    before = [ts for _, ts, _ in events if ts < t_ms]
+    return max(before) + 1 if before else t_ms
+
+
+def _assert_windowed_matches_oracle(result: pd.DataFrame, spine: pd.DataFrame, events: list[Event]) -> None:
+    history = [OracleEvent((u,), ts, amount) for u, ts, amount in events]
+    for position in range(len(spine)):
+        user = spine["user_id"].iloc[position]
+        t_ms = int(spine["at"].iloc[position].value // 1_000_000)
+        for view in WINDOWED:
+            reference = _reference_time(events, t_ms, view)
+            for a in view.aggregations:
+                expected = value_of(history, (user,), reference, a, view)
+                got = result[f"{view.name}__{a.name}"].iloc[position]
+                if isinstance(got, list):
+                    pass
+                elif got is pd.NA or (isinstance(got, float) and math.isnan(got)):
+                    got = None
+                else:
+                    got = got.item() if hasattr(got, "item") else got
+                where = f"row {position} ({user}, T={t_ms - T0} ms after T0) {view.name}__{a.name}"
+                assert close(got, expected), f"{where}: {got} != {expected}"
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_window_kinds_match_the_brute_force_oracle(data: st.DataObject) -> None:
+    spine_rows = data.draw(
+        st.lists(st.tuples(st.sampled_from(["a", "b", "nobody"]), _OFFSETS.map(lambda o: T0 + o)), min_size=1, max_size=12)
+    )
+    amounts = st.one_of(st.none(), st.floats(-1000, 1000, allow_nan=False), st.integers(-5, 5).map(float))
+    events: list[Event] = []
+    for user, t in spine_rows:  # events on the edges each row's windows define
+        tile_end = (t // INTERVAL) * INTERVAL
+        edges = [t + d for d in (0, 1, -1, -HOUR, -90 * MINUTE, -2 * HOUR, -10 * MINUTE)]
+        edges += [tile_end + d for d in (0, -1, -HOUR, -90 * MINUTE, -2 * HOUR)] + [T0 + 20 * MINUTE, T0 + 20 * MINUTE - 1]
+        picked = data.draw(st.lists(st.tuples(st.sampled_from(edges), amounts), max_size=4))
+        events.extend((user, at, amount) for at, amount in picked)
+    events += data.draw(st.lists(st.tuples(st.sampled_from(["a", "b", None]), _OFFSETS.map(lambda o: T0 + o), amounts),
+                                 max_size=40))
+    spine = _spine(spine_rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        _write_events(Path(tmp), events)
+        result = get_features_for_events(WINDOWED_SPEC, "svc", spine, Path(tmp))
+    pd.testing.assert_frame_equal(result[spine.columns], spine)
+    _assert_windowed_matches_oracle(result, spine, events)
+
+
+def test_latest_event_time_with_events_only_at_or_after_t(tmp_path: Path) -> None:
+    _write_events(tmp_path, [("a", T0, 1.0), ("a", T0 + 5, 2.0)], files=1)
+    result = get_features_for_events(WINDOWED_SPEC, "svc", _spine([("a", T0)]), tmp_path)
+    assert result[f"{WINDOWED[1].name}__amount_count_lifetime"].tolist() == [0]  # the edge stays at T
+
+
+def test_window_kinds_on_rows_without_events(tmp_path: Path) -> None:
+    _write_events(tmp_path, [("a", T0 + HOUR, 3.0)], files=1)
+    result = get_features_for_events(WINDOWED_SPEC, "svc", _spine([("nobody", T0 + 2 * HOUR), ("a", T0)]), tmp_path)
+    view = WINDOWED[0].name
+    assert result[f"{view}__amount_count_lifetime"].tolist() == [0, 0]
+    assert result[f"{view}__amount_sum_lifetime"].isna().all()
+    assert result[f"{view}__amount_count_40m_series"].tolist() == [[0] * 8, [0] * 8]
+    assert result[f"{view}__amount_mean_40m_series"].tolist() == [[None] * 8, [None] * 8]
+    # LATEST_EVENT_TIME: no event before either row's time but a's own at T0 + 1 h, which is after
+    # T0, so the second row keeps T0 as its edge; nothing counts for "nobody" either way.
+    assert result[f"{WINDOWED[1].name}__amount_count_lifetime"].tolist() == [0, 0]
+    # Half an hour past the event's hour: the wall clock's 1 h window has left it behind, the
+    # latest event time's (ending just after it) still holds it.
+    late = get_features_for_events(WINDOWED_SPEC, "svc", _spine([("a", T0 + 2 * HOUR + 30 * MINUTE)]), tmp_path)
+    assert late[f"{WINDOWED[0].name}__amount_sum_1h"].isna().all()
+    assert late[f"{WINDOWED[1].name}__amount_sum_1h"].tolist() == [3.0]
