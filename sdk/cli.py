@@ -449,11 +449,10 @@ def key_revoke(key_id: str, bootstrap: Bootstrap = None) -> None:
 
 def _workspace_defaults(command: Any, selected: str) -> dict[str, Any]:
     """click's ``default_map``: the selected workspace as the default of every ``--workspace``."""
-    import click
-
     defaults: dict[str, Any] = {}
-    if isinstance(command, click.Group):
-        for name, sub in command.commands.items():
+    subcommands = getattr(command, "commands", None)  # a group (typer vendors its own click: no isinstance)
+    if isinstance(subcommands, dict):
+        for name, sub in subcommands.items():
             nested = _workspace_defaults(sub, selected)
             if nested:
                 defaults[name] = nested
