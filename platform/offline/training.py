@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from featurebus.exceptions import InvalidRequestError, NotFoundError
 from featurebus.platform.offline.event_pairs import aggregate_pairs, feature_array
-from featurebus.platform.offline.locations import OfflineLocations, require_locations
+from featurebus.platform.offline.locations import OfflineLocations, offline_locations, require_locations
 from featurebus.platform.offline.realtime import realtime_training_columns
 from featurebus.platform.offline.spine import check_join_key_types, spine_times_ns, timestamp_column, window_ends_ms
 from featurebus.platform.offline.store import list_parts, open_store
@@ -141,7 +141,10 @@ def training_set_from_files(
         spine[timestamp_key] = pd.to_datetime(spine[timestamp_key], utc=True)
     else:
         spine = pd.read_parquet(spine_path)
-    df = get_features_for_events(specs[workspace], service, spine, Path(root), timestamp_key)
+    spec = specs[workspace]
+    # A development workspace reads what live workspaces materialized (offline/locations.py).
+    offline_data = None if spec.live else offline_locations(spec, specs)
+    df = get_features_for_events(spec, service, spine, Path(root), timestamp_key, offline_data)
     write_training_set(df, output_path)
     return df
 
