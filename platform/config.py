@@ -6,13 +6,14 @@ local broker started by ``featurebus kafka start`` / ``featurebus up`` (recorded
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-from featurebus.exceptions import KafkaUnavailableError
+from featurebus.exceptions import InvalidRequestError, KafkaUnavailableError
 from featurebus.platform.kafka.broker import LocalKafka, kafka_bootstrap_from_env
 
-__all__ = ["home_dir", "kafka_state_dir", "resolve_bootstrap", "DEFAULT_WORKSPACE"]
+__all__ = ["home_dir", "kafka_state_dir", "resolve_bootstrap", "select_workspace", "selected_workspace", "DEFAULT_WORKSPACE"]
 
 DEFAULT_WORKSPACE = "default"
 
@@ -39,3 +40,37 @@ def resolve_bootstrap(explicit: str | None = None) -> str:
         "no Kafka cluster configured: run `featurebus up` (or `featurebus kafka start`), "
         "or set FEATUREBUS_KAFKA_BOOTSTRAP=host:port"
     )
+
+
+def _settings_path(home: Path | None) -> Path:
+    return (home or home_dir()) / "config.json"
+
+
+def selected_workspace(home: Path | None = None) -> str:
+    """The workspace `featurebus workspace select` chose, the default of every ``--workspace``."""
+    path = _settings_path(home)
+    try:
+        settings = json.loads(path.read_text())
+    except FileNotFoundError:
+        return DEFAULT_WORKSPACE
+    except ValueError as exc:
+        raise InvalidRequestError(f"{path} is not valid JSON ({exc}); fix it or delete it") from exc
+    workspace = settings.get("workspace") if isinstance(settings, dict) else None
+    return workspace if isinstance(workspace, str) and workspace else DEFAULT_WORKSPACE
+
+
+def select_workspace(name: str, home: Path | None = None) -> Path:
+    path = _settings_path(home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    settings: dict[str, object] = {}
+    if path.exists():
+        try:
+            loaded = json.loads(path.read_text())
+            settings = loaded if isinstance(loaded, dict) else {}
+        except ValueError:
+            settings = {}  # replaced by a valid file below
+    settings["workspace"] = name
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(settings, indent=2) + "\n")
+    tmp.replace(path)  # atomic: a concurrent command reads the old or the new choice
+    return path

@@ -404,7 +404,10 @@ class OnlineMaterializer:
                 _SKIPPED.labels(REGISTRY_TOPIC).inc()
                 _log.error("skipping unreadable spec of workspace %r (keeping the previous one): %s", workspace, exc)
                 return
-            specs[workspace] = spec
+            if spec.live:
+                specs[workspace] = spec
+            else:  # a development workspace is never materialized nor served: to serving it does not exist
+                specs.pop(workspace, None)
         self._feature_topics = {
             feature_topic(ws, view.name): online_view_name(ws, view.name)
             for ws, spec in specs.items()

@@ -4,6 +4,12 @@
 serving replicas follow; ``featurebus.registry-history`` (compacted, key = "<workspace>@<version>",
 so nothing is ever compacted away) keeps every version. An apply writes both in one Kafka
 transaction: readers (read_committed) see the new version everywhere or nowhere.
+
+Workspaces are these same records (see ``featurebus.platform.workspaces``): ``workspace create``
+writes version 0, an empty spec carrying the ``live`` flag; every apply keeps the flag of the
+version it replaces; ``workspace delete`` writes tombstones for the registry record and every
+history record. One topic is the single source of truth, so a reader never sees a workspace
+without its flag, or a spec of a workspace that does not exist.
 """
 
 from __future__ import annotations
@@ -20,7 +26,15 @@ from featurebus.platform.producer import producer_config
 from featurebus.platform.topics import REGISTRY_HISTORY_TOPIC, REGISTRY_TOPIC
 from featurebus.schemas.specs import WorkspaceSpec
 
-__all__ = ["apply_workspace", "read_history", "read_registry", "read_version", "wait_for_workspace"]
+__all__ = [
+    "apply_workspace",
+    "publish_records",
+    "read_history",
+    "read_registry",
+    "read_version",
+    "registry_topics",
+    "wait_for_workspace",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,37 +65,68 @@ def read_version(bootstrap: str, workspace: str, version: int) -> WorkspaceSpec:
     raise NotFoundError(f"workspace {workspace!r} has no version {version} (applied versions: {known})")
 
 
-def apply_workspace(bootstrap: str, spec: WorkspaceSpec) -> WorkspaceSpec:
-    """Publish ``spec`` as the workspace's next version, atomically with its history record."""
-    # Push topics exist from the moment a push source is applied, so ingestion can write at once.
-    push_topics = [TopicConfig(t, PUSH_TOPIC_PARTITIONS) for s in spec.stream_sources if s.push for t in s.kafka.topics]
-    ensure_topics(bootstrap, [TopicConfig(REGISTRY_TOPIC, 1, compacted=True),
-                              TopicConfig(REGISTRY_HISTORY_TOPIC, 1, compacted=True), *push_topics])
-    current = read_registry(bootstrap).get(spec.name)
-    versioned = dataclasses.replace(
-        spec, version=(current.version if current else 0) + 1, applied_at_ms=int(time.time() * 1000)
-    )
-    payload = versioned.to_json()
+def registry_topics() -> list[TopicConfig]:
+    return [TopicConfig(REGISTRY_TOPIC, 1, compacted=True), TopicConfig(REGISTRY_HISTORY_TOPIC, 1, compacted=True)]
+
+
+def history_key(workspace: str, version: int) -> bytes:
+    return f"{workspace}@{version:010d}".encode()
+
+
+def publish_records(bootstrap: str, workspace: str, records: list[tuple[str, bytes, bytes | None]], action: str) -> None:
+    """Write ``(topic, key, value or None for a tombstone)`` records in one Kafka transaction."""
     # One transactional id per workspace: a second apply racing this one fences it off instead
     # of interleaving with it.
-    producer = Producer(producer_config(bootstrap, **{"transactional.id": f"featurebus.registry.{spec.name}"}))
+    producer = Producer(producer_config(bootstrap, **{"transactional.id": f"featurebus.registry.{workspace}"}))
     try:
         producer.init_transactions(_TRANSACTION_TIMEOUT_S)
         producer.begin_transaction()
-        producer.produce(REGISTRY_HISTORY_TOPIC, key=f"{spec.name}@{versioned.version:010d}".encode(), value=payload)
-        producer.produce(REGISTRY_TOPIC, key=spec.name.encode("utf-8"), value=payload)
+        for topic, key, value in records:
+            producer.produce(topic, key=key, value=value)
         producer.commit_transaction(_TRANSACTION_TIMEOUT_S)
     except KafkaException as exc:
-        raise KafkaUnavailableError(f"applying workspace {spec.name!r} failed: {exc}. {unreachable_hint(bootstrap)}") from exc
+        raise KafkaUnavailableError(f"{action} workspace {workspace!r} failed: {exc}. {unreachable_hint(bootstrap)}") from exc
+
+
+def apply_workspace(bootstrap: str, spec: WorkspaceSpec, *, create_live: bool = True) -> WorkspaceSpec:
+    """Publish ``spec`` as the workspace's next version, atomically with its history record.
+
+    The workspace keeps the ``live`` flag it was created with. Applying to a workspace that does
+    not exist creates it live (this library call backs ``featurebus up``, the demo and tests),
+    unless ``create_live=False``: then it fails as ``featurebus apply`` does, naming the command
+    that creates it.
+    """
+    # Push topics exist from the moment a push source is applied, so ingestion can write at once.
+    push_topics = [TopicConfig(t, PUSH_TOPIC_PARTITIONS) for s in spec.stream_sources if s.push for t in s.kafka.topics]
+    ensure_topics(bootstrap, [*registry_topics(), *push_topics])
+    current = read_registry(bootstrap).get(spec.name)
+    if current is None and not create_live:
+        raise NotFoundError(
+            f"workspace {spec.name!r} does not exist; create it first with `featurebus workspace create {spec.name}` "
+            f"(development: definitions only) or `featurebus workspace create {spec.name} --live` (materialized and served)"
+        )
+    versioned = dataclasses.replace(
+        spec,
+        version=(current.version if current else 0) + 1,
+        applied_at_ms=int(time.time() * 1000),
+        live=current.live if current else True,
+    )
+    payload = versioned.to_json()
+    publish_records(bootstrap, spec.name, [(REGISTRY_HISTORY_TOPIC, history_key(spec.name, versioned.version), payload),
+                                           (REGISTRY_TOPIC, spec.name.encode("utf-8"), payload)], "applying")
     return versioned
 
 
 def wait_for_workspace(bootstrap: str, workspace: str, poll_s: float = 1.0) -> WorkspaceSpec:
-    """Block until the workspace has been applied: processes may start before ``apply``."""
+    """Block until the workspace has been applied: processes may start before ``apply``.
+
+    A development workspace is returned as soon as it exists (callers refuse to materialize
+    it); a live one once its first version is applied (version 0 is the empty created record).
+    """
     announced = False
     while True:
         spec = read_registry(bootstrap).get(workspace)
-        if spec is not None:
+        if spec is not None and (spec.version > 0 or not spec.live):
             return spec
         if not announced:
             log.warning("waiting for workspace %r to be applied (`featurebus apply`)", workspace)

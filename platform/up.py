@@ -14,7 +14,7 @@ from types import TracebackType
 
 import httpx
 
-from featurebus.exceptions import KafkaUnavailableError
+from featurebus.exceptions import InvalidRequestError, KafkaUnavailableError
 from featurebus.platform.kafka.broker import LocalKafka, kafka_bootstrap_from_env
 from featurebus.platform.kafka.runtime import free_port_pair
 from featurebus.platform.supervisor import Supervisor
@@ -51,6 +51,7 @@ class LocalPlatform:
                 self._kafka = LocalKafka(self.home / "kafka").start()
                 self.bootstrap = self._kafka.bootstrap
                 self.kafka_started_in_s = self._kafka.started_in_s
+            self._ensure_live_workspace()
             common = ["--bootstrap", self.bootstrap, "--home", str(self.home)]
             self._supervisor.start("worker", ["worker", "--workspace", self.workspace, *common])
             self._supervisor.start("serving", ["serve", "--port", str(self.port), *common])
@@ -60,6 +61,21 @@ class LocalPlatform:
             self.stop()
             raise
         return self
+
+    def _ensure_live_workspace(self) -> None:
+        """`featurebus up --workspace W` materializes W: create it live when it does not exist yet,
+        so `up` then `apply` works as before workspaces had to be created."""
+        from featurebus.platform.registry import read_registry
+        from featurebus.platform.workspaces import create_workspace
+
+        existing = read_registry(self.bootstrap).get(self.workspace)
+        if existing is None:
+            create_workspace(self.bootstrap, self.workspace, live=True)
+        elif not existing.live:
+            raise InvalidRequestError(
+                f"workspace {self.workspace!r} is a development workspace and is never materialized; run "
+                "`featurebus up` with a live workspace (`featurebus workspace create NAME --live`)"
+            )
 
     def wait_serving(self, timeout_s: float) -> None:
         """Wait for the serving process to answer ``/health`` (it may still be catching up)."""

@@ -261,6 +261,10 @@ class WorkspaceSpec:
     realtime_feature_views: tuple[RealtimeFeatureViewSpec, ...] = ()
     version: int = 0  # assigned by the registry on apply
     applied_at_ms: int = 0  # assigned by the registry on apply
+    # Set by `featurebus workspace create [--live]` and kept by every apply: development workspaces
+    # (False) hold definitions only and are never materialized. Records written before
+    # workspaces existed lack the field and read as live, as everything was then materialized.
+    live: bool = True
     format_version: int = field(default=SPEC_FORMAT_VERSION)
 
     def source(self, name: str) -> StreamSourceSpec:

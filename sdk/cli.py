@@ -26,7 +26,10 @@ app = typer.Typer(help="featurebus: features as code, computed from Kafka, serve
 kafka_app = typer.Typer(help="A local single-node Kafka (KRaft) for development.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys scoped to a workspace.", no_args_is_help=True)
 registry_app = typer.Typer(help="The versioned registry of applied definitions.", no_args_is_help=True)
+workspace_app = typer.Typer(help="Workspaces: live ones are materialized and served, development ones hold "
+                                 "definitions only.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
+app.add_typer(workspace_app, name="workspace")
 app.add_typer(keys_app, name="api-key")
 app.add_typer(registry_app, name="registry")
 
@@ -35,7 +38,8 @@ err = Console(stderr=True, soft_wrap=True)
 
 Bootstrap = Annotated[str | None, typer.Option("--bootstrap", help="Kafka bootstrap (default: FEATUREBUS_KAFKA_BOOTSTRAP or the local broker).")]
 Home = Annotated[Path | None, typer.Option("--home", help="State directory (default: FEATUREBUS_HOME or ./.featurebus).")]
-Workspace = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name.")]
+Workspace = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name (default: the one `featurebus "
+                                                                   "workspace select` chose, else 'default').")]
 
 
 def _home(home: Path | None) -> Path:
@@ -112,6 +116,19 @@ def _plan_version(workspace: str, version: int, cluster: str) -> tuple[Workspace
     return current, plan(current, desired)
 
 
+def _require_workspace(cluster: str, workspace: str) -> None:
+    """As Tecton: a workspace is created before anything is applied to it (live or not is a choice)."""
+    from featurebus.exceptions import NotFoundError
+    from featurebus.platform.registry import read_registry
+
+    if workspace not in read_registry(cluster):
+        raise NotFoundError(
+            f"workspace {workspace!r} does not exist; create it with `featurebus workspace create {workspace} --live` "
+            f"(materialized and served) or `featurebus workspace create {workspace}` (development: definitions only, "
+            "features computed ad hoc from Python)"
+        )
+
+
 def _print_plan(changes: Plan) -> None:
     from featurebus.plan_render import render_plan
 
@@ -149,6 +166,7 @@ def apply(
     from featurebus.platform.registry import apply_workspace
 
     cluster = _bootstrap(bootstrap)
+    _require_workspace(cluster, workspace)
     if version_to_restore is None:
         current, changes = _plan_repo(repo, workspace, cluster)
     else:
@@ -158,7 +176,7 @@ def apply(
     if changes.is_empty:
         console.print(f"No changes; workspace {workspace} stays at v{version}.")
         return
-    applied = apply_workspace(cluster, changes.apply_to(current))
+    applied = apply_workspace(cluster, changes.apply_to(current), create_live=False)
     console.print(
         f"Applied workspace [bold]{workspace}[/] v{applied.version}: {len(applied.entities)} entities, "
         f"{len(applied.stream_sources)} sources, {len(applied.stream_feature_views)} feature views, "
@@ -242,6 +260,68 @@ def registry_log(workspace: Workspace = "default", bootstrap: Bootstrap = None) 
     console.print(table)
 
 
+# -- workspaces -------------------------------------------------------------------------------------
+@workspace_app.command("create")
+def workspace_create(
+    name: Annotated[str, typer.Argument(help="Workspace name: letters, digits, '_' and '-'.")],
+    live: Annotated[bool, typer.Option("--live", help="Materialize online and offline, and serve (default: development).")] = False,
+    bootstrap: Bootstrap = None,
+) -> None:
+    """Create a workspace; `apply` publishes definitions into it."""
+    from featurebus.platform.workspaces import create_workspace
+
+    create_workspace(_bootstrap(bootstrap), name, live)
+    kind = "live workspace (materialized and served)" if live else "development workspace (definitions only, never materialized)"
+    console.print(f"Created {kind} [bold]{name}[/]; `featurebus workspace select {name}` makes it the default.")
+
+
+@workspace_app.command("list")
+def workspace_list(bootstrap: Bootstrap = None) -> None:
+    """Every workspace, live or development; `*` marks the selected one."""
+    from featurebus.platform.config import selected_workspace
+    from featurebus.platform.workspaces import list_workspaces, object_count
+
+    selected = selected_workspace()
+    workspaces = list_workspaces(_bootstrap(bootstrap))
+    for spec in workspaces:
+        mark = "*" if spec.name == selected else " "
+        version = f"v{spec.version}" if spec.version else "nothing applied"
+        console.print(f"{mark} {spec.name}  {'live' if spec.live else 'dev'}  {version}, {object_count(spec)} objects",
+                      highlight=False, markup=False)
+    if selected not in {spec.name for spec in workspaces}:
+        err.print(f"selected workspace {selected!r} does not exist; `featurebus workspace create {selected}` or "
+                  "`featurebus workspace select NAME`", highlight=False, markup=False)
+
+
+@workspace_app.command("select")
+def workspace_select(name: Annotated[str, typer.Argument(help="Workspace name.")], bootstrap: Bootstrap = None) -> None:
+    """Make NAME the default `--workspace` of every command (kept in FEATUREBUS_HOME/config.json)."""
+    from featurebus.exceptions import NotFoundError
+    from featurebus.platform.config import select_workspace
+    from featurebus.platform.registry import read_registry
+
+    specs = read_registry(_bootstrap(bootstrap))
+    if name not in specs:
+        known = ", ".join(sorted(specs)) or "none"
+        raise NotFoundError(f"no workspace named {name!r} (known: {known}); `featurebus workspace create {name}` first")
+    path = select_workspace(name)
+    console.print(f"Selected workspace {name} ({'live' if specs[name].live else 'dev'}), saved in {path}",
+                  highlight=False, markup=False)
+
+
+@workspace_app.command("delete")
+def workspace_delete(
+    name: Annotated[str, typer.Argument(help="Workspace name.")],
+    force: Annotated[bool, typer.Option("--force", help="Delete it even though it still holds definitions.")] = False,
+    bootstrap: Bootstrap = None,
+) -> None:
+    """Delete a workspace's definitions and history (its topics and offline files stay)."""
+    from featurebus.platform.workspaces import delete_workspace
+
+    deleted = delete_workspace(_bootstrap(bootstrap), name, force)
+    console.print(f"Deleted {'live' if deleted.live else 'development'} workspace {name}", highlight=False, markup=False)
+
+
 # -- processes ---------------------------------------------------------------------------------------
 @app.command("worker")
 def worker(workspace: Workspace = "default", bootstrap: Bootstrap = None, home: Home = None) -> None:
@@ -277,7 +357,11 @@ def offline(workspace: Workspace = "default", bootstrap: Bootstrap = None, home:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     cluster = _bootstrap(bootstrap)
     try:
-        wait_for_workspace(cluster, workspace)
+        if not wait_for_workspace(cluster, workspace).live:
+            err.print(f"workspace {workspace!r} is a development workspace: it holds definitions only and is never "
+                      "materialized; nothing to do (features compute ad hoc from Python: featurebus.get_workspace)",
+                      highlight=False, markup=False)
+            return
         OfflineMaterializer(cluster, _home(home) / "offline", workspace).run_forever(stop)
     except KeyboardInterrupt:
         stop.set()
@@ -366,10 +450,30 @@ def key_revoke(key_id: str, bootstrap: Bootstrap = None) -> None:
     console.print(f"revoked {key_id}")
 
 
+def _workspace_defaults(command: Any, selected: str) -> dict[str, Any]:
+    """click's ``default_map``: the selected workspace as the default of every ``--workspace``."""
+    defaults: dict[str, Any] = {}
+    subcommands = getattr(command, "commands", None)  # a group (typer vendors its own click: no isinstance)
+    if isinstance(subcommands, dict):
+        for name, sub in subcommands.items():
+            nested = _workspace_defaults(sub, selected)
+            if nested:
+                defaults[name] = nested
+    elif any(param.name == "workspace" for param in command.params):
+        defaults["workspace"] = selected
+    return defaults
+
+
 def main(argv: list[str] | None = None) -> Any:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return app(args=argv, standalone_mode=False)
+        from typer.main import get_command
+
+        from featurebus.platform.config import selected_workspace
+
+        command = get_command(app)
+        return command.main(args=argv, standalone_mode=False,
+                            default_map=_workspace_defaults(command, selected_workspace()))
     except FeaturebusError as exc:
         err.print(f"[red]featurebus: {exc}[/]")
         sys.exit(1)

@@ -2,14 +2,20 @@
 
     ws = featurebus.get_workspace("demo")
     training = ws.get_feature_service("fraud_detection").get_features_for_events(spine)
+    values = ws.get_feature_view("user_transaction_stats").get_features_in_range(start, end)
 
 Definitions come from the registry on the bus; training sets from the offline store under the
 platform's home (``FEATUREBUS_HOME``, or ``./.featurebus``), where ``featurebus up`` writes it.
-Unlike Tecton's ``TectonDataFrame``, the result is a plain pandas DataFrame.
+Development workspaces work the same way, ad hoc: they are never materialized, so their sources
+read what live workspaces materialized from the same topics (push sources: of the same name);
+``featurebus.platform.offline.locations`` has the rule. Unlike Tecton's ``TectonDataFrame``, results
+are plain pandas DataFrames.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +26,7 @@ if TYPE_CHECKING:
 
     from featurebus.schemas.specs import WorkspaceSpec
 
-__all__ = ["FeatureServiceClient", "Workspace", "get_workspace"]
+__all__ = ["FeatureServiceClient", "FeatureViewClient", "Workspace", "get_workspace"]
 
 
 class FeatureServiceClient:
@@ -32,13 +38,44 @@ class FeatureServiceClient:
         """Point-in-time-correct feature values for every row of ``events`` (join keys + a time)."""
         from featurebus.platform.offline.training import get_features_for_events
 
-        return get_features_for_events(self.workspace.spec, self.name, events, self.workspace.offline_root, timestamp_key)
+        ws = self.workspace
+        return get_features_for_events(ws.spec, self.name, events, ws.offline_root, timestamp_key, ws.offline_data)
+
+
+class FeatureViewClient:
+    """One feature view's values computed ad hoc from the offline store (any workspace kind)."""
+
+    def __init__(self, workspace: Workspace, name: str) -> None:
+        self.workspace = workspace
+        self.name = name
+
+    def get_features_for_events(self, events: pd.DataFrame, timestamp_key: str | None = None) -> pd.DataFrame:
+        """``events`` plus one ``<view>__<feature>`` column per feature of the view, as of each row's time."""
+        from featurebus.platform.offline.ranges import view_service
+        from featurebus.platform.offline.training import get_features_for_events
+
+        ws = self.workspace
+        spec, service = view_service(ws.spec, self.name)
+        return get_features_for_events(spec, service, events, ws.offline_root, timestamp_key, ws.offline_data)
+
+    def get_features_in_range(
+        self, start_time: datetime, end_time: datetime, entities: pd.DataFrame | None = None
+    ) -> pd.DataFrame:
+        """Feature values valid in ``[start_time, end_time)``: join keys, features, ``_valid_from``
+        and ``_valid_to`` (see ``featurebus.platform.offline.ranges`` for how rows are formed)."""
+        from featurebus.platform.offline.ranges import get_features_in_range
+
+        ws = self.workspace
+        return get_features_in_range(ws.spec, self.name, start_time, end_time, ws.offline_root, entities, ws.offline_data)
 
 
 class Workspace:
-    def __init__(self, spec: WorkspaceSpec, offline_root: Path) -> None:
+    def __init__(self, spec: WorkspaceSpec, offline_root: Path,
+                 offline_data: Mapping[str, tuple[tuple[str, str], ...]] | None = None) -> None:
         self.spec = spec
         self.offline_root = offline_root
+        # Where each source's offline records are; None: the workspace's own (a live workspace).
+        self.offline_data = offline_data
 
     @property
     def name(self) -> str:
@@ -47,6 +84,10 @@ class Workspace:
     @property
     def version(self) -> int:
         return self.spec.version
+
+    @property
+    def live(self) -> bool:
+        return self.spec.live
 
     def list_feature_services(self) -> list[str]:
         return [s.name for s in self.spec.feature_services]
@@ -58,15 +99,23 @@ class Workspace:
         self.spec.service(name)  # NotFoundError listing the known services
         return FeatureServiceClient(self, name)
 
+    def get_feature_view(self, name: str) -> FeatureViewClient:
+        if not self.spec.is_realtime(name):
+            self.spec.view(name)  # NotFoundError listing the known views
+        return FeatureViewClient(self, name)
+
 
 def get_workspace(name: str, bootstrap: str | None = None, home: Path | None = None) -> Workspace:
     """The workspace's current applied version, read from the registry on the bus."""
     from featurebus.platform.config import home_dir, resolve_bootstrap
+    from featurebus.platform.offline.locations import offline_locations
     from featurebus.platform.registry import read_registry
 
     specs = read_registry(resolve_bootstrap(bootstrap))
     spec = specs.get(name)
     if spec is None:
         known = ", ".join(sorted(specs)) or "none"
-        raise NotFoundError(f"no workspace named {name!r} has been applied (known: {known}); run `featurebus apply`")
-    return Workspace(spec, (home.resolve() if home else home_dir()) / "offline")
+        raise NotFoundError(f"no workspace named {name!r} (known: {known}); create it with "
+                            f"`featurebus workspace create {name}` and `featurebus apply` a repository to it")
+    offline_data = None if spec.live else offline_locations(spec, specs)
+    return Workspace(spec, (home.resolve() if home else home_dir()) / "offline", offline_data)

@@ -333,7 +333,14 @@ def _records(messages: list[Message]) -> list[RawRecord]:
 
 
 def run_worker(bootstrap: str, workspace: str, data_dir: Path, batch_size: int = 10_000, batch_window_s: float = 0.02) -> None:
-    """Run the worker until SIGTERM/SIGINT; raises ``FeaturebusError`` if it had to stop on an error."""
+    """Run the worker until SIGTERM/SIGINT; raises ``FeaturebusError`` if it had to stop on an error.
+
+    Returns at once for a development workspace: it is never materialized (workspaces do not
+    change kind, so there is nothing to wait for)."""
+    if not wait_for_workspace(bootstrap, workspace).live:
+        log.warning("workspace %r is a development workspace: it holds definitions only and is never materialized; "
+                    "the worker has nothing to do (run it for a live workspace)", workspace)
+        return
     worker = _Worker(bootstrap, workspace, data_dir)
 
     def stop(signum: int, frame: FrameType | None) -> None:

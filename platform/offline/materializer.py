@@ -24,7 +24,7 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter
 
-from featurebus.exceptions import KafkaUnavailableError, NotFoundError
+from featurebus.exceptions import InvalidRequestError, KafkaUnavailableError, NotFoundError
 from featurebus.platform.kafka_admin import unreachable_hint
 from featurebus.platform.offline.progress import TopicKey, high_watermarks, reached_by_commits, reached_by_position
 from featurebus.platform.offline.store import max_offsets, open_store, recover_partition, write_partition
@@ -149,6 +149,11 @@ class OfflineMaterializer:
         spec = read_registry(self._bootstrap).get(self._workspace)
         if spec is None:
             raise NotFoundError(f"workspace {self._workspace!r} has not been applied; run `featurebus apply` first")
+        if not spec.live:
+            raise InvalidRequestError(
+                f"workspace {self._workspace!r} is a development workspace: it is never materialized; run the offline "
+                "materializer for a live workspace (`featurebus workspace list` shows which are live)"
+            )
         by_topic: dict[str, list[StreamSourceSpec]] = {}
         for source in spec.stream_sources:
             if not source.log_offline:  # a push source that keeps its records online only

@@ -34,6 +34,7 @@ import pyarrow as pa
 
 from featurebus.exceptions import InvalidRequestError, NotFoundError
 from featurebus.platform.offline.event_pairs import aggregate_pairs, feature_array
+from featurebus.platform.offline.locations import OfflineLocations, offline_locations, require_locations
 from featurebus.platform.offline.realtime import realtime_training_columns
 from featurebus.platform.offline.spine import check_join_key_types, spine_times_ns, timestamp_column, window_ends_ms
 from featurebus.platform.offline.store import list_parts, open_store
@@ -64,12 +65,15 @@ def feature_column(view: str, feature: str) -> str:
 
 
 def get_features_for_events(
-    spec: WorkspaceSpec, service: str, spine: pd.DataFrame, root: Path, timestamp_key: str | None = None
+    spec: WorkspaceSpec, service: str, spine: pd.DataFrame, root: Path, timestamp_key: str | None = None,
+    offline_data: OfflineLocations | None = None,
 ) -> pd.DataFrame:
     """The spine (same columns, rows and order) plus one column per feature of ``service``.
 
     The spine needs the service's join keys and one timestamp column (naive times are UTC). Counts
     are 0 and other aggregations null (NaN, or ``<NA>`` for integer sums) where no event counts.
+    ``offline_data`` says where each source's records are (``offline/locations.py``; default:
+    the workspace's own, as for a live workspace).
     """
     open_store(Path(root), create=False)
     service_spec = spec.service(service)
@@ -96,7 +100,9 @@ def get_features_for_events(
                 f"it has {list(spine.columns)}"
             )
         aggregations = [by_name[f] for f in selection.features]
-        values = _view_features(spec.source(view.source), spec.name, view, aggregations, spine, t_ns, Path(root))
+        source = spec.source(view.source)
+        locations = ((spec.name, source.name),) if offline_data is None else require_locations(offline_data, spec.name, source)
+        values = _view_features(source, locations, view, aggregations, spine, t_ns, Path(root))
         fetched.update({(view.name, a.name): column for a, column in zip(aggregations, values, strict=True)})
     if realtime is not None:
         served = realtime_training_columns(realtime, spine, t_ns, fetched)
@@ -141,7 +147,10 @@ def training_set_from_files(
         spine[timestamp_key] = pd.to_datetime(spine[timestamp_key], utc=True)
     else:
         spine = pd.read_parquet(spine_path)
-    df = get_features_for_events(specs[workspace], service, spine, Path(root), timestamp_key)
+    spec = specs[workspace]
+    # A development workspace reads what live workspaces materialized (offline/locations.py).
+    offline_data = None if spec.live else offline_locations(spec, specs)
+    df = get_features_for_events(spec, service, spine, Path(root), timestamp_key, offline_data)
     write_training_set(df, output_path)
     return df
 
@@ -181,7 +190,7 @@ def _absolute_windows(a: AggregationSpec, view: StreamFeatureViewSpec, t_ns: np.
 
 def _view_features(
     source: StreamSourceSpec,
-    workspace: str,
+    locations: tuple[tuple[str, str], ...],
     view: StreamFeatureViewSpec,
     aggregations: list[AggregationSpec],
     spine: pd.DataFrame,
@@ -190,7 +199,7 @@ def _view_features(
 ) -> list[np.ndarray | pd.api.extensions.ExtensionArray]:
     rows = len(spine)
     if view.aggregation_leading_edge == LATEST_EVENT_TIME and rows:
-        t_ns = _latest_event_edges_ns(source, workspace, root, t_ns)
+        t_ns = _latest_event_edges_ns(source, locations, root, t_ns)
     ends = window_ends_ms(t_ns, view.aggregation_interval_ms)
     # One count and/or sum per (input, window), shared by the aggregations that need it.
     needs: dict[_Need, str] = {}
@@ -215,7 +224,7 @@ def _view_features(
         assert view.lifetime_start_ms is not None  # compile requires it with a LifetimeWindow
         lo_ms = min(lo_ms, view.lifetime_start_ms)
     found: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    events = _events(source, workspace, view, root, lo_ms, hi_ms) if rows else None
+    events = _events(source, locations, view, root, lo_ms, hi_ms) if rows else None
     if events is not None and bounded:
         found.update(_join(spine, view, events, ends, reach_ms, bounded))
     if events is not None and lifetime:
@@ -277,13 +286,15 @@ def _as_lists(per_window: list[np.ndarray | pd.api.extensions.ExtensionArray], r
     return lists
 
 
-def _latest_event_edges_ns(source: StreamSourceSpec, workspace: str, root: Path, t_ns: np.ndarray) -> np.ndarray:
+def _latest_event_edges_ns(source: StreamSourceSpec, locations: tuple[tuple[str, str], ...], root: Path,
+                           t_ns: np.ndarray) -> np.ndarray:
     """``AggregationLeadingEdge.LATEST_EVENT_TIME`` offline: per spine row at T, the time just
     after the newest event of the source before T (``streams.windows.leading_edge_ms``), or T
     itself when there is none, as online before the first event."""
     before_ms = -np.floor_divide(-t_ns, _NS_PER_MS)  # event < T iff event < ceil_ms(T)
     hi_ms = int(before_ms.max())
-    files = [str(p.path) for p in list_parts(root, workspace, source.name) if p.date <= _date(hi_ms - 1)]
+    files = [str(p.path) for workspace, name in locations for p in list_parts(root, workspace, name)
+             if p.date <= _date(hi_ms - 1)]
     if not files:
         return t_ns
     ts = _quote(source.kafka.timestamp_field)
@@ -308,8 +319,27 @@ def _input_aliases(view: StreamFeatureViewSpec) -> dict[str, str]:
     return {name: f"v{j}" for j, name in enumerate(dict.fromkeys(a.input_column for a in view.aggregations))}
 
 
+def view_events(
+    spec: WorkspaceSpec, view: StreamFeatureViewSpec, root: Path, lo_ms: int, hi_ms: int,
+    offline_data: OfflineLocations | None = None,
+) -> pd.DataFrame:
+    """The view's transformed events with source time in ``[lo_ms, hi_ms)``: its join keys and
+    ``__ts`` (event time, ms), for callers that need to know when values change."""
+    open_store(Path(root), create=False)
+    source = spec.source(view.source)
+    locations = ((spec.name, source.name),) if offline_data is None else require_locations(offline_data, spec.name, source)
+    table = _events(source, locations, view, Path(root), lo_ms, hi_ms)
+    columns = [*view.join_keys, "__ts"]
+    if table is None:
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "__ts" else "object") for c in columns})
+    frame: pd.DataFrame = table.select([*(f"k{i}" for i in range(len(view.join_keys))), "__ts"]).to_pandas()
+    frame.columns = pd.Index(columns)
+    return frame
+
+
 def _events(
-    source: StreamSourceSpec, workspace: str, view: StreamFeatureViewSpec, root: Path, lo_ms: int, hi_ms: int
+    source: StreamSourceSpec, locations: tuple[tuple[str, str], ...], view: StreamFeatureViewSpec, root: Path,
+    lo_ms: int, hi_ms: int,
 ) -> pa.Table | None:
     """Transformed events ``k<i>, __ts, v<j>`` with source time in ``[lo_ms, hi_ms)``, deduplicated.
 
@@ -317,7 +347,8 @@ def _events(
     timestamp, but must not move events later in time (the stream engine assumes the same).
     """
     first_day, last_day = _date(lo_ms), _date(hi_ms - 1)
-    files = [str(p.path) for p in list_parts(root, workspace, source.name) if first_day <= p.date <= last_day]
+    files = [str(p.path) for workspace, name in locations for p in list_parts(root, workspace, name)
+             if first_day <= p.date <= last_day]
     if not files:
         return None
     ts = source.kafka.timestamp_field

@@ -198,7 +198,9 @@ def _service(draw: st.DrawFn, name: str) -> FeatureServiceSpec:
 
 @st.composite
 def workspaces(draw: st.DrawFn) -> WorkspaceSpec:
-    entities = [dataclasses.replace(e, description=draw(TEXT)) for e in draw(st.lists(st.sampled_from(ENTITY_POOL), unique=True))]
+    # Sorted by name, as compile_workspace sorts them (the plan compares objects, not their order).
+    entities = sorted((dataclasses.replace(e, description=draw(TEXT))
+                       for e in draw(st.lists(st.sampled_from(ENTITY_POOL), unique=True))), key=lambda e: e.name)
     return WorkspaceSpec(
         "w",
         tuple(entities),
