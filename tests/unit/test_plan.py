@@ -204,9 +204,9 @@ def workspaces(draw: st.DrawFn) -> WorkspaceSpec:
     return WorkspaceSpec(
         "w",
         tuple(entities),
-        tuple(draw(_source(n)) for n in draw(_subset(["src_a", "src_b"]))),
-        tuple(draw(_view(n)) for n in draw(_subset(["v1", "v2", "v3"]))),
-        tuple(draw(_service(n)) for n in draw(_subset(["svc1", "svc2"]))),
+        tuple(draw(_source(n)) for n in sorted(draw(_subset(["src_a", "src_b"])))),
+        tuple(draw(_view(n)) for n in sorted(draw(_subset(["v1", "v2", "v3"])))),
+        tuple(draw(_service(n)) for n in sorted(draw(_subset(["svc1", "svc2"])))),
         version=draw(st.integers(0, 9)),
     )
 
