@@ -40,6 +40,7 @@ from featurebus.schemas.encoding import (
     store_prefix,
 )
 from featurebus.schemas.specs import WorkspaceSpec
+from featurebus.streams.lifetime import HIGH_WATERMARK_PREFIX
 
 __all__ = ["OnlineMaterializer", "WriteListener", "online_view_name", "offset_key", "OFFSETS_PREFIX"]
 
@@ -68,8 +69,12 @@ class WriteListener(Protocol):
     def end_write(self, entity_prefixes: set[bytes]) -> None: ...
 
 
-def _entity_prefix(key: bytes) -> bytes:
+def _entity_prefix(key: bytes) -> bytes | None:
+    """The store prefix of the entity whose tile ``key`` is; None for a view's high-watermark
+    records (``streams.lifetime``), which belong to no entity."""
     view, tile = split_store_key(key)
+    if tile.startswith(HIGH_WATERMARK_PREFIX):
+        return None
     entity, _, _ = split_tile_key(tile)
     return store_prefix(view, entity)
 
@@ -367,7 +372,8 @@ class OnlineMaterializer:
         if offsets:
             tiles = len(puts)
             puts.extend((offset_key(t, p), str(o).encode()) for (t, p), o in offsets.items())
-            touched = {_entity_prefix(key) for key, _ in puts[:tiles]} if self._write_listeners else set()
+            prefixes = (_entity_prefix(key) for key, _ in puts[:tiles]) if self._write_listeners else ()
+            touched = {prefix for prefix in prefixes if prefix is not None}
             for listener in self._write_listeners:
                 listener.begin_write(touched)
             self._store.write(puts)  # tiles and offsets together: a crash never skips a record
