@@ -132,7 +132,8 @@ def write_feast_table(root: Path, path: Path, work: Path) -> None:
         return (f"{name}(amount) OVER (PARTITION BY user_id ORDER BY timestamp "
                 f"RANGE BETWEEN INTERVAL {window} PRECEDING AND CURRENT ROW)")
 
-    with duckdb.connect(config={"memory_limit": "4GB", "temp_directory": str(work / "duckdb_tmp")}) as con:
+    with duckdb.connect(config={"memory_limit": "4GB", "temp_directory": str(work / "duckdb_tmp"),
+                                 "enable_progress_bar": False}) as con:
         con.sql(f"""
             COPY (SELECT user_id, timestamp AS event_timestamp,
                          {frame('count', '10 MINUTE')} AS amount_count_10m_continuous,
