@@ -19,6 +19,7 @@ feeds the same joined events to the stream engine's own aggregators.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,9 +31,10 @@ import pyarrow as pa
 
 from featurebus.exceptions import InvalidRequestError, NotFoundError
 from featurebus.platform.offline.event_pairs import aggregate_pairs, feature_array
+from featurebus.platform.offline.prefix import window_parts
 from featurebus.platform.offline.realtime import realtime_training_columns
 from featurebus.platform.offline.spine import check_join_key_types, spine_times_ns, timestamp_column, window_ends_ms
-from featurebus.platform.offline.store import list_parts, open_store
+from featurebus.platform.offline.store import PartFile, list_parts, open_store
 from featurebus.platform.registry import read_registry
 from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
 from featurebus.streams.aggregations import output_dtype
@@ -161,7 +163,12 @@ def _view_features(
     matched = np.zeros(0, dtype=np.int64)
     events = _events(source, workspace, view, root, int(ends.min()) - bucket_ms, int(ends.max())) if rows else None
     if events is not None and needs:
-        matched, found = _join(spine, view, events, ends, bucket_ms, needs)
+        integral = {a.input_column: a.input_dtype.startswith("int") for a in view.aggregations}
+        by_prefix = window_parts(_spine_keys(spine, view, events), events, ends, needs, _input_aliases(view), integral)
+        if by_prefix is not None:
+            matched, found = np.arange(rows), by_prefix
+        else:
+            matched, found = _join(spine, view, events, ends, bucket_ms, needs)
     others = [a for a in aggregations if not _in_sql(a)]
     other_ends = [window_ends_ms(t_ns, None if a.attribute else view.aggregation_interval_ms) for a in others]
     other_values = iter(
@@ -215,25 +222,36 @@ def _events(
     timestamp, but must not move events later in time (the stream engine assumes the same).
     """
     first_day, last_day = _date(lo_ms), _date(hi_ms - 1)
-    files = [str(p.path) for p in list_parts(root, workspace, source.name) if first_day <= p.date <= last_day]
-    if not files:
+    # In offset order, so that a plain scan reads records in arrival order.
+    parts = sorted(
+        (p for p in list_parts(root, workspace, source.name) if first_day <= p.date <= last_day),
+        key=lambda p: (p.topic, p.partition, p.first_offset),
+    )
+    if not parts:
         return None
+    files = [str(p.path) for p in parts]
     ts = source.kafka.timestamp_field
     select = ", ".join(
         f"epoch_ms({_quote(f.name)}) AS {_quote(f.name)}" if f.dtype == "timestamp" else _quote(f.name)
         for f in source.schema
     )
     file_list = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    # Files may overlap after a crash or a manual copy; a record counts once, by its Kafka address.
-    query = (
-        f"SELECT DISTINCT ON (_topic, _partition, _offset) {select} "
-        f"FROM read_parquet([{file_list}], union_by_name = true) "
-        f"WHERE epoch_ms({_quote(ts)}) >= {lo_ms} AND epoch_ms({_quote(ts)}) < {hi_ms} "
-        "ORDER BY _topic, _partition, _offset"
-    )
+    where = f"WHERE epoch_ms({_quote(ts)}) >= {lo_ms} AND epoch_ms({_quote(ts)}) < {hi_ms}"
+    if _disjoint(parts):
+        # The usual case: the files' offset ranges (from their names) cannot hold a record twice,
+        # and each file is in offset order, so an order-preserving scan of the files in offset
+        # order is already deduplicated and in arrival order: no sort of every event.
+        query = f"SELECT {select} FROM read_parquet([{file_list}], union_by_name = true) {where}"
+    else:
+        # Files may overlap after a crash or a manual copy; a record counts once, by its Kafka address.
+        query = (
+            f"SELECT DISTINCT ON (_topic, _partition, _offset) {select} "
+            f"FROM read_parquet([{file_list}], union_by_name = true) {where} "
+            "ORDER BY _topic, _partition, _offset"
+        )
     transformation = Transformation(view.transformation)
     pieces = []
-    with duckdb.connect() as con:
+    with duckdb.connect(config={"preserve_insertion_order": True}) as con:
         for chunk in _chunks(con.sql(query).to_arrow_reader(_CHUNK_ROWS), source):
             frame, ts_ms = view_input_frame(view, transformation.apply(chunk))
             if not len(frame):
@@ -249,6 +267,14 @@ def _events(
     # Arrival order (the query reads in topic, partition, offset order): ties in event time are
     # broken by it, as the stream engine breaks them by the order records reach it.
     return table.append_column("__seq", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+
+
+def _disjoint(parts: list[PartFile]) -> bool:
+    """Whether no two files (sorted by topic, partition, first offset) share an offset."""
+    for before, after in itertools.pairwise(parts):
+        if (before.topic, before.partition) == (after.topic, after.partition) and after.first_offset <= before.last_offset:
+            return False
+    return True
 
 
 def _chunks(reader: pa.RecordBatchReader, source: StreamSourceSpec) -> Iterator[pd.DataFrame]:
