@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -411,3 +412,65 @@ def test_rows_whose_pairs_span_several_chunks_merge_their_partials(tmp_path: Pat
         want = feature_value(oracle_events[agg.input_column], ("a",), T0, agg.function, agg.window_ms, None,
                              **oracle_params(agg))
         assert matches(agg.function, _plain(chunked[f"every__{agg.name}"].iloc[0]), want, agg.precision), agg.name
+
+
+_KEYS = st.sampled_from(["a", "b", "c", None])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    events=st.lists(st.tuples(_KEYS, st.integers(0, 2), st.integers(-50, 50),
+                              st.one_of(st.none(), st.floats(-1e6, 1e6, allow_nan=False)),
+                              st.one_of(st.none(), st.integers(-(2**40), 2**40))), max_size=60),
+    rows=st.lists(st.tuples(st.one_of(_KEYS, st.just("nobody")), st.integers(0, 2), st.integers(-60, 60)), min_size=1, max_size=20),
+    windows=st.lists(st.integers(1, 120), min_size=1, max_size=3, unique=True),
+)
+def test_prefix_window_parts_equal_brute_force(
+    events: list[tuple[str | None, int, int, float | None, int | None]],
+    rows: list[tuple[str | None, int, int]],
+    windows: list[int],
+) -> None:
+    """Two join keys (one nullable string, one int), float and int inputs with nulls, windows
+    ending anywhere: each count and sum equals the events of the key in [end - W, end)."""
+    from featurebus.platform.offline.prefix import window_parts
+
+    table = pa.table({
+        "k0": pa.array([e[0] for e in events], pa.string()),
+        "k1": pa.array([e[1] for e in events], pa.int64()),
+        "__ts": pa.array([e[2] for e in events], pa.int64()),
+        "v0": pa.array([e[3] for e in events], pa.float64()),
+        "v1": pa.array([e[4] for e in events], pa.int64()),
+    })
+    spine_keys = {"k0": pa.array([r[0] for r in rows], pa.string()), "k1": pa.array([r[1] for r in rows], pa.int32())}
+    ends = np.array([r[2] for r in rows], dtype=np.int64)
+    needs = {(kind, name, w): f"a{i}_{kind}_{name}" for i, w in enumerate(windows)
+             for kind in ("count", "sum") for name in ("x", "n")}
+    result = window_parts(spine_keys, table, ends, needs, {"x": "v0", "n": "v1"}, {"x": False, "n": True})
+    if not events or all(e[0] is None for e in events):
+        assert result is None  # nothing to index: the caller's join handles it
+        return
+    assert result is not None
+    for (kind, name, w), alias in needs.items():
+        values, nulls = result[alias]
+        for position, (key, key1, end) in enumerate(rows):
+            column = 3 if name == "x" else 4
+            inside = [e[column] for e in events if key is not None and e[0] == key and e[1] == key1
+                      and end - w <= e[2] < end and e[column] is not None]
+            if kind == "count":
+                assert values[position] == len(inside), (alias, position)
+            elif not inside:
+                assert nulls[position], (alias, position)
+            else:
+                assert not nulls[position]
+                want = math.fsum(inside) if name == "x" else sum(inside)
+                assert math.isclose(values[position], want, rel_tol=1e-9, abs_tol=1e-6), (alias, position, values[position], want)
+                if name == "n":
+                    assert values[position] == want  # integer sums are exact
+
+
+def test_prefix_declines_non_finite_inputs() -> None:
+    from featurebus.platform.offline.prefix import window_parts
+
+    table = pa.table({"k0": ["a", "a"], "__ts": pa.array([1, 2], pa.int64()), "v0": [1.0, math.inf]})
+    needs = {("sum", "x", 10): "s"}
+    assert window_parts({"k0": pa.array(["a"])}, table, np.array([5]), needs, {"x": "v0"}, {"x": False}) is None
