@@ -28,6 +28,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from featurebus.exceptions import InvalidRequestError, NotFoundError
 from featurebus.platform.offline.event_pairs import aggregate_pairs, feature_array
@@ -44,6 +45,9 @@ from featurebus.streams.transform import Transformation, view_input_frame
 __all__ = ["get_features_for_events", "write_training_set", "training_set_from_files", "feature_column"]
 
 _CHUNK_ROWS = 1_000_000
+# Events held in memory at once per view (about 200 bytes each with their transformation's
+# intermediate frames): larger stores are processed in time slices of the spine.
+_GROUP_EVENTS = 8_000_000
 _DAY_MS = 86_400_000
 # The partial sums each function needs (a mean is sum / count, as online). These three have a
 # fast path in SQL; every other function goes through ``event_pairs`` and the engine's aggregators.
@@ -143,6 +147,66 @@ def training_set_from_files(
 
 
 def _view_features(
+    source: StreamSourceSpec,
+    workspace: str,
+    view: StreamFeatureViewSpec,
+    aggregations: list[AggregationSpec],
+    spine: pd.DataFrame,
+    t_ns: np.ndarray,
+    root: Path,
+) -> list[np.ndarray | pd.api.extensions.ExtensionArray]:
+    """The view's features for every spine row, a time slice of the spine at a time.
+
+    Rows are computed in groups of consecutive spine dates whose events (read back to the longest
+    window before the group's first date) stay under ``_GROUP_EVENTS``, so memory is bounded by
+    the group, not by the store: a store larger than memory streams through slice by slice.
+    """
+    groups = _time_groups(root, workspace, source.name, t_ns, view.max_window_ms)
+    if len(groups) == 1:
+        return _view_features_in(source, workspace, view, aggregations, spine, t_ns, root)
+    pieces = [
+        _view_features_in(source, workspace, view, aggregations, spine.iloc[rows], t_ns[rows], root)
+        for rows in groups
+    ]
+    order = np.argsort(np.concatenate(groups), kind="stable")  # back to spine order
+    columns: list[np.ndarray | pd.api.extensions.ExtensionArray] = []
+    for j in range(len(aggregations)):
+        parts = [piece[j] for piece in pieces]
+        arrays = [p for p in parts if isinstance(p, np.ndarray)]
+        if len(arrays) == len(parts):
+            columns.append(np.concatenate(arrays)[order])
+        else:
+            joined = pd.concat([pd.Series(p) for p in parts], ignore_index=True)
+            columns.append(joined.array.take(order))
+    return columns
+
+
+def _time_groups(root: Path, workspace: str, source: str, t_ns: np.ndarray, window_ms: int) -> list[np.ndarray]:
+    """Spine row positions, grouped by consecutive UTC dates of their times (one group if small)."""
+    days = np.floor_divide(np.floor_divide(t_ns, 1_000_000), _DAY_MS)
+    per_date: dict[int, int] = {}
+    for part in list_parts(root, workspace, source):
+        day = int(np.datetime64(part.date, "D").astype(np.int64))
+        per_date[day] = per_date.get(day, 0) + pq.ParquetFile(part.path).metadata.num_rows
+    if not len(days) or sum(per_date.values()) <= _GROUP_EVENTS:
+        return [np.arange(len(t_ns))]
+    reach = -(-window_ms // _DAY_MS)  # days of events before a row's date that its windows see
+    order = np.argsort(days, kind="stable")
+    unique_days, starts = np.unique(days[order], return_index=True)
+    groups: list[np.ndarray] = []
+    first = 0
+    for i in range(1, len(unique_days) + 1):
+        if i < len(unique_days):
+            span = range(int(unique_days[first]) - reach, int(unique_days[i]) + 1)
+            if sum(per_date.get(d, 0) for d in span) <= _GROUP_EVENTS:
+                continue
+        stop = starts[i] if i < len(unique_days) else len(order)
+        groups.append(order[starts[first] : stop])
+        first = i
+    return groups
+
+
+def _view_features_in(
     source: StreamSourceSpec,
     workspace: str,
     view: StreamFeatureViewSpec,

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from featurebus.exceptions import InvalidRequestError, NotFoundError
+from featurebus.platform.offline.spine import spine_times_ns
 from featurebus.platform.offline.store import open_store, write_partition
 from featurebus.platform.offline.training import get_features_for_events, write_training_set
 from featurebus.schemas.specs import (
@@ -474,3 +475,29 @@ def test_prefix_declines_non_finite_inputs() -> None:
     table = pa.table({"k0": ["a", "a"], "__ts": pa.array([1, 2], pa.int64()), "v0": [1.0, math.inf]})
     needs = {("sum", "x", 10): "s"}
     assert window_parts({"k0": pa.array(["a"])}, table, np.array([5]), needs, {"x": "v0"}, {"x": False}) is None
+
+
+@pytest.mark.parametrize("interval_ms", [None, INTERVAL])
+def test_time_sliced_spines_give_the_same_training_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interval_ms: int | None
+) -> None:
+    """A store larger than ``_GROUP_EVENTS`` is processed in slices of consecutive spine dates;
+    the result (every function, attributes, every column type, row order) does not change."""
+    from featurebus.platform.offline import training
+
+    day = 24 * HOUR
+    rng = np.random.default_rng(5)
+    # Six days of events, 40 per day (cutting groups into a few days), spine rows in random order.
+    events: list[Event] = [
+        (str(rng.choice(["a", "b"])), T0 + int(rng.integers(0, 6 * day)), float(rng.integers(-50, 50)))
+        for _ in range(240)
+    ]
+    _write_events(tmp_path, events)
+    spine = _spine([(str(rng.choice(["a", "b", "nobody"])), T0 + int(rng.integers(-day, 7 * day))) for _ in range(60)])
+    spec = _all_functions_spec(interval_ms)
+    whole = get_features_for_events(spec, "svc", spine, tmp_path)
+    monkeypatch.setattr(training, "_GROUP_EVENTS", 50)
+    groups = training._time_groups(tmp_path, "ws", "transactions", spine_times_ns(spine, "at"), HOUR)
+    assert len(groups) >= 3 and sorted(np.concatenate(groups)) == list(range(len(spine)))
+    sliced = get_features_for_events(spec, "svc", spine, tmp_path)
+    pd.testing.assert_frame_equal(whole, sliced)
