@@ -29,6 +29,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -132,8 +133,8 @@ def write_feast_table(root: Path, path: Path, work: Path) -> None:
         return (f"{name}(amount) OVER (PARTITION BY user_id ORDER BY timestamp "
                 f"RANGE BETWEEN INTERVAL {window} PRECEDING AND CURRENT ROW)")
 
-    with duckdb.connect(config={"memory_limit": "4GB", "temp_directory": str(work / "duckdb_tmp"),
-                                 "enable_progress_bar": False}) as con:
+    with duckdb.connect(config={"memory_limit": "4GB", "temp_directory": str(work / "duckdb_tmp")}) as con:
+        con.execute("PRAGMA disable_progress_bar")
         con.sql(f"""
             COPY (SELECT user_id, timestamp AS event_timestamp,
                          {frame('count', '10 MINUTE')} AS amount_count_10m_continuous,
@@ -147,16 +148,45 @@ def write_feast_table(root: Path, path: Path, work: Path) -> None:
         """)
 
 
-def _child(command: list[str], timeout_s: float) -> dict[str, Any] | None:
-    """Run one measured process; its last stdout line is its JSON result (None on timeout)."""
+def _rss_bytes(pid: int) -> int:
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired:
-        log.warning("%s did not finish within %.0f s", command[:3], timeout_s)
-        return None
-    if done.returncode != 0:
-        raise RuntimeError(f"{command[:3]} exited {done.returncode}:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _child(command: list[str], timeout_s: float, memory_cap: int | None = None) -> dict[str, Any]:
+    """Run one measured process; its last stdout line is its JSON result. On the time or memory
+    cap the process is killed (by its PID) and the result says which cap and when."""
+    started = time.monotonic()
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        # Drain the pipes in the background so a chatty child never blocks on a full pipe.
+        output: dict[str, str] = {}
+        reader = threading.Thread(target=lambda: output.update(zip(("out", "err"), process.communicate(), strict=True)))
+        reader.start()
+        killed = None
+        while process.poll() is None:
+            elapsed = time.monotonic() - started
+            if elapsed > timeout_s:
+                killed = "time"
+            elif memory_cap is not None and _rss_bytes(process.pid) > memory_cap:
+                killed = "memory"
+            if killed:
+                log.warning("%s: over its %s cap after %.0f s; killed", command[:3], killed, elapsed)
+                process.kill()
+                break
+            time.sleep(0.2)
+        reader.join()
+    if killed:
+        return {"killed": killed, "after_s": time.monotonic() - started, "killed_at": time.time()}
+    if process.returncode != 0:
+        lines = output.get("err", "").strip().splitlines() or [f"exit status {process.returncode}"]
+        log.warning("%s exited %d:\n%s", command[:3], process.returncode, "\n".join(lines[-20:]))
+        return {"failed": lines[-1][-300:], "after_s": time.monotonic() - started, "killed_at": time.time()}
+    result: dict[str, Any] = json.loads(output["out"].strip().splitlines()[-1])
     return result
 
 
@@ -169,8 +199,8 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
     write_spine(spine, size)
     log.info("offline: %d events, %d spine rows written in %.0fs", size.events, size.spine, time.monotonic() - started)
     ours = _child([sys.executable, "-m", "bench.bench_offline", str(root), str(spine)], timeout_s=3600)
-    if ours is None:
-        raise RuntimeError("featurebus's training set did not finish within an hour")
+    if "seconds" not in ours:
+        raise RuntimeError(f"featurebus's training set did not finish: {ours}")
     log.info("offline: featurebus %s", ours)
     detail = {"events": size.events, "users": size.users, "spine_rows": size.spine, "load_1m_after": load_1m()}
     results = [
@@ -185,20 +215,36 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
     started = time.monotonic()
     write_feast_table(root, table, work)
     log.info("offline: Feast's feature table precomputed in %.0fs", time.monotonic() - started)
-    cap_s = 600 if ctx.quick else 3600
+    cap_s = float(os.environ.get("FEATUREBUS_BENCH_PEER_CAP_S", 600 if ctx.quick else 1800))
+    cap_bytes = int(float(os.environ.get("FEATUREBUS_BENCH_PEER_MEM_GIB", "8")) * 2**30)
     for kind in ("file", "duckdb"):
         peer = f"feast {FEAST_VERSION} {kind} offline store"
-        theirs = _child([str(python), str(FEAST_PEER), str(work / f"feast_{kind}"), str(table), str(spine), kind], cap_s)
+        command = [str(python), str(FEAST_PEER), str(work / f"feast_{kind}"), str(table), str(spine), kind]
+        theirs = _child(command, cap_s, cap_bytes)
         log.info("offline: %s %s", peer, theirs)
-        peer_s = None if theirs is None else theirs["seconds"]
+        marker = work / f"feast_{kind}" / "timing_started"
+        timed_s = theirs.get("killed_at", 0.0) - float(marker.read_text()) if marker.exists() else 0.0
+        peer_s: float | None
+        if "killed" in theirs:
+            # Killed at a cap: it would have taken at least as long as it had been timed (the peer
+            # notes when its timed call started), so the ratio is a lower bound.
+            peer_s = timed_s
+            peer_detail = {"peer_killed_at_cap": theirs["killed"], "peer_s_at_least": round(peer_s, 1),
+                           "peer_cap_s": cap_s, "peer_cap_mib": cap_bytes // 2**20}
+        elif "failed" in theirs:
+            # It never returns a training set (e.g. its join asks for more memory than exists): no ratio.
+            peer_s = None
+            peer_detail = {"peer_failed": theirs["failed"], "peer_failed_after_s": round(timed_s, 1)}
+        else:
+            peer_s = theirs["seconds"]
+            peer_detail = {"peer_s": round(peer_s, 3), "peer_rows": theirs["rows"],
+                           "peer_rows_with_features": theirs["non_null"],
+                           "peer_peak_rss_mib": round(theirs["peak_rss_bytes"] / 2**20)}
         results.append(emit(
             BENCH, f"training_set_s_vs_feast_{kind}", ours["seconds"], "s", peer,
-            ratio(ours["seconds"], peer_s if peer_s is not None else cap_s, higher_is_better=False),
-            {"peer_s": peer_s, "peer_cap_s": None if theirs else cap_s,
-             "peer_rows": None if theirs is None else theirs["rows"],
-             "peer_rows_with_features": None if theirs is None else theirs["non_null"],
-             "peer_peak_rss_mib": None if theirs is None else round(theirs["peak_rss_bytes"] / 2**20),
-             "rows": ours["rows"], "spine_rows": size.spine},
+            ratio(ours["seconds"], peer_s, higher_is_better=False),
+            {**peer_detail, "rows": ours["rows"], "rows_with_features": ours["non_null"], "spine_rows": size.spine,
+             "peak_rss_mib": round(ours["peak_rss_bytes"] / 2**20)},
         ))
     return results
 

@@ -58,6 +58,8 @@ def main(repo: Path, features: Path, spine_path: Path, kind: str) -> None:
     )
     store.apply([user, view])
     spine = pd.read_parquet(spine_path)
+    # Wall-clock start, for the harness if it has to kill this process at a cap.
+    (repo / "timing_started").write_text(str(time.time()))
     started = time.perf_counter()
     frame = store.get_historical_features(
         entity_df=spine, features=[f"user_transaction_stats:{name}" for name in FEATURES]
