@@ -158,6 +158,19 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
+def _peer_memory_cap() -> int:
+    """$FEATUREBUS_BENCH_PEER_MEM_GIB, else what the machine has available now less 3 GiB (at
+    least 4 GiB): a peer may use what is free, but must not push others into the OOM killer."""
+    configured = os.environ.get("FEATUREBUS_BENCH_PEER_MEM_GIB")
+    if configured:
+        return int(float(configured) * 2**30)
+    available = 8 * 2**30
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            available = int(line.split()[1]) * 1024
+    return max(4 * 2**30, available - 3 * 2**30)
+
+
 def _child(command: list[str], timeout_s: float, memory_cap: int | None = None) -> dict[str, Any]:
     """Run one measured process; its last stdout line is its JSON result. On the time or memory
     cap the process is killed (by its PID) and the result says which cap and when."""
@@ -216,7 +229,7 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
     write_feast_table(root, table, work)
     log.info("offline: Feast's feature table precomputed in %.0fs", time.monotonic() - started)
     cap_s = float(os.environ.get("FEATUREBUS_BENCH_PEER_CAP_S", 600 if ctx.quick else 1800))
-    cap_bytes = int(float(os.environ.get("FEATUREBUS_BENCH_PEER_MEM_GIB", "8")) * 2**30)
+    cap_bytes = _peer_memory_cap()
     for kind in ("file", "duckdb"):
         peer = f"feast {FEAST_VERSION} {kind} offline store"
         command = [str(python), str(FEAST_PEER), str(work / f"feast_{kind}"), str(table), str(spine), kind]
