@@ -151,6 +151,7 @@ class BenchContext:
     work_dir: Path
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     profile_worker: Path | None = None  # py-spy flame graph of one featurebus worker, if asked
+    offline_events: int | None = None  # bench_offline's event count instead of its default size
     _kafka: Any = None
     _cleanups: list[Callable[[], None]] = field(default_factory=list)
 
@@ -253,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, stores)")
     parser.add_argument("--profile-worker", type=Path, metavar="SVG",
                         help="record the first featurebus worker of the throughput run with py-spy")
+    parser.add_argument("--offline-events", type=int, metavar="N",
+                        help="bench_offline: N events instead of 10M (1M with --quick), e.g. 100000000")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
@@ -264,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     selected = _selected(modules, args.only)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     work_dir = Path(tempfile.mkdtemp(prefix="featurebus-bench-"))
-    ctx = BenchContext(quick=args.quick, work_dir=work_dir, profile_worker=args.profile_worker)
+    ctx = BenchContext(quick=args.quick, work_dir=work_dir, profile_worker=args.profile_worker,
+                       offline_events=args.offline_events)
     failed: list[str] = []
     _print(environment(args.quick))
     try:

@@ -1,6 +1,8 @@
 """Where the peers run. Quix Streams: featurebus's venv if that is safe, else a venv of its own.
 Feast: always ``bench/.venvs/feast`` (``feast_python``), since Feast pins its own FastAPI, pandas
-and pyarrow ranges and must never change what featurebus is measured with.
+and pyarrow ranges and must never change what featurebus is measured with. It gets Feast's
+``duckdb`` extra (ibis + DuckDB) too: the offline benchmark compares both of Feast's local
+offline stores, the default file store and the DuckDB store.
 
 Quix pins ``confluent-kafka`` (3.28: ``<2.13``) below what featurebus is built against. Installing
 it next to featurebus would silently downgrade featurebus's client and skew the comparison the
@@ -29,6 +31,8 @@ _SPEC = f"quixstreams=={QUIX_VERSION}"
 PEER_VENV = BENCH_DIR / ".venvs" / "quix"
 FEAST_VERSION = "0.67.0"  # the latest Feast 0.x when the serving benchmark was written
 FEAST_VENV = BENCH_DIR / ".venvs" / "feast"
+# The DuckDB offline store needs ibis-framework[duckdb]; the file store needs nothing extra.
+_FEAST_SPEC = f"feast[duckdb]=={FEAST_VERSION}"
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +87,20 @@ def quix_python() -> Path:
     return python
 
 
+def _imports(python: Path | str, module: str) -> bool:
+    return subprocess.run([str(python), "-c", f"import {module}"], capture_output=True, check=False).returncode == 0
+
+
 def feast_python() -> Path:
-    """The interpreter of ``bench/.venvs/feast`` with Feast at the pinned version (built once;
-    a few minutes on first use). ``feast serve`` brings uvicorn with uvloop and httptools."""
+    """The interpreter of ``bench/.venvs/feast`` with Feast at the pinned version and its DuckDB
+    offline store (built once; a few minutes on first use)."""
     python = FEAST_VENV / "bin" / "python"
-    if python.exists() and _installed_version(python, "feast") == FEAST_VERSION:
+    if python.exists() and _installed_version(python, "feast") == FEAST_VERSION and _imports(python, "ibis"):
         return python
-    log.info("creating the Feast peer venv %s (feast %s)", FEAST_VENV, FEAST_VERSION)
+    log.info("creating the Feast peer venv %s (%s)", FEAST_VENV, _FEAST_SPEC)
     FEAST_VENV.parent.mkdir(parents=True, exist_ok=True)
     if not python.exists():
         subprocess.run([_base_python(), "-m", "venv", str(FEAST_VENV)], check=True)
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"feast=={FEAST_VERSION}"], check=True, env=env)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", _FEAST_SPEC], check=True, env=env)
     return python

@@ -23,6 +23,7 @@ window (offsets, series elements and lifetime windows alike).
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,13 +32,15 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from featurebus.exceptions import InvalidRequestError, NotFoundError
 from featurebus.platform.offline.event_pairs import aggregate_pairs, feature_array
 from featurebus.platform.offline.locations import OfflineLocations, offline_locations, require_locations
+from featurebus.platform.offline.prefix import window_parts
 from featurebus.platform.offline.realtime import realtime_training_columns
 from featurebus.platform.offline.spine import check_join_key_types, spine_times_ns, timestamp_column, window_ends_ms
-from featurebus.platform.offline.store import list_parts, open_store
+from featurebus.platform.offline.store import PartFile, list_parts, open_store
 from featurebus.platform.registry import read_registry
 from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
 from featurebus.streams.aggregations import output_dtype
@@ -48,6 +51,9 @@ from featurebus.streams.windows import LATEST_EVENT_TIME, series_windows
 __all__ = ["get_features_for_events", "write_training_set", "training_set_from_files", "feature_column"]
 
 _CHUNK_ROWS = 1_000_000
+# Events held in memory at once per view (about 200 bytes each with their transformation's
+# intermediate frames): larger stores are processed in time slices of the spine.
+_GROUP_EVENTS = 8_000_000
 _DAY_MS = 86_400_000
 _NS_PER_MS = 1_000_000
 # The partial sums each function needs (a mean is sum / count, as online). These three have a
@@ -197,6 +203,68 @@ def _view_features(
     t_ns: np.ndarray,
     root: Path,
 ) -> list[np.ndarray | pd.api.extensions.ExtensionArray]:
+    """The view's features for every spine row, a time slice of the spine at a time.
+
+    Rows are computed in groups of consecutive spine dates whose events (read back to the longest
+    window before the group's first date) stay under ``_GROUP_EVENTS``, so memory is bounded by
+    the group, not by the store: a store larger than memory streams through slice by slice.
+    """
+    # A lifetime window reads every event before its row: it cannot be sliced by time.
+    groups = ([np.arange(len(t_ns))] if view.has_lifetime else
+              _time_groups(root, locations, t_ns, view.max_reach_ms + (view.aggregation_interval_ms or 0)))
+    if len(groups) == 1:
+        return _view_features_in(source, locations, view, aggregations, spine, t_ns, root)
+    pieces = [
+        _view_features_in(source, locations, view, aggregations, spine.iloc[rows], t_ns[rows], root)
+        for rows in groups
+    ]
+    order = np.argsort(np.concatenate(groups), kind="stable")  # back to spine order
+    columns: list[np.ndarray | pd.api.extensions.ExtensionArray] = []
+    for j in range(len(aggregations)):
+        parts = [piece[j] for piece in pieces]
+        arrays = [p for p in parts if isinstance(p, np.ndarray)]
+        if len(arrays) == len(parts):
+            columns.append(np.concatenate(arrays)[order])
+        else:
+            joined = pd.concat([pd.Series(p) for p in parts], ignore_index=True)
+            columns.append(joined.array.take(order))
+    return columns
+
+
+def _time_groups(root: Path, locations: tuple[tuple[str, str], ...], t_ns: np.ndarray, window_ms: int) -> list[np.ndarray]:
+    """Spine row positions, grouped by consecutive UTC dates of their times (one group if small)."""
+    days = np.floor_divide(np.floor_divide(t_ns, 1_000_000), _DAY_MS)
+    per_date: dict[int, int] = {}
+    for part in (p for workspace, name in locations for p in list_parts(root, workspace, name)):
+        day = int(np.datetime64(part.date, "D").astype(np.int64))
+        per_date[day] = per_date.get(day, 0) + pq.ParquetFile(part.path).metadata.num_rows
+    if not len(days) or sum(per_date.values()) <= _GROUP_EVENTS:
+        return [np.arange(len(t_ns))]
+    reach = -(-window_ms // _DAY_MS)  # days of events before a row's date that its windows see
+    order = np.argsort(days, kind="stable")
+    unique_days, starts = np.unique(days[order], return_index=True)
+    groups: list[np.ndarray] = []
+    first = 0
+    for i in range(1, len(unique_days) + 1):
+        if i < len(unique_days):
+            span = range(int(unique_days[first]) - reach, int(unique_days[i]) + 1)
+            if sum(per_date.get(d, 0) for d in span) <= _GROUP_EVENTS:
+                continue
+        stop = starts[i] if i < len(unique_days) else len(order)
+        groups.append(order[starts[first] : stop])
+        first = i
+    return groups
+
+
+def _view_features_in(
+    source: StreamSourceSpec,
+    locations: tuple[tuple[str, str], ...],
+    view: StreamFeatureViewSpec,
+    aggregations: list[AggregationSpec],
+    spine: pd.DataFrame,
+    t_ns: np.ndarray,
+    root: Path,
+) -> list[np.ndarray | pd.api.extensions.ExtensionArray]:
     rows = len(spine)
     if view.aggregation_leading_edge == LATEST_EVENT_TIME and rows:
         t_ns = _latest_event_edges_ns(source, locations, root, t_ns)
@@ -226,7 +294,7 @@ def _view_features(
     found: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     events = _events(source, locations, view, root, lo_ms, hi_ms) if rows else None
     if events is not None and bounded:
-        found.update(_join(spine, view, events, ends, reach_ms, bounded))
+        found.update(_bounded_parts(spine, view, events, ends, reach_ms, bounded))
     if events is not None and lifetime:
         assert view.lifetime_start_ms is not None
         found.update(_lifetime(spine, view, events, ends, view.lifetime_start_ms, lifetime))
@@ -347,26 +415,36 @@ def _events(
     timestamp, but must not move events later in time (the stream engine assumes the same).
     """
     first_day, last_day = _date(lo_ms), _date(hi_ms - 1)
-    files = [str(p.path) for workspace, name in locations for p in list_parts(root, workspace, name)
-             if first_day <= p.date <= last_day]
-    if not files:
+    # In offset order, so that a plain scan reads records in arrival order.
+    parts = sorted(
+        (p for workspace, name in locations for p in list_parts(root, workspace, name) if first_day <= p.date <= last_day),
+        key=lambda p: (p.topic, p.partition, p.first_offset),
+    )
+    if not parts:
         return None
+    files = [str(p.path) for p in parts]
     ts = source.kafka.timestamp_field
     select = ", ".join(
         f"epoch_ms({_quote(f.name)}) AS {_quote(f.name)}" if f.dtype == "timestamp" else _quote(f.name)
         for f in source.schema
     )
     file_list = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    # Files may overlap after a crash or a manual copy; a record counts once, by its Kafka address.
-    query = (
-        f"SELECT DISTINCT ON (_topic, _partition, _offset) {select} "
-        f"FROM read_parquet([{file_list}], union_by_name = true) "
-        f"WHERE epoch_ms({_quote(ts)}) >= {lo_ms} AND epoch_ms({_quote(ts)}) < {hi_ms} "
-        "ORDER BY _topic, _partition, _offset"
-    )
+    where = f"WHERE epoch_ms({_quote(ts)}) >= {lo_ms} AND epoch_ms({_quote(ts)}) < {hi_ms}"
+    if _disjoint(parts):
+        # The usual case: the files' offset ranges (from their names) cannot hold a record twice,
+        # and each file is in offset order, so an order-preserving scan of the files in offset
+        # order is already deduplicated and in arrival order: no sort of every event.
+        query = f"SELECT {select} FROM read_parquet([{file_list}], union_by_name = true) {where}"
+    else:
+        # Files may overlap after a crash or a manual copy; a record counts once, by its Kafka address.
+        query = (
+            f"SELECT DISTINCT ON (_topic, _partition, _offset) {select} "
+            f"FROM read_parquet([{file_list}], union_by_name = true) {where} "
+            "ORDER BY _topic, _partition, _offset"
+        )
     transformation = Transformation(view.transformation)
     pieces = []
-    with duckdb.connect() as con:
+    with duckdb.connect(config={"preserve_insertion_order": True}) as con:
         for chunk in _chunks(con.sql(query).to_arrow_reader(_CHUNK_ROWS), source):
             frame, ts_ms = view_input_frame(view, transformation.apply(chunk))
             if not len(frame):
@@ -382,6 +460,14 @@ def _events(
     # Arrival order (the query reads in topic, partition, offset order): ties in event time are
     # broken by it, as the stream engine breaks them by the order records reach it.
     return table.append_column("__seq", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+
+
+def _disjoint(parts: list[PartFile]) -> bool:
+    """Whether no two files (sorted by topic, partition, first offset) share an offset."""
+    for before, after in itertools.pairwise(parts):
+        if (before.topic, before.partition) == (after.topic, after.partition) and after.first_offset <= before.last_offset:
+            return False
+    return True
 
 
 def _chunks(reader: pa.RecordBatchReader, source: StreamSourceSpec) -> Iterator[pd.DataFrame]:
@@ -415,6 +501,21 @@ def _results(result: pa.Table, needs: dict[_Need, str]) -> dict[str, tuple[np.nd
         nulls = column.is_null().to_numpy(zero_copy_only=False)
         values[alias] = (rows, column.fill_null(0).to_numpy(zero_copy_only=False), nulls)
     return values
+
+
+def _bounded_parts(spine: pd.DataFrame, view: StreamFeatureViewSpec, events: pa.Table, ends: np.ndarray,
+                   reach_ms: int, bounded: dict[_Need, str]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Counts and sums over bounded windows: by prefix sums (``prefix.window_parts``) when every
+    window ends at the row's end, else (offsets, series) by the bucketed SQL join."""
+    plain = {(kind, name, -window[0]): alias for (kind, name, window), alias in bounded.items()
+             if window is not None and window[1] == 0}
+    if len(plain) == len(bounded):
+        integral = {a.input_column: a.input_dtype.startswith("int") for a in view.aggregations}
+        by_prefix = window_parts(_spine_keys(spine, view, events), events, ends, plain, _input_aliases(view), integral)
+        if by_prefix is not None:
+            everyone = np.arange(len(spine))
+            return {alias: (everyone, values, nulls) for alias, (values, nulls) in by_prefix.items()}
+    return _join(spine, view, events, ends, reach_ms, bounded)
 
 
 def _join(
