@@ -12,7 +12,11 @@ carry a time bucket of width ``max_window``: an event can only be in a row's ran
 one of the (at most two) buckets that range overlaps, so the join pairs each row only with events
 near its time.
 
-That SQL computes count, sum and mean. Every other function (min, max, last, first/last(n),
+Count, sum and mean are normally computed without that join, by prefix sums over the events
+sorted by (entity, time) (``prefix.window_parts``: cost independent of how busy an entity is);
+the bucketed SQL join remains for what that path declines (non-finite inputs). Stores larger
+than memory are processed in time slices of the spine (``_time_groups``). That SQL computes
+count, sum and mean. Every other function (min, max, last, first/last(n),
 distinct, variance family, sketches) and ``Attribute`` features go through ``event_pairs``, which
 feeds the same joined events to the stream engine's own aggregators.
 """
