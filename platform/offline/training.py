@@ -15,7 +15,11 @@ pairs each row only with events near its time. Lifetime windows are running aggr
 (``_lifetime``), and ``AggregationLeadingEdge.LATEST_EVENT_TIME`` moves each row's reference time
 first (``_latest_event_edges_ns``).
 
-That SQL computes count, sum and mean. Every other function (min, max, last, first/last(n),
+Count, sum and mean are normally computed without that join, by prefix sums over the events
+sorted by (entity, time) (``prefix.window_parts``: cost independent of how busy an entity is);
+the bucketed SQL join remains for what that path declines (non-finite inputs). Stores larger
+than memory are processed in time slices of the spine (``_time_groups``). That SQL computes
+count, sum and mean. Every other function (min, max, last, first/last(n),
 distinct, variance family, sketches) and ``Attribute`` features go through ``event_pairs``, which
 feeds the same joined events to the stream engine's own aggregators, one (start, end) per row and
 window (offsets, series elements and lifetime windows alike).
