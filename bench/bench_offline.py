@@ -26,7 +26,6 @@ import dataclasses
 import json
 import logging
 import os
-import resource
 import subprocess
 import sys
 import threading
@@ -276,8 +275,17 @@ def _measure(root: Path, spine_path: Path) -> dict[str, Any]:
         "seconds": seconds,
         "rows": len(frame),
         "non_null": int(frame[last].notna().sum()),
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_bytes": _peak_rss_bytes(),
     }
+
+
+def _peak_rss_bytes() -> int:
+    """This process's peak RSS: VmHWM, which starts afresh at exec (``ru_maxrss`` would carry
+    the forking parent's size over into a child that never reached it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ repository is not timed; ``get_historical_features(...).to_df()`` is. Prints one
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from datetime import timedelta
@@ -69,8 +68,17 @@ def main(repo: Path, features: Path, spine_path: Path, kind: str) -> None:
         "seconds": seconds,
         "rows": len(frame),
         "non_null": int(frame[list(FEATURES)[-1]].notna().sum()),
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_bytes": _peak_rss_bytes(),
     }))
+
+
+def _peak_rss_bytes() -> int:
+    """This process's peak RSS: VmHWM, which starts afresh at exec (``ru_maxrss`` would carry
+    the forking parent's size over into a child that never reached it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 if __name__ == "__main__":
