@@ -51,7 +51,7 @@ class Sizes:
 
 
 FULL = Sizes(events=200_000, users=100_000, repeats=3, featurebus_timeout_s=600, quix_cap_s=60,
-             fresh_rate=200, fresh_seconds=20)
+             fresh_rate=5_000, fresh_seconds=20)
 QUICK = Sizes(events=30_000, users=100_000, repeats=1, featurebus_timeout_s=300, quix_cap_s=30,
               fresh_rate=200, fresh_seconds=5)
 
@@ -127,7 +127,7 @@ def freshness(ctx: BenchContext, bootstrap: str, sizes: Sizes) -> list[dict[str,
             ratio(value, peer_value, higher_is_better=False),
             {
                 "peer_value": None if peer_value is None else round(peer_value, 2),
-                "events": len(ours.probes), "rate_per_s": sizes.fresh_rate, "seconds": sizes.fresh_seconds,
+                "events": len(ours.probes), "watched": sum(p.tracked for p in ours.probes), "rate_per_s": sizes.fresh_rate, "seconds": sizes.fresh_seconds,
                 "visible": len(mine), "peer_visible": len(theirs),
                 "max_ms": round(max(mine), 1) if mine else None,
                 "http_polls": ours.polls, "sum_check": checked, "load_1m_after": load_1m(),
