@@ -4,7 +4,8 @@ Feast's offline files.
 
 featurebus is populated by running ``StreamEngine`` (the worker's own code: JSON decoding,
 transformation, tiling, encoding) in this process over the generated records and publishing
-its tiles to the workspace's compacted feature topics with the worker's ``KafkaFeatureSink``.
+its tiles to the workspace's compacted feature topics (``_TileSink``: the engine's sink over a
+plain idempotent producer; there are no consumer offsets to commit with them here).
 Only the Faust consumer loop is skipped: producing 350k events to a source topic and waiting
 for a worker would add minutes to a benchmark about reads and measure nothing it reports. The
 serving processes then build their online stores from those topics through their own
@@ -23,14 +24,15 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+from confluent_kafka import Producer
 
 from featurebus.platform.generator import iso_ms
 from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
 from featurebus.platform.kv import RocksStore
+from featurebus.platform.producer import DeliveryTracker, producer_config
 from featurebus.platform.topics import feature_topic
 from featurebus.schemas.specs import WorkspaceSpec
-from featurebus.streams.engine import RawRecord, StreamEngine
-from featurebus.streams.worker import KafkaFeatureSink
+from featurebus.streams.engine import Progress, RawRecord, StreamEngine
 
 __all__ = ["Dataset", "make_dataset", "publish_tiles", "feast_tables", "FEATURE_PARTITIONS"]
 
@@ -75,12 +77,28 @@ def make_dataset(users: int, merchants: int, seed: int = 11, now_ms: int | None 
     return Dataset(events, users, merchants, now_ms)
 
 
+class _TileSink:
+    """``FeatureSink`` of the stream engine over an idempotent ``acks=all`` producer."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._tracker = DeliveryTracker(Producer(producer_config(bootstrap, **{"linger.ms": 5})), bootstrap)
+
+    def publish(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
+        self._tracker.produce(topic, value=value, key=key, partition=partition)
+
+    def dead_letter(self, record: RawRecord, reason: str) -> None:
+        raise RuntimeError(f"generated record {record.offset} was rejected: {reason}")
+
+    def commit(self, progress: dict[tuple[str, int], Progress]) -> None:
+        self._tracker.flush(timeout_s=60.0)
+
+
 def publish_tiles(bootstrap: str, spec: WorkspaceSpec, source_topic: str, data: Dataset, batch: int = 20_000) -> int:
     """Run the stream engine over ``data`` and publish its tiles to the feature topics; returns
     the number of events processed."""
     topics = {v.name: (feature_topic(spec.name, v.name), FEATURE_PARTITIONS) for v in spec.stream_feature_views}
     ensure_topics(bootstrap, [TopicConfig(name, parts, compacted=True) for name, parts in topics.values()])
-    sink = KafkaFeatureSink(bootstrap, spec.name)
+    sink = _TileSink(bootstrap)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="featurebus-bench-engine-") as state_dir:
         store = RocksStore(Path(state_dir))
@@ -96,7 +114,7 @@ def publish_tiles(bootstrap: str, spec: WorkspaceSpec, source_topic: str, data: 
             for start in range(0, len(records), batch):
                 engine.process([RawRecord(source_topic, 0, start + i, value)
                                 for i, value in enumerate(records[start : start + batch])])
-            sink.flush()
+            sink.commit({})
         finally:
             store.close()
     counters = engine.counters
