@@ -32,7 +32,7 @@ test-fast: bootstrap ## Unit and contract tests only (no Kafka)
 	$(BIN)/python -m pytest tests/unit tests/contract
 
 lint: bootstrap ## ruff + mypy
-	$(BIN)/ruff check sdk platform streams schemas serving tests bench examples
+	$(BIN)/ruff check sdk platform streams schemas serving tests bench examples tools
 	$(BIN)/mypy -p featurebus
 
 bench: bootstrap ## Benchmarks: one JSON line per figure, featurebus next to its peer

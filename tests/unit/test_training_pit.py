@@ -458,11 +458,9 @@ def _assert_windowed_matches_oracle(result: pd.DataFrame, spine: pd.DataFrame, e
             for a in view.aggregations:
                 expected = value_of(history, (user,), reference, a, view)
                 got = result[f"{view.name}__{a.name}"].iloc[position]
-                if isinstance(got, list):
-                    pass
-                elif got is pd.NA or (isinstance(got, float) and math.isnan(got)):
+                if got is pd.NA or (isinstance(got, float) and math.isnan(got)):
                     got = None
-                else:
+                elif not isinstance(got, list):  # a series window's value is a list already
                     got = got.item() if hasattr(got, "item") else got
                 where = f"row {position} ({user}, T={t_ms - T0} ms after T0) {view.name}__{a.name}"
                 assert close(got, expected), f"{where}: {got} != {expected}"
