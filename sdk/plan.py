@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from featurebus.exceptions import DefinitionError, FeaturebusError
+from featurebus.schemas.materialization import SOURCE_HARMLESS, VIEW_HARMLESS
 from featurebus.schemas.specs import (
     BatchSourceSpec,
     EntitySpec,
@@ -48,13 +49,9 @@ _SPEC_CLASS: dict[Kind, type[Any]] = {
     "feature_service": FeatureServiceSpec,
 }
 
-# Fields whose change leaves materialized features valid. Everything else invalidates them,
-# including fields added to the specs later: recomputing once too often is cheap next to serving
-# features computed under an old definition. Keys are dotted attribute paths (no element part).
-_METADATA = frozenset({"description", "owner", "tags", "prevent_destroy"})
-_VIEW_HARMLESS = _METADATA | {"online", "offline"}
-# batch_config: history files are kept in the spec but not read yet, so they change no feature.
-_SOURCE_HARMLESS = _METADATA | {"kafka.watermark_delay_ms", "kafka.value_format", "batch_config"}
+# Which changes invalidate materialized data is decided once, for plan and the stream worker.
+_VIEW_HARMLESS = VIEW_HARMLESS
+_SOURCE_HARMLESS = SOURCE_HARMLESS
 
 
 @dataclass(frozen=True)

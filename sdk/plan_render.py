@@ -36,8 +36,8 @@ def render_plan(plan: Plan, color: bool) -> str:
         if change.action == "create":
             lines.extend((None, f"    {line}") for line in _metadata_lines(change))
         if change.rematerialize:
-            # apply does not recompute yet: say what is stale rather than promise a rebuild
             lines.append(("bold magenta", f"    invalidates materialized features: {change.reason}"))
+            lines.append(("magenta", "    apply recomputes them from the source's history"))
         elif change.reason:
             lines.append(("red", f"    {change.reason}"))
     lines.append((None, ""))
@@ -102,7 +102,7 @@ def _summary_line(plan: Plan) -> str:
         f"{counts['delete']} to delete, {counts['unchanged']} unchanged"
     )
     rematerialize = sum(c.rematerialize for c in plan.changes)
-    return f"{text}; {rematerialize} feature view(s) with invalidated materialized features." if rematerialize else f"{text}."
+    return f"{text}; {rematerialize} feature view(s) to recompute from their sources' history." if rematerialize else f"{text}."
 
 
 def _describe(fc: FieldChange) -> str:

@@ -346,6 +346,26 @@ class StreamEngine:
         self._store.write(_last_write_wins(puts))
         return restored
 
+    def view_shard(self, view: str, shard: int) -> dict[bytes, bytes]:
+        """One view's records of one shard (tiles, lifetime prefixes, high watermarks), by record key."""
+        prefix = _state_prefix(view, shard)
+        return {key[len(prefix):]: value for key, value in self._store.scan(prefix, _prefix_end(prefix))}
+
+    def replace_view_shards(self, topic: str, partition: int, records: dict[str, dict[bytes, bytes]], progress: Progress) -> None:
+        """Replace some views' state of a source partition's shard (``records``: view -> record
+        key -> value, as ``view_shard`` returns them) and set its progress, atomically."""
+        shard = shard_of(self._sources[topic], topic, partition)
+        puts: list[tuple[bytes, bytes | None]] = []
+        for view, view_records in records.items():
+            prefix = _state_prefix(view, shard)
+            puts.extend((key, None) for key, _ in self._store.scan(prefix, _prefix_end(prefix)))
+            puts.extend((prefix + key, value) for key, value in view_records.items())
+        puts.append((_progress_key(topic, partition), progress.pack()))
+        self._store.write(_last_write_wins(puts))
+
+    def set_progress(self, topic: str, partition: int, progress: Progress) -> None:
+        self._store.write([(_progress_key(topic, partition), progress.pack())])
+
     def forget_partition(self, topic: str, partition: int) -> None:
         """Drop a partition's local state (it belongs to no committed history any more)."""
         if topic in self._sources:

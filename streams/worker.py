@@ -14,6 +14,12 @@ RocksDB cache against the committed position; if they differ (a partition that m
 lost state directory, a crash between commit and cache write) it rebuilds the shard from the
 feature topic before consuming.
 
+Definitions change under a running worker: it follows the registry, and a view whose tiles an
+apply invalidated (or that is new to a partition's history) is recomputed from the source log
+before the partition is consumed further (``streams.rebuild``). Which definitions built a
+partition's state is committed with its offset (``CommitMetadata``: the watermark and the views'
+materialization fingerprints), atomically with the tiles.
+
 The consumer is confluent-kafka's rather than Faust's: Faust's per-event async stream caps one
 worker at a few thousand events/s on this hardware (measured: 3.3k/s, see bench/), and its
 transactions cannot include our own tile records atomically with the offsets.
@@ -24,6 +30,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import logging
+import shutil
 import signal
 import socket
 import threading
@@ -42,8 +49,10 @@ from featurebus.platform.kv import RocksStore
 from featurebus.platform.producer import producer_config
 from featurebus.platform.registry import read_registry, wait_for_workspace
 from featurebus.platform.topics import dead_letter_topic, feature_topic, worker_group
+from featurebus.schemas.materialization import CommitMetadata, online_fingerprints
 from featurebus.schemas.specs import WorkspaceSpec
-from featurebus.streams.engine import Progress, RawRecord, StreamEngine
+from featurebus.streams.engine import NO_WATERMARK, Progress, RawRecord, StreamEngine
+from featurebus.streams.rebuild import install_rebuilt, read_source_partition, recompute_views
 
 __all__ = ["TransactionalSink", "run_worker", "worker_transactional_id"]
 
@@ -53,6 +62,7 @@ REGISTRY_POLL_S = 2.0  # how often a running worker looks for a newly applied ve
 EXPIRY_INTERVAL_S = 30.0
 TRANSACTION_TIMEOUT_MS = 10_000  # how long a dead worker's open transaction can hold readers back
 COMMIT_TIMEOUT_S = 30.0
+OFFSET_METADATA_MAX_BYTES = 4096  # the broker's default offset.metadata.max.bytes
 
 
 class TransactionalSink:
@@ -64,6 +74,8 @@ class TransactionalSink:
         self._dead_letter_topic = dead_letter_topic(workspace)
         self._bootstrap = bootstrap
         self._open = False
+        # source topic -> view -> materialization fingerprint, committed with every offset
+        self.fingerprints: dict[str, dict[str, str]] = {}
 
     def _begin(self) -> None:
         if not self._open:
@@ -96,7 +108,8 @@ class TransactionalSink:
         self._begin()
         try:
             if progress:
-                offsets = [TopicPartition(t, p, pr.offset + 1, metadata=str(pr.watermark)) for (t, p), pr in progress.items()]
+                offsets = [TopicPartition(t, p, pr.offset + 1, metadata=CommitMetadata(pr.watermark, self.fingerprints.get(t, {})).encode())
+                           for (t, p), pr in progress.items()]
                 self._producer.send_offsets_to_transaction(offsets, self._consumer.consumer_group_metadata(), COMMIT_TIMEOUT_S)
             self._producer.commit_transaction(COMMIT_TIMEOUT_S)
             self._open = False
@@ -184,6 +197,7 @@ class _Worker:
         self.workspace = workspace
         self.spec = wait_for_workspace(bootstrap, workspace)
         state_dir = data_dir / "worker" / workspace
+        self.scratch_dir = data_dir / "worker" / f"{workspace}.rebuild"  # a recomputation's working store
         self.store = RocksStore(state_dir)
         self.consumer = Consumer(
             {
@@ -218,7 +232,17 @@ class _Worker:
         self.stopping = False
 
     def _engine_for(self, spec: WorkspaceSpec) -> StreamEngine:
-        return StreamEngine(spec, self.store, self.sink, _prepare_topics(self.bootstrap, spec).__getitem__)
+        self.feature_topics = _prepare_topics(self.bootstrap, spec)
+        engine = StreamEngine(spec, self.store, self.sink, self.feature_topics.__getitem__)
+        self.sink.fingerprints = {topic: online_fingerprints(spec, topic) for topic in engine.source_topics}
+        for topic, views in self.sink.fingerprints.items():
+            size = len(CommitMetadata(NO_WATERMARK, views).encode())
+            if size > OFFSET_METADATA_MAX_BYTES:
+                raise FeaturebusError(
+                    f"{len(views)} online views read topic {topic!r}: their fingerprints take {size} bytes of offset "
+                    f"metadata, more than Kafka's default offset.metadata.max.bytes ({OFFSET_METADATA_MAX_BYTES}); "
+                    f"raise that broker setting, or split the views over more source topics")
+        return engine
 
     # -- partition ownership -------------------------------------------------------------------
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -226,12 +250,13 @@ class _Worker:
         committed = consumer.committed(partitions, timeout=COMMIT_TIMEOUT_S)
         for tp in committed:
             self._take_over(tp)
+            self._rebuild_stale(tp)
             self.owned.add((tp.topic, tp.partition))
 
     def _take_over(self, tp: TopicPartition) -> None:
         local = self.engine.progress(tp.topic, tp.partition)
         if tp.offset < 0:  # never committed: start from the log's beginning with empty state
-            if local.offset >= 0:
+            if local != Progress():
                 self.engine.forget_partition(tp.topic, tp.partition)
             return
         if local.offset == tp.offset - 1:
@@ -241,10 +266,35 @@ class _Worker:
         started = time.monotonic()
         tiles = {view: read_compacted(self.bootstrap, topic, partitions=[partition], timeout_s=300.0)
                  for view, topic, partition, _ in self.engine.shard_locations(tp.topic, tp.partition)}
-        watermark = int(tp.metadata) if tp.metadata else Progress().watermark
+        watermark = CommitMetadata.decode(tp.metadata, NO_WATERMARK).watermark
         restored = self.engine.replace_shard(tp.topic, tp.partition, tiles, Progress(tp.offset - 1, watermark))
         log.warning("%s[%d]: restored %d tiles from the feature topics in %.1f s (local state was at offset %d, "
                     "committed %d)", tp.topic, tp.partition, restored, time.monotonic() - started, local.offset, tp.offset - 1)
+
+    def _rebuild_stale(self, tp: TopicPartition) -> None:
+        """Recompute the views of this (taken over) partition whose committed state was built by
+        other definitions, or that are new to its history (``streams.rebuild``)."""
+        if tp.offset < 0:  # nothing committed: every view starts from the log's beginning anyway
+            return
+        stale = CommitMetadata.decode(tp.metadata, NO_WATERMARK).stale_views(self.sink.fingerprints.get(tp.topic, {}))
+        if not stale:
+            return
+        log.warning("%s[%d]: recomputing %s from the source log: their definition changed, or they are new to "
+                    "this partition's history", tp.topic, tp.partition, ", ".join(stale))
+        started = time.monotonic()
+        progress = self.engine.progress(tp.topic, tp.partition)  # the committed position (see _take_over)
+        shutil.rmtree(self.scratch_dir, ignore_errors=True)  # a crashed attempt's leftovers
+        scratch = RocksStore(self.scratch_dir)
+        try:
+            rebuilt, replayed = recompute_views(self.spec, stale, tp.topic, tp.partition,
+                                                read_source_partition(self.bootstrap, tp.topic, tp.partition, tp.offset),
+                                                scratch, self.feature_topics.__getitem__)
+        finally:
+            scratch.close()
+            shutil.rmtree(self.scratch_dir, ignore_errors=True)
+        changed = install_rebuilt(self.engine, self.sink, tp.topic, tp.partition, rebuilt, progress)
+        log.warning("%s[%d]: rebuilt %s from %d records in %.1f s (%d feature records changed)", tp.topic, tp.partition,
+                    ", ".join(stale), replayed, time.monotonic() - started, changed)
 
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("revoked %s", _names(partitions))
@@ -302,6 +352,9 @@ class _Worker:
         log.warning("workspace %r: picked up version %d", self.workspace, latest.version)
         old_topics = self.engine.source_topics
         self.engine, self.spec = self._engine_for(latest), latest
+        owned = [TopicPartition(topic, partition) for topic, partition in sorted(self.owned)]
+        for tp in self.consumer.committed(owned, timeout=COMMIT_TIMEOUT_S) if owned else []:
+            self._rebuild_stale(tp)
         if self.engine.source_topics != old_topics:
             self.consumer.subscribe(self.engine.source_topics, on_assign=self.on_assign, on_revoke=self.on_revoke)
 

@@ -25,10 +25,10 @@ from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.streams.engine import compile_views
 from featurebus.streams.lifetime import PREFIX_START_MS, high_watermark_shard
 from featurebus.streams.tiles import compute_values
-from tests.integration.test_worker_crash import _start_worker, _wait_caught_up
 from tests.support.oracle import Event, close, value_of
 from tests.support.specs import HOUR, MINUTE
 from tests.support.window_specs import VIEW, windowed_workspace
+from tests.support.workers import start_worker, wait_caught_up
 
 pytestmark = pytest.mark.kafka
 
@@ -78,9 +78,9 @@ def test_lifetime_prefixes_restored_from_the_bus_keep_serving_the_oracle(kafka_b
     first = [(rng.choice(users), BASE + i * 60_000 - (HOUR if i % 3 == 2 else 0), float(rng.randint(-5, 9)), i % 3)
              for i in range(360)]
     _produce(kafka_bootstrap, topic, first)
-    worker = _start_worker(kafka_bootstrap, workspace, tmp_path)
+    worker = start_worker(kafka_bootstrap, workspace, tmp_path)
     try:
-        _wait_caught_up(kafka_bootstrap, workspace, topic, worker, tmp_path)
+        wait_caught_up(kafka_bootstrap, workspace, topic, worker, tmp_path)
         _wait_for_final_prefixes(kafka_bootstrap, spec, 3, tmp_path)
         worker.kill()
         worker.wait()
@@ -90,8 +90,8 @@ def test_lifetime_prefixes_restored_from_the_bus_keep_serving_the_oracle(kafka_b
         later = [(rng.choice(users), newest[p] - DELAY + 30_000 + k * 1000, 7.0, p) for p in range(3) for k in range(3)]
         later += [(rng.choice(users), newest[i % 3] + (i + 1) * 15_000, 1.0, i % 3) for i in range(60)]
         _produce(kafka_bootstrap, topic, later)
-        worker = _start_worker(kafka_bootstrap, workspace, tmp_path)
-        _wait_caught_up(kafka_bootstrap, workspace, topic, worker, tmp_path)
+        worker = start_worker(kafka_bootstrap, workspace, tmp_path)
+        wait_caught_up(kafka_bootstrap, workspace, topic, worker, tmp_path)
     finally:
         worker.kill()
         worker.wait()

@@ -267,7 +267,7 @@ def test_plain_rendering_lists_every_change_and_a_summary() -> None:
     assert "+ create feature_service new_service" in lines
     assert any(line.startswith("    invalidates materialized features: changed: transformation.code, aggregations[amount_count_1h_continuous], ") for line in lines)
     assert lines[-1] == ("Plan for workspace w: 1 to create, 1 to update, 1 to delete, 4 unchanged; "
-                         "1 feature view(s) with invalidated materialized features.")
+                         "1 feature view(s) to recompute from their sources' history.")
     assert "[" not in text.replace("aggregations[", "").replace("'    return [1]", "")  # no markup
 
 
