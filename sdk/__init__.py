@@ -79,6 +79,7 @@ __all__ = [
     "StreamProcessingMode",
     "StreamSource",
     "TimeWindow",
+    "TectonDataFrame",
     "Workspace",
     "batch_feature_view",
     "aggregation_functions",
@@ -90,3 +91,12 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # Imported on first use: it needs pandas and pyarrow, which definitions alone never load.
+    if name == "TectonDataFrame":
+        from featurebus.frames import TectonDataFrame
+
+        return TectonDataFrame
+    raise AttributeError(f"module 'featurebus' has no attribute {name!r}")

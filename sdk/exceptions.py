@@ -40,6 +40,10 @@ class InvalidRequestError(FeaturebusError):
     """A request (HTTP or CLI) is malformed; the message names the offending field."""
 
 
+class UnsupportedError(InvalidRequestError):
+    """Something Tecton offers that featurebus does not do (a Spark conversion, ...)."""
+
+
 class RecordValidationError(InvalidRequestError):
     """Some records of an ingest request are invalid; ``record_errors`` says which and why."""
 

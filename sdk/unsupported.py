@@ -79,7 +79,6 @@ _TABLE: dict[str, tuple[_Kind, str]] = {
     "SnowflakeConfig": ("class", _WAREHOUSE),
     "SparkBatchConfig": ("class", _SPARK),
     "SparkStreamConfig": ("class", _SPARK),
-    "TectonDataFrame": ("class", "featurebus returns pandas DataFrames; use pandas directly"),
     "TectonTimeConstant": ("class", _CONTEXT),
     "TestRepo": ("class", "test a repository with `featurebus plan` and pytest over featurebus.repo.load_repo"),
     "TransformServerGroup": ("class", _SERVER_GROUP),

@@ -8,8 +8,8 @@ Definitions come from the registry on the bus; training sets from the offline st
 platform's home (``FEATUREBUS_HOME``, or ``./.featurebus``), where ``featurebus up`` writes it.
 Development workspaces work the same way, ad hoc: they are never materialized, so their sources
 read what live workspaces materialized from the same topics (push sources: of the same name);
-``featurebus.platform.offline.locations`` has the rule. Unlike Tecton's ``TectonDataFrame``, results
-are plain pandas DataFrames.
+``featurebus.platform.offline.locations`` has the rule. Results are ``TectonDataFrame``s: pandas
+DataFrames with Tecton's ``to_pandas()`` and an Arrow ``to_arrow()`` (``featurebus.frames``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from featurebus.exceptions import NotFoundError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from featurebus.frames import TectonDataFrame
     from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = ["FeatureServiceClient", "FeatureViewClient", "Workspace", "get_workspace"]
@@ -34,12 +35,13 @@ class FeatureServiceClient:
         self.workspace = workspace
         self.name = name
 
-    def get_features_for_events(self, events: pd.DataFrame, timestamp_key: str | None = None) -> pd.DataFrame:
+    def get_features_for_events(self, events: pd.DataFrame, timestamp_key: str | None = None) -> TectonDataFrame:
         """Point-in-time-correct feature values for every row of ``events`` (join keys + a time)."""
+        from featurebus.frames import TectonDataFrame
         from featurebus.platform.offline.training import get_features_for_events
 
         ws = self.workspace
-        return get_features_for_events(ws.spec, self.name, events, ws.offline_root, timestamp_key, ws.offline_data)
+        return TectonDataFrame(get_features_for_events(ws.spec, self.name, events, ws.offline_root, timestamp_key, ws.offline_data))
 
 
 class FeatureViewClient:
@@ -49,24 +51,26 @@ class FeatureViewClient:
         self.workspace = workspace
         self.name = name
 
-    def get_features_for_events(self, events: pd.DataFrame, timestamp_key: str | None = None) -> pd.DataFrame:
+    def get_features_for_events(self, events: pd.DataFrame, timestamp_key: str | None = None) -> TectonDataFrame:
         """``events`` plus one ``<view>__<feature>`` column per feature of the view, as of each row's time."""
+        from featurebus.frames import TectonDataFrame
         from featurebus.platform.offline.ranges import view_service
         from featurebus.platform.offline.training import get_features_for_events
 
         ws = self.workspace
         spec, service = view_service(ws.spec, self.name)
-        return get_features_for_events(spec, service, events, ws.offline_root, timestamp_key, ws.offline_data)
+        return TectonDataFrame(get_features_for_events(spec, service, events, ws.offline_root, timestamp_key, ws.offline_data))
 
     def get_features_in_range(
         self, start_time: datetime, end_time: datetime, entities: pd.DataFrame | None = None
-    ) -> pd.DataFrame:
+    ) -> TectonDataFrame:
         """Feature values valid in ``[start_time, end_time)``: join keys, features, ``_valid_from``
         and ``_valid_to`` (see ``featurebus.platform.offline.ranges`` for how rows are formed)."""
+        from featurebus.frames import TectonDataFrame
         from featurebus.platform.offline.ranges import get_features_in_range
 
         ws = self.workspace
-        return get_features_in_range(ws.spec, self.name, start_time, end_time, ws.offline_root, entities, ws.offline_data)
+        return TectonDataFrame(get_features_in_range(ws.spec, self.name, start_time, end_time, ws.offline_root, entities, ws.offline_data))
 
 
 class Workspace:

@@ -62,7 +62,7 @@ def test_a_development_workspace_computes_features_from_live_offline_data(kafka_
     spine = pd.DataFrame({"user_id": [rng.choice([*USERS, "nobody"]) for _ in range(60)],
                           "timestamp": pd.to_datetime([T0 + rng.randrange(100 * MINUTE) for _ in range(60)], unit="ms", utc=True)})
     frame = ws.get_feature_view("user_clicks").get_features_for_events(spine)
-    via_service = ws.get_feature_service("clicks").get_features_for_events(spine)
+    via_service = ws.get_feature_service("clicks").get_features_for_events(spine).to_pandas()  # Tecton's idiom
     for row, service_row in zip(frame.itertuples(index=False), via_service.itertuples(index=False), strict=True):
         t_ms = int(row.timestamp.value // 1_000_000)
         for column, window in (("user_clicks__quantity_sum_30m_continuous", 30 * MINUTE),
