@@ -181,6 +181,18 @@ def topic_end_offsets(bootstrap: str, topic: str, timeout_s: float = 10.0) -> di
         consumer.close()
 
 
+def committed_positions(bootstrap: str, group: str, topics: Iterable[str], timeout_s: float = 10.0) -> list[TopicPartition]:
+    """Consumer ``group``'s committed offsets (with their metadata) of every partition of ``topics``."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        wanted = [TopicPartition(topic, p) for topic in topics for p in _partition_ends(consumer, bootstrap, topic, timeout_s)]
+        return list(consumer.committed(wanted, timeout=timeout_s)) if wanted else []
+    except KafkaException as exc:
+        raise KafkaUnavailableError(f"reading the progress of {group!r} failed: {exc}. {unreachable_hint(bootstrap)}") from exc
+    finally:
+        consumer.close()
+
+
 def group_lag(bootstrap: str, group: str, topics: Iterable[str], timeout_s: float = 10.0) -> int:
     """Records in ``topics`` not yet committed by consumer ``group`` (all of them if it never committed)."""
     # committed() asks the group's coordinator for this group.id without joining the group.

@@ -51,6 +51,9 @@ class MaterializationState:
     note: str = ""
     topics: tuple[TopicState, ...] = ()
     worker_lag: int | None = None  # source records the stream worker has not committed yet
+    # Source partitions whose committed state the worker has not yet recomputed for the view's
+    # current definition (after an apply that invalidated it: ``featurebus.streams.rebuild``).
+    recomputing: tuple[str, ...] = ()
 
 
 def find_object(spec: WorkspaceSpec, name: str, kind: str | None = None) -> tuple[str, Any]:
@@ -116,7 +119,7 @@ def lineage(spec: WorkspaceSpec, kind: str, name: str) -> dict[str, list[str]]:
 def read_state(bootstrap: str, spec: WorkspaceSpec, obj: Any, timeout_s: float = 5.0) -> MaterializationState | None:
     """Kafka's view of a source's or feature view's data (its topics' end offsets, and how far
     the stream worker is behind on the source); None for kinds that hold no data."""
-    from featurebus.platform.kafka_admin import group_lag, topic_end_offsets
+    from featurebus.platform.kafka_admin import committed_positions, group_lag, topic_end_offsets
     from featurebus.platform.topics import feature_topic, worker_group
 
     if isinstance(obj, StreamFeatureViewSpec):
@@ -137,9 +140,22 @@ def read_state(bootstrap: str, spec: WorkspaceSpec, obj: Any, timeout_s: float =
             states.append(TopicState(topic, {p: high for p, (_, high) in ends.items()},
                                      sum(high - low for low, high in ends.values())))
         lag = group_lag(bootstrap, worker_group(spec.name), source_topics, timeout_s)
+        recomputing = _recomputing(spec, obj, committed_positions(bootstrap, worker_group(spec.name), source_topics, timeout_s)) \
+            if isinstance(obj, StreamFeatureViewSpec) and obj.online else ()
     except KafkaUnavailableError as exc:
         return MaterializationState(False, f"materialization state unknown: {exc}")
-    return MaterializationState(True, topics=tuple(states), worker_lag=lag)
+    return MaterializationState(True, topics=tuple(states), worker_lag=lag, recomputing=recomputing)
+
+
+def _recomputing(spec: WorkspaceSpec, view: StreamFeatureViewSpec, committed: list[Any]) -> tuple[str, ...]:
+    from featurebus.schemas.materialization import CommitMetadata, online_fingerprints
+
+    stale = []
+    for tp in committed:
+        if tp.offset >= 0 and CommitMetadata.decode(tp.metadata, 0).stale_views(
+                {view.name: online_fingerprints(spec, tp.topic)[view.name]}):
+            stale.append(f"{tp.topic}[{tp.partition}]")
+    return tuple(stale)
 
 
 def broker_reachable(bootstrap: str, timeout_s: float) -> bool:
@@ -212,6 +228,8 @@ def render_description(doc: dict[str, Any]) -> str:
                 lines.append(f"  {topic['topic']}: {topic['records']} records (end offsets {ends})")
             if state["worker_lag"] is not None:
                 lines.append(f"  stream worker lag: {state['worker_lag']} records")
+            if state["recomputing"]:
+                lines.append(f"  being recomputed for the current definition: {', '.join(state['recomputing'])}")
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from featurebus.describe import read_state
 from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
 from featurebus.platform.registry import apply_workspace
 from featurebus.platform.topics import worker_group
@@ -90,3 +91,17 @@ def test_an_invalidating_apply_is_recomputed_from_the_log_even_across_a_kill(kaf
     doubled = [Event(e.entity, e.ts_ms, None if e.value is None else e.value * 2) for e in events]
     assert_feature_topic_equals_oracle(kafka_bootstrap, after, doubled, users, t_ms, "user_spending")
     assert_feature_topic_equals_oracle(kafka_bootstrap, after, events, users, t_ms, "user_counts")
+
+    # `describe` tells which partitions of a view still wait for their recomputation.
+    assert _recomputing(kafka_bootstrap, after, "user_counts") == ()
+    counts = after.view("user_counts")
+    wider = dataclasses.replace(counts, aggregations=(dataclasses.replace(counts.aggregations[0], window_ms=3 * HOUR),))
+    third = apply_workspace(kafka_bootstrap, dataclasses.replace(after, stream_feature_views=(after.view("user_spending"), wider)))
+    assert _recomputing(kafka_bootstrap, third, "user_counts") == tuple(f"{topic}[{p}]" for p in range(PARTITIONS))
+    assert _recomputing(kafka_bootstrap, third, "user_spending") == ()
+
+
+def _recomputing(bootstrap: str, spec: WorkspaceSpec, view: str) -> tuple[str, ...]:
+    state = read_state(bootstrap, spec, spec.view(view))
+    assert state is not None and state.available, state
+    return state.recomputing
