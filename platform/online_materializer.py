@@ -417,7 +417,7 @@ class OnlineMaterializer:
         self._feature_topics = {
             feature_topic(ws, view.name): online_view_name(ws, view.name)
             for ws, spec in specs.items()
-            for view in spec.stream_feature_views
+            for view in (*spec.stream_feature_views, *spec.batch_feature_views)  # batch: platform/batch/online.py
             if view.online
         }
         self._specs = specs
