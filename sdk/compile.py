@@ -36,13 +36,13 @@ from featurebus.schemas.specs import (
     AggregationSpec,
     BatchFeatureViewSpec,
     BatchSourceSpec,
+    CustomBatchConfigSpec,
     EntitySpec,
     FeatureSelectionSpec,
     FeatureServiceSpec,
     FieldSpec,
     FileConfigSpec,
     KafkaConfigSpec,
-    CustomBatchConfigSpec,
     StreamFeatureViewSpec,
     StreamSourceSpec,
     TransformationSpec,
@@ -357,10 +357,10 @@ def _compile_window(view: StreamFeatureView | BatchFeatureView, agg: Aggregate, 
                        "Make every time_window (window size, offset, series bounds) a multiple of the "
                        "aggregation_interval, or use continuous mode.")
 
-    if isinstance(window, LifetimeWindow) and isinstance(view, BatchFeatureView):
-        raise fail("lifetime windows are not supported for batch feature views yet",
-                   "Use a TimeWindow (time_window=timedelta(...)), or a stream feature view.")
     if isinstance(window, LifetimeWindow):
+        if isinstance(view, BatchFeatureView):
+            raise fail("lifetime windows are not supported for batch feature views yet",
+                       "Use a TimeWindow (time_window=timedelta(...)), or a stream feature view.")
         start_ms = view.lifetime_start_ms
         if start_ms is None:
             raise fail("uses a LifetimeWindow but the view has no lifetime_start_time",
@@ -460,7 +460,7 @@ def _batch_timestamp_field(view: BatchFeatureView) -> str:
     """The view's ``timestamp_field``, else its only source's (Tecton infers it the same way)."""
     if view.timestamp_field is not None:
         return view.timestamp_field
-    stamps = set()
+    stamps: set[str | None] = set()
     for data_source in view.sources:
         source = _plain_source(data_source)
         if isinstance(source, StreamSource):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -76,7 +76,7 @@ class BatchTransformation:
         if not isinstance(result, pd.DataFrame):
             raise TransformationError(f"batch feature view {self._view.name!r}: transformation {name!r} returned "
                                       f"{type(result).__name__}; return a pandas DataFrame")
-        return result
+        return cast(pd.DataFrame, result)
 
 
 def aligned_range(view: BatchFeatureViewSpec, start_ms: int, end_ms: int) -> tuple[int, int]:

@@ -116,12 +116,7 @@ def get_features_for_events(
         aggregations = [by_name[f] for f in selection.features]
         if batch is not None:
             # A batch view's rows: materialized offline, else computed from its sources (platform/batch/training.py).
-            rows_of = batch_view_rows(spec, batch, Path(root), offline_data)
-
-            def loader(view: StreamFeatureViewSpec, lo_ms: int, hi_ms: int) -> pa.Table | None:
-                frame, ts_ms = rows_of(lo_ms, hi_ms)
-                return with_arrival_order([events_columns(view, frame, ts_ms)] if len(frame) else [])
-
+            loader = _batch_loader(batch_view_rows(spec, batch, Path(root), offline_data))
             values = _view_features(None, (), view, aggregations, spine, t_ns, Path(root), loader)
             fetched.update({(view.name, a.name): column for a, column in zip(aggregations, values, strict=True)})
             continue
@@ -139,6 +134,14 @@ def get_features_for_events(
     for view_name, feature, column in served:
         result[feature_column(view_name, feature)] = column
     return result
+
+
+def _batch_loader(rows_of: Callable[[int, int], tuple[pd.DataFrame, np.ndarray]]) -> EventLoader:
+    def loader(view: StreamFeatureViewSpec, lo_ms: int, hi_ms: int) -> pa.Table | None:
+        frame, ts_ms = rows_of(lo_ms, hi_ms)
+        return with_arrival_order([events_columns(view, frame, ts_ms)] if len(frame) else [])
+
+    return loader
 
 
 def write_training_set(df: pd.DataFrame, path: Path | str) -> Path:
@@ -448,7 +451,7 @@ def _events(
     earliest retained record, so anything older can only come from the files, while the files
     and the topic may overlap from there on, and reading both would count those events twice.
     """
-    pieces = []
+    pieces: list[pa.Table] = []
     if source.batch_config is not None:
         cutoff = oldest_store_event_ms(root, locations, source)
         history_hi = hi_ms if cutoff is None else min(hi_ms, cutoff)
