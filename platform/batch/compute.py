@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -76,7 +76,7 @@ class BatchTransformation:
         if not isinstance(result, pd.DataFrame):
             raise TransformationError(f"batch feature view {self._view.name!r}: transformation {name!r} returned "
                                       f"{type(result).__name__}; return a pandas DataFrame")
-        return cast(pd.DataFrame, result)
+        return result
 
 
 def aligned_range(view: BatchFeatureViewSpec, start_ms: int, end_ms: int) -> tuple[int, int]:
@@ -96,7 +96,7 @@ def source_range(view: BatchFeatureViewSpec, start_ms: int, end_ms: int) -> tupl
 def table_frame(table: pa.Table) -> pd.DataFrame:
     """An Arrow table as the frame transformations get: timestamps as UTC datetimes, nested
     values as Python lists and dicts (what stream transformations see too)."""
-    frame = table.to_pandas()
+    frame: pd.DataFrame = table.to_pandas()
     for field in table.schema:
         if pa.types.is_map(field.type):
             frame[field.name] = [None if v is None else dict(v) for v in table.column(field.name).to_pylist()]
