@@ -99,7 +99,8 @@ def table_frame(table: pa.Table) -> pd.DataFrame:
     frame: pd.DataFrame = table.to_pandas()
     for field in table.schema:
         if pa.types.is_map(field.type):
-            frame[field.name] = [None if v is None else dict(v) for v in table.column(field.name).to_pylist()]
+            frame[field.name] = pd.Series([None if v is None else dict(v) for v in table.column(field.name).to_pylist()],
+                                          dtype=object)
         elif pa.types.is_list(field.type) or pa.types.is_struct(field.type):
             frame[field.name] = table.column(field.name).to_pylist()
     return frame
