@@ -913,9 +913,10 @@ def batch_feature_view(
 ) -> Callable[[Callable[..., Any]], BatchFeatureView]:
     """Tecton's ``@batch_feature_view`` (see ``BatchFeatureView``)."""
     site = _caller_site()
-    reject_options("BatchFeatureView", name or "?", site, tecton_options, BATCH_VIEW_OPTIONS)
 
     def wrap(function: Callable[..., Any]) -> BatchFeatureView:
+        # Checked here, where the view's name (the function's, by default) is known.
+        reject_options("BatchFeatureView", name or function.__name__, site, tecton_options, BATCH_VIEW_OPTIONS)
         return BatchFeatureView(
             function=function, sources=sources, entities=entities, mode=mode, features=features,
             timestamp_field=timestamp_field, name=name, aggregation_interval=aggregation_interval, ttl=ttl,
