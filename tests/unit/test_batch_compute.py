@@ -5,6 +5,7 @@ whatever ranges are materialized, in whatever order."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import tempfile
 from datetime import timedelta
@@ -86,7 +87,7 @@ def _tiles(view: BatchFeatureViewSpec, frame: pd.DataFrame, cuts: list[int]) -> 
     compiled = compiled_view(SPEC, view)
     bounds = sorted({T0, T0 + SPAN, *(T0 + c for c in cuts)})
     tiles: dict[tuple[bytes, int], list[Any]] = {}
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         lo, hi = aligned_range(view, lo, hi)
         rows, ts_ms = compute_rows(view, [frame], lo, hi)
         for tile in view_tiles(compiled, rows, ts_ms):

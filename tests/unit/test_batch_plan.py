@@ -63,3 +63,15 @@ def test_what_invalidates_a_batch_views_materialized_data() -> None:
 def test_applying_a_plan_yields_the_desired_workspace() -> None:
     before, after = _workspace(), _workspace(window_h=4, uri="/data/tx2")
     assert plan(before, after).apply_to(before) == after
+
+
+def test_describe_shows_a_batch_views_lineage() -> None:
+    from featurebus.describe import describe_document, lineage
+
+    spec = _workspace()
+    expected = {"sources": ["tx"], "entities": ["user"], "feature_views": ["spend"], "feature_services": []}
+    assert lineage(spec, "batch_feature_view", "spend") == expected
+    assert lineage(spec, "batch_source", "tx") == expected
+    assert lineage(spec, "entity", "user") == expected
+    document = describe_document(spec, "batch_feature_view", spec.batch_view("spend"), None, "test")
+    assert document["materialization"]["feature_topic"] == "featurebus.w.features.spend"
