@@ -19,13 +19,14 @@ import pandas as pd
 import pyarrow as pa
 
 from featurebus.exceptions import InvalidRequestError
-from featurebus.platform.batch.compute import aligned_range, compute_rows, source_range, view_tiles
+from featurebus.platform.batch.compute import aligned_range, compute_rows, source_range, table_frame, view_tiles
 from featurebus.platform.batch.inputs import read_inputs
-from featurebus.platform.batch.offline import replace_range
+from featurebus.platform.batch.offline import read_rows, replace_range
 from featurebus.platform.batch.online import publish_tiles
 from featurebus.platform.offline.store import open_store
 from featurebus.schemas.specs import BatchFeatureViewSpec, WorkspaceSpec
 from featurebus.streams.tiles import CompiledView
+from featurebus.streams.transform import view_input_frame
 
 __all__ = ["MaterializationResult", "materialize_view", "compiled_view", "rows_table", "to_ms"]
 
@@ -69,6 +70,13 @@ def rows_table(view: BatchFeatureViewSpec, rows: pd.DataFrame, ts_ms: np.ndarray
     """Output rows as written offline: their columns, the timestamp as UTC milliseconds."""
     table = pa.Table.from_pandas(rows.drop(columns=[view.timestamp_field]), preserve_index=False)
     return table.append_column(view.timestamp_field, pa.array(ts_ms, type=pa.int64()).cast(_TIMESTAMP))
+
+
+def _stale_tiles(compiled: CompiledView, previous: pa.Table | None, current: set[tuple[bytes, int]]) -> list[tuple[bytes, int]]:
+    if previous is None or not previous.num_rows:
+        return []
+    rows, ts_ms = view_input_frame(compiled.spec, table_frame(previous))
+    return sorted({(t.entity_key, t.tile_start_ms) for t in view_tiles(compiled, rows, ts_ms)} - current)
 
 
 def _chunks(view: BatchFeatureViewSpec, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
@@ -126,12 +134,19 @@ def materialize_view(
                                          files, cancelled=True)
         read_lo, read_hi = source_range(view_spec, lo, hi)
         rows, ts_ms = compute_rows(view_spec, read_inputs(spec, view_spec, read_lo, read_hi), lo, hi)
+        # What an earlier run of this range wrote (known when it was materialized offline): its
+        # tiles that this run does not rewrite are deleted online, so a re-run after the source
+        # changed leaves no stale tile behind.
+        previous = (read_rows(Path(data_dir), spec.name, view, view_spec.timestamp_field, lo, hi)
+                    if online and offline else None)
         if offline:
             files += len(replace_range(Path(data_dir), spec.name, view, view_spec.timestamp_field, lo, hi,
                                        rows_table(view_spec, rows, ts_ms)))
             rows_written += len(rows)
         if online:
-            tiles_written += publish_tiles(bootstrap, spec.name, view, view_tiles(compiled, rows, ts_ms))
+            tiles = view_tiles(compiled, rows, ts_ms)
+            removed = _stale_tiles(compiled, previous, {(t.entity_key, t.tile_start_ms) for t in tiles})
+            tiles_written += publish_tiles(bootstrap, spec.name, view, tiles, removed)
         progress((done + 1) / len(chunks))
     return MaterializationResult(view, _from_ms(start_ms), _from_ms(end_ms), rows_written, tiles_written, files)
 

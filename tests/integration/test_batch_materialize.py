@@ -155,5 +155,24 @@ def test_a_batch_view_materialized_online_and_offline(kafka_bootstrap: str, tmp_
         _eventually(lambda: list(store.scan(OFFSETS_PREFIX, OFFSETS_PREFIX + b"\xff")) != offsets, "re-run consumed")
         _eventually(materializer.caught_up, "caught up again")
         assert _snapshot(root, store) == before
+
+        # The source is corrected (user c's rows withdrawn): a re-run deletes their tiles online.
+        corrected = events[events.user_id != "c"]
+        corrected.assign(ts=pd.to_datetime(corrected.ts_ms, unit="ms", utc=True)).drop(columns="ts_ms").to_parquet(
+            data / "tx.parquet")
+        offsets = list(store.scan(OFFSETS_PREFIX, OFFSETS_PREFIX + b"\xff"))
+        materialize()
+        _eventually(lambda: list(store.scan(OFFSETS_PREFIX, OFFSETS_PREFIX + b"\xff")) != offsets, "correction consumed")
+        _eventually(materializer.caught_up, "caught up after the correction")
+        for t in times:
+            now[0] = t
+            for entity in USERS:
+                served = client.post("/api/v1/feature-service/get-features",
+                                     headers={"Authorization": f"Tecton-key {secret}"},
+                                     json={"params": {"workspaceName": workspace, "featureServiceName": "svc",
+                                                      "joinKeyMap": {"user_id": entity}}}).json()["result"]["features"]
+                expected = _oracle(corrected, entity, t)
+                assert served[1] == str(expected[1])
+                assert (served[0] is None) if expected[0] is None else math.isclose(served[0], expected[0], rel_tol=1e-9)
     finally:
         materializer.stop()
