@@ -2,8 +2,8 @@
 
 ``materialize_view`` reads the view's sources, runs its transformation (``compute``), writes the
 output rows to the offline store (``offline``) and the tiles to the view's feature topic
-(``online``). The range is processed in chunks of whole tiles about a day long, so memory is
-bounded by a chunk, ``progress`` advances per chunk and ``cancelled`` is honoured between chunks.
+(``online``). The range is processed in chunks of whole tiles about a day long (a batch_schedule
+period with ``incremental_backfills``), so memory is bounded by a chunk, ``progress`` advances per chunk and ``cancelled`` is honoured between chunks.
 Re-running a range rewrites the same files and the same record keys: it changes nothing.
 """
 
@@ -28,7 +28,7 @@ from featurebus.schemas.specs import BatchFeatureViewSpec, WorkspaceSpec
 from featurebus.streams.tiles import CompiledView
 from featurebus.streams.transform import view_input_frame
 
-__all__ = ["MaterializationResult", "materialize_view", "compiled_view", "rows_table", "to_ms"]
+__all__ = ["MaterializationResult", "materialize_view", "materialization_chunks", "compiled_view", "rows_table", "to_ms"]
 
 _DAY_MS = 86_400_000
 _TIMESTAMP = pa.timestamp("ms", tz="UTC")
@@ -79,9 +79,12 @@ def _stale_tiles(compiled: CompiledView, previous: pa.Table | None, current: set
     return sorted({(t.entity_key, t.tile_start_ms) for t in view_tiles(compiled, rows, ts_ms)} - current)
 
 
-def _chunks(view: BatchFeatureViewSpec, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
+def materialization_chunks(view: BatchFeatureViewSpec, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
     tile_ms = view.aggregation_interval_ms or 1
-    step = tile_ms * max(1, -(-_DAY_MS // tile_ms))  # whole tiles, about a day
+    # incremental_backfills: one run per batch_schedule period, each transformation seeing its
+    # own period as context (Tecton's meaning); otherwise about a day at a time, to bound memory.
+    period = view.batch_schedule_ms if view.incremental_backfills else _DAY_MS
+    step = tile_ms * max(1, -(-period // tile_ms))  # whole tiles
     bounds = []
     lo = start_ms
     while lo < end_ms:
@@ -126,7 +129,7 @@ def materialize_view(
     if offline:
         open_store(Path(data_dir), create=True)
     rows_written = tiles_written = files = 0
-    chunks = _chunks(view_spec, start_ms, end_ms)
+    chunks = materialization_chunks(view_spec, start_ms, end_ms)
     progress(0.0)
     for done, (lo, hi) in enumerate(chunks):
         if cancelled():

@@ -192,3 +192,11 @@ def test_the_offline_store_holds_each_row_of_the_materialized_ranges_once(events
             ms = np.array(table.column("ts").cast("int64").to_pylist(), dtype=np.int64)
             assert ((ms >= part.lo_ms) & (ms < part.hi_ms)).all()
             assert part.lo_ms // (24 * HOUR) == (part.hi_ms - 1) // (24 * HOUR)
+
+
+def test_incremental_backfills_run_one_chunk_per_schedule_period() -> None:
+    from featurebus.platform.batch.materialize import materialization_chunks
+
+    six_hourly = HOURLY.__class__(**{**HOURLY.__dict__, "incremental_backfills": True, "batch_schedule_ms": 6 * HOUR})
+    assert materialization_chunks(six_hourly, T0, T0 + 12 * HOUR) == [(T0, T0 + 6 * HOUR), (T0 + 6 * HOUR, T0 + 12 * HOUR)]
+    assert materialization_chunks(HOURLY, T0 + HOUR, T0 + 30 * HOUR) == [(T0 + HOUR, T0 + 24 * HOUR), (T0 + 24 * HOUR, T0 + 30 * HOUR)]
