@@ -16,6 +16,7 @@ from typing import Any, Literal, get_args
 from featurebus.exceptions import DefinitionError, FeaturebusError
 from featurebus.schemas.materialization import SOURCE_HARMLESS, VIEW_HARMLESS
 from featurebus.schemas.specs import (
+    BatchFeatureViewSpec,
     BatchSourceSpec,
     EntitySpec,
     FeatureServiceSpec,
@@ -27,7 +28,8 @@ from featurebus.schemas.specs import (
 
 __all__ = ["WORKSPACE_FIELD", "Action", "Change", "FieldChange", "Kind", "Plan", "plan"]
 
-Kind = Literal["entity", "batch_source", "stream_source", "stream_feature_view", "realtime_feature_view", "feature_service"]
+Kind = Literal["entity", "batch_source", "stream_source", "stream_feature_view", "batch_feature_view",
+               "realtime_feature_view", "feature_service"]
 Action = Literal["create", "update", "delete", "unchanged"]
 
 # Dependency order: a view's source is listed before the view, a service's views before it.
@@ -37,6 +39,7 @@ WORKSPACE_FIELD: dict[Kind, str] = {
     "batch_source": "batch_sources",
     "stream_source": "stream_sources",
     "stream_feature_view": "stream_feature_views",
+    "batch_feature_view": "batch_feature_views",
     "realtime_feature_view": "realtime_feature_views",
     "feature_service": "feature_services",
 }
@@ -45,6 +48,7 @@ _SPEC_CLASS: dict[Kind, type[Any]] = {
     "batch_source": BatchSourceSpec,
     "stream_source": StreamSourceSpec,
     "stream_feature_view": StreamFeatureViewSpec,
+    "batch_feature_view": BatchFeatureViewSpec,
     "realtime_feature_view": RealtimeFeatureViewSpec,
     "feature_service": FeatureServiceSpec,
 }
@@ -134,6 +138,7 @@ def plan(current: WorkspaceSpec | None, desired: WorkspaceSpec) -> Plan:
     """Diff ``current`` (None: never applied) against ``desired``; ``version`` fields are ignored."""
     changes: list[Change] = []
     source_changes: dict[str, list[str]] = {}  # source name -> paths that invalidate its readers
+    batch_input_changes: dict[str, list[str]] = {}
     for kind in _KINDS:
         attr = WORKSPACE_FIELD[kind]
         old = {o.name: o for o in getattr(current, attr)} if current is not None else {}
@@ -150,13 +155,18 @@ def plan(current: WorkspaceSpec | None, desired: WorkspaceSpec) -> Plan:
             change = Change(kind, obj.name, "update" if diff else "unchanged", diff)
             if kind == "stream_source" and diff:
                 source_changes[obj.name] = _invalidating(diff, _SOURCE_HARMLESS)
+            if kind in ("stream_source", "batch_source") and diff:
+                batch_input_changes[obj.name] = _invalidating(diff, _BATCH_INPUT_HARMLESS)
             elif kind == "stream_feature_view":
                 change = _with_rematerialization(change, obj, source_changes)
+            elif kind == "batch_feature_view":
+                change = _with_rematerialization(change, obj, batch_input_changes)
             changes.append(change)
         kept = {o.name for o in new}
         for name in old:
             if name not in kept:
-                dropped = "it is no longer computed or served (its feature topic stays on the bus)" if kind == "stream_feature_view" else ""
+                dropped = ("it is no longer computed or served (its feature topic stays on the bus)"
+                           if kind in ("stream_feature_view", "batch_feature_view") else "")
                 changes.append(Change(kind, name, "delete", reason=dropped))
     _refuse_destroying_protected(changes, current)
     return Plan(desired.name, tuple(changes))
@@ -180,14 +190,23 @@ def _refuse_destroying_protected(changes: list[Change], current: WorkspaceSpec |
             )
 
 
-def _with_rematerialization(change: Change, view: StreamFeatureViewSpec, source_changes: dict[str, list[str]]) -> Change:
+# When and how a batch view is scheduled changes no value it computed.
+_BATCH_VIEW_HARMLESS = frozenset({"batch_schedule_ms", "batch_trigger", "incremental_backfills"})
+# What a batch view reads from its sources is all of them (a stream source's batch_config too):
+# any change but descriptive metadata invalidates what it materialized.
+_BATCH_INPUT_HARMLESS = _VIEW_HARMLESS - {"online", "offline"}
+
+
+def _with_rematerialization(change: Change, view: StreamFeatureViewSpec | BatchFeatureViewSpec,
+                            source_changes: dict[str, list[str]]) -> Change:
     reasons = []
-    own = _invalidating(change.changed_fields, _VIEW_HARMLESS)
+    own = _invalidating(change.changed_fields, _VIEW_HARMLESS | _BATCH_VIEW_HARMLESS)
     if own:
         reasons.append(f"changed: {', '.join(own)}")
-    from_source = source_changes.get(view.source)
-    if from_source:
-        reasons.append(f"source {view.source!r} changed: {', '.join(from_source)}")
+    for source in (view.sources if isinstance(view, BatchFeatureViewSpec) else (view.source,)):
+        from_source = source_changes.get(source)
+        if from_source:
+            reasons.append(f"source {source!r} changed: {', '.join(from_source)}")
     if not reasons:
         return change
     return dataclasses.replace(change, rematerialize=True, reason="; ".join(reasons))

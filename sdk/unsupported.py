@@ -22,7 +22,7 @@ __all__ = ["UNSUPPORTED", "UnsupportedNameError", "unsupported_error"]
 _Kind = Literal["class", "function", "object"]
 
 _SPARK = "featurebus runs no Spark or Databricks/EMR cluster; transformations run in the stream worker (mode='pandas' or 'python')"
-_BATCH_CONFIG = "batch sources other than FileConfig are not supported; write the data to Parquet and use FileConfig(uri=..., file_format='parquet', timestamp_field=...)"
+_BATCH_CONFIG = "batch configs are built with FileConfig(uri=..., file_format='parquet', timestamp_field=...) or the @pandas_batch_config / @pyarrow_batch_config decorators, not instantiated"
 _STORE = "featurebus's stores are fixed (RocksDB online, Parquet offline); remove this option"
 _WAREHOUSE = "featurebus reads no data warehouse; export the table to Parquet and use FileConfig(...), or stream it to Kafka and use KafkaConfig(...)"
 _WORKSPACE_GETTER = "there is no current workspace; use featurebus.get_workspace('<name>') and its methods"
@@ -53,7 +53,6 @@ _TABLE: dict[str, tuple[_Kind, str]] = {
     "FeatureServerGroup": ("class", _SERVER_GROUP),
     "FeatureTable": ("class", "feature tables are not supported; push records through a StreamSource with PushConfig"),
     "FeatureVector": ("class", "the serving API returns plain JSON and the SDK returns pandas DataFrames"),
-    "FilterContext": ("class", _CONTEXT),
     "HiveConfig": ("class", _WAREHOUSE),
     "Inference": ("class", "featurebus runs no model inference; call the model from your application"),
     "KafkaOutputStream": ("class", "feature topics are written by featurebus itself (see `featurebus describe <view>`); remove output_stream"),
@@ -61,7 +60,6 @@ _TABLE: dict[str, tuple[_Kind, str]] = {
     "KinesisOutputStream": ("class", "feature topics are Kafka topics written by featurebus; remove output_stream"),
     "LoggingConfig": ("class", "feature logging is not supported; log requests from your application"),
     "MaterializationAttempt": ("class", _JOBS),
-    "MaterializationContext": ("class", _CONTEXT),
     "MaterializationJob": ("class", _JOBS),
     "MockContext": ("class", _CONTEXT),
     "ModelConfig": ("class", "featurebus hosts no models; call the model from your application"),
@@ -100,9 +98,6 @@ _TABLE: dict[str, tuple[_Kind, str]] = {
     "list_workspaces": ("function", "list workspaces with `featurebus registry log` or featurebus.platform.registry.read_registry"),
     "login": ("function", _LOGIN),
     "logout": ("function", _LOGIN),
-    "materialization_context": ("function", _CONTEXT),
-    "pandas_batch_config": ("function", _BATCH_CONFIG),
-    "pyarrow_batch_config": ("function", _BATCH_CONFIG),
     "resource_provider": ("function", "resource providers are not supported; create clients inside the transformation"),
     "set_tecton_spark_session": ("function", _SPARK),
     "spark_batch_config": ("function", _SPARK),
