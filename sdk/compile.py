@@ -24,6 +24,7 @@ from featurebus.definitions import (
     duration_ms,
 )
 from featurebus.exceptions import DefinitionError, FeaturebusError
+from featurebus.feature_table import FeatureTable, compile_feature_table, with_table_objects
 from featurebus.platform.topics import push_topic
 from featurebus.realtime import RealtimeFeatureView
 from featurebus.realtime_compile import compile_realtime_views, view_features
@@ -90,6 +91,7 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
     views: dict[str, StreamFeatureView] = {}
     realtime: dict[str, RealtimeFeatureView] = {}
     services: dict[str, FeatureService] = {}
+    tables: dict[str, FeatureTable] = {}
     # One namespace per kind of object, as in Tecton: an entity and a view may share a name.
     for obj in objects:
         if isinstance(obj, BatchFeatureView):
@@ -102,6 +104,7 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
             else views if isinstance(obj, StreamFeatureView)
             else realtime if isinstance(obj, RealtimeFeatureView)
             else services if isinstance(obj, FeatureService)
+            else tables if isinstance(obj, FeatureTable)
             else None
         )
         if registry is None:
@@ -110,12 +113,21 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
     # Objects referenced by views and services belong to the repo even if no module exports them.
     for service in services.values():
         for ref in service.features:
-            _register(realtime if isinstance(ref.view, RealtimeFeatureView) else views, ref.view)
+            _register(realtime if isinstance(ref.view, RealtimeFeatureView)
+                      else tables if isinstance(ref.view, FeatureTable) else views, ref.view)
     _collect_realtime_upstreams(realtime, views)
     for view in list(views.values()):
         _register(sources, view.source)
         for entity in view.entities:
             _register(entities, entity)
+    for table in tables.values():
+        for entity in table.entities:
+            _register(entities, entity)
+        # A table is served and ingested as a view and a push source of its name.
+        for kind, others in (("StreamSource", sources), ("StreamFeatureView", views), ("RealtimeFeatureView", realtime)):
+            if table.name in others:
+                raise table.error(f"a {kind} is also named {table.name!r} ({others[table.name].site})",
+                                  "Rename one of them: a feature table's records are ingested under its name.")
     for source in sources:
         if source in batch_sources:
             raise _duplicate(batch_sources[source], sources[source])
@@ -127,9 +139,11 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
         n: dataclasses.replace(v, **_metadata(realtime[n]))
         for n, v in compile_realtime_views(realtime, {n: view_features(v) for n, v in view_specs.items()}).items()
     }
+    table_specs = [compile_feature_table(t) for _, t in sorted(tables.items())]
     available = {n: [a.name for a in v.aggregations] for n, v in view_specs.items()}
+    available.update({t.name: [f.name for f in t.features] for t in table_specs})
     available.update({n: [f.name for f in v.features] for n, v in realtime_specs.items()})
-    return WorkspaceSpec(
+    return with_table_objects(WorkspaceSpec(
         name=name,
         entities=tuple(_compile_entity(e) for _, e in sorted(entities.items())),
         stream_sources=tuple(_compile_source(s, name) for _, s in sorted(sources.items())),
@@ -139,7 +153,8 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
         batch_sources=tuple(
             BatchSourceSpec(b.name, _file_config(b.batch_config), **_metadata(b)) for _, b in sorted(batch_sources.items())
         ),
-    )
+        feature_tables=tuple(table_specs),
+    ))
 
 
 def _register(registry: dict[str, Any], obj: Any) -> None:

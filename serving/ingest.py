@@ -214,10 +214,12 @@ class IngestService:
         self._visibility = visibility
         self._codec_cache: dict[str, tuple[WorkspaceSpec, dict[str, SourceCodec]]] = {}
 
-    def ingest(self, workspace: str, records: Any, dry_run: bool, read_after_write: bool = False) -> dict[str, Any]:
+    def ingest(self, workspace: str, records: Any, dry_run: bool, read_after_write: bool = False, *,
+               max_records: int = MAX_RECORDS_PER_REQUEST) -> dict[str, Any]:
         """Validate, write (unless ``dry_run``) and answer. ``read_after_write``: return only once
-        this replica serves the records' effect. Blocks: for threads, tests and embedding."""
-        prepared = self._prepare(workspace, records, read_after_write)
+        this replica serves the records' effect. Blocks: for threads, tests and embedding (the
+        Python SDK's ``FeatureTable.ingest`` lifts ``max_records``: a DataFrame is one request)."""
+        prepared = self._prepare(workspace, records, read_after_write, max_records)
         if not dry_run:
             written = self._sink.send_all(prepared.outgoing, read_after_write)
             if read_after_write:
@@ -239,7 +241,8 @@ class IngestService:
                 await asyncio.to_thread(self._wait_visible, prepared, written)
         return _answer(prepared, dry_run)
 
-    def _prepare(self, workspace: str, records: Any, read_after_write: bool) -> _Prepared:
+    def _prepare(self, workspace: str, records: Any, read_after_write: bool,
+                 max_records: int = MAX_RECORDS_PER_REQUEST) -> _Prepared:
         """Every record validated and encoded, or an error naming each bad one."""
         specs = self._specs_provider()
         spec = specs.get(workspace)
@@ -248,8 +251,8 @@ class IngestService:
         if not isinstance(records, Mapping) or not records:
             raise InvalidRequestError('records must be a non-empty object: {"<push source>": [{"record": {...}}, ...]}')
         total = _count(records)
-        if total > MAX_RECORDS_PER_REQUEST:
-            raise InvalidRequestError(f"{total} records in one request; send at most {MAX_RECORDS_PER_REQUEST}")
+        if total > max_records:
+            raise InvalidRequestError(f"{total} records in one request; send at most {max_records}")
         codecs = self._codecs(spec)
         outgoing: list[OutgoingRecord] = []
         errors: list[dict[str, Any]] = []
