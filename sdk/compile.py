@@ -24,7 +24,7 @@ from featurebus.definitions import (
     duration_ms,
 )
 from featurebus.exceptions import DefinitionError, FeaturebusError
-from featurebus.feature_table import FeatureTable, compile_feature_table, with_table_objects
+from featurebus.feature_table import FeatureTable, compile_feature_table, table_objects, with_table_objects
 from featurebus.platform.topics import push_topic
 from featurebus.realtime import RealtimeFeatureView
 from featurebus.realtime_compile import compile_realtime_views, view_features
@@ -116,6 +116,9 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
             _register(realtime if isinstance(ref.view, RealtimeFeatureView)
                       else tables if isinstance(ref.view, FeatureTable) else views, ref.view)
     _collect_realtime_upstreams(realtime, views)
+    for upstream in (getattr(s, "view", None) for r in list(realtime.values()) for s in r.sources):
+        if isinstance(upstream, FeatureTable):  # a realtime view may read a table's features too
+            _register(tables, upstream)
     for view in list(views.values()):
         _register(sources, view.source)
         for entity in view.entities:
@@ -135,11 +138,13 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
     if clash:
         raise realtime[clash[0]].error(f"a stream feature view is also named {clash[0]!r}", "Rename one of them.")
     view_specs = {n: _compile_view(v) for n, v in sorted(views.items())}
+    table_specs = [compile_feature_table(t) for _, t in sorted(tables.items())]
+    upstream_features = {n: view_features(v) for n, v in view_specs.items()}
+    upstream_features.update({t.name: view_features(table_objects(name, t)[1]) for t in table_specs})
     realtime_specs = {
         n: dataclasses.replace(v, **_metadata(realtime[n]))
-        for n, v in compile_realtime_views(realtime, {n: view_features(v) for n, v in view_specs.items()}).items()
+        for n, v in compile_realtime_views(realtime, upstream_features).items()
     }
-    table_specs = [compile_feature_table(t) for _, t in sorted(tables.items())]
     available = {n: [a.name for a in v.aggregations] for n, v in view_specs.items()}
     available.update({t.name: [f.name for f in t.features] for t in table_specs})
     available.update({n: [f.name for f in v.features] for n, v in realtime_specs.items()})

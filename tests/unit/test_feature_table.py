@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from featurebus import Attribute, Entity, FeatureTable, Field
+from featurebus import Attribute, Calculation, Entity, FeatureService, FeatureTable, Field, RealtimeFeatureView
 from featurebus.compile import compile_workspace
 from featurebus.describe import describe_document, find_object, lineage
 from featurebus.exceptions import InvalidRequestError, RecordValidationError
@@ -22,7 +22,7 @@ from featurebus.serving.ingest import IngestService, MemoryRecordSink
 from featurebus.types import Float64, Int64, String, Timestamp
 from featurebus.workspace import Workspace
 from tests.support.push_repo import push_workspace, user
-from tests.support.table_repo import TTL, scores_table, table_workspace
+from tests.support.table_repo import TTL, scores_table, table_workspace, user_scores
 
 SPEC = table_workspace("w")
 
@@ -141,3 +141,13 @@ def test_table_and_entity_with_several_join_keys() -> None:
     spec = compile_workspace("w", [table])
     assert spec.view("pairs").join_keys == ("a", "b")
     assert [f.name for f in spec.source("pairs").schema] == ["a", "b", "x", "ts"]
+
+
+def test_a_realtime_view_reads_table_features() -> None:
+    doubled = RealtimeFeatureView(name="doubled", sources=[user_scores[["score"]]],
+                                  features=[Calculation(name="score_x2", expr="user_scores.score * 2")])
+    spec = compile_workspace("w", [doubled, FeatureService(name="s", features=[doubled])])
+    assert [t.name for t in spec.feature_tables] == ["user_scores"]  # pulled in by the realtime view
+    inputs = spec.realtime_view("doubled").inputs
+    assert [(i.kind, i.name, [f.name for f in i.fields]) for i in inputs] == [("feature_view", "user_scores", ["score"])]
+    assert spec.realtime_view("doubled").features[0].dtype == "float64"
