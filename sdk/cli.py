@@ -195,7 +195,7 @@ def describe(
     name: Annotated[str, typer.Argument(help="The object's name (entity, source, feature view or feature service).")],
     workspace: Workspace = "default",
     kind: Annotated[str | None, typer.Option("--kind", help="When several kinds share the name: entity, stream_source, "
-                                             "batch_source, stream_feature_view or feature_service.")] = None,
+                                             "batch_source, stream_feature_view, feature_table or feature_service.")] = None,
     repo: Annotated[Path | None, typer.Option(
         "--repo", help="Describe the repository's definitions instead of the applied ones (works without Kafka).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON document for tools.")] = False,

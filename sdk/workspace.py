@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from featurebus.exceptions import NotFoundError
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from featurebus.frames import TectonDataFrame
     from featurebus.schemas.specs import WorkspaceSpec
 
-__all__ = ["FeatureServiceClient", "FeatureViewClient", "Workspace", "get_workspace"]
+__all__ = ["FeatureServiceClient", "FeatureTableClient", "FeatureViewClient", "Workspace", "get_workspace"]
 
 
 class FeatureServiceClient:
@@ -73,13 +73,38 @@ class FeatureViewClient:
         return TectonDataFrame(get_features_in_range(ws.spec, self.name, start_time, end_time, ws.offline_root, entities, ws.offline_data))
 
 
+class FeatureTableClient(FeatureViewClient):
+    """A feature table: its values as a view's (point-in-time, in ranges), and ``ingest``."""
+
+    def ingest(self, df: pd.DataFrame) -> dict[str, Any]:
+        """Write the rows of ``df`` (join keys, features, the timestamp column) to the table through
+        the ingestion API's path: every row validated against the table's schema first, and one
+        bad row rejects them all (``RecordValidationError`` naming each) with nothing written.
+        Returns once Kafka acknowledged every row (idempotent, ``acks=all``); the stream worker
+        then makes them served and, with ``offline=True``, part of training sets."""
+        from featurebus.feature_table import table_records
+        from featurebus.platform.config import resolve_bootstrap
+        from featurebus.serving.ingest import IngestService, KafkaRecordSink
+
+        ws = self.workspace
+        items = table_records(ws.spec.feature_table(self.name), df)
+        sink = KafkaRecordSink(resolve_bootstrap(ws.bootstrap))
+        try:
+            service = IngestService(lambda: {ws.name: ws.spec}, sink)
+            return service.ingest(ws.name, {self.name: items}, dry_run=False, max_records=max(1, len(items)))
+        finally:
+            sink.close()
+
+
 class Workspace:
     def __init__(self, spec: WorkspaceSpec, offline_root: Path,
-                 offline_data: Mapping[str, tuple[tuple[str, str], ...]] | None = None) -> None:
+                 offline_data: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
+                 bootstrap: str | None = None) -> None:
         self.spec = spec
         self.offline_root = offline_root
         # Where each source's offline records are; None: the workspace's own (a live workspace).
         self.offline_data = offline_data
+        self.bootstrap = bootstrap  # where FeatureTable.ingest writes (None: the configured cluster)
 
     @property
     def name(self) -> str:
@@ -97,8 +122,15 @@ class Workspace:
         return [s.name for s in self.spec.feature_services]
 
     def list_feature_views(self) -> list[str]:
-        return ([v.name for v in self.spec.stream_feature_views] + [v.name for v in self.spec.batch_feature_views]
-                + [v.name for v in self.spec.realtime_feature_views])
+        return ([v.name for v in self.spec.stream_feature_views if not v.feature_table]
+                + [v.name for v in self.spec.batch_feature_views] + [v.name for v in self.spec.realtime_feature_views])
+
+    def list_feature_tables(self) -> list[str]:
+        return [t.name for t in self.spec.feature_tables]
+
+    def get_feature_table(self, name: str) -> FeatureTableClient:
+        self.spec.feature_table(name)  # NotFoundError listing the known tables
+        return FeatureTableClient(self, name)
 
     def get_feature_service(self, name: str) -> FeatureServiceClient:
         self.spec.service(name)  # NotFoundError listing the known services
@@ -116,11 +148,12 @@ def get_workspace(name: str, bootstrap: str | None = None, home: Path | None = N
     from featurebus.platform.offline.locations import offline_locations
     from featurebus.platform.registry import read_registry
 
-    specs = read_registry(resolve_bootstrap(bootstrap))
+    cluster = resolve_bootstrap(bootstrap)
+    specs = read_registry(cluster)
     spec = specs.get(name)
     if spec is None:
         known = ", ".join(sorted(specs)) or "none"
         raise NotFoundError(f"no workspace named {name!r} (known: {known}); create it with "
                             f"`featurebus workspace create {name}` and `featurebus apply` a repository to it")
     offline_data = None if spec.live else offline_locations(spec, specs)
-    return Workspace(spec, (home.resolve() if home else home_dir()) / "offline", offline_data)
+    return Workspace(spec, (home.resolve() if home else home_dir()) / "offline", offline_data, cluster)
