@@ -39,7 +39,7 @@ from featurebus.schemas.encoding import (
     store_key,
     store_prefix,
 )
-from featurebus.schemas.specs import WorkspaceSpec
+from featurebus.schemas.specs import BatchFeatureViewSpec, StreamFeatureViewSpec, WorkspaceSpec
 from featurebus.streams.lifetime import HIGH_WATERMARK_PREFIX
 
 __all__ = ["OnlineMaterializer", "WriteListener", "online_view_name", "offset_key", "OFFSETS_PREFIX"]
@@ -77,6 +77,11 @@ def _entity_prefix(key: bytes) -> bytes | None:
         return None
     entity, _, _ = split_tile_key(tile)
     return store_prefix(view, entity)
+
+
+def _materialized_views(spec: WorkspaceSpec) -> list[StreamFeatureViewSpec | BatchFeatureViewSpec]:
+    """Views with a feature topic: stream views, and batch views (``platform/batch/online.py``)."""
+    return [*spec.stream_feature_views, *spec.batch_feature_views]
 
 
 def offset_key(topic: str, partition: int) -> bytes:
@@ -417,7 +422,7 @@ class OnlineMaterializer:
         self._feature_topics = {
             feature_topic(ws, view.name): online_view_name(ws, view.name)
             for ws, spec in specs.items()
-            for view in spec.stream_feature_views
+            for view in _materialized_views(spec)
             if view.online
         }
         self._specs = specs

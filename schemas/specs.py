@@ -22,6 +22,8 @@ __all__ = [
     "KafkaConfigSpec",
     "FileConfigSpec",
     "BatchSourceSpec",
+    "CustomBatchConfigSpec",
+    "BatchFeatureViewSpec",
     "StreamSourceSpec",
     "TransformationSpec",
     "AggregationSpec",
@@ -96,13 +98,33 @@ class StreamSourceSpec:
 
 
 @dataclass(frozen=True)
+class CustomBatchConfigSpec:
+    """A batch source written in Python (``@pandas_batch_config`` / ``@pyarrow_batch_config``),
+    shipped as source code like transformations (never a pickle).
+
+    ``kind`` "pandas" returns a DataFrame, "pyarrow" an Arrow table; ``filter_parameter`` names the
+    function's ``FilterContext`` argument, if it takes one. ``supports_time_filtering`` says the
+    function itself restricts its rows to the context's range (featurebus filters again anyway).
+    """
+
+    kind: str  # "pandas" | "pyarrow"
+    function_name: str
+    code: str
+    filter_parameter: str | None = None
+    supports_time_filtering: bool = False
+    data_delay_ms: int = 0
+
+
+@dataclass(frozen=True)
 class BatchSourceSpec:
     name: str
-    batch_config: FileConfigSpec
+    # None only for a source written in Python (``custom_config``); exactly one of them is set.
+    batch_config: FileConfigSpec | None
     description: str = ""
     owner: str | None = None
     tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs sorted by key: specs stay hashable
     prevent_destroy: bool = False
+    custom_config: CustomBatchConfigSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -192,6 +214,55 @@ class StreamFeatureViewSpec:
 
 
 @dataclass(frozen=True)
+class BatchFeatureViewSpec:
+    """A batch feature view: a transformation over batch sources (or stream sources' history
+    files), materialized for time ranges by ``featurebus.platform.batch.materialize``.
+
+    ``sources`` are the names of the sources the transformation takes, in its argument order
+    (batch sources first looked up, then stream sources); ``unfiltered_sources`` those passed as
+    ``source.unfiltered()``. ``context_parameter`` is the transformation's
+    ``materialization_context()`` argument, if it takes one. Aggregations and attributes are
+    ``AggregationSpec`` exactly as for stream views, so tiles and serving are shared.
+    """
+
+    name: str
+    sources: tuple[str, ...]
+    entities: tuple[str, ...]
+    join_keys: tuple[str, ...]
+    timestamp_field: str
+    transformation: TransformationSpec
+    aggregations: tuple[AggregationSpec, ...]
+    aggregation_interval_ms: int | None = None  # aggregate views: the tile width (default batch_schedule)
+    online: bool = False
+    offline: bool = False
+    description: str = ""
+    owner: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs sorted by key: specs stay hashable
+    prevent_destroy: bool = False
+    unfiltered_sources: tuple[str, ...] = ()
+    context_parameter: str | None = None
+    batch_schedule_ms: int = 86_400_000
+    feature_start_ms: int | None = None
+    incremental_backfills: bool = False
+    ttl_ms: int | None = None
+    lifetime_start_ms: int | None = None
+    batch_trigger: str = "scheduled"  # a BatchTriggerType value; the jobs scheduler reads it
+
+    def as_view_spec(self) -> StreamFeatureViewSpec:
+        """The same features as the view shape tiles, serving and training sets compute over.
+
+        ``source`` names the batch view itself (there is no stream source): readers of a batch
+        view get their rows from ``featurebus.platform.batch``, never from a topic."""
+        return StreamFeatureViewSpec(
+            name=self.name, source=self.name, entities=self.entities, join_keys=self.join_keys,
+            timestamp_field=self.timestamp_field, transformation=self.transformation,
+            aggregations=self.aggregations, aggregation_interval_ms=self.aggregation_interval_ms,
+            online=self.online, offline=self.offline, description=self.description, owner=self.owner,
+            tags=self.tags, prevent_destroy=self.prevent_destroy, lifetime_start_ms=self.lifetime_start_ms,
+        )
+
+
+@dataclass(frozen=True)
 class RealtimeInputSpec:
     """One source of a realtime feature view, in the order the view lists its sources.
 
@@ -259,6 +330,7 @@ class WorkspaceSpec:
     feature_services: tuple[FeatureServiceSpec, ...] = ()
     batch_sources: tuple[BatchSourceSpec, ...] = ()
     realtime_feature_views: tuple[RealtimeFeatureViewSpec, ...] = ()
+    batch_feature_views: tuple[BatchFeatureViewSpec, ...] = ()
     version: int = 0  # assigned by the registry on apply
     applied_at_ms: int = 0  # assigned by the registry on apply
     # Set by `featurebus workspace create [--live]` and kept by every apply: development workspaces
@@ -275,6 +347,15 @@ class WorkspaceSpec:
 
     def realtime_view(self, name: str) -> RealtimeFeatureViewSpec:
         return _by_name(self.realtime_feature_views, name, "realtime feature view", self.name)
+
+    def batch_view(self, name: str) -> BatchFeatureViewSpec:
+        return _by_name(self.batch_feature_views, name, "batch feature view", self.name)
+
+    def is_batch(self, view: str) -> bool:
+        return any(v.name == view for v in self.batch_feature_views)
+
+    def batch_source(self, name: str) -> BatchSourceSpec:
+        return _by_name(self.batch_sources, name, "batch source", self.name)
 
     def is_realtime(self, view: str) -> bool:
         return any(v.name == view for v in self.realtime_feature_views)
@@ -299,7 +380,8 @@ class WorkspaceSpec:
         return spec
 
 
-_Named = TypeVar("_Named", StreamSourceSpec, StreamFeatureViewSpec, RealtimeFeatureViewSpec, FeatureServiceSpec)
+_Named = TypeVar("_Named", StreamSourceSpec, StreamFeatureViewSpec, RealtimeFeatureViewSpec, FeatureServiceSpec,
+                 BatchFeatureViewSpec, BatchSourceSpec)
 
 
 def _by_name(items: tuple[_Named, ...], name: str, kind: str, workspace: str) -> _Named:
@@ -341,6 +423,10 @@ _NESTED.update(
         (StreamSourceSpec, "batch_config"): FileConfigSpec,
         (BatchSourceSpec, "batch_config"): FileConfigSpec,
         (WorkspaceSpec, "batch_sources"): BatchSourceSpec,
+        (BatchSourceSpec, "custom_config"): CustomBatchConfigSpec,
+        (BatchFeatureViewSpec, "transformation"): TransformationSpec,
+        (BatchFeatureViewSpec, "aggregations"): AggregationSpec,
+        (WorkspaceSpec, "batch_feature_views"): BatchFeatureViewSpec,
         (StreamFeatureViewSpec, "transformation"): TransformationSpec,
         (StreamFeatureViewSpec, "aggregations"): AggregationSpec,
         (FeatureServiceSpec, "selections"): FeatureSelectionSpec,

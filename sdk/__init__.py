@@ -8,6 +8,13 @@ them, where they are used, with what to do instead.
 from __future__ import annotations
 
 from featurebus import aggregation_functions
+from featurebus.batch_config import (
+    FilterContext,
+    MaterializationContext,
+    materialization_context,
+    pandas_batch_config,
+    pyarrow_batch_config,
+)
 from featurebus.definitions import (
     PANDAS_MODE,
     PYSPARK_MODE,
@@ -64,7 +71,12 @@ __all__ = [
     "FeaturebusError",
     "Field",
     "FileConfig",
+    "FilterContext",
     "KafkaConfig",
+    "MaterializationContext",
+    "materialization_context",
+    "pandas_batch_config",
+    "pyarrow_batch_config",
     "MaterializedFeatureView",
     "PANDAS_MODE",
     "PYSPARK_MODE",

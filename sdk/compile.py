@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
+import textwrap
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -12,6 +15,7 @@ from featurebus.definitions import (
     Attribute,
     BatchFeatureView,
     BatchSource,
+    DataSource,
     Entity,
     FeatureService,
     FileConfig,
@@ -21,6 +25,7 @@ from featurebus.definitions import (
     StreamSource,
     TimeWindow,
     TimeWindowSeries,
+    UnfilteredSource,
     duration_ms,
 )
 from featurebus.exceptions import DefinitionError, FeaturebusError
@@ -29,7 +34,9 @@ from featurebus.realtime import RealtimeFeatureView
 from featurebus.realtime_compile import compile_realtime_views, view_features
 from featurebus.schemas.specs import (
     AggregationSpec,
+    BatchFeatureViewSpec,
     BatchSourceSpec,
+    CustomBatchConfigSpec,
     EntitySpec,
     FeatureSelectionSpec,
     FeatureServiceSpec,
@@ -90,17 +97,16 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
     views: dict[str, StreamFeatureView] = {}
     realtime: dict[str, RealtimeFeatureView] = {}
     services: dict[str, FeatureService] = {}
+    batch_views: dict[str, BatchFeatureView] = {}
     # One namespace per kind of object, as in Tecton: an entity and a view may share a name.
     for obj in objects:
-        if isinstance(obj, BatchFeatureView):
-            raise obj.error("batch feature views are not supported yet (featurebus computes features from streams)",
-                            "Use @stream_feature_view over a StreamSource, or remove this view from the repository.")
         registry: dict[str, Any] | None = (
             entities if isinstance(obj, Entity)
             else sources if isinstance(obj, StreamSource)
             else batch_sources if isinstance(obj, BatchSource)
             else views if isinstance(obj, StreamFeatureView)
             else realtime if isinstance(obj, RealtimeFeatureView)
+            else batch_views if isinstance(obj, BatchFeatureView)
             else services if isinstance(obj, FeatureService)
             else None
         )
@@ -110,24 +116,36 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
     # Objects referenced by views and services belong to the repo even if no module exports them.
     for service in services.values():
         for ref in service.features:
-            _register(realtime if isinstance(ref.view, RealtimeFeatureView) else views, ref.view)
+            _register(realtime if isinstance(ref.view, RealtimeFeatureView)
+                      else batch_views if isinstance(ref.view, BatchFeatureView) else views, ref.view)
     _collect_realtime_upstreams(realtime, views)
     for view in list(views.values()):
         _register(sources, view.source)
         for entity in view.entities:
             _register(entities, entity)
+    for batch_view in batch_views.values():
+        for entity in batch_view.entities:
+            _register(entities, entity)
+        for data_source in batch_view.sources:
+            plain = _plain_source(data_source)
+            _register(batch_sources if isinstance(plain, BatchSource) else sources, plain)
     for source in sources:
         if source in batch_sources:
             raise _duplicate(batch_sources[source], sources[source])
     clash = sorted(set(views) & set(realtime))
     if clash:
         raise realtime[clash[0]].error(f"a stream feature view is also named {clash[0]!r}", "Rename one of them.")
+    clash = sorted((set(views) | set(realtime)) & set(batch_views))
+    if clash:
+        raise batch_views[clash[0]].error(f"another feature view is also named {clash[0]!r}", "Rename one of them.")
     view_specs = {n: _compile_view(v) for n, v in sorted(views.items())}
+    batch_specs = {n: _compile_batch_view(v) for n, v in sorted(batch_views.items())}
     realtime_specs = {
         n: dataclasses.replace(v, **_metadata(realtime[n]))
         for n, v in compile_realtime_views(realtime, {n: view_features(v) for n, v in view_specs.items()}).items()
     }
     available = {n: [a.name for a in v.aggregations] for n, v in view_specs.items()}
+    available.update({n: [a.name for a in v.aggregations] for n, v in batch_specs.items()})
     available.update({n: [f.name for f in v.features] for n, v in realtime_specs.items()})
     return WorkspaceSpec(
         name=name,
@@ -136,9 +154,8 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
         stream_feature_views=tuple(view_specs.values()),
         feature_services=tuple(_compile_service(s, available) for _, s in sorted(services.items())),
         realtime_feature_views=tuple(realtime_specs[n] for n in sorted(realtime_specs)),
-        batch_sources=tuple(
-            BatchSourceSpec(b.name, _file_config(b.batch_config), **_metadata(b)) for _, b in sorted(batch_sources.items())
-        ),
+        batch_sources=tuple(_compile_batch_source(b) for _, b in sorted(batch_sources.items())),
+        batch_feature_views=tuple(batch_specs.values()),
     )
 
 
@@ -238,13 +255,13 @@ def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:
     return spec
 
 
-def _compile_aggregate(view: StreamFeatureView, agg: Aggregate, interval_ms: int | None) -> AggregationSpec:
+def _compile_aggregate(view: StreamFeatureView | BatchFeatureView, agg: Aggregate, interval_ms: int | None) -> AggregationSpec:
     window = _compile_window(view, agg, interval_ms)
     dtype = agg.input_column.dtype.name
     params = agg.params
     unknown = sorted(set(params) - {"n", "percentile", "precision"})
     if unknown:
-        raise DefinitionError(f"Aggregate in StreamFeatureView '{view.name}' ({agg.site}): unknown function "
+        raise DefinitionError(f"Aggregate in {type(view).__name__} '{view.name}' ({agg.site}): unknown function "
                               f"parameters {unknown}. Use the functions of featurebus.aggregation_functions.")
     name = agg.name or default_feature_name(agg.input_column.name, agg.resolved_name, interval_ms=interval_ms, **window)
     try:
@@ -258,20 +275,20 @@ def _compile_aggregate(view: StreamFeatureView, agg: Aggregate, interval_ms: int
             out = f"array<{out}>"  # one value per window of the series
         return dataclasses.replace(spec, function=function, output_dtype=out)
     except DefinitionError as exc:
-        raise DefinitionError(f"Aggregate {name!r} in StreamFeatureView '{view.name}' ({agg.site}): {exc}") from None
+        raise DefinitionError(f"Aggregate {name!r} in {type(view).__name__} '{view.name}' ({agg.site}): {exc}") from None
 
 
-def _compile_attribute(view: StreamFeatureView, attribute: Attribute) -> AggregationSpec:
+def _compile_attribute(view: StreamFeatureView | BatchFeatureView, attribute: Attribute) -> AggregationSpec:
     """An Attribute is ``last`` over ``[T - ttl, T)`` (continuous, keeping nulls): the latest value
     before T, missing once older than the ttl (DESIGN.md §4). Named after its column, as Tecton."""
-    assert view.ttl is not None  # checked by StreamFeatureView
-    ttl_ms = duration_ms(view.ttl, "ttl", "StreamFeatureView", view.name, view.site)
+    assert view.ttl is not None  # checked by StreamFeatureView and BatchFeatureView
+    ttl_ms = duration_ms(view.ttl, "ttl", type(view).__name__, view.name, view.site)
     dtype = attribute.dtype.name
     spec = AggregationSpec(attribute.name, "last", attribute.name, dtype, ttl_ms, "", attribute=True)
     try:
         aggregator_of(spec)
     except DefinitionError as exc:
-        raise DefinitionError(f"Attribute {attribute.name!r} in StreamFeatureView '{view.name}' "
+        raise DefinitionError(f"Attribute {attribute.name!r} in {type(view).__name__} '{view.name}' "
                               f"({attribute.site}): {exc}") from None
     return dataclasses.replace(spec, output_dtype=output_dtype("last", dtype))
 
@@ -320,7 +337,7 @@ def _output_columns(spec: StreamFeatureViewSpec, schema: list[FieldSpec], timest
     return {str(c) for c in result.columns}
 
 
-def _compile_window(view: StreamFeatureView, agg: Aggregate, interval_ms: int | None) -> dict[str, Any]:
+def _compile_window(view: StreamFeatureView | BatchFeatureView, agg: Aggregate, interval_ms: int | None) -> dict[str, Any]:
     """The window fields of an ``AggregationSpec``, validated against the view."""
     window = agg.window
     where = f"feature {agg.label!r} ({agg.site})"
@@ -341,6 +358,9 @@ def _compile_window(view: StreamFeatureView, agg: Aggregate, interval_ms: int | 
                        "aggregation_interval, or use continuous mode.")
 
     if isinstance(window, LifetimeWindow):
+        if isinstance(view, BatchFeatureView):
+            raise fail("lifetime windows are not supported for batch feature views yet",
+                       "Use a TimeWindow (time_window=timedelta(...)), or a stream feature view.")
         start_ms = view.lifetime_start_ms
         if start_ms is None:
             raise fail("uses a LifetimeWindow but the view has no lifetime_start_time",
@@ -348,7 +368,7 @@ def _compile_window(view: StreamFeatureView, agg: Aggregate, interval_ms: int | 
         aligned(start_ms, f"lifetime_start_time ({view.lifetime_start_time})")
         return {"window_kind": "lifetime", "window_ms": 0}
     if isinstance(window, TimeWindow):
-        window_ms = duration_ms(window.window_size, "window_size", "StreamFeatureView", view.name, agg.site)
+        window_ms = duration_ms(window.window_size, "window_size", type(view).__name__, view.name, agg.site)
         offset_ms = whole_ms(window.offset, "offset", "-")
         if offset_ms > 0:
             raise fail(f"TimeWindow offset must be zero or negative, got {window.offset}",
@@ -399,3 +419,138 @@ def _compile_service(service: FeatureService, features: dict[str, list[str]]) ->
             )
         selections.append(FeatureSelectionSpec(ref.view.name, tuple(ref.features) or tuple(available)))
     return FeatureServiceSpec(service.name, tuple(selections), **_metadata(service))
+
+
+# -- batch feature views and batch sources ---------------------------------------------------------
+
+
+def _plain_source(source: DataSource) -> DataSource:
+    return source.source if isinstance(source, UnfilteredSource) else source
+
+
+def _function_code(function: Any, fail: Any) -> str:
+    """A function's source from its ``def`` line (decorators stripped), dedented, as shipped in specs."""
+    try:
+        lines, _ = inspect.getsourcelines(function)
+    except (OSError, TypeError):
+        raise fail("the function's source code cannot be read",
+                   "Define the function in a .py file of the feature repository.") from None
+    source = textwrap.dedent("".join(lines))
+    node = ast.parse(source).body[0]
+    if not isinstance(node, ast.FunctionDef):
+        raise fail("the batch config must be a plain function", "Decorate a `def` function.")
+    return "\n".join(source.splitlines()[node.lineno - 1 :]) + "\n"
+
+
+def _compile_batch_source(source: BatchSource) -> BatchSourceSpec:
+    config = source.batch_config
+    if isinstance(config, FileConfig):
+        return BatchSourceSpec(source.name, _file_config(config), **_metadata(source))
+
+    def fail(problem: str, fix: str) -> DefinitionError:
+        return DefinitionError(f"BatchSource '{source.name}' ({source.site}): batch_config {config.name!r} "
+                               f"({config.site}): {problem}. {fix}")
+
+    custom = CustomBatchConfigSpec(config.kind, config.name, _function_code(config.function, fail),
+                                   config.filter_parameter, config.supports_time_filtering, config.data_delay_ms)
+    return BatchSourceSpec(source.name, None, **_metadata(source), custom_config=custom)
+
+
+def _batch_timestamp_field(view: BatchFeatureView) -> str:
+    """The view's ``timestamp_field``, else its only source's (Tecton infers it the same way)."""
+    if view.timestamp_field is not None:
+        return view.timestamp_field
+    stamps: set[str | None] = set()
+    for data_source in view.sources:
+        source = _plain_source(data_source)
+        if isinstance(source, StreamSource):
+            stamps.add(source.timestamp_field)
+        elif isinstance(source, BatchSource) and isinstance(source.batch_config, FileConfig):
+            stamps.add(source.batch_config.timestamp_field)
+        else:
+            stamps.add(None)
+    if len(stamps) != 1 or None in stamps:
+        raise view.error("timestamp_field is missing and cannot be inferred from its sources",
+                         "Pass timestamp_field='<the event time column of the transformation's output>'.")
+    found = stamps.pop()
+    assert found is not None
+    return found
+
+
+def _compile_batch_view(view: BatchFeatureView) -> BatchFeatureViewSpec:
+    join_keys = [k.name for entity in view.entities for k in entity.join_keys]
+    if len(set(join_keys)) != len(join_keys):
+        raise view.error(f"its entities repeat a join key ({join_keys})", "Use entities with distinct join keys.")
+    attributes = isinstance(view.features[0], Attribute)
+    interval_ms = None
+    if not attributes:
+        # Tecton's default: tiles as wide as the schedule, so each run completes its own tiles.
+        interval_ms = (view.batch_schedule_ms if view.aggregation_interval is None else duration_ms(
+            view.aggregation_interval, "aggregation_interval", "BatchFeatureView", view.name, view.site))
+    aggregations = [
+        _compile_attribute(view, f) if isinstance(f, Attribute) else _compile_aggregate(view, f, interval_ms)
+        for f in view.features
+    ]
+    names = [a.name for a in aggregations]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise view.error(f"two features are both named {duplicates}", "Give one of them an explicit name=.")
+    ttl_ms = None if view.ttl is None else duration_ms(view.ttl, "ttl", "BatchFeatureView", view.name, view.site)
+    spec = BatchFeatureViewSpec(
+        name=view.name,
+        sources=tuple(s.name for s in view.sources),
+        entities=tuple(e.name for e in view.entities),
+        join_keys=tuple(join_keys),
+        timestamp_field=_batch_timestamp_field(view),
+        transformation=TransformationSpec(view.mode, view.function.__name__, view.transformation_code),
+        aggregations=tuple(aggregations),
+        aggregation_interval_ms=interval_ms,
+        online=view.online,
+        offline=view.offline,
+        **_metadata(view),
+        unfiltered_sources=tuple(s.name for s in view.sources if isinstance(s, UnfilteredSource)),
+        context_parameter=view.context_parameter,
+        batch_schedule_ms=view.batch_schedule_ms,
+        feature_start_ms=view.feature_start_ms,
+        incremental_backfills=view.incremental_backfills,
+        ttl_ms=ttl_ms,
+        batch_trigger=view.batch_trigger.value,
+    )
+    _check_batch_columns(view, spec)
+    return spec
+
+
+def _check_batch_columns(view: BatchFeatureView, spec: BatchFeatureViewSpec) -> None:
+    """Join keys, the timestamp and every feature's column must be in the transformation's output.
+
+    As for stream views, the transformation runs once on empty frames of its sources' columns —
+    when every source's columns are known at plan time (a stream source's schema, or a Parquet
+    FileConfig whose files exist); otherwise materialization reports a missing column."""
+    from featurebus.platform.batch.compute import output_columns
+    from featurebus.platform.batch.sources import declared_fields
+
+    inputs = []
+    for data_source in view.sources:
+        source = _plain_source(data_source)
+        if isinstance(source, StreamSource):
+            inputs.append([_field(f) for f in source.schema])
+            continue
+        assert isinstance(source, BatchSource)
+        fields = (declared_fields(_file_config(source.batch_config))
+                  if isinstance(source.batch_config, FileConfig) else None)
+        if fields is None:
+            return
+        inputs.append(fields)
+    output = output_columns(spec, inputs)
+    if output is None:
+        return
+    for column, role, fix in (
+        *((k, f"the join key {k!r}", "Keep the entity's join key columns in the transformation's output.")
+          for k in spec.join_keys),
+        (spec.timestamp_field, f"the timestamp field {spec.timestamp_field!r}",
+         "Keep the timestamp column, or pass timestamp_field=."),
+        *((a.input_column, f"feature {a.name!r} reads {a.input_column!r}, which",
+           f"Use a column the transformation returns ({', '.join(sorted(output))}).") for a in spec.aggregations),
+    ):
+        if column not in output:
+            raise view.error(f"{role} is not a column of the transformation's output", fix)

@@ -17,8 +17,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from featurebus.aggregation_functions import AggregationFunction
+from featurebus.batch_config import CustomBatchConfig, MaterializationContext
 from featurebus.exceptions import DefinitionError
 from featurebus.options import (
+    BATCH_VIEW_OPTIONS,
     ENTITY_OPTIONS,
     FILE_OPTIONS,
     KAFKA_OPTIONS,
@@ -34,6 +36,7 @@ __all__ = [
     "BatchSource",
     "BatchTriggerType",
     "DataSource",
+    "UnfilteredSource",
     "FeatureView",
     "FileConfig",
     "MaterializedFeatureView",
@@ -241,10 +244,9 @@ FILE_FORMATS = ("parquet", "csv", "json")
 
 
 class FileConfig:
-    """Files (Parquet, CSV or JSON lines) that hold a source's history, as in Tecton.
-
-    Compiled into the spec; reading them (batch views, backfills) is not supported yet, which
-    ``plan`` reports for any batch feature view."""
+    """Files (Parquet, CSV or JSON lines) that hold a source's history, as in Tecton: ``uri`` is a
+    local file, folder (every file of the format below it) or glob, ``file://`` accepted. Read by
+    ``featurebus.platform.batch.sources`` for batch feature views and stream views' history."""
 
     def __init__(self, uri: str, file_format: str = "parquet", timestamp_field: str | None = None,
                  **tecton_options: Any) -> None:
@@ -362,13 +364,30 @@ class StreamSource(DataSource):
         return f"StreamSource({self.name!r})"
 
 
+class UnfilteredSource(DataSource):
+    """``batch_source.unfiltered()``: a batch feature view reads all of the source's rows, not
+    only those in the materialization range (Tecton's ``FilteredSource`` opposite)."""
+
+    def __init__(self, source: BatchSource) -> None:
+        self.source = source
+        self.name = source.name
+        self.site = source.site
+
+    def unfiltered(self) -> DataSource:
+        return self
+
+    def __repr__(self) -> str:
+        return f"{self.source!r}.unfiltered()"
+
+
 class BatchSource(DataSource):
-    """A source of history only (files). Compiled into the spec; no view can read it yet."""
+    """A source of history only: files (``FileConfig``) or a Python function
+    (``@pandas_batch_config`` / ``@pyarrow_batch_config``), read by batch feature views."""
 
     def __init__(
         self,
         name: str,
-        batch_config: FileConfig,
+        batch_config: FileConfig | CustomBatchConfig,
         description: str | None = None,
         owner: str | None = None,
         tags: dict[str, str] | None = None,
@@ -378,11 +397,15 @@ class BatchSource(DataSource):
         self.site = _caller_site()
         self.name = _require_name("BatchSource", name, self.site)
         reject_options("BatchSource", name, self.site, tecton_options, SOURCE_OPTIONS)
-        if not isinstance(batch_config, FileConfig):
-            raise _fail("BatchSource", name, self.site, f"batch_config must be a FileConfig, got {batch_config!r}",
+        if not isinstance(batch_config, (FileConfig, CustomBatchConfig)):
+            raise _fail("BatchSource", name, self.site, f"batch_config must be a FileConfig or a function decorated "
+                        f"with @pandas_batch_config / @pyarrow_batch_config, got {batch_config!r}",
                         "Pass batch_config=FileConfig(uri=..., file_format='parquet', timestamp_field=...).")
         self.batch_config = batch_config
         self._keep_metadata(description, owner, tags, prevent_destroy)
+
+    def unfiltered(self) -> DataSource:
+        return UnfilteredSource(self)
 
     def __repr__(self) -> str:
         return f"BatchSource({self.name!r})"
@@ -753,26 +776,113 @@ class FeatureService(_Definition):
 
 
 class BatchFeatureView(MaterializedFeatureView):
-    """A batch feature view: kept as a definition so a Tecton repository loads, refused by
-    ``plan`` (batch materialization is not supported yet) with the view's file:line."""
+    """A batch feature view (Tecton's ``@batch_feature_view``): a pandas transformation over
+    batch sources (or stream sources' history files), materialized for time ranges offline and
+    online by ``featurebus.platform.batch`` and read by training sets.
 
-    def __init__(self, *, function: Callable[..., Any], sources: Sequence[DataSource], entities: Sequence[Entity],
-                 mode: str, features: Sequence[Any], name: str | None, description: str | None,
-                 owner: str | None, tags: dict[str, str] | None, prevent_destroy: bool,
-                 site: DefinitionSite) -> None:
+    The function takes one argument per source, in ``sources`` order, and optionally a
+    ``context=materialization_context()`` argument that receives the range being computed.
+    ``features`` are ``Aggregate`` (tiled every ``aggregation_interval``, by default the
+    ``batch_schedule``) or ``Attribute`` (served within ``ttl``) as for stream views.
+    """
+
+    def __init__(
+        self,
+        *,
+        function: Callable[..., Any],
+        sources: Sequence[DataSource],
+        entities: Sequence[Entity],
+        mode: str,
+        features: Sequence[Any],
+        timestamp_field: str | None,
+        name: str | None,
+        aggregation_interval: timedelta | None,
+        ttl: timedelta | None,
+        online: bool,
+        offline: bool,
+        batch_schedule: timedelta,
+        feature_start_time: datetime | None,
+        incremental_backfills: bool,
+        batch_trigger: BatchTriggerType | None,
+        lifetime_start_time: datetime | None,
+        description: str | None,
+        owner: str | None,
+        tags: dict[str, str] | None,
+        prevent_destroy: bool,
+        site: DefinitionSite,
+    ) -> None:
         self.site = site
         self.function = function
         self.name = _require_name("BatchFeatureView", name or function.__name__, site)
         if not sources or not all(isinstance(s, DataSource) for s in sources):
             raise self.error("sources must be a non-empty list of BatchSource or StreamSource",
                              "Pass sources=[my_batch_source].")
+        for source in sources:
+            if isinstance(source, StreamSource) and source.batch_config is None:
+                raise self.error(f"stream source {source.name!r} has no batch_config, so it has no history to read",
+                                 "Give the StreamSource batch_config=FileConfig(...), or use @stream_feature_view.")
         if not entities or not all(isinstance(e, Entity) for e in entities):
             raise self.error("entities must be a non-empty list of Entity", "Pass entities=[user].")
+        if mode != PANDAS_MODE:
+            fix = ("Use mode='pandas' (featurebus runs no Spark or warehouse SQL)." if mode != PYTHON_MODE
+                   else "Use mode='pandas': batch views transform whole DataFrames.")
+            raise self.error(f"mode {mode!r} is not supported for batch feature views", fix)
+        if not features or not (all(isinstance(f, Aggregate) for f in features)
+                                or all(isinstance(f, Attribute) for f in features)):
+            raise self.error("features must be a non-empty list of Aggregate, or of Attribute (not both)",
+                             "Pass features=[Attribute('city', String)] or features=[Aggregate(...)]; put "
+                             "attributes and aggregations in separate views.")
         self.sources = tuple(sources)
         self.entities = tuple(entities)
         self.mode = mode
-        self.features = tuple(features)
+        self.features: tuple[Aggregate | Attribute, ...] = tuple(features)
+        self.timestamp_field = timestamp_field
+        self.aggregation_interval = aggregation_interval
+        self.ttl = ttl
+        self.online = online
+        self.offline = offline
         self._keep_metadata(description, owner, tags, prevent_destroy)
+        self.batch_schedule_ms = duration_ms(batch_schedule, "batch_schedule", "BatchFeatureView", self.name, site)
+        if feature_start_time is not None and not isinstance(feature_start_time, datetime):
+            raise self.error(f"feature_start_time must be a datetime, got {feature_start_time!r}",
+                             "Pass e.g. feature_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc).")
+        self.feature_start_time = feature_start_time
+        if not isinstance(incremental_backfills, bool):
+            raise self.error("incremental_backfills must be True or False", "Pass incremental_backfills=True.")
+        self.incremental_backfills = incremental_backfills
+        trigger = batch_trigger or BatchTriggerType.SCHEDULED
+        if not isinstance(trigger, BatchTriggerType):
+            raise self.error(f"batch_trigger must be a BatchTriggerType, got {batch_trigger!r}",
+                             "Pass batch_trigger=BatchTriggerType.MANUAL, or leave the default (SCHEDULED).")
+        self.batch_trigger = trigger
+        if lifetime_start_time is not None:
+            raise self.error("lifetime windows are not supported for batch feature views yet",
+                             "Use a TimeWindow (time_window=timedelta(...)), or a stream feature view.")
+        if isinstance(self.features[0], Attribute):
+            if ttl is None:
+                raise self.error("a view of Attribute features needs a ttl (how old a latest value may be)",
+                                 "Pass ttl=timedelta(days=1).")
+            if aggregation_interval is not None:
+                raise self.error("Attribute features are the latest value before the request time: there is no "
+                                 "aggregation_interval", "Remove aggregation_interval from this view.")
+        parameters = list(inspect.signature(function).parameters.values())
+        contexts = [p.name for p in parameters if isinstance(p.default, MaterializationContext)]
+        self.context_parameter = contexts[0] if contexts else None
+        inputs = [p for p in parameters if p.name not in contexts]
+        if len(contexts) > 1 or len(inputs) != len(self.sources):
+            raise self.error(f"the transformation takes {[p.name for p in inputs]} but the view has "
+                             f"{len(self.sources)} source(s)",
+                             "Give the function one argument per source, in sources order, plus optionally "
+                             "context=materialization_context().")
+
+    @property
+    def feature_start_ms(self) -> int | None:
+        start = self.feature_start_time
+        if start is None:
+            return None
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
+        return (start - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
 
     def __repr__(self) -> str:
         return f"BatchFeatureView({self.name!r})"
@@ -783,22 +893,37 @@ def batch_feature_view(
     sources: Sequence[DataSource],
     entities: Sequence[Entity],
     mode: str,
-    features: Sequence[Any] = (),
+    features: Sequence[Aggregate] | Sequence[Attribute] = (),
+    timestamp_field: str | None = None,
     name: str | None = None,
+    aggregation_interval: timedelta | None = None,
+    ttl: timedelta | None = None,
+    online: bool = False,
+    offline: bool = False,
+    batch_schedule: timedelta = timedelta(days=1),
+    feature_start_time: datetime | None = None,
+    incremental_backfills: bool = False,
+    batch_trigger: BatchTriggerType | None = None,
+    lifetime_start_time: datetime | None = None,
     description: str | None = None,
     owner: str | None = None,
     tags: dict[str, str] | None = None,
     prevent_destroy: bool = False,
     **tecton_options: Any,
 ) -> Callable[[Callable[..., Any]], BatchFeatureView]:
-    """Tecton's ``@batch_feature_view``. Its batch-only parameters (``batch_schedule``, ``ttl``,
-    ...) are accepted and dropped here because ``plan`` refuses every batch view anyway."""
+    """Tecton's ``@batch_feature_view`` (see ``BatchFeatureView``)."""
     site = _caller_site()
 
     def wrap(function: Callable[..., Any]) -> BatchFeatureView:
-        return BatchFeatureView(function=function, sources=sources, entities=entities, mode=mode, features=features,
-                                name=name, description=description, owner=owner, tags=tags,
-                                prevent_destroy=prevent_destroy, site=site)
+        # Checked here, where the view's name (the function's, by default) is known.
+        reject_options("BatchFeatureView", name or function.__name__, site, tecton_options, BATCH_VIEW_OPTIONS)
+        return BatchFeatureView(
+            function=function, sources=sources, entities=entities, mode=mode, features=features,
+            timestamp_field=timestamp_field, name=name, aggregation_interval=aggregation_interval, ttl=ttl,
+            online=online, offline=offline, batch_schedule=batch_schedule, feature_start_time=feature_start_time,
+            incremental_backfills=incremental_backfills, batch_trigger=batch_trigger,
+            lifetime_start_time=lifetime_start_time, description=description, owner=owner, tags=tags,
+            prevent_destroy=prevent_destroy, site=site,
+        )
 
-    del tecton_options  # the view is refused at plan time, naming it; its options do not matter
     return wrap

@@ -14,6 +14,7 @@ __all__ = [
     "SERVICE_OPTIONS",
     "SOURCE_OPTIONS",
     "VIEW_OPTIONS",
+    "BATCH_VIEW_OPTIONS",
 ]
 
 KAFKA_OPTIONS: dict[str, str] = {
@@ -95,4 +96,15 @@ VIEW_OPTIONS: dict[str, str] = {
     "context_parameter_name": "transformations receive no context object",
     "secrets": "featurebus has no secret store; read credentials from the environment",
     "resource_providers": "resource providers are not supported",
+}
+
+# What @batch_feature_view refuses: the stream view's list minus what batch views act on.
+_BATCH_ACTS_ON = {"ttl", "feature_start_time", "batch_trigger", "batch_schedule", "incremental_backfills"}
+BATCH_VIEW_OPTIONS: dict[str, str] = {
+    **{option: reason for option, reason in VIEW_OPTIONS.items() if option not in _BATCH_ACTS_ON},
+    "context_parameter_name": "name the context argument by giving it the default materialization_context()",
+    "manual_trigger_backfill_end_time": "backfills run over the range given to `featurebus materialize`",
+    "max_backfill_interval": "a backfill is one materialization of the range given to `featurebus materialize`",
+    "max_batch_aggregation_interval": "a batch view's tiles are its aggregation_interval wide",
+    "batch_compaction_enabled": "the feature topic is always compacted",
 }

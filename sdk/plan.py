@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 
 from featurebus.exceptions import DefinitionError, FeaturebusError
 from featurebus.schemas.specs import (
+    BatchFeatureViewSpec,
     BatchSourceSpec,
     EntitySpec,
     FeatureServiceSpec,
@@ -26,7 +27,8 @@ from featurebus.schemas.specs import (
 
 __all__ = ["WORKSPACE_FIELD", "Action", "Change", "FieldChange", "Kind", "Plan", "plan"]
 
-Kind = Literal["entity", "batch_source", "stream_source", "stream_feature_view", "realtime_feature_view", "feature_service"]
+Kind = Literal["entity", "batch_source", "stream_source", "stream_feature_view", "batch_feature_view",
+               "realtime_feature_view", "feature_service"]
 Action = Literal["create", "update", "delete", "unchanged"]
 
 # Dependency order: a view's source is listed before the view, a service's views before it.
@@ -36,6 +38,7 @@ WORKSPACE_FIELD: dict[Kind, str] = {
     "batch_source": "batch_sources",
     "stream_source": "stream_sources",
     "stream_feature_view": "stream_feature_views",
+    "batch_feature_view": "batch_feature_views",
     "realtime_feature_view": "realtime_feature_views",
     "feature_service": "feature_services",
 }
@@ -44,6 +47,7 @@ _SPEC_CLASS: dict[Kind, type[Any]] = {
     "batch_source": BatchSourceSpec,
     "stream_source": StreamSourceSpec,
     "stream_feature_view": StreamFeatureViewSpec,
+    "batch_feature_view": BatchFeatureViewSpec,
     "realtime_feature_view": RealtimeFeatureViewSpec,
     "feature_service": FeatureServiceSpec,
 }
@@ -53,7 +57,10 @@ _SPEC_CLASS: dict[Kind, type[Any]] = {
 # features computed under an old definition. Keys are dotted attribute paths (no element part).
 _METADATA = frozenset({"description", "owner", "tags", "prevent_destroy"})
 _VIEW_HARMLESS = _METADATA | {"online", "offline"}
-# batch_config: history files are kept in the spec but not read yet, so they change no feature.
+# When and how a batch view is scheduled changes no value it computed.
+_BATCH_VIEW_HARMLESS = frozenset({"batch_schedule_ms", "batch_trigger", "incremental_backfills"})
+# batch_config: a stream view's history files feed training sets only, which read them afresh;
+# nothing a stream view materialized depends on them (batch views reading them: see plan()).
 _SOURCE_HARMLESS = _METADATA | {"kafka.watermark_delay_ms", "kafka.value_format", "batch_config"}
 
 
@@ -137,6 +144,9 @@ def plan(current: WorkspaceSpec | None, desired: WorkspaceSpec) -> Plan:
     """Diff ``current`` (None: never applied) against ``desired``; ``version`` fields are ignored."""
     changes: list[Change] = []
     source_changes: dict[str, list[str]] = {}  # source name -> paths that invalidate its readers
+    # Batch views read every part of a source (a stream source's batch_config too): any change
+    # but metadata invalidates what they materialized.
+    batch_input_changes: dict[str, list[str]] = {}
     for kind in _KINDS:
         attr = WORKSPACE_FIELD[kind]
         old = {o.name: o for o in getattr(current, attr)} if current is not None else {}
@@ -153,13 +163,18 @@ def plan(current: WorkspaceSpec | None, desired: WorkspaceSpec) -> Plan:
             change = Change(kind, obj.name, "update" if diff else "unchanged", diff)
             if kind == "stream_source" and diff:
                 source_changes[obj.name] = _invalidating(diff, _SOURCE_HARMLESS)
+            if kind in ("stream_source", "batch_source") and diff:
+                batch_input_changes[obj.name] = _invalidating(diff, _METADATA)
             elif kind == "stream_feature_view":
                 change = _with_rematerialization(change, obj, source_changes)
+            elif kind == "batch_feature_view":
+                change = _with_rematerialization(change, obj, batch_input_changes)
             changes.append(change)
         kept = {o.name for o in new}
         for name in old:
             if name not in kept:
-                dropped = "it is no longer computed or served (its feature topic stays on the bus)" if kind == "stream_feature_view" else ""
+                dropped = ("it is no longer computed or served (its feature topic stays on the bus)"
+                           if kind in ("stream_feature_view", "batch_feature_view") else "")
                 changes.append(Change(kind, name, "delete", reason=dropped))
     _refuse_destroying_protected(changes, current)
     return Plan(desired.name, tuple(changes))
@@ -183,14 +198,16 @@ def _refuse_destroying_protected(changes: list[Change], current: WorkspaceSpec |
             )
 
 
-def _with_rematerialization(change: Change, view: StreamFeatureViewSpec, source_changes: dict[str, list[str]]) -> Change:
+def _with_rematerialization(change: Change, view: StreamFeatureViewSpec | BatchFeatureViewSpec,
+                            source_changes: dict[str, list[str]]) -> Change:
     reasons = []
-    own = _invalidating(change.changed_fields, _VIEW_HARMLESS)
+    own = _invalidating(change.changed_fields, _VIEW_HARMLESS | _BATCH_VIEW_HARMLESS)
     if own:
         reasons.append(f"changed: {', '.join(own)}")
-    from_source = source_changes.get(view.source)
-    if from_source:
-        reasons.append(f"source {view.source!r} changed: {', '.join(from_source)}")
+    for source in (view.sources if isinstance(view, BatchFeatureViewSpec) else (view.source,)):
+        from_source = source_changes.get(source)
+        if from_source:
+            reasons.append(f"source {source!r} changed: {', '.join(from_source)}")
     if not reasons:
         return change
     return dataclasses.replace(change, rematerialize=True, reason="; ".join(reasons))

@@ -93,14 +93,15 @@ class Workspace:
         return [s.name for s in self.spec.feature_services]
 
     def list_feature_views(self) -> list[str]:
-        return [v.name for v in self.spec.stream_feature_views] + [v.name for v in self.spec.realtime_feature_views]
+        return ([v.name for v in self.spec.stream_feature_views] + [v.name for v in self.spec.batch_feature_views]
+                + [v.name for v in self.spec.realtime_feature_views])
 
     def get_feature_service(self, name: str) -> FeatureServiceClient:
         self.spec.service(name)  # NotFoundError listing the known services
         return FeatureServiceClient(self, name)
 
     def get_feature_view(self, name: str) -> FeatureViewClient:
-        if not self.spec.is_realtime(name):
+        if not self.spec.is_realtime(name) and not self.spec.is_batch(name):
             self.spec.view(name)  # NotFoundError listing the known views
         return FeatureViewClient(self, name)
 

@@ -129,7 +129,9 @@ def _plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec, raw: bool = 
     meta: list[dict[str, Any]] = []
     try:
         for selection in service.selections:
-            view = spec.view(selection.view)
+            # A batch view is served from its tiles exactly as a stream view (platform/batch/online.py).
+            view = (spec.batch_view(selection.view).as_view_spec() if spec.is_batch(selection.view)
+                    else spec.view(selection.view))
             if not view.online:
                 raise DefinitionError(
                     f"feature view {view.name!r} is not materialized online; set online=True and re-apply"

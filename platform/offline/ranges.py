@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from featurebus.exceptions import InvalidRequestError
+from featurebus.platform.batch.training import batch_view_rows
 from featurebus.platform.offline.locations import OfflineLocations
 from featurebus.platform.offline.training import feature_column, get_features_for_events, view_events
 from featurebus.schemas.specs import (
@@ -47,6 +48,8 @@ def view_service(spec: WorkspaceSpec, view: str) -> tuple[WorkspaceSpec, str]:
     name = f"__view__{view}"
     if spec.is_realtime(view):
         features = tuple(f.name for f in spec.realtime_view(view).features)
+    elif spec.is_batch(view):
+        features = tuple(a.name for a in spec.batch_view(view).aggregations)
     else:
         features = tuple(a.name for a in spec.view(view).aggregations)
     service = FeatureServiceSpec(name=name, selections=(FeatureSelectionSpec(view=view, features=features),))
@@ -99,7 +102,8 @@ def get_features_in_range(
             f"{view_name!r} is a realtime feature view: its values exist per request only; use "
             "get_features_for_events with a spine holding the request columns"
         )
-    view = spec.view(view_name)
+    batch = spec.batch_view(view_name) if spec.is_batch(view_name) else None
+    view = batch.as_view_spec() if batch is not None else spec.view(view_name)
     start_ms, end_ms = _ms(start, "start"), _ms(end, "end")
     if end_ms <= start_ms:
         raise InvalidRequestError(f"end ({end}) must be after start ({start})")
@@ -107,7 +111,11 @@ def get_features_in_range(
     # Events that any window at a time in [start, end) can still cover (all, for a lifetime window).
     read_from = (view.lifetime_start_ms if view.has_lifetime and view.lifetime_start_ms is not None
                  else start_ms - view.max_reach_ms - (view.aggregation_interval_ms or 0))
-    events = view_events(spec, view, root, max(0, read_from), end_ms, offline_data)
+    if batch is not None:  # its rows: materialized, else computed from its sources
+        frame, ts_ms = batch_view_rows(spec, batch, root, offline_data)(max(0, read_from), end_ms)
+        events = frame[keys].assign(**{_TS: ts_ms})
+    else:
+        events = view_events(spec, view, root, max(0, read_from), end_ms, offline_data)
     if entities is not None:
         missing = [k for k in keys if k not in entities.columns]
         if missing:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featurebus.exceptions import InvalidRequestError, NotFoundError
+from featurebus.platform.batch.training import batch_view_rows, history_rows, oldest_store_event_ms
 from featurebus.platform.offline.event_pairs import aggregate_pairs, feature_array
 from featurebus.platform.offline.locations import OfflineLocations, offline_locations, require_locations
 from featurebus.platform.offline.prefix import window_parts
@@ -55,6 +56,8 @@ from featurebus.streams.windows import LATEST_EVENT_TIME, series_windows
 __all__ = ["get_features_for_events", "write_training_set", "training_set_from_files", "feature_column"]
 
 _CHUNK_ROWS = 1_000_000
+# (view, lo_ms, hi_ms) -> the view's events with a time in [lo_ms, hi_ms), as ``_events`` gives them.
+EventLoader = Callable[[StreamFeatureViewSpec, int, int], "pa.Table | None"]
 # Events held in memory at once per view (about 200 bytes each with their transformation's
 # intermediate frames): larger stores are processed in time slices of the spine.
 _GROUP_EVENTS = 8_000_000
@@ -95,7 +98,8 @@ def get_features_for_events(
         realtime = RealtimeServicePlan.build(spec, service_spec)
     fetched: dict[tuple[str, str], np.ndarray | pd.api.extensions.ExtensionArray] = {}
     for selection in realtime.fetch.selections if realtime else service_spec.selections:
-        view = spec.view(selection.view)
+        batch = spec.batch_view(selection.view) if spec.is_batch(selection.view) else None
+        view = batch.as_view_spec() if batch is not None else spec.view(selection.view)
         by_name = {a.name: a for a in view.aggregations}
         unknown = [f for f in selection.features if f not in by_name]
         if unknown:
@@ -110,6 +114,12 @@ def get_features_for_events(
                 f"it has {list(spine.columns)}"
             )
         aggregations = [by_name[f] for f in selection.features]
+        if batch is not None:
+            # A batch view's rows: materialized offline, else computed from its sources (platform/batch/training.py).
+            loader = _batch_loader(batch_view_rows(spec, batch, Path(root), offline_data))
+            values = _view_features(None, (), view, aggregations, spine, t_ns, Path(root), loader)
+            fetched.update({(view.name, a.name): column for a, column in zip(aggregations, values, strict=True)})
+            continue
         source = spec.source(view.source)
         locations = ((spec.name, source.name),) if offline_data is None else require_locations(offline_data, spec.name, source)
         values = _view_features(source, locations, view, aggregations, spine, t_ns, Path(root))
@@ -124,6 +134,14 @@ def get_features_for_events(
     for view_name, feature, column in served:
         result[feature_column(view_name, feature)] = column
     return result
+
+
+def _batch_loader(rows_of: Callable[[int, int], tuple[pd.DataFrame, np.ndarray]]) -> EventLoader:
+    def loader(view: StreamFeatureViewSpec, lo_ms: int, hi_ms: int) -> pa.Table | None:
+        frame, ts_ms = rows_of(lo_ms, hi_ms)
+        return with_arrival_order([events_columns(view, frame, ts_ms)] if len(frame) else [])
+
+    return loader
 
 
 def write_training_set(df: pd.DataFrame, path: Path | str) -> Path:
@@ -199,13 +217,14 @@ def _absolute_windows(a: AggregationSpec, view: StreamFeatureViewSpec, t_ns: np.
 
 
 def _view_features(
-    source: StreamSourceSpec,
+    source: StreamSourceSpec | None,
     locations: tuple[tuple[str, str], ...],
     view: StreamFeatureViewSpec,
     aggregations: list[AggregationSpec],
     spine: pd.DataFrame,
     t_ns: np.ndarray,
     root: Path,
+    loader: EventLoader | None = None,
 ) -> list[np.ndarray | pd.api.extensions.ExtensionArray]:
     """The view's features for every spine row, a time slice of the spine at a time.
 
@@ -217,9 +236,9 @@ def _view_features(
     groups = ([np.arange(len(t_ns))] if view.has_lifetime else
               _time_groups(root, locations, t_ns, view.max_reach_ms + (view.aggregation_interval_ms or 0)))
     if len(groups) == 1:
-        return _view_features_in(source, locations, view, aggregations, spine, t_ns, root)
+        return _view_features_in(source, locations, view, aggregations, spine, t_ns, root, loader)
     pieces = [
-        _view_features_in(source, locations, view, aggregations, spine.iloc[rows], t_ns[rows], root)
+        _view_features_in(source, locations, view, aggregations, spine.iloc[rows], t_ns[rows], root, loader)
         for rows in groups
     ]
     order = np.argsort(np.concatenate(groups), kind="stable")  # back to spine order
@@ -261,16 +280,19 @@ def _time_groups(root: Path, locations: tuple[tuple[str, str], ...], t_ns: np.nd
 
 
 def _view_features_in(
-    source: StreamSourceSpec,
+    source: StreamSourceSpec | None,
     locations: tuple[tuple[str, str], ...],
     view: StreamFeatureViewSpec,
     aggregations: list[AggregationSpec],
     spine: pd.DataFrame,
     t_ns: np.ndarray,
     root: Path,
+    loader: EventLoader | None = None,
 ) -> list[np.ndarray | pd.api.extensions.ExtensionArray]:
+    """``loader`` (batch views) gives the events of a time range instead of ``source``'s records."""
     rows = len(spine)
     if view.aggregation_leading_edge == LATEST_EVENT_TIME and rows:
+        assert source is not None  # batch views have no leading-edge option
         t_ns = _latest_event_edges_ns(source, locations, root, t_ns)
     ends = window_ends_ms(t_ns, view.aggregation_interval_ms)
     # One count and/or sum per (input, window), shared by the aggregations that need it.
@@ -296,7 +318,13 @@ def _view_features_in(
         assert view.lifetime_start_ms is not None  # compile requires it with a LifetimeWindow
         lo_ms = min(lo_ms, view.lifetime_start_ms)
     found: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    events = _events(source, locations, view, root, lo_ms, hi_ms) if rows else None
+    if not rows:
+        events = None
+    elif loader is not None:
+        events = loader(view, lo_ms, hi_ms)
+    else:
+        assert source is not None
+        events = _events(source, locations, view, root, lo_ms, hi_ms)
     if events is not None and bounded:
         found.update(_bounded_parts(spine, view, events, ends, reach_ms, bounded))
     if events is not None and lifetime:
@@ -417,7 +445,18 @@ def _events(
 
     The time range is applied to the *source* timestamp: a transformation may derive the view's
     timestamp, but must not move events later in time (the stream engine assumes the same).
+
+    A source with a ``batch_config`` also contributes its history files, but only for events
+    older than the oldest event the offline store holds for it: the store begins at the topic's
+    earliest retained record, so anything older can only come from the files, while the files
+    and the topic may overlap from there on, and reading both would count those events twice.
     """
+    pieces: list[pa.Table] = []
+    if source.batch_config is not None:
+        cutoff = oldest_store_event_ms(root, locations, source)
+        history_hi = hi_ms if cutoff is None else min(hi_ms, cutoff)
+        if lo_ms < history_hi:
+            pieces.extend(events_columns(view, frame, ts_ms) for frame, ts_ms in history_rows(source, view, lo_ms, history_hi))
     first_day, last_day = _date(lo_ms), _date(hi_ms - 1)
     # In offset order, so that a plain scan reads records in arrival order.
     parts = sorted(
@@ -425,7 +464,7 @@ def _events(
         key=lambda p: (p.topic, p.partition, p.first_offset),
     )
     if not parts:
-        return None
+        return with_arrival_order(pieces)
     files = [str(p.path) for p in parts]
     ts = source.kafka.timestamp_field
     select = ", ".join(
@@ -447,22 +486,30 @@ def _events(
             "ORDER BY _topic, _partition, _offset"
         )
     transformation = Transformation(view.transformation)
-    pieces = []
     with duckdb.connect(config={"preserve_insertion_order": True}) as con:
         for chunk in _chunks(con.sql(query).to_arrow_reader(_CHUNK_ROWS), source):
             frame, ts_ms = view_input_frame(view, transformation.apply(chunk))
-            if not len(frame):
-                continue
-            columns = {f"k{i}": pa.array(frame[k], from_pandas=True) for i, k in enumerate(view.join_keys)}
-            columns["__ts"] = pa.array(ts_ms, type=pa.int64())
-            for name, alias in _input_aliases(view).items():
-                columns[alias] = pa.array(frame[name], from_pandas=True)  # NaN -> null, as online
-            pieces.append(pa.table(columns))
+            if len(frame):
+                pieces.append(events_columns(view, frame, ts_ms))
+    return with_arrival_order(pieces)
+
+
+def events_columns(view: StreamFeatureViewSpec, frame: pd.DataFrame, ts_ms: np.ndarray) -> pa.Table:
+    """A view's input rows (``view_input_frame``) as the join reads them: ``k<i>, __ts, v<j>``."""
+    columns = {f"k{i}": pa.array(frame[k], from_pandas=True) for i, k in enumerate(view.join_keys)}
+    columns["__ts"] = pa.array(ts_ms, type=pa.int64())
+    for name, alias in _input_aliases(view).items():
+        columns[alias] = pa.array(frame[name], from_pandas=True)  # NaN -> null, as online
+    return pa.table(columns)
+
+
+def with_arrival_order(pieces: list[pa.Table]) -> pa.Table | None:
+    """The pieces concatenated in order, numbered by ``__seq``: ties in event time are broken by
+    it (the store is read in topic, partition, offset order), as the stream engine breaks them
+    by the order records reach it."""
     if not pieces:
         return None
     table = pa.concat_tables(pieces, promote_options="permissive")
-    # Arrival order (the query reads in topic, partition, offset order): ties in event time are
-    # broken by it, as the stream engine breaks them by the order records reach it.
     return table.append_column("__seq", pa.array(np.arange(table.num_rows, dtype=np.int64)))
 
 

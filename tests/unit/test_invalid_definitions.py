@@ -63,11 +63,34 @@ def _drop_user(clicks):  # type: ignore[no-untyped-def]
     return clicks.drop(columns=["user_id"])
 
 
-def _daily() -> Any:
+clicks_with_history = StreamSource(
+    name="clicks_h",
+    schema=[Field("user_id", String), Field("price", Float64), Field("ts", Timestamp)],
+    stream_config=KafkaConfig(topics="clicks_h", timestamp_field="ts"),
+    batch_config=FileConfig(uri="/data/clicks_h", timestamp_field="ts"),
+)
+no_time = BatchSource(name="no_time", batch_config=FileConfig(uri="/data/no_time"))
+
+
+def _daily(function: Callable[..., Any] | None = None, **overrides: Any) -> Any:
     def daily(history):  # type: ignore[no-untyped-def]
         return history
 
-    return batch_feature_view(sources=[history], entities=[user], mode="pandas", batch_schedule=timedelta(days=1))(daily)
+    params: dict[str, Any] = dict(sources=[history], entities=[user], mode="pandas", features=[_sum()],
+                                  batch_schedule=timedelta(days=1), aggregation_interval=timedelta(hours=1))
+    params.update(overrides)
+    return batch_feature_view(**params)(function or daily)
+
+
+def _two_args(history, other):  # type: ignore[no-untyped-def]
+    return history
+
+
+def _secret_source() -> Any:
+    def from_api(filter_context, secrets):  # type: ignore[no-untyped-def]
+        return None
+
+    return featurebus.pandas_batch_config(supports_time_filtering=True)(from_api)
 
 
 # (id, builds the invalid thing, the object as the message names it, the fix the message gives)
@@ -150,7 +173,32 @@ CASES: list[tuple[str, Callable[[], Any], str, str]] = [
     ("two entities with one name", _plan(Entity(name="user", join_keys=[Field("user_id", Int64)]), user), "Entity 'user'",
      "Rename one of them"),
     ("two views with one name", _plan(_view(), _view()), "StreamFeatureView 'user_clicks'", "Rename one of them"),
-    ("batch feature view", _plan(_daily()), "BatchFeatureView 'daily'", "Use @stream_feature_view over a StreamSource"),
+    ("batch view without features", lambda: _daily(features=[]), "BatchFeatureView 'daily'",
+     "Pass features=[Attribute('city', String)]"),
+    ("batch view in spark_sql mode", lambda: _daily(mode="spark_sql"), "BatchFeatureView 'daily'", "Use mode='pandas'"),
+    ("batch attribute view without ttl",
+     lambda: _daily(features=[featurebus.Attribute("price", Float64)], aggregation_interval=None),
+     "BatchFeatureView 'daily'", "Pass ttl=timedelta(days=1)"),
+    ("batch window not a multiple of the interval",
+     _plan(_daily(features=[_sum(window=timedelta(minutes=90))])),
+     "BatchFeatureView 'daily'", "multiple of the aggregation_interval"),
+    ("batch aggregation of a string column", _plan(_daily(features=[_sum(column="page", dtype=String)])),
+     "BatchFeatureView 'daily'", "use 'count' or change the column's type"),
+    ("batch view aggregating an unknown column",
+     _plan(_daily(sources=[clicks_with_history], features=[_sum(column="nope")])),
+     "BatchFeatureView 'daily'", "Use a column the transformation returns (price, ts, user_id)"),
+    ("batch view without a timestamp field", _plan(_daily(sources=[no_time])), "BatchFeatureView 'daily'",
+     "Pass timestamp_field="),
+    ("batch transformation arguments not matching sources", lambda: _daily(_two_args), "BatchFeatureView '_two_args'",
+     "one argument per source"),
+    ("batch view over a stream source without history", lambda: _daily(sources=[clicks]), "BatchFeatureView 'daily'",
+     "Give the StreamSource batch_config=FileConfig"),
+    ("batch view with a lifetime start", lambda: _daily(lifetime_start_time=featurebus.definitions.datetime(2024, 1, 1)),
+     "BatchFeatureView 'daily'", "Use a TimeWindow"),
+    ("batch view with a Spark option", lambda: _daily(batch_compute={"instance": "m5"}), "BatchFeatureView 'daily'",
+     "Remove batch_compute="),
+    ("batch config taking secrets", _secret_source, "pandas_batch_config 'from_api'",
+     "read credentials from the environment"),
     ("unsupported Tecton class", lambda: featurebus.KinesisConfig(stream_name="clicks"),  # type: ignore[attr-defined]
      "KinesisConfig", "use KafkaConfig(topics=..., timestamp_field=...)"),
     ("unsupported Tecton function", lambda: featurebus.get_feature_view("v"),  # type: ignore[attr-defined]
