@@ -15,7 +15,7 @@ are plain pandas DataFrames.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,7 @@ from featurebus.exceptions import NotFoundError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from featurebus.platform.jobs.model import Job
     from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = ["FeatureServiceClient", "FeatureViewClient", "Workspace", "get_workspace"]
@@ -43,7 +44,8 @@ class FeatureServiceClient:
 
 
 class FeatureViewClient:
-    """One feature view's values computed ad hoc from the offline store (any workspace kind)."""
+    """One feature view's values computed ad hoc from the offline store (any workspace kind), and
+    (batch views of live workspaces) its materialization jobs (``featurebus.materialization``)."""
 
     def __init__(self, workspace: Workspace, name: str) -> None:
         self.workspace = workspace
@@ -69,10 +71,46 @@ class FeatureViewClient:
         return get_features_in_range(ws.spec, self.name, start_time, end_time, ws.offline_root, entities, ws.offline_data)
 
 
+    # -- materialization jobs (batch views of live workspaces), as in Tecton -----------------------
+    def trigger_materialization_job(self, start_time: datetime, end_time: datetime, online: bool, offline: bool,
+                                    use_tecton_managed_retries: bool = True, overwrite: bool = False) -> str:
+        """Queue a materialization over ``[start_time, end_time)``; returns the job id."""
+        from featurebus import materialization
+
+        return materialization.trigger_materialization_job(
+            self.workspace.spec, self.workspace.bootstrap, self.name, start_time, end_time, online, offline,
+            use_tecton_managed_retries, overwrite)
+
+    def list_materialization_jobs(self) -> list[Job]:
+        from featurebus import materialization
+
+        return materialization.list_materialization_jobs(self.workspace.spec, self.workspace.bootstrap, self.name)
+
+    def get_materialization_job(self, job_id: str) -> Job:
+        from featurebus import materialization
+
+        return materialization.get_materialization_job(self.workspace.spec, self.workspace.bootstrap, job_id)
+
+    def cancel_materialization_job(self, job_id: str) -> Job:
+        """Request the cancel (the runner stops the job between chunks); returns the job as it was."""
+        from featurebus import materialization
+
+        return materialization.cancel_materialization_job(self.workspace.spec, self.workspace.bootstrap, job_id)
+
+    def wait_for_materialization_job(self, job_id: str, timeout: timedelta | None = None) -> Job:
+        """Block until the job ends; ``featurebus.exceptions.JobTimeoutError`` after ``timeout``."""
+        from featurebus import materialization
+
+        return materialization.wait_for_materialization_job(self.workspace.spec, self.workspace.bootstrap, job_id,
+                                                            timeout)
+
+
 class Workspace:
     def __init__(self, spec: WorkspaceSpec, offline_root: Path,
-                 offline_data: Mapping[str, tuple[tuple[str, str], ...]] | None = None) -> None:
+                 offline_data: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
+                 bootstrap: str | None = None) -> None:
         self.spec = spec
+        self.bootstrap = bootstrap  # the cluster it was read from: materialization jobs go there
         self.offline_root = offline_root
         # Where each source's offline records are; None: the workspace's own (a live workspace).
         self.offline_data = offline_data
@@ -112,11 +150,12 @@ def get_workspace(name: str, bootstrap: str | None = None, home: Path | None = N
     from featurebus.platform.offline.locations import offline_locations
     from featurebus.platform.registry import read_registry
 
-    specs = read_registry(resolve_bootstrap(bootstrap))
+    cluster = resolve_bootstrap(bootstrap)
+    specs = read_registry(cluster)
     spec = specs.get(name)
     if spec is None:
         known = ", ".join(sorted(specs)) or "none"
         raise NotFoundError(f"no workspace named {name!r} (known: {known}); create it with "
                             f"`featurebus workspace create {name}` and `featurebus apply` a repository to it")
     offline_data = None if spec.live else offline_locations(spec, specs)
-    return Workspace(spec, (home.resolve() if home else home_dir()) / "offline", offline_data)
+    return Workspace(spec, (home.resolve() if home else home_dir()) / "offline", offline_data, cluster)

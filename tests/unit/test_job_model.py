@@ -68,7 +68,7 @@ def test_retry_starts_a_new_attempt_from_zero() -> None:
 
 @pytest.mark.parametrize("bad", [None, -0.1, 1.5])
 def test_progress_must_be_a_fraction(bad: float | None) -> None:
-    with pytest.raises(InvalidJobTransitionError, match="progress must be within 0..1"):
+    with pytest.raises(InvalidJobTransitionError, match=r"progress must be within 0\.\.1"):
         apply_transition(_job(JobState.RUNNING), Transition.PROGRESS, 2, progress=bad)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -75,7 +76,7 @@ def test_ticks_cover_every_elapsed_period_exactly_once(ticks: list[int], increme
         now = DAY + dt
         jobs += _as_jobs(due_ranges(view, now, jobs))
     covered = sorted((j.start_ms or 0, j.end_ms or 0) for j in jobs)
-    for (_, end), (start, _) in zip(covered, covered[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(covered):
         assert end == start  # contiguous, no overlap
     if covered:
         assert covered[0][0] == DAY and covered[-1][1] == now // step * step

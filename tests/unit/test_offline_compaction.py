@@ -80,7 +80,7 @@ def test_planned_merges_never_span_a_file_they_do_not_absorb(
         assert sorted(inside, key=lambda p: p.first_offset) == list(merge.inputs)
         # after the merge, the merged file hides exactly its inputs
         merged = _part(first, last, date=merge.inputs[0].date)
-        live, superseded = live_parts([*parts, merged])
+        _, superseded = live_parts([*parts, merged])
         assert set(superseded) == set(merge.inputs)
 
 
