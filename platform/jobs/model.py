@@ -103,13 +103,16 @@ class Job:
     overwrite: bool = False
     progress: float = 0.0  # 0..1 within the current attempt
     attempt: int = 1
-    error: str | None = None  # why the last attempt failed (FAILED), or why it was requeued
+    error: str | None = None  # why the last attempt failed (FAILED)
     spec_version: int = 0  # the workspace version the job was submitted against
     # Who asked for it: "user", "schedule" (a batch_schedule period), "apply" (a backfill after
     # apply), "compaction" (the runner's periodic compaction).
     origin: str = "user"
     # Attempts the runner makes on its own after failures (Tecton's use_tecton_managed_retries).
     max_attempts: int = 1
+    # Times a new runner took the job over because the runner running it stopped (SIGKILL, a lost
+    # machine): the attempt started again from the beginning of its range.
+    restarts: int = 0
 
     def to_json(self) -> bytes:
         document: dict[str, Any] = {"format": JOB_FORMAT_VERSION, **dataclasses.asdict(self)}
@@ -167,7 +170,7 @@ def apply_transition(job: Job, transition: Transition, now_ms: int, *, progress:
     elif transition is Transition.RETRY:
         changes.update(attempt=job.attempt + 1, progress=0.0, error=None)
     elif transition is Transition.REQUEUE:
-        changes.update(progress=0.0, error=error)
+        changes.update(progress=0.0, restarts=job.restarts + 1)
     return dataclasses.replace(job, **changes)
 
 
@@ -195,5 +198,5 @@ def retry(job: Job, now_ms: int) -> Job:
     return apply_transition(job, Transition.RETRY, now_ms)
 
 
-def requeue(job: Job, reason: str, now_ms: int) -> Job:
-    return apply_transition(job, Transition.REQUEUE, now_ms, error=reason)
+def requeue(job: Job, now_ms: int) -> Job:
+    return apply_transition(job, Transition.REQUEUE, now_ms)

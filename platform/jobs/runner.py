@@ -58,8 +58,7 @@ class JobRunner:
         requeued = []
         for job in self._store.list():
             if job.state is JobState.RUNNING:
-                again = requeue(job, "its runner stopped while running it; re-run from the start of its range",
-                                self._clock_ms())
+                again = requeue(job, self._clock_ms())
                 self._store.put(again)
                 requeued.append(again)
                 _log.warning("job %s was RUNNING under a runner that stopped; requeued", job.id)

@@ -105,6 +105,7 @@ def test_random_sequences_keep_the_invariants(steps: list[tuple[Transition, floa
         assert 0.0 <= job.progress <= 1.0
         assert job.updated_ms >= before.updated_ms  # time never goes backwards
         assert job.attempt == before.attempt + (transition is Transition.RETRY)
+        assert job.restarts == before.restarts + (transition is Transition.REQUEUE)
         if transition is Transition.PROGRESS:
             assert job.progress >= before.progress  # progress only grows within an attempt
         if job.state is JobState.SUCCESS:
