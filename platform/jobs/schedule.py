@@ -7,7 +7,7 @@ otherwise the periods already elapsed when the view is first scheduled go into o
 and every later period gets its own job.
 
 Job ids are the idempotency keys: ``sched-<view>-<period start ms>`` and
-``sched-<view>-backfill``; a re-materialization on ``apply`` uses ``apply-<view>-v<version>-...``.
+``sched-<view>-backfill``; a re-materialization on ``apply`` uses ``apply-v<version>-<view>-...``.
 A view's *cursor* is the end of the latest range any of those jobs covers: periods before it are
 never scheduled again, so a period is materialized once per definition, whoever enqueued it.
 Views without ``feature_start_time``, or whose ``batch_trigger`` is not ``scheduled``, are not

@@ -127,3 +127,39 @@ def test_development_workspaces_and_stream_views_are_refused() -> None:
     dev = WorkspaceSpec(spec.name, live=False)
     with pytest.raises(InvalidRequestError, match="development workspace"):
         submit_materialization(store, dev, "user_spending", 0, 10, 0)
+
+
+def _batch_workspace(live: bool = True, **view_fields: object) -> WorkspaceSpec:
+    from featurebus.schemas.specs import BatchFeatureViewSpec, TransformationSpec
+
+    view = BatchFeatureViewSpec(
+        name="daily", sources=("src",), entities=("user",), join_keys=("user_id",), timestamp_field="ts",
+        transformation=TransformationSpec("pandas", "f", "def f(df):\n    return df\n"), aggregations=(),
+        offline=True, batch_schedule_ms=86_400_000, feature_start_ms=10 * 86_400_000, **view_fields)  # type: ignore[arg-type]
+    return WorkspaceSpec("ws", batch_feature_views=(view,), live=live, version=4)
+
+
+def test_apply_backfills_use_the_schedule_ids_on_create_and_versioned_ids_after_a_change() -> None:
+    from featurebus.platform.jobs.client import enqueue_apply_backfills, enqueue_scheduled
+
+    store = MemoryJobStore(MemoryJobBus())
+    now = 13 * 86_400_000 + 5
+    created, notes = enqueue_apply_backfills(store, _batch_workspace(), [("daily", False)], now)
+    assert [(j.id, j.start_ms, j.end_ms, j.origin) for j in created] == [
+        ("sched-daily-backfill", 10 * 86_400_000, 13 * 86_400_000, "apply")] and notes == []
+    assert enqueue_scheduled(store, _batch_workspace(), now) == []  # the runner will not queue it again
+    again, _ = enqueue_apply_backfills(store, _batch_workspace(), [("daily", True)], now)
+    assert [j.id for j in again] == ["apply-v4-daily-backfill"]
+    assert enqueue_apply_backfills(store, _batch_workspace(), [("daily", True)], now)[0] == []  # idempotent
+    later = enqueue_scheduled(store, _batch_workspace(), now + 86_400_000)
+    assert [(j.id, j.origin) for j in later] == [(f"sched-daily-{13 * 86_400_000}", "schedule")]
+
+
+def test_apply_backfills_say_why_nothing_was_queued() -> None:
+    from featurebus.platform.jobs.client import enqueue_apply_backfills
+
+    store = MemoryJobStore(MemoryJobBus())
+    jobs, notes = enqueue_apply_backfills(store, _batch_workspace(live=False), [("daily", False)], 0)
+    assert jobs == [] and "development workspace" in notes[0]
+    jobs, notes = enqueue_apply_backfills(store, _batch_workspace(batch_trigger="manual"), [("daily", False)], 0)
+    assert jobs == [] and "featurebus materialize daily" in notes[0]
