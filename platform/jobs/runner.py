@@ -77,8 +77,9 @@ class JobRunner:
 
     def _housekeeping(self) -> None:
         now = self._clock_ms()
+        cancels = self._store.cancel_requests()
         for job in self._store.list():
-            if job.state is JobState.PENDING and self._store.cancel_requested(job.id, job.attempt):
+            if job.state is JobState.PENDING and cancels.get(job.id) == job.attempt:
                 self._store.put(cancel(job, now))
             elif (job.state is JobState.FAILED and job.attempt < job.max_attempts
                   and now >= job.updated_ms + self._settings.retry_backoff_ms * job.attempt):

@@ -57,6 +57,10 @@ class JobStore(Protocol):
 
     def cancel_requested(self, job_id: str, attempt: int) -> bool: ...
 
+    def cancel_requests(self) -> dict[str, int]:
+        """Every cancel request: job id -> the attempt it cancels (one read for a whole queue)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -80,6 +84,11 @@ def _cancelled_attempt(value: bytes | None) -> int | None:
         raise StoreFormatError(f"a cancel request has format {document.get('format')!r}, this featurebus reads "
                                f"{JOB_FORMAT_VERSION}: run the featurebus version that wrote it")
     return int(document["attempt"])
+
+
+def _cancel_requests(records: dict[bytes, bytes]) -> dict[str, int]:
+    requests = {k[len(_CANCEL):].decode(): _cancelled_attempt(v) for k, v in records.items() if k.startswith(_CANCEL)}
+    return {job_id: attempt for job_id, attempt in requests.items() if attempt is not None}
 
 
 def _jobs(records: dict[bytes, bytes]) -> list[Job]:
@@ -124,6 +133,9 @@ class MemoryJobStore:
 
     def cancel_requested(self, job_id: str, attempt: int) -> bool:
         return _cancelled_attempt(self._bus.records.get(_cancel_key(job_id))) == attempt
+
+    def cancel_requests(self) -> dict[str, int]:
+        return _cancel_requests(self._bus.records)
 
     def close(self) -> None:
         pass
@@ -235,6 +247,9 @@ class KafkaJobStore:
 
     def cancel_requested(self, job_id: str, attempt: int) -> bool:
         return _cancelled_attempt(self._catch_up().get(_cancel_key(job_id))) == attempt
+
+    def cancel_requests(self) -> dict[str, int]:
+        return _cancel_requests(self._catch_up())
 
     def close(self) -> None:
         self._consumer.close()

@@ -49,6 +49,7 @@ def test_an_empty_store_has_no_jobs(make_store: StoreFactory) -> None:
     assert store.list() == []
     assert store.get("nope") is None
     assert not store.cancel_requested("nope", 1)
+    assert store.cancel_requests() == {}
 
 
 def test_put_then_get_and_list_oldest_first(make_store: StoreFactory) -> None:
@@ -89,6 +90,8 @@ def test_cancel_requests_name_one_attempt(make_store: StoreFactory) -> None:
     assert not store.cancel_requested("other", 1)
     store.request_cancel("c", 2)
     assert store.cancel_requested("c", 2) and not store.cancel_requested("c", 1)
+    store.request_cancel("d", 1)
+    assert store.cancel_requests() == {"c": 2, "d": 1}
 
 
 def test_a_new_runner_fences_the_previous_one(make_store: StoreFactory) -> None:
