@@ -14,7 +14,9 @@ Who writes what (no compare-and-set on Kafka, so ownership replaces it):
   runner's ``init_transactions`` fences the previous one: the old runner's next write raises
   ``JobRunnerFencedError`` and it stops. So at most one runner runs a workspace's jobs at a time,
   and a restarted runner takes over at once, without waiting for a consumer-group session to
-  expire. (A consumer group would also elect one runner, but it does not fence a stalled one's
+  expire. A fenced runner learns it at its next write (a progress update, at most a second and a
+  chunk later) and stops; until then both may work on one range, which is harmless because every
+  job is idempotent per range (and compaction locks its folder). (A consumer group would also elect one runner, but it does not fence a stalled one's
   writes, and a SIGKILLed member holds its partition until its session times out.)
 """
 
@@ -37,6 +39,8 @@ __all__ = ["JobStore", "KafkaJobStore", "MemoryJobBus", "MemoryJobStore", "jobs_
 
 _JOB = b"job/"
 _CANCEL = b"cancel/"
+_TRANSIENT = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                        KafkaError.UNKNOWN_TOPIC_OR_PART})
 _FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
 
 
@@ -208,15 +212,22 @@ class KafkaJobStore:
     # -- reading -------------------------------------------------------------------------------
     def _catch_up(self) -> dict[bytes, bytes]:
         partition = TopicPartition(self._topic, 0)
-        try:
-            # read_committed: the end offset is the last stable offset, past committed transactions.
-            low, high = self._consumer.get_watermark_offsets(partition, timeout=self._timeout_s)
-        except KafkaException as exc:
-            raise KafkaUnavailableError(f"reading {self._topic} failed: {exc}. "
-                                        f"{unreachable_hint(self._bootstrap)}") from exc
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            try:
+                # read_committed: the end offset is the last stable offset, past committed transactions.
+                low, high = self._consumer.get_watermark_offsets(partition, timeout=self._timeout_s)
+                break
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                # A just-created topic's leader may not answer for a moment.
+                if isinstance(error, KafkaError) and error.code() in _TRANSIENT and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
+                raise KafkaUnavailableError(f"reading {self._topic} failed: {exc}. "
+                                            f"{unreachable_hint(self._bootstrap)}") from exc
         if high <= low:
             return self._records
-        deadline = time.monotonic() + self._timeout_s
         while True:
             position = self._consumer.position([partition])[0].offset
             if position >= high:

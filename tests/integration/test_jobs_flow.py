@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
+import featurebus
+from featurebus.exceptions import InvalidRequestError
 from featurebus.platform.jobs.store import KafkaJobStore
 
 pytestmark = pytest.mark.kafka
@@ -161,6 +164,15 @@ def test_materialize_cancel_retry_and_apply_backfill(kafka_bootstrap: str, setup
     _eventually(lambda: _job(kafka_bootstrap, workspace, "sched-daily-backfill").state.value == "SUCCESS",
                 "the apply backfill")
     assert jobs["sched-daily-backfill"]["origin"] == "apply"
+
+    # The same through Tecton's SDK methods.
+    fv = featurebus.get_workspace(workspace, bootstrap=kafka_bootstrap, home=home).get_feature_view("spend")
+    sdk_id = fv.trigger_materialization_job(datetime(2024, 6, 1), datetime(2024, 6, 3), online=False, offline=True)
+    assert fv.wait_for_materialization_job(sdk_id, timeout=timedelta(minutes=2)).state.value == "SUCCESS"
+    assert fv.get_materialization_job(sdk_id).max_attempts == 3  # use_tecton_managed_retries=True
+    assert sdk_id in {j.id for j in fv.list_materialization_jobs()}
+    with pytest.raises(InvalidRequestError, match="overwrite=True"):
+        fv.trigger_materialization_job(datetime(2024, 6, 2), datetime(2024, 6, 4), online=False, offline=True)
 
     # Cancel while running: two years of day-chunks leave time to ask.
     long_id = _cli(kafka_bootstrap, home, "materialize", "spend", "--start", "2024-05-01", "--end", "2026-05-01",
