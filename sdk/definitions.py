@@ -858,6 +858,9 @@ class BatchFeatureView(MaterializedFeatureView):
         if lifetime_start_time is not None:
             raise self.error("lifetime windows are not supported for batch feature views yet",
                              "Use a TimeWindow (time_window=timedelta(...)), or a stream feature view.")
+        if not isinstance(self.features[0], Attribute) and ttl is not None:
+            raise self.error("ttl applies to Attribute features; an aggregation's time_window already bounds "
+                             "the data it reads", "Remove ttl=, or make the features Attributes.")
         if isinstance(self.features[0], Attribute):
             if ttl is None:
                 raise self.error("a view of Attribute features needs a ttl (how old a latest value may be)",

@@ -15,7 +15,7 @@ from typing import Any
 
 from featurebus.exceptions import KafkaUnavailableError, NotFoundError
 from featurebus.plan import WORKSPACE_FIELD
-from featurebus.schemas.specs import StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
+from featurebus.schemas.specs import BatchFeatureViewSpec, StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
 
 __all__ = [
     "DESCRIBE_JSON_FORMAT_VERSION",
@@ -99,14 +99,21 @@ def lineage(spec: WorkspaceSpec, kind: str, name: str) -> dict[str, list[str]]:
         names = {v.name for v in spec.stream_feature_views if name in v.entities}
     elif kind == "feature_service":
         names = set().union(*(upstream(s.view) for s in spec.service(name).selections))
-    else:  # a batch source: no view reads one yet
-        names = set()
+    else:  # a batch feature view or batch source: batch views are added below
+        names = {name} if kind == "batch_feature_view" else set()
+    # Batch views read batch sources and stream sources' history, keyed by entities.
+    batch = [v for v in spec.batch_feature_views if kind in ("batch_source", "stream_source", "entity")
+             and name in (*v.sources, *v.entities)]
+    names |= {v.name for v in batch}
     if kind in ("stream_source", "entity", "stream_feature_view"):  # downstream: realtime views reading them
         names |= {r for r in realtime if upstream(r) & names}
-    views = [v for v in spec.stream_feature_views if v.name in names]
+    materialized: list[StreamFeatureViewSpec | BatchFeatureViewSpec] = [*spec.stream_feature_views,
+                                                                         *spec.batch_feature_views]
+    views = [v for v in materialized if v.name in names]
     services = [s.name for s in spec.feature_services if any(upstream(sel.view) & names for sel in s.selections)]
     return {
-        "sources": sorted({v.source for v in views} | ({name} if kind.endswith("source") else set())),
+        "sources": sorted({s for v in views for s in (v.sources if isinstance(v, BatchFeatureViewSpec) else (v.source,))}
+                          | ({name} if kind.endswith("source") else set())),
         "entities": sorted({e for v in views for e in v.entities} | ({name} if kind == "entity" else set())),
         "feature_views": sorted(names),
         "feature_services": sorted(services) if kind != "feature_service" else [name],
@@ -170,7 +177,7 @@ def describe_document(spec: WorkspaceSpec, kind: str, obj: Any, state: Materiali
         "spec": body,
         "lineage": lineage(spec, kind, obj.name),
     }
-    if isinstance(obj, StreamFeatureViewSpec):
+    if isinstance(obj, (StreamFeatureViewSpec, BatchFeatureViewSpec)):
         from featurebus.platform.topics import feature_topic
 
         document["materialization"] = {"online": obj.online, "offline": obj.offline,

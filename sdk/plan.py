@@ -57,10 +57,7 @@ _SPEC_CLASS: dict[Kind, type[Any]] = {
 # features computed under an old definition. Keys are dotted attribute paths (no element part).
 _METADATA = frozenset({"description", "owner", "tags", "prevent_destroy"})
 _VIEW_HARMLESS = _METADATA | {"online", "offline"}
-# When and how a batch view is scheduled changes no value it computed.
-_BATCH_VIEW_HARMLESS = frozenset({"batch_schedule_ms", "batch_trigger", "incremental_backfills"})
-# batch_config: a stream view's history files feed training sets only, which read them afresh;
-# nothing a stream view materialized depends on them (batch views reading them: see plan()).
+# batch_config: history files are kept in the spec but not read yet, so they change no feature.
 _SOURCE_HARMLESS = _METADATA | {"kafka.watermark_delay_ms", "kafka.value_format", "batch_config"}
 
 
@@ -144,8 +141,6 @@ def plan(current: WorkspaceSpec | None, desired: WorkspaceSpec) -> Plan:
     """Diff ``current`` (None: never applied) against ``desired``; ``version`` fields are ignored."""
     changes: list[Change] = []
     source_changes: dict[str, list[str]] = {}  # source name -> paths that invalidate its readers
-    # Batch views read every part of a source (a stream source's batch_config too): any change
-    # but metadata invalidates what they materialized.
     batch_input_changes: dict[str, list[str]] = {}
     for kind in _KINDS:
         attr = WORKSPACE_FIELD[kind]
@@ -164,7 +159,7 @@ def plan(current: WorkspaceSpec | None, desired: WorkspaceSpec) -> Plan:
             if kind == "stream_source" and diff:
                 source_changes[obj.name] = _invalidating(diff, _SOURCE_HARMLESS)
             if kind in ("stream_source", "batch_source") and diff:
-                batch_input_changes[obj.name] = _invalidating(diff, _METADATA)
+                batch_input_changes[obj.name] = _invalidating(diff, _BATCH_INPUT_HARMLESS)
             elif kind == "stream_feature_view":
                 change = _with_rematerialization(change, obj, source_changes)
             elif kind == "batch_feature_view":
@@ -196,6 +191,13 @@ def _refuse_destroying_protected(changes: list[Change], current: WorkspaceSpec |
                 f"{change.kind} '{change.name}' has prevent_destroy=True, and this plan would {what}. "
                 f"Apply prevent_destroy=False on it first (a harmless update), then make this change."
             )
+
+
+# When and how a batch view is scheduled changes no value it computed.
+_BATCH_VIEW_HARMLESS = frozenset({"batch_schedule_ms", "batch_trigger", "incremental_backfills"})
+# What a batch view reads from its sources is all of them (a stream source's batch_config too):
+# any change but descriptive metadata invalidates what it materialized.
+_BATCH_INPUT_HARMLESS = _VIEW_HARMLESS - {"online", "offline"}
 
 
 def _with_rematerialization(change: Change, view: StreamFeatureViewSpec | BatchFeatureViewSpec,

@@ -22,7 +22,7 @@ __all__ = ["UNSUPPORTED", "UnsupportedNameError", "unsupported_error"]
 _Kind = Literal["class", "function", "object"]
 
 _SPARK = "featurebus runs no Spark or Databricks/EMR cluster; transformations run in the stream worker (mode='pandas' or 'python')"
-_BATCH_CONFIG = "batch sources other than FileConfig are not supported; write the data to Parquet and use FileConfig(uri=..., file_format='parquet', timestamp_field=...)"
+_BATCH_CONFIG = "batch configs are built with FileConfig(uri=..., file_format='parquet', timestamp_field=...) or the @pandas_batch_config / @pyarrow_batch_config decorators, not instantiated"
 _STORE = "featurebus's stores are fixed (RocksDB online, Parquet offline); remove this option"
 _WAREHOUSE = "featurebus reads no data warehouse; export the table to Parquet and use FileConfig(...), or stream it to Kafka and use KafkaConfig(...)"
 _WORKSPACE_GETTER = "there is no current workspace; use featurebus.get_workspace('<name>') and its methods"

@@ -10,6 +10,7 @@ Aggregation ranges are aligned outward to whole tiles so each run writes only co
 
 from __future__ import annotations
 
+import ast
 import math
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -45,18 +46,31 @@ __all__ = [
 BATCH_SHARD = 0xFFFF
 
 
+def _without_defaults(code: str, function_name: str) -> ast.Module:
+    """The code with the function's parameter defaults replaced by None: the context argument's
+    default (``materialization_context()``, however the user imported it) is never evaluated,
+    since featurebus passes the context itself."""
+    tree = ast.parse(code)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == function_name:
+            node.args.defaults = [ast.Constant(None) for _ in node.args.defaults]
+            node.args.kw_defaults = [None if d is None else ast.Constant(None) for d in node.args.kw_defaults]
+    return ast.fix_missing_locations(tree)
+
+
 class BatchTransformation:
     """A batch view's transformation compiled from its spec's source code (never a pickle).
 
-    Its namespace also provides ``materialization_context`` and ``FilterContext``, since the
-    shipped code keeps Tecton's ``context=materialization_context()`` default."""
+    Its namespace also provides ``materialization_context`` and ``FilterContext`` for code that
+    uses them in its body."""
 
     def __init__(self, view: BatchFeatureViewSpec) -> None:
         spec = view.transformation
         namespace: dict[str, Any] = {"pd": pd, "np": np, "datetime": datetime, "timedelta": timedelta, "math": math,
                                      "materialization_context": materialization_context, "FilterContext": FilterContext}
         try:
-            exec(compile(spec.code, f"<transformation {spec.function_name}>", "exec"), namespace)
+            exec(compile(_without_defaults(spec.code, spec.function_name), f"<transformation {spec.function_name}>",
+                         "exec"), namespace)
         except Exception as exc:
             raise DefinitionError(f"transformation {spec.function_name!r} does not compile: {exc}") from exc
         function = namespace.get(spec.function_name)

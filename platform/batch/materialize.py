@@ -2,8 +2,8 @@
 
 ``materialize_view`` reads the view's sources, runs its transformation (``compute``), writes the
 output rows to the offline store (``offline``) and the tiles to the view's feature topic
-(``online``). The range is processed in chunks of whole tiles about a day long, so memory is
-bounded by a chunk, ``progress`` advances per chunk and ``cancelled`` is honoured between chunks.
+(``online``). The range is processed in chunks of whole tiles about a day long (a batch_schedule
+period with ``incremental_backfills``), so memory is bounded by a chunk, ``progress`` advances per chunk and ``cancelled`` is honoured between chunks.
 Re-running a range rewrites the same files and the same record keys: it changes nothing.
 """
 
@@ -19,15 +19,16 @@ import pandas as pd
 import pyarrow as pa
 
 from featurebus.exceptions import InvalidRequestError
-from featurebus.platform.batch.compute import aligned_range, compute_rows, source_range, view_tiles
+from featurebus.platform.batch.compute import aligned_range, compute_rows, source_range, table_frame, view_tiles
 from featurebus.platform.batch.inputs import read_inputs
-from featurebus.platform.batch.offline import replace_range
+from featurebus.platform.batch.offline import read_rows, replace_range
 from featurebus.platform.batch.online import publish_tiles
 from featurebus.platform.offline.store import open_store
 from featurebus.schemas.specs import BatchFeatureViewSpec, WorkspaceSpec
 from featurebus.streams.tiles import CompiledView
+from featurebus.streams.transform import view_input_frame
 
-__all__ = ["MaterializationResult", "materialize_view", "compiled_view", "rows_table", "to_ms"]
+__all__ = ["MaterializationResult", "materialize_view", "materialization_chunks", "compiled_view", "rows_table", "to_ms"]
 
 _DAY_MS = 86_400_000
 _TIMESTAMP = pa.timestamp("ms", tz="UTC")
@@ -71,9 +72,19 @@ def rows_table(view: BatchFeatureViewSpec, rows: pd.DataFrame, ts_ms: np.ndarray
     return table.append_column(view.timestamp_field, pa.array(ts_ms, type=pa.int64()).cast(_TIMESTAMP))
 
 
-def _chunks(view: BatchFeatureViewSpec, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
+def _stale_tiles(compiled: CompiledView, previous: pa.Table | None, current: set[tuple[bytes, int]]) -> list[tuple[bytes, int]]:
+    if previous is None or not previous.num_rows:
+        return []
+    rows, ts_ms = view_input_frame(compiled.spec, table_frame(previous))
+    return sorted({(t.entity_key, t.tile_start_ms) for t in view_tiles(compiled, rows, ts_ms)} - current)
+
+
+def materialization_chunks(view: BatchFeatureViewSpec, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
     tile_ms = view.aggregation_interval_ms or 1
-    step = tile_ms * max(1, -(-_DAY_MS // tile_ms))  # whole tiles, about a day
+    # incremental_backfills: one run per batch_schedule period, each transformation seeing its
+    # own period as context (Tecton's meaning); otherwise about a day at a time, to bound memory.
+    period = view.batch_schedule_ms if view.incremental_backfills else _DAY_MS
+    step = tile_ms * max(1, -(-period // tile_ms))  # whole tiles
     bounds = []
     lo = start_ms
     while lo < end_ms:
@@ -118,7 +129,7 @@ def materialize_view(
     if offline:
         open_store(Path(data_dir), create=True)
     rows_written = tiles_written = files = 0
-    chunks = _chunks(view_spec, start_ms, end_ms)
+    chunks = materialization_chunks(view_spec, start_ms, end_ms)
     progress(0.0)
     for done, (lo, hi) in enumerate(chunks):
         if cancelled():
@@ -126,12 +137,19 @@ def materialize_view(
                                          files, cancelled=True)
         read_lo, read_hi = source_range(view_spec, lo, hi)
         rows, ts_ms = compute_rows(view_spec, read_inputs(spec, view_spec, read_lo, read_hi), lo, hi)
+        # What an earlier run of this range wrote (known when it was materialized offline): its
+        # tiles that this run does not rewrite are deleted online, so a re-run after the source
+        # changed leaves no stale tile behind.
+        previous = (read_rows(Path(data_dir), spec.name, view, view_spec.timestamp_field, lo, hi)
+                    if online and offline else None)
         if offline:
             files += len(replace_range(Path(data_dir), spec.name, view, view_spec.timestamp_field, lo, hi,
                                        rows_table(view_spec, rows, ts_ms)))
             rows_written += len(rows)
         if online:
-            tiles_written += publish_tiles(bootstrap, spec.name, view, view_tiles(compiled, rows, ts_ms))
+            tiles = view_tiles(compiled, rows, ts_ms)
+            removed = _stale_tiles(compiled, previous, {(t.entity_key, t.tile_start_ms) for t in tiles})
+            tiles_written += publish_tiles(bootstrap, spec.name, view, tiles, removed)
         progress((done + 1) / len(chunks))
     return MaterializationResult(view, _from_ms(start_ms), _from_ms(end_ms), rows_written, tiles_written, files)
 

@@ -23,12 +23,16 @@ _POLL_EVERY = 10_000
 
 
 def publish_tiles(bootstrap: str, workspace: str, view: str, tiles: Sequence[TileUpdate],
-                  cancelled: Callable[[], bool] = lambda: False) -> int:
-    """Write ``tiles`` to the view's feature topic (created if missing); returns how many."""
+                  removed: Sequence[tuple[bytes, int]] = (), cancelled: Callable[[], bool] = lambda: False) -> int:
+    """Write ``tiles`` to the view's feature topic (created if missing), and tombstones for the
+    ``removed`` (entity key, tile start) pairs: tiles an earlier run of the range wrote that this
+    run no longer has (the source's rows changed). Returns how many tiles were written."""
     topic = feature_topic(workspace, view)
     ensure_topics(bootstrap, [TopicConfig(topic, 1, compacted=True)])
     written = 0
     with reliable_producer(bootstrap) as producer:
+        for entity_key, start_ms in removed:
+            producer.produce(topic, None, tile_key(entity_key, start_ms, BATCH_SHARD))
         for tile in tiles:
             producer.produce(topic, encode_partials(tile.partials), tile_key(tile.entity_key, tile.tile_start_ms, BATCH_SHARD))
             written += 1

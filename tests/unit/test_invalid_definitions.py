@@ -179,6 +179,8 @@ CASES: list[tuple[str, Callable[[], Any], str, str]] = [
     ("batch attribute view without ttl",
      lambda: _daily(features=[featurebus.Attribute("price", Float64)], aggregation_interval=None),
      "BatchFeatureView 'daily'", "Pass ttl=timedelta(days=1)"),
+    ("batch aggregation view with a ttl", lambda: _daily(ttl=timedelta(days=1)), "BatchFeatureView 'daily'",
+     "Remove ttl=, or make the features Attributes"),
     ("batch window not a multiple of the interval",
      _plan(_daily(features=[_sum(window=timedelta(minutes=90))])),
      "BatchFeatureView 'daily'", "multiple of the aggregation_interval"),
