@@ -227,6 +227,7 @@ def jobs_run(
     from featurebus.platform.jobs.execute import job_executor
     from featurebus.platform.jobs.runner import JobRunner, RunnerSettings
     from featurebus.platform.jobs.store import KafkaJobStore
+    from featurebus.platform.offline.compaction import compaction_work
     from featurebus.platform.registry import read_registry, wait_for_workspace
 
     stop = threading.Event()
@@ -249,7 +250,8 @@ def jobs_run(
     store = KafkaJobStore(cluster, workspace, runner=True)
     settings = RunnerSettings(compaction_every_ms=int(compaction_every_s * 1000) or None)
     try:
-        JobRunner(store, job_executor(cluster, root, current_spec), current_spec, settings).run_forever(stop)
+        JobRunner(store, job_executor(cluster, root, current_spec), current_spec, settings,
+                  compaction_work=lambda: compaction_work(root, workspace)).run_forever(stop)
     except KeyboardInterrupt:
         stop.set()
     finally:

@@ -46,12 +46,16 @@ def _now_ms() -> int:
 
 class JobRunner:
     def __init__(self, store: JobStore, execute: Execute, spec: Callable[[], WorkspaceSpec | None],
-                 settings: RunnerSettings = RunnerSettings(), clock_ms: Callable[[], int] = _now_ms) -> None:
+                 settings: RunnerSettings = RunnerSettings(), clock_ms: Callable[[], int] = _now_ms,
+                 compaction_work: Callable[[], int] = lambda: 1) -> None:
         self._store = store
         self._execute = execute
         self._spec = spec
         self._settings = settings
         self._clock_ms = clock_ms
+        # How much a compaction would do now: a period with nothing to compact queues no job, so
+        # an idle workspace does not fill its jobs topic with empty compactions.
+        self._compaction_work = compaction_work
 
     def recover(self) -> list[Job]:
         """Requeue the jobs a previous runner left RUNNING; returns them."""
@@ -73,7 +77,9 @@ class JobRunner:
             _log.info("scheduled job %s: %s [%s, %s)", job.id, job.view, job.start_ms, job.end_ms)
         every = self._settings.compaction_every_ms
         if every:
-            enqueue_compaction(self._store, spec, now, job_id=f"compact-{now // every * every}", origin="compaction")
+            job_id = f"compact-{now // every * every}"
+            if self._store.get(job_id) is None and self._compaction_work() > 0:
+                enqueue_compaction(self._store, spec, now, job_id=job_id, origin="compaction")
 
     def _housekeeping(self) -> None:
         now = self._clock_ms()

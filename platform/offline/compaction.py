@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from featurebus.platform.offline.store import PartFile, all_parts, live_parts, part_name
 
-__all__ = ["CompactionResult", "Merge", "compact_source", "compact_workspace", "plan_merges"]
+__all__ = ["CompactionResult", "Merge", "compact_source", "compact_workspace", "compaction_work", "plan_merges"]
 
 _log = logging.getLogger(__name__)
 
@@ -203,3 +203,22 @@ def compact_workspace(
     if total.merged_files:
         _log.info("compacted %s: %d files merged into %d", workspace, total.input_files, total.merged_files)
     return total
+
+
+def compaction_work(root: Path, workspace: str, small_bytes: int = SMALL_FILE_BYTES,
+                    target_bytes: int = TARGET_FILE_BYTES) -> int:
+    """Merges and leftover files (superseded inputs, stray temporary files) a compaction would
+    handle now: the runner queues a periodic compaction only when this is above 0."""
+    base = root / "sources" / workspace
+    work = 0
+    for folder in (sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []):
+        parts = _parts_of(folder)
+        sizes = {}
+        for part in parts:
+            try:
+                sizes[part.path] = part.path.stat().st_size
+            except FileNotFoundError:  # deleted by a compaction meanwhile
+                continue
+        work += len(plan_merges(parts, sizes, small_bytes, target_bytes)) + len(live_parts(parts)[1])
+        work += sum(1 for _ in folder.glob(f"date=*/*{_PENDING_SUFFIX}"))
+    return work

@@ -110,13 +110,24 @@ def test_a_new_runner_requeues_running_jobs_and_fences_the_old_one(tmp_path: Pat
     assert new.step().state is JobState.SUCCESS  # type: ignore[union-attr]
 
 
-def test_periodic_compaction_is_enqueued_once_per_period(tmp_path: Path) -> None:
+def test_periodic_compaction_is_enqueued_once_per_period_when_there_is_work(tmp_path: Path) -> None:
+    from featurebus.platform.offline.compaction import compaction_work
+
     spec, bus, clock = spending_workspace(), MemoryJobBus(), Clock()
-    runner = _runner(bus, tmp_path, spec, clock, RunnerSettings(compaction_every_ms=3_600_000, progress_every_s=0))
+    settings = RunnerSettings(compaction_every_ms=3_600_000, progress_every_s=0)
+    runner = JobRunner(MemoryJobStore(bus, runner=True), job_executor("127.0.0.1:1", tmp_path, lambda: spec, 0),
+                       lambda: spec, settings, clock, compaction_work=lambda: compaction_work(tmp_path, spec.name))
+    assert runner.step() is None  # nothing to compact: no job
+    _small_files(tmp_path, spec)
+    assert compaction_work(tmp_path, spec.name) == 1
     runner.step()
+    _small_files(tmp_path, spec)  # rewrites the same files: work again, but within the same period
     runner.step()
     jobs = MemoryJobStore(bus).list()
     assert [(j.kind, j.origin, j.state) for j in jobs] == [(JobKind.COMPACT, "compaction", JobState.SUCCESS)]
+    clock.ms += 3_600_000
+    assert runner.step() is not None  # the next period
+    assert compaction_work(tmp_path, spec.name) == 0
 
 
 def test_development_workspaces_and_stream_views_are_refused() -> None:
