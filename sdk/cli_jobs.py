@@ -221,6 +221,8 @@ def jobs_compact(workspace: Workspace = "default", bootstrap: Bootstrap = None) 
 def jobs_run(
     workspace: Workspace = "default", bootstrap: Bootstrap = None, home: Home = None,
     compaction_every_s: Annotated[float, typer.Option(help="Compact the offline store this often (0: never).")] = 3600.0,
+    compaction_grace_s: Annotated[float, typer.Option(help="Keep merged files' inputs this long (0: delete at once; "
+                                                      "see featurebus.platform.offline.compaction).")] = 0.0,
 ) -> None:
     """Run the workspace's jobs until stopped (one runner per workspace: a new one takes over)."""
     from featurebus.platform.config import home_dir, resolve_bootstrap
@@ -250,7 +252,7 @@ def jobs_run(
     store = KafkaJobStore(cluster, workspace, runner=True)
     settings = RunnerSettings(compaction_every_ms=int(compaction_every_s * 1000) or None)
     try:
-        JobRunner(store, job_executor(cluster, root, current_spec), current_spec, settings,
+        JobRunner(store, job_executor(cluster, root, current_spec, compaction_grace_s), current_spec, settings,
                   compaction_work=lambda: compaction_work(root, workspace)).run_forever(stop)
     except KeyboardInterrupt:
         stop.set()

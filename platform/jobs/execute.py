@@ -19,7 +19,7 @@ def _datetime(ms: int) -> datetime:
 
 
 def job_executor(bootstrap: str, offline_root: Path, spec: Callable[[], WorkspaceSpec | None],
-                 compaction_grace_s: float = 60.0) -> Execute:
+                 compaction_grace_s: float = 0.0) -> Execute:
     """Runs materialize jobs with ``featurebus.platform.batch`` against the current applied spec,
     and compact jobs over the offline store at ``offline_root``."""
 

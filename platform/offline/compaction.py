@@ -8,8 +8,11 @@ Crash safety, for readers going through ``store.list_parts`` (training sets, ran
 1. the merged rows are written to ``part-...parquet.compacting`` (outside the part glob) and fsynced;
 2. one ``os.replace`` gives it its final name: from that instant its range covers the inputs', and
    ``store.live_parts`` hides them: readers switch from the inputs to the merged file atomically;
-3. the inputs are deleted, after ``grace_s`` so that a reader that listed them just before step 2
-   can still open them.
+3. the inputs are deleted: at once by default, so that plain globs of ``part-*.parquet`` (pandas,
+   DuckDB without featurebus) see them next to the merged file only for the microseconds between
+   the rename and the unlinks; or ``grace_s`` later, for stores whose readers all go through
+   ``list_parts`` and may be mid-read of an input (a read that listed an input just before the
+   switch and opens it after its deletion fails, and is simply run again).
 A SIGKILL before 2 leaves a stray ``.compacting`` file (deleted by the next compaction), after 2
 superseded inputs (deleted by the next compaction). Either way every record is visible exactly
 once, and re-running is idempotent. Only runs of *consecutive* files are merged: a merged range
@@ -153,7 +156,7 @@ def _parts_of(source_folder: Path) -> list[PartFile]:
 
 def compact_source(
     source_folder: Path, *, small_bytes: int = SMALL_FILE_BYTES, target_bytes: int = TARGET_FILE_BYTES,
-    grace_s: float = 60.0, progress: Callable[[float], None] = lambda f: None,
+    grace_s: float = 0.0, progress: Callable[[float], None] = lambda f: None,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> CompactionResult:
     """Compact one source's folder (``<root>/sources/<workspace>/<source>``); see the module doc."""
@@ -170,17 +173,19 @@ def compact_source(
                 result.cancelled = True
                 break
             _merge(merge)
+            if grace_s <= 0:
+                for part in merge.inputs:
+                    part.path.unlink(missing_ok=True)
+                result.deleted_files += len(merge.inputs)
             result.merged_files += 1
             result.input_files += len(merge.inputs)
             progress((done + 1) / len(merges))
-        if grace_s <= 0:
-            result.deleted_files += _remove_garbage(source_folder, grace_s, time.time())
     return result
 
 
 def compact_workspace(
     root: Path, workspace: str, *, small_bytes: int = SMALL_FILE_BYTES, target_bytes: int = TARGET_FILE_BYTES,
-    grace_s: float = 60.0, progress: Callable[[float], None] = lambda f: None,
+    grace_s: float = 0.0, progress: Callable[[float], None] = lambda f: None,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> CompactionResult:
     """Compact every source folder of the workspace in the offline store at ``root``."""

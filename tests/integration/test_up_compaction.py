@@ -49,8 +49,8 @@ def test_up_compacts_the_live_offline_store(kafka_bootstrap: str, topic_factory,
         while len(_offsets(root, workspace)) < sent:
             assert time.monotonic() < deadline, "the offline materializer did not write every record"
             time.sleep(0.5)
-        files_before = len(list_parts(root, workspace, "transactions"))
-        assert files_before >= 3
+        # The runner's periodic compaction may have merged the first bursts already.
+        assert len(list_parts(root, workspace, "transactions")) >= 2
         queued = subprocess.run([sys.executable, "-m", "featurebus", "jobs", "compact", "-w", workspace, "--bootstrap",
                                  kafka_bootstrap], capture_output=True, text=True, timeout=120,
                                 env={**os.environ, "FEATUREBUS_HOME": str(home)})
@@ -65,6 +65,5 @@ def test_up_compacts_the_live_offline_store(kafka_bootstrap: str, topic_factory,
             assert job.state.value == "SUCCESS", job.error
         finally:
             store.close()
-        assert len(list_parts(root, workspace, "transactions")) == 1  # one date, one partition
-        assert len(all_parts(root, workspace, "transactions")) == files_before + 1  # inputs kept for the grace period
+        assert len(all_parts(root, workspace, "transactions")) == 1  # one date, one partition, inputs deleted
         assert _offsets(root, workspace) == list(range(sent))
