@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from featurebus.exceptions import JobRunnerFencedError
+from featurebus.exceptions import JobRunnerFencedError, KafkaUnavailableError
 from featurebus.platform.jobs.client import enqueue_compaction, enqueue_scheduled
 from featurebus.platform.jobs.model import Job, JobState, cancel, fail, report_progress, requeue, retry, start, succeed
 from featurebus.platform.jobs.store import JobStore
@@ -134,8 +134,18 @@ class JobRunner:
         self._store.put(current)
         return current
 
-    def run_forever(self, stop: threading.Event, idle_s: float = 1.0) -> None:
-        self.recover()
+    def run_forever(self, stop: threading.Event, idle_s: float = 1.0, retry_s: float = 2.0) -> None:
+        """Run jobs until ``stop``; rides out a Kafka outage (a job whose last write was lost stays
+        RUNNING, and is requeued once Kafka answers: every RUNNING job is this runner's own)."""
+        recovered = False
         while not stop.is_set():
-            if self.step() is None:
-                stop.wait(idle_s)
+            try:
+                if not recovered:
+                    self.recover()
+                    recovered = True
+                if self.step() is None:
+                    stop.wait(idle_s)
+            except KafkaUnavailableError as exc:
+                _log.warning("job runner: %s; retrying in %g s", exc, retry_s)
+                recovered = False
+                stop.wait(retry_s)
