@@ -32,6 +32,7 @@ from featurebus import (
     stream_feature_view,
 )
 from featurebus.compile import compile_workspace
+from featurebus.exceptions import InvalidRequestError
 from featurebus.platform.batch.materialize import materialize_view
 from featurebus.platform.offline.ranges import get_features_in_range
 from featurebus.platform.offline.store import open_store, write_partition
@@ -136,7 +137,7 @@ def test_a_development_workspace_computes_from_the_sources(tmp_path: Path) -> No
     spine = pd.DataFrame({"user_id": ["a"], "at": pd.to_datetime([T0 + 2 * HOUR], unit="ms", utc=True)})
     result = get_features_for_events(spec, "svc", spine, tmp_path / "offline", offline_data={})
     assert result["spend__amount_sum_3h_1h"].tolist() == [3.0]
-    with pytest.raises(Exception, match="development workspace"):
+    with pytest.raises(InvalidRequestError, match="development workspace"):
         materialize_view("unused:9092", tmp_path / "offline", spec, "spend", datetime(2024, 5, 1, tzinfo=UTC),
                          datetime(2024, 5, 2, tzinfo=UTC), online=False, offline=True)
 
@@ -196,3 +197,16 @@ def test_stream_history_files_supply_only_events_older_than_the_store(tmp_path: 
         seen = [v for ts, v in everything.items() if t - 3 * 24 * HOUR <= ts < t]
         assert result["click_spend__amount_count_3d_continuous"].iloc[i] == len(seen)
         assert result["click_spend__amount_sum_3d_continuous"].iloc[i] == pytest.approx(sum(seen))
+
+
+def test_a_cancelled_materialization_stops_between_chunks(tmp_path: Path) -> None:
+    _write(tmp_path / "data", [("a", HOUR, 3), ("a", 30 * HOUR, 4)])
+    spec = _spec(tmp_path / "data")
+    calls: list[float] = []
+    result = materialize_view("unused:9092", tmp_path / "offline", spec, "last_amount", datetime(2024, 5, 1, tzinfo=UTC),
+                              datetime(2024, 5, 3, tzinfo=UTC), online=False, offline=True, progress=calls.append,
+                              cancelled=lambda: len(calls) > 1)  # after the first of two day-long chunks
+    assert result.cancelled and result.rows_written == 1 and calls == [0.0, 0.5]
+    with pytest.raises(InvalidRequestError, match="materialize at least one of online or offline"):
+        materialize_view("unused:9092", tmp_path / "offline", spec, "last_amount", datetime(2024, 5, 1, tzinfo=UTC),
+                         datetime(2024, 5, 3, tzinfo=UTC), online=False, offline=False)
