@@ -15,7 +15,7 @@ DataFrames with Tecton's ``to_pandas()`` and an Arrow ``to_arrow()`` (``featureb
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from featurebus.frames import TectonDataFrame
+    from featurebus.platform.jobs.model import Job
     from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = ["FeatureServiceClient", "FeatureTableClient", "FeatureViewClient", "Workspace", "get_workspace"]
@@ -45,7 +46,8 @@ class FeatureServiceClient:
 
 
 class FeatureViewClient:
-    """One feature view's values computed ad hoc from the offline store (any workspace kind)."""
+    """One feature view's values computed ad hoc from the offline store (any workspace kind), and
+    (batch views of live workspaces) its materialization jobs (``featurebus.materialization``)."""
 
     def __init__(self, workspace: Workspace, name: str) -> None:
         self.workspace = workspace
@@ -96,11 +98,46 @@ class FeatureTableClient(FeatureViewClient):
             sink.close()
 
 
+    # -- materialization jobs (batch views of live workspaces), as in Tecton -----------------------
+    def trigger_materialization_job(self, start_time: datetime, end_time: datetime, online: bool, offline: bool,
+                                    use_tecton_managed_retries: bool = True, overwrite: bool = False) -> str:
+        """Queue a materialization over ``[start_time, end_time)``; returns the job id."""
+        from featurebus import materialization
+
+        return materialization.trigger_materialization_job(
+            self.workspace.spec, self.workspace.bootstrap, self.name, start_time, end_time, online, offline,
+            use_tecton_managed_retries, overwrite)
+
+    def list_materialization_jobs(self) -> list[Job]:
+        from featurebus import materialization
+
+        return materialization.list_materialization_jobs(self.workspace.spec, self.workspace.bootstrap, self.name)
+
+    def get_materialization_job(self, job_id: str) -> Job:
+        from featurebus import materialization
+
+        return materialization.get_materialization_job(self.workspace.spec, self.workspace.bootstrap, job_id)
+
+    def cancel_materialization_job(self, job_id: str) -> Job:
+        """Request the cancel (the runner stops the job between chunks); returns the job as it was."""
+        from featurebus import materialization
+
+        return materialization.cancel_materialization_job(self.workspace.spec, self.workspace.bootstrap, job_id)
+
+    def wait_for_materialization_job(self, job_id: str, timeout: timedelta | None = None) -> Job:
+        """Block until the job ends; ``featurebus.exceptions.JobTimeoutError`` after ``timeout``."""
+        from featurebus import materialization
+
+        return materialization.wait_for_materialization_job(self.workspace.spec, self.workspace.bootstrap, job_id,
+                                                            timeout)
+
+
 class Workspace:
     def __init__(self, spec: WorkspaceSpec, offline_root: Path,
                  offline_data: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
                  bootstrap: str | None = None) -> None:
         self.spec = spec
+        self.bootstrap = bootstrap  # the cluster it was read from: materialization jobs go there
         self.offline_root = offline_root
         # Where each source's offline records are; None: the workspace's own (a live workspace).
         self.offline_data = offline_data
