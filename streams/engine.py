@@ -37,9 +37,9 @@ from featurebus.schemas.encoding import (
     tile_key,
 )
 from featurebus.schemas.specs import StreamSourceSpec, WorkspaceSpec
+from featurebus.streams.expiry import EntityGroup, key_range_end, read_slice
 from featurebus.streams.lifetime import (
     EAGER_PREFIX_START_MS,
-    HIGH_WATERMARK_PREFIX,
     high_watermark_key,
     high_watermark_record,
     high_watermark_shard,
@@ -50,7 +50,7 @@ from featurebus.streams.tiles import CompiledView, TileUpdate, batch_tiles, merg
 from featurebus.streams.transform import Transformation, TransformationError, view_input_frame
 from featurebus.streams.windows import LATEST_EVENT_TIME, retention_ms
 
-__all__ = ["RawRecord", "FeatureSink", "MemorySink", "Progress", "StreamEngine", "EngineCounters", "compile_views", "shard_of"]
+__all__ = ["RawRecord", "FeatureSink", "MemorySink", "Progress", "StreamEngine", "EngineCounters", "ExpiryStep", "compile_views", "shard_of"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ _I64 = struct.Struct(">q")
 _U16 = struct.Struct(">H")
 _PROGRESS = b"\x00progress."  # + topic + b"\x00" + partition -> applied offset, watermark
 NO_WATERMARK = -(2**62)
+EXPIRY_SLICE_RECORDS = 2_000  # stored records one expiry step reads: a few ms, not a pause
 MAX_PARTITIONS_PER_TOPIC = 1024  # shard = topic index * 1024 + partition fits the u16 of a tile key
 
 
@@ -123,6 +124,12 @@ class MemorySink:
         self.committed.update(progress)
 
 
+class ExpiryStep(NamedTuple):
+    expired: int  # tiles deleted by this step
+    records: int  # stored records it read
+    finished: bool  # the pass reached the end of every view's state
+
+
 @dataclass
 class EngineCounters:
     processed: int = 0
@@ -170,6 +177,7 @@ class StreamEngine:
         compiled = compile_views(spec)
         self._sources: dict[str, StreamSourceSpec] = {}
         self._views_by_topic: dict[str, list[_ViewRuntime]] = {}
+        self._expiry_views: list[_ViewRuntime] = []  # every online view once, in a fixed order
         for view_spec in spec.stream_feature_views:
             if not view_spec.online:
                 continue
@@ -186,6 +194,8 @@ class StreamEngine:
             for topic in source.kafka.topics:
                 self._sources[topic] = source
                 self._views_by_topic.setdefault(topic, []).append(runtime)
+            self._expiry_views.append(runtime)
+        self._expiry_cursor: tuple[int, bytes | None] | None = None  # (view index, resume key) of a pass
 
     @property
     def source_topics(self) -> list[str]:
@@ -355,61 +365,68 @@ class StreamEngine:
         puts: list[tuple[bytes, bytes | None]] = []
         for view, _, _, shard in self.shard_locations(topic, partition):
             prefix = _state_prefix(view, shard)
-            puts.extend((key, None) for key, _ in self._store.scan(prefix, _prefix_end(prefix)))
+            puts.extend((key, None) for key, _ in self._store.scan(prefix, key_range_end(prefix)))
         return puts
 
     # -- expiry --------------------------------------------------------------------------------
     def expire(self, owned: set[tuple[str, int]] | None = None) -> int:
-        """Delete (and tombstone) tiles no window can reach any more; returns how many.
+        """A whole expiry pass at once (from the start, in one commit); returns how many tiles it
+        deleted. The worker uses ``expire_step`` instead, which bounds the pause."""
+        self._expiry_cursor = None
+        return self.expire_step(owned, max_records=None).expired
+
+    @property
+    def expiry_pending(self) -> bool:
+        """A pass of ``expire_step`` is under way (started, not yet at the end of the state)."""
+        return self._expiry_cursor is not None
+
+    def expire_step(self, owned: set[tuple[str, int]] | None = None,
+                    max_records: int | None = EXPIRY_SLICE_RECORDS) -> ExpiryStep:
+        """Delete (and tombstone) tiles no window can reach any more, in the next slice of about
+        ``max_records`` stored records (None: all of them) of an expiry pass; starts a pass if
+        none is under way.
 
         Only the shards of ``owned`` source partitions (default: all with local progress) are
         touched: the local store may still cache shards that another worker now owns. Each shard
-        is judged by its own watermark. Views with a lifetime window first fold every final tile
-        into the (entity, shard)'s lifetime prefix (``streams.prefixes.expire_shard_entity``), so
-        lifetime values survive the tiles' deletion.
+        is judged by its own watermark (as of this slice). Views with a lifetime window first fold
+        every final tile into the (entity, shard)'s lifetime prefix
+        (``streams.prefixes.expire_shard_entity``), so lifetime values survive the tiles'
+        deletion. A slice's prefixes and tombstones are committed (one transaction) before its
+        local delete; the pass moves on only once both are done, so a failed slice is redone.
         """
         watermarks = self._shard_watermarks(owned)
+        view_index, resume = self._expiry_cursor or (0, None)
         puts: list[tuple[bytes, bytes | None]] = []
-        seen: set[str] = set()
-        for runtimes in self._views_by_topic.values():
-            for runtime in runtimes:
-                if runtime.view.spec.name not in seen:
-                    seen.add(runtime.view.spec.name)
-                    puts.extend(self._expire_view(runtime, watermarks))
+        read = 0
+        while view_index < len(self._expiry_views):
+            runtime = self._expiry_views[view_index]
+            budget = None if max_records is None else max(1, max_records - read)
+            part = read_slice(self._store, store_prefix(runtime.view.spec.name), resume, budget)
+            for group in part.groups:
+                self._expire_group(runtime, group, watermarks, puts)
+            read += part.records
+            if part.resume is not None:
+                resume = part.resume
+                break
+            view_index, resume = view_index + 1, None
+            if max_records is not None and read >= max_records:
+                break
         expired = sum(1 for _, value in puts if value is None)
         if puts:
             self._sink.commit({})
             self._store.write(puts)
         self.counters.tiles_expired += expired
-        return expired
+        finished = view_index >= len(self._expiry_views)
+        self._expiry_cursor = None if finished else (view_index, resume)
+        return ExpiryStep(expired, read, finished)
 
-    def _expire_view(self, runtime: _ViewRuntime, watermarks: dict[tuple[str, int], int]) -> list[tuple[bytes, bytes | None]]:
-        spec = runtime.view.spec
-        prefix = store_prefix(spec.name)
-        puts: list[tuple[bytes, bytes | None]] = []
-        group: tuple[int, bytes] | None = None  # (shard, entity): contiguous in the state's key order
-        records: list[tuple[int, bytes]] = []
-        for key, value in self._store.scan(prefix, _prefix_end(prefix)):
-            record_key = key[len(prefix) + 2 :]
-            if record_key.startswith(HIGH_WATERMARK_PREFIX):
-                continue
-            entity, start, shard = split_tile_key(record_key)
-            if (shard, entity) != group:
-                if group is not None:
-                    self._expire_group(runtime, group, records, watermarks, puts)
-                group, records = (shard, entity), []
-            records.append((start, value))
-        if group is not None:
-            self._expire_group(runtime, group, records, watermarks, puts)
-        return puts
-
-    def _expire_group(self, runtime: _ViewRuntime, group: tuple[int, bytes], records: list[tuple[int, bytes]],
-                      watermarks: dict[tuple[str, int], int], puts: list[tuple[bytes, bytes | None]]) -> None:
-        shard, entity = group
+    def _expire_group(self, runtime: _ViewRuntime, group: EntityGroup, watermarks: dict[tuple[str, int], int],
+                      puts: list[tuple[bytes, bytes | None]]) -> None:
+        shard, entity = group.shard, group.entity
         watermark = watermarks.get((runtime.view.spec.source, shard))
         if watermark is None:
             return
-        plan = expire_shard_entity(runtime.view, records, watermark, runtime.watermark_delay_ms, runtime.retention_ms)
+        plan = expire_shard_entity(runtime.view, group.records, watermark, runtime.watermark_delay_ms, runtime.retention_ms)
         state_prefix = _state_prefix(runtime.view.spec.name, shard)
         partition = runtime.partition_of(shard)
         for start, partials in plan.prefixes:  # prefixes before tombstones: see expire_shard_entity
@@ -424,7 +441,7 @@ class StreamEngine:
     def _shard_watermarks(self, owned: set[tuple[str, int]] | None) -> dict[tuple[str, int], int]:
         """``(source name, shard) -> watermark`` of every (owned) partition with progress."""
         result: dict[tuple[str, int], int] = {}
-        for key, value in self._store.scan(_PROGRESS, _prefix_end(_PROGRESS)):
+        for key, value in self._store.scan(_PROGRESS, key_range_end(_PROGRESS)):
             topic_raw, _, partition_raw = key[len(_PROGRESS) :].partition(b"\x00")
             topic, partition = topic_raw.decode(), int(partition_raw)
             source = self._sources.get(topic)
@@ -441,10 +458,6 @@ def _progress_key(topic: str, partition: int) -> bytes:
 def _state_prefix(view: str, shard: int) -> bytes:
     """Local state keys are ``view | shard | tile key``: a shard is one key range (moves, restores)."""
     return store_prefix(view) + _U16.pack(shard)
-
-
-def _prefix_end(prefix: bytes) -> bytes:
-    return prefix + b"\xff" * 16
 
 
 def _last_write_wins(puts: list[tuple[bytes, bytes | None]]) -> list[tuple[bytes, bytes | None]]:
