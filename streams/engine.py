@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
+import pandas as pd
 
 from featurebus.platform.kv import KeyValueStore
 from featurebus.schemas.encoding import (
@@ -46,6 +47,7 @@ from featurebus.streams.lifetime import (
 )
 from featurebus.streams.prefixes import expire_shard_entity, grow_eager_prefix
 from featurebus.streams.records import decode_records
+from featurebus.streams.sharded import SHARD_COLUMN, trace_shards
 from featurebus.streams.tiles import CompiledView, TileUpdate, batch_tiles, merge_tile
 from featurebus.streams.transform import Transformation, TransformationError, view_input_frame
 from featurebus.streams.windows import LATEST_EVENT_TIME, retention_ms
@@ -264,59 +266,91 @@ class StreamEngine:
         self.counters.dropped_late += int((~keep).sum())
         frame, partitions = frame.loc[keep].reset_index(drop=True), partitions[keep]
 
-        # Transformations run per source partition, so that every output row is known to
-        # belong to one shard (a transformation may filter, reorder or reshape its rows).
-        for partition in np.unique(partitions).tolist():
-            shard = shard_of(source, topic, partition)
-            shard_frame = frame.loc[partitions == partition].reset_index(drop=True)
-            for runtime in self._views_by_topic[topic]:
-                puts.extend(self._fold_view(runtime, shard_frame, shard))
+        # Every output row of a transformation must be known to belong to one shard (a
+        # transformation may filter, reorder or reshape its rows): ``_transform``.
+        shards = np.array([shard_of(source, topic, p) for p in range(int(partitions.max()) + 1)],
+                          dtype=np.int64)[partitions] if len(partitions) else partitions
+        for runtime in self._views_by_topic[topic]:
+            puts.extend(self._fold_view(runtime, frame, shards))
         for runtime in self._views_by_topic[topic]:
             if runtime.view.spec.aggregation_leading_edge == LATEST_EVENT_TIME:
                 puts.extend(self._publish_high_watermarks(runtime, source, topic, new_progress))
         self.counters.processed += len(fresh)
         return new_progress
 
-    def _fold_view(self, runtime: _ViewRuntime, frame: Any, shard: int) -> list[tuple[bytes, bytes | None]]:
+    def _transform(self, runtime: _ViewRuntime, frame: pd.DataFrame, shards: np.ndarray) -> list[pd.DataFrame]:
+        """The view's transformed rows, each with its shard in ``SHARD_COLUMN``: one run over the
+        whole batch where every row can be traced to its shard (``streams.sharded``), else one run
+        per shard. A failing run is logged and its rows counted (a transformation bug must not
+        wedge the pipeline)."""
+        distinct = np.unique(shards).tolist()
+        if len(distinct) > 1 and runtime.view.spec.transformation.mode == "pandas":
+            try:
+                whole = runtime.transformation.apply(frame)
+            except TransformationError:
+                whole = None  # perhaps only some shard's rows break it: try them one by one
+            traced = None if whole is None else trace_shards(frame, whole, shards, runtime.view.spec.join_keys)
+            if whole is not None and traced is not None:
+                return [whole.assign(**{SHARD_COLUMN: traced})]
+        pieces = []
+        for shard in distinct:
+            piece = frame if len(distinct) == 1 else frame.loc[shards == shard].reset_index(drop=True)
+            try:
+                pieces.append(runtime.transformation.apply(piece).assign(**{SHARD_COLUMN: shard}))
+            except TransformationError as exc:
+                log.error("%s", exc)
+                self.counters.transform_failed += len(piece)
+        return pieces
+
+    def _fold_view(self, runtime: _ViewRuntime, frame: pd.DataFrame, shards: np.ndarray) -> list[tuple[bytes, bytes | None]]:
         view = runtime.view
-        try:
-            rows, ts_ms = view_input_frame(view.spec, runtime.transformation.apply(frame))
-        except TransformationError as exc:
-            # A transformation bug must not wedge the pipeline: log it, count the rows, go on.
-            log.error("%s", exc)
-            self.counters.transform_failed += len(frame)
-            return []
-        updates = batch_tiles(view, rows, ts_ms)
-        prefix = _state_prefix(view.spec.name, shard)
-        tile_keys = [tile_key(u.entity_key, u.tile_start_ms, shard) for u in updates]
-        state_keys = [prefix + k for k in tile_keys]
-        partition = runtime.partition_of(shard)
-        # Lifetime prefixes go first: a reader seeing a prefix before the tiles it covers ignores
-        # their older versions; the other order could briefly miss a late event (streams/lifetime.py).
-        puts = self._grow_eager_prefixes(runtime, updates, shard) if view.has_lifetime else []
+        puts: list[tuple[bytes, bytes | None]] = []
+        for transformed in self._transform(runtime, frame, shards):
+            try:
+                rows, ts_ms = view_input_frame(view.spec, transformed, carry=(SHARD_COLUMN,))
+            except TransformationError as exc:
+                log.error("%s", exc)
+                self.counters.transform_failed += len(transformed)
+                continue
+            updates = batch_tiles(view, rows, ts_ms, rows[SHARD_COLUMN].to_numpy())
+            # Lifetime prefixes go first: a reader seeing a prefix before the tiles it covers ignores
+            # their older versions; the other order could briefly miss a late event (streams/lifetime.py).
+            if view.has_lifetime:
+                puts.extend(self._grow_eager_prefixes(runtime, updates))
+            puts.extend(self._merge_tiles(runtime, updates))
+        return puts
+
+    def _merge_tiles(self, runtime: _ViewRuntime, updates: list[TileUpdate]) -> list[tuple[bytes, bytes | None]]:
+        """Merge a batch's updates into the stored tiles and publish the merged tiles whole."""
+        view, topic, sink = runtime.view, runtime.feature_topic, self._sink
+        prefixes = {shard: _state_prefix(view.spec.name, shard) for shard in {u.shard for u in updates}}
+        tile_keys = [tile_key(u.entity_key, u.tile_start_ms, u.shard) for u in updates]
+        state_keys = [prefixes[u.shard] + k for u, k in zip(updates, tile_keys, strict=True)]
+        puts: list[tuple[bytes, bytes | None]] = []
         for update, record_key, key, old in zip(updates, tile_keys, state_keys, self._store.get_many(state_keys), strict=True):
-            value = encode_partials(merge_tile(view, None if old is None else decode_partials(old), update.partials))
-            self._sink.publish(runtime.feature_topic, partition, record_key, value)
+            value = encode_partials(update.partials if old is None else merge_tile(view, decode_partials(old), update.partials))
+            sink.publish(topic, runtime.partition_of(update.shard), record_key, value)
             puts.append((key, value))
         self.counters.tiles_written += len(updates)
         return puts
 
-    def _grow_eager_prefixes(self, runtime: _ViewRuntime, updates: list[TileUpdate], shard: int) -> list[tuple[bytes, bytes | None]]:
-        """Publish the shard's eager lifetime prefixes this batch changes (``grow_eager_prefix``)."""
-        by_entity: dict[bytes, list[tuple[int, list[Any]]]] = {}
+    def _grow_eager_prefixes(self, runtime: _ViewRuntime, updates: list[TileUpdate]) -> list[tuple[bytes, bytes | None]]:
+        """Publish the eager lifetime prefixes this batch changes, per shard (``grow_eager_prefix``)."""
+        by_entity: dict[tuple[int, bytes], list[tuple[int, list[Any]]]] = {}
         for update in updates:
-            by_entity.setdefault(update.entity_key, []).append((update.tile_start_ms, update.partials))
-        entities = sorted(by_entity)
-        prefix = _state_prefix(runtime.view.spec.name, shard)
-        keys = [tile_key(e, EAGER_PREFIX_START_MS, shard) for e in entities]
+            by_entity.setdefault((update.shard, update.entity_key), []).append((update.tile_start_ms, update.partials))
+        groups = sorted(by_entity)
+        state_keys, keys = [], []
+        for shard, entity in groups:
+            keys.append(tile_key(entity, EAGER_PREFIX_START_MS, shard))
+            state_keys.append(_state_prefix(runtime.view.spec.name, shard) + keys[-1])
         puts: list[tuple[bytes, bytes | None]] = []
-        stored = self._store.get_many([prefix + k for k in keys])
-        for entity, key, old in zip(entities, keys, stored, strict=True):
-            grown = grow_eager_prefix(runtime.view, None if old is None else decode_partials(old), by_entity[entity])
+        for (shard, entity), key, state_key, old in zip(groups, keys, state_keys, self._store.get_many(state_keys), strict=True):
+            grown = grow_eager_prefix(runtime.view, None if old is None else decode_partials(old), by_entity[(shard, entity)])
             if grown is not None:
                 value = encode_partials(grown)
                 self._sink.publish(runtime.feature_topic, runtime.partition_of(shard), key, value)
-                puts.append((prefix + key, value))
+                puts.append((state_key, value))
         return puts
 
     def _publish_high_watermarks(self, runtime: _ViewRuntime, source: StreamSourceSpec, topic: str,

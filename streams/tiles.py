@@ -11,7 +11,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -67,25 +67,29 @@ class CompiledView:
         return [agg.initialize() for agg in self.aggregators]
 
 
-@dataclass(frozen=True)
-class TileUpdate:
+class TileUpdate(NamedTuple):
+    """A tuple, not a dataclass: the engine makes one per touched tile of every batch."""
+
     entity_key: bytes
     tile_start_ms: int
     partials: list[Any]
+    shard: int = 0
 
 
-def batch_tiles(view: CompiledView, rows: pd.DataFrame, ts_ms: np.ndarray) -> list[TileUpdate]:
-    """Partials of one batch of transformed rows, one update per touched (entity, tile).
+def batch_tiles(view: CompiledView, rows: pd.DataFrame, ts_ms: np.ndarray, shards: np.ndarray | None = None) -> list[TileUpdate]:
+    """Partials of one batch of transformed rows, one update per touched (entity, tile, shard).
 
-    ``ts_ms`` are the rows' event times in integer milliseconds. One groupby numbers the groups;
-    every aggregator then computes all groups' partials at once with numpy.
+    ``ts_ms`` are the rows' event times in integer milliseconds, ``shards`` the rows' shards (all
+    0 if not given). One groupby numbers the groups; every aggregator then computes all groups'
+    partials at once with numpy.
     """
     if len(rows) == 0:
         return []
     spec = view.spec
     tile_ms = spec.tile_ms
-    keys = rows.loc[:, list(spec.join_keys)].assign(__tile=(ts_ms // tile_ms) * tile_ms)
-    grouped = keys.groupby([*spec.join_keys, "__tile"], sort=False, dropna=False)
+    keys = rows.loc[:, list(spec.join_keys)].assign(__tile=(ts_ms // tile_ms) * tile_ms,
+                                                    __shard=0 if shards is None else shards)
+    grouped = keys.groupby([*spec.join_keys, "__tile", "__shard"], sort=False, dropna=False)
     group_ids = grouped.ngroup().to_numpy()
     group_keys = grouped.size().index  # the same first-appearance order as ngroup() (sort=False)
     n_groups = len(group_keys)
@@ -101,12 +105,12 @@ def batch_tiles(view: CompiledView, rows: pd.DataFrame, ts_ms: np.ndarray) -> li
             by_partial[signature] = agg.from_groups(*normalised[(a.input_column, a.input_dtype)], group_ids, n_groups, ts_ms)
         columns.append(by_partial[signature])
     levels = [group_keys.get_level_values(i).tolist() for i in range(group_keys.nlevels)]
-    entity_keys = encode_entity_keys(levels[:-1], view.join_key_dtypes, spec.join_keys)
+    entity_keys = encode_entity_keys(levels[:-2], view.join_key_dtypes, spec.join_keys)
     # Rows of partials by transposing whole columns (indexing numpy columns per group would make
     # a numpy scalar per value).
     rows_of_partials = zip(*(c.tolist() if isinstance(c, np.ndarray) else c for c in columns), strict=True)
-    return [TileUpdate(entity, int(start), list(partials))
-            for entity, start, partials in zip(entity_keys, levels[-1], rows_of_partials, strict=True)]
+    return [TileUpdate(entity, int(start), list(partials), int(shard))
+            for entity, start, shard, partials in zip(entity_keys, levels[-2], levels[-1], rows_of_partials, strict=True)]
 
 
 def merge_tile(view: CompiledView, stored: list[Any] | None, update: list[Any]) -> list[Any]:
