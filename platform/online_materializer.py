@@ -49,6 +49,7 @@ OFFSETS_PREFIX = b"\x00offsets."
 _OFFSETS_END = b"\x00offsets/"  # "/" follows "." in byte order: the end of the prefix range
 _BATCH = 1000
 _POLL_S = 0.05
+_METADATA_REFRESH_S = 30.0  # while every wanted topic is assigned: only new partitions to find
 _BROKER_DOWN = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
 
 _LAG = Gauge("featurebus_online_materializer_lag_records", "Records behind the high watermark", ["topic", "partition"])
@@ -148,6 +149,7 @@ class OnlineMaterializer:
         self._parts: dict[tuple[str, int], _Partition] = {}
         self._offsets: dict[tuple[str, int], int] = {}
         self._refresh_pending = True
+        self._topics_missing = True  # some wanted topic was not in the last metadata
         self._down_since: float | None = None
         self._logged_errors: set[tuple[int, str]] = set()
         self._caught_up = threading.Event()
@@ -252,10 +254,21 @@ class OnlineMaterializer:
                 }
             )
             self._offsets = self._load_offsets()
-            next_refresh = 0.0
+            next_refresh = next_metadata = 0.0
             while not self._stop.is_set():
-                if self._refresh_pending or time.monotonic() >= next_refresh:
-                    self._refresh(consumer)
+                now = time.monotonic()
+                if self._refresh_pending or now >= next_refresh:
+                    # A metadata request queues behind the consumer's fetch on the broker
+                    # connection, stalling every update meanwhile: ask only while a wanted topic
+                    # is missing (a view the worker has not written yet) or the broker seemed
+                    # down (a metadata answer is what clears that), else rarely (new partitions);
+                    # the lag comes from local consumer state every time.
+                    if (self._refresh_pending or self._topics_missing or self._down_since is not None
+                            or now >= next_metadata):
+                        self._refresh(consumer)
+                        next_metadata = now + _METADATA_REFRESH_S
+                    else:
+                        self._publish_lag(consumer)
                     next_refresh = time.monotonic() + self._refresh_interval_s
                 # consume(n, timeout) waits for all n records or the whole timeout, which at low
                 # rates adds the timeout to every update's freshness: block for the first record
@@ -306,9 +319,11 @@ class OnlineMaterializer:
         # Only feature topics resume from stored offsets; specs and keys live in memory.
         wanted = {REGISTRY_TOPIC: False, API_KEYS_TOPIC: False, **dict.fromkeys(self._feature_topics, True)}
         new: list[tuple[TopicPartition, _Partition]] = []
+        self._topics_missing = False
         for topic, resumable in wanted.items():
             topic_meta = metadata.topics.get(topic)
             if topic_meta is None or topic_meta.error is not None:
+                self._topics_missing = True
                 continue  # not created yet (e.g. the worker has not written the view yet)
             for p in topic_meta.partitions:
                 if (topic, p) not in self._parts:

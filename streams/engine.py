@@ -48,7 +48,7 @@ from featurebus.streams.lifetime import (
 from featurebus.streams.prefixes import expire_shard_entity, grow_eager_prefix
 from featurebus.streams.records import decode_records
 from featurebus.streams.sharded import SHARD_COLUMN, trace_shards
-from featurebus.streams.tiles import CompiledView, TileUpdate, batch_tiles, merge_tile
+from featurebus.streams.tiles import CompiledView, TileColumns, merge_tile, tile_columns
 from featurebus.streams.transform import Transformation, TransformationError, view_input_frame
 from featurebus.streams.windows import LATEST_EVENT_TIME, retention_ms
 
@@ -312,7 +312,7 @@ class StreamEngine:
                 log.error("%s", exc)
                 self.counters.transform_failed += len(transformed)
                 continue
-            updates = batch_tiles(view, rows, ts_ms, rows[SHARD_COLUMN].to_numpy())
+            updates = tile_columns(view, rows, ts_ms, rows[SHARD_COLUMN].to_numpy())
             # Lifetime prefixes go first: a reader seeing a prefix before the tiles it covers ignores
             # their older versions; the other order could briefly miss a late event (streams/lifetime.py).
             if view.has_lifetime:
@@ -320,25 +320,27 @@ class StreamEngine:
             puts.extend(self._merge_tiles(runtime, updates))
         return puts
 
-    def _merge_tiles(self, runtime: _ViewRuntime, updates: list[TileUpdate]) -> list[tuple[bytes, bytes | None]]:
+    def _merge_tiles(self, runtime: _ViewRuntime, updates: TileColumns) -> list[tuple[bytes, bytes | None]]:
         """Merge a batch's updates into the stored tiles and publish the merged tiles whole."""
-        view, topic, sink = runtime.view, runtime.feature_topic, self._sink
-        prefixes = {shard: _state_prefix(view.spec.name, shard) for shard in {u.shard for u in updates}}
-        tile_keys = [tile_key(u.entity_key, u.tile_start_ms, u.shard) for u in updates]
-        state_keys = [prefixes[u.shard] + k for u, k in zip(updates, tile_keys, strict=True)]
+        view, topic, publish = runtime.view, runtime.feature_topic, self._sink.publish
+        prefixes = {shard: _state_prefix(view.spec.name, shard) for shard in set(updates.shards)}
+        partitions = {shard: runtime.partition_of(shard) for shard in prefixes}
+        tile_keys = [tile_key(*key) for key in zip(updates.entity_keys, updates.starts, updates.shards, strict=True)]
+        state_keys = [prefixes[shard] + key for shard, key in zip(updates.shards, tile_keys, strict=True)]
         puts: list[tuple[bytes, bytes | None]] = []
-        for update, record_key, key, old in zip(updates, tile_keys, state_keys, self._store.get_many(state_keys), strict=True):
-            value = encode_partials(update.partials if old is None else merge_tile(view, decode_partials(old), update.partials))
-            sink.publish(topic, runtime.partition_of(update.shard), record_key, value)
+        for shard, partials, record_key, key, old in zip(updates.shards, updates.partials, tile_keys, state_keys,
+                                                          self._store.get_many(state_keys), strict=True):
+            value = encode_partials(partials if old is None else merge_tile(view, decode_partials(old), partials))
+            publish(topic, partitions[shard], record_key, value)
             puts.append((key, value))
-        self.counters.tiles_written += len(updates)
+        self.counters.tiles_written += len(tile_keys)
         return puts
 
-    def _grow_eager_prefixes(self, runtime: _ViewRuntime, updates: list[TileUpdate]) -> list[tuple[bytes, bytes | None]]:
+    def _grow_eager_prefixes(self, runtime: _ViewRuntime, updates: TileColumns) -> list[tuple[bytes, bytes | None]]:
         """Publish the eager lifetime prefixes this batch changes, per shard (``grow_eager_prefix``)."""
         by_entity: dict[tuple[int, bytes], list[tuple[int, list[Any]]]] = {}
-        for update in updates:
-            by_entity.setdefault((update.shard, update.entity_key), []).append((update.tile_start_ms, update.partials))
+        for entity, start, shard, partials in zip(*updates, strict=True):
+            by_entity.setdefault((shard, entity), []).append((start, list(partials)))
         groups = sorted(by_entity)
         state_keys, keys = [], []
         for shard, entity in groups:

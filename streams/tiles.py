@@ -33,6 +33,8 @@ __all__ = [
     "Tile",
     "TileUpdate",
     "batch_tiles",
+    "TileColumns",
+    "tile_columns",
     "merge_tile",
     "compute_values",
     "read_range",
@@ -68,7 +70,7 @@ class CompiledView:
 
 
 class TileUpdate(NamedTuple):
-    """A tuple, not a dataclass: the engine makes one per touched tile of every batch."""
+    """One touched tile of a batch (``batch_tiles``; the engine itself reads ``TileColumns``)."""
 
     entity_key: bytes
     tile_start_ms: int
@@ -76,15 +78,32 @@ class TileUpdate(NamedTuple):
     shard: int = 0
 
 
+class TileColumns(NamedTuple):
+    """A batch's tile updates column by column (the engine's hot path makes no object per tile)."""
+
+    entity_keys: list[bytes]
+    starts: list[int]
+    shards: list[int]
+    partials: list[tuple[Any, ...]]  # one tuple per tile, one partial per aggregation
+
+
 def batch_tiles(view: CompiledView, rows: pd.DataFrame, ts_ms: np.ndarray, shards: np.ndarray | None = None) -> list[TileUpdate]:
-    """Partials of one batch of transformed rows, one update per touched (entity, tile, shard).
+    """Partials of one batch of transformed rows, one update per touched (entity, tile, shard):
+    ``tile_columns`` as one object per tile."""
+    columns = tile_columns(view, rows, ts_ms, shards)
+    return [TileUpdate(entity, start, list(partials), shard)
+            for entity, start, shard, partials in zip(*columns, strict=True)]
+
+
+def tile_columns(view: CompiledView, rows: pd.DataFrame, ts_ms: np.ndarray, shards: np.ndarray | None = None) -> TileColumns:
+    """Partials of one batch of transformed rows, one per touched (entity, tile, shard).
 
     ``ts_ms`` are the rows' event times in integer milliseconds, ``shards`` the rows' shards (all
     0 if not given). One groupby numbers the groups; every aggregator then computes all groups'
     partials at once with numpy.
     """
     if len(rows) == 0:
-        return []
+        return TileColumns([], [], [], [])
     spec = view.spec
     tile_ms = spec.tile_ms
     keys = rows.loc[:, list(spec.join_keys)].assign(__tile=(ts_ms // tile_ms) * tile_ms,
@@ -108,12 +127,12 @@ def batch_tiles(view: CompiledView, rows: pd.DataFrame, ts_ms: np.ndarray, shard
     entity_keys = encode_entity_keys(levels[:-2], view.join_key_dtypes, spec.join_keys)
     # Rows of partials by transposing whole columns (indexing numpy columns per group would make
     # a numpy scalar per value).
-    rows_of_partials = zip(*(c.tolist() if isinstance(c, np.ndarray) else c for c in columns), strict=True)
-    return [TileUpdate(entity, int(start), list(partials), int(shard))
-            for entity, start, shard, partials in zip(entity_keys, levels[-2], levels[-1], rows_of_partials, strict=True)]
+    rows_of_partials = list(zip(*(c.tolist() if isinstance(c, np.ndarray) else c for c in columns), strict=True))
+    return TileColumns(entity_keys, levels[-2], levels[-1], rows_of_partials)
 
 
-def merge_tile(view: CompiledView, stored: list[Any] | None, update: list[Any]) -> list[Any]:
+
+def merge_tile(view: CompiledView, stored: Sequence[Any] | None, update: Sequence[Any]) -> list[Any]:
     if stored is None:
         return list(update)
     return [agg.merge(a, b) for agg, a, b in zip(view.aggregators, stored, update, strict=False)]
