@@ -34,9 +34,6 @@ from featurebus.platform.kv import KeyValueStore
 from featurebus.platform.topics import API_KEYS_TOPIC, REGISTRY_TOPIC, feature_topic
 from featurebus.schemas.encoding import (
     VALUE_FORMAT_VERSION,
-    split_store_key,
-    split_tile_key,
-    store_key,
     store_prefix,
 )
 from featurebus.schemas.specs import WorkspaceSpec
@@ -47,7 +44,9 @@ __all__ = ["OnlineMaterializer", "WriteListener", "online_view_name", "offset_ke
 # Sorts before every data key (those start with the key format byte, >= 0x01).
 OFFSETS_PREFIX = b"\x00offsets."
 _OFFSETS_END = b"\x00offsets/"  # "/" follows "." in byte order: the end of the prefix range
-_BATCH = 1000
+_BATCH = 5000  # records applied per store write at most (catch-up); at low rates, what has arrived
+_VALUE_MARK = bytes([VALUE_FORMAT_VERSION])
+_TILE_KEY_TAIL = 10  # a tile key's u64 start + u16 shard, after the entity key (schemas/encoding.py)
 _POLL_S = 0.05
 _METADATA_REFRESH_S = 30.0  # while every wanted topic is assigned: only new partitions to find
 _BROKER_DOWN = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
@@ -68,16 +67,6 @@ class WriteListener(Protocol):
     def begin_write(self, entity_prefixes: set[bytes]) -> None: ...
 
     def end_write(self, entity_prefixes: set[bytes]) -> None: ...
-
-
-def _entity_prefix(key: bytes) -> bytes | None:
-    """The store prefix of the entity whose tile ``key`` is; None for a view's high-watermark
-    records (``streams.lifetime``), which belong to no entity."""
-    view, tile = split_store_key(key)
-    if tile.startswith(HIGH_WATERMARK_PREFIX):
-        return None
-    entity, _, _ = split_tile_key(tile)
-    return store_prefix(view, entity)
 
 
 def offset_key(topic: str, partition: int) -> bytes:
@@ -146,6 +135,7 @@ class OnlineMaterializer:
         self._fatal = False
         # Owned by the consumer thread.
         self._feature_topics: dict[str, str] = {}  # topic -> online view name
+        self._feature_prefixes: dict[str, bytes] = {}  # topic -> store_prefix(online view name)
         self._parts: dict[tuple[str, int], _Partition] = {}
         self._offsets: dict[tuple[str, int], int] = {}
         self._refresh_pending = True
@@ -357,6 +347,7 @@ class OnlineMaterializer:
 
     def _apply(self, messages: list[Message]) -> None:
         puts: list[tuple[bytes, bytes | None]] = []
+        entities: list[bytes] = []  # the store prefix of each written tile's entity
         offsets: dict[tuple[str, int], int] = {}
         for msg in messages:
             error = msg.error()
@@ -374,21 +365,24 @@ class OnlineMaterializer:
                 self._api_keys.apply_record(msg.key(), msg.value())
                 _RECORDS.labels("api_key").inc()
             else:
-                view = self._feature_topics.get(topic)
+                view = self._feature_prefixes.get(topic)
                 if view is None:
                     continue  # its view left the registry earlier in this batch
                 key, value = msg.key(), msg.value()
-                if key is None or (value is not None and value[:1] != bytes([VALUE_FORMAT_VERSION])):
+                if (key is None or (value is not None and value[:1] != _VALUE_MARK)
+                        or (len(key) <= _TILE_KEY_TAIL and not key.startswith(HIGH_WATERMARK_PREFIX))):
                     _SKIPPED.labels(topic).inc()
                     _log.warning("skipping malformed feature record %s[%d]@%d", topic, partition, offset)
                 else:
-                    puts.append((store_key(view, key), value))
+                    stored = view + key
+                    puts.append((stored, value))
+                    if not key.startswith(HIGH_WATERMARK_PREFIX):  # those belong to no entity
+                        entities.append(stored[:-_TILE_KEY_TAIL])  # store_prefix(view, entity key)
                 offsets[(topic, partition)] = offset + 1
         if offsets:
             tiles = len(puts)
             puts.extend((offset_key(t, p), str(o).encode()) for (t, p), o in offsets.items())
-            prefixes = (_entity_prefix(key) for key, _ in puts[:tiles]) if self._write_listeners else ()
-            touched = {prefix for prefix in prefixes if prefix is not None}
+            touched = set(entities) if self._write_listeners else set()
             for listener in self._write_listeners:
                 listener.begin_write(touched)
             self._store.write(puts)  # tiles and offsets together: a crash never skips a record
@@ -435,6 +429,7 @@ class OnlineMaterializer:
             for view in spec.stream_feature_views
             if view.online
         }
+        self._feature_prefixes = {topic: store_prefix(view) for topic, view in self._feature_topics.items()}
         self._specs = specs
         self._generation += 1
         self._refresh_pending = True  # subscribe to new views' topics before claiming caught up
