@@ -24,6 +24,7 @@ import logging
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -60,6 +61,7 @@ _I64 = struct.Struct(">q")
 _U16 = struct.Struct(">H")
 _PROGRESS = b"\x00progress."  # + topic + b"\x00" + partition -> applied offset, watermark
 NO_WATERMARK = -(2**62)
+_PARTITION, _OFFSET, _VALUE = itemgetter(1), itemgetter(2), itemgetter(3)  # of a RawRecord
 EXPIRY_SLICE_RECORDS = 2_000  # stored records one expiry step reads: a few ms, not a pause
 MAX_PARTITIONS_PER_TOPIC = 1024  # shard = topic index * 1024 + partition fits the u16 of a tile key
 
@@ -236,12 +238,19 @@ class StreamEngine:
 
     def _process_topic(self, topic: str, records: list[RawRecord], puts: list[tuple[bytes, bytes | None]]) -> dict[int, Progress]:
         source = self._sources[topic]
-        applied = {p: self.progress(topic, p) for p in {r.partition for r in records}}
-        fresh = [r for r in records if r.offset > applied[r.partition].offset]
+        # Per-record attributes as arrays at C speed (this runs for every event).
+        record_partitions = np.array(list(map(_PARTITION, records)), dtype=np.int64)
+        record_offsets = np.array(list(map(_OFFSET, records)), dtype=np.int64)
+        applied = {p: self.progress(topic, p) for p in np.unique(record_partitions).tolist()}
+        is_fresh = np.zeros(len(records), dtype=bool)
+        for partition, done in applied.items():
+            is_fresh |= (record_partitions == partition) & (record_offsets > done.offset)
+        fresh = records if is_fresh.all() else [records[i] for i in np.flatnonzero(is_fresh).tolist()]
+        fresh_partitions, fresh_offsets = record_partitions[is_fresh], record_offsets[is_fresh]
         self.counters.skipped_replayed += len(records) - len(fresh)
         if not fresh:
             return {}
-        decoded = decode_records([r.value for r in fresh], source)
+        decoded = decode_records(list(map(_VALUE, fresh)), source)
         for position, reason in decoded.rejected:
             self._sink.dead_letter(fresh[position], reason)
         self.counters.dead_lettered += len(decoded.rejected)
@@ -249,18 +258,17 @@ class StreamEngine:
         # Event-time watermark per partition: the newest event time seen so far. An event older
         # than watermark - delay (judged against the watermark *before* it) is dropped as late.
         frame = decoded.frame
-        accepted = [fresh[i] for i in decoded.accepted_indexes]
         ts_ms = frame[source.kafka.timestamp_field].dt.as_unit("ms").astype("int64").to_numpy() if len(frame) else np.zeros(0, np.int64)
-        partitions = np.array([r.partition for r in accepted], dtype=np.int64)
-        keep = np.ones(len(accepted), dtype=bool)
+        partitions = fresh_partitions[np.array(decoded.accepted_indexes, dtype=np.int64)]
+        keep = np.ones(len(partitions), dtype=bool)
         new_progress: dict[int, Progress] = {}
-        for partition in sorted({r.partition for r in fresh}):
+        for partition in np.unique(fresh_partitions).tolist():
             watermark = applied[partition].watermark
             mask = partitions == partition
             part_ts = ts_ms[mask]
             seen_before = np.maximum.accumulate(np.concatenate(([watermark], part_ts)))[:-1]
             keep[mask] = part_ts >= seen_before - source.kafka.watermark_delay_ms
-            last_offset = max(r.offset for r in fresh if r.partition == partition)
+            last_offset = int(fresh_offsets[fresh_partitions == partition].max())
             new_watermark = int(max(watermark, part_ts.max())) if len(part_ts) else watermark
             new_progress[partition] = Progress(last_offset, new_watermark)
         self.counters.dropped_late += int((~keep).sum())
