@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from featurebus.platform.kv import KeyValueStore
 from featurebus.schemas.encoding import split_tile_key
@@ -27,8 +28,7 @@ __all__ = ["EntityGroup", "StateSlice", "read_slice", "key_range_end"]
 _U16 = struct.Struct(">H")
 
 
-@dataclass(frozen=True)
-class EntityGroup:
+class EntityGroup(NamedTuple):
     """One entity's stored records in one shard, in start order (lifetime prefixes first)."""
 
     shard: int
