@@ -272,7 +272,8 @@ class StreamEngine:
             new_watermark = int(max(watermark, part_ts.max())) if len(part_ts) else watermark
             new_progress[partition] = Progress(last_offset, new_watermark)
         self.counters.dropped_late += int((~keep).sum())
-        frame, partitions = frame.loc[keep].reset_index(drop=True), partitions[keep]
+        if not keep.all():  # usually nothing is late: no copy of the batch then
+            frame, partitions = frame.loc[keep].reset_index(drop=True), partitions[keep]
 
         # Every output row of a transformation must be known to belong to one shard (a
         # transformation may filter, reorder or reshape its rows): ``_transform``.
