@@ -5,7 +5,8 @@ partitions) and:
 1. skips records at or below the partition's applied offset (replays are no-ops);
 2. decodes them; malformed ones go to the dead-letter sink with the reason and original bytes;
 3. drops events later than the source's watermark delay (counted);
-4. runs each view's transformation per source partition and folds the rows into that
+4. runs each view's transformation on the batch (once where every output row can be traced to
+   its source partition, ``streams.sharded``; else per partition) and folds each row into its
    partition's *shard* of the tiles (a tile's shards are merged by readers);
 5. publishes every touched shard tile whole (a lifetime view's changed eager prefixes of the
    shard first, and a LATEST_EVENT_TIME view's moved shard high watermarks: ``streams.lifetime``), then ``sink.commit``s the batch together with the
