@@ -117,3 +117,20 @@ def test_tiles_land_in_the_shard_of_their_events_partition(name: str) -> None:
         if name != "aggregate":  # a per-batch aggregation depends on the batch, by nature
             expected = engine_tiles(split_store, view.name, compiled.entity_key([user]))
             assert compute_values(compiled, tiles, BASE + HOUR) == compute_values(compiled, expected, BASE + HOUR)
+
+
+def test_a_transformation_failing_on_one_partitions_rows_only_loses_those() -> None:
+    code = "def t(df):\n    if (df['user_id'] == 'bad').any():\n        raise ValueError('bad user')\n    return df\n"
+    spec = spending_workspace()
+    view = dataclasses.replace(spec.stream_feature_views[0], transformation=TransformationSpec("pandas", "t", code))
+    spec = dataclasses.replace(spec, stream_feature_views=(view,))
+    store = MemoryStore()
+    engine = StreamEngine(spec, store, MemorySink(), lambda v: (f"features.{v}", 3))
+    users = ["good", "bad", "fine"]
+    engine.process([RawRecord("transactions", i % 3, i, orjson.dumps({"user_id": users[i % 3], "amount": 1.0, "ts": BASE + i}))
+                    for i in range(30)])
+    assert engine.counters.transform_failed == 10
+    compiled = compile_views(spec)[view.name]
+    for user, count in (("good", 10), ("bad", 0), ("fine", 10)):
+        tiles = engine_tiles(store, view.name, compiled.entity_key([user]))
+        assert compute_values(compiled, tiles, BASE + 100)[0] == count
