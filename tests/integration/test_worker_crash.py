@@ -99,30 +99,9 @@ def _produce_steadily(bootstrap: str, topic: str, events: list[Event]) -> thread
     return thread
 
 
-def _wait_no_open_transaction(bootstrap: str, topic: str, timeout_s: float = 60.0) -> None:
-    """Until every partition's last stable offset is its end: a killed worker's open transaction
-    holds read_committed readers back (before every later record, the survivor's too) until the
-    broker aborts it after the transaction timeout."""
-    deadline = time.monotonic() + timeout_s
-    readers = [Consumer({"bootstrap.servers": bootstrap, "group.id": f"lso-{uuid.uuid4().hex}", "isolation.level": level})
-               for level in ("read_committed", "read_uncommitted")]
-    try:
-        partitions = readers[0].list_topics(topic, timeout=10).topics[topic].partitions
-        while True:
-            stable, end = ([r.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions] for r in readers)
-            if stable == end:
-                return
-            assert time.monotonic() < deadline, f"{topic}: transactions still open after {timeout_s:g}s ({stable} vs {end})"
-            time.sleep(0.5)
-    finally:
-        for reader in readers:
-            reader.close()
-
-
 def _assert_feature_topic_equals_oracle(bootstrap: str, spec: WorkspaceSpec, events: list[Event], users: list[str],
                                         t_ms: int) -> None:
     """Readers merge every shard of a tile: the merged windows must equal the brute force."""
-    _wait_no_open_transaction(bootstrap, feature_topic(spec.name, "user_spending"))
     view = compile_views(spec)["user_spending"]
     tiles: dict[bytes, list[tuple[int, list[object]]]] = {}
     for key, value in read_compacted(bootstrap, feature_topic(spec.name, "user_spending")).items():
