@@ -411,7 +411,7 @@ class StreamEngine:
         puts: list[tuple[bytes, bytes | None]] = []
         for view, _, _, shard in self.shard_locations(topic, partition):
             prefix = _state_prefix(view, shard)
-            puts.extend((key, None) for key, _ in self._store.scan(prefix, key_range_end(prefix)))
+            puts.extend((key, None) for key, _ in self._store.scan(prefix, _prefix_end(prefix)))
         return puts
 
     # -- expiry --------------------------------------------------------------------------------
@@ -487,7 +487,7 @@ class StreamEngine:
     def _shard_watermarks(self, owned: set[tuple[str, int]] | None) -> dict[tuple[str, int], int]:
         """``(source name, shard) -> watermark`` of every (owned) partition with progress."""
         result: dict[tuple[str, int], int] = {}
-        for key, value in self._store.scan(_PROGRESS, key_range_end(_PROGRESS)):
+        for key, value in self._store.scan(_PROGRESS, _prefix_end(_PROGRESS)):
             topic_raw, _, partition_raw = key[len(_PROGRESS) :].partition(b"\x00")
             topic, partition = topic_raw.decode(), int(partition_raw)
             source = self._sources.get(topic)
@@ -504,6 +504,10 @@ def _progress_key(topic: str, partition: int) -> bytes:
 def _state_prefix(view: str, shard: int) -> bytes:
     """Local state keys are ``view | shard | tile key``: a shard is one key range (moves, restores)."""
     return store_prefix(view) + _U16.pack(shard)
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    return key_range_end(prefix)
 
 
 def _last_write_wins(puts: list[tuple[bytes, bytes | None]]) -> list[tuple[bytes, bytes | None]]:
