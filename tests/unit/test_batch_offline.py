@@ -67,7 +67,7 @@ def test_files_written_before_manifests_are_adopted(tmp_path: Path) -> None:
 def test_a_reader_racing_a_writer_reads_the_newer_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     replace_range(tmp_path, "w", "v", "ts", T0, T0 + DAY, _rows([T0 + 1], 1.0))
     real = offline._read_once
-    calls = []
+    calls: list[int] = []
 
     def racing(*args: object) -> pa.Table:
         if not calls:  # the writer replaces the range between the reader's listing and its reads
