@@ -123,6 +123,9 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
         _register(sources, view.source)
         for entity in view.entities:
             _register(entities, entity)
+    for upstream in (getattr(s, "view", None) for r in realtime.values() for s in r.sources):
+        if isinstance(upstream, BatchFeatureView):  # a realtime view may read a batch view's features
+            _register(batch_views, upstream)
     for batch_view in batch_views.values():
         for entity in batch_view.entities:
             _register(entities, entity)
@@ -140,9 +143,11 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
         raise batch_views[clash[0]].error(f"another feature view is also named {clash[0]!r}", "Rename one of them.")
     view_specs = {n: _compile_view(v) for n, v in sorted(views.items())}
     batch_specs = {n: _compile_batch_view(v) for n, v in sorted(batch_views.items())}
+    upstream_features = {n: view_features(v) for n, v in view_specs.items()}
+    upstream_features.update({n: view_features(v.as_view_spec()) for n, v in batch_specs.items()})
     realtime_specs = {
         n: dataclasses.replace(v, **_metadata(realtime[n]))
-        for n, v in compile_realtime_views(realtime, {n: view_features(v) for n, v in view_specs.items()}).items()
+        for n, v in compile_realtime_views(realtime, upstream_features).items()
     }
     available = {n: [a.name for a in v.aggregations] for n, v in view_specs.items()}
     available.update({n: [a.name for a in v.aggregations] for n, v in batch_specs.items()})
