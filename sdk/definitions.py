@@ -824,8 +824,11 @@ class BatchFeatureView(MaterializedFeatureView):
         if not entities or not all(isinstance(e, Entity) for e in entities):
             raise self.error("entities must be a non-empty list of Entity", "Pass entities=[user].")
         if mode != PANDAS_MODE:
+            # Tecton's batch views take 'spark_sql', 'pyspark', 'snowflake_sql', 'snowpark' or 'pandas';
+            # its 'python' mode (rows as dicts) exists for realtime views only, so there is none to port.
             fix = ("Use mode='pandas' (featurebus runs no Spark or warehouse SQL)." if mode != PYTHON_MODE
-                   else "Use mode='pandas': batch views transform whole DataFrames.")
+                   else "Use mode='pandas', the mode batch views support: the function receives and returns "
+                        "DataFrames. As in Tecton, mode='python' (one dict per row) is for @realtime_feature_view.")
             raise self.error(f"mode {mode!r} is not supported for batch feature views", fix)
         if not features or not (all(isinstance(f, Aggregate) for f in features)
                                 or all(isinstance(f, Attribute) for f in features)):
