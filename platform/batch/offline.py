@@ -16,7 +16,9 @@ The manifest lists the live files; it is the one thing readers trust. Replacing 
    are written to ``_*.tmp`` files, fsynced and renamed to their final (unlisted) names;
 2. a new manifest is written beside the old one and swapped in with one ``os.replace``: readers
    switch from the old set of files to the new one atomically;
-3. files the manifest does not list (superseded ones, leftovers of a killed writer) are deleted.
+3. files the manifest does not list are deleted: superseded ones in the folders this write
+   touched, and, when a ``_writing`` marker says the previous writer was killed, its leftovers
+   in every folder (the marker exists from a write's first file to the end of its clean-up).
 A SIGKILL at any moment leaves the old or the new manifest whole, so readers see every row
 exactly once, before and after; the next write cleans up what the killed one left. A reader
 that listed files a writer then deleted retries with the newer manifest (``read_rows``).
@@ -53,6 +55,7 @@ _DAY_MS = 86_400_000
 # ``digest`` is absent from files written before the manifest existed (adopted when none exists).
 _PART = re.compile(r"^part-(?P<lo>-?\d+)-(?P<hi>-?\d+)(?:-(?P<digest>[0-9a-f]+))?\.parquet$")
 _READ_ATTEMPTS = 5
+_WRITING = "_writing"
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ def _write(directory: Path, lo_ms: int, hi_ms: int, table: pa.Table) -> ViewPart
 
 def _swap_manifest(directory: Path, version: int, parts: list[ViewPart]) -> None:
     document = {"format": _MANIFEST_FORMAT, "version": version, "parts": [
-        {"file": str(p.path.relative_to(directory)), "lo_ms": p.lo_ms, "hi_ms": p.hi_ms, "rows": p.rows}
+        {"file": f"{p.path.parent.name}/{p.path.name}", "lo_ms": p.lo_ms, "hi_ms": p.hi_ms, "rows": p.rows}
         for p in sorted(parts, key=lambda p: p.lo_ms)]}
     tmp = directory / f"_manifest-{os.getpid()}.tmp"
     tmp.write_bytes(orjson.dumps(document))
@@ -142,14 +145,16 @@ def _swap_manifest(directory: Path, version: int, parts: list[ViewPart]) -> None
     _fsync(directory)
 
 
-def _remove_unlisted(directory: Path, parts: list[ViewPart]) -> None:
-    """Delete what no manifest lists: superseded files, and what a killed writer left behind.
-    Only called under the write lock, so no other writer has files in flight."""
+def _remove_unlisted(directory: Path, parts: list[ViewPart], folders: set[Path] | None) -> None:
+    """Delete what the manifest does not list in ``folders`` (None: every date folder): superseded
+    files, and what a killed writer left behind. Only called under the write lock, so no other
+    writer has files in flight."""
     listed = {p.path for p in parts}
-    for path in [*directory.glob("date=*/part-*.parquet"), *directory.glob("date=*/_*.tmp"), *directory.glob("_*.tmp")]:
-        if path not in listed:
+    scanned = list(directory.glob("date=*")) if folders is None else [f for f in folders if f.exists()]
+    for path in [*(p for f in scanned for p in f.iterdir()), *directory.glob("_*.tmp")]:
+        if path not in listed and (path.suffix == ".tmp" or _PART.match(path.name)):
             path.unlink(missing_ok=True)
-    for folder in directory.glob("date=*"):
+    for folder in scanned:
         if folder.is_dir() and not any(folder.iterdir()):
             try:
                 folder.rmdir()
@@ -179,6 +184,11 @@ def replace_range(root: Path, workspace: str, view: str, timestamp_field: str, s
     atomically for readers; returns the files written for the range (one per UTC date)."""
     directory = view_dir(root, workspace, view)
     with _write_lock(directory):
+        # Present while a write is between its first file and its clean-up: found at the next
+        # write, it says a writer was killed, whose leftovers may be in any date folder.
+        marker = directory / _WRITING
+        killed = marker.exists()
+        marker.touch()
         version, live = _live(directory)
         overlapping = [p for p in live if p.lo_ms < end_ms and start_ms < p.hi_ms]
         parts = [p for p in live if p not in overlapping]
@@ -201,7 +211,10 @@ def replace_range(root: Path, workspace: str, view: str, timestamp_field: str, s
             day += _DAY_MS
         parts.extend(written)
         _swap_manifest(directory, version + 1, parts)
-        _remove_unlisted(directory, parts)
+        # Cut-outs are written in the folder of the file they come from: these are all it touched.
+        touched = {p.path.parent for p in (*overlapping, *written)}
+        _remove_unlisted(directory, parts, None if killed else touched)
+        marker.unlink()
     return [p.path for p in written]
 
 
