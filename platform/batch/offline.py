@@ -74,11 +74,13 @@ def _date(ms: int) -> str:
     return str(np.datetime64(ms // _DAY_MS, "D"))
 
 
-def _unmanaged_parts(directory: Path) -> list[ViewPart]:
+def _legacy_parts(directory: Path) -> list[ViewPart]:
+    """Files written before manifests existed (no digest in their name). Named files with a digest
+    but no manifest are what a first write killed before its manifest left: never live."""
     parts = []
     for path in directory.glob("date=*/part-*.parquet"):
         match = _PART.match(path.name)
-        if match is not None:
+        if match is not None and match["digest"] is None:
             parts.append(ViewPart(path, int(match["lo"]), int(match["hi"])))
     return parts
 
@@ -100,7 +102,7 @@ def _load_manifest(directory: Path) -> tuple[int, list[ViewPart]] | None:
 def _live(directory: Path) -> tuple[int, list[ViewPart]]:
     loaded = _load_manifest(directory)
     if loaded is None:  # written before manifests: every file is live (that version had no other)
-        return 0, sorted(_unmanaged_parts(directory), key=lambda p: p.lo_ms)
+        return 0, sorted(_legacy_parts(directory), key=lambda p: p.lo_ms)
     return loaded[0], sorted(loaded[1], key=lambda p: p.lo_ms)
 
 

@@ -96,3 +96,14 @@ def test_a_manifest_of_another_format_names_the_fix(tmp_path: Path) -> None:
 
 def test_never_materialized_reads_none(tmp_path: Path) -> None:
     assert read_rows(tmp_path, "w", "v", "ts", T0, T0 + DAY) is None
+
+
+def test_a_first_write_killed_before_its_manifest_leaves_nothing_visible(tmp_path: Path) -> None:
+    folder = view_dir(tmp_path, "w", "v") / "date=2024-05-01"
+    folder.mkdir(parents=True)
+    pq.write_table(_rows([T0 + 1], 1.0), folder / f"part-{T0}-{T0 + DAY}-0123456789abcdef.parquet")
+    (folder.parent / "_writing").touch()
+    assert read_rows(tmp_path, "w", "v", "ts", T0, T0 + DAY) is None  # never materialized, as far as readers know
+    replace_range(tmp_path, "w", "v", "ts", T0 + 2 * DAY, T0 + 3 * DAY, _rows([T0 + 2 * DAY], 2.0))
+    assert _read(tmp_path) == [(T0 + 2 * DAY, 2.0)]
+    assert not folder.exists()  # the orphan and its folder are gone
