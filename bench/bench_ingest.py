@@ -1,46 +1,54 @@
-"""Ingestion speed: ``POST /ingest`` batches of 100 records against a live ``featurebus serve`` and
-the real broker, next to the brute-force baseline.
+"""Ingestion speed: ``POST /ingest`` batches of 100 records against a live ``featurebus serve``
+and the real broker, next to Feast's push API (``feast serve``, ``POST /push``).
 
-featurebus: a load generator in this process (asyncio + one keep-alive HTTP connection per
-concurrent sender) posts batches of 100 valid records; each answer means the server validated
-all of them against the push source's schema and Kafka acknowledged every one (idempotent
-producer, ``acks=all``). Timed per batch (request sent -> answer read).
+Both servers get the same records from the same closed-loop load generator (``bench.loadgen``,
+its own process) at each concurrency, one keep-alive connection per concurrent sender, timed per
+batch (request written -> answer read):
 
-Peer: the same records, JSON-encoded and keyed the same way, produced straight to the same topic
-by a bare ``confluent_kafka`` producer (idempotent, ``acks=all``) in this process, each sender
-waiting for its own batch's acknowledgements: no HTTP, no validation, the floor any ingestion
-API over Kafka could reach.
+* featurebus: each answer means the server validated all 100 records against the push source's
+  schema (one bad record rejects the whole request) and Kafka acknowledged every one of them
+  (idempotent producer, ``acks=all``); the stream worker takes them from there.
+* Feast 0.x (``bench/.venvs/feast``, ``feast serve --max-requests 0 --no-access-log``): the same
+  records as a columnar ``df`` pushed ``to: online`` into its SQLite online store (Feast's
+  default local store; its answer means the rows are written there).
 
-Reported per concurrency: ``records_per_s`` (records acknowledged / wall time of the run) and
-per-batch ``batch_p50_ms`` / ``batch_p99_ms``.
+featurebus runs ``--no-access-log`` as Feast does. Also measured, as ``kafka_floor`` in each
+result's detail: the same records produced straight to the push topic by a bare
+``confluent_kafka`` producer (idempotent, ``acks=all``) in this process, each sender waiting for
+its own batch's acknowledgements: no HTTP, no validation, the floor of any ingestion API over
+Kafka.
+
+Reported per worker count and concurrency: ``records_per_s`` and per-batch ``batch_p50_ms`` /
+``batch_p99_ms``, with Feast's figure and the ratio (> 1: featurebus wins).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 from confluent_kafka import Producer
 
-from bench.harness import BenchContext, emit, load_1m, median, percentile, ratio
+from bench.harness import BENCH_DIR, BenchContext, emit, load_1m, median, percentile, ratio
+from bench.loadgen import LoadSpec
+from bench.peer_venv import FEAST_VERSION, feast_python
+from bench.serving_servers import Server, run_loadgen, start_feast, start_featurebus
 from featurebus import Aggregate, Entity, FeatureService, Field, PushConfig, StreamSource, stream_feature_view
 from featurebus.compile import compile_workspace
 from featurebus.platform.api_keys import create_api_key
 from featurebus.platform.generator import iso_ms
-from featurebus.platform.kafka.runtime import free_port_pair
 from featurebus.platform.producer import producer_config
 from featurebus.platform.registry import apply_workspace
-from featurebus.platform.supervisor import Supervisor
 from featurebus.platform.topics import push_topic
 from featurebus.schemas.specs import WorkspaceSpec
-from featurebus.serving.main import wait_until_ready
 from featurebus.types import Float64, Int64, String, Timestamp
 
 __all__ = ["run"]
@@ -49,18 +57,23 @@ log = logging.getLogger(__name__)
 
 BATCH = 100
 SOURCE = "clicks"
-PEER = "confluent_kafka producer (acks=all, idempotent), no HTTP, no validation"
+FEAST_PUSH_SOURCE = "clicks_push"
+PEER = f"Feast {FEAST_VERSION} push API (feast serve, POST /push to its SQLite online store)"
+FEAST_PUSH_APP = BENCH_DIR / "peers" / "feast_push_repo.py"
 
 
 @dataclass(frozen=True)
 class Sizes:
-    batches: int  # per concurrency level and side
+    seconds: float  # measured per (server, workers, concurrency)
+    warmup_s: float
     concurrency: tuple[int, ...]
-    warmup_batches: int
+    workers: tuple[int, ...]
+    distinct_batches: int  # the load generator cycles through these
+    floor_batches: int  # per concurrency, for the bare producer
 
 
-FULL = Sizes(batches=2_000, concurrency=(1, 4, 16), warmup_batches=100)
-QUICK = Sizes(batches=300, concurrency=(1, 8), warmup_batches=30)
+FULL = Sizes(seconds=10.0, warmup_s=2.0, concurrency=(1, 8, 16), workers=(1, 2), distinct_batches=400, floor_batches=2_000)
+QUICK = Sizes(seconds=2.0, warmup_s=0.5, concurrency=(1, 8), workers=(1,), distinct_batches=100, floor_batches=200)
 
 
 def push_workspace(name: str) -> WorkspaceSpec:
@@ -94,6 +107,18 @@ def make_batches(count: int, now_ms: int) -> list[list[dict[str, Any]]]:
     return batches
 
 
+def ingest_bodies(workspace: str, batches: list[list[dict[str, Any]]]) -> list[bytes]:
+    return [orjson.dumps({"workspace_name": workspace, "records": {SOURCE: [{"record": r} for r in batch]}})
+            for batch in batches]
+
+
+def feast_bodies(batches: list[list[dict[str, Any]]]) -> list[bytes]:
+    """The same records as Feast's push takes them: one column list per field."""
+    return [orjson.dumps({"push_source_name": FEAST_PUSH_SOURCE, "to": "online",
+                          "df": {name: [r[name] for r in batch] for name in ("user_id", "price", "quantity", "ts")}})
+            for batch in batches]
+
+
 @dataclass
 class Run:
     records: int
@@ -105,35 +130,7 @@ class Run:
         return self.records / self.wall_s
 
 
-# -- featurebus: POST /ingest ------------------------------------------------------------------
-async def _post_all(url: str, secret: str, workspace: str, bodies: list[bytes], concurrency: int) -> Run:
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
-    latencies: list[float] = []
-    headers = {"Authorization": f"Tecton-key {secret}", "Content-Type": "application/json"}
-
-    async def sender() -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=30.0, headers=headers) as client:
-            while not queue.empty():
-                body = queue.get_nowait()
-                started = time.perf_counter()
-                response = await client.post("/ingest", content=body)
-                latencies.append((time.perf_counter() - started) * 1000.0)
-                if response.status_code != 200:
-                    raise RuntimeError(f"/ingest answered {response.status_code}: {response.text[:300]}")
-
-    started = time.perf_counter()
-    await asyncio.gather(*(sender() for _ in range(concurrency)))
-    return Run(len(bodies) * BATCH, time.perf_counter() - started, latencies)
-
-
-def ingest_bodies(workspace: str, batches: list[list[dict[str, Any]]]) -> list[bytes]:
-    return [orjson.dumps({"workspace_name": workspace, "records": {SOURCE: [{"record": r} for r in batch]}})
-            for batch in batches]
-
-
-# -- the peer: a bare producer ------------------------------------------------------------------
+# -- the floor: a bare producer -------------------------------------------------------------------
 class _Acks:
     """Counts one batch's acknowledgements (served on whichever sender thread polls)."""
 
@@ -153,7 +150,7 @@ class _Acks:
 
 
 def produce_all(bootstrap: str, topic: str, batches: list[list[dict[str, Any]]], concurrency: int) -> Run:
-    producer = Producer(producer_config(bootstrap, **{"linger.ms": 1}))
+    producer = Producer(producer_config(bootstrap, **{"linger.ms": 0}))  # as the ingest sink's
     lock = threading.Lock()
     pending = list(reversed(batches))
     latencies: list[float] = []
@@ -183,60 +180,118 @@ def produce_all(bootstrap: str, topic: str, batches: list[list[dict[str, Any]]],
     wall = time.perf_counter() - started
     producer.flush(10)
     if errors:
-        raise RuntimeError(f"the peer producer failed: {errors[0]}")
+        raise RuntimeError(f"the bare producer failed: {errors[0]}")
     return Run(len(batches) * BATCH, wall, latencies)
 
 
-# -- the benchmark ------------------------------------------------------------------------------
-def _start_server(ctx: BenchContext, bootstrap: str, workspace: str) -> tuple[str, str]:
-    apply_workspace(bootstrap, push_workspace(workspace))
-    _, secret = create_api_key(bootstrap, workspace, "writer", "bench")
-    port = free_port_pair()[0]
-    supervisor = Supervisor(ctx.scratch("ingest-logs"))
-    supervisor.start("serve", ["serve", "--port", str(port), "--bootstrap", bootstrap,
-                               "--home", str(ctx.scratch("ingest-home"))])
-    ctx.on_close(supervisor.stop_all)
-    url = f"http://127.0.0.1:{port}"
-    wait_until_ready(url, timeout_s=120)
-    # The replica learns the workspace and the key from the bus within a moment of starting.
+# -- the servers --------------------------------------------------------------------------------
+def _accepting(server: Server, workspace: str, secret: str, now_ms: int, workers: int) -> None:
+    """Until the server (each of its processes) knows the workspace and the bench key: they
+    arrive from the bus a moment after the process starts."""
     probe = orjson.dumps({"workspace_name": workspace, "dry_run": True,
-                          "records": {SOURCE: [{"record": make_batches(1, int(time.time() * 1000))[0][0]}]}})
+                          "records": {SOURCE: [{"record": make_batches(1, now_ms)[0][0]}]}})
     deadline = time.monotonic() + 60
-    with httpx.Client(base_url=url, timeout=10.0) as client:
-        while True:
-            response = client.post("/ingest", content=probe, headers={"Authorization": f"Tecton-key {secret}"})
+    accepted = 0
+    with httpx.Client(base_url=server.url, timeout=10.0) as client:
+        while accepted < 20 * workers:  # fresh connections: several processes share the socket
+            response = client.post("/ingest", content=probe, headers={"Authorization": f"Tecton-key {secret}",
+                                                                       "Connection": "close"})
             if response.status_code == 200:
-                return url, secret
+                accepted += 1
+                continue
+            accepted = 0
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the server never accepted the bench key: {response.status_code} {response.text}")
             time.sleep(0.2)
 
 
+def _feast_repo(ctx: BenchContext, feast: Path) -> Path:
+    repo = ctx.scratch("feast-push-repo")
+    with (ctx.scratch("ingest-logs") / "feast-apply.log").open("ab") as out:
+        subprocess.run([str(feast), str(FEAST_PUSH_APP), str(repo)], cwd=repo, stdout=out, stderr=subprocess.STDOUT,
+                       check=True, timeout=600)
+    return repo
+
+
+def _load(ctx: BenchContext, server: Server, path: str, bodies: list[bytes], concurrency: int, sizes: Sizes,
+          headers: dict[str, str]) -> dict[str, Any]:
+    spec = LoadSpec("127.0.0.1", server.port, path, [b.decode() for b in bodies], concurrency, sizes.seconds,
+                    sizes.warmup_s, headers)
+    result = run_loadgen(ctx, spec, f"ingest-{server.name}-c{concurrency}")
+    if result["errors"]:
+        raise RuntimeError(f"{server.name} {path} answered errors: {result['first_error']}")
+    result["records_per_s"] = result["requests_per_s"] * BATCH
+    result["load_1m"] = load_1m()
+    log.info("ingest %s c=%d: %.0f records/s, batch p50 %.2f ms, p99 %.2f ms", server.name, concurrency,
+             result["records_per_s"], result["p50_ms"], result["p99_ms"])
+    return result
+
+
+def _feast_failure(server: Server, exc: RuntimeError) -> str:
+    """Why Feast's run failed, from its log when it says (Feast 0.67's SQLite online store shares
+    one connection between the threads serving concurrent pushes, and fails with "cannot start a
+    transaction within a transaction"), else from the load generator."""
+    errors = [line for line in server.tail(400).splitlines() if "Error:" in line]
+    return errors[-1].strip() if errors else str(exc)[-300:]
+
+
+# -- the benchmark ------------------------------------------------------------------------------
 def run(ctx: BenchContext) -> list[dict[str, Any]]:
     sizes = QUICK if ctx.quick else FULL
     bootstrap = ctx.kafka_bootstrap()
+    feast = feast_python()  # first: a missing peer venv takes minutes to build, fail early if it cannot
+    repo = _feast_repo(ctx, feast)
     workspace = f"bench_ingest_{ctx.run_id}"
-    url, secret = _start_server(ctx, bootstrap, workspace)
-    topic = push_topic(workspace, SOURCE)
+    apply_workspace(bootstrap, push_workspace(workspace))
+    _, secret = create_api_key(bootstrap, workspace, "writer", "bench")
     now_ms = int(time.time() * 1000)
-    results: list[dict[str, Any]] = []
-    asyncio.run(_post_all(url, secret, workspace, ingest_bodies(workspace, make_batches(sizes.warmup_batches, now_ms)), 2))
-    produce_all(bootstrap, topic, make_batches(sizes.warmup_batches, now_ms), 2)
-    for concurrency in sizes.concurrency:
-        batches = make_batches(sizes.batches, now_ms)
-        ours = asyncio.run(_post_all(url, secret, workspace, ingest_bodies(workspace, batches), concurrency))
-        theirs = produce_all(bootstrap, topic, batches, concurrency)
-        log.info("ingest c=%d: featurebus %.0f records/s (p99 %.1f ms), peer %.0f records/s (p99 %.1f ms)",
-                 concurrency, ours.records_per_s, percentile(ours.batch_ms, 99), theirs.records_per_s,
-                 percentile(theirs.batch_ms, 99))
-        detail = {"concurrency": concurrency, "batch_records": BATCH, "batches": sizes.batches,
-                  "load_1m_after": load_1m()}
-        results.append(emit("ingest", f"records_per_s_c{concurrency}", ours.records_per_s, "records/s", PEER,
-                            ratio(ours.records_per_s, theirs.records_per_s, True),
-                            {**detail, "peer_value": round(theirs.records_per_s, 1)}))
-        for name, q in (("p50", 50.0), ("p99", 99.0)):
-            value = median(ours.batch_ms) if q == 50.0 else percentile(ours.batch_ms, q)
-            peer_value = median(theirs.batch_ms) if q == 50.0 else percentile(theirs.batch_ms, q)
-            results.append(emit("ingest", f"batch_{name}_ms_c{concurrency}", value, "ms", PEER,
-                                ratio(value, peer_value, False), {**detail, "peer_value": round(peer_value, 3)}))
+    batches = make_batches(sizes.distinct_batches, now_ms)
+    ours: dict[tuple[int, int], dict[str, Any]] = {}
+    theirs: dict[tuple[int, int], dict[str, Any]] = {}
+    for workers in sizes.workers:
+        server = start_featurebus(ctx, bootstrap, workers)
+        try:
+            _accepting(server, workspace, secret, now_ms, workers)
+            for concurrency in sizes.concurrency:
+                ours[(workers, concurrency)] = _load(ctx, server, "/ingest", ingest_bodies(workspace, batches), concurrency,
+                                                     sizes, {"Authorization": f"Tecton-key {secret}"})
+        finally:
+            server.stop()
+        for concurrency in sizes.concurrency:
+            # A fresh Feast per run: a failed run (see _feast_failure) leaves its store mid-transaction.
+            server = start_feast(ctx, feast, repo, workers)
+            try:
+                theirs[(workers, concurrency)] = _load(ctx, server, "/push", feast_bodies(batches), concurrency, sizes, {})
+            except RuntimeError as exc:
+                theirs[(workers, concurrency)] = {"failed": _feast_failure(server, exc)}
+                log.warning("ingest feast-w%d c=%d failed: %s", workers, concurrency, theirs[(workers, concurrency)]["failed"])
+            finally:
+                server.stop()
+    floor = {c: produce_all(bootstrap, push_topic(workspace, SOURCE), make_batches(sizes.floor_batches, now_ms), c)
+             for c in sizes.concurrency}
+    return _results(sizes, ours, theirs, floor)
+
+
+def _results(sizes: Sizes, ours: dict[tuple[int, int], dict[str, Any]], theirs: dict[tuple[int, int], dict[str, Any]],
+             floor: dict[int, Run]) -> list[dict[str, Any]]:
+    results = []
+    for (workers, concurrency), mine in sorted(ours.items()):
+        peer = theirs.get((workers, concurrency), {})
+        failure = peer.get("failed")
+        bare = floor[concurrency]
+        bare_values = {"records_per_s": bare.records_per_s, "p50_ms": median(bare.batch_ms),
+                       "p99_ms": percentile(bare.batch_ms, 99.0)}
+        suffix = f"c{concurrency}" if workers == 1 else f"c{concurrency}_w{workers}"
+        for key, metric, unit, higher in (("records_per_s", "records_per_s", "records/s", True),
+                                          ("p50_ms", "batch_p50_ms", "ms", False),
+                                          ("p99_ms", "batch_p99_ms", "ms", False)):
+            value, peer_value = mine[key], peer.get(key)
+            results.append(emit("ingest", f"{metric}_{suffix}", value, unit, PEER, ratio(value, peer_value, higher), {
+                "peer_value": None if peer_value is None else round(peer_value, 3),
+                "kafka_floor": round(bare_values[key], 3),
+                "workers": workers, "concurrency": concurrency, "batch_records": BATCH, "seconds": sizes.seconds,
+                "batches": mine["requests"], "peer_batches": peer.get("requests"),
+                "load_1m": mine["load_1m"], "peer_load_1m": peer.get("load_1m"),
+                **({"peer_failed": failure} if failure else {}),
+            }))
     return results

@@ -15,6 +15,8 @@ __all__ = [
     "dead_letter_topic",
     "worker_group",
     "offline_group",
+    "jobs_topic",
+    "jobs_runner_transactional_id",
 ]
 
 # Compacted: one record per workspace, the latest applied WorkspaceSpec (key = workspace name).
@@ -47,3 +49,14 @@ def worker_group(workspace: str) -> str:
 
 def offline_group(workspace: str) -> str:
     return f"featurebus.{workspace}.offline"
+
+
+def jobs_topic(workspace: str) -> str:
+    """Compacted: the workspace's materialization and compaction jobs (key = ``job/<id>``) and
+    cancel requests (key = ``cancel/<id>``), see ``featurebus.platform.jobs.store``."""
+    return f"featurebus.{workspace}.jobs"
+
+
+def jobs_runner_transactional_id(workspace: str) -> str:
+    """Shared by every job runner of the workspace: a starting runner fences the previous one."""
+    return f"featurebus.{workspace}.jobs-runner"

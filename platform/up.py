@@ -1,7 +1,7 @@
 """The whole platform on one machine: ``featurebus up``, the demo and the end-to-end tests.
 
 Starts a local Kafka (unless a cluster is configured), then the stream worker, the serving API
-(with its online materializer) and the offline materializer as separate processes, and stops all
+(with its online materializer), the offline materializer and the job runner as separate processes, and stops all
 of them, by PID, when it ends.
 """
 
@@ -56,6 +56,7 @@ class LocalPlatform:
             self._supervisor.start("worker", ["worker", "--workspace", self.workspace, *common])
             self._supervisor.start("serving", ["serve", "--port", str(self.port), *common])
             self._supervisor.start("offline", ["offline", "--workspace", self.workspace, *common])
+            self._supervisor.start("jobs", ["jobs", "run", "--workspace", self.workspace, *common])
             self.wait_serving(timeout_s=60)
         except BaseException:
             self.stop()

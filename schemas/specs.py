@@ -33,6 +33,7 @@ __all__ = [
     "RealtimeFeatureViewSpec",
     "FeatureSelectionSpec",
     "FeatureServiceSpec",
+    "FeatureTableSpec",
     "WorkspaceSpec",
 ]
 
@@ -95,6 +96,9 @@ class StreamSourceSpec:
     owner: str | None = None
     tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs sorted by key: specs stay hashable
     prevent_destroy: bool = False
+    # The implicit push source of the FeatureTable of the same name (derived from its
+    # FeatureTableSpec by featurebus.feature_table; plan and describe show the table instead).
+    feature_table: bool = False
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,9 @@ class StreamFeatureViewSpec:
     lifetime_start_ms: int | None = None  # required by (and only used by) lifetime windows
     # "wall_clock_time" or "latest_event_time": where windows end (streams.windows.leading_edge_ms)
     aggregation_leading_edge: str = "wall_clock_time"
+    # The view of the FeatureTable of the same name (derived from its FeatureTableSpec by
+    # featurebus.feature_table; plan and describe show the table instead).
+    feature_table: bool = False
 
     @property
     def max_reach_ms(self) -> int:
@@ -322,6 +329,31 @@ class FeatureServiceSpec:
 
 
 @dataclass(frozen=True)
+class FeatureTableSpec:
+    """Precomputed features written through the ingestion API (Tecton's ``FeatureTable``).
+
+    The stream worker, stores and serving never read this: it is what ``plan`` diffs and
+    ``describe`` shows. It compiles onto what they do read, derived from it by
+    ``featurebus.feature_table.table_objects``: a push source named after the table (records are
+    ingested under the table's name) and a view of one ``Attribute`` per feature with the
+    table's ttl, both marked ``feature_table=True``.
+    """
+
+    name: str
+    entities: tuple[str, ...]
+    join_keys: tuple[FieldSpec, ...]
+    features: tuple[FieldSpec, ...]
+    timestamp_field: str
+    ttl_ms: int
+    online: bool = False
+    offline: bool = False
+    description: str = ""
+    owner: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs sorted by key: specs stay hashable
+    prevent_destroy: bool = False
+
+
+@dataclass(frozen=True)
 class WorkspaceSpec:
     name: str
     entities: tuple[EntitySpec, ...] = ()
@@ -337,6 +369,9 @@ class WorkspaceSpec:
     # (False) hold definitions only and are never materialized. Records written before
     # workspaces existed lack the field and read as live, as everything was then materialized.
     live: bool = True
+    # Feature tables; their derived push sources and views are in stream_sources and
+    # stream_feature_views (after the others), marked feature_table=True.
+    feature_tables: tuple[FeatureTableSpec, ...] = ()
     format_version: int = field(default=SPEC_FORMAT_VERSION)
 
     def source(self, name: str) -> StreamSourceSpec:
@@ -363,6 +398,9 @@ class WorkspaceSpec:
     def service(self, name: str) -> FeatureServiceSpec:
         return _by_name(self.feature_services, name, "feature service", self.name)
 
+    def feature_table(self, name: str) -> FeatureTableSpec:
+        return _by_name(self.feature_tables, name, "feature table", self.name)
+
     def to_json(self) -> bytes:
         return orjson.dumps(dataclasses.asdict(self))
 
@@ -381,7 +419,7 @@ class WorkspaceSpec:
 
 
 _Named = TypeVar("_Named", StreamSourceSpec, StreamFeatureViewSpec, RealtimeFeatureViewSpec, FeatureServiceSpec,
-                 BatchFeatureViewSpec, BatchSourceSpec)
+                 BatchFeatureViewSpec, BatchSourceSpec, FeatureTableSpec)
 
 
 def _by_name(items: tuple[_Named, ...], name: str, kind: str, workspace: str) -> _Named:
@@ -440,5 +478,8 @@ _NESTED.update(
         (WorkspaceSpec, "stream_sources"): StreamSourceSpec,
         (WorkspaceSpec, "stream_feature_views"): StreamFeatureViewSpec,
         (WorkspaceSpec, "feature_services"): FeatureServiceSpec,
+        (FeatureTableSpec, "join_keys"): FieldSpec,
+        (FeatureTableSpec, "features"): FieldSpec,
+        (WorkspaceSpec, "feature_tables"): FeatureTableSpec,
     }
 )

@@ -46,6 +46,7 @@ from featurebus.definitions import (
     stream_feature_view,
 )
 from featurebus.exceptions import DefinitionError, FeaturebusError
+from featurebus.feature_table import FeatureTable
 from featurebus.realtime import Calculation, RealtimeFeatureView, RequestSource, realtime_feature_view
 from featurebus.types import Field
 from featurebus.unsupported import UNSUPPORTED as _UNSUPPORTED
@@ -67,6 +68,7 @@ __all__ = [
     "Entity",
     "FeatureReference",
     "FeatureService",
+    "FeatureTable",
     "FeatureView",
     "FeaturebusError",
     "Field",

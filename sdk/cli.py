@@ -32,6 +32,11 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(keys_app, name="api-key")
 app.add_typer(registry_app, name="registry")
+# Jobs live in their own module (cli.py is long enough): `featurebus materialize`, `featurebus jobs ...`.
+from featurebus.cli_jobs import jobs_app, materialize  # noqa: E402
+
+app.add_typer(jobs_app, name="jobs")
+app.command("materialize")(materialize)
 
 console = Console(soft_wrap=True)  # whole lines in pipes and logs; tables still fit the width
 err = Console(stderr=True, soft_wrap=True)
@@ -182,6 +187,9 @@ def apply(
         f"{len(applied.stream_sources)} sources, {len(applied.stream_feature_views)} feature views, "
         f"{len(applied.feature_services)} feature services"
     )
+    from featurebus.cli_jobs import enqueue_plan_backfills
+
+    enqueue_plan_backfills(cluster, applied, changes)
     # The registry has no compare-and-set: say so when another apply landed after our plan.
     if applied.version != version + 1:
         err.print(
@@ -195,7 +203,7 @@ def describe(
     name: Annotated[str, typer.Argument(help="The object's name (entity, source, feature view or feature service).")],
     workspace: Workspace = "default",
     kind: Annotated[str | None, typer.Option("--kind", help="When several kinds share the name: entity, stream_source, "
-                                             "batch_source, stream_feature_view or feature_service.")] = None,
+                                             "batch_source, stream_feature_view, feature_table or feature_service.")] = None,
     repo: Annotated[Path | None, typer.Option(
         "--repo", help="Describe the repository's definitions instead of the applied ones (works without Kafka).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON document for tools.")] = False,

@@ -29,6 +29,7 @@ from featurebus.definitions import (
     duration_ms,
 )
 from featurebus.exceptions import DefinitionError, FeaturebusError
+from featurebus.feature_table import FeatureTable, compile_feature_table, table_objects, with_table_objects
 from featurebus.platform.topics import push_topic
 from featurebus.realtime import RealtimeFeatureView
 from featurebus.realtime_compile import compile_realtime_views, view_features
@@ -98,6 +99,7 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
     realtime: dict[str, RealtimeFeatureView] = {}
     services: dict[str, FeatureService] = {}
     batch_views: dict[str, BatchFeatureView] = {}
+    tables: dict[str, FeatureTable] = {}
     # One namespace per kind of object, as in Tecton: an entity and a view may share a name.
     for obj in objects:
         registry: dict[str, Any] | None = (
@@ -108,6 +110,7 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
             else realtime if isinstance(obj, RealtimeFeatureView)
             else batch_views if isinstance(obj, BatchFeatureView)
             else services if isinstance(obj, FeatureService)
+            else tables if isinstance(obj, FeatureTable)
             else None
         )
         if registry is None:
@@ -117,8 +120,12 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
     for service in services.values():
         for ref in service.features:
             _register(realtime if isinstance(ref.view, RealtimeFeatureView)
-                      else batch_views if isinstance(ref.view, BatchFeatureView) else views, ref.view)
+                      else batch_views if isinstance(ref.view, BatchFeatureView)
+                      else tables if isinstance(ref.view, FeatureTable) else views, ref.view)
     _collect_realtime_upstreams(realtime, views)
+    for upstream in (getattr(s, "view", None) for r in list(realtime.values()) for s in r.sources):
+        if isinstance(upstream, FeatureTable):  # a realtime view may read a table's features too
+            _register(tables, upstream)
     for view in list(views.values()):
         _register(sources, view.source)
         for entity in view.entities:
@@ -132,6 +139,14 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
         for data_source in batch_view.sources:
             plain = _plain_source(data_source)
             _register(batch_sources if isinstance(plain, BatchSource) else sources, plain)
+    for table in tables.values():
+        for entity in table.entities:
+            _register(entities, entity)
+        # A table is served and ingested as a view and a push source of its name.
+        for kind, others in (("StreamSource", sources), ("StreamFeatureView", views), ("RealtimeFeatureView", realtime)):
+            if table.name in others:
+                raise table.error(f"a {kind} is also named {table.name!r} ({others[table.name].site})",
+                                  "Rename one of them: a feature table's records are ingested under its name.")
     for source in sources:
         if source in batch_sources:
             raise _duplicate(batch_sources[source], sources[source])
@@ -143,16 +158,19 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
         raise batch_views[clash[0]].error(f"another feature view is also named {clash[0]!r}", "Rename one of them.")
     view_specs = {n: _compile_view(v) for n, v in sorted(views.items())}
     batch_specs = {n: _compile_batch_view(v) for n, v in sorted(batch_views.items())}
+    table_specs = [compile_feature_table(t) for _, t in sorted(tables.items())]
     upstream_features = {n: view_features(v) for n, v in view_specs.items()}
     upstream_features.update({n: view_features(v.as_view_spec()) for n, v in batch_specs.items()})
+    upstream_features.update({t.name: view_features(table_objects(name, t)[1]) for t in table_specs})
     realtime_specs = {
         n: dataclasses.replace(v, **_metadata(realtime[n]))
         for n, v in compile_realtime_views(realtime, upstream_features).items()
     }
     available = {n: [a.name for a in v.aggregations] for n, v in view_specs.items()}
     available.update({n: [a.name for a in v.aggregations] for n, v in batch_specs.items()})
+    available.update({t.name: [f.name for f in t.features] for t in table_specs})
     available.update({n: [f.name for f in v.features] for n, v in realtime_specs.items()})
-    return WorkspaceSpec(
+    return with_table_objects(WorkspaceSpec(
         name=name,
         entities=tuple(_compile_entity(e) for _, e in sorted(entities.items())),
         stream_sources=tuple(_compile_source(s, name) for _, s in sorted(sources.items())),
@@ -161,7 +179,8 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
         realtime_feature_views=tuple(realtime_specs[n] for n in sorted(realtime_specs)),
         batch_sources=tuple(_compile_batch_source(b) for _, b in sorted(batch_sources.items())),
         batch_feature_views=tuple(batch_specs.values()),
-    )
+        feature_tables=tuple(table_specs),
+    ))
 
 
 def _register(registry: dict[str, Any], obj: Any) -> None:

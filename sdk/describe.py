@@ -15,7 +15,13 @@ from typing import Any
 
 from featurebus.exceptions import KafkaUnavailableError, NotFoundError
 from featurebus.plan import WORKSPACE_FIELD
-from featurebus.schemas.specs import BatchFeatureViewSpec, StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
+from featurebus.schemas.specs import (
+    BatchFeatureViewSpec,
+    FeatureTableSpec,
+    StreamFeatureViewSpec,
+    StreamSourceSpec,
+    WorkspaceSpec,
+)
 
 __all__ = [
     "DESCRIBE_JSON_FORMAT_VERSION",
@@ -65,7 +71,7 @@ def find_object(spec: WorkspaceSpec, name: str, kind: str | None = None) -> tupl
         for k, attr in KINDS.items()
         if kind in (None, k)
         for obj in getattr(spec, attr)
-        if obj.name == name
+        if obj.name == name and not getattr(obj, "feature_table", False)  # a table's own source and view: the table
     ]
     if not matches:
         known = ", ".join(sorted({o.name for attr in KINDS.values() for o in getattr(spec, attr)})) or "none"
@@ -94,7 +100,7 @@ def lineage(spec: WorkspaceSpec, kind: str, name: str) -> dict[str, list[str]]:
                     pending.extend(i.name for i in realtime[current].inputs if i.kind == "feature_view")
         return found
 
-    if kind in ("stream_feature_view", "realtime_feature_view"):
+    if kind in ("stream_feature_view", "realtime_feature_view", "feature_table"):  # a table serves as a view
         names = upstream(name)
     elif kind == "stream_source":
         names = {v.name for v in spec.stream_feature_views if v.source == name}
@@ -108,7 +114,7 @@ def lineage(spec: WorkspaceSpec, kind: str, name: str) -> dict[str, list[str]]:
     batch = [v for v in spec.batch_feature_views if kind in ("batch_source", "stream_source", "entity")
              and name in (*v.sources, *v.entities)]
     names |= {v.name for v in batch}
-    if kind in ("stream_source", "entity", "stream_feature_view", "batch_source",
+    if kind in ("stream_source", "entity", "stream_feature_view", "feature_table", "batch_source",
                 "batch_feature_view"):  # downstream: realtime views reading them
         names |= {r for r in realtime if upstream(r) & names}
     materialized: list[StreamFeatureViewSpec | BatchFeatureViewSpec] = [*spec.stream_feature_views,
@@ -130,6 +136,8 @@ def read_state(bootstrap: str, spec: WorkspaceSpec, obj: Any, timeout_s: float =
     from featurebus.platform.kafka_admin import committed_positions, group_lag, topic_end_offsets
     from featurebus.platform.topics import feature_topic, worker_group
 
+    if isinstance(obj, FeatureTableSpec):  # what its view wrote, and the worker's lag on its records
+        obj = spec.view(obj.name)
     if isinstance(obj, StreamFeatureViewSpec):
         topics = [feature_topic(spec.name, obj.name)]
         source_topics = list(spec.source(obj.source).kafka.topics)
@@ -194,7 +202,7 @@ def describe_document(spec: WorkspaceSpec, kind: str, obj: Any, state: Materiali
         "spec": body,
         "lineage": lineage(spec, kind, obj.name),
     }
-    if isinstance(obj, (StreamFeatureViewSpec, BatchFeatureViewSpec)):
+    if isinstance(obj, StreamFeatureViewSpec | BatchFeatureViewSpec | FeatureTableSpec):
         from featurebus.platform.topics import feature_topic
 
         document["materialization"] = {"online": obj.online, "offline": obj.offline,

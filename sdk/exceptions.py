@@ -17,6 +17,9 @@ __all__ = [
     "AuthenticationError",
     "PermissionDeniedError",
     "StoreFormatError",
+    "InvalidJobTransitionError",
+    "JobRunnerFencedError",
+    "JobTimeoutError",
 ]
 
 
@@ -66,3 +69,15 @@ class PermissionDeniedError(FeaturebusError):
 
 class StoreFormatError(FeaturebusError):
     """An on-disk store was written by an incompatible format version."""
+
+
+class InvalidJobTransitionError(InvalidRequestError):
+    """A job cannot go where it was asked to (cancel a finished job, retry a running one)."""
+
+
+class JobRunnerFencedError(FeaturebusError):
+    """A newer job runner for the same workspace took over; this one must stop."""
+
+
+class JobTimeoutError(FeaturebusError):
+    """Waiting for a job ran out of time; the job itself goes on."""

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from featurebus.exceptions import DefinitionError, FeaturebusError
+from featurebus.feature_table import with_table_objects
 from featurebus.schemas.materialization import SOURCE_HARMLESS, VIEW_HARMLESS
 from featurebus.schemas.specs import (
     BatchFeatureViewSpec,
     BatchSourceSpec,
     EntitySpec,
     FeatureServiceSpec,
+    FeatureTableSpec,
     RealtimeFeatureViewSpec,
     StreamFeatureViewSpec,
     StreamSourceSpec,
@@ -29,7 +31,7 @@ from featurebus.schemas.specs import (
 __all__ = ["WORKSPACE_FIELD", "Action", "Change", "FieldChange", "Kind", "Plan", "plan"]
 
 Kind = Literal["entity", "batch_source", "stream_source", "stream_feature_view", "batch_feature_view",
-               "realtime_feature_view", "feature_service"]
+               "realtime_feature_view", "feature_table", "feature_service"]
 Action = Literal["create", "update", "delete", "unchanged"]
 
 # Dependency order: a view's source is listed before the view, a service's views before it.
@@ -41,6 +43,7 @@ WORKSPACE_FIELD: dict[Kind, str] = {
     "stream_feature_view": "stream_feature_views",
     "batch_feature_view": "batch_feature_views",
     "realtime_feature_view": "realtime_feature_views",
+    "feature_table": "feature_tables",
     "feature_service": "feature_services",
 }
 _SPEC_CLASS: dict[Kind, type[Any]] = {
@@ -50,12 +53,15 @@ _SPEC_CLASS: dict[Kind, type[Any]] = {
     "stream_feature_view": StreamFeatureViewSpec,
     "batch_feature_view": BatchFeatureViewSpec,
     "realtime_feature_view": RealtimeFeatureViewSpec,
+    "feature_table": FeatureTableSpec,
     "feature_service": FeatureServiceSpec,
 }
 
 # Which changes invalidate materialized data is decided once, for plan and the stream worker.
 _VIEW_HARMLESS = VIEW_HARMLESS
 _SOURCE_HARMLESS = SOURCE_HARMLESS
+# A feature table's online/offline flags only say where its records go from now on.
+_TABLE_HARMLESS = VIEW_HARMLESS
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,7 @@ class Plan:
         base = current if current is not None else WorkspaceSpec(self.workspace)
         objects: dict[str, Any] = {}  # workspace field -> its tuple of specs
         for kind in _KINDS:
-            existing = {o.name: o for o in getattr(base, WORKSPACE_FIELD[kind])}
+            existing = {o.name: o for o in _planned(base, kind)}
             changes = [c for c in self.changes if c.kind == kind]
             _check_base(kind, existing, changes)
             result: list[Any] = []
@@ -131,7 +137,7 @@ class Plan:
                         obj = _patch(obj, fc.at, fc)
                     result.append(obj)
             objects[WORKSPACE_FIELD[kind]] = tuple(result)
-        return dataclasses.replace(base, name=self.workspace, **objects)
+        return with_table_objects(dataclasses.replace(base, name=self.workspace, **objects))
 
 
 def plan(current: WorkspaceSpec | None, desired: WorkspaceSpec) -> Plan:
@@ -140,9 +146,8 @@ def plan(current: WorkspaceSpec | None, desired: WorkspaceSpec) -> Plan:
     source_changes: dict[str, list[str]] = {}  # source name -> paths that invalidate its readers
     batch_input_changes: dict[str, list[str]] = {}
     for kind in _KINDS:
-        attr = WORKSPACE_FIELD[kind]
-        old = {o.name: o for o in getattr(current, attr)} if current is not None else {}
-        new: tuple[Any, ...] = getattr(desired, attr)
+        old = {o.name: o for o in _planned(current, kind)} if current is not None else {}
+        new = _planned(desired, kind)
         for obj in new:
             before = old.get(obj.name)
             if before is None:
@@ -161,15 +166,25 @@ def plan(current: WorkspaceSpec | None, desired: WorkspaceSpec) -> Plan:
                 change = _with_rematerialization(change, obj, source_changes)
             elif kind == "batch_feature_view":
                 change = _with_rematerialization(change, obj, batch_input_changes)
+            elif kind == "feature_table" and diff:
+                invalidating = _invalidating(diff, _TABLE_HARMLESS)
+                if invalidating:
+                    change = dataclasses.replace(change, rematerialize=True, reason=f"changed: {', '.join(invalidating)}")
             changes.append(change)
         kept = {o.name for o in new}
         for name in old:
             if name not in kept:
                 dropped = ("it is no longer computed or served (its feature topic stays on the bus)"
-                           if kind in ("stream_feature_view", "batch_feature_view") else "")
+                           if kind in ("stream_feature_view", "batch_feature_view", "feature_table") else "")
                 changes.append(Change(kind, name, "delete", reason=dropped))
     _refuse_destroying_protected(changes, current)
     return Plan(desired.name, tuple(changes))
+
+
+def _planned(spec: WorkspaceSpec, kind: Kind) -> tuple[Any, ...]:
+    """The objects of ``kind`` a plan is about: a feature table's derived push source and view
+    are not (the table is, and ``apply_to`` derives them again from it)."""
+    return tuple(o for o in getattr(spec, WORKSPACE_FIELD[kind]) if not getattr(o, "feature_table", False))
 
 
 def _refuse_destroying_protected(changes: list[Change], current: WorkspaceSpec | None) -> None:
@@ -181,7 +196,7 @@ def _refuse_destroying_protected(changes: list[Change], current: WorkspaceSpec |
     for change in changes:
         if change.action != "delete" and not change.rematerialize:
             continue
-        applied = next(o for o in getattr(current, WORKSPACE_FIELD[change.kind]) if o.name == change.name)
+        applied = next(o for o in _planned(current, change.kind) if o.name == change.name)
         if applied.prevent_destroy:
             what = "delete it" if change.action == "delete" else f"invalidate its materialized features ({change.reason})"
             raise DefinitionError(

@@ -51,7 +51,6 @@ _TABLE: dict[str, tuple[_Kind, str]] = {
     "Embedding": ("class", "featurebus computes no embeddings; compute them upstream and aggregate or serve them as features"),
     "FeatureMetadata": ("class", "per-feature metadata objects are not supported; pass description=/tags= to the view"),
     "FeatureServerGroup": ("class", _SERVER_GROUP),
-    "FeatureTable": ("class", "feature tables are not supported; push records through a StreamSource with PushConfig"),
     "FeatureVector": ("class", "the serving API returns plain JSON and the SDK returns pandas DataFrames"),
     "HiveConfig": ("class", _WAREHOUSE),
     "Inference": ("class", "featurebus runs no model inference; call the model from your application"),

@@ -15,9 +15,9 @@ DataFrames with Tecton's ``to_pandas()`` and an Arrow ``to_arrow()`` (``featureb
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from featurebus.exceptions import NotFoundError
 
@@ -25,9 +25,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from featurebus.frames import TectonDataFrame
+    from featurebus.platform.jobs.model import Job
     from featurebus.schemas.specs import WorkspaceSpec
 
-__all__ = ["FeatureServiceClient", "FeatureViewClient", "Workspace", "get_workspace"]
+__all__ = ["FeatureServiceClient", "FeatureTableClient", "FeatureViewClient", "Workspace", "get_workspace"]
 
 
 class FeatureServiceClient:
@@ -45,7 +46,8 @@ class FeatureServiceClient:
 
 
 class FeatureViewClient:
-    """One feature view's values computed ad hoc from the offline store (any workspace kind)."""
+    """One feature view's values computed ad hoc from the offline store (any workspace kind), and
+    (batch views of live workspaces) its materialization jobs (``featurebus.materialization``)."""
 
     def __init__(self, workspace: Workspace, name: str) -> None:
         self.workspace = workspace
@@ -73,13 +75,73 @@ class FeatureViewClient:
         return TectonDataFrame(get_features_in_range(ws.spec, self.name, start_time, end_time, ws.offline_root, entities, ws.offline_data))
 
 
+class FeatureTableClient(FeatureViewClient):
+    """A feature table: its values as a view's (point-in-time, in ranges), and ``ingest``."""
+
+    def ingest(self, df: pd.DataFrame) -> dict[str, Any]:
+        """Write the rows of ``df`` (join keys, features, the timestamp column) to the table through
+        the ingestion API's path: every row validated against the table's schema first, and one
+        bad row rejects them all (``RecordValidationError`` naming each) with nothing written.
+        Returns once Kafka acknowledged every row (idempotent, ``acks=all``); the stream worker
+        then makes them served and, with ``offline=True``, part of training sets."""
+        from featurebus.feature_table import table_records
+        from featurebus.platform.config import resolve_bootstrap
+        from featurebus.serving.ingest import IngestService, KafkaRecordSink
+
+        ws = self.workspace
+        items = table_records(ws.spec.feature_table(self.name), df)
+        sink = KafkaRecordSink(resolve_bootstrap(ws.bootstrap))
+        try:
+            service = IngestService(lambda: {ws.name: ws.spec}, sink)
+            return service.ingest(ws.name, {self.name: items}, dry_run=False, max_records=max(1, len(items)))
+        finally:
+            sink.close()
+
+
+    # -- materialization jobs (batch views of live workspaces), as in Tecton -----------------------
+    def trigger_materialization_job(self, start_time: datetime, end_time: datetime, online: bool, offline: bool,
+                                    use_tecton_managed_retries: bool = True, overwrite: bool = False) -> str:
+        """Queue a materialization over ``[start_time, end_time)``; returns the job id."""
+        from featurebus import materialization
+
+        return materialization.trigger_materialization_job(
+            self.workspace.spec, self.workspace.bootstrap, self.name, start_time, end_time, online, offline,
+            use_tecton_managed_retries, overwrite)
+
+    def list_materialization_jobs(self) -> list[Job]:
+        from featurebus import materialization
+
+        return materialization.list_materialization_jobs(self.workspace.spec, self.workspace.bootstrap, self.name)
+
+    def get_materialization_job(self, job_id: str) -> Job:
+        from featurebus import materialization
+
+        return materialization.get_materialization_job(self.workspace.spec, self.workspace.bootstrap, job_id)
+
+    def cancel_materialization_job(self, job_id: str) -> Job:
+        """Request the cancel (the runner stops the job between chunks); returns the job as it was."""
+        from featurebus import materialization
+
+        return materialization.cancel_materialization_job(self.workspace.spec, self.workspace.bootstrap, job_id)
+
+    def wait_for_materialization_job(self, job_id: str, timeout: timedelta | None = None) -> Job:
+        """Block until the job ends; ``featurebus.exceptions.JobTimeoutError`` after ``timeout``."""
+        from featurebus import materialization
+
+        return materialization.wait_for_materialization_job(self.workspace.spec, self.workspace.bootstrap, job_id,
+                                                            timeout)
+
+
 class Workspace:
     def __init__(self, spec: WorkspaceSpec, offline_root: Path,
-                 offline_data: Mapping[str, tuple[tuple[str, str], ...]] | None = None) -> None:
+                 offline_data: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
+                 bootstrap: str | None = None) -> None:
         self.spec = spec
+        self.bootstrap = bootstrap  # the cluster it was read from: materialization jobs go there
         self.offline_root = offline_root
         # Where each source's offline records are; None: the workspace's own (a live workspace).
         self.offline_data = offline_data
+        self.bootstrap = bootstrap  # where FeatureTable.ingest writes (None: the configured cluster)
 
     @property
     def name(self) -> str:
@@ -97,8 +159,15 @@ class Workspace:
         return [s.name for s in self.spec.feature_services]
 
     def list_feature_views(self) -> list[str]:
-        return ([v.name for v in self.spec.stream_feature_views] + [v.name for v in self.spec.batch_feature_views]
-                + [v.name for v in self.spec.realtime_feature_views])
+        return ([v.name for v in self.spec.stream_feature_views if not v.feature_table]
+                + [v.name for v in self.spec.batch_feature_views] + [v.name for v in self.spec.realtime_feature_views])
+
+    def list_feature_tables(self) -> list[str]:
+        return [t.name for t in self.spec.feature_tables]
+
+    def get_feature_table(self, name: str) -> FeatureTableClient:
+        self.spec.feature_table(name)  # NotFoundError listing the known tables
+        return FeatureTableClient(self, name)
 
     def get_feature_service(self, name: str) -> FeatureServiceClient:
         self.spec.service(name)  # NotFoundError listing the known services
@@ -116,11 +185,12 @@ def get_workspace(name: str, bootstrap: str | None = None, home: Path | None = N
     from featurebus.platform.offline.locations import offline_locations
     from featurebus.platform.registry import read_registry
 
-    specs = read_registry(resolve_bootstrap(bootstrap))
+    cluster = resolve_bootstrap(bootstrap)
+    specs = read_registry(cluster)
     spec = specs.get(name)
     if spec is None:
         known = ", ".join(sorted(specs)) or "none"
         raise NotFoundError(f"no workspace named {name!r} (known: {known}); create it with "
                             f"`featurebus workspace create {name}` and `featurebus apply` a repository to it")
     offline_data = None if spec.live else offline_locations(spec, specs)
-    return Workspace(spec, (home.resolve() if home else home_dir()) / "offline", offline_data)
+    return Workspace(spec, (home.resolve() if home else home_dir()) / "offline", offline_data, cluster)

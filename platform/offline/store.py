@@ -17,6 +17,9 @@ and resuming after that offset would lose it forever. So a flush first writes ev
 ``*.tmp``, then a small ``_pending-<topic>-<partition>.json`` manifest naming them, then renames;
 ``recover_partition`` rolls a found manifest forward (all its files are complete) and deletes stray
 ``*.tmp`` files (their flush never reached the manifest, so nothing of it is visible).
+Compaction (``featurebus.platform.offline.compaction``) later merges a date folder's small files
+of one partition into one whose offset range covers theirs; ``list_parts`` hides files covered by
+another, so readers going through it never count a record twice.
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ __all__ = [
     "source_dir",
     "source_glob",
     "list_parts",
+    "live_parts",
+    "all_parts",
+    "part_name",
     "max_offsets",
     "write_partition",
     "recover_partition",
@@ -134,6 +140,35 @@ def source_glob(root: Path, workspace: str, source: str) -> str:
 
 
 def list_parts(root: Path, workspace: str, source: str) -> list[PartFile]:
+    """The source's part files readers use: every record exactly once, also mid-compaction."""
+    return live_parts(all_parts(root, workspace, source))[0]
+
+
+def live_parts(parts: Sequence[PartFile]) -> tuple[list[PartFile], list[PartFile]]:
+    """``(live, superseded)``: a file whose offset range lies within another file's of the same
+    date, topic and partition is superseded, its records are in the other one.
+
+    Flushes write disjoint offset ranges, so only compaction nests them: it renames the merged
+    file into place (one atomic step) before it deletes the inputs, and this rule hides the inputs
+    from that step on. A reader therefore sees either the inputs or the merged file, never both,
+    whenever a compaction is interrupted (see ``featurebus.platform.offline.compaction``).
+    """
+    live: list[PartFile] = []
+    superseded: list[PartFile] = []
+    ordered = sorted(parts, key=lambda p: (p.date, p.topic, p.partition, p.first_offset, -p.last_offset))
+    cover: PartFile | None = None
+    for part in ordered:
+        same_group = cover is not None and (cover.date, cover.topic, cover.partition) == (part.date, part.topic, part.partition)
+        if cover is not None and same_group and part.last_offset <= cover.last_offset:
+            superseded.append(part)
+            continue
+        live.append(part)
+        cover = part
+    return live, superseded
+
+
+def all_parts(root: Path, workspace: str, source: str) -> list[PartFile]:
+    """Every part file on disk, superseded ones included (compaction cleans those up)."""
     parts = []
     for path in source_dir(root, workspace, source).glob("date=*/part-*.parquet"):
         match = _PART_NAME.match(path.name)
@@ -150,6 +185,10 @@ def list_parts(root: Path, workspace: str, source: str) -> list[PartFile]:
             )
         )
     return sorted(parts, key=lambda p: (p.date, p.topic, p.partition, p.first_offset))
+
+
+def part_name(topic: str, partition: int, first_offset: int, last_offset: int) -> str:
+    return f"part-{topic}-{partition}-{first_offset}-{last_offset}.parquet"
 
 
 def max_offsets(root: Path, workspace: str, source: str) -> dict[tuple[str, int], int]:
@@ -197,11 +236,7 @@ def write_partition(
         chunk = table.filter(pa.array(days == day))
         chunk_offsets = offsets[days == day]
         date = datetime.fromtimestamp(int(day) * _DAY_MS / 1000, tz=UTC).strftime("%Y-%m-%d")
-        final = (
-            directory
-            / f"date={date}"
-            / (f"part-{topic}-{partition}-{int(chunk_offsets.min())}-{int(chunk_offsets.max())}.parquet")
-        )
+        final = directory / f"date={date}" / part_name(topic, partition, int(chunk_offsets.min()), int(chunk_offsets.max()))
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(final.name + ".tmp")
         pq.write_table(chunk, tmp, compression="zstd")

@@ -14,9 +14,11 @@ import pytest
 import featurebus
 from featurebus import (
     Aggregate,
+    Attribute,
     BatchSource,
     Entity,
     FeatureService,
+    FeatureTable,
     Field,
     FileConfig,
     KafkaConfig,
@@ -207,7 +209,30 @@ CASES: list[tuple[str, Callable[[], Any], str, str]] = [
      "KinesisConfig", "use KafkaConfig(topics=..., timestamp_field=...)"),
     ("unsupported Tecton function", lambda: featurebus.get_feature_view("v"),  # type: ignore[attr-defined]
      "get_feature_view", "use featurebus.get_workspace('<name>')"),
+    ("feature table without a ttl", lambda: _table(ttl=None), "FeatureTable 'scores'", "Pass ttl=timedelta(days=1)"),
+    ("feature table with an Aggregate", lambda: _table(features=[_sum()]), "FeatureTable 'scores'",
+     "Pass features=[Attribute('score', Float64)]"),
+    ("feature table without timestamp_field", lambda: _table(timestamp_field=None), "FeatureTable 'scores'",
+     "Pass timestamp_field='timestamp'"),
+    ("feature table with features and schema", lambda: _table(schema=[Field("user_id", String)]), "FeatureTable 'scores'",
+     "pass exactly one of features= and schema="),
+    ("feature table schema without the join key",
+     lambda: _table(features=None, schema=[Field("ts", Timestamp), Field("score", Float64)]), "FeatureTable 'scores'",
+     "Add Field('user_id', ...) to schema="),
+    ("feature table feature named as a join key", lambda: _table(features=[Attribute("user_id", String)]),
+     "FeatureTable 'scores'", "Rename the feature column"),
+    ("feature table with a Tecton store option", lambda: _table(online_store=object()), "FeatureTable 'scores'",
+     "Remove online_store="),
+    ("feature table named as a stream source", lambda: compile_workspace("w", [clicks, _table(name="clicks")]),
+     "FeatureTable 'clicks'", "Rename one of them"),
 ]
+
+
+def _table(**overrides: Any) -> Any:
+    params: dict[str, Any] = dict(name="scores", entities=[user], timestamp_field="ts", ttl=timedelta(days=1),
+                                  features=[Attribute("score", Float64)])
+    params.update(overrides)
+    return FeatureTable(**params)
 
 
 def test_the_table_has_at_least_25_cases() -> None:

@@ -1,0 +1,151 @@
+"""The job runner of a workspace (``featurebus jobs run``): runs queued jobs one at a time.
+
+Each ``step``: enqueue what the batch views' schedules and the periodic compaction call for,
+cancel PENDING jobs whose cancel was requested, retry failed jobs that have managed retries left,
+then run the oldest PENDING job to its end, writing its progress (at most every
+``progress_every_s``) and checking for a cancel request between chunks.
+
+At most one runner per workspace runs jobs: its store is opened with ``runner=True``, which fences
+the previous runner (see ``store``). A runner that starts requeues the jobs it finds RUNNING: their
+runner died (SIGKILL, a lost machine), and jobs are idempotent per range, so re-running one is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from featurebus.exceptions import JobRunnerFencedError, KafkaUnavailableError
+from featurebus.platform.jobs.client import enqueue_compaction, enqueue_scheduled
+from featurebus.platform.jobs.model import Job, JobState, cancel, fail, report_progress, requeue, retry, start, succeed
+from featurebus.platform.jobs.store import JobStore
+from featurebus.schemas.specs import WorkspaceSpec
+
+__all__ = ["Execute", "JobRunner", "RunnerSettings"]
+
+_log = logging.getLogger(__name__)
+
+# Runs a job: (job, progress(fraction), cancelled()) -> True if it stopped because of cancelled().
+Execute = Callable[[Job, Callable[[float], None], Callable[[], bool]], bool]
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    compaction_every_ms: int | None = 3_600_000  # None: no periodic compaction
+    progress_every_s: float = 1.0
+    cancel_check_every_s: float = 0.5
+    retry_backoff_ms: int = 10_000  # times the attempt number, before a managed retry
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class JobRunner:
+    def __init__(self, store: JobStore, execute: Execute, spec: Callable[[], WorkspaceSpec | None],
+                 settings: RunnerSettings = RunnerSettings(), clock_ms: Callable[[], int] = _now_ms,
+                 compaction_work: Callable[[], int] = lambda: 1) -> None:
+        self._store = store
+        self._execute = execute
+        self._spec = spec
+        self._settings = settings
+        self._clock_ms = clock_ms
+        # How much a compaction would do now: a period with nothing to compact queues no job, so
+        # an idle workspace does not fill its jobs topic with empty compactions.
+        self._compaction_work = compaction_work
+
+    def recover(self) -> list[Job]:
+        """Requeue the jobs a previous runner left RUNNING; returns them."""
+        requeued = []
+        for job in self._store.list():
+            if job.state is JobState.RUNNING:
+                again = requeue(job, self._clock_ms())
+                self._store.put(again)
+                requeued.append(again)
+                _log.warning("job %s was RUNNING under a runner that stopped; requeued", job.id)
+        return requeued
+
+    def _enqueue(self) -> None:
+        spec = self._spec()
+        if spec is None or not spec.live:
+            return
+        now = self._clock_ms()
+        for job in enqueue_scheduled(self._store, spec, now):
+            _log.info("scheduled job %s: %s [%s, %s)", job.id, job.view, job.start_ms, job.end_ms)
+        every = self._settings.compaction_every_ms
+        if every:
+            job_id = f"compact-{now // every * every}"
+            if self._store.get(job_id) is None and self._compaction_work() > 0:
+                enqueue_compaction(self._store, spec, now, job_id=job_id, origin="compaction")
+
+    def _housekeeping(self) -> None:
+        now = self._clock_ms()
+        cancels = self._store.cancel_requests()
+        for job in self._store.list():
+            if job.state is JobState.PENDING and cancels.get(job.id) == job.attempt:
+                self._store.put(cancel(job, now))
+            elif (job.state is JobState.FAILED and job.attempt < job.max_attempts
+                  and now >= job.updated_ms + self._settings.retry_backoff_ms * job.attempt):
+                self._store.put(retry(job, now))
+                _log.warning("job %s failed (%s); managed retry, attempt %d", job.id, job.error, job.attempt + 1)
+
+    def step(self) -> Job | None:
+        """One round; returns the job it ran to its end, if any."""
+        self._enqueue()
+        self._housekeeping()
+        pending = [j for j in self._store.list() if j.state is JobState.PENDING]
+        if not pending:
+            return None
+        return self._run(pending[0])
+
+    def _run(self, job: Job) -> Job:
+        current = start(job, self._clock_ms())
+        self._store.put(current)
+        last_write = time.monotonic()
+        last_check = 0.0
+        cancel_seen = False
+
+        def progress(fraction: float) -> None:
+            nonlocal current, last_write
+            current = report_progress(current, min(1.0, max(0.0, fraction)), self._clock_ms())
+            if time.monotonic() - last_write >= self._settings.progress_every_s:
+                self._store.put(current)
+                last_write = time.monotonic()
+
+        def cancelled() -> bool:
+            nonlocal last_check, cancel_seen
+            if not cancel_seen and time.monotonic() - last_check >= self._settings.cancel_check_every_s:
+                cancel_seen = self._store.cancel_requested(job.id, job.attempt)
+                last_check = time.monotonic()
+            return cancel_seen
+
+        try:
+            stopped = self._execute(current, progress, cancelled)
+        except JobRunnerFencedError:
+            raise
+        except Exception as exc:  # the job fails, the runner goes on
+            _log.warning("job %s failed: %s", job.id, exc, exc_info=True)
+            current = fail(current, f"{type(exc).__name__}: {exc}", self._clock_ms())
+        else:
+            current = cancel(current, self._clock_ms()) if stopped else succeed(current, self._clock_ms())
+        self._store.put(current)
+        return current
+
+    def run_forever(self, stop: threading.Event, idle_s: float = 1.0, retry_s: float = 2.0) -> None:
+        """Run jobs until ``stop``; rides out a Kafka outage (a job whose last write was lost stays
+        RUNNING, and is requeued once Kafka answers: every RUNNING job is this runner's own)."""
+        recovered = False
+        while not stop.is_set():
+            try:
+                if not recovered:
+                    self.recover()
+                    recovered = True
+                if self.step() is None:
+                    stop.wait(idle_s)
+            except KafkaUnavailableError as exc:
+                _log.warning("job runner: %s; retrying in %g s", exc, retry_s)
+                recovered = False
+                stop.wait(retry_s)
