@@ -14,6 +14,7 @@ from typing import Any
 from bench.fraud_setup import FeatureClient, apply_fraud, platform_home
 from bench.harness import BenchContext, emit, load_1m, median, percentile, ratio
 from bench.kafka_progress import CatchUp, OffsetReader
+from bench.stream_engine import measure
 from bench.stream_freshness import (
     DictFolder,
     FreshnessRun,
@@ -59,7 +60,18 @@ QUICK = Sizes(events=30_000, users=100_000, repeats=1, featurebus_timeout_s=300,
 def run(ctx: BenchContext) -> list[dict[str, Any]]:
     sizes = QUICK if ctx.quick else FULL
     bootstrap = ctx.kafka_bootstrap()
-    return throughput(ctx, bootstrap, sizes) + freshness(ctx, bootstrap, sizes)
+    return throughput(ctx, bootstrap, sizes) + freshness(ctx, bootstrap, sizes) + engine_cpu(sizes)
+
+
+# -- the engine alone -----------------------------------------------------------------------------
+def engine_cpu(sizes: Sizes) -> list[dict[str, Any]]:
+    """``StreamEngine.process`` without Kafka (``stream_engine``): CPU per event in the worker's
+    catch-up batches and per batch at the freshness rate, the steadiest figures on a shared
+    machine. No peer runs this part."""
+    figures = measure(sizes.events, sizes.users, batch=10_000, small=max(1, int(sizes.fresh_rate) // 100))
+    detail = {k: v for k, v in figures.items() if k not in ("events_per_cpu_s", "small_batch_cpu_ms")}
+    return [emit("stream_engine", "events_per_cpu_s", figures["events_per_cpu_s"], "events/s", None, None, detail),
+            emit("stream_engine", "small_batch_cpu_ms", figures["small_batch_cpu_ms"], "ms", None, None, detail)]
 
 
 # -- throughput -----------------------------------------------------------------------------------

@@ -34,9 +34,6 @@ from featurebus.platform.kv import KeyValueStore
 from featurebus.platform.topics import API_KEYS_TOPIC, REGISTRY_TOPIC, feature_topic
 from featurebus.schemas.encoding import (
     VALUE_FORMAT_VERSION,
-    split_store_key,
-    split_tile_key,
-    store_key,
     store_prefix,
 )
 from featurebus.schemas.specs import BatchFeatureViewSpec, StreamFeatureViewSpec, WorkspaceSpec
@@ -47,8 +44,11 @@ __all__ = ["OnlineMaterializer", "WriteListener", "online_view_name", "offset_ke
 # Sorts before every data key (those start with the key format byte, >= 0x01).
 OFFSETS_PREFIX = b"\x00offsets."
 _OFFSETS_END = b"\x00offsets/"  # "/" follows "." in byte order: the end of the prefix range
-_BATCH = 1000
+_BATCH = 5000  # records applied per store write at most (catch-up); at low rates, what has arrived
+_VALUE_MARK = bytes([VALUE_FORMAT_VERSION])
+_TILE_KEY_TAIL = 10  # a tile key's u64 start + u16 shard, after the entity key (schemas/encoding.py)
 _POLL_S = 0.05
+_METADATA_REFRESH_S = 30.0  # while every wanted topic is assigned: only new partitions to find
 _BROKER_DOWN = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
 
 _LAG = Gauge("featurebus_online_materializer_lag_records", "Records behind the high watermark", ["topic", "partition"])
@@ -67,16 +67,6 @@ class WriteListener(Protocol):
     def begin_write(self, entity_prefixes: set[bytes]) -> None: ...
 
     def end_write(self, entity_prefixes: set[bytes]) -> None: ...
-
-
-def _entity_prefix(key: bytes) -> bytes | None:
-    """The store prefix of the entity whose tile ``key`` is; None for a view's high-watermark
-    records (``streams.lifetime``), which belong to no entity."""
-    view, tile = split_store_key(key)
-    if tile.startswith(HIGH_WATERMARK_PREFIX):
-        return None
-    entity, _, _ = split_tile_key(tile)
-    return store_prefix(view, entity)
 
 
 def _materialized_views(spec: WorkspaceSpec) -> list[StreamFeatureViewSpec | BatchFeatureViewSpec]:
@@ -150,9 +140,11 @@ class OnlineMaterializer:
         self._fatal = False
         # Owned by the consumer thread.
         self._feature_topics: dict[str, str] = {}  # topic -> online view name
+        self._feature_prefixes: dict[str, bytes] = {}  # topic -> store_prefix(online view name)
         self._parts: dict[tuple[str, int], _Partition] = {}
         self._offsets: dict[tuple[str, int], int] = {}
         self._refresh_pending = True
+        self._topics_missing = True  # some wanted topic was not in the last metadata
         self._down_since: float | None = None
         self._logged_errors: set[tuple[int, str]] = set()
         self._caught_up = threading.Event()
@@ -257,10 +249,21 @@ class OnlineMaterializer:
                 }
             )
             self._offsets = self._load_offsets()
-            next_refresh = 0.0
+            next_refresh = next_metadata = 0.0
             while not self._stop.is_set():
-                if self._refresh_pending or time.monotonic() >= next_refresh:
-                    self._refresh(consumer)
+                now = time.monotonic()
+                if self._refresh_pending or now >= next_refresh:
+                    # A metadata request queues behind the consumer's fetch on the broker
+                    # connection, stalling every update meanwhile: ask only while a wanted topic
+                    # is missing (a view the worker has not written yet) or the broker seemed
+                    # down (a metadata answer is what clears that), else rarely (new partitions);
+                    # the lag comes from local consumer state every time.
+                    if (self._refresh_pending or self._topics_missing or self._down_since is not None
+                            or now >= next_metadata):
+                        self._refresh(consumer)
+                        next_metadata = now + _METADATA_REFRESH_S
+                    else:
+                        self._publish_lag(consumer)
                     next_refresh = time.monotonic() + self._refresh_interval_s
                 # consume(n, timeout) waits for all n records or the whole timeout, which at low
                 # rates adds the timeout to every update's freshness: block for the first record
@@ -311,9 +314,11 @@ class OnlineMaterializer:
         # Only feature topics resume from stored offsets; specs and keys live in memory.
         wanted = {REGISTRY_TOPIC: False, API_KEYS_TOPIC: False, **dict.fromkeys(self._feature_topics, True)}
         new: list[tuple[TopicPartition, _Partition]] = []
+        self._topics_missing = False
         for topic, resumable in wanted.items():
             topic_meta = metadata.topics.get(topic)
             if topic_meta is None or topic_meta.error is not None:
+                self._topics_missing = True
                 continue  # not created yet (e.g. the worker has not written the view yet)
             for p in topic_meta.partitions:
                 if (topic, p) not in self._parts:
@@ -347,6 +352,7 @@ class OnlineMaterializer:
 
     def _apply(self, messages: list[Message]) -> None:
         puts: list[tuple[bytes, bytes | None]] = []
+        entities: list[bytes] = []  # the store prefix of each written tile's entity
         offsets: dict[tuple[str, int], int] = {}
         for msg in messages:
             error = msg.error()
@@ -364,21 +370,24 @@ class OnlineMaterializer:
                 self._api_keys.apply_record(msg.key(), msg.value())
                 _RECORDS.labels("api_key").inc()
             else:
-                view = self._feature_topics.get(topic)
+                view = self._feature_prefixes.get(topic)
                 if view is None:
                     continue  # its view left the registry earlier in this batch
                 key, value = msg.key(), msg.value()
-                if key is None or (value is not None and value[:1] != bytes([VALUE_FORMAT_VERSION])):
+                if (key is None or (value is not None and value[:1] != _VALUE_MARK)
+                        or (len(key) <= _TILE_KEY_TAIL and not key.startswith(HIGH_WATERMARK_PREFIX))):
                     _SKIPPED.labels(topic).inc()
                     _log.warning("skipping malformed feature record %s[%d]@%d", topic, partition, offset)
                 else:
-                    puts.append((store_key(view, key), value))
+                    stored = view + key
+                    puts.append((stored, value))
+                    if not key.startswith(HIGH_WATERMARK_PREFIX):  # those belong to no entity
+                        entities.append(stored[:-_TILE_KEY_TAIL])  # store_prefix(view, entity key)
                 offsets[(topic, partition)] = offset + 1
         if offsets:
             tiles = len(puts)
             puts.extend((offset_key(t, p), str(o).encode()) for (t, p), o in offsets.items())
-            prefixes = (_entity_prefix(key) for key, _ in puts[:tiles]) if self._write_listeners else ()
-            touched = {prefix for prefix in prefixes if prefix is not None}
+            touched = set(entities) if self._write_listeners else set()
             for listener in self._write_listeners:
                 listener.begin_write(touched)
             self._store.write(puts)  # tiles and offsets together: a crash never skips a record
@@ -425,6 +434,7 @@ class OnlineMaterializer:
             for view in _materialized_views(spec)
             if view.online
         }
+        self._feature_prefixes = {topic: store_prefix(view) for topic, view in self._feature_topics.items()}
         self._specs = specs
         self._generation += 1
         self._refresh_pending = True  # subscribe to new views' topics before claiming caught up

@@ -136,7 +136,8 @@ def tile_shard(key: bytes) -> int:
 
 
 def encode_partials(partials: Sequence[Any]) -> bytes:
-    return _VALUE_MARK + orjson.dumps(list(partials))
+    # orjson writes a tuple as the same JSON array as a list: no copy for the engine's tuples.
+    return _VALUE_MARK + orjson.dumps(partials if type(partials) in (list, tuple) else list(partials))
 
 
 def decode_partials(data: bytes) -> list[Any]:

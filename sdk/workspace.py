@@ -74,30 +74,6 @@ class FeatureViewClient:
         ws = self.workspace
         return TectonDataFrame(get_features_in_range(ws.spec, self.name, start_time, end_time, ws.offline_root, entities, ws.offline_data))
 
-
-class FeatureTableClient(FeatureViewClient):
-    """A feature table: its values as a view's (point-in-time, in ranges), and ``ingest``."""
-
-    def ingest(self, df: pd.DataFrame) -> dict[str, Any]:
-        """Write the rows of ``df`` (join keys, features, the timestamp column) to the table through
-        the ingestion API's path: every row validated against the table's schema first, and one
-        bad row rejects them all (``RecordValidationError`` naming each) with nothing written.
-        Returns once Kafka acknowledged every row (idempotent, ``acks=all``); the stream worker
-        then makes them served and, with ``offline=True``, part of training sets."""
-        from featurebus.feature_table import table_records
-        from featurebus.platform.config import resolve_bootstrap
-        from featurebus.serving.ingest import IngestService, KafkaRecordSink
-
-        ws = self.workspace
-        items = table_records(ws.spec.feature_table(self.name), df)
-        sink = KafkaRecordSink(resolve_bootstrap(ws.bootstrap))
-        try:
-            service = IngestService(lambda: {ws.name: ws.spec}, sink)
-            return service.ingest(ws.name, {self.name: items}, dry_run=False, max_records=max(1, len(items)))
-        finally:
-            sink.close()
-
-
     # -- materialization jobs (batch views of live workspaces), as in Tecton -----------------------
     def trigger_materialization_job(self, start_time: datetime, end_time: datetime, online: bool, offline: bool,
                                     use_tecton_managed_retries: bool = True, overwrite: bool = False) -> str:
@@ -130,6 +106,29 @@ class FeatureTableClient(FeatureViewClient):
 
         return materialization.wait_for_materialization_job(self.workspace.spec, self.workspace.bootstrap, job_id,
                                                             timeout)
+
+
+class FeatureTableClient(FeatureViewClient):
+    """A feature table: its values as a view's (point-in-time, in ranges), and ``ingest``."""
+
+    def ingest(self, df: pd.DataFrame) -> dict[str, Any]:
+        """Write the rows of ``df`` (join keys, features, the timestamp column) to the table through
+        the ingestion API's path: every row validated against the table's schema first, and one
+        bad row rejects them all (``RecordValidationError`` naming each) with nothing written.
+        Returns once Kafka acknowledged every row (idempotent, ``acks=all``); the stream worker
+        then makes them served and, with ``offline=True``, part of training sets."""
+        from featurebus.feature_table import table_records
+        from featurebus.platform.config import resolve_bootstrap
+        from featurebus.serving.ingest import IngestService, KafkaRecordSink
+
+        ws = self.workspace
+        items = table_records(ws.spec.feature_table(self.name), df)
+        sink = KafkaRecordSink(resolve_bootstrap(ws.bootstrap))
+        try:
+            service = IngestService(lambda: {ws.name: ws.spec}, sink)
+            return service.ingest(ws.name, {self.name: items}, dry_run=False, max_records=max(1, len(items)))
+        finally:
+            sink.close()
 
 
 class Workspace:

@@ -5,7 +5,8 @@ partitions) and:
 1. skips records at or below the partition's applied offset (replays are no-ops);
 2. decodes them; malformed ones go to the dead-letter sink with the reason and original bytes;
 3. drops events later than the source's watermark delay (counted);
-4. runs each view's transformation per source partition and folds the rows into that
+4. runs each view's transformation on the batch (once where every output row can be traced to
+   its source partition, ``streams.sharded``; else per partition) and folds each row into its
    partition's *shard* of the tiles (a tile's shards are merged by readers);
 5. publishes every touched shard tile whole (a lifetime view's changed eager prefixes of the
    shard first, and a LATEST_EVENT_TIME view's moved shard high watermarks: ``streams.lifetime``), then ``sink.commit``s the batch together with the
@@ -24,9 +25,11 @@ import logging
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
+import pandas as pd
 
 from featurebus.platform.kv import KeyValueStore
 from featurebus.schemas.encoding import (
@@ -37,20 +40,21 @@ from featurebus.schemas.encoding import (
     tile_key,
 )
 from featurebus.schemas.specs import StreamSourceSpec, WorkspaceSpec
+from featurebus.streams.expiry import EntityGroup, key_range_end, read_slice
 from featurebus.streams.lifetime import (
     EAGER_PREFIX_START_MS,
-    HIGH_WATERMARK_PREFIX,
     high_watermark_key,
     high_watermark_record,
     high_watermark_shard,
 )
 from featurebus.streams.prefixes import expire_shard_entity, grow_eager_prefix
 from featurebus.streams.records import decode_records
-from featurebus.streams.tiles import CompiledView, TileUpdate, batch_tiles, merge_tile
+from featurebus.streams.sharded import SHARD_COLUMN, trace_shards
+from featurebus.streams.tiles import CompiledView, TileColumns, merge_tile, tile_columns
 from featurebus.streams.transform import Transformation, TransformationError, view_input_frame
 from featurebus.streams.windows import LATEST_EVENT_TIME, retention_ms
 
-__all__ = ["RawRecord", "FeatureSink", "MemorySink", "Progress", "StreamEngine", "EngineCounters", "compile_views", "shard_of"]
+__all__ = ["RawRecord", "FeatureSink", "MemorySink", "Progress", "StreamEngine", "EngineCounters", "ExpiryStep", "compile_views", "shard_of"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,8 @@ _I64 = struct.Struct(">q")
 _U16 = struct.Struct(">H")
 _PROGRESS = b"\x00progress."  # + topic + b"\x00" + partition -> applied offset, watermark
 NO_WATERMARK = -(2**62)
+_PARTITION, _OFFSET, _VALUE = itemgetter(1), itemgetter(2), itemgetter(3)  # of a RawRecord
+EXPIRY_SLICE_RECORDS = 2_000  # stored records one expiry step reads: a few ms, not a pause
 MAX_PARTITIONS_PER_TOPIC = 1024  # shard = topic index * 1024 + partition fits the u16 of a tile key
 
 
@@ -123,6 +129,12 @@ class MemorySink:
         self.committed.update(progress)
 
 
+class ExpiryStep(NamedTuple):
+    expired: int  # tiles deleted by this step
+    records: int  # stored records it read
+    finished: bool  # the pass reached the end of every view's state
+
+
 @dataclass
 class EngineCounters:
     processed: int = 0
@@ -170,6 +182,7 @@ class StreamEngine:
         compiled = compile_views(spec)
         self._sources: dict[str, StreamSourceSpec] = {}
         self._views_by_topic: dict[str, list[_ViewRuntime]] = {}
+        self._expiry_views: list[_ViewRuntime] = []  # every online view once, in a fixed order
         for view_spec in spec.stream_feature_views:
             if not view_spec.online:
                 continue
@@ -186,6 +199,8 @@ class StreamEngine:
             for topic in source.kafka.topics:
                 self._sources[topic] = source
                 self._views_by_topic.setdefault(topic, []).append(runtime)
+            self._expiry_views.append(runtime)
+        self._expiry_cursor: tuple[int, bytes | None] | None = None  # (view index, resume key) of a pass
 
     @property
     def source_topics(self) -> list[str]:
@@ -224,12 +239,19 @@ class StreamEngine:
 
     def _process_topic(self, topic: str, records: list[RawRecord], puts: list[tuple[bytes, bytes | None]]) -> dict[int, Progress]:
         source = self._sources[topic]
-        applied = {p: self.progress(topic, p) for p in {r.partition for r in records}}
-        fresh = [r for r in records if r.offset > applied[r.partition].offset]
+        # Per-record attributes as arrays at C speed (this runs for every event).
+        record_partitions = np.array(list(map(_PARTITION, records)), dtype=np.int64)
+        record_offsets = np.array(list(map(_OFFSET, records)), dtype=np.int64)
+        applied = {p: self.progress(topic, p) for p in np.unique(record_partitions).tolist()}
+        is_fresh = np.zeros(len(records), dtype=bool)
+        for partition, done in applied.items():
+            is_fresh |= (record_partitions == partition) & (record_offsets > done.offset)
+        fresh = records if is_fresh.all() else [records[i] for i in np.flatnonzero(is_fresh).tolist()]
+        fresh_partitions, fresh_offsets = record_partitions[is_fresh], record_offsets[is_fresh]
         self.counters.skipped_replayed += len(records) - len(fresh)
         if not fresh:
             return {}
-        decoded = decode_records([r.value for r in fresh], source)
+        decoded = decode_records(list(map(_VALUE, fresh)), source)
         for position, reason in decoded.rejected:
             self._sink.dead_letter(fresh[position], reason)
         self.counters.dead_lettered += len(decoded.rejected)
@@ -237,76 +259,110 @@ class StreamEngine:
         # Event-time watermark per partition: the newest event time seen so far. An event older
         # than watermark - delay (judged against the watermark *before* it) is dropped as late.
         frame = decoded.frame
-        accepted = [fresh[i] for i in decoded.accepted_indexes]
         ts_ms = frame[source.kafka.timestamp_field].dt.as_unit("ms").astype("int64").to_numpy() if len(frame) else np.zeros(0, np.int64)
-        partitions = np.array([r.partition for r in accepted], dtype=np.int64)
-        keep = np.ones(len(accepted), dtype=bool)
+        partitions = fresh_partitions[np.array(decoded.accepted_indexes, dtype=np.int64)]
+        keep = np.ones(len(partitions), dtype=bool)
         new_progress: dict[int, Progress] = {}
-        for partition in sorted({r.partition for r in fresh}):
+        for partition in np.unique(fresh_partitions).tolist():
             watermark = applied[partition].watermark
             mask = partitions == partition
             part_ts = ts_ms[mask]
             seen_before = np.maximum.accumulate(np.concatenate(([watermark], part_ts)))[:-1]
             keep[mask] = part_ts >= seen_before - source.kafka.watermark_delay_ms
-            last_offset = max(r.offset for r in fresh if r.partition == partition)
+            last_offset = int(fresh_offsets[fresh_partitions == partition].max())
             new_watermark = int(max(watermark, part_ts.max())) if len(part_ts) else watermark
             new_progress[partition] = Progress(last_offset, new_watermark)
         self.counters.dropped_late += int((~keep).sum())
-        frame, partitions = frame.loc[keep].reset_index(drop=True), partitions[keep]
+        if not keep.all():  # usually nothing is late: no copy of the batch then
+            frame, partitions = frame.loc[keep].reset_index(drop=True), partitions[keep]
 
-        # Transformations run per source partition, so that every output row is known to
-        # belong to one shard (a transformation may filter, reorder or reshape its rows).
-        for partition in np.unique(partitions).tolist():
-            shard = shard_of(source, topic, partition)
-            shard_frame = frame.loc[partitions == partition].reset_index(drop=True)
-            for runtime in self._views_by_topic[topic]:
-                puts.extend(self._fold_view(runtime, shard_frame, shard))
+        # Every output row of a transformation must be known to belong to one shard (a
+        # transformation may filter, reorder or reshape its rows): ``_transform``.
+        shards = np.array([shard_of(source, topic, p) for p in range(int(partitions.max()) + 1)],
+                          dtype=np.int64)[partitions] if len(partitions) else partitions
+        for runtime in self._views_by_topic[topic]:
+            puts.extend(self._fold_view(runtime, frame, shards))
         for runtime in self._views_by_topic[topic]:
             if runtime.view.spec.aggregation_leading_edge == LATEST_EVENT_TIME:
                 puts.extend(self._publish_high_watermarks(runtime, source, topic, new_progress))
         self.counters.processed += len(fresh)
         return new_progress
 
-    def _fold_view(self, runtime: _ViewRuntime, frame: Any, shard: int) -> list[tuple[bytes, bytes | None]]:
+    def _transform(self, runtime: _ViewRuntime, frame: pd.DataFrame, shards: np.ndarray) -> list[pd.DataFrame]:
+        """The view's transformed rows, each with its shard in ``SHARD_COLUMN``: one run over the
+        whole batch where every row can be traced to its shard (``streams.sharded``), else one run
+        per shard. A failing run is logged and its rows counted (a transformation bug must not
+        wedge the pipeline)."""
+        distinct = np.unique(shards).tolist()
+        if len(distinct) > 1 and runtime.view.spec.transformation.mode == "pandas":
+            try:
+                whole = runtime.transformation.apply(frame)
+            except TransformationError:
+                whole = None  # perhaps only some shard's rows break it: try them one by one
+            traced = None if whole is None else trace_shards(frame, whole, shards, runtime.view.spec.join_keys)
+            if whole is not None and traced is not None:
+                return [whole.assign(**{SHARD_COLUMN: traced})]
+        pieces = []
+        for shard in distinct:
+            piece = frame if len(distinct) == 1 else frame.loc[shards == shard].reset_index(drop=True)
+            try:
+                pieces.append(runtime.transformation.apply(piece).assign(**{SHARD_COLUMN: shard}))
+            except TransformationError as exc:
+                log.error("%s", exc)
+                self.counters.transform_failed += len(piece)
+        return pieces
+
+    def _fold_view(self, runtime: _ViewRuntime, frame: pd.DataFrame, shards: np.ndarray) -> list[tuple[bytes, bytes | None]]:
         view = runtime.view
-        try:
-            rows, ts_ms = view_input_frame(view.spec, runtime.transformation.apply(frame))
-        except TransformationError as exc:
-            # A transformation bug must not wedge the pipeline: log it, count the rows, go on.
-            log.error("%s", exc)
-            self.counters.transform_failed += len(frame)
-            return []
-        updates = batch_tiles(view, rows, ts_ms)
-        prefix = _state_prefix(view.spec.name, shard)
-        tile_keys = [tile_key(u.entity_key, u.tile_start_ms, shard) for u in updates]
-        state_keys = [prefix + k for k in tile_keys]
-        partition = runtime.partition_of(shard)
-        # Lifetime prefixes go first: a reader seeing a prefix before the tiles it covers ignores
-        # their older versions; the other order could briefly miss a late event (streams/lifetime.py).
-        puts = self._grow_eager_prefixes(runtime, updates, shard) if view.has_lifetime else []
-        for update, record_key, key, old in zip(updates, tile_keys, state_keys, self._store.get_many(state_keys), strict=True):
-            value = encode_partials(merge_tile(view, None if old is None else decode_partials(old), update.partials))
-            self._sink.publish(runtime.feature_topic, partition, record_key, value)
-            puts.append((key, value))
-        self.counters.tiles_written += len(updates)
+        puts: list[tuple[bytes, bytes | None]] = []
+        for transformed in self._transform(runtime, frame, shards):
+            try:
+                rows, ts_ms = view_input_frame(view.spec, transformed, carry=(SHARD_COLUMN,))
+            except TransformationError as exc:
+                log.error("%s", exc)
+                self.counters.transform_failed += len(transformed)
+                continue
+            updates = tile_columns(view, rows, ts_ms, rows[SHARD_COLUMN].to_numpy())
+            # Lifetime prefixes go first: a reader seeing a prefix before the tiles it covers ignores
+            # their older versions; the other order could briefly miss a late event (streams/lifetime.py).
+            if view.has_lifetime:
+                puts.extend(self._grow_eager_prefixes(runtime, updates))
+            puts.extend(self._merge_tiles(runtime, updates))
         return puts
 
-    def _grow_eager_prefixes(self, runtime: _ViewRuntime, updates: list[TileUpdate], shard: int) -> list[tuple[bytes, bytes | None]]:
-        """Publish the shard's eager lifetime prefixes this batch changes (``grow_eager_prefix``)."""
-        by_entity: dict[bytes, list[tuple[int, list[Any]]]] = {}
-        for update in updates:
-            by_entity.setdefault(update.entity_key, []).append((update.tile_start_ms, update.partials))
-        entities = sorted(by_entity)
-        prefix = _state_prefix(runtime.view.spec.name, shard)
-        keys = [tile_key(e, EAGER_PREFIX_START_MS, shard) for e in entities]
+    def _merge_tiles(self, runtime: _ViewRuntime, updates: TileColumns) -> list[tuple[bytes, bytes | None]]:
+        """Merge a batch's updates into the stored tiles and publish the merged tiles whole."""
+        view, topic, publish = runtime.view, runtime.feature_topic, self._sink.publish
+        prefixes = {shard: _state_prefix(view.spec.name, shard) for shard in set(updates.shards)}
+        partitions = {shard: runtime.partition_of(shard) for shard in prefixes}
+        tile_keys = [tile_key(*key) for key in zip(updates.entity_keys, updates.starts, updates.shards, strict=True)]
+        state_keys = [prefixes[shard] + key for shard, key in zip(updates.shards, tile_keys, strict=True)]
         puts: list[tuple[bytes, bytes | None]] = []
-        stored = self._store.get_many([prefix + k for k in keys])
-        for entity, key, old in zip(entities, keys, stored, strict=True):
-            grown = grow_eager_prefix(runtime.view, None if old is None else decode_partials(old), by_entity[entity])
+        for shard, partials, record_key, key, old in zip(updates.shards, updates.partials, tile_keys, state_keys,
+                                                          self._store.get_many(state_keys), strict=True):
+            value = encode_partials(partials if old is None else merge_tile(view, decode_partials(old), partials))
+            publish(topic, partitions[shard], record_key, value)
+            puts.append((key, value))
+        self.counters.tiles_written += len(tile_keys)
+        return puts
+
+    def _grow_eager_prefixes(self, runtime: _ViewRuntime, updates: TileColumns) -> list[tuple[bytes, bytes | None]]:
+        """Publish the eager lifetime prefixes this batch changes, per shard (``grow_eager_prefix``)."""
+        by_entity: dict[tuple[int, bytes], list[tuple[int, list[Any]]]] = {}
+        for entity, start, shard, partials in zip(*updates, strict=True):
+            by_entity.setdefault((shard, entity), []).append((start, list(partials)))
+        groups = sorted(by_entity)
+        state_keys, keys = [], []
+        for shard, entity in groups:
+            keys.append(tile_key(entity, EAGER_PREFIX_START_MS, shard))
+            state_keys.append(_state_prefix(runtime.view.spec.name, shard) + keys[-1])
+        puts: list[tuple[bytes, bytes | None]] = []
+        for (shard, entity), key, state_key, old in zip(groups, keys, state_keys, self._store.get_many(state_keys), strict=True):
+            grown = grow_eager_prefix(runtime.view, None if old is None else decode_partials(old), by_entity[(shard, entity)])
             if grown is not None:
                 value = encode_partials(grown)
                 self._sink.publish(runtime.feature_topic, runtime.partition_of(shard), key, value)
-                puts.append((prefix + key, value))
+                puts.append((state_key, value))
         return puts
 
     def _publish_high_watermarks(self, runtime: _ViewRuntime, source: StreamSourceSpec, topic: str,
@@ -380,56 +436,63 @@ class StreamEngine:
 
     # -- expiry --------------------------------------------------------------------------------
     def expire(self, owned: set[tuple[str, int]] | None = None) -> int:
-        """Delete (and tombstone) tiles no window can reach any more; returns how many.
+        """A whole expiry pass at once (from the start, in one commit); returns how many tiles it
+        deleted. The worker uses ``expire_step`` instead, which bounds the pause."""
+        self._expiry_cursor = None
+        return self.expire_step(owned, max_records=None).expired
+
+    @property
+    def expiry_pending(self) -> bool:
+        """A pass of ``expire_step`` is under way (started, not yet at the end of the state)."""
+        return self._expiry_cursor is not None
+
+    def expire_step(self, owned: set[tuple[str, int]] | None = None,
+                    max_records: int | None = EXPIRY_SLICE_RECORDS) -> ExpiryStep:
+        """Delete (and tombstone) tiles no window can reach any more, in the next slice of about
+        ``max_records`` stored records (None: all of them) of an expiry pass; starts a pass if
+        none is under way.
 
         Only the shards of ``owned`` source partitions (default: all with local progress) are
         touched: the local store may still cache shards that another worker now owns. Each shard
-        is judged by its own watermark. Views with a lifetime window first fold every final tile
-        into the (entity, shard)'s lifetime prefix (``streams.prefixes.expire_shard_entity``), so
-        lifetime values survive the tiles' deletion.
+        is judged by its own watermark (as of this slice). Views with a lifetime window first fold
+        every final tile into the (entity, shard)'s lifetime prefix
+        (``streams.prefixes.expire_shard_entity``), so lifetime values survive the tiles'
+        deletion. A slice's prefixes and tombstones are committed (one transaction) before its
+        local delete; the pass moves on only once both are done, so a failed slice is redone.
         """
         watermarks = self._shard_watermarks(owned)
+        view_index, resume = self._expiry_cursor or (0, None)
         puts: list[tuple[bytes, bytes | None]] = []
-        seen: set[str] = set()
-        for runtimes in self._views_by_topic.values():
-            for runtime in runtimes:
-                if runtime.view.spec.name not in seen:
-                    seen.add(runtime.view.spec.name)
-                    puts.extend(self._expire_view(runtime, watermarks))
+        read = 0
+        while view_index < len(self._expiry_views):
+            runtime = self._expiry_views[view_index]
+            budget = None if max_records is None else max(1, max_records - read)
+            part = read_slice(self._store, store_prefix(runtime.view.spec.name), resume, budget)
+            for group in part.groups:
+                self._expire_group(runtime, group, watermarks, puts)
+            read += part.records
+            if part.resume is not None:
+                resume = part.resume
+                break
+            view_index, resume = view_index + 1, None
+            if max_records is not None and read >= max_records:
+                break
         expired = sum(1 for _, value in puts if value is None)
         if puts:
             self._sink.commit({})
             self._store.write(puts)
         self.counters.tiles_expired += expired
-        return expired
+        finished = view_index >= len(self._expiry_views)
+        self._expiry_cursor = None if finished else (view_index, resume)
+        return ExpiryStep(expired, read, finished)
 
-    def _expire_view(self, runtime: _ViewRuntime, watermarks: dict[tuple[str, int], int]) -> list[tuple[bytes, bytes | None]]:
-        spec = runtime.view.spec
-        prefix = store_prefix(spec.name)
-        puts: list[tuple[bytes, bytes | None]] = []
-        group: tuple[int, bytes] | None = None  # (shard, entity): contiguous in the state's key order
-        records: list[tuple[int, bytes]] = []
-        for key, value in self._store.scan(prefix, _prefix_end(prefix)):
-            record_key = key[len(prefix) + 2 :]
-            if record_key.startswith(HIGH_WATERMARK_PREFIX):
-                continue
-            entity, start, shard = split_tile_key(record_key)
-            if (shard, entity) != group:
-                if group is not None:
-                    self._expire_group(runtime, group, records, watermarks, puts)
-                group, records = (shard, entity), []
-            records.append((start, value))
-        if group is not None:
-            self._expire_group(runtime, group, records, watermarks, puts)
-        return puts
-
-    def _expire_group(self, runtime: _ViewRuntime, group: tuple[int, bytes], records: list[tuple[int, bytes]],
-                      watermarks: dict[tuple[str, int], int], puts: list[tuple[bytes, bytes | None]]) -> None:
-        shard, entity = group
+    def _expire_group(self, runtime: _ViewRuntime, group: EntityGroup, watermarks: dict[tuple[str, int], int],
+                      puts: list[tuple[bytes, bytes | None]]) -> None:
+        shard, entity = group.shard, group.entity
         watermark = watermarks.get((runtime.view.spec.source, shard))
         if watermark is None:
             return
-        plan = expire_shard_entity(runtime.view, records, watermark, runtime.watermark_delay_ms, runtime.retention_ms)
+        plan = expire_shard_entity(runtime.view, group.records, watermark, runtime.watermark_delay_ms, runtime.retention_ms)
         state_prefix = _state_prefix(runtime.view.spec.name, shard)
         partition = runtime.partition_of(shard)
         for start, partials in plan.prefixes:  # prefixes before tombstones: see expire_shard_entity
@@ -464,7 +527,7 @@ def _state_prefix(view: str, shard: int) -> bytes:
 
 
 def _prefix_end(prefix: bytes) -> bytes:
-    return prefix + b"\xff" * 16
+    return key_range_end(prefix)
 
 
 def _last_write_wins(puts: list[tuple[bytes, bytes | None]]) -> list[tuple[bytes, bytes | None]]:

@@ -60,13 +60,15 @@ class Transformation:
         return result
 
 
-def view_input_frame(view: StreamFeatureViewSpec, transformed: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    """The columns a view aggregates, and event times in integer ms, checked for presence.
+def view_input_frame(view: StreamFeatureViewSpec, transformed: pd.DataFrame,
+                     carry: tuple[str, ...] = ()) -> tuple[pd.DataFrame, np.ndarray]:
+    """The columns a view aggregates (and the caller's ``carry`` columns), and event times in
+    integer ms, checked for presence.
 
     Rows with a null join key or timestamp cannot belong to any entity or window; they are dropped
     here (the caller counts them) rather than failing the batch.
     """
-    needed = [*view.join_keys, view.timestamp_field, *{a.input_column for a in view.aggregations}]
+    needed = [*view.join_keys, view.timestamp_field, *{a.input_column for a in view.aggregations}, *carry]
     missing = [c for c in dict.fromkeys(needed) if c not in transformed.columns]
     if missing:
         raise TransformationError(

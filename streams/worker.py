@@ -1,6 +1,6 @@
 """The stream worker: a consumer group over the source topics, micro-batches, Kafka transactions.
 
-Each micro-batch (up to ``batch_size`` records, or what arrived within ``batch_window_s``) goes
+Each micro-batch (up to ``batch_size`` records: what arrived while the previous one was processed) goes
 through ``StreamEngine.process`` inside one Kafka transaction that holds the batch's tiles, its
 dead letters and the consumer offsets (with the partitions' watermarks in the offset metadata):
 the effects of a batch become visible exactly once, or not at all (exactly-once, the Kafka
@@ -315,15 +315,24 @@ class _Worker:
         self.registry.start()
         next_expiry = time.monotonic() + EXPIRY_INTERVAL_S
         while not self.stopping:
-            messages = self.consumer.consume(num_messages=batch_size, timeout=batch_window_s)
+            # Block for the first record only, then take what is already fetched: consume(n,
+            # timeout) waits for n records or the whole timeout, which at 5,000 events/s adds the
+            # timeout to every batch. Batches still grow with the load (what arrived while the
+            # previous one was processed and committed), up to batch_size.
+            first = self.consumer.poll(batch_window_s)
+            messages = [] if first is None else [first, *self.consumer.consume(num_messages=batch_size - 1, timeout=0)]
             records = _records(messages)
             if records:
                 self._process(records)
             self._follow_registry()
+            # Expiry walks the state one bounded slice per loop turn (a whole pass at 100k
+            # entities took seconds, holding back every event meanwhile); a pass starts every
+            # EXPIRY_INTERVAL_S.
             now = time.monotonic()
-            if now >= next_expiry:
+            if self.engine.expiry_pending or now >= next_expiry:
+                if not self.engine.expiry_pending:
+                    next_expiry = now + EXPIRY_INTERVAL_S
                 self._expire()
-                next_expiry = now + EXPIRY_INTERVAL_S
 
     def _process(self, records: list[RawRecord]) -> None:
         try:
@@ -339,7 +348,7 @@ class _Worker:
 
     def _expire(self) -> None:
         try:
-            self.engine.expire(self.owned)
+            self.engine.expire_step(self.owned)
         except TransactionAbortedError as exc:
             log.warning("expiry %s; retrying later", exc)
 
@@ -385,7 +394,7 @@ def _records(messages: list[Message]) -> list[RawRecord]:
     return records
 
 
-def run_worker(bootstrap: str, workspace: str, data_dir: Path, batch_size: int = 10_000, batch_window_s: float = 0.02) -> None:
+def run_worker(bootstrap: str, workspace: str, data_dir: Path, batch_size: int = 10_000, batch_window_s: float = 0.1) -> None:
     """Run the worker until SIGTERM/SIGINT; raises ``FeaturebusError`` if it had to stop on an error.
 
     Returns at once for a development workspace: it is never materialized (workspaces do not

@@ -89,9 +89,28 @@ def produce_steadily(bootstrap: str, topic: str, events: list[Event]) -> threadi
     return thread
 
 
+def wait_transactions_settled(bootstrap: str, topic: str, timeout_s: float = 60.0) -> None:
+    """Until no transaction is open on ``topic``: a killed worker's open transaction holds back
+    read_committed readers (at the last stable offset) until the broker aborts it, so records
+    committed after it would not be read yet."""
+    def ends(isolation: str) -> list[int]:
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "featurebus.test.settle", "isolation.level": isolation})
+        try:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            return [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in sorted(partitions)]
+        finally:
+            consumer.close()
+
+    deadline = time.monotonic() + timeout_s
+    while ends("read_committed") != ends("read_uncommitted"):
+        assert time.monotonic() < deadline, f"a transaction on {topic} stayed open for {timeout_s:g} s"
+        time.sleep(0.5)
+
+
 def assert_feature_topic_equals_oracle(bootstrap: str, spec: WorkspaceSpec, events: list[Event], users: list[str],
                                        t_ms: int, view_name: str = "user_spending") -> None:
     """Readers merge every shard of a tile: the merged windows must equal the brute force."""
+    wait_transactions_settled(bootstrap, feature_topic(spec.name, view_name))
     view = compile_views(spec)[view_name]
     tiles: dict[bytes, list[tuple[int, list[object]]]] = {}
     for key, value in read_compacted(bootstrap, feature_topic(spec.name, view_name)).items():
