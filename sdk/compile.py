@@ -130,6 +130,9 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
         _register(sources, view.source)
         for entity in view.entities:
             _register(entities, entity)
+    for upstream in (getattr(s, "view", None) for r in realtime.values() for s in r.sources):
+        if isinstance(upstream, BatchFeatureView):  # a realtime view may read a batch view's features
+            _register(batch_views, upstream)
     for batch_view in batch_views.values():
         for entity in batch_view.entities:
             _register(entities, entity)
@@ -157,6 +160,7 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
     batch_specs = {n: _compile_batch_view(v) for n, v in sorted(batch_views.items())}
     table_specs = [compile_feature_table(t) for _, t in sorted(tables.items())]
     upstream_features = {n: view_features(v) for n, v in view_specs.items()}
+    upstream_features.update({n: view_features(v.as_view_spec()) for n, v in batch_specs.items()})
     upstream_features.update({t.name: view_features(table_objects(name, t)[1]) for t in table_specs})
     realtime_specs = {
         n: dataclasses.replace(v, **_metadata(realtime[n]))

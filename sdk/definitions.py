@@ -294,9 +294,8 @@ class DataSource(_Definition):
     def unfiltered(self) -> DataSource:
         """Tecton's way to read a source without the materialization time-range filter.
 
-        featurebus never filters a source by a materialization window (the stream worker and the
-        offline replay read the whole topic), so every source is already unfiltered: this
-        returns the source itself, and a view over it compiles exactly as over the source."""
+        Only batch feature views filter their sources by a range (a stream source's too, its
+        ``batch_config`` history); stream views read the whole topic, so there it changes nothing."""
         return self
 
 
@@ -360,15 +359,19 @@ class StreamSource(DataSource):
         self.batch_config = batch_config
         self._keep_metadata(description, owner, tags, prevent_destroy)
 
+    def unfiltered(self) -> DataSource:
+        return UnfilteredSource(self)
+
     def __repr__(self) -> str:
         return f"StreamSource({self.name!r})"
 
 
 class UnfilteredSource(DataSource):
-    """``batch_source.unfiltered()``: a batch feature view reads all of the source's rows, not
-    only those in the materialization range (Tecton's ``FilteredSource`` opposite)."""
+    """``source.unfiltered()``: a batch feature view reads all of the source's rows (a stream
+    source's: all of its ``batch_config`` history), not only those in the materialization range
+    (Tecton's ``FilteredSource`` opposite). A stream view reads ``source`` itself."""
 
-    def __init__(self, source: BatchSource) -> None:
+    def __init__(self, source: BatchSource | StreamSource) -> None:
         self.source = source
         self.name = source.name
         self.site = source.site
@@ -634,11 +637,15 @@ class StreamFeatureView(MaterializedFeatureView):
         self.site = site
         self.function = function
         self.name = _require_name("StreamFeatureView", name or function.__name__, site)
-        if isinstance(source, BatchSource):
-            raise self.error(f"source {source.name!r} is a BatchSource; stream feature views read StreamSources",
+        given: object = source
+        if isinstance(given, UnfilteredSource):
+            given = given.source  # a stream view never filters its source by a range
+        if isinstance(given, BatchSource):
+            raise self.error(f"source {given.name!r} is a BatchSource; stream feature views read StreamSources",
                              "Pass a StreamSource (it may carry the history as batch_config=FileConfig(...)).")
-        if not isinstance(source, StreamSource):
-            raise self.error(f"source must be a StreamSource, got {source!r}", "Pass source=<a StreamSource>.")
+        if not isinstance(given, StreamSource):
+            raise self.error(f"source must be a StreamSource, got {given!r}", "Pass source=<a StreamSource>.")
+        source = given
         if not entities or not all(isinstance(e, Entity) for e in entities):
             raise self.error("entities must be a non-empty list of Entity", "Pass entities=[user].")
         if mode not in ("pandas", "python"):
@@ -817,15 +824,18 @@ class BatchFeatureView(MaterializedFeatureView):
         if not sources or not all(isinstance(s, DataSource) for s in sources):
             raise self.error("sources must be a non-empty list of BatchSource or StreamSource",
                              "Pass sources=[my_batch_source].")
-        for source in sources:
+        for source in (s.source if isinstance(s, UnfilteredSource) else s for s in sources):
             if isinstance(source, StreamSource) and source.batch_config is None:
                 raise self.error(f"stream source {source.name!r} has no batch_config, so it has no history to read",
                                  "Give the StreamSource batch_config=FileConfig(...), or use @stream_feature_view.")
         if not entities or not all(isinstance(e, Entity) for e in entities):
             raise self.error("entities must be a non-empty list of Entity", "Pass entities=[user].")
         if mode != PANDAS_MODE:
+            # Tecton's batch views take 'spark_sql', 'pyspark', 'snowflake_sql', 'snowpark' or 'pandas';
+            # its 'python' mode (rows as dicts) exists for realtime views only, so there is none to port.
             fix = ("Use mode='pandas' (featurebus runs no Spark or warehouse SQL)." if mode != PYTHON_MODE
-                   else "Use mode='pandas': batch views transform whole DataFrames.")
+                   else "Use mode='pandas', the mode batch views support: the function receives and returns "
+                        "DataFrames. As in Tecton, mode='python' (one dict per row) is for @realtime_feature_view.")
             raise self.error(f"mode {mode!r} is not supported for batch feature views", fix)
         if not features or not (all(isinstance(f, Aggregate) for f in features)
                                 or all(isinstance(f, Attribute) for f in features)):

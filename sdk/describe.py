@@ -114,7 +114,8 @@ def lineage(spec: WorkspaceSpec, kind: str, name: str) -> dict[str, list[str]]:
     batch = [v for v in spec.batch_feature_views if kind in ("batch_source", "stream_source", "entity")
              and name in (*v.sources, *v.entities)]
     names |= {v.name for v in batch}
-    if kind in ("stream_source", "entity", "stream_feature_view", "feature_table"):  # downstream: realtime views reading them
+    if kind in ("stream_source", "entity", "stream_feature_view", "feature_table", "batch_source",
+                "batch_feature_view"):  # downstream: realtime views reading them
         names |= {r for r in realtime if upstream(r) & names}
     materialized: list[StreamFeatureViewSpec | BatchFeatureViewSpec] = [*spec.stream_feature_views,
                                                                          *spec.batch_feature_views]

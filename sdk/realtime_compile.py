@@ -99,7 +99,7 @@ def _compile_source(
     fields = offered.get(source.view.name)
     if fields is None:
         raise view.error(f"source {source.view.name!r} is not a view this workspace can compute",
-                         "Use a stream feature view or another realtime feature view of this repository.")
+                         "Use a stream, batch or realtime feature view of this repository.")
     by_name = {f.name: f for f in fields}
     unknown = [f for f in source.features if f not in by_name]
     if unknown:

@@ -144,6 +144,7 @@ def realtime_order(dependencies: Mapping[str, Sequence[str]]) -> list[str]:
 def check_realtime_views(spec: WorkspaceSpec) -> None:
     """Every source of every realtime view exists with the features it reads; no cycles."""
     views: dict[str, StreamFeatureViewSpec | RealtimeFeatureViewSpec] = {v.name: v for v in spec.stream_feature_views}
+    views.update({v.name: v.as_view_spec() for v in spec.batch_feature_views})  # read from their tiles too
     views.update({v.name: v for v in spec.realtime_feature_views})
     for view in spec.realtime_feature_views:
         for source in view.inputs:
@@ -212,11 +213,16 @@ class RealtimeServicePlan:
                 offered = {f.name: f.dtype for f in spec.realtime_view(selection.view).features}
                 outputs.extend(("realtime", selection.view, f) for f in selection.features)
             else:
-                offered = {f.name: f.dtype for f in feature_fields(spec.view(selection.view))}
+                offered = {f.name: f.dtype for f in feature_fields(_materialized_view(spec, selection.view))}
                 outputs.extend(("fetched", position[(selection.view, f)]) for f in selection.features)
             dtypes.extend(offered[f] for f in selection.features)
         fetch = FeatureServiceSpec(service.name, tuple(FeatureSelectionSpec(v, tuple(fs)) for v, fs in fetched.items()))
         return cls(service.name, fetch, views, tuple(request_fields.items()), tuple(outputs), tuple(dtypes))
+
+
+def _materialized_view(spec: WorkspaceSpec, name: str) -> StreamFeatureViewSpec:
+    """A stream view, or a batch view in the shape serving and training sets read it."""
+    return spec.batch_view(name).as_view_spec() if spec.is_batch(name) else spec.view(name)
 
 
 # -- evaluation -----------------------------------------------------------------------------------

@@ -178,6 +178,8 @@ CASES: list[tuple[str, Callable[[], Any], str, str]] = [
     ("batch view without features", lambda: _daily(features=[]), "BatchFeatureView 'daily'",
      "Pass features=[Attribute('city', String)]"),
     ("batch view in spark_sql mode", lambda: _daily(mode="spark_sql"), "BatchFeatureView 'daily'", "Use mode='pandas'"),
+    ("batch view in python mode (Tecton has none)", lambda: _daily(mode="python"), "BatchFeatureView 'daily'",
+     "Use mode='pandas', the mode batch views support"),
     ("batch attribute view without ttl",
      lambda: _daily(features=[featurebus.Attribute("price", Float64)], aggregation_interval=None),
      "BatchFeatureView 'daily'", "Pass ttl=timedelta(days=1)"),

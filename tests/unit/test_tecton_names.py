@@ -90,12 +90,15 @@ def test_unsupported_parameters_are_refused_where_used() -> None:
                                                 input_column=Field("x", Float64))])(view)
 
 
-def test_unfiltered_source_is_the_source() -> None:
+def test_unfiltered_stream_source_wraps_the_source() -> None:
     from featurebus import KafkaConfig, StreamSource
+    from featurebus.definitions import UnfilteredSource
     from featurebus.types import Field, Timestamp
 
     source = StreamSource(name="s", schema=[Field("ts", Timestamp)], stream_config=KafkaConfig(topics="t", timestamp_field="ts"))
-    assert source.unfiltered() is source
+    unfiltered = source.unfiltered()  # batch views read all its history (tests/unit/test_batch_unfiltered.py)
+    assert isinstance(unfiltered, UnfilteredSource) and unfiltered.source is source and unfiltered.name == "s"
+    assert unfiltered.unfiltered() is unfiltered
 
 
 def _types():  # type: ignore[no-untyped-def]
