@@ -336,15 +336,20 @@ def _check_columns(view: StreamFeatureView, spec: StreamFeatureViewSpec) -> None
                     "Give the join key the same type in the Entity and in the source's schema.",
                 )
     output = _output_columns(spec, [_field(f) for f in source.schema], source.timestamp_field)
-    if output is None:
-        return
+    if output is not None:
+        _require_output_columns(view, spec, output)
+
+
+def _require_output_columns(view: StreamFeatureView | BatchFeatureView, spec: StreamFeatureViewSpec | BatchFeatureViewSpec,
+                            output: set[str]) -> None:
+    """Join keys, the timestamp and every feature's input must be columns of the transformation's output."""
     for column, role, fix in (
         *((k, f"the join key {k!r}", "Keep the entity's join key columns in the transformation's output.")
           for k in spec.join_keys),
         (spec.timestamp_field, f"the timestamp field {spec.timestamp_field!r}",
          "Keep the timestamp column, or pass timestamp_field=."),
-        *((a.input_column, f"feature {a.name!r} aggregates {a.input_column!r}, which",
-           f"Aggregate a column the transformation returns ({', '.join(sorted(output))}).") for a in spec.aggregations),
+        *((a.input_column, f"feature {a.name!r} reads {a.input_column!r}, which",
+           f"Use a column the transformation returns ({', '.join(sorted(output))}).") for a in spec.aggregations),
     ):
         if column not in output:
             raise view.error(f"{role} is not a column of the transformation's output", fix)
@@ -566,15 +571,5 @@ def _check_batch_columns(view: BatchFeatureView, spec: BatchFeatureViewSpec) -> 
             return
         inputs.append(fields)
     output = output_columns(spec, inputs)
-    if output is None:
-        return
-    for column, role, fix in (
-        *((k, f"the join key {k!r}", "Keep the entity's join key columns in the transformation's output.")
-          for k in spec.join_keys),
-        (spec.timestamp_field, f"the timestamp field {spec.timestamp_field!r}",
-         "Keep the timestamp column, or pass timestamp_field=."),
-        *((a.input_column, f"feature {a.name!r} reads {a.input_column!r}, which",
-           f"Use a column the transformation returns ({', '.join(sorted(output))}).") for a in spec.aggregations),
-    ):
-        if column not in output:
-            raise view.error(f"{role} is not a column of the transformation's output", fix)
+    if output is not None:
+        _require_output_columns(view, spec, output)

@@ -7,6 +7,7 @@ and training sets, which is the other half of why online and offline agree.
 
 from __future__ import annotations
 
+import ast
 import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -18,24 +19,34 @@ import pandas as pd
 from featurebus.exceptions import DefinitionError, FeaturebusError
 from featurebus.schemas.specs import StreamFeatureViewSpec, TransformationSpec
 
-__all__ = ["Transformation", "TransformationError", "view_input_frame"]
+__all__ = ["USER_CODE_GLOBALS", "Transformation", "TransformationError", "load_function", "view_input_frame"]
 
 
 class TransformationError(FeaturebusError):
     """A user transformation raised or returned something unusable for a batch."""
 
 
+# What shipped user code (transformations, batch config functions) finds without importing it.
+USER_CODE_GLOBALS: dict[str, Any] = {"pd": pd, "np": np, "datetime": datetime, "timedelta": timedelta, "math": math}
+
+
+def load_function(code: str | ast.Module, function_name: str, what: str, extra_globals: dict[str, Any] | None = None) -> Callable[..., Any]:
+    """Compile shipped source ``code`` (or its syntax tree) and return its function ``function_name``; ``what`` names
+    it in errors ("transformation 'f'"). Never a pickle: the code is what the user wrote."""
+    namespace = {**USER_CODE_GLOBALS, **(extra_globals or {})}
+    try:
+        exec(compile(code, f"<{what}>", "exec"), namespace)
+    except Exception as exc:
+        raise DefinitionError(f"{what} does not compile: {exc}") from exc
+    function = namespace.get(function_name)
+    if not callable(function):
+        raise DefinitionError(f"{what}: the code does not define a function {function_name!r}")
+    return function  # type: ignore[no-any-return]
+
+
 class Transformation:
     def __init__(self, spec: TransformationSpec) -> None:
-        namespace: dict[str, Any] = {"pd": pd, "np": np, "datetime": datetime, "timedelta": timedelta, "math": math}
-        try:
-            exec(compile(spec.code, f"<transformation {spec.function_name}>", "exec"), namespace)
-        except Exception as exc:
-            raise DefinitionError(f"transformation {spec.function_name!r} does not compile: {exc}") from exc
-        function = namespace.get(spec.function_name)
-        if not callable(function):
-            raise DefinitionError(f"transformation code does not define {spec.function_name!r}")
-        self._function: Callable[..., Any] = function
+        self._function = load_function(spec.code, spec.function_name, f"transformation {spec.function_name!r}")
         self._mode = spec.mode
         self._name = spec.function_name
 

@@ -11,22 +11,20 @@ Aggregation ranges are aligned outward to whole tiles so each run writes only co
 from __future__ import annotations
 
 import ast
-import math
-from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
-from typing import Any
+from collections.abc import Sequence
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from featurebus.batch_config import FilterContext, MaterializationContext, materialization_context
-from featurebus.exceptions import DefinitionError, FeaturebusError
+from featurebus.exceptions import FeaturebusError
 from featurebus.platform.batch.sources import ms_to_datetime
 from featurebus.schemas.specs import BatchFeatureViewSpec, FieldSpec
 from featurebus.streams.records import decode_json_records
 from featurebus.streams.tiles import CompiledView, TileUpdate, batch_tiles
-from featurebus.streams.transform import TransformationError, view_input_frame
+from featurebus.streams.transform import TransformationError, load_function, view_input_frame
 
 __all__ = [
     "BATCH_SHARD",
@@ -66,17 +64,9 @@ class BatchTransformation:
 
     def __init__(self, view: BatchFeatureViewSpec) -> None:
         spec = view.transformation
-        namespace: dict[str, Any] = {"pd": pd, "np": np, "datetime": datetime, "timedelta": timedelta, "math": math,
-                                     "materialization_context": materialization_context, "FilterContext": FilterContext}
-        try:
-            exec(compile(_without_defaults(spec.code, spec.function_name), f"<transformation {spec.function_name}>",
-                         "exec"), namespace)
-        except Exception as exc:
-            raise DefinitionError(f"transformation {spec.function_name!r} does not compile: {exc}") from exc
-        function = namespace.get(spec.function_name)
-        if not callable(function):
-            raise DefinitionError(f"transformation code does not define {spec.function_name!r}")
-        self._function: Callable[..., Any] = function
+        self._function = load_function(_without_defaults(spec.code, spec.function_name), spec.function_name,
+                                       f"transformation {spec.function_name!r}",
+                                       {"materialization_context": materialization_context, "FilterContext": FilterContext})
         self._view = view
 
     def apply(self, inputs: Sequence[pd.DataFrame], context: MaterializationContext) -> pd.DataFrame:

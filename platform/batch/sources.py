@@ -8,13 +8,11 @@ Schema problems name the source, the column and what to change. No Kafka, no off
 from __future__ import annotations
 
 import glob
-import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,8 +21,9 @@ import pyarrow.json as pjson
 import pyarrow.parquet as pq
 
 from featurebus.batch_config import FilterContext
-from featurebus.exceptions import DefinitionError, FeaturebusError
+from featurebus.exceptions import FeaturebusError
 from featurebus.schemas.specs import BatchSourceSpec, CustomBatchConfigSpec, FieldSpec, FileConfigSpec, StreamSourceSpec
+from featurebus.streams.transform import load_function
 
 __all__ = [
     "BatchSourceError",
@@ -172,15 +171,8 @@ def read_file_config(what: str, config: FileConfigSpec, start_ms: int | None, en
 
 
 def _run_custom(what: str, config: CustomBatchConfigSpec, start_ms: int | None, end_ms: int | None) -> Any:
-    namespace: dict[str, Any] = {"pd": pd, "np": np, "pa": pa, "datetime": datetime, "timedelta": timedelta,
-                                 "math": math, "FilterContext": FilterContext}
-    try:
-        exec(compile(config.code, f"<batch config {config.function_name}>", "exec"), namespace)
-    except Exception as exc:
-        raise DefinitionError(f"{what}: the batch config function does not compile: {exc}") from exc
-    function = namespace.get(config.function_name)
-    if not callable(function):
-        raise DefinitionError(f"{what}: the batch config code does not define {config.function_name!r}")
+    function = load_function(config.code, config.function_name, f"{what}: the batch config function",
+                             {"pa": pa, "FilterContext": FilterContext})
     # data_delay (kept in the spec) tells a scheduler when a range is complete; it does not shift
     # the range the function is asked for.
     start, end = ms_to_datetime(start_ms), ms_to_datetime(end_ms)

@@ -157,7 +157,7 @@ CASES: list[tuple[str, Callable[[], Any], str, str]] = [
     ("two features with one name", _plan(_view(features=[_sum(), _sum()])), "StreamFeatureView 'user_clicks'",
      "Give one of them an explicit name="),
     ("unknown column", _plan(_view(features=[_sum("amount")])), "StreamFeatureView 'user_clicks'",
-     "Aggregate a column the transformation returns (page, price, ts, user_id)"),
+     "Use a column the transformation returns (page, price, ts, user_id)"),
     ("transformation dropping the join key", _plan(_view(_drop_user)), "StreamFeatureView '_drop_user'",
      "Keep the entity's join key columns"),
     ("dangling entity (its key is in no column)",
