@@ -9,27 +9,48 @@ from __future__ import annotations
 import ast
 import enum
 import inspect
-import sys
 import textwrap
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from featurebus.aggregation_functions import AggregationFunction
-from featurebus.batch_config import CustomBatchConfig, MaterializationContext
+from featurebus.aggregates import (
+    Aggregate,
+    AggregationLeadingEdge,
+    Attribute,
+    LifetimeWindow,
+    StreamProcessingMode,
+    TimeWindow,
+    TimeWindowSeries,
+)
+from featurebus.batch_config import MaterializationContext
+from featurebus.data_sources import (
+    BatchSource,
+    DataSource,
+    FileConfig,
+    KafkaConfig,
+    PushConfig,
+    StreamSource,
+    UnfilteredSource,
+)
+from featurebus.definition_base import (
+    DefinitionSite,
+    _caller_site,
+    _Definition,
+    _fail,
+    _require_name,
+    duration_ms,
+    reject_options,
+)
 from featurebus.exceptions import DefinitionError
 from featurebus.options import (
     BATCH_VIEW_OPTIONS,
     ENTITY_OPTIONS,
-    FILE_OPTIONS,
-    KAFKA_OPTIONS,
-    PUSH_OPTIONS,
     SERVICE_OPTIONS,
-    SOURCE_OPTIONS,
     VIEW_OPTIONS,
 )
-from featurebus.types import DataType, Field
+from featurebus.types import Field
 
 __all__ = [
     "BatchFeatureView",
@@ -67,72 +88,6 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class DefinitionSite:
-    file: str
-    line: int
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}"
-
-
-def _caller_site(depth: int = 2) -> DefinitionSite:
-    # Recording where a definition was written is the only use of frames here: it lets every
-    # validation error point at the user's file:line, as Tecton's do. Nothing depends on it.
-    frame = sys._getframe(depth)
-    return DefinitionSite(frame.f_code.co_filename, frame.f_lineno)
-
-
-def _fail(kind: str, name: str, site: DefinitionSite, problem: str, fix: str) -> DefinitionError:
-    return DefinitionError(f"{kind} '{name}' ({site}): {problem}. {fix}")
-
-
-def _require_name(kind: str, name: Any, site: DefinitionSite) -> str:
-    if not isinstance(name, str) or not name.isidentifier():
-        raise _fail(kind, str(name), site, "the name must be a Python-identifier-like string",
-                    "Use letters, digits and underscores, e.g. 'user_transactions'.")
-    return name
-
-
-def duration_ms(value: timedelta, what: str, kind: str, name: str, site: DefinitionSite) -> int:
-    if not isinstance(value, timedelta):
-        raise _fail(kind, name, site, f"{what} must be a datetime.timedelta, got {value!r}",
-                    f"Pass e.g. {what}=timedelta(hours=1).")
-    ms = int(value / timedelta(milliseconds=1))
-    if ms <= 0 or value % timedelta(milliseconds=1):
-        raise _fail(kind, name, site, f"{what} must be a positive whole number of milliseconds, got {value}",
-                    f"Use a positive {what}.")
-    return ms
-
-
-class _Definition:
-    """Descriptive metadata every top-level definition keeps (and ``describe`` shows)."""
-
-    site: DefinitionSite
-    name: str
-
-    def _keep_metadata(self, description: str | None, owner: str | None, tags: dict[str, str] | None,
-                       prevent_destroy: bool) -> None:
-        kind = type(self).__name__
-        if description is not None and not isinstance(description, str):
-            raise _fail(kind, self.name, self.site, f"description must be a string, got {description!r}",
-                        "Pass description='what this is for'.")
-        if owner is not None and not isinstance(owner, str):
-            raise _fail(kind, self.name, self.site, f"owner must be a string, got {owner!r}",
-                        "Pass owner='team@example.com'.")
-        if tags is not None and (not isinstance(tags, dict)
-                                 or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())):
-            raise _fail(kind, self.name, self.site, f"tags must map strings to strings, got {tags!r}",
-                        "Pass tags={'team': 'fraud'}.")
-        if not isinstance(prevent_destroy, bool):
-            raise _fail(kind, self.name, self.site, f"prevent_destroy must be True or False, got {prevent_destroy!r}",
-                        "Pass prevent_destroy=True to protect the object from deletion.")
-        self.description = description or ""
-        self.owner = owner
-        self.tags = dict(tags or {})
-        self.prevent_destroy = prevent_destroy
-
-
 class Entity(_Definition):
     def __init__(
         self,
@@ -165,400 +120,6 @@ class Entity(_Definition):
         return f"Entity({self.name!r})"
 
 
-VALUE_FORMATS = ("json", "avro", "confluent_avro")
-
-
-def reject_options(kind: str, name: str, site: DefinitionSite, options: dict[str, Any], reasons: dict[str, str]) -> None:
-    """Tecton parameters featurebus does not act on: raise naming the first one that is set.
-
-    ``reasons`` says why per known Tecton parameter; any other keyword is a typo or a parameter
-    Tecton does not have either, and the error says so, instead of Python's bare TypeError.
-    """
-    for option, value in options.items():
-        if value is None or value is False or value == {} or value == []:
-            continue  # Tecton's defaults: leaving them as they are asks for nothing
-        reason = reasons.get(option)
-        if reason is None:
-            raise _fail(kind, name, site, f"there is no parameter {option!r}", "Check the spelling, or remove it.")
-        raise _fail(kind, name, site, f"featurebus does not support {option}= ({reason})", f"Remove {option}=.")
-
-
-class KafkaConfig:
-    """Where a stream source's events come from. ``kafka_bootstrap_servers=None`` means the
-    platform's own cluster. ``value_format`` (a featurebus addition; Tecton parses in a Spark
-    ``post_processor``): ``'json'`` objects, whose timestamps are ISO-8601 strings or epoch
-    milliseconds; ``'avro'`` binary records of ``avro_schema``; or ``'confluent_avro'``, Avro in
-    the Confluent wire format (magic byte 0, a 4-byte schema id, then the Avro binary), decoded
-    with the inline ``avro_schema`` since featurebus has no schema registry. Avro timestamps are
-    ``long`` epoch milliseconds (``timestamp-millis``), ``timestamp-micros`` or ISO strings."""
-
-    def __init__(
-        self,
-        topics: str,
-        timestamp_field: str,
-        kafka_bootstrap_servers: str | None = None,
-        watermark_delay_threshold: timedelta = timedelta(hours=24),
-        value_format: str = "json",
-        avro_schema: str | dict[str, Any] | None = None,
-        **tecton_options: Any,
-    ) -> None:
-        self.site = _caller_site()
-        if not isinstance(topics, str) or not topics.strip():
-            raise _fail("KafkaConfig", str(topics), self.site, "topics must be a comma-separated string",
-                        "Pass topics='transactions'.")
-        reject_options("KafkaConfig", topics, self.site, tecton_options, KAFKA_OPTIONS)
-        self.topics = tuple(t.strip() for t in topics.split(",") if t.strip())
-        self.timestamp_field = timestamp_field
-        self.kafka_bootstrap_servers = kafka_bootstrap_servers
-        if value_format not in VALUE_FORMATS:
-            raise _fail("KafkaConfig", topics, self.site, f"value_format {value_format!r} is not supported",
-                        "Use value_format='json', 'avro' or 'confluent_avro'.")
-        self.value_format = value_format
-        self.avro_schema = self._avro_schema(value_format, avro_schema)
-        if not isinstance(watermark_delay_threshold, timedelta) or watermark_delay_threshold < timedelta(0):
-            raise _fail("KafkaConfig", topics, self.site, "watermark_delay_threshold must be a timedelta >= 0",
-                        "Pass e.g. watermark_delay_threshold=timedelta(minutes=5).")
-        self.watermark_delay_ms = int(watermark_delay_threshold / timedelta(milliseconds=1))
-
-    def _avro_schema(self, value_format: str, schema: str | dict[str, Any] | None) -> str | None:
-        """The schema as canonical-enough JSON text (what the spec stores), checked by fastavro."""
-        topics = ",".join(self.topics)
-        if value_format == "json":
-            if schema is not None:
-                raise _fail("KafkaConfig", topics, self.site, "avro_schema is set but value_format is 'json'",
-                            "Pass value_format='avro' or 'confluent_avro', or remove avro_schema.")
-            return None
-        if schema is None:
-            raise _fail("KafkaConfig", topics, self.site, f"value_format {value_format!r} needs avro_schema",
-                        "Pass avro_schema= the writer's record schema (a JSON string or dict).")
-        from featurebus.streams.avro import avro_schema_text
-
-        try:
-            return avro_schema_text(schema)
-        except ValueError as exc:
-            raise _fail("KafkaConfig", topics, self.site, f"avro_schema is not a usable Avro record schema: {exc}",
-                        "Pass the writer's schema: {'type': 'record', 'name': ..., 'fields': [...]}.") from None
-
-
-FILE_FORMATS = ("parquet", "csv", "json")
-
-
-class FileConfig:
-    """Files (Parquet, CSV or JSON lines) that hold a source's history, as in Tecton: ``uri`` is a
-    local file, folder (every file of the format below it) or glob, ``file://`` accepted. Read by
-    ``featurebus.platform.batch.sources`` for batch feature views and stream views' history."""
-
-    def __init__(self, uri: str, file_format: str = "parquet", timestamp_field: str | None = None,
-                 **tecton_options: Any) -> None:
-        self.site = _caller_site()
-        if not isinstance(uri, str) or not uri:
-            raise _fail("FileConfig", str(uri), self.site, "uri must be a non-empty string",
-                        "Pass uri='s3://bucket/path/' or a local folder.")
-        reject_options("FileConfig", uri, self.site, tecton_options, FILE_OPTIONS)
-        if file_format not in FILE_FORMATS:
-            raise _fail("FileConfig", uri, self.site, f"file_format {file_format!r} is not supported",
-                        "Use file_format='parquet', 'csv' or 'json'.")
-        self.uri = uri
-        self.file_format = file_format
-        self.timestamp_field = timestamp_field
-
-
-class PushConfig:
-    """A source whose records are pushed through the ingestion API (``POST /ingest``).
-
-    ``timestamp_field`` defaults to the schema's only Timestamp field; ``log_offline`` keeps the
-    pushed records in the offline store for training sets.
-    """
-
-    def __init__(
-        self,
-        log_offline: bool = False,
-        timestamp_field: str | None = None,
-        post_processor: Any = None,
-        input_schema: Any = None,
-        **tecton_options: Any,
-    ) -> None:
-        self.site = _caller_site()
-        reject_options("PushConfig", "push", self.site, tecton_options, PUSH_OPTIONS)
-        for option, value in (("post_processor", post_processor), ("input_schema", input_schema)):
-            if value is not None:
-                raise _fail("PushConfig", option, self.site, f"{option} is not supported yet",
-                            f"Remove {option}=; push records that already match the source's schema.")
-        self.log_offline = log_offline
-        self.timestamp_field = timestamp_field
-
-
-class DataSource(_Definition):
-    """What stream and batch sources share (Tecton's base class of both)."""
-
-    def unfiltered(self) -> DataSource:
-        """Tecton's way to read a source without the materialization time-range filter.
-
-        Only batch feature views filter their sources by a range (a stream source's too, its
-        ``batch_config`` history); stream views read the whole topic, so there it changes nothing."""
-        return self
-
-
-class StreamSource(DataSource):
-    def __init__(
-        self,
-        name: str,
-        schema: Sequence[Field],
-        stream_config: KafkaConfig | PushConfig,
-        batch_config: FileConfig | None = None,
-        description: str | None = None,
-        owner: str | None = None,
-        tags: dict[str, str] | None = None,
-        prevent_destroy: bool = False,
-        **tecton_options: Any,
-    ) -> None:
-        self.site = _caller_site()
-        self.name = _require_name("StreamSource", name, self.site)
-        reject_options("StreamSource", name, self.site, tecton_options, SOURCE_OPTIONS)
-        if not isinstance(stream_config, (KafkaConfig, PushConfig)):
-            raise _fail("StreamSource", name, self.site, "stream_config must be a KafkaConfig or a PushConfig",
-                        "Pass stream_config=KafkaConfig(topics=..., timestamp_field=...) or PushConfig().")
-        if batch_config is not None and not isinstance(batch_config, FileConfig):
-            raise _fail("StreamSource", name, self.site, f"batch_config must be a FileConfig, got {batch_config!r}",
-                        "Pass batch_config=FileConfig(uri=..., file_format='parquet'), or remove it.")
-        if not schema or not all(isinstance(f, Field) for f in schema):
-            raise _fail("StreamSource", name, self.site, "schema must be a non-empty list of Field",
-                        "Pass schema=[Field('user_id', String), ...].")
-        names = [f.name for f in schema]
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise _fail("StreamSource", name, self.site, f"the schema lists {repeated[0]!r} more than once",
-                        "Keep one Field per column.")
-        timestamp_field = stream_config.timestamp_field
-        if timestamp_field is None:  # a PushConfig without one: the schema's only Timestamp field
-            stamps = [f.name for f in schema if f.dtype.name == "timestamp"]
-            if len(stamps) != 1:
-                raise _fail("StreamSource", name, self.site, f"the schema has {len(stamps)} Timestamp fields",
-                            "Pass PushConfig(timestamp_field=...) to say which one is the event time.")
-            timestamp_field = stamps[0]
-        if timestamp_field not in names:
-            raise _fail("StreamSource", name, self.site,
-                        f"timestamp_field {timestamp_field!r} is not in the schema",
-                        f"Add Field({timestamp_field!r}, Timestamp) to schema.")
-        stamp_type = schema[names.index(timestamp_field)].dtype.name
-        if stamp_type != "timestamp":
-            raise _fail("StreamSource", name, self.site,
-                        f"timestamp_field {timestamp_field!r} has type {stamp_type}",
-                        f"Declare Field({timestamp_field!r}, Timestamp).")
-        if isinstance(stream_config, KafkaConfig) and stream_config.avro_schema is not None:
-            from featurebus.streams.avro import avro_field_names
-
-            missing = [n for n in names if n not in avro_field_names(stream_config.avro_schema)]
-            if missing:
-                raise _fail("StreamSource", name, self.site,
-                            f"field {missing[0]!r} of the schema is not a field of the KafkaConfig's avro_schema",
-                            "Remove it from schema=, or use the Avro schema the producers write with.")
-        self.timestamp_field = timestamp_field
-        self.schema = tuple(schema)
-        self.stream_config = stream_config
-        self.batch_config = batch_config
-        self._keep_metadata(description, owner, tags, prevent_destroy)
-
-    def unfiltered(self) -> DataSource:
-        return UnfilteredSource(self)
-
-    def __repr__(self) -> str:
-        return f"StreamSource({self.name!r})"
-
-
-class UnfilteredSource(DataSource):
-    """``source.unfiltered()``: a batch feature view reads all of the source's rows (a stream
-    source's: all of its ``batch_config`` history), not only those in the materialization range
-    (Tecton's ``FilteredSource`` opposite). A stream view reads ``source`` itself."""
-
-    def __init__(self, source: BatchSource | StreamSource) -> None:
-        self.source = source
-        self.name = source.name
-        self.site = source.site
-
-    def unfiltered(self) -> DataSource:
-        return self
-
-    def __repr__(self) -> str:
-        return f"{self.source!r}.unfiltered()"
-
-
-class BatchSource(DataSource):
-    """A source of history only: files (``FileConfig``) or a Python function
-    (``@pandas_batch_config`` / ``@pyarrow_batch_config``), read by batch feature views."""
-
-    def __init__(
-        self,
-        name: str,
-        batch_config: FileConfig | CustomBatchConfig,
-        description: str | None = None,
-        owner: str | None = None,
-        tags: dict[str, str] | None = None,
-        prevent_destroy: bool = False,
-        **tecton_options: Any,
-    ) -> None:
-        self.site = _caller_site()
-        self.name = _require_name("BatchSource", name, self.site)
-        reject_options("BatchSource", name, self.site, tecton_options, SOURCE_OPTIONS)
-        if not isinstance(batch_config, (FileConfig, CustomBatchConfig)):
-            raise _fail("BatchSource", name, self.site, f"batch_config must be a FileConfig or a function decorated "
-                        f"with @pandas_batch_config / @pyarrow_batch_config, got {batch_config!r}",
-                        "Pass batch_config=FileConfig(uri=..., file_format='parquet', timestamp_field=...).")
-        self.batch_config = batch_config
-        self._keep_metadata(description, owner, tags, prevent_destroy)
-
-    def unfiltered(self) -> DataSource:
-        return UnfilteredSource(self)
-
-    def __repr__(self) -> str:
-        return f"BatchSource({self.name!r})"
-
-
-@dataclass(frozen=True)
-class TimeWindow:
-    """A window of ``window_size`` whose end is ``offset`` before the aggregation's reference
-    point (the request's time, the spine row's time, or the end of the last complete interval).
-
-    ``offset`` is zero or negative, as in Tecton: ``TimeWindow(timedelta(days=1),
-    offset=-timedelta(days=7))`` is the day a week ago, named ``..._1d_..._offset_7d``.
-    """
-
-    window_size: timedelta
-    offset: timedelta = timedelta(0)
-
-
-@dataclass(frozen=True)
-class LifetimeWindow:
-    """Every event from the view's ``lifetime_start_time`` up to the reference point (which the
-    view must then set, as Tecton requires)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class TimeWindowSeries:
-    """A series of windows giving one array feature, earliest window first (Tecton 1.x).
-
-    Windows of ``window_size`` start at ``series_start`` (negative: before the reference point)
-    and every ``step_size`` after it (default: ``window_size``, back-to-back windows) while they
-    end by ``series_end`` (zero or negative). ``TimeWindowSeries(series_start=-timedelta(days=7),
-    window_size=timedelta(days=1))`` is the seven last days, one value per day.
-    featurebus also requires ``step_size`` to divide ``series_end - series_start - window_size``
-    (Tecton silently ends the series early otherwise) and, as Tecton, at least two windows.
-    """
-
-    series_start: timedelta
-    series_end: timedelta = timedelta(0)
-    step_size: timedelta | None = None
-    window_size: timedelta
-
-
-class AggregationLeadingEdge(enum.StrEnum):
-    """Where a stream feature view's aggregation windows end when served online.
-
-    ``WALL_CLOCK_TIME`` (the default, as in Tecton 1.x): at the request's time.
-    ``LATEST_EVENT_TIME``: just after the newest event the view has processed (its stream high
-    watermark over all source partitions), as in Tecton. A stream running 30 s behind therefore
-    serves a 10-minute window over the 10 minutes up to its newest event, not the last 10
-    minutes of wall clock (which would miss the 30 s it has not seen yet).
-    Tecton documents this option as affecting online serving only; training sets in featurebus
-    apply the closest equivalent, so online and offline agree: for a spine row at ``T`` the edge
-    is just after the newest event of the view's source with a timestamp before ``T`` — what a
-    stream with no lag would have processed at ``T``. ``UNSPECIFIED`` means the default.
-    """
-
-    UNSPECIFIED = "unspecified"
-    WALL_CLOCK_TIME = "wall_clock_time"
-    LATEST_EVENT_TIME = "latest_event_time"
-
-
-class StreamProcessingMode(enum.StrEnum):
-    TIME_INTERVAL = "time_interval"
-    CONTINUOUS = "continuous"
-
-
-WindowDefinition = TimeWindow | LifetimeWindow | TimeWindowSeries
-
-
-@dataclass
-class Aggregate:
-    """A windowed aggregation of one column: ``function`` is a name ("sum", "max", "stddev", ...) or
-    a parameterised function from ``featurebus.aggregation_functions`` (``last(3)``); ``time_window``
-    a ``timedelta``, ``TimeWindow`` (with an offset), ``LifetimeWindow`` or ``TimeWindowSeries``."""
-
-    function: str | AggregationFunction
-    time_window: WindowDefinition | timedelta
-    input_column: Field
-    name: str | None = None
-    description: str | None = None
-    tags: dict[str, str] | None = None
-    site: DefinitionSite = field(default_factory=lambda: _caller_site(3), repr=False)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.time_window, timedelta):
-            self.time_window = TimeWindow(self.time_window)
-        if not isinstance(self.function, (str, AggregationFunction)):
-            raise _fail("Aggregate", self.label, self.site, f"function must be a name or an aggregation function, "
-                        f"got {self.function!r}", "Pass function='sum' or function=last(3) "
-                        "(from featurebus.aggregation_functions).")
-        if not isinstance(self.time_window, (TimeWindow, LifetimeWindow, TimeWindowSeries)):
-            raise _fail("Aggregate", self.label, self.site, f"time_window must be a timedelta, TimeWindow, "
-                        f"LifetimeWindow or TimeWindowSeries, got {self.time_window!r}",
-                        "Pass time_window=timedelta(hours=1).")
-        if not isinstance(self.input_column, Field):
-            raise _fail("Aggregate", self.label, self.site, "input_column must be a Field",
-                        "Pass input_column=Field('amount', Float64).")
-
-    @property
-    def function_name(self) -> str:
-        """The spec's function: the name itself, or a parameterised function's base name."""
-        return self.function.base_name if isinstance(self.function, AggregationFunction) else self.function
-
-    @property
-    def resolved_name(self) -> str:
-        """The function's part of the default feature name (``sum``, ``last_3``), as Tecton's."""
-        return self.function.resolved_name if isinstance(self.function, AggregationFunction) else str(self.function)
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return dict(self.function.params) if isinstance(self.function, AggregationFunction) else {}
-
-    @property
-    def label(self) -> str:
-        """The name errors use: the explicit name, else ``column_function``."""
-        return self.name or f"{getattr(self.input_column, 'name', '?')}_{self.resolved_name}"
-
-    @property
-    def window(self) -> WindowDefinition:
-        assert not isinstance(self.time_window, timedelta)  # normalised in __post_init__
-        return self.time_window
-
-
-class Attribute:
-    """A column of the transformation's output served as is: its latest value before the request
-    (or spine) time, missing once older than the view's ``ttl`` (Tecton's ``Attribute``). The
-    feature is named after the column. ``Attribute(Field("city", String))`` works too."""
-
-    def __init__(self, name: str | Field, dtype: DataType | None = None, description: str | None = None,
-                 tags: dict[str, str] | None = None) -> None:
-        self.site = _caller_site()
-        if isinstance(name, Field):
-            column: Field = name
-            name, dtype = column.name, dtype or column.dtype
-        if not isinstance(name, str) or not name:
-            raise _fail("Attribute", str(name), self.site, "name must be the name of a column of the "
-                        "transformation's output", "Pass Attribute('city', String).")
-        if not isinstance(dtype, DataType):
-            raise _fail("Attribute", name, self.site, f"dtype must be a featurebus.types type, got {dtype!r}",
-                        f"Pass Attribute({name!r}, String).")
-        self.name = name
-        self.dtype = dtype
-        self.description = description
-        self.tags = dict(tags or {})
-
-    def __repr__(self) -> str:
-        return f"Attribute({self.name!r}, {self.dtype!r})"
-
-
-# Tecton's ``mode=`` values; featurebus runs 'pandas' and 'python' and refuses the others where used.
 PANDAS_MODE = "pandas"
 PYTHON_MODE = "python"
 SPARK_SQL_MODE = "spark_sql"

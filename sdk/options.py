@@ -1,6 +1,6 @@
 """Tecton 1.x parameters featurebus accepts by name but does not act on, with the reason for each.
 
-``featurebus.definitions.reject_options`` raises, naming the first one a definition sets to
+``featurebus.definition_base.reject_options`` raises, naming the first one a definition sets to
 anything but Tecton's default, so no option is ever silently ignored.
 """
 

@@ -23,15 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from featurebus.definitions import (
-    Attribute,
-    DefinitionSite,
-    FeatureReference,
-    FeatureView,
-    _caller_site,
-    _fail,
-    _require_name,
-)
+from featurebus.definition_base import DefinitionSite, _caller_site, _fail, _require_name
+from featurebus.definitions import Attribute, FeatureReference, FeatureView
 from featurebus.exceptions import DefinitionError
 from featurebus.types import Field
 
