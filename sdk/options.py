@@ -35,7 +35,7 @@ FILE_OPTIONS: dict[str, str] = {
     "post_processor": "reshape rows in the view's transformation",
     "schema_uri": "the schema is read from the file itself",
     "schema_override": "the schema is read from the file itself",
-    "data_delay": "batch scheduling is not supported yet",
+    "data_delay": "a scheduled period of a FileConfig source is materialized once the period has ended",
 }
 
 SOURCE_OPTIONS: dict[str, str] = {"options": "Spark data source options do not apply"}
@@ -59,10 +59,10 @@ SERVICE_OPTIONS: dict[str, str] = {
 
 _SPARK_ONLY = "featurebus runs no Spark, Databricks or EMR compute; the stream worker computes features"
 _FIXED_STORES = "featurebus's stores are fixed (RocksDB online, Parquet offline)"
-_NO_BATCH = "batch materialization is not supported yet"
+# Stream views only (batch views override these in BATCH_VIEW_OPTIONS below).
+_NO_BATCH = "a stream feature view is computed continuously from its topic; schedules and backfills are for @batch_feature_view"
 
 VIEW_OPTIONS: dict[str, str] = {
-    "ttl": "Attribute features and their time-to-live are not supported yet",
     "aggregation_secondary_key": "secondary-key aggregations are not supported yet",
     "feature_start_time": "features are computed from the whole topic; there is no start time",
     "manual_trigger_backfill_end_time": _NO_BATCH,
@@ -99,7 +99,7 @@ VIEW_OPTIONS: dict[str, str] = {
 }
 
 # What @batch_feature_view refuses: the stream view's list minus what batch views act on.
-_BATCH_ACTS_ON = {"ttl", "feature_start_time", "batch_trigger", "batch_schedule", "incremental_backfills"}
+_BATCH_ACTS_ON = {"feature_start_time", "batch_trigger", "batch_schedule", "incremental_backfills"}
 BATCH_VIEW_OPTIONS: dict[str, str] = {
     **{option: reason for option, reason in VIEW_OPTIONS.items() if option not in _BATCH_ACTS_ON},
     "context_parameter_name": "name the context argument by giving it the default materialization_context()",

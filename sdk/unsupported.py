@@ -27,9 +27,9 @@ _STORE = "featurebus's stores are fixed (RocksDB online, Parquet offline); remov
 _WAREHOUSE = "featurebus reads no data warehouse; export the table to Parquet and use FileConfig(...), or stream it to Kafka and use KafkaConfig(...)"
 _WORKSPACE_GETTER = "there is no current workspace; use featurebus.get_workspace('<name>') and its methods"
 _LOGIN = "featurebus has no login; serving and ingestion use API keys (`featurebus api-key create`)"
-_JOBS = "featurebus has no materialization job objects; the stream worker materializes continuously (see `featurebus describe <view>`)"
+_JOBS = "featurebus has no job classes to construct; call fv.trigger_materialization_job(...) / fv.get_materialization_job(id) (or `featurebus materialize`, `featurebus jobs`)"
 _SERVER_GROUP = "featurebus has no server groups; scale serving by running more `featurebus serve` replicas"
-_CONTEXT = "featurebus passes no context object to transformations; they receive the source's rows only"
+_CONTEXT = "stream and realtime transformations receive their rows only; a batch view gets its FilterContext through context=materialization_context()"
 
 # name -> (what kind of placeholder, why featurebus does not support it and what to use instead)
 _TABLE: dict[str, tuple[_Kind, str]] = {
