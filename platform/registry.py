@@ -17,8 +17,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import uuid
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from featurebus.exceptions import KafkaUnavailableError, NotFoundError
 from featurebus.platform.kafka_admin import TopicConfig, ensure_topics, read_compacted, unreachable_hint
@@ -27,6 +28,7 @@ from featurebus.platform.topics import REGISTRY_HISTORY_TOPIC, REGISTRY_TOPIC
 from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = [
+    "RegistryFollower",
     "apply_workspace",
     "publish_records",
     "read_history",
@@ -46,6 +48,79 @@ def read_registry(bootstrap: str, timeout_s: float = 15.0) -> dict[str, Workspac
     """Every workspace's current spec."""
     latest = read_compacted(bootstrap, REGISTRY_TOPIC, timeout_s)
     return {key.decode("utf-8"): WorkspaceSpec.from_json(value) for key, value in latest.items()}
+
+
+class RegistryFollower:
+    """The registry followed by one long-lived consumer: each ``poll`` applies what was committed
+    since the last.
+
+    For processes that watch for new versions all the time (the stream worker): a fresh
+    ``read_registry`` pays a consumer's start-up (connection, metadata, offsets) on every call,
+    which at one call every 2 s cost a worker about 5% of its CPU and the broker a stream of
+    short-lived clients, competing with the events being processed. Not thread-safe: one thread
+    polls it.
+    """
+
+    def __init__(self, bootstrap: str, unavailable_timeout_s: float = 15.0) -> None:
+        self._bootstrap = bootstrap
+        self._unavailable_timeout_s = unavailable_timeout_s
+        self._down_since: float | None = None
+        self.specs: dict[str, WorkspaceSpec] = {}
+        self._consumer = Consumer({
+            "bootstrap.servers": bootstrap,
+            "group.id": f"featurebus.reader.{uuid.uuid4().hex}",  # assigned, never joins or commits
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",  # versions are written in transactions
+            "socket.connection.setup.timeout.ms": 5000,
+            "error_cb": self._on_kafka_error,
+        })
+        # One partition (``registry_topics``), read from its beginning: compaction keeps the
+        # latest version of every workspace there.
+        self._partition = TopicPartition(REGISTRY_TOPIC, 0, OFFSET_BEGINNING)
+        self._consumer.assign([self._partition])
+
+    def _on_kafka_error(self, error: KafkaError) -> None:
+        unreachable = error.fatal() or error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE)
+        if unreachable and self._down_since is None:
+            self._down_since = time.monotonic()
+
+    def poll(self, timeout_s: float) -> dict[str, WorkspaceSpec]:
+        """Wait up to ``timeout_s`` for new registry records; return every workspace's latest spec.
+
+        Raises ``KafkaUnavailableError`` once no broker has answered for ``unavailable_timeout_s``
+        (as a ``read_registry`` would have failed), or on a fatal client error."""
+        for message in self._consumer.consume(num_messages=500, timeout=timeout_s):
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaUnavailableError(f"following the registry on {self._bootstrap} failed: {error.str()}")
+                log.warning("registry follower: %s", error.str())
+                continue
+            key, value = message.key(), message.value()
+            if key is None:
+                continue
+            if value is None:  # a deleted workspace
+                self.specs.pop(key.decode("utf-8"), None)
+            else:
+                self.specs[key.decode("utf-8")] = WorkspaceSpec.from_json(value)
+        if self._down_since is not None:
+            self._check_reachable(self._down_since)
+        return self.specs
+
+    def _check_reachable(self, down_since: float) -> None:
+        """After a connection error: clear it if the broker answers again, else fail in time."""
+        try:
+            self._consumer.get_watermark_offsets(self._partition, timeout=1.0)
+            self._down_since = None
+        except KafkaException as exc:
+            if time.monotonic() - down_since > self._unavailable_timeout_s:
+                raise KafkaUnavailableError(
+                    f"following the registry failed: no broker answered for {self._unavailable_timeout_s:g} s "
+                    f"({exc}). {unreachable_hint(self._bootstrap)}") from exc
+
+    def close(self) -> None:
+        self._consumer.close()
 
 
 def read_history(bootstrap: str, workspace: str, timeout_s: float = 15.0) -> list[WorkspaceSpec]:

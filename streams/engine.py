@@ -51,7 +51,7 @@ from featurebus.streams.prefixes import expire_shard_entity, grow_eager_prefix
 from featurebus.streams.records import decode_records
 from featurebus.streams.sharded import SHARD_COLUMN, trace_shards
 from featurebus.streams.tiles import CompiledView, TileColumns, merge_tile, tile_columns
-from featurebus.streams.transform import Transformation, TransformationError, view_input_frame
+from featurebus.streams.transform import Transformation, TransformationError, event_time_ms, view_input_frame
 from featurebus.streams.windows import LATEST_EVENT_TIME, retention_ms
 
 __all__ = ["RawRecord", "FeatureSink", "MemorySink", "Progress", "StreamEngine", "EngineCounters", "ExpiryStep", "compile_views", "shard_of"]
@@ -259,7 +259,7 @@ class StreamEngine:
         # Event-time watermark per partition: the newest event time seen so far. An event older
         # than watermark - delay (judged against the watermark *before* it) is dropped as late.
         frame = decoded.frame
-        ts_ms = frame[source.kafka.timestamp_field].dt.as_unit("ms").astype("int64").to_numpy() if len(frame) else np.zeros(0, np.int64)
+        ts_ms = event_time_ms(frame[source.kafka.timestamp_field]) if len(frame) else np.zeros(0, np.int64)
         partitions = fresh_partitions[np.array(decoded.accepted_indexes, dtype=np.int64)]
         keep = np.ones(len(partitions), dtype=bool)
         new_progress: dict[int, Progress] = {}
@@ -288,8 +288,8 @@ class StreamEngine:
         self.counters.processed += len(fresh)
         return new_progress
 
-    def _transform(self, runtime: _ViewRuntime, frame: pd.DataFrame, shards: np.ndarray) -> list[pd.DataFrame]:
-        """The view's transformed rows, each with its shard in ``SHARD_COLUMN``: one run over the
+    def _transform(self, runtime: _ViewRuntime, frame: pd.DataFrame, shards: np.ndarray) -> list[tuple[pd.DataFrame, np.ndarray]]:
+        """The view's transformed rows with the shard of each row: one run over the
         whole batch where every row can be traced to its shard (``streams.sharded``), else one run
         per shard. A failing run is logged and its rows counted (a transformation bug must not
         wedge the pipeline)."""
@@ -301,12 +301,13 @@ class StreamEngine:
                 whole = None  # perhaps only some shard's rows break it: try them one by one
             traced = None if whole is None else trace_shards(frame, whole, shards, runtime.view.spec.join_keys)
             if whole is not None and traced is not None:
-                return [whole.assign(**{SHARD_COLUMN: traced})]
+                return [(whole, traced)]
         pieces = []
         for shard in distinct:
             piece = frame if len(distinct) == 1 else frame.loc[shards == shard].reset_index(drop=True)
             try:
-                pieces.append(runtime.transformation.apply(piece).assign(**{SHARD_COLUMN: shard}))
+                transformed = runtime.transformation.apply(piece)
+                pieces.append((transformed, np.full(len(transformed), shard, dtype=np.int64)))
             except TransformationError as exc:
                 log.error("%s", exc)
                 self.counters.transform_failed += len(piece)
@@ -315,9 +316,9 @@ class StreamEngine:
     def _fold_view(self, runtime: _ViewRuntime, frame: pd.DataFrame, shards: np.ndarray) -> list[tuple[bytes, bytes | None]]:
         view = runtime.view
         puts: list[tuple[bytes, bytes | None]] = []
-        for transformed in self._transform(runtime, frame, shards):
+        for transformed, row_shards in self._transform(runtime, frame, shards):
             try:
-                rows, ts_ms = view_input_frame(view.spec, transformed, carry=(SHARD_COLUMN,))
+                rows, ts_ms = view_input_frame(view.spec, transformed, extra_columns={SHARD_COLUMN: row_shards})
             except TransformationError as exc:
                 log.error("%s", exc)
                 self.counters.transform_failed += len(transformed)

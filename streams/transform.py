@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +19,8 @@ import pandas as pd
 from featurebus.exceptions import DefinitionError, FeaturebusError
 from featurebus.schemas.specs import StreamFeatureViewSpec, TransformationSpec
 
-__all__ = ["USER_CODE_GLOBALS", "Transformation", "TransformationError", "load_function", "view_input_frame"]
+__all__ = [
+    "USER_CODE_GLOBALS", "Transformation", "TransformationError", "event_time_ms", "load_function", "view_input_frame"]
 
 
 class TransformationError(FeaturebusError):
@@ -72,25 +73,39 @@ class Transformation:
 
 
 def view_input_frame(view: StreamFeatureViewSpec, transformed: pd.DataFrame,
-                     carry: tuple[str, ...] = ()) -> tuple[pd.DataFrame, np.ndarray]:
-    """The columns a view aggregates (and the caller's ``carry`` columns), and event times in
-    integer ms, checked for presence.
+                     extra_columns: Mapping[str, np.ndarray] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The columns a view aggregates (plus the caller's ``extra_columns``, one value per row of
+    ``transformed``), and event times in integer ms, checked for presence.
 
     Rows with a null join key or timestamp cannot belong to any entity or window; they are dropped
     here (the caller counts them) rather than failing the batch.
     """
-    needed = [*view.join_keys, view.timestamp_field, *{a.input_column for a in view.aggregations}, *carry]
+    needed = [*view.join_keys, view.timestamp_field, *{a.input_column for a in view.aggregations}]
     missing = [c for c in dict.fromkeys(needed) if c not in transformed.columns]
     if missing:
         raise TransformationError(
             f"feature view {view.name!r}: the transformation's output lacks columns {missing}; "
             f"it returned {list(transformed.columns)}"
         )
-    frame = transformed.loc[:, list(dict.fromkeys(needed))]
-    valid = frame[[*view.join_keys, view.timestamp_field]].notna().all(axis=1)
-    frame = frame.loc[valid].reset_index(drop=True)
-    ts = frame[view.timestamp_field]
-    if not isinstance(ts.dtype, pd.DatetimeTZDtype):  # decoded sources are already UTC datetimes
+    # numpy rather than DataFrame-wide calls, and no copy of rows when all are valid: this runs
+    # once per view and micro-batch, where pandas' fixed cost per call outweighs a few dozen rows.
+    columns: dict[str, Any] = {c: transformed[c] for c in dict.fromkeys(needed)}
+    frame = pd.DataFrame({**columns, **(extra_columns or {})}, copy=False)  # a third of .loc's cost
+    valid = np.logical_and.reduce([frame[c].notna().to_numpy() for c in (*view.join_keys, view.timestamp_field)])
+    if not valid.all() or not _has_default_index(frame):
+        frame = frame.loc[valid].reset_index(drop=True)
+    return frame, event_time_ms(frame[view.timestamp_field])
+
+
+def event_time_ms(ts: pd.Series) -> np.ndarray:
+    """Epoch milliseconds of a timestamp column: UTC datetimes as decoded sources give them (read
+    directly: a time zone does not change the instant), else whatever ``to_datetime`` parses."""
+    if not isinstance(ts.dtype, pd.DatetimeTZDtype):
         ts = pd.to_datetime(ts, utc=True, cache=False)
-    ts_ms: np.ndarray = ts.dt.tz_convert("UTC").dt.as_unit("ms").astype("int64").to_numpy()
-    return frame, ts_ms
+    ms: np.ndarray = ts.array.as_unit("ms").asi8
+    return ms
+
+
+def _has_default_index(frame: pd.DataFrame) -> bool:
+    index = frame.index
+    return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1

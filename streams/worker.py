@@ -47,7 +47,7 @@ from featurebus.exceptions import FeaturebusError, KafkaUnavailableError, NotFou
 from featurebus.platform.kafka_admin import TopicConfig, ensure_topics, read_compacted, unreachable_hint
 from featurebus.platform.kv import RocksStore
 from featurebus.platform.producer import producer_config
-from featurebus.platform.registry import read_registry, wait_for_workspace
+from featurebus.platform.registry import RegistryFollower, wait_for_workspace
 from featurebus.platform.topics import dead_letter_topic, feature_topic, worker_group
 from featurebus.schemas.materialization import CommitMetadata, online_fingerprints
 from featurebus.schemas.specs import WorkspaceSpec
@@ -58,7 +58,7 @@ __all__ = ["TransactionalSink", "run_worker", "worker_transactional_id"]
 
 log = logging.getLogger(__name__)
 
-REGISTRY_POLL_S = 2.0  # how often a running worker looks for a newly applied version
+REGISTRY_POLL_S = 0.5  # the registry follower's longest wait for news, so that it notices a stop
 EXPIRY_INTERVAL_S = 30.0
 TRANSACTION_TIMEOUT_MS = 10_000  # how long a dead worker's open transaction can hold readers back
 COMMIT_TIMEOUT_S = 30.0
@@ -164,10 +164,9 @@ def _prepare_topics(bootstrap: str, spec: WorkspaceSpec) -> dict[str, tuple[str,
 
 
 class _RegistryFollower(threading.Thread):
-    """Reads the workspace's applied version every ``REGISTRY_POLL_S``, in the background: a read
-    of the registry topic costs a consumer's start-up (hundreds of ms, seconds on a loaded
-    machine), which inside the processing loop would hold back every event arriving meanwhile.
-    The loop swaps its engine between batches when ``latest`` changes."""
+    """Follows the registry in the background (``RegistryFollower``), so that waiting for new
+    versions never holds back the processing loop, which swaps its engine between batches when
+    ``latest`` changes."""
 
     def __init__(self, bootstrap: str, workspace: str) -> None:
         super().__init__(name="featurebus-registry", daemon=True)
@@ -178,14 +177,16 @@ class _RegistryFollower(threading.Thread):
         self.error: KafkaUnavailableError | None = None
 
     def run(self) -> None:
-        while not self._stopped.wait(REGISTRY_POLL_S):
-            try:
-                latest = read_registry(self._kafka).get(self._workspace)
-            except KafkaUnavailableError as exc:
-                self.error = exc  # the loop raises it: a worker without its broker stops
-                return
-            if latest is not None:
-                self.latest = latest
+        follower = RegistryFollower(self._kafka)
+        try:
+            while not self._stopped.is_set():
+                latest = follower.poll(REGISTRY_POLL_S).get(self._workspace)
+                if latest is not None:
+                    self.latest = latest
+        except KafkaUnavailableError as exc:
+            self.error = exc  # the loop raises it: a worker without its broker stops
+        finally:
+            follower.close()
 
     def stop(self) -> None:
         self._stopped.set()
@@ -218,6 +219,7 @@ class _Worker:
                 **{"transactional.id": worker_transactional_id(workspace, state_dir),
                    "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS, "message.timeout.ms": TRANSACTION_TIMEOUT_MS,
                    "linger.ms": 5,
+                   "retry.backoff.ms": 5, "retry.backoff.max.ms": 25,
                    "queue.buffering.max.messages": 1_000_000},
             )
         )

@@ -6,11 +6,15 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Callable
 
 import pytest
 
-from featurebus.platform.registry import apply_workspace, read_history, read_registry, read_version
+from featurebus.platform.registry import RegistryFollower, apply_workspace, read_history, read_registry, read_version
+from featurebus.platform.workspaces import delete_workspace
+from featurebus.schemas.specs import WorkspaceSpec
 from tests.support.specs import spending_workspace
 
 pytestmark = pytest.mark.kafka
@@ -44,3 +48,33 @@ def test_history_log_and_rollback(kafka_bootstrap: str) -> None:
     missing = subprocess.run([sys.executable, "-m", "featurebus", "apply", "--workspace", workspace, "--version", "9",
                               "--bootstrap", kafka_bootstrap], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1 and "no version 9" in missing.stderr and "v1, v2, v3" in missing.stderr
+
+
+def test_registry_follower_sees_each_committed_version_and_deletion(kafka_bootstrap: str) -> None:
+    """The worker's long-lived registry reader: new versions and deletions arrive incrementally,
+    and what it holds always equals a fresh read of the registry."""
+    workspace = f"follow_{uuid.uuid4().hex[:8]}"
+    follower = RegistryFollower(kafka_bootstrap)
+    try:
+        assert workspace not in _poll_until(follower, lambda specs: True)
+        v1 = apply_workspace(kafka_bootstrap, spending_workspace(name=workspace))
+        seen = _poll_until(follower, lambda specs: workspace in specs)
+        assert seen[workspace].version == v1.version == 1
+        v2 = apply_workspace(kafka_bootstrap, dataclasses.replace(spending_workspace(name=workspace), feature_services=()))
+        seen = _poll_until(follower, lambda specs: specs[workspace].version == 2)
+        assert seen[workspace] == v2 and v2.feature_services == ()
+        delete_workspace(kafka_bootstrap, workspace, force=True)
+        seen = _poll_until(follower, lambda specs: workspace not in specs)
+        assert seen == read_registry(kafka_bootstrap)
+    finally:
+        follower.close()
+
+
+def _poll_until(follower: RegistryFollower, done: Callable[[dict[str, WorkspaceSpec]], bool],
+                timeout_s: float = 30.0) -> dict[str, WorkspaceSpec]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        specs = follower.poll(0.5)
+        if done(specs):
+            return dict(specs)
+    raise AssertionError(f"the registry follower did not reach the expected state within {timeout_s:g} s")

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -262,3 +263,18 @@ def test_output_types_follow_tecton() -> None:
     assert output_dtype("stddev", "int64") == "float64" and output_dtype("variance", "int64") == "float64"
     assert output_dtype("approx_count_distinct", "string") == "int64"
     assert output_dtype("approx_percentile", "int64") == "float64"
+
+
+@given(st.lists(st.none() | st.floats(allow_nan=False, width=64) | st.integers(-2**40, 2**40), max_size=30),
+       st.sampled_from(["float64", "float32"]))
+def test_numeric_series_normalise_like_lists(values: list[Any], dtype: str) -> None:
+    """A float column arriving as a numpy-backed Series (the stream engine's usual input, with its
+    own fast path) normalises exactly as the same values as a plain list."""
+    series = pd.Series([float("nan") if v is None else float(v) for v in values], dtype="float64")
+    fast_values, fast_valid = input_column(series, dtype)
+    slow_values, slow_valid = input_column([None if v is None else float(v) for v in values], dtype)
+    assert fast_values.dtype == slow_values.dtype == np.float64
+    assert np.array_equal(fast_valid, slow_valid) and np.array_equal(fast_values, slow_values)
+    if all(type(v) is int for v in values):
+        ints, ints_valid = input_column(pd.Series(values, dtype="int64"), dtype)
+        assert ints_valid.all() and ints.tolist() == [float(v) for v in values]

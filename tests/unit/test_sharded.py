@@ -18,6 +18,7 @@ from featurebus.schemas.specs import TransformationSpec
 from featurebus.streams.engine import MemorySink, RawRecord, StreamEngine, compile_views
 from featurebus.streams.sharded import trace_shards
 from featurebus.streams.tiles import compute_values
+from featurebus.streams.transform import event_time_ms
 from tests.support.engine_state import engine_tiles
 from tests.support.specs import HOUR, spending_workspace
 
@@ -134,3 +135,14 @@ def test_a_transformation_failing_on_one_partitions_rows_only_loses_those() -> N
     for user, count in (("good", 10), ("bad", 0), ("fine", 10)):
         tiles = engine_tiles(store, view.name, compiled.entity_key([user]))
         assert compute_values(compiled, tiles, BASE + 100)[0] == count
+
+
+@given(st.lists(st.integers(-2**41, 2**42), max_size=20), st.sampled_from(["UTC", "Europe/Berlin", "America/New_York"]),
+       st.sampled_from(["s", "ms", "us", "ns"]))
+def test_event_time_ms_reads_the_instant_whatever_the_zone_and_unit(epoch_ms: list[int], zone: str, unit: str) -> None:
+    """``event_time_ms`` reads tz-aware timestamps' instants directly: the same milliseconds as
+    converting to UTC first, for any zone and resolution; naive columns are parsed as UTC."""
+    utc = pd.Series(pd.to_datetime(epoch_ms, unit="ms", utc=True)).dt.as_unit(unit)
+    expected = utc.dt.as_unit("ms").astype("int64").to_numpy()
+    assert np.array_equal(event_time_ms(utc.dt.tz_convert(zone)), expected)
+    assert np.array_equal(event_time_ms(utc.dt.tz_localize(None)), expected)
