@@ -28,9 +28,11 @@ window (offsets, series elements and lifetime windows alike).
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import duckdb
 import numpy as np
@@ -55,7 +57,12 @@ from featurebus.streams.windows import LATEST_EVENT_TIME, series_windows
 
 __all__ = ["get_features_for_events", "write_training_set", "training_set_from_files", "feature_column"]
 
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
 _CHUNK_ROWS = 1_000_000
+_READ_ATTEMPTS = 3  # a read over part files, re-run after a compaction removed one it had listed
 # (view, lo_ms, hi_ms) -> the view's events with a time in [lo_ms, hi_ms), as ``_events`` gives them.
 EventLoader = Callable[[StreamFeatureViewSpec, int, int], "pa.Table | None"]
 # Events held in memory at once per view (about 200 bytes each with their transformation's
@@ -117,12 +124,12 @@ def get_features_for_events(
         if batch is not None:
             # A batch view's rows: materialized offline, else computed from its sources (platform/batch/training.py).
             loader = _batch_loader(batch_view_rows(spec, batch, Path(root), offline_data))
-            values = _view_features(None, (), view, aggregations, spine, t_ns, Path(root), loader)
+            values = _rereading_after_compaction(_view_features, None, (), view, aggregations, spine, t_ns, Path(root), loader)
             fetched.update({(view.name, a.name): column for a, column in zip(aggregations, values, strict=True)})
             continue
         source = spec.source(view.source)
         locations = ((spec.name, source.name),) if offline_data is None else require_locations(offline_data, spec.name, source)
-        values = _view_features(source, locations, view, aggregations, spine, t_ns, Path(root))
+        values = _rereading_after_compaction(_view_features, source, locations, view, aggregations, spine, t_ns, Path(root))
         fetched.update({(view.name, a.name): column for a, column in zip(aggregations, values, strict=True)})
     if realtime is not None:
         served = realtime_training_columns(realtime, spine, t_ns, fetched)
@@ -134,6 +141,24 @@ def get_features_for_events(
     for view_name, feature, column in served:
         result[feature_column(view_name, feature)] = column
     return result
+
+
+def _rereading_after_compaction(read: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """``read(*args, **kwargs)``, run again if a part file it listed was gone when it opened it.
+
+    A compaction (``offline/compaction.py``) may merge files between a read's listing and its
+    opening them; with its default grace of 0 the inputs are deleted at once. The merged file
+    covers them, so a new listing reads the same records: run the read again, a few times at most
+    (each compaction needs new small files, so repeated races are rare)."""
+    for attempt in range(1, _READ_ATTEMPTS + 1):
+        try:
+            return read(*args, **kwargs)
+        except (FileNotFoundError, duckdb.IOException) as exc:
+            vanished = isinstance(exc, FileNotFoundError) or "No files found" in str(exc) or "No such file" in str(exc)
+            if not vanished or attempt == _READ_ATTEMPTS:
+                raise
+            log.info("a part file vanished during a training-set read (compaction); reading again: %s", exc)
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def _batch_loader(rows_of: Callable[[int, int], tuple[pd.DataFrame, np.ndarray]]) -> EventLoader:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from featurebus.platform.offline import training
 from featurebus.platform.offline.compaction import compact_source, compact_workspace, plan_merges
 from featurebus.platform.offline.store import (
     PartFile,
@@ -23,6 +24,7 @@ from featurebus.platform.offline.store import (
     write_partition,
 )
 from featurebus.schemas.specs import FieldSpec, KafkaConfigSpec, StreamSourceSpec
+from tests.support.specs import spending_workspace
 
 SOURCE = StreamSourceSpec(
     "orders", (FieldSpec("user_id", "string"), FieldSpec("amount", "float64"), FieldSpec("ts", "timestamp")),
@@ -156,3 +158,35 @@ def test_progress_reaches_one(tmp_path: Path) -> None:
     compact_workspace(tmp_path, "ws", grace_s=0, progress=seen.append)
     assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
     assert compact_workspace(tmp_path, "missing").merged_files == 0
+
+
+def test_a_training_read_racing_a_compaction_reads_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compaction that deletes the files a training-set read has just listed (grace 0) makes
+    that read fail on a missing file; the read is run again over the merged file and returns
+    exactly what it returns with no compaction at all."""
+    spec = spending_workspace(topic="orders.v1", name="ws")
+    source = spec.stream_sources[0]
+    open_store(tmp_path)
+    users = [f"u{i % 3}" for i in range(60)]
+    for flush in range(20):  # 20 small files, 3 events each, over one day
+        rows = range(flush * 3, flush * 3 + 3)
+        frame = pd.DataFrame({"user_id": [users[i] for i in rows], "amount": [float(i) for i in rows],
+                              "ts": pd.to_datetime([1_710_000_000_000 + i * 60_000 for i in rows], unit="ms", utc=True)})
+        write_partition(tmp_path, "ws", source, "orders.v1", 0, frame, list(rows))
+    spine = pd.DataFrame({"user_id": ["u0", "u1", "u2"],
+                          "ts": pd.to_datetime([1_710_000_000_000 + 61 * 60_000] * 3, unit="ms", utc=True)})
+    expected = training.get_features_for_events(spec, "spending", spine, tmp_path)
+
+    real_list_parts = training.list_parts
+    raced: list[int] = []
+
+    def list_then_compact(root: Path, workspace: str, name: str) -> list[PartFile]:
+        listed = real_list_parts(root, workspace, name)
+        if not raced:  # the first listing goes stale at once: its files are merged and deleted
+            raced.append(compact_source(source_dir(root, workspace, name), grace_s=0).deleted_files)
+        return listed
+
+    monkeypatch.setattr(training, "list_parts", list_then_compact)
+    result = training.get_features_for_events(spec, "spending", spine, tmp_path)
+    assert raced and raced[0] == 20 and len(all_parts(tmp_path, "ws", "transactions")) == 1
+    pd.testing.assert_frame_equal(result, expected)
