@@ -219,6 +219,10 @@ class _Worker:
                 **{"transactional.id": worker_transactional_id(workspace, state_dir),
                    "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS, "message.timeout.ms": TRANSACTION_TIMEOUT_MS,
                    "linger.ms": 5,
+                   # A batch's first transactional request usually meets CONCURRENT_TRANSACTIONS
+                   # while the broker still writes the previous commit's markers (a few ms);
+                   # librdkafka's default backoff (100 ms, growing to 1 s) turned that into the
+                   # freshness p99 (send_offsets_to_transaction p99 270 ms at 5,000 events/s).
                    "retry.backoff.ms": 5, "retry.backoff.max.ms": 25,
                    "queue.buffering.max.messages": 1_000_000},
             )
