@@ -63,8 +63,8 @@ class FeatureClient:
     The batch endpoint answers every pending user in one round trip, so a poller's cycle (and
     hence the resolution of a freshness measurement) does not grow with the number of users.
     ``http.client`` rather than httpx: the freshness poller asks over a hundred times a second on
-    the machine that also runs the platform, and httpx's per-request CPU (about 4x) was taken
-    from the processes being measured.
+    the machine that also runs the platform, and httpx's request machinery was a fifth of the
+    benchmark process's CPU (py-spy), taken from the processes being measured.
     """
 
     def __init__(self, url: str, workspace: str, secret: str, timeout_s: float = 5.0) -> None:

@@ -142,8 +142,8 @@ def measure_freshness(
     try:
         for i, probe in enumerate(probes):
             # Paced in steps of PACING_S: each event goes out at its due time or up to one step
-            # early, never late (sleeping before every event, 5,000 times a second, cost this
-            # process, which shares the CPU with the platform under test, a fifth of a core).
+            # early, never late. Sleeping before every event meant 5,000 wake-ups a second in
+            # this process, which shares the CPU with the platform under test.
             pause = started + i / rate - time.perf_counter()
             if pause > PACING_S:
                 time.sleep(pause)

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from featurebus.streams.transform import has_default_index
+
 __all__ = ["SHARD_COLUMN", "trace_shards"]
 
 SHARD_COLUMN = "__featurebus_shard"  # carried through view_input_frame to batch_tiles
@@ -36,12 +38,12 @@ def trace_shards(frame: pd.DataFrame, transformed: pd.DataFrame, shards: np.ndar
     """The shard of each row of ``transformed`` (the output of a transformation given ``frame``,
     whose rows have ``shards``), or None where it cannot be traced for certain."""
     n = len(frame)
-    if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0 or frame.index.step != 1:
+    if not has_default_index(frame.index):
         raise ValueError("trace_shards needs the transformation's input to have the default index")
     index = transformed.index
     if index.dtype.kind not in "iu":
         return None
-    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1 and len(index) < n:
+    if has_default_index(index) and len(index) < n:
         return None
     positions = index.to_numpy()
     if len(positions) and (int(positions.min()) < 0 or int(positions.max()) >= n):

@@ -20,7 +20,7 @@ from featurebus.exceptions import DefinitionError, FeaturebusError
 from featurebus.schemas.specs import StreamFeatureViewSpec, TransformationSpec
 
 __all__ = [
-    "USER_CODE_GLOBALS", "Transformation", "TransformationError", "event_time_ms", "load_function", "view_input_frame"]
+    "USER_CODE_GLOBALS", "Transformation", "TransformationError", "event_time_ms", "has_default_index", "load_function", "view_input_frame"]
 
 
 class TransformationError(FeaturebusError):
@@ -92,7 +92,7 @@ def view_input_frame(view: StreamFeatureViewSpec, transformed: pd.DataFrame,
     columns: dict[str, Any] = {c: transformed[c] for c in dict.fromkeys(needed)}
     frame = pd.DataFrame({**columns, **(extra_columns or {})}, copy=False)  # a third of .loc's cost
     valid = np.logical_and.reduce([frame[c].notna().to_numpy() for c in (*view.join_keys, view.timestamp_field)])
-    if not valid.all() or not _has_default_index(frame):
+    if not valid.all() or not has_default_index(frame.index):
         frame = frame.loc[valid].reset_index(drop=True)
     return frame, event_time_ms(frame[view.timestamp_field])
 
@@ -106,6 +106,6 @@ def event_time_ms(ts: pd.Series) -> np.ndarray:
     return ms
 
 
-def _has_default_index(frame: pd.DataFrame) -> bool:
-    index = frame.index
+def has_default_index(index: pd.Index) -> bool:
+    """``0, 1, 2, ...``: what a fresh DataFrame or ``reset_index(drop=True)`` gives."""
     return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1

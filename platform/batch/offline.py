@@ -46,6 +46,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from featurebus.exceptions import InvalidRequestError
+from featurebus.platform.offline.store import fsync_path
 
 __all__ = ["MANIFEST", "ViewPart", "view_dir", "list_view_parts", "replace_range", "read_rows"]
 
@@ -111,14 +112,6 @@ def list_view_parts(root: Path, workspace: str, view: str) -> list[ViewPart]:
     return _live(view_dir(root, workspace, view))[1]
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write(directory: Path, lo_ms: int, hi_ms: int, table: pa.Table) -> ViewPart:
     folder = directory / f"date={_date(lo_ms)}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -132,7 +125,7 @@ def _write(directory: Path, lo_ms: int, hi_ms: int, table: pa.Table) -> ViewPart
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)  # same name, same bytes: replacing a live file changes nothing a reader sees
-    _fsync(folder)
+    fsync_path(folder)
     return ViewPart(path, lo_ms, hi_ms, table.num_rows)
 
 
@@ -142,9 +135,9 @@ def _swap_manifest(directory: Path, version: int, parts: list[ViewPart]) -> None
         for p in sorted(parts, key=lambda p: p.lo_ms)]}
     tmp = directory / f"_manifest-{os.getpid()}.tmp"
     tmp.write_bytes(orjson.dumps(document))
-    _fsync(tmp)
+    fsync_path(tmp)
     os.replace(tmp, directory / MANIFEST)  # the switch from the old set of files to the new
-    _fsync(directory)
+    fsync_path(directory)
 
 
 def _remove_unlisted(directory: Path, parts: list[ViewPart], folders: set[Path] | None) -> None:

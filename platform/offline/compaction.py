@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from featurebus.platform.offline.store import PartFile, all_parts, live_parts, part_name
+from featurebus.platform.offline.store import PartFile, all_parts, fsync_path, live_parts, part_name
 
 __all__ = ["CompactionResult", "Merge", "compact_source", "compact_workspace", "compaction_work", "plan_merges"]
 
@@ -107,14 +107,6 @@ def _exclusive(directory: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _merge(merge: Merge) -> None:
     folder = merge.inputs[0].path.parent
     tables = [pq.read_table(part.path) for part in merge.inputs]
@@ -124,9 +116,9 @@ def _merge(merge: Merge) -> None:
     final = folder / merge.name
     pending = folder / (merge.name + _PENDING_SUFFIX)
     pq.write_table(table, pending, compression="zstd")
-    _fsync_path(pending)
+    fsync_path(pending)
     os.replace(pending, final)  # the switch: from here on the inputs are superseded
-    _fsync_path(folder)
+    fsync_path(folder)
 
 
 def _remove_garbage(source_folder: Path, grace_s: float, now: float) -> int:

@@ -43,6 +43,7 @@ from featurebus.types import Array, Map, Struct, parse_dtype
 
 __all__ = [
     "FORMAT_VERSION",
+    "fsync_path",
     "PartFile",
     "open_store",
     "arrow_type",
@@ -240,7 +241,7 @@ def write_partition(
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(final.name + ".tmp")
         pq.write_table(chunk, tmp, compression="zstd")
-        _fsync(tmp)
+        fsync_path(tmp)
         moves.append((tmp, final))
     manifest = _manifest_path(directory, topic, partition)
     # Paths relative to the source folder, so a store copied elsewhere still recovers.
@@ -288,8 +289,13 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _fsync(path: Path) -> None:
-    # A rename is only as durable as the data behind it: without this, a power loss can leave a
-    # committed name pointing at an empty file.
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
+def fsync_path(path: Path) -> None:
+    """Flush a file's data, or a folder's entries, to disk.
+
+    A rename is only as durable as the data behind it (without the file's fsync, a power loss can
+    leave a committed name pointing at an empty file) and as the folder entry it changed."""
+    fd = os.open(path, os.O_RDONLY)  # os.open, not open(): folders too
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
