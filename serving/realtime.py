@@ -10,31 +10,29 @@ order and Tecton's JSON forms (int64 as strings, timestamps as ISO-8601).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from featurebus.schemas.errors import InvalidRequestError
-from featurebus.schemas.specs import FeatureServiceSpec, WorkspaceSpec
+from featurebus.schemas.specs import FeatureServiceSpec
+from featurebus.serving.wire import MISSING_DATA, PRESENT
 from featurebus.streams.realtime import RealtimeServicePlan
+
+if TYPE_CHECKING:  # plan.py builds this step (with its fetch plan) and holds it
+    from featurebus.serving.plan import ServicePlan
 
 __all__ = ["RealtimeServing", "parse_request_value"]
 
-PRESENT = "PRESENT"
-MISSING_DATA = "MISSING_DATA"
 
-
-@dataclass
+@dataclass(frozen=True)
 class RealtimeServing:
-    plan: RealtimeServicePlan
-    fetch_plan: Any = field(default=None)  # the serving path's plan for ``plan.fetch`` (set by FeatureServer)
+    """Built complete by ``plan.py``: the realtime views and the plan that fetches their inputs."""
 
-    @classmethod
-    def build(cls, spec: WorkspaceSpec, service: FeatureServiceSpec) -> RealtimeServing:
-        """Raises DefinitionError (or NotFoundError) when the service cannot be served."""
-        return cls(RealtimeServicePlan.build(spec, service))
+    plan: RealtimeServicePlan
+    fetch_plan: ServicePlan  # the serving plan of ``plan.fetch``: stream values, unformatted
 
     @property
     def fetch(self) -> FeatureServiceSpec:

@@ -1,189 +1,43 @@
-"""Feature serving without a web framework: specs + online store + clock -> Tecton-shaped answers.
+"""The read service: specs + online store + clock -> Tecton-shaped answers, without a web framework.
 
-Everything that depends only on a workspace's spec (compiled views, each service's feature plan,
-its metadata) is built once per spec object and reused until the registry publishes a new one;
-what depends on the request time (window bounds, the scanned key range) once per request, for
-all its rows; a row does only the key encoding, one store scan per view, and the window merge
-of the served features.
+Everything that depends only on a workspace's spec is planned once per spec object (``plan.py``)
+and reused until the registry publishes a new one; what depends on the request time (window
+bounds, the scanned key range) once per request, for all its rows (``ViewAt``); a row does only
+the key encoding, one store scan per view, and the window merge of the served features. The
+answers' JSON shapes are ``wire.py``'s.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from featurebus.platform.kv import KeyValueStore
-from featurebus.schemas.encoding import decode_tiles, store_prefix, tile_key
-from featurebus.schemas.errors import DefinitionError, InvalidRequestError, NotFoundError
-from featurebus.schemas.specs import FeatureServiceSpec, StreamFeatureViewSpec, WorkspaceSpec
-from featurebus.serving.online_materializer import online_view_name
-from featurebus.serving.realtime import RealtimeServing
+from featurebus.schemas.encoding import decode_tiles, tile_key
+from featurebus.schemas.errors import InvalidRequestError, NotFoundError
+from featurebus.schemas.specs import WorkspaceSpec
+from featurebus.serving.plan import ServicePlan, ViewAt, ViewPlan, WorkspacePlan
 from featurebus.serving.request_surface import FeatureDoc, feature_docs
 from featurebus.serving.tile_cache import TileCache
-from featurebus.streams.aggregations import Aggregator
+from featurebus.serving.wire import (
+    MISSING_DATA,
+    PRESENT,
+    MetadataOptions,
+    Row,
+    batch_response,
+    format_time_ms,
+    int64_as_strings,
+    metadata_response,
+    single_response,
+)
 from featurebus.streams.lifetime import HIGH_WATERMARK_PREFIX, latest_event_time
-from featurebus.streams.tiles import CompiledView, Tile, compute_values, prefix_range, read_range
-from featurebus.streams.windows import WALL_CLOCK_TIME, leading_edge_ms, window_bounds
+from featurebus.streams.tiles import Tile, compute_values, prefix_range, read_range
+from featurebus.streams.windows import WALL_CLOCK_TIME, leading_edge_ms
 
-__all__ = ["FeatureServer", "MetadataOptions", "data_type", "format_time_ms"]
+__all__ = ["FeatureServer", "MetadataOptions", "format_time_ms"]
 
-# Past every store key of an entity (its prefix + an 8-byte tile start).
-_ENTITY_END = b"\xff" * 16  # past every tile key suffix (start + shard)
-PRESENT = "PRESENT"
-MISSING_DATA = "MISSING_DATA"
-
-
-@dataclass(frozen=True)
-class MetadataOptions:
-    include_names: bool = True  # names are always sent; kept for Tecton request compatibility
-    include_data_types: bool = False
-    include_effective_times: bool = False
-    include_serving_status: bool = False
-
-    @classmethod
-    def parse(cls, raw: MetadataOptions | Mapping[str, Any] | None) -> MetadataOptions:
-        """From Tecton's camelCase ``metadataOptions`` (snake_case accepted too)."""
-        if raw is None or isinstance(raw, MetadataOptions):
-            return raw or _NO_OPTIONS
-        if not isinstance(raw, Mapping):
-            raise InvalidRequestError("metadataOptions must be an object of booleans")
-
-        def flag(camel: str, snake: str) -> bool:
-            return bool(raw.get(camel, raw.get(snake, False)))
-
-        return cls(
-            include_names=True,
-            include_data_types=flag("includeDataTypes", "include_data_types"),
-            include_effective_times=flag("includeEffectiveTimes", "include_effective_times"),
-            include_serving_status=flag("includeServingStatus", "include_serving_status"),
-        )
-
-
-_NO_OPTIONS = MetadataOptions()
-
-
-def data_type(dtype: str) -> dict[str, Any]:
-    """Tecton's ``dataType`` object for a spec dtype (``array<T>`` nests an ``elementType``)."""
-    if dtype.startswith("array<") and dtype.endswith(">"):
-        return {"type": "array", "elementType": data_type(dtype[6:-1])}
-    return {"type": dtype}
-
-
-def format_time_ms(t_ms: int) -> str:
-    """ISO-8601 UTC with milliseconds, e.g. ``2024-05-01T12:00:00.250Z``."""
-    seconds, millis = divmod(t_ms, 1000)
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
-
-
-@dataclass(frozen=True)
-class _ViewPlan:
-    compiled: CompiledView
-    key_prefix: bytes  # store_key(online view name, tile key) == key_prefix + tile key
-    key_names: tuple[str, ...]  # the view's join keys, in encoding order
-    picks: tuple[int, ...]  # index into the view's aggregations of each served feature
-    int64: tuple[bool, ...]  # per served feature: encode as a string (as Tecton does)
-    int64_elements: tuple[bool, ...]  # per served feature: an array of int64, elements as strings
-    any_int64: bool  # any of the two above: the row needs the conversion pass
-    is_count: tuple[bool, ...]  # per served feature: 0 means "no data", not a value
-    aggregators: tuple[Aggregator, ...]  # per served feature
-    empty: tuple[Any, ...]  # per served feature: its value for an entity without tiles
-    # Plain time windows ending at the request time: answered by the per-request plan
-    # (``_ViewAt``); lifetime, offset and series windows and the latest-event-time leading edge
-    # go through ``compute_values``.
-    plain: bool
-
-
-@dataclass(frozen=True)
-class _ServicePlan:
-    name: str
-    views: tuple[_ViewPlan, ...]
-    join_keys: tuple[tuple[str, str], ...]  # (name, dtype), in first-use order
-    feature_meta: tuple[dict[str, Any], ...]  # {"name", "dataType"} per served feature
-    problem: str | None  # why the service cannot be served (reported per request)
-    realtime: RealtimeServing | None = None  # request-time views (serving/realtime.py)
-
-
-class _WorkspacePlan:
-    def __init__(self, spec: WorkspaceSpec) -> None:
-        self.spec = spec
-        self.services = {s.name: _plan_service(spec, s) for s in spec.feature_services}
-
-
-def _join_key_dtypes(spec: WorkspaceSpec, view: StreamFeatureViewSpec) -> tuple[str, ...]:
-    entities = {e.name: e for e in spec.entities}
-    dtypes = {k.name: k.dtype for name in view.entities if name in entities for k in entities[name].join_keys}
-    missing = [k for k in view.join_keys if k not in dtypes]
-    if missing:
-        raise DefinitionError(f"view {view.name!r}: no entity declares join key(s) {missing}")
-    return tuple(dtypes[k] for k in view.join_keys)
-
-
-def _plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec, raw: bool = False) -> _ServicePlan:
-    if any(spec.is_realtime(s.view) for s in service.selections):
-        return _plan_realtime_service(spec, service)
-    views: list[_ViewPlan] = []
-    join_keys: dict[str, str] = {}
-    meta: list[dict[str, Any]] = []
-    try:
-        for selection in service.selections:
-            # A batch view is served from its tiles exactly as a stream view (platform/batch/online.py).
-            view = (spec.batch_view(selection.view).as_view_spec() if spec.is_batch(selection.view)
-                    else spec.view(selection.view))
-            if not view.online:
-                raise DefinitionError(
-                    f"feature view {view.name!r} is not materialized online; set online=True and re-apply"
-                )
-            dtypes = _join_key_dtypes(spec, view)
-            for name, dtype in zip(view.join_keys, dtypes, strict=True):
-                join_keys.setdefault(name, dtype)
-            index = {a.name: i for i, a in enumerate(view.aggregations)}
-            unknown = [f for f in selection.features if f not in index]
-            if unknown:
-                raise DefinitionError(f"view {view.name!r} has no feature(s) {unknown}")
-            picks = tuple(index[f] for f in selection.features)
-            aggs = [view.aggregations[i] for i in picks]
-            compiled = CompiledView.compile(view, dtypes)
-            aggregators = tuple(compiled.aggregators[i] for i in picks)
-            views.append(
-                _ViewPlan(
-                    compiled=compiled,
-                    key_prefix=store_prefix(online_view_name(spec.name, view.name)),
-                    key_names=view.join_keys,
-                    picks=picks,
-                    int64=tuple(a.output_dtype == "int64" and not raw for a in aggs),
-                    int64_elements=tuple(a.output_dtype == "array<int64>" and not raw for a in aggs),
-                    any_int64=not raw and any(a.output_dtype in ("int64", "array<int64>") for a in aggs),
-                    is_count=tuple(a.function == "count" for a in aggs),
-                    aggregators=aggregators,
-                    empty=tuple(a.result(a.initialize()) for a in aggregators),
-                    plain=(not compiled.has_lifetime and view.aggregation_leading_edge == WALL_CLOCK_TIME
-                           and all(a.window_kind == "time" and a.offset_ms == 0 for a in view.aggregations)),
-                )
-            )
-            meta.extend({"name": f"{view.name}.{a.name}", "dataType": data_type(a.output_dtype)} for a in aggs)
-    except (DefinitionError, NotFoundError) as exc:
-        problem = f"feature service {service.name!r} in workspace {spec.name!r} cannot be served: {exc}"
-        return _ServicePlan(service.name, (), (), (), problem)
-    return _ServicePlan(service.name, tuple(views), tuple(join_keys.items()), tuple(meta), None)
-
-
-def _plan_realtime_service(spec: WorkspaceSpec, service: FeatureServiceSpec) -> _ServicePlan:
-    """Fetch the stream features unformatted (served ones and realtime inputs), then compute."""
-    try:
-        realtime = RealtimeServing.build(spec, service)
-    except (DefinitionError, NotFoundError) as exc:
-        problem = f"feature service {service.name!r} in workspace {spec.name!r} cannot be served: {exc}"
-        return _ServicePlan(service.name, (), (), (), problem)
-    fetch = _plan_service(spec, realtime.fetch, raw=True)
-    realtime.fetch_plan = fetch
-    meta = tuple(
-        {"name": f"{o[1]}.{o[2]}" if o[0] == "realtime" else fetch.feature_meta[o[1]]["name"], "dataType": data_type(d)}
-        for o, d in zip(realtime.outputs, realtime.output_dtypes, strict=True)
-    )
-    return _ServicePlan(service.name, fetch.views, fetch.join_keys, meta, fetch.problem, realtime)
+_ENTITY_END = b"\xff" * 16  # past every tile key suffix (start + shard) of an entity
 
 
 class FeatureServer:
@@ -202,8 +56,8 @@ class FeatureServer:
         self._store = store
         self._clock_ms = clock_ms
         # Keyed by workspace; reused while the provider returns the very same spec object.
-        self._plans: dict[str, _WorkspacePlan] = {}
-        self._last_at: tuple[int, _ServicePlan, bool, list[_ViewAt]] | None = None
+        self._plans: dict[str, WorkspacePlan] = {}
+        self._last_at: tuple[int, ServicePlan, bool, list[ViewAt]] | None = None
 
     def get_features(
         self,
@@ -217,15 +71,9 @@ class FeatureServer:
         options = MetadataOptions.parse(metadata_options)
         t_ms = self._clock_ms()
         at = self._at(plan, t_ms, options.include_effective_times)
-        features, statuses, times = self._row(plan, join_key_map, t_ms, at, options.include_effective_times,
-                                              options.include_serving_status, request_context_map)
-        meta = [dict(m) for m in plan.feature_meta] if options.include_data_types else _names(plan)
-        for i, item in enumerate(meta):
-            if options.include_serving_status:
-                item["status"] = statuses[i]
-            if options.include_effective_times:
-                item["effectiveTime"] = times[i]
-        return {"result": {"features": features}, "metadata": {"features": meta}}
+        row = self._row(plan, join_key_map, t_ms, at, options.include_effective_times,
+                        options.include_serving_status, request_context_map)
+        return single_response(row, plan.feature_meta, options)
 
     def get_features_batch(
         self,
@@ -240,37 +88,16 @@ class FeatureServer:
         options = MetadataOptions.parse(metadata_options)
         t_ms = self._clock_ms()
         at = self._at(plan, t_ms, options.include_effective_times)
-        per_row = options.include_serving_status or options.include_effective_times
-        results = []
         contexts = request_context_maps if request_context_maps is not None else [None] * len(requests)
-        for join_key_map, context in zip(requests, contexts, strict=True):
-            features, statuses, times = self._row(plan, join_key_map, t_ms, at, options.include_effective_times,
-                                                  options.include_serving_status, context)
-            row: dict[str, Any] = {"features": features}
-            if per_row:
-                row_meta: list[dict[str, Any]] = [{} for _ in features]
-                for i, item in enumerate(row_meta):
-                    if options.include_serving_status:
-                        item["status"] = statuses[i]
-                    if options.include_effective_times:
-                        item["effectiveTime"] = times[i]
-                row["metadata"] = {"features": row_meta}
-            results.append(row)
-        meta = list(plan.feature_meta) if options.include_data_types else _names(plan)
-        return {"result": results, "metadata": {"features": meta}}
+        rows = [self._row(plan, join_key_map, t_ms, at, options.include_effective_times,
+                          options.include_serving_status, context)
+                for join_key_map, context in zip(requests, contexts, strict=True)]
+        return batch_response(rows, plan.feature_meta, options)
 
     def metadata(self, workspace: str, service: str) -> dict[str, Any]:
         plan = self._service_plan(workspace, service)
-        result = {
-            "featureServiceType": "DEFAULT",
-            "inputJoinKeys": [{"name": name, "dataType": data_type(dtype)} for name, dtype in plan.join_keys],
-            "featureValues": list(plan.feature_meta),
-        }
-        if plan.realtime is not None:
-            result["inputRequestContextKeys"] = [
-                {"name": name, "dataType": data_type(dtype)} for name, dtype in plan.realtime.request_fields
-            ]
-        return result
+        request_fields = plan.realtime.request_fields if plan.realtime is not None else None
+        return metadata_response(plan.join_keys, plan.feature_meta, request_fields)
 
     def feature_docs(self, workspace: str, service: str) -> list[FeatureDoc]:
         """``(description, tags)`` of each served feature, for Tecton's includeFeatureDescriptions
@@ -279,16 +106,16 @@ class FeatureServer:
         return feature_docs(self._specs_provider()[workspace], service)
 
     # -- internals ---------------------------------------------------------------------------
-    def _at(self, plan: _ServicePlan, t_ms: int, with_times: bool) -> list[_ViewAt]:
+    def _at(self, plan: ServicePlan, t_ms: int, with_times: bool) -> list[ViewAt]:
         # Under load many requests fall in the same millisecond: reuse that time's bounds.
         cached = self._last_at
         if cached is not None and cached[0] == t_ms and cached[1] is plan and cached[2] == with_times:
             return cached[3]
-        at = [_ViewAt(view, t_ms, with_times) for view in plan.views]
+        at = [ViewAt(view, t_ms, with_times) for view in plan.views]
         self._last_at = (t_ms, plan, with_times, at)
         return at
 
-    def _service_plan(self, workspace: str, service: str) -> _ServicePlan:
+    def _service_plan(self, workspace: str, service: str) -> ServicePlan:
         specs = self._specs_provider()
         spec = specs.get(workspace)
         if spec is None:
@@ -296,7 +123,7 @@ class FeatureServer:
             raise NotFoundError(f"no workspace named {workspace!r} (known: {known})")
         plan = self._plans.get(workspace)
         if plan is None or plan.spec is not spec:
-            plan = _WorkspacePlan(spec)
+            plan = WorkspacePlan(spec)
             self._plans[workspace] = plan  # a racing request may build the same plan: harmless
         service_plan = plan.services.get(service)
         if service_plan is None:
@@ -306,7 +133,7 @@ class FeatureServer:
             raise InvalidRequestError(service_plan.problem)
         return service_plan
 
-    def _scan(self, view: _ViewPlan, entity: bytes, starts: tuple[int, int] | None) -> list[Tile]:
+    def _scan(self, view: ViewPlan, entity: bytes, starts: tuple[int, int] | None) -> list[Tile]:
         """An entity's tiles (every shard's) with starts in ``[start, end)``: one contiguous scan,
         as an entity's tiles sort by start time (see schemas/encoding.py), decoded together; with
         their shards only where lifetime prefixes need them (``streams.lifetime``)."""
@@ -318,7 +145,7 @@ class FeatureServer:
             return list(decode_tiles(items, shards=True))
         return list(decode_tiles(items))
 
-    def _leading_edge(self, view: _ViewPlan, request_ms: int) -> int:
+    def _leading_edge(self, view: ViewPlan, request_ms: int) -> int:
         """The time the view's windows end at: the request's, or its stream high watermark's."""
         edge = view.compiled.spec.aggregation_leading_edge
         if edge == WALL_CLOCK_TIME:
@@ -329,9 +156,9 @@ class FeatureServer:
         return leading_edge_ms(request_ms, high_watermark, edge)
 
     def _row(
-        self, plan: _ServicePlan, join_key_map: Mapping[str, Any], t_ms: int, at: Sequence[_ViewAt],
+        self, plan: ServicePlan, join_key_map: Mapping[str, Any], t_ms: int, at: Sequence[ViewAt],
         with_times: bool, with_statuses: bool, request_context_map: Mapping[str, Any] | None = None,
-    ) -> tuple[list[Any], list[str], list[str]]:
+    ) -> Row:
         if plan.realtime is not None:  # fetch the stream values, then run the realtime views on them
             fetch = plan.realtime.fetch_plan
             fetched = self._row(fetch, join_key_map, t_ms, self._at(fetch, t_ms, with_times), with_times, True)
@@ -363,7 +190,7 @@ class FeatureServer:
                 )
             if view.any_int64:
                 features.extend(
-                    _int64_as_strings(value, as_string, elements)
+                    int64_as_strings(value, as_string, elements)
                     for value, as_string, elements in zip(values, view.int64, view.int64_elements, strict=True)
                 )
             else:
@@ -372,7 +199,7 @@ class FeatureServer:
                 times.extend([effective_time] * len(view.picks))
         return features, statuses, times
 
-    def _general_values(self, view: _ViewPlan, entity: bytes, request_ms: int,
+    def _general_values(self, view: ViewPlan, entity: bytes, request_ms: int,
                         with_times: bool) -> tuple[list[Any], str]:
         """Views the per-request plan does not cover (lifetime, offset and series windows, the
         latest-event-time leading edge): ``compute_values`` over the entity's tiles, reading a
@@ -386,7 +213,7 @@ class FeatureServer:
         effective_ms = t_ms if interval_ms is None else (t_ms // interval_ms) * interval_ms
         return [values[pick] for pick in view.picks], format_time_ms(effective_ms) if with_times else ""
 
-    def _values(self, view: _ViewPlan, at: _ViewAt, entity: bytes) -> Sequence[Any]:
+    def _values(self, view: ViewPlan, at: ViewAt, entity: bytes) -> Sequence[Any]:
         """The served features of one entity: ``compute_values`` restricted to the served
         aggregations, with the window bounds of the request time computed once per request."""
         prefix = view.key_prefix + entity
@@ -418,44 +245,3 @@ class FeatureServer:
         return values
 
 
-class _ViewAt:
-    """What a request time fixes for one view, shared by every row of the request: the served
-    aggregations grouped by window bounds (``window_bounds``, as ``compute_values`` uses them;
-    aggregations over the same window share one tile slice), the tile key range covering all of
-    them, and the effective time."""
-
-    __slots__ = ("effective_time", "end_suffix", "start_suffix", "windows")
-
-    def __init__(self, view: _ViewPlan, t_ms: int, with_times: bool) -> None:
-        spec = view.compiled.spec
-        interval_ms = spec.aggregation_interval_ms
-        if not view.plain:  # answered by _general_values, which works from the request time itself
-            self.windows, self.start_suffix, self.end_suffix, self.effective_time = [], b"", b"", ""
-            return
-        # (window start, window end) -> [(index among served features, index in the view, aggregator)]
-        grouped: dict[tuple[int, int], list[tuple[int, int, Aggregator]]] = {}
-        for index, (pick, aggregator) in enumerate(zip(view.picks, view.aggregators, strict=True)):
-            bounds = window_bounds(t_ms, spec.aggregations[pick].window_ms, interval_ms)
-            grouped.setdefault(bounds, []).append((index, pick, aggregator))
-        self.windows = [(start, end, tuple(members)) for (start, end), members in grouped.items()]
-        # Over all of the view's aggregations, as read_range does: the scan is the same either way.
-        start_ms, end_ms = read_range(view.compiled, t_ms)
-        self.start_suffix = tile_key(b"", start_ms)  # store key = view prefix + entity + this
-        self.end_suffix = tile_key(b"", end_ms)
-        effective_ms = t_ms if interval_ms is None else (t_ms // interval_ms) * interval_ms
-        self.effective_time = format_time_ms(effective_ms) if with_times else ""
-
-
-def _int64_as_strings(value: Any, as_string: bool, elements_as_strings: bool) -> Any:
-    """Tecton's encoding: int64 values, and int64 array elements, travel as strings."""
-    if value is None:
-        return None
-    if as_string:
-        return str(value)
-    if elements_as_strings:
-        return [None if v is None else str(v) for v in value]
-    return value
-
-
-def _names(plan: _ServicePlan) -> list[dict[str, Any]]:
-    return [{"name": m["name"]} for m in plan.feature_meta]
