@@ -7,6 +7,10 @@ record key on ``API_KEYS_TOPIC`` — with the key's scope as the value::
      "created_at": "2024-05-01T12:00:00.000Z"}
 
 Revoking writes a tombstone. Roles are ordered: reader (serve) < writer (serve + ingest) < admin.
+
+An instance admin is an ``admin`` key of the reserved workspace ``*`` (``featurebus api-key create
+--workspace '*' --role admin``): it may act in every workspace and sees every workspace's series
+on ``/metrics``. Keys of ``*`` with a lower role are refused everywhere (no workspace is named ``*``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from featurebus.schemas.errors import (
 __all__ = [
     "ROLES",
     "KEY_PREFIX",
+    "INSTANCE_WORKSPACE",
+    "is_instance_admin",
     "ApiKey",
     "ApiKeyStore",
     "hash_secret",
@@ -45,6 +51,7 @@ __all__ = [
 ROLES = ("reader", "writer", "admin")  # each role can do everything the ones before it can
 _RANK = {role: rank for rank, role in enumerate(ROLES)}
 KEY_PREFIX = "fbk_"
+INSTANCE_WORKSPACE = "*"  # the scope of instance-wide keys (see the module docstring)
 _RECORD_VERSION = 1
 _SCHEMES = ("tecton-key", "bearer")
 _HOW_TO = "send it as `Authorization: Tecton-key <key>` or `Authorization: Bearer <key>`"
@@ -69,6 +76,10 @@ class ApiKey:
         if raw.get("version") != _RECORD_VERSION:
             raise ValueError(f"api key record version {raw.get('version')!r} is not {_RECORD_VERSION}")
         return cls(raw["key_id"], raw["workspace"], raw["role"], raw.get("description", ""), raw.get("created_at", ""))
+
+
+def is_instance_admin(api_key: ApiKey) -> bool:
+    return api_key.workspace == INSTANCE_WORKSPACE and api_key.role == "admin"
 
 
 def hash_secret(secret: str) -> str:
@@ -132,6 +143,8 @@ class ApiKeyStore:
     def permit(api_key: ApiKey, workspace: str, needed_role: str) -> ApiKey:
         """``authorize`` for a key already authenticated (hash once, check several times)."""
         if api_key.workspace != workspace:
+            if is_instance_admin(api_key):
+                return api_key
             raise PermissionDeniedError(
                 f"API key {api_key.key_id} is scoped to workspace {api_key.workspace!r}, not {workspace!r}; "
                 f"use a key created for {workspace!r}"

@@ -20,6 +20,8 @@ __all__ = [
     "PayloadTooLargeError",
     "AuthenticationError",
     "PermissionDeniedError",
+    "NotReadyError",
+    "RequestTimeoutError",
     "StoreFormatError",
     "InvalidJobTransitionError",
     "JobRunnerFencedError",
@@ -69,6 +71,18 @@ class AuthenticationError(FeaturebusError):
 
 class PermissionDeniedError(FeaturebusError):
     """A valid API key that is not allowed to do this (wrong workspace or role)."""
+
+
+class NotReadyError(FeaturebusError):
+    """A serving process that has not caught up with the bus yet; ask again in ``retry_after_s``."""
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RequestTimeoutError(InvalidRequestError):
+    """A client that took longer than the server allows to send its request."""
 
 
 class StoreFormatError(FeaturebusError):

@@ -20,9 +20,11 @@ from featurebus.schemas.errors import (
     InvalidRequestError,
     KafkaUnavailableError,
     NotFoundError,
+    NotReadyError,
     PayloadTooLargeError,
     PermissionDeniedError,
     RecordValidationError,
+    RequestTimeoutError,
 )
 
 __all__ = ["install_error_handlers", "error_response", "render_error", "status_of", "AUTH_FAILURES"]
@@ -32,11 +34,13 @@ AUTH_FAILURES = Counter("featurebus_serving_auth_failures_total", "Rejected requ
 # Most specific first: the first isinstance match wins.
 _STATUS: tuple[tuple[type[FeaturebusError], int, str], ...] = (
     (PayloadTooLargeError, 413, "PAYLOAD_TOO_LARGE"),
+    (RequestTimeoutError, 408, "REQUEST_TIMEOUT"),
     (InvalidRequestError, 400, "INVALID_ARGUMENT"),
     (AuthenticationError, 401, "UNAUTHENTICATED"),
     (PermissionDeniedError, 403, "PERMISSION_DENIED"),
     (NotFoundError, 404, "NOT_FOUND"),
     (KafkaUnavailableError, 503, "UNAVAILABLE"),
+    (NotReadyError, 503, "UNAVAILABLE"),
 )
 _HTTP_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
 
@@ -70,7 +74,10 @@ def render_error(exc: Exception) -> Response:
         if isinstance(exc, RecordValidationError):
             body = {"message": str(exc), "code": code, "recordErrors": exc.record_errors}
             return Response(orjson.dumps(body), status_code=status, media_type="application/json")
-        return error_response(status, code, str(exc))
+        response = error_response(status, code, str(exc))
+        if isinstance(exc, NotReadyError):  # a client (or load balancer) knows when to ask again
+            response.headers["retry-after"] = str(exc.retry_after_s)
+        return response
     if isinstance(exc, RequestValidationError):
         details = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
         return error_response(400, "INVALID_ARGUMENT", f"invalid request: {details}")

@@ -1,5 +1,10 @@
 """HTTP plumbing shared by the routers: bounded request bodies, structured access logs, and the
-ASGI fast path that answers the feature lookups without FastAPI's per-request layers."""
+ASGI fast path that answers the feature lookups without FastAPI's per-request layers.
+
+Every keyed route admits a request from its headers (``Admission``: ready, known key) before
+reading its body; the time a client may take to send the body is bounded by the connection
+guard (``connection_guard.py``), not here, so the hot path arms no timer of its own.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +17,19 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 
-from featurebus.schemas.errors import PayloadTooLargeError
+from featurebus.platform.api_keys import ApiKey
+from featurebus.schemas.errors import InvalidRequestError, PayloadTooLargeError
 from featurebus.serving.errors import render_error
+from featurebus.serving.limits import ServingLimits
+from featurebus.serving.readiness import Admission
 
-__all__ = ["MAX_BODY_BYTES", "read_body", "receive_body", "install_access_log", "serve_bytes", "log_access"]
+__all__ = ["MAX_BODY_BYTES", "Handler", "read_body", "receive_body", "install_access_log", "serve_bytes",
+           "log_access"]
 
-# 10,000 ingest records of a few hundred bytes fit; a feature lookup is a few hundred bytes.
-MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_BODY_BYTES = ServingLimits().max_body_bytes
+
+# (the admitted caller's key, the raw body) -> the JSON response body
+Handler = Callable[[ApiKey, bytes], bytes | Awaitable[bytes]]
 
 access_log = logging.getLogger("featurebus.access")
 
@@ -64,8 +75,8 @@ async def receive_body(scope: Scope, receive: Receive, max_bytes: int = MAX_BODY
     size = 0
     while True:
         message = await receive()
-        if message["type"] == "http.disconnect":
-            break
+        if message["type"] == "http.disconnect":  # nobody to answer; never act on half a body
+            raise InvalidRequestError("the client disconnected before sending the whole request body")
         chunk = message.get("body", b"")
         if chunk:
             size += len(chunk)
@@ -90,14 +101,15 @@ def log_access(scope: Scope, status: int, started: float) -> None:
         }).decode())
 
 
-async def serve_bytes(endpoint: Callable[[str | None, bytes], bytes | Awaitable[bytes]], scope: Scope,
+async def serve_bytes(handler: Handler, admission: Admission, max_body_bytes: int, scope: Scope,
                       receive: Receive, send: Send) -> None:
-    """Answer one request with ``endpoint(Authorization header, body)`` (bytes, or awaitable
-    bytes) as ``application/json``; a raised error becomes the same JSON error response the
-    FastAPI handlers give."""
+    """Answer one request with ``handler(admitted key, body)`` (bytes, or awaitable bytes) as
+    ``application/json``; a raised error becomes the same JSON error response the FastAPI
+    handlers give. The body is read only once the headers admitted the request."""
     started = time.perf_counter()
     try:
-        result = endpoint(header(scope, b"authorization"), await receive_body(scope, receive))
+        api_key = admission.admit(header(scope, b"authorization"))
+        result = handler(api_key, await receive_body(scope, receive, max_body_bytes))
         payload = await result if inspect.isawaitable(result) else result
     except Exception as exc:
         response = render_error(exc)

@@ -265,14 +265,15 @@ class IngestService:
         return _answer(prepared, dry_run)
 
     async def ingest_async(self, workspace: str, records: Any, dry_run: bool,
-                           read_after_write: bool = False) -> dict[str, Any]:
+                           read_after_write: bool = False, *,
+                           max_records: int = MAX_RECORDS_PER_REQUEST) -> dict[str, Any]:
         """``ingest`` for the event loop: validation runs inline for ordinary requests (it holds
         the GIL either way, and a thread hop costs more than 100 records take), in a thread for
         large ones; the write awaits Kafka's acknowledgements without blocking the loop."""
         if _count(records) > _INLINE_RECORDS:
-            prepared = await asyncio.to_thread(self._prepare, workspace, records, read_after_write)
+            prepared = await asyncio.to_thread(self._prepare, workspace, records, read_after_write, max_records)
         else:
-            prepared = self._prepare(workspace, records, read_after_write)
+            prepared = self._prepare(workspace, records, read_after_write, max_records)
         if not dry_run:
             written = await self._sink.send(prepared.outgoing, read_after_write)
             if read_after_write:

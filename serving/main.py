@@ -11,9 +11,13 @@ a RocksDB secondary instance sees new writes only when it calls ``try_catch_up_w
 and each process still needs the registry and API keys from the bus. Measured on the serving
 benchmark's data (100k users, 481k tiles): the online copy is 14 MB and writing it all costs
 about 1.1 s of CPU (430k tile records/s), so a copy per process is cheap, and it buys simpler
-failure handling: no process depends on another. Processes start serving only once their copy
-caught up with the bus (see ``_replica_lifespan``), so no answer comes from a copy that is
-still rebuilding.
+failure handling: no process depends on another. No process answers a keyed request before its
+API keys and online copy caught up with the bus since it started (``readiness.py``: 503 with
+``Retry-After`` until then, the same rule ``/ready`` reports); a process of ``--workers N``
+also accepts no connection before then (see ``_replica_lifespan``), so its siblings answer.
+
+Every process runs uvicorn's HTTP protocol with read deadlines and a connection cap
+(``connection_guard.py``), configured by ``ServingLimits`` (``limits.py``, environment variables).
 """
 
 from __future__ import annotations
@@ -40,7 +44,9 @@ from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.platform.kv import RocksStore
 from featurebus.schemas.errors import FeaturebusError
 from featurebus.serving.app import create_app
+from featurebus.serving.connection_guard import configure_guard, guarded_protocol
 from featurebus.serving.ingest import IngestService, KafkaRecordSink
+from featurebus.serving.limits import ServingLimits
 from featurebus.serving.online_materializer import OnlineMaterializer
 from featurebus.serving.service import FeatureServer
 from featurebus.serving.tile_cache import TileCache
@@ -89,7 +95,8 @@ def claim_store_dir(data_dir: Path) -> tuple[Path, IO[bytes]]:
 class _Replica:
     """What one serving process owns; released exactly once, however the process ends."""
 
-    def __init__(self, bootstrap: str, data_dir: Path) -> None:
+    def __init__(self, bootstrap: str, data_dir: Path, limits: ServingLimits) -> None:
+        self.limits = limits
         self.store_dir, self._lock = claim_store_dir(data_dir)
         self.store = RocksStore(self.store_dir)
         self.keys = ApiKeyStore()
@@ -113,7 +120,7 @@ class _Replica:
         self.materializer.add_write_listener(cache)  # before it starts writing
         server = FeatureServer(self.materializer.specs, self.store, now_ms, tile_cache=cache)
         ingest = IngestService(self.materializer.specs, self.ingest_sink, self.visibility)
-        return create_app(server, self.keys, self.materializer, ingest=ingest, lifespan=lifespan)
+        return create_app(server, self.keys, self.materializer, ingest=ingest, lifespan=lifespan, limits=self.limits)
 
 
 async def _await_caught_up(replica: _Replica) -> None:
@@ -158,7 +165,9 @@ def replica_app() -> FastAPI:
     # lines (which store it holds, when it caught up) for whoever reads the server's log.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _log.setLevel(logging.INFO)
-    replica = _Replica(os.environ[_ENV_BOOTSTRAP], Path(os.environ[_ENV_DATA_DIR]))
+    limits = ServingLimits.from_env()  # the parent's, handed over in the environment
+    configure_guard(limits)  # uvicorn made this process's protocol class from its name: configure it here
+    replica = _Replica(os.environ[_ENV_BOOTSTRAP], Path(os.environ[_ENV_DATA_DIR]), limits)
     _log.info("serving process %d holds online store %s", os.getpid(), replica.store_dir)
     _enable_access_log(os.environ.get(_ENV_ACCESS_LOG, "1") == "1")
     return replica.app(_replica_lifespan(replica, wait_caught_up=True))
@@ -173,25 +182,30 @@ def run_server(
     log_level: str = "info",
     workers: int = 1,
     access_log: bool = True,
+    limits: ServingLimits | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then stop the materializers and close the stores.
 
     Each process's store lives in the first free ``data_dir/online[-i]``; a process restarted on
     the same directory resumes from the offsets recorded there, a fresh directory rebuilds from
     the feature topics. ``workers`` > 1 runs that many processes on one socket (see the module
-    docstring).
+    docstring). ``limits`` defaults to ``ServingLimits.from_env()``.
     """
+    limits = limits or ServingLimits.from_env()
     if workers < 1:
         raise FeaturebusError(f"--workers must be at least 1, got {workers}")
     if workers > 1:
         os.environ[_ENV_BOOTSTRAP] = bootstrap
         os.environ[_ENV_DATA_DIR] = str(data_dir)
         os.environ[_ENV_ACCESS_LOG] = "1" if access_log else "0"
+        os.environ.update(limits.to_env())
         _log.info("serving on http://%s:%d with %d processes (online stores under %s)", host, port, workers, data_dir)
         uvicorn.run("featurebus.serving.main:replica_app", factory=True, host=host, port=port, workers=workers,
-                    log_level=log_level, access_log=False, timeout_graceful_shutdown=_GRACE_S)
+                    log_level=log_level, access_log=False, timeout_graceful_shutdown=_GRACE_S,
+                    http="featurebus.serving.connection_guard:GuardedHttpProtocol",
+                    timeout_keep_alive=limits.idle_timeout_s)
         return
-    replica = _Replica(bootstrap, data_dir)
+    replica = _Replica(bootstrap, data_dir, limits)
     try:
         app = replica.app(_replica_lifespan(replica, wait_caught_up=False))
         _log.info("serving on http://%s:%d (online store %s)", host, port, replica.store_dir)
@@ -204,7 +218,8 @@ def run_server(
         previous = signal.signal(signal.SIGTERM, _shut_down_cleanly) if in_main else None
         try:
             uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                                          timeout_graceful_shutdown=_GRACE_S)).run()
+                                          timeout_graceful_shutdown=_GRACE_S, http=guarded_protocol(limits),
+                                          timeout_keep_alive=limits.idle_timeout_s)).run()
         finally:
             if in_main:
                 signal.signal(signal.SIGTERM, previous)

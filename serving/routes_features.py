@@ -17,14 +17,16 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from prometheus_client import Histogram
 
-from featurebus.platform.api_keys import ApiKeyStore
-from featurebus.schemas.errors import InvalidRequestError
-from featurebus.serving.http import read_body
+from featurebus.platform.api_keys import ApiKey, ApiKeyStore
+from featurebus.schemas.errors import InvalidRequestError, PayloadTooLargeError
+from featurebus.serving.http import Handler, read_body
+from featurebus.serving.limits import ServingLimits
 from featurebus.serving.openapi_docs import feature_route_doc
+from featurebus.serving.readiness import Admission
 from featurebus.serving.request_surface import RequestSurface
 from featurebus.serving.service import FeatureServer
 
-__all__ = ["FeatureEndpoints", "Endpoint", "features_router", "REQUEST_SECONDS", "PREFIX"]
+__all__ = ["FeatureEndpoints", "features_router", "REQUEST_SECONDS", "PREFIX"]
 
 PREFIX = "/api/v1/feature-service"
 
@@ -57,12 +59,10 @@ def _get(params: dict[str, Any], camel: str, snake: str, kind: type, required: b
     return value
 
 
-Endpoint = Callable[[str | None, bytes], bytes | Awaitable[bytes]]  # (Authorization, body) -> JSON body
-
-
 class FeatureEndpoints:
-    """The feature service endpoints without a web framework: the ``Authorization`` header and
-    the raw body in, the JSON response body out; failures raise ``featurebus.schemas.errors``.
+    """The feature service endpoints without a web framework: the admitted caller's key (see
+    ``readiness.Admission``) and the raw body in, the JSON response body out; failures raise
+    ``featurebus.schemas.errors``.
 
     The app serves ``routes()`` straight from ASGI (see ``app.py``): on a sub-millisecond
     lookup FastAPI's routing, dependency and middleware layers cost several times the lookup
@@ -70,24 +70,23 @@ class FeatureEndpoints:
     the OpenAPI schema, so both paths give the same answers and the same errors.
     """
 
-    def __init__(self, server: FeatureServer, keys: ApiKeyStore) -> None:
+    def __init__(self, server: FeatureServer, limits: ServingLimits) -> None:
         self._server = server
-        self._keys = keys
+        self._max_batch_rows = limits.max_batch_rows
 
-    def routes(self) -> dict[str, Endpoint]:
+    def routes(self) -> dict[str, Handler]:
         return {
             f"{PREFIX}/get-features": self.get_features,
             f"{PREFIX}/get-features-batch": self.get_features_batch,
             f"{PREFIX}/metadata": self.metadata,
         }
 
-    def _authorized_params(self, authorization: str | None, body: bytes) -> tuple[dict[str, Any], str, str]:
-        # Authenticate before parsing the body: an anonymous caller learns nothing from it.
-        api_key = self._keys.authenticate(authorization)
+    @staticmethod
+    def _authorized_params(api_key: ApiKey, body: bytes) -> tuple[dict[str, Any], str, str]:
         params = _params(body)
         workspace = _get(params, "workspaceName", "workspace_name", str)
         service = _get(params, "featureServiceName", "feature_service_name", str)
-        self._keys.permit(api_key, workspace, "reader")
+        ApiKeyStore.permit(api_key, workspace, "reader")
         return params, workspace, service
 
     def _decorate(self, surface: RequestSurface, result: dict[str, Any], workspace: str, service: str,
@@ -96,9 +95,9 @@ class FeatureEndpoints:
             docs = self._server.feature_docs(workspace, service) if surface.wants_docs else []
             surface.decorate(result, docs, started, time.perf_counter() - looked_up)
 
-    def get_features(self, authorization: str | None, body: bytes) -> bytes:
+    def get_features(self, api_key: ApiKey, body: bytes) -> bytes:
         started = time.perf_counter()
-        params, workspace, service = self._authorized_params(authorization, body)
+        params, workspace, service = self._authorized_params(api_key, body)
         join_key_map = _get(params, "joinKeyMap", "join_key_map", dict)
         context = _get(params, "requestContextMap", "request_context_map", dict, required=False)
         surface = RequestSurface.parse(params)
@@ -109,10 +108,15 @@ class FeatureEndpoints:
         REQUEST_SECONDS.labels("get-features", workspace, service).observe(time.perf_counter() - started)
         return payload
 
-    def get_features_batch(self, authorization: str | None, body: bytes) -> bytes:
+    def get_features_batch(self, api_key: ApiKey, body: bytes) -> bytes:
         started = time.perf_counter()
-        params, workspace, service = self._authorized_params(authorization, body)
+        params, workspace, service = self._authorized_params(api_key, body)
         rows = _get(params, "requestData", "request_data", list)
+        if len(rows) > self._max_batch_rows:
+            raise PayloadTooLargeError(
+                f"params.requestData has {len(rows)} rows; this server answers at most {self._max_batch_rows} per "
+                "request (FEATUREBUS_SERVING_MAX_BATCH_ROWS): split the batch"
+            )
         join_key_maps = []
         contexts = []
         for i, row in enumerate(rows):
@@ -132,8 +136,8 @@ class FeatureEndpoints:
         REQUEST_SECONDS.labels("get-features-batch", workspace, service).observe(time.perf_counter() - started)
         return payload
 
-    def metadata(self, authorization: str | None, body: bytes) -> bytes:
-        _, workspace, service = self._authorized_params(authorization, body)
+    def metadata(self, api_key: ApiKey, body: bytes) -> bytes:
+        _, workspace, service = self._authorized_params(api_key, body)
         return orjson.dumps(self._server.metadata(workspace, service))
 
 
@@ -141,15 +145,19 @@ def _options(params: dict[str, Any]) -> Any:
     return _get(params, "metadataOptions", "metadata_options", dict, required=False)
 
 
-def features_router(endpoints: FeatureEndpoints) -> APIRouter:
+def features_router(endpoints: FeatureEndpoints, admission: Admission, limits: ServingLimits) -> APIRouter:
     """The same endpoints as FastAPI routes, for the OpenAPI document (and any ASGI host that
-    calls the FastAPI app without the fast path)."""
+    calls the FastAPI app without the fast path): admitted from the headers, then the body."""
     router = APIRouter(prefix=PREFIX, tags=["feature-service"])
 
-    def route(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    def route(endpoint: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def handler(request: Request) -> Response:
-            body = await read_body(request)
-            return Response(endpoint(request.headers.get("authorization"), body), media_type="application/json")
+            api_key = admission.admit(request.headers.get("authorization"))
+            body = await read_body(request, limits.max_body_bytes)
+            payload = endpoint(api_key, body)
+            if not isinstance(payload, bytes):
+                payload = await payload
+            return Response(payload, media_type="application/json")
 
         return handler
 

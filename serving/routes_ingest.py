@@ -7,11 +7,13 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 
-from featurebus.platform.api_keys import ApiKeyStore
+from featurebus.platform.api_keys import ApiKey, ApiKeyStore
 from featurebus.schemas.errors import InvalidRequestError
 from featurebus.serving.http import read_body
 from featurebus.serving.ingest import IngestService
+from featurebus.serving.limits import ServingLimits
 from featurebus.serving.openapi_docs import ingest_doc
+from featurebus.serving.readiness import Admission
 
 __all__ = ["IngestEndpoint", "ingest_router"]
 
@@ -27,12 +29,11 @@ class IngestEndpoint:
     """``POST /ingest`` without a web framework (served straight from ASGI, see ``app.py``; the
     FastAPI route below documents it and answers the same)."""
 
-    def __init__(self, service: IngestService, keys: ApiKeyStore) -> None:
+    def __init__(self, service: IngestService, limits: ServingLimits) -> None:
         self._service = service
-        self._keys = keys
+        self._max_records = limits.max_ingest_records
 
-    async def ingest(self, authorization: str | None, raw_body: bytes) -> bytes:
-        api_key = self._keys.authenticate(authorization)
+    async def ingest(self, api_key: ApiKey, raw_body: bytes) -> bytes:
         try:
             body = orjson.loads(raw_body)
         except orjson.JSONDecodeError as exc:
@@ -40,14 +41,15 @@ class IngestEndpoint:
         if not isinstance(body, dict):
             raise InvalidRequestError('request body must be a JSON object {"workspace_name", "records", ...}')
         workspace = _field(body, "workspace_name", "workspaceName", str)
-        self._keys.permit(api_key, workspace, "writer")
+        ApiKeyStore.permit(api_key, workspace, "writer")
         dry_run = _field(body, "dry_run", "dryRun", bool, default=False)
         read_after_write = _field(body, "read_after_write", "readAfterWrite", bool, default=False)
-        result = await self._service.ingest_async(workspace, body.get("records"), dry_run, read_after_write)
+        result = await self._service.ingest_async(workspace, body.get("records"), dry_run, read_after_write,
+                                                  max_records=self._max_records)
         return orjson.dumps(result)
 
 
-def ingest_router(endpoint: IngestEndpoint) -> APIRouter:
+def ingest_router(endpoint: IngestEndpoint, admission: Admission, limits: ServingLimits) -> APIRouter:
     router = APIRouter(tags=["ingest"])
 
     @router.post("/ingest", openapi_extra=ingest_doc())
@@ -55,7 +57,8 @@ def ingest_router(endpoint: IngestEndpoint) -> APIRouter:
         """Validate every record against its push source's schema; write all of them or none.
         Needs a `writer` (or `admin`) key of the workspace. With `read_after_write`, answers only
         once this replica serves the records' effect."""
-        payload = await endpoint.ingest(request.headers.get("authorization"), await read_body(request))
+        api_key = admission.admit(request.headers.get("authorization"))
+        payload = await endpoint.ingest(api_key, await read_body(request, limits.max_body_bytes))
         return Response(payload, media_type="application/json")
 
     return router

@@ -1,22 +1,23 @@
-"""Operational routes: ``/health`` (liveness), ``/ready`` (online store current), ``/metrics``."""
+"""Operational routes: ``/health`` (liveness), ``/ready`` (readiness), ``/metrics``."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.serving.errors import error_response
-from featurebus.serving.online_materializer import OnlineMaterializer
+from featurebus.serving.metrics_view import metrics_for
 from featurebus.serving.openapi_docs import open_route_doc, secured_route_doc
+from featurebus.serving.readiness import RETRY_AFTER_S, Admission
 
 __all__ = ["ops_router"]
 
 _OK = b'{"status":"ok"}'
 
 
-def ops_router(keys: ApiKeyStore, materializer: OnlineMaterializer | None) -> APIRouter:
+def ops_router(admission: Admission) -> APIRouter:
     router = APIRouter(tags=["operations"])
+    readiness = admission.readiness
 
     @router.get("/health", openapi_extra=open_route_doc())
     def health() -> Response:
@@ -25,25 +26,20 @@ def ops_router(keys: ApiKeyStore, materializer: OnlineMaterializer | None) -> AP
 
     @router.get("/ready", openapi_extra=open_route_doc())
     def ready() -> Response:
-        """200 once the online store has caught up with the bus; 503 with the reason otherwise."""
-        if materializer is None:  # a server over a fixed store (tests, embedding)
+        """200 once this process answers feature requests (its API keys and online copy caught up
+        with the bus since start) and its copy is kept current; 503 with the reason otherwise."""
+        reason = readiness.not_ready_reason() or readiness.stale_reason()
+        if reason is None:
             return Response(_OK, media_type="application/json")
-        if materializer.error is not None:
-            return error_response(503, "UNAVAILABLE", materializer.error)
-        if not materializer.ready():
-            lag = materializer.lag()
-            behind = sum(lag.values())
-            return error_response(
-                503,
-                "UNAVAILABLE",
-                f"online store is catching up with the bus: {behind} records behind on {len(lag)} partitions",
-            )
-        return Response(_OK, media_type="application/json")
+        response = error_response(503, "UNAVAILABLE", reason)
+        response.headers["retry-after"] = str(RETRY_AFTER_S)
+        return response
 
     @router.get("/metrics", openapi_extra=secured_route_doc())
     def metrics(request: Request) -> Response:
-        """Prometheus text format; any valid API key may scrape (``Authorization: Bearer <key>``)."""
-        keys.authenticate(request.headers.get("authorization"))
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        """Prometheus text format (``Authorization: Bearer <key>``): the series of the key's
+        workspace and those of no workspace; an instance admin's key sees every workspace."""
+        api_key = admission.admit(request.headers.get("authorization"))
+        return Response(metrics_for(api_key), media_type=CONTENT_TYPE_LATEST)
 
     return router

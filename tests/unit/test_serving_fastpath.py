@@ -12,6 +12,8 @@ from fastapi.testclient import TestClient
 from featurebus.platform.kv import MemoryStore
 from featurebus.serving.app import create_app
 from featurebus.serving.errors import install_error_handlers
+from featurebus.serving.limits import ServingLimits
+from featurebus.serving.readiness import Admission, Readiness
 from featurebus.serving.routes_features import PREFIX, FeatureEndpoints, features_router
 from featurebus.serving.service import FeatureServer
 from tests.support.specs import HOUR, spending_workspace
@@ -28,7 +30,8 @@ def clients() -> Iterator[tuple[TestClient, TestClient]]:
     keys = _keys()
     plain = FastAPI()
     install_error_handlers(plain)
-    plain.include_router(features_router(FeatureEndpoints(server, keys)))
+    limits = ServingLimits()
+    plain.include_router(features_router(FeatureEndpoints(server, limits), Admission(Readiness(None), keys), limits))
     with TestClient(create_app(server, keys)) as fast, TestClient(plain) as slow:
         yield fast, slow
 

@@ -1,0 +1,56 @@
+"""``/metrics`` as one caller may see it: its own workspace's series, unless it is an instance admin.
+
+A series belongs to a workspace when it has a ``workspace`` label, or a ``topic`` label naming one
+of that workspace's topics (``featurebus.<workspace>.<kind>.<object>``, see
+``platform/topics.py``). Series of no workspace (process, registry and API-key topics, the
+authentication failure counter) are shown to every caller: they name no workspace. An instance
+admin (``platform/api_keys.py``: an ``admin`` key of the ``*`` workspace) sees everything, as a
+Prometheus scraper of the whole instance needs to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from featurebus.platform.api_keys import ApiKey, is_instance_admin
+
+__all__ = ["metrics_for"]
+
+
+def metrics_for(api_key: ApiKey) -> bytes:
+    """The Prometheus text exposition of every series ``api_key`` may see."""
+    if is_instance_admin(api_key):
+        return generate_latest()
+    return generate_latest(_WorkspaceMetrics(api_key.workspace))  # type: ignore[arg-type]
+
+
+def _workspace_of(labels: dict[str, str]) -> str | None:
+    workspace = labels.get("workspace")
+    if workspace is not None:
+        return workspace
+    topic = labels.get("topic")
+    if topic is not None and topic.startswith("featurebus."):
+        parts = topic.split(".")
+        if len(parts) >= 3:  # featurebus.<workspace>.<kind>[.<object>]; the global topics have 2 parts
+            return parts[1]
+    return None
+
+
+class _WorkspaceMetrics(Collector):
+    """The default registry's metrics with other workspaces' samples left out."""
+
+    def __init__(self, workspace: str) -> None:
+        self._workspace = workspace
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in REGISTRY.collect():
+            samples = [s for s in metric.samples if _workspace_of(s.labels) in (None, self._workspace)]
+            if not samples and metric.samples:
+                continue  # only other workspaces' series: not even the family's name is theirs to see
+            visible = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+            visible.samples = samples
+            yield visible
