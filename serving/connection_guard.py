@@ -25,7 +25,6 @@ from typing import Any, ClassVar
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from featurebus.schemas.errors import FeaturebusError
 from featurebus.serving.limits import ServingLimits
 
 __all__ = ["GuardedHttpProtocol", "guarded_protocol", "configure_guard", "MAX_HEADER_BYTES"]
@@ -33,10 +32,6 @@ __all__ = ["GuardedHttpProtocol", "guarded_protocol", "configure_guard", "MAX_HE
 MAX_HEADER_BYTES = 64 * 1024  # request line + header names and values; a lookup sends a few hundred
 
 _IDLE, _HEADERS, _BODY = 0, 1, 2  # what the connection is waiting for from the client
-
-
-class _HeadersTooLargeError(FeaturebusError):
-    pass
 
 
 def _raw_response(status: int, reason: str, message: str, extra_headers: bytes = b"") -> bytes:
@@ -55,8 +50,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._waiting_for = _HEADERS  # a new connection owes its first request line
         self._deadline: asyncio.TimerHandle | None = None
-        self._header_bytes = 0
-        self._refused = False  # answered 431: nothing else may be written
+        self._header_bytes = 0  # of the request line and headers still incomplete
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -76,39 +70,28 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        # Arm a deadline only when this read left a request incomplete (not the common case).
-        if self._waiting_for != _IDLE and self._deadline is None and not self.transport.is_closing():
-            timeout_s = self.limits.header_timeout_s if self._waiting_for == _HEADERS else self.limits.body_timeout_s
+        # Only when this read left a request incomplete (not the common case): count what its
+        # headers took so far (parser callbacks per header would cost every request), and arm
+        # the deadline of what it still owes.
+        waiting_for = self._waiting_for
+        if waiting_for == _IDLE or self.transport.is_closing():
+            return
+        if waiting_for == _HEADERS:
+            self._header_bytes += len(data)
+            if self._header_bytes > MAX_HEADER_BYTES:
+                self.transport.write(_raw_response(
+                    431, "Request Header Fields Too Large",
+                    f"the request line and headers are larger than the {MAX_HEADER_BYTES}-byte limit"))
+                self.transport.close()
+                return
+        if self._deadline is None:
+            timeout_s = self.limits.header_timeout_s if waiting_for == _HEADERS else self.limits.body_timeout_s
             self._deadline = self.loop.call_later(timeout_s, self._timed_out)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._waiting_for = _HEADERS
         self._header_bytes = 0
-
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        self._count_header_bytes(len(url))
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        super().on_header(name, value)
-        self._count_header_bytes(len(name) + len(value))
-
-    def _count_header_bytes(self, size: int) -> None:
-        self._header_bytes += size
-        if self._header_bytes > MAX_HEADER_BYTES and not self._refused:
-            self._refused = True
-            self.transport.write(_raw_response(
-                431, "Request Header Fields Too Large",
-                f"the request line and headers are larger than the {MAX_HEADER_BYTES}-byte limit"))
-            self.transport.close()
-            # Stops the parser: httptools re-raises it as an HttpParserError, on which uvicorn
-            # would answer 400 (``send_400_response`` below keeps ours the only answer).
-            raise _HeadersTooLargeError
-
-    def send_400_response(self, msg: str) -> None:
-        if not self._refused:
-            super().send_400_response(msg)
 
     def on_headers_complete(self) -> None:
         self._waiting_for = _BODY

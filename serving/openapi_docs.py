@@ -194,8 +194,10 @@ def _errors(*statuses: int) -> dict[str, Any]:
                401: "No API key, or an unknown or revoked one.",
                403: "The key is not allowed this workspace or role.",
                404: "No such workspace or feature service.",
-               413: "The body is larger than the server's limit.",
-               503: "Kafka is unreachable, or the online store is catching up."}
+               408: "The request's headers or body did not arrive within the server's time limit.",
+               413: "The body, or the number of batch rows, is larger than the server's limit.",
+               503: "This serving process has not caught up with the bus since it started (see `Retry-After`), "
+                    "or Kafka is unreachable."}
     return {str(s): _json(ERROR, reasons[s]) for s in statuses}
 
 
@@ -211,18 +213,18 @@ def feature_route_doc(route: str) -> dict[str, Any]:
     answer = _GET_FEATURES_ANSWER if route == "get-features" else {"type": "object"}
     return {"requestBody": _body(params), "security": [{"TectonKey": []}],
             "responses": {"200": _json(answer, "The feature values, in Tecton's shape."),
-                          **_errors(400, 401, 403, 404, 413)}}
+                          **_errors(400, 401, 403, 404, 408, 413, 503)}}
 
 
 def ingest_doc() -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": _INGEST_BODY}}},
             "security": [{"TectonKey": []}],
             "responses": {"200": _json(_INGEST_ANSWER, "Every record was validated and (unless a dry run) written."),
-                          **_errors(400, 401, 403, 404, 413, 503)}}
+                          **_errors(400, 401, 403, 404, 408, 413, 503)}}
 
 
 def secured_route_doc() -> dict[str, Any]:
-    return {"security": [{"TectonKey": []}], "responses": _errors(401)}
+    return {"security": [{"TectonKey": []}], "responses": _errors(401, 503)}
 
 
 def open_route_doc() -> dict[str, Any]:
