@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import orjson
 
 from featurebus.schemas.errors import NotFoundError, StoreFormatError
+from featurebus.schemas.time_range import SourceRangeSpec, TimeBoundSpec
 
 __all__ = [
     "SPEC_FORMAT_VERSION",
@@ -42,8 +43,9 @@ __all__ = [
 # 3: realtime feature views and request sources. 4: window kinds (TimeWindow offset,
 # LifetimeWindow, TimeWindowSeries) and the aggregation leading edge. Older documents are still
 # read: every field a version added has a default that means what the older version meant.
-SPEC_FORMAT_VERSION = 4
-_READABLE_VERSIONS = frozenset({1, 2, 3, 4})
+# 5: batch views' time-bounded sources (``select_range``, featurebus.schemas.time_range).
+SPEC_FORMAT_VERSION = 5
+_READABLE_VERSIONS = frozenset({1, 2, 3, 4, 5})
 
 
 @dataclass(frozen=True)
@@ -254,6 +256,8 @@ class BatchFeatureViewSpec:
     ttl_ms: int | None = None
     lifetime_start_ms: int | None = None
     batch_trigger: str = "scheduled"  # a BatchTriggerType value; the jobs scheduler reads it
+    # Sources passed as ``source.select_range(start, end)``: each read over its own range.
+    source_ranges: tuple[SourceRangeSpec, ...] = ()
 
     def as_view_spec(self) -> StreamFeatureViewSpec:
         """The same features as the view shape tiles, serving and training sets compute over.
@@ -464,6 +468,9 @@ _NESTED.update(
         (BatchSourceSpec, "custom_config"): CustomBatchConfigSpec,
         (BatchFeatureViewSpec, "transformation"): TransformationSpec,
         (BatchFeatureViewSpec, "aggregations"): AggregationSpec,
+        (BatchFeatureViewSpec, "source_ranges"): SourceRangeSpec,
+        (SourceRangeSpec, "start"): TimeBoundSpec,
+        (SourceRangeSpec, "end"): TimeBoundSpec,
         (WorkspaceSpec, "batch_feature_views"): BatchFeatureViewSpec,
         (StreamFeatureViewSpec, "transformation"): TransformationSpec,
         (StreamFeatureViewSpec, "aggregations"): AggregationSpec,

@@ -41,6 +41,7 @@ _LAZY: dict[str, str] = {
     ),
     "Field": "featurebus.types",
     "TectonDataFrame": "featurebus.frames",
+    "TectonTimeConstant": "featurebus.time_constants",
     "Workspace": "featurebus.workspace",
     "get_workspace": "featurebus.workspace",
 }
@@ -198,6 +199,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time every name com
     )
     from featurebus.realtime import (
         realtime_feature_view as realtime_feature_view,
+    )
+    from featurebus.time_constants import (
+        TectonTimeConstant as TectonTimeConstant,
     )
     from featurebus.types import (
         Field as Field,

@@ -76,7 +76,6 @@ _TABLE: dict[str, tuple[_Kind, str]] = {
     "SnowflakeConfig": ("class", _WAREHOUSE),
     "SparkBatchConfig": ("class", _SPARK),
     "SparkStreamConfig": ("class", _SPARK),
-    "TectonTimeConstant": ("class", _CONTEXT),
     "TestRepo": ("class", "test a repository with `featurebus plan` and pytest over featurebus.repo.load_repo"),
     "TransformServerGroup": ("class", _SERVER_GROUP),
     "Transformation": ("class", "reusable transformations are not supported; put the logic in the view's function"),
