@@ -40,6 +40,8 @@ _LAZY: dict[str, str] = {
         ("Calculation", "RealtimeFeatureView", "RequestSource", "realtime_feature_view"), "featurebus.realtime"
     ),
     "Field": "featurebus.types",
+    "MockContext": "featurebus.local_testing",
+    "RealtimeContext": "featurebus.local_testing",
     "TectonDataFrame": "featurebus.frames",
     "TectonTimeConstant": "featurebus.time_constants",
     "Workspace": "featurebus.workspace",
@@ -187,6 +189,12 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time every name com
     )
     from featurebus.frames import (
         TectonDataFrame as TectonDataFrame,
+    )
+    from featurebus.local_testing import (
+        MockContext as MockContext,
+    )
+    from featurebus.local_testing import (
+        RealtimeContext as RealtimeContext,
     )
     from featurebus.realtime import (
         Calculation as Calculation,

@@ -37,6 +37,9 @@ from featurebus.cli_jobs import jobs_app, materialize  # noqa: E402
 
 app.add_typer(jobs_app, name="jobs")
 app.command("materialize")(materialize)
+from featurebus.cli_test import repo_test_command  # noqa: E402
+
+app.command("test", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(repo_test_command)
 
 console = Console(soft_wrap=True)  # whole lines in pipes and logs; tables still fit the width
 err = Console(stderr=True, soft_wrap=True)

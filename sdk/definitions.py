@@ -53,6 +53,7 @@ from featurebus.options import (
     VIEW_OPTIONS,
 )
 from featurebus.types import Field
+from featurebus.view_methods import MaterializedViewMethods, ServiceMethods
 
 __all__ = [
     "BatchFeatureView",
@@ -167,8 +168,10 @@ class FeatureView(_Definition):
         return "\n".join(source.splitlines()[node.lineno - 1 :]) + "\n"
 
 
-class MaterializedFeatureView(FeatureView):
-    """Base class of the views whose features are computed ahead of requests (stream, batch)."""
+class MaterializedFeatureView(MaterializedViewMethods, FeatureView):
+    """Base class of the views whose features are computed ahead of requests (stream, batch);
+    ``view_methods`` has their ``get_features_for_events``, ``run_transformation`` and
+    ``get_online_features``."""
 
 
 class StreamFeatureView(MaterializedFeatureView):
@@ -317,7 +320,7 @@ def stream_feature_view(
     return wrap
 
 
-class FeatureService(_Definition):
+class FeatureService(ServiceMethods, _Definition):
     def __init__(
         self,
         name: str,

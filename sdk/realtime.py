@@ -27,6 +27,7 @@ from featurebus.definition_base import DefinitionSite, _caller_site, _fail, _req
 from featurebus.definitions import Attribute, FeatureReference, FeatureView
 from featurebus.exceptions import DefinitionError
 from featurebus.types import Field
+from featurebus.view_methods import RealtimeViewMethods
 
 __all__ = [
     "Attribute",
@@ -83,7 +84,7 @@ class Calculation:
 RealtimeSource = RequestSource | FeatureReference
 
 
-class RealtimeFeatureView(FeatureView):
+class RealtimeFeatureView(RealtimeViewMethods, FeatureView):
     """Tecton's ``RealtimeFeatureView``: instantiate it directly for Calculation features; use
     ``@realtime_feature_view`` for python or pandas transformations."""
 
