@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -114,3 +115,15 @@ def test_the_view_service_prefix_is_the_training_sets() -> None:
 
     _, name = view_service(spending_workspace(), "user_spending")
     assert name == VIEW_SERVICE_PREFIX + "user_spending"
+
+
+def test_an_applied_workspaces_objects_read_in_their_own_workspace(served: str, monkeypatch: pytest.MonkeyPatch,
+                                                                    tmp_path: Path) -> None:
+    from featurebus.workspace import Workspace
+
+    monkeypatch.setenv("FEATUREBUS_WORKSPACE", "elsewhere")  # the workspace object's name wins
+    workspace = Workspace(spending_workspace(), tmp_path)
+    assert workspace.get_feature_service("spending").get_online_features(
+        join_keys={"user_id": "alice"}).to_dict()["user_spending.amount_sum_1h_continuous"] == 60.0
+    assert workspace.get_feature_view("user_spending").get_online_features(
+        join_keys={"user_id": "alice"}).values[0] == 1

@@ -199,3 +199,33 @@ def test_plan_refuses_an_end_before_the_start_naming_file_and_line(tmp_path: Pat
     output = done.stdout + done.stderr
     assert "BatchSource 'transactions'" in output and "features.py:5" in output
     assert "selects no row" in output and "Traceback" not in output
+
+
+def test_feature_start_time_bounds_the_output_not_what_the_range_reads(tmp_path: Path) -> None:
+    folder, events = _write_source(tmp_path / "tx")
+    source = BatchSource(name="transactions", batch_config=FileConfig(uri=str(folder), timestamp_field="ts"))
+    view = batch_feature_view(
+        name="user_amount_3d", sources=[source.select_range(START - timedelta(days=2), END)], entities=[user],
+        mode="pandas", offline=True, ttl=timedelta(days=1), timestamp_field="ts", batch_schedule=timedelta(days=1),
+        feature_start_time=datetime.fromtimestamp((T0 + 2 * DAY) / 1000, UTC), features=[Attribute("amount_3d", Float64)],
+    )(_rolling_sum)
+    spec = compile_workspace("w", [user, view])
+    rows, ts_ms = batch_view_rows(spec, spec.batch_view("user_amount_3d"), tmp_path / "offline", None)(T0, T0 + 4 * DAY)
+    assert sorted({int(t) + 1 - DAY for t in ts_ms}) == [T0 + 2 * DAY, T0 + 3 * DAY]  # no row before the start
+    first = rows[(ts_ms == T0 + 3 * DAY - 1) & (rows["user_id"] == "a").to_numpy()]["amount_3d"].tolist()
+    assert first == [_brute_force(events, T0 + 2 * DAY)["a"]]  # read back 2 days before feature_start_time
+
+
+def test_a_stream_sources_history_is_ranged_in_a_batch_view(tmp_path: Path) -> None:
+    folder, events = _write_source(tmp_path / "tx")
+    clicks = StreamSource(name="transactions", schema=[Field("user_id", String), Field("amount", Float64),
+                                                       Field("ts", Timestamp)],
+                          stream_config=KafkaConfig(topics="tx", timestamp_field="ts"),
+                          batch_config=FileConfig(uri=str(folder), timestamp_field="ts"))
+    view = batch_feature_view(
+        name="user_amount_3d", sources=[clicks.select_range(TectonTimeConstant.UNBOUNDED_PAST, END)], entities=[user],
+        mode="pandas", offline=True, ttl=timedelta(days=1), timestamp_field="ts", features=[Attribute("amount_3d", Float64)],
+    )(_rolling_sum)
+    spec = compile_workspace("w", [user, view])
+    rows, _ = batch_view_rows(spec, spec.batch_view("user_amount_3d"), tmp_path / "offline", None)(T0, T0 + DAY)
+    assert rows.set_index("user_id")["amount_3d"]["b"] == sum(a for u, ts, a in events if u == "b" and ts < T0 + DAY)
