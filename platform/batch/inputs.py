@@ -9,13 +9,15 @@ from featurebus.platform.batch.sources import read_batch_source, read_stream_his
 from featurebus.schemas.errors import DefinitionError
 from featurebus.schemas.specs import BatchFeatureViewSpec, WorkspaceSpec
 
-__all__ = ["read_inputs", "has_relative_ranges"]
+__all__ = ["computed_per_window", "read_inputs"]
 
 
-def has_relative_ranges(view: BatchFeatureViewSpec) -> bool:
-    """Whether a source's ``select_range`` moves with the materialization window: the view is
-    then computed one window (batch_schedule period) at a time, in jobs and ad hoc alike."""
-    return any(r.relative for r in view.source_ranges)
+def computed_per_window(view: BatchFeatureViewSpec) -> bool:
+    """Whether the view is computed one materialization window (batch_schedule period) at a time,
+    in jobs and ad hoc alike: with ``incremental_backfills`` (each run's transformation sees its
+    own period as context, Tecton's meaning), or when a source's ``select_range`` moves with the
+    window (so a backfill reads what the scheduled runs would have read)."""
+    return view.incremental_backfills or any(r.relative for r in view.source_ranges)
 
 
 def read_inputs(spec: WorkspaceSpec, view: BatchFeatureViewSpec, lo_ms: int, hi_ms: int,

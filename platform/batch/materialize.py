@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from featurebus.platform.batch.compute import aligned_range, compute_rows, source_range, table_frame, view_tiles
-from featurebus.platform.batch.inputs import has_relative_ranges, read_inputs
+from featurebus.platform.batch.inputs import computed_per_window, read_inputs
 from featurebus.platform.batch.offline import read_rows, replace_range
 from featurebus.platform.batch.online import publish_tiles
 from featurebus.platform.offline.store import open_store
@@ -81,11 +81,9 @@ def _stale_tiles(compiled: CompiledView, previous: pa.Table | None, current: set
 
 def materialization_chunks(view: BatchFeatureViewSpec, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
     tile_ms = view.aggregation_interval_ms or 1
-    # incremental_backfills: one run per batch_schedule period, each transformation seeing its
-    # own period as context (Tecton's meaning); likewise when a source's select_range is relative
-    # to the materialization window, so a backfill reads what the scheduled runs would have read;
+    # One run per batch_schedule period where a run's window matters (``computed_per_window``);
     # otherwise about a day at a time, to bound memory.
-    period = view.batch_schedule_ms if view.incremental_backfills or has_relative_ranges(view) else _DAY_MS
+    period = view.batch_schedule_ms if computed_per_window(view) else _DAY_MS
     step = tile_ms * max(1, -(-period // tile_ms))  # whole tiles
     bounds = []
     lo = start_ms

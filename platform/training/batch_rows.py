@@ -3,8 +3,9 @@
 A batch view's rows come from the offline store when the view was materialized there (what
 serving was given too), and are computed from its sources on the fly otherwise: a development
 workspace, or a view never materialized (Tecton's ad hoc ``get_features_for_events``). A view
-whose sources' ``select_range`` moves with the materialization window is computed one window at
-a time, the windows its materialization jobs run, so ad hoc rows equal materialized ones.
+with ``incremental_backfills``, or whose sources' ``select_range`` moves with the materialization
+window, is computed one window at a time, the windows its materialization jobs run, so ad hoc
+rows equal materialized ones.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from featurebus.platform.batch.compute import compute_rows, source_range, table_frame
-from featurebus.platform.batch.inputs import has_relative_ranges, read_inputs
+from featurebus.platform.batch.inputs import computed_per_window, read_inputs
 from featurebus.platform.batch.materialize import materialization_chunks
 from featurebus.platform.batch.offline import list_view_parts, read_rows
 from featurebus.platform.batch.sources import read_stream_history
@@ -50,7 +51,7 @@ def batch_view_rows(spec: WorkspaceSpec, view: BatchFeatureViewSpec, root: Path,
 
     def rows(lo_ms: int, hi_ms: int) -> Rows:
         if not materialized:
-            if not has_relative_ranges(view):
+            if not computed_per_window(view):
                 return computed(lo_ms, hi_ms)
             parts = [computed(lo, hi) for lo, hi in materialization_chunks(view, lo_ms, hi_ms)]
             if not parts:

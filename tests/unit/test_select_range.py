@@ -229,3 +229,20 @@ def test_a_stream_sources_history_is_ranged_in_a_batch_view(tmp_path: Path) -> N
     spec = compile_workspace("w", [user, view])
     rows, _ = batch_view_rows(spec, spec.batch_view("user_amount_3d"), tmp_path / "offline", None)(T0, T0 + DAY)
     assert rows.set_index("user_id")["amount_3d"]["b"] == sum(a for u, ts, a in events if u == "b" and ts < T0 + DAY)
+
+
+def test_an_incremental_view_is_computed_ad_hoc_window_by_window_as_materialized(tmp_path: Path) -> None:
+    folder, events = _write_source(tmp_path / "tx")
+    source = BatchSource(name="transactions", batch_config=FileConfig(uri=str(folder), timestamp_field="ts"))
+    view = batch_feature_view(
+        name="user_amount_1d", sources=[source], entities=[user], mode="pandas", offline=True,
+        ttl=timedelta(days=1), timestamp_field="ts", batch_schedule=timedelta(days=1), incremental_backfills=True,
+        features=[Attribute("amount_3d", Float64)],
+    )(_rolling_sum)
+    spec = compile_workspace("w", [user, view])
+    start, end = T0, T0 + 4 * DAY
+    rows, ts_ms = batch_view_rows(spec, spec.batch_view("user_amount_1d"), tmp_path / "offline", None)(start, end)
+    # Each day's run sees only its own day (the default, filtered source) and writes at its end.
+    expected = sorted((day + DAY - 1, u, a) for u, ts, a in events for day in range(start, end, DAY)
+                      if day <= ts < day + DAY)
+    assert sorted(zip(ts_ms.tolist(), rows["user_id"], rows["amount_3d"], strict=True)) == expected
