@@ -31,9 +31,10 @@ test: bootstrap ## Run the whole test suite (starts a local Kafka for the Kafka 
 test-fast: bootstrap ## Unit and contract tests, without the Kafka-marked ones (starts no broker)
 	$(BIN)/python -m pytest tests/unit tests/contract -m "not kafka"
 
-lint: bootstrap ## ruff + mypy
+lint: bootstrap ## ruff, mypy, and the one-way layers (tools/check_layers.py)
 	$(BIN)/ruff check sdk platform streams schemas serving tests bench examples tools
 	$(BIN)/mypy -p featurebus
+	$(BIN)/python tools/check_layers.py
 
 bench: bootstrap ## Benchmarks: one JSON line per figure, featurebus next to its peer
 	$(BIN)/python -m bench

@@ -44,7 +44,7 @@ from bench.serving_servers import Server, run_loadgen, start_feast, start_featur
 from featurebus import Aggregate, Entity, FeatureService, Field, PushConfig, StreamSource, stream_feature_view
 from featurebus.compile import compile_workspace
 from featurebus.platform.api_keys import create_api_key
-from featurebus.platform.generator import iso_ms
+from featurebus.platform.local.generator import iso_ms
 from featurebus.platform.producer import producer_config
 from featurebus.platform.registry import apply_workspace
 from featurebus.platform.topics import push_topic

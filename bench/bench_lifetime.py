@@ -21,7 +21,6 @@ import orjson
 
 from bench.harness import BenchContext, emit, median
 from featurebus.platform.kv import MemoryStore, RocksStore
-from featurebus.platform.online_materializer import online_view_name
 from featurebus.schemas.encoding import store_key
 from featurebus.schemas.specs import (
     AggregationSpec,
@@ -35,8 +34,9 @@ from featurebus.schemas.specs import (
     TransformationSpec,
     WorkspaceSpec,
 )
+from featurebus.serving.online_materializer import online_view_name
 from featurebus.serving.service import FeatureServer
-from featurebus.streams.engine import MemorySink, RawRecord, StreamEngine
+from featurebus.streams.runtime.engine import MemorySink, RawRecord, StreamEngine
 
 START_MS = 1_700_000_000_000
 EVERY_MS = 10_000  # one event every 10 s: 10k events span ~28 h, beyond the 24 h watermark delay

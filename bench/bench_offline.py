@@ -80,7 +80,7 @@ def _spec() -> Any:
 
 
 def _users(rng: np.random.Generator, count: int, users: int) -> np.ndarray:
-    # The generator's skew (platform/generator.py): user = int(users * u**3).
+    # The generator's skew (platform/local/generator.py): user = int(users * u**3).
     return (users * rng.random(count) ** 3).astype(np.int64)
 
 
@@ -268,7 +268,7 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
 
 def _measure(root: Path, spine_path: Path) -> dict[str, Any]:
     """The featurebus side, in its own process: time and peak RSS of one training set."""
-    from featurebus.platform.offline.training import get_features_for_events
+    from featurebus.platform.training.training_sets import get_features_for_events
 
     spec = _spec()
     spine = pd.read_parquet(spine_path)

@@ -27,7 +27,7 @@ from bench.stream_freshness import (
 )
 from bench.stream_throughput import PARTITIONS, describe, make_backlog, quix_label, run_featurebus, run_quix
 from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
-from featurebus.platform.up import LocalPlatform
+from featurebus.platform.local.up import LocalPlatform
 
 __all__ = ["run"]
 

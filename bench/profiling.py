@@ -82,7 +82,7 @@ def _stacks(collapsed: Path) -> list[tuple[list[str], int]]:
 
 
 # Entry points that sit on every stack of the worker and would top an inclusive list uselessly.
-_SCAFFOLD = ("featurebus/__main__.py", "featurebus/cli.py", "featurebus/streams/worker.py:86)")
+_SCAFFOLD = ("featurebus/__main__.py", "featurebus/cli.py", "featurebus/streams/runtime/worker.py:86)")
 
 
 def top_functions(collapsed: Path, top: int = 10, inclusive: bool = False, only: str = "") -> list[tuple[str, float]]:

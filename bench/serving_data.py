@@ -26,13 +26,13 @@ import orjson
 import pandas as pd
 from confluent_kafka import Producer
 
-from featurebus.platform.generator import iso_ms
 from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
 from featurebus.platform.kv import RocksStore
+from featurebus.platform.local.generator import iso_ms
 from featurebus.platform.producer import DeliveryTracker, producer_config
 from featurebus.platform.topics import feature_topic
 from featurebus.schemas.specs import WorkspaceSpec
-from featurebus.streams.engine import Progress, RawRecord, StreamEngine
+from featurebus.streams.runtime.engine import Progress, RawRecord, StreamEngine
 
 __all__ = ["Dataset", "make_dataset", "publish_tiles", "feast_tables", "FEATURE_PARTITIONS"]
 

@@ -29,9 +29,9 @@ from typing import Any
 import orjson
 
 from bench.fraud_setup import fraud_spec
-from featurebus.platform.generator import fraud_events
 from featurebus.platform.kv import RocksStore
-from featurebus.streams.engine import Progress, RawRecord, StreamEngine
+from featurebus.platform.local.generator import fraud_events
+from featurebus.streams.runtime.engine import Progress, RawRecord, StreamEngine
 
 __all__ = ["CountingSink", "generated_records", "measure"]
 
@@ -77,7 +77,7 @@ def _cpu_timed(action: Callable[[], None]) -> float:
 
 def measure(events: int, users: int, batch: int, small: int, profile: Path | None = None) -> dict[str, Any]:
     records = generated_records(events, users)
-    # The worker's collector settings (streams/worker.py): without them the cyclic collector
+    # The worker's collector settings (streams/runtime/worker.py): without them the cyclic collector
     # walks the generated records over and over, and that is no cost of the engine's.
     thresholds = gc.get_threshold()
     gc.collect()

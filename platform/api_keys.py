@@ -21,15 +21,15 @@ from typing import Any
 
 import orjson
 
-from featurebus.exceptions import (
+from featurebus.platform.kafka_admin import ensure_topic, read_compacted
+from featurebus.platform.producer import reliable_producer
+from featurebus.platform.topics import API_KEYS_TOPIC
+from featurebus.schemas.errors import (
     AuthenticationError,
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
 )
-from featurebus.platform.kafka_admin import ensure_topic, read_compacted
-from featurebus.platform.producer import reliable_producer
-from featurebus.platform.topics import API_KEYS_TOPIC
 
 __all__ = [
     "ROLES",

@@ -10,8 +10,8 @@ import json
 import os
 from pathlib import Path
 
-from featurebus.exceptions import InvalidRequestError, KafkaUnavailableError
 from featurebus.platform.kafka.broker import LocalKafka, kafka_bootstrap_from_env
+from featurebus.schemas.errors import InvalidRequestError, KafkaUnavailableError
 
 __all__ = ["home_dir", "kafka_state_dir", "resolve_bootstrap", "select_workspace", "selected_workspace", "DEFAULT_WORKSPACE"]
 

@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from featurebus.exceptions import KafkaUnavailableError
+from featurebus.schemas.errors import KafkaUnavailableError
 
 __all__ = [
     "TopicConfig",

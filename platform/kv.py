@@ -12,8 +12,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol, cast
 
-from featurebus.exceptions import StoreFormatError
 from featurebus.schemas.encoding import KEY_FORMAT_VERSION, VALUE_FORMAT_VERSION
+from featurebus.schemas.errors import StoreFormatError
 
 __all__ = ["KeyValueStore", "MemoryStore", "RocksStore", "FORMAT_MARKER_KEY", "open_store"]
 

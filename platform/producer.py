@@ -9,7 +9,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from featurebus.exceptions import KafkaUnavailableError
+from featurebus.schemas.errors import KafkaUnavailableError
 
 __all__ = ["DeliveryTracker", "reliable_producer", "producer_config"]
 

@@ -21,10 +21,10 @@ import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from featurebus.exceptions import KafkaUnavailableError, NotFoundError
 from featurebus.platform.kafka_admin import TopicConfig, ensure_topics, read_compacted, unreachable_hint
 from featurebus.platform.producer import producer_config
 from featurebus.platform.topics import REGISTRY_HISTORY_TOPIC, REGISTRY_TOPIC
+from featurebus.schemas.errors import KafkaUnavailableError, NotFoundError
 from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = [

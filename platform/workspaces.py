@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import time
 
-from featurebus.exceptions import InvalidRequestError, NotFoundError
 from featurebus.platform.kafka_admin import ensure_topics
 from featurebus.platform.registry import history_key, publish_records, read_history, read_registry, registry_topics
 from featurebus.platform.topics import REGISTRY_HISTORY_TOPIC, REGISTRY_TOPIC
+from featurebus.schemas.errors import InvalidRequestError, NotFoundError
 from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = ["create_workspace", "delete_workspace", "list_workspaces", "object_count", "validate_workspace_name"]

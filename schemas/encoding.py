@@ -26,7 +26,7 @@ from typing import Any, Literal, overload
 
 import orjson
 
-from featurebus.exceptions import InvalidRequestError, StoreFormatError
+from featurebus.schemas.errors import InvalidRequestError, StoreFormatError
 
 __all__ = [
     "KEY_FORMAT_VERSION",

@@ -6,7 +6,7 @@ descriptive fields (``description``, ``owner``, ...) and a few that only affect 
 left out. The stream worker commits, with each source partition's offset, the fingerprints of
 the views whose state it built from that partition (``CommitMetadata``): a view whose current
 fingerprint is not the committed one (changed by an apply, or new to the partition's history)
-is recomputed from the source log before the worker goes on (``featurebus.streams.rebuild``).
+is recomputed from the source log before the worker goes on (``featurebus.streams.runtime.rebuild``).
 
 Pure: no I/O.
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from featurebus.exceptions import FeaturebusError
+from featurebus.schemas.errors import FeaturebusError
 from featurebus.schemas.specs import StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
 
 __all__ = [

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from featurebus.exceptions import NotFoundError, StoreFormatError
+from featurebus.schemas.errors import NotFoundError, StoreFormatError
 
 __all__ = [
     "SPEC_FORMAT_VERSION",
@@ -49,7 +49,7 @@ _READABLE_VERSIONS = frozenset({1, 2, 3, 4})
 @dataclass(frozen=True)
 class FieldSpec:
     name: str
-    dtype: str  # a featurebus.types encoding: "int64", "array<float64>", "map<string,int64>", "struct<a:string>"
+    dtype: str  # a featurebus.schemas.types encoding: "int64", "array<float64>", "map<string,int64>", "struct<a:string>"
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from featurebus.exceptions import DefinitionError
+from featurebus.schemas.batch_context import FilterContext, MaterializationContext, materialization_context
 
 __all__ = [
     "CustomBatchConfig",
@@ -25,29 +25,6 @@ __all__ = [
     "pandas_batch_config",
     "pyarrow_batch_config",
 ]
-
-
-@dataclass(frozen=True)
-class FilterContext:
-    """The time range ``[start_time, end_time)`` a batch read is for (None: unbounded)."""
-
-    start_time: datetime | None = None
-    end_time: datetime | None = None
-
-
-@dataclass(frozen=True)
-class MaterializationContext(FilterContext):
-    """What a batch feature view's ``context`` argument receives: the range being materialized
-    (widened by the view's longest window for aggregations) and the view's ``batch_schedule``."""
-
-    batch_schedule: timedelta = timedelta(days=1)
-
-
-def materialization_context() -> MaterializationContext:
-    """Tecton's marker default: ``def view(source, context=materialization_context())``.
-
-    featurebus replaces it with the real range when it runs the transformation."""
-    return MaterializationContext()
 
 
 def _site(depth: int) -> str:

@@ -334,7 +334,7 @@ def workspace_delete(
 @app.command("worker")
 def worker(workspace: Workspace = "default", bootstrap: Bootstrap = None, home: Home = None) -> None:
     """Run the stream worker: source topics -> windowed tiles -> feature topics."""
-    from featurebus.streams.worker import run_worker
+    from featurebus.streams.runtime.worker import run_worker
 
     run_worker(_bootstrap(bootstrap), workspace, _home(home))
 
@@ -385,7 +385,7 @@ def training_set(
     home: Home = None,
 ) -> None:
     """A point-in-time-correct training set for every row of the spine."""
-    from featurebus.platform.offline.training import training_set_from_files
+    from featurebus.platform.training.training_sets import training_set_from_files
 
     frame = training_set_from_files(_bootstrap(bootstrap), _home(home) / "offline", workspace, feature_service, spine, output)
     console.print(f"wrote {len(frame)} rows x {len(frame.columns)} columns to {output}")
@@ -406,7 +406,7 @@ def _stop_on_signals() -> None:
 @app.command("up")
 def up(workspace: Workspace = "default", port: int = 8080, bootstrap: Bootstrap = None, home: Home = None) -> None:
     """Run the whole platform on this machine until Ctrl-C."""
-    from featurebus.platform.up import LocalPlatform
+    from featurebus.platform.local.up import LocalPlatform
 
     _stop_on_signals()
     with LocalPlatform(_home(home), workspace, port=port, bootstrap=bootstrap) as platform:
@@ -421,10 +421,12 @@ def demo(
     home: Home = None,
 ) -> None:
     """Run the fraud example end to end: apply, stream events, serve, build a training set."""
-    from featurebus.platform.demo import run_demo
+    from featurebus.platform.local.demo import WORKSPACE, run_demo
+    from featurebus.repo import load_repo
 
+    spec = load_repo(repo, WORKSPACE)
     _stop_on_signals()
-    run_demo(repo, _home(home) / "demo", live_seconds=seconds, console=console)
+    run_demo(repo, spec, _home(home) / "demo", live_seconds=seconds, console=console)
 
 
 # -- api keys ---------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ class MaterializationState:
     topics: tuple[TopicState, ...] = ()
     worker_lag: int | None = None  # source records the stream worker has not committed yet
     # Source partitions whose committed state the worker has not yet recomputed for the view's
-    # current definition (after an apply that invalidated it: ``featurebus.streams.rebuild``).
+    # current definition (after an apply that invalidated it: ``featurebus.streams.runtime.rebuild``).
     recomputing: tuple[str, ...] = ()
 
 

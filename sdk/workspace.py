@@ -39,7 +39,7 @@ class FeatureServiceClient:
     def get_features_for_events(self, events: pd.DataFrame, timestamp_key: str | None = None) -> TectonDataFrame:
         """Point-in-time-correct feature values for every row of ``events`` (join keys + a time)."""
         from featurebus.frames import TectonDataFrame
-        from featurebus.platform.offline.training import get_features_for_events
+        from featurebus.platform.training.training_sets import get_features_for_events
 
         ws = self.workspace
         return TectonDataFrame(get_features_for_events(ws.spec, self.name, events, ws.offline_root, timestamp_key, ws.offline_data))
@@ -56,8 +56,8 @@ class FeatureViewClient:
     def get_features_for_events(self, events: pd.DataFrame, timestamp_key: str | None = None) -> TectonDataFrame:
         """``events`` plus one ``<view>__<feature>`` column per feature of the view, as of each row's time."""
         from featurebus.frames import TectonDataFrame
-        from featurebus.platform.offline.ranges import view_service
-        from featurebus.platform.offline.training import get_features_for_events
+        from featurebus.platform.training.ranges import view_service
+        from featurebus.platform.training.training_sets import get_features_for_events
 
         ws = self.workspace
         spec, service = view_service(ws.spec, self.name)
@@ -67,9 +67,9 @@ class FeatureViewClient:
         self, start_time: datetime, end_time: datetime, entities: pd.DataFrame | None = None
     ) -> TectonDataFrame:
         """Feature values valid in ``[start_time, end_time)``: join keys, features, ``_valid_from``
-        and ``_valid_to`` (see ``featurebus.platform.offline.ranges`` for how rows are formed)."""
+        and ``_valid_to`` (see ``featurebus.platform.training.ranges`` for how rows are formed)."""
         from featurebus.frames import TectonDataFrame
-        from featurebus.platform.offline.ranges import get_features_in_range
+        from featurebus.platform.training.ranges import get_features_in_range
 
         ws = self.workspace
         return TectonDataFrame(get_features_in_range(ws.spec, self.name, start_time, end_time, ws.offline_root, entities, ws.offline_data))

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from importlib.metadata import version as _installed_version
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request, Response
 
-from featurebus import __version__
 from featurebus.platform.api_keys import ApiKeyStore
-from featurebus.platform.online_materializer import OnlineMaterializer
 from featurebus.serving.errors import install_error_handlers
 from featurebus.serving.http import Receive, Scope, Send, install_access_log, serve_bytes
 from featurebus.serving.ingest import IngestService
+from featurebus.serving.online_materializer import OnlineMaterializer
 from featurebus.serving.openapi_docs import SECURITY_SCHEME
 from featurebus.serving.routes_features import Endpoint, FeatureEndpoints, features_router
 from featurebus.serving.routes_ingest import IngestEndpoint, ingest_router
@@ -61,7 +61,7 @@ def create_app(
     app = _ServingApp(
         lifespan=lifespan,
         title="featurebus serving",
-        version=__version__,
+        version=_installed_version("featurebus"),
         description="Tecton-compatible feature serving. Authenticate with `Authorization: Tecton-key <key>`.",
         openapi_url=None,
         docs_url=None,

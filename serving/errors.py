@@ -1,7 +1,7 @@
 """The one place where exceptions become HTTP responses.
 
 Every error body is JSON ``{"message": "...", "code": "<ERROR_NAME>"}``; services and routes only
-raise ``featurebus.exceptions`` and never pick status codes themselves.
+raise ``featurebus.schemas.errors`` and never pick status codes themselves.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import Counter
 from starlette.exceptions import HTTPException
 
-from featurebus.exceptions import (
+from featurebus.schemas.errors import (
     AuthenticationError,
     FeaturebusError,
     InvalidRequestError,

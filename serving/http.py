@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 
-from featurebus.exceptions import PayloadTooLargeError
+from featurebus.schemas.errors import PayloadTooLargeError
 from featurebus.serving.errors import render_error
 
 __all__ = ["MAX_BODY_BYTES", "read_body", "receive_body", "install_access_log", "serve_bytes", "log_access"]

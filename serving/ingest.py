@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from featurebus.exceptions import InvalidRequestError, KafkaUnavailableError, NotFoundError, RecordValidationError
 from featurebus.platform.producer import producer_config
+from featurebus.schemas.errors import InvalidRequestError, KafkaUnavailableError, NotFoundError, RecordValidationError
 from featurebus.schemas.specs import StreamSourceSpec, WorkspaceSpec
 from featurebus.serving.ingest_codec import SourceCodec
 

@@ -36,12 +36,12 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from featurebus.exceptions import FeaturebusError
 from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.platform.kv import RocksStore
-from featurebus.platform.online_materializer import OnlineMaterializer
+from featurebus.schemas.errors import FeaturebusError
 from featurebus.serving.app import create_app
 from featurebus.serving.ingest import IngestService, KafkaRecordSink
+from featurebus.serving.online_materializer import OnlineMaterializer
 from featurebus.serving.service import FeatureServer
 from featurebus.serving.tile_cache import TileCache
 from featurebus.serving.visibility import OnlineVisibility

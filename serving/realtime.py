@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from featurebus.exceptions import InvalidRequestError
+from featurebus.schemas.errors import InvalidRequestError
 from featurebus.schemas.specs import FeatureServiceSpec, WorkspaceSpec
 from featurebus.streams.realtime import RealtimeServicePlan
 

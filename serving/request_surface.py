@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from featurebus.exceptions import InvalidRequestError
+from featurebus.schemas.errors import InvalidRequestError
 from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = ["FeatureDoc", "RequestSurface", "feature_docs"]

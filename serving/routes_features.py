@@ -17,8 +17,8 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from prometheus_client import Histogram
 
-from featurebus.exceptions import InvalidRequestError
 from featurebus.platform.api_keys import ApiKeyStore
+from featurebus.schemas.errors import InvalidRequestError
 from featurebus.serving.http import read_body
 from featurebus.serving.openapi_docs import feature_route_doc
 from featurebus.serving.request_surface import RequestSurface
@@ -62,7 +62,7 @@ Endpoint = Callable[[str | None, bytes], bytes | Awaitable[bytes]]  # (Authoriza
 
 class FeatureEndpoints:
     """The feature service endpoints without a web framework: the ``Authorization`` header and
-    the raw body in, the JSON response body out; failures raise ``featurebus.exceptions``.
+    the raw body in, the JSON response body out; failures raise ``featurebus.schemas.errors``.
 
     The app serves ``routes()`` straight from ASGI (see ``app.py``): on a sub-millisecond
     lookup FastAPI's routing, dependency and middleware layers cost several times the lookup

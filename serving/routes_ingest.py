@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 
-from featurebus.exceptions import InvalidRequestError
 from featurebus.platform.api_keys import ApiKeyStore
+from featurebus.schemas.errors import InvalidRequestError
 from featurebus.serving.http import read_body
 from featurebus.serving.ingest import IngestService
 from featurebus.serving.openapi_docs import ingest_doc

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from featurebus.platform.api_keys import ApiKeyStore
-from featurebus.platform.online_materializer import OnlineMaterializer
 from featurebus.serving.errors import error_response
+from featurebus.serving.online_materializer import OnlineMaterializer
 from featurebus.serving.openapi_docs import open_route_doc, secured_route_doc
 
 __all__ = ["ops_router"]

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from featurebus.exceptions import DefinitionError, InvalidRequestError, NotFoundError
 from featurebus.platform.kv import KeyValueStore
-from featurebus.platform.online_materializer import online_view_name
 from featurebus.schemas.encoding import decode_tiles, store_prefix, tile_key
+from featurebus.schemas.errors import DefinitionError, InvalidRequestError, NotFoundError
 from featurebus.schemas.specs import FeatureServiceSpec, StreamFeatureViewSpec, WorkspaceSpec
+from featurebus.serving.online_materializer import online_view_name
 from featurebus.serving.realtime import RealtimeServing
 from featurebus.serving.request_surface import FeatureDoc, feature_docs
 from featurebus.serving.tile_cache import TileCache

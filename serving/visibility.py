@@ -18,11 +18,11 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from featurebus.exceptions import KafkaUnavailableError
 from featurebus.platform.kv import KeyValueStore
-from featurebus.platform.online_materializer import offset_key
 from featurebus.platform.topics import feature_topic, worker_group
+from featurebus.schemas.errors import KafkaUnavailableError
 from featurebus.schemas.specs import WorkspaceSpec
+from featurebus.serving.online_materializer import offset_key
 
 __all__ = ["OnlineVisibility"]
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from featurebus.exceptions import DefinitionError
+from featurebus.schemas.errors import DefinitionError
 from featurebus.schemas.specs import AggregationSpec
 from featurebus.streams.functions import FUNCTION_ALIASES, AggregationFunction
 from featurebus.streams.numeric import Count, Extreme, Mean, Sum, Variance

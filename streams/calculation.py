@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from featurebus.exceptions import DefinitionError
+from featurebus.schemas.errors import DefinitionError
 
 __all__ = [
     "Arith",

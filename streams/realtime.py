@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from featurebus.exceptions import DefinitionError, FeaturebusError
+from featurebus.schemas.errors import DefinitionError, FeaturebusError
 from featurebus.schemas.specs import (
     FeatureSelectionSpec,
     FeatureServiceSpec,

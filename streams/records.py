@@ -19,8 +19,8 @@ import orjson
 import pandas as pd
 
 from featurebus.schemas.specs import FieldSpec, StreamSourceSpec
+from featurebus.schemas.types import Array, Map, Struct, parse_dtype
 from featurebus.streams.avro import avro_parser, schema_guarantees_types
-from featurebus.types import Array, Map, Struct, parse_dtype
 
 __all__ = ["DecodedBatch", "check_record", "decode_json_records", "decode_records", "parse_timestamp_ms"]
 

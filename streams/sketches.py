@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from featurebus.exceptions import StoreFormatError
+from featurebus.schemas.errors import StoreFormatError
 from featurebus.streams.functions import AggregationFunction
 
 __all__ = ["ApproxCountDistinct", "ApproxPercentile", "HLL_PRECISION_RANGE", "PERCENTILE_PRECISION_RANGE",

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from featurebus.batch_config import FilterContext, MaterializationContext, materialization_context
-from featurebus.exceptions import FeaturebusError
 from featurebus.platform.batch.sources import ms_to_datetime
+from featurebus.schemas.batch_context import FilterContext, MaterializationContext, materialization_context
+from featurebus.schemas.errors import FeaturebusError
 from featurebus.schemas.specs import BatchFeatureViewSpec, FieldSpec
 from featurebus.streams.records import decode_json_records
 from featurebus.streams.tiles import CompiledView, TileUpdate, batch_tiles

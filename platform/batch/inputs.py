@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from featurebus.exceptions import DefinitionError
 from featurebus.platform.batch.compute import table_frame
 from featurebus.platform.batch.sources import read_batch_source, read_stream_history
+from featurebus.schemas.errors import DefinitionError
 from featurebus.schemas.specs import BatchFeatureViewSpec, WorkspaceSpec
 
 __all__ = ["read_inputs"]

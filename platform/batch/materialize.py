@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from featurebus.exceptions import InvalidRequestError
 from featurebus.platform.batch.compute import aligned_range, compute_rows, source_range, table_frame, view_tiles
 from featurebus.platform.batch.inputs import read_inputs
 from featurebus.platform.batch.offline import read_rows, replace_range
 from featurebus.platform.batch.online import publish_tiles
 from featurebus.platform.offline.store import open_store
+from featurebus.schemas.errors import InvalidRequestError
 from featurebus.schemas.specs import BatchFeatureViewSpec, WorkspaceSpec
 from featurebus.streams.tiles import CompiledView
 from featurebus.streams.transform import view_input_frame

@@ -45,8 +45,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from featurebus.exceptions import InvalidRequestError
 from featurebus.platform.offline.store import fsync_path
+from featurebus.schemas.errors import InvalidRequestError
 
 __all__ = ["MANIFEST", "ViewPart", "view_dir", "list_view_parts", "replace_range", "read_rows"]
 

@@ -20,8 +20,8 @@ import pyarrow.csv as pcsv
 import pyarrow.json as pjson
 import pyarrow.parquet as pq
 
-from featurebus.batch_config import FilterContext
-from featurebus.exceptions import FeaturebusError
+from featurebus.schemas.batch_context import FilterContext
+from featurebus.schemas.errors import FeaturebusError
 from featurebus.schemas.specs import BatchSourceSpec, CustomBatchConfigSpec, FieldSpec, FileConfigSpec, StreamSourceSpec
 from featurebus.streams.transform import load_function
 

@@ -10,10 +10,10 @@ import time
 import uuid
 from collections.abc import Callable
 
-from featurebus.exceptions import InvalidRequestError, JobTimeoutError, NotFoundError
 from featurebus.platform.jobs.model import Job, JobKind, JobState, new_job, retry
 from featurebus.platform.jobs.schedule import backfill_ranges, due_ranges, scheduled
 from featurebus.platform.jobs.store import JobStore
+from featurebus.schemas.errors import InvalidRequestError, JobTimeoutError, NotFoundError
 from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = [

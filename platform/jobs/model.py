@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from featurebus.exceptions import InvalidJobTransitionError, StoreFormatError
+from featurebus.schemas.errors import InvalidJobTransitionError, StoreFormatError
 
 __all__ = [
     "JOB_FORMAT_VERSION",

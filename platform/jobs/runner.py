@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from featurebus.exceptions import JobRunnerFencedError, KafkaUnavailableError
 from featurebus.platform.jobs.client import enqueue_compaction, enqueue_scheduled
 from featurebus.platform.jobs.model import Job, JobState, cancel, fail, report_progress, requeue, retry, start, succeed
 from featurebus.platform.jobs.store import JobStore
+from featurebus.schemas.errors import JobRunnerFencedError, KafkaUnavailableError
 from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = ["Execute", "JobRunner", "RunnerSettings"]

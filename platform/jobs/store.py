@@ -29,11 +29,11 @@ from typing import Any, Protocol
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from featurebus.exceptions import JobRunnerFencedError, KafkaUnavailableError, StoreFormatError
 from featurebus.platform.jobs.model import JOB_FORMAT_VERSION, Job
 from featurebus.platform.kafka_admin import TopicConfig, ensure_topics, unreachable_hint
 from featurebus.platform.producer import DeliveryTracker, producer_config
 from featurebus.platform.topics import jobs_runner_transactional_id, jobs_topic
+from featurebus.schemas.errors import JobRunnerFencedError, KafkaUnavailableError, StoreFormatError
 
 __all__ = ["JobStore", "KafkaJobStore", "MemoryJobBus", "MemoryJobStore", "jobs_topic_config"]
 

@@ -33,7 +33,6 @@ from types import TracebackType
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from featurebus.exceptions import KafkaUnavailableError, StoreFormatError
 from featurebus.platform.kafka.runtime import (
     LOOPBACK_HOST,
     ensure_kafka_jars,
@@ -43,6 +42,7 @@ from featurebus.platform.kafka.runtime import (
     port_is_free,
     server_properties,
 )
+from featurebus.schemas.errors import KafkaUnavailableError, StoreFormatError
 
 __all__ = [
     "BOOTSTRAP_ENV",

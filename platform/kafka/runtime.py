@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
-from featurebus.exceptions import KafkaUnavailableError
+from featurebus.schemas.errors import KafkaUnavailableError
 
 __all__ = [
     "CACHE_DIR_ENV",

@@ -13,7 +13,7 @@ Crash safety, for readers going through ``store.list_parts`` (training sets, ran
    the rename and the unlinks; or ``grace_s`` later, for stores whose readers all go through
    ``list_parts`` and may be mid-read of an input (a read that listed an input just before the
    switch and opens it after its deletion fails, and is run again: training-set reads do that
-   themselves, ``offline/training.py``).
+   themselves, ``training/training_sets.py``).
 A SIGKILL before 2 leaves a stray ``.compacting`` file (deleted by the next compaction), after 2
 superseded inputs (deleted by the next compaction). Either way every record is visible exactly
 once, and re-running is idempotent. Only runs of *consecutive* files are merged: a merged range

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from featurebus.exceptions import NotFoundError
+from featurebus.schemas.errors import NotFoundError
 from featurebus.schemas.specs import StreamSourceSpec, WorkspaceSpec
 
 __all__ = ["OfflineLocations", "offline_locations", "require_locations"]

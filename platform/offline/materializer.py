@@ -24,12 +24,12 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter
 
-from featurebus.exceptions import InvalidRequestError, KafkaUnavailableError, NotFoundError
 from featurebus.platform.kafka_admin import unreachable_hint
 from featurebus.platform.offline.progress import TopicKey, high_watermarks, reached_by_commits, reached_by_position
 from featurebus.platform.offline.store import max_offsets, open_store, recover_partition, write_partition
 from featurebus.platform.registry import read_registry
 from featurebus.platform.topics import offline_group
+from featurebus.schemas.errors import InvalidRequestError, KafkaUnavailableError, NotFoundError
 from featurebus.schemas.specs import StreamSourceSpec
 from featurebus.streams.records import decode_records
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
 
-from featurebus.exceptions import KafkaUnavailableError
 from featurebus.platform.kafka_admin import unreachable_hint
+from featurebus.schemas.errors import KafkaUnavailableError
 
 __all__ = ["TopicKey", "high_watermarks", "reached_by_position", "reached_by_commits"]
 

@@ -37,9 +37,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from featurebus.exceptions import DefinitionError, NotFoundError, StoreFormatError
+from featurebus.schemas.errors import DefinitionError, NotFoundError, StoreFormatError
 from featurebus.schemas.specs import FieldSpec, StreamSourceSpec
-from featurebus.types import Array, Map, Struct, parse_dtype
+from featurebus.schemas.types import Array, Map, Struct, parse_dtype
 
 __all__ = [
     "FORMAT_VERSION",

@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from featurebus.platform.api_keys import create_api_key
-from featurebus.platform.generator import iso_ms
-from featurebus.platform.up import LocalPlatform
+from featurebus.platform.local.generator import iso_ms
+from featurebus.platform.local.up import LocalPlatform
 from featurebus.platform.workspaces import create_workspace
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]

@@ -22,9 +22,9 @@ import pytest
 
 import featurebus
 from featurebus.platform.api_keys import create_api_key
-from featurebus.platform.generator import iso_ms, produce_events
 from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
-from featurebus.platform.up import LocalPlatform
+from featurebus.platform.local.generator import iso_ms, produce_events
+from featurebus.platform.local.up import LocalPlatform
 from featurebus.streams.records import parse_timestamp_ms
 from tests.support.oracle import Event, close, feature_value
 

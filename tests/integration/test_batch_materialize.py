@@ -23,12 +23,12 @@ from featurebus.platform.api_keys import ApiKeyStore, create_api_key
 from featurebus.platform.batch.materialize import materialize_view
 from featurebus.platform.kafka_admin import ensure_topic
 from featurebus.platform.kv import MemoryStore
-from featurebus.platform.offline.training import get_features_for_events
-from featurebus.platform.online_materializer import OFFSETS_PREFIX, OnlineMaterializer
 from featurebus.platform.producer import reliable_producer
 from featurebus.platform.topics import REGISTRY_TOPIC
+from featurebus.platform.training.training_sets import get_features_for_events
 from featurebus.schemas.specs import FileConfigSpec
 from featurebus.serving.app import create_app
+from featurebus.serving.online_materializer import OFFSETS_PREFIX, OnlineMaterializer
 from featurebus.serving.service import FeatureServer
 from featurebus.types import Float64, String
 

@@ -16,8 +16,8 @@ from featurebus.exceptions import FeaturebusError
 from featurebus.platform.kafka.broker import LocalKafka
 from featurebus.platform.kafka.runtime import free_port_pair
 from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
+from featurebus.platform.local.supervisor import Supervisor
 from featurebus.platform.registry import apply_workspace
-from featurebus.platform.supervisor import Supervisor
 from tests.support.specs import spending_workspace
 
 

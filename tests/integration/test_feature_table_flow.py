@@ -16,10 +16,10 @@ import pytest
 import featurebus
 from featurebus.exceptions import RecordValidationError
 from featurebus.platform.api_keys import create_api_key
-from featurebus.platform.generator import iso_ms
+from featurebus.platform.local.generator import iso_ms
+from featurebus.platform.local.up import LocalPlatform
 from featurebus.platform.offline.materializer import OfflineMaterializer
 from featurebus.platform.registry import apply_workspace
-from featurebus.platform.up import LocalPlatform
 from tests.support.table_repo import TTL, table_workspace
 
 pytestmark = pytest.mark.kafka

@@ -14,10 +14,10 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from featurebus.platform.api_keys import create_api_key
-from featurebus.platform.generator import iso_ms
+from featurebus.platform.local.generator import iso_ms
+from featurebus.platform.local.up import LocalPlatform
 from featurebus.platform.registry import apply_workspace
 from featurebus.platform.topics import push_topic
-from featurebus.platform.up import LocalPlatform
 from featurebus.streams.records import parse_timestamp_ms
 from tests.support.oracle import Event, close, feature_value
 from tests.support.push_repo import push_workspace

@@ -22,8 +22,8 @@ from featurebus.platform.registry import apply_workspace
 from featurebus.platform.topics import feature_topic
 from featurebus.schemas.encoding import decode_tiles
 from featurebus.schemas.specs import WorkspaceSpec
-from featurebus.streams.engine import compile_views
 from featurebus.streams.lifetime import PREFIX_START_MS, high_watermark_shard
+from featurebus.streams.runtime.engine import compile_views
 from featurebus.streams.tiles import compute_values
 from tests.support.oracle import Event, close, value_of
 from tests.support.specs import HOUR, MINUTE

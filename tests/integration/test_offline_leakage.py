@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 
 from featurebus.platform.offline.materializer import OfflineMaterializer
-from featurebus.platform.offline.training import get_features_for_events
 from featurebus.platform.producer import reliable_producer
 from featurebus.platform.registry import apply_workspace
+from featurebus.platform.training.training_sets import get_features_for_events
 from featurebus.schemas.specs import AggregationSpec, FeatureSelectionSpec, FeatureServiceSpec, WorkspaceSpec
 from featurebus.streams.aggregations import output_dtype
 from tests.support.specs import spending_workspace

@@ -17,10 +17,10 @@ from confluent_kafka import Consumer, TopicPartition
 from featurebus.exceptions import KafkaUnavailableError
 from featurebus.platform.offline.materializer import OfflineMaterializer
 from featurebus.platform.offline.store import source_glob
-from featurebus.platform.offline.training import get_features_for_events, training_set_from_files
 from featurebus.platform.producer import reliable_producer
 from featurebus.platform.registry import apply_workspace
 from featurebus.platform.topics import offline_group
+from featurebus.platform.training.training_sets import get_features_for_events, training_set_from_files
 from tests.support.specs import spending_workspace
 
 pytestmark = pytest.mark.kafka

@@ -28,12 +28,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from featurebus.platform.api_keys import create_api_key
-from featurebus.platform.generator import iso_ms, produce_events
 from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
+from featurebus.platform.local.generator import iso_ms, produce_events
+from featurebus.platform.local.up import LocalPlatform
 from featurebus.platform.offline.store import source_glob
-from featurebus.platform.offline.training import feature_column, get_features_for_events
 from featurebus.platform.registry import apply_workspace
-from featurebus.platform.up import LocalPlatform
+from featurebus.platform.training.training_sets import feature_column, get_features_for_events
 from featurebus.schemas.specs import (
     AggregationSpec,
     EntitySpec,

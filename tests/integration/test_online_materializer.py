@@ -17,12 +17,12 @@ from featurebus.platform.api_keys import ApiKeyStore, create_api_key, list_api_k
 from featurebus.platform.kafka import LocalKafka
 from featurebus.platform.kafka_admin import ensure_topic
 from featurebus.platform.kv import MemoryStore
-from featurebus.platform.online_materializer import OFFSETS_PREFIX, OnlineMaterializer, online_view_name
 from featurebus.platform.producer import reliable_producer
 from featurebus.platform.topics import REGISTRY_TOPIC, feature_topic
 from featurebus.schemas.encoding import encode_entity_key, encode_partials, store_key, tile_key
 from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.serving.app import create_app
+from featurebus.serving.online_materializer import OFFSETS_PREFIX, OnlineMaterializer, online_view_name
 from featurebus.serving.service import FeatureServer
 from tests.support.specs import MINUTE, spending_workspace
 

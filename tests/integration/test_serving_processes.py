@@ -151,8 +151,8 @@ def test_the_materializer_tells_listeners_which_entities_it_writes(kafka_bootstr
                                                                     topic_factory: Callable[..., str]) -> None:
     from featurebus.platform.api_keys import ApiKeyStore
     from featurebus.platform.kv import MemoryStore
-    from featurebus.platform.online_materializer import OnlineMaterializer, online_view_name
     from featurebus.schemas.encoding import store_prefix
+    from featurebus.serving.online_materializer import OnlineMaterializer, online_view_name
 
     workspace, _ = _workspace(kafka_bootstrap, topic_factory)
     view = store_prefix(online_view_name(workspace, VIEW))

@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from featurebus.platform.jobs.store import KafkaJobStore
+from featurebus.platform.local.up import LocalPlatform
 from featurebus.platform.offline.store import all_parts, list_parts
 from featurebus.platform.producer import reliable_producer
 from featurebus.platform.registry import apply_workspace
-from featurebus.platform.up import LocalPlatform
 from tests.support.specs import spending_workspace
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]

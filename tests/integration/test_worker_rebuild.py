@@ -20,7 +20,7 @@ from featurebus.platform.registry import apply_workspace
 from featurebus.platform.topics import worker_group
 from featurebus.schemas.materialization import CommitMetadata, online_fingerprints
 from featurebus.schemas.specs import AggregationSpec, TransformationSpec, WorkspaceSpec
-from featurebus.streams.engine import NO_WATERMARK
+from featurebus.streams.runtime.engine import NO_WATERMARK
 from tests.support.oracle import Event
 from tests.support.specs import HOUR, spending_workspace
 from tests.support.workers import (

@@ -18,7 +18,7 @@ from featurebus.platform.config import selected_workspace
 from featurebus.platform.registry import apply_workspace, read_history, read_registry, wait_for_workspace
 from featurebus.platform.workspaces import create_workspace
 from featurebus.schemas.specs import WorkspaceSpec
-from featurebus.streams.worker import run_worker
+from featurebus.streams.runtime.worker import run_worker
 from tests.support.push_repo import push_workspace
 
 pytestmark = pytest.mark.kafka

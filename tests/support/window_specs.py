@@ -21,7 +21,7 @@ def _aggregations() -> tuple[AggregationSpec, ...]:
 
     return (
         agg("1h", "sum", window_ms=HOUR),
-        # min and max have no SQL shortcut offline (platform/offline/event_pairs.py): every window
+        # min and max have no SQL shortcut offline (platform/training/event_pairs.py): every window
         # kind goes through that path too. Order-independent, so shards may tie on event time.
         *(agg("30m_offset_1h", fn, window_ms=30 * MINUTE, offset_ms=-HOUR) for fn in ("count", "sum", "min")),
         *(agg("lifetime", fn, window_kind="lifetime") for fn in ("count", "sum", "mean", "max")),

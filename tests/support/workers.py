@@ -17,7 +17,7 @@ from featurebus.platform.producer import reliable_producer
 from featurebus.platform.topics import feature_topic, worker_group
 from featurebus.schemas.encoding import decode_partials, split_tile_key
 from featurebus.schemas.specs import WorkspaceSpec
-from featurebus.streams.engine import compile_views
+from featurebus.streams.runtime.engine import compile_views
 from featurebus.streams.tiles import compute_values
 from tests.support.oracle import Event, close, feature_value
 from tests.support.specs import HOUR

@@ -39,12 +39,12 @@ from featurebus.platform.batch.inputs import read_inputs
 from featurebus.platform.batch.materialize import compiled_view, materialize_view
 from featurebus.platform.kv import MemoryStore
 from featurebus.platform.offline.store import open_store
-from featurebus.platform.offline.training import get_features_for_events
-from featurebus.platform.online_materializer import online_view_name
+from featurebus.platform.training.training_sets import get_features_for_events
 from featurebus.realtime import Calculation
 from featurebus.schemas.encoding import encode_partials, store_key, tile_key
 from featurebus.schemas.specs import FileConfigSpec, WorkspaceSpec
 from featurebus.serving.app import create_app
+from featurebus.serving.online_materializer import online_view_name
 from featurebus.serving.service import FeatureServer
 from featurebus.types import Float64, String
 

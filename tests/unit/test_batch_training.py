@@ -34,9 +34,9 @@ from featurebus import (
 from featurebus.compile import compile_workspace
 from featurebus.exceptions import InvalidRequestError
 from featurebus.platform.batch.materialize import materialize_view
-from featurebus.platform.offline.ranges import get_features_in_range
 from featurebus.platform.offline.store import open_store, write_partition
-from featurebus.platform.offline.training import get_features_for_events
+from featurebus.platform.training.ranges import get_features_in_range
+from featurebus.platform.training.training_sets import get_features_for_events
 from featurebus.schemas.specs import FileConfigSpec, WorkspaceSpec
 from featurebus.types import Float64, String, Timestamp
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from featurebus.platform.kv import MemoryStore
 from featurebus.schemas.encoding import split_tile_key
-from featurebus.streams.engine import MemorySink, Progress, RawRecord, StreamEngine, compile_views
+from featurebus.streams.runtime.engine import MemorySink, Progress, RawRecord, StreamEngine, compile_views
 from featurebus.streams.tiles import compute_values
 from tests.support.all_functions import all_functions_view, derived, oracle_params
 from tests.support.engine_state import engine_tiles
@@ -381,8 +381,8 @@ def test_lifetime_counts_survive_expiry_and_late_tiles_after_the_prefix_still_co
 
 def _online_store(sink: MemorySink, workspace: str) -> MemoryStore:
     """What a serving replica's materializer makes of the feature topic (tombstones delete)."""
-    from featurebus.platform.online_materializer import online_view_name
     from featurebus.schemas.encoding import store_key
+    from featurebus.serving.online_materializer import online_view_name
 
     store = MemoryStore()
     store.write((store_key(online_view_name(workspace, VIEW), key), value) for _, _, key, value in sink.records)

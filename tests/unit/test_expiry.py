@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from featurebus.platform.kv import MemoryStore
 from featurebus.schemas.encoding import store_prefix
 from featurebus.schemas.specs import WorkspaceSpec
-from featurebus.streams.engine import MemorySink, Progress, RawRecord, StreamEngine, compile_views
-from featurebus.streams.expiry import key_range_end, read_slice
+from featurebus.streams.runtime.engine import MemorySink, Progress, RawRecord, StreamEngine, compile_views
+from featurebus.streams.runtime.expiry import key_range_end, read_slice
 from featurebus.streams.tiles import compute_values
 from tests.support.engine_state import engine_tiles
 from tests.support.oracle import Event, close, value_of

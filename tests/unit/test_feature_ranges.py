@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from featurebus.platform.offline.ranges import change_points
+from featurebus.platform.training.ranges import change_points
 from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec
 from tests.support.oracle import Event, feature_value
 from tests.support.specs import spending_workspace

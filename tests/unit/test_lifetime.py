@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from featurebus.schemas.encoding import decode_tiles, encode_partials, tile_key
-from featurebus.streams.engine import compile_views
 from featurebus.streams.lifetime import (
     EAGER_PREFIX_START_MS,
     PREFIX_START_MS,
@@ -21,6 +20,7 @@ from featurebus.streams.lifetime import (
     usable_prefix,
 )
 from featurebus.streams.prefixes import grow_eager_prefix
+from featurebus.streams.runtime.engine import compile_views
 from featurebus.streams.tiles import compute_values
 from tests.support.specs import MINUTE
 from tests.support.window_specs import VIEW, windowed_workspace

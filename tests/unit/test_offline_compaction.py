@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from featurebus.platform.offline import training
 from featurebus.platform.offline.compaction import compact_source, compact_workspace, plan_merges
 from featurebus.platform.offline.store import (
     PartFile,
@@ -23,6 +22,7 @@ from featurebus.platform.offline.store import (
     source_dir,
     write_partition,
 )
+from featurebus.platform.training import training_sets as training
 from featurebus.schemas.specs import FieldSpec, KafkaConfigSpec, StreamSourceSpec
 from tests.support.specs import spending_workspace
 

@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 from featurebus.exceptions import InvalidRequestError
 from featurebus.platform.api_keys import ApiKey, ApiKeyStore, hash_secret
 from featurebus.platform.kv import MemoryStore
-from featurebus.platform.online_materializer import online_view_name
 from featurebus.schemas.encoding import encode_partials, store_key, tile_key
 from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.serving.app import create_app
+from featurebus.serving.online_materializer import online_view_name
 from featurebus.serving.service import FeatureServer
 from featurebus.streams.tiles import CompiledView, batch_tiles
 from tests.support.realtime_repo import SPEC

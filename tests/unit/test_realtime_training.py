@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from featurebus.exceptions import InvalidRequestError
 from featurebus.platform.offline.store import open_store, write_partition
-from featurebus.platform.offline.training import get_features_for_events
+from featurebus.platform.training.training_sets import get_features_for_events
 from tests.support.realtime_repo import SPEC
 from tests.unit.test_realtime_serving import BASE, MINUTE, server
 

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from featurebus.platform.kv import MemoryStore
 from featurebus.schemas.materialization import CommitMetadata, online_fingerprints
 from featurebus.schemas.specs import AggregationSpec, TransformationSpec, WorkspaceSpec
-from featurebus.streams import rebuild
-from featurebus.streams.engine import MemorySink, RawRecord, StreamEngine
-from featurebus.streams.rebuild import REBUILDING, install_rebuilt, recompute_views
+from featurebus.streams.runtime import rebuild
+from featurebus.streams.runtime.engine import MemorySink, RawRecord, StreamEngine
+from featurebus.streams.runtime.rebuild import REBUILDING, install_rebuilt, recompute_views
 from tests.support.specs import HOUR, MINUTE, spending_workspace
 
 BASE = 1_700_000_000_000 - (1_700_000_000_000 % HOUR)

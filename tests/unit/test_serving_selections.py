@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from featurebus.platform.kv import MemoryStore
-from featurebus.platform.online_materializer import online_view_name
 from featurebus.schemas.encoding import decode_tiles, store_prefix, tile_key
 from featurebus.schemas.specs import FeatureSelectionSpec, FeatureServiceSpec
+from featurebus.serving.online_materializer import online_view_name
 from featurebus.serving.service import FeatureServer
 from featurebus.streams.tiles import CompiledView, compute_values
 from tests.support.oracle import Event, close

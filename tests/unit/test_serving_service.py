@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from featurebus.exceptions import InvalidRequestError, NotFoundError
 from featurebus.platform.kv import MemoryStore
-from featurebus.platform.online_materializer import online_view_name
 from featurebus.schemas.encoding import encode_partials, store_key, tile_key
 from featurebus.schemas.specs import EntitySpec, FieldSpec, WorkspaceSpec
+from featurebus.serving.online_materializer import online_view_name
 from featurebus.serving.service import FeatureServer, format_time_ms
 from featurebus.streams import tiles as tiles_module
 from featurebus.streams.tiles import CompiledView, batch_tiles

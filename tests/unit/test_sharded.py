@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from featurebus.platform.kv import MemoryStore
 from featurebus.schemas.specs import TransformationSpec
-from featurebus.streams.engine import MemorySink, RawRecord, StreamEngine, compile_views
+from featurebus.streams.runtime.engine import MemorySink, RawRecord, StreamEngine, compile_views
 from featurebus.streams.sharded import trace_shards
 from featurebus.streams.tiles import compute_values
 from featurebus.streams.transform import event_time_ms

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from featurebus.platform.kv import MemoryStore
-from featurebus.platform.online_materializer import online_view_name
 from featurebus.schemas.encoding import store_prefix
+from featurebus.serving.online_materializer import online_view_name
 from featurebus.serving.service import FeatureServer
 from featurebus.serving.tile_cache import TileCache
 from featurebus.streams.tiles import CompiledView

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from featurebus.schemas.specs import FieldSpec
-from featurebus.streams.engine import compile_views
+from featurebus.streams.runtime.engine import compile_views
 from featurebus.streams.tiles import tile_columns
 from tests.support.specs import MINUTE, spending_workspace
 

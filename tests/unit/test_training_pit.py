@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from featurebus.exceptions import InvalidRequestError, NotFoundError
-from featurebus.platform.offline.spine import spine_times_ns
 from featurebus.platform.offline.store import open_store, write_partition
-from featurebus.platform.offline.training import get_features_for_events, write_training_set
+from featurebus.platform.training.spine import spine_times_ns
+from featurebus.platform.training.training_sets import get_features_for_events, write_training_set
 from featurebus.schemas.specs import (
     AggregationSpec,
     EntitySpec,
@@ -348,7 +348,7 @@ def test_training_values_equal_engine_tiles_for_every_function(data: st.DataObje
     import orjson
 
     from featurebus.platform.kv import MemoryStore
-    from featurebus.streams.engine import MemorySink, RawRecord, StreamEngine, compile_views
+    from featurebus.streams.runtime.engine import MemorySink, RawRecord, StreamEngine, compile_views
     from featurebus.streams.tiles import compute_values
     from tests.support.all_functions import derived, oracle_params
     from tests.support.engine_state import engine_tiles
@@ -389,7 +389,7 @@ def test_training_values_equal_engine_tiles_for_every_function(data: st.DataObje
 def test_rows_whose_pairs_span_several_chunks_merge_their_partials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The (spine row, event) pairs stream out in chunks; a row cut between chunks merges its
     parts as tiles merge, so the answer does not depend on the chunk size."""
-    from featurebus.platform.offline import event_pairs
+    from featurebus.platform.training import event_pairs
     from tests.support.all_functions import derived, oracle_params
     from tests.support.oracle import Event as OracleEvent
     from tests.support.oracle import feature_value, matches
@@ -532,7 +532,7 @@ def test_prefix_window_parts_equal_brute_force(
 ) -> None:
     """Two join keys (one nullable string, one int), float and int inputs with nulls, windows
     ending anywhere: each count and sum equals the events of the key in [end - W, end)."""
-    from featurebus.platform.offline.prefix import window_parts
+    from featurebus.platform.training.prefix import window_parts
 
     table = pa.table({
         "k0": pa.array([e[0] for e in events], pa.string()),
@@ -569,7 +569,7 @@ def test_prefix_window_parts_equal_brute_force(
 
 
 def test_prefix_declines_non_finite_inputs() -> None:
-    from featurebus.platform.offline.prefix import window_parts
+    from featurebus.platform.training.prefix import window_parts
 
     table = pa.table({"k0": ["a", "a"], "__ts": pa.array([1, 2], pa.int64()), "v0": [1.0, math.inf]})
     needs = {("sum", "x", 10): "s"}
@@ -582,7 +582,7 @@ def test_time_sliced_spines_give_the_same_training_set(
 ) -> None:
     """A store larger than ``_GROUP_EVENTS`` is processed in slices of consecutive spine dates;
     the result (every function, attributes, every column type, row order) does not change."""
-    from featurebus.platform.offline import training
+    from featurebus.platform.training import training_sets as training
 
     day = 24 * HOUR
     rng = np.random.default_rng(5)

@@ -35,11 +35,11 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, TopicPartition
 
-from featurebus.exceptions import KafkaUnavailableError
 from featurebus.platform.kafka_admin import unreachable_hint
 from featurebus.platform.kv import KeyValueStore
+from featurebus.schemas.errors import KafkaUnavailableError
 from featurebus.schemas.specs import WorkspaceSpec
-from featurebus.streams.engine import FeatureSink, Progress, RawRecord, StreamEngine
+from featurebus.streams.runtime.engine import FeatureSink, Progress, RawRecord, StreamEngine
 
 __all__ = ["REBUILDING", "RebuildResult", "install_rebuilt", "read_source_partition", "recompute_views"]
 

@@ -40,7 +40,6 @@ from featurebus.schemas.encoding import (
     tile_key,
 )
 from featurebus.schemas.specs import StreamSourceSpec, WorkspaceSpec
-from featurebus.streams.expiry import EntityGroup, key_range_end, read_slice
 from featurebus.streams.lifetime import (
     EAGER_PREFIX_START_MS,
     high_watermark_key,
@@ -49,6 +48,7 @@ from featurebus.streams.lifetime import (
 )
 from featurebus.streams.prefixes import expire_shard_entity, grow_eager_prefix
 from featurebus.streams.records import decode_records
+from featurebus.streams.runtime.expiry import EntityGroup, key_range_end, read_slice
 from featurebus.streams.sharded import SHARD_COLUMN, trace_shards
 from featurebus.streams.tiles import CompiledView, TileColumns, merge_tile, tile_columns
 from featurebus.streams.transform import Transformation, TransformationError, event_time_ms, view_input_frame

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from featurebus.exceptions import FeaturebusError
+from featurebus.schemas.errors import FeaturebusError
 
 __all__ = ["Component", "Supervisor"]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from featurebus.exceptions import InvalidRequestError
+from featurebus.schemas.errors import InvalidRequestError
 
 __all__ = ["timestamp_column", "spine_times_ns", "window_ends_ms", "check_join_key_types"]
 

@@ -43,16 +43,16 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from featurebus.exceptions import FeaturebusError, KafkaUnavailableError, NotFoundError
 from featurebus.platform.kafka_admin import TopicConfig, ensure_topics, read_compacted, unreachable_hint
 from featurebus.platform.kv import RocksStore
 from featurebus.platform.producer import producer_config
 from featurebus.platform.registry import RegistryFollower, wait_for_workspace
 from featurebus.platform.topics import dead_letter_topic, feature_topic, worker_group
+from featurebus.schemas.errors import FeaturebusError, KafkaUnavailableError, NotFoundError
 from featurebus.schemas.materialization import CommitMetadata, online_fingerprints
 from featurebus.schemas.specs import WorkspaceSpec
-from featurebus.streams.engine import NO_WATERMARK, Progress, RawRecord, StreamEngine
-from featurebus.streams.rebuild import install_rebuilt, read_source_partition, recompute_views
+from featurebus.streams.runtime.engine import NO_WATERMARK, Progress, RawRecord, StreamEngine
+from featurebus.streams.runtime.rebuild import install_rebuilt, read_source_partition, recompute_views
 
 __all__ = ["TransactionalSink", "run_worker", "worker_transactional_id"]
 

@@ -40,16 +40,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from featurebus.exceptions import InvalidRequestError, NotFoundError
-from featurebus.platform.batch.training import batch_view_rows, history_rows, oldest_store_event_ms
 from featurebus.platform.offline.duckdb_session import connect
-from featurebus.platform.offline.event_pairs import aggregate_pairs, feature_array
 from featurebus.platform.offline.locations import OfflineLocations, offline_locations, require_locations
-from featurebus.platform.offline.prefix import window_parts
-from featurebus.platform.offline.realtime import realtime_training_columns
-from featurebus.platform.offline.spine import check_join_key_types, spine_times_ns, timestamp_column, window_ends_ms
 from featurebus.platform.offline.store import PartFile, list_parts, open_store
 from featurebus.platform.registry import read_registry
+from featurebus.platform.training.batch_rows import batch_view_rows, history_rows, oldest_store_event_ms
+from featurebus.platform.training.event_pairs import aggregate_pairs, feature_array
+from featurebus.platform.training.prefix import window_parts
+from featurebus.platform.training.realtime import realtime_training_columns
+from featurebus.platform.training.spine import check_join_key_types, spine_times_ns, timestamp_column, window_ends_ms
+from featurebus.schemas.errors import InvalidRequestError, NotFoundError
 from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
 from featurebus.streams.aggregations import output_dtype
 from featurebus.streams.realtime import RealtimeServicePlan
@@ -123,7 +123,7 @@ def get_features_for_events(
             )
         aggregations = [by_name[f] for f in selection.features]
         if batch is not None:
-            # A batch view's rows: materialized offline, else computed from its sources (platform/batch/training.py).
+            # A batch view's rows: materialized offline, else computed from its sources (platform/training/batch_rows.py).
             loader = _batch_loader(batch_view_rows(spec, batch, Path(root), offline_data))
             values = _rereading_after_compaction(_view_features, None, (), view, aggregations, spine, t_ns, Path(root), loader)
             fetched.update({(view.name, a.name): column for a, column in zip(aggregations, values, strict=True)})

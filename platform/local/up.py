@@ -14,10 +14,10 @@ from types import TracebackType
 
 import httpx
 
-from featurebus.exceptions import InvalidRequestError, KafkaUnavailableError
 from featurebus.platform.kafka.broker import LocalKafka, kafka_bootstrap_from_env
 from featurebus.platform.kafka.runtime import free_port_pair
-from featurebus.platform.supervisor import Supervisor
+from featurebus.platform.local.supervisor import Supervisor
+from featurebus.schemas.errors import InvalidRequestError, KafkaUnavailableError
 
 __all__ = ["LocalPlatform"]
 

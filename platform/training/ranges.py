@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from featurebus.exceptions import InvalidRequestError
-from featurebus.platform.batch.training import batch_view_rows
 from featurebus.platform.offline.locations import OfflineLocations
-from featurebus.platform.offline.training import feature_column, get_features_for_events, view_events
+from featurebus.platform.training.batch_rows import batch_view_rows
+from featurebus.platform.training.training_sets import feature_column, get_features_for_events, view_events
+from featurebus.schemas.errors import InvalidRequestError
 from featurebus.schemas.specs import (
     AggregationSpec,
     FeatureSelectionSpec,

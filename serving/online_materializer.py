@@ -27,7 +27,6 @@ from typing import Any, Protocol
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge
 
-from featurebus.exceptions import FeaturebusError, KafkaUnavailableError
 from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.platform.kafka_admin import unreachable_hint
 from featurebus.platform.kv import KeyValueStore
@@ -36,6 +35,7 @@ from featurebus.schemas.encoding import (
     VALUE_FORMAT_VERSION,
     store_prefix,
 )
+from featurebus.schemas.errors import FeaturebusError, KafkaUnavailableError
 from featurebus.schemas.specs import BatchFeatureViewSpec, StreamFeatureViewSpec, WorkspaceSpec
 from featurebus.streams.lifetime import HIGH_WATERMARK_PREFIX
 

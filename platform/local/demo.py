@@ -18,17 +18,17 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from featurebus.exceptions import FeaturebusError
 from featurebus.platform.api_keys import create_api_key
-from featurebus.platform.generator import fraud_events, produce_events
 from featurebus.platform.kafka_admin import TopicConfig, ensure_topics, group_lag
+from featurebus.platform.local.generator import fraud_events, produce_events
+from featurebus.platform.local.up import LocalPlatform
 from featurebus.platform.offline.duckdb_session import connect
 from featurebus.platform.offline.store import source_glob
-from featurebus.platform.offline.training import get_features_for_events
 from featurebus.platform.registry import apply_workspace
 from featurebus.platform.topics import worker_group
-from featurebus.platform.up import LocalPlatform
-from featurebus.repo import load_repo
+from featurebus.platform.training.training_sets import get_features_for_events
+from featurebus.schemas.errors import FeaturebusError
+from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = ["run_demo"]
 
@@ -96,7 +96,8 @@ def _offline_rows(root: Path) -> int:
         return 0  # no file written yet
 
 
-def run_demo(repo: Path, home: Path, live_seconds: float, console: Console) -> None:
+def run_demo(repo: Path, spec: WorkspaceSpec, home: Path, live_seconds: float, console: Console) -> None:
+    """``spec`` is ``repo`` compiled for ``WORKSPACE`` (the SDK loads it: this layer sits below it)."""
     console.rule("featurebus demo")
     if home.exists():
         # The demo owns this directory (its Kafka, stores and logs): every run starts from a clean
@@ -107,7 +108,7 @@ def run_demo(repo: Path, home: Path, live_seconds: float, console: Console) -> N
             console.print(f"Kafka 4.4 (KRaft) up at {platform.bootstrap} in {platform.kafka_started_in_s:.1f}s")
         console.print(f"processes: {platform.pids()}  logs: {home / 'logs'}")
         ensure_topics(platform.bootstrap, [TopicConfig("transactions", partitions=4)])
-        spec = apply_workspace(platform.bootstrap, load_repo(repo, WORKSPACE))
+        spec = apply_workspace(platform.bootstrap, spec)
         console.print(f"applied {repo} to workspace '{WORKSPACE}' v{spec.version}: "
                       f"views {[v.name for v in spec.stream_feature_views]}, services {[s.name for s in spec.feature_services]}")
         _, key = create_api_key(platform.bootstrap, WORKSPACE, "reader", "demo")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from featurebus.exceptions import InvalidRequestError
+from featurebus.schemas.errors import InvalidRequestError
 from featurebus.streams.realtime import RealtimeServicePlan
 
 __all__ = ["realtime_training_columns"]

@@ -1,0 +1,87 @@
+"""The root of every error featurebus raises on purpose.
+
+It sits below every layer (schemas <- streams <- platform <- runtimes <- sdk) so that each can
+raise and catch these; users import them as ``featurebus.exceptions``, which re-exports this module.
+
+Only the HTTP layer maps these to status codes (see ``featurebus.serving.errors``); everything
+else raises the most specific subclass with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FeaturebusError",
+    "DefinitionError",
+    "KafkaUnavailableError",
+    "NotFoundError",
+    "InvalidRequestError",
+    "UnsupportedError",
+    "RecordValidationError",
+    "PayloadTooLargeError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "StoreFormatError",
+    "InvalidJobTransitionError",
+    "JobRunnerFencedError",
+    "JobTimeoutError",
+]
+
+
+class FeaturebusError(Exception):
+    """Root exception: every deliberate featurebus error derives from it."""
+
+
+class DefinitionError(FeaturebusError):
+    """A feature repository definition is invalid (names the object, file:line and the fix)."""
+
+
+class KafkaUnavailableError(FeaturebusError):
+    """The Kafka cluster cannot be reached or cannot be started."""
+
+
+class NotFoundError(FeaturebusError):
+    """A named workspace, feature service, view or key does not exist."""
+
+
+class InvalidRequestError(FeaturebusError):
+    """A request (HTTP or CLI) is malformed; the message names the offending field."""
+
+
+class UnsupportedError(InvalidRequestError):
+    """Something Tecton offers that featurebus does not do (a Spark conversion, ...)."""
+
+
+class RecordValidationError(InvalidRequestError):
+    """Some records of an ingest request are invalid; ``record_errors`` says which and why."""
+
+    def __init__(self, message: str, record_errors: list[dict[str, object]]) -> None:
+        super().__init__(message)
+        self.record_errors = record_errors
+
+
+class PayloadTooLargeError(InvalidRequestError):
+    """A request body over the server's size limit."""
+
+
+class AuthenticationError(FeaturebusError):
+    """No API key, or an unknown or revoked one."""
+
+
+class PermissionDeniedError(FeaturebusError):
+    """A valid API key that is not allowed to do this (wrong workspace or role)."""
+
+
+class StoreFormatError(FeaturebusError):
+    """An on-disk store was written by an incompatible format version."""
+
+
+class InvalidJobTransitionError(InvalidRequestError):
+    """A job cannot go where it was asked to (cancel a finished job, retry a running one)."""
+
+
+class JobRunnerFencedError(FeaturebusError):
+    """A newer job runner for the same workspace took over; this one must stop."""
+
+
+class JobTimeoutError(FeaturebusError):
+    """Waiting for a job ran out of time; the job itself goes on."""
