@@ -120,8 +120,12 @@ def _single_source_inputs(view: Any, given: pd.DataFrame | Mapping[str, pd.DataF
         return {}
     if isinstance(given, pd.DataFrame):
         from featurebus.data_sources import plain_source
+        from featurebus.definitions import BatchFeatureView, StreamFeatureView
 
-        sources = [plain_source(s) for s in getattr(view, "sources", ())] or [view.source]
+        if not isinstance(view, StreamFeatureView | BatchFeatureView):
+            raise InvalidRequestError(f"{view!r} reads no source directly; pass mock_inputs={{source name: "
+                                      "DataFrame}} naming the sources of the views it reads")
+        sources = [plain_source(s) for s in view.sources] if isinstance(view, BatchFeatureView) else [view.source]
         if len(sources) != 1:
             raise InvalidRequestError(f"{view!r} reads {len(sources)} sources; pass mock_inputs={{source name: "
                                       "DataFrame}} naming each")

@@ -122,6 +122,9 @@ def test_bad_input_is_named() -> None:
         ratio.get_features_for_events(pd.DataFrame({"user_payments__amount_sum_2h_continuous": [1.0]}))
     with pytest.raises(InvalidRequestError, match=r"mocked upstream feature columns"):
         ratio.get_features_for_events(pd.DataFrame({"amount": [1.0]}))
+    with pytest.raises(InvalidRequestError, match="reads no source directly"):
+        payment_share.get_features_for_events(pd.DataFrame({"user_id": ["a"], "ts": [T0], "amount": [1.0]}),
+                                              mock_inputs=pd.DataFrame())  # type: ignore[arg-type]
     with pytest.raises(InvalidRequestError, match="from_source=False"):
         user_payments.get_features_for_events(pd.DataFrame(), from_source=False)
 
