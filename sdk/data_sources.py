@@ -170,6 +170,11 @@ def _select_range(source: BatchSource | StreamSource, start_time: object, end_ti
                         f"milliseconds; got {value!r}",
                         f"Pass e.g. {what}=TectonTimeConstant.MATERIALIZATION_START_TIME - timedelta(days=7).")
         bounds.append(bound)
+    bounded = any(b.reference not in ("unbounded_past", "unbounded_future") for b in bounds)
+    if bounded and isinstance(source, BatchSource) and isinstance(source.batch_config, FileConfig) \
+            and source.batch_config.timestamp_field is None:
+        raise _fail(kind, source.name, site, "select_range filters rows by time, but the source's FileConfig has no "
+                    "timestamp_field", "Pass FileConfig(..., timestamp_field='<the event time column>').")
     reason = empty_range_reason(bounds[0], bounds[1])
     if reason is not None:
         raise _fail(kind, source.name, site, f"select_range(start_time={start_time}, end_time={end_time}) selects no "
@@ -177,7 +182,8 @@ def _select_range(source: BatchSource | StreamSource, start_time: object, end_ti
                     "Make end_time later than start_time, e.g. start_time=TectonTimeConstant."
                     "MATERIALIZATION_START_TIME - timedelta(days=7), end_time=TectonTimeConstant."
                     "MATERIALIZATION_END_TIME.")
-    return RangedSource(source, SourceRangeSpec(source.name, bounds[0], bounds[1]), site)
+    return RangedSource(source, SourceRangeSpec(source.name, bounds[0], bounds[1]), site,
+                        f"start_time={start_time}, end_time={end_time}")
 
 
 class StreamSource(DataSource):
@@ -300,17 +306,19 @@ class RangedSource(DataSource):
     in that range, evaluated per materialization window (``featurebus.schemas.time_range``), in
     materialization jobs, training sets and ad hoc reads alike."""
 
-    def __init__(self, source: BatchSource | StreamSource, selected: SourceRangeSpec, site: DefinitionSite) -> None:
+    def __init__(self, source: BatchSource | StreamSource, selected: SourceRangeSpec, site: DefinitionSite,
+                 given: str = "") -> None:
         self.source = source
         self.name = source.name
         self.range = selected
         self.site = site  # where select_range was called: errors about the range point there
+        self._given = given  # the arguments as written, for messages
 
     def unfiltered(self) -> DataSource:
         return UnfilteredSource(self.source)
 
     def __repr__(self) -> str:
-        return f"{self.source!r}.select_range({self.range.start}, {self.range.end})"
+        return f"{self.source!r}.select_range({self._given})"
 
 
 def plain_source(source: DataSource) -> DataSource:

@@ -246,3 +246,12 @@ def test_an_incremental_view_is_computed_ad_hoc_window_by_window_as_materialized
     expected = sorted((day + DAY - 1, u, a) for u, ts, a in events for day in range(start, end, DAY)
                       if day <= ts < day + DAY)
     assert sorted(zip(ts_ms.tolist(), rows["user_id"], rows["amount_3d"], strict=True)) == expected
+
+
+def test_a_range_over_files_without_a_timestamp_field_is_refused_where_written() -> None:
+    untimed = BatchSource(name="untimed", batch_config=FileConfig(uri="/tmp/none"))
+    with pytest.raises(DefinitionError, match=r"BatchSource 'untimed' \(.*test_select_range.py:\d+\): .*timestamp_field"):
+        untimed.select_range(START, END)
+    everything = untimed.select_range(TectonTimeConstant.UNBOUNDED_PAST, TectonTimeConstant.UNBOUNDED_FUTURE)
+    assert repr(everything) == ("BatchSource('untimed').select_range(start_time=TectonTimeConstant.UNBOUNDED_PAST, "
+                                "end_time=TectonTimeConstant.UNBOUNDED_FUTURE)")
