@@ -211,18 +211,25 @@ def _run_batch(view: Any, inputs: dict[str, pd.DataFrame], lo: int | None, hi: i
 
     spec = _compile(view)
     view_spec = spec.batch_view(view.name)
-    if lo is None or hi is None:
-        # No range: every row of the inputs, as an unfiltered read would give.
-        view_spec = dataclasses.replace(view_spec, unfiltered_sources=view_spec.sources, source_ranges=())
-        lo, hi = 0, 2**62
-        read_lo, read_hi = lo, hi
-    else:
-        read_lo, read_hi = source_range(view_spec, lo, hi)
+    schedule = timedelta(milliseconds=view_spec.batch_schedule_ms)
     with tempfile.TemporaryDirectory(prefix="featurebus-local-") as tmp:
-        frames = read_inputs(with_mock_inputs(spec, inputs, Path(tmp)), view_spec, read_lo, read_hi, (lo, hi))
-    context = MaterializationContext(ms_to_datetime(read_lo), ms_to_datetime(read_hi),
-                                     timedelta(milliseconds=view_spec.batch_schedule_ms))
-    return BatchTransformation(view_spec).apply(frames, context)
+        mocked = with_mock_inputs(spec, inputs, Path(tmp))
+        if lo is None or hi is None:
+            # No range: every row of the inputs (an unfiltered read), and an unbounded context.
+            everything = dataclasses.replace(view_spec, unfiltered_sources=view_spec.sources, source_ranges=())
+            return BatchTransformation(view_spec).apply(read_inputs(mocked, everything, 0, 1),
+                                                        MaterializationContext(batch_schedule=schedule))
+        read_lo, read_hi = source_range(view_spec, lo, hi)
+        frames = read_inputs(mocked, view_spec, read_lo, read_hi, (lo, hi))
+    context = MaterializationContext(ms_to_datetime(read_lo), ms_to_datetime(read_hi), schedule)
+    output = BatchTransformation(view_spec).apply(frames, context)
+    stamp = view_spec.timestamp_field
+    if stamp not in output.columns:
+        return output
+    # As materialization does, keep the output rows of [start_time, end_time) by feature time.
+    times = pd.to_datetime(output[stamp], utc=True)
+    keep = (times >= pd.Timestamp(lo, unit="ms", tz="UTC")) & (times < pd.Timestamp(hi, unit="ms", tz="UTC"))
+    return output.loc[keep].reset_index(drop=True)
 
 
 # -- realtime views -----------------------------------------------------------------------------------

@@ -164,3 +164,20 @@ def test_the_sample_repository_compiles_with_its_ranges() -> None:
     view = spec.batch_view("user_distinct_merchant_transaction_count_30d")
     assert view.source_ranges[0].start.offset_ms == -29 * 86_400_000
     assert {v.name for v in spec.realtime_feature_views} >= {"transaction_amount_is_high", "transaction_hour"}
+
+
+def test_batch_run_transformation_keeps_the_ranges_output_rows(tmp_path: Path) -> None:
+    from featurebus import BatchSource, FileConfig, batch_feature_view
+
+    source = BatchSource(name="orders", batch_config=FileConfig(uri=str(tmp_path / "none.parquet"), timestamp_field="ts"))
+
+    @batch_feature_view(sources=[source.unfiltered()], entities=[user], mode="pandas", ttl=timedelta(days=1),
+                        timestamp_field="ts", features=[Attribute("amount", Float64)])
+    def order_amount(orders):  # type: ignore[no-untyped-def]
+        return orders[["user_id", "amount", "ts"]]
+
+    rows = pd.DataFrame({"user_id": ["a", "a", "a"], "amount": [1.0, 2.0, 3.0],
+                         "ts": [T0 - timedelta(hours=1), T0, T0 + timedelta(days=1)]})
+    out = order_amount.run_transformation(T0, T0 + timedelta(days=1), mock_inputs={"orders": rows}).to_pandas()
+    assert out["amount"].tolist() == [2.0]  # read unfiltered, then the output kept to [start, end)
+    assert order_amount.run_transformation(rows).to_pandas()["amount"].tolist() == [1.0, 2.0, 3.0]
