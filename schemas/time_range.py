@@ -30,7 +30,7 @@ _UNBOUNDED = (TimeReference.UNBOUNDED_PAST, TimeReference.UNBOUNDED_FUTURE)
 
 @dataclass(frozen=True)
 class TimeBoundSpec:
-    reference: str  # a TimeReference value
+    reference: TimeReference
     offset_ms: int = 0  # added to the reference (FIXED: the time itself); 0 for the unbounded ones
 
     @property
@@ -39,7 +39,7 @@ class TimeBoundSpec:
 
     def resolve(self, window_start_ms: int, window_end_ms: int) -> int | None:
         """The bound for the materialization window ``[window_start_ms, window_end_ms)``; None: unbounded."""
-        reference = TimeReference(self.reference)
+        reference = self.reference
         if reference in _UNBOUNDED:
             return None
         if reference is TimeReference.FIXED:
@@ -70,7 +70,7 @@ def empty_range_reason(start: TimeBoundSpec, end: TimeBoundSpec) -> str | None:
     window can have rows. Windows are non-empty, so ``MATERIALIZATION_START_TIME + a`` is before
     ``MATERIALIZATION_END_TIME + b`` whenever ``a <= b``; bounds of different kinds compare only
     through that (a fixed time against a moving one is empty only for some windows: allowed)."""
-    s, e = TimeReference(start.reference), TimeReference(end.reference)
+    s, e = start.reference, end.reference
     if s is TimeReference.UNBOUNDED_FUTURE:
         return "start_time is UNBOUNDED_FUTURE: no row is after it"
     if e is TimeReference.UNBOUNDED_PAST:

@@ -22,7 +22,8 @@ from featurebus.options import (
     PUSH_OPTIONS,
     SOURCE_OPTIONS,
 )
-from featurebus.schemas.time_range import SourceRangeSpec, empty_range_reason
+from featurebus.schemas.kinds import FileFormat, ValueFormat
+from featurebus.schemas.time_range import SourceRangeSpec, TimeReference, empty_range_reason
 from featurebus.time_constants import TectonTimeConstant, TimeBound, time_bound_spec
 from featurebus.types import Field
 
@@ -30,7 +31,7 @@ __all__ = ["VALUE_FORMATS", "FILE_FORMATS", "BatchSource", "DataSource", "FileCo
            "RangedSource", "StreamSource", "UnfilteredSource", "plain_source"]
 
 
-VALUE_FORMATS = ("json", "avro", "confluent_avro")
+VALUE_FORMATS = tuple(ValueFormat)
 
 
 class KafkaConfig:
@@ -73,7 +74,7 @@ class KafkaConfig:
     def _avro_schema(self, value_format: str, schema: str | dict[str, Any] | None) -> str | None:
         """The schema as canonical-enough JSON text (what the spec stores), checked by fastavro."""
         topics = ",".join(self.topics)
-        if value_format == "json":
+        if value_format == ValueFormat.JSON:
             if schema is not None:
                 raise _fail("KafkaConfig", topics, self.site, "avro_schema is set but value_format is 'json'",
                             "Pass value_format='avro' or 'confluent_avro', or remove avro_schema.")
@@ -90,7 +91,7 @@ class KafkaConfig:
                         "Pass the writer's schema: {'type': 'record', 'name': ..., 'fields': [...]}.") from None
 
 
-FILE_FORMATS = ("parquet", "csv", "json")
+FILE_FORMATS = tuple(FileFormat)
 
 
 class FileConfig:
@@ -170,7 +171,7 @@ def _select_range(source: BatchSource | StreamSource, start_time: object, end_ti
                         f"milliseconds; got {value!r}",
                         f"Pass e.g. {what}=TectonTimeConstant.MATERIALIZATION_START_TIME - timedelta(days=7).")
         bounds.append(bound)
-    bounded = any(b.reference not in ("unbounded_past", "unbounded_future") for b in bounds)
+    bounded = any(b.reference not in (TimeReference.UNBOUNDED_PAST, TimeReference.UNBOUNDED_FUTURE) for b in bounds)
     if bounded and isinstance(source, BatchSource) and isinstance(source.batch_config, FileConfig) \
             and source.batch_config.timestamp_field is None:
         raise _fail(kind, source.name, site, "select_range filters rows by time, but the source's FileConfig has no "

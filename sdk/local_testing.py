@@ -26,6 +26,7 @@ import pandas as pd
 
 from featurebus.exceptions import DefinitionError, InvalidRequestError
 from featurebus.frames import TectonDataFrame
+from featurebus.schemas.kinds import FileFormat, RealtimeMode
 from featurebus.schemas.specs import (
     BatchSourceSpec,
     FileConfigSpec,
@@ -53,8 +54,8 @@ class RealtimeContext(_EngineRealtimeContext):
 
     def __init__(self, request_timestamp: datetime | None = None, request_timestamp_series: pd.Series | None = None,
                  secrets: Mapping[str, str] | None = None) -> None:
-        super().__init__("pandas" if request_timestamp_series is not None else "python", request_timestamp,
-                         request_timestamp_series)
+        mode = RealtimeMode.PANDAS if request_timestamp_series is not None else RealtimeMode.PYTHON
+        super().__init__(mode, request_timestamp, request_timestamp_series)
         self._secrets = dict(secrets or {})
 
     @property
@@ -101,14 +102,14 @@ def with_mock_inputs(spec: WorkspaceSpec, mock_inputs: Mapping[str, pd.DataFrame
     def stream(source: StreamSourceSpec) -> StreamSourceSpec:
         if source.name not in paths:
             return source
-        config = FileConfigSpec(paths[source.name], "parquet", source.kafka.timestamp_field)
+        config = FileConfigSpec(paths[source.name], FileFormat.PARQUET, source.kafka.timestamp_field)
         return dataclasses.replace(source, batch_config=config)
 
     def batch(source: BatchSourceSpec) -> BatchSourceSpec:
         if source.name not in paths:
             return source
         declared = source.batch_config.timestamp_field if source.batch_config is not None else None
-        config = FileConfigSpec(paths[source.name], "parquet", declared or _timestamp_of(mock_inputs[source.name]))
+        config = FileConfigSpec(paths[source.name], FileFormat.PARQUET, declared or _timestamp_of(mock_inputs[source.name]))
         return dataclasses.replace(source, batch_config=config, custom_config=None)
 
     return dataclasses.replace(spec, stream_sources=tuple(stream(s) for s in spec.stream_sources),

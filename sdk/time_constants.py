@@ -74,11 +74,11 @@ def _epoch_ms(value: datetime) -> int:
 def time_bound_spec(value: object) -> TimeBoundSpec | None:
     """The spec of a ``select_range`` bound, or None when ``value`` is not one."""
     if isinstance(value, TectonTimeConstant):
-        return TimeBoundSpec(value.value)
+        return TimeBoundSpec(TimeReference(value.value))
     if isinstance(value, FilterDateTime):
         if value.offset % timedelta(milliseconds=1):
             return None
-        return TimeBoundSpec(value.time_reference.value, value.offset // timedelta(milliseconds=1))
+        return TimeBoundSpec(TimeReference(value.time_reference.value), value.offset // timedelta(milliseconds=1))
     if isinstance(value, datetime):
-        return TimeBoundSpec(TimeReference.FIXED.value, _epoch_ms(value))
+        return TimeBoundSpec(TimeReference.FIXED, _epoch_ms(value))
     return None

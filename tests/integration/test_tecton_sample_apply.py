@@ -14,7 +14,7 @@ import pytest
 
 from featurebus.platform.registry import read_registry
 from featurebus.platform.workspaces import create_workspace
-from featurebus.schemas.time_range import TimeBoundSpec
+from featurebus.schemas.time_range import TimeBoundSpec, TimeReference
 
 pytestmark = pytest.mark.kafka
 
@@ -37,5 +37,5 @@ def test_the_sample_plans_and_applies_with_its_ranges(kafka_bootstrap: str) -> N
     assert applied.returncode == 0, applied.stderr
     spec = read_registry(kafka_bootstrap)[workspace]
     (selected,) = spec.batch_view("user_distinct_merchant_transaction_count_30d").source_ranges
-    assert selected.start == TimeBoundSpec("materialization_start_time", -29 * 86_400_000)
-    assert selected.end == TimeBoundSpec("materialization_end_time", 0)
+    assert selected.start == TimeBoundSpec(TimeReference.MATERIALIZATION_START_TIME, -29 * 86_400_000)
+    assert selected.end == TimeBoundSpec(TimeReference.MATERIALIZATION_END_TIME, 0)

@@ -45,10 +45,10 @@ END = TectonTimeConstant.MATERIALIZATION_END_TIME
 
 # -- the pure part ---------------------------------------------------------------------------
 @pytest.mark.parametrize(("start", "end", "expected"), [
-    (TimeBoundSpec("materialization_start_time", -2 * DAY), TimeBoundSpec("materialization_end_time"), (8 * DAY, 11 * DAY)),
-    (TimeBoundSpec("unbounded_past"), TimeBoundSpec("materialization_end_time", DAY), (None, 12 * DAY)),
-    (TimeBoundSpec("materialization_end_time", -DAY), TimeBoundSpec("unbounded_future"), (10 * DAY, None)),
-    (TimeBoundSpec("fixed", 3 * DAY), TimeBoundSpec("materialization_start_time"), (3 * DAY, 10 * DAY)),
+    (TimeBoundSpec(TimeReference.MATERIALIZATION_START_TIME, -2 * DAY), TimeBoundSpec(TimeReference.MATERIALIZATION_END_TIME), (8 * DAY, 11 * DAY)),
+    (TimeBoundSpec(TimeReference.UNBOUNDED_PAST), TimeBoundSpec(TimeReference.MATERIALIZATION_END_TIME, DAY), (None, 12 * DAY)),
+    (TimeBoundSpec(TimeReference.MATERIALIZATION_END_TIME, -DAY), TimeBoundSpec(TimeReference.UNBOUNDED_FUTURE), (10 * DAY, None)),
+    (TimeBoundSpec(TimeReference.FIXED, 3 * DAY), TimeBoundSpec(TimeReference.MATERIALIZATION_START_TIME), (3 * DAY, 10 * DAY)),
 ])
 def test_bounds_resolve_against_the_window(start: TimeBoundSpec, end: TimeBoundSpec,
                                            expected: tuple[int | None, int | None]) -> None:
@@ -63,7 +63,7 @@ def test_bounds_resolve_against_the_window(start: TimeBoundSpec, end: TimeBoundS
     ("unbounded_past", "unbounded_future", False),
 ])
 def test_empty_ranges_are_found(start: str, end: str, empty: bool) -> None:
-    assert (empty_range_reason(TimeBoundSpec(start), TimeBoundSpec(end)) is not None) == empty
+    assert (empty_range_reason(TimeBoundSpec(TimeReference(start)), TimeBoundSpec(TimeReference(end))) is not None) == empty
 
 
 def test_constants_take_offsets_as_in_tecton() -> None:
@@ -121,8 +121,8 @@ def test_the_range_is_compiled_and_round_trips(tmp_path: Path) -> None:
     folder, _ = _write_source(tmp_path / "tx")
     spec = _spec(folder)
     ranges = spec.batch_view("user_amount_3d").source_ranges
-    assert ranges == (SourceRangeSpec("transactions", TimeBoundSpec("materialization_start_time", -2 * DAY),
-                                      TimeBoundSpec("materialization_end_time", 0)),)
+    assert ranges == (SourceRangeSpec("transactions", TimeBoundSpec(TimeReference.MATERIALIZATION_START_TIME, -2 * DAY),
+                                      TimeBoundSpec(TimeReference.MATERIALIZATION_END_TIME, 0)),)
     assert WorkspaceSpec.from_json(spec.to_json()) == spec
     assert spec.format_version == SPEC_FORMAT_VERSION == 5
 
