@@ -23,7 +23,10 @@ from featurebus.streams.realtime import RealtimeServicePlan
 from featurebus.streams.tiles import CompiledView, read_range
 from featurebus.streams.windows import WALL_CLOCK_TIME, window_bounds
 
-__all__ = ["ServicePlan", "ViewAt", "ViewPlan", "WorkspacePlan", "plan_service"]
+__all__ = ["VIEW_SERVICE_PREFIX", "ServicePlan", "ViewAt", "ViewPlan", "WorkspacePlan", "plan_service"]
+
+# The name under which a view is served alone: ``platform.training.ranges.view_service``'s.
+VIEW_SERVICE_PREFIX = "__view__"
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,15 @@ class WorkspacePlan:
     def __init__(self, spec: WorkspaceSpec) -> None:
         self.spec = spec
         self.services = {s.name: plan_service(spec, s) for s in spec.feature_services}
+
+    def view_service(self, name: str) -> ServicePlan:
+        """The plan of a view served alone (every feature of it), built on first use."""
+        from featurebus.platform.training.ranges import view_service
+
+        spec, service = view_service(self.spec, name[len(VIEW_SERVICE_PREFIX):])
+        plan = plan_service(spec, spec.service(service))
+        self.services[name] = plan
+        return plan
 
 
 def _join_key_dtypes(spec: WorkspaceSpec, view: StreamFeatureViewSpec) -> tuple[str, ...]:

@@ -24,7 +24,7 @@ from featurebus.serving.limits import ServingLimits
 from featurebus.serving.openapi_docs import feature_route_doc
 from featurebus.serving.readiness import Admission
 from featurebus.serving.request_surface import RequestSurface
-from featurebus.serving.service import FeatureServer
+from featurebus.serving.service import VIEW_SERVICE_PREFIX, FeatureServer
 
 __all__ = ["FeatureEndpoints", "features_router", "REQUEST_SECONDS", "PREFIX"]
 
@@ -85,7 +85,11 @@ class FeatureEndpoints:
     def _authorized_params(api_key: ApiKey, body: bytes) -> tuple[dict[str, Any], str, str]:
         params = _params(body)
         workspace = _get(params, "workspaceName", "workspace_name", str)
-        service = _get(params, "featureServiceName", "feature_service_name", str)
+        view = _get(params, "featureViewName", "feature_view_name", str, required=False)
+        # A view alone (featurebus's addition, for the SDK's view.get_online_features): served as the
+        # service of all its features (``VIEW_SERVICE_PREFIX``), under the same permission.
+        service = (_get(params, "featureServiceName", "feature_service_name", str) if view is None
+                   else VIEW_SERVICE_PREFIX + view)
         ApiKeyStore.permit(api_key, workspace, "reader")
         return params, workspace, service
 

@@ -17,7 +17,7 @@ from featurebus.platform.kv import KeyValueStore
 from featurebus.schemas.encoding import decode_tiles, tile_key
 from featurebus.schemas.errors import InvalidRequestError, NotFoundError
 from featurebus.schemas.specs import WorkspaceSpec
-from featurebus.serving.plan import ServicePlan, ViewAt, ViewPlan, WorkspacePlan
+from featurebus.serving.plan import VIEW_SERVICE_PREFIX, ServicePlan, ViewAt, ViewPlan, WorkspacePlan
 from featurebus.serving.request_surface import FeatureDoc, feature_docs
 from featurebus.serving.tile_cache import TileCache
 from featurebus.serving.wire import (
@@ -35,7 +35,7 @@ from featurebus.streams.lifetime import HIGH_WATERMARK_PREFIX, latest_event_time
 from featurebus.streams.tiles import Tile, compute_values, prefix_range, read_range
 from featurebus.streams.windows import WALL_CLOCK_TIME, leading_edge_ms
 
-__all__ = ["FeatureServer", "MetadataOptions", "format_time_ms"]
+__all__ = ["FeatureServer", "MetadataOptions", "VIEW_SERVICE_PREFIX", "format_time_ms"]
 
 _ENTITY_END = b"\xff" * 16  # past every tile key suffix (start + shard) of an entity
 
@@ -126,6 +126,8 @@ class FeatureServer:
             plan = WorkspacePlan(spec)
             self._plans[workspace] = plan  # a racing request may build the same plan: harmless
         service_plan = plan.services.get(service)
+        if service_plan is None and service.startswith(VIEW_SERVICE_PREFIX):
+            service_plan = plan.view_service(service)
         if service_plan is None:
             known = ", ".join(sorted(plan.services)) or "none"
             raise NotFoundError(f"no feature service named {service!r} in workspace {workspace!r} (known: {known})")

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from featurebus.schemas.errors import InvalidRequestError
+from featurebus.schemas.time import format_iso_ms
 
 __all__ = [
     "MISSING_DATA",
@@ -72,9 +72,8 @@ def data_type(dtype: str) -> dict[str, Any]:
 
 
 def format_time_ms(t_ms: int) -> str:
-    """ISO-8601 UTC with milliseconds, e.g. ``2024-05-01T12:00:00.250Z``."""
-    seconds, millis = divmod(t_ms, 1000)
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
+    """ISO-8601 UTC with milliseconds, e.g. ``2024-05-01T12:00:00.250Z`` (Tecton's effectiveTime)."""
+    return format_iso_ms(t_ms)
 
 
 def int64_as_strings(value: Any, as_string: bool, elements_as_strings: bool) -> Any:
