@@ -62,7 +62,8 @@ class ServingLimits:
             try:
                 values[field.name] = kind(raw)
             except ValueError:
-                raise FeaturebusError(f"{_ENV_PREFIX}{field.name.upper()}={raw!r} is not a {kind.__name__}") from None
+                what = "a number" if kind is float else "a whole number"
+                raise FeaturebusError(f"{_ENV_PREFIX}{field.name.upper()}={raw!r} is not {what}") from None
         return cls(**values)  # type: ignore[arg-type]
 
     def to_env(self) -> dict[str, str]:
