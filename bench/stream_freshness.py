@@ -28,8 +28,8 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.fraud_setup import FeatureClient
+from featurebus.platform.kafka.clients import producer_config
 from featurebus.platform.local.generator import iso_ms
-from featurebus.platform.producer import producer_config
 
 __all__ = ["DictFolder", "FreshnessRun", "Probe", "event_producer", "measure_freshness"]
 

@@ -133,8 +133,8 @@ def lineage(spec: WorkspaceSpec, kind: str, name: str) -> dict[str, list[str]]:
 def read_state(bootstrap: str, spec: WorkspaceSpec, obj: Any, timeout_s: float = 5.0) -> MaterializationState | None:
     """Kafka's view of a source's or feature view's data (its topics' end offsets, and how far
     the stream worker is behind on the source); None for kinds that hold no data."""
-    from featurebus.platform.kafka_admin import committed_positions, group_lag, topic_end_offsets
-    from featurebus.platform.topics import feature_topic, worker_group
+    from featurebus.platform.kafka.admin import committed_positions, group_lag, topic_end_offsets
+    from featurebus.platform.kafka.topics import feature_topic, worker_group
 
     if isinstance(obj, FeatureTableSpec):  # what its view wrote, and the worker's lag on its records
         obj = spec.view(obj.name)
@@ -203,7 +203,7 @@ def describe_document(spec: WorkspaceSpec, kind: str, obj: Any, state: Materiali
         "lineage": lineage(spec, kind, obj.name),
     }
     if isinstance(obj, StreamFeatureViewSpec | BatchFeatureViewSpec | FeatureTableSpec):
-        from featurebus.platform.topics import feature_topic
+        from featurebus.platform.kafka.topics import feature_topic
 
         document["materialization"] = {"online": obj.online, "offline": obj.offline,
                                        "feature_topic": feature_topic(spec.name, obj.name)}

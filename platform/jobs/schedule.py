@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from featurebus.platform.jobs.model import Job, JobKind
+from featurebus.schemas.jobs import Job, JobKind
 from featurebus.schemas.specs import BatchFeatureViewSpec
 
 __all__ = ["PlannedRange", "backfill_ranges", "due_ranges", "schedule_cursor", "scheduled"]

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from featurebus.platform.producer import reliable_producer
+from featurebus.platform.kafka.clients import reliable_producer
 
 __all__ = ["fraud_events", "produce_events", "iso_ms"]
 

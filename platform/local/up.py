@@ -66,12 +66,13 @@ class LocalPlatform:
     def _ensure_live_workspace(self) -> None:
         """`featurebus up --workspace W` materializes W: create it live when it does not exist yet,
         so `up` then `apply` works as before workspaces had to be created."""
-        from featurebus.platform.registry import read_registry
+        from featurebus.platform.registry import KafkaRegistry
         from featurebus.platform.workspaces import create_workspace
 
-        existing = read_registry(self.bootstrap).get(self.workspace)
+        registry = KafkaRegistry(self.bootstrap)
+        existing = registry.get(self.workspace)
         if existing is None:
-            create_workspace(self.bootstrap, self.workspace, live=True)
+            create_workspace(registry, self.workspace, live=True)
         elif not existing.live:
             raise InvalidRequestError(
                 f"workspace {self.workspace!r} is a development workspace and is never materialized; run "

@@ -22,6 +22,7 @@ import pytest
 from featurebus.platform.api_keys import create_api_key
 from featurebus.platform.local.generator import iso_ms
 from featurebus.platform.local.up import LocalPlatform
+from featurebus.platform.registry import KafkaRegistry
 from featurebus.platform.workspaces import create_workspace
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -106,8 +107,8 @@ def test_ads_repo_plans_applies_and_hot_reloads(kafka_bootstrap: str, tmp_path: 
         _apply(repo, workspace, kafka_bootstrap)
         assert _plan(repo, workspace, kafka_bootstrap)["summary"]["unchanged"] == objects  # nothing left to do
         pids = platform.pids()
-        _, reader = create_api_key(kafka_bootstrap, workspace, "reader")
-        _, writer = create_api_key(kafka_bootstrap, workspace, "writer")
+        _, reader = create_api_key(KafkaRegistry(kafka_bootstrap), workspace, "reader")
+        _, writer = create_api_key(KafkaRegistry(kafka_bootstrap), workspace, "writer")
 
         with httpx.Client(timeout=10.0) as client:
             api = _Api(client, platform.serving_url, workspace, reader, writer)
@@ -177,9 +178,9 @@ def test_ads_repo_plans_applies_and_hot_reloads(kafka_bootstrap: str, tmp_path: 
 
             # A development workspace with the same definitions is never served.
             dev = f"{workspace}_dev"
-            create_workspace(kafka_bootstrap, dev, live=False)
+            create_workspace(KafkaRegistry(kafka_bootstrap), dev, live=False)
             _apply(repo, dev, kafka_bootstrap)
-            _, dev_reader = create_api_key(kafka_bootstrap, dev, "reader")
+            _, dev_reader = create_api_key(KafkaRegistry(kafka_bootstrap), dev, "reader")
             time.sleep(3)  # the replica has seen the registry record by now (it follows within a second)
             dev_api = _Api(client, platform.serving_url, dev, dev_reader, writer)
             assert dev_api.features("ad_ranking").status_code == 404

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from featurebus.exceptions import FeaturebusError
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
 from featurebus.platform.kafka.broker import LocalKafka
 from featurebus.platform.kafka.runtime import free_port_pair
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
 from featurebus.platform.local.supervisor import Supervisor
-from featurebus.platform.registry import apply_workspace
+from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from tests.support.specs import spending_workspace
 
 
@@ -50,7 +50,7 @@ def test_worker_stops_with_a_clear_error_when_its_broker_dies(tmp_path: Path) ->
     try:
         topic = f"tx_{uuid.uuid4().hex[:6]}"
         ensure_topics(broker.bootstrap, [TopicConfig(topic, 2)])
-        apply_workspace(broker.bootstrap, spending_workspace(topic=topic, name="dying"))
+        apply_workspace(KafkaRegistry(broker.bootstrap), spending_workspace(topic=topic, name="dying"))
         worker = subprocess.Popen(
             [sys.executable, "-m", "featurebus", "worker", "--workspace", "dying", "--bootstrap", broker.bootstrap,
              "--home", str(tmp_path / "home")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
