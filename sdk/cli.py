@@ -156,13 +156,19 @@ def plan_command(
     bootstrap: Bootstrap = None,
 ) -> None:
     """Show what `apply` would change in the workspace (and what must be re-materialized); changes nothing."""
-    _, changes = _plan_repo(repo, workspace, _bootstrap(bootstrap))
+    from featurebus.source_topics import missing_source_topics, missing_topics_note
+
+    cluster = _bootstrap(bootstrap)
+    current, changes = _plan_repo(repo, workspace, cluster)
+    missing = missing_source_topics(changes.apply_to(current), cluster)
     if as_json:
         from featurebus.plan_render import plan_to_json
 
-        typer.echo(json.dumps(plan_to_json(changes), indent=2))
+        typer.echo(json.dumps({**plan_to_json(changes), "missing_source_topics": missing}, indent=2))
     else:
         _print_plan(changes)
+        if missing:
+            console.print(f"note: {missing_topics_note(missing, cluster)}", highlight=False, markup=False)
 
 
 @app.command("apply")
@@ -171,18 +177,33 @@ def apply(
     workspace: Workspace = "default",
     version_to_restore: Annotated[int | None, typer.Option(
         "--version", help="Re-apply an earlier version from `featurebus registry log` instead of the repository.")] = None,
+    create_topics: Annotated[bool | None, typer.Option(
+        "--create-topics/--no-create-topics",
+        help="Create the Kafka source topics that do not exist (default: on for the local development broker "
+             "`featurebus up` or `featurebus kafka start` runs, off for an external cluster).")] = None,
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions of each source topic --create-topics creates.")] = 4,
     bootstrap: Bootstrap = None,
 ) -> None:
     """Print the plan for the feature repository (or an earlier version), then apply it."""
+    from featurebus.platform.config import resolve_cluster
     from featurebus.platform.registry import apply_workspace
+    from featurebus.source_topics import create_source_topics, missing_source_topics, missing_topics_note
 
-    cluster = _bootstrap(bootstrap)
+    target = resolve_cluster(bootstrap)
+    cluster = target.bootstrap
     _require_workspace(cluster, workspace)
     if version_to_restore is None:
         current, changes = _plan_repo(repo, workspace, cluster)
     else:
         current, changes = _plan_version(workspace, version_to_restore, cluster)
     _print_plan(changes)
+    missing = missing_source_topics(changes.apply_to(current), cluster)
+    if missing and (target.local if create_topics is None else create_topics):
+        create_source_topics(missing, cluster, partitions)
+        console.print(f"Created source topics {', '.join(missing)} ({partitions} partitions each) on {cluster}",
+                      highlight=False, markup=False)
+    elif missing:
+        err.print(f"note: {missing_topics_note(missing, cluster)}", highlight=False, markup=False)
     version = current.version if current is not None else 0
     if changes.is_empty:
         console.print(f"No changes; workspace {workspace} stays at v{version}.")
