@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -51,7 +52,12 @@ Workspace = Annotated[str, typer.Option("--workspace", "-w", help="Workspace nam
 def _home(home: Path | None) -> Path:
     from featurebus.platform.config import home_dir
 
-    return home.resolve() if home else home_dir()
+    if home is None:
+        return home_dir()
+    # Everything this command does (DuckDB's spill folder, state, the processes it starts) looks
+    # the home up through home_dir(); one setting here reaches all of it, children included.
+    os.environ["FEATUREBUS_HOME"] = str(home.resolve())
+    return home_dir()
 
 
 def _bootstrap(explicit: str | None) -> str:

@@ -304,7 +304,7 @@ def _compile_aggregate(view: StreamFeatureView | BatchFeatureView, agg: Aggregat
 
 def _compile_attribute(view: StreamFeatureView | BatchFeatureView, attribute: Attribute) -> AggregationSpec:
     """An Attribute is ``last`` over ``[T - ttl, T)`` (continuous, keeping nulls): the latest value
-    before T, missing once older than the ttl (DESIGN.md §4). Named after its column, as Tecton."""
+    before T, missing once older than the ttl (docs/design.md §4). Named after its column, as Tecton."""
     assert view.ttl is not None  # checked by StreamFeatureView and BatchFeatureView
     ttl_ms = duration_ms(view.ttl, "ttl", type(view).__name__, view.name, view.site)
     dtype = attribute.dtype.name

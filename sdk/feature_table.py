@@ -184,7 +184,7 @@ def compile_feature_table(table: FeatureTable) -> FeatureTableSpec:
 
 
 def _attribute(feature: FieldSpec, ttl_ms: int) -> AggregationSpec:
-    # As a stream view's Attribute: ``last`` over [T - ttl, T), keeping nulls (DESIGN.md §4).
+    # As a stream view's Attribute: ``last`` over [T - ttl, T), keeping nulls (docs/design.md §4).
     return AggregationSpec(feature.name, "last", feature.name, feature.dtype, ttl_ms,
                            output_dtype("last", feature.dtype), attribute=True)
 

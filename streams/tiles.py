@@ -193,7 +193,7 @@ def compute_values(view: CompiledView, tiles: Iterable[Tile], t_ms: int) -> list
 
 
 def _interval_ms(spec: StreamFeatureViewSpec, aggregation: AggregationSpec) -> int | None:
-    """An Attribute is continuous ([T - ttl, T)) whatever the view's interval (DESIGN.md §4)."""
+    """An Attribute is continuous ([T - ttl, T)) whatever the view's interval (docs/design.md §4)."""
     return None if aggregation.attribute else spec.aggregation_interval_ms
 
 

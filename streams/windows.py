@@ -1,4 +1,4 @@
-"""Window math (DESIGN.md §4): pure functions over integer milliseconds, half-open intervals.
+"""Window math (docs/design.md §4): pure functions over integer milliseconds, half-open intervals.
 
 The same functions decide which events a value at time T covers online (serving) and offline
 (training sets), which is half of why the two agree.

@@ -108,7 +108,7 @@ def _as_timestamp(column: pa.ChunkedArray, what: str, name: str) -> pa.ChunkedAr
     """A timestamp column as UTC milliseconds: timestamps, dates, ISO strings or epoch milliseconds."""
     kind = column.type
     if pa.types.is_timestamp(kind):
-        if kind.tz is None:  # naive times are UTC, as everywhere in featurebus (DESIGN.md §4)
+        if kind.tz is None:  # naive times are UTC, as everywhere in featurebus (docs/design.md §4)
             column = pc.assume_timezone(column, "UTC")
         return column.cast(_TIMESTAMP)
     if pa.types.is_date(kind):

@@ -23,6 +23,7 @@ from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, group_la
 from featurebus.platform.kafka.topics import worker_group
 from featurebus.platform.local.generator import fraud_events, produce_events
 from featurebus.platform.local.up import LocalPlatform
+from featurebus.platform.offline.duckdb_session import connect
 from featurebus.platform.offline.store import source_glob
 from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from featurebus.platform.training.training_sets import get_features_for_events
@@ -88,7 +89,8 @@ def _fmt(value: Any) -> str:
 def _offline_rows(root: Path) -> int:
     pattern = source_glob(root, WORKSPACE, "transactions")
     try:
-        row = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{pattern}')").fetchone()
+        with connect() as con:
+            row = con.execute(f"SELECT count(*) FROM read_parquet('{pattern}')").fetchone()
         return int(row[0]) if row else 0
     except duckdb.Error:
         return 0  # no file written yet

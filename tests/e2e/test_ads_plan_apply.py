@@ -165,7 +165,15 @@ def test_ads_repo_plans_applies_and_hot_reloads(kafka_bootstrap: str, tmp_path: 
             trimmed = api.wait_for("ad_ranking", lambda v: not any(n.startswith("ad_clicks.") for n in v), platform)
             assert "ad_impressions.bid_price_count_1h_5m" in trimmed and "user_click_through.ctr_1h" in trimmed
 
-            # 3. Renaming a service: Tecton shows a delete and a create; the old name is a 404.
+            # 3. A development workspace with the same definitions, applied before the rename: the
+            #    registry has one partition, read in order, so once the replica serves the renamed
+            #    service it has read the development workspace's record too (checked at the end).
+            dev = f"{workspace}_dev"
+            create_workspace(KafkaRegistry(kafka_bootstrap), dev, live=False)
+            _apply(repo, dev, kafka_bootstrap)
+            _, dev_reader = create_api_key(KafkaRegistry(kafka_bootstrap), dev, "reader")
+
+            # Renaming a service: Tecton shows a delete and a create; the old name is a 404.
             _edit(repo / "feature_services.py", 'name="user_engagement"', 'name="user_activity"')
             changes = _changed(_plan(repo, workspace, kafka_bootstrap))
             assert {k: c["action"] for k, c in changes.items()} == {
@@ -176,14 +184,15 @@ def test_ads_repo_plans_applies_and_hot_reloads(kafka_bootstrap: str, tmp_path: 
             gone = api.features("user_engagement")
             assert gone.status_code == 404 and "user_engagement" in gone.json()["message"]
 
-            # A development workspace with the same definitions is never served.
-            dev = f"{workspace}_dev"
-            create_workspace(KafkaRegistry(kafka_bootstrap), dev, live=False)
-            _apply(repo, dev, kafka_bootstrap)
-            _, dev_reader = create_api_key(KafkaRegistry(kafka_bootstrap), dev, "reader")
-            time.sleep(3)  # the replica has seen the registry record by now (it follows within a second)
+            # The development workspace of step 3 is never served. Its key is known (no longer a 401)
+            # and its registry record was read (it precedes the rename's, which is served): a 404.
             dev_api = _Api(client, platform.serving_url, dev, dev_reader, writer)
-            assert dev_api.features("ad_ranking").status_code == 404
+            deadline = time.monotonic() + 30
+            while (not_served := dev_api.features("ad_ranking")).status_code == 401:
+                assert time.monotonic() < deadline, "the replica never learned the development workspace's key"
+                time.sleep(0.2)
+            assert not_served.status_code == 404, not_served.text
+            assert f"no workspace named {dev!r}" in not_served.json()["message"]
 
         platform.check()
         assert platform.pids() == pids, "a process was restarted: hot reload must not need one"

@@ -104,7 +104,7 @@ def test_training_sets_join_table_values_point_in_time(kafka_bootstrap: str, tmp
     frame = ws.get_feature_service("scored_clicks").get_features_for_events(spine)
 
     def expected(user: str, t_ms: int) -> float | None:
-        # The latest value strictly before T, unless older than the ttl (DESIGN.md §4).
+        # The latest value strictly before T, unless older than the ttl (docs/design.md §4).
         before = [(ts, score) for u, score, _, ts in history if u == user and t_ms - TTL_MS <= ts < t_ms]
         return max(before)[1] if before else None
 
