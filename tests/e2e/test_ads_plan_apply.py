@@ -20,10 +20,10 @@ import httpx
 import pytest
 
 from featurebus.platform.api_keys import create_api_key
-from featurebus.platform.local.generator import iso_ms
 from featurebus.platform.local.up import LocalPlatform
 from featurebus.platform.registry import KafkaRegistry
 from featurebus.platform.workspaces import create_workspace
+from featurebus.schemas.time import format_iso_ms
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
@@ -118,9 +118,9 @@ def test_ads_repo_plans_applies_and_hot_reloads(kafka_bootstrap: str, tmp_path: 
                 time.sleep(0.2)
             # u1 saw a1 four times and clicked twice: 90 minutes ago (a long visit) and 30 minutes ago.
             api.ingest({
-                "impressions": [{"user_id": "u1", "ad_id": "a1", "placement": p, "bid_price": b, "ts": iso_ms(now - m * MINUTE)}
+                "impressions": [{"user_id": "u1", "ad_id": "a1", "placement": p, "bid_price": b, "ts": format_iso_ms(now - m * MINUTE)}
                                 for p, b, m in [("top", 1.0, 95), ("side", 2.0, 40), ("top", 3.0, 35), ("feed", 4.0, 20)]],
-                "clicks": [{"user_id": "u1", "ad_id": "a1", "dwell_ms": d, "ts": iso_ms(now - m * MINUTE)}
+                "clicks": [{"user_id": "u1", "ad_id": "a1", "dwell_ms": d, "ts": format_iso_ms(now - m * MINUTE)}
                            for d, m in [(9000, 90), (500, 30)]],
             })
             before = api.wait_for("ad_ranking", lambda v: v["user_clicks.ad_id_count_1h_continuous"] == "1"
@@ -149,7 +149,7 @@ def test_ads_repo_plans_applies_and_hot_reloads(kafka_bootstrap: str, tmp_path: 
             assert "user_clicks.dwell_ms_max_1h_continuous" not in widened
             assert widened["user_clicks.dwell_ms_max_2h_continuous"] == "9000"  # now within the window
             # The running worker computes the new window for new events too.
-            api.ingest({"clicks": [{"user_id": "u1", "ad_id": "a1", "dwell_ms": 12000, "ts": iso_ms(now - 100 * MINUTE)}]})
+            api.ingest({"clicks": [{"user_id": "u1", "ad_id": "a1", "dwell_ms": 12000, "ts": format_iso_ms(now - 100 * MINUTE)}]})
             api.wait_for("ad_ranking", lambda v: v["user_clicks.dwell_ms_max_2h_continuous"] == "12000", platform)
 
             # 2. Removing a view: deleted, and the service that read it updated; its features are gone.

@@ -21,7 +21,8 @@ import pytest
 from featurebus.platform.config import running_platform
 from featurebus.platform.kafka.admin import partition_counts
 from featurebus.platform.kafka.runtime import free_port_pair
-from featurebus.platform.local.generator import iso_ms, produce_events
+from featurebus.platform.local.generator import produce_events
+from featurebus.schemas.time import format_iso_ms
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
@@ -91,7 +92,7 @@ def test_up_then_apply_in_another_shell_serves_features_within_seconds(tmp_path:
 
         now_ms = int(time.time() * 1000)
         events = [{"transaction_id": f"t{i}", "user_id": "user_1", "merchant_id": "merchant_1", "amount": 10.0,
-                   "is_online": True, "timestamp": iso_ms(now_ms - 1_000 + i)} for i in range(5)]
+                   "is_online": True, "timestamp": format_iso_ms(now_ms - 1_000 + i)} for i in range(5)]
         produced_at = time.monotonic()
         assert produce_events(platform.bootstrap, "transactions", events) == 5
         try:

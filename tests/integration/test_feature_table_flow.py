@@ -16,10 +16,10 @@ import pytest
 import featurebus
 from featurebus.exceptions import RecordValidationError
 from featurebus.platform.api_keys import create_api_key
-from featurebus.platform.local.generator import iso_ms
 from featurebus.platform.local.up import LocalPlatform
 from featurebus.platform.offline.materializer import OfflineMaterializer
 from featurebus.platform.registry import KafkaRegistry, apply_workspace
+from featurebus.schemas.time import format_iso_ms
 from tests.support.table_repo import TTL, table_workspace
 
 pytestmark = pytest.mark.kafka
@@ -28,7 +28,7 @@ TTL_MS = TTL // pd.Timedelta(milliseconds=1)
 
 
 def _record(user: str, score: float, visits: int, ts_ms: int) -> dict[str, Any]:
-    return {"user_id": user, "score": score, "segment": f"s{visits}", "visits": visits, "ts": iso_ms(ts_ms)}
+    return {"user_id": user, "score": score, "segment": f"s{visits}", "visits": visits, "ts": format_iso_ms(ts_ms)}
 
 
 @pytest.mark.e2e

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
-from featurebus.platform.local.generator import iso_ms, produce_events
+from featurebus.platform.local.generator import produce_events
 from featurebus.platform.registry import KafkaRegistry, apply_workspace
+from featurebus.schemas.time import format_iso_ms
 from tests.support.specs import spending_workspace
 from tests.support.workers import start_worker, wait_caught_up
 
@@ -43,7 +44,7 @@ def test_a_worker_waits_for_its_missing_source_topic(kafka_bootstrap: str, tmp_p
 
         ensure_topics(kafka_bootstrap, [TopicConfig(topic, 2)])
         now_ms = int(time.time() * 1000)
-        produce_events(kafka_bootstrap, topic, [{"user_id": "u1", "amount": 1.0, "ts": iso_ms(now_ms)}])
+        produce_events(kafka_bootstrap, topic, [{"user_id": "u1", "amount": 1.0, "ts": format_iso_ms(now_ms)}])
         wait_caught_up(kafka_bootstrap, workspace, topic, worker, tmp_path)
         assert "exist now; starting" in log.read_text()
         assert "waiting for source topics" not in _describe(kafka_bootstrap, workspace)
