@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from featurebus.platform.files.atomic import atomic_write
 from featurebus.platform.kafka.broker import LocalKafka, kafka_bootstrap_from_env
 from featurebus.schemas.errors import InvalidRequestError, KafkaUnavailableError
 
@@ -135,7 +136,6 @@ def _read_settings(home: Path | None) -> dict[str, Any]:
 def _update_settings(home: Path | None, **changes: object) -> Path:
     """Set (or, with None, remove) top-level keys, keeping the others."""
     path = _settings_path(home)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         settings = _read_settings(home)
     except InvalidRequestError:
@@ -145,10 +145,9 @@ def _update_settings(home: Path | None, **changes: object) -> Path:
             settings.pop(key, None)
         else:
             settings[key] = value
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(settings, indent=2) + "\n")
-    tmp.replace(path)  # atomic: a concurrent command reads the old or the new settings
-    return path
+    # Atomic, with a temporary file per process: `up` and a `workspace select` may write at once;
+    # a concurrent reader sees the old or the new settings.
+    return atomic_write(path, json.dumps(settings, indent=2) + "\n", temporary=path.with_suffix(f".{os.getpid()}.tmp"))
 
 
 def selected_workspace(home: Path | None = None) -> str:
