@@ -2,7 +2,7 @@
 
 A series belongs to a workspace when it has a ``workspace`` label, or a ``topic`` label naming one
 of that workspace's topics (``featurebus.<workspace>.<kind>.<object>``, see
-``platform/topics.py``). Series of no workspace (process, registry and API-key topics, the
+``platform/kafka/topics.py``). Series of no workspace (process, registry and API-key topics, the
 authentication failure counter) are shown to every caller: they name no workspace. An instance
 admin (``platform/api_keys.py``: an ``admin`` key of the ``*`` workspace) sees everything, as a
 Prometheus scraper of the whole instance needs to.

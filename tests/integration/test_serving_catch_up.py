@@ -19,10 +19,11 @@ import httpx
 import pytest
 
 from featurebus.platform.api_keys import create_api_key
+from featurebus.platform.kafka.admin import ensure_topic
+from featurebus.platform.kafka.clients import reliable_producer
 from featurebus.platform.kafka.runtime import free_port_pair
-from featurebus.platform.kafka_admin import ensure_topic
-from featurebus.platform.producer import reliable_producer
-from featurebus.platform.topics import REGISTRY_TOPIC, feature_topic
+from featurebus.platform.kafka.topics import REGISTRY_TOPIC, feature_topic
+from featurebus.platform.registry import KafkaRegistry
 from featurebus.schemas.encoding import encode_entity_key, encode_partials, tile_key
 from featurebus.serving.main import wait_until_ready
 from tests.integration.test_serving_processes import Serve
@@ -62,7 +63,7 @@ class Workspace:
         with reliable_producer(bootstrap) as producer:
             producer.produce(REGISTRY_TOPIC, key=self.name.encode(), value=spending_workspace(name=self.name).to_json())
         self.add_tiles()
-        _, self.secret = create_api_key(bootstrap, self.name, "reader", "catch-up test")
+        _, self.secret = create_api_key(KafkaRegistry(bootstrap), self.name, "reader", "catch-up test")
 
     def add_tiles(self) -> None:
         """One more tile per user (a later start, so the count grows by one), behind the filler."""
