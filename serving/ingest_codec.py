@@ -30,6 +30,7 @@ from featurebus.streams.values import (
     float_outliers,
     int_outliers,
     parse_timestamp_ms,
+    timestamps_ms,
 )
 
 __all__ = ["SourceCodec"]
@@ -183,7 +184,7 @@ class SourceCodec:
         dtype = self._dtypes[name]
         if name == self._timestamp_field:
             try:
-                return [parse_timestamp_ms(v) for v in values]  # None is refused here too
+                return timestamps_ms(values)  # None is refused here too
             except ValueError:
                 raise _PerRecordError from None
         plain = _PLAIN_TYPES.get(dtype)

@@ -38,6 +38,8 @@ def isolate_failures(count: int, attempt: Callable[[np.ndarray | None], T]) -> t
     try:
         return attempt(None), []
     except Exception as exc:
+        if count == 0:  # nothing to blame: no row, no result
+            return None, []
         first = exc
     failures: list[tuple[int, str]] = []
     good: list[np.ndarray] = []

@@ -41,6 +41,7 @@ __all__ = [
     "int_outliers",
     "parse_timestamp_ms",
     "timestamp_outliers",
+    "timestamps_ms",
 ]
 
 INT_RANGES: dict[str, tuple[int, int]] = {"int64": (-(2**63), 2**63 - 1), "int32": (-(2**31), 2**31 - 1)}
@@ -61,10 +62,15 @@ def decimal_key(value: Any, dtype: str) -> Any:
 
 def parse_timestamp_ms(value: Any) -> int:
     """Epoch milliseconds of a timestamp value, or ValueError saying why it is not one."""
-    if isinstance(value, bool):
-        raise ValueError("a boolean is not a timestamp")
-    if isinstance(value, int):
+    kind = type(value)  # exact types first: this runs for every record ingested
+    if kind is str:
+        ms = _iso_ms(value)
+    elif kind is int:
         ms = value
+    elif isinstance(value, bool):
+        raise ValueError("a boolean is not a timestamp")
+    elif isinstance(value, int):
+        ms = int(value)
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"{value} is not a timestamp")
@@ -72,11 +78,33 @@ def parse_timestamp_ms(value: Any) -> int:
     elif isinstance(value, datetime):
         ms = _exact_ms(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
     elif isinstance(value, str):
-        ms = _iso_ms(value)
+        ms = _iso_ms(str(value))
     else:
-        raise ValueError(f"{value!r} is not a timestamp (use an ISO-8601 string or epoch milliseconds)")
+        raise ValueError(f"{_shown(value)} is not a timestamp (use an ISO-8601 string or epoch milliseconds)")
     if not TIMESTAMP_MIN_MS <= ms <= TIMESTAMP_MAX_MS:
-        raise ValueError(f"{value!r} is outside the years 1678-2261 a timestamp may have")
+        raise ValueError(f"{_shown(value)} is outside the years 1678-2261 a timestamp may have")
+    return ms
+
+
+def timestamps_ms(values: list[Any]) -> list[int]:
+    """``[parse_timestamp_ms(v) for v in values]`` for a column with none missing, at a fraction
+    of the cost when all are strings (one printable-ASCII check over the column, the C parser,
+    one range check); ValueError when any value is not a timestamp (without saying which: ask
+    ``parse_timestamp_ms``)."""
+    if set(map(type, values)) != {str}:
+        return [parse_timestamp_ms(v) for v in values]
+    joined = "".join(values)
+    if not (joined.isascii() and joined.isprintable()):
+        raise ValueError("a value holds characters no timestamp has")
+    parse = datetime.fromisoformat
+    try:
+        parsed = [parse(text.replace("Z", "+00:00")) for text in values]
+        ms = [int(d.timestamp() * 1000) if d.tzinfo is not None and not d.microsecond % 1000 else parse_timestamp_ms(text)
+              for d, text in zip(parsed, values, strict=True)]
+    except OverflowError:
+        raise ValueError("a value is outside the years a timestamp may have") from None
+    if ms and (min(ms) < TIMESTAMP_MIN_MS or max(ms) > TIMESTAMP_MAX_MS):
+        raise ValueError("a value is outside the years a timestamp may have")
     return ms
 
 

@@ -301,3 +301,9 @@ def test_decoding_never_raises_for_an_avro_record_outside_its_column() -> None:
         "field 'amount': expected a finite number, got nan",
         "field 'ts': 4611686018427387904 is outside the years 1678-2261 a timestamp may have",
         "field 'account_id': the join key is missing"]
+
+
+def test_bisection_of_no_rows_ends() -> None:
+    def attempt(rows: np.ndarray | None) -> int:
+        raise RuntimeError("always")
+    assert isolate_failures(0, attempt) == (None, [])
