@@ -21,13 +21,14 @@ from featurebus.options import (
     PUSH_OPTIONS,
     SOURCE_OPTIONS,
 )
+from featurebus.schemas.kinds import FileFormat, ValueFormat
 from featurebus.types import Field
 
 __all__ = ["VALUE_FORMATS", "FILE_FORMATS", "BatchSource", "DataSource", "FileConfig", "KafkaConfig", "PushConfig",
            "StreamSource", "UnfilteredSource"]
 
 
-VALUE_FORMATS = ("json", "avro", "confluent_avro")
+VALUE_FORMATS = tuple(ValueFormat)
 
 
 class KafkaConfig:
@@ -70,7 +71,7 @@ class KafkaConfig:
     def _avro_schema(self, value_format: str, schema: str | dict[str, Any] | None) -> str | None:
         """The schema as canonical-enough JSON text (what the spec stores), checked by fastavro."""
         topics = ",".join(self.topics)
-        if value_format == "json":
+        if value_format == ValueFormat.JSON:
             if schema is not None:
                 raise _fail("KafkaConfig", topics, self.site, "avro_schema is set but value_format is 'json'",
                             "Pass value_format='avro' or 'confluent_avro', or remove avro_schema.")
@@ -87,7 +88,7 @@ class KafkaConfig:
                         "Pass the writer's schema: {'type': 'record', 'name': ..., 'fields': [...]}.") from None
 
 
-FILE_FORMATS = ("parquet", "csv", "json")
+FILE_FORMATS = tuple(FileFormat)
 
 
 class FileConfig:

@@ -7,12 +7,11 @@ engines never see them. Each object remembers where it was defined so errors can
 from __future__ import annotations
 
 import ast
-import enum
 import inspect
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from featurebus.aggregates import (
@@ -50,6 +49,8 @@ from featurebus.options import (
     SERVICE_OPTIONS,
     VIEW_OPTIONS,
 )
+from featurebus.schemas.kinds import BatchTriggerType, TransformationMode
+from featurebus.schemas.time import to_epoch_ms
 from featurebus.types import Field
 
 __all__ = [
@@ -120,19 +121,11 @@ class Entity(_Definition):
         return f"Entity({self.name!r})"
 
 
-PANDAS_MODE = "pandas"
-PYTHON_MODE = "python"
+PANDAS_MODE = TransformationMode.PANDAS
+PYTHON_MODE = TransformationMode.PYTHON
 SPARK_SQL_MODE = "spark_sql"
 PYSPARK_MODE = "pyspark"
 SNOWFLAKE_SQL_MODE = "snowflake_sql"
-
-
-class BatchTriggerType(enum.Enum):
-    """Tecton's batch materialization triggers; featurebus has no batch materialization yet."""
-
-    SCHEDULED = "scheduled"
-    MANUAL = "manual"
-    NO_BATCH_MATERIALIZATION = "no_batch_materialization"
 
 
 class FeatureView(_Definition):
@@ -209,7 +202,7 @@ class StreamFeatureView(MaterializedFeatureView):
         source = given
         if not entities or not all(isinstance(e, Entity) for e in entities):
             raise self.error("entities must be a non-empty list of Entity", "Pass entities=[user].")
-        if mode not in ("pandas", "python"):
+        if mode not in tuple(TransformationMode):
             raise self.error(f"mode {mode!r} is not supported", "Use mode='pandas' or mode='python'.")
         if not features or not (all(isinstance(f, Aggregate) for f in features)
                                 or all(isinstance(f, Attribute) for f in features)):
@@ -254,11 +247,7 @@ class StreamFeatureView(MaterializedFeatureView):
     def lifetime_start_ms(self) -> int | None:
         """``lifetime_start_time`` in epoch milliseconds (a naive datetime is UTC)."""
         start = self.lifetime_start_time
-        if start is None:
-            return None
-        if start.tzinfo is None:
-            start = start.replace(tzinfo=UTC)
-        return (start - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+        return None if start is None else to_epoch_ms(start)
 
     def __repr__(self) -> str:
         return f"StreamFeatureView({self.name!r})"
@@ -452,11 +441,7 @@ class BatchFeatureView(MaterializedFeatureView):
     @property
     def feature_start_ms(self) -> int | None:
         start = self.feature_start_time
-        if start is None:
-            return None
-        if start.tzinfo is None:
-            start = start.replace(tzinfo=UTC)
-        return (start - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+        return None if start is None else to_epoch_ms(start)
 
     def __repr__(self) -> str:
         return f"BatchFeatureView({self.name!r})"

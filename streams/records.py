@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from featurebus.schemas.kinds import ValueFormat
 from featurebus.schemas.specs import FieldSpec, StreamSourceSpec, WorkspaceSpec
 from featurebus.streams.avro import avro_parser, schema_guarantees_types
 from featurebus.streams.values import (
@@ -87,11 +88,11 @@ def decode_records(payloads: Sequence[bytes | None], source: StreamSourceSpec, k
     """A batch of the source's record values decoded by its ``value_format``; ``key_fields``
     (``join_key_fields``) must be present in every record."""
     kafka = source.kafka
-    if kafka.value_format == "json":
+    if kafka.value_format == ValueFormat.JSON:
         return _isolating(payloads, lambda batch: _decode(batch, source.schema, kafka.timestamp_field, key_fields, _parse_json))
     if kafka.avro_schema is None:  # a spec from before Avro, or hand-built: say what is missing
-        raise ValueError(f"source {source.name!r} has value_format {kafka.value_format!r} but no avro_schema")
-    parse = avro_parser(kafka.avro_schema, confluent=kafka.value_format == "confluent_avro")
+        raise ValueError(f"source {source.name!r} has value_format {kafka.value_format.value!r} but no avro_schema")
+    parse = avro_parser(kafka.avro_schema, confluent=kafka.value_format == ValueFormat.CONFLUENT_AVRO)
     if schema_guarantees_types(kafka.avro_schema, tuple((f.name, f.dtype) for f in source.schema)):
         return _isolating(payloads, lambda batch: _decode_typed(batch, source.schema, kafka.timestamp_field, key_fields, parse))
     return _isolating(payloads, lambda batch: _decode(batch, source.schema, kafka.timestamp_field, key_fields, parse))

@@ -28,6 +28,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from featurebus.schemas.time import to_epoch_ms
 from featurebus.schemas.types import Array, Map, Struct, parse_dtype
 
 __all__ = [
@@ -76,7 +77,7 @@ def parse_timestamp_ms(value: Any) -> int:
             raise ValueError(f"{value} is not a timestamp")
         ms = int(value)
     elif isinstance(value, datetime):
-        ms = _exact_ms(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
+        ms = to_epoch_ms(value)
     elif isinstance(value, str):
         ms = _iso_ms(str(value))
     else:
@@ -119,14 +120,9 @@ def _iso_ms(text: str) -> int:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     try:
-        return int(parsed.timestamp() * 1000) if parsed.microsecond % 1000 == 0 else _exact_ms(parsed)
+        return int(parsed.timestamp() * 1000) if parsed.microsecond % 1000 == 0 else to_epoch_ms(parsed)
     except OverflowError:  # a zone offset pushing year 1 or 9999 past what datetime holds
         raise ValueError(f"{text[:64]!r} is outside the years 1678-2261 a timestamp may have") from None
-
-
-def _exact_ms(parsed: datetime) -> int:
-    delta = parsed - datetime(1970, 1, 1, tzinfo=UTC)
-    return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
 
 
 def check_value(value: Any, dtype: str) -> Any:

@@ -16,6 +16,7 @@ import fastavro
 import orjson
 from hypothesis import strategies as st
 
+from featurebus.schemas.kinds import AggregationFunction, TransformationMode, ValueFormat
 from featurebus.schemas.specs import (
     AggregationSpec,
     EntitySpec,
@@ -50,17 +51,17 @@ FLAT_AVRO: dict[str, Any] = {"type": "record", "name": "Flat", "fields": [
 # Python mode: one transformation call per record, raising for one value (a bug in user code
 # that only some records reach).
 UNLUCKY = TransformationSpec(
-    "python", "unlucky",
+    TransformationMode.PYTHON, "unlucky",
     "def unlucky(row):\n    if str(row['n']) == '13':\n        raise ValueError('13 is unlucky')\n    return row\n")
-PASSTHROUGH = TransformationSpec("pandas", "passthrough", "def passthrough(df):\n    return df\n")
+PASSTHROUGH = TransformationSpec(TransformationMode.PANDAS, "passthrough", "def passthrough(df):\n    return df\n")
 
 
 def _view(name: str, source: str, entity: str, key: str, transformation: TransformationSpec) -> StreamFeatureViewSpec:
     return StreamFeatureViewSpec(
         name=name, source=source, entities=(entity,), join_keys=(key,), timestamp_field="ts", transformation=transformation,
-        aggregations=(AggregationSpec(f"{key}_count_1h", "count", key, dict((f.name, f.dtype) for f in (*FIELDS, *FLAT_FIELDS))[key],
+        aggregations=(AggregationSpec(f"{key}_count_1h", AggregationFunction.COUNT, key, dict((f.name, f.dtype) for f in (*FIELDS, *FLAT_FIELDS))[key],
                                       HOUR, "int64"),
-                      AggregationSpec("amount_sum_1h", "sum", "amount", "float64", HOUR, "float64")))
+                      AggregationSpec("amount_sum_1h", AggregationFunction.SUM, "amount", "float64", HOUR, "float64")))
 
 
 def poison_workspace(name: str, json_topic: str = "events", avro_topic: str = "flat_events", push: bool = False) -> WorkspaceSpec:
@@ -71,7 +72,7 @@ def poison_workspace(name: str, json_topic: str = "events", avro_topic: str = "f
         stream_sources=(
             StreamSourceSpec("events", FIELDS, KafkaConfigSpec((json_topic,), "ts", watermark_delay_ms=24 * HOUR), push=push),
             StreamSourceSpec("flat_events", FLAT_FIELDS, KafkaConfigSpec(
-                (avro_topic,), "ts", "avro", watermark_delay_ms=24 * HOUR, avro_schema=avro_schema_text(FLAT_AVRO))),
+                (avro_topic,), "ts", ValueFormat.AVRO, watermark_delay_ms=24 * HOUR, avro_schema=avro_schema_text(FLAT_AVRO))),
         ),
         stream_feature_views=(_view("user_events", "events", "user", "user_id", UNLUCKY),
                               _view("account_events", "flat_events", "account", "account_id", PASSTHROUGH)),
