@@ -172,13 +172,13 @@ def test_arbitrary_records_never_stop_the_worker(pipeline: _Pipeline) -> None:
     expected_good = {"user_events": 0, "account_events": 0}
     examples = 0
 
-    @settings(max_examples=6, deadline=None, database=None,
+    @settings(max_examples=4, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
     @given(st.data())
     def feed(data: st.DataObject) -> None:
         nonlocal start_ms, examples
-        json_payloads, json_good = json_batch(data.draw, start_ms, data.draw(st.integers(20, 60), label="json records"))
-        avro_payloads, avro_good = avro_batch(data.draw, start_ms, data.draw(st.integers(10, 40), label="avro records"))
+        json_payloads, json_good = json_batch(data.draw, start_ms, data.draw(st.integers(30, 90), label="json records"))
+        avro_payloads, avro_good = avro_batch(data.draw, start_ms, data.draw(st.integers(15, 50), label="avro records"))
         start_ms += 100  # timestamps only grow: no good record is ever late
         for topic, payloads, good, view in ((pipeline.json_topic, json_payloads, json_good, "user_events"),
                                             (pipeline.avro_topic, avro_payloads, avro_good, "account_events")):
