@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from featurebus.platform.producer import producer_config
+from featurebus.platform.kafka.clients import producer as kafka_producer
 from featurebus.schemas.errors import InvalidRequestError, KafkaUnavailableError, NotFoundError, RecordValidationError
 from featurebus.schemas.specs import StreamSourceSpec, WorkspaceSpec
 from featurebus.serving.ingest_codec import SourceCodec
@@ -160,8 +160,8 @@ class KafkaRecordSink:
     """
 
     def __init__(self, bootstrap: str, timeout_s: float = 15.0) -> None:
-        self._prompt = _Lane(Producer(producer_config(bootstrap, **{"linger.ms": 0})), "ingest-deliveries")
-        self._batching = _Lane(Producer(producer_config(bootstrap, **{"linger.ms": 1})), "ingest-deliveries-batched")
+        self._prompt = _Lane(kafka_producer(bootstrap, **{"linger.ms": 0}), "ingest-deliveries")
+        self._batching = _Lane(kafka_producer(bootstrap, **{"linger.ms": 1}), "ingest-deliveries-batched")
         self._in_flight = 0
         self._lock = threading.Lock()  # requests come from the event loop and from threads
         self._bootstrap = bootstrap

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from featurebus.exceptions import InvalidRequestError, NotFoundError, RecordValidationError
+from featurebus.platform.kafka.topics import push_topic
 from featurebus.platform.kv import MemoryStore
-from featurebus.platform.topics import push_topic
 from featurebus.serving.app import create_app
 from featurebus.serving.ingest import MAX_RECORDS_PER_REQUEST, IngestService, MemoryRecordSink
 from featurebus.serving.ingest_codec import SourceCodec
