@@ -22,11 +22,11 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from featurebus.platform.kafka_admin import group_lag, read_compacted
+from featurebus.platform.kafka.admin import group_lag, read_compacted
+from featurebus.platform.kafka.clients import reliable_producer
+from featurebus.platform.kafka.topics import dead_letter_topic, feature_topic, worker_group
 from featurebus.platform.kv import MemoryStore
-from featurebus.platform.producer import reliable_producer
-from featurebus.platform.registry import apply_workspace
-from featurebus.platform.topics import dead_letter_topic, feature_topic, worker_group
+from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from featurebus.schemas.encoding import decode_partials
 from featurebus.serving.app import create_app
 from featurebus.serving.ingest import IngestService, MemoryRecordSink
@@ -62,7 +62,7 @@ class _Pipeline:
         self.workspace = f"poison_{uuid.uuid4().hex[:8]}"
         self.json_topic = topic_factory(partitions=2)  # type: ignore[operator]
         self.avro_topic = topic_factory(partitions=1)  # type: ignore[operator]
-        apply_workspace(bootstrap, poison_workspace(self.workspace, self.json_topic, self.avro_topic))
+        apply_workspace(KafkaRegistry(bootstrap), poison_workspace(self.workspace, self.json_topic, self.avro_topic))
         self.home = home
         self.worker: subprocess.Popen[bytes] = start_worker(bootstrap, self.workspace, home)
         self.sent: dict[tuple[str, int], int] = {}  # next offset per partition
