@@ -17,12 +17,13 @@ partitions) and:
 The local store is a cache of what the bus already holds: a crash between 5 and 6 leaves the
 local progress behind the committed offsets, and the owner then restores the partition's shard
 from its feature-topic partition (``replace_shard``) instead of trusting the cache.
+
+The key layout of shards and progress lives in ``shard_state.py``; expiry passes in ``expiry.py``.
 """
 
 from __future__ import annotations
 
 import logging
-import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -32,61 +33,34 @@ import numpy as np
 import pandas as pd
 
 from featurebus.platform.kv import KeyValueStore
-from featurebus.schemas.encoding import (
-    decode_partials,
-    encode_partials,
-    split_tile_key,
-    store_prefix,
-    tile_key,
-)
+from featurebus.schemas.encoding import decode_partials, encode_partials, tile_key
 from featurebus.schemas.specs import StreamSourceSpec, WorkspaceSpec
-from featurebus.streams.lifetime import (
-    EAGER_PREFIX_START_MS,
-    high_watermark_key,
-    high_watermark_record,
-    high_watermark_shard,
-)
-from featurebus.streams.prefixes import expire_shard_entity, grow_eager_prefix
+from featurebus.streams.lifetime import EAGER_PREFIX_START_MS, high_watermark_key, high_watermark_record
+from featurebus.streams.prefixes import grow_eager_prefix
 from featurebus.streams.records import decode_records
-from featurebus.streams.runtime.expiry import EntityGroup, key_range_end, read_slice
+from featurebus.streams.runtime.expiry import EXPIRY_SLICE_RECORDS, ExpiryPass, ExpiryStep
+from featurebus.streams.runtime.shard_state import (
+    NO_WATERMARK,
+    Progress,
+    ShardState,
+    ViewRuntime,
+    progress_key,
+    shard_of,
+    state_prefix,
+)
 from featurebus.streams.sharded import SHARD_COLUMN, trace_shards
 from featurebus.streams.tiles import CompiledView, TileColumns, merge_tile, tile_columns
 from featurebus.streams.transform import Transformation, TransformationError, event_time_ms, view_input_frame
 from featurebus.streams.windows import LATEST_EVENT_TIME, retention_ms
 
-__all__ = ["RawRecord", "FeatureSink", "MemorySink", "Progress", "StreamEngine", "EngineCounters", "ExpiryStep", "compile_views", "shard_of"]
+__all__ = [
+    "NO_WATERMARK", "RawRecord", "FeatureSink", "MemorySink", "Progress", "StreamEngine", "EngineCounters", "ExpiryStep",
+    "compile_views", "shard_of",
+]
 
 log = logging.getLogger(__name__)
 
-_I64 = struct.Struct(">q")
-_U16 = struct.Struct(">H")
-_PROGRESS = b"\x00progress."  # + topic + b"\x00" + partition -> applied offset, watermark
-NO_WATERMARK = -(2**62)
 _PARTITION, _OFFSET, _VALUE = itemgetter(1), itemgetter(2), itemgetter(3)  # of a RawRecord
-EXPIRY_SLICE_RECORDS = 2_000  # stored records one expiry step reads: a few ms, not a pause
-MAX_PARTITIONS_PER_TOPIC = 1024  # shard = topic index * 1024 + partition fits the u16 of a tile key
-
-
-@dataclass(frozen=True)
-class Progress:
-    """How far a source partition has been applied: the last offset and the event-time watermark."""
-
-    offset: int = -1
-    watermark: int = NO_WATERMARK
-
-    def pack(self) -> bytes:
-        return _I64.pack(self.offset) + _I64.pack(self.watermark)
-
-    @classmethod
-    def unpack(cls, raw: bytes) -> Progress:
-        return cls(_I64.unpack_from(raw, 0)[0], _I64.unpack_from(raw, 8)[0])
-
-
-def shard_of(source: StreamSourceSpec, topic: str, partition: int) -> int:
-    """The tile shard of a source partition: stable, unique within the source."""
-    if partition >= MAX_PARTITIONS_PER_TOPIC:
-        raise ValueError(f"{topic} has more than {MAX_PARTITIONS_PER_TOPIC} partitions")
-    return source.kafka.topics.index(topic) * MAX_PARTITIONS_PER_TOPIC + partition
 
 
 class RawRecord(NamedTuple):
@@ -129,12 +103,6 @@ class MemorySink:
         self.committed.update(progress)
 
 
-class ExpiryStep(NamedTuple):
-    expired: int  # tiles deleted by this step
-    records: int  # stored records it read
-    finished: bool  # the pass reached the end of every view's state
-
-
 @dataclass
 class EngineCounters:
     processed: int = 0
@@ -144,22 +112,6 @@ class EngineCounters:
     tiles_written: int = 0
     tiles_expired: int = 0
     transform_failed: int = 0
-
-
-@dataclass(frozen=True)
-class _ViewRuntime:
-    view: CompiledView
-    transformation: Transformation
-    feature_topic: str
-    feature_partitions: int
-    retention_ms: int
-    watermark_delay_ms: int
-
-    def partition_of(self, shard: int) -> int:
-        # A shard's tiles all go to one feature-topic partition: a tile's updates and its
-        # tombstone stay ordered (compaction keeps the right one), and a new owner of the
-        # source partition restores the shard by reading that one partition.
-        return shard % self.feature_partitions
 
 
 def compile_views(spec: WorkspaceSpec) -> dict[str, CompiledView]:
@@ -181,14 +133,14 @@ class StreamEngine:
         self.counters = EngineCounters()
         compiled = compile_views(spec)
         self._sources: dict[str, StreamSourceSpec] = {}
-        self._views_by_topic: dict[str, list[_ViewRuntime]] = {}
-        self._expiry_views: list[_ViewRuntime] = []  # every online view once, in a fixed order
+        self._views_by_topic: dict[str, list[ViewRuntime]] = {}
+        self._expiry_views: list[ViewRuntime] = []  # every online view once, in a fixed order
         for view_spec in spec.stream_feature_views:
             if not view_spec.online:
                 continue
             source = spec.source(view_spec.source)
             topic, partitions = feature_topic_of(view_spec.name)
-            runtime = _ViewRuntime(
+            runtime = ViewRuntime(
                 compiled[view_spec.name],
                 Transformation(view_spec.transformation),
                 topic,
@@ -200,23 +152,19 @@ class StreamEngine:
                 self._sources[topic] = source
                 self._views_by_topic.setdefault(topic, []).append(runtime)
             self._expiry_views.append(runtime)
-        self._expiry_cursor: tuple[int, bytes | None] | None = None  # (view index, resume key) of a pass
+        self._shards = ShardState(store, self._sources, self._views_by_topic)
+        self._expiry = ExpiryPass(store, sink, self._shards, self._expiry_views, self.counters)
 
     @property
     def source_topics(self) -> list[str]:
         return sorted(self._views_by_topic)
 
     def progress(self, topic: str, partition: int) -> Progress:
-        raw = self._store.get(_progress_key(topic, partition))
-        return Progress() if raw is None else Progress.unpack(raw)
+        return self._shards.progress(topic, partition)
 
     def shard_locations(self, topic: str, partition: int) -> list[tuple[str, str, int, int]]:
         """``(view, feature topic, feature partition, shard)`` holding this partition's tiles."""
-        source = self._sources.get(topic)
-        if source is None:
-            return []
-        shard = shard_of(source, topic, partition)
-        return [(r.view.spec.name, r.feature_topic, r.partition_of(shard), shard) for r in self._views_by_topic[topic]]
+        return self._shards.shard_locations(topic, partition)
 
     # -- the batch step ------------------------------------------------------------------------
     def process(self, records: Sequence[RawRecord]) -> None:
@@ -234,7 +182,7 @@ class StreamEngine:
             return
         self._sink.commit(committed)
         for (topic, partition), progress in committed.items():
-            puts.append((_progress_key(topic, partition), progress.pack()))
+            puts.append((progress_key(topic, partition), progress.pack()))
         self._store.write(puts)
 
     def _process_topic(self, topic: str, records: list[RawRecord], puts: list[tuple[bytes, bytes | None]]) -> dict[int, Progress]:
@@ -288,7 +236,7 @@ class StreamEngine:
         self.counters.processed += len(fresh)
         return new_progress
 
-    def _transform(self, runtime: _ViewRuntime, frame: pd.DataFrame, shards: np.ndarray) -> list[tuple[pd.DataFrame, np.ndarray]]:
+    def _transform(self, runtime: ViewRuntime, frame: pd.DataFrame, shards: np.ndarray) -> list[tuple[pd.DataFrame, np.ndarray]]:
         """The view's transformed rows with the shard of each row: one run over the
         whole batch where every row can be traced to its shard (``streams.sharded``), else one run
         per shard. A failing run is logged and its rows counted (a transformation bug must not
@@ -313,7 +261,7 @@ class StreamEngine:
                 self.counters.transform_failed += len(piece)
         return pieces
 
-    def _fold_view(self, runtime: _ViewRuntime, frame: pd.DataFrame, shards: np.ndarray) -> list[tuple[bytes, bytes | None]]:
+    def _fold_view(self, runtime: ViewRuntime, frame: pd.DataFrame, shards: np.ndarray) -> list[tuple[bytes, bytes | None]]:
         view = runtime.view
         puts: list[tuple[bytes, bytes | None]] = []
         for transformed, row_shards in self._transform(runtime, frame, shards):
@@ -331,10 +279,10 @@ class StreamEngine:
             puts.extend(self._merge_tiles(runtime, updates))
         return puts
 
-    def _merge_tiles(self, runtime: _ViewRuntime, updates: TileColumns) -> list[tuple[bytes, bytes | None]]:
+    def _merge_tiles(self, runtime: ViewRuntime, updates: TileColumns) -> list[tuple[bytes, bytes | None]]:
         """Merge a batch's updates into the stored tiles and publish the merged tiles whole."""
         view, topic, publish = runtime.view, runtime.feature_topic, self._sink.publish
-        prefixes = {shard: _state_prefix(view.spec.name, shard) for shard in set(updates.shards)}
+        prefixes = {shard: state_prefix(view.spec.name, shard) for shard in set(updates.shards)}
         partitions = {shard: runtime.partition_of(shard) for shard in prefixes}
         tile_keys = [tile_key(*key) for key in zip(updates.entity_keys, updates.starts, updates.shards, strict=True)]
         state_keys = [prefixes[shard] + key for shard, key in zip(updates.shards, tile_keys, strict=True)]
@@ -347,7 +295,7 @@ class StreamEngine:
         self.counters.tiles_written += len(tile_keys)
         return puts
 
-    def _grow_eager_prefixes(self, runtime: _ViewRuntime, updates: TileColumns) -> list[tuple[bytes, bytes | None]]:
+    def _grow_eager_prefixes(self, runtime: ViewRuntime, updates: TileColumns) -> list[tuple[bytes, bytes | None]]:
         """Publish the eager lifetime prefixes this batch changes, per shard (``grow_eager_prefix``)."""
         by_entity: dict[tuple[int, bytes], list[tuple[int, list[Any]]]] = {}
         for entity, start, shard, partials in zip(*updates, strict=True):
@@ -356,7 +304,7 @@ class StreamEngine:
         state_keys, keys = [], []
         for shard, entity in groups:
             keys.append(tile_key(entity, EAGER_PREFIX_START_MS, shard))
-            state_keys.append(_state_prefix(runtime.view.spec.name, shard) + keys[-1])
+            state_keys.append(state_prefix(runtime.view.spec.name, shard) + keys[-1])
         puts: list[tuple[bytes, bytes | None]] = []
         for (shard, entity), key, state_key, old in zip(groups, keys, state_keys, self._store.get_many(state_keys), strict=True):
             grown = grow_eager_prefix(runtime.view, None if old is None else decode_partials(old), by_entity[(shard, entity)])
@@ -366,13 +314,13 @@ class StreamEngine:
                 puts.append((state_key, value))
         return puts
 
-    def _publish_high_watermarks(self, runtime: _ViewRuntime, source: StreamSourceSpec, topic: str,
+    def _publish_high_watermarks(self, runtime: ViewRuntime, source: StreamSourceSpec, topic: str,
                                  progress: dict[int, Progress]) -> list[tuple[bytes, bytes | None]]:
         """Tell serving each shard's stream high watermark (AggregationLeadingEdge.LATEST_EVENT_TIME),
         when it moved; cached like tiles, so a restored shard has it too."""
         puts: list[tuple[bytes, bytes | None]] = []
         items = sorted((shard_of(source, topic, partition), done.watermark) for partition, done in progress.items())
-        state_keys = [_state_prefix(runtime.view.spec.name, shard) + high_watermark_key(shard) for shard, _ in items]
+        state_keys = [state_prefix(runtime.view.spec.name, shard) + high_watermark_key(shard) for shard, _ in items]
         for (shard, watermark), state_key, old in zip(items, state_keys, self._store.get_many(state_keys), strict=True):
             key, value = high_watermark_record(shard, watermark)
             if watermark != NO_WATERMARK and value != old:
@@ -380,156 +328,38 @@ class StreamEngine:
                 puts.append((state_key, value))
         return puts
 
-    # -- ownership of partitions ----------------------------------------------------------------
+    # -- ownership of partitions (shard_state.py) ------------------------------------------------
     def replace_shard(self, topic: str, partition: int, tiles: dict[str, dict[bytes, bytes]], progress: Progress) -> int:
-        """Replace the local state of a source partition by what the bus holds.
-
-        ``tiles`` maps a view name to the latest records of its feature-topic partition (any
-        shards: only this partition's shard is kept); ``progress`` is the committed position.
-        Returns how many tiles were restored.
-        """
-        puts = self._drop_shard_puts(topic, partition)
-        shard = shard_of(self._sources[topic], topic, partition)
-        restored = 0
-        for view, shard_partition_records in tiles.items():
-            prefix = _state_prefix(view, shard)
-            for key, value in shard_partition_records.items():
-                # Tiles, lifetime prefixes (tile keys too) and high watermarks carry their shard.
-                mark = high_watermark_shard(key)
-                if (split_tile_key(key)[2] if mark is None else mark) == shard:
-                    puts.append((prefix + key, value))
-                    restored += 1
-        puts.append((_progress_key(topic, partition), progress.pack()))
-        self._store.write(_last_write_wins(puts))
-        return restored
+        """``ShardState.replace_shard``: a partition's local state replaced by what the bus holds."""
+        return self._shards.replace_shard(topic, partition, tiles, progress)
 
     def view_shard(self, view: str, shard: int) -> dict[bytes, bytes]:
-        """One view's records of one shard (tiles, lifetime prefixes, high watermarks), by record key."""
-        prefix = _state_prefix(view, shard)
-        return {key[len(prefix):]: value for key, value in self._store.scan(prefix, _prefix_end(prefix))}
+        return self._shards.view_shard(view, shard)
 
     def replace_view_shards(self, topic: str, partition: int, records: dict[str, dict[bytes, bytes]], progress: Progress) -> None:
-        """Replace some views' state of a source partition's shard (``records``: view -> record
-        key -> value, as ``view_shard`` returns them) and set its progress, atomically."""
-        shard = shard_of(self._sources[topic], topic, partition)
-        puts: list[tuple[bytes, bytes | None]] = []
-        for view, view_records in records.items():
-            prefix = _state_prefix(view, shard)
-            puts.extend((key, None) for key, _ in self._store.scan(prefix, _prefix_end(prefix)))
-            puts.extend((prefix + key, value) for key, value in view_records.items())
-        puts.append((_progress_key(topic, partition), progress.pack()))
-        self._store.write(_last_write_wins(puts))
+        self._shards.replace_view_shards(topic, partition, records, progress)
 
     def set_progress(self, topic: str, partition: int, progress: Progress) -> None:
-        self._store.write([(_progress_key(topic, partition), progress.pack())])
+        self._shards.set_progress(topic, partition, progress)
 
     def forget_partition(self, topic: str, partition: int) -> None:
-        """Drop a partition's local state (it belongs to no committed history any more)."""
-        if topic in self._sources:
-            self._store.write([*self._drop_shard_puts(topic, partition), (_progress_key(topic, partition), None)])
+        self._shards.forget_partition(topic, partition)
 
-    def _drop_shard_puts(self, topic: str, partition: int) -> list[tuple[bytes, bytes | None]]:
-        puts: list[tuple[bytes, bytes | None]] = []
-        for view, _, _, shard in self.shard_locations(topic, partition):
-            prefix = _state_prefix(view, shard)
-            puts.extend((key, None) for key, _ in self._store.scan(prefix, _prefix_end(prefix)))
-        return puts
-
-    # -- expiry --------------------------------------------------------------------------------
+    # -- expiry (expiry.py) ---------------------------------------------------------------------
     def expire(self, owned: set[tuple[str, int]] | None = None) -> int:
         """A whole expiry pass at once (from the start, in one commit); returns how many tiles it
         deleted. The worker uses ``expire_step`` instead, which bounds the pause."""
-        self._expiry_cursor = None
-        return self.expire_step(owned, max_records=None).expired
+        self._expiry.restart()
+        return self._expiry.step(owned, max_records=None).expired
 
     @property
     def expiry_pending(self) -> bool:
         """A pass of ``expire_step`` is under way (started, not yet at the end of the state)."""
-        return self._expiry_cursor is not None
+        return self._expiry.pending
 
     def expire_step(self, owned: set[tuple[str, int]] | None = None,
                     max_records: int | None = EXPIRY_SLICE_RECORDS) -> ExpiryStep:
-        """Delete (and tombstone) tiles no window can reach any more, in the next slice of about
-        ``max_records`` stored records (None: all of them) of an expiry pass; starts a pass if
-        none is under way.
-
-        Only the shards of ``owned`` source partitions (default: all with local progress) are
-        touched: the local store may still cache shards that another worker now owns. Each shard
-        is judged by its own watermark (as of this slice). Views with a lifetime window first fold
-        every final tile into the (entity, shard)'s lifetime prefix
-        (``streams.prefixes.expire_shard_entity``), so lifetime values survive the tiles'
-        deletion. A slice's prefixes and tombstones are committed (one transaction) before its
-        local delete; the pass moves on only once both are done, so a failed slice is redone.
-        """
-        watermarks = self._shard_watermarks(owned)
-        view_index, resume = self._expiry_cursor or (0, None)
-        puts: list[tuple[bytes, bytes | None]] = []
-        read = 0
-        while view_index < len(self._expiry_views):
-            runtime = self._expiry_views[view_index]
-            budget = None if max_records is None else max(1, max_records - read)
-            part = read_slice(self._store, store_prefix(runtime.view.spec.name), resume, budget)
-            for group in part.groups:
-                self._expire_group(runtime, group, watermarks, puts)
-            read += part.records
-            if part.resume is not None:
-                resume = part.resume
-                break
-            view_index, resume = view_index + 1, None
-            if max_records is not None and read >= max_records:
-                break
-        expired = sum(1 for _, value in puts if value is None)
-        if puts:
-            self._sink.commit({})
-            self._store.write(puts)
-        self.counters.tiles_expired += expired
-        finished = view_index >= len(self._expiry_views)
-        self._expiry_cursor = None if finished else (view_index, resume)
-        return ExpiryStep(expired, read, finished)
-
-    def _expire_group(self, runtime: _ViewRuntime, group: EntityGroup, watermarks: dict[tuple[str, int], int],
-                      puts: list[tuple[bytes, bytes | None]]) -> None:
-        shard, entity = group.shard, group.entity
-        watermark = watermarks.get((runtime.view.spec.source, shard))
-        if watermark is None:
-            return
-        plan = expire_shard_entity(runtime.view, group.records, watermark, runtime.watermark_delay_ms, runtime.retention_ms)
-        state_prefix = _state_prefix(runtime.view.spec.name, shard)
-        partition = runtime.partition_of(shard)
-        for start, partials in plan.prefixes:  # prefixes before tombstones: see expire_shard_entity
-            key, value = tile_key(entity, start, shard), encode_partials(partials)
-            self._sink.publish(runtime.feature_topic, partition, key, value)
-            puts.append((state_prefix + key, value))
-        for start in plan.expired:
-            key = tile_key(entity, start, shard)
-            self._sink.publish(runtime.feature_topic, partition, key, None)
-            puts.append((state_prefix + key, None))
-
-    def _shard_watermarks(self, owned: set[tuple[str, int]] | None) -> dict[tuple[str, int], int]:
-        """``(source name, shard) -> watermark`` of every (owned) partition with progress."""
-        result: dict[tuple[str, int], int] = {}
-        for key, value in self._store.scan(_PROGRESS, _prefix_end(_PROGRESS)):
-            topic_raw, _, partition_raw = key[len(_PROGRESS) :].partition(b"\x00")
-            topic, partition = topic_raw.decode(), int(partition_raw)
-            source = self._sources.get(topic)
-            if source is not None and (owned is None or (topic, partition) in owned):
-                shard = shard_of(source, topic, partition)
-                result[(source.name, shard)] = Progress.unpack(value).watermark
-        return result
+        """The next slice of an expiry pass (``ExpiryPass.step``)."""
+        return self._expiry.step(owned, max_records)
 
 
-def _progress_key(topic: str, partition: int) -> bytes:
-    return _PROGRESS + topic.encode() + b"\x00" + str(partition).encode()
-
-
-def _state_prefix(view: str, shard: int) -> bytes:
-    """Local state keys are ``view | shard | tile key``: a shard is one key range (moves, restores)."""
-    return store_prefix(view) + _U16.pack(shard)
-
-
-def _prefix_end(prefix: bytes) -> bytes:
-    return key_range_end(prefix)
-
-
-def _last_write_wins(puts: list[tuple[bytes, bytes | None]]) -> list[tuple[bytes, bytes | None]]:
-    return list(dict(puts).items())
