@@ -24,6 +24,7 @@ The key layout of shards and progress lives in ``shard_state.py``; expiry passes
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -31,10 +32,12 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
+from prometheus_client import Counter
 
 from featurebus.platform.kv import KeyValueStore
 from featurebus.schemas.encoding import decode_partials, encode_partials, tile_key
 from featurebus.schemas.specs import StreamSourceSpec, WorkspaceSpec
+from featurebus.streams.arrival import FUTURE_TOLERANCE_MS, judge_partition
 from featurebus.streams.lifetime import EAGER_PREFIX_START_MS, high_watermark_key, high_watermark_record
 from featurebus.streams.prefixes import grow_eager_prefix
 from featurebus.streams.records import decode_records
@@ -60,7 +63,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_PARTITION, _OFFSET, _VALUE = itemgetter(1), itemgetter(2), itemgetter(3)  # of a RawRecord
+_PARTITION, _OFFSET, _VALUE, _TIMESTAMP = itemgetter(1), itemgetter(2), itemgetter(3), itemgetter(4)  # of a RawRecord
 
 
 class RawRecord(NamedTuple):
@@ -70,6 +73,7 @@ class RawRecord(NamedTuple):
     partition: int
     offset: int
     value: bytes | None
+    timestamp_ms: int | None = None  # the record's Kafka timestamp (None: none; the wall clock stands in)
 
 
 class FeatureSink(Protocol):
@@ -109,9 +113,22 @@ class EngineCounters:
     skipped_replayed: int = 0
     dead_lettered: int = 0
     dropped_late: int = 0
+    dropped_ahead: int = 0
     tiles_written: int = 0
     tiles_expired: int = 0
     transform_failed: int = 0
+    # (view, topic, partition) -> [late, ahead] events dropped there (streams/arrival.py)
+    dropped_by_partition: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
+
+
+# Dropped events per view and source partition (reason: late | ahead, streams/arrival.py).
+EVENTS_DROPPED = Counter("featurebus_events_dropped_total", "Source events the stream engine did not count",
+                         ["view", "topic", "partition", "reason"])
+
+
+def _ahead_reason(ts_ms: int, reference_ms: int) -> str:
+    return (f"event time {ts_ms} is {ts_ms - reference_ms} ms ahead of its record's time {reference_ms} "
+            f"(more than the {FUTURE_TOLERANCE_MS} ms tolerance): is the producer's clock right?")
 
 
 def compile_views(spec: WorkspaceSpec) -> dict[str, CompiledView]:
@@ -126,10 +143,13 @@ class StreamEngine:
         store: KeyValueStore,
         sink: FeatureSink,
         feature_topic_of: Callable[[str], tuple[str, int]],
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        """``feature_topic_of(view_name) -> (topic, partition count)``."""
+        """``feature_topic_of(view_name) -> (topic, partition count)``; ``clock``: the wall clock
+        in seconds (the bound of reference times and of expiry, streams/arrival.py)."""
         self._store = store
         self._sink = sink
+        self._clock = clock
         self.counters = EngineCounters()
         compiled = compile_views(spec)
         self._sources: dict[str, StreamSourceSpec] = {}
@@ -153,7 +173,7 @@ class StreamEngine:
                 self._views_by_topic.setdefault(topic, []).append(runtime)
             self._expiry_views.append(runtime)
         self._shards = ShardState(store, self._sources, self._views_by_topic)
-        self._expiry = ExpiryPass(store, sink, self._shards, self._expiry_views, self.counters)
+        self._expiry = ExpiryPass(store, sink, self._shards, self._expiry_views, self.counters, clock)
 
     @property
     def source_topics(self) -> list[str]:
@@ -204,24 +224,30 @@ class StreamEngine:
             self._sink.dead_letter(fresh[position], reason)
         self.counters.dead_lettered += len(decoded.rejected)
 
-        # Event-time watermark per partition: the newest event time seen so far. An event older
-        # than watermark - delay (judged against the watermark *before* it) is dropped as late.
+        # Which events count (streams/arrival.py, the same rule training sets apply): events ahead
+        # of their record's time are dead-lettered, events behind the partition's event-time
+        # watermark by more than the delay are dropped as late.
         frame = decoded.frame
         ts_ms = event_time_ms(frame[source.kafka.timestamp_field]) if len(frame) else np.zeros(0, np.int64)
-        partitions = fresh_partitions[np.array(decoded.accepted_indexes, dtype=np.int64)]
+        accepted = np.array(decoded.accepted_indexes, dtype=np.int64)
+        partitions = fresh_partitions[accepted]
+        reference = self._reference_times(fresh, accepted)
         keep = np.ones(len(partitions), dtype=bool)
         new_progress: dict[int, Progress] = {}
         for partition in np.unique(fresh_partitions).tolist():
-            watermark = applied[partition].watermark
             mask = partitions == partition
-            part_ts = ts_ms[mask]
-            seen_before = np.maximum.accumulate(np.concatenate(([watermark], part_ts)))[:-1]
-            keep[mask] = part_ts >= seen_before - source.kafka.watermark_delay_ms
+            verdict = judge_partition(ts_ms[mask], reference[mask], applied[partition].watermark,
+                                      source.kafka.watermark_delay_ms)
+            keep[mask] = ~(verdict.ahead | verdict.late)
+            for position in np.flatnonzero(mask)[verdict.ahead].tolist():
+                self._sink.dead_letter(fresh[int(accepted[position])], _ahead_reason(int(ts_ms[position]), int(reference[position])))
+            late, ahead = int(verdict.late.sum()), int(verdict.ahead.sum())
+            if late or ahead:
+                self._count_dropped(topic, partition, late, ahead)
             last_offset = int(fresh_offsets[fresh_partitions == partition].max())
-            new_watermark = int(max(watermark, part_ts.max())) if len(part_ts) else watermark
-            new_progress[partition] = Progress(last_offset, new_watermark)
-        self.counters.dropped_late += int((~keep).sum())
-        if not keep.all():  # usually nothing is late: no copy of the batch then
+            done = applied[partition]
+            new_progress[partition] = Progress(last_offset, verdict.watermark, done.dropped_late + late, done.dropped_ahead + ahead)
+        if not keep.all():  # usually nothing is dropped: no copy of the batch then
             frame, partitions = frame.loc[keep].reset_index(drop=True), partitions[keep]
 
         # Every output row of a transformation must be known to belong to one shard (a
@@ -235,6 +261,27 @@ class StreamEngine:
                 puts.extend(self._publish_high_watermarks(runtime, source, topic, new_progress))
         self.counters.processed += len(fresh)
         return new_progress
+
+    def _count_dropped(self, topic: str, partition: int, late: int, ahead: int) -> None:
+        """Count one partition's dropped events, per view of its source (counters and metric)."""
+        self.counters.dropped_late += late
+        self.counters.dropped_ahead += ahead
+        self.counters.dead_lettered += ahead
+        for runtime in self._views_by_topic[topic]:
+            view = runtime.view.spec.name
+            counts = self.counters.dropped_by_partition.setdefault((view, topic, partition), [0, 0])
+            counts[0] += late
+            counts[1] += ahead
+            for reason, n in (("late", late), ("ahead", ahead)):
+                if n:
+                    EVENTS_DROPPED.labels(view, topic, str(partition), reason).inc(n)
+
+    def _reference_times(self, fresh: list[RawRecord], accepted: np.ndarray) -> np.ndarray:
+        """Each accepted record's reference time (streams/arrival.py): its Kafka timestamp, never
+        later than the wall clock (nor, without one, other than it)."""
+        now_ms = int(self._clock() * 1000)
+        stamps = np.array(list(map(_TIMESTAMP, fresh)), dtype=np.float64)[accepted]  # None -> nan
+        return np.where(stamps > 0, np.minimum(stamps, now_ms), now_ms).astype(np.int64)
 
     def _transform(self, runtime: ViewRuntime, frame: pd.DataFrame, shards: np.ndarray) -> list[tuple[pd.DataFrame, np.ndarray]]:
         """The view's transformed rows with the shard of each row: one run over the

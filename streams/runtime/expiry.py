@@ -20,6 +20,7 @@ fold and delete).
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -92,12 +93,13 @@ class ExpiryPass:
     """Expiry passes over every online view's local state, one bounded slice per ``step``."""
 
     def __init__(self, store: KeyValueStore, sink: FeatureSink, shards: ShardState, views: list[ViewRuntime],
-                 counters: EngineCounters) -> None:
+                 counters: EngineCounters, clock: Callable[[], float]) -> None:
         self._store = store
         self._sink = sink
         self._shards = shards
         self._views = views  # every online view once, in a fixed order
         self._counters = counters
+        self._clock = clock
         self._cursor: tuple[int, bytes | None] | None = None  # (view index, resume key) of a pass
 
     @property
@@ -115,13 +117,17 @@ class ExpiryPass:
 
         Only the shards of ``owned`` source partitions (default: all with local progress) are
         touched: the local store may still cache shards that another worker now owns. Each shard
-        is judged by its own watermark (as of this slice). Views with a lifetime window first fold
+        is judged by its own watermark (as of this slice), bounded by the wall clock. Views with a lifetime window first fold
         every final tile into the (entity, shard)'s lifetime prefix
         (``streams.prefixes.expire_shard_entity``), so lifetime values survive the tiles'
         deletion. A slice's prefixes and tombstones are committed (one transaction) before its
         local delete; the pass moves on only once both are done, so a failed slice is redone.
         """
-        watermarks = self._shards.watermarks(owned)
+        # Never past the wall clock: a watermark ahead of it (only events within the arrival
+        # tolerance can put it there, streams/arrival.py) must not expire or fold tiles that a
+        # request at the current time still reads.
+        now_ms = int(self._clock() * 1000)
+        watermarks = {shard: min(watermark, now_ms) for shard, watermark in self._shards.watermarks(owned).items()}
         view_index, resume = self._cursor or (0, None)
         puts: Puts = []
         read = 0

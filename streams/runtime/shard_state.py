@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from featurebus.platform.kv import KeyValueStore
 from featurebus.schemas.encoding import split_tile_key, store_prefix
 from featurebus.schemas.specs import StreamSourceSpec
+from featurebus.streams.arrival import NO_WATERMARK
 from featurebus.streams.lifetime import high_watermark_shard
 from featurebus.streams.tiles import CompiledView
 from featurebus.streams.transform import Transformation
@@ -28,7 +29,6 @@ __all__ = [
 _I64 = struct.Struct(">q")
 _U16 = struct.Struct(">H")
 _PROGRESS = b"\x00progress."  # + topic + b"\x00" + partition -> applied offset, watermark
-NO_WATERMARK = -(2**62)
 MAX_PARTITIONS_PER_TOPIC = 1024  # shard = topic index * 1024 + partition fits the u16 of a tile key
 
 Puts = list[tuple[bytes, bytes | None]]
@@ -36,17 +36,22 @@ Puts = list[tuple[bytes, bytes | None]]
 
 @dataclass(frozen=True)
 class Progress:
-    """How far a source partition has been applied: the last offset and the event-time watermark."""
+    """How far a source partition has been applied: the last offset, the event-time watermark,
+    and how many events it dropped so far (late, ahead: streams/arrival.py)."""
 
     offset: int = -1
     watermark: int = NO_WATERMARK
+    dropped_late: int = 0
+    dropped_ahead: int = 0
 
     def pack(self) -> bytes:
-        return _I64.pack(self.offset) + _I64.pack(self.watermark)
+        return _I64.pack(self.offset) + _I64.pack(self.watermark) + _I64.pack(self.dropped_late) + _I64.pack(self.dropped_ahead)
 
     @classmethod
     def unpack(cls, raw: bytes) -> Progress:
-        return cls(_I64.unpack_from(raw, 0)[0], _I64.unpack_from(raw, 8)[0])
+        """Also reads the 16-byte records written before drop counts were kept (counts 0)."""
+        counts = (_I64.unpack_from(raw, 16)[0], _I64.unpack_from(raw, 24)[0]) if len(raw) >= 32 else (0, 0)
+        return cls(_I64.unpack_from(raw, 0)[0], _I64.unpack_from(raw, 8)[0], *counts)
 
 
 def shard_of(source: StreamSourceSpec, topic: str, partition: int) -> int:
