@@ -24,7 +24,6 @@ import math
 from collections.abc import Iterable
 
 import numpy as np
-import pandas as pd
 
 __all__ = ["DoubleDouble", "dd_add", "dd_sum", "dd_value", "group_sums", "prefix_terms", "two_sum"]
 
@@ -118,35 +117,23 @@ def dd_value(part: DoubleDouble) -> float:
     return part[0] + part[1]
 
 
-def prefix_terms(values: np.ndarray, sorted_code: np.ndarray) -> list[np.ndarray]:
-    """Prefix sums of ``values`` (sorted by entity code) split into terms whose differences are
-    exact within an entity: element ``i`` of each term is over the first ``i`` values (a leading
-    0). The sum over positions ``[lo, hi)`` of one entity is ``sum(t[hi] - t[lo] for t in terms)``
-    with every difference exact, so values outside the range cannot disturb it. Each entity gets
-    its own ``sigma`` (its own magnitude and count), and running sums restart at each entity.
-    """
-    starts = np.flatnonzero(np.diff(sorted_code, prepend=sorted_code[:1] - 1) != 0)
-    entity = np.cumsum(np.diff(sorted_code, prepend=sorted_code[:1]) != 0)  # 0-based entity index
-    n_entities = len(starts)
-    counts = np.bincount(entity, minlength=n_entities)
+def prefix_terms(values: np.ndarray) -> list[np.ndarray]:
+    """Prefix sums of ``values`` split into terms whose differences are all exact: element ``i``
+    of each term is over the first ``i`` values (a leading 0). The sum over positions ``[lo, hi)``
+    is ``sum(t[hi] - t[lo] for t in terms)`` with every difference exact, so values outside the
+    range cannot disturb it. One ``sigma`` for all values (their count and largest magnitude)
+    makes every extracted value a multiple of one unit, so a plain running sum is exact."""
     terms: list[np.ndarray] = []
     residual = values.astype(np.float64, copy=True)
+    counts = np.array([len(values)])
     for _ in range(_MAX_ROUNDS):
-        magnitude = np.zeros(n_entities)
-        np.maximum.at(magnitude, entity, np.abs(residual))
-        if not magnitude.any():
+        magnitude = np.abs(residual).max(initial=0.0)
+        if magnitude == 0.0:
             break
-        sigma = _sigma(magnitude, counts)[entity]
+        sigma = float(_sigma(np.array([magnitude]), counts)[0])
         extracted = (sigma + residual) - sigma
         residual = residual - extracted
-        terms.append(_restarting_prefix(extracted, entity))
+        terms.append(np.concatenate([[0.0], np.cumsum(extracted)]))
     else:
-        terms.append(_restarting_prefix(residual, entity))
+        terms.append(np.concatenate([[0.0], np.cumsum(residual)]))
     return terms or [np.zeros(len(values) + 1)]
-
-
-def _restarting_prefix(values: np.ndarray, entity: np.ndarray) -> np.ndarray:
-    """Running sums restarting at every entity, with a leading 0 (element i: the entity's sum
-    through value i - 1 for positions inside it; see ``prefix_terms``)."""
-    running = pd.Series(values).groupby(entity, sort=False).cumsum().to_numpy()
-    return np.concatenate([[0.0], running])

@@ -85,6 +85,14 @@ class Sum:
             return b
         if b is None:
             return a
+        if type(a) is list and type(b) is list:  # the usual float case, inlined (this runs per tile)
+            a0, a1 = a
+            b0, b1 = b
+            s = a0 + b0
+            bb = s - a0
+            e = (a0 - (s - bb)) + (b0 - bb) + a1 + b1
+            hi = s + e
+            return [hi, e - (hi - s)]
         if type(a) is int and type(b) is int:
             return a + b
         return list(dd_add(_dd(a), _dd(b)))

@@ -6,13 +6,13 @@ offset order (so a plain scan is already in arrival order), runs the view's tran
 ~1M-row chunks (the same code the stream worker runs) and returns the rows as ``EventColumns``
 describes them (``event_columns.py``), numbered in arrival order. Records the stream engine did
 not count (late, or ahead of their record's time: ``streams/arrival.py``) are left out, found by
-replaying the engine's rule over each partition's records (``dropped_records``).
+replaying the engine's rule over each partition's records (``arrival_replay.py``).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -22,19 +22,18 @@ import pyarrow as pa
 
 from featurebus.platform.offline.locations import OfflineLocations, require_locations
 from featurebus.platform.offline.store import PartFile, list_parts, open_store
+from featurebus.platform.training.arrival_replay import ArrivalReplay, later_records, stamp_select
 from featurebus.platform.training.batch_rows import history_rows, oldest_store_event_ms
 from featurebus.platform.training.event_columns import TS, EventColumns, with_arrival_order
 from featurebus.schemas.specs import StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
-from featurebus.streams.arrival import NO_WATERMARK, judge_partition
 from featurebus.streams.transform import Transformation, view_input_frame
 
-__all__ = ["date_of", "dropped_records", "latest_event_edges_ns", "read_events", "view_events"]
+__all__ = ["date_of", "latest_event_edges_ns", "read_events", "view_events"]
 
 _CHUNK_ROWS = 1_000_000
 _DAY_MS = 86_400_000
 _NS_PER_MS = 1_000_000
 _ADDRESS = "_topic, _partition, _offset"
-_NEVER_AHEAD = 2**62  # the reference time of records stored without a Kafka timestamp
 
 
 def latest_event_edges_ns(source: StreamSourceSpec, locations: tuple[tuple[str, str], ...], root: Path,
@@ -114,87 +113,42 @@ def read_events(
         return with_arrival_order(pieces)
     files = [str(p.path) for p in parts]
     ts = source.kafka.timestamp_field
-    dropped = dropped_records(source, locations, root, lo_ms)
-    select = ", ".join(
-        [f"epoch_ms({_quote(f.name)}) AS {_quote(f.name)}" if f.dtype == "timestamp" else _quote(f.name)
-         for f in source.schema] + ([_ADDRESS] if dropped else [])
-    )
-    file_list = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    where = f"WHERE epoch_ms({_quote(ts)}) >= {lo_ms} AND epoch_ms({_quote(ts)}) < {hi_ms}"
-    if _disjoint(parts):
-        # The usual case: the files' offset ranges (from their names) cannot hold a record twice,
-        # and each file is in offset order, so an order-preserving scan of the files in offset
-        # order is already deduplicated and in arrival order: no sort of every event.
-        query = f"SELECT {select} FROM read_parquet([{file_list}], union_by_name = true) {where}"
-    else:
+    event_ms = f"epoch_ms({_quote(ts)})"
+    # The engine's arrival rule is replayed over the scan (arrival_replay.py): records after the
+    # range that arrived earlier can raise a partition's watermark, so they are read too.
+    later_parts = [p for workspace, name in locations for p in list_parts(root, workspace, name) if p.date >= date_of(hi_ms)]
+    replay = ArrivalReplay(source.kafka.watermark_delay_ms, later_records(later_parts, event_ms, hi_ms))
+
+    def query(stamps: bool) -> str:
+        select = ", ".join(
+            [f"epoch_ms({_quote(f.name)}) AS {_quote(f.name)}" if f.dtype == "timestamp" else _quote(f.name)
+             for f in source.schema] + [_ADDRESS, f"{event_ms} AS __event_ms", f"{stamp_select(stamps)} AS __stamp_ms"]
+        )
+        file_list = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        where = f"WHERE {event_ms} >= {lo_ms} AND {event_ms} < {hi_ms}"
+        if _disjoint(parts):
+            # The usual case: the files' offset ranges (from their names) cannot hold a record twice,
+            # and each file is in offset order, so an order-preserving scan of the files in offset
+            # order is already deduplicated and in arrival order: no sort of every event.
+            return f"SELECT {select} FROM read_parquet([{file_list}], union_by_name = true) {where}"
         # Files may overlap after a crash or a manual copy; a record counts once, by its Kafka address.
-        query = (
+        return (
             f"SELECT DISTINCT ON (_topic, _partition, _offset) {select} "
             f"FROM read_parquet([{file_list}], union_by_name = true) {where} "
             "ORDER BY _topic, _partition, _offset"
         )
+
     transformation = Transformation(view.transformation)
     with duckdb.connect(config={"preserve_insertion_order": True}) as con:
-        for chunk in _chunks(con.sql(query).to_arrow_reader(_CHUNK_ROWS), source):
-            if dropped:
-                chunk = _without(chunk, dropped)
+        try:
+            relation = con.sql(query(True))
+        except duckdb.BinderException:  # no file keeps Kafka timestamps yet
+            relation = con.sql(query(False))
+        for chunk in _chunks(replay.counted_batches(relation.to_arrow_reader(_CHUNK_ROWS)), source):
             frame, ts_ms = view_input_frame(view, transformation.apply(chunk))
             if len(frame):
                 pieces.append(columns.table(frame, ts_ms))
     return with_arrival_order(pieces)
-
-
-def dropped_records(source: StreamSourceSpec, locations: tuple[tuple[str, str], ...], root: Path,
-                    lo_ms: int) -> dict[tuple[str, int], np.ndarray]:
-    """The offsets, per (topic, partition), of stored records with event time from ``lo_ms`` on
-    that the stream engine did not count: the arrival rule of ``streams/arrival.py`` replayed
-    over each partition's records in offset order (late ones and ones ahead of their record's
-    Kafka timestamp). Records before ``lo_ms`` cannot make a later one late (the rule needs an
-    event more than the delay newer), so only the store from ``lo_ms`` on is read, and only
-    four columns of it."""
-    parts = [p for workspace, name in locations for p in list_parts(root, workspace, name) if p.date >= date_of(lo_ms)]
-    if not parts:
-        return {}
-    ts = _quote(source.kafka.timestamp_field)
-    file_list = ", ".join("'" + str(p.path).replace("'", "''") + "'" for p in parts)
-
-    def query(stamp: str) -> str:
-        return (f"SELECT DISTINCT ON (_topic, _partition, _offset) _topic, _partition, _offset, epoch_ms({ts}) AS t, "
-                f"{stamp} AS stamp FROM read_parquet([{file_list}], union_by_name = true) "
-                f"WHERE epoch_ms({ts}) >= {lo_ms} ORDER BY _topic, _partition, _offset")
-
-    with duckdb.connect() as con:
-        try:
-            table = con.sql(query("_timestamp")).to_arrow_table()
-        except duckdb.BinderException:  # every file predates the _timestamp column
-            table = con.sql(query("CAST(NULL AS BIGINT)")).to_arrow_table()
-    topics = table.column("_topic").to_pylist()
-    partitions = table.column("_partition").to_numpy()
-    offsets = table.column("_offset").to_numpy()
-    times = table.column("t").to_numpy()
-    stamps = table.column("stamp").fill_null(_NEVER_AHEAD).to_numpy()
-    result: dict[tuple[str, int], np.ndarray] = {}
-    bounds = [0, *(i for i in range(1, len(topics)) if topics[i] != topics[i - 1] or partitions[i] != partitions[i - 1]), len(topics)]
-    for start, stop in itertools.pairwise(bounds):
-        if start == stop:
-            continue
-        verdict = judge_partition(times[start:stop], stamps[start:stop], NO_WATERMARK, source.kafka.watermark_delay_ms)
-        gone = verdict.ahead | verdict.late
-        if gone.any():
-            result[(topics[start], int(partitions[start]))] = offsets[start:stop][gone]
-    return result
-
-
-def _without(chunk: pd.DataFrame, dropped: dict[tuple[str, int], np.ndarray]) -> pd.DataFrame:
-    """The chunk without the records of ``dropped`` and without their address columns."""
-    keep = np.ones(len(chunk), dtype=bool)
-    topic, partition, offset = chunk["_topic"].to_numpy(), chunk["_partition"].to_numpy(), chunk["_offset"].to_numpy()
-    for (t, p), offsets in dropped.items():
-        here = (topic == t) & (partition == p)
-        if here.any():
-            keep[here] = ~np.isin(offset[here], offsets)
-    kept = chunk.drop(columns=["_topic", "_partition", "_offset"])
-    return kept if keep.all() else kept.loc[keep].reset_index(drop=True)
 
 
 def _disjoint(parts: list[PartFile]) -> bool:
@@ -205,7 +159,7 @@ def _disjoint(parts: list[PartFile]) -> bool:
     return True
 
 
-def _chunks(reader: pa.RecordBatchReader, source: StreamSourceSpec) -> Iterator[pd.DataFrame]:
+def _chunks(reader: Iterable[pa.RecordBatch], source: StreamSourceSpec) -> Iterator[pd.DataFrame]:
     """Record batches as the frames ``decode_json_records`` builds, so transformations see one type."""
     for batch in reader:
         frame = batch.to_pandas()

@@ -154,12 +154,6 @@ def _prefixes(
     values = pc.fill_null(pc.cast(taken, pa.float64()), 0.0).to_numpy(zero_copy_only=False)
     if not np.isfinite(values).all():
         return None
-    # Running sums that restart at every entity: upper[i] is the entity's sum through event i - 1;
-    # as a window's lower end, an entity's first event has nothing of that entity before it.
-    firsts = np.flatnonzero(np.diff(sorted_code, prepend=-2) != 0)
-    terms = []
-    for upper in prefix_terms(values, sorted_code):
-        lower = upper.copy()
-        lower[firsts] = 0.0
-        terms.append((upper, lower))
-    return counts, terms
+    # Running sums over every entity's events (sorted by entity): the differences are exact, so
+    # a window's sum is exact whatever other entities' values came before it.
+    return counts, [(term, term) for term in prefix_terms(values)]

@@ -226,6 +226,18 @@ def test_training_sets_drop_the_late_events_the_engine_drops() -> None:
     assert offline["user_spending__amount_count_3h"].iloc[0] == 1
 
 
+def test_an_event_after_the_read_range_still_makes_earlier_arrivals_late() -> None:
+    """The event that raised the watermark lies after the spine's range (so outside the read of
+    the range's events); the later-arriving old event must still be left out, as online."""
+    spec = _workspace(None)
+    records: list[Record] = [("a", T0 + 5 * HOUR, 1.0, T0 + 5 * HOUR), ("a", T0 + 10 * MINUTE, 100.0, T0 + 5 * HOUR),
+                             ("a", T0 + 20 * MINUTE, 5.0, T0 + 20 * MINUTE)]
+    partitions = [records[:2], records[2:]]  # the on-time event in another partition counts
+    offline = _training(spec, partitions, [("a", T0 + 30 * MINUTE)])
+    assert offline["user_spending__amount_sum_1h"].iloc[0] == 5.0
+    assert _check(spec, partitions, [("a", T0 + 30 * MINUTE), ("a", T0 + 6 * HOUR)], None) > 0
+
+
 def test_an_event_far_ahead_of_the_wall_clock_does_not_wipe_a_partition() -> None:
     """Class 2: one event 5 h ahead (20 min delay, 3 h windows) must not move the watermark, so expiry keeps
     every tile a request at the current time needs, and no value includes it."""
