@@ -16,7 +16,6 @@ import hashlib
 import logging
 import secrets
 import threading
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -30,6 +29,7 @@ from featurebus.schemas.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from featurebus.schemas.time import format_iso_ms, now_ms
 
 __all__ = [
     "ROLES",
@@ -149,13 +149,12 @@ def create_api_key(bootstrap: str, workspace: str, role: str = "reader", descrip
     if not workspace:
         raise InvalidRequestError("an API key needs a workspace")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
-    now = datetime.now(UTC)
     api_key = ApiKey(
         key_id=secrets.token_hex(8),
         workspace=workspace,
         role=role,
         description=description,
-        created_at=now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
+        created_at=format_iso_ms(now_ms()),
     )
     _produce(bootstrap, hash_secret(secret).encode(), api_key.to_record())
     return api_key.key_id, secret

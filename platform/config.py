@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+from featurebus.platform.files.atomic import atomic_write
 from featurebus.platform.kafka.broker import LocalKafka, kafka_bootstrap_from_env
 from featurebus.schemas.errors import InvalidRequestError, KafkaUnavailableError
 
@@ -70,7 +71,5 @@ def select_workspace(name: str, home: Path | None = None) -> Path:
         except ValueError:
             settings = {}  # replaced by a valid file below
     settings["workspace"] = name
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(settings, indent=2) + "\n")
-    tmp.replace(path)  # atomic: a concurrent command reads the old or the new choice
+    atomic_write(path, json.dumps(settings, indent=2) + "\n")  # a concurrent command reads the old or the new choice
     return path

@@ -26,6 +26,7 @@ from featurebus.platform.producer import producer_config
 from featurebus.platform.topics import REGISTRY_HISTORY_TOPIC, REGISTRY_TOPIC
 from featurebus.schemas.errors import KafkaUnavailableError, NotFoundError
 from featurebus.schemas.specs import WorkspaceSpec
+from featurebus.schemas.time import now_ms
 
 __all__ = [
     "RegistryFollower",
@@ -183,7 +184,7 @@ def apply_workspace(bootstrap: str, spec: WorkspaceSpec, *, create_live: bool = 
     versioned = dataclasses.replace(
         spec,
         version=(current.version if current else 0) + 1,
-        applied_at_ms=int(time.time() * 1000),
+        applied_at_ms=now_ms(),
         live=current.live if current else True,
     )
     payload = versioned.to_json()

@@ -9,13 +9,12 @@ is made live by applying its repository to a live workspace.
 
 from __future__ import annotations
 
-import time
-
 from featurebus.platform.kafka_admin import ensure_topics
 from featurebus.platform.registry import history_key, publish_records, read_history, read_registry, registry_topics
 from featurebus.platform.topics import REGISTRY_HISTORY_TOPIC, REGISTRY_TOPIC
 from featurebus.schemas.errors import InvalidRequestError, NotFoundError
 from featurebus.schemas.specs import WorkspaceSpec
+from featurebus.schemas.time import now_ms
 
 __all__ = ["create_workspace", "delete_workspace", "list_workspaces", "object_count", "validate_workspace_name"]
 
@@ -44,7 +43,7 @@ def create_workspace(bootstrap: str, name: str, live: bool) -> WorkspaceSpec:
         kind = "live" if existing.live else "development"
         raise InvalidRequestError(f"workspace {name!r} already exists ({kind}); pick another name, "
                                   f"or `featurebus workspace delete {name}` first")
-    created = WorkspaceSpec(name, live=live, applied_at_ms=int(time.time() * 1000))
+    created = WorkspaceSpec(name, live=live, applied_at_ms=now_ms())
     # Version 0 goes to the registry only: history lists applied versions, and the first apply
     # keeps the flag (the registry copies it from the record it replaces).
     publish_records(bootstrap, name, [(REGISTRY_TOPIC, name.encode("utf-8"), created.to_json())], "creating")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -15,6 +16,7 @@ import typer
 from rich.console import Console
 
 from featurebus.exceptions import FeaturebusError
+from featurebus.schemas.time import from_epoch_ms
 
 if TYPE_CHECKING:
     from featurebus.plan import Plan
@@ -37,6 +39,9 @@ from featurebus.cli_jobs import jobs_app, materialize  # noqa: E402
 
 app.add_typer(jobs_app, name="jobs")
 app.command("materialize")(materialize)
+from featurebus.cli_test import repo_test_command  # noqa: E402
+
+app.command("test", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(repo_test_command)
 
 console = Console(soft_wrap=True)  # whole lines in pipes and logs; tables still fit the width
 err = Console(stderr=True, soft_wrap=True)
@@ -50,7 +55,12 @@ Workspace = Annotated[str, typer.Option("--workspace", "-w", help="Workspace nam
 def _home(home: Path | None) -> Path:
     from featurebus.platform.config import home_dir
 
-    return home.resolve() if home else home_dir()
+    if home is None:
+        return home_dir()
+    # Everything this command does (DuckDB's spill folder, state, the processes it starts) looks
+    # the home up through home_dir(); one setting here reaches all of it, children included.
+    os.environ["FEATUREBUS_HOME"] = str(home.resolve())
+    return home_dir()
 
 
 def _bootstrap(explicit: str | None) -> str:
@@ -254,7 +264,6 @@ def describe(
 @registry_app.command("log")
 def registry_log(workspace: Workspace = "default", bootstrap: Bootstrap = None) -> None:
     """Every applied version of the workspace, newest first, with what each changed."""
-    from datetime import UTC, datetime
 
     from rich.table import Table
 
@@ -273,7 +282,7 @@ def registry_log(workspace: Workspace = "default", bootstrap: Bootstrap = None) 
     for spec in history:
         summary = plan(previous, spec).summary()
         changed = ", ".join(f"{n} {action}" for action, n in summary.items() if n and action != "unchanged")
-        applied_at = datetime.fromtimestamp(spec.applied_at_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+        applied_at = from_epoch_ms(spec.applied_at_ms).strftime("%Y-%m-%d %H:%M:%S")
         rows.append((f"v{spec.version}", applied_at, str(len(spec.stream_feature_views)),
                      str(len(spec.feature_services)), changed or "none"))
         previous = spec

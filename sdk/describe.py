@@ -15,6 +15,7 @@ from typing import Any
 
 from featurebus.exceptions import KafkaUnavailableError, NotFoundError
 from featurebus.plan import WORKSPACE_FIELD
+from featurebus.schemas.kinds import RealtimeInputKind
 from featurebus.schemas.specs import (
     BatchFeatureViewSpec,
     FeatureTableSpec,
@@ -102,7 +103,7 @@ def lineage(spec: WorkspaceSpec, kind: str, name: str) -> dict[str, list[str]]:
             if current not in found:
                 found.add(current)
                 if current in realtime:
-                    pending.extend(i.name for i in realtime[current].inputs if i.kind == "feature_view")
+                    pending.extend(i.name for i in realtime[current].inputs if i.kind == RealtimeInputKind.FEATURE_VIEW)
         return found
 
     if kind in ("stream_feature_view", "realtime_feature_view", "feature_table"):  # a table serves as a view

@@ -13,7 +13,7 @@ Per source partition, in arrival (offset) order:
   depends only on the records, so the offline side replays it exactly (records stored without
   a Kafka timestamp, written before it was kept, are never ahead offline).
 - **late**: an event older than the partition's watermark (the newest counted event time
-  before it) minus the source's ``watermark_delay_threshold`` is dropped, as DESIGN.md §4 says.
+  before it) minus the source's ``watermark_delay_threshold`` is dropped, as docs/design.md §4 says.
 
 Dropped events are counted per view and partition (``EngineCounters``, the worker's
 ``featurebus_events_dropped_total`` and ``featurebus describe``).

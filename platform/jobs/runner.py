@@ -23,6 +23,7 @@ from featurebus.platform.jobs.model import Job, JobState, cancel, fail, report_p
 from featurebus.platform.jobs.store import JobStore
 from featurebus.schemas.errors import JobRunnerFencedError, KafkaUnavailableError
 from featurebus.schemas.specs import WorkspaceSpec
+from featurebus.schemas.time import now_ms
 
 __all__ = ["Execute", "JobRunner", "RunnerSettings"]
 
@@ -40,13 +41,9 @@ class RunnerSettings:
     retry_backoff_ms: int = 10_000  # times the attempt number, before a managed retry
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class JobRunner:
     def __init__(self, store: JobStore, execute: Execute, spec: Callable[[], WorkspaceSpec | None],
-                 settings: RunnerSettings = RunnerSettings(), clock_ms: Callable[[], int] = _now_ms,
+                 settings: RunnerSettings = RunnerSettings(), clock_ms: Callable[[], int] = now_ms,
                  compaction_work: Callable[[], int] = lambda: 1) -> None:
         self._store = store
         self._execute = execute

@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from featurebus.platform.offline.duckdb_session import connect
 from featurebus.platform.offline.store import PartFile
 from featurebus.streams.arrival import NO_WATERMARK, judge_partition
 
@@ -48,7 +49,7 @@ def later_records(parts: list[PartFile], ts_sql: str, hi_ms: int) -> dict[_Key, 
                 f"FROM read_parquet([{file_list}], union_by_name = true) WHERE {ts_sql} >= {hi_ms} "
                 "ORDER BY _topic, _partition, _offset")
 
-    with duckdb.connect() as con:
+    with connect() as con:
         try:
             table = con.sql(query(True)).to_arrow_table()
         except duckdb.BinderException:  # no file keeps Kafka timestamps yet

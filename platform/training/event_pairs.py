@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from featurebus.platform.offline.duckdb_session import connect
 from featurebus.platform.training.event_columns import ROW, SEQ, TS
 from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec
 from featurebus.streams.aggregations import Aggregator, aggregator_of, input_column
@@ -94,7 +94,7 @@ def _pairs(
         f"SELECT s.{ROW}, e.{TS}, {', '.join('e.' + v for v in values)} FROM spine_table s JOIN events e "
         f"ON {on} AND e.{TS} >= s.__lo AND e.{TS} < s.__hi ORDER BY s.{ROW}, e.{SEQ}"
     )
-    with duckdb.connect() as con:
+    with connect() as con:
         con.register("spine_table", spine_table)
         con.register("events", events)
         yield from con.sql(query).to_arrow_reader(chunk_rows)

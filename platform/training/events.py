@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from featurebus.platform.offline.duckdb_session import connect
 from featurebus.platform.offline.locations import OfflineLocations, require_locations
 from featurebus.platform.offline.store import PartFile, list_parts, open_store
 from featurebus.platform.training.arrival_replay import ArrivalReplay, later_records, stamp_select
@@ -53,7 +54,7 @@ def latest_event_edges_ns(source: StreamSourceSpec, locations: tuple[tuple[str, 
         f"SELECT DISTINCT epoch_ms({ts}) AS t FROM read_parquet([{file_list}], union_by_name = true) "
         f"WHERE epoch_ms({ts}) < {hi_ms} ORDER BY t"
     )
-    with duckdb.connect() as con:
+    with connect() as con:
         times = con.sql(query).to_arrow_table().column("t").to_numpy()
     if not len(times):
         return t_ns
@@ -139,7 +140,7 @@ def read_events(
         )
 
     transformation = Transformation(view.transformation)
-    with duckdb.connect(config={"preserve_insertion_order": True}) as con:
+    with connect(preserve_insertion_order=True) as con:
         try:
             relation = con.sql(query(True))
         except duckdb.BinderException:  # no file keeps Kafka timestamps yet

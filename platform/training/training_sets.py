@@ -4,7 +4,7 @@ For each feature view of the service: read the source's Parquet files in the tim
 can see, run the view's transformation (the same code the stream worker runs, in ~1M-row chunks),
 then compute every aggregation for every spine row in one DuckDB join of spine rows with events on
 the join keys and ``event_ts in [end - reach, end)``, each aggregation restricted to its own
-window with ``FILTER`` — the windows of ``streams.windows.aggregation_windows`` (DESIGN.md §4):
+window with ``FILTER`` — the windows of ``streams.windows.aggregation_windows`` (docs/design.md §4):
 offsets, and one window per element of a series, are just other bounds relative to the end.
 
 A plain equi-join on the entity key would pair each spine row with *all* of its entity's events
@@ -51,6 +51,7 @@ from featurebus.platform.training.realtime import realtime_training_columns
 from featurebus.platform.training.spine import spine_times_ns, timestamp_column, window_ends_ms
 from featurebus.platform.training.window_sql import Need, Parts, Window, bounded_parts, lifetime_parts
 from featurebus.schemas.errors import InvalidRequestError, NotFoundError
+from featurebus.schemas.kinds import AggregationFunction, WindowKind
 from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
 from featurebus.streams.aggregations import output_dtype
 from featurebus.streams.realtime import RealtimeServicePlan
@@ -71,7 +72,7 @@ _GROUP_EVENTS = 8_000_000
 _DAY_MS = 86_400_000
 # The partial sums each function needs (a mean is sum / count, as online). These three have a
 # fast path in SQL; every other function goes through ``event_pairs`` and the engine's aggregators.
-_PARTS = {"count": ("count",), "sum": ("sum",), "mean": ("count", "sum")}
+_PARTS = {AggregationFunction.COUNT: ("count",), AggregationFunction.SUM: ("sum",), AggregationFunction.MEAN: ("count", "sum")}
 
 
 def _in_sql(a: AggregationSpec) -> bool:
@@ -209,9 +210,9 @@ def training_set_from_files(
 
 def _relative_windows(aggregation: AggregationSpec) -> list[Window]:
     """The windows of ``streams.windows.aggregation_windows`` relative to E (None: lifetime)."""
-    if aggregation.window_kind == "lifetime":
+    if aggregation.window_kind == WindowKind.LIFETIME:
         return [None]
-    if aggregation.window_kind == "series":
+    if aggregation.window_kind == WindowKind.SERIES:
         return list(series_windows(aggregation.series_start_ms, aggregation.series_end_ms,
                                    aggregation.series_step_ms, aggregation.window_ms))
     return [(aggregation.offset_ms - aggregation.window_ms, aggregation.offset_ms)]
@@ -220,7 +221,7 @@ def _relative_windows(aggregation: AggregationSpec) -> list[Window]:
 def _absolute_windows(a: AggregationSpec, view: StreamFeatureViewSpec, t_ns: np.ndarray,
                       ends: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """``[start, end)`` per spine row of each window of ``a`` (``_relative_windows`` made absolute).
-    An Attribute ends at T whatever the view's interval (DESIGN.md §4)."""
+    An Attribute ends at T whatever the view's interval (docs/design.md §4)."""
     if a.attribute:
         ends = window_ends_ms(t_ns, None)
     result = []
@@ -370,12 +371,12 @@ def _view_features_in(
         return values, nulls
 
     def finish(a: AggregationSpec, window: Window) -> np.ndarray | pd.api.extensions.ExtensionArray:
-        if a.function == "count":
+        if a.function == AggregationFunction.COUNT:
             return scatter("count", a, window)[0]
         total, no_total = scatter("sum", a, window)
-        if a.function == "sum" and output_dtype(a.function, a.input_dtype) == "int64":
+        if a.function == AggregationFunction.SUM and output_dtype(a.function, a.input_dtype) == "int64":
             return pd.arrays.IntegerArray(total, no_total)
-        if a.function == "sum":
+        if a.function == AggregationFunction.SUM:
             return np.where(no_total, np.nan, total)
         # mean, as the online aggregator computes it: sum / count, null unless finite
         count = scatter("count", a, window)[0]
@@ -387,13 +388,13 @@ def _view_features_in(
     for a in aggregations:
         if not _in_sql(a):
             per_window_values = [next(flat_values) for _ in _relative_windows(a)]
-            if a.window_kind == "series":
+            if a.window_kind == WindowKind.SERIES:
                 columns.append(feature_array([list(v) for v in zip(*per_window_values, strict=True)], a.output_dtype))
             else:
                 columns.append(feature_array(per_window_values[0], a.output_dtype))
             continue
         per_window = [finish(a, window) for window in _relative_windows(a)]
-        columns.append(_as_lists(per_window, rows) if a.window_kind == "series" else per_window[0])
+        columns.append(_as_lists(per_window, rows) if a.window_kind == WindowKind.SERIES else per_window[0])
     return columns
 
 

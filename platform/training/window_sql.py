@@ -15,11 +15,11 @@ end, or None for the lifetime.
 
 from __future__ import annotations
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from featurebus.platform.offline.duckdb_session import connect
 from featurebus.platform.training.event_columns import ROW, TS, EventColumns
 from featurebus.platform.training.prefix import window_parts
 from featurebus.schemas.specs import StreamFeatureViewSpec
@@ -108,7 +108,7 @@ def _join(
         f"SELECT s.{ROW}, {', '.join(selects)} FROM spine_table s JOIN events e ON {on} "
         f"AND e.{TS} < s.__end AND e.{TS} >= s.__end - {bucket_ms} GROUP BY s.{ROW}"
     )
-    with duckdb.connect() as con:
+    with connect() as con:
         con.register("spine_table", spine_table)
         con.register("events", events)
         return _results(con.sql(query).to_arrow_table(), needs)
@@ -149,7 +149,7 @@ def lifetime_parts(
         f"WINDOW w AS (PARTITION BY {', '.join(key_columns)} ORDER BY __t, __o ROWS UNBOUNDED PRECEDING) "
         f"QUALIFY __o = 0"
     )
-    with duckdb.connect() as con:
+    with connect() as con:
         con.register("spine_table", spine_table)
         con.register("events", events)
         return _results(con.sql(query).to_arrow_table(), needs)
