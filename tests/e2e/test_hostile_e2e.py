@@ -30,8 +30,9 @@ import pytest
 import featurebus
 from featurebus.platform.api_keys import create_api_key
 from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
-from featurebus.platform.local.generator import iso_ms, produce_events
+from featurebus.platform.local.generator import produce_events
 from featurebus.platform.local.up import LocalPlatform
+from featurebus.schemas.time import format_iso_ms
 from tests.support.workers import committed
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -195,7 +196,7 @@ def test_hostile_history_served_and_training_cells_equal_the_oracle(kafka_bootst
         _, key = create_api_key(kafka_bootstrap, workspace, "reader")
         now_ms = int(time.time() * 1000)
         events = _history(now_ms, rng)
-        produced = produce_events(kafka_bootstrap, topic, [{"user_id": u, "amount": a, "ts": iso_ms(t)} for u, t, a in events])
+        produced = produce_events(kafka_bootstrap, topic, [{"user_id": u, "amount": a, "ts": format_iso_ms(t)} for u, t, a in events])
         assert produced == len(events)
         counted = _counted(events, now_ms)
         kept = sum(len(v) for v in counted.values())
