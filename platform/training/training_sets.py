@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 
 from featurebus.platform.offline.locations import OfflineLocations, offline_locations, require_locations
 from featurebus.platform.offline.store import list_parts, open_store
-from featurebus.platform.registry import read_registry
+from featurebus.platform.registry import Registry
 from featurebus.platform.training.batch_rows import batch_view_rows
 from featurebus.platform.training.event_columns import EventColumns, with_arrival_order
 from featurebus.platform.training.event_pairs import aggregate_pairs, feature_array
@@ -180,7 +180,7 @@ def write_training_set(df: pd.DataFrame, path: Path | str) -> Path:
 
 
 def training_set_from_files(
-    bootstrap: str,
+    registry: Registry,
     root: Path | str,
     workspace: str,
     service: str,
@@ -189,7 +189,7 @@ def training_set_from_files(
     timestamp_key: str | None = None,
 ) -> pd.DataFrame:
     """The CLI's ``training-set``: spine from Parquet (or CSV with ``timestamp_key``) to Parquet."""
-    specs = read_registry(bootstrap)
+    specs = registry.list()
     if workspace not in specs:
         raise NotFoundError(f"workspace {workspace!r} has not been applied; known: {sorted(specs) or 'none'}")
     spine_path = Path(spine_path)
