@@ -29,9 +29,10 @@ import pytest
 
 import featurebus
 from featurebus.platform.api_keys import create_api_key
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
 from featurebus.platform.local.generator import produce_events
 from featurebus.platform.local.up import LocalPlatform
+from featurebus.platform.registry import KafkaRegistry
 from featurebus.schemas.time import format_iso_ms
 from tests.support.workers import committed
 
@@ -193,7 +194,7 @@ def test_hostile_history_served_and_training_cells_equal_the_oracle(kafka_bootst
             [sys.executable, "-m", "featurebus", "apply", "--repo", str(repo), "--workspace", workspace,
              "--bootstrap", kafka_bootstrap], capture_output=True, text=True, timeout=120)
         assert applied.returncode == 0, applied.stderr
-        _, key = create_api_key(kafka_bootstrap, workspace, "reader")
+        _, key = create_api_key(KafkaRegistry(kafka_bootstrap), workspace, "reader")
         now_ms = int(time.time() * 1000)
         events = _history(now_ms, rng)
         produced = produce_events(kafka_bootstrap, topic, [{"user_id": u, "amount": a, "ts": format_iso_ms(t)} for u, t, a in events])
