@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol, cast
 
-from featurebus.schemas.encoding import KEY_FORMAT_VERSION, VALUE_FORMAT_VERSION
+from featurebus.schemas.encoding import KEY_FORMAT_VERSION, READABLE_VALUE_FORMATS, VALUE_FORMAT_VERSION
 from featurebus.schemas.errors import StoreFormatError
 
 __all__ = ["KeyValueStore", "MemoryStore", "RocksStore", "FORMAT_MARKER_KEY", "open_store"]
@@ -20,6 +20,8 @@ __all__ = ["KeyValueStore", "MemoryStore", "RocksStore", "FORMAT_MARKER_KEY", "o
 # Sorts before every data key (those start with the key format byte, >= 0x01).
 FORMAT_MARKER_KEY = b"\x00featurebus.format"
 _FORMAT = f"key={KEY_FORMAT_VERSION};value={VALUE_FORMAT_VERSION}".encode()
+# Stores written by an older value format this featurebus still reads: opened, marker upgraded.
+_UPGRADABLE = frozenset(f"key={KEY_FORMAT_VERSION};value={v}".encode() for v in READABLE_VALUE_FORMATS)
 
 
 class KeyValueStore(Protocol):
@@ -91,7 +93,7 @@ class RocksStore:
         options.set_block_based_table_factory(table)
         self._db = Rdict(str(path), options=options)
         marker = self._db.get(FORMAT_MARKER_KEY)
-        if marker is None:
+        if marker is None or (marker != _FORMAT and marker in _UPGRADABLE):
             self._db[FORMAT_MARKER_KEY] = _FORMAT
         elif marker != _FORMAT:
             self._db.close()

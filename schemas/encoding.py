@@ -31,6 +31,8 @@ from featurebus.schemas.errors import InvalidRequestError, StoreFormatError
 __all__ = [
     "KEY_FORMAT_VERSION",
     "VALUE_FORMAT_VERSION",
+    "READABLE_VALUE_FORMATS",
+    "readable_value",
     "encode_entity_key",
     "encode_entity_keys",
     "decode_entity_key",
@@ -47,9 +49,15 @@ __all__ = [
 ]
 
 KEY_FORMAT_VERSION = 2  # 2: tile keys end with the source shard
-VALUE_FORMAT_VERSION = 1
+# 2: float sum and mean partials carry a double-double sum ([hi, lo] / [hi, count, lo]) and
+# variance partials a double-double mean ([count, mean hi, M2, mean lo]): see streams.exact_sum.
+# Version 1 values stay readable (the aggregators read their shorter partials with lo = 0), so
+# feature topics and stores written before need no rebuild; only version 2 is written.
+VALUE_FORMAT_VERSION = 2
+READABLE_VALUE_FORMATS = (1, 2)
 _KEY_MARK = bytes([KEY_FORMAT_VERSION])
 _VALUE_MARK = bytes([VALUE_FORMAT_VERSION])
+_READABLE_VALUE_MARKS = frozenset(bytes([v]) for v in READABLE_VALUE_FORMATS)
 _SIGN = 1 << 63
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
@@ -140,8 +148,14 @@ def encode_partials(partials: Sequence[Any]) -> bytes:
     return _VALUE_MARK + orjson.dumps(partials if type(partials) in (list, tuple) else list(partials))
 
 
+def readable_value(data: bytes) -> bool:
+    """Whether a tile value carries a format this featurebus reads (``READABLE_VALUE_FORMATS``)."""
+    return data[:1] in _READABLE_VALUE_MARKS
+
+
 def decode_partials(data: bytes) -> list[Any]:
-    _check_mark(data[:1], VALUE_FORMAT_VERSION, "value")
+    if data[:1] not in _READABLE_VALUE_MARKS:
+        _check_mark(data[:1], VALUE_FORMAT_VERSION, "value")
     result: list[Any] = orjson.loads(data[1:])
     return result
 
@@ -169,8 +183,8 @@ def decode_tiles(
         values.append(value)
     if not keys:
         return []
-    if any(value[:1] != _VALUE_MARK for value in values):
-        bad = next(value for value in values if value[:1] != _VALUE_MARK)
+    if any(value[:1] not in _READABLE_VALUE_MARKS for value in values):
+        bad = next(value for value in values if value[:1] not in _READABLE_VALUE_MARKS)
         _check_mark(bad[:1], VALUE_FORMAT_VERSION, "value")
     partials: list[list[Any]] = orjson.loads(b"[" + b",".join(value[1:] for value in values) + b"]")
     starts = [start - _SIGN for (start,) in _U64.iter_unpack(b"".join(key[-10:-2] for key in keys))]

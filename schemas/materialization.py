@@ -91,10 +91,15 @@ class CommitMetadata:
 
     watermark: int
     fingerprints: dict[str, str] | None = None
+    # Events the engine dropped in this partition so far: [late, ahead] (streams/arrival.py); an
+    # optional key, so older featurebus versions read this metadata unchanged.
+    dropped: tuple[int, int] = (0, 0)
 
     def encode(self) -> str:
-        return orjson.dumps({"format": _METADATA_FORMAT, "watermark": self.watermark,
-                             "views": self.fingerprints or {}}, option=orjson.OPT_SORT_KEYS).decode()
+        raw: dict[str, object] = {"format": _METADATA_FORMAT, "watermark": self.watermark, "views": self.fingerprints or {}}
+        if any(self.dropped):
+            raw["dropped"] = list(self.dropped)
+        return orjson.dumps(raw, option=orjson.OPT_SORT_KEYS).decode()
 
     @classmethod
     def decode(cls, text: str | None, default_watermark: int) -> CommitMetadata:
@@ -108,7 +113,8 @@ class CommitMetadata:
             if raw["format"] != _METADATA_FORMAT:
                 raise CommitMetadataError(f"offset metadata format {raw['format']} is newer than this featurebus "
                                           f"understands ({_METADATA_FORMAT}); upgrade featurebus")
-            return cls(int(raw["watermark"]), {str(k): str(v) for k, v in raw["views"].items()})
+            late, ahead = raw.get("dropped", (0, 0))
+            return cls(int(raw["watermark"]), {str(k): str(v) for k, v in raw["views"].items()}, (int(late), int(ahead)))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CommitMetadataError(f"offset metadata {text[:80]!r} was not written by featurebus: {exc}") from exc
 

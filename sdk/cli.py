@@ -247,16 +247,29 @@ def describe(
     bootstrap: Bootstrap = None,
 ) -> None:
     """An object's spec, lineage (source -> views -> services) and materialization state."""
-    from featurebus.describe import broker_reachable, describe_document, find_object, read_state, render_description
+    from featurebus.describe import (
+        broker_reachable,
+        describe_document,
+        find_object,
+        holds_data,
+        read_state,
+        render_description,
+    )
     from featurebus.exceptions import KafkaUnavailableError
     from featurebus.platform.kafka.admin import unreachable_hint
 
-    cluster = _bootstrap(bootstrap)
     if repo is not None:
+        from featurebus.describe import MaterializationState
         from featurebus.repo import load_repo
 
         spec, origin = load_repo(repo, workspace), f"definitions in {repo}"
+        # A repository is described without Kafka: its state is shown only if a cluster is configured.
+        try:
+            cluster: str | None = _bootstrap(bootstrap)
+        except KafkaUnavailableError as exc:
+            cluster, unconfigured = None, MaterializationState(False, f"materialization state unknown: {exc}")
     else:
+        cluster = _bootstrap(bootstrap)
         if not broker_reachable(cluster, 5.0):
             raise KafkaUnavailableError(f"{unreachable_hint(cluster)}; or pass --repo to describe a repository's "
                                         "definitions without Kafka")
@@ -266,7 +279,8 @@ def describe(
                                      "or pass --repo to describe a repository's definitions")
         spec, origin = applied, "applied"
     object_kind, obj = find_object(spec, name, kind)
-    doc = describe_document(spec, object_kind, obj, read_state(cluster, spec, obj), origin)
+    state = read_state(cluster, spec, obj) if cluster is not None else (unconfigured if holds_data(obj) else None)
+    doc = describe_document(spec, object_kind, obj, state, origin)
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
     else:

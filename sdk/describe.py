@@ -32,6 +32,8 @@ __all__ = [
     "broker_reachable",
     "describe_document",
     "find_object",
+    "dropped_partitions",
+    "holds_data",
     "lineage",
     "read_state",
     "render_description",
@@ -63,6 +65,9 @@ class MaterializationState:
     recomputing: tuple[str, ...] = ()
     # Source topics that do not exist: the stream worker waits for them before materializing.
     missing_source_topics: tuple[str, ...] = ()
+    # Source partitions where the stream engine dropped events: "topic[p]: N late, M ahead"
+    # (the watermark rule of streams/arrival.py, which training sets apply too).
+    dropped: tuple[str, ...] = ()
 
 
 def find_object(spec: WorkspaceSpec, name: str, kind: str | None = None) -> tuple[str, Any]:
@@ -161,12 +166,29 @@ def read_state(bootstrap: str, spec: WorkspaceSpec, obj: Any, timeout_s: float =
             states.append(TopicState(topic, {p: high for p, (_, high) in ends.items()},
                                      sum(high - low for low, high in ends.values())))
         lag = group_lag(bootstrap, worker_group(spec.name), source_topics, timeout_s)
-        recomputing = _recomputing(spec, obj, committed_positions(bootstrap, worker_group(spec.name), source_topics, timeout_s)) \
-            if isinstance(obj, StreamFeatureViewSpec) and obj.online else ()
+        committed = committed_positions(bootstrap, worker_group(spec.name), source_topics, timeout_s)
+        recomputing = _recomputing(spec, obj, committed) if isinstance(obj, StreamFeatureViewSpec) and obj.online else ()
+        dropped = dropped_partitions(committed)
     except KafkaUnavailableError as exc:
         return MaterializationState(False, f"materialization state unknown: {exc}")
     return MaterializationState(True, topics=tuple(states), worker_lag=lag, recomputing=recomputing,
-                                missing_source_topics=missing)
+                                missing_source_topics=missing, dropped=dropped)
+
+
+def holds_data(obj: Any) -> bool:
+    """Whether ``read_state`` has something to say about ``obj`` (sources and stream views)."""
+    return isinstance(obj, StreamFeatureViewSpec | StreamSourceSpec | FeatureTableSpec)
+
+
+def dropped_partitions(committed: list[Any]) -> tuple[str, ...]:
+    from featurebus.schemas.materialization import CommitMetadata
+
+    result = []
+    for tp in committed:
+        late, ahead = CommitMetadata.decode(tp.metadata, 0).dropped if tp.offset >= 0 else (0, 0)
+        if late or ahead:
+            result.append(f"{tp.topic}[{tp.partition}]: {late} late, {ahead} ahead of their record time")
+    return tuple(result)
 
 
 def _recomputing(spec: WorkspaceSpec, view: StreamFeatureViewSpec, committed: list[Any]) -> tuple[str, ...]:
@@ -255,6 +277,8 @@ def render_description(doc: dict[str, Any]) -> str:
                              "(create them, or `featurebus apply --create-topics` on a local broker)")
             if state["recomputing"]:
                 lines.append(f"  being recomputed for the current definition: {', '.join(state['recomputing'])}")
+            if state.get("dropped"):
+                lines.append(f"  events dropped by the watermark rule: {'; '.join(state['dropped'])}")
     return "\n".join(lines)
 
 

@@ -33,10 +33,7 @@ from featurebus.platform.kafka.clients import consumer as kafka_consumer
 from featurebus.platform.kafka.health import BrokerHealth
 from featurebus.platform.kafka.topics import API_KEYS_TOPIC, REGISTRY_TOPIC, feature_topic
 from featurebus.platform.kv import KeyValueStore
-from featurebus.schemas.encoding import (
-    VALUE_FORMAT_VERSION,
-    store_prefix,
-)
+from featurebus.schemas.encoding import readable_value, store_prefix
 from featurebus.schemas.errors import FeaturebusError, KafkaUnavailableError
 from featurebus.schemas.specs import BatchFeatureViewSpec, StreamFeatureViewSpec, WorkspaceSpec
 from featurebus.streams.lifetime import HIGH_WATERMARK_PREFIX
@@ -47,7 +44,6 @@ __all__ = ["OnlineMaterializer", "WriteListener", "online_view_name", "offset_ke
 OFFSETS_PREFIX = b"\x00offsets."
 _OFFSETS_END = b"\x00offsets/"  # "/" follows "." in byte order: the end of the prefix range
 _BATCH = 5000  # records applied per store write at most (catch-up); at low rates, what has arrived
-_VALUE_MARK = bytes([VALUE_FORMAT_VERSION])
 _TILE_KEY_TAIL = 10  # a tile key's u64 start + u16 shard, after the entity key (schemas/encoding.py)
 _POLL_S = 0.05
 _METADATA_REFRESH_S = 30.0  # while every wanted topic is assigned: only new partitions to find
@@ -371,7 +367,7 @@ class OnlineMaterializer:
                 if view is None:
                     continue  # its view left the registry earlier in this batch
                 key, value = msg.key(), msg.value()
-                if (key is None or (value is not None and value[:1] != _VALUE_MARK)
+                if (key is None or (value is not None and not readable_value(value))
                         or (len(key) <= _TILE_KEY_TAIL and not key.startswith(HIGH_WATERMARK_PREFIX))):
                     _SKIPPED.labels(topic).inc()
                     _log.warning("skipping malformed feature record %s[%d]@%d", topic, partition, offset)

@@ -1,7 +1,7 @@
 """The exact numeric aggregators: count, sum, mean, min, max and the variance family.
 
 Each computes every group of a micro-batch at once with numpy (no per-event Python); integers
-stay int64 end to end. See ``streams.aggregations`` for the interface.
+stay int64 end to end, float sums are exact double-doubles (``streams.exact_sum``). See ``streams.aggregations`` for the interface.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from featurebus.streams.exact_sum import DoubleDouble, dd_add, dd_sum, dd_value, group_sums, two_sum
 from featurebus.streams.functions import AggregationFunction
 
 __all__ = ["Count", "Extreme", "Mean", "Sum", "Variance"]
@@ -53,57 +54,91 @@ class Count:
         return partial
 
 
+def _dd(partial: Any) -> DoubleDouble:
+    """A float sum partial as a double-double: ``[hi, lo]`` since value format 2, a plain float before."""
+    if isinstance(partial, list):
+        return partial[0], partial[1]
+    return float(partial), 0.0
+
+
 class Sum:
+    """Integer sums are int64 partials (exact). Float sums are ``[hi, lo]`` double-doubles holding
+    the exact sum of the tile's values (``streams.exact_sum``), so merging tiles loses nothing:
+    a window's sum is the exact sum of its values, correctly rounded once."""
+
     function = AggregationFunction.SUM
 
     def initialize(self) -> None:
         return None  # null, not 0: a window without events has no sum (docs/design.md §4)
 
     def from_groups(self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int,
-                    ts_ms: np.ndarray) -> list[int | float | None]:
+                    ts_ms: np.ndarray) -> list[Any]:
         counts = _counts(valid, group_ids, n_groups).tolist()
-        sums = _sums(values, group_ids, n_groups).tolist()
-        return [total if count else None for total, count in zip(sums, counts, strict=True)]
+        if values.dtype.kind in "iu":
+            sums = _sums(values, group_ids, n_groups).tolist()
+            return [total if count else None for total, count in zip(sums, counts, strict=True)]
+        hi, lo = group_sums(values, group_ids, n_groups)
+        return [[high, low] if count else None for high, low, count in zip(hi.tolist(), lo.tolist(), counts, strict=True)]
 
-    def merge(self, a: int | float | None, b: int | float | None) -> int | float | None:
+    def merge(self, a: Any, b: Any) -> Any:
         if a is None:
             return b
         if b is None:
             return a
-        return a + b
+        if type(a) is list and type(b) is list:  # the usual float case, inlined (this runs per tile)
+            a0, a1 = a
+            b0, b1 = b
+            s = a0 + b0
+            bb = s - a0
+            e = (a0 - (s - bb)) + (b0 - bb) + a1 + b1
+            hi = s + e
+            return [hi, e - (hi - s)]
+        if type(a) is int and type(b) is int:
+            return a + b
+        return list(dd_add(_dd(a), _dd(b)))
 
-    def merge_many(self, partials: Sequence[int | float | None]) -> int | float | None:
+    def merge_many(self, partials: Sequence[Any]) -> Any:
         present = [p for p in partials if p is not None]
-        return sum(present) if present else None
+        if not present:
+            return None
+        if all(type(p) is int for p in present):
+            return sum(present)
+        return list(dd_sum(map(_dd, present)))
 
-    def result(self, partial: int | float | None) -> int | float | None:
-        return partial
+    def result(self, partial: Any) -> int | float | None:
+        if partial is None or type(partial) is int:
+            return partial
+        return dd_value(_dd(partial))
 
 
 class Mean:
-    """Partial is ``[sum, count]`` so that means of tiles merge exactly."""
+    """Partial is ``[sum hi, count, sum lo]`` (a double-double sum, as ``Sum``'s) so that means of
+    tiles merge exactly; value format 1 wrote ``[sum, count]``, read with ``lo = 0``."""
 
     function = AggregationFunction.MEAN
 
     def initialize(self) -> list[float]:
-        return [0.0, 0]
+        return [0.0, 0, 0.0]
 
     def from_groups(self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int,
                     ts_ms: np.ndarray) -> list[list[float]]:
-        sums = _sums(values.astype(np.float64), group_ids, n_groups).tolist()
+        hi, lo = group_sums(values, group_ids, n_groups)
         counts = _counts(valid, group_ids, n_groups).tolist()
-        return [[total, count] for total, count in zip(sums, counts, strict=True)]
+        return [[high, count, low] for high, count, low in zip(hi.tolist(), counts, lo.tolist(), strict=True)]
 
     def merge(self, a: list[float], b: list[float]) -> list[float]:
-        return [a[0] + b[0], a[1] + b[1]]
+        hi, lo = dd_add((a[0], a[2] if len(a) > 2 else 0.0), (b[0], b[2] if len(b) > 2 else 0.0))
+        return [hi, a[1] + b[1], lo]
 
     def merge_many(self, partials: Sequence[list[float]]) -> list[float]:
-        return [sum(p[0] for p in partials), sum(p[1] for p in partials)]
+        hi, lo = dd_sum((p[0], p[2] if len(p) > 2 else 0.0) for p in partials)
+        return [hi, sum(p[1] for p in partials), lo]
 
     def result(self, partial: list[float]) -> float | None:
-        total, count = partial
+        count = partial[1]
         if not count:
             return None
+        total = partial[0] + (partial[2] if len(partial) > 2 else 0.0)
         mean = total / count
         return mean if math.isfinite(mean) else None
 
@@ -156,9 +191,15 @@ class Extreme:
 
 
 class Variance:
-    """var_pop / var_samp / stddev_pop / stddev_samp. The partial is ``[count, mean, M2]`` (M2: sum
-    of squared deviations from the mean), computed two-pass per batch and merged with Chan et al.'s
-    pairwise formula: numerically stable where sum-of-squares would cancel catastrophically."""
+    """var_pop / var_samp / stddev_pop / stddev_samp. The partial is ``[count, mean hi, M2, mean
+    lo]`` (M2: sum of squared deviations from the mean; value format 1 wrote ``[count, mean, M2]``,
+    read with ``lo = 0``), merged with Chan et al.'s pairwise formula.
+
+    On values like 1e9 +- 0.003 a float64 mean rounds by ~1e-7, which is large against the
+    deviations: merging two tiles would square that rounding into the spread. So the mean is a
+    double-double (exact sum / count, then corrected by the mean of the residuals: the
+    "corrected two-pass" algorithm), and merges take the difference of means in double-double.
+    """
 
     def __init__(self, function: AggregationFunction) -> None:
         self.function = function
@@ -166,28 +207,33 @@ class Variance:
         self._sqrt = function in (AggregationFunction.STDDEV_POP, AggregationFunction.STDDEV_SAMP)
 
     def initialize(self) -> list[float]:
-        return [0, 0.0, 0.0]
+        return [0, 0.0, 0.0, 0.0]
 
     def from_groups(self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int,
                     ts_ms: np.ndarray) -> list[list[float]]:
         x = values.astype(np.float64)
         counts = _counts(valid, group_ids, n_groups)
-        sums = np.bincount(group_ids, weights=x, minlength=n_groups)  # nulls are 0 already
-        means = sums / np.maximum(counts, 1)
-        deviations = np.where(valid, x - means[group_ids], 0.0)
+        sum_hi, sum_lo = group_sums(x, group_ids, n_groups)  # nulls are 0 already
+        per = np.maximum(counts, 1)
+        rough = (sum_hi + sum_lo) / per
+        residuals = np.where(valid, x - rough[group_ids], 0.0)
+        correction = np.bincount(group_ids, weights=residuals, minlength=n_groups) / per
+        mean_hi, mean_lo = two_sum(rough, correction)
+        deviations = residuals - np.where(valid, correction[group_ids], 0.0)
         m2 = np.bincount(group_ids, weights=deviations * deviations, minlength=n_groups)
-        return [[c, mu, s] for c, mu, s in zip(counts.tolist(), means.tolist(), m2.tolist(), strict=True)]
+        return [[c, hi, q, lo] for c, hi, q, lo in
+                zip(counts.tolist(), mean_hi.tolist(), m2.tolist(), mean_lo.tolist(), strict=True)]
 
     def merge(self, a: list[float], b: list[float]) -> list[float]:
-        na, ma, qa = a
-        nb, mb, qb = b
+        na, nb = a[0], b[0]
         if not na:
             return list(b)
         if not nb:
             return list(a)
         n = na + nb
-        delta = mb - ma
-        return [n, ma + delta * nb / n, qa + qb + delta * delta * na * nb / n]
+        delta = (b[1] - a[1]) + (_lo(b) - _lo(a))
+        hi, lo = dd_add((a[1], _lo(a)), (delta * nb / n, 0.0))
+        return [n, hi, a[2] + b[2] + delta * delta * na * nb / n, lo]
 
     def merge_many(self, partials: Sequence[list[float]]) -> list[float]:
         present = [p for p in partials if p[0]]
@@ -196,17 +242,26 @@ class Variance:
             for p in present:
                 state = self.merge(state, p)
             return state
-        # The k-way form of Chan's formula: M2 = sum M2_i + sum n_i (mean_i - mean)^2.
-        arr = np.asarray(present, dtype=np.float64)
-        counts, means, m2 = arr[:, 0], arr[:, 1], arr[:, 2]
+        # The k-way form of Chan's formula, relative to a pivot mean so that the differences of
+        # nearby means are exact: M2 = sum M2_i + sum n_i (d_i - d)^2 with d_i = mean_i - pivot.
+        pivot = (present[0][1], _lo(present[0]))
+        counts = np.array([p[0] for p in present], dtype=np.float64)
+        d = np.array([(p[1] - pivot[0]) + (_lo(p) - pivot[1]) for p in present])
+        m2 = math.fsum(p[2] for p in present)
         n = int(sum(int(p[0]) for p in present))
-        mean = float(np.dot(counts, means) / n)
-        return [n, mean, float(m2.sum() + np.dot(counts, (means - mean) ** 2))]
+        shift = float(np.dot(counts, d) / n)
+        hi, lo = dd_add(pivot, (shift, 0.0))
+        return [n, hi, m2 + float(np.dot(counts, (d - shift) ** 2)), lo]
 
     def result(self, partial: list[float]) -> float | None:
-        n, _, m2 = partial
+        n, m2 = partial[0], partial[2]
         if n <= self._ddof:
             return None  # no spread from one value for a sample variance (SQL's NULL)
         variance = max(m2, 0.0) / (n - self._ddof)
         value = math.sqrt(variance) if self._sqrt else variance
         return value if math.isfinite(value) else None
+
+
+def _lo(partial: list[float]) -> float:
+    """The low part of a variance partial's double-double mean (0 in value format 1)."""
+    return partial[3] if len(partial) > 3 else 0.0

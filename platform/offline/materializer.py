@@ -48,6 +48,7 @@ _log = logging.getLogger(__name__)
 class _Buffer:
     payloads: list[bytes | None] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
+    timestamps: list[int | None] = field(default_factory=list)  # Kafka's, ms (None: not available)
 
 
 class OfflineMaterializer:
@@ -290,6 +291,8 @@ class OfflineMaterializer:
         offset = message.offset() or 0
         self._buffers.setdefault(key, _Buffer()).payloads.append(message.value())
         self._buffers[key].offsets.append(offset)
+        kind, stamp = message.timestamp()
+        self._buffers[key].timestamps.append(stamp if kind != 0 and stamp > 0 else None)  # 0: TIMESTAMP_NOT_AVAILABLE
         self._uncommitted[key] = offset + 1
         self._buffered += 1
         if self._first_buffered_at is None:
@@ -312,8 +315,10 @@ class OfflineMaterializer:
                         offsets[fresh[position]],
                         reason,
                     )
-                kept = offsets[fresh][np.asarray(batch.accepted_indexes, dtype=np.int64)]
-                write_partition(self._root, self._workspace, source, key[0], key[1], batch.frame, kept)
+                accepted = fresh[np.asarray(batch.accepted_indexes, dtype=np.int64)]
+                kept = offsets[accepted]
+                write_partition(self._root, self._workspace, source, key[0], key[1], batch.frame, kept,
+                                [buffer.timestamps[i] for i in accepted.tolist()])
                 self._floors[(source.name, key)] = max(floor, int(offsets.max()))
                 self.written_count += len(kept)
                 self.rejected_count += len(batch.rejected)

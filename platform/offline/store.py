@@ -6,7 +6,9 @@ Layout (readable by pandas, polars and DuckDB without featurebus)::
     <root>/sources/<workspace>/<source>/date=YYYY-MM-DD/part-<topic>-<partition>-<first>-<last>.parquet
 
 Columns are the source schema (timestamps as ``timestamp[ms, tz=UTC]``) plus ``_topic``,
-``_partition`` and ``_offset``, so every row names the Kafka record it came from. ``<first>`` and
+``_partition`` and ``_offset``, so every row names the Kafka record it came from, and
+``_timestamp`` (int64 ms, null in files written before it was kept), the record's Kafka
+timestamp, which training sets need to apply the engine's arrival rule (``streams/arrival.py``). ``<first>`` and
 ``<last>`` are the smallest and largest offset in the file, which makes "how far has this partition
 been written" a directory listing (``max_offsets``) instead of a scan.
 
@@ -127,7 +129,8 @@ def source_schema(fields: Sequence[FieldSpec]) -> pa.Schema:
     """The schema of every part file of a source with these fields."""
     return pa.schema(
         [pa.field(f.name, arrow_type(f.dtype)) for f in fields]
-        + [pa.field("_topic", pa.string()), pa.field("_partition", pa.int32()), pa.field("_offset", pa.int64())]
+        + [pa.field("_topic", pa.string()), pa.field("_partition", pa.int32()), pa.field("_offset", pa.int64()),
+           pa.field("_timestamp", pa.int64())]
     )
 
 
@@ -209,8 +212,10 @@ def write_partition(
     partition: int,
     frame: pd.DataFrame,
     offsets: np.ndarray | Sequence[int],
+    record_times_ms: np.ndarray | Sequence[int | None] | None = None,
 ) -> list[Path]:
-    """Write one flush of one Kafka partition: decoded rows ``frame`` and their record offsets.
+    """Write one flush of one Kafka partition: decoded rows ``frame``, their record offsets and
+    Kafka timestamps (None: unknown).
 
     One file per UTC date of the source's timestamp field, all visible or none (see module doc).
     The names depend only on the offsets, so writing the same records again replaces the files.
@@ -223,7 +228,8 @@ def write_partition(
     schema = source_schema(source.schema)
     table = pa.Table.from_pandas(
         frame.loc[:, [f.name for f in source.schema]].assign(
-            _topic=topic, _partition=np.int32(partition), _offset=offsets
+            _topic=topic, _partition=np.int32(partition), _offset=offsets,
+            _timestamp=pd.array([None] * len(offsets) if record_times_ms is None else list(record_times_ms), dtype="Int64"),
         ),
         schema=schema,
         preserve_index=False,

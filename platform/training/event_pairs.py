@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 
 from featurebus.platform.offline.duckdb_session import connect
+from featurebus.platform.training.event_columns import ROW, SEQ, TS
 from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec
 from featurebus.streams.aggregations import Aggregator, aggregator_of, input_column
 
@@ -41,10 +42,10 @@ def aggregate_pairs(
 ) -> list[list[Any]]:
     """Per aggregation, the value at every spine row.
 
-    ``spine_keys`` are the join-key columns ``k<i>`` of the spine; ``windows[j]`` the window
-    ``[start, end)`` of ``aggregations[j]`` per row (an aggregation may appear once per window of a
-    series); ``events`` has ``k<i>, __ts, __seq`` (arrival order) and the
-    input columns under ``input_aliases``.
+    ``spine_keys`` are the spine's key columns and ``events`` the view's events, both in the
+    schema of ``event_columns.EventColumns`` (``input_aliases``: its input column names);
+    ``windows[j]`` is the window ``[start, end)`` of ``aggregations[j]`` per row (an aggregation
+    may appear once per window of a series).
     """
     rows = len(windows[0][1]) if windows else 0
     aggregators = [aggregator_of(a) for a in aggregations]
@@ -79,19 +80,19 @@ def _pairs(
     take = pa.array(np.concatenate([np.arange(len(lo), dtype=np.int64), straddling]))
     spine_table = pa.table(
         {
-            "__row": take,
+            ROW: take,
             **{name: column.take(take) for name, column in spine_keys.items()},
             "__lo": pa.array(lo).take(take),
             "__hi": pa.array(hi).take(take),
             "__b": pa.array(np.concatenate([first, second[straddling]])),
         }
     )
-    events = events.append_column("__b", pa.array(np.floor_divide(events.column("__ts").to_numpy(), bucket_ms)))
+    events = events.append_column("__b", pa.array(np.floor_divide(events.column(TS).to_numpy(), bucket_ms)))
     values = sorted(set(input_aliases.values()))
-    on = " AND ".join([f"e.k{i} = s.k{i}" for i in range(len(view.join_keys))] + ["e.__b = s.__b"])
+    on = " AND ".join([f"e.{k} = s.{k}" for k in spine_keys] + ["e.__b = s.__b"])
     query = (
-        f"SELECT s.__row, e.__ts, {', '.join('e.' + v for v in values)} FROM spine_table s JOIN events e "
-        f"ON {on} AND e.__ts >= s.__lo AND e.__ts < s.__hi ORDER BY s.__row, e.__seq"
+        f"SELECT s.{ROW}, e.{TS}, {', '.join('e.' + v for v in values)} FROM spine_table s JOIN events e "
+        f"ON {on} AND e.{TS} >= s.__lo AND e.{TS} < s.__hi ORDER BY s.{ROW}, e.{SEQ}"
     )
     with connect() as con:
         con.register("spine_table", spine_table)
@@ -111,8 +112,8 @@ def _fold(
 ) -> None:
     if not chunk.num_rows:
         return
-    row = chunk.column("__row").to_numpy()
-    ts = chunk.column("__ts").to_numpy()
+    row = chunk.column(ROW).to_numpy()
+    ts = chunk.column(TS).to_numpy()
     groups, group_ids = np.unique(row, return_inverse=True)  # rows come sorted: groups in row order
     group_rows = groups.tolist()
     for j, (a, agg) in enumerate(zip(aggregations, aggregators, strict=True)):

@@ -8,19 +8,23 @@ positions ``[lo, hi)`` found by binary search, and its count or sum the differen
 sums: O((events + rows) log events), independent of how busy an entity is.
 
 Exactness: counts and integer sums are exact (int64 prefix sums; wrap-around cancels in the
-difference whenever the result itself fits). Float prefix sums restart at every entity, so the
-rounding error of a difference is bounded by that entity's own history (about 1e-16 of the sum
-of its absolute values before ``end``), far inside the tolerance that online and offline agree
-to (they sum in different orders anyway). A non-finite input (inf) would make the difference
-NaN, so then this path declines (``None``) and the SQL join, which sums only the window, runs.
+difference whenever the result itself fits). A plain float prefix sum is not: after values of
+1e12 it cannot hold the digits of later values in [-1, 1], and the difference of two such sums
+was off by up to 1e-3 relative (and -1.4e-14 for a window of zeros). So float prefix sums are
+split into a few terms whose running sums are exact (``streams.exact_sum.prefix_terms``), every
+difference is exact, and a window's sum is the exact sum of its own values, rounded once:
+whatever lies outside the window cannot disturb it. A non-finite input (inf) would make the
+difference NaN, so then this path declines (``None``) and the SQL join, which sums only the
+window, runs.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from featurebus.streams.exact_sum import prefix_terms, two_sum
 
 __all__ = ["window_parts"]
 
@@ -93,7 +97,7 @@ def window_parts(
 
     hi = position(ends)
     bounds: dict[int, np.ndarray] = {}
-    prefixes: dict[str, tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]] = {}
+    prefixes: dict[str, tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]] | None]] = {}
     result: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for (kind, name, window_ms), alias in needs.items():
         if window_ms not in bounds:
@@ -110,18 +114,33 @@ def window_parts(
             result[alias] = (count, np.zeros(len(count), dtype=bool))
         else:
             assert sum_prefix is not None
-            upper, lower = sum_prefix
-            with np.errstate(over="ignore"):
-                total = upper[hi] - lower[lo]
-            result[alias] = (np.where(count > 0, total, 0), count == 0)
+            result[alias] = (np.where(count > 0, _window_sum(sum_prefix, lo, hi), 0), count == 0)
+    return result
+
+
+def _window_sum(terms: list[tuple[np.ndarray, np.ndarray]], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The sum over sorted positions ``[lo, hi)`` from prefix terms ``(upper, lower)``: exact
+    int64 for one integer term; for float terms each difference is exact, and the differences
+    (largest first) are added as a double-double, then rounded once."""
+    if len(terms) == 1 and terms[0][0].dtype.kind == "i":
+        upper, lower = terms[0]
+        with np.errstate(over="ignore"):
+            exact: np.ndarray = upper[hi] - lower[lo]
+        return exact
+    total = terms[0][0][hi] - terms[0][1][lo]
+    error = np.zeros(len(total))
+    for upper, lower in terms[1:]:
+        total, e = two_sum(total, upper[hi] - lower[lo])
+        error += e
+    result: np.ndarray = total + error
     return result
 
 
 def _prefixes(
     column: pa.ChunkedArray, order: np.ndarray, sorted_code: np.ndarray, integral: bool
-) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None] | None:
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]] | None] | None:
     """Prefix counts of non-null values (element i: over the first i sorted events) and the
-    prefix sums to subtract at a window's upper and lower end."""
+    prefix sum terms to subtract at a window's upper and lower end."""
     taken = column.take(pa.array(order))
     valid = taken.is_valid().to_numpy(zero_copy_only=False)
     counts = np.concatenate([[0], np.cumsum(valid, dtype=np.int64)])
@@ -131,14 +150,10 @@ def _prefixes(
         values = pc.fill_null(taken, 0).to_numpy(zero_copy_only=False).astype(np.int64)
         with np.errstate(over="ignore"):
             exact = np.concatenate([[0], np.cumsum(values, dtype=np.int64)])
-        return counts, (exact, exact)
+        return counts, [(exact, exact)]
     values = pc.fill_null(pc.cast(taken, pa.float64()), 0.0).to_numpy(zero_copy_only=False)
     if not np.isfinite(values).all():
         return None
-    # Running sums that restart at every entity (pandas' grouped cumsum over the sorted codes).
-    running = pd.Series(values).groupby(sorted_code, sort=False).cumsum().to_numpy()
-    upper = np.concatenate([[0.0], running])  # upper[i]: the entity's sum through event i - 1
-    # As a window's lower end, an entity's first event has nothing of that entity before it.
-    lower = upper.copy()
-    lower[np.flatnonzero(np.diff(sorted_code, prepend=-2) != 0)] = 0.0
-    return counts, (upper, lower)
+    # Running sums over every entity's events (sorted by entity): the differences are exact, so
+    # a window's sum is exact whatever other entities' values came before it.
+    return counts, [(term, term) for term in prefix_terms(values)]

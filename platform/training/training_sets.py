@@ -4,7 +4,7 @@ For each feature view of the service: read the source's Parquet files in the tim
 can see, run the view's transformation (the same code the stream worker runs, in ~1M-row chunks),
 then compute every aggregation for every spine row in one DuckDB join of spine rows with events on
 the join keys and ``event_ts in [end - reach, end)``, each aggregation restricted to its own
-window with ``FILTER`` — the windows of ``streams.windows.aggregation_windows`` (DESIGN.md §4):
+window with ``FILTER`` — the windows of ``streams.windows.aggregation_windows`` (docs/design.md §4):
 offsets, and one window per element of a series, are just other bounds relative to the end.
 
 A plain equi-join on the entity key would pair each spine row with *all* of its entity's events
@@ -12,14 +12,15 @@ before the time condition filters them, which is quadratic for busy entities. So
 carry a time bucket of width ``reach`` (the longest window plus offset): an event can only be in
 a row's range if it lies in one of the (at most two) buckets that range overlaps, so the join
 pairs each row only with events near its time. Lifetime windows are running aggregates instead
-(``_lifetime``), and ``AggregationLeadingEdge.LATEST_EVENT_TIME`` moves each row's reference time
-first (``_latest_event_edges_ns``).
+(``window_sql.lifetime_parts``), and ``AggregationLeadingEdge.LATEST_EVENT_TIME`` moves each row's reference time
+first (``events.latest_event_edges_ns``).
 
 Count, sum and mean are normally computed without that join, by prefix sums over the events
 sorted by (entity, time) (``prefix.window_parts``: cost independent of how busy an entity is);
 the bucketed SQL join remains for what that path declines (non-finite inputs). Stores larger
-than memory are processed in time slices of the spine (``_time_groups``). That SQL computes
-count, sum and mean. Every other function (min, max, last, first/last(n),
+than memory are processed in time slices of the spine (``_time_groups``). That SQL
+(``window_sql.py``) computes count, sum and mean; events are read by ``events.py`` into the
+column schema of ``event_columns.py``. Every other function (min, max, last, first/last(n),
 distinct, variance family, sketches) and ``Attribute`` features go through ``event_pairs``, which
 feeds the same joined events to the stream engine's own aggregators, one (start, end) per row and
 window (offsets, series elements and lifetime windows alike).
@@ -27,10 +28,9 @@ window (offsets, series elements and lifetime windows alike).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -40,40 +40,39 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from featurebus.platform.offline.duckdb_session import connect
 from featurebus.platform.offline.locations import OfflineLocations, offline_locations, require_locations
-from featurebus.platform.offline.store import PartFile, list_parts, open_store
+from featurebus.platform.offline.store import list_parts, open_store
 from featurebus.platform.registry import Registry
-from featurebus.platform.training.batch_rows import batch_view_rows, history_rows, oldest_store_event_ms
+from featurebus.platform.training.batch_rows import batch_view_rows
+from featurebus.platform.training.event_columns import EventColumns, with_arrival_order
 from featurebus.platform.training.event_pairs import aggregate_pairs, feature_array
-from featurebus.platform.training.prefix import window_parts
+from featurebus.platform.training.events import latest_event_edges_ns, read_events, view_events
 from featurebus.platform.training.realtime import realtime_training_columns
-from featurebus.platform.training.spine import check_join_key_types, spine_times_ns, timestamp_column, window_ends_ms
+from featurebus.platform.training.spine import spine_times_ns, timestamp_column, window_ends_ms
+from featurebus.platform.training.window_sql import Need, Parts, Window, bounded_parts, lifetime_parts
 from featurebus.schemas.errors import InvalidRequestError, NotFoundError
+from featurebus.schemas.kinds import AggregationFunction, WindowKind
 from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
 from featurebus.streams.aggregations import output_dtype
 from featurebus.streams.realtime import RealtimeServicePlan
-from featurebus.streams.transform import Transformation, view_input_frame
 from featurebus.streams.windows import LATEST_EVENT_TIME, series_windows
 
-__all__ = ["get_features_for_events", "write_training_set", "training_set_from_files", "feature_column"]
+__all__ = ["get_features_for_events", "write_training_set", "training_set_from_files", "feature_column", "view_events"]
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
-_CHUNK_ROWS = 1_000_000
 _READ_ATTEMPTS = 3  # a read over part files, re-run after a compaction removed one it had listed
-# (view, lo_ms, hi_ms) -> the view's events with a time in [lo_ms, hi_ms), as ``_events`` gives them.
+# (view, lo_ms, hi_ms) -> the view's events with a time in [lo_ms, hi_ms), as ``read_events`` gives them.
 EventLoader = Callable[[StreamFeatureViewSpec, int, int], "pa.Table | None"]
 # Events held in memory at once per view (about 200 bytes each with their transformation's
 # intermediate frames): larger stores are processed in time slices of the spine.
 _GROUP_EVENTS = 8_000_000
 _DAY_MS = 86_400_000
-_NS_PER_MS = 1_000_000
 # The partial sums each function needs (a mean is sum / count, as online). These three have a
 # fast path in SQL; every other function goes through ``event_pairs`` and the engine's aggregators.
-_PARTS = {"count": ("count",), "sum": ("sum",), "mean": ("count", "sum")}
+_PARTS = {AggregationFunction.COUNT: ("count",), AggregationFunction.SUM: ("sum",), AggregationFunction.MEAN: ("count", "sum")}
 
 
 def _in_sql(a: AggregationSpec) -> bool:
@@ -165,7 +164,7 @@ def _rereading_after_compaction(read: Callable[_P, _T], *args: _P.args, **kwargs
 def _batch_loader(rows_of: Callable[[int, int], tuple[pd.DataFrame, np.ndarray]]) -> EventLoader:
     def loader(view: StreamFeatureViewSpec, lo_ms: int, hi_ms: int) -> pa.Table | None:
         frame, ts_ms = rows_of(lo_ms, hi_ms)
-        return with_arrival_order([events_columns(view, frame, ts_ms)] if len(frame) else [])
+        return with_arrival_order([EventColumns.of(view).table(frame, ts_ms)] if len(frame) else [])
 
     return loader
 
@@ -209,16 +208,11 @@ def training_set_from_files(
     return df
 
 
-# Where a needed count or sum is taken: a window relative to the row's end E, or the lifetime.
-_Window = tuple[int, int] | None
-_Need = tuple[str, str, _Window]  # (count | sum, input column, window)
-
-
-def _relative_windows(aggregation: AggregationSpec) -> list[_Window]:
+def _relative_windows(aggregation: AggregationSpec) -> list[Window]:
     """The windows of ``streams.windows.aggregation_windows`` relative to E (None: lifetime)."""
-    if aggregation.window_kind == "lifetime":
+    if aggregation.window_kind == WindowKind.LIFETIME:
         return [None]
-    if aggregation.window_kind == "series":
+    if aggregation.window_kind == WindowKind.SERIES:
         return list(series_windows(aggregation.series_start_ms, aggregation.series_end_ms,
                                    aggregation.series_step_ms, aggregation.window_ms))
     return [(aggregation.offset_ms - aggregation.window_ms, aggregation.offset_ms)]
@@ -227,7 +221,7 @@ def _relative_windows(aggregation: AggregationSpec) -> list[_Window]:
 def _absolute_windows(a: AggregationSpec, view: StreamFeatureViewSpec, t_ns: np.ndarray,
                       ends: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """``[start, end)`` per spine row of each window of ``a`` (``_relative_windows`` made absolute).
-    An Attribute ends at T whatever the view's interval (DESIGN.md §4)."""
+    An Attribute ends at T whatever the view's interval (docs/design.md §4)."""
     if a.attribute:
         ends = window_ends_ms(t_ns, None)
     result = []
@@ -319,10 +313,10 @@ def _view_features_in(
     rows = len(spine)
     if view.aggregation_leading_edge == LATEST_EVENT_TIME and rows:
         assert source is not None  # batch views have no leading-edge option
-        t_ns = _latest_event_edges_ns(source, locations, root, t_ns)
+        t_ns = latest_event_edges_ns(source, locations, root, t_ns)
     ends = window_ends_ms(t_ns, view.aggregation_interval_ms)
     # One count and/or sum per (input, window), shared by the aggregations that need it.
-    needs: dict[_Need, str] = {}
+    needs: dict[Need, str] = {}
     for a in aggregations:
         if _in_sql(a):
             for window in _relative_windows(a):
@@ -343,27 +337,28 @@ def _view_features_in(
     if lifetime:
         assert view.lifetime_start_ms is not None  # compile requires it with a LifetimeWindow
         lo_ms = min(lo_ms, view.lifetime_start_ms)
-    found: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    found: Parts = {}
     if not rows:
         events = None
     elif loader is not None:
         events = loader(view, lo_ms, hi_ms)
     else:
         assert source is not None
-        events = _events(source, locations, view, root, lo_ms, hi_ms)
+        events = read_events(source, locations, view, root, lo_ms, hi_ms)
     if events is not None and bounded:
-        found.update(_bounded_parts(spine, view, events, ends, reach_ms, bounded))
+        found.update(bounded_parts(spine, view, events, ends, reach_ms, bounded))
     if events is not None and lifetime:
         assert view.lifetime_start_ms is not None
-        found.update(_lifetime(spine, view, events, ends, view.lifetime_start_ms, lifetime))
+        found.update(lifetime_parts(spine, view, events, ends, view.lifetime_start_ms, lifetime))
     flat = [(a, window) for a, windows in zip(others, other_windows, strict=True) for window in windows]
+    schema = EventColumns.of(view)
     flat_values = iter(
-        aggregate_pairs(view, [a for a, _ in flat], _spine_keys(spine, view, events), [w for _, w in flat],
-                        events, _input_aliases(view))
+        aggregate_pairs(view, [a for a, _ in flat], schema.spine_keys(spine, events), [w for _, w in flat],
+                        events, schema.aliases)
         if flat else []
     )
 
-    def scatter(kind: str, a: AggregationSpec, window: _Window) -> tuple[np.ndarray, np.ndarray]:
+    def scatter(kind: str, a: AggregationSpec, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Values for every spine row (0 where no event matched) and their null mask."""
         # Counts and integer sums stay int64: exact, as the online aggregators keep them.
         exact = kind == "count" or a.input_dtype.startswith("int")
@@ -375,13 +370,13 @@ def _view_features_in(
             values[matched], nulls[matched] = column, column_nulls
         return values, nulls
 
-    def finish(a: AggregationSpec, window: _Window) -> np.ndarray | pd.api.extensions.ExtensionArray:
-        if a.function == "count":
+    def finish(a: AggregationSpec, window: Window) -> np.ndarray | pd.api.extensions.ExtensionArray:
+        if a.function == AggregationFunction.COUNT:
             return scatter("count", a, window)[0]
         total, no_total = scatter("sum", a, window)
-        if a.function == "sum" and output_dtype(a.function, a.input_dtype) == "int64":
+        if a.function == AggregationFunction.SUM and output_dtype(a.function, a.input_dtype) == "int64":
             return pd.arrays.IntegerArray(total, no_total)
-        if a.function == "sum":
+        if a.function == AggregationFunction.SUM:
             return np.where(no_total, np.nan, total)
         # mean, as the online aggregator computes it: sum / count, null unless finite
         count = scatter("count", a, window)[0]
@@ -393,13 +388,13 @@ def _view_features_in(
     for a in aggregations:
         if not _in_sql(a):
             per_window_values = [next(flat_values) for _ in _relative_windows(a)]
-            if a.window_kind == "series":
+            if a.window_kind == WindowKind.SERIES:
                 columns.append(feature_array([list(v) for v in zip(*per_window_values, strict=True)], a.output_dtype))
             else:
                 columns.append(feature_array(per_window_values[0], a.output_dtype))
             continue
         per_window = [finish(a, window) for window in _relative_windows(a)]
-        columns.append(_as_lists(per_window, rows) if a.window_kind == "series" else per_window[0])
+        columns.append(_as_lists(per_window, rows) if a.window_kind == WindowKind.SERIES else per_window[0])
     return columns
 
 
@@ -412,287 +407,3 @@ def _as_lists(per_window: list[np.ndarray | pd.api.extensions.ExtensionArray], r
     return lists
 
 
-def _latest_event_edges_ns(source: StreamSourceSpec, locations: tuple[tuple[str, str], ...], root: Path,
-                           t_ns: np.ndarray) -> np.ndarray:
-    """``AggregationLeadingEdge.LATEST_EVENT_TIME`` offline: per spine row at T, the time just
-    after the newest event of the source before T (``streams.windows.leading_edge_ms``), or T
-    itself when there is none, as online before the first event."""
-    before_ms = -np.floor_divide(-t_ns, _NS_PER_MS)  # event < T iff event < ceil_ms(T)
-    hi_ms = int(before_ms.max())
-    files = [str(p.path) for workspace, name in locations for p in list_parts(root, workspace, name)
-             if p.date <= _date(hi_ms - 1)]
-    if not files:
-        return t_ns
-    ts = _quote(source.kafka.timestamp_field)
-    file_list = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    query = (
-        f"SELECT DISTINCT epoch_ms({ts}) AS t FROM read_parquet([{file_list}], union_by_name = true) "
-        f"WHERE epoch_ms({ts}) < {hi_ms} ORDER BY t"
-    )
-    with connect() as con:
-        times = con.sql(query).to_arrow_table().column("t").to_numpy()
-    if not len(times):
-        return t_ns
-    newest = np.searchsorted(times, before_ms, side="left") - 1
-    has = newest >= 0
-    edges_ms = np.where(has, times[np.maximum(newest, 0)] + 1, 0)
-    result: np.ndarray = np.where(has, edges_ms * _NS_PER_MS, t_ns)
-    return result
-
-
-def _input_aliases(view: StreamFeatureViewSpec) -> dict[str, str]:
-    """SQL-safe column names for the view's input columns (user names may need quoting)."""
-    return {name: f"v{j}" for j, name in enumerate(dict.fromkeys(a.input_column for a in view.aggregations))}
-
-
-def view_events(
-    spec: WorkspaceSpec, view: StreamFeatureViewSpec, root: Path, lo_ms: int, hi_ms: int,
-    offline_data: OfflineLocations | None = None,
-) -> pd.DataFrame:
-    """The view's transformed events with source time in ``[lo_ms, hi_ms)``: its join keys and
-    ``__ts`` (event time, ms), for callers that need to know when values change."""
-    open_store(Path(root), create=False)
-    source = spec.source(view.source)
-    locations = ((spec.name, source.name),) if offline_data is None else require_locations(offline_data, spec.name, source)
-    table = _events(source, locations, view, Path(root), lo_ms, hi_ms)
-    columns = [*view.join_keys, "__ts"]
-    if table is None:
-        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "__ts" else "object") for c in columns})
-    frame: pd.DataFrame = table.select([*(f"k{i}" for i in range(len(view.join_keys))), "__ts"]).to_pandas()
-    frame.columns = pd.Index(columns)
-    return frame
-
-
-def _events(
-    source: StreamSourceSpec, locations: tuple[tuple[str, str], ...], view: StreamFeatureViewSpec, root: Path,
-    lo_ms: int, hi_ms: int,
-) -> pa.Table | None:
-    """Transformed events ``k<i>, __ts, v<j>`` with source time in ``[lo_ms, hi_ms)``, deduplicated.
-
-    The time range is applied to the *source* timestamp: a transformation may derive the view's
-    timestamp, but must not move events later in time (the stream engine assumes the same).
-
-    A source with a ``batch_config`` also contributes its history files, but only for events
-    older than the oldest event the offline store holds for it: the store begins at the topic's
-    earliest retained record, so anything older can only come from the files, while the files
-    and the topic may overlap from there on, and reading both would count those events twice.
-    """
-    pieces: list[pa.Table] = []
-    if source.batch_config is not None:
-        cutoff = oldest_store_event_ms(root, locations, source)
-        history_hi = hi_ms if cutoff is None else min(hi_ms, cutoff)
-        if lo_ms < history_hi:
-            pieces.extend(events_columns(view, frame, ts_ms) for frame, ts_ms in history_rows(source, view, lo_ms, history_hi))
-    first_day, last_day = _date(lo_ms), _date(hi_ms - 1)
-    # In offset order, so that a plain scan reads records in arrival order.
-    parts = sorted(
-        (p for workspace, name in locations for p in list_parts(root, workspace, name) if first_day <= p.date <= last_day),
-        key=lambda p: (p.topic, p.partition, p.first_offset),
-    )
-    if not parts:
-        return with_arrival_order(pieces)
-    files = [str(p.path) for p in parts]
-    ts = source.kafka.timestamp_field
-    select = ", ".join(
-        f"epoch_ms({_quote(f.name)}) AS {_quote(f.name)}" if f.dtype == "timestamp" else _quote(f.name)
-        for f in source.schema
-    )
-    file_list = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    where = f"WHERE epoch_ms({_quote(ts)}) >= {lo_ms} AND epoch_ms({_quote(ts)}) < {hi_ms}"
-    if _disjoint(parts):
-        # The usual case: the files' offset ranges (from their names) cannot hold a record twice,
-        # and each file is in offset order, so an order-preserving scan of the files in offset
-        # order is already deduplicated and in arrival order: no sort of every event.
-        query = f"SELECT {select} FROM read_parquet([{file_list}], union_by_name = true) {where}"
-    else:
-        # Files may overlap after a crash or a manual copy; a record counts once, by its Kafka address.
-        query = (
-            f"SELECT DISTINCT ON (_topic, _partition, _offset) {select} "
-            f"FROM read_parquet([{file_list}], union_by_name = true) {where} "
-            "ORDER BY _topic, _partition, _offset"
-        )
-    transformation = Transformation(view.transformation)
-    with connect(preserve_insertion_order=True) as con:
-        for chunk in _chunks(con.sql(query).to_arrow_reader(_CHUNK_ROWS), source):
-            frame, ts_ms = view_input_frame(view, transformation.apply(chunk))
-            if len(frame):
-                pieces.append(events_columns(view, frame, ts_ms))
-    return with_arrival_order(pieces)
-
-
-def events_columns(view: StreamFeatureViewSpec, frame: pd.DataFrame, ts_ms: np.ndarray) -> pa.Table:
-    """A view's input rows (``view_input_frame``) as the join reads them: ``k<i>, __ts, v<j>``."""
-    columns = {f"k{i}": pa.array(frame[k], from_pandas=True) for i, k in enumerate(view.join_keys)}
-    columns["__ts"] = pa.array(ts_ms, type=pa.int64())
-    for name, alias in _input_aliases(view).items():
-        columns[alias] = pa.array(frame[name], from_pandas=True)  # NaN -> null, as online
-    return pa.table(columns)
-
-
-def with_arrival_order(pieces: list[pa.Table]) -> pa.Table | None:
-    """The pieces concatenated in order, numbered by ``__seq``: ties in event time are broken by
-    it (the store is read in topic, partition, offset order), as the stream engine breaks them
-    by the order records reach it."""
-    if not pieces:
-        return None
-    table = pa.concat_tables(pieces, promote_options="permissive")
-    return table.append_column("__seq", pa.array(np.arange(table.num_rows, dtype=np.int64)))
-
-
-def _disjoint(parts: list[PartFile]) -> bool:
-    """Whether no two files (sorted by topic, partition, first offset) share an offset."""
-    for before, after in itertools.pairwise(parts):
-        if (before.topic, before.partition) == (after.topic, after.partition) and after.first_offset <= before.last_offset:
-            return False
-    return True
-
-
-def _chunks(reader: pa.RecordBatchReader, source: StreamSourceSpec) -> Iterator[pd.DataFrame]:
-    """Record batches as the frames ``decode_json_records`` builds, so transformations see one type."""
-    for batch in reader:
-        frame = batch.to_pandas()
-        for f in source.schema:
-            if f.dtype == "timestamp":
-                frame[f.name] = pd.to_datetime(frame[f.name].astype("Int64"), unit="ms", utc=True)
-            elif f.dtype.startswith(("array<", "struct<")):
-                frame[f.name] = batch.column(f.name).to_pylist()
-            elif f.dtype.startswith("map<"):  # Arrow maps read back as (key, value) pairs; online they are dicts
-                frame[f.name] = [None if v is None else dict(v) for v in batch.column(f.name).to_pylist()]
-        yield frame
-
-
-def _part_select(kind: str, value: str, integral: bool, condition: str) -> str:
-    """SQL for one count or sum (``condition`` is a FILTER or an OVER clause)."""
-    if kind == "count":
-        return f"count({value}) {condition}"
-    if integral:
-        return f"CAST(sum({value}) {condition} AS BIGINT)"
-    return f"fsum(CAST({value} AS DOUBLE)) {condition}"  # compensated: nearer the exact sum
-
-
-def _results(result: pa.Table, needs: dict[_Need, str]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    rows = result.column("__row").to_numpy()
-    values = {}
-    for alias in needs.values():
-        column = result.column(alias)
-        nulls = column.is_null().to_numpy(zero_copy_only=False)
-        values[alias] = (rows, column.fill_null(0).to_numpy(zero_copy_only=False), nulls)
-    return values
-
-
-def _bounded_parts(spine: pd.DataFrame, view: StreamFeatureViewSpec, events: pa.Table, ends: np.ndarray,
-                   reach_ms: int, bounded: dict[_Need, str]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Counts and sums over bounded windows: by prefix sums (``prefix.window_parts``) when every
-    window ends at the row's end, else (offsets, series) by the bucketed SQL join."""
-    plain = {(kind, name, -window[0]): alias for (kind, name, window), alias in bounded.items()
-             if window is not None and window[1] == 0}
-    if len(plain) == len(bounded):
-        integral = {a.input_column: a.input_dtype.startswith("int") for a in view.aggregations}
-        by_prefix = window_parts(_spine_keys(spine, view, events), events, ends, plain, _input_aliases(view), integral)
-        if by_prefix is not None:
-            everyone = np.arange(len(spine))
-            return {alias: (everyone, values, nulls) for alias, (values, nulls) in by_prefix.items()}
-    return _join(spine, view, events, ends, reach_ms, bounded)
-
-
-def _join(
-    spine: pd.DataFrame,
-    view: StreamFeatureViewSpec,
-    events: pa.Table,
-    ends: np.ndarray,
-    bucket_ms: int,
-    needs: dict[_Need, str],
-) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Each needed count or sum over a bounded window, as (spine rows with at least one event in
-    range, values there, null mask)."""
-    first = np.floor_divide(ends - bucket_ms, bucket_ms)
-    second = np.floor_divide(ends - 1, bucket_ms)  # first or first + 1
-    straddling = np.flatnonzero(second != first)
-    take = pa.array(np.concatenate([np.arange(len(spine), dtype=np.int64), straddling]))
-    keys = {name: column.take(take) for name, column in _spine_keys(spine, view, events).items()}
-    spine_table = pa.table(
-        {
-            "__row": take,
-            **keys,
-            "__end": pa.array(ends).take(take),
-            "__b": pa.array(np.concatenate([first, second[straddling]])),
-        }
-    )
-    events = events.append_column("__b", pa.array(np.floor_divide(events.column("__ts").to_numpy(), bucket_ms)))
-    aliases = _input_aliases(view)
-    integral = {a.input_column: a.input_dtype.startswith("int") for a in view.aggregations}
-    selects = []
-    for (kind, name, window), alias in needs.items():
-        assert window is not None
-        condition = f"FILTER (WHERE e.__ts >= s.__end + {window[0]} AND e.__ts < s.__end + {window[1]})"
-        selects.append(f"{_part_select(kind, f'e.{aliases[name]}', integral[name], condition)} AS {alias}")
-    on = " AND ".join([f"e.k{i} = s.k{i}" for i in range(len(view.join_keys))] + ["e.__b = s.__b"])
-    query = (
-        f"SELECT s.__row, {', '.join(selects)} FROM spine_table s JOIN events e ON {on} "
-        f"AND e.__ts < s.__end AND e.__ts >= s.__end - {bucket_ms} GROUP BY s.__row"
-    )
-    with connect() as con:
-        con.register("spine_table", spine_table)
-        con.register("events", events)
-        return _results(con.sql(query).to_arrow_table(), needs)
-
-
-def _lifetime(
-    spine: pd.DataFrame,
-    view: StreamFeatureViewSpec,
-    events: pa.Table,
-    ends: np.ndarray,
-    lifetime_start_ms: int,
-    needs: dict[_Need, str],
-) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Each needed count or sum over ``[lifetime_start, E)`` for every spine row.
-
-    A join would pair each row with all earlier events of its entity (quadratic for busy ones);
-    instead spine rows and events go into one sequence per entity, ordered by time with a row
-    before the events at its own E (the window is half-open), and running aggregates over it
-    are read off at the rows: one sort, O(n log n).
-    """
-    take = pa.array(np.arange(len(spine), dtype=np.int64))
-    keys = _spine_keys(spine, view, events)
-    spine_table = pa.table({"__row": take, **keys, "__t": pa.array(ends, type=pa.int64()),
-                            "__o": pa.array(np.zeros(len(spine), dtype=np.int8))})
-    aliases = _input_aliases(view)
-    integral = {a.input_column: a.input_dtype.startswith("int") for a in view.aggregations}
-    key_columns = [f"k{i}" for i in range(len(view.join_keys))]
-    selects = [
-        f"{_part_select(kind, aliases[name], integral[name], 'OVER w')} AS {alias}" for (kind, name, _), alias in needs.items()
-    ]
-    not_null = " AND ".join(f"{k} IS NOT NULL" for k in key_columns)
-    query = (
-        f"WITH u AS (SELECT {', '.join(key_columns)}, __ts AS __t, CAST(1 AS TINYINT) AS __o, "
-        f"{', '.join(sorted(set(aliases.values())))} FROM events WHERE __ts >= {lifetime_start_ms} AND {not_null} "
-        f"UNION ALL BY NAME SELECT * FROM spine_table) "
-        f"SELECT __row, {', '.join(selects)} FROM u "
-        f"WINDOW w AS (PARTITION BY {', '.join(key_columns)} ORDER BY __t, __o ROWS UNBOUNDED PRECEDING) "
-        f"QUALIFY __o = 0"
-    )
-    with connect() as con:
-        con.register("spine_table", spine_table)
-        con.register("events", events)
-        return _results(con.sql(query).to_arrow_table(), needs)
-
-
-def _spine_keys(spine: pd.DataFrame, view: StreamFeatureViewSpec, events: pa.Table | None) -> dict[str, pa.Array]:
-    """The spine's join keys as Arrow columns ``k<i>``, checked against the events' key types."""
-    keys = {}
-    for i, key in enumerate(view.join_keys):
-        try:
-            keys[f"k{i}"] = pa.array(spine[key], from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise InvalidRequestError(f"spine column {key!r} cannot be a join key: {exc}") from exc
-        if events is not None:
-            check_join_key_types(key, keys[f"k{i}"].type, events.column(f"k{i}").type)
-    return keys
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def _date(ms: int) -> str:
-    return str(np.datetime64(int(ms) // _DAY_MS, "D"))

@@ -17,12 +17,14 @@ partitions) and:
 The local store is a cache of what the bus already holds: a crash between 5 and 6 leaves the
 local progress behind the committed offsets, and the owner then restores the partition's shard
 from its feature-topic partition (``replace_shard``) instead of trusting the cache.
+
+The key layout of shards and progress lives in ``shard_state.py``; expiry passes in ``expiry.py``.
 """
 
 from __future__ import annotations
 
 import logging
-import struct
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -30,64 +32,39 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
+from prometheus_client import Counter
 
 from featurebus.platform.kv import KeyValueStore
-from featurebus.schemas.encoding import (
-    decode_partials,
-    encode_partials,
-    split_tile_key,
-    store_prefix,
-    tile_key,
-)
+from featurebus.schemas.encoding import decode_partials, encode_partials, tile_key
 from featurebus.schemas.specs import StreamSourceSpec, WorkspaceSpec
+from featurebus.streams.arrival import FUTURE_TOLERANCE_MS, judge_partition
 from featurebus.streams.isolation import isolate_failures
-from featurebus.streams.lifetime import (
-    EAGER_PREFIX_START_MS,
-    high_watermark_key,
-    high_watermark_record,
-    high_watermark_shard,
-)
-from featurebus.streams.prefixes import expire_shard_entity, grow_eager_prefix
+from featurebus.streams.lifetime import EAGER_PREFIX_START_MS, high_watermark_key, high_watermark_record
+from featurebus.streams.prefixes import grow_eager_prefix
 from featurebus.streams.records import decode_records, join_key_fields
-from featurebus.streams.runtime.expiry import EntityGroup, key_range_end, read_slice
+from featurebus.streams.runtime.expiry import EXPIRY_SLICE_RECORDS, ExpiryPass, ExpiryStep
+from featurebus.streams.runtime.shard_state import (
+    NO_WATERMARK,
+    Progress,
+    ShardState,
+    ViewRuntime,
+    progress_key,
+    shard_of,
+    state_prefix,
+)
 from featurebus.streams.sharded import SHARD_COLUMN, trace_shards
 from featurebus.streams.tiles import CompiledView, TileColumns, merge_tile, tile_columns
 from featurebus.streams.transform import Transformation, TransformationError, event_time_ms, view_input_frame
 from featurebus.streams.windows import LATEST_EVENT_TIME, retention_ms
 
-__all__ = ["RawRecord", "FeatureSink", "MemorySink", "Progress", "StreamEngine", "EngineCounters", "ExpiryStep", "compile_views", "shard_of"]
+__all__ = [
+    "NO_WATERMARK", "RawRecord", "FeatureSink", "MemorySink", "Progress", "StreamEngine", "EngineCounters", "ExpiryStep",
+    "compile_views", "shard_of",
+]
 
 log = logging.getLogger(__name__)
 
-_I64 = struct.Struct(">q")
-_U16 = struct.Struct(">H")
-_PROGRESS = b"\x00progress."  # + topic + b"\x00" + partition -> applied offset, watermark
-NO_WATERMARK = -(2**62)
-_PARTITION, _OFFSET, _VALUE = itemgetter(1), itemgetter(2), itemgetter(3)  # of a RawRecord
-EXPIRY_SLICE_RECORDS = 2_000  # stored records one expiry step reads: a few ms, not a pause
-MAX_PARTITIONS_PER_TOPIC = 1024  # shard = topic index * 1024 + partition fits the u16 of a tile key
-
-
-@dataclass(frozen=True)
-class Progress:
-    """How far a source partition has been applied: the last offset and the event-time watermark."""
-
-    offset: int = -1
-    watermark: int = NO_WATERMARK
-
-    def pack(self) -> bytes:
-        return _I64.pack(self.offset) + _I64.pack(self.watermark)
-
-    @classmethod
-    def unpack(cls, raw: bytes) -> Progress:
-        return cls(_I64.unpack_from(raw, 0)[0], _I64.unpack_from(raw, 8)[0])
-
-
-def shard_of(source: StreamSourceSpec, topic: str, partition: int) -> int:
-    """The tile shard of a source partition: stable, unique within the source."""
-    if partition >= MAX_PARTITIONS_PER_TOPIC:
-        raise ValueError(f"{topic} has more than {MAX_PARTITIONS_PER_TOPIC} partitions")
-    return source.kafka.topics.index(topic) * MAX_PARTITIONS_PER_TOPIC + partition
+_PARTITION, _OFFSET, _VALUE, _TIMESTAMP = itemgetter(1), itemgetter(2), itemgetter(3), itemgetter(4)  # of a RawRecord
 
 
 class RawRecord(NamedTuple):
@@ -97,6 +74,7 @@ class RawRecord(NamedTuple):
     partition: int
     offset: int
     value: bytes | None
+    timestamp_ms: int | None = None  # the record's Kafka timestamp (None: none; the wall clock stands in)
 
 
 class FeatureSink(Protocol):
@@ -130,37 +108,28 @@ class MemorySink:
         self.committed.update(progress)
 
 
-class ExpiryStep(NamedTuple):
-    expired: int  # tiles deleted by this step
-    records: int  # stored records it read
-    finished: bool  # the pass reached the end of every view's state
-
-
 @dataclass
 class EngineCounters:
     processed: int = 0
     skipped_replayed: int = 0
     dead_lettered: int = 0
     dropped_late: int = 0
+    dropped_ahead: int = 0
     tiles_written: int = 0
     tiles_expired: int = 0
     transform_failed: int = 0
+    # (view, topic, partition) -> [late, ahead] events dropped there (streams/arrival.py)
+    dropped_by_partition: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class _ViewRuntime:
-    view: CompiledView
-    transformation: Transformation
-    feature_topic: str
-    feature_partitions: int
-    retention_ms: int
-    watermark_delay_ms: int
+# Dropped events per view and source partition (reason: late | ahead, streams/arrival.py).
+EVENTS_DROPPED = Counter("featurebus_events_dropped_total", "Source events the stream engine did not count",
+                         ["view", "topic", "partition", "reason"])
 
-    def partition_of(self, shard: int) -> int:
-        # A shard's tiles all go to one feature-topic partition: a tile's updates and its
-        # tombstone stay ordered (compaction keeps the right one), and a new owner of the
-        # source partition restores the shard by reading that one partition.
-        return shard % self.feature_partitions
+
+def _ahead_reason(ts_ms: int, reference_ms: int) -> str:
+    return (f"event time {ts_ms} is {ts_ms - reference_ms} ms ahead of its record's time {reference_ms} "
+            f"(more than the {FUTURE_TOLERANCE_MS} ms tolerance): is the producer's clock right?")
 
 
 def compile_views(spec: WorkspaceSpec) -> dict[str, CompiledView]:
@@ -175,22 +144,25 @@ class StreamEngine:
         store: KeyValueStore,
         sink: FeatureSink,
         feature_topic_of: Callable[[str], tuple[str, int]],
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        """``feature_topic_of(view_name) -> (topic, partition count)``."""
+        """``feature_topic_of(view_name) -> (topic, partition count)``; ``clock``: the wall clock
+        in seconds (the bound of reference times and of expiry, streams/arrival.py)."""
         self._store = store
         self._sink = sink
+        self._clock = clock
         self.counters = EngineCounters()
         compiled = compile_views(spec)
         self._sources: dict[str, StreamSourceSpec] = {}
         self._key_fields: dict[str, tuple[str, ...]] = {}  # per source topic: join keys every record needs
-        self._views_by_topic: dict[str, list[_ViewRuntime]] = {}
-        self._expiry_views: list[_ViewRuntime] = []  # every online view once, in a fixed order
+        self._views_by_topic: dict[str, list[ViewRuntime]] = {}
+        self._expiry_views: list[ViewRuntime] = []  # every online view once, in a fixed order
         for view_spec in spec.stream_feature_views:
             if not view_spec.online:
                 continue
             source = spec.source(view_spec.source)
             topic, partitions = feature_topic_of(view_spec.name)
-            runtime = _ViewRuntime(
+            runtime = ViewRuntime(
                 compiled[view_spec.name],
                 Transformation(view_spec.transformation),
                 topic,
@@ -203,23 +175,19 @@ class StreamEngine:
                 self._key_fields[topic] = join_key_fields(spec, source)
                 self._views_by_topic.setdefault(topic, []).append(runtime)
             self._expiry_views.append(runtime)
-        self._expiry_cursor: tuple[int, bytes | None] | None = None  # (view index, resume key) of a pass
+        self._shards = ShardState(store, self._sources, self._views_by_topic)
+        self._expiry = ExpiryPass(store, sink, self._shards, self._expiry_views, self.counters, clock)
 
     @property
     def source_topics(self) -> list[str]:
         return sorted(self._views_by_topic)
 
     def progress(self, topic: str, partition: int) -> Progress:
-        raw = self._store.get(_progress_key(topic, partition))
-        return Progress() if raw is None else Progress.unpack(raw)
+        return self._shards.progress(topic, partition)
 
     def shard_locations(self, topic: str, partition: int) -> list[tuple[str, str, int, int]]:
         """``(view, feature topic, feature partition, shard)`` holding this partition's tiles."""
-        source = self._sources.get(topic)
-        if source is None:
-            return []
-        shard = shard_of(source, topic, partition)
-        return [(r.view.spec.name, r.feature_topic, r.partition_of(shard), shard) for r in self._views_by_topic[topic]]
+        return self._shards.shard_locations(topic, partition)
 
     # -- the batch step ------------------------------------------------------------------------
     def process(self, records: Sequence[RawRecord]) -> None:
@@ -237,7 +205,7 @@ class StreamEngine:
             return
         self._sink.commit(committed)
         for (topic, partition), progress in committed.items():
-            puts.append((_progress_key(topic, partition), progress.pack()))
+            puts.append((progress_key(topic, partition), progress.pack()))
         self._store.write(puts)
 
     def _process_topic(self, topic: str, records: list[RawRecord], puts: list[tuple[bytes, bytes | None]]) -> dict[int, Progress]:
@@ -259,25 +227,31 @@ class StreamEngine:
             self._sink.dead_letter(fresh[position], reason)
         self.counters.dead_lettered += len(decoded.rejected)
 
-        # Event-time watermark per partition: the newest event time seen so far. An event older
-        # than watermark - delay (judged against the watermark *before* it) is dropped as late.
+        # Which events count (streams/arrival.py, the same rule training sets apply): events ahead
+        # of their record's time are dead-lettered, events behind the partition's event-time
+        # watermark by more than the delay are dropped as late.
         frame = decoded.frame
         ts_ms = event_time_ms(frame[source.kafka.timestamp_field]) if len(frame) else np.zeros(0, np.int64)
-        partitions = fresh_partitions[np.array(decoded.accepted_indexes, dtype=np.int64)]
+        accepted = np.array(decoded.accepted_indexes, dtype=np.int64)
+        partitions = fresh_partitions[accepted]
+        reference = self._reference_times(fresh, accepted)
         keep = np.ones(len(partitions), dtype=bool)
         new_progress: dict[int, Progress] = {}
         for partition in np.unique(fresh_partitions).tolist():
-            watermark = applied[partition].watermark
             mask = partitions == partition
-            part_ts = ts_ms[mask]
-            seen_before = np.maximum.accumulate(np.concatenate(([watermark], part_ts)))[:-1]
-            keep[mask] = part_ts >= seen_before - source.kafka.watermark_delay_ms
+            verdict = judge_partition(ts_ms[mask], reference[mask], applied[partition].watermark,
+                                      source.kafka.watermark_delay_ms)
+            keep[mask] = ~(verdict.ahead | verdict.late)
+            for position in np.flatnonzero(mask)[verdict.ahead].tolist():
+                self._sink.dead_letter(fresh[int(accepted[position])], _ahead_reason(int(ts_ms[position]), int(reference[position])))
+            late, ahead = int(verdict.late.sum()), int(verdict.ahead.sum())
+            if late or ahead:
+                self._count_dropped(topic, partition, late, ahead)
             last_offset = int(fresh_offsets[fresh_partitions == partition].max())
-            new_watermark = int(max(watermark, part_ts.max())) if len(part_ts) else watermark
-            new_progress[partition] = Progress(last_offset, new_watermark)
-        self.counters.dropped_late += int((~keep).sum())
-        origins = np.array(decoded.accepted_indexes, dtype=np.int64)  # each frame row's record in ``fresh``
-        if not keep.all():  # usually nothing is late: no copy of the batch then
+            done = applied[partition]
+            new_progress[partition] = Progress(last_offset, verdict.watermark, done.dropped_late + late, done.dropped_ahead + ahead)
+        origins = accepted  # each frame row's record in ``fresh``
+        if not keep.all():  # usually nothing is dropped: no copy of the batch then
             frame, partitions, origins = frame.loc[keep].reset_index(drop=True), partitions[keep], origins[keep]
 
         # Every output row of a transformation must be known to belong to one shard (a
@@ -292,7 +266,28 @@ class StreamEngine:
         self.counters.processed += len(fresh)
         return new_progress
 
-    def _transform(self, runtime: _ViewRuntime, frame: pd.DataFrame, shards: np.ndarray) -> list[tuple[pd.DataFrame, np.ndarray]]:
+    def _count_dropped(self, topic: str, partition: int, late: int, ahead: int) -> None:
+        """Count one partition's dropped events, per view of its source (counters and metric)."""
+        self.counters.dropped_late += late
+        self.counters.dropped_ahead += ahead
+        self.counters.dead_lettered += ahead
+        for runtime in self._views_by_topic[topic]:
+            view = runtime.view.spec.name
+            counts = self.counters.dropped_by_partition.setdefault((view, topic, partition), [0, 0])
+            counts[0] += late
+            counts[1] += ahead
+            for reason, n in (("late", late), ("ahead", ahead)):
+                if n:
+                    EVENTS_DROPPED.labels(view, topic, str(partition), reason).inc(n)
+
+    def _reference_times(self, fresh: list[RawRecord], accepted: np.ndarray) -> np.ndarray:
+        """Each accepted record's reference time (streams/arrival.py): its Kafka timestamp, never
+        later than the wall clock (nor, without one, other than it)."""
+        now_ms = int(self._clock() * 1000)
+        stamps = np.array(list(map(_TIMESTAMP, fresh)), dtype=np.float64)[accepted]  # None -> nan
+        return np.where(stamps > 0, np.minimum(stamps, now_ms), now_ms).astype(np.int64)
+
+    def _transform(self, runtime: ViewRuntime, frame: pd.DataFrame, shards: np.ndarray) -> list[tuple[pd.DataFrame, np.ndarray]]:
         """The view's transformed rows with the shard of each row: one run over the
         whole batch where every row can be traced to its shard (``streams.sharded``), else one run
         per shard. Raises ``TransformationError`` when a run fails (``_fold_view`` isolates the
@@ -313,7 +308,7 @@ class StreamEngine:
             pieces.append((transformed, np.full(len(transformed), shard, dtype=np.int64)))
         return pieces
 
-    def _fold_view(self, runtime: _ViewRuntime, frame: pd.DataFrame, shards: np.ndarray,
+    def _fold_view(self, runtime: ViewRuntime, frame: pd.DataFrame, shards: np.ndarray,
                    records: Sequence[RawRecord], origins: np.ndarray) -> list[tuple[bytes, bytes | None]]:
         """Transform and tile the batch for one view, and fold the tiles. A record whose
         transformation or tiling raises is dead-lettered with the reason (row i's record is
@@ -347,10 +342,10 @@ class StreamEngine:
             puts.extend(self._merge_tiles(runtime, updates))
         return puts
 
-    def _merge_tiles(self, runtime: _ViewRuntime, updates: TileColumns) -> list[tuple[bytes, bytes | None]]:
+    def _merge_tiles(self, runtime: ViewRuntime, updates: TileColumns) -> list[tuple[bytes, bytes | None]]:
         """Merge a batch's updates into the stored tiles and publish the merged tiles whole."""
         view, topic, publish = runtime.view, runtime.feature_topic, self._sink.publish
-        prefixes = {shard: _state_prefix(view.spec.name, shard) for shard in set(updates.shards)}
+        prefixes = {shard: state_prefix(view.spec.name, shard) for shard in set(updates.shards)}
         partitions = {shard: runtime.partition_of(shard) for shard in prefixes}
         tile_keys = [tile_key(*key) for key in zip(updates.entity_keys, updates.starts, updates.shards, strict=True)]
         state_keys = [prefixes[shard] + key for shard, key in zip(updates.shards, tile_keys, strict=True)]
@@ -363,7 +358,7 @@ class StreamEngine:
         self.counters.tiles_written += len(tile_keys)
         return puts
 
-    def _grow_eager_prefixes(self, runtime: _ViewRuntime, updates: TileColumns) -> list[tuple[bytes, bytes | None]]:
+    def _grow_eager_prefixes(self, runtime: ViewRuntime, updates: TileColumns) -> list[tuple[bytes, bytes | None]]:
         """Publish the eager lifetime prefixes this batch changes, per shard (``grow_eager_prefix``)."""
         by_entity: dict[tuple[int, bytes], list[tuple[int, list[Any]]]] = {}
         for entity, start, shard, partials in zip(*updates, strict=True):
@@ -372,7 +367,7 @@ class StreamEngine:
         state_keys, keys = [], []
         for shard, entity in groups:
             keys.append(tile_key(entity, EAGER_PREFIX_START_MS, shard))
-            state_keys.append(_state_prefix(runtime.view.spec.name, shard) + keys[-1])
+            state_keys.append(state_prefix(runtime.view.spec.name, shard) + keys[-1])
         puts: list[tuple[bytes, bytes | None]] = []
         for (shard, entity), key, state_key, old in zip(groups, keys, state_keys, self._store.get_many(state_keys), strict=True):
             grown = grow_eager_prefix(runtime.view, None if old is None else decode_partials(old), by_entity[(shard, entity)])
@@ -382,13 +377,13 @@ class StreamEngine:
                 puts.append((state_key, value))
         return puts
 
-    def _publish_high_watermarks(self, runtime: _ViewRuntime, source: StreamSourceSpec, topic: str,
+    def _publish_high_watermarks(self, runtime: ViewRuntime, source: StreamSourceSpec, topic: str,
                                  progress: dict[int, Progress]) -> list[tuple[bytes, bytes | None]]:
         """Tell serving each shard's stream high watermark (AggregationLeadingEdge.LATEST_EVENT_TIME),
         when it moved; cached like tiles, so a restored shard has it too."""
         puts: list[tuple[bytes, bytes | None]] = []
         items = sorted((shard_of(source, topic, partition), done.watermark) for partition, done in progress.items())
-        state_keys = [_state_prefix(runtime.view.spec.name, shard) + high_watermark_key(shard) for shard, _ in items]
+        state_keys = [state_prefix(runtime.view.spec.name, shard) + high_watermark_key(shard) for shard, _ in items]
         for (shard, watermark), state_key, old in zip(items, state_keys, self._store.get_many(state_keys), strict=True):
             key, value = high_watermark_record(shard, watermark)
             if watermark != NO_WATERMARK and value != old:
@@ -396,156 +391,38 @@ class StreamEngine:
                 puts.append((state_key, value))
         return puts
 
-    # -- ownership of partitions ----------------------------------------------------------------
+    # -- ownership of partitions (shard_state.py) ------------------------------------------------
     def replace_shard(self, topic: str, partition: int, tiles: dict[str, dict[bytes, bytes]], progress: Progress) -> int:
-        """Replace the local state of a source partition by what the bus holds.
-
-        ``tiles`` maps a view name to the latest records of its feature-topic partition (any
-        shards: only this partition's shard is kept); ``progress`` is the committed position.
-        Returns how many tiles were restored.
-        """
-        puts = self._drop_shard_puts(topic, partition)
-        shard = shard_of(self._sources[topic], topic, partition)
-        restored = 0
-        for view, shard_partition_records in tiles.items():
-            prefix = _state_prefix(view, shard)
-            for key, value in shard_partition_records.items():
-                # Tiles, lifetime prefixes (tile keys too) and high watermarks carry their shard.
-                mark = high_watermark_shard(key)
-                if (split_tile_key(key)[2] if mark is None else mark) == shard:
-                    puts.append((prefix + key, value))
-                    restored += 1
-        puts.append((_progress_key(topic, partition), progress.pack()))
-        self._store.write(_last_write_wins(puts))
-        return restored
+        """``ShardState.replace_shard``: a partition's local state replaced by what the bus holds."""
+        return self._shards.replace_shard(topic, partition, tiles, progress)
 
     def view_shard(self, view: str, shard: int) -> dict[bytes, bytes]:
-        """One view's records of one shard (tiles, lifetime prefixes, high watermarks), by record key."""
-        prefix = _state_prefix(view, shard)
-        return {key[len(prefix):]: value for key, value in self._store.scan(prefix, _prefix_end(prefix))}
+        return self._shards.view_shard(view, shard)
 
     def replace_view_shards(self, topic: str, partition: int, records: dict[str, dict[bytes, bytes]], progress: Progress) -> None:
-        """Replace some views' state of a source partition's shard (``records``: view -> record
-        key -> value, as ``view_shard`` returns them) and set its progress, atomically."""
-        shard = shard_of(self._sources[topic], topic, partition)
-        puts: list[tuple[bytes, bytes | None]] = []
-        for view, view_records in records.items():
-            prefix = _state_prefix(view, shard)
-            puts.extend((key, None) for key, _ in self._store.scan(prefix, _prefix_end(prefix)))
-            puts.extend((prefix + key, value) for key, value in view_records.items())
-        puts.append((_progress_key(topic, partition), progress.pack()))
-        self._store.write(_last_write_wins(puts))
+        self._shards.replace_view_shards(topic, partition, records, progress)
 
     def set_progress(self, topic: str, partition: int, progress: Progress) -> None:
-        self._store.write([(_progress_key(topic, partition), progress.pack())])
+        self._shards.set_progress(topic, partition, progress)
 
     def forget_partition(self, topic: str, partition: int) -> None:
-        """Drop a partition's local state (it belongs to no committed history any more)."""
-        if topic in self._sources:
-            self._store.write([*self._drop_shard_puts(topic, partition), (_progress_key(topic, partition), None)])
+        self._shards.forget_partition(topic, partition)
 
-    def _drop_shard_puts(self, topic: str, partition: int) -> list[tuple[bytes, bytes | None]]:
-        puts: list[tuple[bytes, bytes | None]] = []
-        for view, _, _, shard in self.shard_locations(topic, partition):
-            prefix = _state_prefix(view, shard)
-            puts.extend((key, None) for key, _ in self._store.scan(prefix, _prefix_end(prefix)))
-        return puts
-
-    # -- expiry --------------------------------------------------------------------------------
+    # -- expiry (expiry.py) ---------------------------------------------------------------------
     def expire(self, owned: set[tuple[str, int]] | None = None) -> int:
         """A whole expiry pass at once (from the start, in one commit); returns how many tiles it
         deleted. The worker uses ``expire_step`` instead, which bounds the pause."""
-        self._expiry_cursor = None
-        return self.expire_step(owned, max_records=None).expired
+        self._expiry.restart()
+        return self._expiry.step(owned, max_records=None).expired
 
     @property
     def expiry_pending(self) -> bool:
         """A pass of ``expire_step`` is under way (started, not yet at the end of the state)."""
-        return self._expiry_cursor is not None
+        return self._expiry.pending
 
     def expire_step(self, owned: set[tuple[str, int]] | None = None,
                     max_records: int | None = EXPIRY_SLICE_RECORDS) -> ExpiryStep:
-        """Delete (and tombstone) tiles no window can reach any more, in the next slice of about
-        ``max_records`` stored records (None: all of them) of an expiry pass; starts a pass if
-        none is under way.
-
-        Only the shards of ``owned`` source partitions (default: all with local progress) are
-        touched: the local store may still cache shards that another worker now owns. Each shard
-        is judged by its own watermark (as of this slice). Views with a lifetime window first fold
-        every final tile into the (entity, shard)'s lifetime prefix
-        (``streams.prefixes.expire_shard_entity``), so lifetime values survive the tiles'
-        deletion. A slice's prefixes and tombstones are committed (one transaction) before its
-        local delete; the pass moves on only once both are done, so a failed slice is redone.
-        """
-        watermarks = self._shard_watermarks(owned)
-        view_index, resume = self._expiry_cursor or (0, None)
-        puts: list[tuple[bytes, bytes | None]] = []
-        read = 0
-        while view_index < len(self._expiry_views):
-            runtime = self._expiry_views[view_index]
-            budget = None if max_records is None else max(1, max_records - read)
-            part = read_slice(self._store, store_prefix(runtime.view.spec.name), resume, budget)
-            for group in part.groups:
-                self._expire_group(runtime, group, watermarks, puts)
-            read += part.records
-            if part.resume is not None:
-                resume = part.resume
-                break
-            view_index, resume = view_index + 1, None
-            if max_records is not None and read >= max_records:
-                break
-        expired = sum(1 for _, value in puts if value is None)
-        if puts:
-            self._sink.commit({})
-            self._store.write(puts)
-        self.counters.tiles_expired += expired
-        finished = view_index >= len(self._expiry_views)
-        self._expiry_cursor = None if finished else (view_index, resume)
-        return ExpiryStep(expired, read, finished)
-
-    def _expire_group(self, runtime: _ViewRuntime, group: EntityGroup, watermarks: dict[tuple[str, int], int],
-                      puts: list[tuple[bytes, bytes | None]]) -> None:
-        shard, entity = group.shard, group.entity
-        watermark = watermarks.get((runtime.view.spec.source, shard))
-        if watermark is None:
-            return
-        plan = expire_shard_entity(runtime.view, group.records, watermark, runtime.watermark_delay_ms, runtime.retention_ms)
-        state_prefix = _state_prefix(runtime.view.spec.name, shard)
-        partition = runtime.partition_of(shard)
-        for start, partials in plan.prefixes:  # prefixes before tombstones: see expire_shard_entity
-            key, value = tile_key(entity, start, shard), encode_partials(partials)
-            self._sink.publish(runtime.feature_topic, partition, key, value)
-            puts.append((state_prefix + key, value))
-        for start in plan.expired:
-            key = tile_key(entity, start, shard)
-            self._sink.publish(runtime.feature_topic, partition, key, None)
-            puts.append((state_prefix + key, None))
-
-    def _shard_watermarks(self, owned: set[tuple[str, int]] | None) -> dict[tuple[str, int], int]:
-        """``(source name, shard) -> watermark`` of every (owned) partition with progress."""
-        result: dict[tuple[str, int], int] = {}
-        for key, value in self._store.scan(_PROGRESS, _prefix_end(_PROGRESS)):
-            topic_raw, _, partition_raw = key[len(_PROGRESS) :].partition(b"\x00")
-            topic, partition = topic_raw.decode(), int(partition_raw)
-            source = self._sources.get(topic)
-            if source is not None and (owned is None or (topic, partition) in owned):
-                shard = shard_of(source, topic, partition)
-                result[(source.name, shard)] = Progress.unpack(value).watermark
-        return result
+        """The next slice of an expiry pass (``ExpiryPass.step``)."""
+        return self._expiry.step(owned, max_records)
 
 
-def _progress_key(topic: str, partition: int) -> bytes:
-    return _PROGRESS + topic.encode() + b"\x00" + str(partition).encode()
-
-
-def _state_prefix(view: str, shard: int) -> bytes:
-    """Local state keys are ``view | shard | tile key``: a shard is one key range (moves, restores)."""
-    return store_prefix(view) + _U16.pack(shard)
-
-
-def _prefix_end(prefix: bytes) -> bytes:
-    return key_range_end(prefix)
-
-
-def _last_write_wins(puts: list[tuple[bytes, bytes | None]]) -> list[tuple[bytes, bytes | None]]:
-    return list(dict(puts).items())

@@ -141,7 +141,7 @@ def read_source_partition(bootstrap: str, topic: str, partition: int, end_offset
                         raise KafkaUnavailableError(f"replaying {topic}[{partition}] failed: {error.str()}")
                     continue
                 if message.offset() < end_offset:  # type: ignore[operator]  # set on records without error
-                    records.append(RawRecord(topic, partition, message.offset(), message.value()))  # type: ignore[arg-type]
+                    records.append(RawRecord(topic, partition, message.offset(), message.value(), message.timestamp()[1]))  # type: ignore[arg-type]
             if records:
                 yield records
             # The position, not the last offset seen, decides: it also steps over transaction markers.

@@ -120,7 +120,8 @@ class TransactionalSink:
         self._begin()
         try:
             if progress:
-                offsets = [TopicPartition(t, p, pr.offset + 1, metadata=CommitMetadata(pr.watermark, self.fingerprints.get(t, {})).encode())
+                offsets = [TopicPartition(t, p, pr.offset + 1, metadata=CommitMetadata(pr.watermark, self.fingerprints.get(t, {}),
+                                                                                (pr.dropped_late, pr.dropped_ahead)).encode())
                            for (t, p), pr in progress.items()]
                 self._producer.send_offsets_to_transaction(offsets, self._consumer.consumer_group_metadata(), COMMIT_TIMEOUT_S)
             self._producer.commit_transaction(COMMIT_TIMEOUT_S)
@@ -254,8 +255,9 @@ class _Worker:
         started = time.monotonic()
         tiles = {view: read_compacted(self.bootstrap, topic, partitions=[partition], timeout_s=300.0)
                  for view, topic, partition, _ in self.engine.shard_locations(tp.topic, tp.partition)}
-        watermark = CommitMetadata.decode(tp.metadata, NO_WATERMARK).watermark
-        restored = self.engine.replace_shard(tp.topic, tp.partition, tiles, Progress(tp.offset - 1, watermark))
+        committed = CommitMetadata.decode(tp.metadata, NO_WATERMARK)
+        restored = self.engine.replace_shard(tp.topic, tp.partition, tiles,
+                                             Progress(tp.offset - 1, committed.watermark, *committed.dropped))
         log.warning("%s[%d]: restored %d tiles from the feature topics in %.1f s (local state was at offset %d, "
                     "committed %d)", tp.topic, tp.partition, restored, time.monotonic() - started, local.offset, tp.offset - 1)
 
@@ -383,7 +385,7 @@ def _names(partitions: list[TopicPartition]) -> str:
 
 def _records(messages: list[Message]) -> list[RawRecord]:
     """The batch's records (one tuple each: this runs per event), after reporting any errors."""
-    records = [RawRecord(m.topic(), m.partition(), m.offset(), m.value())  # type: ignore[arg-type]  # set when no error
+    records = [RawRecord(m.topic(), m.partition(), m.offset(), m.value(), m.timestamp()[1])  # type: ignore[arg-type]  # set when no error
                for m in messages if m.error() is None]
     if len(records) < len(messages):
         for message in messages:

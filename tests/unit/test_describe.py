@@ -92,6 +92,29 @@ def test_cli_describes_a_repository_without_kafka(capsys: pytest.CaptureFixture[
     assert doc["lineage"]["feature_services"] == ["fraud_detection", "fraud_scoring", "user_spending"]
 
 
+def test_cli_describes_a_repository_with_no_kafka_configured_at_all(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No --bootstrap, no FEATUREBUS_KAFKA_BOOTSTRAP, no local broker: --repo still works."""
+    monkeypatch.delenv("FEATUREBUS_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.setenv("FEATUREBUS_HOME", str(tmp_path))
+    main(["describe", "user_transaction_stats", "--repo", str(FRAUD)])
+    out = capsys.readouterr().out
+    assert "user_transaction_stats" in out and "materialization state unknown: no Kafka cluster configured" in out
+
+
+def test_dropped_events_are_read_from_the_committed_metadata() -> None:
+    from confluent_kafka import TopicPartition
+
+    from featurebus.describe import dropped_partitions
+    from featurebus.schemas.materialization import CommitMetadata
+
+    committed = [TopicPartition("t", 0, 5, metadata=CommitMetadata(1, {}, (3, 1)).encode()),
+                 TopicPartition("t", 1, 5, metadata=CommitMetadata(1, {}).encode())]
+    assert dropped_partitions(committed) == ("t[0]: 3 late, 1 ahead of their record time",)
+    assert CommitMetadata.decode(committed[1].metadata, 0).dropped == (0, 0)
+
+
 def test_cli_without_a_broker_or_repo_says_what_to_do(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["describe", "transactions", "--bootstrap", _closed_port()])
