@@ -130,7 +130,7 @@ def ks_p_value(statistic: float, n: int, m: int) -> float:
     return float(min(1.0, max(0.0, 2 * total)))
 
 
-def jensen_shannon_distance(reference: Mapping[Hashable, int], current: Mapping[Hashable, int]) -> float:
+def jensen_shannon_distance(reference: Mapping[Any, int], current: Mapping[Any, int]) -> float:
     """√JS divergence in base 2 of two category count tables (both with a positive total)."""
     categories = list(set(reference) | set(current))
     p = np.asarray([reference.get(c, 0) for c in categories], dtype=np.float64)

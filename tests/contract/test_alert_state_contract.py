@@ -119,5 +119,5 @@ def test_restart_neither_loses_nor_duplicates_notifications(open_store: StoreFac
     evaluator.evaluate({"stale": 5.0}, 13_000)
     assert delivered == ["stale/1000/0", "stale/1000/1", "stale/1000/2"]
     final = open_store().get("stale")
-    assert final == AlertState.from_json(final.to_json()) and final is not None
+    assert final is not None and final == AlertState.from_json(final.to_json())
     assert final.status is AlertStatus.OK and final.outbox == ()

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from featurebus.platform.monitoring.alerts import AlertState, AlertStatus, NotificationKind, step
+from featurebus.platform.monitoring.alerts import AlertState, AlertStatus, Notification, NotificationKind, step
 from featurebus.platform.monitoring.evaluator import AlertEvaluator
 from featurebus.platform.monitoring.rules import AlertRule, RuleKind
 from featurebus.platform.monitoring.state_store import MemoryAlertBus, MemoryAlertStateStore
@@ -83,7 +83,7 @@ def test_notifications_form_well_ordered_episodes(history: list[tuple[float | No
     rule = dataclasses.replace(STALE, for_s=for_s, repeat_interval_s=repeat_s)
     state: AlertState | None = None
     now = 0
-    sent = []
+    sent: list[Notification] = []
     for value, dt in history:
         now += dt
         before = state

@@ -4,6 +4,7 @@ serialization, empty buckets, and the default and declared expectations."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -110,7 +111,7 @@ def test_another_format_is_refused_with_an_action() -> None:
 def test_bucket_statistics_split_rows_by_hour_and_day() -> None:
     hour = Granularity.HOUR.value
     times = np.array([0, 10, hour + 5, Granularity.DAY.value + 1])
-    columns = {"amount": [1.0, None, 3.0, 4.0], "card": ["a", "b", None, "a"]}
+    columns: dict[str, list[Any]] = {"amount": [1.0, None, 3.0, 4.0], "card": ["a", "b", None, "a"]}
     hourly = bucket_statistics(times, columns, numeric=["amount"], granularity=Granularity.HOUR)
     assert sorted(hourly) == sorted([("amount", 0), ("amount", hour), ("amount", Granularity.DAY.value),
                                      ("card", 0), ("card", hour), ("card", Granularity.DAY.value)])
