@@ -1,18 +1,17 @@
-"""The alerts topic channel: every notification as a JSON record on ``topics.ALERTS_TOPIC``
+"""The alerts topic channel: every notification as a JSON record on ``kafka.topics.ALERTS_TOPIC``
 (key = notification id), for `featurebus alerts list`, dashboards and anyone who consumes it.
 A repeated delivery has the same key, so a reader keyed by id sees it once."""
 
 from __future__ import annotations
 
 import orjson
-from confluent_kafka import Producer
 
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
+from featurebus.platform.kafka.clients import DeliveryTracker, producer
+from featurebus.platform.kafka.topics import ALERTS_TOPIC
 from featurebus.platform.monitoring.alerts import Notification
 from featurebus.platform.monitoring.channels import AlertDeliveryError, describe
 from featurebus.platform.monitoring.rules import AlertRule
-from featurebus.platform.producer import DeliveryTracker, producer_config
-from featurebus.platform.topics import ALERTS_TOPIC
 from featurebus.schemas.errors import KafkaUnavailableError
 
 __all__ = ["AlertsTopicChannel"]
@@ -26,7 +25,7 @@ class AlertsTopicChannel:
         self._topic = topic
         self._timeout_s = timeout_s
         ensure_topics(bootstrap, [TopicConfig(topic, 1)], timeout_s)
-        self._tracker = DeliveryTracker(Producer(producer_config(bootstrap, **{"linger.ms": 0})), bootstrap)
+        self._tracker = DeliveryTracker(producer(bootstrap, **{"linger.ms": 0}), bootstrap)
 
     def send(self, rule: AlertRule, notification: Notification) -> None:
         record = {**notification.to_dict(), "summary": describe(rule, notification), "target": rule.target,

@@ -1,7 +1,7 @@
 """Where alert states live: a small Protocol, an in-memory twin and the Kafka backend.
 
 The Kafka backend keeps one record per alert rule (key = rule name, value = ``AlertState``
-JSON carrying its format version) on a compacted topic (``topics.ALERT_STATE_TOPIC``, one
+JSON carrying its format version) on a compacted topic (``kafka.topics.ALERT_STATE_TOPIC``, one
 partition). A handle reads the topic to its end before every read, so it sees every earlier
 write, its own or a previous evaluator's. ``put`` refuses a state whose version is not newer
 than the stored one: two evaluators writing at once (or a stale one) fail loudly instead of
@@ -11,15 +11,14 @@ interleaving. ``tests/contract/test_alert_state_contract.py`` runs one suite ove
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any, Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics, unreachable_hint
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, unreachable_hint
+from featurebus.platform.kafka.clients import DeliveryTracker, consumer, producer
+from featurebus.platform.kafka.topics import ALERT_STATE_TOPIC
 from featurebus.platform.monitoring.alerts import AlertState
-from featurebus.platform.producer import DeliveryTracker, producer_config
-from featurebus.platform.topics import ALERT_STATE_TOPIC
 from featurebus.schemas.errors import KafkaUnavailableError, StaleAlertStateError
 
 __all__ = ["AlertStateStore", "KafkaAlertStateStore", "MemoryAlertBus", "MemoryAlertStateStore",
@@ -99,16 +98,13 @@ class KafkaAlertStateStore:
         self._timeout_s = timeout_s
         self._records: dict[str, AlertState] = {}
         ensure_topics(bootstrap, [alert_state_topic_config(topic)], timeout_s)
-        self._consumer: Any = Consumer({
-            "bootstrap.servers": bootstrap,
-            "group.id": f"featurebus.reader.{uuid.uuid4().hex}",  # assigned, never joins or commits
-            "enable.auto.commit": False,
+        self._consumer: Any = consumer(bootstrap, **{  # assigned, never joins or commits
             "isolation.level": "read_committed",
             "socket.connection.setup.timeout.ms": 5000,
         })
         self._consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         # linger 0: a state write is a promise to notify; it must be on the broker before delivery.
-        self._producer = Producer(producer_config(bootstrap, **{"linger.ms": 0}))
+        self._producer = producer(bootstrap, **{"linger.ms": 0})
 
     def _write(self, key: str, value: bytes | None) -> None:
         tracker = DeliveryTracker(self._producer, self._bootstrap)

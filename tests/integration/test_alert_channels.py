@@ -18,7 +18,7 @@ import orjson
 import pytest
 from aiosmtpd.controller import Controller
 
-from featurebus.platform.kafka_admin import read_compacted
+from featurebus.platform.kafka.admin import read_compacted
 from featurebus.platform.monitoring.alerts import Notification, NotificationKind, step
 from featurebus.platform.monitoring.alerts_topic import AlertsTopicChannel
 from featurebus.platform.monitoring.channels import AlertDeliveryError, EmailChannel, WebhookChannel
