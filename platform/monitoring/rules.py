@@ -129,6 +129,10 @@ class AlertRule:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AlertRule:
+        missing = [key for key in ("name", "kind", "target") if key not in data]
+        if missing:
+            raise DefinitionError(f"alert rule {data.get('name')!r}: missing {missing}; a rule needs a name, "
+                                  "a kind and a target")
         try:
             kind = RuleKind(data["kind"])
         except (KeyError, ValueError) as exc:

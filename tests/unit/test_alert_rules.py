@@ -52,6 +52,11 @@ def test_unknown_kind_in_a_document_names_the_choices() -> None:
         AlertRule.from_dict({"name": "x", "kind": "latency", "target": "svc"})
 
 
+def test_a_document_missing_fields_names_them() -> None:
+    with pytest.raises(DefinitionError, match=r"'x': missing \['target'\]"):
+        AlertRule.from_dict({"name": "x", "kind": "drift"})
+
+
 def test_rules_round_trip_through_dicts() -> None:
     rule = AlertRule("drift", RuleKind.DRIFT, "fraud", threshold=0.25, for_s=60, repeat_interval_s=600,
                      channels=("ops@example.com",), labels=(("feature", "amount"),))
