@@ -26,6 +26,7 @@ __all__ = [
     "InvalidJobTransitionError",
     "JobRunnerFencedError",
     "JobTimeoutError",
+    "StaleAlertStateError",
 ]
 
 
@@ -99,3 +100,7 @@ class JobRunnerFencedError(FeaturebusError):
 
 class JobTimeoutError(FeaturebusError):
     """Waiting for a job ran out of time; the job itself goes on."""
+
+
+class StaleAlertStateError(FeaturebusError):
+    """An alert state was written over a newer version of itself (two evaluators at once)."""

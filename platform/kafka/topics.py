@@ -10,6 +10,8 @@ __all__ = [
     "REGISTRY_TOPIC",
     "REGISTRY_HISTORY_TOPIC",
     "API_KEYS_TOPIC",
+    "ALERT_STATE_TOPIC",
+    "ALERTS_TOPIC",
     "feature_topic",
     "push_topic",
     "dead_letter_topic",
@@ -26,6 +28,11 @@ REGISTRY_TOPIC = "featurebus.registry"
 REGISTRY_HISTORY_TOPIC = "featurebus.registry-history"
 # Compacted: one record per API key hash (value = its scope), a tombstone once revoked.
 API_KEYS_TOPIC = "featurebus.api-keys"
+# Compacted: the alert evaluator's state of every alert rule (key = rule name), with the
+# notifications it owes (its outbox), so a restarted evaluator neither loses nor repeats them.
+ALERT_STATE_TOPIC = "featurebus.alert-state"
+# Every alert notification sent (key = notification id), the "alerts topic" channel.
+ALERTS_TOPIC = "featurebus.alerts"
 
 
 def feature_topic(workspace: str, view: str) -> str:

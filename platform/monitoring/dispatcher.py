@@ -1,0 +1,150 @@
+"""Delivering notifications without ever blocking the caller: a bounded queue and one thread.
+
+``submit`` only enqueues (and refuses, counted, when the queue is full). The delivery thread
+sends each notification to each channel its rule names; a failed send is retried after an
+exponential backoff (``backoff_s`` doubling up to ``max_backoff_s``) held in a due-time heap,
+so one failing channel delays neither the other channels nor the next notifications. After
+``max_attempts`` it gives up, counted. Counters are plain ints for the evaluator's /metrics.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from featurebus.platform.monitoring.alerts import Notification
+from featurebus.platform.monitoring.channels import AlertDeliveryError, Channel
+from featurebus.platform.monitoring.rules import AlertRule
+from featurebus.schemas.errors import DefinitionError
+
+__all__ = ["DeliveryCounters", "Dispatcher"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class DeliveryCounters:
+    sent: int = 0
+    failed_attempts: int = 0
+    given_up: int = 0
+    dropped_queue_full: int = 0
+    per_channel_sent: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(order=True)
+class _Attempt:
+    due: float
+    order: int
+    channel: str = field(compare=False)
+    rule: AlertRule = field(compare=False)
+    notification: Notification = field(compare=False)
+    attempt: int = field(compare=False, default=1)
+
+
+class Dispatcher:
+    def __init__(self, channels: Mapping[str, Channel], *, queue_size: int = 1000, max_attempts: int = 6,
+                 backoff_s: float = 0.5, max_backoff_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if queue_size < 1 or max_attempts < 1 or backoff_s < 0 or max_backoff_s < backoff_s:
+            raise DefinitionError("dispatcher: queue_size and max_attempts must be >= 1 and "
+                                  "0 <= backoff_s <= max_backoff_s")
+        self._channels = dict(channels)
+        self._queue: queue.Queue[tuple[AlertRule, Notification] | None] = queue.Queue(queue_size)
+        self._max_attempts = max_attempts
+        self._backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._clock = clock
+        self._retries: list[_Attempt] = []
+        self._order = itertools.count()
+        self._idle = threading.Condition()
+        self._in_flight = 0
+        self.counters = DeliveryCounters()
+        self._thread = threading.Thread(target=self._run, name="featurebus-alert-delivery", daemon=True)
+        self._thread.start()
+
+    def submit(self, rule: AlertRule, notification: Notification) -> bool:
+        """Queue a notification for every channel of its rule; False (counted) when the queue is full."""
+        unknown = [name for name in rule.channels if name not in self._channels]
+        if unknown:
+            raise DefinitionError(f"alert rule {rule.name!r} names channels {unknown} that are not configured; "
+                                  f"configured: {sorted(self._channels)}")
+        with self._idle:
+            self._in_flight += 1
+        try:
+            self._queue.put_nowait((rule, notification))
+        except queue.Full:
+            with self._idle:
+                self._in_flight -= 1
+            self.counters.dropped_queue_full += 1
+            return False
+        return True
+
+    def deliver(self, rule: AlertRule, notification: Notification) -> None:
+        """``submit`` in the evaluator's ``Deliver`` shape: a full queue raises, so the evaluator
+        keeps the notification in its stored outbox and offers it again next round."""
+        if not self.submit(rule, notification):
+            raise AlertDeliveryError(f"the alert delivery queue is full; {notification.id} is retried next round")
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until everything submitted was delivered or given up (for tests and shutdown)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout_s)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        self.wait_idle(timeout_s)
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            timeout = None if not self._retries else max(0.0, self._retries[0].due - self._clock())
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:  # a retry is due
+                pass
+            else:
+                if item is None:
+                    return
+                self._start(*item)
+            while self._retries and self._retries[0].due <= self._clock():
+                self._try(heapq.heappop(self._retries))
+
+    def _start(self, rule: AlertRule, notification: Notification) -> None:
+        attempts = [_Attempt(0.0, next(self._order), name, rule, notification) for name in rule.channels]
+        with self._idle:
+            self._in_flight += len(attempts) - 1  # one per channel instead of one per notification
+            self._idle.notify_all()
+        for attempt in attempts:
+            self._try(attempt)
+
+    def _try(self, attempt: _Attempt) -> None:
+        try:
+            self._channels[attempt.channel].send(attempt.rule, attempt.notification)
+        except Exception:  # any failure of a channel is retried; none may kill the delivery thread
+            self.counters.failed_attempts += 1
+            if attempt.attempt >= self._max_attempts:
+                self.counters.given_up += 1
+                _log.error("giving up on %s via %s after %d attempts", attempt.notification.id, attempt.channel,
+                           attempt.attempt, exc_info=True)
+                self._done()
+                return
+            delay = min(self._max_backoff_s, self._backoff_s * 2 ** (attempt.attempt - 1))
+            _log.warning("delivering %s via %s failed; retry in %.1f s", attempt.notification.id, attempt.channel,
+                         delay, exc_info=True)
+            heapq.heappush(self._retries, _Attempt(self._clock() + delay, next(self._order), attempt.channel,
+                                                   attempt.rule, attempt.notification, attempt.attempt + 1))
+            return
+        self.counters.sent += 1
+        self.counters.per_channel_sent[attempt.channel] = self.counters.per_channel_sent.get(attempt.channel, 0) + 1
+        self._done()
+
+    def _done(self) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            self._idle.notify_all()
