@@ -17,6 +17,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from prometheus_client import Histogram
 
+from featurebus.platform.access.roles import Action
 from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.schemas.errors import InvalidRequestError
 from featurebus.serving.http import read_body
@@ -87,7 +88,7 @@ class FeatureEndpoints:
         params = _params(body)
         workspace = _get(params, "workspaceName", "workspace_name", str)
         service = _get(params, "featureServiceName", "feature_service_name", str)
-        self._keys.permit(api_key, workspace, "reader")
+        self._keys.permit(api_key, workspace, Action.READ_ONLINE)
         return params, workspace, service
 
     def _decorate(self, surface: RequestSurface, result: dict[str, Any], workspace: str, service: str,

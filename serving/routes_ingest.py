@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 
+from featurebus.platform.access.roles import Action
 from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.schemas.errors import InvalidRequestError
 from featurebus.serving.http import read_body
@@ -40,7 +41,7 @@ class IngestEndpoint:
         if not isinstance(body, dict):
             raise InvalidRequestError('request body must be a JSON object {"workspace_name", "records", ...}')
         workspace = _field(body, "workspace_name", "workspaceName", str)
-        self._keys.permit(api_key, workspace, "writer")
+        self._keys.permit(api_key, workspace, Action.INGEST)
         dry_run = _field(body, "dry_run", "dryRun", bool, default=False)
         read_after_write = _field(body, "read_after_write", "readAfterWrite", bool, default=False)
         result = await self._service.ingest_async(workspace, body.get("records"), dry_run, read_after_write)
@@ -53,7 +54,8 @@ def ingest_router(endpoint: IngestEndpoint) -> APIRouter:
     @router.post("/ingest", openapi_extra=ingest_doc())
     async def ingest(request: Request) -> Response:
         """Validate every record against its push source's schema; write all of them or none.
-        Needs a `writer` (or `admin`) key of the workspace. With `read_after_write`, answers only
+        Needs the `editor` role in the workspace (an earlier release's `writer` or `admin` key).
+        With `read_after_write`, answers only
         once this replica serves the records' effect."""
         payload = await endpoint.ingest(request.headers.get("authorization"), await read_body(request))
         return Response(payload, media_type="application/json")
