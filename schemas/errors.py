@@ -23,6 +23,8 @@ __all__ = [
     "StoreFormatError",
     "InvalidJobTransitionError",
     "JobRunnerFencedError",
+    "ConflictError",
+    "ControlPlaneUnavailableError",
     "JobTimeoutError",
 ]
 
@@ -69,6 +71,18 @@ class AuthenticationError(FeaturebusError):
 
 class PermissionDeniedError(FeaturebusError):
     """A valid API key that is not allowed to do this (wrong workspace or role)."""
+
+
+class ConflictError(FeaturebusError):
+    """A write made against a state that has moved on (a plan of a stale registry version)."""
+
+    def __init__(self, message: str, current_version: int) -> None:
+        super().__init__(message)
+        self.current_version = current_version
+
+
+class ControlPlaneUnavailableError(FeaturebusError):
+    """The control plane did not answer; the message names the URL that was tried."""
 
 
 class StoreFormatError(FeaturebusError):

@@ -16,6 +16,8 @@ from starlette.exceptions import HTTPException
 
 from featurebus.schemas.errors import (
     AuthenticationError,
+    ConflictError,
+    DefinitionError,
     FeaturebusError,
     InvalidRequestError,
     KafkaUnavailableError,
@@ -36,6 +38,8 @@ _STATUS: tuple[tuple[type[FeaturebusError], int, str], ...] = (
     (AuthenticationError, 401, "UNAUTHENTICATED"),
     (PermissionDeniedError, 403, "PERMISSION_DENIED"),
     (NotFoundError, 404, "NOT_FOUND"),
+    (ConflictError, 409, "CONFLICT"),
+    (DefinitionError, 400, "INVALID_DEFINITION"),
     (KafkaUnavailableError, 503, "UNAVAILABLE"),
 )
 _HTTP_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
@@ -70,6 +74,9 @@ def render_error(exc: Exception) -> Response:
         if isinstance(exc, RecordValidationError):
             body = {"message": str(exc), "code": code, "recordErrors": exc.record_errors}
             return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+        if isinstance(exc, ConflictError):
+            conflict: dict[str, object] = {"message": str(exc), "code": code, "currentVersion": exc.current_version}
+            return Response(orjson.dumps(conflict), status_code=status, media_type="application/json")
         return error_response(status, code, str(exc))
     if isinstance(exc, RequestValidationError):
         details = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
