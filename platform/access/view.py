@@ -192,9 +192,15 @@ class AccessView:
             if workspace is not None and scope != workspace:
                 raise PermissionDeniedError(f"API key {caller.key_id} is scoped to workspace {scope!r}, not "
                                             f"{workspace!r}; use a key created for {workspace!r}")
-            wanted = needed.label if needed is not None else "the instance admin role"
-            raise PermissionDeniedError(f"API key {caller.key_id} has role {legacy_role.label!r} but {action.value} "
-                                        f"needs {wanted!r}; create a key with that role (`featurebus api-key create`)")
+            earlier = {role: name for name, role in LEGACY_ROLES.items()}
+            if needed is None:
+                wanted = "the instance admin role"
+            else:
+                wanted = f"'{needed.label}'" + (f" (an earlier release's '{earlier[needed]}')" if needed in earlier else "")
+            raise PermissionDeniedError(
+                f"API key {caller.key_id} has role '{earlier.get(legacy_role, legacy_role.label)}' "
+                f"({legacy_role.label}) but {action.value} needs {wanted}; create a key with that role "
+                "(`featurebus api-key create --role ...`)")
         held = f"role {role.label!r}" if role is not None else "no role"
         where = f"in workspace {workspace!r}" if workspace is not None else "on this instance"
         if needed is None:
