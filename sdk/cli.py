@@ -489,7 +489,8 @@ def _stop_on_signals() -> None:
 
 @app.command("up")
 def up(workspace: Workspace = "default", port: int = 8080,
-       control_port: Annotated[int, typer.Option("--control-port", help="The control plane's port.")] = 8090,
+       control_port: Annotated[int | None, typer.Option(
+           "--control-port", help="The control plane's port (default: 8090 when free, else any free port).")] = None,
        bootstrap: Bootstrap = None, home: Home = None) -> None:
     """Run the whole platform on this machine until Ctrl-C."""
     from featurebus.platform.local.up import LocalPlatform

@@ -24,13 +24,29 @@ __all__ = ["LocalPlatform"]
 log = logging.getLogger(__name__)
 
 
+DEFAULT_CONTROL_PORT = 8090
+
+
+def _free_or_any(port: int) -> int:
+    """``port`` when nothing listens there, else a free one: the URL goes into the config anyway,
+    and two `up`s on one machine (tests, two homes) must not collide."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port_pair()[0]
+    return port
+
+
 class LocalPlatform:
     def __init__(self, home: Path, workspace: str, port: int | None = None, bootstrap: str | None = None,
                  control_port: int | None = None) -> None:
         self.home = home
         self.workspace = workspace
         self.port = port or free_port_pair()[0]
-        self.control_port = control_port or free_port_pair()[0]
+        self.control_port = control_port or _free_or_any(DEFAULT_CONTROL_PORT)
         # The admin key, when this start created the admin (the first `up` on this registry).
         self.admin_secret: str | None = None
         self._configured_bootstrap = bootstrap or kafka_bootstrap_from_env()
