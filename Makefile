@@ -28,8 +28,8 @@ demo: bootstrap ## Run the platform on its defaults: fraud example, live vectors
 test: bootstrap ## Run the whole test suite (starts a local Kafka for the Kafka tests)
 	$(BIN)/python -m pytest
 
-test-fast: bootstrap ## Unit and contract tests only (no Kafka)
-	$(BIN)/python -m pytest tests/unit tests/contract
+test-fast: bootstrap ## Unit and contract tests, without the Kafka-marked ones (starts no broker)
+	$(BIN)/python -m pytest tests/unit tests/contract -m "not kafka"
 
 lint: bootstrap ## ruff, mypy, and the one-way layers (tools/check_layers.py)
 	$(BIN)/ruff check sdk platform streams schemas serving tests bench examples tools

@@ -46,9 +46,9 @@ from featurebus.compile import compile_workspace
 from featurebus.platform.api_keys import create_api_key
 from featurebus.platform.kafka.clients import producer_config
 from featurebus.platform.kafka.topics import push_topic
-from featurebus.platform.local.generator import iso_ms
 from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from featurebus.schemas.specs import WorkspaceSpec
+from featurebus.schemas.time import format_iso_ms
 from featurebus.types import Float64, Int64, String, Timestamp
 
 __all__ = ["run"]
@@ -102,7 +102,7 @@ def make_batches(count: int, now_ms: int) -> list[list[dict[str, Any]]]:
         for i in range(BATCH):
             n = b * BATCH + i
             batch.append({"user_id": f"user_{n % 10_000}", "price": float(n % 97) + 0.5, "quantity": n % 7 + 1,
-                          "ts": iso_ms(now_ms - (n % 3_600_000))})
+                          "ts": format_iso_ms(now_ms - (n % 3_600_000))})
         batches.append(batch)
     return batches
 

@@ -170,11 +170,13 @@ def _peer_memory_cap() -> int:
     return max(4 * 2**30, available - 3 * 2**30)
 
 
-def _child(command: list[str], timeout_s: float, memory_cap: int | None = None) -> dict[str, Any]:
+def _child(command: list[str], timeout_s: float, memory_cap: int | None = None, cwd: Path | None = None,
+           env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run one measured process; its last stdout line is its JSON result. On the time or memory
     cap the process is killed (by its PID) and the result says which cap and when."""
     started = time.monotonic()
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+                          env=env) as process:
         # Drain the pipes in the background so a chatty child never blocks on a full pipe.
         output: dict[str, str] = {}
         reader = threading.Thread(target=lambda: output.update(zip(("out", "err"), process.communicate(), strict=True)))
@@ -210,7 +212,9 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
     write_events(root, size)
     write_spine(spine, size)
     log.info("offline: %d events, %d spine rows written in %.0fs", size.events, size.spine, time.monotonic() - started)
-    ours = _child([sys.executable, "-m", "bench.bench_offline", str(root), str(spine)], timeout_s=3600)
+    # Its DuckDB spills under the featurebus home: the scratch's, not the caller's ./.featurebus.
+    ours = _child([sys.executable, "-m", "bench.bench_offline", str(root), str(spine)], timeout_s=3600,
+                  env={**os.environ, "FEATUREBUS_HOME": str(work / "home")})
     if "seconds" not in ours:
         raise RuntimeError(f"featurebus's training set did not finish: {ours}")
     log.info("offline: featurebus %s", ours)
@@ -232,7 +236,8 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
     for kind in ("file", "duckdb"):
         peer = f"feast {FEAST_VERSION} {kind} offline store"
         command = [str(python), str(FEAST_PEER), str(work / f"feast_{kind}"), str(table), str(spine), kind]
-        theirs = _child(command, cap_s, cap_bytes)
+        # In the scratch: Feast's DuckDB spills into ./.tmp of its working directory.
+        theirs = _child(command, cap_s, cap_bytes, cwd=work)
         log.info("offline: %s %s", peer, theirs)
         marker = work / f"feast_{kind}" / "timing_started"
         timed_s = theirs.get("killed_at", 0.0) - float(marker.read_text()) if marker.exists() else 0.0

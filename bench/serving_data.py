@@ -30,8 +30,8 @@ from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
 from featurebus.platform.kafka.clients import DeliveryTracker, producer_config
 from featurebus.platform.kafka.topics import feature_topic
 from featurebus.platform.kv import RocksStore
-from featurebus.platform.local.generator import iso_ms
 from featurebus.schemas.specs import WorkspaceSpec
+from featurebus.schemas.time import format_iso_ms
 from featurebus.streams.runtime.engine import Progress, RawRecord, StreamEngine
 
 __all__ = ["Dataset", "make_dataset", "publish_tiles", "feast_tables", "FEATURE_PARTITIONS"]
@@ -106,7 +106,7 @@ def publish_tiles(bootstrap: str, spec: WorkspaceSpec, source_topic: str, data: 
             engine = StreamEngine(spec, store, sink, topics.__getitem__)
             records = [
                 orjson.dumps({"transaction_id": t, "user_id": u, "merchant_id": m, "amount": a, "is_online": bool(o),
-                              "timestamp": iso_ms(int(ts))})
+                              "timestamp": format_iso_ms(int(ts))})
                 for t, u, m, a, o, ts in zip(data.events["transaction_id"], data.events["user_id"],
                                              data.events["merchant_id"], data.events["amount"],
                                              data.events["is_online"], data.events["ts_ms"], strict=True)

@@ -29,7 +29,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.fraud_setup import FeatureClient
 from featurebus.platform.kafka.clients import producer_config
-from featurebus.platform.local.generator import iso_ms
+from featurebus.schemas.time import format_iso_ms
 
 __all__ = ["DictFolder", "FreshnessRun", "Probe", "event_producer", "measure_freshness"]
 
@@ -155,7 +155,7 @@ def measure_freshness(
                 "merchant_id": "merchant_0",
                 "amount": probe.amount,
                 "is_online": False,
-                "timestamp": iso_ms(int(time.time() * 1000)),
+                "timestamp": format_iso_ms(int(time.time() * 1000)),
             })
             probe.produced_at = time.perf_counter()
             producer.produce(topic, value=value, key=probe.user.encode())

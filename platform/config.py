@@ -1,20 +1,38 @@
 """Where the platform keeps its local state and which Kafka cluster it talks to.
 
 Resolution order for the cluster: ``--bootstrap``, then ``FEATUREBUS_KAFKA_BOOTSTRAP``, then the
-local broker started by ``featurebus kafka start`` / ``featurebus up`` (recorded in the home).
+platform ``featurebus up`` runs (it records its broker and serving address in the home's
+``config.json`` while it runs), then the broker ``featurebus kafka start`` left running.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from featurebus.platform.kafka.broker import LocalKafka, kafka_bootstrap_from_env
 from featurebus.schemas.errors import InvalidRequestError, KafkaUnavailableError
 
-__all__ = ["home_dir", "kafka_state_dir", "resolve_bootstrap", "select_workspace", "selected_workspace", "DEFAULT_WORKSPACE",
-           "DEFAULT_CONTROL_URL", "control_login", "save_control_login"]
+__all__ = [
+    "DEFAULT_CONTROL_URL",
+    "DEFAULT_WORKSPACE",
+    "Cluster",
+    "RunningPlatform",
+    "clear_platform",
+    "control_login",
+    "home_dir",
+    "kafka_state_dir",
+    "record_platform",
+    "resolve_bootstrap",
+    "resolve_cluster",
+    "running_platform",
+    "save_control_login",
+    "select_workspace",
+    "selected_workspace",
+]
 
 DEFAULT_WORKSPACE = "default"
 DEFAULT_CONTROL_URL = "http://127.0.0.1:8090"
@@ -29,82 +47,138 @@ def kafka_state_dir() -> Path:
     return home_dir() / "kafka"
 
 
-def resolve_bootstrap(explicit: str | None = None) -> str:
-    if explicit:
-        return explicit
-    from_env = kafka_bootstrap_from_env()
-    if from_env:
-        return from_env
-    running = LocalKafka.status_detached(kafka_state_dir())
+@dataclass(frozen=True)
+class RunningPlatform:
+    """What a running ``featurebus up`` tells every other command of the same home."""
+
+    bootstrap: str
+    serving_url: str
+    local_broker: bool  # a development broker `up` started itself (topics may be created freely)
+    pid: int  # the `featurebus up` process: a record whose process is gone is ignored
+
+
+@dataclass(frozen=True)
+class Cluster:
+    bootstrap: str
+    local: bool  # a local development broker (`featurebus up` or `featurebus kafka start`)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, someone else's
+    return True
+
+
+def running_platform(home: Path | None = None) -> RunningPlatform | None:
+    """The platform `featurebus up` runs from this home, if it still runs."""
+    record = _read_settings(home).get("up")
+    if not isinstance(record, dict):
+        return None
+    try:
+        platform = RunningPlatform(str(record["bootstrap"]), str(record["serving_url"]), bool(record["local_broker"]),
+                                   int(record["pid"]))
+    except (KeyError, TypeError, ValueError):
+        return None  # written by another featurebus version: ignored, as if absent
+    return platform if _process_alive(platform.pid) else None
+
+
+def record_platform(platform: RunningPlatform, home: Path | None = None) -> Path:
+    return _update_settings(home, up=asdict(platform))
+
+
+def clear_platform(pid: int, home: Path | None = None) -> None:
+    """Forget the record of ``up`` process ``pid`` (a newer `up`'s record is left alone)."""
+    record = _read_settings(home).get("up")
+    if isinstance(record, dict) and record.get("pid") == pid:
+        _update_settings(home, up=None)
+
+
+def resolve_cluster(explicit: str | None = None, home: Path | None = None) -> Cluster:
+    """The Kafka cluster commands talk to, and whether it is a local development broker."""
+    running = running_platform(home)
+    detached = LocalKafka.status_detached((home or home_dir()) / "kafka")
+    local = {p.bootstrap for p in (running,) if p is not None and p.local_broker}
+    local |= {detached.bootstrap} if detached is not None else set()
+    chosen = explicit or kafka_bootstrap_from_env()
+    if chosen:
+        return Cluster(chosen, chosen in local)
     if running is not None:
-        return running.bootstrap
+        return Cluster(running.bootstrap, running.local_broker)
+    if detached is not None:
+        return Cluster(detached.bootstrap, True)
     raise KafkaUnavailableError(
-        "no Kafka cluster configured: run `featurebus up` (or `featurebus kafka start`), "
-        "or set FEATUREBUS_KAFKA_BOOTSTRAP=host:port"
+        "no Kafka cluster configured: run `featurebus up` (or `featurebus kafka start`) from this directory, or "
+        f"set FEATUREBUS_HOME to the home it runs from (this one: {home or home_dir()}), "
+        "or pass --bootstrap / set FEATUREBUS_KAFKA_BOOTSTRAP=host:port"
     )
+
+
+def resolve_bootstrap(explicit: str | None = None) -> str:
+    return explicit or resolve_cluster().bootstrap
 
 
 def _settings_path(home: Path | None) -> Path:
     return (home or home_dir()) / "config.json"
 
 
-def selected_workspace(home: Path | None = None) -> str:
-    """The workspace `featurebus workspace select` chose, the default of every ``--workspace``."""
+def _read_settings(home: Path | None) -> dict[str, Any]:
     path = _settings_path(home)
     try:
         settings = json.loads(path.read_text())
     except FileNotFoundError:
-        return DEFAULT_WORKSPACE
+        return {}
     except ValueError as exc:
         raise InvalidRequestError(f"{path} is not valid JSON ({exc}); fix it or delete it") from exc
-    workspace = settings.get("workspace") if isinstance(settings, dict) else None
-    return workspace if isinstance(workspace, str) and workspace else DEFAULT_WORKSPACE
+    return settings if isinstance(settings, dict) else {}
 
 
-def select_workspace(name: str, home: Path | None = None) -> Path:
-    return _update_settings({"workspace": name}, home)
-
-
-def _update_settings(changes: dict[str, object], home: Path | None) -> Path:
+def _update_settings(home: Path | None, **changes: object) -> Path:
+    """Set (or, with None, remove) top-level keys, keeping the others."""
     path = _settings_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
-    settings: dict[str, object] = {}
-    if path.exists():
-        try:
-            loaded = json.loads(path.read_text())
-            settings = loaded if isinstance(loaded, dict) else {}
-        except ValueError:
-            settings = {}  # replaced by a valid file below
-    settings.update(changes)
-    tmp = path.with_suffix(".tmp")
-    # The file may hold an API key: readable by its owner only, from the moment it exists.
+    try:
+        settings = _read_settings(home)
+    except InvalidRequestError:
+        settings = {}  # replaced by a valid file below
+    for key, value in changes.items():
+        if value is None:
+            settings.pop(key, None)
+        else:
+            settings[key] = value
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    # The file may hold an API key (`featurebus login`): readable by its owner only, from the start.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(json.dumps(settings, indent=2) + "\n")
     os.chmod(tmp, 0o600)
-    tmp.replace(path)  # atomic: a concurrent command reads the old or the new choice
+    tmp.replace(path)  # atomic: a concurrent command reads the old or the new settings
     return path
+
+
+def selected_workspace(home: Path | None = None) -> str:
+    """The workspace `featurebus workspace select` chose, the default of every ``--workspace``."""
+    workspace = _read_settings(home).get("workspace")
+    return workspace if isinstance(workspace, str) and workspace else DEFAULT_WORKSPACE
+
+
+def select_workspace(name: str, home: Path | None = None) -> Path:
+    return _update_settings(home, workspace=name)
 
 
 def control_login(home: Path | None = None) -> tuple[str, str | None]:
     """The control plane's URL and the API key `featurebus login` (or the first `featurebus up`)
     stored; ``FEATUREBUS_CONTROL_URL`` / ``FEATUREBUS_API_KEY`` override them."""
-    path = _settings_path(home)
-    settings: dict[str, object] = {}
-    try:
-        loaded = json.loads(path.read_text())
-        settings = loaded if isinstance(loaded, dict) else {}
-    except FileNotFoundError:
-        pass
-    except ValueError as exc:
-        raise InvalidRequestError(f"{path} is not valid JSON ({exc}); fix it or delete it") from exc
+    settings = _read_settings(home)
     url = os.environ.get("FEATUREBUS_CONTROL_URL") or settings.get("control_url") or DEFAULT_CONTROL_URL
     key = os.environ.get("FEATUREBUS_API_KEY") or settings.get("api_key")
     return str(url), (str(key) if key else None)
 
 
 def save_control_login(url: str, key: str | None, home: Path | None = None) -> Path:
-    changes: dict[str, object] = {"control_url": url.rstrip("/")}
     if key:
-        changes["api_key"] = key
-    return _update_settings(changes, home)
+        return _update_settings(home, control_url=url.rstrip("/"), api_key=key)
+    return _update_settings(home, control_url=url.rstrip("/"))

@@ -9,12 +9,11 @@ is made live by applying its repository to a live workspace.
 
 from __future__ import annotations
 
-import time
-
 from featurebus.platform.kafka.topics import REGISTRY_HISTORY_TOPIC, REGISTRY_TOPIC
 from featurebus.platform.registry.base import Registry, SpecRecord, history_key
 from featurebus.schemas.errors import InvalidRequestError, NotFoundError
 from featurebus.schemas.specs import WorkspaceSpec
+from featurebus.schemas.time import now_ms
 
 __all__ = ["create_workspace", "delete_workspace", "list_workspaces", "object_count", "validate_workspace_name"]
 
@@ -42,7 +41,7 @@ def create_workspace(registry: Registry, name: str, live: bool) -> WorkspaceSpec
         kind = "live" if existing.live else "development"
         raise InvalidRequestError(f"workspace {name!r} already exists ({kind}); pick another name, "
                                   f"or `featurebus workspace delete {name}` first")
-    created = WorkspaceSpec(name, live=live, applied_at_ms=int(time.time() * 1000))
+    created = WorkspaceSpec(name, live=live, applied_at_ms=now_ms())
     # Version 0 goes to the registry only: history lists applied versions, and the first apply
     # keeps the flag (the registry copies it from the record it replaces).
     registry.apply(name, [(REGISTRY_TOPIC, name.encode("utf-8"), created.to_json())], "creating")

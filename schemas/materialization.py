@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from featurebus.schemas.errors import FeaturebusError
+from featurebus.schemas.specs import METADATA_FIELDS as DESCRIPTIVE_FIELDS
 from featurebus.schemas.specs import StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
 
 __all__ = [
@@ -35,7 +36,7 @@ __all__ = [
 # Fields whose change leaves materialized features valid, as dotted attribute paths. Everything
 # else invalidates them, including fields added to the specs later: recomputing once too often is
 # cheap next to serving features computed under an old definition.
-METADATA_FIELDS = frozenset({"description", "owner", "tags", "prevent_destroy"})
+METADATA_FIELDS = frozenset(DESCRIPTIVE_FIELDS)
 # ``online``/``offline`` say where the features go, not what they are. (A view switched online
 # has no state yet: its missing fingerprint, not a changed one, makes the worker build it.)
 VIEW_HARMLESS = METADATA_FIELDS | {"online", "offline"}

@@ -8,15 +8,35 @@ document carries ``SPEC_FORMAT_VERSION`` so a reader can refuse what it does not
 from __future__ import annotations
 
 import dataclasses
+import enum
+import functools
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import orjson
 
-from featurebus.schemas.errors import NotFoundError, StoreFormatError
+from featurebus.schemas.errors import DefinitionError, NotFoundError, StoreFormatError
+from featurebus.schemas.kinds import (
+    AggregationFunction,
+    AggregationLeadingEdge,
+    BatchConfigKind,
+    BatchTriggerType,
+    FileFormat,
+    RealtimeInputKind,
+    RealtimeMode,
+    TransformationMode,
+    ValueFormat,
+    WindowKind,
+)
+from featurebus.schemas.time_range import SourceRangeSpec
 
 __all__ = [
     "SPEC_FORMAT_VERSION",
+    "METADATA_FIELDS",
+    "DescribedSpec",
     "FieldSpec",
     "EntitySpec",
     "KafkaConfigSpec",
@@ -42,8 +62,37 @@ __all__ = [
 # 3: realtime feature views and request sources. 4: window kinds (TimeWindow offset,
 # LifetimeWindow, TimeWindowSeries) and the aggregation leading edge. Older documents are still
 # read: every field a version added has a default that means what the older version meant.
-SPEC_FORMAT_VERSION = 4
-_READABLE_VERSIONS = frozenset({1, 2, 3, 4})
+# (The closed sets became enums and the metadata fields one base class without a new version:
+# the JSON is the same bytes, tests/unit/test_spec_contract.py checks it against older documents.)
+# 5: batch views' time-bounded sources (``select_range``: ``source_ranges``, schemas/time_range.py).
+SPEC_FORMAT_VERSION = 5
+_READABLE_VERSIONS = frozenset({1, 2, 3, 4, 5})
+
+# The descriptive fields every named object carries: changing them changes no feature value.
+METADATA_FIELDS = ("description", "owner", "tags", "prevent_destroy")
+
+
+def _metadata_after(anchor: str, *, description_after: str | None = None) -> dict[str, str]:
+    """Where the metadata fields sit in a spec's JSON: each maps to the field it follows."""
+    return {"description": description_after or anchor, "owner": anchor if description_after else "description",
+            "tags": "owner", "prevent_destroy": "tags"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DescribedSpec:
+    """The descriptive metadata of a named object (entity, source, view, service, table).
+
+    Declared once here; the fields stay flat on each spec (``view.owner``), keyword-only. In the
+    JSON each spec keeps them where they were when every spec declared its own copy
+    (``_METADATA_AFTER``), so documents are the same bytes as before this base existed.
+    """
+
+    _METADATA_AFTER: ClassVar[dict[str, str]]
+
+    description: str = ""
+    owner: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs sorted by key: specs stay hashable
+    prevent_destroy: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,20 +102,18 @@ class FieldSpec:
 
 
 @dataclass(frozen=True)
-class EntitySpec:
+class EntitySpec(DescribedSpec):
+    _METADATA_AFTER = _metadata_after("join_keys")
+
     name: str
     join_keys: tuple[FieldSpec, ...]
-    description: str = ""
-    owner: str | None = None
-    tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs sorted by key: specs stay hashable
-    prevent_destroy: bool = False
 
 
 @dataclass(frozen=True)
 class KafkaConfigSpec:
     topics: tuple[str, ...]
     timestamp_field: str
-    value_format: str = "json"
+    value_format: ValueFormat = ValueFormat.JSON
     watermark_delay_ms: int = 24 * 3600 * 1000
     bootstrap_servers: str | None = None  # None: the platform's own cluster
     # The writer's Avro record schema (JSON text) for value_format "avro" and "confluent_avro".
@@ -78,24 +125,22 @@ class FileConfigSpec:
     """Files holding a source's history. Compiled and kept; not read by featurebus yet."""
 
     uri: str
-    file_format: str = "parquet"  # "parquet" | "csv" | "json"
+    file_format: FileFormat = FileFormat.PARQUET
     timestamp_field: str | None = None
 
 
 @dataclass(frozen=True)
-class StreamSourceSpec:
+class StreamSourceSpec(DescribedSpec):
+    _METADATA_AFTER = _metadata_after("batch_config", description_after="kafka")
+
     name: str
     schema: tuple[FieldSpec, ...]
     kafka: KafkaConfigSpec
-    description: str = ""
     # A push source is written through the ingestion API onto ``kafka.topics`` (its push topic);
     # ``log_offline`` says whether the offline store keeps its records (Kafka sources: always).
     push: bool = False
     log_offline: bool = True
     batch_config: FileConfigSpec | None = None
-    owner: str | None = None
-    tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs sorted by key: specs stay hashable
-    prevent_destroy: bool = False
     # The implicit push source of the FeatureTable of the same name (derived from its
     # FeatureTableSpec by featurebus.feature_table; plan and describe show the table instead).
     feature_table: bool = False
@@ -111,7 +156,7 @@ class CustomBatchConfigSpec:
     function itself restricts its rows to the context's range (featurebus filters again anyway).
     """
 
-    kind: str  # "pandas" | "pyarrow"
+    kind: BatchConfigKind
     function_name: str
     code: str
     filter_parameter: str | None = None
@@ -120,14 +165,12 @@ class CustomBatchConfigSpec:
 
 
 @dataclass(frozen=True)
-class BatchSourceSpec:
+class BatchSourceSpec(DescribedSpec):
+    _METADATA_AFTER = _metadata_after("batch_config")
+
     name: str
     # None only for a source written in Python (``custom_config``); exactly one of them is set.
     batch_config: FileConfigSpec | None
-    description: str = ""
-    owner: str | None = None
-    tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs sorted by key: specs stay hashable
-    prevent_destroy: bool = False
     custom_config: CustomBatchConfigSpec | None = None
 
 
@@ -140,7 +183,7 @@ class TransformationSpec:
     (as Tecton requires for the same reason).
     """
 
-    mode: str  # "pandas" | "python"
+    mode: TransformationMode
     function_name: str
     code: str
 
@@ -148,7 +191,7 @@ class TransformationSpec:
 @dataclass(frozen=True)
 class AggregationSpec:
     name: str  # output feature name, e.g. "amount_sum_1h_continuous"
-    function: str  # an AggregationFunction value
+    function: AggregationFunction
     input_column: str
     input_dtype: str
     window_ms: int  # window size; 0 for a lifetime window
@@ -164,7 +207,7 @@ class AggregationSpec:
     # "time": [end + offset_ms - window_ms, end + offset_ms), offset_ms <= 0 (Tecton's sign);
     # "lifetime": [the view's lifetime_start_ms, end); "series": one window of window_ms per
     # step_ms from end + series_start_ms up to end + series_end_ms, one array element each.
-    window_kind: str = "time"
+    window_kind: WindowKind = WindowKind.TIME
     offset_ms: int = 0
     series_start_ms: int = 0
     series_end_ms: int = 0
@@ -174,15 +217,17 @@ class AggregationSpec:
     def reach_ms(self) -> int | None:
         """How far before the window end ``E`` this aggregation's earliest window starts; None for
         a lifetime window (unbounded). Decides state retention and the offline read range."""
-        if self.window_kind == "lifetime":
+        if self.window_kind == WindowKind.LIFETIME:
             return None
-        if self.window_kind == "series":
+        if self.window_kind == WindowKind.SERIES:
             return -self.series_start_ms
         return self.window_ms - self.offset_ms
 
 
 @dataclass(frozen=True)
-class StreamFeatureViewSpec:
+class StreamFeatureViewSpec(DescribedSpec):
+    _METADATA_AFTER = _metadata_after("offline")
+
     name: str
     source: str
     entities: tuple[str, ...]
@@ -193,13 +238,9 @@ class StreamFeatureViewSpec:
     aggregation_interval_ms: int | None = None  # None: continuous mode
     online: bool = True
     offline: bool = True
-    description: str = ""
-    owner: str | None = None
-    tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs sorted by key: specs stay hashable
-    prevent_destroy: bool = False
     lifetime_start_ms: int | None = None  # required by (and only used by) lifetime windows
-    # "wall_clock_time" or "latest_event_time": where windows end (streams.windows.leading_edge_ms)
-    aggregation_leading_edge: str = "wall_clock_time"
+    # Where windows end (streams.windows.leading_edge_ms)
+    aggregation_leading_edge: AggregationLeadingEdge = AggregationLeadingEdge.WALL_CLOCK_TIME
     # The view of the FeatureTable of the same name (derived from its FeatureTableSpec by
     # featurebus.feature_table; plan and describe show the table instead).
     feature_table: bool = False
@@ -212,7 +253,7 @@ class StreamFeatureViewSpec:
 
     @property
     def has_lifetime(self) -> bool:
-        return any(a.window_kind == "lifetime" for a in self.aggregations)
+        return any(a.window_kind == WindowKind.LIFETIME for a in self.aggregations)
 
     @property
     def tile_ms(self) -> int:
@@ -221,7 +262,7 @@ class StreamFeatureViewSpec:
 
 
 @dataclass(frozen=True)
-class BatchFeatureViewSpec:
+class BatchFeatureViewSpec(DescribedSpec):
     """A batch feature view: a transformation over batch sources (or stream sources' history
     files), materialized for time ranges by ``featurebus.platform.batch.materialize``.
 
@@ -231,6 +272,8 @@ class BatchFeatureViewSpec:
     ``materialization_context()`` argument, if it takes one. Aggregations and attributes are
     ``AggregationSpec`` exactly as for stream views, so tiles and serving are shared.
     """
+
+    _METADATA_AFTER = _metadata_after("offline")
 
     name: str
     sources: tuple[str, ...]
@@ -242,10 +285,6 @@ class BatchFeatureViewSpec:
     aggregation_interval_ms: int | None = None  # aggregate views: the tile width (default batch_schedule)
     online: bool = False
     offline: bool = False
-    description: str = ""
-    owner: str | None = None
-    tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs sorted by key: specs stay hashable
-    prevent_destroy: bool = False
     unfiltered_sources: tuple[str, ...] = ()
     context_parameter: str | None = None
     batch_schedule_ms: int = 86_400_000
@@ -253,7 +292,9 @@ class BatchFeatureViewSpec:
     incremental_backfills: bool = False
     ttl_ms: int | None = None
     lifetime_start_ms: int | None = None
-    batch_trigger: str = "scheduled"  # a BatchTriggerType value; the jobs scheduler reads it
+    batch_trigger: BatchTriggerType = BatchTriggerType.SCHEDULED  # the jobs scheduler reads it
+    # Sources passed as ``source.select_range(start, end)``: each read over its own range.
+    source_ranges: tuple[SourceRangeSpec, ...] = ()
 
     def as_view_spec(self) -> StreamFeatureViewSpec:
         """The same features as the view shape tiles, serving and training sets compute over.
@@ -278,7 +319,7 @@ class RealtimeInputSpec:
     ``parameter`` is the transformation's argument that receives it (empty for Calculations).
     """
 
-    kind: str  # "request" | "feature_view"
+    kind: RealtimeInputKind
     name: str
     fields: tuple[FieldSpec, ...]
     parameter: str = ""
@@ -292,24 +333,22 @@ class CalculationSpec:
 
 
 @dataclass(frozen=True)
-class RealtimeFeatureViewSpec:
+class RealtimeFeatureViewSpec(DescribedSpec):
     """A feature view computed at request time from request data and other views' features.
 
     Either ``transformation`` (mode "python" or "pandas", producing ``features``) or
     ``calculations`` (mode "no_transformation"; ``features`` lists their names and dtypes).
     """
 
+    _METADATA_AFTER = _metadata_after("context_parameter")
+
     name: str
     inputs: tuple[RealtimeInputSpec, ...]
     features: tuple[FieldSpec, ...]
-    mode: str  # "python" | "pandas" | "no_transformation"
+    mode: RealtimeMode
     transformation: TransformationSpec | None = None
     calculations: tuple[CalculationSpec, ...] = ()
     context_parameter: str | None = None  # the transformation's RealtimeContext argument, if it takes one
-    description: str = ""
-    owner: str | None = None
-    tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs sorted by key: specs stay hashable
-    prevent_destroy: bool = False
 
 
 @dataclass(frozen=True)
@@ -319,17 +358,15 @@ class FeatureSelectionSpec:
 
 
 @dataclass(frozen=True)
-class FeatureServiceSpec:
+class FeatureServiceSpec(DescribedSpec):
+    _METADATA_AFTER = _metadata_after("selections")
+
     name: str
     selections: tuple[FeatureSelectionSpec, ...]
-    description: str = ""
-    owner: str | None = None
-    tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs sorted by key: specs stay hashable
-    prevent_destroy: bool = False
 
 
 @dataclass(frozen=True)
-class FeatureTableSpec:
+class FeatureTableSpec(DescribedSpec):
     """Precomputed features written through the ingestion API (Tecton's ``FeatureTable``).
 
     The stream worker, stores and serving never read this: it is what ``plan`` diffs and
@@ -339,6 +376,8 @@ class FeatureTableSpec:
     table's ttl, both marked ``feature_table=True``.
     """
 
+    _METADATA_AFTER = _metadata_after("offline")
+
     name: str
     entities: tuple[str, ...]
     join_keys: tuple[FieldSpec, ...]
@@ -347,10 +386,6 @@ class FeatureTableSpec:
     ttl_ms: int
     online: bool = False
     offline: bool = False
-    description: str = ""
-    owner: str | None = None
-    tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs sorted by key: specs stay hashable
-    prevent_destroy: bool = False
 
 
 @dataclass(frozen=True)
@@ -401,8 +436,23 @@ class WorkspaceSpec:
     def feature_table(self, name: str) -> FeatureTableSpec:
         return _by_name(self.feature_tables, name, "feature table", self.name)
 
+    def tiled_view(self, name: str) -> StreamFeatureViewSpec:
+        """The stream or batch view ``name`` in the shape tiles, serving and training sets compute
+        over (a batch view through ``BatchFeatureViewSpec.as_view_spec``)."""
+        return self.batch_view(name).as_view_spec() if self.is_batch(name) else self.view(name)
+
+    def join_key_dtypes(self, view: StreamFeatureViewSpec | BatchFeatureViewSpec) -> tuple[str, ...]:
+        """The dtypes of ``view``'s join keys, in its join key order, from its entities."""
+        entities = {e.name: e for e in self.entities}
+        dtypes = {k.name: k.dtype for name in view.entities if name in entities for k in entities[name].join_keys}
+        missing = [k for k in view.join_keys if k not in dtypes]
+        if missing:
+            raise DefinitionError(f"feature view {view.name!r} in workspace {self.name!r}: no entity of the view "
+                                  f"declares join key(s) {missing}; re-apply the repository")
+        return tuple(dtypes[k] for k in view.join_keys)
+
     def to_json(self) -> bytes:
-        return orjson.dumps(dataclasses.asdict(self))
+        return orjson.dumps(_to_wire(self))
 
     @classmethod
     def from_json(cls, data: bytes) -> WorkspaceSpec:
@@ -414,7 +464,7 @@ class WorkspaceSpec:
                 f"{SPEC_FORMAT_VERSION}; upgrade featurebus or re-apply the repository"
             )
         raw["format_version"] = SPEC_FORMAT_VERSION  # read as the current version from here on
-        spec: WorkspaceSpec = _build(cls, raw)
+        spec: WorkspaceSpec = _build(cls, raw, f"workspace {raw.get('name')!r}")
         return spec
 
 
@@ -430,56 +480,85 @@ def _by_name(items: tuple[_Named, ...], name: str, kind: str, workspace: str) ->
     raise NotFoundError(f"no {kind} named {name!r} in workspace {workspace!r} (known: {known})")
 
 
-_NESTED: dict[tuple[type, str], type] = {}
+# -- the JSON codec ------------------------------------------------------------------------------
+# Writing: the dataclass tree as JSON objects, fields in wire order, tuples as arrays, enum
+# members as their values. Reading: each field decoded by its declared type (nested specs,
+# tuples, optional values, enums), so a new spec class or field needs no registration here.
 
 
-def _build(cls: type, raw: dict[str, Any]) -> Any:
-    """Rebuild a frozen dataclass tree from ``dataclasses.asdict`` output (lists -> tuples)."""
-    kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in raw:
-            continue
-        value = raw[f.name]
-        nested = _NESTED.get((cls, f.name))
-        if nested is not None and value is not None:
-            value = tuple(_build(nested, v) for v in value) if isinstance(value, list) else _build(nested, value)
-        elif isinstance(value, list):
-            value = _frozen(value)
-        kwargs[f.name] = value
+def _to_wire(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {name: _to_wire(getattr(value, name)) for name in _wire_order(type(value))}
+    if isinstance(value, tuple | list):
+        return [_to_wire(v) for v in value]
+    return value  # orjson writes a StrEnum member as its value
+
+
+@functools.cache
+def _wire_order(cls: type) -> tuple[str, ...]:
+    """The dataclass fields in JSON order: declaration order, except that the metadata of a
+    ``DescribedSpec`` sits where the spec's ``_METADATA_AFTER`` says (see ``DescribedSpec``)."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    if not issubclass(cls, DescribedSpec):
+        return tuple(names)
+    order = [n for n in names if n not in METADATA_FIELDS]
+    for name in METADATA_FIELDS:  # in this order, so each one's anchor is already placed
+        order.insert(order.index(cls._METADATA_AFTER[name]) + 1, name)
+    return tuple(order)
+
+
+_Decoder = Callable[[Any, str], Any]  # (JSON value, where it is for error messages) -> field value
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    """Rebuild the frozen dataclass ``cls`` from its JSON object (a field missing from an older
+    document takes its default, which means what the older version meant)."""
+    if not isinstance(raw, dict):
+        raise StoreFormatError(f"{where}: expected a JSON object for {cls.__name__}, got {raw!r}; "
+                               "re-apply the repository")
+    decoders = _decoders(cls)
+    kwargs = {name: decode(raw[name], f"{where}.{name}") for name, decode in decoders.items() if name in raw}
     return cls(**kwargs)
 
 
-def _frozen(value: Any) -> Any:
-    return tuple(_frozen(v) for v in value) if isinstance(value, list) else value
+@functools.cache
+def _decoders(cls: type) -> dict[str, _Decoder]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: _decoder(hints[f.name]) for f in dataclasses.fields(cls)}
 
 
-_NESTED.update(
-    {
-        (EntitySpec, "join_keys"): FieldSpec,
-        (StreamSourceSpec, "schema"): FieldSpec,
-        (StreamSourceSpec, "kafka"): KafkaConfigSpec,
-        (StreamSourceSpec, "batch_config"): FileConfigSpec,
-        (BatchSourceSpec, "batch_config"): FileConfigSpec,
-        (WorkspaceSpec, "batch_sources"): BatchSourceSpec,
-        (BatchSourceSpec, "custom_config"): CustomBatchConfigSpec,
-        (BatchFeatureViewSpec, "transformation"): TransformationSpec,
-        (BatchFeatureViewSpec, "aggregations"): AggregationSpec,
-        (WorkspaceSpec, "batch_feature_views"): BatchFeatureViewSpec,
-        (StreamFeatureViewSpec, "transformation"): TransformationSpec,
-        (StreamFeatureViewSpec, "aggregations"): AggregationSpec,
-        (FeatureServiceSpec, "selections"): FeatureSelectionSpec,
-        (RealtimeInputSpec, "fields"): FieldSpec,
-        (RealtimeFeatureViewSpec, "inputs"): RealtimeInputSpec,
-        (RealtimeFeatureViewSpec, "features"): FieldSpec,
-        (RealtimeFeatureViewSpec, "transformation"): TransformationSpec,
-        (RealtimeFeatureViewSpec, "calculations"): CalculationSpec,
-        (WorkspaceSpec, "realtime_feature_views"): RealtimeFeatureViewSpec,
-        (WorkspaceSpec, "entities"): EntitySpec,
-        (WorkspaceSpec, "stream_sources"): StreamSourceSpec,
-        (WorkspaceSpec, "stream_feature_views"): StreamFeatureViewSpec,
-        (WorkspaceSpec, "feature_services"): FeatureServiceSpec,
-        (FeatureTableSpec, "join_keys"): FieldSpec,
-        (FeatureTableSpec, "features"): FieldSpec,
-        (WorkspaceSpec, "feature_tables"): FeatureTableSpec,
-    }
-)
+def _decoder(hint: Any) -> _Decoder:
+    """How to read a JSON value into a field declared as ``hint``."""
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        (inner,) = [a for a in args if a is not type(None)]  # specs only use ``X | None``
+        decode_inner = _decoder(inner)
+        return lambda value, where: None if value is None else decode_inner(value, where)
+    if typing.get_origin(hint) is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            element = _decoder(args[0])
+            return lambda value, where: tuple(element(v, f"{where}[{i}]") for i, v in enumerate(_array(value, where)))
+        items = [_decoder(a) for a in args]
+        return lambda value, where: tuple(d(v, f"{where}[{i}]") for i, (d, v) in enumerate(
+            zip(items, _array(value, where, len(items)), strict=True)))
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return functools.partial(_build, hint)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return functools.partial(_member, hint)
+    return lambda value, where: value  # str, int, float, bool: JSON already has the type
+
+
+def _array(value: Any, where: str, length: int | None = None) -> list[Any]:
+    if not isinstance(value, list) or (length is not None and len(value) != length):
+        expected = "a JSON array" if length is None else f"a JSON array of {length}"
+        raise StoreFormatError(f"{where}: expected {expected}, got {value!r}; re-apply the repository")
+    return value
+
+
+def _member(kind: type[enum.Enum], value: Any, where: str) -> enum.Enum:
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(repr(m.value) for m in kind)
+        raise StoreFormatError(f"{where} is {value!r}, not one of the {kind.__name__} values {allowed}; "
+                               "upgrade featurebus or re-apply the repository") from None

@@ -14,6 +14,7 @@ from featurebus.definition_base import (
     _caller_site,
     _fail,
 )
+from featurebus.schemas.kinds import AggregationLeadingEdge
 from featurebus.types import DataType, Field
 
 __all__ = ["Aggregate", "AggregationLeadingEdge", "Attribute", "LifetimeWindow", "StreamProcessingMode", "TimeWindow",
@@ -55,25 +56,6 @@ class TimeWindowSeries:
     series_end: timedelta = timedelta(0)
     step_size: timedelta | None = None
     window_size: timedelta
-
-
-class AggregationLeadingEdge(enum.StrEnum):
-    """Where a stream feature view's aggregation windows end when served online.
-
-    ``WALL_CLOCK_TIME`` (the default, as in Tecton 1.x): at the request's time.
-    ``LATEST_EVENT_TIME``: just after the newest event the view has processed (its stream high
-    watermark over all source partitions), as in Tecton. A stream running 30 s behind therefore
-    serves a 10-minute window over the 10 minutes up to its newest event, not the last 10
-    minutes of wall clock (which would miss the 30 s it has not seen yet).
-    Tecton documents this option as affecting online serving only; training sets in featurebus
-    apply the closest equivalent, so online and offline agree: for a spine row at ``T`` the edge
-    is just after the newest event of the view's source with a timestamp before ``T`` — what a
-    stream with no lag would have processed at ``T``. ``UNSPECIFIED`` means the default.
-    """
-
-    UNSPECIFIED = "unspecified"
-    WALL_CLOCK_TIME = "wall_clock_time"
-    LATEST_EVENT_TIME = "latest_event_time"
 
 
 class StreamProcessingMode(enum.StrEnum):

@@ -16,6 +16,7 @@ from typing import Any
 
 from featurebus.exceptions import DefinitionError
 from featurebus.schemas.batch_context import FilterContext, MaterializationContext, materialization_context
+from featurebus.schemas.kinds import BatchConfigKind
 
 __all__ = [
     "CustomBatchConfig",
@@ -34,9 +35,9 @@ def _site(depth: int) -> str:
 
 
 class CustomBatchConfig:
-    """A batch source written in Python; ``kind`` is "pandas" or "pyarrow"."""
+    """A batch source written in Python; ``kind`` says what its function returns."""
 
-    def __init__(self, function: Callable[..., Any], kind: str, supports_time_filtering: bool,
+    def __init__(self, function: Callable[..., Any], kind: BatchConfigKind, supports_time_filtering: bool,
                  data_delay: timedelta, site: str) -> None:
         self.function = function
         self.kind = kind
@@ -67,7 +68,7 @@ class CustomBatchConfig:
         return str(getattr(self.function, "__name__", "batch_config"))
 
 
-def _decorator(kind: str, supports_time_filtering: bool, data_delay: timedelta, secrets: Any,
+def _decorator(kind: BatchConfigKind, supports_time_filtering: bool, data_delay: timedelta, secrets: Any,
                options: dict[str, Any], site: str) -> Callable[[Callable[..., Any]], CustomBatchConfig]:
     if secrets:
         raise DefinitionError(f"{kind}_batch_config ({site}): featurebus has no secret store, so secrets= is not "
@@ -90,10 +91,10 @@ def _decorator(kind: str, supports_time_filtering: bool, data_delay: timedelta, 
 def pandas_batch_config(*, supports_time_filtering: bool = False, data_delay: timedelta = timedelta(0),
                         secrets: Any = None, **options: Any) -> Callable[[Callable[..., Any]], CustomBatchConfig]:
     """A batch source whose function returns a pandas DataFrame (Tecton's ``pandas_batch_config``)."""
-    return _decorator("pandas", supports_time_filtering, data_delay, secrets, options, _site(2))
+    return _decorator(BatchConfigKind.PANDAS, supports_time_filtering, data_delay, secrets, options, _site(2))
 
 
 def pyarrow_batch_config(*, supports_time_filtering: bool = False, data_delay: timedelta = timedelta(0),
                          secrets: Any = None, **options: Any) -> Callable[[Callable[..., Any]], CustomBatchConfig]:
     """A batch source whose function returns a pyarrow Table (Tecton's ``pyarrow_batch_config``)."""
-    return _decorator("pyarrow", supports_time_filtering, data_delay, secrets, options, _site(2))
+    return _decorator(BatchConfigKind.PYARROW, supports_time_filtering, data_delay, secrets, options, _site(2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -15,6 +16,7 @@ import typer
 from rich.console import Console
 
 from featurebus.exceptions import FeaturebusError
+from featurebus.schemas.time import from_epoch_ms
 
 if TYPE_CHECKING:
     from featurebus.plan import Plan
@@ -47,6 +49,10 @@ app.add_typer(audit_app, name="audit")
 app.command("login")(login)
 app.command("control")(control)
 
+from featurebus.cli_test import repo_test_command  # noqa: E402
+
+app.command("test", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(repo_test_command)
+
 console = Console(soft_wrap=True)  # whole lines in pipes and logs; tables still fit the width
 err = Console(stderr=True, soft_wrap=True)
 
@@ -64,7 +70,12 @@ Workspace = Annotated[str, typer.Option("--workspace", "-w", help="Workspace nam
 def _home(home: Path | None) -> Path:
     from featurebus.platform.config import home_dir
 
-    return home.resolve() if home else home_dir()
+    if home is None:
+        return home_dir()
+    # Everything this command does (DuckDB's spill folder, state, the processes it starts) looks
+    # the home up through home_dir(); one setting here reaches all of it, children included.
+    os.environ["FEATUREBUS_HOME"] = str(home.resolve())
+    return home_dir()
 
 
 def _bootstrap(explicit: str | None) -> str:
@@ -174,13 +185,19 @@ def plan_command(
 
         plan_via_control(repo, workspace, as_json)
         return
-    _, changes = _plan_repo(repo, workspace, _bootstrap(bootstrap))
+    from featurebus.source_topics import missing_source_topics, missing_topics_note
+
+    cluster = _bootstrap(bootstrap)
+    current, changes = _plan_repo(repo, workspace, cluster)
+    missing = missing_source_topics(changes.apply_to(current), cluster)
     if as_json:
         from featurebus.plan_render import plan_to_json
 
-        typer.echo(json.dumps(plan_to_json(changes), indent=2))
+        typer.echo(json.dumps({**plan_to_json(changes), "missing_source_topics": missing}, indent=2))
     else:
         _print_plan(changes)
+        if missing:
+            console.print(f"note: {missing_topics_note(missing, cluster)}", highlight=False, markup=False)
 
 
 @app.command("apply")
@@ -189,23 +206,38 @@ def apply(
     workspace: Workspace = "default",
     version_to_restore: Annotated[int | None, typer.Option(
         "--version", help="Re-apply an earlier version from `featurebus registry log` instead of the repository.")] = None,
+    create_topics: Annotated[bool | None, typer.Option(
+        "--create-topics/--no-create-topics",
+        help="Create the Kafka source topics that do not exist (default: on for the local development broker "
+             "`featurebus up` or `featurebus kafka start` runs, off for an external cluster).")] = None,
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions of each source topic --create-topics creates.")] = 4,
     bootstrap: Direct = None,
 ) -> None:
     """Print the plan for the feature repository (or an earlier version), then apply it."""
     if bootstrap is None:
         from featurebus.cli_control import apply_via_control
 
-        apply_via_control(repo, workspace, version_to_restore)
+        apply_via_control(repo, workspace, version_to_restore, create_topics, partitions)
         return
+    from featurebus.platform.config import resolve_cluster
     from featurebus.platform.registry import apply_workspace
+    from featurebus.source_topics import create_source_topics, missing_source_topics, missing_topics_note
 
-    cluster = _bootstrap(bootstrap)
+    target = resolve_cluster(bootstrap)
+    cluster = target.bootstrap
     _require_workspace(cluster, workspace)
     if version_to_restore is None:
         current, changes = _plan_repo(repo, workspace, cluster)
     else:
         current, changes = _plan_version(workspace, version_to_restore, cluster)
     _print_plan(changes)
+    missing = missing_source_topics(changes.apply_to(current), cluster)
+    if missing and (target.local if create_topics is None else create_topics):
+        create_source_topics(missing, cluster, partitions)
+        console.print(f"Created source topics {', '.join(missing)} ({partitions} partitions each) on {cluster}",
+                      highlight=False, markup=False)
+    elif missing:
+        err.print(f"note: {missing_topics_note(missing, cluster)}", highlight=False, markup=False)
     version = current.version if current is not None else 0
     if changes.is_empty:
         console.print(f"No changes; workspace {workspace} stays at v{version}.")
@@ -303,7 +335,6 @@ def registry_log(workspace: Workspace = "default", bootstrap: Direct = None) -> 
 
         registry_log_via_control(workspace)
         return
-    from datetime import UTC, datetime
 
     from rich.table import Table
 
@@ -320,7 +351,7 @@ def registry_log(workspace: Workspace = "default", bootstrap: Direct = None) -> 
     for spec in history:
         summary = plan(previous, spec).summary()
         changed = ", ".join(f"{n} {action}" for action, n in summary.items() if n and action != "unchanged")
-        applied_at = datetime.fromtimestamp(spec.applied_at_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+        applied_at = from_epoch_ms(spec.applied_at_ms).strftime("%Y-%m-%d %H:%M:%S")
         rows.append((f"v{spec.version}", applied_at, str(len(spec.stream_feature_views)),
                      str(len(spec.feature_services)), changed or "none"))
         previous = spec

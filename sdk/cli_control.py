@@ -81,7 +81,8 @@ def plan_via_control(repo: Path, workspace: str, as_json: bool) -> None:
         _print_plan(changes)
 
 
-def apply_via_control(repo: Path, workspace: str, version_to_restore: int | None) -> None:
+def apply_via_control(repo: Path, workspace: str, version_to_restore: int | None, create_topics: bool | None = None,
+                      partitions: int = 4) -> None:
     from featurebus.plan import plan
 
     client = ControlClient.from_config()
@@ -91,25 +92,52 @@ def apply_via_control(repo: Path, workspace: str, version_to_restore: int | None
             from featurebus.repo import load_repo
 
             desired = load_repo(repo, workspace)
-            _print_plan(plan(current, desired))
+            changes = plan(current, desired)
+            _print_plan(changes)
+            _source_topics(changes.apply_to(current), create_topics, partitions)
             result = client.post(f"/v1/workspaces/{workspace}/apply",
                                  {"spec": orjson.loads(desired.to_json()), "base_version": current.version})
         else:
             result = client.post(f"/v1/workspaces/{workspace}/rollback",
                                  {"version": version_to_restore, "base_version": current.version})
             _print_plan_document(result["plan"])
+        if result["applied"]:
+            applied = current_spec(client, workspace)
     finally:
         client.close()
     if not result["applied"]:
         console.print(f"No changes; workspace {workspace} stays at v{result['version']}.")
         return
-    summary = result["plan"]["summary"]
-    console.print(f"Applied workspace [bold]{workspace}[/] v{result['version']}: {summary['create']} created, "
-                  f"{summary['update']} updated, {summary['delete']} deleted")
+    console.print(
+        f"Applied workspace [bold]{workspace}[/] v{applied.version}: {len(applied.entities)} entities, "
+        f"{len(applied.stream_sources)} sources, {len(applied.stream_feature_views)} feature views, "
+        f"{len(applied.feature_services)} feature services"
+    )
     for job in result.get("backfillJobs", []):
         console.print(f"queued backfill job {job}", highlight=False)
     for note in result.get("notes", []):
         console.print(f"note: {note}", highlight=False)
+
+
+def _source_topics(spec: WorkspaceSpec, create_topics: bool | None, partitions: int) -> None:
+    """The repository's own source topics are data, not definitions: as before the control plane,
+    the CLI creates missing ones on a local development broker (or with --create-topics) when it
+    can reach a bus, and notes them otherwise."""
+    from featurebus.platform.config import resolve_cluster
+    from featurebus.schemas.errors import FeaturebusError
+    from featurebus.source_topics import create_source_topics, missing_source_topics, missing_topics_note
+
+    try:
+        target = resolve_cluster(None)
+        missing = missing_source_topics(spec, target.bootstrap)
+    except FeaturebusError:
+        return  # no bus known on this machine: the definitions still apply
+    if missing and (target.local if create_topics is None else create_topics):
+        create_source_topics(missing, target.bootstrap, partitions)
+        console.print(f"Created source topics {', '.join(missing)} ({partitions} partitions each) on {target.bootstrap}",
+                      highlight=False, markup=False)
+    elif missing:
+        err.print(f"note: {missing_topics_note(missing, target.bootstrap)}", highlight=False, markup=False)
 
 
 def _print_plan_document(document: dict[str, Any]) -> None:

@@ -7,7 +7,6 @@ import dataclasses
 import json
 import signal
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -15,6 +14,7 @@ import typer
 from rich.console import Console
 
 from featurebus.exceptions import InvalidRequestError
+from featurebus.schemas.time import from_epoch_ms, now_ms, parse_iso_ms
 
 if TYPE_CHECKING:
     from featurebus.platform.registry.jobs import JobStore
@@ -37,17 +37,14 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for tools.")]
 def parse_time(text: str, option: str) -> int:
     """ISO 8601 (``2024-05-01``, ``2024-05-01T12:00:00Z``) to epoch ms; no zone means UTC."""
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_iso_ms(text)
     except ValueError:
         raise InvalidRequestError(f"{option} {text!r} is not a date or time; use ISO 8601, e.g. 2024-05-01 or "
                                   "2024-05-01T12:00:00Z (UTC unless a zone is given)") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return int(value.timestamp() * 1000)
 
 
 def _iso(ms: int | None) -> str:
-    return "" if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "" if ms is None else from_epoch_ms(ms).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _open(bootstrap: str | None, workspace: str) -> JobStore:
@@ -127,8 +124,6 @@ def materialize(
                                 online=online if online or offline else None,
                                 offline=offline if online or offline else None, overwrite=overwrite, wait=wait)
         return
-    import time
-
     from featurebus.platform.config import resolve_bootstrap
     from featurebus.platform.jobs.client import submit_materialization, wait_for_job
     from featurebus.platform.registry import KafkaRegistry
@@ -140,7 +135,7 @@ def materialize(
     store = _open(cluster, workspace)
     try:
         job = submit_materialization(
-            store, spec, view, parse_time(start, "--start"), parse_time(end, "--end"), int(time.time() * 1000),
+            store, spec, view, parse_time(start, "--start"), parse_time(end, "--end"), now_ms(),
             online=online if online or offline else None, offline=offline if online or offline else None,
             overwrite=overwrite)
         console.print(f"queued job {job.id}: {view} [{_iso(job.start_ms)}, {_iso(job.end_ms)}) to {_stores(job)}",
@@ -218,8 +213,6 @@ def jobs_cancel(job_id: str, workspace: Workspace = "default", bootstrap: Direct
 @jobs_app.command("retry")
 def jobs_retry(job_id: str, workspace: Workspace = "default", bootstrap: Direct = None) -> None:
     """Run a FAILED or CANCELLED job again, as a new attempt over the same range."""
-    import time
-
     from featurebus.platform.jobs.client import retry_job
 
     if bootstrap is None:
@@ -228,7 +221,7 @@ def jobs_retry(job_id: str, workspace: Workspace = "default", bootstrap: Direct 
         return
     store = _open(bootstrap, workspace)
     try:
-        job = retry_job(store, job_id, int(time.time() * 1000))
+        job = retry_job(store, job_id, now_ms())
     finally:
         store.close()
     console.print(f"job {job.id} queued again (attempt {job.attempt})", highlight=False)
@@ -237,8 +230,6 @@ def jobs_retry(job_id: str, workspace: Workspace = "default", bootstrap: Direct 
 @jobs_app.command("compact")
 def jobs_compact(workspace: Workspace = "default", bootstrap: Direct = None) -> None:
     """Queue a compaction of the workspace's offline store (merges small Parquet files)."""
-    import time
-
     if bootstrap is None:
         console.print(f"queued compaction job {_via_control('compact', workspace)['id']}", highlight=False)
         return
@@ -253,7 +244,7 @@ def jobs_compact(workspace: Workspace = "default", bootstrap: Direct = None) -> 
         raise InvalidRequestError(f"workspace {workspace!r} does not exist")
     store = _open(cluster, workspace)
     try:
-        job = enqueue_compaction(store, spec, int(time.time() * 1000))
+        job = enqueue_compaction(store, spec, now_ms())
     finally:
         store.close()
     console.print(f"queued compaction job {job.id}", highlight=False)
@@ -293,8 +284,6 @@ def jobs_run(
 def enqueue_plan_backfills(cluster: str, applied: Any, changes: Any) -> None:
     """After ``apply``: queue backfills of the batch views the plan created or flagged for
     re-materialization (stream views re-compute inside the stream worker)."""
-    import time
-
     from featurebus.platform.jobs.client import enqueue_apply_backfills
 
     views = [(c.name, c.action != "create") for c in changes.changes
@@ -303,7 +292,7 @@ def enqueue_plan_backfills(cluster: str, applied: Any, changes: Any) -> None:
         return
     store = _open(cluster, applied.name)
     try:
-        jobs, notes = enqueue_apply_backfills(store, applied, views, int(time.time() * 1000))
+        jobs, notes = enqueue_apply_backfills(store, applied, views, now_ms())
     finally:
         store.close()
     for job in jobs:

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
+from featurebus.data_sources import RangedSource, plain_source
 from featurebus.definitions import (
     Aggregate,
     Attribute,
@@ -33,6 +34,7 @@ from featurebus.feature_table import FeatureTable, compile_feature_table, table_
 from featurebus.platform.kafka.topics import push_topic
 from featurebus.realtime import RealtimeFeatureView
 from featurebus.realtime_compile import compile_realtime_views, view_features
+from featurebus.schemas.kinds import AggregationFunction, FileFormat, TransformationMode, ValueFormat, WindowKind
 from featurebus.schemas.specs import (
     AggregationSpec,
     BatchFeatureViewSpec,
@@ -49,7 +51,7 @@ from featurebus.schemas.specs import (
     TransformationSpec,
     WorkspaceSpec,
 )
-from featurebus.streams.aggregations import aggregator_of, output_dtype
+from featurebus.streams.aggregations import aggregator_for, aggregator_of, output_dtype
 from featurebus.streams.records import decode_json_records
 from featurebus.streams.transform import Transformation
 from featurebus.streams.windows import format_duration, series_windows
@@ -63,7 +65,7 @@ def default_feature_name(
     window_ms: int,
     interval_ms: int | None,
     *,
-    window_kind: str = "time",
+    window_kind: WindowKind = WindowKind.TIME,
     offset_ms: int = 0,
     series_start_ms: int = 0,
     series_end_ms: int = 0,
@@ -73,9 +75,9 @@ def default_feature_name(
     then ``_offset_{-offset}`` for an offset window, ``lifetime`` as the window of a lifetime one,
     and ``_series_{-start}_{-end}_{step}`` for a series (``amt_sum_1d_continuous_series_7d_0s_1d``)."""
     interval = format_duration(interval_ms) if interval_ms else "continuous"
-    window = "lifetime" if window_kind == "lifetime" else format_duration(window_ms)
+    window = "lifetime" if window_kind == WindowKind.LIFETIME else format_duration(window_ms)
     name = f"{column}_{function}_{window}_{interval}"
-    if window_kind == "series":
+    if window_kind == WindowKind.SERIES:
         return f"{name}_series_{_tecton_duration(-series_start_ms)}_{_tecton_duration(-series_end_ms)}_{format_duration(series_step_ms)}"
     if offset_ms:
         return f"{name}_offset_{format_duration(-offset_ms)}"
@@ -198,7 +200,7 @@ def _duplicate(obj: Any, previous: Any) -> DefinitionError:
 
 
 def _file_config(config: FileConfig) -> FileConfigSpec:
-    return FileConfigSpec(config.uri, config.file_format, config.timestamp_field)
+    return FileConfigSpec(config.uri, FileFormat(config.file_format), config.timestamp_field)
 
 
 def _collect_realtime_upstreams(realtime: dict[str, RealtimeFeatureView], views: dict[str, StreamFeatureView]) -> None:
@@ -235,7 +237,7 @@ def _compile_source(source: StreamSource, workspace: str) -> StreamSourceSpec:
     kafka = KafkaConfigSpec(
         topics=cfg.topics,
         timestamp_field=source.timestamp_field,
-        value_format=cfg.value_format,
+        value_format=ValueFormat(cfg.value_format),
         watermark_delay_ms=cfg.watermark_delay_ms,
         bootstrap_servers=cfg.kafka_bootstrap_servers,
         avro_schema=cfg.avro_schema,
@@ -266,14 +268,14 @@ def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:
         entities=tuple(e.name for e in view.entities),
         join_keys=tuple(join_keys),
         timestamp_field=view.timestamp_field,
-        transformation=TransformationSpec(view.mode, view.function.__name__, view.transformation_code),
+        transformation=TransformationSpec(TransformationMode(view.mode), view.function.__name__, view.transformation_code),
         aggregations=tuple(aggregations),
         aggregation_interval_ms=interval_ms,
         online=view.online,
         offline=view.offline,
         **_metadata(view),
         lifetime_start_ms=view.lifetime_start_ms,
-        aggregation_leading_edge=view.aggregation_leading_edge.value,
+        aggregation_leading_edge=view.aggregation_leading_edge,
     )
     _check_columns(view, spec)
     return spec
@@ -290,31 +292,30 @@ def _compile_aggregate(view: StreamFeatureView | BatchFeatureView, agg: Aggregat
     name = agg.name or default_feature_name(agg.input_column.name, agg.resolved_name, interval_ms=interval_ms, **window)
     try:
         # Building the aggregator validates the function, its parameters and the input type.
-        spec = AggregationSpec(name, agg.function_name, agg.input_column.name, dtype, output_dtype="",
-                               n=params.get("n"), percentile=params.get("percentile"),
-                               precision=params.get("precision"), **window)
-        function = aggregator_of(spec).function.value  # aliases ("stddev") stored by their own name
+        function = aggregator_for(agg.function_name, dtype, n=params.get("n"), percentile=params.get("percentile"),
+                                  precision=params.get("precision")).function  # aliases ("stddev") resolved
         out = output_dtype(function, dtype)
-        if spec.window_kind == "series":
+        if window["window_kind"] == WindowKind.SERIES:
             out = f"array<{out}>"  # one value per window of the series
-        return dataclasses.replace(spec, function=function, output_dtype=out)
+        return AggregationSpec(name, function, agg.input_column.name, dtype, output_dtype=out, n=params.get("n"),
+                               percentile=params.get("percentile"), precision=params.get("precision"), **window)
     except DefinitionError as exc:
         raise DefinitionError(f"Aggregate {name!r} in {type(view).__name__} '{view.name}' ({agg.site}): {exc}") from None
 
 
 def _compile_attribute(view: StreamFeatureView | BatchFeatureView, attribute: Attribute) -> AggregationSpec:
     """An Attribute is ``last`` over ``[T - ttl, T)`` (continuous, keeping nulls): the latest value
-    before T, missing once older than the ttl (DESIGN.md §4). Named after its column, as Tecton."""
+    before T, missing once older than the ttl (docs/design.md §4). Named after its column, as Tecton."""
     assert view.ttl is not None  # checked by StreamFeatureView and BatchFeatureView
     ttl_ms = duration_ms(view.ttl, "ttl", type(view).__name__, view.name, view.site)
     dtype = attribute.dtype.name
-    spec = AggregationSpec(attribute.name, "last", attribute.name, dtype, ttl_ms, "", attribute=True)
+    spec = AggregationSpec(attribute.name, AggregationFunction.LAST, attribute.name, dtype, ttl_ms, "", attribute=True)
     try:
         aggregator_of(spec)
     except DefinitionError as exc:
         raise DefinitionError(f"Attribute {attribute.name!r} in {type(view).__name__} '{view.name}' "
                               f"({attribute.site}): {exc}") from None
-    return dataclasses.replace(spec, output_dtype=output_dtype("last", dtype))
+    return dataclasses.replace(spec, output_dtype=output_dtype(AggregationFunction.LAST, dtype))
 
 
 def _check_columns(view: StreamFeatureView, spec: StreamFeatureViewSpec) -> None:
@@ -356,7 +357,7 @@ def _require_output_columns(view: StreamFeatureView | BatchFeatureView, spec: St
 
 
 def _output_columns(spec: StreamFeatureViewSpec, schema: list[FieldSpec], timestamp_field: str) -> set[str] | None:
-    if spec.transformation.mode != "pandas":
+    if spec.transformation.mode != TransformationMode.PANDAS:
         return None  # a row function run on no rows says nothing about its columns
     empty = decode_json_records([], schema, timestamp_field).frame
     try:
@@ -395,7 +396,7 @@ def _compile_window(view: StreamFeatureView | BatchFeatureView, agg: Aggregate, 
             raise fail("uses a LifetimeWindow but the view has no lifetime_start_time",
                        "Pass lifetime_start_time=datetime(...) to @stream_feature_view (Tecton requires it too).")
         aligned(start_ms, f"lifetime_start_time ({view.lifetime_start_time})")
-        return {"window_kind": "lifetime", "window_ms": 0}
+        return {"window_kind": WindowKind.LIFETIME, "window_ms": 0}
     if isinstance(window, TimeWindow):
         window_ms = duration_ms(window.window_size, "window_size", type(view).__name__, view.name, agg.site)
         offset_ms = whole_ms(window.offset, "offset", "-")
@@ -405,7 +406,7 @@ def _compile_window(view: StreamFeatureView | BatchFeatureView, agg: Aggregate, 
                        f"{format_duration(offset_ms)} before the reference point, as in Tecton.")
         aligned(window_ms, f"the window ({format_duration(window_ms)})")
         aligned(offset_ms, f"the offset ({_signed(offset_ms)})")
-        return {"window_kind": "time", "window_ms": window_ms, "offset_ms": offset_ms}
+        return {"window_kind": WindowKind.TIME, "window_ms": window_ms, "offset_ms": offset_ms}
     assert isinstance(window, TimeWindowSeries)
     window_ms = duration_ms(window.window_size, "window_size", "StreamFeatureView", view.name, agg.site)
     step_ms = window_ms if window.step_size is None else duration_ms(
@@ -428,7 +429,7 @@ def _compile_window(view: StreamFeatureView | BatchFeatureView, agg: Aggregate, 
     if len(series_windows(start_ms, end_ms, step_ms, window_ms)) < 2:
         raise fail("the series has a single window (Tecton requires at least two)",
                    "Use a plain TimeWindow (with offset=series_end), or a smaller step_size.")
-    return {"window_kind": "series", "window_ms": window_ms, "series_start_ms": start_ms, "series_end_ms": end_ms,
+    return {"window_kind": WindowKind.SERIES, "window_ms": window_ms, "series_start_ms": start_ms, "series_end_ms": end_ms,
             "series_step_ms": step_ms}
 
 
@@ -454,7 +455,7 @@ def _compile_service(service: FeatureService, features: dict[str, list[str]]) ->
 
 
 def _plain_source(source: DataSource) -> DataSource:
-    return source.source if isinstance(source, UnfilteredSource) else source
+    return plain_source(source)
 
 
 def _function_code(function: Any, fail: Any) -> str:
@@ -531,19 +532,20 @@ def _compile_batch_view(view: BatchFeatureView) -> BatchFeatureViewSpec:
         entities=tuple(e.name for e in view.entities),
         join_keys=tuple(join_keys),
         timestamp_field=_batch_timestamp_field(view),
-        transformation=TransformationSpec(view.mode, view.function.__name__, view.transformation_code),
+        transformation=TransformationSpec(TransformationMode(view.mode), view.function.__name__, view.transformation_code),
         aggregations=tuple(aggregations),
         aggregation_interval_ms=interval_ms,
         online=view.online,
         offline=view.offline,
         **_metadata(view),
         unfiltered_sources=tuple(s.name for s in view.sources if isinstance(s, UnfilteredSource)),
+        source_ranges=tuple(s.range for s in view.sources if isinstance(s, RangedSource)),
         context_parameter=view.context_parameter,
         batch_schedule_ms=view.batch_schedule_ms,
         feature_start_ms=view.feature_start_ms,
         incremental_backfills=view.incremental_backfills,
         ttl_ms=ttl_ms,
-        batch_trigger=view.batch_trigger.value,
+        batch_trigger=view.batch_trigger,
     )
     _check_batch_columns(view, spec)
     return spec

@@ -7,12 +7,11 @@ engines never see them. Each object remembers where it was defined so errors can
 from __future__ import annotations
 
 import ast
-import enum
 import inspect
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from featurebus.aggregates import (
@@ -31,8 +30,10 @@ from featurebus.data_sources import (
     FileConfig,
     KafkaConfig,
     PushConfig,
+    RangedSource,
     StreamSource,
     UnfilteredSource,
+    plain_source,
 )
 from featurebus.definition_base import (
     DefinitionSite,
@@ -50,7 +51,10 @@ from featurebus.options import (
     SERVICE_OPTIONS,
     VIEW_OPTIONS,
 )
+from featurebus.schemas.kinds import BatchTriggerType, TransformationMode
+from featurebus.schemas.time import to_epoch_ms
 from featurebus.types import Field
+from featurebus.view_methods import MaterializedViewMethods, ServiceMethods
 
 __all__ = [
     "BatchFeatureView",
@@ -120,19 +124,11 @@ class Entity(_Definition):
         return f"Entity({self.name!r})"
 
 
-PANDAS_MODE = "pandas"
-PYTHON_MODE = "python"
+PANDAS_MODE = TransformationMode.PANDAS
+PYTHON_MODE = TransformationMode.PYTHON
 SPARK_SQL_MODE = "spark_sql"
 PYSPARK_MODE = "pyspark"
 SNOWFLAKE_SQL_MODE = "snowflake_sql"
-
-
-class BatchTriggerType(enum.Enum):
-    """Tecton's batch materialization triggers; featurebus has no batch materialization yet."""
-
-    SCHEDULED = "scheduled"
-    MANUAL = "manual"
-    NO_BATCH_MATERIALIZATION = "no_batch_materialization"
 
 
 class FeatureView(_Definition):
@@ -165,8 +161,10 @@ class FeatureView(_Definition):
         return "\n".join(source.splitlines()[node.lineno - 1 :]) + "\n"
 
 
-class MaterializedFeatureView(FeatureView):
-    """Base class of the views whose features are computed ahead of requests (stream, batch)."""
+class MaterializedFeatureView(MaterializedViewMethods, FeatureView):
+    """Base class of the views whose features are computed ahead of requests (stream, batch);
+    ``view_methods`` has their ``get_features_for_events``, ``run_transformation`` and
+    ``get_online_features``."""
 
 
 class StreamFeatureView(MaterializedFeatureView):
@@ -199,6 +197,12 @@ class StreamFeatureView(MaterializedFeatureView):
         self.function = function
         self.name = _require_name("StreamFeatureView", name or function.__name__, site)
         given: object = source
+        if isinstance(given, RangedSource):
+            # Tecton bounds a stream view's batch_config backfill with it; featurebus computes
+            # stream views from the topic only, so a range would silently mean nothing.
+            raise self.error(f"source {given.name!r} is passed as select_range(...), which bounds the backfill "
+                             "from the source's batch_config; featurebus computes stream views from the topic "
+                             "only (no batch backfill yet)", f"Pass source={given.name} itself.")
         if isinstance(given, UnfilteredSource):
             given = given.source  # a stream view never filters its source by a range
         if isinstance(given, BatchSource):
@@ -209,7 +213,7 @@ class StreamFeatureView(MaterializedFeatureView):
         source = given
         if not entities or not all(isinstance(e, Entity) for e in entities):
             raise self.error("entities must be a non-empty list of Entity", "Pass entities=[user].")
-        if mode not in ("pandas", "python"):
+        if mode not in tuple(TransformationMode):
             raise self.error(f"mode {mode!r} is not supported", "Use mode='pandas' or mode='python'.")
         if not features or not (all(isinstance(f, Aggregate) for f in features)
                                 or all(isinstance(f, Attribute) for f in features)):
@@ -254,11 +258,7 @@ class StreamFeatureView(MaterializedFeatureView):
     def lifetime_start_ms(self) -> int | None:
         """``lifetime_start_time`` in epoch milliseconds (a naive datetime is UTC)."""
         start = self.lifetime_start_time
-        if start is None:
-            return None
-        if start.tzinfo is None:
-            start = start.replace(tzinfo=UTC)
-        return (start - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+        return None if start is None else to_epoch_ms(start)
 
     def __repr__(self) -> str:
         return f"StreamFeatureView({self.name!r})"
@@ -294,9 +294,10 @@ def stream_feature_view(
     **tecton_options: Any,
 ) -> Callable[[Callable[..., Any]], StreamFeatureView]:
     site = _caller_site()
-    reject_options("StreamFeatureView", name or "?", site, tecton_options, VIEW_OPTIONS)
 
     def wrap(function: Callable[..., Any]) -> StreamFeatureView:
+        # Checked here, where the view's name (the function's, by default) is known.
+        reject_options("StreamFeatureView", name or function.__name__, site, tecton_options, VIEW_OPTIONS)
         return StreamFeatureView(
             function=function, source=source, entities=entities, mode=mode, features=features,
             timestamp_field=timestamp_field, name=name, aggregation_interval=aggregation_interval,
@@ -308,7 +309,7 @@ def stream_feature_view(
     return wrap
 
 
-class FeatureService(_Definition):
+class FeatureService(ServiceMethods, _Definition):
     def __init__(
         self,
         name: str,
@@ -385,7 +386,7 @@ class BatchFeatureView(MaterializedFeatureView):
         if not sources or not all(isinstance(s, DataSource) for s in sources):
             raise self.error("sources must be a non-empty list of BatchSource or StreamSource",
                              "Pass sources=[my_batch_source].")
-        for source in (s.source if isinstance(s, UnfilteredSource) else s for s in sources):
+        for source in (plain_source(s) for s in sources):
             if isinstance(source, StreamSource) and source.batch_config is None:
                 raise self.error(f"stream source {source.name!r} has no batch_config, so it has no history to read",
                                  "Give the StreamSource batch_config=FileConfig(...), or use @stream_feature_view.")
@@ -452,11 +453,7 @@ class BatchFeatureView(MaterializedFeatureView):
     @property
     def feature_start_ms(self) -> int | None:
         start = self.feature_start_time
-        if start is None:
-            return None
-        if start.tzinfo is None:
-            start = start.replace(tzinfo=UTC)
-        return (start - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+        return None if start is None else to_epoch_ms(start)
 
     def __repr__(self) -> str:
         return f"BatchFeatureView({self.name!r})"

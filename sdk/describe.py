@@ -15,6 +15,7 @@ from typing import Any
 
 from featurebus.exceptions import KafkaUnavailableError, NotFoundError
 from featurebus.plan import WORKSPACE_FIELD
+from featurebus.schemas.kinds import RealtimeInputKind
 from featurebus.schemas.specs import (
     BatchFeatureViewSpec,
     FeatureTableSpec,
@@ -60,6 +61,8 @@ class MaterializationState:
     # Source partitions whose committed state the worker has not yet recomputed for the view's
     # current definition (after an apply that invalidated it: ``featurebus.streams.runtime.rebuild``).
     recomputing: tuple[str, ...] = ()
+    # Source topics that do not exist: the stream worker waits for them before materializing.
+    missing_source_topics: tuple[str, ...] = ()
 
 
 def find_object(spec: WorkspaceSpec, name: str, kind: str | None = None) -> tuple[str, Any]:
@@ -97,7 +100,7 @@ def lineage(spec: WorkspaceSpec, kind: str, name: str) -> dict[str, list[str]]:
             if current not in found:
                 found.add(current)
                 if current in realtime:
-                    pending.extend(i.name for i in realtime[current].inputs if i.kind == "feature_view")
+                    pending.extend(i.name for i in realtime[current].inputs if i.kind == RealtimeInputKind.FEATURE_VIEW)
         return found
 
     if kind in ("stream_feature_view", "realtime_feature_view", "feature_table"):  # a table serves as a view
@@ -133,7 +136,7 @@ def lineage(spec: WorkspaceSpec, kind: str, name: str) -> dict[str, list[str]]:
 def read_state(bootstrap: str, spec: WorkspaceSpec, obj: Any, timeout_s: float = 5.0) -> MaterializationState | None:
     """Kafka's view of a source's or feature view's data (its topics' end offsets, and how far
     the stream worker is behind on the source); None for kinds that hold no data."""
-    from featurebus.platform.kafka.admin import committed_positions, group_lag, topic_end_offsets
+    from featurebus.platform.kafka.admin import committed_positions, group_lag, partition_counts, topic_end_offsets
     from featurebus.platform.kafka.topics import feature_topic, worker_group
 
     if isinstance(obj, FeatureTableSpec):  # what its view wrote, and the worker's lag on its records
@@ -150,6 +153,8 @@ def read_state(bootstrap: str, spec: WorkspaceSpec, obj: Any, timeout_s: float =
         # Checked first: Kafka's client would retry (and log every retry) until its own timeout.
         return MaterializationState(False, f"materialization state unknown: no Kafka broker answers at {bootstrap}")
     try:
+        existing = partition_counts(bootstrap, source_topics, timeout_s)
+        missing = tuple(t for t in source_topics if t not in existing)
         states = []
         for topic in topics:
             ends = topic_end_offsets(bootstrap, topic, timeout_s)
@@ -160,7 +165,8 @@ def read_state(bootstrap: str, spec: WorkspaceSpec, obj: Any, timeout_s: float =
             if isinstance(obj, StreamFeatureViewSpec) and obj.online else ()
     except KafkaUnavailableError as exc:
         return MaterializationState(False, f"materialization state unknown: {exc}")
-    return MaterializationState(True, topics=tuple(states), worker_lag=lag, recomputing=recomputing)
+    return MaterializationState(True, topics=tuple(states), worker_lag=lag, recomputing=recomputing,
+                                missing_source_topics=missing)
 
 
 def _recomputing(spec: WorkspaceSpec, view: StreamFeatureViewSpec, committed: list[Any]) -> tuple[str, ...]:
@@ -244,6 +250,9 @@ def render_description(doc: dict[str, Any]) -> str:
                 lines.append(f"  {topic['topic']}: {topic['records']} records (end offsets {ends})")
             if state["worker_lag"] is not None:
                 lines.append(f"  stream worker lag: {state['worker_lag']} records")
+            if state["missing_source_topics"]:
+                lines.append(f"  waiting for source topics that do not exist: {', '.join(state['missing_source_topics'])} "
+                             "(create them, or `featurebus apply --create-topics` on a local broker)")
             if state["recomputing"]:
                 lines.append(f"  being recomputed for the current definition: {', '.join(state['recomputing'])}")
     return "\n".join(lines)

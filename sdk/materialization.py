@@ -10,11 +10,12 @@ started by ``featurebus up``). Jobs come back as ``featurebus.schemas.jobs.Job``
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
+
+from featurebus.schemas.time import now_ms, to_epoch_ms
 
 if TYPE_CHECKING:
     from featurebus.platform.registry.jobs import JobStore
@@ -28,12 +29,6 @@ __all__ = [
     "trigger_materialization_job",
     "wait_for_materialization_job",
 ]
-
-
-def _ms(value: datetime) -> int:
-    from featurebus.platform.batch.materialize import to_ms
-
-    return to_ms(value)
 
 
 @contextmanager
@@ -54,7 +49,7 @@ def trigger_materialization_job(spec: WorkspaceSpec, bootstrap: str | None, view
     from featurebus.platform.jobs.client import submit_materialization
 
     with _store(spec, bootstrap) as store:
-        job = submit_materialization(store, spec, view, _ms(start_time), _ms(end_time), int(time.time() * 1000),
+        job = submit_materialization(store, spec, view, to_epoch_ms(start_time), to_epoch_ms(end_time), now_ms(),
                                      online=online, offline=offline, overwrite=overwrite,
                                      managed_retries=use_tecton_managed_retries)
     return job.id

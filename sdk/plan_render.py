@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from featurebus.plan import Change, FieldChange, Plan
 from featurebus.platform.plan.document import PLAN_JSON_FORMAT_VERSION, plan_to_json
+from featurebus.schemas.specs import METADATA_FIELDS
 
 __all__ = ["PLAN_JSON_FORMAT_VERSION", "plan_to_json", "render_plan"]
 
@@ -46,7 +47,7 @@ def render_plan(plan: Plan, color: bool) -> str:
     return "\n".join(f"[{style}]{escape(text)}[/]" if style else escape(text) for style, text in lines)
 
 
-_METADATA_FIELDS = ("description", "owner", "tags", "prevent_destroy")
+_METADATA_FIELDS = METADATA_FIELDS
 
 
 def _metadata_lines(change: Change) -> list[str]:
@@ -129,7 +130,7 @@ def _brief(value: Any) -> str:
         # Elements that have a name are shown by it: a reordering reads as a list of names.
         return _truncate("[" + ", ".join(getattr(v, "name", None) or _brief(v) for v in value) + "]")
     if isinstance(value, str):
-        return repr(_truncate(value))
+        return repr(_truncate(str(value)))  # str(): an enum member as its value
     return str(value)
 
 

@@ -26,7 +26,9 @@ from typing import Any
 from featurebus.definition_base import DefinitionSite, _caller_site, _fail, _require_name
 from featurebus.definitions import Attribute, FeatureReference, FeatureView
 from featurebus.exceptions import DefinitionError
+from featurebus.schemas.kinds import RealtimeMode
 from featurebus.types import Field
+from featurebus.view_methods import RealtimeViewMethods
 
 __all__ = [
     "Attribute",
@@ -39,7 +41,7 @@ __all__ = [
 
 DEFAULT_REQUEST_SOURCE_NAME = "request_source"
 DEFAULT_CONTEXT_PARAMETER_NAME = "context"
-NO_TRANSFORMATION = "no_transformation"
+NO_TRANSFORMATION = RealtimeMode.NO_TRANSFORMATION
 
 
 class RequestSource:
@@ -83,7 +85,7 @@ class Calculation:
 RealtimeSource = RequestSource | FeatureReference
 
 
-class RealtimeFeatureView(FeatureView):
+class RealtimeFeatureView(RealtimeViewMethods, FeatureView):
     """Tecton's ``RealtimeFeatureView``: instantiate it directly for Calculation features; use
     ``@realtime_feature_view`` for python or pandas transformations."""
 
@@ -163,7 +165,7 @@ class RealtimeFeatureView(FeatureView):
         if function is None and self.mode != NO_TRANSFORMATION:
             raise self.error(f"mode {self.mode!r} needs a transformation function",
                              "Leave mode unset for Calculation features.")
-        if function is not None and self.mode not in ("python", "pandas"):
+        if function is not None and self.mode not in (RealtimeMode.PYTHON, RealtimeMode.PANDAS):
             raise self.error(f"mode {self.mode!r} is not supported", "Use mode='python' or mode='pandas'.")
         names = [f.name for f in self.features]
         repeated = sorted({n for n in names if names.count(n) > 1})

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from featurebus.definitions import FeatureReference
 from featurebus.exceptions import DefinitionError
 from featurebus.realtime import Attribute, Calculation, RealtimeFeatureView, RequestSource
+from featurebus.schemas.kinds import RealtimeInputKind, RealtimeMode, TransformationMode
 from featurebus.schemas.specs import (
     CalculationSpec,
     FieldSpec,
@@ -55,7 +56,7 @@ def _compile_view(view: RealtimeFeatureView, offered: Mapping[str, tuple[FieldSp
     parameters = view.parameters if view.has_transformation else ("",) * len(view.sources)
     inputs = tuple(_compile_source(view, s, p, offered) for s, p in zip(view.sources, parameters, strict=True))
     if not view.has_transformation:
-        spec = RealtimeFeatureViewSpec(view.name, inputs, (), "no_transformation", description=view.description)
+        spec = RealtimeFeatureViewSpec(view.name, inputs, (), RealtimeMode.NO_TRANSFORMATION, description=view.description)
         schema = calculation_schema(spec)
         calculations = []
         for feature in view.features:
@@ -70,7 +71,7 @@ def _compile_view(view: RealtimeFeatureView, offered: Mapping[str, tuple[FieldSp
                 ) from None
             calculations.append(CalculationSpec(feature.name, feature.expr, node.dtype))
         features = tuple(FieldSpec(c.name, c.dtype) for c in calculations)
-        return RealtimeFeatureViewSpec(view.name, inputs, features, "no_transformation",
+        return RealtimeFeatureViewSpec(view.name, inputs, features, RealtimeMode.NO_TRANSFORMATION,
                                        calculations=tuple(calculations), description=view.description)
     code = view.transformation_code
     _check_field_reads(view, code, inputs)
@@ -82,8 +83,8 @@ def _compile_view(view: RealtimeFeatureView, offered: Mapping[str, tuple[FieldSp
         name=view.name,
         inputs=inputs,
         features=tuple(attributes),
-        mode=view.mode,
-        transformation=TransformationSpec(view.mode, view.function.__name__, code),
+        mode=RealtimeMode(view.mode),
+        transformation=TransformationSpec(TransformationMode(view.mode), view.function.__name__, code),
         context_parameter=view.context_parameter_name if view.takes_context else None,
         description=view.description,
     )
@@ -94,7 +95,7 @@ def _compile_source(
     offered: Mapping[str, tuple[FieldSpec, ...]],
 ) -> RealtimeInputSpec:
     if isinstance(source, RequestSource):
-        return RealtimeInputSpec("request", source.name, tuple(FieldSpec(f.name, f.dtype.name) for f in source.schema),
+        return RealtimeInputSpec(RealtimeInputKind.REQUEST, source.name, tuple(FieldSpec(f.name, f.dtype.name) for f in source.schema),
                                  parameter)
     fields = offered.get(source.view.name)
     if fields is None:
@@ -106,7 +107,7 @@ def _compile_source(
         raise view.error(f"source {source.view.name!r} has no feature {unknown[0]!r}",
                          f"Choose from: {', '.join(by_name)}.")
     selected = tuple(by_name[f] for f in source.features) if source.features else fields
-    return RealtimeInputSpec("feature_view", source.view.name, selected, parameter)
+    return RealtimeInputSpec(RealtimeInputKind.FEATURE_VIEW, source.view.name, selected, parameter)
 
 
 def _check_field_reads(view: RealtimeFeatureView, code: str, inputs: tuple[RealtimeInputSpec, ...]) -> None:

@@ -39,6 +39,7 @@ from fastapi import FastAPI
 from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.platform.kv import RocksStore
 from featurebus.schemas.errors import FeaturebusError
+from featurebus.schemas.time import now_ms
 from featurebus.serving.app import create_app
 from featurebus.serving.ingest import IngestService, KafkaRecordSink
 from featurebus.serving.online_materializer import OnlineMaterializer
@@ -62,10 +63,6 @@ def _enable_access_log(enabled: bool) -> None:
     # featurebus.access writes one JSON line per request instead of uvicorn's access log; it
     # costs about a tenth of a lookup's CPU, so it can be turned off (as Feast's can).
     logging.getLogger("featurebus.access").setLevel(logging.INFO if enabled else logging.WARNING)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def claim_store_dir(data_dir: Path) -> tuple[Path, IO[bytes]]:

@@ -17,7 +17,9 @@ from typing import Any
 import pandas as pd
 
 from featurebus.schemas.errors import InvalidRequestError
+from featurebus.schemas.kinds import RealtimeInputKind
 from featurebus.schemas.specs import FeatureServiceSpec, WorkspaceSpec
+from featurebus.schemas.time import format_iso_ms, from_epoch_ms, to_epoch_ms
 from featurebus.streams.realtime import RealtimeServicePlan
 
 __all__ = ["RealtimeServing", "parse_request_value"]
@@ -62,13 +64,13 @@ class RealtimeServing:
         """The served (features, statuses, effective times) from the fetched stream row."""
         values, statuses, times = fetched
         request = self._request_values(request_context_map)
-        request_time = datetime.fromtimestamp(t_ms / 1000, UTC)
+        request_time = from_epoch_ms(t_ms)
         by_view: dict[str, Mapping[str, Any]] = {}
         flat = iter(values)
         for selection in self.fetch.selections:
             by_view[selection.view] = {f: next(flat) for f in selection.features}
         for view in self.plan.views:
-            inputs = {s.name: request if s.kind == "request" else by_view[s.name] for s in view.spec.inputs}
+            inputs = {s.name: request if s.kind == RealtimeInputKind.REQUEST else by_view[s.name] for s in view.spec.inputs}
             by_view[view.spec.name] = view.evaluate_row(inputs, request_time)
         features: list[Any] = []
         out_statuses: list[str] = []
@@ -138,7 +140,7 @@ def parse_request_value(name: str, value: Any, dtype: str) -> Any:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return format_iso_ms(to_epoch_ms(moment))
 
 
 def _json_value(value: Any, dtype: str) -> Any:

@@ -57,7 +57,7 @@ class Sum:
     function = AggregationFunction.SUM
 
     def initialize(self) -> None:
-        return None  # null, not 0: a window without events has no sum (DESIGN.md §4)
+        return None  # null, not 0: a window without events has no sum (docs/design.md §4)
 
     def from_groups(self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int,
                     ts_ms: np.ndarray) -> list[int | float | None]:

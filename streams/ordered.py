@@ -88,7 +88,7 @@ class OrderedAggregator:
 
     def result(self, partial: Pairs) -> Any:
         if not partial:
-            return None  # DESIGN.md §4: no event in the window is null for every function but count
+            return None  # docs/design.md §4: no event in the window is null for every function but count
         if self.scalar:
             return partial[-1][1]
         return [value for _, value in partial]

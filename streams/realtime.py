@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from featurebus.schemas.errors import DefinitionError, FeaturebusError
+from featurebus.schemas.kinds import RealtimeInputKind, RealtimeMode
 from featurebus.schemas.specs import (
     FeatureSelectionSpec,
     FeatureServiceSpec,
@@ -74,7 +75,7 @@ class DependencyCycleError(DefinitionError):
 class RealtimeContext:
     """What Tecton passes as ``context``: the request time (python mode) or one per row (pandas)."""
 
-    def __init__(self, mode: str, request_timestamp: datetime | None = None,
+    def __init__(self, mode: RealtimeMode, request_timestamp: datetime | None = None,
                  request_timestamp_series: pd.Series | None = None) -> None:
         self._mode = mode
         self._timestamp = request_timestamp
@@ -82,14 +83,14 @@ class RealtimeContext:
 
     @property
     def request_timestamp(self) -> datetime | None:
-        if self._mode == "pandas":
+        if self._mode == RealtimeMode.PANDAS:
             raise ValueError("The field `request_timestamp` is not available in Realtime Feature Views with Pandas "
                              "mode. Please use `context.request_timestamp_series` when using Pandas mode.")
         return self._timestamp
 
     @property
     def request_timestamp_series(self) -> pd.Series | None:
-        if self._mode != "pandas":
+        if self._mode != RealtimeMode.PANDAS:
             raise ValueError("The field `request_timestamp_series` is only available in Realtime Feature Views with "
                              "Pandas mode. Please use `context.request_timestamp` when using Python mode.")
         return self._series
@@ -148,7 +149,7 @@ def check_realtime_views(spec: WorkspaceSpec) -> None:
     views.update({v.name: v for v in spec.realtime_feature_views})
     for view in spec.realtime_feature_views:
         for source in view.inputs:
-            if source.kind != "feature_view":
+            if source.kind != RealtimeInputKind.FEATURE_VIEW:
                 continue
             upstream = views.get(source.name)
             if upstream is None:
@@ -159,7 +160,7 @@ def check_realtime_views(spec: WorkspaceSpec) -> None:
                 if offered.get(f.name) != f.dtype:
                     raise DefinitionError(f"realtime feature view {view.name!r} reads {source.name}.{f.name} "
                                           f"({f.dtype}), which {source.name!r} does not offer; re-apply the repository")
-    realtime_order({v.name: [s.name for s in v.inputs if s.kind == "feature_view"]
+    realtime_order({v.name: [s.name for s in v.inputs if s.kind == RealtimeInputKind.FEATURE_VIEW]
                     for v in spec.realtime_feature_views})
 
 
@@ -188,7 +189,7 @@ class RealtimeServicePlan:
             if name not in needed:
                 needed[name] = None
                 pending.extend(s.name for s in spec.realtime_view(name).inputs
-                               if s.kind == "feature_view" and spec.is_realtime(s.name))
+                               if s.kind == RealtimeInputKind.FEATURE_VIEW and spec.is_realtime(s.name))
         order = realtime_order({n: [s.name for s in spec.realtime_view(n).inputs] for n in needed})
         views = tuple(CompiledRealtimeView(spec.realtime_view(n)) for n in order)
         fetched: dict[str, dict[str, None]] = {}  # stream view -> features, in first-use order
@@ -198,9 +199,9 @@ class RealtimeServicePlan:
         request_fields: dict[str, str] = {}
         for view in views:
             for source in view.spec.inputs:
-                if source.kind == "feature_view" and not spec.is_realtime(source.name):
+                if source.kind == RealtimeInputKind.FEATURE_VIEW and not spec.is_realtime(source.name):
                     fetched.setdefault(source.name, {}).update(dict.fromkeys(f.name for f in source.fields))
-                elif source.kind == "request":
+                elif source.kind == RealtimeInputKind.REQUEST:
                     for f in source.fields:
                         if request_fields.setdefault(f.name, f.dtype) != f.dtype:
                             raise DefinitionError(f"request field {f.name!r} is {request_fields[f.name]} in one "
@@ -213,16 +214,11 @@ class RealtimeServicePlan:
                 offered = {f.name: f.dtype for f in spec.realtime_view(selection.view).features}
                 outputs.extend(("realtime", selection.view, f) for f in selection.features)
             else:
-                offered = {f.name: f.dtype for f in feature_fields(_materialized_view(spec, selection.view))}
+                offered = {f.name: f.dtype for f in feature_fields(spec.tiled_view(selection.view))}
                 outputs.extend(("fetched", position[(selection.view, f)]) for f in selection.features)
             dtypes.extend(offered[f] for f in selection.features)
         fetch = FeatureServiceSpec(service.name, tuple(FeatureSelectionSpec(v, tuple(fs)) for v, fs in fetched.items()))
         return cls(service.name, fetch, views, tuple(request_fields.items()), tuple(outputs), tuple(dtypes))
-
-
-def _materialized_view(spec: WorkspaceSpec, name: str) -> StreamFeatureViewSpec:
-    """A stream view, or a batch view in the shape serving and training sets read it."""
-    return spec.batch_view(name).as_view_spec() if spec.is_batch(name) else spec.view(name)
 
 
 # -- evaluation -----------------------------------------------------------------------------------
@@ -261,12 +257,12 @@ class CompiledRealtimeView:
                 out[name] = _from_ns(value) if node.dtype == "timestamp" and value is not None else value
             return out
         assert self._function is not None
-        if spec.mode == "python":
+        if spec.mode == RealtimeMode.PYTHON:
             # Exactly the source's fields, as offline: a fetched row may hold features of other views.
             kwargs: dict[str, Any] = {s.parameter: {f.name: inputs[s.name].get(f.name) for f in s.fields}
                                       for s in spec.inputs}
             if spec.context_parameter:
-                kwargs[spec.context_parameter] = RealtimeContext("python", request_timestamp=request_time)
+                kwargs[spec.context_parameter] = RealtimeContext(RealtimeMode.PYTHON, request_timestamp=request_time)
             return self._check_row(self._call(kwargs))
         frames = {s.name: _frame([dict(inputs[s.name])], s.fields) for s in spec.inputs}
         result = self._call_pandas(frames, pd.Series([pd.Timestamp(request_time)], name="request_timestamp"), 1)
@@ -288,7 +284,7 @@ class CompiledRealtimeView:
             out = {name: series_from_column(evaluate(columns, rows), node.dtype, index)
                    for name, node, _, evaluate in self._calculations}
             return pd.DataFrame(out, index=index)
-        if spec.mode == "pandas":
+        if spec.mode == RealtimeMode.PANDAS:
             frames = {s.name: inputs[s.name][[f.name for f in s.fields]].reset_index(drop=True) for s in spec.inputs}
             result = self._call_pandas(frames, request_times.reset_index(drop=True).rename("request_timestamp"), rows)
             return pd.DataFrame({n: _canonical_series([self._typed(n, v, d) for v in result[n]], d)
@@ -299,7 +295,7 @@ class CompiledRealtimeView:
         for i in range(rows):
             kwargs: dict[str, Any] = {s.parameter: records[s.name][i] for s in spec.inputs}
             if spec.context_parameter:
-                kwargs[spec.context_parameter] = RealtimeContext("python", request_timestamp=times[i])
+                kwargs[spec.context_parameter] = RealtimeContext(RealtimeMode.PYTHON, request_timestamp=times[i])
             out_rows.append(self._check_row(self._call(kwargs)))
         return pd.DataFrame({n: _canonical_series([r[n] for r in out_rows], d) for n, d in self._dtypes.items()},
                             index=index)
@@ -316,7 +312,7 @@ class CompiledRealtimeView:
     def _call_pandas(self, frames: dict[str, pd.DataFrame], times: pd.Series, rows: int) -> pd.DataFrame:
         kwargs: dict[str, Any] = {s.parameter: frames[s.name] for s in self.spec.inputs}
         if self.spec.context_parameter:
-            kwargs[self.spec.context_parameter] = RealtimeContext("pandas", request_timestamp_series=times)
+            kwargs[self.spec.context_parameter] = RealtimeContext(RealtimeMode.PANDAS, request_timestamp_series=times)
         result = self._call(kwargs)
         if not isinstance(result, pd.DataFrame):
             raise self._bad_output(f"returned {type(result).__name__}; a pandas-mode view returns a DataFrame")

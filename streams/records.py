@@ -11,14 +11,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import orjson
 import pandas as pd
 
+from featurebus.schemas.kinds import ValueFormat
 from featurebus.schemas.specs import FieldSpec, StreamSourceSpec
+from featurebus.schemas.time import parse_iso_ms, to_epoch_ms
 from featurebus.schemas.types import Array, Map, Struct, parse_dtype
 from featurebus.streams.avro import avro_parser, schema_guarantees_types
 
@@ -42,21 +44,10 @@ def parse_timestamp_ms(value: Any) -> int:
             raise ValueError(f"{value} is not a timestamp")
         return int(value)
     if isinstance(value, datetime):
-        return _exact_ms(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
+        return to_epoch_ms(value)
     if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"{value!r} is not an ISO-8601 timestamp") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return int(parsed.timestamp() * 1000) if parsed.microsecond % 1000 == 0 else _exact_ms(parsed)
+        return parse_iso_ms(value)
     raise ValueError(f"{value!r} is not a timestamp (use an ISO-8601 string or epoch milliseconds)")
-
-
-def _exact_ms(parsed: datetime) -> int:
-    delta = parsed - datetime(1970, 1, 1, tzinfo=UTC)
-    return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
 
 
 def _check(value: Any, dtype: str) -> Any:
@@ -130,11 +121,11 @@ def decode_json_records(payloads: Sequence[bytes | None], schema: Sequence[Field
 def decode_records(payloads: Sequence[bytes | None], source: StreamSourceSpec) -> DecodedBatch:
     """A batch of the source's record values decoded by its ``value_format``."""
     kafka = source.kafka
-    if kafka.value_format == "json":
+    if kafka.value_format == ValueFormat.JSON:
         return _decode(payloads, source.schema, kafka.timestamp_field, _parse_json)
     if kafka.avro_schema is None:  # a spec from before Avro, or hand-built: say what is missing
-        raise ValueError(f"source {source.name!r} has value_format {kafka.value_format!r} but no avro_schema")
-    parse = avro_parser(kafka.avro_schema, confluent=kafka.value_format == "confluent_avro")
+        raise ValueError(f"source {source.name!r} has value_format {kafka.value_format.value!r} but no avro_schema")
+    parse = avro_parser(kafka.avro_schema, confluent=kafka.value_format == ValueFormat.CONFLUENT_AVRO)
     if schema_guarantees_types(kafka.avro_schema, tuple((f.name, f.dtype) for f in source.schema)):
         return _decode_typed(payloads, source.schema, kafka.timestamp_field, parse)
     return _decode(payloads, source.schema, kafka.timestamp_field, parse)

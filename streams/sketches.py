@@ -5,7 +5,7 @@ Both are written here in numpy rather than taken from a sketch library on purpos
 is a pure function of the multiset of values seen (registers take a max, buckets add counts), so
 merging is exactly associative, commutative, and independent of how events were cut into tiles.
 That is what lets the value served online (tiles merged) equal, bit for bit, the value a training
-set computes (one group per spine row) — DESIGN.md §4. Library sketches we considered do not
+set computes (one group per spine row) — docs/design.md §4. Library sketches we considered do not
 have that property: KLL compacts randomly, t-digest depends on insertion and merge order, and a
 DataSketches HLL union switches estimators. Both are also vectorized over a micro-batch.
 

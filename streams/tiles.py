@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from featurebus.schemas.encoding import coerce_join_key, encode_entity_key, encode_entity_keys
+from featurebus.schemas.kinds import WindowKind
 from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec
 from featurebus.streams.aggregations import Aggregator, aggregator_of, input_column
 from featurebus.streams.lifetime import (
@@ -172,7 +173,7 @@ def compute_values(view: CompiledView, tiles: Iterable[Tile], t_ms: int) -> list
     starts = [tile[0] for tile in ordered]
     values: list[Any] = []
     for i, (aggregation, aggregator) in enumerate(zip(spec.aggregations, view.aggregators, strict=True)):
-        if aggregation.window_kind == "time":  # the common case, without the general loop below
+        if aggregation.window_kind == WindowKind.TIME:  # the common case, without the general loop below
             window_start, window_end = window_bounds(t_ms, aggregation.window_ms, _interval_ms(spec, aggregation),
                                                      aggregation.offset_ms)
             lo, hi = bisect_left(starts, window_start), bisect_left(starts, window_end)
@@ -182,18 +183,18 @@ def compute_values(view: CompiledView, tiles: Iterable[Tile], t_ms: int) -> list
         results = []
         for window_start, window_end in aggregation_windows(aggregation, t_ms, _interval_ms(spec, aggregation),
                                                             spec.lifetime_start_ms):
-            if aggregation.window_kind == "lifetime":
+            if aggregation.window_kind == WindowKind.LIFETIME:
                 partials = lifetime_partials(i, prefixes, ordered, starts, window_start, window_end)
             else:
                 lo, hi = bisect_left(starts, window_start), bisect_left(starts, window_end)
                 partials = [ordered[j][1][i] for j in range(lo, hi)]
             results.append(aggregator.result(aggregator.merge_many(partials) if partials else aggregator.initialize()))
-        values.append(results if aggregation.window_kind == "series" else results[0])
+        values.append(results if aggregation.window_kind == WindowKind.SERIES else results[0])
     return values
 
 
 def _interval_ms(spec: StreamFeatureViewSpec, aggregation: AggregationSpec) -> int | None:
-    """An Attribute is continuous ([T - ttl, T)) whatever the view's interval (DESIGN.md §4)."""
+    """An Attribute is continuous ([T - ttl, T)) whatever the view's interval (docs/design.md §4)."""
     return None if aggregation.attribute else spec.aggregation_interval_ms
 
 
@@ -206,11 +207,11 @@ def read_range(view: CompiledView, t_ms: int, prefixes: Iterable[Tile] = ()) -> 
     stored = split_prefixes(sorted(prefixes, key=itemgetter(0)))[0] if view.has_lifetime else {}
     bounds = []
     for a in spec.aggregations:
-        if a.window_kind == "time":
+        if a.window_kind == WindowKind.TIME:
             bounds.append(window_bounds(t_ms, a.window_ms, _interval_ms(spec, a), a.offset_ms))
             continue
         for start, end in aggregation_windows(a, t_ms, _interval_ms(spec, a), spec.lifetime_start_ms):
-            if a.window_kind == "lifetime":
+            if a.window_kind == WindowKind.LIFETIME:
                 start = lifetime_read_start(stored, start, end)
             bounds.append((start, end))
     return min(b[0] for b in bounds), max(b[1] for b in bounds)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from featurebus.schemas.errors import DefinitionError, FeaturebusError
+from featurebus.schemas.kinds import TransformationMode
 from featurebus.schemas.specs import StreamFeatureViewSpec, TransformationSpec
 
 __all__ = [
@@ -58,7 +59,7 @@ class Transformation:
 
     def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
         try:
-            if self._mode == "pandas":
+            if self._mode == TransformationMode.PANDAS:
                 result = self._function(frame)
             else:
                 rows = [self._function(row) for row in frame.to_dict("records")]

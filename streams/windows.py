@@ -1,4 +1,4 @@
-"""Window math (DESIGN.md §4): pure functions over integer milliseconds, half-open intervals.
+"""Window math (docs/design.md §4): pure functions over integer milliseconds, half-open intervals.
 
 The same functions decide which events a value at time T covers online (serving) and offline
 (training sets), which is half of why the two agree.
@@ -15,6 +15,7 @@ series bounds are negative or zero):
 
 from __future__ import annotations
 
+from featurebus.schemas.kinds import AggregationLeadingEdge, WindowKind
 from featurebus.schemas.specs import AggregationSpec
 
 __all__ = [
@@ -32,8 +33,9 @@ __all__ = [
     "format_duration",
 ]
 
-WALL_CLOCK_TIME = "wall_clock_time"
-LATEST_EVENT_TIME = "latest_event_time"
+# Kept for the modules that still import them; new code names the enum members.
+WALL_CLOCK_TIME = AggregationLeadingEdge.WALL_CLOCK_TIME
+LATEST_EVENT_TIME = AggregationLeadingEdge.LATEST_EVENT_TIME
 
 
 def window_end(t_ms: int, interval_ms: int | None) -> int:
@@ -76,13 +78,13 @@ def aggregation_windows(
     """Every ``[start, end)`` the value of ``aggregation`` at ``t_ms`` covers: one window, or one
     per element of a series."""
     kind = aggregation.window_kind
-    if kind == "time":
+    if kind == WindowKind.TIME:
         return [window_bounds(t_ms, aggregation.window_ms, interval_ms, aggregation.offset_ms)]
-    if kind == "lifetime":
+    if kind == WindowKind.LIFETIME:
         if lifetime_start_ms is None:
             raise ValueError(f"lifetime window {aggregation.name!r} needs the view's lifetime_start_ms")
         return [lifetime_bounds(t_ms, lifetime_start_ms, interval_ms)]
-    if kind == "series":
+    if kind == WindowKind.SERIES:
         end = window_end(t_ms, interval_ms)
         relative = series_windows(aggregation.series_start_ms, aggregation.series_end_ms,
                                   aggregation.series_step_ms, aggregation.window_ms)
@@ -90,16 +92,16 @@ def aggregation_windows(
     raise ValueError(f"unknown window kind {kind!r} of {aggregation.name!r}")
 
 
-def leading_edge_ms(t_ms: int, high_watermark_ms: int | None, leading_edge: str) -> int:
+def leading_edge_ms(t_ms: int, high_watermark_ms: int | None, leading_edge: AggregationLeadingEdge) -> int:
     """The ``T`` windows are computed at, for a request at ``t_ms``.
 
     ``WALL_CLOCK_TIME``: the request's time. ``LATEST_EVENT_TIME``: just after the newest event
     time the view has processed (its stream high watermark), so that event is inside the window;
     the request's time while no event has been processed.
     """
-    if leading_edge == WALL_CLOCK_TIME or high_watermark_ms is None:
+    if leading_edge == AggregationLeadingEdge.WALL_CLOCK_TIME or high_watermark_ms is None:
         return t_ms
-    if leading_edge == LATEST_EVENT_TIME:
+    if leading_edge == AggregationLeadingEdge.LATEST_EVENT_TIME:
         return high_watermark_ms + 1
     raise ValueError(f"unknown aggregation leading edge {leading_edge!r}")
 

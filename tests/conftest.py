@@ -3,7 +3,9 @@
 The broker starts lazily, only when a test asks for ``kafka_bootstrap`` or ``topic_factory``,
 so unit tests never launch Java. With ``FEATUREBUS_KAFKA_BOOTSTRAP`` set, those fixtures use
 that cluster instead of starting one. Tests using them are marked ``kafka`` automatically, so
-``pytest -m "not kafka"`` runs everything that needs no broker.
+``pytest -m "not kafka"`` (``make test-fast``) runs everything that needs no broker. A fixture
+that asks for the broker at run time (``request.getfixturevalue``) is invisible to that marking:
+mark its Kafka case itself (``pytest.param("kafka", marks=pytest.mark.kafka)``).
 """
 
 from __future__ import annotations

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from datetime import UTC, datetime
 
 import orjson
 
 from featurebus.platform.access.roles import LEGACY_ROLES, Role
+from featurebus.schemas.time import format_iso_ms, now_ms
 
 __all__ = [
     "KEY_FORMAT",
@@ -49,8 +49,7 @@ class PrincipalKind(enum.Enum):
 
 
 def iso_now() -> str:
-    now = datetime.now(UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    return format_iso_ms(now_ms())
 
 
 def _check_format(raw: dict[str, object], expected: int, what: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -19,16 +19,17 @@ import pandas as pd
 import pyarrow as pa
 
 from featurebus.platform.batch.compute import aligned_range, compute_rows, source_range, table_frame, view_tiles
-from featurebus.platform.batch.inputs import read_inputs
+from featurebus.platform.batch.inputs import computed_per_window, read_inputs
 from featurebus.platform.batch.offline import read_rows, replace_range
 from featurebus.platform.batch.online import publish_tiles
 from featurebus.platform.offline.store import open_store
 from featurebus.schemas.errors import InvalidRequestError
 from featurebus.schemas.specs import BatchFeatureViewSpec, WorkspaceSpec
+from featurebus.schemas.time import from_epoch_ms, to_epoch_ms
 from featurebus.streams.tiles import CompiledView
 from featurebus.streams.transform import view_input_frame
 
-__all__ = ["MaterializationResult", "materialize_view", "materialization_chunks", "compiled_view", "rows_table", "to_ms"]
+__all__ = ["MaterializationResult", "materialize_view", "materialization_chunks", "compiled_view", "rows_table"]
 
 _DAY_MS = 86_400_000
 _TIMESTAMP = pa.timestamp("ms", tz="UTC")
@@ -45,25 +46,9 @@ class MaterializationResult:
     cancelled: bool = False  # stopped between chunks by ``cancelled()``; what was written stays
 
 
-def to_ms(value: datetime) -> int:
-    """Epoch milliseconds of a datetime (naive: UTC, as everywhere in featurebus)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return (value - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
-
-
-def _from_ms(ms: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
-
-
 def compiled_view(spec: WorkspaceSpec, view: BatchFeatureViewSpec) -> CompiledView:
     """The batch view as the tile builder and serving see it, with its join keys' types."""
-    dtypes = {k.name: k.dtype for e in spec.entities if e.name in view.entities for k in e.join_keys}
-    missing = [k for k in view.join_keys if k not in dtypes]
-    if missing:
-        raise InvalidRequestError(f"batch feature view {view.name!r}: no entity declares join key(s) {missing}; "
-                                  "re-apply the repository")
-    return CompiledView.compile(view.as_view_spec(), [dtypes[k] for k in view.join_keys])
+    return CompiledView.compile(view.as_view_spec(), list(spec.join_key_dtypes(view)))
 
 
 def rows_table(view: BatchFeatureViewSpec, rows: pd.DataFrame, ts_ms: np.ndarray) -> pa.Table:
@@ -81,9 +66,9 @@ def _stale_tiles(compiled: CompiledView, previous: pa.Table | None, current: set
 
 def materialization_chunks(view: BatchFeatureViewSpec, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
     tile_ms = view.aggregation_interval_ms or 1
-    # incremental_backfills: one run per batch_schedule period, each transformation seeing its
-    # own period as context (Tecton's meaning); otherwise about a day at a time, to bound memory.
-    period = view.batch_schedule_ms if view.incremental_backfills else _DAY_MS
+    # One run per batch_schedule period where a run's window matters (``computed_per_window``);
+    # otherwise about a day at a time, to bound memory.
+    period = view.batch_schedule_ms if computed_per_window(view) else _DAY_MS
     step = tile_ms * max(1, -(-period // tile_ms))  # whole tiles
     bounds = []
     lo = start_ms
@@ -124,7 +109,7 @@ def materialize_view(
     if offline and not view_spec.offline:
         raise InvalidRequestError(f"batch feature view {view!r} has offline=False; set offline=True and re-apply, "
                                   "or materialize online only")
-    start_ms, end_ms = aligned_range(view_spec, to_ms(start), to_ms(end))
+    start_ms, end_ms = aligned_range(view_spec, to_epoch_ms(start), to_epoch_ms(end))
     compiled = compiled_view(spec, view_spec)
     if offline:
         open_store(Path(data_dir), create=True)
@@ -133,10 +118,10 @@ def materialize_view(
     progress(0.0)
     for done, (lo, hi) in enumerate(chunks):
         if cancelled():
-            return MaterializationResult(view, _from_ms(start_ms), _from_ms(end_ms), rows_written, tiles_written,
+            return MaterializationResult(view, from_epoch_ms(start_ms), from_epoch_ms(end_ms), rows_written, tiles_written,
                                          files, cancelled=True)
         read_lo, read_hi = source_range(view_spec, lo, hi)
-        rows, ts_ms = compute_rows(view_spec, read_inputs(spec, view_spec, read_lo, read_hi), lo, hi)
+        rows, ts_ms = compute_rows(view_spec, read_inputs(spec, view_spec, read_lo, read_hi, (lo, hi)), lo, hi)
         # What an earlier run of this range wrote (known when it was materialized offline): its
         # tiles that this run does not rewrite are deleted online, so a re-run after the source
         # changed leaves no stale tile behind.
@@ -151,7 +136,7 @@ def materialize_view(
             removed = _stale_tiles(compiled, previous, {(t.entity_key, t.tile_start_ms) for t in tiles})
             tiles_written += publish_tiles(bootstrap, spec.name, view, tiles, removed)
         progress((done + 1) / len(chunks))
-    return MaterializationResult(view, _from_ms(start_ms), _from_ms(end_ms), rows_written, tiles_written, files)
+    return MaterializationResult(view, from_epoch_ms(start_ms), from_epoch_ms(end_ms), rows_written, tiles_written, files)
 
 
 

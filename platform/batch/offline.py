@@ -45,7 +45,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from featurebus.platform.offline.store import fsync_path
+from featurebus.platform.files.atomic import atomic_write
 from featurebus.schemas.errors import InvalidRequestError
 
 __all__ = ["MANIFEST", "ViewPart", "view_dir", "list_view_parts", "replace_range", "read_rows"]
@@ -120,12 +120,7 @@ def _write(directory: Path, lo_ms: int, hi_ms: int, table: pa.Table) -> ViewPart
     data = sink.getvalue().to_pybytes()
     path = folder / f"part-{lo_ms}-{hi_ms}-{hashlib.blake2b(data, digest_size=8).hexdigest()}.parquet"
     tmp = folder / f"_part-{lo_ms}-{hi_ms}-{os.getpid()}.tmp"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)  # same name, same bytes: replacing a live file changes nothing a reader sees
-    fsync_path(folder)
+    atomic_write(path, data, temporary=tmp)  # same name, same bytes: replacing a live file changes nothing a reader sees
     return ViewPart(path, lo_ms, hi_ms, table.num_rows)
 
 
@@ -134,10 +129,7 @@ def _swap_manifest(directory: Path, version: int, parts: list[ViewPart]) -> None
         {"file": f"{p.path.parent.name}/{p.path.name}", "lo_ms": p.lo_ms, "hi_ms": p.hi_ms, "rows": p.rows}
         for p in sorted(parts, key=lambda p: p.lo_ms)]}
     tmp = directory / f"_manifest-{os.getpid()}.tmp"
-    tmp.write_bytes(orjson.dumps(document))
-    fsync_path(tmp)
-    os.replace(tmp, directory / MANIFEST)  # the switch from the old set of files to the new
-    fsync_path(directory)
+    atomic_write(directory / MANIFEST, orjson.dumps(document), temporary=tmp)  # the switch from the old set of files to the new
 
 
 def _remove_unlisted(directory: Path, parts: list[ViewPart], folders: set[Path] | None) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import glob
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,9 @@ import pyarrow.parquet as pq
 
 from featurebus.schemas.batch_context import FilterContext
 from featurebus.schemas.errors import FeaturebusError
+from featurebus.schemas.kinds import BatchConfigKind, FileFormat
 from featurebus.schemas.specs import BatchSourceSpec, CustomBatchConfigSpec, FieldSpec, FileConfigSpec, StreamSourceSpec
+from featurebus.schemas.time import from_epoch_ms
 from featurebus.streams.transform import load_function
 
 __all__ = [
@@ -37,7 +39,8 @@ __all__ = [
 ]
 
 _TIMESTAMP = pa.timestamp("ms", tz="UTC")
-_EXTENSIONS = {"parquet": (".parquet", ".parq"), "csv": (".csv",), "json": (".json", ".jsonl", ".ndjson")}
+_EXTENSIONS = {FileFormat.PARQUET: (".parquet", ".parq"), FileFormat.CSV: (".csv",),
+               FileFormat.JSON: (".json", ".jsonl", ".ndjson")}
 
 
 class BatchSourceError(FeaturebusError):
@@ -45,7 +48,7 @@ class BatchSourceError(FeaturebusError):
 
 
 def ms_to_datetime(ms: int | None) -> datetime | None:
-    return None if ms is None else datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    return None if ms is None else from_epoch_ms(ms)
 
 
 def _local_path(uri: str) -> str:
@@ -72,7 +75,7 @@ def resolve_files(config: FileConfigSpec) -> list[Path]:
 
 def declared_fields(config: FileConfigSpec) -> list[FieldSpec] | None:
     """The columns of a Parquet FileConfig's first file, if there is one (plan-time checks)."""
-    if config.file_format != "parquet":
+    if config.file_format != FileFormat.PARQUET:
         return None
     try:
         files = resolve_files(config)
@@ -96,10 +99,10 @@ def _dtype(arrow: pa.DataType) -> str:
     return "string"
 
 
-def _read_file(path: Path, file_format: str) -> pa.Table:
-    if file_format == "parquet":
+def _read_file(path: Path, file_format: FileFormat) -> pa.Table:
+    if file_format == FileFormat.PARQUET:
         return pq.read_table(path)
-    if file_format == "csv":
+    if file_format == FileFormat.CSV:
         return pcsv.read_csv(path)
     return pjson.read_json(path)
 
@@ -108,7 +111,7 @@ def _as_timestamp(column: pa.ChunkedArray, what: str, name: str) -> pa.ChunkedAr
     """A timestamp column as UTC milliseconds: timestamps, dates, ISO strings or epoch milliseconds."""
     kind = column.type
     if pa.types.is_timestamp(kind):
-        if kind.tz is None:  # naive times are UTC, as everywhere in featurebus (DESIGN.md §4)
+        if kind.tz is None:  # naive times are UTC, as everywhere in featurebus (docs/design.md §4)
             column = pc.assume_timezone(column, "UTC")
         return column.cast(_TIMESTAMP)
     if pa.types.is_date(kind):
@@ -190,7 +193,7 @@ def read_custom_config(what: str, config: CustomBatchConfigSpec, start_ms: int |
     The function gets the range as its FilterContext; its rows are filtered again by
     ``timestamp_field`` when given, so a function that ignores the context still yields the range."""
     result = _run_custom(what, config, start_ms, end_ms)
-    if config.kind == "pandas":
+    if config.kind == BatchConfigKind.PANDAS:
         if not isinstance(result, pd.DataFrame):
             raise BatchSourceError(f"{what}: a @pandas_batch_config function must return a pandas DataFrame, "
                                    f"got {type(result).__name__}")

@@ -12,7 +12,6 @@ control-plane process per registry).
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +28,7 @@ from featurebus.platform.registry.specs import apply_workspace, read_version
 from featurebus.platform.workspaces import create_workspace, delete_workspace, list_workspaces, object_count
 from featurebus.schemas.errors import ConflictError, InvalidRequestError, NotFoundError, StoreFormatError
 from featurebus.schemas.specs import WorkspaceSpec
+from featurebus.schemas.time import now_ms
 
 __all__ = ["Definitions", "parse_spec", "workspace_summary"]
 
@@ -146,7 +146,7 @@ class Definitions:
             return [], []
         store = self._registry.jobs(applied.name)
         try:
-            jobs, notes = enqueue_apply_backfills(store, applied, views, int(time.time() * 1000))
+            jobs, notes = enqueue_apply_backfills(store, applied, views, now_ms())
         finally:
             store.close()
         return [job.id for job in jobs], notes

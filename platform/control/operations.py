@@ -4,7 +4,6 @@ retry (``featurebus.platform.jobs.client`` holds the rules; this checks roles an
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -22,6 +21,7 @@ from featurebus.platform.registry.jobs import JobStore
 from featurebus.schemas.errors import NotFoundError
 from featurebus.schemas.jobs import Job
 from featurebus.schemas.specs import WorkspaceSpec
+from featurebus.schemas.time import now_ms
 
 __all__ = ["Jobs", "job_document"]
 
@@ -33,7 +33,7 @@ def job_document(job: Job) -> dict[str, Any]:
 
 
 class Jobs:
-    def __init__(self, registry: Registry, guard: Guard, now_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
+    def __init__(self, registry: Registry, guard: Guard, now_ms: Callable[[], int] = now_ms) -> None:
         self._registry = registry
         self._guard = guard
         self._now_ms = now_ms

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from featurebus.platform.jobs.runner import Execute
 from featurebus.schemas.errors import InvalidRequestError, NotFoundError
 from featurebus.schemas.jobs import Job, JobKind
 from featurebus.schemas.specs import WorkspaceSpec
+from featurebus.schemas.time import from_epoch_ms
 
 __all__ = ["job_executor"]
 
 
 def _datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return from_epoch_ms(ms)
 
 
 def job_executor(bootstrap: str, offline_root: Path, spec: Callable[[], WorkspaceSpec | None],

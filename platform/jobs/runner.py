@@ -25,6 +25,7 @@ from featurebus.platform.registry.specs import wait_for_workspace
 from featurebus.schemas.errors import JobRunnerFencedError, KafkaUnavailableError
 from featurebus.schemas.jobs import Job, JobState, cancel, fail, report_progress, requeue, retry, start, succeed
 from featurebus.schemas.specs import WorkspaceSpec
+from featurebus.schemas.time import now_ms
 
 __all__ = ["Execute", "JobRunner", "RunnerSettings", "run_workspace_jobs"]
 
@@ -42,13 +43,9 @@ class RunnerSettings:
     retry_backoff_ms: int = 10_000  # times the attempt number, before a managed retry
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class JobRunner:
     def __init__(self, store: JobStore, execute: Execute, spec: Callable[[], WorkspaceSpec | None],
-                 settings: RunnerSettings = RunnerSettings(), clock_ms: Callable[[], int] = _now_ms,
+                 settings: RunnerSettings = RunnerSettings(), clock_ms: Callable[[], int] = now_ms,
                  compaction_work: Callable[[], int] = lambda: 1) -> None:
         self._store = store
         self._execute = execute
@@ -156,7 +153,7 @@ class JobRunner:
 def run_workspace_jobs(registry: Registry, workspace: str, executor: Callable[[Callable[[], WorkspaceSpec | None]], Execute],
                        stop: threading.Event, *, settings: RunnerSettings = RunnerSettings(),
                        compaction_work: Callable[[], int] = lambda: 1, spec_refresh_s: float = 5.0,
-                       idle_s: float = 1.0, clock_ms: Callable[[], int] = _now_ms) -> bool:
+                       idle_s: float = 1.0, clock_ms: Callable[[], int] = now_ms) -> bool:
     """``featurebus jobs run``: wait until the workspace is applied, then run its jobs until ``stop``.
 
     ``executor`` builds the job executor from a function returning the current spec (re-read at

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from featurebus.schemas.jobs import Job, JobKind
+from featurebus.schemas.kinds import BatchTriggerType
 from featurebus.schemas.specs import BatchFeatureViewSpec
 
 __all__ = ["PlannedRange", "backfill_ranges", "due_ranges", "schedule_cursor", "scheduled"]
@@ -36,7 +37,7 @@ class PlannedRange:
 
 
 def scheduled(view: BatchFeatureViewSpec) -> bool:
-    return view.batch_trigger == "scheduled" and view.feature_start_ms is not None and view.batch_schedule_ms > 0
+    return view.batch_trigger == BatchTriggerType.SCHEDULED and view.feature_start_ms is not None and view.batch_schedule_ms > 0
 
 
 def _anchor(view: BatchFeatureViewSpec) -> int:

@@ -32,6 +32,7 @@ from types import TracebackType
 
 from confluent_kafka import KafkaException
 
+from featurebus.platform.files.atomic import atomic_write
 from featurebus.platform.kafka.clients import admin_client
 from featurebus.platform.kafka.runtime import (
     LOOPBACK_HOST,
@@ -442,9 +443,7 @@ def _write_state(path: Path, info: DetachedKafka) -> None:
         "started_in_s": info.started_in_s,
         "started_at": info.started_at,
     }
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(temporary, path)  # A crash never leaves a torn state file behind.
+    atomic_write(path, json.dumps(record, indent=2) + "\n")  # A crash never leaves a torn state file behind.
 
 
 def _read_state(path: Path) -> DetachedKafka | None:

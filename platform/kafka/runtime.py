@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
+from featurebus.platform.files.atomic import atomic_write
 from featurebus.schemas.errors import KafkaUnavailableError
 
 __all__ = [
@@ -113,7 +114,7 @@ def ensure_kafka_jars(cache_dir: Path | None = None) -> Path:
         # Replace wholesale so jars from an older pom never linger on the classpath.
         shutil.rmtree(libs, ignore_errors=True)
         staging.rename(libs)
-        _write_atomically(home / ".complete", digest)
+        atomic_write(home / ".complete", digest)  # never half-written: a torn marker could look "complete"
     return libs
 
 
@@ -182,13 +183,6 @@ def _run_maven(pom: Path, output_dir: Path) -> None:
 def _tail(output: str) -> str:
     lines = [line for line in _ANSI_ESCAPE.sub("", output).splitlines() if line.strip()]
     return "\n".join(lines[-_TAIL_LINES:]) or "(no output)"
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    # The marker must never be observed half-written, or a torn write could look "complete".
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 # Node set-up: everything a broker needs on disk before its process starts. -------------------

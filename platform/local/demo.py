@@ -23,11 +23,13 @@ from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, group_la
 from featurebus.platform.kafka.topics import worker_group
 from featurebus.platform.local.generator import fraud_events, produce_events
 from featurebus.platform.local.up import LocalPlatform
+from featurebus.platform.offline.duckdb_session import connect
 from featurebus.platform.offline.store import source_glob
 from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from featurebus.platform.training.training_sets import get_features_for_events
 from featurebus.schemas.errors import FeaturebusError
 from featurebus.schemas.specs import WorkspaceSpec
+from featurebus.schemas.time import now_ms
 
 __all__ = ["run_demo"]
 
@@ -88,7 +90,8 @@ def _fmt(value: Any) -> str:
 def _offline_rows(root: Path) -> int:
     pattern = source_glob(root, WORKSPACE, "transactions")
     try:
-        row = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{pattern}')").fetchone()
+        with connect() as con:
+            row = con.execute(f"SELECT count(*) FROM read_parquet('{pattern}')").fetchone()
         return int(row[0]) if row else 0
     except duckdb.Error:
         return 0  # no file written yet
@@ -112,9 +115,9 @@ def run_demo(repo: Path, spec: WorkspaceSpec, home: Path, live_seconds: float, c
                       f"views {[v.name for v in spec.stream_feature_views]}, services {[s.name for s in spec.feature_services]}")
         _, key = create_api_key(registry, WORKSPACE, "reader", "demo")
 
-        now_ms = int(time.time() * 1000)
+        started_ms = now_ms()
         produced = produce_events(platform.bootstrap, "transactions", fraud_events(
-            HISTORY_EVENTS, now_ms - 2 * 3_600_000, 2 * 3_600_000, users=USERS, merchants=MERCHANTS, disorder_ms=5_000))
+            HISTORY_EVENTS, started_ms - 2 * 3_600_000, 2 * 3_600_000, users=USERS, merchants=MERCHANTS, disorder_ms=5_000))
         console.print(f"produced {produced:,} historical transactions (last 2 hours, some out of order)")
 
         caught_up_in = _wait_caught_up(platform, console)
@@ -132,7 +135,7 @@ def run_demo(repo: Path, spec: WorkspaceSpec, home: Path, live_seconds: float, c
                                             "(POST /api/v1/feature-service/get-features)", rows))
                 if time.monotonic() >= deadline:
                     break
-                live = fraud_events(LIVE_EVENTS_PER_S, int(time.time() * 1000), 1000, users=USERS,
+                live = fraud_events(LIVE_EVENTS_PER_S, now_ms(), 1000, users=USERS,
                                     merchants=MERCHANTS, seed=1000 + tick)
                 produced += produce_events(platform.bootstrap, "transactions", live)
                 tick += 1
@@ -147,7 +150,7 @@ def run_demo(repo: Path, spec: WorkspaceSpec, home: Path, live_seconds: float, c
             platform.check()
             time.sleep(0.5)
         console.print(f"offline store holds {_offline_rows(platform.offline_dir):,} of {produced:,} events")
-        spine_ts = pd.Timestamp(now_ms, unit="ms", tz="UTC")
+        spine_ts = pd.Timestamp(started_ms, unit="ms", tz="UTC")
         spine = pd.DataFrame({  # the same user at two times, an earlier time, and an unknown user
             "user_id": ["user_0", "user_0", "user_5", "nobody"],
             "merchant_id": ["merchant_3", "merchant_3", "merchant_11", "merchant_0"],

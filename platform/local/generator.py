@@ -10,17 +10,13 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import orjson
 
 from featurebus.platform.kafka.clients import reliable_producer
+from featurebus.schemas.time import format_iso_ms
 
-__all__ = ["fraud_events", "produce_events", "iso_ms"]
-
-
-def iso_ms(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+__all__ = ["fraud_events", "produce_events"]
 
 
 def fraud_events(
@@ -48,7 +44,7 @@ def fraud_events(
             "merchant_id": f"merchant_{rng.randrange(merchants)}",
             "amount": round(math.exp(rng.gauss(3.0, 1.0)), 2),
             "is_online": rng.random() < 0.35,
-            "timestamp": iso_ms(ts),
+            "timestamp": format_iso_ms(ts),
         }
 
 

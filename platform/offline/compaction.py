@@ -39,7 +39,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from featurebus.platform.offline.store import PartFile, all_parts, fsync_path, live_parts, part_name
+from featurebus.platform.files.atomic import fsync_path
+from featurebus.platform.offline.store import PartFile, all_parts, live_parts, part_name
 
 __all__ = ["CompactionResult", "Merge", "compact_source", "compact_workspace", "compaction_work", "plan_merges"]
 

@@ -28,7 +28,6 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +36,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from featurebus.platform.files.atomic import atomic_write, fsync_path
 from featurebus.schemas.errors import DefinitionError, NotFoundError, StoreFormatError
 from featurebus.schemas.specs import FieldSpec, StreamSourceSpec
+from featurebus.schemas.time import from_epoch_ms
 from featurebus.schemas.types import Array, Map, Struct, parse_dtype
 
 __all__ = [
     "FORMAT_VERSION",
-    "fsync_path",
     "PartFile",
     "open_store",
     "arrow_type",
@@ -94,7 +94,7 @@ def open_store(root: Path, create: bool = True) -> Path:
                 "(`featurebus materialize`) for the workspace first"
             )
         root.mkdir(parents=True, exist_ok=True)
-        _atomic_write_bytes(marker, f"{FORMAT_VERSION}\n".encode())
+        atomic_write(marker, f"{FORMAT_VERSION}\n".encode())
         return root
     found = marker.read_text().strip()
     if found != str(FORMAT_VERSION):
@@ -236,7 +236,7 @@ def write_partition(
     for day in np.unique(days):
         chunk = table.filter(pa.array(days == day))
         chunk_offsets = offsets[days == day]
-        date = datetime.fromtimestamp(int(day) * _DAY_MS / 1000, tz=UTC).strftime("%Y-%m-%d")
+        date = from_epoch_ms(int(day) * _DAY_MS).strftime("%Y-%m-%d")
         final = directory / f"date={date}" / part_name(topic, partition, int(chunk_offsets.min()), int(chunk_offsets.max()))
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(final.name + ".tmp")
@@ -246,7 +246,7 @@ def write_partition(
     manifest = _manifest_path(directory, topic, partition)
     # Paths relative to the source folder, so a store copied elsewhere still recovers.
     relative = [[str(t.relative_to(directory)), str(f.relative_to(directory))] for t, f in moves]
-    _atomic_write_bytes(manifest, orjson.dumps(relative))
+    atomic_write(manifest, orjson.dumps(relative))
     _roll_forward(manifest)
     return [final for _, final in moves]
 
@@ -279,23 +279,3 @@ def _roll_forward(manifest: Path) -> None:
     manifest.unlink()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def fsync_path(path: Path) -> None:
-    """Flush a file's data, or a folder's entries, to disk.
-
-    A rename is only as durable as the data behind it (without the file's fsync, a power loss can
-    leave a committed name pointing at an empty file) and as the folder entry it changed."""
-    fd = os.open(path, os.O_RDONLY)  # os.open, not open(): folders too
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -8,6 +8,7 @@ import dataclasses
 from typing import Any
 
 from featurebus.platform.kafka.topics import push_topic
+from featurebus.schemas.kinds import AggregationFunction, TransformationMode
 from featurebus.schemas.specs import (
     AggregationSpec,
     FeatureTableSpec,
@@ -24,9 +25,9 @@ __all__ = ["attribute_aggregation", "table_objects", "with_table_objects"]
 
 
 def attribute_aggregation(feature: FieldSpec, ttl_ms: int) -> AggregationSpec:
-    # As a stream view's Attribute: ``last`` over [T - ttl, T), keeping nulls (DESIGN.md §4).
-    return AggregationSpec(feature.name, "last", feature.name, feature.dtype, ttl_ms,
-                           output_dtype("last", feature.dtype), attribute=True)
+    # As a stream view's Attribute: ``last`` over [T - ttl, T), keeping nulls (docs/design.md §4).
+    return AggregationSpec(feature.name, AggregationFunction.LAST, feature.name, feature.dtype, ttl_ms,
+                           output_dtype(AggregationFunction.LAST, feature.dtype), attribute=True)
 
 
 def table_objects(workspace: str, table: FeatureTableSpec) -> tuple[StreamSourceSpec, StreamFeatureViewSpec]:
@@ -47,7 +48,7 @@ def table_objects(workspace: str, table: FeatureTableSpec) -> tuple[StreamSource
         join_keys=tuple(k.name for k in table.join_keys),
         timestamp_field=table.timestamp_field,
         # The records are the features already: the identity, in the worker's cheapest mode.
-        transformation=TransformationSpec("pandas", table.name, f"def {table.name}(df):\n    return df\n"),
+        transformation=TransformationSpec(TransformationMode.PANDAS, table.name, f"def {table.name}(df):\n    return df\n"),
         aggregations=tuple(attribute_aggregation(f, table.ttl_ms) for f in table.features),
         online=table.online,
         offline=table.offline,

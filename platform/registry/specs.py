@@ -19,6 +19,7 @@ from featurebus.platform.kafka.topics import REGISTRY_HISTORY_TOPIC, REGISTRY_TO
 from featurebus.platform.registry.base import Registry, history_key
 from featurebus.schemas.errors import NotFoundError
 from featurebus.schemas.specs import WorkspaceSpec
+from featurebus.schemas.time import now_ms
 
 __all__ = ["PUSH_TOPIC_PARTITIONS", "apply_workspace", "read_version", "wait_for_workspace"]
 
@@ -53,7 +54,7 @@ def apply_workspace(registry: Registry, spec: WorkspaceSpec, *, create_live: boo
     versioned = dataclasses.replace(
         spec,
         version=(current.version if current else 0) + 1,
-        applied_at_ms=int(time.time() * 1000),
+        applied_at_ms=now_ms(),
         live=current.live if current else True,
     )
     payload = versioned.to_json()

@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from featurebus.platform.offline.duckdb_session import connect
 from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec
 from featurebus.streams.aggregations import Aggregator, aggregator_of, input_column
 
@@ -93,7 +93,7 @@ def _pairs(
         f"SELECT s.__row, e.__ts, {', '.join('e.' + v for v in values)} FROM spine_table s JOIN events e "
         f"ON {on} AND e.__ts >= s.__lo AND e.__ts < s.__hi ORDER BY s.__row, e.__seq"
     )
-    with duckdb.connect() as con:
+    with connect() as con:
         con.register("spine_table", spine_table)
         con.register("events", events)
         yield from con.sql(query).to_arrow_reader(chunk_rows)

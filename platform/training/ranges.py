@@ -28,6 +28,7 @@ from featurebus.platform.offline.locations import OfflineLocations
 from featurebus.platform.training.batch_rows import batch_view_rows
 from featurebus.platform.training.training_sets import feature_column, get_features_for_events, view_events
 from featurebus.schemas.errors import InvalidRequestError
+from featurebus.schemas.kinds import WindowKind
 from featurebus.schemas.specs import (
     AggregationSpec,
     FeatureSelectionSpec,
@@ -35,6 +36,7 @@ from featurebus.schemas.specs import (
     StreamFeatureViewSpec,
     WorkspaceSpec,
 )
+from featurebus.schemas.time import to_epoch_ms
 from featurebus.streams.windows import series_windows
 
 __all__ = ["change_points", "get_features_in_range", "view_service"]
@@ -80,9 +82,9 @@ def change_points(view: StreamFeatureViewSpec, events_ms: np.ndarray, start_ms: 
 
 def _relative_windows(a: AggregationSpec) -> list[tuple[int | None, int]]:
     """``(lo, hi)`` of each window relative to the value's time T (lo None: since the lifetime start)."""
-    if a.window_kind == "lifetime":
+    if a.window_kind == WindowKind.LIFETIME:
         return [(None, 0)]
-    if a.window_kind == "series":
+    if a.window_kind == WindowKind.SERIES:
         return list(series_windows(a.series_start_ms, a.series_end_ms, a.series_step_ms, a.window_ms))
     return [(a.offset_ms - a.window_ms, a.offset_ms)]
 
@@ -103,7 +105,7 @@ def get_features_in_range(
             "get_features_for_events with a spine holding the request columns"
         )
     batch = spec.batch_view(view_name) if spec.is_batch(view_name) else None
-    view = batch.as_view_spec() if batch is not None else spec.view(view_name)
+    view = spec.tiled_view(view_name)
     start_ms, end_ms = _ms(start, "start"), _ms(end, "end")
     if end_ms <= start_ms:
         raise InvalidRequestError(f"end ({end}) must be after start ({start})")
@@ -157,6 +159,4 @@ def _merge_unchanged(frame: pd.DataFrame, keys: list[str], features: list[str], 
 def _ms(value: datetime, name: str) -> int:
     if not isinstance(value, datetime):
         raise InvalidRequestError(f"{name} must be a datetime, got {type(value).__name__}")
-    stamp = pd.Timestamp(value)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return int(stamp.value // 1_000_000)
+    return to_epoch_ms(value)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from featurebus.schemas.errors import InvalidRequestError
+from featurebus.schemas.kinds import RealtimeInputKind
 from featurebus.streams.realtime import RealtimeServicePlan
 
 __all__ = ["realtime_training_columns"]
@@ -45,7 +46,7 @@ def realtime_training_columns(
             {f: pd.Series(fetched[(selection.view, f)], index=index) for f in selection.features}, index=index
         )
     for view in plan.views:
-        inputs = {s.name: request if s.kind == "request" else frames[s.name] for s in view.spec.inputs}
+        inputs = {s.name: request if s.kind == RealtimeInputKind.REQUEST else frames[s.name] for s in view.spec.inputs}
         frames[view.spec.name] = view.evaluate_frame(inputs, times)
     flat = [(s.view, f) for s in plan.fetch.selections for f in s.features]
     columns = []

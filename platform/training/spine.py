@@ -35,7 +35,7 @@ def timestamp_column(spine: pd.DataFrame, timestamp_key: str | None) -> str:
 
 
 def spine_times_ns(spine: pd.DataFrame, column: str) -> np.ndarray:
-    """Row times as int64 UTC nanoseconds (naive times are taken as UTC, as DESIGN.md §4 says)."""
+    """Row times as int64 UTC nanoseconds (naive times are taken as UTC, as docs/design.md §4 says)."""
     times = pd.to_datetime(spine[column], utc=True)
     nulls = int(times.isna().sum())
     if nulls:

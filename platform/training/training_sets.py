@@ -40,6 +40,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from featurebus.platform.offline.duckdb_session import connect
 from featurebus.platform.offline.locations import OfflineLocations, offline_locations, require_locations
 from featurebus.platform.offline.store import PartFile, list_parts, open_store
 from featurebus.platform.registry import Registry
@@ -428,7 +429,7 @@ def _latest_event_edges_ns(source: StreamSourceSpec, locations: tuple[tuple[str,
         f"SELECT DISTINCT epoch_ms({ts}) AS t FROM read_parquet([{file_list}], union_by_name = true) "
         f"WHERE epoch_ms({ts}) < {hi_ms} ORDER BY t"
     )
-    with duckdb.connect() as con:
+    with connect() as con:
         times = con.sql(query).to_arrow_table().column("t").to_numpy()
     if not len(times):
         return t_ns
@@ -511,7 +512,7 @@ def _events(
             "ORDER BY _topic, _partition, _offset"
         )
     transformation = Transformation(view.transformation)
-    with duckdb.connect(config={"preserve_insertion_order": True}) as con:
+    with connect(preserve_insertion_order=True) as con:
         for chunk in _chunks(con.sql(query).to_arrow_reader(_CHUNK_ROWS), source):
             frame, ts_ms = view_input_frame(view, transformation.apply(chunk))
             if len(frame):
@@ -630,7 +631,7 @@ def _join(
         f"SELECT s.__row, {', '.join(selects)} FROM spine_table s JOIN events e ON {on} "
         f"AND e.__ts < s.__end AND e.__ts >= s.__end - {bucket_ms} GROUP BY s.__row"
     )
-    with duckdb.connect() as con:
+    with connect() as con:
         con.register("spine_table", spine_table)
         con.register("events", events)
         return _results(con.sql(query).to_arrow_table(), needs)
@@ -670,7 +671,7 @@ def _lifetime(
         f"WINDOW w AS (PARTITION BY {', '.join(key_columns)} ORDER BY __t, __o ROWS UNBOUNDED PRECEDING) "
         f"QUALIFY __o = 0"
     )
-    with duckdb.connect() as con:
+    with connect() as con:
         con.register("spine_table", spine_table)
         con.register("events", events)
         return _results(con.sql(query).to_arrow_table(), needs)

@@ -57,7 +57,15 @@ from featurebus.schemas.materialization import CommitMetadata, online_fingerprin
 from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.streams.runtime.engine import NO_WATERMARK, Progress, RawRecord, StreamEngine
 from featurebus.streams.runtime.rebuild import install_rebuilt, read_source_partition, recompute_views
-from featurebus.streams.runtime.workspace_watch import WorkspaceDeletedError, WorkspaceWatch, live_workspace
+from featurebus.streams.runtime.workspace_watch import (
+    SOURCE_TOPICS_CHECK_S,
+    WorkspaceDeletedError,
+    WorkspaceWatch,
+    await_source_topics,
+    live_workspace,
+    missing_source_topics,
+    missing_topics_message,
+)
 
 __all__ = ["TransactionalSink", "run_worker", "worker_transactional_id"]
 
@@ -208,6 +216,8 @@ class _Worker:
         self.owned: set[tuple[str, int]] = set()
         self.registry = WorkspaceWatch(registry, workspace)
         self.stopping = False
+        self._next_topics_check = 0.0  # a new version waiting for its source topics is re-checked then
+        self._waiting_version: int | None = None
 
     def _engine_for(self, spec: WorkspaceSpec) -> StreamEngine:
         self.feature_topics = _prepare_topics(self.bootstrap, spec)
@@ -337,7 +347,14 @@ class _Worker:
             log.warning("%s", exc)
             self.stopping = True
             return
-        if latest is None:
+        if latest is None or time.monotonic() < self._next_topics_check:
+            return
+        missing = missing_source_topics(latest, self._existing_topics)
+        if missing:  # keep running the current version until they exist
+            self._next_topics_check = time.monotonic() + SOURCE_TOPICS_CHECK_S
+            if latest.version != self._waiting_version:
+                log.warning("%s; v%d keeps running until then", missing_topics_message(latest, missing), self.spec.version)
+                self._waiting_version = latest.version
             return
         log.warning("workspace %r: picked up version %d", self.workspace, latest.version)
         old_topics = self.engine.source_topics
@@ -347,6 +364,9 @@ class _Worker:
             self._rebuild_stale(tp)
         if self.engine.source_topics != old_topics:
             self.consumer.subscribe(self.engine.source_topics, on_assign=self.on_assign, on_revoke=self.on_revoke)
+
+    def _existing_topics(self, topics: list[str]) -> list[str]:
+        return list(partition_counts(self.bootstrap, topics))
 
     def close(self) -> None:
         self.registry.stop()
@@ -385,6 +405,13 @@ def run_worker(bootstrap: str, workspace: str, data_dir: Path, batch_size: int =
     change kind, so there is nothing to wait for)."""
     registry = registry or KafkaRegistry(bootstrap)
     spec = live_workspace(registry, workspace)
+    if spec is None:
+        return
+    try:
+        spec = await_source_topics(registry, spec, lambda topics: list(partition_counts(bootstrap, topics)))
+    except WorkspaceDeletedError as exc:
+        log.warning("%s", exc)
+        return
     if spec is None:
         return
     worker = _Worker(registry, bootstrap, workspace, data_dir, spec)

@@ -1,22 +1,37 @@
 """How the stream worker follows its workspace in the registry: it waits for the workspace at
-start, picks up each newly applied version between batches, and stops when the workspace is
-deleted. Kept apart from the Kafka loop so this logic is tested over ``MemoryRegistry``.
+start, then for its source topics, picks up each newly applied version between batches, and
+stops when the workspace is deleted. Kept apart from the Kafka loop so this logic is tested over
+``MemoryRegistry``.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable, Collection
 
 from featurebus.platform.registry import Registry, wait_for_workspace
 from featurebus.schemas.errors import FeaturebusError, KafkaUnavailableError
 from featurebus.schemas.specs import WorkspaceSpec
 
-__all__ = ["REGISTRY_POLL_S", "WorkspaceDeletedError", "WorkspaceWatch", "live_workspace"]
+__all__ = [
+    "REGISTRY_POLL_S",
+    "SOURCE_TOPICS_CHECK_S",
+    "WorkspaceDeletedError",
+    "WorkspaceWatch",
+    "await_source_topics",
+    "live_workspace",
+    "missing_source_topics",
+]
 
 log = logging.getLogger(__name__)
 
 REGISTRY_POLL_S = 0.5  # the follower's longest wait for news, so that it notices a stop
+SOURCE_TOPICS_CHECK_S = 2.0  # how often a worker waiting for its source topics looks again
+
+# Which of these topics exist on the bus (``featurebus.platform.kafka.admin.partition_counts``).
+ExistingTopics = Callable[[list[str]], Collection[str]]
 
 
 class WorkspaceDeletedError(FeaturebusError):
@@ -79,3 +94,48 @@ class WorkspaceWatch(threading.Thread):
 
     def stop(self) -> None:
         self._stopped.set()
+
+
+def missing_source_topics(spec: WorkspaceSpec, existing: ExistingTopics) -> list[str]:
+    """The workspace's Kafka source topics that do not exist (push topics are created by apply)."""
+    wanted = sorted({t for s in spec.stream_sources for t in s.kafka.topics})
+    found = set(existing(wanted)) if wanted else set()
+    return [t for t in wanted if t not in found]
+
+
+def missing_topics_message(spec: WorkspaceSpec, missing: list[str]) -> str:
+    return (f"workspace {spec.name!r} v{spec.version}: source topics {missing} do not exist yet; the stream worker "
+            "waits for them. Create them (on a local broker `featurebus apply --create-topics` does), start "
+            "producing to them, or fix KafkaConfig(topics=...)")
+
+
+def await_source_topics(registry: Registry, spec: WorkspaceSpec, existing: ExistingTopics,
+                        check_s: float = SOURCE_TOPICS_CHECK_S, stop: threading.Event | None = None,
+                        on_missing: Callable[[list[str]], None] = lambda missing: None) -> WorkspaceSpec | None:
+    """The workspace's latest spec once all its source topics exist; None if ``stop``.
+
+    A worker started before its producers (``featurebus up`` then ``apply``, or a typo in a
+    topic name) waits, logging which topics it waits for whenever that changes, instead of
+    exiting: a supervisor would only restart it into the same state. A newer version applied
+    meanwhile (say, the topic name fixed) is picked up while waiting; deletion ends the wait.
+    """
+    reported: list[str] = []
+    while True:
+        missing = missing_source_topics(spec, existing)
+        on_missing(missing)
+        if not missing:
+            if reported:
+                log.warning("workspace %r: source topics %s exist now; starting", spec.name, reported)
+            return spec
+        if missing != reported:
+            log.warning("%s", missing_topics_message(spec, missing))
+            reported = missing
+        if stop is not None:
+            if stop.wait(check_s):
+                return None
+        else:
+            time.sleep(check_s)
+        latest = registry.get(spec.name)
+        if latest is None:
+            raise WorkspaceDeletedError(f"workspace {spec.name!r} was deleted; its worker stops")
+        spec = latest

@@ -16,7 +16,9 @@ from featurebus.schemas.jobs import Job, JobKind, JobState, new_job, report_prog
 StoreFactory = Callable[[bool], JobStore]
 
 
-@pytest.fixture(params=["memory", "kafka"])
+# The Kafka case is marked so `pytest -m "not kafka"` (make test-fast) starts no broker: the
+# conftest marks only tests that name a broker fixture, and this one asks for it at run time.
+@pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.kafka)])
 def make_store(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
     opened: list[JobStore] = []
     if request.param == "memory":

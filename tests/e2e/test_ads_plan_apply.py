@@ -20,10 +20,10 @@ import httpx
 import pytest
 
 from featurebus.platform.api_keys import create_api_key
-from featurebus.platform.local.generator import iso_ms
 from featurebus.platform.local.up import LocalPlatform
 from featurebus.platform.registry import KafkaRegistry
 from featurebus.platform.workspaces import create_workspace
+from featurebus.schemas.time import format_iso_ms
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
@@ -118,9 +118,9 @@ def test_ads_repo_plans_applies_and_hot_reloads(kafka_bootstrap: str, tmp_path: 
                 time.sleep(0.2)
             # u1 saw a1 four times and clicked twice: 90 minutes ago (a long visit) and 30 minutes ago.
             api.ingest({
-                "impressions": [{"user_id": "u1", "ad_id": "a1", "placement": p, "bid_price": b, "ts": iso_ms(now - m * MINUTE)}
+                "impressions": [{"user_id": "u1", "ad_id": "a1", "placement": p, "bid_price": b, "ts": format_iso_ms(now - m * MINUTE)}
                                 for p, b, m in [("top", 1.0, 95), ("side", 2.0, 40), ("top", 3.0, 35), ("feed", 4.0, 20)]],
-                "clicks": [{"user_id": "u1", "ad_id": "a1", "dwell_ms": d, "ts": iso_ms(now - m * MINUTE)}
+                "clicks": [{"user_id": "u1", "ad_id": "a1", "dwell_ms": d, "ts": format_iso_ms(now - m * MINUTE)}
                            for d, m in [(9000, 90), (500, 30)]],
             })
             before = api.wait_for("ad_ranking", lambda v: v["user_clicks.ad_id_count_1h_continuous"] == "1"
@@ -149,7 +149,7 @@ def test_ads_repo_plans_applies_and_hot_reloads(kafka_bootstrap: str, tmp_path: 
             assert "user_clicks.dwell_ms_max_1h_continuous" not in widened
             assert widened["user_clicks.dwell_ms_max_2h_continuous"] == "9000"  # now within the window
             # The running worker computes the new window for new events too.
-            api.ingest({"clicks": [{"user_id": "u1", "ad_id": "a1", "dwell_ms": 12000, "ts": iso_ms(now - 100 * MINUTE)}]})
+            api.ingest({"clicks": [{"user_id": "u1", "ad_id": "a1", "dwell_ms": 12000, "ts": format_iso_ms(now - 100 * MINUTE)}]})
             api.wait_for("ad_ranking", lambda v: v["user_clicks.dwell_ms_max_2h_continuous"] == "12000", platform)
 
             # 2. Removing a view: deleted, and the service that read it updated; its features are gone.
@@ -165,7 +165,15 @@ def test_ads_repo_plans_applies_and_hot_reloads(kafka_bootstrap: str, tmp_path: 
             trimmed = api.wait_for("ad_ranking", lambda v: not any(n.startswith("ad_clicks.") for n in v), platform)
             assert "ad_impressions.bid_price_count_1h_5m" in trimmed and "user_click_through.ctr_1h" in trimmed
 
-            # 3. Renaming a service: Tecton shows a delete and a create; the old name is a 404.
+            # 3. A development workspace with the same definitions, applied before the rename: the
+            #    registry has one partition, read in order, so once the replica serves the renamed
+            #    service it has read the development workspace's record too (checked at the end).
+            dev = f"{workspace}_dev"
+            create_workspace(KafkaRegistry(kafka_bootstrap), dev, live=False)
+            _apply(repo, dev, kafka_bootstrap)
+            _, dev_reader = create_api_key(KafkaRegistry(kafka_bootstrap), dev, "reader")
+
+            # Renaming a service: Tecton shows a delete and a create; the old name is a 404.
             _edit(repo / "feature_services.py", 'name="user_engagement"', 'name="user_activity"')
             changes = _changed(_plan(repo, workspace, kafka_bootstrap))
             assert {k: c["action"] for k, c in changes.items()} == {
@@ -176,14 +184,15 @@ def test_ads_repo_plans_applies_and_hot_reloads(kafka_bootstrap: str, tmp_path: 
             gone = api.features("user_engagement")
             assert gone.status_code == 404 and "user_engagement" in gone.json()["message"]
 
-            # A development workspace with the same definitions is never served.
-            dev = f"{workspace}_dev"
-            create_workspace(KafkaRegistry(kafka_bootstrap), dev, live=False)
-            _apply(repo, dev, kafka_bootstrap)
-            _, dev_reader = create_api_key(KafkaRegistry(kafka_bootstrap), dev, "reader")
-            time.sleep(3)  # the replica has seen the registry record by now (it follows within a second)
+            # The development workspace of step 3 is never served. Its key is known (no longer a 401)
+            # and its registry record was read (it precedes the rename's, which is served): a 404.
             dev_api = _Api(client, platform.serving_url, dev, dev_reader, writer)
-            assert dev_api.features("ad_ranking").status_code == 404
+            deadline = time.monotonic() + 30
+            while (not_served := dev_api.features("ad_ranking")).status_code == 401:
+                assert time.monotonic() < deadline, "the replica never learned the development workspace's key"
+                time.sleep(0.2)
+            assert not_served.status_code == 404, not_served.text
+            assert f"no workspace named {dev!r}" in not_served.json()["message"]
 
         platform.check()
         assert platform.pids() == pids, "a process was restarted: hot reload must not need one"

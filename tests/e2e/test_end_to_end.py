@@ -23,9 +23,10 @@ import pytest
 import featurebus
 from featurebus.platform.api_keys import create_api_key
 from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
-from featurebus.platform.local.generator import iso_ms, produce_events
+from featurebus.platform.local.generator import produce_events
 from featurebus.platform.local.up import LocalPlatform
 from featurebus.platform.registry import KafkaRegistry
+from featurebus.schemas.time import format_iso_ms
 from featurebus.streams.records import parse_timestamp_ms
 from tests.support.oracle import Event, close, feature_value
 
@@ -100,7 +101,7 @@ def _events(now_ms: int, count: int, rng: random.Random) -> list[dict[str, Any]]
     times = sorted(spread + boundaries)
     times = [t - rng.randrange(4000) if rng.random() < 0.2 else t for t in times]
     return [{"user_id": rng.choice(USERS), "merchant_id": rng.choice(MERCHANTS),
-             "amount": round(rng.uniform(1, 500), 2), "ts": iso_ms(t)} for t in times]
+             "amount": round(rng.uniform(1, 500), 2), "ts": format_iso_ms(t)} for t in times]
 
 
 def _served(client: httpx.Client, url: str, key: str, workspace: str, user: str, merchant: str) -> dict[str, Any]:

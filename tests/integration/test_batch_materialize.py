@@ -66,7 +66,7 @@ def _eventually(check: Callable[[], bool], what: str, timeout_s: float = 60.0) -
 def _oracle(events: pd.DataFrame, entity: str, t: int) -> list[Any]:
     mine = events[events.user_id == entity]
     ts = mine.ts_ms.to_numpy()
-    end = (t // HOUR) * HOUR  # time-interval mode: complete intervals only (DESIGN.md §4)
+    end = (t // HOUR) * HOUR  # time-interval mode: complete intervals only (docs/design.md §4)
     in6 = mine.amount[(ts >= end - 6 * HOUR) & (ts < end)].tolist()
     in2 = mine.amount[(ts >= end - 2 * HOUR) & (ts < end)].tolist()
     recent = mine[(ts >= t - 4 * HOUR) & (ts < t)].sort_values("ts_ms")

@@ -16,10 +16,10 @@ import pytest
 import featurebus
 from featurebus.exceptions import RecordValidationError
 from featurebus.platform.api_keys import create_api_key
-from featurebus.platform.local.generator import iso_ms
 from featurebus.platform.local.up import LocalPlatform
 from featurebus.platform.offline.materializer import OfflineMaterializer
 from featurebus.platform.registry import KafkaRegistry, apply_workspace
+from featurebus.schemas.time import format_iso_ms
 from tests.support.table_repo import TTL, table_workspace
 
 pytestmark = pytest.mark.kafka
@@ -28,7 +28,7 @@ TTL_MS = TTL // pd.Timedelta(milliseconds=1)
 
 
 def _record(user: str, score: float, visits: int, ts_ms: int) -> dict[str, Any]:
-    return {"user_id": user, "score": score, "segment": f"s{visits}", "visits": visits, "ts": iso_ms(ts_ms)}
+    return {"user_id": user, "score": score, "segment": f"s{visits}", "visits": visits, "ts": format_iso_ms(ts_ms)}
 
 
 @pytest.mark.e2e
@@ -104,7 +104,7 @@ def test_training_sets_join_table_values_point_in_time(kafka_bootstrap: str, tmp
     frame = ws.get_feature_service("scored_clicks").get_features_for_events(spine)
 
     def expected(user: str, t_ms: int) -> float | None:
-        # The latest value strictly before T, unless older than the ttl (DESIGN.md §4).
+        # The latest value strictly before T, unless older than the ttl (docs/design.md §4).
         before = [(ts, score) for u, score, _, ts in history if u == user and t_ms - TTL_MS <= ts < t_ms]
         return max(before)[1] if before else None
 

@@ -15,9 +15,9 @@ from confluent_kafka import Consumer, TopicPartition
 
 from featurebus.platform.api_keys import create_api_key
 from featurebus.platform.kafka.topics import push_topic
-from featurebus.platform.local.generator import iso_ms
 from featurebus.platform.local.up import LocalPlatform
 from featurebus.platform.registry import KafkaRegistry, apply_workspace
+from featurebus.schemas.time import format_iso_ms
 from featurebus.streams.records import parse_timestamp_ms
 from tests.support.oracle import Event, close, feature_value
 from tests.support.push_repo import push_workspace
@@ -46,7 +46,7 @@ def test_ingested_records_are_served_and_rejected_ones_never_written(kafka_boots
         _, foreign_writer = create_api_key(KafkaRegistry(kafka_bootstrap), f"{workspace}_other", "writer")
         now = int(time.time() * 1000)
         events = [Event((f"u{rng.randrange(5)}",), now - rng.randrange(50 * 60_000), rng.randrange(1, 9)) for _ in range(60)]
-        records = [{"record": {"user_id": e.entity[0], "price": 1.0, "quantity": e.value, "ts": iso_ms(e.ts_ms)}} for e in events]
+        records = [{"record": {"user_id": e.entity[0], "price": 1.0, "quantity": e.value, "ts": format_iso_ms(e.ts_ms)}} for e in events]
         with httpx.Client(base_url=platform.serving_url, timeout=30.0) as client:
             def ingest(body: dict[str, Any], key: str = writer) -> httpx.Response:
                 deadline = time.monotonic() + 30

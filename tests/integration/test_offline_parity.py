@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from featurebus.platform.api_keys import create_api_key
 from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
-from featurebus.platform.local.generator import iso_ms, produce_events
+from featurebus.platform.local.generator import produce_events
 from featurebus.platform.local.up import LocalPlatform
 from featurebus.platform.offline.store import source_glob
 from featurebus.platform.registry import KafkaRegistry, apply_workspace
@@ -46,6 +46,7 @@ from featurebus.schemas.specs import (
     TransformationSpec,
     WorkspaceSpec,
 )
+from featurebus.schemas.time import format_iso_ms
 from featurebus.streams.aggregations import output_dtype
 from featurebus.streams.records import parse_timestamp_ms
 from tests.support.oracle import close
@@ -182,7 +183,7 @@ def test_training_set_equals_what_serving_returned(running: Running, data: st.Da
     # windows end inside the history and the 1-hour ones cover all of it.
     events = data.draw(st.lists(
         st.tuples(st.sampled_from(users), st.integers(MINUTE, 50 * MINUTE), _amounts), min_size=1, max_size=40))
-    records = [{"user_id": u, "amount": a, "ts": iso_ms(now_ms - age)} for u, age, a in events]
+    records = [{"user_id": u, "amount": a, "ts": format_iso_ms(now_ms - age)} for u, age, a in events]
     assert produce_events(running.platform.bootstrap, running.topic, records) == len(records)
     running.produced += len(records)
     _wait_served_counts(running, {u: sum(1 for e in events if e[0] == u and e[2] is not None) for u in users})

@@ -1,4 +1,4 @@
-"""Brute-force oracle of DESIGN.md §4, written independently of the engine: for each feature,
+"""Brute-force oracle of docs/design.md §4, written independently of the engine: for each feature,
 scan every event and keep the ones inside the window. Slow on purpose; tests compare against it.
 
 Events are listed in arrival order; order-dependent functions sort the window's events by event
@@ -31,7 +31,7 @@ def window_of(t_ms: int, window_ms: int, interval_ms: int | None, offset_ms: int
 
 
 def windows_of(t_ms: int, agg: AggregationSpec, interval_ms: int | None, lifetime_start_ms: int | None) -> list[tuple[int, int]]:
-    """Every window of ``agg`` at ``t_ms``, from the definitions in DESIGN.md §4 and Tecton's docs."""
+    """Every window of ``agg`` at ``t_ms``, from the definitions in docs/design.md §4 and Tecton's docs."""
     anchor = t_ms if interval_ms is None else (t_ms // interval_ms) * interval_ms
     if agg.window_kind == "lifetime":
         assert lifetime_start_ms is not None

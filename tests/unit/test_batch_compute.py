@@ -1,5 +1,5 @@
 """Computing batch views over ranges (platform/batch/compute.py, offline.py) against brute-force
-oracles of DESIGN.md §4: tiles from any split of a range equal tiles from the whole range, the
+oracles of docs/design.md §4: tiles from any split of a range equal tiles from the whole range, the
 values they give at any time equal the oracle, and the offline store holds every row once
 whatever ranges are materialized, in whatever order."""
 
@@ -113,7 +113,7 @@ def test_aggregate_tiles_from_any_split_give_the_oracle_values(events: list[tupl
         mine = [(start, partials) for (k, start), partials in tiles.items() if k == key]
         for offset in times:
             t = T0 + offset
-            end = (t // HOUR) * HOUR  # time-interval mode: complete tiles only (DESIGN.md §4)
+            end = (t // HOUR) * HOUR  # time-interval mode: complete tiles only (docs/design.md §4)
             values = compute_values(compiled, mine, t)
             in3, in1, in2, in5 = (_oracle(events, entity, end - w * HOUR, end) for w in (3, 1, 2, 5))
             assert values[0] == (pytest.approx(math.fsum(v for _, v in in3)) if in3 else None)

@@ -1,5 +1,5 @@
 """Training sets over batch views and stream sources' history files, against brute-force oracles
-of DESIGN.md §4 (no Kafka): computed from the sources on the fly, or read back from the offline
+of docs/design.md §4 (no Kafka): computed from the sources on the fly, or read back from the offline
 store once materialized, the values are the same; every spine row is kept; no row sees data at
 or after its own time."""
 

@@ -126,7 +126,7 @@ def test_a_flush_interrupted_before_the_manifest_leaves_nothing(
     def crash(path: Path, data: bytes) -> None:
         raise KeyboardInterrupt("simulated crash")
 
-    monkeypatch.setattr(store, "_atomic_write_bytes", crash)
+    monkeypatch.setattr(store, "atomic_write", crash)
     with pytest.raises(KeyboardInterrupt):
         write_partition(tmp_path, "ws", SOURCE, "orders.v1", 0, _frame(["2024-03-10T23:00:00Z"]), [3])
     monkeypatch.undo()

@@ -1,4 +1,4 @@
-"""Guards for the repository layout (DESIGN.md §2): the top-level ``platform/`` folder must never
+"""Guards for the repository layout (docs/design.md §2): the top-level ``platform/`` folder must never
 shadow the standard library's ``platform`` module, and ``python -m`` must work from the root."""
 
 from __future__ import annotations

@@ -193,7 +193,7 @@ def _view(draw: st.DrawFn, name: str) -> StreamFeatureViewSpec:
 def _service(draw: st.DrawFn, name: str) -> FeatureServiceSpec:
     selections = draw(st.lists(st.builds(FeatureSelectionSpec, st.sampled_from(["v1", "v2"]),
                                          st.lists(st.sampled_from(["s1", "s2", "s3"]), unique=True).map(tuple)), max_size=3))
-    return FeatureServiceSpec(name, tuple(selections), draw(TEXT))
+    return FeatureServiceSpec(name, tuple(selections), description=draw(TEXT))
 
 
 @st.composite

@@ -1,4 +1,4 @@
-"""Point-in-time training sets against a brute-force oracle of DESIGN.md §4 (no Kafka).
+"""Point-in-time training sets against a brute-force oracle of docs/design.md §4 (no Kafka).
 
 Source files are written with the store module, as the offline materializer would write them.
 """

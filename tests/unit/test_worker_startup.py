@@ -14,7 +14,13 @@ from featurebus.platform.registry import MemoryRegistry, apply_workspace
 from featurebus.platform.workspaces import create_workspace, delete_workspace
 from featurebus.schemas.errors import KafkaUnavailableError
 from featurebus.schemas.specs import WorkspaceSpec
-from featurebus.streams.runtime.workspace_watch import WorkspaceDeletedError, WorkspaceWatch, live_workspace
+from featurebus.streams.runtime.workspace_watch import (
+    WorkspaceDeletedError,
+    WorkspaceWatch,
+    await_source_topics,
+    live_workspace,
+    missing_source_topics,
+)
 from tests.support.specs import spending_workspace
 
 
@@ -112,3 +118,63 @@ def test_an_unreachable_registry_is_raised_to_the_processing_loop() -> None:
     watch.join(timeout=5)
     with pytest.raises(KafkaUnavailableError, match="no broker answered"):
         watch.next_version(spending_workspace(name="prod"))
+
+
+class Bus:
+    """The topics that exist, as the worker's ``partition_counts`` call would find them."""
+
+    def __init__(self, *topics: str) -> None:
+        self.topics = set(topics)
+
+    def existing(self, wanted: list[str]) -> list[str]:
+        return [t for t in wanted if t in self.topics]
+
+
+def test_a_worker_waits_for_its_missing_source_topic_and_reports_it(caplog: pytest.LogCaptureFixture) -> None:
+    registry, bus, stop = MemoryRegistry(), Bus(), threading.Event()
+    spec = apply_workspace(registry, spending_workspace(topic="transactions", name="prod"))
+    seen: list[list[str]] = []
+    thread, result = _in_thread(lambda: await_source_topics(registry, spec, bus.existing, check_s=0.01, stop=stop,
+                                                            on_missing=seen.append))
+    _eventually(lambda: len(seen) >= 3)
+    assert thread.is_alive() and seen[-1] == ["transactions"]
+    assert "source topics ['transactions'] do not exist yet; the stream worker waits" in caplog.text
+    assert caplog.text.count("do not exist yet") == 1  # reported when it changes, not every check
+    bus.topics.add("transactions")
+    thread.join(timeout=5)
+    assert result == [spec] and seen[-1] == []
+
+
+def test_a_fixed_topic_name_applied_while_waiting_is_picked_up() -> None:
+    registry, bus = MemoryRegistry(), Bus("payments")
+    typo = apply_workspace(registry, spending_workspace(topic="transactons", name="prod"))
+    thread, result = _in_thread(lambda: await_source_topics(registry, typo, bus.existing, check_s=0.01))
+    time.sleep(0.05)
+    assert thread.is_alive()
+    fixed = apply_workspace(registry, spending_workspace(topic="payments", name="prod"))
+    thread.join(timeout=5)
+    assert result == [fixed]
+
+
+def test_deleting_the_workspace_ends_the_wait_for_topics() -> None:
+    registry = MemoryRegistry()
+    spec = apply_workspace(registry, spending_workspace(name="prod"))
+    errors: list[Exception] = []
+
+    def wait() -> None:
+        try:
+            await_source_topics(registry, spec, Bus().existing, check_s=0.01)
+        except WorkspaceDeletedError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    delete_workspace(registry, "prod", force=True)
+    thread.join(timeout=5)
+    assert len(errors) == 1
+
+
+def test_missing_source_topics_lists_the_absent_ones() -> None:
+    spec = spending_workspace(topic="transactions", name="prod")
+    assert missing_source_topics(spec, Bus().existing) == ["transactions"]
+    assert missing_source_topics(spec, Bus("transactions").existing) == []
