@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from featurebus.platform.files.atomic import atomic_write_with
 from featurebus.platform.kafka.broker import LocalKafka, kafka_bootstrap_from_env
 from featurebus.schemas.errors import InvalidRequestError, KafkaUnavailableError
 
@@ -139,7 +140,6 @@ def _read_settings(home: Path | None) -> dict[str, Any]:
 def _update_settings(home: Path | None, **changes: object) -> Path:
     """Set (or, with None, remove) top-level keys, keeping the others."""
     path = _settings_path(home)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         settings = _read_settings(home)
     except InvalidRequestError:
@@ -149,14 +149,18 @@ def _update_settings(home: Path | None, **changes: object) -> Path:
             settings.pop(key, None)
         else:
             settings[key] = value
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    # The file may hold an API key (`featurebus login`): readable by its owner only, from the start.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(json.dumps(settings, indent=2) + "\n")
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)  # atomic: a concurrent command reads the old or the new settings
-    return path
+    # Atomic, with a temporary file per process: `up` and a `workspace select` may write at once;
+    # a concurrent reader sees the old or the new settings. The file may hold an API key
+    # (`featurebus login`): the temporary file is readable by its owner only from its creation.
+    text = json.dumps(settings, indent=2) + "\n"
+
+    def write_private(target: Path) -> None:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(target, 0o600)  # an existing leftover temporary file keeps its old mode otherwise
+
+    return atomic_write_with(path, write_private, temporary=path.with_suffix(f".{os.getpid()}.tmp"))
 
 
 def selected_workspace(home: Path | None = None) -> str:
