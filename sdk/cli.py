@@ -529,8 +529,8 @@ def up(workspace: Workspace = "default", port: int = 8080,
     _stop_on_signals()
     with LocalPlatform(_home(home), workspace, port=port, bootstrap=bootstrap, control_port=control_port) as platform:
         if platform.admin_secret is not None:
-            console.print(f"Created the admin service account; its API key (shown once, saved in "
-                          f"{_home(home) / 'config.json'} for this CLI):\n  {platform.admin_secret}",
+            console.print(f"An admin API key for this CLI (shown once, saved in "
+                          f"{_home(home) / 'config.json'}):\n  {platform.admin_secret}",
                           highlight=False, markup=False)
         console.print(f"featurebus is up: Kafka {platform.bootstrap}, serving {platform.serving_url}, "
                       f"control plane {platform.control_url}; Ctrl-C stops")

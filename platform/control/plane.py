@@ -14,6 +14,7 @@ from featurebus.platform.control.guard import Call, Guard
 from featurebus.platform.control.operations import Jobs
 from featurebus.platform.control.principals import Access
 from featurebus.platform.registry.base import Registry
+from featurebus.schemas.errors import InvalidRequestError
 
 __all__ = ["BOOTSTRAP_ADMIN", "ControlPlane"]
 
@@ -35,11 +36,25 @@ class ControlPlane:
         admin.refresh()
         if any(p.admin for p in admin.view.principals()):
             return None
+        return self.admin_key("created by the first start of the control plane")
+
+    def admin_key(self, description: str) -> str:
+        """A new key of the ``admin`` service account (created, as an instance admin, if missing).
+
+        For ``featurebus up`` in a home that holds no key yet: whoever runs it reaches the bus
+        directly, which until the broker enforces ACLs (issue 15, item 4) is an admin's power
+        anyway; every such key is in the audit log and revocable."""
+        admin = self.guard.access
+        admin.refresh()
         name = BOOTSTRAP_ADMIN
-        if admin.view.principal(name) is None:
-            admin.create_principal(name, PrincipalKind.SERVICE_ACCOUNT, admin=True,
-                                   description="created by the first start of the control plane", created_by="bootstrap")
-        key, secret = admin.create_key(name, "bootstrap key")
-        self.guard.record(Call(None, "bootstrap"), "bootstrap", None, "principals.create", Outcome.OK,
-                          {"principal": name, "key": key.key_id, "admin": True})
+        principal = admin.view.principal(name)
+        if principal is None:
+            admin.create_principal(name, PrincipalKind.SERVICE_ACCOUNT, admin=True, description=description,
+                                   created_by="bootstrap")
+        elif not principal.admin:
+            raise InvalidRequestError(f"principal {name!r} exists but is not the instance admin; log in with an "
+                                      "admin's key instead (`featurebus login --url URL --key KEY`)")
+        key, secret = admin.create_key(name, description)
+        self.guard.record(Call(None, f"bootstrap-{key.key_id}"), "bootstrap", None, "keys.create", Outcome.OK,
+                          {"principal": name, "key": key.key_id, "admin": True, "description": description})
         return secret

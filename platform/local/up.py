@@ -112,16 +112,19 @@ class LocalPlatform:
             )
 
     def _bootstrap_admin(self) -> None:
-        """The first `up` on a registry creates the admin service account; its key is printed once
-        (by the CLI) and stored with the control plane's URL in the home's config, so the CLI is
-        logged in at once. Later starts only point the config at this start's control plane."""
+        """Log this home's CLI in to the control plane `up` runs: the first `up` on a registry
+        creates the admin service account; a home without a key gets a new admin key (printed
+        once by the CLI, stored with the URL in the home's config, see ``ControlPlane.admin_key``).
+        A home that holds a key keeps it and only follows the control plane's new URL."""
         from featurebus.platform.config import control_login, save_control_login
         from featurebus.platform.control.audit import KafkaAuditLog
         from featurebus.platform.control.plane import ControlPlane
         from featurebus.platform.registry import KafkaRegistry
 
-        self.admin_secret = ControlPlane(KafkaRegistry(self.bootstrap), KafkaAuditLog(self.bootstrap)).bootstrap_admin()
         stored_key = control_login(self.home)[1]
+        if stored_key is None:
+            plane = ControlPlane(KafkaRegistry(self.bootstrap), KafkaAuditLog(self.bootstrap))
+            self.admin_secret = plane.admin_key(f"featurebus up in {self.home}")
         save_control_login(self.control_url, self.admin_secret or stored_key, self.home)
 
     def wait_serving(self, timeout_s: float) -> None:

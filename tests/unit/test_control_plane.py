@@ -220,3 +220,12 @@ def test_the_first_start_creates_one_admin_and_later_starts_none() -> None:
     assert secret is not None and plane.bootstrap_admin() is None
     client = TestClient(create_control_app(plane))
     assert client.get("/v1/whoami", headers={"Authorization": f"Bearer {secret}"}).json()["admin"] is True
+
+
+def test_admin_key_gives_a_home_without_one_a_new_key_of_the_one_admin() -> None:
+    plane = ControlPlane(MemoryRegistry(), MemoryAuditLog())
+    first, second = plane.admin_key("up in /a"), plane.admin_key("up in /b")
+    assert first != second
+    view = plane.guard.access.view
+    assert {view.authenticate(f"Bearer {s}").principal for s in (first, second)} == {"admin"}
+    assert [r.action for r in plane.guard.audit.records()].count("keys.create") == 2
