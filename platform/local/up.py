@@ -80,16 +80,18 @@ class LocalPlatform:
                 self.kafka_started_in_s = self._kafka.started_in_s
             self._ensure_live_workspace()
             self._bootstrap_admin()
+            common = ["--bootstrap", self.bootstrap, "--home", str(self.home)]
+            # The control plane answers before `up` announces itself: `apply` in another shell,
+            # started as soon as the record appears, goes through it.
+            self._supervisor.start("control", ["control", "--port", str(self.control_port), *common])
+            self._wait_healthy("control", self.control_url, timeout_s=60)
             record_platform(RunningPlatform(self.bootstrap, self.serving_url, self._kafka is not None, os.getpid()),
                             self.home)
-            common = ["--bootstrap", self.bootstrap, "--home", str(self.home)]
-            self._supervisor.start("control", ["control", "--port", str(self.control_port), *common])
             self._supervisor.start("worker", ["worker", "--workspace", self.workspace, *common])
             self._supervisor.start("serving", ["serve", "--port", str(self.port), *common])
             self._supervisor.start("offline", ["offline", "--workspace", self.workspace, *common])
             self._supervisor.start("jobs", ["jobs", "run", "--workspace", self.workspace, *common])
             self.wait_serving(timeout_s=60)
-            self._wait_healthy("control", self.control_url, timeout_s=60)
         except BaseException:
             self.stop()
             raise
