@@ -70,15 +70,21 @@ def plan_via_control(repo: Path, workspace: str, as_json: bool) -> None:
     desired = load_repo(repo, workspace)
     client = ControlClient.from_config()
     try:
-        changes = plan(current_spec(client, workspace), desired)
+        current = current_spec(client, workspace)
     finally:
         client.close()
+    changes = plan(current, desired)
+    cluster, missing = _missing_topics(changes.apply_to(current))
     if as_json:
         from featurebus.plan_render import plan_to_json
 
-        typer.echo(json.dumps(plan_to_json(changes), indent=2))
+        typer.echo(json.dumps({**plan_to_json(changes), "missing_source_topics": missing}, indent=2))
     else:
         _print_plan(changes)
+        if missing:
+            from featurebus.source_topics import missing_topics_note
+
+            console.print(f"note: {missing_topics_note(missing, cluster)}", highlight=False, markup=False)
 
 
 def apply_via_control(repo: Path, workspace: str, version_to_restore: int | None, create_topics: bool | None = None,
@@ -117,6 +123,19 @@ def apply_via_control(repo: Path, workspace: str, version_to_restore: int | None
         console.print(f"queued backfill job {job}", highlight=False)
     for note in result.get("notes", []):
         console.print(f"note: {note}", highlight=False)
+
+
+def _missing_topics(spec: WorkspaceSpec) -> tuple[str, list[str]]:
+    """(cluster, the spec's source topics missing there); ("", []) when no bus is known here."""
+    from featurebus.platform.config import resolve_cluster
+    from featurebus.schemas.errors import FeaturebusError
+    from featurebus.source_topics import missing_source_topics
+
+    try:
+        cluster = resolve_cluster(None).bootstrap
+        return cluster, missing_source_topics(spec, cluster)
+    except FeaturebusError:
+        return "", []
 
 
 def _source_topics(spec: WorkspaceSpec, create_topics: bool | None, partitions: int) -> None:
