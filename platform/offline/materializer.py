@@ -33,7 +33,7 @@ from featurebus.platform.offline.store import max_offsets, open_store, recover_p
 from featurebus.platform.registry import KafkaRegistry, Registry
 from featurebus.schemas.errors import InvalidRequestError, KafkaUnavailableError, NotFoundError
 from featurebus.schemas.specs import StreamSourceSpec
-from featurebus.streams.records import decode_records
+from featurebus.streams.records import decode_records, join_key_fields
 
 __all__ = ["OfflineMaterializer"]
 
@@ -72,6 +72,7 @@ class OfflineMaterializer:
         self._flush_records = flush_records
         self._flush_interval_s = flush_interval_s
         self._kafka_timeout_s = kafka_timeout_s
+        self._key_fields: dict[str, tuple[str, ...]] = {}  # per source: join keys every record needs (as the worker)
         self._sources_by_topic = self._load_sources()
         self.rejected_count = 0
         self.written_count = 0
@@ -165,6 +166,7 @@ class OfflineMaterializer:
                     "source %r lives on another cluster (%s); skipped", source.name, source.kafka.bootstrap_servers
                 )
                 continue
+            self._key_fields[source.name] = join_key_fields(spec, source)
             for topic in source.kafka.topics:
                 by_topic.setdefault(topic, []).append(source)
         return by_topic
@@ -300,7 +302,7 @@ class OfflineMaterializer:
                 floor = self._floors.get((source.name, key), -1)
                 fresh = np.flatnonzero(offsets > floor)
                 payloads = [buffer.payloads[i] for i in fresh]
-                batch = decode_records(payloads, source)
+                batch = decode_records(payloads, source, self._key_fields[source.name])
                 if batch.rejected:
                     position, reason = batch.rejected[0]
                     _log.info(
