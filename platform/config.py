@@ -13,26 +13,30 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from featurebus.platform.files.atomic import atomic_write
+from featurebus.platform.files.atomic import atomic_write_with
 from featurebus.platform.kafka.broker import LocalKafka, kafka_bootstrap_from_env
 from featurebus.schemas.errors import InvalidRequestError, KafkaUnavailableError
 
 __all__ = [
+    "DEFAULT_CONTROL_URL",
     "DEFAULT_WORKSPACE",
     "Cluster",
     "RunningPlatform",
     "clear_platform",
+    "control_login",
     "home_dir",
     "kafka_state_dir",
     "record_platform",
     "resolve_bootstrap",
     "resolve_cluster",
     "running_platform",
+    "save_control_login",
     "select_workspace",
     "selected_workspace",
 ]
 
 DEFAULT_WORKSPACE = "default"
+DEFAULT_CONTROL_URL = "http://127.0.0.1:8090"
 
 
 def home_dir() -> Path:
@@ -146,8 +150,17 @@ def _update_settings(home: Path | None, **changes: object) -> Path:
         else:
             settings[key] = value
     # Atomic, with a temporary file per process: `up` and a `workspace select` may write at once;
-    # a concurrent reader sees the old or the new settings.
-    return atomic_write(path, json.dumps(settings, indent=2) + "\n", temporary=path.with_suffix(f".{os.getpid()}.tmp"))
+    # a concurrent reader sees the old or the new settings. The file may hold an API key
+    # (`featurebus login`): the temporary file is readable by its owner only from its creation.
+    text = json.dumps(settings, indent=2) + "\n"
+
+    def write_private(target: Path) -> None:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(target, 0o600)  # an existing leftover temporary file keeps its old mode otherwise
+
+    return atomic_write_with(path, write_private, temporary=path.with_suffix(f".{os.getpid()}.tmp"))
 
 
 def selected_workspace(home: Path | None = None) -> str:
@@ -158,3 +171,18 @@ def selected_workspace(home: Path | None = None) -> str:
 
 def select_workspace(name: str, home: Path | None = None) -> Path:
     return _update_settings(home, workspace=name)
+
+
+def control_login(home: Path | None = None) -> tuple[str, str | None]:
+    """The control plane's URL and the API key `featurebus login` (or the first `featurebus up`)
+    stored; ``FEATUREBUS_CONTROL_URL`` / ``FEATUREBUS_API_KEY`` override them."""
+    settings = _read_settings(home)
+    url = os.environ.get("FEATUREBUS_CONTROL_URL") or settings.get("control_url") or DEFAULT_CONTROL_URL
+    key = os.environ.get("FEATUREBUS_API_KEY") or settings.get("api_key")
+    return str(url), (str(key) if key else None)
+
+
+def save_control_login(url: str, key: str | None, home: Path | None = None) -> Path:
+    if key:
+        return _update_settings(home, control_url=url.rstrip("/"), api_key=key)
+    return _update_settings(home, control_url=url.rstrip("/"))

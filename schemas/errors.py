@@ -25,6 +25,8 @@ __all__ = [
     "StoreFormatError",
     "InvalidJobTransitionError",
     "JobRunnerFencedError",
+    "ConflictError",
+    "ControlPlaneUnavailableError",
     "JobTimeoutError",
     "StaleAlertStateError",
 ]
@@ -84,6 +86,18 @@ class NotReadyError(FeaturebusError):
 
 class RequestTimeoutError(InvalidRequestError):
     """A client that took longer than the server allows to send its request."""
+
+
+class ConflictError(FeaturebusError):
+    """A write made against a state that has moved on (a plan of a stale registry version)."""
+
+    def __init__(self, message: str, current_version: int) -> None:
+        super().__init__(message)
+        self.current_version = current_version
+
+
+class ControlPlaneUnavailableError(FeaturebusError):
+    """The control plane did not answer; the message names the URL that was tried."""
 
 
 class StoreFormatError(FeaturebusError):

@@ -40,6 +40,15 @@ from featurebus.cli_jobs import jobs_app, materialize  # noqa: E402
 
 app.add_typer(jobs_app, name="jobs")
 app.command("materialize")(materialize)
+# Principals, roles and the audit log exist only with the control plane (cli_access.py).
+from featurebus.cli_access import access_app, audit_app, control, login, service_account_app  # noqa: E402
+
+app.add_typer(service_account_app, name="service-account")
+app.add_typer(access_app, name="access-control")
+app.add_typer(audit_app, name="audit")
+app.command("login")(login)
+app.command("control")(control)
+
 from featurebus.cli_test import repo_test_command  # noqa: E402
 
 app.command("test", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(repo_test_command)
@@ -48,6 +57,11 @@ console = Console(soft_wrap=True)  # whole lines in pipes and logs; tables still
 err = Console(stderr=True, soft_wrap=True)
 
 Bootstrap = Annotated[str | None, typer.Option("--bootstrap", help="Kafka bootstrap (default: FEATUREBUS_KAFKA_BOOTSTRAP or the local broker).")]
+# Commands that change or read definitions, jobs and keys go through the control plane (the URL and
+# key `featurebus login` stored); --bootstrap instead talks to that Kafka cluster directly, as
+# before the control plane existed: for the bus's operators (unguarded, unaudited).
+Direct = Annotated[str | None, typer.Option("--bootstrap", help="Bypass the control plane: talk to this Kafka cluster "
+                                            "directly (bus operators only; not audited).")]
 Home = Annotated[Path | None, typer.Option("--home", help="State directory (default: FEATUREBUS_HOME or ./.featurebus).")]
 Workspace = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name (default: the one `featurebus "
                                                                    "workspace select` chose, else 'default').")]
@@ -163,9 +177,14 @@ def plan_command(
     repo: RepoDir = Path("."),
     workspace: Workspace = "default",
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON for tools.")] = False,
-    bootstrap: Bootstrap = None,
+    bootstrap: Direct = None,
 ) -> None:
     """Show what `apply` would change in the workspace (and what must be re-materialized); changes nothing."""
+    if bootstrap is None:
+        from featurebus.cli_control import plan_via_control
+
+        plan_via_control(repo, workspace, as_json)
+        return
     from featurebus.source_topics import missing_source_topics, missing_topics_note
 
     cluster = _bootstrap(bootstrap)
@@ -192,9 +211,14 @@ def apply(
         help="Create the Kafka source topics that do not exist (default: on for the local development broker "
              "`featurebus up` or `featurebus kafka start` runs, off for an external cluster).")] = None,
     partitions: Annotated[int, typer.Option(min=1, help="Partitions of each source topic --create-topics creates.")] = 4,
-    bootstrap: Bootstrap = None,
+    bootstrap: Direct = None,
 ) -> None:
     """Print the plan for the feature repository (or an earlier version), then apply it."""
+    if bootstrap is None:
+        from featurebus.cli_control import apply_via_control
+
+        apply_via_control(repo, workspace, version_to_restore, create_topics, partitions)
+        return
     from featurebus.platform.config import resolve_cluster
     from featurebus.platform.registry import apply_workspace
     from featurebus.source_topics import create_source_topics, missing_source_topics, missing_topics_note
@@ -244,9 +268,12 @@ def describe(
     repo: Annotated[Path | None, typer.Option(
         "--repo", help="Describe the repository's definitions instead of the applied ones (works without Kafka).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON document for tools.")] = False,
-    bootstrap: Bootstrap = None,
+    bootstrap: Direct = None,
 ) -> None:
     """An object's spec, lineage (source -> views -> services) and materialization state."""
+    if bootstrap is None and repo is None:
+        _describe_via_control(name, workspace, kind, as_json)
+        return
     from featurebus.describe import (
         broker_reachable,
         describe_document,
@@ -287,9 +314,41 @@ def describe(
         console.print(render_description(doc), highlight=False, markup=False)
 
 
+def _describe_via_control(name: str, workspace: str, kind: str | None, as_json: bool) -> None:
+    """The applied spec from the control plane; the materialization state from the bus when this
+    machine can reach one (it is Kafka's view of the data), else left out."""
+    from featurebus.cli_control import current_spec
+    from featurebus.control_client import ControlClient
+    from featurebus.describe import broker_reachable, describe_document, find_object, read_state, render_description
+
+    client = ControlClient.from_config()
+    try:
+        spec = current_spec(client, workspace)
+    finally:
+        client.close()
+    object_kind, obj = find_object(spec, name, kind)
+    state = None
+    try:
+        cluster = _bootstrap(None)
+        if broker_reachable(cluster, 2.0):
+            state = read_state(cluster, spec, obj)
+    except FeaturebusError:
+        pass  # no bus configured here: the definition and lineage are still worth showing
+    doc = describe_document(spec, object_kind, obj, state, "applied")
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+    else:
+        console.print(render_description(doc), highlight=False, markup=False)
+
+
 @registry_app.command("log")
-def registry_log(workspace: Workspace = "default", bootstrap: Bootstrap = None) -> None:
-    """Every applied version of the workspace, newest first, with what each changed."""
+def registry_log(workspace: Workspace = "default", bootstrap: Direct = None) -> None:
+    """Every applied version of the workspace, newest first, with what each changed (and who applied it)."""
+    if bootstrap is None:
+        from featurebus.cli_control import registry_log_via_control
+
+        registry_log_via_control(workspace)
+        return
 
     from rich.table import Table
 
@@ -320,9 +379,14 @@ def registry_log(workspace: Workspace = "default", bootstrap: Bootstrap = None) 
 def workspace_create(
     name: Annotated[str, typer.Argument(help="Workspace name: letters, digits, '_' and '-'.")],
     live: Annotated[bool, typer.Option("--live", help="Materialize online and offline, and serve (default: development).")] = False,
-    bootstrap: Bootstrap = None,
+    bootstrap: Direct = None,
 ) -> None:
     """Create a workspace; `apply` publishes definitions into it."""
+    if bootstrap is None:
+        from featurebus.cli_control import workspace_via_control
+
+        workspace_via_control("create", name, live=live)
+        return
     from featurebus.platform.workspaces import create_workspace
 
     create_workspace(_registry(_bootstrap(bootstrap)), name, live)
@@ -331,35 +395,45 @@ def workspace_create(
 
 
 @workspace_app.command("list")
-def workspace_list(bootstrap: Bootstrap = None) -> None:
-    """Every workspace, live or development; `*` marks the selected one."""
+def workspace_list(bootstrap: Direct = None) -> None:
+    """Every workspace you hold a role in (all for the admin), live or development; `*` marks the selected one."""
     from featurebus.platform.config import selected_workspace
-    from featurebus.platform.workspaces import list_workspaces, object_count
 
     selected = selected_workspace()
-    workspaces = list_workspaces(_registry(_bootstrap(bootstrap)))
-    for spec in workspaces:
-        mark = "*" if spec.name == selected else " "
-        version = f"v{spec.version}" if spec.version else "nothing applied"
-        console.print(f"{mark} {spec.name}  {'live' if spec.live else 'dev'}  {version}, {object_count(spec)} objects",
-                      highlight=False, markup=False)
-    if selected not in {spec.name for spec in workspaces}:
+    for summary in _workspace_summaries(bootstrap):
+        mark = "*" if summary["name"] == selected else " "
+        version = f"v{summary['version']}" if summary["version"] else "nothing applied"
+        console.print(f"{mark} {summary['name']}  {'live' if summary['live'] else 'dev'}  {version}, "
+                      f"{summary['objects']} objects", highlight=False, markup=False)
+    if selected not in {summary["name"] for summary in _workspace_summaries(bootstrap)}:
         err.print(f"selected workspace {selected!r} does not exist; `featurebus workspace create {selected}` or "
                   "`featurebus workspace select NAME`", highlight=False, markup=False)
 
 
+def _workspace_summaries(bootstrap: str | None) -> list[dict[str, Any]]:
+    if bootstrap is None:
+        from featurebus.cli_control import workspace_via_control
+
+        listed: list[dict[str, Any]] = workspace_via_control("list")
+        return listed
+    from featurebus.platform.workspaces import list_workspaces, object_count
+
+    return [{"name": s.name, "live": s.live, "version": s.version, "objects": object_count(s)}
+            for s in list_workspaces(_registry(_bootstrap(bootstrap)))]
+
+
 @workspace_app.command("select")
-def workspace_select(name: Annotated[str, typer.Argument(help="Workspace name.")], bootstrap: Bootstrap = None) -> None:
+def workspace_select(name: Annotated[str, typer.Argument(help="Workspace name.")], bootstrap: Direct = None) -> None:
     """Make NAME the default `--workspace` of every command (kept in FEATUREBUS_HOME/config.json)."""
     from featurebus.exceptions import NotFoundError
     from featurebus.platform.config import select_workspace
 
-    specs = _registry(_bootstrap(bootstrap)).list()
-    if name not in specs:
-        known = ", ".join(sorted(specs)) or "none"
+    summaries = {summary["name"]: summary for summary in _workspace_summaries(bootstrap)}
+    if name not in summaries:
+        known = ", ".join(sorted(summaries)) or "none"
         raise NotFoundError(f"no workspace named {name!r} (known: {known}); `featurebus workspace create {name}` first")
     path = select_workspace(name)
-    console.print(f"Selected workspace {name} ({'live' if specs[name].live else 'dev'}), saved in {path}",
+    console.print(f"Selected workspace {name} ({'live' if summaries[name]['live'] else 'dev'}), saved in {path}",
                   highlight=False, markup=False)
 
 
@@ -367,9 +441,14 @@ def workspace_select(name: Annotated[str, typer.Argument(help="Workspace name.")
 def workspace_delete(
     name: Annotated[str, typer.Argument(help="Workspace name.")],
     force: Annotated[bool, typer.Option("--force", help="Delete it even though it still holds definitions.")] = False,
-    bootstrap: Bootstrap = None,
+    bootstrap: Direct = None,
 ) -> None:
     """Delete a workspace's definitions and history (its topics and offline files stay)."""
+    if bootstrap is None:
+        from featurebus.cli_control import workspace_via_control
+
+        workspace_via_control("delete", name, force=force)
+        return
     from featurebus.platform.workspaces import delete_workspace
 
     deleted = delete_workspace(_registry(_bootstrap(bootstrap)), name, force)
@@ -454,13 +533,21 @@ def _stop_on_signals() -> None:
 
 
 @app.command("up")
-def up(workspace: Workspace = "default", port: int = 8080, bootstrap: Bootstrap = None, home: Home = None) -> None:
+def up(workspace: Workspace = "default", port: int = 8080,
+       control_port: Annotated[int | None, typer.Option(
+           "--control-port", help="The control plane's port (default: 8090 when free, else any free port).")] = None,
+       bootstrap: Bootstrap = None, home: Home = None) -> None:
     """Run the whole platform on this machine until Ctrl-C."""
     from featurebus.platform.local.up import LocalPlatform
 
     _stop_on_signals()
-    with LocalPlatform(_home(home), workspace, port=port, bootstrap=bootstrap) as platform:
-        console.print(f"featurebus is up: Kafka {platform.bootstrap}, serving {platform.serving_url}; Ctrl-C stops")
+    with LocalPlatform(_home(home), workspace, port=port, bootstrap=bootstrap, control_port=control_port) as platform:
+        if platform.admin_secret is not None:
+            console.print(f"An admin API key for this CLI (shown once, saved in "
+                          f"{_home(home) / 'config.json'}):\n  {platform.admin_secret}",
+                          highlight=False, markup=False)
+        console.print(f"featurebus is up: Kafka {platform.bootstrap}, serving {platform.serving_url}, "
+                      f"control plane {platform.control_url}; Ctrl-C stops")
         platform.run_until_interrupted()
 
 
@@ -483,11 +570,18 @@ def demo(
 @keys_app.command("create")
 def key_create(
     workspace: Workspace = "default",
-    role: Annotated[str, typer.Option(help="reader | writer | admin")] = "reader",
+    role: Annotated[str, typer.Option(help="viewer | consumer | operator | editor | owner (or the earlier "
+                                            "reader | writer | admin: consumer, editor, owner)")] = "reader",
     description: str = "",
-    bootstrap: Bootstrap = None,
+    bootstrap: Direct = None,
 ) -> None:
-    """Create a key; the secret is printed once and only its hash is stored."""
+    """Create a service account with ROLE in the workspace and one key; the secret is printed once
+    and only its hash is stored."""
+    if bootstrap is None:
+        from featurebus.cli_control import keys_via_control
+
+        keys_via_control("create", workspace=workspace, role=role, description=description)
+        return
     from featurebus.platform.api_keys import create_api_key
 
     key_id, secret = create_api_key(_registry(_bootstrap(bootstrap)), workspace, role, description)
@@ -495,7 +589,13 @@ def key_create(
 
 
 @keys_app.command("list")
-def key_list(bootstrap: Bootstrap = None) -> None:
+def key_list(bootstrap: Direct = None) -> None:
+    """Your keys (every key for the admin); never a secret."""
+    if bootstrap is None:
+        from featurebus.cli_control import keys_via_control
+
+        keys_via_control("list")
+        return
     from featurebus.platform.api_keys import list_api_keys
 
     for key in list_api_keys(_registry(_bootstrap(bootstrap))):
@@ -503,7 +603,12 @@ def key_list(bootstrap: Bootstrap = None) -> None:
 
 
 @keys_app.command("revoke")
-def key_revoke(key_id: str, bootstrap: Bootstrap = None) -> None:
+def key_revoke(key_id: str, bootstrap: Direct = None) -> None:
+    if bootstrap is None:
+        from featurebus.cli_control import keys_via_control
+
+        keys_via_control("revoke", key_id=key_id)
+        return
     from featurebus.platform.api_keys import revoke_api_key
 
     revoke_api_key(_registry(_bootstrap(bootstrap)), key_id)

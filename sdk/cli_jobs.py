@@ -29,6 +29,8 @@ console = Console(soft_wrap=True)
 Bootstrap = Annotated[str | None, typer.Option("--bootstrap", help="Kafka bootstrap (default: FEATUREBUS_KAFKA_BOOTSTRAP or the local broker).")]
 Home = Annotated[Path | None, typer.Option("--home", help="State directory (default: FEATUREBUS_HOME or ./.featurebus).")]
 Workspace = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name (default: the selected one, else 'default').")]
+Direct = Annotated[str | None, typer.Option("--bootstrap", help="Bypass the control plane: talk to this Kafka cluster "
+                                            "directly (bus operators only; not audited).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for tools.")]
 
 
@@ -50,6 +52,21 @@ def _open(bootstrap: str | None, workspace: str) -> JobStore:
     from featurebus.platform.registry import KafkaRegistry
 
     return KafkaRegistry(resolve_bootstrap(bootstrap)).jobs(workspace)
+
+
+def _via_control(action: str, workspace: str, job_id: str | None = None, view: str | None = None) -> Any:
+    from featurebus.cli_control import jobs_via_control
+
+    return jobs_via_control(action, workspace, job_id, view)
+
+
+def _job_of(document: dict[str, Any]) -> Job:
+    """A job record as the control plane sends it (``Job``'s fields, enums by value)."""
+    from featurebus.schemas.jobs import Job, JobKind, JobState
+
+    fields = {f.name for f in dataclasses.fields(Job)}
+    values = {k: v for k, v in document.items() if k in fields}
+    return Job(**{**values, "kind": JobKind(document["kind"]), "state": JobState(document["state"])})
 
 
 def job_document(job: Job) -> dict[str, Any]:
@@ -96,10 +113,17 @@ def materialize(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Run even if another job covers an overlapping range.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the job to finish (exit 1 unless it succeeds).")] = False,
     workspace: Workspace = "default",
-    bootstrap: Bootstrap = None,
+    bootstrap: Direct = None,
 ) -> None:
     """Queue a materialization (backfill) job of a batch feature view over [start, end); without
     --online/--offline, every store the view materializes to. `featurebus jobs run` runs it."""
+    if bootstrap is None:
+        from featurebus.cli_control import materialize_via_control
+
+        materialize_via_control(workspace, view, parse_time(start, "--start"), parse_time(end, "--end"),
+                                online=online if online or offline else None,
+                                offline=offline if online or offline else None, overwrite=overwrite, wait=wait)
+        return
     from featurebus.platform.config import resolve_bootstrap
     from featurebus.platform.jobs.client import submit_materialization, wait_for_job
     from featurebus.platform.registry import KafkaRegistry
@@ -134,13 +158,16 @@ def materialize(
 
 @jobs_app.command("list")
 def jobs_list(view: Annotated[str | None, typer.Option("--view", help="Only this view's jobs.")] = None,
-              as_json: AsJson = False, workspace: Workspace = "default", bootstrap: Bootstrap = None) -> None:
+              as_json: AsJson = False, workspace: Workspace = "default", bootstrap: Direct = None) -> None:
     """The workspace's jobs, oldest first."""
-    store = _open(bootstrap, workspace)
-    try:
-        jobs = [j for j in store.list() if view is None or j.view == view]
-    finally:
-        store.close()
+    if bootstrap is None:
+        jobs = [_job_of(d) for d in _via_control("list", workspace, view=view)]
+    else:
+        store = _open(bootstrap, workspace)
+        try:
+            jobs = [j for j in store.list() if view is None or j.view == view]
+        finally:
+            store.close()
     if as_json:
         typer.echo(json.dumps([job_document(j) for j in jobs], indent=2))
     else:
@@ -148,15 +175,18 @@ def jobs_list(view: Annotated[str | None, typer.Option("--view", help="Only this
 
 
 @jobs_app.command("show")
-def jobs_show(job_id: str, as_json: AsJson = False, workspace: Workspace = "default", bootstrap: Bootstrap = None) -> None:
+def jobs_show(job_id: str, as_json: AsJson = False, workspace: Workspace = "default", bootstrap: Direct = None) -> None:
     """One job: its range, stores, state, progress, attempts and error."""
     from featurebus.platform.jobs.client import find_job
 
-    store = _open(bootstrap, workspace)
-    try:
-        job = find_job(store, job_id)
-    finally:
-        store.close()
+    if bootstrap is None:
+        job = _job_of(_via_control("show", workspace, job_id))
+    else:
+        store = _open(bootstrap, workspace)
+        try:
+            job = find_job(store, job_id)
+        finally:
+            store.close()
     if as_json:
         typer.echo(json.dumps(job_document(job), indent=2))
     else:
@@ -164,10 +194,14 @@ def jobs_show(job_id: str, as_json: AsJson = False, workspace: Workspace = "defa
 
 
 @jobs_app.command("cancel")
-def jobs_cancel(job_id: str, workspace: Workspace = "default", bootstrap: Bootstrap = None) -> None:
+def jobs_cancel(job_id: str, workspace: Workspace = "default", bootstrap: Direct = None) -> None:
     """Cancel a queued or running job (a running one stops between chunks; what it wrote stays)."""
     from featurebus.platform.jobs.client import request_cancel
 
+    if bootstrap is None:
+        job = _job_of(_via_control("cancel", workspace, job_id))
+        console.print(f"cancel requested for job {job.id} ({job.state.value}); the job runner cancels it", highlight=False)
+        return
     store = _open(bootstrap, workspace)
     try:
         job = request_cancel(store, job_id)
@@ -177,10 +211,14 @@ def jobs_cancel(job_id: str, workspace: Workspace = "default", bootstrap: Bootst
 
 
 @jobs_app.command("retry")
-def jobs_retry(job_id: str, workspace: Workspace = "default", bootstrap: Bootstrap = None) -> None:
+def jobs_retry(job_id: str, workspace: Workspace = "default", bootstrap: Direct = None) -> None:
     """Run a FAILED or CANCELLED job again, as a new attempt over the same range."""
     from featurebus.platform.jobs.client import retry_job
 
+    if bootstrap is None:
+        job = _job_of(_via_control("retry", workspace, job_id))
+        console.print(f"job {job.id} queued again (attempt {job.attempt})", highlight=False)
+        return
     store = _open(bootstrap, workspace)
     try:
         job = retry_job(store, job_id, now_ms())
@@ -190,8 +228,12 @@ def jobs_retry(job_id: str, workspace: Workspace = "default", bootstrap: Bootstr
 
 
 @jobs_app.command("compact")
-def jobs_compact(workspace: Workspace = "default", bootstrap: Bootstrap = None) -> None:
+def jobs_compact(workspace: Workspace = "default", bootstrap: Direct = None) -> None:
     """Queue a compaction of the workspace's offline store (merges small Parquet files)."""
+    if bootstrap is None:
+        console.print(f"queued compaction job {_via_control('compact', workspace)['id']}", highlight=False)
+        return
+
     from featurebus.platform.config import resolve_bootstrap
     from featurebus.platform.jobs.client import enqueue_compaction
     from featurebus.platform.registry import KafkaRegistry

@@ -18,7 +18,6 @@ kind ``feature_table``; its derived source and view are ``table_objects`` of its
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -26,19 +25,14 @@ from typing import TYPE_CHECKING, Any
 from featurebus.definition_base import DefinitionSite, _caller_site, _require_name, duration_ms, reject_options
 from featurebus.definitions import Attribute, Entity, FeatureView
 from featurebus.exceptions import DefinitionError, InvalidRequestError
-from featurebus.platform.kafka.topics import push_topic
-from featurebus.schemas.kinds import AggregationFunction, TransformationMode
+
+# Moved down a layer: the control plane diffs and applies workspaces with them.
+from featurebus.platform.plan.tables import attribute_aggregation, table_objects, with_table_objects
 from featurebus.schemas.specs import (
-    AggregationSpec,
     FeatureTableSpec,
     FieldSpec,
-    KafkaConfigSpec,
-    StreamFeatureViewSpec,
-    StreamSourceSpec,
-    TransformationSpec,
-    WorkspaceSpec,
 )
-from featurebus.streams.aggregations import aggregator_of, output_dtype
+from featurebus.streams.aggregations import aggregator_of
 from featurebus.types import Field
 
 if TYPE_CHECKING:
@@ -178,55 +172,10 @@ def compile_feature_table(table: FeatureTable) -> FeatureTableSpec:
     )
     for feature in spec.features:
         try:
-            aggregator_of(_attribute(feature, spec.ttl_ms))
+            aggregator_of(attribute_aggregation(feature, spec.ttl_ms))
         except DefinitionError as exc:
             raise table.error(f"feature {feature.name!r} cannot be served: {exc}", "Use another type for it.") from None
     return spec
-
-
-def _attribute(feature: FieldSpec, ttl_ms: int) -> AggregationSpec:
-    # As a stream view's Attribute: ``last`` over [T - ttl, T), keeping nulls (docs/design.md §4).
-    return AggregationSpec(feature.name, AggregationFunction.LAST, feature.name, feature.dtype, ttl_ms,
-                           output_dtype(AggregationFunction.LAST, feature.dtype), attribute=True)
-
-
-def table_objects(workspace: str, table: FeatureTableSpec) -> tuple[StreamSourceSpec, StreamFeatureViewSpec]:
-    """What the worker, the stores and serving run for the table: its push source (records in
-    the order join keys, features, timestamp) and its view of Attribute features."""
-    metadata: dict[str, Any] = {"description": table.description, "owner": table.owner, "tags": table.tags,
-                                "prevent_destroy": table.prevent_destroy}
-    timestamp = FieldSpec(table.timestamp_field, "timestamp")
-    source = StreamSourceSpec(
-        table.name, (*table.join_keys, *table.features, timestamp),
-        KafkaConfigSpec(topics=(push_topic(workspace, table.name),), timestamp_field=table.timestamp_field),
-        push=True, log_offline=table.offline, feature_table=True, **metadata,
-    )
-    view = StreamFeatureViewSpec(
-        name=table.name,
-        source=table.name,
-        entities=table.entities,
-        join_keys=tuple(k.name for k in table.join_keys),
-        timestamp_field=table.timestamp_field,
-        # The records are the features already: the identity, in the worker's cheapest mode.
-        transformation=TransformationSpec(TransformationMode.PANDAS, table.name, f"def {table.name}(df):\n    return df\n"),
-        aggregations=tuple(_attribute(f, table.ttl_ms) for f in table.features),
-        online=table.online,
-        offline=table.offline,
-        feature_table=True,
-        **metadata,
-    )
-    return source, view
-
-
-def with_table_objects(spec: WorkspaceSpec) -> WorkspaceSpec:
-    """``spec`` with its tables' derived sources and views rebuilt from ``feature_tables``: the
-    others first (as they are), then the tables', in table order."""
-    derived = [table_objects(spec.name, t) for t in spec.feature_tables]
-    return dataclasses.replace(
-        spec,
-        stream_sources=(*(s for s in spec.stream_sources if not s.feature_table), *(s for s, _ in derived)),
-        stream_feature_views=(*(v for v in spec.stream_feature_views if not v.feature_table), *(v for _, v in derived)),
-    )
 
 
 def table_records(table: FeatureTableSpec, df: pd.DataFrame) -> list[dict[str, Any]]:

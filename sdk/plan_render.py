@@ -9,11 +9,10 @@ from typing import Any
 from rich.markup import escape
 
 from featurebus.plan import Change, FieldChange, Plan
+from featurebus.platform.plan.document import PLAN_JSON_FORMAT_VERSION, plan_to_json
 from featurebus.schemas.specs import METADATA_FIELDS
 
 __all__ = ["PLAN_JSON_FORMAT_VERSION", "plan_to_json", "render_plan"]
-
-PLAN_JSON_FORMAT_VERSION = 1
 
 _MAX_VALUE_CHARS = 60
 _HEADERS = {"create": ("+ create", "green"), "update": ("~ update", "yellow"), "delete": ("- delete", "red")}
@@ -63,37 +62,6 @@ def _metadata_lines(change: Change) -> list[str]:
             value = ", ".join(f"{k}={v}" for k, v in value)
         lines.append(f"{name}: {_truncate(str(value)) if name != 'prevent_destroy' else 'true'}")
     return lines
-
-
-def plan_to_json(plan: Plan) -> dict[str, Any]:
-    """A JSON-ready document (``json.dumps`` accepts it) listing every object, unchanged ones too."""
-    return {
-        "format_version": PLAN_JSON_FORMAT_VERSION,
-        "workspace": plan.workspace,
-        "changes": [_change_json(c) for c in plan.changes],
-        "summary": dict(plan.summary()),
-    }
-
-
-def _change_json(change: Change) -> dict[str, Any]:
-    return {
-        "kind": change.kind,
-        "name": change.name,
-        "action": change.action,
-        "rematerialize": change.rematerialize,
-        "reason": change.reason,
-        "changed_fields": [
-            {"path": fc.path, "old": _jsonable(fc.old), "new": _jsonable(fc.new)} for fc in change.changed_fields
-        ],
-    }
-
-
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _summary_line(plan: Plan) -> str:

@@ -79,12 +79,12 @@ def create_app(
     )
     install_error_handlers(app)
     install_access_log(app)
-    endpoints = FeatureEndpoints(server, limits)
+    endpoints = FeatureEndpoints(server, admission.keys, limits)
     app.fast_routes = endpoints.routes()
     app.include_router(features_router(endpoints, admission, limits))
     app.include_router(ops_router(admission))
     if ingest is not None:
-        ingest_endpoint = IngestEndpoint(ingest, limits)
+        ingest_endpoint = IngestEndpoint(ingest, admission.keys, limits)
         app.fast_routes["/ingest"] = ingest_endpoint.ingest
         app.include_router(ingest_router(ingest_endpoint, admission, limits))
 

@@ -16,6 +16,8 @@ from starlette.exceptions import HTTPException
 
 from featurebus.schemas.errors import (
     AuthenticationError,
+    ConflictError,
+    DefinitionError,
     FeaturebusError,
     InvalidRequestError,
     KafkaUnavailableError,
@@ -39,6 +41,8 @@ _STATUS: tuple[tuple[type[FeaturebusError], int, str], ...] = (
     (AuthenticationError, 401, "UNAUTHENTICATED"),
     (PermissionDeniedError, 403, "PERMISSION_DENIED"),
     (NotFoundError, 404, "NOT_FOUND"),
+    (ConflictError, 409, "CONFLICT"),
+    (DefinitionError, 400, "INVALID_DEFINITION"),
     (KafkaUnavailableError, 503, "UNAVAILABLE"),
     (NotReadyError, 503, "UNAVAILABLE"),
 )
@@ -74,6 +78,9 @@ def render_error(exc: Exception) -> Response:
         if isinstance(exc, RecordValidationError):
             body = {"message": str(exc), "code": code, "recordErrors": exc.record_errors}
             return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+        if isinstance(exc, ConflictError):
+            conflict: dict[str, object] = {"message": str(exc), "code": code, "currentVersion": exc.current_version}
+            return Response(orjson.dumps(conflict), status_code=status, media_type="application/json")
         response = error_response(status, code, str(exc))
         if isinstance(exc, NotReadyError):  # a client (or load balancer) knows when to ask again
             response.headers["retry-after"] = str(exc.retry_after_s)

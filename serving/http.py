@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 
-from featurebus.platform.api_keys import ApiKey
+from featurebus.platform.access.view import Caller
 from featurebus.schemas.errors import InvalidRequestError, PayloadTooLargeError
 from featurebus.serving.errors import render_error
 from featurebus.serving.limits import ServingLimits
@@ -29,7 +29,7 @@ __all__ = ["MAX_BODY_BYTES", "Handler", "read_body", "receive_body", "install_ac
 MAX_BODY_BYTES = ServingLimits().max_body_bytes
 
 # (the admitted caller's key, the raw body) -> the JSON response body
-Handler = Callable[[ApiKey, bytes], bytes | Awaitable[bytes]]
+Handler = Callable[[Caller, bytes], bytes | Awaitable[bytes]]
 
 access_log = logging.getLogger("featurebus.access")
 

@@ -1,11 +1,12 @@
-"""``/metrics`` as one caller may see it: its own workspace's series, unless it is an instance admin.
+"""``/metrics`` as one caller may see it: the series of the workspaces its principal holds a role in
+(any role: viewer and up may read metrics), unless it is an instance admin.
 
 A series belongs to a workspace when it has a ``workspace`` label, or a ``topic`` label naming one
 of that workspace's topics (``featurebus.<workspace>.<kind>.<object>``, see
 ``platform/kafka/topics.py``). Series of no workspace (process, registry and API-key topics, the
 authentication failure counter) are shown to every caller: they name no workspace. An instance
-admin (``platform/api_keys.py``: an ``admin`` key of the ``*`` workspace) sees everything, as a
-Prometheus scraper of the whole instance needs to.
+admin (a principal with the instance ``admin`` role, ``featurebus.platform.access``) sees
+everything, as a Prometheus scraper of the whole instance needs to.
 """
 
 from __future__ import annotations
@@ -16,16 +17,19 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from featurebus.platform.api_keys import ApiKey, is_instance_admin
+from featurebus.platform.access.view import AccessView, Caller
 
 __all__ = ["metrics_for"]
 
 
-def metrics_for(api_key: ApiKey) -> bytes:
-    """The Prometheus text exposition of every series ``api_key`` may see."""
-    if is_instance_admin(api_key):
+def metrics_for(caller: Caller, access: AccessView) -> bytes:
+    """The Prometheus text exposition of every series ``caller`` may see."""
+    if caller.admin:
         return generate_latest()
-    return generate_latest(_WorkspaceMetrics(api_key.workspace))  # type: ignore[arg-type]
+    workspaces = frozenset(binding.workspace for binding in access.bindings(principal=caller.principal))
+    if caller.legacy_scope is not None:
+        workspaces |= {caller.legacy_scope[0]}
+    return generate_latest(_WorkspaceMetrics(workspaces))  # type: ignore[arg-type]
 
 
 def _workspace_of(labels: dict[str, str]) -> str | None:
@@ -43,12 +47,12 @@ def _workspace_of(labels: dict[str, str]) -> str | None:
 class _WorkspaceMetrics(Collector):
     """The default registry's metrics with other workspaces' samples left out."""
 
-    def __init__(self, workspace: str) -> None:
-        self._workspace = workspace
+    def __init__(self, workspaces: frozenset[str]) -> None:
+        self._workspaces = workspaces
 
     def collect(self) -> Iterator[Metric]:
         for metric in REGISTRY.collect():
-            samples = [s for s in metric.samples if _workspace_of(s.labels) in (None, self._workspace)]
+            samples = [s for s in metric.samples if (_workspace_of(s.labels) is None or _workspace_of(s.labels) in self._workspaces)]
             if not samples and metric.samples:
                 continue  # only other workspaces' series: not even the family's name is theirs to see
             visible = Metric(metric.name, metric.documentation, metric.type, metric.unit)

@@ -15,7 +15,8 @@ going stale, so a load balancer can prefer replicas that are current.
 
 from __future__ import annotations
 
-from featurebus.platform.api_keys import ApiKey, ApiKeyStore
+from featurebus.platform.access.view import Caller
+from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.schemas.errors import NotReadyError
 from featurebus.serving.online_materializer import OnlineMaterializer
 
@@ -73,6 +74,6 @@ class Admission:
         self.readiness = readiness
         self.keys = keys
 
-    def admit(self, authorization: str | None) -> ApiKey:
+    def admit(self, authorization: str | None) -> Caller:
         self.readiness.check()  # before the keys: until caught up, a valid key may be unknown yet
         return self.keys.authenticate(authorization)

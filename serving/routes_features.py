@@ -17,7 +17,9 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from prometheus_client import Histogram
 
-from featurebus.platform.api_keys import ApiKey, ApiKeyStore
+from featurebus.platform.access.roles import Action
+from featurebus.platform.access.view import Caller
+from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.schemas.errors import InvalidRequestError, PayloadTooLargeError
 from featurebus.serving.http import Handler, read_body
 from featurebus.serving.limits import ServingLimits
@@ -70,8 +72,9 @@ class FeatureEndpoints:
     the OpenAPI schema, so both paths give the same answers and the same errors.
     """
 
-    def __init__(self, server: FeatureServer, limits: ServingLimits) -> None:
+    def __init__(self, server: FeatureServer, keys: ApiKeyStore, limits: ServingLimits) -> None:
         self._server = server
+        self._keys = keys
         self._max_batch_rows = limits.max_batch_rows
 
     def routes(self) -> dict[str, Handler]:
@@ -81,8 +84,7 @@ class FeatureEndpoints:
             f"{PREFIX}/metadata": self.metadata,
         }
 
-    @staticmethod
-    def _authorized_params(api_key: ApiKey, body: bytes) -> tuple[dict[str, Any], str, str]:
+    def _authorized_params(self, api_key: Caller, body: bytes) -> tuple[dict[str, Any], str, str]:
         params = _params(body)
         workspace = _get(params, "workspaceName", "workspace_name", str)
         view = _get(params, "featureViewName", "feature_view_name", str, required=False)
@@ -90,7 +92,7 @@ class FeatureEndpoints:
         # service of all its features (``VIEW_SERVICE_PREFIX``), under the same permission.
         service = (_get(params, "featureServiceName", "feature_service_name", str) if view is None
                    else VIEW_SERVICE_PREFIX + view)
-        ApiKeyStore.permit(api_key, workspace, "reader")
+        self._keys.permit(api_key, workspace, Action.READ_ONLINE)
         return params, workspace, service
 
     def _decorate(self, surface: RequestSurface, result: dict[str, Any], workspace: str, service: str,
@@ -99,7 +101,7 @@ class FeatureEndpoints:
             docs = self._server.feature_docs(workspace, service) if surface.wants_docs else []
             surface.decorate(result, docs, started, time.perf_counter() - looked_up)
 
-    def get_features(self, api_key: ApiKey, body: bytes) -> bytes:
+    def get_features(self, api_key: Caller, body: bytes) -> bytes:
         started = time.perf_counter()
         params, workspace, service = self._authorized_params(api_key, body)
         join_key_map = _get(params, "joinKeyMap", "join_key_map", dict)
@@ -112,7 +114,7 @@ class FeatureEndpoints:
         REQUEST_SECONDS.labels("get-features", workspace, service).observe(time.perf_counter() - started)
         return payload
 
-    def get_features_batch(self, api_key: ApiKey, body: bytes) -> bytes:
+    def get_features_batch(self, api_key: Caller, body: bytes) -> bytes:
         started = time.perf_counter()
         params, workspace, service = self._authorized_params(api_key, body)
         rows = _get(params, "requestData", "request_data", list)
@@ -140,7 +142,7 @@ class FeatureEndpoints:
         REQUEST_SECONDS.labels("get-features-batch", workspace, service).observe(time.perf_counter() - started)
         return payload
 
-    def metadata(self, api_key: ApiKey, body: bytes) -> bytes:
+    def metadata(self, api_key: Caller, body: bytes) -> bytes:
         _, workspace, service = self._authorized_params(api_key, body)
         return orjson.dumps(self._server.metadata(workspace, service))
 

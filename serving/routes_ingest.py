@@ -7,7 +7,9 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 
-from featurebus.platform.api_keys import ApiKey, ApiKeyStore
+from featurebus.platform.access.roles import Action
+from featurebus.platform.access.view import Caller
+from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.schemas.errors import InvalidRequestError
 from featurebus.serving.http import read_body
 from featurebus.serving.ingest import IngestService
@@ -29,11 +31,12 @@ class IngestEndpoint:
     """``POST /ingest`` without a web framework (served straight from ASGI, see ``app.py``; the
     FastAPI route below documents it and answers the same)."""
 
-    def __init__(self, service: IngestService, limits: ServingLimits) -> None:
+    def __init__(self, service: IngestService, keys: ApiKeyStore, limits: ServingLimits) -> None:
         self._service = service
+        self._keys = keys
         self._max_records = limits.max_ingest_records
 
-    async def ingest(self, api_key: ApiKey, raw_body: bytes) -> bytes:
+    async def ingest(self, api_key: Caller, raw_body: bytes) -> bytes:
         try:
             body = orjson.loads(raw_body)
         except orjson.JSONDecodeError as exc:
@@ -41,7 +44,7 @@ class IngestEndpoint:
         if not isinstance(body, dict):
             raise InvalidRequestError('request body must be a JSON object {"workspace_name", "records", ...}')
         workspace = _field(body, "workspace_name", "workspaceName", str)
-        ApiKeyStore.permit(api_key, workspace, "writer")
+        self._keys.permit(api_key, workspace, Action.INGEST)
         dry_run = _field(body, "dry_run", "dryRun", bool, default=False)
         read_after_write = _field(body, "read_after_write", "readAfterWrite", bool, default=False)
         result = await self._service.ingest_async(workspace, body.get("records"), dry_run, read_after_write,
@@ -55,7 +58,8 @@ def ingest_router(endpoint: IngestEndpoint, admission: Admission, limits: Servin
     @router.post("/ingest", openapi_extra=ingest_doc())
     async def ingest(request: Request) -> Response:
         """Validate every record against its push source's schema; write all of them or none.
-        Needs a `writer` (or `admin`) key of the workspace. With `read_after_write`, answers only
+        Needs the `editor` role in the workspace (an earlier release's `writer` or `admin` key).
+        With `read_after_write`, answers only
         once this replica serves the records' effect."""
         api_key = admission.admit(request.headers.get("authorization"))
         payload = await endpoint.ingest(api_key, await read_body(request, limits.max_body_bytes))

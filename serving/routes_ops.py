@@ -37,9 +37,9 @@ def ops_router(admission: Admission) -> APIRouter:
 
     @router.get("/metrics", openapi_extra=secured_route_doc())
     def metrics(request: Request) -> Response:
-        """Prometheus text format (``Authorization: Bearer <key>``): the series of the key's
-        workspace and those of no workspace; an instance admin's key sees every workspace."""
+        """Prometheus text format (``Authorization: Bearer <key>``): the series of the workspaces the
+        key's principal holds a role in, and those of no workspace; an instance admin sees all."""
         api_key = admission.admit(request.headers.get("authorization"))
-        return Response(metrics_for(api_key), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics_for(api_key, admission.keys), media_type=CONTENT_TYPE_LATEST)
 
     return router

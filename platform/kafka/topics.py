@@ -12,6 +12,7 @@ __all__ = [
     "API_KEYS_TOPIC",
     "ALERT_STATE_TOPIC",
     "ALERTS_TOPIC",
+    "AUDIT_TOPIC",
     "feature_topic",
     "push_topic",
     "dead_letter_topic",
@@ -26,13 +27,17 @@ REGISTRY_TOPIC = "featurebus.registry"
 # Compacted, never shrinking: every applied version of every workspace (key = "<workspace>@<version>"),
 # written in the same transaction as the registry record; `featurebus registry log` reads it.
 REGISTRY_HISTORY_TOPIC = "featurebus.registry-history"
-# Compacted: one record per API key hash (value = its scope), a tombstone once revoked.
+# Compacted: the access records (API keys by secret hash, principals, role bindings; see
+# featurebus.platform.access.records), a tombstone once revoked or deleted.
 API_KEYS_TOPIC = "featurebus.api-keys"
 # Compacted: the alert evaluator's state of every alert rule (key = rule name), with the
 # notifications it owes (its outbox), so a restarted evaluator neither loses nor repeats them.
 ALERT_STATE_TOPIC = "featurebus.alert-state"
 # Every alert notification sent (key = notification id), the "alerts topic" channel.
 ALERTS_TOPIC = "featurebus.alerts"
+# Compacted with a unique key per record (so compaction never removes one), retention unlimited:
+# the control plane's audit log, one record per mutating call or refused request.
+AUDIT_TOPIC = "featurebus.audit"
 
 
 def feature_topic(workspace: str, view: str) -> str:

@@ -27,11 +27,31 @@ __all__ = ["LocalPlatform"]
 log = logging.getLogger(__name__)
 
 
+DEFAULT_CONTROL_PORT = 8090
+
+
+def _free_or_any(port: int) -> int:
+    """``port`` when nothing listens there, else a free one: the URL goes into the config anyway,
+    and two `up`s on one machine (tests, two homes) must not collide."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port_pair()[0]
+    return port
+
+
 class LocalPlatform:
-    def __init__(self, home: Path, workspace: str, port: int | None = None, bootstrap: str | None = None) -> None:
+    def __init__(self, home: Path, workspace: str, port: int | None = None, bootstrap: str | None = None,
+                 control_port: int | None = None) -> None:
         self.home = home
         self.workspace = workspace
         self.port = port or free_port_pair()[0]
+        self.control_port = control_port or _free_or_any(DEFAULT_CONTROL_PORT)
+        # The admin key, when this start created the admin (the first `up` on this registry).
+        self.admin_secret: str | None = None
         self._configured_bootstrap = bootstrap or kafka_bootstrap_from_env()
         self._kafka: LocalKafka | None = None
         self._supervisor = Supervisor(home / "logs")
@@ -41,6 +61,10 @@ class LocalPlatform:
     @property
     def serving_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def control_url(self) -> str:
+        return f"http://127.0.0.1:{self.control_port}"
 
     @property
     def offline_dir(self) -> Path:
@@ -55,9 +79,14 @@ class LocalPlatform:
                 self.bootstrap = self._kafka.bootstrap
                 self.kafka_started_in_s = self._kafka.started_in_s
             self._ensure_live_workspace()
+            self._bootstrap_admin()
+            common = ["--bootstrap", self.bootstrap, "--home", str(self.home)]
+            # The control plane answers before `up` announces itself: `apply` in another shell,
+            # started as soon as the record appears, goes through it.
+            self._supervisor.start("control", ["control", "--port", str(self.control_port), *common])
+            self._wait_healthy("control", self.control_url, timeout_s=60)
             record_platform(RunningPlatform(self.bootstrap, self.serving_url, self._kafka is not None, os.getpid()),
                             self.home)
-            common = ["--bootstrap", self.bootstrap, "--home", str(self.home)]
             self._supervisor.start("worker", ["worker", "--workspace", self.workspace, *common])
             self._supervisor.start("serving", ["serve", "--port", str(self.port), *common])
             self._supervisor.start("offline", ["offline", "--workspace", self.workspace, *common])
@@ -84,20 +113,39 @@ class LocalPlatform:
                 "`featurebus up` with a live workspace (`featurebus workspace create NAME --live`)"
             )
 
+    def _bootstrap_admin(self) -> None:
+        """Log this home's CLI in to the control plane `up` runs: the first `up` on a registry
+        creates the admin service account; a home without a key gets a new admin key (printed
+        once by the CLI, stored with the URL in the home's config, see ``ControlPlane.admin_key``).
+        A home that holds a key keeps it and only follows the control plane's new URL."""
+        from featurebus.platform.config import control_login, save_control_login
+        from featurebus.platform.control.audit import KafkaAuditLog
+        from featurebus.platform.control.plane import ControlPlane
+        from featurebus.platform.registry import KafkaRegistry
+
+        stored_key = control_login(self.home)[1]
+        if stored_key is None:
+            plane = ControlPlane(KafkaRegistry(self.bootstrap), KafkaAuditLog(self.bootstrap))
+            self.admin_secret = plane.admin_key(f"featurebus up in {self.home}")
+        save_control_login(self.control_url, self.admin_secret or stored_key, self.home)
+
     def wait_serving(self, timeout_s: float) -> None:
         """Wait for the serving process to answer ``/health`` (it may still be catching up)."""
+        self._wait_healthy("serving", self.serving_url, timeout_s)
+
+    def _wait_healthy(self, component: str, url: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self._supervisor.check()
             try:
-                if httpx.get(f"{self.serving_url}/health", timeout=1.0).status_code == 200:
+                if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass  # not listening yet
             time.sleep(0.2)
         raise KafkaUnavailableError(
-            f"the serving API did not come up on {self.serving_url} within {timeout_s:g}s:\n"
-            + self._supervisor.tail("serving")
+            f"the {component} process did not come up on {url} within {timeout_s:g}s:\n"
+            + self._supervisor.tail(component)
         )
 
     def check(self) -> None:

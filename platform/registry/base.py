@@ -68,11 +68,12 @@ class Registry(Protocol):
     def follow(self) -> SpecFollower: ...
 
     def api_keys(self) -> dict[bytes, bytes]:
-        """Every live API key record: key hash -> record (``featurebus.platform.api_keys``)."""
+        """Every live access record: API keys (key = the secret's hash), principals and role
+        bindings (``featurebus.platform.access.records`` says which key holds which)."""
         ...
 
     def put_api_key(self, key_hash: bytes, record: bytes | None) -> None:
-        """Write (or, with None, revoke) one API key record, acknowledged when it returns."""
+        """Write (or, with None, delete) one access record, acknowledged when it returns."""
         ...
 
     def jobs(self, workspace: str, *, runner: bool = False) -> JobStore:

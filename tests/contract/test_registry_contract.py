@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
+from featurebus.platform.access.roles import Action
 from featurebus.platform.api_keys import ApiKeyStore, create_api_key, list_api_keys, revoke_api_key
 from featurebus.platform.kafka.admin import partition_counts
 from featurebus.platform.kafka.topics import push_topic
@@ -137,14 +138,14 @@ def test_applying_a_push_source_creates_its_topic(registry: Registry, workspace:
 def test_api_keys_are_created_listed_checked_and_revoked(registry: Registry, workspace: str) -> None:
     key_id, secret = create_api_key(registry, workspace, "writer", "ci")
     listed = {key["key_id"]: key for key in list_api_keys(registry)}
-    assert listed[key_id]["workspace"] == workspace and listed[key_id]["role"] == "writer"
+    assert listed[key_id]["workspace"] == workspace and listed[key_id]["role"] == "editor"
     assert secret not in str(listed) and "fbk_" not in str(registry.api_keys())  # only hashes are stored
     keys = ApiKeyStore()
     for digest, record in registry.api_keys().items():
         keys.apply_record(digest, record)
-    assert keys.authorize(f"Tecton-key {secret}", workspace, "writer").key_id == key_id
+    assert keys.authorize(f"Tecton-key {secret}", workspace, Action.INGEST).key_id == key_id
     with pytest.raises(PermissionDeniedError):
-        keys.authorize(f"Tecton-key {secret}", workspace, "admin")
+        keys.authorize(f"Tecton-key {secret}", workspace, Action.MANAGE_ACCESS)
     revoke_api_key(registry, key_id)
     assert key_id not in {key["key_id"] for key in list_api_keys(registry)}
     revoked = ApiKeyStore()

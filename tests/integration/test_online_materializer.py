@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from featurebus.exceptions import AuthenticationError, KafkaUnavailableError
+from featurebus.platform.access.roles import Action
 from featurebus.platform.api_keys import ApiKeyStore, create_api_key, list_api_keys, revoke_api_key
 from featurebus.platform.kafka import LocalKafka
 from featurebus.platform.kafka.admin import ensure_topic
@@ -164,9 +165,9 @@ def test_api_key_records_authorize(bus: Bus, started: Start) -> None:
     materializer = started(OnlineMaterializer(bus.bootstrap, MemoryStore(), keys))
     assert materializer.wait_caught_up(60)
     header = f"Tecton-key {secret}"
-    assert keys.authorize(header, bus.workspace, "writer").key_id == key_id
+    assert keys.authorize(header, bus.workspace, Action.INGEST).key_id == key_id
     listed = {k["key_id"]: k for k in list_api_keys(KafkaRegistry(bus.bootstrap))}
-    assert listed[key_id]["workspace"] == bus.workspace and listed[key_id]["role"] == "writer"
+    assert listed[key_id]["workspace"] == bus.workspace and listed[key_id]["role"] == "editor"
     assert secret not in repr(listed)
     revoke_api_key(KafkaRegistry(bus.bootstrap), key_id)
     assert key_id not in {k["key_id"] for k in list_api_keys(KafkaRegistry(bus.bootstrap))}

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 import pytest
 import uvicorn
 
-from featurebus.platform.api_keys import ApiKey, ApiKeyStore, hash_secret
+import orjson
+
+from featurebus.platform.access.records import ApiKey, Principal, PrincipalKind, principal_key
+from featurebus.platform.api_keys import ApiKeyStore, hash_secret
 from featurebus.platform.kafka.runtime import free_port_pair
 from featurebus.platform.kv import MemoryStore
 from featurebus.serving.app import create_app
@@ -34,15 +37,19 @@ TEST_LIMITS = ServingLimits(header_timeout_s=1.0, body_timeout_s=1.0, idle_timeo
 
 
 def security_keys() -> ApiKeyStore:
+    """Keys as an earlier release wrote them (format 1: one workspace, one role each), and one key
+    of a principal holding the instance admin role."""
     keys = ApiKeyStore()
     for secret, key_id, workspace, role in [
         (READER, "r1", "test", "reader"),
         (WRITER, "w1", "test", "writer"),
         (OTHER, "o1", "other", "admin"),
-        (ADMIN, "a1", "*", "admin"),
         (PUSH_WRITER, "p1", "pushes", "writer"),
     ]:
-        keys.apply_record(hash_secret(secret).encode(), ApiKey(key_id, workspace, role).to_record())
+        record = {"version": 1, "key_id": key_id, "workspace": workspace, "role": role, "description": ""}
+        keys.apply_record(hash_secret(secret).encode(), orjson.dumps(record))
+    keys.apply_record(principal_key("ops"), Principal("ops", PrincipalKind.SERVICE_ACCOUNT, admin=True).to_record())
+    keys.apply_record(hash_secret(ADMIN).encode(), ApiKey("a1", "ops").to_record())
     return keys
 
 

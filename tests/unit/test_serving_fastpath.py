@@ -31,7 +31,7 @@ def clients() -> Iterator[tuple[TestClient, TestClient]]:
     plain = FastAPI()
     install_error_handlers(plain)
     limits = ServingLimits()
-    plain.include_router(features_router(FeatureEndpoints(server, limits), Admission(Readiness(None), keys), limits))
+    plain.include_router(features_router(FeatureEndpoints(server, keys, limits), Admission(Readiness(None), keys), limits))
     with TestClient(create_app(server, keys)) as fast, TestClient(plain) as slow:
         yield fast, slow
 

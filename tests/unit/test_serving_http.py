@@ -9,6 +9,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from featurebus.platform.access.roles import Action
 from featurebus.platform.api_keys import ApiKey, ApiKeyStore, hash_secret
 from featurebus.platform.kv import MemoryStore
 from featurebus.serving.app import create_app
@@ -165,15 +166,15 @@ def test_roles_are_ordered_and_revocation_applies() -> None:
 
     keys = _keys()
     writer, reader = f"Bearer {WRITER}", f"Tecton-key {READER}"
-    assert keys.authorize(writer, "test", "writer").key_id == "w1"
-    assert keys.authorize(writer, "test", "reader").key_id == "w1"
-    with pytest.raises(PermissionDeniedError, match="needs 'writer'"):
-        keys.authorize(reader, "test", "writer")
+    assert keys.authorize(writer, "test", Action.INGEST).key_id == "w1"
+    assert keys.authorize(writer, "test", Action.READ_ONLINE).key_id == "w1"
+    with pytest.raises(PermissionDeniedError, match="needs 'editor'"):
+        keys.authorize(reader, "test", Action.INGEST)
     with pytest.raises(PermissionDeniedError):
-        keys.authorize(writer, "test", "admin")
+        keys.authorize(writer, "test", Action.DELETE_WORKSPACE)
     keys.apply_record(hash_secret(READER).encode(), None)  # the revocation tombstone
     with pytest.raises(AuthenticationError, match="revoked"):
-        keys.authorize(reader, "test", "reader")
+        keys.authorize(reader, "test", Action.READ_ONLINE)
     keys.apply_record(b"garbage", b"{not json")  # skipped, never fatal
     assert len(keys) == 2
 

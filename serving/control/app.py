@@ -1,0 +1,43 @@
+"""The control plane's FastAPI application: two routers over ``ControlPlane``, the one error table
+(``featurebus.serving.errors``), a request id on every answer, and ``/health``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+
+from featurebus.platform.control.plane import ControlPlane
+from featurebus.serving.control.common import REQUEST_ID_HEADER
+from featurebus.serving.control.routes_access import access_router
+from featurebus.serving.control.routes_definitions import definitions_router
+from featurebus.serving.errors import install_error_handlers
+
+__all__ = ["create_control_app"]
+
+_DESCRIPTION = """The only writer of featurebus's definitions, jobs, principals, keys, role bindings and
+audit log. Every call carries `Authorization: Tecton-key <key>` (or `Bearer <key>`); roles are per
+workspace (viewer < consumer < operator < editor < owner) plus the instance admin. Errors are JSON
+with a `message` (and a `code`); every mutating call and every refused one is in the audit log."""
+
+
+def create_control_app(plane: ControlPlane) -> FastAPI:
+    app = FastAPI(title="featurebus control plane", version="1", description=_DESCRIPTION)
+    install_error_handlers(app)
+    app.include_router(definitions_router(plane))
+    app.include_router(access_router(plane))
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        sent = getattr(request.state, "request_id", None)
+        if sent:
+            response.headers[REQUEST_ID_HEADER] = sent
+        return response
+
+    @app.get("/health", tags=["operations"])
+    def health() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    return app
