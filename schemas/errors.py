@@ -24,6 +24,7 @@ __all__ = [
     "InvalidJobTransitionError",
     "JobRunnerFencedError",
     "JobTimeoutError",
+    "FlinkUnavailableError",
 ]
 
 
@@ -85,3 +86,7 @@ class JobRunnerFencedError(FeaturebusError):
 
 class JobTimeoutError(FeaturebusError):
     """Waiting for a job ran out of time; the job itself goes on."""
+
+
+class FlinkUnavailableError(FeaturebusError):
+    """The Flink engine cannot start here: Java, the ``flink`` extra or its connector jars are missing."""

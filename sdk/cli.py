@@ -39,6 +39,10 @@ from featurebus.cli_jobs import jobs_app, materialize  # noqa: E402
 
 app.add_typer(jobs_app, name="jobs")
 app.command("materialize")(materialize)
+# The Flink engine's commands: `featurebus flink fetch|submit|cluster start|stop`.
+from featurebus.cli_flink import flink_app  # noqa: E402
+
+app.add_typer(flink_app, name="flink")
 
 console = Console(soft_wrap=True)  # whole lines in pipes and logs; tables still fit the width
 err = Console(stderr=True, soft_wrap=True)

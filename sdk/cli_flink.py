@@ -1,0 +1,53 @@
+"""``featurebus flink ...``: the Flink engine's commands (the connector jars, job submission).
+
+``featurebus worker --engine flink`` runs a workspace's job in this process (development); these
+commands fetch what it needs and submit it to a Flink cluster."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+__all__ = ["flink_app", "in_flink_python"]
+
+flink_app = typer.Typer(help="The Flink engine: connector jars, job submission, a local standalone cluster.",
+                        no_args_is_help=True)
+console = Console(soft_wrap=True)
+
+Bootstrap = Annotated[str | None, typer.Option("--bootstrap", help="Kafka bootstrap (default: FEATUREBUS_KAFKA_BOOTSTRAP or the local broker).")]
+Home = Annotated[Path | None, typer.Option("--home", help="State directory (default: FEATUREBUS_HOME or ./.featurebus).")]
+Workspace = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name.")]
+
+
+def _home(home: Path | None) -> Path:
+    from featurebus.cli import _home as resolve_home
+
+    return resolve_home(home)
+
+
+def in_flink_python(args: list[str]) -> None:
+    """Continue as ``featurebus ARGS`` in the Python that has the Flink extra (``flink_python``),
+    unless this is it: the process is replaced, so a supervisor's PID stays the engine's."""
+    from featurebus.platform.flink import flink_python
+
+    python = flink_python()
+    if python != sys.executable:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(python, [python, "-m", "featurebus", *args])
+
+
+@flink_app.command("fetch")
+def flink_fetch() -> None:
+    """Resolve the Flink Kafka connector jars with Maven into the cache (once); check the install."""
+    in_flink_python(["flink", "fetch"])
+    from featurebus.platform.flink import check_flink_installed, ensure_flink_jars
+
+    check_flink_installed()
+    jars = ensure_flink_jars()
+    console.print(f"Flink connector jars in {jars[0].parent}")
