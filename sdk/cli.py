@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from featurebus.exceptions import FeaturebusError
+from featurebus.schemas.kinds import StreamEngineKind
 from featurebus.schemas.time import from_epoch_ms
 
 if TYPE_CHECKING:
@@ -341,9 +342,25 @@ def workspace_delete(
 
 
 # -- processes ---------------------------------------------------------------------------------------
+EngineOption = Annotated[StreamEngineKind, typer.Option(
+    "--engine", envvar="FEATUREBUS_ENGINE",
+    help="Stream engine: featurebus's own worker, or a PyFlink job run in this process (needs the flink extra).")]
+
+
 @app.command("worker")
-def worker(workspace: Workspace = "default", bootstrap: Bootstrap = None, home: Home = None) -> None:
+def worker(workspace: Workspace = "default", bootstrap: Bootstrap = None, home: Home = None,
+           engine: EngineOption = StreamEngineKind.NATIVE) -> None:
     """Run the stream worker: source topics -> windowed tiles -> feature topics."""
+    if engine == StreamEngineKind.FLINK:
+        from featurebus.cli_flink import in_flink_python
+
+        resolved_bootstrap, resolved_home = _bootstrap(bootstrap), _home(home)
+        in_flink_python(["worker", "--engine", "flink", "--workspace", workspace, "--bootstrap", resolved_bootstrap,
+                         "--home", str(resolved_home)])
+        from featurebus.streams.runtime.flink.job import run_flink_worker
+
+        run_flink_worker(resolved_bootstrap, workspace, resolved_home)
+        return
     from featurebus.streams.runtime.worker import run_worker
 
     run_worker(_bootstrap(bootstrap), workspace, _home(home))
@@ -414,12 +431,13 @@ def _stop_on_signals() -> None:
 
 
 @app.command("up")
-def up(workspace: Workspace = "default", port: int = 8080, bootstrap: Bootstrap = None, home: Home = None) -> None:
+def up(workspace: Workspace = "default", port: int = 8080, bootstrap: Bootstrap = None, home: Home = None,
+       engine: EngineOption = StreamEngineKind.NATIVE) -> None:
     """Run the whole platform on this machine until Ctrl-C."""
     from featurebus.platform.local.up import LocalPlatform
 
     _stop_on_signals()
-    with LocalPlatform(_home(home), workspace, port=port, bootstrap=bootstrap) as platform:
+    with LocalPlatform(_home(home), workspace, port=port, bootstrap=bootstrap, engine=engine) as platform:
         console.print(f"featurebus is up: Kafka {platform.bootstrap}, serving {platform.serving_url}; Ctrl-C stops")
         platform.run_until_interrupted()
 

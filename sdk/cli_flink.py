@@ -51,3 +51,26 @@ def flink_fetch() -> None:
     check_flink_installed()
     jars = ensure_flink_jars()
     console.print(f"Flink connector jars in {jars[0].parent}")
+
+
+@flink_app.command("submit")
+def flink_submit(
+    jobmanager: Annotated[str, typer.Option("--jobmanager", help="HOST:PORT of the cluster's REST endpoint.")],
+    workspace: Workspace = "default",
+    parallelism: Annotated[int, typer.Option(min=1, help="The job's parallelism.")] = 1,
+    savepoint: Annotated[str | None, typer.Option(help="Restore from this savepoint or retained checkpoint path.")] = None,
+    bootstrap: Bootstrap = None,
+    home: Home = None,
+) -> None:
+    """Submit the workspace's job to a running Flink cluster and return (the cluster runs it)."""
+    from featurebus.platform.config import resolve_bootstrap
+
+    resolved_bootstrap, resolved_home = resolve_bootstrap(bootstrap), _home(home)
+    in_flink_python(["flink", "submit", "--jobmanager", jobmanager, "--workspace", workspace, "--parallelism", str(parallelism),
+                     *(["--savepoint", savepoint] if savepoint else []), "--bootstrap", resolved_bootstrap,
+                     "--home", str(resolved_home)])
+    from featurebus.streams.runtime.flink.job import run_flink_worker
+
+    run_flink_worker(resolved_bootstrap, workspace, resolved_home, parallelism=parallelism,
+                     jobmanager=jobmanager, savepoint=savepoint, detached=True)
+    console.print(f"submitted workspace {workspace}'s job to {jobmanager}")

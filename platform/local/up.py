@@ -18,6 +18,7 @@ from featurebus.platform.kafka.broker import LocalKafka, kafka_bootstrap_from_en
 from featurebus.platform.kafka.runtime import free_port_pair
 from featurebus.platform.local.supervisor import Supervisor
 from featurebus.schemas.errors import InvalidRequestError, KafkaUnavailableError
+from featurebus.schemas.kinds import StreamEngineKind
 
 __all__ = ["LocalPlatform"]
 
@@ -25,8 +26,10 @@ log = logging.getLogger(__name__)
 
 
 class LocalPlatform:
-    def __init__(self, home: Path, workspace: str, port: int | None = None, bootstrap: str | None = None) -> None:
+    def __init__(self, home: Path, workspace: str, port: int | None = None, bootstrap: str | None = None,
+                 engine: StreamEngineKind = StreamEngineKind.NATIVE) -> None:
         self.home = home
+        self.engine = engine
         self.workspace = workspace
         self.port = port or free_port_pair()[0]
         self._configured_bootstrap = bootstrap or kafka_bootstrap_from_env()
@@ -53,7 +56,7 @@ class LocalPlatform:
                 self.kafka_started_in_s = self._kafka.started_in_s
             self._ensure_live_workspace()
             common = ["--bootstrap", self.bootstrap, "--home", str(self.home)]
-            self._supervisor.start("worker", ["worker", "--workspace", self.workspace, *common])
+            self._supervisor.start("worker", ["worker", "--workspace", self.workspace, "--engine", self.engine.value, *common])
             self._supervisor.start("serving", ["serve", "--port", str(self.port), *common])
             self._supervisor.start("offline", ["offline", "--workspace", self.workspace, *common])
             self._supervisor.start("jobs", ["jobs", "run", "--workspace", self.workspace, *common])
