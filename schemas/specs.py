@@ -31,6 +31,7 @@ from featurebus.schemas.kinds import (
     ValueFormat,
     WindowKind,
 )
+from featurebus.schemas.time_range import SourceRangeSpec
 
 __all__ = [
     "SPEC_FORMAT_VERSION",
@@ -63,8 +64,9 @@ __all__ = [
 # read: every field a version added has a default that means what the older version meant.
 # (The closed sets became enums and the metadata fields one base class without a new version:
 # the JSON is the same bytes, tests/unit/test_spec_contract.py checks it against older documents.)
-SPEC_FORMAT_VERSION = 4
-_READABLE_VERSIONS = frozenset({1, 2, 3, 4})
+# 5: batch views' time-bounded sources (``select_range``: ``source_ranges``, schemas/time_range.py).
+SPEC_FORMAT_VERSION = 5
+_READABLE_VERSIONS = frozenset({1, 2, 3, 4, 5})
 
 # The descriptive fields every named object carries: changing them changes no feature value.
 METADATA_FIELDS = ("description", "owner", "tags", "prevent_destroy")
@@ -291,6 +293,8 @@ class BatchFeatureViewSpec(DescribedSpec):
     ttl_ms: int | None = None
     lifetime_start_ms: int | None = None
     batch_trigger: BatchTriggerType = BatchTriggerType.SCHEDULED  # the jobs scheduler reads it
+    # Sources passed as ``source.select_range(start, end)``: each read over its own range.
+    source_ranges: tuple[SourceRangeSpec, ...] = ()
 
     def as_view_spec(self) -> StreamFeatureViewSpec:
         """The same features as the view shape tiles, serving and training sets compute over.

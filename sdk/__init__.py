@@ -40,7 +40,10 @@ _LAZY: dict[str, str] = {
         ("Calculation", "RealtimeFeatureView", "RequestSource", "realtime_feature_view"), "featurebus.realtime"
     ),
     "Field": "featurebus.types",
+    "MockContext": "featurebus.local_testing",
+    "RealtimeContext": "featurebus.local_testing",
     "TectonDataFrame": "featurebus.frames",
+    "TectonTimeConstant": "featurebus.time_constants",
     "Workspace": "featurebus.workspace",
     "get_workspace": "featurebus.workspace",
 }
@@ -187,6 +190,12 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time every name com
     from featurebus.frames import (
         TectonDataFrame as TectonDataFrame,
     )
+    from featurebus.local_testing import (
+        MockContext as MockContext,
+    )
+    from featurebus.local_testing import (
+        RealtimeContext as RealtimeContext,
+    )
     from featurebus.realtime import (
         Calculation as Calculation,
     )
@@ -198,6 +207,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time every name com
     )
     from featurebus.realtime import (
         realtime_feature_view as realtime_feature_view,
+    )
+    from featurebus.time_constants import (
+        TectonTimeConstant as TectonTimeConstant,
     )
     from featurebus.types import (
         Field as Field,

@@ -44,6 +44,9 @@ app.command("materialize")(materialize)
 from featurebus.cli_flink import flink_app  # noqa: E402
 
 app.add_typer(flink_app, name="flink")
+from featurebus.cli_test import repo_test_command  # noqa: E402
+
+app.command("test", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(repo_test_command)
 
 console = Console(soft_wrap=True)  # whole lines in pipes and logs; tables still fit the width
 err = Console(stderr=True, soft_wrap=True)

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
+from featurebus.data_sources import RangedSource, plain_source
 from featurebus.definitions import (
     Aggregate,
     Attribute,
@@ -454,7 +455,7 @@ def _compile_service(service: FeatureService, features: dict[str, list[str]]) ->
 
 
 def _plain_source(source: DataSource) -> DataSource:
-    return source.source if isinstance(source, UnfilteredSource) else source
+    return plain_source(source)
 
 
 def _function_code(function: Any, fail: Any) -> str:
@@ -538,6 +539,7 @@ def _compile_batch_view(view: BatchFeatureView) -> BatchFeatureViewSpec:
         offline=view.offline,
         **_metadata(view),
         unfiltered_sources=tuple(s.name for s in view.sources if isinstance(s, UnfilteredSource)),
+        source_ranges=tuple(s.range for s in view.sources if isinstance(s, RangedSource)),
         context_parameter=view.context_parameter,
         batch_schedule_ms=view.batch_schedule_ms,
         feature_start_ms=view.feature_start_ms,

@@ -9,6 +9,7 @@ from typing import Any
 
 from featurebus.batch_config import CustomBatchConfig
 from featurebus.definition_base import (
+    DefinitionSite,
     _caller_site,
     _Definition,
     _fail,
@@ -22,10 +23,12 @@ from featurebus.options import (
     SOURCE_OPTIONS,
 )
 from featurebus.schemas.kinds import FileFormat, ValueFormat
+from featurebus.schemas.time_range import SourceRangeSpec, TimeReference, empty_range_reason
+from featurebus.time_constants import TectonTimeConstant, TimeBound, time_bound_spec
 from featurebus.types import Field
 
 __all__ = ["VALUE_FORMATS", "FILE_FORMATS", "BatchSource", "DataSource", "FileConfig", "KafkaConfig", "PushConfig",
-           "StreamSource", "UnfilteredSource"]
+           "RangedSource", "StreamSource", "UnfilteredSource", "plain_source"]
 
 
 VALUE_FORMATS = tuple(ValueFormat)
@@ -146,6 +149,43 @@ class DataSource(_Definition):
         ``batch_config`` history); stream views read the whole topic, so there it changes nothing."""
         return self
 
+    def select_range(self, start_time: TimeBound = TectonTimeConstant.MATERIALIZATION_START_TIME,
+                     end_time: TimeBound = TectonTimeConstant.MATERIALIZATION_END_TIME) -> RangedSource:
+        """Tecton's ``select_range``: a batch feature view reads this source's rows in
+        ``[start_time, end_time)``, evaluated for each materialization window. Bounds are
+        datetimes, ``TectonTimeConstant``s, or ``MATERIALIZATION_START/END_TIME +/- timedelta``."""
+        source = plain_source(self)
+        assert isinstance(source, BatchSource | StreamSource)  # every other DataSource wraps one
+        return _select_range(source, start_time, end_time, _caller_site())
+
+
+def _select_range(source: BatchSource | StreamSource, start_time: object, end_time: object,
+                  site: DefinitionSite) -> RangedSource:
+    kind = type(source).__name__
+    bounds = []
+    for what, value in (("start_time", start_time), ("end_time", end_time)):
+        bound = time_bound_spec(value)
+        if bound is None:
+            raise _fail(kind, source.name, site, f"select_range {what} must be a datetime, a TectonTimeConstant, or "
+                        f"MATERIALIZATION_START_TIME / MATERIALIZATION_END_TIME +/- a timedelta of whole "
+                        f"milliseconds; got {value!r}",
+                        f"Pass e.g. {what}=TectonTimeConstant.MATERIALIZATION_START_TIME - timedelta(days=7).")
+        bounds.append(bound)
+    bounded = any(b.reference not in (TimeReference.UNBOUNDED_PAST, TimeReference.UNBOUNDED_FUTURE) for b in bounds)
+    if bounded and isinstance(source, BatchSource) and isinstance(source.batch_config, FileConfig) \
+            and source.batch_config.timestamp_field is None:
+        raise _fail(kind, source.name, site, "select_range filters rows by time, but the source's FileConfig has no "
+                    "timestamp_field", "Pass FileConfig(..., timestamp_field='<the event time column>').")
+    reason = empty_range_reason(bounds[0], bounds[1])
+    if reason is not None:
+        raise _fail(kind, source.name, site, f"select_range(start_time={start_time}, end_time={end_time}) selects no "
+                    f"row in any materialization window: {reason}",
+                    "Make end_time later than start_time, e.g. start_time=TectonTimeConstant."
+                    "MATERIALIZATION_START_TIME - timedelta(days=7), end_time=TectonTimeConstant."
+                    "MATERIALIZATION_END_TIME.")
+    return RangedSource(source, SourceRangeSpec(source.name, bounds[0], bounds[1]), site,
+                        f"start_time={start_time}, end_time={end_time}")
+
 
 class StreamSource(DataSource):
     def __init__(
@@ -260,3 +300,28 @@ class BatchSource(DataSource):
 
     def __repr__(self) -> str:
         return f"BatchSource({self.name!r})"
+
+
+class RangedSource(DataSource):
+    """``source.select_range(start_time, end_time)``: a batch feature view reads the source's rows
+    in that range, evaluated per materialization window (``featurebus.schemas.time_range``), in
+    materialization jobs, training sets and ad hoc reads alike."""
+
+    def __init__(self, source: BatchSource | StreamSource, selected: SourceRangeSpec, site: DefinitionSite,
+                 given: str = "") -> None:
+        self.source = source
+        self.name = source.name
+        self.range = selected
+        self.site = site  # where select_range was called: errors about the range point there
+        self._given = given  # the arguments as written, for messages
+
+    def unfiltered(self) -> DataSource:
+        return UnfilteredSource(self.source)
+
+    def __repr__(self) -> str:
+        return f"{self.source!r}.select_range({self._given})"
+
+
+def plain_source(source: DataSource) -> DataSource:
+    """The source itself, whether given plain, ``.unfiltered()`` or ``.select_range(...)``."""
+    return source.source if isinstance(source, UnfilteredSource | RangedSource) else source

@@ -30,8 +30,10 @@ from featurebus.data_sources import (
     FileConfig,
     KafkaConfig,
     PushConfig,
+    RangedSource,
     StreamSource,
     UnfilteredSource,
+    plain_source,
 )
 from featurebus.definition_base import (
     DefinitionSite,
@@ -52,6 +54,7 @@ from featurebus.options import (
 from featurebus.schemas.kinds import BatchTriggerType, TransformationMode
 from featurebus.schemas.time import to_epoch_ms
 from featurebus.types import Field
+from featurebus.view_methods import MaterializedViewMethods, ServiceMethods
 
 __all__ = [
     "BatchFeatureView",
@@ -158,8 +161,10 @@ class FeatureView(_Definition):
         return "\n".join(source.splitlines()[node.lineno - 1 :]) + "\n"
 
 
-class MaterializedFeatureView(FeatureView):
-    """Base class of the views whose features are computed ahead of requests (stream, batch)."""
+class MaterializedFeatureView(MaterializedViewMethods, FeatureView):
+    """Base class of the views whose features are computed ahead of requests (stream, batch);
+    ``view_methods`` has their ``get_features_for_events``, ``run_transformation`` and
+    ``get_online_features``."""
 
 
 class StreamFeatureView(MaterializedFeatureView):
@@ -192,6 +197,12 @@ class StreamFeatureView(MaterializedFeatureView):
         self.function = function
         self.name = _require_name("StreamFeatureView", name or function.__name__, site)
         given: object = source
+        if isinstance(given, RangedSource):
+            # Tecton bounds a stream view's batch_config backfill with it; featurebus computes
+            # stream views from the topic only, so a range would silently mean nothing.
+            raise self.error(f"source {given.name!r} is passed as select_range(...), which bounds the backfill "
+                             "from the source's batch_config; featurebus computes stream views from the topic "
+                             "only (no batch backfill yet)", f"Pass source={given.name} itself.")
         if isinstance(given, UnfilteredSource):
             given = given.source  # a stream view never filters its source by a range
         if isinstance(given, BatchSource):
@@ -283,9 +294,10 @@ def stream_feature_view(
     **tecton_options: Any,
 ) -> Callable[[Callable[..., Any]], StreamFeatureView]:
     site = _caller_site()
-    reject_options("StreamFeatureView", name or "?", site, tecton_options, VIEW_OPTIONS)
 
     def wrap(function: Callable[..., Any]) -> StreamFeatureView:
+        # Checked here, where the view's name (the function's, by default) is known.
+        reject_options("StreamFeatureView", name or function.__name__, site, tecton_options, VIEW_OPTIONS)
         return StreamFeatureView(
             function=function, source=source, entities=entities, mode=mode, features=features,
             timestamp_field=timestamp_field, name=name, aggregation_interval=aggregation_interval,
@@ -297,7 +309,7 @@ def stream_feature_view(
     return wrap
 
 
-class FeatureService(_Definition):
+class FeatureService(ServiceMethods, _Definition):
     def __init__(
         self,
         name: str,
@@ -374,7 +386,7 @@ class BatchFeatureView(MaterializedFeatureView):
         if not sources or not all(isinstance(s, DataSource) for s in sources):
             raise self.error("sources must be a non-empty list of BatchSource or StreamSource",
                              "Pass sources=[my_batch_source].")
-        for source in (s.source if isinstance(s, UnfilteredSource) else s for s in sources):
+        for source in (plain_source(s) for s in sources):
             if isinstance(source, StreamSource) and source.batch_config is None:
                 raise self.error(f"stream source {source.name!r} has no batch_config, so it has no history to read",
                                  "Give the StreamSource batch_config=FileConfig(...), or use @stream_feature_view.")

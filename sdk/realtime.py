@@ -28,6 +28,7 @@ from featurebus.definitions import Attribute, FeatureReference, FeatureView
 from featurebus.exceptions import DefinitionError
 from featurebus.schemas.kinds import RealtimeMode
 from featurebus.types import Field
+from featurebus.view_methods import RealtimeViewMethods
 
 __all__ = [
     "Attribute",
@@ -84,7 +85,7 @@ class Calculation:
 RealtimeSource = RequestSource | FeatureReference
 
 
-class RealtimeFeatureView(FeatureView):
+class RealtimeFeatureView(RealtimeViewMethods, FeatureView):
     """Tecton's ``RealtimeFeatureView``: instantiate it directly for Calculation features; use
     ``@realtime_feature_view`` for python or pandas transformations."""
 

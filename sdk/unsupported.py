@@ -29,7 +29,6 @@ _WORKSPACE_GETTER = "there is no current workspace; use featurebus.get_workspace
 _LOGIN = "featurebus has no login; serving and ingestion use API keys (`featurebus api-key create`)"
 _JOBS = "featurebus has no job classes to construct; call fv.trigger_materialization_job(...) / fv.get_materialization_job(id) (or `featurebus materialize`, `featurebus jobs`)"
 _SERVER_GROUP = "featurebus has no server groups; scale serving by running more `featurebus serve` replicas"
-_CONTEXT = "stream and realtime transformations receive their rows only; a batch view gets its FilterContext through context=materialization_context()"
 
 # name -> (what kind of placeholder, why featurebus does not support it and what to use instead)
 _TABLE: dict[str, tuple[_Kind, str]] = {
@@ -60,7 +59,6 @@ _TABLE: dict[str, tuple[_Kind, str]] = {
     "LoggingConfig": ("class", "feature logging is not supported; log requests from your application"),
     "MaterializationAttempt": ("class", _JOBS),
     "MaterializationJob": ("class", _JOBS),
-    "MockContext": ("class", _CONTEXT),
     "ModelConfig": ("class", "featurebus hosts no models; call the model from your application"),
     "OfflineStoreConfig": ("class", _STORE),
     "OnlineServingIndex": ("class", "the online store is keyed by the entities' join keys; remove online_serving_index"),
@@ -68,7 +66,6 @@ _TABLE: dict[str, tuple[_Kind, str]] = {
     "ParquetConfig": ("class", "offline data is always Parquet; remove offline_store"),
     "ProvisionedScalingConfig": ("class", _STORE),
     "PyArrowBatchConfig": ("class", _BATCH_CONFIG),
-    "RealtimeContext": ("class", _CONTEXT),
     "RedisConfig": ("class", _STORE),
     "RedshiftConfig": ("class", _WAREHOUSE),
     "RiftBatchConfig": ("class", _SPARK),
@@ -76,7 +73,6 @@ _TABLE: dict[str, tuple[_Kind, str]] = {
     "SnowflakeConfig": ("class", _WAREHOUSE),
     "SparkBatchConfig": ("class", _SPARK),
     "SparkStreamConfig": ("class", _SPARK),
-    "TectonTimeConstant": ("class", _CONTEXT),
     "TestRepo": ("class", "test a repository with `featurebus plan` and pytest over featurebus.repo.load_repo"),
     "TransformServerGroup": ("class", _SERVER_GROUP),
     "Transformation": ("class", "reusable transformations are not supported; put the logic in the view's function"),

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from featurebus.frames import TectonDataFrame
+    from featurebus.online_client import FeatureVector
     from featurebus.platform.jobs.model import Job
     from featurebus.schemas.specs import WorkspaceSpec
 
@@ -44,6 +45,15 @@ class FeatureServiceClient:
         ws = self.workspace
         return TectonDataFrame(get_features_for_events(ws.spec, self.name, events, ws.offline_root, timestamp_key, ws.offline_data))
 
+    def get_online_features(self, join_keys: Mapping[str, Any] | None = None, include_join_keys_in_response: bool = False,
+                            request_data: Mapping[str, Any] | None = None) -> FeatureVector:
+        """The served values, from the serving API (``featurebus.online_client``), in this workspace."""
+        from featurebus.online_client import get_online_features
+
+        return get_online_features(feature_service=self.name, join_keys=join_keys, request_data=request_data,
+                                   include_join_keys_in_response=include_join_keys_in_response,
+                                   workspace=self.workspace.name)
+
 
 class FeatureViewClient:
     """One feature view's values computed ad hoc from the offline store (any workspace kind), and
@@ -62,6 +72,15 @@ class FeatureViewClient:
         ws = self.workspace
         spec, service = view_service(ws.spec, self.name)
         return TectonDataFrame(get_features_for_events(spec, service, events, ws.offline_root, timestamp_key, ws.offline_data))
+
+    def get_online_features(self, join_keys: Mapping[str, Any], include_join_keys_in_response: bool = False,
+                            request_data: Mapping[str, Any] | None = None) -> FeatureVector:
+        """The view's served values, from the serving API (``featurebus.online_client``), in this workspace."""
+        from featurebus.online_client import get_online_features
+
+        return get_online_features(feature_view=self.name, join_keys=join_keys, request_data=request_data,
+                                   include_join_keys_in_response=include_join_keys_in_response,
+                                   workspace=self.workspace.name)
 
     def get_features_in_range(
         self, start_time: datetime, end_time: datetime, entities: pd.DataFrame | None = None

@@ -22,7 +22,7 @@ from featurebus.schemas.errors import InvalidRequestError
 from featurebus.serving.http import read_body
 from featurebus.serving.openapi_docs import feature_route_doc
 from featurebus.serving.request_surface import RequestSurface
-from featurebus.serving.service import FeatureServer
+from featurebus.serving.service import VIEW_SERVICE_PREFIX, FeatureServer
 
 __all__ = ["FeatureEndpoints", "Endpoint", "features_router", "REQUEST_SECONDS", "PREFIX"]
 
@@ -86,7 +86,11 @@ class FeatureEndpoints:
         api_key = self._keys.authenticate(authorization)
         params = _params(body)
         workspace = _get(params, "workspaceName", "workspace_name", str)
-        service = _get(params, "featureServiceName", "feature_service_name", str)
+        view = _get(params, "featureViewName", "feature_view_name", str, required=False)
+        # A view alone (featurebus's addition, for the SDK's view.get_online_features): served as the
+        # service of all its features (``VIEW_SERVICE_PREFIX``), under the same permission.
+        service = (_get(params, "featureServiceName", "feature_service_name", str) if view is None
+                   else VIEW_SERVICE_PREFIX + view)
         self._keys.permit(api_key, workspace, "reader")
         return params, workspace, service
 

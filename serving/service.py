@@ -28,7 +28,10 @@ from featurebus.streams.lifetime import HIGH_WATERMARK_PREFIX, latest_event_time
 from featurebus.streams.tiles import CompiledView, Tile, compute_values, prefix_range, read_range
 from featurebus.streams.windows import WALL_CLOCK_TIME, leading_edge_ms, window_bounds
 
-__all__ = ["FeatureServer", "MetadataOptions", "data_type", "format_time_ms"]
+__all__ = ["FeatureServer", "MetadataOptions", "VIEW_SERVICE_PREFIX", "data_type", "format_time_ms"]
+
+# The name under which a view is served alone: ``platform.training.ranges.view_service``'s.
+VIEW_SERVICE_PREFIX = "__view__"
 
 # Past every store key of an entity (its prefix + an 8-byte tile start).
 _ENTITY_END = b"\xff" * 16  # past every tile key suffix (start + shard)
@@ -110,6 +113,15 @@ class _WorkspacePlan:
     def __init__(self, spec: WorkspaceSpec) -> None:
         self.spec = spec
         self.services = {s.name: _plan_service(spec, s) for s in spec.feature_services}
+
+    def view_service(self, name: str) -> _ServicePlan:
+        """The plan of a view served alone (every feature of it), built on first use."""
+        from featurebus.platform.training.ranges import view_service
+
+        spec, service = view_service(self.spec, name[len(VIEW_SERVICE_PREFIX):])
+        plan = _plan_service(spec, spec.service(service))
+        self.services[name] = plan
+        return plan
 
 
 def _join_key_dtypes(spec: WorkspaceSpec, view: StreamFeatureViewSpec) -> tuple[str, ...]:
@@ -299,6 +311,8 @@ class FeatureServer:
             plan = _WorkspacePlan(spec)
             self._plans[workspace] = plan  # a racing request may build the same plan: harmless
         service_plan = plan.services.get(service)
+        if service_plan is None and service.startswith(VIEW_SERVICE_PREFIX):
+            service_plan = plan.view_service(service)
         if service_plan is None:
             known = ", ".join(sorted(plan.services)) or "none"
             raise NotFoundError(f"no feature service named {service!r} in workspace {workspace!r} (known: {known})")

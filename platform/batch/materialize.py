@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from featurebus.platform.batch.compute import aligned_range, compute_rows, source_range, table_frame, view_tiles
-from featurebus.platform.batch.inputs import read_inputs
+from featurebus.platform.batch.inputs import computed_per_window, read_inputs
 from featurebus.platform.batch.offline import read_rows, replace_range
 from featurebus.platform.batch.online import publish_tiles
 from featurebus.platform.offline.store import open_store
@@ -66,9 +66,9 @@ def _stale_tiles(compiled: CompiledView, previous: pa.Table | None, current: set
 
 def materialization_chunks(view: BatchFeatureViewSpec, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
     tile_ms = view.aggregation_interval_ms or 1
-    # incremental_backfills: one run per batch_schedule period, each transformation seeing its
-    # own period as context (Tecton's meaning); otherwise about a day at a time, to bound memory.
-    period = view.batch_schedule_ms if view.incremental_backfills else _DAY_MS
+    # One run per batch_schedule period where a run's window matters (``computed_per_window``);
+    # otherwise about a day at a time, to bound memory.
+    period = view.batch_schedule_ms if computed_per_window(view) else _DAY_MS
     step = tile_ms * max(1, -(-period // tile_ms))  # whole tiles
     bounds = []
     lo = start_ms
@@ -121,7 +121,7 @@ def materialize_view(
             return MaterializationResult(view, from_epoch_ms(start_ms), from_epoch_ms(end_ms), rows_written, tiles_written,
                                          files, cancelled=True)
         read_lo, read_hi = source_range(view_spec, lo, hi)
-        rows, ts_ms = compute_rows(view_spec, read_inputs(spec, view_spec, read_lo, read_hi), lo, hi)
+        rows, ts_ms = compute_rows(view_spec, read_inputs(spec, view_spec, read_lo, read_hi, (lo, hi)), lo, hi)
         # What an earlier run of this range wrote (known when it was materialized offline): its
         # tiles that this run does not rewrite are deleted online, so a re-run after the source
         # changed leaves no stale tile behind.

@@ -2,7 +2,10 @@
 
 A batch view's rows come from the offline store when the view was materialized there (what
 serving was given too), and are computed from its sources on the fly otherwise: a development
-workspace, or a view never materialized (Tecton's ad hoc ``get_features_for_events``).
+workspace, or a view never materialized (Tecton's ad hoc ``get_features_for_events``). A view
+with ``incremental_backfills``, or whose sources' ``select_range`` moves with the materialization
+window, is computed one window at a time, the windows its materialization jobs run, so ad hoc
+rows equal materialized ones.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from featurebus.platform.batch.compute import compute_rows, source_range, table_frame
-from featurebus.platform.batch.inputs import read_inputs
+from featurebus.platform.batch.inputs import computed_per_window, read_inputs
+from featurebus.platform.batch.materialize import materialization_chunks
 from featurebus.platform.batch.offline import list_view_parts, read_rows
 from featurebus.platform.batch.sources import read_stream_history
 from featurebus.platform.offline.locations import OfflineLocations
@@ -41,9 +45,18 @@ def batch_view_rows(spec: WorkspaceSpec, view: BatchFeatureViewSpec, root: Path,
     materialized = offline_data is None and bool(list_view_parts(root, spec.name, view.name))
     as_view = view.as_view_spec()
 
+    def computed(lo_ms: int, hi_ms: int) -> Rows:
+        return compute_rows(view, read_inputs(spec, view, *source_range(view, lo_ms, hi_ms), (lo_ms, hi_ms)),
+                            lo_ms, hi_ms)
+
     def rows(lo_ms: int, hi_ms: int) -> Rows:
         if not materialized:
-            return compute_rows(view, read_inputs(spec, view, *source_range(view, lo_ms, hi_ms)), lo_ms, hi_ms)
+            if not computed_per_window(view):
+                return computed(lo_ms, hi_ms)
+            parts = [computed(lo, hi) for lo, hi in materialization_chunks(view, lo_ms, hi_ms)]
+            if not parts:
+                return computed(lo_ms, hi_ms)
+            return (pd.concat([p[0] for p in parts], ignore_index=True), np.concatenate([p[1] for p in parts]))
         table = read_rows(root, spec.name, view.name, view.timestamp_field, lo_ms, hi_ms)
         assert table is not None  # materialized: the view has files
         return _sorted(*view_input_frame(as_view, table_frame(table)))

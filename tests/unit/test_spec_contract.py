@@ -35,11 +35,22 @@ FIXTURES = sorted((Path(__file__).parents[1] / "fixtures" / "specs_v4").glob("*.
 KINDS = Path(__file__).parents[1] / "fixtures" / "specs_v4" / "kinds.json"
 
 
+def _as_version_4(document: bytes) -> bytes:
+    """A version-5 document without what version 5 added (batch views' ``source_ranges``, which
+    a version-4 document cannot have set): the bytes version 4 wrote for the same workspace."""
+    raw = orjson.loads(document)
+    assert raw["format_version"] == 5
+    raw["format_version"] = 4
+    for view in raw["batch_feature_views"]:
+        assert view.pop("source_ranges") == []
+    return orjson.dumps(raw)
+
+
 @pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
 def test_documents_written_before_the_typed_specs_round_trip_byte_identically(path: Path) -> None:
     data = path.read_bytes()
     spec = WorkspaceSpec.from_json(data)
-    assert spec.to_json() == data
+    assert _as_version_4(spec.to_json()) == data
     assert WorkspaceSpec.from_json(spec.to_json()) == spec
 
 

@@ -70,9 +70,13 @@ def test_unsupported_parameters_are_refused_where_used() -> None:
     from featurebus import Aggregate, Entity, KafkaConfig, StreamSource, stream_feature_view
     from featurebus.types import Field, Float64, String, Timestamp
 
-    with pytest.raises(DefinitionError, match=r"batch_compute=.*Remove batch_compute="):
-        stream_feature_view(source=None, entities=[], mode="pandas", features=[],  # type: ignore[arg-type]
-                            batch_compute={"instance_type": "m5.xlarge"})
+    # Refused when the decorator runs, naming the decorated function (the view's default name).
+    decorate = stream_feature_view(source=None, entities=[], mode="pandas", features=[],  # type: ignore[arg-type]
+                                   batch_compute={"instance_type": "m5.xlarge"})
+    with pytest.raises(DefinitionError, match=r"StreamFeatureView 'user_spend' .*batch_compute=.*Remove batch_compute="):
+        @decorate
+        def user_spend(transactions: object) -> object:
+            return transactions
     with pytest.raises(DefinitionError, match=r"ssl_keystore_location"):
         KafkaConfig(topics="t", timestamp_field="ts", ssl_keystore_location="/k")
     with pytest.raises(DefinitionError, match=r"no parameter 'entites'.*spelling"):

@@ -1,0 +1,41 @@
+"""The Tecton-style sample repository (examples/tecton_fraud) plans and applies against the real
+broker, and its ``select_range`` reaches the registry as specs; its own unit tests run without one
+(tests/unit/test_local_testing.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from featurebus.platform.registry import read_registry
+from featurebus.platform.workspaces import create_workspace
+from featurebus.schemas.time_range import TimeBoundSpec, TimeReference
+
+pytestmark = pytest.mark.kafka
+
+SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tecton_fraud"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "featurebus", *args], capture_output=True, text=True, timeout=180)
+
+
+def test_the_sample_plans_and_applies_with_its_ranges(kafka_bootstrap: str) -> None:
+    workspace = f"sample_{uuid.uuid4().hex[:8]}"
+    create_workspace(kafka_bootstrap, workspace, live=False)  # definitions only: nothing materialized
+    planned = _cli("plan", "--repo", str(SAMPLE), "--workspace", workspace, "--json", "--bootstrap", kafka_bootstrap)
+    assert planned.returncode == 0, planned.stderr
+    created = {(c["kind"], c["name"]) for c in json.loads(planned.stdout)["changes"] if c["action"] == "create"}
+    assert ("batch_feature_view", "user_distinct_merchant_transaction_count_30d") in {
+        (k.lower().replace(" ", "_"), n) for k, n in created}, created
+    applied = _cli("apply", "--repo", str(SAMPLE), "--workspace", workspace, "--bootstrap", kafka_bootstrap)
+    assert applied.returncode == 0, applied.stderr
+    spec = read_registry(kafka_bootstrap)[workspace]
+    (selected,) = spec.batch_view("user_distinct_merchant_transaction_count_30d").source_ranges
+    assert selected.start == TimeBoundSpec(TimeReference.MATERIALIZATION_START_TIME, -29 * 86_400_000)
+    assert selected.end == TimeBoundSpec(TimeReference.MATERIALIZATION_END_TIME, 0)
