@@ -74,3 +74,32 @@ def flink_submit(
     run_flink_worker(resolved_bootstrap, workspace, resolved_home, parallelism=parallelism,
                      jobmanager=jobmanager, savepoint=savepoint, detached=True)
     console.print(f"submitted workspace {workspace}'s job to {jobmanager}")
+
+
+cluster_app = typer.Typer(help="A standalone Flink cluster on 127.0.0.1 (a JobManager and TaskManagers).",
+                          no_args_is_help=True)
+flink_app.add_typer(cluster_app, name="cluster")
+
+
+@cluster_app.command("start")
+def cluster_start(
+    taskmanagers: Annotated[int, typer.Option(min=1, help="TaskManager processes.")] = 2,
+    home: Home = None,
+) -> None:
+    """Start a JobManager and TaskManagers from the installed apache-flink (kept until `stop`)."""
+    resolved_home = _home(home)
+    in_flink_python(["flink", "cluster", "start", "--taskmanagers", str(taskmanagers), "--home", str(resolved_home)])
+    from featurebus.platform.flink.cluster import FlinkCluster
+
+    info = FlinkCluster(resolved_home).start(taskmanagers)
+    console.print(f"Flink cluster running: JobManager {info.jobmanager}, {info.taskmanagers} TaskManagers")
+
+
+@cluster_app.command("stop")
+def cluster_stop(home: Home = None) -> None:
+    """Stop the cluster `featurebus flink cluster start` started."""
+    resolved_home = _home(home)
+    in_flink_python(["flink", "cluster", "stop", "--home", str(resolved_home)])
+    from featurebus.platform.flink.cluster import FlinkCluster
+
+    console.print("Flink cluster stopped" if FlinkCluster(resolved_home).stop() else "no Flink cluster was running")

@@ -61,3 +61,53 @@ def wait_for_topic(bootstrap: str, topic: str, done: Callable[[dict[bytes, bytes
         assert worker.poll() is None, log.read_text()[-5000:]
         assert time.monotonic() < deadline, f"{topic} did not reach the expected contents; log:\n{log.read_text()[-5000:]}"
         time.sleep(1.0)
+
+
+def featurebus(*args: str, timeout_s: float = 300.0) -> str:
+    """Run ``featurebus ARGS`` (it continues in the Flink Python itself where needed); its stdout."""
+    result = subprocess.run([sys.executable, "-m", "featurebus", *args], capture_output=True, text=True,
+                            timeout=timeout_s, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def cluster_env(home: Path) -> dict[str, str]:
+    """What ``featurebus.platform.flink.cluster`` gives Flink's scripts (its layout under the home)."""
+    cluster = home / "flink" / "cluster"
+    return {**os.environ, "FLINK_CONF_DIR": str(cluster / "conf"), "FLINK_LOG_DIR": str(cluster / "log"),
+            "FLINK_PID_DIR": str(cluster / "pids"), "FLINK_IDENT_STRING": "featurebus", "FLINK_LIB_DIR": str(cluster / "lib")}
+
+
+def add_taskmanager(home: Path) -> None:
+    """One more TaskManager in the cluster under ``home`` (Flink's own script, as the cluster's)."""
+    python = flink_python()
+    pyflink_dir = subprocess.run([python, "-c", "import os, pyflink; print(os.path.dirname(pyflink.__file__))"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(["bash", f"{pyflink_dir}/bin/taskmanager.sh", "start"], env=cluster_env(home), check=True,
+                   capture_output=True, timeout=60)
+
+
+def taskmanager_pids(home: Path) -> list[int]:
+    """Live TaskManager processes of the cluster under ``home``."""
+    path = home / "flink" / "cluster" / "pids" / "flink-featurebus-taskexecutor.pid"
+    pids = [int(line) for line in path.read_text().split()] if path.exists() else []
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)]
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return "Z"
+
+
+def runs_python_workers(pid: int) -> bool:
+    """The TaskManager has started Python UDF workers (children of any of its threads), i.e. it
+    runs tasks of the job."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                return True
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+    return False

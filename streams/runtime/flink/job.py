@@ -43,7 +43,7 @@ from featurebus.platform.topics import dead_letter_topic, feature_topic
 from featurebus.schemas.errors import FeaturebusError, NotFoundError
 from featurebus.schemas.specs import WorkspaceSpec
 
-__all__ = ["FlinkJobSettings", "flink_group", "build_job", "prepare_topics", "run_flink_worker"]
+__all__ = ["FlinkJobSettings", "flink_group", "build_job", "prepare_topics", "run_flink_worker", "submit_in_cluster_client"]
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +110,6 @@ def _configuration(settings: FlinkJobSettings) -> Any:
         "restart-strategy.fixed-delay.delay": "2 s",
         "python.fn-execution.bundle.time": "100",
     }
-    if settings.jobmanager is not None:
-        host, _, port = settings.jobmanager.rpartition(":")
-        values.update({"execution.target": "remote", "rest.address": host, "rest.port": port})
     if settings.savepoint is not None:
         values["execution.state-recovery.path"] = settings.savepoint
     for key, value in values.items():
@@ -197,6 +194,9 @@ def run_flink_worker(bootstrap: str, workspace: str, home: Path, parallelism: in
         return
     settings = FlinkJobSettings(bootstrap, workspace, home, parallelism, jobmanager=jobmanager, savepoint=savepoint)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    if jobmanager is not None:
+        _submit_with_flink_cli(settings)
+        return
     result = build_job(settings, spec, prepare_topics(bootstrap, spec)).execute()
     client = result.get_job_client()
     log.warning("workspace %r: Flink job %s submitted (%s)", workspace, client.get_job_id(), jobmanager or "in process")
@@ -219,3 +219,32 @@ def run_flink_worker(bootstrap: str, workspace: str, home: Path, parallelism: in
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _submit_with_flink_cli(settings: FlinkJobSettings) -> None:
+    """Submit through the distribution's ``bin/flink run``: it runs ``flink.submit`` (this job's
+    builder) in a Python client whose execution environment is the cluster's, and returns once the
+    cluster accepted the job (``-d``). The cluster's TaskManagers start their Python workers with
+    ``python.executable`` (this interpreter): on another machine it must have featurebus[flink]."""
+    import os
+    import subprocess
+
+    from featurebus.platform.flink import flink_home
+
+    command = ["bash", str(flink_home() / "bin" / "flink"), "run", "-d", "-m", str(settings.jobmanager),
+               "-pym", "featurebus.streams.runtime.flink.submit", "-pyexec", sys.executable,
+               "--bootstrap", settings.bootstrap, "--workspace", settings.workspace, "--home", str(settings.home),
+               "--parallelism", str(settings.parallelism), *(["--savepoint", settings.savepoint] if settings.savepoint else [])]
+    env = {**os.environ, "PYFLINK_CLIENT_EXECUTABLE": sys.executable}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False,
+                            stdin=subprocess.DEVNULL)
+    if result.returncode != 0 or "Job has been submitted" not in result.stdout + result.stderr:
+        raise FeaturebusError(f"submitting workspace {settings.workspace!r}'s job to {settings.jobmanager} failed "
+                              f"({result.returncode}):\n{(result.stdout + result.stderr)[-4000:]}")
+    log.warning("%s", (result.stdout + result.stderr).strip().splitlines()[-1])
+
+
+def submit_in_cluster_client(settings: FlinkJobSettings) -> None:
+    """Inside ``bin/flink run``: build the job and execute it in the client's (cluster) environment."""
+    spec = wait_for_workspace(settings.bootstrap, settings.workspace)
+    build_job(settings, spec, prepare_topics(settings.bootstrap, spec)).execute()
