@@ -44,9 +44,9 @@ from bench.serving_servers import Server, run_loadgen, start_feast, start_featur
 from featurebus import Aggregate, Entity, FeatureService, Field, PushConfig, StreamSource, stream_feature_view
 from featurebus.compile import compile_workspace
 from featurebus.platform.api_keys import create_api_key
-from featurebus.platform.producer import producer_config
-from featurebus.platform.registry import apply_workspace
-from featurebus.platform.topics import push_topic
+from featurebus.platform.kafka.clients import producer_config
+from featurebus.platform.kafka.topics import push_topic
+from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.schemas.time import format_iso_ms
 from featurebus.types import Float64, Int64, String, Timestamp
@@ -242,8 +242,8 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
     feast = feast_python()  # first: a missing peer venv takes minutes to build, fail early if it cannot
     repo = _feast_repo(ctx, feast)
     workspace = f"bench_ingest_{ctx.run_id}"
-    apply_workspace(bootstrap, push_workspace(workspace))
-    _, secret = create_api_key(bootstrap, workspace, "writer", "bench")
+    apply_workspace(KafkaRegistry(bootstrap), push_workspace(workspace))
+    _, secret = create_api_key(KafkaRegistry(bootstrap), workspace, "writer", "bench")
     now_ms = int(time.time() * 1000)
     batches = make_batches(sizes.distinct_batches, now_ms)
     ours: dict[tuple[int, int], dict[str, Any]] = {}

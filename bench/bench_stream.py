@@ -26,7 +26,7 @@ from bench.stream_freshness import (
     served_sums_match,
 )
 from bench.stream_throughput import PARTITIONS, describe, make_backlog, quix_label, run_featurebus, run_quix
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
 from featurebus.platform.local.up import LocalPlatform
 
 __all__ = ["run"]

@@ -19,8 +19,8 @@ import orjson
 
 from bench.harness import REPO_ROOT
 from featurebus.platform.api_keys import create_api_key
-from featurebus.platform.registry import apply_workspace
-from featurebus.platform.topics import feature_topic
+from featurebus.platform.kafka.topics import feature_topic
+from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from featurebus.repo import load_repo
 from featurebus.schemas.specs import WorkspaceSpec
 
@@ -48,8 +48,8 @@ def fraud_spec(workspace: str, topic: str) -> WorkspaceSpec:
 
 def apply_fraud(bootstrap: str, workspace: str, topic: str) -> tuple[WorkspaceSpec, str]:
     """Apply the example to ``workspace`` reading ``topic``; returns the spec and a reader key."""
-    spec = apply_workspace(bootstrap, fraud_spec(workspace, topic))
-    _, secret = create_api_key(bootstrap, workspace, "reader", "bench")
+    spec = apply_workspace(KafkaRegistry(bootstrap), fraud_spec(workspace, topic))
+    _, secret = create_api_key(KafkaRegistry(bootstrap), workspace, "reader", "bench")
     return spec, secret
 
 

@@ -26,10 +26,10 @@ import orjson
 import pandas as pd
 from confluent_kafka import Producer
 
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
+from featurebus.platform.kafka.clients import DeliveryTracker, producer_config
+from featurebus.platform.kafka.topics import feature_topic
 from featurebus.platform.kv import RocksStore
-from featurebus.platform.producer import DeliveryTracker, producer_config
-from featurebus.platform.topics import feature_topic
 from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.schemas.time import format_iso_ms
 from featurebus.streams.runtime.engine import Progress, RawRecord, StreamEngine

@@ -28,7 +28,7 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.fraud_setup import FeatureClient
-from featurebus.platform.producer import producer_config
+from featurebus.platform.kafka.clients import producer_config
 from featurebus.schemas.time import format_iso_ms
 
 __all__ = ["DictFolder", "FreshnessRun", "Probe", "event_producer", "measure_freshness"]

@@ -28,10 +28,10 @@ from bench.harness import BENCH_DIR, BenchContext
 from bench.kafka_progress import CatchUp, OffsetReader, watch_catch_up
 from bench.peer_venv import QUIX_VERSION, quix_python
 from bench.profiling import WorkerProfiler
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
+from featurebus.platform.kafka.topics import worker_group
 from featurebus.platform.local.generator import fraud_events, produce_events
 from featurebus.platform.local.up import LocalPlatform
-from featurebus.platform.topics import worker_group
 
 __all__ = ["Backlog", "make_backlog", "run_featurebus", "run_quix"]
 

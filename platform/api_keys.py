@@ -20,9 +20,7 @@ from typing import Any
 
 import orjson
 
-from featurebus.platform.kafka_admin import ensure_topic, read_compacted
-from featurebus.platform.producer import reliable_producer
-from featurebus.platform.topics import API_KEYS_TOPIC
+from featurebus.platform.registry.base import Registry
 from featurebus.schemas.errors import (
     AuthenticationError,
     InvalidRequestError,
@@ -143,7 +141,7 @@ class ApiKeyStore:
         return api_key
 
 
-def create_api_key(bootstrap: str, workspace: str, role: str = "reader", description: str = "") -> tuple[str, str]:
+def create_api_key(registry: Registry, workspace: str, role: str = "reader", description: str = "") -> tuple[str, str]:
     """Create a key; returns ``(key_id, secret)``. The secret is shown once and never stored."""
     _check_role(role)
     if not workspace:
@@ -156,14 +154,14 @@ def create_api_key(bootstrap: str, workspace: str, role: str = "reader", descrip
         description=description,
         created_at=format_iso_ms(now_ms()),
     )
-    _produce(bootstrap, hash_secret(secret).encode(), api_key.to_record())
+    registry.put_api_key(hash_secret(secret).encode(), api_key.to_record())
     return api_key.key_id, secret
 
 
-def list_api_keys(bootstrap: str) -> list[dict[str, Any]]:
+def list_api_keys(registry: Registry) -> list[dict[str, Any]]:
     """Every live key's scope (never its secret or hash), sorted by creation time."""
     keys = []
-    for value in read_compacted(bootstrap, API_KEYS_TOPIC).values():
+    for value in registry.api_keys().values():
         try:
             keys.append(dataclasses.asdict(ApiKey.from_record(value)))
         except (ValueError, KeyError, TypeError) as exc:
@@ -171,19 +169,12 @@ def list_api_keys(bootstrap: str) -> list[dict[str, Any]]:
     return sorted(keys, key=lambda k: (k["created_at"], k["key_id"]))
 
 
-def revoke_api_key(bootstrap: str, key_id: str) -> None:
-    for digest, value in read_compacted(bootstrap, API_KEYS_TOPIC).items():
+def revoke_api_key(registry: Registry, key_id: str) -> None:
+    for digest, value in registry.api_keys().items():
         try:
             if ApiKey.from_record(value).key_id == key_id:
-                _produce(bootstrap, digest, None)
+                registry.put_api_key(digest, None)
                 return
         except (ValueError, KeyError, TypeError):
             continue
     raise NotFoundError(f"no live API key with id {key_id!r}; `featurebus api-key list` shows them")
-
-
-def _produce(bootstrap: str, key: bytes, value: bytes | None) -> None:
-    ensure_topic(bootstrap, API_KEYS_TOPIC, partitions=1, compacted=True)
-    # Flushed and checked on exit: a failed delivery raises KafkaUnavailableError.
-    with reliable_producer(bootstrap) as producer:
-        producer.produce(API_KEYS_TOPIC, key=key, value=value)

@@ -1,20 +1,36 @@
 """Where the platform keeps its local state and which Kafka cluster it talks to.
 
 Resolution order for the cluster: ``--bootstrap``, then ``FEATUREBUS_KAFKA_BOOTSTRAP``, then the
-local broker started by ``featurebus kafka start`` / ``featurebus up`` (recorded in the home).
+platform ``featurebus up`` runs (it records its broker and serving address in the home's
+``config.json`` while it runs), then the broker ``featurebus kafka start`` left running.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from featurebus.platform.files.atomic import atomic_write
 from featurebus.platform.kafka.broker import LocalKafka, kafka_bootstrap_from_env
 from featurebus.schemas.errors import InvalidRequestError, KafkaUnavailableError
 
-__all__ = ["home_dir", "kafka_state_dir", "resolve_bootstrap", "select_workspace", "selected_workspace", "DEFAULT_WORKSPACE"]
+__all__ = [
+    "DEFAULT_WORKSPACE",
+    "Cluster",
+    "RunningPlatform",
+    "clear_platform",
+    "home_dir",
+    "kafka_state_dir",
+    "record_platform",
+    "resolve_bootstrap",
+    "resolve_cluster",
+    "running_platform",
+    "select_workspace",
+    "selected_workspace",
+]
 
 DEFAULT_WORKSPACE = "default"
 
@@ -28,48 +44,117 @@ def kafka_state_dir() -> Path:
     return home_dir() / "kafka"
 
 
-def resolve_bootstrap(explicit: str | None = None) -> str:
-    if explicit:
-        return explicit
-    from_env = kafka_bootstrap_from_env()
-    if from_env:
-        return from_env
-    running = LocalKafka.status_detached(kafka_state_dir())
+@dataclass(frozen=True)
+class RunningPlatform:
+    """What a running ``featurebus up`` tells every other command of the same home."""
+
+    bootstrap: str
+    serving_url: str
+    local_broker: bool  # a development broker `up` started itself (topics may be created freely)
+    pid: int  # the `featurebus up` process: a record whose process is gone is ignored
+
+
+@dataclass(frozen=True)
+class Cluster:
+    bootstrap: str
+    local: bool  # a local development broker (`featurebus up` or `featurebus kafka start`)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, someone else's
+    return True
+
+
+def running_platform(home: Path | None = None) -> RunningPlatform | None:
+    """The platform `featurebus up` runs from this home, if it still runs."""
+    record = _read_settings(home).get("up")
+    if not isinstance(record, dict):
+        return None
+    try:
+        platform = RunningPlatform(str(record["bootstrap"]), str(record["serving_url"]), bool(record["local_broker"]),
+                                   int(record["pid"]))
+    except (KeyError, TypeError, ValueError):
+        return None  # written by another featurebus version: ignored, as if absent
+    return platform if _process_alive(platform.pid) else None
+
+
+def record_platform(platform: RunningPlatform, home: Path | None = None) -> Path:
+    return _update_settings(home, up=asdict(platform))
+
+
+def clear_platform(pid: int, home: Path | None = None) -> None:
+    """Forget the record of ``up`` process ``pid`` (a newer `up`'s record is left alone)."""
+    record = _read_settings(home).get("up")
+    if isinstance(record, dict) and record.get("pid") == pid:
+        _update_settings(home, up=None)
+
+
+def resolve_cluster(explicit: str | None = None, home: Path | None = None) -> Cluster:
+    """The Kafka cluster commands talk to, and whether it is a local development broker."""
+    running = running_platform(home)
+    detached = LocalKafka.status_detached((home or home_dir()) / "kafka")
+    local = {p.bootstrap for p in (running,) if p is not None and p.local_broker}
+    local |= {detached.bootstrap} if detached is not None else set()
+    chosen = explicit or kafka_bootstrap_from_env()
+    if chosen:
+        return Cluster(chosen, chosen in local)
     if running is not None:
-        return running.bootstrap
+        return Cluster(running.bootstrap, running.local_broker)
+    if detached is not None:
+        return Cluster(detached.bootstrap, True)
     raise KafkaUnavailableError(
-        "no Kafka cluster configured: run `featurebus up` (or `featurebus kafka start`), "
-        "or set FEATUREBUS_KAFKA_BOOTSTRAP=host:port"
+        "no Kafka cluster configured: run `featurebus up` (or `featurebus kafka start`) from this directory, or "
+        f"set FEATUREBUS_HOME to the home it runs from (this one: {home or home_dir()}), "
+        "or pass --bootstrap / set FEATUREBUS_KAFKA_BOOTSTRAP=host:port"
     )
+
+
+def resolve_bootstrap(explicit: str | None = None) -> str:
+    return explicit or resolve_cluster().bootstrap
 
 
 def _settings_path(home: Path | None) -> Path:
     return (home or home_dir()) / "config.json"
 
 
-def selected_workspace(home: Path | None = None) -> str:
-    """The workspace `featurebus workspace select` chose, the default of every ``--workspace``."""
+def _read_settings(home: Path | None) -> dict[str, Any]:
     path = _settings_path(home)
     try:
         settings = json.loads(path.read_text())
     except FileNotFoundError:
-        return DEFAULT_WORKSPACE
+        return {}
     except ValueError as exc:
         raise InvalidRequestError(f"{path} is not valid JSON ({exc}); fix it or delete it") from exc
-    workspace = settings.get("workspace") if isinstance(settings, dict) else None
+    return settings if isinstance(settings, dict) else {}
+
+
+def _update_settings(home: Path | None, **changes: object) -> Path:
+    """Set (or, with None, remove) top-level keys, keeping the others."""
+    path = _settings_path(home)
+    try:
+        settings = _read_settings(home)
+    except InvalidRequestError:
+        settings = {}  # replaced by a valid file below
+    for key, value in changes.items():
+        if value is None:
+            settings.pop(key, None)
+        else:
+            settings[key] = value
+    # Atomic, with a temporary file per process: `up` and a `workspace select` may write at once;
+    # a concurrent reader sees the old or the new settings.
+    return atomic_write(path, json.dumps(settings, indent=2) + "\n", temporary=path.with_suffix(f".{os.getpid()}.tmp"))
+
+
+def selected_workspace(home: Path | None = None) -> str:
+    """The workspace `featurebus workspace select` chose, the default of every ``--workspace``."""
+    workspace = _read_settings(home).get("workspace")
     return workspace if isinstance(workspace, str) and workspace else DEFAULT_WORKSPACE
 
 
 def select_workspace(name: str, home: Path | None = None) -> Path:
-    path = _settings_path(home)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    settings: dict[str, object] = {}
-    if path.exists():
-        try:
-            loaded = json.loads(path.read_text())
-            settings = loaded if isinstance(loaded, dict) else {}
-        except ValueError:
-            settings = {}  # replaced by a valid file below
-    settings["workspace"] = name
-    atomic_write(path, json.dumps(settings, indent=2) + "\n")  # a concurrent command reads the old or the new choice
-    return path
+    return _update_settings(home, workspace=name)

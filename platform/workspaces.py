@@ -1,6 +1,6 @@
 """Workspaces: named sets of applied definitions, live (materialized and served) or development.
 
-A workspace is its record on the registry topic (``featurebus.platform.registry``): creating one
+A workspace is its record in the registry (``featurebus.platform.registry``): creating one
 writes version 0, an empty ``WorkspaceSpec`` carrying the ``live`` flag, so the stream worker, the
 serving replicas and the offline materializer learn which workspaces to materialize from the one
 topic they already follow. As in Tecton, the flag is fixed at creation: a development workspace
@@ -9,9 +9,8 @@ is made live by applying its repository to a live workspace.
 
 from __future__ import annotations
 
-from featurebus.platform.kafka_admin import ensure_topics
-from featurebus.platform.registry import history_key, publish_records, read_history, read_registry, registry_topics
-from featurebus.platform.topics import REGISTRY_HISTORY_TOPIC, REGISTRY_TOPIC
+from featurebus.platform.kafka.topics import REGISTRY_HISTORY_TOPIC, REGISTRY_TOPIC
+from featurebus.platform.registry.base import Registry, SpecRecord, history_key
 from featurebus.schemas.errors import InvalidRequestError, NotFoundError
 from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.schemas.time import now_ms
@@ -35,10 +34,9 @@ def object_count(spec: WorkspaceSpec) -> int:
             + len(spec.realtime_feature_views) + len(spec.feature_services))
 
 
-def create_workspace(bootstrap: str, name: str, live: bool) -> WorkspaceSpec:
+def create_workspace(registry: Registry, name: str, live: bool) -> WorkspaceSpec:
     validate_workspace_name(name)
-    ensure_topics(bootstrap, registry_topics())
-    existing = read_registry(bootstrap).get(name)
+    existing = registry.get(name)
     if existing is not None:
         kind = "live" if existing.live else "development"
         raise InvalidRequestError(f"workspace {name!r} already exists ({kind}); pick another name, "
@@ -46,24 +44,25 @@ def create_workspace(bootstrap: str, name: str, live: bool) -> WorkspaceSpec:
     created = WorkspaceSpec(name, live=live, applied_at_ms=now_ms())
     # Version 0 goes to the registry only: history lists applied versions, and the first apply
     # keeps the flag (the registry copies it from the record it replaces).
-    publish_records(bootstrap, name, [(REGISTRY_TOPIC, name.encode("utf-8"), created.to_json())], "creating")
+    registry.apply(name, [(REGISTRY_TOPIC, name.encode("utf-8"), created.to_json())], "creating")
     return created
 
 
-def list_workspaces(bootstrap: str) -> list[WorkspaceSpec]:
-    return sorted(read_registry(bootstrap).values(), key=lambda spec: spec.name)
+def list_workspaces(registry: Registry) -> list[WorkspaceSpec]:
+    return sorted(registry.list().values(), key=lambda spec: spec.name)
 
 
-def delete_workspace(bootstrap: str, name: str, force: bool = False) -> WorkspaceSpec:
+def delete_workspace(registry: Registry, name: str, force: bool = False) -> WorkspaceSpec:
     """Remove the workspace's registry record and its history (tombstones, one transaction).
 
     Refuses while it holds objects unless ``force``: deleting a live workspace stops its
     materialization and serving at once. Feature and push topics, the offline store's files and
     API keys stay: they are data, not definitions. Delete them by hand before creating a workspace
     of the same name again, or it starts from the old workspace's tiles."""
-    current = read_registry(bootstrap).get(name)
+    workspaces = registry.list()
+    current = workspaces.get(name)
     if current is None:
-        known = ", ".join(sorted(read_registry(bootstrap))) or "none"
+        known = ", ".join(sorted(workspaces)) or "none"
         raise NotFoundError(f"no workspace named {name!r} (known: {known})")
     objects = object_count(current)
     if objects and not force:
@@ -71,9 +70,9 @@ def delete_workspace(bootstrap: str, name: str, force: bool = False) -> Workspac
             f"workspace {name!r} holds {objects} objects (v{current.version}); apply an empty repository to it "
             f"first, or pass --force to delete it with its definitions"
         )
-    tombstones: list[tuple[str, bytes, bytes | None]] = [
-        (REGISTRY_HISTORY_TOPIC, history_key(name, spec.version), None) for spec in read_history(bootstrap, name)
+    tombstones: list[SpecRecord] = [
+        (REGISTRY_HISTORY_TOPIC, history_key(name, spec.version), None) for spec in registry.history(name)
     ]
     tombstones.append((REGISTRY_TOPIC, name.encode("utf-8"), None))
-    publish_records(bootstrap, name, tombstones, "deleting")
+    registry.apply(name, tombstones, "deleting")
     return current

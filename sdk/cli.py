@@ -21,6 +21,7 @@ from featurebus.schemas.time import from_epoch_ms
 
 if TYPE_CHECKING:
     from featurebus.plan import Plan
+    from featurebus.platform.registry import KafkaRegistry
     from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = ["app", "main"]
@@ -74,6 +75,12 @@ def _bootstrap(explicit: str | None) -> str:
     return resolve_bootstrap(explicit)
 
 
+def _registry(cluster: str, timeout_s: float = 15.0) -> KafkaRegistry:
+    from featurebus.platform.registry import KafkaRegistry
+
+    return KafkaRegistry(cluster, timeout_s)
+
+
 # -- kafka ---------------------------------------------------------------------------------------
 @kafka_app.command("fetch")
 def kafka_fetch() -> None:
@@ -118,30 +125,29 @@ RepoDir = Annotated[Path, typer.Option("--repo", help="Feature repository folder
 def _plan_repo(repo: Path, workspace: str, cluster: str) -> tuple[WorkspaceSpec | None, Plan]:
     """The repository's spec diffed against what the registry holds for the workspace now."""
     from featurebus.plan import plan
-    from featurebus.platform.registry import read_registry
     from featurebus.repo import load_repo
 
     desired = load_repo(repo, workspace)
-    current = read_registry(cluster).get(workspace)
+    current = _registry(cluster).get(workspace)
     return current, plan(current, desired)
 
 
 def _plan_version(workspace: str, version: int, cluster: str) -> tuple[WorkspaceSpec | None, Plan]:
     """An earlier applied version diffed against the current one: a rollback is a new version."""
     from featurebus.plan import plan
-    from featurebus.platform.registry import read_registry, read_version
+    from featurebus.platform.registry import read_version
 
-    desired = read_version(cluster, workspace, version)
-    current = read_registry(cluster).get(workspace)
+    registry = _registry(cluster)
+    desired = read_version(registry, workspace, version)
+    current = registry.get(workspace)
     return current, plan(current, desired)
 
 
 def _require_workspace(cluster: str, workspace: str) -> None:
     """As Tecton: a workspace is created before anything is applied to it (live or not is a choice)."""
     from featurebus.exceptions import NotFoundError
-    from featurebus.platform.registry import read_registry
 
-    if workspace not in read_registry(cluster):
+    if workspace not in _registry(cluster).list():
         raise NotFoundError(
             f"workspace {workspace!r} does not exist; create it with `featurebus workspace create {workspace} --live` "
             f"(materialized and served) or `featurebus workspace create {workspace}` (development: definitions only, "
@@ -165,13 +171,19 @@ def plan_command(
     bootstrap: Bootstrap = None,
 ) -> None:
     """Show what `apply` would change in the workspace (and what must be re-materialized); changes nothing."""
-    _, changes = _plan_repo(repo, workspace, _bootstrap(bootstrap))
+    from featurebus.source_topics import missing_source_topics, missing_topics_note
+
+    cluster = _bootstrap(bootstrap)
+    current, changes = _plan_repo(repo, workspace, cluster)
+    missing = missing_source_topics(changes.apply_to(current), cluster)
     if as_json:
         from featurebus.plan_render import plan_to_json
 
-        typer.echo(json.dumps(plan_to_json(changes), indent=2))
+        typer.echo(json.dumps({**plan_to_json(changes), "missing_source_topics": missing}, indent=2))
     else:
         _print_plan(changes)
+        if missing:
+            console.print(f"note: {missing_topics_note(missing, cluster)}", highlight=False, markup=False)
 
 
 @app.command("apply")
@@ -180,23 +192,38 @@ def apply(
     workspace: Workspace = "default",
     version_to_restore: Annotated[int | None, typer.Option(
         "--version", help="Re-apply an earlier version from `featurebus registry log` instead of the repository.")] = None,
+    create_topics: Annotated[bool | None, typer.Option(
+        "--create-topics/--no-create-topics",
+        help="Create the Kafka source topics that do not exist (default: on for the local development broker "
+             "`featurebus up` or `featurebus kafka start` runs, off for an external cluster).")] = None,
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions of each source topic --create-topics creates.")] = 4,
     bootstrap: Bootstrap = None,
 ) -> None:
     """Print the plan for the feature repository (or an earlier version), then apply it."""
+    from featurebus.platform.config import resolve_cluster
     from featurebus.platform.registry import apply_workspace
+    from featurebus.source_topics import create_source_topics, missing_source_topics, missing_topics_note
 
-    cluster = _bootstrap(bootstrap)
+    target = resolve_cluster(bootstrap)
+    cluster = target.bootstrap
     _require_workspace(cluster, workspace)
     if version_to_restore is None:
         current, changes = _plan_repo(repo, workspace, cluster)
     else:
         current, changes = _plan_version(workspace, version_to_restore, cluster)
     _print_plan(changes)
+    missing = missing_source_topics(changes.apply_to(current), cluster)
+    if missing and (target.local if create_topics is None else create_topics):
+        create_source_topics(missing, cluster, partitions)
+        console.print(f"Created source topics {', '.join(missing)} ({partitions} partitions each) on {cluster}",
+                      highlight=False, markup=False)
+    elif missing:
+        err.print(f"note: {missing_topics_note(missing, cluster)}", highlight=False, markup=False)
     version = current.version if current is not None else 0
     if changes.is_empty:
         console.print(f"No changes; workspace {workspace} stays at v{version}.")
         return
-    applied = apply_workspace(cluster, changes.apply_to(current), create_live=False)
+    applied = apply_workspace(_registry(cluster), changes.apply_to(current), create_live=False)
     console.print(
         f"Applied workspace [bold]{workspace}[/] v{applied.version}: {len(applied.entities)} entities, "
         f"{len(applied.stream_sources)} sources, {len(applied.stream_feature_views)} feature views, "
@@ -227,8 +254,7 @@ def describe(
     """An object's spec, lineage (source -> views -> services) and materialization state."""
     from featurebus.describe import broker_reachable, describe_document, find_object, read_state, render_description
     from featurebus.exceptions import KafkaUnavailableError
-    from featurebus.platform.kafka_admin import unreachable_hint
-    from featurebus.platform.registry import read_registry
+    from featurebus.platform.kafka.admin import unreachable_hint
 
     cluster = _bootstrap(bootstrap)
     if repo is not None:
@@ -239,7 +265,7 @@ def describe(
         if not broker_reachable(cluster, 5.0):
             raise KafkaUnavailableError(f"{unreachable_hint(cluster)}; or pass --repo to describe a repository's "
                                         "definitions without Kafka")
-        applied = read_registry(cluster, timeout_s=5.0).get(workspace)
+        applied = _registry(cluster, timeout_s=5.0).get(workspace)
         if applied is None:
             raise typer.BadParameter(f"workspace {workspace!r} has not been applied; run `featurebus apply` "
                                      "or pass --repo to describe a repository's definitions")
@@ -259,9 +285,7 @@ def registry_log(workspace: Workspace = "default", bootstrap: Bootstrap = None) 
     from rich.table import Table
 
     from featurebus.plan import plan
-    from featurebus.platform.registry import read_history
-
-    history = read_history(_bootstrap(bootstrap), workspace)
+    history = _registry(_bootstrap(bootstrap)).history(workspace)
     if not history:
         console.print(f"workspace {workspace!r} has no applied versions")
         raise typer.Exit(1)
@@ -292,7 +316,7 @@ def workspace_create(
     """Create a workspace; `apply` publishes definitions into it."""
     from featurebus.platform.workspaces import create_workspace
 
-    create_workspace(_bootstrap(bootstrap), name, live)
+    create_workspace(_registry(_bootstrap(bootstrap)), name, live)
     kind = "live workspace (materialized and served)" if live else "development workspace (definitions only, never materialized)"
     console.print(f"Created {kind} [bold]{name}[/]; `featurebus workspace select {name}` makes it the default.")
 
@@ -304,7 +328,7 @@ def workspace_list(bootstrap: Bootstrap = None) -> None:
     from featurebus.platform.workspaces import list_workspaces, object_count
 
     selected = selected_workspace()
-    workspaces = list_workspaces(_bootstrap(bootstrap))
+    workspaces = list_workspaces(_registry(_bootstrap(bootstrap)))
     for spec in workspaces:
         mark = "*" if spec.name == selected else " "
         version = f"v{spec.version}" if spec.version else "nothing applied"
@@ -320,9 +344,8 @@ def workspace_select(name: Annotated[str, typer.Argument(help="Workspace name.")
     """Make NAME the default `--workspace` of every command (kept in FEATUREBUS_HOME/config.json)."""
     from featurebus.exceptions import NotFoundError
     from featurebus.platform.config import select_workspace
-    from featurebus.platform.registry import read_registry
 
-    specs = read_registry(_bootstrap(bootstrap))
+    specs = _registry(_bootstrap(bootstrap)).list()
     if name not in specs:
         known = ", ".join(sorted(specs)) or "none"
         raise NotFoundError(f"no workspace named {name!r} (known: {known}); `featurebus workspace create {name}` first")
@@ -340,7 +363,7 @@ def workspace_delete(
     """Delete a workspace's definitions and history (its topics and offline files stay)."""
     from featurebus.platform.workspaces import delete_workspace
 
-    deleted = delete_workspace(_bootstrap(bootstrap), name, force)
+    deleted = delete_workspace(_registry(_bootstrap(bootstrap)), name, force)
     console.print(f"Deleted {'live' if deleted.live else 'development'} workspace {name}", highlight=False, markup=False)
 
 
@@ -394,13 +417,17 @@ def offline(workspace: Workspace = "default", bootstrap: Bootstrap = None, home:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     cluster = _bootstrap(bootstrap)
+    registry = _registry(cluster)
     try:
-        if not wait_for_workspace(cluster, workspace).live:
+        spec = wait_for_workspace(registry, workspace, stop=stop)
+        if spec is None:
+            return
+        if not spec.live:
             err.print(f"workspace {workspace!r} is a development workspace: it holds definitions only and is never "
                       "materialized; nothing to do (features compute ad hoc from Python: featurebus.get_workspace)",
                       highlight=False, markup=False)
             return
-        OfflineMaterializer(cluster, _home(home) / "offline", workspace).run_forever(stop)
+        OfflineMaterializer(cluster, _home(home) / "offline", workspace, registry=registry).run_forever(stop)
     except KeyboardInterrupt:
         stop.set()
 
@@ -417,7 +444,7 @@ def training_set(
     """A point-in-time-correct training set for every row of the spine."""
     from featurebus.platform.training.training_sets import training_set_from_files
 
-    frame = training_set_from_files(_bootstrap(bootstrap), _home(home) / "offline", workspace, feature_service, spine, output)
+    frame = training_set_from_files(_registry(_bootstrap(bootstrap)), _home(home) / "offline", workspace, feature_service, spine, output)
     console.print(f"wrote {len(frame)} rows x {len(frame.columns)} columns to {output}")
     console.print(frame.head(5).to_string())
 
@@ -471,7 +498,7 @@ def key_create(
     """Create a key; the secret is printed once and only its hash is stored."""
     from featurebus.platform.api_keys import create_api_key
 
-    key_id, secret = create_api_key(_bootstrap(bootstrap), workspace, role, description)
+    key_id, secret = create_api_key(_registry(_bootstrap(bootstrap)), workspace, role, description)
     console.print(f"key id: {key_id}\nsecret (shown once): {secret}")
 
 
@@ -479,7 +506,7 @@ def key_create(
 def key_list(bootstrap: Bootstrap = None) -> None:
     from featurebus.platform.api_keys import list_api_keys
 
-    for key in list_api_keys(_bootstrap(bootstrap)):
+    for key in list_api_keys(_registry(_bootstrap(bootstrap))):
         console.print(f"{key['key_id']}  {key['workspace']}  {key['role']}  {key.get('description', '')}")
 
 
@@ -487,7 +514,7 @@ def key_list(bootstrap: Bootstrap = None) -> None:
 def key_revoke(key_id: str, bootstrap: Bootstrap = None) -> None:
     from featurebus.platform.api_keys import revoke_api_key
 
-    revoke_api_key(_bootstrap(bootstrap), key_id)
+    revoke_api_key(_registry(_bootstrap(bootstrap)), key_id)
     console.print(f"revoked {key_id}")
 
 

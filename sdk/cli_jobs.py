@@ -17,8 +17,8 @@ from featurebus.exceptions import InvalidRequestError
 from featurebus.schemas.time import from_epoch_ms, now_ms, parse_iso_ms
 
 if TYPE_CHECKING:
-    from featurebus.platform.jobs.model import Job
-    from featurebus.platform.jobs.store import KafkaJobStore
+    from featurebus.platform.registry.jobs import JobStore
+    from featurebus.schemas.jobs import Job
 
 __all__ = ["jobs_app", "materialize"]
 
@@ -45,11 +45,11 @@ def _iso(ms: int | None) -> str:
     return "" if ms is None else from_epoch_ms(ms).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _open(bootstrap: str | None, workspace: str) -> KafkaJobStore:
+def _open(bootstrap: str | None, workspace: str) -> JobStore:
     from featurebus.platform.config import resolve_bootstrap
-    from featurebus.platform.jobs.store import KafkaJobStore
+    from featurebus.platform.registry import KafkaRegistry
 
-    return KafkaJobStore(resolve_bootstrap(bootstrap), workspace)
+    return KafkaRegistry(resolve_bootstrap(bootstrap)).jobs(workspace)
 
 
 def job_document(job: Job) -> dict[str, Any]:
@@ -102,10 +102,10 @@ def materialize(
     --online/--offline, every store the view materializes to. `featurebus jobs run` runs it."""
     from featurebus.platform.config import resolve_bootstrap
     from featurebus.platform.jobs.client import submit_materialization, wait_for_job
-    from featurebus.platform.registry import read_registry
+    from featurebus.platform.registry import KafkaRegistry
 
     cluster = resolve_bootstrap(bootstrap)
-    spec = read_registry(cluster).get(workspace)
+    spec = KafkaRegistry(cluster).get(workspace)
     if spec is None:
         raise InvalidRequestError(f"workspace {workspace!r} does not exist or was never applied; `featurebus apply` first")
     store = _open(cluster, workspace)
@@ -194,10 +194,10 @@ def jobs_compact(workspace: Workspace = "default", bootstrap: Bootstrap = None) 
     """Queue a compaction of the workspace's offline store (merges small Parquet files)."""
     from featurebus.platform.config import resolve_bootstrap
     from featurebus.platform.jobs.client import enqueue_compaction
-    from featurebus.platform.registry import read_registry
+    from featurebus.platform.registry import KafkaRegistry
 
     cluster = resolve_bootstrap(bootstrap)
-    spec = read_registry(cluster).get(workspace)
+    spec = KafkaRegistry(cluster).get(workspace)
     if spec is None:
         raise InvalidRequestError(f"workspace {workspace!r} does not exist")
     store = _open(cluster, workspace)
@@ -218,37 +218,25 @@ def jobs_run(
     """Run the workspace's jobs until stopped (one runner per workspace: a new one takes over)."""
     from featurebus.platform.config import home_dir, resolve_bootstrap
     from featurebus.platform.jobs.execute import job_executor
-    from featurebus.platform.jobs.runner import JobRunner, RunnerSettings
-    from featurebus.platform.jobs.store import KafkaJobStore
+    from featurebus.platform.jobs.runner import RunnerSettings, run_workspace_jobs
     from featurebus.platform.offline.compaction import compaction_work
-    from featurebus.platform.registry import read_registry, wait_for_workspace
+    from featurebus.platform.registry import KafkaRegistry
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     cluster = resolve_bootstrap(bootstrap)
-    if not wait_for_workspace(cluster, workspace).live:
-        Console(stderr=True).print(f"workspace {workspace!r} is a development workspace: it is never materialized; "
-                                   "no jobs to run", highlight=False, markup=False)
-        return
     root = (home.resolve() if home else home_dir()) / "offline"
-    spec_cache: dict[str, Any] = {"at": 0.0, "spec": None}
-
-    def current_spec() -> Any:
-        import time
-
-        if time.monotonic() - spec_cache["at"] > 5.0:  # applied changes reach the runner within seconds
-            spec_cache.update(at=time.monotonic(), spec=read_registry(cluster).get(workspace))
-        return spec_cache["spec"]
-
-    store = KafkaJobStore(cluster, workspace, runner=True)
     settings = RunnerSettings(compaction_every_ms=int(compaction_every_s * 1000) or None)
     try:
-        JobRunner(store, job_executor(cluster, root, current_spec, compaction_grace_s), current_spec, settings,
-                  compaction_work=lambda: compaction_work(root, workspace)).run_forever(stop)
+        ran = run_workspace_jobs(KafkaRegistry(cluster), workspace,
+                                 lambda current_spec: job_executor(cluster, root, current_spec, compaction_grace_s),
+                                 stop, settings=settings, compaction_work=lambda: compaction_work(root, workspace))
     except KeyboardInterrupt:
         stop.set()
-    finally:
-        store.close()
+        return
+    if not ran and not stop.is_set():
+        Console(stderr=True).print(f"workspace {workspace!r} is a development workspace: it is never materialized; "
+                                   "no jobs to run", highlight=False, markup=False)
 
 
 def enqueue_plan_backfills(cluster: str, applied: Any, changes: Any) -> None:

@@ -31,7 +31,7 @@ from featurebus.definitions import (
 )
 from featurebus.exceptions import DefinitionError, FeaturebusError
 from featurebus.feature_table import FeatureTable, compile_feature_table, table_objects, with_table_objects
-from featurebus.platform.topics import push_topic
+from featurebus.platform.kafka.topics import push_topic
 from featurebus.realtime import RealtimeFeatureView
 from featurebus.realtime_compile import compile_realtime_views, view_features
 from featurebus.schemas.kinds import AggregationFunction, FileFormat, TransformationMode, ValueFormat, WindowKind

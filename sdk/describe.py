@@ -61,6 +61,8 @@ class MaterializationState:
     # Source partitions whose committed state the worker has not yet recomputed for the view's
     # current definition (after an apply that invalidated it: ``featurebus.streams.runtime.rebuild``).
     recomputing: tuple[str, ...] = ()
+    # Source topics that do not exist: the stream worker waits for them before materializing.
+    missing_source_topics: tuple[str, ...] = ()
 
 
 def find_object(spec: WorkspaceSpec, name: str, kind: str | None = None) -> tuple[str, Any]:
@@ -134,8 +136,8 @@ def lineage(spec: WorkspaceSpec, kind: str, name: str) -> dict[str, list[str]]:
 def read_state(bootstrap: str, spec: WorkspaceSpec, obj: Any, timeout_s: float = 5.0) -> MaterializationState | None:
     """Kafka's view of a source's or feature view's data (its topics' end offsets, and how far
     the stream worker is behind on the source); None for kinds that hold no data."""
-    from featurebus.platform.kafka_admin import committed_positions, group_lag, topic_end_offsets
-    from featurebus.platform.topics import feature_topic, worker_group
+    from featurebus.platform.kafka.admin import committed_positions, group_lag, partition_counts, topic_end_offsets
+    from featurebus.platform.kafka.topics import feature_topic, worker_group
 
     if isinstance(obj, FeatureTableSpec):  # what its view wrote, and the worker's lag on its records
         obj = spec.view(obj.name)
@@ -151,6 +153,8 @@ def read_state(bootstrap: str, spec: WorkspaceSpec, obj: Any, timeout_s: float =
         # Checked first: Kafka's client would retry (and log every retry) until its own timeout.
         return MaterializationState(False, f"materialization state unknown: no Kafka broker answers at {bootstrap}")
     try:
+        existing = partition_counts(bootstrap, source_topics, timeout_s)
+        missing = tuple(t for t in source_topics if t not in existing)
         states = []
         for topic in topics:
             ends = topic_end_offsets(bootstrap, topic, timeout_s)
@@ -161,7 +165,8 @@ def read_state(bootstrap: str, spec: WorkspaceSpec, obj: Any, timeout_s: float =
             if isinstance(obj, StreamFeatureViewSpec) and obj.online else ()
     except KafkaUnavailableError as exc:
         return MaterializationState(False, f"materialization state unknown: {exc}")
-    return MaterializationState(True, topics=tuple(states), worker_lag=lag, recomputing=recomputing)
+    return MaterializationState(True, topics=tuple(states), worker_lag=lag, recomputing=recomputing,
+                                missing_source_topics=missing)
 
 
 def _recomputing(spec: WorkspaceSpec, view: StreamFeatureViewSpec, committed: list[Any]) -> tuple[str, ...]:
@@ -204,7 +209,7 @@ def describe_document(spec: WorkspaceSpec, kind: str, obj: Any, state: Materiali
         "lineage": lineage(spec, kind, obj.name),
     }
     if isinstance(obj, StreamFeatureViewSpec | BatchFeatureViewSpec | FeatureTableSpec):
-        from featurebus.platform.topics import feature_topic
+        from featurebus.platform.kafka.topics import feature_topic
 
         document["materialization"] = {"online": obj.online, "offline": obj.offline,
                                        "feature_topic": feature_topic(spec.name, obj.name)}
@@ -245,6 +250,9 @@ def render_description(doc: dict[str, Any]) -> str:
                 lines.append(f"  {topic['topic']}: {topic['records']} records (end offsets {ends})")
             if state["worker_lag"] is not None:
                 lines.append(f"  stream worker lag: {state['worker_lag']} records")
+            if state["missing_source_topics"]:
+                lines.append(f"  waiting for source topics that do not exist: {', '.join(state['missing_source_topics'])} "
+                             "(create them, or `featurebus apply --create-topics` on a local broker)")
             if state["recomputing"]:
                 lines.append(f"  being recomputed for the current definition: {', '.join(state['recomputing'])}")
     return "\n".join(lines)

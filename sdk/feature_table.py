@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from featurebus.definition_base import DefinitionSite, _caller_site, _require_name, duration_ms, reject_options
 from featurebus.definitions import Attribute, Entity, FeatureView
 from featurebus.exceptions import DefinitionError, InvalidRequestError
-from featurebus.platform.topics import push_topic
+from featurebus.platform.kafka.topics import push_topic
 from featurebus.schemas.kinds import AggregationFunction, TransformationMode
 from featurebus.schemas.specs import (
     AggregationSpec,

@@ -5,7 +5,7 @@
     fv.wait_for_materialization_job(job_id, timeout=timedelta(minutes=10))
 
 Jobs are queued on the workspace's jobs topic and run by its job runner (``featurebus jobs run``,
-started by ``featurebus up``). Jobs come back as ``featurebus.platform.jobs.model.Job`` records.
+started by ``featurebus up``). Jobs come back as ``featurebus.schemas.jobs.Job`` records.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from featurebus.schemas.time import now_ms, to_epoch_ms
 
 if TYPE_CHECKING:
-    from featurebus.platform.jobs.model import Job
-    from featurebus.platform.jobs.store import KafkaJobStore
+    from featurebus.platform.registry.jobs import JobStore
+    from featurebus.schemas.jobs import Job
     from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = [
@@ -32,11 +32,11 @@ __all__ = [
 
 
 @contextmanager
-def _store(spec: WorkspaceSpec, bootstrap: str | None) -> Iterator[KafkaJobStore]:
+def _store(spec: WorkspaceSpec, bootstrap: str | None) -> Iterator[JobStore]:
     from featurebus.platform.config import resolve_bootstrap
-    from featurebus.platform.jobs.store import KafkaJobStore
+    from featurebus.platform.registry import KafkaRegistry
 
-    store = KafkaJobStore(resolve_bootstrap(bootstrap), spec.name)
+    store = KafkaRegistry(resolve_bootstrap(bootstrap)).jobs(spec.name)
     try:
         yield store
     finally:

@@ -90,7 +90,7 @@ _TABLE: dict[str, tuple[_Kind, str]] = {
     "get_feature_table": ("function", _WORKSPACE_GETTER),
     "get_feature_view": ("function", _WORKSPACE_GETTER),
     "get_transformation": ("function", _WORKSPACE_GETTER),
-    "list_workspaces": ("function", "list workspaces with `featurebus registry log` or featurebus.platform.registry.read_registry"),
+    "list_workspaces": ("function", "list workspaces with `featurebus registry log` or featurebus.platform.registry.KafkaRegistry(...).list()"),
     "login": ("function", _LOGIN),
     "logout": ("function", _LOGIN),
     "resource_provider": ("function", "resource providers are not supported; create clients inside the transformation"),

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from featurebus.frames import TectonDataFrame
     from featurebus.online_client import FeatureVector
-    from featurebus.platform.jobs.model import Job
+    from featurebus.schemas.jobs import Job
     from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = ["FeatureServiceClient", "FeatureTableClient", "FeatureViewClient", "Workspace", "get_workspace"]
@@ -201,10 +201,10 @@ def get_workspace(name: str, bootstrap: str | None = None, home: Path | None = N
     """The workspace's current applied version, read from the registry on the bus."""
     from featurebus.platform.config import home_dir, resolve_bootstrap
     from featurebus.platform.offline.locations import offline_locations
-    from featurebus.platform.registry import read_registry
+    from featurebus.platform.registry import KafkaRegistry
 
     cluster = resolve_bootstrap(bootstrap)
-    specs = read_registry(cluster)
+    specs = KafkaRegistry(cluster).list()
     spec = specs.get(name)
     if spec is None:
         known = ", ".join(sorted(specs)) or "none"

@@ -19,10 +19,11 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from featurebus.platform.producer import producer_config
+from featurebus.platform.kafka.clients import producer as kafka_producer
 from featurebus.schemas.errors import InvalidRequestError, KafkaUnavailableError, NotFoundError, RecordValidationError
 from featurebus.schemas.specs import StreamSourceSpec, WorkspaceSpec
 from featurebus.serving.ingest_codec import SourceCodec
+from featurebus.streams.records import join_key_fields
 
 __all__ = ["IngestService", "KafkaRecordSink", "MemoryRecordSink", "RecordSink", "Visibility", "MAX_RECORDS_PER_REQUEST"]
 
@@ -159,8 +160,8 @@ class KafkaRecordSink:
     """
 
     def __init__(self, bootstrap: str, timeout_s: float = 15.0) -> None:
-        self._prompt = _Lane(Producer(producer_config(bootstrap, **{"linger.ms": 0})), "ingest-deliveries")
-        self._batching = _Lane(Producer(producer_config(bootstrap, **{"linger.ms": 1})), "ingest-deliveries-batched")
+        self._prompt = _Lane(kafka_producer(bootstrap, **{"linger.ms": 0}), "ingest-deliveries")
+        self._batching = _Lane(kafka_producer(bootstrap, **{"linger.ms": 1}), "ingest-deliveries-batched")
         self._in_flight = 0
         self._lock = threading.Lock()  # requests come from the event loop and from threads
         self._bootstrap = bootstrap
@@ -319,7 +320,7 @@ class IngestService:
         serves the very same spec object)."""
         cached = self._codec_cache.get(spec.name)
         if cached is None or cached[0] is not spec:
-            codecs = {s.name: SourceCodec(s.name, s.schema, s.kafka.timestamp_field, _key_fields(spec, s))
+            codecs = {s.name: SourceCodec(s.name, s.schema, s.kafka.timestamp_field, join_key_fields(spec, s))
                       for s in spec.stream_sources if s.push}
             cached = (spec, codecs)
             self._codec_cache[spec.name] = cached  # a racing request may compile the same: harmless
@@ -355,12 +356,6 @@ def _push_source(spec: WorkspaceSpec, name: str) -> StreamSourceSpec:
     raise InvalidRequestError(
         f"{name!r} is not a push source of workspace {spec.name!r}; push sources: {', '.join(pushable) or 'none'}"
     )
-
-
-def _key_fields(spec: WorkspaceSpec, source: StreamSourceSpec) -> list[str]:
-    """Fields of the source that are join keys: records of one entity share a partition (order)."""
-    join_keys = {k.name for e in spec.entities for k in e.join_keys}
-    return [f.name for f in source.schema if f.name in join_keys]
 
 
 def _metrics(spec: WorkspaceSpec, counts: Mapping[str, int], dry_run: bool) -> dict[str, Any]:

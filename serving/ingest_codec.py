@@ -15,20 +15,29 @@ column check does not settle, so the verdicts and reasons are ``encode``'s.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 
 from featurebus.schemas.specs import FieldSpec
-from featurebus.streams.records import check_record, parse_timestamp_ms
+from featurebus.streams.records import check_record
+from featurebus.streams.values import (
+    FLOAT32_MAX,
+    INT_RANGES,
+    check_value,
+    float_outliers,
+    int_outliers,
+    parse_timestamp_ms,
+    timestamps_ms,
+)
 
 __all__ = ["SourceCodec"]
 
 Converter = Callable[[Any], Any]
 Encoded = tuple[bytes | None, bytes]  # key, value
 _NONE = type(None)
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _string(value: Any) -> Any:
@@ -37,19 +46,27 @@ def _string(value: Any) -> Any:
     raise ValueError
 
 
-def _integer(value: Any) -> Any:
-    if value is None or type(value) is int:  # type() excludes bool, as check_record does
-        return value
-    raise ValueError
+def _integer_in(low: int, high: int) -> Converter:
+    def integer(value: Any) -> Any:
+        if value is None or (type(value) is int and low <= value <= high):  # type() excludes bool, as check_record does
+            return value
+        raise ValueError
+    return integer
 
 
-def _number(value: Any) -> Any:
-    kind = type(value)
-    if kind is float or value is None:
-        return value
-    if kind is int:
-        return float(value)
-    raise ValueError
+def _number_within(limit: float) -> Converter:
+    def number(value: Any) -> Any:
+        kind = type(value)
+        if value is None:
+            return value
+        if kind is int:
+            value = float(value)  # OverflowError beyond a float: check_record names it
+        elif kind is not float:
+            raise ValueError
+        if -limit <= value <= limit:  # False for NaN too
+            return value
+        raise ValueError
+    return number
 
 
 def _boolean(value: Any) -> Any:
@@ -62,23 +79,36 @@ def _timestamp(value: Any) -> Any:
     return None if value is None else parse_timestamp_ms(value)
 
 
-def _required_timestamp(value: Any) -> Any:
-    return parse_timestamp_ms(value)  # raises ValueError on None too
-
-
-def _identity(value: Any) -> Any:
+def _required(value: Any) -> Any:
+    """A missing join key is left to ``check_record`` to refuse by name (as is an integer key
+    given as a decimal string, which the integer converter refuses, for it to convert)."""
+    if value is None:
+        raise ValueError
     return value
+
+
+def _composite(dtype: str) -> Converter:
+    return lambda value: check_value(value, dtype)
 
 
 _CONVERTERS: dict[str, Converter] = {
     "string": _string,
-    "int64": _integer,
-    "int32": _integer,
-    "float64": _number,
-    "float32": _number,
+    "int64": _integer_in(*INT_RANGES["int64"]),
+    "int32": _integer_in(*INT_RANGES["int32"]),
+    "float64": _number_within(sys.float_info.max),
+    "float32": _number_within(FLOAT32_MAX),
     "bool": _boolean,
     "timestamp": _timestamp,
 }
+
+
+def _converter(field: FieldSpec, timestamp_field: str, key_fields: Sequence[str]) -> Converter:
+    if field.name == timestamp_field:
+        return parse_timestamp_ms  # raises ValueError on None too
+    convert = _CONVERTERS.get(field.dtype) or _composite(field.dtype)
+    if field.name in key_fields:
+        return lambda value: convert(_required(value))
+    return convert
 
 
 # dtype -> the value types a column may hold as they are (None: missing).
@@ -107,10 +137,7 @@ class SourceCodec:
         self._timestamp_field = timestamp_field
         self._names = frozenset(f.name for f in schema)
         self._dtypes = {f.name: f.dtype for f in schema}
-        self._fields = tuple(
-            (f.name, _required_timestamp if f.name == timestamp_field else _CONVERTERS.get(f.dtype, _identity))
-            for f in schema
-        )
+        self._fields = tuple((f.name, _converter(f, timestamp_field, key_fields)) for f in schema)
         self._key_fields = tuple(key_fields)
         self._field_names = tuple(f.name for f in schema)
         self._key_positions = tuple(self._field_names.index(k) for k in key_fields)
@@ -153,24 +180,33 @@ class SourceCodec:
             raise _PerRecordError from None
 
     def _column(self, name: str, values: list[Any]) -> list[Any]:
+        """The column as written, or ``_PerRecordError`` for anything but the plain, in-range case."""
         dtype = self._dtypes[name]
         if name == self._timestamp_field:
             try:
-                return [parse_timestamp_ms(v) for v in values]  # None is refused here too
-            except (ValueError, OverflowError):
+                return timestamps_ms(values)  # None is refused here too
+            except ValueError:
                 raise _PerRecordError from None
         plain = _PLAIN_TYPES.get(dtype)
         if plain is None:
-            if dtype == "timestamp":
-                try:
+            try:
+                if dtype == "timestamp":
                     return [None if v is None else parse_timestamp_ms(v) for v in values]
-                except (ValueError, OverflowError):
-                    raise _PerRecordError from None
-            return values  # nested types travel as they are, as in encode()
+                return [check_value(v, dtype) for v in values]  # arrays, maps, structs: every element
+            except ValueError:
+                raise _PerRecordError from None
         kinds = set(map(type, values))
+        if name in self._key_fields and _NONE in kinds:
+            raise _PerRecordError
         if kinds <= plain:
+            if dtype in INT_RANGES and int_outliers(values, dtype):
+                raise _PerRecordError
+            if dtype in ("float64", "float32") and float_outliers(values, dtype):
+                raise _PerRecordError
             return values
         if dtype in ("float64", "float32") and kinds <= _NUMBER_TYPES:
+            if float_outliers(values, dtype):
+                raise _PerRecordError
             return [float(v) if type(v) is int else v for v in values]
         raise _PerRecordError
 
@@ -189,8 +225,8 @@ class SourceCodec:
             normalized = {name: convert(get(name)) for name, convert in self._fields}
         except (ValueError, OverflowError):
             try:
-                row, reason = check_record(record, self._schema, self._timestamp_field)
-            except OverflowError as exc:  # e.g. a timestamp far outside what datetime can hold
+                row, reason = check_record(record, self._schema, self._timestamp_field, self._key_fields)
+            except OverflowError as exc:  # a check missed a range: refuse the record rather than fail the request
                 return f"a value is out of range: {exc}", None, b""
             if reason is not None:
                 return reason, None, b""
@@ -198,6 +234,5 @@ class SourceCodec:
         try:
             key = orjson.dumps([normalized[k] for k in self._key_fields]) if self._key_fields else None
             return None, key, orjson.dumps(normalized)
-        except TypeError:  # orjson: an integer beyond 64 bits, e.g. a timestamp of 1e300 ms
-            name = next(n for n, v in normalized.items() if type(v) is int and not _INT64_MIN <= v <= _INT64_MAX)
-            return f"field {name!r}: {normalized[name]} does not fit in 64 bits (epoch milliseconds, int64)", None, b""
+        except TypeError as exc:  # orjson: what the checks above let through and JSON cannot hold
+            return f"the record cannot be encoded as JSON: {exc}", None, b""

@@ -24,13 +24,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from featurebus.platform.api_keys import ApiKeyStore
-from featurebus.platform.kafka_admin import unreachable_hint
+from featurebus.platform.kafka.admin import unreachable_hint
+from featurebus.platform.kafka.clients import consumer as kafka_consumer
+from featurebus.platform.kafka.health import BrokerHealth
+from featurebus.platform.kafka.topics import API_KEYS_TOPIC, REGISTRY_TOPIC, feature_topic
 from featurebus.platform.kv import KeyValueStore
-from featurebus.platform.topics import API_KEYS_TOPIC, REGISTRY_TOPIC, feature_topic
 from featurebus.schemas.encoding import (
     VALUE_FORMAT_VERSION,
     store_prefix,
@@ -49,7 +51,6 @@ _VALUE_MARK = bytes([VALUE_FORMAT_VERSION])
 _TILE_KEY_TAIL = 10  # a tile key's u64 start + u16 shard, after the entity key (schemas/encoding.py)
 _POLL_S = 0.05
 _METADATA_REFRESH_S = 30.0  # while every wanted topic is assigned: only new partitions to find
-_BROKER_DOWN = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
 
 _LAG = Gauge("featurebus_online_materializer_lag_records", "Records behind the high watermark", ["topic", "partition"])
 _RECORDS = Counter("featurebus_online_materializer_records_total", "Records applied", ["kind"])
@@ -145,7 +146,7 @@ class OnlineMaterializer:
         self._offsets: dict[tuple[str, int], int] = {}
         self._refresh_pending = True
         self._topics_missing = True  # some wanted topic was not in the last metadata
-        self._down_since: float | None = None
+        self._health = BrokerHealth(bootstrap)  # fed by the consumer thread
         self._logged_errors: set[tuple[int, str]] = set()
         self._caught_up = threading.Event()
         self._ready = threading.Event()  # latched by the first catch-up
@@ -231,12 +232,11 @@ class OnlineMaterializer:
     def _run(self) -> None:
         consumer: Any = None
         try:
-            consumer = Consumer(
-                {
-                    "bootstrap.servers": self._bootstrap,
-                    # Unique per process and never committed: the store holds the offsets.
-                    "group.id": f"featurebus.serving.{uuid.uuid4().hex}",
-                    "enable.auto.commit": False,
+            consumer = kafka_consumer(
+                self._bootstrap,
+                # Unique per process and never committed: the store holds the offsets.
+                f"featurebus.serving.{uuid.uuid4().hex}",
+                **{
                     "enable.auto.offset.store": False,
                     "auto.offset.reset": "earliest",
                     "socket.connection.setup.timeout.ms": 5000,
@@ -258,7 +258,7 @@ class OnlineMaterializer:
                     # is missing (a view the worker has not written yet) or the broker seemed
                     # down (a metadata answer is what clears that), else rarely (new partitions);
                     # the lag comes from local consumer state every time.
-                    if (self._refresh_pending or self._topics_missing or self._down_since is not None
+                    if (self._refresh_pending or self._topics_missing or self._health.down_since is not None
                             or now >= next_metadata):
                         self._refresh(consumer)
                         next_metadata = now + _METADATA_REFRESH_S
@@ -297,20 +297,17 @@ class OnlineMaterializer:
             self._fatal = True
             self._error = f"Kafka client failed: {error}"
             _log.error("%s", self._error)
-        elif error.code() in _BROKER_DOWN and self._down_since is None:
-            self._down_since = time.monotonic()
-            _log.warning("Kafka at %s unreachable: %s", self._bootstrap, error)
+        else:
+            self._health.on_error(error)
 
     def _refresh(self, consumer: Any) -> None:
         """Assign partitions of wanted topics that appeared, drop unwanted ones, update lag."""
         try:
             metadata = consumer.list_topics(timeout=self._kafka_timeout_s)
         except KafkaException as exc:  # metadata needs a broker: none answers
-            if self._down_since is None:
-                self._down_since = time.monotonic()
-                _log.warning("Kafka at %s unreachable: %s", self._bootstrap, exc)
+            self._health.unreachable(str(exc))
             return
-        self._down_since = None
+        self._health.reachable()
         # Only feature topics resume from stored offsets; specs and keys live in memory.
         wanted = {REGISTRY_TOPIC: False, API_KEYS_TOPIC: False, **dict.fromkeys(self._feature_topics, True)}
         new: list[tuple[TopicPartition, _Partition]] = []
@@ -455,7 +452,7 @@ class OnlineMaterializer:
     def _check_health(self) -> None:
         if self._fatal:
             return
-        down_for = None if self._down_since is None else time.monotonic() - self._down_since
+        down_for = self._health.down_for()
         if down_for is not None and down_for > self._unavailable_timeout_s:
             if self._error is None:
                 self._error = f"no Kafka broker reachable for {down_for:.0f} s. {unreachable_hint(self._bootstrap)}"

@@ -16,10 +16,11 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
+from featurebus.platform.kafka.clients import consumer as kafka_consumer
+from featurebus.platform.kafka.topics import feature_topic, worker_group
 from featurebus.platform.kv import KeyValueStore
-from featurebus.platform.topics import feature_topic, worker_group
 from featurebus.schemas.errors import KafkaUnavailableError
 from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.serving.online_materializer import offset_key
@@ -55,8 +56,8 @@ class OnlineVisibility:
         consumer = self._groups.get(workspace)
         if consumer is None:
             # committed() asks the group's coordinator about this group.id without joining it.
-            consumer = Consumer({"bootstrap.servers": self._bootstrap, "group.id": worker_group(workspace),
-                                 "enable.auto.commit": False, "client.id": f"featurebus-visibility-{uuid.uuid4().hex[:6]}"})
+            consumer = kafka_consumer(self._bootstrap, worker_group(workspace),
+                                      **{"client.id": f"featurebus-visibility-{uuid.uuid4().hex[:6]}"})
             self._groups[workspace] = consumer
         return consumer
 

@@ -8,10 +8,9 @@ datetimes (what Avro's ``timestamp-millis`` logical type decodes to).
 
 from __future__ import annotations
 
-import math
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -19,12 +18,21 @@ import orjson
 import pandas as pd
 
 from featurebus.schemas.kinds import ValueFormat
-from featurebus.schemas.specs import FieldSpec, StreamSourceSpec
-from featurebus.schemas.time import parse_iso_ms, to_epoch_ms
-from featurebus.schemas.types import Array, Map, Struct, parse_dtype
+from featurebus.schemas.specs import FieldSpec, StreamSourceSpec, WorkspaceSpec
 from featurebus.streams.avro import avro_parser, schema_guarantees_types
+from featurebus.streams.values import (
+    INT_RANGES,
+    check_value,
+    decimal_key,
+    float_outliers,
+    int_outliers,
+    parse_timestamp_ms,
+    timestamp_outliers,
+)
 
-__all__ = ["DecodedBatch", "check_record", "decode_json_records", "decode_records", "parse_timestamp_ms"]
+__all__ = ["DecodedBatch", "check_record", "decode_json_records", "decode_records", "join_key_fields", "parse_timestamp_ms"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,66 +44,19 @@ class DecodedBatch:
     rejected: list[tuple[int, str]]  # (position in the input, reason)
 
 
-def parse_timestamp_ms(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError("a boolean is not a timestamp")
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{value} is not a timestamp")
-        return int(value)
-    if isinstance(value, datetime):
-        return to_epoch_ms(value)
-    if isinstance(value, str):
-        return parse_iso_ms(value)
-    raise ValueError(f"{value!r} is not a timestamp (use an ISO-8601 string or epoch milliseconds)")
+_check = check_value  # the per-value reference (``streams.values``)
+_KEY_MISSING = "the join key is missing"
 
 
-def _check(value: Any, dtype: str) -> Any:
-    """The value converted to its column type, or ValueError saying why it cannot be."""
-    if value is None:
-        return None
-    if dtype == "string":
-        if not isinstance(value, str):
-            raise ValueError(f"expected a string, got {type(value).__name__}")
-        return value
-    if dtype in ("int64", "int32"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected an integer, got {value!r}")
-        return value
-    if dtype in ("float64", "float32"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"expected a number, got {value!r}")
-        return float(value)
-    if dtype == "bool":
-        if not isinstance(value, bool):
-            raise ValueError(f"expected true or false, got {value!r}")
-        return value
-    if dtype == "timestamp":
-        return parse_timestamp_ms(value)
-    return _check_composite(value, parse_dtype(dtype))
+def join_key_fields(spec: WorkspaceSpec, source: StreamSourceSpec) -> tuple[str, ...]:
+    """The source's fields that are join keys of the workspace's entities: a record without one
+    belongs to no entity, so it is refused (at ingestion) or dead-lettered (by the worker)."""
+    join_keys = {k.name for e in spec.entities for k in e.join_keys}
+    return tuple(f.name for f in source.schema if f.name in join_keys)
 
 
-def _check_composite(value: Any, dtype: Any) -> Any:
-    """Arrays, maps and structs keep their decoded shape; their elements are checked (and
-    converted, e.g. nested timestamps to epoch ms) like top-level values."""
-    if isinstance(dtype, Array):
-        if not isinstance(value, list):
-            raise ValueError(f"expected an array, got {type(value).__name__}")
-        return [_check(v, dtype.element_type.name) for v in value]
-    if isinstance(dtype, Map):
-        if isinstance(value, list):  # Avro maps may arrive as key/value pairs
-            value = dict(value)
-        if not isinstance(value, dict):
-            raise ValueError(f"expected a map (an object), got {type(value).__name__}")
-        return {str(k): _check(v, dtype.value_type.name) for k, v in value.items()}
-    if isinstance(dtype, Struct):
-        if not isinstance(value, dict):
-            raise ValueError(f"expected a struct (an object), got {type(value).__name__}")
-        return {f.name: _check(value.get(f.name), f.dtype.name) for f in dtype.fields}
-    return value
-
-
-def check_record(record: Any, schema: Sequence[FieldSpec], timestamp_field: str) -> tuple[list[Any], str | None]:
+def check_record(record: Any, schema: Sequence[FieldSpec], timestamp_field: str,
+                 key_fields: Sequence[str] = ()) -> tuple[list[Any], str | None]:
     """The record's values in schema order, converted, or the reason it is unusable.
 
     One definition of a valid record for the stream worker, the offline replay and ingestion.
@@ -104,49 +65,95 @@ def check_record(record: Any, schema: Sequence[FieldSpec], timestamp_field: str)
         return [], "value is not an object (a JSON object or an Avro record)"
     row: list[Any] = []
     for field in schema:
+        value = record.get(field.name)
+        is_key = field.name in key_fields
         try:
-            value = _check(record.get(field.name), field.dtype)
+            value = _check(decimal_key(value, field.dtype) if is_key else value, field.dtype)
         except ValueError as exc:
             return [], f"field {field.name!r}: {exc}"
         if value is None and field.name == timestamp_field:
             return [], f"field {field.name!r}: the timestamp is missing"
+        if value is None and is_key:
+            return [], f"field {field.name!r}: {_KEY_MISSING}"
         row.append(value)
     return row, None
 
 
-def decode_json_records(payloads: Sequence[bytes | None], schema: Sequence[FieldSpec], timestamp_field: str) -> DecodedBatch:
-    return _decode(payloads, schema, timestamp_field, _parse_json)
+def decode_json_records(payloads: Sequence[bytes | None], schema: Sequence[FieldSpec], timestamp_field: str,
+                        key_fields: Sequence[str] = ()) -> DecodedBatch:
+    return _isolating(payloads, lambda batch: _decode(batch, schema, timestamp_field, key_fields, _parse_json))
 
 
-def decode_records(payloads: Sequence[bytes | None], source: StreamSourceSpec) -> DecodedBatch:
-    """A batch of the source's record values decoded by its ``value_format``."""
+def decode_records(payloads: Sequence[bytes | None], source: StreamSourceSpec, key_fields: Sequence[str] = ()) -> DecodedBatch:
+    """A batch of the source's record values decoded by its ``value_format``; ``key_fields``
+    (``join_key_fields``) must be present in every record."""
     kafka = source.kafka
     if kafka.value_format == ValueFormat.JSON:
-        return _decode(payloads, source.schema, kafka.timestamp_field, _parse_json)
+        return _isolating(payloads, lambda batch: _decode(batch, source.schema, kafka.timestamp_field, key_fields, _parse_json))
     if kafka.avro_schema is None:  # a spec from before Avro, or hand-built: say what is missing
         raise ValueError(f"source {source.name!r} has value_format {kafka.value_format.value!r} but no avro_schema")
     parse = avro_parser(kafka.avro_schema, confluent=kafka.value_format == ValueFormat.CONFLUENT_AVRO)
     if schema_guarantees_types(kafka.avro_schema, tuple((f.name, f.dtype) for f in source.schema)):
-        return _decode_typed(payloads, source.schema, kafka.timestamp_field, parse)
-    return _decode(payloads, source.schema, kafka.timestamp_field, parse)
+        return _isolating(payloads, lambda batch: _decode_typed(batch, source.schema, kafka.timestamp_field, key_fields, parse))
+    return _isolating(payloads, lambda batch: _decode(batch, source.schema, kafka.timestamp_field, key_fields, parse))
+
+
+def _isolating(payloads: Sequence[bytes | None], decode: Callable[[Sequence[bytes | None]], DecodedBatch]) -> DecodedBatch:
+    """``decode(payloads)``; should it raise (a case the checks above missed: a bug, never a
+    record's fault alone), each record is decoded on its own and the ones that still raise are
+    rejected with the exception as the reason, so one record never fails its batch."""
+    try:
+        return decode(payloads)
+    except Exception:
+        _log.exception("decoding a batch of %d records failed; decoding them one by one", len(payloads))
+    accepted: list[int] = []
+    rejected: list[tuple[int, str]] = []
+    for position, payload in enumerate(payloads):
+        try:
+            one = decode([payload])
+        except Exception as exc:
+            rejected.append((position, f"the record could not be decoded: {type(exc).__name__}: {str(exc)[:200]}"))
+            continue
+        if one.rejected:
+            rejected.append((position, one.rejected[0][1]))
+        else:
+            accepted.append(position)
+    try:  # the records that decode alone, together again (one frame, built as usual)
+        together = decode([payloads[i] for i in accepted])
+    except Exception as exc:
+        reason = f"the record could not be decoded with its batch: {type(exc).__name__}: {str(exc)[:200]}"
+        return DecodedBatch(decode([]).frame, [], sorted([*rejected, *((i, reason) for i in accepted)]))
+    return DecodedBatch(together.frame, accepted, rejected)
 
 
 def _decode_typed(payloads: Sequence[bytes | None], schema: Sequence[FieldSpec], timestamp_field: str,
-                  parse: Callable[[bytes], Any]) -> DecodedBatch:
+                  key_fields: Sequence[str], parse: Callable[[bytes], Any]) -> DecodedBatch:
     """Records whose writer schema already guarantees every column's type: decoded one by one,
-    then each column is built in one pass over the batch, without per-value checks."""
+    then each column is built in one pass over the batch, without per-value checks of type. The
+    ranges the Avro types do not bound (a double's NaN, a timestamp-millis far from now) and the
+    required fields (timestamp, join keys) are checked per column at C speed; a batch with any
+    such record takes the checked path, which names each bad record."""
     parsed, positions, rejected = _parse_records(payloads, parse)
-    records: list[dict[str, Any]] = []
-    accepted: list[int] = []
-    for record, position in zip(parsed, positions, strict=True):
-        if record[timestamp_field] is None:
-            rejected.append((position, f"field {timestamp_field!r}: the timestamp is missing"))
-            continue
-        records.append(record)
-        accepted.append(position)
+    required = {timestamp_field, *key_fields}
+    columns = {f.name: [r[f.name] for r in parsed] for f in schema}
+    if any(None in columns[name] for name in required) or any(
+            _outliers(columns[f.name], f.dtype) for f in schema if f.dtype in _RANGED_TYPES):
+        return _decode_parsed(parsed, positions, rejected, schema, timestamp_field, key_fields)
     rejected.sort()
-    frame = pd.DataFrame({f.name: _column([r[f.name] for r in records], f.dtype) for f in schema})
-    return DecodedBatch(frame, accepted, rejected)
+    frame = pd.DataFrame({f.name: _column(columns[f.name], f.dtype) for f in schema})
+    return DecodedBatch(frame, positions, rejected)
+
+
+# Types whose decoded Avro values may lie outside the column's range (Avro int and long cannot).
+_RANGED_TYPES = frozenset({"float64", "float32", "timestamp"})
+
+
+def _outliers(values: list[Any], dtype: str) -> list[int]:
+    if dtype == "timestamp":
+        return timestamp_outliers(values)
+    if dtype in INT_RANGES:
+        return int_outliers(values, dtype)
+    return float_outliers(values, dtype)
 
 
 def _parse_records(payloads: Sequence[bytes | None],
@@ -190,18 +197,28 @@ def _parse_json(payload: bytes) -> Any:
 
 
 def _decode(payloads: Sequence[bytes | None], schema: Sequence[FieldSpec], timestamp_field: str,
-            parse: Callable[[bytes], Any]) -> DecodedBatch:
-    """Parse record by record, then check column by column: the same verdicts as ``check_record``
-    (the first field in schema order that fails names the reason), at a fraction of the cost —
-    the stream worker's hot path decodes every event through here."""
+            key_fields: Sequence[str], parse: Callable[[bytes], Any]) -> DecodedBatch:
     records, positions, rejected = _parse_records(payloads, parse)
+    return _decode_parsed(records, positions, rejected, schema, timestamp_field, key_fields)
+
+
+def _decode_parsed(records: list[dict[str, Any]], positions: list[int], rejected: list[tuple[int, str]],
+                   schema: Sequence[FieldSpec], timestamp_field: str, key_fields: Sequence[str]) -> DecodedBatch:
+    """Check column by column: the same verdicts as ``check_record`` (the first field in schema
+    order that fails names the reason), at a fraction of the cost — the stream worker's hot
+    path decodes every event through here."""
     bad: dict[int, str] = {}
     columns: dict[str, list[Any]] = {}
     for field in schema:
         values = [r.get(field.name) for r in records]
+        is_key = field.name in key_fields
+        if is_key and field.dtype in INT_RANGES and str in set(map(type, values)):
+            values = [decimal_key(v, field.dtype) for v in values]
         checked, errors = _check_column(values, field.dtype)
-        if field.name == timestamp_field:
-            errors.update((i, "the timestamp is missing") for i, v in enumerate(checked) if v is None and i not in errors)
+        if field.name == timestamp_field or is_key:
+            missing = "the timestamp is missing" if field.name == timestamp_field else _KEY_MISSING
+            if None in checked:
+                errors.update((i, missing) for i, v in enumerate(checked) if v is None and i not in errors)
         for i, message in errors.items():
             bad.setdefault(i, f"field {field.name!r}: {message}")
         columns[field.name] = checked
@@ -209,8 +226,8 @@ def _decode(payloads: Sequence[bytes | None], schema: Sequence[FieldSpec], times
         keep = [i for i in range(len(records)) if i not in bad]
         columns = {name: [values[i] for i in keep] for name, values in columns.items()}
         rejected.extend((positions[i], reason) for i, reason in bad.items())
-        rejected.sort()
         positions = [positions[i] for i in keep]
+    rejected.sort()
     frame = pd.DataFrame({f.name: _column(columns[f.name], f.dtype) for f in schema})
     return DecodedBatch(frame, positions, rejected)
 
@@ -234,8 +251,13 @@ def _check_column(values: list[Any], dtype: str) -> tuple[list[Any], dict[int, s
     if simple is not None:
         # The types present, found at C speed; the per-value pass only when some are wrong.
         present = set(map(type, values))
-        errors = {} if present <= {*simple, type(None)} else {
-            i: _message(v, dtype) for i, v in enumerate(values) if v is not None and type(v) not in simple}
+        if present <= {*simple, type(None)}:
+            outliers = _outliers(values, dtype) if dtype in _NUMERIC else []  # a few C passes
+            errors = {i: _message(values[i], dtype) for i in outliers}
+        else:  # some of the wrong type: every value judged on its own (types and ranges)
+            errors = {i: message for i, v in enumerate(values) if v is not None and (message := _problem(v, dtype))}
+        if errors:
+            values = [None if i in errors else v for i, v in enumerate(values)]
         if dtype in ("float64", "float32") and int in present:
             values = [float(v) if type(v) is int else v for v in values]
         return values, errors
@@ -256,6 +278,18 @@ def _check_column(values: list[Any], dtype: str) -> tuple[list[Any], dict[int, s
 _SIMPLE_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,), "int64": (int,), "int32": (int,), "float64": (float, int), "float32": (float, int), "bool": (bool,),
 }
+_NUMERIC = frozenset({"int64", "int32", "float64", "float32"})
+
+
+def _problem(value: Any, dtype: str) -> str | None:
+    """Why ``value`` does not fit ``dtype`` (a subclass of the right type included), or None."""
+    if type(value) in _SIMPLE_TYPES[dtype]:
+        try:
+            _check(value, dtype)
+        except ValueError as exc:
+            return str(exc)
+        return None
+    return _message(value, dtype)
 
 
 def _message(value: Any, dtype: str) -> str:
@@ -268,7 +302,8 @@ def _message(value: Any, dtype: str) -> str:
 
 def _timestamp_column(values: list[Any]) -> tuple[list[Any], dict[int, str]]:
     """Epoch ms pass through; ISO-8601 strings are parsed in one vectorized call; anything else
-    (and strings pandas cannot parse) goes through ``parse_timestamp_ms`` for its verdict."""
+    (and strings pandas cannot parse) goes through ``parse_timestamp_ms`` for its verdict, as do
+    values outside the years a timestamp may have."""
     result: list[Any] = list(values)
     errors: dict[int, str] = {}
     strings = [i for i, v in enumerate(values) if type(v) is str]
@@ -283,8 +318,12 @@ def _timestamp_column(values: list[Any]) -> tuple[list[Any], dict[int, str]]:
             ms = (parsed.to_numpy(dtype="datetime64[ns]").astype("int64") // 1_000_000).tolist()
             for i, value_ms, missing in zip(strings, ms, parsed.isna().tolist(), strict=True):
                 result[i] = None if missing else value_ms
+    try:
+        suspects = set(timestamp_outliers(result))  # min and max, when all are epoch ms (the usual column)
+    except TypeError:  # datetimes, objects, ... among them: every value is judged on its own below
+        suspects = set(range(len(values)))
     for i, value in enumerate(values):
-        if value is None or type(value) is int or (result[i] is not None and type(value) is str):
+        if value is None or (i not in suspects and (type(value) is int or (result[i] is not None and type(value) is str))):
             continue
         try:
             result[i] = parse_timestamp_ms(value)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from featurebus.platform.batch.compute import BATCH_SHARD
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
-from featurebus.platform.producer import reliable_producer
-from featurebus.platform.topics import feature_topic
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
+from featurebus.platform.kafka.clients import reliable_producer
+from featurebus.platform.kafka.topics import feature_topic
 from featurebus.schemas.encoding import encode_partials, tile_key
 from featurebus.streams.tiles import TileUpdate
 

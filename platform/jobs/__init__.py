@@ -1,9 +1,11 @@
 """Materialization and compaction jobs, tracked on the bus.
 
-``model`` (job records and their state machine, pure), ``store`` (the job store Protocol, its
-in-memory twin and the Kafka backend), ``schedule`` (which batch periods are due, pure),
-``compaction`` (merging the offline store's small files), ``runner`` (``featurebus jobs run``)
-and ``client`` (submit, list, cancel, retry, wait: what the CLI and the SDK call).
+The job records and their state machine live in ``featurebus.schemas.jobs`` (pure, an on-wire
+format like the specs); where they are stored in ``featurebus.platform.registry.jobs`` (the job
+store Protocol, its in-memory twin and the Kafka backend, part of the registry). Here:
+``schedule`` (which batch periods are due, pure), ``runner`` (``featurebus jobs run``), ``execute``
+(what each kind of job does) and ``client`` (submit, list, cancel, retry, wait: what the CLI and
+the SDK call).
 
 Import the submodules directly; this package imports nothing.
 """

@@ -1,6 +1,6 @@
 """Submitting and following jobs: what ``featurebus materialize``, ``featurebus jobs ...``, the SDK's
 ``fv.trigger_materialization_job(...)`` and ``apply`` call. Everything here goes through a
-``JobStore`` and only writes what any client may write (see ``store``): new PENDING jobs, retries
+``JobStore`` and only writes what any client may write (see ``featurebus.platform.registry.jobs``): new PENDING jobs, retries
 of FAILED or CANCELLED jobs, and cancel requests. The job runner does the rest.
 """
 
@@ -10,10 +10,10 @@ import time
 import uuid
 from collections.abc import Callable
 
-from featurebus.platform.jobs.model import Job, JobKind, JobState, new_job, retry
 from featurebus.platform.jobs.schedule import backfill_ranges, due_ranges, scheduled
-from featurebus.platform.jobs.store import JobStore
+from featurebus.platform.registry.jobs import JobStore
 from featurebus.schemas.errors import InvalidRequestError, JobTimeoutError, NotFoundError
+from featurebus.schemas.jobs import Job, JobKind, JobState, new_job, retry
 from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = [

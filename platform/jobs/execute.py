@@ -6,9 +6,9 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from featurebus.platform.jobs.model import Job, JobKind
 from featurebus.platform.jobs.runner import Execute
 from featurebus.schemas.errors import InvalidRequestError, NotFoundError
+from featurebus.schemas.jobs import Job, JobKind
 from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.schemas.time import from_epoch_ms
 

@@ -6,7 +6,7 @@ then run the oldest PENDING job to its end, writing its progress (at most every
 ``progress_every_s``) and checking for a cancel request between chunks.
 
 At most one runner per workspace runs jobs: its store is opened with ``runner=True``, which fences
-the previous runner (see ``store``). A runner that starts requeues the jobs it finds RUNNING: their
+the previous runner (see ``featurebus.platform.registry.jobs``). A runner that starts requeues the jobs it finds RUNNING: their
 runner died (SIGKILL, a lost machine), and jobs are idempotent per range, so re-running one is safe.
 """
 
@@ -19,13 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from featurebus.platform.jobs.client import enqueue_compaction, enqueue_scheduled
-from featurebus.platform.jobs.model import Job, JobState, cancel, fail, report_progress, requeue, retry, start, succeed
-from featurebus.platform.jobs.store import JobStore
+from featurebus.platform.registry.base import Registry
+from featurebus.platform.registry.jobs import JobStore
+from featurebus.platform.registry.specs import wait_for_workspace
 from featurebus.schemas.errors import JobRunnerFencedError, KafkaUnavailableError
+from featurebus.schemas.jobs import Job, JobState, cancel, fail, report_progress, requeue, retry, start, succeed
 from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.schemas.time import now_ms
 
-__all__ = ["Execute", "JobRunner", "RunnerSettings"]
+__all__ = ["Execute", "JobRunner", "RunnerSettings", "run_workspace_jobs"]
 
 _log = logging.getLogger(__name__)
 
@@ -146,3 +148,34 @@ class JobRunner:
                 _log.warning("job runner: %s; retrying in %g s", exc, retry_s)
                 recovered = False
                 stop.wait(retry_s)
+
+
+def run_workspace_jobs(registry: Registry, workspace: str, executor: Callable[[Callable[[], WorkspaceSpec | None]], Execute],
+                       stop: threading.Event, *, settings: RunnerSettings = RunnerSettings(),
+                       compaction_work: Callable[[], int] = lambda: 1, spec_refresh_s: float = 5.0,
+                       idle_s: float = 1.0, clock_ms: Callable[[], int] = now_ms) -> bool:
+    """``featurebus jobs run``: wait until the workspace is applied, then run its jobs until ``stop``.
+
+    ``executor`` builds the job executor from a function returning the current spec (re-read at
+    most every ``spec_refresh_s``: applied changes reach the runner within seconds). Returns False
+    at once for a development workspace (never materialized), or if stopped while waiting.
+    """
+    spec = wait_for_workspace(registry, workspace, stop=stop)
+    if spec is None or not spec.live:
+        return False
+    cache: dict[str, tuple[float, WorkspaceSpec | None]] = {"spec": (time.monotonic(), spec)}
+
+    def current_spec() -> WorkspaceSpec | None:
+        read_at, cached = cache["spec"]
+        if time.monotonic() - read_at > spec_refresh_s:
+            cached = registry.get(workspace)
+            cache["spec"] = (time.monotonic(), cached)
+        return cached
+
+    store = registry.jobs(workspace, runner=True)  # fences the workspace's previous runner
+    try:
+        JobRunner(store, executor(current_spec), current_spec, settings, clock_ms=clock_ms,
+                  compaction_work=compaction_work).run_forever(stop, idle_s=idle_s)
+    finally:
+        store.close()
+    return True

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from featurebus.platform.jobs.model import Job, JobKind
+from featurebus.schemas.jobs import Job, JobKind
 from featurebus.schemas.kinds import BatchTriggerType
 from featurebus.schemas.specs import BatchFeatureViewSpec
 

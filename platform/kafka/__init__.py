@@ -1,7 +1,11 @@
-"""Apache Kafka for featurebus on machines without Docker.
+"""Everything featurebus does with Kafka itself, in one place.
 
-``ensure_kafka_jars`` fetches the broker once with Maven; ``LocalKafka`` runs it as a local
-KRaft process on 127.0.0.1; ``wait_for_kafka`` / ``kafka_bootstrap_from_env`` locate a cluster.
+``broker`` / ``runtime``: the local KRaft broker for machines without Docker (``LocalKafka``,
+fetched once with Maven by ``ensure_kafka_jars``); ``clients``: every ``Producer``, ``Consumer``
+and ``AdminClient`` is built there (``producer_config``, ``consumer_config``, librdkafka's logs
+through Python logging); ``admin``: topic creation and compacted-topic reads; ``health``: the
+one "no broker answered since" tracker; ``topics``: every topic name featurebus derives.
+Other modules construct clients only through ``clients``.
 """
 
 from featurebus.platform.kafka.broker import (

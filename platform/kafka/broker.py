@@ -31,9 +31,9 @@ from pathlib import Path
 from types import TracebackType
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 
 from featurebus.platform.files.atomic import atomic_write
+from featurebus.platform.kafka.clients import admin_client
 from featurebus.platform.kafka.runtime import (
     LOOPBACK_HOST,
     ensure_kafka_jars,
@@ -339,15 +339,15 @@ class LocalKafka:
 def _wait_until_answering(
     bootstrap: str, timeout_s: float, still_running: Callable[[], bool]
 ) -> bool:
-    admin = AdminClient(
-        {
-            "bootstrap.servers": bootstrap,
-            # librdkafka would print "Connection refused" to stderr on every retry while the
-            # broker is still starting; the outcome is reported by our return value instead.
+    admin = admin_client(
+        bootstrap,
+        **{
+            # librdkafka would log "Connection refused" on every retry while the broker is still
+            # starting; the outcome is reported by our return value instead.
             "log_level": 0,
             # Retry quickly so readiness (and started_in_s) is noticed within ~0.5 s.
             "reconnect.backoff.max.ms": 500,
-        }
+        },
     )
     deadline = time.monotonic() + timeout_s
     while still_running():

@@ -19,13 +19,13 @@ from rich.console import Console
 from rich.table import Table
 
 from featurebus.platform.api_keys import create_api_key
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics, group_lag
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, group_lag
+from featurebus.platform.kafka.topics import worker_group
 from featurebus.platform.local.generator import fraud_events, produce_events
 from featurebus.platform.local.up import LocalPlatform
 from featurebus.platform.offline.duckdb_session import connect
 from featurebus.platform.offline.store import source_glob
-from featurebus.platform.registry import apply_workspace
-from featurebus.platform.topics import worker_group
+from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from featurebus.platform.training.training_sets import get_features_for_events
 from featurebus.schemas.errors import FeaturebusError
 from featurebus.schemas.specs import WorkspaceSpec
@@ -109,10 +109,11 @@ def run_demo(repo: Path, spec: WorkspaceSpec, home: Path, live_seconds: float, c
             console.print(f"Kafka 4.4 (KRaft) up at {platform.bootstrap} in {platform.kafka_started_in_s:.1f}s")
         console.print(f"processes: {platform.pids()}  logs: {home / 'logs'}")
         ensure_topics(platform.bootstrap, [TopicConfig("transactions", partitions=4)])
-        spec = apply_workspace(platform.bootstrap, spec)
+        registry = KafkaRegistry(platform.bootstrap)
+        spec = apply_workspace(registry, spec)
         console.print(f"applied {repo} to workspace '{WORKSPACE}' v{spec.version}: "
                       f"views {[v.name for v in spec.stream_feature_views]}, services {[s.name for s in spec.feature_services]}")
-        _, key = create_api_key(platform.bootstrap, WORKSPACE, "reader", "demo")
+        _, key = create_api_key(registry, WORKSPACE, "reader", "demo")
 
         started_ms = now_ms()
         produced = produce_events(platform.bootstrap, "transactions", fraud_events(

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import orjson
 
-from featurebus.platform.producer import reliable_producer
+from featurebus.platform.kafka.clients import reliable_producer
 from featurebus.schemas.time import format_iso_ms
 
 __all__ = ["fraud_events", "produce_events"]

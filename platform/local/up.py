@@ -2,18 +2,21 @@
 
 Starts a local Kafka (unless a cluster is configured), then the stream worker, the serving API
 (with its online materializer), the offline materializer and the job runner as separate processes, and stops all
-of them, by PID, when it ends.
+of them, by PID, when it ends. While it runs, the home's ``config.json`` records where its broker
+and serving API listen, so ``apply``, ``describe``, ``jobs`` ... in another shell find them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from types import TracebackType
 
 import httpx
 
+from featurebus.platform.config import RunningPlatform, clear_platform, record_platform
 from featurebus.platform.kafka.broker import LocalKafka, kafka_bootstrap_from_env
 from featurebus.platform.kafka.runtime import free_port_pair
 from featurebus.platform.local.supervisor import Supervisor
@@ -55,6 +58,8 @@ class LocalPlatform:
                 self.bootstrap = self._kafka.bootstrap
                 self.kafka_started_in_s = self._kafka.started_in_s
             self._ensure_live_workspace()
+            record_platform(RunningPlatform(self.bootstrap, self.serving_url, self._kafka is not None, os.getpid()),
+                            self.home)
             common = ["--bootstrap", self.bootstrap, "--home", str(self.home)]
             self._supervisor.start("worker", ["worker", "--workspace", self.workspace, "--engine", self.engine.value, *common])
             self._supervisor.start("serving", ["serve", "--port", str(self.port), *common])
@@ -69,12 +74,13 @@ class LocalPlatform:
     def _ensure_live_workspace(self) -> None:
         """`featurebus up --workspace W` materializes W: create it live when it does not exist yet,
         so `up` then `apply` works as before workspaces had to be created."""
-        from featurebus.platform.registry import read_registry
+        from featurebus.platform.registry import KafkaRegistry
         from featurebus.platform.workspaces import create_workspace
 
-        existing = read_registry(self.bootstrap).get(self.workspace)
+        registry = KafkaRegistry(self.bootstrap)
+        existing = registry.get(self.workspace)
         if existing is None:
-            create_workspace(self.bootstrap, self.workspace, live=True)
+            create_workspace(registry, self.workspace, live=True)
         elif not existing.live:
             raise InvalidRequestError(
                 f"workspace {self.workspace!r} is a development workspace and is never materialized; run "
@@ -118,6 +124,7 @@ class LocalPlatform:
             log.warning("stopping")
 
     def stop(self) -> None:
+        clear_platform(os.getpid(), self.home)
         self._supervisor.stop_all()
         if self._kafka is not None:
             self._kafka.stop()

@@ -21,23 +21,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter
 
-from featurebus.platform.kafka_admin import unreachable_hint
+from featurebus.platform.kafka.admin import unreachable_hint
+from featurebus.platform.kafka.clients import consumer as kafka_consumer
+from featurebus.platform.kafka.health import BrokerHealth
+from featurebus.platform.kafka.topics import offline_group
 from featurebus.platform.offline.progress import TopicKey, high_watermarks, reached_by_commits, reached_by_position
 from featurebus.platform.offline.store import max_offsets, open_store, recover_partition, write_partition
-from featurebus.platform.registry import read_registry
-from featurebus.platform.topics import offline_group
+from featurebus.platform.registry import KafkaRegistry, Registry
 from featurebus.schemas.errors import InvalidRequestError, KafkaUnavailableError, NotFoundError
 from featurebus.schemas.specs import StreamSourceSpec
-from featurebus.streams.records import decode_records
+from featurebus.streams.records import decode_records, join_key_fields
 
 __all__ = ["OfflineMaterializer"]
 
 _BATCH = 10_000
 _POLL_S = 0.2
-_BROKER_DOWN = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
 _RECORDS = Counter("featurebus_offline_materializer_records_total", "Source records handled", ["workspace", "kind"])
 
 _log = logging.getLogger(__name__)
@@ -61,13 +62,17 @@ class OfflineMaterializer:
         flush_records: int = 100_000,
         flush_interval_s: float = 2.0,
         kafka_timeout_s: float = 10.0,
+        registry: Registry | None = None,
     ) -> None:
+        """``registry``: where the workspace's sources are read (default: the registry on the bus)."""
         self._bootstrap = bootstrap
+        self._registry = registry or KafkaRegistry(bootstrap)
         self._root = open_store(Path(root))
         self._workspace = workspace
         self._flush_records = flush_records
         self._flush_interval_s = flush_interval_s
         self._kafka_timeout_s = kafka_timeout_s
+        self._key_fields: dict[str, tuple[str, ...]] = {}  # per source: join keys every record needs (as the worker)
         self._sources_by_topic = self._load_sources()
         self.rejected_count = 0
         self.written_count = 0
@@ -81,9 +86,7 @@ class OfflineMaterializer:
         # resumed from the less advanced one, and the other must skip what it already wrote.
         self._floors: dict[tuple[str, TopicKey], int] = {}
         self._eof: dict[TopicKey, int] = {}
-        self._fatal: str | None = None
-        self._down_since: float | None = None
-        self._last_error: str | None = None
+        self._health = BrokerHealth(bootstrap)
 
     # -- public ------------------------------------------------------------------------------
     def run_until_caught_up(self, timeout_s: float = 60.0) -> int:
@@ -97,7 +100,7 @@ class OfflineMaterializer:
             self._raise_if_broken()
             if time.monotonic() > deadline:
                 behind = ", ".join(f"{t}[{p}] (target {h})" for (t, p), h in sorted(pending.items()))
-                cause = "" if self._last_error is None else f" Last Kafka error: {self._last_error}."
+                cause = "" if self._health.last_error is None else f" Last Kafka error: {self._health.last_error}."
                 raise KafkaUnavailableError(
                     f"the offline materializer for workspace {self._workspace!r} did not catch up within "
                     f"{timeout_s:g} s; behind: {behind}.{cause} Give it more time, or check that Kafka at "
@@ -110,9 +113,9 @@ class OfflineMaterializer:
                 next_committed_check = time.monotonic() + 1.0
                 try:
                     done |= reached_by_commits(consumer, pending, self._assigned, self._kafka_timeout_s)
-                    self._down_since = None  # the group coordinator answered
+                    self._health.reachable()  # the group coordinator answered
                 except KafkaException as exc:
-                    self._last_error = str(exc)
+                    self._health.last_error = str(exc)
             pending = {key: high for key, high in pending.items() if key not in done}
         self._flush(consumer)
         return self.written_count - written_before
@@ -146,7 +149,7 @@ class OfflineMaterializer:
 
     # -- setup -------------------------------------------------------------------------------
     def _load_sources(self) -> dict[str, list[StreamSourceSpec]]:
-        spec = read_registry(self._bootstrap).get(self._workspace)
+        spec = self._registry.get(self._workspace)
         if spec is None:
             raise NotFoundError(f"workspace {self._workspace!r} has not been applied; run `featurebus apply` first")
         if not spec.live:
@@ -163,17 +166,17 @@ class OfflineMaterializer:
                     "source %r lives on another cluster (%s); skipped", source.name, source.kafka.bootstrap_servers
                 )
                 continue
+            self._key_fields[source.name] = join_key_fields(spec, source)
             for topic in source.kafka.topics:
                 by_topic.setdefault(topic, []).append(source)
         return by_topic
 
     def _ensure_consumer(self) -> Any:
         if self._consumer is None:
-            self._consumer = Consumer(
-                {
-                    "bootstrap.servers": self._bootstrap,
-                    "group.id": offline_group(self._workspace),
-                    "enable.auto.commit": False,
+            self._consumer = kafka_consumer(
+                self._bootstrap,
+                offline_group(self._workspace),
+                **{
                     "isolation.level": "read_committed",
                     "auto.offset.reset": "earliest",
                     "enable.partition.eof": True,
@@ -184,7 +187,7 @@ class OfflineMaterializer:
                     "fetch.min.bytes": 1 << 20,
                     "fetch.wait.max.ms": 500,
                     "socket.connection.setup.timeout.ms": 5000,
-                    "error_cb": self._on_kafka_error,
+                    "error_cb": self._health.on_error,
                 }
             )
             if self._sources_by_topic:
@@ -196,21 +199,14 @@ class OfflineMaterializer:
                 )
         return self._consumer
 
-    def _on_kafka_error(self, error: KafkaError) -> None:
-        self._last_error = str(error)
-        if error.fatal():
-            self._fatal = f"Kafka client failed: {error}"
-        elif error.code() in _BROKER_DOWN and self._down_since is None:
-            self._down_since = time.monotonic()
-            _log.warning("Kafka at %s unreachable: %s", self._bootstrap, error)
-
     def _raise_if_broken(self, tolerate_broker_loss: bool = False) -> None:
-        if self._fatal is not None:
-            raise KafkaUnavailableError(self._fatal)
-        down_for = None if self._down_since is None else time.monotonic() - self._down_since
+        if self._health.fatal is not None:
+            raise KafkaUnavailableError(self._health.fatal)
+        down_for = self._health.down_for()
         if not tolerate_broker_loss and down_for is not None and down_for > self._kafka_timeout_s:
             raise KafkaUnavailableError(
-                f"no Kafka broker reachable for {down_for:.0f} s ({self._last_error}). {unreachable_hint(self._bootstrap)}"
+                f"no Kafka broker reachable for {down_for:.0f} s ({self._health.last_error}). "
+                f"{unreachable_hint(self._bootstrap)}"
             )
 
     # -- rebalancing -------------------------------------------------------------------------
@@ -284,11 +280,11 @@ class OfflineMaterializer:
             if error.code() == KafkaError._PARTITION_EOF:
                 self._eof[key] = message.offset() or 0
             elif error.fatal():
-                self._fatal = f"consuming {key[0]} failed: {error}"
+                self._health.fatal = f"consuming {key[0]} failed: {error}"
             else:
-                self._last_error = str(error)
+                self._health.last_error = str(error)
             return
-        self._down_since = None  # a record arrived: a broker is reachable
+        self._health.reachable()  # a record arrived: a broker is reachable
         if key not in self._assigned:
             return  # fetched before a revoke: the new owner reads it again
         offset = message.offset() or 0
@@ -306,7 +302,7 @@ class OfflineMaterializer:
                 floor = self._floors.get((source.name, key), -1)
                 fresh = np.flatnonzero(offsets > floor)
                 payloads = [buffer.payloads[i] for i in fresh]
-                batch = decode_records(payloads, source)
+                batch = decode_records(payloads, source, self._key_fields[source.name])
                 if batch.rejected:
                     position, reason = batch.rejected[0]
                     _log.info(

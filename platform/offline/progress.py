@@ -13,7 +13,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
 
-from featurebus.platform.kafka_admin import unreachable_hint
+from featurebus.platform.kafka.admin import unreachable_hint
 from featurebus.schemas.errors import KafkaUnavailableError
 
 __all__ = ["TopicKey", "high_watermarks", "reached_by_position", "reached_by_commits"]

@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 from featurebus.platform.offline.duckdb_session import connect
 from featurebus.platform.offline.locations import OfflineLocations, offline_locations, require_locations
 from featurebus.platform.offline.store import PartFile, list_parts, open_store
-from featurebus.platform.registry import read_registry
+from featurebus.platform.registry import Registry
 from featurebus.platform.training.batch_rows import batch_view_rows, history_rows, oldest_store_event_ms
 from featurebus.platform.training.event_pairs import aggregate_pairs, feature_array
 from featurebus.platform.training.prefix import window_parts
@@ -181,7 +181,7 @@ def write_training_set(df: pd.DataFrame, path: Path | str) -> Path:
 
 
 def training_set_from_files(
-    bootstrap: str,
+    registry: Registry,
     root: Path | str,
     workspace: str,
     service: str,
@@ -190,7 +190,7 @@ def training_set_from_files(
     timestamp_key: str | None = None,
 ) -> pd.DataFrame:
     """The CLI's ``training-set``: spine from Parquet (or CSV with ``timestamp_key``) to Parquet."""
-    specs = read_registry(bootstrap)
+    specs = registry.list()
     if workspace not in specs:
         raise NotFoundError(f"workspace {workspace!r} has not been applied; known: {sorted(specs) or 'none'}")
     spine_path = Path(spine_path)

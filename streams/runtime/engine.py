@@ -40,6 +40,7 @@ from featurebus.schemas.encoding import (
     tile_key,
 )
 from featurebus.schemas.specs import StreamSourceSpec, WorkspaceSpec
+from featurebus.streams.isolation import isolate_failures
 from featurebus.streams.lifetime import (
     EAGER_PREFIX_START_MS,
     high_watermark_key,
@@ -47,7 +48,7 @@ from featurebus.streams.lifetime import (
     high_watermark_shard,
 )
 from featurebus.streams.prefixes import expire_shard_entity, grow_eager_prefix
-from featurebus.streams.records import decode_records
+from featurebus.streams.records import decode_records, join_key_fields
 from featurebus.streams.runtime.expiry import EntityGroup, key_range_end, read_slice
 from featurebus.streams.sharded import SHARD_COLUMN, trace_shards
 from featurebus.streams.tiles import CompiledView, TileColumns, merge_tile, tile_columns
@@ -181,6 +182,7 @@ class StreamEngine:
         self.counters = EngineCounters()
         compiled = compile_views(spec)
         self._sources: dict[str, StreamSourceSpec] = {}
+        self._key_fields: dict[str, tuple[str, ...]] = {}  # per source topic: join keys every record needs
         self._views_by_topic: dict[str, list[_ViewRuntime]] = {}
         self._expiry_views: list[_ViewRuntime] = []  # every online view once, in a fixed order
         for view_spec in spec.stream_feature_views:
@@ -198,6 +200,7 @@ class StreamEngine:
             )
             for topic in source.kafka.topics:
                 self._sources[topic] = source
+                self._key_fields[topic] = join_key_fields(spec, source)
                 self._views_by_topic.setdefault(topic, []).append(runtime)
             self._expiry_views.append(runtime)
         self._expiry_cursor: tuple[int, bytes | None] | None = None  # (view index, resume key) of a pass
@@ -251,7 +254,7 @@ class StreamEngine:
         self.counters.skipped_replayed += len(records) - len(fresh)
         if not fresh:
             return {}
-        decoded = decode_records(list(map(_VALUE, fresh)), source)
+        decoded = decode_records(list(map(_VALUE, fresh)), source, self._key_fields[topic])
         for position, reason in decoded.rejected:
             self._sink.dead_letter(fresh[position], reason)
         self.counters.dead_lettered += len(decoded.rejected)
@@ -273,15 +276,16 @@ class StreamEngine:
             new_watermark = int(max(watermark, part_ts.max())) if len(part_ts) else watermark
             new_progress[partition] = Progress(last_offset, new_watermark)
         self.counters.dropped_late += int((~keep).sum())
+        origins = np.array(decoded.accepted_indexes, dtype=np.int64)  # each frame row's record in ``fresh``
         if not keep.all():  # usually nothing is late: no copy of the batch then
-            frame, partitions = frame.loc[keep].reset_index(drop=True), partitions[keep]
+            frame, partitions, origins = frame.loc[keep].reset_index(drop=True), partitions[keep], origins[keep]
 
         # Every output row of a transformation must be known to belong to one shard (a
         # transformation may filter, reorder or reshape its rows): ``_transform``.
         shards = np.array([shard_of(source, topic, p) for p in range(int(partitions.max()) + 1)],
                           dtype=np.int64)[partitions] if len(partitions) else partitions
         for runtime in self._views_by_topic[topic]:
-            puts.extend(self._fold_view(runtime, frame, shards))
+            puts.extend(self._fold_view(runtime, frame, shards, fresh, origins))
         for runtime in self._views_by_topic[topic]:
             if runtime.view.spec.aggregation_leading_edge == LATEST_EVENT_TIME:
                 puts.extend(self._publish_high_watermarks(runtime, source, topic, new_progress))
@@ -291,8 +295,8 @@ class StreamEngine:
     def _transform(self, runtime: _ViewRuntime, frame: pd.DataFrame, shards: np.ndarray) -> list[tuple[pd.DataFrame, np.ndarray]]:
         """The view's transformed rows with the shard of each row: one run over the
         whole batch where every row can be traced to its shard (``streams.sharded``), else one run
-        per shard. A failing run is logged and its rows counted (a transformation bug must not
-        wedge the pipeline)."""
+        per shard. Raises ``TransformationError`` when a run fails (``_fold_view`` isolates the
+        records that make it fail)."""
         distinct = np.unique(shards).tolist()
         if len(distinct) > 1 and runtime.view.spec.transformation.mode == "pandas":
             try:
@@ -305,25 +309,37 @@ class StreamEngine:
         pieces = []
         for shard in distinct:
             piece = frame if len(distinct) == 1 else frame.loc[shards == shard].reset_index(drop=True)
-            try:
-                transformed = runtime.transformation.apply(piece)
-                pieces.append((transformed, np.full(len(transformed), shard, dtype=np.int64)))
-            except TransformationError as exc:
-                log.error("%s", exc)
-                self.counters.transform_failed += len(piece)
+            transformed = runtime.transformation.apply(piece)
+            pieces.append((transformed, np.full(len(transformed), shard, dtype=np.int64)))
         return pieces
 
-    def _fold_view(self, runtime: _ViewRuntime, frame: pd.DataFrame, shards: np.ndarray) -> list[tuple[bytes, bytes | None]]:
+    def _fold_view(self, runtime: _ViewRuntime, frame: pd.DataFrame, shards: np.ndarray,
+                   records: Sequence[RawRecord], origins: np.ndarray) -> list[tuple[bytes, bytes | None]]:
+        """Transform and tile the batch for one view, and fold the tiles. A record whose
+        transformation or tiling raises is dead-lettered with the reason (row i's record is
+        ``records[origins[i]]``), found by bisecting the batch (``streams.isolation``): never the
+        batch or the process. (A pandas transformation is thereby re-run on parts of the batch:
+        a row-wise one gives the same rows; one that relates rows sees smaller batches, as it
+        already does when the batch spans several shards.)"""
         view = runtime.view
+
+        def tile_updates(rows: np.ndarray | None) -> list[TileColumns]:
+            part, part_shards = (frame, shards) if rows is None else (frame.iloc[rows].reset_index(drop=True), shards[rows])
+            updates = []
+            for transformed, row_shards in self._transform(runtime, part, part_shards):
+                view_rows, ts_ms = view_input_frame(view.spec, transformed, extra_columns={SHARD_COLUMN: row_shards})
+                updates.append(tile_columns(view, view_rows, ts_ms, view_rows[SHARD_COLUMN].to_numpy()))
+            return updates
+
+        all_updates, failures = isolate_failures(len(frame), tile_updates)
+        for row, reason in failures:
+            self._sink.dead_letter(records[int(origins[row])], f"feature view {view.spec.name!r}: {reason}")
+        if failures:
+            log.error("feature view %r: %d records dead-lettered (first: %s)", view.spec.name, len(failures), failures[0][1])
+            self.counters.dead_lettered += len(failures)
+            self.counters.transform_failed += len(failures)
         puts: list[tuple[bytes, bytes | None]] = []
-        for transformed, row_shards in self._transform(runtime, frame, shards):
-            try:
-                rows, ts_ms = view_input_frame(view.spec, transformed, extra_columns={SHARD_COLUMN: row_shards})
-            except TransformationError as exc:
-                log.error("%s", exc)
-                self.counters.transform_failed += len(transformed)
-                continue
-            updates = tile_columns(view, rows, ts_ms, rows[SHARD_COLUMN].to_numpy())
+        for updates in all_updates or []:
             # Lifetime prefixes go first: a reader seeing a prefix before the tiles it covers ignores
             # their older versions; the other order could briefly miss a late event (streams/lifetime.py).
             if view.has_lifetime:

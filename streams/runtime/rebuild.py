@@ -33,9 +33,10 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
-from featurebus.platform.kafka_admin import unreachable_hint
+from featurebus.platform.kafka.admin import unreachable_hint
+from featurebus.platform.kafka.clients import consumer as kafka_consumer
 from featurebus.platform.kv import KeyValueStore
 from featurebus.schemas.errors import KafkaUnavailableError
 from featurebus.schemas.specs import WorkspaceSpec
@@ -119,13 +120,11 @@ def read_source_partition(bootstrap: str, topic: str, partition: int, end_offset
                           batch_size: int = 10_000) -> Iterator[list[RawRecord]]:
     """The committed records of ``topic[partition]`` from the oldest retained one up to (not
     including) ``end_offset``, in batches."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"featurebus.rebuild.{uuid.uuid4().hex}",  # never commits: the id is only required
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "isolation.level": "read_committed",
-    })
+    consumer = kafka_consumer(
+        bootstrap,
+        f"featurebus.rebuild.{uuid.uuid4().hex}",  # never commits: the id is only required
+        **{"enable.auto.offset.store": False, "isolation.level": "read_committed"},
+    )
     try:
         low, _ = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
         if low >= end_offset:

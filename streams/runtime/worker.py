@@ -33,7 +33,6 @@ import logging
 import shutil
 import signal
 import socket
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,24 +40,37 @@ from types import FrameType
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics, read_compacted, unreachable_hint
+from featurebus.platform.kafka.admin import (
+    TopicConfig,
+    ensure_topics,
+    partition_counts,
+    read_compacted,
+    unreachable_hint,
+)
+from featurebus.platform.kafka.clients import consumer, producer
+from featurebus.platform.kafka.topics import dead_letter_topic, feature_topic, worker_group
 from featurebus.platform.kv import RocksStore
-from featurebus.platform.producer import producer_config
-from featurebus.platform.registry import RegistryFollower, wait_for_workspace
-from featurebus.platform.topics import dead_letter_topic, feature_topic, worker_group
+from featurebus.platform.registry import KafkaRegistry, Registry
 from featurebus.schemas.errors import FeaturebusError, KafkaUnavailableError, NotFoundError
 from featurebus.schemas.materialization import CommitMetadata, online_fingerprints
 from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.streams.runtime.engine import NO_WATERMARK, Progress, RawRecord, StreamEngine
 from featurebus.streams.runtime.rebuild import install_rebuilt, read_source_partition, recompute_views
+from featurebus.streams.runtime.workspace_watch import (
+    SOURCE_TOPICS_CHECK_S,
+    WorkspaceDeletedError,
+    WorkspaceWatch,
+    await_source_topics,
+    live_workspace,
+    missing_source_topics,
+    missing_topics_message,
+)
 
 __all__ = ["TransactionalSink", "run_worker", "worker_transactional_id"]
 
 log = logging.getLogger(__name__)
 
-REGISTRY_POLL_S = 0.5  # the registry follower's longest wait for news, so that it notices a stop
 EXPIRY_INTERVAL_S = 30.0
 TRANSACTION_TIMEOUT_MS = 10_000  # how long a dead worker's open transaction can hold readers back
 COMMIT_TIMEOUT_S = 30.0
@@ -140,11 +152,11 @@ def worker_transactional_id(workspace: str, state_dir: Path) -> str:
 
 
 def _partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
-    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
-    missing = [t for t in topics if t not in metadata.topics or metadata.topics[t].error is not None]
+    counts = partition_counts(bootstrap, topics)
+    missing = [t for t in topics if t not in counts]
     if missing:
         raise NotFoundError(f"source topics {missing} do not exist on {bootstrap}; create them or fix KafkaConfig(topics=...)")
-    return {t: len(metadata.topics[t].partitions) for t in topics}
+    return counts
 
 
 def _prepare_topics(bootstrap: str, spec: WorkspaceSpec) -> dict[str, tuple[str, int]]:
@@ -163,69 +175,37 @@ def _prepare_topics(bootstrap: str, spec: WorkspaceSpec) -> dict[str, tuple[str,
     return topics
 
 
-class _RegistryFollower(threading.Thread):
-    """Follows the registry in the background (``RegistryFollower``), so that waiting for new
-    versions never holds back the processing loop, which swaps its engine between batches when
-    ``latest`` changes."""
-
-    def __init__(self, bootstrap: str, workspace: str) -> None:
-        super().__init__(name="featurebus-registry", daemon=True)
-        self._kafka = bootstrap  # not ``_bootstrap``: threading.Thread has a method of that name
-        self._workspace = workspace
-        self._stopped = threading.Event()
-        self.latest: WorkspaceSpec | None = None
-        self.error: KafkaUnavailableError | None = None
-
-    def run(self) -> None:
-        follower = RegistryFollower(self._kafka)
-        try:
-            while not self._stopped.is_set():
-                latest = follower.poll(REGISTRY_POLL_S).get(self._workspace)
-                if latest is not None:
-                    self.latest = latest
-        except KafkaUnavailableError as exc:
-            self.error = exc  # the loop raises it: a worker without its broker stops
-        finally:
-            follower.close()
-
-    def stop(self) -> None:
-        self._stopped.set()
-
-
 class _Worker:
-    def __init__(self, bootstrap: str, workspace: str, data_dir: Path) -> None:
+    def __init__(self, registry: Registry, bootstrap: str, workspace: str, data_dir: Path, spec: WorkspaceSpec) -> None:
         self.bootstrap = bootstrap
         self.workspace = workspace
-        self.spec = wait_for_workspace(bootstrap, workspace)
+        self.spec = spec
         state_dir = data_dir / "worker" / workspace
         self.scratch_dir = data_dir / "worker" / f"{workspace}.rebuild"  # a recomputation's working store
         self.store = RocksStore(state_dir)
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": worker_group(workspace),
-                "enable.auto.commit": False,
+        self.consumer = consumer(
+            bootstrap,
+            worker_group(workspace),
+            **{
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
                 # A killed worker keeps its partitions until the group evicts it: 10 s, not 45.
                 "session.timeout.ms": 10_000,
                 "heartbeat.interval.ms": 2_000,
                 "max.poll.interval.ms": 600_000,  # a restore of a large shard may take minutes
-            }
+            },
         )
-        self.producer = Producer(
-            producer_config(
-                bootstrap,
-                **{"transactional.id": worker_transactional_id(workspace, state_dir),
-                   "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS, "message.timeout.ms": TRANSACTION_TIMEOUT_MS,
-                   "linger.ms": 5,
-                   # A batch's first transactional request usually meets CONCURRENT_TRANSACTIONS
-                   # while the broker still writes the previous commit's markers (a few ms);
-                   # librdkafka's default backoff (100 ms, growing to 1 s) turned that into the
-                   # freshness p99 (send_offsets_to_transaction p99 270 ms at 5,000 events/s).
-                   "retry.backoff.ms": 5, "retry.backoff.max.ms": 25,
-                   "queue.buffering.max.messages": 1_000_000},
-            )
+        self.producer = producer(
+            bootstrap,
+            **{"transactional.id": worker_transactional_id(workspace, state_dir),
+               "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS, "message.timeout.ms": TRANSACTION_TIMEOUT_MS,
+               "linger.ms": 5,
+               # A batch's first transactional request usually meets CONCURRENT_TRANSACTIONS
+               # while the broker still writes the previous commit's markers (a few ms);
+               # librdkafka's default backoff (100 ms, growing to 1 s) turned that into the
+               # freshness p99 (send_offsets_to_transaction p99 270 ms at 5,000 events/s).
+               "retry.backoff.ms": 5, "retry.backoff.max.ms": 25,
+               "queue.buffering.max.messages": 1_000_000},
         )
         try:
             self.producer.init_transactions(COMMIT_TIMEOUT_S)
@@ -234,8 +214,10 @@ class _Worker:
         self.sink = TransactionalSink(self.producer, self.consumer, workspace, bootstrap)
         self.engine = self._engine_for(self.spec)
         self.owned: set[tuple[str, int]] = set()
-        self.registry = _RegistryFollower(bootstrap, workspace)
+        self.registry = WorkspaceWatch(registry, workspace)
         self.stopping = False
+        self._next_topics_check = 0.0  # a new version waiting for its source topics is re-checked then
+        self._waiting_version: int | None = None
 
     def _engine_for(self, spec: WorkspaceSpec) -> StreamEngine:
         self.feature_topics = _prepare_topics(self.bootstrap, spec)
@@ -359,10 +341,20 @@ class _Worker:
             log.warning("expiry %s; retrying later", exc)
 
     def _follow_registry(self) -> None:
-        if self.registry.error is not None:
-            raise self.registry.error
-        latest = self.registry.latest
-        if latest is None or latest.version == self.spec.version:
+        try:
+            latest = self.registry.next_version(self.spec)
+        except WorkspaceDeletedError as exc:
+            log.warning("%s", exc)
+            self.stopping = True
+            return
+        if latest is None or time.monotonic() < self._next_topics_check:
+            return
+        missing = missing_source_topics(latest, self._existing_topics)
+        if missing:  # keep running the current version until they exist
+            self._next_topics_check = time.monotonic() + SOURCE_TOPICS_CHECK_S
+            if latest.version != self._waiting_version:
+                log.warning("%s; v%d keeps running until then", missing_topics_message(latest, missing), self.spec.version)
+                self._waiting_version = latest.version
             return
         log.warning("workspace %r: picked up version %d", self.workspace, latest.version)
         old_topics = self.engine.source_topics
@@ -372,6 +364,9 @@ class _Worker:
             self._rebuild_stale(tp)
         if self.engine.source_topics != old_topics:
             self.consumer.subscribe(self.engine.source_topics, on_assign=self.on_assign, on_revoke=self.on_revoke)
+
+    def _existing_topics(self, topics: list[str]) -> list[str]:
+        return list(partition_counts(self.bootstrap, topics))
 
     def close(self) -> None:
         self.registry.stop()
@@ -400,16 +395,26 @@ def _records(messages: list[Message]) -> list[RawRecord]:
     return records
 
 
-def run_worker(bootstrap: str, workspace: str, data_dir: Path, batch_size: int = 10_000, batch_window_s: float = 0.1) -> None:
-    """Run the worker until SIGTERM/SIGINT; raises ``FeaturebusError`` if it had to stop on an error.
+def run_worker(bootstrap: str, workspace: str, data_dir: Path, batch_size: int = 10_000, batch_window_s: float = 0.1,
+               *, registry: Registry | None = None) -> None:
+    """Run the worker until SIGTERM/SIGINT or its workspace is deleted; raises ``FeaturebusError``
+    if it had to stop on an error. ``registry``: where it follows its workspace (default: the
+    registry on the same bus).
 
     Returns at once for a development workspace: it is never materialized (workspaces do not
     change kind, so there is nothing to wait for)."""
-    if not wait_for_workspace(bootstrap, workspace).live:
-        log.warning("workspace %r is a development workspace: it holds definitions only and is never materialized; "
-                    "the worker has nothing to do (run it for a live workspace)", workspace)
+    registry = registry or KafkaRegistry(bootstrap)
+    spec = live_workspace(registry, workspace)
+    if spec is None:
         return
-    worker = _Worker(bootstrap, workspace, data_dir)
+    try:
+        spec = await_source_topics(registry, spec, lambda topics: list(partition_counts(bootstrap, topics)))
+    except WorkspaceDeletedError as exc:
+        log.warning("%s", exc)
+        return
+    if spec is None:
+        return
+    worker = _Worker(registry, bootstrap, workspace, data_dir, spec)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         worker.stopping = True

@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from featurebus.exceptions import JobRunnerFencedError
-from featurebus.platform.jobs.model import Job, JobKind, JobState, new_job, report_progress, start
-from featurebus.platform.jobs.store import JobStore, KafkaJobStore, MemoryJobBus, MemoryJobStore
+from featurebus.platform.registry.jobs import JobStore, KafkaJobStore, MemoryJobBus, MemoryJobStore
+from featurebus.schemas.jobs import Job, JobKind, JobState, new_job, report_progress, start
 
 # make(runner) opens another handle on the same workspace's jobs.
 StoreFactory = Callable[[bool], JobStore]

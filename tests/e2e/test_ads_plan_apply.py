@@ -21,6 +21,7 @@ import pytest
 
 from featurebus.platform.api_keys import create_api_key
 from featurebus.platform.local.up import LocalPlatform
+from featurebus.platform.registry import KafkaRegistry
 from featurebus.platform.workspaces import create_workspace
 from featurebus.schemas.time import format_iso_ms
 
@@ -106,8 +107,8 @@ def test_ads_repo_plans_applies_and_hot_reloads(kafka_bootstrap: str, tmp_path: 
         _apply(repo, workspace, kafka_bootstrap)
         assert _plan(repo, workspace, kafka_bootstrap)["summary"]["unchanged"] == objects  # nothing left to do
         pids = platform.pids()
-        _, reader = create_api_key(kafka_bootstrap, workspace, "reader")
-        _, writer = create_api_key(kafka_bootstrap, workspace, "writer")
+        _, reader = create_api_key(KafkaRegistry(kafka_bootstrap), workspace, "reader")
+        _, writer = create_api_key(KafkaRegistry(kafka_bootstrap), workspace, "writer")
 
         with httpx.Client(timeout=10.0) as client:
             api = _Api(client, platform.serving_url, workspace, reader, writer)
@@ -168,9 +169,9 @@ def test_ads_repo_plans_applies_and_hot_reloads(kafka_bootstrap: str, tmp_path: 
             #    registry has one partition, read in order, so once the replica serves the renamed
             #    service it has read the development workspace's record too (checked at the end).
             dev = f"{workspace}_dev"
-            create_workspace(kafka_bootstrap, dev, live=False)
+            create_workspace(KafkaRegistry(kafka_bootstrap), dev, live=False)
             _apply(repo, dev, kafka_bootstrap)
-            _, dev_reader = create_api_key(kafka_bootstrap, dev, "reader")
+            _, dev_reader = create_api_key(KafkaRegistry(kafka_bootstrap), dev, "reader")
 
             # Renaming a service: Tecton shows a delete and a create; the old name is a 404.
             _edit(repo / "feature_services.py", 'name="user_engagement"', 'name="user_activity"')

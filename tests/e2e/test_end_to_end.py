@@ -22,9 +22,10 @@ import pytest
 
 import featurebus
 from featurebus.platform.api_keys import create_api_key
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
 from featurebus.platform.local.generator import produce_events
 from featurebus.platform.local.up import LocalPlatform
+from featurebus.platform.registry import KafkaRegistry
 from featurebus.schemas.time import format_iso_ms
 from featurebus.streams.records import parse_timestamp_ms
 from tests.support.oracle import Event, close, feature_value
@@ -156,7 +157,7 @@ def test_served_values_and_training_set_equal_the_oracle(kafka_bootstrap: str, t
             [sys.executable, "-m", "featurebus", "apply", "--repo", str(repo), "--workspace", workspace,
              "--bootstrap", kafka_bootstrap], capture_output=True, text=True, timeout=120)
         assert applied.returncode == 0, applied.stderr
-        _, key = create_api_key(kafka_bootstrap, workspace, "reader")
+        _, key = create_api_key(KafkaRegistry(kafka_bootstrap), workspace, "reader")
 
         now_ms = int(time.time() * 1000)
         raw = _events(now_ms, 3000, rng)

@@ -17,9 +17,9 @@ import pytest
 
 import featurebus
 from featurebus.exceptions import NotFoundError
+from featurebus.platform.kafka.clients import reliable_producer
 from featurebus.platform.offline.materializer import OfflineMaterializer
-from featurebus.platform.producer import reliable_producer
-from featurebus.platform.registry import apply_workspace
+from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from featurebus.platform.workspaces import create_workspace
 from featurebus.schemas.specs import AggregationSpec, WorkspaceSpec
 from tests.support.oracle import Event, close, feature_value
@@ -43,7 +43,7 @@ def _experiment(name: str) -> WorkspaceSpec:
 def test_a_development_workspace_computes_features_from_live_offline_data(kafka_bootstrap: str, tmp_path: Path) -> None:
     suffix = uuid.uuid4().hex[:8]
     prod, dev, lonely = f"prod_{suffix}", f"dev_{suffix}", f"lonely_{suffix}"
-    live_spec = apply_workspace(kafka_bootstrap, push_workspace(prod))
+    live_spec = apply_workspace(KafkaRegistry(kafka_bootstrap), push_workspace(prod))
     rng = random.Random(7)
     events = [{"user_id": rng.choice(USERS), "price": 1.0, "quantity": rng.randrange(1, 9), "ts": T0 + rng.randrange(90 * MINUTE)}
               for _ in range(200)]
@@ -53,8 +53,8 @@ def test_a_development_workspace_computes_features_from_live_offline_data(kafka_
     with OfflineMaterializer(kafka_bootstrap, tmp_path / "offline", prod) as materializer:
         assert materializer.run_until_caught_up(timeout_s=60) == len(events)
 
-    create_workspace(kafka_bootstrap, dev, live=False)
-    apply_workspace(kafka_bootstrap, _experiment(dev), create_live=False)
+    create_workspace(KafkaRegistry(kafka_bootstrap), dev, live=False)
+    apply_workspace(KafkaRegistry(kafka_bootstrap), _experiment(dev), create_live=False)
     ws = featurebus.get_workspace(dev, bootstrap=kafka_bootstrap, home=tmp_path)
     assert not ws.live and not (tmp_path / "offline" / "sources" / dev).exists()  # nothing materialized for it
     quantities = [Event((e["user_id"],), int(e["ts"]), e["quantity"]) for e in events]  # type: ignore[call-overload]
@@ -89,11 +89,11 @@ def test_a_development_workspace_computes_features_from_live_offline_data(kafka_
     assert set(only_u1["user_id"]) == {"u1"} and len(only_u1) == (ranged["user_id"] == "u1").sum()
 
     # A development workspace whose push source no live workspace has: the error says what to do.
-    create_workspace(kafka_bootstrap, lonely, live=False)
+    create_workspace(KafkaRegistry(kafka_bootstrap), lonely, live=False)
     renamed = push_workspace(lonely)
     source = dataclasses.replace(renamed.stream_sources[0], name="taps")
     view = dataclasses.replace(renamed.stream_feature_views[0], source="taps")
-    apply_workspace(kafka_bootstrap, dataclasses.replace(renamed, stream_sources=(source,), stream_feature_views=(view,)),
+    apply_workspace(KafkaRegistry(kafka_bootstrap), dataclasses.replace(renamed, stream_sources=(source,), stream_feature_views=(view,)),
                     create_live=False)
     with pytest.raises(NotFoundError, match="no offline data"):
         featurebus.get_workspace(lonely, bootstrap=kafka_bootstrap, home=tmp_path).get_feature_view(

@@ -17,10 +17,10 @@ import fastavro
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics, group_lag
-from featurebus.platform.producer import reliable_producer
-from featurebus.platform.registry import apply_workspace
-from featurebus.platform.topics import dead_letter_topic, worker_group
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, group_lag
+from featurebus.platform.kafka.clients import reliable_producer
+from featurebus.platform.kafka.topics import dead_letter_topic, worker_group
+from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from featurebus.streams.avro import confluent_frame
 from tests.support.specs import spending_workspace
 
@@ -59,7 +59,7 @@ def test_confluent_avro_source_through_the_worker_then_describe(kafka_bootstrap:
     source = base.stream_sources[0]
     avro_source = dataclasses.replace(source, kafka=dataclasses.replace(
         source.kafka, value_format="confluent_avro", avro_schema=json.dumps(SCHEMA)))
-    apply_workspace(kafka_bootstrap, dataclasses.replace(base, stream_sources=(avro_source,)))
+    apply_workspace(KafkaRegistry(kafka_bootstrap), dataclasses.replace(base, stream_sources=(avro_source,)))
     with reliable_producer(kafka_bootstrap) as producer:
         for i in range(20):
             producer.produce(topic, value=_avro({"user_id": f"u{i % 3}", "amount": 1.5, "ts": 1_000 + i}), key=b"k")

@@ -21,10 +21,11 @@ from featurebus import Aggregate, Attribute, BatchSource, Entity, FeatureService
 from featurebus.compile import compile_workspace
 from featurebus.platform.api_keys import ApiKeyStore, create_api_key
 from featurebus.platform.batch.materialize import materialize_view
-from featurebus.platform.kafka_admin import ensure_topic
+from featurebus.platform.kafka.admin import ensure_topic
+from featurebus.platform.kafka.clients import reliable_producer
+from featurebus.platform.kafka.topics import REGISTRY_TOPIC
 from featurebus.platform.kv import MemoryStore
-from featurebus.platform.producer import reliable_producer
-from featurebus.platform.topics import REGISTRY_TOPIC
+from featurebus.platform.registry import KafkaRegistry
 from featurebus.platform.training.training_sets import get_features_for_events
 from featurebus.schemas.specs import FileConfigSpec
 from featurebus.serving.app import create_app
@@ -111,7 +112,7 @@ def test_a_batch_view_materialized_online_and_offline(kafka_bootstrap: str, tmp_
     assert all(r.tiles_written > 0 and not r.cancelled for r in first)
 
     keys = ApiKeyStore()
-    _, secret = create_api_key(kafka_bootstrap, workspace)
+    _, secret = create_api_key(KafkaRegistry(kafka_bootstrap), workspace)
     store = MemoryStore()
     materializer = OnlineMaterializer(kafka_bootstrap, store, keys)
     materializer.start()

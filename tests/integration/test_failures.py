@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from featurebus.exceptions import FeaturebusError
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
 from featurebus.platform.kafka.broker import LocalKafka
 from featurebus.platform.kafka.runtime import free_port_pair
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
-from featurebus.platform.local.supervisor import Supervisor
-from featurebus.platform.registry import apply_workspace
+from featurebus.platform.local.supervisor import Backoff, Supervisor
+from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from tests.support.specs import spending_workspace
 
 
@@ -50,7 +49,7 @@ def test_worker_stops_with_a_clear_error_when_its_broker_dies(tmp_path: Path) ->
     try:
         topic = f"tx_{uuid.uuid4().hex[:6]}"
         ensure_topics(broker.bootstrap, [TopicConfig(topic, 2)])
-        apply_workspace(broker.bootstrap, spending_workspace(topic=topic, name="dying"))
+        apply_workspace(KafkaRegistry(broker.bootstrap), spending_workspace(topic=topic, name="dying"))
         worker = subprocess.Popen(
             [sys.executable, "-m", "featurebus", "worker", "--workspace", "dying", "--bootstrap", broker.bootstrap,
              "--home", str(tmp_path / "home")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -82,16 +81,30 @@ def test_supervisor_restarts_a_killed_process(tmp_path: Path) -> None:
         supervisor.stop_all()
 
 
-def test_supervisor_gives_up_on_a_process_that_keeps_dying_and_names_it(tmp_path: Path) -> None:
-    supervisor = Supervisor(tmp_path)
+def test_a_crash_looping_process_backs_off_without_stopping_the_others(tmp_path: Path) -> None:
+    supervisor = Supervisor(tmp_path, backoff=Backoff(quick_restarts=1, first_s=30.0, max_s=30.0, stable_s=60.0))
     try:
         supervisor.start("broken", ["no-such-command"])
-        with pytest.raises(FeaturebusError, match=r"broken exited \d+ times within a minute"):
-            for _ in range(120):  # a loaded machine takes seconds per start of the child
-                time.sleep(0.5)
-                supervisor.check()
+        closed = f"127.0.0.1:{free_port_pair()[0]}"  # serving waits for its broker, and keeps running
+        supervisor.start("healthy", ["serve", "--port", str(free_port_pair()[0]), "--bootstrap", closed,
+                                     "--home", str(tmp_path / "home")])
+        healthy = supervisor.pids()["healthy"]
+        deadline = time.monotonic() + 120  # a loaded machine takes seconds per start of the child
+        while "broken" not in supervisor.restarting():
+            assert time.monotonic() < deadline, "the crash-looping process was never held back"
+            time.sleep(0.2)
+            supervisor.check()  # never raises: one component's crashes are not the platform's
+        assert supervisor.restarting()["broken"] > 20  # the second exit in a row waits first_s
+        assert "no-such-command" in supervisor.tail("broken")
+        assert supervisor.pids()["healthy"] == healthy and "healthy" not in supervisor.restarting()
+        os.kill(healthy, 0)  # still running
     finally:
         supervisor.stop_all()
+
+
+def test_backoff_doubles_up_to_its_ceiling() -> None:
+    backoff = Backoff(quick_restarts=2, first_s=1.0, max_s=8.0)
+    assert [backoff.delay_s(n) for n in range(1, 9)] == [0.0, 0.0, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
 
 
 def test_stop_all_ends_every_child(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from featurebus.exceptions import RecordValidationError
 from featurebus.platform.api_keys import create_api_key
 from featurebus.platform.local.up import LocalPlatform
 from featurebus.platform.offline.materializer import OfflineMaterializer
-from featurebus.platform.registry import apply_workspace
+from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from featurebus.schemas.time import format_iso_ms
 from tests.support.table_repo import TTL, table_workspace
 
@@ -35,9 +35,9 @@ def _record(user: str, score: float, visits: int, ts_ms: int) -> dict[str, Any]:
 def test_ingested_table_values_are_served_within_the_ttl(kafka_bootstrap: str, tmp_path: Path) -> None:
     workspace = f"table_{uuid.uuid4().hex[:8]}"
     with LocalPlatform(tmp_path / "home", workspace, bootstrap=kafka_bootstrap) as platform:
-        apply_workspace(kafka_bootstrap, table_workspace(workspace))
-        _, writer = create_api_key(kafka_bootstrap, workspace, "writer")
-        _, reader = create_api_key(kafka_bootstrap, workspace, "reader")
+        apply_workspace(KafkaRegistry(kafka_bootstrap), table_workspace(workspace))
+        _, writer = create_api_key(KafkaRegistry(kafka_bootstrap), workspace, "writer")
+        _, reader = create_api_key(KafkaRegistry(kafka_bootstrap), workspace, "reader")
         now = int(time.time() * 1000)
         records = [
             _record("u1", 0.1, 1, now - 90 * MINUTE),
@@ -87,7 +87,7 @@ def test_ingested_table_values_are_served_within_the_ttl(kafka_bootstrap: str, t
 
 def test_training_sets_join_table_values_point_in_time(kafka_bootstrap: str, tmp_path: Path) -> None:
     workspace = f"table_{uuid.uuid4().hex[:8]}"
-    apply_workspace(kafka_bootstrap, table_workspace(workspace))
+    apply_workspace(KafkaRegistry(kafka_bootstrap), table_workspace(workspace))
     t0 = int(pd.Timestamp("2025-06-01T12:00:00Z").value // 1_000_000)
     history = [("u1", 0.1, 1, t0), ("u1", 0.5, 2, t0 + 30 * MINUTE), ("u2", 0.3, 3, t0 + 10 * MINUTE),
                ("u1", 0.8, 4, t0 + 200 * MINUTE)]

@@ -14,9 +14,9 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from featurebus.platform.api_keys import create_api_key
+from featurebus.platform.kafka.topics import push_topic
 from featurebus.platform.local.up import LocalPlatform
-from featurebus.platform.registry import apply_workspace
-from featurebus.platform.topics import push_topic
+from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from featurebus.schemas.time import format_iso_ms
 from featurebus.streams.records import parse_timestamp_ms
 from tests.support.oracle import Event, close, feature_value
@@ -40,10 +40,10 @@ def test_ingested_records_are_served_and_rejected_ones_never_written(kafka_boots
     workspace = f"push_{uuid.uuid4().hex[:8]}"
     topic = push_topic(workspace, "clicks")
     with LocalPlatform(tmp_path / "home", workspace, bootstrap=kafka_bootstrap) as platform:
-        apply_workspace(kafka_bootstrap, push_workspace(workspace))
-        _, writer = create_api_key(kafka_bootstrap, workspace, "writer")
-        _, reader = create_api_key(kafka_bootstrap, workspace, "reader")
-        _, foreign_writer = create_api_key(kafka_bootstrap, f"{workspace}_other", "writer")
+        apply_workspace(KafkaRegistry(kafka_bootstrap), push_workspace(workspace))
+        _, writer = create_api_key(KafkaRegistry(kafka_bootstrap), workspace, "writer")
+        _, reader = create_api_key(KafkaRegistry(kafka_bootstrap), workspace, "reader")
+        _, foreign_writer = create_api_key(KafkaRegistry(kafka_bootstrap), f"{workspace}_other", "writer")
         now = int(time.time() * 1000)
         events = [Event((f"u{rng.randrange(5)}",), now - rng.randrange(50 * 60_000), rng.randrange(1, 9)) for _ in range(60)]
         records = [{"record": {"user_id": e.entity[0], "price": 1.0, "quantity": e.value, "ts": format_iso_ms(e.ts_ms)}} for e in events]

@@ -23,7 +23,7 @@ import pytest
 
 import featurebus
 from featurebus.exceptions import InvalidRequestError
-from featurebus.platform.jobs.store import KafkaJobStore
+from featurebus.platform.registry.jobs import KafkaJobStore
 
 pytestmark = pytest.mark.kafka
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics, read_compacted
-from featurebus.platform.producer import reliable_producer
-from featurebus.platform.registry import apply_workspace
-from featurebus.platform.topics import feature_topic
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, read_compacted
+from featurebus.platform.kafka.clients import reliable_producer
+from featurebus.platform.kafka.topics import feature_topic
+from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from featurebus.schemas.encoding import decode_tiles
 from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.streams.lifetime import PREFIX_START_MS, high_watermark_shard
@@ -71,7 +71,7 @@ def test_lifetime_prefixes_restored_from_the_bus_keep_serving_the_oracle(kafka_b
     suffix = uuid.uuid4().hex[:8]
     workspace, topic = f"life_{suffix}", f"tx_{suffix}"
     ensure_topics(kafka_bootstrap, [TopicConfig(topic, partitions=3)])
-    spec = apply_workspace(kafka_bootstrap, _workspace(topic, workspace))
+    spec = apply_workspace(KafkaRegistry(kafka_bootstrap), _workspace(topic, workspace))
     users = ["u1", "u2", "u3"]
     # Six hours in time order per partition (beyond the view's 2 h 10 min retention, so expiry
     # deletes tiles that only the prefixes then hold); partition 2 runs an hour behind the others.

@@ -21,10 +21,10 @@ import duckdb
 import orjson
 import pytest
 
+from featurebus.platform.kafka.clients import reliable_producer
 from featurebus.platform.offline.materializer import OfflineMaterializer
 from featurebus.platform.offline.store import source_dir, source_glob
-from featurebus.platform.producer import reliable_producer
-from featurebus.platform.registry import apply_workspace
+from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from tests.support.specs import spending_workspace
 
 pytestmark = pytest.mark.kafka
@@ -87,7 +87,7 @@ def test_sigkill_mid_write_then_restart_stores_each_record_exactly_once(
 ) -> None:
     topic = topic_factory(partitions=2)
     workspace = f"crash{uuid.uuid4().hex[:8]}"
-    apply_workspace(kafka_bootstrap, spending_workspace(topic=topic, name=workspace))
+    apply_workspace(KafkaRegistry(kafka_bootstrap), spending_workspace(topic=topic, name=workspace))
     home = tmp_path / "home"
     home.mkdir()
     root = home / "offline"

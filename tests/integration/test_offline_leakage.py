@@ -18,9 +18,9 @@ import orjson
 import pandas as pd
 import pytest
 
+from featurebus.platform.kafka.clients import reliable_producer
 from featurebus.platform.offline.materializer import OfflineMaterializer
-from featurebus.platform.producer import reliable_producer
-from featurebus.platform.registry import apply_workspace
+from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from featurebus.platform.training.training_sets import get_features_for_events
 from featurebus.schemas.specs import AggregationSpec, FeatureSelectionSpec, FeatureServiceSpec, WorkspaceSpec
 from featurebus.streams.aggregations import output_dtype
@@ -56,7 +56,7 @@ def test_no_feature_uses_an_event_at_or_after_the_spine_time(
     topic = topic_factory(partitions=2)
     name = f"leak{uuid.uuid4().hex[:8]}"
     spec = _workspace(topic, name, interval_ms)
-    apply_workspace(kafka_bootstrap, spec)
+    apply_workspace(KafkaRegistry(kafka_bootstrap), spec)
     users = [f"u{i}" for i in range(len(SPINE_TIMES))]
     with reliable_producer(kafka_bootstrap) as producer:
         for user, t in zip(users, SPINE_TIMES, strict=True):

@@ -15,11 +15,11 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from featurebus.exceptions import KafkaUnavailableError
+from featurebus.platform.kafka.clients import reliable_producer
+from featurebus.platform.kafka.topics import offline_group
 from featurebus.platform.offline.materializer import OfflineMaterializer
 from featurebus.platform.offline.store import source_glob
-from featurebus.platform.producer import reliable_producer
-from featurebus.platform.registry import apply_workspace
-from featurebus.platform.topics import offline_group
+from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from featurebus.platform.training.training_sets import get_features_for_events, training_set_from_files
 from tests.support.specs import spending_workspace
 
@@ -55,7 +55,7 @@ def test_each_good_record_is_written_exactly_once(
 ) -> None:
     topic = topic_factory(partitions=2)
     workspace = f"offline{uuid.uuid4().hex[:8]}"
-    apply_workspace(kafka_bootstrap, spending_workspace(topic=topic, name=workspace))
+    apply_workspace(KafkaRegistry(kafka_bootstrap), spending_workspace(topic=topic, name=workspace))
     root = tmp_path / "offline"
     _produce(kafka_bootstrap, topic, _good(0, 300), MALFORMED)
 
@@ -97,7 +97,7 @@ def test_each_good_record_is_written_exactly_once(
     # The CLI's path: the spec comes from the registry, spine and output are files.
     spine.to_parquet(tmp_path / "spine.parquet")
     training_set_from_files(
-        kafka_bootstrap, root, workspace, "spending", tmp_path / "spine.parquet", tmp_path / "out" / "train.parquet"
+        KafkaRegistry(kafka_bootstrap), root, workspace, "spending", tmp_path / "spine.parquet", tmp_path / "out" / "train.parquet"
     )
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / "train.parquet"), result)
 
@@ -107,7 +107,7 @@ def test_not_catching_up_in_time_raises_instead_of_hanging(
 ) -> None:
     topic = topic_factory(partitions=2)
     workspace = f"offline{uuid.uuid4().hex[:8]}"
-    apply_workspace(kafka_bootstrap, spending_workspace(topic=topic, name=workspace))
+    apply_workspace(KafkaRegistry(kafka_bootstrap), spending_workspace(topic=topic, name=workspace))
     _produce(kafka_bootstrap, topic, _good(0, 10), [])
     with (
         OfflineMaterializer(kafka_bootstrap, tmp_path, workspace) as materializer,
@@ -121,7 +121,7 @@ def test_run_forever_flushes_on_its_interval_and_stops(
 ) -> None:
     topic = topic_factory(partitions=2)
     workspace = f"offline{uuid.uuid4().hex[:8]}"
-    apply_workspace(kafka_bootstrap, spending_workspace(topic=topic, name=workspace))
+    apply_workspace(KafkaRegistry(kafka_bootstrap), spending_workspace(topic=topic, name=workspace))
     materializer = OfflineMaterializer(kafka_bootstrap, tmp_path, workspace, flush_interval_s=0.2)
     stop = threading.Event()
     thread = threading.Thread(target=materializer.run_forever, args=(stop,), daemon=True)

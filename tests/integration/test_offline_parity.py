@@ -28,11 +28,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from featurebus.platform.api_keys import create_api_key
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
 from featurebus.platform.local.generator import produce_events
 from featurebus.platform.local.up import LocalPlatform
 from featurebus.platform.offline.store import source_glob
-from featurebus.platform.registry import apply_workspace
+from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from featurebus.platform.training.training_sets import feature_column, get_features_for_events
 from featurebus.schemas.specs import (
     AggregationSpec,
@@ -122,8 +122,8 @@ def running(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
     suffix = uuid.uuid4().hex[:8]
     workspace, topic = f"parity_{suffix}", f"parity_{suffix}"
     ensure_topics(kafka_bootstrap, [TopicConfig(topic, partitions=3)])
-    spec = apply_workspace(kafka_bootstrap, _spec(workspace, topic))
-    _, key = create_api_key(kafka_bootstrap, workspace, "reader")
+    spec = apply_workspace(KafkaRegistry(kafka_bootstrap), _spec(workspace, topic))
+    _, key = create_api_key(KafkaRegistry(kafka_bootstrap), workspace, "reader")
     with LocalPlatform(tmp_path_factory.mktemp("parity"), workspace, bootstrap=kafka_bootstrap) as platform:
         state = Running(platform, spec, topic, key)
         deadline = time.monotonic() + 60

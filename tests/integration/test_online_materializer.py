@@ -15,10 +15,11 @@ from fastapi.testclient import TestClient
 from featurebus.exceptions import AuthenticationError, KafkaUnavailableError
 from featurebus.platform.api_keys import ApiKeyStore, create_api_key, list_api_keys, revoke_api_key
 from featurebus.platform.kafka import LocalKafka
-from featurebus.platform.kafka_admin import ensure_topic
+from featurebus.platform.kafka.admin import ensure_topic
+from featurebus.platform.kafka.clients import reliable_producer
+from featurebus.platform.kafka.topics import REGISTRY_TOPIC, feature_topic
 from featurebus.platform.kv import MemoryStore
-from featurebus.platform.producer import reliable_producer
-from featurebus.platform.topics import REGISTRY_TOPIC, feature_topic
+from featurebus.platform.registry import KafkaRegistry
 from featurebus.schemas.encoding import encode_entity_key, encode_partials, store_key, tile_key
 from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.serving.app import create_app
@@ -159,16 +160,16 @@ def test_new_views_are_picked_up_from_registry_changes(
 
 def test_api_key_records_authorize(bus: Bus, started: Start) -> None:
     keys = ApiKeyStore()
-    key_id, secret = create_api_key(bus.bootstrap, bus.workspace, role="writer", description="ci")
+    key_id, secret = create_api_key(KafkaRegistry(bus.bootstrap), bus.workspace, role="writer", description="ci")
     materializer = started(OnlineMaterializer(bus.bootstrap, MemoryStore(), keys))
     assert materializer.wait_caught_up(60)
     header = f"Tecton-key {secret}"
     assert keys.authorize(header, bus.workspace, "writer").key_id == key_id
-    listed = {k["key_id"]: k for k in list_api_keys(bus.bootstrap)}
+    listed = {k["key_id"]: k for k in list_api_keys(KafkaRegistry(bus.bootstrap))}
     assert listed[key_id]["workspace"] == bus.workspace and listed[key_id]["role"] == "writer"
     assert secret not in repr(listed)
-    revoke_api_key(bus.bootstrap, key_id)
-    assert key_id not in {k["key_id"] for k in list_api_keys(bus.bootstrap)}
+    revoke_api_key(KafkaRegistry(bus.bootstrap), key_id)
+    assert key_id not in {k["key_id"] for k in list_api_keys(KafkaRegistry(bus.bootstrap))}
 
     def revoked() -> bool:
         try:

@@ -18,9 +18,9 @@ from confluent_kafka import Consumer, TopicPartition
 
 from featurebus.platform.api_keys import create_api_key
 from featurebus.platform.kafka.runtime import free_port_pair
+from featurebus.platform.kafka.topics import push_topic
 from featurebus.platform.kv import RocksStore
-from featurebus.platform.registry import apply_workspace
-from featurebus.platform.topics import push_topic
+from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from featurebus.serving.main import wait_until_ready
 from tests.support.push_repo import push_workspace
 
@@ -63,8 +63,8 @@ def _read_response(sock: socket.socket) -> tuple[int, bytes]:
 
 def test_sigterm_finishes_the_request_in_flight_then_exits_0(kafka_bootstrap: str, tmp_path: Path) -> None:
     workspace = f"shutdown_{uuid.uuid4().hex[:8]}"
-    apply_workspace(kafka_bootstrap, push_workspace(workspace))
-    _, writer = create_api_key(kafka_bootstrap, workspace, "writer")
+    apply_workspace(KafkaRegistry(kafka_bootstrap), push_workspace(workspace))
+    _, writer = create_api_key(KafkaRegistry(kafka_bootstrap), workspace, "writer")
     port = free_port_pair()[0]
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log:

@@ -17,10 +17,11 @@ import httpx
 import pytest
 
 from featurebus.platform.api_keys import create_api_key
+from featurebus.platform.kafka.admin import ensure_topic
+from featurebus.platform.kafka.clients import reliable_producer
 from featurebus.platform.kafka.runtime import free_port_pair
-from featurebus.platform.kafka_admin import ensure_topic
-from featurebus.platform.producer import reliable_producer
-from featurebus.platform.topics import REGISTRY_TOPIC, feature_topic
+from featurebus.platform.kafka.topics import REGISTRY_TOPIC, feature_topic
+from featurebus.platform.registry import KafkaRegistry
 from featurebus.schemas.encoding import encode_entity_key, encode_partials, tile_key
 from featurebus.serving.main import CAUGHT_UP_LOG, claim_store_dir, wait_until_ready
 from tests.support.specs import MINUTE, spending_workspace
@@ -83,7 +84,7 @@ def _workspace(bootstrap: str, topic_factory: Callable[..., str]) -> tuple[str, 
             partials = [1, float(i), [float(i), 1]] * 2  # count, sum, mean for the 1 m and 1 h windows
             producer.produce(topic, key=tile_key(encode_entity_key([f"u{i}"]), start + i), value=encode_partials(partials),
                              partition=i % 2)
-    _, secret = create_api_key(bootstrap, workspace, "reader", "test")
+    _, secret = create_api_key(KafkaRegistry(bootstrap), workspace, "reader", "test")
     return workspace, secret
 
 

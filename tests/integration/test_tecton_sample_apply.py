@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from featurebus.platform.registry import read_registry
+from featurebus.platform.registry import KafkaRegistry
 from featurebus.platform.workspaces import create_workspace
 from featurebus.schemas.time_range import TimeBoundSpec, TimeReference
 
@@ -27,7 +27,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_sample_plans_and_applies_with_its_ranges(kafka_bootstrap: str) -> None:
     workspace = f"sample_{uuid.uuid4().hex[:8]}"
-    create_workspace(kafka_bootstrap, workspace, live=False)  # definitions only: nothing materialized
+    create_workspace(KafkaRegistry(kafka_bootstrap), workspace, live=False)  # definitions only: nothing materialized
     planned = _cli("plan", "--repo", str(SAMPLE), "--workspace", workspace, "--json", "--bootstrap", kafka_bootstrap)
     assert planned.returncode == 0, planned.stderr
     created = {(c["kind"], c["name"]) for c in json.loads(planned.stdout)["changes"] if c["action"] == "create"}
@@ -35,7 +35,7 @@ def test_the_sample_plans_and_applies_with_its_ranges(kafka_bootstrap: str) -> N
         (k.lower().replace(" ", "_"), n) for k, n in created}, created
     applied = _cli("apply", "--repo", str(SAMPLE), "--workspace", workspace, "--bootstrap", kafka_bootstrap)
     assert applied.returncode == 0, applied.stderr
-    spec = read_registry(kafka_bootstrap)[workspace]
+    spec = KafkaRegistry(kafka_bootstrap).list()[workspace]
     (selected,) = spec.batch_view("user_distinct_merchant_transaction_count_30d").source_ranges
     assert selected.start == TimeBoundSpec(TimeReference.MATERIALIZATION_START_TIME, -29 * 86_400_000)
     assert selected.end == TimeBoundSpec(TimeReference.MATERIALIZATION_END_TIME, 0)

@@ -14,11 +14,11 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from featurebus.platform.jobs.store import KafkaJobStore
+from featurebus.platform.kafka.clients import reliable_producer
 from featurebus.platform.local.up import LocalPlatform
 from featurebus.platform.offline.store import all_parts, list_parts
-from featurebus.platform.producer import reliable_producer
-from featurebus.platform.registry import apply_workspace
+from featurebus.platform.registry import KafkaRegistry, apply_workspace
+from featurebus.platform.registry.jobs import KafkaJobStore
 from tests.support.specs import spending_workspace
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -37,7 +37,7 @@ def test_up_compacts_the_live_offline_store(kafka_bootstrap: str, topic_factory,
     now = int(time.time() * 1000)
     with LocalPlatform(home, workspace, bootstrap=kafka_bootstrap) as platform:
         assert "jobs" in platform.pids()
-        apply_workspace(kafka_bootstrap, spending_workspace(topic=topic, name=workspace))
+        apply_workspace(KafkaRegistry(kafka_bootstrap), spending_workspace(topic=topic, name=workspace))
         sent = 0
         for _ in range(5):  # five bursts, more than the materializer's 2 s flush interval apart: small files
             with reliable_producer(kafka_bootstrap) as producer:

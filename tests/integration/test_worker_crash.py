@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
-from featurebus.platform.registry import apply_workspace
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
+from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from tests.support.specs import spending_workspace
 from tests.support.workers import (
     assert_feature_topic_equals_oracle,
@@ -34,7 +34,7 @@ def test_worker_killed_three_times_serves_exactly_the_oracle(kafka_bootstrap: st
     suffix = uuid.uuid4().hex[:8]
     workspace, topic = f"crash_{suffix}", f"tx_{suffix}"
     ensure_topics(kafka_bootstrap, [TopicConfig(topic, partitions=3)])
-    spec = apply_workspace(kafka_bootstrap, spending_workspace(topic=topic, name=workspace))
+    spec = apply_workspace(KafkaRegistry(kafka_bootstrap), spending_workspace(topic=topic, name=workspace))
     events, users, t_ms = history(topic, 4, 24_000)
     producer_thread = produce_steadily(kafka_bootstrap, topic, events)
     worker = start_worker(kafka_bootstrap, workspace, tmp_path)
@@ -67,7 +67,7 @@ def test_when_one_of_two_workers_dies_the_survivor_takes_over_its_partitions(kaf
     suffix = uuid.uuid4().hex[:8]
     workspace, topic = f"pair_{suffix}", f"tx_{suffix}"
     ensure_topics(kafka_bootstrap, [TopicConfig(topic, partitions=4)])
-    spec = apply_workspace(kafka_bootstrap, spending_workspace(topic=topic, name=workspace))
+    spec = apply_workspace(KafkaRegistry(kafka_bootstrap), spending_workspace(topic=topic, name=workspace))
     events, users, t_ms = history(topic, 7, 16_000)
     first, second = start_worker(kafka_bootstrap, workspace, tmp_path / "a"), start_worker(kafka_bootstrap, workspace, tmp_path / "b")
     producer_thread = produce_steadily(kafka_bootstrap, topic, events)

@@ -15,9 +15,9 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from featurebus.describe import read_state
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
-from featurebus.platform.registry import apply_workspace
-from featurebus.platform.topics import worker_group
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
+from featurebus.platform.kafka.topics import worker_group
+from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from featurebus.schemas.materialization import CommitMetadata, online_fingerprints
 from featurebus.schemas.specs import AggregationSpec, TransformationSpec, WorkspaceSpec
 from featurebus.streams.runtime.engine import NO_WATERMARK
@@ -60,7 +60,7 @@ def test_an_invalidating_apply_is_recomputed_from_the_log_even_across_a_kill(kaf
     suffix = uuid.uuid4().hex[:8]
     workspace, topic = f"rebuild_{suffix}", f"tx_{suffix}"
     ensure_topics(kafka_bootstrap, [TopicConfig(topic, partitions=PARTITIONS)])
-    before = apply_workspace(kafka_bootstrap, spending_workspace(topic=topic, name=workspace))
+    before = apply_workspace(KafkaRegistry(kafka_bootstrap), spending_workspace(topic=topic, name=workspace))
     events, users, t_ms = history(topic, 11, 9_000)
     first, later = events[:6_000], events[6_000:]
     producer = produce_steadily(kafka_bootstrap, topic, first)
@@ -69,7 +69,7 @@ def test_an_invalidating_apply_is_recomputed_from_the_log_even_across_a_kill(kaf
     try:
         producer.join()
         wait_caught_up(kafka_bootstrap, workspace, topic, worker, tmp_path)
-        after = apply_workspace(kafka_bootstrap, _changed(before))
+        after = apply_workspace(KafkaRegistry(kafka_bootstrap), _changed(before))
         deadline = time.monotonic() + 60
         while "recomputing" not in log.read_text():  # the running worker picked the change up
             assert worker.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
@@ -96,7 +96,7 @@ def test_an_invalidating_apply_is_recomputed_from_the_log_even_across_a_kill(kaf
     assert _recomputing(kafka_bootstrap, after, "user_counts") == ()
     counts = after.view("user_counts")
     wider = dataclasses.replace(counts, aggregations=(dataclasses.replace(counts.aggregations[0], window_ms=3 * HOUR),))
-    third = apply_workspace(kafka_bootstrap, dataclasses.replace(after, stream_feature_views=(after.view("user_spending"), wider)))
+    third = apply_workspace(KafkaRegistry(kafka_bootstrap), dataclasses.replace(after, stream_feature_views=(after.view("user_spending"), wider)))
     assert _recomputing(kafka_bootstrap, third, "user_counts") == tuple(f"{topic}[{p}]" for p in range(PARTITIONS))
     assert _recomputing(kafka_bootstrap, third, "user_spending") == ()
 

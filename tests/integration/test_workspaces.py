@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from featurebus.platform.config import selected_workspace
-from featurebus.platform.registry import apply_workspace, read_history, read_registry, wait_for_workspace
+from featurebus.platform.registry import KafkaRegistry, apply_workspace, wait_for_workspace
 from featurebus.platform.workspaces import create_workspace
 from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.streams.runtime.worker import run_worker
@@ -48,7 +48,7 @@ def test_workspace_lifecycle_and_selection(kafka_bootstrap: str, tmp_path: Path)
     refused = _cli(tmp_path, "apply", "--repo", str(ADS), "--workspace", missing, *boot)
     assert refused.returncode == 1
     assert f"featurebus workspace create {missing} --live" in refused.stderr.replace("\n", " ")
-    assert missing not in read_registry(kafka_bootstrap)
+    assert missing not in KafkaRegistry(kafka_bootstrap).list()
 
     # select makes the workspace the default of every command (here: plan and apply).
     assert _cli(tmp_path, "workspace", "select", f"nope_{suffix}", *boot).returncode == 1
@@ -60,7 +60,7 @@ def test_workspace_lifecycle_and_selection(kafka_bootstrap: str, tmp_path: Path)
     assert plan_doc["workspace"] == dev and plan_doc["summary"]["create"] > 0
     applied = _cli(tmp_path, "apply", "--repo", str(ADS), *boot)
     assert applied.returncode == 0, applied.stderr
-    spec = read_registry(kafka_bootstrap)[dev]
+    spec = KafkaRegistry(kafka_bootstrap).list()[dev]
     assert (spec.version, spec.live, len(spec.stream_feature_views)) == (1, False, 4)
 
     listed = _cli(tmp_path, "workspace", "list", *boot)
@@ -73,26 +73,26 @@ def test_workspace_lifecycle_and_selection(kafka_bootstrap: str, tmp_path: Path)
     refused_delete = _cli(tmp_path, "workspace", "delete", dev, *boot)
     assert refused_delete.returncode == 1 and "--force" in refused_delete.stderr
     assert _cli(tmp_path, "workspace", "delete", dev, "--force", *boot).returncode == 0
-    assert dev not in read_registry(kafka_bootstrap) and read_history(kafka_bootstrap, dev) == []
+    assert dev not in KafkaRegistry(kafka_bootstrap).list() and KafkaRegistry(kafka_bootstrap).history(dev) == []
     assert _cli(tmp_path, "workspace", "delete", live, *boot).returncode == 0  # empty: no --force needed
-    assert live not in read_registry(kafka_bootstrap)
+    assert live not in KafkaRegistry(kafka_bootstrap).list()
 
 
 def test_a_created_workspace_keeps_its_kind_across_applies(kafka_bootstrap: str) -> None:
     name = f"kind_{uuid.uuid4().hex[:8]}"
-    create_workspace(kafka_bootstrap, name, live=False)
-    first = apply_workspace(kafka_bootstrap, push_workspace(name), create_live=False)
-    second = apply_workspace(kafka_bootstrap, WorkspaceSpec(name))  # an empty repository
+    create_workspace(KafkaRegistry(kafka_bootstrap), name, live=False)
+    first = apply_workspace(KafkaRegistry(kafka_bootstrap), push_workspace(name), create_live=False)
+    second = apply_workspace(KafkaRegistry(kafka_bootstrap), WorkspaceSpec(name))  # an empty repository
     assert (first.version, first.live, second.version, second.live) == (1, False, 2, False)
     # Libraries (up, the demo, tests) still get a live workspace when they apply to a new name.
-    fresh = apply_workspace(kafka_bootstrap, push_workspace(f"{name}_new"))
+    fresh = apply_workspace(KafkaRegistry(kafka_bootstrap), push_workspace(f"{name}_new"))
     assert fresh.live and fresh.version == 1
 
 
 def test_development_workspaces_are_not_materialized(kafka_bootstrap: str, tmp_path: Path) -> None:
     name = f"devmat_{uuid.uuid4().hex[:8]}"
-    create_workspace(kafka_bootstrap, name, live=False)
-    apply_workspace(kafka_bootstrap, push_workspace(name), create_live=False)
+    create_workspace(KafkaRegistry(kafka_bootstrap), name, live=False)
+    apply_workspace(KafkaRegistry(kafka_bootstrap), push_workspace(name), create_live=False)
     # The stream worker returns at once instead of consuming (nothing would stop it otherwise).
     started = time.monotonic()
     run_worker(kafka_bootstrap, name, tmp_path)
@@ -104,6 +104,6 @@ def test_development_workspaces_are_not_materialized(kafka_bootstrap: str, tmp_p
     assert worker.returncode == 0 and "development workspace" in worker.stderr
     # A live workspace created but not applied yet is waited for (version 0 has nothing to run).
     live = f"{name}_live"
-    create_workspace(kafka_bootstrap, live, live=True)
-    apply_workspace(kafka_bootstrap, push_workspace(live))
-    assert wait_for_workspace(kafka_bootstrap, live).version == 1
+    create_workspace(KafkaRegistry(kafka_bootstrap), live, live=True)
+    apply_workspace(KafkaRegistry(kafka_bootstrap), push_workspace(live))
+    assert wait_for_workspace(KafkaRegistry(kafka_bootstrap), live).version == 1

@@ -12,9 +12,9 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from featurebus.platform.kafka_admin import group_lag, read_compacted
-from featurebus.platform.producer import reliable_producer
-from featurebus.platform.topics import feature_topic, worker_group
+from featurebus.platform.kafka.admin import group_lag, read_compacted
+from featurebus.platform.kafka.clients import reliable_producer
+from featurebus.platform.kafka.topics import feature_topic, worker_group
 from featurebus.schemas.encoding import decode_partials, split_tile_key
 from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.streams.runtime.engine import compile_views

@@ -16,7 +16,7 @@ from featurebus.describe import describe_document, find_object, lineage
 from featurebus.exceptions import InvalidRequestError, RecordValidationError
 from featurebus.feature_table import table_records
 from featurebus.plan import plan
-from featurebus.platform.topics import push_topic
+from featurebus.platform.kafka.topics import push_topic
 from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.serving.ingest import IngestService, MemoryRecordSink
 from featurebus.types import Float64, Int64, String, Timestamp

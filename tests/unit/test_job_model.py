@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from featurebus.exceptions import InvalidJobTransitionError, StoreFormatError
-from featurebus.platform.jobs.model import (
+from featurebus.schemas.jobs import (
     TRANSITIONS,
     Job,
     JobKind,

@@ -10,10 +10,10 @@ import pytest
 from featurebus.exceptions import InvalidRequestError, JobRunnerFencedError
 from featurebus.platform.jobs.client import enqueue_compaction, request_cancel, retry_job, submit_materialization
 from featurebus.platform.jobs.execute import job_executor
-from featurebus.platform.jobs.model import JobKind, JobState, new_job, start
 from featurebus.platform.jobs.runner import JobRunner, RunnerSettings
-from featurebus.platform.jobs.store import MemoryJobBus, MemoryJobStore
 from featurebus.platform.offline.store import all_parts, list_parts, open_store, write_partition
+from featurebus.platform.registry.jobs import MemoryJobBus, MemoryJobStore
+from featurebus.schemas.jobs import JobKind, JobState, new_job, start
 from featurebus.schemas.specs import WorkspaceSpec
 from tests.support.specs import spending_workspace
 

@@ -8,8 +8,8 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from featurebus.platform.jobs.model import Job, JobKind, new_job
 from featurebus.platform.jobs.schedule import backfill_ranges, due_ranges, schedule_cursor, scheduled
+from featurebus.schemas.jobs import Job, JobKind, new_job
 from featurebus.schemas.specs import BatchFeatureViewSpec, TransformationSpec
 
 DAY = 86_400_000

@@ -23,7 +23,7 @@ def test_the_repository_has_no_upward_or_cyclic_import() -> None:
 
 def test_an_upward_import_is_reported() -> None:
     modules = check_layers.discover_modules(ROOT)
-    modules["featurebus.schemas.specs"] += "\nfrom featurebus.platform.registry import read_registry\n"
+    modules["featurebus.schemas.specs"] += "\nfrom featurebus.platform.registry import KafkaRegistry\n"
     violations = check_layers.check(modules)
     assert any("featurebus.schemas.specs imports featurebus.platform.registry" in v for v in violations)
 

@@ -34,5 +34,5 @@ def test_python_m_pytest_and_python_m_featurebus_work_from_the_root() -> None:
 
 
 def test_featurebus_platform_subpackage_imports() -> None:
-    result = _run("-c", "import featurebus.platform.kv, featurebus.platform.topics; print('ok')")
+    result = _run("-c", "import featurebus.platform.kv, featurebus.platform.kafka.topics; print('ok')")
     assert result.stdout.strip() == "ok", result.stderr

@@ -144,7 +144,7 @@ def test_schema_guarantees_only_matching_scalar_columns() -> None:
 def test_typed_fast_path_matches_the_checked_path() -> None:
     parsed = fastavro.parse_schema(FLAT)
     rows = [{"user_id": "a", "amount": None, "n": 7, "ts": 1_000}, {"user_id": "b", "amount": 2.5, "n": None, "ts": None},
-            {"user_id": "c", "amount": 1.0, "n": 2**40, "ts": 2_000}]
+            {"user_id": "c", "amount": 1.0, "n": 2**30, "ts": 2_000}]
 
     def binary(row: dict[str, object]) -> bytes:
         out = io.BytesIO()
@@ -160,4 +160,4 @@ def test_typed_fast_path_matches_the_checked_path() -> None:
     assert fast.rejected[0] == (1, "field 'ts': the timestamp is missing") == checked.rejected[0]
     assert "not Avro" in fast.rejected[1][1]
     assert fast.frame.equals(checked.frame)
-    assert fast.frame["n"].tolist() == [7, 2**40] and str(fast.frame["n"].dtype) == "Int64"
+    assert fast.frame["n"].tolist() == [7, 2**30] and str(fast.frame["n"].dtype) == "Int64"

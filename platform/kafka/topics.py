@@ -53,7 +53,7 @@ def offline_group(workspace: str) -> str:
 
 def jobs_topic(workspace: str) -> str:
     """Compacted: the workspace's materialization and compaction jobs (key = ``job/<id>``) and
-    cancel requests (key = ``cancel/<id>``), see ``featurebus.platform.jobs.store``."""
+    cancel requests (key = ``cancel/<id>``), see ``featurebus.platform.registry.jobs``."""
     return f"featurebus.{workspace}.jobs"
 
 

@@ -7,15 +7,14 @@ callers (CLI, serving, control plane) never see a raw ``KafkaException`` or hang
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.cimpl import NewTopic
 
+from featurebus.platform.kafka.clients import admin_client, consumer
 from featurebus.schemas.errors import KafkaUnavailableError
 
 __all__ = [
@@ -23,6 +22,7 @@ __all__ = [
     "ensure_topic",
     "ensure_topics",
     "group_lag",
+    "partition_counts",
     "read_compacted",
     "topic_end_offsets",
     "unreachable_hint",
@@ -44,6 +44,16 @@ def unreachable_hint(bootstrap: str) -> str:
     )
 
 
+def partition_counts(bootstrap: str, topics: Iterable[str], timeout_s: float = 10.0) -> dict[str, int]:
+    """``{topic: partitions}`` of those of ``topics`` that exist (a missing one is left out)."""
+    try:
+        metadata = admin_client(bootstrap, **{"socket.connection.setup.timeout.ms": 5000}).list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise KafkaUnavailableError(f"listing topics failed: {exc}. {unreachable_hint(bootstrap)}") from exc
+    found = {name: meta for name, meta in metadata.topics.items() if meta.error is None}
+    return {topic: len(found[topic].partitions) for topic in topics if topic in found}
+
+
 def ensure_topic(
     bootstrap: str, name: str, partitions: int = 1, compacted: bool = False, timeout_s: float = 15.0
 ) -> None:
@@ -56,7 +66,7 @@ def ensure_topics(bootstrap: str, topics: Iterable[TopicConfig], timeout_s: floa
     wanted = list(topics)
     if not wanted:
         return
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 5000})
+    admin = admin_client(bootstrap, **{"socket.connection.setup.timeout.ms": 5000})
     new_topics = []
     for topic in wanted:
         config = dict(topic.config)
@@ -87,26 +97,21 @@ def read_compacted(bootstrap: str, topic: str, timeout_s: float = 15.0,
 
     Tombstones remove their key, as compaction eventually would. A missing topic is empty.
     """
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"featurebus.reader.{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "isolation.level": "read_committed",  # registry versions are written in transactions
-            "socket.connection.setup.timeout.ms": 5000,
-        }
-    )
+    reader = consumer(bootstrap, **{
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",  # registry versions are written in transactions
+        "socket.connection.setup.timeout.ms": 5000,
+    })
     deadline = time.monotonic() + timeout_s
     try:
-        ends = _partition_ends(consumer, bootstrap, topic, timeout_s)
+        ends = _partition_ends(reader, bootstrap, topic, timeout_s)
         if partitions is not None:
             wanted = set(partitions)
             ends = {p: bounds for p, bounds in ends.items() if p in wanted}
         latest: dict[bytes, bytes] = {}
         if not ends:
             return latest
-        consumer.assign([TopicPartition(topic, p, low) for p, (low, _) in ends.items()])
+        reader.assign([TopicPartition(topic, p, low) for p, (low, _) in ends.items()])
         remaining = {p: high for p, (_, high) in ends.items()}
         while remaining:
             if time.monotonic() > deadline:
@@ -114,7 +119,7 @@ def read_compacted(bootstrap: str, topic: str, timeout_s: float = 15.0,
                     f"reading topic {topic!r} did not reach its end within {timeout_s:g} s. "
                     f"{unreachable_hint(bootstrap)}"
                 )
-            messages = consumer.consume(num_messages=500, timeout=0.1)
+            messages = reader.consume(num_messages=500, timeout=0.1)
             for msg in messages:
                 if msg.error() is not None:
                     raise KafkaUnavailableError(f"reading topic {topic!r} failed: {msg.error()}")
@@ -127,24 +132,24 @@ def read_compacted(bootstrap: str, topic: str, timeout_s: float = 15.0,
                         latest[key] = value
             # The position, not the last offset seen, decides: it also steps over transaction
             # markers and compacted-away offsets at the end of a partition.
-            positions = consumer.position([TopicPartition(topic, p) for p in remaining])
+            positions = reader.position([TopicPartition(topic, p) for p in remaining])
             for tp in positions:
                 if tp.offset >= remaining[tp.partition]:
                     del remaining[tp.partition]
         return latest
     finally:
-        consumer.close()
+        reader.close()
 
 
 _TRANSIENT = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE})
 
 
-def _watermarks(consumer: Any, partition: TopicPartition, deadline: float) -> tuple[int, int]:
+def _watermarks(client: Any, partition: TopicPartition, deadline: float) -> tuple[int, int]:
     """A just-created topic's leader may not answer for a moment (NOT_LEADER_FOR_PARTITION on a
     fresh broker, e.g. ``apply`` right after ``kafka start``): retry those until ``deadline``."""
     while True:
         try:
-            low, high = consumer.get_watermark_offsets(partition, timeout=max(0.1, deadline - time.monotonic()))
+            low, high = client.get_watermark_offsets(partition, timeout=max(0.1, deadline - time.monotonic()))
             return int(low), int(high)
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
@@ -153,17 +158,17 @@ def _watermarks(consumer: Any, partition: TopicPartition, deadline: float) -> tu
             time.sleep(0.1)
 
 
-def _partition_ends(consumer: Any, bootstrap: str, topic: str, timeout_s: float) -> dict[int, tuple[int, int]]:
+def _partition_ends(client: Any, bootstrap: str, topic: str, timeout_s: float) -> dict[int, tuple[int, int]]:
     """``{partition: (low, high)}`` of the non-empty partitions of ``topic`` ({} if missing)."""
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout_s)
+        metadata = client.list_topics(topic, timeout=timeout_s)
         topic_meta = metadata.topics.get(topic)
         if topic_meta is None or topic_meta.error is not None:
             return {}
         ends: dict[int, tuple[int, int]] = {}
         deadline = time.monotonic() + timeout_s
         for partition in topic_meta.partitions:
-            low, high = _watermarks(consumer, TopicPartition(topic, partition), deadline)
+            low, high = _watermarks(client, TopicPartition(topic, partition), deadline)
             if high > low:
                 ends[partition] = (low, high)
         return ends
@@ -173,35 +178,34 @@ def _partition_ends(consumer: Any, bootstrap: str, topic: str, timeout_s: float)
 
 def topic_end_offsets(bootstrap: str, topic: str, timeout_s: float = 10.0) -> dict[int, tuple[int, int]]:
     """``{partition: (low, high)}`` of the non-empty partitions of ``topic`` ({} if missing)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"featurebus.reader.{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "socket.connection.setup.timeout.ms": 5000})
+    reader = consumer(bootstrap, **{"socket.connection.setup.timeout.ms": 5000})
     try:
-        return _partition_ends(consumer, bootstrap, topic, timeout_s)
+        return _partition_ends(reader, bootstrap, topic, timeout_s)
     finally:
-        consumer.close()
+        reader.close()
 
 
 def committed_positions(bootstrap: str, group: str, topics: Iterable[str], timeout_s: float = 10.0) -> list[TopicPartition]:
     """Consumer ``group``'s committed offsets (with their metadata) of every partition of ``topics``."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    group_reader = consumer(bootstrap, group)
     try:
-        wanted = [TopicPartition(topic, p) for topic in topics for p in _partition_ends(consumer, bootstrap, topic, timeout_s)]
-        return list(consumer.committed(wanted, timeout=timeout_s)) if wanted else []
+        wanted = [TopicPartition(topic, p) for topic in topics for p in _partition_ends(group_reader, bootstrap, topic, timeout_s)]
+        return list(group_reader.committed(wanted, timeout=timeout_s)) if wanted else []
     except KafkaException as exc:
         raise KafkaUnavailableError(f"reading the progress of {group!r} failed: {exc}. {unreachable_hint(bootstrap)}") from exc
     finally:
-        consumer.close()
+        group_reader.close()
 
 
 def group_lag(bootstrap: str, group: str, topics: Iterable[str], timeout_s: float = 10.0) -> int:
     """Records in ``topics`` not yet committed by consumer ``group`` (all of them if it never committed)."""
     # committed() asks the group's coordinator for this group.id without joining the group.
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    group_reader = consumer(bootstrap, group)
     try:
         lag = 0
         for topic in topics:
-            ends = _partition_ends(consumer, bootstrap, topic, timeout_s)
-            committed = consumer.committed([TopicPartition(topic, p) for p in ends], timeout=timeout_s)
+            ends = _partition_ends(group_reader, bootstrap, topic, timeout_s)
+            committed = group_reader.committed([TopicPartition(topic, p) for p in ends], timeout=timeout_s)
             for tp in committed:
                 low, high = ends[tp.partition]
                 lag += high - max(tp.offset, low)
@@ -209,4 +213,4 @@ def group_lag(bootstrap: str, group: str, topics: Iterable[str], timeout_s: floa
     except KafkaException as exc:
         raise KafkaUnavailableError(f"reading the progress of {group!r} failed: {exc}. {unreachable_hint(bootstrap)}") from exc
     finally:
-        consumer.close()
+        group_reader.close()

@@ -23,17 +23,16 @@ Who writes what (no compare-and-set on Kafka, so ownership replaces it):
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any, Protocol
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
-from featurebus.platform.jobs.model import JOB_FORMAT_VERSION, Job
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics, unreachable_hint
-from featurebus.platform.producer import DeliveryTracker, producer_config
-from featurebus.platform.topics import jobs_runner_transactional_id, jobs_topic
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, unreachable_hint
+from featurebus.platform.kafka.clients import DeliveryTracker, consumer, producer
+from featurebus.platform.kafka.topics import jobs_runner_transactional_id, jobs_topic
 from featurebus.schemas.errors import JobRunnerFencedError, KafkaUnavailableError, StoreFormatError
+from featurebus.schemas.jobs import JOB_FORMAT_VERSION, Job
 
 __all__ = ["JobStore", "KafkaJobStore", "MemoryJobBus", "MemoryJobStore", "jobs_topic_config"]
 
@@ -158,10 +157,7 @@ class KafkaJobStore:
         self._timeout_s = timeout_s
         self._records: dict[bytes, bytes] = {}
         ensure_topics(bootstrap, [jobs_topic_config(workspace)], timeout_s)
-        self._consumer: Any = Consumer({
-            "bootstrap.servers": bootstrap,
-            "group.id": f"featurebus.reader.{uuid.uuid4().hex}",  # assigned, never joins or commits
-            "enable.auto.commit": False,
+        self._consumer: Any = consumer(bootstrap, **{  # assigned, never joins or commits
             "isolation.level": "read_committed",  # a runner's records are transactional
             "socket.connection.setup.timeout.ms": 5000,
         })
@@ -170,17 +166,17 @@ class KafkaJobStore:
         if runner:
             # Short transactions: a SIGKILLed runner's open one must not hold readers back for long
             # (the next runner's init_transactions aborts it at once anyway).
-            self._producer = Producer(producer_config(bootstrap, **{
+            self._producer = producer(bootstrap, **{
                 "transactional.id": jobs_runner_transactional_id(workspace), "transaction.timeout.ms": 10_000,
                 "message.timeout.ms": 10_000,
-                "linger.ms": 0}))
+                "linger.ms": 0})
             try:
                 self._producer.init_transactions(timeout_s)
             except KafkaException as exc:
                 raise KafkaUnavailableError(f"starting the job runner of {workspace!r} failed: {exc}. "
                                             f"{unreachable_hint(bootstrap)}") from exc
         else:
-            self._producer = Producer(producer_config(bootstrap, **{"linger.ms": 0}))
+            self._producer = producer(bootstrap, **{"linger.ms": 0})
 
     # -- writing -------------------------------------------------------------------------------
     def _write(self, key: bytes, value: bytes) -> None:
