@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
-from featurebus.platform.registry import apply_workspace
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
+from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from tests.support.flink import add_taskmanager, featurebus, flink_available, runs_python_workers, taskmanager_pids
 from tests.support.specs import spending_workspace
 from tests.support.workers import assert_feature_topic_equals_oracle, history, produce_steadily
@@ -31,7 +31,7 @@ def test_taskmanager_killed_three_times_serves_exactly_the_oracle(kafka_bootstra
     suffix = uuid.uuid4().hex[:8]
     workspace, topic = f"flinkcrash_{suffix}", f"tx_{suffix}"
     ensure_topics(kafka_bootstrap, [TopicConfig(topic, partitions=2)])
-    spec = apply_workspace(kafka_bootstrap, spending_workspace(topic=topic, name=workspace))
+    spec = apply_workspace(KafkaRegistry(kafka_bootstrap), spending_workspace(topic=topic, name=workspace))
     events, users, t_ms = history(topic, 11, 8_000)
     home = ["--home", str(tmp_path)]
     started = featurebus("flink", "cluster", "start", *home)

@@ -22,10 +22,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics, read_compacted
-from featurebus.platform.producer import reliable_producer
-from featurebus.platform.registry import apply_workspace
-from featurebus.platform.topics import dead_letter_topic, feature_topic
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, read_compacted
+from featurebus.platform.kafka.clients import consumer as kafka_consumer
+from featurebus.platform.kafka.clients import reliable_producer
+from featurebus.platform.kafka.topics import dead_letter_topic, feature_topic
+from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from featurebus.schemas.encoding import decode_partials, split_tile_key
 from featurebus.streams.runtime.engine import compile_views
 from featurebus.streams.tiles import compute_values
@@ -49,10 +50,8 @@ def _history(seed: int, n: int) -> tuple[list[Event], list[str], int]:
 
 
 def _dead_letters(bootstrap: str, topic: str) -> list[tuple[bytes | None, str]]:
-    from confluent_kafka import Consumer
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test.{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
+    consumer = kafka_consumer(bootstrap, f"test.{uuid.uuid4().hex}", **{"auto.offset.reset": "earliest",
+                                                                      "isolation.level": "read_committed"})
     consumer.subscribe([topic])
     found: list[tuple[bytes | None, str]] = []
     deadline = time.monotonic() + 15
@@ -70,8 +69,8 @@ def test_flink_job_writes_the_native_engines_feature_records(kafka_bootstrap: st
     suffix = uuid.uuid4().hex[:8]
     topic = f"tx_{suffix}"
     ensure_topics(kafka_bootstrap, [TopicConfig(topic, partitions=2)])
-    native = apply_workspace(kafka_bootstrap, spending_workspace(topic=topic, name=f"native_{suffix}"))
-    flink = apply_workspace(kafka_bootstrap, spending_workspace(topic=topic, name=f"flink_{suffix}"))
+    native = apply_workspace(KafkaRegistry(kafka_bootstrap), spending_workspace(topic=topic, name=f"native_{suffix}"))
+    flink = apply_workspace(KafkaRegistry(kafka_bootstrap), spending_workspace(topic=topic, name=f"flink_{suffix}"))
     events, users, t_ms = _history(17, 3_000)
     malformed = [b"not json", orjson.dumps({"user_id": "u1", "amount": "lots", "ts": events[0].ts_ms}),
                  orjson.dumps({"user_id": "u2", "amount": 1.0})]
@@ -122,7 +121,7 @@ def test_flink_job_matches_the_oracle_on_property_histories(kafka_bootstrap: str
     base = (int(time.time() * 1000) // HOUR) * HOUR - 2 * HOUR
     spec = spending_workspace(topic=topic, name=f"flinkprop_{suffix}")
     view = all_functions_view(spec.stream_feature_views[0], [("1m", MINUTE), ("1h", HOUR)], attribute_ttl_ms=30 * MINUTE)
-    spec = apply_workspace(kafka_bootstrap, dataclasses.replace(spec, stream_feature_views=(view,)))
+    spec = apply_workspace(KafkaRegistry(kafka_bootstrap), dataclasses.replace(spec, stream_feature_views=(view,)))
     rng = random.Random(23)
     histories = {p: [(f"p{p}{user}", t, a) for user, t, a in _property_history(rng, base)] for p in range(partitions)}
     with reliable_producer(kafka_bootstrap) as producer:

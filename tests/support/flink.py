@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from featurebus.platform.flink import flink_python
-from featurebus.platform.kafka_admin import read_compacted
+from featurebus.platform.kafka.admin import read_compacted
 from featurebus.schemas.errors import FlinkUnavailableError
 
 

@@ -34,12 +34,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from confluent_kafka.admin import AdminClient
-
 from featurebus.platform.flink import check_flink_installed, ensure_flink_jars
-from featurebus.platform.kafka_admin import TopicConfig, ensure_topics
-from featurebus.platform.registry import wait_for_workspace
-from featurebus.platform.topics import dead_letter_topic, feature_topic
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, partition_counts
+from featurebus.platform.kafka.topics import dead_letter_topic, feature_topic
+from featurebus.platform.registry import KafkaRegistry, wait_for_workspace
 from featurebus.schemas.errors import FeaturebusError, NotFoundError
 from featurebus.schemas.specs import WorkspaceSpec
 
@@ -73,12 +71,11 @@ def prepare_topics(bootstrap: str, spec: WorkspaceSpec) -> dict[str, tuple[str, 
     """Create the feature topics (with their source's partitions) and the dead-letter topic, as
     the native worker does; ``view -> (feature topic, partitions)`` of every online view."""
     source_topics = sorted({t for s in spec.stream_sources for t in s.kafka.topics})
-    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
-    missing = [t for t in source_topics if t not in metadata.topics or metadata.topics[t].error is not None]
+    counts = partition_counts(bootstrap, source_topics)
+    missing = [t for t in source_topics if t not in counts]
     if missing:
         raise NotFoundError(f"source topics {missing} do not exist on {bootstrap}; create them or fix KafkaConfig(topics=...)")
-    topics = {view.name: (feature_topic(spec.name, view.name),
-                          max(len(metadata.topics[t].partitions) for t in spec.source(view.source).kafka.topics))
+    topics = {view.name: (feature_topic(spec.name, view.name), max(counts[t] for t in spec.source(view.source).kafka.topics))
               for view in spec.stream_feature_views}
     ensure_topics(bootstrap, [TopicConfig(name, partitions, compacted=True) for name, partitions in topics.values()]
                   + [TopicConfig(dead_letter_topic(spec.name))])
@@ -187,7 +184,7 @@ def run_flink_worker(bootstrap: str, workspace: str, home: Path, parallelism: in
     ``jobmanager`` and return at once when ``detached``."""
     check_flink_installed()
     ensure_flink_jars()
-    spec = wait_for_workspace(bootstrap, workspace)
+    spec = _applied_spec(bootstrap, workspace)
     if not spec.live:
         log.warning("workspace %r is a development workspace: it is never materialized; the Flink job has nothing to do",
                     workspace)
@@ -246,5 +243,12 @@ def _submit_with_flink_cli(settings: FlinkJobSettings) -> None:
 
 def submit_in_cluster_client(settings: FlinkJobSettings) -> None:
     """Inside ``bin/flink run``: build the job and execute it in the client's (cluster) environment."""
-    spec = wait_for_workspace(settings.bootstrap, settings.workspace)
+    spec = _applied_spec(settings.bootstrap, settings.workspace)
     build_job(settings, spec, prepare_topics(settings.bootstrap, spec)).execute()
+
+
+def _applied_spec(bootstrap: str, workspace: str) -> WorkspaceSpec:
+    spec = wait_for_workspace(KafkaRegistry(bootstrap), workspace)
+    if spec is None:  # only when a stop event is given, which this call does not
+        raise FeaturebusError(f"workspace {workspace!r} was not applied")
+    return spec
