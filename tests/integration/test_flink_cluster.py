@@ -7,9 +7,7 @@ twice."""
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import time
 import uuid
 from pathlib import Path
@@ -18,7 +16,14 @@ import pytest
 
 from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
 from featurebus.platform.registry import KafkaRegistry, apply_workspace
-from tests.support.flink import add_taskmanager, featurebus, flink_available, runs_python_workers, taskmanager_pids
+from tests.support.flink import (
+    add_taskmanager,
+    featurebus,
+    flink_available,
+    kill_taskmanager,
+    runs_python_workers,
+    taskmanager_pids,
+)
 from tests.support.specs import spending_workspace
 from tests.support.workers import assert_feature_topic_equals_oracle, history, produce_steadily
 
@@ -46,7 +51,7 @@ def test_taskmanager_killed_three_times_serves_exactly_the_oracle(kafka_bootstra
                 assert time.monotonic() < deadline, "no TaskManager started the job's tasks"
                 time.sleep(0.5)
             time.sleep(rng.uniform(1.0, 4.0))
-            os.kill(rng.choice(busy), signal.SIGKILL)
+            kill_taskmanager(rng.choice(busy))
             add_taskmanager(tmp_path)
         producer.join()
         deadline = time.monotonic() + 240

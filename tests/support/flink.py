@@ -101,13 +101,31 @@ def _state(pid: int) -> str:
         return "Z"
 
 
-def runs_python_workers(pid: int) -> bool:
-    """The TaskManager has started Python UDF workers (children of any of its threads), i.e. it
-    runs tasks of the job."""
+def _children(pid: int) -> list[int]:
+    found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                return True
+                found.append(int(stat.parent.name))
         except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
             continue
-    return False
+    return found
+
+
+def runs_python_workers(pid: int) -> bool:
+    """The TaskManager has started Python UDF workers (children of any of its threads), i.e. it
+    runs tasks of the job."""
+    return bool(_children(pid))
+
+
+def kill_taskmanager(pid: int) -> None:
+    """SIGKILL a TaskManager, then the Python workers it started (orphans once it is gone: no
+    TaskManager is left to stop them)."""
+    workers = _children(pid)
+    workers += [grandchild for child in workers for grandchild in _children(child)]
+    os.kill(pid, signal.SIGKILL)
+    for worker in workers:
+        try:
+            os.kill(worker, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
