@@ -123,7 +123,7 @@ def build_job(settings: FlinkJobSettings, spec: WorkspaceSpec, feature_topics: d
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
-    from featurebus.streams.runtime.flink.shard_function import OUTPUT_TYPE, RECORD_TYPE, ShardBatches, shard_key
+    from featurebus.streams.runtime.flink.shard_function import OUTPUT_TYPE, ShardBatches, shard_key
 
     source_topics = sorted({t for view in spec.stream_feature_views if view.online for t in spec.source(view.source).kafka.topics})
     if not source_topics:
@@ -168,7 +168,7 @@ def build_job(settings: FlinkJobSettings, spec: WorkspaceSpec, feature_topics: d
             'properties.enable.idempotence' = 'true',
             'properties.acks' = 'all'
         )""")
-    records = t_env.to_data_stream(t_env.from_path("featurebus_source")).map(lambda row: row, output_type=RECORD_TYPE)
+    records = t_env.to_data_stream(t_env.from_path("featurebus_source"))
     tiles = (records.key_by(shard_key)
              .process(ShardBatches(spec.to_json(), feature_topics, dead_letter_topic(spec.name), settings.batch_ms),
                       output_type=OUTPUT_TYPE)
