@@ -4,6 +4,11 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The Flink engine's own venv: apache-flink 2.2 pins apache-beam 2.61, which pins numpy<2.2 and
+# pyarrow<17; kept apart so the rest of featurebus keeps current numpy/pyarrow (and mypy their
+# types). `featurebus worker --engine flink` runs from here (FEATUREBUS_FLINK_PYTHON points at it).
+FLINK_VENV := .venv-flink
+FLINK_STAMP := $(FLINK_VENV)/.installed
 # Re-install when the packaging or the set of modules changes (strict editable installs link files).
 MODULES := $(shell find sdk platform streams schemas serving -name '*.py' 2>/dev/null | sort | md5sum | cut -c1-12)
 
@@ -19,8 +24,15 @@ $(STAMP).$(MODULES): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=strict
 	@rm -f $(STAMP).*; touch $@
 
-bootstrap: $(STAMP).$(MODULES) ## Create the venv, install featurebus and resolve the Kafka jars
+$(FLINK_STAMP).$(MODULES): pyproject.toml $(STAMP).$(MODULES)
+	@test -x $(FLINK_VENV)/bin/python || $(PYTHON) -m venv $(FLINK_VENV)
+	$(FLINK_VENV)/bin/pip install -q --upgrade pip
+	$(FLINK_VENV)/bin/pip install -q -e '.[flink]' --config-settings editable_mode=strict
+	@rm -f $(FLINK_STAMP).*; touch $@
+
+bootstrap: $(STAMP).$(MODULES) $(FLINK_STAMP).$(MODULES) ## Create the venvs (featurebus; featurebus[flink]), resolve the Kafka and Flink jars
 	@$(BIN)/python -m featurebus kafka fetch
+	@$(FLINK_VENV)/bin/python -m featurebus flink fetch
 
 demo: bootstrap ## Run the platform on its defaults: fraud example, live vectors, a training set
 	$(BIN)/python -m featurebus demo
@@ -42,4 +54,4 @@ bench: bootstrap ## Benchmarks: one JSON line per figure, featurebus next to its
 kafka-jars: bootstrap ## Only resolve the Kafka jars (Maven, cached)
 
 clean: ## Remove the venv, build links and local state
-	rm -rf $(VENV) build .featurebus *.egg-info
+	rm -rf $(VENV) $(FLINK_VENV) build .featurebus *.egg-info

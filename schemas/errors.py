@@ -29,6 +29,7 @@ __all__ = [
     "ControlPlaneUnavailableError",
     "JobTimeoutError",
     "StaleAlertStateError",
+    "FlinkUnavailableError",
 ]
 
 
@@ -118,3 +119,7 @@ class JobTimeoutError(FeaturebusError):
 
 class StaleAlertStateError(FeaturebusError):
     """An alert state was written over a newer version of itself (two evaluators at once)."""
+
+
+class FlinkUnavailableError(FeaturebusError):
+    """The Flink engine cannot start here: Java, the ``flink`` extra or its connector jars are missing."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 
 __all__ = [
+    "StreamEngineKind",
     "AggregationFunction",
     "AggregationLeadingEdge",
     "BatchConfigKind",
@@ -128,3 +129,10 @@ class BatchConfigKind(enum.StrEnum):
 
     PANDAS = "pandas"  # a DataFrame
     PYARROW = "pyarrow"  # an Arrow table
+
+
+class StreamEngineKind(enum.StrEnum):
+    """Which engine computes a live workspace's stream feature views (``featurebus worker --engine``)."""
+
+    NATIVE = "native"  # featurebus's own transactional worker (the default)
+    FLINK = "flink"  # a PyFlink job (``featurebus.streams.runtime.flink``)

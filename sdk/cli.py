@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from featurebus.exceptions import FeaturebusError
+from featurebus.schemas.kinds import StreamEngineKind
 from featurebus.schemas.time import from_epoch_ms
 
 if TYPE_CHECKING:
@@ -49,6 +50,10 @@ app.add_typer(audit_app, name="audit")
 app.command("login")(login)
 app.command("control")(control)
 
+# The Flink engine's commands: `featurebus flink fetch|submit|cluster start|stop`.
+from featurebus.cli_flink import flink_app  # noqa: E402
+
+app.add_typer(flink_app, name="flink")
 from featurebus.cli_test import repo_test_command  # noqa: E402
 
 app.command("test", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(repo_test_command)
@@ -456,9 +461,25 @@ def workspace_delete(
 
 
 # -- processes ---------------------------------------------------------------------------------------
+EngineOption = Annotated[StreamEngineKind, typer.Option(
+    "--engine", envvar="FEATUREBUS_ENGINE",
+    help="Stream engine: featurebus's own worker, or a PyFlink job run in this process (needs the flink extra).")]
+
+
 @app.command("worker")
-def worker(workspace: Workspace = "default", bootstrap: Bootstrap = None, home: Home = None) -> None:
+def worker(workspace: Workspace = "default", bootstrap: Bootstrap = None, home: Home = None,
+           engine: EngineOption = StreamEngineKind.NATIVE) -> None:
     """Run the stream worker: source topics -> windowed tiles -> feature topics."""
+    if engine == StreamEngineKind.FLINK:
+        from featurebus.cli_flink import in_flink_python
+
+        resolved_bootstrap, resolved_home = _bootstrap(bootstrap), _home(home)
+        in_flink_python(["worker", "--engine", "flink", "--workspace", workspace, "--bootstrap", resolved_bootstrap,
+                         "--home", str(resolved_home)])
+        from featurebus.streams.runtime.flink.job import run_flink_worker
+
+        run_flink_worker(resolved_bootstrap, workspace, resolved_home)
+        return
     from featurebus.streams.runtime.worker import run_worker
 
     run_worker(_bootstrap(bootstrap), workspace, _home(home))
@@ -536,12 +557,13 @@ def _stop_on_signals() -> None:
 def up(workspace: Workspace = "default", port: int = 8080,
        control_port: Annotated[int | None, typer.Option(
            "--control-port", help="The control plane's port (default: 8090 when free, else any free port).")] = None,
-       bootstrap: Bootstrap = None, home: Home = None) -> None:
+       bootstrap: Bootstrap = None, home: Home = None, engine: EngineOption = StreamEngineKind.NATIVE) -> None:
     """Run the whole platform on this machine until Ctrl-C."""
     from featurebus.platform.local.up import LocalPlatform
 
     _stop_on_signals()
-    with LocalPlatform(_home(home), workspace, port=port, bootstrap=bootstrap, control_port=control_port) as platform:
+    with LocalPlatform(_home(home), workspace, port=port, bootstrap=bootstrap, control_port=control_port,
+                       engine=engine) as platform:
         if platform.admin_secret is not None:
             console.print(f"An admin API key for this CLI (shown once, saved in "
                           f"{_home(home) / 'config.json'}):\n  {platform.admin_secret}",

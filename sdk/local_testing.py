@@ -27,6 +27,7 @@ import pandas as pd
 from featurebus.exceptions import DefinitionError, InvalidRequestError
 from featurebus.frames import TectonDataFrame
 from featurebus.schemas.kinds import FileFormat, RealtimeMode
+from featurebus.schemas.kinds import RealtimeInputKind, RealtimeMode
 from featurebus.schemas.specs import (
     BatchSourceSpec,
     FileConfigSpec,
@@ -273,17 +274,17 @@ def run_realtime_transformation(view: Any, input_data: Mapping[str, Any]) -> Any
     kwargs: dict[str, Any] = {}
     for source in spec.inputs:
         value = _input_value(input_data, source.parameter, source.name, spec.name)
-        if spec.mode == "pandas" and isinstance(value, Mapping):
+        if spec.mode == RealtimeMode.PANDAS and isinstance(value, Mapping):
             value = pd.DataFrame([dict(value)])
         kwargs[source.parameter] = value
     if spec.context_parameter:
         if context is None:
-            context = (RealtimeContext(request_timestamp=datetime.now(UTC)) if spec.mode == "python" else
+            context = (RealtimeContext(request_timestamp=datetime.now(UTC)) if spec.mode == RealtimeMode.PYTHON else
                        RealtimeContext(request_timestamp_series=pd.Series([pd.Timestamp.now(tz="UTC")])))
         kwargs[spec.context_parameter] = context
     result = view.function(**kwargs)
     expected = [f.name for f in spec.features]
-    if spec.mode == "python" and (not isinstance(result, Mapping) or sorted(result) != sorted(expected)):
+    if spec.mode == RealtimeMode.PYTHON and (not isinstance(result, Mapping) or sorted(result) != sorted(expected)):
         raise DefinitionError(f"realtime feature view {spec.name!r} ({view.site}) returned {result!r}; a python-mode "
                               f"view returns a dict with exactly its features {expected}")
     return result
@@ -302,7 +303,7 @@ def realtime_features_for_events(view: Any, events: pd.DataFrame, timestamp_key:
     spec = _realtime_spec(view)
     # An upstream view counts as mocked when any of its feature columns is given (the others are
     # then null, as a test mocking only the features it reads expects).
-    upstream = [(s.name, f.name) for s in spec.inputs if s.kind == "feature_view" for f in s.fields]
+    upstream = [(s.name, f.name) for s in spec.inputs if s.kind == RealtimeInputKind.FEATURE_VIEW for f in s.fields]
     mocked = {v for v, f in upstream if feature_column(v, f) in events.columns}
     if mocked != {v for v, _ in upstream}:
         if mock_inputs is None or mocked:
@@ -311,7 +312,7 @@ def realtime_features_for_events(view: Any, events: pd.DataFrame, timestamp_key:
                                       f"columns {missing}; add them, or pass mock_inputs={{source name: DataFrame}} "
                                       "(and no mocked columns) to compute them from the upstream views' sources")
         return features_for_events(view, events, timestamp_key, mock_inputs)
-    request = {f.name for s in spec.inputs if s.kind == "request" for f in s.fields}
+    request = {f.name for s in spec.inputs if s.kind == RealtimeInputKind.REQUEST for f in s.fields}
     missing_request = sorted(request - {str(c) for c in events.columns})
     if missing_request:
         raise InvalidRequestError(f"realtime feature view {spec.name!r}: events lack request column(s) "
@@ -321,7 +322,7 @@ def realtime_features_for_events(view: Any, events: pd.DataFrame, timestamp_key:
     for source in spec.inputs:
         columns = {}
         for f in source.fields:
-            name = f.name if source.kind == "request" else feature_column(source.name, f.name)
+            name = f.name if source.kind == RealtimeInputKind.REQUEST else feature_column(source.name, f.name)
             columns[f.name] = (events[name].reset_index(drop=True) if name in events.columns
                                else pd.Series([None] * len(events), index=index, dtype=object))
         inputs[source.name] = pd.DataFrame(columns, index=index)

@@ -14,6 +14,7 @@ from typing import Any
 
 from featurebus.schemas.encoding import store_prefix, tile_key
 from featurebus.schemas.errors import DefinitionError, NotFoundError
+from featurebus.schemas.kinds import AggregationLeadingEdge
 from featurebus.schemas.specs import FeatureServiceSpec, StreamFeatureViewSpec, WorkspaceSpec
 from featurebus.serving.online_materializer import online_view_name
 from featurebus.serving.realtime import RealtimeServing
@@ -21,7 +22,7 @@ from featurebus.serving.wire import data_type, format_time_ms
 from featurebus.streams.aggregations import Aggregator
 from featurebus.streams.realtime import RealtimeServicePlan
 from featurebus.streams.tiles import CompiledView, read_range
-from featurebus.streams.windows import WALL_CLOCK_TIME, window_bounds
+from featurebus.streams.windows import window_bounds
 
 __all__ = ["VIEW_SERVICE_PREFIX", "ServicePlan", "ViewAt", "ViewPlan", "WorkspacePlan", "plan_service"]
 
@@ -125,7 +126,7 @@ def plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec, raw: bool = F
                     is_count=tuple(a.function == "count" for a in aggs),
                     aggregators=aggregators,
                     empty=tuple(a.result(a.initialize()) for a in aggregators),
-                    plain=(not compiled.has_lifetime and view.aggregation_leading_edge == WALL_CLOCK_TIME
+                    plain=(not compiled.has_lifetime and view.aggregation_leading_edge == AggregationLeadingEdge.WALL_CLOCK_TIME
                            and all(a.window_kind == "time" and a.offset_ms == 0 for a in view.aggregations)),
                 )
             )

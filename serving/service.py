@@ -16,6 +16,7 @@ from typing import Any
 from featurebus.platform.kv import KeyValueStore
 from featurebus.schemas.encoding import decode_tiles, tile_key
 from featurebus.schemas.errors import InvalidRequestError, NotFoundError
+from featurebus.schemas.kinds import AggregationLeadingEdge
 from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.serving.plan import VIEW_SERVICE_PREFIX, ServicePlan, ViewAt, ViewPlan, WorkspacePlan
 from featurebus.serving.request_surface import FeatureDoc, feature_docs
@@ -33,7 +34,7 @@ from featurebus.serving.wire import (
 )
 from featurebus.streams.lifetime import HIGH_WATERMARK_PREFIX, latest_event_time
 from featurebus.streams.tiles import Tile, compute_values, prefix_range, read_range
-from featurebus.streams.windows import WALL_CLOCK_TIME, leading_edge_ms
+from featurebus.streams.windows import leading_edge_ms
 
 __all__ = ["FeatureServer", "MetadataOptions", "VIEW_SERVICE_PREFIX", "format_time_ms"]
 
@@ -150,7 +151,7 @@ class FeatureServer:
     def _leading_edge(self, view: ViewPlan, request_ms: int) -> int:
         """The time the view's windows end at: the request's, or its stream high watermark's."""
         edge = view.compiled.spec.aggregation_leading_edge
-        if edge == WALL_CLOCK_TIME:
+        if edge == AggregationLeadingEdge.WALL_CLOCK_TIME:
             return request_ms
         marks = view.key_prefix + HIGH_WATERMARK_PREFIX
         # One record per shard (keys: the prefix + u16 shard); the view's edge is the newest.

@@ -21,6 +21,7 @@ from featurebus.platform.kafka.broker import LocalKafka, kafka_bootstrap_from_en
 from featurebus.platform.kafka.runtime import free_port_pair
 from featurebus.platform.local.supervisor import Supervisor
 from featurebus.schemas.errors import InvalidRequestError, KafkaUnavailableError
+from featurebus.schemas.kinds import StreamEngineKind
 
 __all__ = ["LocalPlatform"]
 
@@ -45,8 +46,9 @@ def _free_or_any(port: int) -> int:
 
 class LocalPlatform:
     def __init__(self, home: Path, workspace: str, port: int | None = None, bootstrap: str | None = None,
-                 control_port: int | None = None) -> None:
+                 control_port: int | None = None, engine: StreamEngineKind = StreamEngineKind.NATIVE) -> None:
         self.home = home
+        self.engine = engine
         self.workspace = workspace
         self.port = port or free_port_pair()[0]
         self.control_port = control_port or _free_or_any(DEFAULT_CONTROL_PORT)
@@ -87,7 +89,8 @@ class LocalPlatform:
             self._wait_healthy("control", self.control_url, timeout_s=60)
             record_platform(RunningPlatform(self.bootstrap, self.serving_url, self._kafka is not None, os.getpid()),
                             self.home)
-            self._supervisor.start("worker", ["worker", "--workspace", self.workspace, *common])
+            self._supervisor.start("worker", ["worker", "--workspace", self.workspace, "--engine", self.engine.value,
+                                              *common])
             self._supervisor.start("serving", ["serve", "--port", str(self.port), *common])
             self._supervisor.start("offline", ["offline", "--workspace", self.workspace, *common])
             self._supervisor.start("jobs", ["jobs", "run", "--workspace", self.workspace, *common])

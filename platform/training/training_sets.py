@@ -51,11 +51,11 @@ from featurebus.platform.training.realtime import realtime_training_columns
 from featurebus.platform.training.spine import spine_times_ns, timestamp_column, window_ends_ms
 from featurebus.platform.training.window_sql import Need, Parts, Window, bounded_parts, lifetime_parts
 from featurebus.schemas.errors import InvalidRequestError, NotFoundError
-from featurebus.schemas.kinds import AggregationFunction, WindowKind
+from featurebus.schemas.kinds import AggregationLeadingEdge, AggregationFunction, WindowKind
 from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
 from featurebus.streams.aggregations import output_dtype
 from featurebus.streams.realtime import RealtimeServicePlan
-from featurebus.streams.windows import LATEST_EVENT_TIME, series_windows
+from featurebus.streams.windows import series_windows
 
 __all__ = ["get_features_for_events", "write_training_set", "training_set_from_files", "feature_column", "view_events"]
 
@@ -311,7 +311,7 @@ def _view_features_in(
 ) -> list[np.ndarray | pd.api.extensions.ExtensionArray]:
     """``loader`` (batch views) gives the events of a time range instead of ``source``'s records."""
     rows = len(spine)
-    if view.aggregation_leading_edge == LATEST_EVENT_TIME and rows:
+    if view.aggregation_leading_edge == AggregationLeadingEdge.LATEST_EVENT_TIME and rows:
         assert source is not None  # batch views have no leading-edge option
         t_ns = latest_event_edges_ns(source, locations, root, t_ns)
     ends = window_ends_ms(t_ns, view.aggregation_interval_ms)

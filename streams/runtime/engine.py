@@ -9,7 +9,7 @@ partitions) and:
    its source partition, ``streams.sharded``; else per partition) and folds each row into its
    partition's *shard* of the tiles (a tile's shards are merged by readers);
 5. publishes every touched shard tile whole (a lifetime view's changed eager prefixes of the
-   shard first, and a LATEST_EVENT_TIME view's moved shard high watermarks: ``streams.lifetime``), then ``sink.commit``s the batch together with the
+   shard first, and a AggregationLeadingEdge.LATEST_EVENT_TIME view's moved shard high watermarks: ``streams.lifetime``), then ``sink.commit``s the batch together with the
    partitions' next offsets and watermarks (with Kafka: one transaction holding the tiles, the
    dead letters and the consumer offsets, so the effects of a batch are visible exactly once);
 6. only then writes the merged tiles and the progress to the local state store, atomically.
@@ -55,7 +55,7 @@ from featurebus.streams.runtime.shard_state import (
 from featurebus.streams.sharded import SHARD_COLUMN, trace_shards
 from featurebus.streams.tiles import CompiledView, TileColumns, merge_tile, tile_columns
 from featurebus.streams.transform import Transformation, TransformationError, event_time_ms, view_input_frame
-from featurebus.streams.windows import LATEST_EVENT_TIME, retention_ms
+from featurebus.streams.windows import retention_ms
 
 __all__ = [
     "NO_WATERMARK", "RawRecord", "FeatureSink", "MemorySink", "Progress", "StreamEngine", "EngineCounters", "ExpiryStep",
@@ -261,7 +261,7 @@ class StreamEngine:
         for runtime in self._views_by_topic[topic]:
             puts.extend(self._fold_view(runtime, frame, shards, fresh, origins))
         for runtime in self._views_by_topic[topic]:
-            if runtime.view.spec.aggregation_leading_edge == LATEST_EVENT_TIME:
+            if runtime.view.spec.aggregation_leading_edge == AggregationLeadingEdge.LATEST_EVENT_TIME:
                 puts.extend(self._publish_high_watermarks(runtime, source, topic, new_progress))
         self.counters.processed += len(fresh)
         return new_progress

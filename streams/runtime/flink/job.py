@@ -1,0 +1,254 @@
+"""A PyFlink job per live workspace: Kafka source -> keyed engine step -> transactional Kafka sink.
+
+    source topics ─► Kafka table source (raw bytes + topic/partition/offset metadata)
+                  ─► key by source partition ─► ShardBatches (StreamEngine over keyed RocksDB state)
+                  ─► Kafka table sink (exactly-once: transactions committed on checkpoints)
+                  ─► the workspace's feature topics (and dead-letter topic), as the native worker writes them
+
+The records the sink writes are the native engine's, byte for byte, because the native engine's
+batch step computes them (``shard_function``). What Flink adds: its checkpoints hold the source
+offsets, every shard's state and the sink's pre-committed transaction together, so a failure
+rewinds all three to the last checkpoint (the native worker gets the same from Kafka
+transactions plus its restore from the feature topics).
+
+Where it differs from the native worker, and why:
+- records without a value (tombstones) on a source topic are skipped by Flink's raw format
+  instead of dead-lettered (the connector hands the format no record to reject);
+- the feature-topic partition of a record is chosen by the sink's partitioner from its key
+  rather than from its shard: every update of a tile still goes to one partition (so compaction
+  keeps the latest), but a native worker taking over the workspace restores nothing from it and
+  recomputes from the source log instead;
+- lateness is decided per source partition by the engine (as natively); Flink's own watermarks
+  play no part in it, because Flink merges them across partitions, which would drop other
+  events than the native engine drops.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from featurebus.platform.flink import check_flink_installed, ensure_flink_jars
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, partition_counts
+from featurebus.platform.kafka.topics import dead_letter_topic, feature_topic
+from featurebus.platform.registry import KafkaRegistry, wait_for_workspace
+from featurebus.schemas.errors import FeaturebusError, NotFoundError
+from featurebus.schemas.specs import WorkspaceSpec
+
+__all__ = ["FlinkJobSettings", "flink_group", "build_job", "prepare_topics", "run_flink_worker", "submit_in_cluster_client"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FlinkJobSettings:
+    bootstrap: str
+    workspace: str
+    home: Path  # checkpoints and savepoints go under <home>/flink/<workspace>/
+    parallelism: int = 1
+    batch_ms: int = 200  # how long a shard's records gather before one engine step
+    checkpoint_interval_ms: int = 1_000  # also how often the sink's transaction commits: the freshness floor
+    jobmanager: str | None = None  # HOST:PORT of a cluster's REST endpoint; None runs in this process
+    savepoint: str | None = None  # restore from this savepoint (or retained checkpoint)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / "flink" / self.workspace
+
+
+def flink_group(workspace: str) -> str:
+    """The consumer group the job's source commits its checkpointed offsets under (lag monitoring)."""
+    return f"featurebus.{workspace}.flink"
+
+
+def prepare_topics(bootstrap: str, spec: WorkspaceSpec) -> dict[str, tuple[str, int]]:
+    """Create the feature topics (with their source's partitions) and the dead-letter topic, as
+    the native worker does; ``view -> (feature topic, partitions)`` of every online view."""
+    source_topics = sorted({t for s in spec.stream_sources for t in s.kafka.topics})
+    counts = partition_counts(bootstrap, source_topics)
+    missing = [t for t in source_topics if t not in counts]
+    if missing:
+        raise NotFoundError(f"source topics {missing} do not exist on {bootstrap}; create them or fix KafkaConfig(topics=...)")
+    topics = {view.name: (feature_topic(spec.name, view.name), max(counts[t] for t in spec.source(view.source).kafka.topics))
+              for view in spec.stream_feature_views}
+    ensure_topics(bootstrap, [TopicConfig(name, partitions, compacted=True) for name, partitions in topics.values()]
+                  + [TopicConfig(dead_letter_topic(spec.name))])
+    return topics
+
+
+def _configuration(settings: FlinkJobSettings) -> Any:
+    from pyflink.common import Configuration
+
+    jars = ";".join(jar.resolve().as_uri() for jar in ensure_flink_jars())
+    checkpoints = (settings.state_dir / "checkpoints").resolve()
+    savepoints = (settings.state_dir / "savepoints").resolve()
+    config = Configuration()
+    values = {
+        "pipeline.jars": jars,
+        "pipeline.name": f"featurebus {settings.workspace}",
+        "parallelism.default": str(settings.parallelism),
+        "python.executable": sys.executable,  # the task managers' Python: this one, with featurebus
+        "python.client.executable": sys.executable,
+        "state.backend.type": "rocksdb",
+        "execution.checkpointing.interval": f"{settings.checkpoint_interval_ms} ms",
+        "execution.checkpointing.mode": "EXACTLY_ONCE",
+        "execution.checkpointing.dir": checkpoints.as_uri(),
+        "execution.checkpointing.savepoint-dir": savepoints.as_uri(),
+        # Keep the last checkpoint when the job is cancelled: a restart resumes from it.
+        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+        "restart-strategy.type": "fixed-delay",
+        "restart-strategy.fixed-delay.attempts": "1000",
+        "restart-strategy.fixed-delay.delay": "2 s",
+        "python.fn-execution.bundle.time": "100",
+    }
+    if settings.savepoint is not None:
+        values["execution.state-recovery.path"] = settings.savepoint
+    for key, value in values.items():
+        config.set_string(key, value)
+    return config
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def build_job(settings: FlinkJobSettings, spec: WorkspaceSpec, feature_topics: dict[str, tuple[str, int]]) -> Any:
+    """The job's statement set (not yet executed) for ``spec``'s online views."""
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import StreamTableEnvironment
+
+    from featurebus.streams.runtime.flink.shard_function import OUTPUT_TYPE, ShardBatches, shard_key
+
+    source_topics = sorted({t for view in spec.stream_feature_views if view.online for t in spec.source(view.source).kafka.topics})
+    if not source_topics:
+        raise FeaturebusError(f"workspace {spec.name!r} has no online stream feature view: the Flink job has nothing to compute")
+    # The sink writes to the topic each row names; the connector wants the list of them.
+    sink_topics = sorted({topic for topic, _ in feature_topics.values()} | {dead_letter_topic(spec.name)})
+    env = StreamExecutionEnvironment.get_execution_environment(_configuration(settings))
+    t_env = StreamTableEnvironment.create(env)
+    bootstrap = _quote(settings.bootstrap)
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY TABLE featurebus_source (
+            `value` BYTES,
+            `topic` STRING METADATA VIRTUAL,
+            `partition` INT METADATA VIRTUAL,
+            `offset` BIGINT METADATA VIRTUAL
+        ) WITH (
+            'connector' = 'kafka',
+            'topic' = {_quote(";".join(source_topics))},
+            'properties.bootstrap.servers' = {bootstrap},
+            'properties.group.id' = {_quote(flink_group(spec.name))},
+            'properties.isolation.level' = 'read_committed',
+            'scan.startup.mode' = 'earliest-offset',
+            'format' = 'raw'
+        )""")
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY TABLE featurebus_sink (
+            `key` BYTES,
+            `value` BYTES,
+            `topic` STRING METADATA,
+            `headers` MAP<STRING, BYTES> METADATA
+        ) WITH (
+            'connector' = 'kafka',
+            'topic' = {_quote(";".join(sink_topics))},
+            'properties.bootstrap.servers' = {bootstrap},
+            'key.format' = 'raw',
+            'key.fields' = 'key',
+            'value.format' = 'raw',
+            'value.fields-include' = 'EXCEPT_KEY',
+            'sink.delivery-guarantee' = 'exactly-once',
+            'sink.transactional-id-prefix' = {_quote(f"featurebus.{spec.name}.flink")},
+            'properties.transaction.timeout.ms' = '60000',
+            'properties.enable.idempotence' = 'true',
+            'properties.acks' = 'all'
+        )""")
+    records = t_env.to_data_stream(t_env.from_path("featurebus_source"))
+    tiles = (records.key_by(shard_key)
+             .process(ShardBatches(spec.to_json(), feature_topics, dead_letter_topic(spec.name), settings.batch_ms),
+                      output_type=OUTPUT_TYPE)
+             .name("featurebus engine step").uid("featurebus-engine-step"))
+    statements = t_env.create_statement_set()
+    statements.add_insert("featurebus_sink", t_env.from_data_stream(tiles))
+    return statements
+
+
+def run_flink_worker(bootstrap: str, workspace: str, home: Path, parallelism: int = 1, jobmanager: str | None = None,
+                     savepoint: str | None = None, detached: bool = False) -> None:
+    """Run the workspace's Flink job until SIGTERM/SIGINT (then cancel it), or submit it to
+    ``jobmanager`` and return at once when ``detached``."""
+    check_flink_installed()
+    ensure_flink_jars()
+    spec = _applied_spec(bootstrap, workspace)
+    if not spec.live:
+        log.warning("workspace %r is a development workspace: it is never materialized; the Flink job has nothing to do",
+                    workspace)
+        return
+    settings = FlinkJobSettings(bootstrap, workspace, home, parallelism, jobmanager=jobmanager, savepoint=savepoint)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    if jobmanager is not None:
+        _submit_with_flink_cli(settings)
+        return
+    result = build_job(settings, spec, prepare_topics(bootstrap, spec)).execute()
+    client = result.get_job_client()
+    log.warning("workspace %r: Flink job %s submitted (%s)", workspace, client.get_job_id(), jobmanager or "in process")
+    if detached:
+        return
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stopping:
+            status = str(client.get_job_status().result())
+            if status in ("FAILED", "CANCELED", "FINISHED"):
+                raise FeaturebusError(f"the Flink job of workspace {workspace!r} stopped: {status}")
+            time.sleep(1.0)
+        client.cancel().result()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _submit_with_flink_cli(settings: FlinkJobSettings) -> None:
+    """Submit through the distribution's ``bin/flink run``: it runs ``flink.submit`` (this job's
+    builder) in a Python client whose execution environment is the cluster's, and returns once the
+    cluster accepted the job (``-d``). The cluster's TaskManagers start their Python workers with
+    ``python.executable`` (this interpreter): on another machine it must have featurebus[flink]."""
+    import os
+    import subprocess
+
+    from featurebus.platform.flink import flink_home
+
+    command = ["bash", str(flink_home() / "bin" / "flink"), "run", "-d", "-m", str(settings.jobmanager),
+               "-pym", "featurebus.streams.runtime.flink.submit", "-pyexec", sys.executable,
+               "--bootstrap", settings.bootstrap, "--workspace", settings.workspace, "--home", str(settings.home),
+               "--parallelism", str(settings.parallelism), *(["--savepoint", settings.savepoint] if settings.savepoint else [])]
+    env = {**os.environ, "PYFLINK_CLIENT_EXECUTABLE": sys.executable}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False,
+                            stdin=subprocess.DEVNULL)
+    if result.returncode != 0 or "Job has been submitted" not in result.stdout + result.stderr:
+        raise FeaturebusError(f"submitting workspace {settings.workspace!r}'s job to {settings.jobmanager} failed "
+                              f"({result.returncode}):\n{(result.stdout + result.stderr)[-4000:]}")
+    log.warning("%s", (result.stdout + result.stderr).strip().splitlines()[-1])
+
+
+def submit_in_cluster_client(settings: FlinkJobSettings) -> None:
+    """Inside ``bin/flink run``: build the job and execute it in the client's (cluster) environment."""
+    spec = _applied_spec(settings.bootstrap, settings.workspace)
+    build_job(settings, spec, prepare_topics(settings.bootstrap, spec)).execute()
+
+
+def _applied_spec(bootstrap: str, workspace: str) -> WorkspaceSpec:
+    spec = wait_for_workspace(KafkaRegistry(bootstrap), workspace)
+    if spec is None:  # only when a stop event is given, which this call does not
+        raise FeaturebusError(f"workspace {workspace!r} was not applied")
+    return spec
