@@ -9,7 +9,7 @@ partitions) and:
    its source partition, ``streams.sharded``; else per partition) and folds each row into its
    partition's *shard* of the tiles (a tile's shards are merged by readers);
 5. publishes every touched shard tile whole (a lifetime view's changed eager prefixes of the
-   shard first, and a AggregationLeadingEdge.LATEST_EVENT_TIME view's moved shard high watermarks: ``streams.lifetime``), then ``sink.commit``s the batch together with the
+   shard first, and a latest-event-time view's moved shard high watermarks: ``streams.lifetime``), then ``sink.commit``s the batch together with the
    partitions' next offsets and watermarks (with Kafka: one transaction holding the tiles, the
    dead letters and the consumer offsets, so the effects of a batch are visible exactly once);
 6. only then writes the merged tiles and the progress to the local state store, atomically.
@@ -36,6 +36,7 @@ from prometheus_client import Counter
 
 from featurebus.platform.kv import KeyValueStore
 from featurebus.schemas.encoding import decode_partials, encode_partials, tile_key
+from featurebus.schemas.kinds import AggregationLeadingEdge
 from featurebus.schemas.specs import StreamSourceSpec, WorkspaceSpec
 from featurebus.streams.arrival import FUTURE_TOLERANCE_MS, judge_partition
 from featurebus.streams.isolation import isolate_failures
@@ -379,7 +380,7 @@ class StreamEngine:
 
     def _publish_high_watermarks(self, runtime: ViewRuntime, source: StreamSourceSpec, topic: str,
                                  progress: dict[int, Progress]) -> list[tuple[bytes, bytes | None]]:
-        """Tell serving each shard's stream high watermark (AggregationLeadingEdge.LATEST_EVENT_TIME),
+        """Tell serving each shard's stream high watermark (leading edge LATEST_EVENT_TIME),
         when it moved; cached like tiles, so a restored shard has it too."""
         puts: list[tuple[bytes, bytes | None]] = []
         items = sorted((shard_of(source, topic, partition), done.watermark) for partition, done in progress.items())
