@@ -10,10 +10,11 @@ STAMP := $(VENV)/.installed
 FLINK_VENV := .venv-flink
 FLINK_STAMP := $(FLINK_VENV)/.installed
 # Re-install when the packaging or the set of modules changes (strict editable installs link files).
+SOURCES := sdk platform streams schemas serving tests bench examples tools
 MODULES := $(shell find sdk platform streams schemas serving -name '*.py' 2>/dev/null | sort | md5sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap demo test test-fast lint bench kafka-jars clean
+.PHONY: help bootstrap demo test test-fast lint fmt bench kafka-jars clean
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,10 +44,15 @@ test: bootstrap ## Run the whole test suite (starts a local Kafka for the Kafka 
 test-fast: bootstrap ## Unit and contract tests, without the Kafka-marked ones (starts no broker)
 	$(BIN)/python -m pytest tests/unit tests/contract -m "not kafka"
 
-lint: bootstrap ## ruff, mypy, and the one-way layers (tools/check_layers.py)
-	$(BIN)/ruff check sdk platform streams schemas serving tests bench examples tools
+lint: bootstrap ## ruff (lint and format check), mypy, and the one-way layers (tools/check_layers.py)
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
 	$(BIN)/mypy -p featurebus
 	$(BIN)/python tools/check_layers.py
+
+fmt: bootstrap ## Format the code (ruff format) and sort imports
+	$(BIN)/ruff format $(SOURCES)
+	$(BIN)/ruff check --select I --fix $(SOURCES)
 
 bench: bootstrap ## Benchmarks: one JSON line per figure, featurebus next to its peer
 	$(BIN)/python -m bench

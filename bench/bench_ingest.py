@@ -72,7 +72,9 @@ class Sizes:
     floor_batches: int  # per concurrency, for the bare producer
 
 
-FULL = Sizes(seconds=10.0, warmup_s=2.0, concurrency=(1, 8, 16), workers=(1, 2), distinct_batches=400, floor_batches=2_000)
+FULL = Sizes(
+    seconds=10.0, warmup_s=2.0, concurrency=(1, 8, 16), workers=(1, 2), distinct_batches=400, floor_batches=2_000
+)
 QUICK = Sizes(seconds=2.0, warmup_s=0.5, concurrency=(1, 8), workers=(1,), distinct_batches=100, floor_batches=200)
 
 
@@ -85,7 +87,11 @@ def push_workspace(name: str) -> WorkspaceSpec:
     )
 
     @stream_feature_view(
-        source=clicks, entities=[user], mode="pandas", online=True, offline=True,
+        source=clicks,
+        entities=[user],
+        mode="pandas",
+        online=True,
+        offline=True,
         features=[Aggregate(function="sum", time_window=timedelta(hours=1), input_column=Field("quantity", Int64))],
     )
     def user_clicks(clicks):  # type: ignore[no-untyped-def]
@@ -101,22 +107,37 @@ def make_batches(count: int, now_ms: int) -> list[list[dict[str, Any]]]:
         batch = []
         for i in range(BATCH):
             n = b * BATCH + i
-            batch.append({"user_id": f"user_{n % 10_000}", "price": float(n % 97) + 0.5, "quantity": n % 7 + 1,
-                          "ts": format_iso_ms(now_ms - (n % 3_600_000))})
+            batch.append(
+                {
+                    "user_id": f"user_{n % 10_000}",
+                    "price": float(n % 97) + 0.5,
+                    "quantity": n % 7 + 1,
+                    "ts": format_iso_ms(now_ms - (n % 3_600_000)),
+                }
+            )
         batches.append(batch)
     return batches
 
 
 def ingest_bodies(workspace: str, batches: list[list[dict[str, Any]]]) -> list[bytes]:
-    return [orjson.dumps({"workspace_name": workspace, "records": {SOURCE: [{"record": r} for r in batch]}})
-            for batch in batches]
+    return [
+        orjson.dumps({"workspace_name": workspace, "records": {SOURCE: [{"record": r} for r in batch]}})
+        for batch in batches
+    ]
 
 
 def feast_bodies(batches: list[list[dict[str, Any]]]) -> list[bytes]:
     """The same records as Feast's push takes them: one column list per field."""
-    return [orjson.dumps({"push_source_name": FEAST_PUSH_SOURCE, "to": "online",
-                          "df": {name: [r[name] for r in batch] for name in ("user_id", "price", "quantity", "ts")}})
-            for batch in batches]
+    return [
+        orjson.dumps(
+            {
+                "push_source_name": FEAST_PUSH_SOURCE,
+                "to": "online",
+                "df": {name: [r[name] for r in batch] for name in ("user_id", "price", "quantity", "ts")},
+            }
+        )
+        for batch in batches
+    ]
 
 
 @dataclass
@@ -165,8 +186,9 @@ def produce_all(bootstrap: str, topic: str, batches: list[list[dict[str, Any]]],
             started = time.perf_counter()
             acks = _Acks(len(batch), errors)
             for record in batch:
-                producer.produce(topic, value=orjson.dumps(record), key=orjson.dumps([record["user_id"]]),
-                                 on_delivery=acks.delivered)
+                producer.produce(
+                    topic, value=orjson.dumps(record), key=orjson.dumps([record["user_id"]]), on_delivery=acks.delivered
+                )
             while not acks.done.is_set():
                 producer.poll(0.005)
             latencies.append((time.perf_counter() - started) * 1000.0)
@@ -188,14 +210,16 @@ def produce_all(bootstrap: str, topic: str, batches: list[list[dict[str, Any]]],
 def _accepting(server: Server, workspace: str, secret: str, now_ms: int, workers: int) -> None:
     """Until the server (each of its processes) knows the workspace and the bench key: they
     arrive from the bus a moment after the process starts."""
-    probe = orjson.dumps({"workspace_name": workspace, "dry_run": True,
-                          "records": {SOURCE: [{"record": make_batches(1, now_ms)[0][0]}]}})
+    probe = orjson.dumps(
+        {"workspace_name": workspace, "dry_run": True, "records": {SOURCE: [{"record": make_batches(1, now_ms)[0][0]}]}}
+    )
     deadline = time.monotonic() + 60
     accepted = 0
     with httpx.Client(base_url=server.url, timeout=10.0) as client:
         while accepted < 20 * workers:  # fresh connections: several processes share the socket
-            response = client.post("/ingest", content=probe, headers={"Authorization": f"Tecton-key {secret}",
-                                                                       "Connection": "close"})
+            response = client.post(
+                "/ingest", content=probe, headers={"Authorization": f"Tecton-key {secret}", "Connection": "close"}
+            )
             if response.status_code == 200:
                 accepted += 1
                 continue
@@ -208,22 +232,49 @@ def _accepting(server: Server, workspace: str, secret: str, now_ms: int, workers
 def _feast_repo(ctx: BenchContext, feast: Path) -> Path:
     repo = ctx.scratch("feast-push-repo")
     with (ctx.scratch("ingest-logs") / "feast-apply.log").open("ab") as out:
-        subprocess.run([str(feast), str(FEAST_PUSH_APP), str(repo)], cwd=repo, stdout=out, stderr=subprocess.STDOUT,
-                       check=True, timeout=600)
+        subprocess.run(
+            [str(feast), str(FEAST_PUSH_APP), str(repo)],
+            cwd=repo,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=True,
+            timeout=600,
+        )
     return repo
 
 
-def _load(ctx: BenchContext, server: Server, path: str, bodies: list[bytes], concurrency: int, sizes: Sizes,
-          headers: dict[str, str]) -> dict[str, Any]:
-    spec = LoadSpec("127.0.0.1", server.port, path, [b.decode() for b in bodies], concurrency, sizes.seconds,
-                    sizes.warmup_s, headers)
+def _load(
+    ctx: BenchContext,
+    server: Server,
+    path: str,
+    bodies: list[bytes],
+    concurrency: int,
+    sizes: Sizes,
+    headers: dict[str, str],
+) -> dict[str, Any]:
+    spec = LoadSpec(
+        "127.0.0.1",
+        server.port,
+        path,
+        [b.decode() for b in bodies],
+        concurrency,
+        sizes.seconds,
+        sizes.warmup_s,
+        headers,
+    )
     result = run_loadgen(ctx, spec, f"ingest-{server.name}-c{concurrency}")
     if result["errors"]:
         raise RuntimeError(f"{server.name} {path} answered errors: {result['first_error']}")
     result["records_per_s"] = result["requests_per_s"] * BATCH
     result["load_1m"] = load_1m()
-    log.info("ingest %s c=%d: %.0f records/s, batch p50 %.2f ms, p99 %.2f ms", server.name, concurrency,
-             result["records_per_s"], result["p50_ms"], result["p99_ms"])
+    log.info(
+        "ingest %s c=%d: %.0f records/s, batch p50 %.2f ms, p99 %.2f ms",
+        server.name,
+        concurrency,
+        result["records_per_s"],
+        result["p50_ms"],
+        result["p99_ms"],
+    )
     return result
 
 
@@ -253,45 +304,82 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
         try:
             _accepting(server, workspace, secret, now_ms, workers)
             for concurrency in sizes.concurrency:
-                ours[(workers, concurrency)] = _load(ctx, server, "/ingest", ingest_bodies(workspace, batches), concurrency,
-                                                     sizes, {"Authorization": f"Tecton-key {secret}"})
+                ours[(workers, concurrency)] = _load(
+                    ctx,
+                    server,
+                    "/ingest",
+                    ingest_bodies(workspace, batches),
+                    concurrency,
+                    sizes,
+                    {"Authorization": f"Tecton-key {secret}"},
+                )
         finally:
             server.stop()
         for concurrency in sizes.concurrency:
             # A fresh Feast per run: a failed run (see _feast_failure) leaves its store mid-transaction.
             server = start_feast(ctx, feast, repo, workers)
             try:
-                theirs[(workers, concurrency)] = _load(ctx, server, "/push", feast_bodies(batches), concurrency, sizes, {})
+                theirs[(workers, concurrency)] = _load(
+                    ctx, server, "/push", feast_bodies(batches), concurrency, sizes, {}
+                )
             except RuntimeError as exc:
                 theirs[(workers, concurrency)] = {"failed": _feast_failure(server, exc)}
-                log.warning("ingest feast-w%d c=%d failed: %s", workers, concurrency, theirs[(workers, concurrency)]["failed"])
+                log.warning(
+                    "ingest feast-w%d c=%d failed: %s", workers, concurrency, theirs[(workers, concurrency)]["failed"]
+                )
             finally:
                 server.stop()
-    floor = {c: produce_all(bootstrap, push_topic(workspace, SOURCE), make_batches(sizes.floor_batches, now_ms), c)
-             for c in sizes.concurrency}
+    floor = {
+        c: produce_all(bootstrap, push_topic(workspace, SOURCE), make_batches(sizes.floor_batches, now_ms), c)
+        for c in sizes.concurrency
+    }
     return _results(sizes, ours, theirs, floor)
 
 
-def _results(sizes: Sizes, ours: dict[tuple[int, int], dict[str, Any]], theirs: dict[tuple[int, int], dict[str, Any]],
-             floor: dict[int, Run]) -> list[dict[str, Any]]:
+def _results(
+    sizes: Sizes,
+    ours: dict[tuple[int, int], dict[str, Any]],
+    theirs: dict[tuple[int, int], dict[str, Any]],
+    floor: dict[int, Run],
+) -> list[dict[str, Any]]:
     results = []
     for (workers, concurrency), mine in sorted(ours.items()):
         peer = theirs.get((workers, concurrency), {})
         failure = peer.get("failed")
         bare = floor[concurrency]
-        bare_values = {"records_per_s": bare.records_per_s, "p50_ms": median(bare.batch_ms),
-                       "p99_ms": percentile(bare.batch_ms, 99.0)}
+        bare_values = {
+            "records_per_s": bare.records_per_s,
+            "p50_ms": median(bare.batch_ms),
+            "p99_ms": percentile(bare.batch_ms, 99.0),
+        }
         suffix = f"c{concurrency}" if workers == 1 else f"c{concurrency}_w{workers}"
-        for key, metric, unit, higher in (("records_per_s", "records_per_s", "records/s", True),
-                                          ("p50_ms", "batch_p50_ms", "ms", False),
-                                          ("p99_ms", "batch_p99_ms", "ms", False)):
+        for key, metric, unit, higher in (
+            ("records_per_s", "records_per_s", "records/s", True),
+            ("p50_ms", "batch_p50_ms", "ms", False),
+            ("p99_ms", "batch_p99_ms", "ms", False),
+        ):
             value, peer_value = mine[key], peer.get(key)
-            results.append(emit("ingest", f"{metric}_{suffix}", value, unit, PEER, ratio(value, peer_value, higher), {
-                "peer_value": None if peer_value is None else round(peer_value, 3),
-                "kafka_floor": round(bare_values[key], 3),
-                "workers": workers, "concurrency": concurrency, "batch_records": BATCH, "seconds": sizes.seconds,
-                "batches": mine["requests"], "peer_batches": peer.get("requests"),
-                "load_1m": mine["load_1m"], "peer_load_1m": peer.get("load_1m"),
-                **({"peer_failed": failure} if failure else {}),
-            }))
+            results.append(
+                emit(
+                    "ingest",
+                    f"{metric}_{suffix}",
+                    value,
+                    unit,
+                    PEER,
+                    ratio(value, peer_value, higher),
+                    {
+                        "peer_value": None if peer_value is None else round(peer_value, 3),
+                        "kafka_floor": round(bare_values[key], 3),
+                        "workers": workers,
+                        "concurrency": concurrency,
+                        "batch_records": BATCH,
+                        "seconds": sizes.seconds,
+                        "batches": mine["requests"],
+                        "peer_batches": peer.get("requests"),
+                        "load_1m": mine["load_1m"],
+                        "peer_load_1m": peer.get("load_1m"),
+                        **({"peer_failed": failure} if failure else {}),
+                    },
+                )
+            )
     return results

@@ -45,20 +45,37 @@ SHARDS = 3  # events spread over 3 source partitions: each shard keeps its own l
 
 def _workspace() -> WorkspaceSpec:
     aggregations = tuple(
-        AggregationSpec(f"amount_{fn}_lifetime_continuous", fn, "amount", "float64", 0,
-                        "int64" if fn == "count" else "float64", window_kind="lifetime")
+        AggregationSpec(
+            f"amount_{fn}_lifetime_continuous",
+            fn,
+            "amount",
+            "float64",
+            0,
+            "int64" if fn == "count" else "float64",
+            window_kind="lifetime",
+        )
         for fn in ("count", "sum", "mean")
     )
     view = StreamFeatureViewSpec(
-        "user_lifetime", "transactions", ("user",), ("user_id",), "ts",
-        TransformationSpec("pandas", "t", "def t(df):\n    return df\n"), aggregations, lifetime_start_ms=START_MS,
+        "user_lifetime",
+        "transactions",
+        ("user",),
+        ("user_id",),
+        "ts",
+        TransformationSpec("pandas", "t", "def t(df):\n    return df\n"),
+        aggregations,
+        lifetime_start_ms=START_MS,
     )
     source = StreamSourceSpec(
-        "transactions", (FieldSpec("user_id", "string"), FieldSpec("amount", "float64"), FieldSpec("ts", "timestamp")),
+        "transactions",
+        (FieldSpec("user_id", "string"), FieldSpec("amount", "float64"), FieldSpec("ts", "timestamp")),
         KafkaConfigSpec(("transactions",), "ts"),
     )
     return WorkspaceSpec(
-        "bench", (EntitySpec("user", (FieldSpec("user_id", "string"),)),), (source,), (view,),
+        "bench",
+        (EntitySpec("user", (FieldSpec("user_id", "string"),)),),
+        (source,),
+        (view,),
         (FeatureServiceSpec("lifetime", (FeatureSelectionSpec(view.name, tuple(a.name for a in aggregations)),)),),
     )
 
@@ -91,11 +108,17 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
     sink = MemorySink()
     engine = StreamEngine(spec, MemoryStore(), sink, lambda view: (f"features.{view}", SHARDS))
     for first in range(0, events, 1000):
-        engine.process([
-            RawRecord("transactions", i % SHARDS, i // SHARDS,
-                      orjson.dumps({"user_id": "u1", "amount": 1.0, "ts": START_MS + i * EVERY_MS}))
-            for i in range(first, min(events, first + 1000))
-        ])
+        engine.process(
+            [
+                RawRecord(
+                    "transactions",
+                    i % SHARDS,
+                    i // SHARDS,
+                    orjson.dumps({"user_id": "u1", "amount": 1.0, "ts": START_MS + i * EVERY_MS}),
+                )
+                for i in range(first, min(events, first + 1000))
+            ]
+        )
     results = []
     with tempfile.TemporaryDirectory(dir=ctx.scratch("lifetime")) as tmp:
         before, tiles_before = _lookup_ms(spec, sink, events, repeats, Path(tmp) / "before")

@@ -73,9 +73,7 @@ def _spec() -> Any:
 
     spec = fraud_spec(WORKSPACE, TOPIC)
     view = spec.view(USER_VIEW)
-    service = FeatureServiceSpec(
-        SERVICE, (FeatureSelectionSpec(USER_VIEW, tuple(a.name for a in view.aggregations)),)
-    )
+    service = FeatureServiceSpec(SERVICE, (FeatureSelectionSpec(USER_VIEW, tuple(a.name for a in view.aggregations)),))
     return dataclasses.replace(spec, feature_services=(*spec.feature_services, service))
 
 
@@ -98,14 +96,16 @@ def write_events(root: Path, size: Sizes, seed: int = 7) -> None:
         n = min(CHUNK, size.events - first)
         index = np.arange(first, first + n)
         ts = START_MS + (index * step).astype(np.int64)
-        frame = pd.DataFrame({
-            "transaction_id": "t" + pd.Series(index).astype(str),
-            "user_id": "user_" + pd.Series(_users(rng, n, size.users)).astype(str),
-            "merchant_id": "merchant_" + pd.Series(rng.integers(0, 1000, n)).astype(str),
-            "amount": np.round(np.exp(rng.normal(3.0, 1.0, n)), 2),
-            "is_online": rng.random(n) < 0.35,
-            "timestamp": pd.to_datetime(ts, unit="ms", utc=True),
-        })
+        frame = pd.DataFrame(
+            {
+                "transaction_id": "t" + pd.Series(index).astype(str),
+                "user_id": "user_" + pd.Series(_users(rng, n, size.users)).astype(str),
+                "merchant_id": "merchant_" + pd.Series(rng.integers(0, 1000, n)).astype(str),
+                "amount": np.round(np.exp(rng.normal(3.0, 1.0, n)), 2),
+                "is_online": rng.random(n) < 0.35,
+                "timestamp": pd.to_datetime(ts, unit="ms", utc=True),
+            }
+        )
         partition = (first // CHUNK) % PARTITIONS
         offsets = np.arange(next_offset[partition], next_offset[partition] + n)
         next_offset[partition] += n
@@ -118,10 +118,12 @@ def write_spine(path: Path, size: Sizes, seed: int = 11) -> None:
     unknown = rng.random(size.spine) < 0.05
     users[unknown] = "nobody_" + pd.Series(np.flatnonzero(unknown)).astype(str).to_numpy()
     times = START_MS + rng.integers(0, SPAN_MS + 86_400_000, size.spine)
-    pd.DataFrame({
-        "user_id": users,
-        "event_timestamp": pd.to_datetime(times, unit="ms", utc=True),
-    }).to_parquet(path, index=False)
+    pd.DataFrame(
+        {
+            "user_id": users,
+            "event_timestamp": pd.to_datetime(times, unit="ms", utc=True),
+        }
+    ).to_parquet(path, index=False)
 
 
 def write_feast_table(root: Path, path: Path, work: Path) -> None:
@@ -129,20 +131,22 @@ def write_feast_table(root: Path, path: Path, work: Path) -> None:
     from featurebus.platform.offline.store import source_glob
 
     def frame(name: str, window: str) -> str:
-        return (f"{name}(amount) OVER (PARTITION BY user_id ORDER BY timestamp "
-                f"RANGE BETWEEN INTERVAL {window} PRECEDING AND CURRENT ROW)")
+        return (
+            f"{name}(amount) OVER (PARTITION BY user_id ORDER BY timestamp "
+            f"RANGE BETWEEN INTERVAL {window} PRECEDING AND CURRENT ROW)"
+        )
 
     with duckdb.connect(config={"memory_limit": "4GB", "temp_directory": str(work / "duckdb_tmp")}) as con:
         con.execute("PRAGMA disable_progress_bar")
         con.sql(f"""
             COPY (SELECT user_id, timestamp AS event_timestamp,
-                         {frame('count', '10 MINUTE')} AS amount_count_10m_continuous,
-                         {frame('count', '1 HOUR')} AS amount_count_1h_continuous,
-                         {frame('sum', '1 HOUR')} AS amount_sum_1h_continuous,
-                         {frame('avg', '1 HOUR')} AS amount_mean_1h_continuous,
-                         {frame('sum', '1 DAY')} AS amount_sum_1d_continuous,
-                         {frame('avg', '1 DAY')} AS amount_mean_1d_continuous
-                  FROM read_parquet('{source_glob(root, WORKSPACE, 'transactions')}'))
+                         {frame("count", "10 MINUTE")} AS amount_count_10m_continuous,
+                         {frame("count", "1 HOUR")} AS amount_count_1h_continuous,
+                         {frame("sum", "1 HOUR")} AS amount_sum_1h_continuous,
+                         {frame("avg", "1 HOUR")} AS amount_mean_1h_continuous,
+                         {frame("sum", "1 DAY")} AS amount_sum_1d_continuous,
+                         {frame("avg", "1 DAY")} AS amount_mean_1d_continuous
+                  FROM read_parquet('{source_glob(root, WORKSPACE, "transactions")}'))
             TO '{path}' (FORMAT parquet)
         """)
 
@@ -170,13 +174,19 @@ def _peer_memory_cap() -> int:
     return max(4 * 2**30, available - 3 * 2**30)
 
 
-def _child(command: list[str], timeout_s: float, memory_cap: int | None = None, cwd: Path | None = None,
-           env: dict[str, str] | None = None) -> dict[str, Any]:
+def _child(
+    command: list[str],
+    timeout_s: float,
+    memory_cap: int | None = None,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Run one measured process; its last stdout line is its JSON result. On the time or memory
     cap the process is killed (by its PID) and the result says which cap and when."""
     started = time.monotonic()
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
-                          env=env) as process:
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env
+    ) as process:
         # Drain the pipes in the background so a chatty child never blocks on a full pipe.
         output: dict[str, str] = {}
         reader = threading.Thread(target=lambda: output.update(zip(("out", "err"), process.communicate(), strict=True)))
@@ -213,8 +223,11 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
     write_spine(spine, size)
     log.info("offline: %d events, %d spine rows written in %.0fs", size.events, size.spine, time.monotonic() - started)
     # Its DuckDB spills under the featurebus home: the scratch's, not the caller's ./.featurebus.
-    ours = _child([sys.executable, "-m", "bench.bench_offline", str(root), str(spine)], timeout_s=3600,
-                  env={**os.environ, "FEATUREBUS_HOME": str(work / "home")})
+    ours = _child(
+        [sys.executable, "-m", "bench.bench_offline", str(root), str(spine)],
+        timeout_s=3600,
+        env={**os.environ, "FEATUREBUS_HOME": str(work / "home")},
+    )
     if "seconds" not in ours:
         raise RuntimeError(f"featurebus's training set did not finish: {ours}")
     log.info("offline: featurebus %s", ours)
@@ -246,23 +259,41 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
             # Killed at a cap: it would have taken at least as long as it had been timed (the peer
             # notes when its timed call started), so the ratio is a lower bound.
             peer_s = timed_s
-            peer_detail = {"peer_killed_at_cap": theirs["killed"], "peer_s_at_least": round(peer_s, 1),
-                           "peer_cap_s": cap_s, "peer_cap_mib": cap_bytes // 2**20}
+            peer_detail = {
+                "peer_killed_at_cap": theirs["killed"],
+                "peer_s_at_least": round(peer_s, 1),
+                "peer_cap_s": cap_s,
+                "peer_cap_mib": cap_bytes // 2**20,
+            }
         elif "failed" in theirs:
             # It never returns a training set (e.g. its join asks for more memory than exists): no ratio.
             peer_s = None
             peer_detail = {"peer_failed": theirs["failed"], "peer_failed_after_s": round(timed_s, 1)}
         else:
             peer_s = theirs["seconds"]
-            peer_detail = {"peer_s": round(peer_s, 3), "peer_rows": theirs["rows"],
-                           "peer_rows_with_features": theirs["non_null"],
-                           "peer_peak_rss_mib": round(theirs["peak_rss_bytes"] / 2**20)}
-        results.append(emit(
-            BENCH, f"training_set_s_vs_feast_{kind}", ours["seconds"], "s", peer,
-            ratio(ours["seconds"], peer_s, higher_is_better=False),
-            {**peer_detail, "rows": ours["rows"], "rows_with_features": ours["non_null"], "spine_rows": size.spine,
-             "peak_rss_mib": round(ours["peak_rss_bytes"] / 2**20)},
-        ))
+            peer_detail = {
+                "peer_s": round(peer_s, 3),
+                "peer_rows": theirs["rows"],
+                "peer_rows_with_features": theirs["non_null"],
+                "peer_peak_rss_mib": round(theirs["peak_rss_bytes"] / 2**20),
+            }
+        results.append(
+            emit(
+                BENCH,
+                f"training_set_s_vs_feast_{kind}",
+                ours["seconds"],
+                "s",
+                peer,
+                ratio(ours["seconds"], peer_s, higher_is_better=False),
+                {
+                    **peer_detail,
+                    "rows": ours["rows"],
+                    "rows_with_features": ours["non_null"],
+                    "spine_rows": size.spine,
+                    "peak_rss_mib": round(ours["peak_rss_bytes"] / 2**20),
+                },
+            )
+        )
     return results
 
 

@@ -87,7 +87,14 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
         try:
             if workers == sizes.workers[0]:
                 checks["featurebus_sums_1d"] = _featurebus_sums(server, workspace, secret, data)
-            _measure(ctx, server, sizes, workers, ours, partial(_featurebus_spec, workspace=workspace, secret=secret, bodies=bodies))
+            _measure(
+                ctx,
+                server,
+                sizes,
+                workers,
+                ours,
+                partial(_featurebus_spec, workspace=workspace, secret=secret, bodies=bodies),
+            )
         finally:
             server.stop()
         server = start_feast(ctx, feast, repo, workers)
@@ -99,10 +106,22 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
             server.stop()
     mismatched = _compare(checks["featurebus_sums_1d"], checks["feast_sums_1d"])
     if mismatched:
-        log.warning("serving: %d of %d users get a different 1-day sum from featurebus and Feast",
-                    mismatched, len(checks["feast_sums_1d"]))
-    return _results(sizes, ours, theirs, {"users": sizes.users, "merchants": sizes.merchants, "events": events,
-                                          "sum_check": {"users": len(checks["feast_sums_1d"]), "mismatched": mismatched}})
+        log.warning(
+            "serving: %d of %d users get a different 1-day sum from featurebus and Feast",
+            mismatched,
+            len(checks["feast_sums_1d"]),
+        )
+    return _results(
+        sizes,
+        ours,
+        theirs,
+        {
+            "users": sizes.users,
+            "merchants": sizes.merchants,
+            "events": events,
+            "sum_check": {"users": len(checks["feast_sums_1d"]), "mismatched": mismatched},
+        },
+    )
 
 
 # -- setup ----------------------------------------------------------------------------------------
@@ -115,7 +134,11 @@ def _start_feast_repo(ctx: BenchContext, feast: Path, data: Dataset) -> tuple[Pa
     with (ctx.scratch("serving-logs") / "feast-materialize.log").open("ab") as out:
         process = subprocess.Popen(
             [str(feast), str(FEAST_APP), str(repo), str(repo / "users.parquet"), str(repo / "merchants.parquet")],
-            cwd=repo, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=repo,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def kill_if_running() -> None:
         if process.poll() is None:
@@ -125,15 +148,21 @@ def _start_feast_repo(ctx: BenchContext, feast: Path, data: Dataset) -> tuple[Pa
     return repo, process
 
 
-def _wait_materialized(process: subprocess.Popen[bytes], data: Dataset, ctx: BenchContext, timeout_s: float = 900) -> None:
+def _wait_materialized(
+    process: subprocess.Popen[bytes], data: Dataset, ctx: BenchContext, timeout_s: float = 900
+) -> None:
     started = time.monotonic()
     code = process.wait(timeout_s)
     if code != 0:
         log_path = ctx.scratch("serving-logs") / "feast-materialize.log"
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
         raise RuntimeError(f"feast apply/materialize failed with {code}:\n{tail}")
-    log.info("feast apply + materialize of %d users and %d merchants done (waited %.1fs after featurebus's tiles)",
-             data.users, data.merchants, time.monotonic() - started)
+    log.info(
+        "feast apply + materialize of %d users and %d merchants done (waited %.1fs after featurebus's tiles)",
+        data.users,
+        data.merchants,
+        time.monotonic() - started,
+    )
 
 
 def _bodies(data: Dataset, sizes: Sizes) -> dict[int, list[list[tuple[str, str]]]]:
@@ -142,13 +171,16 @@ def _bodies(data: Dataset, sizes: Sizes) -> dict[int, list[list[tuple[str, str]]
     out = {}
     for batch in sizes.batch:
         count = 2_000 if batch == 1 else 200
-        out[batch] = [[(data.user(rng.randrange(data.users)), data.merchant(rng.randrange(data.merchants)))
-                       for _ in range(batch)] for _ in range(count)]
+        out[batch] = [
+            [(data.user(rng.randrange(data.users)), data.merchant(rng.randrange(data.merchants))) for _ in range(batch)]
+            for _ in range(count)
+        ]
     return out
 
 
-def _featurebus_spec(server: Server, batch: int, *, workspace: str, secret: str,
-                     bodies: dict[int, list[list[tuple[str, str]]]]) -> LoadSpec:
+def _featurebus_spec(
+    server: Server, batch: int, *, workspace: str, secret: str, bodies: dict[int, list[list[tuple[str, str]]]]
+) -> LoadSpec:
     def params(rows: list[tuple[str, str]]) -> dict[str, Any]:
         common = {"workspaceName": workspace, "featureServiceName": SERVICE}
         if batch == 1:
@@ -156,70 +188,141 @@ def _featurebus_spec(server: Server, batch: int, *, workspace: str, secret: str,
         return {**common, "requestData": [{"joinKeyMap": {"user_id": u, "merchant_id": m}} for u, m in rows]}
 
     path = "/api/v1/feature-service/get-features" + ("" if batch == 1 else "-batch")
-    return LoadSpec("127.0.0.1", server.port, path, [json.dumps({"params": params(rows)}) for rows in bodies[batch]],
-                    concurrency=1, duration_s=1.0, headers={"Authorization": f"Tecton-key {secret}"})
+    return LoadSpec(
+        "127.0.0.1",
+        server.port,
+        path,
+        [json.dumps({"params": params(rows)}) for rows in bodies[batch]],
+        concurrency=1,
+        duration_s=1.0,
+        headers={"Authorization": f"Tecton-key {secret}"},
+    )
 
 
 def _feast_spec(server: Server, batch: int, *, bodies: dict[int, list[list[tuple[str, str]]]]) -> LoadSpec:
     def body(rows: list[tuple[str, str]]) -> str:
-        return json.dumps({"feature_service": SERVICE,
-                           "entities": {"user_id": [u for u, _ in rows], "merchant_id": [m for _, m in rows]}})
+        return json.dumps(
+            {
+                "feature_service": SERVICE,
+                "entities": {"user_id": [u for u, _ in rows], "merchant_id": [m for _, m in rows]},
+            }
+        )
 
-    return LoadSpec("127.0.0.1", server.port, "/get-online-features", [body(rows) for rows in bodies[batch]],
-                    concurrency=1, duration_s=1.0)
+    return LoadSpec(
+        "127.0.0.1",
+        server.port,
+        "/get-online-features",
+        [body(rows) for rows in bodies[batch]],
+        concurrency=1,
+        duration_s=1.0,
+    )
 
 
 # -- measuring ------------------------------------------------------------------------------------
-def _measure(ctx: BenchContext, server: Server, sizes: Sizes, workers: int,
-             into: dict[Combo, list[dict[str, Any]]], spec_for: Callable[..., LoadSpec]) -> None:
+def _measure(
+    ctx: BenchContext,
+    server: Server,
+    sizes: Sizes,
+    workers: int,
+    into: dict[Combo, list[dict[str, Any]]],
+    spec_for: Callable[..., LoadSpec],
+) -> None:
     for batch in sizes.batch:
         base = spec_for(server, batch)
         for concurrency in sizes.concurrency:
             for rep in range(sizes.repeats):
-                spec = LoadSpec(base.host, base.port, base.path, base.bodies, concurrency, sizes.seconds,
-                                sizes.warmup_s, base.headers)
+                spec = LoadSpec(
+                    base.host,
+                    base.port,
+                    base.path,
+                    base.bodies,
+                    concurrency,
+                    sizes.seconds,
+                    sizes.warmup_s,
+                    base.headers,
+                )
                 result = run_loadgen(ctx, spec, f"{server.name}-b{batch}-c{concurrency}-r{rep}")
                 result["load_1m"] = load_1m()  # others' work on the machine skews single runs: keep it
                 server.check()
                 if result["errors"]:
-                    raise RuntimeError(f"{server.name}: {result['errors']} failed requests, first: {result['first_error']}")
-                log.info("%s batch=%d concurrency=%d: %.0f req/s, p50 %.2f ms, p99 %.2f ms", server.name, batch,
-                         concurrency, result["requests_per_s"], result["p50_ms"] or math.nan, result["p99_ms"] or math.nan)
+                    raise RuntimeError(
+                        f"{server.name}: {result['errors']} failed requests, first: {result['first_error']}"
+                    )
+                log.info(
+                    "%s batch=%d concurrency=%d: %.0f req/s, p50 %.2f ms, p99 %.2f ms",
+                    server.name,
+                    batch,
+                    concurrency,
+                    result["requests_per_s"],
+                    result["p50_ms"] or math.nan,
+                    result["p99_ms"] or math.nan,
+                )
                 into.setdefault((workers, batch, concurrency), []).append(result)
 
 
-def _results(sizes: Sizes, ours: dict[Combo, list[dict[str, Any]]], theirs: dict[Combo, list[dict[str, Any]]],
-             common: dict[str, Any]) -> list[dict[str, Any]]:
+def _results(
+    sizes: Sizes,
+    ours: dict[Combo, list[dict[str, Any]]],
+    theirs: dict[Combo, list[dict[str, Any]]],
+    common: dict[str, Any],
+) -> list[dict[str, Any]]:
     results = []
     for combo in sorted(ours):
         workers, batch, concurrency = combo
         name = f"{'single' if batch == 1 else f'batch{batch}'}_c{concurrency}_w{workers}"
-        for key, unit, higher in (("requests_per_s", "requests/s", True), ("p50_ms", "ms", False), ("p99_ms", "ms", False)):
+        for key, unit, higher in (
+            ("requests_per_s", "requests/s", True),
+            ("p50_ms", "ms", False),
+            ("p99_ms", "ms", False),
+        ):
             mine = [r[key] for r in ours[combo] if r[key] is not None]
             peer = [r[key] for r in theirs.get(combo, []) if r[key] is not None]
             value = median(mine) if mine else None
             peer_value = median(peer) if peer else None
-            results.append(emit("serving", f"{name}_{key}", value, unit, PEER, ratio(value, peer_value, higher), {
-                "peer_value": None if peer_value is None else round(peer_value, 3),
-                "samples": [round(v, 3) for v in mine],
-                "peer_samples": [round(v, 3) for v in peer],
-                "workers": workers, "batch": batch, "concurrency": concurrency,
-                "seconds": sizes.seconds, "requests": sum(r["requests"] for r in ours[combo]),
-                "peer_requests": sum(r["requests"] for r in theirs.get(combo, [])),
-                "load_1m": [r["load_1m"] for r in ours[combo]],
-                "peer_load_1m": [r["load_1m"] for r in theirs.get(combo, [])], **common,
-            }))
+            results.append(
+                emit(
+                    "serving",
+                    f"{name}_{key}",
+                    value,
+                    unit,
+                    PEER,
+                    ratio(value, peer_value, higher),
+                    {
+                        "peer_value": None if peer_value is None else round(peer_value, 3),
+                        "samples": [round(v, 3) for v in mine],
+                        "peer_samples": [round(v, 3) for v in peer],
+                        "workers": workers,
+                        "batch": batch,
+                        "concurrency": concurrency,
+                        "seconds": sizes.seconds,
+                        "requests": sum(r["requests"] for r in ours[combo]),
+                        "peer_requests": sum(r["requests"] for r in theirs.get(combo, [])),
+                        "load_1m": [r["load_1m"] for r in ours[combo]],
+                        "peer_load_1m": [r["load_1m"] for r in theirs.get(combo, [])],
+                        **common,
+                    },
+                )
+            )
     return results
 
 
 # -- the cross-check: both servers hold the same data ------------------------------------------------
-def _featurebus_sums(server: Server, workspace: str, secret: str, data: Dataset, users: int = 100) -> dict[str, float | None]:
+def _featurebus_sums(
+    server: Server, workspace: str, secret: str, data: Dataset, users: int = 100
+) -> dict[str, float | None]:
     names = [data.user(i) for i in range(min(users, data.users))]
-    response = httpx.post(f"{server.url}/api/v1/feature-service/get-features-batch", timeout=10.0,
-                          headers={"Authorization": f"Tecton-key {secret}"},
-                          json={"params": {"workspaceName": workspace, "featureServiceName": SERVICE,
-                                           "requestData": [{"joinKeyMap": {"user_id": u, "merchant_id": data.merchant(0)}}
-                                                           for u in names]}})
+    response = httpx.post(
+        f"{server.url}/api/v1/feature-service/get-features-batch",
+        timeout=10.0,
+        headers={"Authorization": f"Tecton-key {secret}"},
+        json={
+            "params": {
+                "workspaceName": workspace,
+                "featureServiceName": SERVICE,
+                "requestData": [{"joinKeyMap": {"user_id": u, "merchant_id": data.merchant(0)}} for u in names],
+            }
+        },
+    )
     response.raise_for_status()
     body = response.json()
     index = [m["name"] for m in body["metadata"]["features"]].index("user_transaction_stats.amount_sum_1d_continuous")
@@ -228,8 +331,11 @@ def _featurebus_sums(server: Server, workspace: str, secret: str, data: Dataset,
 
 def _feast_sums(server: Server, data: Dataset, users: int = 100) -> dict[str, float | None]:
     names = [data.user(i) for i in range(min(users, data.users))]
-    response = httpx.post(f"{server.url}/get-online-features", timeout=30.0, json={
-        "features": ["user_transaction_stats:amount_sum_1d_continuous"], "entities": {"user_id": names}})
+    response = httpx.post(
+        f"{server.url}/get-online-features",
+        timeout=30.0,
+        json={"features": ["user_transaction_stats:amount_sum_1d_continuous"], "entities": {"user_id": names}},
+    )
     response.raise_for_status()
     body = response.json()
     index = body["metadata"]["feature_names"].index("amount_sum_1d_continuous")

@@ -51,10 +51,18 @@ class Sizes:
     fresh_seconds: float
 
 
-FULL = Sizes(events=200_000, users=100_000, repeats=3, featurebus_timeout_s=600, quix_cap_s=60,
-             fresh_rate=5_000, fresh_seconds=20)
-QUICK = Sizes(events=30_000, users=100_000, repeats=1, featurebus_timeout_s=300, quix_cap_s=30,
-              fresh_rate=200, fresh_seconds=5)
+FULL = Sizes(
+    events=200_000,
+    users=100_000,
+    repeats=3,
+    featurebus_timeout_s=600,
+    quix_cap_s=60,
+    fresh_rate=5_000,
+    fresh_seconds=20,
+)
+QUICK = Sizes(
+    events=30_000, users=100_000, repeats=1, featurebus_timeout_s=300, quix_cap_s=30, fresh_rate=200, fresh_seconds=5
+)
 
 
 def run(ctx: BenchContext) -> list[dict[str, Any]]:
@@ -71,8 +79,10 @@ def engine_cpu(sizes: Sizes) -> list[dict[str, Any]]:
     machine. No peer runs this part."""
     figures = measure(sizes.events, sizes.users, batch=10_000, small=max(1, int(sizes.fresh_rate) // 100))
     detail = {k: v for k, v in figures.items() if k not in ("events_per_cpu_s", "small_batch_cpu_ms")}
-    return [emit("stream_engine", "events_per_cpu_s", figures["events_per_cpu_s"], "events/s", None, None, detail),
-            emit("stream_engine", "small_batch_cpu_ms", figures["small_batch_cpu_ms"], "ms", None, None, detail)]
+    return [
+        emit("stream_engine", "events_per_cpu_s", figures["events_per_cpu_s"], "events/s", None, None, detail),
+        emit("stream_engine", "small_batch_cpu_ms", figures["small_batch_cpu_ms"], "ms", None, None, detail),
+    ]
 
 
 # -- throughput -----------------------------------------------------------------------------------
@@ -84,7 +94,9 @@ def throughput(ctx: BenchContext, bootstrap: str, sizes: Sizes) -> list[dict[str
         # The same seed every time: each repetition works off an identical backlog.
         backlog = make_backlog(bootstrap, f"bench.{ctx.run_id}.transactions-{rep}", sizes.events, sizes.users, seed=7)
         profile = ctx.profile_worker if rep == 0 else None
-        ours.append(run_featurebus(ctx, bootstrap, backlog, f"bench-{ctx.run_id}-tp{rep}", sizes.featurebus_timeout_s, profile))
+        ours.append(
+            run_featurebus(ctx, bootstrap, backlog, f"bench-{ctx.run_id}-tp{rep}", sizes.featurebus_timeout_s, profile)
+        )
         log.info("featurebus rep %d: %s", rep + 1, _rates(ours[-1]))
         try:
             peer = run_quix(ctx, bootstrap, backlog, f"bench.{ctx.run_id}.quix-{rep}", sizes.quix_cap_s)
@@ -102,27 +114,39 @@ def throughput(ctx: BenchContext, bootstrap: str, sizes: Sizes) -> list[dict[str
         value = median([v for v in mine if v is not None]) if all(v is not None for v in mine) else None
         known = [v for v in theirs if v is not None]
         peer_value = median(known) if known else None
-        results.append(emit(
-            "stream_throughput", metric, value, "events/s", quix_label(), ratio(value, peer_value, higher_is_better=True),
-            {
-                "peer_value": None if peer_value is None else round(peer_value, 1),
-                "samples": [None if v is None else round(v, 1) for v in mine],
-                "peer_samples": [None if v is None else round(v, 1) for v in theirs],
-                "events": sizes.events, "users": sizes.users, "partitions": PARTITIONS,
-                "repeats": sizes.repeats, "peer_cap_s": sizes.quix_cap_s,
-                "load_1m_after": load_1m(),
-                "featurebus_runs": [describe(r) for r in ours],
-                "peer_runs": [describe(p) if p is not None else None for p in peers],
-                **({"peer_errors": peer_errors} if peer_errors else {}),
-            },
-        ))
+        results.append(
+            emit(
+                "stream_throughput",
+                metric,
+                value,
+                "events/s",
+                quix_label(),
+                ratio(value, peer_value, higher_is_better=True),
+                {
+                    "peer_value": None if peer_value is None else round(peer_value, 1),
+                    "samples": [None if v is None else round(v, 1) for v in mine],
+                    "peer_samples": [None if v is None else round(v, 1) for v in theirs],
+                    "events": sizes.events,
+                    "users": sizes.users,
+                    "partitions": PARTITIONS,
+                    "repeats": sizes.repeats,
+                    "peer_cap_s": sizes.quix_cap_s,
+                    "load_1m_after": load_1m(),
+                    "featurebus_runs": [describe(r) for r in ours],
+                    "peer_runs": [describe(p) if p is not None else None for p in peers],
+                    **({"peer_errors": peer_errors} if peer_errors else {}),
+                },
+            )
+        )
     return results
 
 
 def _rates(result: CatchUp) -> str:
     steady, launch = result.events_per_s(False), result.events_per_s(True)
-    return (f"{result.consumed} events, finished={result.finished}, "
-            f"{steady or 0:,.0f}/s from first output, {launch or 0:,.0f}/s from launch {result.notes or ''}")
+    return (
+        f"{result.consumed} events, finished={result.finished}, "
+        f"{steady or 0:,.0f}/s from first output, {launch or 0:,.0f}/s from launch {result.notes or ''}"
+    )
 
 
 # -- freshness ------------------------------------------------------------------------------------
@@ -134,19 +158,31 @@ def freshness(ctx: BenchContext, bootstrap: str, sizes: Sizes) -> list[dict[str,
     for metric, q in (("p50_ms", 50.0), ("p99_ms", 99.0)):
         value = percentile(mine, q) if mine else None
         peer_value = percentile(theirs, q) if theirs else None
-        results.append(emit(
-            "freshness", metric, value, "ms", BASELINE,
-            # Below 1 by construction: the baseline is an upper bound on possible freshness.
-            ratio(value, peer_value, higher_is_better=False),
-            {
-                "peer_value": None if peer_value is None else round(peer_value, 2),
-                "events": len(ours.probes), "watched": sum(p.tracked for p in ours.probes), "rate_per_s": sizes.fresh_rate, "seconds": sizes.fresh_seconds,
-                "visible": len(mine), "peer_visible": len(theirs),
-                "max_ms": round(max(mine), 1) if mine else None,
-                "http_polls": ours.polls, "sum_check": checked, "load_1m_after": load_1m(),
-                "notes": ours.notes + base.notes,
-            },
-        ))
+        results.append(
+            emit(
+                "freshness",
+                metric,
+                value,
+                "ms",
+                BASELINE,
+                # Below 1 by construction: the baseline is an upper bound on possible freshness.
+                ratio(value, peer_value, higher_is_better=False),
+                {
+                    "peer_value": None if peer_value is None else round(peer_value, 2),
+                    "events": len(ours.probes),
+                    "watched": sum(p.tracked for p in ours.probes),
+                    "rate_per_s": sizes.fresh_rate,
+                    "seconds": sizes.fresh_seconds,
+                    "visible": len(mine),
+                    "peer_visible": len(theirs),
+                    "max_ms": round(max(mine), 1) if mine else None,
+                    "http_polls": ours.polls,
+                    "sum_check": checked,
+                    "load_1m_after": load_1m(),
+                    "notes": ours.notes + base.notes,
+                },
+            )
+        )
     return results
 
 
@@ -163,8 +199,15 @@ def _featurebus_freshness(ctx: BenchContext, bootstrap: str, sizes: Sizes) -> tu
             producer = event_producer(bootstrap)
             # One event end to end first: the worker has joined its group and serving follows
             # the feature topics, so the measurement starts on a warm, idle platform.
-            warm = measure_freshness(producer, topic, [Probe(f"warm-{ctx.run_id}", 1, 1.0)], 1.0, read,
-                                     poll_pause_s=0.05, settle_timeout_s=90)
+            warm = measure_freshness(
+                producer,
+                topic,
+                [Probe(f"warm-{ctx.run_id}", 1, 1.0)],
+                1.0,
+                read,
+                poll_pause_s=0.05,
+                settle_timeout_s=90,
+            )
             if warm.missing:
                 raise RuntimeError(f"a warm-up event never became visible:\n{platform.log_tail('worker')}")
             time.sleep(2.0)
@@ -178,7 +221,9 @@ def _featurebus_freshness(ctx: BenchContext, bootstrap: str, sizes: Sizes) -> tu
             run = measure_freshness(producer, topic, probes, sizes.fresh_rate, read, poll_pause_s=0.005)
             checked, bad = served_sums_match(client, probes)
             if bad:
-                log.warning("freshness: %d of %d users are served a 1h sum that differs from what was produced", bad, checked)
+                log.warning(
+                    "freshness: %d of %d users are served a 1h sum that differs from what was produced", bad, checked
+                )
             return run, {"users": checked, "mismatched": bad}
         finally:
             client.close()
@@ -195,8 +240,15 @@ def _baseline_freshness(ctx: BenchContext, bootstrap: str, sizes: Sizes) -> Fres
     folder = DictFolder(bootstrap, topic, sorted(start), start)
     producer = event_producer(bootstrap)
     try:
-        warm = measure_freshness(producer, topic, [Probe(f"warm-{ctx.run_id}", 1, 1.0)], 1.0, folder.read,
-                                 poll_pause_s=0.001, settle_timeout_s=30)
+        warm = measure_freshness(
+            producer,
+            topic,
+            [Probe(f"warm-{ctx.run_id}", 1, 1.0)],
+            1.0,
+            folder.read,
+            poll_pause_s=0.001,
+            settle_timeout_s=30,
+        )
         if warm.missing:
             raise RuntimeError("the baseline consumer never saw its warm-up event")
         probes = plan(f"{ctx.run_id}-base", sizes.fresh_rate, sizes.fresh_seconds)

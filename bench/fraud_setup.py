@@ -80,17 +80,25 @@ class FeatureClient:
 
     def features(self, users: list[str]) -> list[dict[str, Any]]:
         """``[{feature name without view prefix: value}]`` for the user view, one per user."""
-        status, raw = self._request("POST", "/api/v1/feature-service/get-features-batch", orjson.dumps({"params": {
-            "workspaceName": self._workspace,
-            "featureServiceName": SERVICE,
-            "requestData": [{"joinKeyMap": {"user_id": u, "merchant_id": "merchant_0"}} for u in users],
-        }}))
+        status, raw = self._request(
+            "POST",
+            "/api/v1/feature-service/get-features-batch",
+            orjson.dumps(
+                {
+                    "params": {
+                        "workspaceName": self._workspace,
+                        "featureServiceName": SERVICE,
+                        "requestData": [{"joinKeyMap": {"user_id": u, "merchant_id": "merchant_0"}} for u in users],
+                    }
+                }
+            ),
+        )
         if status != 200:
             raise RuntimeError(f"get-features-batch answered {status}: {raw[:300]!r}")
         body = orjson.loads(raw)
         names = [n if isinstance(n, str) else n["name"] for n in body["metadata"]["features"]]
         prefix = USER_VIEW + "."
-        wanted = [(i, n[len(prefix):]) for i, n in enumerate(names) if n.startswith(prefix)]
+        wanted = [(i, n[len(prefix) :]) for i, n in enumerate(names) if n.startswith(prefix)]
         return [{name: row["features"][i] for i, name in wanted} for row in body["result"]]
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:

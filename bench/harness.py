@@ -102,7 +102,9 @@ def validate(result: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(result["metric"], str) or not result["metric"]:
         raise ValueError(f"benchmark result {result!r}: 'metric' must be a non-empty string")
     value = result["value"]
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)):
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+    ):
         raise ValueError(f"benchmark result {result!r}: 'value' must be a finite number or null")
     if not isinstance(result["unit"], str):
         raise ValueError(f"benchmark result {result!r}: 'unit' must be a string")
@@ -247,15 +249,25 @@ def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description="featurebus benchmarks, one JSON line per figure")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="featurebus benchmarks, one JSON line per figure"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every benchmark")
     parser.add_argument("--only", action="append", metavar="NAME", help="run only bench_NAME (repeatable)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, stores)")
-    parser.add_argument("--profile-worker", type=Path, metavar="SVG",
-                        help="record the first featurebus worker of the throughput run with py-spy")
-    parser.add_argument("--offline-events", type=int, metavar="N",
-                        help="bench_offline: N events instead of 10M (1M with --quick), e.g. 100000000")
+    parser.add_argument(
+        "--profile-worker",
+        type=Path,
+        metavar="SVG",
+        help="record the first featurebus worker of the throughput run with py-spy",
+    )
+    parser.add_argument(
+        "--offline-events",
+        type=int,
+        metavar="N",
+        help="bench_offline: N events instead of 10M (1M with --quick), e.g. 100000000",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
@@ -267,8 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     selected = _selected(modules, args.only)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     work_dir = Path(tempfile.mkdtemp(prefix="featurebus-bench-"))
-    ctx = BenchContext(quick=args.quick, work_dir=work_dir, profile_worker=args.profile_worker,
-                       offline_events=args.offline_events)
+    ctx = BenchContext(
+        quick=args.quick, work_dir=work_dir, profile_worker=args.profile_worker, offline_events=args.offline_events
+    )
     failed: list[str] = []
     _print(environment(args.quick))
     try:

@@ -105,8 +105,15 @@ class _Connection(asyncio.Protocol):
         return await self.waiter
 
 
-async def _worker(spec: LoadSpec, requests: list[bytes], offset: int, start_at: float, stop_at: float,
-                  latencies: list[float], stats: dict[str, Any]) -> None:
+async def _worker(
+    spec: LoadSpec,
+    requests: list[bytes],
+    offset: int,
+    start_at: float,
+    stop_at: float,
+    latencies: list[float],
+    stats: dict[str, Any],
+) -> None:
     loop = asyncio.get_running_loop()
     _, conn = await loop.create_connection(_Connection, spec.host, spec.port)
     i = offset
@@ -139,9 +146,9 @@ async def _run(spec: LoadSpec) -> dict[str, Any]:
     start_at = time.perf_counter() + spec.warmup_s
     stop_at = start_at + spec.duration_s
     stride = max(1, len(requests) // spec.concurrency)
-    await asyncio.gather(*(
-        _worker(spec, requests, c * stride, start_at, stop_at, latencies, stats) for c in range(spec.concurrency)
-    ))
+    await asyncio.gather(
+        *(_worker(spec, requests, c * stride, start_at, stop_at, latencies, stats) for c in range(spec.concurrency))
+    )
     # Requests that started before stop_at finish a little after it: count the true span.
     seconds = max(spec.duration_s, 1e-9)
     ordered = sorted(latencies)

@@ -55,8 +55,12 @@ def _would_change_confluent_kafka() -> bool:
     for item in json.loads(report.stdout).get("install", []):
         meta = item.get("metadata", {})
         if meta.get("name", "").lower().replace("_", "-") == "confluent-kafka" and meta.get("version") != mine:
-            log.info("quixstreams %s wants confluent-kafka %s, featurebus has %s: using a separate venv",
-                     QUIX_VERSION, meta.get("version"), mine)
+            log.info(
+                "quixstreams %s wants confluent-kafka %s, featurebus has %s: using a separate venv",
+                QUIX_VERSION,
+                meta.get("version"),
+                mine,
+            )
             return True
     return False
 

@@ -37,8 +37,20 @@ class WorkerProfiler:
             return
         out.parent.mkdir(parents=True, exist_ok=True)
         self._process = subprocess.Popen(
-            [py_spy, "record", "--pid", str(pid), "--format", "raw", "--function", "--nonblocking",
-             "--rate", str(rate_hz), "--output", str(out)],
+            [
+                py_spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--format",
+                "raw",
+                "--function",
+                "--nonblocking",
+                "--rate",
+                str(rate_hz),
+                "--output",
+                str(out),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
@@ -62,8 +74,10 @@ class WorkerProfiler:
             return []
         hottest = top_functions(self.out, top)
         log.info("worker profile %s, top functions by own time:\n%s", self.out, _table(hottest))
-        log.info("featurebus functions by inclusive time (own + callees):\n%s",
-                 _table(top_functions(self.out, top, inclusive=True, only="featurebus/")))
+        log.info(
+            "featurebus functions by inclusive time (own + callees):\n%s",
+            _table(top_functions(self.out, top, inclusive=True, only="featurebus/")),
+        )
         log.info("own time by package:\n%s", _table(by_package(self.out)[:top]))
         return hottest
 

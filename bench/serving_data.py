@@ -66,14 +66,16 @@ def make_dataset(users: int, merchants: int, seed: int = 11, now_ms: int | None 
     n = len(user_index)
     ts = now_ms - rng.integers(1_000, 23 * 3_600_000, size=n)
     order = np.argsort(ts, kind="stable")
-    events = pd.DataFrame({
-        "transaction_id": [f"t{i}" for i in range(n)],
-        "user_id": [f"user_{u}" for u in user_index[order]],
-        "merchant_id": [f"merchant_{m}" for m in rng.integers(0, merchants, size=n)],
-        "amount": np.round(rng.lognormal(3.0, 1.0, size=n), 2),
-        "is_online": rng.random(n) < 0.5,
-        "ts_ms": ts[order],
-    })
+    events = pd.DataFrame(
+        {
+            "transaction_id": [f"t{i}" for i in range(n)],
+            "user_id": [f"user_{u}" for u in user_index[order]],
+            "merchant_id": [f"merchant_{m}" for m in rng.integers(0, merchants, size=n)],
+            "amount": np.round(rng.lognormal(3.0, 1.0, size=n), 2),
+            "is_online": rng.random(n) < 0.5,
+            "ts_ms": ts[order],
+        }
+    )
     return Dataset(events, users, merchants, now_ms)
 
 
@@ -105,23 +107,45 @@ def publish_tiles(bootstrap: str, spec: WorkspaceSpec, source_topic: str, data: 
         try:
             engine = StreamEngine(spec, store, sink, topics.__getitem__)
             records = [
-                orjson.dumps({"transaction_id": t, "user_id": u, "merchant_id": m, "amount": a, "is_online": bool(o),
-                              "timestamp": format_iso_ms(int(ts))})
-                for t, u, m, a, o, ts in zip(data.events["transaction_id"], data.events["user_id"],
-                                             data.events["merchant_id"], data.events["amount"],
-                                             data.events["is_online"], data.events["ts_ms"], strict=True)
+                orjson.dumps(
+                    {
+                        "transaction_id": t,
+                        "user_id": u,
+                        "merchant_id": m,
+                        "amount": a,
+                        "is_online": bool(o),
+                        "timestamp": format_iso_ms(int(ts)),
+                    }
+                )
+                for t, u, m, a, o, ts in zip(
+                    data.events["transaction_id"],
+                    data.events["user_id"],
+                    data.events["merchant_id"],
+                    data.events["amount"],
+                    data.events["is_online"],
+                    data.events["ts_ms"],
+                    strict=True,
+                )
             ]
             for start in range(0, len(records), batch):
-                engine.process([RawRecord(source_topic, 0, start + i, value)
-                                for i, value in enumerate(records[start : start + batch])])
+                engine.process(
+                    [
+                        RawRecord(source_topic, 0, start + i, value)
+                        for i, value in enumerate(records[start : start + batch])
+                    ]
+                )
             sink.commit({})
         finally:
             store.close()
     counters = engine.counters
     if counters.processed != len(records) or counters.dropped_late or counters.dead_lettered:
         raise RuntimeError(f"the engine did not take every generated event: {counters}")
-    log.info("engine: %d events -> %d tiles on the feature topics in %.1fs",
-             counters.processed, counters.tiles_written, time.monotonic() - started)
+    log.info(
+        "engine: %d events -> %d tiles on the feature topics in %.1fs",
+        counters.processed,
+        counters.tiles_written,
+        time.monotonic() - started,
+    )
     return counters.processed
 
 
@@ -144,7 +168,9 @@ def feast_tables(data: Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
     users["amount_sum_1d_continuous"] = window(ev, "user_id", amount, DAY_MS).sum()
     users["amount_mean_1d_continuous"] = window(ev, "user_id", amount, DAY_MS).mean()
     online = ev[ev["is_online"]]
-    merchants = pd.DataFrame({"merchant_id": [data.merchant(i) for i in range(data.merchants)]}).set_index("merchant_id")
+    merchants = pd.DataFrame({"merchant_id": [data.merchant(i) for i in range(data.merchants)]}).set_index(
+        "merchant_id"
+    )
     merchants["online_amount_count_1h_5m"] = window(online, "merchant_id", online["amount"], 3_600_000).count()
     merchants["online_amount_sum_1h_5m"] = window(online, "merchant_id", online["amount"], 3_600_000).sum()
     merchants["online_amount_mean_1h_5m"] = window(online, "merchant_id", online["amount"], 3_600_000).mean()

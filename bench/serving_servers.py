@@ -96,10 +96,27 @@ def _answers(url: str, path: str) -> bool:
 def start_featurebus(ctx: BenchContext, bootstrap: str, workers: int, timeout_s: float = 180.0) -> Server:
     home = ctx.scratch(f"serving-home-w{workers}")
     port = free_port_pair()[0]
-    server = _launch(ctx, f"featurebus-w{workers}",
-                     [sys.executable, "-m", "featurebus", "serve", "--workers", str(workers), "--port", str(port),
-                      "--home", str(home), "--bootstrap", bootstrap, "--no-access-log"],
-                     REPO_ROOT, port)
+    server = _launch(
+        ctx,
+        f"featurebus-w{workers}",
+        [
+            sys.executable,
+            "-m",
+            "featurebus",
+            "serve",
+            "--workers",
+            str(workers),
+            "--port",
+            str(port),
+            "--home",
+            str(home),
+            "--bootstrap",
+            bootstrap,
+            "--no-access-log",
+        ],
+        REPO_ROOT,
+        port,
+    )
 
     def ready() -> bool:
         if not _answers(server.url, "/ready"):
@@ -114,10 +131,25 @@ def start_feast(ctx: BenchContext, feast: Path, repo: Path, workers: int, timeou
     port = free_port_pair()[0]
     # --max-requests 0: by default each worker restarts after ~1000 requests, which would
     # dominate a benchmark of tens of thousands.
-    server = _launch(ctx, f"feast-w{workers}",
-                     [str(feast.parent / "feast"), "serve", "-h", "127.0.0.1", "-p", str(port), "--workers", str(workers),
-                      "--max-requests", "0", "--no-access-log"],
-                     repo, port)
+    server = _launch(
+        ctx,
+        f"feast-w{workers}",
+        [
+            str(feast.parent / "feast"),
+            "serve",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--workers",
+            str(workers),
+            "--max-requests",
+            "0",
+            "--no-access-log",
+        ],
+        repo,
+        port,
+    )
     server.wait(lambda: _answers(server.url, "/health"), timeout_s)
     return server
 
@@ -126,8 +158,14 @@ def run_loadgen(ctx: BenchContext, spec: LoadSpec, name: str) -> dict[str, Any]:
     """``bench.loadgen`` in its own process (its CPU is not the server's, nor this process's)."""
     spec_path = ctx.scratch("loadgen") / f"{name}.json"
     spec_path.write_text(json.dumps(spec.__dict__))
-    result = subprocess.run([sys.executable, "-m", "bench.loadgen", str(spec_path)], cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=spec.warmup_s + spec.duration_s + 120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.loadgen", str(spec_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=spec.warmup_s + spec.duration_s + 120,
+        check=False,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"the load generator failed ({result.returncode}): {result.stderr[-2000:]}")
     out: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])

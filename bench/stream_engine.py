@@ -112,8 +112,10 @@ def _measure(records: list[RawRecord], batch: int, small: int, profile: Path | N
         wall = time.perf_counter()
         bulk_cpu = _cpu_timed(run_bulk)
         bulk_wall = time.perf_counter() - wall
-        small_cpu = sorted(_cpu_timed(lambda s=s: engine.process(tail[s : s + small])) * 1000  # type: ignore[misc]
-                           for s in range(0, len(tail), small))
+        small_cpu = sorted(
+            _cpu_timed(lambda s=s: engine.process(tail[s : s + small])) * 1000  # type: ignore[misc]
+            for s in range(0, len(tail), small)
+        )
         expiry_cpu = _cpu_timed(lambda: engine.expire())
         store.close()
     if profiler and profile:
@@ -124,7 +126,11 @@ def _measure(records: list[RawRecord], batch: int, small: int, profile: Path | N
         "small_batch_cpu_ms": round(small_cpu[len(small_cpu) // 2], 2),
         "small_batch_cpu_ms_p90": round(small_cpu[len(small_cpu) * 9 // 10], 2),
         "full_expiry_cpu_s": round(expiry_cpu, 2),
-        "events": events, "users_seen": users, "batch": batch, "small": small, "tiles_published": sink.published,
+        "events": events,
+        "users_seen": users,
+        "batch": batch,
+        "small": small,
+        "tiles_published": sink.published,
     }
 
 

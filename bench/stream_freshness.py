@@ -75,8 +75,10 @@ def plan(tag: str, rate: float, seconds: float) -> list[Probe]:
     users = max(1, int(rate * 2))
     total = int(rate * seconds)
     step = max(1, int(rate // TRACKED_PER_S))
-    return [Probe(f"fresh-{tag}-{i % users}", i // users + 1, round(1.0 + i / 100.0, 2), tracked=(i % users) % step == 0)
-            for i in range(total)]
+    return [
+        Probe(f"fresh-{tag}-{i % users}", i // users + 1, round(1.0 + i / 100.0, 2), tracked=(i % users) % step == 0)
+        for i in range(total)
+    ]
 
 
 def event_producer(bootstrap: str) -> Producer:
@@ -149,14 +151,16 @@ def measure_freshness(
                 time.sleep(pause)
             if failure:
                 break
-            value = orjson.dumps({
-                "transaction_id": f"{probe.user}-{probe.nth}",
-                "user_id": probe.user,
-                "merchant_id": "merchant_0",
-                "amount": probe.amount,
-                "is_online": False,
-                "timestamp": format_iso_ms(int(time.time() * 1000)),
-            })
+            value = orjson.dumps(
+                {
+                    "transaction_id": f"{probe.user}-{probe.nth}",
+                    "user_id": probe.user,
+                    "merchant_id": "merchant_0",
+                    "amount": probe.amount,
+                    "is_online": False,
+                    "timestamp": format_iso_ms(int(time.time() * 1000)),
+                }
+            )
             probe.produced_at = time.perf_counter()
             producer.produce(topic, value=value, key=probe.user.encode())
             producer.poll(0)
@@ -174,7 +178,9 @@ def measure_freshness(
         raise RuntimeError(f"the freshness poller failed: {failure[0]!r}") from failure[0]
     if run.missing:
         tracked = sum(p.tracked for p in probes)
-        run.notes.append(f"{run.missing} of {tracked} watched events were not visible {settle_timeout_s:g}s after the last one")
+        run.notes.append(
+            f"{run.missing} of {tracked} watched events were not visible {settle_timeout_s:g}s after the last one"
+        )
     return run
 
 
@@ -198,12 +204,14 @@ class DictFolder:
 
     def __init__(self, bootstrap: str, topic: str, partitions: list[int], start: dict[int, int]) -> None:
         self.counts: dict[str, int] = defaultdict(int)
-        self._consumer = Consumer({
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench.baseline.{topic}",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 10,  # hand over each record as soon as it is there
-        })
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"bench.baseline.{topic}",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 10,  # hand over each record as soon as it is there
+            }
+        )
         self._consumer.assign([TopicPartition(topic, p, start[p]) for p in partitions])
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="baseline-consumer", daemon=True)

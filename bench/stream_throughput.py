@@ -89,8 +89,9 @@ def _sums_visible(client: FeatureClient, backlog: Backlog) -> bool:
     return True
 
 
-def run_featurebus(ctx: BenchContext, bootstrap: str, backlog: Backlog, workspace: str, timeout_s: float,
-                   profile: Path | None = None) -> CatchUp:
+def run_featurebus(
+    ctx: BenchContext, bootstrap: str, backlog: Backlog, workspace: str, timeout_s: float, profile: Path | None = None
+) -> CatchUp:
     spec, secret = apply_fraud(bootstrap, workspace, backlog.topic)
     platform = LocalPlatform(platform_home(ctx.scratch("platforms"), workspace), workspace, bootstrap=bootstrap)
     reader = OffsetReader(bootstrap)
@@ -129,8 +130,20 @@ def run_quix(ctx: BenchContext, bootstrap: str, backlog: Backlog, name: str, tim
     state_dir = ctx.scratch(f"quix/{name}")
     log_path = state_dir / "quix.log"
     reader = OffsetReader(bootstrap)
-    command = [str(python), str(QUIX_APP), "--bootstrap", bootstrap, "--topic", backlog.topic,
-               "--output", output, "--group", group, "--state-dir", str(state_dir / "state")]
+    command = [
+        str(python),
+        str(QUIX_APP),
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        backlog.topic,
+        "--output",
+        output,
+        "--group",
+        group,
+        "--state-dir",
+        str(state_dir / "state"),
+    ]
     launched = time.monotonic()
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
@@ -184,6 +197,8 @@ def describe(result: CatchUp) -> dict[str, Any]:
         "finished": result.finished,
         "consumed": result.consumed,
         "output_records": result.output_records,
-        "first_output_after_s": None if result.first_output_at is None else round(result.first_output_at - result.started_at, 2),
+        "first_output_after_s": None
+        if result.first_output_at is None
+        else round(result.first_output_at - result.started_at, 2),
         "notes": result.notes,
     }

@@ -54,11 +54,18 @@ def list_api_keys(registry: Registry) -> list[dict[str, Any]]:
     listed = []
     for key in view.api_keys():
         bindings = view.bindings(principal=key.principal)
-        listed.append({"key_id": key.key_id, "principal": key.principal, "description": key.description,
-                       "created_at": key.created_at, "expires_at_ms": key.expires_at_ms,
-                       "workspace": bindings[0].workspace if len(bindings) == 1 else "",
-                       "role": bindings[0].role.label if len(bindings) == 1 else "",
-                       "roles": {b.workspace: b.role.label for b in bindings}})
+        listed.append(
+            {
+                "key_id": key.key_id,
+                "principal": key.principal,
+                "description": key.description,
+                "created_at": key.created_at,
+                "expires_at_ms": key.expires_at_ms,
+                "workspace": bindings[0].workspace if len(bindings) == 1 else "",
+                "role": bindings[0].role.label if len(bindings) == 1 else "",
+                "roles": {b.workspace: b.role.label for b in bindings},
+            }
+        )
     return listed
 
 

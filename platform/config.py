@@ -80,8 +80,9 @@ def running_platform(home: Path | None = None) -> RunningPlatform | None:
     if not isinstance(record, dict):
         return None
     try:
-        platform = RunningPlatform(str(record["bootstrap"]), str(record["serving_url"]), bool(record["local_broker"]),
-                                   int(record["pid"]))
+        platform = RunningPlatform(
+            str(record["bootstrap"]), str(record["serving_url"]), bool(record["local_broker"]), int(record["pid"])
+        )
     except (KeyError, TypeError, ValueError):
         return None  # written by another featurebus version: ignored, as if absent
     return platform if _process_alive(platform.pid) else None

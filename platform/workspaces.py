@@ -30,8 +30,14 @@ def validate_workspace_name(name: str) -> None:
 
 
 def object_count(spec: WorkspaceSpec) -> int:
-    return (len(spec.entities) + len(spec.stream_sources) + len(spec.batch_sources) + len(spec.stream_feature_views)
-            + len(spec.realtime_feature_views) + len(spec.feature_services))
+    return (
+        len(spec.entities)
+        + len(spec.stream_sources)
+        + len(spec.batch_sources)
+        + len(spec.stream_feature_views)
+        + len(spec.realtime_feature_views)
+        + len(spec.feature_services)
+    )
 
 
 def create_workspace(registry: Registry, name: str, live: bool) -> WorkspaceSpec:
@@ -39,8 +45,10 @@ def create_workspace(registry: Registry, name: str, live: bool) -> WorkspaceSpec
     existing = registry.get(name)
     if existing is not None:
         kind = "live" if existing.live else "development"
-        raise InvalidRequestError(f"workspace {name!r} already exists ({kind}); pick another name, "
-                                  f"or `featurebus workspace delete {name}` first")
+        raise InvalidRequestError(
+            f"workspace {name!r} already exists ({kind}); pick another name, "
+            f"or `featurebus workspace delete {name}` first"
+        )
     created = WorkspaceSpec(name, live=live, applied_at_ms=now_ms())
     # Version 0 goes to the registry only: history lists applied versions, and the first apply
     # keeps the flag (the registry copies it from the record it replaces).

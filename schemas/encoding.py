@@ -161,7 +161,9 @@ def decode_partials(data: bytes) -> list[Any]:
 
 
 @overload
-def decode_tiles(items: Iterable[tuple[bytes, bytes]], shards: Literal[False] = False) -> list[tuple[int, list[Any]]]: ...
+def decode_tiles(
+    items: Iterable[tuple[bytes, bytes]], shards: Literal[False] = False
+) -> list[tuple[int, list[Any]]]: ...
 
 
 @overload

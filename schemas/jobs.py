@@ -135,20 +135,47 @@ class Job:
 
 
 def new_job(
-    job_id: str, workspace: str, kind: JobKind, now_ms: int, *, view: str | None = None, start_ms: int | None = None,
-    end_ms: int | None = None, online: bool = False, offline: bool = False, overwrite: bool = False,
-    spec_version: int = 0, origin: str = "user", max_attempts: int = 1,
+    job_id: str,
+    workspace: str,
+    kind: JobKind,
+    now_ms: int,
+    *,
+    view: str | None = None,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    online: bool = False,
+    offline: bool = False,
+    overwrite: bool = False,
+    spec_version: int = 0,
+    origin: str = "user",
+    max_attempts: int = 1,
 ) -> Job:
     if start_ms is not None and end_ms is not None and end_ms <= start_ms:
         raise InvalidJobTransitionError(
             f"job {job_id}: the end time must be after the start time (got [{start_ms}, {end_ms}) in ms)"
         )
-    return Job(job_id, workspace, kind, JobState.PENDING, now_ms, now_ms, view, start_ms, end_ms, online, offline,
-               overwrite, spec_version=spec_version, origin=origin, max_attempts=max_attempts)
+    return Job(
+        job_id,
+        workspace,
+        kind,
+        JobState.PENDING,
+        now_ms,
+        now_ms,
+        view,
+        start_ms,
+        end_ms,
+        online,
+        offline,
+        overwrite,
+        spec_version=spec_version,
+        origin=origin,
+        max_attempts=max_attempts,
+    )
 
 
-def apply_transition(job: Job, transition: Transition, now_ms: int, *, progress: float | None = None,
-                     error: str | None = None) -> Job:
+def apply_transition(
+    job: Job, transition: Transition, now_ms: int, *, progress: float | None = None, error: str | None = None
+) -> Job:
     """The record after ``transition``; raises ``InvalidJobTransitionError`` if it is illegal."""
     target = TRANSITIONS.get((job.state, transition))
     if target is None:

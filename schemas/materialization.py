@@ -42,7 +42,12 @@ METADATA_FIELDS = frozenset(DESCRIPTIVE_FIELDS)
 VIEW_HARMLESS = METADATA_FIELDS | {"online", "offline"}
 # The watermark delay and the value format only decide how records that have not arrived yet are
 # read; batch_config files hold history the offline store reads, never the stream worker.
-SOURCE_HARMLESS = METADATA_FIELDS | {"kafka.watermark_delay_ms", "kafka.value_format", "kafka.avro_schema", "batch_config"}
+SOURCE_HARMLESS = METADATA_FIELDS | {
+    "kafka.watermark_delay_ms",
+    "kafka.value_format",
+    "kafka.avro_schema",
+    "batch_config",
+}
 
 _FINGERPRINT_CHARS = 16  # 64 bits of sha256: collisions between two versions of a view are not a concern
 _METADATA_FORMAT = 2  # 1: the bare watermark as a decimal string (before fingerprints existed)
@@ -96,7 +101,11 @@ class CommitMetadata:
     dropped: tuple[int, int] = (0, 0)
 
     def encode(self) -> str:
-        raw: dict[str, object] = {"format": _METADATA_FORMAT, "watermark": self.watermark, "views": self.fingerprints or {}}
+        raw: dict[str, object] = {
+            "format": _METADATA_FORMAT,
+            "watermark": self.watermark,
+            "views": self.fingerprints or {},
+        }
         if any(self.dropped):
             raw["dropped"] = list(self.dropped)
         return orjson.dumps(raw, option=orjson.OPT_SORT_KEYS).decode()
@@ -111,10 +120,14 @@ class CommitMetadata:
         try:
             raw = orjson.loads(text)
             if raw["format"] != _METADATA_FORMAT:
-                raise CommitMetadataError(f"offset metadata format {raw['format']} is newer than this featurebus "
-                                          f"understands ({_METADATA_FORMAT}); upgrade featurebus")
+                raise CommitMetadataError(
+                    f"offset metadata format {raw['format']} is newer than this featurebus "
+                    f"understands ({_METADATA_FORMAT}); upgrade featurebus"
+                )
             late, ahead = raw.get("dropped", (0, 0))
-            return cls(int(raw["watermark"]), {str(k): str(v) for k, v in raw["views"].items()}, (int(late), int(ahead)))
+            return cls(
+                int(raw["watermark"]), {str(k): str(v) for k, v in raw["views"].items()}, (int(late), int(ahead))
+            )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CommitMetadataError(f"offset metadata {text[:80]!r} was not written by featurebus: {exc}") from exc
 

@@ -74,8 +74,12 @@ METADATA_FIELDS = ("description", "owner", "tags", "prevent_destroy")
 
 def _metadata_after(anchor: str, *, description_after: str | None = None) -> dict[str, str]:
     """Where the metadata fields sit in a spec's JSON: each maps to the field it follows."""
-    return {"description": description_after or anchor, "owner": anchor if description_after else "description",
-            "tags": "owner", "prevent_destroy": "tags"}
+    return {
+        "description": description_after or anchor,
+        "owner": anchor if description_after else "description",
+        "tags": "owner",
+        "prevent_destroy": "tags",
+    }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,7 +102,9 @@ class DescribedSpec:
 @dataclass(frozen=True)
 class FieldSpec:
     name: str
-    dtype: str  # a featurebus.schemas.types encoding: "int64", "array<float64>", "map<string,int64>", "struct<a:string>"
+    dtype: (
+        str  # a featurebus.schemas.types encoding: "int64", "array<float64>", "map<string,int64>", "struct<a:string>"
+    )
 
 
 @dataclass(frozen=True)
@@ -302,11 +308,21 @@ class BatchFeatureViewSpec(DescribedSpec):
         ``source`` names the batch view itself (there is no stream source): readers of a batch
         view get their rows from ``featurebus.platform.batch``, never from a topic."""
         return StreamFeatureViewSpec(
-            name=self.name, source=self.name, entities=self.entities, join_keys=self.join_keys,
-            timestamp_field=self.timestamp_field, transformation=self.transformation,
-            aggregations=self.aggregations, aggregation_interval_ms=self.aggregation_interval_ms,
-            online=self.online, offline=self.offline, description=self.description, owner=self.owner,
-            tags=self.tags, prevent_destroy=self.prevent_destroy, lifetime_start_ms=self.lifetime_start_ms,
+            name=self.name,
+            source=self.name,
+            entities=self.entities,
+            join_keys=self.join_keys,
+            timestamp_field=self.timestamp_field,
+            transformation=self.transformation,
+            aggregations=self.aggregations,
+            aggregation_interval_ms=self.aggregation_interval_ms,
+            online=self.online,
+            offline=self.offline,
+            description=self.description,
+            owner=self.owner,
+            tags=self.tags,
+            prevent_destroy=self.prevent_destroy,
+            lifetime_start_ms=self.lifetime_start_ms,
         )
 
 
@@ -447,8 +463,10 @@ class WorkspaceSpec:
         dtypes = {k.name: k.dtype for name in view.entities if name in entities for k in entities[name].join_keys}
         missing = [k for k in view.join_keys if k not in dtypes]
         if missing:
-            raise DefinitionError(f"feature view {view.name!r} in workspace {self.name!r}: no entity of the view "
-                                  f"declares join key(s) {missing}; re-apply the repository")
+            raise DefinitionError(
+                f"feature view {view.name!r} in workspace {self.name!r}: no entity of the view "
+                f"declares join key(s) {missing}; re-apply the repository"
+            )
         return tuple(dtypes[k] for k in view.join_keys)
 
     def to_json(self) -> bytes:
@@ -468,8 +486,16 @@ class WorkspaceSpec:
         return spec
 
 
-_Named = TypeVar("_Named", StreamSourceSpec, StreamFeatureViewSpec, RealtimeFeatureViewSpec, FeatureServiceSpec,
-                 BatchFeatureViewSpec, BatchSourceSpec, FeatureTableSpec)
+_Named = TypeVar(
+    "_Named",
+    StreamSourceSpec,
+    StreamFeatureViewSpec,
+    RealtimeFeatureViewSpec,
+    FeatureServiceSpec,
+    BatchFeatureViewSpec,
+    BatchSourceSpec,
+    FeatureTableSpec,
+)
 
 
 def _by_name(items: tuple[_Named, ...], name: str, kind: str, workspace: str) -> _Named:
@@ -514,8 +540,9 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     """Rebuild the frozen dataclass ``cls`` from its JSON object (a field missing from an older
     document takes its default, which means what the older version meant)."""
     if not isinstance(raw, dict):
-        raise StoreFormatError(f"{where}: expected a JSON object for {cls.__name__}, got {raw!r}; "
-                               "re-apply the repository")
+        raise StoreFormatError(
+            f"{where}: expected a JSON object for {cls.__name__}, got {raw!r}; re-apply the repository"
+        )
     decoders = _decoders(cls)
     kwargs = {name: decode(raw[name], f"{where}.{name}") for name, decode in decoders.items() if name in raw}
     return cls(**kwargs)
@@ -539,8 +566,9 @@ def _decoder(hint: Any) -> _Decoder:
             element = _decoder(args[0])
             return lambda value, where: tuple(element(v, f"{where}[{i}]") for i, v in enumerate(_array(value, where)))
         items = [_decoder(a) for a in args]
-        return lambda value, where: tuple(d(v, f"{where}[{i}]") for i, (d, v) in enumerate(
-            zip(items, _array(value, where, len(items)), strict=True)))
+        return lambda value, where: tuple(
+            d(v, f"{where}[{i}]") for i, (d, v) in enumerate(zip(items, _array(value, where, len(items)), strict=True))
+        )
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return functools.partial(_build, hint)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
@@ -560,5 +588,7 @@ def _member(kind: type[enum.Enum], value: Any, where: str) -> enum.Enum:
         return kind(value)
     except ValueError:
         allowed = ", ".join(repr(m.value) for m in kind)
-        raise StoreFormatError(f"{where} is {value!r}, not one of the {kind.__name__} values {allowed}; "
-                               "upgrade featurebus or re-apply the repository") from None
+        raise StoreFormatError(
+            f"{where} is {value!r}, not one of the {kind.__name__} values {allowed}; "
+            "upgrade featurebus or re-apply the repository"
+        ) from None

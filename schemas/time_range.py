@@ -82,7 +82,10 @@ def empty_range_reason(start: TimeBoundSpec, end: TimeBoundSpec) -> str | None:
         return None
     if s is e and end.offset_ms <= start.offset_ms:
         return "end_time is not after start_time"
-    if s is TimeReference.MATERIALIZATION_END_TIME and e is TimeReference.MATERIALIZATION_START_TIME \
-            and end.offset_ms <= start.offset_ms:
+    if (
+        s is TimeReference.MATERIALIZATION_END_TIME
+        and e is TimeReference.MATERIALIZATION_START_TIME
+        and end.offset_ms <= start.offset_ms
+    ):
         return "end_time (from MATERIALIZATION_START_TIME) is before start_time (from MATERIALIZATION_END_TIME)"
     return None

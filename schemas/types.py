@@ -63,8 +63,15 @@ Bool = DataType("bool")
 Timestamp = DataType("timestamp")
 
 _SCALARS = {t.name: t for t in (String, Int64, Int32, Float64, Float32, Bool, Timestamp)}
-_SCALAR_REPR = {"string": "String", "int64": "Int64", "int32": "Int32", "float64": "Float64",
-                "float32": "Float32", "bool": "Bool", "timestamp": "Timestamp"}
+_SCALAR_REPR = {
+    "string": "String",
+    "int64": "Int64",
+    "int32": "Int32",
+    "float64": "Float64",
+    "float32": "Float32",
+    "bool": "Bool",
+    "timestamp": "Timestamp",
+}
 SCALAR_NAMES = frozenset(_SCALARS)
 
 
@@ -107,8 +114,10 @@ class Struct(DataType):
 
     def __init__(self, fields: Sequence[Field]) -> None:
         if not fields or not all(isinstance(f, Field) for f in fields):
-            raise DefinitionError(f"Struct fields must be a non-empty list of Field, got {fields!r}. "
-                                  "Use Struct([Field('lat', Float64), Field('lon', Float64)]).")
+            raise DefinitionError(
+                f"Struct fields must be a non-empty list of Field, got {fields!r}. "
+                "Use Struct([Field('lat', Float64), Field('lon', Float64)])."
+            )
         names = [f.name for f in fields]
         if len(set(names)) != len(names) or not all(n.isidentifier() for n in names):
             raise DefinitionError(f"Struct field names must be distinct identifiers, got {names}. Rename them.")
@@ -131,8 +140,10 @@ class Field:
             frame = sys._getframe(2)  # the caller of the generated __init__
             object.__setattr__(self, "site", f"{frame.f_code.co_filename}:{frame.f_lineno}")
         if not isinstance(self.name, str) or not self.name:
-            raise DefinitionError(f"Field ({self.site}): the name must be a non-empty string, got {self.name!r}. "
-                                  "Use e.g. Field('amount', Float64).")
+            raise DefinitionError(
+                f"Field ({self.site}): the name must be a non-empty string, got {self.name!r}. "
+                "Use e.g. Field('amount', Float64)."
+            )
         _require_type(self.dtype, f"Field {self.name!r} ({self.site}): dtype")
 
     def __repr__(self) -> str:
@@ -156,8 +167,8 @@ def _parse(text: str) -> tuple[DataType, str]:
         name = text.split(",", 1)[0].split(">", 1)[0]
         if name not in _SCALARS:
             raise ValueError(f"unknown type {name!r}")
-        return _SCALARS[name], text[len(name):]
-    rest = text[len(prefix):]
+        return _SCALARS[name], text[len(name) :]
+    rest = text[len(prefix) :]
     if prefix == "array<":
         element, rest = _parse(rest)
         return Array(element), _expect(rest, ">")
@@ -180,4 +191,4 @@ def _parse(text: str) -> tuple[DataType, str]:
 def _expect(text: str, token: str) -> str:
     if not text.startswith(token):
         raise ValueError(f"expected {token!r} at {text!r}")
-    return text[len(token):]
+    return text[len(token) :]

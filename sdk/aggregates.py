@@ -17,8 +17,15 @@ from featurebus.definition_base import (
 from featurebus.schemas.kinds import AggregationLeadingEdge
 from featurebus.types import DataType, Field
 
-__all__ = ["Aggregate", "AggregationLeadingEdge", "Attribute", "LifetimeWindow", "StreamProcessingMode", "TimeWindow",
-           "TimeWindowSeries"]
+__all__ = [
+    "Aggregate",
+    "AggregationLeadingEdge",
+    "Attribute",
+    "LifetimeWindow",
+    "StreamProcessingMode",
+    "TimeWindow",
+    "TimeWindowSeries",
+]
 
 
 @dataclass(frozen=True)
@@ -84,16 +91,30 @@ class Aggregate:
         if isinstance(self.time_window, timedelta):
             self.time_window = TimeWindow(self.time_window)
         if not isinstance(self.function, (str, AggregationFunction)):
-            raise _fail("Aggregate", self.label, self.site, f"function must be a name or an aggregation function, "
-                        f"got {self.function!r}", "Pass function='sum' or function=last(3) "
-                        "(from featurebus.aggregation_functions).")
+            raise _fail(
+                "Aggregate",
+                self.label,
+                self.site,
+                f"function must be a name or an aggregation function, got {self.function!r}",
+                "Pass function='sum' or function=last(3) (from featurebus.aggregation_functions).",
+            )
         if not isinstance(self.time_window, (TimeWindow, LifetimeWindow, TimeWindowSeries)):
-            raise _fail("Aggregate", self.label, self.site, f"time_window must be a timedelta, TimeWindow, "
-                        f"LifetimeWindow or TimeWindowSeries, got {self.time_window!r}",
-                        "Pass time_window=timedelta(hours=1).")
+            raise _fail(
+                "Aggregate",
+                self.label,
+                self.site,
+                f"time_window must be a timedelta, TimeWindow, "
+                f"LifetimeWindow or TimeWindowSeries, got {self.time_window!r}",
+                "Pass time_window=timedelta(hours=1).",
+            )
         if not isinstance(self.input_column, Field):
-            raise _fail("Aggregate", self.label, self.site, "input_column must be a Field",
-                        "Pass input_column=Field('amount', Float64).")
+            raise _fail(
+                "Aggregate",
+                self.label,
+                self.site,
+                "input_column must be a Field",
+                "Pass input_column=Field('amount', Float64).",
+            )
 
     @property
     def function_name(self) -> str:
@@ -125,18 +146,33 @@ class Attribute:
     (or spine) time, missing once older than the view's ``ttl`` (Tecton's ``Attribute``). The
     feature is named after the column. ``Attribute(Field("city", String))`` works too."""
 
-    def __init__(self, name: str | Field, dtype: DataType | None = None, description: str | None = None,
-                 tags: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str | Field,
+        dtype: DataType | None = None,
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
         self.site = _caller_site()
         if isinstance(name, Field):
             column: Field = name
             name, dtype = column.name, dtype or column.dtype
         if not isinstance(name, str) or not name:
-            raise _fail("Attribute", str(name), self.site, "name must be the name of a column of the "
-                        "transformation's output", "Pass Attribute('city', String).")
+            raise _fail(
+                "Attribute",
+                str(name),
+                self.site,
+                "name must be the name of a column of the transformation's output",
+                "Pass Attribute('city', String).",
+            )
         if not isinstance(dtype, DataType):
-            raise _fail("Attribute", name, self.site, f"dtype must be a featurebus.types type, got {dtype!r}",
-                        f"Pass Attribute({name!r}, String).")
+            raise _fail(
+                "Attribute",
+                name,
+                self.site,
+                f"dtype must be a featurebus.types type, got {dtype!r}",
+                f"Pass Attribute({name!r}, String).",
+            )
         self.name = name
         self.dtype = dtype
         self.description = description

@@ -58,8 +58,9 @@ def first_distinct(n: int) -> AggregationFunction:
 
 def approx_count_distinct(precision: int = 8) -> AggregationFunction:
     """Distinct values estimated with HyperLogLog over ``2**precision`` registers (4 to 16)."""
-    return AggregationFunction("approx_count_distinct", "approx_count_distinct",
-                               MappingProxyType({"precision": precision}))
+    return AggregationFunction(
+        "approx_count_distinct", "approx_count_distinct", MappingProxyType({"precision": precision})
+    )
 
 
 def approx_percentile(percentile: float, precision: int = 100) -> AggregationFunction:

@@ -37,46 +37,70 @@ def _site(depth: int) -> str:
 class CustomBatchConfig:
     """A batch source written in Python; ``kind`` says what its function returns."""
 
-    def __init__(self, function: Callable[..., Any], kind: BatchConfigKind, supports_time_filtering: bool,
-                 data_delay: timedelta, site: str) -> None:
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        kind: BatchConfigKind,
+        supports_time_filtering: bool,
+        data_delay: timedelta,
+        site: str,
+    ) -> None:
         self.function = function
         self.kind = kind
         self.supports_time_filtering = supports_time_filtering
         self.site = site
         name = getattr(function, "__name__", repr(function))
         if not isinstance(data_delay, timedelta) or data_delay < timedelta(0):
-            raise DefinitionError(f"{kind}_batch_config '{name}' ({site}): data_delay must be a timedelta >= 0, "
-                                  f"got {data_delay!r}. Pass e.g. data_delay=timedelta(hours=1).")
+            raise DefinitionError(
+                f"{kind}_batch_config '{name}' ({site}): data_delay must be a timedelta >= 0, "
+                f"got {data_delay!r}. Pass e.g. data_delay=timedelta(hours=1)."
+            )
         self.data_delay_ms = int(data_delay / timedelta(milliseconds=1))
         parameters = list(inspect.signature(function).parameters.values())
         names = [p.name for p in parameters]
         if "secrets" in names:
-            raise DefinitionError(f"{kind}_batch_config '{name}' ({site}): featurebus has no secret store, so the "
-                                  "function cannot take `secrets`. Remove the parameter and read credentials from "
-                                  "the environment of the process (os.environ) inside the function.")
+            raise DefinitionError(
+                f"{kind}_batch_config '{name}' ({site}): featurebus has no secret store, so the "
+                "function cannot take `secrets`. Remove the parameter and read credentials from "
+                "the environment of the process (os.environ) inside the function."
+            )
         if len(parameters) > 1:
-            raise DefinitionError(f"{kind}_batch_config '{name}' ({site}): the function takes {names}; it may take "
-                                  "at most one parameter, the FilterContext. Write def f(filter_context): ...")
+            raise DefinitionError(
+                f"{kind}_batch_config '{name}' ({site}): the function takes {names}; it may take "
+                "at most one parameter, the FilterContext. Write def f(filter_context): ..."
+            )
         self.filter_parameter = names[0] if names else None
         if supports_time_filtering and self.filter_parameter is None:
-            raise DefinitionError(f"{kind}_batch_config '{name}' ({site}): supports_time_filtering=True but the "
-                                  "function takes no filter_context. Write def f(filter_context): ... and read "
-                                  "filter_context.start_time / end_time.")
+            raise DefinitionError(
+                f"{kind}_batch_config '{name}' ({site}): supports_time_filtering=True but the "
+                "function takes no filter_context. Write def f(filter_context): ... and read "
+                "filter_context.start_time / end_time."
+            )
 
     @property
     def name(self) -> str:
         return str(getattr(self.function, "__name__", "batch_config"))
 
 
-def _decorator(kind: BatchConfigKind, supports_time_filtering: bool, data_delay: timedelta, secrets: Any,
-               options: dict[str, Any], site: str) -> Callable[[Callable[..., Any]], CustomBatchConfig]:
+def _decorator(
+    kind: BatchConfigKind,
+    supports_time_filtering: bool,
+    data_delay: timedelta,
+    secrets: Any,
+    options: dict[str, Any],
+    site: str,
+) -> Callable[[Callable[..., Any]], CustomBatchConfig]:
     if secrets:
-        raise DefinitionError(f"{kind}_batch_config ({site}): featurebus has no secret store, so secrets= is not "
-                              "supported. Remove secrets= and read credentials from the environment (os.environ).")
+        raise DefinitionError(
+            f"{kind}_batch_config ({site}): featurebus has no secret store, so secrets= is not "
+            "supported. Remove secrets= and read credentials from the environment (os.environ)."
+        )
     for option, value in options.items():
         if value is not None and value is not False:
-            raise DefinitionError(f"{kind}_batch_config ({site}): featurebus does not support {option}= "
-                                  "(it runs no Spark cluster). Remove it.")
+            raise DefinitionError(
+                f"{kind}_batch_config ({site}): featurebus does not support {option}= "
+                "(it runs no Spark cluster). Remove it."
+            )
     if not isinstance(supports_time_filtering, bool):
         raise DefinitionError(f"{kind}_batch_config ({site}): supports_time_filtering must be True or False.")
 
@@ -88,13 +112,15 @@ def _decorator(kind: BatchConfigKind, supports_time_filtering: bool, data_delay:
     return wrap
 
 
-def pandas_batch_config(*, supports_time_filtering: bool = False, data_delay: timedelta = timedelta(0),
-                        secrets: Any = None, **options: Any) -> Callable[[Callable[..., Any]], CustomBatchConfig]:
+def pandas_batch_config(
+    *, supports_time_filtering: bool = False, data_delay: timedelta = timedelta(0), secrets: Any = None, **options: Any
+) -> Callable[[Callable[..., Any]], CustomBatchConfig]:
     """A batch source whose function returns a pandas DataFrame (Tecton's ``pandas_batch_config``)."""
     return _decorator(BatchConfigKind.PANDAS, supports_time_filtering, data_delay, secrets, options, _site(2))
 
 
-def pyarrow_batch_config(*, supports_time_filtering: bool = False, data_delay: timedelta = timedelta(0),
-                         secrets: Any = None, **options: Any) -> Callable[[Callable[..., Any]], CustomBatchConfig]:
+def pyarrow_batch_config(
+    *, supports_time_filtering: bool = False, data_delay: timedelta = timedelta(0), secrets: Any = None, **options: Any
+) -> Callable[[Callable[..., Any]], CustomBatchConfig]:
     """A batch source whose function returns a pyarrow Table (Tecton's ``pyarrow_batch_config``)."""
     return _decorator(BatchConfigKind.PYARROW, supports_time_filtering, data_delay, secrets, options, _site(2))

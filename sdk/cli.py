@@ -30,8 +30,10 @@ app = typer.Typer(help="featurebus: features as code, computed from Kafka, serve
 kafka_app = typer.Typer(help="A local single-node Kafka (KRaft) for development.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys scoped to a workspace.", no_args_is_help=True)
 registry_app = typer.Typer(help="The versioned registry of applied definitions.", no_args_is_help=True)
-workspace_app = typer.Typer(help="Workspaces: live ones are materialized and served, development ones hold "
-                                 "definitions only.", no_args_is_help=True)
+workspace_app = typer.Typer(
+    help="Workspaces: live ones are materialized and served, development ones hold definitions only.",
+    no_args_is_help=True,
+)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(keys_app, name="api-key")
@@ -61,15 +63,31 @@ app.command("test", context_settings={"allow_extra_args": True, "ignore_unknown_
 console = Console(soft_wrap=True)  # whole lines in pipes and logs; tables still fit the width
 err = Console(stderr=True, soft_wrap=True)
 
-Bootstrap = Annotated[str | None, typer.Option("--bootstrap", help="Kafka bootstrap (default: FEATUREBUS_KAFKA_BOOTSTRAP or the local broker).")]
+Bootstrap = Annotated[
+    str | None,
+    typer.Option("--bootstrap", help="Kafka bootstrap (default: FEATUREBUS_KAFKA_BOOTSTRAP or the local broker)."),
+]
 # Commands that change or read definitions, jobs and keys go through the control plane (the URL and
 # key `featurebus login` stored); --bootstrap instead talks to that Kafka cluster directly, as
 # before the control plane existed: for the bus's operators (unguarded, unaudited).
-Direct = Annotated[str | None, typer.Option("--bootstrap", help="Bypass the control plane: talk to this Kafka cluster "
-                                            "directly (bus operators only; not audited).")]
-Home = Annotated[Path | None, typer.Option("--home", help="State directory (default: FEATUREBUS_HOME or ./.featurebus).")]
-Workspace = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name (default: the one `featurebus "
-                                                                   "workspace select` chose, else 'default').")]
+Direct = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap",
+        help="Bypass the control plane: talk to this Kafka cluster directly (bus operators only; not audited).",
+    ),
+]
+Home = Annotated[
+    Path | None, typer.Option("--home", help="State directory (default: FEATUREBUS_HOME or ./.featurebus).")
+]
+Workspace = Annotated[
+    str,
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="Workspace name (default: the one `featurebus workspace select` chose, else 'default').",
+    ),
+]
 
 
 def _home(home: Path | None) -> Path:
@@ -209,13 +227,23 @@ def plan_command(
 def apply(
     repo: RepoDir = Path("."),
     workspace: Workspace = "default",
-    version_to_restore: Annotated[int | None, typer.Option(
-        "--version", help="Re-apply an earlier version from `featurebus registry log` instead of the repository.")] = None,
-    create_topics: Annotated[bool | None, typer.Option(
-        "--create-topics/--no-create-topics",
-        help="Create the Kafka source topics that do not exist (default: on for the local development broker "
-             "`featurebus up` or `featurebus kafka start` runs, off for an external cluster).")] = None,
-    partitions: Annotated[int, typer.Option(min=1, help="Partitions of each source topic --create-topics creates.")] = 4,
+    version_to_restore: Annotated[
+        int | None,
+        typer.Option(
+            "--version", help="Re-apply an earlier version from `featurebus registry log` instead of the repository."
+        ),
+    ] = None,
+    create_topics: Annotated[
+        bool | None,
+        typer.Option(
+            "--create-topics/--no-create-topics",
+            help="Create the Kafka source topics that do not exist (default: on for the local development broker "
+            "`featurebus up` or `featurebus kafka start` runs, off for an external cluster).",
+        ),
+    ] = None,
+    partitions: Annotated[
+        int, typer.Option(min=1, help="Partitions of each source topic --create-topics creates.")
+    ] = 4,
     bootstrap: Direct = None,
 ) -> None:
     """Print the plan for the feature repository (or an earlier version), then apply it."""
@@ -239,8 +267,11 @@ def apply(
     missing = missing_source_topics(changes.apply_to(current), cluster)
     if missing and (target.local if create_topics is None else create_topics):
         create_source_topics(missing, cluster, partitions)
-        console.print(f"Created source topics {', '.join(missing)} ({partitions} partitions each) on {cluster}",
-                      highlight=False, markup=False)
+        console.print(
+            f"Created source topics {', '.join(missing)} ({partitions} partitions each) on {cluster}",
+            highlight=False,
+            markup=False,
+        )
     elif missing:
         err.print(f"note: {missing_topics_note(missing, cluster)}", highlight=False, markup=False)
     version = current.version if current is not None else 0
@@ -268,10 +299,20 @@ def apply(
 def describe(
     name: Annotated[str, typer.Argument(help="The object's name (entity, source, feature view or feature service).")],
     workspace: Workspace = "default",
-    kind: Annotated[str | None, typer.Option("--kind", help="When several kinds share the name: entity, stream_source, "
-                                             "batch_source, stream_feature_view, feature_table or feature_service.")] = None,
-    repo: Annotated[Path | None, typer.Option(
-        "--repo", help="Describe the repository's definitions instead of the applied ones (works without Kafka).")] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            "--kind",
+            help="When several kinds share the name: entity, stream_source, "
+            "batch_source, stream_feature_view, feature_table or feature_service.",
+        ),
+    ] = None,
+    repo: Annotated[
+        Path | None,
+        typer.Option(
+            "--repo", help="Describe the repository's definitions instead of the applied ones (works without Kafka)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON document for tools.")] = False,
     bootstrap: Direct = None,
 ) -> None:
@@ -303,12 +344,15 @@ def describe(
     else:
         cluster = _bootstrap(bootstrap)
         if not broker_reachable(cluster, 5.0):
-            raise KafkaUnavailableError(f"{unreachable_hint(cluster)}; or pass --repo to describe a repository's "
-                                        "definitions without Kafka")
+            raise KafkaUnavailableError(
+                f"{unreachable_hint(cluster)}; or pass --repo to describe a repository's definitions without Kafka"
+            )
         applied = _registry(cluster, timeout_s=5.0).get(workspace)
         if applied is None:
-            raise typer.BadParameter(f"workspace {workspace!r} has not been applied; run `featurebus apply` "
-                                     "or pass --repo to describe a repository's definitions")
+            raise typer.BadParameter(
+                f"workspace {workspace!r} has not been applied; run `featurebus apply` "
+                "or pass --repo to describe a repository's definitions"
+            )
         spec, origin = applied, "applied"
     object_kind, obj = find_object(spec, name, kind)
     state = read_state(cluster, spec, obj) if cluster is not None else (unconfigured if holds_data(obj) else None)
@@ -358,6 +402,7 @@ def registry_log(workspace: Workspace = "default", bootstrap: Direct = None) -> 
     from rich.table import Table
 
     from featurebus.plan import plan
+
     history = _registry(_bootstrap(bootstrap)).history(workspace)
     if not history:
         console.print(f"workspace {workspace!r} has no applied versions")
@@ -371,8 +416,15 @@ def registry_log(workspace: Workspace = "default", bootstrap: Direct = None) -> 
         summary = plan(previous, spec).summary()
         changed = ", ".join(f"{n} {action}" for action, n in summary.items() if n and action != "unchanged")
         applied_at = from_epoch_ms(spec.applied_at_ms).strftime("%Y-%m-%d %H:%M:%S")
-        rows.append((f"v{spec.version}", applied_at, str(len(spec.stream_feature_views)),
-                     str(len(spec.feature_services)), changed or "none"))
+        rows.append(
+            (
+                f"v{spec.version}",
+                applied_at,
+                str(len(spec.stream_feature_views)),
+                str(len(spec.feature_services)),
+                changed or "none",
+            )
+        )
         previous = spec
     for row in reversed(rows):
         table.add_row(*row)
@@ -383,7 +435,9 @@ def registry_log(workspace: Workspace = "default", bootstrap: Direct = None) -> 
 @workspace_app.command("create")
 def workspace_create(
     name: Annotated[str, typer.Argument(help="Workspace name: letters, digits, '_' and '-'.")],
-    live: Annotated[bool, typer.Option("--live", help="Materialize online and offline, and serve (default: development).")] = False,
+    live: Annotated[
+        bool, typer.Option("--live", help="Materialize online and offline, and serve (default: development).")
+    ] = False,
     bootstrap: Direct = None,
 ) -> None:
     """Create a workspace; `apply` publishes definitions into it."""
@@ -395,7 +449,11 @@ def workspace_create(
     from featurebus.platform.workspaces import create_workspace
 
     create_workspace(_registry(_bootstrap(bootstrap)), name, live)
-    kind = "live workspace (materialized and served)" if live else "development workspace (definitions only, never materialized)"
+    kind = (
+        "live workspace (materialized and served)"
+        if live
+        else "development workspace (definitions only, never materialized)"
+    )
     console.print(f"Created {kind} [bold]{name}[/]; `featurebus workspace select {name}` makes it the default.")
 
 
@@ -408,11 +466,19 @@ def workspace_list(bootstrap: Direct = None) -> None:
     for summary in _workspace_summaries(bootstrap):
         mark = "*" if summary["name"] == selected else " "
         version = f"v{summary['version']}" if summary["version"] else "nothing applied"
-        console.print(f"{mark} {summary['name']}  {'live' if summary['live'] else 'dev'}  {version}, "
-                      f"{summary['objects']} objects", highlight=False, markup=False)
+        console.print(
+            f"{mark} {summary['name']}  {'live' if summary['live'] else 'dev'}  {version}, "
+            f"{summary['objects']} objects",
+            highlight=False,
+            markup=False,
+        )
     if selected not in {summary["name"] for summary in _workspace_summaries(bootstrap)}:
-        err.print(f"selected workspace {selected!r} does not exist; `featurebus workspace create {selected}` or "
-                  "`featurebus workspace select NAME`", highlight=False, markup=False)
+        err.print(
+            f"selected workspace {selected!r} does not exist; `featurebus workspace create {selected}` or "
+            "`featurebus workspace select NAME`",
+            highlight=False,
+            markup=False,
+        )
 
 
 def _workspace_summaries(bootstrap: str | None) -> list[dict[str, Any]]:
@@ -423,8 +489,10 @@ def _workspace_summaries(bootstrap: str | None) -> list[dict[str, Any]]:
         return listed
     from featurebus.platform.workspaces import list_workspaces, object_count
 
-    return [{"name": s.name, "live": s.live, "version": s.version, "objects": object_count(s)}
-            for s in list_workspaces(_registry(_bootstrap(bootstrap)))]
+    return [
+        {"name": s.name, "live": s.live, "version": s.version, "objects": object_count(s)}
+        for s in list_workspaces(_registry(_bootstrap(bootstrap)))
+    ]
 
 
 @workspace_app.command("select")
@@ -438,8 +506,11 @@ def workspace_select(name: Annotated[str, typer.Argument(help="Workspace name.")
         known = ", ".join(sorted(summaries)) or "none"
         raise NotFoundError(f"no workspace named {name!r} (known: {known}); `featurebus workspace create {name}` first")
     path = select_workspace(name)
-    console.print(f"Selected workspace {name} ({'live' if summaries[name]['live'] else 'dev'}), saved in {path}",
-                  highlight=False, markup=False)
+    console.print(
+        f"Selected workspace {name} ({'live' if summaries[name]['live'] else 'dev'}), saved in {path}",
+        highlight=False,
+        markup=False,
+    )
 
 
 @workspace_app.command("delete")
@@ -457,25 +528,47 @@ def workspace_delete(
     from featurebus.platform.workspaces import delete_workspace
 
     deleted = delete_workspace(_registry(_bootstrap(bootstrap)), name, force)
-    console.print(f"Deleted {'live' if deleted.live else 'development'} workspace {name}", highlight=False, markup=False)
+    console.print(
+        f"Deleted {'live' if deleted.live else 'development'} workspace {name}", highlight=False, markup=False
+    )
 
 
 # -- processes ---------------------------------------------------------------------------------------
-EngineOption = Annotated[StreamEngineKind, typer.Option(
-    "--engine", envvar="FEATUREBUS_ENGINE",
-    help="Stream engine: featurebus's own worker, or a PyFlink job run in this process (needs the flink extra).")]
+EngineOption = Annotated[
+    StreamEngineKind,
+    typer.Option(
+        "--engine",
+        envvar="FEATUREBUS_ENGINE",
+        help="Stream engine: featurebus's own worker, or a PyFlink job run in this process (needs the flink extra).",
+    ),
+]
 
 
 @app.command("worker")
-def worker(workspace: Workspace = "default", bootstrap: Bootstrap = None, home: Home = None,
-           engine: EngineOption = StreamEngineKind.NATIVE) -> None:
+def worker(
+    workspace: Workspace = "default",
+    bootstrap: Bootstrap = None,
+    home: Home = None,
+    engine: EngineOption = StreamEngineKind.NATIVE,
+) -> None:
     """Run the stream worker: source topics -> windowed tiles -> feature topics."""
     if engine == StreamEngineKind.FLINK:
         from featurebus.cli_flink import in_flink_python
 
         resolved_bootstrap, resolved_home = _bootstrap(bootstrap), _home(home)
-        in_flink_python(["worker", "--engine", "flink", "--workspace", workspace, "--bootstrap", resolved_bootstrap,
-                         "--home", str(resolved_home)])
+        in_flink_python(
+            [
+                "worker",
+                "--engine",
+                "flink",
+                "--workspace",
+                workspace,
+                "--bootstrap",
+                resolved_bootstrap,
+                "--home",
+                str(resolved_home),
+            ]
+        )
         from featurebus.streams.runtime.flink.job import run_flink_worker
 
         run_flink_worker(resolved_bootstrap, workspace, resolved_home)
@@ -489,7 +582,9 @@ def worker(workspace: Workspace = "default", bootstrap: Bootstrap = None, home: 
 def serve(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8080,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    workers: Annotated[int, typer.Option(min=1, help="Serving processes on the port, each with its own online store.")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Serving processes on the port, each with its own online store.")
+    ] = 1,
     access_log: Annotated[bool, typer.Option(help="One JSON line per request on stderr.")] = True,
     bootstrap: Bootstrap = None,
     home: Home = None,
@@ -497,8 +592,14 @@ def serve(
     """Run the serving API; each process has its own online store, materialized from the feature topics."""
     from featurebus.serving.main import run_server
 
-    run_server(_bootstrap(bootstrap), host=host, port=port, data_dir=_home(home) / "serving", workers=workers,
-               access_log=access_log)
+    run_server(
+        _bootstrap(bootstrap),
+        host=host,
+        port=port,
+        data_dir=_home(home) / "serving",
+        workers=workers,
+        access_log=access_log,
+    )
 
 
 @app.command("offline")
@@ -516,9 +617,12 @@ def offline(workspace: Workspace = "default", bootstrap: Bootstrap = None, home:
         if spec is None:
             return
         if not spec.live:
-            err.print(f"workspace {workspace!r} is a development workspace: it holds definitions only and is never "
-                      "materialized; nothing to do (features compute ad hoc from Python: featurebus.get_workspace)",
-                      highlight=False, markup=False)
+            err.print(
+                f"workspace {workspace!r} is a development workspace: it holds definitions only and is never "
+                "materialized; nothing to do (features compute ad hoc from Python: featurebus.get_workspace)",
+                highlight=False,
+                markup=False,
+            )
             return
         OfflineMaterializer(cluster, _home(home) / "offline", workspace, registry=registry).run_forever(stop)
     except KeyboardInterrupt:
@@ -537,7 +641,9 @@ def training_set(
     """A point-in-time-correct training set for every row of the spine."""
     from featurebus.platform.training.training_sets import training_set_from_files
 
-    frame = training_set_from_files(_registry(_bootstrap(bootstrap)), _home(home) / "offline", workspace, feature_service, spine, output)
+    frame = training_set_from_files(
+        _registry(_bootstrap(bootstrap)), _home(home) / "offline", workspace, feature_service, spine, output
+    )
     console.print(f"wrote {len(frame)} rows x {len(frame.columns)} columns to {output}")
     console.print(frame.head(5).to_string())
 
@@ -554,22 +660,35 @@ def _stop_on_signals() -> None:
 
 
 @app.command("up")
-def up(workspace: Workspace = "default", port: int = 8080,
-       control_port: Annotated[int | None, typer.Option(
-           "--control-port", help="The control plane's port (default: 8090 when free, else any free port).")] = None,
-       bootstrap: Bootstrap = None, home: Home = None, engine: EngineOption = StreamEngineKind.NATIVE) -> None:
+def up(
+    workspace: Workspace = "default",
+    port: int = 8080,
+    control_port: Annotated[
+        int | None,
+        typer.Option("--control-port", help="The control plane's port (default: 8090 when free, else any free port)."),
+    ] = None,
+    bootstrap: Bootstrap = None,
+    home: Home = None,
+    engine: EngineOption = StreamEngineKind.NATIVE,
+) -> None:
     """Run the whole platform on this machine until Ctrl-C."""
     from featurebus.platform.local.up import LocalPlatform
 
     _stop_on_signals()
-    with LocalPlatform(_home(home), workspace, port=port, bootstrap=bootstrap, control_port=control_port,
-                       engine=engine) as platform:
+    with LocalPlatform(
+        _home(home), workspace, port=port, bootstrap=bootstrap, control_port=control_port, engine=engine
+    ) as platform:
         if platform.admin_secret is not None:
-            console.print(f"An admin API key for this CLI (shown once, saved in "
-                          f"{_home(home) / 'config.json'}):\n  {platform.admin_secret}",
-                          highlight=False, markup=False)
-        console.print(f"featurebus is up: Kafka {platform.bootstrap}, serving {platform.serving_url}, "
-                      f"control plane {platform.control_url}; Ctrl-C stops")
+            console.print(
+                f"An admin API key for this CLI (shown once, saved in "
+                f"{_home(home) / 'config.json'}):\n  {platform.admin_secret}",
+                highlight=False,
+                markup=False,
+            )
+        console.print(
+            f"featurebus is up: Kafka {platform.bootstrap}, serving {platform.serving_url}, "
+            f"control plane {platform.control_url}; Ctrl-C stops"
+        )
         platform.run_until_interrupted()
 
 
@@ -592,8 +711,13 @@ def demo(
 @keys_app.command("create")
 def key_create(
     workspace: Workspace = "default",
-    role: Annotated[str, typer.Option(help="viewer | consumer | operator | editor | owner (or the earlier "
-                                            "reader | writer | admin: consumer, editor, owner)")] = "reader",
+    role: Annotated[
+        str,
+        typer.Option(
+            help="viewer | consumer | operator | editor | owner (or the earlier "
+            "reader | writer | admin: consumer, editor, owner)"
+        ),
+    ] = "reader",
     description: str = "",
     bootstrap: Direct = None,
 ) -> None:
@@ -659,8 +783,9 @@ def main(argv: list[str] | None = None) -> Any:
         from featurebus.platform.config import selected_workspace
 
         command = get_command(app)
-        return command.main(args=argv, standalone_mode=False,
-                            default_map=_workspace_defaults(command, selected_workspace()))
+        return command.main(
+            args=argv, standalone_mode=False, default_map=_workspace_defaults(command, selected_workspace())
+        )
     except FeaturebusError as exc:
         err.print(f"[red]featurebus: {exc}[/]")
         sys.exit(1)

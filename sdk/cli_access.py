@@ -15,10 +15,12 @@ from featurebus.control_client import ControlClient
 __all__ = ["access_app", "audit_app", "control", "login", "service_account_app"]
 
 console = Console(soft_wrap=True)
-service_account_app = typer.Typer(help="Service accounts: principals for programs, each with API keys.",
-                                  no_args_is_help=True)
-access_app = typer.Typer(help="Role bindings: viewer < consumer < operator < editor < owner, per workspace.",
-                         no_args_is_help=True)
+service_account_app = typer.Typer(
+    help="Service accounts: principals for programs, each with API keys.", no_args_is_help=True
+)
+access_app = typer.Typer(
+    help="Role bindings: viewer < consumer < operator < editor < owner, per workspace.", no_args_is_help=True
+)
 audit_app = typer.Typer(help="The audit log of every change and every refused request.", no_args_is_help=True)
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for tools.")]
@@ -48,8 +50,11 @@ def login(
         client.close()
     path = save_control_login(url, secret)
     roles = ", ".join(f"{r['role']} in {r['workspace']}" for r in me["roles"]) or "no workspace roles"
-    console.print(f"Logged in to {url} as {me['principal']}{' (admin)' if me['admin'] else ''}: {roles}; saved in {path}",
-                  highlight=False, markup=False)
+    console.print(
+        f"Logged in to {url} as {me['principal']}{' (admin)' if me['admin'] else ''}: {roles}; saved in {path}",
+        highlight=False,
+        markup=False,
+    )
 
 
 def control(
@@ -75,14 +80,18 @@ def service_account_create(
     """Create a service account and one API key for it (printed once). Admin only."""
     client = _client()
     try:
-        client.post("/v1/principals", {"name": name, "kind": "service_account", "admin": admin,
-                                       "description": description})
+        client.post(
+            "/v1/principals", {"name": name, "kind": "service_account", "admin": admin, "description": description}
+        )
         key = client.post("/v1/keys", {"principal": name, "description": "created with the service account"})
     finally:
         client.close()
-    console.print(f"Created service account {name}; API key {key['keyId']}, secret (shown once):\n  {key['secret']}\n"
-                  f"Give it a role: featurebus access-control assign-role --principal {name} --role consumer -w WORKSPACE",
-                  highlight=False, markup=False)
+    console.print(
+        f"Created service account {name}; API key {key['keyId']}, secret (shown once):\n  {key['secret']}\n"
+        f"Give it a role: featurebus access-control assign-role --principal {name} --role consumer -w WORKSPACE",
+        highlight=False,
+        markup=False,
+    )
 
 
 @service_account_app.command("list")
@@ -97,8 +106,11 @@ def service_account_list(as_json: AsJson = False) -> None:
         _echo_json(accounts)
         return
     for account in accounts:
-        console.print(f"{account['name']}{'  admin' if account['admin'] else ''}  {account['description']}",
-                      highlight=False, markup=False)
+        console.print(
+            f"{account['name']}{'  admin' if account['admin'] else ''}  {account['description']}",
+            highlight=False,
+            markup=False,
+        )
 
 
 @service_account_app.command("delete")
@@ -114,9 +126,11 @@ def service_account_delete(name: Annotated[str, typer.Argument(help="The service
 
 # -- role bindings --------------------------------------------------------------------------------
 @access_app.command("assign-role")
-def assign_role(principal: Annotated[str, typer.Option("--principal", "-p")],
-                role: Annotated[str, typer.Option("--role", "-r", help="viewer|consumer|operator|editor|owner")],
-                workspace: Workspace = "default") -> None:
+def assign_role(
+    principal: Annotated[str, typer.Option("--principal", "-p")],
+    role: Annotated[str, typer.Option("--role", "-r", help="viewer|consumer|operator|editor|owner")],
+    workspace: Workspace = "default",
+) -> None:
     """Bind a role to a principal in the workspace (the workspace's owner or the admin)."""
     client = _client()
     try:
@@ -127,7 +141,9 @@ def assign_role(principal: Annotated[str, typer.Option("--principal", "-p")],
 
 
 @access_app.command("unassign-role")
-def unassign_role(principal: Annotated[str, typer.Option("--principal", "-p")], workspace: Workspace = "default") -> None:
+def unassign_role(
+    principal: Annotated[str, typer.Option("--principal", "-p")], workspace: Workspace = "default"
+) -> None:
     """Remove a principal's role in the workspace."""
     client = _client()
     try:
@@ -138,8 +154,11 @@ def unassign_role(principal: Annotated[str, typer.Option("--principal", "-p")], 
 
 
 @access_app.command("get-roles")
-def get_roles(principal: Annotated[str | None, typer.Option("--principal", "-p")] = None,
-              workspace: Annotated[str | None, typer.Option("--workspace", "-w")] = None, as_json: AsJson = False) -> None:
+def get_roles(
+    principal: Annotated[str | None, typer.Option("--principal", "-p")] = None,
+    workspace: Annotated[str | None, typer.Option("--workspace", "-w")] = None,
+    as_json: AsJson = False,
+) -> None:
     """Role bindings: a principal's, a workspace's, or (admin) all."""
     client = _client()
     try:
@@ -150,22 +169,30 @@ def get_roles(principal: Annotated[str | None, typer.Option("--principal", "-p")
         _echo_json(bindings)
         return
     for binding in bindings:
-        console.print(f"{binding['workspace']}  {binding['principal']}  {binding['role']}", highlight=False, markup=False)
+        console.print(
+            f"{binding['workspace']}  {binding['principal']}  {binding['role']}", highlight=False, markup=False
+        )
 
 
 # -- audit ----------------------------------------------------------------------------------------
 @audit_app.command("log")
-def audit_log(workspace: Annotated[str | None, typer.Option("--workspace", "-w")] = None,
-              principal: Annotated[str | None, typer.Option("--principal", "-p")] = None,
-              since: Annotated[str | None, typer.Option("--since", help="ISO 8601 time (UTC unless a zone is given).")] = None,
-              as_json: AsJson = False) -> None:
+def audit_log(
+    workspace: Annotated[str | None, typer.Option("--workspace", "-w")] = None,
+    principal: Annotated[str | None, typer.Option("--principal", "-p")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO 8601 time (UTC unless a zone is given).")] = None,
+    as_json: AsJson = False,
+) -> None:
     """Who did what, when, where, and whether it was allowed; oldest first."""
     from featurebus.cli_jobs import parse_time
 
     client = _client()
     try:
-        records = client.get("/v1/audit", workspace=workspace, principal=principal,
-                             since_ms=parse_time(since, "--since") if since else None)
+        records = client.get(
+            "/v1/audit",
+            workspace=workspace,
+            principal=principal,
+            since_ms=parse_time(since, "--since") if since else None,
+        )
     finally:
         client.close()
     if as_json:
@@ -177,5 +204,9 @@ def audit_log(workspace: Annotated[str | None, typer.Option("--workspace", "-w")
         when = datetime.fromtimestamp(r["time_ms"] / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
         detail = ", ".join(f"{k}={v}" for k, v in r["detail"].items() if k != "message")
         message = r["detail"].get("message", "")
-        console.print(f"{when}  {r['principal'] or '-'}  {r['workspace'] or '-'}  {r['action']}  {r['outcome']}  "
-                      f"{detail}{('  ' + message) if message else ''}  [{r['request_id']}]", highlight=False, markup=False)
+        console.print(
+            f"{when}  {r['principal'] or '-'}  {r['workspace'] or '-'}  {r['action']}  {r['outcome']}  "
+            f"{detail}{('  ' + message) if message else ''}  [{r['request_id']}]",
+            highlight=False,
+            markup=False,
+        )

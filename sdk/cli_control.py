@@ -20,8 +20,14 @@ from featurebus.schemas.errors import InvalidRequestError
 from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = [
-    "apply_via_control", "current_spec", "jobs_via_control", "keys_via_control", "materialize_via_control",
-    "plan_via_control", "registry_log_via_control", "workspace_via_control",
+    "apply_via_control",
+    "current_spec",
+    "jobs_via_control",
+    "keys_via_control",
+    "materialize_via_control",
+    "plan_via_control",
+    "registry_log_via_control",
+    "workspace_via_control",
 ]
 
 console = Console(soft_wrap=True)
@@ -49,12 +55,19 @@ def workspace_via_control(action: str, name: str | None = None, *, live: bool = 
     try:
         if action == "create":
             client.post("/v1/workspaces", {"name": name, "live": live})
-            kind = "live workspace (materialized and served)" if live else "development workspace (definitions only, never materialized)"
+            kind = (
+                "live workspace (materialized and served)"
+                if live
+                else "development workspace (definitions only, never materialized)"
+            )
             console.print(f"Created {kind} [bold]{name}[/]; `featurebus workspace select {name}` makes it the default.")
         elif action == "delete":
             deleted = client.delete(f"/v1/workspaces/{name}", force=str(force).lower())
-            console.print(f"Deleted {'live' if deleted['live'] else 'development'} workspace {name}", highlight=False,
-                          markup=False)
+            console.print(
+                f"Deleted {'live' if deleted['live'] else 'development'} workspace {name}",
+                highlight=False,
+                markup=False,
+            )
         elif action == "list":
             return client.get("/v1/workspaces")
         return None
@@ -87,8 +100,9 @@ def plan_via_control(repo: Path, workspace: str, as_json: bool) -> None:
             console.print(f"note: {missing_topics_note(missing, cluster)}", highlight=False, markup=False)
 
 
-def apply_via_control(repo: Path, workspace: str, version_to_restore: int | None, create_topics: bool | None = None,
-                      partitions: int = 4) -> None:
+def apply_via_control(
+    repo: Path, workspace: str, version_to_restore: int | None, create_topics: bool | None = None, partitions: int = 4
+) -> None:
     from featurebus.plan import plan
 
     client = ControlClient.from_config()
@@ -101,11 +115,14 @@ def apply_via_control(repo: Path, workspace: str, version_to_restore: int | None
             changes = plan(current, desired)
             _print_plan(changes)
             _source_topics(changes.apply_to(current), create_topics, partitions)
-            result = client.post(f"/v1/workspaces/{workspace}/apply",
-                                 {"spec": orjson.loads(desired.to_json()), "base_version": current.version})
+            result = client.post(
+                f"/v1/workspaces/{workspace}/apply",
+                {"spec": orjson.loads(desired.to_json()), "base_version": current.version},
+            )
         else:
-            result = client.post(f"/v1/workspaces/{workspace}/rollback",
-                                 {"version": version_to_restore, "base_version": current.version})
+            result = client.post(
+                f"/v1/workspaces/{workspace}/rollback", {"version": version_to_restore, "base_version": current.version}
+            )
             _print_plan_document(result["plan"])
         if result["applied"]:
             applied = current_spec(client, workspace)
@@ -153,8 +170,11 @@ def _source_topics(spec: WorkspaceSpec, create_topics: bool | None, partitions: 
         return  # no bus known on this machine: the definitions still apply
     if missing and (target.local if create_topics is None else create_topics):
         create_source_topics(missing, target.bootstrap, partitions)
-        console.print(f"Created source topics {', '.join(missing)} ({partitions} partitions each) on {target.bootstrap}",
-                      highlight=False, markup=False)
+        console.print(
+            f"Created source topics {', '.join(missing)} ({partitions} partitions each) on {target.bootstrap}",
+            highlight=False,
+            markup=False,
+        )
     elif missing:
         err.print(f"note: {missing_topics_note(missing, target.bootstrap)}", highlight=False, markup=False)
 
@@ -164,10 +184,15 @@ def _print_plan_document(document: dict[str, Any]) -> None:
     headers = {"create": "+ create", "update": "~ update", "delete": "- delete"}
     for change in document["changes"]:
         if change["action"] in headers:
-            console.print(f"{headers[change['action']]} {change['kind']} {change['name']}", highlight=False, markup=False)
+            console.print(
+                f"{headers[change['action']]} {change['kind']} {change['name']}", highlight=False, markup=False
+            )
     summary = document["summary"]
-    console.print(f"Plan for workspace {document['workspace']}: {summary['create']} to create, {summary['update']} to "
-                  f"update, {summary['delete']} to delete, {summary['unchanged']} unchanged.", highlight=False)
+    console.print(
+        f"Plan for workspace {document['workspace']}: {summary['create']} to create, {summary['update']} to "
+        f"update, {summary['delete']} to delete, {summary['unchanged']} unchanged.",
+        highlight=False,
+    )
 
 
 def registry_log_via_control(workspace: str) -> None:
@@ -186,19 +211,45 @@ def registry_log_via_control(workspace: str) -> None:
         table.add_column(column)
     for row in reversed(rows):
         changed = ", ".join(f"{n} {action}" for action, n in row["summary"].items() if n and action != "unchanged")
-        table.add_row(f"v{row['version']}", _iso(row["appliedAtMs"]).replace("T", " ").rstrip("Z"),
-                      row["appliedBy"] or "-", str(row["views"]), str(row["services"]), changed or "none")
+        table.add_row(
+            f"v{row['version']}",
+            _iso(row["appliedAtMs"]).replace("T", " ").rstrip("Z"),
+            row["appliedBy"] or "-",
+            str(row["views"]),
+            str(row["services"]),
+            changed or "none",
+        )
     console.print(table)
 
 
 # -- jobs -----------------------------------------------------------------------------------------
-def materialize_via_control(workspace: str, view: str, start_ms: int, end_ms: int, *, online: bool | None,
-                            offline: bool | None, overwrite: bool, wait: bool) -> None:
+def materialize_via_control(
+    workspace: str,
+    view: str,
+    start_ms: int,
+    end_ms: int,
+    *,
+    online: bool | None,
+    offline: bool | None,
+    overwrite: bool,
+    wait: bool,
+) -> None:
     client = ControlClient.from_config()
     try:
-        job = client.post(f"/v1/workspaces/{workspace}/jobs", {"view": view, "start_ms": start_ms, "end_ms": end_ms,
-                                                              "online": online, "offline": offline, "overwrite": overwrite})
-        console.print(f"queued job {job['id']}: {view} [{_iso(job['start_ms'])}, {_iso(job['end_ms'])})", highlight=False)
+        job = client.post(
+            f"/v1/workspaces/{workspace}/jobs",
+            {
+                "view": view,
+                "start_ms": start_ms,
+                "end_ms": end_ms,
+                "online": online,
+                "offline": offline,
+                "overwrite": overwrite,
+            },
+        )
+        console.print(
+            f"queued job {job['id']}: {view} [{_iso(job['start_ms'])}, {_iso(job['end_ms'])})", highlight=False
+        )
         last = ""
         while wait:
             job = client.get(f"/v1/workspaces/{workspace}/jobs/{job['id']}")
@@ -208,7 +259,9 @@ def materialize_via_control(workspace: str, view: str, start_ms: int, end_ms: in
                 last = line
             if job["state"] in ("SUCCESS", "FAILED", "CANCELLED"):
                 if job["state"] != "SUCCESS":
-                    raise InvalidRequestError(f"job {job['id']} ended {job['state']}: {job.get('error') or 'cancelled'}")
+                    raise InvalidRequestError(
+                        f"job {job['id']} ended {job['state']}: {job.get('error') or 'cancelled'}"
+                    )
                 return
             time.sleep(1.0)
     finally:
@@ -230,18 +283,24 @@ def jobs_via_control(action: str, workspace: str, job_id: str | None = None, vie
 
 
 # -- keys -----------------------------------------------------------------------------------------
-def keys_via_control(action: str, *, workspace: str = "", role: str = "", description: str = "",
-                     key_id: str = "") -> None:
+def keys_via_control(
+    action: str, *, workspace: str = "", role: str = "", description: str = "", key_id: str = ""
+) -> None:
     client = ControlClient.from_config()
     try:
         if action == "create":
             key = client.post("/v1/keys", {"workspace": workspace, "role": role, "description": description})
-            console.print(f"key id: {key['keyId']} (service account {key['principal']}, {key['role']} in {workspace})\n"
-                          f"secret (shown once): {key['secret']}", highlight=False, markup=False)
+            console.print(
+                f"key id: {key['keyId']} (service account {key['principal']}, {key['role']} in {workspace})\n"
+                f"secret (shown once): {key['secret']}",
+                highlight=False,
+                markup=False,
+            )
         elif action == "list":
             for key in client.get("/v1/keys"):
-                console.print(f"{key['keyId']}  {key['principal']}  {key.get('description', '')}", highlight=False,
-                              markup=False)
+                console.print(
+                    f"{key['keyId']}  {key['principal']}  {key.get('description', '')}", highlight=False, markup=False
+                )
         else:
             client.delete(f"/v1/keys/{key_id}")
             console.print(f"revoked {key_id}")

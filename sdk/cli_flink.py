@@ -15,12 +15,18 @@ from rich.console import Console
 
 __all__ = ["flink_app", "in_flink_python"]
 
-flink_app = typer.Typer(help="The Flink engine: connector jars, job submission, a local standalone cluster.",
-                        no_args_is_help=True)
+flink_app = typer.Typer(
+    help="The Flink engine: connector jars, job submission, a local standalone cluster.", no_args_is_help=True
+)
 console = Console(soft_wrap=True)
 
-Bootstrap = Annotated[str | None, typer.Option("--bootstrap", help="Kafka bootstrap (default: FEATUREBUS_KAFKA_BOOTSTRAP or the local broker).")]
-Home = Annotated[Path | None, typer.Option("--home", help="State directory (default: FEATUREBUS_HOME or ./.featurebus).")]
+Bootstrap = Annotated[
+    str | None,
+    typer.Option("--bootstrap", help="Kafka bootstrap (default: FEATUREBUS_KAFKA_BOOTSTRAP or the local broker)."),
+]
+Home = Annotated[
+    Path | None, typer.Option("--home", help="State directory (default: FEATUREBUS_HOME or ./.featurebus).")
+]
 Workspace = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name.")]
 
 
@@ -58,7 +64,9 @@ def flink_submit(
     jobmanager: Annotated[str, typer.Option("--jobmanager", help="HOST:PORT of the cluster's REST endpoint.")],
     workspace: Workspace = "default",
     parallelism: Annotated[int, typer.Option(min=1, help="The job's parallelism.")] = 1,
-    savepoint: Annotated[str | None, typer.Option(help="Restore from this savepoint or retained checkpoint path.")] = None,
+    savepoint: Annotated[
+        str | None, typer.Option(help="Restore from this savepoint or retained checkpoint path.")
+    ] = None,
     bootstrap: Bootstrap = None,
     home: Home = None,
 ) -> None:
@@ -66,18 +74,40 @@ def flink_submit(
     from featurebus.platform.config import resolve_bootstrap
 
     resolved_bootstrap, resolved_home = resolve_bootstrap(bootstrap), _home(home)
-    in_flink_python(["flink", "submit", "--jobmanager", jobmanager, "--workspace", workspace, "--parallelism", str(parallelism),
-                     *(["--savepoint", savepoint] if savepoint else []), "--bootstrap", resolved_bootstrap,
-                     "--home", str(resolved_home)])
+    in_flink_python(
+        [
+            "flink",
+            "submit",
+            "--jobmanager",
+            jobmanager,
+            "--workspace",
+            workspace,
+            "--parallelism",
+            str(parallelism),
+            *(["--savepoint", savepoint] if savepoint else []),
+            "--bootstrap",
+            resolved_bootstrap,
+            "--home",
+            str(resolved_home),
+        ]
+    )
     from featurebus.streams.runtime.flink.job import run_flink_worker
 
-    run_flink_worker(resolved_bootstrap, workspace, resolved_home, parallelism=parallelism,
-                     jobmanager=jobmanager, savepoint=savepoint, detached=True)
+    run_flink_worker(
+        resolved_bootstrap,
+        workspace,
+        resolved_home,
+        parallelism=parallelism,
+        jobmanager=jobmanager,
+        savepoint=savepoint,
+        detached=True,
+    )
     console.print(f"submitted workspace {workspace}'s job to {jobmanager}")
 
 
-cluster_app = typer.Typer(help="A standalone Flink cluster on 127.0.0.1 (a JobManager and TaskManagers).",
-                          no_args_is_help=True)
+cluster_app = typer.Typer(
+    help="A standalone Flink cluster on 127.0.0.1 (a JobManager and TaskManagers).", no_args_is_help=True
+)
 flink_app.add_typer(cluster_app, name="cluster")
 
 

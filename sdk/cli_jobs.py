@@ -22,15 +22,28 @@ if TYPE_CHECKING:
 
 __all__ = ["jobs_app", "materialize"]
 
-jobs_app = typer.Typer(help="Materialization and compaction jobs: list, show, cancel, retry, and the runner.",
-                       no_args_is_help=True)
+jobs_app = typer.Typer(
+    help="Materialization and compaction jobs: list, show, cancel, retry, and the runner.", no_args_is_help=True
+)
 console = Console(soft_wrap=True)
 
-Bootstrap = Annotated[str | None, typer.Option("--bootstrap", help="Kafka bootstrap (default: FEATUREBUS_KAFKA_BOOTSTRAP or the local broker).")]
-Home = Annotated[Path | None, typer.Option("--home", help="State directory (default: FEATUREBUS_HOME or ./.featurebus).")]
-Workspace = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name (default: the selected one, else 'default').")]
-Direct = Annotated[str | None, typer.Option("--bootstrap", help="Bypass the control plane: talk to this Kafka cluster "
-                                            "directly (bus operators only; not audited).")]
+Bootstrap = Annotated[
+    str | None,
+    typer.Option("--bootstrap", help="Kafka bootstrap (default: FEATUREBUS_KAFKA_BOOTSTRAP or the local broker)."),
+]
+Home = Annotated[
+    Path | None, typer.Option("--home", help="State directory (default: FEATUREBUS_HOME or ./.featurebus).")
+]
+Workspace = Annotated[
+    str, typer.Option("--workspace", "-w", help="Workspace name (default: the selected one, else 'default').")
+]
+Direct = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap",
+        help="Bypass the control plane: talk to this Kafka cluster directly (bus operators only; not audited).",
+    ),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for tools.")]
 
 
@@ -39,8 +52,10 @@ def parse_time(text: str, option: str) -> int:
     try:
         return parse_iso_ms(text)
     except ValueError:
-        raise InvalidRequestError(f"{option} {text!r} is not a date or time; use ISO 8601, e.g. 2024-05-01 or "
-                                  "2024-05-01T12:00:00Z (UTC unless a zone is given)") from None
+        raise InvalidRequestError(
+            f"{option} {text!r} is not a date or time; use ISO 8601, e.g. 2024-05-01 or "
+            "2024-05-01T12:00:00Z (UTC unless a zone is given)"
+        ) from None
 
 
 def _iso(ms: int | None) -> str:
@@ -71,8 +86,14 @@ def _job_of(document: dict[str, Any]) -> Job:
 
 def job_document(job: Job) -> dict[str, Any]:
     document = dataclasses.asdict(job)
-    document.update(kind=job.kind.value, state=job.state.value, start=_iso(job.start_ms), end=_iso(job.end_ms),
-                    created=_iso(job.created_ms), updated=_iso(job.updated_ms))
+    document.update(
+        kind=job.kind.value,
+        state=job.state.value,
+        start=_iso(job.start_ms),
+        end=_iso(job.end_ms),
+        created=_iso(job.created_ms),
+        updated=_iso(job.updated_ms),
+    )
     return document
 
 
@@ -82,8 +103,22 @@ def _stores(job: Job) -> str:
 
 def _print_jobs(jobs: list[Job]) -> None:
     columns = ["id", "kind", "view", "start", "end", "stores", "state", "progress", "attempt", "updated", "error"]
-    rows = [[j.id, j.kind.value, j.view or "", _iso(j.start_ms), _iso(j.end_ms), _stores(j), j.state.value,
-             f"{j.progress:.0%}", str(j.attempt), _iso(j.updated_ms), j.error or ""] for j in jobs]
+    rows = [
+        [
+            j.id,
+            j.kind.value,
+            j.view or "",
+            _iso(j.start_ms),
+            _iso(j.end_ms),
+            _stores(j),
+            j.state.value,
+            f"{j.progress:.0%}",
+            str(j.attempt),
+            _iso(j.updated_ms),
+            j.error or "",
+        ]
+        for j in jobs
+    ]
     if console.is_terminal:
         from rich.table import Table
 
@@ -110,8 +145,12 @@ def materialize(
     end: Annotated[str, typer.Option("--end", help="End of the range, exclusive.")],
     online: Annotated[bool, typer.Option("--online", help="Materialize to the online store.")] = False,
     offline: Annotated[bool, typer.Option("--offline", help="Materialize to the offline store.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Run even if another job covers an overlapping range.")] = False,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for the job to finish (exit 1 unless it succeeds).")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Run even if another job covers an overlapping range.")
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the job to finish (exit 1 unless it succeeds).")
+    ] = False,
     workspace: Workspace = "default",
     bootstrap: Direct = None,
 ) -> None:
@@ -120,9 +159,16 @@ def materialize(
     if bootstrap is None:
         from featurebus.cli_control import materialize_via_control
 
-        materialize_via_control(workspace, view, parse_time(start, "--start"), parse_time(end, "--end"),
-                                online=online if online or offline else None,
-                                offline=offline if online or offline else None, overwrite=overwrite, wait=wait)
+        materialize_via_control(
+            workspace,
+            view,
+            parse_time(start, "--start"),
+            parse_time(end, "--end"),
+            online=online if online or offline else None,
+            offline=offline if online or offline else None,
+            overwrite=overwrite,
+            wait=wait,
+        )
         return
     from featurebus.platform.config import resolve_bootstrap
     from featurebus.platform.jobs.client import submit_materialization, wait_for_job
@@ -131,15 +177,25 @@ def materialize(
     cluster = resolve_bootstrap(bootstrap)
     spec = KafkaRegistry(cluster).get(workspace)
     if spec is None:
-        raise InvalidRequestError(f"workspace {workspace!r} does not exist or was never applied; `featurebus apply` first")
+        raise InvalidRequestError(
+            f"workspace {workspace!r} does not exist or was never applied; `featurebus apply` first"
+        )
     store = _open(cluster, workspace)
     try:
         job = submit_materialization(
-            store, spec, view, parse_time(start, "--start"), parse_time(end, "--end"), now_ms(),
-            online=online if online or offline else None, offline=offline if online or offline else None,
-            overwrite=overwrite)
-        console.print(f"queued job {job.id}: {view} [{_iso(job.start_ms)}, {_iso(job.end_ms)}) to {_stores(job)}",
-                      highlight=False)
+            store,
+            spec,
+            view,
+            parse_time(start, "--start"),
+            parse_time(end, "--end"),
+            now_ms(),
+            online=online if online or offline else None,
+            offline=offline if online or offline else None,
+            overwrite=overwrite,
+        )
+        console.print(
+            f"queued job {job.id}: {view} [{_iso(job.start_ms)}, {_iso(job.end_ms)}) to {_stores(job)}", highlight=False
+        )
         if wait:
             last: list[str] = []
 
@@ -157,8 +213,12 @@ def materialize(
 
 
 @jobs_app.command("list")
-def jobs_list(view: Annotated[str | None, typer.Option("--view", help="Only this view's jobs.")] = None,
-              as_json: AsJson = False, workspace: Workspace = "default", bootstrap: Direct = None) -> None:
+def jobs_list(
+    view: Annotated[str | None, typer.Option("--view", help="Only this view's jobs.")] = None,
+    as_json: AsJson = False,
+    workspace: Workspace = "default",
+    bootstrap: Direct = None,
+) -> None:
     """The workspace's jobs, oldest first."""
     if bootstrap is None:
         jobs = [_job_of(d) for d in _via_control("list", workspace, view=view)]
@@ -200,7 +260,9 @@ def jobs_cancel(job_id: str, workspace: Workspace = "default", bootstrap: Direct
 
     if bootstrap is None:
         job = _job_of(_via_control("cancel", workspace, job_id))
-        console.print(f"cancel requested for job {job.id} ({job.state.value}); the job runner cancels it", highlight=False)
+        console.print(
+            f"cancel requested for job {job.id} ({job.state.value}); the job runner cancels it", highlight=False
+        )
         return
     store = _open(bootstrap, workspace)
     try:
@@ -252,10 +314,18 @@ def jobs_compact(workspace: Workspace = "default", bootstrap: Direct = None) -> 
 
 @jobs_app.command("run")
 def jobs_run(
-    workspace: Workspace = "default", bootstrap: Bootstrap = None, home: Home = None,
-    compaction_every_s: Annotated[float, typer.Option(help="Compact the offline store this often (0: never).")] = 3600.0,
-    compaction_grace_s: Annotated[float, typer.Option(help="Keep merged files' inputs this long (0: delete at once; "
-                                                      "see featurebus.platform.offline.compaction).")] = 0.0,
+    workspace: Workspace = "default",
+    bootstrap: Bootstrap = None,
+    home: Home = None,
+    compaction_every_s: Annotated[
+        float, typer.Option(help="Compact the offline store this often (0: never).")
+    ] = 3600.0,
+    compaction_grace_s: Annotated[
+        float,
+        typer.Option(
+            help="Keep merged files' inputs this long (0: delete at once; see featurebus.platform.offline.compaction)."
+        ),
+    ] = 0.0,
 ) -> None:
     """Run the workspace's jobs until stopped (one runner per workspace: a new one takes over)."""
     from featurebus.platform.config import home_dir, resolve_bootstrap
@@ -270,15 +340,23 @@ def jobs_run(
     root = (home.resolve() if home else home_dir()) / "offline"
     settings = RunnerSettings(compaction_every_ms=int(compaction_every_s * 1000) or None)
     try:
-        ran = run_workspace_jobs(KafkaRegistry(cluster), workspace,
-                                 lambda current_spec: job_executor(cluster, root, current_spec, compaction_grace_s),
-                                 stop, settings=settings, compaction_work=lambda: compaction_work(root, workspace))
+        ran = run_workspace_jobs(
+            KafkaRegistry(cluster),
+            workspace,
+            lambda current_spec: job_executor(cluster, root, current_spec, compaction_grace_s),
+            stop,
+            settings=settings,
+            compaction_work=lambda: compaction_work(root, workspace),
+        )
     except KeyboardInterrupt:
         stop.set()
         return
     if not ran and not stop.is_set():
-        Console(stderr=True).print(f"workspace {workspace!r} is a development workspace: it is never materialized; "
-                                   "no jobs to run", highlight=False, markup=False)
+        Console(stderr=True).print(
+            f"workspace {workspace!r} is a development workspace: it is never materialized; no jobs to run",
+            highlight=False,
+            markup=False,
+        )
 
 
 def enqueue_plan_backfills(cluster: str, applied: Any, changes: Any) -> None:
@@ -286,8 +364,11 @@ def enqueue_plan_backfills(cluster: str, applied: Any, changes: Any) -> None:
     re-materialization (stream views re-compute inside the stream worker)."""
     from featurebus.platform.jobs.client import enqueue_apply_backfills
 
-    views = [(c.name, c.action != "create") for c in changes.changes
-             if c.kind == "batch_feature_view" and c.action != "delete" and (c.action == "create" or c.rematerialize)]
+    views = [
+        (c.name, c.action != "create")
+        for c in changes.changes
+        if c.kind == "batch_feature_view" and c.action != "delete" and (c.action == "create" or c.rematerialize)
+    ]
     if not views or not applied.live:
         return
     store = _open(cluster, applied.name)
@@ -296,7 +377,8 @@ def enqueue_plan_backfills(cluster: str, applied: Any, changes: Any) -> None:
     finally:
         store.close()
     for job in jobs:
-        console.print(f"queued backfill job {job.id}: {job.view} [{_iso(job.start_ms)}, {_iso(job.end_ms)})",
-                      highlight=False)
+        console.print(
+            f"queued backfill job {job.id}: {job.view} [{_iso(job.start_ms)}, {_iso(job.end_ms)})", highlight=False
+        )
     for note in notes:
         console.print(f"note: {note}", highlight=False)

@@ -37,7 +37,9 @@ def run_repo_tests(repo: Path, pytest_args: list[str]) -> int:
 
 def repo_test_command(
     ctx: typer.Context,
-    repo: Annotated[Path, typer.Option("--repo", help="The feature repository (default: the current folder).")] = Path("."),
+    repo: Annotated[Path, typer.Option("--repo", help="The feature repository (default: the current folder).")] = Path(
+        "."
+    ),
 ) -> None:
     """Run the repository's unit tests with pytest (extra arguments go to pytest)."""
     # sys.exit, not typer.Exit: the CLI runs click with standalone_mode=False, where an Exit's

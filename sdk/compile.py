@@ -89,8 +89,12 @@ def _tecton_duration(ms: int) -> str:
 
 
 def _metadata(obj: Any) -> dict[str, Any]:
-    return {"description": obj.description, "owner": obj.owner, "tags": tuple(sorted(obj.tags.items())),
-            "prevent_destroy": obj.prevent_destroy}
+    return {
+        "description": obj.description,
+        "owner": obj.owner,
+        "tags": tuple(sorted(obj.tags.items())),
+        "prevent_destroy": obj.prevent_destroy,
+    }
 
 
 def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
@@ -105,14 +109,22 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
     # One namespace per kind of object, as in Tecton: an entity and a view may share a name.
     for obj in objects:
         registry: dict[str, Any] | None = (
-            entities if isinstance(obj, Entity)
-            else sources if isinstance(obj, StreamSource)
-            else batch_sources if isinstance(obj, BatchSource)
-            else views if isinstance(obj, StreamFeatureView)
-            else realtime if isinstance(obj, RealtimeFeatureView)
-            else batch_views if isinstance(obj, BatchFeatureView)
-            else services if isinstance(obj, FeatureService)
-            else tables if isinstance(obj, FeatureTable)
+            entities
+            if isinstance(obj, Entity)
+            else sources
+            if isinstance(obj, StreamSource)
+            else batch_sources
+            if isinstance(obj, BatchSource)
+            else views
+            if isinstance(obj, StreamFeatureView)
+            else realtime
+            if isinstance(obj, RealtimeFeatureView)
+            else batch_views
+            if isinstance(obj, BatchFeatureView)
+            else services
+            if isinstance(obj, FeatureService)
+            else tables
+            if isinstance(obj, FeatureTable)
             else None
         )
         if registry is None:
@@ -121,9 +133,16 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
     # Objects referenced by views and services belong to the repo even if no module exports them.
     for service in services.values():
         for ref in service.features:
-            _register(realtime if isinstance(ref.view, RealtimeFeatureView)
-                      else batch_views if isinstance(ref.view, BatchFeatureView)
-                      else tables if isinstance(ref.view, FeatureTable) else views, ref.view)
+            _register(
+                realtime
+                if isinstance(ref.view, RealtimeFeatureView)
+                else batch_views
+                if isinstance(ref.view, BatchFeatureView)
+                else tables
+                if isinstance(ref.view, FeatureTable)
+                else views,
+                ref.view,
+            )
     _collect_realtime_upstreams(realtime, views)
     for upstream in (getattr(s, "view", None) for r in list(realtime.values()) for s in r.sources):
         if isinstance(upstream, FeatureTable):  # a realtime view may read a table's features too
@@ -145,10 +164,16 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
         for entity in table.entities:
             _register(entities, entity)
         # A table is served and ingested as a view and a push source of its name.
-        for kind, others in (("StreamSource", sources), ("StreamFeatureView", views), ("RealtimeFeatureView", realtime)):
+        for kind, others in (
+            ("StreamSource", sources),
+            ("StreamFeatureView", views),
+            ("RealtimeFeatureView", realtime),
+        ):
             if table.name in others:
-                raise table.error(f"a {kind} is also named {table.name!r} ({others[table.name].site})",
-                                  "Rename one of them: a feature table's records are ingested under its name.")
+                raise table.error(
+                    f"a {kind} is also named {table.name!r} ({others[table.name].site})",
+                    "Rename one of them: a feature table's records are ingested under its name.",
+                )
     for source in sources:
         if source in batch_sources:
             raise _duplicate(batch_sources[source], sources[source])
@@ -172,17 +197,19 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
     available.update({n: [a.name for a in v.aggregations] for n, v in batch_specs.items()})
     available.update({t.name: [f.name for f in t.features] for t in table_specs})
     available.update({n: [f.name for f in v.features] for n, v in realtime_specs.items()})
-    return with_table_objects(WorkspaceSpec(
-        name=name,
-        entities=tuple(_compile_entity(e) for _, e in sorted(entities.items())),
-        stream_sources=tuple(_compile_source(s, name) for _, s in sorted(sources.items())),
-        stream_feature_views=tuple(view_specs.values()),
-        feature_services=tuple(_compile_service(s, available) for _, s in sorted(services.items())),
-        realtime_feature_views=tuple(realtime_specs[n] for n in sorted(realtime_specs)),
-        batch_sources=tuple(_compile_batch_source(b) for _, b in sorted(batch_sources.items())),
-        batch_feature_views=tuple(batch_specs.values()),
-        feature_tables=tuple(table_specs),
-    ))
+    return with_table_objects(
+        WorkspaceSpec(
+            name=name,
+            entities=tuple(_compile_entity(e) for _, e in sorted(entities.items())),
+            stream_sources=tuple(_compile_source(s, name) for _, s in sorted(sources.items())),
+            stream_feature_views=tuple(view_specs.values()),
+            feature_services=tuple(_compile_service(s, available) for _, s in sorted(services.items())),
+            realtime_feature_views=tuple(realtime_specs[n] for n in sorted(realtime_specs)),
+            batch_sources=tuple(_compile_batch_source(b) for _, b in sorted(batch_sources.items())),
+            batch_feature_views=tuple(batch_specs.values()),
+            feature_tables=tuple(table_specs),
+        )
+    )
 
 
 def _register(registry: dict[str, Any], obj: Any) -> None:
@@ -232,8 +259,9 @@ def _compile_source(source: StreamSource, workspace: str) -> StreamSourceSpec:
     if isinstance(cfg, PushConfig):
         # Pushed records travel on the bus like any other source: one JSON push topic per source.
         kafka = KafkaConfigSpec(topics=(push_topic(workspace, source.name),), timestamp_field=source.timestamp_field)
-        return StreamSourceSpec(source.name, schema, kafka, push=True, log_offline=cfg.log_offline, batch_config=batch,
-                                **_metadata(source))
+        return StreamSourceSpec(
+            source.name, schema, kafka, push=True, log_offline=cfg.log_offline, batch_config=batch, **_metadata(source)
+        )
     kafka = KafkaConfigSpec(
         topics=cfg.topics,
         timestamp_field=source.timestamp_field,
@@ -248,7 +276,9 @@ def _compile_source(source: StreamSource, workspace: str) -> StreamSourceSpec:
 def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:
     interval_ms = None
     if view.aggregation_interval is not None:
-        interval_ms = duration_ms(view.aggregation_interval, "aggregation_interval", "StreamFeatureView", view.name, view.site)
+        interval_ms = duration_ms(
+            view.aggregation_interval, "aggregation_interval", "StreamFeatureView", view.name, view.site
+        )
     join_keys: list[str] = []
     for entity in view.entities:
         join_keys.extend(k.name for k in entity.join_keys)
@@ -268,7 +298,9 @@ def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:
         entities=tuple(e.name for e in view.entities),
         join_keys=tuple(join_keys),
         timestamp_field=view.timestamp_field,
-        transformation=TransformationSpec(TransformationMode(view.mode), view.function.__name__, view.transformation_code),
+        transformation=TransformationSpec(
+            TransformationMode(view.mode), view.function.__name__, view.transformation_code
+        ),
         aggregations=tuple(aggregations),
         aggregation_interval_ms=interval_ms,
         online=view.online,
@@ -281,26 +313,46 @@ def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:
     return spec
 
 
-def _compile_aggregate(view: StreamFeatureView | BatchFeatureView, agg: Aggregate, interval_ms: int | None) -> AggregationSpec:
+def _compile_aggregate(
+    view: StreamFeatureView | BatchFeatureView, agg: Aggregate, interval_ms: int | None
+) -> AggregationSpec:
     window = _compile_window(view, agg, interval_ms)
     dtype = agg.input_column.dtype.name
     params = agg.params
     unknown = sorted(set(params) - {"n", "percentile", "precision"})
     if unknown:
-        raise DefinitionError(f"Aggregate in {type(view).__name__} '{view.name}' ({agg.site}): unknown function "
-                              f"parameters {unknown}. Use the functions of featurebus.aggregation_functions.")
+        raise DefinitionError(
+            f"Aggregate in {type(view).__name__} '{view.name}' ({agg.site}): unknown function "
+            f"parameters {unknown}. Use the functions of featurebus.aggregation_functions."
+        )
     name = agg.name or default_feature_name(agg.input_column.name, agg.resolved_name, interval_ms=interval_ms, **window)
     try:
         # Building the aggregator validates the function, its parameters and the input type.
-        function = aggregator_for(agg.function_name, dtype, n=params.get("n"), percentile=params.get("percentile"),
-                                  precision=params.get("precision")).function  # aliases ("stddev") resolved
+        function = aggregator_for(
+            agg.function_name,
+            dtype,
+            n=params.get("n"),
+            percentile=params.get("percentile"),
+            precision=params.get("precision"),
+        ).function  # aliases ("stddev") resolved
         out = output_dtype(function, dtype)
         if window["window_kind"] == WindowKind.SERIES:
             out = f"array<{out}>"  # one value per window of the series
-        return AggregationSpec(name, function, agg.input_column.name, dtype, output_dtype=out, n=params.get("n"),
-                               percentile=params.get("percentile"), precision=params.get("precision"), **window)
+        return AggregationSpec(
+            name,
+            function,
+            agg.input_column.name,
+            dtype,
+            output_dtype=out,
+            n=params.get("n"),
+            percentile=params.get("percentile"),
+            precision=params.get("precision"),
+            **window,
+        )
     except DefinitionError as exc:
-        raise DefinitionError(f"Aggregate {name!r} in {type(view).__name__} '{view.name}' ({agg.site}): {exc}") from None
+        raise DefinitionError(
+            f"Aggregate {name!r} in {type(view).__name__} '{view.name}' ({agg.site}): {exc}"
+        ) from None
 
 
 def _compile_attribute(view: StreamFeatureView | BatchFeatureView, attribute: Attribute) -> AggregationSpec:
@@ -313,8 +365,9 @@ def _compile_attribute(view: StreamFeatureView | BatchFeatureView, attribute: At
     try:
         aggregator_of(spec)
     except DefinitionError as exc:
-        raise DefinitionError(f"Attribute {attribute.name!r} in {type(view).__name__} '{view.name}' "
-                              f"({attribute.site}): {exc}") from None
+        raise DefinitionError(
+            f"Attribute {attribute.name!r} in {type(view).__name__} '{view.name}' ({attribute.site}): {exc}"
+        ) from None
     return dataclasses.replace(spec, output_dtype=output_dtype(AggregationFunction.LAST, dtype))
 
 
@@ -341,16 +394,28 @@ def _check_columns(view: StreamFeatureView, spec: StreamFeatureViewSpec) -> None
         _require_output_columns(view, spec, output)
 
 
-def _require_output_columns(view: StreamFeatureView | BatchFeatureView, spec: StreamFeatureViewSpec | BatchFeatureViewSpec,
-                            output: set[str]) -> None:
+def _require_output_columns(
+    view: StreamFeatureView | BatchFeatureView, spec: StreamFeatureViewSpec | BatchFeatureViewSpec, output: set[str]
+) -> None:
     """Join keys, the timestamp and every feature's input must be columns of the transformation's output."""
     for column, role, fix in (
-        *((k, f"the join key {k!r}", "Keep the entity's join key columns in the transformation's output.")
-          for k in spec.join_keys),
-        (spec.timestamp_field, f"the timestamp field {spec.timestamp_field!r}",
-         "Keep the timestamp column, or pass timestamp_field=."),
-        *((a.input_column, f"feature {a.name!r} reads {a.input_column!r}, which",
-           f"Use a column the transformation returns ({', '.join(sorted(output))}).") for a in spec.aggregations),
+        *(
+            (k, f"the join key {k!r}", "Keep the entity's join key columns in the transformation's output.")
+            for k in spec.join_keys
+        ),
+        (
+            spec.timestamp_field,
+            f"the timestamp field {spec.timestamp_field!r}",
+            "Keep the timestamp column, or pass timestamp_field=.",
+        ),
+        *(
+            (
+                a.input_column,
+                f"feature {a.name!r} reads {a.input_column!r}, which",
+                f"Use a column the transformation returns ({', '.join(sorted(output))}).",
+            )
+            for a in spec.aggregations
+        ),
     ):
         if column not in output:
             raise view.error(f"{role} is not a column of the transformation's output", fix)
@@ -367,7 +432,9 @@ def _output_columns(spec: StreamFeatureViewSpec, schema: list[FieldSpec], timest
     return {str(c) for c in result.columns}
 
 
-def _compile_window(view: StreamFeatureView | BatchFeatureView, agg: Aggregate, interval_ms: int | None) -> dict[str, Any]:
+def _compile_window(
+    view: StreamFeatureView | BatchFeatureView, agg: Aggregate, interval_ms: int | None
+) -> dict[str, Any]:
     """The window fields of an ``AggregationSpec``, validated against the view."""
     window = agg.window
     where = f"feature {agg.label!r} ({agg.site})"
@@ -377,60 +444,93 @@ def _compile_window(view: StreamFeatureView | BatchFeatureView, agg: Aggregate, 
 
     def whole_ms(value: Any, what: str, sign: str) -> int:
         if not isinstance(value, timedelta) or value % timedelta(milliseconds=1):
-            raise fail(f"{what} must be a datetime.timedelta of whole milliseconds, got {value!r}",
-                       f"Pass e.g. {what}={sign}timedelta(hours=1).")
+            raise fail(
+                f"{what} must be a datetime.timedelta of whole milliseconds, got {value!r}",
+                f"Pass e.g. {what}={sign}timedelta(hours=1).",
+            )
         return value // timedelta(milliseconds=1)
 
     def aligned(ms: int, what: str) -> None:
         if interval_ms and ms % interval_ms:
-            raise fail(f"{what} is not a multiple of aggregation_interval ({format_duration(interval_ms)})",
-                       "Make every time_window (window size, offset, series bounds) a multiple of the "
-                       "aggregation_interval, or use continuous mode.")
+            raise fail(
+                f"{what} is not a multiple of aggregation_interval ({format_duration(interval_ms)})",
+                "Make every time_window (window size, offset, series bounds) a multiple of the "
+                "aggregation_interval, or use continuous mode.",
+            )
 
     if isinstance(window, LifetimeWindow):
         if isinstance(view, BatchFeatureView):
-            raise fail("lifetime windows are not supported for batch feature views yet",
-                       "Use a TimeWindow (time_window=timedelta(...)), or a stream feature view.")
+            raise fail(
+                "lifetime windows are not supported for batch feature views yet",
+                "Use a TimeWindow (time_window=timedelta(...)), or a stream feature view.",
+            )
         start_ms = view.lifetime_start_ms
         if start_ms is None:
-            raise fail("uses a LifetimeWindow but the view has no lifetime_start_time",
-                       "Pass lifetime_start_time=datetime(...) to @stream_feature_view (Tecton requires it too).")
+            raise fail(
+                "uses a LifetimeWindow but the view has no lifetime_start_time",
+                "Pass lifetime_start_time=datetime(...) to @stream_feature_view (Tecton requires it too).",
+            )
         aligned(start_ms, f"lifetime_start_time ({view.lifetime_start_time})")
         return {"window_kind": WindowKind.LIFETIME, "window_ms": 0}
     if isinstance(window, TimeWindow):
         window_ms = duration_ms(window.window_size, "window_size", type(view).__name__, view.name, agg.site)
         offset_ms = whole_ms(window.offset, "offset", "-")
         if offset_ms > 0:
-            raise fail(f"TimeWindow offset must be zero or negative, got {window.offset}",
-                       f"Write offset=-timedelta(...): offset={_signed(-offset_ms)} ends the window "
-                       f"{format_duration(offset_ms)} before the reference point, as in Tecton.")
+            raise fail(
+                f"TimeWindow offset must be zero or negative, got {window.offset}",
+                f"Write offset=-timedelta(...): offset={_signed(-offset_ms)} ends the window "
+                f"{format_duration(offset_ms)} before the reference point, as in Tecton.",
+            )
         aligned(window_ms, f"the window ({format_duration(window_ms)})")
         aligned(offset_ms, f"the offset ({_signed(offset_ms)})")
         return {"window_kind": WindowKind.TIME, "window_ms": window_ms, "offset_ms": offset_ms}
     assert isinstance(window, TimeWindowSeries)
     window_ms = duration_ms(window.window_size, "window_size", "StreamFeatureView", view.name, agg.site)
-    step_ms = window_ms if window.step_size is None else duration_ms(
-        window.step_size, "step_size", "StreamFeatureView", view.name, agg.site)
+    step_ms = (
+        window_ms
+        if window.step_size is None
+        else duration_ms(window.step_size, "step_size", "StreamFeatureView", view.name, agg.site)
+    )
     start_ms = whole_ms(window.series_start, "series_start", "-")
     end_ms = whole_ms(window.series_end, "series_end", "-")
     if start_ms >= 0 or end_ms > 0:
-        raise fail(f"series_start must be negative and series_end zero or negative, got {window.series_start} "
-                   f"and {window.series_end}", "Write e.g. series_start=-timedelta(days=7), series_end=timedelta(0).")
-    for ms, what in ((window_ms, "window_size"), (step_ms, "step_size"), (start_ms, "series_start"), (end_ms, "series_end")):
+        raise fail(
+            f"series_start must be negative and series_end zero or negative, got {window.series_start} "
+            f"and {window.series_end}",
+            "Write e.g. series_start=-timedelta(days=7), series_end=timedelta(0).",
+        )
+    for ms, what in (
+        (window_ms, "window_size"),
+        (step_ms, "step_size"),
+        (start_ms, "series_start"),
+        (end_ms, "series_end"),
+    ):
         aligned(ms, f"{what} ({_signed(ms)})")
     span = end_ms - start_ms - window_ms
     if span < 0:
-        raise fail(f"the window_size ({format_duration(window_ms)}) is longer than the series "
-                   f"({_signed(start_ms)} to {_signed(end_ms)})", "Use a smaller window_size or an earlier series_start.")
+        raise fail(
+            f"the window_size ({format_duration(window_ms)}) is longer than the series "
+            f"({_signed(start_ms)} to {_signed(end_ms)})",
+            "Use a smaller window_size or an earlier series_start.",
+        )
     if span % step_ms:
-        raise fail(f"step_size ({format_duration(step_ms)}) does not divide series_end - series_start - window_size "
-                   f"({_signed(span)}), so the last window would not end at series_end",
-                   "Choose a step_size that divides it, or move series_start or series_end.")
+        raise fail(
+            f"step_size ({format_duration(step_ms)}) does not divide series_end - series_start - window_size "
+            f"({_signed(span)}), so the last window would not end at series_end",
+            "Choose a step_size that divides it, or move series_start or series_end.",
+        )
     if len(series_windows(start_ms, end_ms, step_ms, window_ms)) < 2:
-        raise fail("the series has a single window (Tecton requires at least two)",
-                   "Use a plain TimeWindow (with offset=series_end), or a smaller step_size.")
-    return {"window_kind": WindowKind.SERIES, "window_ms": window_ms, "series_start_ms": start_ms, "series_end_ms": end_ms,
-            "series_step_ms": step_ms}
+        raise fail(
+            "the series has a single window (Tecton requires at least two)",
+            "Use a plain TimeWindow (with offset=series_end), or a smaller step_size.",
+        )
+    return {
+        "window_kind": WindowKind.SERIES,
+        "window_ms": window_ms,
+        "series_start_ms": start_ms,
+        "series_end_ms": end_ms,
+        "series_step_ms": step_ms,
+    }
 
 
 def _signed(ms: int) -> str:
@@ -463,8 +563,9 @@ def _function_code(function: Any, fail: Any) -> str:
     try:
         lines, _ = inspect.getsourcelines(function)
     except (OSError, TypeError):
-        raise fail("the function's source code cannot be read",
-                   "Define the function in a .py file of the feature repository.") from None
+        raise fail(
+            "the function's source code cannot be read", "Define the function in a .py file of the feature repository."
+        ) from None
     source = textwrap.dedent("".join(lines))
     node = ast.parse(source).body[0]
     if not isinstance(node, ast.FunctionDef):
@@ -478,11 +579,19 @@ def _compile_batch_source(source: BatchSource) -> BatchSourceSpec:
         return BatchSourceSpec(source.name, _file_config(config), **_metadata(source))
 
     def fail(problem: str, fix: str) -> DefinitionError:
-        return DefinitionError(f"BatchSource '{source.name}' ({source.site}): batch_config {config.name!r} "
-                               f"({config.site}): {problem}. {fix}")
+        return DefinitionError(
+            f"BatchSource '{source.name}' ({source.site}): batch_config {config.name!r} "
+            f"({config.site}): {problem}. {fix}"
+        )
 
-    custom = CustomBatchConfigSpec(config.kind, config.name, _function_code(config.function, fail),
-                                   config.filter_parameter, config.supports_time_filtering, config.data_delay_ms)
+    custom = CustomBatchConfigSpec(
+        config.kind,
+        config.name,
+        _function_code(config.function, fail),
+        config.filter_parameter,
+        config.supports_time_filtering,
+        config.data_delay_ms,
+    )
     return BatchSourceSpec(source.name, None, **_metadata(source), custom_config=custom)
 
 
@@ -500,8 +609,10 @@ def _batch_timestamp_field(view: BatchFeatureView) -> str:
         else:
             stamps.add(None)
     if len(stamps) != 1 or None in stamps:
-        raise view.error("timestamp_field is missing and cannot be inferred from its sources",
-                         "Pass timestamp_field='<the event time column of the transformation's output>'.")
+        raise view.error(
+            "timestamp_field is missing and cannot be inferred from its sources",
+            "Pass timestamp_field='<the event time column of the transformation's output>'.",
+        )
     found = stamps.pop()
     assert found is not None
     return found
@@ -515,8 +626,13 @@ def _compile_batch_view(view: BatchFeatureView) -> BatchFeatureViewSpec:
     interval_ms = None
     if not attributes:
         # Tecton's default: tiles as wide as the schedule, so each run completes its own tiles.
-        interval_ms = (view.batch_schedule_ms if view.aggregation_interval is None else duration_ms(
-            view.aggregation_interval, "aggregation_interval", "BatchFeatureView", view.name, view.site))
+        interval_ms = (
+            view.batch_schedule_ms
+            if view.aggregation_interval is None
+            else duration_ms(
+                view.aggregation_interval, "aggregation_interval", "BatchFeatureView", view.name, view.site
+            )
+        )
     aggregations = [
         _compile_attribute(view, f) if isinstance(f, Attribute) else _compile_aggregate(view, f, interval_ms)
         for f in view.features
@@ -532,7 +648,9 @@ def _compile_batch_view(view: BatchFeatureView) -> BatchFeatureViewSpec:
         entities=tuple(e.name for e in view.entities),
         join_keys=tuple(join_keys),
         timestamp_field=_batch_timestamp_field(view),
-        transformation=TransformationSpec(TransformationMode(view.mode), view.function.__name__, view.transformation_code),
+        transformation=TransformationSpec(
+            TransformationMode(view.mode), view.function.__name__, view.transformation_code
+        ),
         aggregations=tuple(aggregations),
         aggregation_interval_ms=interval_ms,
         online=view.online,
@@ -567,8 +685,9 @@ def _check_batch_columns(view: BatchFeatureView, spec: BatchFeatureViewSpec) -> 
             inputs.append([_field(f) for f in source.schema])
             continue
         assert isinstance(source, BatchSource)
-        fields = (declared_fields(_file_config(source.batch_config))
-                  if isinstance(source.batch_config, FileConfig) else None)
+        fields = (
+            declared_fields(_file_config(source.batch_config)) if isinstance(source.batch_config, FileConfig) else None
+        )
         if fields is None:
             return
         inputs.append(fields)

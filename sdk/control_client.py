@@ -27,9 +27,13 @@ from featurebus.schemas.errors import (
 
 __all__ = ["ControlClient"]
 
-_ERRORS: dict[int, type[FeaturebusError]] = {400: InvalidRequestError, 401: AuthenticationError,
-                                             403: PermissionDeniedError, 404: NotFoundError,
-                                             503: KafkaUnavailableError}
+_ERRORS: dict[int, type[FeaturebusError]] = {
+    400: InvalidRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    503: KafkaUnavailableError,
+}
 
 
 class ControlClient:
@@ -38,8 +42,7 @@ class ControlClient:
         self.key = key
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         # Connecting fails fast (a stopped control plane); an apply may take a while to answer.
-        self._client = httpx.Client(base_url=self.url, headers=headers,
-                                    timeout=httpx.Timeout(timeout_s, connect=3.0))
+        self._client = httpx.Client(base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout_s, connect=3.0))
 
     @classmethod
     def from_config(cls, home: Path | None = None) -> ControlClient:

@@ -35,19 +35,34 @@ def _fail(kind: str, name: str, site: DefinitionSite, problem: str, fix: str) ->
 
 def _require_name(kind: str, name: Any, site: DefinitionSite) -> str:
     if not isinstance(name, str) or not name.isidentifier():
-        raise _fail(kind, str(name), site, "the name must be a Python-identifier-like string",
-                    "Use letters, digits and underscores, e.g. 'user_transactions'.")
+        raise _fail(
+            kind,
+            str(name),
+            site,
+            "the name must be a Python-identifier-like string",
+            "Use letters, digits and underscores, e.g. 'user_transactions'.",
+        )
     return name
 
 
 def duration_ms(value: timedelta, what: str, kind: str, name: str, site: DefinitionSite) -> int:
     if not isinstance(value, timedelta):
-        raise _fail(kind, name, site, f"{what} must be a datetime.timedelta, got {value!r}",
-                    f"Pass e.g. {what}=timedelta(hours=1).")
+        raise _fail(
+            kind,
+            name,
+            site,
+            f"{what} must be a datetime.timedelta, got {value!r}",
+            f"Pass e.g. {what}=timedelta(hours=1).",
+        )
     ms = int(value / timedelta(milliseconds=1))
     if ms <= 0 or value % timedelta(milliseconds=1):
-        raise _fail(kind, name, site, f"{what} must be a positive whole number of milliseconds, got {value}",
-                    f"Use a positive {what}.")
+        raise _fail(
+            kind,
+            name,
+            site,
+            f"{what} must be a positive whole number of milliseconds, got {value}",
+            f"Use a positive {what}.",
+        )
     return ms
 
 
@@ -57,29 +72,49 @@ class _Definition:
     site: DefinitionSite
     name: str
 
-    def _keep_metadata(self, description: str | None, owner: str | None, tags: dict[str, str] | None,
-                       prevent_destroy: bool) -> None:
+    def _keep_metadata(
+        self, description: str | None, owner: str | None, tags: dict[str, str] | None, prevent_destroy: bool
+    ) -> None:
         kind = type(self).__name__
         if description is not None and not isinstance(description, str):
-            raise _fail(kind, self.name, self.site, f"description must be a string, got {description!r}",
-                        "Pass description='what this is for'.")
+            raise _fail(
+                kind,
+                self.name,
+                self.site,
+                f"description must be a string, got {description!r}",
+                "Pass description='what this is for'.",
+            )
         if owner is not None and not isinstance(owner, str):
-            raise _fail(kind, self.name, self.site, f"owner must be a string, got {owner!r}",
-                        "Pass owner='team@example.com'.")
-        if tags is not None and (not isinstance(tags, dict)
-                                 or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())):
-            raise _fail(kind, self.name, self.site, f"tags must map strings to strings, got {tags!r}",
-                        "Pass tags={'team': 'fraud'}.")
+            raise _fail(
+                kind, self.name, self.site, f"owner must be a string, got {owner!r}", "Pass owner='team@example.com'."
+            )
+        if tags is not None and (
+            not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())
+        ):
+            raise _fail(
+                kind,
+                self.name,
+                self.site,
+                f"tags must map strings to strings, got {tags!r}",
+                "Pass tags={'team': 'fraud'}.",
+            )
         if not isinstance(prevent_destroy, bool):
-            raise _fail(kind, self.name, self.site, f"prevent_destroy must be True or False, got {prevent_destroy!r}",
-                        "Pass prevent_destroy=True to protect the object from deletion.")
+            raise _fail(
+                kind,
+                self.name,
+                self.site,
+                f"prevent_destroy must be True or False, got {prevent_destroy!r}",
+                "Pass prevent_destroy=True to protect the object from deletion.",
+            )
         self.description = description or ""
         self.owner = owner
         self.tags = dict(tags or {})
         self.prevent_destroy = prevent_destroy
 
 
-def reject_options(kind: str, name: str, site: DefinitionSite, options: dict[str, Any], reasons: dict[str, str]) -> None:
+def reject_options(
+    kind: str, name: str, site: DefinitionSite, options: dict[str, Any], reasons: dict[str, str]
+) -> None:
     """Tecton parameters featurebus does not act on: raise naming the first one that is set.
 
     ``reasons`` says why per known Tecton parameter; any other keyword is a typo or a parameter

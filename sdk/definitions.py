@@ -107,16 +107,25 @@ class Entity(_Definition):
         self.name = _require_name("Entity", name, self.site)
         reject_options("Entity", name, self.site, tecton_options, ENTITY_OPTIONS)
         if not join_keys or not all(isinstance(k, Field) for k in join_keys):
-            raise _fail("Entity", name, self.site, "join_keys must be a non-empty list of Field",
-                        "Pass join_keys=[Field('user_id', String)].")
+            raise _fail(
+                "Entity",
+                name,
+                self.site,
+                "join_keys must be a non-empty list of Field",
+                "Pass join_keys=[Field('user_id', String)].",
+            )
         for key in join_keys:
             if key.dtype.name not in ("string", "int64", "int32"):
-                raise _fail("Entity", name, self.site, f"join key {key.name!r} has type {key.dtype.name}",
-                            "Join keys must be String, Int64 or Int32.")
+                raise _fail(
+                    "Entity",
+                    name,
+                    self.site,
+                    f"join key {key.name!r} has type {key.dtype.name}",
+                    "Join keys must be String, Int64 or Int32.",
+                )
         key_names = [k.name for k in join_keys]
         if len(set(key_names)) != len(key_names):
-            raise _fail("Entity", name, self.site, f"join_keys repeat a name ({key_names})",
-                        "List each join key once.")
+            raise _fail("Entity", name, self.site, f"join_keys repeat a name ({key_names})", "List each join key once.")
         self.join_keys = tuple(join_keys)
         self._keep_metadata(description, owner, tags, prevent_destroy)
 
@@ -151,8 +160,10 @@ class FeatureView(_Definition):
         try:
             lines, _ = inspect.getsourcelines(self.function)
         except (OSError, TypeError):
-            raise self.error("the transformation's source code cannot be read",
-                             "Define the function in a .py file of the feature repository.") from None
+            raise self.error(
+                "the transformation's source code cannot be read",
+                "Define the function in a .py file of the feature repository.",
+            ) from None
         source = textwrap.dedent("".join(lines))
         tree = ast.parse(source)
         node = tree.body[0]
@@ -200,14 +211,19 @@ class StreamFeatureView(MaterializedFeatureView):
         if isinstance(given, RangedSource):
             # Tecton bounds a stream view's batch_config backfill with it; featurebus computes
             # stream views from the topic only, so a range would silently mean nothing.
-            raise self.error(f"source {given.name!r} is passed as select_range(...), which bounds the backfill "
-                             "from the source's batch_config; featurebus computes stream views from the topic "
-                             "only (no batch backfill yet)", f"Pass source={given.name} itself.")
+            raise self.error(
+                f"source {given.name!r} is passed as select_range(...), which bounds the backfill "
+                "from the source's batch_config; featurebus computes stream views from the topic "
+                "only (no batch backfill yet)",
+                f"Pass source={given.name} itself.",
+            )
         if isinstance(given, UnfilteredSource):
             given = given.source  # a stream view never filters its source by a range
         if isinstance(given, BatchSource):
-            raise self.error(f"source {given.name!r} is a BatchSource; stream feature views read StreamSources",
-                             "Pass a StreamSource (it may carry the history as batch_config=FileConfig(...)).")
+            raise self.error(
+                f"source {given.name!r} is a BatchSource; stream feature views read StreamSources",
+                "Pass a StreamSource (it may carry the history as batch_config=FileConfig(...)).",
+            )
         if not isinstance(given, StreamSource):
             raise self.error(f"source must be a StreamSource, got {given!r}", "Pass source=<a StreamSource>.")
         source = given
@@ -215,12 +231,15 @@ class StreamFeatureView(MaterializedFeatureView):
             raise self.error("entities must be a non-empty list of Entity", "Pass entities=[user].")
         if mode not in tuple(TransformationMode):
             raise self.error(f"mode {mode!r} is not supported", "Use mode='pandas' or mode='python'.")
-        if not features or not (all(isinstance(f, Aggregate) for f in features)
-                                or all(isinstance(f, Attribute) for f in features)):
-            raise self.error("features must be a non-empty list of Aggregate, or of Attribute (not both, "
-                             "as in Tecton)", "Pass features=[Aggregate(function='sum', time_window=..., "
-                             "input_column=...)] or features=[Attribute('city', String)]; put attributes "
-                             "and aggregations in separate views.")
+        if not features or not (
+            all(isinstance(f, Aggregate) for f in features) or all(isinstance(f, Attribute) for f in features)
+        ):
+            raise self.error(
+                "features must be a non-empty list of Aggregate, or of Attribute (not both, as in Tecton)",
+                "Pass features=[Aggregate(function='sum', time_window=..., "
+                "input_column=...)] or features=[Attribute('city', String)]; put attributes "
+                "and aggregations in separate views.",
+            )
         self.source = source
         self.entities = tuple(entities)
         self.mode = mode
@@ -233,23 +252,33 @@ class StreamFeatureView(MaterializedFeatureView):
         self.offline = offline
         self._keep_metadata(description, owner, tags, prevent_destroy)
         if stream_processing_mode is StreamProcessingMode.CONTINUOUS and aggregation_interval is not None:
-            raise self.error("continuous mode cannot have an aggregation_interval",
-                             "Remove aggregation_interval, or use StreamProcessingMode.TIME_INTERVAL.")
+            raise self.error(
+                "continuous mode cannot have an aggregation_interval",
+                "Remove aggregation_interval, or use StreamProcessingMode.TIME_INTERVAL.",
+            )
         if isinstance(self.features[0], Attribute):
             if ttl is None:
-                raise self.error("a view of Attribute features needs a ttl (how old a latest value may be)",
-                                 "Pass ttl=timedelta(days=1).")
+                raise self.error(
+                    "a view of Attribute features needs a ttl (how old a latest value may be)",
+                    "Pass ttl=timedelta(days=1).",
+                )
             if aggregation_interval is not None or stream_processing_mode is StreamProcessingMode.TIME_INTERVAL:
-                raise self.error("Attribute features are continuous: the latest value before the request time",
-                                 "Remove aggregation_interval / stream_processing_mode from this view.")
+                raise self.error(
+                    "Attribute features are continuous: the latest value before the request time",
+                    "Remove aggregation_interval / stream_processing_mode from this view.",
+                )
         if lifetime_start_time is not None and not isinstance(lifetime_start_time, datetime):
-            raise self.error(f"lifetime_start_time must be a datetime, got {lifetime_start_time!r}",
-                             "Pass e.g. lifetime_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc).")
+            raise self.error(
+                f"lifetime_start_time must be a datetime, got {lifetime_start_time!r}",
+                "Pass e.g. lifetime_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc).",
+            )
         self.lifetime_start_time = lifetime_start_time
         edge = aggregation_leading_edge or AggregationLeadingEdge.WALL_CLOCK_TIME
         if not isinstance(edge, AggregationLeadingEdge):
-            raise self.error(f"aggregation_leading_edge must be an AggregationLeadingEdge, got {edge!r}",
-                             "Pass aggregation_leading_edge=AggregationLeadingEdge.LATEST_EVENT_TIME.")
+            raise self.error(
+                f"aggregation_leading_edge must be an AggregationLeadingEdge, got {edge!r}",
+                "Pass aggregation_leading_edge=AggregationLeadingEdge.LATEST_EVENT_TIME.",
+            )
         if edge is AggregationLeadingEdge.UNSPECIFIED:
             edge = AggregationLeadingEdge.WALL_CLOCK_TIME
         self.aggregation_leading_edge = edge
@@ -299,11 +328,25 @@ def stream_feature_view(
         # Checked here, where the view's name (the function's, by default) is known.
         reject_options("StreamFeatureView", name or function.__name__, site, tecton_options, VIEW_OPTIONS)
         return StreamFeatureView(
-            function=function, source=source, entities=entities, mode=mode, features=features,
-            timestamp_field=timestamp_field, name=name, aggregation_interval=aggregation_interval,
-            stream_processing_mode=stream_processing_mode, ttl=ttl, online=online, offline=offline,
-            description=description, owner=owner, tags=tags, prevent_destroy=prevent_destroy, site=site,
-            lifetime_start_time=lifetime_start_time, aggregation_leading_edge=aggregation_leading_edge,
+            function=function,
+            source=source,
+            entities=entities,
+            mode=mode,
+            features=features,
+            timestamp_field=timestamp_field,
+            name=name,
+            aggregation_interval=aggregation_interval,
+            stream_processing_mode=stream_processing_mode,
+            ttl=ttl,
+            online=online,
+            offline=offline,
+            description=description,
+            owner=owner,
+            tags=tags,
+            prevent_destroy=prevent_destroy,
+            site=site,
+            lifetime_start_time=lifetime_start_time,
+            aggregation_leading_edge=aggregation_leading_edge,
         )
 
     return wrap
@@ -325,8 +368,13 @@ class FeatureService(ServiceMethods, _Definition):
         self.name = _require_name("FeatureService", name, self.site)
         reject_options("FeatureService", name, self.site, tecton_options, SERVICE_OPTIONS)
         if not features:
-            raise _fail("FeatureService", name, self.site, "features is empty",
-                        "Pass features=[my_view] or features=[my_view[['feature_a']]].")
+            raise _fail(
+                "FeatureService",
+                name,
+                self.site,
+                "features is empty",
+                "Pass features=[my_view] or features=[my_view[['feature_a']]].",
+            )
         refs: list[FeatureReference] = []
         for item in features:
             if isinstance(item, FeatureView):
@@ -334,8 +382,13 @@ class FeatureService(ServiceMethods, _Definition):
             elif isinstance(item, FeatureReference):
                 refs.append(item)
             else:
-                raise _fail("FeatureService", name, self.site, f"{item!r} is not a feature view",
-                            "List feature views or selections such as my_view[['a', 'b']].")
+                raise _fail(
+                    "FeatureService",
+                    name,
+                    self.site,
+                    f"{item!r} is not a feature view",
+                    "List feature views or selections such as my_view[['a', 'b']].",
+                )
         self.features = tuple(refs)
         self._keep_metadata(description, owner, tags, prevent_destroy)
         self.online_serving_enabled = online_serving_enabled
@@ -384,26 +437,35 @@ class BatchFeatureView(MaterializedFeatureView):
         self.function = function
         self.name = _require_name("BatchFeatureView", name or function.__name__, site)
         if not sources or not all(isinstance(s, DataSource) for s in sources):
-            raise self.error("sources must be a non-empty list of BatchSource or StreamSource",
-                             "Pass sources=[my_batch_source].")
+            raise self.error(
+                "sources must be a non-empty list of BatchSource or StreamSource", "Pass sources=[my_batch_source]."
+            )
         for source in (plain_source(s) for s in sources):
             if isinstance(source, StreamSource) and source.batch_config is None:
-                raise self.error(f"stream source {source.name!r} has no batch_config, so it has no history to read",
-                                 "Give the StreamSource batch_config=FileConfig(...), or use @stream_feature_view.")
+                raise self.error(
+                    f"stream source {source.name!r} has no batch_config, so it has no history to read",
+                    "Give the StreamSource batch_config=FileConfig(...), or use @stream_feature_view.",
+                )
         if not entities or not all(isinstance(e, Entity) for e in entities):
             raise self.error("entities must be a non-empty list of Entity", "Pass entities=[user].")
         if mode != PANDAS_MODE:
             # Tecton's batch views take 'spark_sql', 'pyspark', 'snowflake_sql', 'snowpark' or 'pandas';
             # its 'python' mode (rows as dicts) exists for realtime views only, so there is none to port.
-            fix = ("Use mode='pandas' (featurebus runs no Spark or warehouse SQL)." if mode != PYTHON_MODE
-                   else "Use mode='pandas', the mode batch views support: the function receives and returns "
-                        "DataFrames. As in Tecton, mode='python' (one dict per row) is for @realtime_feature_view.")
+            fix = (
+                "Use mode='pandas' (featurebus runs no Spark or warehouse SQL)."
+                if mode != PYTHON_MODE
+                else "Use mode='pandas', the mode batch views support: the function receives and returns "
+                "DataFrames. As in Tecton, mode='python' (one dict per row) is for @realtime_feature_view."
+            )
             raise self.error(f"mode {mode!r} is not supported for batch feature views", fix)
-        if not features or not (all(isinstance(f, Aggregate) for f in features)
-                                or all(isinstance(f, Attribute) for f in features)):
-            raise self.error("features must be a non-empty list of Aggregate, or of Attribute (not both)",
-                             "Pass features=[Attribute('city', String)] or features=[Aggregate(...)]; put "
-                             "attributes and aggregations in separate views.")
+        if not features or not (
+            all(isinstance(f, Aggregate) for f in features) or all(isinstance(f, Attribute) for f in features)
+        ):
+            raise self.error(
+                "features must be a non-empty list of Aggregate, or of Attribute (not both)",
+                "Pass features=[Attribute('city', String)] or features=[Aggregate(...)]; put "
+                "attributes and aggregations in separate views.",
+            )
         self.sources = tuple(sources)
         self.entities = tuple(entities)
         self.mode = mode
@@ -416,39 +478,52 @@ class BatchFeatureView(MaterializedFeatureView):
         self._keep_metadata(description, owner, tags, prevent_destroy)
         self.batch_schedule_ms = duration_ms(batch_schedule, "batch_schedule", "BatchFeatureView", self.name, site)
         if feature_start_time is not None and not isinstance(feature_start_time, datetime):
-            raise self.error(f"feature_start_time must be a datetime, got {feature_start_time!r}",
-                             "Pass e.g. feature_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc).")
+            raise self.error(
+                f"feature_start_time must be a datetime, got {feature_start_time!r}",
+                "Pass e.g. feature_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc).",
+            )
         self.feature_start_time = feature_start_time
         if not isinstance(incremental_backfills, bool):
             raise self.error("incremental_backfills must be True or False", "Pass incremental_backfills=True.")
         self.incremental_backfills = incremental_backfills
         trigger = batch_trigger or BatchTriggerType.SCHEDULED
         if not isinstance(trigger, BatchTriggerType):
-            raise self.error(f"batch_trigger must be a BatchTriggerType, got {batch_trigger!r}",
-                             "Pass batch_trigger=BatchTriggerType.MANUAL, or leave the default (SCHEDULED).")
+            raise self.error(
+                f"batch_trigger must be a BatchTriggerType, got {batch_trigger!r}",
+                "Pass batch_trigger=BatchTriggerType.MANUAL, or leave the default (SCHEDULED).",
+            )
         self.batch_trigger = trigger
         if lifetime_start_time is not None:
-            raise self.error("lifetime windows are not supported for batch feature views yet",
-                             "Use a TimeWindow (time_window=timedelta(...)), or a stream feature view.")
+            raise self.error(
+                "lifetime windows are not supported for batch feature views yet",
+                "Use a TimeWindow (time_window=timedelta(...)), or a stream feature view.",
+            )
         if not isinstance(self.features[0], Attribute) and ttl is not None:
-            raise self.error("ttl applies to Attribute features; an aggregation's time_window already bounds "
-                             "the data it reads", "Remove ttl=, or make the features Attributes.")
+            raise self.error(
+                "ttl applies to Attribute features; an aggregation's time_window already bounds the data it reads",
+                "Remove ttl=, or make the features Attributes.",
+            )
         if isinstance(self.features[0], Attribute):
             if ttl is None:
-                raise self.error("a view of Attribute features needs a ttl (how old a latest value may be)",
-                                 "Pass ttl=timedelta(days=1).")
+                raise self.error(
+                    "a view of Attribute features needs a ttl (how old a latest value may be)",
+                    "Pass ttl=timedelta(days=1).",
+                )
             if aggregation_interval is not None:
-                raise self.error("Attribute features are the latest value before the request time: there is no "
-                                 "aggregation_interval", "Remove aggregation_interval from this view.")
+                raise self.error(
+                    "Attribute features are the latest value before the request time: there is no aggregation_interval",
+                    "Remove aggregation_interval from this view.",
+                )
         parameters = list(inspect.signature(function).parameters.values())
         contexts = [p.name for p in parameters if isinstance(p.default, MaterializationContext)]
         self.context_parameter = contexts[0] if contexts else None
         inputs = [p for p in parameters if p.name not in contexts]
         if len(contexts) > 1 or len(inputs) != len(self.sources):
-            raise self.error(f"the transformation takes {[p.name for p in inputs]} but the view has "
-                             f"{len(self.sources)} source(s)",
-                             "Give the function one argument per source, in sources order, plus optionally "
-                             "context=materialization_context().")
+            raise self.error(
+                f"the transformation takes {[p.name for p in inputs]} but the view has {len(self.sources)} source(s)",
+                "Give the function one argument per source, in sources order, plus optionally "
+                "context=materialization_context().",
+            )
 
     @property
     def feature_start_ms(self) -> int | None:
@@ -489,12 +564,27 @@ def batch_feature_view(
         # Checked here, where the view's name (the function's, by default) is known.
         reject_options("BatchFeatureView", name or function.__name__, site, tecton_options, BATCH_VIEW_OPTIONS)
         return BatchFeatureView(
-            function=function, sources=sources, entities=entities, mode=mode, features=features,
-            timestamp_field=timestamp_field, name=name, aggregation_interval=aggregation_interval, ttl=ttl,
-            online=online, offline=offline, batch_schedule=batch_schedule, feature_start_time=feature_start_time,
-            incremental_backfills=incremental_backfills, batch_trigger=batch_trigger,
-            lifetime_start_time=lifetime_start_time, description=description, owner=owner, tags=tags,
-            prevent_destroy=prevent_destroy, site=site,
+            function=function,
+            sources=sources,
+            entities=entities,
+            mode=mode,
+            features=features,
+            timestamp_field=timestamp_field,
+            name=name,
+            aggregation_interval=aggregation_interval,
+            ttl=ttl,
+            online=online,
+            offline=offline,
+            batch_schedule=batch_schedule,
+            feature_start_time=feature_start_time,
+            incremental_backfills=incremental_backfills,
+            batch_trigger=batch_trigger,
+            lifetime_start_time=lifetime_start_time,
+            description=description,
+            owner=owner,
+            tags=tags,
+            prevent_destroy=prevent_destroy,
+            site=site,
         )
 
     return wrap

@@ -119,19 +119,32 @@ def lineage(spec: WorkspaceSpec, kind: str, name: str) -> dict[str, list[str]]:
     else:  # a batch feature view or batch source: batch views are added below
         names = {name} if kind == "batch_feature_view" else set()
     # Batch views read batch sources and stream sources' history, keyed by entities.
-    batch = [v for v in spec.batch_feature_views if kind in ("batch_source", "stream_source", "entity")
-             and name in (*v.sources, *v.entities)]
+    batch = [
+        v
+        for v in spec.batch_feature_views
+        if kind in ("batch_source", "stream_source", "entity") and name in (*v.sources, *v.entities)
+    ]
     names |= {v.name for v in batch}
-    if kind in ("stream_source", "entity", "stream_feature_view", "feature_table", "batch_source",
-                "batch_feature_view"):  # downstream: realtime views reading them
+    if kind in (
+        "stream_source",
+        "entity",
+        "stream_feature_view",
+        "feature_table",
+        "batch_source",
+        "batch_feature_view",
+    ):  # downstream: realtime views reading them
         names |= {r for r in realtime if upstream(r) & names}
-    materialized: list[StreamFeatureViewSpec | BatchFeatureViewSpec] = [*spec.stream_feature_views,
-                                                                         *spec.batch_feature_views]
+    materialized: list[StreamFeatureViewSpec | BatchFeatureViewSpec] = [
+        *spec.stream_feature_views,
+        *spec.batch_feature_views,
+    ]
     views = [v for v in materialized if v.name in names]
     services = [s.name for s in spec.feature_services if any(upstream(sel.view) & names for sel in s.selections)]
     return {
-        "sources": sorted({s for v in views for s in (v.sources if isinstance(v, BatchFeatureViewSpec) else (v.source,))}
-                          | ({name} if kind.endswith("source") else set())),
+        "sources": sorted(
+            {s for v in views for s in (v.sources if isinstance(v, BatchFeatureViewSpec) else (v.source,))}
+            | ({name} if kind.endswith("source") else set())
+        ),
         "entities": sorted({e for v in views for e in v.entities} | ({name} if kind == "entity" else set())),
         "feature_views": sorted(names),
         "feature_services": sorted(services) if kind != "feature_service" else [name],
@@ -163,16 +176,27 @@ def read_state(bootstrap: str, spec: WorkspaceSpec, obj: Any, timeout_s: float =
         states = []
         for topic in topics:
             ends = topic_end_offsets(bootstrap, topic, timeout_s)
-            states.append(TopicState(topic, {p: high for p, (_, high) in ends.items()},
-                                     sum(high - low for low, high in ends.values())))
+            states.append(
+                TopicState(
+                    topic, {p: high for p, (_, high) in ends.items()}, sum(high - low for low, high in ends.values())
+                )
+            )
         lag = group_lag(bootstrap, worker_group(spec.name), source_topics, timeout_s)
         committed = committed_positions(bootstrap, worker_group(spec.name), source_topics, timeout_s)
-        recomputing = _recomputing(spec, obj, committed) if isinstance(obj, StreamFeatureViewSpec) and obj.online else ()
+        recomputing = (
+            _recomputing(spec, obj, committed) if isinstance(obj, StreamFeatureViewSpec) and obj.online else ()
+        )
         dropped = dropped_partitions(committed)
     except KafkaUnavailableError as exc:
         return MaterializationState(False, f"materialization state unknown: {exc}")
-    return MaterializationState(True, topics=tuple(states), worker_lag=lag, recomputing=recomputing,
-                                missing_source_topics=missing, dropped=dropped)
+    return MaterializationState(
+        True,
+        topics=tuple(states),
+        worker_lag=lag,
+        recomputing=recomputing,
+        missing_source_topics=missing,
+        dropped=dropped,
+    )
 
 
 def holds_data(obj: Any) -> bool:
@@ -197,7 +221,8 @@ def _recomputing(spec: WorkspaceSpec, view: StreamFeatureViewSpec, committed: li
     stale = []
     for tp in committed:
         if tp.offset >= 0 and CommitMetadata.decode(tp.metadata, 0).stale_views(
-                {view.name: online_fingerprints(spec, tp.topic)[view.name]}):
+            {view.name: online_fingerprints(spec, tp.topic)[view.name]}
+        ):
             stale.append(f"{tp.topic}[{tp.partition}]")
     return tuple(stale)
 
@@ -214,8 +239,9 @@ def broker_reachable(bootstrap: str, timeout_s: float) -> bool:
     return False
 
 
-def describe_document(spec: WorkspaceSpec, kind: str, obj: Any, state: MaterializationState | None,
-                      origin: str) -> dict[str, Any]:
+def describe_document(
+    spec: WorkspaceSpec, kind: str, obj: Any, state: MaterializationState | None, origin: str
+) -> dict[str, Any]:
     """A JSON-ready document: the spec, its metadata, lineage and materialization state."""
     body = _jsonable(obj)
     metadata = {key: body.pop(key) for key in _METADATA if key in body}
@@ -233,8 +259,11 @@ def describe_document(spec: WorkspaceSpec, kind: str, obj: Any, state: Materiali
     if isinstance(obj, StreamFeatureViewSpec | BatchFeatureViewSpec | FeatureTableSpec):
         from featurebus.platform.kafka.topics import feature_topic
 
-        document["materialization"] = {"online": obj.online, "offline": obj.offline,
-                                       "feature_topic": feature_topic(spec.name, obj.name)}
+        document["materialization"] = {
+            "online": obj.online,
+            "offline": obj.offline,
+            "feature_topic": feature_topic(spec.name, obj.name),
+        }
     if state is not None:
         document.setdefault("materialization", {})["state"] = _jsonable(state)
     return document
@@ -251,18 +280,23 @@ def render_description(doc: dict[str, Any]) -> str:
     lines.extend(_render_value(key, value, 1) for key, value in doc["spec"].items() if key != "name")
     chain = doc["lineage"]
     lines.append("lineage:")
-    lines.append("  " + " -> ".join(
-        f"{label} [{', '.join(chain[key]) or 'none'}]"
-        for label, key in (("sources", "sources"), ("views", "feature_views"), ("services", "feature_services"))
-    ))
+    lines.append(
+        "  "
+        + " -> ".join(
+            f"{label} [{', '.join(chain[key]) or 'none'}]"
+            for label, key in (("sources", "sources"), ("views", "feature_views"), ("services", "feature_services"))
+        )
+    )
     lines.append(f"  entities: {', '.join(chain['entities']) or 'none'}")
     materialization = doc.get("materialization")
     if materialization:
         lines.append("materialization:")
         if "online" in materialization:
-            lines.append(f"  online: {str(materialization['online']).lower()}, "
-                         f"offline: {str(materialization['offline']).lower()}, "
-                         f"feature topic: {materialization['feature_topic']}")
+            lines.append(
+                f"  online: {str(materialization['online']).lower()}, "
+                f"offline: {str(materialization['offline']).lower()}, "
+                f"feature topic: {materialization['feature_topic']}"
+            )
         state = materialization.get("state")
         if state is not None and not state["available"]:
             lines.append(f"  {state['note']}")
@@ -273,8 +307,10 @@ def render_description(doc: dict[str, Any]) -> str:
             if state["worker_lag"] is not None:
                 lines.append(f"  stream worker lag: {state['worker_lag']} records")
             if state["missing_source_topics"]:
-                lines.append(f"  waiting for source topics that do not exist: {', '.join(state['missing_source_topics'])} "
-                             "(create them, or `featurebus apply --create-topics` on a local broker)")
+                lines.append(
+                    f"  waiting for source topics that do not exist: {', '.join(state['missing_source_topics'])} "
+                    "(create them, or `featurebus apply --create-topics` on a local broker)"
+                )
             if state["recomputing"]:
                 lines.append(f"  being recomputed for the current definition: {', '.join(state['recomputing'])}")
             if state.get("dropped"):

@@ -89,8 +89,9 @@ class FeatureTable(FeatureView):
             if not isinstance(value, bool):
                 raise self.error(f"{flag} must be True or False, got {value!r}", f"Pass {flag}=True or {flag}=False.")
         if ttl is None:
-            raise self.error("a feature table needs a ttl (how old a latest value may be when served)",
-                             "Pass ttl=timedelta(days=1).")
+            raise self.error(
+                "a feature table needs a ttl (how old a latest value may be when served)", "Pass ttl=timedelta(days=1)."
+            )
         self.ttl_ms = duration_ms(ttl, "ttl", "FeatureTable", self.name, self.site)
         self.ttl = ttl
         self.online = online
@@ -99,55 +100,81 @@ class FeatureTable(FeatureView):
         self.features, self.timestamp_field = self._columns(features, schema, timestamp_field, key_names)
         self._keep_metadata(description, owner, tags, prevent_destroy)
 
-    def _columns(self, features: Sequence[Attribute] | None, schema: Sequence[Field] | None,
-                 timestamp_field: str | None, key_names: list[str]) -> tuple[tuple[Field, ...], str]:
+    def _columns(
+        self,
+        features: Sequence[Attribute] | None,
+        schema: Sequence[Field] | None,
+        timestamp_field: str | None,
+        key_names: list[str],
+    ) -> tuple[tuple[Field, ...], str]:
         """The feature columns and the timestamp column, from ``features=`` or ``schema=``."""
         if (features is None) == (schema is None):
-            raise self.error("pass exactly one of features= and schema=",
-                             "Pass features=[Attribute('score', Float64), ...] and timestamp_field='ts'.")
+            raise self.error(
+                "pass exactly one of features= and schema=",
+                "Pass features=[Attribute('score', Float64), ...] and timestamp_field='ts'.",
+            )
         if features is not None:
             if not features or not all(isinstance(f, Attribute) for f in features):
-                raise self.error("features must be a non-empty list of Attribute (a feature table stores values "
-                                 "computed elsewhere; it aggregates nothing)", "Pass features=[Attribute('score', Float64)].")
+                raise self.error(
+                    "features must be a non-empty list of Attribute (a feature table stores values "
+                    "computed elsewhere; it aggregates nothing)",
+                    "Pass features=[Attribute('score', Float64)].",
+                )
             if not isinstance(timestamp_field, str) or not timestamp_field:
-                raise self.error("a feature table with features= needs timestamp_field (the column holding each "
-                                 "record's event time)", "Pass timestamp_field='timestamp'.")
+                raise self.error(
+                    "a feature table with features= needs timestamp_field (the column holding each "
+                    "record's event time)",
+                    "Pass timestamp_field='timestamp'.",
+                )
             columns = tuple(Field(f.name, f.dtype) for f in features)
         else:
             assert schema is not None
             if not schema or not all(isinstance(f, Field) for f in schema):
-                raise self.error("schema must be a non-empty list of Field", "Pass schema=[Field('user_id', String), ...].")
+                raise self.error(
+                    "schema must be a non-empty list of Field", "Pass schema=[Field('user_id', String), ...]."
+                )
             stamps = [f.name for f in schema if f.dtype.name == "timestamp"]
             if timestamp_field is None:
                 if len(stamps) != 1:
-                    raise self.error(f"the schema has {len(stamps)} Timestamp fields",
-                                     "Pass timestamp_field= to say which one is the event time.")
+                    raise self.error(
+                        f"the schema has {len(stamps)} Timestamp fields",
+                        "Pass timestamp_field= to say which one is the event time.",
+                    )
                 timestamp_field = stamps[0]
             names = [f.name for f in schema]
             if timestamp_field not in names:
-                raise self.error(f"timestamp_field {timestamp_field!r} is not in the schema",
-                                 f"Add Field({timestamp_field!r}, Timestamp) to schema=.")
+                raise self.error(
+                    f"timestamp_field {timestamp_field!r} is not in the schema",
+                    f"Add Field({timestamp_field!r}, Timestamp) to schema=.",
+                )
             missing = [k for k in key_names if k not in names]
             if missing:
-                raise self.error(f"the schema lacks the join key {missing[0]!r} of its entities",
-                                 f"Add Field({missing[0]!r}, ...) to schema= with the entity's type.")
+                raise self.error(
+                    f"the schema lacks the join key {missing[0]!r} of its entities",
+                    f"Add Field({missing[0]!r}, ...) to schema= with the entity's type.",
+                )
             for f in schema:
                 key = next((k for k in self.join_keys if k.name == f.name), None)
                 if key is not None and key.dtype.name != f.dtype.name:
-                    raise self.error(f"the schema declares join key {f.name!r} as {f.dtype.name}, its entity as "
-                                     f"{key.dtype.name}", "Give the join key the same type in the Entity and the schema.")
+                    raise self.error(
+                        f"the schema declares join key {f.name!r} as {f.dtype.name}, its entity as {key.dtype.name}",
+                        "Give the join key the same type in the Entity and the schema.",
+                    )
             columns = tuple(f for f in schema if f.name not in key_names and f.name != timestamp_field)
             if not columns:
-                raise self.error("the schema has no feature columns besides the join keys and the timestamp",
-                                 "Add the feature columns to schema=.")
+                raise self.error(
+                    "the schema has no feature columns besides the join keys and the timestamp",
+                    "Add the feature columns to schema=.",
+                )
         names = [c.name for c in columns]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise self.error(f"the feature {repeated[0]!r} is listed more than once", "Keep one entry per feature.")
         clash = sorted(set(names) & ({*key_names, timestamp_field}))
         if clash:
-            raise self.error(f"the feature {clash[0]!r} is also a join key or the timestamp field",
-                             "Rename the feature column.")
+            raise self.error(
+                f"the feature {clash[0]!r} is also a join key or the timestamp field", "Rename the feature column."
+            )
         return columns, timestamp_field
 
     def __repr__(self) -> str:
@@ -192,8 +219,14 @@ def table_records(table: FeatureTableSpec, df: pd.DataFrame) -> list[dict[str, A
     if missing or unknown:
         raise InvalidRequestError(
             f"the DataFrame does not match feature table {table.name!r}: "
-            + "; ".join(part for part in (f"missing columns {missing}" if missing else "",
-                                          f"unknown columns {unknown}" if unknown else "") if part)
+            + "; ".join(
+                part
+                for part in (
+                    f"missing columns {missing}" if missing else "",
+                    f"unknown columns {unknown}" if unknown else "",
+                )
+                if part
+            )
             + f". Its columns are {sorted(known)} (join keys and {table.timestamp_field!r} required)."
         )
     frame = df.astype(object).where(pd.notna(df), None)  # NaN/NaT/None -> None, numpy -> Python scalars

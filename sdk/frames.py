@@ -36,8 +36,10 @@ class TectonDataFrame(pd.DataFrame):
         return pa.Table.from_pandas(self, preserve_index=False)
 
     def to_spark(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise UnsupportedError("featurebus has no Spark session; use .to_pandas() or .to_arrow() "
-                               "(or .to_parquet(path) and read the file with Spark)")
+        raise UnsupportedError(
+            "featurebus has no Spark session; use .to_pandas() or .to_arrow() "
+            "(or .to_parquet(path) and read the file with Spark)"
+        )
 
     def to_snowpark(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise UnsupportedError("featurebus has no Snowflake session; use .to_pandas() or .to_arrow()")

@@ -26,8 +26,7 @@ import pandas as pd
 
 from featurebus.exceptions import DefinitionError, InvalidRequestError
 from featurebus.frames import TectonDataFrame
-from featurebus.schemas.kinds import FileFormat, RealtimeMode
-from featurebus.schemas.kinds import RealtimeInputKind, RealtimeMode
+from featurebus.schemas.kinds import FileFormat, RealtimeInputKind, RealtimeMode
 from featurebus.schemas.specs import (
     BatchSourceSpec,
     FileConfigSpec,
@@ -53,8 +52,12 @@ class RealtimeContext(_EngineRealtimeContext):
     """Tecton's ``RealtimeContext`` as tests build it: ``RealtimeContext(request_timestamp=...)``
     for python mode, ``RealtimeContext(request_timestamp_series=...)`` for pandas mode."""
 
-    def __init__(self, request_timestamp: datetime | None = None, request_timestamp_series: pd.Series | None = None,
-                 secrets: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        request_timestamp: datetime | None = None,
+        request_timestamp_series: pd.Series | None = None,
+        secrets: Mapping[str, str] | None = None,
+    ) -> None:
         mode = RealtimeMode.PANDAS if request_timestamp_series is not None else RealtimeMode.PYTHON
         super().__init__(mode, request_timestamp, request_timestamp_series)
         self._secrets = dict(secrets or {})
@@ -90,8 +93,9 @@ def with_mock_inputs(spec: WorkspaceSpec, mock_inputs: Mapping[str, pd.DataFrame
     known = {s.name for s in spec.stream_sources} | {s.name for s in spec.batch_sources}
     unknown = sorted(set(mock_inputs) - known)
     if unknown:
-        raise InvalidRequestError(f"mock_inputs names {unknown}, which the definitions do not read; their sources "
-                                  f"are {sorted(known)}")
+        raise InvalidRequestError(
+            f"mock_inputs names {unknown}, which the definitions do not read; their sources are {sorted(known)}"
+        )
     paths: dict[str, str] = {}
     for name, frame in mock_inputs.items():
         if not isinstance(frame, pd.DataFrame):
@@ -110,14 +114,21 @@ def with_mock_inputs(spec: WorkspaceSpec, mock_inputs: Mapping[str, pd.DataFrame
         if source.name not in paths:
             return source
         declared = source.batch_config.timestamp_field if source.batch_config is not None else None
-        config = FileConfigSpec(paths[source.name], FileFormat.PARQUET, declared or _timestamp_of(mock_inputs[source.name]))
+        config = FileConfigSpec(
+            paths[source.name], FileFormat.PARQUET, declared or _timestamp_of(mock_inputs[source.name])
+        )
         return dataclasses.replace(source, batch_config=config, custom_config=None)
 
-    return dataclasses.replace(spec, stream_sources=tuple(stream(s) for s in spec.stream_sources),
-                               batch_sources=tuple(batch(s) for s in spec.batch_sources))
+    return dataclasses.replace(
+        spec,
+        stream_sources=tuple(stream(s) for s in spec.stream_sources),
+        batch_sources=tuple(batch(s) for s in spec.batch_sources),
+    )
 
 
-def _single_source_inputs(view: Any, given: pd.DataFrame | Mapping[str, pd.DataFrame] | None) -> dict[str, pd.DataFrame]:
+def _single_source_inputs(
+    view: Any, given: pd.DataFrame | Mapping[str, pd.DataFrame] | None
+) -> dict[str, pd.DataFrame]:
     if given is None:
         return {}
     if isinstance(given, pd.DataFrame):
@@ -125,19 +136,26 @@ def _single_source_inputs(view: Any, given: pd.DataFrame | Mapping[str, pd.DataF
         from featurebus.definitions import BatchFeatureView, StreamFeatureView
 
         if not isinstance(view, StreamFeatureView | BatchFeatureView):
-            raise InvalidRequestError(f"{view!r} reads no source directly; pass mock_inputs={{source name: "
-                                      "DataFrame}} naming the sources of the views it reads")
+            raise InvalidRequestError(
+                f"{view!r} reads no source directly; pass mock_inputs={{source name: "
+                "DataFrame}} naming the sources of the views it reads"
+            )
         sources = [plain_source(s) for s in view.sources] if isinstance(view, BatchFeatureView) else [view.source]
         if len(sources) != 1:
-            raise InvalidRequestError(f"{view!r} reads {len(sources)} sources; pass mock_inputs={{source name: "
-                                      "DataFrame}} naming each")
+            raise InvalidRequestError(
+                f"{view!r} reads {len(sources)} sources; pass mock_inputs={{source name: DataFrame}}}} naming each"
+            )
         return {sources[0].name: given}
     return dict(given)
 
 
 # -- stream, batch and feature service values over mock sources ------------------------------------------
-def features_for_events(obj: Any, events: pd.DataFrame, timestamp_key: str | None = None,
-                        mock_inputs: Mapping[str, pd.DataFrame] | None = None) -> TectonDataFrame:
+def features_for_events(
+    obj: Any,
+    events: pd.DataFrame,
+    timestamp_key: str | None = None,
+    mock_inputs: Mapping[str, pd.DataFrame] | None = None,
+) -> TectonDataFrame:
     """Point-in-time feature values of a view or feature service for every row of ``events``,
     through the training-set code over the mocked (or the sources' own) files."""
     from featurebus.definitions import FeatureService
@@ -150,8 +168,11 @@ def features_for_events(obj: Any, events: pd.DataFrame, timestamp_key: str | Non
     spec = _compile(obj)
     with tempfile.TemporaryDirectory(prefix="featurebus-local-") as tmp:
         folder = Path(tmp)
-        spec = with_mock_inputs(spec, _single_source_inputs(obj, mock_inputs) if not isinstance(obj, FeatureService)
-                                else dict(mock_inputs or {}), folder)
+        spec = with_mock_inputs(
+            spec,
+            _single_source_inputs(obj, mock_inputs) if not isinstance(obj, FeatureService) else dict(mock_inputs or {}),
+            folder,
+        )
         root = open_store(folder / "offline", create=True)
         service = obj.name
         if not isinstance(obj, FeatureService):
@@ -159,8 +180,12 @@ def features_for_events(obj: Any, events: pd.DataFrame, timestamp_key: str | Non
         return TectonDataFrame(get_features_for_events(spec, service, events, root, timestamp_key))
 
 
-def run_view_transformation(view: Any, start_time: datetime | pd.DataFrame | None, end_time: datetime | None,
-                            mock_inputs: Mapping[str, pd.DataFrame] | pd.DataFrame | None) -> TectonDataFrame:
+def run_view_transformation(
+    view: Any,
+    start_time: datetime | pd.DataFrame | None,
+    end_time: datetime | None,
+    mock_inputs: Mapping[str, pd.DataFrame] | pd.DataFrame | None,
+) -> TectonDataFrame:
     """A stream or batch view's transformation output (no aggregation) for source rows in
     ``[start_time, end_time)``; a DataFrame as ``start_time`` is the only source's rows, unbounded."""
     from featurebus.definitions import BatchFeatureView, StreamFeatureView
@@ -199,8 +224,10 @@ def _run_stream(view: Any, inputs: dict[str, pd.DataFrame], lo: int | None, hi: 
     with tempfile.TemporaryDirectory(prefix="featurebus-local-") as tmp:
         source = with_mock_inputs(spec, inputs, Path(tmp)).source(view_spec.source)
         if source.batch_config is None:
-            raise InvalidRequestError(f"stream feature view {view.name!r}: pass mock_inputs={{{source.name!r}: "
-                                      "DataFrame}} (its source has no batch_config files to read)")
+            raise InvalidRequestError(
+                f"stream feature view {view.name!r}: pass mock_inputs={{{source.name!r}: "
+                "DataFrame}} (its source has no batch_config files to read)"
+            )
         frame = table_frame(read_stream_history(source, lo, hi))
     return Transformation(view_spec.transformation).apply(frame)
 
@@ -219,8 +246,9 @@ def _run_batch(view: Any, inputs: dict[str, pd.DataFrame], lo: int | None, hi: i
         if lo is None or hi is None:
             # No range: every row of the inputs (an unfiltered read), and an unbounded context.
             everything = dataclasses.replace(view_spec, unfiltered_sources=view_spec.sources, source_ranges=())
-            return BatchTransformation(view_spec).apply(read_inputs(mocked, everything, 0, 1),
-                                                        MaterializationContext(batch_schedule=schedule))
+            return BatchTransformation(view_spec).apply(
+                read_inputs(mocked, everything, 0, 1), MaterializationContext(batch_schedule=schedule)
+            )
         read_lo, read_hi = source_range(view_spec, lo, hi)
         frames = read_inputs(mocked, view_spec, read_lo, read_hi, (lo, hi))
     context = MaterializationContext(ms_to_datetime(read_lo), ms_to_datetime(read_hi), schedule)
@@ -243,8 +271,10 @@ def _input_value(input_data: Mapping[str, Any], parameter: str, source: str, vie
     for key in (parameter, source):
         if key and key in input_data:
             return input_data[key]
-    raise InvalidRequestError(f"realtime feature view {view!r}: input_data lacks {source!r} (the function's "
-                              f"parameter {parameter!r}); it has {sorted(input_data)}")
+    raise InvalidRequestError(
+        f"realtime feature view {view!r}: input_data lacks {source!r} (the function's "
+        f"parameter {parameter!r}); it has {sorted(input_data)}"
+    )
 
 
 def _request_time(context: Any) -> datetime:
@@ -279,19 +309,28 @@ def run_realtime_transformation(view: Any, input_data: Mapping[str, Any]) -> Any
         kwargs[source.parameter] = value
     if spec.context_parameter:
         if context is None:
-            context = (RealtimeContext(request_timestamp=datetime.now(UTC)) if spec.mode == RealtimeMode.PYTHON else
-                       RealtimeContext(request_timestamp_series=pd.Series([pd.Timestamp.now(tz="UTC")])))
+            context = (
+                RealtimeContext(request_timestamp=datetime.now(UTC))
+                if spec.mode == RealtimeMode.PYTHON
+                else RealtimeContext(request_timestamp_series=pd.Series([pd.Timestamp.now(tz="UTC")]))
+            )
         kwargs[spec.context_parameter] = context
     result = view.function(**kwargs)
     expected = [f.name for f in spec.features]
     if spec.mode == RealtimeMode.PYTHON and (not isinstance(result, Mapping) or sorted(result) != sorted(expected)):
-        raise DefinitionError(f"realtime feature view {spec.name!r} ({view.site}) returned {result!r}; a python-mode "
-                              f"view returns a dict with exactly its features {expected}")
+        raise DefinitionError(
+            f"realtime feature view {spec.name!r} ({view.site}) returned {result!r}; a python-mode "
+            f"view returns a dict with exactly its features {expected}"
+        )
     return result
 
 
-def realtime_features_for_events(view: Any, events: pd.DataFrame, timestamp_key: str | None = None,
-                                 mock_inputs: Mapping[str, pd.DataFrame] | None = None) -> TectonDataFrame:
+def realtime_features_for_events(
+    view: Any,
+    events: pd.DataFrame,
+    timestamp_key: str | None = None,
+    mock_inputs: Mapping[str, pd.DataFrame] | None = None,
+) -> TectonDataFrame:
     """``events`` plus ``<view>__<feature>`` columns. Request fields are columns of their own
     name; upstream features are mocked as ``<upstream view>__<feature>`` columns. Without those
     mocks, the upstream views are computed point-in-time from their sources (``mock_inputs``)."""
@@ -308,32 +347,44 @@ def realtime_features_for_events(view: Any, events: pd.DataFrame, timestamp_key:
     if mocked != {v for v, _ in upstream}:
         if mock_inputs is None or mocked:
             missing = [feature_column(v, f) for v, f in upstream if v not in mocked]
-            raise InvalidRequestError(f"realtime feature view {spec.name!r}: events lack the mocked upstream feature "
-                                      f"columns {missing}; add them, or pass mock_inputs={{source name: DataFrame}} "
-                                      "(and no mocked columns) to compute them from the upstream views' sources")
+            raise InvalidRequestError(
+                f"realtime feature view {spec.name!r}: events lack the mocked upstream feature "
+                f"columns {missing}; add them, or pass mock_inputs={{source name: DataFrame}} "
+                "(and no mocked columns) to compute them from the upstream views' sources"
+            )
         return features_for_events(view, events, timestamp_key, mock_inputs)
     request = {f.name for s in spec.inputs if s.kind == RealtimeInputKind.REQUEST for f in s.fields}
     missing_request = sorted(request - {str(c) for c in events.columns})
     if missing_request:
-        raise InvalidRequestError(f"realtime feature view {spec.name!r}: events lack request column(s) "
-                                  f"{missing_request}; it has {list(events.columns)}")
+        raise InvalidRequestError(
+            f"realtime feature view {spec.name!r}: events lack request column(s) "
+            f"{missing_request}; it has {list(events.columns)}"
+        )
     index = pd.RangeIndex(len(events))
     inputs = {}
     for source in spec.inputs:
         columns = {}
         for f in source.fields:
             name = f.name if source.kind == RealtimeInputKind.REQUEST else feature_column(source.name, f.name)
-            columns[f.name] = (events[name].reset_index(drop=True) if name in events.columns
-                               else pd.Series([None] * len(events), index=index, dtype=object))
+            columns[f.name] = (
+                events[name].reset_index(drop=True)
+                if name in events.columns
+                else pd.Series([None] * len(events), index=index, dtype=object)
+            )
         inputs[source.name] = pd.DataFrame(columns, index=index)
     stamp = timestamp_key or _timestamp_of(events)
-    times = (pd.to_datetime(events[stamp], utc=True).reset_index(drop=True) if stamp is not None
-             else pd.Series([pd.Timestamp.now(tz="UTC")] * len(events), index=index))
+    times = (
+        pd.to_datetime(events[stamp], utc=True).reset_index(drop=True)
+        if stamp is not None
+        else pd.Series([pd.Timestamp.now(tz="UTC")] * len(events), index=index)
+    )
     values = CompiledRealtimeView(spec).evaluate_frame(inputs, times.rename("request_timestamp"))
     result = events.copy()
     for feature in spec.features:
         column = values[feature.name]
-        result[feature_column(spec.name, feature.name)] = _plain_dtype(column).to_numpy() if len(result) else column.array
+        result[feature_column(spec.name, feature.name)] = (
+            _plain_dtype(column).to_numpy() if len(result) else column.array
+        )
     return TectonDataFrame(result)
 
 

@@ -43,15 +43,32 @@ def _store(spec: WorkspaceSpec, bootstrap: str | None) -> Iterator[JobStore]:
         store.close()
 
 
-def trigger_materialization_job(spec: WorkspaceSpec, bootstrap: str | None, view: str, start_time: datetime,
-                                end_time: datetime, online: bool, offline: bool, use_tecton_managed_retries: bool,
-                                overwrite: bool) -> str:
+def trigger_materialization_job(
+    spec: WorkspaceSpec,
+    bootstrap: str | None,
+    view: str,
+    start_time: datetime,
+    end_time: datetime,
+    online: bool,
+    offline: bool,
+    use_tecton_managed_retries: bool,
+    overwrite: bool,
+) -> str:
     from featurebus.platform.jobs.client import submit_materialization
 
     with _store(spec, bootstrap) as store:
-        job = submit_materialization(store, spec, view, to_epoch_ms(start_time), to_epoch_ms(end_time), now_ms(),
-                                     online=online, offline=offline, overwrite=overwrite,
-                                     managed_retries=use_tecton_managed_retries)
+        job = submit_materialization(
+            store,
+            spec,
+            view,
+            to_epoch_ms(start_time),
+            to_epoch_ms(end_time),
+            now_ms(),
+            online=online,
+            offline=offline,
+            overwrite=overwrite,
+            managed_retries=use_tecton_managed_retries,
+        )
     return job.id
 
 
@@ -74,8 +91,9 @@ def cancel_materialization_job(spec: WorkspaceSpec, bootstrap: str | None, job_i
         return request_cancel(store, job_id)
 
 
-def wait_for_materialization_job(spec: WorkspaceSpec, bootstrap: str | None, job_id: str,
-                                 timeout: timedelta | None) -> Job:
+def wait_for_materialization_job(
+    spec: WorkspaceSpec, bootstrap: str | None, job_id: str, timeout: timedelta | None
+) -> Job:
     from featurebus.platform.jobs.client import wait_for_job
 
     with _store(spec, bootstrap) as store:

@@ -116,8 +116,10 @@ def get_online_features(
         with httpx.Client(base_url=base, timeout=_TIMEOUT_S) as client:
             response = client.post(_PATH, json={"params": params}, headers={"Authorization": f"Tecton-key {key}"})
     except httpx.HTTPError as exc:
-        raise OnlineReadError(f"cannot reach the serving API at {base} ({exc}); start it (`featurebus up` or "
-                              "`featurebus serve`) or set FEATUREBUS_URL") from None
+        raise OnlineReadError(
+            f"cannot reach the serving API at {base} ({exc}); start it (`featurebus up` or "
+            "`featurebus serve`) or set FEATUREBUS_URL"
+        ) from None
     try:
         body = response.json()
     except ValueError:

@@ -19,7 +19,7 @@ __all__ = [
 
 KAFKA_OPTIONS: dict[str, str] = {
     "post_processor": "records are decoded by value_format ('json', 'avro' or 'confluent_avro') and the view's "
-                      "transformation reshapes them",
+    "transformation reshapes them",
     "options": "Spark reader options do not apply; the worker's consumer is configured by featurebus",
     "ssl_keystore_location": "TLS to Kafka is not supported yet",
     "ssl_keystore_password_secret_id": "TLS to Kafka is not supported yet",
@@ -60,7 +60,9 @@ SERVICE_OPTIONS: dict[str, str] = {
 _SPARK_ONLY = "featurebus runs no Spark, Databricks or EMR compute; the stream worker computes features"
 _FIXED_STORES = "featurebus's stores are fixed (RocksDB online, Parquet offline)"
 # Stream views only (batch views override these in BATCH_VIEW_OPTIONS below).
-_NO_BATCH = "a stream feature view is computed continuously from its topic; schedules and backfills are for @batch_feature_view"
+_NO_BATCH = (
+    "a stream feature view is computed continuously from its topic; schedules and backfills are for @batch_feature_view"
+)
 
 VIEW_OPTIONS: dict[str, str] = {
     "aggregation_secondary_key": "secondary-key aggregations are not supported yet",

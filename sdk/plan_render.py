@@ -71,7 +71,11 @@ def _summary_line(plan: Plan) -> str:
         f"{counts['delete']} to delete, {counts['unchanged']} unchanged"
     )
     rematerialize = sum(c.rematerialize for c in plan.changes)
-    return f"{text}; {rematerialize} feature view(s) to recompute from their sources' history." if rematerialize else f"{text}."
+    return (
+        f"{text}; {rematerialize} feature view(s) to recompute from their sources' history."
+        if rematerialize
+        else f"{text}."
+    )
 
 
 def _describe(fc: FieldChange) -> str:

@@ -51,13 +51,19 @@ class RequestSource:
         self.site = _caller_site()
         self.name = _require_name("RequestSource", name or DEFAULT_REQUEST_SOURCE_NAME, self.site)
         if not schema or not all(isinstance(f, Field) for f in schema):
-            raise _fail("RequestSource", self.name, self.site, "schema must be a non-empty list of Field",
-                        "Pass schema=[Field('amount', Float64)].")
+            raise _fail(
+                "RequestSource",
+                self.name,
+                self.site,
+                "schema must be a non-empty list of Field",
+                "Pass schema=[Field('amount', Float64)].",
+            )
         names = [f.name for f in schema]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
-            raise _fail("RequestSource", self.name, self.site, f"the schema repeats fields {repeated}",
-                        "Name every field once.")
+            raise _fail(
+                "RequestSource", self.name, self.site, f"the schema repeats fields {repeated}", "Name every field once."
+            )
         self.schema = tuple(schema)
 
     def __repr__(self) -> str:
@@ -78,8 +84,13 @@ class Calculation:
     def __post_init__(self) -> None:
         _require_name("Calculation", self.name, self.site)
         if not isinstance(self.expr, str) or not self.expr.strip():
-            raise _fail("Calculation", self.name, self.site, "expr must be a non-empty string",
-                        "Pass e.g. expr=\"request_source.amount * 2\".")
+            raise _fail(
+                "Calculation",
+                self.name,
+                self.site,
+                "expr must be a non-empty string",
+                'Pass e.g. expr="request_source.amount * 2".',
+            )
 
 
 RealtimeSource = RequestSource | FeatureReference
@@ -139,32 +150,45 @@ class RealtimeFeatureView(RealtimeViewMethods, FeatureView):
             elif isinstance(source, RequestSource | FeatureReference):
                 result.append(source)
             else:
-                raise self.error(f"source {source!r} is neither a RequestSource nor a feature view",
-                                 "List RequestSource objects, feature views, or selections like fv[['a']].")
+                raise self.error(
+                    f"source {source!r} is neither a RequestSource nor a feature view",
+                    "List RequestSource objects, feature views, or selections like fv[['a']].",
+                )
         names = [s.name if isinstance(s, RequestSource) else s.view.name for s in result]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
-            raise self.error(f"two sources are both named {repeated}",
-                             "Give each RequestSource its own name= (a view may be listed once).")
+            raise self.error(
+                f"two sources are both named {repeated}",
+                "Give each RequestSource its own name= (a view may be listed once).",
+            )
         return tuple(result)
 
     def _check_features(self, function: Callable[..., Any] | None) -> None:
         if not self.features or not all(isinstance(f, Attribute | Calculation) for f in self.features):
-            raise self.error("features must be a non-empty list of Attribute or Calculation",
-                             "Pass features=[Attribute('name', Float64)] or [Calculation(name=..., expr=...)].")
+            raise self.error(
+                "features must be a non-empty list of Attribute or Calculation",
+                "Pass features=[Attribute('name', Float64)] or [Calculation(name=..., expr=...)].",
+            )
         calculations = [f for f in self.features if isinstance(f, Calculation)]
         if calculations and len(calculations) != len(self.features):
-            raise self.error("Attribute and Calculation features cannot be mixed in one view",
-                             "Split them into two realtime feature views.")
+            raise self.error(
+                "Attribute and Calculation features cannot be mixed in one view",
+                "Split them into two realtime feature views.",
+            )
         if calculations and function is not None:
-            raise self.error("Calculation features cannot have a transformation function",
-                             "Use the RealtimeFeatureView(...) class without a function, or Attribute features.")
+            raise self.error(
+                "Calculation features cannot have a transformation function",
+                "Use the RealtimeFeatureView(...) class without a function, or Attribute features.",
+            )
         if function is None and not calculations:
-            raise self.error("Attribute features need a transformation function",
-                             "Decorate a function with @realtime_feature_view(mode='python', ...).")
+            raise self.error(
+                "Attribute features need a transformation function",
+                "Decorate a function with @realtime_feature_view(mode='python', ...).",
+            )
         if function is None and self.mode != NO_TRANSFORMATION:
-            raise self.error(f"mode {self.mode!r} needs a transformation function",
-                             "Leave mode unset for Calculation features.")
+            raise self.error(
+                f"mode {self.mode!r} needs a transformation function", "Leave mode unset for Calculation features."
+            )
         if function is not None and self.mode not in (RealtimeMode.PYTHON, RealtimeMode.PANDAS):
             raise self.error(f"mode {self.mode!r} is not supported", "Use mode='python' or mode='pandas'.")
         names = [f.name for f in self.features]
@@ -174,16 +198,18 @@ class RealtimeFeatureView(RealtimeViewMethods, FeatureView):
 
     def _bind_parameters(self, function: Callable[..., Any]) -> tuple[str, ...]:
         """Tecton's binding: the non-context parameters take the sources in order."""
-        params = [p for p in inspect.signature(function).parameters.values()
-                  if p.name != self.context_parameter_name]
+        params = [p for p in inspect.signature(function).parameters.values() if p.name != self.context_parameter_name]
         if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params):
-            raise self.error("the function's parameters must be plain positional parameters",
-                             "Declare one parameter per source, e.g. def f(request, user_spend).")
+            raise self.error(
+                "the function's parameters must be plain positional parameters",
+                "Declare one parameter per source, e.g. def f(request, user_spend).",
+            )
         if len(params) != len(self.sources):
-            raise self.error(f"the function takes {len(params)} source parameter(s) but the view has "
-                             f"{len(self.sources)} source(s)",
-                             f"Declare one parameter per source, in order (plus an optional "
-                             f"{self.context_parameter_name!r} parameter for the request context).")
+            raise self.error(
+                f"the function takes {len(params)} source parameter(s) but the view has {len(self.sources)} source(s)",
+                f"Declare one parameter per source, in order (plus an optional "
+                f"{self.context_parameter_name!r} parameter for the request context).",
+            )
         return tuple(p.name for p in params)
 
     @property
@@ -214,15 +240,27 @@ def realtime_feature_view(
 
     def wrap(function: Callable[..., Any]) -> RealtimeFeatureView:
         if mode == NO_TRANSFORMATION:
-            raise DefinitionError(f"RealtimeFeatureView '{name or function.__name__}' ({site}): mode "
-                                  f"{NO_TRANSFORMATION!r} cannot decorate a function. Use mode='python' or "
-                                  "mode='pandas', or the RealtimeFeatureView class for Calculations.")
+            raise DefinitionError(
+                f"RealtimeFeatureView '{name or function.__name__}' ({site}): mode "
+                f"{NO_TRANSFORMATION!r} cannot decorate a function. Use mode='python' or "
+                "mode='pandas', or the RealtimeFeatureView class for Calculations."
+            )
         return RealtimeFeatureView(
-            name=name or function.__name__, sources=sources, features=features, mode=mode, description=description,
-            owner=owner, tags=tags, prevent_destroy=prevent_destroy, feature_view_function=function,
-            environments=environments, required_packages=required_packages, secrets=secrets,
+            name=name or function.__name__,
+            sources=sources,
+            features=features,
+            mode=mode,
+            description=description,
+            owner=owner,
+            tags=tags,
+            prevent_destroy=prevent_destroy,
+            feature_view_function=function,
+            environments=environments,
+            required_packages=required_packages,
+            secrets=secrets,
             resource_providers=resource_providers,
-            _context_parameter_name=context_parameter_name or DEFAULT_CONTEXT_PARAMETER_NAME, _site=site,
+            _context_parameter_name=context_parameter_name or DEFAULT_CONTEXT_PARAMETER_NAME,
+            _site=site,
         )
 
     return wrap

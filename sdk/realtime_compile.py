@@ -41,8 +41,9 @@ def compile_realtime_views(
     try:
         order = realtime_order(dependencies)
     except DependencyCycleError as exc:
-        raise views[exc.cycle[0]].error(f"its sources form a cycle: {' -> '.join(exc.cycle)}",
-                                        "Remove one of these sources.") from None
+        raise views[exc.cycle[0]].error(
+            f"its sources form a cycle: {' -> '.join(exc.cycle)}", "Remove one of these sources."
+        ) from None
     offered: dict[str, tuple[FieldSpec, ...]] = dict(upstream)
     specs: dict[str, RealtimeFeatureViewSpec] = {}
     for name in order:
@@ -56,7 +57,9 @@ def _compile_view(view: RealtimeFeatureView, offered: Mapping[str, tuple[FieldSp
     parameters = view.parameters if view.has_transformation else ("",) * len(view.sources)
     inputs = tuple(_compile_source(view, s, p, offered) for s, p in zip(view.sources, parameters, strict=True))
     if not view.has_transformation:
-        spec = RealtimeFeatureViewSpec(view.name, inputs, (), RealtimeMode.NO_TRANSFORMATION, description=view.description)
+        spec = RealtimeFeatureViewSpec(
+            view.name, inputs, (), RealtimeMode.NO_TRANSFORMATION, description=view.description
+        )
         schema = calculation_schema(spec)
         calculations = []
         for feature in view.features:
@@ -71,8 +74,14 @@ def _compile_view(view: RealtimeFeatureView, offered: Mapping[str, tuple[FieldSp
                 ) from None
             calculations.append(CalculationSpec(feature.name, feature.expr, node.dtype))
         features = tuple(FieldSpec(c.name, c.dtype) for c in calculations)
-        return RealtimeFeatureViewSpec(view.name, inputs, features, RealtimeMode.NO_TRANSFORMATION,
-                                       calculations=tuple(calculations), description=view.description)
+        return RealtimeFeatureViewSpec(
+            view.name,
+            inputs,
+            features,
+            RealtimeMode.NO_TRANSFORMATION,
+            calculations=tuple(calculations),
+            description=view.description,
+        )
     code = view.transformation_code
     _check_field_reads(view, code, inputs)
     attributes = []
@@ -91,21 +100,30 @@ def _compile_view(view: RealtimeFeatureView, offered: Mapping[str, tuple[FieldSp
 
 
 def _compile_source(
-    view: RealtimeFeatureView, source: RequestSource | FeatureReference, parameter: str,
+    view: RealtimeFeatureView,
+    source: RequestSource | FeatureReference,
+    parameter: str,
     offered: Mapping[str, tuple[FieldSpec, ...]],
 ) -> RealtimeInputSpec:
     if isinstance(source, RequestSource):
-        return RealtimeInputSpec(RealtimeInputKind.REQUEST, source.name, tuple(FieldSpec(f.name, f.dtype.name) for f in source.schema),
-                                 parameter)
+        return RealtimeInputSpec(
+            RealtimeInputKind.REQUEST,
+            source.name,
+            tuple(FieldSpec(f.name, f.dtype.name) for f in source.schema),
+            parameter,
+        )
     fields = offered.get(source.view.name)
     if fields is None:
-        raise view.error(f"source {source.view.name!r} is not a view this workspace can compute",
-                         "Use a stream, batch or realtime feature view of this repository.")
+        raise view.error(
+            f"source {source.view.name!r} is not a view this workspace can compute",
+            "Use a stream, batch or realtime feature view of this repository.",
+        )
     by_name = {f.name: f for f in fields}
     unknown = [f for f in source.features if f not in by_name]
     if unknown:
-        raise view.error(f"source {source.view.name!r} has no feature {unknown[0]!r}",
-                         f"Choose from: {', '.join(by_name)}.")
+        raise view.error(
+            f"source {source.view.name!r} has no feature {unknown[0]!r}", f"Choose from: {', '.join(by_name)}."
+        )
     selected = tuple(by_name[f] for f in source.features) if source.features else fields
     return RealtimeInputSpec(RealtimeInputKind.FEATURE_VIEW, source.view.name, selected, parameter)
 
@@ -119,11 +137,19 @@ def _check_field_reads(view: RealtimeFeatureView, code: str, inputs: tuple[Realt
         key: ast.expr | None = None
         if isinstance(node, ast.Subscript):
             target, key = node.value, node.slice
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
-              and node.args):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and node.args
+        ):
             target, key = node.func.value, node.args[0]
-        if not (isinstance(target, ast.Name) and target.id in fields and isinstance(key, ast.Constant)
-                and isinstance(key.value, str)):
+        if not (
+            isinstance(target, ast.Name)
+            and target.id in fields
+            and isinstance(key, ast.Constant)
+            and isinstance(key.value, str)
+        ):
             continue
         if key.value not in fields[target.id]:
             source = next(i.name for i in inputs if i.parameter == target.id)

@@ -78,8 +78,10 @@ def load_repo(root: Path, workspace: str) -> WorkspaceSpec:
             del sys.modules[name]
         sys.modules.update(stashed)
     if not objects:
-        raise DefinitionError(f"no featurebus definitions found under {root}; define Entity, StreamSource, "
-                              "stream_feature_view and FeatureService objects at module level")
+        raise DefinitionError(
+            f"no featurebus definitions found under {root}; define Entity, StreamSource, "
+            "stream_feature_view and FeatureService objects at module level"
+        )
     return compile_workspace(workspace, objects)
 
 

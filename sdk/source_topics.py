@@ -19,8 +19,14 @@ DEFAULT_PARTITIONS = 4  # the partitions a created source topic gets: up to 4 wo
 
 def missing_source_topics(spec: WorkspaceSpec, bootstrap: str) -> list[str]:
     """The spec's Kafka source topics on this cluster that do not exist (sorted)."""
-    wanted = sorted({t for s in spec.stream_sources if not s.push and s.kafka.bootstrap_servers in (None, bootstrap)
-                     for t in s.kafka.topics})
+    wanted = sorted(
+        {
+            t
+            for s in spec.stream_sources
+            if not s.push and s.kafka.bootstrap_servers in (None, bootstrap)
+            for t in s.kafka.topics
+        }
+    )
     if not wanted:
         return []
     existing = partition_counts(bootstrap, wanted)
@@ -28,8 +34,10 @@ def missing_source_topics(spec: WorkspaceSpec, bootstrap: str) -> list[str]:
 
 
 def missing_topics_note(missing: list[str], bootstrap: str) -> str:
-    return (f"source topics missing on {bootstrap}: {', '.join(missing)}. The stream worker waits for them; "
-            "create them, or re-run apply with --create-topics (on by default on the local development broker)")
+    return (
+        f"source topics missing on {bootstrap}: {', '.join(missing)}. The stream worker waits for them; "
+        "create them, or re-run apply with --create-topics (on by default on the local development broker)"
+    )
 
 
 def create_source_topics(topics: list[str], bootstrap: str, partitions: int) -> None:

@@ -31,8 +31,10 @@ class TectonTimeConstant(enum.Enum):
         if not isinstance(delta, timedelta):
             raise TypeError(f"only a datetime.timedelta can be added to or subtracted from {self}, got {delta!r}")
         if self in (TectonTimeConstant.UNBOUNDED_PAST, TectonTimeConstant.UNBOUNDED_FUTURE):
-            raise ValueError(f"cannot offset {self}: it is unbounded; use MATERIALIZATION_START_TIME or "
-                             "MATERIALIZATION_END_TIME with a timedelta, or a fixed datetime")
+            raise ValueError(
+                f"cannot offset {self}: it is unbounded; use MATERIALIZATION_START_TIME or "
+                "MATERIALIZATION_END_TIME with a timedelta, or a fixed datetime"
+            )
         return FilterDateTime(self, delta * sign)
 
     def __add__(self, other: timedelta) -> FilterDateTime:

@@ -38,30 +38,48 @@ _TABLE: dict[str, tuple[_Kind, str]] = {
     "CacheConfig": ("class", "featurebus has no serving cache; the online store is a local RocksDB per replica"),
     "ComputeMode": ("class", "featurebus has one compute mode (its stream worker); remove compute_mode"),
     "DataFrame": ("class", "featurebus returns pandas DataFrames; use pandas directly"),
-    "Dataset": ("class", "featurebus has no saved datasets; write training sets to Parquet (`featurebus training-set`)"),
+    "Dataset": (
+        "class",
+        "featurebus has no saved datasets; write training sets to Parquet (`featurebus training-set`)",
+    ),
     "DatasetJob": ("class", _JOBS),
     "DatabricksClusterConfig": ("class", _SPARK),
     "DatabricksJsonClusterConfig": ("class", _SPARK),
-    "DatetimePartitionColumn": ("class", "partition columns of Hive/Delta tables are not read; use FileConfig over Parquet"),
+    "DatetimePartitionColumn": (
+        "class",
+        "partition columns of Hive/Delta tables are not read; use FileConfig over Parquet",
+    ),
     "DeltaConfig": ("class", _STORE),
     "DynamoConfig": ("class", _STORE),
     "EMRClusterConfig": ("class", _SPARK),
     "EMRJsonClusterConfig": ("class", _SPARK),
-    "Embedding": ("class", "featurebus computes no embeddings; compute them upstream and aggregate or serve them as features"),
+    "Embedding": (
+        "class",
+        "featurebus computes no embeddings; compute them upstream and aggregate or serve them as features",
+    ),
     "FeatureMetadata": ("class", "per-feature metadata objects are not supported; pass description=/tags= to the view"),
     "FeatureServerGroup": ("class", _SERVER_GROUP),
     "FeatureVector": ("class", "the serving API returns plain JSON and the SDK returns pandas DataFrames"),
     "HiveConfig": ("class", _WAREHOUSE),
     "Inference": ("class", "featurebus runs no model inference; call the model from your application"),
-    "KafkaOutputStream": ("class", "feature topics are written by featurebus itself (see `featurebus describe <view>`); remove output_stream"),
-    "KinesisConfig": ("class", "featurebus reads streams from Kafka only; use KafkaConfig(topics=..., timestamp_field=...)"),
+    "KafkaOutputStream": (
+        "class",
+        "feature topics are written by featurebus itself (see `featurebus describe <view>`); remove output_stream",
+    ),
+    "KinesisConfig": (
+        "class",
+        "featurebus reads streams from Kafka only; use KafkaConfig(topics=..., timestamp_field=...)",
+    ),
     "KinesisOutputStream": ("class", "feature topics are Kafka topics written by featurebus; remove output_stream"),
     "LoggingConfig": ("class", "feature logging is not supported; log requests from your application"),
     "MaterializationAttempt": ("class", _JOBS),
     "MaterializationJob": ("class", _JOBS),
     "ModelConfig": ("class", "featurebus hosts no models; call the model from your application"),
     "OfflineStoreConfig": ("class", _STORE),
-    "OnlineServingIndex": ("class", "the online store is keyed by the entities' join keys; remove online_serving_index"),
+    "OnlineServingIndex": (
+        "class",
+        "the online store is keyed by the entities' join keys; remove online_serving_index",
+    ),
     "PandasBatchConfig": ("class", _BATCH_CONFIG),
     "ParquetConfig": ("class", "offline data is always Parquet; remove offline_store"),
     "ProvisionedScalingConfig": ("class", _STORE),
@@ -90,7 +108,10 @@ _TABLE: dict[str, tuple[_Kind, str]] = {
     "get_feature_table": ("function", _WORKSPACE_GETTER),
     "get_feature_view": ("function", _WORKSPACE_GETTER),
     "get_transformation": ("function", _WORKSPACE_GETTER),
-    "list_workspaces": ("function", "list workspaces with `featurebus registry log` or featurebus.platform.registry.KafkaRegistry(...).list()"),
+    "list_workspaces": (
+        "function",
+        "list workspaces with `featurebus registry log` or featurebus.platform.registry.KafkaRegistry(...).list()",
+    ),
     "login": ("function", _LOGIN),
     "logout": ("function", _LOGIN),
     "resource_provider": ("function", "resource providers are not supported; create clients inside the transformation"),
@@ -130,7 +151,9 @@ def _make_class(name: str, reason: str) -> type:
         raise unsupported_error(name, reason)
 
     doc = f"Tecton's ``{name}``: not supported by featurebus ({reason}). Instantiating it raises."
-    return _UnsupportedType(name, (), {"__init__": refuse, "__doc__": doc, "__module__": "featurebus", "_reason": reason})
+    return _UnsupportedType(
+        name, (), {"__init__": refuse, "__doc__": doc, "__module__": "featurebus", "_reason": reason}
+    )
 
 
 def _make_function(name: str, reason: str) -> Any:
@@ -170,5 +193,7 @@ def _make(name: str, kind: _Kind, reason: str) -> Any:
     return _UnsupportedObject(name, reason)
 
 
-UNSUPPORTED: Mapping[str, Any] = MappingProxyType({name: _make(name, kind, why) for name, (kind, why) in _TABLE.items()})
+UNSUPPORTED: Mapping[str, Any] = MappingProxyType(
+    {name: _make(name, kind, why) for name, (kind, why) in _TABLE.items()}
+)
 """Every placeholder by its Tecton name; ``featurebus`` exports each of them."""

@@ -25,8 +25,10 @@ __all__ = ["MaterializedViewMethods", "OnlineReads", "RealtimeViewMethods", "Ser
 
 def _from_source_only(from_source: bool | None) -> None:
     if from_source is False:
-        raise InvalidRequestError("from_source=False reads materialized values, which only an applied workspace "
-                                  "has: use featurebus.get_workspace(name).get_feature_view(...) for those")
+        raise InvalidRequestError(
+            "from_source=False reads materialized values, which only an applied workspace "
+            "has: use featurebus.get_workspace(name).get_feature_view(...) for those"
+        )
 
 
 class OnlineReads:
@@ -34,22 +36,35 @@ class OnlineReads:
 
     name: str
 
-    def get_online_features(self, join_keys: Mapping[str, Any], include_join_keys_in_response: bool = False,
-                            request_data: Mapping[str, Any] | None = None) -> FeatureVector:
+    def get_online_features(
+        self,
+        join_keys: Mapping[str, Any],
+        include_join_keys_in_response: bool = False,
+        request_data: Mapping[str, Any] | None = None,
+    ) -> FeatureVector:
         """This view's served values for ``join_keys`` (and ``request_data``), read from the serving
         API of the configured workspace (``featurebus.online_client`` says which)."""
         from featurebus.online_client import get_online_features
 
-        return get_online_features(feature_view=self.name, join_keys=join_keys, request_data=request_data,
-                                   include_join_keys_in_response=include_join_keys_in_response)
+        return get_online_features(
+            feature_view=self.name,
+            join_keys=join_keys,
+            request_data=request_data,
+            include_join_keys_in_response=include_join_keys_in_response,
+        )
 
 
 class MaterializedViewMethods(OnlineReads):
     """Stream and batch views: their transformation and their features over mock sources."""
 
-    def get_features_for_events(self, events: pd.DataFrame, timestamp_key: str | None = None,
-                                from_source: bool | None = None, mock_inputs: Mapping[str, pd.DataFrame] | None = None,
-                                compute_mode: str | None = None) -> TectonDataFrame:
+    def get_features_for_events(
+        self,
+        events: pd.DataFrame,
+        timestamp_key: str | None = None,
+        from_source: bool | None = None,
+        mock_inputs: Mapping[str, pd.DataFrame] | None = None,
+        compute_mode: str | None = None,
+    ) -> TectonDataFrame:
         """``events`` plus ``<view>__<feature>`` columns as of each row's time, computed from the
         sources (``mock_inputs={source name: DataFrame}`` replaces a source's data). There is one
         compute engine, so ``compute_mode`` changes nothing."""
@@ -58,9 +73,13 @@ class MaterializedViewMethods(OnlineReads):
         _from_source_only(from_source)
         return features_for_events(self, events, timestamp_key, mock_inputs)
 
-    def run_transformation(self, start_time: datetime | pd.DataFrame | None = None, end_time: datetime | None = None,
-                           mock_inputs: Mapping[str, pd.DataFrame] | pd.DataFrame | None = None,
-                           compute_mode: str | None = None) -> TectonDataFrame:
+    def run_transformation(
+        self,
+        start_time: datetime | pd.DataFrame | None = None,
+        end_time: datetime | None = None,
+        mock_inputs: Mapping[str, pd.DataFrame] | pd.DataFrame | None = None,
+        compute_mode: str | None = None,
+    ) -> TectonDataFrame:
         """The transformation's output (before aggregation) for the sources' rows in
         ``[start_time, end_time)``; ``run_transformation(df)`` runs it on a DataFrame of the only source."""
         from featurebus.local_testing import run_view_transformation
@@ -69,9 +88,14 @@ class MaterializedViewMethods(OnlineReads):
 
 
 class RealtimeViewMethods(OnlineReads):
-    def get_features_for_events(self, events: pd.DataFrame, timestamp_key: str | None = None,
-                                from_source: bool | None = None, mock_inputs: Mapping[str, pd.DataFrame] | None = None,
-                                compute_mode: str | None = None) -> TectonDataFrame:
+    def get_features_for_events(
+        self,
+        events: pd.DataFrame,
+        timestamp_key: str | None = None,
+        from_source: bool | None = None,
+        mock_inputs: Mapping[str, pd.DataFrame] | None = None,
+        compute_mode: str | None = None,
+    ) -> TectonDataFrame:
         """``events`` plus ``<view>__<feature>`` columns: request fields are read from the columns of
         their names and upstream features from mocked ``<upstream view>__<feature>`` columns (or,
         without those, computed from the upstream views' sources and ``mock_inputs``)."""
@@ -92,9 +116,14 @@ class RealtimeViewMethods(OnlineReads):
 class ServiceMethods:
     name: str
 
-    def get_features_for_events(self, events: pd.DataFrame, timestamp_key: str | None = None,
-                                from_source: bool | None = None, mock_inputs: Mapping[str, pd.DataFrame] | None = None,
-                                compute_mode: str | None = None) -> TectonDataFrame:
+    def get_features_for_events(
+        self,
+        events: pd.DataFrame,
+        timestamp_key: str | None = None,
+        from_source: bool | None = None,
+        mock_inputs: Mapping[str, pd.DataFrame] | None = None,
+        compute_mode: str | None = None,
+    ) -> TectonDataFrame:
         """A training set of the service's features for ``events``, computed from the sources of
         its views (``mock_inputs={source name: DataFrame}`` replaces a source's data)."""
         from featurebus.local_testing import features_for_events
@@ -102,11 +131,18 @@ class ServiceMethods:
         _from_source_only(from_source)
         return features_for_events(self, events, timestamp_key, mock_inputs)
 
-    def get_online_features(self, join_keys: Mapping[str, Any] | None = None,
-                            include_join_keys_in_response: bool = False,
-                            request_data: Mapping[str, Any] | None = None) -> FeatureVector:
+    def get_online_features(
+        self,
+        join_keys: Mapping[str, Any] | None = None,
+        include_join_keys_in_response: bool = False,
+        request_data: Mapping[str, Any] | None = None,
+    ) -> FeatureVector:
         """The service's served values for ``join_keys`` and ``request_data``, from the serving API."""
         from featurebus.online_client import get_online_features
 
-        return get_online_features(feature_service=self.name, join_keys=join_keys, request_data=request_data,
-                                   include_join_keys_in_response=include_join_keys_in_response)
+        return get_online_features(
+            feature_service=self.name,
+            join_keys=join_keys,
+            request_data=request_data,
+            include_join_keys_in_response=include_join_keys_in_response,
+        )

@@ -43,16 +43,26 @@ class FeatureServiceClient:
         from featurebus.platform.training.training_sets import get_features_for_events
 
         ws = self.workspace
-        return TectonDataFrame(get_features_for_events(ws.spec, self.name, events, ws.offline_root, timestamp_key, ws.offline_data))
+        return TectonDataFrame(
+            get_features_for_events(ws.spec, self.name, events, ws.offline_root, timestamp_key, ws.offline_data)
+        )
 
-    def get_online_features(self, join_keys: Mapping[str, Any] | None = None, include_join_keys_in_response: bool = False,
-                            request_data: Mapping[str, Any] | None = None) -> FeatureVector:
+    def get_online_features(
+        self,
+        join_keys: Mapping[str, Any] | None = None,
+        include_join_keys_in_response: bool = False,
+        request_data: Mapping[str, Any] | None = None,
+    ) -> FeatureVector:
         """The served values, from the serving API (``featurebus.online_client``), in this workspace."""
         from featurebus.online_client import get_online_features
 
-        return get_online_features(feature_service=self.name, join_keys=join_keys, request_data=request_data,
-                                   include_join_keys_in_response=include_join_keys_in_response,
-                                   workspace=self.workspace.name)
+        return get_online_features(
+            feature_service=self.name,
+            join_keys=join_keys,
+            request_data=request_data,
+            include_join_keys_in_response=include_join_keys_in_response,
+            workspace=self.workspace.name,
+        )
 
 
 class FeatureViewClient:
@@ -71,16 +81,26 @@ class FeatureViewClient:
 
         ws = self.workspace
         spec, service = view_service(ws.spec, self.name)
-        return TectonDataFrame(get_features_for_events(spec, service, events, ws.offline_root, timestamp_key, ws.offline_data))
+        return TectonDataFrame(
+            get_features_for_events(spec, service, events, ws.offline_root, timestamp_key, ws.offline_data)
+        )
 
-    def get_online_features(self, join_keys: Mapping[str, Any], include_join_keys_in_response: bool = False,
-                            request_data: Mapping[str, Any] | None = None) -> FeatureVector:
+    def get_online_features(
+        self,
+        join_keys: Mapping[str, Any],
+        include_join_keys_in_response: bool = False,
+        request_data: Mapping[str, Any] | None = None,
+    ) -> FeatureVector:
         """The view's served values, from the serving API (``featurebus.online_client``), in this workspace."""
         from featurebus.online_client import get_online_features
 
-        return get_online_features(feature_view=self.name, join_keys=join_keys, request_data=request_data,
-                                   include_join_keys_in_response=include_join_keys_in_response,
-                                   workspace=self.workspace.name)
+        return get_online_features(
+            feature_view=self.name,
+            join_keys=join_keys,
+            request_data=request_data,
+            include_join_keys_in_response=include_join_keys_in_response,
+            workspace=self.workspace.name,
+        )
 
     def get_features_in_range(
         self, start_time: datetime, end_time: datetime, entities: pd.DataFrame | None = None
@@ -91,17 +111,34 @@ class FeatureViewClient:
         from featurebus.platform.training.ranges import get_features_in_range
 
         ws = self.workspace
-        return TectonDataFrame(get_features_in_range(ws.spec, self.name, start_time, end_time, ws.offline_root, entities, ws.offline_data))
+        return TectonDataFrame(
+            get_features_in_range(ws.spec, self.name, start_time, end_time, ws.offline_root, entities, ws.offline_data)
+        )
 
     # -- materialization jobs (batch views of live workspaces), as in Tecton -----------------------
-    def trigger_materialization_job(self, start_time: datetime, end_time: datetime, online: bool, offline: bool,
-                                    use_tecton_managed_retries: bool = True, overwrite: bool = False) -> str:
+    def trigger_materialization_job(
+        self,
+        start_time: datetime,
+        end_time: datetime,
+        online: bool,
+        offline: bool,
+        use_tecton_managed_retries: bool = True,
+        overwrite: bool = False,
+    ) -> str:
         """Queue a materialization over ``[start_time, end_time)``; returns the job id."""
         from featurebus import materialization
 
         return materialization.trigger_materialization_job(
-            self.workspace.spec, self.workspace.bootstrap, self.name, start_time, end_time, online, offline,
-            use_tecton_managed_retries, overwrite)
+            self.workspace.spec,
+            self.workspace.bootstrap,
+            self.name,
+            start_time,
+            end_time,
+            online,
+            offline,
+            use_tecton_managed_retries,
+            overwrite,
+        )
 
     def list_materialization_jobs(self) -> list[Job]:
         from featurebus import materialization
@@ -123,8 +160,9 @@ class FeatureViewClient:
         """Block until the job ends; ``featurebus.exceptions.JobTimeoutError`` after ``timeout``."""
         from featurebus import materialization
 
-        return materialization.wait_for_materialization_job(self.workspace.spec, self.workspace.bootstrap, job_id,
-                                                            timeout)
+        return materialization.wait_for_materialization_job(
+            self.workspace.spec, self.workspace.bootstrap, job_id, timeout
+        )
 
 
 class FeatureTableClient(FeatureViewClient):
@@ -151,9 +189,13 @@ class FeatureTableClient(FeatureViewClient):
 
 
 class Workspace:
-    def __init__(self, spec: WorkspaceSpec, offline_root: Path,
-                 offline_data: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
-                 bootstrap: str | None = None) -> None:
+    def __init__(
+        self,
+        spec: WorkspaceSpec,
+        offline_root: Path,
+        offline_data: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
+        bootstrap: str | None = None,
+    ) -> None:
         self.spec = spec
         self.bootstrap = bootstrap  # the cluster it was read from: materialization jobs go there
         self.offline_root = offline_root
@@ -177,8 +219,11 @@ class Workspace:
         return [s.name for s in self.spec.feature_services]
 
     def list_feature_views(self) -> list[str]:
-        return ([v.name for v in self.spec.stream_feature_views if not v.feature_table]
-                + [v.name for v in self.spec.batch_feature_views] + [v.name for v in self.spec.realtime_feature_views])
+        return (
+            [v.name for v in self.spec.stream_feature_views if not v.feature_table]
+            + [v.name for v in self.spec.batch_feature_views]
+            + [v.name for v in self.spec.realtime_feature_views]
+        )
 
     def list_feature_tables(self) -> list[str]:
         return [t.name for t in self.spec.feature_tables]
@@ -208,7 +253,9 @@ def get_workspace(name: str, bootstrap: str | None = None, home: Path | None = N
     spec = specs.get(name)
     if spec is None:
         known = ", ".join(sorted(specs)) or "none"
-        raise NotFoundError(f"no workspace named {name!r} (known: {known}); create it with "
-                            f"`featurebus workspace create {name}` and `featurebus apply` a repository to it")
+        raise NotFoundError(
+            f"no workspace named {name!r} (known: {known}); create it with "
+            f"`featurebus workspace create {name}` and `featurebus apply` a repository to it"
+        )
     offline_data = None if spec.live else offline_locations(spec, specs)
     return Workspace(spec, (home.resolve() if home else home_dir()) / "offline", offline_data, cluster)

@@ -36,8 +36,15 @@ _IDLE, _HEADERS, _BODY = 0, 1, 2  # what the connection is waiting for from the 
 
 def _raw_response(status: int, reason: str, message: str, extra_headers: bytes = b"") -> bytes:
     body = orjson.dumps({"message": message, "code": reason.upper().replace(" ", "_")})
-    return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n").encode() + extra_headers + b"\r\n" + body
+    return (
+        (
+            f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n"
+        ).encode()
+        + extra_headers
+        + b"\r\n"
+        + body
+    )
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
@@ -56,10 +63,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         limits = self.limits
         if len(self.connections) > limits.max_connections:
-            transport.write(_raw_response(
-                503, "Service Unavailable",
-                f"this serving process holds its maximum of {limits.max_connections} connections; retry shortly",
-                b"retry-after: 1\r\n"))
+            transport.write(
+                _raw_response(
+                    503,
+                    "Service Unavailable",
+                    f"this serving process holds its maximum of {limits.max_connections} connections; retry shortly",
+                    b"retry-after: 1\r\n",
+                )
+            )
             transport.close()
             return
         self._deadline = self.loop.call_later(limits.header_timeout_s, self._timed_out)
@@ -79,9 +90,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if waiting_for == _HEADERS:
             self._header_bytes += len(data)
             if self._header_bytes > MAX_HEADER_BYTES:
-                self.transport.write(_raw_response(
-                    431, "Request Header Fields Too Large",
-                    f"the request line and headers are larger than the {MAX_HEADER_BYTES}-byte limit"))
+                self.transport.write(
+                    _raw_response(
+                        431,
+                        "Request Header Fields Too Large",
+                        f"the request line and headers are larger than the {MAX_HEADER_BYTES}-byte limit",
+                    )
+                )
                 self.transport.close()
                 return
         if self._deadline is None:
@@ -120,8 +135,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if cycle is None or not cycle.response_started:  # else the app answered already (say, a 401)
             if cycle is not None:
                 cycle.disconnected = True  # the app reads a disconnect, and its answer goes nowhere
-            self.transport.write(_raw_response(
-                408, "Request Timeout", f"the request {part} did not arrive within {timeout_s:g} s"))
+            self.transport.write(
+                _raw_response(408, "Request Timeout", f"the request {part} did not arrive within {timeout_s:g} s")
+            )
         self.transport.close()
 
 

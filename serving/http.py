@@ -23,8 +23,7 @@ from featurebus.serving.errors import render_error
 from featurebus.serving.limits import ServingLimits
 from featurebus.serving.readiness import Admission
 
-__all__ = ["MAX_BODY_BYTES", "Handler", "read_body", "receive_body", "install_access_log", "serve_bytes",
-           "log_access"]
+__all__ = ["MAX_BODY_BYTES", "Handler", "read_body", "receive_body", "install_access_log", "serve_bytes", "log_access"]
 
 MAX_BODY_BYTES = ServingLimits().max_body_bytes
 
@@ -92,17 +91,22 @@ def log_access(scope: Scope, status: int, started: float) -> None:
     """One JSON line on the ``featurebus.access`` logger (never the API key)."""
     if access_log.isEnabledFor(logging.INFO):
         client = scope.get("client")
-        access_log.info(orjson.dumps({
-            "method": scope.get("method"),
-            "path": scope.get("path"),
-            "status": status,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            "client": client[0] if client else None,
-        }).decode())
+        access_log.info(
+            orjson.dumps(
+                {
+                    "method": scope.get("method"),
+                    "path": scope.get("path"),
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    "client": client[0] if client else None,
+                }
+            ).decode()
+        )
 
 
-async def serve_bytes(handler: Handler, admission: Admission, max_body_bytes: int, scope: Scope,
-                      receive: Receive, send: Send) -> None:
+async def serve_bytes(
+    handler: Handler, admission: Admission, max_body_bytes: int, scope: Scope, receive: Receive, send: Send
+) -> None:
     """Answer one request with ``handler(admitted key, body)`` (bytes, or awaitable bytes) as
     ``application/json``; a raised error becomes the same JSON error response the FastAPI
     handlers give. The body is read only once the headers admitted the request."""
@@ -116,8 +120,13 @@ async def serve_bytes(handler: Handler, admission: Admission, max_body_bytes: in
         await response(scope, receive, send)
         log_access(scope, response.status_code, started)
         return
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
     log_access(scope, 200, started)
 

@@ -25,7 +25,14 @@ from featurebus.schemas.specs import StreamSourceSpec, WorkspaceSpec
 from featurebus.serving.ingest_codec import SourceCodec
 from featurebus.streams.records import join_key_fields
 
-__all__ = ["IngestService", "KafkaRecordSink", "MemoryRecordSink", "RecordSink", "Visibility", "MAX_RECORDS_PER_REQUEST"]
+__all__ = [
+    "IngestService",
+    "KafkaRecordSink",
+    "MemoryRecordSink",
+    "RecordSink",
+    "Visibility",
+    "MAX_RECORDS_PER_REQUEST",
+]
 
 MAX_RECORDS_PER_REQUEST = 10_000
 
@@ -246,15 +253,26 @@ class _Prepared:
 
 
 class IngestService:
-    def __init__(self, specs_provider: Callable[[], Mapping[str, WorkspaceSpec]], sink: RecordSink,
-                 visibility: Visibility | None = None) -> None:
+    def __init__(
+        self,
+        specs_provider: Callable[[], Mapping[str, WorkspaceSpec]],
+        sink: RecordSink,
+        visibility: Visibility | None = None,
+    ) -> None:
         self._specs_provider = specs_provider
         self._sink = sink
         self._visibility = visibility
         self._codec_cache: dict[str, tuple[WorkspaceSpec, dict[str, SourceCodec]]] = {}
 
-    def ingest(self, workspace: str, records: Any, dry_run: bool, read_after_write: bool = False, *,
-               max_records: int = MAX_RECORDS_PER_REQUEST) -> dict[str, Any]:
+    def ingest(
+        self,
+        workspace: str,
+        records: Any,
+        dry_run: bool,
+        read_after_write: bool = False,
+        *,
+        max_records: int = MAX_RECORDS_PER_REQUEST,
+    ) -> dict[str, Any]:
         """Validate, write (unless ``dry_run``) and answer. ``read_after_write``: return only once
         this replica serves the records' effect. Blocks: for threads, tests and embedding (the
         Python SDK's ``FeatureTable.ingest`` lifts ``max_records``: a DataFrame is one request)."""
@@ -265,9 +283,15 @@ class IngestService:
                 self._wait_visible(prepared, written)
         return _answer(prepared, dry_run)
 
-    async def ingest_async(self, workspace: str, records: Any, dry_run: bool,
-                           read_after_write: bool = False, *,
-                           max_records: int = MAX_RECORDS_PER_REQUEST) -> dict[str, Any]:
+    async def ingest_async(
+        self,
+        workspace: str,
+        records: Any,
+        dry_run: bool,
+        read_after_write: bool = False,
+        *,
+        max_records: int = MAX_RECORDS_PER_REQUEST,
+    ) -> dict[str, Any]:
         """``ingest`` for the event loop: validation runs inline for ordinary requests (it holds
         the GIL either way, and a thread hop costs more than 100 records take), in a thread for
         large ones; the write awaits Kafka's acknowledgements without blocking the loop."""
@@ -281,8 +305,9 @@ class IngestService:
                 await asyncio.to_thread(self._wait_visible, prepared, written)
         return _answer(prepared, dry_run)
 
-    def _prepare(self, workspace: str, records: Any, read_after_write: bool,
-                 max_records: int = MAX_RECORDS_PER_REQUEST) -> _Prepared:
+    def _prepare(
+        self, workspace: str, records: Any, read_after_write: bool, max_records: int = MAX_RECORDS_PER_REQUEST
+    ) -> _Prepared:
         """Every record validated and encoded, or an error naming each bad one."""
         specs = self._specs_provider()
         spec = specs.get(workspace)
@@ -300,12 +325,13 @@ class IngestService:
         for source_name, items in records.items():
             source = _push_source(spec, source_name)
             if not isinstance(items, list):
-                errors.append({"pushSourceName": source_name, "errorMessage": "must be a list of {\"record\": {...}}"})
+                errors.append({"pushSourceName": source_name, "errorMessage": 'must be a list of {"record": {...}}'})
                 continue
             topic = source.kafka.topics[0]
             encoded, bad = codecs[source_name].encode_all(items)
-            errors.extend({"pushSourceName": source_name, "recordIndex": index, "errorMessage": reason}
-                          for index, reason in bad)
+            errors.extend(
+                {"pushSourceName": source_name, "recordIndex": index, "errorMessage": reason} for index, reason in bad
+            )
             outgoing.extend((topic, key, payload) for key, payload in encoded)
             counts[source_name] = len(items)
         if errors:
@@ -321,8 +347,11 @@ class IngestService:
         serves the very same spec object)."""
         cached = self._codec_cache.get(spec.name)
         if cached is None or cached[0] is not spec:
-            codecs = {s.name: SourceCodec(s.name, s.schema, s.kafka.timestamp_field, join_key_fields(spec, s))
-                      for s in spec.stream_sources if s.push}
+            codecs = {
+                s.name: SourceCodec(s.name, s.schema, s.kafka.timestamp_field, join_key_fields(spec, s))
+                for s in spec.stream_sources
+                if s.push
+            }
             cached = (spec, codecs)
             self._codec_cache[spec.name] = cached  # a racing request may compile the same: harmless
         return cached[1]
@@ -345,8 +374,11 @@ def _count(records: Any) -> int:
 
 
 def _answer(prepared: _Prepared, dry_run: bool) -> dict[str, Any]:
-    return {"workspaceName": prepared.spec.name, "dryRun": dry_run,
-            "ingestMetrics": _metrics(prepared.spec, prepared.counts, dry_run)}
+    return {
+        "workspaceName": prepared.spec.name,
+        "dryRun": dry_run,
+        "ingestMetrics": _metrics(prepared.spec, prepared.counts, dry_run),
+    }
 
 
 def _push_source(spec: WorkspaceSpec, name: str) -> StreamSourceSpec:
@@ -368,9 +400,11 @@ def _metrics(spec: WorkspaceSpec, counts: Mapping[str, int], dry_run: bool) -> d
             continue
         source = spec.source(view.source)
         written = 0 if dry_run else count
-        views.append({
-            "featureViewName": view.name,
-            "onlineRecordIngestCount": str(written if view.online else 0),
-            "offlineRecordIngestCount": str(written if view.offline and source.log_offline else 0),
-        })
+        views.append(
+            {
+                "featureViewName": view.name,
+                "onlineRecordIngestCount": str(written if view.online else 0),
+                "offlineRecordIngestCount": str(written if view.offline and source.log_offline else 0),
+            }
+        )
     return {"featureViewIngestMetrics": views}

@@ -51,6 +51,7 @@ def _integer_in(low: int, high: int) -> Converter:
         if value is None or (type(value) is int and low <= value <= high):  # type() excludes bool, as check_record does
             return value
         raise ValueError
+
     return integer
 
 
@@ -66,6 +67,7 @@ def _number_within(limit: float) -> Converter:
         if -limit <= value <= limit:  # False for NaN too
             return value
         raise ValueError
+
     return number
 
 
@@ -130,8 +132,9 @@ class _PerRecordError(Exception):
 class SourceCodec:
     """Turns ``{"record": {...}}`` items of one push source into ``(key, value)`` bytes."""
 
-    def __init__(self, source_name: str, schema: Sequence[FieldSpec], timestamp_field: str,
-                 key_fields: Sequence[str]) -> None:
+    def __init__(
+        self, source_name: str, schema: Sequence[FieldSpec], timestamp_field: str, key_fields: Sequence[str]
+    ) -> None:
         self._source_name = source_name
         self._schema = tuple(schema)
         self._timestamp_field = timestamp_field
@@ -174,8 +177,10 @@ class SourceCodec:
         try:
             if not positions:
                 return [(None, dumps(dict(zip(fields, row, strict=True)))) for row in zip(*columns, strict=True)]
-            return [(dumps([row[p] for p in positions]), dumps(dict(zip(fields, row, strict=True))))
-                    for row in zip(*columns, strict=True)]
+            return [
+                (dumps([row[p] for p in positions]), dumps(dict(zip(fields, row, strict=True))))
+                for row in zip(*columns, strict=True)
+            ]
         except TypeError:  # an integer beyond 64 bits: encode() names it
             raise _PerRecordError from None
 

@@ -46,8 +46,10 @@ class ServingLimits:
     def __post_init__(self) -> None:
         for field in fields(self):
             if getattr(self, field.name) <= 0:
-                raise FeaturebusError(f"serving limit {field.name} must be positive, got {getattr(self, field.name)!r}; "
-                                      f"set {_ENV_PREFIX}{field.name.upper()} to a positive number")
+                raise FeaturebusError(
+                    f"serving limit {field.name} must be positive, got {getattr(self, field.name)!r}; "
+                    f"set {_ENV_PREFIX}{field.name.upper()} to a positive number"
+                )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> ServingLimits:

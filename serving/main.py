@@ -85,8 +85,10 @@ def claim_store_dir(data_dir: Path) -> tuple[Path, IO[bytes]]:
             lock.close()
             continue
         return data_dir / name, lock
-    raise FeaturebusError(f"{_MAX_SLOTS} serving processes already hold online stores under {data_dir}; "
-                          "stop some or give this one another --home")
+    raise FeaturebusError(
+        f"{_MAX_SLOTS} serving processes already hold online stores under {data_dir}; "
+        "stop some or give this one another --home"
+    )
 
 
 class _Replica:
@@ -110,7 +112,9 @@ class _Replica:
             self.visibility.close()
             self.store.close()
             self._lock.close()
-            _log.info("ingest producer flushed (%d undelivered), online materializer stopped and online store closed", left)
+            _log.info(
+                "ingest producer flushed (%d undelivered), online materializer stopped and online store closed", left
+            )
 
     def app(self, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]) -> FastAPI:
         cache = TileCache()
@@ -197,10 +201,18 @@ def run_server(
         os.environ[_ENV_ACCESS_LOG] = "1" if access_log else "0"
         os.environ.update(limits.to_env())
         _log.info("serving on http://%s:%d with %d processes (online stores under %s)", host, port, workers, data_dir)
-        uvicorn.run("featurebus.serving.main:replica_app", factory=True, host=host, port=port, workers=workers,
-                    log_level=log_level, access_log=False, timeout_graceful_shutdown=_GRACE_S,
-                    http="featurebus.serving.connection_guard:GuardedHttpProtocol",
-                    timeout_keep_alive=limits.idle_timeout_s)
+        uvicorn.run(
+            "featurebus.serving.main:replica_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            access_log=False,
+            timeout_graceful_shutdown=_GRACE_S,
+            http="featurebus.serving.connection_guard:GuardedHttpProtocol",
+            timeout_keep_alive=limits.idle_timeout_s,
+        )
         return
     replica = _Replica(bootstrap, data_dir, limits)
     try:
@@ -214,9 +226,18 @@ def run_server(
         in_main = threading.current_thread() is threading.main_thread()  # signals: main thread only
         previous = signal.signal(signal.SIGTERM, _shut_down_cleanly) if in_main else None
         try:
-            uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                                          timeout_graceful_shutdown=_GRACE_S, http=guarded_protocol(limits),
-                                          timeout_keep_alive=limits.idle_timeout_s)).run()
+            uvicorn.Server(
+                uvicorn.Config(
+                    app,
+                    host=host,
+                    port=port,
+                    log_level=log_level,
+                    access_log=False,
+                    timeout_graceful_shutdown=_GRACE_S,
+                    http=guarded_protocol(limits),
+                    timeout_keep_alive=limits.idle_timeout_s,
+                )
+            ).run()
         finally:
             if in_main:
                 signal.signal(signal.SIGTERM, previous)

@@ -52,7 +52,11 @@ class _WorkspaceMetrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         for metric in REGISTRY.collect():
-            samples = [s for s in metric.samples if (_workspace_of(s.labels) is None or _workspace_of(s.labels) in self._workspaces)]
+            samples = [
+                s
+                for s in metric.samples
+                if (_workspace_of(s.labels) is None or _workspace_of(s.labels) in self._workspaces)
+            ]
             if not samples and metric.samples:
                 continue  # only other workspaces' series: not even the family's name is theirs to see
             visible = Metric(metric.name, metric.documentation, metric.type, metric.unit)

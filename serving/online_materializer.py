@@ -242,7 +242,7 @@ class OnlineMaterializer:
                     # Registry versions are written in transactions: never act on an aborted one.
                     "isolation.level": "read_committed",
                     "error_cb": self._on_kafka_error,
-                }
+                },
             )
             self._offsets = self._load_offsets()
             next_refresh = next_metadata = 0.0
@@ -254,8 +254,12 @@ class OnlineMaterializer:
                     # is missing (a view the worker has not written yet) or the broker seemed
                     # down (a metadata answer is what clears that), else rarely (new partitions);
                     # the lag comes from local consumer state every time.
-                    if (self._refresh_pending or self._topics_missing or self._health.down_since is not None
-                            or now >= next_metadata):
+                    if (
+                        self._refresh_pending
+                        or self._topics_missing
+                        or self._health.down_since is not None
+                        or now >= next_metadata
+                    ):
                         self._refresh(consumer)
                         next_metadata = now + _METADATA_REFRESH_S
                     else:
@@ -367,8 +371,11 @@ class OnlineMaterializer:
                 if view is None:
                     continue  # its view left the registry earlier in this batch
                 key, value = msg.key(), msg.value()
-                if (key is None or (value is not None and not readable_value(value))
-                        or (len(key) <= _TILE_KEY_TAIL and not key.startswith(HIGH_WATERMARK_PREFIX))):
+                if (
+                    key is None
+                    or (value is not None and not readable_value(value))
+                    or (len(key) <= _TILE_KEY_TAIL and not key.startswith(HIGH_WATERMARK_PREFIX))
+                ):
                     _SKIPPED.labels(topic).inc()
                     _log.warning("skipping malformed feature record %s[%d]@%d", topic, partition, offset)
                 else:
@@ -394,8 +401,11 @@ class OnlineMaterializer:
         commit markers end every batch, and read-after-write compares the stored offsets with
         the partitions' end offsets, which count the markers."""
         feature_parts = [TopicPartition(t, p) for t, p in self._parts if t in self._feature_topics]
-        moved = {(tp.topic, tp.partition): tp.offset for tp in consumer.position(feature_parts)
-                 if tp.offset > self._offsets.get((tp.topic, tp.partition), -1)}
+        moved = {
+            (tp.topic, tp.partition): tp.offset
+            for tp in consumer.position(feature_parts)
+            if tp.offset > self._offsets.get((tp.topic, tp.partition), -1)
+        }
         if moved:
             self._store.write([(offset_key(t, p), str(o).encode()) for (t, p), o in moved.items()])
             self._offsets.update(moved)

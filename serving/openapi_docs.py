@@ -56,16 +56,24 @@ _JOIN_KEY_VALUE = {"type": ["string", "integer", "null"], "description": "int64 
 METADATA_OPTIONS: dict[str, Any] = {
     "type": "object",
     "description": "Which metadata to return with the values (all default to false; names are always sent).",
-    "properties": {name: _BOOL for name in (
-        "includeNames", "includeDataTypes", "includeEffectiveTimes", "includeServingStatus",
-        "includeSloInfo", "includeFeatureDescriptions", "includeFeatureTags",
-    )},
+    "properties": {
+        name: _BOOL
+        for name in (
+            "includeNames",
+            "includeDataTypes",
+            "includeEffectiveTimes",
+            "includeServingStatus",
+            "includeSloInfo",
+            "includeFeatureDescriptions",
+            "includeFeatureTags",
+        )
+    },
 }
 
 REQUEST_OPTIONS: dict[str, Any] = {
     "type": "object",
     "description": "Tecton's request-level options. featurebus has no cache in front of its online store, "
-                   "so the cache options change nothing; coerceNullCountsToZero is what it always does.",
+    "so the cache options change nothing; coerceNullCountsToZero is what it always does.",
     "properties": {
         "readFromCache": _BOOL,
         "writeToCache": _BOOL,
@@ -93,8 +101,10 @@ _GET_FEATURES_PARAMS: dict[str, Any] = {
         **_ROW,
         "metadataOptions": METADATA_OPTIONS,
         "requestOptions": REQUEST_OPTIONS,
-        "allowPartialResults": {**_BOOL, "description": "Accepted for compatibility: featurebus always "
-                                "returns complete results or an error."},
+        "allowPartialResults": {
+            **_BOOL,
+            "description": "Accepted for compatibility: featurebus always returns complete results or an error.",
+        },
     },
 }
 
@@ -144,8 +154,10 @@ _GET_FEATURES_ANSWER = {
     "type": "object",
     "properties": {
         "result": {"type": "object", "properties": {"features": {"type": "array"}}},
-        "metadata": {"type": "object", "properties": {
-            "features": {"type": "array", "items": _FEATURE_METADATA}, "sloInfo": _SLO_INFO}},
+        "metadata": {
+            "type": "object",
+            "properties": {"features": {"type": "array", "items": _FEATURE_METADATA}, "sloInfo": _SLO_INFO},
+        },
     },
 }
 
@@ -159,7 +171,7 @@ _INGEST_BODY: dict[str, Any] = {
         "records": {
             "type": "object",
             "description": "Per push source, the records to write: all are validated first; one invalid record "
-                           "rejects the whole request.",
+            "rejects the whole request.",
             "additionalProperties": {
                 "type": "array",
                 "items": {"type": "object", "required": ["record"], "properties": {"record": {"type": "object"}}},
@@ -173,14 +185,22 @@ _INGEST_ANSWER = {
     "properties": {
         "workspaceName": {"type": "string"},
         "dryRun": _BOOL,
-        "ingestMetrics": {"type": "object", "properties": {"featureViewIngestMetrics": {"type": "array", "items": {
+        "ingestMetrics": {
             "type": "object",
             "properties": {
-                "featureViewName": {"type": "string"},
-                "onlineRecordIngestCount": {"type": "string"},
-                "offlineRecordIngestCount": {"type": "string"},
+                "featureViewIngestMetrics": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "featureViewName": {"type": "string"},
+                            "onlineRecordIngestCount": {"type": "string"},
+                            "offlineRecordIngestCount": {"type": "string"},
+                        },
+                    },
+                }
             },
-        }}}},
+        },
     },
 }
 
@@ -190,37 +210,53 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    reasons = {400: "The request is malformed; `message` says what to change.",
-               401: "No API key, or an unknown or revoked one.",
-               403: "The key is not allowed this workspace or role.",
-               404: "No such workspace or feature service.",
-               408: "The request's headers or body did not arrive within the server's time limit.",
-               413: "The body, or the number of batch rows, is larger than the server's limit.",
-               503: "This serving process has not caught up with the bus since it started (see `Retry-After`), "
-                    "or Kafka is unreachable."}
+    reasons = {
+        400: "The request is malformed; `message` says what to change.",
+        401: "No API key, or an unknown or revoked one.",
+        403: "The key is not allowed this workspace or role.",
+        404: "No such workspace or feature service.",
+        408: "The request's headers or body did not arrive within the server's time limit.",
+        413: "The body, or the number of batch rows, is larger than the server's limit.",
+        503: "This serving process has not caught up with the bus since it started (see `Retry-After`), "
+        "or Kafka is unreachable.",
+    }
     return {str(s): _json(ERROR, reasons[s]) for s in statuses}
 
 
 def _body(params: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": {
-        "type": "object", "required": ["params"], "properties": {"params": params}}}}}
+    return {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "object", "required": ["params"], "properties": {"params": params}}}
+        },
+    }
 
 
 def feature_route_doc(route: str) -> dict[str, Any]:
     """``openapi_extra`` for ``get-features``, ``get-features-batch`` or ``metadata``."""
-    params = {"get-features": _GET_FEATURES_PARAMS, "get-features-batch": _BATCH_PARAMS,
-              "metadata": _METADATA_PARAMS}[route]
+    params = {"get-features": _GET_FEATURES_PARAMS, "get-features-batch": _BATCH_PARAMS, "metadata": _METADATA_PARAMS}[
+        route
+    ]
     answer = _GET_FEATURES_ANSWER if route == "get-features" else {"type": "object"}
-    return {"requestBody": _body(params), "security": [{"TectonKey": []}],
-            "responses": {"200": _json(answer, "The feature values, in Tecton's shape."),
-                          **_errors(400, 401, 403, 404, 408, 413, 503)}}
+    return {
+        "requestBody": _body(params),
+        "security": [{"TectonKey": []}],
+        "responses": {
+            "200": _json(answer, "The feature values, in Tecton's shape."),
+            **_errors(400, 401, 403, 404, 408, 413, 503),
+        },
+    }
 
 
 def ingest_doc() -> dict[str, Any]:
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": _INGEST_BODY}}},
-            "security": [{"TectonKey": []}],
-            "responses": {"200": _json(_INGEST_ANSWER, "Every record was validated and (unless a dry run) written."),
-                          **_errors(400, 401, 403, 404, 408, 413, 503)}}
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _INGEST_BODY}}},
+        "security": [{"TectonKey": []}],
+        "responses": {
+            "200": _json(_INGEST_ANSWER, "Every record was validated and (unless a dry run) written."),
+            **_errors(400, 401, 403, 404, 408, 413, 503),
+        },
+    }
 
 
 def secured_route_doc() -> dict[str, Any]:

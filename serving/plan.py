@@ -67,7 +67,7 @@ class WorkspacePlan:
         """The plan of a view served alone (every feature of it), built on first use."""
         from featurebus.platform.training.ranges import view_service
 
-        spec, service = view_service(self.spec, name[len(VIEW_SERVICE_PREFIX):])
+        spec, service = view_service(self.spec, name[len(VIEW_SERVICE_PREFIX) :])
         plan = plan_service(spec, spec.service(service))
         self.services[name] = plan
         return plan
@@ -97,8 +97,11 @@ def plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec, raw: bool = F
     try:
         for selection in service.selections:
             # A batch view is served from its tiles exactly as a stream view (platform/batch/online.py).
-            view = (spec.batch_view(selection.view).as_view_spec() if spec.is_batch(selection.view)
-                    else spec.view(selection.view))
+            view = (
+                spec.batch_view(selection.view).as_view_spec()
+                if spec.is_batch(selection.view)
+                else spec.view(selection.view)
+            )
             if not view.online:
                 raise DefinitionError(
                     f"feature view {view.name!r} is not materialized online; set online=True and re-apply"
@@ -126,8 +129,11 @@ def plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec, raw: bool = F
                     is_count=tuple(a.function == "count" for a in aggs),
                     aggregators=aggregators,
                     empty=tuple(a.result(a.initialize()) for a in aggregators),
-                    plain=(not compiled.has_lifetime and view.aggregation_leading_edge == AggregationLeadingEdge.WALL_CLOCK_TIME
-                           and all(a.window_kind == "time" and a.offset_ms == 0 for a in view.aggregations)),
+                    plain=(
+                        not compiled.has_lifetime
+                        and view.aggregation_leading_edge == AggregationLeadingEdge.WALL_CLOCK_TIME
+                        and all(a.window_kind == "time" and a.offset_ms == 0 for a in view.aggregations)
+                    ),
                 )
             )
             meta.extend({"name": f"{view.name}.{a.name}", "dataType": data_type(a.output_dtype)} for a in aggs)

@@ -54,8 +54,10 @@ class Readiness:
         if materializer.error is not None:
             return f"this serving process has not caught up with the bus since it started: {materializer.error}"
         lag = materializer.lag()
-        return (f"this serving process is catching up with the bus since it started ({sum(lag.values())} records "
-                f"behind on {len(lag)} partitions); its API keys and online copy are not complete yet")
+        return (
+            f"this serving process is catching up with the bus since it started ({sum(lag.values())} records "
+            f"behind on {len(lag)} partitions); its API keys and online copy are not complete yet"
+        )
 
     def stale_reason(self) -> str | None:
         """Why an open process's copy is going stale (the broker is unreachable), else None."""

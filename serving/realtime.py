@@ -68,7 +68,9 @@ class RealtimeServing:
         for selection in self.fetch.selections:
             by_view[selection.view] = {f: next(flat) for f in selection.features}
         for view in self.plan.views:
-            inputs = {s.name: request if s.kind == RealtimeInputKind.REQUEST else by_view[s.name] for s in view.spec.inputs}
+            inputs = {
+                s.name: request if s.kind == RealtimeInputKind.REQUEST else by_view[s.name] for s in view.spec.inputs
+            }
             by_view[view.spec.name] = view.evaluate_row(inputs, request_time)
         features: list[Any] = []
         out_statuses: list[str] = []
@@ -91,14 +93,16 @@ class RealtimeServing:
             return {}
         if not isinstance(request_context_map, Mapping):
             required = ", ".join(n for n, _ in self.request_fields)
-            raise InvalidRequestError(f"requestContextMap is required by feature service {self.plan.name!r}; "
-                                      f"it needs: {required}")
+            raise InvalidRequestError(
+                f"requestContextMap is required by feature service {self.plan.name!r}; it needs: {required}"
+            )
         values = {}
         for name, dtype in self.request_fields:
             if name not in request_context_map:
                 required = ", ".join(n for n, _ in self.request_fields)
-                raise InvalidRequestError(f"requestContextMap is missing {name!r}; feature service {self.plan.name!r} "
-                                          f"requires: {required}")
+                raise InvalidRequestError(
+                    f"requestContextMap is missing {name!r}; feature service {self.plan.name!r} requires: {required}"
+                )
             values[name] = parse_request_value(name, request_context_map[name], dtype)
         return values
 

@@ -44,8 +44,13 @@ _REQUEST_OPTIONS: dict[str, type] = {
     "latencyBudgetMs": int,
 }
 _METADATA_FLAGS = (
-    "includeNames", "includeDataTypes", "includeEffectiveTimes", "includeServingStatus",
-    "includeSloInfo", "includeFeatureDescriptions", "includeFeatureTags",
+    "includeNames",
+    "includeDataTypes",
+    "includeEffectiveTimes",
+    "includeServingStatus",
+    "includeSloInfo",
+    "includeFeatureDescriptions",
+    "includeFeatureTags",
 )
 
 
@@ -94,8 +99,9 @@ class RequestSurface:
             request_options=_request_options(_pick(params, "requestOptions")),
         )
 
-    def decorate(self, answer: dict[str, Any], docs: Sequence[FeatureDoc], received_s: float,
-                 lookup_s: float) -> dict[str, Any]:
+    def decorate(
+        self, answer: dict[str, Any], docs: Sequence[FeatureDoc], received_s: float, lookup_s: float
+    ) -> dict[str, Any]:
         """Add what was asked for to ``answer`` (a get-features or get-features-batch answer).
         ``received_s``: ``time.perf_counter()`` when the request arrived; ``lookup_s``: how long
         the store lookup took."""
@@ -128,11 +134,13 @@ def _request_options(raw: Any) -> tuple[tuple[str, Any], ...]:
         name = known.get(key)
         if name is None:
             raise InvalidRequestError(
-                f"params.requestOptions.{key} is not a request option; known: {', '.join(_REQUEST_OPTIONS)}")
+                f"params.requestOptions.{key} is not a request option; known: {', '.join(_REQUEST_OPTIONS)}"
+            )
         kind = _REQUEST_OPTIONS[name]
         if value is not None and (isinstance(value, bool) is not (kind is bool) or not isinstance(value, kind)):
             raise InvalidRequestError(
-                f"params.requestOptions.{key} must be {'true or false' if kind is bool else 'an integer'}, not {value!r}")
+                f"params.requestOptions.{key} must be {'true or false' if kind is bool else 'an integer'}, not {value!r}"
+            )
         if kind is int and isinstance(value, int) and value < 0:
             raise InvalidRequestError(f"params.requestOptions.{key} must not be negative")
         chosen.append((name, value))

@@ -39,6 +39,7 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 
+
 def _params(body: bytes) -> dict[str, Any]:
     try:
         raw = orjson.loads(body)
@@ -90,13 +91,23 @@ class FeatureEndpoints:
         view = _get(params, "featureViewName", "feature_view_name", str, required=False)
         # A view alone (featurebus's addition, for the SDK's view.get_online_features): served as the
         # service of all its features (``VIEW_SERVICE_PREFIX``), under the same permission.
-        service = (_get(params, "featureServiceName", "feature_service_name", str) if view is None
-                   else VIEW_SERVICE_PREFIX + view)
+        service = (
+            _get(params, "featureServiceName", "feature_service_name", str)
+            if view is None
+            else VIEW_SERVICE_PREFIX + view
+        )
         self._keys.permit(api_key, workspace, Action.READ_ONLINE)
         return params, workspace, service
 
-    def _decorate(self, surface: RequestSurface, result: dict[str, Any], workspace: str, service: str,
-                  started: float, looked_up: float) -> None:
+    def _decorate(
+        self,
+        surface: RequestSurface,
+        result: dict[str, Any],
+        workspace: str,
+        service: str,
+        started: float,
+        looked_up: float,
+    ) -> None:
         if surface.include_slo_info or surface.wants_docs:
             docs = self._server.feature_docs(workspace, service) if surface.wants_docs else []
             surface.decorate(result, docs, started, time.perf_counter() - looked_up)
@@ -167,10 +178,25 @@ def features_router(endpoints: FeatureEndpoints, admission: Admission, limits: S
 
         return handler
 
-    router.add_api_route("/get-features", route(endpoints.get_features), methods=["POST"],
-                         openapi_extra=feature_route_doc("get-features"), name="get_features")
-    router.add_api_route("/get-features-batch", route(endpoints.get_features_batch), methods=["POST"],
-                         openapi_extra=feature_route_doc("get-features-batch"), name="get_features_batch")
-    router.add_api_route("/metadata", route(endpoints.metadata), methods=["POST"],
-                         openapi_extra=feature_route_doc("metadata"), name="metadata")
+    router.add_api_route(
+        "/get-features",
+        route(endpoints.get_features),
+        methods=["POST"],
+        openapi_extra=feature_route_doc("get-features"),
+        name="get_features",
+    )
+    router.add_api_route(
+        "/get-features-batch",
+        route(endpoints.get_features_batch),
+        methods=["POST"],
+        openapi_extra=feature_route_doc("get-features-batch"),
+        name="get_features_batch",
+    )
+    router.add_api_route(
+        "/metadata",
+        route(endpoints.metadata),
+        methods=["POST"],
+        openapi_extra=feature_route_doc("metadata"),
+        name="metadata",
+    )
     return router

@@ -47,8 +47,9 @@ class IngestEndpoint:
         self._keys.permit(api_key, workspace, Action.INGEST)
         dry_run = _field(body, "dry_run", "dryRun", bool, default=False)
         read_after_write = _field(body, "read_after_write", "readAfterWrite", bool, default=False)
-        result = await self._service.ingest_async(workspace, body.get("records"), dry_run, read_after_write,
-                                                  max_records=self._max_records)
+        result = await self._service.ingest_async(
+            workspace, body.get("records"), dry_run, read_after_write, max_records=self._max_records
+        )
         return orjson.dumps(result)
 
 

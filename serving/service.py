@@ -72,8 +72,15 @@ class FeatureServer:
         options = MetadataOptions.parse(metadata_options)
         t_ms = self._clock_ms()
         at = self._at(plan, t_ms, options.include_effective_times)
-        row = self._row(plan, join_key_map, t_ms, at, options.include_effective_times,
-                        options.include_serving_status, request_context_map)
+        row = self._row(
+            plan,
+            join_key_map,
+            t_ms,
+            at,
+            options.include_effective_times,
+            options.include_serving_status,
+            request_context_map,
+        )
         return single_response(row, plan.feature_meta, options)
 
     def get_features_batch(
@@ -90,9 +97,12 @@ class FeatureServer:
         t_ms = self._clock_ms()
         at = self._at(plan, t_ms, options.include_effective_times)
         contexts = request_context_maps if request_context_maps is not None else [None] * len(requests)
-        rows = [self._row(plan, join_key_map, t_ms, at, options.include_effective_times,
-                          options.include_serving_status, context)
-                for join_key_map, context in zip(requests, contexts, strict=True)]
+        rows = [
+            self._row(
+                plan, join_key_map, t_ms, at, options.include_effective_times, options.include_serving_status, context
+            )
+            for join_key_map, context in zip(requests, contexts, strict=True)
+        ]
         return batch_response(rows, plan.feature_meta, options)
 
     def metadata(self, workspace: str, service: str) -> dict[str, Any]:
@@ -159,8 +169,14 @@ class FeatureServer:
         return leading_edge_ms(request_ms, high_watermark, edge)
 
     def _row(
-        self, plan: ServicePlan, join_key_map: Mapping[str, Any], t_ms: int, at: Sequence[ViewAt],
-        with_times: bool, with_statuses: bool, request_context_map: Mapping[str, Any] | None = None,
+        self,
+        plan: ServicePlan,
+        join_key_map: Mapping[str, Any],
+        t_ms: int,
+        at: Sequence[ViewAt],
+        with_times: bool,
+        with_statuses: bool,
+        request_context_map: Mapping[str, Any] | None = None,
     ) -> Row:
         if plan.realtime is not None:  # fetch the stream values, then run the realtime views on them
             fetch = plan.realtime.fetch_plan
@@ -202,8 +218,9 @@ class FeatureServer:
                 times.extend([effective_time] * len(view.picks))
         return features, statuses, times
 
-    def _general_values(self, view: ViewPlan, entity: bytes, request_ms: int,
-                        with_times: bool) -> tuple[list[Any], str]:
+    def _general_values(
+        self, view: ViewPlan, entity: bytes, request_ms: int, with_times: bool
+    ) -> tuple[list[Any], str]:
         """Views the per-request plan does not cover (lifetime, offset and series windows, the
         latest-event-time leading edge): ``compute_values`` over the entity's tiles, reading a
         lifetime window's per-shard prefixes first and only the tiles after them."""
@@ -246,5 +263,3 @@ class FeatureServer:
                 for index, pick, aggregator in members:
                     values[index] = aggregator.result(aggregator.merge_many([tile[pick] for tile in window]))
         return values
-
-

@@ -56,8 +56,11 @@ class OnlineVisibility:
         consumer = self._groups.get(workspace)
         if consumer is None:
             # committed() asks the group's coordinator about this group.id without joining it.
-            consumer = kafka_consumer(self._bootstrap, worker_group(workspace),
-                                      **{"client.id": f"featurebus-visibility-{uuid.uuid4().hex[:6]}"})
+            consumer = kafka_consumer(
+                self._bootstrap,
+                worker_group(workspace),
+                **{"client.id": f"featurebus-visibility-{uuid.uuid4().hex[:6]}"},
+            )
             self._groups[workspace] = consumer
         return consumer
 
@@ -77,8 +80,10 @@ class OnlineVisibility:
                 continue
             topic = feature_topic(spec.name, view.name)
             metadata = consumer.list_topics(topic, timeout=5).topics.get(topic)
-            for partition in (metadata.partitions if metadata is not None else {}):
-                ends[(topic, partition)] = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)[1]
+            for partition in metadata.partitions if metadata is not None else {}:
+                ends[(topic, partition)] = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)[
+                    1
+                ]
         return ends
 
     def _applied(self, topic: str, partition: int) -> int:

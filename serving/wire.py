@@ -99,8 +99,9 @@ def single_response(row: Row, feature_meta: Sequence[dict[str, Any]], options: M
     return {"result": {"features": features}, "metadata": {"features": meta}}
 
 
-def batch_response(rows: Sequence[Row], feature_meta: Sequence[dict[str, Any]],
-                   options: MetadataOptions) -> dict[str, Any]:
+def batch_response(
+    rows: Sequence[Row], feature_meta: Sequence[dict[str, Any]], options: MetadataOptions
+) -> dict[str, Any]:
     """``get-features-batch``: one result per row, with per-row statuses and times when asked."""
     per_row = options.include_serving_status or options.include_effective_times
     results = []
@@ -119,8 +120,11 @@ def batch_response(rows: Sequence[Row], feature_meta: Sequence[dict[str, Any]],
     return {"result": results, "metadata": {"features": meta}}
 
 
-def metadata_response(join_keys: Sequence[tuple[str, str]], feature_meta: Sequence[dict[str, Any]],
-                      request_fields: Sequence[tuple[str, str]] | None) -> dict[str, Any]:
+def metadata_response(
+    join_keys: Sequence[tuple[str, str]],
+    feature_meta: Sequence[dict[str, Any]],
+    request_fields: Sequence[tuple[str, str]] | None,
+) -> dict[str, Any]:
     """``metadata``: the service's join keys, served features and (realtime) request fields."""
     result: dict[str, Any] = {
         "featureServiceType": "DEFAULT",
@@ -128,8 +132,9 @@ def metadata_response(join_keys: Sequence[tuple[str, str]], feature_meta: Sequen
         "featureValues": list(feature_meta),
     }
     if request_fields is not None:
-        result["inputRequestContextKeys"] = [{"name": name, "dataType": data_type(dtype)}
-                                             for name, dtype in request_fields]
+        result["inputRequestContextKeys"] = [
+            {"name": name, "dataType": data_type(dtype)} for name, dtype in request_fields
+        ]
     return result
 
 

@@ -54,11 +54,25 @@ MAX_N = 1000  # first/last(n): the arrays travel whole in every tile and respons
 Partial = Any
 
 
-_WITH_N = frozenset({AggregationFunction.FIRST_N, AggregationFunction.LAST_N, AggregationFunction.FIRST_DISTINCT_N,
-                     AggregationFunction.LAST_DISTINCT_N})
-_NEEDS_NUMERIC = frozenset({AggregationFunction.SUM, AggregationFunction.MEAN, AggregationFunction.VAR_POP,
-                            AggregationFunction.VAR_SAMP, AggregationFunction.STDDEV_POP,
-                            AggregationFunction.STDDEV_SAMP, AggregationFunction.APPROX_PERCENTILE})
+_WITH_N = frozenset(
+    {
+        AggregationFunction.FIRST_N,
+        AggregationFunction.LAST_N,
+        AggregationFunction.FIRST_DISTINCT_N,
+        AggregationFunction.LAST_DISTINCT_N,
+    }
+)
+_NEEDS_NUMERIC = frozenset(
+    {
+        AggregationFunction.SUM,
+        AggregationFunction.MEAN,
+        AggregationFunction.VAR_POP,
+        AggregationFunction.VAR_SAMP,
+        AggregationFunction.STDDEV_POP,
+        AggregationFunction.STDDEV_SAMP,
+        AggregationFunction.APPROX_PERCENTILE,
+    }
+)
 
 
 class Aggregator(Protocol):
@@ -66,8 +80,9 @@ class Aggregator(Protocol):
 
     def initialize(self) -> Partial: ...
 
-    def from_groups(self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int,
-                    ts_ms: np.ndarray) -> list[Partial]:
+    def from_groups(
+        self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int, ts_ms: np.ndarray
+    ) -> list[Partial]:
         """The partial of every group at once (vectorized over a whole micro-batch).
 
         ``values`` come from ``input_column`` (nulls replaced by a placeholder), ``valid`` marks
@@ -126,8 +141,10 @@ def _resolve(function: str) -> AggregationFunction:
         return AggregationFunction(function)
     except ValueError:
         known = ", ".join([*(f.value for f in AggregationFunction), *FUNCTION_ALIASES])
-        raise DefinitionError(f"unknown aggregation function {function!r}; use one of: {known} (the ones "
-                              "with parameters through featurebus.aggregation_functions, e.g. last(3))") from None
+        raise DefinitionError(
+            f"unknown aggregation function {function!r}; use one of: {known} (the ones "
+            "with parameters through featurebus.aggregation_functions, e.g. last(3))"
+        ) from None
 
 
 def aggregator_for(
@@ -171,35 +188,49 @@ def aggregator_for(
 
 
 def aggregator_of(spec: AggregationSpec) -> Aggregator:
-    return aggregator_for(spec.function, spec.input_dtype, n=spec.n, percentile=spec.percentile,
-                          precision=spec.precision, include_nulls=spec.attribute)
+    return aggregator_for(
+        spec.function,
+        spec.input_dtype,
+        n=spec.n,
+        percentile=spec.percentile,
+        precision=spec.precision,
+        include_nulls=spec.attribute,
+    )
 
 
 def _check_params(fn: AggregationFunction, n: int | None, percentile: float | None, precision: int | None) -> None:
     if fn in _WITH_N:
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
-            raise DefinitionError(f"{fn.value} needs an integer n with 1 <= n <= {MAX_N}, got {n!r}; "
-                                  f"pass e.g. function=last(5)")
+            raise DefinitionError(
+                f"{fn.value} needs an integer n with 1 <= n <= {MAX_N}, got {n!r}; pass e.g. function=last(5)"
+            )
     elif n is not None:
-        raise DefinitionError(f"{fn.value!r} takes no n (got {n!r}); use last(n), first(n), "
-                              "last_distinct(n) or first_distinct(n)")
+        raise DefinitionError(
+            f"{fn.value!r} takes no n (got {n!r}); use last(n), first(n), last_distinct(n) or first_distinct(n)"
+        )
     if fn is AggregationFunction.APPROX_PERCENTILE:
         if isinstance(percentile, bool) or not isinstance(percentile, float) or not 0.0 < percentile < 1.0:
-            raise DefinitionError(f"approx_percentile needs a float percentile with 0 < percentile < 1, got "
-                                  f"{percentile!r}; pass e.g. approx_percentile(percentile=0.95)")
+            raise DefinitionError(
+                f"approx_percentile needs a float percentile with 0 < percentile < 1, got "
+                f"{percentile!r}; pass e.g. approx_percentile(percentile=0.95)"
+            )
     elif percentile is not None:
         raise DefinitionError(f"{fn.value!r} takes no percentile; use approx_percentile(percentile=...)")
-    ranges = {AggregationFunction.APPROX_COUNT_DISTINCT: HLL_PRECISION_RANGE,
-              AggregationFunction.APPROX_PERCENTILE: PERCENTILE_PRECISION_RANGE}
+    ranges = {
+        AggregationFunction.APPROX_COUNT_DISTINCT: HLL_PRECISION_RANGE,
+        AggregationFunction.APPROX_PERCENTILE: PERCENTILE_PRECISION_RANGE,
+    }
     if fn in ranges:
         low, high, default = ranges[fn]
-        if precision is not None and (isinstance(precision, bool) or not isinstance(precision, int)
-                                      or not low <= precision <= high):
-            raise DefinitionError(f"{fn.value} precision must be an integer from {low} to {high}, got "
-                                  f"{precision!r}; pass e.g. precision={default} (the default)")
+        if precision is not None and (
+            isinstance(precision, bool) or not isinstance(precision, int) or not low <= precision <= high
+        ):
+            raise DefinitionError(
+                f"{fn.value} precision must be an integer from {low} to {high}, got "
+                f"{precision!r}; pass e.g. precision={default} (the default)"
+            )
     elif precision is not None:
-        raise DefinitionError(f"{fn.value!r} takes no precision; only approx_count_distinct and "
-                              "approx_percentile do")
+        raise DefinitionError(f"{fn.value!r} takes no precision; only approx_count_distinct and approx_percentile do")
 
 
 def _check_input(fn: AggregationFunction, input_dtype: str) -> None:

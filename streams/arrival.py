@@ -37,7 +37,9 @@ class ArrivalVerdict(NamedTuple):
     watermark: int  # the partition's watermark after these events
 
 
-def judge_partition(ts_ms: np.ndarray, reference_ms: np.ndarray | None, watermark: int, delay_ms: int) -> ArrivalVerdict:
+def judge_partition(
+    ts_ms: np.ndarray, reference_ms: np.ndarray | None, watermark: int, delay_ms: int
+) -> ArrivalVerdict:
     """The verdict on one partition's events, in arrival order, given its watermark before them.
 
     ``reference_ms`` is each record's reference time (None: no record carries one, nothing is

@@ -126,7 +126,10 @@ def _scalar_kind(avro_type: Any) -> str | None:
         rest = [t for t in avro_type if t != "null"]
         return _scalar_kind(rest[0]) if len(rest) == 1 else None
     if isinstance(avro_type, dict):
-        if avro_type.get("type") == "long" and avro_type.get("logicalType") in ("timestamp-millis", "local-timestamp-millis"):
+        if avro_type.get("type") == "long" and avro_type.get("logicalType") in (
+            "timestamp-millis",
+            "local-timestamp-millis",
+        ):
             return "timestamp-millis"
         return None if "logicalType" in avro_type else _scalar_kind(avro_type.get("type"))
     return avro_type if isinstance(avro_type, str) and avro_type in _GUARANTEES else None

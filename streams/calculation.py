@@ -168,8 +168,9 @@ def referenced_columns(node: Node) -> list[str]:
 
 
 # -- lexing -------------------------------------------------------------------------------------
-_KEYWORDS = frozenset({"AND", "OR", "NOT", "CASE", "WHEN", "THEN", "ELSE", "END", "COALESCE", "TRUE", "FALSE",
-                       "DATEDIFF", "TRY_STRPTIME"})
+_KEYWORDS = frozenset(
+    {"AND", "OR", "NOT", "CASE", "WHEN", "THEN", "ELSE", "END", "COALESCE", "TRUE", "FALSE", "DATEDIFF", "TRY_STRPTIME"}
+)
 _TOKEN = re.compile(
     r"""(?P<ws>\s+)
       | (?P<number>(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\d+)
@@ -228,8 +229,9 @@ def unify(dtypes: list[str], what: str) -> str:
     if all(_is_numeric(d) for d in dtypes):
         return next(d for d in NUMERIC_TYPES if d in dtypes)
     if any(d != dtypes[0] for d in dtypes):
-        raise CalculationError(f"cannot combine types {dtypes[0]} and {next(d for d in dtypes if d != dtypes[0])} "
-                               f"in {what}")
+        raise CalculationError(
+            f"cannot combine types {dtypes[0]} and {next(d for d in dtypes if d != dtypes[0])} in {what}"
+        )
     return dtypes[0]
 
 
@@ -308,8 +310,9 @@ class _Parser:
             left.dtype == right.dtype and not left.dtype.startswith("array<")
         )
         if not comparable:
-            raise CalculationError(f"types {left.dtype} and {right.dtype} are not comparable (in `{token.text}` at "
-                                   f"column {token.column})")
+            raise CalculationError(
+                f"types {left.dtype} and {right.dtype} are not comparable (in `{token.text}` at column {token.column})"
+            )
         return Compare("!=" if token.text == "<>" else token.text, left, right)
 
     def _numeric(self) -> Node:
@@ -341,8 +344,10 @@ class _Parser:
             if re.fullmatch(r"\d+", token.text):
                 value = int(token.text)
                 if value > _INT64_MAX:
-                    raise CalculationError(f"integer literal {token.text} is out of the Int64 range; write it as "
-                                           f"{token.text}.0 for a Float64")
+                    raise CalculationError(
+                        f"integer literal {token.text} is out of the Int64 range; write it as "
+                        f"{token.text}.0 for a Float64"
+                    )
                 return Literal(value, "int64")
             return Literal(float(token.text), "float64")
         if token.kind == "string":
@@ -367,8 +372,10 @@ class _Parser:
             if token.text == "DATEDIFF":
                 return self._datediff()
             if token.text == "TRY_STRPTIME":
-                raise CalculationError("TRY_STRPTIME is not supported by featurebus yet (a development feature "
-                                       "in Tecton); parse the string in a mode='python' realtime feature view")
+                raise CalculationError(
+                    "TRY_STRPTIME is not supported by featurebus yet (a development feature "
+                    "in Tecton); parse the string in a mode='python' realtime feature view"
+                )
         raise self._unexpected(token)
 
     def _coalesce(self) -> Node:
@@ -379,16 +386,20 @@ class _Parser:
         self._expect("op", ")")
         dtypes = sorted({a.dtype for a in args})
         if len(dtypes) != 1:
-            raise CalculationError(f"cannot mix values of types {dtypes} in COALESCE; make them one type "
-                                   "(e.g. write 0.0 rather than 0 next to a Float64)")
+            raise CalculationError(
+                f"cannot mix values of types {dtypes} in COALESCE; make them one type "
+                "(e.g. write 0.0 rather than 0 next to a Float64)"
+            )
         return Coalesce(tuple(args), args[0].dtype)
 
     def _datediff(self) -> Node:
         self._expect("op", "(")
         token = self._next()
         if token.kind == "column":
-            raise CalculationError("the datepart argument to DATEDIFF requires single quotes (') not double "
-                                   "quotes (\"), e.g. DATEDIFF('day', start, end)")
+            raise CalculationError(
+                "the datepart argument to DATEDIFF requires single quotes (') not double "
+                "quotes (\"), e.g. DATEDIFF('day', start, end)"
+            )
         text = token.text[1:-1] if token.kind == "string" else ""
         part = DATE_PARTS.get(text if text.startswith("quarter") else text.lower())
         if text in ("quarter", "quarters"):
@@ -396,9 +407,11 @@ class _Parser:
         if part is None:
             if token.kind != "string":
                 raise self._unexpected(token)
-            raise CalculationError(f"unknown DATEDIFF part {token.text}; use one of 'microseconds', 'milliseconds', "
-                                   "'second', 'minute', 'hour', 'day', 'week', 'month', 'quarter', 'year', 'decade', "
-                                   "'century', 'millennium'")
+            raise CalculationError(
+                f"unknown DATEDIFF part {token.text}; use one of 'microseconds', 'milliseconds', "
+                "'second', 'minute', 'hour', 'day', 'week', 'month', 'quarter', 'year', 'decade', "
+                "'century', 'millennium'"
+            )
         self._expect("op", ",")
         start = self._or()
         self._expect("op", ",")

@@ -51,15 +51,32 @@ RowFunction = Callable[[Mapping[str, Any]], Any]
 ColumnFunction = Callable[[Mapping[str, ColumnValues], int], ColumnValues]
 
 _NUMPY: dict[str, Any] = {
-    "int64": np.int64, "int32": np.int32, "float64": np.float64, "float32": np.float32, "bool": np.bool_,
-    "string": object, "timestamp": np.int64,
+    "int64": np.int64,
+    "int32": np.int32,
+    "float64": np.float64,
+    "float32": np.float32,
+    "bool": np.bool_,
+    "string": object,
+    "timestamp": np.int64,
 }
-_DEFAULT: dict[str, Any] = {"int64": 0, "int32": 0, "float64": 0.0, "float32": 0.0, "bool": False, "string": "",
-                            "timestamp": 0}
+_DEFAULT: dict[str, Any] = {
+    "int64": 0,
+    "int32": 0,
+    "float64": 0.0,
+    "float32": 0.0,
+    "bool": False,
+    "string": "",
+    "timestamp": 0,
+}
 _INTS = ("int64", "int32")
 _FLOATS = ("float64", "float32")
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
-    "=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
 }
 
 
@@ -88,8 +105,14 @@ def _cast_scalar(value: Any, source: str, target: str) -> Any:
     return value  # int32 -> int64: the same Python int
 
 
-_MICROS = {"microseconds": 1, "milliseconds": 1_000, "second": 1_000_000, "minute": 60_000_000,
-           "hour": 3_600_000_000, "day": 86_400_000_000}
+_MICROS = {
+    "microseconds": 1,
+    "milliseconds": 1_000,
+    "second": 1_000_000,
+    "minute": 60_000_000,
+    "hour": 3_600_000_000,
+    "day": 86_400_000_000,
+}
 _DAY_US = _MICROS["day"]
 
 
@@ -340,7 +363,10 @@ def _datediff_columns(part: str, start_ns: np.ndarray, end_ns: np.ndarray) -> np
 
 
 _ARRAY_OPS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide,
+    "+": np.add,
+    "-": np.subtract,
+    "*": np.multiply,
+    "/": np.divide,
 }
 
 

@@ -73,8 +73,10 @@ def split_prefixes(ordered: list[tuple[Any, ...]]) -> tuple[ShardPrefixes, list[
 
 def _shard(tile: tuple[Any, ...]) -> int:
     if len(tile) < 3:
-        raise ValueError("tiles of a lifetime view need their shard (prefixes are per shard): decode them "
-                         "with decode_tiles(..., shards=True)")
+        raise ValueError(
+            "tiles of a lifetime view need their shard (prefixes are per shard): decode them "
+            "with decode_tiles(..., shards=True)"
+        )
     return int(tile[2])
 
 

@@ -39,8 +39,9 @@ class Count:
     def initialize(self) -> int:
         return 0
 
-    def from_groups(self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int,
-                    ts_ms: np.ndarray) -> list[int]:
+    def from_groups(
+        self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int, ts_ms: np.ndarray
+    ) -> list[int]:
         counts: list[int] = _counts(valid, group_ids, n_groups).tolist()
         return counts
 
@@ -71,14 +72,17 @@ class Sum:
     def initialize(self) -> None:
         return None  # null, not 0: a window without events has no sum (docs/design.md §4)
 
-    def from_groups(self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int,
-                    ts_ms: np.ndarray) -> list[Any]:
+    def from_groups(
+        self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int, ts_ms: np.ndarray
+    ) -> list[Any]:
         counts = _counts(valid, group_ids, n_groups).tolist()
         if values.dtype.kind in "iu":
             sums = _sums(values, group_ids, n_groups).tolist()
             return [total if count else None for total, count in zip(sums, counts, strict=True)]
         hi, lo = group_sums(values, group_ids, n_groups)
-        return [[high, low] if count else None for high, low, count in zip(hi.tolist(), lo.tolist(), counts, strict=True)]
+        return [
+            [high, low] if count else None for high, low, count in zip(hi.tolist(), lo.tolist(), counts, strict=True)
+        ]
 
     def merge(self, a: Any, b: Any) -> Any:
         if a is None:
@@ -120,8 +124,9 @@ class Mean:
     def initialize(self) -> list[float]:
         return [0.0, 0, 0.0]
 
-    def from_groups(self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int,
-                    ts_ms: np.ndarray) -> list[list[float]]:
+    def from_groups(
+        self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int, ts_ms: np.ndarray
+    ) -> list[list[float]]:
         hi, lo = group_sums(values, group_ids, n_groups)
         counts = _counts(valid, group_ids, n_groups).tolist()
         return [[high, count, low] for high, count, low in zip(hi.tolist(), counts, lo.tolist(), strict=True)]
@@ -154,8 +159,9 @@ class Extreme:
     def initialize(self) -> None:
         return None
 
-    def from_groups(self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int,
-                    ts_ms: np.ndarray) -> list[Any]:
+    def from_groups(
+        self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int, ts_ms: np.ndarray
+    ) -> list[Any]:
         out: list[Any] = [None] * n_groups
         if not valid.any():
             return out
@@ -209,8 +215,9 @@ class Variance:
     def initialize(self) -> list[float]:
         return [0, 0.0, 0.0, 0.0]
 
-    def from_groups(self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int,
-                    ts_ms: np.ndarray) -> list[list[float]]:
+    def from_groups(
+        self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int, ts_ms: np.ndarray
+    ) -> list[list[float]]:
         x = values.astype(np.float64)
         counts = _counts(valid, group_ids, n_groups)
         sum_hi, sum_lo = group_sums(x, group_ids, n_groups)  # nulls are 0 already
@@ -221,8 +228,10 @@ class Variance:
         mean_hi, mean_lo = two_sum(rough, correction)
         deviations = residuals - np.where(valid, correction[group_ids], 0.0)
         m2 = np.bincount(group_ids, weights=deviations * deviations, minlength=n_groups)
-        return [[c, hi, q, lo] for c, hi, q, lo in
-                zip(counts.tolist(), mean_hi.tolist(), m2.tolist(), mean_lo.tolist(), strict=True)]
+        return [
+            [c, hi, q, lo]
+            for c, hi, q, lo in zip(counts.tolist(), mean_hi.tolist(), m2.tolist(), mean_lo.tolist(), strict=True)
+        ]
 
     def merge(self, a: list[float], b: list[float]) -> list[float]:
         na, nb = a[0], b[0]

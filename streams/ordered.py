@@ -31,8 +31,9 @@ Pairs = list[list[Any]]
 
 
 class OrderedAggregator:
-    def __init__(self, function: AggregationFunction, *, n: int, latest: bool, distinct: bool, scalar: bool,
-                 include_nulls: bool) -> None:
+    def __init__(
+        self, function: AggregationFunction, *, n: int, latest: bool, distinct: bool, scalar: bool, include_nulls: bool
+    ) -> None:
         self.function = function
         self.n = n
         self.latest = latest  # keep the newest n (last*) rather than the oldest n (first*)
@@ -43,8 +44,9 @@ class OrderedAggregator:
     def initialize(self) -> Pairs:
         return []
 
-    def from_groups(self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int,
-                    ts_ms: np.ndarray) -> list[Pairs]:
+    def from_groups(
+        self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int, ts_ms: np.ndarray
+    ) -> list[Pairs]:
         out: list[Pairs] = [[] for _ in range(n_groups)]
         rows = np.arange(len(group_ids)) if self.include_nulls else np.flatnonzero(valid)
         if not len(rows):

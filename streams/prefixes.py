@@ -19,8 +19,9 @@ from featurebus.streams.windows import lifetime_fold_cutoff, tile_start
 __all__ = ["fold_into_prefix", "grow_eager_prefix", "ShardExpiry", "expire_shard_entity"]
 
 
-def fold_into_prefix(view: CompiledView, prefix: list[Any] | None, tiles: Sequence[list[Any]],
-                     covered_until_ms: int) -> list[Any]:
+def fold_into_prefix(
+    view: CompiledView, prefix: list[Any] | None, tiles: Sequence[list[Any]], covered_until_ms: int
+) -> list[Any]:
     """The lifetime prefix (partials + trailing ``covered_until``) after folding in ``tiles``."""
     merged = view.empty_partials() if prefix is None else prefix[:-1]
     for partials in tiles:
@@ -28,8 +29,9 @@ def fold_into_prefix(view: CompiledView, prefix: list[Any] | None, tiles: Sequen
     return [*merged, covered_until_ms]
 
 
-def grow_eager_prefix(view: CompiledView, prefix: list[Any] | None,
-                      updates: Sequence[tuple[int, list[Any]]]) -> list[Any] | None:
+def grow_eager_prefix(
+    view: CompiledView, prefix: list[Any] | None, updates: Sequence[tuple[int, list[Any]]]
+) -> list[Any] | None:
     """The shard's eager prefix of an entity after a batch's ``(tile start, partials)`` updates of
     that entity; None when it does not change.
 
@@ -58,8 +60,13 @@ class ShardExpiry:
     expired: list[int]  # starts of the tiles to delete
 
 
-def expire_shard_entity(view: CompiledView, tiles: Sequence[tuple[int, bytes]], watermark_ms: int,
-                        watermark_delay_ms: int, retention_ms: int) -> ShardExpiry:
+def expire_shard_entity(
+    view: CompiledView,
+    tiles: Sequence[tuple[int, bytes]],
+    watermark_ms: int,
+    watermark_delay_ms: int,
+    retention_ms: int,
+) -> ShardExpiry:
     """One entity's expiry in one shard, from its stored ``(start, value)`` records in start order
     (prefixes included) and the shard's own watermark.
 

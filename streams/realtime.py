@@ -67,16 +67,21 @@ class DependencyCycleError(DefinitionError):
     """Realtime views that read each other in a cycle; ``cycle`` lists them, first one repeated."""
 
     def __init__(self, cycle: list[str]) -> None:
-        super().__init__(f"realtime feature views depend on each other in a cycle: {' -> '.join(cycle)}; "
-                         "remove one of these sources")
+        super().__init__(
+            f"realtime feature views depend on each other in a cycle: {' -> '.join(cycle)}; remove one of these sources"
+        )
         self.cycle = cycle
 
 
 class RealtimeContext:
     """What Tecton passes as ``context``: the request time (python mode) or one per row (pandas)."""
 
-    def __init__(self, mode: RealtimeMode, request_timestamp: datetime | None = None,
-                 request_timestamp_series: pd.Series | None = None) -> None:
+    def __init__(
+        self,
+        mode: RealtimeMode,
+        request_timestamp: datetime | None = None,
+        request_timestamp_series: pd.Series | None = None,
+    ) -> None:
         self._mode = mode
         self._timestamp = request_timestamp
         self._series = request_timestamp_series
@@ -84,15 +89,19 @@ class RealtimeContext:
     @property
     def request_timestamp(self) -> datetime | None:
         if self._mode == RealtimeMode.PANDAS:
-            raise ValueError("The field `request_timestamp` is not available in Realtime Feature Views with Pandas "
-                             "mode. Please use `context.request_timestamp_series` when using Pandas mode.")
+            raise ValueError(
+                "The field `request_timestamp` is not available in Realtime Feature Views with Pandas "
+                "mode. Please use `context.request_timestamp_series` when using Pandas mode."
+            )
         return self._timestamp
 
     @property
     def request_timestamp_series(self) -> pd.Series | None:
         if self._mode != RealtimeMode.PANDAS:
-            raise ValueError("The field `request_timestamp_series` is only available in Realtime Feature Views with "
-                             "Pandas mode. Please use `context.request_timestamp` when using Python mode.")
+            raise ValueError(
+                "The field `request_timestamp_series` is only available in Realtime Feature Views with "
+                "Pandas mode. Please use `context.request_timestamp` when using Python mode."
+            )
         return self._series
 
     @property
@@ -129,7 +138,7 @@ def realtime_order(dependencies: Mapping[str, Sequence[str]]) -> list[str]:
         if state.get(name) == "done":
             return
         if state.get(name) == "visiting":
-            raise DependencyCycleError([*path[path.index(name):], name])
+            raise DependencyCycleError([*path[path.index(name) :], name])
         state[name] = "visiting"
         for upstream in dependencies[name]:
             if upstream in dependencies:
@@ -153,15 +162,23 @@ def check_realtime_views(spec: WorkspaceSpec) -> None:
                 continue
             upstream = views.get(source.name)
             if upstream is None:
-                raise DefinitionError(f"realtime feature view {view.name!r} reads view {source.name!r}, which the "
-                                      "workspace does not define; add it to the repository")
+                raise DefinitionError(
+                    f"realtime feature view {view.name!r} reads view {source.name!r}, which the "
+                    "workspace does not define; add it to the repository"
+                )
             offered = {f.name: f.dtype for f in feature_fields(upstream)}
             for f in source.fields:
                 if offered.get(f.name) != f.dtype:
-                    raise DefinitionError(f"realtime feature view {view.name!r} reads {source.name}.{f.name} "
-                                          f"({f.dtype}), which {source.name!r} does not offer; re-apply the repository")
-    realtime_order({v.name: [s.name for s in v.inputs if s.kind == RealtimeInputKind.FEATURE_VIEW]
-                    for v in spec.realtime_feature_views})
+                    raise DefinitionError(
+                        f"realtime feature view {view.name!r} reads {source.name}.{f.name} "
+                        f"({f.dtype}), which {source.name!r} does not offer; re-apply the repository"
+                    )
+    realtime_order(
+        {
+            v.name: [s.name for s in v.inputs if s.kind == RealtimeInputKind.FEATURE_VIEW]
+            for v in spec.realtime_feature_views
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -188,8 +205,11 @@ class RealtimeServicePlan:
             name = pending.pop()
             if name not in needed:
                 needed[name] = None
-                pending.extend(s.name for s in spec.realtime_view(name).inputs
-                               if s.kind == RealtimeInputKind.FEATURE_VIEW and spec.is_realtime(s.name))
+                pending.extend(
+                    s.name
+                    for s in spec.realtime_view(name).inputs
+                    if s.kind == RealtimeInputKind.FEATURE_VIEW and spec.is_realtime(s.name)
+                )
         order = realtime_order({n: [s.name for s in spec.realtime_view(n).inputs] for n in needed})
         views = tuple(CompiledRealtimeView(spec.realtime_view(n)) for n in order)
         fetched: dict[str, dict[str, None]] = {}  # stream view -> features, in first-use order
@@ -204,8 +224,10 @@ class RealtimeServicePlan:
                 elif source.kind == RealtimeInputKind.REQUEST:
                     for f in source.fields:
                         if request_fields.setdefault(f.name, f.dtype) != f.dtype:
-                            raise DefinitionError(f"request field {f.name!r} is {request_fields[f.name]} in one "
-                                                  f"request source and {f.dtype} in another; give them one type")
+                            raise DefinitionError(
+                                f"request field {f.name!r} is {request_fields[f.name]} in one "
+                                f"request source and {f.dtype} in another; give them one type"
+                            )
         position = {key: i for i, key in enumerate((v, f) for v, fs in fetched.items() for f in fs)}
         outputs: list[tuple[Any, ...]] = []
         dtypes: list[str] = []
@@ -250,7 +272,9 @@ class CompiledRealtimeView:
                 values = inputs[source.name]
                 for f in source.fields:
                     value = values.get(f.name)
-                    flat[f"{source.name}.{f.name}"] = _ns(value) if f.dtype == "timestamp" and value is not None else value
+                    flat[f"{source.name}.{f.name}"] = (
+                        _ns(value) if f.dtype == "timestamp" and value is not None else value
+                    )
             out = {}
             for name, node, evaluate, _ in self._calculations:
                 value = evaluate(flat)
@@ -259,8 +283,9 @@ class CompiledRealtimeView:
         assert self._function is not None
         if spec.mode == RealtimeMode.PYTHON:
             # Exactly the source's fields, as offline: a fetched row may hold features of other views.
-            kwargs: dict[str, Any] = {s.parameter: {f.name: inputs[s.name].get(f.name) for f in s.fields}
-                                      for s in spec.inputs}
+            kwargs: dict[str, Any] = {
+                s.parameter: {f.name: inputs[s.name].get(f.name) for f in s.fields} for s in spec.inputs
+            }
             if spec.context_parameter:
                 kwargs[spec.context_parameter] = RealtimeContext(RealtimeMode.PYTHON, request_timestamp=request_time)
             return self._check_row(self._call(kwargs))
@@ -280,15 +305,20 @@ class CompiledRealtimeView:
             for source in spec.inputs:
                 for f in source.fields:
                     columns[f"{source.name}.{f.name}"] = column_from_series(
-                        inputs[source.name][f.name].reset_index(drop=True), f.dtype)
-            out = {name: series_from_column(evaluate(columns, rows), node.dtype, index)
-                   for name, node, _, evaluate in self._calculations}
+                        inputs[source.name][f.name].reset_index(drop=True), f.dtype
+                    )
+            out = {
+                name: series_from_column(evaluate(columns, rows), node.dtype, index)
+                for name, node, _, evaluate in self._calculations
+            }
             return pd.DataFrame(out, index=index)
         if spec.mode == RealtimeMode.PANDAS:
             frames = {s.name: inputs[s.name][[f.name for f in s.fields]].reset_index(drop=True) for s in spec.inputs}
             result = self._call_pandas(frames, request_times.reset_index(drop=True).rename("request_timestamp"), rows)
-            return pd.DataFrame({n: _canonical_series([self._typed(n, v, d) for v in result[n]], d)
-                                 for n, d in self._dtypes.items()}, index=index)
+            return pd.DataFrame(
+                {n: _canonical_series([self._typed(n, v, d) for v in result[n]], d) for n, d in self._dtypes.items()},
+                index=index,
+            )
         records = {s.name: _records(inputs[s.name], s.fields) for s in spec.inputs}
         times = [t.to_pydatetime() for t in pd.to_datetime(request_times, utc=True)]
         out_rows = []
@@ -297,8 +327,9 @@ class CompiledRealtimeView:
             if spec.context_parameter:
                 kwargs[spec.context_parameter] = RealtimeContext(RealtimeMode.PYTHON, request_timestamp=times[i])
             out_rows.append(self._check_row(self._call(kwargs)))
-        return pd.DataFrame({n: _canonical_series([r[n] for r in out_rows], d) for n, d in self._dtypes.items()},
-                            index=index)
+        return pd.DataFrame(
+            {n: _canonical_series([r[n] for r in out_rows], d) for n, d in self._dtypes.items()}, index=index
+        )
 
     # helpers ----------------------------------------------------------------------------------
     def _call(self, kwargs: dict[str, Any]) -> Any:
@@ -307,7 +338,8 @@ class CompiledRealtimeView:
             return self._function(**kwargs)
         except Exception as exc:
             raise RealtimeEvaluationError(
-                f"realtime feature view {self.spec.name!r} raised {type(exc).__name__}: {exc}") from exc
+                f"realtime feature view {self.spec.name!r} raised {type(exc).__name__}: {exc}"
+            ) from exc
 
     def _call_pandas(self, frames: dict[str, pd.DataFrame], times: pd.Series, rows: int) -> pd.DataFrame:
         kwargs: dict[str, Any] = {s.parameter: frames[s.name] for s in self.spec.inputs}

@@ -30,7 +30,14 @@ from featurebus.streams.values import (
     timestamp_outliers,
 )
 
-__all__ = ["DecodedBatch", "check_record", "decode_json_records", "decode_records", "join_key_fields", "parse_timestamp_ms"]
+__all__ = [
+    "DecodedBatch",
+    "check_record",
+    "decode_json_records",
+    "decode_records",
+    "join_key_fields",
+    "parse_timestamp_ms",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -55,8 +62,9 @@ def join_key_fields(spec: WorkspaceSpec, source: StreamSourceSpec) -> tuple[str,
     return tuple(f.name for f in source.schema if f.name in join_keys)
 
 
-def check_record(record: Any, schema: Sequence[FieldSpec], timestamp_field: str,
-                 key_fields: Sequence[str] = ()) -> tuple[list[Any], str | None]:
+def check_record(
+    record: Any, schema: Sequence[FieldSpec], timestamp_field: str, key_fields: Sequence[str] = ()
+) -> tuple[list[Any], str | None]:
     """The record's values in schema order, converted, or the reason it is unusable.
 
     One definition of a valid record for the stream worker, the offline replay and ingestion.
@@ -79,26 +87,35 @@ def check_record(record: Any, schema: Sequence[FieldSpec], timestamp_field: str,
     return row, None
 
 
-def decode_json_records(payloads: Sequence[bytes | None], schema: Sequence[FieldSpec], timestamp_field: str,
-                        key_fields: Sequence[str] = ()) -> DecodedBatch:
+def decode_json_records(
+    payloads: Sequence[bytes | None], schema: Sequence[FieldSpec], timestamp_field: str, key_fields: Sequence[str] = ()
+) -> DecodedBatch:
     return _isolating(payloads, lambda batch: _decode(batch, schema, timestamp_field, key_fields, _parse_json))
 
 
-def decode_records(payloads: Sequence[bytes | None], source: StreamSourceSpec, key_fields: Sequence[str] = ()) -> DecodedBatch:
+def decode_records(
+    payloads: Sequence[bytes | None], source: StreamSourceSpec, key_fields: Sequence[str] = ()
+) -> DecodedBatch:
     """A batch of the source's record values decoded by its ``value_format``; ``key_fields``
     (``join_key_fields``) must be present in every record."""
     kafka = source.kafka
     if kafka.value_format == ValueFormat.JSON:
-        return _isolating(payloads, lambda batch: _decode(batch, source.schema, kafka.timestamp_field, key_fields, _parse_json))
+        return _isolating(
+            payloads, lambda batch: _decode(batch, source.schema, kafka.timestamp_field, key_fields, _parse_json)
+        )
     if kafka.avro_schema is None:  # a spec from before Avro, or hand-built: say what is missing
         raise ValueError(f"source {source.name!r} has value_format {kafka.value_format.value!r} but no avro_schema")
     parse = avro_parser(kafka.avro_schema, confluent=kafka.value_format == ValueFormat.CONFLUENT_AVRO)
     if schema_guarantees_types(kafka.avro_schema, tuple((f.name, f.dtype) for f in source.schema)):
-        return _isolating(payloads, lambda batch: _decode_typed(batch, source.schema, kafka.timestamp_field, key_fields, parse))
+        return _isolating(
+            payloads, lambda batch: _decode_typed(batch, source.schema, kafka.timestamp_field, key_fields, parse)
+        )
     return _isolating(payloads, lambda batch: _decode(batch, source.schema, kafka.timestamp_field, key_fields, parse))
 
 
-def _isolating(payloads: Sequence[bytes | None], decode: Callable[[Sequence[bytes | None]], DecodedBatch]) -> DecodedBatch:
+def _isolating(
+    payloads: Sequence[bytes | None], decode: Callable[[Sequence[bytes | None]], DecodedBatch]
+) -> DecodedBatch:
     """``decode(payloads)``; should it raise (a case the checks above missed: a bug, never a
     record's fault alone), each record is decoded on its own and the ones that still raise are
     rejected with the exception as the reason, so one record never fails its batch."""
@@ -126,8 +143,13 @@ def _isolating(payloads: Sequence[bytes | None], decode: Callable[[Sequence[byte
     return DecodedBatch(together.frame, accepted, rejected)
 
 
-def _decode_typed(payloads: Sequence[bytes | None], schema: Sequence[FieldSpec], timestamp_field: str,
-                  key_fields: Sequence[str], parse: Callable[[bytes], Any]) -> DecodedBatch:
+def _decode_typed(
+    payloads: Sequence[bytes | None],
+    schema: Sequence[FieldSpec],
+    timestamp_field: str,
+    key_fields: Sequence[str],
+    parse: Callable[[bytes], Any],
+) -> DecodedBatch:
     """Records whose writer schema already guarantees every column's type: decoded one by one,
     then each column is built in one pass over the batch, without per-value checks of type. The
     ranges the Avro types do not bound (a double's NaN, a timestamp-millis far from now) and the
@@ -137,7 +159,8 @@ def _decode_typed(payloads: Sequence[bytes | None], schema: Sequence[FieldSpec],
     required = {timestamp_field, *key_fields}
     columns = {f.name: [r[f.name] for r in parsed] for f in schema}
     if any(None in columns[name] for name in required) or any(
-            _outliers(columns[f.name], f.dtype) for f in schema if f.dtype in _RANGED_TYPES):
+        _outliers(columns[f.name], f.dtype) for f in schema if f.dtype in _RANGED_TYPES
+    ):
         return _decode_parsed(parsed, positions, rejected, schema, timestamp_field, key_fields)
     rejected.sort()
     frame = pd.DataFrame({f.name: _column(columns[f.name], f.dtype) for f in schema})
@@ -156,8 +179,9 @@ def _outliers(values: list[Any], dtype: str) -> list[int]:
     return float_outliers(values, dtype)
 
 
-def _parse_records(payloads: Sequence[bytes | None],
-                   parse: Callable[[bytes], Any]) -> tuple[list[dict[str, Any]], list[int], list[tuple[int, str]]]:
+def _parse_records(
+    payloads: Sequence[bytes | None], parse: Callable[[bytes], Any]
+) -> tuple[list[dict[str, Any]], list[int], list[tuple[int, str]]]:
     """``(records, their positions, rejected (position, reason))``: each payload parsed on its
     own, so one malformed record never takes its neighbours with it."""
     if parse is _parse_json:
@@ -196,14 +220,25 @@ def _parse_json(payload: bytes) -> Any:
         raise ValueError(f"value is not JSON: {exc}") from None
 
 
-def _decode(payloads: Sequence[bytes | None], schema: Sequence[FieldSpec], timestamp_field: str,
-            key_fields: Sequence[str], parse: Callable[[bytes], Any]) -> DecodedBatch:
+def _decode(
+    payloads: Sequence[bytes | None],
+    schema: Sequence[FieldSpec],
+    timestamp_field: str,
+    key_fields: Sequence[str],
+    parse: Callable[[bytes], Any],
+) -> DecodedBatch:
     records, positions, rejected = _parse_records(payloads, parse)
     return _decode_parsed(records, positions, rejected, schema, timestamp_field, key_fields)
 
 
-def _decode_parsed(records: list[dict[str, Any]], positions: list[int], rejected: list[tuple[int, str]],
-                   schema: Sequence[FieldSpec], timestamp_field: str, key_fields: Sequence[str]) -> DecodedBatch:
+def _decode_parsed(
+    records: list[dict[str, Any]],
+    positions: list[int],
+    rejected: list[tuple[int, str]],
+    schema: Sequence[FieldSpec],
+    timestamp_field: str,
+    key_fields: Sequence[str],
+) -> DecodedBatch:
     """Check column by column: the same verdicts as ``check_record`` (the first field in schema
     order that fails names the reason), at a fraction of the cost — the stream worker's hot
     path decodes every event through here."""
@@ -276,7 +311,12 @@ def _check_column(values: list[Any], dtype: str) -> tuple[list[Any], dict[int, s
 
 # Exact types (``type(v) in ...``): bool is not an int here, as in ``_check``.
 _SIMPLE_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,), "int64": (int,), "int32": (int,), "float64": (float, int), "float32": (float, int), "bool": (bool,),
+    "string": (str,),
+    "int64": (int,),
+    "int32": (int,),
+    "float64": (float, int),
+    "float32": (float, int),
+    "bool": (bool,),
 }
 _NUMERIC = frozenset({"int64", "int32", "float64", "float32"})
 
@@ -323,7 +363,9 @@ def _timestamp_column(values: list[Any]) -> tuple[list[Any], dict[int, str]]:
     except TypeError:  # datetimes, objects, ... among them: every value is judged on its own below
         suspects = set(range(len(values)))
     for i, value in enumerate(values):
-        if value is None or (i not in suspects and (type(value) is int or (result[i] is not None and type(value) is str))):
+        if value is None or (
+            i not in suspects and (type(value) is int or (result[i] is not None and type(value) is str))
+        ):
             continue
         try:
             result[i] = parse_timestamp_ms(value)

@@ -33,8 +33,9 @@ __all__ = ["SHARD_COLUMN", "trace_shards"]
 SHARD_COLUMN = "__featurebus_shard"  # carried through view_input_frame to batch_tiles
 
 
-def trace_shards(frame: pd.DataFrame, transformed: pd.DataFrame, shards: np.ndarray,
-                 join_keys: Sequence[str]) -> np.ndarray | None:
+def trace_shards(
+    frame: pd.DataFrame, transformed: pd.DataFrame, shards: np.ndarray, join_keys: Sequence[str]
+) -> np.ndarray | None:
     """The shard of each row of ``transformed`` (the output of a transformation given ``frame``,
     whose rows have ``shards``), or None where it cannot be traced for certain."""
     n = len(frame)

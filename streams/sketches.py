@@ -29,8 +29,14 @@ import pandas as pd
 from featurebus.schemas.errors import StoreFormatError
 from featurebus.streams.functions import AggregationFunction
 
-__all__ = ["ApproxCountDistinct", "ApproxPercentile", "HLL_PRECISION_RANGE", "PERCENTILE_PRECISION_RANGE",
-           "hll_relative_error", "percentile_relative_error"]
+__all__ = [
+    "ApproxCountDistinct",
+    "ApproxPercentile",
+    "HLL_PRECISION_RANGE",
+    "PERCENTILE_PRECISION_RANGE",
+    "hll_relative_error",
+    "percentile_relative_error",
+]
 
 # (lowest, highest, default), as Tecton's approx_count_distinct(precision=8) and
 # approx_percentile(percentile, precision=100).
@@ -86,8 +92,9 @@ class ApproxCountDistinct:
     def initialize(self) -> None:
         return None
 
-    def from_groups(self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int,
-                    ts_ms: np.ndarray) -> list[list[Any] | None]:
+    def from_groups(
+        self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int, ts_ms: np.ndarray
+    ) -> list[list[Any] | None]:
         out: list[list[Any] | None] = [None] * n_groups
         rows = np.flatnonzero(valid)
         if not len(rows):
@@ -183,8 +190,9 @@ class ApproxPercentile:
     def initialize(self) -> None:
         return None
 
-    def from_groups(self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int,
-                    ts_ms: np.ndarray) -> list[list[Any] | None]:
+    def from_groups(
+        self, values: np.ndarray, valid: np.ndarray, group_ids: np.ndarray, n_groups: int, ts_ms: np.ndarray
+    ) -> list[list[Any] | None]:
         out: list[list[Any] | None] = [None] * n_groups
         x = values.astype(np.float64)
         rows = np.flatnonzero(valid & np.isfinite(x))
@@ -196,7 +204,9 @@ class ApproxPercentile:
             key = np.where(sign != 0, np.ceil(np.log(np.abs(x)) / self._log_gamma), 0).astype(np.int64)
         order = np.lexsort((x, key, sign, groups))  # by group, sign, bucket (and value: min/max)
         groups, sign, key, x = groups[order], sign[order], key[order], x[order]
-        bucket_starts = np.flatnonzero(np.diff(groups, prepend=-1) | np.diff(sign, prepend=2) | np.diff(key, prepend=key[0] - 1))
+        bucket_starts = np.flatnonzero(
+            np.diff(groups, prepend=-1) | np.diff(sign, prepend=2) | np.diff(key, prepend=key[0] - 1)
+        )
         counts = np.diff(np.append(bucket_starts, len(groups)))
         b_groups, b_signs, b_keys = groups[bucket_starts], sign[bucket_starts], key[bucket_starts]
         group_starts = np.flatnonzero(np.diff(groups, prepend=-1))
@@ -210,14 +220,32 @@ class ApproxPercentile:
         zero_buckets = np.add.reduceat((b_signs == 0).astype(np.int64), b_starts)
         zeros = np.add.reduceat(np.where(b_signs == 0, counts, 0), b_starts)
         keys_list, counts_list = b_keys.tolist(), counts.tolist()
-        columns = zip(groups[group_starts].tolist(), (group_ends - group_starts).tolist(), lows.tolist(), highs.tolist(),
-                      b_starts.tolist(), b_ends.tolist(), negatives.tolist(), zero_buckets.tolist(), zeros.tolist(),
-                      strict=True)
+        columns = zip(
+            groups[group_starts].tolist(),
+            (group_ends - group_starts).tolist(),
+            lows.tolist(),
+            highs.tolist(),
+            b_starts.tolist(),
+            b_ends.tolist(),
+            negatives.tolist(),
+            zero_buckets.tolist(),
+            zeros.tolist(),
+            strict=True,
+        )
         for group, n, low, high, lo, hi, neg, zb, zero in columns:
             pos = lo + neg + zb
             out[group] = [
-                _HIST_TAG, _FORMAT, self.precision, n, low, high, zero, keys_list[pos:hi], counts_list[pos:hi],
-                keys_list[lo : lo + neg], counts_list[lo : lo + neg],
+                _HIST_TAG,
+                _FORMAT,
+                self.precision,
+                n,
+                low,
+                high,
+                zero,
+                keys_list[pos:hi],
+                counts_list[pos:hi],
+                keys_list[lo : lo + neg],
+                counts_list[lo : lo + neg],
             ]
         return out
 
@@ -231,14 +259,22 @@ class ApproxPercentile:
         for partial in present:
             _check(partial, _HIST_TAG, self.precision)
         merged: list[Any] = [
-            _HIST_TAG, _FORMAT, self.precision, sum(p[3] for p in present), min(p[4] for p in present),
-            max(p[5] for p in present), sum(p[6] for p in present),
+            _HIST_TAG,
+            _FORMAT,
+            self.precision,
+            sum(p[3] for p in present),
+            min(p[4] for p in present),
+            max(p[5] for p in present),
+            sum(p[6] for p in present),
         ]
         for keys_at in (7, 9):
             keys = np.concatenate([np.asarray(p[keys_at], dtype=np.int64) for p in present])
             counts = np.concatenate([np.asarray(p[keys_at + 1], dtype=np.int64) for p in present])
             unique, inverse = np.unique(keys, return_inverse=True)
-            merged += [unique.tolist(), np.bincount(inverse, weights=counts, minlength=len(unique)).astype(np.int64).tolist()]
+            merged += [
+                unique.tolist(),
+                np.bincount(inverse, weights=counts, minlength=len(unique)).astype(np.int64).tolist(),
+            ]
         return merged
 
     def result(self, partial: list[Any] | None) -> float | None:

@@ -63,7 +63,10 @@ class CompiledView:
 
     def entity_key(self, values: Sequence[Any]) -> bytes:
         return encode_entity_key(
-            [coerce_join_key(v, d, n) for v, d, n in zip(values, self.join_key_dtypes, self.spec.join_keys, strict=False)]
+            [
+                coerce_join_key(v, d, n)
+                for v, d, n in zip(values, self.join_key_dtypes, self.spec.join_keys, strict=False)
+            ]
         )
 
     def empty_partials(self) -> list[Any]:
@@ -88,15 +91,21 @@ class TileColumns(NamedTuple):
     partials: list[tuple[Any, ...]]  # one tuple per tile, one partial per aggregation
 
 
-def batch_tiles(view: CompiledView, rows: pd.DataFrame, ts_ms: np.ndarray, shards: np.ndarray | None = None) -> list[TileUpdate]:
+def batch_tiles(
+    view: CompiledView, rows: pd.DataFrame, ts_ms: np.ndarray, shards: np.ndarray | None = None
+) -> list[TileUpdate]:
     """Partials of one batch of transformed rows, one update per touched (entity, tile, shard):
     ``tile_columns`` as one object per tile."""
     columns = tile_columns(view, rows, ts_ms, shards)
-    return [TileUpdate(entity, start, list(partials), shard)
-            for entity, start, shard, partials in zip(*columns, strict=True)]
+    return [
+        TileUpdate(entity, start, list(partials), shard)
+        for entity, start, shard, partials in zip(*columns, strict=True)
+    ]
 
 
-def tile_columns(view: CompiledView, rows: pd.DataFrame, ts_ms: np.ndarray, shards: np.ndarray | None = None) -> TileColumns:
+def tile_columns(
+    view: CompiledView, rows: pd.DataFrame, ts_ms: np.ndarray, shards: np.ndarray | None = None
+) -> TileColumns:
     """Partials of one batch of transformed rows, one per touched (entity, tile, shard).
 
     ``ts_ms`` are the rows' event times in integer milliseconds, ``shards`` the rows' shards (all
@@ -121,10 +130,13 @@ def tile_columns(view: CompiledView, rows: pd.DataFrame, ts_ms: np.ndarray, shar
     for agg, a in zip(view.aggregators, spec.aggregations, strict=True):
         signature = (a.function, a.input_column, a.input_dtype, a.n, a.percentile, a.precision, a.attribute)
         if signature not in by_partial:
-            by_partial[signature] = agg.from_groups(*normalised[(a.input_column, a.input_dtype)], group_ids, n_groups, ts_ms)
+            by_partial[signature] = agg.from_groups(
+                *normalised[(a.input_column, a.input_dtype)], group_ids, n_groups, ts_ms
+            )
         columns.append(by_partial[signature])
-    entity_keys = encode_entity_keys([column.to_numpy()[first].tolist() for column in key_columns],
-                                     view.join_key_dtypes, spec.join_keys)
+    entity_keys = encode_entity_keys(
+        [column.to_numpy()[first].tolist() for column in key_columns], view.join_key_dtypes, spec.join_keys
+    )
     # Rows of partials by transposing whole columns (indexing numpy columns per group would make
     # a numpy scalar per value).
     rows_of_partials = list(zip(*(c.tolist() if isinstance(c, np.ndarray) else c for c in columns), strict=True))
@@ -147,7 +159,6 @@ def _group_rows(columns: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     group_ids, _ = pd.factorize(codes)
     _, first = np.unique(group_ids, return_index=True)  # ids are 0..n-1: first rows in id order
     return group_ids.astype(np.int64), first.astype(np.int64)
-
 
 
 def merge_tile(view: CompiledView, stored: Sequence[Any] | None, update: Sequence[Any]) -> list[Any]:
@@ -174,15 +185,17 @@ def compute_values(view: CompiledView, tiles: Iterable[Tile], t_ms: int) -> list
     values: list[Any] = []
     for i, (aggregation, aggregator) in enumerate(zip(spec.aggregations, view.aggregators, strict=True)):
         if aggregation.window_kind == WindowKind.TIME:  # the common case, without the general loop below
-            window_start, window_end = window_bounds(t_ms, aggregation.window_ms, _interval_ms(spec, aggregation),
-                                                     aggregation.offset_ms)
+            window_start, window_end = window_bounds(
+                t_ms, aggregation.window_ms, _interval_ms(spec, aggregation), aggregation.offset_ms
+            )
             lo, hi = bisect_left(starts, window_start), bisect_left(starts, window_end)
             partials = [ordered[j][1][i] for j in range(lo, hi)]
             values.append(aggregator.result(aggregator.merge_many(partials) if partials else aggregator.initialize()))
             continue
         results = []
-        for window_start, window_end in aggregation_windows(aggregation, t_ms, _interval_ms(spec, aggregation),
-                                                            spec.lifetime_start_ms):
+        for window_start, window_end in aggregation_windows(
+            aggregation, t_ms, _interval_ms(spec, aggregation), spec.lifetime_start_ms
+        ):
             if aggregation.window_kind == WindowKind.LIFETIME:
                 partials = lifetime_partials(i, prefixes, ordered, starts, window_start, window_end)
             else:

@@ -21,7 +21,14 @@ from featurebus.schemas.kinds import TransformationMode
 from featurebus.schemas.specs import StreamFeatureViewSpec, TransformationSpec
 
 __all__ = [
-    "USER_CODE_GLOBALS", "Transformation", "TransformationError", "event_time_ms", "has_default_index", "load_function", "view_input_frame"]
+    "USER_CODE_GLOBALS",
+    "Transformation",
+    "TransformationError",
+    "event_time_ms",
+    "has_default_index",
+    "load_function",
+    "view_input_frame",
+]
 
 
 class TransformationError(FeaturebusError):
@@ -32,7 +39,9 @@ class TransformationError(FeaturebusError):
 USER_CODE_GLOBALS: dict[str, Any] = {"pd": pd, "np": np, "datetime": datetime, "timedelta": timedelta, "math": math}
 
 
-def load_function(code: str | ast.Module, function_name: str, what: str, extra_globals: dict[str, Any] | None = None) -> Callable[..., Any]:
+def load_function(
+    code: str | ast.Module, function_name: str, what: str, extra_globals: dict[str, Any] | None = None
+) -> Callable[..., Any]:
     """Compile shipped source ``code`` (or its syntax tree) and return its function ``function_name``; ``what`` names
     it in errors ("transformation 'f'"). Never a pickle: the code is what the user wrote."""
     namespace = {**USER_CODE_GLOBALS, **(extra_globals or {})}
@@ -73,8 +82,9 @@ class Transformation:
         return result
 
 
-def view_input_frame(view: StreamFeatureViewSpec, transformed: pd.DataFrame,
-                     extra_columns: Mapping[str, np.ndarray] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+def view_input_frame(
+    view: StreamFeatureViewSpec, transformed: pd.DataFrame, extra_columns: Mapping[str, np.ndarray] | None = None
+) -> tuple[pd.DataFrame, np.ndarray]:
     """The columns a view aggregates (plus the caller's ``extra_columns``, one value per row of
     ``transformed``), and event times in integer ms, checked for presence.
 

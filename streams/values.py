@@ -100,8 +100,10 @@ def timestamps_ms(values: list[Any]) -> list[int]:
     parse = datetime.fromisoformat
     try:
         parsed = [parse(text.replace("Z", "+00:00")) for text in values]
-        ms = [int(d.timestamp() * 1000) if d.tzinfo is not None and not d.microsecond % 1000 else parse_timestamp_ms(text)
-              for d, text in zip(parsed, values, strict=True)]
+        ms = [
+            int(d.timestamp() * 1000) if d.tzinfo is not None and not d.microsecond % 1000 else parse_timestamp_ms(text)
+            for d, text in zip(parsed, values, strict=True)
+        ]
     except OverflowError:
         raise ValueError("a value is outside the years a timestamp may have") from None
     if ms and (min(ms) < TIMESTAMP_MIN_MS or max(ms) > TIMESTAMP_MAX_MS):

@@ -86,8 +86,9 @@ def aggregation_windows(
         return [lifetime_bounds(t_ms, lifetime_start_ms, interval_ms)]
     if kind == WindowKind.SERIES:
         end = window_end(t_ms, interval_ms)
-        relative = series_windows(aggregation.series_start_ms, aggregation.series_end_ms,
-                                  aggregation.series_step_ms, aggregation.window_ms)
+        relative = series_windows(
+            aggregation.series_start_ms, aggregation.series_end_ms, aggregation.series_step_ms, aggregation.window_ms
+        )
         return [(end + start, end + stop) for start, stop in relative]
     raise ValueError(f"unknown window kind {kind!r} of {aggregation.name!r}")
 

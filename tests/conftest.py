@@ -36,9 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "kafka: needs a Kafka broker (started locally unless FEATUREBUS_KAFKA_BOOTSTRAP is set)",
     )
-    config.addinivalue_line(
-        "markers", "e2e: end-to-end over the real stack (Kafka, stream engine, serving)"
-    )
+    config.addinivalue_line("markers", "e2e: end-to-end over the real stack (Kafka, stream engine, serving)")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -65,9 +63,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 class TopicFactory(Protocol):
-    def __call__(
-        self, partitions: int = 1, compacted: bool = False, name: str | None = None
-    ) -> str: ...
+    def __call__(self, partitions: int = 1, compacted: bool = False, name: str | None = None) -> str: ...
 
 
 @pytest.fixture
@@ -113,6 +109,4 @@ def _wait_until_topic_has_leaders(admin: AdminClient, topic: str, partitions: in
         ):
             return
         time.sleep(0.05)
-    raise TimeoutError(
-        f"topic {topic} had no leader for every partition after {_ADMIN_TIMEOUT_S:g}s"
-    )
+    raise TimeoutError(f"topic {topic} had no leader for every partition after {_ADMIN_TIMEOUT_S:g}s")

@@ -102,8 +102,10 @@ def check(modules: Mapping[str, str]) -> list[Violation]:
                     f"higher layer '{LAYERS[layer][0]}'"
                 )
             elif layer == importer_layer and prefix != importer_prefix:
-                violations.append(f"{module} imports {target}: the runtimes {importer_prefix} and {prefix} are "
-                                  f"independent and may not import each other")
+                violations.append(
+                    f"{module} imports {target}: the runtimes {importer_prefix} and {prefix} are "
+                    f"independent and may not import each other"
+                )
             source_package = _package(module, packages)
             target_package = _package(target, packages)
             if source_package != target_package:

@@ -64,12 +64,16 @@ def main(repo: Path, features: Path, spine_path: Path, kind: str) -> None:
         entity_df=spine, features=[f"user_transaction_stats:{name}" for name in FEATURES]
     ).to_df()
     seconds = time.perf_counter() - started
-    print(json.dumps({
-        "seconds": seconds,
-        "rows": len(frame),
-        "non_null": int(frame[list(FEATURES)[-1]].notna().sum()),
-        "peak_rss_bytes": _peak_rss_bytes(),
-    }))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "rows": len(frame),
+                "non_null": int(frame[list(FEATURES)[-1]].notna().sum()),
+                "peak_rss_bytes": _peak_rss_bytes(),
+            }
+        )
+    )
 
 
 def _peak_rss_bytes() -> int:

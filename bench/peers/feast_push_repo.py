@@ -28,7 +28,7 @@ offline_store:
 entity_key_serialization_version: 3
 """
 
-DEFINITIONS = '''\
+DEFINITIONS = """\
 from datetime import timedelta
 
 from feast import Entity, FeatureView, Field, FileSource, PushSource
@@ -49,7 +49,7 @@ user_clicks = FeatureView(
     online=True,
     source=clicks_push,
 )
-'''
+"""
 
 
 def main(argv: list[str]) -> int:
@@ -58,9 +58,14 @@ def main(argv: list[str]) -> int:
     repo = Path(argv[0])
     (repo / "data").mkdir(parents=True, exist_ok=True)
     history = (repo / "data" / "clicks.parquet").resolve()
-    pd.DataFrame({"user_id": pd.Series([], dtype="string"), "price": pd.Series([], dtype="float64"),
-                  "quantity": pd.Series([], dtype="int64"),
-                  "ts": pd.Series([], dtype="datetime64[ns, UTC]")}).to_parquet(history)
+    pd.DataFrame(
+        {
+            "user_id": pd.Series([], dtype="string"),
+            "price": pd.Series([], dtype="float64"),
+            "quantity": pd.Series([], dtype="int64"),
+            "ts": pd.Series([], dtype="datetime64[ns, UTC]"),
+        }
+    ).to_parquet(history)
     (repo / "feature_store.yaml").write_text(FEATURE_STORE_YAML)
     (repo / "definitions.py").write_text(DEFINITIONS.format(history=history))
     subprocess.run([str(Path(sys.executable).parent / "feast"), "apply"], cwd=repo, check=True)

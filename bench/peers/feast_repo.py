@@ -28,7 +28,7 @@ offline_store:
 entity_key_serialization_version: 3
 """
 
-DEFINITIONS = '''\
+DEFINITIONS = """\
 from datetime import timedelta
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource
@@ -71,7 +71,7 @@ merchant_online_volume = FeatureView(
 )
 
 fraud_detection = FeatureService(name="fraud_detection", features=[user_transaction_stats, merchant_online_volume])
-'''
+"""
 
 
 def main(argv: list[str]) -> int:

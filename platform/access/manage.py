@@ -32,8 +32,9 @@ _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 
 def validate_principal_name(name: str) -> None:
     if not name or len(name) > 100 or not set(name) <= _NAME_CHARS:
-        raise InvalidRequestError(f"invalid principal name {name!r}: use 1 to 100 letters, digits, '_', '-', '.' "
-                                  "or '@'")
+        raise InvalidRequestError(
+            f"invalid principal name {name!r}: use 1 to 100 letters, digits, '_', '-', '.' or '@'"
+        )
 
 
 class AccessAdmin:
@@ -58,8 +59,9 @@ class AccessAdmin:
             raise NotFoundError(f"no principal named {name!r} (known: {known}); `featurebus service-account list`")
         return principal
 
-    def create_principal(self, name: str, kind: PrincipalKind, *, admin: bool = False, description: str = "",
-                         created_by: str = "") -> Principal:
+    def create_principal(
+        self, name: str, kind: PrincipalKind, *, admin: bool = False, description: str = "", created_by: str = ""
+    ) -> Principal:
         validate_principal_name(name)
         if self.view.principal(name) is not None:
             raise InvalidRequestError(f"principal {name!r} already exists; pick another name")
@@ -108,17 +110,24 @@ class AccessAdmin:
         if not found:
             raise NotFoundError(f"principal {principal!r} has no role in workspace {workspace!r}")
         if self.view.principal(principal) is None:  # a format-1 key's scope: revoke the key instead
-            raise InvalidRequestError(f"{principal!r} is an earlier release's key; revoke it with "
-                                      f"`featurebus api-key revoke {principal.removeprefix('legacy-key-')}`")
+            raise InvalidRequestError(
+                f"{principal!r} is an earlier release's key; revoke it with "
+                f"`featurebus api-key revoke {principal.removeprefix('legacy-key-')}`"
+            )
         self._put(binding_key(principal, workspace), None)
         return found[0]
 
-    def create_service_account_key(self, workspace: str, role: Role, description: str = "",
-                                   created_by: str = "") -> tuple[ApiKey, str]:
+    def create_service_account_key(
+        self, workspace: str, role: Role, description: str = "", created_by: str = ""
+    ) -> tuple[ApiKey, str]:
         """``api-key create --workspace W --role R``: a service account of its own, bound to ``role``
         in ``workspace``, with one key (what earlier releases' workspace-scoped keys were)."""
         name = f"sa-{secrets.token_hex(6)}"
-        self.create_principal(name, PrincipalKind.SERVICE_ACCOUNT, description=description or f"key for {workspace}",
-                              created_by=created_by)
+        self.create_principal(
+            name,
+            PrincipalKind.SERVICE_ACCOUNT,
+            description=description or f"key for {workspace}",
+            created_by=created_by,
+        )
         self.assign_role(name, workspace, role)
         return self.create_key(name, description)

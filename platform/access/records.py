@@ -73,8 +73,14 @@ class Principal:
     def from_record(cls, value: bytes) -> Principal:
         raw = orjson.loads(value)
         _check_format(raw, _PRINCIPAL_FORMAT, "principal")
-        return cls(raw["name"], PrincipalKind(raw["kind"]), bool(raw.get("admin", False)), raw.get("description", ""),
-                   raw.get("created_at", ""), raw.get("created_by", ""))
+        return cls(
+            raw["name"],
+            PrincipalKind(raw["kind"]),
+            bool(raw.get("admin", False)),
+            raw.get("description", ""),
+            raw.get("created_at", ""),
+            raw.get("created_by", ""),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,8 +90,14 @@ class RoleBinding:
     role: Role
 
     def to_record(self) -> bytes:
-        return orjson.dumps({"version": _BINDING_FORMAT, "principal": self.principal, "workspace": self.workspace,
-                             "role": self.role.label})
+        return orjson.dumps(
+            {
+                "version": _BINDING_FORMAT,
+                "principal": self.principal,
+                "workspace": self.workspace,
+                "role": self.role.label,
+            }
+        )
 
     @classmethod
     def from_record(cls, value: bytes) -> RoleBinding:
@@ -108,9 +120,16 @@ class ApiKey:
     role: str = ""
 
     def to_record(self) -> bytes:
-        return orjson.dumps({"version": KEY_FORMAT, "key_id": self.key_id, "principal": self.principal,
-                             "description": self.description, "created_at": self.created_at,
-                             "expires_at_ms": self.expires_at_ms})
+        return orjson.dumps(
+            {
+                "version": KEY_FORMAT,
+                "key_id": self.key_id,
+                "principal": self.principal,
+                "description": self.description,
+                "created_at": self.created_at,
+                "expires_at_ms": self.expires_at_ms,
+            }
+        )
 
     @property
     def legacy(self) -> bool:
@@ -128,12 +147,24 @@ def decode_key(value: bytes) -> ApiKey:
     if raw.get("version") == _LEGACY_KEY_FORMAT:
         if raw["role"] not in LEGACY_ROLES:
             raise ValueError(f"unknown legacy role {raw['role']!r}")
-        return ApiKey(raw["key_id"], legacy_principal(raw["key_id"]), raw.get("description", ""),
-                      raw.get("created_at", ""), None, raw["workspace"], raw["role"])
+        return ApiKey(
+            raw["key_id"],
+            legacy_principal(raw["key_id"]),
+            raw.get("description", ""),
+            raw.get("created_at", ""),
+            None,
+            raw["workspace"],
+            raw["role"],
+        )
     _check_format(raw, KEY_FORMAT, "api key")
     expires = raw.get("expires_at_ms")
-    return ApiKey(raw["key_id"], raw["principal"], raw.get("description", ""), raw.get("created_at", ""),
-                  int(expires) if expires is not None else None)
+    return ApiKey(
+        raw["key_id"],
+        raw["principal"],
+        raw.get("description", ""),
+        raw.get("created_at", ""),
+        int(expires) if expires is not None else None,
+    )
 
 
 def principal_key(name: str) -> bytes:

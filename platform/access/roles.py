@@ -100,5 +100,7 @@ def parse_role(text: str) -> Role:
         return Role[lowered.upper()]
     except KeyError:
         names = ", ".join(r.label for r in Role)
-        raise InvalidRequestError(f"unknown role {text!r}; use one of: {names} (or the earlier reader, writer, "
-                                  "admin: consumer, editor, owner)") from None
+        raise InvalidRequestError(
+            f"unknown role {text!r}; use one of: {names} (or the earlier reader, writer, "
+            "admin: consumer, editor, owner)"
+        ) from None

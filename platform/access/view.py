@@ -77,9 +77,9 @@ class AccessView:
             with self._lock:
                 self._callers = {}
                 if key.startswith(PRINCIPAL_PREFIX):
-                    self._apply_principal(key[len(PRINCIPAL_PREFIX):].decode(), value)
+                    self._apply_principal(key[len(PRINCIPAL_PREFIX) :].decode(), value)
                 elif key.startswith(BINDING_PREFIX):
-                    self._apply_binding(key[len(BINDING_PREFIX):].decode(), value)
+                    self._apply_binding(key[len(BINDING_PREFIX) :].decode(), value)
                 else:
                     self._apply_key(key.decode("utf-8", errors="replace"), value)
         except (ValueError, KeyError, TypeError) as exc:
@@ -130,11 +130,17 @@ class AccessView:
     def bindings(self, *, principal: str | None = None, workspace: str | None = None) -> list[RoleBinding]:
         """Role bindings (format-1 keys' scopes included), filtered by principal and/or workspace."""
         found = [RoleBinding(p, w, r) for (p, w), r in list(self._bindings.items())]
-        found += [RoleBinding(k.principal, k.workspace, LEGACY_ROLES[k.role]) for k in list(self._keys.values())
-                  if k.legacy]
-        return sorted((b for b in found if (principal is None or b.principal == principal)
-                       and (workspace is None or b.workspace == workspace)),
-                      key=lambda b: (b.workspace, b.principal))
+        found += [
+            RoleBinding(k.principal, k.workspace, LEGACY_ROLES[k.role]) for k in list(self._keys.values()) if k.legacy
+        ]
+        return sorted(
+            (
+                b
+                for b in found
+                if (principal is None or b.principal == principal) and (workspace is None or b.workspace == workspace)
+            ),
+            key=lambda b: (b.workspace, b.principal),
+        )
 
     # -- checking requests ---------------------------------------------------------------------------
     def authenticate(self, authorization_header: str | None) -> Caller:
@@ -151,22 +157,25 @@ class AccessView:
         cached = self._callers.get(digest)
         caller, expires_at_ms = cached if cached is not None else self._resolve(digest)
         if expires_at_ms is not None and self._clock_s() * 1000 >= expires_at_ms:
-            raise AuthenticationError(f"API key {caller.key_id} has expired; ask an admin for a new one "
-                                      "(`featurebus api-key create`)")
+            raise AuthenticationError(
+                f"API key {caller.key_id} has expired; ask an admin for a new one (`featurebus api-key create`)"
+            )
         return caller
 
     def _resolve(self, digest: str) -> tuple[Caller, int | None]:
         key = self._keys.get(digest)
         if key is None:
             raise AuthenticationError(
-                f"unknown or revoked API key: ask an admin for one (`featurebus api-key create`) and {_HOW_TO}")
+                f"unknown or revoked API key: ask an admin for one (`featurebus api-key create`) and {_HOW_TO}"
+            )
         if key.legacy:
             caller = Caller(key.principal, key.key_id, False, (key.workspace, LEGACY_ROLES[key.role]))
         else:
             principal = self._principals.get(key.principal)
             if principal is None:
                 raise AuthenticationError(
-                    f"API key {key.key_id} belongs to principal {key.principal!r}, which was deleted")
+                    f"API key {key.key_id} belongs to principal {key.principal!r}, which was deleted"
+                )
             caller = Caller(principal.name, key.key_id, principal.admin)
         callers = self._callers  # a record applied meanwhile swapped in a new (empty) dict
         callers[digest] = (caller, key.expires_at_ms)
@@ -190,26 +199,34 @@ class AccessView:
         if caller.legacy_scope is not None:  # an earlier release's key: it has one workspace, one role
             scope, legacy_role = caller.legacy_scope
             if workspace is not None and scope != workspace:
-                raise PermissionDeniedError(f"API key {caller.key_id} is scoped to workspace {scope!r}, not "
-                                            f"{workspace!r}; use a key created for {workspace!r}")
+                raise PermissionDeniedError(
+                    f"API key {caller.key_id} is scoped to workspace {scope!r}, not "
+                    f"{workspace!r}; use a key created for {workspace!r}"
+                )
             earlier = {role: name for name, role in LEGACY_ROLES.items()}
             if needed is None:
                 wanted = "the instance admin role"
             else:
-                wanted = f"'{needed.label}'" + (f" (an earlier release's '{earlier[needed]}')" if needed in earlier else "")
+                wanted = f"'{needed.label}'" + (
+                    f" (an earlier release's '{earlier[needed]}')" if needed in earlier else ""
+                )
             raise PermissionDeniedError(
                 f"API key {caller.key_id} has role '{earlier.get(legacy_role, legacy_role.label)}' "
                 f"({legacy_role.label}) but {action.value} needs {wanted}; create a key with that role "
-                "(`featurebus api-key create --role ...`)")
+                "(`featurebus api-key create --role ...`)"
+            )
         held = f"role {role.label!r}" if role is not None else "no role"
         where = f"in workspace {workspace!r}" if workspace is not None else "on this instance"
         if needed is None:
-            raise PermissionDeniedError(f"principal {caller.principal!r} may not {action.value} {where}: this needs "
-                                        "the instance admin role; ask an admin to do it")
+            raise PermissionDeniedError(
+                f"principal {caller.principal!r} may not {action.value} {where}: this needs "
+                "the instance admin role; ask an admin to do it"
+            )
         raise PermissionDeniedError(
             f"principal {caller.principal!r} has {held} {where}, but {action.value} needs {needed.label!r} or higher; "
             f"ask an owner: `featurebus access-control assign-role --principal {caller.principal} "
-            f"--role {needed.label} -w {workspace}`")
+            f"--role {needed.label} -w {workspace}`"
+        )
 
     def authorize(self, authorization_header: str | None, workspace: str | None, action: Action) -> Caller:
         """``authenticate`` then ``permit``."""

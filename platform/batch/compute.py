@@ -64,9 +64,12 @@ class BatchTransformation:
 
     def __init__(self, view: BatchFeatureViewSpec) -> None:
         spec = view.transformation
-        self._function = load_function(_without_defaults(spec.code, spec.function_name), spec.function_name,
-                                       f"transformation {spec.function_name!r}",
-                                       {"materialization_context": materialization_context, "FilterContext": FilterContext})
+        self._function = load_function(
+            _without_defaults(spec.code, spec.function_name),
+            spec.function_name,
+            f"transformation {spec.function_name!r}",
+            {"materialization_context": materialization_context, "FilterContext": FilterContext},
+        )
         self._view = view
 
     def apply(self, inputs: Sequence[pd.DataFrame], context: MaterializationContext) -> pd.DataFrame:
@@ -75,11 +78,14 @@ class BatchTransformation:
         try:
             result = self._function(*inputs, **kwargs)
         except Exception as exc:
-            raise TransformationError(f"batch feature view {self._view.name!r}: transformation {name!r} raised "
-                                      f"{type(exc).__name__}: {exc}") from exc
+            raise TransformationError(
+                f"batch feature view {self._view.name!r}: transformation {name!r} raised {type(exc).__name__}: {exc}"
+            ) from exc
         if not isinstance(result, pd.DataFrame):
-            raise TransformationError(f"batch feature view {self._view.name!r}: transformation {name!r} returned "
-                                      f"{type(result).__name__}; return a pandas DataFrame")
+            raise TransformationError(
+                f"batch feature view {self._view.name!r}: transformation {name!r} returned "
+                f"{type(result).__name__}; return a pandas DataFrame"
+            )
         return result
 
 
@@ -103,8 +109,9 @@ def table_frame(table: pa.Table) -> pd.DataFrame:
     frame: pd.DataFrame = table.to_pandas()
     for field in table.schema:
         if pa.types.is_map(field.type):
-            frame[field.name] = pd.Series([None if v is None else dict(v) for v in table.column(field.name).to_pylist()],
-                                          dtype=object)
+            frame[field.name] = pd.Series(
+                [None if v is None else dict(v) for v in table.column(field.name).to_pylist()], dtype=object
+            )
         elif pa.types.is_list(field.type) or pa.types.is_struct(field.type):
             frame[field.name] = table.column(field.name).to_pylist()
     return frame
@@ -116,8 +123,11 @@ def output_columns(view: BatchFeatureViewSpec, inputs: Sequence[Sequence[FieldSp
     frames = []
     for fields in inputs:
         stamps = [f.name for f in fields if f.dtype == "timestamp"]
-        frames.append(decode_json_records([], list(fields), stamps[0] if stamps else "").frame if stamps
-                      else pd.DataFrame({f.name: pd.Series(dtype=object) for f in fields}))
+        frames.append(
+            decode_json_records([], list(fields), stamps[0] if stamps else "").frame
+            if stamps
+            else pd.DataFrame({f.name: pd.Series(dtype=object) for f in fields})
+        )
     try:
         result = BatchTransformation(view).apply(frames, MaterializationContext())
     except FeaturebusError:
@@ -125,8 +135,9 @@ def output_columns(view: BatchFeatureViewSpec, inputs: Sequence[Sequence[FieldSp
     return {str(c) for c in result.columns}
 
 
-def view_rows(view: BatchFeatureViewSpec, transformed: pd.DataFrame, start_ms: int,
-              end_ms: int) -> tuple[pd.DataFrame, np.ndarray]:
+def view_rows(
+    view: BatchFeatureViewSpec, transformed: pd.DataFrame, start_ms: int, end_ms: int
+) -> tuple[pd.DataFrame, np.ndarray]:
     """The view's output rows (join keys, timestamp, feature columns) with a timestamp in
     ``[start_ms, end_ms)`` and not before ``feature_start_time``, sorted by time (stable), and
     their times in ms. Rows with a null join key or timestamp belong to no entity: dropped."""
@@ -143,11 +154,14 @@ def view_tiles(compiled: CompiledView, rows: pd.DataFrame, ts_ms: np.ndarray) ->
     return batch_tiles(compiled, rows, ts_ms)
 
 
-def compute_rows(view: BatchFeatureViewSpec, inputs: Sequence[pd.DataFrame], start_ms: int,
-                 end_ms: int) -> tuple[pd.DataFrame, np.ndarray]:
+def compute_rows(
+    view: BatchFeatureViewSpec, inputs: Sequence[pd.DataFrame], start_ms: int, end_ms: int
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Run the transformation on its inputs (already read for ``source_range``) and keep the
     output rows of ``[start_ms, end_ms)`` (``view_rows``)."""
     lo, hi = source_range(view, start_ms, end_ms)
-    context = MaterializationContext(ms_to_datetime(lo), ms_to_datetime(hi), timedelta(milliseconds=view.batch_schedule_ms))
+    context = MaterializationContext(
+        ms_to_datetime(lo), ms_to_datetime(hi), timedelta(milliseconds=view.batch_schedule_ms)
+    )
     transformed = BatchTransformation(view).apply(inputs, context)
     return view_rows(view, transformed, start_ms, end_ms)

@@ -20,8 +20,9 @@ def computed_per_window(view: BatchFeatureViewSpec) -> bool:
     return view.incremental_backfills or any(r.relative for r in view.source_ranges)
 
 
-def read_inputs(spec: WorkspaceSpec, view: BatchFeatureViewSpec, lo_ms: int, hi_ms: int,
-                window: tuple[int, int] | None = None) -> list[pd.DataFrame]:
+def read_inputs(
+    spec: WorkspaceSpec, view: BatchFeatureViewSpec, lo_ms: int, hi_ms: int, window: tuple[int, int] | None = None
+) -> list[pd.DataFrame]:
     """Each source's rows in ``[lo_ms, hi_ms)``, all of them for ``source.unfiltered()``, and for
     ``source.select_range(...)`` its range evaluated for the materialization ``window`` (the
     ``[start, end)`` being computed; default ``[lo_ms, hi_ms)``), as Tecton evaluates it."""
@@ -44,7 +45,9 @@ def read_inputs(spec: WorkspaceSpec, view: BatchFeatureViewSpec, lo_ms: int, hi_
         elif name in stream:
             table = read_stream_history(stream[name], lo, hi)
         else:
-            raise DefinitionError(f"batch feature view {view.name!r} reads source {name!r}, which workspace "
-                                  f"{spec.name!r} does not have; re-apply the repository")
+            raise DefinitionError(
+                f"batch feature view {view.name!r} reads source {name!r}, which workspace "
+                f"{spec.name!r} does not have; re-apply the repository"
+            )
         frames.append(table_frame(table))
     return frames

@@ -57,7 +57,9 @@ def rows_table(view: BatchFeatureViewSpec, rows: pd.DataFrame, ts_ms: np.ndarray
     return table.append_column(view.timestamp_field, pa.array(ts_ms, type=pa.int64()).cast(_TIMESTAMP))
 
 
-def _stale_tiles(compiled: CompiledView, previous: pa.Table | None, current: set[tuple[bytes, int]]) -> list[tuple[bytes, int]]:
+def _stale_tiles(
+    compiled: CompiledView, previous: pa.Table | None, current: set[tuple[bytes, int]]
+) -> list[tuple[bytes, int]]:
     if previous is None or not previous.num_rows:
         return []
     rows, ts_ms = view_input_frame(compiled.spec, table_frame(previous))
@@ -98,17 +100,21 @@ def materialize_view(
     Idempotent: running a range again writes the same files and record keys."""
     view_spec = spec.batch_view(view)
     if not spec.live:
-        raise InvalidRequestError(f"workspace {spec.name!r} is a development workspace, which is never "
-                                  "materialized; materialize in a live workspace (`featurebus workspace create "
-                                  "NAME --live`), or compute ad hoc with get_features_for_events")
+        raise InvalidRequestError(
+            f"workspace {spec.name!r} is a development workspace, which is never "
+            "materialized; materialize in a live workspace (`featurebus workspace create "
+            "NAME --live`), or compute ad hoc with get_features_for_events"
+        )
     if not online and not offline:
         raise InvalidRequestError("materialize at least one of online or offline")
     if online and not view_spec.online:
-        raise InvalidRequestError(f"batch feature view {view!r} has online=False; set online=True and re-apply, "
-                                  "or materialize offline only")
+        raise InvalidRequestError(
+            f"batch feature view {view!r} has online=False; set online=True and re-apply, or materialize offline only"
+        )
     if offline and not view_spec.offline:
-        raise InvalidRequestError(f"batch feature view {view!r} has offline=False; set offline=True and re-apply, "
-                                  "or materialize online only")
+        raise InvalidRequestError(
+            f"batch feature view {view!r} has offline=False; set offline=True and re-apply, or materialize online only"
+        )
     start_ms, end_ms = aligned_range(view_spec, to_epoch_ms(start), to_epoch_ms(end))
     compiled = compiled_view(spec, view_spec)
     if offline:
@@ -118,25 +124,37 @@ def materialize_view(
     progress(0.0)
     for done, (lo, hi) in enumerate(chunks):
         if cancelled():
-            return MaterializationResult(view, from_epoch_ms(start_ms), from_epoch_ms(end_ms), rows_written, tiles_written,
-                                         files, cancelled=True)
+            return MaterializationResult(
+                view, from_epoch_ms(start_ms), from_epoch_ms(end_ms), rows_written, tiles_written, files, cancelled=True
+            )
         read_lo, read_hi = source_range(view_spec, lo, hi)
         rows, ts_ms = compute_rows(view_spec, read_inputs(spec, view_spec, read_lo, read_hi, (lo, hi)), lo, hi)
         # What an earlier run of this range wrote (known when it was materialized offline): its
         # tiles that this run does not rewrite are deleted online, so a re-run after the source
         # changed leaves no stale tile behind.
-        previous = (read_rows(Path(data_dir), spec.name, view, view_spec.timestamp_field, lo, hi)
-                    if online and offline else None)
+        previous = (
+            read_rows(Path(data_dir), spec.name, view, view_spec.timestamp_field, lo, hi)
+            if online and offline
+            else None
+        )
         if offline:
-            files += len(replace_range(Path(data_dir), spec.name, view, view_spec.timestamp_field, lo, hi,
-                                       rows_table(view_spec, rows, ts_ms)))
+            files += len(
+                replace_range(
+                    Path(data_dir),
+                    spec.name,
+                    view,
+                    view_spec.timestamp_field,
+                    lo,
+                    hi,
+                    rows_table(view_spec, rows, ts_ms),
+                )
+            )
             rows_written += len(rows)
         if online:
             tiles = view_tiles(compiled, rows, ts_ms)
             removed = _stale_tiles(compiled, previous, {(t.entity_key, t.tile_start_ms) for t in tiles})
             tiles_written += publish_tiles(bootstrap, spec.name, view, tiles, removed)
         progress((done + 1) / len(chunks))
-    return MaterializationResult(view, from_epoch_ms(start_ms), from_epoch_ms(end_ms), rows_written, tiles_written, files)
-
-
-
+    return MaterializationResult(
+        view, from_epoch_ms(start_ms), from_epoch_ms(end_ms), rows_written, tiles_written, files
+    )

@@ -94,9 +94,11 @@ def _load_manifest(directory: Path) -> tuple[int, list[ViewPart]] | None:
     if document.get("format") != _MANIFEST_FORMAT:
         raise InvalidRequestError(
             f"{directory / MANIFEST} has format {document.get('format')!r}, this featurebus reads format "
-            f"{_MANIFEST_FORMAT}; upgrade featurebus, or delete {directory} and materialize the view again")
-    parts = [ViewPart(directory / p["file"], int(p["lo_ms"]), int(p["hi_ms"]), int(p["rows"]))
-             for p in document["parts"]]
+            f"{_MANIFEST_FORMAT}; upgrade featurebus, or delete {directory} and materialize the view again"
+        )
+    parts = [
+        ViewPart(directory / p["file"], int(p["lo_ms"]), int(p["hi_ms"]), int(p["rows"])) for p in document["parts"]
+    ]
     return int(document["version"]), parts
 
 
@@ -120,16 +122,25 @@ def _write(directory: Path, lo_ms: int, hi_ms: int, table: pa.Table) -> ViewPart
     data = sink.getvalue().to_pybytes()
     path = folder / f"part-{lo_ms}-{hi_ms}-{hashlib.blake2b(data, digest_size=8).hexdigest()}.parquet"
     tmp = folder / f"_part-{lo_ms}-{hi_ms}-{os.getpid()}.tmp"
-    atomic_write(path, data, temporary=tmp)  # same name, same bytes: replacing a live file changes nothing a reader sees
+    atomic_write(
+        path, data, temporary=tmp
+    )  # same name, same bytes: replacing a live file changes nothing a reader sees
     return ViewPart(path, lo_ms, hi_ms, table.num_rows)
 
 
 def _swap_manifest(directory: Path, version: int, parts: list[ViewPart]) -> None:
-    document = {"format": _MANIFEST_FORMAT, "version": version, "parts": [
-        {"file": f"{p.path.parent.name}/{p.path.name}", "lo_ms": p.lo_ms, "hi_ms": p.hi_ms, "rows": p.rows}
-        for p in sorted(parts, key=lambda p: p.lo_ms)]}
+    document = {
+        "format": _MANIFEST_FORMAT,
+        "version": version,
+        "parts": [
+            {"file": f"{p.path.parent.name}/{p.path.name}", "lo_ms": p.lo_ms, "hi_ms": p.hi_ms, "rows": p.rows}
+            for p in sorted(parts, key=lambda p: p.lo_ms)
+        ],
+    }
     tmp = directory / f"_manifest-{os.getpid()}.tmp"
-    atomic_write(directory / MANIFEST, orjson.dumps(document), temporary=tmp)  # the switch from the old set of files to the new
+    atomic_write(
+        directory / MANIFEST, orjson.dumps(document), temporary=tmp
+    )  # the switch from the old set of files to the new
 
 
 def _remove_unlisted(directory: Path, parts: list[ViewPart], folders: set[Path] | None) -> None:
@@ -165,8 +176,9 @@ def _between(table: pa.Table, timestamp_field: str, lo_ms: int, hi_ms: int) -> p
     return table.filter(pc.and_(pc.greater_equal(ms, lo_ms), pc.less(ms, hi_ms)))
 
 
-def replace_range(root: Path, workspace: str, view: str, timestamp_field: str, start_ms: int, end_ms: int,
-                  rows: pa.Table) -> list[Path]:
+def replace_range(
+    root: Path, workspace: str, view: str, timestamp_field: str, start_ms: int, end_ms: int, rows: pa.Table
+) -> list[Path]:
     """Make ``rows`` (all with a timestamp in ``[start_ms, end_ms)``) the view's rows of that range,
     atomically for readers; returns the files written for the range (one per UTC date)."""
     directory = view_dir(root, workspace, view)
@@ -181,8 +193,11 @@ def replace_range(root: Path, workspace: str, view: str, timestamp_field: str, s
         parts = [p for p in live if p not in overlapping]
         # Rows of other ranges' files that lie outside this range keep a file of their own span.
         for part in overlapping:
-            pieces = [(lo, hi) for lo, hi in ((part.lo_ms, min(part.hi_ms, start_ms)),
-                                             (max(part.lo_ms, end_ms), part.hi_ms)) if lo < hi]
+            pieces = [
+                (lo, hi)
+                for lo, hi in ((part.lo_ms, min(part.hi_ms, start_ms)), (max(part.lo_ms, end_ms), part.hi_ms))
+                if lo < hi
+            ]
             if not pieces:
                 continue  # wholly inside the range
             old = pq.read_table(part.path)
@@ -227,5 +242,7 @@ def read_rows(root: Path, workspace: str, view: str, timestamp_field: str, lo_ms
         except FileNotFoundError:
             if _live(directory)[0] == version:
                 raise  # not a concurrent replacement: a file of the current manifest is missing
-    raise InvalidRequestError(f"batch view {view!r} of workspace {workspace!r}: its offline files kept changing "
-                              f"while being read ({_READ_ATTEMPTS} attempts); retry when its materialization ends")
+    raise InvalidRequestError(
+        f"batch view {view!r} of workspace {workspace!r}: its offline files kept changing "
+        f"while being read ({_READ_ATTEMPTS} attempts); retry when its materialization ends"
+    )

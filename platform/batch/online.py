@@ -22,8 +22,14 @@ __all__ = ["publish_tiles"]
 _POLL_EVERY = 10_000
 
 
-def publish_tiles(bootstrap: str, workspace: str, view: str, tiles: Sequence[TileUpdate],
-                  removed: Sequence[tuple[bytes, int]] = (), cancelled: Callable[[], bool] = lambda: False) -> int:
+def publish_tiles(
+    bootstrap: str,
+    workspace: str,
+    view: str,
+    tiles: Sequence[TileUpdate],
+    removed: Sequence[tuple[bytes, int]] = (),
+    cancelled: Callable[[], bool] = lambda: False,
+) -> int:
     """Write ``tiles`` to the view's feature topic (created if missing), and tombstones for the
     ``removed`` (entity key, tile start) pairs: tiles an earlier run of the range wrote that this
     run no longer has (the source's rows changed). Returns how many tiles were written."""
@@ -34,7 +40,9 @@ def publish_tiles(bootstrap: str, workspace: str, view: str, tiles: Sequence[Til
         for entity_key, start_ms in removed:
             producer.produce(topic, None, tile_key(entity_key, start_ms, BATCH_SHARD))
         for tile in tiles:
-            producer.produce(topic, encode_partials(tile.partials), tile_key(tile.entity_key, tile.tile_start_ms, BATCH_SHARD))
+            producer.produce(
+                topic, encode_partials(tile.partials), tile_key(tile.entity_key, tile.tile_start_ms, BATCH_SHARD)
+            )
             written += 1
             if written % _POLL_EVERY == 0:
                 producer.poll(0)

@@ -39,8 +39,11 @@ __all__ = [
 ]
 
 _TIMESTAMP = pa.timestamp("ms", tz="UTC")
-_EXTENSIONS = {FileFormat.PARQUET: (".parquet", ".parq"), FileFormat.CSV: (".csv",),
-               FileFormat.JSON: (".json", ".jsonl", ".ndjson")}
+_EXTENSIONS = {
+    FileFormat.PARQUET: (".parquet", ".parq"),
+    FileFormat.CSV: (".csv",),
+    FileFormat.JSON: (".json", ".jsonl", ".ndjson"),
+}
 
 
 class BatchSourceError(FeaturebusError):
@@ -55,8 +58,10 @@ def _local_path(uri: str) -> str:
     if uri.startswith("file://"):
         return uri[len("file://") :]
     if "://" in uri:
-        raise BatchSourceError(f"FileConfig uri {uri!r}: only local paths are read (no object stores); copy the "
-                               "files to a local folder and use its path, or file:///path")
+        raise BatchSourceError(
+            f"FileConfig uri {uri!r}: only local paths are read (no object stores); copy the "
+            "files to a local folder and use its path, or file:///path"
+        )
     return uri
 
 
@@ -68,8 +73,11 @@ def resolve_files(config: FileConfigSpec) -> list[Path]:
     target = Path(path)
     if target.is_dir():
         extensions = _EXTENSIONS[config.file_format]
-        return sorted(p for p in target.rglob("*") if p.is_file() and p.suffix.lower() in extensions
-                      and not p.name.startswith((".", "_")))
+        return sorted(
+            p
+            for p in target.rglob("*")
+            if p.is_file() and p.suffix.lower() in extensions and not p.name.startswith((".", "_"))
+        )
     return [target] if target.is_file() else []
 
 
@@ -122,18 +130,24 @@ def _as_timestamp(column: pa.ChunkedArray, what: str, name: str) -> pa.ChunkedAr
         try:
             parsed = pd.to_datetime(pd.Series(column.to_pylist(), dtype=object), utc=True, format="ISO8601")
         except (ValueError, TypeError) as exc:
-            raise BatchSourceError(f"{what}: timestamp column {name!r} holds text that is not an ISO-8601 time "
-                                   f"({exc}); write times as ISO-8601 (2024-05-01T12:00:00Z) or epoch "
-                                   "milliseconds") from None
+            raise BatchSourceError(
+                f"{what}: timestamp column {name!r} holds text that is not an ISO-8601 time "
+                f"({exc}); write times as ISO-8601 (2024-05-01T12:00:00Z) or epoch "
+                "milliseconds"
+            ) from None
         return pa.chunked_array([pa.array(parsed.dt.as_unit("ms"), type=_TIMESTAMP, from_pandas=True)])
-    raise BatchSourceError(f"{what}: timestamp column {name!r} has type {kind}; it must be a timestamp, an ISO-8601 "
-                           "string or epoch milliseconds")
+    raise BatchSourceError(
+        f"{what}: timestamp column {name!r} has type {kind}; it must be a timestamp, an ISO-8601 "
+        "string or epoch milliseconds"
+    )
 
 
 def _filter(table: pa.Table, what: str, timestamp_field: str, start_ms: int | None, end_ms: int | None) -> pa.Table:
     if timestamp_field not in table.column_names:
-        raise BatchSourceError(f"{what}: the timestamp field {timestamp_field!r} is not a column "
-                               f"(columns: {', '.join(table.column_names)}); set timestamp_field= to one of them")
+        raise BatchSourceError(
+            f"{what}: the timestamp field {timestamp_field!r} is not a column "
+            f"(columns: {', '.join(table.column_names)}); set timestamp_field= to one of them"
+        )
     index = table.column_names.index(timestamp_field)
     table = table.set_column(index, timestamp_field, _as_timestamp(table.column(index), what, timestamp_field))
     if start_ms is None and end_ms is None:
@@ -147,35 +161,46 @@ def _filter(table: pa.Table, what: str, timestamp_field: str, start_ms: int | No
     return table.filter(keep)
 
 
-def read_file_config(what: str, config: FileConfigSpec, start_ms: int | None, end_ms: int | None,
-                     timestamp_field: str | None = None) -> pa.Table:
+def read_file_config(
+    what: str, config: FileConfigSpec, start_ms: int | None, end_ms: int | None, timestamp_field: str | None = None
+) -> pa.Table:
     """Rows of a FileConfig's files in ``[start_ms, end_ms)`` by ``timestamp_field`` (default:
     the config's; no time filter at all when neither is set and the range is unbounded)."""
     files = resolve_files(config)
     if not files:
-        raise BatchSourceError(f"{what}: FileConfig uri {config.uri!r} matches no {config.file_format} file; "
-                               "check the path (a file, a folder or a glob)")
+        raise BatchSourceError(
+            f"{what}: FileConfig uri {config.uri!r} matches no {config.file_format} file; "
+            "check the path (a file, a folder or a glob)"
+        )
     tables = []
     for path in files:
         try:
             tables.append(_read_file(path, config.file_format))
         except (pa.ArrowInvalid, OSError) as exc:
-            raise BatchSourceError(f"{what}: cannot read {path} as {config.file_format}: {exc}; fix the file or "
-                                   "FileConfig(file_format=...)") from None
+            raise BatchSourceError(
+                f"{what}: cannot read {path} as {config.file_format}: {exc}; fix the file or "
+                "FileConfig(file_format=...)"
+            ) from None
     table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     field = timestamp_field or config.timestamp_field
     if field is None:
         if start_ms is None and end_ms is None:
             return table
-        raise BatchSourceError(f"{what}: FileConfig has no timestamp_field, so its rows cannot be filtered to the "
-                               "materialization range; pass FileConfig(timestamp_field=...), or read the source "
-                               "as source.unfiltered()")
+        raise BatchSourceError(
+            f"{what}: FileConfig has no timestamp_field, so its rows cannot be filtered to the "
+            "materialization range; pass FileConfig(timestamp_field=...), or read the source "
+            "as source.unfiltered()"
+        )
     return _filter(table, what, field, start_ms, end_ms)
 
 
 def _run_custom(what: str, config: CustomBatchConfigSpec, start_ms: int | None, end_ms: int | None) -> Any:
-    function = load_function(config.code, config.function_name, f"{what}: the batch config function",
-                             {"pa": pa, "FilterContext": FilterContext})
+    function = load_function(
+        config.code,
+        config.function_name,
+        f"{what}: the batch config function",
+        {"pa": pa, "FilterContext": FilterContext},
+    )
     # data_delay (kept in the spec) tells a scheduler when a range is complete; it does not shift
     # the range the function is asked for.
     start, end = ms_to_datetime(start_ms), ms_to_datetime(end_ms)
@@ -186,8 +211,9 @@ def _run_custom(what: str, config: CustomBatchConfigSpec, start_ms: int | None, 
         raise BatchSourceError(f"{what}: the batch config function raised {type(exc).__name__}: {exc}") from exc
 
 
-def read_custom_config(what: str, config: CustomBatchConfigSpec, start_ms: int | None, end_ms: int | None,
-                       timestamp_field: str | None) -> pa.Table:
+def read_custom_config(
+    what: str, config: CustomBatchConfigSpec, start_ms: int | None, end_ms: int | None, timestamp_field: str | None
+) -> pa.Table:
     """Rows a ``@pandas_batch_config`` / ``@pyarrow_batch_config`` function returns for the range.
 
     The function gets the range as its FilterContext; its rows are filtered again by
@@ -195,21 +221,24 @@ def read_custom_config(what: str, config: CustomBatchConfigSpec, start_ms: int |
     result = _run_custom(what, config, start_ms, end_ms)
     if config.kind == BatchConfigKind.PANDAS:
         if not isinstance(result, pd.DataFrame):
-            raise BatchSourceError(f"{what}: a @pandas_batch_config function must return a pandas DataFrame, "
-                                   f"got {type(result).__name__}")
+            raise BatchSourceError(
+                f"{what}: a @pandas_batch_config function must return a pandas DataFrame, got {type(result).__name__}"
+            )
         table = pa.Table.from_pandas(result, preserve_index=False)
     else:
         if not isinstance(result, pa.Table):
-            raise BatchSourceError(f"{what}: a @pyarrow_batch_config function must return a pyarrow Table, "
-                                   f"got {type(result).__name__}")
+            raise BatchSourceError(
+                f"{what}: a @pyarrow_batch_config function must return a pyarrow Table, got {type(result).__name__}"
+            )
         table = result
     if timestamp_field is None or timestamp_field not in table.column_names:
         return table
     return _filter(table, what, timestamp_field, start_ms, end_ms)
 
 
-def read_batch_source(source: BatchSourceSpec, start_ms: int | None, end_ms: int | None,
-                      timestamp_field: str | None = None) -> pa.Table:
+def read_batch_source(
+    source: BatchSourceSpec, start_ms: int | None, end_ms: int | None, timestamp_field: str | None = None
+) -> pa.Table:
     """A batch source's rows in ``[start_ms, end_ms)`` (``None`` bounds: all of them)."""
     what = f"batch source {source.name!r}"
     if source.custom_config is not None:
@@ -234,6 +263,8 @@ def select_schema(what: str, table: pa.Table, schema: Sequence[FieldSpec]) -> pa
     """The schema's columns of ``table``, in schema order; a missing column names the fix."""
     missing = [f.name for f in schema if f.name not in table.column_names]
     if missing:
-        raise BatchSourceError(f"{what}: the files lack column {missing[0]!r} of the source's schema (they have "
-                               f"{', '.join(table.column_names)}); add it to the files or remove it from schema=")
+        raise BatchSourceError(
+            f"{what}: the files lack column {missing[0]!r} of the source's schema (they have "
+            f"{', '.join(table.column_names)}); add it to the files or remove it from schema="
+        )
     return table.select([f.name for f in schema])

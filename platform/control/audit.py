@@ -53,8 +53,16 @@ class AuditRecord:
         raw = orjson.loads(value)
         if raw.get("version") != AUDIT_FORMAT:
             raise ValueError(f"audit record version {raw.get('version')!r} is not {AUDIT_FORMAT}")
-        return cls(raw["record_id"], int(raw["time_ms"]), raw["principal"], raw["workspace"], raw["action"],
-                   Outcome(raw["outcome"]), raw["request_id"], dict(raw.get("detail") or {}))
+        return cls(
+            raw["record_id"],
+            int(raw["time_ms"]),
+            raw["principal"],
+            raw["workspace"],
+            raw["action"],
+            Outcome(raw["outcome"]),
+            raw["request_id"],
+            dict(raw.get("detail") or {}),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "outcome": self.outcome.value}

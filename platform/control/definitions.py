@@ -47,8 +47,13 @@ def parse_spec(document: Any, workspace: str) -> WorkspaceSpec:
 
 
 def workspace_summary(spec: WorkspaceSpec) -> dict[str, Any]:
-    return {"name": spec.name, "live": spec.live, "version": spec.version, "appliedAtMs": spec.applied_at_ms,
-            "objects": object_count(spec)}
+    return {
+        "name": spec.name,
+        "live": spec.live,
+        "version": spec.version,
+        "appliedAtMs": spec.applied_at_ms,
+        "objects": object_count(spec),
+    }
 
 
 class Definitions:
@@ -65,8 +70,10 @@ class Definitions:
     def _require(self, workspace: str) -> WorkspaceSpec:
         current = self._registry.get(workspace)
         if current is None:
-            raise NotFoundError(f"workspace {workspace!r} does not exist; an admin creates it with "
-                                f"`featurebus workspace create {workspace} [--live]`")
+            raise NotFoundError(
+                f"workspace {workspace!r} does not exist; an admin creates it with "
+                f"`featurebus workspace create {workspace} [--live]`"
+            )
         return current
 
     # -- workspaces ----------------------------------------------------------------------------------
@@ -74,8 +81,11 @@ class Definitions:
         """The workspaces the caller may read (every one for the admin)."""
         caller = self._guard.authenticate(call, "workspace.list")
         view = self._guard.access.view
-        return [workspace_summary(spec) for spec in list_workspaces(self._registry)
-                if caller.admin or view.role_of(caller, spec.name) is not None]
+        return [
+            workspace_summary(spec)
+            for spec in list_workspaces(self._registry)
+            if caller.admin or view.role_of(caller, spec.name) is not None
+        ]
 
     def create(self, call: Call, name: str, live: bool) -> dict[str, Any]:
         def change(_caller: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -107,11 +117,24 @@ class Definitions:
         return self._apply(call, workspace, base_version, lambda: parse_spec(document, workspace), "apply")
 
     def rollback(self, call: Call, workspace: str, version: int, base_version: int) -> dict[str, Any]:
-        return self._apply(call, workspace, base_version, lambda: read_version(self._registry, workspace, version),
-                           "rollback", {"restored": version})
+        return self._apply(
+            call,
+            workspace,
+            base_version,
+            lambda: read_version(self._registry, workspace, version),
+            "rollback",
+            {"restored": version},
+        )
 
-    def _apply(self, call: Call, workspace: str, base_version: int, desired_of: Callable[[], WorkspaceSpec], name: str,
-               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _apply(
+        self,
+        call: Call,
+        workspace: str,
+        base_version: int,
+        desired_of: Callable[[], WorkspaceSpec],
+        name: str,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         def change(_caller: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             desired: WorkspaceSpec = desired_of()
             with self._lock(workspace):
@@ -120,12 +143,16 @@ class Definitions:
                     raise ConflictError(
                         f"workspace {workspace!r} is at v{current.version}, but this plan was made against "
                         f"v{base_version}; someone applied since. Run `featurebus plan` again and review it",
-                        current.version)
+                        current.version,
+                    )
                 changes = plan(current, desired)  # DefinitionError when prevent_destroy blocks it
                 document = self._plan_document(current, changes)
                 if changes.is_empty:
                     return {**document, "applied": False, "version": current.version}, {
-                        "version": current.version, "summary": document["plan"]["summary"], **(extra or {})}
+                        "version": current.version,
+                        "summary": document["plan"]["summary"],
+                        **(extra or {}),
+                    }
                 applied = apply_workspace(self._registry, changes.apply_to(current), create_live=False)
             jobs, notes = self._enqueue_backfills(applied, changes)
             result = {**document, "applied": True, "version": applied.version, "backfillJobs": jobs, "notes": notes}
@@ -140,8 +167,11 @@ class Definitions:
     def _enqueue_backfills(self, applied: WorkspaceSpec, changes: Plan) -> tuple[list[str], list[str]]:
         """Backfills of the batch views the plan created or must recompute (stream views
         recompute inside the stream worker)."""
-        views = [(c.name, c.action != "create") for c in changes.changes
-                 if c.kind == "batch_feature_view" and c.action != "delete" and (c.action == "create" or c.rematerialize)]
+        views = [
+            (c.name, c.action != "create")
+            for c in changes.changes
+            if c.kind == "batch_feature_view" and c.action != "delete" and (c.action == "create" or c.rematerialize)
+        ]
         if not views or not applied.live:
             return [], []
         store = self._registry.jobs(applied.name)
@@ -157,15 +187,27 @@ class Definitions:
         the audit log: the registry records keep the spec only)."""
         self._guard.check(call, workspace, Action.READ_DEFINITIONS, "registry.log")
         history = self._registry.history(workspace)
-        applied_by = {int(r.detail["version"]): r.principal for r in self._guard.audit.records()
-                      if r.workspace == workspace and r.action in ("apply", "rollback") and r.outcome is Outcome.OK
-                      and isinstance(r.detail.get("version"), int)}
+        applied_by = {
+            int(r.detail["version"]): r.principal
+            for r in self._guard.audit.records()
+            if r.workspace == workspace
+            and r.action in ("apply", "rollback")
+            and r.outcome is Outcome.OK
+            and isinstance(r.detail.get("version"), int)
+        }
         rows = []
         previous = None
         for spec in history:
             summary = plan(previous, spec).summary()
-            rows.append({"version": spec.version, "appliedAtMs": spec.applied_at_ms, "appliedBy": applied_by.get(spec.version, ""),
-                         "views": len(spec.stream_feature_views), "services": len(spec.feature_services),
-                         "summary": dict(summary)})
+            rows.append(
+                {
+                    "version": spec.version,
+                    "appliedAtMs": spec.applied_at_ms,
+                    "appliedBy": applied_by.get(spec.version, ""),
+                    "views": len(spec.stream_feature_views),
+                    "services": len(spec.feature_services),
+                    "summary": dict(summary),
+                }
+            )
             previous = spec
         return rows

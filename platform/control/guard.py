@@ -35,8 +35,9 @@ class Call:
 
 
 class Guard:
-    def __init__(self, access: AccessAdmin, audit: AuditLog, *, refresh_s: float = 5.0,
-                 clock_s: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, access: AccessAdmin, audit: AuditLog, *, refresh_s: float = 5.0, clock_s: Callable[[], float] = time.time
+    ) -> None:
         self.access = access
         self.audit = audit
         self._refresh_s = refresh_s
@@ -55,12 +56,27 @@ class Guard:
                 self.access.refresh()
                 self._refreshed_at = self._clock_s()
 
-    def record(self, call: Call, principal: str, workspace: str | None, action: str, outcome: Outcome,
-               detail: dict[str, Any] | None = None) -> None:
-        self.audit.append(AuditRecord(
-            record_id=f"{call.request_id}-{next(self._sequence)}", time_ms=int(self._clock_s() * 1000),
-            principal=principal, workspace=workspace or "", action=action, outcome=outcome,
-            request_id=call.request_id, detail=detail or {}))
+    def record(
+        self,
+        call: Call,
+        principal: str,
+        workspace: str | None,
+        action: str,
+        outcome: Outcome,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        self.audit.append(
+            AuditRecord(
+                record_id=f"{call.request_id}-{next(self._sequence)}",
+                time_ms=int(self._clock_s() * 1000),
+                principal=principal,
+                workspace=workspace or "",
+                action=action,
+                outcome=outcome,
+                request_id=call.request_id,
+                detail=detail or {},
+            )
+        )
 
     def authenticate(self, call: Call, name: str, workspace: str | None = None) -> Caller:
         """The caller (any valid key); an unknown, revoked or expired one is audited and refused."""
@@ -80,11 +96,19 @@ class Guard:
             self.record(call, caller.principal, workspace, name or action.value, Outcome.DENIED, {"message": str(exc)})
             raise
 
-    def mutate(self, call: Call, workspace: str | None, action: Action | None, name: str,
-               change: Callable[[Caller], tuple[T, dict[str, Any]]]) -> T:
+    def mutate(
+        self,
+        call: Call,
+        workspace: str | None,
+        action: Action | None,
+        name: str,
+        change: Callable[[Caller], tuple[T, dict[str, Any]]],
+    ) -> T:
         """Check, run ``change`` (returning its result and the audit detail), audit the outcome.
         ``action`` None: any authenticated caller (a principal revoking its own key)."""
-        caller = self.authenticate(call, name, workspace) if action is None else self.check(call, workspace, action, name)
+        caller = (
+            self.authenticate(call, name, workspace) if action is None else self.check(call, workspace, action, name)
+        )
         try:
             result, detail = change(caller)
         except FeaturebusError as exc:

@@ -57,21 +57,40 @@ class Jobs:
         self._guard.check(call, workspace, Action.READ_JOBS, "jobs.get")
         return job_document(self._with_store(workspace, lambda store, _: find_job(store, job_id)))
 
-    def _mutate(self, call: Call, workspace: str, name: str, work: Callable[[JobStore, WorkspaceSpec], Job]) -> dict[str, Any]:
+    def _mutate(
+        self, call: Call, workspace: str, name: str, work: Callable[[JobStore, WorkspaceSpec], Job]
+    ) -> dict[str, Any]:
         def change(_caller: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             job = self._with_store(workspace, work)
             return job_document(job), {"job": job.id, "view": job.view, "attempt": job.attempt}
 
         return self._guard.mutate(call, workspace, Action.MANAGE_JOBS, name, change)
 
-    def materialize(self, call: Call, workspace: str, view: str, start_ms: int, end_ms: int, *,
-                    online: bool | None = None, offline: bool | None = None, overwrite: bool = False) -> dict[str, Any]:
-        return self._mutate(call, workspace, "jobs.materialize", lambda store, spec: submit_materialization(
-            store, spec, view, start_ms, end_ms, self._now_ms(), online=online, offline=offline, overwrite=overwrite))
+    def materialize(
+        self,
+        call: Call,
+        workspace: str,
+        view: str,
+        start_ms: int,
+        end_ms: int,
+        *,
+        online: bool | None = None,
+        offline: bool | None = None,
+        overwrite: bool = False,
+    ) -> dict[str, Any]:
+        return self._mutate(
+            call,
+            workspace,
+            "jobs.materialize",
+            lambda store, spec: submit_materialization(
+                store, spec, view, start_ms, end_ms, self._now_ms(), online=online, offline=offline, overwrite=overwrite
+            ),
+        )
 
     def compact(self, call: Call, workspace: str) -> dict[str, Any]:
-        return self._mutate(call, workspace, "jobs.compact",
-                            lambda store, spec: enqueue_compaction(store, spec, self._now_ms()))
+        return self._mutate(
+            call, workspace, "jobs.compact", lambda store, spec: enqueue_compaction(store, spec, self._now_ms())
+        )
 
     def cancel(self, call: Call, workspace: str, job_id: str) -> dict[str, Any]:
         return self._mutate(call, workspace, "jobs.cancel", lambda store, _: request_cancel(store, job_id))

@@ -49,12 +49,21 @@ class ControlPlane:
         name = BOOTSTRAP_ADMIN
         principal = admin.view.principal(name)
         if principal is None:
-            admin.create_principal(name, PrincipalKind.SERVICE_ACCOUNT, admin=True, description=description,
-                                   created_by="bootstrap")
+            admin.create_principal(
+                name, PrincipalKind.SERVICE_ACCOUNT, admin=True, description=description, created_by="bootstrap"
+            )
         elif not principal.admin:
-            raise InvalidRequestError(f"principal {name!r} exists but is not the instance admin; log in with an "
-                                      "admin's key instead (`featurebus login --url URL --key KEY`)")
+            raise InvalidRequestError(
+                f"principal {name!r} exists but is not the instance admin; log in with an "
+                "admin's key instead (`featurebus login --url URL --key KEY`)"
+            )
         key, secret = admin.create_key(name, description)
-        self.guard.record(Call(None, f"bootstrap-{key.key_id}"), "bootstrap", None, "keys.create", Outcome.OK,
-                          {"principal": name, "key": key.key_id, "admin": True, "description": description})
+        self.guard.record(
+            Call(None, f"bootstrap-{key.key_id}"),
+            "bootstrap",
+            None,
+            "keys.create",
+            Outcome.OK,
+            {"principal": name, "key": key.key_id, "admin": True, "description": description},
+        )
         return secret

@@ -24,8 +24,13 @@ def _principal_json(principal: Principal) -> dict[str, Any]:
 
 
 def _key_json(key: ApiKey) -> dict[str, Any]:
-    document = {"keyId": key.key_id, "principal": key.principal, "description": key.description,
-                "createdAt": key.created_at, "expiresAtMs": key.expires_at_ms}
+    document = {
+        "keyId": key.key_id,
+        "principal": key.principal,
+        "description": key.description,
+        "createdAt": key.created_at,
+        "expiresAtMs": key.expires_at_ms,
+    }
     if key.legacy:
         document.update(workspace=key.workspace, role=key.role)
     return document
@@ -42,8 +47,12 @@ class Access:
 
     def whoami(self, call: Call) -> dict[str, Any]:
         caller = self._guard.authenticate(call, "whoami")
-        return {"principal": caller.principal, "keyId": caller.key_id, "admin": caller.admin,
-                "roles": [_binding_json(b) for b in self._admin.view.bindings(principal=caller.principal)]}
+        return {
+            "principal": caller.principal,
+            "keyId": caller.key_id,
+            "admin": caller.admin,
+            "roles": [_binding_json(b) for b in self._admin.view.bindings(principal=caller.principal)],
+        }
 
     # -- principals ---------------------------------------------------------------------------------
     def list_principals(self, call: Call) -> list[dict[str, Any]]:
@@ -57,8 +66,9 @@ class Access:
             raise InvalidRequestError(f"unknown principal kind {kind!r}; use user or service_account") from None
 
         def change(caller: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-            created = self._admin.create_principal(name, principal_kind, admin=admin, description=description,
-                                                   created_by=caller.principal)
+            created = self._admin.create_principal(
+                name, principal_kind, admin=admin, description=description, created_by=caller.principal
+            )
             return _principal_json(created), {"principal": name, "kind": kind, "admin": admin}
 
         return self._guard.mutate(call, None, Action.MANAGE_PRINCIPALS, "principals.create", change)
@@ -76,14 +86,25 @@ class Access:
         caller = self._guard.authenticate(call, "keys.list")
         return [_key_json(k) for k in self._admin.view.api_keys() if caller.admin or k.principal == caller.principal]
 
-    def create_key(self, call: Call, *, principal: str | None, workspace: str | None, role: str | None,
-                   description: str, expires_at_ms: int | None) -> dict[str, Any]:
+    def create_key(
+        self,
+        call: Call,
+        *,
+        principal: str | None,
+        workspace: str | None,
+        role: str | None,
+        description: str,
+        expires_at_ms: int | None,
+    ) -> dict[str, Any]:
         """A key of ``principal`` (admin only), or (``workspace`` + ``role``, as ``api-key create``
         always did) a new service account bound to that role: the workspace's owner may."""
         if (principal is None) == (workspace is None):
-            raise InvalidRequestError("give either principal (a key of an existing principal) or workspace and role "
-                                      "(a new service account with that role in the workspace)")
+            raise InvalidRequestError(
+                "give either principal (a key of an existing principal) or workspace and role "
+                "(a new service account with that role in the workspace)"
+            )
         if principal is not None:
+
             def for_principal(_caller: Any) -> tuple[dict[str, Any], dict[str, Any]]:
                 key, secret = self._admin.create_key(principal, description, expires_at_ms)
                 return {**_key_json(key), "secret": secret}, {"principal": principal, "key": key.key_id}
@@ -94,8 +115,10 @@ class Access:
 
         def for_workspace(caller: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             key, secret = self._admin.create_service_account_key(workspace, bound, description, caller.principal)
-            return ({**_key_json(key), "secret": secret, "workspace": workspace, "role": bound.label},
-                    {"principal": key.principal, "key": key.key_id, "role": bound.label})
+            return (
+                {**_key_json(key), "secret": secret, "workspace": workspace, "role": bound.label},
+                {"principal": key.principal, "key": key.key_id, "role": bound.label},
+            )
 
         return self._guard.mutate(call, workspace, Action.MANAGE_ACCESS, "keys.create", for_workspace)
 
@@ -144,14 +167,19 @@ class Access:
         return self._guard.mutate(call, workspace, Action.MANAGE_ACCESS, "roles.unassign", change)
 
     # -- audit ----------------------------------------------------------------------------------------
-    def audit(self, call: Call, *, workspace: str | None, principal: str | None, since_ms: int | None,
-              limit: int = 1000) -> list[dict[str, Any]]:
+    def audit(
+        self, call: Call, *, workspace: str | None, principal: str | None, since_ms: int | None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
         """Newest last; a workspace's owner reads its records, the admin every record."""
         if workspace is None:
             self._guard.check(call, None, Action.READ_ALL_AUDIT, "audit.read")
         else:
             self._guard.check(call, workspace, Action.READ_AUDIT, "audit.read")
-        records = [r for r in self._guard.audit.records()
-                   if (workspace is None or r.workspace == workspace) and (principal is None or r.principal == principal)
-                   and (since_ms is None or r.time_ms >= since_ms)]
+        records = [
+            r
+            for r in self._guard.audit.records()
+            if (workspace is None or r.workspace == workspace)
+            and (principal is None or r.principal == principal)
+            and (since_ms is None or r.time_ms >= since_ms)
+        ]
         return [r.to_json() for r in records[-limit:]]

@@ -11,5 +11,12 @@ from featurebus.platform.flink.runtime import (
     flink_python,
 )
 
-__all__ = ["FLINK_CONNECTOR_VERSION", "FLINK_PYTHON_ENV", "FLINK_VERSION", "check_flink_installed", "ensure_flink_jars",
-           "flink_home", "flink_python"]
+__all__ = [
+    "FLINK_CONNECTOR_VERSION",
+    "FLINK_PYTHON_ENV",
+    "FLINK_VERSION",
+    "check_flink_installed",
+    "ensure_flink_jars",
+    "flink_home",
+    "flink_python",
+]

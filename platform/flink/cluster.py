@@ -49,17 +49,31 @@ class FlinkCluster:
         self.checkpoints = (home / "flink" / "checkpoints").resolve()
 
     def _env(self) -> dict[str, str]:
-        return {**os.environ, "FLINK_CONF_DIR": str(self.dir / "conf"), "FLINK_LOG_DIR": str(self.dir / "log"),
-                "FLINK_PID_DIR": str(self.dir / "pids"), "FLINK_IDENT_STRING": "featurebus",
-                "FLINK_LIB_DIR": str(self.dir / "lib")}
+        return {
+            **os.environ,
+            "FLINK_CONF_DIR": str(self.dir / "conf"),
+            "FLINK_LOG_DIR": str(self.dir / "log"),
+            "FLINK_PID_DIR": str(self.dir / "pids"),
+            "FLINK_IDENT_STRING": "featurebus",
+            "FLINK_LIB_DIR": str(self.dir / "lib"),
+        }
 
     def _script(self, name: str, *args: str) -> None:
         script = flink_home() / "bin" / name
-        result = subprocess.run(["bash", str(script), *args], env=self._env(), capture_output=True, text=True,
-                                timeout=60, check=False, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            ["bash", str(script), *args],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
         if result.returncode != 0:
-            raise FlinkUnavailableError(f"{script.name} {' '.join(args)} failed ({result.returncode}): "
-                                        f"{(result.stdout + result.stderr)[-2000:]}")
+            raise FlinkUnavailableError(
+                f"{script.name} {' '.join(args)} failed ({result.returncode}): "
+                f"{(result.stdout + result.stderr)[-2000:]}"
+            )
 
     def status(self) -> ClusterInfo | None:
         try:
@@ -79,8 +93,9 @@ class FlinkCluster:
         defaults = flink_home() / "conf"
         for name in ("log4j.properties", "log4j-console.properties", "log4j-cli.properties"):
             (self.dir / "conf" / name).write_text((defaults / name).read_text())
-        (self.dir / "conf" / "config.yaml").write_text(self._config(rest_port, rpc_port, slots_per_taskmanager)
-                                                       + _java_options(defaults / "config.yaml"))
+        (self.dir / "conf" / "config.yaml").write_text(
+            self._config(rest_port, rpc_port, slots_per_taskmanager) + _java_options(defaults / "config.yaml")
+        )
         info = ClusterInfo(rest_port, taskmanagers)
         self._script("jobmanager.sh", "start")
         for _ in range(taskmanagers):
@@ -136,8 +151,10 @@ heartbeat.timeout: 8000
             if overview is not None and overview.get("taskmanagers") == count:
                 return
             if time.monotonic() > deadline:
-                raise FlinkUnavailableError(f"the Flink cluster did not have {count} TaskManagers within {timeout_s:g}s; "
-                                            f"see the logs in {self.dir / 'log'}")
+                raise FlinkUnavailableError(
+                    f"the Flink cluster did not have {count} TaskManagers within {timeout_s:g}s; "
+                    f"see the logs in {self.dir / 'log'}"
+                )
             time.sleep(0.5)
 
     def taskmanager_pids(self) -> list[int]:

@@ -25,8 +25,15 @@ from featurebus.platform.files.atomic import atomic_write
 from featurebus.platform.kafka.runtime import default_cache_dir
 from featurebus.schemas.errors import FlinkUnavailableError, KafkaUnavailableError
 
-__all__ = ["FLINK_CONNECTOR_VERSION", "FLINK_PYTHON_ENV", "FLINK_VERSION", "check_flink_installed", "ensure_flink_jars",
-           "flink_home", "flink_python"]
+__all__ = [
+    "FLINK_CONNECTOR_VERSION",
+    "FLINK_PYTHON_ENV",
+    "FLINK_VERSION",
+    "check_flink_installed",
+    "ensure_flink_jars",
+    "flink_home",
+    "flink_python",
+]
 
 FLINK_VERSION = "2.2.1"
 """The ``apache-flink`` the connector is built for (``pyproject.toml``'s ``flink`` extra)."""
@@ -38,8 +45,10 @@ FLINK_PYTHON_ENV = "FEATUREBUS_FLINK_PYTHON"
 """A Python with ``featurebus[flink]`` installed, when it is not this one (``make bootstrap``
 makes ``.venv-flink`` beside ``.venv``: apache-flink's apache-beam pins numpy<2.2, pyarrow<17)."""
 
-_INSTALL_HINT = (f"install the Flink extra in a Python of its own: pip install 'featurebus[flink]' (apache-flink=={FLINK_VERSION}; "
-                 f"`make bootstrap` makes .venv-flink) and point {FLINK_PYTHON_ENV} at that python")
+_INSTALL_HINT = (
+    f"install the Flink extra in a Python of its own: pip install 'featurebus[flink]' (apache-flink=={FLINK_VERSION}; "
+    f"`make bootstrap` makes .venv-flink) and point {FLINK_PYTHON_ENV} at that python"
+)
 _MAVEN_TIMEOUT_S = 900
 _log = logging.getLogger(__name__)
 
@@ -60,7 +69,8 @@ def check_flink_installed() -> None:
     if installed != FLINK_VERSION:
         raise FlinkUnavailableError(
             f"apache-flink {installed} is installed, but the Kafka connector {FLINK_CONNECTOR_VERSION} is built for "
-            f"Flink {FLINK_VERSION}; {_INSTALL_HINT}")
+            f"Flink {FLINK_VERSION}; {_INSTALL_HINT}"
+        )
 
 
 def flink_python() -> str:
@@ -136,18 +146,37 @@ def _run_maven(pom: Path, output_dir: Path) -> None:
     if mvn is None:
         raise FlinkUnavailableError(
             "Apache Maven (`mvn`) is needed once to download the Flink Kafka connector but is not on PATH; install "
-            "it (e.g. `apt-get install maven`) and run `featurebus flink fetch`")
-    command = [mvn, "-q", "-B", "-Dstyle.color=never", "-f", str(pom), "dependency:copy-dependencies",
-               f"-DoutputDirectory={output_dir}", "-DincludeScope=runtime"]
+            "it (e.g. `apt-get install maven`) and run `featurebus flink fetch`"
+        )
+    command = [
+        mvn,
+        "-q",
+        "-B",
+        "-Dstyle.color=never",
+        "-f",
+        str(pom),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={output_dir}",
+        "-DincludeScope=runtime",
+    ]
     try:
-        result = subprocess.run(command, cwd=pom.parent, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                timeout=_MAVEN_TIMEOUT_S, check=False)
+        result = subprocess.run(
+            command,
+            cwd=pom.parent,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=_MAVEN_TIMEOUT_S,
+            check=False,
+        )
     except subprocess.TimeoutExpired as exc:
         raise FlinkUnavailableError(
             f"Maven did not resolve the Flink Kafka connector within {_MAVEN_TIMEOUT_S}s; check access to Maven "
-            "Central and rerun `featurebus flink fetch`") from exc
+            "Central and rerun `featurebus flink fetch`"
+        ) from exc
     if result.returncode != 0 or not any(output_dir.glob("*.jar")):
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-25:])
         raise FlinkUnavailableError(
             f"Maven failed to resolve flink-sql-connector-kafka {FLINK_CONNECTOR_VERSION} (exit code {result.returncode}); "
-            f"check access to Maven Central and rerun `featurebus flink fetch`. Command: {' '.join(command)}\n{tail}")
+            f"check access to Maven Central and rerun `featurebus flink fetch`. Command: {' '.join(command)}\n{tail}"
+        )

@@ -41,8 +41,17 @@ def _require_live(spec: WorkspaceSpec, action: str) -> None:
 
 
 def submit_materialization(
-    store: JobStore, spec: WorkspaceSpec, view: str, start_ms: int, end_ms: int, now_ms: int, *,
-    online: bool | None = None, offline: bool | None = None, overwrite: bool = False, managed_retries: bool = True,
+    store: JobStore,
+    spec: WorkspaceSpec,
+    view: str,
+    start_ms: int,
+    end_ms: int,
+    now_ms: int,
+    *,
+    online: bool | None = None,
+    offline: bool | None = None,
+    overwrite: bool = False,
+    managed_retries: bool = True,
 ) -> Job:
     """Queue a materialization of batch view ``view`` over ``[start_ms, end_ms)``.
 
@@ -56,7 +65,8 @@ def submit_materialization(
         if any(v.name == view for v in spec.stream_feature_views):
             raise InvalidRequestError(
                 f"{view!r} is a stream feature view: the stream worker materializes it continuously, and "
-                "re-computes it when an apply changes it; materialization jobs are for batch feature views")
+                "re-computes it when an apply changes it; materialization jobs are for batch feature views"
+            )
         spec.batch_view(view)  # NotFoundError listing the batch views
     view_spec = spec.batch_view(view)
     if online is None and offline is None:
@@ -64,53 +74,96 @@ def submit_materialization(
     online, offline = bool(online), bool(offline)
     for wanted, allowed, store_name in ((online, view_spec.online, "online"), (offline, view_spec.offline, "offline")):
         if wanted and not allowed:
-            raise InvalidRequestError(f"batch feature view {view!r} has {store_name}=False: set {store_name}=True "
-                                      f"and re-apply, or leave out --{store_name}")
+            raise InvalidRequestError(
+                f"batch feature view {view!r} has {store_name}=False: set {store_name}=True "
+                f"and re-apply, or leave out --{store_name}"
+            )
     if not online and not offline:
-        raise InvalidRequestError(f"batch feature view {view!r} materializes to neither store (online=False, "
-                                  "offline=False): set one of them on the view and re-apply")
+        raise InvalidRequestError(
+            f"batch feature view {view!r} materializes to neither store (online=False, "
+            "offline=False): set one of them on the view and re-apply"
+        )
     if end_ms <= start_ms:
         raise InvalidRequestError(f"the end time must be after the start time (got start {start_ms}, end {end_ms} ms)")
     if not overwrite:
         for job in store.list():
-            if (job.view == view and job.kind is JobKind.MATERIALIZE and job.state is not JobState.FAILED
-                    and job.state is not JobState.CANCELLED and job.start_ms is not None and job.end_ms is not None
-                    and job.start_ms < end_ms and start_ms < job.end_ms
-                    and ((online and job.online) or (offline and job.offline))):
+            if (
+                job.view == view
+                and job.kind is JobKind.MATERIALIZE
+                and job.state is not JobState.FAILED
+                and job.state is not JobState.CANCELLED
+                and job.start_ms is not None
+                and job.end_ms is not None
+                and job.start_ms < end_ms
+                and start_ms < job.end_ms
+                and ((online and job.online) or (offline and job.offline))
+            ):
                 raise InvalidRequestError(
                     f"job {job.id} ({job.state.value}) already materializes {view!r} over an overlapping range; "
-                    "pass overwrite=True (--overwrite) to materialize it again")
-    job = new_job(uuid.uuid4().hex[:12], spec.name, JobKind.MATERIALIZE, now_ms, view=view, start_ms=start_ms,
-                  end_ms=end_ms, online=online, offline=offline, overwrite=overwrite, spec_version=spec.version,
-                  max_attempts=MANAGED_RETRY_ATTEMPTS if managed_retries else 1)
+                    "pass overwrite=True (--overwrite) to materialize it again"
+                )
+    job = new_job(
+        uuid.uuid4().hex[:12],
+        spec.name,
+        JobKind.MATERIALIZE,
+        now_ms,
+        view=view,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        online=online,
+        offline=offline,
+        overwrite=overwrite,
+        spec_version=spec.version,
+        max_attempts=MANAGED_RETRY_ATTEMPTS if managed_retries else 1,
+    )
     store.put(job)
     return job
 
 
-def enqueue_compaction(store: JobStore, spec: WorkspaceSpec, now_ms: int, job_id: str | None = None,
-                       origin: str = "user") -> Job:
+def enqueue_compaction(
+    store: JobStore, spec: WorkspaceSpec, now_ms: int, job_id: str | None = None, origin: str = "user"
+) -> Job:
     """Queue a compaction of the workspace's offline store (``job_id``: an idempotency key)."""
     _require_live(spec, "compact its offline store")
     if job_id is not None:
         existing = store.get(job_id)
         if existing is not None:
             return existing
-    job = new_job(job_id or uuid.uuid4().hex[:12], spec.name, JobKind.COMPACT, now_ms, offline=True,
-                  spec_version=spec.version, origin=origin)
+    job = new_job(
+        job_id or uuid.uuid4().hex[:12],
+        spec.name,
+        JobKind.COMPACT,
+        now_ms,
+        offline=True,
+        spec_version=spec.version,
+        origin=origin,
+    )
     store.put(job)
     return job
 
 
-def _enqueue_ranges(store: JobStore, spec: WorkspaceSpec, ranges: list[tuple[str, str, int, int]], now_ms: int,
-                    origin: str) -> list[Job]:
+def _enqueue_ranges(
+    store: JobStore, spec: WorkspaceSpec, ranges: list[tuple[str, str, int, int]], now_ms: int, origin: str
+) -> list[Job]:
     created = []
     for job_id, view, start_ms, end_ms in ranges:
         view_spec = spec.batch_view(view)
         if store.get(job_id) is not None:
             continue  # the idempotency key: never twice
-        job = new_job(job_id, spec.name, JobKind.MATERIALIZE, now_ms, view=view, start_ms=start_ms, end_ms=end_ms,
-                      online=view_spec.online, offline=view_spec.offline, spec_version=spec.version, origin=origin,
-                      max_attempts=MANAGED_RETRY_ATTEMPTS)
+        job = new_job(
+            job_id,
+            spec.name,
+            JobKind.MATERIALIZE,
+            now_ms,
+            view=view,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            online=view_spec.online,
+            offline=view_spec.offline,
+            spec_version=spec.version,
+            origin=origin,
+            max_attempts=MANAGED_RETRY_ATTEMPTS,
+        )
         store.put(job)
         created.append(job)
     return created
@@ -121,13 +174,18 @@ def enqueue_scheduled(store: JobStore, spec: WorkspaceSpec, now_ms: int) -> list
     if not spec.live:
         return []
     jobs = store.list()
-    ranges = [(r.job_id, r.view, r.start_ms, r.end_ms) for v in spec.batch_feature_views
-              if v.online or v.offline for r in due_ranges(v, now_ms, jobs)]
+    ranges = [
+        (r.job_id, r.view, r.start_ms, r.end_ms)
+        for v in spec.batch_feature_views
+        if v.online or v.offline
+        for r in due_ranges(v, now_ms, jobs)
+    ]
     return _enqueue_ranges(store, spec, ranges, now_ms, "schedule")
 
 
-def enqueue_apply_backfills(store: JobStore, applied: WorkspaceSpec, views: list[tuple[str, bool]],
-                            now_ms: int) -> tuple[list[Job], list[str]]:
+def enqueue_apply_backfills(
+    store: JobStore, applied: WorkspaceSpec, views: list[tuple[str, bool]], now_ms: int
+) -> tuple[list[Job], list[str]]:
     """Backfills for batch views an apply created (``(name, False)``) or invalidated (``(name, True)``).
 
     A created view gets its schedule's initial jobs (the ids the runner would use, so it never
@@ -143,8 +201,10 @@ def enqueue_apply_backfills(store: JobStore, applied: WorkspaceSpec, views: list
         if not (view.online or view.offline):
             continue
         if not scheduled(view):
-            notes.append(f"{name}: no backfill queued (it needs feature_start_time and batch_trigger=SCHEDULED); "
-                         f"run `featurebus materialize {name} --start ... --end ...`")
+            notes.append(
+                f"{name}: no backfill queued (it needs feature_start_time and batch_trigger=SCHEDULED); "
+                f"run `featurebus materialize {name} --start ... --end ...`"
+            )
             continue
         prefix = f"apply-v{applied.version}" if rematerialize else "sched"
         ranges += [(r.job_id, r.view, r.start_ms, r.end_ms) for r in backfill_ranges(view, now_ms, prefix)]
@@ -155,7 +215,9 @@ def find_job(store: JobStore, job_id: str) -> Job:
     job = store.get(job_id)
     if job is None:
         recent = ", ".join(j.id for j in store.list()[-5:]) or "none"
-        raise NotFoundError(f"no job {job_id!r} in this workspace (latest: {recent}); `featurebus jobs list` shows them")
+        raise NotFoundError(
+            f"no job {job_id!r} in this workspace (latest: {recent}); `featurebus jobs list` shows them"
+        )
     return job
 
 
@@ -175,8 +237,13 @@ def retry_job(store: JobStore, job_id: str, now_ms: int) -> Job:
     return again
 
 
-def wait_for_job(store: JobStore, job_id: str, timeout_s: float | None = None, poll_s: float = 0.5,
-                 on_update: Callable[[Job], None] = lambda job: None) -> Job:
+def wait_for_job(
+    store: JobStore,
+    job_id: str,
+    timeout_s: float | None = None,
+    poll_s: float = 0.5,
+    on_update: Callable[[Job], None] = lambda job: None,
+) -> Job:
     """Block until the job is SUCCESS, FAILED or CANCELLED; ``JobTimeoutError`` after ``timeout_s``."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
@@ -185,6 +252,8 @@ def wait_for_job(store: JobStore, job_id: str, timeout_s: float | None = None, p
         if job.state.terminal:
             return job
         if deadline is not None and time.monotonic() > deadline:
-            raise JobTimeoutError(f"job {job_id} is still {job.state.value} ({job.progress:.0%}) after {timeout_s:g} s; "
-                                  "it goes on: `featurebus jobs show` follows it (is `featurebus jobs run` running?)")
+            raise JobTimeoutError(
+                f"job {job_id} is still {job.state.value} ({job.progress:.0%}) after {timeout_s:g} s; "
+                "it goes on: `featurebus jobs show` follows it (is `featurebus jobs run` running?)"
+            )
         time.sleep(poll_s)

@@ -19,8 +19,9 @@ def _datetime(ms: int) -> datetime:
     return from_epoch_ms(ms)
 
 
-def job_executor(bootstrap: str, offline_root: Path, spec: Callable[[], WorkspaceSpec | None],
-                 compaction_grace_s: float = 0.0) -> Execute:
+def job_executor(
+    bootstrap: str, offline_root: Path, spec: Callable[[], WorkspaceSpec | None], compaction_grace_s: float = 0.0
+) -> Execute:
     """Runs materialize jobs with ``featurebus.platform.batch`` against the current applied spec,
     and compact jobs over the offline store at ``offline_root``."""
 
@@ -28,8 +29,9 @@ def job_executor(bootstrap: str, offline_root: Path, spec: Callable[[], Workspac
         if job.kind is JobKind.COMPACT:
             from featurebus.platform.offline.compaction import compact_workspace
 
-            return compact_workspace(offline_root, job.workspace, grace_s=compaction_grace_s, progress=progress,
-                                     cancelled=cancelled).cancelled
+            return compact_workspace(
+                offline_root, job.workspace, grace_s=compaction_grace_s, progress=progress, cancelled=cancelled
+            ).cancelled
         if job.kind is JobKind.MATERIALIZE:
             from featurebus.platform.batch.materialize import materialize_view
 
@@ -39,9 +41,18 @@ def job_executor(bootstrap: str, offline_root: Path, spec: Callable[[], Workspac
             if job.view is None or job.start_ms is None or job.end_ms is None:
                 raise InvalidRequestError(f"job {job.id} names no view or range")
             # The view as applied now: a job queued before an apply computes the new definition.
-            result = materialize_view(bootstrap, offline_root, current, job.view, _datetime(job.start_ms),
-                                      _datetime(job.end_ms), online=job.online, offline=job.offline,
-                                      progress=progress, cancelled=cancelled)
+            result = materialize_view(
+                bootstrap,
+                offline_root,
+                current,
+                job.view,
+                _datetime(job.start_ms),
+                _datetime(job.end_ms),
+                online=job.online,
+                offline=job.offline,
+                progress=progress,
+                cancelled=cancelled,
+            )
             return result.cancelled
         raise InvalidRequestError(f"job {job.id} has kind {job.kind!r}, which this featurebus does not run")
 

@@ -44,9 +44,15 @@ class RunnerSettings:
 
 
 class JobRunner:
-    def __init__(self, store: JobStore, execute: Execute, spec: Callable[[], WorkspaceSpec | None],
-                 settings: RunnerSettings = RunnerSettings(), clock_ms: Callable[[], int] = now_ms,
-                 compaction_work: Callable[[], int] = lambda: 1) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        execute: Execute,
+        spec: Callable[[], WorkspaceSpec | None],
+        settings: RunnerSettings = RunnerSettings(),
+        clock_ms: Callable[[], int] = now_ms,
+        compaction_work: Callable[[], int] = lambda: 1,
+    ) -> None:
         self._store = store
         self._execute = execute
         self._spec = spec
@@ -86,8 +92,11 @@ class JobRunner:
         for job in self._store.list():
             if job.state is JobState.PENDING and cancels.get(job.id) == job.attempt:
                 self._store.put(cancel(job, now))
-            elif (job.state is JobState.FAILED and job.attempt < job.max_attempts
-                  and now >= job.updated_ms + self._settings.retry_backoff_ms * job.attempt):
+            elif (
+                job.state is JobState.FAILED
+                and job.attempt < job.max_attempts
+                and now >= job.updated_ms + self._settings.retry_backoff_ms * job.attempt
+            ):
                 self._store.put(retry(job, now))
                 _log.warning("job %s failed (%s); managed retry, attempt %d", job.id, job.error, job.attempt + 1)
 
@@ -150,10 +159,18 @@ class JobRunner:
                 stop.wait(retry_s)
 
 
-def run_workspace_jobs(registry: Registry, workspace: str, executor: Callable[[Callable[[], WorkspaceSpec | None]], Execute],
-                       stop: threading.Event, *, settings: RunnerSettings = RunnerSettings(),
-                       compaction_work: Callable[[], int] = lambda: 1, spec_refresh_s: float = 5.0,
-                       idle_s: float = 1.0, clock_ms: Callable[[], int] = now_ms) -> bool:
+def run_workspace_jobs(
+    registry: Registry,
+    workspace: str,
+    executor: Callable[[Callable[[], WorkspaceSpec | None]], Execute],
+    stop: threading.Event,
+    *,
+    settings: RunnerSettings = RunnerSettings(),
+    compaction_work: Callable[[], int] = lambda: 1,
+    spec_refresh_s: float = 5.0,
+    idle_s: float = 1.0,
+    clock_ms: Callable[[], int] = now_ms,
+) -> bool:
     """``featurebus jobs run``: wait until the workspace is applied, then run its jobs until ``stop``.
 
     ``executor`` builds the job executor from a function returning the current spec (re-read at
@@ -174,8 +191,9 @@ def run_workspace_jobs(registry: Registry, workspace: str, executor: Callable[[C
 
     store = registry.jobs(workspace, runner=True)  # fences the workspace's previous runner
     try:
-        JobRunner(store, executor(current_spec), current_spec, settings, clock_ms=clock_ms,
-                  compaction_work=compaction_work).run_forever(stop, idle_s=idle_s)
+        JobRunner(
+            store, executor(current_spec), current_spec, settings, clock_ms=clock_ms, compaction_work=compaction_work
+        ).run_forever(stop, idle_s=idle_s)
     finally:
         store.close()
     return True

@@ -37,7 +37,11 @@ class PlannedRange:
 
 
 def scheduled(view: BatchFeatureViewSpec) -> bool:
-    return view.batch_trigger == BatchTriggerType.SCHEDULED and view.feature_start_ms is not None and view.batch_schedule_ms > 0
+    return (
+        view.batch_trigger == BatchTriggerType.SCHEDULED
+        and view.feature_start_ms is not None
+        and view.batch_schedule_ms > 0
+    )
 
 
 def _anchor(view: BatchFeatureViewSpec) -> int:
@@ -51,8 +55,11 @@ def _elapsed_end(view: BatchFeatureViewSpec, now_ms: int) -> int:
 
 def schedule_cursor(view: str, jobs: Iterable[Job]) -> int | None:
     """Where the view's schedule goes on: the end of the latest range a schedule or apply job covers."""
-    ends = [j.end_ms for j in jobs if j.view == view and j.kind is JobKind.MATERIALIZE
-            and j.origin in _SCHEDULED_ORIGINS and j.end_ms is not None]
+    ends = [
+        j.end_ms
+        for j in jobs
+        if j.view == view and j.kind is JobKind.MATERIALIZE and j.origin in _SCHEDULED_ORIGINS and j.end_ms is not None
+    ]
     return max(ends, default=None)
 
 

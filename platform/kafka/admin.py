@@ -47,7 +47,9 @@ def unreachable_hint(bootstrap: str) -> str:
 def partition_counts(bootstrap: str, topics: Iterable[str], timeout_s: float = 10.0) -> dict[str, int]:
     """``{topic: partitions}`` of those of ``topics`` that exist (a missing one is left out)."""
     try:
-        metadata = admin_client(bootstrap, **{"socket.connection.setup.timeout.ms": 5000}).list_topics(timeout=timeout_s)
+        metadata = admin_client(bootstrap, **{"socket.connection.setup.timeout.ms": 5000}).list_topics(
+            timeout=timeout_s
+        )
     except KafkaException as exc:
         raise KafkaUnavailableError(f"listing topics failed: {exc}. {unreachable_hint(bootstrap)}") from exc
     found = {name: meta for name, meta in metadata.topics.items() if meta.error is None}
@@ -90,18 +92,22 @@ def ensure_topics(bootstrap: str, topics: Iterable[TopicConfig], timeout_s: floa
             ) from exc
 
 
-def read_compacted(bootstrap: str, topic: str, timeout_s: float = 15.0,
-                   partitions: Iterable[int] | None = None) -> dict[bytes, bytes]:
+def read_compacted(
+    bootstrap: str, topic: str, timeout_s: float = 15.0, partitions: Iterable[int] | None = None
+) -> dict[bytes, bytes]:
     """The latest value per key of ``topic`` (or of some of its ``partitions``), read from the
     beginning to the current end of committed records.
 
     Tombstones remove their key, as compaction eventually would. A missing topic is empty.
     """
-    reader = consumer(bootstrap, **{
-        "enable.auto.offset.store": False,
-        "isolation.level": "read_committed",  # registry versions are written in transactions
-        "socket.connection.setup.timeout.ms": 5000,
-    })
+    reader = consumer(
+        bootstrap,
+        **{
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",  # registry versions are written in transactions
+            "socket.connection.setup.timeout.ms": 5000,
+        },
+    )
     deadline = time.monotonic() + timeout_s
     try:
         ends = _partition_ends(reader, bootstrap, topic, timeout_s)
@@ -185,14 +191,22 @@ def topic_end_offsets(bootstrap: str, topic: str, timeout_s: float = 10.0) -> di
         reader.close()
 
 
-def committed_positions(bootstrap: str, group: str, topics: Iterable[str], timeout_s: float = 10.0) -> list[TopicPartition]:
+def committed_positions(
+    bootstrap: str, group: str, topics: Iterable[str], timeout_s: float = 10.0
+) -> list[TopicPartition]:
     """Consumer ``group``'s committed offsets (with their metadata) of every partition of ``topics``."""
     group_reader = consumer(bootstrap, group)
     try:
-        wanted = [TopicPartition(topic, p) for topic in topics for p in _partition_ends(group_reader, bootstrap, topic, timeout_s)]
+        wanted = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in _partition_ends(group_reader, bootstrap, topic, timeout_s)
+        ]
         return list(group_reader.committed(wanted, timeout=timeout_s)) if wanted else []
     except KafkaException as exc:
-        raise KafkaUnavailableError(f"reading the progress of {group!r} failed: {exc}. {unreachable_hint(bootstrap)}") from exc
+        raise KafkaUnavailableError(
+            f"reading the progress of {group!r} failed: {exc}. {unreachable_hint(bootstrap)}"
+        ) from exc
     finally:
         group_reader.close()
 
@@ -211,6 +225,8 @@ def group_lag(bootstrap: str, group: str, topics: Iterable[str], timeout_s: floa
                 lag += high - max(tp.offset, low)
         return lag
     except KafkaException as exc:
-        raise KafkaUnavailableError(f"reading the progress of {group!r} failed: {exc}. {unreachable_hint(bootstrap)}") from exc
+        raise KafkaUnavailableError(
+            f"reading the progress of {group!r} failed: {exc}. {unreachable_hint(bootstrap)}"
+        ) from exc
     finally:
         group_reader.close()

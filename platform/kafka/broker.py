@@ -175,8 +175,7 @@ class LocalKafka:
                 return self
             _log.info("Kafka port %d or %d was taken (attempt %d)", port, controller_port, attempt)
         raise KafkaUnavailableError(
-            f"Kafka could not bind a free port on {LOOPBACK_HOST} after {attempts} attempts; "
-            f"see {self.log_path}"
+            f"Kafka could not bind a free port on {LOOPBACK_HOST} after {attempts} attempts; see {self.log_path}"
         )
 
     def stop(self) -> None:
@@ -251,8 +250,7 @@ class LocalKafka:
     def _root(self) -> Path:
         if self._dir is None:
             raise KafkaUnavailableError(
-                "LocalKafka has no directory: it was not started, or was stopped and its "
-                "temporary directory removed"
+                "LocalKafka has no directory: it was not started, or was stopped and its temporary directory removed"
             )
         return self._dir
 
@@ -268,9 +266,7 @@ class LocalKafka:
         free_broker, free_controller = free_port_pair()
         return (self._port or free_broker, self._controller_port or free_controller)
 
-    def _launch_and_wait(
-        self, java: str, libs: Path, root: Path, bootstrap: str, timeout_s: float
-    ) -> bool:
+    def _launch_and_wait(self, java: str, libs: Path, root: Path, bootstrap: str, timeout_s: float) -> bool:
         """True once the broker answers; False if it died on a taken port; raises otherwise."""
         log_offset = _size(self.log_path)
         command = [
@@ -304,18 +300,14 @@ class LocalKafka:
         atexit.register(self.stop)  # Last resort if the caller never reaches stop().
         launched = time.monotonic()
         try:
-            answered = _wait_until_answering(
-                bootstrap, timeout_s, still_running=lambda: process.poll() is None
-            )
+            answered = _wait_until_answering(bootstrap, timeout_s, still_running=lambda: process.poll() is None)
         except BaseException:
             self.stop()
             raise
         if answered:
             self.started_in_s = round(time.monotonic() - launched, 2)
             self._bootstrap = bootstrap
-            _log.info(
-                "Kafka on %s ready in %.1fs (pid %d)", bootstrap, self.started_in_s, process.pid
-            )
+            _log.info("Kafka on %s ready in %.1fs (pid %d)", bootstrap, self.started_in_s, process.pid)
             return True
 
         exit_code = process.poll()
@@ -331,14 +323,10 @@ class LocalKafka:
             if exit_code is not None
             else f"did not answer on {bootstrap} within {timeout_s:g}s"
         )
-        raise KafkaUnavailableError(
-            f"The local Kafka broker {what}. {self.log_path} ends with:\n{tail}"
-        )
+        raise KafkaUnavailableError(f"The local Kafka broker {what}. {self.log_path} ends with:\n{tail}")
 
 
-def _wait_until_answering(
-    bootstrap: str, timeout_s: float, still_running: Callable[[], bool]
-) -> bool:
+def _wait_until_answering(bootstrap: str, timeout_s: float, still_running: Callable[[], bool]) -> bool:
     admin = admin_client(
         bootstrap,
         **{
@@ -370,9 +358,7 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
     try:
         process.wait(timeout=_STOP_GRACE_S)
     except subprocess.TimeoutExpired:
-        _log.warning(
-            "Kafka (pid %d) ignored SIGTERM for %gs; killing it", process.pid, _STOP_GRACE_S
-        )
+        _log.warning("Kafka (pid %d) ignored SIGTERM for %gs; killing it", process.pid, _STOP_GRACE_S)
         process.kill()
         process.wait()
 

@@ -114,12 +114,19 @@ class DeliveryTracker:
         if error is not None and self._error is None:
             self._error = error
 
-    def produce(self, topic: str, value: bytes | None, key: bytes | None = None,
-                partition: int = -1, headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        partition: int = -1,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
+    ) -> None:
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, partition=partition,
-                                       headers=headers, on_delivery=self._on_delivery)
+                self._producer.produce(
+                    topic, value=value, key=key, partition=partition, headers=headers, on_delivery=self._on_delivery
+                )
                 return
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self._producer.poll(0.05)

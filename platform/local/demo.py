@@ -45,8 +45,14 @@ def _get_features(client: httpx.Client, url: str, key: str, join_keys: dict[str,
     response = client.post(
         f"{url}/api/v1/feature-service/get-features",
         headers={"Authorization": f"Tecton-key {key}"},
-        json={"params": {"workspaceName": WORKSPACE, "featureServiceName": SERVICE, "joinKeyMap": join_keys,
-                         "metadataOptions": {"includeNames": True, "includeEffectiveTimes": True}}},
+        json={
+            "params": {
+                "workspaceName": WORKSPACE,
+                "featureServiceName": SERVICE,
+                "joinKeyMap": join_keys,
+                "metadataOptions": {"includeNames": True, "includeEffectiveTimes": True},
+            }
+        },
     )
     body: dict[str, Any] = response.json()
     if response.status_code != 200:
@@ -72,7 +78,9 @@ def _wait_caught_up(platform: LocalPlatform, console: Console, timeout_s: float 
         while group_lag(platform.bootstrap, worker_group(WORKSPACE), ["transactions"]) > 0:
             platform.check()
             if time.monotonic() - started > timeout_s:
-                raise FeaturebusError(f"the worker did not catch up within {timeout_s:g}s:\n{platform.log_tail('worker')}")
+                raise FeaturebusError(
+                    f"the worker did not catch up within {timeout_s:g}s:\n{platform.log_tail('worker')}"
+                )
             time.sleep(0.25)
     return time.monotonic() - started
 
@@ -111,13 +119,25 @@ def run_demo(repo: Path, spec: WorkspaceSpec, home: Path, live_seconds: float, c
         ensure_topics(platform.bootstrap, [TopicConfig("transactions", partitions=4)])
         registry = KafkaRegistry(platform.bootstrap)
         spec = apply_workspace(registry, spec)
-        console.print(f"applied {repo} to workspace '{WORKSPACE}' v{spec.version}: "
-                      f"views {[v.name for v in spec.stream_feature_views]}, services {[s.name for s in spec.feature_services]}")
+        console.print(
+            f"applied {repo} to workspace '{WORKSPACE}' v{spec.version}: "
+            f"views {[v.name for v in spec.stream_feature_views]}, services {[s.name for s in spec.feature_services]}"
+        )
         _, key = create_api_key(registry, WORKSPACE, "reader", "demo")
 
         started_ms = now_ms()
-        produced = produce_events(platform.bootstrap, "transactions", fraud_events(
-            HISTORY_EVENTS, started_ms - 2 * 3_600_000, 2 * 3_600_000, users=USERS, merchants=MERCHANTS, disorder_ms=5_000))
+        produced = produce_events(
+            platform.bootstrap,
+            "transactions",
+            fraud_events(
+                HISTORY_EVENTS,
+                started_ms - 2 * 3_600_000,
+                2 * 3_600_000,
+                users=USERS,
+                merchants=MERCHANTS,
+                disorder_ms=5_000,
+            ),
+        )
         console.print(f"produced {produced:,} historical transactions (last 2 hours, some out of order)")
 
         caught_up_in = _wait_caught_up(platform, console)
@@ -129,14 +149,22 @@ def run_demo(repo: Path, spec: WorkspaceSpec, home: Path, live_seconds: float, c
             tick = 0
             while True:
                 platform.check()
-                rows = [(f"{u}\n{m}", _get_features(client, platform.serving_url, key, {"user_id": u, "merchant_id": m}))
-                        for u, m in probes]
-                console.print(_vector_table(f"live feature vectors at {time.strftime('%H:%M:%S')} "
-                                            "(POST /api/v1/feature-service/get-features)", rows))
+                rows = [
+                    (f"{u}\n{m}", _get_features(client, platform.serving_url, key, {"user_id": u, "merchant_id": m}))
+                    for u, m in probes
+                ]
+                console.print(
+                    _vector_table(
+                        f"live feature vectors at {time.strftime('%H:%M:%S')} "
+                        "(POST /api/v1/feature-service/get-features)",
+                        rows,
+                    )
+                )
                 if time.monotonic() >= deadline:
                     break
-                live = fraud_events(LIVE_EVENTS_PER_S, now_ms(), 1000, users=USERS,
-                                    merchants=MERCHANTS, seed=1000 + tick)
+                live = fraud_events(
+                    LIVE_EVENTS_PER_S, now_ms(), 1000, users=USERS, merchants=MERCHANTS, seed=1000 + tick
+                )
                 produced += produce_events(platform.bootstrap, "transactions", live)
                 tick += 1
                 time.sleep(1.0)
@@ -151,15 +179,24 @@ def run_demo(repo: Path, spec: WorkspaceSpec, home: Path, live_seconds: float, c
             time.sleep(0.5)
         console.print(f"offline store holds {_offline_rows(platform.offline_dir):,} of {produced:,} events")
         spine_ts = pd.Timestamp(started_ms, unit="ms", tz="UTC")
-        spine = pd.DataFrame({  # the same user at two times, an earlier time, and an unknown user
-            "user_id": ["user_0", "user_0", "user_5", "nobody"],
-            "merchant_id": ["merchant_3", "merchant_3", "merchant_11", "merchant_0"],
-            "timestamp": [spine_ts - pd.Timedelta(minutes=90), spine_ts, spine_ts - pd.Timedelta(minutes=30), spine_ts],
-        })
+        spine = pd.DataFrame(
+            {  # the same user at two times, an earlier time, and an unknown user
+                "user_id": ["user_0", "user_0", "user_5", "nobody"],
+                "merchant_id": ["merchant_3", "merchant_3", "merchant_11", "merchant_0"],
+                "timestamp": [
+                    spine_ts - pd.Timedelta(minutes=90),
+                    spine_ts,
+                    spine_ts - pd.Timedelta(minutes=30),
+                    spine_ts,
+                ],
+            }
+        )
         started = time.perf_counter()
         frame = get_features_for_events(spec, SERVICE, spine, platform.offline_dir)
-        console.print(f"point-in-time training set: {len(frame)} rows in {time.perf_counter() - started:.2f}s "
-                      "(a user with no events gets count 0 and nulls)")
+        console.print(
+            f"point-in-time training set: {len(frame)} rows in {time.perf_counter() - started:.2f}s "
+            "(a user with no events gets count 0 and nulls)"
+        )
         table = Table(title="training set (one column per spine row; features as of its timestamp)")
         table.add_column("column", no_wrap=True)
         for i in range(len(frame)):

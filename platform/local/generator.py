@@ -48,8 +48,12 @@ def fraud_events(
         }
 
 
-def produce_events(bootstrap: str, topic: str, events: Iterator[dict[str, object]] | list[dict[str, object]],
-                   key_field: str = "user_id") -> int:
+def produce_events(
+    bootstrap: str,
+    topic: str,
+    events: Iterator[dict[str, object]] | list[dict[str, object]],
+    key_field: str = "user_id",
+) -> int:
     """Write events as JSON, keyed by ``key_field``, with an idempotent acks=all producer."""
     produced = 0
     with reliable_producer(bootstrap, **{"linger.ms": 20, "batch.size": 1_000_000}) as producer:

@@ -94,9 +94,15 @@ class Supervisor:
                 delay = self._backoff.delay_s(component.exits_in_a_row)
                 component.restart_at = now + delay
                 if delay:
-                    log.warning("%s exited with code %s (%d times in a row); restarting in %.0f s. %s ends with:\n%s",
-                                component.name, process.returncode, component.exits_in_a_row, delay,
-                                self.log_path(component.name), self.tail(component.name))
+                    log.warning(
+                        "%s exited with code %s (%d times in a row); restarting in %.0f s. %s ends with:\n%s",
+                        component.name,
+                        process.returncode,
+                        component.exits_in_a_row,
+                        delay,
+                        self.log_path(component.name),
+                        self.tail(component.name),
+                    )
                 else:
                     log.warning("%s exited with code %s; restarting", component.name, process.returncode)
             if now >= component.restart_at:

@@ -45,8 +45,15 @@ def _free_or_any(port: int) -> int:
 
 
 class LocalPlatform:
-    def __init__(self, home: Path, workspace: str, port: int | None = None, bootstrap: str | None = None,
-                 control_port: int | None = None, engine: StreamEngineKind = StreamEngineKind.NATIVE) -> None:
+    def __init__(
+        self,
+        home: Path,
+        workspace: str,
+        port: int | None = None,
+        bootstrap: str | None = None,
+        control_port: int | None = None,
+        engine: StreamEngineKind = StreamEngineKind.NATIVE,
+    ) -> None:
         self.home = home
         self.engine = engine
         self.workspace = workspace
@@ -87,10 +94,12 @@ class LocalPlatform:
             # started as soon as the record appears, goes through it.
             self._supervisor.start("control", ["control", "--port", str(self.control_port), *common])
             self._wait_healthy("control", self.control_url, timeout_s=60)
-            record_platform(RunningPlatform(self.bootstrap, self.serving_url, self._kafka is not None, os.getpid()),
-                            self.home)
-            self._supervisor.start("worker", ["worker", "--workspace", self.workspace, "--engine", self.engine.value,
-                                              *common])
+            record_platform(
+                RunningPlatform(self.bootstrap, self.serving_url, self._kafka is not None, os.getpid()), self.home
+            )
+            self._supervisor.start(
+                "worker", ["worker", "--workspace", self.workspace, "--engine", self.engine.value, *common]
+            )
             self._supervisor.start("serving", ["serve", "--port", str(self.port), *common])
             self._supervisor.start("offline", ["offline", "--workspace", self.workspace, *common])
             self._supervisor.start("jobs", ["jobs", "run", "--workspace", self.workspace, *common])
@@ -181,6 +190,7 @@ class LocalPlatform:
     def __enter__(self) -> LocalPlatform:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
-

@@ -60,16 +60,28 @@ class Notification:
         return f"{self.rule}/{self.episode_ms}/{self.sequence}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "rule": self.rule, "kind": self.kind.value, "at_ms": self.at_ms,
-                "value": self.value, "threshold": self.threshold, "episode_ms": self.episode_ms,
-                "sequence": self.sequence}
+        return {
+            "id": self.id,
+            "rule": self.rule,
+            "kind": self.kind.value,
+            "at_ms": self.at_ms,
+            "value": self.value,
+            "threshold": self.threshold,
+            "episode_ms": self.episode_ms,
+            "sequence": self.sequence,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Notification:
-        return cls(rule=data["rule"], kind=NotificationKind(data["kind"]), at_ms=int(data["at_ms"]),
-                   value=None if data["value"] is None else float(data["value"]),
-                   threshold=float(data["threshold"]), episode_ms=int(data["episode_ms"]),
-                   sequence=int(data["sequence"]))
+        return cls(
+            rule=data["rule"],
+            kind=NotificationKind(data["kind"]),
+            at_ms=int(data["at_ms"]),
+            value=None if data["value"] is None else float(data["value"]),
+            threshold=float(data["threshold"]),
+            episode_ms=int(data["episode_ms"]),
+            sequence=int(data["sequence"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -85,25 +97,42 @@ class AlertState:
     outbox: tuple[Notification, ...] = field(default=())
 
     def to_json(self) -> bytes:
-        return orjson.dumps({
-            "format": ALERT_STATE_FORMAT_VERSION, "rule": self.rule, "status": self.status.value,
-            "version": self.version, "since_ms": self.since_ms, "last_sent_ms": self.last_sent_ms,
-            "sequence": self.sequence, "value": self.value, "observed_ms": self.observed_ms,
-            "outbox": [n.to_dict() for n in self.outbox],
-        })
+        return orjson.dumps(
+            {
+                "format": ALERT_STATE_FORMAT_VERSION,
+                "rule": self.rule,
+                "status": self.status.value,
+                "version": self.version,
+                "since_ms": self.since_ms,
+                "last_sent_ms": self.last_sent_ms,
+                "sequence": self.sequence,
+                "value": self.value,
+                "observed_ms": self.observed_ms,
+                "outbox": [n.to_dict() for n in self.outbox],
+            }
+        )
 
     @classmethod
     def from_json(cls, raw: bytes) -> AlertState:
         data = orjson.loads(raw)
         if not isinstance(data, dict) or data.get("format") != ALERT_STATE_FORMAT_VERSION:
             found = data.get("format") if isinstance(data, dict) else None
-            raise StoreFormatError(f"an alert state has format {found!r}, this featurebus reads "
-                                   f"{ALERT_STATE_FORMAT_VERSION}: run the featurebus version that wrote it, "
-                                   "or delete the alert state topic (alerts then start from OK)")
-        return cls(rule=data["rule"], status=AlertStatus(data["status"]), version=int(data["version"]),
-                   since_ms=data["since_ms"], last_sent_ms=data["last_sent_ms"], sequence=int(data["sequence"]),
-                   value=data["value"], observed_ms=data["observed_ms"],
-                   outbox=tuple(Notification.from_dict(n) for n in data["outbox"]))
+            raise StoreFormatError(
+                f"an alert state has format {found!r}, this featurebus reads "
+                f"{ALERT_STATE_FORMAT_VERSION}: run the featurebus version that wrote it, "
+                "or delete the alert state topic (alerts then start from OK)"
+            )
+        return cls(
+            rule=data["rule"],
+            status=AlertStatus(data["status"]),
+            version=int(data["version"]),
+            since_ms=data["since_ms"],
+            last_sent_ms=data["last_sent_ms"],
+            sequence=int(data["sequence"]),
+            value=data["value"],
+            observed_ms=data["observed_ms"],
+            outbox=tuple(Notification.from_dict(n) for n in data["outbox"]),
+        )
 
     def without_outbox(self, delivered: set[str]) -> AlertState:
         """The same state with the ``delivered`` notification ids removed (a new version)."""
@@ -131,8 +160,14 @@ def step(rule: AlertRule, state: AlertState | None, value: float | None, now_ms:
             return dataclasses.replace(base, status=AlertStatus.OK, since_ms=None, sequence=0)
         assert current.since_ms is not None  # FIRING always has an episode (kept by this function)
         resolved = note(NotificationKind.RESOLVED, current.since_ms, current.sequence)
-        return dataclasses.replace(base, status=AlertStatus.OK, since_ms=None, last_sent_ms=None,
-                                   sequence=0, outbox=(*current.outbox, resolved))
+        return dataclasses.replace(
+            base,
+            status=AlertStatus.OK,
+            since_ms=None,
+            last_sent_ms=None,
+            sequence=0,
+            outbox=(*current.outbox, resolved),
+        )
     if status is AlertStatus.OK:
         current = dataclasses.replace(base, status=AlertStatus.PENDING, since_ms=now_ms)
         status = AlertStatus.PENDING
@@ -142,11 +177,18 @@ def step(rule: AlertRule, state: AlertState | None, value: float | None, now_ms:
         if now_ms - current.since_ms < rule.for_s * 1000:
             return base
         fired = note(NotificationKind.FIRING, now_ms, 0)
-        return dataclasses.replace(base, status=AlertStatus.FIRING, since_ms=now_ms, last_sent_ms=now_ms,
-                                   sequence=1, outbox=(*current.outbox, fired))
+        return dataclasses.replace(
+            base,
+            status=AlertStatus.FIRING,
+            since_ms=now_ms,
+            last_sent_ms=now_ms,
+            sequence=1,
+            outbox=(*current.outbox, fired),
+        )
     assert current.since_ms is not None and current.last_sent_ms is not None
     if now_ms - current.last_sent_ms < rule.repeat_interval_s * 1000:
         return base
     repeat = note(NotificationKind.REPEAT, current.since_ms, current.sequence)
-    return dataclasses.replace(base, last_sent_ms=now_ms, sequence=current.sequence + 1,
-                               outbox=(*current.outbox, repeat))
+    return dataclasses.replace(
+        base, last_sent_ms=now_ms, sequence=current.sequence + 1, outbox=(*current.outbox, repeat)
+    )

@@ -28,8 +28,12 @@ class AlertsTopicChannel:
         self._tracker = DeliveryTracker(producer(bootstrap, **{"linger.ms": 0}), bootstrap)
 
     def send(self, rule: AlertRule, notification: Notification) -> None:
-        record = {**notification.to_dict(), "summary": describe(rule, notification), "target": rule.target,
-                  "rule_kind": rule.kind.value}
+        record = {
+            **notification.to_dict(),
+            "summary": describe(rule, notification),
+            "target": rule.target,
+            "rule_kind": rule.kind.value,
+        }
         try:
             self._tracker.produce(self._topic, orjson.dumps(record), key=notification.id.encode())
             self._tracker.flush(self._timeout_s)

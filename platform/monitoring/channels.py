@@ -30,16 +30,21 @@ class Channel(Protocol):
     def send(self, rule: AlertRule, notification: Notification) -> None: ...
 
 
-_VERB = {NotificationKind.FIRING: "FIRING", NotificationKind.REPEAT: "STILL FIRING",
-         NotificationKind.RESOLVED: "RESOLVED"}
+_VERB = {
+    NotificationKind.FIRING: "FIRING",
+    NotificationKind.REPEAT: "STILL FIRING",
+    NotificationKind.RESOLVED: "RESOLVED",
+}
 
 
 def describe(rule: AlertRule, notification: Notification) -> str:
     """One line a person reads first: what, where, the value against the threshold."""
     info = KIND_INFO[rule.kind]
     value = "no value" if notification.value is None else f"{notification.value:g}"
-    return (f"[{_VERB[notification.kind]}] {rule.name}: {rule.kind.value} of {rule.target} is {value} {info.unit} "
-            f"(threshold {info.comparison.value} {notification.threshold:g})")
+    return (
+        f"[{_VERB[notification.kind]}] {rule.name}: {rule.kind.value} of {rule.target} is {value} {info.unit} "
+        f"(threshold {info.comparison.value} {notification.threshold:g})"
+    )
 
 
 def slack_payload(rule: AlertRule, notification: Notification) -> dict[str, Any]:
@@ -48,12 +53,17 @@ def slack_payload(rule: AlertRule, notification: Notification) -> dict[str, Any]
     colour = "#2eb886" if notification.kind is NotificationKind.RESOLVED else "#d50200"
     return {
         "text": describe(rule, notification),
-        "attachments": [{"color": colour, "fields": [
-            {"title": "rule", "value": rule.name, "short": True},
-            {"title": "target", "value": rule.target, "short": True},
-            {"title": "kind", "value": rule.kind.value, "short": True},
-            {"title": "notification", "value": notification.id, "short": True},
-        ]}],
+        "attachments": [
+            {
+                "color": colour,
+                "fields": [
+                    {"title": "rule", "value": rule.name, "short": True},
+                    {"title": "target", "value": rule.target, "short": True},
+                    {"title": "kind", "value": rule.kind.value, "short": True},
+                    {"title": "notification", "value": notification.id, "short": True},
+                ],
+            }
+        ],
         "featurebus": notification.to_dict(),
     }
 
@@ -76,8 +86,10 @@ class EmailChannel:
         message["To"] = ", ".join(self.recipients)
         message["X-Featurebus-Notification-Id"] = notification.id
         at = notification.at_ms / 1000
-        message.set_content(f"{describe(rule, notification)}\n\nnotification {notification.id} at "
-                            f"{at:.3f} (Unix seconds)\nrule: {rule.to_dict()}\n")
+        message.set_content(
+            f"{describe(rule, notification)}\n\nnotification {notification.id} at "
+            f"{at:.3f} (Unix seconds)\nrule: {rule.to_dict()}\n"
+        )
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
                 if self.starttls:
@@ -86,7 +98,9 @@ class EmailChannel:
                     smtp.login(self.username, self.password or "")
                 smtp.send_message(message)
         except (OSError, smtplib.SMTPException) as exc:
-            raise AlertDeliveryError(f"sending {notification.id} to SMTP {self.host}:{self.port} failed: {exc}") from exc
+            raise AlertDeliveryError(
+                f"sending {notification.id} to SMTP {self.host}:{self.port} failed: {exc}"
+            ) from exc
 
 
 @dataclass(frozen=True)
@@ -100,5 +114,6 @@ class WebhookChannel:
         except httpx.HTTPError as exc:
             raise AlertDeliveryError(f"posting {notification.id} to {self.url} failed: {exc}") from exc
         if response.status_code >= 300:
-            raise AlertDeliveryError(f"posting {notification.id} to {self.url} got HTTP {response.status_code}: "
-                                     f"{response.text[:200]}")
+            raise AlertDeliveryError(
+                f"posting {notification.id} to {self.url} got HTTP {response.status_code}: {response.text[:200]}"
+            )

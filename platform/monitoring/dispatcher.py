@@ -48,12 +48,20 @@ class _Attempt:
 
 
 class Dispatcher:
-    def __init__(self, channels: Mapping[str, Channel], *, queue_size: int = 1000, max_attempts: int = 6,
-                 backoff_s: float = 0.5, max_backoff_s: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        channels: Mapping[str, Channel],
+        *,
+        queue_size: int = 1000,
+        max_attempts: int = 6,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if queue_size < 1 or max_attempts < 1 or backoff_s < 0 or max_backoff_s < backoff_s:
-            raise DefinitionError("dispatcher: queue_size and max_attempts must be >= 1 and "
-                                  "0 <= backoff_s <= max_backoff_s")
+            raise DefinitionError(
+                "dispatcher: queue_size and max_attempts must be >= 1 and 0 <= backoff_s <= max_backoff_s"
+            )
         self._channels = dict(channels)
         self._queue: queue.Queue[tuple[AlertRule, Notification] | None] = queue.Queue(queue_size)
         self._max_attempts = max_attempts
@@ -72,8 +80,10 @@ class Dispatcher:
         """Queue a notification for every channel of its rule; False (counted) when the queue is full."""
         unknown = [name for name in rule.channels if name not in self._channels]
         if unknown:
-            raise DefinitionError(f"alert rule {rule.name!r} names channels {unknown} that are not configured; "
-                                  f"configured: {sorted(self._channels)}")
+            raise DefinitionError(
+                f"alert rule {rule.name!r} names channels {unknown} that are not configured; "
+                f"configured: {sorted(self._channels)}"
+            )
         with self._idle:
             self._in_flight += 1
         try:
@@ -130,15 +140,34 @@ class Dispatcher:
             self.counters.failed_attempts += 1
             if attempt.attempt >= self._max_attempts:
                 self.counters.given_up += 1
-                _log.error("giving up on %s via %s after %d attempts", attempt.notification.id, attempt.channel,
-                           attempt.attempt, exc_info=True)
+                _log.error(
+                    "giving up on %s via %s after %d attempts",
+                    attempt.notification.id,
+                    attempt.channel,
+                    attempt.attempt,
+                    exc_info=True,
+                )
                 self._done()
                 return
             delay = min(self._max_backoff_s, self._backoff_s * 2 ** (attempt.attempt - 1))
-            _log.warning("delivering %s via %s failed; retry in %.1f s", attempt.notification.id, attempt.channel,
-                         delay, exc_info=True)
-            heapq.heappush(self._retries, _Attempt(self._clock() + delay, next(self._order), attempt.channel,
-                                                   attempt.rule, attempt.notification, attempt.attempt + 1))
+            _log.warning(
+                "delivering %s via %s failed; retry in %.1f s",
+                attempt.notification.id,
+                attempt.channel,
+                delay,
+                exc_info=True,
+            )
+            heapq.heappush(
+                self._retries,
+                _Attempt(
+                    self._clock() + delay,
+                    next(self._order),
+                    attempt.channel,
+                    attempt.rule,
+                    attempt.notification,
+                    attempt.attempt + 1,
+                ),
+            )
             return
         self.counters.sent += 1
         self.counters.per_channel_sent[attempt.channel] = self.counters.per_channel_sent.get(attempt.channel, 0) + 1

@@ -114,8 +114,9 @@ def ks_statistic(reference: FloatArray, current: FloatArray) -> float:
     """The largest gap between the two empirical CDFs (both non-empty)."""
     ref, cur = np.sort(reference), np.sort(current)
     points = np.concatenate([ref, cur])
-    gaps = np.abs(np.searchsorted(ref, points, side="right") / len(ref)
-                  - np.searchsorted(cur, points, side="right") / len(cur))
+    gaps = np.abs(
+        np.searchsorted(ref, points, side="right") / len(ref) - np.searchsorted(cur, points, side="right") / len(cur)
+    )
     return float(gaps.max())
 
 
@@ -149,56 +150,86 @@ def _no_data(method: DriftMethod, threshold: float, n: int, m: int) -> DriftResu
     return DriftResult(method, DriftStatus.NO_DATA, None, threshold, n, m)
 
 
-def numeric_drift(reference: Iterable[float | None], current: Iterable[float | None],
-                  thresholds: DriftThresholds = DriftThresholds()) -> dict[DriftMethod, DriftResult]:
+def numeric_drift(
+    reference: Iterable[float | None], current: Iterable[float | None], thresholds: DriftThresholds = DriftThresholds()
+) -> dict[DriftMethod, DriftResult]:
     """PSI and Kolmogorov–Smirnov of ``current`` against ``reference`` (nulls and NaN dropped)."""
     ref, cur = _finite(reference), _finite(current)
     n, m = len(ref), len(cur)
     if n == 0 or m == 0:
-        return {DriftMethod.PSI: _no_data(DriftMethod.PSI, thresholds.psi, n, m),
-                DriftMethod.KOLMOGOROV_SMIRNOV: _no_data(DriftMethod.KOLMOGOROV_SMIRNOV, thresholds.ks_statistic, n, m)}
+        return {
+            DriftMethod.PSI: _no_data(DriftMethod.PSI, thresholds.psi, n, m),
+            DriftMethod.KOLMOGOROV_SMIRNOV: _no_data(DriftMethod.KOLMOGOROV_SMIRNOV, thresholds.ks_statistic, n, m),
+        }
     psi = population_stability_index(ref, cur)
     d = ks_statistic(ref, cur)
     p = ks_p_value(d, n, m)
     ks_drifted = d > thresholds.ks_statistic and p < thresholds.ks_p_value
     return {
-        DriftMethod.PSI: DriftResult(DriftMethod.PSI, DriftStatus.DRIFTED if psi > thresholds.psi else DriftStatus.OK,
-                                     psi, thresholds.psi, n, m),
+        DriftMethod.PSI: DriftResult(
+            DriftMethod.PSI, DriftStatus.DRIFTED if psi > thresholds.psi else DriftStatus.OK, psi, thresholds.psi, n, m
+        ),
         DriftMethod.KOLMOGOROV_SMIRNOV: DriftResult(
-            DriftMethod.KOLMOGOROV_SMIRNOV, DriftStatus.DRIFTED if ks_drifted else DriftStatus.OK, d,
-            thresholds.ks_statistic, n, m, p_value=p),
+            DriftMethod.KOLMOGOROV_SMIRNOV,
+            DriftStatus.DRIFTED if ks_drifted else DriftStatus.OK,
+            d,
+            thresholds.ks_statistic,
+            n,
+            m,
+            p_value=p,
+        ),
     }
 
 
-def categorical_drift(reference: Iterable[Hashable | None], current: Iterable[Hashable | None],
-                      thresholds: DriftThresholds = DriftThresholds()) -> dict[DriftMethod, DriftResult]:
+def categorical_drift(
+    reference: Iterable[Hashable | None],
+    current: Iterable[Hashable | None],
+    thresholds: DriftThresholds = DriftThresholds(),
+) -> dict[DriftMethod, DriftResult]:
     """Jensen–Shannon distance and PSI over categories (nulls dropped)."""
     ref = Counter(v for v in reference if v is not None)
     cur = Counter(v for v in current if v is not None)
     n, m = sum(ref.values()), sum(cur.values())
     if n == 0 or m == 0:
-        return {DriftMethod.JENSEN_SHANNON: _no_data(DriftMethod.JENSEN_SHANNON, thresholds.js_distance, n, m),
-                DriftMethod.PSI: _no_data(DriftMethod.PSI, thresholds.psi, n, m)}
+        return {
+            DriftMethod.JENSEN_SHANNON: _no_data(DriftMethod.JENSEN_SHANNON, thresholds.js_distance, n, m),
+            DriftMethod.PSI: _no_data(DriftMethod.PSI, thresholds.psi, n, m),
+        }
     js = jensen_shannon_distance(ref, cur)
     categories = list(set(ref) | set(cur))
-    psi = _psi_from_counts(np.asarray([ref.get(c, 0) for c in categories], dtype=np.float64),
-                           np.asarray([cur.get(c, 0) for c in categories], dtype=np.float64))
+    psi = _psi_from_counts(
+        np.asarray([ref.get(c, 0) for c in categories], dtype=np.float64),
+        np.asarray([cur.get(c, 0) for c in categories], dtype=np.float64),
+    )
     return {
         DriftMethod.JENSEN_SHANNON: DriftResult(
-            DriftMethod.JENSEN_SHANNON, DriftStatus.DRIFTED if js > thresholds.js_distance else DriftStatus.OK,
-            js, thresholds.js_distance, n, m),
-        DriftMethod.PSI: DriftResult(DriftMethod.PSI, DriftStatus.DRIFTED if psi > thresholds.psi else DriftStatus.OK,
-                                     psi, thresholds.psi, n, m),
+            DriftMethod.JENSEN_SHANNON,
+            DriftStatus.DRIFTED if js > thresholds.js_distance else DriftStatus.OK,
+            js,
+            thresholds.js_distance,
+            n,
+            m,
+        ),
+        DriftMethod.PSI: DriftResult(
+            DriftMethod.PSI, DriftStatus.DRIFTED if psi > thresholds.psi else DriftStatus.OK, psi, thresholds.psi, n, m
+        ),
     }
 
 
-def drift_by_bucket(reference: Sequence[Any], current: Sequence[tuple[int, Any]],
-                    *, start_ms: int, end_ms: int, bucket_ms: int, categorical: bool = False,
-                    thresholds: DriftThresholds = DriftThresholds()) -> dict[int, dict[DriftMethod, DriftResult]]:
+def drift_by_bucket(
+    reference: Sequence[Any],
+    current: Sequence[tuple[int, Any]],
+    *,
+    start_ms: int,
+    end_ms: int,
+    bucket_ms: int,
+    categorical: bool = False,
+    thresholds: DriftThresholds = DriftThresholds(),
+) -> dict[int, dict[DriftMethod, DriftResult]]:
     """Drift of each bucket ``[b, b + bucket_ms)`` of ``current`` (``(time_ms, value)`` pairs)
-    within ``[start_ms, end_ms)`` against the whole ``reference``; every bucket appears, an empty
-    one as ``NO_DATA``. Values are floats (numeric) or any hashable (``categorical``); the range
-must be whole buckets of the epoch grid, as the data-quality buckets are."""
+        within ``[start_ms, end_ms)`` against the whole ``reference``; every bucket appears, an empty
+        one as ``NO_DATA``. Values are floats (numeric) or any hashable (``categorical``); the range
+    must be whole buckets of the epoch grid, as the data-quality buckets are."""
     if bucket_ms <= 0:
         raise DefinitionError(f"a drift bucket must be a positive number of milliseconds, got {bucket_ms!r}")
     if start_ms % bucket_ms or end_ms % bucket_ms or end_ms < start_ms:

@@ -53,13 +53,15 @@ class Expectation:
     def __post_init__(self) -> None:
         where = f"expectation on {self.feature!r}"
         if not isinstance(self.statistic, Statistic):
-            raise DefinitionError(f"{where}: statistic must be one of {[s.value for s in Statistic]}, "
-                                  f"got {self.statistic!r}")
+            raise DefinitionError(
+                f"{where}: statistic must be one of {[s.value for s in Statistic]}, got {self.statistic!r}"
+            )
         if self.min_value is None and self.max_value is None:
             raise DefinitionError(f"{where}: give min_value, max_value or both")
         for bound in (self.min_value, self.max_value):
-            if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int | float)
-                                      or not math.isfinite(bound)):
+            if bound is not None and (
+                isinstance(bound, bool) or not isinstance(bound, int | float) or not math.isfinite(bound)
+            ):
                 raise DefinitionError(f"{where}: bounds must be finite numbers, got {bound!r}")
         if self.min_value is not None and self.max_value is not None and self.min_value > self.max_value:
             raise DefinitionError(f"{where}: min_value {self.min_value} is above max_value {self.max_value}")
@@ -87,34 +89,51 @@ def check(expectation: Expectation, summary: FeatureSummary) -> ExpectationResul
     low, high = expectation.min_value, expectation.max_value
     if (low is not None and value < low) or (high is not None and value > high):
         bounds = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
-        return ExpectationResult(expectation.name, ExpectationStatus.FAILED, value,
-                                 f"{expectation.name} = {value:g} is outside {bounds}")
+        return ExpectationResult(
+            expectation.name, ExpectationStatus.FAILED, value, f"{expectation.name} = {value:g} is outside {bounds}"
+        )
     return ExpectationResult(expectation.name, ExpectationStatus.PASSED, value, "")
 
 
-def check_defaults(feature: str, history: Sequence[FeatureSummary], current: FeatureSummary, *,
-                   null_rate_tolerance: float = 0.05, volume_factor: float = 3.0,
-                   min_history: int = 3) -> list[ExpectationResult]:
+def check_defaults(
+    feature: str,
+    history: Sequence[FeatureSummary],
+    current: FeatureSummary,
+    *,
+    null_rate_tolerance: float = 0.05,
+    volume_factor: float = 3.0,
+    min_history: int = 3,
+) -> list[ExpectationResult]:
     """The null-rate and row-volume expectations of ``current`` against ``history`` (earlier
     buckets of the same granularity, any order; empty ones are ignored)."""
     seen = [s for s in history if s.has_data]
     names = (f"{feature}.null_rate_vs_history", f"{feature}.row_count_vs_history")
     if not current.has_data or len(seen) < min_history:
-        reason = "no data in this bucket" if not current.has_data else \
-            f"{len(seen)} earlier buckets with data, {min_history} needed"
+        reason = (
+            "no data in this bucket"
+            if not current.has_data
+            else f"{len(seen)} earlier buckets with data, {min_history} needed"
+        )
         return [ExpectationResult(name, ExpectationStatus.NO_DATA, None, reason) for name in names]
     assert current.null_rate is not None  # has_data
     ceiling = max(s.null_rate or 0.0 for s in seen) + null_rate_tolerance
     null_result = ExpectationResult(
-        names[0], ExpectationStatus.FAILED if current.null_rate > ceiling else ExpectationStatus.PASSED,
+        names[0],
+        ExpectationStatus.FAILED if current.null_rate > ceiling else ExpectationStatus.PASSED,
         current.null_rate,
         f"null rate {current.null_rate:.4f} is above {ceiling:.4f} (recent maximum + {null_rate_tolerance})"
-        if current.null_rate > ceiling else "")
+        if current.null_rate > ceiling
+        else "",
+    )
     median = statistics.median(s.row_count for s in seen)
     low, high = median / volume_factor, median * volume_factor
     out = not low <= current.row_count <= high
     volume_result = ExpectationResult(
-        names[1], ExpectationStatus.FAILED if out else ExpectationStatus.PASSED, float(current.row_count),
+        names[1],
+        ExpectationStatus.FAILED if out else ExpectationStatus.PASSED,
+        float(current.row_count),
         f"{current.row_count} rows is outside [{low:g}, {high:g}] (recent median {median:g} / x {volume_factor:g})"
-        if out else "")
+        if out
+        else "",
+    )
     return [null_result, volume_result]

@@ -76,14 +76,22 @@ class FeatureStatistics:
     def add(self, values: Sequence[Any] | np.ndarray) -> None:
         """Fold a batch of values (None, and NaN for numerics, are nulls)."""
         if self.numeric:
-            array = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64) \
-                if not isinstance(values, np.ndarray) else values.astype(np.float64, copy=False)
+            array = (
+                np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+                if not isinstance(values, np.ndarray)
+                else values.astype(np.float64, copy=False)
+            )
             present = array[~np.isnan(array)]
             self.row_count += len(array)
             self.null_count += len(array) - len(present)
             if len(present):
-                self._fold_moments(len(present), float(present.mean()), float(((present - present.mean()) ** 2).sum()),
-                                   float(present.min()), float(present.max()))
+                self._fold_moments(
+                    len(present),
+                    float(present.mean()),
+                    float(((present - present.mean()) ** 2).sum()),
+                    float(present.min()),
+                    float(present.max()),
+                )
                 assert self._kll is not None
                 self._kll.update(present)
                 for value in np.unique(present).tolist():  # HLL ignores repeats: update each value once
@@ -129,8 +137,9 @@ class FeatureStatistics:
         null_rate = self.null_count / self.row_count
         distinct = self._hll.get_estimate()
         if not self.numeric or self._n == 0:
-            return FeatureSummary(self.row_count, self.null_count, True, null_rate, None, None, None, None, None,
-                                  distinct, None, None)
+            return FeatureSummary(
+                self.row_count, self.null_count, True, null_rate, None, None, None, None, None, distinct, None, None
+            )
         assert self._kll is not None
         stddev = math.sqrt(self._m2 / (self._n - 1)) if self._n > 1 else 0.0
         quantiles = dict(zip(QUANTILES, self._kll.get_quantiles(list(QUANTILES)), strict=True))
@@ -142,13 +151,30 @@ class FeatureStatistics:
             # [edge_i, edge_i+1), the last one closed at the maximum.
             shares = self._kll.get_pmf(edges[1:-1])
             counts = [share * self._n for share in shares]
-        return FeatureSummary(self.row_count, self.null_count, True, null_rate, self._min, self._max, self._mean,
-                              stddev, quantiles, distinct, edges, counts)
+        return FeatureSummary(
+            self.row_count,
+            self.null_count,
+            True,
+            null_rate,
+            self._min,
+            self._max,
+            self._mean,
+            stddev,
+            quantiles,
+            distinct,
+            edges,
+            counts,
+        )
 
     def to_bytes(self) -> bytes:
         document: dict[str, Any] = {
-            "format": QUALITY_FORMAT_VERSION, "numeric": self.numeric, "rows": self.row_count,
-            "nulls": self.null_count, "n": self._n, "mean": self._mean, "m2": self._m2,
+            "format": QUALITY_FORMAT_VERSION,
+            "numeric": self.numeric,
+            "rows": self.row_count,
+            "nulls": self.null_count,
+            "n": self._n,
+            "mean": self._mean,
+            "m2": self._m2,
             "min": None if self._n == 0 or not self.numeric else self._min,
             "max": None if self._n == 0 or not self.numeric else self._max,
             "hll": base64.b64encode(self._hll.serialize_compact()).decode(),
@@ -161,9 +187,11 @@ class FeatureStatistics:
         document = orjson.loads(raw)
         if not isinstance(document, dict) or document.get("format") != QUALITY_FORMAT_VERSION:
             found = document.get("format") if isinstance(document, dict) else None
-            raise StoreFormatError(f"data-quality statistics have format {found!r}, this featurebus reads "
-                                   f"{QUALITY_FORMAT_VERSION}: recompute them (rematerialize the buckets) or run "
-                                   "the featurebus version that wrote them")
+            raise StoreFormatError(
+                f"data-quality statistics have format {found!r}, this featurebus reads "
+                f"{QUALITY_FORMAT_VERSION}: recompute them (rematerialize the buckets) or run "
+                "the featurebus version that wrote them"
+            )
         stats = cls(bool(document["numeric"]))
         stats.row_count, stats.null_count, stats._n = int(document["rows"]), int(document["nulls"]), int(document["n"])
         stats._mean, stats._m2 = float(document["mean"]), float(document["m2"])
@@ -175,9 +203,12 @@ class FeatureStatistics:
         return stats
 
 
-def bucket_statistics(times_ms: np.ndarray, columns: Mapping[str, Sequence[Any] | np.ndarray],
-                      numeric: Iterable[str], granularity: Granularity
-                      ) -> dict[tuple[str, int], FeatureStatistics]:
+def bucket_statistics(
+    times_ms: np.ndarray,
+    columns: Mapping[str, Sequence[Any] | np.ndarray],
+    numeric: Iterable[str],
+    granularity: Granularity,
+) -> dict[tuple[str, int], FeatureStatistics]:
     """Statistics of each feature (column) per bucket of ``granularity`` for one batch of rows;
     key = (feature, bucket start in ms). Merge them into the stored buckets with ``merge``."""
     numeric_features = set(numeric)

@@ -50,24 +50,35 @@ class KindInfo:
 
 
 KIND_INFO: dict[RuleKind, KindInfo] = {
-    RuleKind.FRESHNESS: KindInfo("seconds", Comparison.ABOVE, None,
-                                 "featurebus_feature_freshness_seconds", "feature_view"),
-    RuleKind.MATERIALIZATION_FAILURE: KindInfo("failures", Comparison.AT_LEAST, 1.0,
-                                               "featurebus_materialization_failures_recent", "feature_view"),
-    RuleKind.REPEATED_FAILURES: KindInfo("consecutive failures", Comparison.AT_LEAST, 3.0,
-                                         "featurebus_materialization_consecutive_failures", "feature_view"),
-    RuleKind.SERVING_ERROR_RATE: KindInfo("ratio", Comparison.ABOVE, None,
-                                          "featurebus_serving_error_ratio", "feature_service", max_threshold=1.0),
-    RuleKind.SERVING_P99: KindInfo("milliseconds", Comparison.ABOVE, None,
-                                   "featurebus_serving_latency_p99_ms", "feature_service"),
-    RuleKind.DATA_QUALITY: KindInfo("failed expectations", Comparison.AT_LEAST, 1.0,
-                                    "featurebus_data_quality_failed_expectations", "feature_view"),
-    RuleKind.DRIFT: KindInfo("drift statistic", Comparison.ABOVE, 0.2,
-                             "featurebus_feature_drift", "feature_view"),
-    RuleKind.PARITY_MISMATCH: KindInfo("ratio", Comparison.ABOVE, 0.0,
-                                       "featurebus_parity_mismatch_ratio", "feature_view", max_threshold=1.0),
-    RuleKind.COMPONENT_DOWN: KindInfo("seconds", Comparison.ABOVE, 30.0,
-                                      "featurebus_component_unseen_seconds", "component"),
+    RuleKind.FRESHNESS: KindInfo(
+        "seconds", Comparison.ABOVE, None, "featurebus_feature_freshness_seconds", "feature_view"
+    ),
+    RuleKind.MATERIALIZATION_FAILURE: KindInfo(
+        "failures", Comparison.AT_LEAST, 1.0, "featurebus_materialization_failures_recent", "feature_view"
+    ),
+    RuleKind.REPEATED_FAILURES: KindInfo(
+        "consecutive failures",
+        Comparison.AT_LEAST,
+        3.0,
+        "featurebus_materialization_consecutive_failures",
+        "feature_view",
+    ),
+    RuleKind.SERVING_ERROR_RATE: KindInfo(
+        "ratio", Comparison.ABOVE, None, "featurebus_serving_error_ratio", "feature_service", max_threshold=1.0
+    ),
+    RuleKind.SERVING_P99: KindInfo(
+        "milliseconds", Comparison.ABOVE, None, "featurebus_serving_latency_p99_ms", "feature_service"
+    ),
+    RuleKind.DATA_QUALITY: KindInfo(
+        "failed expectations", Comparison.AT_LEAST, 1.0, "featurebus_data_quality_failed_expectations", "feature_view"
+    ),
+    RuleKind.DRIFT: KindInfo("drift statistic", Comparison.ABOVE, 0.2, "featurebus_feature_drift", "feature_view"),
+    RuleKind.PARITY_MISMATCH: KindInfo(
+        "ratio", Comparison.ABOVE, 0.0, "featurebus_parity_mismatch_ratio", "feature_view", max_threshold=1.0
+    ),
+    RuleKind.COMPONENT_DOWN: KindInfo(
+        "seconds", Comparison.ABOVE, 30.0, "featurebus_component_unseen_seconds", "component"
+    ),
 }
 
 
@@ -93,7 +104,9 @@ class AlertRule:
         if not isinstance(self.kind, RuleKind):
             raise DefinitionError(f"{where}: kind must be one of {[k.value for k in RuleKind]}, got {self.kind!r}")
         if not isinstance(self.target, str) or not self.target:
-            raise DefinitionError(f"{where}: target (the view, service or component watched) must be a non-empty string")
+            raise DefinitionError(
+                f"{where}: target (the view, service or component watched) must be a non-empty string"
+            )
         info = KIND_INFO[self.kind]
         if self.threshold is None:
             if info.default_threshold is None:
@@ -103,8 +116,9 @@ class AlertRule:
         if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
             raise DefinitionError(f"{where}: threshold must be a finite number of {info.unit}, got {threshold!r}")
         if not 0 <= threshold <= info.max_threshold:
-            raise DefinitionError(f"{where}: threshold must be within [0, {info.max_threshold:g}] {info.unit}, "
-                                  f"got {threshold!r}")
+            raise DefinitionError(
+                f"{where}: threshold must be within [0, {info.max_threshold:g}] {info.unit}, got {threshold!r}"
+            )
         object.__setattr__(self, "threshold", float(threshold))
         for field_name in ("for_s", "repeat_interval_s"):
             value = getattr(self, field_name)
@@ -123,25 +137,41 @@ class AlertRule:
         return cast(float, self.threshold)  # __post_init__ filled in the kind's default
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind.value, "target": self.target, "threshold": self.limit,
-                "for_s": self.for_s, "repeat_interval_s": self.repeat_interval_s,
-                "channels": list(self.channels), "labels": [list(pair) for pair in self.labels]}
+        return {
+            "name": self.name,
+            "kind": self.kind.value,
+            "target": self.target,
+            "threshold": self.limit,
+            "for_s": self.for_s,
+            "repeat_interval_s": self.repeat_interval_s,
+            "channels": list(self.channels),
+            "labels": [list(pair) for pair in self.labels],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AlertRule:
         missing = [key for key in ("name", "kind", "target") if key not in data]
         if missing:
-            raise DefinitionError(f"alert rule {data.get('name')!r}: missing {missing}; a rule needs a name, "
-                                  "a kind and a target")
+            raise DefinitionError(
+                f"alert rule {data.get('name')!r}: missing {missing}; a rule needs a name, a kind and a target"
+            )
         try:
             kind = RuleKind(data["kind"])
         except (KeyError, ValueError) as exc:
-            raise DefinitionError(f"alert rule {data.get('name')!r}: kind must be one of "
-                                  f"{[k.value for k in RuleKind]}, got {data.get('kind')!r}") from exc
-        return cls(name=data["name"], kind=kind, target=data["target"], threshold=data.get("threshold"),
-                   for_s=data.get("for_s", 0.0), repeat_interval_s=data.get("repeat_interval_s", 3600.0),
-                   channels=tuple(data.get("channels", ())),
-                   labels=tuple((str(k), str(v)) for k, v in data.get("labels", ())))
+            raise DefinitionError(
+                f"alert rule {data.get('name')!r}: kind must be one of "
+                f"{[k.value for k in RuleKind]}, got {data.get('kind')!r}"
+            ) from exc
+        return cls(
+            name=data["name"],
+            kind=kind,
+            target=data["target"],
+            threshold=data.get("threshold"),
+            for_s=data.get("for_s", 0.0),
+            repeat_interval_s=data.get("repeat_interval_s", 3600.0),
+            channels=tuple(data.get("channels", ())),
+            labels=tuple((str(k), str(v)) for k, v in data.get("labels", ())),
+        )
 
 
 def breached(rule: AlertRule, value: float) -> bool:

@@ -21,12 +21,23 @@ from featurebus.platform.kafka.topics import ALERT_STATE_TOPIC
 from featurebus.platform.monitoring.alerts import AlertState
 from featurebus.schemas.errors import KafkaUnavailableError, StaleAlertStateError
 
-__all__ = ["AlertStateStore", "KafkaAlertStateStore", "MemoryAlertBus", "MemoryAlertStateStore",
-           "alert_state_topic_config"]
+__all__ = [
+    "AlertStateStore",
+    "KafkaAlertStateStore",
+    "MemoryAlertBus",
+    "MemoryAlertStateStore",
+    "alert_state_topic_config",
+]
 
 # A just-created topic: its leader, or the client's metadata of it, may lag for a moment.
-_TRANSIENT = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-                        KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION})
+_TRANSIENT = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_PARTITION,
+    }
+)
 
 
 class AlertStateStore(Protocol):
@@ -52,7 +63,8 @@ def _check_newer(stored: AlertState | None, state: AlertState) -> None:
     if stored is not None and state.version <= stored.version:
         raise StaleAlertStateError(
             f"alert {state.rule!r}: version {state.version} is not newer than the stored {stored.version}; "
-            "another alert evaluator is running — run exactly one")
+            "another alert evaluator is running — run exactly one"
+        )
 
 
 class MemoryAlertBus:
@@ -98,10 +110,13 @@ class KafkaAlertStateStore:
         self._timeout_s = timeout_s
         self._records: dict[str, AlertState] = {}
         ensure_topics(bootstrap, [alert_state_topic_config(topic)], timeout_s)
-        self._consumer: Any = consumer(bootstrap, **{  # assigned, never joins or commits
-            "isolation.level": "read_committed",
-            "socket.connection.setup.timeout.ms": 5000,
-        })
+        self._consumer: Any = consumer(
+            bootstrap,
+            **{  # assigned, never joins or commits
+                "isolation.level": "read_committed",
+                "socket.connection.setup.timeout.ms": 5000,
+            },
+        )
         self._consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         # linger 0: a state write is a promise to notify; it must be on the broker before delivery.
         self._producer = producer(bootstrap, **{"linger.ms": 0})
@@ -137,14 +152,17 @@ class KafkaAlertStateStore:
                 if isinstance(error, KafkaError) and error.code() in _TRANSIENT and time.monotonic() < deadline:
                     time.sleep(0.1)
                     continue
-                raise KafkaUnavailableError(f"reading {self._topic} failed: {exc}. "
-                                            f"{unreachable_hint(self._bootstrap)}") from exc
+                raise KafkaUnavailableError(
+                    f"reading {self._topic} failed: {exc}. {unreachable_hint(self._bootstrap)}"
+                ) from exc
         if high <= low:
             return self._records
         while self._consumer.position([partition])[0].offset < high:
             if time.monotonic() > deadline:
-                raise KafkaUnavailableError(f"reading {self._topic} did not reach offset {high} within "
-                                            f"{self._timeout_s:g} s. {unreachable_hint(self._bootstrap)}")
+                raise KafkaUnavailableError(
+                    f"reading {self._topic} did not reach offset {high} within "
+                    f"{self._timeout_s:g} s. {unreachable_hint(self._bootstrap)}"
+                )
             for message in self._consumer.consume(num_messages=500, timeout=0.1):
                 if message.error() is not None:
                     if message.error().code() == KafkaError._PARTITION_EOF:

@@ -65,8 +65,12 @@ class CompactionResult:
     cancelled: bool = False
 
 
-def plan_merges(parts: Sequence[PartFile], sizes: Mapping[Path, int], small_bytes: int = SMALL_FILE_BYTES,
-                target_bytes: int = TARGET_FILE_BYTES) -> list[Merge]:
+def plan_merges(
+    parts: Sequence[PartFile],
+    sizes: Mapping[Path, int],
+    small_bytes: int = SMALL_FILE_BYTES,
+    target_bytes: int = TARGET_FILE_BYTES,
+) -> list[Merge]:
     """The merges worth doing among ``parts`` (live files), pure: runs of at least two consecutive
     small files of one ``(date, topic, partition)``, cut where a run would exceed ``target_bytes``."""
     live, _ = live_parts(parts)
@@ -84,7 +88,11 @@ def plan_merges(parts: Sequence[PartFile], sizes: Mapping[Path, int], small_byte
     previous: PartFile | None = None
     for part in live:  # sorted by (date, topic, partition, first offset)
         size = sizes.get(part.path, 0)
-        if previous is None or (previous.date, previous.topic, previous.partition) != (part.date, part.topic, part.partition):
+        if previous is None or (previous.date, previous.topic, previous.partition) != (
+            part.date,
+            part.topic,
+            part.partition,
+        ):
             close_run()
         previous = part
         if size >= small_bytes:
@@ -133,8 +141,11 @@ def _remove_garbage(source_folder: Path, grace_s: float, now: float) -> int:
     for part in live:
         covers.setdefault((part.date, part.topic, part.partition), []).append(part)
     for part in superseded:
-        cover = next(c for c in covers[(part.date, part.topic, part.partition)]
-                     if c.first_offset <= part.first_offset and part.last_offset <= c.last_offset)
+        cover = next(
+            c
+            for c in covers[(part.date, part.topic, part.partition)]
+            if c.first_offset <= part.first_offset and part.last_offset <= c.last_offset
+        )
         try:
             if now - cover.path.stat().st_mtime >= grace_s:
                 part.path.unlink(missing_ok=True)
@@ -149,8 +160,12 @@ def _parts_of(source_folder: Path) -> list[PartFile]:
 
 
 def compact_source(
-    source_folder: Path, *, small_bytes: int = SMALL_FILE_BYTES, target_bytes: int = TARGET_FILE_BYTES,
-    grace_s: float = 0.0, progress: Callable[[float], None] = lambda f: None,
+    source_folder: Path,
+    *,
+    small_bytes: int = SMALL_FILE_BYTES,
+    target_bytes: int = TARGET_FILE_BYTES,
+    grace_s: float = 0.0,
+    progress: Callable[[float], None] = lambda f: None,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> CompactionResult:
     """Compact one source's folder (``<root>/sources/<workspace>/<source>``); see the module doc."""
@@ -178,8 +193,13 @@ def compact_source(
 
 
 def compact_workspace(
-    root: Path, workspace: str, *, small_bytes: int = SMALL_FILE_BYTES, target_bytes: int = TARGET_FILE_BYTES,
-    grace_s: float = 0.0, progress: Callable[[float], None] = lambda f: None,
+    root: Path,
+    workspace: str,
+    *,
+    small_bytes: int = SMALL_FILE_BYTES,
+    target_bytes: int = TARGET_FILE_BYTES,
+    grace_s: float = 0.0,
+    progress: Callable[[float], None] = lambda f: None,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> CompactionResult:
     """Compact every source folder of the workspace in the offline store at ``root``."""
@@ -187,11 +207,18 @@ def compact_workspace(
     folders = sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
     total = CompactionResult()
     for index, folder in enumerate(folders):
+
         def scaled(fraction: float, index: int = index) -> None:
             progress((index + fraction) / len(folders))
 
-        result = compact_source(folder, small_bytes=small_bytes, target_bytes=target_bytes, grace_s=grace_s,
-                                progress=scaled, cancelled=cancelled)
+        result = compact_source(
+            folder,
+            small_bytes=small_bytes,
+            target_bytes=target_bytes,
+            grace_s=grace_s,
+            progress=scaled,
+            cancelled=cancelled,
+        )
         total.merged_files += result.merged_files
         total.input_files += result.input_files
         total.deleted_files += result.deleted_files
@@ -204,13 +231,14 @@ def compact_workspace(
     return total
 
 
-def compaction_work(root: Path, workspace: str, small_bytes: int = SMALL_FILE_BYTES,
-                    target_bytes: int = TARGET_FILE_BYTES) -> int:
+def compaction_work(
+    root: Path, workspace: str, small_bytes: int = SMALL_FILE_BYTES, target_bytes: int = TARGET_FILE_BYTES
+) -> int:
     """Merges and leftover files (superseded inputs, stray temporary files) a compaction would
     handle now: the runner queues a periodic compaction only when this is above 0."""
     base = root / "sources" / workspace
     work = 0
-    for folder in (sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []):
+    for folder in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
         parts = _parts_of(folder)
         sizes = {}
         for part in parts:

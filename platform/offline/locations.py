@@ -27,23 +27,34 @@ __all__ = ["OfflineLocations", "offline_locations", "require_locations"]
 OfflineLocations = Mapping[str, tuple[tuple[str, str], ...]]
 
 
-def offline_locations(spec: WorkspaceSpec, registry: Mapping[str, WorkspaceSpec]) -> dict[str, tuple[tuple[str, str], ...]]:
+def offline_locations(
+    spec: WorkspaceSpec, registry: Mapping[str, WorkspaceSpec]
+) -> dict[str, tuple[tuple[str, str], ...]]:
     if spec.live:
         return {s.name: ((spec.name, s.name),) for s in spec.stream_sources}
     live = sorted((ws for ws in registry.values() if ws.live and ws.name != spec.name), key=lambda ws: ws.name)
     return {
-        source.name: tuple((ws.name, other.name) for ws in live for other in ws.stream_sources
-                           if other.log_offline and _same_data(source, other) and _has_columns(other, source))
+        source.name: tuple(
+            (ws.name, other.name)
+            for ws in live
+            for other in ws.stream_sources
+            if other.log_offline and _same_data(source, other) and _has_columns(other, source)
+        )
         for source in spec.stream_sources
     }
 
 
-def require_locations(locations: OfflineLocations, workspace: str, source: StreamSourceSpec) -> tuple[tuple[str, str], ...]:
+def require_locations(
+    locations: OfflineLocations, workspace: str, source: StreamSourceSpec
+) -> tuple[tuple[str, str], ...]:
     """The source's locations, or an error saying why a development workspace has no data for it."""
     found = locations.get(source.name, ())
     if not found:
-        where = (f"a push source named {source.name!r}" if source.push
-                 else f"a source reading topics {list(source.kafka.topics)}")
+        where = (
+            f"a push source named {source.name!r}"
+            if source.push
+            else f"a source reading topics {list(source.kafka.topics)}"
+        )
         raise NotFoundError(
             f"source {source.name!r} of development workspace {workspace!r} has no offline data: no live workspace "
             f"has {where} with its columns {[f.name for f in source.schema]}. Apply the source to a live workspace "
@@ -55,8 +66,10 @@ def require_locations(locations: OfflineLocations, workspace: str, source: Strea
 def _same_data(source: StreamSourceSpec, other: StreamSourceSpec) -> bool:
     if source.push or other.push:
         return source.push and other.push and source.name == other.name
-    return (set(source.kafka.topics) == set(other.kafka.topics)
-            and source.kafka.bootstrap_servers == other.kafka.bootstrap_servers)
+    return (
+        set(source.kafka.topics) == set(other.kafka.topics)
+        and source.kafka.bootstrap_servers == other.kafka.bootstrap_servers
+    )
 
 
 def _has_columns(live: StreamSourceSpec, wanted: StreamSourceSpec) -> bool:

@@ -189,7 +189,7 @@ class OfflineMaterializer:
                     "fetch.wait.max.ms": 500,
                     "socket.connection.setup.timeout.ms": 5000,
                     "error_cb": self._health.on_error,
-                }
+                },
             )
             if self._sources_by_topic:
                 self._consumer.subscribe(
@@ -317,8 +317,16 @@ class OfflineMaterializer:
                     )
                 accepted = fresh[np.asarray(batch.accepted_indexes, dtype=np.int64)]
                 kept = offsets[accepted]
-                write_partition(self._root, self._workspace, source, key[0], key[1], batch.frame, kept,
-                                [buffer.timestamps[i] for i in accepted.tolist()])
+                write_partition(
+                    self._root,
+                    self._workspace,
+                    source,
+                    key[0],
+                    key[1],
+                    batch.frame,
+                    kept,
+                    [buffer.timestamps[i] for i in accepted.tolist()],
+                )
                 self._floors[(source.name, key)] = max(floor, int(offsets.max()))
                 self.written_count += len(kept)
                 self.rejected_count += len(batch.rejected)

@@ -129,8 +129,12 @@ def source_schema(fields: Sequence[FieldSpec]) -> pa.Schema:
     """The schema of every part file of a source with these fields."""
     return pa.schema(
         [pa.field(f.name, arrow_type(f.dtype)) for f in fields]
-        + [pa.field("_topic", pa.string()), pa.field("_partition", pa.int32()), pa.field("_offset", pa.int64()),
-           pa.field("_timestamp", pa.int64())]
+        + [
+            pa.field("_topic", pa.string()),
+            pa.field("_partition", pa.int32()),
+            pa.field("_offset", pa.int64()),
+            pa.field("_timestamp", pa.int64()),
+        ]
     )
 
 
@@ -162,7 +166,11 @@ def live_parts(parts: Sequence[PartFile]) -> tuple[list[PartFile], list[PartFile
     ordered = sorted(parts, key=lambda p: (p.date, p.topic, p.partition, p.first_offset, -p.last_offset))
     cover: PartFile | None = None
     for part in ordered:
-        same_group = cover is not None and (cover.date, cover.topic, cover.partition) == (part.date, part.topic, part.partition)
+        same_group = cover is not None and (cover.date, cover.topic, cover.partition) == (
+            part.date,
+            part.topic,
+            part.partition,
+        )
         if cover is not None and same_group and part.last_offset <= cover.last_offset:
             superseded.append(part)
             continue
@@ -228,8 +236,12 @@ def write_partition(
     schema = source_schema(source.schema)
     table = pa.Table.from_pandas(
         frame.loc[:, [f.name for f in source.schema]].assign(
-            _topic=topic, _partition=np.int32(partition), _offset=offsets,
-            _timestamp=pd.array([None] * len(offsets) if record_times_ms is None else list(record_times_ms), dtype="Int64"),
+            _topic=topic,
+            _partition=np.int32(partition),
+            _offset=offsets,
+            _timestamp=pd.array(
+                [None] * len(offsets) if record_times_ms is None else list(record_times_ms), dtype="Int64"
+            ),
         ),
         schema=schema,
         preserve_index=False,
@@ -243,7 +255,9 @@ def write_partition(
         chunk = table.filter(pa.array(days == day))
         chunk_offsets = offsets[days == day]
         date = from_epoch_ms(int(day) * _DAY_MS).strftime("%Y-%m-%d")
-        final = directory / f"date={date}" / part_name(topic, partition, int(chunk_offsets.min()), int(chunk_offsets.max()))
+        final = (
+            directory / f"date={date}" / part_name(topic, partition, int(chunk_offsets.min()), int(chunk_offsets.max()))
+        )
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(final.name + ".tmp")
         pq.write_table(chunk, tmp, compression="zstd")
@@ -283,5 +297,3 @@ def _roll_forward(manifest: Path) -> None:
         if tmp.exists():  # already renamed before a crash otherwise
             os.replace(tmp, manifest.parent / final_name)
     manifest.unlink()
-
-

@@ -30,8 +30,16 @@ from featurebus.schemas.specs import (
 
 __all__ = ["WORKSPACE_FIELD", "Action", "Change", "FieldChange", "Kind", "Plan", "plan"]
 
-Kind = Literal["entity", "batch_source", "stream_source", "stream_feature_view", "batch_feature_view",
-               "realtime_feature_view", "feature_table", "feature_service"]
+Kind = Literal[
+    "entity",
+    "batch_source",
+    "stream_source",
+    "stream_feature_view",
+    "batch_feature_view",
+    "realtime_feature_view",
+    "feature_table",
+    "feature_service",
+]
 Action = Literal["create", "update", "delete", "unchanged"]
 
 # Dependency order: a view's source is listed before the view, a service's views before it.
@@ -169,13 +177,18 @@ def plan(current: WorkspaceSpec | None, desired: WorkspaceSpec) -> Plan:
             elif kind == "feature_table" and diff:
                 invalidating = _invalidating(diff, _TABLE_HARMLESS)
                 if invalidating:
-                    change = dataclasses.replace(change, rematerialize=True, reason=f"changed: {', '.join(invalidating)}")
+                    change = dataclasses.replace(
+                        change, rematerialize=True, reason=f"changed: {', '.join(invalidating)}"
+                    )
             changes.append(change)
         kept = {o.name for o in new}
         for name in old:
             if name not in kept:
-                dropped = ("it is no longer computed or served (its feature topic stays on the bus)"
-                           if kind in ("stream_feature_view", "batch_feature_view", "feature_table") else "")
+                dropped = (
+                    "it is no longer computed or served (its feature topic stays on the bus)"
+                    if kind in ("stream_feature_view", "batch_feature_view", "feature_table")
+                    else ""
+                )
                 changes.append(Change(kind, name, "delete", reason=dropped))
     _refuse_destroying_protected(changes, current)
     return Plan(desired.name, tuple(changes))
@@ -198,7 +211,9 @@ def _refuse_destroying_protected(changes: list[Change], current: WorkspaceSpec |
             continue
         applied = next(o for o in _planned(current, change.kind) if o.name == change.name)
         if applied.prevent_destroy:
-            what = "delete it" if change.action == "delete" else f"invalidate its materialized features ({change.reason})"
+            what = (
+                "delete it" if change.action == "delete" else f"invalidate its materialized features ({change.reason})"
+            )
             raise DefinitionError(
                 f"{change.kind} '{change.name}' has prevent_destroy=True, and this plan would {what}. "
                 f"Apply prevent_destroy=False on it first (a harmless update), then make this change."
@@ -212,13 +227,14 @@ _BATCH_VIEW_HARMLESS = frozenset({"batch_schedule_ms", "batch_trigger", "increme
 _BATCH_INPUT_HARMLESS = _VIEW_HARMLESS - {"online", "offline"}
 
 
-def _with_rematerialization(change: Change, view: StreamFeatureViewSpec | BatchFeatureViewSpec,
-                            source_changes: dict[str, list[str]]) -> Change:
+def _with_rematerialization(
+    change: Change, view: StreamFeatureViewSpec | BatchFeatureViewSpec, source_changes: dict[str, list[str]]
+) -> Change:
     reasons = []
     own = _invalidating(change.changed_fields, _VIEW_HARMLESS | _BATCH_VIEW_HARMLESS)
     if own:
         reasons.append(f"changed: {', '.join(own)}")
-    for source in (view.sources if isinstance(view, BatchFeatureViewSpec) else (view.source,)):
+    for source in view.sources if isinstance(view, BatchFeatureViewSpec) else (view.source,):
         from_source = source_changes.get(source)
         if from_source:
             reasons.append(f"source {source!r} changed: {', '.join(from_source)}")
@@ -317,8 +333,8 @@ def _patch(obj: Any, at: tuple[_Step, ...], change: FieldChange) -> Any:
     if not rest and change.old is None:  # tuple elements are specs, never None: None marks an insertion
         items.insert(step.index, change.new)
         return tuple(items)
-    position = step.key if isinstance(step.key, int) else next(
-        (i for i, x in enumerate(items) if x.name == step.key), None
+    position = (
+        step.key if isinstance(step.key, int) else next((i for i, x in enumerate(items) if x.name == step.key), None)
     )
     if position is None or position >= len(items):
         raise FeaturebusError(f"the plan changes {change.path!r}, which the workspace does not have; re-run plan")

@@ -26,20 +26,35 @@ __all__ = ["attribute_aggregation", "table_objects", "with_table_objects"]
 
 def attribute_aggregation(feature: FieldSpec, ttl_ms: int) -> AggregationSpec:
     # As a stream view's Attribute: ``last`` over [T - ttl, T), keeping nulls (docs/design.md §4).
-    return AggregationSpec(feature.name, AggregationFunction.LAST, feature.name, feature.dtype, ttl_ms,
-                           output_dtype(AggregationFunction.LAST, feature.dtype), attribute=True)
+    return AggregationSpec(
+        feature.name,
+        AggregationFunction.LAST,
+        feature.name,
+        feature.dtype,
+        ttl_ms,
+        output_dtype(AggregationFunction.LAST, feature.dtype),
+        attribute=True,
+    )
 
 
 def table_objects(workspace: str, table: FeatureTableSpec) -> tuple[StreamSourceSpec, StreamFeatureViewSpec]:
     """What the worker, the stores and serving run for the table: its push source (records in
     the order join keys, features, timestamp) and its view of Attribute features."""
-    metadata: dict[str, Any] = {"description": table.description, "owner": table.owner, "tags": table.tags,
-                                "prevent_destroy": table.prevent_destroy}
+    metadata: dict[str, Any] = {
+        "description": table.description,
+        "owner": table.owner,
+        "tags": table.tags,
+        "prevent_destroy": table.prevent_destroy,
+    }
     timestamp = FieldSpec(table.timestamp_field, "timestamp")
     source = StreamSourceSpec(
-        table.name, (*table.join_keys, *table.features, timestamp),
+        table.name,
+        (*table.join_keys, *table.features, timestamp),
         KafkaConfigSpec(topics=(push_topic(workspace, table.name),), timestamp_field=table.timestamp_field),
-        push=True, log_offline=table.offline, feature_table=True, **metadata,
+        push=True,
+        log_offline=table.offline,
+        feature_table=True,
+        **metadata,
     )
     view = StreamFeatureViewSpec(
         name=table.name,
@@ -48,7 +63,9 @@ def table_objects(workspace: str, table: FeatureTableSpec) -> tuple[StreamSource
         join_keys=tuple(k.name for k in table.join_keys),
         timestamp_field=table.timestamp_field,
         # The records are the features already: the identity, in the worker's cheapest mode.
-        transformation=TransformationSpec(TransformationMode.PANDAS, table.name, f"def {table.name}(df):\n    return df\n"),
+        transformation=TransformationSpec(
+            TransformationMode.PANDAS, table.name, f"def {table.name}(df):\n    return df\n"
+        ),
         aggregations=tuple(attribute_aggregation(f, table.ttl_ms) for f in table.features),
         online=table.online,
         offline=table.offline,

@@ -59,8 +59,9 @@ class Registry(Protocol):
         """Every applied version of ``workspace``, oldest first."""
         ...
 
-    def apply(self, workspace: str, records: Sequence[SpecRecord], action: str,
-              topics: Sequence[TopicConfig] = ()) -> None:
+    def apply(
+        self, workspace: str, records: Sequence[SpecRecord], action: str, topics: Sequence[TopicConfig] = ()
+    ) -> None:
         """Write ``records`` atomically: readers see all of them or none. ``topics`` (e.g. push
         topics) exist once it returns; ``action`` names the change in errors ("applying")."""
         ...

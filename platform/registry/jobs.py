@@ -38,8 +38,9 @@ __all__ = ["JobStore", "KafkaJobStore", "MemoryJobBus", "MemoryJobStore", "jobs_
 
 _JOB = b"job/"
 _CANCEL = b"cancel/"
-_TRANSIENT = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-                        KafkaError.UNKNOWN_TOPIC_OR_PART})
+_TRANSIENT = frozenset(
+    {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
+)
 _FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
 
 
@@ -84,13 +85,15 @@ def _cancelled_attempt(value: bytes | None) -> int | None:
         return None
     document = orjson.loads(value)
     if document.get("format") != JOB_FORMAT_VERSION:
-        raise StoreFormatError(f"a cancel request has format {document.get('format')!r}, this featurebus reads "
-                               f"{JOB_FORMAT_VERSION}: run the featurebus version that wrote it")
+        raise StoreFormatError(
+            f"a cancel request has format {document.get('format')!r}, this featurebus reads "
+            f"{JOB_FORMAT_VERSION}: run the featurebus version that wrote it"
+        )
     return int(document["attempt"])
 
 
 def _cancel_requests(records: dict[bytes, bytes]) -> dict[str, int]:
-    requests = {k[len(_CANCEL):].decode(): _cancelled_attempt(v) for k, v in records.items() if k.startswith(_CANCEL)}
+    requests = {k[len(_CANCEL) :].decode(): _cancelled_attempt(v) for k, v in records.items() if k.startswith(_CANCEL)}
     return {job_id: attempt for job_id, attempt in requests.items() if attempt is not None}
 
 
@@ -157,24 +160,33 @@ class KafkaJobStore:
         self._timeout_s = timeout_s
         self._records: dict[bytes, bytes] = {}
         ensure_topics(bootstrap, [jobs_topic_config(workspace)], timeout_s)
-        self._consumer: Any = consumer(bootstrap, **{  # assigned, never joins or commits
-            "isolation.level": "read_committed",  # a runner's records are transactional
-            "socket.connection.setup.timeout.ms": 5000,
-        })
+        self._consumer: Any = consumer(
+            bootstrap,
+            **{  # assigned, never joins or commits
+                "isolation.level": "read_committed",  # a runner's records are transactional
+                "socket.connection.setup.timeout.ms": 5000,
+            },
+        )
         self._consumer.assign([TopicPartition(self._topic, 0, OFFSET_BEGINNING)])
         self._runner = runner
         if runner:
             # Short transactions: a SIGKILLed runner's open one must not hold readers back for long
             # (the next runner's init_transactions aborts it at once anyway).
-            self._producer = producer(bootstrap, **{
-                "transactional.id": jobs_runner_transactional_id(workspace), "transaction.timeout.ms": 10_000,
-                "message.timeout.ms": 10_000,
-                "linger.ms": 0})
+            self._producer = producer(
+                bootstrap,
+                **{
+                    "transactional.id": jobs_runner_transactional_id(workspace),
+                    "transaction.timeout.ms": 10_000,
+                    "message.timeout.ms": 10_000,
+                    "linger.ms": 0,
+                },
+            )
             try:
                 self._producer.init_transactions(timeout_s)
             except KafkaException as exc:
-                raise KafkaUnavailableError(f"starting the job runner of {workspace!r} failed: {exc}. "
-                                            f"{unreachable_hint(bootstrap)}") from exc
+                raise KafkaUnavailableError(
+                    f"starting the job runner of {workspace!r} failed: {exc}. {unreachable_hint(bootstrap)}"
+                ) from exc
         else:
             self._producer = producer(bootstrap, **{"linger.ms": 0})
 
@@ -193,11 +205,13 @@ class KafkaJobStore:
             error = exc.args[0] if exc.args else None
             if isinstance(error, KafkaError) and (error.code() in _FENCED or error.fatal()):
                 raise JobRunnerFencedError(
-                    f"another job runner of this workspace took over ({error}); this one stops") from exc
+                    f"another job runner of this workspace took over ({error}); this one stops"
+                ) from exc
             if isinstance(error, KafkaError) and error.txn_requires_abort():
                 self._producer.abort_transaction(self._timeout_s)
-            raise KafkaUnavailableError(f"writing to {self._topic} failed: {exc}. "
-                                        f"{unreachable_hint(self._bootstrap)}") from exc
+            raise KafkaUnavailableError(
+                f"writing to {self._topic} failed: {exc}. {unreachable_hint(self._bootstrap)}"
+            ) from exc
 
     def put(self, job: Job) -> None:
         self._write(_job_key(job.id), job.to_json())
@@ -220,8 +234,9 @@ class KafkaJobStore:
                 if isinstance(error, KafkaError) and error.code() in _TRANSIENT and time.monotonic() < deadline:
                     time.sleep(0.1)
                     continue
-                raise KafkaUnavailableError(f"reading {self._topic} failed: {exc}. "
-                                            f"{unreachable_hint(self._bootstrap)}") from exc
+                raise KafkaUnavailableError(
+                    f"reading {self._topic} failed: {exc}. {unreachable_hint(self._bootstrap)}"
+                ) from exc
         if high <= low:
             return self._records
         while True:
@@ -229,8 +244,10 @@ class KafkaJobStore:
             if position >= high:
                 return self._records
             if time.monotonic() > deadline:
-                raise KafkaUnavailableError(f"reading {self._topic} did not reach offset {high} within "
-                                            f"{self._timeout_s:g} s. {unreachable_hint(self._bootstrap)}")
+                raise KafkaUnavailableError(
+                    f"reading {self._topic} did not reach offset {high} within "
+                    f"{self._timeout_s:g} s. {unreachable_hint(self._bootstrap)}"
+                )
             for message in self._consumer.consume(num_messages=500, timeout=0.1):
                 if message.error() is not None:
                     if message.error().code() == KafkaError._PARTITION_EOF:

@@ -59,8 +59,9 @@ class KafkaRegistry:
         versions = [WorkspaceSpec.from_json(v) for k, v in records.items() if k.startswith(prefix)]
         return sorted(versions, key=lambda spec: spec.version)
 
-    def apply(self, workspace: str, records: Sequence[SpecRecord], action: str,
-              topics: Sequence[TopicConfig] = ()) -> None:
+    def apply(
+        self, workspace: str, records: Sequence[SpecRecord], action: str, topics: Sequence[TopicConfig] = ()
+    ) -> None:
         ensure_topics(self.bootstrap, [*registry_topics(), *topics])
         # One transactional id per workspace: a second apply racing this one fences it off instead
         # of interleaving with it.
@@ -73,7 +74,8 @@ class KafkaRegistry:
             writer.commit_transaction(_TRANSACTION_TIMEOUT_S)
         except KafkaException as exc:
             raise KafkaUnavailableError(
-                f"{action} workspace {workspace!r} failed: {exc}. {unreachable_hint(self.bootstrap)}") from exc
+                f"{action} workspace {workspace!r} failed: {exc}. {unreachable_hint(self.bootstrap)}"
+            ) from exc
 
     def follow(self) -> KafkaSpecFollower:
         return KafkaSpecFollower(self.bootstrap, self.timeout_s)
@@ -107,12 +109,15 @@ class KafkaSpecFollower:
         self._unavailable_timeout_s = unavailable_timeout_s
         self._health = BrokerHealth(bootstrap)
         self.specs: dict[str, WorkspaceSpec] = {}
-        self._consumer = consumer(bootstrap, **{
-            "enable.auto.offset.store": False,
-            "isolation.level": "read_committed",  # versions are written in transactions
-            "socket.connection.setup.timeout.ms": 5000,
-            "error_cb": self._health.on_error,
-        })
+        self._consumer = consumer(
+            bootstrap,
+            **{
+                "enable.auto.offset.store": False,
+                "isolation.level": "read_committed",  # versions are written in transactions
+                "socket.connection.setup.timeout.ms": 5000,
+                "error_cb": self._health.on_error,
+            },
+        )
         # One partition (``registry_topics``), read from its beginning: compaction keeps the
         # latest version of every workspace there.
         self._partition = TopicPartition(REGISTRY_TOPIC, 0, OFFSET_BEGINNING)
@@ -154,7 +159,8 @@ class KafkaSpecFollower:
             if down_for > self._unavailable_timeout_s:
                 raise KafkaUnavailableError(
                     f"following the registry failed: no broker answered for {self._unavailable_timeout_s:g} s "
-                    f"({exc}). {unreachable_hint(self._bootstrap)}") from exc
+                    f"({exc}). {unreachable_hint(self._bootstrap)}"
+                ) from exc
 
     def close(self) -> None:
         self._consumer.close()

@@ -43,8 +43,9 @@ class MemoryRegistry:
         versions = [WorkspaceSpec.from_json(v) for k, v in records.items() if k.startswith(prefix)]
         return sorted(versions, key=lambda spec: spec.version)
 
-    def apply(self, workspace: str, records: Sequence[SpecRecord], action: str,
-              topics: Sequence[TopicConfig] = ()) -> None:
+    def apply(
+        self, workspace: str, records: Sequence[SpecRecord], action: str, topics: Sequence[TopicConfig] = ()
+    ) -> None:
         unknown = sorted({collection for collection, _, _ in records} - SPEC_COLLECTIONS)
         if unknown:
             raise InvalidRequestError(f"{action} workspace {workspace!r}: records for unknown collections {unknown}")

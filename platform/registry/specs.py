@@ -60,13 +60,21 @@ def apply_workspace(registry: Registry, spec: WorkspaceSpec, *, create_live: boo
     payload = versioned.to_json()
     # Push topics exist from the moment a push source is applied, so ingestion can write at once.
     push_topics = [TopicConfig(t, PUSH_TOPIC_PARTITIONS) for s in spec.stream_sources if s.push for t in s.kafka.topics]
-    registry.apply(spec.name, [(REGISTRY_HISTORY_TOPIC, history_key(spec.name, versioned.version), payload),
-                               (REGISTRY_TOPIC, spec.name.encode("utf-8"), payload)], "applying", push_topics)
+    registry.apply(
+        spec.name,
+        [
+            (REGISTRY_HISTORY_TOPIC, history_key(spec.name, versioned.version), payload),
+            (REGISTRY_TOPIC, spec.name.encode("utf-8"), payload),
+        ],
+        "applying",
+        push_topics,
+    )
     return versioned
 
 
-def wait_for_workspace(registry: Registry, workspace: str, poll_s: float = 1.0,
-                       stop: threading.Event | None = None) -> WorkspaceSpec | None:
+def wait_for_workspace(
+    registry: Registry, workspace: str, poll_s: float = 1.0, stop: threading.Event | None = None
+) -> WorkspaceSpec | None:
     """Block until the workspace has been applied: processes may start before ``apply``.
 
     A development workspace is returned as soon as it exists (callers refuse to materialize

@@ -45,9 +45,11 @@ def later_records(parts: list[PartFile], ts_sql: str, hi_ms: int) -> dict[_Key, 
     file_list = ", ".join("'" + str(p.path).replace("'", "''") + "'" for p in parts)
 
     def query(stamps: bool) -> str:
-        return (f"SELECT _topic, _partition, _offset, {ts_sql} AS t, {stamp_select(stamps)} AS stamp "
-                f"FROM read_parquet([{file_list}], union_by_name = true) WHERE {ts_sql} >= {hi_ms} "
-                "ORDER BY _topic, _partition, _offset")
+        return (
+            f"SELECT _topic, _partition, _offset, {ts_sql} AS t, {stamp_select(stamps)} AS stamp "
+            f"FROM read_parquet([{file_list}], union_by_name = true) WHERE {ts_sql} >= {hi_ms} "
+            "ORDER BY _topic, _partition, _offset"
+        )
 
     with connect() as con:
         try:
@@ -56,12 +58,22 @@ def later_records(parts: list[PartFile], ts_sql: str, hi_ms: int) -> dict[_Key, 
             table = con.sql(query(False)).to_arrow_table()
     if not table.num_rows:
         return {}
-    frame = pd.DataFrame({"topic": table.column("_topic").to_pylist(), "partition": table.column("_partition").to_numpy(),
-                          "offset": table.column("_offset").to_numpy(), "t": table.column("t").to_numpy(),
-                          "stamp": pc.fill_null(table.column("stamp"), NEVER_AHEAD).to_numpy()})
+    frame = pd.DataFrame(
+        {
+            "topic": table.column("_topic").to_pylist(),
+            "partition": table.column("_partition").to_numpy(),
+            "offset": table.column("_offset").to_numpy(),
+            "t": table.column("t").to_numpy(),
+            "stamp": pc.fill_null(table.column("stamp"), NEVER_AHEAD).to_numpy(),
+        }
+    )
     result: dict[_Key, tuple[np.ndarray, ...]] = {}
     for (topic, partition), group in frame.groupby(["topic", "partition"], sort=False):
-        result[(str(topic), int(str(partition)))] = (group["offset"].to_numpy(), group["t"].to_numpy(), group["stamp"].to_numpy())
+        result[(str(topic), int(str(partition)))] = (
+            group["offset"].to_numpy(),
+            group["t"].to_numpy(),
+            group["stamp"].to_numpy(),
+        )
     return result
 
 
@@ -111,8 +123,12 @@ class ArrivalReplay:
             if upto > taken:  # later records that arrived among these: merge them in by offset
                 merged_offsets = np.concatenate([offsets, later[0][taken:upto]])
                 order = np.argsort(merged_offsets, kind="stable")
-                verdict = judge_partition(np.concatenate([times, later[1][taken:upto]])[order],
-                                          np.concatenate([stamps, later[2][taken:upto]])[order], watermark, self._delay_ms)
+                verdict = judge_partition(
+                    np.concatenate([times, later[1][taken:upto]])[order],
+                    np.concatenate([stamps, later[2][taken:upto]])[order],
+                    watermark,
+                    self._delay_ms,
+                )
                 self._taken[key], self._watermarks[key] = upto, verdict.watermark
                 dropped = np.empty(len(order), dtype=bool)
                 dropped[order] = verdict.ahead | verdict.late

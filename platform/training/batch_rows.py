@@ -38,16 +38,18 @@ def _sorted(frame: pd.DataFrame, ts_ms: np.ndarray) -> Rows:
     return frame.iloc[order].reset_index(drop=True), ts_ms[order]
 
 
-def batch_view_rows(spec: WorkspaceSpec, view: BatchFeatureViewSpec, root: Path,
-                    offline_data: OfflineLocations | None) -> Callable[[int, int], Rows]:
+def batch_view_rows(
+    spec: WorkspaceSpec, view: BatchFeatureViewSpec, root: Path, offline_data: OfflineLocations | None
+) -> Callable[[int, int], Rows]:
     """``(lo_ms, hi_ms) -> rows`` of the view with a timestamp in the range, sorted by time."""
     # A development workspace (offline_data set) is never materialized: always computed.
     materialized = offline_data is None and bool(list_view_parts(root, spec.name, view.name))
     as_view = view.as_view_spec()
 
     def computed(lo_ms: int, hi_ms: int) -> Rows:
-        return compute_rows(view, read_inputs(spec, view, *source_range(view, lo_ms, hi_ms), (lo_ms, hi_ms)),
-                            lo_ms, hi_ms)
+        return compute_rows(
+            view, read_inputs(spec, view, *source_range(view, lo_ms, hi_ms), (lo_ms, hi_ms)), lo_ms, hi_ms
+        )
 
     def rows(lo_ms: int, hi_ms: int) -> Rows:
         if not materialized:

@@ -63,7 +63,10 @@ class EventColumns:
 
     def table(self, frame: pd.DataFrame, ts_ms: np.ndarray) -> pa.Table:
         """A view's input rows (``view_input_frame``) in this schema, without ``SEQ``."""
-        columns = {column: pa.array(frame[key], from_pandas=True) for column, key in zip(self.keys, self.join_keys, strict=True)}
+        columns = {
+            column: pa.array(frame[key], from_pandas=True)
+            for column, key in zip(self.keys, self.join_keys, strict=True)
+        }
         columns[TS] = pa.array(ts_ms, type=pa.int64())
         for name, alias in self.aliases.items():
             columns[alias] = pa.array(frame[name], from_pandas=True)  # NaN -> null, as online

@@ -37,15 +37,20 @@ _NS_PER_MS = 1_000_000
 _ADDRESS = "_topic, _partition, _offset"
 
 
-def latest_event_edges_ns(source: StreamSourceSpec, locations: tuple[tuple[str, str], ...], root: Path,
-                           t_ns: np.ndarray) -> np.ndarray:
+def latest_event_edges_ns(
+    source: StreamSourceSpec, locations: tuple[tuple[str, str], ...], root: Path, t_ns: np.ndarray
+) -> np.ndarray:
     """``AggregationLeadingEdge.LATEST_EVENT_TIME`` offline: per spine row at T, the time just
     after the newest event of the source before T (``streams.windows.leading_edge_ms``), or T
     itself when there is none, as online before the first event."""
     before_ms = -np.floor_divide(-t_ns, _NS_PER_MS)  # event < T iff event < ceil_ms(T)
     hi_ms = int(before_ms.max())
-    files = [str(p.path) for workspace, name in locations for p in list_parts(root, workspace, name)
-             if p.date <= date_of(hi_ms - 1)]
+    files = [
+        str(p.path)
+        for workspace, name in locations
+        for p in list_parts(root, workspace, name)
+        if p.date <= date_of(hi_ms - 1)
+    ]
     if not files:
         return t_ns
     ts = _quote(source.kafka.timestamp_field)
@@ -66,14 +71,20 @@ def latest_event_edges_ns(source: StreamSourceSpec, locations: tuple[tuple[str, 
 
 
 def view_events(
-    spec: WorkspaceSpec, view: StreamFeatureViewSpec, root: Path, lo_ms: int, hi_ms: int,
+    spec: WorkspaceSpec,
+    view: StreamFeatureViewSpec,
+    root: Path,
+    lo_ms: int,
+    hi_ms: int,
     offline_data: OfflineLocations | None = None,
 ) -> pd.DataFrame:
     """The view's transformed events with source time in ``[lo_ms, hi_ms)``: its join keys and
     ``__ts`` (``TS``: event time, ms), for callers that need to know when values change."""
     open_store(Path(root), create=False)
     source = spec.source(view.source)
-    locations = ((spec.name, source.name),) if offline_data is None else require_locations(offline_data, spec.name, source)
+    locations = (
+        ((spec.name, source.name),) if offline_data is None else require_locations(offline_data, spec.name, source)
+    )
     table = read_events(source, locations, view, Path(root), lo_ms, hi_ms)
     columns = [*view.join_keys, TS]
     if table is None:
@@ -84,8 +95,12 @@ def view_events(
 
 
 def read_events(
-    source: StreamSourceSpec, locations: tuple[tuple[str, str], ...], view: StreamFeatureViewSpec, root: Path,
-    lo_ms: int, hi_ms: int,
+    source: StreamSourceSpec,
+    locations: tuple[tuple[str, str], ...],
+    view: StreamFeatureViewSpec,
+    root: Path,
+    lo_ms: int,
+    hi_ms: int,
 ) -> pa.Table | None:
     """Transformed events (``EventColumns.of(view)``) with source time in ``[lo_ms, hi_ms)``, deduplicated.
 
@@ -107,7 +122,12 @@ def read_events(
     first_day, last_day = date_of(lo_ms), date_of(hi_ms - 1)
     # In offset order, so that a plain scan reads records in arrival order.
     parts = sorted(
-        (p for workspace, name in locations for p in list_parts(root, workspace, name) if first_day <= p.date <= last_day),
+        (
+            p
+            for workspace, name in locations
+            for p in list_parts(root, workspace, name)
+            if first_day <= p.date <= last_day
+        ),
         key=lambda p: (p.topic, p.partition, p.first_offset),
     )
     if not parts:
@@ -117,13 +137,18 @@ def read_events(
     event_ms = f"epoch_ms({_quote(ts)})"
     # The engine's arrival rule is replayed over the scan (arrival_replay.py): records after the
     # range that arrived earlier can raise a partition's watermark, so they are read too.
-    later_parts = [p for workspace, name in locations for p in list_parts(root, workspace, name) if p.date >= date_of(hi_ms)]
+    later_parts = [
+        p for workspace, name in locations for p in list_parts(root, workspace, name) if p.date >= date_of(hi_ms)
+    ]
     replay = ArrivalReplay(source.kafka.watermark_delay_ms, later_records(later_parts, event_ms, hi_ms))
 
     def query(stamps: bool) -> str:
         select = ", ".join(
-            [f"epoch_ms({_quote(f.name)}) AS {_quote(f.name)}" if f.dtype == "timestamp" else _quote(f.name)
-             for f in source.schema] + [_ADDRESS, f"{event_ms} AS __event_ms", f"{stamp_select(stamps)} AS __stamp_ms"]
+            [
+                f"epoch_ms({_quote(f.name)}) AS {_quote(f.name)}" if f.dtype == "timestamp" else _quote(f.name)
+                for f in source.schema
+            ]
+            + [_ADDRESS, f"{event_ms} AS __event_ms", f"{stamp_select(stamps)} AS __stamp_ms"]
         )
         file_list = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
         where = f"WHERE {event_ms} >= {lo_ms} AND {event_ms} < {hi_ms}"
@@ -155,7 +180,10 @@ def read_events(
 def _disjoint(parts: list[PartFile]) -> bool:
     """Whether no two files (sorted by topic, partition, first offset) share an offset."""
     for before, after in itertools.pairwise(parts):
-        if (before.topic, before.partition) == (after.topic, after.partition) and after.first_offset <= before.last_offset:
+        if (before.topic, before.partition) == (
+            after.topic,
+            after.partition,
+        ) and after.first_offset <= before.last_offset:
             return False
     return True
 

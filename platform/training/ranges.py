@@ -111,8 +111,11 @@ def get_features_in_range(
         raise InvalidRequestError(f"end ({end}) must be after start ({start})")
     keys = list(view.join_keys)
     # Events that any window at a time in [start, end) can still cover (all, for a lifetime window).
-    read_from = (view.lifetime_start_ms if view.has_lifetime and view.lifetime_start_ms is not None
-                 else start_ms - view.max_reach_ms - (view.aggregation_interval_ms or 0))
+    read_from = (
+        view.lifetime_start_ms
+        if view.has_lifetime and view.lifetime_start_ms is not None
+        else start_ms - view.max_reach_ms - (view.aggregation_interval_ms or 0)
+    )
     if batch is not None:  # its rows: materialized, else computed from its sources
         frame, ts_ms = batch_view_rows(spec, batch, root, offline_data)(max(0, read_from), end_ms)
         events = frame[keys].assign(**{_TS: ts_ms})
@@ -130,7 +133,9 @@ def get_features_in_range(
     spine_parts = []
     for key, group in events.groupby(keys, sort=True, dropna=False):
         times = change_points(view, group[_TS].to_numpy(), start_ms, end_ms)
-        part = pd.DataFrame({k: [v] * len(times) for k, v in zip(keys, key if isinstance(key, tuple) else (key,), strict=True)})
+        part = pd.DataFrame(
+            {k: [v] * len(times) for k, v in zip(keys, key if isinstance(key, tuple) else (key,), strict=True)}
+        )
         part["__t"] = times
         spine_parts.append(part)
     spine = pd.concat(spine_parts, ignore_index=True)

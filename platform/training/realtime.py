@@ -55,6 +55,13 @@ def realtime_training_columns(
             view, feature = flat[output[1]]
             columns.append((view, feature, fetched[(view, feature)]))
         else:
-            columns.append((output[1], output[2], frames[output[1]][output[2]].to_numpy()
-                            if frames[output[1]][output[2]].dtype.kind == "f" else frames[output[1]][output[2]].array))
+            columns.append(
+                (
+                    output[1],
+                    output[2],
+                    frames[output[1]][output[2]].to_numpy()
+                    if frames[output[1]][output[2]].dtype.kind == "f"
+                    else frames[output[1]][output[2]].array,
+                )
+            )
     return columns

@@ -51,7 +51,7 @@ from featurebus.platform.training.realtime import realtime_training_columns
 from featurebus.platform.training.spine import spine_times_ns, timestamp_column, window_ends_ms
 from featurebus.platform.training.window_sql import Need, Parts, Window, bounded_parts, lifetime_parts
 from featurebus.schemas.errors import InvalidRequestError, NotFoundError
-from featurebus.schemas.kinds import AggregationLeadingEdge, AggregationFunction, WindowKind
+from featurebus.schemas.kinds import AggregationFunction, AggregationLeadingEdge, WindowKind
 from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
 from featurebus.streams.aggregations import output_dtype
 from featurebus.streams.realtime import RealtimeServicePlan
@@ -72,7 +72,11 @@ _GROUP_EVENTS = 8_000_000
 _DAY_MS = 86_400_000
 # The partial sums each function needs (a mean is sum / count, as online). These three have a
 # fast path in SQL; every other function goes through ``event_pairs`` and the engine's aggregators.
-_PARTS = {AggregationFunction.COUNT: ("count",), AggregationFunction.SUM: ("sum",), AggregationFunction.MEAN: ("count", "sum")}
+_PARTS = {
+    AggregationFunction.COUNT: ("count",),
+    AggregationFunction.SUM: ("sum",),
+    AggregationFunction.MEAN: ("count", "sum"),
+}
 
 
 def _in_sql(a: AggregationSpec) -> bool:
@@ -85,7 +89,11 @@ def feature_column(view: str, feature: str) -> str:
 
 
 def get_features_for_events(
-    spec: WorkspaceSpec, service: str, spine: pd.DataFrame, root: Path, timestamp_key: str | None = None,
+    spec: WorkspaceSpec,
+    service: str,
+    spine: pd.DataFrame,
+    root: Path,
+    timestamp_key: str | None = None,
     offline_data: OfflineLocations | None = None,
 ) -> pd.DataFrame:
     """The spine (same columns, rows and order) plus one column per feature of ``service``.
@@ -124,12 +132,18 @@ def get_features_for_events(
         if batch is not None:
             # A batch view's rows: materialized offline, else computed from its sources (platform/training/batch_rows.py).
             loader = _batch_loader(batch_view_rows(spec, batch, Path(root), offline_data))
-            values = _rereading_after_compaction(_view_features, None, (), view, aggregations, spine, t_ns, Path(root), loader)
+            values = _rereading_after_compaction(
+                _view_features, None, (), view, aggregations, spine, t_ns, Path(root), loader
+            )
             fetched.update({(view.name, a.name): column for a, column in zip(aggregations, values, strict=True)})
             continue
         source = spec.source(view.source)
-        locations = ((spec.name, source.name),) if offline_data is None else require_locations(offline_data, spec.name, source)
-        values = _rereading_after_compaction(_view_features, source, locations, view, aggregations, spine, t_ns, Path(root))
+        locations = (
+            ((spec.name, source.name),) if offline_data is None else require_locations(offline_data, spec.name, source)
+        )
+        values = _rereading_after_compaction(
+            _view_features, source, locations, view, aggregations, spine, t_ns, Path(root)
+        )
         fetched.update({(view.name, a.name): column for a, column in zip(aggregations, values, strict=True)})
     if realtime is not None:
         served = realtime_training_columns(realtime, spine, t_ns, fetched)
@@ -213,13 +227,20 @@ def _relative_windows(aggregation: AggregationSpec) -> list[Window]:
     if aggregation.window_kind == WindowKind.LIFETIME:
         return [None]
     if aggregation.window_kind == WindowKind.SERIES:
-        return list(series_windows(aggregation.series_start_ms, aggregation.series_end_ms,
-                                   aggregation.series_step_ms, aggregation.window_ms))
+        return list(
+            series_windows(
+                aggregation.series_start_ms,
+                aggregation.series_end_ms,
+                aggregation.series_step_ms,
+                aggregation.window_ms,
+            )
+        )
     return [(aggregation.offset_ms - aggregation.window_ms, aggregation.offset_ms)]
 
 
-def _absolute_windows(a: AggregationSpec, view: StreamFeatureViewSpec, t_ns: np.ndarray,
-                      ends: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+def _absolute_windows(
+    a: AggregationSpec, view: StreamFeatureViewSpec, t_ns: np.ndarray, ends: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """``[start, end)`` per spine row of each window of ``a`` (``_relative_windows`` made absolute).
     An Attribute ends at T whatever the view's interval (docs/design.md §4)."""
     if a.attribute:
@@ -229,8 +250,9 @@ def _absolute_windows(a: AggregationSpec, view: StreamFeatureViewSpec, t_ns: np.
         if window is None:
             assert view.lifetime_start_ms is not None  # compile requires it with a LifetimeWindow
             # streams.windows.lifetime_bounds: empty while E is not after the start.
-            result.append((np.full(len(ends), view.lifetime_start_ms, dtype=np.int64),
-                           np.maximum(ends, view.lifetime_start_ms)))
+            result.append(
+                (np.full(len(ends), view.lifetime_start_ms, dtype=np.int64), np.maximum(ends, view.lifetime_start_ms))
+            )
         else:
             result.append((ends + window[0], ends + window[1]))
     return result
@@ -253,8 +275,11 @@ def _view_features(
     the group, not by the store: a store larger than memory streams through slice by slice.
     """
     # A lifetime window reads every event before its row: it cannot be sliced by time.
-    groups = ([np.arange(len(t_ns))] if view.has_lifetime else
-              _time_groups(root, locations, t_ns, view.max_reach_ms + (view.aggregation_interval_ms or 0)))
+    groups = (
+        [np.arange(len(t_ns))]
+        if view.has_lifetime
+        else _time_groups(root, locations, t_ns, view.max_reach_ms + (view.aggregation_interval_ms or 0))
+    )
     if len(groups) == 1:
         return _view_features_in(source, locations, view, aggregations, spine, t_ns, root, loader)
     pieces = [
@@ -274,7 +299,9 @@ def _view_features(
     return columns
 
 
-def _time_groups(root: Path, locations: tuple[tuple[str, str], ...], t_ns: np.ndarray, window_ms: int) -> list[np.ndarray]:
+def _time_groups(
+    root: Path, locations: tuple[tuple[str, str], ...], t_ns: np.ndarray, window_ms: int
+) -> list[np.ndarray]:
     """Spine row positions, grouped by consecutive UTC dates of their times (one group if small)."""
     days = np.floor_divide(np.floor_divide(t_ns, 1_000_000), _DAY_MS)
     per_date: dict[int, int] = {}
@@ -353,9 +380,11 @@ def _view_features_in(
     flat = [(a, window) for a, windows in zip(others, other_windows, strict=True) for window in windows]
     schema = EventColumns.of(view)
     flat_values = iter(
-        aggregate_pairs(view, [a for a, _ in flat], schema.spine_keys(spine, events), [w for _, w in flat],
-                        events, schema.aliases)
-        if flat else []
+        aggregate_pairs(
+            view, [a for a, _ in flat], schema.spine_keys(spine, events), [w for _, w in flat], events, schema.aliases
+        )
+        if flat
+        else []
     )
 
     def scatter(kind: str, a: AggregationSpec, window: Window) -> tuple[np.ndarray, np.ndarray]:
@@ -405,5 +434,3 @@ def _as_lists(per_window: list[np.ndarray | pd.api.extensions.ExtensionArray], r
     for row in range(rows):
         lists[row] = [column[row] for column in plain]
     return lists
-
-

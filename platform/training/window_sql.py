@@ -56,15 +56,26 @@ def _results(result: pa.Table, needs: dict[Need, str]) -> Parts:
     return values
 
 
-def bounded_parts(spine: pd.DataFrame, view: StreamFeatureViewSpec, events: pa.Table, ends: np.ndarray,
-                   reach_ms: int, bounded: dict[Need, str]) -> Parts:
+def bounded_parts(
+    spine: pd.DataFrame,
+    view: StreamFeatureViewSpec,
+    events: pa.Table,
+    ends: np.ndarray,
+    reach_ms: int,
+    bounded: dict[Need, str],
+) -> Parts:
     """Counts and sums over bounded windows: by prefix sums (``prefix.window_parts``) when every
     window ends at the row's end, else (offsets, series) by the bucketed SQL join."""
-    plain = {(kind, name, -window[0]): alias for (kind, name, window), alias in bounded.items()
-             if window is not None and window[1] == 0}
+    plain = {
+        (kind, name, -window[0]): alias
+        for (kind, name, window), alias in bounded.items()
+        if window is not None and window[1] == 0
+    }
     if len(plain) == len(bounded):
         columns = EventColumns.of(view)
-        by_prefix = window_parts(columns.spine_keys(spine, events), events, ends, plain, columns.aliases, _integral(view))
+        by_prefix = window_parts(
+            columns.spine_keys(spine, events), events, ends, plain, columns.aliases, _integral(view)
+        )
         if by_prefix is not None:
             everyone = np.arange(len(spine))
             return {alias: (everyone, values, nulls) for alias, (values, nulls) in by_prefix.items()}
@@ -132,13 +143,20 @@ def lifetime_parts(
     take = pa.array(np.arange(len(spine), dtype=np.int64))
     columns = EventColumns.of(view)
     keys = columns.spine_keys(spine, events)
-    spine_table = pa.table({ROW: take, **keys, "__t": pa.array(ends, type=pa.int64()),
-                            "__o": pa.array(np.zeros(len(spine), dtype=np.int8))})
+    spine_table = pa.table(
+        {
+            ROW: take,
+            **keys,
+            "__t": pa.array(ends, type=pa.int64()),
+            "__o": pa.array(np.zeros(len(spine), dtype=np.int8)),
+        }
+    )
     aliases = columns.aliases
     integral = _integral(view)
     key_columns = columns.keys
     selects = [
-        f"{_part_select(kind, aliases[name], integral[name], 'OVER w')} AS {alias}" for (kind, name, _), alias in needs.items()
+        f"{_part_select(kind, aliases[name], integral[name], 'OVER w')} AS {alias}"
+        for (kind, name, _), alias in needs.items()
     ]
     not_null = " AND ".join(f"{k} IS NOT NULL" for k in key_columns)
     query = (

@@ -16,18 +16,28 @@ __all__ = ["REQUEST_ID_HEADER", "CallerCall", "OptionalName", "api_key_header", 
 REQUEST_ID_HEADER = "X-Request-Id"
 
 # Declares the security scheme in the OpenAPI document; the guard does the checking.
-api_key_header = APIKeyHeader(name="Authorization", scheme_name="TectonKey", auto_error=False,
-                              description="`Tecton-key <key>` or `Bearer <key>`; `featurebus login` stores one.")
+api_key_header = APIKeyHeader(
+    name="Authorization",
+    scheme_name="TectonKey",
+    auto_error=False,
+    description="`Tecton-key <key>` or `Bearer <key>`; `featurebus login` stores one.",
+)
 
-_MEANING = {400: "Invalid request: the message names the field.", 401: "No key, or an unknown, revoked or expired one.",
-            403: "The key's principal lacks the role; the message names the role needed.",
-            404: "No such workspace, job, principal or key.", 409: "The workspace moved on since the plan was made "
-            "(currentVersion says where it is now).", 503: "Kafka is unreachable."}
+_MEANING = {
+    400: "Invalid request: the message names the field.",
+    401: "No key, or an unknown, revoked or expired one.",
+    403: "The key's principal lacks the role; the message names the role needed.",
+    404: "No such workspace, job, principal or key.",
+    409: "The workspace moved on since the plan was made (currentVersion says where it is now).",
+    503: "Kafka is unreachable.",
+}
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"description": _MEANING[status], "content": {"application/json": {"schema": ERROR}}}
-            for status in statuses}
+    return {
+        status: {"description": _MEANING[status], "content": {"application/json": {"schema": ERROR}}}
+        for status in statuses
+    }
 
 
 def call_of(request: Request) -> Call:

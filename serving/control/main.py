@@ -29,8 +29,11 @@ def build_control_plane(bootstrap: str, home: Path, url: str) -> ControlPlane:
     secret = plane.bootstrap_admin()
     if secret is not None:
         path = save_control_login(url, secret, home)
-        print(f"Created the admin service account {BOOTSTRAP_ADMIN!r}; its key (shown once, saved in {path}):\n"
-              f"  {secret}", flush=True)
+        print(
+            f"Created the admin service account {BOOTSTRAP_ADMIN!r}; its key (shown once, saved in {path}):\n"
+            f"  {secret}",
+            flush=True,
+        )
     return plane
 
 

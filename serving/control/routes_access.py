@@ -25,8 +25,11 @@ class PrincipalCreate(BaseModel):
 class KeyCreate(BaseModel):
     principal: Name | None = Field(default=None, description="A key of this existing principal (admin only).")
     workspace: Name | None = Field(default=None, description="Or: a new service account with `role` here (owner).")
-    role: str | None = Field(default=None, max_length=20, description="viewer|consumer|operator|editor|owner "
-                             "(or reader|writer|admin, as earlier releases named them)")
+    role: str | None = Field(
+        default=None,
+        max_length=20,
+        description="viewer|consumer|operator|editor|owner (or reader|writer|admin, as earlier releases named them)",
+    )
     description: str = Field(default="", max_length=1000)
     expires_at_ms: int | None = Field(default=None, ge=0, description="Epoch ms after which the key is refused.")
 
@@ -69,8 +72,14 @@ def access_router(plane: ControlPlane) -> APIRouter:
     @router.post("/keys", tags=["keys"], status_code=201, responses=errors(400, 401, 403, 404))
     def create_key(body: KeyCreate, call: CallerCall) -> dict[str, Any]:
         """A new key; its ``secret`` is in this answer only (stored hashed)."""
-        return access.create_key(call, principal=body.principal, workspace=body.workspace, role=body.role,
-                                 description=body.description, expires_at_ms=body.expires_at_ms)
+        return access.create_key(
+            call,
+            principal=body.principal,
+            workspace=body.workspace,
+            role=body.role,
+            description=body.description,
+            expires_at_ms=body.expires_at_ms,
+        )
 
     @router.delete("/keys/{key_id}", tags=["keys"], responses=errors(401, 403, 404))
     def revoke_key(key_id: str, call: CallerCall) -> dict[str, Any]:
@@ -78,7 +87,9 @@ def access_router(plane: ControlPlane) -> APIRouter:
         return access.revoke_key(call, key_id)
 
     @router.get("/roles", tags=["roles"], responses=errors(401, 403))
-    def get_roles(call: CallerCall, principal: OptionalName = None, workspace: OptionalName = None) -> list[dict[str, Any]]:
+    def get_roles(
+        call: CallerCall, principal: OptionalName = None, workspace: OptionalName = None
+    ) -> list[dict[str, Any]]:
         """Role bindings: one's own, a workspace's (owner), or all (admin)."""
         return access.get_roles(call, principal=principal, workspace=workspace)
 
@@ -88,15 +99,22 @@ def access_router(plane: ControlPlane) -> APIRouter:
         return access.assign_role(call, body.principal, body.workspace, body.role)
 
     @router.delete("/roles", tags=["roles"], responses=errors(400, 401, 403, 404))
-    def unassign_role(call: CallerCall, principal: Annotated[str, Query(min_length=1, max_length=100)],
-                      workspace: Annotated[str, Query(min_length=1, max_length=100)]) -> dict[str, Any]:
+    def unassign_role(
+        call: CallerCall,
+        principal: Annotated[str, Query(min_length=1, max_length=100)],
+        workspace: Annotated[str, Query(min_length=1, max_length=100)],
+    ) -> dict[str, Any]:
         """Remove a principal's role in a workspace (owner)."""
         return access.unassign_role(call, principal, workspace)
 
     @router.get("/audit", tags=["audit"], responses=errors(401, 403))
-    def audit_log(call: CallerCall, workspace: OptionalName = None, principal: OptionalName = None,
-                  since_ms: Annotated[int | None, Query(ge=0)] = None,
-                  limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> list[dict[str, Any]]:
+    def audit_log(
+        call: CallerCall,
+        workspace: OptionalName = None,
+        principal: OptionalName = None,
+        since_ms: Annotated[int | None, Query(ge=0)] = None,
+        limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    ) -> list[dict[str, Any]]:
         """Audit records, oldest first: a workspace's (owner) or all (admin)."""
         return access.audit(call, workspace=workspace, principal=principal, since_ms=since_ms, limit=limit)
 

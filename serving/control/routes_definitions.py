@@ -88,17 +88,29 @@ def definitions_router(plane: ControlPlane) -> APIRouter:
         return defs.log(call, workspace)
 
     @router.get("/workspaces/{workspace}/jobs", tags=["jobs"], responses=errors(401, 403, 404))
-    def list_jobs(workspace: str, call: CallerCall, view: Annotated[str | None, Query(max_length=200)] = None) -> list[dict[str, Any]]:
+    def list_jobs(
+        workspace: str, call: CallerCall, view: Annotated[str | None, Query(max_length=200)] = None
+    ) -> list[dict[str, Any]]:
         """The workspace's jobs, oldest first (viewer)."""
         return jobs.list_jobs(call, workspace, view)
 
     @router.post("/workspaces/{workspace}/jobs", tags=["jobs"], status_code=201, responses=errors(400, 401, 403, 404))
     def materialize(workspace: str, body: MaterializeRequest, call: CallerCall) -> dict[str, Any]:
         """Queue a materialization of a batch feature view over [start_ms, end_ms) (operator)."""
-        return jobs.materialize(call, workspace, body.view, body.start_ms, body.end_ms, online=body.online,
-                                offline=body.offline, overwrite=body.overwrite)
+        return jobs.materialize(
+            call,
+            workspace,
+            body.view,
+            body.start_ms,
+            body.end_ms,
+            online=body.online,
+            offline=body.offline,
+            overwrite=body.overwrite,
+        )
 
-    @router.post("/workspaces/{workspace}/jobs/compact", tags=["jobs"], status_code=201, responses=errors(400, 401, 403, 404))
+    @router.post(
+        "/workspaces/{workspace}/jobs/compact", tags=["jobs"], status_code=201, responses=errors(400, 401, 403, 404)
+    )
     def compact(workspace: str, call: CallerCall) -> dict[str, Any]:
         """Queue a compaction of the workspace's offline store (operator)."""
         return jobs.compact(call, workspace)

@@ -59,8 +59,16 @@ from featurebus.streams.transform import Transformation, TransformationError, ev
 from featurebus.streams.windows import retention_ms
 
 __all__ = [
-    "NO_WATERMARK", "RawRecord", "FeatureSink", "MemorySink", "Progress", "StreamEngine", "EngineCounters", "ExpiryStep",
-    "compile_views", "shard_of",
+    "NO_WATERMARK",
+    "RawRecord",
+    "FeatureSink",
+    "MemorySink",
+    "Progress",
+    "StreamEngine",
+    "EngineCounters",
+    "ExpiryStep",
+    "compile_views",
+    "shard_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -124,13 +132,18 @@ class EngineCounters:
 
 
 # Dropped events per view and source partition (reason: late | ahead, streams/arrival.py).
-EVENTS_DROPPED = Counter("featurebus_events_dropped_total", "Source events the stream engine did not count",
-                         ["view", "topic", "partition", "reason"])
+EVENTS_DROPPED = Counter(
+    "featurebus_events_dropped_total",
+    "Source events the stream engine did not count",
+    ["view", "topic", "partition", "reason"],
+)
 
 
 def _ahead_reason(ts_ms: int, reference_ms: int) -> str:
-    return (f"event time {ts_ms} is {ts_ms - reference_ms} ms ahead of its record's time {reference_ms} "
-            f"(more than the {FUTURE_TOLERANCE_MS} ms tolerance): is the producer's clock right?")
+    return (
+        f"event time {ts_ms} is {ts_ms - reference_ms} ms ahead of its record's time {reference_ms} "
+        f"(more than the {FUTURE_TOLERANCE_MS} ms tolerance): is the producer's clock right?"
+    )
 
 
 def compile_views(spec: WorkspaceSpec) -> dict[str, CompiledView]:
@@ -168,7 +181,9 @@ class StreamEngine:
                 Transformation(view_spec.transformation),
                 topic,
                 partitions,
-                retention_ms(view_spec.max_reach_ms, source.kafka.watermark_delay_ms, view_spec.aggregation_interval_ms),
+                retention_ms(
+                    view_spec.max_reach_ms, source.kafka.watermark_delay_ms, view_spec.aggregation_interval_ms
+                ),
                 source.kafka.watermark_delay_ms,
             )
             for topic in source.kafka.topics:
@@ -209,7 +224,9 @@ class StreamEngine:
             puts.append((progress_key(topic, partition), progress.pack()))
         self._store.write(puts)
 
-    def _process_topic(self, topic: str, records: list[RawRecord], puts: list[tuple[bytes, bytes | None]]) -> dict[int, Progress]:
+    def _process_topic(
+        self, topic: str, records: list[RawRecord], puts: list[tuple[bytes, bytes | None]]
+    ) -> dict[int, Progress]:
         source = self._sources[topic]
         # Per-record attributes as arrays at C speed (this runs for every event).
         record_partitions = np.array(list(map(_PARTITION, records)), dtype=np.int64)
@@ -240,25 +257,33 @@ class StreamEngine:
         new_progress: dict[int, Progress] = {}
         for partition in np.unique(fresh_partitions).tolist():
             mask = partitions == partition
-            verdict = judge_partition(ts_ms[mask], reference[mask], applied[partition].watermark,
-                                      source.kafka.watermark_delay_ms)
+            verdict = judge_partition(
+                ts_ms[mask], reference[mask], applied[partition].watermark, source.kafka.watermark_delay_ms
+            )
             keep[mask] = ~(verdict.ahead | verdict.late)
             for position in np.flatnonzero(mask)[verdict.ahead].tolist():
-                self._sink.dead_letter(fresh[int(accepted[position])], _ahead_reason(int(ts_ms[position]), int(reference[position])))
+                self._sink.dead_letter(
+                    fresh[int(accepted[position])], _ahead_reason(int(ts_ms[position]), int(reference[position]))
+                )
             late, ahead = int(verdict.late.sum()), int(verdict.ahead.sum())
             if late or ahead:
                 self._count_dropped(topic, partition, late, ahead)
             last_offset = int(fresh_offsets[fresh_partitions == partition].max())
             done = applied[partition]
-            new_progress[partition] = Progress(last_offset, verdict.watermark, done.dropped_late + late, done.dropped_ahead + ahead)
+            new_progress[partition] = Progress(
+                last_offset, verdict.watermark, done.dropped_late + late, done.dropped_ahead + ahead
+            )
         origins = accepted  # each frame row's record in ``fresh``
         if not keep.all():  # usually nothing is dropped: no copy of the batch then
             frame, partitions, origins = frame.loc[keep].reset_index(drop=True), partitions[keep], origins[keep]
 
         # Every output row of a transformation must be known to belong to one shard (a
         # transformation may filter, reorder or reshape its rows): ``_transform``.
-        shards = np.array([shard_of(source, topic, p) for p in range(int(partitions.max()) + 1)],
-                          dtype=np.int64)[partitions] if len(partitions) else partitions
+        shards = (
+            np.array([shard_of(source, topic, p) for p in range(int(partitions.max()) + 1)], dtype=np.int64)[partitions]
+            if len(partitions)
+            else partitions
+        )
         for runtime in self._views_by_topic[topic]:
             puts.extend(self._fold_view(runtime, frame, shards, fresh, origins))
         for runtime in self._views_by_topic[topic]:
@@ -288,7 +313,9 @@ class StreamEngine:
         stamps = np.array(list(map(_TIMESTAMP, fresh)), dtype=np.float64)[accepted]  # None -> nan
         return np.where(stamps > 0, np.minimum(stamps, now_ms), now_ms).astype(np.int64)
 
-    def _transform(self, runtime: ViewRuntime, frame: pd.DataFrame, shards: np.ndarray) -> list[tuple[pd.DataFrame, np.ndarray]]:
+    def _transform(
+        self, runtime: ViewRuntime, frame: pd.DataFrame, shards: np.ndarray
+    ) -> list[tuple[pd.DataFrame, np.ndarray]]:
         """The view's transformed rows with the shard of each row: one run over the
         whole batch where every row can be traced to its shard (``streams.sharded``), else one run
         per shard. Raises ``TransformationError`` when a run fails (``_fold_view`` isolates the
@@ -309,8 +336,14 @@ class StreamEngine:
             pieces.append((transformed, np.full(len(transformed), shard, dtype=np.int64)))
         return pieces
 
-    def _fold_view(self, runtime: ViewRuntime, frame: pd.DataFrame, shards: np.ndarray,
-                   records: Sequence[RawRecord], origins: np.ndarray) -> list[tuple[bytes, bytes | None]]:
+    def _fold_view(
+        self,
+        runtime: ViewRuntime,
+        frame: pd.DataFrame,
+        shards: np.ndarray,
+        records: Sequence[RawRecord],
+        origins: np.ndarray,
+    ) -> list[tuple[bytes, bytes | None]]:
         """Transform and tile the batch for one view, and fold the tiles. A record whose
         transformation or tiling raises is dead-lettered with the reason (row i's record is
         ``records[origins[i]]``), found by bisecting the batch (``streams.isolation``): never the
@@ -320,7 +353,9 @@ class StreamEngine:
         view = runtime.view
 
         def tile_updates(rows: np.ndarray | None) -> list[TileColumns]:
-            part, part_shards = (frame, shards) if rows is None else (frame.iloc[rows].reset_index(drop=True), shards[rows])
+            part, part_shards = (
+                (frame, shards) if rows is None else (frame.iloc[rows].reset_index(drop=True), shards[rows])
+            )
             updates = []
             for transformed, row_shards in self._transform(runtime, part, part_shards):
                 view_rows, ts_ms = view_input_frame(view.spec, transformed, extra_columns={SHARD_COLUMN: row_shards})
@@ -331,7 +366,9 @@ class StreamEngine:
         for row, reason in failures:
             self._sink.dead_letter(records[int(origins[row])], f"feature view {view.spec.name!r}: {reason}")
         if failures:
-            log.error("feature view %r: %d records dead-lettered (first: %s)", view.spec.name, len(failures), failures[0][1])
+            log.error(
+                "feature view %r: %d records dead-lettered (first: %s)", view.spec.name, len(failures), failures[0][1]
+            )
             self.counters.dead_lettered += len(failures)
             self.counters.transform_failed += len(failures)
         puts: list[tuple[bytes, bytes | None]] = []
@@ -351,8 +388,9 @@ class StreamEngine:
         tile_keys = [tile_key(*key) for key in zip(updates.entity_keys, updates.starts, updates.shards, strict=True)]
         state_keys = [prefixes[shard] + key for shard, key in zip(updates.shards, tile_keys, strict=True)]
         puts: list[tuple[bytes, bytes | None]] = []
-        for shard, partials, record_key, key, old in zip(updates.shards, updates.partials, tile_keys, state_keys,
-                                                          self._store.get_many(state_keys), strict=True):
+        for shard, partials, record_key, key, old in zip(
+            updates.shards, updates.partials, tile_keys, state_keys, self._store.get_many(state_keys), strict=True
+        ):
             value = encode_partials(partials if old is None else merge_tile(view, decode_partials(old), partials))
             publish(topic, partitions[shard], record_key, value)
             puts.append((key, value))
@@ -370,16 +408,21 @@ class StreamEngine:
             keys.append(tile_key(entity, EAGER_PREFIX_START_MS, shard))
             state_keys.append(state_prefix(runtime.view.spec.name, shard) + keys[-1])
         puts: list[tuple[bytes, bytes | None]] = []
-        for (shard, entity), key, state_key, old in zip(groups, keys, state_keys, self._store.get_many(state_keys), strict=True):
-            grown = grow_eager_prefix(runtime.view, None if old is None else decode_partials(old), by_entity[(shard, entity)])
+        for (shard, entity), key, state_key, old in zip(
+            groups, keys, state_keys, self._store.get_many(state_keys), strict=True
+        ):
+            grown = grow_eager_prefix(
+                runtime.view, None if old is None else decode_partials(old), by_entity[(shard, entity)]
+            )
             if grown is not None:
                 value = encode_partials(grown)
                 self._sink.publish(runtime.feature_topic, runtime.partition_of(shard), key, value)
                 puts.append((state_key, value))
         return puts
 
-    def _publish_high_watermarks(self, runtime: ViewRuntime, source: StreamSourceSpec, topic: str,
-                                 progress: dict[int, Progress]) -> list[tuple[bytes, bytes | None]]:
+    def _publish_high_watermarks(
+        self, runtime: ViewRuntime, source: StreamSourceSpec, topic: str, progress: dict[int, Progress]
+    ) -> list[tuple[bytes, bytes | None]]:
         """Tell serving each shard's stream high watermark (leading edge LATEST_EVENT_TIME),
         when it moved; cached like tiles, so a restored shard has it too."""
         puts: list[tuple[bytes, bytes | None]] = []
@@ -393,14 +436,18 @@ class StreamEngine:
         return puts
 
     # -- ownership of partitions (shard_state.py) ------------------------------------------------
-    def replace_shard(self, topic: str, partition: int, tiles: dict[str, dict[bytes, bytes]], progress: Progress) -> int:
+    def replace_shard(
+        self, topic: str, partition: int, tiles: dict[str, dict[bytes, bytes]], progress: Progress
+    ) -> int:
         """``ShardState.replace_shard``: a partition's local state replaced by what the bus holds."""
         return self._shards.replace_shard(topic, partition, tiles, progress)
 
     def view_shard(self, view: str, shard: int) -> dict[bytes, bytes]:
         return self._shards.view_shard(view, shard)
 
-    def replace_view_shards(self, topic: str, partition: int, records: dict[str, dict[bytes, bytes]], progress: Progress) -> None:
+    def replace_view_shards(
+        self, topic: str, partition: int, records: dict[str, dict[bytes, bytes]], progress: Progress
+    ) -> None:
         self._shards.replace_view_shards(topic, partition, records, progress)
 
     def set_progress(self, topic: str, partition: int, progress: Progress) -> None:
@@ -421,9 +468,8 @@ class StreamEngine:
         """A pass of ``expire_step`` is under way (started, not yet at the end of the state)."""
         return self._expiry.pending
 
-    def expire_step(self, owned: set[tuple[str, int]] | None = None,
-                    max_records: int | None = EXPIRY_SLICE_RECORDS) -> ExpiryStep:
+    def expire_step(
+        self, owned: set[tuple[str, int]] | None = None, max_records: int | None = EXPIRY_SLICE_RECORDS
+    ) -> ExpiryStep:
         """The next slice of an expiry pass (``ExpiryPass.step``)."""
         return self._expiry.step(owned, max_records)
-
-

@@ -33,7 +33,15 @@ from featurebus.streams.runtime.shard_state import Puts, ShardState, ViewRuntime
 if TYPE_CHECKING:
     from featurebus.streams.runtime.engine import EngineCounters, FeatureSink
 
-__all__ = ["EXPIRY_SLICE_RECORDS", "EntityGroup", "ExpiryPass", "ExpiryStep", "StateSlice", "read_slice", "key_range_end"]
+__all__ = [
+    "EXPIRY_SLICE_RECORDS",
+    "EntityGroup",
+    "ExpiryPass",
+    "ExpiryStep",
+    "StateSlice",
+    "read_slice",
+    "key_range_end",
+]
 
 EXPIRY_SLICE_RECORDS = 2_000  # stored records one expiry step reads: a few ms, not a pause
 
@@ -92,8 +100,15 @@ class ExpiryStep(NamedTuple):
 class ExpiryPass:
     """Expiry passes over every online view's local state, one bounded slice per ``step``."""
 
-    def __init__(self, store: KeyValueStore, sink: FeatureSink, shards: ShardState, views: list[ViewRuntime],
-                 counters: EngineCounters, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        store: KeyValueStore,
+        sink: FeatureSink,
+        shards: ShardState,
+        views: list[ViewRuntime],
+        counters: EngineCounters,
+        clock: Callable[[], float],
+    ) -> None:
         self._store = store
         self._sink = sink
         self._shards = shards
@@ -110,7 +125,9 @@ class ExpiryPass:
     def restart(self) -> None:
         self._cursor = None
 
-    def step(self, owned: set[tuple[str, int]] | None = None, max_records: int | None = EXPIRY_SLICE_RECORDS) -> ExpiryStep:
+    def step(
+        self, owned: set[tuple[str, int]] | None = None, max_records: int | None = EXPIRY_SLICE_RECORDS
+    ) -> ExpiryStep:
         """Delete (and tombstone) tiles no window can reach any more, in the next slice of about
         ``max_records`` stored records (None: all of them) of an expiry pass; starts a pass if
         none is under way.
@@ -153,13 +170,16 @@ class ExpiryPass:
         self._cursor = None if finished else (view_index, resume)
         return ExpiryStep(expired, read, finished)
 
-    def _expire_group(self, runtime: ViewRuntime, group: EntityGroup, watermarks: dict[tuple[str, int], int],
-                      puts: Puts) -> None:
+    def _expire_group(
+        self, runtime: ViewRuntime, group: EntityGroup, watermarks: dict[tuple[str, int], int], puts: Puts
+    ) -> None:
         shard, entity = group.shard, group.entity
         watermark = watermarks.get((runtime.view.spec.source, shard))
         if watermark is None:
             return
-        plan = expire_shard_entity(runtime.view, group.records, watermark, runtime.watermark_delay_ms, runtime.retention_ms)
+        plan = expire_shard_entity(
+            runtime.view, group.records, watermark, runtime.watermark_delay_ms, runtime.retention_ms
+        )
         prefix = state_prefix(runtime.view.spec.name, shard)
         partition = runtime.partition_of(shard)
         for start, partials in plan.prefixes:  # prefixes before tombstones: see expire_shard_entity

@@ -73,14 +73,22 @@ class RebuildResult:
     published: int  # records that changed on the feature topics (values and tombstones)
 
 
-def recompute_views(spec: WorkspaceSpec, views: Sequence[str], topic: str, partition: int,
-                    batches: Iterable[Sequence[RawRecord]], scratch: KeyValueStore,
-                    feature_topic_of: Callable[[str], tuple[str, int]]) -> tuple[dict[str, dict[bytes, bytes]], int]:
+def recompute_views(
+    spec: WorkspaceSpec,
+    views: Sequence[str],
+    topic: str,
+    partition: int,
+    batches: Iterable[Sequence[RawRecord]],
+    scratch: KeyValueStore,
+    feature_topic_of: Callable[[str], tuple[str, int]],
+) -> tuple[dict[str, dict[bytes, bytes]], int]:
     """The state of ``views``' shard of ``topic[partition]`` after replaying ``batches`` (the
     partition's log up to the committed position) under ``spec``: view -> record key -> value.
     ``scratch`` must be empty; it is the replay's working store. Also returns the record count."""
     wanted = set(views)
-    only_views = dataclasses.replace(spec, stream_feature_views=tuple(v for v in spec.stream_feature_views if v.name in wanted))
+    only_views = dataclasses.replace(
+        spec, stream_feature_views=tuple(v for v in spec.stream_feature_views if v.name in wanted)
+    )
     engine = StreamEngine(only_views, scratch, _NoEffects(), feature_topic_of)
     replayed = 0
     for batch in batches:
@@ -91,33 +99,44 @@ def recompute_views(spec: WorkspaceSpec, views: Sequence[str], topic: str, parti
     return {view: engine.view_shard(view, shards[view]) for view in views}, replayed
 
 
-def install_rebuilt(engine: StreamEngine, sink: FeatureSink, topic: str, partition: int,
-                    rebuilt: dict[str, dict[bytes, bytes]], progress: Progress) -> int:
+def install_rebuilt(
+    engine: StreamEngine,
+    sink: FeatureSink,
+    topic: str,
+    partition: int,
+    rebuilt: dict[str, dict[bytes, bytes]],
+    progress: Progress,
+) -> int:
     """Publish and cache the recomputed views' shard (``recompute_views``), committing
     ``progress`` (the partition's committed position, unchanged) with the last transaction.
     Returns how many feature-topic records changed."""
     engine.set_progress(topic, partition, REBUILDING)
-    locations = {view: (feature_topic, feature_partition, shard)
-                 for view, feature_topic, feature_partition, shard in engine.shard_locations(topic, partition)}
+    locations = {
+        view: (feature_topic, feature_partition, shard)
+        for view, feature_topic, feature_partition, shard in engine.shard_locations(topic, partition)
+    }
     changes: list[tuple[str, int, bytes, bytes | None]] = []
     for view, records in rebuilt.items():
         feature_topic, feature_partition, shard = locations[view]
         old = engine.view_shard(view, shard)
-        changes.extend((feature_topic, feature_partition, key, value) for key, value in records.items() if old.get(key) != value)
+        changes.extend(
+            (feature_topic, feature_partition, key, value) for key, value in records.items() if old.get(key) != value
+        )
         # Tombstones after the new values: a reader in between sees too much, never too little.
         changes.extend((feature_topic, feature_partition, key, None) for key in old.keys() - records.keys())
     for start in range(0, len(changes), PUBLISH_CHUNK_RECORDS):
         if start:
             sink.commit({})
-        for change in changes[start:start + PUBLISH_CHUNK_RECORDS]:
+        for change in changes[start : start + PUBLISH_CHUNK_RECORDS]:
             sink.publish(*change)
     sink.commit({(topic, partition): progress})
     engine.replace_view_shards(topic, partition, rebuilt, progress)
     return len(changes)
 
 
-def read_source_partition(bootstrap: str, topic: str, partition: int, end_offset: int,
-                          batch_size: int = 10_000) -> Iterator[list[RawRecord]]:
+def read_source_partition(
+    bootstrap: str, topic: str, partition: int, end_offset: int, batch_size: int = 10_000
+) -> Iterator[list[RawRecord]]:
     """The committed records of ``topic[partition]`` from the oldest retained one up to (not
     including) ``end_offset``, in batches."""
     consumer = kafka_consumer(
@@ -141,7 +160,8 @@ def read_source_partition(bootstrap: str, topic: str, partition: int, end_offset
                         raise KafkaUnavailableError(f"replaying {topic}[{partition}] failed: {error.str()}")
                     continue
                 if message.offset() < end_offset:  # type: ignore[operator]  # set on records without error
-                    records.append(RawRecord(topic, partition, message.offset(), message.value(), message.timestamp()[1]))  # type: ignore[arg-type]
+                    offset: int = message.offset()  # type: ignore[assignment]  # set on records without error
+                    records.append(RawRecord(topic, partition, offset, message.value(), message.timestamp()[1]))
             if records:
                 yield records
             # The position, not the last offset seen, decides: it also steps over transaction markers.
@@ -149,7 +169,9 @@ def read_source_partition(bootstrap: str, topic: str, partition: int, end_offset
             if now_at > position:
                 position, last_move = now_at, time.monotonic()
             elif time.monotonic() - last_move > STALLED_AFTER_S:
-                raise KafkaUnavailableError(f"replaying {topic}[{partition}] stalled at offset {position} "
-                                            f"(wanted {end_offset}). {unreachable_hint(bootstrap)}")
+                raise KafkaUnavailableError(
+                    f"replaying {topic}[{partition}] stalled at offset {position} "
+                    f"(wanted {end_offset}). {unreachable_hint(bootstrap)}"
+                )
     finally:
         consumer.close()

@@ -22,7 +22,13 @@ from featurebus.streams.tiles import CompiledView
 from featurebus.streams.transform import Transformation
 
 __all__ = [
-    "MAX_PARTITIONS_PER_TOPIC", "NO_WATERMARK", "Progress", "ShardState", "ViewRuntime", "key_range_end", "shard_of",
+    "MAX_PARTITIONS_PER_TOPIC",
+    "NO_WATERMARK",
+    "Progress",
+    "ShardState",
+    "ViewRuntime",
+    "key_range_end",
+    "shard_of",
     "state_prefix",
 ]
 
@@ -45,7 +51,12 @@ class Progress:
     dropped_ahead: int = 0
 
     def pack(self) -> bytes:
-        return _I64.pack(self.offset) + _I64.pack(self.watermark) + _I64.pack(self.dropped_late) + _I64.pack(self.dropped_ahead)
+        return (
+            _I64.pack(self.offset)
+            + _I64.pack(self.watermark)
+            + _I64.pack(self.dropped_late)
+            + _I64.pack(self.dropped_ahead)
+        )
 
     @classmethod
     def unpack(cls, raw: bytes) -> Progress:
@@ -101,8 +112,9 @@ def last_write_wins(puts: Puts) -> Puts:
 class ShardState:
     """The shards and progress records of the engine's local store, for the views of its sources."""
 
-    def __init__(self, store: KeyValueStore, sources: dict[str, StreamSourceSpec],
-                 views_by_topic: dict[str, list[ViewRuntime]]) -> None:
+    def __init__(
+        self, store: KeyValueStore, sources: dict[str, StreamSourceSpec], views_by_topic: dict[str, list[ViewRuntime]]
+    ) -> None:
         self._store = store
         self._sources = sources  # source topic -> its source
         self._views_by_topic = views_by_topic
@@ -119,7 +131,9 @@ class ShardState:
         shard = shard_of(source, topic, partition)
         return [(r.view.spec.name, r.feature_topic, r.partition_of(shard), shard) for r in self._views_by_topic[topic]]
 
-    def replace_shard(self, topic: str, partition: int, tiles: dict[str, dict[bytes, bytes]], progress: Progress) -> int:
+    def replace_shard(
+        self, topic: str, partition: int, tiles: dict[str, dict[bytes, bytes]], progress: Progress
+    ) -> int:
         """Replace the local state of a source partition by what the bus holds.
 
         ``tiles`` maps a view name to the latest records of its feature-topic partition (any
@@ -144,9 +158,11 @@ class ShardState:
     def view_shard(self, view: str, shard: int) -> dict[bytes, bytes]:
         """One view's records of one shard (tiles, lifetime prefixes, high watermarks), by record key."""
         prefix = state_prefix(view, shard)
-        return {key[len(prefix):]: value for key, value in self._store.scan(prefix, key_range_end(prefix))}
+        return {key[len(prefix) :]: value for key, value in self._store.scan(prefix, key_range_end(prefix))}
 
-    def replace_view_shards(self, topic: str, partition: int, records: dict[str, dict[bytes, bytes]], progress: Progress) -> None:
+    def replace_view_shards(
+        self, topic: str, partition: int, records: dict[str, dict[bytes, bytes]], progress: Progress
+    ) -> None:
         """Replace some views' state of a source partition's shard (``records``: view -> record
         key -> value, as ``view_shard`` returns them) and set its progress, atomically."""
         shard = shard_of(self._sources[topic], topic, partition)

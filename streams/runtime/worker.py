@@ -120,10 +120,20 @@ class TransactionalSink:
         self._begin()
         try:
             if progress:
-                offsets = [TopicPartition(t, p, pr.offset + 1, metadata=CommitMetadata(pr.watermark, self.fingerprints.get(t, {}),
-                                                                                (pr.dropped_late, pr.dropped_ahead)).encode())
-                           for (t, p), pr in progress.items()]
-                self._producer.send_offsets_to_transaction(offsets, self._consumer.consumer_group_metadata(), COMMIT_TIMEOUT_S)
+                offsets = [
+                    TopicPartition(
+                        t,
+                        p,
+                        pr.offset + 1,
+                        metadata=CommitMetadata(
+                            pr.watermark, self.fingerprints.get(t, {}), (pr.dropped_late, pr.dropped_ahead)
+                        ).encode(),
+                    )
+                    for (t, p), pr in progress.items()
+                ]
+                self._producer.send_offsets_to_transaction(
+                    offsets, self._consumer.consumer_group_metadata(), COMMIT_TIMEOUT_S
+                )
             self._producer.commit_transaction(COMMIT_TIMEOUT_S)
             self._open = False
         except KafkaException as exc:
@@ -156,7 +166,9 @@ def _partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
     counts = partition_counts(bootstrap, topics)
     missing = [t for t in topics if t not in counts]
     if missing:
-        raise NotFoundError(f"source topics {missing} do not exist on {bootstrap}; create them or fix KafkaConfig(topics=...)")
+        raise NotFoundError(
+            f"source topics {missing} do not exist on {bootstrap}; create them or fix KafkaConfig(topics=...)"
+        )
     return counts
 
 
@@ -198,20 +210,26 @@ class _Worker:
         )
         self.producer = producer(
             bootstrap,
-            **{"transactional.id": worker_transactional_id(workspace, state_dir),
-               "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS, "message.timeout.ms": TRANSACTION_TIMEOUT_MS,
-               "linger.ms": 5,
-               # A batch's first transactional request usually meets CONCURRENT_TRANSACTIONS
-               # while the broker still writes the previous commit's markers (a few ms);
-               # librdkafka's default backoff (100 ms, growing to 1 s) turned that into the
-               # freshness p99 (send_offsets_to_transaction p99 270 ms at 5,000 events/s).
-               "retry.backoff.ms": 5, "retry.backoff.max.ms": 25,
-               "queue.buffering.max.messages": 1_000_000},
+            **{
+                "transactional.id": worker_transactional_id(workspace, state_dir),
+                "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
+                "message.timeout.ms": TRANSACTION_TIMEOUT_MS,
+                "linger.ms": 5,
+                # A batch's first transactional request usually meets CONCURRENT_TRANSACTIONS
+                # while the broker still writes the previous commit's markers (a few ms);
+                # librdkafka's default backoff (100 ms, growing to 1 s) turned that into the
+                # freshness p99 (send_offsets_to_transaction p99 270 ms at 5,000 events/s).
+                "retry.backoff.ms": 5,
+                "retry.backoff.max.ms": 25,
+                "queue.buffering.max.messages": 1_000_000,
+            },
         )
         try:
             self.producer.init_transactions(COMMIT_TIMEOUT_S)
         except KafkaException as exc:
-            raise KafkaUnavailableError(f"starting transactions on {bootstrap} failed: {exc}. {unreachable_hint(bootstrap)}") from exc
+            raise KafkaUnavailableError(
+                f"starting transactions on {bootstrap} failed: {exc}. {unreachable_hint(bootstrap)}"
+            ) from exc
         self.sink = TransactionalSink(self.producer, self.consumer, workspace, bootstrap)
         self.engine = self._engine_for(self.spec)
         self.owned: set[tuple[str, int]] = set()
@@ -230,7 +248,8 @@ class _Worker:
                 raise FeaturebusError(
                     f"{len(views)} online views read topic {topic!r}: their fingerprints take {size} bytes of offset "
                     f"metadata, more than Kafka's default offset.metadata.max.bytes ({OFFSET_METADATA_MAX_BYTES}); "
-                    f"raise that broker setting, or split the views over more source topics")
+                    f"raise that broker setting, or split the views over more source topics"
+                )
         return engine
 
     # -- partition ownership -------------------------------------------------------------------
@@ -253,13 +272,23 @@ class _Worker:
             # so nobody else applied records of this partition since we cached them.
             return
         started = time.monotonic()
-        tiles = {view: read_compacted(self.bootstrap, topic, partitions=[partition], timeout_s=300.0)
-                 for view, topic, partition, _ in self.engine.shard_locations(tp.topic, tp.partition)}
+        tiles = {
+            view: read_compacted(self.bootstrap, topic, partitions=[partition], timeout_s=300.0)
+            for view, topic, partition, _ in self.engine.shard_locations(tp.topic, tp.partition)
+        }
         committed = CommitMetadata.decode(tp.metadata, NO_WATERMARK)
-        restored = self.engine.replace_shard(tp.topic, tp.partition, tiles,
-                                             Progress(tp.offset - 1, committed.watermark, *committed.dropped))
-        log.warning("%s[%d]: restored %d tiles from the feature topics in %.1f s (local state was at offset %d, "
-                    "committed %d)", tp.topic, tp.partition, restored, time.monotonic() - started, local.offset, tp.offset - 1)
+        restored = self.engine.replace_shard(
+            tp.topic, tp.partition, tiles, Progress(tp.offset - 1, committed.watermark, *committed.dropped)
+        )
+        log.warning(
+            "%s[%d]: restored %d tiles from the feature topics in %.1f s (local state was at offset %d, committed %d)",
+            tp.topic,
+            tp.partition,
+            restored,
+            time.monotonic() - started,
+            local.offset,
+            tp.offset - 1,
+        )
 
     def _rebuild_stale(self, tp: TopicPartition) -> None:
         """Recompute the views of this (taken over) partition whose committed state was built by
@@ -269,22 +298,40 @@ class _Worker:
         stale = CommitMetadata.decode(tp.metadata, NO_WATERMARK).stale_views(self.sink.fingerprints.get(tp.topic, {}))
         if not stale:
             return
-        log.warning("%s[%d]: recomputing %s from the source log: their definition changed, or they are new to "
-                    "this partition's history", tp.topic, tp.partition, ", ".join(stale))
+        log.warning(
+            "%s[%d]: recomputing %s from the source log: their definition changed, or they are new to "
+            "this partition's history",
+            tp.topic,
+            tp.partition,
+            ", ".join(stale),
+        )
         started = time.monotonic()
         progress = self.engine.progress(tp.topic, tp.partition)  # the committed position (see _take_over)
         shutil.rmtree(self.scratch_dir, ignore_errors=True)  # a crashed attempt's leftovers
         scratch = RocksStore(self.scratch_dir)
         try:
-            rebuilt, replayed = recompute_views(self.spec, stale, tp.topic, tp.partition,
-                                                read_source_partition(self.bootstrap, tp.topic, tp.partition, tp.offset),
-                                                scratch, self.feature_topics.__getitem__)
+            rebuilt, replayed = recompute_views(
+                self.spec,
+                stale,
+                tp.topic,
+                tp.partition,
+                read_source_partition(self.bootstrap, tp.topic, tp.partition, tp.offset),
+                scratch,
+                self.feature_topics.__getitem__,
+            )
         finally:
             scratch.close()
             shutil.rmtree(self.scratch_dir, ignore_errors=True)
         changed = install_rebuilt(self.engine, self.sink, tp.topic, tp.partition, rebuilt, progress)
-        log.warning("%s[%d]: rebuilt %s from %d records in %.1f s (%d feature records changed)", tp.topic, tp.partition,
-                    ", ".join(stale), replayed, time.monotonic() - started, changed)
+        log.warning(
+            "%s[%d]: rebuilt %s from %d records in %.1f s (%d feature records changed)",
+            tp.topic,
+            tp.partition,
+            ", ".join(stale),
+            replayed,
+            time.monotonic() - started,
+            changed,
+        )
 
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("revoked %s", _names(partitions))
@@ -355,7 +402,9 @@ class _Worker:
         if missing:  # keep running the current version until they exist
             self._next_topics_check = time.monotonic() + SOURCE_TOPICS_CHECK_S
             if latest.version != self._waiting_version:
-                log.warning("%s; v%d keeps running until then", missing_topics_message(latest, missing), self.spec.version)
+                log.warning(
+                    "%s; v%d keeps running until then", missing_topics_message(latest, missing), self.spec.version
+                )
                 self._waiting_version = latest.version
             return
         log.warning("workspace %r: picked up version %d", self.workspace, latest.version)
@@ -385,8 +434,11 @@ def _names(partitions: list[TopicPartition]) -> str:
 
 def _records(messages: list[Message]) -> list[RawRecord]:
     """The batch's records (one tuple each: this runs per event), after reporting any errors."""
-    records = [RawRecord(m.topic(), m.partition(), m.offset(), m.value(), m.timestamp()[1])  # type: ignore[arg-type]  # set when no error
-               for m in messages if m.error() is None]
+    records = [
+        RawRecord(m.topic(), m.partition(), m.offset(), m.value(), m.timestamp()[1])  # type: ignore[arg-type]  # set when no error
+        for m in messages
+        if m.error() is None
+    ]
     if len(records) < len(messages):
         for message in messages:
             error = message.error()
@@ -397,8 +449,15 @@ def _records(messages: list[Message]) -> list[RawRecord]:
     return records
 
 
-def run_worker(bootstrap: str, workspace: str, data_dir: Path, batch_size: int = 10_000, batch_window_s: float = 0.1,
-               *, registry: Registry | None = None) -> None:
+def run_worker(
+    bootstrap: str,
+    workspace: str,
+    data_dir: Path,
+    batch_size: int = 10_000,
+    batch_window_s: float = 0.1,
+    *,
+    registry: Registry | None = None,
+) -> None:
     """Run the worker until SIGTERM/SIGINT or its workspace is deleted; raises ``FeaturebusError``
     if it had to stop on an error. ``registry``: where it follows its workspace (default: the
     registry on the same bus).

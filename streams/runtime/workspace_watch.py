@@ -43,8 +43,11 @@ def live_workspace(registry: Registry, workspace: str, stop: threading.Event | N
     materialized: there is nothing to wait for, workspaces do not change kind) or if ``stop``."""
     spec = wait_for_workspace(registry, workspace, stop=stop)
     if spec is not None and not spec.live:
-        log.warning("workspace %r is a development workspace: it holds definitions only and is never materialized; "
-                    "nothing to do (run this for a live workspace)", workspace)
+        log.warning(
+            "workspace %r is a development workspace: it holds definitions only and is never materialized; "
+            "nothing to do (run this for a live workspace)",
+            workspace,
+        )
         return None
     return spec
 
@@ -104,14 +107,21 @@ def missing_source_topics(spec: WorkspaceSpec, existing: ExistingTopics) -> list
 
 
 def missing_topics_message(spec: WorkspaceSpec, missing: list[str]) -> str:
-    return (f"workspace {spec.name!r} v{spec.version}: source topics {missing} do not exist yet; the stream worker "
-            "waits for them. Create them (on a local broker `featurebus apply --create-topics` does), start "
-            "producing to them, or fix KafkaConfig(topics=...)")
+    return (
+        f"workspace {spec.name!r} v{spec.version}: source topics {missing} do not exist yet; the stream worker "
+        "waits for them. Create them (on a local broker `featurebus apply --create-topics` does), start "
+        "producing to them, or fix KafkaConfig(topics=...)"
+    )
 
 
-def await_source_topics(registry: Registry, spec: WorkspaceSpec, existing: ExistingTopics,
-                        check_s: float = SOURCE_TOPICS_CHECK_S, stop: threading.Event | None = None,
-                        on_missing: Callable[[list[str]], None] = lambda missing: None) -> WorkspaceSpec | None:
+def await_source_topics(
+    registry: Registry,
+    spec: WorkspaceSpec,
+    existing: ExistingTopics,
+    check_s: float = SOURCE_TOPICS_CHECK_S,
+    stop: threading.Event | None = None,
+    on_missing: Callable[[list[str]], None] = lambda missing: None,
+) -> WorkspaceSpec | None:
     """The workspace's latest spec once all its source topics exist; None if ``stop``.
 
     A worker started before its producers (``featurebus up`` then ``apply``, or a typo in a

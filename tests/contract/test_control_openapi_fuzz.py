@@ -28,8 +28,9 @@ EXAMPLES_PER_OPERATION = 25
 def served() -> Iterator[tuple[str, ControlFixture]]:
     fixture = control_fixture()
     port = free_port_pair()[0]
-    server = uvicorn.Server(uvicorn.Config(create_control_app(fixture.plane), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_control_app(fixture.plane), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
@@ -58,8 +59,12 @@ def test_no_generated_request_gets_a_5xx_or_a_non_json_error(served: tuple[str, 
     url, fixture = served
     document = httpx.get(f"{url}/openapi.json").json()
     assert document["components"]["securitySchemes"]["TectonKey"]["name"] == "Authorization"
-    keys = {"admin": fixture.secrets["admin"], "consumer": fixture.secrets["p-consumer"], "wrong": "fbk_wrong",
-            "none": None}
+    keys = {
+        "admin": fixture.secrets["admin"],
+        "consumer": fixture.secrets["p-consumer"],
+        "wrong": "fbk_wrong",
+        "none": None,
+    }
     schema = schemathesis.openapi.from_dict(document)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.path for op in operations} >= {"/v1/workspaces", "/v1/workspaces/{workspace}/apply", "/v1/audit"}
@@ -69,8 +74,12 @@ def test_no_generated_request_gets_a_5xx_or_a_non_json_error(served: tuple[str, 
             if mode is GenerationMode.NEGATIVE and not len(operation.body) and not operation.query:
                 continue
 
-            @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
-                      suppress_health_check=list(HealthCheck))
+            @settings(
+                max_examples=EXAMPLES_PER_OPERATION,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            )
             @given(case=operation.as_strategy(generation_mode=mode), key=st.sampled_from(sorted(keys)))
             def run(case: Any, key: str) -> None:
                 secret = keys[key]

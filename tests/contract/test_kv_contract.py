@@ -94,8 +94,9 @@ def test_format_marker_is_present(make_store: StoreFactory) -> None:
     ),
     bounds=st.tuples(st.binary(max_size=4), st.binary(max_size=4)),
 )
-def test_matches_a_dict_model(make_store: StoreFactory, batches: list[list[tuple[bytes, bytes | None]]],
-                              bounds: tuple[bytes, bytes]) -> None:
+def test_matches_a_dict_model(
+    make_store: StoreFactory, batches: list[list[tuple[bytes, bytes | None]]], bounds: tuple[bytes, bytes]
+) -> None:
     store = make_store()
     model: dict[bytes, bytes] = {}
     for batch in batches:

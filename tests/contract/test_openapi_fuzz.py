@@ -74,20 +74,37 @@ def _pinned(document: dict[str, Any]) -> dict[str, Any]:
         if isinstance(node, dict):
             properties = node.get("properties")
             if isinstance(properties, dict):
-                for name, values in (("workspaceName", ["test"]), ("featureServiceName", ["spending"]),
-                                     ("workspace_name", ["pushes"])):
+                for name, values in (
+                    ("workspaceName", ["test"]),
+                    ("featureServiceName", ["spending"]),
+                    ("workspace_name", ["pushes"]),
+                ):
                     if name in properties:
                         properties[name] = {"enum": values}
                 if "joinKeyMap" in properties:
-                    properties["joinKeyMap"] = {"type": "object", "required": ["user_id"],
-                                                "properties": {"user_id": {"type": "string"}}}
+                    properties["joinKeyMap"] = {
+                        "type": "object",
+                        "required": ["user_id"],
+                        "properties": {"user_id": {"type": "string"}},
+                    }
                 if "records" in properties and "workspace_name" in properties:
-                    record = {"type": "object", "additionalProperties": False, "properties": {
-                        "user_id": {"type": ["string", "null"]}, "price": {"type": ["number", "null"]},
-                        "quantity": {"type": ["integer", "null"]}, "ts": {"type": ["string", "number"]}}}
+                    record = {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "user_id": {"type": ["string", "null"]},
+                            "price": {"type": ["number", "null"]},
+                            "quantity": {"type": ["integer", "null"]},
+                            "ts": {"type": ["string", "number"]},
+                        },
+                    }
                     item = {"type": "object", "required": ["record"], "properties": {"record": record}}
-                    properties["records"] = {"type": "object", "required": ["clicks"], "additionalProperties": False,
-                                             "properties": {"clicks": {"type": "array", "items": item}}}
+                    properties["records"] = {
+                        "type": "object",
+                        "required": ["clicks"],
+                        "additionalProperties": False,
+                        "properties": {"clicks": {"type": "array", "items": item}},
+                    }
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -118,8 +135,12 @@ def _fuzz(url: str, document: dict[str, Any], on_case: Callable[[Any], None] | N
                 continue  # nothing to make invalid in a GET without parameters
             strategy = operation.as_strategy(generation_mode=mode)
 
-            @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
-                      suppress_health_check=list(HealthCheck))
+            @settings(
+                max_examples=EXAMPLES_PER_OPERATION,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            )
             @given(case=strategy, key=st.sampled_from(sorted(KEYS)))
             def run(case: Any, key: str) -> None:
                 nonlocal calls

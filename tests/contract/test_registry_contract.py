@@ -53,8 +53,9 @@ def workspace() -> str:
     return f"contract-{uuid.uuid4().hex[:8]}"
 
 
-def _poll_until(follower: SpecFollower, done: Callable[[dict[str, WorkspaceSpec]], bool],
-                timeout_s: float = 20.0) -> dict[str, WorkspaceSpec]:
+def _poll_until(
+    follower: SpecFollower, done: Callable[[dict[str, WorkspaceSpec]], bool], timeout_s: float = 20.0
+) -> dict[str, WorkspaceSpec]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         specs = follower.poll(0.2)

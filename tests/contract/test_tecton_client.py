@@ -47,8 +47,9 @@ def server_url() -> Iterator[str]:
 
 def test_get_features_and_get_features_dict(server_url: str) -> None:
     client = TectonClient(url=server_url, api_key=READER, default_workspace_name="test")
-    response = client.get_features(feature_service_name="spending", join_key_map={"user_id": "alice"},
-                                   metadata_options=MetadataOptions.all())
+    response = client.get_features(
+        feature_service_name="spending", join_key_map={"user_id": "alice"}, metadata_options=MetadataOptions.all()
+    )
     assert response.result.features == ["1", 30.0, 30.0, "3", 60.0, 20.0]  # int64 as strings, on the wire
     values = response.get_features_dict()  # the client turns int64 strings back into ints
     assert values["user_spending.amount_count_1m_continuous"] == 1
@@ -58,8 +59,11 @@ def test_get_features_and_get_features_dict(server_url: str) -> None:
 
 def test_a_missing_entity_is_missing_data_not_an_error(server_url: str) -> None:
     client = TectonClient(url=server_url, api_key=READER, default_workspace_name="test")
-    response = client.get_features(feature_service_name="spending", join_key_map={"user_id": "nobody"},
-                                   metadata_options=MetadataOptions(include_names=True, include_data_types=True))
+    response = client.get_features(
+        feature_service_name="spending",
+        join_key_map={"user_id": "nobody"},
+        metadata_options=MetadataOptions(include_names=True, include_data_types=True),
+    )
     assert response.get_features_dict()["user_spending.amount_count_1h_continuous"] == 0
     assert response.get_features_dict()["user_spending.amount_sum_1h_continuous"] is None
 
@@ -74,10 +78,12 @@ def test_feature_service_metadata(server_url: str) -> None:
 def test_errors_arrive_as_the_clients_own_exceptions_with_our_message(server_url: str) -> None:
     with pytest.raises(UnauthorizedError):
         TectonClient(url=server_url, api_key="fbk_unknown", default_workspace_name="test").get_features(
-            feature_service_name="spending", join_key_map={"user_id": "alice"})
+            feature_service_name="spending", join_key_map={"user_id": "alice"}
+        )
     with pytest.raises(ForbiddenError):
         TectonClient(url=server_url, api_key=OTHER, default_workspace_name="test").get_features(
-            feature_service_name="spending", join_key_map={"user_id": "alice"})
+            feature_service_name="spending", join_key_map={"user_id": "alice"}
+        )
     client = TectonClient(url=server_url, api_key=READER, default_workspace_name="test")
     with pytest.raises(NotFoundError, match="no feature service named 'nope'"):
         client.get_features(feature_service_name="nope", join_key_map={"user_id": "alice"})
@@ -88,14 +94,23 @@ def test_errors_arrive_as_the_clients_own_exceptions_with_our_message(server_url
 def test_every_metadata_option_request_option_and_partial_results_as_the_client_sends_them(server_url: str) -> None:
     client = TectonClient(url=server_url, api_key=READER, default_workspace_name="test")
     response = client.get_features(
-        feature_service_name="spending", join_key_map={"user_id": "alice"}, metadata_options=MetadataOptions.all(),
-        request_options=RequestOptions(read_from_cache=False, write_to_cache=False, latency_budget_ms=100,
-                                       ignore_extra_request_context_fields=True, coerce_null_counts_to_zero=True),
+        feature_service_name="spending",
+        join_key_map={"user_id": "alice"},
+        metadata_options=MetadataOptions.all(),
+        request_options=RequestOptions(
+            read_from_cache=False,
+            write_to_cache=False,
+            latency_budget_ms=100,
+            ignore_extra_request_context_fields=True,
+            coerce_null_counts_to_zero=True,
+        ),
         allow_partial_results=True,
     )
     features = response.metadata["features"]
-    assert [f["name"] for f in features][:2] == ["user_spending.amount_count_1m_continuous",
-                                                 "user_spending.amount_sum_1m_continuous"]
+    assert [f["name"] for f in features][:2] == [
+        "user_spending.amount_count_1m_continuous",
+        "user_spending.amount_sum_1m_continuous",
+    ]
     assert all(f["description"] == "What each user spent" and f["tags"] == {} for f in features)
     assert all(f["dataType"]["type"] in ("int64", "float64") and f["effectiveTime"].endswith("Z") for f in features)
     slo = response.slo_info  # parsed by the client from metadata.sloInfo

@@ -63,15 +63,28 @@ class _Api:
         self.client, self.url, self.workspace, self.reader, self.writer = client, url, workspace, reader, writer
 
     def ingest(self, records: dict[str, list[dict[str, Any]]]) -> None:
-        body = {"workspace_name": self.workspace, "records": {s: [{"record": r} for r in rs] for s, rs in records.items()}}
-        response = self.client.post(f"{self.url}/ingest", json=body, headers={"Authorization": f"Tecton-key {self.writer}"})
+        body = {
+            "workspace_name": self.workspace,
+            "records": {s: [{"record": r} for r in rs] for s, rs in records.items()},
+        }
+        response = self.client.post(
+            f"{self.url}/ingest", json=body, headers={"Authorization": f"Tecton-key {self.writer}"}
+        )
         assert response.status_code == 200, response.text
 
     def features(self, service: str, workspace: str | None = None) -> httpx.Response:
         return self.client.post(
-            f"{self.url}/api/v1/feature-service/get-features", headers={"Authorization": f"Bearer {self.reader}"},
-            json={"params": {"workspaceName": workspace or self.workspace, "featureServiceName": service,
-                             "joinKeyMap": {"user_id": "u1", "ad_id": "a1"}, "requestContextMap": CONTEXT}})
+            f"{self.url}/api/v1/feature-service/get-features",
+            headers={"Authorization": f"Bearer {self.reader}"},
+            json={
+                "params": {
+                    "workspaceName": workspace or self.workspace,
+                    "featureServiceName": service,
+                    "joinKeyMap": {"user_id": "u1", "ad_id": "a1"},
+                    "requestContextMap": CONTEXT,
+                }
+            },
+        )
 
     def vector(self, service: str) -> dict[str, Any]:
         response = self.features(service)
@@ -80,7 +93,9 @@ class _Api:
         names = [f["name"] for f in body["metadata"]["features"]]
         return dict(zip(names, body["result"]["features"], strict=True))
 
-    def wait_for(self, service: str, check: Callable[[dict[str, Any]], bool], platform: LocalPlatform) -> dict[str, Any]:
+    def wait_for(
+        self, service: str, check: Callable[[dict[str, Any]], bool], platform: LocalPlatform
+    ) -> dict[str, Any]:
         """The served vector once ``check`` holds (the worker and replica follow the bus)."""
         deadline = time.monotonic() + 60
         while True:
@@ -117,14 +132,32 @@ def test_ads_repo_plans_applies_and_hot_reloads(kafka_bootstrap: str, tmp_path: 
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
             # u1 saw a1 four times and clicked twice: 90 minutes ago (a long visit) and 30 minutes ago.
-            api.ingest({
-                "impressions": [{"user_id": "u1", "ad_id": "a1", "placement": p, "bid_price": b, "ts": format_iso_ms(now - m * MINUTE)}
-                                for p, b, m in [("top", 1.0, 95), ("side", 2.0, 40), ("top", 3.0, 35), ("feed", 4.0, 20)]],
-                "clicks": [{"user_id": "u1", "ad_id": "a1", "dwell_ms": d, "ts": format_iso_ms(now - m * MINUTE)}
-                           for d, m in [(9000, 90), (500, 30)]],
-            })
-            before = api.wait_for("ad_ranking", lambda v: v["user_clicks.ad_id_count_1h_continuous"] == "1"
-                                  and v["ad_clicks.dwell_ms_count_1h_continuous"] == "1", platform)
+            api.ingest(
+                {
+                    "impressions": [
+                        {
+                            "user_id": "u1",
+                            "ad_id": "a1",
+                            "placement": p,
+                            "bid_price": b,
+                            "ts": format_iso_ms(now - m * MINUTE),
+                        }
+                        for p, b, m in [("top", 1.0, 95), ("side", 2.0, 40), ("top", 3.0, 35), ("feed", 4.0, 20)]
+                    ],
+                    "clicks": [
+                        {"user_id": "u1", "ad_id": "a1", "dwell_ms": d, "ts": format_iso_ms(now - m * MINUTE)}
+                        for d, m in [(9000, 90), (500, 30)]
+                    ],
+                }
+            )
+            before = api.wait_for(
+                "ad_ranking",
+                lambda v: (
+                    v["user_clicks.ad_id_count_1h_continuous"] == "1"
+                    and v["ad_clicks.dwell_ms_count_1h_continuous"] == "1"
+                ),
+                platform,
+            )
             assert before["user_clicks.dwell_ms_max_1h_continuous"] == "500"  # the 90-minute-old visit is out
             assert before["user_impressions.ad_id_count_1h_continuous"] == "3"
             assert before["user_click_through.ctr_1h"] == pytest.approx(1 / 3)
@@ -133,15 +166,24 @@ def test_ads_repo_plans_applies_and_hot_reloads(kafka_bootstrap: str, tmp_path: 
 
             # 1. A longer window: the view is updated (its features re-materialized), the services
             #    that serve the whole view follow, and the served feature is the 2-hour one.
-            _edit(repo / "features" / "clicks.py", 'function="max", time_window=timedelta(hours=1)',
-                  'function="max", time_window=timedelta(hours=2)')
+            _edit(
+                repo / "features" / "clicks.py",
+                'function="max", time_window=timedelta(hours=1)',
+                'function="max", time_window=timedelta(hours=2)',
+            )
             changes = _changed(_plan(repo, workspace, kafka_bootstrap))
             view_change = changes.pop(("stream_feature_view", "user_clicks"))
             assert view_change["action"] == "update" and view_change["rematerialize"] is True
             # The feature is named after its window, so the plan shows the old one going, the new one coming.
             fields = {f["path"]: (f["old"], f["new"]) for f in view_change["changed_fields"]}
-            assert set(fields) == {"aggregations[dwell_ms_max_1h_continuous]", "aggregations[dwell_ms_max_2h_continuous]"}
-            old_agg, new_agg = fields["aggregations[dwell_ms_max_1h_continuous]"][0], fields["aggregations[dwell_ms_max_2h_continuous]"][1]
+            assert set(fields) == {
+                "aggregations[dwell_ms_max_1h_continuous]",
+                "aggregations[dwell_ms_max_2h_continuous]",
+            }
+            old_agg, new_agg = (
+                fields["aggregations[dwell_ms_max_1h_continuous]"][0],
+                fields["aggregations[dwell_ms_max_2h_continuous]"][1],
+            )
             assert (old_agg["window_ms"], new_agg["window_ms"]) == (3_600_000, 7_200_000)
             assert set(changes) <= {("feature_service", "ad_ranking"), ("feature_service", "user_engagement")}
             _apply(repo, workspace, kafka_bootstrap)
@@ -149,18 +191,35 @@ def test_ads_repo_plans_applies_and_hot_reloads(kafka_bootstrap: str, tmp_path: 
             assert "user_clicks.dwell_ms_max_1h_continuous" not in widened
             assert widened["user_clicks.dwell_ms_max_2h_continuous"] == "9000"  # now within the window
             # The running worker computes the new window for new events too.
-            api.ingest({"clicks": [{"user_id": "u1", "ad_id": "a1", "dwell_ms": 12000, "ts": format_iso_ms(now - 100 * MINUTE)}]})
+            api.ingest(
+                {
+                    "clicks": [
+                        {"user_id": "u1", "ad_id": "a1", "dwell_ms": 12000, "ts": format_iso_ms(now - 100 * MINUTE)}
+                    ]
+                }
+            )
             api.wait_for("ad_ranking", lambda v: v["user_clicks.dwell_ms_max_2h_continuous"] == "12000", platform)
 
             # 2. Removing a view: deleted, and the service that read it updated; its features are gone.
             clicks_py = (repo / "features" / "clicks.py").read_text()
-            (repo / "features" / "clicks.py").write_text(clicks_py[: clicks_py.index("@stream_feature_view", 10 + clicks_py.index("def user_clicks"))])
-            _edit(repo / "feature_services.py", "from ads.features.clicks import ad_clicks, user_clicks",
-                  "from ads.features.clicks import user_clicks")
-            _edit(repo / "feature_services.py", "ad_impressions, ad_clicks, user_click_through", "ad_impressions, user_click_through")
+            (repo / "features" / "clicks.py").write_text(
+                clicks_py[: clicks_py.index("@stream_feature_view", 10 + clicks_py.index("def user_clicks"))]
+            )
+            _edit(
+                repo / "feature_services.py",
+                "from ads.features.clicks import ad_clicks, user_clicks",
+                "from ads.features.clicks import user_clicks",
+            )
+            _edit(
+                repo / "feature_services.py",
+                "ad_impressions, ad_clicks, user_click_through",
+                "ad_impressions, user_click_through",
+            )
             changes = _changed(_plan(repo, workspace, kafka_bootstrap))
             assert {k: c["action"] for k, c in changes.items()} == {
-                ("stream_feature_view", "ad_clicks"): "delete", ("feature_service", "ad_ranking"): "update"}
+                ("stream_feature_view", "ad_clicks"): "delete",
+                ("feature_service", "ad_ranking"): "update",
+            }
             _apply(repo, workspace, kafka_bootstrap)
             trimmed = api.wait_for("ad_ranking", lambda v: not any(n.startswith("ad_clicks.") for n in v), platform)
             assert "ad_impressions.bid_price_count_1h_5m" in trimmed and "user_click_through.ctr_1h" in trimmed
@@ -177,7 +236,9 @@ def test_ads_repo_plans_applies_and_hot_reloads(kafka_bootstrap: str, tmp_path: 
             _edit(repo / "feature_services.py", 'name="user_engagement"', 'name="user_activity"')
             changes = _changed(_plan(repo, workspace, kafka_bootstrap))
             assert {k: c["action"] for k, c in changes.items()} == {
-                ("feature_service", "user_engagement"): "delete", ("feature_service", "user_activity"): "create"}
+                ("feature_service", "user_engagement"): "delete",
+                ("feature_service", "user_activity"): "create",
+            }
             _apply(repo, workspace, kafka_bootstrap)
             renamed = api.wait_for("user_activity", lambda v: True, platform)
             assert renamed["user_clicks.dwell_ms_max_2h_continuous"] == "12000"

@@ -43,7 +43,8 @@ def _write_repo(root: Path, topic: str) -> Path:
     (repo / "features").mkdir(parents=True)
     (repo / "__init__.py").write_text("")
     (repo / "features" / "__init__.py").write_text("")
-    (repo / "base.py").write_text(textwrap.dedent(f"""
+    (repo / "base.py").write_text(
+        textwrap.dedent(f"""
         from datetime import timedelta
         from featurebus import Entity, Field, KafkaConfig, StreamSource
         from featurebus.types import Float64, String, Timestamp
@@ -57,8 +58,10 @@ def _write_repo(root: Path, topic: str) -> Path:
             stream_config=KafkaConfig(topics="{topic}", timestamp_field="ts",
                                       watermark_delay_threshold=timedelta(minutes=2)),
         )
-    """))
-    (repo / "features" / "views.py").write_text(textwrap.dedent("""
+    """)
+    )
+    (repo / "features" / "views.py").write_text(
+        textwrap.dedent("""
         from datetime import timedelta
         from featurebus import Aggregate, FeatureService, Field, stream_feature_view
         from featurebus.types import Float64
@@ -87,7 +90,8 @@ def _write_repo(root: Path, topic: str) -> Path:
             return payments.assign(cents=payments["amount"] * 100)[["merchant_id", "cents", "ts"]]
 
         checkout = FeatureService(name="checkout", features=[user_spend, merchant_volume])
-    """))
+    """)
+    )
     return repo
 
 
@@ -100,15 +104,30 @@ def _events(now_ms: int, count: int, rng: random.Random) -> list[dict[str, Any]]
     boundaries = list(range(start - start % INTERVAL + INTERVAL, now_ms - 30_000, INTERVAL))
     times = sorted(spread + boundaries)
     times = [t - rng.randrange(4000) if rng.random() < 0.2 else t for t in times]
-    return [{"user_id": rng.choice(USERS), "merchant_id": rng.choice(MERCHANTS),
-             "amount": round(rng.uniform(1, 500), 2), "ts": format_iso_ms(t)} for t in times]
+    return [
+        {
+            "user_id": rng.choice(USERS),
+            "merchant_id": rng.choice(MERCHANTS),
+            "amount": round(rng.uniform(1, 500), 2),
+            "ts": format_iso_ms(t),
+        }
+        for t in times
+    ]
 
 
 def _served(client: httpx.Client, url: str, key: str, workspace: str, user: str, merchant: str) -> dict[str, Any]:
-    response = client.post(f"{url}/api/v1/feature-service/get-features", headers={"Authorization": f"Bearer {key}"},
-                           json={"params": {"workspaceName": workspace, "featureServiceName": "checkout",
-                                            "joinKeyMap": {"user_id": user, "merchant_id": merchant},
-                                            "metadataOptions": {"includeEffectiveTimes": True}}})
+    response = client.post(
+        f"{url}/api/v1/feature-service/get-features",
+        headers={"Authorization": f"Bearer {key}"},
+        json={
+            "params": {
+                "workspaceName": workspace,
+                "featureServiceName": "checkout",
+                "joinKeyMap": {"user_id": user, "merchant_id": merchant},
+                "metadataOptions": {"includeEffectiveTimes": True},
+            }
+        },
+    )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -118,9 +137,17 @@ def _wait_for_key_and_workspace(client: httpx.Client, url: str, key: str, worksp
     """The replica learns of a new key and workspace from the bus within a second or so."""
     deadline = time.monotonic() + 30
     while True:
-        response = client.post(f"{url}/api/v1/feature-service/get-features", headers={"Authorization": f"Bearer {key}"},
-                               json={"params": {"workspaceName": workspace, "featureServiceName": "checkout",
-                                                "joinKeyMap": {"user_id": USERS[0], "merchant_id": MERCHANTS[0]}}})
+        response = client.post(
+            f"{url}/api/v1/feature-service/get-features",
+            headers={"Authorization": f"Bearer {key}"},
+            json={
+                "params": {
+                    "workspaceName": workspace,
+                    "featureServiceName": "checkout",
+                    "joinKeyMap": {"user_id": USERS[0], "merchant_id": MERCHANTS[0]},
+                }
+            },
+        )
         if response.status_code not in (401, 404):
             return
         assert time.monotonic() < deadline, response.text
@@ -154,8 +181,22 @@ def test_served_values_and_training_set_equal_the_oracle(kafka_bootstrap: str, t
 
     with LocalPlatform(tmp_path / "home", workspace, bootstrap=kafka_bootstrap) as platform:
         applied = subprocess.run(
-            [sys.executable, "-m", "featurebus", "apply", "--repo", str(repo), "--workspace", workspace,
-             "--bootstrap", kafka_bootstrap], capture_output=True, text=True, timeout=120)
+            [
+                sys.executable,
+                "-m",
+                "featurebus",
+                "apply",
+                "--repo",
+                str(repo),
+                "--workspace",
+                workspace,
+                "--bootstrap",
+                kafka_bootstrap,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert applied.returncode == 0, applied.stderr
         _, key = create_api_key(KafkaRegistry(kafka_bootstrap), workspace, "reader")
 
@@ -189,13 +230,19 @@ def test_served_values_and_training_set_equal_the_oracle(kafka_bootstrap: str, t
 
         # The training set, for a random spine that includes unknown entities and event times.
         spine_rows = 400
-        times = [rng.choice([parse_timestamp_ms(e["ts"]) for e in raw[:50]]) if rng.random() < 0.2
-                 else now_ms - rng.randrange(100 * MINUTE) for _ in range(spine_rows)]
-        spine = pd.DataFrame({
-            "user_id": [rng.choice([*USERS, "nobody"]) for _ in range(spine_rows)],
-            "merchant_id": [rng.choice(MERCHANTS) for _ in range(spine_rows)],
-            "timestamp": pd.to_datetime(times, unit="ms", utc=True),
-        })
+        times = [
+            rng.choice([parse_timestamp_ms(e["ts"]) for e in raw[:50]])
+            if rng.random() < 0.2
+            else now_ms - rng.randrange(100 * MINUTE)
+            for _ in range(spine_rows)
+        ]
+        spine = pd.DataFrame(
+            {
+                "user_id": [rng.choice([*USERS, "nobody"]) for _ in range(spine_rows)],
+                "merchant_id": [rng.choice(MERCHANTS) for _ in range(spine_rows)],
+                "timestamp": pd.to_datetime(times, unit="ms", utc=True),
+            }
+        )
         _wait_offline(platform, len(raw))
         workspace_client = featurebus.get_workspace(workspace, bootstrap=kafka_bootstrap, home=tmp_path / "home")
         frame = workspace_client.get_feature_service("checkout").get_features_for_events(spine)
@@ -204,11 +251,51 @@ def test_served_values_and_training_set_equal_the_oracle(kafka_bootstrap: str, t
     for row, t_ms in zip(frame.itertuples(index=False), times, strict=False):
         row_dict = row._asdict()
         checks = [
-            ("user_spend__amount_count_10m_continuous", user_events, (row_dict["user_id"],), "count", 10 * MINUTE, None, 1.0),
-            ("user_spend__amount_sum_30m_continuous", user_events, (row_dict["user_id"],), "sum", 30 * MINUTE, None, 1.0),
-            ("user_spend__amount_mean_2h_continuous", user_events, (row_dict["user_id"],), "mean", 120 * MINUTE, None, 1.0),
-            ("merchant_volume__cents_count_15m_5m", merchant_events, (row_dict["merchant_id"],), "count", 15 * MINUTE, INTERVAL, 100.0),
-            ("merchant_volume__cents_sum_1h_5m", merchant_events, (row_dict["merchant_id"],), "sum", 60 * MINUTE, INTERVAL, 100.0),
+            (
+                "user_spend__amount_count_10m_continuous",
+                user_events,
+                (row_dict["user_id"],),
+                "count",
+                10 * MINUTE,
+                None,
+                1.0,
+            ),
+            (
+                "user_spend__amount_sum_30m_continuous",
+                user_events,
+                (row_dict["user_id"],),
+                "sum",
+                30 * MINUTE,
+                None,
+                1.0,
+            ),
+            (
+                "user_spend__amount_mean_2h_continuous",
+                user_events,
+                (row_dict["user_id"],),
+                "mean",
+                120 * MINUTE,
+                None,
+                1.0,
+            ),
+            (
+                "merchant_volume__cents_count_15m_5m",
+                merchant_events,
+                (row_dict["merchant_id"],),
+                "count",
+                15 * MINUTE,
+                INTERVAL,
+                100.0,
+            ),
+            (
+                "merchant_volume__cents_sum_1h_5m",
+                merchant_events,
+                (row_dict["merchant_id"],),
+                "sum",
+                60 * MINUTE,
+                INTERVAL,
+                100.0,
+            ),
         ]
         for column, events, entity, function, window, interval, scale in checks:
             scaled = [Event(e.entity, e.ts_ms, e.value * scale) for e in events if e.entity == entity]

@@ -31,15 +31,18 @@ ENV = {k: v for k, v in os.environ.items() if not k.startswith("FEATUREBUS_")}  
 
 
 def _featurebus(cwd: Path, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "featurebus", *args], cwd=cwd, env=ENV, capture_output=True,
-                            text=True, timeout=timeout_s)
+    result = subprocess.run(
+        [sys.executable, "-m", "featurebus", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout_s
+    )
     assert result.returncode == 0, f"featurebus {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result
 
 
 def _logs(home: Path) -> str:
-    return "\n".join(f"--- {log.name}:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-                     for log in sorted((home / "logs").glob("*.log")))
+    return "\n".join(
+        f"--- {log.name}:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        for log in sorted((home / "logs").glob("*.log"))
+    )
 
 
 def _wait_for(what: str, check: Any, timeout_s: float, up: subprocess.Popen[str]) -> Any:
@@ -57,11 +60,19 @@ _last_answer: list[Any] = []
 
 
 def _served_sum(url: str, key: str, user: str) -> float:
-    response = httpx.post(f"{url}/api/v1/feature-service/get-features", timeout=5.0,
-                          headers={"Authorization": f"Tecton-key {key}"},
-                          json={"params": {"workspaceName": "prod", "featureServiceName": "user_spending",
-                                           "joinKeyMap": {"user_id": user},
-                                           "metadataOptions": {"includeNames": True}}})
+    response = httpx.post(
+        f"{url}/api/v1/feature-service/get-features",
+        timeout=5.0,
+        headers={"Authorization": f"Tecton-key {key}"},
+        json={
+            "params": {
+                "workspaceName": "prod",
+                "featureServiceName": "user_spending",
+                "joinKeyMap": {"user_id": user},
+                "metadataOptions": {"includeNames": True},
+            }
+        },
+    )
     _last_answer[:] = [response.status_code, response.text[:500]]
     if response.status_code != 200:
         return 0.0
@@ -73,9 +84,15 @@ def _served_sum(url: str, key: str, user: str) -> float:
 
 def test_up_then_apply_in_another_shell_serves_features_within_seconds(tmp_path: Path) -> None:
     port = free_port_pair()[0]
-    up = subprocess.Popen([sys.executable, "-m", "featurebus", "up", "--workspace", "prod", "--port", str(port)],
-                          cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          start_new_session=True)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "featurebus", "up", "--workspace", "prod", "--port", str(port)],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         home = tmp_path / ".featurebus"  # the default home: ./.featurebus of the directory `up` runs in
         platform = _wait_for("`featurebus up` to record its platform", lambda: running_platform(home), 180, up)
@@ -84,20 +101,31 @@ def test_up_then_apply_in_another_shell_serves_features_within_seconds(tmp_path:
         applied = _featurebus(tmp_path, "apply", "--repo", str(REPO), "--workspace", "prod")
         assert "Created source topics transactions (4 partitions each)" in applied.stdout, applied.stdout
         assert partition_counts(platform.bootstrap, ["transactions"]) == {"transactions": 4}
-        secret = re.search(r"secret \(shown once\): (\S+)", _featurebus(
-            tmp_path, "api-key", "create", "--workspace", "prod").stdout)
+        secret = re.search(
+            r"secret \(shown once\): (\S+)", _featurebus(tmp_path, "api-key", "create", "--workspace", "prod").stdout
+        )
         assert secret is not None
         described = _featurebus(tmp_path, "describe", "user_transaction_stats", "--workspace", "prod").stdout
         assert "waiting for source topics" not in described
 
         now_ms = int(time.time() * 1000)
-        events = [{"transaction_id": f"t{i}", "user_id": "user_1", "merchant_id": "merchant_1", "amount": 10.0,
-                   "is_online": True, "timestamp": format_iso_ms(now_ms - 1_000 + i)} for i in range(5)]
+        events = [
+            {
+                "transaction_id": f"t{i}",
+                "user_id": "user_1",
+                "merchant_id": "merchant_1",
+                "amount": 10.0,
+                "is_online": True,
+                "timestamp": format_iso_ms(now_ms - 1_000 + i),
+            }
+            for i in range(5)
+        ]
         produced_at = time.monotonic()
         assert produce_events(platform.bootstrap, "transactions", events) == 5
         try:
-            _wait_for("served features", lambda: _served_sum(platform.serving_url, secret.group(1), "user_1") == 50.0,
-                      60, up)
+            _wait_for(
+                "served features", lambda: _served_sum(platform.serving_url, secret.group(1), "user_1") == 50.0, 60, up
+            )
         except AssertionError as exc:
             raise AssertionError(f"{exc}; last answer {_last_answer}\n{_logs(home)}") from None
         print(f"features served {time.monotonic() - produced_at:.1f} s after the events were produced")

@@ -55,8 +55,10 @@ def _write_repo(root: Path, topic: str) -> Path:
     (repo / "__init__.py").write_text("")
     aggregates = ",\n                ".join(
         f'Aggregate(function="{fn}", time_window=timedelta(hours={window // HOUR}), input_column=Field("amount", Float64))'
-        for _, fn, window in FEATURES)
-    (repo / "features.py").write_text(textwrap.dedent(f"""
+        for _, fn, window in FEATURES
+    )
+    (repo / "features.py").write_text(
+        textwrap.dedent(f"""
         from datetime import timedelta
         from featurebus import Aggregate, Entity, FeatureService, Field, KafkaConfig, StreamSource, stream_feature_view
         from featurebus.types import Float64, String, Timestamp
@@ -80,7 +82,8 @@ def _write_repo(root: Path, topic: str) -> Path:
             return payments[["user_id", "amount", "ts"]]
 
         checkout = FeatureService(name="checkout", features=[spend])
-    """))
+    """)
+    )
     return repo
 
 
@@ -117,7 +120,9 @@ def _history(now_ms: int, rng: random.Random) -> list[tuple[str, int, float | No
     return events
 
 
-def _counted(events: list[tuple[str, int, float | None]], produced_ms: int) -> dict[str, list[tuple[int, float | None]]]:
+def _counted(
+    events: list[tuple[str, int, float | None]], produced_ms: int
+) -> dict[str, list[tuple[int, float | None]]]:
     """The oracle's arrival rule over the one partition, in produce order."""
     by_user: dict[str, list[tuple[int, float | None]]] = {}
     watermark = None
@@ -174,9 +179,17 @@ def _serve(client: httpx.Client, url: str, key: str, workspace: str, users: list
     """One batch request, retried until it did not straddle an interval edge; (request time, rows)."""
     while True:
         before = int(time.time() * 1000)
-        response = client.post(f"{url}/api/v1/feature-service/get-features-batch", headers={"Authorization": f"Bearer {key}"},
-                               json={"params": {"workspaceName": workspace, "featureServiceName": "checkout",
-                                                "requestData": [{"joinKeyMap": {"user_id": u}} for u in users]}})
+        response = client.post(
+            f"{url}/api/v1/feature-service/get-features-batch",
+            headers={"Authorization": f"Bearer {key}"},
+            json={
+                "params": {
+                    "workspaceName": workspace,
+                    "featureServiceName": "checkout",
+                    "requestData": [{"joinKeyMap": {"user_id": u}} for u in users],
+                }
+            },
+        )
         after = int(time.time() * 1000)
         assert response.status_code == 200, response.text
         if before // INTERVAL == after // INTERVAL:
@@ -191,13 +204,29 @@ def test_hostile_history_served_and_training_cells_equal_the_oracle(kafka_bootst
     repo = _write_repo(tmp_path, topic)
     with LocalPlatform(tmp_path / "home", workspace, bootstrap=kafka_bootstrap) as platform:
         applied = subprocess.run(
-            [sys.executable, "-m", "featurebus", "apply", "--repo", str(repo), "--workspace", workspace,
-             "--bootstrap", kafka_bootstrap], capture_output=True, text=True, timeout=120)
+            [
+                sys.executable,
+                "-m",
+                "featurebus",
+                "apply",
+                "--repo",
+                str(repo),
+                "--workspace",
+                workspace,
+                "--bootstrap",
+                kafka_bootstrap,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert applied.returncode == 0, applied.stderr
         _, key = create_api_key(KafkaRegistry(kafka_bootstrap), workspace, "reader")
         now_ms = int(time.time() * 1000)
         events = _history(now_ms, rng)
-        produced = produce_events(kafka_bootstrap, topic, [{"user_id": u, "amount": a, "ts": format_iso_ms(t)} for u, t, a in events])
+        produced = produce_events(
+            kafka_bootstrap, topic, [{"user_id": u, "amount": a, "ts": format_iso_ms(t)} for u, t, a in events]
+        )
         assert produced == len(events)
         counted = _counted(events, now_ms)
         kept = sum(len(v) for v in counted.values())
@@ -213,29 +242,40 @@ def test_hostile_history_served_and_training_cells_equal_the_oracle(kafka_bootst
             deadline = time.monotonic() + 120
             while True:  # serving has materialized everything once the first user's values agree
                 t_ms, rows = _serve(client, platform.serving_url, key, workspace, USERS[:50])
-                if all(_matches(fn, g, w) for u, row in zip(USERS[:50], rows, strict=True)
-                       for (_, fn, _), g, w in zip(FEATURES, row, _oracle(counted, u, t_ms), strict=True)):
+                if all(
+                    _matches(fn, g, w)
+                    for u, row in zip(USERS[:50], rows, strict=True)
+                    for (_, fn, _), g, w in zip(FEATURES, row, _oracle(counted, u, t_ms), strict=True)
+                ):
                     break
                 assert time.monotonic() < deadline, "serving never caught up with the worker"
                 time.sleep(1.0)
             for _ in range(5):
                 for first in range(0, len(USERS), 250):
-                    users = USERS[first:first + 250]
+                    users = USERS[first : first + 250]
                     t_ms, rows = _serve(client, platform.serving_url, key, workspace, users)
                     for user, row in zip(users, rows, strict=True):
-                        for (name, function, _), got, want in zip(FEATURES, row, _oracle(counted, user, t_ms), strict=True):
+                        for (name, function, _), got, want in zip(
+                            FEATURES, row, _oracle(counted, user, t_ms), strict=True
+                        ):
                             assert _matches(function, got, want), ("served", user, t_ms, name, got, want)
                             served_cells += 1
         assert served_cells >= 100_000
 
         deadline = time.monotonic() + 180
-        while sum(len(pd.read_parquet(p, columns=["_offset"])) for p in platform.offline_dir.rglob("*.parquet")) < len(events):
+        while sum(len(pd.read_parquet(p, columns=["_offset"])) for p in platform.offline_dir.rglob("*.parquet")) < len(
+            events
+        ):
             platform.check()
             assert time.monotonic() < deadline, platform.log_tail("offline")
             time.sleep(0.5)
         times = [now_ms - rng.randrange(4 * HOUR) for _ in range(25)]
-        spine = pd.DataFrame({"user_id": [u for u in USERS for _ in times],
-                              "timestamp": pd.to_datetime([t for _ in USERS for t in times], unit="ms", utc=True)})
+        spine = pd.DataFrame(
+            {
+                "user_id": [u for u in USERS for _ in times],
+                "timestamp": pd.to_datetime([t for _ in USERS for t in times], unit="ms", utc=True),
+            }
+        )
         client_ws = featurebus.get_workspace(workspace, bootstrap=kafka_bootstrap, home=tmp_path / "home")
         frame = client_ws.get_feature_service("checkout").get_features_for_events(spine)
     training_cells = 0

@@ -37,7 +37,9 @@ def _experiment(name: str) -> WorkspaceSpec:
     spec = push_workspace(name)
     view = spec.stream_feature_views[0]
     extra = AggregationSpec("quantity_sum_30m_continuous", "sum", "quantity", "int64", 30 * MINUTE, "int64")
-    return dataclasses.replace(spec, stream_feature_views=(dataclasses.replace(view, aggregations=(*view.aggregations, extra)),))
+    return dataclasses.replace(
+        spec, stream_feature_views=(dataclasses.replace(view, aggregations=(*view.aggregations, extra)),)
+    )
 
 
 def test_a_development_workspace_computes_features_from_live_offline_data(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -45,11 +47,20 @@ def test_a_development_workspace_computes_features_from_live_offline_data(kafka_
     prod, dev, lonely = f"prod_{suffix}", f"dev_{suffix}", f"lonely_{suffix}"
     live_spec = apply_workspace(KafkaRegistry(kafka_bootstrap), push_workspace(prod))
     rng = random.Random(7)
-    events = [{"user_id": rng.choice(USERS), "price": 1.0, "quantity": rng.randrange(1, 9), "ts": T0 + rng.randrange(90 * MINUTE)}
-              for _ in range(200)]
+    events = [
+        {
+            "user_id": rng.choice(USERS),
+            "price": 1.0,
+            "quantity": rng.randrange(1, 9),
+            "ts": T0 + rng.randrange(90 * MINUTE),
+        }
+        for _ in range(200)
+    ]
     with reliable_producer(kafka_bootstrap) as producer:
         for record in events:
-            producer.produce(live_spec.stream_sources[0].kafka.topics[0], orjson.dumps(record), key=str(record["user_id"]).encode())
+            producer.produce(
+                live_spec.stream_sources[0].kafka.topics[0], orjson.dumps(record), key=str(record["user_id"]).encode()
+            )
     with OfflineMaterializer(kafka_bootstrap, tmp_path / "offline", prod) as materializer:
         assert materializer.run_until_caught_up(timeout_s=60) == len(events)
 
@@ -59,33 +70,46 @@ def test_a_development_workspace_computes_features_from_live_offline_data(kafka_
     assert not ws.live and not (tmp_path / "offline" / "sources" / dev).exists()  # nothing materialized for it
     quantities = [Event((e["user_id"],), int(e["ts"]), e["quantity"]) for e in events]  # type: ignore[call-overload]
 
-    spine = pd.DataFrame({"user_id": [rng.choice([*USERS, "nobody"]) for _ in range(60)],
-                          "timestamp": pd.to_datetime([T0 + rng.randrange(100 * MINUTE) for _ in range(60)], unit="ms", utc=True)})
+    spine = pd.DataFrame(
+        {
+            "user_id": [rng.choice([*USERS, "nobody"]) for _ in range(60)],
+            "timestamp": pd.to_datetime([T0 + rng.randrange(100 * MINUTE) for _ in range(60)], unit="ms", utc=True),
+        }
+    )
     frame = ws.get_feature_view("user_clicks").get_features_for_events(spine)
     via_service = ws.get_feature_service("clicks").get_features_for_events(spine).to_pandas()  # Tecton's idiom
     for row, service_row in zip(frame.itertuples(index=False), via_service.itertuples(index=False), strict=True):
         t_ms = int(row.timestamp.value // 1_000_000)
-        for column, window in (("user_clicks__quantity_sum_30m_continuous", 30 * MINUTE),
-                               ("user_clicks__quantity_sum_1h_continuous", 60 * MINUTE)):
+        for column, window in (
+            ("user_clicks__quantity_sum_30m_continuous", 30 * MINUTE),
+            ("user_clicks__quantity_sum_1h_continuous", 60 * MINUTE),
+        ):
             want = feature_value(quantities, (row.user_id,), t_ms, "sum", window, None)
             got = getattr(row, column)
             assert close(None if pd.isna(got) else got, want), (column, row.user_id, t_ms, got, want)
         assert row.user_clicks__price_count_1h_continuous == service_row.user_clicks__price_count_1h_continuous
 
-    start, end = datetime.fromtimestamp((T0 + 20 * MINUTE) / 1000, UTC), datetime.fromtimestamp((T0 + 80 * MINUTE) / 1000, UTC)
+    start, end = (
+        datetime.fromtimestamp((T0 + 20 * MINUTE) / 1000, UTC),
+        datetime.fromtimestamp((T0 + 80 * MINUTE) / 1000, UTC),
+    )
     ranged = ws.get_feature_view("user_clicks").get_features_in_range(start, end)
     assert list(ranged.columns[:1]) == ["user_id"] and list(ranged.columns[-2:]) == ["_valid_from", "_valid_to"]
     assert set(ranged["user_id"]) == set(USERS)
     for user, rows in ranged.groupby("user_id"):
         assert rows["_valid_from"].iloc[0] == pd.Timestamp(start)
         assert rows["_valid_to"].iloc[-1] == pd.Timestamp(end)
-        assert (rows["_valid_from"].iloc[1:].to_numpy() == rows["_valid_to"].iloc[:-1].to_numpy()).all()  # no gap, no overlap
+        assert (
+            rows["_valid_from"].iloc[1:].to_numpy() == rows["_valid_to"].iloc[:-1].to_numpy()
+        ).all()  # no gap, no overlap
         for row in rows.to_dict("records"):
             for t in (row["_valid_from"], row["_valid_to"] - pd.Timedelta(milliseconds=1)):
                 want = feature_value(quantities, (user,), int(t.value // 1_000_000), "sum", 30 * MINUTE, None)
                 got = row["quantity_sum_30m_continuous"]
                 assert close(None if pd.isna(got) else got, want), (user, t, row)
-    only_u1 = ws.get_feature_view("user_clicks").get_features_in_range(start, end, entities=pd.DataFrame({"user_id": ["u1"]}))
+    only_u1 = ws.get_feature_view("user_clicks").get_features_in_range(
+        start, end, entities=pd.DataFrame({"user_id": ["u1"]})
+    )
     assert set(only_u1["user_id"]) == {"u1"} and len(only_u1) == (ranged["user_id"] == "u1").sum()
 
     # A development workspace whose push source no live workspace has: the error says what to do.
@@ -93,8 +117,12 @@ def test_a_development_workspace_computes_features_from_live_offline_data(kafka_
     renamed = push_workspace(lonely)
     source = dataclasses.replace(renamed.stream_sources[0], name="taps")
     view = dataclasses.replace(renamed.stream_feature_views[0], source="taps")
-    apply_workspace(KafkaRegistry(kafka_bootstrap), dataclasses.replace(renamed, stream_sources=(source,), stream_feature_views=(view,)),
-                    create_live=False)
+    apply_workspace(
+        KafkaRegistry(kafka_bootstrap),
+        dataclasses.replace(renamed, stream_sources=(source,), stream_feature_views=(view,)),
+        create_live=False,
+    )
     with pytest.raises(NotFoundError, match="no offline data"):
         featurebus.get_workspace(lonely, bootstrap=kafka_bootstrap, home=tmp_path).get_feature_view(
-            "user_clicks").get_features_for_events(spine)
+            "user_clicks"
+        ).get_features_for_events(spine)

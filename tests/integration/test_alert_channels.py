@@ -105,7 +105,8 @@ def webhook() -> Iterator[tuple[str, _Receiver]]:
 def test_email_reaches_a_real_smtp_server(smtp_server: tuple[int, _Inbox]) -> None:
     port, inbox = smtp_server
     EmailChannel("127.0.0.1", port, "featurebus@example.com", ("ops@example.com", "oncall@example.com")).send(
-        RULE, _firing())
+        RULE, _firing()
+    )
     [(sender, recipients, content)] = inbox.messages
     assert sender == "featurebus@example.com" and recipients == ["ops@example.com", "oncall@example.com"]
     message = message_from_bytes(content, policy=policy.default)  # unfolds long headers
@@ -131,13 +132,17 @@ def test_webhook_posts_a_slack_compatible_payload(webhook: tuple[str, _Receiver]
         WebhookChannel(url).send(RULE, _firing())
 
 
-def test_dispatcher_retries_with_backoff_and_counts(smtp_server: tuple[int, _Inbox],
-                                                    webhook: tuple[str, _Receiver]) -> None:
+def test_dispatcher_retries_with_backoff_and_counts(
+    smtp_server: tuple[int, _Inbox], webhook: tuple[str, _Receiver]
+) -> None:
     port, inbox = smtp_server
     url, receiver = webhook
     receiver.failures = 2
-    dispatcher = Dispatcher({"ops": EmailChannel("127.0.0.1", port, "f@example.com", ("ops@example.com",)),
-                             "slack": WebhookChannel(url)}, backoff_s=0.05, max_backoff_s=0.2)
+    dispatcher = Dispatcher(
+        {"ops": EmailChannel("127.0.0.1", port, "f@example.com", ("ops@example.com",)), "slack": WebhookChannel(url)},
+        backoff_s=0.05,
+        max_backoff_s=0.2,
+    )
     try:
         started = time.monotonic()
         assert dispatcher.submit(RULE, _firing())
@@ -176,8 +181,9 @@ def test_a_hanging_channel_never_blocks_submit() -> None:
     dispatcher = Dispatcher({"slow": Hanging()}, queue_size=2)
     try:
         started = time.monotonic()
-        results = [dispatcher.submit(rule, Notification("r", NotificationKind.FIRING, i, 1.0, 30.0, i, 0))
-                   for i in range(10)]
+        results = [
+            dispatcher.submit(rule, Notification("r", NotificationKind.FIRING, i, 1.0, 30.0, i, 0)) for i in range(10)
+        ]
         assert time.monotonic() - started < 0.5
         assert results.count(False) >= 10 - 3  # one being sent, two queued, the rest refused
         assert dispatcher.counters.dropped_queue_full == results.count(False)

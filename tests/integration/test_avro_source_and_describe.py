@@ -26,9 +26,15 @@ from tests.support.specs import spending_workspace
 
 pytestmark = pytest.mark.kafka
 
-SCHEMA = {"type": "record", "name": "Tx", "fields": [
-    {"name": "user_id", "type": "string"}, {"name": "amount", "type": "double"},
-    {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}
+SCHEMA = {
+    "type": "record",
+    "name": "Tx",
+    "fields": [
+        {"name": "user_id", "type": "string"},
+        {"name": "amount", "type": "double"},
+        {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    ],
+}
 
 
 def _avro(record: dict[str, object]) -> bytes:
@@ -38,7 +44,9 @@ def _avro(record: dict[str, object]) -> bytes:
 
 
 def _dead_letters(bootstrap: str, topic: str) -> list[dict[str, bytes]]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}", "enable.auto.commit": False})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}", "enable.auto.commit": False}
+    )
     try:
         consumer.assign([TopicPartition(topic, 0, 0)])
         found: list[dict[str, bytes]] = []
@@ -57,16 +65,27 @@ def test_confluent_avro_source_through_the_worker_then_describe(kafka_bootstrap:
     ensure_topics(kafka_bootstrap, [TopicConfig(topic, 1)])
     base = spending_workspace(topic=topic, name=workspace)
     source = base.stream_sources[0]
-    avro_source = dataclasses.replace(source, kafka=dataclasses.replace(
-        source.kafka, value_format="confluent_avro", avro_schema=json.dumps(SCHEMA)))
+    avro_source = dataclasses.replace(
+        source, kafka=dataclasses.replace(source.kafka, value_format="confluent_avro", avro_schema=json.dumps(SCHEMA))
+    )
     apply_workspace(KafkaRegistry(kafka_bootstrap), dataclasses.replace(base, stream_sources=(avro_source,)))
     with reliable_producer(kafka_bootstrap) as producer:
         for i in range(20):
             producer.produce(topic, value=_avro({"user_id": f"u{i % 3}", "amount": 1.5, "ts": 1_000 + i}), key=b"k")
         producer.produce(topic, value=b'{"user_id": "json-by-mistake"}', key=b"k")
 
-    args = [sys.executable, "-m", "featurebus", "worker", "--workspace", workspace, "--bootstrap", kafka_bootstrap,
-            "--home", str(tmp_path / "home")]
+    args = [
+        sys.executable,
+        "-m",
+        "featurebus",
+        "worker",
+        "--workspace",
+        workspace,
+        "--bootstrap",
+        kafka_bootstrap,
+        "--home",
+        str(tmp_path / "home"),
+    ]
     worker = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 90
@@ -80,13 +99,42 @@ def test_confluent_avro_source_through_the_worker_then_describe(kafka_bootstrap:
     letters = _dead_letters(kafka_bootstrap, dead_letter_topic(workspace))
     assert len(letters) == 1 and b"Confluent wire format" in letters[0]["featurebus.reason"]
 
-    described = subprocess.run([sys.executable, "-m", "featurebus", "describe", "user_spending", "--workspace", workspace,
-                                "--json", "--bootstrap", kafka_bootstrap], capture_output=True, text=True, timeout=120)
+    described = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "featurebus",
+            "describe",
+            "user_spending",
+            "--workspace",
+            workspace,
+            "--json",
+            "--bootstrap",
+            kafka_bootstrap,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert described.returncode == 0, described.stderr
     state = json.loads(described.stdout)["materialization"]["state"]
     assert state["available"] is True and state["worker_lag"] == 0
     assert state["topics"][0]["records"] > 0  # tiles of u0, u1, u2 were published
-    text = subprocess.run([sys.executable, "-m", "featurebus", "describe", "transactions", "--workspace", workspace,
-                           "--bootstrap", kafka_bootstrap], capture_output=True, text=True, timeout=120)
+    text = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "featurebus",
+            "describe",
+            "transactions",
+            "--workspace",
+            workspace,
+            "--bootstrap",
+            kafka_bootstrap,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert text.returncode == 0, text.stderr
     assert f"{topic}: 21 records (end offsets p0=21)" in text.stdout and "stream worker lag: 0 records" in text.stdout

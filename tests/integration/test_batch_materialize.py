@@ -42,16 +42,32 @@ user = Entity(name="user", join_keys=[Field("user_id", String)])
 tx = BatchSource(name="tx", batch_config=FileConfig(uri="/replaced/in/the/test", timestamp_field="ts"))
 
 
-@batch_feature_view(sources=[tx], entities=[user], mode="pandas", online=True, offline=True,
-                    aggregation_interval=timedelta(hours=1), batch_schedule=timedelta(days=1),
-                    features=[Aggregate(function="sum", time_window=timedelta(hours=6), input_column=Field("amount", Float64)),
-                              Aggregate(function="count", time_window=timedelta(hours=2), input_column=Field("amount", Float64))])
+@batch_feature_view(
+    sources=[tx],
+    entities=[user],
+    mode="pandas",
+    online=True,
+    offline=True,
+    aggregation_interval=timedelta(hours=1),
+    batch_schedule=timedelta(days=1),
+    features=[
+        Aggregate(function="sum", time_window=timedelta(hours=6), input_column=Field("amount", Float64)),
+        Aggregate(function="count", time_window=timedelta(hours=2), input_column=Field("amount", Float64)),
+    ],
+)
 def spend(tx):  # type: ignore[no-untyped-def]
     return tx[["user_id", "amount", "ts"]]
 
 
-@batch_feature_view(sources=[tx], entities=[user], mode="pandas", online=True, offline=True, ttl=timedelta(hours=4),
-                    features=[Attribute("amount", Float64)])
+@batch_feature_view(
+    sources=[tx],
+    entities=[user],
+    mode="pandas",
+    online=True,
+    offline=True,
+    ttl=timedelta(hours=4),
+    features=[Attribute("amount", Float64)],
+)
 def last_amount(tx):  # type: ignore[no-untyped-def]
     return tx[["user_id", "amount", "ts"]]
 
@@ -82,15 +98,24 @@ def test_a_batch_view_materialized_online_and_offline(kafka_bootstrap: str, tmp_
     rng = np.random.default_rng(7)
     n = 400
     stamps = T0 + rng.choice(SPAN, size=n, replace=False)  # distinct times: "last" has no ties
-    events = pd.DataFrame({"user_id": rng.choice(USERS, n), "amount": rng.integers(-100, 100, n).astype(float),
-                           "ts_ms": stamps})
+    events = pd.DataFrame(
+        {"user_id": rng.choice(USERS, n), "amount": rng.integers(-100, 100, n).astype(float), "ts_ms": stamps}
+    )
     data = tmp_path / "tx"
     data.mkdir()
-    events.assign(ts=pd.to_datetime(events.ts_ms, unit="ms", utc=True)).drop(columns="ts_ms").to_parquet(data / "tx.parquet")
+    events.assign(ts=pd.to_datetime(events.ts_ms, unit="ms", utc=True)).drop(columns="ts_ms").to_parquet(
+        data / "tx.parquet"
+    )
     workspace = f"batch{uuid.uuid4().hex[:10]}"
-    spec = compile_workspace(workspace, [user, tx, spend, last_amount, FeatureService(name="svc", features=[spend, last_amount])])
-    spec = dataclasses.replace(spec, batch_sources=(dataclasses.replace(
-        spec.batch_sources[0], batch_config=FileConfigSpec(str(data), "parquet", "ts")),))
+    spec = compile_workspace(
+        workspace, [user, tx, spend, last_amount, FeatureService(name="svc", features=[spend, last_amount])]
+    )
+    spec = dataclasses.replace(
+        spec,
+        batch_sources=(
+            dataclasses.replace(spec.batch_sources[0], batch_config=FileConfigSpec(str(data), "parquet", "ts")),
+        ),
+    )
     ensure_topic(kafka_bootstrap, REGISTRY_TOPIC, compacted=True)
     with reliable_producer(kafka_bootstrap) as producer:
         producer.produce(REGISTRY_TOPIC, key=workspace.encode(), value=spec.to_json())
@@ -102,8 +127,11 @@ def test_a_batch_view_materialized_online_and_offline(kafka_bootstrap: str, tmp_
         results = []
         for view in ("spend", "last_amount"):
             seen: list[float] = []
-            results.append(materialize_view(kafka_bootstrap, root, spec, view, start, end, online=True, offline=True,
-                                            progress=seen.append))
+            results.append(
+                materialize_view(
+                    kafka_bootstrap, root, spec, view, start, end, online=True, offline=True, progress=seen.append
+                )
+            )
             assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
         return results
 
@@ -125,20 +153,36 @@ def test_a_batch_view_materialized_online_and_offline(kafka_bootstrap: str, tmp_
         for t in times:
             now[0] = t
             for entity in USERS:
-                response = client.post("/api/v1/feature-service/get-features",
-                                       headers={"Authorization": f"Tecton-key {secret}"},
-                                       json={"params": {"workspaceName": workspace, "featureServiceName": "svc",
-                                                        "joinKeyMap": {"user_id": entity}}})
+                response = client.post(
+                    "/api/v1/feature-service/get-features",
+                    headers={"Authorization": f"Tecton-key {secret}"},
+                    json={
+                        "params": {
+                            "workspaceName": workspace,
+                            "featureServiceName": "svc",
+                            "joinKeyMap": {"user_id": entity},
+                        }
+                    },
+                )
                 assert response.status_code == 200, response.text
                 served = response.json()["result"]["features"]
                 expected = _oracle(events, entity, t)
                 assert served[1] == str(expected[1])  # int64 travels as a string, as in Tecton
                 for got, want in ((served[0], expected[0]), (served[2], expected[2])):
-                    assert (got is None) if want is None else math.isclose(got, want, rel_tol=1e-9), (t, entity, got, want)
+                    assert (got is None) if want is None else math.isclose(got, want, rel_tol=1e-9), (
+                        t,
+                        entity,
+                        got,
+                        want,
+                    )
                 spine_rows.append((entity, t))
 
-        spine = pd.DataFrame({"user_id": [u for u, _ in spine_rows],
-                              "at": pd.to_datetime([t for _, t in spine_rows], unit="ms", utc=True)})
+        spine = pd.DataFrame(
+            {
+                "user_id": [u for u, _ in spine_rows],
+                "at": pd.to_datetime([t for _, t in spine_rows], unit="ms", utc=True),
+            }
+        )
         training = get_features_for_events(spec, "svc", spine, root)
         for i, (entity, t) in enumerate(spine_rows):
             want = _oracle(events, entity, t)
@@ -151,7 +195,8 @@ def test_a_batch_view_materialized_online_and_offline(kafka_bootstrap: str, tmp_
         offsets = list(store.scan(OFFSETS_PREFIX, OFFSETS_PREFIX + b"\xff"))
         again = materialize()
         assert [(r.rows_written, r.tiles_written, r.offline_files) for r in again] == [
-            (r.rows_written, r.tiles_written, r.offline_files) for r in first]
+            (r.rows_written, r.tiles_written, r.offline_files) for r in first
+        ]
         # Wait until serving has consumed the re-published records, then nothing differs.
         _eventually(lambda: list(store.scan(OFFSETS_PREFIX, OFFSETS_PREFIX + b"\xff")) != offsets, "re-run consumed")
         _eventually(materializer.caught_up, "caught up again")
@@ -160,20 +205,32 @@ def test_a_batch_view_materialized_online_and_offline(kafka_bootstrap: str, tmp_
         # The source is corrected (user c's rows withdrawn): a re-run deletes their tiles online.
         corrected = events[events.user_id != "c"]
         corrected.assign(ts=pd.to_datetime(corrected.ts_ms, unit="ms", utc=True)).drop(columns="ts_ms").to_parquet(
-            data / "tx.parquet")
+            data / "tx.parquet"
+        )
         offsets = list(store.scan(OFFSETS_PREFIX, OFFSETS_PREFIX + b"\xff"))
         materialize()
-        _eventually(lambda: list(store.scan(OFFSETS_PREFIX, OFFSETS_PREFIX + b"\xff")) != offsets, "correction consumed")
+        _eventually(
+            lambda: list(store.scan(OFFSETS_PREFIX, OFFSETS_PREFIX + b"\xff")) != offsets, "correction consumed"
+        )
         _eventually(materializer.caught_up, "caught up after the correction")
         for t in times:
             now[0] = t
             for entity in USERS:
-                served = client.post("/api/v1/feature-service/get-features",
-                                     headers={"Authorization": f"Tecton-key {secret}"},
-                                     json={"params": {"workspaceName": workspace, "featureServiceName": "svc",
-                                                      "joinKeyMap": {"user_id": entity}}}).json()["result"]["features"]
+                served = client.post(
+                    "/api/v1/feature-service/get-features",
+                    headers={"Authorization": f"Tecton-key {secret}"},
+                    json={
+                        "params": {
+                            "workspaceName": workspace,
+                            "featureServiceName": "svc",
+                            "joinKeyMap": {"user_id": entity},
+                        }
+                    },
+                ).json()["result"]["features"]
                 expected = _oracle(corrected, entity, t)
                 assert served[1] == str(expected[1])
-                assert (served[0] is None) if expected[0] is None else math.isclose(served[0], expected[0], rel_tol=1e-9)
+                assert (
+                    (served[0] is None) if expected[0] is None else math.isclose(served[0], expected[0], rel_tol=1e-9)
+                )
     finally:
         materializer.stop()

@@ -42,8 +42,14 @@ user = Entity(name="user", join_keys=[Field("user_id", String)])
 tx = BatchSource(name="tx", batch_config=FileConfig(uri="/replaced/in/the/test", timestamp_field="ts"))
 
 
-@batch_feature_view(sources=[tx], entities=[user], mode="pandas", offline=True, ttl=timedelta(days=2),
-                    features=[Attribute("amount", Float64)])
+@batch_feature_view(
+    sources=[tx],
+    entities=[user],
+    mode="pandas",
+    offline=True,
+    ttl=timedelta(days=2),
+    features=[Attribute("amount", Float64)],
+)
 def last_amount(tx):  # type: ignore[no-untyped-def]
     return tx[["user_id", "amount", "ts"]]
 
@@ -59,7 +65,8 @@ def _events(version: int) -> pd.DataFrame:
 def _write_source(folder: Path, version: int) -> None:
     events = _events(version)
     events.assign(ts=pd.to_datetime(events.ts_ms, unit="ms", utc=True)).drop(columns="ts_ms").to_parquet(
-        folder / "tx.parquet")
+        folder / "tx.parquet"
+    )
 
 
 def _ranges() -> list[tuple[int, int]]:
@@ -74,8 +81,18 @@ def _ranges() -> list[tuple[int, int]]:
 
 def _start(spec_path: Path, root: Path, ranges_path: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.support.batch_writer", str(spec_path), str(root), "last_amount", str(ranges_path)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "tests.support.batch_writer",
+            str(spec_path),
+            str(root),
+            "last_amount",
+            str(ranges_path),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -108,8 +125,12 @@ def _check_consistent(root: Path) -> tuple[int, int]:
         table = pq.read_table(part.path).to_pandas()
         keys = set(zip(table.user_id, _ms(table.ts), strict=True))
         events = _events(1)
-        expected = set(zip(*[events[(events.ts_ms >= part.lo_ms) & (events.ts_ms < part.hi_ms)][c]
-                             for c in ("user_id", "ts_ms")], strict=True))
+        expected = set(
+            zip(
+                *[events[(events.ts_ms >= part.lo_ms) & (events.ts_ms < part.hi_ms)][c] for c in ("user_id", "ts_ms")],
+                strict=True,
+            )
+        )
         assert keys == expected and len(keys) == len(table), f"{part.path.name} is not its span's rows, once"
         amounts = [versions[v].loc[list(keys)].sort_index().tolist() for v in (1, 2)] if keys else [[], []]
         got = table.assign(ts_ms=_ms(table.ts)).set_index(["user_id", "ts_ms"]).amount
@@ -128,8 +149,12 @@ def test_sigkill_at_many_moments_then_rerun_stores_each_row_exactly_once(tmp_pat
     data.mkdir()
     _write_source(data, 1)
     spec = compile_workspace("w", [user, tx, last_amount])
-    spec = dataclasses.replace(spec, batch_sources=(dataclasses.replace(
-        spec.batch_sources[0], batch_config=FileConfigSpec(str(data), "parquet", "ts")),))
+    spec = dataclasses.replace(
+        spec,
+        batch_sources=(
+            dataclasses.replace(spec.batch_sources[0], batch_config=FileConfigSpec(str(data), "parquet", "ts")),
+        ),
+    )
     spec_path, ranges_path = tmp_path / "spec.json", tmp_path / "ranges.json"
     spec_path.write_bytes(spec.to_json())
     ranges_path.write_bytes(orjson.dumps(_ranges()))
@@ -158,11 +183,14 @@ def test_sigkill_at_many_moments_then_rerun_stores_each_row_exactly_once(tmp_pat
         os.kill(process.pid, signal.SIGKILL)
         process.wait(10)
         listed = {p.path for p in list_view_parts(root, "w", "last_amount")}
-        leftovers = [p for p in directory.rglob("*") if p.is_file() and p.suffix in (".tmp", ".parquet")
-                     and p not in listed]
+        leftovers = [
+            p for p in directory.rglob("*") if p.is_file() and p.suffix in (".tmp", ".parquet") and p not in listed
+        ]
         torn += bool(leftovers)
         _check_consistent(root)
-    assert torn >= KILLS // 4, f"only {torn} of {KILLS} kills landed inside a replacement; the test exercised too little"
+    assert torn >= KILLS // 4, (
+        f"only {torn} of {KILLS} kills landed inside a replacement; the test exercised too little"
+    )
 
     # A run to the end after the kills: the final source version, every row exactly once, no leftovers.
     _write_source(data, 2)
@@ -182,6 +210,8 @@ def test_sigkill_at_many_moments_then_rerun_stores_each_row_exactly_once(tmp_pat
     assert not [p for p in directory.rglob("*.tmp")]
     # Readers without featurebus (DuckDB over the folder) see the same rows, once.
     with duckdb.connect() as con:
-        found = con.execute(f"SELECT count(*), count(DISTINCT (user_id, ts)), sum(amount) FROM "
-                            f"read_parquet('{directory}/date=*/*.parquet')").fetchone()
+        found = con.execute(
+            f"SELECT count(*), count(DISTINCT (user_id, ts)), sum(amount) FROM "
+            f"read_parquet('{directory}/date=*/*.parquet')"
+        ).fetchone()
     assert found == (len(covered), len(covered), covered.amount.sum())

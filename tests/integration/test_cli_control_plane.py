@@ -28,8 +28,13 @@ ADS = Path(__file__).resolve().parents[2] / "examples" / "ads"
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("FEATUREBUS_CONTROL_URL", "FEATUREBUS_API_KEY")}
-    return subprocess.run([sys.executable, "-m", "featurebus", *args], capture_output=True, text=True, timeout=120,
-                          env={**env, "FEATUREBUS_HOME": str(home)})
+    return subprocess.run(
+        [sys.executable, "-m", "featurebus", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "FEATUREBUS_HOME": str(home)},
+    )
 
 
 def test_the_cli_goes_through_the_control_plane(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -43,8 +48,22 @@ def test_the_cli_goes_through_the_control_plane(kafka_bootstrap: str, tmp_path: 
     url = f"http://127.0.0.1:{port}"
     home = tmp_path / "home"
     log = open(tmp_path / "control.log", "wb")  # noqa: SIM115 -- closed below, after the process
-    control = subprocess.Popen([sys.executable, "-m", "featurebus", "control", "--port", str(port), "--bootstrap",
-                                kafka_bootstrap, "--home", str(tmp_path / "control-home")], stdout=log, stderr=log)
+    control = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "featurebus",
+            "control",
+            "--port",
+            str(port),
+            "--bootstrap",
+            kafka_bootstrap,
+            "--home",
+            str(tmp_path / "control-home"),
+        ],
+        stdout=log,
+        stderr=log,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -72,7 +91,9 @@ def test_the_cli_goes_through_the_control_plane(kafka_bootstrap: str, tmp_path: 
         created = _cli(home, "service-account", "create", "--name", robot)
         assert created.returncode == 0, created.stderr
         robot_key = created.stdout.split("shown once):")[1].split()[0]
-        assert _cli(home, "access-control", "assign-role", "-p", robot, "-r", "consumer", "-w", workspace).returncode == 0
+        assert (
+            _cli(home, "access-control", "assign-role", "-p", robot, "-r", "consumer", "-w", workspace).returncode == 0
+        )
         roles = json.loads(_cli(home, "access-control", "get-roles", "-w", workspace, "--json").stdout)
         assert {"principal": robot, "workspace": workspace, "role": "consumer"} in roles
 

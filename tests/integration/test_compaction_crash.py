@@ -18,7 +18,8 @@ from featurebus.platform.offline.store import all_parts, list_parts, open_store,
 from featurebus.schemas.specs import FieldSpec, KafkaConfigSpec, StreamSourceSpec
 
 SOURCE = StreamSourceSpec(
-    "clicks", (FieldSpec("user_id", "string"), FieldSpec("amount", "float64"), FieldSpec("ts", "timestamp")),
+    "clicks",
+    (FieldSpec("user_id", "string"), FieldSpec("amount", "float64"), FieldSpec("ts", "timestamp")),
     KafkaConfigSpec(("clicks",), "ts"),
 )
 DAY_MS = 86_400_000
@@ -40,11 +41,13 @@ def _fill(root: Path) -> int:
     offset = 0
     for _ in range(FLUSHES):
         offsets = list(range(offset, offset + PER_FLUSH))
-        frame = pd.DataFrame({
-            "user_id": [f"u{o % 13}" for o in offsets],
-            "amount": [float(o) for o in offsets],
-            "ts": pd.to_datetime([T0 + (o % DATES) * DAY_MS + o for o in offsets], unit="ms", utc=True),
-        })
+        frame = pd.DataFrame(
+            {
+                "user_id": [f"u{o % 13}" for o in offsets],
+                "amount": [float(o) for o in offsets],
+                "ts": pd.to_datetime([T0 + (o % DATES) * DAY_MS + o for o in offsets], unit="ms", utc=True),
+            }
+        )
         for partition in (0, 1):
             write_partition(root, "ws", SOURCE, "clicks", partition, frame, offsets)
         offset += PER_FLUSH
@@ -61,8 +64,11 @@ def _visible(root: Path) -> list[tuple[int, int]]:
 
 
 def _start(folder: Path, target_bytes: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", _CHILD, str(folder), str(target_bytes)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(folder), str(target_bytes)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def test_sigkill_during_compaction_never_duplicates_or_loses_a_record(tmp_path: Path) -> None:

@@ -21,7 +21,9 @@ from tests.support.specs import spending_workspace
 
 
 def _featurebus(*args: str, timeout_s: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "featurebus", *args], capture_output=True, text=True, timeout=timeout_s)
+    return subprocess.run(
+        [sys.executable, "-m", "featurebus", *args], capture_output=True, text=True, timeout=timeout_s
+    )
 
 
 def test_commands_against_an_unreachable_broker_fail_fast_with_a_hint(tmp_path: Path) -> None:
@@ -36,8 +38,19 @@ def test_commands_against_an_unreachable_broker_fail_fast_with_a_hint(tmp_path: 
 
 def test_commands_without_any_configured_cluster_say_how_to_get_one(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "FEATUREBUS_KAFKA_BOOTSTRAP"}
-    result = subprocess.run([sys.executable, "-m", "featurebus", "api-key", "list", ],
-                            capture_output=True, text=True, timeout=60, env={**env, "FEATUREBUS_HOME": str(tmp_path)})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "featurebus",
+            "api-key",
+            "list",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "FEATUREBUS_HOME": str(tmp_path)},
+    )
     assert result.returncode == 1
     assert "featurebus up" in result.stderr and "Traceback" not in result.stderr
 
@@ -51,8 +64,22 @@ def test_worker_stops_with_a_clear_error_when_its_broker_dies(tmp_path: Path) ->
         ensure_topics(broker.bootstrap, [TopicConfig(topic, 2)])
         apply_workspace(KafkaRegistry(broker.bootstrap), spending_workspace(topic=topic, name="dying"))
         worker = subprocess.Popen(
-            [sys.executable, "-m", "featurebus", "worker", "--workspace", "dying", "--bootstrap", broker.bootstrap,
-             "--home", str(tmp_path / "home")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "featurebus",
+                "worker",
+                "--workspace",
+                "dying",
+                "--bootstrap",
+                broker.bootstrap,
+                "--home",
+                str(tmp_path / "home"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(8)  # joined the group and processing
         assert worker.poll() is None, worker.stderr.read() if worker.stderr else ""
         bootstrap = broker.bootstrap
@@ -86,8 +113,10 @@ def test_a_crash_looping_process_backs_off_without_stopping_the_others(tmp_path:
     try:
         supervisor.start("broken", ["no-such-command"])
         closed = f"127.0.0.1:{free_port_pair()[0]}"  # serving waits for its broker, and keeps running
-        supervisor.start("healthy", ["serve", "--port", str(free_port_pair()[0]), "--bootstrap", closed,
-                                     "--home", str(tmp_path / "home")])
+        supervisor.start(
+            "healthy",
+            ["serve", "--port", str(free_port_pair()[0]), "--bootstrap", closed, "--home", str(tmp_path / "home")],
+        )
         healthy = supervisor.pids()["healthy"]
         deadline = time.monotonic() + 120  # a loaded machine takes seconds per start of the child
         while "broken" not in supervisor.restarting():
@@ -122,9 +151,24 @@ def test_up_stops_every_process_it_started_on_sigterm(kafka_bootstrap: str, tmp_
     from featurebus.serving.main import wait_until_ready
 
     port = free_port_pair()[0]
-    up = subprocess.Popen([sys.executable, "-m", "featurebus", "up", "--workspace", "w", "--port", str(port),
-                           "--bootstrap", kafka_bootstrap, "--home", str(tmp_path)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    up = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "featurebus",
+            "up",
+            "--workspace",
+            "w",
+            "--port",
+            str(port),
+            "--bootstrap",
+            kafka_bootstrap,
+            "--home",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_until_ready(f"http://127.0.0.1:{port}", timeout_s=60)
         children = [int(p) for p in Path(f"/proc/{up.pid}/task/{up.pid}/children").read_text().split()]

@@ -45,8 +45,11 @@ def test_ingested_table_values_are_served_within_the_ttl(kafka_bootstrap: str, t
             _record("u2", 0.3, 3, now - TTL_MS - 30 * MINUTE),  # older than the ttl: missing
         ]
         with httpx.Client(base_url=platform.serving_url, timeout=30.0) as client:
-            body = {"workspace_name": workspace, "read_after_write": True,
-                    "records": {"user_scores": [{"record": r} for r in records]}}
+            body = {
+                "workspace_name": workspace,
+                "read_after_write": True,
+                "records": {"user_scores": [{"record": r} for r in records]},
+            }
             deadline = time.monotonic() + 30
             while True:  # the replica learns of the new workspace and key within a second or so
                 response = client.post("/ingest", json=body, headers={"Authorization": f"Tecton-key {writer}"})
@@ -55,12 +58,20 @@ def test_ingested_table_values_are_served_within_the_ttl(kafka_bootstrap: str, t
                 time.sleep(0.3)
             assert response.status_code == 200, response.text
             assert response.json()["ingestMetrics"]["featureViewIngestMetrics"] == [
-                {"featureViewName": "user_scores", "onlineRecordIngestCount": "3", "offlineRecordIngestCount": "3"}]
+                {"featureViewName": "user_scores", "onlineRecordIngestCount": "3", "offlineRecordIngestCount": "3"}
+            ]
 
             # From Python, through the same validated path: a bad row rejects the whole frame.
             ws = featurebus.get_workspace(workspace, bootstrap=kafka_bootstrap, home=tmp_path)
-            frame = pd.DataFrame({"user_id": ["u3"], "score": [0.9], "segment": ["vip"], "visits": [7],
-                                  "ts": pd.to_datetime([now - 5 * MINUTE], unit="ms", utc=True)})
+            frame = pd.DataFrame(
+                {
+                    "user_id": ["u3"],
+                    "score": [0.9],
+                    "segment": ["vip"],
+                    "visits": [7],
+                    "ts": pd.to_datetime([now - 5 * MINUTE], unit="ms", utc=True),
+                }
+            )
             with pytest.raises(RecordValidationError, match="nothing was written"):
                 ws.get_feature_table("user_scores").ingest(frame.assign(visits=["seven"]))
             result = ws.get_feature_table("user_scores").ingest(frame)
@@ -68,9 +79,17 @@ def test_ingested_table_values_are_served_within_the_ttl(kafka_bootstrap: str, t
 
             def served(user: str) -> tuple[list[Any], list[str]]:
                 response = client.post(
-                    "/api/v1/feature-service/get-features", headers={"Authorization": f"Bearer {reader}"},
-                    json={"params": {"workspaceName": workspace, "featureServiceName": "scored_clicks",
-                                     "joinKeyMap": {"user_id": user}, "metadataOptions": {"includeNames": True}}})
+                    "/api/v1/feature-service/get-features",
+                    headers={"Authorization": f"Bearer {reader}"},
+                    json={
+                        "params": {
+                            "workspaceName": workspace,
+                            "featureServiceName": "scored_clicks",
+                            "joinKeyMap": {"user_id": user},
+                            "metadataOptions": {"includeNames": True},
+                        }
+                    },
+                )
                 assert response.status_code == 200, response.text
                 payload = response.json()
                 return payload["result"]["features"], [f["name"] for f in payload["metadata"]["features"]]
@@ -89,18 +108,31 @@ def test_training_sets_join_table_values_point_in_time(kafka_bootstrap: str, tmp
     workspace = f"table_{uuid.uuid4().hex[:8]}"
     apply_workspace(KafkaRegistry(kafka_bootstrap), table_workspace(workspace))
     t0 = int(pd.Timestamp("2025-06-01T12:00:00Z").value // 1_000_000)
-    history = [("u1", 0.1, 1, t0), ("u1", 0.5, 2, t0 + 30 * MINUTE), ("u2", 0.3, 3, t0 + 10 * MINUTE),
-               ("u1", 0.8, 4, t0 + 200 * MINUTE)]
+    history = [
+        ("u1", 0.1, 1, t0),
+        ("u1", 0.5, 2, t0 + 30 * MINUTE),
+        ("u2", 0.3, 3, t0 + 10 * MINUTE),
+        ("u1", 0.8, 4, t0 + 200 * MINUTE),
+    ]
     ws = featurebus.get_workspace(workspace, bootstrap=kafka_bootstrap, home=tmp_path)
-    ws.get_feature_table("user_scores").ingest(pd.DataFrame(
-        [{"user_id": u, "score": s, "segment": f"s{v}", "visits": v, "ts": pd.Timestamp(t, unit="ms", tz="UTC")}
-         for u, s, v, t in history]))
+    ws.get_feature_table("user_scores").ingest(
+        pd.DataFrame(
+            [
+                {"user_id": u, "score": s, "segment": f"s{v}", "visits": v, "ts": pd.Timestamp(t, unit="ms", tz="UTC")}
+                for u, s, v, t in history
+            ]
+        )
+    )
     with OfflineMaterializer(kafka_bootstrap, tmp_path / "offline", workspace) as materializer:
         assert materializer.run_until_caught_up(timeout_s=60) == len(history)
 
     times = [t0, t0 + 1, t0 + 30 * MINUTE, t0 + 31 * MINUTE, t0 + 60 * MINUTE, t0 + 150 * MINUTE, t0 + 201 * MINUTE]
-    spine = pd.DataFrame({"user_id": [u for u in ("u1", "u2", "u3") for _ in times],
-                          "timestamp": pd.to_datetime([t for _ in range(3) for t in times], unit="ms", utc=True)})
+    spine = pd.DataFrame(
+        {
+            "user_id": [u for u in ("u1", "u2", "u3") for _ in times],
+            "timestamp": pd.to_datetime([t for _ in range(3) for t in times], unit="ms", utc=True),
+        }
+    )
     frame = ws.get_feature_service("scored_clicks").get_features_for_events(spine)
 
     def expected(user: str, t_ms: int) -> float | None:

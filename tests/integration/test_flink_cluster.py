@@ -27,8 +27,13 @@ from tests.support.flink import (
 from tests.support.specs import spending_workspace
 from tests.support.workers import assert_feature_topic_equals_oracle, history, produce_steadily
 
-pytestmark = [pytest.mark.kafka, pytest.mark.skipif(not flink_available(), reason="the Flink engine needs the flink "
-                                                    "extra (make bootstrap installs it in .venv-flink)")]
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.skipif(
+        not flink_available(),
+        reason="the Flink engine needs the flink extra (make bootstrap installs it in .venv-flink)",
+    ),
+]
 
 
 def test_taskmanager_killed_three_times_serves_exactly_the_oracle(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -42,8 +47,19 @@ def test_taskmanager_killed_three_times_serves_exactly_the_oracle(kafka_bootstra
     started = featurebus("flink", "cluster", "start", *home)
     try:
         jobmanager = started.split("JobManager ")[1].split(",")[0]
-        featurebus("flink", "submit", "--jobmanager", jobmanager, "--workspace", workspace, "--parallelism", "2",
-                   "--bootstrap", kafka_bootstrap, *home)
+        featurebus(
+            "flink",
+            "submit",
+            "--jobmanager",
+            jobmanager,
+            "--workspace",
+            workspace,
+            "--parallelism",
+            "2",
+            "--bootstrap",
+            kafka_bootstrap,
+            *home,
+        )
         producer = produce_steadily(kafka_bootstrap, topic, events)
         for _ in range(3):
             deadline = time.monotonic() + 120

@@ -36,22 +36,30 @@ from tests.support.oracle import Event, feature_value, matches
 from tests.support.specs import HOUR, MINUTE, spending_workspace
 from tests.support.workers import assert_feature_topic_equals_oracle, start_worker, wait_caught_up
 
-pytestmark = [pytest.mark.kafka, pytest.mark.skipif(not flink_available(), reason="the Flink engine needs the flink "
-                                                    "extra (make bootstrap installs it in .venv-flink)")]
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.skipif(
+        not flink_available(),
+        reason="the Flink engine needs the flink extra (make bootstrap installs it in .venv-flink)",
+    ),
+]
 
 
 def _history(seed: int, n: int) -> tuple[list[Event], list[str], int]:
     rng = random.Random(seed)
     base = (int(time.time() * 1000) // HOUR) * HOUR - HOUR
     users = [f"u{i}" for i in range(12)]
-    events = [Event((rng.choice(users),), base + i * 600 + rng.randrange(-3000, 3000), rng.randrange(0, 4000) / 4)
-              for i in range(n)]
+    events = [
+        Event((rng.choice(users),), base + i * 600 + rng.randrange(-3000, 3000), rng.randrange(0, 4000) / 4)
+        for i in range(n)
+    ]
     return events, users, base + n * 600 + 5_000
 
 
 def _dead_letters(bootstrap: str, topic: str) -> list[tuple[bytes | None, str]]:
-    consumer = kafka_consumer(bootstrap, f"test.{uuid.uuid4().hex}", **{"auto.offset.reset": "earliest",
-                                                                      "isolation.level": "read_committed"})
+    consumer = kafka_consumer(
+        bootstrap, f"test.{uuid.uuid4().hex}", **{"auto.offset.reset": "earliest", "isolation.level": "read_committed"}
+    )
     consumer.subscribe([topic])
     found: list[tuple[bytes | None, str]] = []
     deadline = time.monotonic() + 15
@@ -72,29 +80,44 @@ def test_flink_job_writes_the_native_engines_feature_records(kafka_bootstrap: st
     native = apply_workspace(KafkaRegistry(kafka_bootstrap), spending_workspace(topic=topic, name=f"native_{suffix}"))
     flink = apply_workspace(KafkaRegistry(kafka_bootstrap), spending_workspace(topic=topic, name=f"flink_{suffix}"))
     events, users, t_ms = _history(17, 3_000)
-    malformed = [b"not json", orjson.dumps({"user_id": "u1", "amount": "lots", "ts": events[0].ts_ms}),
-                 orjson.dumps({"user_id": "u2", "amount": 1.0})]
+    malformed = [
+        b"not json",
+        orjson.dumps({"user_id": "u1", "amount": "lots", "ts": events[0].ts_ms}),
+        orjson.dumps({"user_id": "u2", "amount": 1.0}),
+    ]
     too_late = Event(("u3",), events[0].ts_ms - 3 * HOUR, 1000.0)  # older than watermark - 1 h: dropped by both
     with reliable_producer(kafka_bootstrap) as producer:
         for i, e in enumerate(events):
-            producer.produce(topic, key=e.entity[0].encode(),
-                             value=orjson.dumps({"user_id": e.entity[0], "amount": e.value, "ts": e.ts_ms}))
+            producer.produce(
+                topic,
+                key=e.entity[0].encode(),
+                value=orjson.dumps({"user_id": e.entity[0], "amount": e.value, "ts": e.ts_ms}),
+            )
             if i == len(events) // 2:
                 for bad in malformed:
                     producer.produce(topic, key=b"u1", value=bad)
-                producer.produce(topic, key=b"u3", value=orjson.dumps(
-                    {"user_id": "u3", "amount": too_late.value, "ts": too_late.ts_ms}))
+                producer.produce(
+                    topic,
+                    key=b"u3",
+                    value=orjson.dumps({"user_id": "u3", "amount": too_late.value, "ts": too_late.ts_ms}),
+                )
     native_worker = start_worker(kafka_bootstrap, native.name, tmp_path / "native")
     flink_worker = start_flink_worker(kafka_bootstrap, flink.name, tmp_path / "flink")
     try:
         wait_caught_up(kafka_bootstrap, native.name, topic, native_worker, tmp_path / "native")
         expected = read_compacted(kafka_bootstrap, feature_topic(native.name, "user_spending"))
         assert expected
-        got = wait_for_topic(kafka_bootstrap, feature_topic(flink.name, "user_spending"), lambda c: c == expected,
-                             flink_worker, tmp_path / "flink" / "flink-worker.log")
+        got = wait_for_topic(
+            kafka_bootstrap,
+            feature_topic(flink.name, "user_spending"),
+            lambda c: c == expected,
+            flink_worker,
+            tmp_path / "flink" / "flink-worker.log",
+        )
         assert got == expected
-        assert _dead_letters(kafka_bootstrap, dead_letter_topic(flink.name)) == \
-            _dead_letters(kafka_bootstrap, dead_letter_topic(native.name))
+        assert _dead_letters(kafka_bootstrap, dead_letter_topic(flink.name)) == _dead_letters(
+            kafka_bootstrap, dead_letter_topic(native.name)
+        )
         assert len(_dead_letters(kafka_bootstrap, dead_letter_topic(flink.name))) == len(malformed)
     finally:
         native_worker.kill()
@@ -106,9 +129,14 @@ def test_flink_job_writes_the_native_engines_feature_records(kafka_bootstrap: st
 def _property_history(rng: random.Random, base_ms: int) -> list[tuple[str, int, float | None]]:
     """The shape of test_engine's hypothesis histories: three users, a coarse time grid (ties on
     window edges), nulls, out-of-order arrival beyond the watermark delay (late events)."""
-    return [(rng.choice(["u1", "u2", "u3"]), base_ms + rng.randrange(0, 181) * MINUTE // 2,
-             None if rng.random() < 0.15 else round(rng.uniform(-1e6, 1e6), 3))
-            for _ in range(rng.randrange(20, 60))]
+    return [
+        (
+            rng.choice(["u1", "u2", "u3"]),
+            base_ms + rng.randrange(0, 181) * MINUTE // 2,
+            None if rng.random() < 0.15 else round(rng.uniform(-1e6, 1e6), 3),
+        )
+        for _ in range(rng.randrange(20, 60))
+    ]
 
 
 def test_flink_job_matches_the_oracle_on_property_histories(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -120,14 +148,18 @@ def test_flink_job_matches_the_oracle_on_property_histories(kafka_bootstrap: str
     ensure_topics(kafka_bootstrap, [TopicConfig(topic, partitions=partitions)])
     base = (int(time.time() * 1000) // HOUR) * HOUR - 2 * HOUR
     spec = spending_workspace(topic=topic, name=f"flinkprop_{suffix}")
-    view = all_functions_view(spec.stream_feature_views[0], [("1m", MINUTE), ("1h", HOUR)], attribute_ttl_ms=30 * MINUTE)
+    view = all_functions_view(
+        spec.stream_feature_views[0], [("1m", MINUTE), ("1h", HOUR)], attribute_ttl_ms=30 * MINUTE
+    )
     spec = apply_workspace(KafkaRegistry(kafka_bootstrap), dataclasses.replace(spec, stream_feature_views=(view,)))
     rng = random.Random(23)
     histories = {p: [(f"p{p}{user}", t, a) for user, t, a in _property_history(rng, base)] for p in range(partitions)}
     with reliable_producer(kafka_bootstrap) as producer:
         for partition, events in histories.items():
             for user, t, amount in events:
-                producer.produce(topic, partition=partition, value=orjson.dumps({"user_id": user, "amount": amount, "ts": t}))
+                producer.produce(
+                    topic, partition=partition, value=orjson.dumps({"user_id": user, "amount": amount, "ts": t})
+                )
     worker = start_flink_worker(kafka_bootstrap, spec.name, tmp_path)
     log = tmp_path / "flink-worker.log"
     compiled = compile_views(spec)["user_spending"]
@@ -135,9 +167,13 @@ def test_flink_job_matches_the_oracle_on_property_histories(kafka_bootstrap: str
         # Done when every entity's newest event is in a tile (the job keeps no offsets we can see
         # before its checkpoint); the oracle comparison below then checks every value.
         wanted = {compiled.entity_key([user]) for events in histories.values() for user, _, _ in events}
-        contents = wait_for_topic(kafka_bootstrap, feature_topic(spec.name, "user_spending"),
-                                  lambda c: wanted <= {split_tile_key(k)[0] for k in c} and _flushed(c, histories),
-                                  worker, log)
+        contents = wait_for_topic(
+            kafka_bootstrap,
+            feature_topic(spec.name, "user_spending"),
+            lambda c: wanted <= {split_tile_key(k)[0] for k in c} and _flushed(c, histories),
+            worker,
+            log,
+        )
     finally:
         stop_flink_worker(worker)
     tiles: dict[bytes, list[tuple[int, list[object], int]]] = {}
@@ -157,8 +193,15 @@ def test_flink_job_matches_the_oracle_on_property_histories(kafka_bootstrap: str
                 t_ms = base + q * MINUTE // 2
                 got = compute_values(compiled, tiles.get(compiled.entity_key([user]), []), t_ms)
                 for agg, value in zip(compiled.spec.aggregations, got, strict=True):
-                    want = feature_value(accepted[agg.input_column], (user,), t_ms, agg.function, agg.window_ms,
-                                         None, **oracle_params(agg))
+                    want = feature_value(
+                        accepted[agg.input_column],
+                        (user,),
+                        t_ms,
+                        agg.function,
+                        agg.window_ms,
+                        None,
+                        **oracle_params(agg),
+                    )
                     assert matches(agg.function, value, want, agg.precision), (user, q, agg.name, value, want)
 
 

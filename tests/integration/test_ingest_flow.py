@@ -45,9 +45,15 @@ def test_ingested_records_are_served_and_rejected_ones_never_written(kafka_boots
         _, reader = create_api_key(KafkaRegistry(kafka_bootstrap), workspace, "reader")
         _, foreign_writer = create_api_key(KafkaRegistry(kafka_bootstrap), f"{workspace}_other", "writer")
         now = int(time.time() * 1000)
-        events = [Event((f"u{rng.randrange(5)}",), now - rng.randrange(50 * 60_000), rng.randrange(1, 9)) for _ in range(60)]
-        records = [{"record": {"user_id": e.entity[0], "price": 1.0, "quantity": e.value, "ts": format_iso_ms(e.ts_ms)}} for e in events]
+        events = [
+            Event((f"u{rng.randrange(5)}",), now - rng.randrange(50 * 60_000), rng.randrange(1, 9)) for _ in range(60)
+        ]
+        records = [
+            {"record": {"user_id": e.entity[0], "price": 1.0, "quantity": e.value, "ts": format_iso_ms(e.ts_ms)}}
+            for e in events
+        ]
         with httpx.Client(base_url=platform.serving_url, timeout=30.0) as client:
+
             def ingest(body: dict[str, Any], key: str = writer) -> httpx.Response:
                 deadline = time.monotonic() + 30
                 while True:  # the replica learns of the new workspace and key within a second or so
@@ -66,9 +72,15 @@ def test_ingested_records_are_served_and_rejected_ones_never_written(kafka_boots
                 "other workspace's writer": ingest(body, foreign_writer),
             }
             assert {name: r.status_code for name, r in refused.items()} == {
-                "no key": 401, "wrong key": 401, "reader key": 403, "other workspace's writer": 403}
+                "no key": 401,
+                "wrong key": 401,
+                "reader key": 403,
+                "other workspace's writer": 403,
+            }
             assert all("message" in r.json() for r in refused.values())
-            rejected = ingest({"workspace_name": workspace, "records": {"clicks": [*records, {"record": {"user_id": "u1"}}]}})
+            rejected = ingest(
+                {"workspace_name": workspace, "records": {"clicks": [*records, {"record": {"user_id": "u1"}}]}}
+            )
             assert rejected.status_code == 400 and rejected.json()["recordErrors"][0]["recordIndex"] == len(records)
             assert _topic_size(kafka_bootstrap, topic) == 0
             # read_after_write: once answered, this replica already serves the records' effect,
@@ -80,9 +92,17 @@ def test_ingested_records_are_served_and_rejected_ones_never_written(kafka_boots
             assert _topic_size(kafka_bootstrap, topic) == len(records)
             for user in [f"u{i}" for i in range(5)]:
                 response = client.post(
-                    "/api/v1/feature-service/get-features", headers={"Authorization": f"Bearer {reader}"},
-                    json={"params": {"workspaceName": workspace, "featureServiceName": "clicks",
-                                     "joinKeyMap": {"user_id": user}, "metadataOptions": {"includeEffectiveTimes": True}}})
+                    "/api/v1/feature-service/get-features",
+                    headers={"Authorization": f"Bearer {reader}"},
+                    json={
+                        "params": {
+                            "workspaceName": workspace,
+                            "featureServiceName": "clicks",
+                            "joinKeyMap": {"user_id": user},
+                            "metadataOptions": {"includeEffectiveTimes": True},
+                        }
+                    },
+                )
                 assert response.status_code == 200, response.text
                 body = response.json()
                 t_ms = parse_timestamp_ms(body["metadata"]["features"][0]["effectiveTime"])
@@ -105,7 +125,9 @@ def test_concurrent_writes_each_wait_for_their_own_acknowledgements(kafka_bootst
         return await asyncio.gather(*(sink.send(records) for records in requests[:16]))
 
     from_threads: list[dict[tuple[str, int], int]] = []
-    threads = [threading.Thread(target=lambda r=records: from_threads.append(sink.send_all(r))) for records in requests[16:]]
+    threads = [
+        threading.Thread(target=lambda r=records: from_threads.append(sink.send_all(r))) for records in requests[16:]
+    ]
     for thread in threads:
         thread.start()
     written = asyncio.run(all_async())

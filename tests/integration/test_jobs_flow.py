@@ -30,7 +30,7 @@ pytestmark = pytest.mark.kafka
 DAY_MS = 86_400_000
 T0 = 1714521600000  # 2024-05-01T00:00:00Z
 
-REPO = '''
+REPO = """
 from datetime import datetime, timedelta, timezone
 from featurebus import Aggregate, BatchSource, Entity, Field, FileConfig, batch_feature_view
 from featurebus.types import Float64, String
@@ -50,12 +50,17 @@ def spend(tx):
                     features=[Aggregate(function="count", time_window=timedelta(hours=2), input_column=Field("amount", Float64))])
 def daily(tx):
     return tx[["user_id", "amount", "ts"]]
-'''
+"""
 
 
 def _cli(bootstrap: str, home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "featurebus", *args, "--bootstrap", bootstrap],
-                            capture_output=True, text=True, timeout=300, env={**os.environ, "FEATUREBUS_HOME": str(home)})
+    result = subprocess.run(
+        [sys.executable, "-m", "featurebus", *args, "--bootstrap", bootstrap],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "FEATUREBUS_HOME": str(home)},
+    )
     if check:
         assert result.returncode == 0, f"{args}: {result.stdout}\n{result.stderr}"
     return result
@@ -65,8 +70,21 @@ class Runner:
     """`featurebus jobs run` as a real child process, stopped (or killed) by its PID."""
 
     def __init__(self, bootstrap: str, home: Path, workspace: str) -> None:
-        self.args = [sys.executable, "-m", "featurebus", "jobs", "run", "--workspace", workspace, "--bootstrap",
-                     bootstrap, "--home", str(home), "--compaction-every-s", "0"]
+        self.args = [
+            sys.executable,
+            "-m",
+            "featurebus",
+            "jobs",
+            "run",
+            "--workspace",
+            workspace,
+            "--bootstrap",
+            bootstrap,
+            "--home",
+            str(home),
+            "--compaction-every-s",
+            "0",
+        ]
         self.log = home / "runner.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -88,11 +106,13 @@ def setup(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[str, Path, str
     data = tmp_path / "tx"
     data.mkdir()
     # Two years of events: a materialization of all of it takes hundreds of day-chunks.
-    pd.DataFrame({
-        "user_id": rng.choice(["a", "b", "c"], n),
-        "amount": rng.integers(1, 100, n).astype(float),
-        "ts": pd.to_datetime(T0 + np.sort(rng.integers(0, 730 * DAY_MS, n)), unit="ms", utc=True),
-    }).to_parquet(data / "tx.parquet")
+    pd.DataFrame(
+        {
+            "user_id": rng.choice(["a", "b", "c"], n),
+            "amount": rng.integers(1, 100, n).astype(float),
+            "ts": pd.to_datetime(T0 + np.sort(rng.integers(0, 730 * DAY_MS, n)), unit="ms", utc=True),
+        }
+    ).to_parquet(data / "tx.parquet")
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / ".featurebus-repo").touch()
@@ -131,17 +151,32 @@ def _job(bootstrap: str, workspace: str, job_id: str) -> Any:
         store.close()
 
 
-def test_materialize_cancel_retry_and_apply_backfill(kafka_bootstrap: str, setup: tuple[str, Path, str, Runner]) -> None:
+def test_materialize_cancel_retry_and_apply_backfill(
+    kafka_bootstrap: str, setup: tuple[str, Path, str, Runner]
+) -> None:
     workspace, home, repo, runner = setup
     applied = _cli(kafka_bootstrap, home, "apply", "--repo", repo, "-w", workspace).stdout
     assert "queued backfill job sched-daily-backfill" in applied  # the scheduled view's backfill
-    refused = _cli(kafka_bootstrap, home, "materialize", "spend", "--start", "2024-05-01", "--end", "2024-05-03",
-                   "--online", "-w", workspace, check=False)
+    refused = _cli(
+        kafka_bootstrap,
+        home,
+        "materialize",
+        "spend",
+        "--start",
+        "2024-05-01",
+        "--end",
+        "2024-05-03",
+        "--online",
+        "-w",
+        workspace,
+        check=False,
+    )
     assert refused.returncode == 1 and "online=False" in refused.stderr
 
     # Queued while no runner runs: cancel it, then retry it once a runner is up.
-    queued = _cli(kafka_bootstrap, home, "materialize", "spend", "--start", "2024-05-01", "--end", "2024-05-04",
-                  "-w", workspace).stdout
+    queued = _cli(
+        kafka_bootstrap, home, "materialize", "spend", "--start", "2024-05-01", "--end", "2024-05-04", "-w", workspace
+    ).stdout
     job_id = queued.split()[2].rstrip(":")
     assert "cancel requested" in _cli(kafka_bootstrap, home, "jobs", "cancel", job_id, "-w", workspace).stdout
     runner.start()
@@ -152,17 +187,41 @@ def test_materialize_cancel_retry_and_apply_backfill(kafka_bootstrap: str, setup
     assert (shown["attempt"], shown["progress"], shown["offline"], shown["online"]) == (2, 1.0, True, False)
 
     # --wait, on a range the earlier job overlaps: refused without --overwrite.
-    overlap = _cli(kafka_bootstrap, home, "materialize", "spend", "--start", "2024-05-02", "--end", "2024-05-06",
-                   "-w", workspace, check=False)
+    overlap = _cli(
+        kafka_bootstrap,
+        home,
+        "materialize",
+        "spend",
+        "--start",
+        "2024-05-02",
+        "--end",
+        "2024-05-06",
+        "-w",
+        workspace,
+        check=False,
+    )
     assert overlap.returncode == 1 and "--overwrite" in overlap.stderr
-    waited = _cli(kafka_bootstrap, home, "materialize", "spend", "--start", "2024-05-02", "--end", "2024-05-06",
-                  "--overwrite", "--wait", "-w", workspace).stdout
+    waited = _cli(
+        kafka_bootstrap,
+        home,
+        "materialize",
+        "spend",
+        "--start",
+        "2024-05-02",
+        "--end",
+        "2024-05-06",
+        "--overwrite",
+        "--wait",
+        "-w",
+        workspace,
+    ).stdout
     assert "SUCCESS 100%" in waited
     rows = ds.dataset(str(home / "offline" / "batch_views" / workspace / "spend"), format="parquet").to_table()
     assert rows.num_rows > 0
     jobs = {j["id"]: j for j in _jobs(kafka_bootstrap, home, workspace)}
-    _eventually(lambda: _job(kafka_bootstrap, workspace, "sched-daily-backfill").state.value == "SUCCESS",
-                "the apply backfill")
+    _eventually(
+        lambda: _job(kafka_bootstrap, workspace, "sched-daily-backfill").state.value == "SUCCESS", "the apply backfill"
+    )
     assert jobs["sched-daily-backfill"]["origin"] == "apply"
 
     # The same through Tecton's SDK methods.
@@ -175,32 +234,73 @@ def test_materialize_cancel_retry_and_apply_backfill(kafka_bootstrap: str, setup
         fv.trigger_materialization_job(datetime(2024, 6, 2), datetime(2024, 6, 4), online=False, offline=True)
 
     # Cancel while running: two years of day-chunks leave time to ask.
-    long_id = _cli(kafka_bootstrap, home, "materialize", "spend", "--start", "2024-05-01", "--end", "2026-05-01",
-                   "--overwrite", "-w", workspace).stdout.split()[2].rstrip(":")
+    long_id = (
+        _cli(
+            kafka_bootstrap,
+            home,
+            "materialize",
+            "spend",
+            "--start",
+            "2024-05-01",
+            "--end",
+            "2026-05-01",
+            "--overwrite",
+            "-w",
+            workspace,
+        )
+        .stdout.split()[2]
+        .rstrip(":")
+    )
     _eventually(lambda: _job(kafka_bootstrap, workspace, long_id).state.value == "RUNNING", "the long job starting")
     _cli(kafka_bootstrap, home, "jobs", "cancel", long_id, "-w", workspace)
-    cancelled = _eventually(lambda: (j := _job(kafka_bootstrap, workspace, long_id)).state.value != "RUNNING" and j,
-                            "the running job stopping")
+    cancelled = _eventually(
+        lambda: (j := _job(kafka_bootstrap, workspace, long_id)).state.value != "RUNNING" and j,
+        "the running job stopping",
+    )
     assert cancelled.state.value == "CANCELLED" and cancelled.progress < 1.0
 
 
-def test_a_sigkilled_runner_s_job_is_run_by_the_next_runner(kafka_bootstrap: str,
-                                                           setup: tuple[str, Path, str, Runner]) -> None:
+def test_a_sigkilled_runner_s_job_is_run_by_the_next_runner(
+    kafka_bootstrap: str, setup: tuple[str, Path, str, Runner]
+) -> None:
     workspace, home, repo, runner = setup
     _cli(kafka_bootstrap, home, "apply", "--repo", repo, "-w", workspace)
-    job_id = _cli(kafka_bootstrap, home, "materialize", "spend", "--start", "2024-05-01", "--end", "2025-05-01",
-                  "-w", workspace).stdout.split()[2].rstrip(":")
+    job_id = (
+        _cli(
+            kafka_bootstrap,
+            home,
+            "materialize",
+            "spend",
+            "--start",
+            "2024-05-01",
+            "--end",
+            "2025-05-01",
+            "-w",
+            workspace,
+        )
+        .stdout.split()[2]
+        .rstrip(":")
+    )
     runner.start()
-    _eventually(lambda: (j := _job(kafka_bootstrap, workspace, job_id)).state.value == "RUNNING" and j.progress > 0,
-                "the job making progress")
+    _eventually(
+        lambda: (j := _job(kafka_bootstrap, workspace, job_id)).state.value == "RUNNING" and j.progress > 0,
+        "the job making progress",
+    )
     runner.stop(signal.SIGKILL)
     assert _job(kafka_bootstrap, workspace, job_id).state.value == "RUNNING"  # nobody runs it now
     runner.start()
-    done = _eventually(lambda: (j := _job(kafka_bootstrap, workspace, job_id)).state.value == "SUCCESS" and j,
-                       "the next runner finishing it", timeout_s=300)
+    done = _eventually(
+        lambda: (j := _job(kafka_bootstrap, workspace, job_id)).state.value == "SUCCESS" and j,
+        "the next runner finishing it",
+        timeout_s=300,
+    )
     assert (done.restarts, done.attempt, done.error) == (1, 1, None)  # taken over once, same attempt
-    rows = ds.dataset(str(home / "offline" / "batch_views" / workspace / "spend"), format="parquet").to_table().to_pandas()
+    rows = (
+        ds.dataset(str(home / "offline" / "batch_views" / workspace / "spend"), format="parquet").to_table().to_pandas()
+    )
     # Run twice over the same range, written once: idempotent per range.
     events = pd.read_parquet(Path(repo).parent / "tx" / "tx.parquet")
-    in_range = events[(events.ts >= pd.Timestamp("2024-05-01", tz="UTC")) & (events.ts < pd.Timestamp("2025-05-01", tz="UTC"))]
+    in_range = events[
+        (events.ts >= pd.Timestamp("2024-05-01", tz="UTC")) & (events.ts < pd.Timestamp("2025-05-01", tz="UTC"))
+    ]
     assert len(rows) == len(in_range) and not rows.duplicated(subset=["user_id", "ts"]).any()

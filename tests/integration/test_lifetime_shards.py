@@ -46,8 +46,12 @@ def _workspace(topic: str, name: str) -> WorkspaceSpec:
 def _produce(bootstrap: str, topic: str, events: list[tuple[str, int, float, int]]) -> None:
     with reliable_producer(bootstrap) as producer:
         for user, ts, amount, partition in events:
-            producer.produce(topic, partition=partition, key=user.encode(),
-                             value=orjson.dumps({"user_id": user, "amount": amount, "ts": ts}))
+            producer.produce(
+                topic,
+                partition=partition,
+                key=user.encode(),
+                value=orjson.dumps({"user_id": user, "amount": amount, "ts": ts}),
+            )
 
 
 def _feature_records(bootstrap: str, spec: WorkspaceSpec) -> dict[bytes, bytes]:
@@ -75,8 +79,10 @@ def test_lifetime_prefixes_restored_from_the_bus_keep_serving_the_oracle(kafka_b
     users = ["u1", "u2", "u3"]
     # Six hours in time order per partition (beyond the view's 2 h 10 min retention, so expiry
     # deletes tiles that only the prefixes then hold); partition 2 runs an hour behind the others.
-    first = [(rng.choice(users), BASE + i * 60_000 - (HOUR if i % 3 == 2 else 0), float(rng.randint(-5, 9)), i % 3)
-             for i in range(360)]
+    first = [
+        (rng.choice(users), BASE + i * 60_000 - (HOUR if i % 3 == 2 else 0), float(rng.randint(-5, 9)), i % 3)
+        for i in range(360)
+    ]
     _produce(kafka_bootstrap, topic, first)
     worker = start_worker(kafka_bootstrap, workspace, tmp_path)
     try:
@@ -107,8 +113,11 @@ def test_lifetime_prefixes_restored_from_the_bus_keep_serving_the_oracle(kafka_b
     t_ms = max(ts for _, ts, _, _ in later) + 1  # the latest event time's edge
     for user in users:
         entity = view.entity_key([user])
-        mine = [tile for tile, key in zip(tiles, (k for k in records if high_watermark_shard(k) is None), strict=True)
-                if key.startswith(entity)]
+        mine = [
+            tile
+            for tile, key in zip(tiles, (k for k in records if high_watermark_shard(k) is None), strict=True)
+            if key.startswith(entity)
+        ]
         for agg, value in zip(spec.view(VIEW).aggregations, compute_values(view, mine, t_ms), strict=True):
             want = value_of(history, (user,), t_ms, agg, spec.view(VIEW))
             assert close(value, want), (user, agg.name, value, want)

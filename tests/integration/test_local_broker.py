@@ -57,9 +57,7 @@ def test_idempotent_producer_round_trips_through_the_session_broker(
         if error is not None:
             delivery_errors.append(error)
 
-    producer = Producer(
-        {"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True, "acks": "all"}
-    )
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True, "acks": "all"})
     for key, value in sent:
         producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
     assert producer.flush(30) == 0
@@ -145,9 +143,7 @@ def test_wait_for_kafka_on_a_closed_port_fails_fast_with_a_hint() -> None:
     assert "FEATUREBUS_KAFKA_BOOTSTRAP" in message
 
 
-def test_missing_java_or_maven_is_reported_with_the_fix(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_java_or_maven_is_reported_with_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     java = find_java()
     only_java = tmp_path / "bin"
     only_java.mkdir()
@@ -174,9 +170,7 @@ mkdir -p "$out" && touch "$out/kafka_2.13-4.4.0.jar"
 """
 
 
-def test_jar_cache_is_trusted_only_after_maven_succeeded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_jar_cache_is_trusted_only_after_maven_succeeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "mvn").write_text(_FAKE_MVN)

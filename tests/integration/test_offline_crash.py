@@ -47,8 +47,18 @@ def _produce(bootstrap: str, topic: str, first: int, count: int) -> None:
 def _start(bootstrap: str, home: Path, workspace: str) -> subprocess.Popen[bytes]:
     with open(home / f"offline-{time.monotonic_ns()}.log", "wb") as log:  # the child keeps its own copy
         return subprocess.Popen(
-            [sys.executable, "-m", "featurebus", "offline", "--workspace", workspace, "--bootstrap", bootstrap,
-             "--home", str(home)],
+            [
+                sys.executable,
+                "-m",
+                "featurebus",
+                "offline",
+                "--workspace",
+                workspace,
+                "--bootstrap",
+                bootstrap,
+                "--home",
+                str(home),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=log,
         )
@@ -109,6 +119,8 @@ def test_sigkill_mid_write_then_restart_stores_each_record_exactly_once(
     assert _counts(root, workspace) == (RECORDS + 1000, RECORDS + 1000, 1)
     assert not list(directory.glob("date=*/*.tmp")) and not list(directory.glob("_pending-*"))
     with duckdb.connect() as con:
-        amounts = con.execute(f"SELECT sum(amount), min(amount), max(amount) FROM read_parquet('{source_glob(root, workspace, 'transactions')}')").fetchone()
+        amounts = con.execute(
+            f"SELECT sum(amount), min(amount), max(amount) FROM read_parquet('{source_glob(root, workspace, 'transactions')}')"
+        ).fetchone()
     n = RECORDS + 1000
     assert amounts == (float(n * (n - 1) // 2), 0.0, float(n - 1))

@@ -40,8 +40,15 @@ def _workspace(topic: str, name: str, interval_ms: int | None) -> WorkspaceSpec:
     view = base.stream_feature_views[0]
     suffix = "continuous" if interval_ms is None else "10m"
     aggregations = tuple(
-        AggregationSpec(f"amount_{fn}_1h_{suffix}", fn, "amount", "float64", 60 * MINUTE,
-                        output_dtype(fn, "float64"), **({"n": 5} if fn == "last_n" else {}))
+        AggregationSpec(
+            f"amount_{fn}_1h_{suffix}",
+            fn,
+            "amount",
+            "float64",
+            60 * MINUTE,
+            output_dtype(fn, "float64"),
+            **({"n": 5} if fn == "last_n" else {}),
+        )
         for fn in FUNCTIONS
     )
     view = dataclasses.replace(view, aggregations=aggregations)
@@ -67,10 +74,12 @@ def test_no_feature_uses_an_event_at_or_after_the_spine_time(
     with OfflineMaterializer(kafka_bootstrap, root, name) as materializer:
         assert materializer.run_until_caught_up(timeout_s=60) == 3 * len(SPINE_TIMES)
 
-    spine = pd.DataFrame({
-        "user_id": [*users, "u0"],
-        "ts": pd.to_datetime([*SPINE_TIMES, SPINE_TIMES[-1] + 120 * MINUTE], unit="ms", utc=True),
-    })
+    spine = pd.DataFrame(
+        {
+            "user_id": [*users, "u0"],
+            "ts": pd.to_datetime([*SPINE_TIMES, SPINE_TIMES[-1] + 120 * MINUTE], unit="ms", utc=True),
+        }
+    )
     result = get_features_for_events(spec, "spending", spine, root)
     suffix = "continuous" if interval_ms is None else "10m"
 

@@ -97,7 +97,12 @@ def test_each_good_record_is_written_exactly_once(
     # The CLI's path: the spec comes from the registry, spine and output are files.
     spine.to_parquet(tmp_path / "spine.parquet")
     training_set_from_files(
-        KafkaRegistry(kafka_bootstrap), root, workspace, "spending", tmp_path / "spine.parquet", tmp_path / "out" / "train.parquet"
+        KafkaRegistry(kafka_bootstrap),
+        root,
+        workspace,
+        "spending",
+        tmp_path / "spine.parquet",
+        tmp_path / "out" / "train.parquet",
     )
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / "train.parquet"), result)
 

@@ -59,7 +59,9 @@ SERVICE = "parity"
 _SEQUENCE = itertools.count()
 
 
-def _view(name: str, interval_ms: int | None, functions: list[str], windows: list[tuple[str, int]]) -> StreamFeatureViewSpec:
+def _view(
+    name: str, interval_ms: int | None, functions: list[str], windows: list[tuple[str, int]]
+) -> StreamFeatureViewSpec:
     suffix = "continuous" if interval_ms is None else "5m"
     return StreamFeatureViewSpec(
         name=name,
@@ -69,7 +71,9 @@ def _view(name: str, interval_ms: int | None, functions: list[str], windows: lis
         timestamp_field="ts",
         transformation=TransformationSpec("pandas", "t", "def t(df):\n    return df[['user_id', 'amount', 'ts']]\n"),
         aggregations=tuple(
-            AggregationSpec(f"amount_{fn}_{label}_{suffix}", fn, "amount", "float64", window, output_dtype(fn, "float64"))
+            AggregationSpec(
+                f"amount_{fn}_{label}_{suffix}", fn, "amount", "float64", window, output_dtype(fn, "float64")
+            )
             for label, window in windows
             for fn in functions
         ),
@@ -79,7 +83,12 @@ def _view(name: str, interval_ms: int | None, functions: list[str], windows: lis
 
 # count/sum/mean take the SQL path of the training set, the others the engine's aggregators.
 VIEWS = (
-    _view("spend", None, ["count", "sum", "mean", "min", "max", "last", "stddev_samp"], [("10m", 10 * MINUTE), ("1h", HOUR)]),
+    _view(
+        "spend",
+        None,
+        ["count", "sum", "mean", "min", "max", "last", "stddev_samp"],
+        [("10m", 10 * MINUTE), ("1h", HOUR)],
+    ),
     _view("spend_tiled", 5 * MINUTE, ["count", "sum", "max"], [("10m", 10 * MINUTE), ("1h", HOUR)]),
 )
 
@@ -97,7 +106,9 @@ def _spec(workspace: str, topic: str) -> WorkspaceSpec:
         ),
         stream_feature_views=VIEWS,
         feature_services=(
-            FeatureServiceSpec(SERVICE, tuple(FeatureSelectionSpec(v.name, tuple(a.name for a in v.aggregations)) for v in VIEWS)),
+            FeatureServiceSpec(
+                SERVICE, tuple(FeatureSelectionSpec(v.name, tuple(a.name for a in v.aggregations)) for v in VIEWS)
+            ),
         ),
     )
 
@@ -105,13 +116,23 @@ def _spec(workspace: str, topic: str) -> WorkspaceSpec:
 class Running:
     def __init__(self, platform: LocalPlatform, spec: WorkspaceSpec, topic: str, key: str) -> None:
         self.platform, self.spec, self.topic = platform, spec, topic
-        self.client = httpx.Client(base_url=platform.serving_url, timeout=10.0, headers={"Authorization": f"Bearer {key}"})
+        self.client = httpx.Client(
+            base_url=platform.serving_url, timeout=10.0, headers={"Authorization": f"Bearer {key}"}
+        )
         self.produced = 0
 
     def served(self, user: str) -> dict[str, Any]:
-        response = self.client.post("/api/v1/feature-service/get-features", json={"params": {
-            "workspaceName": self.spec.name, "featureServiceName": SERVICE, "joinKeyMap": {"user_id": user},
-            "metadataOptions": {"includeEffectiveTimes": True, "includeNames": True}}})
+        response = self.client.post(
+            "/api/v1/feature-service/get-features",
+            json={
+                "params": {
+                    "workspaceName": self.spec.name,
+                    "featureServiceName": SERVICE,
+                    "joinKeyMap": {"user_id": user},
+                    "metadataOptions": {"includeEffectiveTimes": True, "includeNames": True},
+                }
+            },
+        )
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
@@ -127,9 +148,12 @@ def running(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
     with LocalPlatform(tmp_path_factory.mktemp("parity"), workspace, bootstrap=kafka_bootstrap) as platform:
         state = Running(platform, spec, topic, key)
         deadline = time.monotonic() + 60
-        while state.client.post("/api/v1/feature-service/get-features", json={"params": {
-                "workspaceName": workspace, "featureServiceName": SERVICE, "joinKeyMap": {"user_id": "x"}}}
-                ).status_code in (401, 404):  # the replica learns of the key and workspace from the bus
+        while state.client.post(
+            "/api/v1/feature-service/get-features",
+            json={
+                "params": {"workspaceName": workspace, "featureServiceName": SERVICE, "joinKeyMap": {"user_id": "x"}}
+            },
+        ).status_code in (401, 404):  # the replica learns of the key and workspace from the bus
             platform.check()
             assert time.monotonic() < deadline, platform.log_tail("serving")
             time.sleep(0.2)
@@ -154,7 +178,9 @@ def _wait_served_counts(state: Running, counts: dict[str, int]) -> None:
             got = _num(body["result"]["features"][names.index("spend.amount_count_1h_continuous")])
             if got == expected:
                 break
-            assert time.monotonic() < deadline, f"{user}: served count {got}, produced {expected}\n{state.platform.log_tail('worker')}"
+            assert time.monotonic() < deadline, (
+                f"{user}: served count {got}, produced {expected}\n{state.platform.log_tail('worker')}"
+            )
             time.sleep(0.3)
 
 
@@ -170,10 +196,14 @@ def _wait_offline(state: Running) -> None:
         time.sleep(0.3)
 
 
-_amounts = st.one_of(st.none(), st.floats(-1000, 1000, allow_nan=False, allow_infinity=False), st.integers(-3, 3).map(float))
+_amounts = st.one_of(
+    st.none(), st.floats(-1000, 1000, allow_nan=False, allow_infinity=False), st.integers(-3, 3).map(float)
+)
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_training_set_equals_what_serving_returned(running: Running, data: st.DataObject) -> None:
     example = next(_SEQUENCE)
@@ -181,8 +211,9 @@ def test_training_set_equals_what_serving_returned(running: Running, data: st.Da
     now_ms = int(time.time() * 1000)
     # Ages from 1 to 50 minutes; the served "now" comes a few seconds later, so the 10-minute
     # windows end inside the history and the 1-hour ones cover all of it.
-    events = data.draw(st.lists(
-        st.tuples(st.sampled_from(users), st.integers(MINUTE, 50 * MINUTE), _amounts), min_size=1, max_size=40))
+    events = data.draw(
+        st.lists(st.tuples(st.sampled_from(users), st.integers(MINUTE, 50 * MINUTE), _amounts), min_size=1, max_size=40)
+    )
     records = [{"user_id": u, "amount": a, "ts": format_iso_ms(now_ms - age)} for u, age, a in events]
     assert produce_events(running.platform.bootstrap, running.topic, records) == len(records)
     running.produced += len(records)
@@ -195,9 +226,16 @@ def test_training_set_equals_what_serving_returned(running: Running, data: st.Da
         body = running.served(user)
         features = body["metadata"]["features"]
         effective = {f["name"].split(".")[0]: parse_timestamp_ms(f["effectiveTime"]) for f in features}
-        served.append((user, effective["spend"], {f["name"]: _num(v) for f, v in zip(features, body["result"]["features"], strict=True)}))
-    spine = pd.DataFrame({"user_id": [u for u, _, _ in served],
-                          "ts": pd.to_datetime([t for _, t, _ in served], unit="ms", utc=True)})
+        served.append(
+            (
+                user,
+                effective["spend"],
+                {f["name"]: _num(v) for f, v in zip(features, body["result"]["features"], strict=True)},
+            )
+        )
+    spine = pd.DataFrame(
+        {"user_id": [u for u, _, _ in served], "ts": pd.to_datetime([t for _, t, _ in served], unit="ms", utc=True)}
+    )
 
     _wait_offline(running)
     result = get_features_for_events(running.spec, SERVICE, spine, running.platform.offline_dir)
@@ -207,4 +245,6 @@ def test_training_set_equals_what_serving_returned(running: Running, data: st.Da
             view, feature = name.split(".")
             offline = result[feature_column(view, feature)].iloc[position]
             offline = None if pd.isna(offline) else offline
-            assert close(online, offline), f"row {position} ({user} at {t_ms}): {name} served {online}, training {offline}"
+            assert close(online, offline), (
+                f"row {position} ({user} at {t_ms}): {name} served {online}, training {offline}"
+            )

@@ -39,8 +39,10 @@ def _topic_size(bootstrap: str, topic: str) -> int:
 
 
 def _request(port: int, body: bytes, key: str) -> bytes:
-    head = (f"POST /ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Tecton-key {key}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    head = (
+        f"POST /ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Tecton-key {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -52,7 +54,9 @@ def _read_response(sock: socket.socket) -> tuple[int, bytes]:
             break
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
     while len(rest) < length:
         chunk = sock.recv(65536)
         if not chunk:
@@ -69,14 +73,28 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(kafka_bootstrap: st
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "featurebus", "serve", "--port", str(port), "--bootstrap", kafka_bootstrap,
-             "--home", str(tmp_path / "home")],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            [
+                sys.executable,
+                "-m",
+                "featurebus",
+                "serve",
+                "--port",
+                str(port),
+                "--bootstrap",
+                kafka_bootstrap,
+                "--home",
+                str(tmp_path / "home"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     try:
         wait_until_ready(f"http://127.0.0.1:{port}", timeout_s=60)
         now_ms = int(time.time() * 1000)
-        records = [{"record": {"user_id": f"u{i % 7}", "price": 1.0, "quantity": i, "ts": now_ms - i}} for i in range(RECORDS)]
+        records = [
+            {"record": {"user_id": f"u{i % 7}", "price": 1.0, "quantity": i, "ts": now_ms - i}} for i in range(RECORDS)
+        ]
         body = orjson.dumps({"workspace_name": workspace, "records": {"clicks": records}})
         probe = orjson.dumps({"workspace_name": workspace, "dry_run": True, "records": {"clicks": records[:1]}})
         deadline = time.monotonic() + 30
@@ -108,7 +126,9 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(kafka_bootstrap: st
         status, answer = _read_response(in_flight)
         in_flight.close()
         assert status == 200, answer
-        assert orjson.loads(answer)["ingestMetrics"]["featureViewIngestMetrics"][0]["onlineRecordIngestCount"] == str(RECORDS)
+        assert orjson.loads(answer)["ingestMetrics"]["featureViewIngestMetrics"][0]["onlineRecordIngestCount"] == str(
+            RECORDS
+        )
         assert process.wait(timeout=60) == 0, log_path.read_text()
     finally:
         if process.poll() is None:

@@ -70,29 +70,46 @@ class Workspace:
         batch = self.tiles_per_user
         with reliable_producer(self.bootstrap) as producer:
             for i in range(FILLER):
-                producer.produce(self.topic, key=tile_key(encode_entity_key([f"filler{batch}-{i}"]), self.start_ms),
-                                 value=encode_partials([1, 1.0, [1.0, 1]] * 2), partition=i % 2)
+                producer.produce(
+                    self.topic,
+                    key=tile_key(encode_entity_key([f"filler{batch}-{i}"]), self.start_ms),
+                    value=encode_partials([1, 1.0, [1.0, 1]] * 2),
+                    partition=i % 2,
+                )
                 if i % 10_000 == 0:
                     producer.poll(0)
             for i in range(USERS):
-                producer.produce(self.topic, key=tile_key(encode_entity_key([f"u{i}"]), self.start_ms + batch * 1000 + i),
-                                 value=encode_partials([1, float(i), [float(i), 1]] * 2), partition=i % 2)
+                producer.produce(
+                    self.topic,
+                    key=tile_key(encode_entity_key([f"u{i}"]), self.start_ms + batch * 1000 + i),
+                    value=encode_partials([1, float(i), [float(i), 1]] * 2),
+                    partition=i % 2,
+                )
         self.tiles_per_user += 1
 
     def hammer(self, url: str, complete_answers: int = 30, timeout_s: float = 180) -> dict[int, int]:
         """Batch lookups of every user from before the server listens until ``complete_answers``
         200s; fails on any answer that is neither a clean 503 nor complete. Returns the count of
         each status seen."""
-        body = {"params": {"workspaceName": self.name, "featureServiceName": "spending",
-                           "requestData": [{"joinKeyMap": {"user_id": f"u{i}"}} for i in range(USERS)]}}
+        body = {
+            "params": {
+                "workspaceName": self.name,
+                "featureServiceName": "spending",
+                "requestData": [{"joinKeyMap": {"user_id": f"u{i}"}} for i in range(USERS)],
+            }
+        }
         headers = {"Authorization": f"Tecton-key {self.secret}"}
         seen: dict[int, int] = {}
         deadline = time.monotonic() + timeout_s
         with httpx.Client(timeout=10) as client:
             while seen.get(200, 0) < complete_answers:
-                assert time.monotonic() < deadline, f"no {complete_answers} complete answers within {timeout_s} s: {seen}"
+                assert time.monotonic() < deadline, (
+                    f"no {complete_answers} complete answers within {timeout_s} s: {seen}"
+                )
                 try:
-                    response = client.post(f"{url}/api/v1/feature-service/get-features-batch", json=body, headers=headers)
+                    response = client.post(
+                        f"{url}/api/v1/feature-service/get-features-batch", json=body, headers=headers
+                    )
                 except httpx.TransportError:
                     time.sleep(0.002)  # not listening yet
                     continue
@@ -100,14 +117,17 @@ class Workspace:
                 if response.status_code == 503:
                     assert response.headers.get("retry-after") and response.json()["message"], response.text
                     continue
-                assert response.status_code == 200, f"answered {response.status_code} before catching up: {response.text}"
+                assert response.status_code == 200, (
+                    f"answered {response.status_code} before catching up: {response.text}"
+                )
                 counts = [row["features"][COUNT_1H] for row in response.json()["result"]]
                 assert counts == [str(self.tiles_per_user)] * USERS, f"served partial counts {counts} (after {seen})"
         return seen
 
 
 def test_a_fresh_process_on_an_empty_store_answers_only_once_caught_up(
-        kafka_bootstrap: str, topic_factory: Callable[..., str], serve: Callable[..., Serve], tmp_path: Path) -> None:
+    kafka_bootstrap: str, topic_factory: Callable[..., str], serve: Callable[..., Serve], tmp_path: Path
+) -> None:
     workspace = Workspace(kafka_bootstrap, topic_factory)
     port = free_port_pair()[0]
     server = serve("--port", str(port), "--home", str(tmp_path / "home"), "--bootstrap", kafka_bootstrap)
@@ -117,7 +137,8 @@ def test_a_fresh_process_on_an_empty_store_answers_only_once_caught_up(
 
 
 def test_a_process_restarted_after_sigkill_answers_only_once_caught_up_again(
-        kafka_bootstrap: str, topic_factory: Callable[..., str], serve: Callable[..., Serve], tmp_path: Path) -> None:
+    kafka_bootstrap: str, topic_factory: Callable[..., str], serve: Callable[..., Serve], tmp_path: Path
+) -> None:
     workspace = Workspace(kafka_bootstrap, topic_factory)
     port = free_port_pair()[0]
     url = f"http://127.0.0.1:{port}"

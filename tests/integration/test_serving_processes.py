@@ -36,8 +36,12 @@ class Serve:
     def __init__(self, args: list[str], log_path: Path) -> None:
         self.log_path = log_path
         with log_path.open("ab") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "featurebus", "serve", *args], stdout=out,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "featurebus", "serve", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -82,8 +86,12 @@ def _workspace(bootstrap: str, topic_factory: Callable[..., str]) -> tuple[str, 
         producer.produce(REGISTRY_TOPIC, key=workspace.encode(), value=spec.to_json())
         for i in range(USERS):
             partials = [1, float(i), [float(i), 1]] * 2  # count, sum, mean for the 1 m and 1 h windows
-            producer.produce(topic, key=tile_key(encode_entity_key([f"u{i}"]), start + i), value=encode_partials(partials),
-                             partition=i % 2)
+            producer.produce(
+                topic,
+                key=tile_key(encode_entity_key([f"u{i}"]), start + i),
+                value=encode_partials(partials),
+                partition=i % 2,
+            )
     _, secret = create_api_key(KafkaRegistry(bootstrap), workspace, "reader", "test")
     return workspace, secret
 
@@ -91,26 +99,42 @@ def _workspace(bootstrap: str, topic_factory: Callable[..., str]) -> tuple[str, 
 def _answers(url: str, workspace: str, secret: str, fresh_connections: int) -> list[bytes]:
     """The same batch request over ``fresh_connections`` new connections (so the kernel hands
     them to whichever process of a shared socket accepts), plus one single lookup per user."""
-    body = {"params": {"workspaceName": workspace, "featureServiceName": "spending",
-                       "requestData": [{"joinKeyMap": {"user_id": f"u{i}"}} for i in range(USERS + 2)],
-                       "metadataOptions": {"includeServingStatus": True, "includeDataTypes": True}}}
+    body = {
+        "params": {
+            "workspaceName": workspace,
+            "featureServiceName": "spending",
+            "requestData": [{"joinKeyMap": {"user_id": f"u{i}"}} for i in range(USERS + 2)],
+            "metadataOptions": {"includeServingStatus": True, "includeDataTypes": True},
+        }
+    }
     headers = {"Authorization": f"Tecton-key {secret}"}
     answers = []
     for _ in range(fresh_connections):
-        response = httpx.post(f"{url}/api/v1/feature-service/get-features-batch", json=body, headers=headers, timeout=10)
+        response = httpx.post(
+            f"{url}/api/v1/feature-service/get-features-batch", json=body, headers=headers, timeout=10
+        )
         assert response.status_code == 200, response.text
         answers.append(response.content)
     with httpx.Client(base_url=url, headers=headers, timeout=10) as client:
         for i in range(USERS):
-            response = client.post("/api/v1/feature-service/get-features", json={"params": {
-                "workspaceName": workspace, "featureServiceName": "spending", "joinKeyMap": {"user_id": f"u{i}"}}})
+            response = client.post(
+                "/api/v1/feature-service/get-features",
+                json={
+                    "params": {
+                        "workspaceName": workspace,
+                        "featureServiceName": "spending",
+                        "joinKeyMap": {"user_id": f"u{i}"},
+                    }
+                },
+            )
             assert response.status_code == 200, response.text
             answers.append(response.content)
     return answers
 
 
-def test_processes_hold_their_own_copies_and_answer_identically(kafka_bootstrap: str, topic_factory: Callable[..., str],
-                                                                 serve: Callable[..., Serve], tmp_path: Path) -> None:
+def test_processes_hold_their_own_copies_and_answer_identically(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], serve: Callable[..., Serve], tmp_path: Path
+) -> None:
     workspace, secret = _workspace(kafka_bootstrap, topic_factory)
     home = tmp_path / "home"
     pair, single = free_port_pair()[0], free_port_pair()[0]
@@ -148,8 +172,9 @@ def test_a_store_directory_is_held_by_one_process_at_a_time(tmp_path: Path) -> N
     third_lock.close()
 
 
-def test_the_materializer_tells_listeners_which_entities_it_writes(kafka_bootstrap: str,
-                                                                    topic_factory: Callable[..., str]) -> None:
+def test_the_materializer_tells_listeners_which_entities_it_writes(
+    kafka_bootstrap: str, topic_factory: Callable[..., str]
+) -> None:
     from featurebus.platform.api_keys import ApiKeyStore
     from featurebus.platform.kv import MemoryStore
     from featurebus.schemas.encoding import store_prefix
@@ -182,4 +207,6 @@ def test_the_materializer_tells_listeners_which_entities_it_writes(kafka_bootstr
     ours = [(b, e) for b, e in pairs if any(p.startswith(view) for p in b[1])]
     assert ours and all(e[2] > b[2] for b, e in ours)  # told before the tiles land, and after
     touched = {p for b, _ in ours for p in b[1] if p.startswith(view)}  # the broker holds other tests' too
-    assert touched == {store_prefix(online_view_name(workspace, VIEW), encode_entity_key([f"u{i}"])) for i in range(USERS)}
+    assert touched == {
+        store_prefix(online_view_name(workspace, VIEW), encode_entity_key([f"u{i}"])) for i in range(USERS)
+    }

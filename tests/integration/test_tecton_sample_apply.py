@@ -32,7 +32,8 @@ def test_the_sample_plans_and_applies_with_its_ranges(kafka_bootstrap: str) -> N
     assert planned.returncode == 0, planned.stderr
     created = {(c["kind"], c["name"]) for c in json.loads(planned.stdout)["changes"] if c["action"] == "create"}
     assert ("batch_feature_view", "user_distinct_merchant_transaction_count_30d") in {
-        (k.lower().replace(" ", "_"), n) for k, n in created}, created
+        (k.lower().replace(" ", "_"), n) for k, n in created
+    }, created
     applied = _cli("apply", "--repo", str(SAMPLE), "--workspace", workspace, "--bootstrap", kafka_bootstrap)
     assert applied.returncode == 0, applied.stderr
     spec = KafkaRegistry(kafka_bootstrap).list()[workspace]

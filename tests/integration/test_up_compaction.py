@@ -25,8 +25,11 @@ pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
 
 def _offsets(root: Path, workspace: str) -> list[int]:
-    return sorted(o for p in list_parts(root, workspace, "transactions")
-                  for o in pq.read_table(p.path, columns=["_offset"]).column("_offset").to_pylist())
+    return sorted(
+        o
+        for p in list_parts(root, workspace, "transactions")
+        for o in pq.read_table(p.path, columns=["_offset"]).column("_offset").to_pylist()
+    )
 
 
 def test_up_compacts_the_live_offline_store(kafka_bootstrap: str, topic_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -51,9 +54,13 @@ def test_up_compacts_the_live_offline_store(kafka_bootstrap: str, topic_factory,
             time.sleep(0.5)
         # The runner's periodic compaction may have merged the first bursts already.
         assert len(list_parts(root, workspace, "transactions")) >= 2
-        queued = subprocess.run([sys.executable, "-m", "featurebus", "jobs", "compact", "-w", workspace, "--bootstrap",
-                                 kafka_bootstrap], capture_output=True, text=True, timeout=120,
-                                env={**os.environ, "FEATUREBUS_HOME": str(home)})
+        queued = subprocess.run(
+            [sys.executable, "-m", "featurebus", "jobs", "compact", "-w", workspace, "--bootstrap", kafka_bootstrap],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "FEATUREBUS_HOME": str(home)},
+        )
         assert queued.returncode == 0, queued.stderr
         job_id = queued.stdout.split()[-1]
         store = KafkaJobStore(kafka_bootstrap, workspace)

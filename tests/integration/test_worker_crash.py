@@ -63,13 +63,18 @@ def test_worker_killed_three_times_serves_exactly_the_oracle(kafka_bootstrap: st
     assert_feature_topic_equals_oracle(kafka_bootstrap, spec, events, users, t_ms)
 
 
-def test_when_one_of_two_workers_dies_the_survivor_takes_over_its_partitions(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_when_one_of_two_workers_dies_the_survivor_takes_over_its_partitions(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
     suffix = uuid.uuid4().hex[:8]
     workspace, topic = f"pair_{suffix}", f"tx_{suffix}"
     ensure_topics(kafka_bootstrap, [TopicConfig(topic, partitions=4)])
     spec = apply_workspace(KafkaRegistry(kafka_bootstrap), spending_workspace(topic=topic, name=workspace))
     events, users, t_ms = history(topic, 7, 16_000)
-    first, second = start_worker(kafka_bootstrap, workspace, tmp_path / "a"), start_worker(kafka_bootstrap, workspace, tmp_path / "b")
+    first, second = (
+        start_worker(kafka_bootstrap, workspace, tmp_path / "a"),
+        start_worker(kafka_bootstrap, workspace, tmp_path / "b"),
+    )
     producer_thread = produce_steadily(kafka_bootstrap, topic, events)
     try:
         deadline = time.monotonic() + 60

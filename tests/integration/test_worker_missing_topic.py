@@ -22,8 +22,22 @@ pytestmark = pytest.mark.kafka
 
 
 def _describe(bootstrap: str, workspace: str) -> str:
-    return subprocess.run([sys.executable, "-m", "featurebus", "describe", "user_spending", "--workspace", workspace,
-                           "--bootstrap", bootstrap], capture_output=True, text=True, timeout=120).stdout
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "featurebus",
+            "describe",
+            "user_spending",
+            "--workspace",
+            workspace,
+            "--bootstrap",
+            bootstrap,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
 
 
 def test_a_worker_waits_for_its_missing_source_topic(kafka_bootstrap: str, tmp_path: Path) -> None:

@@ -34,14 +34,21 @@ from tests.support.workers import (
 pytestmark = pytest.mark.kafka
 
 PARTITIONS = 3
-DOUBLE = TransformationSpec("pandas", "double", "def double(df):\n    df = df.copy()\n    df['amount'] = df['amount'] * 2\n    return df\n")
+DOUBLE = TransformationSpec(
+    "pandas", "double", "def double(df):\n    df = df.copy()\n    df['amount'] = df['amount'] * 2\n    return df\n"
+)
 
 
 def _changed(before: WorkspaceSpec) -> WorkspaceSpec:
     spending = before.stream_feature_views[0]
-    counts = dataclasses.replace(spending, name="user_counts", aggregations=(
-        AggregationSpec("amount_count_2h_continuous", "count", "amount", "float64", 2 * HOUR, "int64"),))
-    return dataclasses.replace(before, stream_feature_views=(dataclasses.replace(spending, transformation=DOUBLE), counts))
+    counts = dataclasses.replace(
+        spending,
+        name="user_counts",
+        aggregations=(AggregationSpec("amount_count_2h_continuous", "count", "amount", "float64", 2 * HOUR, "int64"),),
+    )
+    return dataclasses.replace(
+        before, stream_feature_views=(dataclasses.replace(spending, transformation=DOUBLE), counts)
+    )
 
 
 def _stale_partitions(bootstrap: str, spec: WorkspaceSpec, topic: str) -> list[int]:
@@ -52,11 +59,16 @@ def _stale_partitions(bootstrap: str, spec: WorkspaceSpec, topic: str) -> list[i
     finally:
         consumer.close()
     current = online_fingerprints(spec, topic)
-    return [tp.partition for tp in committed
-            if tp.offset < 0 or CommitMetadata.decode(tp.metadata, NO_WATERMARK).stale_views(current)]
+    return [
+        tp.partition
+        for tp in committed
+        if tp.offset < 0 or CommitMetadata.decode(tp.metadata, NO_WATERMARK).stale_views(current)
+    ]
 
 
-def test_an_invalidating_apply_is_recomputed_from_the_log_even_across_a_kill(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_an_invalidating_apply_is_recomputed_from_the_log_even_across_a_kill(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
     suffix = uuid.uuid4().hex[:8]
     workspace, topic = f"rebuild_{suffix}", f"tx_{suffix}"
     ensure_topics(kafka_bootstrap, [TopicConfig(topic, partitions=PARTITIONS)])
@@ -96,7 +108,10 @@ def test_an_invalidating_apply_is_recomputed_from_the_log_even_across_a_kill(kaf
     assert _recomputing(kafka_bootstrap, after, "user_counts") == ()
     counts = after.view("user_counts")
     wider = dataclasses.replace(counts, aggregations=(dataclasses.replace(counts.aggregations[0], window_ms=3 * HOUR),))
-    third = apply_workspace(KafkaRegistry(kafka_bootstrap), dataclasses.replace(after, stream_feature_views=(after.view("user_spending"), wider)))
+    third = apply_workspace(
+        KafkaRegistry(kafka_bootstrap),
+        dataclasses.replace(after, stream_feature_views=(after.view("user_spending"), wider)),
+    )
     assert _recomputing(kafka_bootstrap, third, "user_counts") == tuple(f"{topic}[{p}]" for p in range(PARTITIONS))
     assert _recomputing(kafka_bootstrap, third, "user_spending") == ()
 

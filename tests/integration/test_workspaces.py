@@ -27,8 +27,13 @@ ADS = Path(__file__).resolve().parents[2] / "examples" / "ads"
 
 
 def _cli(home: Path, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "featurebus", *args], capture_output=True, text=True,
-                          timeout=timeout_s, env={**os.environ, "FEATUREBUS_HOME": str(home)})
+    return subprocess.run(
+        [sys.executable, "-m", "featurebus", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env={**os.environ, "FEATUREBUS_HOME": str(home)},
+    )
 
 
 def test_workspace_lifecycle_and_selection(kafka_bootstrap: str, tmp_path: Path) -> None:

@@ -10,10 +10,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import orjson
 import pytest
 import uvicorn
-
-import orjson
 
 from featurebus.platform.access.records import ApiKey, Principal, PrincipalKind, principal_key
 from featurebus.platform.api_keys import ApiKeyStore, hash_secret
@@ -32,8 +31,15 @@ READER, WRITER, OTHER, ADMIN = "fbk_reader-secret", "fbk_writer-secret", "fbk_ot
 PUSH_WRITER = "fbk_push-writer"  # a writer of the "pushes" workspace, whose push source is "clicks"
 
 # Short enough for fast tests, long enough that a loaded machine does not trip them by accident.
-TEST_LIMITS = ServingLimits(header_timeout_s=1.0, body_timeout_s=1.0, idle_timeout_s=1, max_connections=16,
-                            max_body_bytes=64 * 1024, max_batch_rows=10, max_ingest_records=5)
+TEST_LIMITS = ServingLimits(
+    header_timeout_s=1.0,
+    body_timeout_s=1.0,
+    idle_timeout_s=1,
+    max_connections=16,
+    max_body_bytes=64 * 1024,
+    max_batch_rows=10,
+    max_ingest_records=5,
+)
 
 
 def security_keys() -> ApiKeyStore:
@@ -93,12 +99,24 @@ def serving() -> Iterator[Callable[..., Running]]:
         load(store, spec, EVENTS)
         specs = {"test": spec, "other": spending_workspace(name="other"), "pushes": push}
         sink = MemoryRecordSink()
-        app = create_app(FeatureServer(lambda: specs, store, Clock(BASE + HOUR)), security_keys(),
-                         ingest=IngestService(lambda: specs, sink), limits=limits)
+        app = create_app(
+            FeatureServer(lambda: specs, store, Clock(BASE + HOUR)),
+            security_keys(),
+            ingest=IngestService(lambda: specs, sink),
+            limits=limits,
+        )
         port = free_port_pair()[0]
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                               access_log=False, http=guarded_protocol(limits),
-                                               timeout_keep_alive=limits.idle_timeout_s))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+                access_log=False,
+                http=guarded_protocol(limits),
+                timeout_keep_alive=limits.idle_timeout_s,
+            )
+        )
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         servers.append((server, thread))

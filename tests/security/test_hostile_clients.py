@@ -40,8 +40,14 @@ GOOD_CLICK = {"user_id": "u1", "price": 9.5, "quantity": 2, "ts": "2026-11-26T10
 
 
 def _lookup(workspace: str = "test", **params: Any) -> dict[str, Any]:
-    return {"params": {"workspaceName": workspace, "featureServiceName": "spending",
-                       "joinKeyMap": {"user_id": "alice"}, **params}}
+    return {
+        "params": {
+            "workspaceName": workspace,
+            "featureServiceName": "spending",
+            "joinKeyMap": {"user_id": "alice"},
+            **params,
+        }
+    }
 
 
 def _auth(secret: str) -> dict[str, str]:
@@ -55,8 +61,17 @@ def _status_and_json(raw: bytes) -> tuple[int, dict[str, Any]]:
 
 KEYED_REQUESTS = [
     ("POST", FEATURES, _lookup()),
-    ("POST", BATCH, {"params": {"workspaceName": "test", "featureServiceName": "spending",
-                                "requestData": [{"joinKeyMap": {"user_id": "alice"}}]}}),
+    (
+        "POST",
+        BATCH,
+        {
+            "params": {
+                "workspaceName": "test",
+                "featureServiceName": "spending",
+                "requestData": [{"joinKeyMap": {"user_id": "alice"}}],
+            }
+        },
+    ),
     ("POST", METADATA, {"params": {"workspaceName": "test", "featureServiceName": "spending"}}),
     ("POST", "/ingest", {"workspace_name": "pushes", "records": {"clicks": [{"record": GOOD_CLICK}]}}),
     ("GET", "/metrics", None),
@@ -65,8 +80,9 @@ KEYED_REQUESTS = [
 
 
 @pytest.mark.parametrize(("method", "path", "body"), KEYED_REQUESTS)
-def test_no_key_and_unknown_keys_get_401_json(serving: Callable[..., Running], method: str, path: str,
-                                               body: Any) -> None:
+def test_no_key_and_unknown_keys_get_401_json(
+    serving: Callable[..., Running], method: str, path: str, body: Any
+) -> None:
     server = serving()
     for headers in ({}, _auth("fbk_unknown"), {"Authorization": "Basic abc"}):
         response = httpx.request(method, server.url + path, json=body, headers=headers, timeout=10)
@@ -84,7 +100,8 @@ def test_a_key_of_another_workspace_gets_403_naming_the_workspace(serving: Calla
 
 
 def test_a_reader_may_not_ingest_and_a_writer_of_another_workspace_may_not_either(
-        serving: Callable[..., Running]) -> None:
+    serving: Callable[..., Running],
+) -> None:
     server = serving()
     body = {"workspace_name": "pushes", "records": {"clicks": [{"record": GOOD_CLICK}]}}
     for secret in (READER, WRITER):
@@ -98,12 +115,15 @@ def test_a_reader_may_not_ingest_and_a_writer_of_another_workspace_may_not_eithe
 
 @pytest.mark.parametrize("path", [FEATURES, "/ingest"])
 def test_a_keyless_request_is_refused_from_its_headers_without_waiting_for_its_body(
-        serving: Callable[..., Running], path: str) -> None:
+    serving: Callable[..., Running], path: str
+) -> None:
     server = serving()
     with server.connect() as sock:
         # Announce 7.5 MB and send none of it: the answer must not wait for the body.
-        sock.sendall(f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-                     f"content-length: {7_500_000}\r\n\r\n".encode())
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            f"content-length: {7_500_000}\r\n\r\n".encode()
+        )
         sock.settimeout(TEST_LIMITS.body_timeout_s / 2)
         answer = sock.recv(65536)
     status, body = _status_and_json(answer)
@@ -118,7 +138,7 @@ def test_oversized_bodies_get_413_declared_or_streamed(serving: Callable[..., Ru
 
     def chunks() -> Any:  # no content-length: counted while it streams in
         for i in range(0, len(big), 8192):
-            yield big[i:i + 8192]
+            yield big[i : i + 8192]
 
     streamed = httpx.post(server.url + FEATURES, content=chunks(), headers=_auth(READER), timeout=10)
     assert streamed.status_code == 413 and streamed.json()["message"]
@@ -128,8 +148,10 @@ def test_a_slow_body_is_cut_off_with_408(serving: Callable[..., Running]) -> Non
     server = serving()
     body = orjson.dumps(_lookup())
     with server.connect() as sock:
-        sock.sendall(f"POST {FEATURES} HTTP/1.1\r\nhost: x\r\nauthorization: Tecton-key {READER}\r\n"
-                     f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n".encode())
+        sock.sendall(
+            f"POST {FEATURES} HTTP/1.1\r\nhost: x\r\nauthorization: Tecton-key {READER}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+        )
         started = time.monotonic()
         answer = b""
         sock.settimeout(0.25)
@@ -170,8 +192,11 @@ def test_silent_and_idle_connections_are_closed(serving: Callable[..., Running])
         sock.close()
     with server.connect() as sock:  # one request, then idle on a keep-alive connection
         body = orjson.dumps(_lookup())
-        sock.sendall(f"POST {FEATURES} HTTP/1.1\r\nhost: x\r\nauthorization: Tecton-key {READER}\r\n"
-                     f"content-length: {len(body)}\r\n\r\n".encode() + body)
+        sock.sendall(
+            f"POST {FEATURES} HTTP/1.1\r\nhost: x\r\nauthorization: Tecton-key {READER}\r\n"
+            f"content-length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         answer, took_s = read_until_closed(sock, 10)
     assert answer.startswith(b"HTTP/1.1 200")
     assert took_s < TEST_LIMITS.idle_timeout_s + 2
@@ -214,8 +239,13 @@ def test_batch_rows_beyond_the_limit_get_413_naming_it(serving: Callable[..., Ru
     server = serving()
 
     def batch(rows: int) -> httpx.Response:
-        body = {"params": {"workspaceName": "test", "featureServiceName": "spending",
-                           "requestData": [{"joinKeyMap": {"user_id": f"u{i}"}} for i in range(rows)]}}
+        body = {
+            "params": {
+                "workspaceName": "test",
+                "featureServiceName": "spending",
+                "requestData": [{"joinKeyMap": {"user_id": f"u{i}"}} for i in range(rows)],
+            }
+        }
         return httpx.post(server.url + BATCH, json=body, headers=_auth(READER), timeout=10)
 
     assert batch(TEST_LIMITS.max_batch_rows).status_code == 200
@@ -227,18 +257,25 @@ def test_batch_rows_beyond_the_limit_get_413_naming_it(serving: Callable[..., Ru
 def test_ingest_records_beyond_the_limit_get_400_and_nothing_is_written(serving: Callable[..., Running]) -> None:
     server = serving()
     records = [{"record": GOOD_CLICK}] * (TEST_LIMITS.max_ingest_records + 1)
-    response = httpx.post(server.url + "/ingest", json={"workspace_name": "pushes", "records": {"clicks": records}},
-                          headers=_auth(PUSH_WRITER), timeout=10)
+    response = httpx.post(
+        server.url + "/ingest",
+        json={"workspace_name": "pushes", "records": {"clicks": records}},
+        headers=_auth(PUSH_WRITER),
+        timeout=10,
+    )
     assert response.status_code == 400 and f"at most {TEST_LIMITS.max_ingest_records}" in response.json()["message"]
     assert server.sink.records == []
 
 
 def test_metrics_show_a_caller_only_its_workspace_unless_it_is_an_instance_admin(
-        serving: Callable[..., Running]) -> None:
+    serving: Callable[..., Running],
+) -> None:
     server = serving()
     for workspace, secret in (("test", READER), ("other", OTHER)):
-        assert httpx.post(server.url + FEATURES, json=_lookup(workspace), headers=_auth(secret),
-                          timeout=10).status_code == 200
+        assert (
+            httpx.post(server.url + FEATURES, json=_lookup(workspace), headers=_auth(secret), timeout=10).status_code
+            == 200
+        )
     reader = httpx.get(server.url + "/metrics", headers=_auth(READER), timeout=10)
     assert reader.status_code == 200
     assert 'workspace="test"' in reader.text and 'workspace="other"' not in reader.text
@@ -246,8 +283,7 @@ def test_metrics_show_a_caller_only_its_workspace_unless_it_is_an_instance_admin
     admin = httpx.get(server.url + "/metrics", headers=_auth(ADMIN), timeout=10)
     assert 'workspace="test"' in admin.text and 'workspace="other"' in admin.text
     # The instance admin may also act in any workspace.
-    assert httpx.post(server.url + FEATURES, json=_lookup("other"), headers=_auth(ADMIN),
-                      timeout=10).status_code == 200
+    assert httpx.post(server.url + FEATURES, json=_lookup("other"), headers=_auth(ADMIN), timeout=10).status_code == 200
 
 
 def test_a_process_that_has_not_caught_up_answers_503_with_retry_after_even_to_valid_keys() -> None:
@@ -258,8 +294,12 @@ def test_a_process_that_has_not_caught_up_answers_503_with_retry_after_even_to_v
     # A real materializer, never started: it has not caught up, as at the start of every process.
     materializer = OnlineMaterializer("127.0.0.1:1", store, ApiKeyStore())
     spec = spending_workspace()
-    app = create_app(FeatureServer(lambda: {"test": spec}, store, lambda: 0), keys, materializer,
-                     ingest=IngestService(lambda: {"test": spec}, MemoryRecordSink()))
+    app = create_app(
+        FeatureServer(lambda: {"test": spec}, store, lambda: 0),
+        keys,
+        materializer,
+        ingest=IngestService(lambda: {"test": spec}, MemoryRecordSink()),
+    )
     with TestClient(app) as client:
         for method, path, body in KEYED_REQUESTS:
             response = client.request(method, path, json=body, headers=_auth(ADMIN))
@@ -269,5 +309,3 @@ def test_a_process_that_has_not_caught_up_answers_503_with_retry_after_even_to_v
         ready = client.get("/ready")
         assert ready.status_code == 503 and ready.headers["retry-after"] == "1" and ready.json()["message"]
         assert client.get("/health").status_code == 200
-
-

@@ -42,14 +42,19 @@ GOOD = {"user_id": "u1", "n": 1, "ts": "2026-11-26T10:00:00.000Z"}
 def test_ingest_refuses_an_int64_of_2_pow_63_and_writes_nothing() -> None:
     sink = MemoryRecordSink()
     spec = poison_workspace("test", push=True)
-    app = create_app(FeatureServer(lambda: {"test": spec}, MemoryStore(), lambda: 0), _keys(),
-                     ingest=IngestService(lambda: {"test": spec}, sink))
+    app = create_app(
+        FeatureServer(lambda: {"test": spec}, MemoryStore(), lambda: 0),
+        _keys(),
+        ingest=IngestService(lambda: {"test": spec}, sink),
+    )
     body = {"workspace_name": "test", "records": {"events": [{"record": GOOD}, {"record": {**GOOD, "n": POISON}}]}}
     with TestClient(app) as client:
         response = client.post("/ingest", content=orjson.dumps(body), headers=_auth(WRITER))
     assert response.status_code == 400, response.text
-    assert [(e["recordIndex"], "field 'n'" in e["errorMessage"] and "out of range" in e["errorMessage"])
-            for e in response.json()["recordErrors"]] == [(1, True)]
+    assert [
+        (e["recordIndex"], "field 'n'" in e["errorMessage"] and "out of range" in e["errorMessage"])
+        for e in response.json()["recordErrors"]
+    ] == [(1, True)]
     assert sink.records == []
 
 
@@ -91,11 +96,19 @@ class _Pipeline:
     def dead_letters(self) -> dict[tuple[str, int, int], str]:
         """(source topic, partition, offset) -> reason, of every committed dead letter."""
         topic = dead_letter_topic(self.workspace)
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"dlq-{uuid.uuid4().hex}",
-                             "isolation.level": "read_committed", "enable.auto.commit": False})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"dlq-{uuid.uuid4().hex}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+            }
+        )
         try:
             metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-            ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in metadata.partitions}
+            ends = {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in metadata.partitions
+            }
             consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
             found: dict[tuple[str, int, int], str] = {}
             position = {p: 0 for p in ends}
@@ -106,8 +119,13 @@ class _Pipeline:
                     continue
                 position[message.partition()] = message.offset() + 1
                 headers = {k: (v or b"").decode() for k, v in message.headers() or []}
-                found[(headers["featurebus.topic"], int(headers["featurebus.partition"]), int(headers["featurebus.offset"]))] = (
-                    headers["featurebus.reason"])
+                found[
+                    (
+                        headers["featurebus.topic"],
+                        int(headers["featurebus.partition"]),
+                        int(headers["featurebus.offset"]),
+                    )
+                ] = headers["featurebus.reason"]
             return found
         finally:
             consumer.close()
@@ -145,7 +163,9 @@ def _now_ms() -> int:
 
 
 @pytest.mark.kafka
-def test_an_int64_of_2_pow_63_on_a_kafka_source_is_dead_lettered_and_the_worker_keeps_running(pipeline: _Pipeline) -> None:
+def test_an_int64_of_2_pow_63_on_a_kafka_source_is_dead_lettered_and_the_worker_keeps_running(
+    pipeline: _Pipeline,
+) -> None:
     now = _now_ms()
     good = [orjson.dumps({**GOOD, "user_id": f"u{i}", "ts": now + i}) for i in range(4)]
     poison = orjson.dumps({**GOOD, "n": POISON, "ts": now})  # orjson writes it: it is a valid uint64
@@ -172,16 +192,22 @@ def test_arbitrary_records_never_stop_the_worker(pipeline: _Pipeline) -> None:
     expected_good = {"user_events": 0, "account_events": 0}
     examples = 0
 
-    @settings(max_examples=4, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=4,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+    )
     @given(st.data())
     def feed(data: st.DataObject) -> None:
         nonlocal start_ms, examples
         json_payloads, json_good = json_batch(data.draw, start_ms, data.draw(st.integers(30, 90), label="json records"))
         avro_payloads, avro_good = avro_batch(data.draw, start_ms, data.draw(st.integers(15, 50), label="avro records"))
         start_ms += 100  # timestamps only grow: no good record is ever late
-        for topic, payloads, good, view in ((pipeline.json_topic, json_payloads, json_good, "user_events"),
-                                            (pipeline.avro_topic, avro_payloads, avro_good, "account_events")):
+        for topic, payloads, good, view in (
+            (pipeline.json_topic, json_payloads, json_good, "user_events"),
+            (pipeline.avro_topic, avro_payloads, avro_good, "account_events"),
+        ):
             where = pipeline.produce(topic, payloads)
             expected_dead.update(w for w, ok in zip(where, good, strict=True) if not ok)
             expected_good[view] += sum(good)

@@ -58,18 +58,31 @@ FUNCTIONS: list[tuple[str, str, dict[str, Any]]] = [
 DTYPES = {"amount": "float64", "units": "int64", "tag": "string"}
 
 
-def all_functions_view(base: StreamFeatureViewSpec, windows: list[tuple[str, int]],
-                       attribute_ttl_ms: int | None = None) -> StreamFeatureViewSpec:
+def all_functions_view(
+    base: StreamFeatureViewSpec, windows: list[tuple[str, int]], attribute_ttl_ms: int | None = None
+) -> StreamFeatureViewSpec:
     aggregations = []
     for label, window_ms in windows:
         for i, (fn, column, params) in enumerate(FUNCTIONS):
             dtype = DTYPES[column]
-            aggregations.append(AggregationSpec(f"f{i}_{fn}_{column}_{label}", fn, column, dtype, window_ms,
-                                                output_dtype(fn, dtype), **params))
+            aggregations.append(
+                AggregationSpec(
+                    f"f{i}_{fn}_{column}_{label}", fn, column, dtype, window_ms, output_dtype(fn, dtype), **params
+                )
+            )
     if attribute_ttl_ms is not None:
         for column in ("amount", "tag"):
-            aggregations.append(AggregationSpec(column, "last", column, DTYPES[column], attribute_ttl_ms,
-                                                output_dtype("last", DTYPES[column]), attribute=True))
+            aggregations.append(
+                AggregationSpec(
+                    column,
+                    "last",
+                    column,
+                    DTYPES[column],
+                    attribute_ttl_ms,
+                    output_dtype("last", DTYPES[column]),
+                    attribute=True,
+                )
+            )
     return dataclasses.replace(base, transformation=TRANSFORM, aggregations=tuple(aggregations))
 
 

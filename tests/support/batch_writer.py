@@ -26,8 +26,16 @@ def main(spec_path: str, root: str, view: str, ranges_path: str) -> None:
     print("ready", flush=True)
     for lo_ms, hi_ms in ranges:
         # Offline only: no broker is involved, the bootstrap address is never used.
-        materialize_view("127.0.0.1:9", Path(root), spec, view, _EPOCH + timedelta(milliseconds=lo_ms),
-                         _EPOCH + timedelta(milliseconds=hi_ms), online=False, offline=True)
+        materialize_view(
+            "127.0.0.1:9",
+            Path(root),
+            spec,
+            view,
+            _EPOCH + timedelta(milliseconds=lo_ms),
+            _EPOCH + timedelta(milliseconds=hi_ms),
+            online=False,
+            offline=True,
+        )
     print("done", flush=True)
 
 

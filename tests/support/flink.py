@@ -31,9 +31,24 @@ def start_flink_worker(bootstrap: str, workspace: str, home: Path) -> subprocess
         # Its own session: stop_flink_worker ends the process group (the Python client and the
         # JVM it started), by the group id of the process this call started.
         return subprocess.Popen(
-            [sys.executable, "-m", "featurebus", "worker", "--engine", "flink", "--workspace", workspace,
-             "--bootstrap", bootstrap, "--home", str(home)],
-            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "featurebus",
+                "worker",
+                "--engine",
+                "flink",
+                "--workspace",
+                workspace,
+                "--bootstrap",
+                bootstrap,
+                "--home",
+                str(home),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+        )
 
 
 def stop_flink_worker(worker: subprocess.Popen[bytes]) -> None:
@@ -50,8 +65,14 @@ def stop_flink_worker(worker: subprocess.Popen[bytes]) -> None:
     worker.wait()
 
 
-def wait_for_topic(bootstrap: str, topic: str, done: Callable[[dict[bytes, bytes]], bool], worker: subprocess.Popen[bytes],
-                   log: Path, timeout_s: float = 300.0) -> dict[bytes, bytes]:
+def wait_for_topic(
+    bootstrap: str,
+    topic: str,
+    done: Callable[[dict[bytes, bytes]], bool],
+    worker: subprocess.Popen[bytes],
+    log: Path,
+    timeout_s: float = 300.0,
+) -> dict[bytes, bytes]:
     """The compacted contents of ``topic`` once ``done`` accepts them (read_committed)."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -59,14 +80,17 @@ def wait_for_topic(bootstrap: str, topic: str, done: Callable[[dict[bytes, bytes
         if done(contents):
             return contents
         assert worker.poll() is None, log.read_text()[-5000:]
-        assert time.monotonic() < deadline, f"{topic} did not reach the expected contents; log:\n{log.read_text()[-5000:]}"
+        assert time.monotonic() < deadline, (
+            f"{topic} did not reach the expected contents; log:\n{log.read_text()[-5000:]}"
+        )
         time.sleep(1.0)
 
 
 def featurebus(*args: str, timeout_s: float = 300.0) -> str:
     """Run ``featurebus ARGS`` (it continues in the Flink Python itself where needed); its stdout."""
-    result = subprocess.run([sys.executable, "-m", "featurebus", *args], capture_output=True, text=True,
-                            timeout=timeout_s, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "featurebus", *args], capture_output=True, text=True, timeout=timeout_s, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -74,17 +98,32 @@ def featurebus(*args: str, timeout_s: float = 300.0) -> str:
 def cluster_env(home: Path) -> dict[str, str]:
     """What ``featurebus.platform.flink.cluster`` gives Flink's scripts (its layout under the home)."""
     cluster = home / "flink" / "cluster"
-    return {**os.environ, "FLINK_CONF_DIR": str(cluster / "conf"), "FLINK_LOG_DIR": str(cluster / "log"),
-            "FLINK_PID_DIR": str(cluster / "pids"), "FLINK_IDENT_STRING": "featurebus", "FLINK_LIB_DIR": str(cluster / "lib")}
+    return {
+        **os.environ,
+        "FLINK_CONF_DIR": str(cluster / "conf"),
+        "FLINK_LOG_DIR": str(cluster / "log"),
+        "FLINK_PID_DIR": str(cluster / "pids"),
+        "FLINK_IDENT_STRING": "featurebus",
+        "FLINK_LIB_DIR": str(cluster / "lib"),
+    }
 
 
 def add_taskmanager(home: Path) -> None:
     """One more TaskManager in the cluster under ``home`` (Flink's own script, as the cluster's)."""
     python = flink_python()
-    pyflink_dir = subprocess.run([python, "-c", "import os, pyflink; print(os.path.dirname(pyflink.__file__))"],
-                                 capture_output=True, text=True, check=True).stdout.strip()
-    subprocess.run(["bash", f"{pyflink_dir}/bin/taskmanager.sh", "start"], env=cluster_env(home), check=True,
-                   capture_output=True, timeout=60)
+    pyflink_dir = subprocess.run(
+        [python, "-c", "import os, pyflink; print(os.path.dirname(pyflink.__file__))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    subprocess.run(
+        ["bash", f"{pyflink_dir}/bin/taskmanager.sh", "start"],
+        env=cluster_env(home),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 def taskmanager_pids(home: Path) -> list[int]:

@@ -30,7 +30,9 @@ def window_of(t_ms: int, window_ms: int, interval_ms: int | None, offset_ms: int
     return end - window_ms, end
 
 
-def windows_of(t_ms: int, agg: AggregationSpec, interval_ms: int | None, lifetime_start_ms: int | None) -> list[tuple[int, int]]:
+def windows_of(
+    t_ms: int, agg: AggregationSpec, interval_ms: int | None, lifetime_start_ms: int | None
+) -> list[tuple[int, int]]:
     """Every window of ``agg`` at ``t_ms``, from the definitions in docs/design.md §4 and Tecton's docs."""
     anchor = t_ms if interval_ms is None else (t_ms // interval_ms) * interval_ms
     if agg.window_kind == "lifetime":
@@ -57,8 +59,13 @@ def _distinct(values: Iterable[Any]) -> list[Any]:
     return kept
 
 
-def aggregate(function: str, values: Sequence[Any], n: int | None = None, percentile: float | None = None,
-              keep_nulls: bool = False) -> Any:
+def aggregate(
+    function: str,
+    values: Sequence[Any],
+    n: int | None = None,
+    percentile: float | None = None,
+    keep_nulls: bool = False,
+) -> Any:
     """``values`` in event-time order (ties: arrival order)."""
     if keep_nulls and function == "last":
         return values[-1] if values else None
@@ -103,21 +110,34 @@ def aggregate(function: str, values: Sequence[Any], n: int | None = None, percen
     raise ValueError(function)
 
 
-def feature_value(events: Iterable[Event], entity: tuple[Any, ...], t_ms: int, function: str,
-                  window_ms: int, interval_ms: int | None, **params: Any) -> Any:
+def feature_value(
+    events: Iterable[Event],
+    entity: tuple[Any, ...],
+    t_ms: int,
+    function: str,
+    window_ms: int,
+    interval_ms: int | None,
+    **params: Any,
+) -> Any:
     start, end = window_of(t_ms, window_ms, interval_ms)
     inside = sorted((e for e in events if e.entity == entity and start <= e.ts_ms < end), key=lambda e: e.ts_ms)
     return aggregate(function, [e.value for e in inside], **params)
 
 
-def value_of(events: Sequence[Event], entity: tuple[Any, ...], t_ms: int, agg: AggregationSpec,
-             view: StreamFeatureViewSpec) -> Any:
+def value_of(
+    events: Sequence[Event], entity: tuple[Any, ...], t_ms: int, agg: AggregationSpec, view: StreamFeatureViewSpec
+) -> Any:
     """The value of any window kind: a list (earliest window first) for a series."""
     interval_ms = None if agg.attribute else view.aggregation_interval_ms  # Attributes are continuous
     ordered = sorted((e for e in events if e.entity == entity), key=lambda e: e.ts_ms)
     values = [
-        aggregate(agg.function, [e.value for e in ordered if start <= e.ts_ms < end], n=agg.n,
-                  percentile=agg.percentile, keep_nulls=agg.attribute)
+        aggregate(
+            agg.function,
+            [e.value for e in ordered if start <= e.ts_ms < end],
+            n=agg.n,
+            percentile=agg.percentile,
+            keep_nulls=agg.attribute,
+        )
         for start, end in windows_of(t_ms, agg, interval_ms, view.lifetime_start_ms)
     ]
     return values if agg.window_kind == "series" else values[0]
@@ -144,8 +164,11 @@ def matches(function: str, got: Any, want: Any, precision: int | None = None) ->
         accuracy = 1.0 / (precision or 100)
         return abs(got - want) <= accuracy * abs(want) * (1 + 1e-9) + 1e-300
     if isinstance(want, list):
-        return isinstance(got, list) and len(got) == len(want) and all(
-            close(g, w) if isinstance(w, float) else g == w for g, w in zip(got, want, strict=True))
+        return (
+            isinstance(got, list)
+            and len(got) == len(want)
+            and all(close(g, w) if isinstance(w, float) else g == w for g, w in zip(got, want, strict=True))
+        )
     if isinstance(want, (str, bool)):
         return bool(got == want)
     if function in ("var_pop", "var_samp", "stddev_pop", "stddev_samp"):

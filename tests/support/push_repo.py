@@ -18,7 +18,11 @@ clicks = StreamSource(
 
 
 @stream_feature_view(
-    source=clicks, entities=[user], mode="pandas", online=True, offline=True,
+    source=clicks,
+    entities=[user],
+    mode="pandas",
+    online=True,
+    offline=True,
     features=[
         Aggregate(function="count", time_window=timedelta(hours=1), input_column=Field("price", Float64)),
         Aggregate(function="sum", time_window=timedelta(hours=1), input_column=Field("quantity", Int64)),

@@ -31,25 +31,37 @@ transactions = StreamSource(
 
 
 @stream_feature_view(
-    source=transactions, entities=[user], mode="pandas", online=True, offline=True,
-    features=[Aggregate(function=fn, time_window=timedelta(hours=1), input_column=Field("amount", Float64))
-              for fn in ("count", "sum", "mean")],
+    source=transactions,
+    entities=[user],
+    mode="pandas",
+    online=True,
+    offline=True,
+    features=[
+        Aggregate(function=fn, time_window=timedelta(hours=1), input_column=Field("amount", Float64))
+        for fn in ("count", "sum", "mean")
+    ],
 )
 def user_spending(transactions: Any) -> Any:
     return transactions[["user_id", "amount", "ts"]]
 
 
-txn = RequestSource(name="txn", schema=[Field("amount", Float64), Field("merchant", String),
-                                        Field("channel_code", Int64)])
+txn = RequestSource(
+    name="txn", schema=[Field("amount", Float64), Field("merchant", String), Field("channel_code", Int64)]
+)
 
 ratio = RealtimeFeatureView(
     name="ratio",
-    sources=[txn, user_spending[["amount_mean_1h_continuous", "amount_count_1h_continuous",
-                                 "amount_sum_1h_continuous"]]],
+    sources=[
+        txn,
+        user_spending[["amount_mean_1h_continuous", "amount_count_1h_continuous", "amount_sum_1h_continuous"]],
+    ],
     features=[
         Calculation(name="amount_ratio", expr="txn.amount / user_spending.amount_mean_1h_continuous"),
-        Calculation(name="big", expr="CASE WHEN user_spending.amount_count_1h_continuous = 0 THEN txn.amount > 100 "
-                                     "ELSE txn.amount > 2 * user_spending.amount_mean_1h_continuous END"),
+        Calculation(
+            name="big",
+            expr="CASE WHEN user_spending.amount_count_1h_continuous = 0 THEN txn.amount > 100 "
+            "ELSE txn.amount > 2 * user_spending.amount_mean_1h_continuous END",
+        ),
         Calculation(name="seen_plus", expr="user_spending.amount_count_1h_continuous + txn.channel_code"),
         Calculation(name="app_or_web", expr="txn.merchant = 'web' OR txn.merchant = 'app'"),
     ],
@@ -57,9 +69,15 @@ ratio = RealtimeFeatureView(
 
 
 @realtime_feature_view(
-    sources=[txn, user_spending[["amount_mean_1h_continuous", "amount_count_1h_continuous"]]], mode="python",
-    features=[Attribute("amount_x2", Float64), Attribute("hour", Int64), Attribute("mean_or_zero", Float64),
-              Attribute("label", String), Attribute("quiet", Bool)],
+    sources=[txn, user_spending[["amount_mean_1h_continuous", "amount_count_1h_continuous"]]],
+    mode="python",
+    features=[
+        Attribute("amount_x2", Float64),
+        Attribute("hour", Int64),
+        Attribute("mean_or_zero", Float64),
+        Attribute("label", String),
+        Attribute("quiet", Bool),
+    ],
 )
 def py_view(txn: Any, user_spending: Any, context: Any) -> Any:
     # Each source brings exactly its fields, online and offline alike.
@@ -76,7 +94,8 @@ def py_view(txn: Any, user_spending: Any, context: Any) -> Any:
 
 
 @realtime_feature_view(
-    sources=[txn, user_spending[["amount_mean_1h_continuous"]]], mode="pandas",
+    sources=[txn, user_spending[["amount_mean_1h_continuous"]]],
+    mode="pandas",
     features=[Attribute("amount_minus_mean", Float64), Attribute("minute", Int64)],
 )
 def pd_view(txn: Any, spend: Any, context: Any) -> Any:
@@ -97,7 +116,8 @@ chained = RealtimeFeatureView(
 )
 
 request_only = RealtimeFeatureView(
-    name="request_only", sources=[txn],
+    name="request_only",
+    sources=[txn],
     features=[Calculation(name="doubled", expr="txn.amount * 2")],
 )
 

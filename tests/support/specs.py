@@ -21,12 +21,15 @@ HOUR = 60 * MINUTE
 IDENTITY = TransformationSpec("pandas", "passthrough", "def passthrough(df):\n    return df\n")
 
 
-def spending_workspace(topic: str = "transactions", interval_ms: int | None = None,
-                       watermark_delay_ms: int = HOUR, name: str = "test") -> WorkspaceSpec:
+def spending_workspace(
+    topic: str = "transactions", interval_ms: int | None = None, watermark_delay_ms: int = HOUR, name: str = "test"
+) -> WorkspaceSpec:
     windows = [("1m", MINUTE), ("1h", HOUR)] if interval_ms is None else [("1h", HOUR), ("2h", 2 * HOUR)]
     suffix = "continuous" if interval_ms is None else "10m"
     aggregations = tuple(
-        AggregationSpec(f"amount_{fn}_{label}_{suffix}", fn, "amount", "float64", window, "int64" if fn == "count" else "float64")
+        AggregationSpec(
+            f"amount_{fn}_{label}_{suffix}", fn, "amount", "float64", window, "int64" if fn == "count" else "float64"
+        )
         for label, window in windows
         for fn in ("count", "sum", "mean")
     )
@@ -51,5 +54,9 @@ def spending_workspace(topic: str = "transactions", interval_ms: int | None = No
             ),
         ),
         stream_feature_views=(view,),
-        feature_services=(FeatureServiceSpec("spending", (FeatureSelectionSpec("user_spending", tuple(a.name for a in aggregations)),)),),
+        feature_services=(
+            FeatureServiceSpec(
+                "spending", (FeatureSelectionSpec("user_spending", tuple(a.name for a in aggregations)),)
+            ),
+        ),
     )

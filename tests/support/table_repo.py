@@ -16,9 +16,16 @@ TTL = timedelta(hours=2)
 
 def scores_table(**overrides: Any) -> FeatureTable:
     params: dict[str, Any] = dict(
-        name="user_scores", entities=[user], timestamp_field="ts", ttl=TTL, online=True, offline=True,
+        name="user_scores",
+        entities=[user],
+        timestamp_field="ts",
+        ttl=TTL,
+        online=True,
+        offline=True,
         features=[Attribute("score", Float64), Attribute("segment", String), Attribute("visits", Int64)],
-        description="scores computed by the nightly job", owner="ml@example.com", tags={"team": "growth"},
+        description="scores computed by the nightly job",
+        owner="ml@example.com",
+        tags={"team": "growth"},
     )
     params.update(overrides)
     return FeatureTable(**params)

@@ -16,8 +16,9 @@ def _aggregations() -> tuple[AggregationSpec, ...]:
         out = "int64" if fn == "count" else "float64"
         if window.get("window_kind") == "series":
             out = f"array<{out}>"
-        return AggregationSpec(f"amount_{fn}_{name}", fn, "amount", "float64", int(window.pop("window_ms", 0)), out,
-                               **window)  # type: ignore[arg-type]
+        return AggregationSpec(
+            f"amount_{fn}_{name}", fn, "amount", "float64", int(window.pop("window_ms", 0)), out, **window
+        )  # type: ignore[arg-type]
 
     return (
         agg("1h", "sum", window_ms=HOUR),
@@ -26,17 +27,35 @@ def _aggregations() -> tuple[AggregationSpec, ...]:
         *(agg("30m_offset_1h", fn, window_ms=30 * MINUTE, offset_ms=-HOUR) for fn in ("count", "sum", "min")),
         *(agg("lifetime", fn, window_kind="lifetime") for fn in ("count", "sum", "mean", "max")),
         # 40-minute windows every 10 minutes from 2 h to 10 min before E: eight overlapping windows.
-        *(agg("40m_series", fn, window_kind="series", window_ms=40 * MINUTE, series_start_ms=-2 * HOUR,
-              series_end_ms=-10 * MINUTE, series_step_ms=10 * MINUTE) for fn in ("count", "mean", "max")),
+        *(
+            agg(
+                "40m_series",
+                fn,
+                window_kind="series",
+                window_ms=40 * MINUTE,
+                series_start_ms=-2 * HOUR,
+                series_end_ms=-10 * MINUTE,
+                series_step_ms=10 * MINUTE,
+            )
+            for fn in ("count", "mean", "max")
+        ),
     )
 
 
-def windowed_workspace(base_ms: int, interval_ms: int | None = None, watermark_delay_ms: int = 30 * MINUTE,
-                       leading_edge: str = "wall_clock_time") -> WorkspaceSpec:
+def windowed_workspace(
+    base_ms: int,
+    interval_ms: int | None = None,
+    watermark_delay_ms: int = 30 * MINUTE,
+    leading_edge: str = "wall_clock_time",
+) -> WorkspaceSpec:
     """``spending_workspace`` with the window kinds; the lifetime starts 20 minutes after ``base_ms``."""
     spec = spending_workspace(interval_ms=interval_ms, watermark_delay_ms=watermark_delay_ms)
     aggregations = _aggregations()
-    view = dataclasses.replace(spec.stream_feature_views[0], aggregations=aggregations,
-                               lifetime_start_ms=base_ms + 20 * MINUTE, aggregation_leading_edge=leading_edge)
+    view = dataclasses.replace(
+        spec.stream_feature_views[0],
+        aggregations=aggregations,
+        lifetime_start_ms=base_ms + 20 * MINUTE,
+        aggregation_leading_edge=leading_edge,
+    )
     service = FeatureServiceSpec("spending", (FeatureSelectionSpec(VIEW, tuple(a.name for a in aggregations)),))
     return dataclasses.replace(spec, stream_feature_views=(view,), feature_services=(service,))

@@ -27,8 +27,21 @@ def start_worker(bootstrap: str, workspace: str, home: Path) -> subprocess.Popen
     home.mkdir(parents=True, exist_ok=True)
     with open(home / "worker.log", "ab") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "featurebus", "worker", "--workspace", workspace, "--bootstrap", bootstrap,
-             "--home", str(home)], stdout=subprocess.DEVNULL, stderr=log)
+            [
+                sys.executable,
+                "-m",
+                "featurebus",
+                "worker",
+                "--workspace",
+                workspace,
+                "--bootstrap",
+                bootstrap,
+                "--home",
+                str(home),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
 
 
 def wait_caught_up(bootstrap: str, workspace: str, topic: str, worker: subprocess.Popen[bytes], home: Path) -> None:
@@ -50,8 +63,9 @@ def committed(bootstrap: str, workspace: str, topic: str) -> int:
         consumer.close()
 
 
-def wait_processing(bootstrap: str, workspace: str, topic: str, home: Path, worker: subprocess.Popen[bytes],
-                     producer: threading.Thread) -> None:
+def wait_processing(
+    bootstrap: str, workspace: str, topic: str, home: Path, worker: subprocess.Popen[bytes], producer: threading.Thread
+) -> None:
     """Until the worker group committed more than before (the worker is past start-up and consuming),
     or has nothing left to do."""
     before = committed(bootstrap, workspace, topic)
@@ -69,8 +83,10 @@ def history(topic: str, seed: int, n: int) -> tuple[list[Event], list[str], int]
     rng = random.Random(seed)
     base = (int(time.time() * 1000) // HOUR) * HOUR - 2 * HOUR
     users = [f"u{i}" for i in range(15)]
-    events = [Event((rng.choice(users),), base + i * 300 + rng.randrange(-2000, 2000), round(rng.uniform(0, 100), 2))
-              for i in range(n)]
+    events = [
+        Event((rng.choice(users),), base + i * 300 + rng.randrange(-2000, 2000), round(rng.uniform(0, 100), 2))
+        for i in range(n)
+    ]
     return events, users, base + n * 300 + 5_000
 
 
@@ -78,8 +94,11 @@ def produce_steadily(bootstrap: str, topic: str, events: list[Event]) -> threadi
     def produce() -> None:  # a steady stream, so that kills land while batches are in flight
         with reliable_producer(bootstrap) as producer:
             for i, e in enumerate(events):
-                producer.produce(topic, key=e.entity[0].encode(),
-                                 value=orjson.dumps({"user_id": e.entity[0], "amount": e.value, "ts": e.ts_ms}))
+                producer.produce(
+                    topic,
+                    key=e.entity[0].encode(),
+                    value=orjson.dumps({"user_id": e.entity[0], "amount": e.value, "ts": e.ts_ms}),
+                )
                 if i % 400 == 399:
                     producer.flush()
                     time.sleep(0.2)
@@ -93,8 +112,11 @@ def wait_transactions_settled(bootstrap: str, topic: str, timeout_s: float = 60.
     """Until no transaction is open on ``topic``: a killed worker's open transaction holds back
     read_committed readers (at the last stable offset) until the broker aborts it, so records
     committed after it would not be read yet."""
+
     def ends(isolation: str) -> list[int]:
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "featurebus.test.settle", "isolation.level": isolation})
+        consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": "featurebus.test.settle", "isolation.level": isolation}
+        )
         try:
             partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
             return [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in sorted(partitions)]
@@ -107,8 +129,14 @@ def wait_transactions_settled(bootstrap: str, topic: str, timeout_s: float = 60.
         time.sleep(0.5)
 
 
-def assert_feature_topic_equals_oracle(bootstrap: str, spec: WorkspaceSpec, events: list[Event], users: list[str],
-                                       t_ms: int, view_name: str = "user_spending") -> None:
+def assert_feature_topic_equals_oracle(
+    bootstrap: str,
+    spec: WorkspaceSpec,
+    events: list[Event],
+    users: list[str],
+    t_ms: int,
+    view_name: str = "user_spending",
+) -> None:
     """Readers merge every shard of a tile: the merged windows must equal the brute force."""
     wait_transactions_settled(bootstrap, feature_topic(spec.name, view_name))
     view = compile_views(spec)[view_name]

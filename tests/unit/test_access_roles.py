@@ -46,8 +46,16 @@ def test_roles_are_ordered_as_tectons() -> None:
     assert [r.label for r in sorted(Role)] == ["viewer", "consumer", "operator", "editor", "owner"]
 
 
-@pytest.mark.parametrize(("text", "role"), [("reader", Role.CONSUMER), ("writer", Role.EDITOR), ("admin", Role.OWNER),
-                                            ("Viewer", Role.VIEWER), ("operator", Role.OPERATOR)])
+@pytest.mark.parametrize(
+    ("text", "role"),
+    [
+        ("reader", Role.CONSUMER),
+        ("writer", Role.EDITOR),
+        ("admin", Role.OWNER),
+        ("Viewer", Role.VIEWER),
+        ("operator", Role.OPERATOR),
+    ],
+)
 def test_role_names_and_the_earlier_ones_parse(text: str, role: Role) -> None:
     assert parse_role(text) == role
 
@@ -115,9 +123,14 @@ def test_the_instance_admin_may_do_everything() -> None:
         admin.view.permit(caller, None, action)
 
 
-@pytest.mark.parametrize(("role", "allowed"), [("reader", {Action.READ_ONLINE, Action.READ_DEFINITIONS}),
-                                               ("writer", {Action.INGEST, Action.APPLY}),
-                                               ("admin", {Action.DELETE_WORKSPACE, Action.MANAGE_ACCESS})])
+@pytest.mark.parametrize(
+    ("role", "allowed"),
+    [
+        ("reader", {Action.READ_ONLINE, Action.READ_DEFINITIONS}),
+        ("writer", {Action.INGEST, Action.APPLY}),
+        ("admin", {Action.DELETE_WORKSPACE, Action.MANAGE_ACCESS}),
+    ],
+)
 def test_an_earlier_releases_key_record_keeps_its_workspace_and_role(role: str, allowed: set[Action]) -> None:
     view = AccessView()
     view.apply_record(hash_secret("fbk_old").encode(), ApiKey("k1", "w", role, "old").to_record())

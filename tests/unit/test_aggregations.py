@@ -47,8 +47,19 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("approx_percentile", "float64", {"percentile": 0.5}),
     ("approx_percentile", "int64", {"percentile": 0.99, "precision": 20}),
 ]
-ORDER_FREE = {"count", "sum", "mean", "min", "max", "var_pop", "var_samp", "stddev_pop", "stddev_samp",
-              "approx_count_distinct", "approx_percentile"}
+ORDER_FREE = {
+    "count",
+    "sum",
+    "mean",
+    "min",
+    "max",
+    "var_pop",
+    "var_samp",
+    "stddev_pop",
+    "stddev_samp",
+    "approx_count_distinct",
+    "approx_percentile",
+}
 EXACT_PARTIALS = {"count", "min", "max", "approx_count_distinct", "approx_percentile"}
 
 
@@ -130,13 +141,24 @@ def test_group_ids_are_independent_and_empty_groups_are_empty() -> None:
     valid = np.array([True, True, False, True])
     groups = np.array([2, 0, 0, 2])
     ts = np.array([1, 2, 3, 1])
-    for function, params in [("min", {}), ("last", {}), ("last_n", {"n": 5}), ("var_pop", {}),
-                             ("approx_count_distinct", {}), ("approx_percentile", {"percentile": 0.5})]:
+    for function, params in [
+        ("min", {}),
+        ("last", {}),
+        ("last_n", {"n": 5}),
+        ("var_pop", {}),
+        ("approx_count_distinct", {}),
+        ("approx_percentile", {"percentile": 0.5}),
+    ]:
         agg = aggregator_for(function, "float64", **params)
         partials = agg.from_groups(values, valid, groups, 3, ts)
         assert agg.result(partials[1]) is None  # group 1 has no rows
         assert agg.result(agg.initialize()) is None
-    assert aggregator_for("last", "float64").result(aggregator_for("last", "float64").from_groups(values, valid, groups, 3, ts)[2]) == 7.0  # tie at 1: later row
+    assert (
+        aggregator_for("last", "float64").result(
+            aggregator_for("last", "float64").from_groups(values, valid, groups, 3, ts)[2]
+        )
+        == 7.0
+    )  # tie at 1: later row
     assert aggregator_for("count", "float64").result(aggregator_for("count", "float64").initialize()) == 0
 
 
@@ -167,8 +189,14 @@ def test_attribute_last_keeps_a_null_latest_value() -> None:
     values, valid = input_column([1.0, None], "float64")
     (partial,) = agg.from_groups(values, valid, np.zeros(2, dtype=np.int64), 1, np.array([1, 2]))
     assert partial == [[2, None]] and agg.result(partial) is None
-    assert aggregator_for("last", "float64").result(
-        aggregator_for("last", "float64").from_groups(values, valid, np.zeros(2, dtype=np.int64), 1, np.array([1, 2]))[0]) == 1.0
+    assert (
+        aggregator_for("last", "float64").result(
+            aggregator_for("last", "float64").from_groups(
+                values, valid, np.zeros(2, dtype=np.int64), 1, np.array([1, 2])
+            )[0]
+        )
+        == 1.0
+    )
 
 
 def test_integers_stay_exact() -> None:
@@ -178,7 +206,8 @@ def test_integers_stay_exact() -> None:
     assert aggregator_for("max", "int64").from_groups(values, valid, one, 1, ts) == [big]
     assert aggregator_for("min", "int64").from_groups(values, valid, one, 1, ts) == [big - 2]
     assert aggregator_for("first_n", "int64", n=2).result(
-        aggregator_for("first_n", "int64", n=2).from_groups(values, valid, one, 1, ts)[0]) == [big, big - 2]
+        aggregator_for("first_n", "int64", n=2).from_groups(values, valid, one, 1, ts)[0]
+    ) == [big, big - 2]
 
 
 def test_variance_is_numerically_stable_with_a_large_offset() -> None:
@@ -218,7 +247,9 @@ def test_approx_percentile_is_within_its_relative_error(precision: int) -> None:
     for q in (0.01, 0.1, 0.25, 0.5, 0.9, 0.99, 0.999):
         agg = aggregator_for("approx_percentile", "float64", percentile=q, precision=precision)
         groups = np.arange(len(values)) % 7
-        partials = agg.from_groups(values, np.ones(len(values), dtype=bool), groups, 7, np.zeros(len(values), dtype=np.int64))
+        partials = agg.from_groups(
+            values, np.ones(len(values), dtype=bool), groups, 7, np.zeros(len(values), dtype=np.int64)
+        )
         got = agg.result(agg.merge_many(partials))
         want = float(np.sort(values)[math.floor(q * (len(values) - 1))])
         assert abs(got - want) <= bound * abs(want) * (1 + 1e-9), (q, got, want)
@@ -265,8 +296,10 @@ def test_output_types_follow_tecton() -> None:
     assert output_dtype("approx_percentile", "int64") == "float64"
 
 
-@given(st.lists(st.none() | st.floats(allow_nan=False, width=64) | st.integers(-2**40, 2**40), max_size=30),
-       st.sampled_from(["float64", "float32"]))
+@given(
+    st.lists(st.none() | st.floats(allow_nan=False, width=64) | st.integers(-(2**40), 2**40), max_size=30),
+    st.sampled_from(["float64", "float32"]),
+)
 def test_numeric_series_normalise_like_lists(values: list[Any], dtype: str) -> None:
     """A float column arriving as a numpy-backed Series (the stream engine's usual input, with its
     own fast path) normalises exactly as the same values as a plain list."""

@@ -20,21 +20,24 @@ def test_kinds_without_a_natural_default_need_a_threshold() -> None:
     assert AlertRule("down", RuleKind.COMPONENT_DOWN, "worker").limit == 30.0
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"name": "1bad"}, "a name is letters"),
-    ({"name": ""}, "a name is letters"),
-    ({"target": ""}, "target"),
-    ({"threshold": -1.0}, r"within \[0, inf\]"),
-    ({"threshold": math.inf}, "finite number"),
-    ({"threshold": math.nan}, "finite number"),
-    ({"threshold": True}, "finite number"),
-    ({"threshold": "5"}, "finite number"),
-    ({"for_s": -1}, "for_s must be"),
-    ({"repeat_interval_s": 0}, "repeat_interval_s must be > 0"),
-    ({"repeat_interval_s": math.inf}, "repeat_interval_s must be"),
-    ({"channels": ("",)}, "channels"),
-    ({"labels": (("feature",),)}, "labels"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"name": "1bad"}, "a name is letters"),
+        ({"name": ""}, "a name is letters"),
+        ({"target": ""}, "target"),
+        ({"threshold": -1.0}, r"within \[0, inf\]"),
+        ({"threshold": math.inf}, "finite number"),
+        ({"threshold": math.nan}, "finite number"),
+        ({"threshold": True}, "finite number"),
+        ({"threshold": "5"}, "finite number"),
+        ({"for_s": -1}, "for_s must be"),
+        ({"repeat_interval_s": 0}, "repeat_interval_s must be > 0"),
+        ({"repeat_interval_s": math.inf}, "repeat_interval_s must be"),
+        ({"channels": ("",)}, "channels"),
+        ({"labels": (("feature",),)}, "labels"),
+    ],
+)
 def test_bad_rules_fail_naming_the_rule_and_the_field(changes: dict[str, Any], message: str) -> None:
     fields: dict[str, Any] = {"name": "stale", "kind": RuleKind.FRESHNESS, "target": "v", "threshold": 60.0}
     fields.update(changes)
@@ -58,33 +61,44 @@ def test_a_document_missing_fields_names_them() -> None:
 
 
 def test_rules_round_trip_through_dicts() -> None:
-    rule = AlertRule("drift", RuleKind.DRIFT, "fraud", threshold=0.25, for_s=60, repeat_interval_s=600,
-                     channels=("ops@example.com",), labels=(("feature", "amount"),))
+    rule = AlertRule(
+        "drift",
+        RuleKind.DRIFT,
+        "fraud",
+        threshold=0.25,
+        for_s=60,
+        repeat_interval_s=600,
+        channels=("ops@example.com",),
+        labels=(("feature", "amount"),),
+    )
     assert AlertRule.from_dict(rule.to_dict()) == rule
 
 
-@pytest.mark.parametrize(("kind", "threshold", "value", "expected"), [
-    (RuleKind.FRESHNESS, 60.0, 60.0, False),  # "over the threshold": equal is still fresh
-    (RuleKind.FRESHNESS, 60.0, 60.5, True),
-    (RuleKind.FRESHNESS, 60.0, math.inf, True),  # never saw an event
-    (RuleKind.FRESHNESS, 60.0, math.nan, False),
-    (RuleKind.MATERIALIZATION_FAILURE, None, 0.0, False),
-    (RuleKind.MATERIALIZATION_FAILURE, None, 1.0, True),
-    (RuleKind.REPEATED_FAILURES, None, 2.0, False),
-    (RuleKind.REPEATED_FAILURES, None, 3.0, True),  # "at least N" as Tecton's TooManyFailures
-    (RuleKind.SERVING_ERROR_RATE, 0.01, 0.01, False),
-    (RuleKind.SERVING_ERROR_RATE, 0.01, 0.02, True),
-    (RuleKind.SERVING_P99, 50.0, 49.0, False),
-    (RuleKind.SERVING_P99, 50.0, 51.0, True),
-    (RuleKind.DATA_QUALITY, None, 0.0, False),
-    (RuleKind.DATA_QUALITY, None, 1.0, True),
-    (RuleKind.DRIFT, None, 0.1, False),
-    (RuleKind.DRIFT, None, 0.3, True),
-    (RuleKind.PARITY_MISMATCH, None, 0.0, False),  # any mismatch is one too many by default
-    (RuleKind.PARITY_MISMATCH, None, 1e-6, True),
-    (RuleKind.COMPONENT_DOWN, None, 10.0, False),
-    (RuleKind.COMPONENT_DOWN, None, 31.0, True),
-])
+@pytest.mark.parametrize(
+    ("kind", "threshold", "value", "expected"),
+    [
+        (RuleKind.FRESHNESS, 60.0, 60.0, False),  # "over the threshold": equal is still fresh
+        (RuleKind.FRESHNESS, 60.0, 60.5, True),
+        (RuleKind.FRESHNESS, 60.0, math.inf, True),  # never saw an event
+        (RuleKind.FRESHNESS, 60.0, math.nan, False),
+        (RuleKind.MATERIALIZATION_FAILURE, None, 0.0, False),
+        (RuleKind.MATERIALIZATION_FAILURE, None, 1.0, True),
+        (RuleKind.REPEATED_FAILURES, None, 2.0, False),
+        (RuleKind.REPEATED_FAILURES, None, 3.0, True),  # "at least N" as Tecton's TooManyFailures
+        (RuleKind.SERVING_ERROR_RATE, 0.01, 0.01, False),
+        (RuleKind.SERVING_ERROR_RATE, 0.01, 0.02, True),
+        (RuleKind.SERVING_P99, 50.0, 49.0, False),
+        (RuleKind.SERVING_P99, 50.0, 51.0, True),
+        (RuleKind.DATA_QUALITY, None, 0.0, False),
+        (RuleKind.DATA_QUALITY, None, 1.0, True),
+        (RuleKind.DRIFT, None, 0.1, False),
+        (RuleKind.DRIFT, None, 0.3, True),
+        (RuleKind.PARITY_MISMATCH, None, 0.0, False),  # any mismatch is one too many by default
+        (RuleKind.PARITY_MISMATCH, None, 1e-6, True),
+        (RuleKind.COMPONENT_DOWN, None, 10.0, False),
+        (RuleKind.COMPONENT_DOWN, None, 31.0, True),
+    ],
+)
 def test_breached_per_kind(kind: RuleKind, threshold: float | None, value: float, expected: bool) -> None:
     rule = AlertRule("r", kind, "t", threshold=threshold)
     assert breached(rule, value) is expected
@@ -98,9 +112,18 @@ def test_prometheus_expression_selects_the_target_and_escapes_it() -> None:
 
 
 def test_prometheus_rules_file_is_valid_yaml_with_every_rule() -> None:
-    rules = [AlertRule(f"rule-{kind.value}", kind, f"target: {kind.value} #1", threshold=0.5, for_s=90.5,
-                       repeat_interval_s=1800, channels=("a@example.com", "slack"))
-             for kind in RuleKind]
+    rules = [
+        AlertRule(
+            f"rule-{kind.value}",
+            kind,
+            f"target: {kind.value} #1",
+            threshold=0.5,
+            for_s=90.5,
+            repeat_interval_s=1800,
+            channels=("a@example.com", "slack"),
+        )
+        for kind in RuleKind
+    ]
     document = yaml.safe_load(to_prometheus_rules(rules))
     [group] = document["groups"]
     assert group["name"] == "featurebus"

@@ -72,14 +72,14 @@ def test_state_round_trips_through_json_and_refuses_other_formats() -> None:
         AlertState.from_json(state.to_json().replace(b'"format":1', b'"format":9'))
 
 
-observations = st.lists(
-    st.tuples(st.none() | st.floats(0, 120, allow_nan=False), st.integers(0, 20_000)), max_size=60)
+observations = st.lists(st.tuples(st.none() | st.floats(0, 120, allow_nan=False), st.integers(0, 20_000)), max_size=60)
 
 
 @settings(max_examples=300, deadline=None)
 @given(history=observations, for_s=st.sampled_from([0.0, 5.0, 30.0]), repeat_s=st.sampled_from([1.0, 10.0, 60.0]))
-def test_notifications_form_well_ordered_episodes(history: list[tuple[float | None, int]],
-                                                  for_s: float, repeat_s: float) -> None:
+def test_notifications_form_well_ordered_episodes(
+    history: list[tuple[float | None, int]], for_s: float, repeat_s: float
+) -> None:
     rule = dataclasses.replace(STALE, for_s=for_s, repeat_interval_s=repeat_s)
     state: AlertState | None = None
     now = 0
@@ -88,7 +88,7 @@ def test_notifications_form_well_ordered_episodes(history: list[tuple[float | No
         now += dt
         before = state
         state = step(rule, state, value, now)
-        new = state.outbox[len(before.outbox) if before else 0:]
+        new = state.outbox[len(before.outbox) if before else 0 :]
         assert len(new) <= 1  # one observation says at most one thing
         sent += new
         if value is not None:
@@ -106,8 +106,9 @@ def test_notifications_form_well_ordered_episodes(history: list[tuple[float | No
     # Episodes do not overlap: each one resolves before the next fires.
     order = [n.kind for n in sent if n.kind is not NotificationKind.REPEAT]
     assert all(a is not b for a, b in itertools.pairwise(order))
-    repeats_by_episode = [[n.at_ms for n in sent if n.episode_ms == e and n.kind is not NotificationKind.RESOLVED]
-                          for e in episodes]
+    repeats_by_episode = [
+        [n.at_ms for n in sent if n.episode_ms == e and n.kind is not NotificationKind.RESOLVED] for e in episodes
+    ]
     for times in repeats_by_episode:
         assert all(b - a >= repeat_s * 1000 for a, b in itertools.pairwise(times))
 
@@ -116,8 +117,12 @@ class Crash(BaseException):
     """A process dying mid-round: not an ``Exception``, so nothing in the evaluator catches it."""
 
 
-def _run(rules: list[AlertRule], rounds: list[tuple[dict[str, float | None], int]],
-         crash_before: set[int], crash_after: set[int]) -> list[str]:
+def _run(
+    rules: list[AlertRule],
+    rounds: list[tuple[dict[str, float | None], int]],
+    crash_before: set[int],
+    crash_after: set[int],
+) -> list[str]:
     """Deliveries (notification ids) of an evaluator that dies before or after the n-th delivery
     attempt in the given sets; each time a new evaluator over the same bus re-runs the round."""
     bus = MemoryAlertBus()
@@ -146,16 +151,21 @@ def _run(rules: list[AlertRule], rounds: list[tuple[dict[str, float | None], int
 
 
 rounds_strategy = st.lists(
-    st.tuples(st.fixed_dictionaries({"stale": st.none() | st.sampled_from([0.0, 100.0]),
-                                     "slow": st.none() | st.sampled_from([0.0, 100.0])}),
-              st.integers(0, 40_000)),
-    max_size=25)
+    st.tuples(
+        st.fixed_dictionaries(
+            {"stale": st.none() | st.sampled_from([0.0, 100.0]), "slow": st.none() | st.sampled_from([0.0, 100.0])}
+        ),
+        st.integers(0, 40_000),
+    ),
+    max_size=25,
+)
 
 
 @settings(max_examples=200, deadline=None)
 @given(rounds=rounds_strategy, crashes=st.sets(st.integers(1, 40), max_size=6))
 def test_a_crash_before_delivering_neither_loses_nor_duplicates(
-        rounds: list[tuple[dict[str, float | None], int]], crashes: set[int]) -> None:
+    rounds: list[tuple[dict[str, float | None], int]], crashes: set[int]
+) -> None:
     reference = _run([STALE, SLOW], rounds, set(), set())
     assert _run([STALE, SLOW], rounds, crashes, set()) == reference
     assert len(reference) == len(set(reference))
@@ -164,7 +174,8 @@ def test_a_crash_before_delivering_neither_loses_nor_duplicates(
 @settings(max_examples=200, deadline=None)
 @given(rounds=rounds_strategy, crashes=st.sets(st.integers(1, 40), max_size=6))
 def test_a_crash_after_delivering_repeats_only_that_notification_with_its_id(
-        rounds: list[tuple[dict[str, float | None], int]], crashes: set[int]) -> None:
+    rounds: list[tuple[dict[str, float | None], int]], crashes: set[int]
+) -> None:
     reference = _run([STALE, SLOW], rounds, set(), set())
     crashed = _run([STALE, SLOW], rounds, set(), crashes)
     assert list(dict.fromkeys(crashed)) == reference  # deduplicated by id, the same sequence

@@ -46,18 +46,34 @@ tx = BatchSource(name="tx", batch_config=FileConfig(uri="/nowhere", timestamp_fi
 SEEN_CONTEXTS: list[Any] = []
 
 
-@batch_feature_view(sources=[tx], entities=[user], mode="pandas", online=True, offline=True,
-                    aggregation_interval=timedelta(hours=1), batch_schedule=timedelta(days=1),
-                    features=[Aggregate(function="sum", time_window=timedelta(hours=3), input_column=Field("amount", Float64)),
-                              Aggregate(function="count", time_window=timedelta(hours=1), input_column=Field("amount", Float64)),
-                              Aggregate(function="max", time_window=timedelta(hours=2), input_column=Field("amount", Float64)),
-                              Aggregate(function="last", time_window=timedelta(hours=5), input_column=Field("amount", Float64))])
+@batch_feature_view(
+    sources=[tx],
+    entities=[user],
+    mode="pandas",
+    online=True,
+    offline=True,
+    aggregation_interval=timedelta(hours=1),
+    batch_schedule=timedelta(days=1),
+    features=[
+        Aggregate(function="sum", time_window=timedelta(hours=3), input_column=Field("amount", Float64)),
+        Aggregate(function="count", time_window=timedelta(hours=1), input_column=Field("amount", Float64)),
+        Aggregate(function="max", time_window=timedelta(hours=2), input_column=Field("amount", Float64)),
+        Aggregate(function="last", time_window=timedelta(hours=5), input_column=Field("amount", Float64)),
+    ],
+)
 def hourly(tx, context=context_marker()):  # type: ignore[no-untyped-def]
     return tx[["user_id", "amount", "ts"]]
 
 
-@batch_feature_view(sources=[tx], entities=[user], mode="pandas", online=True, offline=True, ttl=timedelta(hours=6),
-                    features=[Attribute("amount", Float64)])
+@batch_feature_view(
+    sources=[tx],
+    entities=[user],
+    mode="pandas",
+    online=True,
+    offline=True,
+    ttl=timedelta(hours=6),
+    features=[Attribute("amount", Float64)],
+)
 def latest(tx):  # type: ignore[no-untyped-def]
     return tx[["user_id", "amount", "ts"]]
 
@@ -68,17 +84,21 @@ LATEST: BatchFeatureViewSpec = SPEC.batch_view("latest")
 
 events_strategy = st.lists(
     st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, SPAN - 1), st.integers(-50, 50)),
-    min_size=0, max_size=60, unique_by=lambda e: e[1],  # distinct times: "last" has no ties to break
+    min_size=0,
+    max_size=60,
+    unique_by=lambda e: e[1],  # distinct times: "last" has no ties to break
 )
 
 
 def _frame(events: list[tuple[str, int, int]]) -> pd.DataFrame:
-    return pd.DataFrame({
-        "user_id": pd.Series([e[0] for e in events], dtype=object),
-        "amount": pd.Series([float(e[2]) for e in events], dtype="float64"),
-        "ts": pd.to_datetime(pd.Series([T0 + e[1] for e in events], dtype="int64"), unit="ms", utc=True),
-        "ignored": 1,
-    })
+    return pd.DataFrame(
+        {
+            "user_id": pd.Series([e[0] for e in events], dtype=object),
+            "amount": pd.Series([float(e[2]) for e in events], dtype="float64"),
+            "ts": pd.to_datetime(pd.Series([T0 + e[1] for e in events], dtype="int64"), unit="ms", utc=True),
+            "ignored": 1,
+        }
+    )
 
 
 def _tiles(view: BatchFeatureViewSpec, frame: pd.DataFrame, cuts: list[int]) -> dict[tuple[bytes, int], list[Any]]:
@@ -100,10 +120,14 @@ def _oracle(events: list[tuple[str, int, int]], entity: str, lo: int, hi: int) -
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(events=events_strategy, cuts=st.lists(st.integers(0, SPAN), max_size=4),
-       times=st.lists(st.integers(0, SPAN + 6 * HOUR), min_size=1, max_size=8))
-def test_aggregate_tiles_from_any_split_give_the_oracle_values(events: list[tuple[str, int, int]], cuts: list[int],
-                                                                 times: list[int]) -> None:
+@given(
+    events=events_strategy,
+    cuts=st.lists(st.integers(0, SPAN), max_size=4),
+    times=st.lists(st.integers(0, SPAN + 6 * HOUR), min_size=1, max_size=8),
+)
+def test_aggregate_tiles_from_any_split_give_the_oracle_values(
+    events: list[tuple[str, int, int]], cuts: list[int], times: list[int]
+) -> None:
     frame = _frame(events)
     tiles = _tiles(HOURLY, frame, cuts)
     assert tiles == _tiles(HOURLY, frame, [])  # splitting the range changes no tile
@@ -123,10 +147,14 @@ def test_aggregate_tiles_from_any_split_give_the_oracle_values(events: list[tupl
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(events=events_strategy, cuts=st.lists(st.integers(0, SPAN), max_size=4),
-       times=st.lists(st.integers(0, SPAN + 8 * HOUR), min_size=1, max_size=8))
-def test_attribute_tiles_give_the_latest_value_within_the_ttl(events: list[tuple[str, int, int]], cuts: list[int],
-                                                                times: list[int]) -> None:
+@given(
+    events=events_strategy,
+    cuts=st.lists(st.integers(0, SPAN), max_size=4),
+    times=st.lists(st.integers(0, SPAN + 8 * HOUR), min_size=1, max_size=8),
+)
+def test_attribute_tiles_give_the_latest_value_within_the_ttl(
+    events: list[tuple[str, int, int]], cuts: list[int], times: list[int]
+) -> None:
     tiles = _tiles(LATEST, _frame(events), cuts)
     compiled = compiled_view(SPEC, LATEST)
     for entity in ("a", "b", "c"):
@@ -148,14 +176,19 @@ def test_ranges_align_to_whole_tiles_and_sources_reach_back_by_the_longest_windo
 
 
 def test_the_transformation_gets_the_widened_range_as_its_context() -> None:
-    code = ("def f(tx, context=materialization_context()):\n"
-            "    return tx.assign(lo=context.start_time, hi=context.end_time)\n")
-    view = HOURLY.__class__(**{**HOURLY.__dict__, "transformation": HOURLY.transformation.__class__("pandas", "f", code)})
+    code = (
+        "def f(tx, context=materialization_context()):\n"
+        "    return tx.assign(lo=context.start_time, hi=context.end_time)\n"
+    )
+    view = HOURLY.__class__(
+        **{**HOURLY.__dict__, "transformation": HOURLY.transformation.__class__("pandas", "f", code)}
+    )
     frame = _frame([("a", HOUR, 1)])
     rows, _ = compute_rows(view, [frame], T0, T0 + 2 * HOUR)
     assert len(rows) == 1
-    out = output_columns(view, [[FieldSpec("user_id", "string"), FieldSpec("amount", "float64"),
-                                 FieldSpec("ts", "timestamp")]])
+    out = output_columns(
+        view, [[FieldSpec("user_id", "string"), FieldSpec("amount", "float64"), FieldSpec("ts", "timestamp")]]
+    )
     assert out == {"user_id", "amount", "ts", "lo", "hi"}
 
 
@@ -166,10 +199,12 @@ def test_rows_before_feature_start_time_are_not_materialized() -> None:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(events=events_strategy,
-       runs=st.lists(st.tuples(st.integers(0, SPAN), st.integers(1, SPAN)), min_size=1, max_size=5))
-def test_the_offline_store_holds_each_row_of_the_materialized_ranges_once(events: list[tuple[str, int, int]],
-                                                                          runs: list[tuple[int, int]]) -> None:
+@given(
+    events=events_strategy, runs=st.lists(st.tuples(st.integers(0, SPAN), st.integers(1, SPAN)), min_size=1, max_size=5)
+)
+def test_the_offline_store_holds_each_row_of_the_materialized_ranges_once(
+    events: list[tuple[str, int, int]], runs: list[tuple[int, int]]
+) -> None:
     frame = _frame(events)
     covered: set[int] = set()
     with tempfile.TemporaryDirectory() as tmp:
@@ -198,5 +233,11 @@ def test_incremental_backfills_run_one_chunk_per_schedule_period() -> None:
     from featurebus.platform.batch.materialize import materialization_chunks
 
     six_hourly = HOURLY.__class__(**{**HOURLY.__dict__, "incremental_backfills": True, "batch_schedule_ms": 6 * HOUR})
-    assert materialization_chunks(six_hourly, T0, T0 + 12 * HOUR) == [(T0, T0 + 6 * HOUR), (T0 + 6 * HOUR, T0 + 12 * HOUR)]
-    assert materialization_chunks(HOURLY, T0 + HOUR, T0 + 30 * HOUR) == [(T0 + HOUR, T0 + 24 * HOUR), (T0 + 24 * HOUR, T0 + 30 * HOUR)]
+    assert materialization_chunks(six_hourly, T0, T0 + 12 * HOUR) == [
+        (T0, T0 + 6 * HOUR),
+        (T0 + 6 * HOUR, T0 + 12 * HOUR),
+    ]
+    assert materialization_chunks(HOURLY, T0 + HOUR, T0 + 30 * HOUR) == [
+        (T0 + HOUR, T0 + 24 * HOUR),
+        (T0 + 24 * HOUR, T0 + 30 * HOUR),
+    ]

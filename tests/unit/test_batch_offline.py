@@ -20,8 +20,13 @@ T0 = 1714521600000  # 2024-05-01T00:00:00Z
 
 
 def _rows(stamps: list[int], amount: float) -> pa.Table:
-    return pa.table({"user_id": ["a"] * len(stamps), "amount": [amount] * len(stamps),
-                     "ts": pa.array(stamps, type=pa.int64()).cast(pa.timestamp("ms", tz="UTC"))})
+    return pa.table(
+        {
+            "user_id": ["a"] * len(stamps),
+            "amount": [amount] * len(stamps),
+            "ts": pa.array(stamps, type=pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+        }
+    )
 
 
 def _read(root: Path, lo: int = T0, hi: int = T0 + 10 * DAY) -> list[tuple[int, float]]:

@@ -15,8 +15,9 @@ from featurebus.types import Float64, String
 user = Entity(name="user", join_keys=[Field("user_id", String)])
 
 
-def _workspace(window_h: int = 3, uri: str = "/data/tx", schedule_days: int = 1, owner: str | None = None,
-               doubled: bool = False) -> WorkspaceSpec:
+def _workspace(
+    window_h: int = 3, uri: str = "/data/tx", schedule_days: int = 1, owner: str | None = None, doubled: bool = False
+) -> WorkspaceSpec:
     tx = BatchSource(name="tx", batch_config=FileConfig(uri=uri, timestamp_field="ts"))
 
     def spend(tx):  # type: ignore[no-untyped-def]
@@ -27,9 +28,18 @@ def _workspace(window_h: int = 3, uri: str = "/data/tx", schedule_days: int = 1,
 
     function: Any = spend2 if doubled else spend
     view = batch_feature_view(
-        name="spend", sources=[tx], entities=[user], mode="pandas", online=True, offline=True, owner=owner,
-        aggregation_interval=timedelta(hours=1), batch_schedule=timedelta(days=schedule_days),
-        features=[Aggregate(function="sum", time_window=timedelta(hours=window_h), input_column=Field("amount", Float64))],
+        name="spend",
+        sources=[tx],
+        entities=[user],
+        mode="pandas",
+        online=True,
+        offline=True,
+        owner=owner,
+        aggregation_interval=timedelta(hours=1),
+        batch_schedule=timedelta(days=schedule_days),
+        features=[
+            Aggregate(function="sum", time_window=timedelta(hours=window_h), input_column=Field("amount", Float64))
+        ],
     )(function)
     return compile_workspace("w", [user, tx, view])
 
@@ -42,7 +52,10 @@ def test_creating_and_round_tripping_a_batch_view() -> None:
     desired = _workspace()
     result = plan(None, desired)
     assert [(c.kind, c.action) for c in result.changes] == [
-        ("entity", "create"), ("batch_source", "create"), ("batch_feature_view", "create")]
+        ("entity", "create"),
+        ("batch_source", "create"),
+        ("batch_feature_view", "create"),
+    ]
     assert result.apply_to(None) == dataclasses.replace(desired, version=0)
     assert WorkspaceSpec.from_json(desired.to_json()) == desired
 

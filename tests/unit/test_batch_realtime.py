@@ -58,16 +58,31 @@ tx = BatchSource(name="tx", batch_config=FileConfig(uri="/replaced/in/tests", ti
 request = RequestSource(schema=[Field("amount", Float64)])
 
 
-@batch_feature_view(sources=[tx], entities=[user], mode="pandas", online=True, offline=True,
-                    aggregation_interval=timedelta(hours=1),
-                    features=[Aggregate(function="sum", time_window=timedelta(hours=3), input_column=Field("amount", Float64)),
-                              Aggregate(function="count", time_window=timedelta(hours=2), input_column=Field("amount", Float64))])
+@batch_feature_view(
+    sources=[tx],
+    entities=[user],
+    mode="pandas",
+    online=True,
+    offline=True,
+    aggregation_interval=timedelta(hours=1),
+    features=[
+        Aggregate(function="sum", time_window=timedelta(hours=3), input_column=Field("amount", Float64)),
+        Aggregate(function="count", time_window=timedelta(hours=2), input_column=Field("amount", Float64)),
+    ],
+)
 def spend(tx):  # type: ignore[no-untyped-def]
     return tx[["user_id", "amount", "ts"]]
 
 
-@batch_feature_view(sources=[tx], entities=[user], mode="pandas", online=True, offline=True, ttl=timedelta(hours=5),
-                    features=[Attribute("amount", Float64)])
+@batch_feature_view(
+    sources=[tx],
+    entities=[user],
+    mode="pandas",
+    online=True,
+    offline=True,
+    ttl=timedelta(hours=5),
+    features=[Attribute("amount", Float64)],
+)
 def last_amount(tx):  # type: ignore[no-untyped-def]
     return tx[["user_id", "amount", "ts"]]
 
@@ -85,16 +100,25 @@ def jump(request, last_amount):  # type: ignore[no-untyped-def]
     return pandas.DataFrame({"jump": request["amount"] - last_amount["amount"]})
 
 
-above = RealtimeFeatureView(name="above", sources=[request, spend[["amount_count_2h_1h"]]], features=[
-    Calculation(name="busy", expr="spend.amount_count_2h_1h >= 2")])
+above = RealtimeFeatureView(
+    name="above",
+    sources=[request, spend[["amount_count_2h_1h"]]],
+    features=[Calculation(name="busy", expr="spend.amount_count_2h_1h >= 2")],
+)
 # The service lists only realtime views: the batch views come in as their upstreams.
 service = FeatureService(name="svc", features=[share, jump, above])
 # A batch view served next to a realtime view reading it.
 mixed = FeatureService(name="mixed", features=[spend[["amount_sum_3h_1h"]], share])
 BASE = compile_workspace("w", [user, tx, service, mixed])
 Event = tuple[str, int, float]  # user, ms after T0, amount
-EVENTS: list[Event] = [("a", 10 * 60_000, 4.0), ("a", HOUR + 5, 6.0), ("a", 2 * HOUR + 1, 10.0),
-                       ("b", 30 * 60_000, 3.0), ("a", 30 * HOUR, 1.5), ("b", 31 * HOUR, 2.5)]
+EVENTS: list[Event] = [
+    ("a", 10 * 60_000, 4.0),
+    ("a", HOUR + 5, 6.0),
+    ("a", 2 * HOUR + 1, 10.0),
+    ("b", 30 * 60_000, 3.0),
+    ("a", 30 * HOUR, 1.5),
+    ("b", 31 * HOUR, 2.5),
+]
 TIMES = [T0 + 3 * HOUR + 7, T0 + 2 * HOUR, T0 + 33 * HOUR, T0, T0 + SPAN + 2 * HOUR, T0 + 8 * HOUR]
 AMOUNTS = [10.0, 3.0, 0.5, 1.0, 7.0, 2.0]
 
@@ -105,15 +129,22 @@ def _oracle(entity: str, t: int, amount: float) -> dict[str, Any]:
     in2 = [v for e, ts, v in EVENTS if e == entity and end - 2 * HOUR <= T0 + ts < end]
     recent = sorted((T0 + ts, v) for e, ts, v in EVENTS if e == entity and t - 5 * HOUR <= T0 + ts < t)
     total = math.fsum(in3) if in3 else None
-    return {"share.share": amount / total if total else None,
-            "jump.jump": amount - recent[-1][1] if recent else None,
-            "above.busy": len(in2) >= 2}
+    return {
+        "share.share": amount / total if total else None,
+        "jump.jump": amount - recent[-1][1] if recent else None,
+        "above.busy": len(in2) >= 2,
+    }
 
 
 def _spec(folder: Path) -> WorkspaceSpec:
     folder.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"user_id": [e[0] for e in EVENTS], "amount": [e[2] for e in EVENTS],
-                  "ts": pd.to_datetime([T0 + e[1] for e in EVENTS], unit="ms", utc=True)}).to_parquet(folder / "tx.parquet")
+    pd.DataFrame(
+        {
+            "user_id": [e[0] for e in EVENTS],
+            "amount": [e[2] for e in EVENTS],
+            "ts": pd.to_datetime([T0 + e[1] for e in EVENTS], unit="ms", utc=True),
+        }
+    ).to_parquet(folder / "tx.parquet")
     source = dataclasses.replace(BASE.batch_sources[0], batch_config=FileConfigSpec(str(folder), "parquet", "ts"))
     return dataclasses.replace(BASE, batch_sources=(source,))
 
@@ -130,7 +161,9 @@ def test_a_realtime_view_over_batch_views_compiles_and_plans() -> None:
     assert [v.name for v in BASE.batch_feature_views] == ["last_amount", "spend"]
     share_spec = BASE.realtime_view("share")
     assert [(i.kind, i.name, [f.name for f in i.fields]) for i in share_spec.inputs] == [
-        ("request", "request_source", ["amount"]), ("feature_view", "spend", ["amount_sum_3h_1h", "amount_count_2h_1h"])]
+        ("request", "request_source", ["amount"]),
+        ("feature_view", "spend", ["amount_sum_3h_1h", "amount_count_2h_1h"]),
+    ]
     assert [f.name for f in BASE.realtime_view("above").inputs[1].fields] == ["amount_count_2h_1h"]
     changes = {(c.kind, c.name): c.action for c in plan(None, BASE).changes}
     assert changes[("batch_feature_view", "spend")] == changes[("realtime_feature_view", "share")] == "create"
@@ -138,12 +171,19 @@ def test_a_realtime_view_over_batch_views_compiles_and_plans() -> None:
     assert lineage(BASE, "batch_feature_view", "spend")["feature_views"] == ["above", "share", "spend"]
     assert lineage(BASE, "batch_source", "tx")["feature_services"] == ["mixed", "svc"]
     assert lineage(BASE, "realtime_feature_view", "jump") == {
-        "sources": ["tx"], "entities": ["user"], "feature_views": ["jump", "last_amount"], "feature_services": ["svc"]}
+        "sources": ["tx"],
+        "entities": ["user"],
+        "feature_views": ["jump", "last_amount"],
+        "feature_services": ["svc"],
+    }
 
 
 def test_a_missing_batch_feature_is_named_at_plan_time() -> None:
-    typo = RealtimeFeatureView(name="typo", sources=[request, spend[["amount_sum_3h"]]], features=[
-        Calculation(name="x", expr="request_source.amount")])
+    typo = RealtimeFeatureView(
+        name="typo",
+        sources=[request, spend[["amount_sum_3h"]]],
+        features=[Calculation(name="x", expr="request_source.amount")],
+    )
     with pytest.raises(DefinitionError, match=r"has no feature 'amount_sum_3h'.*amount_sum_3h_1h"):
         compile_workspace("w", [typo])
 
@@ -154,8 +194,13 @@ def _server(spec: WorkspaceSpec, clock: list[int]) -> FeatureServer:
     for name in ("spend", "last_amount"):
         view = spec.batch_view(name)
         rows, ts_ms = compute_rows(view, read_inputs(spec, view, T0, T0 + SPAN), T0, T0 + SPAN)
-        store.write((store_key(online_view_name(spec.name, name), tile_key(u.entity_key, u.tile_start_ms, BATCH_SHARD)),
-                     encode_partials(u.partials)) for u in view_tiles(compiled_view(spec, view), rows, ts_ms))
+        store.write(
+            (
+                store_key(online_view_name(spec.name, name), tile_key(u.entity_key, u.tile_start_ms, BATCH_SHARD)),
+                encode_partials(u.partials),
+            )
+            for u in view_tiles(compiled_view(spec, view), rows, ts_ms)
+        )
     return FeatureServer(lambda: {spec.name: spec}, store, lambda: clock[0])
 
 
@@ -176,9 +221,13 @@ def test_served_online_and_trained_offline_equal_the_oracle(tmp_path: Path) -> N
             assert both["result"]["features"][0] == (math.fsum(total) if total else None)
             assert _close(both["result"]["features"][1], _oracle(entity, t, amount)["share.share"])
 
-    spine = pd.DataFrame({"user_id": [e for e in ("a", "b", "z") for _ in TIMES],
-                          "at": pd.to_datetime([t for _ in range(3) for t in TIMES], unit="ms", utc=True),
-                          "amount": [a for _ in range(3) for a in AMOUNTS]})
+    spine = pd.DataFrame(
+        {
+            "user_id": [e for e in ("a", "b", "z") for _ in TIMES],
+            "at": pd.to_datetime([t for _ in range(3) for t in TIMES], unit="ms", utc=True),
+            "amount": [a for _ in range(3) for a in AMOUNTS],
+        }
+    )
     root = tmp_path / "offline"
     open_store(root)
     computed = get_features_for_events(spec, "svc", spine, root)  # from the source files
@@ -208,15 +257,26 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
 
 
 def test_served_over_http(client: TestClient) -> None:
-    response = client.post("/api/v1/feature-service/get-features", headers={"Authorization": f"Tecton-key {KEY}"},
-                           json={"params": {"workspaceName": "w", "featureServiceName": "svc",
-                                            "joinKeyMap": {"user_id": "a"}, "requestContextMap": {"amount": 10.0},
-                                            "metadataOptions": {"includeNames": True}}})
+    response = client.post(
+        "/api/v1/feature-service/get-features",
+        headers={"Authorization": f"Tecton-key {KEY}"},
+        json={
+            "params": {
+                "workspaceName": "w",
+                "featureServiceName": "svc",
+                "joinKeyMap": {"user_id": "a"},
+                "requestContextMap": {"amount": 10.0},
+                "metadataOptions": {"includeNames": True},
+            }
+        },
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     served = dict(zip([m["name"] for m in body["metadata"]["features"]], body["result"]["features"], strict=True))
     assert served == {"share.share": 0.5, "jump.jump": 0.0, "above.busy": True}
-    missing = client.post("/api/v1/feature-service/get-features", headers={"Authorization": f"Tecton-key {KEY}"},
-                          json={"params": {"workspaceName": "w", "featureServiceName": "svc",
-                                           "joinKeyMap": {"user_id": "a"}}})
+    missing = client.post(
+        "/api/v1/feature-service/get-features",
+        headers={"Authorization": f"Tecton-key {KEY}"},
+        json={"params": {"workspaceName": "w", "featureServiceName": "svc", "joinKeyMap": {"user_id": "a"}}},
+    )
     assert missing.status_code == 400 and "requestContextMap" in missing.json()["message"]

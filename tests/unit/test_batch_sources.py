@@ -36,8 +36,13 @@ HOUR_MS = 3_600_000
 
 
 def _frame(hours: list[int]) -> pd.DataFrame:
-    return pd.DataFrame({"user_id": [f"u{h % 3}" for h in hours], "amount": [float(h) for h in hours],
-                         "ts": [T0 + timedelta(hours=h) for h in hours]})
+    return pd.DataFrame(
+        {
+            "user_id": [f"u{h % 3}" for h in hours],
+            "amount": [float(h) for h in hours],
+            "ts": [T0 + timedelta(hours=h) for h in hours],
+        }
+    )
 
 
 def _ms(table: pa.Table, column: str = "ts") -> list[int]:
@@ -70,18 +75,22 @@ def test_folders_globs_and_file_uris_name_the_same_files(tmp_path: Path) -> None
     assert [p.name for p in folder] == ["one.parquet", "two.parquet"]
     assert resolve_files(FileConfigSpec(f"file://{tmp_path}", "parquet", "ts")) == folder
     assert [p.name for p in resolve_files(FileConfigSpec(str(tmp_path / "**" / "*.parquet"), "parquet", "ts"))] == [
-        "one.parquet", "two.parquet"]
+        "one.parquet",
+        "two.parquet",
+    ]
     table = read_file_config("s", FileConfigSpec(str(tmp_path), "parquet", "ts"), None, None)
     assert table.num_rows == 3
 
 
 def test_epoch_millisecond_and_naive_timestamps_are_utc(tmp_path: Path) -> None:
     pd.DataFrame({"ts": [T0_MS, T0_MS + 1]}).to_parquet(tmp_path / "ms.parquet")
-    assert _ms(read_file_config("s", FileConfigSpec(str(tmp_path / "ms.parquet"), "parquet", "ts"), T0_MS + 1, None)) == [
-        T0_MS + 1]
+    assert _ms(
+        read_file_config("s", FileConfigSpec(str(tmp_path / "ms.parquet"), "parquet", "ts"), T0_MS + 1, None)
+    ) == [T0_MS + 1]
     pd.DataFrame({"ts": [datetime(2024, 5, 1)]}).to_parquet(tmp_path / "naive.parquet")
     assert _ms(read_file_config("s", FileConfigSpec(str(tmp_path / "naive.parquet"), "parquet", "ts"), None, None)) == [
-        T0_MS]
+        T0_MS
+    ]
 
 
 def test_errors_name_the_source_the_column_and_the_fix(tmp_path: Path) -> None:
@@ -102,11 +111,16 @@ def test_errors_name_the_source_the_column_and_the_fix(tmp_path: Path) -> None:
 def test_stream_history_keeps_the_schema_columns_and_names_a_missing_one(tmp_path: Path) -> None:
     _frame([1, 2]).assign(extra=1).to_parquet(tmp_path / "h.parquet")
     schema = (FieldSpec("user_id", "string"), FieldSpec("amount", "float64"), FieldSpec("ts", "timestamp"))
-    source = StreamSourceSpec("tx", schema, KafkaConfigSpec(("tx",), "ts"),
-                              batch_config=FileConfigSpec(str(tmp_path), "parquet", None))
+    source = StreamSourceSpec(
+        "tx", schema, KafkaConfigSpec(("tx",), "ts"), batch_config=FileConfigSpec(str(tmp_path), "parquet", None)
+    )
     assert read_stream_history(source, None, None).column_names == ["user_id", "amount", "ts"]
-    wider = StreamSourceSpec("tx", (*schema, FieldSpec("city", "string")), KafkaConfigSpec(("tx",), "ts"),
-                             batch_config=FileConfigSpec(str(tmp_path), "parquet", None))
+    wider = StreamSourceSpec(
+        "tx",
+        (*schema, FieldSpec("city", "string")),
+        KafkaConfigSpec(("tx",), "ts"),
+        batch_config=FileConfigSpec(str(tmp_path), "parquet", None),
+    )
     with pytest.raises(BatchSourceError, match=r"stream source 'tx'.*lack column 'city'.*remove it from schema="):
         read_stream_history(wider, None, None)
 
@@ -115,31 +129,38 @@ def test_declared_fields_come_from_the_first_parquet_file(tmp_path: Path) -> Non
     assert declared_fields(FileConfigSpec(str(tmp_path), "parquet", "ts")) is None
     _frame([1]).to_parquet(tmp_path / "d.parquet")
     assert declared_fields(FileConfigSpec(str(tmp_path), "parquet", "ts")) == [
-        FieldSpec("user_id", "string"), FieldSpec("amount", "float64"), FieldSpec("ts", "timestamp")]
+        FieldSpec("user_id", "string"),
+        FieldSpec("amount", "float64"),
+        FieldSpec("ts", "timestamp"),
+    ]
 
 
-PANDAS_CODE = '''def events(filter_context):
+PANDAS_CODE = """def events(filter_context):
     hours = range(10)
     frame = pd.DataFrame({"ts": [pd.Timestamp("2024-05-01", tz="UTC") + pd.Timedelta(hours=h) for h in hours]})
     if filter_context.start_time is not None:
         frame = frame[frame.ts >= filter_context.start_time]
     return frame
-'''
+"""
 
-ARROW_CODE = '''def events():
+ARROW_CODE = """def events():
     return pa.table({"ts": pa.array([1714521600000 + h * 3600000 for h in range(10)], type=pa.int64())})
-'''
+"""
 
 
 def test_python_batch_configs_get_the_range_and_are_filtered_again() -> None:
-    pandas_source = BatchSourceSpec("p", None, custom_config=CustomBatchConfigSpec("pandas", "events", PANDAS_CODE, "filter_context", True))
+    pandas_source = BatchSourceSpec(
+        "p", None, custom_config=CustomBatchConfigSpec("pandas", "events", PANDAS_CODE, "filter_context", True)
+    )
     table = read_batch_source(pandas_source, T0_MS + 8 * HOUR_MS, T0_MS + 9 * HOUR_MS, "ts")
     assert _ms(table) == [T0_MS + 8 * HOUR_MS]
     # A function ignoring the range (no filter_context) is filtered by the view's timestamp field.
     arrow_source = BatchSourceSpec("a", None, custom_config=CustomBatchConfigSpec("pyarrow", "events", ARROW_CODE))
     assert _ms(read_batch_source(arrow_source, T0_MS, T0_MS + 2 * HOUR_MS, "ts")) == [T0_MS, T0_MS + HOUR_MS]
     wrong = BatchSourceSpec("w", None, custom_config=CustomBatchConfigSpec("pandas", "events", ARROW_CODE))
-    with pytest.raises(BatchSourceError, match=r"batch source 'w': a @pandas_batch_config function must return a pandas"):
+    with pytest.raises(
+        BatchSourceError, match=r"batch source 'w': a @pandas_batch_config function must return a pandas"
+    ):
         read_batch_source(wrong, None, None, "ts")
 
 

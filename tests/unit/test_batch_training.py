@@ -48,16 +48,31 @@ user = Entity(name="user", join_keys=[Field("user_id", String)])
 tx = BatchSource(name="tx", batch_config=FileConfig(uri="/replaced/in/tests", timestamp_field="ts"))
 
 
-@batch_feature_view(sources=[tx], entities=[user], mode="pandas", online=True, offline=True,
-                    aggregation_interval=timedelta(hours=1),
-                    features=[Aggregate(function="sum", time_window=timedelta(hours=3), input_column=Field("amount", Float64)),
-                              Aggregate(function="count", time_window=timedelta(hours=2), input_column=Field("amount", Float64))])
+@batch_feature_view(
+    sources=[tx],
+    entities=[user],
+    mode="pandas",
+    online=True,
+    offline=True,
+    aggregation_interval=timedelta(hours=1),
+    features=[
+        Aggregate(function="sum", time_window=timedelta(hours=3), input_column=Field("amount", Float64)),
+        Aggregate(function="count", time_window=timedelta(hours=2), input_column=Field("amount", Float64)),
+    ],
+)
 def spend(tx):  # type: ignore[no-untyped-def]
     return tx[["user_id", "amount", "ts"]]
 
 
-@batch_feature_view(sources=[tx], entities=[user], mode="pandas", online=True, offline=True, ttl=timedelta(hours=5),
-                    features=[Attribute("amount", Float64)])
+@batch_feature_view(
+    sources=[tx],
+    entities=[user],
+    mode="pandas",
+    online=True,
+    offline=True,
+    ttl=timedelta(hours=5),
+    features=[Attribute("amount", Float64)],
+)
 def last_amount(tx):  # type: ignore[no-untyped-def]
     return tx[["user_id", "amount", "ts"]]
 
@@ -75,10 +90,13 @@ def _spec(folder: Path) -> WorkspaceSpec:
 
 def _write(folder: Path, events: list[Event]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"user_id": pd.Series([e[0] for e in events], dtype=object),
-                  "amount": pd.Series([float(e[2]) for e in events], dtype="float64"),
-                  "ts": pd.to_datetime(pd.Series([T0 + e[1] for e in events], dtype="int64"), unit="ms", utc=True),
-                  }).to_parquet(folder / "events.parquet")
+    pd.DataFrame(
+        {
+            "user_id": pd.Series([e[0] for e in events], dtype=object),
+            "amount": pd.Series([float(e[2]) for e in events], dtype="float64"),
+            "ts": pd.to_datetime(pd.Series([T0 + e[1] for e in events], dtype="int64"), unit="ms", utc=True),
+        }
+    ).to_parquet(folder / "events.parquet")
 
 
 def _oracle(events: list[Event], entity: str, t: int) -> dict[str, Any]:
@@ -86,8 +104,11 @@ def _oracle(events: list[Event], entity: str, t: int) -> dict[str, Any]:
     in3 = [v for e, ts, v in events if e == entity and end - 3 * HOUR <= T0 + ts < end]
     in2 = [v for e, ts, v in events if e == entity and end - 2 * HOUR <= T0 + ts < end]
     recent = sorted((T0 + ts, v) for e, ts, v in events if e == entity and t - 5 * HOUR <= T0 + ts < t)
-    return {"spend__amount_sum_3h_1h": math.fsum(in3) if in3 else None, "spend__amount_count_2h_1h": len(in2),
-            "last_amount__amount": float(recent[-1][1]) if recent else None}
+    return {
+        "spend__amount_sum_3h_1h": math.fsum(in3) if in3 else None,
+        "spend__amount_count_2h_1h": len(in2),
+        "last_amount__amount": float(recent[-1][1]) if recent else None,
+    }
 
 
 def _check(result: pd.DataFrame, spine: pd.DataFrame, events: list[Event]) -> None:
@@ -102,19 +123,33 @@ def _check(result: pd.DataFrame, spine: pd.DataFrame, events: list[Event]) -> No
                 assert math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-9), (i, column, got, expected)
 
 
-events_strategy = st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, SPAN - 1), st.integers(-20, 20)),
-                           max_size=40, unique_by=lambda e: e[1])
-spine_strategy = st.lists(st.tuples(st.sampled_from(["a", "b", "z"]),
-                                    st.one_of(st.integers(0, SPAN + 6 * HOUR), st.integers(0, 60).map(lambda h: h * HOUR))),
-                          min_size=1, max_size=12)
+events_strategy = st.lists(
+    st.tuples(st.sampled_from(["a", "b"]), st.integers(0, SPAN - 1), st.integers(-20, 20)),
+    max_size=40,
+    unique_by=lambda e: e[1],
+)
+spine_strategy = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "z"]),
+        st.one_of(st.integers(0, SPAN + 6 * HOUR), st.integers(0, 60).map(lambda h: h * HOUR)),
+    ),
+    min_size=1,
+    max_size=12,
+)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events=events_strategy, rows=spine_strategy)
-def test_batch_views_in_training_sets_match_the_oracle_computed_or_materialized(events: list[Event],
-                                                                                rows: list[tuple[str, int]]) -> None:
-    spine = pd.DataFrame({"user_id": [u for u, _ in rows],
-                          "at": pd.to_datetime([T0 + t for _, t in rows], unit="ms", utc=True), "label": range(len(rows))})
+def test_batch_views_in_training_sets_match_the_oracle_computed_or_materialized(
+    events: list[Event], rows: list[tuple[str, int]]
+) -> None:
+    spine = pd.DataFrame(
+        {
+            "user_id": [u for u, _ in rows],
+            "at": pd.to_datetime([T0 + t for _, t in rows], unit="ms", utc=True),
+            "label": range(len(rows)),
+        }
+    )
     with tempfile.TemporaryDirectory() as tmp:
         root, data = Path(tmp) / "offline", Path(tmp) / "data"
         _write(data, events)
@@ -138,15 +173,28 @@ def test_a_development_workspace_computes_from_the_sources(tmp_path: Path) -> No
     result = get_features_for_events(spec, "svc", spine, tmp_path / "offline", offline_data={})
     assert result["spend__amount_sum_3h_1h"].tolist() == [3.0]
     with pytest.raises(InvalidRequestError, match="development workspace"):
-        materialize_view("unused:9092", tmp_path / "offline", spec, "spend", datetime(2024, 5, 1, tzinfo=UTC),
-                         datetime(2024, 5, 2, tzinfo=UTC), online=False, offline=True)
+        materialize_view(
+            "unused:9092",
+            tmp_path / "offline",
+            spec,
+            "spend",
+            datetime(2024, 5, 1, tzinfo=UTC),
+            datetime(2024, 5, 2, tzinfo=UTC),
+            online=False,
+            offline=True,
+        )
 
 
 def test_get_features_in_range_of_a_batch_view(tmp_path: Path) -> None:
     _write(tmp_path / "data", [("a", HOUR, 3), ("a", 3 * HOUR, 4)])
     open_store(tmp_path / "offline")
-    frame = get_features_in_range(_spec(tmp_path / "data"), "last_amount", datetime(2024, 5, 1, tzinfo=UTC),
-                                  datetime(2024, 5, 2, tzinfo=UTC), tmp_path / "offline")
+    frame = get_features_in_range(
+        _spec(tmp_path / "data"),
+        "last_amount",
+        datetime(2024, 5, 1, tzinfo=UTC),
+        datetime(2024, 5, 2, tzinfo=UTC),
+        tmp_path / "offline",
+    )
     values = frame["amount"].tolist()
     assert pd.isna(values[0]) and values[1:3] == [3.0, 4.0] and pd.isna(values[3])  # null again past the ttl
     assert frame["_valid_from"].iloc[1] == pd.Timestamp(T0 + HOUR + 1, unit="ms", tz="UTC")
@@ -162,9 +210,15 @@ history = StreamSource(
 )
 
 
-@stream_feature_view(source=history, entities=[user], mode="pandas",
-                     features=[Aggregate(function="sum", time_window=timedelta(days=3), input_column=Field("amount", Float64)),
-                               Aggregate(function="count", time_window=timedelta(days=3), input_column=Field("amount", Float64))])
+@stream_feature_view(
+    source=history,
+    entities=[user],
+    mode="pandas",
+    features=[
+        Aggregate(function="sum", time_window=timedelta(days=3), input_column=Field("amount", Float64)),
+        Aggregate(function="count", time_window=timedelta(days=3), input_column=Field("amount", Float64)),
+    ],
+)
 def click_spend(clicks):  # type: ignore[no-untyped-def]
     return clicks
 
@@ -180,14 +234,24 @@ def test_stream_history_files_supply_only_events_older_than_the_store(tmp_path: 
     store_events = [("a", T0 + h * HOUR, float(h)) for h in range(10, 30)]
     folder = tmp_path / "history"
     folder.mkdir()
-    pd.DataFrame({"user_id": [e[0] for e in file_events], "amount": [e[2] for e in file_events],
-                  "ts": pd.to_datetime([e[1] for e in file_events], unit="ms", utc=True)}).to_parquet(folder / "h.parquet")
+    pd.DataFrame(
+        {
+            "user_id": [e[0] for e in file_events],
+            "amount": [e[2] for e in file_events],
+            "ts": pd.to_datetime([e[1] for e in file_events], unit="ms", utc=True),
+        }
+    ).to_parquet(folder / "h.parquet")
     source = dataclasses.replace(STREAM.stream_sources[0], batch_config=FileConfigSpec(str(folder), "parquet", None))
     spec = dataclasses.replace(STREAM, stream_sources=(source,))
     root = tmp_path / "offline"
     open_store(root)
-    frame = pd.DataFrame({"user_id": [e[0] for e in store_events], "amount": [e[2] for e in store_events],
-                          "ts": pd.to_datetime([e[1] for e in store_events], unit="ms", utc=True)})
+    frame = pd.DataFrame(
+        {
+            "user_id": [e[0] for e in store_events],
+            "amount": [e[2] for e in store_events],
+            "ts": pd.to_datetime([e[1] for e in store_events], unit="ms", utc=True),
+        }
+    )
     write_partition(root, "w", source, "clicks", 0, frame, np.arange(len(frame)))
     times = [T0 + 5 * HOUR, cut, T0 + 15 * HOUR, T0 + 40 * HOUR]
     spine = pd.DataFrame({"user_id": ["a"] * len(times), "at": pd.to_datetime(times, unit="ms", utc=True)})
@@ -203,10 +267,27 @@ def test_a_cancelled_materialization_stops_between_chunks(tmp_path: Path) -> Non
     _write(tmp_path / "data", [("a", HOUR, 3), ("a", 30 * HOUR, 4)])
     spec = _spec(tmp_path / "data")
     calls: list[float] = []
-    result = materialize_view("unused:9092", tmp_path / "offline", spec, "last_amount", datetime(2024, 5, 1, tzinfo=UTC),
-                              datetime(2024, 5, 3, tzinfo=UTC), online=False, offline=True, progress=calls.append,
-                              cancelled=lambda: len(calls) > 1)  # after the first of two day-long chunks
+    result = materialize_view(
+        "unused:9092",
+        tmp_path / "offline",
+        spec,
+        "last_amount",
+        datetime(2024, 5, 1, tzinfo=UTC),
+        datetime(2024, 5, 3, tzinfo=UTC),
+        online=False,
+        offline=True,
+        progress=calls.append,
+        cancelled=lambda: len(calls) > 1,
+    )  # after the first of two day-long chunks
     assert result.cancelled and result.rows_written == 1 and calls == [0.0, 0.5]
     with pytest.raises(InvalidRequestError, match="materialize at least one of online or offline"):
-        materialize_view("unused:9092", tmp_path / "offline", spec, "last_amount", datetime(2024, 5, 1, tzinfo=UTC),
-                         datetime(2024, 5, 3, tzinfo=UTC), online=False, offline=False)
+        materialize_view(
+            "unused:9092",
+            tmp_path / "offline",
+            spec,
+            "last_amount",
+            datetime(2024, 5, 1, tzinfo=UTC),
+            datetime(2024, 5, 3, tzinfo=UTC),
+            online=False,
+            offline=False,
+        )

@@ -47,24 +47,32 @@ def _running_count(clicks):  # type: ignore[no-untyped-def]
 
 
 def _view(unfiltered: bool):  # type: ignore[no-untyped-def]
-    return batch_feature_view(name="nth", sources=[clicks.unfiltered() if unfiltered else clicks], entities=[user],
-                              mode="pandas", offline=True, ttl=timedelta(days=30),
-                              features=[Attribute("n", Int64)])(_running_count)
+    return batch_feature_view(
+        name="nth",
+        sources=[clicks.unfiltered() if unfiltered else clicks],
+        entities=[user],
+        mode="pandas",
+        offline=True,
+        ttl=timedelta(days=30),
+        features=[Attribute("n", Int64)],
+    )(_running_count)
 
 
 def _spec(folder: Path, unfiltered: bool) -> WorkspaceSpec:
     folder.mkdir(parents=True, exist_ok=True)
     stamps = [T0 + h * HOUR for h in range(10)]
-    pd.DataFrame({"user_id": ["a"] * 10, "amount": [1.0] * 10,
-                  "ts": pd.to_datetime(stamps, unit="ms", utc=True)}).to_parquet(folder / "clicks.parquet")
+    pd.DataFrame(
+        {"user_id": ["a"] * 10, "amount": [1.0] * 10, "ts": pd.to_datetime(stamps, unit="ms", utc=True)}
+    ).to_parquet(folder / "clicks.parquet")
     spec = compile_workspace("w", [user, _view(unfiltered)])
     source = dataclasses.replace(spec.stream_sources[0], batch_config=FileConfigSpec(str(folder), "parquet", None))
     return dataclasses.replace(spec, stream_sources=(source,))
 
 
 @pytest.mark.parametrize(("unfiltered", "expected"), [(True, [7, 8, 9]), (False, [1, 2, 3])])
-def test_an_unfiltered_stream_source_gives_the_whole_history(tmp_path: Path, unfiltered: bool,
-                                                             expected: list[int]) -> None:
+def test_an_unfiltered_stream_source_gives_the_whole_history(
+    tmp_path: Path, unfiltered: bool, expected: list[int]
+) -> None:
     spec = _spec(tmp_path / "clicks", unfiltered)
     view = spec.batch_view("nth")
     assert view.unfiltered_sources == (("clicks",) if unfiltered else ())
@@ -80,16 +88,31 @@ def test_a_stream_view_over_an_unfiltered_source_is_the_same_view() -> None:
         return clicks
 
     def build(source: object) -> WorkspaceSpec:
-        view = stream_feature_view(name="spend", source=source, entities=[user], mode="pandas",  # type: ignore[arg-type]
-                                   ttl=timedelta(days=1), features=[Attribute("amount", Float64)])(spend)
+        view = stream_feature_view(
+            name="spend",
+            source=source,
+            entities=[user],
+            mode="pandas",  # type: ignore[arg-type]
+            ttl=timedelta(days=1),
+            features=[Attribute("amount", Float64)],
+        )(spend)
         return compile_workspace("w", [view])
 
     assert build(clicks.unfiltered()) == build(clicks)
 
 
 def test_an_unfiltered_stream_source_without_history_is_refused() -> None:
-    bare = StreamSource(name="bare", schema=[Field("user_id", String), Field("ts", Timestamp)],
-                        stream_config=KafkaConfig(topics="bare", timestamp_field="ts"))
+    bare = StreamSource(
+        name="bare",
+        schema=[Field("user_id", String), Field("ts", Timestamp)],
+        stream_config=KafkaConfig(topics="bare", timestamp_field="ts"),
+    )
     with pytest.raises(DefinitionError, match="has no batch_config"):
-        batch_feature_view(name="v", sources=[bare.unfiltered()], entities=[user], mode="pandas", ttl=timedelta(days=1),
-                           features=[Attribute("user_id", String)])(lambda bare: bare)
+        batch_feature_view(
+            name="v",
+            sources=[bare.unfiltered()],
+            entities=[user],
+            mode="pandas",
+            ttl=timedelta(days=1),
+            features=[Attribute("user_id", String)],
+        )(lambda bare: bare)

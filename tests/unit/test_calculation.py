@@ -22,8 +22,15 @@ from featurebus.streams.calculation_eval import (
 )
 
 SCHEMA = {
-    "r.i": "int64", "r.j": "int32", "r.f": "float64", "r.g": "float32", "r.b": "bool", "r.s": "string",
-    "fv.count": "int64", "context.request_timestamp": "timestamp", "r.t": "timestamp",
+    "r.i": "int64",
+    "r.j": "int32",
+    "r.f": "float64",
+    "r.g": "float32",
+    "r.b": "bool",
+    "r.s": "string",
+    "fv.count": "int64",
+    "context.request_timestamp": "timestamp",
+    "r.t": "timestamp",
 }
 
 
@@ -36,13 +43,30 @@ def evaluate(expr: str, **row: Any) -> Any:
 @pytest.mark.parametrize(
     ("expr", "dtype"),
     [
-        ("1", "int64"), ("1.5", "float64"), (".5e1", "float64"), ("2E3", "float64"), ("'x'", "string"),
-        ("TRUE", "bool"), ("r.i + r.j", "int64"), ("r.j + r.j", "int32"), ("r.j * r.g", "float32"),
-        ("r.i + r.g", "float32"), ("r.f + r.g", "float64"), ("r.i / r.i", "float64"), ("-r.j", "int32"),
-        ("+r.g", "float32"), ("r.s = 'a'", "bool"), ("r.i < r.f", "bool"), ("NOT r.b", "bool"),
-        ("r.b AND r.i", "bool"), ("COALESCE(r.i, fv.count, 0)", "int64"), ("COALESCE(r.s)", "string"),
-        ("CASE WHEN r.b THEN r.j ELSE r.f END", "float64"), ("CASE WHEN r.i THEN 's' END", "string"),
-        ("context.request_timestamp > r.t", "bool"), ('"r.i" * 2', "int64"),
+        ("1", "int64"),
+        ("1.5", "float64"),
+        (".5e1", "float64"),
+        ("2E3", "float64"),
+        ("'x'", "string"),
+        ("TRUE", "bool"),
+        ("r.i + r.j", "int64"),
+        ("r.j + r.j", "int32"),
+        ("r.j * r.g", "float32"),
+        ("r.i + r.g", "float32"),
+        ("r.f + r.g", "float64"),
+        ("r.i / r.i", "float64"),
+        ("-r.j", "int32"),
+        ("+r.g", "float32"),
+        ("r.s = 'a'", "bool"),
+        ("r.i < r.f", "bool"),
+        ("NOT r.b", "bool"),
+        ("r.b AND r.i", "bool"),
+        ("COALESCE(r.i, fv.count, 0)", "int64"),
+        ("COALESCE(r.s)", "string"),
+        ("CASE WHEN r.b THEN r.j ELSE r.f END", "float64"),
+        ("CASE WHEN r.i THEN 's' END", "string"),
+        ("context.request_timestamp > r.t", "bool"),
+        ('"r.i" * 2', "int64"),
         ("DATEDIFF('Days', r.t, context.request_timestamp) + 1", "int64"),
         ("coalesce(r.i, 1) + case when r.b then 1 else 2 end", "int64"),
     ],
@@ -54,11 +78,25 @@ def test_types_follow_tecton(expr: str, dtype: str) -> None:
 @pytest.mark.parametrize(
     ("expr", "expected"),
     [
-        ("1 + 2 * 3", 7), ("(1 + 2) * 3", 9), ("10 - 4 - 3", 3), ("12 / 4 / 3", 1.0), ("2 * 3 / 4", 1.5),
-        ("1 + 1 = 2", True), ("TRUE OR FALSE AND FALSE", True), ("(TRUE OR FALSE) AND FALSE", False),
-        ("NOT 1 = 2", True), ("NOT TRUE OR TRUE", True), ("-2 * 3", -6), ("- 2.5", -2.5), ("'it''s'", "it's"),
-        ("1 <> 2", True), ("2 >= 2", True), ("'b' > 'a'", True), ("CASE WHEN FALSE THEN 1 WHEN TRUE THEN 2 END", 2),
-        ("CASE WHEN 0 THEN 1 END", None), ("CASE WHEN 0.5 THEN 1 ELSE 3 END", 1),
+        ("1 + 2 * 3", 7),
+        ("(1 + 2) * 3", 9),
+        ("10 - 4 - 3", 3),
+        ("12 / 4 / 3", 1.0),
+        ("2 * 3 / 4", 1.5),
+        ("1 + 1 = 2", True),
+        ("TRUE OR FALSE AND FALSE", True),
+        ("(TRUE OR FALSE) AND FALSE", False),
+        ("NOT 1 = 2", True),
+        ("NOT TRUE OR TRUE", True),
+        ("-2 * 3", -6),
+        ("- 2.5", -2.5),
+        ("'it''s'", "it's"),
+        ("1 <> 2", True),
+        ("2 >= 2", True),
+        ("'b' > 'a'", True),
+        ("CASE WHEN FALSE THEN 1 WHEN TRUE THEN 2 END", 2),
+        ("CASE WHEN 0 THEN 1 END", None),
+        ("CASE WHEN 0.5 THEN 1 ELSE 3 END", 1),
     ],
 )
 def test_precedence_and_literals(expr: str, expected: Any) -> None:
@@ -109,7 +147,7 @@ def test_referenced_columns() -> None:
         ("CASE ELSE 1 END", "at least 1 WHEN clause"),
         ("r.s AND r.b", "AND was given a value of type string"),
         ("TRY_STRPTIME(r.s, '%Y')", "TRY_STRPTIME is not supported by featurebus yet"),
-        ("DATEDIFF(\"day\", r.t, r.t)", "requires single quotes (') not double quotes"),
+        ('DATEDIFF("day", r.t, r.t)', "requires single quotes (') not double quotes"),
         ("DATEDIFF('fortnight', r.t, r.t)", "unknown DATEDIFF part 'fortnight'"),
         ("DATEDIFF('QUARTER', r.t, r.t)", "unknown DATEDIFF part 'QUARTER'"),
         ("DATEDIFF('day', r.i, r.t)", "DATEDIFF start_date must be of type TIMESTAMP, got int64"),
@@ -217,19 +255,23 @@ def _extend(children: st.SearchStrategy[Gen]) -> st.SearchStrategy[Gen]:
                 return v
             return float(np.float32(float(v))) if dtype == "float32" else float(v)
 
-        return (f"CASE WHEN {tc} THEN {ta} ELSE {tb} END", dtype,
-                lambda row: cast(fa(row)) if _truth(fc(row)) else cast(fb(row)))
+        return (
+            f"CASE WHEN {tc} THEN {ta} ELSE {tb} END",
+            dtype,
+            lambda row: cast(fa(row)) if _truth(fc(row)) else cast(fb(row)),
+        )
 
     numeric = children.filter(lambda g: g[1] in NUMERIC)
     boolish = children.filter(lambda g: g[1] == "bool" or g[1] in NUMERIC)
-    same = st.tuples(children, children).filter(lambda p: p[0][1] == p[1][1] or
-                                                (p[0][1] in NUMERIC and p[1][1] in NUMERIC))
+    same = st.tuples(children, children).filter(
+        lambda p: p[0][1] == p[1][1] or (p[0][1] in NUMERIC and p[1][1] in NUMERIC)
+    )
     return st.one_of(
         st.tuples(numeric, st.sampled_from("+-*/"), numeric).map(arith),
         numeric.map(negate),
-        st.tuples(same, st.sampled_from(["=", "!=", "<", "<=", ">", ">="])).filter(
-            lambda p: p[0][0][1] != "bool" or p[1] in ("=", "!=")
-        ).map(lambda p: compare((p[0][0], p[1], p[0][1]))),
+        st.tuples(same, st.sampled_from(["=", "!=", "<", "<=", ">", ">="]))
+        .filter(lambda p: p[0][0][1] != "bool" or p[1] in ("=", "!="))
+        .map(lambda p: compare((p[0][0], p[1], p[0][1]))),
         st.tuples(boolish, st.sampled_from(["AND", "OR"]), boolish).map(logical),
         boolish.map(negation),
         st.tuples(children, children).filter(lambda p: p[0][1] == p[1][1]).map(coalesce),
@@ -238,14 +280,16 @@ def _extend(children: st.SearchStrategy[Gen]) -> st.SearchStrategy[Gen]:
 
 
 expressions = st.recursive(_leaf(), _extend, max_leaves=8)
-rows = st.fixed_dictionaries({
-    "r.i": st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
-    "r.j": st.one_of(st.none(), st.integers(-(2**31), 2**31 - 1)),
-    "r.f": st.one_of(st.none(), st.floats(allow_nan=False, width=64), st.sampled_from([0.0, -0.0, 1.0])),
-    "r.g": st.one_of(st.none(), st.floats(allow_nan=False, width=32)),
-    "r.b": st.one_of(st.none(), st.booleans()),
-    "r.s": st.one_of(st.none(), st.sampled_from(["a", "b", ""])),
-})
+rows = st.fixed_dictionaries(
+    {
+        "r.i": st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+        "r.j": st.one_of(st.none(), st.integers(-(2**31), 2**31 - 1)),
+        "r.f": st.one_of(st.none(), st.floats(allow_nan=False, width=64), st.sampled_from([0.0, -0.0, 1.0])),
+        "r.g": st.one_of(st.none(), st.floats(allow_nan=False, width=32)),
+        "r.b": st.one_of(st.none(), st.booleans()),
+        "r.s": st.one_of(st.none(), st.sampled_from(["a", "b", ""])),
+    }
+)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -279,8 +323,9 @@ def test_both_evaluators_agree_with_the_reference(expression: Gen, data: list[di
 
 @settings(max_examples=60, deadline=None)
 @given(
-    part=st.sampled_from(["us", "ms", "sec", "minute", "h", "day", "w", "month", "quarter", "year", "decade",
-                          "century", "millennium"]),
+    part=st.sampled_from(
+        ["us", "ms", "sec", "minute", "h", "day", "w", "month", "quarter", "year", "decade", "century", "millennium"]
+    ),
     pairs=st.lists(st.tuples(st.integers(-(2**62), 2**62), st.integers(-(10**17), 10**17)), min_size=1, max_size=8),
 )
 def test_datediff_agrees_with_duckdb(part: str, pairs: list[tuple[int, int]]) -> None:
@@ -294,11 +339,18 @@ def test_datediff_agrees_with_duckdb(part: str, pairs: list[tuple[int, int]]) ->
     schema = {"a": "timestamp", "b": "timestamp"}
     node = parse_calculation(f"DATEDIFF('{part}', a, b)", schema)
     with duckdb.connect() as con:
-        expected = [con.execute(f"SELECT date_diff('{DATE_PARTS.get(part, part)}', make_timestamp(?), make_timestamp(?))",
-                                [a // 1000, b // 1000]).fetchone()[0] for a, b in pairs]  # type: ignore[index]
+        expected = [
+            con.execute(
+                f"SELECT date_diff('{DATE_PARTS.get(part, part)}', make_timestamp(?), make_timestamp(?))",
+                [a // 1000, b // 1000],
+            ).fetchone()[0]
+            for a, b in pairs
+        ]  # type: ignore[index]
     per_row = row_evaluator(node)
     assert [per_row({"a": a, "b": b}) for a, b in pairs] == expected
-    columns = {"a": (np.array([a for a, _ in pairs]), np.zeros(len(pairs), dtype=bool)),
-               "b": (np.array([b for _, b in pairs]), np.zeros(len(pairs), dtype=bool))}
+    columns = {
+        "a": (np.array([a for a, _ in pairs]), np.zeros(len(pairs), dtype=bool)),
+        "b": (np.array([b for _, b in pairs]), np.zeros(len(pairs), dtype=bool)),
+    }
     values, nulls = column_evaluator(node)(columns, len(pairs))
     assert values.tolist() == expected and not nulls.any()

@@ -51,8 +51,12 @@ ENDPOINTS = [
     Endpoint("POST", "/v1/workspaces/a/plan", Role.EDITOR, lambda _: {"spec": spec_json("a", feature_services=())}),
     Endpoint("POST", "/v1/workspaces/a/apply", Role.EDITOR, _shorter),
     Endpoint("POST", "/v1/workspaces/a/rollback", Role.EDITOR, lambda _: {"version": 1, "base_version": 1}),
-    Endpoint("POST", "/v1/workspaces/a/jobs", Role.OPERATOR,
-             lambda _: {"view": "user_spending", "start_ms": 0, "end_ms": 1000}),
+    Endpoint(
+        "POST",
+        "/v1/workspaces/a/jobs",
+        Role.OPERATOR,
+        lambda _: {"view": "user_spending", "start_ms": 0, "end_ms": 1000},
+    ),
     Endpoint("POST", "/v1/workspaces/a/jobs/compact", Role.OPERATOR),
     Endpoint("POST", "/v1/workspaces/a/jobs/{job}/cancel", Role.OPERATOR),
     Endpoint("POST", "/v1/workspaces/a/jobs/{job}/retry", Role.OPERATOR),
@@ -98,8 +102,11 @@ def test_each_endpoint_is_allowed_exactly_when_the_role_permits(endpoint: Endpoi
 
 # The same endpoints of workspace "b", where every p-* principal holds no role.
 @pytest.mark.parametrize("principal", [p for p in ROLE_OF if p.startswith("p-")])
-@pytest.mark.parametrize("endpoint", [e for e in ENDPOINTS if e.needs != ADMIN_ONLY and "/workspaces/a" in e.path],
-                         ids=lambda e: f"{e.method} {e.path}")
+@pytest.mark.parametrize(
+    "endpoint",
+    [e for e in ENDPOINTS if e.needs != ADMIN_ONLY and "/workspaces/a" in e.path],
+    ids=lambda e: f"{e.method} {e.path}",
+)
 def test_a_role_in_one_workspace_gives_nothing_in_another(endpoint: Endpoint, principal: str) -> None:
     fixture = control_fixture()
     moved = dataclasses.replace(endpoint, path=endpoint.path.replace("/workspaces/a", "/workspaces/b"))
@@ -122,8 +129,12 @@ def test_unknown_revoked_and_missing_keys_are_401_and_audited() -> None:
 
 def test_a_consumer_key_serves_but_cannot_apply() -> None:
     fixture = control_fixture()
-    assert fixture.client.post("/v1/workspaces/a/apply", json=_shorter(fixture),
-                               headers=fixture.auth("p-consumer")).status_code == 403
+    assert (
+        fixture.client.post(
+            "/v1/workspaces/a/apply", json=_shorter(fixture), headers=fixture.auth("p-consumer")
+        ).status_code
+        == 403
+    )
     store = MemoryStore()
     spec = fixture.registry.get("a")
     assert spec is not None
@@ -131,8 +142,14 @@ def test_a_consumer_key_serves_but_cannot_apply() -> None:
     view = fixture.plane.guard.access.view  # serving holds the same records, fed from the topic
     serving = TestClient(create_app(FeatureServer(lambda: {"a": spec}, store, Clock(BASE + 3_600_000)), view))
     body = {"params": {"workspaceName": "a", "featureServiceName": "spending", "joinKeyMap": {"user_id": "alice"}}}
-    assert serving.post("/api/v1/feature-service/get-features", json=body, headers=fixture.auth("p-consumer")).status_code == 200
-    assert serving.post("/api/v1/feature-service/get-features", json=body, headers=fixture.auth("p-viewer")).status_code == 403
+    assert (
+        serving.post("/api/v1/feature-service/get-features", json=body, headers=fixture.auth("p-consumer")).status_code
+        == 200
+    )
+    assert (
+        serving.post("/api/v1/feature-service/get-features", json=body, headers=fixture.auth("p-viewer")).status_code
+        == 403
+    )
 
 
 def test_apply_then_log_shows_who_applied_and_a_stale_plan_gets_409() -> None:
@@ -140,14 +157,16 @@ def test_apply_then_log_shows_who_applied_and_a_stale_plan_gets_409() -> None:
     applied = fixture.client.post("/v1/workspaces/a/apply", json=_shorter(fixture), headers=fixture.auth("p-editor"))
     assert applied.status_code == 200, applied.text
     assert applied.json()["version"] == 2 and applied.json()["plan"]["summary"]["delete"] == 1
-    stale = fixture.client.post("/v1/workspaces/a/apply", json={"spec": spec_json("a"), "base_version": 1},
-                                headers=fixture.auth("p-owner"))
+    stale = fixture.client.post(
+        "/v1/workspaces/a/apply", json={"spec": spec_json("a"), "base_version": 1}, headers=fixture.auth("p-owner")
+    )
     assert stale.status_code == 409
     assert stale.json()["currentVersion"] == 2 and "v2" in stale.json()["message"]
     log = fixture.client.get("/v1/workspaces/a/log", headers=fixture.auth("p-viewer")).json()
     assert [(row["version"], row["appliedBy"]) for row in log] == [(1, ""), (2, "p-editor")]
-    rolled = fixture.client.post("/v1/workspaces/a/rollback", json={"version": 1, "base_version": 2},
-                                 headers=fixture.auth("p-owner"))
+    rolled = fixture.client.post(
+        "/v1/workspaces/a/rollback", json={"version": 1, "base_version": 2}, headers=fixture.auth("p-owner")
+    )
     assert rolled.status_code == 200 and rolled.json()["version"] == 3
     assert fixture.registry.get("a") is not None and fixture.registry.get("a").feature_services  # type: ignore[union-attr]
 
@@ -165,9 +184,10 @@ def test_two_concurrent_applies_exactly_one_wins_and_the_audit_log_has_both() ->
         except ConflictError as exc:
             outcomes[principal] = f"409 at v{exc.current_version}"
 
-    threads = [threading.Thread(target=apply, args=("p-editor", spec_json("a", feature_services=()))),
-               threading.Thread(target=apply, args=("p-owner", spec_json("a", stream_feature_views=(),
-                                                                         feature_services=())))]
+    threads = [
+        threading.Thread(target=apply, args=("p-editor", spec_json("a", feature_services=()))),
+        threading.Thread(target=apply, args=("p-owner", spec_json("a", stream_feature_views=(), feature_services=()))),
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -175,7 +195,8 @@ def test_two_concurrent_applies_exactly_one_wins_and_the_audit_log_has_both() ->
     assert sorted(outcomes.values()) == ["409 at v2", "applied"]
     records = [r for r in fixture.plane.guard.audit.records() if r.action == "apply"]
     assert sorted((r.principal, r.outcome.value) for r in records) == sorted(
-        (p, "ok" if o == "applied" else "failed") for p, o in outcomes.items())
+        (p, "ok" if o == "applied" else "failed") for p, o in outcomes.items()
+    )
     assert fixture.registry.get("a").version == 2  # type: ignore[union-attr]
 
 
@@ -183,28 +204,41 @@ def test_prevent_destroy_is_kept_by_the_server() -> None:
     fixture = control_fixture()
     spec = spec_json("a")
     spec["stream_feature_views"][0]["prevent_destroy"] = True
-    first = fixture.client.post("/v1/workspaces/a/apply", json={"spec": spec, "base_version": 1},
-                                headers=fixture.auth("p-editor"))
+    first = fixture.client.post(
+        "/v1/workspaces/a/apply", json={"spec": spec, "base_version": 1}, headers=fixture.auth("p-editor")
+    )
     assert first.status_code == 200, first.text
-    refused = fixture.client.post("/v1/workspaces/a/apply", json={"spec": spec_json("a", stream_feature_views=(),
-                                                                                     feature_services=()),
-                                                                   "base_version": 2}, headers=fixture.auth("p-editor"))
+    refused = fixture.client.post(
+        "/v1/workspaces/a/apply",
+        json={"spec": spec_json("a", stream_feature_views=(), feature_services=()), "base_version": 2},
+        headers=fixture.auth("p-editor"),
+    )
     assert refused.status_code == 400 and "prevent_destroy" in refused.json()["message"]
 
 
 def test_principals_keys_and_roles_round_trip_through_the_api() -> None:
     fixture = control_fixture()
     admin = fixture.auth("admin")
-    assert fixture.client.post("/v1/principals", json={"name": "alice", "kind": "user"}, headers=admin).status_code == 201
-    created = fixture.client.post("/v1/keys", json={"principal": "alice", "expires_at_ms": 4_102_444_800_000},
-                                  headers=admin).json()
+    assert (
+        fixture.client.post("/v1/principals", json={"name": "alice", "kind": "user"}, headers=admin).status_code == 201
+    )
+    created = fixture.client.post(
+        "/v1/keys", json={"principal": "alice", "expires_at_ms": 4_102_444_800_000}, headers=admin
+    ).json()
     alice = {"Authorization": f"Tecton-key {created['secret']}"}
     assert fixture.client.get("/v1/workspaces/a", headers=alice).status_code == 403
-    assert fixture.client.put("/v1/roles", json={"principal": "alice", "workspace": "a", "role": "viewer"},
-                              headers=fixture.auth("p-owner")).status_code == 200
+    assert (
+        fixture.client.put(
+            "/v1/roles",
+            json={"principal": "alice", "workspace": "a", "role": "viewer"},
+            headers=fixture.auth("p-owner"),
+        ).status_code
+        == 200
+    )
     assert fixture.client.get("/v1/workspaces/a", headers=alice).status_code == 200
     assert fixture.client.get("/v1/roles?principal=alice", headers=alice).json() == [
-        {"principal": "alice", "workspace": "a", "role": "viewer"}]
+        {"principal": "alice", "workspace": "a", "role": "viewer"}
+    ]
     listed = fixture.client.get("/v1/keys", headers=admin).json()
     assert created["secret"] not in str(listed) and created["keyId"] in str(listed)
     assert fixture.client.get("/v1/workspaces", headers=alice).json()[0]["name"] == "a"

@@ -35,14 +35,17 @@ def _closed_port() -> str:
 
 def test_lineage_follows_sources_views_and_services(fraud: WorkspaceSpec) -> None:
     assert lineage(fraud, "stream_source", "transactions") == {
-        "sources": ["transactions"], "entities": ["merchant", "user"],
+        "sources": ["transactions"],
+        "entities": ["merchant", "user"],
         "feature_views": ["merchant_online_volume", "transaction_vs_history", "user_transaction_stats"],
         "feature_services": ["fraud_detection", "fraud_scoring", "user_spending"],
     }
     # A realtime view reaches back to the stream views it reads, and their sources.
     assert lineage(fraud, "realtime_feature_view", "transaction_vs_history")["sources"] == ["transactions"]
     assert lineage(fraud, "feature_service", "user_spending") == {
-        "sources": ["transactions"], "entities": ["user"], "feature_views": ["user_transaction_stats"],
+        "sources": ["transactions"],
+        "entities": ["user"],
+        "feature_views": ["user_transaction_stats"],
         "feature_services": ["user_spending"],
     }
     assert lineage(fraud, "entity", "merchant")["feature_views"] == ["merchant_online_volume"]
@@ -52,8 +55,13 @@ def test_find_object_names_what_exists_and_asks_for_a_kind_when_ambiguous(fraud:
     assert find_object(fraud, "user")[0] == "entity"
     with pytest.raises(NotFoundError, match=r"no object named 'nope'.*user_spending"):
         find_object(fraud, "nope")
-    twin = dataclasses.replace(fraud, stream_feature_views=(
-        *fraud.stream_feature_views, dataclasses.replace(fraud.stream_feature_views[0], name="user")))
+    twin = dataclasses.replace(
+        fraud,
+        stream_feature_views=(
+            *fraud.stream_feature_views,
+            dataclasses.replace(fraud.stream_feature_views[0], name="user"),
+        ),
+    )
     with pytest.raises(NotFoundError, match="pass --kind"):
         find_object(twin, "user")
     assert find_object(twin, "user", "stream_feature_view")[0] == "stream_feature_view"
@@ -63,17 +71,30 @@ def test_document_carries_spec_metadata_lineage_and_materialization(fraud: Works
     kind, view = find_object(fraud, "user_transaction_stats")
     view = dataclasses.replace(view, owner="fraud-team", tags=(("tier", "gold"),), prevent_destroy=True)
     doc = describe_document(fraud, kind, view, None, "applied")
-    assert doc["metadata"] == {"description": view.description, "owner": "fraud-team", "tags": {"tier": "gold"},
-                               "prevent_destroy": True}
+    assert doc["metadata"] == {
+        "description": view.description,
+        "owner": "fraud-team",
+        "tags": {"tier": "gold"},
+        "prevent_destroy": True,
+    }
     assert doc["spec"]["aggregations"][0]["name"] == "amount_count_10m_continuous"
-    assert doc["materialization"] == {"online": True, "offline": True,
-                                      "feature_topic": "featurebus.ws.features.user_transaction_stats"}
+    assert doc["materialization"] == {
+        "online": True,
+        "offline": True,
+        "feature_topic": "featurebus.ws.features.user_transaction_stats",
+    }
     json.dumps(doc)  # JSON-ready as it is
     text = render_description(doc)
-    for expected in ("stream_feature_view user_transaction_stats", "owner: fraud-team", "tags: tier=gold",
-                     "prevent_destroy: True", "sources [transactions] -> views [transaction_vs_history, "
-                     "user_transaction_stats] -> services [fraud_detection, fraud_scoring, user_spending]", "| def user_transaction_stats(transactions):",
-                     "feature topic: featurebus.ws.features.user_transaction_stats"):
+    for expected in (
+        "stream_feature_view user_transaction_stats",
+        "owner: fraud-team",
+        "tags: tier=gold",
+        "prevent_destroy: True",
+        "sources [transactions] -> views [transaction_vs_history, "
+        "user_transaction_stats] -> services [fraud_detection, fraud_scoring, user_spending]",
+        "| def user_transaction_stats(transactions):",
+        "feature topic: featurebus.ws.features.user_transaction_stats",
+    ):
         assert expected in text, text
 
 
@@ -109,8 +130,10 @@ def test_dropped_events_are_read_from_the_committed_metadata() -> None:
     from featurebus.describe import dropped_partitions
     from featurebus.schemas.materialization import CommitMetadata
 
-    committed = [TopicPartition("t", 0, 5, metadata=CommitMetadata(1, {}, (3, 1)).encode()),
-                 TopicPartition("t", 1, 5, metadata=CommitMetadata(1, {}).encode())]
+    committed = [
+        TopicPartition("t", 0, 5, metadata=CommitMetadata(1, {}, (3, 1)).encode()),
+        TopicPartition("t", 1, 5, metadata=CommitMetadata(1, {}).encode()),
+    ]
     assert dropped_partitions(committed) == ("t[0]: 3 late, 1 ahead of their record time",)
     assert CommitMetadata.decode(committed[1].metadata, 0).dropped == (0, 0)
 
@@ -140,16 +163,32 @@ def test_metadata_round_trips_and_is_shown_when_created(tmp_path: Path) -> None:
 
 def test_prevent_destroy_blocks_deletes_and_invalidating_updates(fraud: WorkspaceSpec) -> None:
     view = fraud.view("user_transaction_stats")
-    protected = dataclasses.replace(fraud, stream_feature_views=tuple(
-        dataclasses.replace(v, prevent_destroy=True) if v.name == view.name else v for v in fraud.stream_feature_views))
-    without = dataclasses.replace(protected, stream_feature_views=tuple(
-        v for v in protected.stream_feature_views if v.name != view.name), feature_services=())
-    with pytest.raises(DefinitionError, match=r"user_transaction_stats' has prevent_destroy=True.*delete it.*"
-                                              r"prevent_destroy=False"):
+    protected = dataclasses.replace(
+        fraud,
+        stream_feature_views=tuple(
+            dataclasses.replace(v, prevent_destroy=True) if v.name == view.name else v
+            for v in fraud.stream_feature_views
+        ),
+    )
+    without = dataclasses.replace(
+        protected,
+        stream_feature_views=tuple(v for v in protected.stream_feature_views if v.name != view.name),
+        feature_services=(),
+    )
+    with pytest.raises(
+        DefinitionError,
+        match=r"user_transaction_stats' has prevent_destroy=True.*delete it.*"
+        r"prevent_destroy=False",
+    ):
         plan(protected, without)
-    shorter = dataclasses.replace(protected, stream_feature_views=tuple(
-        dataclasses.replace(v, aggregations=v.aggregations[:1]) if v.name == view.name else v
-        for v in protected.stream_feature_views), feature_services=())
+    shorter = dataclasses.replace(
+        protected,
+        stream_feature_views=tuple(
+            dataclasses.replace(v, aggregations=v.aggregations[:1]) if v.name == view.name else v
+            for v in protected.stream_feature_views
+        ),
+        feature_services=(),
+    )
     with pytest.raises(DefinitionError, match="invalidate its materialized features"):
         plan(protected, shorter)
     # The way out: lifting the flag is harmless (no rematerialization), then the delete plans.
@@ -158,8 +197,12 @@ def test_prevent_destroy_blocks_deletes_and_invalidating_updates(fraud: Workspac
     assert not any(c.rematerialize for c in step.changes)
     assert plan(lifted, without).summary()["delete"] >= 1
     # Metadata-only edits of a protected object are fine.
-    described = dataclasses.replace(protected, stream_feature_views=tuple(
-        dataclasses.replace(v, description="new words", tags=(("a", "b"),)) for v in protected.stream_feature_views))
+    described = dataclasses.replace(
+        protected,
+        stream_feature_views=tuple(
+            dataclasses.replace(v, description="new words", tags=(("a", "b"),)) for v in protected.stream_feature_views
+        ),
+    )
     assert plan(protected, described).summary()["update"] >= 1
 
 
@@ -168,11 +211,13 @@ def test_repository_root_is_the_nearest_marked_parent_and_tests_are_skipped(tmp_
     (tmp_path / "shared").mkdir()
     (tmp_path / "shared" / "entities.py").write_text(
         "from featurebus import Entity, Field\nfrom featurebus.types import String\n"
-        "rider = Entity(name='rider', join_keys=[Field('rider_id', String)])\n")
+        "rider = Entity(name='rider', join_keys=[Field('rider_id', String)])\n"
+    )
     (tmp_path / "features").mkdir()
     (tmp_path / "features" / "more.py").write_text(
         "from shared.entities import rider\nfrom featurebus import Entity, Field\nfrom featurebus.types import Int64\n"
-        "driver = Entity(name='driver', join_keys=[Field('driver_id', Int64)])\n")
+        "driver = Entity(name='driver', join_keys=[Field('driver_id', Int64)])\n"
+    )
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_broken.py").write_text("raise RuntimeError('tests are not definitions')\n")
     assert find_repo_root(tmp_path / "features") == tmp_path.resolve()
@@ -186,11 +231,13 @@ def test_repository_root_is_the_nearest_marked_parent_and_tests_are_skipped(tmp_
 def test_reloading_a_repository_sees_its_edits(tmp_path: Path) -> None:
     (tmp_path / "defs.py").write_text(
         "from featurebus import Entity, Field\nfrom featurebus.types import String\n"
-        "user = Entity(name='user', join_keys=[Field('user_id', String)], description='first')\n")
+        "user = Entity(name='user', join_keys=[Field('user_id', String)], description='first')\n"
+    )
     assert load_repo(tmp_path, "w").entities[0].description == "first"
     (tmp_path / "defs.py").write_text(
         "from featurebus import Entity, Field\nfrom featurebus.types import String\n"
-        "user = Entity(name='user', join_keys=[Field('user_id', String)], description='second, longer')\n")
+        "user = Entity(name='user', join_keys=[Field('user_id', String)], description='second, longer')\n"
+    )
     assert load_repo(tmp_path, "w").entities[0].description == "second, longer"
 
 

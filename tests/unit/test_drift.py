@@ -25,7 +25,8 @@ from featurebus.platform.monitoring.drift import (
 from featurebus.schemas.errors import DefinitionError
 
 samples = st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=200).map(
-    lambda xs: np.asarray(xs, dtype=np.float64))
+    lambda xs: np.asarray(xs, dtype=np.float64)
+)
 counts = st.dictionaries(st.sampled_from("abcdefg"), st.integers(0, 1000)).filter(lambda d: sum(d.values()) > 0)
 
 
@@ -102,7 +103,8 @@ def test_a_large_sample_with_a_tiny_shift_is_not_called_drift() -> None:
 def test_categorical_drift() -> None:
     reference = ["visa"] * 60 + ["amex"] * 30 + ["mc"] * 10
     assert {r.status for r in categorical_drift(reference, ["visa"] * 6 + ["amex"] * 3 + ["mc"]).values()} == {
-        DriftStatus.OK}
+        DriftStatus.OK
+    }
     moved = categorical_drift(reference, ["mc"] * 80 + ["visa"] * 20)
     assert {r.status for r in moved.values()} == {DriftStatus.DRIFTED}
 
@@ -130,22 +132,27 @@ def test_every_bucket_is_reported_and_an_empty_one_says_so() -> None:
 
 
 def test_categorical_buckets() -> None:
-    result = drift_by_bucket(["a", "b"] * 50, [(0, "a"), (1, "b"), (10, "c")], start_ms=0, end_ms=20,
-                             bucket_ms=10, categorical=True)
+    result = drift_by_bucket(
+        ["a", "b"] * 50, [(0, "a"), (1, "b"), (10, "c")], start_ms=0, end_ms=20, bucket_ms=10, categorical=True
+    )
     assert result[0][DriftMethod.JENSEN_SHANNON].status is DriftStatus.OK
     assert result[10][DriftMethod.JENSEN_SHANNON].status is DriftStatus.DRIFTED
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"bucket_ms": 0}, "positive number of milliseconds"),
-    ({"start_ms": 5}, "whole buckets"),
-    ({"end_ms": -10}, "whole buckets"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"bucket_ms": 0}, "positive number of milliseconds"),
+        ({"start_ms": 5}, "whole buckets"),
+        ({"end_ms": -10}, "whole buckets"),
+    ],
+)
 def test_bad_bucket_ranges_are_refused(kwargs: dict[str, int], message: str) -> None:
     arguments = {"start_ms": 0, "end_ms": 20, "bucket_ms": 10, **kwargs}
     with pytest.raises(DefinitionError, match=message):
-        drift_by_bucket([1.0], [], start_ms=arguments["start_ms"], end_ms=arguments["end_ms"],
-                        bucket_ms=arguments["bucket_ms"])
+        drift_by_bucket(
+            [1.0], [], start_ms=arguments["start_ms"], end_ms=arguments["end_ms"], bucket_ms=arguments["bucket_ms"]
+        )
 
 
 @pytest.mark.parametrize("changes", [{"psi": -1.0}, {"ks_p_value": 2.0}, {"js_distance": math.nan}])

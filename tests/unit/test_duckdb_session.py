@@ -32,7 +32,9 @@ def test_a_query_that_spills_writes_under_the_home(home_and_cwd: tuple[Path, Pat
         # Looked at while the connection is open: DuckDB deletes its spill files when it closes.
         spilled, in_cwd = _files(home), _files(cwd)
         # The data survived the spill: the query reads it back from disk.
-        assert con.execute("SELECT count(*), max(i), sum(length(s)) FROM t").fetchall() == [(2_000_000, 1_999_999, 64_000_000)]
+        assert con.execute("SELECT count(*), max(i), sum(length(s)) FROM t").fetchall() == [
+            (2_000_000, 1_999_999, 64_000_000)
+        ]
     assert in_cwd == [], "DuckDB spilled into the working directory"
     assert spilled, "DuckDB did not spill: the test no longer forces it"
     assert spill_root() == home / "duckdb-spill"
@@ -55,6 +57,9 @@ def test_connections_spill_into_directories_of_their_own(home_and_cwd: tuple[Pat
 
 def test_settings_reach_duckdb(home_and_cwd: tuple[Path, Path]) -> None:
     with connect(preserve_insertion_order=False, threads=1) as con:
-        settings = dict(con.execute(
-            "SELECT name, value FROM duckdb_settings() WHERE name IN ('preserve_insertion_order', 'threads')").fetchall())
+        settings = dict(
+            con.execute(
+                "SELECT name, value FROM duckdb_settings() WHERE name IN ('preserve_insertion_order', 'threads')"
+            ).fetchall()
+        )
     assert settings == {"preserve_insertion_order": "false", "threads": "1"}

@@ -69,8 +69,10 @@ def test_decode_tiles_matches_decoding_one_by_one_and_checks_versions() -> None:
     from featurebus.schemas.encoding import decode_tiles
 
     entity = encode_entity_key(["u1"])
-    items = [(store_key("v", tile_key(entity, start)), encode_partials([start, [1.5, 2], None]))
-             for start in (-5, 0, 7, 2**40)]
+    items = [
+        (store_key("v", tile_key(entity, start)), encode_partials([start, [1.5, 2], None]))
+        for start in (-5, 0, 7, 2**40)
+    ]
     assert decode_tiles(items) == [(split_tile_key(split_store_key(k)[1])[1], decode_partials(v)) for k, v in items]
     assert decode_tiles([]) == []
     with pytest.raises(StoreFormatError):

@@ -55,10 +55,13 @@ events_strategy = st.lists(
     events=events_strategy,
     cuts=st.lists(st.integers(min_value=1, max_value=10), min_size=1, max_size=8),
     interval=st.sampled_from([None, 10 * MINUTE]),
-    query_offsets=st.lists(st.integers(min_value=0, max_value=200).map(lambda m: m * MINUTE // 2), min_size=1, max_size=5),
+    query_offsets=st.lists(
+        st.integers(min_value=0, max_value=200).map(lambda m: m * MINUTE // 2), min_size=1, max_size=5
+    ),
 )
-def test_engine_matches_oracle(events: list[tuple[str, int, float | None]], cuts: list[int], interval: int | None,
-                               query_offsets: list[int]) -> None:
+def test_engine_matches_oracle(
+    events: list[tuple[str, int, float | None]], cuts: list[int], interval: int | None, query_offsets: list[int]
+) -> None:
     engine, store, _ = _engine(interval)
     records = [_record(i, u, BASE + t, a) for i, (u, t, a) in enumerate(events)]
     # Deliver in random-sized micro-batches; the watermark delay (1 h) exceeds the spread (90 min
@@ -103,10 +106,13 @@ def _all_functions_workspace(interval: int | None):  # type: ignore[no-untyped-d
     events=events_strategy,
     cuts=st.lists(st.integers(min_value=1, max_value=10), min_size=1, max_size=8),
     interval=st.sampled_from([None, 10 * MINUTE]),
-    query_offsets=st.lists(st.integers(min_value=0, max_value=200).map(lambda m: m * MINUTE // 2), min_size=1, max_size=4),
+    query_offsets=st.lists(
+        st.integers(min_value=0, max_value=200).map(lambda m: m * MINUTE // 2), min_size=1, max_size=4
+    ),
 )
-def test_every_function_matches_the_oracle(events: list[tuple[str, int, float | None]], cuts: list[int],
-                                           interval: int | None, query_offsets: list[int]) -> None:
+def test_every_function_matches_the_oracle(
+    events: list[tuple[str, int, float | None]], cuts: list[int], interval: int | None, query_offsets: list[int]
+) -> None:
     """Every aggregation function and Attribute, over float, int and string columns: ties on
     window edges (a coarse time grid), out-of-order arrival, several entities, empty windows."""
     spec = _all_functions_workspace(interval)
@@ -131,8 +137,15 @@ def test_every_function_matches_the_oracle(events: list[tuple[str, int, float | 
         for q in query_offsets:
             got = compute_values(view, tiles, BASE + q)
             for agg, value in zip(view.spec.aggregations, got, strict=True):
-                want = feature_value(accepted[agg.input_column], (user,), BASE + q, agg.function, agg.window_ms,
-                                     None if agg.attribute else interval, **oracle_params(agg))
+                want = feature_value(
+                    accepted[agg.input_column],
+                    (user,),
+                    BASE + q,
+                    agg.function,
+                    agg.window_ms,
+                    None if agg.attribute else interval,
+                    **oracle_params(agg),
+                )
                 assert matches(agg.function, value, want, agg.precision), (user, q, agg.name, value, want)
 
 
@@ -170,8 +183,10 @@ def test_tiles_are_sharded_by_source_partition_and_committed_with_the_offsets() 
         assert value is not None and partition == shard % 3  # a shard lives in one feature partition
     assert {split_tile_key(key)[2] for _, _, key, _ in sink.records} == {0, 1}
     assert sink.flushed == len(sink.records)
-    assert sink.committed == {("transactions", 0): Progress(38, BASE + 38 * 7000),
-                              ("transactions", 1): Progress(39, BASE + 39 * 7000)}
+    assert sink.committed == {
+        ("transactions", 0): Progress(38, BASE + 38 * 7000),
+        ("transactions", 1): Progress(39, BASE + 39 * 7000),
+    }
 
 
 def test_a_shard_restored_from_the_bus_continues_exactly_where_the_commit_left_it() -> None:
@@ -184,7 +199,9 @@ def test_a_shard_restored_from_the_bus_continues_exactly_where_the_commit_left_i
 
     engine.forget_partition("transactions", 1)  # the partition moved away: its shard is gone here
     assert engine.progress("transactions", 1) == Progress()
-    restored = engine.replace_shard("transactions", 1, {"user_spending": on_the_bus}, sink.committed[("transactions", 1)])
+    restored = engine.replace_shard(
+        "transactions", 1, {"user_spending": on_the_bus}, sink.committed[("transactions", 1)]
+    )
     assert restored == 5
     assert compute_values(view, _tiles(store, "user_spending", view.entity_key(["u1"])), BASE + 60_000) == before
     engine.process(first)  # a replay of applied offsets changes nothing
@@ -209,7 +226,9 @@ def test_large_integers_with_nulls_stay_exact() -> None:
     big = 12_345_678_901_234_567
     batch = decode_json_records(
         [orjson.dumps({"n": big, "ts": 1}), orjson.dumps({"n": None, "ts": 2}), orjson.dumps({"n": 1, "ts": 3})],
-        [FieldSpec("n", "int64"), FieldSpec("ts", "timestamp")], "ts")
+        [FieldSpec("n", "int64"), FieldSpec("ts", "timestamp")],
+        "ts",
+    )
     values, valid = input_column(batch.frame["n"], "int64")
     one_group = np.zeros(len(values), dtype=np.int64)
     ts = np.array([1, 2, 3])
@@ -226,13 +245,17 @@ def test_python_mode_transformations_run_per_row_and_may_drop_rows() -> None:
 
     code = "def big_only(row):\n    if row['amount'] < 10:\n        return None\n    return {**row, 'amount': row['amount'] * 2}\n"
     spec = spending_workspace()
-    view = dataclasses.replace(spec.stream_feature_views[0], transformation=TransformationSpec("python", "big_only", code))
+    view = dataclasses.replace(
+        spec.stream_feature_views[0], transformation=TransformationSpec("python", "big_only", code)
+    )
     spec = dataclasses.replace(spec, stream_feature_views=(view,))
     store = MemoryStore()
     engine = StreamEngine(spec, store, MemorySink(), lambda v: (f"features.{v}", 1))
     engine.process([_record(0, "u1", BASE, 5.0), _record(1, "u1", BASE + 1, 20.0), _record(2, "u1", BASE + 2, 30.0)])
     compiled = compile_views(spec)["user_spending"]
-    count_1m, sum_1m = compute_values(compiled, _tiles(store, "user_spending", compiled.entity_key(["u1"])), BASE + 10)[:2]
+    count_1m, sum_1m = compute_values(compiled, _tiles(store, "user_spending", compiled.entity_key(["u1"])), BASE + 10)[
+        :2
+    ]
     assert (count_1m, sum_1m) == (2, 100.0)
 
 
@@ -262,8 +285,13 @@ def _accepted(events: list[tuple[str, int, float | None, int]]) -> list[Event]:
     return accepted
 
 
-def _process_with_expiries(engine: StreamEngine, events: list[tuple[str, int, float | None, int]], cuts: list[int],
-                           expire_every: int, first_offset: int = 0) -> None:
+def _process_with_expiries(
+    engine: StreamEngine,
+    events: list[tuple[str, int, float | None, int]],
+    cuts: list[int],
+    expire_every: int,
+    first_offset: int = 0,
+) -> None:
     """Micro-batches cut as ``cuts`` says (offsets count per partition), expiring every few batches."""
     offsets: dict[int, int] = {}
     records = []
@@ -283,8 +311,12 @@ windowed_events = st.lists(
     # Six hours of events on a coarse grid (ties on every boundary) over three source partitions
     # (three shards, each with its own watermark), mostly in time order with some stragglers, so
     # that late drops, expiry and lifetime folding all happen, per shard.
-    st.tuples(st.sampled_from(["u1", "u2"]), st.integers(0, 72).map(lambda k: k * 5 * MINUTE),
-              st.one_of(st.none(), st.integers(-100, 100).map(float)), st.integers(0, 2)),
+    st.tuples(
+        st.sampled_from(["u1", "u2"]),
+        st.integers(0, 72).map(lambda k: k * 5 * MINUTE),
+        st.one_of(st.none(), st.integers(-100, 100).map(float)),
+        st.integers(0, 2),
+    ),
     max_size=50,
 ).map(lambda evs: sorted(evs, key=lambda e: e[1] + (e[1] % 7) * 10 * MINUTE))
 
@@ -296,12 +328,19 @@ windowed_events = st.lists(
     expire_every=st.integers(1, 4),
     interval=st.sampled_from([None, 10 * MINUTE]),
     query_offsets=st.lists(st.integers(0, 12).map(lambda k: k * 5 * MINUTE + k % 3), min_size=1, max_size=4),
-    stragglers=st.lists(st.tuples(st.sampled_from(["u1", "u2"]), st.integers(0, 6).map(lambda k: k * 5 * MINUTE),
-                                  st.integers(0, 2)), max_size=4),
+    stragglers=st.lists(
+        st.tuples(st.sampled_from(["u1", "u2"]), st.integers(0, 6).map(lambda k: k * 5 * MINUTE), st.integers(0, 2)),
+        max_size=4,
+    ),
 )
-def test_window_kinds_match_the_oracle_across_expiry(events: list[tuple[str, int, float | None, int]], cuts: list[int],
-                                                     expire_every: int, interval: int | None,
-                                                     query_offsets: list[int], stragglers: list[tuple[str, int, int]]) -> None:
+def test_window_kinds_match_the_oracle_across_expiry(
+    events: list[tuple[str, int, float | None, int]],
+    cuts: list[int],
+    expire_every: int,
+    interval: int | None,
+    query_offsets: list[int],
+    stragglers: list[tuple[str, int, int]],
+) -> None:
     engine, store, _ = _windowed_engine(interval)
     _process_with_expiries(engine, events, cuts, expire_every)
     if events:  # after an expiry, events up to the watermark delay old: into the eager prefixes
@@ -333,18 +372,25 @@ def test_window_kinds_match_the_oracle_across_expiry(events: list[tuple[str, int
     interval=st.sampled_from([None, 10 * MINUTE]),
     lifetime=st.booleans(),
 )
-def test_expiry_keeps_exactly_the_tiles_some_window_can_reach(times: list[int], interval: int | None,
-                                                               lifetime: bool) -> None:
+def test_expiry_keeps_exactly_the_tiles_some_window_can_reach(
+    times: list[int], interval: int | None, lifetime: bool
+) -> None:
     if lifetime:
         spec = windowed_workspace(BASE, interval, DELAY)
     else:  # the same view without its lifetime windows: nothing to fold, tiles simply expire
         spec = windowed_workspace(BASE, interval, DELAY)
         only_bounded = tuple(a for a in spec.stream_feature_views[0].aggregations if a.window_kind != "lifetime")
-        spec = dataclasses.replace(spec, stream_feature_views=(dataclasses.replace(spec.stream_feature_views[0], aggregations=only_bounded),))
+        spec = dataclasses.replace(
+            spec, stream_feature_views=(dataclasses.replace(spec.stream_feature_views[0], aggregations=only_bounded),)
+        )
     store, sink = MemoryStore(), MemorySink()
     engine = StreamEngine(spec, store, sink, lambda view: (f"features.{view}", 3))
     engine.process([_record(i, "u1", BASE + t, 1.0) for i, t in enumerate(times)])
-    before = {tile[0] for tile in _tiles(store, VIEW, compile_views(spec)[VIEW].entity_key(["u1"])) if tile[0] > EAGER_PREFIX_START_MS}
+    before = {
+        tile[0]
+        for tile in _tiles(store, VIEW, compile_views(spec)[VIEW].entity_key(["u1"]))
+        if tile[0] > EAGER_PREFIX_START_MS
+    }
     view_spec = spec.view(VIEW)
     tile = view_spec.tile_ms
     cutoff = BASE + times[-1] - retention_ms(view_spec.max_reach_ms, DELAY, interval)
@@ -354,7 +400,9 @@ def test_expiry_keeps_exactly_the_tiles_some_window_can_reach(times: list[int], 
     # Lifetime views keep a final prefix once some tile is final, and an eager one from their
     # first tile after the lifetime start on (streams/lifetime.py).
     watermark = BASE + times[-1]
-    starts = [s for s in before if lifetime and view_spec.lifetime_start_ms is not None and s >= view_spec.lifetime_start_ms]
+    starts = [
+        s for s in before if lifetime and view_spec.lifetime_start_ms is not None and s >= view_spec.lifetime_start_ms
+    ]
     final = any(s + tile <= watermark - DELAY for s in starts)
     eager = bool(starts)
     assert after == expected | ({PREFIX_START_MS} if final else set()) | ({EAGER_PREFIX_START_MS} if eager else set())
@@ -419,6 +467,7 @@ def test_served_values_follow_the_leading_edge_and_the_lifetime_prefix(interval:
 
 # -- lifetime prefixes and high watermarks per shard ---------------------------------------------
 
+
 def _on_the_bus(sink: MemorySink) -> dict[int, dict[bytes, bytes]]:
     """Feature-topic partition -> its latest records, as compaction keeps them (tombstones delete)."""
     partitions: dict[int, dict[bytes, bytes]] = {}
@@ -436,11 +485,15 @@ def _served(sink: MemorySink, spec: object, t_ms: int) -> dict[str, list[object]
 
     specs = {spec.name: spec}  # type: ignore[attr-defined]
     server = FeatureServer(lambda: specs, _online_store(sink, spec.name), lambda: t_ms)  # type: ignore[attr-defined]
-    return {user: server.get_features(spec.name, "spending", {"user_id": user})["result"]["features"]  # type: ignore[attr-defined]
-            for user in ("u1", "u2")}
+    return {
+        user: server.get_features(spec.name, "spending", {"user_id": user})["result"]["features"]  # type: ignore[attr-defined]
+        for user in ("u1", "u2")
+    }
 
 
-def _check_served(served: dict[str, list[object]], accepted: list[Event], t_ms: int, view: object, where: object) -> None:
+def _check_served(
+    served: dict[str, list[object]], accepted: list[Event], t_ms: int, view: object, where: object
+) -> None:
     for user, values in served.items():
         for agg, value in zip(view.aggregations, values, strict=True):  # type: ignore[attr-defined]
             want = value_of(accepted, (user,), t_ms, agg, view)  # type: ignore[arg-type]
@@ -453,16 +506,21 @@ def _check_served(served: dict[str, list[object]], accepted: list[Event], t_ms: 
 @settings(max_examples=40, deadline=None)
 @given(
     events=windowed_events,
-    behind=st.lists(st.tuples(st.sampled_from(["u1", "u2"]), st.integers(0, 24).map(lambda k: k * 5 * MINUTE)),
-                    max_size=8),
+    behind=st.lists(
+        st.tuples(st.sampled_from(["u1", "u2"]), st.integers(0, 24).map(lambda k: k * 5 * MINUTE)), max_size=8
+    ),
     cuts=st.lists(st.integers(min_value=1, max_value=10), min_size=1, max_size=6),
     expire_every=st.integers(1, 3),
     interval=st.sampled_from([None, 10 * MINUTE]),
     query_offsets=st.lists(st.integers(0, 12).map(lambda k: k * 5 * MINUTE + k % 3), min_size=1, max_size=3),
 )
 def test_served_lifetime_values_merge_shards_with_independent_watermarks(
-    events: list[tuple[str, int, float | None, int]], behind: list[tuple[str, int]], cuts: list[int],
-    expire_every: int, interval: int | None, query_offsets: list[int],
+    events: list[tuple[str, int, float | None, int]],
+    behind: list[tuple[str, int]],
+    cuts: list[int],
+    expire_every: int,
+    interval: int | None,
+    query_offsets: list[int],
 ) -> None:
     """Serving (prefixes first, then only the tiles from the earliest shard's covered_until on)
     against the oracle, with a fourth partition whose watermark stays hours behind the others:
@@ -496,14 +554,21 @@ def test_a_shard_restored_after_expiry_keeps_its_prefixes_and_high_watermark(edg
     _process_with_expiries(engine, first, [7], 2)
     engine.expire()
     state = {key: value for key, value in store.scan(b"", b"\xff" * 8)}
-    prefixes = [t for t in _tiles(store, VIEW, compile_views(spec)[VIEW].entity_key(["u1"])) if t[0] <= EAGER_PREFIX_START_MS]
-    assert {t[2] for t in prefixes} == {0, 1, 2} and {t[0] for t in prefixes} == {PREFIX_START_MS, EAGER_PREFIX_START_MS}
+    prefixes = [
+        t for t in _tiles(store, VIEW, compile_views(spec)[VIEW].entity_key(["u1"])) if t[0] <= EAGER_PREFIX_START_MS
+    ]
+    assert {t[2] for t in prefixes} == {0, 1, 2} and {t[0] for t in prefixes} == {
+        PREFIX_START_MS,
+        EAGER_PREFIX_START_MS,
+    }
 
     restored_store = MemoryStore()
     restored = StreamEngine(spec, restored_store, sink, lambda view: (f"features.{view}", 2))
     bus = _on_the_bus(sink)
     for partition in range(3):
-        restored.replace_shard("transactions", partition, {VIEW: bus[partition % 2]}, sink.committed[("transactions", partition)])
+        restored.replace_shard(
+            "transactions", partition, {VIEW: bus[partition % 2]}, sink.committed[("transactions", partition)]
+        )
     assert {key: value for key, value in restored_store.scan(b"", b"\xff" * 8)} == state
 
     later = [(f"u{1 + i % 2}", 5 * HOUR + i * 3 * MINUTE, 1.0, i % 3) for i in range(20)]
@@ -522,8 +587,11 @@ def test_a_shard_restored_after_expiry_keeps_its_prefixes_and_high_watermark(edg
     newest = BASE + max(t for _, t, _, _ in later)
     t_ms = newest + 1 if edge == "latest_event_time" else newest + 10 * MINUTE
     for user in ("u1", "u2"):
-        for agg, value in zip(spec.view(VIEW).aggregations,
-                              compute_values(view, _tiles(restored_store, VIEW, view.entity_key([user])), t_ms), strict=True):
+        for agg, value in zip(
+            spec.view(VIEW).aggregations,
+            compute_values(view, _tiles(restored_store, VIEW, view.entity_key([user])), t_ms),
+            strict=True,
+        ):
             assert close(value, value_of(accepted, (user,), t_ms, agg, spec.view(VIEW))), (user, agg.name)
     _check_served(_served(sink, spec, newest + 10 * MINUTE), accepted, t_ms, spec.view(VIEW), edge)
 
@@ -535,9 +603,14 @@ def test_high_watermarks_go_to_their_shards_partition_only_when_they_move() -> N
     sink = MemorySink()
     engine = StreamEngine(spec, MemoryStore(), sink, lambda view: (f"features.{view}", 2))
     engine.process([_record(0, "u1", BASE + 5, 1.0, partition=0), _record(0, "u2", BASE + 9, 1.0, partition=3)])
-    marks = [(partition, key, value) for _, partition, key, value in sink.records if high_watermark_shard(key) is not None]
+    marks = [
+        (partition, key, value) for _, partition, key, value in sink.records if high_watermark_shard(key) is not None
+    ]
     assert [(p, k) for p, k, _ in marks] == [(0, high_watermark_key(0)), (1, high_watermark_key(3))]
     assert latest_event_time(v for _, _, v in marks if v is not None) == BASE + 9
     engine.process([_record(1, "u1", BASE + 2, 1.0, partition=0)])  # older: partition 0's watermark stays
     assert [k for _, _, k, _ in sink.records if high_watermark_shard(k) is not None] == [k for _, k, _ in marks]
-    assert high_watermark_shard(b"\x00hw.") is None and high_watermark_shard(compile_views(spec)[VIEW].entity_key(["u1"])) is None
+    assert (
+        high_watermark_shard(b"\x00hw.") is None
+        and high_watermark_shard(compile_views(spec)[VIEW].entity_key(["u1"])) is None
+    )

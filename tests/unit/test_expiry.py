@@ -31,8 +31,12 @@ USERS = ["u1", "u2", "u3", "u4", "u5"]
 def _workspace(interval_ms: int | None) -> WorkspaceSpec:
     spec = windowed_workspace(BASE, interval_ms, DELAY)
     view = spec.stream_feature_views[0]
-    bounded = dataclasses.replace(view, name=BOUNDED, lifetime_start_ms=None,
-                                  aggregations=tuple(a for a in view.aggregations if a.window_kind != "lifetime"))
+    bounded = dataclasses.replace(
+        view,
+        name=BOUNDED,
+        lifetime_start_ms=None,
+        aggregations=tuple(a for a in view.aggregations if a.window_kind != "lifetime"),
+    )
     return dataclasses.replace(spec, stream_feature_views=(view, bounded))
 
 
@@ -78,8 +82,12 @@ def _step_until_done(engine: StreamEngine, max_records: int, owned: set[tuple[st
 
 events_strategy = st.lists(
     # Six hours on a coarse grid over three partitions, mostly in time order with stragglers.
-    st.tuples(st.sampled_from(USERS), st.integers(0, 72).map(lambda k: k * 5 * MINUTE),
-              st.one_of(st.none(), st.integers(-100, 100).map(float)), st.integers(0, 2)),
+    st.tuples(
+        st.sampled_from(USERS),
+        st.integers(0, 72).map(lambda k: k * 5 * MINUTE),
+        st.one_of(st.none(), st.integers(-100, 100).map(float)),
+        st.integers(0, 2),
+    ),
     max_size=80,
 ).map(lambda evs: sorted(evs, key=lambda e: e[1] + (e[1] % 7) * 10 * MINUTE))
 
@@ -93,7 +101,11 @@ events_strategy = st.lists(
     owned=st.sets(st.integers(0, 2)),
 )
 def test_a_pass_in_slices_ends_in_the_same_state_as_a_whole_pass(
-    events: list[tuple[str, int, float | None, int]], cut: int, max_records: int, interval: int | None, owned: set[int],
+    events: list[tuple[str, int, float | None, int]],
+    cut: int,
+    max_records: int,
+    interval: int | None,
+    owned: set[int],
 ) -> None:
     spec = _workspace(interval)
     whole, whole_store, whole_sink = _engine(spec)
@@ -131,8 +143,12 @@ def _accepted(events: list[tuple[str, int, float | None, int]]) -> list[Event]:
     query_offsets=st.lists(st.integers(0, 12).map(lambda k: k * 5 * MINUTE + k % 3), min_size=1, max_size=3),
 )
 def test_batches_between_the_slices_of_a_pass_keep_values_exact(
-    events: list[tuple[str, int, float | None, int]], cuts: list[int], max_records: int, steps_per_batch: int,
-    interval: int | None, query_offsets: list[int],
+    events: list[tuple[str, int, float | None, int]],
+    cuts: list[int],
+    max_records: int,
+    steps_per_batch: int,
+    interval: int | None,
+    query_offsets: list[int],
 ) -> None:
     """Tiles written between slices (before or after the cursor, new entities, late events into
     prefixes already grown) against the brute-force oracle, for every window kind."""
@@ -176,7 +192,9 @@ def test_a_slice_reads_whole_groups_and_resumes_at_the_next_group() -> None:
     assert rest.resume is None
     groups = [(g.shard, g.entity) for g in first.groups + rest.groups]
     assert len(groups) == len(set(groups)) == 6
-    assert sum(len(g.records) for g in first.groups + rest.groups) == len(list(store.scan(prefix, key_range_end(prefix))))
+    assert sum(len(g.records) for g in first.groups + rest.groups) == len(
+        list(store.scan(prefix, key_range_end(prefix)))
+    )
     # At least one group per call, however small the budget.
     assert len(read_slice(store, prefix, None, 1).groups) == 1
 

@@ -20,10 +20,15 @@ FUNCTIONS = ("count", "sum", "max", "last")
 
 def _view(windows: list[int], interval: int | None, attribute_ttl: int | None) -> StreamFeatureViewSpec:
     view = spending_workspace().stream_feature_views[0]
-    aggregations = [AggregationSpec(f"a{i}_{fn}", fn, "amount", "float64", w, "float64")
-                    for i, w in enumerate(windows) for fn in FUNCTIONS]
+    aggregations = [
+        AggregationSpec(f"a{i}_{fn}", fn, "amount", "float64", w, "float64")
+        for i, w in enumerate(windows)
+        for fn in FUNCTIONS
+    ]
     if attribute_ttl is not None:
-        aggregations.append(AggregationSpec("amount", "last", "amount", "float64", attribute_ttl, "float64", attribute=True))
+        aggregations.append(
+            AggregationSpec("amount", "last", "amount", "float64", attribute_ttl, "float64", attribute=True)
+        )
     return dataclasses.replace(view, aggregations=tuple(aggregations), aggregation_interval_ms=interval)
 
 
@@ -36,8 +41,9 @@ def _view(windows: list[int], interval: int | None, attribute_ttl: int | None) -
     start=st.integers(0, 60),
     length=st.integers(1, 100),
 )
-def test_values_are_constant_between_change_points(times: list[int], windows: list[int], interval: int | None,
-                                                   ttl: int | None, start: int, length: int) -> None:
+def test_values_are_constant_between_change_points(
+    times: list[int], windows: list[int], interval: int | None, ttl: int | None, start: int, length: int
+) -> None:
     if interval is not None:
         windows = [max(1, w // interval) * interval for w in windows]  # windows are multiples of the interval
     view = _view(windows, interval, ttl)

@@ -39,7 +39,8 @@ def test_a_table_compiles_to_its_spec_a_push_source_and_a_view_of_attributes() -
     view = SPEC.view("user_scores")
     assert view.feature_table and view.source == "user_scores" and view.join_keys == ("user_id",)
     assert [(a.name, a.function, a.window_ms, a.attribute) for a in view.aggregations] == [
-        (name, "last", table.ttl_ms, True) for name in ("score", "segment", "visits")]
+        (name, "last", table.ttl_ms, True) for name in ("score", "segment", "visits")
+    ]
     assert [a.output_dtype for a in view.aggregations] == ["float64", "string", "int64"]
     # Derived objects come after the others, so plan's apply_to rebuilds the very same spec.
     assert SPEC.stream_sources[-1].name == "user_scores" and SPEC.stream_feature_views[-1].name == "user_scores"
@@ -48,12 +49,18 @@ def test_a_table_compiles_to_its_spec_a_push_source_and_a_view_of_attributes() -
 def test_a_service_selects_table_features_like_view_features() -> None:
     service = SPEC.service("scored_clicks")
     assert [(s.view, s.features) for s in service.selections] == [
-        ("user_clicks", ("price_count_1h_continuous", "quantity_sum_1h_continuous")), ("user_scores", ("score", "visits"))]
+        ("user_clicks", ("price_count_1h_continuous", "quantity_sum_1h_continuous")),
+        ("user_scores", ("score", "visits")),
+    ]
 
 
 def test_schema_form_takes_features_from_the_columns_besides_keys_and_timestamp() -> None:
-    table = FeatureTable(name="legacy", entities=[user], ttl=timedelta(days=1),
-                         schema=[Field("user_id", String), Field("ts", Timestamp), Field("n", Int64)])
+    table = FeatureTable(
+        name="legacy",
+        entities=[user],
+        ttl=timedelta(days=1),
+        schema=[Field("user_id", String), Field("ts", Timestamp), Field("n", Int64)],
+    )
     spec = compile_workspace("w", [table])
     assert [f.name for f in spec.feature_table("legacy").features] == ["n"]
     assert spec.feature_table("legacy").timestamp_field == "ts"
@@ -96,8 +103,12 @@ def test_removing_the_table_deletes_it_and_its_derived_objects() -> None:
 def test_describe_finds_the_table_not_its_derived_objects() -> None:
     kind, obj = find_object(SPEC, "user_scores")
     assert kind == "feature_table"
-    assert lineage(SPEC, kind, "user_scores") == {"sources": ["user_scores"], "entities": ["user"],
-                                                  "feature_views": ["user_scores"], "feature_services": ["scored_clicks"]}
+    assert lineage(SPEC, kind, "user_scores") == {
+        "sources": ["user_scores"],
+        "entities": ["user"],
+        "feature_views": ["user_scores"],
+        "feature_services": ["scored_clicks"],
+    }
     doc = describe_document(SPEC, kind, obj, None, "applied")
     assert doc["metadata"]["owner"] == "ml@example.com" and doc["spec"]["ttl_ms"] == TTL // timedelta(milliseconds=1)
     assert doc["materialization"]["online"] is True
@@ -110,7 +121,8 @@ def test_records_are_ingested_under_the_table_name() -> None:
     result = service.ingest("w", {"user_scores": [{"record": record}]}, dry_run=False)
     assert sink.records[0][0] == push_topic("w", "user_scores") and sink.records[0][1] == b'["u1"]'
     assert result["ingestMetrics"]["featureViewIngestMetrics"] == [
-        {"featureViewName": "user_scores", "onlineRecordIngestCount": "1", "offlineRecordIngestCount": "1"}]
+        {"featureViewName": "user_scores", "onlineRecordIngestCount": "1", "offlineRecordIngestCount": "1"}
+    ]
     with pytest.raises(RecordValidationError):
         service.ingest("w", {"user_scores": [{"record": {**record, "visits": "many"}}]}, dry_run=False)
     assert len(sink.records) == 1
@@ -118,8 +130,14 @@ def test_records_are_ingested_under_the_table_name() -> None:
 
 def test_dataframe_rows_become_records_with_nulls_for_missing_values() -> None:
     table = SPEC.feature_table("user_scores")
-    df = pd.DataFrame({"user_id": ["u1", "u2"], "score": [0.5, float("nan")], "visits": pd.array([3, None], dtype="Int64"),
-                       "ts": pd.to_datetime(["2026-11-26T10:00:00Z", "2026-11-26T11:00:00Z"], utc=True)})
+    df = pd.DataFrame(
+        {
+            "user_id": ["u1", "u2"],
+            "score": [0.5, float("nan")],
+            "visits": pd.array([3, None], dtype="Int64"),
+            "ts": pd.to_datetime(["2026-11-26T10:00:00Z", "2026-11-26T11:00:00Z"], utc=True),
+        }
+    )
     items = table_records(table, df)
     assert items[1]["record"]["score"] is None and items[1]["record"]["visits"] is None
     assert type(items[0]["record"]["visits"]) is int
@@ -136,18 +154,29 @@ def test_the_workspace_client_lists_tables_apart_from_views() -> None:
 
 def test_table_and_entity_with_several_join_keys() -> None:
     pair = Entity(name="pair", join_keys=[Field("a", String), Field("b", Int64)])
-    table = FeatureTable(name="pairs", entities=[pair], timestamp_field="ts", ttl=timedelta(days=1),
-                         features=[Attribute("x", Float64)], online=True)
+    table = FeatureTable(
+        name="pairs",
+        entities=[pair],
+        timestamp_field="ts",
+        ttl=timedelta(days=1),
+        features=[Attribute("x", Float64)],
+        online=True,
+    )
     spec = compile_workspace("w", [table])
     assert spec.view("pairs").join_keys == ("a", "b")
     assert [f.name for f in spec.source("pairs").schema] == ["a", "b", "x", "ts"]
 
 
 def test_a_realtime_view_reads_table_features() -> None:
-    doubled = RealtimeFeatureView(name="doubled", sources=[user_scores[["score"]]],
-                                  features=[Calculation(name="score_x2", expr="user_scores.score * 2")])
+    doubled = RealtimeFeatureView(
+        name="doubled",
+        sources=[user_scores[["score"]]],
+        features=[Calculation(name="score_x2", expr="user_scores.score * 2")],
+    )
     spec = compile_workspace("w", [doubled, FeatureService(name="s", features=[doubled])])
     assert [t.name for t in spec.feature_tables] == ["user_scores"]  # pulled in by the realtime view
     inputs = spec.realtime_view("doubled").inputs
-    assert [(i.kind, i.name, [f.name for f in i.fields]) for i in inputs] == [("feature_view", "user_scores", ["score"])]
+    assert [(i.kind, i.name, [f.name for f in i.fields]) for i in inputs] == [
+        ("feature_view", "user_scores", ["score"])
+    ]
     assert spec.realtime_view("doubled").features[0].dtype == "float64"

@@ -49,8 +49,10 @@ def test_map_store_reads_writes_deletes_and_scans_in_key_order() -> None:
 
 def _records(n: int) -> list[RawRecord]:
     base = 1_700_000_000_000 - 1_700_000_000_000 % HOUR
-    records = [RawRecord("transactions", 0, i, orjson.dumps({"user_id": f"u{i % 3}", "amount": i / 4, "ts": base + i * 1000}))
-               for i in range(n)]
+    records = [
+        RawRecord("transactions", 0, i, orjson.dumps({"user_id": f"u{i % 3}", "amount": i / 4, "ts": base + i * 1000}))
+        for i in range(n)
+    ]
     return [*records, RawRecord("transactions", 0, n, b"{broken")]
 
 
@@ -66,8 +68,9 @@ def test_engine_over_the_flink_adapters_publishes_what_it_publishes_natively() -
         engine.process(records[:15])
         engine.process(records[15:])
     rows = row_sink.drain()
-    assert [(key, value, topic) for key, value, topic, headers in rows if topic != "dead"] == \
-        [(key, value, topic) for topic, _, key, value in native_sink.records]
+    assert [(key, value, topic) for key, value, topic, headers in rows if topic != "dead"] == [
+        (key, value, topic) for topic, _, key, value in native_sink.records
+    ]
     [dead] = [row for row in rows if row[2] == "dead"]
     assert dead[1] == b"{broken" and dead[3] is not None
     assert dead[3]["featurebus.reason"] == native_sink.dead[0][1].encode()

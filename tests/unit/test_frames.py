@@ -12,7 +12,9 @@ from featurebus.frames import TectonDataFrame
 
 
 def _frame() -> TectonDataFrame:
-    return TectonDataFrame({"user_id": ["u1", "u2"], "amount_sum": [1.5, None], "n": pd.array([1, None], dtype="Int64")})
+    return TectonDataFrame(
+        {"user_id": ["u1", "u2"], "amount_sum": [1.5, None], "n": pd.array([1, None], dtype="Int64")}
+    )
 
 
 def test_it_is_importable_from_featurebus_like_tecton() -> None:

@@ -50,7 +50,9 @@ def _workspace(interval_ms: int | None) -> WorkspaceSpec:
     base = spending_workspace(TOPIC, interval_ms=interval_ms, watermark_delay_ms=DELAY, name="ws")
     view = base.stream_feature_views[0]
     aggregations = tuple(
-        AggregationSpec(f"amount_{fn}_{label}", fn, "amount", "float64", window, "int64" if fn == "count" else "float64")
+        AggregationSpec(
+            f"amount_{fn}_{label}", fn, "amount", "float64", window, "int64" if fn == "count" else "float64"
+        )
         for label, window in (("1h", HOUR), ("3h", 3 * HOUR))
         for fn in FUNCTIONS
     )
@@ -116,10 +118,13 @@ def _close(function: str, got: Any, want: Any, magnitude: float) -> bool:
 def _engine(spec: WorkspaceSpec, partitions: list[list[Record]], now_ms: int) -> tuple[MemoryStore, StreamEngine]:
     store = MemoryStore()
     engine = StreamEngine(spec, store, MemorySink(), lambda view: (f"features.{view}", 1), clock=lambda: now_ms / 1000)
-    batch = [RawRecord(TOPIC, p, i, orjson.dumps({"user_id": u, "amount": a, "ts": ts}), stamp)
-             for p, records in enumerate(partitions) for i, (u, ts, a, stamp) in enumerate(records)]
+    batch = [
+        RawRecord(TOPIC, p, i, orjson.dumps({"user_id": u, "amount": a, "ts": ts}), stamp)
+        for p, records in enumerate(partitions)
+        for i, (u, ts, a, stamp) in enumerate(records)
+    ]
     for start in range(0, len(batch), 7):  # micro-batches cut anywhere: the rule carries over
-        engine.process(batch[start:start + 7])
+        engine.process(batch[start : start + 7])
     return store, engine
 
 
@@ -127,20 +132,31 @@ def _store(root: Path, spec: WorkspaceSpec, partitions: list[list[Record]], with
     open_store(root)
     for p, records in enumerate(partitions):
         if records:
-            frame = pd.DataFrame({"user_id": [r[0] for r in records], "amount": [r[2] for r in records],
-                                  "ts": pd.to_datetime([r[1] for r in records], unit="ms", utc=True)})
+            frame = pd.DataFrame(
+                {
+                    "user_id": [r[0] for r in records],
+                    "amount": [r[2] for r in records],
+                    "ts": pd.to_datetime([r[1] for r in records], unit="ms", utc=True),
+                }
+            )
             stamps = [r[3] for r in records] if with_stamps else None
             write_partition(root, "ws", spec.stream_sources[0], TOPIC, p, frame, np.arange(len(records)), stamps)
 
 
-def _check(spec: WorkspaceSpec, partitions: list[list[Record]], spine_rows: list[tuple[str, int]], interval_ms: int | None) -> int:
+def _check(
+    spec: WorkspaceSpec, partitions: list[list[Record]], spine_rows: list[tuple[str, int]], interval_ms: int | None
+) -> int:
     """Engine and training set against the oracle and each other; returns the cells checked."""
     now_ms = max((r[3] for records in partitions for r in records), default=T0) + HOUR
     store, _ = _engine(spec, partitions, now_ms)
     with tempfile.TemporaryDirectory() as tmp:
         _store(Path(tmp), spec, partitions)
-        spine = pd.DataFrame({"user_id": [u for u, _ in spine_rows],
-                              "at": pd.to_datetime([t for _, t in spine_rows], unit="ms", utc=True)})
+        spine = pd.DataFrame(
+            {
+                "user_id": [u for u, _ in spine_rows],
+                "at": pd.to_datetime([t for _, t in spine_rows], unit="ms", utc=True),
+            }
+        )
         training = get_features_for_events(spec, "spending", spine, Path(tmp))
     counted = _counted(partitions)
     magnitude = max((abs(r[2]) for r in counted if r[2] is not None), default=1.0)
@@ -200,11 +216,14 @@ def test_hostile_histories_online_equals_offline_equals_oracle(data: st.DataObje
 
 
 # -- the four bug classes, each failing before the change -------------------------------------------
-def _training(spec: WorkspaceSpec, partitions: list[list[Record]], rows: list[tuple[str, int]],
-              with_stamps: bool = True) -> pd.DataFrame:
+def _training(
+    spec: WorkspaceSpec, partitions: list[list[Record]], rows: list[tuple[str, int]], with_stamps: bool = True
+) -> pd.DataFrame:
     with tempfile.TemporaryDirectory() as tmp:
         _store(Path(tmp), spec, partitions, with_stamps)
-        spine = pd.DataFrame({"user_id": [u for u, _ in rows], "at": pd.to_datetime([t for _, t in rows], unit="ms", utc=True)})
+        spine = pd.DataFrame(
+            {"user_id": [u for u, _ in rows], "at": pd.to_datetime([t for _, t in rows], unit="ms", utc=True)}
+        )
         return get_features_for_events(spec, "spending", spine, Path(tmp))
 
 
@@ -218,8 +237,13 @@ def test_training_sets_drop_the_late_events_the_engine_drops() -> None:
     assert engine.counters.dropped_by_partition[("user_spending", TOPIC, 0)] == [1, 0]
     at = T0 + HOUR + MINUTE
     view = compile_views(spec)["user_spending"]
-    served = dict(zip([a.name for a in view.spec.aggregations],
-                      compute_values(view, engine_tiles(store, view.spec.name, view.entity_key(["a"])), at), strict=True))
+    served = dict(
+        zip(
+            [a.name for a in view.spec.aggregations],
+            compute_values(view, engine_tiles(store, view.spec.name, view.entity_key(["a"])), at),
+            strict=True,
+        )
+    )
     offline = _training(spec, [records], [("a", at)], with_stamps=False)
     assert served["amount_sum_3h"] == 1.0
     assert offline["user_spending__amount_sum_3h"].iloc[0] == 1.0
@@ -230,8 +254,11 @@ def test_an_event_after_the_read_range_still_makes_earlier_arrivals_late() -> No
     """The event that raised the watermark lies after the spine's range (so outside the read of
     the range's events); the later-arriving old event must still be left out, as online."""
     spec = _workspace(None)
-    records: list[Record] = [("a", T0 + 5 * HOUR, 1.0, T0 + 5 * HOUR), ("a", T0 + 10 * MINUTE, 100.0, T0 + 5 * HOUR),
-                             ("a", T0 + 20 * MINUTE, 5.0, T0 + 20 * MINUTE)]
+    records: list[Record] = [
+        ("a", T0 + 5 * HOUR, 1.0, T0 + 5 * HOUR),
+        ("a", T0 + 10 * MINUTE, 100.0, T0 + 5 * HOUR),
+        ("a", T0 + 20 * MINUTE, 5.0, T0 + 20 * MINUTE),
+    ]
     partitions = [records[:2], records[2:]]  # the on-time event in another partition counts
     offline = _training(spec, partitions, [("a", T0 + 30 * MINUTE)])
     assert offline["user_spending__amount_sum_1h"].iloc[0] == 5.0
@@ -246,14 +273,21 @@ def test_an_event_far_ahead_of_the_wall_clock_does_not_wipe_a_partition() -> Non
     store = MemoryStore()
     sink = MemorySink()
     engine = StreamEngine(spec, store, sink, lambda view: (f"features.{view}", 1))
-    on_time = [RawRecord(TOPIC, 0, i, orjson.dumps({"user_id": "a", "amount": 2.0, "ts": now_ms - (30 - i) * MINUTE}))
-               for i in range(5)]
+    on_time = [
+        RawRecord(TOPIC, 0, i, orjson.dumps({"user_id": "a", "amount": 2.0, "ts": now_ms - (30 - i) * MINUTE}))
+        for i in range(5)
+    ]
     ahead = RawRecord(TOPIC, 0, 5, orjson.dumps({"user_id": "b", "amount": 7.0, "ts": now_ms + 5 * HOUR}))
     engine.process([*on_time, ahead])
     engine.expire()
     view = compile_views(spec)["user_spending"]
-    values = dict(zip([a.name for a in view.spec.aggregations],
-                      compute_values(view, engine_tiles(store, view.spec.name, view.entity_key(["a"])), now_ms), strict=True))
+    values = dict(
+        zip(
+            [a.name for a in view.spec.aggregations],
+            compute_values(view, engine_tiles(store, view.spec.name, view.entity_key(["a"])), now_ms),
+            strict=True,
+        )
+    )
     assert values["amount_count_1h"] == 5 and values["amount_sum_1h"] == 10.0
     assert engine.progress(TOPIC, 0).watermark < now_ms + FUTURE_TOLERANCE_MS
     later = compute_values(view, engine_tiles(store, view.spec.name, view.entity_key(["b"])), now_ms + 6 * HOUR)
@@ -270,7 +304,9 @@ def test_training_set_sums_do_not_lose_precision_after_large_values() -> None:
     tiny = [0.37, -0.21, 0.99, 0.5, 0.41, 0.88, 0.71, 0.41]
     records += [("a", T0 + 5 * HOUR + i * MINUTE, v, T0 + 5 * HOUR + i * MINUTE) for i, v in enumerate(tiny)]
     records += [("b", T0 + i * MINUTE, float(rng.uniform(1e9, 7e12)), T0 + i * MINUTE) for i in range(100)]
-    records += [("b", T0 + 5 * HOUR + i * MINUTE, v, T0 + 5 * HOUR + i * MINUTE) for i, v in enumerate([0.0, -0.0, 0.0])]
+    records += [
+        ("b", T0 + 5 * HOUR + i * MINUTE, v, T0 + 5 * HOUR + i * MINUTE) for i, v in enumerate([0.0, -0.0, 0.0])
+    ]
     at = T0 + 5 * HOUR + 30 * MINUTE
     result = _training(spec, [records], [("a", at), ("b", at)])
     assert result["user_spending__amount_sum_1h"].iloc[0] == float(sum(map(Fraction, tiny), Fraction(0)))
@@ -282,6 +318,8 @@ def test_variance_is_stable_on_ill_conditioned_values_online_and_offline() -> No
     """Class 4: values 1e9 +- 0.003 (was: 6e-5 relative error online, 1.3e-5 offline)."""
     spec = _workspace(10 * MINUTE)
     rng = np.random.default_rng(11)
-    records: list[Record] = [("a", T0 + i * 20_000, 1e9 + float(rng.uniform(-0.003, 0.003)), T0 + i * 20_000) for i in range(300)]
+    records: list[Record] = [
+        ("a", T0 + i * 20_000, 1e9 + float(rng.uniform(-0.003, 0.003)), T0 + i * 20_000) for i in range(300)
+    ]
     rows = [("a", T0 + HOUR + i * 7 * MINUTE) for i in range(12)]
     assert _check(spec, [records[0::2], records[1::2]], rows, 10 * MINUTE) == 2 * len(rows) * 2 * len(FUNCTIONS)

@@ -47,10 +47,14 @@ def test_push_source_compiles_to_a_push_topic_with_its_timestamp_field() -> None
 def test_valid_records_are_normalised_and_keyed_by_join_key() -> None:
     service, sink = _service()
     result = service.ingest("test", _records(GOOD, {**GOOD, "user_id": "u2", "quantity": None}), dry_run=False)
-    assert [(t, k) for t, k, _ in sink.records] == [(push_topic("test", "clicks"), b'["u1"]'), (push_topic("test", "clicks"), b'["u2"]')]
+    assert [(t, k) for t, k, _ in sink.records] == [
+        (push_topic("test", "clicks"), b'["u1"]'),
+        (push_topic("test", "clicks"), b'["u2"]'),
+    ]
     assert orjson.loads(sink.records[0][2]) == {"user_id": "u1", "price": 9.5, "quantity": 2, "ts": 1795687200250}
     assert result["ingestMetrics"]["featureViewIngestMetrics"] == [
-        {"featureViewName": "user_clicks", "onlineRecordIngestCount": "2", "offlineRecordIngestCount": "2"}]
+        {"featureViewName": "user_clicks", "onlineRecordIngestCount": "2", "offlineRecordIngestCount": "2"}
+    ]
 
 
 def test_one_bad_record_rejects_the_whole_request_and_names_every_error() -> None:
@@ -71,7 +75,10 @@ def test_a_timestamp_beyond_64_bits_is_a_record_error_not_a_crash() -> None:
     with pytest.raises(RecordValidationError) as info:
         service.ingest("test", _records(GOOD, {**GOOD, "ts": 1e300}), dry_run=False)
     assert info.value.record_errors[0]["recordIndex"] == 1
-    assert "field 'ts'" in info.value.record_errors[0]["errorMessage"] and "outside the years" in info.value.record_errors[0]["errorMessage"]
+    assert (
+        "field 'ts'" in info.value.record_errors[0]["errorMessage"]
+        and "outside the years" in info.value.record_errors[0]["errorMessage"]
+    )
     assert sink.records == []
 
 
@@ -122,14 +129,19 @@ def test_http_ingest_needs_a_writer_key_of_the_workspace(client_and_sink: tuple[
 
 def test_http_rejections_are_json_with_record_errors(client_and_sink: tuple[TestClient, MemoryRecordSink]) -> None:
     client, sink = client_and_sink
-    response = client.post("/ingest", headers=_auth(WRITER),
-                           json={"workspaceName": "test", "dryRun": False, "records": _records({**GOOD, "price": None, "ts": "x"})})
+    response = client.post(
+        "/ingest",
+        headers=_auth(WRITER),
+        json={"workspaceName": "test", "dryRun": False, "records": _records({**GOOD, "price": None, "ts": "x"})},
+    )
     assert response.status_code == 400
     body = response.json()
     assert "nothing was written" in body["message"] and body["recordErrors"][0]["pushSourceName"] == "clicks"
     bad_json = client.post("/ingest", headers=_auth(WRITER), content=b"{nope")
     assert bad_json.status_code == 400 and "not valid JSON" in bad_json.json()["message"]
-    wrong_type = client.post("/ingest", headers=_auth(WRITER), json={"workspace_name": "test", "dry_run": "yes", "records": {}})
+    wrong_type = client.post(
+        "/ingest", headers=_auth(WRITER), json={"workspace_name": "test", "dry_run": "yes", "records": {}}
+    )
     assert wrong_type.status_code == 400 and "dry_run" in wrong_type.json()["message"]
     assert sink.records == []
 
@@ -157,12 +169,21 @@ def test_read_after_write_waits_for_the_written_offsets_only_when_asked() -> Non
 
 # -- the compiled codec agrees with check_record, the one definition of a valid record ------------
 _json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1), st.integers(-(2**70), 2**70),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.integers(-(2**70), 2**70),
     st.sampled_from([2**63, -(2**63) - 1, 2**31, 10**400]),
-    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8), st.just(1e300),
-    st.sampled_from(["2026-11-26T10:00:00Z", "2026-11-26T10:00:00.250+02:00", "2026-11-26", "x", "0001-01-01T00:00:00+01:00"]),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+    st.just(1e300),
+    st.sampled_from(
+        ["2026-11-26T10:00:00Z", "2026-11-26T10:00:00.250+02:00", "2026-11-26", "x", "0001-01-01T00:00:00+01:00"]
+    ),
 )
-_json_values = st.one_of(_json_scalars, st.lists(_json_scalars, max_size=2), st.dictionaries(st.text(max_size=3), _json_scalars, max_size=2))
+_json_values = st.one_of(
+    _json_scalars, st.lists(_json_scalars, max_size=2), st.dictionaries(st.text(max_size=3), _json_scalars, max_size=2)
+)
 _field_names = st.sampled_from(["user_id", "price", "quantity", "ts", "other"])
 
 
@@ -179,7 +200,9 @@ def test_codec_accepts_exactly_what_check_record_accepts_with_the_same_values(it
     if set(record) - {f.name for f in source.schema}:
         assert reason is not None and "unknown fields" in reason
         return
-    row, expected_reason = check_record(record, source.schema, source.kafka.timestamp_field, ["user_id"])  # never raises
+    row, expected_reason = check_record(
+        record, source.schema, source.kafka.timestamp_field, ["user_id"]
+    )  # never raises
     assert reason == expected_reason
     if reason is None:
         assert orjson.loads(value) == {f.name: v for f, v in zip(source.schema, row, strict=True)}
@@ -187,16 +210,30 @@ def test_codec_accepts_exactly_what_check_record_accepts_with_the_same_values(it
 
 
 _good_records = st.fixed_dictionaries(
-    {"user_id": st.one_of(st.none(), st.text(max_size=4)), "ts": st.sampled_from(["2026-11-26T10:00:00Z", 1_700_000_000_000])},
-    optional={"price": st.one_of(st.none(), st.integers(-5, 5), st.floats(allow_nan=False, allow_infinity=False)),
-              "quantity": st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1))},
+    {
+        "user_id": st.one_of(st.none(), st.text(max_size=4)),
+        "ts": st.sampled_from(["2026-11-26T10:00:00Z", 1_700_000_000_000]),
+    },
+    optional={
+        "price": st.one_of(st.none(), st.integers(-5, 5), st.floats(allow_nan=False, allow_infinity=False)),
+        "quantity": st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+    },
 ).map(lambda r: {"record": r})
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.one_of(_good_records, _good_records, _json_values.map(lambda v: {"record": {"ts": v}}),
-                          st.dictionaries(_field_names, _json_values, max_size=5).map(lambda r: {"record": r}), _json_values),
-                max_size=6))
+@given(
+    st.lists(
+        st.one_of(
+            _good_records,
+            _good_records,
+            _json_values.map(lambda v: {"record": {"ts": v}}),
+            st.dictionaries(_field_names, _json_values, max_size=5).map(lambda r: {"record": r}),
+            _json_values,
+        ),
+        max_size=6,
+    )
+)
 def test_column_wise_encoding_equals_encoding_each_record(items: list[Any]) -> None:
     """``encode_all`` (one pass per column) gives exactly what ``encode`` gives record by record:
     the same bytes in the same order when every record is valid, the same errors otherwise."""
@@ -217,4 +254,6 @@ def test_column_wise_encoding_converts_integers_in_float_columns_and_keeps_nulls
     assert [orjson.loads(v)["price"] for _, v in encoded] == [3.0, None]
     assert type(orjson.loads(encoded[0][1])["price"]) is float
     # A null join key is not a null feature value: the record belongs to no entity (tests/security has the rest).
-    assert codec.encode_all([{"record": {**GOOD, "user_id": None}}])[1] == [(0, "field 'user_id': the join key is missing")]
+    assert codec.encode_all([{"record": {**GOOD, "user_id": None}}])[1] == [
+        (0, "field 'user_id': the join key is missing")
+    ]

@@ -113,4 +113,9 @@ def test_random_sequences_keep_the_invariants(steps: list[tuple[Transition, floa
         if job.state is JobState.PENDING:
             assert job.progress == 0.0
         assert (job.id, job.view, job.start_ms, job.end_ms, job.created_ms) == (
-            before.id, before.view, before.start_ms, before.end_ms, before.created_ms)
+            before.id,
+            before.view,
+            before.start_ms,
+            before.end_ms,
+            before.created_ms,
+        )

@@ -33,15 +33,26 @@ def _small_files(root: Path, spec: WorkspaceSpec, flushes: int = 5) -> None:
     open_store(root)
     source = spec.stream_sources[0]
     for i in range(flushes):
-        frame = pd.DataFrame({"user_id": ["u1"], "amount": [float(i)],
-                              "ts": pd.to_datetime([1_700_000_000_000 + i], unit="ms", utc=True)})
+        frame = pd.DataFrame(
+            {
+                "user_id": ["u1"],
+                "amount": [float(i)],
+                "ts": pd.to_datetime([1_700_000_000_000 + i], unit="ms", utc=True),
+            }
+        )
         write_partition(root, spec.name, source, source.kafka.topics[0], 0, frame, [i])
 
 
-def _runner(bus: MemoryJobBus, root: Path, spec: WorkspaceSpec, clock: Clock,
-            settings: RunnerSettings = SETTINGS) -> JobRunner:
-    return JobRunner(MemoryJobStore(bus, runner=True), job_executor("127.0.0.1:1", root, lambda: spec, 0),
-                     lambda: spec, settings, clock)
+def _runner(
+    bus: MemoryJobBus, root: Path, spec: WorkspaceSpec, clock: Clock, settings: RunnerSettings = SETTINGS
+) -> JobRunner:
+    return JobRunner(
+        MemoryJobStore(bus, runner=True),
+        job_executor("127.0.0.1:1", root, lambda: spec, 0),
+        lambda: spec,
+        settings,
+        clock,
+    )
 
 
 def test_a_compaction_job_runs_to_success(tmp_path: Path) -> None:
@@ -83,8 +94,17 @@ def test_failures_carry_the_error_and_managed_retries_retry(tmp_path: Path) -> N
     spec, bus, clock = spending_workspace(), MemoryJobBus(), Clock()
     client = MemoryJobStore(bus)
     # A view that disappeared after the job was queued: the real executor fails it.
-    job = new_job("gone", spec.name, JobKind.MATERIALIZE, clock(), view="removed_view", start_ms=0, end_ms=10,
-                  offline=True, max_attempts=2)
+    job = new_job(
+        "gone",
+        spec.name,
+        JobKind.MATERIALIZE,
+        clock(),
+        view="removed_view",
+        start_ms=0,
+        end_ms=10,
+        offline=True,
+        max_attempts=2,
+    )
     client.put(job)
     runner = _runner(bus, tmp_path, spec, clock)
     failed = runner.step()
@@ -115,8 +135,14 @@ def test_periodic_compaction_is_enqueued_once_per_period_when_there_is_work(tmp_
 
     spec, bus, clock = spending_workspace(), MemoryJobBus(), Clock()
     settings = RunnerSettings(compaction_every_ms=3_600_000, progress_every_s=0)
-    runner = JobRunner(MemoryJobStore(bus, runner=True), job_executor("127.0.0.1:1", tmp_path, lambda: spec, 0),
-                       lambda: spec, settings, clock, compaction_work=lambda: compaction_work(tmp_path, spec.name))
+    runner = JobRunner(
+        MemoryJobStore(bus, runner=True),
+        job_executor("127.0.0.1:1", tmp_path, lambda: spec, 0),
+        lambda: spec,
+        settings,
+        clock,
+        compaction_work=lambda: compaction_work(tmp_path, spec.name),
+    )
     assert runner.step() is None  # nothing to compact: no job
     _small_files(tmp_path, spec)
     assert compaction_work(tmp_path, spec.name) == 1
@@ -144,9 +170,18 @@ def _batch_workspace(live: bool = True, **view_fields: object) -> WorkspaceSpec:
     from featurebus.schemas.specs import BatchFeatureViewSpec, TransformationSpec
 
     view = BatchFeatureViewSpec(
-        name="daily", sources=("src",), entities=("user",), join_keys=("user_id",), timestamp_field="ts",
-        transformation=TransformationSpec("pandas", "f", "def f(df):\n    return df\n"), aggregations=(),
-        offline=True, batch_schedule_ms=86_400_000, feature_start_ms=10 * 86_400_000, **view_fields)  # type: ignore[arg-type]
+        name="daily",
+        sources=("src",),
+        entities=("user",),
+        join_keys=("user_id",),
+        timestamp_field="ts",
+        transformation=TransformationSpec("pandas", "f", "def f(df):\n    return df\n"),
+        aggregations=(),
+        offline=True,
+        batch_schedule_ms=86_400_000,
+        feature_start_ms=10 * 86_400_000,
+        **view_fields,
+    )  # type: ignore[arg-type]
     return WorkspaceSpec("ws", batch_feature_views=(view,), live=live, version=4)
 
 
@@ -157,7 +192,8 @@ def test_apply_backfills_use_the_schedule_ids_on_create_and_versioned_ids_after_
     now = 13 * 86_400_000 + 5
     created, notes = enqueue_apply_backfills(store, _batch_workspace(), [("daily", False)], now)
     assert [(j.id, j.start_ms, j.end_ms, j.origin) for j in created] == [
-        ("sched-daily-backfill", 10 * 86_400_000, 13 * 86_400_000, "apply")] and notes == []
+        ("sched-daily-backfill", 10 * 86_400_000, 13 * 86_400_000, "apply")
+    ] and notes == []
     assert enqueue_scheduled(store, _batch_workspace(), now) == []  # the runner will not queue it again
     again, _ = enqueue_apply_backfills(store, _batch_workspace(), [("daily", True)], now)
     assert [j.id for j in again] == ["apply-v4-daily-backfill"]

@@ -42,11 +42,18 @@ def _eventually(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-def _start(registry: MemoryRegistry, recorder: Recorder, stop: threading.Event,
-           spec_refresh_s: float = 5.0) -> tuple[threading.Thread, list[bool]]:
+def _start(
+    registry: MemoryRegistry, recorder: Recorder, stop: threading.Event, spec_refresh_s: float = 5.0
+) -> tuple[threading.Thread, list[bool]]:
     result: list[bool] = []
-    thread = threading.Thread(daemon=True, target=lambda: result.append(run_workspace_jobs(
-        registry, "prod", recorder, stop, settings=SETTINGS, spec_refresh_s=spec_refresh_s, idle_s=0.01)))
+    thread = threading.Thread(
+        daemon=True,
+        target=lambda: result.append(
+            run_workspace_jobs(
+                registry, "prod", recorder, stop, settings=SETTINGS, spec_refresh_s=spec_refresh_s, idle_s=0.01
+            )
+        ),
+    )
     thread.start()
     return thread, result
 

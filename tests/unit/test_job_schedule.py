@@ -15,15 +15,34 @@ from featurebus.schemas.specs import BatchFeatureViewSpec, TransformationSpec
 DAY = 86_400_000
 HOUR = 3_600_000
 VIEW = BatchFeatureViewSpec(
-    name="daily", sources=("src",), entities=("user",), join_keys=("user_id",), timestamp_field="ts",
-    transformation=TransformationSpec("pandas", "f", "def f(df):\n    return df\n"), aggregations=(),
-    offline=True, batch_schedule_ms=DAY, feature_start_ms=10 * DAY + 5 * HOUR,
+    name="daily",
+    sources=("src",),
+    entities=("user",),
+    join_keys=("user_id",),
+    timestamp_field="ts",
+    transformation=TransformationSpec("pandas", "f", "def f(df):\n    return df\n"),
+    aggregations=(),
+    offline=True,
+    batch_schedule_ms=DAY,
+    feature_start_ms=10 * DAY + 5 * HOUR,
 )
 
 
 def _as_jobs(ranges: list, origin: str = "schedule") -> list[Job]:
-    return [new_job(r.job_id, "ws", JobKind.MATERIALIZE, 0, view=r.view, start_ms=r.start_ms, end_ms=r.end_ms,
-                    offline=True, origin=origin) for r in ranges]
+    return [
+        new_job(
+            r.job_id,
+            "ws",
+            JobKind.MATERIALIZE,
+            0,
+            view=r.view,
+            start_ms=r.start_ms,
+            end_ms=r.end_ms,
+            offline=True,
+            origin=origin,
+        )
+        for r in ranges
+    ]
 
 
 def test_nothing_is_due_before_the_first_period_ends() -> None:
@@ -37,7 +56,9 @@ def test_one_backfill_then_one_job_per_period() -> None:
     assert due_ranges(VIEW, 13 * DAY + 2 * HOUR, jobs) == []  # never twice
     later = due_ranges(VIEW, 15 * DAY, jobs)
     assert [(r.job_id, r.start_ms, r.end_ms) for r in later] == [
-        (f"sched-daily-{13 * DAY}", 13 * DAY, 14 * DAY), (f"sched-daily-{14 * DAY}", 14 * DAY, 15 * DAY)]
+        (f"sched-daily-{13 * DAY}", 13 * DAY, 14 * DAY),
+        (f"sched-daily-{14 * DAY}", 14 * DAY, 15 * DAY),
+    ]
 
 
 def test_incremental_backfills_are_one_job_per_period() -> None:
@@ -66,8 +87,9 @@ def test_a_changed_schedule_rounds_the_cursor_down_leaving_no_gap() -> None:
     assert [r.start_ms for r in due] == [12 * DAY, 13 * DAY]
 
 
-@given(st.lists(st.integers(0, 40 * HOUR), min_size=1, max_size=12), st.booleans(),
-       st.sampled_from([HOUR, 6 * HOUR, DAY]))
+@given(
+    st.lists(st.integers(0, 40 * HOUR), min_size=1, max_size=12), st.booleans(), st.sampled_from([HOUR, 6 * HOUR, DAY])
+)
 def test_ticks_cover_every_elapsed_period_exactly_once(ticks: list[int], incremental: bool, step: int) -> None:
     view = dataclasses.replace(VIEW, batch_schedule_ms=step, incremental_backfills=incremental, feature_start_ms=DAY)
     jobs: list[Job] = []

@@ -31,8 +31,7 @@ def test_an_upward_import_is_reported() -> None:
 def test_a_kernel_module_importing_a_runtime_is_reported() -> None:
     modules = check_layers.discover_modules(ROOT)
     modules["featurebus.streams.tiles"] += "\ndef f():\n    from featurebus.streams.runtime import engine\n"
-    assert any("layer 'kernel' may not import the higher layer 'runtimes'" in v
-               for v in check_layers.check(modules))
+    assert any("layer 'kernel' may not import the higher layer 'runtimes'" in v for v in check_layers.check(modules))
 
 
 def test_the_two_runtimes_may_not_import_each_other() -> None:
@@ -44,8 +43,12 @@ def test_the_two_runtimes_may_not_import_each_other() -> None:
 def test_a_cycle_between_packages_of_one_layer_is_reported() -> None:
     modules = check_layers.discover_modules(ROOT)
     modules["featurebus.platform.offline.store"] += "\nfrom featurebus.platform.batch import compute\n"
-    assert any(v.startswith("import cycle between packages") and "featurebus.platform.batch" in v
-               and "featurebus.platform.offline" in v for v in check_layers.check(modules))
+    assert any(
+        v.startswith("import cycle between packages")
+        and "featurebus.platform.batch" in v
+        and "featurebus.platform.offline" in v
+        for v in check_layers.check(modules)
+    )
 
 
 def _loaded_after_import(module: str) -> set[str]:
@@ -54,13 +57,17 @@ def _loaded_after_import(module: str) -> set[str]:
     return set(out.split())
 
 
-@pytest.mark.parametrize("module", ["featurebus", "featurebus.schemas.specs", "featurebus.exceptions",
-                                    "featurebus.streams.windows"])
+@pytest.mark.parametrize(
+    "module", ["featurebus", "featurebus.schemas.specs", "featurebus.exceptions", "featurebus.streams.windows"]
+)
 def test_low_layers_load_no_pandas_pyarrow_or_sdk(module: str) -> None:
     loaded = _loaded_after_import(module)
     assert not {"pandas", "pyarrow"} & loaded
-    sdk_modules = {name for name in loaded if name.startswith("featurebus.") and name.split(".")[1] not in
-                   ("schemas", "streams", "platform", "serving")}
+    sdk_modules = {
+        name
+        for name in loaded
+        if name.startswith("featurebus.") and name.split(".")[1] not in ("schemas", "streams", "platform", "serving")
+    }
     assert sdk_modules <= {module}
 
 

@@ -48,8 +48,10 @@ def test_a_lifetime_window_is_each_shards_prefix_plus_its_own_later_tiles(
     """Counts in unit tiles: shard s's prefix holds its tiles before covered[s]; the window must
     count every tile in [0, window_end) exactly once, whatever the shards' coverage."""
     tile_list: list[tuple[int, list[Any], int]] = [(start, [count], shard) for start, shard, count in tiles]
-    prefixes = [(PREFIX_START_MS + 1, [sum(c for s, sh, c in tiles if sh == shard and s < until), until], shard)
-                for shard, until in covered.items()]  # eager prefixes
+    prefixes = [
+        (PREFIX_START_MS + 1, [sum(c for s, sh, c in tiles if sh == shard and s < until), until], shard)
+        for shard, until in covered.items()
+    ]  # eager prefixes
     ordered = sorted([*prefixes, *tile_list], key=lambda t: t[0])
     stored, rest = split_prefixes(ordered)
     starts = [t[0] for t in rest]
@@ -86,4 +88,6 @@ def test_an_entitys_first_lifetime_tile_in_a_shard_creates_an_empty_prefix_then_
     prefix = [4, lifetime_start + 10 * MINUTE]
     assert grow_eager_prefix(view, prefix, [(lifetime_start + 10 * MINUTE, [1])]) is None  # after it: a tile
     assert grow_eager_prefix(view, prefix, [(lifetime_start + MINUTE, [2]), (lifetime_start + 20 * MINUTE, [1])]) == [
-        6, lifetime_start + 10 * MINUTE]
+        6,
+        lifetime_start + 10 * MINUTE,
+    ]

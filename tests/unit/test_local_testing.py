@@ -39,14 +39,22 @@ SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tecton_fraud"
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
 user = Entity(name="user", join_keys=[Field("user_id", String)])
-payments = StreamSource(name="payments", schema=[Field("user_id", String), Field("amount", Float64),
-                                                 Field("ts", Timestamp)],
-                        stream_config=KafkaConfig(topics="payments", timestamp_field="ts"))
+payments = StreamSource(
+    name="payments",
+    schema=[Field("user_id", String), Field("amount", Float64), Field("ts", Timestamp)],
+    stream_config=KafkaConfig(topics="payments", timestamp_field="ts"),
+)
 
 
-@stream_feature_view(source=payments, entities=[user], mode="python",
-                     features=[Aggregate(function="sum", time_window=timedelta(hours=2), input_column=Field("amount", Float64)),
-                               Aggregate(function="count", time_window=timedelta(hours=2), input_column=Field("amount", Float64))])
+@stream_feature_view(
+    source=payments,
+    entities=[user],
+    mode="python",
+    features=[
+        Aggregate(function="sum", time_window=timedelta(hours=2), input_column=Field("amount", Float64)),
+        Aggregate(function="count", time_window=timedelta(hours=2), input_column=Field("amount", Float64)),
+    ],
+)
 def user_payments(row):  # type: ignore[no-untyped-def]
     return {"user_id": row["user_id"], "amount": row["amount"] * 2, "ts": row["ts"]}
 
@@ -60,22 +68,31 @@ def payment_share(payment, user_payments, context):  # type: ignore[no-untyped-d
     return {"share": payment["amount"] / (total + payment["amount"])}
 
 
-ratio = RealtimeFeatureView(name="ratio", sources=[payment, user_payments], features=[
-    Calculation(name="big", expr="payment.amount > user_payments.amount_sum_2h_continuous")])
+ratio = RealtimeFeatureView(
+    name="ratio",
+    sources=[payment, user_payments],
+    features=[Calculation(name="big", expr="payment.amount > user_payments.amount_sum_2h_continuous")],
+)
 
 
 def _random_payments(seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     n = 200
-    return pd.DataFrame({"user_id": rng.choice(["a", "b", "c"], n), "amount": rng.integers(1, 100, n).astype(float),
-                         "ts": [T0 + timedelta(minutes=int(m)) for m in rng.integers(0, 600, n)]})
+    return pd.DataFrame(
+        {
+            "user_id": rng.choice(["a", "b", "c"], n),
+            "amount": rng.integers(1, 100, n).astype(float),
+            "ts": [T0 + timedelta(minutes=int(m)) for m in rng.integers(0, 600, n)],
+        }
+    )
 
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_view_values_over_mock_rows_equal_a_brute_force(seed: int) -> None:
     rows = _random_payments(seed)
-    spine = pd.DataFrame({"user_id": ["a", "b", "c", "a"],
-                          "ts": [T0 + timedelta(minutes=m) for m in (90, 300, 599, 610)]})
+    spine = pd.DataFrame(
+        {"user_id": ["a", "b", "c", "a"], "ts": [T0 + timedelta(minutes=m) for m in (90, 300, 599, 610)]}
+    )
     got = user_payments.get_features_for_events(spine, mock_inputs={"payments": rows}).to_pandas()
     for i, (key, at) in enumerate(zip(spine["user_id"], spine["ts"], strict=True)):
         window = rows[(rows["user_id"] == key) & (rows["ts"] >= at - timedelta(hours=2)) & (rows["ts"] < at)]
@@ -99,7 +116,9 @@ def test_realtime_run_transformation_in_python_and_with_a_context() -> None:
     data = {"payment": {"amount": 30.0}, "user_payments": {"amount_sum_2h_continuous": 90.0}}
     assert payment_share.run_transformation(data) == {"share": 0.25}
     when = datetime(2024, 1, 1, tzinfo=UTC)
-    assert payment_share.run_transformation({**data, "context": RealtimeContext(request_timestamp=when)}) == {"share": 0.25}
+    assert payment_share.run_transformation({**data, "context": RealtimeContext(request_timestamp=when)}) == {
+        "share": 0.25
+    }
     assert ratio.run_transformation(data) == {"big": False}
     context = MockContext(secrets={"token": "s"}, resources={"client": 1})
     assert context.secrets == {"token": "s"} and context.resources == {"client": 1}
@@ -114,8 +133,9 @@ def test_stream_run_transformation_on_a_frame() -> None:
 
 def test_bad_input_is_named() -> None:
     with pytest.raises(InvalidRequestError, match=r"mock_inputs names \['nope'\].*\['payments'\]"):
-        user_payments.get_features_for_events(pd.DataFrame({"user_id": ["a"], "ts": [T0]}),
-                                              mock_inputs={"nope": pd.DataFrame()})
+        user_payments.get_features_for_events(
+            pd.DataFrame({"user_id": ["a"], "ts": [T0]}), mock_inputs={"nope": pd.DataFrame()}
+        )
     with pytest.raises(InvalidRequestError, match=r"lacks 'user_payments'"):
         payment_share.run_transformation({"payment": {"amount": 1.0}})
     with pytest.raises(InvalidRequestError, match=r"lack request column\(s\) \['amount'\]"):
@@ -123,8 +143,9 @@ def test_bad_input_is_named() -> None:
     with pytest.raises(InvalidRequestError, match=r"mocked upstream feature columns"):
         ratio.get_features_for_events(pd.DataFrame({"amount": [1.0]}))
     with pytest.raises(InvalidRequestError, match="reads no source directly"):
-        payment_share.get_features_for_events(pd.DataFrame({"user_id": ["a"], "ts": [T0], "amount": [1.0]}),
-                                              mock_inputs=pd.DataFrame())  # type: ignore[arg-type]
+        payment_share.get_features_for_events(
+            pd.DataFrame({"user_id": ["a"], "ts": [T0], "amount": [1.0]}), mock_inputs=pd.DataFrame()
+        )  # type: ignore[arg-type]
     with pytest.raises(InvalidRequestError, match="from_source=False"):
         user_payments.get_features_for_events(pd.DataFrame(), from_source=False)
 
@@ -137,8 +158,12 @@ def test_bad_input_is_named() -> None:
 
 
 def _featurebus_test(repo: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "featurebus", "test", "--repo", str(repo), "-q"],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "featurebus", "test", "--repo", str(repo), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_featurebus_test_runs_the_sample_repositorys_tecton_style_tests() -> None:
@@ -169,15 +194,28 @@ def test_the_sample_repository_compiles_with_its_ranges() -> None:
 def test_batch_run_transformation_keeps_the_ranges_output_rows(tmp_path: Path) -> None:
     from featurebus import BatchSource, FileConfig, batch_feature_view
 
-    source = BatchSource(name="orders", batch_config=FileConfig(uri=str(tmp_path / "none.parquet"), timestamp_field="ts"))
+    source = BatchSource(
+        name="orders", batch_config=FileConfig(uri=str(tmp_path / "none.parquet"), timestamp_field="ts")
+    )
 
-    @batch_feature_view(sources=[source.unfiltered()], entities=[user], mode="pandas", ttl=timedelta(days=1),
-                        timestamp_field="ts", features=[Attribute("amount", Float64)])
+    @batch_feature_view(
+        sources=[source.unfiltered()],
+        entities=[user],
+        mode="pandas",
+        ttl=timedelta(days=1),
+        timestamp_field="ts",
+        features=[Attribute("amount", Float64)],
+    )
     def order_amount(orders):  # type: ignore[no-untyped-def]
         return orders[["user_id", "amount", "ts"]]
 
-    rows = pd.DataFrame({"user_id": ["a", "a", "a"], "amount": [1.0, 2.0, 3.0],
-                         "ts": [T0 - timedelta(hours=1), T0, T0 + timedelta(days=1)]})
+    rows = pd.DataFrame(
+        {
+            "user_id": ["a", "a", "a"],
+            "amount": [1.0, 2.0, 3.0],
+            "ts": [T0 - timedelta(hours=1), T0, T0 + timedelta(days=1)],
+        }
+    )
     out = order_amount.run_transformation(T0, T0 + timedelta(days=1), mock_inputs={"orders": rows}).to_pandas()
     assert out["amount"].tolist() == [2.0]  # read unfiltered, then the output kept to [start, end)
     assert order_amount.run_transformation(rows).to_pandas()["amount"].tolist() == [1.0, 2.0, 3.0]

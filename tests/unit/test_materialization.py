@@ -39,10 +39,18 @@ def test_fingerprints_and_plan_agree_on_generated_repositories(a: WorkspaceSpec,
 def test_metadata_and_delivery_fields_leave_the_fingerprint_alone() -> None:
     view, source = BASE.stream_feature_views[1], BASE.source(BASE.stream_feature_views[1].source)
     same = fingerprint(view, source)
-    assert fingerprint(dataclasses.replace(view, description="x", owner="me", tags=(("a", "b"),), online=False), source) == same
-    late = dataclasses.replace(source, kafka=dataclasses.replace(source.kafka, watermark_delay_ms=1, value_format="avro"))
+    assert (
+        fingerprint(dataclasses.replace(view, description="x", owner="me", tags=(("a", "b"),), online=False), source)
+        == same
+    )
+    late = dataclasses.replace(
+        source, kafka=dataclasses.replace(source.kafka, watermark_delay_ms=1, value_format="avro")
+    )
     assert fingerprint(view, late) == same
-    assert fingerprint(view, dataclasses.replace(source, kafka=dataclasses.replace(source.kafka, topics=("other",)))) != same
+    assert (
+        fingerprint(view, dataclasses.replace(source, kafka=dataclasses.replace(source.kafka, topics=("other",))))
+        != same
+    )
     assert fingerprint(dataclasses.replace(view, aggregation_interval_ms=60_000), source) != same
 
 
@@ -50,8 +58,9 @@ def test_online_fingerprints_cover_the_online_views_of_a_topic() -> None:
     topic = BASE.source(BASE.stream_feature_views[0].source).kafka.topics[0]
     readers = {v.name for v in BASE.stream_feature_views if topic in BASE.source(v.source).kafka.topics}
     assert set(online_fingerprints(BASE, topic)) == readers
-    offline_only = dataclasses.replace(BASE, stream_feature_views=tuple(
-        dataclasses.replace(v, online=False) for v in BASE.stream_feature_views))
+    offline_only = dataclasses.replace(
+        BASE, stream_feature_views=tuple(dataclasses.replace(v, online=False) for v in BASE.stream_feature_views)
+    )
     assert online_fingerprints(offline_only, topic) == {}
 
 

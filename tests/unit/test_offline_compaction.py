@@ -27,14 +27,16 @@ from featurebus.schemas.specs import FieldSpec, KafkaConfigSpec, StreamSourceSpe
 from tests.support.specs import spending_workspace
 
 SOURCE = StreamSourceSpec(
-    "orders", (FieldSpec("user_id", "string"), FieldSpec("amount", "float64"), FieldSpec("ts", "timestamp")),
+    "orders",
+    (FieldSpec("user_id", "string"), FieldSpec("amount", "float64"), FieldSpec("ts", "timestamp")),
     KafkaConfigSpec(("orders.v1",), "ts"),
 )
 
 
 def _part(first: int, last: int, date: str = "2024-01-01", topic: str = "t", partition: int = 0) -> PartFile:
-    return PartFile(Path(f"/x/date={date}/part-{topic}-{partition}-{first}-{last}.parquet"), date, topic, partition,
-                    first, last)
+    return PartFile(
+        Path(f"/x/date={date}/part-{topic}-{partition}-{first}-{last}.parquet"), date, topic, partition, first, last
+    )
 
 
 def test_live_parts_hide_files_inside_another_files_range() -> None:
@@ -61,10 +63,13 @@ def test_plan_merges_cuts_runs_at_the_target_size_and_skips_lone_files() -> None
     assert [[p.first_offset for p in m.inputs] for m in merges] == [[0, 1], [2, 3]]  # 4 alone: nothing to merge
 
 
-@given(st.lists(st.tuples(st.integers(1, 5), st.integers(1, 200), st.sampled_from(["d1", "d2"])), max_size=30),
-       st.integers(50, 400))
+@given(
+    st.lists(st.tuples(st.integers(1, 5), st.integers(1, 200), st.sampled_from(["d1", "d2"])), max_size=30),
+    st.integers(50, 400),
+)
 def test_planned_merges_never_span_a_file_they_do_not_absorb(
-    files: list[tuple[int, int, str]], target: int,
+    files: list[tuple[int, int, str]],
+    target: int,
 ) -> None:
     parts, offset = [], 0
     for width, _, date in files:
@@ -91,9 +96,13 @@ def _write_small_files(root: Path, flushes: int, per_flush: int = 3) -> int:
     offset = 0
     for _ in range(flushes):
         times = [f"2024-03-{10 + (offset + i) % 2:02d}T0{i % 10}:00:00Z" for i in range(per_flush)]
-        frame = pd.DataFrame({"user_id": [f"u{offset + i}" for i in range(per_flush)],
-                              "amount": [float(offset + i) for i in range(per_flush)],
-                              "ts": pd.to_datetime(times, utc=True).as_unit("ms")})
+        frame = pd.DataFrame(
+            {
+                "user_id": [f"u{offset + i}" for i in range(per_flush)],
+                "amount": [float(offset + i) for i in range(per_flush)],
+                "ts": pd.to_datetime(times, utc=True).as_unit("ms"),
+            }
+        )
         write_partition(root, "ws", SOURCE, "orders.v1", 0, frame, list(range(offset, offset + per_flush)))
         offset += per_flush
     return offset
@@ -170,11 +179,20 @@ def test_a_training_read_racing_a_compaction_reads_again(tmp_path: Path, monkeyp
     users = [f"u{i % 3}" for i in range(60)]
     for flush in range(20):  # 20 small files, 3 events each, over one day
         rows = range(flush * 3, flush * 3 + 3)
-        frame = pd.DataFrame({"user_id": [users[i] for i in rows], "amount": [float(i) for i in rows],
-                              "ts": pd.to_datetime([1_710_000_000_000 + i * 60_000 for i in rows], unit="ms", utc=True)})
+        frame = pd.DataFrame(
+            {
+                "user_id": [users[i] for i in rows],
+                "amount": [float(i) for i in rows],
+                "ts": pd.to_datetime([1_710_000_000_000 + i * 60_000 for i in rows], unit="ms", utc=True),
+            }
+        )
         write_partition(tmp_path, "ws", source, "orders.v1", 0, frame, list(rows))
-    spine = pd.DataFrame({"user_id": ["u0", "u1", "u2"],
-                          "ts": pd.to_datetime([1_710_000_000_000 + 61 * 60_000] * 3, unit="ms", utc=True)})
+    spine = pd.DataFrame(
+        {
+            "user_id": ["u0", "u1", "u2"],
+            "ts": pd.to_datetime([1_710_000_000_000 + 61 * 60_000] * 3, unit="ms", utc=True),
+        }
+    )
     expected = training.get_features_for_events(spec, "spending", spine, tmp_path)
 
     real_list_parts = training.list_parts

@@ -54,22 +54,31 @@ def test_another_cluster_is_other_data() -> None:
     live = spending_workspace(name="prod")
     source = live.stream_sources[0]
     elsewhere = dataclasses.replace(source, kafka=dataclasses.replace(source.kafka, bootstrap_servers="other:9092"))
-    assert offline_locations(dev, {"prod": dataclasses.replace(live, stream_sources=(elsewhere,))}) == {"transactions": ()}
+    assert offline_locations(dev, {"prod": dataclasses.replace(live, stream_sources=(elsewhere,))}) == {
+        "transactions": ()
+    }
 
 
 def test_push_sources_match_by_name_and_only_logged_ones() -> None:
     dev = _dev(push_workspace("dev"))
     live = push_workspace("prod")
     assert offline_locations(dev, {"prod": live, "dev": dev}) == {"clicks": (("prod", "clicks"),)}
-    unlogged = dataclasses.replace(live, stream_sources=(dataclasses.replace(live.stream_sources[0], log_offline=False),))
+    unlogged = dataclasses.replace(
+        live, stream_sources=(dataclasses.replace(live.stream_sources[0], log_offline=False),)
+    )
     assert offline_locations(dev, {"prod": unlogged}) == {"clicks": ()}
     # A Kafka source on a topic named like the push topic is not the pushed data.
-    kafka = StreamSourceSpec("clicks", live.stream_sources[0].schema, KafkaConfigSpec(live.stream_sources[0].kafka.topics, "ts"))
+    kafka = StreamSourceSpec(
+        "clicks", live.stream_sources[0].schema, KafkaConfigSpec(live.stream_sources[0].kafka.topics, "ts")
+    )
     assert offline_locations(dev, {"prod": dataclasses.replace(live, stream_sources=(kafka,))}) == {"clicks": ()}
 
 
 def test_no_data_is_an_error_naming_the_source_and_the_fix() -> None:
     dev = _dev(push_workspace("dev"))
-    with pytest.raises(NotFoundError, match=r"source 'clicks' of development workspace 'dev' has no offline data.*"
-                                            r"push source named 'clicks'.*--live"):
+    with pytest.raises(
+        NotFoundError,
+        match=r"source 'clicks' of development workspace 'dev' has no offline data.*"
+        r"push source named 'clicks'.*--live",
+    ):
         require_locations(offline_locations(dev, {}), "dev", dev.stream_sources[0])

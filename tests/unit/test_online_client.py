@@ -26,14 +26,19 @@ from tests.unit.test_serving_service import BASE, EVENTS, Clock, load
 
 # SDK objects named as the served workspace's (tests.support.specs): only their names travel.
 user = Entity(name="user", join_keys=[Field("user_id", String)])
-transactions = StreamSource(name="transactions", schema=[Field("user_id", String), Field("amount", Float64),
-                                                          Field("ts", Timestamp)],
-                            stream_config=KafkaConfig(topics="transactions", timestamp_field="ts"))
+transactions = StreamSource(
+    name="transactions",
+    schema=[Field("user_id", String), Field("amount", Float64), Field("ts", Timestamp)],
+    stream_config=KafkaConfig(topics="transactions", timestamp_field="ts"),
+)
 
 
-@stream_feature_view(source=transactions, entities=[user], mode="pandas",
-                     features=[Aggregate(function="sum", time_window=timedelta(hours=1),
-                                         input_column=Field("amount", Float64))])
+@stream_feature_view(
+    source=transactions,
+    entities=[user],
+    mode="pandas",
+    features=[Aggregate(function="sum", time_window=timedelta(hours=1), input_column=Field("amount", Float64))],
+)
 def user_spending(transactions):  # type: ignore[no-untyped-def]
     return transactions
 
@@ -76,9 +81,12 @@ def test_a_service_answers_as_the_http_api_with_int64_decoded(served: str) -> No
     assert isinstance(vector, FeatureVector)
     # The HTTP answer is ["1", 30.0, 30.0, "3", 60.0, 20.0] (int64 as strings, Tecton's encoding).
     assert vector.to_dict() == {
-        "user_spending.amount_count_1m_continuous": 1, "user_spending.amount_sum_1m_continuous": 30.0,
-        "user_spending.amount_mean_1m_continuous": 30.0, "user_spending.amount_count_1h_continuous": 3,
-        "user_spending.amount_sum_1h_continuous": 60.0, "user_spending.amount_mean_1h_continuous": 20.0,
+        "user_spending.amount_count_1m_continuous": 1,
+        "user_spending.amount_sum_1m_continuous": 30.0,
+        "user_spending.amount_mean_1m_continuous": 30.0,
+        "user_spending.amount_count_1h_continuous": 3,
+        "user_spending.amount_sum_1h_continuous": 60.0,
+        "user_spending.amount_mean_1h_continuous": 20.0,
     }
     frame = vector.to_pandas()
     assert len(frame) == 1 and frame["user_spending.amount_sum_1h_continuous"][0] == 60.0
@@ -117,13 +125,19 @@ def test_the_view_service_prefix_is_the_training_sets() -> None:
     assert name == VIEW_SERVICE_PREFIX + "user_spending"
 
 
-def test_an_applied_workspaces_objects_read_in_their_own_workspace(served: str, monkeypatch: pytest.MonkeyPatch,
-                                                                    tmp_path: Path) -> None:
+def test_an_applied_workspaces_objects_read_in_their_own_workspace(
+    served: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from featurebus.workspace import Workspace
 
     monkeypatch.setenv("FEATUREBUS_WORKSPACE", "elsewhere")  # the workspace object's name wins
     workspace = Workspace(spending_workspace(), tmp_path)
-    assert workspace.get_feature_service("spending").get_online_features(
-        join_keys={"user_id": "alice"}).to_dict()["user_spending.amount_sum_1h_continuous"] == 60.0
-    assert workspace.get_feature_view("user_spending").get_online_features(
-        join_keys={"user_id": "alice"}).values[0] == 1
+    assert (
+        workspace.get_feature_service("spending")
+        .get_online_features(join_keys={"user_id": "alice"})
+        .to_dict()["user_spending.amount_sum_1h_continuous"]
+        == 60.0
+    )
+    assert (
+        workspace.get_feature_view("user_spending").get_online_features(join_keys={"user_id": "alice"}).values[0] == 1
+    )

@@ -38,7 +38,9 @@ TRANSACTIONS = StreamSourceSpec(
     (FieldSpec("user_id", "string"), FieldSpec("amount", "float64"), FieldSpec("ts", "timestamp")),
     KafkaConfigSpec(("transactions",), "ts"),
 )
-CLICKS = StreamSourceSpec("clicks", (FieldSpec("user_id", "string"), FieldSpec("ts", "timestamp")), KafkaConfigSpec(("clicks",), "ts"))
+CLICKS = StreamSourceSpec(
+    "clicks", (FieldSpec("user_id", "string"), FieldSpec("ts", "timestamp")), KafkaConfigSpec(("clicks",), "ts")
+)
 CODE = "def stats(transactions):\n    return transactions\n"
 
 
@@ -47,12 +49,20 @@ def _agg(name: str, window_ms: int, function: str = "sum", column: str = "amount
 
 
 STATS = StreamFeatureViewSpec(
-    name="user_stats", source="transactions", entities=("user",), join_keys=("user_id",), timestamp_field="ts",
+    name="user_stats",
+    source="transactions",
+    entities=("user",),
+    join_keys=("user_id",),
+    timestamp_field="ts",
     transformation=TransformationSpec("pandas", "stats", CODE),
     aggregations=(_agg("amount_sum_1h_continuous", HOUR_MS), _agg("amount_count_1h_continuous", HOUR_MS, "count")),
 )
 CLICK_COUNTS = StreamFeatureViewSpec(
-    name="user_clicks", source="clicks", entities=("user",), join_keys=("user_id",), timestamp_field="ts",
+    name="user_clicks",
+    source="clicks",
+    entities=("user",),
+    join_keys=("user_id",),
+    timestamp_field="ts",
     transformation=TransformationSpec("python", "clicks", "def clicks(row):\n    return row\n"),
     aggregations=(_agg("ts_count_1h_continuous", HOUR_MS, "count", "ts"),),
 )
@@ -69,7 +79,12 @@ Edit = Callable[[WorkspaceSpec], WorkspaceSpec]
 #  field paths expected among the changes)
 CASES: list[tuple[str, Edit, dict[tuple[str, str], tuple[str, bool]], set[str]]] = [
     ("identical", lambda ws: ws, {}, set()),
-    ("delete a view", lambda ws: _views(ws, CLICK_COUNTS), {("stream_feature_view", "user_stats"): ("delete", False)}, set()),
+    (
+        "delete a view",
+        lambda ws: _views(ws, CLICK_COUNTS),
+        {("stream_feature_view", "user_stats"): ("delete", False)},
+        set(),
+    ),
     (
         "rename a service",
         lambda ws: dataclasses.replace(ws, feature_services=(dataclasses.replace(SPENDING, name="spend"),)),
@@ -78,8 +93,13 @@ CASES: list[tuple[str, Edit, dict[tuple[str, str], tuple[str, bool]], set[str]]]
     ),
     (
         "change a window",
-        lambda ws: _views(ws, CLICK_COUNTS, dataclasses.replace(
-            STATS, aggregations=(_agg("amount_sum_1h_continuous", 2 * HOUR_MS), STATS.aggregations[1]))),
+        lambda ws: _views(
+            ws,
+            CLICK_COUNTS,
+            dataclasses.replace(
+                STATS, aggregations=(_agg("amount_sum_1h_continuous", 2 * HOUR_MS), STATS.aggregations[1])
+            ),
+        ),
         {("stream_feature_view", "user_stats"): ("update", True)},
         {"aggregations[amount_sum_1h_continuous].window_ms"},
     ),
@@ -91,23 +111,49 @@ CASES: list[tuple[str, Edit, dict[tuple[str, str], tuple[str, bool]], set[str]]]
     ),
     (
         "change a source schema",
-        lambda ws: dataclasses.replace(ws, stream_sources=(CLICKS, dataclasses.replace(
-            TRANSACTIONS, schema=(*TRANSACTIONS.schema[:1], FieldSpec("amount", "int64"), TRANSACTIONS.schema[2])))),
+        lambda ws: dataclasses.replace(
+            ws,
+            stream_sources=(
+                CLICKS,
+                dataclasses.replace(
+                    TRANSACTIONS,
+                    schema=(*TRANSACTIONS.schema[:1], FieldSpec("amount", "int64"), TRANSACTIONS.schema[2]),
+                ),
+            ),
+        ),
         # the view's own definition is unchanged, yet the data it was computed from is not
-        {("stream_source", "transactions"): ("update", False), ("stream_feature_view", "user_stats"): ("unchanged", True)},
+        {
+            ("stream_source", "transactions"): ("update", False),
+            ("stream_feature_view", "user_stats"): ("unchanged", True),
+        },
         {"schema[amount].dtype"},
     ),
     (
         "change transformation code",
-        lambda ws: _views(ws, CLICK_COUNTS, dataclasses.replace(
-            STATS, transformation=dataclasses.replace(STATS.transformation, code=CODE.replace("return", "return 1 +")))),
+        lambda ws: _views(
+            ws,
+            CLICK_COUNTS,
+            dataclasses.replace(
+                STATS,
+                transformation=dataclasses.replace(STATS.transformation, code=CODE.replace("return", "return 1 +")),
+            ),
+        ),
         {("stream_feature_view", "user_stats"): ("update", True)},
         {"transformation.code"},
     ),
     (
         "add a served feature",
-        lambda ws: dataclasses.replace(ws, feature_services=(dataclasses.replace(SPENDING, selections=(
-            FeatureSelectionSpec("user_stats", ("amount_sum_1h_continuous", "amount_count_1h_continuous")),)),)),
+        lambda ws: dataclasses.replace(
+            ws,
+            feature_services=(
+                dataclasses.replace(
+                    SPENDING,
+                    selections=(
+                        FeatureSelectionSpec("user_stats", ("amount_sum_1h_continuous", "amount_count_1h_continuous")),
+                    ),
+                ),
+            ),
+        ),
         {("feature_service", "spending"): ("update", False)},
         {"selections[0].features"},
     ),
@@ -121,7 +167,9 @@ def test_plan_reports_each_change(
     desired = edit(BASE)
     result = plan(BASE, desired)
     reported = {
-        (c.kind, c.name): (c.action, c.rematerialize) for c in result.changes if c.action != "unchanged" or c.rematerialize
+        (c.kind, c.name): (c.action, c.rematerialize)
+        for c in result.changes
+        if c.action != "unchanged" or c.rematerialize
     }
     assert reported == expected
     assert paths <= {fc.path for c in result.changes for fc in c.changed_fields}
@@ -135,10 +183,14 @@ def test_rematerialization_and_delete_reasons_name_the_cause() -> None:
     assert changes["user_stats"].reason == "changed: timestamp_field"
     assert changes["user_clicks"].reason == "it is no longer computed or served (its feature topic stays on the bus)"
     topics = dataclasses.replace(TRANSACTIONS, kafka=dataclasses.replace(TRANSACTIONS.kafka, topics=("tx2",)))
-    view = {c.name: c for c in plan(BASE, dataclasses.replace(BASE, stream_sources=(CLICKS, topics))).changes}["user_stats"]
+    view = {c.name: c for c in plan(BASE, dataclasses.replace(BASE, stream_sources=(CLICKS, topics))).changes}[
+        "user_stats"
+    ]
     assert view.reason == "source 'transactions' changed: kafka.topics"
     harmless = dataclasses.replace(TRANSACTIONS, kafka=dataclasses.replace(TRANSACTIONS.kafka, watermark_delay_ms=1))
-    assert not any(c.rematerialize for c in plan(BASE, dataclasses.replace(BASE, stream_sources=(CLICKS, harmless))).changes)
+    assert not any(
+        c.rematerialize for c in plan(BASE, dataclasses.replace(BASE, stream_sources=(CLICKS, harmless))).changes
+    )
 
 
 def test_plan_from_nothing_creates_the_example_repository() -> None:
@@ -154,8 +206,18 @@ def test_apply_to_refuses_a_workspace_the_plan_was_not_made_from() -> None:
 
 
 # -- properties over random workspaces -------------------------------------------------------------
-ENTITY_POOL = [USER, EntitySpec("merchant", (FieldSpec("merchant_id", "string"),)), EntitySpec("card", (FieldSpec("card_id", "string"), FieldSpec("bin", "string")))]
-FIELD_POOL = [FieldSpec("user_id", "string"), FieldSpec("amount", "float64"), FieldSpec("amount", "int64"), FieldSpec("ts", "timestamp"), FieldSpec("country", "string")]
+ENTITY_POOL = [
+    USER,
+    EntitySpec("merchant", (FieldSpec("merchant_id", "string"),)),
+    EntitySpec("card", (FieldSpec("card_id", "string"), FieldSpec("bin", "string"))),
+]
+FIELD_POOL = [
+    FieldSpec("user_id", "string"),
+    FieldSpec("amount", "float64"),
+    FieldSpec("amount", "int64"),
+    FieldSpec("ts", "timestamp"),
+    FieldSpec("country", "string"),
+]
 TEXT = st.sampled_from(["", "a", "b", "a long description that the renderer has to cut short " * 2])
 CODES = st.sampled_from([CODE, CODE.replace("return", "return 2 *"), "def stats(t):\n    t = t.copy()\n    return t\n"])
 WINDOWS = st.sampled_from([600_000, HOUR_MS, 24 * HOUR_MS])
@@ -173,34 +235,58 @@ def _fields(draw: st.DrawFn) -> tuple[FieldSpec, ...]:
 
 @st.composite
 def _source(draw: st.DrawFn, name: str) -> StreamSourceSpec:
-    kafka = KafkaConfigSpec(tuple(draw(_subset(["a", "b", "c"]))), draw(st.sampled_from(["ts", "event_ts"])),
-                            watermark_delay_ms=draw(st.sampled_from([0, 60_000])))
+    kafka = KafkaConfigSpec(
+        tuple(draw(_subset(["a", "b", "c"]))),
+        draw(st.sampled_from(["ts", "event_ts"])),
+        watermark_delay_ms=draw(st.sampled_from([0, 60_000])),
+    )
     return StreamSourceSpec(name, draw(_fields()), kafka, draw(TEXT))
 
 
 @st.composite
 def _view(draw: st.DrawFn, name: str) -> StreamFeatureViewSpec:
-    aggregations = tuple(_agg(n, draw(WINDOWS), draw(st.sampled_from(["sum", "count"]))) for n in draw(_subset(["s1", "s2", "s3"])))
+    aggregations = tuple(
+        _agg(n, draw(WINDOWS), draw(st.sampled_from(["sum", "count"]))) for n in draw(_subset(["s1", "s2", "s3"]))
+    )
     return StreamFeatureViewSpec(
-        name=name, source=draw(st.sampled_from(["src_a", "src_b"])), entities=tuple(draw(_subset(["user", "card"]))),
-        join_keys=("user_id",), timestamp_field="ts", transformation=TransformationSpec("pandas", "stats", draw(CODES)),
-        aggregations=aggregations, aggregation_interval_ms=draw(st.sampled_from([None, 300_000])),
-        online=draw(st.booleans()), description=draw(TEXT),
+        name=name,
+        source=draw(st.sampled_from(["src_a", "src_b"])),
+        entities=tuple(draw(_subset(["user", "card"]))),
+        join_keys=("user_id",),
+        timestamp_field="ts",
+        transformation=TransformationSpec("pandas", "stats", draw(CODES)),
+        aggregations=aggregations,
+        aggregation_interval_ms=draw(st.sampled_from([None, 300_000])),
+        online=draw(st.booleans()),
+        description=draw(TEXT),
     )
 
 
 @st.composite
 def _service(draw: st.DrawFn, name: str) -> FeatureServiceSpec:
-    selections = draw(st.lists(st.builds(FeatureSelectionSpec, st.sampled_from(["v1", "v2"]),
-                                         st.lists(st.sampled_from(["s1", "s2", "s3"]), unique=True).map(tuple)), max_size=3))
+    selections = draw(
+        st.lists(
+            st.builds(
+                FeatureSelectionSpec,
+                st.sampled_from(["v1", "v2"]),
+                st.lists(st.sampled_from(["s1", "s2", "s3"]), unique=True).map(tuple),
+            ),
+            max_size=3,
+        )
+    )
     return FeatureServiceSpec(name, tuple(selections), description=draw(TEXT))
 
 
 @st.composite
 def workspaces(draw: st.DrawFn) -> WorkspaceSpec:
     # Sorted by name, as compile_workspace sorts them (the plan compares objects, not their order).
-    entities = sorted((dataclasses.replace(e, description=draw(TEXT))
-                       for e in draw(st.lists(st.sampled_from(ENTITY_POOL), unique=True))), key=lambda e: e.name)
+    entities = sorted(
+        (
+            dataclasses.replace(e, description=draw(TEXT))
+            for e in draw(st.lists(st.sampled_from(ENTITY_POOL), unique=True))
+        ),
+        key=lambda e: e.name,
+    )
     return WorkspaceSpec(
         "w",
         tuple(entities),
@@ -236,7 +322,9 @@ def test_a_workspace_against_itself_is_an_empty_plan(a: WorkspaceSpec) -> None:
 def test_planning_from_nothing_creates_everything(b: WorkspaceSpec) -> None:
     result = plan(None, b)
     assert all(c.action == "create" for c in result.changes)
-    assert result.summary()["create"] == sum(len(getattr(b, f)) for f in ("entities", "stream_sources", "stream_feature_views", "feature_services"))
+    assert result.summary()["create"] == sum(
+        len(getattr(b, f)) for f in ("entities", "stream_sources", "stream_feature_views", "feature_services")
+    )
     assert _same_objects(result.apply_to(None), b)
 
 
@@ -244,11 +332,16 @@ def test_planning_from_nothing_creates_everything(b: WorkspaceSpec) -> None:
 def _mixed_plan() -> Plan:
     desired = dataclasses.replace(
         BASE,
-        stream_feature_views=(dataclasses.replace(
-            STATS,
-            aggregations=(_agg("amount_sum_1h_continuous", 2 * HOUR_MS), _agg("amount_max_1h_continuous", HOUR_MS, "max")),
-            transformation=dataclasses.replace(STATS.transformation, code=CODE.replace("return", "return [1] +")),
-        ),),
+        stream_feature_views=(
+            dataclasses.replace(
+                STATS,
+                aggregations=(
+                    _agg("amount_sum_1h_continuous", 2 * HOUR_MS),
+                    _agg("amount_max_1h_continuous", HOUR_MS, "max"),
+                ),
+                transformation=dataclasses.replace(STATS.transformation, code=CODE.replace("return", "return [1] +")),
+            ),
+        ),
         feature_services=(SPENDING, FeatureServiceSpec("new_service", ())),
     )
     return plan(BASE, desired)
@@ -260,14 +353,24 @@ def test_plain_rendering_lists_every_change_and_a_summary() -> None:
     assert "~ update stream_feature_view user_stats" in lines
     assert "    aggregations[amount_sum_1h_continuous].window_ms: 3600000 -> 7200000" in lines
     assert "    aggregations[amount_count_1h_continuous]: removed" in lines
-    assert any(line.startswith("    aggregations[amount_max_1h_continuous]: added {name='amount_max_1h_continuous'") for line in lines)
+    assert any(
+        line.startswith("    aggregations[amount_max_1h_continuous]: added {name='amount_max_1h_continuous'")
+        for line in lines
+    )
     assert "    transformation.code: line 2: '    return transactions' -> '    return [1] + transactions'" in lines
     assert "- delete stream_feature_view user_clicks" in lines
     assert "    it is no longer computed or served (its feature topic stays on the bus)" in lines
     assert "+ create feature_service new_service" in lines
-    assert any(line.startswith("    invalidates materialized features: changed: transformation.code, aggregations[amount_count_1h_continuous], ") for line in lines)
-    assert lines[-1] == ("Plan for workspace w: 1 to create, 1 to update, 1 to delete, 4 unchanged; "
-                         "1 feature view(s) to recompute from their sources' history.")
+    assert any(
+        line.startswith(
+            "    invalidates materialized features: changed: transformation.code, aggregations[amount_count_1h_continuous], "
+        )
+        for line in lines
+    )
+    assert lines[-1] == (
+        "Plan for workspace w: 1 to create, 1 to update, 1 to delete, 4 unchanged; "
+        "1 feature view(s) to recompute from their sources' history."
+    )
     assert "[" not in text.replace("aggregations[", "").replace("'    return [1]", "")  # no markup
 
 
@@ -284,7 +387,9 @@ def test_json_document_is_stable_and_serialisable() -> None:
     assert json.loads(json.dumps(document)) == document
     assert document["summary"] == {"create": 1, "update": 1, "delete": 1, "unchanged": 4}
     view = next(c for c in document["changes"] if c["name"] == "user_stats")
-    assert {"path": "aggregations[amount_sum_1h_continuous].window_ms", "old": HOUR_MS, "new": 2 * HOUR_MS} in view["changed_fields"]
+    assert {"path": "aggregations[amount_sum_1h_continuous].window_ms", "old": HOUR_MS, "new": 2 * HOUR_MS} in view[
+        "changed_fields"
+    ]
     assert view["rematerialize"] is True
     assert plan_to_json(_mixed_plan()) == document
 

@@ -69,7 +69,13 @@ def test_merging_two_halves_equals_one_pass(values: list[float | None], split: i
     left = FeatureStatistics.from_bytes(left.to_bytes())  # merging survives a round trip
     left.merge(FeatureStatistics.from_bytes(right.to_bytes()))
     a, b = whole.summary(), left.summary()
-    assert (a.row_count, a.null_count, a.has_data, a.min, a.max) == (b.row_count, b.null_count, b.has_data, b.min, b.max)
+    assert (a.row_count, a.null_count, a.has_data, a.min, a.max) == (
+        b.row_count,
+        b.null_count,
+        b.has_data,
+        b.min,
+        b.max,
+    )
     if a.mean is not None:
         assert b.mean == pytest.approx(a.mean, rel=1e-9, abs=1e-6)
         assert b.stddev == pytest.approx(a.stddev, rel=1e-6, abs=1e-6)
@@ -113,8 +119,16 @@ def test_bucket_statistics_split_rows_by_hour_and_day() -> None:
     times = np.array([0, 10, hour + 5, Granularity.DAY.value + 1])
     columns: dict[str, list[Any]] = {"amount": [1.0, None, 3.0, 4.0], "card": ["a", "b", None, "a"]}
     hourly = bucket_statistics(times, columns, numeric=["amount"], granularity=Granularity.HOUR)
-    assert sorted(hourly) == sorted([("amount", 0), ("amount", hour), ("amount", Granularity.DAY.value),
-                                     ("card", 0), ("card", hour), ("card", Granularity.DAY.value)])
+    assert sorted(hourly) == sorted(
+        [
+            ("amount", 0),
+            ("amount", hour),
+            ("amount", Granularity.DAY.value),
+            ("card", 0),
+            ("card", hour),
+            ("card", Granularity.DAY.value),
+        ]
+    )
     assert hourly[("amount", 0)].summary().null_count == 1
     assert hourly[("card", hour)].summary().null_rate == 1.0
     daily = bucket_statistics(times, columns, numeric=["amount"], granularity=Granularity.DAY)
@@ -153,11 +167,14 @@ def test_declared_bounds() -> None:
     assert check(Expectation("amount", Statistic.MEAN, 0, 1), empty).status is ExpectationStatus.NO_DATA
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({}, "give min_value, max_value or both"),
-    ({"min_value": 2, "max_value": 1}, "is above max_value"),
-    ({"min_value": math.inf}, "finite numbers"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "give min_value, max_value or both"),
+        ({"min_value": 2, "max_value": 1}, "is above max_value"),
+        ({"min_value": math.inf}, "finite numbers"),
+    ],
+)
 def test_bad_expectations_are_refused(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(DefinitionError, match=message):
         Expectation("amount", Statistic.MEAN, **kwargs)

@@ -33,10 +33,17 @@ def test_compiled_specs() -> None:
     ratio = SPEC.realtime_view("ratio")
     assert ratio.mode == "no_transformation" and ratio.transformation is None
     assert [(c.name, c.dtype) for c in ratio.calculations] == [
-        ("amount_ratio", "float64"), ("big", "bool"), ("seen_plus", "int64"), ("app_or_web", "bool")]
+        ("amount_ratio", "float64"),
+        ("big", "bool"),
+        ("seen_plus", "int64"),
+        ("app_or_web", "bool"),
+    ]
     assert ratio.inputs[0] == RealtimeInputSpec("request", "txn", ratio.inputs[0].fields, "")
     assert [f.name for f in ratio.inputs[1].fields] == [
-        "amount_mean_1h_continuous", "amount_count_1h_continuous", "amount_sum_1h_continuous"]
+        "amount_mean_1h_continuous",
+        "amount_count_1h_continuous",
+        "amount_sum_1h_continuous",
+    ]
     py = SPEC.realtime_view("py_view")
     assert py.transformation is not None and py.transformation.code.startswith("def py_view(")
     assert py.context_parameter == "context"
@@ -58,10 +65,15 @@ def test_plan_creates_updates_and_deletes_realtime_views() -> None:
     assert ("realtime_feature_view", "ratio", "create") in [(c.kind, c.name, c.action) for c in created.changes]
     assert created.apply_to(None) == SPEC
     ratio = SPEC.realtime_view("ratio")
-    edited = dataclasses.replace(ratio, calculations=(dataclasses.replace(ratio.calculations[0], expr="txn.amount"),
-                                                      *ratio.calculations[1:]))
-    desired = dataclasses.replace(SPEC, realtime_feature_views=tuple(
-        edited if v.name == "ratio" else v for v in SPEC.realtime_feature_views if v.name != "request_only"))
+    edited = dataclasses.replace(
+        ratio, calculations=(dataclasses.replace(ratio.calculations[0], expr="txn.amount"), *ratio.calculations[1:])
+    )
+    desired = dataclasses.replace(
+        SPEC,
+        realtime_feature_views=tuple(
+            edited if v.name == "ratio" else v for v in SPEC.realtime_feature_views if v.name != "request_only"
+        ),
+    )
     diff = plan(SPEC, desired)
     changes = {(c.kind, c.name): c for c in diff.changes}
     update = changes[("realtime_feature_view", "ratio")]
@@ -98,10 +110,14 @@ def test_a_calculation_with_mismatched_types_is_refused() -> None:
 
 
 def test_reading_a_feature_that_does_not_exist() -> None:
-    view = RealtimeFeatureView(name="bad", sources=[user_spending[["nope"]]],
-                               features=[Calculation(name="x", expr="1")])
-    with pytest.raises(DefinitionError, match=rf"RealtimeFeatureView 'bad' \(.*{HERE}:\d+\): source 'user_spending' "
-                                              r"has no feature 'nope'. Choose from: amount_count_1h_continuous"):
+    view = RealtimeFeatureView(
+        name="bad", sources=[user_spending[["nope"]]], features=[Calculation(name="x", expr="1")]
+    )
+    with pytest.raises(
+        DefinitionError,
+        match=rf"RealtimeFeatureView 'bad' \(.*{HERE}:\d+\): source 'user_spending' "
+        r"has no feature 'nope'. Choose from: amount_count_1h_continuous",
+    ):
         _compile(view)
 
 
@@ -121,9 +137,12 @@ def test_dependency_cycles_are_named() -> None:
     chained = SPEC.realtime_view("chained")
     py = SPEC.realtime_view("py_view")
     chained_fields = chained.features
-    cyclic_py = dataclasses.replace(py, inputs=(*py.inputs, RealtimeInputSpec("feature_view", "chained", chained_fields)))
-    cyclic = dataclasses.replace(SPEC, realtime_feature_views=tuple(
-        cyclic_py if v.name == "py_view" else v for v in SPEC.realtime_feature_views))
+    cyclic_py = dataclasses.replace(
+        py, inputs=(*py.inputs, RealtimeInputSpec("feature_view", "chained", chained_fields))
+    )
+    cyclic = dataclasses.replace(
+        SPEC, realtime_feature_views=tuple(cyclic_py if v.name == "py_view" else v for v in SPEC.realtime_feature_views)
+    )
     with pytest.raises(DefinitionError, match=r"cycle: .*chained.*py_view|cycle: .*py_view.*chained"):
         check_realtime_views(cyclic)
 
@@ -133,8 +152,15 @@ def test_spec_level_checks_find_missing_views_and_features() -> None:
     gone = dataclasses.replace(SPEC, stream_feature_views=())
     with pytest.raises(DefinitionError, match="reads view 'user_spending', which the workspace does not define"):
         check_realtime_views(gone)
-    renamed = dataclasses.replace(ratio, inputs=(ratio.inputs[0], dataclasses.replace(
-        ratio.inputs[1], fields=(dataclasses.replace(ratio.inputs[1].fields[0], name="other"),))))
+    renamed = dataclasses.replace(
+        ratio,
+        inputs=(
+            ratio.inputs[0],
+            dataclasses.replace(
+                ratio.inputs[1], fields=(dataclasses.replace(ratio.inputs[1].fields[0], name="other"),)
+            ),
+        ),
+    )
     with pytest.raises(DefinitionError, match=r"reads user_spending.other \(float64\)"):
         check_realtime_views(dataclasses.replace(SPEC, realtime_feature_views=(renamed,)))
     assert CalculationSpec("x", "1", "int64").dtype == "int64"
@@ -143,20 +169,44 @@ def test_spec_level_checks_find_missing_views_and_features() -> None:
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (lambda: RealtimeFeatureView(name="v", sources=[txn], features=[Attribute("a", Int64)]),
-         "Attribute features need a transformation function"),
-        (lambda: RealtimeFeatureView(name="v", sources=[txn], features=[
-            Attribute("a", Int64), Calculation(name="b", expr="1")]), "cannot be mixed"),
-        (lambda: RealtimeFeatureView(name="v", sources=[], features=[Calculation(name="b", expr="1")]),
-         "sources is empty"),
-        (lambda: RealtimeFeatureView(name="v", sources=[txn, RequestSource([Field("amount", Float64)], name="txn")],
-                                     features=[Calculation(name="b", expr="1")]), "two sources are both named"),
-        (lambda: RealtimeFeatureView(name="v", sources=["nope"], features=[Calculation(name="b", expr="1")]),
-         "neither a RequestSource nor a feature view"),
-        (lambda: RealtimeFeatureView(name="v", sources=[txn], features=[Calculation(name="b", expr="1")],
-                                     secrets={"k": "v"}), "secrets are not supported yet"),
-        (lambda: RealtimeFeatureView(name="v", sources=[txn], features=[
-            Calculation(name="b", expr="1"), Calculation(name="b", expr="2")]), "two features are both named"),
+        (
+            lambda: RealtimeFeatureView(name="v", sources=[txn], features=[Attribute("a", Int64)]),
+            "Attribute features need a transformation function",
+        ),
+        (
+            lambda: RealtimeFeatureView(
+                name="v", sources=[txn], features=[Attribute("a", Int64), Calculation(name="b", expr="1")]
+            ),
+            "cannot be mixed",
+        ),
+        (
+            lambda: RealtimeFeatureView(name="v", sources=[], features=[Calculation(name="b", expr="1")]),
+            "sources is empty",
+        ),
+        (
+            lambda: RealtimeFeatureView(
+                name="v",
+                sources=[txn, RequestSource([Field("amount", Float64)], name="txn")],
+                features=[Calculation(name="b", expr="1")],
+            ),
+            "two sources are both named",
+        ),
+        (
+            lambda: RealtimeFeatureView(name="v", sources=["nope"], features=[Calculation(name="b", expr="1")]),
+            "neither a RequestSource nor a feature view",
+        ),
+        (
+            lambda: RealtimeFeatureView(
+                name="v", sources=[txn], features=[Calculation(name="b", expr="1")], secrets={"k": "v"}
+            ),
+            "secrets are not supported yet",
+        ),
+        (
+            lambda: RealtimeFeatureView(
+                name="v", sources=[txn], features=[Calculation(name="b", expr="1"), Calculation(name="b", expr="2")]
+            ),
+            "two features are both named",
+        ),
         (lambda: RequestSource(schema=[]), "schema must be a non-empty list of Field"),
         (lambda: Calculation(name="c", expr=" "), "expr must be a non-empty string"),
         (lambda: Attribute("a", "int"), "dtype must be a featurebus.types type"),
@@ -170,17 +220,20 @@ def test_definitions_are_validated_on_construction(build: Any, message: str) -> 
 
 def test_transformations_bind_one_parameter_per_source() -> None:
     with pytest.raises(DefinitionError, match=r"takes 1 source parameter\(s\) but the view has 2 source\(s\)"):
+
         @realtime_feature_view(sources=[txn, user_spending], mode="python", features=[Attribute("a", Int64)])
         def too_few(txn: Any) -> Any:
             return {"a": 1}
 
     with pytest.raises(DefinitionError, match="mode 'sql' is not supported"):
+
         @realtime_feature_view(sources=[txn], mode="sql", features=[Attribute("a", Int64)])
         def wrong_mode(txn: Any) -> Any:
             return {"a": 1}
 
-    @realtime_feature_view(sources=[txn], mode="python", features=[Attribute("a", String)],
-                           context_parameter_name="ctx")
+    @realtime_feature_view(
+        sources=[txn], mode="python", features=[Attribute("a", String)], context_parameter_name="ctx"
+    )
     def named_context(ctx: Any, request: Any) -> Any:
         return {"a": request["merchant"]}
 
@@ -188,14 +241,18 @@ def test_transformations_bind_one_parameter_per_source() -> None:
 
 
 def test_a_function_reading_a_field_its_source_lacks_is_refused_at_compile_time() -> None:
-    @realtime_feature_view(sources=[txn, user_spending[["amount_mean_1h_continuous"]]], mode="python",
-                           features=[Attribute("a", Float64)])
+    @realtime_feature_view(
+        sources=[txn, user_spending[["amount_mean_1h_continuous"]]], mode="python", features=[Attribute("a", Float64)]
+    )
     def typo(txn: Any, spend: Any) -> Any:
         return {"a": txn["amount"] + (spend.get("amount_mean_1d_continuous") or 0.0)}
 
-    with pytest.raises(DefinitionError, match=rf"RealtimeFeatureView 'typo' \(.*{HERE}:\d+\): the function reads "
-                                              r"spend\['amount_mean_1d_continuous'\], which source 'user_spending' "
-                                              r"does not have. Use one of: amount_mean_1h_continuous"):
+    with pytest.raises(
+        DefinitionError,
+        match=rf"RealtimeFeatureView 'typo' \(.*{HERE}:\d+\): the function reads "
+        r"spend\['amount_mean_1d_continuous'\], which source 'user_spending' "
+        r"does not have. Use one of: amount_mean_1h_continuous",
+    ):
         _compile(typo)
 
     @realtime_feature_view(sources=[txn], mode="pandas", features=[Attribute("a", Float64)])

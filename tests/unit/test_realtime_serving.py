@@ -24,8 +24,12 @@ from tests.support.realtime_repo import SPEC
 MINUTE = 60_000
 BASE = 1_700_000_000_000 - (1_700_000_000_000 % (60 * MINUTE))
 NOW = BASE + 60 * MINUTE + 7 * MINUTE  # 23:07 UTC: alice's three events are in the last hour
-EVENTS = [("alice", BASE + 10 * MINUTE, 10.0), ("alice", BASE + 50 * MINUTE, 20.0),
-          ("alice", BASE + 59 * MINUTE, 30.0), ("bob", BASE, 5.0)]
+EVENTS = [
+    ("alice", BASE + 10 * MINUTE, 10.0),
+    ("alice", BASE + 50 * MINUTE, 20.0),
+    ("alice", BASE + 59 * MINUTE, 30.0),
+    ("bob", BASE, 5.0),
+]
 CONTEXT = {"amount": 50.0, "merchant": "web", "channel_code": "2"}
 KEY = "fbk_reader-secret"
 
@@ -36,8 +40,10 @@ def load(store: MemoryStore, spec: WorkspaceSpec, events: Sequence[tuple[str, in
     rows = pd.DataFrame({"user_id": [e[0] for e in events], "amount": [e[2] for e in events]})
     ts_ms = np.array([e[1] for e in events], dtype=np.int64)
     name = online_view_name(spec.name, "user_spending")
-    store.write((store_key(name, tile_key(u.entity_key, u.tile_start_ms)), encode_partials(u.partials))
-                for u in batch_tiles(view, rows, ts_ms))
+    store.write(
+        (store_key(name, tile_key(u.entity_key, u.tile_start_ms)), encode_partials(u.partials))
+        for u in batch_tiles(view, rows, ts_ms)
+    )
 
 
 class Clock:
@@ -61,14 +67,27 @@ def features(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_realtime_features_from_request_context_and_stream_features() -> None:
-    result = server().get_features("rt", "scoring", {"user_id": "alice"}, request_context_map=CONTEXT,
-                                   metadata_options={"includeServingStatus": True, "includeDataTypes": True,
-                                                     "includeEffectiveTimes": True})
+    result = server().get_features(
+        "rt",
+        "scoring",
+        {"user_id": "alice"},
+        request_context_map=CONTEXT,
+        metadata_options={"includeServingStatus": True, "includeDataTypes": True, "includeEffectiveTimes": True},
+    )
     assert features(result) == {
         "user_spending.amount_count_1h_continuous": "3",
-        "ratio.amount_ratio": 2.5, "ratio.big": True, "ratio.seen_plus": "5", "ratio.app_or_web": True,
-        "py_view.amount_x2": 100.0, "py_view.hour": "23", "py_view.mean_or_zero": 20.0, "py_view.label": "web:3",
-        "py_view.quiet": False, "pd_view.amount_minus_mean": 30.0, "pd_view.minute": "7", "chained.score": 250.0,
+        "ratio.amount_ratio": 2.5,
+        "ratio.big": True,
+        "ratio.seen_plus": "5",
+        "ratio.app_or_web": True,
+        "py_view.amount_x2": 100.0,
+        "py_view.hour": "23",
+        "py_view.mean_or_zero": 20.0,
+        "py_view.label": "web:3",
+        "py_view.quiet": False,
+        "pd_view.amount_minus_mean": 30.0,
+        "pd_view.minute": "7",
+        "chained.score": 250.0,
     }
     meta = {m["name"]: m for m in result["metadata"]["features"]}
     assert meta["ratio.big"]["dataType"] == {"type": "bool"}
@@ -78,8 +97,13 @@ def test_realtime_features_from_request_context_and_stream_features() -> None:
 
 
 def test_an_entity_without_history_gets_nulls_where_sql_says_so() -> None:
-    result = server().get_features("rt", "scoring", {"user_id": "carol"}, request_context_map=CONTEXT,
-                                   metadata_options={"includeServingStatus": True})
+    result = server().get_features(
+        "rt",
+        "scoring",
+        {"user_id": "carol"},
+        request_context_map=CONTEXT,
+        metadata_options={"includeServingStatus": True},
+    )
     values = features(result)
     assert values["ratio.amount_ratio"] is None  # 50 / null
     assert values["ratio.big"] is False  # count 0: amount > 100
@@ -103,20 +127,26 @@ def test_request_context_is_validated() -> None:
 
 
 def test_a_service_of_request_data_only_needs_no_join_keys() -> None:
-    result = server().get_features("rt", "no_keys", {}, request_context_map={"amount": 4, "merchant": "x",
-                                                                             "channel_code": 1})
+    result = server().get_features(
+        "rt", "no_keys", {}, request_context_map={"amount": 4, "merchant": "x", "channel_code": 1}
+    )
     assert features(result) == {"request_only.doubled": 8.0}
 
 
 def test_batch_and_metadata() -> None:
     fs = server()
-    batch = fs.get_features_batch("rt", "scoring", [{"user_id": "alice"}, {"user_id": "bob"}],
-                                  request_context_maps=[CONTEXT, {**CONTEXT, "amount": 1.0}])
+    batch = fs.get_features_batch(
+        "rt",
+        "scoring",
+        [{"user_id": "alice"}, {"user_id": "bob"}],
+        request_context_maps=[CONTEXT, {**CONTEXT, "amount": 1.0}],
+    )
     assert [row["features"][1] for row in batch["result"]] == [2.5, None]  # bob's only event is too old
     meta = fs.metadata("rt", "scoring")
     assert meta["inputJoinKeys"] == [{"name": "user_id", "dataType": {"type": "string"}}]
     assert meta["inputRequestContextKeys"] == [
-        {"name": "amount", "dataType": {"type": "float64"}}, {"name": "merchant", "dataType": {"type": "string"}},
+        {"name": "amount", "dataType": {"type": "float64"}},
+        {"name": "merchant", "dataType": {"type": "string"}},
         {"name": "channel_code", "dataType": {"type": "int64"}},
     ]
 
@@ -130,8 +160,14 @@ def client() -> Iterator[TestClient]:
 
 
 def test_http_request_context(client: TestClient) -> None:
-    body = {"params": {"workspaceName": "rt", "featureServiceName": "scoring", "joinKeyMap": {"user_id": "alice"},
-                       "requestContextMap": CONTEXT}}
+    body = {
+        "params": {
+            "workspaceName": "rt",
+            "featureServiceName": "scoring",
+            "joinKeyMap": {"user_id": "alice"},
+            "requestContextMap": CONTEXT,
+        }
+    }
     headers = {"Authorization": f"Tecton-key {KEY}"}
     response = client.post("/api/v1/feature-service/get-features", json=body, headers=headers)
     assert response.status_code == 200, response.text
@@ -140,8 +176,13 @@ def test_http_request_context(client: TestClient) -> None:
     response = client.post("/api/v1/feature-service/get-features", json=body, headers=headers)
     assert response.status_code == 400
     assert "requestContextMap is missing 'merchant'" in response.json()["message"]
-    batch = {"params": {"workspaceName": "rt", "featureServiceName": "scoring", "requestData": [
-        {"joinKeyMap": {"user_id": "alice"}, "requestContextMap": CONTEXT}]}}
+    batch = {
+        "params": {
+            "workspaceName": "rt",
+            "featureServiceName": "scoring",
+            "requestData": [{"joinKeyMap": {"user_id": "alice"}, "requestContextMap": CONTEXT}],
+        }
+    }
     response = client.post("/api/v1/feature-service/get-features-batch", json=batch, headers=headers)
     assert response.status_code == 200, response.text
     assert response.json()["result"][0]["features"][1] == 2.5
@@ -164,8 +205,11 @@ def test_what_a_transformation_returns_is_checked(mode: str, body: str, message:
     from featurebus.streams.realtime import CompiledRealtimeView, RealtimeEvaluationError
 
     spec = RealtimeFeatureViewSpec(
-        "v", (RealtimeInputSpec("request", "req", (FieldSpec("amount", "float64"),), "req"),),
-        (FieldSpec("x", "int64"),), mode, transformation=TransformationSpec(mode, "f", f"def f(req):\n    {body}\n"),
+        "v",
+        (RealtimeInputSpec("request", "req", (FieldSpec("amount", "float64"),), "req"),),
+        (FieldSpec("x", "int64"),),
+        mode,
+        transformation=TransformationSpec(mode, "f", f"def f(req):\n    {body}\n"),
     )
     with pytest.raises(RealtimeEvaluationError, match=message):
         CompiledRealtimeView(spec).evaluate_row({"req": {"amount": 1.0}}, pd.Timestamp(0, tz="UTC").to_pydatetime())

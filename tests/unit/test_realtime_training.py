@@ -25,10 +25,14 @@ def _offline(tmp: Path, events: list[Event], spine: pd.DataFrame, service: str =
     root = tmp / "offline"
     open_store(root)
     if events:
-        frame = pd.DataFrame({"user_id": [e[0] for e in events], "amount": [e[2] for e in events],
-                              "ts": pd.to_datetime([e[1] for e in events], unit="ms", utc=True)})
-        write_partition(root, SPEC.name, SPEC.source("transactions"), "transactions", 0, frame,
-                        np.arange(len(events)))
+        frame = pd.DataFrame(
+            {
+                "user_id": [e[0] for e in events],
+                "amount": [e[2] for e in events],
+                "ts": pd.to_datetime([e[1] for e in events], unit="ms", utc=True),
+            }
+        )
+        write_partition(root, SPEC.name, SPEC.source("transactions"), "transactions", 0, frame, np.arange(len(events)))
     return get_features_for_events(SPEC, service, spine, root)
 
 
@@ -57,9 +61,14 @@ def _assert_online_equals_offline(events: list[Event], spine: pd.DataFrame, offl
     for i in range(len(spine)):
         row = spine.iloc[i]
         t_ms = int(row["ts"].value // 1_000_000)
-        context = {"amount": float(row["amount"]), "merchant": row["merchant"], "channel_code": int(row["channel_code"])}
-        online = server(events, t_ms).get_features("rt", "scoring", {"user_id": row["user_id"]},
-                                                   request_context_map=context)
+        context = {
+            "amount": float(row["amount"]),
+            "merchant": row["merchant"],
+            "channel_code": int(row["channel_code"]),
+        }
+        online = server(events, t_ms).get_features(
+            "rt", "scoring", {"user_id": row["user_id"]}, request_context_map=context
+        )
         names = [m["name"] for m in online["metadata"]["features"]]
         for name, got in zip(names, online["result"]["features"], strict=True):
             want = _as_served(offline[name.replace(".", "__")].iloc[i], dtypes[name])
@@ -72,16 +81,24 @@ def _assert_online_equals_offline(events: list[Event], spine: pd.DataFrame, offl
                 assert got == want, (where, got, want)
 
 
-EVENTS: list[Event] = [("alice", BASE + 10 * MINUTE, 10.0), ("alice", BASE + 50 * MINUTE, 20.0),
-                       ("alice", BASE + 59 * MINUTE, 30.0), ("bob", BASE, 5.0)]
+EVENTS: list[Event] = [
+    ("alice", BASE + 10 * MINUTE, 10.0),
+    ("alice", BASE + 50 * MINUTE, 20.0),
+    ("alice", BASE + 59 * MINUTE, 30.0),
+    ("bob", BASE, 5.0),
+]
 
 
 def test_training_set_with_realtime_views(tmp_path: Path) -> None:
-    spine = pd.DataFrame({
-        "user_id": ["alice", "carol", "bob"],
-        "ts": pd.to_datetime([BASE + 67 * MINUTE, BASE + 67 * MINUTE, BASE + 30 * MINUTE], unit="ms", utc=True),
-        "amount": [50.0, 50.0, 1.0], "merchant": ["web", "shop", "app"], "channel_code": [2, 2, 7],
-    })
+    spine = pd.DataFrame(
+        {
+            "user_id": ["alice", "carol", "bob"],
+            "ts": pd.to_datetime([BASE + 67 * MINUTE, BASE + 67 * MINUTE, BASE + 30 * MINUTE], unit="ms", utc=True),
+            "amount": [50.0, 50.0, 1.0],
+            "merchant": ["web", "shop", "app"],
+            "channel_code": [2, 2, 7],
+        }
+    )
     result = _offline(tmp_path, EVENTS, spine)
     assert result["ratio__amount_ratio"].tolist()[:1] == [2.5]
     assert result["ratio__big"].tolist() == [True, False, False]
@@ -101,27 +118,52 @@ def test_spine_must_carry_the_request_fields(tmp_path: Path) -> None:
 
 
 def test_request_only_service_in_training(tmp_path: Path) -> None:
-    spine = pd.DataFrame({"ts": pd.to_datetime([BASE, BASE], unit="ms", utc=True), "amount": [1.5, None],
-                          "merchant": ["a", "b"], "channel_code": [1, 2]})
+    spine = pd.DataFrame(
+        {
+            "ts": pd.to_datetime([BASE, BASE], unit="ms", utc=True),
+            "amount": [1.5, None],
+            "merchant": ["a", "b"],
+            "channel_code": [1, 2],
+        }
+    )
     result = _offline(tmp_path, [], spine, service="no_keys")
     assert result["request_only__doubled"].iloc[0] == 3.0 and pd.isna(result["request_only__doubled"].iloc[1])
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    events=st.lists(st.tuples(st.sampled_from(["u1", "u2"]), st.integers(0, 120).map(lambda m: BASE + m * MINUTE // 2),
-                              st.floats(-1e3, 1e3, allow_nan=False)), max_size=12),
-    queries=st.lists(st.tuples(st.sampled_from(["u1", "u2", "u3"]), st.integers(0, 70),
-                               st.floats(-1e3, 1e3, allow_nan=False), st.sampled_from(["web", "app", "x"]),
-                               st.integers(-5, 5)), min_size=1, max_size=4),
+    events=st.lists(
+        st.tuples(
+            st.sampled_from(["u1", "u2"]),
+            st.integers(0, 120).map(lambda m: BASE + m * MINUTE // 2),
+            st.floats(-1e3, 1e3, allow_nan=False),
+        ),
+        max_size=12,
+    ),
+    queries=st.lists(
+        st.tuples(
+            st.sampled_from(["u1", "u2", "u3"]),
+            st.integers(0, 70),
+            st.floats(-1e3, 1e3, allow_nan=False),
+            st.sampled_from(["web", "app", "x"]),
+            st.integers(-5, 5),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
 )
-def test_online_and_offline_agree(tmp_path_factory: pytest.TempPathFactory, events: list[Event],
-                                  queries: list[tuple[str, int, float, str, int]]) -> None:
-    spine = pd.DataFrame({
-        "user_id": [q[0] for q in queries],
-        "ts": pd.to_datetime([BASE + q[1] * MINUTE for q in queries], unit="ms", utc=True),
-        "amount": [q[2] for q in queries], "merchant": [q[3] for q in queries], "channel_code": [q[4] for q in queries],
-    })
+def test_online_and_offline_agree(
+    tmp_path_factory: pytest.TempPathFactory, events: list[Event], queries: list[tuple[str, int, float, str, int]]
+) -> None:
+    spine = pd.DataFrame(
+        {
+            "user_id": [q[0] for q in queries],
+            "ts": pd.to_datetime([BASE + q[1] * MINUTE for q in queries], unit="ms", utc=True),
+            "amount": [q[2] for q in queries],
+            "merchant": [q[3] for q in queries],
+            "channel_code": [q[4] for q in queries],
+        }
+    )
     offline = _offline(tmp_path_factory.mktemp("rt"), events, spine)
     _assert_online_equals_offline(events, spine, offline)
 
@@ -131,17 +173,23 @@ def test_timestamps_through_calculations_online_and_offline() -> None:
     from featurebus.streams.realtime import CompiledRealtimeView
 
     spec = RealtimeFeatureViewSpec(
-        "times", (RealtimeInputSpec("request", "req", (FieldSpec("at", "timestamp"),)),),
-        (FieldSpec("first", "timestamp"), FieldSpec("later", "bool")), "no_transformation",
-        calculations=(CalculationSpec("first", "COALESCE(req.at, context.request_timestamp)", "timestamp"),
-                      CalculationSpec("later", "req.at > context.request_timestamp", "bool")),
+        "times",
+        (RealtimeInputSpec("request", "req", (FieldSpec("at", "timestamp"),)),),
+        (FieldSpec("first", "timestamp"), FieldSpec("later", "bool")),
+        "no_transformation",
+        calculations=(
+            CalculationSpec("first", "COALESCE(req.at, context.request_timestamp)", "timestamp"),
+            CalculationSpec("later", "req.at > context.request_timestamp", "bool"),
+        ),
     )
     view = CompiledRealtimeView(spec)
     now = pd.Timestamp("2024-01-01T12:00:00Z")
     at = pd.Timestamp("2024-01-01T13:00:00.5Z")
     online = [view.evaluate_row({"req": {"at": a}}, now.to_pydatetime()) for a in (at.to_pydatetime(), None)]
     assert online == [{"first": at.to_pydatetime(), "later": True}, {"first": now.to_pydatetime(), "later": None}]
-    frame = view.evaluate_frame({"req": pd.DataFrame({"at": pd.to_datetime([at, None], utc=True)})},
-                                pd.Series(pd.to_datetime([now, now], utc=True)))
+    frame = view.evaluate_frame(
+        {"req": pd.DataFrame({"at": pd.to_datetime([at, None], utc=True)})},
+        pd.Series(pd.to_datetime([now, now], utc=True)),
+    )
     assert frame["first"].tolist() == [at, now]
     assert frame["later"].tolist() == [True, pd.NA]

@@ -21,7 +21,9 @@ from tests.support.specs import HOUR, MINUTE, spending_workspace
 
 BASE = 1_700_000_000_000 - (1_700_000_000_000 % HOUR)
 TOPIC = "transactions"
-DOUBLE = TransformationSpec("pandas", "double", "def double(df):\n    df = df.copy()\n    df['amount'] = df['amount'] * 2\n    return df\n")
+DOUBLE = TransformationSpec(
+    "pandas", "double", "def double(df):\n    df = df.copy()\n    df['amount'] = df['amount'] * 2\n    return df\n"
+)
 
 
 def _features(view: str) -> tuple[str, int]:
@@ -31,10 +33,17 @@ def _features(view: str) -> tuple[str, int]:
 def _versions() -> tuple[WorkspaceSpec, WorkspaceSpec]:
     before = spending_workspace()
     spending = before.stream_feature_views[0]
-    counts = dataclasses.replace(spending, name="user_counts", aggregations=(
-        AggregationSpec("amount_count_2h_continuous", "count", "amount", "float64", 2 * HOUR, "int64"),
-        AggregationSpec("amount_max_2h_continuous", "max", "amount", "float64", 2 * HOUR, "float64")))
-    after = dataclasses.replace(before, stream_feature_views=(dataclasses.replace(spending, transformation=DOUBLE), counts))
+    counts = dataclasses.replace(
+        spending,
+        name="user_counts",
+        aggregations=(
+            AggregationSpec("amount_count_2h_continuous", "count", "amount", "float64", 2 * HOUR, "int64"),
+            AggregationSpec("amount_max_2h_continuous", "max", "amount", "float64", 2 * HOUR, "float64"),
+        ),
+    )
+    after = dataclasses.replace(
+        before, stream_feature_views=(dataclasses.replace(spending, transformation=DOUBLE), counts)
+    )
     return before, after
 
 
@@ -50,24 +59,34 @@ def _compacted(sink: MemorySink, topic: str) -> dict[bytes, bytes]:
 
 
 def _batches(records: list[RawRecord], size: int) -> list[list[RawRecord]]:
-    return [records[i:i + size] for i in range(0, len(records), size)]
+    return [records[i : i + size] for i in range(0, len(records), size)]
 
 
-events = st.lists(st.tuples(st.sampled_from(["u1", "u2", "u3"]), st.integers(0, 240).map(lambda m: m * MINUTE // 2),
-                            st.floats(-1e3, 1e3, allow_nan=False).map(lambda x: round(x, 2) or 0.0),  # no -0.0: max(-0.0, 0.0) depends on order
-                            st.integers(0, 1)),
-                  max_size=80)
+events = st.lists(
+    st.tuples(
+        st.sampled_from(["u1", "u2", "u3"]),
+        st.integers(0, 240).map(lambda m: m * MINUTE // 2),
+        st.floats(-1e3, 1e3, allow_nan=False).map(
+            lambda x: round(x, 2) or 0.0
+        ),  # no -0.0: max(-0.0, 0.0) depends on order
+        st.integers(0, 1),
+    ),
+    max_size=80,
+)
 
 
 @settings(max_examples=40, deadline=None)
 @given(history=events, batch=st.integers(1, 17), replay_batch=st.integers(1, 40), chunk=st.sampled_from([1, 3, 20_000]))
 def test_recomputed_views_equal_a_worker_that_always_had_the_new_definitions(
-        history: list[tuple[str, int, float, int]], batch: int, replay_batch: int, chunk: int) -> None:
+    history: list[tuple[str, int, float, int]], batch: int, replay_batch: int, chunk: int
+) -> None:
     before, after = _versions()
     records: list[RawRecord] = []
     for user, t, amount, partition in history:
         offset = sum(1 for r in records if r.partition == partition)
-        records.append(RawRecord(TOPIC, partition, offset, orjson.dumps({"user_id": user, "amount": amount, "ts": BASE + t})))
+        records.append(
+            RawRecord(TOPIC, partition, offset, orjson.dumps({"user_id": user, "amount": amount, "ts": BASE + t}))
+        )
 
     store, sink = MemoryStore(), MemorySink()
     old = StreamEngine(before, store, sink, _features)
@@ -82,7 +101,9 @@ def test_recomputed_views_equal_a_worker_that_always_had_the_new_definitions(
         for partition in (0, 1):
             position = new.progress(TOPIC, partition)
             mine = [r for r in records if r.partition == partition]
-            rebuilt, replayed = recompute_views(after, stale, TOPIC, partition, _batches(mine, replay_batch), MemoryStore(), _features)
+            rebuilt, replayed = recompute_views(
+                after, stale, TOPIC, partition, _batches(mine, replay_batch), MemoryStore(), _features
+            )
             assert replayed == len(mine)
             install_rebuilt(new, sink, TOPIC, partition, rebuilt, position)
             assert new.progress(TOPIC, partition) == position != REBUILDING
@@ -102,7 +123,10 @@ def test_recomputed_views_equal_a_worker_that_always_had_the_new_definitions(
 
 def test_a_rebuild_touches_only_the_stale_views() -> None:
     before, after = _versions()
-    records = [RawRecord(TOPIC, 0, i, orjson.dumps({"user_id": "u1", "amount": 1.0, "ts": BASE + i * MINUTE})) for i in range(5)]
+    records = [
+        RawRecord(TOPIC, 0, i, orjson.dumps({"user_id": "u1", "amount": 1.0, "ts": BASE + i * MINUTE}))
+        for i in range(5)
+    ]
     store, sink = MemoryStore(), MemorySink()
     StreamEngine(before, store, sink, _features).process(records)
     new = StreamEngine(after, store, sink, _features)

@@ -32,14 +32,30 @@ AVRO_SCHEMA = {
     ],
 }
 SCHEMA = (
-    FieldSpec("user_id", "string"), FieldSpec("amount", "float64"), FieldSpec("ts", "timestamp"),
-    FieldSpec("tags", "array<string>"), FieldSpec("counts", "map<string,int64>"), FieldSpec("where", "struct<lat:float64>"),
+    FieldSpec("user_id", "string"),
+    FieldSpec("amount", "float64"),
+    FieldSpec("ts", "timestamp"),
+    FieldSpec("tags", "array<string>"),
+    FieldSpec("counts", "map<string,int64>"),
+    FieldSpec("where", "struct<lat:float64>"),
 )
 RECORDS = [
-    {"user_id": "u1", "amount": 12.5, "ts": datetime(2026, 1, 1, 12, 0, 0, 123000, tzinfo=UTC), "tags": ["a"],
-     "counts": {"x": 1}, "where": {"lat": 1.5}},
-    {"user_id": "u2", "amount": None, "ts": datetime(2026, 1, 1, 12, 0, 1, tzinfo=UTC), "tags": [],
-     "counts": {}, "where": {"lat": -2.0}},
+    {
+        "user_id": "u1",
+        "amount": 12.5,
+        "ts": datetime(2026, 1, 1, 12, 0, 0, 123000, tzinfo=UTC),
+        "tags": ["a"],
+        "counts": {"x": 1},
+        "where": {"lat": 1.5},
+    },
+    {
+        "user_id": "u2",
+        "amount": None,
+        "ts": datetime(2026, 1, 1, 12, 0, 1, tzinfo=UTC),
+        "tags": [],
+        "counts": {},
+        "where": {"lat": -2.0},
+    },
 ]
 
 
@@ -91,9 +107,17 @@ def test_avro_type_mismatch_against_the_declared_schema_is_rejected() -> None:
 def test_kafka_config_avro_compiles_into_the_spec() -> None:
     source = StreamSource(
         name="tx",
-        schema=[Field("user_id", String), Field("amount", Float64), Field("ts", Timestamp), Field("tags", Array(String)),
-                Field("counts", Map(String, Int64)), Field("where", Struct([Field("lat", Float64)]))],
-        stream_config=KafkaConfig(topics="tx", timestamp_field="ts", value_format="confluent_avro", avro_schema=AVRO_SCHEMA),
+        schema=[
+            Field("user_id", String),
+            Field("amount", Float64),
+            Field("ts", Timestamp),
+            Field("tags", Array(String)),
+            Field("counts", Map(String, Int64)),
+            Field("where", Struct([Field("lat", Float64)])),
+        ],
+        stream_config=KafkaConfig(
+            topics="tx", timestamp_field="ts", value_format="confluent_avro", avro_schema=AVRO_SCHEMA
+        ),
     )
     spec = compile_workspace("w", [source]).source("tx")
     assert spec.kafka.value_format == "confluent_avro"
@@ -122,12 +146,22 @@ def test_avro_records_with_nested_types_write_to_the_offline_store(tmp_path) -> 
     assert table.column("tags").to_pylist() == [["a"], []]
 
 
-FLAT = {"type": "record", "name": "Flat", "fields": [
-    {"name": "user_id", "type": "string"}, {"name": "amount", "type": ["null", "double"]},
-    {"name": "n", "type": ["null", "long"]},
-    {"name": "ts", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}]}]}
-FLAT_SCHEMA = (FieldSpec("user_id", "string"), FieldSpec("amount", "float64"), FieldSpec("n", "int64"),
-               FieldSpec("ts", "timestamp"))
+FLAT = {
+    "type": "record",
+    "name": "Flat",
+    "fields": [
+        {"name": "user_id", "type": "string"},
+        {"name": "amount", "type": ["null", "double"]},
+        {"name": "n", "type": ["null", "long"]},
+        {"name": "ts", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}]},
+    ],
+}
+FLAT_SCHEMA = (
+    FieldSpec("user_id", "string"),
+    FieldSpec("amount", "float64"),
+    FieldSpec("n", "int64"),
+    FieldSpec("ts", "timestamp"),
+)
 
 
 def test_schema_guarantees_only_matching_scalar_columns() -> None:
@@ -143,8 +177,11 @@ def test_schema_guarantees_only_matching_scalar_columns() -> None:
 
 def test_typed_fast_path_matches_the_checked_path() -> None:
     parsed = fastavro.parse_schema(FLAT)
-    rows = [{"user_id": "a", "amount": None, "n": 7, "ts": 1_000}, {"user_id": "b", "amount": 2.5, "n": None, "ts": None},
-            {"user_id": "c", "amount": 1.0, "n": 2**30, "ts": 2_000}]
+    rows = [
+        {"user_id": "a", "amount": None, "n": 7, "ts": 1_000},
+        {"user_id": "b", "amount": 2.5, "n": None, "ts": None},
+        {"user_id": "c", "amount": 1.0, "n": 2**30, "ts": 2_000},
+    ]
 
     def binary(row: dict[str, object]) -> bytes:
         out = io.BytesIO()
@@ -152,10 +189,16 @@ def test_typed_fast_path_matches_the_checked_path() -> None:
         return out.getvalue()
 
     payloads = [binary(r) for r in rows] + [b"\x02"]
-    fast = decode_records(payloads, StreamSourceSpec("f", FLAT_SCHEMA, KafkaConfigSpec(("f",), "ts", "avro", avro_schema=json.dumps(FLAT))))
+    fast = decode_records(
+        payloads,
+        StreamSourceSpec("f", FLAT_SCHEMA, KafkaConfigSpec(("f",), "ts", "avro", avro_schema=json.dumps(FLAT))),
+    )
     # The same bytes through the checked path: declare n as int32 so the schema proves nothing.
     checked_schema = (*FLAT_SCHEMA[:2], FieldSpec("n", "int32"), FLAT_SCHEMA[3])
-    checked = decode_records(payloads, StreamSourceSpec("f", checked_schema, KafkaConfigSpec(("f",), "ts", "avro", avro_schema=json.dumps(FLAT))))
+    checked = decode_records(
+        payloads,
+        StreamSourceSpec("f", checked_schema, KafkaConfigSpec(("f",), "ts", "avro", avro_schema=json.dumps(FLAT))),
+    )
     assert fast.accepted_indexes == checked.accepted_indexes == [0, 2]
     assert fast.rejected[0] == (1, "field 'ts': the timestamp is missing") == checked.rejected[0]
     assert "not Avro" in fast.rejected[1][1]

@@ -44,26 +44,51 @@ END = TectonTimeConstant.MATERIALIZATION_END_TIME
 
 
 # -- the pure part ---------------------------------------------------------------------------
-@pytest.mark.parametrize(("start", "end", "expected"), [
-    (TimeBoundSpec(TimeReference.MATERIALIZATION_START_TIME, -2 * DAY), TimeBoundSpec(TimeReference.MATERIALIZATION_END_TIME), (8 * DAY, 11 * DAY)),
-    (TimeBoundSpec(TimeReference.UNBOUNDED_PAST), TimeBoundSpec(TimeReference.MATERIALIZATION_END_TIME, DAY), (None, 12 * DAY)),
-    (TimeBoundSpec(TimeReference.MATERIALIZATION_END_TIME, -DAY), TimeBoundSpec(TimeReference.UNBOUNDED_FUTURE), (10 * DAY, None)),
-    (TimeBoundSpec(TimeReference.FIXED, 3 * DAY), TimeBoundSpec(TimeReference.MATERIALIZATION_START_TIME), (3 * DAY, 10 * DAY)),
-])
-def test_bounds_resolve_against_the_window(start: TimeBoundSpec, end: TimeBoundSpec,
-                                           expected: tuple[int | None, int | None]) -> None:
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        (
+            TimeBoundSpec(TimeReference.MATERIALIZATION_START_TIME, -2 * DAY),
+            TimeBoundSpec(TimeReference.MATERIALIZATION_END_TIME),
+            (8 * DAY, 11 * DAY),
+        ),
+        (
+            TimeBoundSpec(TimeReference.UNBOUNDED_PAST),
+            TimeBoundSpec(TimeReference.MATERIALIZATION_END_TIME, DAY),
+            (None, 12 * DAY),
+        ),
+        (
+            TimeBoundSpec(TimeReference.MATERIALIZATION_END_TIME, -DAY),
+            TimeBoundSpec(TimeReference.UNBOUNDED_FUTURE),
+            (10 * DAY, None),
+        ),
+        (
+            TimeBoundSpec(TimeReference.FIXED, 3 * DAY),
+            TimeBoundSpec(TimeReference.MATERIALIZATION_START_TIME),
+            (3 * DAY, 10 * DAY),
+        ),
+    ],
+)
+def test_bounds_resolve_against_the_window(
+    start: TimeBoundSpec, end: TimeBoundSpec, expected: tuple[int | None, int | None]
+) -> None:
     assert SourceRangeSpec("s", start, end).resolve(10 * DAY, 11 * DAY) == expected
 
 
-@pytest.mark.parametrize(("start", "end", "empty"), [
-    ("materialization_start_time", "materialization_end_time", False),
-    ("materialization_end_time", "materialization_start_time", True),
-    ("unbounded_future", "unbounded_future", True),
-    ("unbounded_past", "unbounded_past", True),
-    ("unbounded_past", "unbounded_future", False),
-])
+@pytest.mark.parametrize(
+    ("start", "end", "empty"),
+    [
+        ("materialization_start_time", "materialization_end_time", False),
+        ("materialization_end_time", "materialization_start_time", True),
+        ("unbounded_future", "unbounded_future", True),
+        ("unbounded_past", "unbounded_past", True),
+        ("unbounded_past", "unbounded_future", False),
+    ],
+)
 def test_empty_ranges_are_found(start: str, end: str, empty: bool) -> None:
-    assert (empty_range_reason(TimeBoundSpec(TimeReference(start)), TimeBoundSpec(TimeReference(end))) is not None) == empty
+    assert (
+        empty_range_reason(TimeBoundSpec(TimeReference(start)), TimeBoundSpec(TimeReference(end))) is not None
+    ) == empty
 
 
 def test_constants_take_offsets_as_in_tecton() -> None:
@@ -86,8 +111,13 @@ def _write_source(folder: Path) -> tuple[Path, list[tuple[str, int, float]]]:
     """One transaction per user and day (two users), 20 days from T0 - 5 days."""
     folder.mkdir(parents=True, exist_ok=True)
     events = [(u, T0 + (d - 5) * DAY + 3_600_000, float(d + 1)) for d in range(20) for u in ("a", "b")]
-    pd.DataFrame({"user_id": [e[0] for e in events], "ts": pd.to_datetime([e[1] for e in events], unit="ms", utc=True),
-                  "amount": [e[2] for e in events]}).to_parquet(folder / "tx.parquet")
+    pd.DataFrame(
+        {
+            "user_id": [e[0] for e in events],
+            "ts": pd.to_datetime([e[1] for e in events], unit="ms", utc=True),
+            "amount": [e[2] for e in events],
+        }
+    ).to_parquet(folder / "tx.parquet")
     return folder, events
 
 
@@ -101,9 +131,15 @@ def _rolling_sum(transactions, context=materialization_context()):  # type: igno
 def _spec(folder: Path, start: object = START - timedelta(days=2), end: object = END) -> WorkspaceSpec:
     source = BatchSource(name="transactions", batch_config=FileConfig(uri=str(folder), timestamp_field="ts"))
     view = batch_feature_view(
-        name="user_amount_3d", sources=[source.select_range(start_time=start, end_time=end)],  # type: ignore[arg-type]
-        entities=[user], mode="pandas", offline=True, ttl=timedelta(days=1), timestamp_field="ts",
-        batch_schedule=timedelta(days=1), features=[Attribute("amount_3d", Float64)],
+        name="user_amount_3d",
+        sources=[source.select_range(start_time=start, end_time=end)],  # type: ignore[arg-type]
+        entities=[user],
+        mode="pandas",
+        offline=True,
+        ttl=timedelta(days=1),
+        timestamp_field="ts",
+        batch_schedule=timedelta(days=1),
+        features=[Attribute("amount_3d", Float64)],
     )(_rolling_sum)
     return compile_workspace("w", [user, view])
 
@@ -121,8 +157,13 @@ def test_the_range_is_compiled_and_round_trips(tmp_path: Path) -> None:
     folder, _ = _write_source(tmp_path / "tx")
     spec = _spec(folder)
     ranges = spec.batch_view("user_amount_3d").source_ranges
-    assert ranges == (SourceRangeSpec("transactions", TimeBoundSpec(TimeReference.MATERIALIZATION_START_TIME, -2 * DAY),
-                                      TimeBoundSpec(TimeReference.MATERIALIZATION_END_TIME, 0)),)
+    assert ranges == (
+        SourceRangeSpec(
+            "transactions",
+            TimeBoundSpec(TimeReference.MATERIALIZATION_START_TIME, -2 * DAY),
+            TimeBoundSpec(TimeReference.MATERIALIZATION_END_TIME, 0),
+        ),
+    )
     assert WorkspaceSpec.from_json(spec.to_json()) == spec
     assert spec.format_version == SPEC_FORMAT_VERSION == 5
 
@@ -151,13 +192,27 @@ def test_materialization_and_ad_hoc_reads_honour_the_range_per_window(tmp_path: 
 
     # A materialization job over the same range, in one call: the same rows.
     data_dir = tmp_path / "store"
-    result = materialize_view("127.0.0.1:1", data_dir, spec, "user_amount_3d", datetime.fromtimestamp(start / 1000, UTC),
-                              datetime.fromtimestamp(end / 1000, UTC), online=False, offline=True)
+    result = materialize_view(
+        "127.0.0.1:1",
+        data_dir,
+        spec,
+        "user_amount_3d",
+        datetime.fromtimestamp(start / 1000, UTC),
+        datetime.fromtimestamp(end / 1000, UTC),
+        online=False,
+        offline=True,
+    )
     assert result.rows_written == len(expected)
     table = read_rows(data_dir, "w", "user_amount_3d", "ts", start, end)
     assert table is not None
-    written = sorted(zip((int(t.timestamp() * 1000) + 1 - DAY for t in table.column("ts").to_pylist()),
-                         table.column("user_id").to_pylist(), table.column("amount_3d").to_pylist(), strict=True))
+    written = sorted(
+        zip(
+            (int(t.timestamp() * 1000) + 1 - DAY for t in table.column("ts").to_pylist()),
+            table.column("user_id").to_pylist(),
+            table.column("amount_3d").to_pylist(),
+            strict=True,
+        )
+    )
     assert written == expected
 
 
@@ -172,18 +227,28 @@ def test_a_fixed_range_reads_only_its_rows(tmp_path: Path) -> None:
 
 
 def test_a_stream_view_refuses_a_ranged_source() -> None:
-    clicks = StreamSource(name="clicks", schema=[Field("user_id", String), Field("n", Int64), Field("ts", Timestamp)],
-                          stream_config=KafkaConfig(topics="clicks", timestamp_field="ts"),
-                          batch_config=FileConfig(uri="/tmp/none"))
+    clicks = StreamSource(
+        name="clicks",
+        schema=[Field("user_id", String), Field("n", Int64), Field("ts", Timestamp)],
+        stream_config=KafkaConfig(topics="clicks", timestamp_field="ts"),
+        batch_config=FileConfig(uri="/tmp/none"),
+    )
     with pytest.raises(DefinitionError, match=r"StreamFeatureView 'clicks_n' .*select_range"):
-        stream_feature_view(name="clicks_n", source=clicks.select_range(), entities=[user], mode="pandas",  # type: ignore[arg-type]
-                            ttl=timedelta(days=1), features=[Attribute("n", Int64)])(lambda clicks: clicks)
+        stream_feature_view(
+            name="clicks_n",
+            source=clicks.select_range(),
+            entities=[user],
+            mode="pandas",  # type: ignore[arg-type]
+            ttl=timedelta(days=1),
+            features=[Attribute("n", Int64)],
+        )(lambda clicks: clicks)
 
 
 def test_plan_refuses_an_end_before_the_start_naming_file_and_line(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
-    (repo / "features.py").write_text(textwrap.dedent("""\
+    (repo / "features.py").write_text(
+        textwrap.dedent("""\
         from datetime import timedelta
         from featurebus import BatchSource, FileConfig, TectonTimeConstant
 
@@ -192,9 +257,14 @@ def test_plan_refuses_an_end_before_the_start_naming_file_and_line(tmp_path: Pat
             start_time=TectonTimeConstant.MATERIALIZATION_END_TIME,
             end_time=TectonTimeConstant.MATERIALIZATION_START_TIME - timedelta(days=1),
         )
-    """))
-    done = subprocess.run([sys.executable, "-m", "featurebus", "plan", "--repo", str(repo), "--bootstrap",
-                           "127.0.0.1:1"], capture_output=True, text=True, timeout=120)
+    """)
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "featurebus", "plan", "--repo", str(repo), "--bootstrap", "127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0
     output = done.stdout + done.stderr
     assert "BatchSource 'transactions'" in output and "features.py:5" in output
@@ -205,9 +275,16 @@ def test_feature_start_time_bounds_the_output_not_what_the_range_reads(tmp_path:
     folder, events = _write_source(tmp_path / "tx")
     source = BatchSource(name="transactions", batch_config=FileConfig(uri=str(folder), timestamp_field="ts"))
     view = batch_feature_view(
-        name="user_amount_3d", sources=[source.select_range(START - timedelta(days=2), END)], entities=[user],
-        mode="pandas", offline=True, ttl=timedelta(days=1), timestamp_field="ts", batch_schedule=timedelta(days=1),
-        feature_start_time=datetime.fromtimestamp((T0 + 2 * DAY) / 1000, UTC), features=[Attribute("amount_3d", Float64)],
+        name="user_amount_3d",
+        sources=[source.select_range(START - timedelta(days=2), END)],
+        entities=[user],
+        mode="pandas",
+        offline=True,
+        ttl=timedelta(days=1),
+        timestamp_field="ts",
+        batch_schedule=timedelta(days=1),
+        feature_start_time=datetime.fromtimestamp((T0 + 2 * DAY) / 1000, UTC),
+        features=[Attribute("amount_3d", Float64)],
     )(_rolling_sum)
     spec = compile_workspace("w", [user, view])
     rows, ts_ms = batch_view_rows(spec, spec.batch_view("user_amount_3d"), tmp_path / "offline", None)(T0, T0 + 4 * DAY)
@@ -218,13 +295,21 @@ def test_feature_start_time_bounds_the_output_not_what_the_range_reads(tmp_path:
 
 def test_a_stream_sources_history_is_ranged_in_a_batch_view(tmp_path: Path) -> None:
     folder, events = _write_source(tmp_path / "tx")
-    clicks = StreamSource(name="transactions", schema=[Field("user_id", String), Field("amount", Float64),
-                                                       Field("ts", Timestamp)],
-                          stream_config=KafkaConfig(topics="tx", timestamp_field="ts"),
-                          batch_config=FileConfig(uri=str(folder), timestamp_field="ts"))
+    clicks = StreamSource(
+        name="transactions",
+        schema=[Field("user_id", String), Field("amount", Float64), Field("ts", Timestamp)],
+        stream_config=KafkaConfig(topics="tx", timestamp_field="ts"),
+        batch_config=FileConfig(uri=str(folder), timestamp_field="ts"),
+    )
     view = batch_feature_view(
-        name="user_amount_3d", sources=[clicks.select_range(TectonTimeConstant.UNBOUNDED_PAST, END)], entities=[user],
-        mode="pandas", offline=True, ttl=timedelta(days=1), timestamp_field="ts", features=[Attribute("amount_3d", Float64)],
+        name="user_amount_3d",
+        sources=[clicks.select_range(TectonTimeConstant.UNBOUNDED_PAST, END)],
+        entities=[user],
+        mode="pandas",
+        offline=True,
+        ttl=timedelta(days=1),
+        timestamp_field="ts",
+        features=[Attribute("amount_3d", Float64)],
     )(_rolling_sum)
     spec = compile_workspace("w", [user, view])
     rows, _ = batch_view_rows(spec, spec.batch_view("user_amount_3d"), tmp_path / "offline", None)(T0, T0 + DAY)
@@ -235,23 +320,35 @@ def test_an_incremental_view_is_computed_ad_hoc_window_by_window_as_materialized
     folder, events = _write_source(tmp_path / "tx")
     source = BatchSource(name="transactions", batch_config=FileConfig(uri=str(folder), timestamp_field="ts"))
     view = batch_feature_view(
-        name="user_amount_1d", sources=[source], entities=[user], mode="pandas", offline=True,
-        ttl=timedelta(days=1), timestamp_field="ts", batch_schedule=timedelta(days=1), incremental_backfills=True,
+        name="user_amount_1d",
+        sources=[source],
+        entities=[user],
+        mode="pandas",
+        offline=True,
+        ttl=timedelta(days=1),
+        timestamp_field="ts",
+        batch_schedule=timedelta(days=1),
+        incremental_backfills=True,
         features=[Attribute("amount_3d", Float64)],
     )(_rolling_sum)
     spec = compile_workspace("w", [user, view])
     start, end = T0, T0 + 4 * DAY
     rows, ts_ms = batch_view_rows(spec, spec.batch_view("user_amount_1d"), tmp_path / "offline", None)(start, end)
     # Each day's run sees only its own day (the default, filtered source) and writes at its end.
-    expected = sorted((day + DAY - 1, u, a) for u, ts, a in events for day in range(start, end, DAY)
-                      if day <= ts < day + DAY)
+    expected = sorted(
+        (day + DAY - 1, u, a) for u, ts, a in events for day in range(start, end, DAY) if day <= ts < day + DAY
+    )
     assert sorted(zip(ts_ms.tolist(), rows["user_id"], rows["amount_3d"], strict=True)) == expected
 
 
 def test_a_range_over_files_without_a_timestamp_field_is_refused_where_written() -> None:
     untimed = BatchSource(name="untimed", batch_config=FileConfig(uri="/tmp/none"))
-    with pytest.raises(DefinitionError, match=r"BatchSource 'untimed' \(.*test_select_range.py:\d+\): .*timestamp_field"):
+    with pytest.raises(
+        DefinitionError, match=r"BatchSource 'untimed' \(.*test_select_range.py:\d+\): .*timestamp_field"
+    ):
         untimed.select_range(START, END)
     everything = untimed.select_range(TectonTimeConstant.UNBOUNDED_PAST, TectonTimeConstant.UNBOUNDED_FUTURE)
-    assert repr(everything) == ("BatchSource('untimed').select_range(start_time=TectonTimeConstant.UNBOUNDED_PAST, "
-                                "end_time=TectonTimeConstant.UNBOUNDED_FUTURE)")
+    assert repr(everything) == (
+        "BatchSource('untimed').select_range(start_time=TectonTimeConstant.UNBOUNDED_PAST, "
+        "end_time=TectonTimeConstant.UNBOUNDED_FUTURE)"
+    )

@@ -31,7 +31,9 @@ def clients() -> Iterator[tuple[TestClient, TestClient]]:
     plain = FastAPI()
     install_error_handlers(plain)
     limits = ServingLimits()
-    plain.include_router(features_router(FeatureEndpoints(server, keys, limits), Admission(Readiness(None), keys), limits))
+    plain.include_router(
+        features_router(FeatureEndpoints(server, keys, limits), Admission(Readiness(None), keys), limits)
+    )
     with TestClient(create_app(server, keys)) as fast, TestClient(plain) as slow:
         yield fast, slow
 
@@ -39,24 +41,51 @@ def clients() -> Iterator[tuple[TestClient, TestClient]]:
 @pytest.mark.parametrize(
     ("path", "body", "secret"),
     [
-        ("/get-features", {"params": {"workspaceName": "test", "featureServiceName": "spending",
-                                      "joinKeyMap": {"user_id": "alice"},
-                                      "metadataOptions": {"includeServingStatus": True}}}, READER),
-        ("/get-features-batch", {"params": {"workspaceName": "test", "featureServiceName": "spending",
-                                            "requestData": [{"joinKeyMap": {"user_id": "alice"}},
-                                                            {"joinKeyMap": {"user_id": "nobody"}}]}}, READER),
+        (
+            "/get-features",
+            {
+                "params": {
+                    "workspaceName": "test",
+                    "featureServiceName": "spending",
+                    "joinKeyMap": {"user_id": "alice"},
+                    "metadataOptions": {"includeServingStatus": True},
+                }
+            },
+            READER,
+        ),
+        (
+            "/get-features-batch",
+            {
+                "params": {
+                    "workspaceName": "test",
+                    "featureServiceName": "spending",
+                    "requestData": [{"joinKeyMap": {"user_id": "alice"}}, {"joinKeyMap": {"user_id": "nobody"}}],
+                }
+            },
+            READER,
+        ),
         ("/metadata", {"params": {"workspaceName": "test", "featureServiceName": "spending"}}, READER),
-        ("/get-features", {"params": {"workspaceName": "test", "featureServiceName": "nope",
-                                      "joinKeyMap": {"user_id": "alice"}}}, READER),
+        (
+            "/get-features",
+            {"params": {"workspaceName": "test", "featureServiceName": "nope", "joinKeyMap": {"user_id": "alice"}}},
+            READER,
+        ),
         ("/get-features", {"params": {"workspaceName": "test", "featureServiceName": "spending"}}, READER),
-        ("/get-features", {"params": {"workspaceName": "test", "featureServiceName": "spending",
-                                      "joinKeyMap": {"user_id": "alice"}}}, OTHER),
-        ("/get-features", {"params": {"workspaceName": "test", "featureServiceName": "spending",
-                                      "joinKeyMap": {"user_id": "alice"}}}, "fbk_unknown"),
+        (
+            "/get-features",
+            {"params": {"workspaceName": "test", "featureServiceName": "spending", "joinKeyMap": {"user_id": "alice"}}},
+            OTHER,
+        ),
+        (
+            "/get-features",
+            {"params": {"workspaceName": "test", "featureServiceName": "spending", "joinKeyMap": {"user_id": "alice"}}},
+            "fbk_unknown",
+        ),
     ],
 )
-def test_fast_path_and_fastapi_routes_answer_alike(clients: tuple[TestClient, TestClient], path: str,
-                                                   body: dict[str, object], secret: str) -> None:
+def test_fast_path_and_fastapi_routes_answer_alike(
+    clients: tuple[TestClient, TestClient], path: str, body: dict[str, object], secret: str
+) -> None:
     fast, slow = clients
     headers = {"Authorization": f"Tecton-key {secret}"}
     a = fast.post(PREFIX + path, json=body, headers=headers)
@@ -69,7 +98,9 @@ def test_fast_path_and_fastapi_routes_answer_alike(clients: tuple[TestClient, Te
 
 def test_invalid_json_is_a_400_with_a_message(clients: tuple[TestClient, TestClient]) -> None:
     fast, _ = clients
-    response = fast.post(PREFIX + "/get-features", content=b"{not json", headers={"Authorization": f"Tecton-key {READER}"})
+    response = fast.post(
+        PREFIX + "/get-features", content=b"{not json", headers={"Authorization": f"Tecton-key {READER}"}
+    )
     assert response.status_code == 400
     assert "not valid JSON" in response.json()["message"]
 

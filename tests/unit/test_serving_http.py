@@ -44,8 +44,14 @@ def client() -> Iterator[TestClient]:
 
 
 def _body(**params: Any) -> dict[str, Any]:
-    return {"params": {"workspaceName": "test", "featureServiceName": "spending",
-                       "joinKeyMap": {"user_id": "alice"}, **params}}
+    return {
+        "params": {
+            "workspaceName": "test",
+            "featureServiceName": "spending",
+            "joinKeyMap": {"user_id": "alice"},
+            **params,
+        }
+    }
 
 
 def _auth(secret: str, scheme: str = "Tecton-key") -> dict[str, str]:
@@ -69,8 +75,14 @@ def test_bearer_and_higher_roles_work(client: TestClient) -> None:
 
 
 def test_snake_case_params_are_accepted(client: TestClient) -> None:
-    body = {"params": {"workspace_name": "test", "feature_service_name": "spending",
-                       "join_key_map": {"user_id": "alice"}, "metadata_options": {"include_serving_status": True}}}
+    body = {
+        "params": {
+            "workspace_name": "test",
+            "feature_service_name": "spending",
+            "join_key_map": {"user_id": "alice"},
+            "metadata_options": {"include_serving_status": True},
+        }
+    }
     response = client.post(URL, json=body, headers=_auth(READER))
     assert response.status_code == 200, response.text
     assert response.json()["metadata"]["features"][0]["status"] == "PRESENT"
@@ -115,8 +127,13 @@ def test_unknown_routes_are_json_too(client: TestClient) -> None:
 
 
 def test_batch_and_metadata(client: TestClient) -> None:
-    body = {"params": {"workspaceName": "test", "featureServiceName": "spending",
-                       "requestData": [{"joinKeyMap": {"user_id": "alice"}}, {"joinKeyMap": {"user_id": "bob"}}]}}
+    body = {
+        "params": {
+            "workspaceName": "test",
+            "featureServiceName": "spending",
+            "requestData": [{"joinKeyMap": {"user_id": "alice"}}, {"joinKeyMap": {"user_id": "bob"}}],
+        }
+    }
     batch = client.post("/api/v1/feature-service/get-features-batch", json=body, headers=_auth(READER))
     assert batch.status_code == 200, batch.text
     assert [row["features"][3] for row in batch.json()["result"]] == ["3", "1"]
@@ -153,11 +170,18 @@ def test_openapi_document_needs_a_key_and_lists_the_routes(client: TestClient) -
     # The documented bodies are Tecton's, so generated clients and the fuzz test send real requests.
     body = paths["/api/v1/feature-service/get-features"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     params = body["properties"]["params"]
-    assert {"workspaceName", "featureServiceName", "joinKeyMap", "metadataOptions", "requestOptions",
-            "allowPartialResults"} <= set(params["properties"])
+    assert {
+        "workspaceName",
+        "featureServiceName",
+        "joinKeyMap",
+        "metadataOptions",
+        "requestOptions",
+        "allowPartialResults",
+    } <= set(params["properties"])
     assert "includeSloInfo" in params["properties"]["metadataOptions"]["properties"]
     assert paths["/api/v1/feature-service/get-features"]["post"]["responses"]["401"]["content"]["application/json"][
-        "schema"]["required"] == ["message", "code"]
+        "schema"
+    ]["required"] == ["message", "code"]
     assert paths["/health"]["get"]["security"] == [] and paths["/metrics"]["get"]["security"] == [{"TectonKey": []}]
 
 
@@ -187,8 +211,9 @@ def test_oversized_bodies_are_refused_with_413_json(client: TestClient) -> None:
     assert response.json()["code"] == "PAYLOAD_TOO_LARGE" and "limit" in response.json()["message"]
 
 
-def test_every_request_leaves_one_json_access_line_without_the_key(client: TestClient,
-                                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_every_request_leaves_one_json_access_line_without_the_key(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
     import json
     import logging
 
@@ -220,18 +245,36 @@ def test_failed_and_forbidden_auth_are_counted_by_reason(client: TestClient) -> 
 
 
 def test_slo_info_descriptions_and_tags_in_snake_case_and_for_batches(client: TestClient) -> None:
-    body = {"params": {"workspace_name": "test", "feature_service_name": "spending",
-                       "join_key_map": {"user_id": "alice"}, "allow_partial_results": False,
-                       "request_options": {"read_from_cache": True, "latency_budget_ms": 150},
-                       "metadata_options": {"include_slo_info": True, "include_feature_descriptions": True,
-                                            "include_feature_tags": True}}}
+    body = {
+        "params": {
+            "workspace_name": "test",
+            "feature_service_name": "spending",
+            "join_key_map": {"user_id": "alice"},
+            "allow_partial_results": False,
+            "request_options": {"read_from_cache": True, "latency_budget_ms": 150},
+            "metadata_options": {
+                "include_slo_info": True,
+                "include_feature_descriptions": True,
+                "include_feature_tags": True,
+            },
+        }
+    }
     metadata = client.post(URL, json=body, headers=_auth(READER)).json()["metadata"]
     assert metadata["sloInfo"]["sloEligible"] is True and metadata["sloInfo"]["serverTimeSeconds"] > 0
     assert set(metadata["sloInfo"]) == {"sloEligible", "sloServerTimeSeconds", "serverTimeSeconds", "storeMaxLatency"}
-    assert metadata["features"][0] == {"name": "user_spending.amount_count_1m_continuous", "description": "", "tags": {}}
-    batch = {"params": {"workspaceName": "test", "featureServiceName": "spending",
-                        "requestData": [{"joinKeyMap": {"user_id": "alice"}}, {"joinKeyMap": {"user_id": "bob"}}],
-                        "metadataOptions": {"includeSloInfo": True, "includeServingStatus": True}}}
+    assert metadata["features"][0] == {
+        "name": "user_spending.amount_count_1m_continuous",
+        "description": "",
+        "tags": {},
+    }
+    batch = {
+        "params": {
+            "workspaceName": "test",
+            "featureServiceName": "spending",
+            "requestData": [{"joinKeyMap": {"user_id": "alice"}}, {"joinKeyMap": {"user_id": "bob"}}],
+            "metadataOptions": {"includeSloInfo": True, "includeServingStatus": True},
+        }
+    }
     answer = client.post("/api/v1/feature-service/get-features-batch", json=batch, headers=_auth(READER)).json()
     assert answer["metadata"]["sloInfo"]["sloEligible"] is True
     assert [row["metadata"]["features"][0]["status"] for row in answer["result"]] == ["PRESENT", "MISSING_DATA"]

@@ -45,7 +45,9 @@ def test_selected_features_in_any_order_match_compute_values(
 ) -> None:
     spec = spending_workspace(interval_ms=interval)
     names = tuple(spec.view(VIEW).aggregations[i].name for i in picks)
-    spec = dataclasses.replace(spec, feature_services=(FeatureServiceSpec("some", (FeatureSelectionSpec(VIEW, names),)),))
+    spec = dataclasses.replace(
+        spec, feature_services=(FeatureServiceSpec("some", (FeatureSelectionSpec(VIEW, names),)),)
+    )
     store = MemoryStore()
     load(store, spec, [Event((user,), BASE + offset, amount) for user, offset, amount in events])
     t_ms = BASE + query_offset

@@ -40,7 +40,9 @@ def load(store: MemoryStore, spec: WorkspaceSpec, events: Sequence[Event]) -> No
     if not events:
         return
     view = CompiledView.compile(spec.view(VIEW), ["string"])
-    rows = pd.DataFrame({"user_id": [e.entity[0] for e in events], "amount": [e.value for e in events]},)
+    rows = pd.DataFrame(
+        {"user_id": [e.entity[0] for e in events], "amount": [e.value for e in events]},
+    )
     rows["amount"] = rows["amount"].astype("float64")
     ts_ms = np.array([e.ts_ms for e in events], dtype=np.int64)
     name = online_view_name(spec.name, VIEW)
@@ -231,13 +233,28 @@ def test_arrays_of_int64_are_served_as_tecton_serves_them() -> None:
         ),
     )
     names = tuple(a.name for a in view.aggregations)
-    spec = dataclasses.replace(base, stream_feature_views=(view,), feature_services=(
-        dataclasses.replace(base.feature_services[0], selections=(dataclasses.replace(base.feature_services[0].selections[0], features=names),)),))
+    spec = dataclasses.replace(
+        base,
+        stream_feature_views=(view,),
+        feature_services=(
+            dataclasses.replace(
+                base.feature_services[0],
+                selections=(dataclasses.replace(base.feature_services[0].selections[0], features=names),),
+            ),
+        ),
+    )
     store = MemoryStore()
     name = online_view_name(spec.name, VIEW)
     compiled = CompiledView.compile(view, ["string"])
     entity = compiled.entity_key(["u1"])
-    store.write([(store_key(name, tile_key(entity, BASE + 5)), encode_partials([[[BASE + 5, 2**60], [BASE + 5, 7]], [[BASE + 5, 1.5]]]))])
+    store.write(
+        [
+            (
+                store_key(name, tile_key(entity, BASE + 5)),
+                encode_partials([[[BASE + 5, 2**60], [BASE + 5, 7]], [[BASE + 5, 1.5]]]),
+            )
+        ]
+    )
     specs = {spec.name: spec}
     server = FeatureServer(lambda: specs, store, Clock(BASE + MINUTE))
     answer = server.get_features(spec.name, "spending", {"user_id": "u1"}, ALL_OPTIONS)

@@ -49,7 +49,12 @@ UNTRACEABLE: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
     # Same length and a default index, but the rows are others: the join keys give it away.
     "reversed_and_reset": lambda df: df.iloc[::-1].reset_index(drop=True),
     "string_index": lambda df: df.set_index("user_id", drop=False),
-    "derived_key": lambda df: df.assign(user_id2=df["user_id"]).drop(columns=["user_id"]).rename(columns={"user_id2": "user_id"}).assign(user_id=lambda d: d["user_id"].str.upper()),
+    "derived_key": lambda df: (
+        df.assign(user_id2=df["user_id"])
+        .drop(columns=["user_id"])
+        .rename(columns={"user_id2": "user_id"})
+        .assign(user_id=lambda d: d["user_id"].str.upper())
+    ),
     "shift": lambda df: df.assign(user_id=df["user_id"].shift(1)),
 }
 
@@ -101,11 +106,20 @@ def test_tiles_land_in_the_shard_of_their_events_partition(name: str) -> None:
     """Users live in one partition each; whatever the transformation, a user's tiles carry that
     partition's shard, and the values equal those of per-partition batches."""
     spec = spending_workspace()
-    view = dataclasses.replace(spec.stream_feature_views[0], transformation=TransformationSpec("pandas", "t", TRANSFORMATIONS[name]))
+    view = dataclasses.replace(
+        spec.stream_feature_views[0], transformation=TransformationSpec("pandas", "t", TRANSFORMATIONS[name])
+    )
     spec = dataclasses.replace(spec, stream_feature_views=(view,))
     users = [f"u{i}" for i in range(9)]
-    records = [RawRecord("transactions", i % 3, i, orjson.dumps({"user_id": users[i % 9], "amount": float(i % 5), "ts": BASE + i * 1000}))
-               for i in range(60)]
+    records = [
+        RawRecord(
+            "transactions",
+            i % 3,
+            i,
+            orjson.dumps({"user_id": users[i % 9], "amount": float(i % 5), "ts": BASE + i * 1000}),
+        )
+        for i in range(60)
+    ]
     whole_store, split_store = MemoryStore(), MemoryStore()
     StreamEngine(spec, whole_store, MemorySink(), lambda v: (f"features.{v}", 3)).process(records)
     split = StreamEngine(spec, split_store, MemorySink(), lambda v: (f"features.{v}", 3))
@@ -128,8 +142,12 @@ def test_a_transformation_failing_on_one_partitions_rows_only_loses_those() -> N
     store = MemoryStore()
     engine = StreamEngine(spec, store, MemorySink(), lambda v: (f"features.{v}", 3))
     users = ["good", "bad", "fine"]
-    engine.process([RawRecord("transactions", i % 3, i, orjson.dumps({"user_id": users[i % 3], "amount": 1.0, "ts": BASE + i}))
-                    for i in range(30)])
+    engine.process(
+        [
+            RawRecord("transactions", i % 3, i, orjson.dumps({"user_id": users[i % 3], "amount": 1.0, "ts": BASE + i}))
+            for i in range(30)
+        ]
+    )
     assert engine.counters.transform_failed == 10
     compiled = compile_views(spec)[view.name]
     for user, count in (("good", 10), ("bad", 0), ("fine", 10)):
@@ -137,8 +155,11 @@ def test_a_transformation_failing_on_one_partitions_rows_only_loses_those() -> N
         assert compute_values(compiled, tiles, BASE + 100)[0] == count
 
 
-@given(st.lists(st.integers(-2**41, 2**42), max_size=20), st.sampled_from(["UTC", "Europe/Berlin", "America/New_York"]),
-       st.sampled_from(["s", "ms", "us", "ns"]))
+@given(
+    st.lists(st.integers(-(2**41), 2**42), max_size=20),
+    st.sampled_from(["UTC", "Europe/Berlin", "America/New_York"]),
+    st.sampled_from(["s", "ms", "us", "ns"]),
+)
 def test_event_time_ms_reads_the_instant_whatever_the_zone_and_unit(epoch_ms: list[int], zone: str, unit: str) -> None:
     """``event_time_ms`` reads tz-aware timestamps' instants directly: the same milliseconds as
     converting to UTC first, for any zone and resolution; naive columns are parsed as UTC."""

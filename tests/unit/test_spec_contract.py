@@ -69,8 +69,16 @@ def test_the_fixtures_cover_every_value_of_every_closed_set() -> None:
 
     for path in FIXTURES:
         walk(WorkspaceSpec.from_json(path.read_bytes()))
-    closed_sets = (WindowKind, BatchTriggerType, TransformationMode, RealtimeMode, RealtimeInputKind, ValueFormat,
-                   FileFormat, BatchConfigKind)
+    closed_sets = (
+        WindowKind,
+        BatchTriggerType,
+        TransformationMode,
+        RealtimeMode,
+        RealtimeInputKind,
+        ValueFormat,
+        FileFormat,
+        BatchConfigKind,
+    )
     stored = {(type(m), m.value) for kind in closed_sets for m in kind}
     stored |= {(AggregationLeadingEdge, "wall_clock_time"), (AggregationLeadingEdge, "latest_event_time")}
     stored |= {(AggregationFunction, f) for f in ("sum", "count", "stddev_samp", "last", "mean")}
@@ -90,12 +98,15 @@ def test_closed_sets_decode_to_enum_members() -> None:
     assert custom is not None and custom.kind is BatchConfigKind.PYARROW
 
 
-@pytest.mark.parametrize(("field", "path", "allowed"), [
-    ("window_kind", ["stream_feature_views", 0, "aggregations", 0], "'time', 'lifetime', 'series'"),
-    ("value_format", ["stream_sources", 1, "kafka"], "'json', 'avro', 'confluent_avro'"),
-    ("batch_trigger", ["batch_feature_views", 0], "'scheduled', 'manual', 'no_batch_materialization'"),
-    ("kind", ["batch_sources", 0, "custom_config"], "'pandas', 'pyarrow'"),
-])
+@pytest.mark.parametrize(
+    ("field", "path", "allowed"),
+    [
+        ("window_kind", ["stream_feature_views", 0, "aggregations", 0], "'time', 'lifetime', 'series'"),
+        ("value_format", ["stream_sources", 1, "kafka"], "'json', 'avro', 'confluent_avro'"),
+        ("batch_trigger", ["batch_feature_views", 0], "'scheduled', 'manual', 'no_batch_materialization'"),
+        ("kind", ["batch_sources", 0, "custom_config"], "'pandas', 'pyarrow'"),
+    ],
+)
 def test_a_value_outside_a_closed_set_names_the_field_and_the_allowed_values(
     field: str, path: list[str | int], allowed: str
 ) -> None:
@@ -119,9 +130,12 @@ def test_a_malformed_nested_value_is_a_store_format_error_naming_where() -> None
 
 
 def test_every_described_spec_declares_the_metadata_fields_once_and_keeps_them_flat() -> None:
-    described = [hint for f in dataclasses.fields(WorkspaceSpec)
-                 for hint in typing.get_args(typing.get_type_hints(WorkspaceSpec)[f.name])
-                 if isinstance(hint, type) and issubclass(hint, DescribedSpec)]
+    described = [
+        hint
+        for f in dataclasses.fields(WorkspaceSpec)
+        for hint in typing.get_args(typing.get_type_hints(WorkspaceSpec)[f.name])
+        if isinstance(hint, type) and issubclass(hint, DescribedSpec)
+    ]
     assert len(described) == 8
     for cls in described:
         own = set(vars(cls).get("__annotations__", {}))

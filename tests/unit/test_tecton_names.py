@@ -24,10 +24,18 @@ NAMES = [
 ]
 # Implemented on other branches at the time of writing (realtime views, Attribute, windows);
 # skipped only while they are absent, checked like every other name once merged.
-OTHER_BRANCHES = frozenset({
-    "realtime_feature_view", "RealtimeFeatureView", "RequestSource", "Calculation", "Attribute",
-    "LifetimeWindow", "TimeWindowSeries", "AggregationLeadingEdge",
-})
+OTHER_BRANCHES = frozenset(
+    {
+        "realtime_feature_view",
+        "RealtimeFeatureView",
+        "RequestSource",
+        "Calculation",
+        "Attribute",
+        "LifetimeWindow",
+        "TimeWindowSeries",
+        "AggregationLeadingEdge",
+    }
+)
 MODULES = {"tecton": "featurebus", "tecton.types": "featurebus.types"}
 THIS_FILE = re.escape(__file__)
 
@@ -71,27 +79,42 @@ def test_unsupported_parameters_are_refused_where_used() -> None:
     from featurebus.types import Field, Float64, String, Timestamp
 
     # Refused when the decorator runs, naming the decorated function (the view's default name).
-    decorate = stream_feature_view(source=None, entities=[], mode="pandas", features=[],  # type: ignore[arg-type]
-                                   batch_compute={"instance_type": "m5.xlarge"})
-    with pytest.raises(DefinitionError, match=r"StreamFeatureView 'user_spend' .*batch_compute=.*Remove batch_compute="):
+    decorate = stream_feature_view(
+        source=None,
+        entities=[],
+        mode="pandas",
+        features=[],  # type: ignore[arg-type]
+        batch_compute={"instance_type": "m5.xlarge"},
+    )
+    with pytest.raises(
+        DefinitionError, match=r"StreamFeatureView 'user_spend' .*batch_compute=.*Remove batch_compute="
+    ):
+
         @decorate
         def user_spend(transactions: object) -> object:
             return transactions
+
     with pytest.raises(DefinitionError, match=r"ssl_keystore_location"):
         KafkaConfig(topics="t", timestamp_field="ts", ssl_keystore_location="/k")
     with pytest.raises(DefinitionError, match=r"no parameter 'entites'.*spelling"):
         Entity(name="u", join_keys=[Field("u", String)], entites=1)
-    source = StreamSource(name="s", schema=[Field("u", String), Field("x", Float64), Field("ts", Timestamp)],
-                          stream_config=KafkaConfig(topics="t", timestamp_field="ts"))
+    source = StreamSource(
+        name="s",
+        schema=[Field("u", String), Field("x", Float64), Field("ts", Timestamp)],
+        stream_config=KafkaConfig(topics="t", timestamp_field="ts"),
+    )
     entity = Entity(name="u", join_keys=[Field("u", String)])
 
     def view(s):  # type: ignore[no-untyped-def]
         return s
 
     with pytest.raises(DefinitionError, match=r"mode 'spark_sql'"):
-        stream_feature_view(source=source, entities=[entity], mode=featurebus.SPARK_SQL_MODE,
-                            features=[Aggregate(function="sum", time_window=timedelta(hours=1),
-                                                input_column=Field("x", Float64))])(view)
+        stream_feature_view(
+            source=source,
+            entities=[entity],
+            mode=featurebus.SPARK_SQL_MODE,
+            features=[Aggregate(function="sum", time_window=timedelta(hours=1), input_column=Field("x", Float64))],
+        )(view)
 
 
 def test_unfiltered_stream_source_wraps_the_source() -> None:
@@ -99,7 +122,9 @@ def test_unfiltered_stream_source_wraps_the_source() -> None:
     from featurebus.definitions import UnfilteredSource
     from featurebus.types import Field, Timestamp
 
-    source = StreamSource(name="s", schema=[Field("ts", Timestamp)], stream_config=KafkaConfig(topics="t", timestamp_field="ts"))
+    source = StreamSource(
+        name="s", schema=[Field("ts", Timestamp)], stream_config=KafkaConfig(topics="t", timestamp_field="ts")
+    )
     unfiltered = source.unfiltered()  # batch views read all its history (tests/unit/test_batch_unfiltered.py)
     assert isinstance(unfiltered, UnfilteredSource) and unfiltered.source is source and unfiltered.name == "s"
     assert unfiltered.unfiltered() is unfiltered
@@ -118,7 +143,8 @@ def _types():  # type: ignore[no-untyped-def]
             inner.map(Array),
             inner.map(lambda t: Map(String, t)),
             st.lists(st.tuples(names, inner), min_size=1, max_size=3, unique_by=lambda p: p[0]).map(
-                lambda pairs: Struct([Field(n, t) for n, t in pairs])),
+                lambda pairs: Struct([Field(n, t) for n, t in pairs])
+            ),
         )
 
     return st.recursive(scalars, composites, max_leaves=8)

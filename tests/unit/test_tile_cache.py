@@ -60,9 +60,9 @@ def test_few_tiles_are_not_kept_and_the_oldest_entities_go_first() -> None:
     interval=st.sampled_from([None, 10 * MINUTE]),
     times=st.lists(st.integers(0, 300), min_size=1, max_size=4),
 )
-def test_a_cached_server_answers_as_an_uncached_one(first: list[tuple[str, int, float]],
-                                                    later: list[tuple[str, int, float]],
-                                                    interval: int | None, times: list[int]) -> None:
+def test_a_cached_server_answers_as_an_uncached_one(
+    first: list[tuple[str, int, float]], later: list[tuple[str, int, float]], interval: int | None, times: list[int]
+) -> None:
     spec = spending_workspace(interval_ms=interval)
     store = MemoryStore()
     clock = Clock(BASE)
@@ -78,8 +78,9 @@ def test_a_cached_server_answers_as_an_uncached_one(first: list[tuple[str, int, 
         for minutes in times:
             clock.t_ms = BASE + minutes * MINUTE // 2
             for user in ("u1", "u2", "nobody"):
-                assert (cached.get_features("test", "spending", {"user_id": user})
-                        == plain.get_features("test", "spending", {"user_id": user}))
+                assert cached.get_features("test", "spending", {"user_id": user}) == plain.get_features(
+                    "test", "spending", {"user_id": user}
+                )
 
     load(store, spec, events(first))
     check()

@@ -18,8 +18,13 @@ from featurebus.streams.tiles import tile_columns
 from tests.support.specs import MINUTE, spending_workspace
 
 rows_strategy = st.lists(
-    st.tuples(st.sampled_from(["a", "b", "ab", ""]), st.integers(-3, 3), st.integers(0, 40).map(lambda m: m * MINUTE // 4),
-              st.integers(0, 2), st.one_of(st.none(), st.integers(-50, 50).map(float))),
+    st.tuples(
+        st.sampled_from(["a", "b", "ab", ""]),
+        st.integers(-3, 3),
+        st.integers(0, 40).map(lambda m: m * MINUTE // 4),
+        st.integers(0, 2),
+        st.one_of(st.none(), st.integers(-50, 50).map(float)),
+    ),
     max_size=60,
 )
 
@@ -35,17 +40,23 @@ def _view(two_keys: bool, interval_ms: int | None):  # type: ignore[no-untyped-d
 
 @settings(max_examples=150, deadline=None)
 @given(rows=rows_strategy, two_keys=st.booleans(), interval=st.sampled_from([None, 10 * MINUTE]))
-def test_tiles_equal_a_dictionary_fold_of_the_rows(rows: list[tuple[str, int, int, int, float | None]], two_keys: bool,
-                                                   interval: int | None) -> None:
+def test_tiles_equal_a_dictionary_fold_of_the_rows(
+    rows: list[tuple[str, int, int, int, float | None]], two_keys: bool, interval: int | None
+) -> None:
     view = _view(two_keys, interval)
-    frame = pd.DataFrame({"user_id": [r[0] for r in rows], "n": pd.array([r[1] for r in rows], dtype="Int64"),
-                          "amount": [r[4] for r in rows]})
+    frame = pd.DataFrame(
+        {
+            "user_id": [r[0] for r in rows],
+            "n": pd.array([r[1] for r in rows], dtype="Int64"),
+            "amount": [r[4] for r in rows],
+        }
+    )
     ts_ms = np.array([r[2] for r in rows], dtype=np.int64)
     shards = np.array([r[3] for r in rows], dtype=np.int64)
     got = tile_columns(view, frame, ts_ms, shards)
     tile_ms = view.spec.tile_ms
     expected: dict[tuple[bytes, int, int], list[tuple[int, float | None]]] = defaultdict(list)
-    for (user, n, t, shard, amount) in rows:
+    for user, n, t, shard, amount in rows:
         entity = view.entity_key([user, n] if two_keys else [user])
         expected[(entity, (t // tile_ms) * tile_ms, shard)].append((t, amount))
     keys = list(zip(got.entity_keys, got.starts, got.shards, strict=True))

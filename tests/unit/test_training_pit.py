@@ -310,6 +310,7 @@ def test_naive_spine_times_are_utc_and_training_sets_round_trip(tmp_path: Path) 
 
 # -- every aggregation function: training set == engine tiles, and both == the oracle ---------------
 
+
 def _all_functions_spec(interval_ms: int | None) -> WorkspaceSpec:
     import dataclasses
 
@@ -324,7 +325,9 @@ def _all_functions_spec(interval_ms: int | None) -> WorkspaceSpec:
         SPEC,
         stream_sources=(source,),
         stream_feature_views=(view,),
-        feature_services=(FeatureServiceSpec("svc", (FeatureSelectionSpec("every", tuple(a.name for a in view.aggregations)),)),),
+        feature_services=(
+            FeatureServiceSpec("svc", (FeatureSelectionSpec("every", tuple(a.name for a in view.aggregations)),)),
+        ),
     )
 
 
@@ -356,18 +359,36 @@ def test_training_values_equal_engine_tiles_for_every_function(data: st.DataObje
     from tests.support.oracle import feature_value, matches
 
     spec = _all_functions_spec(interval_ms)
-    amounts = st.one_of(st.none(), st.floats(-1000, 1000, allow_nan=False).map(lambda x: round(x, 2)), st.integers(-9, 9).map(float))
-    events: list[Event] = data.draw(st.lists(st.tuples(st.sampled_from(["a", "b"]), _OFFSETS.map(lambda o: T0 + o), amounts), max_size=50))
-    spine_rows = data.draw(st.lists(st.tuples(st.sampled_from(["a", "b", "nobody"]), _OFFSETS.map(lambda o: T0 + o)), min_size=1, max_size=12))
+    amounts = st.one_of(
+        st.none(), st.floats(-1000, 1000, allow_nan=False).map(lambda x: round(x, 2)), st.integers(-9, 9).map(float)
+    )
+    events: list[Event] = data.draw(
+        st.lists(st.tuples(st.sampled_from(["a", "b"]), _OFFSETS.map(lambda o: T0 + o), amounts), max_size=50)
+    )
+    spine_rows = data.draw(
+        st.lists(
+            st.tuples(st.sampled_from(["a", "b", "nobody"]), _OFFSETS.map(lambda o: T0 + o)), min_size=1, max_size=12
+        )
+    )
     store = MemoryStore()
     engine = StreamEngine(spec, store, MemorySink(), lambda view: (f"features.{view}", 1))
-    engine.process([RawRecord(TOPIC, 0, i, orjson.dumps({"user_id": u, "amount": a, "ts": t})) for i, (u, t, a) in enumerate(events)])
+    engine.process(
+        [
+            RawRecord(TOPIC, 0, i, orjson.dumps({"user_id": u, "amount": a, "ts": t}))
+            for i, (u, t, a) in enumerate(events)
+        ]
+    )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         open_store(root)
         if events:
-            frame = pd.DataFrame({"user_id": [e[0] for e in events], "amount": [e[2] for e in events],
-                                  "ts": pd.to_datetime([e[1] for e in events], unit="ms", utc=True)})
+            frame = pd.DataFrame(
+                {
+                    "user_id": [e[0] for e in events],
+                    "amount": [e[2] for e in events],
+                    "ts": pd.to_datetime([e[1] for e in events], unit="ms", utc=True),
+                }
+            )
             write_partition(root, "ws", spec.stream_sources[0], TOPIC, 0, frame, np.arange(len(events)))
         result = get_features_for_events(spec, "svc", _spine(spine_rows), root)
     view = compile_views(spec)["every"]
@@ -381,12 +402,21 @@ def test_training_values_equal_engine_tiles_for_every_function(data: st.DataObje
                 assert offline is not None and math.isclose(offline, served, rel_tol=1e-9, abs_tol=1e-9), where
             else:
                 assert offline == served, where
-            want = feature_value(oracle_events[agg.input_column], (user,), t_ms, agg.function, agg.window_ms,
-                                 None if agg.attribute else interval_ms, **oracle_params(agg))
+            want = feature_value(
+                oracle_events[agg.input_column],
+                (user,),
+                t_ms,
+                agg.function,
+                agg.window_ms,
+                None if agg.attribute else interval_ms,
+                **oracle_params(agg),
+            )
             assert matches(agg.function, offline, want, agg.precision), (*where, want)
 
 
-def test_rows_whose_pairs_span_several_chunks_merge_their_partials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rows_whose_pairs_span_several_chunks_merge_their_partials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The (spine row, event) pairs stream out in chunks; a row cut between chunks merges its
     parts as tiles merge, so the answer does not depend on the chunk size."""
     from featurebus.platform.training import event_pairs
@@ -410,9 +440,12 @@ def test_rows_whose_pairs_span_several_chunks_merge_their_partials(tmp_path: Pat
     for agg in view.aggregations:
         if agg.function.startswith(("first", "last")):
             continue
-        want = feature_value(oracle_events[agg.input_column], ("a",), T0, agg.function, agg.window_ms, None,
-                             **oracle_params(agg))
+        want = feature_value(
+            oracle_events[agg.input_column], ("a",), T0, agg.function, agg.window_ms, None, **oracle_params(agg)
+        )
         assert matches(agg.function, _plain(chunked[f"every__{agg.name}"].iloc[0]), want, agg.precision), agg.name
+
+
 # -- window kinds: offsets, lifetime, series, and the leading edge ----------------------------
 
 import dataclasses  # noqa: E402
@@ -435,8 +468,11 @@ WINDOWED = tuple(
 WINDOWED_SPEC = dataclasses.replace(
     SPEC,
     stream_feature_views=WINDOWED,
-    feature_services=(FeatureServiceSpec(
-        "svc", tuple(FeatureSelectionSpec(v.name, tuple(a.name for a in v.aggregations)) for v in WINDOWED)),),
+    feature_services=(
+        FeatureServiceSpec(
+            "svc", tuple(FeatureSelectionSpec(v.name, tuple(a.name for a in v.aggregations)) for v in WINDOWED)
+        ),
+    ),
 )
 
 
@@ -470,18 +506,24 @@ def _assert_windowed_matches_oracle(result: pd.DataFrame, spine: pd.DataFrame, e
 @given(data=st.data())
 def test_window_kinds_match_the_brute_force_oracle(data: st.DataObject) -> None:
     spine_rows = data.draw(
-        st.lists(st.tuples(st.sampled_from(["a", "b", "nobody"]), _OFFSETS.map(lambda o: T0 + o)), min_size=1, max_size=12)
+        st.lists(
+            st.tuples(st.sampled_from(["a", "b", "nobody"]), _OFFSETS.map(lambda o: T0 + o)), min_size=1, max_size=12
+        )
     )
     amounts = st.one_of(st.none(), st.floats(-1000, 1000, allow_nan=False), st.integers(-5, 5).map(float))
     events: list[Event] = []
     for user, t in spine_rows:  # events on the edges each row's windows define
         tile_end = (t // INTERVAL) * INTERVAL
         edges = [t + d for d in (0, 1, -1, -HOUR, -90 * MINUTE, -2 * HOUR, -10 * MINUTE)]
-        edges += [tile_end + d for d in (0, -1, -HOUR, -90 * MINUTE, -2 * HOUR)] + [T0 + 20 * MINUTE, T0 + 20 * MINUTE - 1]
+        edges += [tile_end + d for d in (0, -1, -HOUR, -90 * MINUTE, -2 * HOUR)] + [
+            T0 + 20 * MINUTE,
+            T0 + 20 * MINUTE - 1,
+        ]
         picked = data.draw(st.lists(st.tuples(st.sampled_from(edges), amounts), max_size=4))
         events.extend((user, at, amount) for at, amount in picked)
-    events += data.draw(st.lists(st.tuples(st.sampled_from(["a", "b", None]), _OFFSETS.map(lambda o: T0 + o), amounts),
-                                 max_size=40))
+    events += data.draw(
+        st.lists(st.tuples(st.sampled_from(["a", "b", None]), _OFFSETS.map(lambda o: T0 + o), amounts), max_size=40)
+    )
     spine = _spine(spine_rows)
     with tempfile.TemporaryDirectory() as tmp:
         _write_events(Path(tmp), events)
@@ -519,10 +561,19 @@ _KEYS = st.sampled_from(["a", "b", "c", None])
 
 @settings(max_examples=150, deadline=None)
 @given(
-    events=st.lists(st.tuples(_KEYS, st.integers(0, 2), st.integers(-50, 50),
-                              st.one_of(st.none(), st.floats(-1e6, 1e6, allow_nan=False)),
-                              st.one_of(st.none(), st.integers(-(2**40), 2**40))), max_size=60),
-    rows=st.lists(st.tuples(st.one_of(_KEYS, st.just("nobody")), st.integers(0, 2), st.integers(-60, 60)), min_size=1, max_size=20),
+    events=st.lists(
+        st.tuples(
+            _KEYS,
+            st.integers(0, 2),
+            st.integers(-50, 50),
+            st.one_of(st.none(), st.floats(-1e6, 1e6, allow_nan=False)),
+            st.one_of(st.none(), st.integers(-(2**40), 2**40)),
+        ),
+        max_size=60,
+    ),
+    rows=st.lists(
+        st.tuples(st.one_of(_KEYS, st.just("nobody")), st.integers(0, 2), st.integers(-60, 60)), min_size=1, max_size=20
+    ),
     windows=st.lists(st.integers(1, 120), min_size=1, max_size=3, unique=True),
 )
 def test_prefix_window_parts_equal_brute_force(
@@ -534,17 +585,23 @@ def test_prefix_window_parts_equal_brute_force(
     ending anywhere: each count and sum equals the events of the key in [end - W, end)."""
     from featurebus.platform.training.prefix import window_parts
 
-    table = pa.table({
-        "k0": pa.array([e[0] for e in events], pa.string()),
-        "k1": pa.array([e[1] for e in events], pa.int64()),
-        "__ts": pa.array([e[2] for e in events], pa.int64()),
-        "v0": pa.array([e[3] for e in events], pa.float64()),
-        "v1": pa.array([e[4] for e in events], pa.int64()),
-    })
+    table = pa.table(
+        {
+            "k0": pa.array([e[0] for e in events], pa.string()),
+            "k1": pa.array([e[1] for e in events], pa.int64()),
+            "__ts": pa.array([e[2] for e in events], pa.int64()),
+            "v0": pa.array([e[3] for e in events], pa.float64()),
+            "v1": pa.array([e[4] for e in events], pa.int64()),
+        }
+    )
     spine_keys = {"k0": pa.array([r[0] for r in rows], pa.string()), "k1": pa.array([r[1] for r in rows], pa.int32())}
     ends = np.array([r[2] for r in rows], dtype=np.int64)
-    needs = {(kind, name, w): f"a{i}_{kind}_{name}" for i, w in enumerate(windows)
-             for kind in ("count", "sum") for name in ("x", "n")}
+    needs = {
+        (kind, name, w): f"a{i}_{kind}_{name}"
+        for i, w in enumerate(windows)
+        for kind in ("count", "sum")
+        for name in ("x", "n")
+    }
     result = window_parts(spine_keys, table, ends, needs, {"x": "v0", "n": "v1"}, {"x": False, "n": True})
     if not events or all(e[0] is None for e in events):
         assert result is None  # nothing to index: the caller's join handles it
@@ -554,8 +611,11 @@ def test_prefix_window_parts_equal_brute_force(
         values, nulls = result[alias]
         for position, (key, key1, end) in enumerate(rows):
             column = 3 if name == "x" else 4
-            inside = [e[column] for e in events if key is not None and e[0] == key and e[1] == key1
-                      and end - w <= e[2] < end and e[column] is not None]
+            inside = [
+                e[column]
+                for e in events
+                if key is not None and e[0] == key and e[1] == key1 and end - w <= e[2] < end and e[column] is not None
+            ]
             if kind == "count":
                 assert values[position] == len(inside), (alias, position)
             elif not inside:
@@ -563,7 +623,12 @@ def test_prefix_window_parts_equal_brute_force(
             else:
                 assert not nulls[position]
                 want = math.fsum(inside) if name == "x" else sum(inside)
-                assert math.isclose(values[position], want, rel_tol=1e-9, abs_tol=1e-6), (alias, position, values[position], want)
+                assert math.isclose(values[position], want, rel_tol=1e-9, abs_tol=1e-6), (
+                    alias,
+                    position,
+                    values[position],
+                    want,
+                )
                 if name == "n":
                     assert values[position] == want  # integer sums are exact
 

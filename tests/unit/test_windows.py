@@ -24,7 +24,7 @@ def test_window_bounds_table(t: int, w: int, i: int | None, expected: tuple[int,
     assert window_bounds(t, w, i) == expected
 
 
-@given(st.integers(-10**15, 10**15), st.integers(1, 10**9), st.one_of(st.none(), st.integers(1, 10**7)))
+@given(st.integers(-(10**15), 10**15), st.integers(1, 10**9), st.one_of(st.none(), st.integers(1, 10**7)))
 def test_window_is_half_open_and_never_reaches_t(t: int, w: int, i: int | None) -> None:
     start, end = window_bounds(t, w, i)
     assert end - start == w
@@ -35,7 +35,7 @@ def test_window_is_half_open_and_never_reaches_t(t: int, w: int, i: int | None) 
         assert end % i == 0 and t - end < i
 
 
-@given(st.integers(-10**15, 10**15), st.integers(1, 10**7))
+@given(st.integers(-(10**15), 10**15), st.integers(1, 10**7))
 def test_tile_start_contains_event(event: int, tile: int) -> None:
     start = tile_start(event, tile)
     assert start <= event < start + tile and start % tile == 0
@@ -48,8 +48,9 @@ def test_invalid_sizes_are_rejected() -> None:
         tile_start(0, 0)
 
 
-@pytest.mark.parametrize(("ms", "text"), [(86_400_000, "1d"), (3_600_000, "1h"), (600_000, "10m"),
-                                           (5_400_000, "1h30m"), (1500, "1s500ms")])
+@pytest.mark.parametrize(
+    ("ms", "text"), [(86_400_000, "1d"), (3_600_000, "1h"), (600_000, "10m"), (5_400_000, "1h30m"), (1500, "1s500ms")]
+)
 def test_format_duration(ms: int, text: str) -> None:
     assert format_duration(ms) == text
 
@@ -97,7 +98,12 @@ def test_positive_offsets_are_rejected() -> None:
 
 @pytest.mark.parametrize(
     ("t", "start", "i", "expected"),
-    [(1000, 100, None, (100, 1000)), (1005, 100, 10, (100, 1000)), (50, 100, None, (100, 100)), (100, 100, None, (100, 100))],
+    [
+        (1000, 100, None, (100, 1000)),
+        (1005, 100, 10, (100, 1000)),
+        (50, 100, None, (100, 100)),
+        (100, 100, None, (100, 100)),
+    ],
 )
 def test_lifetime_bounds(t: int, start: int, i: int | None, expected: tuple[int, int]) -> None:
     assert lifetime_bounds(t, start, i) == expected
@@ -108,17 +114,34 @@ def test_series_windows_as_tecton_builds_them() -> None:
     days = series_windows(-7 * DAY, 0, DAY, DAY)
     assert days == [(-k * DAY, -(k - 1) * DAY) for k in range(7, 0, -1)]
     # Overlapping windows: 3 d windows every day from -7 d to -1 d.
-    assert series_windows(-7 * DAY, -DAY, DAY, 3 * DAY) == [(-7 * DAY, -4 * DAY), (-6 * DAY, -3 * DAY),
-                                                            (-5 * DAY, -2 * DAY), (-4 * DAY, -DAY)]
+    assert series_windows(-7 * DAY, -DAY, DAY, 3 * DAY) == [
+        (-7 * DAY, -4 * DAY),
+        (-6 * DAY, -3 * DAY),
+        (-5 * DAY, -2 * DAY),
+        (-4 * DAY, -DAY),
+    ]
     # Tecton ends a series early when the step does not divide it (the SDK refuses that).
     assert series_windows(-10, 0, 4, 3) == [(-10, -7), (-6, -3)]
     with pytest.raises(ValueError):
         series_windows(-10, 0, 0, 3)
 
 
-def _spec(kind: str, window_ms: int = 0, offset_ms: int = 0, start: int = 0, end: int = 0, step: int = 0) -> AggregationSpec:
-    return AggregationSpec("f", "count", "x", "float64", window_ms, "int64", window_kind=kind, offset_ms=offset_ms,
-                           series_start_ms=start, series_end_ms=end, series_step_ms=step)
+def _spec(
+    kind: str, window_ms: int = 0, offset_ms: int = 0, start: int = 0, end: int = 0, step: int = 0
+) -> AggregationSpec:
+    return AggregationSpec(
+        "f",
+        "count",
+        "x",
+        "float64",
+        window_ms,
+        "int64",
+        window_kind=kind,
+        offset_ms=offset_ms,
+        series_start_ms=start,
+        series_end_ms=end,
+        series_step_ms=step,
+    )
 
 
 @st.composite
@@ -136,10 +159,16 @@ def _aggregation_specs(draw: st.DrawFn, interval: int | None) -> AggregationSpec
     return _spec("series", window, start=end - window - (count - 1) * step, end=end, step=step)
 
 
-@given(data=st.data(), t=st.integers(-10**6, 10**6), interval=st.one_of(st.none(), st.integers(1, 1000)),
-       lifetime_start=st.integers(-10**6, 10**6), events=st.lists(st.integers(-2 * 10**6, 2 * 10**6), max_size=50))
-def test_windows_contain_exactly_the_events_the_oracle_keeps(data: st.DataObject, t: int, interval: int | None,
-                                                              lifetime_start: int, events: list[int]) -> None:
+@given(
+    data=st.data(),
+    t=st.integers(-(10**6), 10**6),
+    interval=st.one_of(st.none(), st.integers(1, 1000)),
+    lifetime_start=st.integers(-(10**6), 10**6),
+    events=st.lists(st.integers(-2 * 10**6, 2 * 10**6), max_size=50),
+)
+def test_windows_contain_exactly_the_events_the_oracle_keeps(
+    data: st.DataObject, t: int, interval: int | None, lifetime_start: int, events: list[int]
+) -> None:
     agg = data.draw(_aggregation_specs(interval))
     ours = aggregation_windows(agg, t, interval, lifetime_start)
     theirs = windows_of(t, agg, interval, lifetime_start)
@@ -153,10 +182,16 @@ def test_windows_contain_exactly_the_events_the_oracle_keeps(data: st.DataObject
         assert ours[-1][1] == window_end(t, interval) + agg.series_end_ms
 
 
-@given(data=st.data(), watermark=st.integers(-10**6, 10**6), delay=st.integers(0, 10**4),
-       interval=st.one_of(st.none(), st.integers(1, 1000)), late=st.integers(0, 10**5))
-def test_every_servable_window_starts_after_the_expiry_cutoff(data: st.DataObject, watermark: int, delay: int,
-                                                               interval: int | None, late: int) -> None:
+@given(
+    data=st.data(),
+    watermark=st.integers(-(10**6), 10**6),
+    delay=st.integers(0, 10**4),
+    interval=st.one_of(st.none(), st.integers(1, 1000)),
+    late=st.integers(0, 10**5),
+)
+def test_every_servable_window_starts_after_the_expiry_cutoff(
+    data: st.DataObject, watermark: int, delay: int, interval: int | None, late: int
+) -> None:
     """A value at T >= watermark - delay (the oldest time served exactly) never reads a tile that
     retention lets expire, and lifetime folding never swallows a tile such a T still splits."""
     aggs = data.draw(st.lists(_aggregation_specs(interval), min_size=1, max_size=4))

@@ -134,8 +134,9 @@ def test_a_worker_waits_for_its_missing_source_topic_and_reports_it(caplog: pyte
     registry, bus, stop = MemoryRegistry(), Bus(), threading.Event()
     spec = apply_workspace(registry, spending_workspace(topic="transactions", name="prod"))
     seen: list[list[str]] = []
-    thread, result = _in_thread(lambda: await_source_topics(registry, spec, bus.existing, check_s=0.01, stop=stop,
-                                                            on_missing=seen.append))
+    thread, result = _in_thread(
+        lambda: await_source_topics(registry, spec, bus.existing, check_s=0.01, stop=stop, on_missing=seen.append)
+    )
     _eventually(lambda: len(seen) >= 3)
     assert thread.is_alive() and seen[-1] == ["transactions"]
     assert "source topics ['transactions'] do not exist yet; the stream worker waits" in caplog.text

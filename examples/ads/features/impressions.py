@@ -34,7 +34,9 @@ def user_impressions(impressions):  # type: ignore[no-untyped-def]
     features=[
         Aggregate(function="count", time_window=timedelta(hours=1), input_column=Field("bid_price", Float64)),
         Aggregate(function="mean", time_window=timedelta(hours=1), input_column=Field("bid_price", Float64)),
-        Aggregate(function=approx_percentile(0.9), time_window=timedelta(days=1), input_column=Field("bid_price", Float64)),
+        Aggregate(
+            function=approx_percentile(0.9), time_window=timedelta(days=1), input_column=Field("bid_price", Float64)
+        ),
         Aggregate(function="stddev_samp", time_window=timedelta(days=1), input_column=Field("bid_price", Float64)),
     ],
     description="An ad's delivery and price over complete 5-minute tiles.",

@@ -24,8 +24,9 @@ user_click_through = RealtimeFeatureView(
             name="engaged_above_fold",
             expr="slot.position <= 2 AND user_clicks.ad_id_count_1h_continuous > 0",
         ),
-        Calculation(name="floor_per_impression",
-                    expr="slot.floor_price / (user_impressions.ad_id_count_1h_continuous + 1)"),
+        Calculation(
+            name="floor_per_impression", expr="slot.floor_price / (user_impressions.ad_id_count_1h_continuous + 1)"
+        ),
     ],
     description="The user's click-through rate and what it means for the slot being auctioned.",
 )

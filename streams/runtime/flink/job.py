@@ -41,7 +41,14 @@ from featurebus.platform.registry import KafkaRegistry, wait_for_workspace
 from featurebus.schemas.errors import FeaturebusError, NotFoundError
 from featurebus.schemas.specs import WorkspaceSpec
 
-__all__ = ["FlinkJobSettings", "flink_group", "build_job", "prepare_topics", "run_flink_worker", "submit_in_cluster_client"]
+__all__ = [
+    "FlinkJobSettings",
+    "flink_group",
+    "build_job",
+    "prepare_topics",
+    "run_flink_worker",
+    "submit_in_cluster_client",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +81,18 @@ def prepare_topics(bootstrap: str, spec: WorkspaceSpec) -> dict[str, tuple[str, 
     counts = partition_counts(bootstrap, source_topics)
     missing = [t for t in source_topics if t not in counts]
     if missing:
-        raise NotFoundError(f"source topics {missing} do not exist on {bootstrap}; create them or fix KafkaConfig(topics=...)")
-    topics = {view.name: (feature_topic(spec.name, view.name), max(counts[t] for t in spec.source(view.source).kafka.topics))
-              for view in spec.stream_feature_views}
-    ensure_topics(bootstrap, [TopicConfig(name, partitions, compacted=True) for name, partitions in topics.values()]
-                  + [TopicConfig(dead_letter_topic(spec.name))])
+        raise NotFoundError(
+            f"source topics {missing} do not exist on {bootstrap}; create them or fix KafkaConfig(topics=...)"
+        )
+    topics = {
+        view.name: (feature_topic(spec.name, view.name), max(counts[t] for t in spec.source(view.source).kafka.topics))
+        for view in spec.stream_feature_views
+    }
+    ensure_topics(
+        bootstrap,
+        [TopicConfig(name, partitions, compacted=True) for name, partitions in topics.values()]
+        + [TopicConfig(dead_letter_topic(spec.name))],
+    )
     return topics
 
 
@@ -125,9 +139,13 @@ def build_job(settings: FlinkJobSettings, spec: WorkspaceSpec, feature_topics: d
 
     from featurebus.streams.runtime.flink.shard_function import OUTPUT_TYPE, ShardBatches, shard_key
 
-    source_topics = sorted({t for view in spec.stream_feature_views if view.online for t in spec.source(view.source).kafka.topics})
+    source_topics = sorted(
+        {t for view in spec.stream_feature_views if view.online for t in spec.source(view.source).kafka.topics}
+    )
     if not source_topics:
-        raise FeaturebusError(f"workspace {spec.name!r} has no online stream feature view: the Flink job has nothing to compute")
+        raise FeaturebusError(
+            f"workspace {spec.name!r} has no online stream feature view: the Flink job has nothing to compute"
+        )
     # The sink writes to the topic each row names; the connector wants the list of them.
     sink_topics = sorted({topic for topic, _ in feature_topics.values()} | {dead_letter_topic(spec.name)})
     env = StreamExecutionEnvironment.get_execution_environment(_configuration(settings))
@@ -169,25 +187,39 @@ def build_job(settings: FlinkJobSettings, spec: WorkspaceSpec, feature_topics: d
             'properties.acks' = 'all'
         )""")
     records = t_env.to_data_stream(t_env.from_path("featurebus_source"))
-    tiles = (records.key_by(shard_key)
-             .process(ShardBatches(spec.to_json(), feature_topics, dead_letter_topic(spec.name), settings.batch_ms),
-                      output_type=OUTPUT_TYPE)
-             .name("featurebus engine step").uid("featurebus-engine-step"))
+    tiles = (
+        records.key_by(shard_key)
+        .process(
+            ShardBatches(spec.to_json(), feature_topics, dead_letter_topic(spec.name), settings.batch_ms),
+            output_type=OUTPUT_TYPE,
+        )
+        .name("featurebus engine step")
+        .uid("featurebus-engine-step")
+    )
     statements = t_env.create_statement_set()
     statements.add_insert("featurebus_sink", t_env.from_data_stream(tiles))
     return statements
 
 
-def run_flink_worker(bootstrap: str, workspace: str, home: Path, parallelism: int = 1, jobmanager: str | None = None,
-                     savepoint: str | None = None, detached: bool = False) -> None:
+def run_flink_worker(
+    bootstrap: str,
+    workspace: str,
+    home: Path,
+    parallelism: int = 1,
+    jobmanager: str | None = None,
+    savepoint: str | None = None,
+    detached: bool = False,
+) -> None:
     """Run the workspace's Flink job until SIGTERM/SIGINT (then cancel it), or submit it to
     ``jobmanager`` and return at once when ``detached``."""
     check_flink_installed()
     ensure_flink_jars()
     spec = _applied_spec(bootstrap, workspace)
     if not spec.live:
-        log.warning("workspace %r is a development workspace: it is never materialized; the Flink job has nothing to do",
-                    workspace)
+        log.warning(
+            "workspace %r is a development workspace: it is never materialized; the Flink job has nothing to do",
+            workspace,
+        )
         return
     settings = FlinkJobSettings(bootstrap, workspace, home, parallelism, jobmanager=jobmanager, savepoint=savepoint)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
@@ -228,16 +260,36 @@ def _submit_with_flink_cli(settings: FlinkJobSettings) -> None:
 
     from featurebus.platform.flink import flink_home
 
-    command = ["bash", str(flink_home() / "bin" / "flink"), "run", "-d", "-m", str(settings.jobmanager),
-               "-pym", "featurebus.streams.runtime.flink.submit", "-pyexec", sys.executable,
-               "--bootstrap", settings.bootstrap, "--workspace", settings.workspace, "--home", str(settings.home),
-               "--parallelism", str(settings.parallelism), *(["--savepoint", settings.savepoint] if settings.savepoint else [])]
+    command = [
+        "bash",
+        str(flink_home() / "bin" / "flink"),
+        "run",
+        "-d",
+        "-m",
+        str(settings.jobmanager),
+        "-pym",
+        "featurebus.streams.runtime.flink.submit",
+        "-pyexec",
+        sys.executable,
+        "--bootstrap",
+        settings.bootstrap,
+        "--workspace",
+        settings.workspace,
+        "--home",
+        str(settings.home),
+        "--parallelism",
+        str(settings.parallelism),
+        *(["--savepoint", settings.savepoint] if settings.savepoint else []),
+    ]
     env = {**os.environ, "PYFLINK_CLIENT_EXECUTABLE": sys.executable}
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False,
-                            stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=300, check=False, stdin=subprocess.DEVNULL
+    )
     if result.returncode != 0 or "Job has been submitted" not in result.stdout + result.stderr:
-        raise FeaturebusError(f"submitting workspace {settings.workspace!r}'s job to {settings.jobmanager} failed "
-                              f"({result.returncode}):\n{(result.stdout + result.stderr)[-4000:]}")
+        raise FeaturebusError(
+            f"submitting workspace {settings.workspace!r}'s job to {settings.jobmanager} failed "
+            f"({result.returncode}):\n{(result.stdout + result.stderr)[-4000:]}"
+        )
     log.warning("%s", (result.stdout + result.stderr).strip().splitlines()[-1])
 
 

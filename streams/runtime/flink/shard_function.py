@@ -27,8 +27,12 @@ from featurebus.streams.runtime.flink.state import FlinkMapStore, RowSink
 __all__ = ["ShardBatches", "OUTPUT_TYPE", "RECORD_TYPE", "shard_key"]
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
-RECORD_TYPE = Types.ROW_NAMED(["value", "topic", "partition", "offset"], [BYTES, Types.STRING(), Types.INT(), Types.LONG()])
-OUTPUT_TYPE = Types.ROW_NAMED(["key", "value", "topic", "headers"], [BYTES, BYTES, Types.STRING(), Types.MAP(Types.STRING(), BYTES)])
+RECORD_TYPE = Types.ROW_NAMED(
+    ["value", "topic", "partition", "offset"], [BYTES, Types.STRING(), Types.INT(), Types.LONG()]
+)
+OUTPUT_TYPE = Types.ROW_NAMED(
+    ["key", "value", "topic", "headers"], [BYTES, BYTES, Types.STRING(), Types.MAP(Types.STRING(), BYTES)]
+)
 EXPIRY_INTERVAL_MS = 30_000  # as the native worker's EXPIRY_INTERVAL_S
 
 
@@ -37,8 +41,9 @@ def shard_key(record: Row) -> str:
 
 
 class ShardBatches(KeyedProcessFunction):  # type: ignore[misc]  # pyflink ships no type information
-    def __init__(self, spec_json: bytes, feature_topics: dict[str, tuple[str, int]], dead_letter_topic: str,
-                 batch_ms: int) -> None:
+    def __init__(
+        self, spec_json: bytes, feature_topics: dict[str, tuple[str, int]], dead_letter_topic: str, batch_ms: int
+    ) -> None:
         # Only plain data here: the function is pickled into the job; the engine (compiled user
         # code) is built in ``open`` on the task manager.
         self._spec_json = spec_json
@@ -52,8 +57,12 @@ class ShardBatches(KeyedProcessFunction):  # type: ignore[misc]  # pyflink ships
         self._expire_at = runtime_context.get_state(ValueStateDescriptor("expire_at", Types.LONG()))
         shard_state = runtime_context.get_map_state(MapStateDescriptor("shard", BYTES, BYTES))
         self._sink = RowSink(self._dead_letter_topic)
-        self._engine = StreamEngine(WorkspaceSpec.from_json(self._spec_json), FlinkMapStore(shard_state), self._sink,
-                                    self._feature_topics.__getitem__)
+        self._engine = StreamEngine(
+            WorkspaceSpec.from_json(self._spec_json),
+            FlinkMapStore(shard_state),
+            self._sink,
+            self._feature_topics.__getitem__,
+        )
         metrics = runtime_context.get_metrics_group().add_group("featurebus")
         self._metrics = {name: metrics.counter(name) for name in vars(EngineCounters())}
         self._reported = EngineCounters()
@@ -72,8 +81,10 @@ class ShardBatches(KeyedProcessFunction):  # type: ignore[misc]  # pyflink ships
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Row]:
         if timestamp == self._flush_at.value():
-            records = [RawRecord(r["topic"], r["partition"], r["offset"], None if r["value"] is None else bytes(r["value"]))
-                       for r in self._pending.get()]
+            records = [
+                RawRecord(r["topic"], r["partition"], r["offset"], None if r["value"] is None else bytes(r["value"]))
+                for r in self._pending.get()
+            ]
             self._pending.clear()
             self._flush_at.clear()
             self._engine.process(records)

@@ -65,8 +65,12 @@ class FlinkMapStore:
 
 def dead_letter_headers(record: RawRecord, reason: str) -> dict[str, bytes]:
     """The native worker's dead-letter headers (``streams.runtime.worker.TransactionalSink``)."""
-    return {"featurebus.reason": reason.encode(), "featurebus.topic": record.topic.encode(),
-            "featurebus.partition": str(record.partition).encode(), "featurebus.offset": str(record.offset).encode()}
+    return {
+        "featurebus.reason": reason.encode(),
+        "featurebus.topic": record.topic.encode(),
+        "featurebus.partition": str(record.partition).encode(),
+        "featurebus.offset": str(record.offset).encode(),
+    }
 
 
 @dataclass

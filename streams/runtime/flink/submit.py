@@ -18,8 +18,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parallelism", type=int, default=1)
     parser.add_argument("--savepoint")
     args = parser.parse_args(argv)
-    submit_in_cluster_client(FlinkJobSettings(args.bootstrap, args.workspace, args.home, args.parallelism,
-                                              savepoint=args.savepoint))
+    submit_in_cluster_client(
+        FlinkJobSettings(args.bootstrap, args.workspace, args.home, args.parallelism, savepoint=args.savepoint)
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ transactions_batch = BatchSource(
 transactions_stream = StreamSource(
     name="transactions_stream",
     schema=[Field("user_id", String), Field("merchant", String), Field("amt", Float64), Field("timestamp", Timestamp)],
-    stream_config=KafkaConfig(topics="transactions", timestamp_field="timestamp",
-                              watermark_delay_threshold=timedelta(hours=1)),
+    stream_config=KafkaConfig(
+        topics="transactions", timestamp_field="timestamp", watermark_delay_threshold=timedelta(hours=1)
+    ),
     batch_config=FileConfig(uri=HISTORY, file_format="csv", timestamp_field="timestamp"),
 )

@@ -8,10 +8,12 @@ from featurebus import RealtimeContext
 
 def test_pandas_mode_reads_the_request_time_from_the_context():
     times = pd.Series([pd.Timestamp("2024-05-01T03:15:00Z"), pd.Timestamp("2024-05-01T18:00:00Z")])
-    actual = transaction_hour.run_transformation(input_data={
-        "transaction_request": pd.DataFrame({"amt": [1.0, 2.0]}),
-        "context": RealtimeContext(request_timestamp_series=times),
-    })
+    actual = transaction_hour.run_transformation(
+        input_data={
+            "transaction_request": pd.DataFrame({"amt": [1.0, 2.0]}),
+            "context": RealtimeContext(request_timestamp_series=times),
+        }
+    )
 
     assert actual["transaction_hour"].tolist() == [3, 18]
     assert actual["transaction_is_at_night"].tolist() == [True, False]
