@@ -64,7 +64,9 @@ class ShardBatches(KeyedProcessFunction):  # type: ignore[misc]  # pyflink ships
             self._feature_topics.__getitem__,
         )
         metrics = runtime_context.get_metrics_group().add_group("featurebus")
-        self._metrics = {name: metrics.counter(name) for name in vars(EngineCounters())}
+        # The engine's totals (ints); its per-partition breakdowns are dicts, which Flink counters cannot hold.
+        totals = vars(EngineCounters())
+        self._metrics = {name: metrics.counter(name) for name, value in totals.items() if isinstance(value, int)}
         self._reported = EngineCounters()
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Row]:
