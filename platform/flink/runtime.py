@@ -17,11 +17,11 @@ import hashlib
 import importlib.metadata
 import logging
 import shutil
-import subprocess
 from importlib import resources
 from pathlib import Path
 
 from featurebus.platform.files.atomic import atomic_write
+from featurebus.platform.files.maven import copy_dependencies
 from featurebus.platform.kafka.runtime import default_cache_dir
 from featurebus.schemas.errors import FlinkUnavailableError, KafkaUnavailableError
 
@@ -142,41 +142,11 @@ def _is_complete(home: Path, libs: Path, digest: str) -> bool:
 
 
 def _run_maven(pom: Path, output_dir: Path) -> None:
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise FlinkUnavailableError(
-            "Apache Maven (`mvn`) is needed once to download the Flink Kafka connector but is not on PATH; install "
-            "it (e.g. `apt-get install maven`) and run `featurebus flink fetch`"
-        )
-    command = [
-        mvn,
-        "-q",
-        "-B",
-        "-Dstyle.color=never",
-        "-f",
-        str(pom),
-        "dependency:copy-dependencies",
-        f"-DoutputDirectory={output_dir}",
-        "-DincludeScope=runtime",
-    ]
-    try:
-        result = subprocess.run(
-            command,
-            cwd=pom.parent,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=_MAVEN_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise FlinkUnavailableError(
-            f"Maven did not resolve the Flink Kafka connector within {_MAVEN_TIMEOUT_S}s; check access to Maven "
-            "Central and rerun `featurebus flink fetch`"
-        ) from exc
-    if result.returncode != 0 or not any(output_dir.glob("*.jar")):
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-25:])
-        raise FlinkUnavailableError(
-            f"Maven failed to resolve flink-sql-connector-kafka {FLINK_CONNECTOR_VERSION} (exit code {result.returncode}); "
-            f"check access to Maven Central and rerun `featurebus flink fetch`. Command: {' '.join(command)}\n{tail}"
-        )
+    copy_dependencies(
+        pom,
+        output_dir,
+        what=f"the Flink Kafka connector (flink-sql-connector-kafka {FLINK_CONNECTOR_VERSION})",
+        retry_command="featurebus flink fetch",
+        error=FlinkUnavailableError,
+        timeout_s=_MAVEN_TIMEOUT_S,
+    )

@@ -21,7 +21,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -32,6 +31,7 @@ from importlib import resources
 from pathlib import Path
 
 from featurebus.platform.files.atomic import atomic_write
+from featurebus.platform.files.maven import copy_dependencies, output_tail
 from featurebus.schemas.errors import KafkaUnavailableError
 
 __all__ = [
@@ -57,9 +57,6 @@ CACHE_DIR_ENV = "FEATUREBUS_CACHE_DIR"
 
 # A cold ~/.m2 needs about a minute on a good link; this only bounds a hung download.
 _MAVEN_TIMEOUT_S = 900
-_TAIL_LINES = 25
-# Debian's Maven 3.8 emits ANSI resets even with -B; strip them from error messages.
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 _log = logging.getLogger(__name__)
 
@@ -137,52 +134,15 @@ def _exclusive_lock(path: Path) -> Iterator[None]:
 
 
 def _run_maven(pom: Path, output_dir: Path) -> None:
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise KafkaUnavailableError(
-            "Apache Maven (`mvn`) is needed once to download the Kafka broker jars but is not on "
-            "PATH; install it (e.g. `apt-get install maven`) and run `featurebus kafka fetch`, "
-            "or point FEATUREBUS_KAFKA_BOOTSTRAP at an existing cluster"
-        )
-    command = [
-        mvn,
-        "-q",
-        "-B",
-        "-Dstyle.color=never",
-        "-f",
-        str(pom),
-        "dependency:copy-dependencies",
-        f"-DoutputDirectory={output_dir}",
-        "-DincludeScope=runtime",
-    ]
-    try:
-        result = subprocess.run(
-            command,
-            cwd=pom.parent,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=_MAVEN_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise KafkaUnavailableError(
-            f"Maven did not finish resolving the Kafka jars within {_MAVEN_TIMEOUT_S}s; "
-            "check network access to Maven Central (or your ~/.m2/settings.xml mirror) and "
-            "rerun `featurebus kafka fetch`"
-        ) from exc
-    if result.returncode != 0 or not any(output_dir.glob("*.jar")):
-        tail = _tail(result.stdout + result.stderr)
-        raise KafkaUnavailableError(
-            f"Maven failed to resolve the Kafka {KAFKA_VERSION} jars (exit code "
-            f"{result.returncode}); check network access to Maven Central, then rerun "
-            f"`featurebus kafka fetch`. Command: {' '.join(command)}\nMaven output (tail):\n{tail}"
-        )
-
-
-def _tail(output: str) -> str:
-    lines = [line for line in _ANSI_ESCAPE.sub("", output).splitlines() if line.strip()]
-    return "\n".join(lines[-_TAIL_LINES:]) or "(no output)"
+    copy_dependencies(
+        pom,
+        output_dir,
+        what=f"the Kafka {KAFKA_VERSION} broker jars",
+        retry_command="featurebus kafka fetch",
+        error=KafkaUnavailableError,
+        timeout_s=_MAVEN_TIMEOUT_S,
+        alternative=", or point FEATUREBUS_KAFKA_BOOTSTRAP at an existing cluster",
+    )
 
 
 # Node set-up: everything a broker needs on disk before its process starts. -------------------
@@ -256,7 +216,7 @@ def format_storage_once(java: str, libs: Path, node_dir: Path) -> None:
         raise KafkaUnavailableError(
             f"Formatting Kafka storage in {node_dir / 'kraft'} failed (exit code "
             f"{result.returncode}); delete that directory if it is left over from another "
-            f"Kafka version. StorageTool output (tail):\n{_tail(result.stdout + result.stderr)}"
+            f"Kafka version. StorageTool output (tail):\n{output_tail(result.stdout + result.stderr)}"
         )
 
 
