@@ -94,7 +94,7 @@ class MemoryAlertStateStore:
         self._bus.records.pop(rule, None)
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the in-memory twin holds no connection."""
 
 
 def alert_state_topic_config(topic: str = ALERT_STATE_TOPIC) -> TopicConfig:

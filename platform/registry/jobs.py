@@ -144,7 +144,7 @@ class MemoryJobStore:
         return _cancel_requests(self._bus.records)
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the in-memory twin holds no connection."""
 
 
 def jobs_topic_config(workspace: str) -> TopicConfig:

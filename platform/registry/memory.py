@@ -98,4 +98,4 @@ class _MemoryFollower:
         return self._registry.list()
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the in-memory twin holds no connection."""
