@@ -23,6 +23,7 @@ __all__ = [
     "ensure_topics",
     "group_lag",
     "partition_counts",
+    "partition_bounds",
     "read_compacted",
     "topic_end_offsets",
     "unreachable_hint",
@@ -230,3 +231,31 @@ def group_lag(bootstrap: str, group: str, topics: Iterable[str], timeout_s: floa
         ) from exc
     finally:
         group_reader.close()
+
+
+# A just-created topic: its leader, or the client's metadata of it, may lag for a moment.
+_TRANSIENT_METADATA = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_PARTITION,
+    }
+)
+
+
+def partition_bounds(reader: Any, bootstrap: str, topic: str, partition: int, timeout_s: float) -> tuple[int, int]:
+    """``(low, high)`` offsets of one partition as ``reader`` sees them (with read_committed, high
+    is the last stable offset), retried while a just-created topic's leader settles."""
+    target = TopicPartition(topic, partition)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = reader.get_watermark_offsets(target, timeout=timeout_s)
+            return int(low), int(high)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and error.code() in _TRANSIENT_METADATA and time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
+            raise KafkaUnavailableError(f"reading {topic} failed: {exc}. {unreachable_hint(bootstrap)}") from exc

@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
-from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, unreachable_hint
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, partition_bounds, unreachable_hint
 from featurebus.platform.kafka.clients import DeliveryTracker, consumer, producer
 from featurebus.platform.kafka.topics import ALERT_STATE_TOPIC
 from featurebus.platform.monitoring.alerts import AlertState
@@ -28,16 +28,6 @@ __all__ = [
     "MemoryAlertStateStore",
     "alert_state_topic_config",
 ]
-
-# A just-created topic: its leader, or the client's metadata of it, may lag for a moment.
-_TRANSIENT = frozenset(
-    {
-        KafkaError.NOT_LEADER_FOR_PARTITION,
-        KafkaError.LEADER_NOT_AVAILABLE,
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-        KafkaError._UNKNOWN_PARTITION,
-    }
-)
 
 
 class AlertStateStore(Protocol):
@@ -142,19 +132,9 @@ class KafkaAlertStateStore:
 
     def _catch_up(self) -> dict[str, AlertState]:
         partition = TopicPartition(self._topic, 0)
+        # read_committed: the end offset is the last stable offset, past committed transactions.
+        low, high = partition_bounds(self._consumer, self._bootstrap, self._topic, 0, self._timeout_s)
         deadline = time.monotonic() + self._timeout_s
-        while True:
-            try:
-                low, high = self._consumer.get_watermark_offsets(partition, timeout=self._timeout_s)
-                break
-            except KafkaException as exc:
-                error = exc.args[0] if exc.args else None
-                if isinstance(error, KafkaError) and error.code() in _TRANSIENT and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                    continue
-                raise KafkaUnavailableError(
-                    f"reading {self._topic} failed: {exc}. {unreachable_hint(self._bootstrap)}"
-                ) from exc
         if high <= low:
             return self._records
         while self._consumer.position([partition])[0].offset < high:

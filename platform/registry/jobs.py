@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
-from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, unreachable_hint
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, partition_bounds, unreachable_hint
 from featurebus.platform.kafka.clients import DeliveryTracker, consumer, producer
 from featurebus.platform.kafka.topics import jobs_runner_transactional_id, jobs_topic
 from featurebus.schemas.errors import JobRunnerFencedError, KafkaUnavailableError, StoreFormatError
@@ -38,9 +38,6 @@ __all__ = ["JobStore", "KafkaJobStore", "MemoryJobBus", "MemoryJobStore", "jobs_
 
 _JOB = b"job/"
 _CANCEL = b"cancel/"
-_TRANSIENT = frozenset(
-    {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
-)
 _FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
 
 
@@ -222,21 +219,9 @@ class KafkaJobStore:
     # -- reading -------------------------------------------------------------------------------
     def _catch_up(self) -> dict[bytes, bytes]:
         partition = TopicPartition(self._topic, 0)
+        # read_committed: the end offset is the last stable offset, past committed transactions.
+        low, high = partition_bounds(self._consumer, self._bootstrap, self._topic, 0, self._timeout_s)
         deadline = time.monotonic() + self._timeout_s
-        while True:
-            try:
-                # read_committed: the end offset is the last stable offset, past committed transactions.
-                low, high = self._consumer.get_watermark_offsets(partition, timeout=self._timeout_s)
-                break
-            except KafkaException as exc:
-                error = exc.args[0] if exc.args else None
-                # A just-created topic's leader may not answer for a moment.
-                if isinstance(error, KafkaError) and error.code() in _TRANSIENT and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                    continue
-                raise KafkaUnavailableError(
-                    f"reading {self._topic} failed: {exc}. {unreachable_hint(self._bootstrap)}"
-                ) from exc
         if high <= low:
             return self._records
         while True:
