@@ -22,6 +22,7 @@ from featurebus.schemas.errors import InvalidRequestError, PayloadTooLargeError
 from featurebus.serving.errors import render_error
 from featurebus.serving.limits import ServingLimits
 from featurebus.serving.readiness import Admission
+from featurebus.serving.request_metrics import begin_request, current_target, end_request
 
 __all__ = ["MAX_BODY_BYTES", "Handler", "read_body", "receive_body", "install_access_log", "serve_bytes", "log_access"]
 
@@ -88,7 +89,9 @@ async def receive_body(scope: Scope, receive: Receive, max_bytes: int = MAX_BODY
 
 
 def log_access(scope: Scope, status: int, started: float) -> None:
-    """One JSON line on the ``featurebus.access`` logger (never the API key)."""
+    """Count the request (``request_metrics``) and write one JSON line on the ``featurebus.access``
+    logger (never the API key)."""
+    end_request(scope.get("path", ""), current_target(), status, time.perf_counter() - started)
     if access_log.isEnabledFor(logging.INFO):
         client = scope.get("client")
         access_log.info(
@@ -111,6 +114,7 @@ async def serve_bytes(
     ``application/json``; a raised error becomes the same JSON error response the FastAPI
     handlers give. The body is read only once the headers admitted the request."""
     started = time.perf_counter()
+    begin_request()
     try:
         api_key = admission.admit(header(scope, b"authorization"))
         result = handler(api_key, await receive_body(scope, receive, max_body_bytes))
@@ -143,6 +147,7 @@ class _AccessLog:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        begin_request()
         status = 500  # what the client sees if the app fails before answering
 
         async def send_and_watch(message: Message) -> None:

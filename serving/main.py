@@ -39,6 +39,7 @@ from typing import IO
 import httpx
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 
 from featurebus.platform.api_keys import ApiKeyStore
 from featurebus.platform.kv import RocksStore
@@ -46,6 +47,7 @@ from featurebus.schemas.errors import FeaturebusError
 from featurebus.schemas.time import now_ms
 from featurebus.serving.app import create_app
 from featurebus.serving.connection_guard import configure_guard, guarded_protocol
+from featurebus.serving.freshness_metrics import OnlineCollector
 from featurebus.serving.ingest import IngestService, KafkaRecordSink
 from featurebus.serving.limits import ServingLimits
 from featurebus.serving.online_materializer import OnlineMaterializer
@@ -102,11 +104,14 @@ class _Replica:
         self.materializer = OnlineMaterializer(bootstrap, self.store, self.keys)
         self.ingest_sink = KafkaRecordSink(bootstrap)
         self.visibility = OnlineVisibility(bootstrap, self.store)
+        self._collector = OnlineCollector(self.materializer)
+        REGISTRY.register(self._collector)
         self._closed = False
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            REGISTRY.unregister(self._collector)
             left = self.ingest_sink.close()  # every acknowledged request's records are already out
             self.materializer.stop()  # before the store: the thread writes into it
             self.visibility.close()

@@ -43,6 +43,10 @@ __all__ = ["OnlineMaterializer", "WriteListener", "online_view_name", "offset_ke
 # Sorts before every data key (those start with the key format byte, >= 0x01).
 OFFSETS_PREFIX = b"\x00offsets."
 _OFFSETS_END = b"\x00offsets/"  # "/" follows "." in byte order: the end of the prefix range
+# The write time of the newest feature record applied per partition (freshness), stored with the
+# offsets so a restarted replica still knows how fresh its copy is.
+NEWEST_PREFIX = b"\x00newest."
+_NEWEST_END = b"\x00newest/"
 _BATCH = 5000  # records applied per store write at most (catch-up); at low rates, what has arrived
 _TILE_KEY_TAIL = 10  # a tile key's u64 start + u16 shard, after the entity key (schemas/encoding.py)
 _POLL_S = 0.05
@@ -132,6 +136,8 @@ class OnlineMaterializer:
         # Published snapshots: replaced, never mutated, so readers on other threads need no lock.
         self._specs: dict[str, WorkspaceSpec] = {}
         self._lag: dict[tuple[str, int], int] = {}
+        self._newest_ms: dict[tuple[str, int], int] = {}  # feature partitions only (freshness)
+        self._written: dict[str, int] = {}  # feature topic -> records applied
         self._generation = 0
         self._error: str | None = None
         self._fatal = False
@@ -208,6 +214,19 @@ class OnlineMaterializer:
         """Records behind the high watermark per ``(topic, partition)``, as of the last refresh."""
         return self._lag
 
+    def newest_ms(self) -> dict[tuple[str, int], int]:
+        """Per feature ``(topic, partition)``: the write time (epoch ms) of the newest feature record
+        applied, i.e. when the stream engine published the latest update this replica serves."""
+        return dict(self._newest_ms)
+
+    def feature_topics(self) -> dict[str, str]:
+        """Feature topic -> ``online_view_name(workspace, view)`` of every served view."""
+        return self._feature_topics
+
+    def records_written(self) -> dict[str, int]:
+        """Feature records applied per feature topic since start."""
+        return dict(self._written)
+
     def wait_caught_up(self, timeout_s: float) -> bool:
         """True once caught up, False on timeout. Raises rather than waiting out the timeout:
         ``KafkaUnavailableError`` if no broker answers, ``FeaturebusError`` if the thread failed."""
@@ -245,6 +264,7 @@ class OnlineMaterializer:
                 },
             )
             self._offsets = self._load_offsets()
+            self._newest_ms = self._load_newest()
             next_refresh = next_metadata = 0.0
             while not self._stop.is_set():
                 now = time.monotonic()
@@ -291,6 +311,13 @@ class OnlineMaterializer:
             topic, _, partition = key[len(OFFSETS_PREFIX) :].decode().rpartition("/")
             offsets[(topic, int(partition))] = int(value)
         return offsets
+
+    def _load_newest(self) -> dict[tuple[str, int], int]:
+        newest = {}
+        for key, value in self._store.scan(NEWEST_PREFIX, _NEWEST_END):
+            topic, _, partition = key[len(NEWEST_PREFIX) :].decode().rpartition("/")
+            newest[(topic, int(partition))] = int(value)
+        return newest
 
     def _on_kafka_error(self, error: KafkaError) -> None:
         if error.fatal():
@@ -351,6 +378,8 @@ class OnlineMaterializer:
         puts: list[tuple[bytes, bytes | None]] = []
         entities: list[bytes] = []  # the store prefix of each written tile's entity
         offsets: dict[tuple[str, int], int] = {}
+        newest: dict[tuple[str, int], int] = {}
+        applied: dict[str, int] = {}  # feature topic -> records applied
         for msg in messages:
             error = msg.error()
             topic = msg.topic() or ""
@@ -381,12 +410,17 @@ class OnlineMaterializer:
                 else:
                     stored = view + key
                     puts.append((stored, value))
+                    applied[topic] = applied.get(topic, 0) + 1
+                    if value is not None:  # an expiry tombstone is no update of the features
+                        newest[(topic, partition)] = msg.timestamp()[1]
                     if not key.startswith(HIGH_WATERMARK_PREFIX):  # those belong to no entity
                         entities.append(stored[:-_TILE_KEY_TAIL])  # store_prefix(view, entity key)
                 offsets[(topic, partition)] = offset + 1
         if offsets:
             tiles = len(puts)
             puts.extend((offset_key(t, p), str(o).encode()) for (t, p), o in offsets.items())
+            newest = {key: ms for key, ms in newest.items() if ms > self._newest_ms.get(key, -1)}
+            puts.extend((NEWEST_PREFIX + f"{t}/{p}".encode(), str(ms).encode()) for (t, p), ms in newest.items())
             touched = set(entities) if self._write_listeners else set()
             for listener in self._write_listeners:
                 listener.begin_write(touched)
@@ -394,6 +428,11 @@ class OnlineMaterializer:
             for listener in self._write_listeners:
                 listener.end_write(touched)
             self._offsets.update(offsets)
+            self._newest_ms = {**self._newest_ms, **newest}  # replaced, never mutated: read by scrapes
+            written = dict(self._written)
+            for topic, n in applied.items():
+                written[topic] = written.get(topic, 0) + n
+            self._written = written
             _RECORDS.labels("tile").inc(tiles)
 
     def _store_positions(self, consumer: Any) -> None:

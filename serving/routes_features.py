@@ -25,6 +25,7 @@ from featurebus.serving.http import Handler, read_body
 from featurebus.serving.limits import ServingLimits
 from featurebus.serving.openapi_docs import feature_route_doc
 from featurebus.serving.readiness import Admission
+from featurebus.serving.request_metrics import note_target
 from featurebus.serving.request_surface import RequestSurface
 from featurebus.serving.service import VIEW_SERVICE_PREFIX, FeatureServer
 
@@ -96,6 +97,7 @@ class FeatureEndpoints:
             if view is None
             else VIEW_SERVICE_PREFIX + view
         )
+        note_target(workspace, service)
         self._keys.permit(api_key, workspace, Action.READ_ONLINE)
         return params, workspace, service
 

@@ -16,6 +16,7 @@ from featurebus.serving.ingest import IngestService
 from featurebus.serving.limits import ServingLimits
 from featurebus.serving.openapi_docs import ingest_doc
 from featurebus.serving.readiness import Admission
+from featurebus.serving.request_metrics import note_target
 
 __all__ = ["IngestEndpoint", "ingest_router"]
 
@@ -44,6 +45,7 @@ class IngestEndpoint:
         if not isinstance(body, dict):
             raise InvalidRequestError('request body must be a JSON object {"workspace_name", "records", ...}')
         workspace = _field(body, "workspace_name", "workspaceName", str)
+        note_target(workspace)
         self._keys.permit(api_key, workspace, Action.INGEST)
         dry_run = _field(body, "dry_run", "dryRun", bool, default=False)
         read_after_write = _field(body, "read_after_write", "readAfterWrite", bool, default=False)

@@ -9,6 +9,7 @@ answers' JSON shapes are ``wire.py``'s.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -19,6 +20,7 @@ from featurebus.schemas.errors import InvalidRequestError, NotFoundError
 from featurebus.schemas.kinds import AggregationLeadingEdge
 from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.serving.plan import VIEW_SERVICE_PREFIX, ServicePlan, ViewAt, ViewPlan, WorkspacePlan
+from featurebus.serving.request_metrics import observe_lookup
 from featurebus.serving.request_surface import FeatureDoc, feature_docs
 from featurebus.serving.tile_cache import TileCache
 from featurebus.serving.wire import (
@@ -72,6 +74,8 @@ class FeatureServer:
         options = MetadataOptions.parse(metadata_options)
         t_ms = self._clock_ms()
         at = self._at(plan, t_ms, options.include_effective_times)
+        realtime_s = [0.0]
+        started = time.perf_counter()
         row = self._row(
             plan,
             join_key_map,
@@ -80,7 +84,9 @@ class FeatureServer:
             options.include_effective_times,
             options.include_serving_status,
             request_context_map,
+            realtime_s,
         )
+        observe_lookup(workspace, service, time.perf_counter() - started, realtime_s[0], plan.realtime is not None)
         return single_response(row, plan.feature_meta, options)
 
     def get_features_batch(
@@ -97,12 +103,22 @@ class FeatureServer:
         t_ms = self._clock_ms()
         at = self._at(plan, t_ms, options.include_effective_times)
         contexts = request_context_maps if request_context_maps is not None else [None] * len(requests)
+        realtime_s = [0.0]
+        started = time.perf_counter()
         rows = [
             self._row(
-                plan, join_key_map, t_ms, at, options.include_effective_times, options.include_serving_status, context
+                plan,
+                join_key_map,
+                t_ms,
+                at,
+                options.include_effective_times,
+                options.include_serving_status,
+                context,
+                realtime_s,
             )
             for join_key_map, context in zip(requests, contexts, strict=True)
         ]
+        observe_lookup(workspace, service, time.perf_counter() - started, realtime_s[0], plan.realtime is not None)
         return batch_response(rows, plan.feature_meta, options)
 
     def metadata(self, workspace: str, service: str) -> dict[str, Any]:
@@ -177,11 +193,17 @@ class FeatureServer:
         with_times: bool,
         with_statuses: bool,
         request_context_map: Mapping[str, Any] | None = None,
+        realtime_s: list[float] | None = None,
     ) -> Row:
+        """``realtime_s[0]``, when given, accumulates the time spent in realtime transformations."""
         if plan.realtime is not None:  # fetch the stream values, then run the realtime views on them
             fetch = plan.realtime.fetch_plan
             fetched = self._row(fetch, join_key_map, t_ms, self._at(fetch, t_ms, with_times), with_times, True)
-            return plan.realtime.row(fetched, request_context_map, t_ms, with_times)
+            transform_started = time.perf_counter()
+            row = plan.realtime.row(fetched, request_context_map, t_ms, with_times)
+            if realtime_s is not None:
+                realtime_s[0] += time.perf_counter() - transform_started
+            return row
         if not isinstance(join_key_map, Mapping):
             raise InvalidRequestError("joinKeyMap must be an object of join key names to values")
         features: list[Any] = []

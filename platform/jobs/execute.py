@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from featurebus.platform.jobs.job_metrics import JOB_ROWS
 from featurebus.platform.jobs.runner import Execute
 from featurebus.schemas.errors import InvalidRequestError, NotFoundError
 from featurebus.schemas.jobs import Job, JobKind
@@ -28,10 +29,18 @@ def job_executor(
     def execute(job: Job, progress: Callable[[float], None], cancelled: Callable[[], bool]) -> bool:
         if job.kind is JobKind.COMPACT:
             from featurebus.platform.offline.compaction import compact_workspace
+            from featurebus.platform.offline.offline_metrics import COMPACTION_FILES
 
-            return compact_workspace(
+            compaction = compact_workspace(
                 offline_root, job.workspace, grace_s=compaction_grace_s, progress=progress, cancelled=cancelled
-            ).cancelled
+            )
+            for kind, n in (
+                ("merged", compaction.merged_files),
+                ("input", compaction.input_files),
+                ("deleted", compaction.deleted_files),
+            ):
+                COMPACTION_FILES.labels(job.workspace, kind).inc(n)
+            return compaction.cancelled
         if job.kind is JobKind.MATERIALIZE:
             from featurebus.platform.batch.materialize import materialize_view
 
@@ -53,6 +62,7 @@ def job_executor(
                 progress=progress,
                 cancelled=cancelled,
             )
+            JOB_ROWS.labels(job.workspace, job.view).inc(result.rows_written)
             return result.cancelled
         raise InvalidRequestError(f"job {job.id} has kind {job.kind!r}, which this featurebus does not run")
 

@@ -18,7 +18,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from prometheus_client import REGISTRY
+
 from featurebus.platform.jobs.client import enqueue_compaction, enqueue_scheduled
+from featurebus.platform.jobs.job_metrics import JOB_ATTEMPTS, JOB_DURATION, JobsCollector
 from featurebus.platform.registry.base import Registry
 from featurebus.platform.registry.jobs import JobStore
 from featurebus.platform.registry.specs import wait_for_workspace
@@ -61,6 +64,7 @@ class JobRunner:
         # How much a compaction would do now: a period with nothing to compact queues no job, so
         # an idle workspace does not fill its jobs topic with empty compactions.
         self._compaction_work = compaction_work
+        self.jobs: list[Job] = []  # the latest listing, replaced each round (read by /metrics)
 
     def recover(self) -> list[Job]:
         """Requeue the jobs a previous runner left RUNNING; returns them."""
@@ -104,7 +108,8 @@ class JobRunner:
         """One round; returns the job it ran to its end, if any."""
         self._enqueue()
         self._housekeeping()
-        pending = [j for j in self._store.list() if j.state is JobState.PENDING]
+        self.jobs = self._store.list()
+        pending = [j for j in self.jobs if j.state is JobState.PENDING]
         if not pending:
             return None
         return self._run(pending[0])
@@ -112,7 +117,7 @@ class JobRunner:
     def _run(self, job: Job) -> Job:
         current = start(job, self._clock_ms())
         self._store.put(current)
-        last_write = time.monotonic()
+        started = last_write = time.monotonic()
         last_check = 0.0
         cancel_seen = False
 
@@ -140,6 +145,10 @@ class JobRunner:
         else:
             current = cancel(current, self._clock_ms()) if stopped else succeed(current, self._clock_ms())
         self._store.put(current)
+        labels = (current.workspace, current.kind.value, current.state.value)
+        JOB_DURATION.labels(*labels).observe(time.monotonic() - started)
+        JOB_ATTEMPTS.labels(*labels).inc()
+        self.jobs = [current if j.id == current.id else j for j in self.jobs]
         return current
 
     def run_forever(self, stop: threading.Event, idle_s: float = 1.0, retry_s: float = 2.0) -> None:
@@ -190,10 +199,14 @@ def run_workspace_jobs(
         return cached
 
     store = registry.jobs(workspace, runner=True)  # fences the workspace's previous runner
+    runner = JobRunner(
+        store, executor(current_spec), current_spec, settings, clock_ms=clock_ms, compaction_work=compaction_work
+    )
+    collector = JobsCollector(workspace, lambda: runner.jobs, clock_ms)
+    REGISTRY.register(collector)
     try:
-        JobRunner(
-            store, executor(current_spec), current_spec, settings, clock_ms=clock_ms, compaction_work=compaction_work
-        ).run_forever(stop, idle_s=idle_s)
+        runner.run_forever(stop, idle_s=idle_s)
     finally:
+        REGISTRY.unregister(collector)
         store.close()
     return True

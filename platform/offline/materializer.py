@@ -28,6 +28,7 @@ from featurebus.platform.kafka.admin import unreachable_hint
 from featurebus.platform.kafka.clients import consumer as kafka_consumer
 from featurebus.platform.kafka.health import BrokerHealth
 from featurebus.platform.kafka.topics import offline_group
+from featurebus.platform.monitoring.consumer_lag import ConsumerLag
 from featurebus.platform.offline.progress import TopicKey, high_watermarks, reached_by_commits, reached_by_position
 from featurebus.platform.offline.store import max_offsets, open_store, recover_partition, write_partition
 from featurebus.platform.registry import KafkaRegistry, Registry
@@ -88,6 +89,8 @@ class OfflineMaterializer:
         self._floors: dict[tuple[str, TopicKey], int] = {}
         self._eof: dict[TopicKey, int] = {}
         self._health = BrokerHealth(bootstrap)
+        self.files_written = 0
+        self.lag = ConsumerLag()
 
     # -- public ------------------------------------------------------------------------------
     def run_until_caught_up(self, timeout_s: float = 60.0) -> int:
@@ -264,6 +267,7 @@ class OfflineMaterializer:
     def _poll(self, consumer: Any) -> None:
         for message in consumer.consume(num_messages=_BATCH, timeout=_POLL_S):
             self._take(message)
+        self.lag.refresh(consumer, self._assigned)
         if (
             self._buffered
             and self._first_buffered_at is not None
@@ -293,6 +297,7 @@ class OfflineMaterializer:
         self._buffers[key].offsets.append(offset)
         kind, stamp = message.timestamp()
         self._buffers[key].timestamps.append(stamp if kind != 0 and stamp > 0 else None)  # 0: TIMESTAMP_NOT_AVAILABLE
+        self.lag.note(key[0], key[1], stamp if kind != 0 else None)
         self._uncommitted[key] = offset + 1
         self._buffered += 1
         if self._first_buffered_at is None:
@@ -317,7 +322,7 @@ class OfflineMaterializer:
                     )
                 accepted = fresh[np.asarray(batch.accepted_indexes, dtype=np.int64)]
                 kept = offsets[accepted]
-                write_partition(
+                files = write_partition(
                     self._root,
                     self._workspace,
                     source,
@@ -329,6 +334,7 @@ class OfflineMaterializer:
                 )
                 self._floors[(source.name, key)] = max(floor, int(offsets.max()))
                 self.written_count += len(kept)
+                self.files_written += len(files)
                 self.rejected_count += len(batch.rejected)
                 _RECORDS.labels(self._workspace, "written").inc(len(kept))
                 _RECORDS.labels(self._workspace, "rejected").inc(len(batch.rejected))

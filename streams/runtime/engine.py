@@ -129,6 +129,9 @@ class EngineCounters:
     transform_failed: int = 0
     # (view, topic, partition) -> [late, ahead] events dropped there (streams/arrival.py)
     dropped_by_partition: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
+    # view -> events folded into its tiles / rows its transformation failed on (for /metrics)
+    processed_by_view: dict[str, int] = field(default_factory=dict)
+    transform_failed_by_view: dict[str, int] = field(default_factory=dict)
 
 
 # Dropped events per view and source partition (reason: late | ahead, streams/arrival.py).
@@ -159,13 +162,15 @@ class StreamEngine:
         sink: FeatureSink,
         feature_topic_of: Callable[[str], tuple[str, int]],
         clock: Callable[[], float] = time.time,
+        counters: EngineCounters | None = None,
     ) -> None:
         """``feature_topic_of(view_name) -> (topic, partition count)``; ``clock``: the wall clock
-        in seconds (the bound of reference times and of expiry, streams/arrival.py)."""
+        in seconds (the bound of reference times and of expiry, streams/arrival.py); ``counters``:
+        carried over from the engine of the previous definitions, so exported totals never reset."""
         self._store = store
         self._sink = sink
         self._clock = clock
-        self.counters = EngineCounters()
+        self.counters = counters if counters is not None else EngineCounters()
         compiled = compile_views(spec)
         self._sources: dict[str, StreamSourceSpec] = {}
         self._key_fields: dict[str, tuple[str, ...]] = {}  # per source topic: join keys every record needs
@@ -284,8 +289,10 @@ class StreamEngine:
             if len(partitions)
             else partitions
         )
+        by_view = self.counters.processed_by_view
         for runtime in self._views_by_topic[topic]:
             puts.extend(self._fold_view(runtime, frame, shards, fresh, origins))
+            by_view[runtime.view.spec.name] = by_view.get(runtime.view.spec.name, 0) + len(frame)
         for runtime in self._views_by_topic[topic]:
             if runtime.view.spec.aggregation_leading_edge == AggregationLeadingEdge.LATEST_EVENT_TIME:
                 puts.extend(self._publish_high_watermarks(runtime, source, topic, new_progress))
@@ -371,6 +378,8 @@ class StreamEngine:
             )
             self.counters.dead_lettered += len(failures)
             self.counters.transform_failed += len(failures)
+            failed = self.counters.transform_failed_by_view
+            failed[view.spec.name] = failed.get(view.spec.name, 0) + len(failures)
         puts: list[tuple[bytes, bytes | None]] = []
         for updates in all_updates or []:
             # Lifetime prefixes go first: a reader seeing a prefix before the tiles it covers ignores

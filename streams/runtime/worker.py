@@ -40,6 +40,7 @@ from types import FrameType
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from prometheus_client import REGISTRY
 
 from featurebus.platform.kafka.admin import (
     TopicConfig,
@@ -51,12 +52,14 @@ from featurebus.platform.kafka.admin import (
 from featurebus.platform.kafka.clients import consumer, producer
 from featurebus.platform.kafka.topics import dead_letter_topic, feature_topic, worker_group
 from featurebus.platform.kv import RocksStore
+from featurebus.platform.monitoring.exposition import serve_metrics
 from featurebus.platform.registry import KafkaRegistry, Registry
 from featurebus.schemas.errors import FeaturebusError, KafkaUnavailableError, NotFoundError
 from featurebus.schemas.materialization import CommitMetadata, online_fingerprints
 from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.streams.runtime.engine import NO_WATERMARK, Progress, RawRecord, StreamEngine
 from featurebus.streams.runtime.rebuild import install_rebuilt, read_source_partition, recompute_views
+from featurebus.streams.runtime.worker_metrics import BATCH_SECONDS, TRANSACTION_SECONDS, WorkerCollector, WorkerLag
 from featurebus.streams.runtime.workspace_watch import (
     SOURCE_TOPICS_CHECK_S,
     WorkspaceDeletedError,
@@ -86,6 +89,7 @@ class TransactionalSink:
         self._dead_letter_topic = dead_letter_topic(workspace)
         self._bootstrap = bootstrap
         self._open = False
+        self._transaction_seconds = TRANSACTION_SECONDS.labels(workspace)
         # source topic -> view -> materialization fingerprint, committed with every offset
         self.fingerprints: dict[str, dict[str, str]] = {}
 
@@ -118,6 +122,7 @@ class TransactionalSink:
 
     def commit(self, progress: dict[tuple[str, int], Progress]) -> None:
         self._begin()
+        started = time.perf_counter()
         try:
             if progress:
                 offsets = [
@@ -138,6 +143,7 @@ class TransactionalSink:
             self._open = False
         except KafkaException as exc:
             self._fail(exc)
+        self._transaction_seconds.observe(time.perf_counter() - started)
 
     def abort(self) -> None:
         if self._open:
@@ -232,6 +238,8 @@ class _Worker:
             ) from exc
         self.sink = TransactionalSink(self.producer, self.consumer, workspace, bootstrap)
         self.engine = self._engine_for(self.spec)
+        self.lag = WorkerLag()
+        self._batch_seconds = BATCH_SECONDS.labels(workspace)
         self.owned: set[tuple[str, int]] = set()
         self.registry = WorkspaceWatch(registry, workspace)
         self.stopping = False
@@ -240,7 +248,14 @@ class _Worker:
 
     def _engine_for(self, spec: WorkspaceSpec) -> StreamEngine:
         self.feature_topics = _prepare_topics(self.bootstrap, spec)
-        engine = StreamEngine(spec, self.store, self.sink, self.feature_topics.__getitem__)
+        previous = getattr(self, "engine", None)  # its counters carry over: exported totals never reset
+        engine = StreamEngine(
+            spec,
+            self.store,
+            self.sink,
+            self.feature_topics.__getitem__,
+            counters=None if previous is None else previous.counters,
+        )
         self.sink.fingerprints = {topic: online_fingerprints(spec, topic) for topic in engine.source_topics}
         for topic, views in self.sink.fingerprints.items():
             size = len(CommitMetadata(NO_WATERMARK, views).encode())
@@ -360,7 +375,11 @@ class _Worker:
             messages = [] if first is None else [first, *self.consumer.consume(num_messages=batch_size - 1, timeout=0)]
             records = _records(messages)
             if records:
+                self.lag.observe(records)
+                started = time.perf_counter()
                 self._process(records)
+                self._batch_seconds.observe(time.perf_counter() - started)
+            self.lag.refresh(self.consumer, self.owned)
             self._follow_registry()
             # Expiry walks the state one bounded slice per loop turn (a whole pass at 100k
             # entities took seconds, holding back every event meanwhile); a pass starts every
@@ -457,10 +476,11 @@ def run_worker(
     batch_window_s: float = 0.1,
     *,
     registry: Registry | None = None,
+    metrics_port: int = 0,
 ) -> None:
     """Run the worker until SIGTERM/SIGINT or its workspace is deleted; raises ``FeaturebusError``
     if it had to stop on an error. ``registry``: where it follows its workspace (default: the
-    registry on the same bus).
+    registry on the same bus); ``metrics_port``: serve ``/metrics`` there (0: not at all).
 
     Returns at once for a development workspace: it is never materialized (workspaces do not
     change kind, so there is nothing to wait for)."""
@@ -476,6 +496,9 @@ def run_worker(
     if spec is None:
         return
     worker = _Worker(registry, bootstrap, workspace, data_dir, spec)
+    collector = WorkerCollector(workspace, lambda: worker.engine.counters, worker.lag)
+    REGISTRY.register(collector)
+    serve_metrics(metrics_port)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         worker.stopping = True
@@ -486,6 +509,7 @@ def run_worker(
     try:
         worker.run(batch_size, batch_window_s)
     finally:
+        REGISTRY.unregister(collector)
         worker.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
