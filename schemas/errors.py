@@ -13,6 +13,7 @@ __all__ = [
     "FeaturebusError",
     "DefinitionError",
     "KafkaUnavailableError",
+    "MonitorUnavailableError",
     "NotFoundError",
     "InvalidRequestError",
     "UnsupportedError",
@@ -43,6 +44,10 @@ class DefinitionError(FeaturebusError):
 
 class KafkaUnavailableError(FeaturebusError):
     """The Kafka cluster cannot be reached or cannot be started."""
+
+
+class MonitorUnavailableError(FeaturebusError):
+    """The alert evaluator (``featurebus monitor``), which holds the metric history, cannot be reached."""
 
 
 class NotFoundError(FeaturebusError):

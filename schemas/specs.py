@@ -36,7 +36,9 @@ from featurebus.schemas.time_range import SourceRangeSpec
 __all__ = [
     "SPEC_FORMAT_VERSION",
     "METADATA_FIELDS",
+    "AlertRuleSpec",
     "DescribedSpec",
+    "ViewMonitoringSpec",
     "FieldSpec",
     "EntitySpec",
     "KafkaConfigSpec",
@@ -65,8 +67,10 @@ __all__ = [
 # (The closed sets became enums and the metadata fields one base class without a new version:
 # the JSON is the same bytes, tests/unit/test_spec_contract.py checks it against older documents.)
 # 5: batch views' time-bounded sources (``select_range``: ``source_ranges``, schemas/time_range.py).
-SPEC_FORMAT_VERSION = 5
-_READABLE_VERSIONS = frozenset({1, 2, 3, 4, 5})
+# 6: monitoring (views' ``monitoring``: Tecton's monitor_freshness, expected_feature_freshness,
+#    alert_email; the workspace's ``alert_rules``).
+SPEC_FORMAT_VERSION = 6
+_READABLE_VERSIONS = frozenset({1, 2, 3, 4, 5, 6})
 
 # The descriptive fields every named object carries: changing them changes no feature value.
 METADATA_FIELDS = ("description", "owner", "tags", "prevent_destroy")
@@ -231,6 +235,31 @@ class AggregationSpec:
 
 
 @dataclass(frozen=True)
+class ViewMonitoringSpec:
+    """Tecton's monitoring parameters of a feature view. ``expected_freshness_ms`` None: the
+    default derived from the view (``featurebus.platform.monitoring.workspace_rules``)."""
+
+    monitor_freshness: bool = False
+    expected_freshness_ms: int | None = None
+    alert_emails: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AlertRuleSpec:
+    """A user-declared alert rule (``featurebus.AlertRule``), as the evaluator reads it; its
+    fields mirror ``featurebus.platform.monitoring.rules.AlertRule`` (``kind`` is a RuleKind value)."""
+
+    name: str
+    kind: str
+    target: str
+    threshold: float | None = None
+    for_s: float = 0.0
+    repeat_interval_s: float = 3600.0
+    alert_emails: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class StreamFeatureViewSpec(DescribedSpec):
     _METADATA_AFTER = _metadata_after("offline")
 
@@ -250,6 +279,7 @@ class StreamFeatureViewSpec(DescribedSpec):
     # The view of the FeatureTable of the same name (derived from its FeatureTableSpec by
     # featurebus.feature_table; plan and describe show the table instead).
     feature_table: bool = False
+    monitoring: ViewMonitoringSpec | None = None  # None: no monitoring parameters given
 
     @property
     def max_reach_ms(self) -> int:
@@ -301,6 +331,7 @@ class BatchFeatureViewSpec(DescribedSpec):
     batch_trigger: BatchTriggerType = BatchTriggerType.SCHEDULED  # the jobs scheduler reads it
     # Sources passed as ``source.select_range(start, end)``: each read over its own range.
     source_ranges: tuple[SourceRangeSpec, ...] = ()
+    monitoring: ViewMonitoringSpec | None = None  # None: no monitoring parameters given
 
     def as_view_spec(self) -> StreamFeatureViewSpec:
         """The same features as the view shape tiles, serving and training sets compute over.
@@ -423,6 +454,7 @@ class WorkspaceSpec:
     # Feature tables; their derived push sources and views are in stream_sources and
     # stream_feature_views (after the others), marked feature_table=True.
     feature_tables: tuple[FeatureTableSpec, ...] = ()
+    alert_rules: tuple[AlertRuleSpec, ...] = ()  # user-declared rules (featurebus.AlertRule)
     format_version: int = field(default=SPEC_FORMAT_VERSION)
 
     def source(self, name: str) -> StreamSourceSpec:

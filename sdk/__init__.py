@@ -29,6 +29,7 @@ _LAZY: dict[str, str] = {
         ),
         "featurebus.batch_config",
     ),
+    "AlertRule": "featurebus.monitoring",
     **dict.fromkeys(
         (
             "PANDAS_MODE",

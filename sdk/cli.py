@@ -54,6 +54,10 @@ app.command("control")(control)
 
 # The Flink engine's commands: `featurebus flink fetch|submit|cluster start|stop`.
 from featurebus.cli_flink import flink_app  # noqa: E402
+from featurebus.cli_monitoring import MetricsPort, alerts_app, monitor  # noqa: E402
+
+app.add_typer(alerts_app, name="alerts")
+app.command("monitor")(monitor)
 
 app.add_typer(flink_app, name="flink")
 from featurebus.cli_test import repo_test_command  # noqa: E402
@@ -550,6 +554,7 @@ def worker(
     bootstrap: Bootstrap = None,
     home: Home = None,
     engine: EngineOption = StreamEngineKind.NATIVE,
+    metrics_port: MetricsPort = 0,
 ) -> None:
     """Run the stream worker: source topics -> windowed tiles -> feature topics."""
     if engine == StreamEngineKind.FLINK:
@@ -575,7 +580,7 @@ def worker(
         return
     from featurebus.streams.runtime.worker import run_worker
 
-    run_worker(_bootstrap(bootstrap), workspace, _home(home))
+    run_worker(_bootstrap(bootstrap), workspace, _home(home), metrics_port=metrics_port)
 
 
 @app.command("serve")
@@ -603,9 +608,15 @@ def serve(
 
 
 @app.command("offline")
-def offline(workspace: Workspace = "default", bootstrap: Bootstrap = None, home: Home = None) -> None:
+def offline(
+    workspace: Workspace = "default", bootstrap: Bootstrap = None, home: Home = None, metrics_port: MetricsPort = 0
+) -> None:
     """Run the offline materializer: source topics -> Parquet."""
+    from prometheus_client import REGISTRY
+
+    from featurebus.platform.monitoring.exposition import serve_metrics
     from featurebus.platform.offline.materializer import OfflineMaterializer
+    from featurebus.platform.offline.offline_metrics import OfflineCollector
     from featurebus.platform.registry import wait_for_workspace
 
     stop = threading.Event()
@@ -624,7 +635,10 @@ def offline(workspace: Workspace = "default", bootstrap: Bootstrap = None, home:
                 markup=False,
             )
             return
-        OfflineMaterializer(cluster, _home(home) / "offline", workspace, registry=registry).run_forever(stop)
+        materializer = OfflineMaterializer(cluster, _home(home) / "offline", workspace, registry=registry)
+        REGISTRY.register(OfflineCollector(workspace, materializer))
+        serve_metrics(metrics_port)
+        materializer.run_forever(stop)
     except KeyboardInterrupt:
         stop.set()
 
@@ -687,7 +701,12 @@ def up(
             )
         console.print(
             f"featurebus is up: Kafka {platform.bootstrap}, serving {platform.serving_url}, "
-            f"control plane {platform.control_url}; Ctrl-C stops"
+            f"control plane {platform.control_url}, alert evaluator {platform.monitor_url}; Ctrl-C stops"
+        )
+        console.print(
+            "metrics: " + ", ".join(f"{name} {url}" for name, url in platform.metrics_urls.items()),
+            highlight=False,
+            markup=False,
         )
         platform.run_until_interrupted()
 

@@ -62,12 +62,21 @@ def control(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     bootstrap: Annotated[str | None, typer.Option("--bootstrap", help="Kafka bootstrap.")] = None,
     home: Annotated[Path | None, typer.Option("--home", help="State directory.")] = None,
+    monitor_url: Annotated[
+        str | None, typer.Option("--monitor-url", help="The alert evaluator's URL (`featurebus monitor --port`).")
+    ] = None,
 ) -> None:
     """Run the control plane: the only writer of definitions, jobs, principals and the audit log."""
     from featurebus.platform.config import home_dir, resolve_bootstrap
     from featurebus.serving.control.main import run_control
 
-    run_control(resolve_bootstrap(bootstrap), home.resolve() if home else home_dir(), host=host, port=port)
+    run_control(
+        resolve_bootstrap(bootstrap),
+        home.resolve() if home else home_dir(),
+        host=host,
+        port=port,
+        monitor_url=monitor_url,
+    )
 
 
 # -- service accounts ---------------------------------------------------------------------------

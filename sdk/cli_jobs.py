@@ -326,11 +326,15 @@ def jobs_run(
             help="Keep merged files' inputs this long (0: delete at once; see featurebus.platform.offline.compaction)."
         ),
     ] = 0.0,
+    metrics_port: Annotated[
+        int, typer.Option("--metrics-port", help="Serve Prometheus /metrics on this port of 127.0.0.1 (0: not at all).")
+    ] = 0,
 ) -> None:
     """Run the workspace's jobs until stopped (one runner per workspace: a new one takes over)."""
     from featurebus.platform.config import home_dir, resolve_bootstrap
     from featurebus.platform.jobs.execute import job_executor
     from featurebus.platform.jobs.runner import RunnerSettings, run_workspace_jobs
+    from featurebus.platform.monitoring.exposition import serve_metrics
     from featurebus.platform.offline.compaction import compaction_work
     from featurebus.platform.registry import KafkaRegistry
 
@@ -339,6 +343,7 @@ def jobs_run(
     cluster = resolve_bootstrap(bootstrap)
     root = (home.resolve() if home else home_dir()) / "offline"
     settings = RunnerSettings(compaction_every_ms=int(compaction_every_s * 1000) or None)
+    serve_metrics(metrics_port)
     try:
         ran = run_workspace_jobs(
             KafkaRegistry(cluster),

@@ -31,12 +31,14 @@ from featurebus.definitions import (
 )
 from featurebus.exceptions import DefinitionError, FeaturebusError
 from featurebus.feature_table import FeatureTable, compile_feature_table, table_objects, with_table_objects
+from featurebus.monitoring import AlertRule
 from featurebus.platform.kafka.topics import push_topic
 from featurebus.realtime import RealtimeFeatureView
 from featurebus.realtime_compile import compile_realtime_views, view_features
 from featurebus.schemas.kinds import AggregationFunction, FileFormat, TransformationMode, ValueFormat, WindowKind
 from featurebus.schemas.specs import (
     AggregationSpec,
+    AlertRuleSpec,
     BatchFeatureViewSpec,
     BatchSourceSpec,
     CustomBatchConfigSpec,
@@ -106,6 +108,7 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
     services: dict[str, FeatureService] = {}
     batch_views: dict[str, BatchFeatureView] = {}
     tables: dict[str, FeatureTable] = {}
+    alert_rules: dict[str, AlertRule] = {}
     # One namespace per kind of object, as in Tecton: an entity and a view may share a name.
     for obj in objects:
         registry: dict[str, Any] | None = (
@@ -125,6 +128,8 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
             if isinstance(obj, FeatureService)
             else tables
             if isinstance(obj, FeatureTable)
+            else alert_rules
+            if isinstance(obj, AlertRule)
             else None
         )
         if registry is None:
@@ -208,8 +213,32 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
             batch_sources=tuple(_compile_batch_source(b) for _, b in sorted(batch_sources.items())),
             batch_feature_views=tuple(batch_specs.values()),
             feature_tables=tuple(table_specs),
+            alert_rules=tuple(
+                _compile_alert_rule(r, available, {s.name for s in services.values()})
+                for _, r in sorted(alert_rules.items())
+            ),
         )
     )
+
+
+_SERVICE_KINDS = ("serving_error_rate", "serving_p99")
+
+
+def _compile_alert_rule(rule: AlertRule, views: dict[str, list[str]], services: set[str]) -> AlertRuleSpec:
+    """The rule's target must exist: a feature service for the serving kinds, else a feature view."""
+    spec = rule.spec
+    if spec.kind in _SERVICE_KINDS:
+        if spec.target not in services:
+            raise rule.error(
+                f"target {spec.target!r} is no feature service of this repository (known: {sorted(services)})",
+                "Name a FeatureService defined in the repository.",
+            )
+    elif spec.target not in views:
+        raise rule.error(
+            f"target {spec.target!r} is no feature view of this repository (known: {sorted(views)})",
+            "Name a feature view defined in the repository.",
+        )
+    return spec
 
 
 def _register(registry: dict[str, Any], obj: Any) -> None:
@@ -308,6 +337,7 @@ def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:
         **_metadata(view),
         lifetime_start_ms=view.lifetime_start_ms,
         aggregation_leading_edge=view.aggregation_leading_edge,
+        monitoring=view.monitoring,
     )
     _check_columns(view, spec)
     return spec
@@ -664,6 +694,7 @@ def _compile_batch_view(view: BatchFeatureView) -> BatchFeatureViewSpec:
         incremental_backfills=view.incremental_backfills,
         ttl_ms=ttl_ms,
         batch_trigger=view.batch_trigger,
+        monitoring=view.monitoring,
     )
     _check_batch_columns(view, spec)
     return spec

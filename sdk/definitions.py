@@ -45,6 +45,7 @@ from featurebus.definition_base import (
     reject_options,
 )
 from featurebus.exceptions import DefinitionError
+from featurebus.monitoring import take_monitoring
 from featurebus.options import (
     BATCH_VIEW_OPTIONS,
     ENTITY_OPTIONS,
@@ -52,6 +53,7 @@ from featurebus.options import (
     VIEW_OPTIONS,
 )
 from featurebus.schemas.kinds import BatchTriggerType, TransformationMode
+from featurebus.schemas.specs import ViewMonitoringSpec
 from featurebus.schemas.time import to_epoch_ms
 from featurebus.types import Field
 from featurebus.view_methods import MaterializedViewMethods, ServiceMethods
@@ -176,6 +178,9 @@ class MaterializedFeatureView(MaterializedViewMethods, FeatureView):
     """Base class of the views whose features are computed ahead of requests (stream, batch);
     ``view_methods`` has their ``get_features_for_events``, ``run_transformation`` and
     ``get_online_features``."""
+
+    # Tecton's monitor_freshness / expected_feature_freshness / alert_email (featurebus.monitoring)
+    monitoring: ViewMonitoringSpec | None = None
 
 
 class StreamFeatureView(MaterializedFeatureView):
@@ -326,8 +331,10 @@ def stream_feature_view(
 
     def wrap(function: Callable[..., Any]) -> StreamFeatureView:
         # Checked here, where the view's name (the function's, by default) is known.
-        reject_options("StreamFeatureView", name or function.__name__, site, tecton_options, VIEW_OPTIONS)
-        return StreamFeatureView(
+        options = dict(tecton_options)
+        monitoring = take_monitoring("StreamFeatureView", name or function.__name__, site, options)
+        reject_options("StreamFeatureView", name or function.__name__, site, options, VIEW_OPTIONS)
+        view = StreamFeatureView(
             function=function,
             source=source,
             entities=entities,
@@ -348,6 +355,8 @@ def stream_feature_view(
             lifetime_start_time=lifetime_start_time,
             aggregation_leading_edge=aggregation_leading_edge,
         )
+        view.monitoring = monitoring
+        return view
 
     return wrap
 
@@ -562,8 +571,10 @@ def batch_feature_view(
 
     def wrap(function: Callable[..., Any]) -> BatchFeatureView:
         # Checked here, where the view's name (the function's, by default) is known.
-        reject_options("BatchFeatureView", name or function.__name__, site, tecton_options, BATCH_VIEW_OPTIONS)
-        return BatchFeatureView(
+        options = dict(tecton_options)
+        monitoring = take_monitoring("BatchFeatureView", name or function.__name__, site, options)
+        reject_options("BatchFeatureView", name or function.__name__, site, options, BATCH_VIEW_OPTIONS)
+        view = BatchFeatureView(
             function=function,
             sources=sources,
             entities=entities,
@@ -586,5 +597,7 @@ def batch_feature_view(
             prevent_destroy=prevent_destroy,
             site=site,
         )
+        view.monitoring = monitoring
+        return view
 
     return wrap

@@ -18,6 +18,7 @@ from typing import Any
 from featurebus.compile import compile_workspace
 from featurebus.definitions import BatchSource, Entity, FeatureService, FeatureView, StreamSource
 from featurebus.exceptions import DefinitionError
+from featurebus.monitoring import AlertRule
 from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = ["REPO_MARKERS", "find_repo_root", "load_repo", "repo_files"]
@@ -25,7 +26,7 @@ __all__ = ["REPO_MARKERS", "find_repo_root", "load_repo", "repo_files"]
 REPO_MARKERS = (".featurebus-repo", ".tecton")
 
 # FeatureView covers every kind of view: stream, batch and realtime.
-_DEFINITION_TYPES = (Entity, StreamSource, BatchSource, FeatureView, FeatureService)
+_DEFINITION_TYPES = (Entity, StreamSource, BatchSource, FeatureView, FeatureService, AlertRule)
 _SKIPPED_DIRS = {"tests", "test", "__pycache__", ".venv", "venv", "build", "dist"}
 
 

@@ -21,6 +21,7 @@ from featurebus.schemas.errors import (
     FeaturebusError,
     InvalidRequestError,
     KafkaUnavailableError,
+    MonitorUnavailableError,
     NotFoundError,
     NotReadyError,
     PayloadTooLargeError,
@@ -45,6 +46,7 @@ _STATUS: tuple[tuple[type[FeaturebusError], int, str], ...] = (
     (DefinitionError, 400, "INVALID_DEFINITION"),
     (KafkaUnavailableError, 503, "UNAVAILABLE"),
     (NotReadyError, 503, "UNAVAILABLE"),
+    (MonitorUnavailableError, 503, "UNAVAILABLE"),
 )
 _HTTP_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
 

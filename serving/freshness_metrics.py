@@ -89,9 +89,9 @@ class OnlineCollector(Collector):
             labels=["workspace", "feature_view"],
         )
         for topic, n in sorted(self._materializer.records_written().items()):
-            view = topics.get(topic)
-            if view is not None:
-                workspace, _, name = view.partition("/")
+            online_name = topics.get(topic)
+            if online_name is not None:
+                workspace, _, name = online_name.partition("/")
                 written.add_metric([workspace, name], n)
         yield written
         newest = self._materializer.newest_ms()

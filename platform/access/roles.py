@@ -54,6 +54,8 @@ class Action(enum.Enum):
     APPLY = "apply"
     INGEST = "ingest"  # serving: /ingest
     MANAGE_ACCESS = "manage_access"  # bind roles in the workspace, list its bindings
+    READ_MONITORING = "read_monitoring"  # alerts, freshness, metric history
+    MANAGE_ALERTS = "manage_alerts"  # acknowledge an alert
     DELETE_WORKSPACE = "delete_workspace"
     # Instance-wide: no workspace role is enough.
     CREATE_WORKSPACE = "create_workspace"
@@ -71,6 +73,8 @@ _REQUIRED: dict[Action, Role | None] = {
     Action.APPLY: Role.EDITOR,
     Action.INGEST: Role.EDITOR,
     Action.MANAGE_ACCESS: Role.OWNER,
+    Action.READ_MONITORING: Role.VIEWER,
+    Action.MANAGE_ALERTS: Role.OPERATOR,
     Action.DELETE_WORKSPACE: Role.OWNER,
     Action.CREATE_WORKSPACE: None,
     Action.MANAGE_PRINCIPALS: None,

@@ -10,6 +10,7 @@ __all__ = [
     "REGISTRY_TOPIC",
     "REGISTRY_HISTORY_TOPIC",
     "API_KEYS_TOPIC",
+    "ALERT_ACKS_TOPIC",
     "ALERT_STATE_TOPIC",
     "ALERTS_TOPIC",
     "AUDIT_TOPIC",
@@ -35,6 +36,8 @@ API_KEYS_TOPIC = "featurebus.api-keys"
 ALERT_STATE_TOPIC = "featurebus.alert-state"
 # Every alert notification sent (key = notification id), the "alerts topic" channel.
 ALERTS_TOPIC = "featurebus.alerts"
+# Compacted: the acknowledgement of each alert rule's current firing episode (key = rule name).
+ALERT_ACKS_TOPIC = "featurebus.alert-acks"
 # Compacted with a unique key per record (so compaction never removes one), retention unlimited:
 # the control plane's audit log, one record per mutating call or refused request.
 AUDIT_TOPIC = "featurebus.audit"

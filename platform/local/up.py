@@ -1,8 +1,9 @@
 """The whole platform on one machine: ``featurebus up``, the demo and the end-to-end tests.
 
 Starts a local Kafka (unless a cluster is configured), then the stream worker, the serving API
-(with its online materializer), the offline materializer and the job runner as separate processes, and stops all
-of them, by PID, when it ends. While it runs, the home's ``config.json`` records where its broker
+(with its online materializer), the offline materializer, the job runner and the alert evaluator
+(``featurebus monitor``, which scrapes every other process's ``/metrics``) as separate processes,
+and stops all of them, by PID, when it ends. While it runs, the home's ``config.json`` records where its broker
 and serving API listen, so ``apply``, ``describe``, ``jobs`` ... in another shell find them.
 """
 
@@ -66,6 +67,8 @@ class LocalPlatform:
         self._supervisor = Supervisor(home / "logs")
         self.bootstrap = ""
         self.kafka_started_in_s: float | None = None
+        # Where the processes without a web app of their own serve /metrics, and the evaluator.
+        self.metrics_ports = {name: free_port_pair()[0] for name in ("worker", "offline", "jobs", "monitor")}
 
     @property
     def serving_url(self) -> str:
@@ -74,6 +77,20 @@ class LocalPlatform:
     @property
     def control_url(self) -> str:
         return f"http://127.0.0.1:{self.control_port}"
+
+    @property
+    def monitor_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_ports['monitor']}"
+
+    @property
+    def metrics_urls(self) -> dict[str, str]:
+        """Every component's /metrics (serving's and the control plane's need an API key)."""
+        ports = self.metrics_ports
+        return {
+            "control": f"{self.control_url}/metrics",
+            "serving": f"{self.serving_url}/metrics",
+            **{name: f"http://127.0.0.1:{ports[name]}/metrics" for name in ("worker", "offline", "jobs", "monitor")},
+        }
 
     @property
     def offline_dir(self) -> Path:
@@ -92,17 +109,38 @@ class LocalPlatform:
             common = ["--bootstrap", self.bootstrap, "--home", str(self.home)]
             # The control plane answers before `up` announces itself: `apply` in another shell,
             # started as soon as the record appears, goes through it.
-            self._supervisor.start("control", ["control", "--port", str(self.control_port), *common])
+            self._supervisor.start(
+                "control",
+                ["control", "--port", str(self.control_port), "--monitor-url", self.monitor_url, *common],
+            )
             self._wait_healthy("control", self.control_url, timeout_s=60)
             record_platform(
                 RunningPlatform(self.bootstrap, self.serving_url, self._kafka is not None, os.getpid()), self.home
             )
+            ports = {name: str(port) for name, port in self.metrics_ports.items()}
             self._supervisor.start(
-                "worker", ["worker", "--workspace", self.workspace, "--engine", self.engine.value, *common]
+                "worker",
+                [
+                    *("worker", "--workspace", self.workspace, "--engine", self.engine.value),
+                    *("--metrics-port", ports["worker"], *common),
+                ],
             )
             self._supervisor.start("serving", ["serve", "--port", str(self.port), *common])
-            self._supervisor.start("offline", ["offline", "--workspace", self.workspace, *common])
-            self._supervisor.start("jobs", ["jobs", "run", "--workspace", self.workspace, *common])
+            self._supervisor.start(
+                "offline", ["offline", "--workspace", self.workspace, "--metrics-port", ports["offline"], *common]
+            )
+            self._supervisor.start(
+                "jobs", ["jobs", "run", "--workspace", self.workspace, "--metrics-port", ports["jobs"], *common]
+            )
+            scrapes = [
+                arg
+                for name, url in self.metrics_urls.items()
+                if name != "monitor"
+                for arg in ("--scrape", f"{name}={url}")
+            ]
+            self._supervisor.start(
+                "monitor", ["monitor", "--workspace", self.workspace, "--port", ports["monitor"], *scrapes, *common]
+            )
             self.wait_serving(timeout_s=60)
         except BaseException:
             self.stop()

@@ -76,6 +76,15 @@ class Dispatcher:
         self._thread = threading.Thread(target=self._run, name="featurebus-alert-delivery", daemon=True)
         self._thread.start()
 
+    def add_channels(self, channels: Mapping[str, Channel]) -> None:
+        """Configure more channels (e.g. the email address of a view applied since start). A
+        single dict assignment per name: the delivery thread's lookups stay safe without a lock."""
+        for name, channel in channels.items():
+            self._channels[name] = channel
+
+    def channel_names(self) -> frozenset[str]:
+        return frozenset(self._channels)
+
     def submit(self, rule: AlertRule, notification: Notification) -> bool:
         """Queue a notification for every channel of its rule; False (counted) when the queue is full."""
         unknown = [name for name in rule.channels if name not in self._channels]

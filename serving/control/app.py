@@ -7,10 +7,12 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 
+from featurebus.platform.control.monitoring import Monitoring
 from featurebus.platform.control.plane import ControlPlane
 from featurebus.serving.control.common import REQUEST_ID_HEADER
 from featurebus.serving.control.routes_access import access_router
 from featurebus.serving.control.routes_definitions import definitions_router
+from featurebus.serving.control.routes_monitoring import monitoring_router
 from featurebus.serving.errors import install_error_handlers
 
 __all__ = ["create_control_app"]
@@ -21,11 +23,13 @@ workspace (viewer < consumer < operator < editor < owner) plus the instance admi
 with a `message` (and a `code`); every mutating call and every refused one is in the audit log."""
 
 
-def create_control_app(plane: ControlPlane) -> FastAPI:
+def create_control_app(plane: ControlPlane, monitoring: Monitoring | None = None) -> FastAPI:
     app = FastAPI(title="featurebus control plane", version="1", description=_DESCRIPTION)
     install_error_handlers(app)
     app.include_router(definitions_router(plane))
     app.include_router(access_router(plane))
+    if monitoring is not None:
+        app.include_router(monitoring_router(plane, monitoring))
 
     @app.middleware("http")
     async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -14,11 +14,14 @@ import uvicorn
 
 from featurebus.platform.config import save_control_login
 from featurebus.platform.control.audit import KafkaAuditLog
+from featurebus.platform.control.monitoring import Monitoring
 from featurebus.platform.control.plane import BOOTSTRAP_ADMIN, ControlPlane
+from featurebus.platform.monitoring.acks import KafkaAlertAcks
+from featurebus.platform.monitoring.state_store import KafkaAlertStateStore
 from featurebus.platform.registry import KafkaRegistry
 from featurebus.serving.control.app import create_control_app
 
-__all__ = ["build_control_plane", "run_control"]
+__all__ = ["build_control_plane", "build_monitoring", "run_control"]
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +40,22 @@ def build_control_plane(bootstrap: str, home: Path, url: str) -> ControlPlane:
     return plane
 
 
-def run_control(bootstrap: str, home: Path, host: str = "127.0.0.1", port: int = 8090) -> None:
+def build_monitoring(plane: ControlPlane, bootstrap: str, monitor_url: str | None) -> Monitoring:
+    """Alerts and freshness over the evaluator's topics and its ``/history`` at ``monitor_url``."""
+    return Monitoring(
+        plane.registry,
+        plane.guard,
+        lambda: KafkaAlertStateStore(bootstrap),
+        lambda: KafkaAlertAcks(bootstrap),
+        monitor_url,
+    )
+
+
+def run_control(
+    bootstrap: str, home: Path, host: str = "127.0.0.1", port: int = 8090, monitor_url: str | None = None
+) -> None:
     url = f"http://{host}:{port}"
     plane = build_control_plane(bootstrap, home, url)
     log.info("control plane on %s", url)
-    uvicorn.run(create_control_app(plane), host=host, port=port, log_level="warning")
+    app = create_control_app(plane, build_monitoring(plane, bootstrap, monitor_url))
+    uvicorn.run(app, host=host, port=port, log_level="warning")

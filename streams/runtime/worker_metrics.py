@@ -44,8 +44,8 @@ class WorkerLag(ConsumerLag):
         consumed, newest = self.consumed, self.newest_ms
         for record in records:
             consumed[record.topic] = consumed.get(record.topic, 0) + 1
-            if record.timestamp is not None and record.timestamp > 0:
-                newest[(record.topic, record.partition)] = record.timestamp
+            if record.timestamp_ms is not None and record.timestamp_ms > 0:
+                newest[(record.topic, record.partition)] = record.timestamp_ms
 
 
 class WorkerCollector(Collector):

@@ -18,6 +18,8 @@ EXPECTED: dict[Action, Role | None] = {
     Action.READ_JOBS: Role.VIEWER,
     Action.READ_ONLINE: Role.CONSUMER,
     Action.MANAGE_JOBS: Role.OPERATOR,
+    Action.READ_MONITORING: Role.VIEWER,
+    Action.MANAGE_ALERTS: Role.OPERATOR,
     Action.APPLY: Role.EDITOR,
     Action.INGEST: Role.EDITOR,
     Action.MANAGE_ACCESS: Role.OWNER,

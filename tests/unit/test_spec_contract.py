@@ -36,13 +36,18 @@ KINDS = Path(__file__).parents[1] / "fixtures" / "specs_v4" / "kinds.json"
 
 
 def _as_version_4(document: bytes) -> bytes:
-    """A version-5 document without what version 5 added (batch views' ``source_ranges``, which
-    a version-4 document cannot have set): the bytes version 4 wrote for the same workspace."""
+    """A version-6 document without what versions 5 and 6 added (batch views' ``source_ranges``;
+    views' ``monitoring`` and the workspace's ``alert_rules``), which a version-4 document cannot
+    have set: the bytes version 4 wrote for the same workspace."""
     raw = orjson.loads(document)
-    assert raw["format_version"] == 5
+    assert raw["format_version"] == 6
     raw["format_version"] = 4
     for view in raw["batch_feature_views"]:
         assert view.pop("source_ranges") == []
+        assert view.pop("monitoring") is None
+    for view in raw["stream_feature_views"]:
+        assert view.pop("monitoring") is None
+    assert raw.pop("alert_rules") == []
     return orjson.dumps(raw)
 
 
