@@ -71,12 +71,14 @@ class WorkerCollector(Collector):
                 counters.transform_failed_by_view,
             ),
         )
+        # Every view that processed anything has every per-view series, zeros included.
+        views = sorted(counters.processed_by_view)
         for name, documentation, values in per_view:
             family = CounterMetricFamily(name, documentation, labels=["workspace", "feature_view"])
-            for view, n in sorted(values.items()):
-                family.add_metric([ws, view], n)
+            for view in sorted({*views, *values}):
+                family.add_metric([ws, view], values.get(view, 0))
             yield family
-        late: dict[str, int] = {}
+        late: dict[str, int] = dict.fromkeys(views, 0)
         for (view, _, _), (late_n, _) in list(counters.dropped_by_partition.items()):
             late[view] = late.get(view, 0) + late_n
         dropped = CounterMetricFamily(

@@ -4,19 +4,13 @@ retries, backoff, counting and never-blocking submit."""
 
 from __future__ import annotations
 
-import json
-import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from email import message_from_bytes, policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import orjson
 import pytest
-from aiosmtpd.controller import Controller
 
 from featurebus.platform.kafka.admin import read_compacted
 from featurebus.platform.monitoring.alerts import Notification, NotificationKind, step
@@ -27,6 +21,7 @@ from featurebus.platform.monitoring.evaluator import AlertEvaluator
 from featurebus.platform.monitoring.rules import AlertRule, RuleKind
 from featurebus.platform.monitoring.state_store import MemoryAlertStateStore
 from featurebus.schemas.errors import DefinitionError
+from tests.support.alert_receivers import Inbox, Receiver, free_port
 
 RULE = AlertRule("stale-fraud", RuleKind.FRESHNESS, "fraud_view", threshold=60, channels=("ops", "slack"))
 
@@ -36,73 +31,7 @@ def _firing() -> Notification:
     return notification
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class _Inbox:
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], bytes]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[int, _Inbox]]:
-    inbox = _Inbox()
-    port = _free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, inbox
-    finally:
-        controller.stop()
-
-
-class _Receiver:
-    """A webhook receiver that answers 500 to its first ``failures`` requests."""
-
-    def __init__(self, failures: int = 0) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.failures = failures
-        self.requests = 0
-
-
-@pytest.fixture
-def webhook() -> Iterator[tuple[str, _Receiver]]:
-    receiver = _Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            receiver.requests += 1
-            if receiver.requests <= receiver.failures:
-                self.send_response(500)
-                self.end_headers()
-                self.wfile.write(b"try later")
-                return
-            receiver.bodies.append(json.loads(body))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hooks/alerts", receiver
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_email_reaches_a_real_smtp_server(smtp_server: tuple[int, _Inbox]) -> None:
+def test_email_reaches_a_real_smtp_server(smtp_server: tuple[int, Inbox]) -> None:
     port, inbox = smtp_server
     EmailChannel("127.0.0.1", port, "featurebus@example.com", ("ops@example.com", "oncall@example.com")).send(
         RULE, _firing()
@@ -115,12 +44,12 @@ def test_email_reaches_a_real_smtp_server(smtp_server: tuple[int, _Inbox]) -> No
 
 
 def test_an_unreachable_smtp_server_is_a_delivery_error() -> None:
-    channel = EmailChannel("127.0.0.1", _free_port(), "a@example.com", ("b@example.com",), timeout_s=2)
+    channel = EmailChannel("127.0.0.1", free_port(), "a@example.com", ("b@example.com",), timeout_s=2)
     with pytest.raises(AlertDeliveryError, match=r"SMTP 127\.0\.0\.1"):
         channel.send(RULE, _firing())
 
 
-def test_webhook_posts_a_slack_compatible_payload(webhook: tuple[str, _Receiver]) -> None:
+def test_webhook_posts_a_slack_compatible_payload(webhook: tuple[str, Receiver]) -> None:
     url, receiver = webhook
     WebhookChannel(url).send(RULE, _firing())
     [body] = receiver.bodies
@@ -133,7 +62,7 @@ def test_webhook_posts_a_slack_compatible_payload(webhook: tuple[str, _Receiver]
 
 
 def test_dispatcher_retries_with_backoff_and_counts(
-    smtp_server: tuple[int, _Inbox], webhook: tuple[str, _Receiver]
+    smtp_server: tuple[int, Inbox], webhook: tuple[str, Receiver]
 ) -> None:
     port, inbox = smtp_server
     url, receiver = webhook
@@ -156,7 +85,7 @@ def test_dispatcher_retries_with_backoff_and_counts(
     assert elapsed >= 0.05 + 0.1  # two backoffs: 0.05 s, then 0.1 s
 
 
-def test_dispatcher_gives_up_after_max_attempts_and_counts_it(webhook: tuple[str, _Receiver]) -> None:
+def test_dispatcher_gives_up_after_max_attempts_and_counts_it(webhook: tuple[str, Receiver]) -> None:
     url, receiver = webhook
     receiver.failures = 10**6
     rule = AlertRule("r", RuleKind.COMPONENT_DOWN, "worker", channels=("slack",))
