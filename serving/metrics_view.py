@@ -34,7 +34,7 @@ def metrics_for(caller: Caller, access: AccessView) -> bytes:
 
 def _workspace_of(labels: dict[str, str]) -> str | None:
     workspace = labels.get("workspace")
-    if workspace is not None:
+    if workspace:  # "": a request refused before it named one (serving/request_metrics.py)
         return workspace
     topic = labels.get("topic")
     if topic is not None and topic.startswith("featurebus."):
