@@ -54,7 +54,7 @@ app.command("control")(control)
 
 # The Flink engine's commands: `featurebus flink fetch|submit|cluster start|stop`.
 from featurebus.cli_flink import flink_app  # noqa: E402
-from featurebus.cli_monitoring import MetricsPort, alerts_app, monitor  # noqa: E402
+from featurebus.cli_monitoring import MetricsPort, alerts_app, monitor, view_freshness  # noqa: E402
 
 app.add_typer(alerts_app, name="alerts")
 app.command("monitor")(monitor)
@@ -360,7 +360,8 @@ def describe(
         spec, origin = applied, "applied"
     object_kind, obj = find_object(spec, name, kind)
     state = read_state(cluster, spec, obj) if cluster is not None else (unconfigured if holds_data(obj) else None)
-    doc = describe_document(spec, object_kind, obj, state, origin)
+    freshness = view_freshness(workspace, obj.name) if repo is None and holds_data(obj) else None
+    doc = describe_document(spec, object_kind, obj, state, origin, freshness)
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
     else:
@@ -372,7 +373,14 @@ def _describe_via_control(name: str, workspace: str, kind: str | None, as_json: 
     machine can reach one (it is Kafka's view of the data), else left out."""
     from featurebus.cli_control import current_spec
     from featurebus.control_client import ControlClient
-    from featurebus.describe import broker_reachable, describe_document, find_object, read_state, render_description
+    from featurebus.describe import (
+        broker_reachable,
+        describe_document,
+        find_object,
+        holds_data,
+        read_state,
+        render_description,
+    )
 
     client = ControlClient.from_config()
     try:
@@ -387,7 +395,8 @@ def _describe_via_control(name: str, workspace: str, kind: str | None, as_json: 
             state = read_state(cluster, spec, obj)
     except FeaturebusError:
         pass  # no bus configured here: the definition and lineage are still worth showing
-    doc = describe_document(spec, object_kind, obj, state, "applied")
+    freshness = view_freshness(workspace, obj.name) if holds_data(obj) else None
+    doc = describe_document(spec, object_kind, obj, state, "applied", freshness)
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
     else:

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from featurebus.exceptions import InvalidRequestError
 
-__all__ = ["MetricsPort", "alerts_app", "monitor"]
+__all__ = ["MetricsPort", "alerts_app", "monitor", "view_freshness"]
 
 console = Console(soft_wrap=True)
 
@@ -133,6 +133,23 @@ def monitor(
         stop.set()
     finally:
         server.close()
+
+
+def view_freshness(workspace: str, view: str) -> dict[str, Any] | None:
+    """The view's served freshness from the control plane (None when it cannot say: no control
+    plane, no alert evaluator, or no such online view): describe shows it when known."""
+    from featurebus.control_client import ControlClient
+    from featurebus.exceptions import FeaturebusError
+
+    client = ControlClient.from_config()
+    try:
+        views = client.get(f"/workspaces/{workspace}/freshness")["views"]
+    except FeaturebusError:
+        return None
+    finally:
+        client.close()
+    found: dict[str, Any] | None = next((v for v in views if v["feature_view"] == view), None)
+    return found
 
 
 @alerts_app.command("list")

@@ -240,9 +240,15 @@ def broker_reachable(bootstrap: str, timeout_s: float) -> bool:
 
 
 def describe_document(
-    spec: WorkspaceSpec, kind: str, obj: Any, state: MaterializationState | None, origin: str
+    spec: WorkspaceSpec,
+    kind: str,
+    obj: Any,
+    state: MaterializationState | None,
+    origin: str,
+    freshness: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A JSON-ready document: the spec, its metadata, lineage and materialization state."""
+    """A JSON-ready document: the spec, its metadata, lineage and materialization state (with the
+    view's served freshness, ``GET /workspaces/{ws}/freshness``, when the control plane knows it)."""
     body = _jsonable(obj)
     metadata = {key: body.pop(key) for key in _METADATA if key in body}
     document: dict[str, Any] = {
@@ -266,7 +272,21 @@ def describe_document(
         }
     if state is not None:
         document.setdefault("materialization", {})["state"] = _jsonable(state)
+    if freshness is not None:
+        document.setdefault("materialization", {})["freshness"] = freshness
     return document
+
+
+def _render_freshness(freshness: dict[str, Any]) -> str:
+    threshold = f"threshold {freshness['threshold_seconds']:g} s" + (
+        ", alerting" if freshness["monitored"] else ", not monitored"
+    )
+    if freshness["freshness_seconds"] is None:
+        return f"  freshness: unknown (serving has applied no update of it yet; {threshold})"
+    partitions = ", ".join(
+        f"p{p}={age:.1f} s" for p, age in sorted(freshness["partitions"].items(), key=lambda i: int(i[0]))
+    )
+    return f"  freshness: {freshness['freshness_seconds']:.1f} s ({threshold}; per partition: {partitions or 'none'})"
 
 
 def render_description(doc: dict[str, Any]) -> str:
@@ -315,6 +335,8 @@ def render_description(doc: dict[str, Any]) -> str:
                 lines.append(f"  being recomputed for the current definition: {', '.join(state['recomputing'])}")
             if state.get("dropped"):
                 lines.append(f"  events dropped by the watermark rule: {'; '.join(state['dropped'])}")
+        if materialization.get("freshness") is not None:
+            lines.append(_render_freshness(materialization["freshness"]))
     return "\n".join(lines)
 
 

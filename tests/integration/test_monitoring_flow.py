@@ -64,6 +64,18 @@ def _start_worker(bootstrap: str, workspace: str, home: Path, port: int) -> subp
         )
 
 
+def _start_offline(bootstrap: str, workspace: str, home: Path, port: int) -> subprocess.Popen[bytes]:
+    with open(home / "offline.log", "ab") as log:
+        return subprocess.Popen(
+            [
+                *(sys.executable, "-m", "featurebus", "offline", "--workspace", workspace, "--bootstrap", bootstrap),
+                *("--home", str(home), "--metrics-port", str(port)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+
+
 def _eventually(check: Callable[[], bool], timeout_s: float, what: str) -> float:
     started = time.monotonic()
     while not check():
@@ -159,6 +171,8 @@ def test_stopping_the_worker_fires_the_freshness_alert_once_and_restarting_it_re
     rule = f"{workspace}.user_spending.freshness"
     worker_port = _free_port()
     worker = _start_worker(kafka_bootstrap, workspace, tmp_path, worker_port)
+    offline_port = _free_port()
+    offline = _start_offline(kafka_bootstrap, workspace, tmp_path, offline_port)
     producer = _Producer(kafka_bootstrap, topic)
     state_topic = f"alert-state-{suffix}"
     targets = [
@@ -194,6 +208,17 @@ def test_stopping_the_worker_fires_the_freshness_alert_once_and_restarting_it_re
             "featurebus_online_materializer_records_written_total",
             "featurebus_online_materializer_lag_seconds",
         } <= serving_metrics
+        offline_names = {
+            "featurebus_offline_materializer_files_total",
+            "featurebus_offline_materializer_records_written_total",
+            "featurebus_offline_materializer_lag_records",
+            "featurebus_offline_materializer_lag_seconds",
+        }
+        _eventually(
+            lambda: offline_names <= {s.name for s in scrape(f"http://127.0.0.1:{offline_port}/metrics")},
+            60,
+            "the offline materializer's series",
+        )
 
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
@@ -223,6 +248,8 @@ def test_stopping_the_worker_fires_the_freshness_alert_once_and_restarting_it_re
     finally:
         producer.stop()
         monitor.close()
+        offline.send_signal(signal.SIGTERM)
+        offline.wait(30)
         if worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
             worker.wait(30)

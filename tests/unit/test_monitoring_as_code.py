@@ -166,3 +166,31 @@ def test_history_keeps_a_bounded_window_and_series_count() -> None:
     assert a.points == [(11_000, 5.0)]  # the point older than the window is gone
     assert [s.metric for s in history.query(component="serving", since_ms=0)] == ["a", "b"]
     assert history.query(component="worker") == []
+
+
+def test_describe_shows_the_served_freshness() -> None:
+    from featurebus.describe import describe_document, render_description
+
+    spec = _spec()
+    freshness = {
+        "feature_view": "user_spending",
+        "freshness_seconds": 2.5,
+        "partitions": {"1": 4.0, "0": 2.5},
+        "threshold_seconds": 300.0,
+        "monitored": True,
+    }
+    doc = describe_document(spec, "stream_feature_view", spec.view("user_spending"), None, "applied", freshness)
+    assert doc["materialization"]["freshness"] == freshness
+    text = render_description(doc)
+    assert "freshness: 2.5 s (threshold 300 s, alerting; per partition: p0=2.5 s, p1=4.0 s)" in text
+    unknown = render_description(
+        describe_document(
+            spec,
+            "stream_feature_view",
+            spec.view("quiet_view"),
+            None,
+            "applied",
+            {**freshness, "freshness_seconds": None, "monitored": False},
+        )
+    )
+    assert "freshness: unknown (serving has applied no update of it yet; threshold 300 s, not monitored)" in unknown
