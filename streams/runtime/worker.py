@@ -375,7 +375,7 @@ class _Worker:
             messages = [] if first is None else [first, *self.consumer.consume(num_messages=batch_size - 1, timeout=0)]
             records = _records(messages)
             if records:
-                self.lag.observe(records)
+                self.lag.observe(records, len(self.engine.source_topics), len(self.owned))
                 started = time.perf_counter()
                 self._process(records)
                 self._batch_seconds.observe(time.perf_counter() - started)
