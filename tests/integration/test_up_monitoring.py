@@ -5,6 +5,10 @@ freshness and the alerts of the views (real processes, real broker)."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -92,3 +96,33 @@ def test_up_scrapes_every_component_and_answers_freshness(
         assert entry["freshness_seconds"] is not None and entry["freshness_seconds"] < 3600
         alerts = httpx.get(f"{platform.control_url}/workspaces/{workspace}/alerts", headers=headers).json()["alerts"]
         assert [a["rule"] for a in alerts] == [f"{workspace}.user_spending.freshness"]
+
+        # The CLI, logged in to the control plane `up` runs (the home's config).
+        env = {**os.environ, "FEATUREBUS_HOME": str(home)}
+        listed = subprocess.run(
+            [sys.executable, "-m", "featurebus", "alerts", "list", "-w", workspace, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert [a["rule"] for a in json.loads(listed.stdout)] == [f"{workspace}.user_spending.freshness"]
+        exported = subprocess.run(
+            [sys.executable, "-m", "featurebus", "alerts", "export-rules", "-w", workspace],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert exported.returncode == 0, exported.stderr
+        assert f'alert: "{workspace}.user_spending.freshness"' in exported.stdout
+        described = subprocess.run(
+            [sys.executable, "-m", "featurebus", "describe", "user_spending", "-w", workspace],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert described.returncode == 0, described.stderr
+        assert "freshness: " in described.stdout and "threshold 3600 s, alerting" in described.stdout
