@@ -90,6 +90,7 @@ def monitor(
     import os
 
     from featurebus.platform.config import control_login, resolve_bootstrap
+    from featurebus.platform.monitoring.acks import KafkaAlertAcks
     from featurebus.platform.monitoring.alerts_topic import AlertsTopicChannel
     from featurebus.platform.monitoring.channels import Channel, WebhookChannel
     from featurebus.platform.monitoring.monitor import Monitor, MonitorSettings, SmtpSettings
@@ -123,6 +124,7 @@ def monitor(
         KafkaAlertStateStore(cluster),
         channels,
         settings,
+        acks=KafkaAlertAcks(cluster),
     )
     server = MonitorServer(evaluator.history, port).start()
     stop = threading.Event()

@@ -11,7 +11,8 @@ Every ``interval_s``:
 3. Keep the samples in the bounded history (``history``) the web UI charts.
 4. Observe each rule (the largest matching sample of its kind's series, ``KIND_INFO``), and run
    ``AlertEvaluator.evaluate``: states on the bus (``KafkaAlertStateStore``), notifications
-   through the ``Dispatcher`` (SMTP, webhook, alerts topic), never blocking this loop.
+   through the ``Dispatcher`` (SMTP, webhook, alerts topic), never blocking this loop. The
+   repeats of an episode an operator acknowledged (``acks``) are not sent.
 
 It serves its own ``/metrics``, ``/history`` (JSON: ``?component=&metric=&since=`` epoch ms) and
 ``/health`` on one port.
@@ -31,7 +32,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from featurebus.platform.monitoring.alerts import AlertState, AlertStatus
+from featurebus.platform.monitoring.acks import AlertAck, AlertAcks
+from featurebus.platform.monitoring.alerts import AlertState, AlertStatus, Notification, NotificationKind
 from featurebus.platform.monitoring.channels import Channel, EmailChannel
 from featurebus.platform.monitoring.dispatcher import Dispatcher
 from featurebus.platform.monitoring.evaluator import AlertEvaluator
@@ -103,8 +105,13 @@ class Monitor:
         channels: Mapping[str, Channel],
         settings: MonitorSettings = MonitorSettings(),
         clock: Callable[[], float] = time.time,
+        acks: AlertAcks | None = None,
     ) -> None:
+        """``acks``: the operators' acknowledgements; an acknowledged episode is not repeated
+        (its RESOLVED still goes out)."""
         self._registry = registry
+        self._acks = acks
+        self._acked: dict[str, AlertAck] = {}
         self._workspaces = tuple(workspaces)
         self._targets = tuple(targets)
         self._store = store
@@ -120,10 +127,13 @@ class Monitor:
         self._evaluator: AlertEvaluator | None = None
         self._pool = ThreadPoolExecutor(max(1, len(targets)), thread_name_prefix="featurebus-scrape")
         self._collector = _MonitorCollector(self)
+        self.suppressed_repeats = 0
 
     # -- one round ---------------------------------------------------------------------------
     def step(self) -> list[AlertState]:
         self._reload_rules()
+        if self._acks is not None:
+            self._acked = self._acks.all()
         now = self._clock()
         samples = self._scrape_all(now)
         observations = {rule.name: self._observe(rule, samples, now) for rule in self.rules}
@@ -152,12 +162,23 @@ class Monitor:
                 rules += workspace_rules(spec, shared, self._settings.repeat_interval_s)
         self._configure_email(rules)
         self.rules = rules
-        self._evaluator = AlertEvaluator(rules, self._store, self.dispatcher.deliver)
+        self._evaluator = AlertEvaluator(rules, self._store, self._deliver)
         removed = self._evaluator.forget_removed_rules()
         if removed:
             _log.info("forgot the alert states of removed rules %s", removed)
         self._versions = versions
         _log.info("evaluating %d alert rules", len(rules))
+
+    def _deliver(self, rule: AlertRule, notification: Notification) -> None:
+        ack = self._acked.get(rule.name)
+        if (
+            notification.kind is NotificationKind.REPEAT
+            and ack is not None
+            and ack.episode_ms == notification.episode_ms
+        ):
+            self.suppressed_repeats += 1  # someone is on it: done, as far as the evaluator is concerned
+            return
+        self.dispatcher.deliver(rule, notification)
 
     def _configure_email(self, rules: Sequence[AlertRule]) -> None:
         wanted = {name for rule in rules for name in rule.channels if name.startswith(EMAIL_CHANNEL_PREFIX)}
@@ -261,6 +282,11 @@ class _MonitorCollector(Collector):
         )
         failures.add_metric([], counters.failed_attempts)
         yield failures
+        suppressed = CounterMetricFamily(
+            "featurebus_alert_repeats_suppressed", "Repeats not sent because the episode was acknowledged", labels=[]
+        )
+        suppressed.add_metric([], monitor.suppressed_repeats)
+        yield suppressed
         history = GaugeMetricFamily("featurebus_monitor_history_dropped_series", "Series the history had no room for")
         history.add_metric([], monitor.history.dropped_series)
         yield history
