@@ -90,9 +90,11 @@ class Monitoring:
             "kind": rule.kind.value,
             "target": rule.target,
             "threshold": rule.limit,
+            # "resolved": OK again after firing (a rule that never fired is "ok")
             "state": "resolved"
-            if status is AlertStatus.OK and state is not None and state.version > 0
+            if status is AlertStatus.OK and state is not None and state.resolved_ms
             else status.value,
+            "resolved": _iso(None if state is None else state.resolved_ms),
             "since": _iso(since_ms),
             "since_ms": since_ms,
             "value": None if state is None else state.value,

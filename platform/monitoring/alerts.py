@@ -95,6 +95,7 @@ class AlertState:
     value: float | None = None  # the last observation
     observed_ms: int | None = None
     outbox: tuple[Notification, ...] = field(default=())
+    resolved_ms: int | None = None  # OK after firing: when it resolved (cleared when it fires again)
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -109,6 +110,7 @@ class AlertState:
                 "value": self.value,
                 "observed_ms": self.observed_ms,
                 "outbox": [n.to_dict() for n in self.outbox],
+                "resolved_ms": self.resolved_ms,
             }
         )
 
@@ -132,6 +134,7 @@ class AlertState:
             value=data["value"],
             observed_ms=data["observed_ms"],
             outbox=tuple(Notification.from_dict(n) for n in data["outbox"]),
+            resolved_ms=data.get("resolved_ms"),  # absent from states written before it existed
         )
 
     def without_outbox(self, delivered: set[str]) -> AlertState:
@@ -167,6 +170,7 @@ def step(rule: AlertRule, state: AlertState | None, value: float | None, now_ms:
             last_sent_ms=None,
             sequence=0,
             outbox=(*current.outbox, resolved),
+            resolved_ms=now_ms,
         )
     if status is AlertStatus.OK:
         current = dataclasses.replace(base, status=AlertStatus.PENDING, since_ms=now_ms)
@@ -184,6 +188,7 @@ def step(rule: AlertRule, state: AlertState | None, value: float | None, now_ms:
             last_sent_ms=now_ms,
             sequence=1,
             outbox=(*current.outbox, fired),
+            resolved_ms=None,
         )
     assert current.since_ms is not None and current.last_sent_ms is not None
     if now_ms - current.last_sent_ms < rule.repeat_interval_s * 1000:

@@ -104,3 +104,23 @@ def test_history_shows_only_the_callers_workspaces(fixture: tuple[ControlFixture
     everything = client.get("/metrics/history", params=params, headers=control.auth("admin")).json()["series"]
     assert {s["labels"]["workspace"] for s in everything} == {"a", "b"}
     assert client.get("/metrics", headers=control.auth("admin")).status_code == 200
+
+
+def test_an_alert_that_fired_and_cleared_is_resolved_and_one_that_never_fired_is_ok() -> None:
+    [rule] = workspace_rules(
+        dataclasses.replace(
+            spending_workspace(name="a"),
+            stream_feature_views=tuple(
+                dataclasses.replace(v, monitoring=ViewMonitoringSpec(True, 60_000))
+                for v in spending_workspace(name="a").stream_feature_views
+            ),
+        )
+    )
+    quiet = step(rule, None, 5.0, 1_000)
+    fired = step(rule, quiet, 95.0, 2_000)
+    cleared = step(rule, fired, 5.0, 3_000)
+    assert Monitoring._document(rule, quiet, None)["state"] == "ok"
+    assert Monitoring._document(rule, fired, None)["state"] == "firing"
+    document = Monitoring._document(rule, cleared, None)
+    assert document["state"] == "resolved" and document["resolved"] == "1970-01-01T00:00:03.000000Z"
+    assert step(rule, cleared, 95.0, 4_000).resolved_ms is None  # firing again: no longer resolved
