@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
+from prometheus_client import Counter, Histogram
 
 from featurebus.platform.control.monitoring import Monitoring
 from featurebus.platform.control.plane import ControlPlane
@@ -16,6 +18,13 @@ from featurebus.serving.control.routes_monitoring import monitoring_router
 from featurebus.serving.errors import install_error_handlers
 
 __all__ = ["create_control_app"]
+
+CONTROL_REQUESTS = Counter(
+    "featurebus_control_requests", "Control-plane requests by route, method and status", ["route", "method", "status"]
+)
+CONTROL_SECONDS = Histogram(
+    "featurebus_control_request_seconds", "Control-plane request latency by route", ["route", "method"]
+)
 
 _DESCRIPTION = """The only writer of featurebus's definitions, jobs, principals, keys, role bindings and
 audit log. Every call carries `Authorization: Tecton-key <key>` (or `Bearer <key>`); roles are per
@@ -33,7 +42,12 @@ def create_control_app(plane: ControlPlane, monitoring: Monitoring | None = None
 
     @app.middleware("http")
     async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
         response = await call_next(request)
+        # The route's template (/v1/workspaces/{workspace}/...), never the raw path: bounded labels.
+        route = getattr(request.scope.get("route"), "path", "other")
+        CONTROL_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        CONTROL_SECONDS.labels(route, request.method).observe(time.perf_counter() - started)
         sent = getattr(request.state, "request_id", None)
         if sent:
             response.headers[REQUEST_ID_HEADER] = sent

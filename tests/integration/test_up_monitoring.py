@@ -42,7 +42,7 @@ EXPECTED = {
     "worker": {"featurebus_worker_events_processed_total", "featurebus_worker_consumer_lag_seconds"},
     "offline": {"featurebus_offline_materializer_records_written_total", "featurebus_offline_materializer_lag_seconds"},
     "jobs": {"featurebus_jobs"},
-    "control": {"process_cpu_seconds_total"},
+    "control": {"process_cpu_seconds_total", "featurebus_control_requests_total"},
 }
 
 

@@ -103,7 +103,9 @@ def test_history_shows_only_the_callers_workspaces(fixture: tuple[ControlFixture
     assert {s["labels"]["workspace"] for s in mine} == {"a"}
     everything = client.get("/metrics/history", params=params, headers=control.auth("admin")).json()["series"]
     assert {s["labels"]["workspace"] for s in everything} == {"a", "b"}
-    assert client.get("/metrics", headers=control.auth("admin")).status_code == 200
+    metrics = client.get("/metrics", headers=control.auth("admin"))
+    assert metrics.status_code == 200
+    assert 'featurebus_control_requests_total{method="GET",route="/metrics/history",status="200"}' in metrics.text
 
 
 def test_an_alert_that_fired_and_cleared_is_resolved_and_one_that_never_fired_is_ok() -> None:
