@@ -309,6 +309,15 @@ def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:
         lifetime_start_ms=view.lifetime_start_ms,
         aggregation_leading_edge=view.aggregation_leading_edge,
     )
+    enabled, skip_defaults, expectations = view.data_quality.specs(
+        view.offline, [a.name for a in aggregations], view.error
+    )
+    spec = dataclasses.replace(
+        spec,
+        data_quality_enabled=enabled,
+        skip_default_expectations=skip_defaults,
+        data_quality_expectations=expectations,
+    )
     _check_columns(view, spec)
     return spec
 
@@ -548,7 +557,8 @@ def _compile_service(service: FeatureService, features: dict[str, list[str]]) ->
                 f"{unknown[0]!r}. Choose from: {', '.join(available)}."
             )
         selections.append(FeatureSelectionSpec(ref.view.name, tuple(ref.features) or tuple(available)))
-    return FeatureServiceSpec(service.name, tuple(selections), **_metadata(service))
+    logging = None if service.logging is None else service.logging.spec
+    return FeatureServiceSpec(service.name, tuple(selections), logging, **_metadata(service))
 
 
 # -- batch feature views and batch sources ---------------------------------------------------------

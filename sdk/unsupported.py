@@ -71,7 +71,6 @@ _TABLE: dict[str, tuple[_Kind, str]] = {
         "featurebus reads streams from Kafka only; use KafkaConfig(topics=..., timestamp_field=...)",
     ),
     "KinesisOutputStream": ("class", "feature topics are Kafka topics written by featurebus; remove output_stream"),
-    "LoggingConfig": ("class", "feature logging is not supported; log requests from your application"),
     "MaterializationAttempt": ("class", _JOBS),
     "MaterializationJob": ("class", _JOBS),
     "ModelConfig": ("class", "featurebus hosts no models; call the model from your application"),

@@ -37,12 +37,20 @@ KINDS = Path(__file__).parents[1] / "fixtures" / "specs_v4" / "kinds.json"
 
 def _as_version_4(document: bytes) -> bytes:
     """A version-5 document without what version 5 added (batch views' ``source_ranges``, which
-    a version-4 document cannot have set): the bytes version 4 wrote for the same workspace."""
+    a version-4 document cannot have set) and without the monitoring fields added since with
+    defaults (data quality of stream views, logging of services): the bytes version 4 wrote for
+    the same workspace."""
     raw = orjson.loads(document)
     assert raw["format_version"] == 5
     raw["format_version"] = 4
     for view in raw["batch_feature_views"]:
         assert view.pop("source_ranges") == []
+    for view in raw["stream_feature_views"]:
+        assert view.pop("data_quality_enabled") is True
+        assert view.pop("skip_default_expectations") is False
+        assert view.pop("data_quality_expectations") == []
+    for service in raw["feature_services"]:
+        assert service.pop("logging") is None
     return orjson.dumps(raw)
 
 
