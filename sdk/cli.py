@@ -56,8 +56,10 @@ app.command("control")(control)
 from featurebus.cli_flink import flink_app  # noqa: E402
 
 app.add_typer(flink_app, name="flink")
+from featurebus.cli_monitoring_stats import monitoring_app  # noqa: E402
 from featurebus.cli_test import repo_test_command  # noqa: E402
 
+app.add_typer(monitoring_app, name="monitoring")
 app.command("test", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(repo_test_command)
 
 console = Console(soft_wrap=True)  # whole lines in pipes and logs; tables still fit the width
@@ -604,9 +606,11 @@ def serve(
 
 @app.command("offline")
 def offline(workspace: Workspace = "default", bootstrap: Bootstrap = None, home: Home = None) -> None:
-    """Run the offline materializer: source topics -> Parquet."""
+    """Run the offline materializer (source topics -> Parquet, data-quality statistics) and the
+    feature monitor (logged features -> Parquet, drift, live parity)."""
     from featurebus.platform.offline.materializer import OfflineMaterializer
     from featurebus.platform.registry import wait_for_workspace
+    from featurebus.platform.served.feature_monitor import FeatureMonitor
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -624,7 +628,11 @@ def offline(workspace: Workspace = "default", bootstrap: Bootstrap = None, home:
                 markup=False,
             )
             return
-        OfflineMaterializer(cluster, _home(home) / "offline", workspace, registry=registry).run_forever(stop)
+        materializer = OfflineMaterializer(cluster, _home(home) / "offline", workspace, registry=registry)
+        # Feature logging to the offline store, drift and live parity (platform/monitoring/feature_monitor.py).
+        monitor = FeatureMonitor(cluster, _home(home) / "offline", materializer.spec)
+        threading.Thread(target=monitor.run_forever, args=(stop,), name="feature-monitor", daemon=True).start()
+        materializer.run_forever(stop)
     except KeyboardInterrupt:
         stop.set()
 

@@ -40,7 +40,7 @@ _TABLE: dict[str, tuple[_Kind, str]] = {
     "DataFrame": ("class", "featurebus returns pandas DataFrames; use pandas directly"),
     "Dataset": (
         "class",
-        "featurebus has no saved datasets; write training sets to Parquet (`featurebus training-set`)",
+        "datasets are saved and read through the workspace: ws.save_dataset(name, df) and ws.get_dataset(name)",
     ),
     "DatasetJob": ("class", _JOBS),
     "DatabricksClusterConfig": ("class", _SPARK),

@@ -25,12 +25,13 @@ from featurebus.platform.monitoring.expectations import (
 from featurebus.platform.monitoring.quality import FeatureStatistics, FeatureSummary, Granularity
 from featurebus.platform.monitoring.quality_store import QualityStore
 from featurebus.schemas.errors import InvalidRequestError
-from featurebus.schemas.specs import StreamFeatureViewSpec
+from featurebus.schemas.specs import StreamFeatureViewSpec, WorkspaceSpec
 
 __all__ = [
     "DEFAULT_HISTORY_BUCKETS",
     "evaluate_view",
     "failed_count",
+    "monitored_view",
     "feature_columns",
     "results_json",
     "view_statistics",
@@ -38,6 +39,17 @@ __all__ = [
 
 DEFAULT_HISTORY_BUCKETS = 24  # the default expectations compare an hour with the 24 before it
 _EMPTY = FeatureStatistics(numeric=False).summary()
+
+
+def monitored_view(spec: WorkspaceSpec, name: str) -> StreamFeatureViewSpec:
+    """The stream view ``name`` of ``spec``, which must have data quality enabled."""
+    view = spec.view(name)  # NotFoundError listing the views
+    if not view.data_quality_enabled or not view.offline:
+        raise InvalidRequestError(
+            f"feature view {name!r} has no data-quality statistics: it needs offline=True and "
+            "data_quality_enabled (the default for offline views)"
+        )
+    return view
 
 
 def feature_columns(view: StreamFeatureViewSpec, feature: str | None = None) -> dict[str, str]:
