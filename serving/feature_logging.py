@@ -33,6 +33,7 @@ from prometheus_client import Counter
 from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
 from featurebus.platform.kafka.clients import producer
 from featurebus.platform.kafka.topics import logging_topic
+from featurebus.schemas.errors import FeaturebusError
 
 __all__ = ["FeatureLogger", "LOGGED"]
 
@@ -127,7 +128,7 @@ class FeatureLogger:
             try:
                 self._produce(writer, batch, ready)
                 backoff_s = 0.5
-            except (KafkaException, BufferError) as exc:
+            except (KafkaException, BufferError, FeaturebusError) as exc:
                 for workspace, service, *_ in batch:
                     self._count(workspace, service, "failed", 1)
                 _log.warning(

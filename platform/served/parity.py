@@ -6,8 +6,9 @@ give ``get_features_for_events`` exactly what serving was asked, so the offline 
 the served one (floats within 1e-9 relative, as docs/design.md §4 promises) once every event
 before the request time is in the offline store. A mismatch is either a real divergence (a
 corrupted online tile, a bug on one side) or serving having lagged behind events at request time;
-the monitor therefore checks only requests older than a settling delay, and reports the first
-differing examples so a user can tell which.
+or events that arrived after the request with event times before it (the training path counts
+them, serving could not have). The monitor therefore checks only requests older than a settling
+delay, and reports the first differing examples so a user can tell which.
 """
 
 from __future__ import annotations
