@@ -1,34 +1,42 @@
-"""Data-quality statistics next to the offline store: one small file per flush and hour.
+"""Data-quality statistics next to the offline store: one small file per view and flush.
 
 Layout (under the offline store's root, beside ``sources/``)::
 
-    <root>/quality/<workspace>/<view>/hour=<bucket start ms>/<topic>-<partition>-<first>-<last>.json
+    <root>/quality/<workspace>/<view>/h<first hour>-<last hour>-<topic>-<partition>-<first>-<last>.json
 
 Each file holds, for one flush of one Kafka partition (the offsets of the Parquet part it was
-computed with) and one hour of event time, the ``FeatureStatistics`` of every column the view
-aggregates (``{"format": 1, "columns": {column: statistics}}``). A reader merges every file of an
-hour (statistics are mergeable), and a day merges its 24 hours, so nothing is ever rewritten in
-place: the name depends only on the offsets, so replaying a flush replaces its file rather than
-counting it twice. The materializer writes the statistics after the Parquet files of the flush;
-a crash between the two loses that flush's statistics (an undercount of one flush), never
-doubles it.
+computed with), the ``FeatureStatistics`` of every column the view aggregates per hour of event
+time (``{"format": 1, "hours": {hour start ms: {column: statistics}}}``); the hour range in the
+name lets a reader skip files outside the range it asks for. A reader merges every file's
+statistics of an hour (they are mergeable), and a day merges its 24 hours, so nothing is ever
+rewritten in place: the name depends only on the offsets, so replaying a flush replaces its file
+rather than counting it twice.
+
+Statistics are derived data, so files are renamed into place (readers never see a torn one) but
+not fsynced: fsyncs were most of what statistics cost a flush. After a power loss a file may be
+empty; readers skip an unreadable file with a warning, as they would a flush whose statistics a
+crash prevented (the materializer writes statistics after the flush's Parquet files): an
+undercount of that flush, never a double count.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 
 import orjson
 
-from featurebus.platform.files.atomic import atomic_write
 from featurebus.platform.monitoring.quality import QUALITY_FORMAT_VERSION, FeatureStatistics, Granularity
 from featurebus.schemas.errors import StoreFormatError
 
 __all__ = ["QualityStore", "quality_dir"]
 
-_HOUR = re.compile(r"^hour=(?P<start>-?\d+)$")
+_FILE = re.compile(r"^h(?P<first>-?\d+)-(?P<last>-?\d+)-.+\.json$")
+
+_log = logging.getLogger(__name__)
 
 
 def quality_dir(root: Path, workspace: str, view: str) -> Path:
@@ -42,47 +50,57 @@ class QualityStore:
     def write(self, workspace: str, view: str, part: str, stats: Mapping[tuple[str, int], FeatureStatistics]) -> None:
         """Store one flush's statistics, keyed ``(column, hour start ms)``; ``part`` names the
         flush (``<topic>-<partition>-<first offset>-<last offset>``)."""
-        by_hour: dict[int, dict[str, str]] = {}
+        if not stats:
+            return
+        hours: dict[str, dict[str, str]] = {}
         for (column, start), statistics in stats.items():
-            by_hour.setdefault(start, {})[column] = statistics.to_bytes().decode()
+            hours.setdefault(str(start), {})[column] = statistics.to_bytes().decode()
+        starts = [int(h) for h in hours]
         directory = quality_dir(self._root, workspace, view)
-        for start, columns in by_hour.items():
-            document = {"format": QUALITY_FORMAT_VERSION, "columns": columns}
-            atomic_write(directory / f"hour={start}" / f"{part}.json", orjson.dumps(document))
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"h{min(starts)}-{max(starts)}-{part}.json"
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_bytes(orjson.dumps({"format": QUALITY_FORMAT_VERSION, "hours": hours}))
+        os.replace(temporary, path)
 
     def read(
         self, workspace: str, view: str, since_ms: int | None = None, until_ms: int | None = None
     ) -> dict[int, dict[str, FeatureStatistics]]:
-        """Merged statistics per hour start (only hours with files) in ``[since_ms, until_ms)``."""
+        """Merged statistics per hour start (only hours with data) in ``[since_ms, until_ms)``."""
         result: dict[int, dict[str, FeatureStatistics]] = {}
         directory = quality_dir(self._root, workspace, view)
         if not directory.exists():
             return result
-        for hour_dir in directory.iterdir():
-            match = _HOUR.match(hour_dir.name)
+        hour = Granularity.HOUR.value
+        for path in sorted(directory.glob("h*.json")):
+            match = _FILE.match(path.name)
             if match is None:
                 continue
-            start = int(match["start"])
-            if (since_ms is not None and start + Granularity.HOUR.value <= since_ms) or (
-                until_ms is not None and start >= until_ms
+            if (since_ms is not None and int(match["last"]) + hour <= since_ms) or (
+                until_ms is not None and int(match["first"]) >= until_ms
             ):
                 continue
-            merged: dict[str, FeatureStatistics] = {}
-            for path in sorted(hour_dir.glob("*.json")):
+            try:
                 document = orjson.loads(path.read_bytes())
-                if not isinstance(document, dict) or document.get("format") != QUALITY_FORMAT_VERSION:
-                    raise StoreFormatError(
-                        f"{path} is not data-quality statistics of format {QUALITY_FORMAT_VERSION}: delete "
-                        f"{directory} to start the statistics afresh, or run the featurebus version that wrote it"
-                    )
-                for column, raw in document["columns"].items():
+            except orjson.JSONDecodeError:
+                _log.warning("skipping unreadable data-quality statistics %s (cut short by a crash?)", path)
+                continue
+            if not isinstance(document, dict) or document.get("format") != QUALITY_FORMAT_VERSION:
+                raise StoreFormatError(
+                    f"{path} is not data-quality statistics of format {QUALITY_FORMAT_VERSION}: delete "
+                    f"{directory} to start the statistics afresh, or run the featurebus version that wrote it"
+                )
+            for start_text, columns in document["hours"].items():
+                start = int(start_text)
+                if (since_ms is not None and start + hour <= since_ms) or (until_ms is not None and start >= until_ms):
+                    continue
+                merged = result.setdefault(start, {})
+                for column, raw in columns.items():
                     statistics = FeatureStatistics.from_bytes(raw.encode())
                     if column in merged:
                         merged[column].merge(statistics)
                     else:
                         merged[column] = statistics
-            if merged:
-                result[start] = merged
         return result
 
     @staticmethod
