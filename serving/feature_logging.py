@@ -39,7 +39,8 @@ __all__ = ["FeatureLogger", "LOGGED"]
 
 LOGGED = Counter(
     "featurebus_feature_logging_records_total",
-    "Sampled feature-logging records by outcome (queued, dropped when the queue was full, produced, failed)",
+    "Sampled feature-logging records by outcome: dropped (the queue was full), produced (handed to the "
+    "Kafka producer), failed (still unproduced at shutdown; errors are retried with backoff)",
     ["workspace", "feature_service", "outcome"],
 )
 
@@ -83,8 +84,7 @@ class FeatureLogger:
         request_id = f"{self._id_prefix}-{next(self._ids)}"
         entry = (workspace, service, request_id, request_ms, join_keys, request_context, names, values, effective_times)
         try:
-            self._queue.put_nowait(entry)
-            self._count(workspace, service, "queued", 1)
+            self._queue.put_nowait(entry)  # counted as produced (or failed) by the thread
         except queue.Full:
             self._count(workspace, service, "dropped", 1)
         return request_id
@@ -113,37 +113,43 @@ class FeatureLogger:
         writer = producer(self._bootstrap, **{"linger.ms": 50, "queue.buffering.max.messages": 200_000})
         ready: set[str] = set()
         backoff_s = 0.5
-        while not (self._stop.is_set() and self._queue.empty()):
-            try:
-                entry = self._queue.get(timeout=0.2)
-            except queue.Empty:
-                writer.poll(0)
-                continue
-            batch = [entry]
-            while len(batch) < 1000:
+        batch: list[_Entry] = []
+        while not (self._stop.is_set() and self._queue.empty() and not batch):
+            if not batch:  # else retry the batch that failed
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch.append(self._queue.get(timeout=0.2))
                 except queue.Empty:
-                    break
+                    writer.poll(0)
+                    continue
+                while len(batch) < 1000:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
             try:
-                self._produce(writer, batch, ready)
+                batch = self._produce(writer, batch, ready)
                 backoff_s = 0.5
-            except (KafkaException, BufferError, FeaturebusError) as exc:
-                for workspace, service, *_ in batch:
-                    self._count(workspace, service, "failed", 1)
+            except (KafkaException, FeaturebusError) as exc:
+                if self._stop.is_set():
+                    break  # shutting down with the bus away: what is left is lost (counted below)
                 _log.warning(
-                    "feature logging: %d records not produced (%s); retrying in %.1f s", len(batch), exc, backoff_s
+                    "feature logging: %d records not produced yet (%s); retrying in %.1f s", len(batch), exc, backoff_s
                 )
                 self._stop.wait(backoff_s)
                 backoff_s = min(backoff_s * 2, 30.0)
+        for workspace, service, *_ in batch:
+            self._count(workspace, service, "failed", 1)
         writer.flush(10)
 
-    def _produce(self, writer: Any, batch: list[_Entry], ready: set[str]) -> None:
+    def _produce(self, writer: Any, batch: list[_Entry], ready: set[str]) -> list[_Entry]:
+        """Hand ``batch`` to the producer; returns what is left when its buffer is full."""
         topics = {logging_topic(ws, service) for ws, service, *_ in batch} - ready
         if topics:
             ensure_topics(self._bootstrap, [TopicConfig(t, 1) for t in topics])
             ready |= topics
-        for workspace, service, request_id, request_ms, join_keys, context, names, values, times in batch:
+        for index, (workspace, service, request_id, request_ms, join_keys, context, names, values, times) in enumerate(
+            batch
+        ):
             document = {
                 "request_id": request_id,
                 "request_time_ms": request_ms,
@@ -152,6 +158,11 @@ class FeatureLogger:
                 "features": dict(zip(names, values, strict=True)),
                 "effective_times": None if times is None else dict(zip(names, times, strict=True)),
             }
-            writer.produce(logging_topic(workspace, service), orjson.dumps(document), key=request_id.encode())
+            try:
+                writer.produce(logging_topic(workspace, service), orjson.dumps(document), key=request_id.encode())
+            except BufferError:  # librdkafka's queue is full (the broker is slow): wait for deliveries
+                writer.poll(0.5)
+                return batch[index:]
             self._count(workspace, service, "produced", 1)
         writer.poll(0)
+        return []

@@ -123,7 +123,7 @@ def test_the_feature_logger_drops_and_counts_rather_than_block_when_kafka_is_awa
         return value or 0.0
 
     assert count("dropped") >= 900  # the queue holds 10; the stuck thread took at most a few out
-    assert count("queued") + count("dropped") == 1_000
+    assert count("produced") == 0
 
 
 def test_sampling_follows_the_rate() -> None:
