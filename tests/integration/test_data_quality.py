@@ -4,6 +4,7 @@ and a null rate above the declared expectation shows as a failed expectation on 
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,9 @@ import orjson
 import pandas as pd
 import pytest
 from prometheus_client import REGISTRY, generate_latest
+from typer.testing import CliRunner
 
+from featurebus.cli import app
 from featurebus.platform.kafka.clients import reliable_producer
 from featurebus.platform.monitoring.quality import Granularity
 from featurebus.platform.monitoring.quality_report import view_statistics
@@ -116,3 +119,49 @@ def test_statistics_per_hour_and_a_null_rate_above_the_expectation_fails(
         until_ms=T0 + 6 * HOUR,
     )
     assert latest[0]["null_rate"] == pytest.approx(0.5)
+
+    # The same through `featurebus monitoring stats`.
+    result = CliRunner().invoke(
+        app,
+        [
+            "monitoring",
+            "stats",
+            "user_spending",
+            "--feature",
+            FEATURE,
+            "--since",
+            "2024-03-10T03:00:00Z",
+            "--until",
+            "2024-03-10T06:00:00Z",
+            "--workspace",
+            workspace,
+            "--bootstrap",
+            kafka_bootstrap,
+            "--home",
+            str(tmp_path),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert [(r["row_count"], r["has_data"]) for r in shown] == [(0, False), (200, True), (200, True)]
+    table = CliRunner().invoke(
+        app,
+        [
+            "monitoring",
+            "stats",
+            "user_spending",
+            "--since",
+            "2024-03-10T03:00:00Z",
+            "--until",
+            "2024-03-10T04:00:00Z",
+            "--workspace",
+            workspace,
+            "--bootstrap",
+            kafka_bootstrap,
+            "--home",
+            str(tmp_path),
+        ],
+        env={"COLUMNS": "200"},
+    )
+    assert table.exit_code == 0 and "no data" in table.output, table.output
