@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -95,11 +96,24 @@ class LoggedFeaturesWriter:
     """Consumes the logging topics of the workspace's services with logging; drive it from one
     thread (``poll_once`` or ``run_forever``)."""
 
-    def __init__(self, bootstrap: str, root: Path, spec: WorkspaceSpec, *, flush_records: int = 10_000) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        root: Path,
+        spec: WorkspaceSpec,
+        *,
+        flush_records: int = 50_000,
+        flush_interval_s: float = 5.0,
+    ) -> None:
+        """A flush (one file per partition) happens every ``flush_interval_s`` or
+        ``flush_records`` records, whichever comes first: fewer, larger files to read back."""
         self._bootstrap = bootstrap
         self._root = root
         self._spec = spec
         self._flush_records = flush_records
+        self._flush_interval_s = flush_interval_s
+        self._buffered = 0
+        self._first_buffered_at: float | None = None
         self._services = {logging_topic(spec.name, s.name): s.name for s in spec.feature_services if s.logging}
         self._dtypes = {s: served_dtypes(spec, s) for s in self._services.values()}
         self._buffers: dict[tuple[str, int], list[tuple[int, dict[str, Any]]]] = {}
@@ -136,27 +150,36 @@ class LoggedFeaturesWriter:
                 highest = max(highest, int(match["last"]))
         return highest
 
-    def poll_once(self, timeout_s: float = 0.5) -> bool:
-        """Consume what is there (up to ``timeout_s``), write it and commit; True once every
-        assigned partition reached its end."""
+    def poll_once(self, timeout_s: float = 0.5, *, flush: bool = False) -> bool:
+        """Consume what is there (up to ``timeout_s``); write and commit when a flush is due (or
+        ``flush``). True once every assigned partition reached its end."""
         if not self.enabled:
             return True
         consumer = self._ensure_consumer()
         at_end = False
-        for message in consumer.consume(num_messages=self._flush_records, timeout=timeout_s):
+        for message in consumer.consume(num_messages=10_000, timeout=timeout_s):
             error = message.error()
             if error is not None:
                 at_end = error.code() == KafkaError._PARTITION_EOF
                 continue
             key = (message.topic() or "", message.partition() or 0)
             self._buffers.setdefault(key, []).append((message.offset() or 0, orjson.loads(message.value() or b"{}")))
-        self._flush(consumer)
+            self._buffered += 1
+            if self._first_buffered_at is None:
+                self._first_buffered_at = time.monotonic()
+        due = self._first_buffered_at is not None and (
+            self._buffered >= self._flush_records
+            or time.monotonic() - self._first_buffered_at >= self._flush_interval_s
+        )
+        if flush or due:
+            self._flush(consumer)
         return at_end
 
     def run_forever(self, stop: threading.Event) -> None:
         try:
             while not stop.is_set():
                 self.poll_once()
+            self.poll_once(0, flush=True)
         finally:
             self.close()
 
@@ -178,6 +201,8 @@ class LoggedFeaturesWriter:
             self.written_count += len(entries)
             commits.append(TopicPartition(topic, partition, last + 1))
         self._buffers.clear()
+        self._buffered = 0
+        self._first_buffered_at = None
         if commits:
             consumer.commit(offsets=commits, asynchronous=False)
 

@@ -91,6 +91,7 @@ class FeatureMonitor:
                 if time.monotonic() >= next_round:
                     self.run_round()
                     next_round = time.monotonic() + self._interval_s
+            self.writer.poll_once(0, flush=True)
         finally:
             self.writer.close()
 
