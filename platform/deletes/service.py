@@ -1,0 +1,139 @@
+"""``delete_keys``: remove entities' values online, offline and (if asked) from source topics.
+
+1. online: a tombstone on the view's feature topic for every record (tile, lifetime prefix) of
+   those entities, in the record's own partition: each serving replica's online materializer
+   deletes the key from its RocksDB when it reads the tombstone, and compaction later drops the
+   records from the topic itself. Then a delete request on ``deletes_topic`` (stream views), so
+   every stream worker drops its cached tiles of those entities (``platform.deletes.requests``);
+2. offline: the Parquet files holding their rows are rewritten without them (``offline.py``);
+3. with ``include_sources``: tombstones on compacted source topics (``sources.py``).
+Each step is idempotent: a delete that failed or was killed midway is completed by running it
+again. The receipt lists what each step changed and what it could not change.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from featurebus.platform.deletes.bus import live_records, write_tombstones
+from featurebus.platform.deletes.keys import delete_target, entity_keys
+from featurebus.platform.deletes.offline import delete_batch_view_rows, delete_source_rows
+from featurebus.platform.deletes.receipt import DeleteReceipt, FileRewrite, NotDeleted, TopicTombstones
+from featurebus.platform.deletes.requests import DeleteRequest, publish_request
+from featurebus.platform.deletes.sources import delete_source_records
+from featurebus.platform.kafka.topics import feature_topic
+from featurebus.schemas.errors import InvalidRequestError
+from featurebus.schemas.specs import BatchFeatureViewSpec, WorkspaceSpec
+from featurebus.schemas.time import now_ms
+
+__all__ = ["DeleteOptions", "delete_keys"]
+
+_TILE_KEY_TAIL = 10  # u64 tile start + u16 shard after the entity key (schemas/encoding.py)
+
+
+@dataclass(frozen=True)
+class DeleteOptions:
+    online: bool = True
+    offline: bool = True
+    include_sources: bool = False
+
+
+def delete_keys(
+    bootstrap: str,
+    offline_root: Path,
+    spec: WorkspaceSpec,
+    view_name: str,
+    rows: Sequence[Mapping[str, Any]],
+    options: DeleteOptions,
+    request_id: str | None = None,
+) -> DeleteReceipt:
+    if not spec.live:
+        raise InvalidRequestError(
+            f"workspace {spec.name!r} is a development workspace: it is never materialized and holds no values "
+            "to delete; delete the keys in the live workspace its data comes from"
+        )
+    if not (options.online or options.offline or options.include_sources):
+        raise InvalidRequestError("nothing to delete: online, offline and include_sources are all false")
+    target = delete_target(spec, view_name)
+    keys = entity_keys(target, rows)
+    key_values = set(keys.values())
+    request_id = request_id or uuid.uuid4().hex
+    topics: list[TopicTombstones] = []
+    files: list[FileRewrite] = []
+    not_deleted: list[NotDeleted] = []
+    view = target.view
+    if options.online and view.online:
+        topic = feature_topic(spec.name, view.name)
+        wanted = set(keys)
+        found = live_records(bootstrap, topic, lambda key, _value: key is not None and key[:-_TILE_KEY_TAIL] in wanted)
+        if found:
+            topics.extend(write_tombstones(bootstrap, topic, found, "feature"))
+        if not target.is_batch:
+            publish_request(bootstrap, spec.name, DeleteRequest(request_id, view.name, tuple(sorted(keys)), now_ms()))
+    if options.offline:
+        if isinstance(view, BatchFeatureViewSpec):
+            files.extend(
+                delete_batch_view_rows(
+                    offline_root, spec.name, view.name, view.timestamp_field, target.join_keys, key_values
+                )
+            )
+            not_deleted.extend(_batch_source_notes(spec, view))
+        else:
+            source = spec.source(view.source)
+            if source.log_offline:
+                rewrites, notes = delete_source_rows(offline_root, spec.name, source, target.join_keys, key_values)
+                files.extend(rewrites)
+                not_deleted.extend(notes)
+    if not options.include_sources:
+        not_deleted.extend(
+            NotDeleted(
+                f"source topics {list(spec.source(name).kafka.topics)}",
+                "include_sources=False: they still hold these entities' records, and a recomputation from the "
+                "source log (a definition change, a rebuilt offline store) would bring the values back",
+            )
+            for name in _stream_sources(spec, view)
+        )
+    else:
+        for source_name in _stream_sources(spec, view):
+            written, notes = delete_source_records(
+                bootstrap, spec.source(source_name), target.join_keys, target.dtypes, key_values
+            )
+            topics.extend(written)
+            not_deleted.extend(notes)
+    return DeleteReceipt(
+        workspace=spec.name,
+        view=view.name,
+        entities=len(keys),
+        online=options.online,
+        offline=options.offline,
+        include_sources=options.include_sources,
+        topics=tuple(topics),
+        files=tuple(files),
+        not_deleted=tuple(not_deleted),
+        request_id=request_id,
+    )
+
+
+def _stream_sources(spec: WorkspaceSpec, view: Any) -> list[str]:
+    if isinstance(view, BatchFeatureViewSpec):
+        names = {s.name for s in spec.stream_sources}
+        return [s for s in view.sources if s in names]
+    return [view.source]
+
+
+def _batch_source_notes(spec: WorkspaceSpec, view: BatchFeatureViewSpec) -> list[NotDeleted]:
+    """A batch view recomputes from its batch sources' files, which featurebus reads, never writes."""
+    batch = {s.name for s in spec.batch_sources}
+    return [
+        NotDeleted(
+            f"batch source {name!r}",
+            "its files belong to you: featurebus reads them and does not change them. Remove the entities' rows "
+            "there too, or a later materialization of this view brings them back",
+        )
+        for name in view.sources
+        if name in batch
+    ]
