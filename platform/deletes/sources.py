@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka.admin import ConfigResource
+from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]  # exported at run time, not in the stubs
 
 from featurebus.platform.deletes.bus import live_records, write_tombstones
 from featurebus.platform.deletes.receipt import NotDeleted, TopicTombstones
