@@ -6,6 +6,11 @@ holds), between micro-batches. Its position is kept in the worker's local store,
 same atomic write as the dropped records (``StreamEngine.drop_entities``), so a request is applied
 once per state directory. A worker with no position yet (new or lost state) starts at the topic's
 end: its state comes from the feature topics, where the deletes' tombstones already are.
+
+The worker applies requests before each micro-batch without waiting on the broker, so an event
+that reaches the worker within a moment (the deletes consumer's fetch, ~50 ms) of the delete may
+be folded before the request is seen; it is then deleted with the entity's other records, as if
+the delete had come after it. Events after that start the entity afresh.
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ class DeleteFollower:
         self._store = store
         self._topic = deletes_topic(workspace)
         ensure_topics(bootstrap, [deletes_topic_config(workspace)])
-        self._consumer: Any = consumer(bootstrap, **{"enable.auto.offset.store": False})
+        # A short fetch wait: the request is prefetched within ~50 ms of its write, so every
+        # batch polled after that applies it first (``step`` never waits on the broker).
+        self._consumer: Any = consumer(bootstrap, **{"enable.auto.offset.store": False, "fetch.wait.max.ms": 50})
         stored = store.get(POSITION_KEY)
         start = OFFSET_END if stored is None else int(stored)
         self._consumer.assign([TopicPartition(self._topic, 0, start)])

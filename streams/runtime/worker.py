@@ -361,10 +361,12 @@ class _Worker:
             first = self.consumer.poll(batch_window_s)
             messages = [] if first is None else [first, *self.consumer.consume(num_messages=batch_size - 1, timeout=0)]
             records = _records(messages)
+            # Deletes first: a batch holding a deleted entity's next event must not merge it
+            # into the tiles the delete dropped (platform/deletes/requests.py).
+            self._apply_deletes()
             if records:
                 self._process(records)
             self._follow_registry()
-            self._apply_deletes()
             # Expiry walks the state one bounded slice per loop turn (a whole pass at 100k
             # entities took seconds, holding back every event meanwhile); a pass starts every
             # EXPIRY_INTERVAL_S.

@@ -1,0 +1,263 @@
+"""Deletes against the real broker.
+
+The acceptance case of issue 16, item 7: with the whole platform running and a second serving
+replica, ``delete_keys`` through the control plane makes both replicas answer count 0 /
+MISSING_DATA for the deleted entities, training sets stop seeing them, the other entities keep
+every value, the receipt lists exactly the feature records and files that held them, the stream
+worker starts a deleted entity afresh on its next event, and a consumer's key is refused (403).
+Also: ``include_sources`` tombstones a compacted, keyed source topic and says what it cannot do
+on a plain one.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+import featurebus
+from featurebus.platform.api_keys import create_api_key
+from featurebus.platform.deletes.bus import live_records
+from featurebus.platform.deletes.service import DeleteOptions, delete_keys
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, read_compacted
+from featurebus.platform.kafka.runtime import free_port_pair
+from featurebus.platform.kafka.topics import feature_topic
+from featurebus.platform.local.generator import produce_events
+from featurebus.platform.local.up import LocalPlatform
+from featurebus.platform.registry import KafkaRegistry, apply_workspace
+from featurebus.schemas.encoding import encode_entity_key
+from featurebus.schemas.time import format_iso_ms
+from tests.support.specs import MINUTE, spending_workspace
+
+pytestmark = pytest.mark.kafka
+
+USERS = ["u1", "u2", "u3", "u4"]
+DELETED = ["u1", "u2"]
+EVENTS_PER_USER = 6
+COUNT = "user_spending.amount_count_1h_continuous"
+SUM = "user_spending.amount_sum_1h_continuous"
+
+
+def _served(client: httpx.Client, url: str, key: str, workspace: str, user: str) -> dict[str, tuple[Any, str]]:
+    """Served values and statuses by feature name; {} while the replica is not answering yet."""
+    try:
+        response = _get_features(client, url, key, workspace, user)
+    except httpx.TransportError:
+        return {}
+    if response.status_code != 200:
+        return {}
+    body = response.json()
+    names = [f["name"] for f in body["metadata"]["features"]]
+    statuses = [f.get("status", "") for f in body["metadata"]["features"]]
+    return dict(zip(names, zip(body["result"]["features"], statuses, strict=True), strict=True))
+
+
+def _get_features(client: httpx.Client, url: str, key: str, workspace: str, user: str) -> httpx.Response:
+    return client.post(
+        f"{url}/api/v1/feature-service/get-features",
+        headers={"Authorization": f"Bearer {key}"},
+        json={
+            "params": {
+                "workspaceName": workspace,
+                "featureServiceName": "spending",
+                "joinKeyMap": {"user_id": user},
+                "metadataOptions": {"includeServingStatus": True},
+            }
+        },
+    )
+
+
+def _count(served: dict[str, tuple[Any, str]]) -> int | None:
+    return None if COUNT not in served else int(served[COUNT][0])
+
+
+def _wait_until(what: str, check: Any, platform: LocalPlatform, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        platform.check()
+        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{platform.log_tail('worker')}"
+        time.sleep(0.3)
+
+
+def _start_replica(home: Path, bootstrap: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port_pair()[0]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "featurebus",
+            "serve",
+            "--port",
+            str(port),
+            "--bootstrap",
+            bootstrap,
+            "--home",
+            str(home),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return process, f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.e2e
+def test_delete_keys_removes_entities_everywhere_and_the_receipt_says_exactly_what(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    workspace, topic = f"del_{suffix}", f"payments_{suffix}"
+    ensure_topics(kafka_bootstrap, [TopicConfig(topic, partitions=2)])
+    home = tmp_path / "home"
+    with LocalPlatform(home, workspace, bootstrap=kafka_bootstrap) as platform:
+        registry = KafkaRegistry(kafka_bootstrap)
+        apply_workspace(registry, spending_workspace(topic=topic, name=workspace))
+        _, reader = create_api_key(registry, workspace, "reader")  # the consumer role
+        replica, replica_url = _start_replica(tmp_path / "replica2", kafka_bootstrap)
+        try:
+            urls = [platform.serving_url, replica_url]
+            now = int(time.time() * 1000)
+            events = [
+                {"user_id": user, "amount": float(i + 1), "ts": format_iso_ms(now - (10 + i) * MINUTE)}
+                for user in USERS
+                for i in range(EVENTS_PER_USER)
+            ]
+            assert produce_events(kafka_bootstrap, topic, events) == len(events)
+            with httpx.Client(timeout=10.0) as client:
+
+                def every_replica_counts(user: str, expected: int) -> bool:
+                    return all(_count(_served(client, url, reader, workspace, user)) == expected for url in urls)
+
+                for user in USERS:
+                    _wait_until(
+                        f"{user} served everywhere", lambda u=user: every_replica_counts(u, EVENTS_PER_USER), platform
+                    )
+                _wait_until(
+                    "the offline store",
+                    lambda: (
+                        sum(pq.read_metadata(p).num_rows for p in platform.offline_dir.rglob("part-*.parquet"))
+                        >= len(events)
+                    ),
+                    platform,
+                )
+                # What the receipt must list: every feature record and every file holding u1/u2.
+                deleted_keys = {encode_entity_key((u,)) for u in DELETED}
+                records_before = live_records(
+                    kafka_bootstrap,
+                    feature_topic(workspace, "user_spending"),
+                    lambda k, v: k is not None and k[:-10] in deleted_keys,
+                )
+                files_before = {
+                    str(p): int(pq.read_table(p).column("user_id").to_pandas().isin(DELETED).sum())
+                    for p in platform.offline_dir.rglob("part-*.parquet")
+                }
+                untouched_files = {p: Path(p).read_bytes() for p, n in files_before.items() if n == 0}
+
+                # A consumer's key may read but not delete.
+                refused = client.post(
+                    f"{platform.control_url}/v1/workspaces/{workspace}/deletes",
+                    headers={"Authorization": f"Bearer {reader}"},
+                    json={"view": "user_spending", "keys": [{"user_id": "u1"}]},
+                )
+                assert refused.status_code == 403 and "editor" in refused.json()["message"]
+
+                ws = featurebus.get_workspace(workspace, bootstrap=kafka_bootstrap, home=home)
+                receipt = ws.get_feature_view("user_spending").delete_keys(pd.DataFrame({"user_id": DELETED}))
+
+                assert receipt.entities == 2
+                assert {(t.topic, t.kind) for t in receipt.topics} == {
+                    (feature_topic(workspace, "user_spending"), "feature")
+                }
+                assert receipt.tombstones == len(records_before) > 0
+                assert {(t.partition) for t in receipt.topics} == {p for p, _ in records_before}
+                assert {f.old_path: f.rows_removed for f in receipt.files} == {
+                    p: n for p, n in files_before.items() if n
+                }
+                assert receipt.rows_removed == len(DELETED) * EVENTS_PER_USER
+                assert any("include_sources=False" in n.reason for n in receipt.not_deleted)
+                assert set(receipt.to_pandas()["action"]) == {"tombstones", "rewrite", "not_deleted"}
+                assert all(Path(p).read_bytes() == b for p, b in untouched_files.items())
+
+                # Every replica: the deleted entities are gone, the others untouched.
+                for user in DELETED:
+                    _wait_until(f"{user} deleted everywhere", lambda u=user: every_replica_counts(u, 0), platform)
+                    for url in urls:
+                        served = _served(client, url, reader, workspace, user)
+                        assert served[COUNT][1] == "MISSING_DATA" and served[SUM][0] is None
+                for user in USERS[2:]:
+                    assert every_replica_counts(user, EVENTS_PER_USER)
+
+                # Training sets no longer see them.
+                spine = pd.DataFrame(
+                    {"user_id": USERS, "timestamp": pd.to_datetime([now] * len(USERS), unit="ms", utc=True)}
+                )
+                frame = ws.get_feature_service("spending").get_features_for_events(spine)
+                counts = dict(zip(frame["user_id"], frame["user_spending__amount_count_1h_continuous"], strict=True))
+                assert counts == {"u1": 0, "u2": 0, "u3": EVENTS_PER_USER, "u4": EVENTS_PER_USER}
+
+                # The worker dropped its cached tiles: u1's next event is counted alone.
+                _wait_until(
+                    "the worker to apply the delete request",
+                    lambda: receipt.request_id in platform.log_tail("worker"),
+                    platform,
+                )
+                produce_events(kafka_bootstrap, topic, [{"user_id": "u1", "amount": 9.0, "ts": format_iso_ms(now)}])
+                _wait_until("u1's new event served", lambda: every_replica_counts("u1", 1), platform)
+                time.sleep(1.0)
+                assert every_replica_counts("u1", 1) and every_replica_counts("u3", EVENTS_PER_USER)
+
+                # Re-running the delete finds nothing left offline (only u1's new event online).
+                again = ws.get_feature_view("user_spending").delete_keys(
+                    pd.DataFrame({"user_id": ["u2"]}), online=True, offline=True
+                )
+                assert again.files == () and again.tombstones == 0
+        finally:
+            replica.send_signal(signal.SIGTERM)
+            try:
+                replica.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                replica.kill()
+                replica.wait()
+
+
+def test_include_sources_tombstones_compacted_topics_and_reports_the_others(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    compacted, plain = f"profiles_{suffix}", f"payments_{suffix}"
+    ensure_topics(
+        kafka_bootstrap, [TopicConfig(compacted, partitions=2, compacted=True), TopicConfig(plain, partitions=1)]
+    )
+    now = int(time.time() * 1000)
+    produce_events(
+        kafka_bootstrap,
+        compacted,
+        [{"user_id": u, "amount": 1.0, "ts": format_iso_ms(now - MINUTE)} for u in USERS],
+    )
+    registry = KafkaRegistry(kafka_bootstrap)
+    for topic, name in ((compacted, f"c_{suffix}"), (plain, f"p_{suffix}")):
+        spec = apply_workspace(registry, spending_workspace(topic=topic, name=name))
+        receipt = delete_keys(
+            kafka_bootstrap,
+            tmp_path / "offline",
+            spec,
+            "user_spending",
+            [{"user_id": "u1"}, {"user_id": "u2"}],
+            DeleteOptions(online=False, offline=False, include_sources=True),
+        )
+        if topic == compacted:
+            assert {t.kind for t in receipt.topics} == {"source"} and receipt.tombstones == 2
+            assert receipt.not_deleted == ()
+            assert set(read_compacted(kafka_bootstrap, compacted)) == {b"u3", b"u4"}
+        else:
+            assert receipt.topics == ()
+            (note,) = receipt.not_deleted
+            assert note.where == plain and "cleanup.policy=delete" in note.reason and "delete_records" in note.reason
