@@ -5,7 +5,9 @@
    deletes the key from its RocksDB when it reads the tombstone, and compaction later drops the
    records from the topic itself. Then a delete request on ``deletes_topic`` (stream views), so
    every stream worker drops its cached tiles of those entities (``platform.deletes.requests``);
-2. offline: the Parquet files holding their rows are rewritten without them (``offline.py``);
+2. offline: the Parquet files holding their rows are rewritten without them (``offline.py``),
+   after waiting briefly for the offline materializer to reach the source topics' ends (records
+   it writes later could hold deleted rows: the receipt lists any partition still behind);
 3. with ``include_sources``: tombstones on compacted source topics (``sources.py``).
 Each step is idempotent: a delete that failed or was killed midway is completed by running it
 again. The receipt lists what each step changed and what it could not change.
@@ -13,6 +15,7 @@ again. The receipt lists what each step changed and what it could not change.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,13 +28,16 @@ from featurebus.platform.deletes.offline import delete_batch_view_rows, delete_s
 from featurebus.platform.deletes.receipt import DeleteReceipt, FileRewrite, NotDeleted, TopicTombstones
 from featurebus.platform.deletes.requests import DeleteRequest, publish_request
 from featurebus.platform.deletes.sources import delete_source_records
+from featurebus.platform.kafka.admin import topic_end_offsets
 from featurebus.platform.kafka.topics import feature_topic
+from featurebus.platform.offline.store import max_offsets
 from featurebus.schemas.errors import InvalidRequestError
-from featurebus.schemas.specs import BatchFeatureViewSpec, WorkspaceSpec
+from featurebus.schemas.specs import BatchFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
 from featurebus.schemas.time import now_ms
 
 __all__ = ["DeleteOptions", "delete_keys"]
 
+OFFLINE_WAIT_S = 15.0  # how long a delete waits for the offline materializer to catch up
 _TILE_KEY_TAIL = 10  # u64 tile start + u16 shard after the entity key (schemas/encoding.py)
 
 
@@ -85,9 +91,19 @@ def delete_keys(
         else:
             source = spec.source(view.source)
             if source.log_offline:
+                behind = _await_offline(bootstrap, offline_root, spec.name, source)
                 rewrites, notes = delete_source_rows(offline_root, spec.name, source, target.join_keys, key_values)
                 files.extend(rewrites)
                 not_deleted.extend(notes)
+                not_deleted.extend(
+                    NotDeleted(
+                        f"{topic}[{partition}] offsets {held + 1}..{end - 1}",
+                        f"the offline materializer had not written these records yet (it holds up to offset {held}); "
+                        "those of the deleted entities among them will be written after this delete: run it again "
+                        "once the offline store caught up",
+                    )
+                    for (topic, partition), (held, end) in sorted(behind.items())
+                )
     if not options.include_sources:
         not_deleted.extend(
             NotDeleted(
@@ -116,6 +132,28 @@ def delete_keys(
         not_deleted=tuple(not_deleted),
         request_id=request_id,
     )
+
+
+def _await_offline(
+    bootstrap: str, root: Path, workspace: str, source: StreamSourceSpec
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """Wait (up to ``OFFLINE_WAIT_S``) for the offline store to hold the source's records up to the
+    topics' current ends, so a record materialized right after the rewrite cannot bring a deleted
+    row back; returns the partitions still behind: ``(topic, partition) -> (held, end offset)``.
+    (A partition whose last offsets are transaction markers never looks caught up: it is reported
+    after the wait, which only costs the wait.)"""
+    ends = {
+        (topic, p): high
+        for topic in source.kafka.topics
+        for p, (_, high) in topic_end_offsets(bootstrap, topic).items()
+    }
+    deadline = time.monotonic() + OFFLINE_WAIT_S
+    while True:
+        held = max_offsets(root, workspace, source.name)
+        behind = {key: (held.get(key, -1), end) for key, end in ends.items() if held.get(key, -1) < end - 1}
+        if not behind or time.monotonic() >= deadline:
+            return behind
+        time.sleep(0.5)
 
 
 def _stream_sources(spec: WorkspaceSpec, view: Any) -> list[str]:

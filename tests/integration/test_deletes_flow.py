@@ -26,6 +26,7 @@ import pytest
 
 import featurebus
 from featurebus.platform.api_keys import create_api_key
+from featurebus.platform.deletes import service
 from featurebus.platform.deletes.bus import live_records
 from featurebus.platform.deletes.service import DeleteOptions, delete_keys
 from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, read_compacted
@@ -229,7 +230,7 @@ def test_delete_keys_removes_entities_everywhere_and_the_receipt_says_exactly_wh
 
 
 def test_include_sources_tombstones_compacted_topics_and_reports_the_others(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     suffix = uuid.uuid4().hex[:8]
     compacted, plain = f"profiles_{suffix}", f"payments_{suffix}"
@@ -261,3 +262,17 @@ def test_include_sources_tombstones_compacted_topics_and_reports_the_others(
             assert receipt.topics == ()
             (note,) = receipt.not_deleted
             assert note.where == plain and "cleanup.policy=delete" in note.reason and "delete_records" in note.reason
+
+    # An offline store behind its source topic: the receipt names what the rewrite could not cover.
+    monkeypatch.setattr(service, "OFFLINE_WAIT_S", 0.5)
+    produce_events(kafka_bootstrap, plain, [{"user_id": "u1", "amount": 1.0, "ts": format_iso_ms(now)}] * 3)
+    receipt = delete_keys(
+        kafka_bootstrap,
+        tmp_path / "offline",
+        spec,
+        "user_spending",
+        [{"user_id": "u1"}],
+        DeleteOptions(online=False, offline=True),
+    )
+    behind = [n for n in receipt.not_deleted if n.where.startswith(f"{plain}[0]")]
+    assert len(behind) == 1 and "offsets 0..2" in behind[0].where and "run it again" in behind[0].reason

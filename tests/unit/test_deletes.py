@@ -225,3 +225,12 @@ def test_deleting_keys_needs_the_editor_role_and_every_attempt_is_audited() -> N
     ]
     assert ("p-consumer", "denied") in outcomes and ("p-editor", "failed") in outcomes
     assert fixture.client.post("/v1/workspaces/a/deletes", json=body).status_code == 401
+
+
+def test_a_feature_table_is_deleted_from_like_a_view() -> None:
+    from tests.support.table_repo import table_workspace
+
+    spec = table_workspace("t")
+    target = delete_target(spec, "user_scores")
+    assert not target.is_batch and target.join_keys == ("user_id",)
+    assert entity_keys(target, [{"user_id": "u1"}]) == {encode_entity_key(("u1",)): ("u1",)}
