@@ -18,20 +18,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from confluent_kafka import OFFSET_END, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from featurebus.platform.deletes.requests import DeleteRequest, deletes_topic_config
 from featurebus.platform.kafka.admin import ensure_topics
 from featurebus.platform.kafka.clients import consumer
 from featurebus.platform.kafka.topics import deletes_topic
 from featurebus.platform.kv import KeyValueStore
-from featurebus.schemas.errors import FeaturebusError
+from featurebus.schemas.errors import FeaturebusError, KafkaUnavailableError
 from featurebus.streams.runtime.engine import StreamEngine
 
 __all__ = ["DeleteFollower", "POSITION_KEY"]
 
 POSITION_KEY = b"\x00deletes.position"  # sorts before every data key, like the progress records
 _MAX_PER_TURN = 50
+_TIMEOUT_S = 15.0
 _log = logging.getLogger(__name__)
 
 
@@ -44,8 +45,16 @@ class DeleteFollower:
         # batch polled after that applies it first (``step`` never waits on the broker).
         self._consumer: Any = consumer(bootstrap, **{"enable.auto.offset.store": False, "fetch.wait.max.ms": 50})
         stored = store.get(POSITION_KEY)
-        start = OFFSET_END if stored is None else int(stored)
-        self._consumer.assign([TopicPartition(self._topic, 0, start)])
+        if stored is None:
+            # Pin "the end as of now" in the store at once, so a restart does not skip requests
+            # that arrive meanwhile.
+            try:
+                _, end = self._consumer.get_watermark_offsets(TopicPartition(self._topic, 0), timeout=_TIMEOUT_S)
+            except KafkaException as exc:
+                raise KafkaUnavailableError(f"reading the end of {self._topic!r} failed: {exc}") from None
+            store.write([(POSITION_KEY, str(end).encode())])
+            stored = str(end).encode()
+        self._consumer.assign([TopicPartition(self._topic, 0, int(stored))])
         self.applied = 0  # requests applied since start
 
     def step(self, engine: StreamEngine) -> int:
@@ -75,11 +84,6 @@ class DeleteFollower:
             _log.warning("delete %s: dropped %d local records of %s", request.request_id, count, request.view)
             dropped += count
             self.applied += 1
-        if self._store.get(POSITION_KEY) is None:
-            # Pin "the end as of now" so a restart does not skip requests that arrive meanwhile.
-            for tp in self._consumer.position([TopicPartition(self._topic, 0)]):
-                if tp.offset >= 0:
-                    self._store.write([(POSITION_KEY, str(tp.offset).encode())])
         return dropped
 
     def close(self) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -276,3 +277,52 @@ def test_include_sources_tombstones_compacted_topics_and_reports_the_others(
     )
     behind = [n for n in receipt.not_deleted if n.where.startswith(f"{plain}[0]")]
     assert len(behind) == 1 and "offsets 0..2" in behind[0].where and "run it again" in behind[0].reason
+
+
+def test_a_worker_applies_each_delete_request_once_per_state_and_fresh_state_starts_at_the_end(
+    kafka_bootstrap: str,
+) -> None:
+    from featurebus.platform.deletes.requests import DeleteRequest, publish_request
+    from featurebus.platform.kv import MemoryStore
+    from featurebus.streams.runtime.delete_follower import POSITION_KEY, DeleteFollower
+    from featurebus.streams.runtime.engine import MemorySink, RawRecord, StreamEngine
+
+    workspace = f"follow_{uuid.uuid4().hex[:8]}"
+    spec = spending_workspace(name=workspace)
+    store, sink = MemoryStore(), MemorySink()
+    engine = StreamEngine(spec, store, sink, lambda view: (f"features.{view}", 1))
+    now = int(time.time() * 1000)
+    event = {"user_id": "u1", "amount": 1.0, "ts": now - MINUTE}
+    engine.process([RawRecord("transactions", 0, 0, orjson.dumps(event))])
+
+    # An earlier request: a follower with no position yet starts at the end, after it.
+    u0 = encode_entity_key(("u0",))
+    publish_request(kafka_bootstrap, workspace, DeleteRequest("r0", "user_spending", (u0,), now))
+    follower = DeleteFollower(kafka_bootstrap, workspace, store)
+    try:
+        assert store.get(POSITION_KEY) == b"1"  # pinned at once
+        u1 = encode_entity_key(("u1",))
+        publish_request(kafka_bootstrap, workspace, DeleteRequest("r1", "user_spending", (u1,), now))
+        deadline = time.monotonic() + 30
+        while follower.applied == 0:
+            follower.step(engine)
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        tombstones = [r for r in sink.records if r[3] is None]
+        assert tombstones and all(key[:-10] == u1 for _, _, key, _ in tombstones)
+        assert follower.applied == 1 and store.get(POSITION_KEY) == b"2"
+    finally:
+        follower.close()
+
+    # The same state directory again: the request is not applied a second time (u1's new tiles stay).
+    engine.process([RawRecord("transactions", 0, 1, orjson.dumps(event))])
+    published = len(sink.records)
+    again = DeleteFollower(kafka_bootstrap, workspace, store)
+    try:
+        end = time.monotonic() + 2
+        while time.monotonic() < end:
+            assert again.step(engine) == 0
+            time.sleep(0.1)
+        assert again.applied == 0 and len(sink.records) == published
+    finally:
+        again.close()
