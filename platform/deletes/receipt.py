@@ -4,6 +4,10 @@ Every Kafka record the delete wrote (tombstones, per topic and partition, with t
 every offline file it rewrote (rows before and removed), and every place it could *not* delete
 from, with the reason. Nothing is claimed that was not done: a source topic Kafka cannot delete
 single records from is listed under ``not_deleted``, never under ``topics``.
+
+The stream workers apply the delete after it returns (``platform.deletes.requests``): they
+tombstone the same entities' records once more in their own transactions (covering a tile they
+republished meanwhile) and log it with the receipt's ``request_id``; those repeats are not listed.
 """
 
 from __future__ import annotations
