@@ -326,3 +326,58 @@ def test_a_worker_applies_each_delete_request_once_per_state_and_fresh_state_sta
         assert again.applied == 0 and len(sink.records) == published
     finally:
         again.close()
+
+
+def test_a_batch_views_feature_records_and_files_are_deleted(kafka_bootstrap: str, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    import pyarrow as pa
+
+    from featurebus import Attribute, BatchSource, Entity, Field, FileConfig, batch_feature_view
+    from featurebus.compile import compile_workspace
+    from featurebus.platform.batch.offline import list_view_parts, replace_range
+    from featurebus.platform.batch.online import publish_tiles
+    from featurebus.streams.tiles import TileUpdate
+    from featurebus.types import Float64, String
+
+    user = Entity(name="user", join_keys=[Field("user_id", String)])
+    tx = BatchSource(name="tx", batch_config=FileConfig(uri="/nowhere", timestamp_field="ts"))
+
+    @batch_feature_view(
+        sources=[tx], entities=[user], mode="pandas", online=True, offline=True, ttl=timedelta(hours=6),
+        features=[Attribute("amount", Float64)],
+    )  # fmt: skip
+    def latest(tx):  # type: ignore[no-untyped-def]
+        return tx[["user_id", "amount", "ts"]]
+
+    workspace = f"batchdel_{uuid.uuid4().hex[:8]}"
+    spec = apply_workspace(KafkaRegistry(kafka_bootstrap), compile_workspace(workspace, [user, tx, latest]))
+    now = int(time.time() * 1000) // 3_600_000 * 3_600_000
+    tiles = [TileUpdate(encode_entity_key((u,)), now - h * 3_600_000, [1.0]) for u in ("a", "b") for h in range(3)]
+    publish_tiles(kafka_bootstrap, workspace, "latest", tiles)
+    rows = pa.table(
+        {
+            "user_id": ["a", "b", "a"],
+            "amount": [1.0, 2.0, 3.0],
+            "ts": pa.array([now - 3_600_000, now - 1_800_000, now - 60_000], pa.timestamp("ms", tz="UTC")),
+        }
+    )
+    root = tmp_path / "offline"
+    replace_range(root, workspace, "latest", "ts", now - 3_600_000, now, rows)
+    (old,) = list_view_parts(root, workspace, "latest")
+
+    receipt = delete_keys(kafka_bootstrap, root, spec, "latest", [{"user_id": "a"}], DeleteOptions())
+
+    assert receipt.tombstones == 3 and {t.kind for t in receipt.topics} == {"feature"}
+    left = read_compacted(kafka_bootstrap, feature_topic(workspace, "latest"))
+    assert {k[:-10] for k in left} == {encode_entity_key(("b",))} and len(left) == 3
+    (rewrite,) = receipt.files
+    (new,) = list_view_parts(root, workspace, "latest")
+    assert (rewrite.kind, rewrite.old_path, rewrite.new_path, rewrite.rows_removed) == (
+        "batch_view",
+        str(old.path),
+        str(new.path),
+        2,
+    )
+    assert pq.read_table(new.path).column("user_id").to_pylist() == ["b"]
+    assert [n.where for n in receipt.not_deleted] == ["batch source 'tx'"]
