@@ -24,10 +24,15 @@ _FLUSH_TIMEOUT_S = 30.0
 
 
 def live_records(
-    bootstrap: str, topic: str, wanted: Callable[[bytes | None, bytes], bool], timeout_s: float = 120.0
+    bootstrap: str,
+    topic: str,
+    wanted: Callable[[list[tuple[bytes, bytes]]], list[bool]],
+    timeout_s: float = 120.0,
 ) -> dict[tuple[int, bytes], bytes]:
-    """``(partition, key) -> latest value`` of the records of ``topic`` whose latest version is
-    not a tombstone and for which ``wanted(key, value)`` holds, read to the current end."""
+    """``(partition, key) -> latest value`` of the keyed records of ``topic`` whose latest version
+    is not a tombstone and is ``wanted``, read to the current end. ``wanted`` judges a fetched
+    batch of ``(key, value)`` at once (decoding source records is per batch), so only the
+    matching records are held in memory, whatever the topic's size."""
     ends = topic_end_offsets(bootstrap, topic)
     found: dict[tuple[int, bytes], bytes] = {}
     if not ends:
@@ -42,17 +47,20 @@ def live_records(
                 raise KafkaUnavailableError(
                     f"reading topic {topic!r} did not reach its end within {timeout_s:g} s. {unreachable_hint(bootstrap)}"
                 )
+            batch = []
             for msg in reader.consume(num_messages=1000, timeout=0.1):
                 if msg.error() is not None:
                     raise KafkaUnavailableError(f"reading topic {topic!r} failed: {msg.error()}")
-                key, value = msg.key(), msg.value()
-                slot = (msg.partition() or 0, key or b"")
-                if key is not None and value is None:
-                    found.pop(slot, None)
-                elif value is not None and wanted(key, value) and key is not None:
-                    found[slot] = value
-                elif key is not None:
-                    found.pop(slot, None)  # a newer version of the key no longer matches
+                key = msg.key()
+                if key is not None:  # a record without a key can be neither compacted nor tombstoned
+                    batch.append((msg.partition() or 0, key, msg.value()))
+            values = [(key, value) for _, key, value in batch if value is not None]
+            verdicts = iter(wanted(values) if values else [])
+            for partition, key, value in batch:
+                if value is not None and next(verdicts):
+                    found[(partition, key)] = value
+                else:  # a tombstone, or a newer version that is not wanted
+                    found.pop((partition, key), None)
             for tp in reader.position([TopicPartition(topic, p) for p in remaining]):
                 if tp.offset >= remaining[tp.partition]:
                     del remaining[tp.partition]

@@ -75,7 +75,7 @@ def delete_keys(
     if options.online and view.online:
         topic = feature_topic(spec.name, view.name)
         wanted = set(keys)
-        found = live_records(bootstrap, topic, lambda key, _value: key is not None and key[:-_TILE_KEY_TAIL] in wanted)
+        found = live_records(bootstrap, topic, lambda batch: [key[:-_TILE_KEY_TAIL] in wanted for key, _ in batch])
         if found:
             topics.extend(write_tombstones(bootstrap, topic, found, "feature"))
         if not target.is_batch:

@@ -76,17 +76,20 @@ def delete_source_records(
                 )
             )
             continue
-        records = live_records(bootstrap, topic, lambda key, value: True)
-        slots = list(records)
-        decoded = decode_records([records[s] for s in slots], source)
-        frame = decoded.frame
-        matched = []
-        for row, position in enumerate(decoded.accepted_indexes):
-            values = tuple(
-                coerce_join_key(frame[k].iat[row], dtype, k) for k, dtype in zip(join_keys, dtypes, strict=True)
-            )
-            if values in keys:
-                matched.append(slots[position])
+
+        def of_deleted(batch: list[tuple[bytes, bytes]]) -> list[bool]:
+            decoded = decode_records([value for _, value in batch], source)
+            verdicts = [False] * len(batch)  # undecodable records belong to no entity
+            columns = [decoded.frame[k].tolist() for k in join_keys] if decoded.accepted_indexes else []
+            for row, position in enumerate(decoded.accepted_indexes):
+                values = tuple(
+                    coerce_join_key(column[row], dtype, k)
+                    for column, dtype, k in zip(columns, dtypes, join_keys, strict=True)
+                )
+                verdicts[position] = values in keys
+            return verdicts
+
+        matched = list(live_records(bootstrap, topic, of_deleted))
         if matched:  # keyless records never reach here: a compacted topic refuses them
             written.extend(write_tombstones(bootstrap, topic, matched, "source"))
     return written, skipped

@@ -155,7 +155,7 @@ def test_delete_keys_removes_entities_everywhere_and_the_receipt_says_exactly_wh
                 records_before = live_records(
                     kafka_bootstrap,
                     feature_topic(workspace, "user_spending"),
-                    lambda k, v: k is not None and k[:-10] in deleted_keys,
+                    lambda batch: [k[:-10] in deleted_keys for k, _ in batch],
                 )
                 files_before = {
                     str(p): int(pq.read_table(p).column("user_id").to_pandas().isin(DELETED).sum())
