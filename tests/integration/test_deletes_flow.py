@@ -27,6 +27,7 @@ import pytest
 
 import featurebus
 from featurebus.platform.api_keys import create_api_key
+from featurebus.platform.control.audit import KafkaAuditLog
 from featurebus.platform.deletes import service
 from featurebus.platform.deletes.bus import live_records
 from featurebus.platform.deletes.service import DeleteOptions, delete_keys
@@ -187,6 +188,14 @@ def test_delete_keys_removes_entities_everywhere_and_the_receipt_says_exactly_wh
                 assert any("include_sources=False" in n.reason for n in receipt.not_deleted)
                 assert set(receipt.to_pandas()["action"]) == {"tombstones", "rewrite", "not_deleted"}
                 assert all(Path(p).read_bytes() == b for p, b in untouched_files.items())
+                # Audited with what changed, never with the deleted keys themselves.
+                (audited,) = [
+                    r
+                    for r in KafkaAuditLog(kafka_bootstrap).records()
+                    if r.workspace == workspace and r.action == "keys.delete" and r.outcome.value == "ok"
+                ]
+                assert audited.detail["entities"] == 2 and audited.detail["tombstones"] == receipt.tombstones
+                assert b'"u1"' not in orjson.dumps(audited.detail) and b'"u2"' not in orjson.dumps(audited.detail)
 
                 # Every replica: the deleted entities are gone, the others untouched.
                 for user in DELETED:
