@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from featurebus.platform.deletes.bus import live_records, write_tombstones
-from featurebus.platform.deletes.keys import delete_target, entity_keys
+from featurebus.platform.deletes.keys import DeleteTarget, delete_target, entity_keys
 from featurebus.platform.deletes.offline import delete_batch_view_rows, delete_source_rows
 from featurebus.platform.deletes.receipt import DeleteReceipt, FileRewrite, NotDeleted, TopicTombstones
 from featurebus.platform.deletes.requests import DeleteRequest, publish_request
@@ -31,6 +31,7 @@ from featurebus.platform.deletes.sources import delete_source_records
 from featurebus.platform.kafka.admin import topic_end_offsets
 from featurebus.platform.kafka.topics import feature_topic
 from featurebus.platform.offline.store import max_offsets
+from featurebus.schemas.encoding import JoinKeyValue
 from featurebus.schemas.errors import InvalidRequestError
 from featurebus.schemas.specs import BatchFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
 from featurebus.schemas.time import now_ms
@@ -68,43 +69,24 @@ def delete_keys(
     keys = entity_keys(target, rows)
     key_values = set(keys.values())
     request_id = request_id or uuid.uuid4().hex
+    view = target.view
     topics: list[TopicTombstones] = []
     files: list[FileRewrite] = []
     not_deleted: list[NotDeleted] = []
-    view = target.view
     if options.online and view.online:
-        topic = feature_topic(spec.name, view.name)
-        wanted = set(keys)
-        found = live_records(bootstrap, topic, lambda batch: [key[:-_TILE_KEY_TAIL] in wanted for key, _ in batch])
-        if found:
-            topics.extend(write_tombstones(bootstrap, topic, found, "feature"))
-        if not target.is_batch:
-            publish_request(bootstrap, spec.name, DeleteRequest(request_id, view.name, tuple(sorted(keys)), now_ms()))
+        topics.extend(_delete_online(bootstrap, spec, target, set(keys), request_id))
     if options.offline:
-        if isinstance(view, BatchFeatureViewSpec):
-            files.extend(
-                delete_batch_view_rows(
-                    offline_root, spec.name, view.name, view.timestamp_field, target.join_keys, key_values
-                )
+        rewrites, notes = _delete_offline(bootstrap, offline_root, spec, target, key_values)
+        files.extend(rewrites)
+        not_deleted.extend(notes)
+    if options.include_sources:
+        for source_name in _stream_sources(spec, view):
+            written, notes = delete_source_records(
+                bootstrap, spec.source(source_name), target.join_keys, target.dtypes, key_values
             )
-            not_deleted.extend(_batch_source_notes(spec, view))
-        else:
-            source = spec.source(view.source)
-            if source.log_offline:
-                behind = _await_offline(bootstrap, offline_root, spec.name, source)
-                rewrites, notes = delete_source_rows(offline_root, spec.name, source, target.join_keys, key_values)
-                files.extend(rewrites)
-                not_deleted.extend(notes)
-                not_deleted.extend(
-                    NotDeleted(
-                        f"{topic}[{partition}] offsets {held + 1}..{end - 1}",
-                        f"the offline materializer had not written these records yet (it holds up to offset {held}); "
-                        "those of the deleted entities among them will be written after this delete: run it again "
-                        "once the offline store caught up",
-                    )
-                    for (topic, partition), (held, end) in sorted(behind.items())
-                )
-    if not options.include_sources:
+            topics.extend(written)
+            not_deleted.extend(notes)
+    else:
         not_deleted.extend(
             NotDeleted(
                 f"source topics {list(spec.source(name).kafka.topics)}",
@@ -113,13 +95,6 @@ def delete_keys(
             )
             for name in _stream_sources(spec, view)
         )
-    else:
-        for source_name in _stream_sources(spec, view):
-            written, notes = delete_source_records(
-                bootstrap, spec.source(source_name), target.join_keys, target.dtypes, key_values
-            )
-            topics.extend(written)
-            not_deleted.extend(notes)
     return DeleteReceipt(
         workspace=spec.name,
         view=view.name,
@@ -132,6 +107,44 @@ def delete_keys(
         not_deleted=tuple(not_deleted),
         request_id=request_id,
     )
+
+
+def _delete_online(
+    bootstrap: str, spec: WorkspaceSpec, target: DeleteTarget, keys: set[bytes], request_id: str
+) -> list[TopicTombstones]:
+    """Tombstones over the entities' feature records; then the request the stream workers follow."""
+    topic = feature_topic(spec.name, target.view.name)
+    found = live_records(bootstrap, topic, lambda batch: [key[:-_TILE_KEY_TAIL] in keys for key, _ in batch])
+    written = write_tombstones(bootstrap, topic, found, "feature") if found else []
+    if not target.is_batch:  # batch views' tiles come from jobs, not from a worker's state
+        publish_request(
+            bootstrap, spec.name, DeleteRequest(request_id, target.view.name, tuple(sorted(keys)), now_ms())
+        )
+    return written
+
+
+def _delete_offline(
+    bootstrap: str, root: Path, spec: WorkspaceSpec, target: DeleteTarget, keys: set[tuple[JoinKeyValue, ...]]
+) -> tuple[list[FileRewrite], list[NotDeleted]]:
+    view = target.view
+    if isinstance(view, BatchFeatureViewSpec):
+        rewrites = delete_batch_view_rows(root, spec.name, view.name, view.timestamp_field, target.join_keys, keys)
+        return rewrites, _batch_source_notes(spec, view)
+    source = spec.source(view.source)
+    if not source.log_offline:
+        return [], []
+    behind = _await_offline(bootstrap, root, spec.name, source)
+    rewrites, notes = delete_source_rows(root, spec.name, source, target.join_keys, keys)
+    notes.extend(
+        NotDeleted(
+            f"{topic}[{partition}] offsets {held + 1}..{end - 1}",
+            f"the offline materializer had not written these records yet (it holds up to offset {held}); "
+            "those of the deleted entities among them will be written after this delete: run it again "
+            "once the offline store caught up",
+        )
+        for (topic, partition), (held, end) in sorted(behind.items())
+    )
+    return rewrites, notes
 
 
 def _await_offline(
