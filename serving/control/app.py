@@ -12,6 +12,7 @@ from featurebus.platform.control.plane import ControlPlane
 from featurebus.serving.control.common import REQUEST_ID_HEADER
 from featurebus.serving.control.routes_access import access_router
 from featurebus.serving.control.routes_definitions import definitions_router
+from featurebus.serving.control.routes_deletes import deletes_router
 from featurebus.serving.control.routes_quality import quality_router
 from featurebus.serving.errors import install_error_handlers
 
@@ -29,6 +30,7 @@ def create_control_app(plane: ControlPlane, offline_root: Path | None = None) ->
     install_error_handlers(app)
     app.include_router(definitions_router(plane))
     app.include_router(access_router(plane))
+    app.include_router(deletes_router(plane))
     if offline_root is not None:
         app.include_router(quality_router(plane, offline_root))
 
