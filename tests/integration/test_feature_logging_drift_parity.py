@@ -208,7 +208,21 @@ def test_logging_drift_and_parity(running: Running) -> None:
     for seed, (prefix, scale) in enumerate(populations.items()):
         running.produce_and_wait(_population(prefix, scale, seed))
         buckets[prefix] = running.serve_in_one_bucket([f"{prefix}_{u}" for u in range(USERS)], f"{prefix}_m1")
+    # get-features-batch logs each row as its own request.
+    response = running.client.post(
+        "/api/v1/feature-service/get-features-batch",
+        json={
+            "params": {
+                "workspaceName": spec.name,
+                "featureServiceName": SERVICE,
+                "requestData": [{"joinKeyMap": {"user_id": f"a_{u}", "merchant_id": "a_m2"}} for u in (3, 4)],
+            }
+        },
+    )
+    assert response.status_code == 200, response.text
+    running.served += 2
     logged = running.logged()
+    assert len(logged[logged["merchant_id"] == "a_m2"]) == 2
 
     # Logged features are training-set shaped: keys, the request time and one column per feature.
     first = _in_bucket(logged, buckets["a"])
@@ -220,7 +234,7 @@ def test_logging_drift_and_parity(running: Running) -> None:
 
     # Live parity: every logged vector equals its training-set recomputation at the request time.
     report = parity_report(spec, SERVICE, logged, root)
-    assert report["checkedRequests"] == len(logged) == 3 * USERS
+    assert report["checkedRequests"] == len(logged) == 3 * USERS + 2
     bad = [(f["feature"], f["examples"][:1]) for f in report["features"] if f["mismatches"]]
     assert not bad, bad
     assert all(v["mismatchRatio"] == 0 for v in report["views"].values())
