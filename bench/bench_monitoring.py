@@ -7,6 +7,10 @@ data-quality statistics, each next to the same system with the feature off (the 
   load generator, single lookups at concurrency 16, the three services measured in turn (rotating
   the order per repetition, so drift in the machine's load spreads over all three). Targets: at
   most 10% (1.0) and 2% (0.01) fewer requests/s than logging off.
+* ``serving_cpu``: the same three services answered in this process by ``FeatureServer`` over an
+  in-memory store holding the engine's tiles of the same data, with a real ``FeatureLogger`` on
+  the run's broker: process CPU (all threads: the logger's producer thread too) per lookup. On a
+  shared machine this is the steady figure; the HTTP one swings with everyone else's load.
 * ``offline``: the fraud example's events on a topic, consumed to the end by an
   ``OfflineMaterializer`` in this process with data quality on (both fraud views are offline,
   so both get statistics) and off, alternating, each run in its own workspace (its own group and
@@ -21,6 +25,8 @@ import logging
 import time
 from typing import Any
 
+import pandas as pd
+
 from bench.fraud_setup import fraud_spec
 from bench.harness import BenchContext, emit, load_1m, median, ratio
 from bench.loadgen import LoadSpec
@@ -28,10 +34,17 @@ from bench.serving_data import make_dataset, publish_tiles
 from bench.serving_servers import run_loadgen, start_featurebus
 from featurebus.platform.api_keys import create_api_key
 from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
+from featurebus.platform.kv import MemoryStore
 from featurebus.platform.local.generator import fraud_events, produce_events
 from featurebus.platform.offline.materializer import OfflineMaterializer
 from featurebus.platform.registry import KafkaRegistry, apply_workspace
+from featurebus.schemas.encoding import encode_partials, store_key, tile_key
 from featurebus.schemas.specs import LoggingSpec
+from featurebus.serving.feature_logging import FeatureLogger
+from featurebus.serving.online_materializer import online_view_name
+from featurebus.serving.service import FeatureServer
+from featurebus.streams.tiles import CompiledView, batch_tiles
+from featurebus.streams.transform import Transformation, view_input_frame
 
 __all__ = ["run"]
 
@@ -57,7 +70,7 @@ QUICK = Sizes(users=5_000, seconds=2.0, repeats=2, offline_events=100_000, offli
 def run(ctx: BenchContext) -> list[dict[str, Any]]:
     sizes = QUICK if ctx.quick else FULL
     bootstrap = ctx.kafka_bootstrap()
-    return _serving(ctx, bootstrap, sizes) + _offline(ctx, bootstrap, sizes)
+    return _serving(ctx, bootstrap, sizes) + _serving_cpu(ctx, bootstrap, sizes) + _offline(ctx, bootstrap, sizes)
 
 
 # -- serving with feature logging -------------------------------------------------------------------
@@ -142,6 +155,68 @@ def _serving(ctx: BenchContext, bootstrap: str, sizes: Sizes) -> list[dict[str, 
             )
         )
     return results
+
+
+# -- serving with feature logging, CPU per lookup in-process --------------------------------------
+def _serving_cpu(ctx: BenchContext, bootstrap: str, sizes: Sizes) -> list[dict[str, Any]]:
+    workspace = f"bench-{ctx.run_id}-logging-cpu"
+    spec = fraud_spec(workspace, "unused")
+    base = spec.service(SERVICE)
+    services = tuple(
+        dataclasses.replace(base, name=f"{SERVICE}_{name}", logging=config) for name, config in VARIANTS.items()
+    )
+    spec = dataclasses.replace(spec, feature_services=services)
+    data = make_dataset(sizes.users, 1_000)
+    frame = data.events.assign(timestamp=pd.to_datetime(data.events["ts_ms"], unit="ms", utc=True))
+    store = MemoryStore()
+    for view in spec.stream_feature_views:
+        rows, ts_ms = view_input_frame(view, Transformation(view.transformation).apply(frame))
+        compiled = CompiledView.compile(view, ["string"] * len(view.join_keys))
+        name = online_view_name(spec.name, view.name)
+        store.write(
+            (store_key(name, tile_key(u.entity_key, u.tile_start_ms)), encode_partials(u.partials))
+            for u in batch_tiles(compiled, rows, ts_ms)
+        )
+    logger = FeatureLogger(bootstrap)
+    server = FeatureServer(lambda: {workspace: spec}, store, lambda: data.now_ms, feature_logger=logger)
+    keys = [
+        {"user_id": data.user(i % data.users), "merchant_id": data.merchant(i % data.merchants)}
+        for i in range(0, 14_000, 7)
+    ]
+    lookups = 20_000 if ctx.quick else 100_000
+    cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    try:
+        order = list(VARIANTS)
+        for rep in range(-1, sizes.repeats):
+            for name in order[rep % len(order) :] + order[: rep % len(order)]:
+                service = f"{SERVICE}_{name}"
+                started = time.process_time()
+                for i in range(lookups):
+                    server.get_features(workspace, service, keys[i % len(keys)])
+                time.sleep(1.0)  # let the logger's thread produce what this run queued (its CPU counts)
+                if rep >= 0:
+                    cpu[name].append((time.process_time() - started) / lookups * 1e6)
+    finally:
+        logger.close()
+    off = median(cpu["off"])
+    return [
+        emit(
+            "monitoring",
+            f"serving_logging_{name.replace('.', '_')}_cpu_us_per_lookup",
+            median(cpu[name]),
+            "us",
+            "featurebus FeatureServer in-process, same service with logging off",
+            ratio(median(cpu[name]), off, False),
+            {
+                "peer_value": round(off, 3),
+                "samples": [round(v, 3) for v in cpu[name]],
+                "peer_samples": [round(v, 3) for v in cpu["off"]],
+                "lookups": lookups,
+                "target": "ratio >= 0.90" if name == "rate1" else "ratio >= 0.98",
+            },
+        )
+        for name in ("rate1", "rate0.01")
+    ]
 
 
 # -- offline materializer with data-quality statistics ----------------------------------------------
