@@ -34,6 +34,7 @@ from featurebus.feature_table import FeatureTable, compile_feature_table, table_
 from featurebus.platform.kafka.topics import push_topic
 from featurebus.realtime import RealtimeFeatureView
 from featurebus.realtime_compile import compile_realtime_views, view_features
+from featurebus.references import compile_reference, describe_reference
 from featurebus.schemas.kinds import AggregationFunction, FileFormat, TransformationMode, ValueFormat, WindowKind
 from featurebus.schemas.specs import (
     AggregationSpec,
@@ -41,7 +42,6 @@ from featurebus.schemas.specs import (
     BatchSourceSpec,
     CustomBatchConfigSpec,
     EntitySpec,
-    FeatureSelectionSpec,
     FeatureServiceSpec,
     FieldSpec,
     FileConfigSpec,
@@ -539,6 +539,7 @@ def _signed(ms: int) -> str:
 
 def _compile_service(service: FeatureService, features: dict[str, list[str]]) -> FeatureServiceSpec:
     selections = []
+    columns: dict[str, str] = {}  # training-set column -> the reference that produces it
     for ref in service.features:
         available = features[ref.view.name]
         unknown = [f for f in ref.features if f not in available]
@@ -547,7 +548,20 @@ def _compile_service(service: FeatureService, features: dict[str, list[str]]) ->
                 f"FeatureService '{service.name}' ({service.site}): view '{ref.view.name}' has no feature "
                 f"{unknown[0]!r}. Choose from: {', '.join(available)}."
             )
-        selections.append(FeatureSelectionSpec(ref.view.name, tuple(ref.features) or tuple(available)))
+        selection = compile_reference(ref, f"FeatureService '{service.name}' ({service.site})")
+        selection = dataclasses.replace(selection, features=tuple(ref.features) or tuple(available))
+        described = describe_reference(ref)
+        for feature in selection.features:
+            column = f"{selection.namespace}__{feature}"
+            if column in columns:
+                raise DefinitionError(
+                    f"FeatureService '{service.name}' ({service.site}): {described} and {columns[column]} both "
+                    f"produce the feature '{selection.namespace}.{feature}' (training column {column!r}). "
+                    f"Give one of them another name with .with_name('...'), e.g. "
+                    f"{ref.view.name}.with_name('{ref.view.name}_2')."
+                )
+            columns[column] = described
+        selections.append(selection)
     return FeatureServiceSpec(service.name, tuple(selections), **_metadata(service))
 
 

@@ -7,6 +7,7 @@ engines never see them. Each object remembers where it was defined so errors can
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import textwrap
 from collections.abc import Callable, Sequence
@@ -150,7 +151,17 @@ class FeatureView(_Definition):
         return _fail(type(self).__name__, self.name, self.site, problem, fix)
 
     def __getitem__(self, features: Sequence[str]) -> FeatureReference:
-        return FeatureReference(self, tuple(features))
+        return FeatureReference(self, tuple(features), site=_caller_site())
+
+    def with_name(self, namespace: str) -> FeatureReference:
+        """Tecton's ``with_name``: this view's features under another name in a feature service
+        (served as ``<namespace>.<feature>``, trained as ``<namespace>__<feature>``)."""
+        return FeatureReference(self, (), site=_caller_site()).with_name(namespace)
+
+    def with_join_key_map(self, join_key_map: dict[str, str]) -> FeatureReference:
+        """Tecton's ``with_join_key_map``: ``{view join key: request/spine key}``, so the same view
+        can be joined twice (e.g. ``{"user_id": "sender_id"}`` and ``{"user_id": "recipient_id"}``)."""
+        return FeatureReference(self, (), site=_caller_site()).with_join_key_map(join_key_map)
 
     function: Callable[..., Any]
 
@@ -295,10 +306,55 @@ class StreamFeatureView(MaterializedFeatureView):
 
 @dataclass(frozen=True)
 class FeatureReference:
-    """``fv[["a", "b"]]``: a selection of a view's features for a feature service."""
+    """``fv[["a", "b"]]``, ``fv.with_name("sender")``, ``fv.with_join_key_map({...})``: a use of a
+    view's features in a feature service or as a realtime view's source (Tecton's
+    ``FeatureReference``). Each method returns a new reference; the view itself never changes.
+
+    ``name`` is the namespace (None: the view's name); ``join_key_map`` the (view join key,
+    request key) pairs. Both are checked against the view at plan time (``featurebus.compile``),
+    where the file:line of the reference (``site``) is known.
+    """
 
     view: FeatureView
     features: tuple[str, ...]
+    name: str | None = None
+    join_key_map: tuple[tuple[str, str], ...] = ()
+    site: DefinitionSite | None = None
+
+    @property
+    def namespace(self) -> str:
+        return self.name or self.view.name
+
+    def __getitem__(self, features: Sequence[str]) -> FeatureReference:
+        return dataclasses.replace(self, features=tuple(features), site=self.site or _caller_site())
+
+    def with_name(self, namespace: str) -> FeatureReference:
+        site = self.site or _caller_site()
+        if not isinstance(namespace, str) or not namespace.isidentifier():
+            raise _fail(
+                type(self.view).__name__,
+                self.view.name,
+                site,
+                f"with_name({namespace!r}) is not a valid name",
+                "Pass a name of letters, digits and underscores, e.g. with_name('sender_features').",
+            )
+        return dataclasses.replace(self, name=namespace, site=site)
+
+    def with_join_key_map(self, join_key_map: dict[str, str]) -> FeatureReference:
+        site = self.site or _caller_site()
+        if (
+            not isinstance(join_key_map, dict)
+            or not join_key_map
+            or not all(isinstance(k, str) and isinstance(v, str) and v.isidentifier() for k, v in join_key_map.items())
+        ):
+            raise _fail(
+                type(self.view).__name__,
+                self.view.name,
+                site,
+                f"with_join_key_map({join_key_map!r}) must be a non-empty dict of join key names to column names",
+                "Pass e.g. with_join_key_map({'user_id': 'sender_id'}) (the view's key on the left).",
+            )
+        return dataclasses.replace(self, join_key_map=tuple(sorted(join_key_map.items())), site=site)
 
 
 def stream_feature_view(
