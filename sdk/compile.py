@@ -288,6 +288,9 @@ def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:
         _compile_attribute(view, f) if isinstance(f, Attribute) else _compile_aggregate(view, f, interval_ms)
         for f in view.features
     ]
+    aggregations = _with_secondary_key(
+        view, aggregations, {f.name: f.dtype.name for f in view.source.schema}, join_keys
+    )
     names = [a.name for a in aggregations]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -353,6 +356,85 @@ def _compile_aggregate(
         raise DefinitionError(
             f"Aggregate {name!r} in {type(view).__name__} '{view.name}' ({agg.site}): {exc}"
         ) from None
+
+
+_SECONDARY_KEY_DTYPES = ("string", "int64", "int32")
+_SCALAR_KEY_OUTPUT = {"int32": "int64"}  # keys served as input_column normalises them
+
+
+def _with_secondary_key(
+    view: StreamFeatureView | BatchFeatureView,
+    aggregations: list[AggregationSpec],
+    declared: dict[str, str],
+    join_keys: list[str],
+) -> list[AggregationSpec]:
+    """With ``aggregation_secondary_key``: every aggregation computed per key value (its type an
+    array, one element per key), preceded by Tecton's ``<key>_keys_<window>`` feature for each
+    distinct window (streams/secondary_keys.py). Unchanged without one."""
+    key = view.aggregation_secondary_key
+    if key is None:
+        return aggregations
+    if key in join_keys:
+        raise view.error(
+            f"aggregation_secondary_key {key!r} is one of the view's join keys",
+            "Use another column: the view is already aggregated per join key.",
+        )
+    dtype = declared.get(key)
+    if dtype is None:
+        known = ", ".join(sorted(declared)) or "none known at plan time"
+        raise view.error(
+            f"aggregation_secondary_key {key!r} is not a column of the source's schema ({known})",
+            "Name a column of the source's schema (featurebus types the secondary key from it), "
+            "or add the column to the schema.",
+        )
+    if dtype not in _SECONDARY_KEY_DTYPES:
+        raise view.error(f"aggregation_secondary_key {key!r} has type {dtype}", "Use a String, Int64 or Int32 column.")
+    keyed: list[AggregationSpec] = []
+    keys_features: dict[str, AggregationSpec] = {}
+    for a in aggregations:
+        if a.window_kind != WindowKind.TIME:
+            raise view.error(
+                f"feature {a.name!r}: aggregation_secondary_key supports TimeWindow aggregations only",
+                "Use time_window=timedelta(...) or TimeWindow(...) for the aggregations of this view.",
+            )
+        keyed.append(
+            dataclasses.replace(
+                a, output_dtype=f"array<{a.output_dtype}>", secondary_key=key, secondary_key_dtype=dtype
+            )
+        )
+        window = format_duration(a.window_ms) + (f"_offset_{format_duration(-a.offset_ms)}" if a.offset_ms else "")
+        name = f"{key}_keys_{window}"
+        keys_features.setdefault(
+            name,
+            AggregationSpec(
+                name,
+                AggregationFunction.COUNT,
+                key,
+                dtype,
+                a.window_ms,
+                f"array<{_SCALAR_KEY_OUTPUT.get(dtype, dtype)}>",
+                offset_ms=a.offset_ms,
+                secondary_key=key,
+                secondary_key_dtype=dtype,
+                keys_feature=True,
+            ),
+        )
+    return [*keys_features.values(), *keyed]
+
+
+def _batch_declared_fields(view: BatchFeatureView) -> dict[str, str]:
+    """The column types of a batch view's sources, where plan knows them (stream sources'
+    schemas, Parquet files that exist)."""
+    from featurebus.platform.batch.sources import declared_fields
+
+    declared: dict[str, str] = {}
+    for data_source in view.sources:
+        source = _plain_source(data_source)
+        if isinstance(source, StreamSource):
+            declared.update({f.name: f.dtype.name for f in source.schema})
+        elif isinstance(source, BatchSource) and isinstance(source.batch_config, FileConfig):
+            declared.update({f.name: f.dtype for f in declared_fields(_file_config(source.batch_config)) or ()})
+    return declared
 
 
 def _compile_attribute(view: StreamFeatureView | BatchFeatureView, attribute: Attribute) -> AggregationSpec:
@@ -651,6 +733,7 @@ def _compile_batch_view(view: BatchFeatureView) -> BatchFeatureViewSpec:
         _compile_attribute(view, f) if isinstance(f, Attribute) else _compile_aggregate(view, f, interval_ms)
         for f in view.features
     ]
+    aggregations = _with_secondary_key(view, aggregations, _batch_declared_fields(view), join_keys)
     names = [a.name for a in aggregations]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

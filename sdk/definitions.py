@@ -214,6 +214,7 @@ class StreamFeatureView(MaterializedFeatureView):
         site: DefinitionSite,
         lifetime_start_time: datetime | None = None,
         aggregation_leading_edge: AggregationLeadingEdge | None = None,
+        aggregation_secondary_key: str | None = None,
     ) -> None:
         self.site = site
         self.function = function
@@ -293,6 +294,7 @@ class StreamFeatureView(MaterializedFeatureView):
         if edge is AggregationLeadingEdge.UNSPECIFIED:
             edge = AggregationLeadingEdge.WALL_CLOCK_TIME
         self.aggregation_leading_edge = edge
+        self.aggregation_secondary_key = _secondary_key(self, aggregation_secondary_key)
 
     @property
     def lifetime_start_ms(self) -> int | None:
@@ -302,6 +304,25 @@ class StreamFeatureView(MaterializedFeatureView):
 
     def __repr__(self) -> str:
         return f"StreamFeatureView({self.name!r})"
+
+
+def _secondary_key(view: FeatureView, key: str | None) -> str | None:
+    """``aggregation_secondary_key``, checked where the view is written (its type and the column's
+    existence are checked by ``featurebus.compile`` against the source schema)."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key.isidentifier():
+        raise view.error(
+            f"aggregation_secondary_key must be a column name, got {key!r}",
+            "Pass e.g. aggregation_secondary_key='item_category'.",
+        )
+    features: tuple[Any, ...] = getattr(view, "features", ())
+    if any(isinstance(f, Attribute) for f in features):
+        raise view.error(
+            "aggregation_secondary_key applies to Aggregate features; this view has Attribute features",
+            "Remove aggregation_secondary_key=, or make the features Aggregates.",
+        )
+    return key
 
 
 @dataclass(frozen=True)
@@ -376,6 +397,7 @@ def stream_feature_view(
     prevent_destroy: bool = False,
     lifetime_start_time: datetime | None = None,
     aggregation_leading_edge: AggregationLeadingEdge | None = None,
+    aggregation_secondary_key: str | None = None,
     **tecton_options: Any,
 ) -> Callable[[Callable[..., Any]], StreamFeatureView]:
     site = _caller_site()
@@ -403,6 +425,7 @@ def stream_feature_view(
             site=site,
             lifetime_start_time=lifetime_start_time,
             aggregation_leading_edge=aggregation_leading_edge,
+            aggregation_secondary_key=aggregation_secondary_key,
         )
 
     return wrap
@@ -488,6 +511,7 @@ class BatchFeatureView(MaterializedFeatureView):
         tags: dict[str, str] | None,
         prevent_destroy: bool,
         site: DefinitionSite,
+        aggregation_secondary_key: str | None = None,
     ) -> None:
         self.site = site
         self.function = function
@@ -570,6 +594,7 @@ class BatchFeatureView(MaterializedFeatureView):
                     "Attribute features are the latest value before the request time: there is no aggregation_interval",
                     "Remove aggregation_interval from this view.",
                 )
+        self.aggregation_secondary_key = _secondary_key(self, aggregation_secondary_key)
         parameters = list(inspect.signature(function).parameters.values())
         contexts = [p.name for p in parameters if isinstance(p.default, MaterializationContext)]
         self.context_parameter = contexts[0] if contexts else None
@@ -611,6 +636,7 @@ def batch_feature_view(
     owner: str | None = None,
     tags: dict[str, str] | None = None,
     prevent_destroy: bool = False,
+    aggregation_secondary_key: str | None = None,
     **tecton_options: Any,
 ) -> Callable[[Callable[..., Any]], BatchFeatureView]:
     """Tecton's ``@batch_feature_view`` (see ``BatchFeatureView``)."""
@@ -641,6 +667,7 @@ def batch_feature_view(
             tags=tags,
             prevent_destroy=prevent_destroy,
             site=site,
+            aggregation_secondary_key=aggregation_secondary_key,
         )
 
     return wrap

@@ -80,7 +80,8 @@ _PARTS = {
 
 
 def _in_sql(a: AggregationSpec) -> bool:
-    return a.function in _PARTS and not a.attribute
+    # Secondary-key aggregations go through event_pairs: the SQL paths have no per-key arrays.
+    return a.function in _PARTS and not a.attribute and not a.secondary_key
 
 
 def feature_column(view: str, feature: str) -> str:
