@@ -256,7 +256,7 @@ def test_a_secondary_key_missing_from_the_schema_fails_plan() -> None:
     with pytest.raises(DefinitionError) as caught:
         compile_workspace("keys", [user, clicks, view])
     message = str(caught.value)
-    assert f"StreamFeatureView 'bad' (" in message and f"test_secondary_keys.py:{line}" in message
+    assert "StreamFeatureView 'bad' (" in message and f"test_secondary_keys.py:{line}" in message
     assert "aggregation_secondary_key 'brand' is not a column of the source's schema" in message
     assert "Name a column of the source's schema" in message
 
