@@ -226,3 +226,37 @@ def _line_after() -> int:
     import sys
 
     return sys._getframe(1).f_lineno + 1
+
+
+def test_feature_tables_and_realtime_views_take_references() -> None:
+    from featurebus.schemas.specs import FeatureSelectionSpec
+    from tests.support import table_repo
+
+    table = table_repo.user_scores
+    service = FeatureService(
+        name="referee",
+        features=[table.with_name("referee").with_join_key_map({"user_id": "referee_id"})[["score"]], table],
+    )
+    spec = table_repo.table_workspace("tables", service)
+    assert spec.service("referee").selections[0] == FeatureSelectionSpec(
+        "user_scores", ("score",), "referee", (("user_id", "referee_id"),)
+    )
+    renamed = FeatureService(name="renamed", features=[remap_repo.flow.with_name("money_flow")])
+    assert _compile(renamed).service("renamed").selections[0].namespace == "money_flow"
+    with pytest.raises(DefinitionError, match="with_join_key_map on realtime feature view 'flow'"):
+        _compile(FeatureService(name="bad", features=[remap_repo.flow.with_join_key_map({"user_id": "x"})]))
+
+
+def test_a_renamed_realtime_view_is_served_and_trained_under_its_name(tmp_path: Path) -> None:
+    spec = _compile(FeatureService(name="renamed", features=[remap_repo.flow.with_name("money_flow")]))
+    store = MemoryStore()
+    load(store, spec, EVENTS)
+    server = FeatureServer(lambda: {spec.name: spec}, store, Clock(NOW))
+    answer = server.get_features(
+        "remap", "renamed", {"sender_id": "bob", "recipient_id": "alice"}, request_context_map={"amount": 1.0}
+    )
+    assert _named(answer) == {"money_flow.net": 60.0}
+    root = tmp_path / "offline"
+    open_store(root)
+    spine = _spine([NOW] * 4)
+    assert "money_flow__net" in get_features_for_events(spec, "renamed", spine, root).columns
