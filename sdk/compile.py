@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
+import pandas as pd
+
 from featurebus.data_sources import RangedSource, plain_source
 from featurebus.definitions import (
     Aggregate,
@@ -288,9 +290,6 @@ def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:
         _compile_attribute(view, f) if isinstance(f, Attribute) else _compile_aggregate(view, f, interval_ms)
         for f in view.features
     ]
-    aggregations = _with_secondary_key(
-        view, aggregations, {f.name: f.dtype.name for f in view.source.schema}, join_keys
-    )
     names = [a.name for a in aggregations]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -312,8 +311,41 @@ def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:
         lifetime_start_ms=view.lifetime_start_ms,
         aggregation_leading_edge=view.aggregation_leading_edge,
     )
+    if view.aggregation_secondary_key is not None:
+        declared = {f.name: f.dtype.name for f in view.source.schema}
+        declared.update(_derived_dtypes(spec, view.source, declared))
+        keyed = _with_secondary_key(view, aggregations, declared, join_keys)
+        names = [a.name for a in keyed]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise view.error(f"two features are both named {duplicates}", "Give one of them an explicit name=.")
+        spec = dataclasses.replace(spec, aggregations=tuple(keyed))
     _check_columns(view, spec)
     return spec
+
+
+def _derived_dtypes(spec: StreamFeatureViewSpec, source: StreamSource, declared: dict[str, str]) -> dict[str, str]:
+    """Key-typed columns a pandas transformation adds to its source's (a category derived from an
+    item, say), typed from a run on an empty frame: object/string columns as string, integer ones
+    as int64. Empty when the transformation cannot run on no rows."""
+    if spec.transformation.mode != TransformationMode.PANDAS:
+        return {}
+    empty = decode_json_records([], [_field(f) for f in source.schema], source.timestamp_field).frame
+    try:
+        result = Transformation(spec.transformation).apply(empty)
+    except FeaturebusError:
+        return {}
+    derived = {}
+    for name, dtype in result.dtypes.items():
+        if str(name) in declared:
+            continue
+        if dtype.kind == "O" or pd.api.types.is_string_dtype(dtype):
+            derived[str(name)] = "string"
+        elif pd.api.types.is_integer_dtype(dtype):
+            derived[str(name)] = "int64"
+        else:
+            derived[str(name)] = str(dtype)  # refused by _with_secondary_key, naming the type
+    return derived
 
 
 def _compile_aggregate(
@@ -385,7 +417,7 @@ def _with_secondary_key(
         raise view.error(
             f"aggregation_secondary_key {key!r} is not a column of the source's schema ({known})",
             "Name a column of the source's schema (featurebus types the secondary key from it), "
-            "or add the column to the schema.",
+            "add the column to the schema, or (stream views, mode='pandas') return it from the transformation.",
         )
     if dtype not in _SECONDARY_KEY_DTYPES:
         raise view.error(f"aggregation_secondary_key {key!r} has type {dtype}", "Use a String, Int64 or Int32 column.")

@@ -307,3 +307,21 @@ def test_batch_views_take_a_secondary_key(tmp_path: Path) -> None:
     spec = compile_workspace("keys", [user, history, shelves])
     names = [(a.name, a.output_dtype) for a in spec.batch_view("shelves").aggregations]
     assert names == [("shelf_keys_3h", "array<int64>"), ("price_sum_3h_1h", "array<float64>")]
+
+
+def test_a_key_the_transformation_derives_is_typed_from_its_output() -> None:
+    @stream_feature_view(
+        source=clicks,
+        entities=[user],
+        mode="pandas",
+        aggregation_secondary_key="price_band",
+        features=[Aggregate(function="count", time_window=timedelta(hours=1), input_column=Field("price", Float64))],
+    )
+    def banded(clicks: Any) -> Any:
+        clicks = clicks.copy()
+        clicks["price_band"] = (clicks["price"] // 10).astype("int64")
+        return clicks
+
+    spec = compile_workspace("keys", [user, clicks, banded])
+    (keys, count) = spec.view("banded").aggregations
+    assert (keys.name, keys.output_dtype, count.secondary_key_dtype) == ("price_band_keys_1h", "array<int64>", "int64")
