@@ -54,6 +54,7 @@ from featurebus.schemas.specs import (
     WorkspaceSpec,
 )
 from featurebus.streams.aggregations import aggregator_for, aggregator_of, output_dtype
+from featurebus.streams.realtime import RealtimeServicePlan
 from featurebus.streams.records import decode_json_records
 from featurebus.streams.transform import Transformation
 from featurebus.streams.windows import format_duration, series_windows
@@ -199,7 +200,7 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
     available.update({n: [a.name for a in v.aggregations] for n, v in batch_specs.items()})
     available.update({t.name: [f.name for f in t.features] for t in table_specs})
     available.update({n: [f.name for f in v.features] for n, v in realtime_specs.items()})
-    return with_table_objects(
+    spec = with_table_objects(
         WorkspaceSpec(
             name=name,
             entities=tuple(_compile_entity(e) for _, e in sorted(entities.items())),
@@ -212,6 +213,22 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
             feature_tables=tuple(table_specs),
         )
     )
+    _check_realtime_fetches(spec, services)
+    return spec
+
+
+def _check_realtime_fetches(spec: WorkspaceSpec, services: dict[str, FeatureService]) -> None:
+    """A service's realtime views and its own selections fetch views by namespace: two different
+    references under one name (say a service's ``sender`` and a realtime source's ``sender``
+    mapping another key) fail here rather than on the first request."""
+    for service_spec in spec.feature_services:
+        if not any(spec.is_realtime(s.view) for s in service_spec.selections):
+            continue
+        try:
+            RealtimeServicePlan.build(spec, service_spec)
+        except DefinitionError as exc:
+            service = services[service_spec.name]
+            raise DefinitionError(f"FeatureService '{service.name}' ({service.site}): {exc}.") from None
 
 
 def _register(registry: dict[str, Any], obj: Any) -> None:

@@ -260,3 +260,10 @@ def test_a_renamed_realtime_view_is_served_and_trained_under_its_name(tmp_path: 
     open_store(root)
     spine = _spine([NOW] * 4)
     assert "money_flow__net" in get_features_for_events(spec, "renamed", spine, root).columns
+
+
+def test_one_name_for_two_different_references_fails_plan() -> None:
+    other_sender = remap_repo.user_spending.with_name("sender").with_join_key_map({"user_id": "payer_id"})
+    clash = FeatureService(name="clash", features=[remap_repo.flow, other_sender[["amount_count_1h_continuous"]]])
+    with pytest.raises(DefinitionError, match=r"FeatureService 'clash' \(.*test_key_remapping.py:\d+\): .*'sender'"):
+        _compile(clash)
