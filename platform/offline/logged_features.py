@@ -51,7 +51,8 @@ def logged_dir(root: Path, workspace: str, service: str) -> Path:
 
 
 def served_dtypes(spec: WorkspaceSpec, service: str) -> dict[str, str]:
-    """``<view>.<feature>`` -> output dtype of the service's stream and batch view features."""
+    """``<namespace>.<feature>`` (as served) -> output dtype of the service's stream and batch
+    view features."""
     result: dict[str, str] = {}
     for selection in spec.service(service).selections:
         if spec.is_realtime(selection.view):
@@ -63,7 +64,7 @@ def served_dtypes(spec: WorkspaceSpec, service: str) -> dict[str, str]:
         )
         dtypes = {a.name: a.output_dtype for a in view.aggregations}
         for feature in selection.features:
-            result[f"{selection.view}.{feature}"] = dtypes[feature]
+            result[f"{selection.namespace}.{feature}"] = dtypes[feature]
     return result
 
 

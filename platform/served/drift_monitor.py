@@ -62,18 +62,21 @@ def drift_view_spec(spec: WorkspaceSpec, view: str) -> StreamFeatureViewSpec:
 
 
 def logged_view_frame(root: Path, spec: WorkspaceSpec, view: str) -> pd.DataFrame:
-    """``timestamp`` + the view's feature columns of every logged request of every service with
-    logging that serves the view (other features of those services are left out)."""
+    """``timestamp`` + the view's feature columns (``<view>__<feature>``) of every logged request of
+    every service with logging that serves the view, under whatever namespace it serves it."""
     frames = []
     for service in spec.feature_services:
-        if service.logging is None or not any(s.view == view for s in service.selections):
+        selections = [s for s in service.selections if s.view == view]
+        if service.logging is None or not selections:
             continue
         try:
             logged = read_logged_features(root, spec.name, service.name)
         except InvalidRequestError:
             continue  # nothing logged yet
-        columns = [c for c in logged.columns if c.startswith(f"{view}__") and not c.endswith("__effective_time")]
-        frames.append(logged[[TIMESTAMP, *columns]])
+        for selection in selections:  # a view referenced twice (with_name) gives rows twice
+            names = {feature_column(selection.namespace, f): feature_column(view, f) for f in selection.features}
+            present = [c for c in names if c in logged.columns]
+            frames.append(logged[[TIMESTAMP, *present]].rename(columns=names))
     if not frames:
         raise InvalidRequestError(
             f"no logged features of view {view!r} in workspace {spec.name!r}: give a feature service that "

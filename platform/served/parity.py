@@ -70,9 +70,10 @@ def _plain(value: Any) -> Any:
 def parity_report(spec: WorkspaceSpec, service: str, logged: pd.DataFrame, root: Path) -> dict[str, Any]:
     """Recompute the ``logged`` rows of ``service`` (``read_logged_features``' shape) offline and
     compare: per feature the rows checked, the mismatches, their ratio and the first examples;
-    per view the mismatch ratio over all its features' values."""
+    per view the mismatch ratio over all its features' values. Views are named as the service
+    serves them (a ``with_name`` reference by its namespace)."""
     selections = spec.service(service).selections
-    columns = [(s.view, f, feature_column(s.view, f)) for s in selections for f in s.features]
+    columns = [(s.namespace, f, feature_column(s.namespace, f)) for s in selections for f in s.features]
     present = [c for c in columns if c[2] in logged.columns]
     spine = logged.drop(
         columns=[c for _, _, c in present] + [c for c in logged.columns if c.endswith("__effective_time")]
