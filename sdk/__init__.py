@@ -29,7 +29,7 @@ _LAZY: dict[str, str] = {
         ),
         "featurebus.batch_config",
     ),
-    "AlertRule": "featurebus.monitoring",
+    "AlertRule": "featurebus.alerting",
     **dict.fromkeys(
         (
             "PANDAS_MODE",
@@ -70,6 +70,7 @@ _LAZY: dict[str, str] = {
         ("Calculation", "RealtimeFeatureView", "RequestSource", "realtime_feature_view"), "featurebus.realtime"
     ),
     "Field": "featurebus.types",
+    **dict.fromkeys(("Expectation", "LoggingConfig"), "featurebus.monitoring"),
     "MockContext": "featurebus.local_testing",
     "RealtimeContext": "featurebus.local_testing",
     "TectonDataFrame": "featurebus.frames",
@@ -109,6 +110,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time every name comes from __getattr__
     from featurebus import aggregation_functions as aggregation_functions
+    from featurebus.alerting import AlertRule as AlertRule
     from featurebus.batch_config import (
         FilterContext as FilterContext,
     )
@@ -226,6 +228,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time every name com
     from featurebus.local_testing import (
         RealtimeContext as RealtimeContext,
     )
+    from featurebus.monitoring import Expectation as Expectation
+    from featurebus.monitoring import LoggingConfig as LoggingConfig
     from featurebus.realtime import (
         Calculation as Calculation,
     )

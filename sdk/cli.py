@@ -60,7 +60,13 @@ app.add_typer(alerts_app, name="alerts")
 app.command("monitor")(monitor)
 
 app.add_typer(flink_app, name="flink")
+from featurebus.cli_deletes import delete_keys_command, destroy_command  # noqa: E402
+from featurebus.cli_monitoring_stats import monitoring_app  # noqa: E402
 from featurebus.cli_test import repo_test_command  # noqa: E402
+
+app.add_typer(monitoring_app, name="monitoring")
+app.command("delete-keys")(delete_keys_command)
+app.command("destroy")(destroy_command)
 
 app.command("test", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(repo_test_command)
 
@@ -620,13 +626,15 @@ def serve(
 def offline(
     workspace: Workspace = "default", bootstrap: Bootstrap = None, home: Home = None, metrics_port: MetricsPort = 0
 ) -> None:
-    """Run the offline materializer: source topics -> Parquet."""
+    """Run the offline materializer (source topics -> Parquet, data-quality statistics) and the
+    feature monitor (logged features -> Parquet, drift, live parity)."""
     from prometheus_client import REGISTRY
 
     from featurebus.platform.monitoring.exposition import serve_metrics
     from featurebus.platform.offline.materializer import OfflineMaterializer
     from featurebus.platform.offline.offline_metrics import OfflineCollector
     from featurebus.platform.registry import wait_for_workspace
+    from featurebus.platform.served.feature_monitor import FeatureMonitor
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -647,6 +655,9 @@ def offline(
         materializer = OfflineMaterializer(cluster, _home(home) / "offline", workspace, registry=registry)
         REGISTRY.register(OfflineCollector(workspace, materializer))
         serve_metrics(metrics_port)
+        # Feature logging to the offline store, drift and live parity (platform/monitoring/feature_monitor.py).
+        monitor = FeatureMonitor(cluster, _home(home) / "offline", materializer.spec)
+        threading.Thread(target=monitor.run_forever, args=(stop,), name="feature-monitor", daemon=True).start()
         materializer.run_forever(stop)
     except KeyboardInterrupt:
         stop.set()

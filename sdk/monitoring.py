@@ -1,166 +1,128 @@
-"""Monitoring as code: Tecton's view parameters (``monitor_freshness``,
-``expected_feature_freshness``, ``alert_email``) and ``AlertRule`` objects for the other alerts.
+"""Monitoring parameters of definitions: data-quality expectations and feature logging.
 
-Both are checked where they are written (an error names the object, its file:line and the fix),
-compile into the workspace spec (``ViewMonitoringSpec``, ``AlertRuleSpec``) and are read by the
-alert evaluator (``featurebus monitor``, ``featurebus.platform.monitoring.workspace_rules``).
+    @stream_feature_view(..., offline=True,
+                         data_quality_expectations=[Expectation(feature="amt", statistic="null_rate", max=0.1)])
+    FeatureService("fraud", features=[...], logging=LoggingConfig(sample_rate=0.1))
+
+``Expectation.feature`` names one of the view's features; the bound applies to the statistics of
+the values that feature is computed from (its input column after the view's transformation),
+per hour of event time (``featurebus monitoring stats``). Both classes check their arguments when
+constructed and name the file and line of the definition that fails.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from featurebus.definition_base import DefinitionSite, _caller_site, _fail, _require_name
-from featurebus.schemas.specs import AlertRuleSpec, ViewMonitoringSpec
+from featurebus.definition_base import _caller_site
+from featurebus.exceptions import DefinitionError
+from featurebus.platform.monitoring.expectations import Statistic
+from featurebus.schemas.specs import ExpectationSpec, LoggingSpec
 
-__all__ = ["MONITORING_OPTIONS", "AlertRule", "take_monitoring"]
+__all__ = ["DataQualityOptions", "Expectation", "LoggingConfig", "STATISTICS"]
 
-MONITORING_OPTIONS = ("monitor_freshness", "expected_feature_freshness", "alert_email")
-_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+$")
-# RuleKind values (featurebus.platform.monitoring.rules); repeated here so the SDK needs no platform import.
-_KINDS = (
-    "freshness",
-    "materialization_failure",
-    "repeated_failures",
-    "serving_error_rate",
-    "serving_p99",
-    "data_quality",
-    "drift",
-    "parity_mismatch",
-)
+STATISTICS = tuple(s.value for s in Statistic)  # what an expectation may bound
 
 
-def _emails(kind: str, name: str, site: DefinitionSite, value: Any) -> tuple[str, ...]:
-    addresses = [value] if isinstance(value, str) else value
-    if not isinstance(addresses, list | tuple) or not all(isinstance(a, str) and _EMAIL.match(a) for a in addresses):
-        raise _fail(
-            kind,
-            name,
-            site,
-            f"alert_email must be an email address or a list of them, got {value!r}",
-            "Pass alert_email='oncall@example.com'.",
+def _number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
+class Expectation:
+    """A bound on one statistic of one feature, checked on every hourly bucket."""
+
+    def __init__(self, feature: str, statistic: str, min: float | None = None, max: float | None = None) -> None:
+        site = _caller_site()
+        where = f"Expectation({feature!r}, {statistic!r}) ({site})"
+        if not isinstance(feature, str) or not feature:
+            raise DefinitionError(f"{where}: feature must be a feature name of the view")
+        if statistic not in STATISTICS:
+            raise DefinitionError(f"{where}: statistic must be one of {', '.join(STATISTICS)}")
+        if min is None and max is None:
+            raise DefinitionError(f"{where}: give min=, max= or both")
+        for bound in (min, max):
+            if bound is not None and not _number(bound):
+                raise DefinitionError(f"{where}: bounds must be finite numbers, got {bound!r}")
+        if min is not None and max is not None and min > max:
+            raise DefinitionError(f"{where}: min={min} is above max={max}")
+        if statistic == "null_rate" and any(b is not None and not 0 <= b <= 1 for b in (min, max)):
+            raise DefinitionError(f"{where}: a null rate is within [0, 1]")
+        self.site = site
+        self.spec = ExpectationSpec(
+            feature, statistic, None if min is None else float(min), None if max is None else float(max)
         )
-    return tuple(addresses)
-
-
-def take_monitoring(kind: str, name: str, site: DefinitionSite, options: dict[str, Any]) -> ViewMonitoringSpec | None:
-    """Remove the monitoring parameters from a view's extra keyword ``options`` and check them;
-    None when none was given."""
-    given = {key: options.pop(key) for key in MONITORING_OPTIONS if key in options}
-    if not given:
-        return None
-    monitor = given.get("monitor_freshness", False)
-    if not isinstance(monitor, bool):
-        raise _fail(
-            kind,
-            name,
-            site,
-            f"monitor_freshness must be True or False, got {monitor!r}",
-            "Pass monitor_freshness=True.",
-        )
-    expected = given.get("expected_feature_freshness")
-    expected_ms = None
-    if expected is not None:
-        if not isinstance(expected, timedelta) or expected <= timedelta(0) or expected % timedelta(milliseconds=1):
-            raise _fail(
-                kind,
-                name,
-                site,
-                f"expected_feature_freshness must be a positive timedelta of whole milliseconds, got {expected!r}",
-                "Pass expected_feature_freshness=timedelta(minutes=30), or leave it out for the default "
-                "(twice the materialization interval; at least 2 hours for a stream view).",
-            )
-        expected_ms = expected // timedelta(milliseconds=1)
-    emails = _emails(kind, name, site, given["alert_email"]) if given.get("alert_email") is not None else ()
-    return ViewMonitoringSpec(monitor, expected_ms, emails)
-
-
-def _seconds(value: Any, what: str, name: str, site: DefinitionSite) -> float:
-    if isinstance(value, timedelta) and value >= timedelta(0):
-        return value.total_seconds()
-    raise _fail(
-        "AlertRule", name, site, f"{what} must be a timedelta >= 0, got {value!r}", f"Pass {what}=timedelta(minutes=5)."
-    )
-
-
-class AlertRule:
-    """An alert rule declared in the repository (featurebus's own: Tecton configures these in its
-    web UI). ``kind``: what is watched, one of freshness, materialization_failure,
-    repeated_failures, serving_error_rate, serving_p99, data_quality, drift, parity_mismatch;
-    ``target``: the feature view (or, for the serving kinds, feature service) watched;
-    ``threshold``: in the kind's unit (seconds, a ratio, milliseconds, a count; the kinds with a
-    natural default may leave it out); ``for_duration``: how long it must hold before firing;
-    ``repeat_interval``: how often a firing alert is sent again; ``alert_email``: who is told
-    (besides the evaluator's webhook and alerts topic)."""
-
-    def __init__(
-        self,
-        name: str,
-        kind: str,
-        target: str,
-        threshold: float | None = None,
-        for_duration: timedelta = timedelta(0),
-        repeat_interval: timedelta = timedelta(hours=1),
-        alert_email: str | Sequence[str] | None = None,
-        labels: dict[str, str] | None = None,
-    ) -> None:
-        self.site = _caller_site()
-        self.name = _require_name("AlertRule", name, self.site)
-        if kind not in _KINDS:
-            raise _fail("AlertRule", name, self.site, f"kind must be one of {list(_KINDS)}, got {kind!r}", "Pick one.")
-        if not isinstance(target, str) or not target:
-            raise _fail(
-                "AlertRule",
-                name,
-                self.site,
-                f"target must name a feature view or service, got {target!r}",
-                "Pass target='my_view'.",
-            )
-        if threshold is not None and (
-            isinstance(threshold, bool)
-            or not isinstance(threshold, int | float)
-            or not math.isfinite(threshold)
-            or threshold < 0
-        ):
-            raise _fail(
-                "AlertRule",
-                name,
-                self.site,
-                f"threshold must be a finite number >= 0, got {threshold!r}",
-                "Pass threshold=0.05.",
-            )
-        repeat_s = _seconds(repeat_interval, "repeat_interval", name, self.site)
-        if repeat_s <= 0:
-            raise _fail(
-                "AlertRule", name, self.site, "repeat_interval must be > 0", "Pass repeat_interval=timedelta(hours=1)."
-            )
-        if labels is not None and not (
-            isinstance(labels, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
-        ):
-            raise _fail(
-                "AlertRule",
-                name,
-                self.site,
-                f"labels must map strings to strings, got {labels!r}",
-                "Pass labels={'feature': 'amount'}.",
-            )
-        self.spec = AlertRuleSpec(
-            name=self.name,
-            kind=kind,
-            target=target,
-            threshold=None if threshold is None else float(threshold),
-            for_s=_seconds(for_duration, "for_duration", name, self.site),
-            repeat_interval_s=repeat_s,
-            alert_emails=() if alert_email is None else _emails("AlertRule", name, self.site, alert_email),
-            labels=tuple(sorted((labels or {}).items())),
-        )
-
-    def error(self, problem: str, fix: str) -> Exception:
-        return _fail("AlertRule", self.name, self.site, problem, fix)
 
     def __repr__(self) -> str:
-        return f"AlertRule({self.name!r})"
+        return f"Expectation({self.spec.feature!r}, {self.spec.statistic!r}, min={self.spec.min_value}, max={self.spec.max_value})"
+
+
+class LoggingConfig:
+    """Tecton's ``LoggingConfig``: log ``sample_rate`` of the service's requests (join keys,
+    request context, feature values, request time and id) to its logging topic, and from there
+    to the offline store (``ws.get_feature_service(S).get_logged_features(start, end)``)."""
+
+    def __init__(self, sample_rate: float = 1.0, log_effective_times: bool = False) -> None:
+        site = _caller_site()
+        if not _number(sample_rate) or not 0 < sample_rate <= 1:
+            raise DefinitionError(
+                f"LoggingConfig ({site}): sample_rate must be a number in (0, 1], got {sample_rate!r}. "
+                "Pass e.g. sample_rate=0.01 to log one request in a hundred."
+            )
+        if not isinstance(log_effective_times, bool):
+            raise DefinitionError(f"LoggingConfig ({site}): log_effective_times must be True or False")
+        self.site = site
+        self.spec = LoggingSpec(float(sample_rate), log_effective_times)
+
+    def __repr__(self) -> str:
+        return (
+            f"LoggingConfig(sample_rate={self.spec.sample_rate}, log_effective_times={self.spec.log_effective_times})"
+        )
+
+
+@dataclass(frozen=True)
+class DataQualityOptions:
+    """A view's data-quality parameters as written (``enabled`` None: Tecton's default, on for
+    views materialized offline)."""
+
+    enabled: bool | None = None
+    skip_default_expectations: bool = False
+    expectations: Sequence[Expectation] = ()
+
+    def check(self, error: Callable[[str, str], DefinitionError]) -> None:
+        if self.enabled is not None and not isinstance(self.enabled, bool):
+            raise error(f"data_quality_enabled must be True or False, got {self.enabled!r}", "Pass True or False.")
+        if not isinstance(self.skip_default_expectations, bool):
+            raise error("skip_default_expectations must be True or False", "Pass True or False.")
+        if isinstance(self.expectations, str | bytes) or not all(isinstance(e, Expectation) for e in self.expectations):
+            raise error(
+                f"data_quality_expectations must be a list of Expectation, got {self.expectations!r}",
+                'Pass e.g. [Expectation(feature="amount_sum_1h", statistic="null_rate", max=0.1)].',
+            )
+        if self.enabled is False and self.expectations:
+            raise error(
+                "data_quality_expectations are given but data_quality_enabled=False",
+                "Remove data_quality_enabled=False or the expectations.",
+            )
+
+    def specs(
+        self, offline: bool, features: Sequence[str], error: Callable[[str, str], DefinitionError]
+    ) -> tuple[bool, bool, tuple[ExpectationSpec, ...]]:
+        """``(enabled, skip_default_expectations, expectations)`` of the view's spec; every
+        expectation must name one of ``features``."""
+        for expectation in self.expectations:
+            if expectation.spec.feature not in features:
+                raise error(
+                    f"Expectation ({expectation.site}) names feature {expectation.spec.feature!r}, which the view lacks",
+                    f"Choose from: {', '.join(features)}.",
+                )
+        enabled = offline if self.enabled is None else self.enabled
+        if enabled and not offline:
+            raise error(
+                "data_quality_enabled=True needs offline=True: statistics are computed as the offline "
+                "materializer writes the view's events",
+                "Set offline=True or drop data_quality_enabled.",
+            )
+        return enabled, self.skip_default_expectations, tuple(e.spec for e in self.expectations)

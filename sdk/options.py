@@ -49,7 +49,6 @@ PUSH_OPTIONS: dict[str, str] = {
 }
 
 SERVICE_OPTIONS: dict[str, str] = {
-    "logging": "feature logging is not supported; log requests from your application",
     "realtime_environment": "realtime transformations run in the serving process",
     "options": "feature services take no options",
     "enable_online_caching": "featurebus has no serving cache",
@@ -65,7 +64,6 @@ _NO_BATCH = (
 )
 
 VIEW_OPTIONS: dict[str, str] = {
-    "aggregation_secondary_key": "secondary-key aggregations are not supported yet",
     "feature_start_time": "features are computed from the whole topic; there is no start time",
     "manual_trigger_backfill_end_time": _NO_BATCH,
     "batch_trigger": _NO_BATCH,
@@ -76,8 +74,6 @@ VIEW_OPTIONS: dict[str, str] = {
     "offline_store": _FIXED_STORES,
     "online_store": _FIXED_STORES,
     "publish_features_config": "features are always published on the view's feature topic",
-    "data_quality_enabled": "data quality checks are not supported yet",
-    "skip_default_expectations": "data quality checks are not supported yet",
     "max_backfill_interval": _NO_BATCH,
     "max_batch_aggregation_interval": _NO_BATCH,
     "incremental_backfills": _NO_BATCH,
@@ -106,4 +102,6 @@ BATCH_VIEW_OPTIONS: dict[str, str] = {
     "max_backfill_interval": "a backfill is one materialization of the range given to `featurebus materialize`",
     "max_batch_aggregation_interval": "a batch view's tiles are its aggregation_interval wide",
     "batch_compaction_enabled": "the feature topic is always compacted",
+    "data_quality_enabled": "data quality is computed for stream feature views (as the offline materializer writes them) only yet",
+    "skip_default_expectations": "data quality is computed for stream feature views only yet",
 }

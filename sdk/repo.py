@@ -15,10 +15,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from featurebus.alerting import AlertRule
 from featurebus.compile import compile_workspace
 from featurebus.definitions import BatchSource, Entity, FeatureService, FeatureView, StreamSource
 from featurebus.exceptions import DefinitionError
-from featurebus.monitoring import AlertRule
 from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = ["REPO_MARKERS", "find_repo_root", "load_repo", "repo_files"]

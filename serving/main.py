@@ -47,6 +47,7 @@ from featurebus.schemas.errors import FeaturebusError
 from featurebus.schemas.time import now_ms
 from featurebus.serving.app import create_app
 from featurebus.serving.connection_guard import configure_guard, guarded_protocol
+from featurebus.serving.feature_logging import FeatureLogger
 from featurebus.serving.freshness_metrics import OnlineCollector
 from featurebus.serving.ingest import IngestService, KafkaRecordSink
 from featurebus.serving.limits import ServingLimits
@@ -104,6 +105,7 @@ class _Replica:
         self.materializer = OnlineMaterializer(bootstrap, self.store, self.keys)
         self.ingest_sink = KafkaRecordSink(bootstrap)
         self.visibility = OnlineVisibility(bootstrap, self.store)
+        self.feature_logger = FeatureLogger(bootstrap)
         self._collector = OnlineCollector(self.materializer)
         REGISTRY.register(self._collector)
         self._closed = False
@@ -113,6 +115,7 @@ class _Replica:
             self._closed = True
             REGISTRY.unregister(self._collector)
             left = self.ingest_sink.close()  # every acknowledged request's records are already out
+            self.feature_logger.close()
             self.materializer.stop()  # before the store: the thread writes into it
             self.visibility.close()
             self.store.close()
@@ -124,7 +127,9 @@ class _Replica:
     def app(self, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]) -> FastAPI:
         cache = TileCache()
         self.materializer.add_write_listener(cache)  # before it starts writing
-        server = FeatureServer(self.materializer.specs, self.store, now_ms, tile_cache=cache)
+        server = FeatureServer(
+            self.materializer.specs, self.store, now_ms, tile_cache=cache, feature_logger=self.feature_logger
+        )
         ingest = IngestService(self.materializer.specs, self.ingest_sink, self.visibility)
         return create_app(server, self.keys, self.materializer, ingest=ingest, lifespan=lifespan, limits=self.limits)
 

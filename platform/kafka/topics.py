@@ -16,10 +16,13 @@ __all__ = [
     "AUDIT_TOPIC",
     "feature_topic",
     "push_topic",
+    "logging_topic",
+    "logged_features_group",
     "dead_letter_topic",
     "worker_group",
     "offline_group",
     "jobs_topic",
+    "deletes_topic",
     "jobs_runner_transactional_id",
 ]
 
@@ -53,6 +56,16 @@ def push_topic(workspace: str, source: str) -> str:
     return f"featurebus.{workspace}.push.{source}"
 
 
+def logging_topic(workspace: str, service: str) -> str:
+    """Sampled served requests of a feature service with logging (JSON, key = request id),
+    written by serving (``serving/feature_logging.py``), read into the offline store."""
+    return f"featurebus.{workspace}.logging.{service}"
+
+
+def logged_features_group(workspace: str) -> str:
+    return f"featurebus.{workspace}.logged-features"
+
+
 def dead_letter_topic(workspace: str) -> str:
     """Malformed source records, with the reason in a header and the original bytes as value."""
     return f"featurebus.{workspace}.dead-letter"
@@ -75,3 +88,9 @@ def jobs_topic(workspace: str) -> str:
 def jobs_runner_transactional_id(workspace: str) -> str:
     """Shared by every job runner of the workspace: a starting runner fences the previous one."""
     return f"featurebus.{workspace}.jobs-runner"
+
+
+def deletes_topic(workspace: str) -> str:
+    """The workspace's delete requests (``featurebus.platform.deletes.requests``): every stream
+    worker follows it to drop the deleted entities from its local state."""
+    return f"featurebus.{workspace}.deletes"

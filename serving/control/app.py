@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import Counter, Histogram
@@ -14,7 +15,9 @@ from featurebus.platform.control.plane import ControlPlane
 from featurebus.serving.control.common import REQUEST_ID_HEADER
 from featurebus.serving.control.routes_access import access_router
 from featurebus.serving.control.routes_definitions import definitions_router
+from featurebus.serving.control.routes_deletes import deletes_router
 from featurebus.serving.control.routes_monitoring import monitoring_router
+from featurebus.serving.control.routes_quality import quality_router
 from featurebus.serving.errors import install_error_handlers
 
 __all__ = ["create_control_app"]
@@ -32,11 +35,18 @@ workspace (viewer < consumer < operator < editor < owner) plus the instance admi
 with a `message` (and a `code`); every mutating call and every refused one is in the audit log."""
 
 
-def create_control_app(plane: ControlPlane, monitoring: Monitoring | None = None) -> FastAPI:
+def create_control_app(
+    plane: ControlPlane, offline_root: Path | None = None, monitoring: Monitoring | None = None
+) -> FastAPI:
+    """``offline_root``: the offline store the data-quality routes read (None: no such routes);
+    ``monitoring``: alerts, freshness and metric history (None: no such routes)."""
     app = FastAPI(title="featurebus control plane", version="1", description=_DESCRIPTION)
     install_error_handlers(app)
     app.include_router(definitions_router(plane))
     app.include_router(access_router(plane))
+    app.include_router(deletes_router(plane))
+    if offline_root is not None:
+        app.include_router(quality_router(plane, offline_root))
     if monitoring is not None:
         app.include_router(monitoring_router(plane, monitoring))
 

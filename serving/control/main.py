@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 def build_control_plane(bootstrap: str, home: Path, url: str) -> ControlPlane:
     """The control plane over the bus; on a first start, the admin key printed and stored."""
-    plane = ControlPlane(KafkaRegistry(bootstrap), KafkaAuditLog(bootstrap))
+    plane = ControlPlane(
+        KafkaRegistry(bootstrap), KafkaAuditLog(bootstrap), bootstrap=bootstrap, offline_root=home / "offline"
+    )
     secret = plane.bootstrap_admin()
     if secret is not None:
         path = save_control_login(url, secret, home)
@@ -57,5 +59,5 @@ def run_control(
     url = f"http://{host}:{port}"
     plane = build_control_plane(bootstrap, home, url)
     log.info("control plane on %s", url)
-    app = create_control_app(plane, build_monitoring(plane, bootstrap, monitor_url))
+    app = create_control_app(plane, home / "offline", build_monitoring(plane, bootstrap, monitor_url))
     uvicorn.run(app, host=host, port=port, log_level="warning")

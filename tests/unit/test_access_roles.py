@@ -22,6 +22,7 @@ EXPECTED: dict[Action, Role | None] = {
     Action.MANAGE_ALERTS: Role.OPERATOR,
     Action.APPLY: Role.EDITOR,
     Action.INGEST: Role.EDITOR,
+    Action.DELETE_KEYS: Role.EDITOR,
     Action.MANAGE_ACCESS: Role.OWNER,
     Action.READ_AUDIT: Role.OWNER,
     Action.DELETE_WORKSPACE: Role.OWNER,

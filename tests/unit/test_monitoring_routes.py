@@ -1,128 +1,56 @@
-"""The control plane's monitoring routes over in-memory stores and a real evaluator history
-server: who may read and acknowledge alerts, the freshness per view, the filtered history."""
+"""The control plane's monitoring routes: statistics, drift and parity, viewer and up only."""
 
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Iterator
+from pathlib import Path
 
-import pytest
+import numpy as np
 from fastapi.testclient import TestClient
 
-from featurebus.platform.control.monitoring import Monitoring
-from featurebus.platform.monitoring.acks import MemoryAlertAcks
-from featurebus.platform.monitoring.alerts import step
-from featurebus.platform.monitoring.history import MetricHistory
-from featurebus.platform.monitoring.monitor_http import MonitorServer
-from featurebus.platform.monitoring.scrape import parse_samples
-from featurebus.platform.monitoring.state_store import MemoryAlertStateStore
-from featurebus.platform.monitoring.workspace_rules import workspace_rules
+from featurebus.platform.monitoring.quality import Granularity, bucket_statistics
+from featurebus.platform.monitoring.quality_store import QualityStore
 from featurebus.platform.registry import apply_workspace
-from featurebus.schemas.specs import ViewMonitoringSpec
+from featurebus.platform.served.reports import ReportStore
 from featurebus.serving.control.app import create_control_app
-from tests.support.control import ControlFixture, control_fixture
+from tests.support.control import control_fixture
 from tests.support.specs import spending_workspace
 
-RULE = "a.user_spending.freshness"
+HOUR = 3_600_000
+T0 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR
 
 
-@pytest.fixture
-def fixture() -> Iterator[tuple[ControlFixture, TestClient]]:
-    control = control_fixture()
+def test_stats_drift_and_parity_routes(tmp_path: Path) -> None:
+    fixture = control_fixture()
     spec = spending_workspace(name="a")
-    [view] = spec.stream_feature_views
-    view = dataclasses.replace(view, monitoring=ViewMonitoringSpec(True, 60_000, ("oncall@example.com",)))
-    applied = apply_workspace(control.registry, dataclasses.replace(spec, stream_feature_views=(view,)))
-    [rule] = workspace_rules(applied)
-    states = MemoryAlertStateStore()
-    states.put(step(rule, None, 95.0, 1_700_000_000_000))  # firing since then
-    history = MetricHistory()
-    now_ms = int(time.time() * 1000)
-    history.record(
-        "serving",
-        parse_samples(
-            'featurebus_feature_freshness_seconds{workspace="a",feature_view="user_spending"} 95\n'
-            'featurebus_feature_partition_freshness_seconds{workspace="a",feature_view="user_spending",partition="0"} 95\n'
-            'featurebus_feature_partition_freshness_seconds{workspace="a",feature_view="user_spending",partition="1"} 3\n'
-            'featurebus_feature_freshness_seconds{workspace="b",feature_view="user_spending"} 1\n'
-        ),
-        now_ms,
+    view = dataclasses.replace(spec.stream_feature_views[0], offline=True)
+    apply_workspace(fixture.registry, dataclasses.replace(spec, stream_feature_views=(view,)))
+    client = TestClient(create_control_app(fixture.plane, tmp_path))
+    amounts = np.asarray([1.0, 2.0, np.nan, 4.0])
+    stats = bucket_statistics(
+        np.asarray([T0, T0 + 1, T0 + 2, T0 + 3]), {"amount": amounts}, ["amount"], Granularity.HOUR
     )
-    server = MonitorServer(history, 0).start()
-    monitoring = Monitoring(
-        control.registry, control.plane.guard, lambda: states, MemoryAlertAcks, f"http://127.0.0.1:{server.port}"
-    )
-    try:
-        with TestClient(create_control_app(control.plane, monitoring)) as client:
-            yield control, client
-    finally:
-        server.close()
+    QualityStore(tmp_path).write("a", "user_spending", "t-0-0-3", stats)
 
+    url = f"/v1/workspaces/a/feature-views/user_spending/stats?feature=amount_sum_1h_continuous&since={T0}&until={T0 + 2 * HOUR}"
+    answer = client.get(url, headers=fixture.auth("p-viewer"))
+    assert answer.status_code == 200, answer.text
+    buckets = answer.json()["buckets"]
+    assert [(b["bucket_start_ms"], b["row_count"], b["has_data"]) for b in buckets] == [
+        (T0, 4, True),
+        (T0 + HOUR, 0, False),
+    ]
+    assert buckets[0]["null_rate"] == 0.25 and buckets[0]["mean"] == 7 / 3
+    assert buckets[1]["mean"] is None
+    assert client.get(url, headers=fixture.auth("p-none")).status_code == 403
+    assert client.get(url).status_code == 401
+    unknown = client.get(url.replace("amount_sum_1h_continuous", "nope"), headers=fixture.auth("p-viewer"))
+    assert unknown.status_code == 400 and "nope" in unknown.json()["message"]
 
-def test_viewers_read_the_alerts_and_strangers_do_not(fixture: tuple[ControlFixture, TestClient]) -> None:
-    control, client = fixture
-    answer = client.get("/workspaces/a/alerts", headers=control.auth("p-viewer"))
-    assert answer.status_code == 200
-    [alert] = answer.json()["alerts"]
-    assert alert["rule"] == RULE and alert["state"] == "firing" and alert["value"] == 95.0
-    assert alert["threshold"] == 60.0 and alert["since_ms"] == 1_700_000_000_000 and alert["acked"] is False
-    assert client.get("/v1/workspaces/a/alerts", headers=control.auth("p-viewer")).json() == answer.json()
-    assert client.get("/workspaces/a/alerts", headers=control.auth("p-none")).status_code == 403
-    assert client.get("/workspaces/a/alerts").status_code == 401
+    parity = "/v1/workspaces/a/feature-services/spending/parity"
+    assert client.get(parity, headers=fixture.auth("p-viewer")).status_code == 404
+    ReportStore(tmp_path).write("a", "parity", "spending", {"checkedRequests": 3, "features": []})
+    assert client.get(parity, headers=fixture.auth("p-viewer")).json() == {"checkedRequests": 3, "features": []}
 
-
-def test_operators_acknowledge_a_firing_alert(fixture: tuple[ControlFixture, TestClient]) -> None:
-    control, client = fixture
-    url = f"/workspaces/a/alerts/{RULE}/ack"
-    assert client.post(url, headers=control.auth("p-consumer")).status_code == 403
-    acked = client.post(url, headers=control.auth("p-operator"))
-    assert acked.status_code == 200 and acked.json()["acked_by"] == "p-operator"
-    [alert] = client.get("/workspaces/a/alerts", headers=control.auth("p-viewer")).json()["alerts"]
-    assert alert["acked"] is True
-    unknown = client.post("/workspaces/a/alerts/a.nothing/ack", headers=control.auth("p-operator"))
-    assert unknown.status_code == 404 and "no alert rule" in unknown.json()["message"]
-
-
-def test_freshness_per_view_and_partition(fixture: tuple[ControlFixture, TestClient]) -> None:
-    control, client = fixture
-    [view] = client.get("/workspaces/a/freshness", headers=control.auth("p-viewer")).json()["views"]
-    assert view == {
-        "feature_view": "user_spending",
-        "freshness_seconds": 95.0,
-        "partitions": {"0": 95.0, "1": 3.0},
-        "threshold_seconds": 60.0,
-        "monitored": True,
-    }
-
-
-def test_history_shows_only_the_callers_workspaces(fixture: tuple[ControlFixture, TestClient]) -> None:
-    control, client = fixture
-    params = {"metric": "featurebus_feature_freshness_seconds"}
-    mine = client.get("/metrics/history", params=params, headers=control.auth("p-viewer")).json()["series"]
-    assert {s["labels"]["workspace"] for s in mine} == {"a"}
-    everything = client.get("/metrics/history", params=params, headers=control.auth("admin")).json()["series"]
-    assert {s["labels"]["workspace"] for s in everything} == {"a", "b"}
-    metrics = client.get("/metrics", headers=control.auth("admin"))
-    assert metrics.status_code == 200
-    assert 'featurebus_control_requests_total{method="GET",route="/metrics/history",status="200"}' in metrics.text
-
-
-def test_an_alert_that_fired_and_cleared_is_resolved_and_one_that_never_fired_is_ok() -> None:
-    [rule] = workspace_rules(
-        dataclasses.replace(
-            spending_workspace(name="a"),
-            stream_feature_views=tuple(
-                dataclasses.replace(v, monitoring=ViewMonitoringSpec(True, 60_000))
-                for v in spending_workspace(name="a").stream_feature_views
-            ),
-        )
-    )
-    quiet = step(rule, None, 5.0, 1_000)
-    fired = step(rule, quiet, 95.0, 2_000)
-    cleared = step(rule, fired, 5.0, 3_000)
-    assert Monitoring._document(rule, quiet, None)["state"] == "ok"
-    assert Monitoring._document(rule, fired, None)["state"] == "firing"
-    document = Monitoring._document(rule, cleared, None)
-    assert document["state"] == "resolved" and document["resolved"] == "1970-01-01T00:00:03.000000Z"
-    assert step(rule, cleared, 95.0, 4_000).resolved_ms is None  # firing again: no longer resolved
+    drift = client.get("/v1/workspaces/a/feature-views/user_spending/drift", headers=fixture.auth("p-viewer"))
+    assert drift.status_code == 400 and "logging=LoggingConfig" in drift.json()["message"]
