@@ -4,6 +4,10 @@
   ``expected_feature_freshness``, or the default ``default_freshness_ms`` derives from the view;
 * every batch view materialized online or offline: MATERIALIZATION_FAILURE (a failed job within
   the last hour) and REPEATED_FAILURES (3 in a row, Tecton's ``FeatureViewTooManyFailures``);
+* every stream view with data quality on and materialized offline: DATA_QUALITY (an expectation
+  failed in the latest bucket, the offline materializer's ``quality_recorder``);
+* every view a service with feature logging serves: DRIFT (the worst feature's PSI over 0.2) and
+  PARITY_MISMATCH (any mismatch), from the feature monitor (``platform/served/feature_monitor.py``);
 * the user's ``featurebus.AlertRule`` objects (``WorkspaceSpec.alert_rules``);
 * every component the evaluator scrapes: COMPONENT_DOWN.
 
@@ -40,7 +44,11 @@ def default_freshness_ms(view: StreamFeatureViewSpec | BatchFeatureViewSpec) -> 
 
 
 def _view_rules(
-    workspace: str, view: StreamFeatureViewSpec | BatchFeatureViewSpec, shared: tuple[str, ...], repeat_s: float
+    workspace: str,
+    view: StreamFeatureViewSpec | BatchFeatureViewSpec,
+    shared: tuple[str, ...],
+    repeat_s: float,
+    logged: bool = False,
 ) -> list[AlertRule]:
     monitoring = view.monitoring
     emails = tuple(email_channel(a) for a in monitoring.alert_emails) if monitoring is not None else ()
@@ -59,21 +67,24 @@ def _view_rules(
                 labels=labels,
             )
         )
+    kinds: list[RuleKind] = []
     if isinstance(view, BatchFeatureViewSpec) and (view.online or view.offline):
-        for kind, suffix in (
-            (RuleKind.MATERIALIZATION_FAILURE, "materialization_failure"),
-            (RuleKind.REPEATED_FAILURES, "repeated_failures"),
-        ):
-            rules.append(
-                AlertRule(
-                    f"{workspace}.{view.name}.{suffix}",
-                    kind,
-                    view.name,
-                    repeat_interval_s=repeat_s,
-                    channels=(*emails, *shared),
-                    labels=labels,
-                )
+        kinds += [RuleKind.MATERIALIZATION_FAILURE, RuleKind.REPEATED_FAILURES]
+    if isinstance(view, StreamFeatureViewSpec) and view.offline and view.data_quality_enabled:
+        kinds.append(RuleKind.DATA_QUALITY)
+    if logged:
+        kinds += [RuleKind.DRIFT, RuleKind.PARITY_MISMATCH]
+    for kind in kinds:  # each with its kind's default threshold (KIND_INFO)
+        rules.append(
+            AlertRule(
+                f"{workspace}.{view.name}.{kind.value}",
+                kind,
+                view.name,
+                repeat_interval_s=repeat_s,
+                channels=(*emails, *shared),
+                labels=labels,
             )
+        )
     return rules
 
 
@@ -101,8 +112,9 @@ def workspace_rules(spec: WorkspaceSpec, shared: Sequence[str] = (), repeat_s: f
     channels = tuple(shared)
     rules: list[AlertRule] = []
     views: list[StreamFeatureViewSpec | BatchFeatureViewSpec] = [*spec.stream_feature_views, *spec.batch_feature_views]
+    logged = {s.view for service in spec.feature_services if service.logging is not None for s in service.selections}
     for view in views:
-        rules += _view_rules(spec.name, view, channels, repeat_s)
+        rules += _view_rules(spec.name, view, channels, repeat_s, view.name in logged)
     rules += [user_rule(spec.name, rule, channels) for rule in spec.alert_rules]
     return rules
 

@@ -34,7 +34,7 @@ def fixture() -> Iterator[tuple[ControlFixture, TestClient]]:
     [view] = spec.stream_feature_views
     view = dataclasses.replace(view, monitoring=ViewMonitoringSpec(True, 60_000, ("oncall@example.com",)))
     applied = apply_workspace(control.registry, dataclasses.replace(spec, stream_feature_views=(view,)))
-    [rule] = workspace_rules(applied)
+    [rule] = [r for r in workspace_rules(applied) if r.name == RULE]
     states = MemoryAlertStateStore()
     states.put(step(rule, None, 95.0, 1_700_000_000_000))  # firing since then
     history = MetricHistory()
@@ -64,7 +64,10 @@ def test_viewers_read_the_alerts_and_strangers_do_not(fixture: tuple[ControlFixt
     control, client = fixture
     answer = client.get("/workspaces/a/alerts", headers=control.auth("p-viewer"))
     assert answer.status_code == 200
-    [alert] = answer.json()["alerts"]
+    alerts = {a["rule"]: a for a in answer.json()["alerts"]}
+    assert set(alerts) == {RULE, "a.user_spending.data_quality"}  # the view is offline, data quality on
+    assert alerts["a.user_spending.data_quality"]["state"] == "ok"
+    alert = alerts[RULE]
     assert alert["rule"] == RULE and alert["state"] == "firing" and alert["value"] == 95.0
     assert alert["threshold"] == 60.0 and alert["since_ms"] == 1_700_000_000_000 and alert["acked"] is False
     assert client.get("/v1/workspaces/a/alerts", headers=control.auth("p-viewer")).json() == answer.json()
@@ -78,7 +81,11 @@ def test_operators_acknowledge_a_firing_alert(fixture: tuple[ControlFixture, Tes
     assert client.post(url, headers=control.auth("p-consumer")).status_code == 403
     acked = client.post(url, headers=control.auth("p-operator"))
     assert acked.status_code == 200 and acked.json()["acked_by"] == "p-operator"
-    [alert] = client.get("/workspaces/a/alerts", headers=control.auth("p-viewer")).json()["alerts"]
+    [alert] = [
+        a
+        for a in client.get("/workspaces/a/alerts", headers=control.auth("p-viewer")).json()["alerts"]
+        if a["rule"] == RULE
+    ]
     assert alert["acked"] is True
     unknown = client.post("/workspaces/a/alerts/a.nothing/ack", headers=control.auth("p-operator"))
     assert unknown.status_code == 404 and "no alert rule" in unknown.json()["message"]
@@ -109,15 +116,19 @@ def test_history_shows_only_the_callers_workspaces(fixture: tuple[ControlFixture
 
 
 def test_an_alert_that_fired_and_cleared_is_resolved_and_one_that_never_fired_is_ok() -> None:
-    [rule] = workspace_rules(
-        dataclasses.replace(
-            spending_workspace(name="a"),
-            stream_feature_views=tuple(
-                dataclasses.replace(v, monitoring=ViewMonitoringSpec(True, 60_000))
-                for v in spending_workspace(name="a").stream_feature_views
-            ),
+    [rule] = [
+        r
+        for r in workspace_rules(
+            dataclasses.replace(
+                spending_workspace(name="a"),
+                stream_feature_views=tuple(
+                    dataclasses.replace(v, monitoring=ViewMonitoringSpec(True, 60_000))
+                    for v in spending_workspace(name="a").stream_feature_views
+                ),
+            )
         )
-    )
+        if r.kind.value == "freshness"
+    ]
     quiet = step(rule, None, 5.0, 1_000)
     fired = step(rule, quiet, 95.0, 2_000)
     cleared = step(rule, fired, 5.0, 3_000)

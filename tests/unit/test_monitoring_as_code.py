@@ -131,6 +131,14 @@ def test_rules_derived_from_the_spec() -> None:
         'featurebus_feature_freshness_seconds{feature_view=\\"user_spending\\",workspace=\\"prod\\"} > 300.0'
         in exported
     )
+    offline = dataclasses.replace(
+        _spec(),
+        stream_feature_views=tuple(
+            dataclasses.replace(v, offline=True, data_quality_enabled=True) for v in _spec().stream_feature_views
+        ),
+    )
+    derived = {r.name: r.kind for r in workspace_rules(offline)}
+    assert derived["prod.quiet_view.data_quality"] is RuleKind.DATA_QUALITY  # offline, data quality on
     [down] = component_rules(["worker"], down_after_s=10)
     assert (down.name, down.kind, down.limit) == ("component.worker.down", RuleKind.COMPONENT_DOWN, 10.0)
 
