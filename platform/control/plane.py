@@ -9,6 +9,7 @@ from __future__ import annotations
 from featurebus.platform.access.manage import AccessAdmin
 from featurebus.platform.access.records import PrincipalKind
 from featurebus.platform.control.audit import AuditLog, Outcome
+from featurebus.platform.control.catalog import Catalog
 from featurebus.platform.control.definitions import Definitions
 from featurebus.platform.control.guard import Call, Guard
 from featurebus.platform.control.operations import Jobs
@@ -28,6 +29,7 @@ class ControlPlane:
         self.definitions = Definitions(registry, self.guard)
         self.jobs = Jobs(registry, self.guard)
         self.access = Access(self.guard)
+        self.catalog = Catalog(registry, self.guard)
 
     def bootstrap_admin(self) -> str | None:
         """On the first start (no admin anywhere): create the ``admin`` service account and return
