@@ -16,6 +16,7 @@ import orjson
 
 from featurebus.platform.access.roles import Action
 from featurebus.platform.control.guard import Call, Guard
+from featurebus.platform.control.spec_cache import SpecCache
 from featurebus.platform.registry.base import Registry
 from featurebus.schemas.errors import InvalidRequestError, NotFoundError
 from featurebus.schemas.specs import (
@@ -170,7 +171,7 @@ class Catalog:
     """The guarded reads: only workspaces the caller may read are listed."""
 
     def __init__(self, registry: Registry, guard: Guard) -> None:
-        self._registry = registry
+        self.specs = SpecCache(registry)
         self._guard = guard
         # (workspace, version) -> rows: a spec version never changes, so its rows never go stale.
         self._rows: dict[tuple[str, int], list[CatalogRow]] = {}
@@ -180,7 +181,7 @@ class Catalog:
         view = self._guard.access.view
         return [
             spec
-            for name, spec in sorted(self._registry.list().items())
+            for name, spec in sorted(self.specs.specs().items())
             if caller.admin or view.role_of(caller, name) is not None
         ]
 
@@ -203,7 +204,7 @@ class Catalog:
 
     def spec(self, call: Call, workspace: str) -> WorkspaceSpec:
         self._guard.check(call, workspace, Action.READ_DEFINITIONS, "catalog.get")
-        spec = self._registry.get(workspace)
+        spec = self.specs.get(workspace)
         if spec is None:
             raise NotFoundError(f"workspace {workspace!r} does not exist")
         return spec

@@ -12,6 +12,7 @@ from featurebus.platform.control.audit import AuditLog, Outcome
 from featurebus.platform.control.catalog import Catalog
 from featurebus.platform.control.definitions import Definitions
 from featurebus.platform.control.guard import Call, Guard
+from featurebus.platform.control.history import History
 from featurebus.platform.control.operations import Jobs
 from featurebus.platform.control.principals import Access
 from featurebus.platform.registry.base import Registry
@@ -27,9 +28,10 @@ class ControlPlane:
         self.registry = registry
         self.guard = Guard(AccessAdmin(registry), audit, refresh_s=refresh_s)
         self.definitions = Definitions(registry, self.guard)
-        self.jobs = Jobs(registry, self.guard)
-        self.access = Access(self.guard)
         self.catalog = Catalog(registry, self.guard)
+        self.jobs = Jobs(registry, self.guard, read_spec=self.catalog.specs.get)
+        self.access = Access(self.guard)
+        self.history = History(registry, self.guard)
 
     def bootstrap_admin(self) -> str | None:
         """On the first start (no admin anywhere): create the ``admin`` service account and return

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from featurebus.platform.control.catalog import SORT_KEYS, ObjectKind
+from featurebus.platform.control.definitions import workspace_summary
 from featurebus.platform.control.guard import Call
 from featurebus.platform.control.plane import ControlPlane
 from featurebus.schemas.errors import AuthenticationError
@@ -91,7 +92,7 @@ def browse_pages() -> APIRouter:
 
 
 def _workspace_rows(ctx: UiContext) -> list[dict[str, Any]]:
-    rows = ctx.plane.definitions.workspaces(ctx.call)
+    rows = [workspace_summary(spec) for spec in ctx.plane.catalog.readable(ctx.call)]
     for row in rows:
         try:
             jobs = ctx.plane.jobs.list_jobs(ctx.call, row["name"])

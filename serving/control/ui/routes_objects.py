@@ -10,8 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from featurebus.platform.control.catalog import ObjectKind, catalog_rows, spec_object
-from featurebus.platform.control.history import object_history
+from featurebus.platform.control.catalog import ObjectKind, spec_object
 from featurebus.platform.control.lineage import lineage_graph
 from featurebus.platform.control.materialization import materialization_state
 from featurebus.schemas.specs import StreamFeatureViewSpec
@@ -59,7 +58,7 @@ def object_pages() -> APIRouter:
 def _object_values(ctx: UiContext, workspace: str, name: str, bootstrap: str | None) -> dict[str, Any]:
     spec = ctx.plane.catalog.spec(ctx.call, workspace)
     kind, document = spec_object(spec, name)
-    features = [row for row in catalog_rows(spec) if row.parent == name]
+    features = [row for row in ctx.plane.catalog.rows_of(spec) if row.parent == name]
     transformation = document.get("transformation") or {}
     materialization = None
     jobs: list[dict[str, Any]] = []
@@ -81,7 +80,7 @@ def _object_values(ctx: UiContext, workspace: str, name: str, bootstrap: str | N
         "materialization": materialization,
         "jobs": jobs,
         "services": services,
-        "history": object_history(ctx.plane, ctx.call, workspace, name),
+        "history": ctx.plane.history.of(ctx.call, workspace, name, spec.version),
         "live": spec.live,
         "version": spec.version,
     }

@@ -55,7 +55,7 @@ def ui_context(request: Request) -> UiContext:
     caller = plane.guard.authenticate(call, "ui")
     view = plane.guard.access.view
     names = tuple(
-        name for name in sorted(plane.registry.list()) if caller.admin or view.role_of(caller, name) is not None
+        name for name in sorted(plane.catalog.specs.specs()) if caller.admin or view.role_of(caller, name) is not None
     )
     return UiContext(plane, call, caller, names)
 
