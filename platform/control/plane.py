@@ -11,6 +11,7 @@ from featurebus.platform.access.records import PrincipalKind
 from featurebus.platform.control.audit import AuditLog, Outcome
 from featurebus.platform.control.catalog import Catalog
 from featurebus.platform.control.definitions import Definitions
+from featurebus.platform.control.explain import Explainer
 from featurebus.platform.control.guard import Call, Guard
 from featurebus.platform.control.history import History
 from featurebus.platform.control.operations import Jobs
@@ -32,6 +33,7 @@ class ControlPlane:
         self.jobs = Jobs(registry, self.guard, read_spec=self.catalog.specs.get)
         self.access = Access(self.guard)
         self.history = History(registry, self.guard)
+        self.explainer = Explainer(self.catalog.specs, self.guard)
 
     def bootstrap_admin(self) -> str | None:
         """On the first start (no admin anywhere): create the ``admin`` service account and return

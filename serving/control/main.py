@@ -42,7 +42,7 @@ def run_control(bootstrap: str, home: Path, host: str = "127.0.0.1", port: int =
     url = f"http://{host}:{port}"
     plane = build_control_plane(bootstrap, home, url)
     log.info("control plane on %s", url)
-    ui = UiSettings(bootstrap=bootstrap, serving_url=lambda: _serving_url(home))
+    ui = UiSettings(bootstrap=bootstrap, serving_url=lambda: _serving_url(home), offline_root=home / "offline")
     uvicorn.run(create_control_app(plane, ui), host=host, port=port, log_level="warning")
 
 

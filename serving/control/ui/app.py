@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from featurebus.platform.control.plane import ControlPlane
 from featurebus.serving.control.ui.routes_access import access_pages
 from featurebus.serving.control.ui.routes_browse import browse_pages
+from featurebus.serving.control.ui.routes_explain import explain_pages
 from featurebus.serving.control.ui.routes_jobs import job_pages
 from featurebus.serving.control.ui.routes_monitor import monitor_pages
 from featurebus.serving.control.ui.routes_objects import object_pages
@@ -26,17 +27,27 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 @dataclasses.dataclass(frozen=True)
 class UiSettings:
-    """What the UI needs beyond the control plane: the bus (materialization state) and where the
-    serving API answers ("try it"), looked up per request since `up` records it after starting."""
+    """What the UI (and the explain endpoint) need beyond the control plane: the bus
+    (materialization state), where the serving API answers ("try it"; looked up per request,
+    since `up` records it after starting) and the offline store ("explain a value")."""
 
     bootstrap: str | None = None
     serving_url: Callable[[], str | None] = lambda: None
+    offline_root: Path | None = None  # "explain a value" reads the offline store
 
 
 def mount_ui(app: FastAPI, plane: ControlPlane, settings: UiSettings) -> None:
     app.state.plane = plane
     app.state.ui = settings
-    for router in (browse_pages(), object_pages(), job_pages(), access_pages(), monitor_pages(), tryit_pages()):
+    for router in (
+        browse_pages(),
+        object_pages(),
+        job_pages(),
+        access_pages(),
+        monitor_pages(),
+        tryit_pages(),
+        explain_pages(),
+    ):
         app.include_router(router, include_in_schema=False)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
 

@@ -46,11 +46,17 @@ def job_pages() -> APIRouter:
     @router.post("/{job_id}/cancel")
     def cancel(ctx: Ctx, workspace: str, job_id: str) -> HTMLResponse:
         job = ctx.plane.jobs.cancel(ctx.call, workspace, job_id)
-        return partial("_job_row.html", job=job, workspace=workspace, operator=True)
+        # The runner moves the job to CANCELLED (between chunks); until then the row says it was asked.
+        return partial("_job_row.html", job=job, workspace=workspace, operator=True, note="cancel requested")
 
     @router.post("/{job_id}/retry")
     def retry(ctx: Ctx, workspace: str, job_id: str) -> HTMLResponse:
         job = ctx.plane.jobs.retry(ctx.call, workspace, job_id)
+        return partial("_job_row.html", job=job, workspace=workspace, operator=True)
+
+    @router.post("/compact")
+    def compact(ctx: Ctx, workspace: str) -> HTMLResponse:
+        job = ctx.plane.jobs.compact(ctx.call, workspace)
         return partial("_job_row.html", job=job, workspace=workspace, operator=True)
 
     @router.post("")
