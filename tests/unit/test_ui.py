@@ -83,7 +83,11 @@ def test_an_operator_cancels_and_triggers_through_the_ui(fx: ControlFixture) -> 
     client = signed_in(fx, "p-operator")
     assert "Cancel</button>" in client.get("/ui/w/a/jobs").text
     cancelled = client.post(f"/ui/w/a/jobs/{fx.job_id}/cancel", headers={"HX-Request": "true"})
-    assert cancelled.status_code == 200 and f'id="job-{fx.job_id}"' in cancelled.text and "cancel requested" in cancelled.text
+    assert (
+        cancelled.status_code == 200
+        and f'id="job-{fx.job_id}"' in cancelled.text
+        and "cancel requested" in cancelled.text
+    )
     compacted = client.post("/ui/w/a/jobs/compact")
     assert compacted.status_code == 200 and "<td>compact</td>" in compacted.text and "PENDING" in compacted.text
     bad = client.post("/ui/w/a/jobs", data={"view": "user_spending", "start": "yesterday", "end": ""})

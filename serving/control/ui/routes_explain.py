@@ -12,9 +12,10 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from featurebus.schemas.errors import InvalidRequestError
+from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.schemas.time import parse_iso_ms
 from featurebus.serving.control.ui.render import UiRoute, page, partial
-from featurebus.serving.control.ui.routes_tryit import GET_FEATURES
+from featurebus.serving.control.ui.routes_tryit import GET_FEATURES, service_inputs
 from featurebus.serving.control.ui.session import Ctx, Form
 
 __all__ = ["explain_pages"]
@@ -80,22 +81,14 @@ async def _served(
         return {"note": "serving answers for now only; pick a time within a minute of now to compare"}
     plane = request.app.state.plane
     spec = plane.catalog.specs.get(workspace)
-    service = (
-        next(
-            (
-                s.name
-                for s in spec.feature_services
-                for sel in s.selections
-                if sel.view == view and feature in sel.features
-            ),
-            None,
-        )
-        if spec
-        else None
-    )
+    service = _service_for(spec, view, feature, set(keys)) if spec else None
     base = request.app.state.ui.serving_url()
     if service is None or base is None:
-        return {"note": "no feature service serves this feature" if service is None else "serving is down"}
+        return {
+            "note": "no feature service serves this feature with these keys alone"
+            if service is None
+            else "serving is down"
+        }
     body = {
         "params": {
             "workspaceName": workspace,
@@ -119,3 +112,14 @@ async def _served(
     wanted = f"{view}.{feature}"
     value = values[names.index(wanted)] if wanted in names and len(values) == len(names) else None
     return {"service": service, "value": value}
+
+
+def _service_for(spec: WorkspaceSpec, view: str, feature: str, keys: set[str]) -> str | None:
+    """A feature service serving ``view.feature`` that needs no join key or request context
+    beyond ``keys``: the explained entity is all a lookup can send."""
+    for service in spec.feature_services:
+        if any(sel.view == view and feature in sel.features for sel in service.selections):
+            needed_keys, context = service_inputs(spec, service.name)
+            if not context and set(needed_keys) <= keys:
+                return service.name
+    return None
