@@ -11,6 +11,7 @@ from featurebus.platform.control.plane import ControlPlane
 from featurebus.serving.control.common import REQUEST_ID_HEADER
 from featurebus.serving.control.routes_access import access_router
 from featurebus.serving.control.routes_definitions import definitions_router
+from featurebus.serving.control.routes_deletes import deletes_router
 from featurebus.serving.control.routes_explain import explain_router
 from featurebus.serving.control.routes_lineage import lineage_router
 from featurebus.serving.control.ui import UiSettings, mount_ui
@@ -34,6 +35,7 @@ def create_control_app(plane: ControlPlane, ui: UiSettings | None = None) -> Fas
     app.include_router(lineage_router(plane))
     app.include_router(explain_router(plane))
     mount_ui(app, plane, ui or UiSettings())
+    app.include_router(deletes_router(plane))
 
     @app.middleware("http")
     async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
