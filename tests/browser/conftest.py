@@ -110,7 +110,7 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def page(browser: Any, ui: Ui, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A fresh browser context signed in as the admin; its screenshot is saved after the test."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context = new_context(browser)
     tab = context.new_page()
     sign_in(tab, ui.url, ui.admin_key)
     try:
@@ -119,6 +119,13 @@ def page(browser: Any, ui: Ui, request: pytest.FixtureRequest) -> Iterator[Any]:
         SCREENSHOTS.mkdir(exist_ok=True)
         tab.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
         context.close()
+
+
+def new_context(browser: Any) -> Any:
+    """A browser context whose waits allow for a shared, loaded machine (2 cores, many processes)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(90_000)
+    return context
 
 
 def sign_in(tab: Any, url: str, key: str) -> None:

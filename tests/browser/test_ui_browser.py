@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from tests.browser.conftest import Ui, sign_in
+from tests.browser.conftest import Ui, new_context, sign_in
 
 
 def test_sign_in_search_a_feature_and_open_its_page(page: Any, ui: Ui) -> None:
@@ -80,7 +80,7 @@ def test_create_and_revoke_a_key(page: Any, ui: Ui, browser: Any) -> None:
 
 def test_a_viewer_sees_no_job_controls_and_is_refused(ui: Ui, browser: Any) -> None:
     created = ui.api("POST", "/v1/keys", json={"workspace": "ads", "role": "viewer", "description": "viewer"}).json()
-    context = browser.new_context()
+    context = new_context(browser)
     tab = context.new_page()
     try:
         sign_in(tab, ui.url, created["secret"])
