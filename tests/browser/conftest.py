@@ -85,7 +85,33 @@ def ui(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         assert produce_events(platform.bootstrap, "transactions", events) == 5
         key = platform.admin_secret or control_login(home)[1]
         assert key, "featurebus up stored no admin key"
+        _wait_served(platform, key)
         yield Ui(platform, key, now_ms)
+
+
+def _wait_served(platform: LocalPlatform, key: str, timeout_s: float = 180.0) -> None:
+    """Until serving answers the produced events (the worker folds them; slow on a loaded machine)."""
+    body = {
+        "params": {"workspaceName": "fraud", "featureServiceName": "user_spending", "joinKeyMap": {"user_id": "user_1"}}
+    }
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        platform.check()
+        try:
+            answer = httpx.post(
+                f"{platform.serving_url}/api/v1/feature-service/get-features",
+                json=body,
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=10.0,
+            )
+            last = answer.text
+            if answer.status_code == 200 and 50.0 in answer.json()["result"]["features"]:
+                return
+        except httpx.HTTPError as exc:
+            last = str(exc)
+        time.sleep(0.5)
+    raise AssertionError(f"serving never answered the produced events: {last}\n{platform.log_tail('worker')}")
 
 
 @pytest.fixture(scope="session")

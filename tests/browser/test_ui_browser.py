@@ -112,7 +112,7 @@ def test_explain_a_value(page: Any, ui: Ui) -> None:
     page.goto(f"{ui.url}/ui/w/fraud/explain?view=user_transaction_stats")
     page.locator("select[name=feature]").select_option("amount_sum_1h_continuous")
     page.fill("input[name='key.user_id']", "user_1")
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 180
     while True:  # the offline materializer flushes the records within seconds
         page.click("#explain button[type=submit]")
         page.locator(".record-count").wait_for()
