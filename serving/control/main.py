@@ -12,7 +12,7 @@ from pathlib import Path
 
 import uvicorn
 
-from featurebus.platform.config import save_control_login
+from featurebus.platform.config import running_platform, save_control_login
 from featurebus.platform.control.audit import KafkaAuditLog
 from featurebus.platform.control.monitoring import Monitoring
 from featurebus.platform.control.plane import BOOTSTRAP_ADMIN, ControlPlane
@@ -20,6 +20,7 @@ from featurebus.platform.monitoring.acks import KafkaAlertAcks
 from featurebus.platform.monitoring.state_store import KafkaAlertStateStore
 from featurebus.platform.registry import KafkaRegistry
 from featurebus.serving.control.app import create_control_app
+from featurebus.serving.control.ui import UiSettings
 
 __all__ = ["build_control_plane", "build_monitoring", "run_control"]
 
@@ -59,5 +60,14 @@ def run_control(
     url = f"http://{host}:{port}"
     plane = build_control_plane(bootstrap, home, url)
     log.info("control plane on %s", url)
-    app = create_control_app(plane, home / "offline", build_monitoring(plane, bootstrap, monitor_url))
+    offline_root = home / "offline"
+    ui = UiSettings(bootstrap=bootstrap, serving_url=lambda: _serving_url(home), offline_root=offline_root)
+    app = create_control_app(plane, ui, offline_root, build_monitoring(plane, bootstrap, monitor_url))
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _serving_url(home: Path) -> str | None:
+    """The serving API of the `featurebus up` running from ``home`` (it records itself after the
+    control plane answers), for the UI's "try it"."""
+    running = running_platform(home)
+    return running.serving_url if running is not None else None
