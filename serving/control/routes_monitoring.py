@@ -50,8 +50,14 @@ def monitoring_router(plane: ControlPlane, monitoring: Monitoring) -> APIRouter:
         def history(
             call: CallerCall, component: Filter = None, metric: Filter = None, since: Since = None
         ) -> dict[str, Any]:
-            """The evaluator's recent scrapes: ``{"series": [{component, metric, labels, points: [[ms, value]]}]}``."""
-            return {"series": monitoring.history(call, component, metric, since)}
+            """The evaluator's recent scrapes: ``{"series": [{component, metric, labels, points: [[ms, value]]}],
+            "points": [[ms, value]]}``; ``points`` sums the matching series at each scrape (one chart line)."""
+            series = monitoring.history(call, component, metric, since)
+            totals: dict[int, float] = {}
+            for one in series:
+                for at_ms, value in one["points"]:
+                    totals[at_ms] = totals.get(at_ms, 0.0) + value
+            return {"series": series, "points": [[at_ms, totals[at_ms]] for at_ms in sorted(totals)]}
 
     @router.get("/metrics", responses=errors(401))
     def metrics(request: Request) -> Response:

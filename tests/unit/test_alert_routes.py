@@ -108,8 +108,10 @@ def test_history_shows_only_the_callers_workspaces(fixture: tuple[ControlFixture
     params = {"metric": "featurebus_feature_freshness_seconds"}
     mine = client.get("/metrics/history", params=params, headers=control.auth("p-viewer")).json()["series"]
     assert {s["labels"]["workspace"] for s in mine} == {"a"}
-    everything = client.get("/metrics/history", params=params, headers=control.auth("admin")).json()["series"]
-    assert {s["labels"]["workspace"] for s in everything} == {"a", "b"}
+    answer = client.get("/metrics/history", params=params, headers=control.auth("admin")).json()
+    assert {s["labels"]["workspace"] for s in answer["series"]} == {"a", "b"}
+    [[_, total]] = answer["points"]  # one scrape: the sum of both series, for a chart
+    assert total == 96.0
     metrics = client.get("/metrics", headers=control.auth("admin"))
     assert metrics.status_code == 200
     assert 'featurebus_control_requests_total{method="GET",route="/metrics/history",status="200"}' in metrics.text
