@@ -227,8 +227,9 @@ def test_stopping_the_worker_fires_the_freshness_alert_once_and_restarting_it_re
         _eventually(lambda: _kinds(receiver, rule) == ["firing"], 10, "the webhook")
         _eventually(lambda: any("[FIRING]" in s and rule in s for s in _subjects(inbox)), 10, "the email")
         fired_after = time.monotonic() - stopped
-        # Within the threshold plus one evaluation interval (and the slack of a shared machine).
-        assert fired_after < THRESHOLD_S + INTERVAL_S + 5, fired_after
+        # Within the threshold plus one evaluation interval, and the slack of a shared machine (a round
+        # of scrapes and Kafka reads under load took seconds once in a run next to the other suites).
+        assert fired_after < THRESHOLD_S + INTERVAL_S + 8, fired_after
         [(_, recipients, _)] = [m for m in inbox.messages if rule.encode() in m[2]]
         assert recipients == ["oncall@example.com"]
 
