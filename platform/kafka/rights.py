@@ -29,14 +29,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import (
-    AclBinding,
-    AclOperation,
-    AclPermissionType,
-    ResourcePatternType,
-    ResourceType,
+
+# The defining modules: confluent_kafka.admin re-exports these without listing them, which mypy's
+# no_implicit_reexport rejects (as for NewTopic, see tests/conftest.py).
+from confluent_kafka.admin._acl import AclBinding, AclOperation, AclPermissionType
+from confluent_kafka.admin._resource import ResourcePatternType, ResourceType
+from confluent_kafka.admin._scram import (
     ScramCredentialInfo,
     ScramMechanism,
+    UserScramCredentialAlteration,
     UserScramCredentialUpsertion,
 )
 
@@ -129,7 +130,7 @@ def grant_component_rights(bootstrap: str, credentials: BusCredentials, workspac
     Runs with this process's credentials for ``bootstrap``, which must be the broker's admin.
     """
     admin = admin_client(bootstrap)
-    upserts = [
+    upserts: list[UserScramCredentialAlteration] = [
         UserScramCredentialUpsertion(
             component.username,
             ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, _SCRAM_ITERATIONS),

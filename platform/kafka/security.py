@@ -179,9 +179,19 @@ def is_access_denied(error: object) -> bool:
     return isinstance(error, KafkaError) and error.code() in _DENIED_CODES
 
 
-def access_denied(bootstrap: str, error: object, operation: str, resource: str) -> KafkaAccessDeniedError:
+def access_denied(
+    bootstrap: str,
+    error: object,
+    operation: str,
+    resource: str,
+    *,
+    transactional_id: str | None = None,
+    group: str | None = None,
+) -> KafkaAccessDeniedError:
     """The featurebus error for a refused ``operation`` (``write``, ``read``, ``create`` ...) on
-    ``resource`` (a topic, group or transactional id name), naming the principal and the fix."""
+    ``resource`` (a topic, or what the call was about), naming the principal and the fix. The
+    refused resource follows Kafka's error code: the ``transactional_id`` or ``group`` the call
+    used when Kafka refused one of those."""
     if not isinstance(error, KafkaError) and isinstance(error, Exception) and error.args:
         error = error.args[0]
     principal = security_for(bootstrap).principal
@@ -189,9 +199,13 @@ def access_denied(bootstrap: str, error: object, operation: str, resource: str) 
     if code in (KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._AUTHENTICATION):
         return KafkaAccessDeniedError(
             f"Kafka at {bootstrap} refused the credentials of {principal} ({error}); check "
-            f"{ENV.username} / {ENV.password} (`featurebus up` writes each component's into its home's "
-            "kafka-credentials.json)"
+            f"{ENV.username} / {ENV.password} (`featurebus up` keeps each component's in "
+            "<home>/kafka/credentials.json)"
         )
+    if code == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED and transactional_id is not None:
+        operation, resource = "write", transactional_id
+    elif code == KafkaError.GROUP_AUTHORIZATION_FAILED and group is not None:
+        operation, resource = "read", group
     kind = _RESOURCE.get(code, "resource") if code is not None else "resource"
     return KafkaAccessDeniedError(
         f"Kafka principal {principal} lacks the right to {operation} {kind} {resource!r} on {bootstrap} "
