@@ -639,11 +639,12 @@ def training_set(
     home: Home = None,
 ) -> None:
     """A point-in-time-correct training set for every row of the spine."""
+    from featurebus.offline_access import confirm_before_training_set
     from featurebus.platform.training.training_sets import training_set_from_files
 
-    frame = training_set_from_files(
-        _registry(_bootstrap(bootstrap)), _home(home) / "offline", workspace, feature_service, spine, output
-    )
+    registry = _registry(_bootstrap(bootstrap))
+    confirm_before_training_set(registry.list(), workspace, _home(home))  # the control plane's word on the role
+    frame = training_set_from_files(registry, _home(home) / "offline", workspace, feature_service, spine, output)
     console.print(f"wrote {len(frame)} rows x {len(frame.columns)} columns to {output}")
     console.print(frame.head(5).to_string())
 

@@ -1,6 +1,6 @@
 """The control plane's service layer in one object, and its first start-up's admin.
 
-``ControlPlane`` wires the registry, the access records and the audit log into the four services
+``ControlPlane`` wires the registry, the access records and the audit log into the five services
 the HTTP layer (``featurebus.serving.control``) puts routes in front of. No web framework here.
 """
 
@@ -11,6 +11,7 @@ from featurebus.platform.access.records import PrincipalKind
 from featurebus.platform.control.audit import AuditLog, Outcome
 from featurebus.platform.control.definitions import Definitions
 from featurebus.platform.control.guard import Call, Guard
+from featurebus.platform.control.offline import OfflineAccess
 from featurebus.platform.control.operations import Jobs
 from featurebus.platform.control.principals import Access
 from featurebus.platform.registry.base import Registry
@@ -28,6 +29,7 @@ class ControlPlane:
         self.definitions = Definitions(registry, self.guard)
         self.jobs = Jobs(registry, self.guard)
         self.access = Access(self.guard)
+        self.offline = OfflineAccess(registry, self.guard)
 
     def bootstrap_admin(self) -> str | None:
         """On the first start (no admin anywhere): create the ``admin`` service account and return
