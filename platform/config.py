@@ -132,7 +132,9 @@ def resolve_cluster(explicit: str | None = None, home: Path | None = None) -> Cl
 
 
 def resolve_bootstrap(explicit: str | None = None) -> str:
-    return explicit or resolve_cluster().bootstrap
+    """The cluster's address (``resolve_cluster``, which also picks this home's admin credentials
+    when the address is this home's own secured broker)."""
+    return resolve_cluster(explicit).bootstrap
 
 
 def _settings_path(home: Path | None) -> Path:
