@@ -35,6 +35,9 @@ workspace_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(kafka_app, name="kafka")
+from featurebus.cli_kafka_setup import kafka_setup  # noqa: E402
+
+kafka_app.command("setup")(kafka_setup)  # component principals and ACLs on a secured cluster
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(keys_app, name="api-key")
 app.add_typer(registry_app, name="registry")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -31,7 +32,9 @@ __all__ = [
     "CREDENTIALS_FILE",
     "BusCredentials",
     "Component",
+    "PASSWORD_ENV_PREFIX",
     "load_or_create_credentials",
+    "with_passwords_from_env",
 ]
 
 ADMIN_USER = "featurebus-admin"
@@ -70,6 +73,20 @@ class BusCredentials:
 
     def component(self, component: Component) -> KafkaSecurity:
         return KafkaSecurity.scram(component.username, self.components[component])
+
+
+PASSWORD_ENV_PREFIX = "FEATUREBUS_KAFKA_PASSWORD_"
+
+
+def with_passwords_from_env(credentials: BusCredentials, environ: Mapping[str, str] | None = None) -> BusCredentials:
+    """``credentials`` with each component's password taken from ``FEATUREBUS_KAFKA_PASSWORD_<COMPONENT>``
+    where set (a deployment that hands the passwords to its services itself, as docker/compose.yaml)."""
+    env = os.environ if environ is None else environ
+    components = {
+        c: env.get(f"{PASSWORD_ENV_PREFIX}{c.value.upper()}", "").strip() or p
+        for c, p in credentials.components.items()
+    }
+    return BusCredentials(credentials.admin_password, credentials.controller_password, components)
 
 
 def load_or_create_credentials(directory: Path) -> BusCredentials:

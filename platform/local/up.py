@@ -23,14 +23,14 @@ import httpx
 
 from featurebus.platform.config import RunningPlatform, clear_platform, record_platform
 from featurebus.platform.kafka.broker import LocalKafka, kafka_bootstrap_from_env
-from featurebus.platform.kafka.credentials import Component, load_or_create_credentials
+from featurebus.platform.kafka.credentials import BusCredentials, Component, load_or_create_credentials
 from featurebus.platform.kafka.rights import grant_component_rights
 from featurebus.platform.kafka.runtime import free_port_pair
 from featurebus.platform.local.supervisor import Supervisor
 from featurebus.schemas.errors import InvalidRequestError, KafkaUnavailableError
 from featurebus.schemas.kinds import StreamEngineKind
 
-__all__ = ["LocalPlatform"]
+__all__ = ["LocalPlatform", "ensure_live_workspace", "grant_platform_rights"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,30 @@ def _free_or_any(port: int) -> int:
         except OSError:
             return free_port_pair()[0]
     return port
+
+
+def ensure_live_workspace(bootstrap: str, workspace: str) -> None:
+    """`featurebus up --workspace W` materializes W: create it live when it does not exist yet,
+    so `up` then `apply` works as before workspaces had to be created."""
+    from featurebus.platform.registry import KafkaRegistry
+    from featurebus.platform.workspaces import create_workspace
+
+    registry = KafkaRegistry(bootstrap)
+    existing = registry.get(workspace)
+    if existing is None:
+        create_workspace(registry, workspace, live=True)
+    elif not existing.live:
+        raise InvalidRequestError(
+            f"workspace {workspace!r} is a development workspace and is never materialized; run "
+            "`featurebus up` with a live workspace (`featurebus workspace create NAME --live`)"
+        )
+
+
+def grant_platform_rights(bootstrap: str, credentials: BusCredentials, workspace: str) -> None:
+    """Each component's principal and rights, for ``workspace`` and every workspace the registry holds."""
+    from featurebus.platform.registry import KafkaRegistry
+
+    grant_component_rights(bootstrap, credentials, {workspace, *KafkaRegistry(bootstrap).list()})
 
 
 class LocalPlatform:
@@ -131,30 +155,14 @@ class LocalPlatform:
         principals = self._kafka_principals if self._kafka_principals is not None else self._kafka is not None
         if not principals:
             return  # every component uses this process's credentials for the configured cluster
-        from featurebus.platform.registry import KafkaRegistry
-
         credentials = self._kafka.credentials if self._kafka is not None else None
         if credentials is None:  # a configured cluster: the components' passwords live in the home
             credentials = load_or_create_credentials(self.home / "kafka")
-        workspaces = {self.workspace, *KafkaRegistry(self.bootstrap).list()}
-        grant_component_rights(self.bootstrap, credentials, workspaces)
+        grant_platform_rights(self.bootstrap, credentials, self.workspace)
         self._component_env = {c: credentials.component(c).as_env() for c in Component}
 
     def _ensure_live_workspace(self) -> None:
-        """`featurebus up --workspace W` materializes W: create it live when it does not exist yet,
-        so `up` then `apply` works as before workspaces had to be created."""
-        from featurebus.platform.registry import KafkaRegistry
-        from featurebus.platform.workspaces import create_workspace
-
-        registry = KafkaRegistry(self.bootstrap)
-        existing = registry.get(self.workspace)
-        if existing is None:
-            create_workspace(registry, self.workspace, live=True)
-        elif not existing.live:
-            raise InvalidRequestError(
-                f"workspace {self.workspace!r} is a development workspace and is never materialized; run "
-                "`featurebus up` with a live workspace (`featurebus workspace create NAME --live`)"
-            )
+        ensure_live_workspace(self.bootstrap, self.workspace)
 
     def _bootstrap_admin(self) -> None:
         """Log this home's CLI in to the control plane `up` runs: the first `up` on a registry
