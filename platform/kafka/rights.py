@@ -8,7 +8,7 @@ which topic (``topics``):
   keys, the audit log, jobs, alert state — with the transactional ids and groups that go with it;
   it also creates the topics an apply needs. It is the only component that writes those topics.
 - worker: writes a workspace's feature topics and its dead letters, in transactions under
-  ``featurebus.<ws>.worker.*``;
+  ``featurebus.<ws>.worker.*`` (the Flink engine's sink: ``featurebus.<ws>.flink*``);
 - serving: writes only a workspace's push topics (ingestion);
 - job runner: writes a workspace's jobs topic (status, under its transactional id) and its feature
   topics (batch materialization);
@@ -108,6 +108,7 @@ def component_rights(component: Component, workspaces: Iterable[str]) -> list[Ri
             rights += _topics([feature_topic(ws, "")], *_WRITE_AND_CREATE, prefixed=True)
             rights += _topics([dead_letter_topic(ws)], *_WRITE_AND_CREATE)
             rights += _transactional_ids(f"{_PREFIX}{ws}.worker.", prefixed=True)
+            rights += _transactional_ids(f"{_PREFIX}{ws}.flink", prefixed=True)  # the Flink engine's sink
         elif component is Component.SERVING:
             rights += _topics([push_topic(ws, "")], *_WRITE_AND_CREATE, prefixed=True)
         elif component is Component.JOBS:

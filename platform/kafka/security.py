@@ -99,6 +99,25 @@ class KafkaSecurity:
             settings["ssl.ca.location"] = self.ssl_ca_location
         return settings
 
+    def java_client(self) -> dict[str, str]:
+        """The same principal as Kafka's Java clients configure it (the Flink connector)."""
+        settings = {"security.protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL"):
+            mechanism = self.sasl_mechanism or SCRAM_MECHANISM
+            module = (
+                "org.apache.kafka.common.security.plain.PlainLoginModule"
+                if mechanism == "PLAIN"
+                else "org.apache.kafka.common.security.scram.ScramLoginModule"
+            )
+            username, password = _jaas_quoted(self.username or ""), _jaas_quoted(self.password or "")
+            settings |= {
+                "sasl.mechanism": mechanism,
+                "sasl.jaas.config": f'{module} required username="{username}" password="{password}";',
+            }
+        if self.ssl_ca_location:
+            settings |= {"ssl.truststore.type": "PEM", "ssl.truststore.location": self.ssl_ca_location}
+        return settings
+
     def as_env(self) -> dict[str, str]:
         """The environment that makes a child process use this principal (every variable set, so
         nothing the parent inherited leaks through)."""
@@ -109,6 +128,10 @@ class KafkaSecurity:
             ENV.password: self.password or "",
             ENV.ssl_ca_location: self.ssl_ca_location or "",
         }
+
+
+def _jaas_quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 _registered: dict[str, KafkaSecurity] = {}

@@ -8,16 +8,20 @@ they must not do: the refusals come from the broker, not from featurebus.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
-from featurebus.platform.kafka.credentials import BusCredentials, Component
+from featurebus.platform.kafka.credentials import PASSWORD_ENV_PREFIX, BusCredentials, Component
 from featurebus.platform.kafka.rights import grant_component_rights
 from featurebus.platform.kafka.security import KafkaSecurity, register_credentials, security_for
 from featurebus.platform.kafka.topics import API_KEYS_TOPIC, REGISTRY_TOPIC, feature_topic, push_topic
@@ -40,7 +44,9 @@ def granted(kafka_bootstrap: str) -> tuple[str, BusCredentials]:
     return workspace, credentials
 
 
-def _write(bootstrap: str, security: KafkaSecurity | None, topic: str) -> KafkaError | None:
+def _write(
+    bootstrap: str, security: KafkaSecurity | None, topic: str, value: bytes | None = b"must not land"
+) -> KafkaError | None:
     """Produce one record as ``security`` (None: no credentials); the delivery's error, if any."""
     config = {"bootstrap.servers": bootstrap, "message.timeout.ms": 10_000, "enable.idempotence": False}
     if security is not None:
@@ -51,7 +57,7 @@ def _write(bootstrap: str, security: KafkaSecurity | None, topic: str) -> KafkaE
     def delivered(error: KafkaError | None, message: Message) -> None:
         outcome.append(error)
 
-    producer.produce(topic, key=b"acl-test", value=b"must not land", on_delivery=delivered)
+    producer.produce(topic, key=b"acl-test", value=value, on_delivery=delivered)
     producer.flush(15)
     assert outcome, f"no delivery report for {topic} within 15 s"
     return outcome[0]
@@ -68,7 +74,8 @@ def test_no_component_but_the_control_plane_can_write_the_registry(
     _, credentials = granted
     error = _write(kafka_bootstrap, credentials.component(component), REGISTRY_TOPIC)
     assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, error
-    assert _write(kafka_bootstrap, credentials.component(Component.CONTROL), REGISTRY_TOPIC) is None
+    # The control plane may (a tombstone of a key no workspace has: the registry stays intact).
+    assert _write(kafka_bootstrap, credentials.component(Component.CONTROL), REGISTRY_TOPIC, value=None) is None
 
 
 def test_serving_writes_only_push_topics_and_the_worker_only_feature_topics(
@@ -132,3 +139,26 @@ def test_a_component_without_a_right_fails_naming_the_topic_and_the_operation(
     assert f"write topic {API_KEYS_TOPIC!r}" in str(denied_key.value)
     assert "User:featurebus-serving" in str(denied_apply.value)
     assert f"featurebus.registry.{workspace}" in str(denied_apply.value)  # its transactional id, refused first
+
+
+def test_kafka_setup_creates_the_principals_with_the_deployments_passwords(
+    kafka_bootstrap: str, granted: tuple[str, BusCredentials], tmp_path: Path
+) -> None:
+    """`featurebus kafka setup` (docker/compose.yaml's setup service), run as the cluster admin.
+    Last in this module: it gives the component principals new passwords."""
+    workspace = f"setup_{uuid.uuid4().hex[:8]}"
+    passwords = {c: f"pw-{c.value}-{uuid.uuid4().hex}" for c in Component}
+    environ = {**os.environ, **{f"{PASSWORD_ENV_PREFIX}{c.value.upper()}": p for c, p in passwords.items()}}
+    command = ["kafka", "setup", "-w", workspace, "--bootstrap", kafka_bootstrap, "--home", str(tmp_path)]
+    done = subprocess.run(
+        [sys.executable, "-m", "featurebus", *command], env=environ, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    spec = KafkaRegistry(kafka_bootstrap).get(workspace)
+    assert spec is not None and spec.live
+    push = push_topic(workspace, "clicks")
+    _ensure(kafka_bootstrap, push)
+    serving = KafkaSecurity.scram(Component.SERVING.username, passwords[Component.SERVING])
+    assert _write(kafka_bootstrap, serving, push) is None
+    refused = _write(kafka_bootstrap, serving, REGISTRY_TOPIC)
+    assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED

@@ -48,6 +48,11 @@ def test_settings_from_the_environment() -> None:
     assert tls.librdkafka()["sasl.mechanism"] == "PLAIN"
     assert tls.librdkafka()["ssl.ca.location"] == "/ca.pem"
     assert KafkaSecurity.from_env(tls.as_env()) == tls  # what a supervised child reads back
+    java = scram.java_client()  # the Flink connector's clients
+    assert java["sasl.jaas.config"] == (
+        'org.apache.kafka.common.security.scram.ScramLoginModule required username="svc" password="pw";'
+    )
+    assert tls.java_client()["ssl.truststore.location"] == "/ca.pem"
     with pytest.raises(KafkaAccessDeniedError, match=ENV.password):
         KafkaSecurity.from_env({ENV.security_protocol: "SASL_PLAINTEXT", ENV.username: "u"}).librdkafka()
 
