@@ -645,12 +645,16 @@ def training_set(
     home: Home = None,
 ) -> None:
     """A point-in-time-correct training set for every row of the spine."""
-    from featurebus.offline_access import confirm_before_training_set
+    from featurebus.offline_access import applied_specs_via_control, confirm_before_training_set
     from featurebus.platform.training.training_sets import training_set_from_files
 
-    registry = _registry(_bootstrap(bootstrap))
-    confirm_before_training_set(registry.list(), workspace, _home(home))  # the control plane's word on the role
-    frame = training_set_from_files(registry, _home(home) / "offline", workspace, feature_service, spine, output)
+    # Logged in: the definitions come from the control plane (no Kafka credentials needed);
+    # --bootstrap (or no login): from the registry on the bus.
+    specs = None if bootstrap else applied_specs_via_control(_home(home))
+    if specs is None:
+        specs = _registry(_bootstrap(bootstrap)).list()
+    confirm_before_training_set(specs, workspace, _home(home))  # the control plane's word on the role
+    frame = training_set_from_files(specs, _home(home) / "offline", workspace, feature_service, spine, output)
     console.print(f"wrote {len(frame)} rows x {len(frame.columns)} columns to {output}")
     console.print(frame.head(5).to_string())
 

@@ -19,7 +19,7 @@ from featurebus.schemas.errors import AuthenticationError, PermissionDeniedError
 if TYPE_CHECKING:
     from featurebus.schemas.specs import WorkspaceSpec
 
-__all__ = ["confirm_before_training_set", "confirm_offline_read", "read_workspaces"]
+__all__ = ["applied_specs_via_control", "confirm_before_training_set", "confirm_offline_read", "read_workspaces"]
 
 
 def read_workspaces(workspace: str, offline_data: Mapping[str, tuple[tuple[str, str], ...]] | None) -> set[str]:
@@ -58,11 +58,32 @@ def confirm_offline_read(workspaces: Iterable[str], home: Path | None = None) ->
 
 
 def confirm_before_training_set(specs: Mapping[str, WorkspaceSpec], workspace: str, home: Path | None = None) -> None:
-    """``confirm_offline_read`` for the CLI's ``training-set`` over ``workspace`` (an unknown one is
-    left to the training set's own error, which lists the known workspaces)."""
+    """``confirm_offline_read`` for the CLI's ``training-set`` over ``workspace`` (one the caller
+    cannot see is asked about too: the control plane says which role is missing, or that it is unknown)."""
     from featurebus.platform.offline.locations import offline_locations
 
     spec = specs.get(workspace)
     if spec is None:
+        confirm_offline_read([workspace], home)
         return
     confirm_offline_read(read_workspaces(workspace, None if spec.live else offline_locations(spec, specs)), home)
+
+
+def applied_specs_via_control(home: Path | None = None) -> dict[str, WorkspaceSpec] | None:
+    """Every workspace the logged-in caller may read, from the control plane; None without a login."""
+    import orjson
+
+    from featurebus.control_client import ControlClient
+    from featurebus.platform.config import control_login
+    from featurebus.schemas.specs import WorkspaceSpec
+
+    url, key = control_login(home)
+    if key is None:
+        return None
+    client = ControlClient(url, key)
+    try:
+        names = [summary["name"] for summary in client.get("/v1/workspaces")]
+        documents = {name: client.get(f"/v1/workspaces/{name}") for name in names}
+    finally:
+        client.close()
+    return {name: WorkspaceSpec.from_json(orjson.dumps(doc["spec"])) for name, doc in documents.items()}

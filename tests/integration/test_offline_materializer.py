@@ -100,7 +100,7 @@ def test_each_good_record_is_written_exactly_once(
     # The CLI's path: the spec comes from the registry, spine and output are files.
     spine.to_parquet(tmp_path / "spine.parquet")
     training_set_from_files(
-        KafkaRegistry(kafka_bootstrap),
+        KafkaRegistry(kafka_bootstrap).list(),
         root,
         workspace,
         "spending",

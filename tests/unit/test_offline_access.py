@@ -12,7 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import uvicorn
+from typer.testing import CliRunner
 
+from featurebus.cli import app
 from featurebus.exceptions import AuthenticationError, PermissionDeniedError
 from featurebus.platform.offline.store import open_store
 from featurebus.serving.control.app import create_control_app
@@ -106,3 +108,24 @@ def test_without_a_login_nothing_is_asked(monkeypatch: pytest.MonkeyPatch, tmp_p
     _login(monkeypatch, f"http://127.0.0.1:{_free_port()}", None, tmp_path)
     frame = _workspace(fixture, "a", tmp_path).get_feature_service("spending").get_features_for_events(SPINE, "ts")
     assert len(frame) == 1
+
+
+@pytest.mark.parametrize(("principal", "allowed"), [("p-viewer", True), ("p-none", False)])
+def test_the_cli_training_set_reads_definitions_and_the_role_from_the_control_plane(
+    control: tuple[ControlFixture, str], principal: str, allowed: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No Kafka anywhere here: a logged-in CLI needs only the control plane and the offline files."""
+    fixture, url = control
+    _login(monkeypatch, url, fixture.secrets[principal], tmp_path)
+    open_store(tmp_path / "offline")
+    SPINE.to_parquet(tmp_path / "spine.parquet")
+    output = tmp_path / "training.parquet"
+    args = ["training-set", "--spine", str(tmp_path / "spine.parquet"), "--feature-service", "spending"]
+    result = CliRunner().invoke(app, [*args, "--output", str(output), "-w", "a", "--home", str(tmp_path)])
+    if allowed:
+        assert result.exit_code == 0, result.output
+        assert len(pd.read_parquet(output)) == 1
+    else:
+        # (the CLI's main prints this message; the runner hands the exception over)
+        assert isinstance(result.exception, PermissionDeniedError) and not output.exists()
+        assert "'viewer'" in str(result.exception) and "assign-role" in str(result.exception)
