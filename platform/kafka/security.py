@@ -99,15 +99,16 @@ class KafkaSecurity:
             settings["ssl.ca.location"] = self.ssl_ca_location
         return settings
 
-    def java_client(self) -> dict[str, str]:
-        """The same principal as Kafka's Java clients configure it (the Flink connector)."""
+    def java_client(self, kafka_package: str = "org.apache.kafka") -> dict[str, str]:
+        """The same principal as Kafka's Java clients configure it; ``kafka_package``: where the
+        client's classes live (a shading connector, as Flink's SQL connector, relocates them)."""
         settings = {"security.protocol": self.security_protocol}
         if self.security_protocol.startswith("SASL"):
             mechanism = self.sasl_mechanism or SCRAM_MECHANISM
             module = (
-                "org.apache.kafka.common.security.plain.PlainLoginModule"
+                f"{kafka_package}.common.security.plain.PlainLoginModule"
                 if mechanism == "PLAIN"
-                else "org.apache.kafka.common.security.scram.ScramLoginModule"
+                else f"{kafka_package}.common.security.scram.ScramLoginModule"
             )
             username, password = _jaas_quoted(self.username or ""), _jaas_quoted(self.password or "")
             settings |= {

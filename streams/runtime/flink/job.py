@@ -129,6 +129,9 @@ def _configuration(settings: FlinkJobSettings) -> Any:
     return config
 
 
+_SHADED_KAFKA = "org.apache.flink.kafka.shaded.org.apache.kafka"
+
+
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -152,11 +155,10 @@ def build_job(settings: FlinkJobSettings, spec: WorkspaceSpec, feature_topics: d
     env = StreamExecutionEnvironment.get_execution_environment(_configuration(settings))
     t_env = StreamTableEnvironment.create(env)
     bootstrap = _quote(settings.bootstrap)
-    # The process's Kafka principal (security.security_for), for the connector's Java clients.
-    security = "".join(
-        f"\n            'properties.{key}' = {_quote(value)},"
-        for key, value in security_for(settings.bootstrap).java_client().items()
-    )
+    # The process's Kafka principal (security.security_for), for the connector's Java clients,
+    # whose classes flink-sql-connector-kafka relocates (the JAAS login module is named by class).
+    java_client = security_for(settings.bootstrap).java_client(_SHADED_KAFKA)
+    security = "".join(f"\n            'properties.{key}' = {_quote(value)}," for key, value in java_client.items())
     t_env.execute_sql(f"""
         CREATE TEMPORARY TABLE featurebus_source (
             `value` BYTES,
