@@ -8,11 +8,16 @@ which topic (``topics``):
   keys, the audit log, jobs, alert state — with the transactional ids and groups that go with it;
   it also creates the topics an apply needs. It is the only component that writes those topics.
 - worker: writes a workspace's feature topics and its dead letters, in transactions under
-  ``featurebus.<ws>.worker.*`` (the Flink engine's sink: ``featurebus.<ws>.flink*``);
+  ``featurebus.<ws>.worker.*`` (the Flink engine's sink: ``featurebus.<ws>.flink*``); it may create,
+  not write, the delete requests topic;
 - serving: writes only a workspace's push topics (ingestion);
 - job runner: writes a workspace's jobs topic (status, under its transactional id) and its feature
   topics (batch materialization);
 - offline materializer: writes nothing on the bus.
+
+Deleting entities with ``include_sources`` writes tombstones to users' (compacted) source topics:
+the control plane may do so only where an operator granted its principal WRITE on those topics;
+otherwise the delete fails naming the topic and the right.
 
 Every component reads every topic (source topics are named by users, so no prefix covers them)
 and uses consumer groups under ``featurebus.``, except that only the control plane and serving
@@ -48,6 +53,7 @@ from featurebus.platform.kafka.topics import (
     API_KEYS_TOPIC,
     AUDIT_TOPIC,
     dead_letter_topic,
+    deletes_topic,
     feature_topic,
     jobs_runner_transactional_id,
     jobs_topic,
@@ -109,6 +115,8 @@ def component_rights(component: Component, workspaces: Iterable[str]) -> list[Ri
             rights += _topics([dead_letter_topic(ws)], *_WRITE_AND_CREATE)
             rights += _transactional_ids(f"{_PREFIX}{ws}.worker.", prefixed=True)
             rights += _transactional_ids(f"{_PREFIX}{ws}.flink", prefixed=True)  # the Flink engine's sink
+            # It creates the delete requests topic when missing; only the control plane writes it.
+            rights += _topics([deletes_topic(ws)], AclOperation.CREATE, AclOperation.DESCRIBE)
         elif component is Component.SERVING:
             rights += _topics([push_topic(ws, "")], *_WRITE_AND_CREATE, prefixed=True)
         elif component is Component.JOBS:
