@@ -39,7 +39,19 @@ __all__ = [
 METADATA_FIELDS = frozenset(DESCRIPTIVE_FIELDS)
 # ``online``/``offline`` say where the features go, not what they are. (A view switched online
 # has no state yet: its missing fingerprint, not a changed one, makes the worker build it.)
-VIEW_HARMLESS = METADATA_FIELDS | {"online", "offline"}
+VIEW_HARMLESS = (
+    METADATA_FIELDS
+    | {"online", "offline"}
+    | {
+        # How a stream view's backfill from batch history is cut into jobs (streams/cutover.py): the
+        # stream's tiles do not depend on it.
+        "batch_schedule_ms",
+        "batch_trigger",
+        "manual_trigger_backfill_end_ms",
+        "max_backfill_interval_ms",
+        "incremental_backfills",
+    }
+)
 # The watermark delay and the value format only decide how records that have not arrived yet are
 # read; batch_config files hold history the offline store reads, never the stream worker.
 SOURCE_HARMLESS = METADATA_FIELDS | {

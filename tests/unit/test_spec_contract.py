@@ -35,14 +35,30 @@ FIXTURES = sorted((Path(__file__).parents[1] / "fixtures" / "specs_v4").glob("*.
 KINDS = Path(__file__).parents[1] / "fixtures" / "specs_v4" / "kinds.json"
 
 
+# What version 6 added to stream views (batch history, streams/cutover.py), at its defaults.
+_STREAM_VIEW_V6_DEFAULTS = {
+    "feature_start_ms": None,
+    "backfill_from_batch": False,
+    "stream_cutover_ms": None,
+    "batch_schedule_ms": None,
+    "batch_trigger": "scheduled",
+    "manual_trigger_backfill_end_ms": None,
+    "max_backfill_interval_ms": None,
+    "incremental_backfills": False,
+}
+
+
 def _as_version_4(document: bytes) -> bytes:
-    """A version-5 document without what version 5 added (batch views' ``source_ranges``, which
-    a version-4 document cannot have set): the bytes version 4 wrote for the same workspace."""
+    """A current document without what versions 5 and 6 added (batch views' ``source_ranges``,
+    stream views' batch history), which a version-4 document cannot have set: the bytes version 4
+    wrote for the same workspace."""
     raw = orjson.loads(document)
-    assert raw["format_version"] == 5
+    assert raw["format_version"] == 6
     raw["format_version"] = 4
     for view in raw["batch_feature_views"]:
         assert view.pop("source_ranges") == []
+    for view in raw["stream_feature_views"]:
+        assert {name: view.pop(name) for name in _STREAM_VIEW_V6_DEFAULTS} == _STREAM_VIEW_V6_DEFAULTS
     return orjson.dumps(raw)
 
 
