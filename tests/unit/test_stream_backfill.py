@@ -316,3 +316,53 @@ def test_stream_tiles_plus_backfilled_tiles_equal_the_brute_force_over_the_union
             got = compute_values(compiled, tiles.get(compiled.entity_key([name]), []), t)[0]
             want = feature_value(counted, (name,), t, "sum", aggregation.window_ms, interval)
             assert close(got, want), (name, t, got, want)
+
+
+def test_apply_fixes_the_cut_over_and_queues_the_backfill_and_a_re_apply_keeps_both() -> None:
+    from featurebus.platform.control.guard import Call
+    from featurebus.platform.jobs.client import submit_materialization
+    from featurebus.schemas.errors import InvalidRequestError
+    from featurebus.schemas.specs import FileConfigSpec
+    from tests.support.control import control_fixture, spec_json
+    from tests.support.specs import spending_workspace
+
+    fixture = control_fixture()
+    base = spending_workspace(name="a")
+    start = T0 - 30 * DAY
+    view = dataclasses.replace(
+        base.stream_feature_views[0], feature_start_ms=start, backfill_from_batch=True, batch_schedule_ms=DAY
+    )
+    source = dataclasses.replace(base.stream_sources[0], batch_config=FileConfigSpec("/nowhere/tx.parquet"))
+    desired = spec_json("a", stream_feature_views=(view,), stream_sources=(source,))
+    editor = Call(f"Bearer {fixture.secrets['p-editor']}", "p-editor")
+
+    applied = fixture.plane.definitions.apply(editor, "a", desired, 1)
+    assert applied["applied"] and applied["backfillJobs"] == [
+        "apply-v2-user_spending-backfill"
+    ]  # the view existed: re-materialized
+    current = fixture.registry.get("a")
+    assert current is not None
+    cutover = current.view("user_spending").stream_cutover_ms
+    assert cutover is not None and cutover > T0  # an in-memory registry has no topic: the apply time
+    job = fixture.registry.jobs("a").get("apply-v2-user_spending-backfill")
+    assert job is not None and (job.start_ms, job.end_ms, job.online, job.offline) == (
+        start // DAY * DAY,
+        cutover,
+        True,
+        False,
+    )
+
+    again = fixture.plane.definitions.apply(editor, "a", desired, current.version)
+    assert not again["applied"]  # nothing changed: the cut-over stays where the first apply put it
+
+    # A manual run of part of the history is a job like a batch view's; a view without history is refused.
+    # (It overlaps the queued backfill: refused unless asked for, as for batch views.)
+    with pytest.raises(InvalidRequestError, match="overlapping range"):
+        submit_materialization(fixture.registry.jobs("a"), current, "user_spending", start, start + DAY, T0)
+    manual = submit_materialization(
+        fixture.registry.jobs("a"), current, "user_spending", start, start + DAY, T0, overwrite=True
+    )
+    assert (manual.online, manual.offline) == (True, False)
+    plain = spending_workspace(name="a")
+    with pytest.raises(InvalidRequestError, match="without batch history"):
+        submit_materialization(fixture.registry.jobs("a"), plain, "user_spending", start, start + DAY, T0)
