@@ -82,6 +82,11 @@ def submit_materialization(
         online, offline = allowed_online, allowed_offline
     online, offline = bool(online), bool(offline)
     for wanted, allowed, store_name in ((online, allowed_online, "online"), (offline, allowed_offline, "offline")):
+        if wanted and not allowed and not spec.is_batch(view):
+            raise InvalidRequestError(
+                f"stream feature view {view!r}: a job of its batch history writes online only (training sets "
+                "read the history from its batch_config files themselves); leave out --offline"
+            )
         if wanted and not allowed:
             raise InvalidRequestError(
                 f"batch feature view {view!r} has {store_name}=False: set {store_name}=True "

@@ -363,6 +363,10 @@ def test_apply_fixes_the_cut_over_and_queues_the_backfill_and_a_re_apply_keeps_b
         fixture.registry.jobs("a"), current, "user_spending", start, start + DAY, T0, overwrite=True
     )
     assert (manual.online, manual.offline) == (True, False)
+    with pytest.raises(InvalidRequestError, match="writes online only"):
+        submit_materialization(
+            fixture.registry.jobs("a"), current, "user_spending", start, start + DAY, T0, offline=True, overwrite=True
+        )
     plain = spending_workspace(name="a")
     with pytest.raises(InvalidRequestError, match="without batch history"):
         submit_materialization(fixture.registry.jobs("a"), plain, "user_spending", start, start + DAY, T0)
