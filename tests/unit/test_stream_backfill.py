@@ -370,3 +370,31 @@ def test_apply_fixes_the_cut_over_and_queues_the_backfill_and_a_re_apply_keeps_b
     plain = spending_workspace(name="a")
     with pytest.raises(InvalidRequestError, match="without batch history"):
         submit_materialization(fixture.registry.jobs("a"), plain, "user_spending", start, start + DAY, T0)
+
+
+def test_views_without_history_keep_the_fingerprint_they_had_before_batch_history_existed() -> None:
+    """An upgrade must not make the worker recompute every view: the new fields at their defaults
+    leave the hash as it was; setting them changes it (the stream's share of events changed)."""
+    import hashlib
+
+    from featurebus.schemas.materialization import SOURCE_HARMLESS, fingerprint
+    from tests.support.specs import spending_workspace
+
+    spec = spending_workspace()
+    view, source = spec.stream_feature_views[0], spec.stream_sources[0]
+    added = {f.name for f in dataclasses.fields(StreamFeatureViewSpec)} - {
+        "name", "source", "entities", "join_keys", "timestamp_field", "transformation", "aggregations",
+        "aggregation_interval_ms", "lifetime_start_ms", "aggregation_leading_edge", "feature_table",
+        "online", "offline", "description", "owner", "tags", "prevent_destroy",
+    }  # fmt: skip
+    assert "stream_cutover_ms" in added
+    before = {k: v for k, v in dataclasses.asdict(view).items() if k not in added}
+    for name in ("online", "offline", "description", "owner", "tags", "prevent_destroy"):
+        before.pop(name)
+    source_part = {k: v for k, v in dataclasses.asdict(source).items() if k not in SOURCE_HARMLESS}
+    source_part["kafka"] = {k: v for k, v in source_part["kafka"].items() if f"kafka.{k}" not in SOURCE_HARMLESS}
+    payload = orjson.dumps({"view": before, "source": source_part}, option=orjson.OPT_SORT_KEYS)
+    assert fingerprint(view, source) == hashlib.sha256(payload).hexdigest()[:16]
+    assert fingerprint(dataclasses.replace(view, stream_cutover_ms=T0, backfill_from_batch=True), source) != (
+        fingerprint(view, source)
+    )
