@@ -144,8 +144,9 @@ def _oracle(events: pd.DataFrame, view: str, entity: str, t_ms: int) -> dict[str
 
 
 def _same(got: Any, want: Any) -> bool:
-    if want is None:
-        return got is None or (isinstance(got, float) and math.isnan(got))
+    missing = got is None or (isinstance(got, float) and math.isnan(got))
+    if want is None or missing:
+        return want is None and missing
     return math.isclose(float(got), float(want), rel_tol=1e-9)
 
 
