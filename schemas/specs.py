@@ -35,6 +35,8 @@ from featurebus.schemas.time_range import SourceRangeSpec
 
 __all__ = [
     "SPEC_FORMAT_VERSION",
+    "ExpectationSpec",
+    "LoggingSpec",
     "METADATA_FIELDS",
     "DescribedSpec",
     "FieldSpec",
@@ -65,7 +67,10 @@ __all__ = [
 # (The closed sets became enums and the metadata fields one base class without a new version:
 # the JSON is the same bytes, tests/unit/test_spec_contract.py checks it against older documents.)
 # 5: batch views' time-bounded sources (``select_range``: ``source_ranges``, schemas/time_range.py).
-# 6: stream views' batch history (feature_start_ms, backfill_from_batch, stream_cutover_ms and how
+# 6: key remapping (``with_name`` / ``with_join_key_map``: ``FeatureSelectionSpec.name`` and
+# ``join_key_map``, the same on ``RealtimeInputSpec``) and secondary-key aggregations
+# (``AggregationSpec.secondary_key``).
+# 6 also: stream views' batch history (feature_start_ms, backfill_from_batch, stream_cutover_ms and how
 # backfills are cut: streams/cutover.py); a reader ignoring the cut-over would count events twice.
 SPEC_FORMAT_VERSION = 6
 _READABLE_VERSIONS = frozenset({1, 2, 3, 4, 5, 6})
@@ -220,6 +225,13 @@ class AggregationSpec:
     series_start_ms: int = 0
     series_end_ms: int = 0
     series_step_ms: int = 0
+    # ``aggregation_secondary_key``: the value is computed per secondary key value (``secondary_key``,
+    # of ``secondary_key_dtype``) and served as an array ordered by those values; ``keys_feature``
+    # marks Tecton's ``<secondary_key>_keys_<window>`` feature, the array of the keys themselves
+    # (streams/secondary_keys.py).
+    secondary_key: str | None = None
+    secondary_key_dtype: str = ""
+    keys_feature: bool = False
 
     @property
     def reach_ms(self) -> int | None:
@@ -230,6 +242,26 @@ class AggregationSpec:
         if self.window_kind == WindowKind.SERIES:
             return -self.series_start_ms
         return self.window_ms - self.offset_ms
+
+
+@dataclass(frozen=True)
+class ExpectationSpec:
+    """A user-declared data-quality bound: ``statistic`` of ``feature`` per bucket within
+    ``[min_value, max_value]`` (either may be None). ``statistic`` is a
+    ``featurebus.platform.monitoring.expectations.Statistic`` value, checked at plan time."""
+
+    feature: str
+    statistic: str
+    min_value: float | None = None
+    max_value: float | None = None
+
+
+@dataclass(frozen=True)
+class LoggingSpec:
+    """Feature logging of a service (Tecton's ``LoggingConfig``): the share of requests logged."""
+
+    sample_rate: float = 1.0
+    log_effective_times: bool = False
 
 
 @dataclass(frozen=True)
@@ -265,6 +297,11 @@ class StreamFeatureViewSpec(DescribedSpec):
     # The view of the FeatureTable of the same name (derived from its FeatureTableSpec by
     # featurebus.feature_table; plan and describe show the table instead).
     feature_table: bool = False
+    # Data quality (platform/monitoring/quality_store.py): statistics per feature and hour as the
+    # offline materializer writes the view's events; older specs read as Tecton's default (on).
+    data_quality_enabled: bool = True
+    skip_default_expectations: bool = False
+    data_quality_expectations: tuple[ExpectationSpec, ...] = ()
 
     @property
     def max_reach_ms(self) -> int:
@@ -348,12 +385,25 @@ class RealtimeInputSpec:
     ``kind`` "request": a ``RequestSource`` named ``name`` whose fields are ``fields``;
     ``kind`` "feature_view": the features ``fields`` (names and dtypes) of the view ``name``.
     ``parameter`` is the transformation's argument that receives it (empty for Calculations).
+    ``namespace`` and ``join_key_map`` are the reference's ``with_name`` / ``with_join_key_map``
+    (see ``FeatureSelectionSpec``): the same view may be a source twice under two namespaces.
     """
 
     kind: RealtimeInputKind
     name: str
     fields: tuple[FieldSpec, ...]
     parameter: str = ""
+    namespace: str = ""
+    join_key_map: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def key(self) -> str:
+        """What this source is called among the view's inputs (and in Calculations)."""
+        return self.namespace or self.name
+
+    def as_selection(self) -> FeatureSelectionSpec:
+        """The features this source fetches, as a feature service selection."""
+        return FeatureSelectionSpec(self.name, tuple(f.name for f in self.fields), self.namespace, self.join_key_map)
 
 
 @dataclass(frozen=True)
@@ -384,8 +434,27 @@ class RealtimeFeatureViewSpec(DescribedSpec):
 
 @dataclass(frozen=True)
 class FeatureSelectionSpec:
+    """A feature service's use of one view (Tecton's ``FeatureReference``).
+
+    ``name`` is the ``with_name`` namespace (empty: the view's name), which prefixes the served
+    names (``<namespace>.<feature>``) and training-set columns (``<namespace>__<feature>``).
+    ``join_key_map`` holds ``with_join_key_map``'s (view join key, request/spine key) pairs, sorted:
+    the view's entity is looked up under the mapped names, so one view can be joined twice.
+    """
+
     view: str
     features: tuple[str, ...]  # the selected feature names, in served order
+    name: str = ""
+    join_key_map: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def namespace(self) -> str:
+        return self.name or self.view
+
+    def mapped_keys(self, view_keys: tuple[str, ...]) -> tuple[str, ...]:
+        """The request (or spine) names of ``view_keys``, in their order."""
+        mapping = dict(self.join_key_map)
+        return tuple(mapping.get(k, k) for k in view_keys)
 
 
 @dataclass(frozen=True)
@@ -394,6 +463,7 @@ class FeatureServiceSpec(DescribedSpec):
 
     name: str
     selections: tuple[FeatureSelectionSpec, ...]
+    logging: LoggingSpec | None = None  # None: requests are not logged
 
 
 @dataclass(frozen=True)

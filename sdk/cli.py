@@ -57,8 +57,10 @@ from featurebus.cli_flink import flink_app  # noqa: E402
 
 app.add_typer(flink_app, name="flink")
 from featurebus.cli_deletes import delete_keys_command, destroy_command  # noqa: E402
+from featurebus.cli_monitoring_stats import monitoring_app  # noqa: E402
 from featurebus.cli_test import repo_test_command  # noqa: E402
 
+app.add_typer(monitoring_app, name="monitoring")
 app.command("delete-keys")(delete_keys_command)
 app.command("destroy")(destroy_command)
 
@@ -608,9 +610,11 @@ def serve(
 
 @app.command("offline")
 def offline(workspace: Workspace = "default", bootstrap: Bootstrap = None, home: Home = None) -> None:
-    """Run the offline materializer: source topics -> Parquet."""
+    """Run the offline materializer (source topics -> Parquet, data-quality statistics) and the
+    feature monitor (logged features -> Parquet, drift, live parity)."""
     from featurebus.platform.offline.materializer import OfflineMaterializer
     from featurebus.platform.registry import wait_for_workspace
+    from featurebus.platform.served.feature_monitor import FeatureMonitor
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -628,7 +632,11 @@ def offline(workspace: Workspace = "default", bootstrap: Bootstrap = None, home:
                 markup=False,
             )
             return
-        OfflineMaterializer(cluster, _home(home) / "offline", workspace, registry=registry).run_forever(stop)
+        materializer = OfflineMaterializer(cluster, _home(home) / "offline", workspace, registry=registry)
+        # Feature logging to the offline store, drift and live parity (platform/monitoring/feature_monitor.py).
+        monitor = FeatureMonitor(cluster, _home(home) / "offline", materializer.spec)
+        threading.Thread(target=monitor.run_forever, args=(stop,), name="feature-monitor", daemon=True).start()
+        materializer.run_forever(stop)
     except KeyboardInterrupt:
         stop.set()
 

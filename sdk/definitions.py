@@ -7,6 +7,7 @@ engines never see them. Each object remembers where it was defined so errors can
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
@@ -45,6 +46,7 @@ from featurebus.definition_base import (
     reject_options,
 )
 from featurebus.exceptions import DefinitionError
+from featurebus.monitoring import DataQualityOptions, Expectation, LoggingConfig
 from featurebus.options import (
     BATCH_VIEW_OPTIONS,
     ENTITY_OPTIONS,
@@ -162,7 +164,17 @@ class FeatureView(_Definition):
         return _fail(type(self).__name__, self.name, self.site, problem, fix)
 
     def __getitem__(self, features: Sequence[str]) -> FeatureReference:
-        return FeatureReference(self, tuple(features))
+        return FeatureReference(self, tuple(features), site=_caller_site())
+
+    def with_name(self, namespace: str) -> FeatureReference:
+        """Tecton's ``with_name``: this view's features under another name in a feature service
+        (served as ``<namespace>.<feature>``, trained as ``<namespace>__<feature>``)."""
+        return FeatureReference(self, (), site=_caller_site()).with_name(namespace)
+
+    def with_join_key_map(self, join_key_map: dict[str, str]) -> FeatureReference:
+        """Tecton's ``with_join_key_map``: ``{view join key: request/spine key}``, so the same view
+        can be joined twice (e.g. ``{"user_id": "sender_id"}`` and ``{"user_id": "recipient_id"}``)."""
+        return FeatureReference(self, (), site=_caller_site()).with_join_key_map(join_key_map)
 
     function: Callable[..., Any]
 
@@ -216,10 +228,14 @@ class StreamFeatureView(MaterializedFeatureView):
         lifetime_start_time: datetime | None = None,
         aggregation_leading_edge: AggregationLeadingEdge | None = None,
         batch_history: Mapping[str, object] | None = None,
+        aggregation_secondary_key: str | None = None,
+        data_quality: DataQualityOptions | None = None,
     ) -> None:
         self.site = site
         self.function = function
         self.name = _require_name("StreamFeatureView", name or function.__name__, site)
+        self.data_quality = data_quality or DataQualityOptions()
+        self.data_quality.check(self.error)
         given: object = source
         if isinstance(given, RangedSource):
             # Tecton bounds a stream view's batch_config backfill with it; featurebus backfills
@@ -312,6 +328,7 @@ class StreamFeatureView(MaterializedFeatureView):
             latest_event_edge=edge is AggregationLeadingEdge.LATEST_EVENT_TIME,
             **_NO_BATCH_HISTORY | dict(batch_history or {}),
         )
+        self.aggregation_secondary_key = _secondary_key(self, aggregation_secondary_key)
 
     @property
     def lifetime_start_ms(self) -> int | None:
@@ -323,12 +340,76 @@ class StreamFeatureView(MaterializedFeatureView):
         return f"StreamFeatureView({self.name!r})"
 
 
+def _secondary_key(view: FeatureView, key: str | None) -> str | None:
+    """``aggregation_secondary_key``, checked where the view is written (its type and the column's
+    existence are checked by ``featurebus.compile`` against the source schema)."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key.isidentifier():
+        raise view.error(
+            f"aggregation_secondary_key must be a column name, got {key!r}",
+            "Pass e.g. aggregation_secondary_key='item_category'.",
+        )
+    features: tuple[Any, ...] = getattr(view, "features", ())
+    if any(isinstance(f, Attribute) for f in features):
+        raise view.error(
+            "aggregation_secondary_key applies to Aggregate features; this view has Attribute features",
+            "Remove aggregation_secondary_key=, or make the features Aggregates.",
+        )
+    return key
+
+
 @dataclass(frozen=True)
 class FeatureReference:
-    """``fv[["a", "b"]]``: a selection of a view's features for a feature service."""
+    """``fv[["a", "b"]]``, ``fv.with_name("sender")``, ``fv.with_join_key_map({...})``: a use of a
+    view's features in a feature service or as a realtime view's source (Tecton's
+    ``FeatureReference``). Each method returns a new reference; the view itself never changes.
+
+    ``name`` is the namespace (None: the view's name); ``join_key_map`` the (view join key,
+    request key) pairs. Both are checked against the view at plan time (``featurebus.compile``),
+    where the file:line of the reference (``site``) is known.
+    """
 
     view: FeatureView
     features: tuple[str, ...]
+    name: str | None = None
+    join_key_map: tuple[tuple[str, str], ...] = ()
+    site: DefinitionSite | None = None
+
+    @property
+    def namespace(self) -> str:
+        return self.name or self.view.name
+
+    def __getitem__(self, features: Sequence[str]) -> FeatureReference:
+        return dataclasses.replace(self, features=tuple(features), site=self.site or _caller_site())
+
+    def with_name(self, namespace: str) -> FeatureReference:
+        site = self.site or _caller_site()
+        if not isinstance(namespace, str) or not namespace.isidentifier():
+            raise _fail(
+                type(self.view).__name__,
+                self.view.name,
+                site,
+                f"with_name({namespace!r}) is not a valid name",
+                "Pass a name of letters, digits and underscores, e.g. with_name('sender_features').",
+            )
+        return dataclasses.replace(self, name=namespace, site=site)
+
+    def with_join_key_map(self, join_key_map: dict[str, str]) -> FeatureReference:
+        site = self.site or _caller_site()
+        if (
+            not isinstance(join_key_map, dict)
+            or not join_key_map
+            or not all(isinstance(k, str) and isinstance(v, str) and v.isidentifier() for k, v in join_key_map.items())
+        ):
+            raise _fail(
+                type(self.view).__name__,
+                self.view.name,
+                site,
+                f"with_join_key_map({join_key_map!r}) must be a non-empty dict of join key names to column names",
+                "Pass e.g. with_join_key_map({'user_id': 'sender_id'}) (the view's key on the left).",
+            )
+        return dataclasses.replace(self, join_key_map=tuple(sorted(join_key_map.items())), site=site)
 
 
 def stream_feature_view(
@@ -356,6 +437,10 @@ def stream_feature_view(
     manual_trigger_backfill_end_time: datetime | None = None,
     max_backfill_interval: timedelta | None = None,
     incremental_backfills: bool = False,
+    aggregation_secondary_key: str | None = None,
+    data_quality_enabled: bool | None = None,
+    skip_default_expectations: bool = False,
+    data_quality_expectations: Sequence[Expectation] = (),
     **tecton_options: Any,
 ) -> Callable[[Callable[..., Any]], StreamFeatureView]:
     """Tecton's ``@stream_feature_view``. With ``feature_start_time`` and a source whose
@@ -395,6 +480,8 @@ def stream_feature_view(
             lifetime_start_time=lifetime_start_time,
             aggregation_leading_edge=aggregation_leading_edge,
             batch_history=batch_history,
+            aggregation_secondary_key=aggregation_secondary_key,
+            data_quality=DataQualityOptions(data_quality_enabled, skip_default_expectations, data_quality_expectations),
         )
 
     return wrap
@@ -410,10 +497,20 @@ class FeatureService(ServiceMethods, _Definition):
         tags: dict[str, str] | None = None,
         prevent_destroy: bool = False,
         online_serving_enabled: bool = True,
+        logging: LoggingConfig | None = None,
         **tecton_options: Any,
     ) -> None:
         self.site = _caller_site()
         self.name = _require_name("FeatureService", name, self.site)
+        if logging is not None and not isinstance(logging, LoggingConfig):
+            raise _fail(
+                "FeatureService",
+                name,
+                self.site,
+                f"logging must be a LoggingConfig, got {logging!r}",
+                "Pass logging=LoggingConfig(sample_rate=0.1).",
+            )
+        self.logging = logging
         reject_options("FeatureService", name, self.site, tecton_options, SERVICE_OPTIONS)
         if not features:
             raise _fail(
@@ -480,6 +577,7 @@ class BatchFeatureView(MaterializedFeatureView):
         tags: dict[str, str] | None,
         prevent_destroy: bool,
         site: DefinitionSite,
+        aggregation_secondary_key: str | None = None,
     ) -> None:
         self.site = site
         self.function = function
@@ -562,6 +660,7 @@ class BatchFeatureView(MaterializedFeatureView):
                     "Attribute features are the latest value before the request time: there is no aggregation_interval",
                     "Remove aggregation_interval from this view.",
                 )
+        self.aggregation_secondary_key = _secondary_key(self, aggregation_secondary_key)
         parameters = list(inspect.signature(function).parameters.values())
         contexts = [p.name for p in parameters if isinstance(p.default, MaterializationContext)]
         self.context_parameter = contexts[0] if contexts else None
@@ -603,6 +702,7 @@ def batch_feature_view(
     owner: str | None = None,
     tags: dict[str, str] | None = None,
     prevent_destroy: bool = False,
+    aggregation_secondary_key: str | None = None,
     **tecton_options: Any,
 ) -> Callable[[Callable[..., Any]], BatchFeatureView]:
     """Tecton's ``@batch_feature_view`` (see ``BatchFeatureView``)."""
@@ -633,6 +733,7 @@ def batch_feature_view(
             tags=tags,
             prevent_destroy=prevent_destroy,
             site=site,
+            aggregation_secondary_key=aggregation_secondary_key,
         )
 
     return wrap

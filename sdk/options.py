@@ -49,7 +49,6 @@ PUSH_OPTIONS: dict[str, str] = {
 }
 
 SERVICE_OPTIONS: dict[str, str] = {
-    "logging": "feature logging is not supported; log requests from your application",
     "realtime_environment": "realtime transformations run in the serving process",
     "options": "feature services take no options",
     "enable_online_caching": "featurebus has no serving cache",
@@ -66,7 +65,6 @@ _FIXED_STORES = "featurebus's stores are fixed (RocksDB online, Parquet offline)
 _NO_BATCH = "a stream view's tiles are its aggregation_interval wide; its backfill jobs are cut by batch_schedule"
 
 VIEW_OPTIONS: dict[str, str] = {
-    "aggregation_secondary_key": "secondary-key aggregations are not supported yet",
     "online_serving_index": "the online store is keyed by all join keys",
     "batch_compute": _SPARK_ONLY,
     "stream_compute": _SPARK_ONLY,
@@ -74,8 +72,6 @@ VIEW_OPTIONS: dict[str, str] = {
     "online_store": _FIXED_STORES,
     "publish_features_config": "features are always published on the view's feature topic",
     "monitor_freshness": "freshness monitoring is not supported yet",
-    "data_quality_enabled": "data quality checks are not supported yet",
-    "skip_default_expectations": "data quality checks are not supported yet",
     "expected_feature_freshness": "freshness monitoring is not supported yet",
     "alert_email": "alerts are not supported yet",
     "max_batch_aggregation_interval": _NO_BATCH,
@@ -104,4 +100,6 @@ BATCH_VIEW_OPTIONS: dict[str, str] = {
     "max_backfill_interval": "a backfill is one materialization of the range given to `featurebus materialize`",
     "max_batch_aggregation_interval": "a batch view's tiles are its aggregation_interval wide",
     "batch_compaction_enabled": "the feature topic is always compacted",
+    "data_quality_enabled": "data quality is computed for stream feature views (as the offline materializer writes them) only yet",
+    "skip_default_expectations": "data quality is computed for stream feature views only yet",
 }

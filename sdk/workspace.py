@@ -48,6 +48,17 @@ class FeatureServiceClient:
             get_features_for_events(ws.spec, self.name, events, ws.offline_root, timestamp_key, ws.offline_data)
         )
 
+    def get_logged_features(self, start: datetime | None = None, end: datetime | None = None) -> TectonDataFrame:
+        """The requests logged by serving (``FeatureService(logging=LoggingConfig(...))``) with
+        request time in ``[start, end)``: join keys, request context, ``timestamp`` (the request
+        time), ``request_id`` and one ``<view>__<feature>`` column per served feature, as a
+        training set has them."""
+        from featurebus.frames import TectonDataFrame
+        from featurebus.platform.offline.logged_features import read_logged_features
+
+        ws = self.workspace
+        return TectonDataFrame(read_logged_features(ws.offline_root, ws.name, self.name, start, end))
+
     def get_online_features(
         self,
         join_keys: Mapping[str, Any] | None = None,
@@ -269,6 +280,24 @@ class Workspace:
     def get_feature_service(self, name: str) -> FeatureServiceClient:
         self.spec.service(name)  # NotFoundError listing the known services
         return FeatureServiceClient(self, name)
+
+    def save_dataset(self, name: str, df: pd.DataFrame) -> Path:
+        """Keep ``df`` (e.g. a training set) under ``name`` next to the offline store, as the
+        reference drift is measured against (``featurebus.platform.offline.datasets``)."""
+        from featurebus.platform.offline.datasets import save_dataset
+
+        return save_dataset(self.offline_root, self.name, name, df)
+
+    def get_dataset(self, name: str) -> TectonDataFrame:
+        from featurebus.frames import TectonDataFrame
+        from featurebus.platform.offline.datasets import read_dataset
+
+        return TectonDataFrame(read_dataset(self.offline_root, self.name, name))
+
+    def list_datasets(self) -> list[str]:
+        from featurebus.platform.offline.datasets import list_datasets
+
+        return list_datasets(self.offline_root, self.name)
 
     def get_feature_view(self, name: str) -> FeatureViewClient:
         if not self.spec.is_realtime(name) and not self.spec.is_batch(name):

@@ -9,13 +9,14 @@ per-request part: what one request time fixes for a view, shared by all rows of 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from featurebus.schemas.encoding import store_prefix, tile_key
 from featurebus.schemas.errors import DefinitionError, NotFoundError
 from featurebus.schemas.kinds import AggregationLeadingEdge
-from featurebus.schemas.specs import FeatureServiceSpec, StreamFeatureViewSpec, WorkspaceSpec
+from featurebus.schemas.specs import FeatureServiceSpec, LoggingSpec, StreamFeatureViewSpec, WorkspaceSpec
 from featurebus.serving.online_materializer import online_view_name
 from featurebus.serving.realtime import RealtimeServing
 from featurebus.serving.wire import data_type, format_time_ms
@@ -34,7 +35,7 @@ VIEW_SERVICE_PREFIX = "__view__"
 class ViewPlan:
     compiled: CompiledView
     key_prefix: bytes  # store_key(online view name, tile key) == key_prefix + tile key
-    key_names: tuple[str, ...]  # the view's join keys, in encoding order
+    key_names: tuple[str, ...]  # the request's names of the view's join keys (with_join_key_map), in encoding order
     picks: tuple[int, ...]  # index into the view's aggregations of each served feature
     int64: tuple[bool, ...]  # per served feature: encode as a string (as Tecton does)
     int64_elements: tuple[bool, ...]  # per served feature: an array of int64, elements as strings
@@ -56,12 +57,18 @@ class ServicePlan:
     feature_meta: tuple[dict[str, Any], ...]  # {"name", "dataType"} per served feature
     problem: str | None  # why the service cannot be served (reported per request)
     realtime: RealtimeServing | None = None  # request-time views (serving/realtime.py)
+    logging: LoggingSpec | None = None  # feature logging of the service (serving/feature_logging.py)
+
+    @cached_property
+    def logged_names(self) -> tuple[str, ...]:
+        """The served features' names (``view.feature``), as feature logging records them."""
+        return tuple(str(m["name"]) for m in self.feature_meta)
 
 
 class WorkspacePlan:
     def __init__(self, spec: WorkspaceSpec) -> None:
         self.spec = spec
-        self.services = {s.name: plan_service(spec, s) for s in spec.feature_services}
+        self.services = {s.name: replace(plan_service(spec, s), logging=s.logging) for s in spec.feature_services}
 
     def view_service(self, name: str) -> ServicePlan:
         """The plan of a view served alone (every feature of it), built on first use."""
@@ -107,8 +114,14 @@ def plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec, raw: bool = F
                     f"feature view {view.name!r} is not materialized online; set online=True and re-apply"
                 )
             dtypes = _join_key_dtypes(spec, view)
-            for name, dtype in zip(view.join_keys, dtypes, strict=True):
-                join_keys.setdefault(name, dtype)
+            # with_join_key_map: the request names the view's keys as the reference maps them.
+            key_names = selection.mapped_keys(view.join_keys)
+            for name, dtype in zip(key_names, dtypes, strict=True):
+                if join_keys.setdefault(name, dtype) != dtype:
+                    raise DefinitionError(
+                        f"join key {name!r} is {join_keys[name]} for one view of the service and {dtype} "
+                        f"for {view.name!r}; map one of them to another name with with_join_key_map"
+                    )
             index = {a.name: i for i, a in enumerate(view.aggregations)}
             unknown = [f for f in selection.features if f not in index]
             if unknown:
@@ -121,7 +134,7 @@ def plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec, raw: bool = F
                 ViewPlan(
                     compiled=compiled,
                     key_prefix=store_prefix(online_view_name(spec.name, view.name)),
-                    key_names=view.join_keys,
+                    key_names=key_names,
                     picks=picks,
                     int64=tuple(a.output_dtype == "int64" and not raw for a in aggs),
                     int64_elements=tuple(a.output_dtype == "array<int64>" and not raw for a in aggs),
@@ -136,7 +149,9 @@ def plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec, raw: bool = F
                     ),
                 )
             )
-            meta.extend({"name": f"{view.name}.{a.name}", "dataType": data_type(a.output_dtype)} for a in aggs)
+            meta.extend(
+                {"name": f"{selection.namespace}.{a.name}", "dataType": data_type(a.output_dtype)} for a in aggs
+            )
     except (DefinitionError, NotFoundError) as exc:
         return _unservable(spec, service, exc)
     return ServicePlan(service.name, tuple(views), tuple(join_keys.items()), tuple(meta), None)
@@ -152,7 +167,7 @@ def _plan_realtime_service(spec: WorkspaceSpec, service: FeatureServiceSpec) -> 
     fetch = plan_service(spec, realtime_plan.fetch, raw=True)
     realtime = RealtimeServing(realtime_plan, fetch)
     meta = tuple(
-        {"name": f"{o[1]}.{o[2]}" if o[0] == "realtime" else fetch.feature_meta[o[1]]["name"], "dataType": data_type(d)}
+        {"name": f"{o[3]}.{o[2]}" if o[0] == "realtime" else fetch.feature_meta[o[1]]["name"], "dataType": data_type(d)}
         for o, d in zip(realtime.outputs, realtime.output_dtypes, strict=True)
     )
     return ServicePlan(service.name, fetch.views, fetch.join_keys, meta, fetch.problem, realtime)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 
@@ -12,6 +13,7 @@ from featurebus.serving.control.common import REQUEST_ID_HEADER
 from featurebus.serving.control.routes_access import access_router
 from featurebus.serving.control.routes_definitions import definitions_router
 from featurebus.serving.control.routes_deletes import deletes_router
+from featurebus.serving.control.routes_quality import quality_router
 from featurebus.serving.errors import install_error_handlers
 
 __all__ = ["create_control_app"]
@@ -22,12 +24,15 @@ workspace (viewer < consumer < operator < editor < owner) plus the instance admi
 with a `message` (and a `code`); every mutating call and every refused one is in the audit log."""
 
 
-def create_control_app(plane: ControlPlane) -> FastAPI:
+def create_control_app(plane: ControlPlane, offline_root: Path | None = None) -> FastAPI:
+    """``offline_root``: the offline store the monitoring routes read (None: no such routes)."""
     app = FastAPI(title="featurebus control plane", version="1", description=_DESCRIPTION)
     install_error_handlers(app)
     app.include_router(definitions_router(plane))
     app.include_router(access_router(plane))
     app.include_router(deletes_router(plane))
+    if offline_root is not None:
+        app.include_router(quality_router(plane, offline_root))
 
     @app.middleware("http")
     async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -43,4 +43,4 @@ def run_control(bootstrap: str, home: Path, host: str = "127.0.0.1", port: int =
     url = f"http://{host}:{port}"
     plane = build_control_plane(bootstrap, home, url)
     log.info("control plane on %s", url)
-    uvicorn.run(create_control_app(plane), host=host, port=port, log_level="warning")
+    uvicorn.run(create_control_app(plane, home / "offline"), host=host, port=port, log_level="warning")

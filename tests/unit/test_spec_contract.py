@@ -49,9 +49,11 @@ _STREAM_VIEW_V6_DEFAULTS = {
 
 
 def _as_version_4(document: bytes) -> bytes:
-    """A current document without what versions 5 and 6 added (batch views' ``source_ranges``,
-    stream views' batch history), which a version-4 document cannot have set: the bytes version 4
-    wrote for the same workspace."""
+    """A version-6 document without what versions 5 and 6 added (batch views' ``source_ranges``;
+    references' ``name`` / ``join_key_map``, aggregations' secondary key fields and stream views'
+    batch history), which a version-4 document cannot have set, and without the monitoring fields
+    added since with defaults (data quality of stream views, logging of services): the bytes
+    version 4 wrote for the same workspace."""
     raw = orjson.loads(document)
     assert raw["format_version"] == 6
     raw["format_version"] = 4
@@ -59,6 +61,23 @@ def _as_version_4(document: bytes) -> bytes:
         assert view.pop("source_ranges") == []
     for view in raw["stream_feature_views"]:
         assert {name: view.pop(name) for name in _STREAM_VIEW_V6_DEFAULTS} == _STREAM_VIEW_V6_DEFAULTS
+    for view in raw["stream_feature_views"] + raw["batch_feature_views"]:
+        for aggregation in view["aggregations"]:
+            assert aggregation.pop("secondary_key") is None
+            assert aggregation.pop("secondary_key_dtype") == ""
+            assert aggregation.pop("keys_feature") is False
+    for service in raw["feature_services"]:
+        for selection in service["selections"]:
+            assert (selection.pop("name"), selection.pop("join_key_map")) == ("", [])
+    for view in raw["realtime_feature_views"]:
+        for source in view["inputs"]:
+            assert (source.pop("namespace"), source.pop("join_key_map")) == ("", [])
+    for view in raw["stream_feature_views"]:
+        assert view.pop("data_quality_enabled") is True
+        assert view.pop("skip_default_expectations") is False
+        assert view.pop("data_quality_expectations") == []
+    for service in raw["feature_services"]:
+        assert service.pop("logging") is None
     return orjson.dumps(raw)
 
 
