@@ -39,7 +39,19 @@ __all__ = [
 METADATA_FIELDS = frozenset(DESCRIPTIVE_FIELDS)
 # ``online``/``offline`` say where the features go, not what they are. (A view switched online
 # has no state yet: its missing fingerprint, not a changed one, makes the worker build it.)
-VIEW_HARMLESS = METADATA_FIELDS | {"online", "offline"}
+VIEW_HARMLESS = (
+    METADATA_FIELDS
+    | {"online", "offline"}
+    | {
+        # How a stream view's backfill from batch history is cut into jobs (streams/cutover.py): the
+        # stream's tiles do not depend on it.
+        "batch_schedule_ms",
+        "batch_trigger",
+        "manual_trigger_backfill_end_ms",
+        "max_backfill_interval_ms",
+        "incremental_backfills",
+    }
+)
 # The watermark delay and the value format only decide how records that have not arrived yet are
 # read; batch_config files hold history the offline store reads, never the stream worker.
 SOURCE_HARMLESS = METADATA_FIELDS | {
@@ -63,10 +75,19 @@ def _without(value: dict[str, Any], harmless: frozenset[str]) -> dict[str, Any]:
     return kept
 
 
+# Fields added after fingerprints existed, at the value that means what specs without them meant:
+# left out of the hash then, so an upgrade does not recompute every view.
+_ADDED_AT_DEFAULT = {"feature_start_ms": None, "backfill_from_batch": False, "stream_cutover_ms": None}
+
+
 def fingerprint(view: StreamFeatureViewSpec, source: StreamSourceSpec) -> str:
     """A short, stable hash of what the view's tiles depend on (the same in every process)."""
+    kept = _without(dataclasses.asdict(view), VIEW_HARMLESS)
+    for name, default in _ADDED_AT_DEFAULT.items():
+        if kept.get(name, default) == default:
+            kept.pop(name, None)
     payload = {
-        "view": _without(dataclasses.asdict(view), VIEW_HARMLESS),
+        "view": kept,
         "source": _without(dataclasses.asdict(source), SOURCE_HARMLESS),
     }
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()[:_FINGERPRINT_CHARS]
