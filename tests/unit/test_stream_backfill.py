@@ -373,9 +373,9 @@ def test_apply_fixes_the_cut_over_and_queues_the_backfill_and_a_re_apply_keeps_b
 
 
 def test_views_without_history_keep_the_fingerprint_they_had_before_batch_history_existed() -> None:
-    """An upgrade must not make the worker recompute every view: the batch-history fields at their
-    defaults leave the hash as it was without them; setting them changes it (the stream's share
-    of events changed)."""
+    """An upgrade must not make the worker recompute every view: the batch-history, data-quality
+    and secondary-key fields at their defaults leave the hash as it was without them; setting the
+    history changes it (the stream's share of events changed)."""
     import hashlib
 
     from featurebus.schemas.materialization import SOURCE_HARMLESS, VIEW_HARMLESS, fingerprint
@@ -388,6 +388,10 @@ def test_views_without_history_keep_the_fingerprint_they_had_before_batch_histor
         "manual_trigger_backfill_end_ms", "max_backfill_interval_ms", "incremental_backfills",
     }  # fmt: skip
     before = {k: v for k, v in dataclasses.asdict(view).items() if k not in history_fields | VIEW_HARMLESS}
+    secondary_key_fields = {"secondary_key", "secondary_key_dtype", "keys_feature"}  # added with issue 16 too
+    before["aggregations"] = [
+        {k: v for k, v in a.items() if k not in secondary_key_fields} for a in before["aggregations"]
+    ]
     source_part = {k: v for k, v in dataclasses.asdict(source).items() if k not in SOURCE_HARMLESS}
     source_part["kafka"] = {k: v for k, v in source_part["kafka"].items() if f"kafka.{k}" not in SOURCE_HARMLESS}
     payload = orjson.dumps({"view": before, "source": source_part}, option=orjson.OPT_SORT_KEYS)
