@@ -38,7 +38,7 @@ from typing import Any
 from featurebus.platform.files.atomic import atomic_write
 from featurebus.platform.flink import check_flink_installed, ensure_flink_jars
 from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, partition_counts
-from featurebus.platform.kafka.topics import dead_letter_topic, feature_topic
+from featurebus.platform.kafka.topics import dead_letter_topic, feature_topic, flink_group
 from featurebus.platform.registry import KafkaRegistry, wait_for_workspace
 from featurebus.schemas.errors import FeaturebusError, NotFoundError
 from featurebus.schemas.specs import WorkspaceSpec
@@ -72,11 +72,6 @@ class FlinkJobSettings:
     @property
     def state_dir(self) -> Path:
         return self.home / "flink" / self.workspace
-
-
-def flink_group(workspace: str) -> str:
-    """The consumer group the job's source commits its checkpointed offsets under (lag monitoring)."""
-    return f"featurebus.{workspace}.flink"
 
 
 def prepare_topics(bootstrap: str, spec: WorkspaceSpec) -> dict[str, tuple[str, int]]:
@@ -286,18 +281,33 @@ def last_savepoint(state_dir: Path) -> str | None:
     return path or None
 
 
-def _stop_with_savepoint(client: Any, settings: FlinkJobSettings) -> None:
+def _stop_with_savepoint(client: Any, settings: FlinkJobSettings, attempts: int = 6, pause_s: float = 5.0) -> None:
     """Stop the job with a savepoint (the sink commits its last transaction) and record its path
-    for the next start; cancel when that fails (the retained last checkpoint stays)."""
+    for the next start; cancel when that keeps failing (the retained last checkpoint stays).
+    A savepoint is refused while some task is still being deployed (a job stopped right after
+    it started): that is retried."""
+    from pyflink.common.completable_future import CompletableFuture
+    from pyflink.java_gateway import get_gateway
+
     directory = (settings.state_dir / "savepoints").resolve().as_uri()
-    try:
-        path = str(client.stop_with_savepoint(False, directory).result())
-    except Exception as exc:  # py4j wraps whatever the JVM threw
-        log.warning("stopping workspace %r's job with a savepoint failed (%s); cancelling it", settings.workspace, exc)
-        client.cancel().result()
+    # PyFlink 2.2's JobClient.stop_with_savepoint calls a Java overload that no longer exists
+    # (the savepoint format became a parameter): the Java client is called directly.
+    canonical = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
+    for attempt in range(1, attempts + 1):
+        try:
+            stopping = client._j_job_client.stopWithSavepoint(False, directory, canonical)
+            path = str(CompletableFuture(stopping, str).result())
+        except Exception as exc:  # py4j wraps whatever the JVM threw
+            reason = str(exc).splitlines()[0:3]
+            log.warning("stopping workspace %r's job with a savepoint failed (%s)", settings.workspace, reason)
+            if attempt < attempts:
+                time.sleep(pause_s)
+            continue
+        atomic_write(settings.state_dir / LAST_SAVEPOINT_FILE, path.encode())
+        log.warning("workspace %r: job stopped with the savepoint %s", settings.workspace, path)
         return
-    atomic_write(settings.state_dir / LAST_SAVEPOINT_FILE, path.encode())
-    log.warning("workspace %r: job stopped with the savepoint %s", settings.workspace, path)
+    log.warning("workspace %r: cancelling the job; a restart resumes from its last checkpoint", settings.workspace)
+    client.cancel().result()
 
 
 def _submit_with_flink_cli(settings: FlinkJobSettings) -> None:
