@@ -65,8 +65,11 @@ __all__ = [
 # (The closed sets became enums and the metadata fields one base class without a new version:
 # the JSON is the same bytes, tests/unit/test_spec_contract.py checks it against older documents.)
 # 5: batch views' time-bounded sources (``select_range``: ``source_ranges``, schemas/time_range.py).
-SPEC_FORMAT_VERSION = 5
-_READABLE_VERSIONS = frozenset({1, 2, 3, 4, 5})
+# 6: key remapping (``with_name`` / ``with_join_key_map``: ``FeatureSelectionSpec.name`` and
+# ``join_key_map``, the same on ``RealtimeInputSpec``) and secondary-key aggregations
+# (``AggregationSpec.secondary_key``).
+SPEC_FORMAT_VERSION = 6
+_READABLE_VERSIONS = frozenset({1, 2, 3, 4, 5, 6})
 
 # The descriptive fields every named object carries: changing them changes no feature value.
 METADATA_FIELDS = ("description", "owner", "tags", "prevent_destroy")
@@ -218,6 +221,13 @@ class AggregationSpec:
     series_start_ms: int = 0
     series_end_ms: int = 0
     series_step_ms: int = 0
+    # ``aggregation_secondary_key``: the value is computed per secondary key value (``secondary_key``,
+    # of ``secondary_key_dtype``) and served as an array ordered by those values; ``keys_feature``
+    # marks Tecton's ``<secondary_key>_keys_<window>`` feature, the array of the keys themselves
+    # (streams/secondary_keys.py).
+    secondary_key: str | None = None
+    secondary_key_dtype: str = ""
+    keys_feature: bool = False
 
     @property
     def reach_ms(self) -> int | None:
@@ -333,12 +343,25 @@ class RealtimeInputSpec:
     ``kind`` "request": a ``RequestSource`` named ``name`` whose fields are ``fields``;
     ``kind`` "feature_view": the features ``fields`` (names and dtypes) of the view ``name``.
     ``parameter`` is the transformation's argument that receives it (empty for Calculations).
+    ``namespace`` and ``join_key_map`` are the reference's ``with_name`` / ``with_join_key_map``
+    (see ``FeatureSelectionSpec``): the same view may be a source twice under two namespaces.
     """
 
     kind: RealtimeInputKind
     name: str
     fields: tuple[FieldSpec, ...]
     parameter: str = ""
+    namespace: str = ""
+    join_key_map: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def key(self) -> str:
+        """What this source is called among the view's inputs (and in Calculations)."""
+        return self.namespace or self.name
+
+    def as_selection(self) -> FeatureSelectionSpec:
+        """The features this source fetches, as a feature service selection."""
+        return FeatureSelectionSpec(self.name, tuple(f.name for f in self.fields), self.namespace, self.join_key_map)
 
 
 @dataclass(frozen=True)
@@ -369,8 +392,27 @@ class RealtimeFeatureViewSpec(DescribedSpec):
 
 @dataclass(frozen=True)
 class FeatureSelectionSpec:
+    """A feature service's use of one view (Tecton's ``FeatureReference``).
+
+    ``name`` is the ``with_name`` namespace (empty: the view's name), which prefixes the served
+    names (``<namespace>.<feature>``) and training-set columns (``<namespace>__<feature>``).
+    ``join_key_map`` holds ``with_join_key_map``'s (view join key, request/spine key) pairs, sorted:
+    the view's entity is looked up under the mapped names, so one view can be joined twice.
+    """
+
     view: str
     features: tuple[str, ...]  # the selected feature names, in served order
+    name: str = ""
+    join_key_map: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def namespace(self) -> str:
+        return self.name or self.view
+
+    def mapped_keys(self, view_keys: tuple[str, ...]) -> tuple[str, ...]:
+        """The request (or spine) names of ``view_keys``, in their order."""
+        mapping = dict(self.join_key_map)
+        return tuple(mapping.get(k, k) for k in view_keys)
 
 
 @dataclass(frozen=True)

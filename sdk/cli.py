@@ -56,7 +56,11 @@ app.command("control")(control)
 from featurebus.cli_flink import flink_app  # noqa: E402
 
 app.add_typer(flink_app, name="flink")
+from featurebus.cli_deletes import delete_keys_command, destroy_command  # noqa: E402
 from featurebus.cli_test import repo_test_command  # noqa: E402
+
+app.command("delete-keys")(delete_keys_command)
+app.command("destroy")(destroy_command)
 
 app.command("test", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(repo_test_command)
 

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
+import pandas as pd
+
 from featurebus.data_sources import RangedSource, plain_source
 from featurebus.definitions import (
     Aggregate,
@@ -34,6 +36,7 @@ from featurebus.feature_table import FeatureTable, compile_feature_table, table_
 from featurebus.platform.kafka.topics import push_topic
 from featurebus.realtime import RealtimeFeatureView
 from featurebus.realtime_compile import compile_realtime_views, view_features
+from featurebus.references import compile_reference, describe_reference
 from featurebus.schemas.kinds import AggregationFunction, FileFormat, TransformationMode, ValueFormat, WindowKind
 from featurebus.schemas.specs import (
     AggregationSpec,
@@ -41,7 +44,6 @@ from featurebus.schemas.specs import (
     BatchSourceSpec,
     CustomBatchConfigSpec,
     EntitySpec,
-    FeatureSelectionSpec,
     FeatureServiceSpec,
     FieldSpec,
     FileConfigSpec,
@@ -52,6 +54,7 @@ from featurebus.schemas.specs import (
     WorkspaceSpec,
 )
 from featurebus.streams.aggregations import aggregator_for, aggregator_of, output_dtype
+from featurebus.streams.realtime import RealtimeServicePlan
 from featurebus.streams.records import decode_json_records
 from featurebus.streams.transform import Transformation
 from featurebus.streams.windows import format_duration, series_windows
@@ -197,7 +200,7 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
     available.update({n: [a.name for a in v.aggregations] for n, v in batch_specs.items()})
     available.update({t.name: [f.name for f in t.features] for t in table_specs})
     available.update({n: [f.name for f in v.features] for n, v in realtime_specs.items()})
-    return with_table_objects(
+    spec = with_table_objects(
         WorkspaceSpec(
             name=name,
             entities=tuple(_compile_entity(e) for _, e in sorted(entities.items())),
@@ -210,6 +213,22 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
             feature_tables=tuple(table_specs),
         )
     )
+    _check_realtime_fetches(spec, services)
+    return spec
+
+
+def _check_realtime_fetches(spec: WorkspaceSpec, services: dict[str, FeatureService]) -> None:
+    """A service's realtime views and its own selections fetch views by namespace: two different
+    references under one name (say a service's ``sender`` and a realtime source's ``sender``
+    mapping another key) fail here rather than on the first request."""
+    for service_spec in spec.feature_services:
+        if not any(spec.is_realtime(s.view) for s in service_spec.selections):
+            continue
+        try:
+            RealtimeServicePlan.build(spec, service_spec)
+        except DefinitionError as exc:
+            service = services[service_spec.name]
+            raise DefinitionError(f"FeatureService '{service.name}' ({service.site}): {exc}.") from None
 
 
 def _register(registry: dict[str, Any], obj: Any) -> None:
@@ -309,8 +328,41 @@ def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:
         lifetime_start_ms=view.lifetime_start_ms,
         aggregation_leading_edge=view.aggregation_leading_edge,
     )
+    if view.aggregation_secondary_key is not None:
+        declared = {f.name: f.dtype.name for f in view.source.schema}
+        declared.update(_derived_dtypes(spec, view.source, declared))
+        keyed = _with_secondary_key(view, aggregations, declared, join_keys)
+        names = [a.name for a in keyed]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise view.error(f"two features are both named {duplicates}", "Give one of them an explicit name=.")
+        spec = dataclasses.replace(spec, aggregations=tuple(keyed))
     _check_columns(view, spec)
     return spec
+
+
+def _derived_dtypes(spec: StreamFeatureViewSpec, source: StreamSource, declared: dict[str, str]) -> dict[str, str]:
+    """Key-typed columns a pandas transformation adds to its source's (a category derived from an
+    item, say), typed from a run on an empty frame: object/string columns as string, integer ones
+    as int64. Empty when the transformation cannot run on no rows."""
+    if spec.transformation.mode != TransformationMode.PANDAS:
+        return {}
+    empty = decode_json_records([], [_field(f) for f in source.schema], source.timestamp_field).frame
+    try:
+        result = Transformation(spec.transformation).apply(empty)
+    except FeaturebusError:
+        return {}
+    derived = {}
+    for name, dtype in result.dtypes.items():
+        if str(name) in declared:
+            continue
+        if dtype.kind == "O" or pd.api.types.is_string_dtype(dtype):
+            derived[str(name)] = "string"
+        elif pd.api.types.is_integer_dtype(dtype):
+            derived[str(name)] = "int64"
+        else:
+            derived[str(name)] = str(dtype)  # refused by _with_secondary_key, naming the type
+    return derived
 
 
 def _compile_aggregate(
@@ -353,6 +405,85 @@ def _compile_aggregate(
         raise DefinitionError(
             f"Aggregate {name!r} in {type(view).__name__} '{view.name}' ({agg.site}): {exc}"
         ) from None
+
+
+_SECONDARY_KEY_DTYPES = ("string", "int64", "int32")
+_SCALAR_KEY_OUTPUT = {"int32": "int64"}  # keys served as input_column normalises them
+
+
+def _with_secondary_key(
+    view: StreamFeatureView | BatchFeatureView,
+    aggregations: list[AggregationSpec],
+    declared: dict[str, str],
+    join_keys: list[str],
+) -> list[AggregationSpec]:
+    """With ``aggregation_secondary_key``: every aggregation computed per key value (its type an
+    array, one element per key), preceded by Tecton's ``<key>_keys_<window>`` feature for each
+    distinct window (streams/secondary_keys.py). Unchanged without one."""
+    key = view.aggregation_secondary_key
+    if key is None:
+        return aggregations
+    if key in join_keys:
+        raise view.error(
+            f"aggregation_secondary_key {key!r} is one of the view's join keys",
+            "Use another column: the view is already aggregated per join key.",
+        )
+    dtype = declared.get(key)
+    if dtype is None:
+        known = ", ".join(sorted(declared)) or "none known at plan time"
+        raise view.error(
+            f"aggregation_secondary_key {key!r} is not a column of the source's schema ({known})",
+            "Name a column of the source's schema (featurebus types the secondary key from it), "
+            "add the column to the schema, or (stream views, mode='pandas') return it from the transformation.",
+        )
+    if dtype not in _SECONDARY_KEY_DTYPES:
+        raise view.error(f"aggregation_secondary_key {key!r} has type {dtype}", "Use a String, Int64 or Int32 column.")
+    keyed: list[AggregationSpec] = []
+    keys_features: dict[str, AggregationSpec] = {}
+    for a in aggregations:
+        if a.window_kind != WindowKind.TIME:
+            raise view.error(
+                f"feature {a.name!r}: aggregation_secondary_key supports TimeWindow aggregations only",
+                "Use time_window=timedelta(...) or TimeWindow(...) for the aggregations of this view.",
+            )
+        keyed.append(
+            dataclasses.replace(
+                a, output_dtype=f"array<{a.output_dtype}>", secondary_key=key, secondary_key_dtype=dtype
+            )
+        )
+        window = format_duration(a.window_ms) + (f"_offset_{format_duration(-a.offset_ms)}" if a.offset_ms else "")
+        name = f"{key}_keys_{window}"
+        keys_features.setdefault(
+            name,
+            AggregationSpec(
+                name,
+                AggregationFunction.COUNT,
+                key,
+                dtype,
+                a.window_ms,
+                f"array<{_SCALAR_KEY_OUTPUT.get(dtype, dtype)}>",
+                offset_ms=a.offset_ms,
+                secondary_key=key,
+                secondary_key_dtype=dtype,
+                keys_feature=True,
+            ),
+        )
+    return [*keys_features.values(), *keyed]
+
+
+def _batch_declared_fields(view: BatchFeatureView) -> dict[str, str]:
+    """The column types of a batch view's sources, where plan knows them (stream sources'
+    schemas, Parquet files that exist)."""
+    from featurebus.platform.batch.sources import declared_fields
+
+    declared: dict[str, str] = {}
+    for data_source in view.sources:
+        source = _plain_source(data_source)
+        if isinstance(source, StreamSource):
+            declared.update({f.name: f.dtype.name for f in source.schema})
+        elif isinstance(source, BatchSource) and isinstance(source.batch_config, FileConfig):
+            declared.update({f.name: f.dtype for f in declared_fields(_file_config(source.batch_config)) or ()})
+    return declared
 
 
 def _compile_attribute(view: StreamFeatureView | BatchFeatureView, attribute: Attribute) -> AggregationSpec:
@@ -539,6 +670,7 @@ def _signed(ms: int) -> str:
 
 def _compile_service(service: FeatureService, features: dict[str, list[str]]) -> FeatureServiceSpec:
     selections = []
+    columns: dict[str, str] = {}  # training-set column -> the reference that produces it
     for ref in service.features:
         available = features[ref.view.name]
         unknown = [f for f in ref.features if f not in available]
@@ -547,7 +679,20 @@ def _compile_service(service: FeatureService, features: dict[str, list[str]]) ->
                 f"FeatureService '{service.name}' ({service.site}): view '{ref.view.name}' has no feature "
                 f"{unknown[0]!r}. Choose from: {', '.join(available)}."
             )
-        selections.append(FeatureSelectionSpec(ref.view.name, tuple(ref.features) or tuple(available)))
+        selection = compile_reference(ref, f"FeatureService '{service.name}' ({service.site})")
+        selection = dataclasses.replace(selection, features=tuple(ref.features) or tuple(available))
+        described = describe_reference(ref)
+        for feature in selection.features:
+            column = f"{selection.namespace}__{feature}"
+            if column in columns:
+                raise DefinitionError(
+                    f"FeatureService '{service.name}' ({service.site}): {described} and {columns[column]} both "
+                    f"produce the feature '{selection.namespace}.{feature}' (training column {column!r}). "
+                    f"Give one of them another name with .with_name('...'), e.g. "
+                    f"{ref.view.name}.with_name('{ref.view.name}_2')."
+                )
+            columns[column] = described
+        selections.append(selection)
     return FeatureServiceSpec(service.name, tuple(selections), **_metadata(service))
 
 
@@ -637,6 +782,7 @@ def _compile_batch_view(view: BatchFeatureView) -> BatchFeatureViewSpec:
         _compile_attribute(view, f) if isinstance(f, Attribute) else _compile_aggregate(view, f, interval_ms)
         for f in view.features
     ]
+    aggregations = _with_secondary_key(view, aggregations, _batch_declared_fields(view), join_keys)
     names = [a.name for a in aggregations]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

@@ -7,6 +7,7 @@ engines never see them. Each object remembers where it was defined so errors can
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import textwrap
 from collections.abc import Callable, Sequence
@@ -150,7 +151,17 @@ class FeatureView(_Definition):
         return _fail(type(self).__name__, self.name, self.site, problem, fix)
 
     def __getitem__(self, features: Sequence[str]) -> FeatureReference:
-        return FeatureReference(self, tuple(features))
+        return FeatureReference(self, tuple(features), site=_caller_site())
+
+    def with_name(self, namespace: str) -> FeatureReference:
+        """Tecton's ``with_name``: this view's features under another name in a feature service
+        (served as ``<namespace>.<feature>``, trained as ``<namespace>__<feature>``)."""
+        return FeatureReference(self, (), site=_caller_site()).with_name(namespace)
+
+    def with_join_key_map(self, join_key_map: dict[str, str]) -> FeatureReference:
+        """Tecton's ``with_join_key_map``: ``{view join key: request/spine key}``, so the same view
+        can be joined twice (e.g. ``{"user_id": "sender_id"}`` and ``{"user_id": "recipient_id"}``)."""
+        return FeatureReference(self, (), site=_caller_site()).with_join_key_map(join_key_map)
 
     function: Callable[..., Any]
 
@@ -203,6 +214,7 @@ class StreamFeatureView(MaterializedFeatureView):
         site: DefinitionSite,
         lifetime_start_time: datetime | None = None,
         aggregation_leading_edge: AggregationLeadingEdge | None = None,
+        aggregation_secondary_key: str | None = None,
     ) -> None:
         self.site = site
         self.function = function
@@ -282,6 +294,7 @@ class StreamFeatureView(MaterializedFeatureView):
         if edge is AggregationLeadingEdge.UNSPECIFIED:
             edge = AggregationLeadingEdge.WALL_CLOCK_TIME
         self.aggregation_leading_edge = edge
+        self.aggregation_secondary_key = _secondary_key(self, aggregation_secondary_key)
 
     @property
     def lifetime_start_ms(self) -> int | None:
@@ -293,12 +306,76 @@ class StreamFeatureView(MaterializedFeatureView):
         return f"StreamFeatureView({self.name!r})"
 
 
+def _secondary_key(view: FeatureView, key: str | None) -> str | None:
+    """``aggregation_secondary_key``, checked where the view is written (its type and the column's
+    existence are checked by ``featurebus.compile`` against the source schema)."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key.isidentifier():
+        raise view.error(
+            f"aggregation_secondary_key must be a column name, got {key!r}",
+            "Pass e.g. aggregation_secondary_key='item_category'.",
+        )
+    features: tuple[Any, ...] = getattr(view, "features", ())
+    if any(isinstance(f, Attribute) for f in features):
+        raise view.error(
+            "aggregation_secondary_key applies to Aggregate features; this view has Attribute features",
+            "Remove aggregation_secondary_key=, or make the features Aggregates.",
+        )
+    return key
+
+
 @dataclass(frozen=True)
 class FeatureReference:
-    """``fv[["a", "b"]]``: a selection of a view's features for a feature service."""
+    """``fv[["a", "b"]]``, ``fv.with_name("sender")``, ``fv.with_join_key_map({...})``: a use of a
+    view's features in a feature service or as a realtime view's source (Tecton's
+    ``FeatureReference``). Each method returns a new reference; the view itself never changes.
+
+    ``name`` is the namespace (None: the view's name); ``join_key_map`` the (view join key,
+    request key) pairs. Both are checked against the view at plan time (``featurebus.compile``),
+    where the file:line of the reference (``site``) is known.
+    """
 
     view: FeatureView
     features: tuple[str, ...]
+    name: str | None = None
+    join_key_map: tuple[tuple[str, str], ...] = ()
+    site: DefinitionSite | None = None
+
+    @property
+    def namespace(self) -> str:
+        return self.name or self.view.name
+
+    def __getitem__(self, features: Sequence[str]) -> FeatureReference:
+        return dataclasses.replace(self, features=tuple(features), site=self.site or _caller_site())
+
+    def with_name(self, namespace: str) -> FeatureReference:
+        site = self.site or _caller_site()
+        if not isinstance(namespace, str) or not namespace.isidentifier():
+            raise _fail(
+                type(self.view).__name__,
+                self.view.name,
+                site,
+                f"with_name({namespace!r}) is not a valid name",
+                "Pass a name of letters, digits and underscores, e.g. with_name('sender_features').",
+            )
+        return dataclasses.replace(self, name=namespace, site=site)
+
+    def with_join_key_map(self, join_key_map: dict[str, str]) -> FeatureReference:
+        site = self.site or _caller_site()
+        if (
+            not isinstance(join_key_map, dict)
+            or not join_key_map
+            or not all(isinstance(k, str) and isinstance(v, str) and v.isidentifier() for k, v in join_key_map.items())
+        ):
+            raise _fail(
+                type(self.view).__name__,
+                self.view.name,
+                site,
+                f"with_join_key_map({join_key_map!r}) must be a non-empty dict of join key names to column names",
+                "Pass e.g. with_join_key_map({'user_id': 'sender_id'}) (the view's key on the left).",
+            )
+        return dataclasses.replace(self, join_key_map=tuple(sorted(join_key_map.items())), site=site)
 
 
 def stream_feature_view(
@@ -320,6 +397,7 @@ def stream_feature_view(
     prevent_destroy: bool = False,
     lifetime_start_time: datetime | None = None,
     aggregation_leading_edge: AggregationLeadingEdge | None = None,
+    aggregation_secondary_key: str | None = None,
     **tecton_options: Any,
 ) -> Callable[[Callable[..., Any]], StreamFeatureView]:
     site = _caller_site()
@@ -347,6 +425,7 @@ def stream_feature_view(
             site=site,
             lifetime_start_time=lifetime_start_time,
             aggregation_leading_edge=aggregation_leading_edge,
+            aggregation_secondary_key=aggregation_secondary_key,
         )
 
     return wrap
@@ -432,6 +511,7 @@ class BatchFeatureView(MaterializedFeatureView):
         tags: dict[str, str] | None,
         prevent_destroy: bool,
         site: DefinitionSite,
+        aggregation_secondary_key: str | None = None,
     ) -> None:
         self.site = site
         self.function = function
@@ -514,6 +594,7 @@ class BatchFeatureView(MaterializedFeatureView):
                     "Attribute features are the latest value before the request time: there is no aggregation_interval",
                     "Remove aggregation_interval from this view.",
                 )
+        self.aggregation_secondary_key = _secondary_key(self, aggregation_secondary_key)
         parameters = list(inspect.signature(function).parameters.values())
         contexts = [p.name for p in parameters if isinstance(p.default, MaterializationContext)]
         self.context_parameter = contexts[0] if contexts else None
@@ -555,6 +636,7 @@ def batch_feature_view(
     owner: str | None = None,
     tags: dict[str, str] | None = None,
     prevent_destroy: bool = False,
+    aggregation_secondary_key: str | None = None,
     **tecton_options: Any,
 ) -> Callable[[Callable[..., Any]], BatchFeatureView]:
     """Tecton's ``@batch_feature_view`` (see ``BatchFeatureView``)."""
@@ -585,6 +667,7 @@ def batch_feature_view(
             tags=tags,
             prevent_destroy=prevent_destroy,
             site=site,
+            aggregation_secondary_key=aggregation_secondary_key,
         )
 
     return wrap

@@ -299,11 +299,11 @@ def run_realtime_transformation(view: Any, input_data: Mapping[str, Any]) -> Any
     spec = _realtime_spec(view)
     context = input_data.get(spec.context_parameter or "context")
     if spec.transformation is None:  # Calculations: the serving evaluator, one row
-        inputs = {s.name: dict(_input_value(input_data, s.parameter, s.name, spec.name)) for s in spec.inputs}
+        inputs = {s.key: dict(_input_value(input_data, s.parameter, s.key, spec.name)) for s in spec.inputs}
         return CompiledRealtimeView(spec).evaluate_row(inputs, _request_time(context))
     kwargs: dict[str, Any] = {}
     for source in spec.inputs:
-        value = _input_value(input_data, source.parameter, source.name, spec.name)
+        value = _input_value(input_data, source.parameter, source.key, spec.name)
         if spec.mode == RealtimeMode.PANDAS and isinstance(value, Mapping):
             value = pd.DataFrame([dict(value)])
         kwargs[source.parameter] = value
@@ -332,7 +332,7 @@ def realtime_features_for_events(
     mock_inputs: Mapping[str, pd.DataFrame] | None = None,
 ) -> TectonDataFrame:
     """``events`` plus ``<view>__<feature>`` columns. Request fields are columns of their own
-    name; upstream features are mocked as ``<upstream view>__<feature>`` columns. Without those
+    name; upstream features are mocked as ``<upstream view or its with_name>__<feature>`` columns. Without those
     mocks, the upstream views are computed point-in-time from their sources (``mock_inputs``)."""
     from featurebus.platform.training.training_sets import feature_column
     from featurebus.streams.realtime import CompiledRealtimeView
@@ -342,7 +342,7 @@ def realtime_features_for_events(
     spec = _realtime_spec(view)
     # An upstream view counts as mocked when any of its feature columns is given (the others are
     # then null, as a test mocking only the features it reads expects).
-    upstream = [(s.name, f.name) for s in spec.inputs if s.kind == RealtimeInputKind.FEATURE_VIEW for f in s.fields]
+    upstream = [(s.key, f.name) for s in spec.inputs if s.kind == RealtimeInputKind.FEATURE_VIEW for f in s.fields]
     mocked = {v for v, f in upstream if feature_column(v, f) in events.columns}
     if mocked != {v for v, _ in upstream}:
         if mock_inputs is None or mocked:
@@ -365,13 +365,13 @@ def realtime_features_for_events(
     for source in spec.inputs:
         columns = {}
         for f in source.fields:
-            name = f.name if source.kind == RealtimeInputKind.REQUEST else feature_column(source.name, f.name)
+            name = f.name if source.kind == RealtimeInputKind.REQUEST else feature_column(source.key, f.name)
             columns[f.name] = (
                 events[name].reset_index(drop=True)
                 if name in events.columns
                 else pd.Series([None] * len(events), index=index, dtype=object)
             )
-        inputs[source.name] = pd.DataFrame(columns, index=index)
+        inputs[source.key] = pd.DataFrame(columns, index=index)
     stamp = timestamp_key or _timestamp_of(events)
     times = (
         pd.to_datetime(events[stamp], utc=True).reset_index(drop=True)

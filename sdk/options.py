@@ -65,7 +65,6 @@ _NO_BATCH = (
 )
 
 VIEW_OPTIONS: dict[str, str] = {
-    "aggregation_secondary_key": "secondary-key aggregations are not supported yet",
     "feature_start_time": "features are computed from the whole topic; there is no start time",
     "manual_trigger_backfill_end_time": _NO_BATCH,
     "batch_trigger": _NO_BATCH,

@@ -154,12 +154,13 @@ class RealtimeFeatureView(RealtimeViewMethods, FeatureView):
                     f"source {source!r} is neither a RequestSource nor a feature view",
                     "List RequestSource objects, feature views, or selections like fv[['a']].",
                 )
-        names = [s.name if isinstance(s, RequestSource) else s.view.name for s in result]
+        names = [s.name if isinstance(s, RequestSource) else s.namespace for s in result]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise self.error(
                 f"two sources are both named {repeated}",
-                "Give each RequestSource its own name= (a view may be listed once).",
+                "Give each RequestSource its own name=; a view listed twice needs .with_name('...') "
+                "on one of them (e.g. with a with_join_key_map for the second entity).",
             )
         return tuple(result)
 

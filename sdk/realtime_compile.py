@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from featurebus.definitions import FeatureReference
 from featurebus.exceptions import DefinitionError
 from featurebus.realtime import Attribute, Calculation, RealtimeFeatureView, RequestSource
+from featurebus.references import compile_reference
 from featurebus.schemas.kinds import RealtimeInputKind, RealtimeMode, TransformationMode
 from featurebus.schemas.specs import (
     CalculationSpec,
@@ -125,7 +126,20 @@ def _compile_source(
             f"source {source.view.name!r} has no feature {unknown[0]!r}", f"Choose from: {', '.join(by_name)}."
         )
     selected = tuple(by_name[f] for f in source.features) if source.features else fields
-    return RealtimeInputSpec(RealtimeInputKind.FEATURE_VIEW, source.view.name, selected, parameter)
+    reference = compile_reference(source, f"RealtimeFeatureView '{view.name}' ({view.site})")
+    if (reference.name or reference.join_key_map) and isinstance(source.view, RealtimeFeatureView):
+        raise view.error(
+            f"source {source.view.name!r} is a realtime feature view used with with_name/with_join_key_map",
+            "Use the realtime view itself as the source, or remap the keys of its own sources.",
+        )
+    return RealtimeInputSpec(
+        RealtimeInputKind.FEATURE_VIEW,
+        source.view.name,
+        selected,
+        parameter,
+        namespace=reference.name,
+        join_key_map=reference.join_key_map,
+    )
 
 
 def _check_field_reads(view: RealtimeFeatureView, code: str, inputs: tuple[RealtimeInputSpec, ...]) -> None:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from featurebus.frames import TectonDataFrame
     from featurebus.online_client import FeatureVector
+    from featurebus.platform.deletes.receipt import DeleteReceipt
     from featurebus.schemas.jobs import Job
     from featurebus.schemas.specs import WorkspaceSpec
 
@@ -115,6 +116,37 @@ class FeatureViewClient:
             get_features_in_range(ws.spec, self.name, start_time, end_time, ws.offline_root, entities, ws.offline_data)
         )
 
+    def delete_keys(
+        self,
+        keys: pd.DataFrame | list[dict[str, Any]],
+        online: bool = True,
+        offline: bool = True,
+        include_sources: bool = False,
+    ) -> DeleteReceipt:
+        """Delete the values of the entities in ``keys`` (one row of join-key values each), through
+        the control plane (editor role; audited): online on every serving replica, offline by
+        rewriting only the Parquet files holding their rows, and with ``include_sources`` the
+        records of compacted source topics. Returns the receipt of what changed (``.to_pandas()``,
+        ``print(receipt)``), including what could not be deleted and why. Running it again
+        completes a delete that failed midway."""
+        from featurebus.control_client import ControlClient
+        from featurebus.platform.deletes.receipt import DeleteReceipt
+
+        rows = keys if isinstance(keys, list) else keys.to_dict("records")
+        client = ControlClient.from_config(self.workspace.home)
+        try:
+            body = {
+                "view": self.name,
+                "keys": [{str(k): v for k, v in row.items()} for row in rows],
+                "online": online,
+                "offline": offline,
+                "include_sources": include_sources,
+            }
+            document = client.post(f"/v1/workspaces/{self.workspace.name}/deletes", body)
+        finally:
+            client.close()
+        return DeleteReceipt.from_json(document)
+
     # -- materialization jobs (batch views of live workspaces), as in Tecton -----------------------
     def trigger_materialization_job(
         self,
@@ -195,8 +227,10 @@ class Workspace:
         offline_root: Path,
         offline_data: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
         bootstrap: str | None = None,
+        home: Path | None = None,
     ) -> None:
         self.spec = spec
+        self.home = home  # whose control-plane login deletes use (None: the default home)
         self.bootstrap = bootstrap  # the cluster it was read from: materialization jobs go there
         self.offline_root = offline_root
         # Where each source's offline records are; None: the workspace's own (a live workspace).
@@ -258,4 +292,5 @@ def get_workspace(name: str, bootstrap: str | None = None, home: Path | None = N
             f"`featurebus workspace create {name}` and `featurebus apply` a repository to it"
         )
     offline_data = None if spec.live else offline_locations(spec, specs)
-    return Workspace(spec, (home.resolve() if home else home_dir()) / "offline", offline_data, cluster)
+    root = home.resolve() if home else home_dir()
+    return Workspace(spec, root / "offline", offline_data, cluster, home=root)

@@ -34,7 +34,7 @@ VIEW_SERVICE_PREFIX = "__view__"
 class ViewPlan:
     compiled: CompiledView
     key_prefix: bytes  # store_key(online view name, tile key) == key_prefix + tile key
-    key_names: tuple[str, ...]  # the view's join keys, in encoding order
+    key_names: tuple[str, ...]  # the request's names of the view's join keys (with_join_key_map), in encoding order
     picks: tuple[int, ...]  # index into the view's aggregations of each served feature
     int64: tuple[bool, ...]  # per served feature: encode as a string (as Tecton does)
     int64_elements: tuple[bool, ...]  # per served feature: an array of int64, elements as strings
@@ -107,8 +107,14 @@ def plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec, raw: bool = F
                     f"feature view {view.name!r} is not materialized online; set online=True and re-apply"
                 )
             dtypes = _join_key_dtypes(spec, view)
-            for name, dtype in zip(view.join_keys, dtypes, strict=True):
-                join_keys.setdefault(name, dtype)
+            # with_join_key_map: the request names the view's keys as the reference maps them.
+            key_names = selection.mapped_keys(view.join_keys)
+            for name, dtype in zip(key_names, dtypes, strict=True):
+                if join_keys.setdefault(name, dtype) != dtype:
+                    raise DefinitionError(
+                        f"join key {name!r} is {join_keys[name]} for one view of the service and {dtype} "
+                        f"for {view.name!r}; map one of them to another name with with_join_key_map"
+                    )
             index = {a.name: i for i, a in enumerate(view.aggregations)}
             unknown = [f for f in selection.features if f not in index]
             if unknown:
@@ -121,7 +127,7 @@ def plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec, raw: bool = F
                 ViewPlan(
                     compiled=compiled,
                     key_prefix=store_prefix(online_view_name(spec.name, view.name)),
-                    key_names=view.join_keys,
+                    key_names=key_names,
                     picks=picks,
                     int64=tuple(a.output_dtype == "int64" and not raw for a in aggs),
                     int64_elements=tuple(a.output_dtype == "array<int64>" and not raw for a in aggs),
@@ -136,7 +142,9 @@ def plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec, raw: bool = F
                     ),
                 )
             )
-            meta.extend({"name": f"{view.name}.{a.name}", "dataType": data_type(a.output_dtype)} for a in aggs)
+            meta.extend(
+                {"name": f"{selection.namespace}.{a.name}", "dataType": data_type(a.output_dtype)} for a in aggs
+            )
     except (DefinitionError, NotFoundError) as exc:
         return _unservable(spec, service, exc)
     return ServicePlan(service.name, tuple(views), tuple(join_keys.items()), tuple(meta), None)
@@ -152,7 +160,7 @@ def _plan_realtime_service(spec: WorkspaceSpec, service: FeatureServiceSpec) -> 
     fetch = plan_service(spec, realtime_plan.fetch, raw=True)
     realtime = RealtimeServing(realtime_plan, fetch)
     meta = tuple(
-        {"name": f"{o[1]}.{o[2]}" if o[0] == "realtime" else fetch.feature_meta[o[1]]["name"], "dataType": data_type(d)}
+        {"name": f"{o[3]}.{o[2]}" if o[0] == "realtime" else fetch.feature_meta[o[1]]["name"], "dataType": data_type(d)}
         for o, d in zip(realtime.outputs, realtime.output_dtypes, strict=True)
     )
     return ServicePlan(service.name, fetch.views, fetch.join_keys, meta, fetch.problem, realtime)

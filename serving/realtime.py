@@ -66,10 +66,10 @@ class RealtimeServing:
         by_view: dict[str, Mapping[str, Any]] = {}
         flat = iter(values)
         for selection in self.fetch.selections:
-            by_view[selection.view] = {f: next(flat) for f in selection.features}
+            by_view[selection.namespace] = {f: next(flat) for f in selection.features}
         for view in self.plan.views:
             inputs = {
-                s.name: request if s.kind == RealtimeInputKind.REQUEST else by_view[s.name] for s in view.spec.inputs
+                s.key: request if s.kind == RealtimeInputKind.REQUEST else by_view[s.key] for s in view.spec.inputs
             }
             by_view[view.spec.name] = view.evaluate_row(inputs, request_time)
         features: list[Any] = []

@@ -14,7 +14,7 @@ live in ``streams.numeric`` (exact numeric ones), ``streams.ordered`` (order-dep
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -25,6 +25,7 @@ from featurebus.schemas.specs import AggregationSpec
 from featurebus.streams.functions import FUNCTION_ALIASES, AggregationFunction
 from featurebus.streams.numeric import Count, Extreme, Mean, Sum, Variance
 from featurebus.streams.ordered import OrderedAggregator
+from featurebus.streams.secondary_keys import KeyedAggregator
 from featurebus.streams.sketches import (
     HLL_PRECISION_RANGE,
     PERCENTILE_PRECISION_RANGE,
@@ -41,6 +42,7 @@ __all__ = [
     "aggregator_for",
     "aggregator_of",
     "input_column",
+    "group_partials",
     "merge_all",
     "output_dtype",
     "result_over",
@@ -188,7 +190,7 @@ def aggregator_for(
 
 
 def aggregator_of(spec: AggregationSpec) -> Aggregator:
-    return aggregator_for(
+    aggregator = aggregator_for(
         spec.function,
         spec.input_dtype,
         n=spec.n,
@@ -196,6 +198,9 @@ def aggregator_of(spec: AggregationSpec) -> Aggregator:
         precision=spec.precision,
         include_nulls=spec.attribute,
     )
+    if spec.secondary_key:
+        return KeyedAggregator(aggregator, keys_only=spec.keys_feature)
+    return aggregator
 
 
 def _check_params(fn: AggregationFunction, n: int | None, percentile: float | None, precision: int | None) -> None:
@@ -263,6 +268,26 @@ def output_dtype(function: str, input_dtype: str) -> str:
     if fn in _WITH_N:
         return f"array<{_scalar_output(input_dtype)}>"
     return "float64"
+
+
+def group_partials(
+    aggregator: Aggregator,
+    spec: AggregationSpec,
+    columns: Callable[[str, str], tuple[np.ndarray, np.ndarray]],
+    group_ids: np.ndarray,
+    n_groups: int,
+    ts_ms: np.ndarray,
+) -> list[Partial]:
+    """``aggregator.from_groups`` over ``spec``'s input column, ``columns(name, dtype)`` giving a
+    column's ``input_column`` form; a secondary-key aggregation also reads its key column. The one
+    call the stream engine's tiles and the offline join both make."""
+    values, valid = columns(spec.input_column, spec.input_dtype)
+    if spec.secondary_key:
+        assert isinstance(aggregator, KeyedAggregator)  # aggregator_of(spec)
+        keys, keys_valid = columns(spec.secondary_key, spec.secondary_key_dtype)
+        return aggregator.from_keyed_groups(values, valid, keys, keys_valid, group_ids, n_groups, ts_ms)
+    partials: list[Partial] = aggregator.from_groups(values, valid, group_ids, n_groups, ts_ms)
+    return partials
 
 
 def merge_all(aggregator: Aggregator, partials: Iterable[Partial]) -> Partial:

@@ -14,6 +14,7 @@ A parameter named as the view's ``context_parameter`` receives a ``RealtimeConte
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -121,7 +122,7 @@ def calculation_schema(view: RealtimeFeatureViewSpec) -> dict[str, str]:
     """Column references a Calculation of ``view`` may use, as Tecton names them."""
     schema = {CONTEXT_TIMESTAMP: "timestamp"}
     for source in view.inputs:
-        schema.update({f"{source.name}.{f.name}": f.dtype for f in source.fields})
+        schema.update({f"{source.key}.{f.name}": f.dtype for f in source.fields})
     return schema
 
 
@@ -191,7 +192,8 @@ class RealtimeServicePlan:
     fetch: FeatureServiceSpec
     views: tuple[CompiledRealtimeView, ...]  # each after the realtime views it reads
     request_fields: tuple[tuple[str, str], ...]  # (name, dtype) every request must provide
-    # Per served feature: ("fetched", index into the fetched features) or ("realtime", view, feature).
+    # Per served feature: ("fetched", index into the fetched features) or ("realtime", view,
+    # feature, namespace).
     outputs: tuple[tuple[Any, ...], ...]
     output_dtypes: tuple[str, ...]
 
@@ -212,15 +214,28 @@ class RealtimeServicePlan:
                 )
         order = realtime_order({n: [s.name for s in spec.realtime_view(n).inputs] for n in needed})
         views = tuple(CompiledRealtimeView(spec.realtime_view(n)) for n in order)
-        fetched: dict[str, dict[str, None]] = {}  # stream view -> features, in first-use order
+        # namespace -> (the selection fetched under it, its features in first-use order): a view
+        # joined twice through with_join_key_map is fetched twice, under two namespaces.
+        fetched: dict[str, tuple[FeatureSelectionSpec, dict[str, None]]] = {}
+
+        def fetch_under(selection: FeatureSelectionSpec) -> None:
+            base, features = fetched.setdefault(selection.namespace, (selection, {}))
+            if (base.view, base.join_key_map) != (selection.view, selection.join_key_map):
+                raise DefinitionError(
+                    f"feature service {service.name!r} reads two different references under the name "
+                    f"{selection.namespace!r} ({base.view} {dict(base.join_key_map)} and {selection.view} "
+                    f"{dict(selection.join_key_map)}); give one of them another name with .with_name('...')"
+                )
+            features.update(dict.fromkeys(selection.features))
+
         for selection in service.selections:
             if not spec.is_realtime(selection.view):
-                fetched.setdefault(selection.view, {}).update(dict.fromkeys(selection.features))
+                fetch_under(selection)
         request_fields: dict[str, str] = {}
         for view in views:
             for source in view.spec.inputs:
                 if source.kind == RealtimeInputKind.FEATURE_VIEW and not spec.is_realtime(source.name):
-                    fetched.setdefault(source.name, {}).update(dict.fromkeys(f.name for f in source.fields))
+                    fetch_under(source.as_selection())
                 elif source.kind == RealtimeInputKind.REQUEST:
                     for f in source.fields:
                         if request_fields.setdefault(f.name, f.dtype) != f.dtype:
@@ -228,18 +243,21 @@ class RealtimeServicePlan:
                                 f"request field {f.name!r} is {request_fields[f.name]} in one "
                                 f"request source and {f.dtype} in another; give them one type"
                             )
-        position = {key: i for i, key in enumerate((v, f) for v, fs in fetched.items() for f in fs)}
+        position = {key: i for i, key in enumerate((n, f) for n, (_, fs) in fetched.items() for f in fs)}
         outputs: list[tuple[Any, ...]] = []
         dtypes: list[str] = []
         for selection in service.selections:
             if spec.is_realtime(selection.view):
                 offered = {f.name: f.dtype for f in spec.realtime_view(selection.view).features}
-                outputs.extend(("realtime", selection.view, f) for f in selection.features)
+                outputs.extend(("realtime", selection.view, f, selection.namespace) for f in selection.features)
             else:
                 offered = {f.name: f.dtype for f in feature_fields(spec.tiled_view(selection.view))}
-                outputs.extend(("fetched", position[(selection.view, f)]) for f in selection.features)
+                outputs.extend(("fetched", position[(selection.namespace, f)]) for f in selection.features)
             dtypes.extend(offered[f] for f in selection.features)
-        fetch = FeatureServiceSpec(service.name, tuple(FeatureSelectionSpec(v, tuple(fs)) for v, fs in fetched.items()))
+        fetch = FeatureServiceSpec(
+            service.name,
+            tuple(dataclasses.replace(base, features=tuple(fs)) for base, fs in fetched.values()),
+        )
         return cls(service.name, fetch, views, tuple(request_fields.items()), tuple(outputs), tuple(dtypes))
 
 
@@ -269,10 +287,10 @@ class CompiledRealtimeView:
             # Reading the request time costs a conversion; only views that use it pay for it.
             flat: dict[str, Any] = {CONTEXT_TIMESTAMP: _ns(request_time) if self._uses_time else None}
             for source in spec.inputs:
-                values = inputs[source.name]
+                values = inputs[source.key]
                 for f in source.fields:
                     value = values.get(f.name)
-                    flat[f"{source.name}.{f.name}"] = (
+                    flat[f"{source.key}.{f.name}"] = (
                         _ns(value) if f.dtype == "timestamp" and value is not None else value
                     )
             out = {}
@@ -284,12 +302,12 @@ class CompiledRealtimeView:
         if spec.mode == RealtimeMode.PYTHON:
             # Exactly the source's fields, as offline: a fetched row may hold features of other views.
             kwargs: dict[str, Any] = {
-                s.parameter: {f.name: inputs[s.name].get(f.name) for f in s.fields} for s in spec.inputs
+                s.parameter: {f.name: inputs[s.key].get(f.name) for f in s.fields} for s in spec.inputs
             }
             if spec.context_parameter:
                 kwargs[spec.context_parameter] = RealtimeContext(RealtimeMode.PYTHON, request_timestamp=request_time)
             return self._check_row(self._call(kwargs))
-        frames = {s.name: _frame([dict(inputs[s.name])], s.fields) for s in spec.inputs}
+        frames = {s.key: _frame([dict(inputs[s.key])], s.fields) for s in spec.inputs}
         result = self._call_pandas(frames, pd.Series([pd.Timestamp(request_time)], name="request_timestamp"), 1)
         return {name: self._typed(name, result[name].iloc[0], dtype) for name, dtype in self._dtypes.items()}
 
@@ -304,8 +322,8 @@ class CompiledRealtimeView:
             columns = {CONTEXT_TIMESTAMP: column_from_series(request_times.reset_index(drop=True), "timestamp")}
             for source in spec.inputs:
                 for f in source.fields:
-                    columns[f"{source.name}.{f.name}"] = column_from_series(
-                        inputs[source.name][f.name].reset_index(drop=True), f.dtype
+                    columns[f"{source.key}.{f.name}"] = column_from_series(
+                        inputs[source.key][f.name].reset_index(drop=True), f.dtype
                     )
             out = {
                 name: series_from_column(evaluate(columns, rows), node.dtype, index)
@@ -313,17 +331,17 @@ class CompiledRealtimeView:
             }
             return pd.DataFrame(out, index=index)
         if spec.mode == RealtimeMode.PANDAS:
-            frames = {s.name: inputs[s.name][[f.name for f in s.fields]].reset_index(drop=True) for s in spec.inputs}
+            frames = {s.key: inputs[s.key][[f.name for f in s.fields]].reset_index(drop=True) for s in spec.inputs}
             result = self._call_pandas(frames, request_times.reset_index(drop=True).rename("request_timestamp"), rows)
             return pd.DataFrame(
                 {n: _canonical_series([self._typed(n, v, d) for v in result[n]], d) for n, d in self._dtypes.items()},
                 index=index,
             )
-        records = {s.name: _records(inputs[s.name], s.fields) for s in spec.inputs}
+        records = {s.key: _records(inputs[s.key], s.fields) for s in spec.inputs}
         times = [t.to_pydatetime() for t in pd.to_datetime(request_times, utc=True)]
         out_rows = []
         for i in range(rows):
-            kwargs: dict[str, Any] = {s.parameter: records[s.name][i] for s in spec.inputs}
+            kwargs: dict[str, Any] = {s.parameter: records[s.key][i] for s in spec.inputs}
             if spec.context_parameter:
                 kwargs[spec.context_parameter] = RealtimeContext(RealtimeMode.PYTHON, request_timestamp=times[i])
             out_rows.append(self._check_row(self._call(kwargs)))
@@ -342,7 +360,7 @@ class CompiledRealtimeView:
             ) from exc
 
     def _call_pandas(self, frames: dict[str, pd.DataFrame], times: pd.Series, rows: int) -> pd.DataFrame:
-        kwargs: dict[str, Any] = {s.parameter: frames[s.name] for s in self.spec.inputs}
+        kwargs: dict[str, Any] = {s.parameter: frames[s.key] for s in self.spec.inputs}
         if self.spec.context_parameter:
             kwargs[self.spec.context_parameter] = RealtimeContext(RealtimeMode.PANDAS, request_timestamp_series=times)
         result = self._call(kwargs)

@@ -19,7 +19,7 @@ import pandas as pd
 from featurebus.schemas.encoding import coerce_join_key, encode_entity_key, encode_entity_keys
 from featurebus.schemas.kinds import WindowKind
 from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec
-from featurebus.streams.aggregations import Aggregator, aggregator_of, input_column
+from featurebus.streams.aggregations import Aggregator, aggregator_of, group_partials, input_column
 from featurebus.streams.lifetime import (
     EAGER_PREFIX_START_MS,
     PREFIX_START_MS,
@@ -121,18 +121,31 @@ def tile_columns(
     key_columns = [rows[k] for k in spec.join_keys]
     group_ids, first = _group_rows([*key_columns, tiles, row_shards])
     n_groups = len(first)
-    inputs = {(a.input_column, a.input_dtype) for a in spec.aggregations}  # each column normalised once
-    normalised = {(name, dtype): input_column(rows[name], dtype) for name, dtype in inputs}
+    normalised: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}  # each column normalised once
+
+    def column(name: str, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+        if (name, dtype) not in normalised:
+            normalised[(name, dtype)] = input_column(rows[name], dtype)
+        return normalised[(name, dtype)]
+
     # Aggregations differing only in their window (count 10m, count 1h) have equal partials in
     # a tile: computed once, shared.
     by_partial: dict[tuple[Any, ...], Any] = {}
     columns = []
     for agg, a in zip(view.aggregators, spec.aggregations, strict=True):
-        signature = (a.function, a.input_column, a.input_dtype, a.n, a.percentile, a.precision, a.attribute)
+        signature = (
+            a.function,
+            a.input_column,
+            a.input_dtype,
+            a.n,
+            a.percentile,
+            a.precision,
+            a.attribute,
+            a.secondary_key,
+            a.keys_feature,
+        )
         if signature not in by_partial:
-            by_partial[signature] = agg.from_groups(
-                *normalised[(a.input_column, a.input_dtype)], group_ids, n_groups, ts_ms
-            )
+            by_partial[signature] = group_partials(agg, a, column, group_ids, n_groups, ts_ms)
         columns.append(by_partial[signature])
     entity_keys = encode_entity_keys(
         [column.to_numpy()[first].tolist() for column in key_columns], view.join_key_dtypes, spec.join_keys

@@ -5,7 +5,7 @@ Roles per workspace are ordered, each holding every right of the ones before it 
     viewer    read definitions, lineage, jobs, the registry log
     consumer  + online reads (get-features)
     operator  + trigger, cancel and retry jobs
-    editor    + plan/apply, ingest
+    editor    + plan/apply, ingest, delete entities' values
     owner     + manage the workspace's role bindings and keys, delete it
 
 The instance ``admin`` (a flag on a principal, not a workspace role) may do everything, including
@@ -53,6 +53,7 @@ class Action(enum.Enum):
     MANAGE_JOBS = "manage_jobs"  # trigger, cancel, retry
     APPLY = "apply"
     INGEST = "ingest"  # serving: /ingest
+    DELETE_KEYS = "delete_keys"  # delete entities' values (online, offline, sources)
     MANAGE_ACCESS = "manage_access"  # bind roles in the workspace, list its bindings
     DELETE_WORKSPACE = "delete_workspace"
     # Instance-wide: no workspace role is enough.
@@ -70,6 +71,7 @@ _REQUIRED: dict[Action, Role | None] = {
     Action.MANAGE_JOBS: Role.OPERATOR,
     Action.APPLY: Role.EDITOR,
     Action.INGEST: Role.EDITOR,
+    Action.DELETE_KEYS: Role.EDITOR,
     Action.MANAGE_ACCESS: Role.OWNER,
     Action.DELETE_WORKSPACE: Role.OWNER,
     Action.CREATE_WORKSPACE: None,

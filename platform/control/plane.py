@@ -6,10 +6,13 @@ the HTTP layer (``featurebus.serving.control``) puts routes in front of. No web 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from featurebus.platform.access.manage import AccessAdmin
 from featurebus.platform.access.records import PrincipalKind
 from featurebus.platform.control.audit import AuditLog, Outcome
 from featurebus.platform.control.definitions import Definitions
+from featurebus.platform.control.deletes import Deletes
 from featurebus.platform.control.guard import Call, Guard
 from featurebus.platform.control.operations import Jobs
 from featurebus.platform.control.principals import Access
@@ -22,12 +25,23 @@ BOOTSTRAP_ADMIN = "admin"
 
 
 class ControlPlane:
-    def __init__(self, registry: Registry, audit: AuditLog, *, refresh_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        audit: AuditLog,
+        *,
+        refresh_s: float = 5.0,
+        bootstrap: str | None = None,
+        offline_root: Path | None = None,
+    ) -> None:
+        """``bootstrap`` and ``offline_root``: where deletes write (tombstones, rewritten files);
+        without them the deletes route refuses, naming what is missing."""
         self.registry = registry
         self.guard = Guard(AccessAdmin(registry), audit, refresh_s=refresh_s)
         self.definitions = Definitions(registry, self.guard)
         self.jobs = Jobs(registry, self.guard)
         self.access = Access(self.guard)
+        self.deletes = Deletes(registry, self.guard, bootstrap, offline_root)
 
     def bootstrap_admin(self) -> str | None:
         """On the first start (no admin anywhere): create the ``admin`` service account and return

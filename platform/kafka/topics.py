@@ -20,6 +20,7 @@ __all__ = [
     "flink_group",
     "offline_group",
     "jobs_topic",
+    "deletes_topic",
     "jobs_runner_transactional_id",
 ]
 
@@ -79,3 +80,9 @@ def jobs_topic(workspace: str) -> str:
 def jobs_runner_transactional_id(workspace: str) -> str:
     """Shared by every job runner of the workspace: a starting runner fences the previous one."""
     return f"featurebus.{workspace}.jobs-runner"
+
+
+def deletes_topic(workspace: str) -> str:
+    """The workspace's delete requests (``featurebus.platform.deletes.requests``): every stream
+    worker follows it to drop the deleted entities from its local state."""
+    return f"featurebus.{workspace}.deletes"

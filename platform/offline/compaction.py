@@ -42,7 +42,15 @@ import pyarrow.parquet as pq
 from featurebus.platform.files.atomic import fsync_path
 from featurebus.platform.offline.store import PartFile, all_parts, live_parts, part_name
 
-__all__ = ["CompactionResult", "Merge", "compact_source", "compact_workspace", "compaction_work", "plan_merges"]
+__all__ = [
+    "CompactionResult",
+    "Merge",
+    "compact_source",
+    "compact_workspace",
+    "compaction_work",
+    "plan_merges",
+    "source_folder_lock",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -114,6 +122,11 @@ def _exclusive(directory: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+# Deletes (``featurebus.platform.deletes.offline``) rewrite part files in place: they take the
+# same lock, so a merge never reads a file a delete is replacing, nor the other way round.
+source_folder_lock = _exclusive
 
 
 def _merge(merge: Merge) -> None:

@@ -279,7 +279,8 @@ def _diff(old: Any, new: Any, at: tuple[_Step, ...]) -> list[FieldChange]:
 
 def _named(items: tuple[Any, ...]) -> bool:
     names = [getattr(x, "name", None) for x in items]
-    return all(isinstance(n, str) for n in names) and len(set(names)) == len(names)
+    # An empty name is no name: a feature service's selections without with_name are matched by position.
+    return all(isinstance(n, str) and n for n in names) and len(set(names)) == len(names)
 
 
 def _diff_named(old: tuple[Any, ...], new: tuple[Any, ...], at: tuple[_Step, ...]) -> list[FieldChange] | None:

@@ -45,7 +45,10 @@ class EventColumns:
 
     @classmethod
     def of(cls, view: StreamFeatureViewSpec) -> EventColumns:
-        inputs = dict.fromkeys(a.input_column for a in view.aggregations)
+        inputs = dict.fromkeys(
+            [a.input_column for a in view.aggregations]
+            + [a.secondary_key for a in view.aggregations if a.secondary_key]
+        )
         return cls(tuple(view.join_keys), {name: f"v{j}" for j, name in enumerate(inputs)})
 
     @property

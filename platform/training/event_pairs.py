@@ -24,7 +24,7 @@ import pyarrow as pa
 from featurebus.platform.offline.duckdb_session import connect
 from featurebus.platform.training.event_columns import ROW, SEQ, TS
 from featurebus.schemas.specs import AggregationSpec, StreamFeatureViewSpec
-from featurebus.streams.aggregations import Aggregator, aggregator_of, input_column
+from featurebus.streams.aggregations import Aggregator, aggregator_of, group_partials, input_column
 
 __all__ = ["PAIR_CHUNK_ROWS", "aggregate_pairs", "feature_array"]
 
@@ -118,9 +118,12 @@ def _fold(
     group_rows = groups.tolist()
     for j, (a, agg) in enumerate(zip(aggregations, aggregators, strict=True)):
         inside = (ts >= starts[j][row]) & (ts < ends[j][row])
-        column = chunk.column(input_aliases[a.input_column]).to_pandas(types_mapper=_nullable)
-        values, valid = input_column(column, a.input_dtype)
-        found = agg.from_groups(values[inside], valid[inside], group_ids[inside], len(groups), ts[inside])
+
+        def column(name: str, dtype: str, inside: np.ndarray = inside) -> tuple[np.ndarray, np.ndarray]:
+            values, valid = input_column(chunk.column(input_aliases[name]).to_pandas(types_mapper=_nullable), dtype)
+            return values[inside], valid[inside]
+
+        found = group_partials(agg, a, column, group_ids[inside], len(groups), ts[inside])
         target = partials[j]
         for r, partial in zip(group_rows, found, strict=True):
             # A row split over two chunks: its first part arrived earlier, as a stored tile does.

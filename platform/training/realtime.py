@@ -26,9 +26,10 @@ def realtime_training_columns(
     t_ns: np.ndarray,
     fetched: Mapping[tuple[str, str], Any],
 ) -> list[tuple[str, str, Any]]:
-    """(view, feature, column) for every feature the service serves, in its order.
+    """(namespace, feature, column) for every feature the service serves, in its order.
 
-    ``fetched`` holds the point-in-time stream feature columns by (view, feature).
+    ``fetched`` holds the point-in-time stream feature columns by (namespace, feature): the view's
+    name, or its ``with_name``.
     """
     missing = [name for name, _ in plan.request_fields if name not in spine.columns]
     if missing:
@@ -42,13 +43,13 @@ def realtime_training_columns(
     times = pd.Series(pd.to_datetime(t_ns, unit="ns", utc=True), index=index, name="request_timestamp")
     frames: dict[str, pd.DataFrame] = {}
     for selection in plan.fetch.selections:
-        frames[selection.view] = pd.DataFrame(
-            {f: pd.Series(fetched[(selection.view, f)], index=index) for f in selection.features}, index=index
+        frames[selection.namespace] = pd.DataFrame(
+            {f: pd.Series(fetched[(selection.namespace, f)], index=index) for f in selection.features}, index=index
         )
     for view in plan.views:
-        inputs = {s.name: request if s.kind == RealtimeInputKind.REQUEST else frames[s.name] for s in view.spec.inputs}
+        inputs = {s.key: request if s.kind == RealtimeInputKind.REQUEST else frames[s.key] for s in view.spec.inputs}
         frames[view.spec.name] = view.evaluate_frame(inputs, times)
-    flat = [(s.view, f) for s in plan.fetch.selections for f in s.features]
+    flat = [(s.namespace, f) for s in plan.fetch.selections for f in s.features]
     columns = []
     for output in plan.outputs:
         if output[0] == "fetched":
@@ -57,7 +58,7 @@ def realtime_training_columns(
         else:
             columns.append(
                 (
-                    output[1],
+                    output[3],
                     output[2],
                     frames[output[1]][output[2]].to_numpy()
                     if frames[output[1]][output[2]].dtype.kind == "f"

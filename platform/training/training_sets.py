@@ -80,7 +80,8 @@ _PARTS = {
 
 
 def _in_sql(a: AggregationSpec) -> bool:
-    return a.function in _PARTS and not a.attribute
+    # Secondary-key aggregations go through event_pairs: the SQL paths have no per-key arrays.
+    return a.function in _PARTS and not a.attribute and not a.secondary_key
 
 
 def feature_column(view: str, feature: str) -> str:
@@ -122,39 +123,51 @@ def get_features_for_events(
                 f"feature service {service!r} selects {unknown} from view {view.name!r}, which has "
                 f"{sorted(by_name)}; re-apply the repository"
             )
-        missing = [k for k in view.join_keys if k not in spine.columns]
+        spine_keys = selection.mapped_keys(view.join_keys)  # with_join_key_map: the spine's names
+        missing = [k for k in spine_keys if k not in spine.columns]
         if missing:
             raise InvalidRequestError(
-                f"the spine lacks join key columns {missing} of feature view {view.name!r}; "
+                f"the spine lacks join key columns {missing} of feature view {view.name!r}"
+                f"{'' if spine_keys == view.join_keys else ' (as mapped by with_join_key_map)'}; "
                 f"it has {list(spine.columns)}"
             )
+        view_spine = _keyed_spine(spine, view.join_keys, spine_keys)
         aggregations = [by_name[f] for f in selection.features]
+        namespace = selection.namespace
         if batch is not None:
             # A batch view's rows: materialized offline, else computed from its sources (platform/training/batch_rows.py).
             loader = _batch_loader(batch_view_rows(spec, batch, Path(root), offline_data))
             values = _rereading_after_compaction(
-                _view_features, None, (), view, aggregations, spine, t_ns, Path(root), loader
+                _view_features, None, (), view, aggregations, view_spine, t_ns, Path(root), loader
             )
-            fetched.update({(view.name, a.name): column for a, column in zip(aggregations, values, strict=True)})
+            fetched.update({(namespace, a.name): column for a, column in zip(aggregations, values, strict=True)})
             continue
         source = spec.source(view.source)
         locations = (
             ((spec.name, source.name),) if offline_data is None else require_locations(offline_data, spec.name, source)
         )
         values = _rereading_after_compaction(
-            _view_features, source, locations, view, aggregations, spine, t_ns, Path(root)
+            _view_features, source, locations, view, aggregations, view_spine, t_ns, Path(root)
         )
-        fetched.update({(view.name, a.name): column for a, column in zip(aggregations, values, strict=True)})
+        fetched.update({(namespace, a.name): column for a, column in zip(aggregations, values, strict=True)})
     if realtime is not None:
         served = realtime_training_columns(realtime, spine, t_ns, fetched)
     else:
-        served = [(s.view, f, fetched[(s.view, f)]) for s in service_spec.selections for f in s.features]
+        served = [(s.namespace, f, fetched[(s.namespace, f)]) for s in service_spec.selections for f in s.features]
     taken = [feature_column(v, f) for v, f, _ in served if feature_column(v, f) in spine.columns]
     if taken:
         raise InvalidRequestError(f"the spine already has columns {taken}; rename them")
     for view_name, feature, column in served:
         result[feature_column(view_name, feature)] = column
     return result
+
+
+def _keyed_spine(spine: pd.DataFrame, view_keys: tuple[str, ...], spine_keys: tuple[str, ...]) -> pd.DataFrame:
+    """The spine's key columns under the view's own join key names (``with_join_key_map``: the
+    spine's ``sender_id`` read as the view's ``user_id``), same rows and order."""
+    if view_keys == spine_keys:
+        return spine
+    return pd.DataFrame({v: spine[s].to_numpy() for v, s in zip(view_keys, spine_keys, strict=True)})
 
 
 def _rereading_after_compaction(read: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:

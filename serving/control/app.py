@@ -11,6 +11,7 @@ from featurebus.platform.control.plane import ControlPlane
 from featurebus.serving.control.common import REQUEST_ID_HEADER
 from featurebus.serving.control.routes_access import access_router
 from featurebus.serving.control.routes_definitions import definitions_router
+from featurebus.serving.control.routes_deletes import deletes_router
 from featurebus.serving.errors import install_error_handlers
 
 __all__ = ["create_control_app"]
@@ -26,6 +27,7 @@ def create_control_app(plane: ControlPlane) -> FastAPI:
     install_error_handlers(app)
     app.include_router(definitions_router(plane))
     app.include_router(access_router(plane))
+    app.include_router(deletes_router(plane))
 
     @app.middleware("http")
     async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

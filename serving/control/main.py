@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 
 def build_control_plane(bootstrap: str, home: Path, url: str) -> ControlPlane:
     """The control plane over the bus; on a first start, the admin key printed and stored."""
-    plane = ControlPlane(KafkaRegistry(bootstrap), KafkaAuditLog(bootstrap))
+    plane = ControlPlane(
+        KafkaRegistry(bootstrap), KafkaAuditLog(bootstrap), bootstrap=bootstrap, offline_root=home / "offline"
+    )
     secret = plane.bootstrap_admin()
     if secret is not None:
         path = save_control_login(url, secret, home)

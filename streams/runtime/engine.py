@@ -435,6 +435,26 @@ class StreamEngine:
                 puts.append((state_key, value))
         return puts
 
+    # -- deletes (platform/deletes) ---------------------------------------------------------------
+    def drop_entities(self, view: str, entity_keys: set[bytes], extra_puts: Sequence[tuple[bytes, bytes]] = ()) -> int:
+        """Forget these entities of ``view``: tombstone every record of theirs this engine holds (in
+        one transaction) and drop them from the local state, with ``extra_puts`` (the delete
+        request's position) in the same store write. Without this, the next event of a deleted
+        entity would merge into its cached tiles and publish the deleted counts again. Returns how
+        many records were dropped; a view this engine does not run is a no-op."""
+        runtime = next((r for r in self._expiry_views if r.view.spec.name == view), None)
+        puts: list[tuple[bytes, bytes | None]] = list(extra_puts)
+        if runtime is not None:
+            for shard, state_key, record_key in self._shards.entity_records(
+                view, runtime.view.spec.source, entity_keys
+            ):
+                self._sink.publish(runtime.feature_topic, runtime.partition_of(shard), record_key, None)
+                puts.append((state_key, None))
+            self._sink.commit({})
+        if puts:
+            self._store.write(puts)
+        return len(puts) - len(extra_puts)
+
     # -- ownership of partitions (shard_state.py) ------------------------------------------------
     def replace_shard(
         self, topic: str, partition: int, tiles: dict[str, dict[bytes, bytes]], progress: Progress

@@ -35,6 +35,7 @@ __all__ = [
 _I64 = struct.Struct(">q")
 _U16 = struct.Struct(">H")
 _PROGRESS = b"\x00progress."  # + topic + b"\x00" + partition -> applied offset, watermark
+_TILE_KEY_TAIL = 10  # a tile key's u64 start + u16 shard after the entity key (schemas/encoding.py)
 MAX_PARTITIONS_PER_TOPIC = 1024  # shard = topic index * 1024 + partition fits the u16 of a tile key
 
 Puts = list[tuple[bytes, bytes | None]]
@@ -200,3 +201,17 @@ class ShardState:
                 shard = shard_of(source, topic, partition)
                 result[(source.name, shard)] = Progress.unpack(value).watermark
         return result
+
+    def entity_records(self, view: str, source: str, entity_keys: set[bytes]) -> list[tuple[int, bytes, bytes]]:
+        """``(shard, state key, record key)`` of every local record (tiles, lifetime prefixes) of
+        these entities in ``view``, over every shard of ``source`` held here, owned or only cached."""
+        shards = sorted({shard for (name, shard) in self.watermarks(None) if name == source})
+        found: list[tuple[int, bytes, bytes]] = []
+        for shard in shards:
+            prefix = state_prefix(view, shard)
+            for entity in sorted(entity_keys):
+                start = prefix + entity
+                for key, _ in self._store.scan(start, key_range_end(start)):
+                    if len(key) - len(start) == _TILE_KEY_TAIL:  # exactly this entity, not a longer key
+                        found.append((shard, key, key[len(prefix) :]))
+        return found

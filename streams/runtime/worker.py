@@ -55,6 +55,7 @@ from featurebus.platform.registry import KafkaRegistry, Registry
 from featurebus.schemas.errors import FeaturebusError, KafkaUnavailableError, NotFoundError
 from featurebus.schemas.materialization import CommitMetadata, online_fingerprints
 from featurebus.schemas.specs import WorkspaceSpec
+from featurebus.streams.runtime.delete_follower import DeleteFollower
 from featurebus.streams.runtime.engine import NO_WATERMARK, Progress, RawRecord, StreamEngine
 from featurebus.streams.runtime.rebuild import install_rebuilt, read_source_partition, recompute_views
 from featurebus.streams.runtime.workspace_watch import (
@@ -234,6 +235,7 @@ class _Worker:
         self.engine = self._engine_for(self.spec)
         self.owned: set[tuple[str, int]] = set()
         self.registry = WorkspaceWatch(registry, workspace)
+        self.deletes = DeleteFollower(bootstrap, workspace, self.store)  # platform/deletes/requests.py
         self.stopping = False
         self._next_topics_check = 0.0  # a new version waiting for its source topics is re-checked then
         self._waiting_version: int | None = None
@@ -359,6 +361,9 @@ class _Worker:
             first = self.consumer.poll(batch_window_s)
             messages = [] if first is None else [first, *self.consumer.consume(num_messages=batch_size - 1, timeout=0)]
             records = _records(messages)
+            # Deletes first: a batch holding a deleted entity's next event must not merge it
+            # into the tiles the delete dropped (platform/deletes/requests.py).
+            self._apply_deletes()
             if records:
                 self._process(records)
             self._follow_registry()
@@ -382,6 +387,12 @@ class _Worker:
             for tp in self.consumer.committed(assignment, timeout=COMMIT_TIMEOUT_S):
                 if tp.offset >= 0:
                     self.consumer.seek(tp)
+
+    def _apply_deletes(self) -> None:
+        try:
+            self.deletes.step(self.engine)
+        except TransactionAbortedError as exc:  # nothing applied, position not moved: next turn
+            log.warning("delete %s; retrying", exc)
 
     def _expire(self) -> None:
         try:
@@ -421,6 +432,7 @@ class _Worker:
 
     def close(self) -> None:
         self.registry.stop()
+        self.deletes.close()
         try:
             self.sink.abort()
             self.consumer.close()  # leaves the group: the partitions move at once, not after a timeout

@@ -40,3 +40,25 @@ def test_the_sample_plans_and_applies_with_its_ranges(kafka_bootstrap: str) -> N
     (selected,) = spec.batch_view("user_distinct_merchant_transaction_count_30d").source_ranges
     assert selected.start == TimeBoundSpec(TimeReference.MATERIALIZATION_START_TIME, -29 * 86_400_000)
     assert selected.end == TimeBoundSpec(TimeReference.MATERIALIZATION_END_TIME, 0)
+    # The P2P service joins one view twice through with_join_key_map: the registry keeps both.
+    transfers = spec.service("p2p_transfer_service")
+    assert [(s.namespace, s.join_key_map) for s in transfers.selections[:2]] == [
+        ("sender", (("user_id", "sender_id"),)),
+        ("recipient", (("user_id", "recipient_id"),)),
+    ]
+
+
+RECSYS = Path(__file__).resolve().parents[2] / "examples" / "tecton_recsys"
+
+
+def test_the_recommender_sample_plans_and_applies_with_its_secondary_keys(kafka_bootstrap: str) -> None:
+    workspace = f"recsys_{uuid.uuid4().hex[:8]}"
+    create_workspace(KafkaRegistry(kafka_bootstrap), workspace, live=False)
+    planned = _cli("plan", "--repo", str(RECSYS), "--workspace", workspace, "--json", "--bootstrap", kafka_bootstrap)
+    assert planned.returncode == 0, planned.stderr
+    applied = _cli("apply", "--repo", str(RECSYS), "--workspace", workspace, "--bootstrap", kafka_bootstrap)
+    assert applied.returncode == 0, applied.stderr
+    spec = KafkaRegistry(kafka_bootstrap).list()[workspace]
+    names = [a.name for a in spec.view("user_category_interactions").aggregations]
+    assert names[:2] == ["category_keys_1d", "category_keys_7d"]
+    assert {a.secondary_key for a in spec.batch_view("user_category_purchases").aggregations} == {"category"}

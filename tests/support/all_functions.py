@@ -95,3 +95,30 @@ def oracle_params(a: AggregationSpec) -> dict[str, Any]:
     if a.attribute:
         params["keep_nulls"] = True
     return params
+
+
+def keyed_view(base: StreamFeatureViewSpec, windows: list[tuple[str, int]], key: str) -> StreamFeatureViewSpec:
+    """``all_functions_view``'s aggregations (no Attributes) with ``aggregation_secondary_key=key``
+    as ``featurebus.compile`` builds it: arrays per key, and a ``<key>_keys_<window>`` feature each."""
+    plain = all_functions_view(base, windows)
+    keyed: list[AggregationSpec] = [
+        AggregationSpec(
+            f"{key}_keys_{label}",
+            "count",
+            key,
+            DTYPES[key],
+            window_ms,
+            f"array<{DTYPES[key]}>",
+            secondary_key=key,
+            secondary_key_dtype=DTYPES[key],
+            keys_feature=True,
+        )
+        for label, window_ms in windows
+    ]
+    keyed.extend(
+        dataclasses.replace(
+            a, output_dtype=f"array<{a.output_dtype}>", secondary_key=key, secondary_key_dtype=DTYPES[key]
+        )
+        for a in plain.aggregations
+    )
+    return dataclasses.replace(plain, aggregations=tuple(keyed))

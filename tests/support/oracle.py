@@ -174,3 +174,29 @@ def matches(function: str, got: Any, want: Any, precision: int | None = None) ->
     if function in ("var_pop", "var_samp", "stddev_pop", "stddev_samp"):
         return close(got, want, rel=1e-7)
     return close(got, want)
+
+
+def keyed_feature_value(
+    events: Sequence[Event],
+    keys: Sequence[Any],
+    entity: tuple[Any, ...],
+    t_ms: int,
+    agg: AggregationSpec,
+    interval_ms: int | None,
+    **params: Any,
+) -> Any:
+    """A secondary-key aggregation by brute force: ``keys[i]`` is event ``i``'s secondary key.
+    One value per key present in the window (null keys belong to none), keys ascending; the
+    keys themselves for the ``_keys_`` feature; None when the window holds no keyed event."""
+    start, end = window_of(t_ms, agg.window_ms, interval_ms, agg.offset_ms)
+    inside = [(e, k) for e, k in zip(events, keys, strict=True) if e.entity == entity and start <= e.ts_ms < end]
+    present = sorted({k for _, k in inside if k is not None})
+    if not present:
+        return None
+    if agg.keys_feature:
+        return present
+    values = []
+    for key in present:
+        ordered = sorted((e for e, k in inside if k == key), key=lambda e: e.ts_ms)
+        values.append(aggregate(agg.function, [e.value for e in ordered], **params))
+    return values

@@ -20,6 +20,7 @@ EXPECTED: dict[Action, Role | None] = {
     Action.MANAGE_JOBS: Role.OPERATOR,
     Action.APPLY: Role.EDITOR,
     Action.INGEST: Role.EDITOR,
+    Action.DELETE_KEYS: Role.EDITOR,
     Action.MANAGE_ACCESS: Role.OWNER,
     Action.READ_AUDIT: Role.OWNER,
     Action.DELETE_WORKSPACE: Role.OWNER,

@@ -36,13 +36,25 @@ KINDS = Path(__file__).parents[1] / "fixtures" / "specs_v4" / "kinds.json"
 
 
 def _as_version_4(document: bytes) -> bytes:
-    """A version-5 document without what version 5 added (batch views' ``source_ranges``, which
-    a version-4 document cannot have set): the bytes version 4 wrote for the same workspace."""
+    """A version-6 document without what versions 5 and 6 added (batch views' ``source_ranges``;
+    references' ``name`` / ``join_key_map`` and aggregations' secondary key fields), which a
+    version-4 document cannot have set: the bytes version 4 wrote for the same workspace."""
     raw = orjson.loads(document)
-    assert raw["format_version"] == 5
+    assert raw["format_version"] == 6
     raw["format_version"] = 4
     for view in raw["batch_feature_views"]:
         assert view.pop("source_ranges") == []
+    for view in raw["stream_feature_views"] + raw["batch_feature_views"]:
+        for aggregation in view["aggregations"]:
+            assert aggregation.pop("secondary_key") is None
+            assert aggregation.pop("secondary_key_dtype") == ""
+            assert aggregation.pop("keys_feature") is False
+    for service in raw["feature_services"]:
+        for selection in service["selections"]:
+            assert (selection.pop("name"), selection.pop("join_key_map")) == ("", [])
+    for view in raw["realtime_feature_views"]:
+        for source in view["inputs"]:
+            assert (source.pop("namespace"), source.pop("join_key_map")) == ("", [])
     return orjson.dumps(raw)
 
 

@@ -665,3 +665,93 @@ def test_time_sliced_spines_give_the_same_training_set(
     assert len(groups) >= 3 and sorted(np.concatenate(groups)) == list(range(len(spine)))
     sliced = get_features_for_events(spec, "svc", spine, tmp_path)
     pd.testing.assert_frame_equal(whole, sliced)
+
+
+# -- secondary keys: training set == engine tiles == the oracle, for every function ----------------
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), interval_ms=st.sampled_from([None, INTERVAL]), key=st.sampled_from(["tag", "units"]))
+def test_secondary_key_aggregations_equal_engine_tiles_and_the_oracle(
+    data: st.DataObject, interval_ms: int | None, key: str
+) -> None:
+    """``aggregation_secondary_key`` over every function: the engine's tiles served online, the
+    training set, and a brute-force per-key oracle agree (arrays ordered by key)."""
+    import dataclasses
+
+    import orjson
+
+    from featurebus.platform.kv import MemoryStore
+    from featurebus.streams.runtime.engine import MemorySink, RawRecord, StreamEngine, compile_views
+    from featurebus.streams.tiles import compute_values
+    from tests.support.all_functions import derived, keyed_view, oracle_params
+    from tests.support.engine_state import engine_tiles
+    from tests.support.oracle import Event as OracleEvent
+    from tests.support.oracle import keyed_feature_value, matches
+
+    base = _all_functions_spec(interval_ms)
+    windows = [("1m", MINUTE), ("1h", HOUR)] if interval_ms is None else [("1h", HOUR), ("20m", 2 * INTERVAL)]
+    view = dataclasses.replace(keyed_view(base.stream_feature_views[0], windows, key), name="every")
+    spec = dataclasses.replace(
+        base,
+        stream_feature_views=(view,),
+        feature_services=(
+            FeatureServiceSpec("svc", (FeatureSelectionSpec("every", tuple(a.name for a in view.aggregations)),)),
+        ),
+    )
+    amounts = st.one_of(
+        st.none(), st.integers(-12, 12).map(float), st.floats(-50, 50, allow_nan=False).map(lambda x: round(x, 1))
+    )
+    events: list[Event] = data.draw(
+        st.lists(st.tuples(st.sampled_from(["a", "b"]), _OFFSETS.map(lambda o: T0 + o), amounts), max_size=40)
+    )
+    spine_rows = data.draw(
+        st.lists(
+            st.tuples(st.sampled_from(["a", "b", "nobody"]), _OFFSETS.map(lambda o: T0 + o)), min_size=1, max_size=10
+        )
+    )
+    store = MemoryStore()
+    engine = StreamEngine(spec, store, MemorySink(), lambda v: (f"features.{v}", 1))
+    engine.process(
+        [
+            RawRecord(TOPIC, 0, i, orjson.dumps({"user_id": u, "amount": a, "ts": t}))
+            for i, (u, t, a) in enumerate(events)
+        ]
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        open_store(root)
+        if events:
+            frame = pd.DataFrame(
+                {
+                    "user_id": [e[0] for e in events],
+                    "amount": [e[2] for e in events],
+                    "ts": pd.to_datetime([e[1] for e in events], unit="ms", utc=True),
+                }
+            )
+            write_partition(root, "ws", spec.stream_sources[0], TOPIC, 0, frame, np.arange(len(events)))
+        result = get_features_for_events(spec, "svc", _spine(spine_rows), root)
+    compiled = compile_views(spec)["every"]
+    keys = [derived(a)[key] for _, _, a in events]
+    oracle_events = {c: [OracleEvent((u,), t, derived(a)[c]) for u, t, a in events] for c in ("amount", "units", "tag")}
+    for position, (user, t_ms) in enumerate(spine_rows):
+        online = compute_values(compiled, engine_tiles(store, "every", compiled.entity_key([user])), t_ms)
+        for agg, served in zip(compiled.spec.aggregations, online, strict=True):
+            offline = _plain(result[f"every__{agg.name}"].iloc[position])
+            where = (position, user, t_ms - T0, agg.name, offline, served)
+            assert (offline is None) == (served is None), where
+            if served is not None:
+                assert len(offline) == len(served), where
+                for got, want in zip(offline, served, strict=True):
+                    if isinstance(want, float):
+                        assert got is not None and math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9), where
+                    else:
+                        assert got == want, where
+            expected = keyed_feature_value(
+                oracle_events[agg.input_column], keys, (user,), t_ms, agg, interval_ms, **oracle_params(agg)
+            )
+            assert (offline is None) == (expected is None), (*where, expected)
+            if expected is not None:
+                assert len(offline) == len(expected), (*where, expected)
+                for got, want in zip(offline, expected, strict=True):
+                    assert matches(agg.function, got, want, agg.precision), (*where, expected)

@@ -1,0 +1,1 @@
+"""Deleting entities' values: tombstones on the bus, rewritten Parquet files, and a receipt."""
