@@ -35,6 +35,8 @@ from featurebus.schemas.time_range import SourceRangeSpec
 
 __all__ = [
     "SPEC_FORMAT_VERSION",
+    "ExpectationSpec",
+    "LoggingSpec",
     "METADATA_FIELDS",
     "DescribedSpec",
     "FieldSpec",
@@ -241,6 +243,26 @@ class AggregationSpec:
 
 
 @dataclass(frozen=True)
+class ExpectationSpec:
+    """A user-declared data-quality bound: ``statistic`` of ``feature`` per bucket within
+    ``[min_value, max_value]`` (either may be None). ``statistic`` is a
+    ``featurebus.platform.monitoring.expectations.Statistic`` value, checked at plan time."""
+
+    feature: str
+    statistic: str
+    min_value: float | None = None
+    max_value: float | None = None
+
+
+@dataclass(frozen=True)
+class LoggingSpec:
+    """Feature logging of a service (Tecton's ``LoggingConfig``): the share of requests logged."""
+
+    sample_rate: float = 1.0
+    log_effective_times: bool = False
+
+
+@dataclass(frozen=True)
 class StreamFeatureViewSpec(DescribedSpec):
     _METADATA_AFTER = _metadata_after("offline")
 
@@ -260,6 +282,11 @@ class StreamFeatureViewSpec(DescribedSpec):
     # The view of the FeatureTable of the same name (derived from its FeatureTableSpec by
     # featurebus.feature_table; plan and describe show the table instead).
     feature_table: bool = False
+    # Data quality (platform/monitoring/quality_store.py): statistics per feature and hour as the
+    # offline materializer writes the view's events; older specs read as Tecton's default (on).
+    data_quality_enabled: bool = True
+    skip_default_expectations: bool = False
+    data_quality_expectations: tuple[ExpectationSpec, ...] = ()
 
     @property
     def max_reach_ms(self) -> int:
@@ -421,6 +448,7 @@ class FeatureServiceSpec(DescribedSpec):
 
     name: str
     selections: tuple[FeatureSelectionSpec, ...]
+    logging: LoggingSpec | None = None  # None: requests are not logged
 
 
 @dataclass(frozen=True)

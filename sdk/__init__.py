@@ -69,6 +69,7 @@ _LAZY: dict[str, str] = {
         ("Calculation", "RealtimeFeatureView", "RequestSource", "realtime_feature_view"), "featurebus.realtime"
     ),
     "Field": "featurebus.types",
+    **dict.fromkeys(("Expectation", "LoggingConfig"), "featurebus.monitoring"),
     "MockContext": "featurebus.local_testing",
     "RealtimeContext": "featurebus.local_testing",
     "TectonDataFrame": "featurebus.frames",
@@ -225,6 +226,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time every name com
     from featurebus.local_testing import (
         RealtimeContext as RealtimeContext,
     )
+    from featurebus.monitoring import Expectation as Expectation
+    from featurebus.monitoring import LoggingConfig as LoggingConfig
     from featurebus.realtime import (
         Calculation as Calculation,
     )

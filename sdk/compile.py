@@ -337,6 +337,15 @@ def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:
         if duplicates:
             raise view.error(f"two features are both named {duplicates}", "Give one of them an explicit name=.")
         spec = dataclasses.replace(spec, aggregations=tuple(keyed))
+    enabled, skip_defaults, expectations = view.data_quality.specs(
+        view.offline, [a.name for a in spec.aggregations], view.error
+    )
+    spec = dataclasses.replace(
+        spec,
+        data_quality_enabled=enabled,
+        skip_default_expectations=skip_defaults,
+        data_quality_expectations=expectations,
+    )
     _check_columns(view, spec)
     return spec
 
@@ -693,7 +702,8 @@ def _compile_service(service: FeatureService, features: dict[str, list[str]]) ->
                 )
             columns[column] = described
         selections.append(selection)
-    return FeatureServiceSpec(service.name, tuple(selections), **_metadata(service))
+    logging = None if service.logging is None else service.logging.spec
+    return FeatureServiceSpec(service.name, tuple(selections), logging, **_metadata(service))
 
 
 # -- batch feature views and batch sources ---------------------------------------------------------

@@ -46,6 +46,7 @@ from featurebus.definition_base import (
     reject_options,
 )
 from featurebus.exceptions import DefinitionError
+from featurebus.monitoring import DataQualityOptions, Expectation, LoggingConfig
 from featurebus.options import (
     BATCH_VIEW_OPTIONS,
     ENTITY_OPTIONS,
@@ -215,10 +216,13 @@ class StreamFeatureView(MaterializedFeatureView):
         lifetime_start_time: datetime | None = None,
         aggregation_leading_edge: AggregationLeadingEdge | None = None,
         aggregation_secondary_key: str | None = None,
+        data_quality: DataQualityOptions | None = None,
     ) -> None:
         self.site = site
         self.function = function
         self.name = _require_name("StreamFeatureView", name or function.__name__, site)
+        self.data_quality = data_quality or DataQualityOptions()
+        self.data_quality.check(self.error)
         given: object = source
         if isinstance(given, RangedSource):
             # Tecton bounds a stream view's batch_config backfill with it; featurebus computes
@@ -398,6 +402,9 @@ def stream_feature_view(
     lifetime_start_time: datetime | None = None,
     aggregation_leading_edge: AggregationLeadingEdge | None = None,
     aggregation_secondary_key: str | None = None,
+    data_quality_enabled: bool | None = None,
+    skip_default_expectations: bool = False,
+    data_quality_expectations: Sequence[Expectation] = (),
     **tecton_options: Any,
 ) -> Callable[[Callable[..., Any]], StreamFeatureView]:
     site = _caller_site()
@@ -426,6 +433,7 @@ def stream_feature_view(
             lifetime_start_time=lifetime_start_time,
             aggregation_leading_edge=aggregation_leading_edge,
             aggregation_secondary_key=aggregation_secondary_key,
+            data_quality=DataQualityOptions(data_quality_enabled, skip_default_expectations, data_quality_expectations),
         )
 
     return wrap
@@ -441,10 +449,20 @@ class FeatureService(ServiceMethods, _Definition):
         tags: dict[str, str] | None = None,
         prevent_destroy: bool = False,
         online_serving_enabled: bool = True,
+        logging: LoggingConfig | None = None,
         **tecton_options: Any,
     ) -> None:
         self.site = _caller_site()
         self.name = _require_name("FeatureService", name, self.site)
+        if logging is not None and not isinstance(logging, LoggingConfig):
+            raise _fail(
+                "FeatureService",
+                name,
+                self.site,
+                f"logging must be a LoggingConfig, got {logging!r}",
+                "Pass logging=LoggingConfig(sample_rate=0.1).",
+            )
+        self.logging = logging
         reject_options("FeatureService", name, self.site, tecton_options, SERVICE_OPTIONS)
         if not features:
             raise _fail(

@@ -49,7 +49,6 @@ PUSH_OPTIONS: dict[str, str] = {
 }
 
 SERVICE_OPTIONS: dict[str, str] = {
-    "logging": "feature logging is not supported; log requests from your application",
     "realtime_environment": "realtime transformations run in the serving process",
     "options": "feature services take no options",
     "enable_online_caching": "featurebus has no serving cache",
@@ -76,8 +75,6 @@ VIEW_OPTIONS: dict[str, str] = {
     "online_store": _FIXED_STORES,
     "publish_features_config": "features are always published on the view's feature topic",
     "monitor_freshness": "freshness monitoring is not supported yet",
-    "data_quality_enabled": "data quality checks are not supported yet",
-    "skip_default_expectations": "data quality checks are not supported yet",
     "expected_feature_freshness": "freshness monitoring is not supported yet",
     "alert_email": "alerts are not supported yet",
     "max_backfill_interval": _NO_BATCH,
@@ -108,4 +105,6 @@ BATCH_VIEW_OPTIONS: dict[str, str] = {
     "max_backfill_interval": "a backfill is one materialization of the range given to `featurebus materialize`",
     "max_batch_aggregation_interval": "a batch view's tiles are its aggregation_interval wide",
     "batch_compaction_enabled": "the feature topic is always compacted",
+    "data_quality_enabled": "data quality is computed for stream feature views (as the offline materializer writes them) only yet",
+    "skip_default_expectations": "data quality is computed for stream feature views only yet",
 }

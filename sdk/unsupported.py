@@ -40,7 +40,7 @@ _TABLE: dict[str, tuple[_Kind, str]] = {
     "DataFrame": ("class", "featurebus returns pandas DataFrames; use pandas directly"),
     "Dataset": (
         "class",
-        "featurebus has no saved datasets; write training sets to Parquet (`featurebus training-set`)",
+        "datasets are saved and read through the workspace: ws.save_dataset(name, df) and ws.get_dataset(name)",
     ),
     "DatasetJob": ("class", _JOBS),
     "DatabricksClusterConfig": ("class", _SPARK),
@@ -71,7 +71,6 @@ _TABLE: dict[str, tuple[_Kind, str]] = {
         "featurebus reads streams from Kafka only; use KafkaConfig(topics=..., timestamp_field=...)",
     ),
     "KinesisOutputStream": ("class", "feature topics are Kafka topics written by featurebus; remove output_stream"),
-    "LoggingConfig": ("class", "feature logging is not supported; log requests from your application"),
     "MaterializationAttempt": ("class", _JOBS),
     "MaterializationJob": ("class", _JOBS),
     "ModelConfig": ("class", "featurebus hosts no models; call the model from your application"),

@@ -44,9 +44,21 @@ class FeatureServiceClient:
         from featurebus.platform.training.training_sets import get_features_for_events
 
         ws = self.workspace
+        ws.confirm_offline_read()
         return TectonDataFrame(
             get_features_for_events(ws.spec, self.name, events, ws.offline_root, timestamp_key, ws.offline_data)
         )
+
+    def get_logged_features(self, start: datetime | None = None, end: datetime | None = None) -> TectonDataFrame:
+        """The requests logged by serving (``FeatureService(logging=LoggingConfig(...))``) with
+        request time in ``[start, end)``: join keys, request context, ``timestamp`` (the request
+        time), ``request_id`` and one ``<view>__<feature>`` column per served feature, as a
+        training set has them."""
+        from featurebus.frames import TectonDataFrame
+        from featurebus.platform.offline.logged_features import read_logged_features
+
+        ws = self.workspace
+        return TectonDataFrame(read_logged_features(ws.offline_root, ws.name, self.name, start, end))
 
     def get_online_features(
         self,
@@ -82,6 +94,7 @@ class FeatureViewClient:
 
         ws = self.workspace
         spec, service = view_service(ws.spec, self.name)
+        ws.confirm_offline_read()
         return TectonDataFrame(
             get_features_for_events(spec, service, events, ws.offline_root, timestamp_key, ws.offline_data)
         )
@@ -112,6 +125,7 @@ class FeatureViewClient:
         from featurebus.platform.training.ranges import get_features_in_range
 
         ws = self.workspace
+        ws.confirm_offline_read()
         return TectonDataFrame(
             get_features_in_range(ws.spec, self.name, start_time, end_time, ws.offline_root, entities, ws.offline_data)
         )
@@ -241,6 +255,13 @@ class Workspace:
     def name(self) -> str:
         return self.spec.name
 
+    def confirm_offline_read(self) -> None:
+        """Before reading offline files: the control plane confirms the logged-in caller may read
+        every workspace they belong to (``featurebus.offline_access``); no login, no question."""
+        from featurebus.offline_access import confirm_offline_read, read_workspaces
+
+        confirm_offline_read(read_workspaces(self.name, self.offline_data), self.offline_root.parent)
+
     @property
     def version(self) -> int:
         return self.spec.version
@@ -269,6 +290,24 @@ class Workspace:
     def get_feature_service(self, name: str) -> FeatureServiceClient:
         self.spec.service(name)  # NotFoundError listing the known services
         return FeatureServiceClient(self, name)
+
+    def save_dataset(self, name: str, df: pd.DataFrame) -> Path:
+        """Keep ``df`` (e.g. a training set) under ``name`` next to the offline store, as the
+        reference drift is measured against (``featurebus.platform.offline.datasets``)."""
+        from featurebus.platform.offline.datasets import save_dataset
+
+        return save_dataset(self.offline_root, self.name, name, df)
+
+    def get_dataset(self, name: str) -> TectonDataFrame:
+        from featurebus.frames import TectonDataFrame
+        from featurebus.platform.offline.datasets import read_dataset
+
+        return TectonDataFrame(read_dataset(self.offline_root, self.name, name))
+
+    def list_datasets(self) -> list[str]:
+        from featurebus.platform.offline.datasets import list_datasets
+
+        return list_datasets(self.offline_root, self.name)
 
     def get_feature_view(self, name: str) -> FeatureViewClient:
         if not self.spec.is_realtime(name) and not self.spec.is_batch(name):

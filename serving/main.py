@@ -46,6 +46,7 @@ from featurebus.schemas.errors import FeaturebusError
 from featurebus.schemas.time import now_ms
 from featurebus.serving.app import create_app
 from featurebus.serving.connection_guard import configure_guard, guarded_protocol
+from featurebus.serving.feature_logging import FeatureLogger
 from featurebus.serving.ingest import IngestService, KafkaRecordSink
 from featurebus.serving.limits import ServingLimits
 from featurebus.serving.online_materializer import OnlineMaterializer
@@ -102,12 +103,14 @@ class _Replica:
         self.materializer = OnlineMaterializer(bootstrap, self.store, self.keys)
         self.ingest_sink = KafkaRecordSink(bootstrap)
         self.visibility = OnlineVisibility(bootstrap, self.store)
+        self.feature_logger = FeatureLogger(bootstrap)
         self._closed = False
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             left = self.ingest_sink.close()  # every acknowledged request's records are already out
+            self.feature_logger.close()
             self.materializer.stop()  # before the store: the thread writes into it
             self.visibility.close()
             self.store.close()
@@ -119,7 +122,9 @@ class _Replica:
     def app(self, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]) -> FastAPI:
         cache = TileCache()
         self.materializer.add_write_listener(cache)  # before it starts writing
-        server = FeatureServer(self.materializer.specs, self.store, now_ms, tile_cache=cache)
+        server = FeatureServer(
+            self.materializer.specs, self.store, now_ms, tile_cache=cache, feature_logger=self.feature_logger
+        )
         ingest = IngestService(self.materializer.specs, self.ingest_sink, self.visibility)
         return create_app(server, self.keys, self.materializer, ingest=ingest, lifespan=lifespan, limits=self.limits)
 

@@ -9,13 +9,14 @@ per-request part: what one request time fixes for a view, shared by all rows of 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from featurebus.schemas.encoding import store_prefix, tile_key
 from featurebus.schemas.errors import DefinitionError, NotFoundError
 from featurebus.schemas.kinds import AggregationLeadingEdge
-from featurebus.schemas.specs import FeatureServiceSpec, StreamFeatureViewSpec, WorkspaceSpec
+from featurebus.schemas.specs import FeatureServiceSpec, LoggingSpec, StreamFeatureViewSpec, WorkspaceSpec
 from featurebus.serving.online_materializer import online_view_name
 from featurebus.serving.realtime import RealtimeServing
 from featurebus.serving.wire import data_type, format_time_ms
@@ -56,12 +57,18 @@ class ServicePlan:
     feature_meta: tuple[dict[str, Any], ...]  # {"name", "dataType"} per served feature
     problem: str | None  # why the service cannot be served (reported per request)
     realtime: RealtimeServing | None = None  # request-time views (serving/realtime.py)
+    logging: LoggingSpec | None = None  # feature logging of the service (serving/feature_logging.py)
+
+    @cached_property
+    def logged_names(self) -> tuple[str, ...]:
+        """The served features' names (``view.feature``), as feature logging records them."""
+        return tuple(str(m["name"]) for m in self.feature_meta)
 
 
 class WorkspacePlan:
     def __init__(self, spec: WorkspaceSpec) -> None:
         self.spec = spec
-        self.services = {s.name: plan_service(spec, s) for s in spec.feature_services}
+        self.services = {s.name: replace(plan_service(spec, s), logging=s.logging) for s in spec.feature_services}
 
     def view_service(self, name: str) -> ServicePlan:
         """The plan of a view served alone (every feature of it), built on first use."""

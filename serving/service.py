@@ -18,6 +18,7 @@ from featurebus.schemas.encoding import decode_tiles, tile_key
 from featurebus.schemas.errors import InvalidRequestError, NotFoundError
 from featurebus.schemas.kinds import AggregationLeadingEdge
 from featurebus.schemas.specs import WorkspaceSpec
+from featurebus.serving.feature_logging import FeatureLogger
 from featurebus.serving.plan import VIEW_SERVICE_PREFIX, ServicePlan, ViewAt, ViewPlan, WorkspacePlan
 from featurebus.serving.request_surface import FeatureDoc, feature_docs
 from featurebus.serving.tile_cache import TileCache
@@ -48,11 +49,14 @@ class FeatureServer:
         store: KeyValueStore,
         clock_ms: Callable[[], int],
         tile_cache: TileCache | None = None,
+        feature_logger: FeatureLogger | None = None,
     ) -> None:
         """``tile_cache``: keep the tiles of entities that have many between requests; only
         for a store whose every write is followed by ``tile_cache.invalidate`` (the online
-        materializer's write listener does that)."""
+        materializer's write listener does that). ``feature_logger``: where sampled requests
+        of services with logging go (None: nothing is logged)."""
         self._specs_provider = specs_provider
+        self._logger = feature_logger
         self._cache = tile_cache
         self._store = store
         self._clock_ms = clock_ms
@@ -71,16 +75,22 @@ class FeatureServer:
         plan = self._service_plan(workspace, service)
         options = MetadataOptions.parse(metadata_options)
         t_ms = self._clock_ms()
-        at = self._at(plan, t_ms, options.include_effective_times)
+        logged = self._logged(plan)
+        with_times = options.include_effective_times or (
+            logged and plan.logging is not None and plan.logging.log_effective_times
+        )
+        at = self._at(plan, t_ms, with_times)
         row = self._row(
             plan,
             join_key_map,
             t_ms,
             at,
-            options.include_effective_times,
+            with_times,
             options.include_serving_status,
             request_context_map,
         )
+        if logged:
+            self._log(workspace, plan, t_ms, join_key_map, request_context_map, row)
         return single_response(row, plan.feature_meta, options)
 
     def get_features_batch(
@@ -97,12 +107,18 @@ class FeatureServer:
         t_ms = self._clock_ms()
         at = self._at(plan, t_ms, options.include_effective_times)
         contexts = request_context_maps if request_context_maps is not None else [None] * len(requests)
+        logging = plan.logging if self._logger is not None else None
+        if logging is not None and logging.log_effective_times and not options.include_effective_times:
+            at = self._at(plan, t_ms, True)
+        with_times = options.include_effective_times or (logging is not None and logging.log_effective_times)
         rows = [
-            self._row(
-                plan, join_key_map, t_ms, at, options.include_effective_times, options.include_serving_status, context
-            )
+            self._row(plan, join_key_map, t_ms, at, with_times, options.include_serving_status, context)
             for join_key_map, context in zip(requests, contexts, strict=True)
         ]
+        if logging is not None:
+            for join_key_map, context, row in zip(requests, contexts, rows, strict=True):
+                if self._logged(plan):
+                    self._log(workspace, plan, t_ms, join_key_map, context, row)
         return batch_response(rows, plan.feature_meta, options)
 
     def metadata(self, workspace: str, service: str) -> dict[str, Any]:
@@ -117,6 +133,33 @@ class FeatureServer:
         return feature_docs(self._specs_provider()[workspace], service)
 
     # -- internals ---------------------------------------------------------------------------
+    def _logged(self, plan: ServicePlan) -> bool:
+        """Whether this request of ``plan`` is logged (sampled at the service's rate)."""
+        return plan.logging is not None and self._logger is not None and self._logger.sampled(plan.logging.sample_rate)
+
+    def _log(
+        self,
+        workspace: str,
+        plan: ServicePlan,
+        t_ms: int,
+        join_key_map: Mapping[str, Any],
+        request_context_map: Mapping[str, Any] | None,
+        row: Row,
+    ) -> None:
+        assert self._logger is not None and plan.logging is not None  # _logged said so
+        features, _, times = row
+        names = plan.logged_names
+        self._logger.log(
+            workspace,
+            plan.name,
+            t_ms,
+            join_key_map,
+            request_context_map,
+            names,
+            features,
+            times if plan.logging.log_effective_times else None,
+        )
+
     def _at(self, plan: ServicePlan, t_ms: int, with_times: bool) -> list[ViewAt]:
         # Under load many requests fall in the same millisecond: reuse that time's bounds.
         cached = self._last_at

@@ -15,6 +15,8 @@ __all__ = [
     "AUDIT_TOPIC",
     "feature_topic",
     "push_topic",
+    "logging_topic",
+    "logged_features_group",
     "dead_letter_topic",
     "worker_group",
     "flink_group",
@@ -50,6 +52,16 @@ def feature_topic(workspace: str, view: str) -> str:
 def push_topic(workspace: str, source: str) -> str:
     """Where the ingestion API writes a push source's records (JSON), for the stream worker."""
     return f"featurebus.{workspace}.push.{source}"
+
+
+def logging_topic(workspace: str, service: str) -> str:
+    """Sampled served requests of a feature service with logging (JSON, key = request id),
+    written by serving (``serving/feature_logging.py``), read into the offline store."""
+    return f"featurebus.{workspace}.logging.{service}"
+
+
+def logged_features_group(workspace: str) -> str:
+    return f"featurebus.{workspace}.logged-features"
 
 
 def dead_letter_topic(workspace: str) -> str:

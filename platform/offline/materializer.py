@@ -28,6 +28,8 @@ from featurebus.platform.kafka.admin import unreachable_hint
 from featurebus.platform.kafka.clients import consumer as kafka_consumer
 from featurebus.platform.kafka.health import BrokerHealth
 from featurebus.platform.kafka.topics import offline_group
+from featurebus.platform.monitoring.quality_recorder import QualityRecorder
+from featurebus.platform.monitoring.quality_store import QualityStore
 from featurebus.platform.offline.progress import TopicKey, high_watermarks, reached_by_commits, reached_by_position
 from featurebus.platform.offline.store import max_offsets, open_store, recover_partition, write_partition
 from featurebus.platform.registry import KafkaRegistry, Registry
@@ -64,8 +66,11 @@ class OfflineMaterializer:
         flush_interval_s: float = 2.0,
         kafka_timeout_s: float = 10.0,
         registry: Registry | None = None,
+        data_quality: bool = True,
     ) -> None:
-        """``registry``: where the workspace's sources are read (default: the registry on the bus)."""
+        """``registry``: where the workspace's sources are read (default: the registry on the bus).
+        ``data_quality``: compute the statistics of views with ``data_quality_enabled``
+        (``featurebus.platform.monitoring.quality_recorder``); off only to measure its cost."""
         self._bootstrap = bootstrap
         self._registry = registry or KafkaRegistry(bootstrap)
         self._root = open_store(Path(root))
@@ -75,6 +80,7 @@ class OfflineMaterializer:
         self._kafka_timeout_s = kafka_timeout_s
         self._key_fields: dict[str, tuple[str, ...]] = {}  # per source: join keys every record needs (as the worker)
         self._sources_by_topic = self._load_sources()
+        self._quality = QualityRecorder(QualityStore(self._root), self.spec) if data_quality else None
         self.rejected_count = 0
         self.written_count = 0
         self._consumer: Any = None
@@ -119,6 +125,8 @@ class OfflineMaterializer:
                     self._health.last_error = str(exc)
             pending = {key: high for key, high in pending.items() if key not in done}
         self._flush(consumer)
+        if self._quality is not None:
+            self._quality.check_due(force=True)
         return self.written_count - written_before
 
     def run_forever(self, stop: threading.Event) -> None:
@@ -133,6 +141,8 @@ class OfflineMaterializer:
                     # Files are on disk already; the next successful commit covers these offsets.
                     _log.warning("offline materializer for %r: %s; retrying", self._workspace, exc)
                     stop.wait(1.0)
+                if self._quality is not None:
+                    self._quality.check_due()
             self._flush(consumer)
         finally:
             self.close()
@@ -153,6 +163,7 @@ class OfflineMaterializer:
         spec = self._registry.get(self._workspace)
         if spec is None:
             raise NotFoundError(f"workspace {self._workspace!r} has not been applied; run `featurebus apply` first")
+        self.spec = spec
         if not spec.live:
             raise InvalidRequestError(
                 f"workspace {self._workspace!r} is a development workspace: it is never materialized; run the offline "
@@ -327,6 +338,9 @@ class OfflineMaterializer:
                     kept,
                     [buffer.timestamps[i] for i in accepted.tolist()],
                 )
+                if self._quality is not None and len(kept):
+                    part = f"{key[0]}-{key[1]}-{int(kept.min())}-{int(kept.max())}"
+                    self._quality.record(source, part, batch.frame)
                 self._floors[(source.name, key)] = max(floor, int(offsets.max()))
                 self.written_count += len(kept)
                 self.rejected_count += len(batch.rejected)

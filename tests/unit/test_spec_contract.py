@@ -38,7 +38,9 @@ KINDS = Path(__file__).parents[1] / "fixtures" / "specs_v4" / "kinds.json"
 def _as_version_4(document: bytes) -> bytes:
     """A version-6 document without what versions 5 and 6 added (batch views' ``source_ranges``;
     references' ``name`` / ``join_key_map`` and aggregations' secondary key fields), which a
-    version-4 document cannot have set: the bytes version 4 wrote for the same workspace."""
+    version-4 document cannot have set, and without the monitoring fields added since with
+    defaults (data quality of stream views, logging of services): the bytes version 4 wrote for
+    the same workspace."""
     raw = orjson.loads(document)
     assert raw["format_version"] == 6
     raw["format_version"] = 4
@@ -55,6 +57,12 @@ def _as_version_4(document: bytes) -> bytes:
     for view in raw["realtime_feature_views"]:
         for source in view["inputs"]:
             assert (source.pop("namespace"), source.pop("join_key_map")) == ("", [])
+    for view in raw["stream_feature_views"]:
+        assert view.pop("data_quality_enabled") is True
+        assert view.pop("skip_default_expectations") is False
+        assert view.pop("data_quality_expectations") == []
+    for service in raw["feature_services"]:
+        assert service.pop("logging") is None
     return orjson.dumps(raw)
 
 

@@ -47,6 +47,7 @@ from typing import Any
 from featurebus.platform.files.atomic import atomic_write
 from featurebus.platform.flink import check_flink_installed, ensure_flink_jars
 from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, partition_counts
+from featurebus.platform.kafka.security import security_for
 from featurebus.platform.kafka.topics import dead_letter_topic, feature_topic, flink_group
 from featurebus.platform.registry import KafkaRegistry, wait_for_workspace
 from featurebus.schemas.errors import FeaturebusError, NotFoundError
@@ -139,6 +140,9 @@ def _configuration(settings: FlinkJobSettings) -> Any:
     return config
 
 
+_SHADED_KAFKA = "org.apache.flink.kafka.shaded.org.apache.kafka"
+
+
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -162,6 +166,10 @@ def build_job(settings: FlinkJobSettings, spec: WorkspaceSpec, feature_topics: d
     env = StreamExecutionEnvironment.get_execution_environment(_configuration(settings))
     t_env = StreamTableEnvironment.create(env)
     bootstrap = _quote(settings.bootstrap)
+    # The process's Kafka principal (security.security_for), for the connector's Java clients,
+    # whose classes flink-sql-connector-kafka relocates (the JAAS login module is named by class).
+    java_client = security_for(settings.bootstrap).java_client(_SHADED_KAFKA)
+    security = "".join(f"\n            'properties.{key}' = {_quote(value)}," for key, value in java_client.items())
     t_env.execute_sql(f"""
         CREATE TEMPORARY TABLE featurebus_source (
             `value` BYTES,
@@ -172,7 +180,7 @@ def build_job(settings: FlinkJobSettings, spec: WorkspaceSpec, feature_topics: d
         ) WITH (
             'connector' = 'kafka',
             'topic' = {_quote(";".join(source_topics))},
-            'properties.bootstrap.servers' = {bootstrap},
+            'properties.bootstrap.servers' = {bootstrap},{security}
             'properties.group.id' = {_quote(flink_group(spec.name))},
             'properties.isolation.level' = 'read_committed',
             'scan.startup.mode' = 'earliest-offset',
@@ -187,7 +195,7 @@ def build_job(settings: FlinkJobSettings, spec: WorkspaceSpec, feature_topics: d
         ) WITH (
             'connector' = 'kafka',
             'topic' = {_quote(";".join(sink_topics))},
-            'properties.bootstrap.servers' = {bootstrap},
+            'properties.bootstrap.servers' = {bootstrap},{security}
             'key.format' = 'raw',
             'key.fields' = 'key',
             'value.format' = 'raw',

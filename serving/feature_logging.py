@@ -1,0 +1,168 @@
+"""Feature logging (Tecton's ``FeatureService(logging=LoggingConfig(...))``) without blocking serving.
+
+A served request of a service with logging is sampled at its ``sample_rate``; a sampled one is
+put, as a tuple, on a bounded in-memory queue and the request goes on. One background thread
+drains the queue, encodes each entry as JSON and produces it to the service's logging topic
+(``platform.kafka.topics.logging_topic``; key = the request id). When the queue is full (Kafka
+slow or down) the entry is dropped and counted, never waited for: serving latency must not
+depend on the bus. Records on the topic::
+
+    {"request_id", "request_time_ms", "join_keys": {...}, "request_context": {...} | null,
+     "features": {"<view>.<feature>": value, ...}, "effective_times": {...} | null}
+
+The offline materializer process writes the topic to the offline store
+(``platform.offline.logged_features``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+from confluent_kafka import KafkaException
+from prometheus_client import Counter
+
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
+from featurebus.platform.kafka.clients import producer
+from featurebus.platform.kafka.topics import logging_topic
+from featurebus.schemas.errors import FeaturebusError
+
+__all__ = ["FeatureLogger", "LOGGED"]
+
+LOGGED = Counter(
+    "featurebus_feature_logging_records_total",
+    "Sampled feature-logging records by outcome: dropped (the queue was full), produced (handed to the "
+    "Kafka producer), failed (still unproduced at shutdown; errors are retried with backoff)",
+    ["workspace", "feature_service", "outcome"],
+)
+
+_log = logging.getLogger(__name__)
+
+# (workspace, service, request id, request time ms, join keys, request context, names, values, times)
+_Entry = tuple[
+    str, str, str, int, Mapping[str, Any], Mapping[str, Any] | None, Sequence[str], list[Any], list[str] | None
+]
+
+
+class FeatureLogger:
+    def __init__(self, bootstrap: str, *, queue_size: int = 10_000, seed: int | None = None) -> None:
+        self._bootstrap = bootstrap
+        self._queue: queue.Queue[_Entry] = queue.Queue(maxsize=queue_size)
+        self._random = random.Random(seed)
+        self._ids = itertools.count()
+        self._id_prefix = f"{os.getpid():x}{int(time.time() * 1000):x}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._counters: dict[tuple[str, str, str], Any] = {}
+
+    def sampled(self, sample_rate: float) -> bool:
+        return sample_rate >= 1.0 or self._random.random() < sample_rate
+
+    def log(
+        self,
+        workspace: str,
+        service: str,
+        request_ms: int,
+        join_keys: Mapping[str, Any],
+        request_context: Mapping[str, Any] | None,
+        names: Sequence[str],
+        values: list[Any],
+        effective_times: list[str] | None,
+    ) -> str:
+        """Queue one served row (never blocks); returns its request id."""
+        if self._thread is None:
+            self._start()
+        request_id = f"{self._id_prefix}-{next(self._ids)}"
+        entry = (workspace, service, request_id, request_ms, join_keys, request_context, names, values, effective_times)
+        try:
+            self._queue.put_nowait(entry)  # counted as produced (or failed) by the thread
+        except queue.Full:
+            self._count(workspace, service, "dropped", 1)
+        return request_id
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Produce what is queued (up to ``timeout_s``), then stop the thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    # -- the background thread ---------------------------------------------------------------
+    def _count(self, workspace: str, service: str, outcome: str, n: int) -> None:
+        key = (workspace, service, outcome)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = LOGGED.labels(workspace, service, outcome)
+        counter.inc(n)
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="feature-logger", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        writer = producer(self._bootstrap, **{"linger.ms": 50, "queue.buffering.max.messages": 200_000})
+        ready: set[str] = set()
+        backoff_s = 0.5
+        batch: list[_Entry] = []
+        while not (self._stop.is_set() and self._queue.empty() and not batch):
+            if not batch:  # else retry the batch that failed
+                try:
+                    batch.append(self._queue.get(timeout=0.2))
+                except queue.Empty:
+                    writer.poll(0)
+                    continue
+                while len(batch) < 1000:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+            try:
+                batch = self._produce(writer, batch, ready)
+                backoff_s = 0.5
+            except (KafkaException, FeaturebusError) as exc:
+                if self._stop.is_set():
+                    break  # shutting down with the bus away: what is left is lost (counted below)
+                _log.warning(
+                    "feature logging: %d records not produced yet (%s); retrying in %.1f s", len(batch), exc, backoff_s
+                )
+                self._stop.wait(backoff_s)
+                backoff_s = min(backoff_s * 2, 30.0)
+        for workspace, service, *_ in batch:
+            self._count(workspace, service, "failed", 1)
+        writer.flush(10)
+
+    def _produce(self, writer: Any, batch: list[_Entry], ready: set[str]) -> list[_Entry]:
+        """Hand ``batch`` to the producer; returns what is left when its buffer is full."""
+        topics = {logging_topic(ws, service) for ws, service, *_ in batch} - ready
+        if topics:
+            ensure_topics(self._bootstrap, [TopicConfig(t, 1) for t in topics])
+            ready |= topics
+        for index, (workspace, service, request_id, request_ms, join_keys, context, names, values, times) in enumerate(
+            batch
+        ):
+            document = {
+                "request_id": request_id,
+                "request_time_ms": request_ms,
+                "join_keys": join_keys,
+                "request_context": context,
+                "features": dict(zip(names, values, strict=True)),
+                "effective_times": None if times is None else dict(zip(names, times, strict=True)),
+            }
+            try:
+                writer.produce(logging_topic(workspace, service), orjson.dumps(document), key=request_id.encode())
+            except BufferError:  # librdkafka's queue is full (the broker is slow): wait for deliveries
+                writer.poll(0.5)
+                return batch[index:]
+            self._count(workspace, service, "produced", 1)
+        writer.poll(0)
+        return []
