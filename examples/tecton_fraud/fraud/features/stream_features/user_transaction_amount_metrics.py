@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from featurebus import Aggregate, Field, stream_feature_view
 from featurebus.types import Float64
@@ -19,7 +19,7 @@ from fraud.entities import user
     ],
     # History before the topic's first retained event is backfilled from the source's batch_config
     # (data/transactions.csv), one job per day, as Tecton does.
-    feature_start_time=datetime(2024, 4, 1, tzinfo=timezone.utc),
+    feature_start_time=datetime(2024, 4, 1, tzinfo=UTC),
     batch_schedule=timedelta(days=1),
     description="Transaction amount statistics and totals over a series of time windows",
 )
