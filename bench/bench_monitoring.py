@@ -9,8 +9,9 @@ data-quality statistics, each next to the same system with the feature off (the 
   most 10% (1.0) and 2% (0.01) fewer requests/s than logging off.
 * ``serving_cpu``: the same three services answered in this process by ``FeatureServer`` over an
   in-memory store holding the engine's tiles of the same data, with a real ``FeatureLogger`` on
-  the run's broker: process CPU (all threads: the logger's producer thread too) per lookup. On a
-  shared machine this is the steady figure; the HTTP one swings with everyone else's load.
+  the run's broker: process CPU (all threads: the logger's producer thread too) per lookup, the
+  median of ``cpu_repeats`` interleaved samples per variant. On a shared machine this is the
+  steady figure; the HTTP one swings with everyone else's load.
 * ``offline``: the fraud example's events on a topic, consumed to the end by an
   ``OfflineMaterializer`` in this process with data quality on (both fraud views are offline,
   so both get statistics) and off, alternating, each run in its own workspace (its own group and
@@ -61,10 +62,16 @@ class Sizes:
     repeats: int
     offline_events: int
     offline_repeats: int
+    cpu_lookups: int  # per in-process CPU sample
+    cpu_repeats: int  # samples per variant, interleaved with the others'
 
 
-FULL = Sizes(users=50_000, seconds=5.0, repeats=3, offline_events=500_000, offline_repeats=3)
-QUICK = Sizes(users=5_000, seconds=2.0, repeats=2, offline_events=100_000, offline_repeats=2)
+FULL = Sizes(
+    users=50_000, seconds=5.0, repeats=3, offline_events=500_000, offline_repeats=3, cpu_lookups=40_000, cpu_repeats=7
+)
+QUICK = Sizes(
+    users=5_000, seconds=2.0, repeats=2, offline_events=100_000, offline_repeats=2, cpu_lookups=10_000, cpu_repeats=5
+)
 
 
 def run(ctx: BenchContext) -> list[dict[str, Any]]:
@@ -183,11 +190,13 @@ def _serving_cpu(ctx: BenchContext, bootstrap: str, sizes: Sizes) -> list[dict[s
         {"user_id": data.user(i % data.users), "merchant_id": data.merchant(i % data.merchants)}
         for i in range(0, 14_000, 7)
     ]
-    lookups = 20_000 if ctx.quick else 100_000
+    lookups = sizes.cpu_lookups
     cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
     try:
         order = list(VARIANTS)
-        for rep in range(-1, sizes.repeats):
+        # Many short samples, the variants interleaved and rotated, medians reported: another
+        # process's burst then spoils one sample of one variant, not the comparison.
+        for rep in range(-1, sizes.cpu_repeats):
             for name in order[rep % len(order) :] + order[: rep % len(order)]:
                 service = f"{SERVICE}_{name}"
                 started = time.process_time()
