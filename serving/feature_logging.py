@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import operator
 import os
 import random
 import threading
@@ -58,6 +59,7 @@ _log = logging.getLogger(__name__)
 
 _POLL_S = 0.05  # how often the thread looks at an empty queue; Kafka's linger.ms below is 50 ms too
 _BATCH = 1000  # records taken from the queue per produce round
+_SERVICE_OF = operator.itemgetter(0, 1)  # an entry's (workspace, service)
 
 # (workspace, service, request sequence number, request time ms, join keys, request context, names, values, times)
 _Entry = tuple[
@@ -77,6 +79,7 @@ class FeatureLogger:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._counters: dict[tuple[str, str, str], Any] = {}
+        self._topics: dict[tuple[str, str], str] = {}  # (workspace, service) -> its logging topic
 
     def sampled(self, sample_rate: float) -> bool:
         return sample_rate >= 1.0 or self._random.random() < sample_rate
@@ -159,20 +162,23 @@ class FeatureLogger:
                 )
                 self._stop.wait(backoff_s)
                 backoff_s = min(backoff_s * 2, 30.0)
-        for (workspace, service), n in Tally((ws, service) for ws, service, *_ in batch).items():
+        for (workspace, service), n in Tally(map(_SERVICE_OF, batch)).items():
             self._count(workspace, service, "failed", n)
         writer.flush(10)
 
     def _produce(self, writer: Any, batch: list[_Entry], ready: set[str]) -> list[_Entry]:
-        """Hand ``batch`` to the producer; returns what is left when its buffer is full."""
-        topics = {(ws, service): logging_topic(ws, service) for ws, service, *_ in batch}
-        missing = set(topics.values()) - ready
+        """Hand ``batch`` to the producer; returns what is left when its buffer is full. Per-record
+        work is only what each record needs (its id, its document, the produce call): topics and
+        counts are per (workspace, service), found with C-level ``map``/``Counter`` over the batch."""
+        topics = self._topics
+        for key in set(map(_SERVICE_OF, batch)) - topics.keys():
+            topics[key] = logging_topic(*key)
+        missing = {topics[key] for key in set(map(_SERVICE_OF, batch))} - ready
         if missing:
             ensure_topics(self._bootstrap, [TopicConfig(t, 1) for t in missing])
             ready |= missing
-        produced: Tally[tuple[str, str]] = Tally()
-        left: list[_Entry] = []
-        prefix = self._id_prefix
+        produce, dumps, prefix = writer.produce, orjson.dumps, self._id_prefix
+        done = len(batch)
         for index, (workspace, service, sequence, request_ms, join_keys, context, names, values, times) in enumerate(
             batch
         ):
@@ -186,13 +192,12 @@ class FeatureLogger:
                 "effective_times": None if times is None else dict(zip(names, times, strict=True)),
             }
             try:
-                writer.produce(topics[workspace, service], orjson.dumps(document), key=request_id.encode())
+                produce(topics[workspace, service], dumps(document), request_id)  # a str key is sent as UTF-8
             except BufferError:  # librdkafka's queue is full (the broker is slow): wait for deliveries
                 writer.poll(0.5)
-                left = batch[index:]
+                done = index
                 break
-            produced[workspace, service] += 1
-        for (workspace, service), n in produced.items():
+        for (workspace, service), n in Tally(map(_SERVICE_OF, batch[:done])).items():
             self._count(workspace, service, "produced", n)
         writer.poll(0)
-        return left
+        return batch[done:]
