@@ -14,7 +14,7 @@ SOURCES := sdk platform streams schemas serving tests bench examples tools
 MODULES := $(shell find sdk platform streams schemas serving -name '*.py' 2>/dev/null | sort | md5sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap demo test test-fast lint fmt bench kafka-jars clean
+.PHONY: help bootstrap chromium demo test test-fast lint fmt bench kafka-jars clean
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ $(FLINK_STAMP).$(MODULES): pyproject.toml $(STAMP).$(MODULES)
 	$(FLINK_VENV)/bin/pip install -q -e '.[flink]' --config-settings editable_mode=strict
 	@rm -f $(FLINK_STAMP).*; touch $@
 
-bootstrap: $(STAMP).$(MODULES) $(FLINK_STAMP).$(MODULES) ## Create the venvs (featurebus; featurebus[flink]), resolve the Kafka and Flink jars
+bootstrap: $(STAMP).$(MODULES) $(FLINK_STAMP).$(MODULES) chromium ## Create the venvs (featurebus; featurebus[flink]), resolve the Kafka and Flink jars, install Chromium
 	@$(BIN)/python -m featurebus kafka fetch
 	@$(FLINK_VENV)/bin/python -m featurebus flink fetch
 
@@ -56,6 +56,18 @@ fmt: bootstrap ## Format the code (ruff format) and sort imports
 
 bench: bootstrap ## Benchmarks: one JSON line per figure, featurebus next to its peer
 	$(BIN)/python -m bench
+
+# The web UI's browser tests (tests/browser) drive Debian's chromium through Playwright's Python
+# API; no browser download at test time. As root, apt-get installs it; otherwise say so loudly.
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) \
+	      || echo "WARNING: apt-get could not install the 'chromium' package: tests/browser will be skipped"; \
+	  else \
+	    echo "WARNING: the Debian package 'chromium' is missing and this is not root: tests/browser will be skipped (sudo apt-get install chromium)"; \
+	  fi; \
+	fi
 
 kafka-jars: bootstrap ## Only resolve the Kafka jars (Maven, cached)
 

@@ -37,6 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "kafka: needs a Kafka broker (started locally unless FEATUREBUS_KAFKA_BOOTSTRAP is set)",
     )
     config.addinivalue_line("markers", "e2e: end-to-end over the real stack (Kafka, stream engine, serving)")
+    config.addinivalue_line("markers", "browser: drives a real headless Chromium (Debian's chromium) via Playwright")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -33,13 +33,21 @@ def job_document(job: Job) -> dict[str, Any]:
 
 
 class Jobs:
-    def __init__(self, registry: Registry, guard: Guard, now_ms: Callable[[], int] = now_ms) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        guard: Guard,
+        now_ms: Callable[[], int] = now_ms,
+        read_spec: Callable[[str], WorkspaceSpec | None] | None = None,
+    ) -> None:
         self._registry = registry
         self._guard = guard
         self._now_ms = now_ms
+        # Listing only checks that the workspace exists: a cached spec will do (the UI lists often).
+        self._read_spec = read_spec or registry.get
 
-    def _with_store(self, workspace: str, work: Callable[[JobStore, WorkspaceSpec], T]) -> T:
-        spec = self._registry.get(workspace)
+    def _with_store(self, workspace: str, work: Callable[[JobStore, WorkspaceSpec], T], *, cached: bool = False) -> T:
+        spec = self._read_spec(workspace) if cached else self._registry.get(workspace)
         if spec is None:
             raise NotFoundError(f"workspace {workspace!r} does not exist")
         store = self._registry.jobs(workspace)
@@ -50,7 +58,7 @@ class Jobs:
 
     def list_jobs(self, call: Call, workspace: str, view: str | None = None) -> list[dict[str, Any]]:
         self._guard.check(call, workspace, Action.READ_JOBS, "jobs.list")
-        jobs = self._with_store(workspace, lambda store, _: store.list())
+        jobs = self._with_store(workspace, lambda store, _: store.list(), cached=True)
         return [job_document(j) for j in jobs if view is None or j.view == view]
 
     def get(self, call: Call, workspace: str, job_id: str) -> dict[str, Any]:

@@ -11,9 +11,12 @@ from pathlib import Path
 from featurebus.platform.access.manage import AccessAdmin
 from featurebus.platform.access.records import PrincipalKind
 from featurebus.platform.control.audit import AuditLog, Outcome
+from featurebus.platform.control.catalog import Catalog
 from featurebus.platform.control.definitions import Definitions
 from featurebus.platform.control.deletes import Deletes
+from featurebus.platform.control.explain import Explainer
 from featurebus.platform.control.guard import Call, Guard
+from featurebus.platform.control.history import History
 from featurebus.platform.control.operations import Jobs
 from featurebus.platform.control.principals import Access
 from featurebus.platform.registry.base import Registry
@@ -39,8 +42,11 @@ class ControlPlane:
         self.registry = registry
         self.guard = Guard(AccessAdmin(registry), audit, refresh_s=refresh_s)
         self.definitions = Definitions(registry, self.guard)
-        self.jobs = Jobs(registry, self.guard)
+        self.catalog = Catalog(registry, self.guard)
+        self.jobs = Jobs(registry, self.guard, read_spec=self.catalog.specs.get)
         self.access = Access(self.guard)
+        self.history = History(registry, self.guard)
+        self.explainer = Explainer(self.catalog.specs, self.guard)
         self.deletes = Deletes(registry, self.guard, bootstrap, offline_root)
 
     def bootstrap_admin(self) -> str | None:

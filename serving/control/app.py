@@ -13,7 +13,10 @@ from featurebus.serving.control.common import REQUEST_ID_HEADER
 from featurebus.serving.control.routes_access import access_router
 from featurebus.serving.control.routes_definitions import definitions_router
 from featurebus.serving.control.routes_deletes import deletes_router
+from featurebus.serving.control.routes_explain import explain_router
+from featurebus.serving.control.routes_lineage import lineage_router
 from featurebus.serving.control.routes_quality import quality_router
+from featurebus.serving.control.ui import UiSettings, mount_ui
 from featurebus.serving.errors import install_error_handlers
 
 __all__ = ["create_control_app"]
@@ -24,12 +27,18 @@ workspace (viewer < consumer < operator < editor < owner) plus the instance admi
 with a `message` (and a `code`); every mutating call and every refused one is in the audit log."""
 
 
-def create_control_app(plane: ControlPlane, offline_root: Path | None = None) -> FastAPI:
-    """``offline_root``: the offline store the monitoring routes read (None: no such routes)."""
+def create_control_app(plane: ControlPlane, ui: UiSettings | None = None, offline_root: Path | None = None) -> FastAPI:
+    """The API and, at ``/ui``, the web UI over the same services (``ui`` says where the bus and
+    the serving API are; without it the UI shows materialization and "try it" as unavailable).
+    ``offline_root``: the offline store the data-quality, drift and parity routes read (None: no
+    such routes)."""
     app = FastAPI(title="featurebus control plane", version="1", description=_DESCRIPTION)
     install_error_handlers(app)
     app.include_router(definitions_router(plane))
     app.include_router(access_router(plane))
+    app.include_router(lineage_router(plane))
+    app.include_router(explain_router(plane))
+    mount_ui(app, plane, ui or UiSettings())
     app.include_router(deletes_router(plane))
     if offline_root is not None:
         app.include_router(quality_router(plane, offline_root))

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import uvicorn
 
-from featurebus.platform.config import save_control_login
+from featurebus.platform.config import running_platform, save_control_login
 from featurebus.platform.control.audit import KafkaAuditLog
 from featurebus.platform.control.plane import BOOTSTRAP_ADMIN, ControlPlane
 from featurebus.platform.registry import KafkaRegistry
 from featurebus.serving.control.app import create_control_app
+from featurebus.serving.control.ui import UiSettings
 
 __all__ = ["build_control_plane", "run_control"]
 
@@ -43,4 +44,13 @@ def run_control(bootstrap: str, home: Path, host: str = "127.0.0.1", port: int =
     url = f"http://{host}:{port}"
     plane = build_control_plane(bootstrap, home, url)
     log.info("control plane on %s", url)
-    uvicorn.run(create_control_app(plane, home / "offline"), host=host, port=port, log_level="warning")
+    offline_root = home / "offline"
+    ui = UiSettings(bootstrap=bootstrap, serving_url=lambda: _serving_url(home), offline_root=offline_root)
+    uvicorn.run(create_control_app(plane, ui, offline_root), host=host, port=port, log_level="warning")
+
+
+def _serving_url(home: Path) -> str | None:
+    """The serving API of the `featurebus up` running from ``home`` (it records itself after the
+    control plane answers), for the UI's "try it"."""
+    running = running_platform(home)
+    return running.serving_url if running is not None else None

@@ -25,7 +25,7 @@ def test_stats_drift_and_parity_routes(tmp_path: Path) -> None:
     spec = spending_workspace(name="a")
     view = dataclasses.replace(spec.stream_feature_views[0], offline=True)
     apply_workspace(fixture.registry, dataclasses.replace(spec, stream_feature_views=(view,)))
-    client = TestClient(create_control_app(fixture.plane, tmp_path))
+    client = TestClient(create_control_app(fixture.plane, offline_root=tmp_path))
     amounts = np.asarray([1.0, 2.0, np.nan, 4.0])
     stats = bucket_statistics(
         np.asarray([T0, T0 + 1, T0 + 2, T0 + 3]), {"amount": amounts}, ["amount"], Granularity.HOUR
