@@ -96,7 +96,7 @@ def _free_port() -> int:
 def control(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ControlFixture]:
     fixture = control_fixture()
     port = _free_port()
-    app = create_control_app(fixture.plane, tmp_path)
+    app = create_control_app(fixture.plane, offline_root=tmp_path)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
