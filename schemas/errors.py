@@ -14,6 +14,7 @@ __all__ = [
     "DefinitionError",
     "KafkaUnavailableError",
     "MonitorUnavailableError",
+    "KafkaAccessDeniedError",
     "NotFoundError",
     "InvalidRequestError",
     "UnsupportedError",
@@ -48,6 +49,11 @@ class KafkaUnavailableError(FeaturebusError):
 
 class MonitorUnavailableError(FeaturebusError):
     """The alert evaluator (``featurebus monitor``), which holds the metric history, cannot be reached."""
+
+
+class KafkaAccessDeniedError(KafkaUnavailableError):
+    """The Kafka cluster refused this process's principal a right (a topic, group or transactional
+    id ACL, or its credentials); the message names the principal, the resource and the operation."""
 
 
 class NotFoundError(FeaturebusError):
