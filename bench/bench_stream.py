@@ -28,8 +28,9 @@ from bench.stream_freshness import (
 from bench.stream_throughput import PARTITIONS, describe, make_backlog, quix_label, run_featurebus, run_quix
 from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
 from featurebus.platform.local.up import LocalPlatform
+from featurebus.schemas.kinds import StreamEngineKind
 
-__all__ = ["run"]
+__all__ = ["FULL", "QUICK", "Sizes", "platform_freshness", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def _rates(result: CatchUp) -> str:
 
 # -- freshness ------------------------------------------------------------------------------------
 def freshness(ctx: BenchContext, bootstrap: str, sizes: Sizes) -> list[dict[str, Any]]:
-    ours, checked = _featurebus_freshness(ctx, bootstrap, sizes)
+    ours, checked = platform_freshness(ctx, bootstrap, sizes.fresh_rate, sizes.fresh_seconds)
     base = _baseline_freshness(ctx, bootstrap, sizes)
     mine, theirs = ours.latencies_ms, base.latencies_ms
     results = []
@@ -186,12 +187,22 @@ def freshness(ctx: BenchContext, bootstrap: str, sizes: Sizes) -> list[dict[str,
     return results
 
 
-def _featurebus_freshness(ctx: BenchContext, bootstrap: str, sizes: Sizes) -> tuple[FreshnessRun, dict[str, int]]:
-    workspace = f"bench-{ctx.run_id}-fresh"
-    topic = f"bench.{ctx.run_id}.fresh"
+def platform_freshness(
+    ctx: BenchContext,
+    bootstrap: str,
+    rate: float,
+    seconds: float,
+    engine: StreamEngineKind = StreamEngineKind.NATIVE,
+    warm_timeout_s: float = 90.0,
+) -> tuple[FreshnessRun, dict[str, int]]:
+    """Freshness through a whole local platform (``featurebus up``) whose worker is ``engine``."""
+    tag = "fresh" if engine == StreamEngineKind.NATIVE else f"fresh-{engine.value}"
+    workspace = f"bench-{ctx.run_id}-{tag}"
+    topic = f"bench.{ctx.run_id}.{tag}"
     ensure_topics(bootstrap, [TopicConfig(topic, PARTITIONS)])
     _, secret = apply_fraud(bootstrap, workspace, topic)
-    with LocalPlatform(platform_home(ctx.scratch("platforms"), workspace), workspace, bootstrap=bootstrap) as platform:
+    home = platform_home(ctx.scratch("platforms"), workspace)
+    with LocalPlatform(home, workspace, bootstrap=bootstrap, engine=engine) as platform:
         client = FeatureClient(platform.serving_url, workspace, secret)
         try:
             client.wait_ready()
@@ -206,19 +217,19 @@ def _featurebus_freshness(ctx: BenchContext, bootstrap: str, sizes: Sizes) -> tu
                 1.0,
                 read,
                 poll_pause_s=0.05,
-                settle_timeout_s=90,
+                settle_timeout_s=warm_timeout_s,
             )
             if warm.missing:
                 raise RuntimeError(f"a warm-up event never became visible:\n{platform.log_tail('worker')}")
             time.sleep(2.0)
             platform.check()
-            probes = plan(ctx.run_id, sizes.fresh_rate, sizes.fresh_seconds)
+            probes = plan(f"{ctx.run_id}-{tag}", rate, seconds)
             # 5 ms between polls (each a round trip for every pending user): the measurement's
             # resolution, and a bias against featurebus, is a few ms; a tighter loop spent the
             # CPU of this process and of serving (its materializer thread shares that process's
             # GIL), on the machine the whole platform shares, to resolve milliseconds that
             # nobody reads in a p99 of hundreds.
-            run = measure_freshness(producer, topic, probes, sizes.fresh_rate, read, poll_pause_s=0.005)
+            run = measure_freshness(producer, topic, probes, rate, read, poll_pause_s=0.005)
             checked, bad = served_sums_match(client, probes)
             if bad:
                 log.warning(

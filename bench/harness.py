@@ -171,6 +171,10 @@ class BenchContext:
             broker.start(timeout_s=120)
             self._kafka = broker
             self.on_close(broker.stop)
+            if broker.credentials is not None:  # secured: the platforms' children use its admin too
+                from featurebus.platform.kafka.security import export_to_environ
+
+                self.on_close(export_to_environ(broker.credentials.admin))
             log.info("shared Kafka on %s (pid %s) up in %.1fs", broker.bootstrap, broker.pid, broker.started_in_s)
         return str(self._kafka.bootstrap)
 

@@ -19,6 +19,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from featurebus.platform.kafka.security import client_settings
+
 __all__ = ["CatchUp", "OffsetReader", "watch_catch_up"]
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ class OffsetReader:
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
+                **client_settings(bootstrap),
                 "group.id": f"bench.offsets.{uuid.uuid4().hex}",  # never subscribes, never commits
                 "enable.auto.commit": False,
             }
@@ -76,7 +79,14 @@ class OffsetReader:
         consumer = self._group_consumers.get(group)
         if consumer is None:
             # committed() asks the group coordinator for *this* group.id without joining it.
-            consumer = Consumer({"bootstrap.servers": self._bootstrap, "group.id": group, "enable.auto.commit": False})
+            consumer = Consumer(
+                {
+                    "bootstrap.servers": self._bootstrap,
+                    **client_settings(self._bootstrap),
+                    "group.id": group,
+                    "enable.auto.commit": False,
+                }
+            )
             self._group_consumers[group] = consumer
         tps = [TopicPartition(topic, p) for p in self.partitions(topic)]
         return {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=10)}

@@ -29,6 +29,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.fraud_setup import FeatureClient
 from featurebus.platform.kafka.clients import producer_config
+from featurebus.platform.kafka.security import client_settings
 from featurebus.schemas.time import format_iso_ms
 
 __all__ = ["DictFolder", "FreshnessRun", "Probe", "event_producer", "measure_freshness"]
@@ -207,6 +208,7 @@ class DictFolder:
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
+                **client_settings(bootstrap),
                 "group.id": f"bench.baseline.{topic}",
                 "enable.auto.commit": False,
                 "fetch.wait.max.ms": 10,  # hand over each record as soon as it is there

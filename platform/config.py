@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from featurebus.platform.files.atomic import atomic_write_with
-from featurebus.platform.kafka.broker import LocalKafka, kafka_bootstrap_from_env
+from featurebus.platform.kafka.broker import LocalKafka, kafka_bootstrap_from_env, use_local_admin
+from featurebus.platform.kafka.security import KafkaSecurity
 from featurebus.schemas.errors import InvalidRequestError, KafkaUnavailableError
 
 __all__ = [
@@ -100,17 +101,28 @@ def clear_platform(pid: int, home: Path | None = None) -> None:
 
 
 def resolve_cluster(explicit: str | None = None, home: Path | None = None) -> Cluster:
-    """The Kafka cluster commands talk to, and whether it is a local development broker."""
+    """The Kafka cluster commands talk to, and whether it is a local development broker.
+
+    A local broker of this home runs secured; a command that reaches it through this home (not
+    with credentials of its own, as every component `featurebus up` supervises has) uses the
+    broker's admin credentials: the CLI's direct admin path.
+    """
+    kafka_dir = (home or home_dir()) / "kafka"
     running = running_platform(home)
-    detached = LocalKafka.status_detached((home or home_dir()) / "kafka")
+    detached = LocalKafka.status_detached(kafka_dir)
     local = {p.bootstrap for p in (running,) if p is not None and p.local_broker}
     local |= {detached.bootstrap} if detached is not None else set()
     chosen = explicit or kafka_bootstrap_from_env()
     if chosen:
+        if chosen in local and not KafkaSecurity.from_env().username:
+            use_local_admin(kafka_dir, chosen)
         return Cluster(chosen, chosen in local)
     if running is not None:
+        if running.local_broker:
+            use_local_admin(kafka_dir, running.bootstrap)
         return Cluster(running.bootstrap, running.local_broker)
     if detached is not None:
+        use_local_admin(kafka_dir, detached.bootstrap)
         return Cluster(detached.bootstrap, True)
     raise KafkaUnavailableError(
         "no Kafka cluster configured: run `featurebus up` (or `featurebus kafka start`) from this directory, or "
@@ -120,7 +132,9 @@ def resolve_cluster(explicit: str | None = None, home: Path | None = None) -> Cl
 
 
 def resolve_bootstrap(explicit: str | None = None) -> str:
-    return explicit or resolve_cluster().bootstrap
+    """The cluster's address (``resolve_cluster``, which also picks this home's admin credentials
+    when the address is this home's own secured broker)."""
+    return resolve_cluster(explicit).bootstrap
 
 
 def _settings_path(home: Path | None) -> Path:

@@ -13,6 +13,7 @@ __all__ = [
     "FeaturebusError",
     "DefinitionError",
     "KafkaUnavailableError",
+    "KafkaAccessDeniedError",
     "NotFoundError",
     "InvalidRequestError",
     "UnsupportedError",
@@ -43,6 +44,11 @@ class DefinitionError(FeaturebusError):
 
 class KafkaUnavailableError(FeaturebusError):
     """The Kafka cluster cannot be reached or cannot be started."""
+
+
+class KafkaAccessDeniedError(KafkaUnavailableError):
+    """The Kafka cluster refused this process's principal a right (a topic, group or transactional
+    id ACL, or its credentials); the message names the principal, the resource and the operation."""
 
 
 class NotFoundError(FeaturebusError):

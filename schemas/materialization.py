@@ -40,7 +40,22 @@ __all__ = [
 METADATA_FIELDS = frozenset({*DESCRIPTIVE_FIELDS, LOCATION_FIELD})
 # ``online``/``offline`` say where the features go, not what they are. (A view switched online
 # has no state yet: its missing fingerprint, not a changed one, makes the worker build it.)
-VIEW_HARMLESS = METADATA_FIELDS | {"online", "offline"}
+VIEW_HARMLESS = (
+    METADATA_FIELDS
+    | {"online", "offline"}
+    | {
+        # How a stream view's backfill from batch history is cut into jobs (streams/cutover.py): the
+        # stream's tiles do not depend on it.
+        "batch_schedule_ms",
+        "batch_trigger",
+        "manual_trigger_backfill_end_ms",
+        "max_backfill_interval_ms",
+        "incremental_backfills",
+    }
+    # Statistics over the features as they are written offline (platform/monitoring): they
+    # describe the tiles, never change them.
+    | {"data_quality_enabled", "skip_default_expectations", "data_quality_expectations"}
+)
 # The watermark delay and the value format only decide how records that have not arrived yet are
 # read; batch_config files hold history the offline store reads, never the stream worker.
 SOURCE_HARMLESS = METADATA_FIELDS | {
@@ -64,10 +79,22 @@ def _without(value: dict[str, Any], harmless: frozenset[str]) -> dict[str, Any]:
     return kept
 
 
+# Fields added after fingerprints existed, at the value that means what specs without them meant:
+# left out of the hash then, so an upgrade does not recompute every view.
+_ADDED_AT_DEFAULT = {"feature_start_ms": None, "backfill_from_batch": False, "stream_cutover_ms": None}
+_AGGREGATION_ADDED_AT_DEFAULT = {"secondary_key": None, "secondary_key_dtype": "", "keys_feature": False}
+
+
+def _drop_defaults(value: dict[str, Any], added: dict[str, Any]) -> dict[str, Any]:
+    return {name: item for name, item in value.items() if not (name in added and item == added[name])}
+
+
 def fingerprint(view: StreamFeatureViewSpec, source: StreamSourceSpec) -> str:
     """A short, stable hash of what the view's tiles depend on (the same in every process)."""
+    kept = _drop_defaults(_without(dataclasses.asdict(view), VIEW_HARMLESS), _ADDED_AT_DEFAULT)
+    kept["aggregations"] = [_drop_defaults(a, _AGGREGATION_ADDED_AT_DEFAULT) for a in kept["aggregations"]]
     payload = {
-        "view": _without(dataclasses.asdict(view), VIEW_HARMLESS),
+        "view": kept,
         "source": _without(dataclasses.asdict(source), SOURCE_HARMLESS),
     }
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()[:_FINGERPRINT_CHARS]

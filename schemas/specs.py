@@ -72,6 +72,8 @@ __all__ = [
 # 6: key remapping (``with_name`` / ``with_join_key_map``: ``FeatureSelectionSpec.name`` and
 # ``join_key_map``, the same on ``RealtimeInputSpec``) and secondary-key aggregations
 # (``AggregationSpec.secondary_key``).
+# 6 also: stream views' batch history (feature_start_ms, backfill_from_batch, stream_cutover_ms and how
+# backfills are cut: streams/cutover.py); a reader ignoring the cut-over would count events twice.
 SPEC_FORMAT_VERSION = 6
 _READABLE_VERSIONS = frozenset({1, 2, 3, 4, 5, 6})
 
@@ -299,6 +301,19 @@ class StreamFeatureViewSpec(DescribedSpec):
     lifetime_start_ms: int | None = None  # required by (and only used by) lifetime windows
     # Where windows end (streams.windows.leading_edge_ms)
     aggregation_leading_edge: AggregationLeadingEdge = AggregationLeadingEdge.WALL_CLOCK_TIME
+    # Batch history (Tecton's backfill from the source's batch_config; streams/cutover.py):
+    # events before feature_start_ms count nowhere; with ``backfill_from_batch`` the events before
+    # ``stream_cutover_ms`` (fixed once, at the apply that first gives the view its history, and
+    # kept by every later apply) come from the batch_config files and the stream counts the rest.
+    feature_start_ms: int | None = None
+    backfill_from_batch: bool = False
+    stream_cutover_ms: int | None = None
+    # How backfill jobs are cut (platform/jobs/schedule.py); they change no feature value.
+    batch_schedule_ms: int | None = None
+    batch_trigger: BatchTriggerType = BatchTriggerType.SCHEDULED
+    manual_trigger_backfill_end_ms: int | None = None
+    max_backfill_interval_ms: int | None = None
+    incremental_backfills: bool = False
     # The view of the FeatureTable of the same name (derived from its FeatureTableSpec by
     # featurebus.feature_table; plan and describe show the table instead).
     feature_table: bool = False

@@ -35,6 +35,9 @@ workspace_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(kafka_app, name="kafka")
+from featurebus.cli_kafka_setup import kafka_setup  # noqa: E402
+
+kafka_app.command("setup")(kafka_setup)  # component principals and ACLs on a secured cluster
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(keys_app, name="api-key")
 app.add_typer(registry_app, name="registry")
@@ -57,10 +60,12 @@ from featurebus.cli_flink import flink_app  # noqa: E402
 
 app.add_typer(flink_app, name="flink")
 from featurebus.cli_deletes import delete_keys_command, destroy_command  # noqa: E402
+from featurebus.cli_monitoring_reports import register_report_commands  # noqa: E402
 from featurebus.cli_monitoring_stats import monitoring_app  # noqa: E402
 from featurebus.cli_test import repo_test_command  # noqa: E402
 
 app.add_typer(monitoring_app, name="monitoring")
+register_report_commands(monitoring_app)  # monitoring drift VIEW | parity SERVICE, via the control plane
 app.command("delete-keys")(delete_keys_command)
 app.command("destroy")(destroy_command)
 
@@ -80,7 +85,10 @@ Direct = Annotated[
     str | None,
     typer.Option(
         "--bootstrap",
-        help="Bypass the control plane: talk to this Kafka cluster directly (bus operators only; not audited).",
+        help=(
+            "Bypass the control plane: talk to this Kafka cluster directly (bus admins only, not audited; a "
+            "secured bus needs admin Kafka credentials: this home's own broker's are used, else FEATUREBUS_KAFKA_*)."
+        ),
     ),
 ]
 Home = Annotated[
@@ -651,11 +659,16 @@ def training_set(
     home: Home = None,
 ) -> None:
     """A point-in-time-correct training set for every row of the spine."""
+    from featurebus.offline_access import applied_specs_via_control, confirm_before_training_set
     from featurebus.platform.training.training_sets import training_set_from_files
 
-    frame = training_set_from_files(
-        _registry(_bootstrap(bootstrap)), _home(home) / "offline", workspace, feature_service, spine, output
-    )
+    # Logged in: the definitions come from the control plane (no Kafka credentials needed);
+    # --bootstrap (or no login): from the registry on the bus.
+    specs = None if bootstrap else applied_specs_via_control(_home(home))
+    if specs is None:
+        specs = _registry(_bootstrap(bootstrap)).list()
+    confirm_before_training_set(specs, workspace, _home(home))  # the control plane's word on the role
+    frame = training_set_from_files(specs, _home(home) / "offline", workspace, feature_service, spine, output)
     console.print(f"wrote {len(frame)} rows x {len(frame.columns)} columns to {output}")
     console.print(frame.head(5).to_string())
 

@@ -59,6 +59,41 @@ def flink_fetch() -> None:
     console.print(f"Flink connector jars in {jars[0].parent}")
 
 
+@flink_app.command("run")
+def flink_run(
+    workspace: Workspace = "default",
+    parallelism: Annotated[int, typer.Option(min=1, help="The job's parallelism.")] = 1,
+    savepoint: Annotated[
+        str | None, typer.Option(help="Restore from this savepoint or retained checkpoint path.")
+    ] = None,
+    bootstrap: Bootstrap = None,
+    home: Home = None,
+) -> None:
+    """Run the workspace's job in this process (a local Flink mini-cluster) until SIGTERM/SIGINT:
+    `featurebus worker --engine flink` with a parallelism and a savepoint to start from."""
+    from featurebus.platform.config import resolve_bootstrap
+
+    resolved_bootstrap, resolved_home = resolve_bootstrap(bootstrap), _home(home)
+    in_flink_python(
+        [
+            "flink",
+            "run",
+            "--workspace",
+            workspace,
+            "--parallelism",
+            str(parallelism),
+            *(["--savepoint", savepoint] if savepoint else []),
+            "--bootstrap",
+            resolved_bootstrap,
+            "--home",
+            str(resolved_home),
+        ]
+    )
+    from featurebus.streams.runtime.flink.job import run_flink_worker
+
+    run_flink_worker(resolved_bootstrap, workspace, resolved_home, parallelism=parallelism, savepoint=savepoint)
+
+
 @flink_app.command("submit")
 def flink_submit(
     jobmanager: Annotated[str, typer.Option("--jobmanager", help="HOST:PORT of the cluster's REST endpoint.")],

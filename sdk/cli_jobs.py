@@ -41,7 +41,10 @@ Direct = Annotated[
     str | None,
     typer.Option(
         "--bootstrap",
-        help="Bypass the control plane: talk to this Kafka cluster directly (bus operators only; not audited).",
+        help=(
+            "Bypass the control plane: talk to this Kafka cluster directly (bus admins only, not audited; a "
+            "secured bus needs admin Kafka credentials: this home's own broker's are used, else FEATUREBUS_KAFKA_*)."
+        ),
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for tools.")]

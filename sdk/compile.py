@@ -329,6 +329,13 @@ def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:
         **_metadata(view),
         lifetime_start_ms=view.lifetime_start_ms,
         aggregation_leading_edge=view.aggregation_leading_edge,
+        feature_start_ms=view.backfill.feature_start_ms,
+        backfill_from_batch=view.backfill.from_batch,
+        batch_schedule_ms=view.backfill.batch_schedule_ms,
+        batch_trigger=view.backfill.batch_trigger,
+        manual_trigger_backfill_end_ms=view.backfill.manual_trigger_backfill_end_ms,
+        max_backfill_interval_ms=view.backfill.max_backfill_interval_ms,
+        incremental_backfills=view.backfill.incremental_backfills,
     )
     if view.aggregation_secondary_key is not None:
         declared = {f.name: f.dtype.name for f in view.source.schema}

@@ -10,7 +10,7 @@ import ast
 import dataclasses
 import inspect
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -55,6 +55,7 @@ from featurebus.options import (
 )
 from featurebus.schemas.kinds import BatchTriggerType, TransformationMode
 from featurebus.schemas.time import to_epoch_ms
+from featurebus.stream_backfill import stream_backfill
 from featurebus.types import Field
 from featurebus.view_methods import MaterializedViewMethods, ServiceMethods
 
@@ -92,6 +93,17 @@ __all__ = [
     "DefinitionSite",
     "duration_ms",
 ]
+
+
+# ``@stream_feature_view``'s batch-history parameters at their defaults (``stream_backfill``).
+_NO_BATCH_HISTORY: dict[str, object] = {
+    "feature_start_time": None,
+    "batch_schedule": None,
+    "batch_trigger": None,
+    "manual_trigger_backfill_end_time": None,
+    "max_backfill_interval": None,
+    "incremental_backfills": False,
+}
 
 
 class Entity(_Definition):
@@ -215,6 +227,7 @@ class StreamFeatureView(MaterializedFeatureView):
         site: DefinitionSite,
         lifetime_start_time: datetime | None = None,
         aggregation_leading_edge: AggregationLeadingEdge | None = None,
+        batch_history: Mapping[str, object] | None = None,
         aggregation_secondary_key: str | None = None,
         data_quality: DataQualityOptions | None = None,
     ) -> None:
@@ -225,13 +238,13 @@ class StreamFeatureView(MaterializedFeatureView):
         self.data_quality.check(self.error)
         given: object = source
         if isinstance(given, RangedSource):
-            # Tecton bounds a stream view's batch_config backfill with it; featurebus computes
-            # stream views from the topic only, so a range would silently mean nothing.
+            # Tecton bounds a stream view's batch_config backfill with it; featurebus backfills
+            # [feature_start_time, cut-over) whole, so a range would silently mean nothing.
             raise self.error(
-                f"source {given.name!r} is passed as select_range(...), which bounds the backfill "
-                "from the source's batch_config; featurebus computes stream views from the topic "
-                "only (no batch backfill yet)",
-                f"Pass source={given.name} itself.",
+                f"source {given.name!r} is passed as select_range(...), which would bound the backfill "
+                "from the source's batch_config; featurebus backfills a stream view from "
+                "feature_start_time to its cut-over to the stream, unbounded otherwise",
+                f"Pass source={given.name} itself, and bound the history with feature_start_time.",
             )
         if isinstance(given, UnfilteredSource):
             given = given.source  # a stream view never filters its source by a range
@@ -298,6 +311,23 @@ class StreamFeatureView(MaterializedFeatureView):
         if edge is AggregationLeadingEdge.UNSPECIFIED:
             edge = AggregationLeadingEdge.WALL_CLOCK_TIME
         self.aggregation_leading_edge = edge
+        # Tecton's batch parameters: a backfill of the view's history from the source's batch_config.
+        self.backfill = stream_backfill(
+            fail=self.error,
+            source_name=source.name,
+            has_batch_config=source.batch_config is not None,
+            # (a bad aggregation_interval is reported by compile, with its own fix)
+            aggregation_interval_ms=(
+                int(aggregation_interval / timedelta(milliseconds=1))
+                if isinstance(aggregation_interval, timedelta) and aggregation_interval > timedelta(0)
+                else None
+            ),
+            has_lifetime=any(
+                isinstance(f, Aggregate) and isinstance(f.time_window, LifetimeWindow) for f in self.features
+            ),
+            latest_event_edge=edge is AggregationLeadingEdge.LATEST_EVENT_TIME,
+            **_NO_BATCH_HISTORY | dict(batch_history or {}),
+        )
         self.aggregation_secondary_key = _secondary_key(self, aggregation_secondary_key)
 
     @property
@@ -401,13 +431,30 @@ def stream_feature_view(
     prevent_destroy: bool = False,
     lifetime_start_time: datetime | None = None,
     aggregation_leading_edge: AggregationLeadingEdge | None = None,
+    feature_start_time: datetime | None = None,
+    batch_schedule: timedelta | None = None,
+    batch_trigger: BatchTriggerType | None = None,
+    manual_trigger_backfill_end_time: datetime | None = None,
+    max_backfill_interval: timedelta | None = None,
+    incremental_backfills: bool = False,
     aggregation_secondary_key: str | None = None,
     data_quality_enabled: bool | None = None,
     skip_default_expectations: bool = False,
     data_quality_expectations: Sequence[Expectation] = (),
     **tecton_options: Any,
 ) -> Callable[[Callable[..., Any]], StreamFeatureView]:
+    """Tecton's ``@stream_feature_view``. With ``feature_start_time`` and a source whose
+    ``batch_config`` holds its history, the history before the stream is backfilled from the
+    files (``featurebus.streams.cutover``); the other batch parameters cut that backfill into jobs."""
     site = _caller_site()
+    batch_history: dict[str, object] = {
+        "feature_start_time": feature_start_time,
+        "batch_schedule": batch_schedule,
+        "batch_trigger": batch_trigger,
+        "manual_trigger_backfill_end_time": manual_trigger_backfill_end_time,
+        "max_backfill_interval": max_backfill_interval,
+        "incremental_backfills": incremental_backfills,
+    }
 
     def wrap(function: Callable[..., Any]) -> StreamFeatureView:
         # Checked here, where the view's name (the function's, by default) is known.
@@ -432,6 +479,7 @@ def stream_feature_view(
             site=site,
             lifetime_start_time=lifetime_start_time,
             aggregation_leading_edge=aggregation_leading_edge,
+            batch_history=batch_history,
             aggregation_secondary_key=aggregation_secondary_key,
             data_quality=DataQualityOptions(data_quality_enabled, skip_default_expectations, data_quality_expectations),
         )

@@ -9,6 +9,7 @@ state is unknown when the broker cannot be reached.
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,11 @@ class MaterializationState:
     # Source partitions where the stream engine dropped events: "topic[p]: N late, M ahead"
     # (the watermark rule of streams/arrival.py, which training sets apply too).
     dropped: tuple[str, ...] = ()
+    # The Flink engine (``--engine flink``): source records its last checkpoint has not covered
+    # (None when no Flink job ever committed), and the job's state from the JobManager's REST API
+    # when $FEATUREBUS_FLINK_JOBMANAGER names one.
+    flink_lag: int | None = None
+    flink_job: str | None = None
 
 
 def find_object(spec: WorkspaceSpec, name: str, kind: str | None = None) -> tuple[str, Any]:
@@ -151,11 +157,39 @@ def lineage(spec: WorkspaceSpec, kind: str, name: str) -> dict[str, list[str]]:
     }
 
 
+FLINK_JOBMANAGER_ENV = "FEATUREBUS_FLINK_JOBMANAGER"
+"""HOST:PORT of the REST endpoint of the Flink cluster that runs the workspaces' jobs."""
+
+
+def flink_job_state(workspace: str, timeout_s: float = 5.0) -> str | None:
+    """The state of the workspace's Flink job (``featurebus <workspace>``) as the JobManager's REST
+    API reports it (``GET /jobs/overview``; the newest job of that name), or None when
+    $FEATUREBUS_FLINK_JOBMANAGER is unset; a note when the JobManager does not answer."""
+    import os
+    import urllib.error
+    import urllib.request
+
+    jobmanager = os.environ.get(FLINK_JOBMANAGER_ENV)
+    if not jobmanager:
+        return None
+    url = f"http://{jobmanager}/jobs/overview"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            jobs = json.loads(response.read())["jobs"]
+    except (OSError, ValueError, KeyError) as exc:
+        return f"unknown: the JobManager at {jobmanager} did not answer ({exc})"
+    mine = [job for job in jobs if job.get("name") == f"featurebus {workspace}"]
+    if not mine:
+        return f"no job named 'featurebus {workspace}' on {jobmanager}"
+    job = max(mine, key=lambda j: j.get("start-time", 0))
+    return f"{job['state']} (job {job['jid']} on {jobmanager}, {job.get('tasks', {}).get('running', 0)} tasks running)"
+
+
 def read_state(bootstrap: str, spec: WorkspaceSpec, obj: Any, timeout_s: float = 5.0) -> MaterializationState | None:
     """Kafka's view of a source's or feature view's data (its topics' end offsets, and how far
     the stream worker is behind on the source); None for kinds that hold no data."""
     from featurebus.platform.kafka.admin import committed_positions, group_lag, partition_counts, topic_end_offsets
-    from featurebus.platform.kafka.topics import feature_topic, worker_group
+    from featurebus.platform.kafka.topics import feature_topic, flink_group, worker_group
 
     if isinstance(obj, FeatureTableSpec):  # what its view wrote, and the worker's lag on its records
         obj = spec.view(obj.name)
@@ -187,6 +221,12 @@ def read_state(bootstrap: str, spec: WorkspaceSpec, obj: Any, timeout_s: float =
             _recomputing(spec, obj, committed) if isinstance(obj, StreamFeatureViewSpec) and obj.online else ()
         )
         dropped = dropped_partitions(committed)
+        flink_committed = committed_positions(bootstrap, flink_group(spec.name), source_topics, timeout_s)
+        flink_lag = (
+            group_lag(bootstrap, flink_group(spec.name), source_topics, timeout_s)
+            if any(tp.offset >= 0 for tp in flink_committed)
+            else None
+        )
     except KafkaUnavailableError as exc:
         return MaterializationState(False, f"materialization state unknown: {exc}")
     return MaterializationState(
@@ -196,6 +236,8 @@ def read_state(bootstrap: str, spec: WorkspaceSpec, obj: Any, timeout_s: float =
         recomputing=recomputing,
         missing_source_topics=missing,
         dropped=dropped,
+        flink_lag=flink_lag,
+        flink_job=flink_job_state(spec.name, timeout_s),
     )
 
 
@@ -314,6 +356,10 @@ def render_description(doc: dict[str, Any]) -> str:
                 lines.append(f"  {topic['topic']}: {topic['records']} records (end offsets {ends})")
             if state["worker_lag"] is not None:
                 lines.append(f"  stream worker lag: {state['worker_lag']} records")
+            if state.get("flink_lag") is not None:
+                lines.append(f"  flink job lag: {state['flink_lag']} records (offsets of its last checkpoint)")
+            if state.get("flink_job"):
+                lines.append(f"  flink job: {state['flink_job']}")
             if state["missing_source_topics"]:
                 lines.append(
                     f"  waiting for source topics that do not exist: {', '.join(state['missing_source_topics'])} "

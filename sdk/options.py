@@ -58,16 +58,13 @@ SERVICE_OPTIONS: dict[str, str] = {
 
 _SPARK_ONLY = "featurebus runs no Spark, Databricks or EMR compute; the stream worker computes features"
 _FIXED_STORES = "featurebus's stores are fixed (RocksDB online, Parquet offline)"
-# Stream views only (batch views override these in BATCH_VIEW_OPTIONS below).
-_NO_BATCH = (
-    "a stream feature view is computed continuously from its topic; schedules and backfills are for @batch_feature_view"
-)
+# Stream views only (batch views override these in BATCH_VIEW_OPTIONS below). A stream view's
+# feature_start_time, batch_schedule, batch_trigger, manual_trigger_backfill_end_time,
+# max_backfill_interval and incremental_backfills are accepted: they bound and cut the backfill of
+# its batch history (featurebus.streams.cutover).
+_NO_BATCH = "a stream view's tiles are its aggregation_interval wide; its backfill jobs are cut by batch_schedule"
 
 VIEW_OPTIONS: dict[str, str] = {
-    "feature_start_time": "features are computed from the whole topic; there is no start time",
-    "manual_trigger_backfill_end_time": _NO_BATCH,
-    "batch_trigger": _NO_BATCH,
-    "batch_schedule": _NO_BATCH,
     "online_serving_index": "the online store is keyed by all join keys",
     "batch_compute": _SPARK_ONLY,
     "stream_compute": _SPARK_ONLY,
@@ -77,9 +74,7 @@ VIEW_OPTIONS: dict[str, str] = {
     "monitor_freshness": "freshness monitoring is not supported yet",
     "expected_feature_freshness": "freshness monitoring is not supported yet",
     "alert_email": "alerts are not supported yet",
-    "max_backfill_interval": _NO_BATCH,
     "max_batch_aggregation_interval": _NO_BATCH,
-    "incremental_backfills": _NO_BATCH,
     "output_stream": "features are always written to the view's feature topic",
     "options": "Spark options do not apply",
     "run_transformation_validation": "transformations are validated when the worker first runs them",

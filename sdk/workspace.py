@@ -44,6 +44,7 @@ class FeatureServiceClient:
         from featurebus.platform.training.training_sets import get_features_for_events
 
         ws = self.workspace
+        ws.confirm_offline_read()
         return TectonDataFrame(
             get_features_for_events(ws.spec, self.name, events, ws.offline_root, timestamp_key, ws.offline_data)
         )
@@ -93,6 +94,7 @@ class FeatureViewClient:
 
         ws = self.workspace
         spec, service = view_service(ws.spec, self.name)
+        ws.confirm_offline_read()
         return TectonDataFrame(
             get_features_for_events(spec, service, events, ws.offline_root, timestamp_key, ws.offline_data)
         )
@@ -123,6 +125,7 @@ class FeatureViewClient:
         from featurebus.platform.training.ranges import get_features_in_range
 
         ws = self.workspace
+        ws.confirm_offline_read()
         return TectonDataFrame(
             get_features_in_range(ws.spec, self.name, start_time, end_time, ws.offline_root, entities, ws.offline_data)
         )
@@ -251,6 +254,13 @@ class Workspace:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def confirm_offline_read(self) -> None:
+        """Before reading offline files: the control plane confirms the logged-in caller may read
+        every workspace they belong to (``featurebus.offline_access``); no login, no question."""
+        from featurebus.offline_access import confirm_offline_read, read_workspaces
+
+        confirm_offline_read(read_workspaces(self.name, self.offline_data), self.offline_root.parent)
 
     @property
     def version(self) -> int:

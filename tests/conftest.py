@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from typing import Protocol
 
@@ -26,6 +26,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from featurebus.platform.kafka import LocalKafka, kafka_bootstrap_from_env, wait_for_kafka
+from featurebus.platform.kafka.security import client_settings, export_to_environ
 
 _BROKER_FIXTURES = frozenset({"kafka_bootstrap", "topic_factory"})
 _ADMIN_TIMEOUT_S = 30.0
@@ -54,12 +55,19 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_for_kafka(external, timeout_s=_ADMIN_TIMEOUT_S)
         yield external
         return
+    # Secured as `featurebus up` runs it (SASL/SCRAM, ACLs): the tests use its admin, in this
+    # process (LocalKafka registers it) and in every `featurebus` child they launch (environment).
     broker = LocalKafka(tmp_path_factory.mktemp("kafka"))
+    restore_environ: Callable[[], None] | None = None
     try:
         # Generous: a loaded CI machine can take far longer than the usual few seconds.
         broker.start(timeout_s=120)
+        if broker.credentials is not None:
+            restore_environ = export_to_environ(broker.credentials.admin)
         yield broker.bootstrap
     finally:
+        if restore_environ is not None:
+            restore_environ()
         broker.stop()  # Also after a failed start: it may have left a JVM running.
 
 
@@ -74,7 +82,7 @@ def topic_factory(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Itera
     Names default to ``<test name>-<random>`` so a topic in a broker log points at its test.
     The topics are deleted after the test, which matters on a shared external cluster.
     """
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap, **client_settings(kafka_bootstrap)})
     prefix = re.sub(r"[^a-zA-Z0-9._-]+", "-", request.node.name)[:60].strip("-")
     created: list[str] = []
 

@@ -2,7 +2,7 @@
 
 Roles per workspace are ordered, each holding every right of the ones before it (as Tecton's):
 
-    viewer    read definitions, lineage, jobs, the registry log
+    viewer    read definitions, lineage, jobs, the registry log, training data (offline store)
     consumer  + online reads (get-features)
     operator  + trigger, cancel and retry jobs
     editor    + plan/apply, ingest, delete entities' values
@@ -48,6 +48,7 @@ class Action(enum.Enum):
 
     READ_DEFINITIONS = "read_definitions"  # describe, registry log, workspace get, plan
     READ_JOBS = "read_jobs"
+    READ_OFFLINE = "read_offline"  # training sets and ad hoc reads of the offline store
     READ_AUDIT = "read_audit"  # the workspace's audit records
     READ_ONLINE = "read_online"  # serving: get-features, metadata
     MANAGE_JOBS = "manage_jobs"  # trigger, cancel, retry
@@ -66,6 +67,7 @@ class Action(enum.Enum):
 _REQUIRED: dict[Action, Role | None] = {
     Action.READ_DEFINITIONS: Role.VIEWER,
     Action.READ_JOBS: Role.VIEWER,
+    Action.READ_OFFLINE: Role.VIEWER,
     Action.READ_AUDIT: Role.OWNER,
     Action.READ_ONLINE: Role.CONSUMER,
     Action.MANAGE_JOBS: Role.OPERATOR,

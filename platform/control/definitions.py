@@ -20,7 +20,7 @@ import orjson
 from featurebus.platform.access.roles import Action
 from featurebus.platform.control.audit import Outcome
 from featurebus.platform.control.guard import Call, Guard
-from featurebus.platform.jobs.client import enqueue_apply_backfills
+from featurebus.platform.jobs.client import enqueue_apply_backfills, enqueue_stream_backfills
 from featurebus.platform.plan.diff import Plan, plan
 from featurebus.platform.plan.document import plan_to_json
 from featurebus.platform.registry.base import Registry
@@ -165,21 +165,26 @@ class Definitions:
         return {"baseVersion": current.version, "plan": plan_to_json(changes)}
 
     def _enqueue_backfills(self, applied: WorkspaceSpec, changes: Plan) -> tuple[list[str], list[str]]:
-        """Backfills of the batch views the plan created or must recompute (stream views
-        recompute inside the stream worker)."""
-        views = [
-            (c.name, c.action != "create")
-            for c in changes.changes
-            if c.kind == "batch_feature_view" and c.action != "delete" and (c.action == "create" or c.rematerialize)
-        ]
-        if not views or not applied.live:
+        """Backfills of the batch views the plan created or must recompute, and of the batch
+        history of such stream views (their stream part is recomputed inside the stream worker)."""
+
+        def touched(kind: str) -> list[tuple[str, bool]]:
+            return [
+                (c.name, c.action != "create")
+                for c in changes.changes
+                if c.kind == kind and c.action != "delete" and (c.action == "create" or c.rematerialize)
+            ]
+
+        views, stream_views = touched("batch_feature_view"), touched("stream_feature_view")
+        if not (views or stream_views) or not applied.live:
             return [], []
         store = self._registry.jobs(applied.name)
         try:
             jobs, notes = enqueue_apply_backfills(store, applied, views, now_ms())
+            stream_jobs, stream_notes = enqueue_stream_backfills(store, applied, stream_views, now_ms())
         finally:
             store.close()
-        return [job.id for job in jobs], notes
+        return [job.id for job in [*jobs, *stream_jobs]], [*notes, *stream_notes]
 
     # -- history -----------------------------------------------------------------------------------
     def log(self, call: Call, workspace: str) -> list[dict[str, Any]]:

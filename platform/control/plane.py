@@ -1,6 +1,6 @@
 """The control plane's service layer in one object, and its first start-up's admin.
 
-``ControlPlane`` wires the registry, the access records and the audit log into the four services
+``ControlPlane`` wires the registry, the access records and the audit log into the five services
 the HTTP layer (``featurebus.serving.control``) puts routes in front of. No web framework here.
 """
 
@@ -17,6 +17,7 @@ from featurebus.platform.control.deletes import Deletes
 from featurebus.platform.control.explain import Explainer
 from featurebus.platform.control.guard import Call, Guard
 from featurebus.platform.control.history import History
+from featurebus.platform.control.offline import OfflineAccess
 from featurebus.platform.control.operations import Jobs
 from featurebus.platform.control.principals import Access
 from featurebus.platform.registry.base import Registry
@@ -45,6 +46,7 @@ class ControlPlane:
         self.catalog = Catalog(registry, self.guard)
         self.jobs = Jobs(registry, self.guard, read_spec=self.catalog.specs.get)
         self.access = Access(self.guard)
+        self.offline = OfflineAccess(registry, self.guard)
         self.history = History(registry, self.guard)
         self.explainer = Explainer(self.catalog.specs, self.guard)
         self.deletes = Deletes(registry, self.guard, bootstrap, offline_root)

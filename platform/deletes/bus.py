@@ -16,6 +16,7 @@ from confluent_kafka import KafkaError, Message, TopicPartition
 from featurebus.platform.deletes.receipt import TopicTombstones
 from featurebus.platform.kafka.admin import topic_end_offsets, unreachable_hint
 from featurebus.platform.kafka.clients import consumer, producer
+from featurebus.platform.kafka.security import access_denied, is_access_denied
 from featurebus.schemas.errors import KafkaUnavailableError
 
 __all__ = ["live_records", "write_tombstones"]
@@ -92,6 +93,9 @@ def write_tombstones(
             except BufferError:
                 writer.poll(0.05)
     remaining = writer.flush(_FLUSH_TIMEOUT_S)
+    if errors and is_access_denied(errors[0]):
+        # A user's source topic: the control plane's principal writes it only if granted WRITE there.
+        raise access_denied(bootstrap, errors[0], "write", topic)
     if errors or remaining:
         raise KafkaUnavailableError(
             f"writing tombstones to {topic!r} at {bootstrap} failed ({errors[0] if errors else f'{remaining} unacknowledged'}); "

@@ -33,7 +33,7 @@ from featurebus.platform.kafka.topics import feature_topic
 from featurebus.platform.offline.store import max_offsets
 from featurebus.schemas.encoding import JoinKeyValue
 from featurebus.schemas.errors import InvalidRequestError
-from featurebus.schemas.specs import BatchFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
+from featurebus.schemas.specs import BatchFeatureViewSpec, StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
 from featurebus.schemas.time import now_ms
 
 __all__ = ["DeleteOptions", "delete_keys"]
@@ -131,8 +131,9 @@ def _delete_offline(
         rewrites = delete_batch_view_rows(root, spec.name, view.name, view.timestamp_field, target.join_keys, keys)
         return rewrites, _batch_source_notes(spec, view)
     source = spec.source(view.source)
+    history = _history_notes(view, source)
     if not source.log_offline:
-        return [], []
+        return [], history
     behind = _await_offline(bootstrap, root, spec.name, source)
     rewrites, notes = delete_source_rows(root, spec.name, source, target.join_keys, keys)
     notes.extend(
@@ -144,7 +145,21 @@ def _delete_offline(
         )
         for (topic, partition), (held, end) in sorted(behind.items())
     )
-    return rewrites, notes
+    return rewrites, [*notes, *history]
+
+
+def _history_notes(view: StreamFeatureViewSpec, source: StreamSourceSpec) -> list[NotDeleted]:
+    """A stream view with batch history reads its history before the cut-over from the source's
+    batch_config files (streams/cutover.py), which featurebus never writes."""
+    if not view.backfill_from_batch or source.batch_config is None:
+        return []
+    return [
+        NotDeleted(
+            f"stream source {source.name!r} batch_config ({source.batch_config.uri})",
+            "its files belong to you: featurebus reads them and does not change them. Remove the entities' rows "
+            "there too, or training sets and a later backfill of this view's history bring them back",
+        )
+    ]
 
 
 def _await_offline(

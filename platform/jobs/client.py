@@ -10,17 +10,19 @@ import time
 import uuid
 from collections.abc import Callable
 
-from featurebus.platform.jobs.schedule import backfill_ranges, due_ranges, scheduled
+from featurebus.platform.jobs.schedule import backfill_ranges, due_ranges, scheduled, stream_backfill_ranges
 from featurebus.platform.registry.jobs import JobStore
 from featurebus.schemas.errors import InvalidRequestError, JobTimeoutError, NotFoundError
 from featurebus.schemas.jobs import Job, JobKind, JobState, new_job, retry
 from featurebus.schemas.specs import WorkspaceSpec
+from featurebus.streams.cutover import history_range
 
 __all__ = [
     "MANAGED_RETRY_ATTEMPTS",
     "enqueue_apply_backfills",
     "enqueue_compaction",
     "enqueue_scheduled",
+    "enqueue_stream_backfills",
     "find_job",
     "request_cancel",
     "retry_job",
@@ -62,17 +64,29 @@ def submit_materialization(
     """
     _require_live(spec, f"materialize {view!r}")
     if not spec.is_batch(view):
-        if any(v.name == view for v in spec.stream_feature_views):
+        stream = [v for v in spec.stream_feature_views if v.name == view]
+        if stream and history_range(stream[0]) is None:
             raise InvalidRequestError(
-                f"{view!r} is a stream feature view: the stream worker materializes it continuously, and "
-                "re-computes it when an apply changes it; materialization jobs are for batch feature views"
+                f"{view!r} is a stream feature view without batch history: the stream worker materializes it "
+                "continuously, and re-computes it when an apply changes it. Materialization jobs are for batch "
+                "feature views, and for the history of stream views with feature_start_time and a source "
+                "batch_config"
             )
-        spec.batch_view(view)  # NotFoundError listing the batch views
-    view_spec = spec.batch_view(view)
+        if not stream:
+            spec.batch_view(view)  # NotFoundError listing the batch views
+    # A stream view's history job writes its tiles online; training sets read the files themselves.
+    allowed_online, allowed_offline = (
+        (spec.batch_view(view).online, spec.batch_view(view).offline) if spec.is_batch(view) else (True, False)
+    )
     if online is None and offline is None:
-        online, offline = view_spec.online, view_spec.offline
+        online, offline = allowed_online, allowed_offline
     online, offline = bool(online), bool(offline)
-    for wanted, allowed, store_name in ((online, view_spec.online, "online"), (offline, view_spec.offline, "offline")):
+    for wanted, allowed, store_name in ((online, allowed_online, "online"), (offline, allowed_offline, "offline")):
+        if wanted and not allowed and not spec.is_batch(view):
+            raise InvalidRequestError(
+                f"stream feature view {view!r}: a job of its batch history writes online only (training sets "
+                "read the history from its batch_config files themselves); leave out --offline"
+            )
         if wanted and not allowed:
             raise InvalidRequestError(
                 f"batch feature view {view!r} has {store_name}=False: set {store_name}=True "
@@ -147,7 +161,10 @@ def _enqueue_ranges(
 ) -> list[Job]:
     created = []
     for job_id, view, start_ms, end_ms in ranges:
-        view_spec = spec.batch_view(view)
+        # A stream view's history goes online only (training sets read its files themselves).
+        online, offline = (
+            (spec.batch_view(view).online, spec.batch_view(view).offline) if spec.is_batch(view) else (True, False)
+        )
         if store.get(job_id) is not None:
             continue  # the idempotency key: never twice
         job = new_job(
@@ -158,8 +175,8 @@ def _enqueue_ranges(
             view=view,
             start_ms=start_ms,
             end_ms=end_ms,
-            online=view_spec.online,
-            offline=view_spec.offline,
+            online=online,
+            offline=offline,
             spec_version=spec.version,
             origin=origin,
             max_attempts=MANAGED_RETRY_ATTEMPTS,
@@ -208,6 +225,33 @@ def enqueue_apply_backfills(
             continue
         prefix = f"apply-v{applied.version}" if rematerialize else "sched"
         ranges += [(r.job_id, r.view, r.start_ms, r.end_ms) for r in backfill_ranges(view, now_ms, prefix)]
+    return _enqueue_ranges(store, applied, ranges, now_ms, "apply"), notes
+
+
+def enqueue_stream_backfills(
+    store: JobStore, applied: WorkspaceSpec, views: list[tuple[str, bool]], now_ms: int
+) -> tuple[list[Job], list[str]]:
+    """Backfills of the batch history of stream views an apply created (``(name, False)``) or
+    invalidated (``(name, True)``): ``schedule.stream_backfill_ranges`` of each. Returns the jobs
+    and, per view left alone, why."""
+    if not applied.live:
+        return [], [f"{name}: history not backfilled (development workspace)" for name, _ in views]
+    notes: list[str] = []
+    ranges: list[tuple[str, str, int, int]] = []
+    for name, rematerialize in views:
+        view = applied.view(name)
+        if history_range(view) is None:
+            continue
+        if not view.online:
+            notes.append(f"{name}: online=False, so its history is read from the files by training sets only")
+            continue
+        planned = stream_backfill_ranges(view, f"apply-v{applied.version}" if rematerialize else "history")
+        if not planned:
+            notes.append(
+                f"{name}: no backfill queued (batch_trigger={view.batch_trigger.value}); "
+                f"run `featurebus materialize {name} --start ... --end ...`"
+            )
+        ranges += [(r.job_id, r.view, r.start_ms, r.end_ms) for r in planned]
     return _enqueue_ranges(store, applied, ranges, now_ms, "apply"), notes
 
 

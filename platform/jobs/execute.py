@@ -40,6 +40,18 @@ def job_executor(
                 raise NotFoundError(f"workspace {job.workspace!r} no longer exists")
             if job.view is None or job.start_ms is None or job.end_ms is None:
                 raise InvalidRequestError(f"job {job.id} names no view or range")
+            if not current.is_batch(job.view):  # a stream view's batch history
+                from featurebus.platform.batch.stream_backfill import backfill_stream_view
+
+                return backfill_stream_view(
+                    bootstrap,
+                    current,
+                    job.view,
+                    job.start_ms,
+                    job.end_ms,
+                    progress=progress,
+                    cancelled=cancelled,
+                ).cancelled
             # The view as applied now: a job queued before an apply computes the new definition.
             result = materialize_view(
                 bootstrap,

@@ -12,6 +12,13 @@ A view's *cursor* is the end of the latest range any of those jobs covers: perio
 never scheduled again, so a period is materialized once per definition, whoever enqueued it.
 Views without ``feature_start_time``, or whose ``batch_trigger`` is not ``scheduled``, are not
 scheduled (``featurebus materialize`` still runs them).
+
+A stream view with batch history (``streams.cutover``) has no schedule: the stream computes
+everything from its cut-over ``T_cut`` on. Its apply queues the backfill of
+``[feature_start_time, T_cut)`` (``stream_backfill_ranges``), cut as Tecton cuts backfills: one
+job per ``batch_schedule`` period with ``incremental_backfills``, else one job per
+``max_backfill_interval``, else one job; with ``batch_trigger=MANUAL`` only up to
+``manual_trigger_backfill_end_time`` (nothing without it: ``featurebus materialize`` runs it).
 """
 
 from __future__ import annotations
@@ -21,9 +28,10 @@ from dataclasses import dataclass
 
 from featurebus.schemas.jobs import Job, JobKind
 from featurebus.schemas.kinds import BatchTriggerType
-from featurebus.schemas.specs import BatchFeatureViewSpec
+from featurebus.schemas.specs import BatchFeatureViewSpec, StreamFeatureViewSpec
+from featurebus.streams.cutover import history_range
 
-__all__ = ["PlannedRange", "backfill_ranges", "due_ranges", "schedule_cursor", "scheduled"]
+__all__ = ["PlannedRange", "backfill_ranges", "stream_backfill_ranges", "due_ranges", "schedule_cursor", "scheduled"]
 
 _SCHEDULED_ORIGINS = frozenset({"schedule", "apply"})
 
@@ -96,3 +104,27 @@ def due_ranges(view: BatchFeatureViewSpec, now_ms: int, jobs: Iterable[Job], lim
         if len(due) >= limit:
             break
     return due
+
+
+def stream_backfill_ranges(view: StreamFeatureViewSpec, prefix: str) -> list[PlannedRange]:
+    """The jobs backfilling a stream view's batch history (none: no history, or manual)."""
+    bounds = history_range(view)
+    if bounds is None or view.batch_schedule_ms is None:
+        return []
+    step = view.batch_schedule_ms
+    start, end = bounds[0] // step * step, bounds[1]
+    if view.batch_trigger == BatchTriggerType.MANUAL:
+        if view.manual_trigger_backfill_end_ms is None:
+            return []
+        end = min(end, view.manual_trigger_backfill_end_ms // step * step)  # a whole period: never half a tile
+    elif view.batch_trigger != BatchTriggerType.SCHEDULED:
+        return []
+    if end <= start:
+        return []
+    width = step if view.incremental_backfills else view.max_backfill_interval_ms
+    if width is None:
+        return [PlannedRange(f"{prefix}-{view.name}-backfill", view.name, start, end)]
+    return [
+        PlannedRange(f"{prefix}-{view.name}-{lo}", view.name, lo, min(lo + width, end))
+        for lo in range(start, end, width)
+    ]

@@ -15,6 +15,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.cimpl import NewTopic
 
 from featurebus.platform.kafka.clients import admin_client, consumer
+from featurebus.platform.kafka.security import access_denied, is_access_denied
 from featurebus.schemas.errors import KafkaUnavailableError
 
 __all__ = [
@@ -69,6 +70,11 @@ def ensure_topics(bootstrap: str, topics: Iterable[TopicConfig], timeout_s: floa
     wanted = list(topics)
     if not wanted:
         return
+    # Only the missing ones: a component may read a topic without the right to create it.
+    existing = partition_counts(bootstrap, [topic.name for topic in wanted], timeout_s)
+    wanted = [topic for topic in wanted if topic.name not in existing]
+    if not wanted:
+        return
     admin = admin_client(bootstrap, **{"socket.connection.setup.timeout.ms": 5000})
     new_topics = []
     for topic in wanted:
@@ -85,6 +91,8 @@ def ensure_topics(bootstrap: str, topics: Iterable[TopicConfig], timeout_s: floa
             error = exc.args[0] if exc.args else None
             if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
+            if is_access_denied(error):
+                raise access_denied(bootstrap, error, "create", name) from exc
             hint = unreachable_hint(bootstrap)
             raise KafkaUnavailableError(f"could not create topic {name!r}: {exc}. {hint}") from exc
         except TimeoutError as exc:

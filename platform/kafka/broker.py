@@ -34,6 +34,7 @@ from confluent_kafka import KafkaException
 
 from featurebus.platform.files.atomic import atomic_write
 from featurebus.platform.kafka.clients import admin_client
+from featurebus.platform.kafka.credentials import CREDENTIALS_FILE, BusCredentials, load_or_create_credentials
 from featurebus.platform.kafka.runtime import (
     LOOPBACK_HOST,
     ensure_kafka_jars,
@@ -43,6 +44,7 @@ from featurebus.platform.kafka.runtime import (
     port_is_free,
     server_properties,
 )
+from featurebus.platform.kafka.security import register_credentials, unregister_credentials
 from featurebus.schemas.errors import KafkaUnavailableError, StoreFormatError
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "DetachedKafka",
     "LocalKafka",
     "kafka_bootstrap_from_env",
+    "use_local_admin",
     "wait_for_kafka",
 ]
 
@@ -60,7 +63,7 @@ _LOG_TAIL_LINES = 40
 _PORT_ATTEMPTS = 3  # Auto-picked ports can be taken between our probe and Kafka's bind.
 _STATE_FILE = "kafka.json"
 _STATE_FORMAT_VERSION = 1
-_LISTENERS = re.compile(r"^listeners=PLAINTEXT://[^:]+:(\d+),CONTROLLER://[^:]+:(\d+)$", re.M)
+_LISTENERS = re.compile(r"^listeners=\w+://[^:]+:(\d+),CONTROLLER://[^:]+:(\d+)$", re.M)
 
 _log = logging.getLogger(__name__)
 
@@ -98,6 +101,10 @@ class DetachedKafka:
 class LocalKafka:
     """A single-node KRaft broker on 127.0.0.1, stopped by ``stop()`` or on leaving ``with``.
 
+    ``secure`` (the default) runs it with SASL/SCRAM-SHA-512 and Kafka's ACL authorizer: nothing
+    connects without credentials, and this process uses the broker's admin (a super user) for it
+    (``security.register_credentials``). ``featurebus up`` grants each component its own rights.
+
     ``data_dir`` keeps topics across restarts (the storage is formatted only once); without it
     a temporary directory is used and deleted by ``stop()``. Ports default to free ones, and a
     restart on an existing ``data_dir`` reuses the previous ports when they are still free, so
@@ -111,8 +118,12 @@ class LocalKafka:
         port: int | None = None,
         controller_port: int | None = None,
         cache_dir: Path | None = None,
+        secure: bool = True,
     ) -> None:
         self._dir = data_dir.resolve() if data_dir is not None else None
+        self._secure = secure
+        self.credentials: BusCredentials | None = None
+        """With ``secure``: the admin, controller and component secrets (``<data_dir>/credentials.json``)."""
         self._owns_dir = data_dir is None
         self._port = port
         self._controller_port = controller_port
@@ -166,11 +177,15 @@ class LocalKafka:
         # temporary extraction of package data.
         (root / "log4j2.properties").write_bytes(log4j_config.read_bytes())
 
+        if self._secure:
+            self.credentials = load_or_create_credentials(root)
         attempts = _PORT_ATTEMPTS if self._ports_are_automatic() else 1
         for attempt in range(1, attempts + 1):
             port, controller_port = self._choose_ports(root)
-            (root / "server.properties").write_text(server_properties(root, port, controller_port))
-            format_storage_once(java, libs, root)
+            _write_private(root / "server.properties", server_properties(root, port, controller_port, self.credentials))
+            format_storage_once(java, libs, root, self.credentials)
+            if self.credentials is not None:
+                register_credentials(f"{LOOPBACK_HOST}:{port}", self.credentials.admin)
             if self._launch_and_wait(java, libs, root, f"{LOOPBACK_HOST}:{port}", timeout_s):
                 return self
             _log.info("Kafka port %d or %d was taken (attempt %d)", port, controller_port, attempt)
@@ -182,6 +197,8 @@ class LocalKafka:
         """SIGTERM the broker, SIGKILL it after 20 s; idempotent and safe if never started."""
         atexit.unregister(self.stop)
         process, self._process = self._process, None
+        if self._bootstrap is not None and self._secure:
+            unregister_credentials(self._bootstrap)
         self._bootstrap = None
         if process is not None:
             _terminate(process)
@@ -324,6 +341,23 @@ class LocalKafka:
             else f"did not answer on {bootstrap} within {timeout_s:g}s"
         )
         raise KafkaUnavailableError(f"The local Kafka broker {what}. {self.log_path} ends with:\n{tail}")
+
+
+def use_local_admin(data_dir: Path, bootstrap: str) -> bool:
+    """Use the admin credentials of the secured local broker in ``data_dir`` for ``bootstrap``
+    in this process (the CLI's direct admin path to its home's broker); False if it has none."""
+    if not (data_dir / CREDENTIALS_FILE).exists():
+        return False
+    register_credentials(bootstrap, load_or_create_credentials(data_dir).admin)
+    return True
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read (a secured broker's config holds its passwords)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
 
 
 def _wait_until_answering(bootstrap: str, timeout_s: float, still_running: Callable[[], bool]) -> bool:

@@ -3,6 +3,10 @@ writes (idempotent, ``acks=all``, every delivery checked, so a failed write rais
 vanishing), consumers and admin clients from one base configuration, and librdkafka's own log
 lines routed through Python logging instead of raw ``%4|...`` lines on stderr.
 
+Credentials (SASL / TLS) are added here too, from ``security`` (the process's ``FEATUREBUS_KAFKA_*``
+environment, or the admin credentials of a local broker the process started), so no call site
+knows whether the bus is secured.
+
 Call sites pass only what they tune (a group, ``read_committed``, fetch sizes, a transactional
 id ...), with a comment saying why.
 """
@@ -18,6 +22,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient
 
+from featurebus.platform.kafka.security import access_denied, client_settings, is_access_denied
 from featurebus.schemas.errors import KafkaUnavailableError
 
 __all__ = [
@@ -66,6 +71,7 @@ def reader_group() -> str:
 def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
+        **client_settings(bootstrap),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
@@ -81,6 +87,7 @@ def consumer_config(bootstrap: str, group_id: str | None = None, /, **overrides:
     """A consumer that commits only when told to (``group_id`` None: a fresh reader group)."""
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
+        **client_settings(bootstrap),
         "group.id": group_id or reader_group(),
         "enable.auto.commit": False,
         "logger": _LOG,
@@ -98,7 +105,7 @@ def consumer(bootstrap: str, group_id: str | None = None, /, **overrides: Any) -
 
 
 def admin_client(bootstrap: str, **overrides: Any) -> AdminClient:
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": _LOG, **overrides}
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, **client_settings(bootstrap), "logger": _LOG, **overrides}
     return AdminClient(config)
 
 
@@ -109,10 +116,12 @@ class DeliveryTracker:
         self._producer = producer
         self._bootstrap = bootstrap
         self._error: KafkaError | None = None
+        self._failed_topic = ""
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is not None and self._error is None:
             self._error = error
+            self._failed_topic = message.topic() or ""
 
     def produce(
         self,
@@ -138,6 +147,8 @@ class DeliveryTracker:
         remaining = self._producer.flush(timeout_s)
         if self._error is not None:
             error, self._error = self._error, None
+            if is_access_denied(error):
+                raise access_denied(self._bootstrap, error, "write", self._failed_topic)
             raise KafkaUnavailableError(f"writing to Kafka at {self._bootstrap} failed: {error}")
         if remaining:
             raise KafkaUnavailableError(

@@ -32,7 +32,9 @@ from pathlib import Path
 
 from featurebus.platform.files.atomic import atomic_write
 from featurebus.platform.files.maven import copy_dependencies, output_tail
-from featurebus.schemas.errors import KafkaUnavailableError
+from featurebus.platform.kafka.credentials import ADMIN_USER, CONTROLLER_USER, BusCredentials
+from featurebus.platform.kafka.security import SCRAM_MECHANISM
+from featurebus.schemas.errors import KafkaUnavailableError, StoreFormatError
 
 __all__ = [
     "CACHE_DIR_ENV",
@@ -148,8 +150,13 @@ def _run_maven(pom: Path, output_dir: Path) -> None:
 # Node set-up: everything a broker needs on disk before its process starts. -------------------
 
 
-def server_properties(node_dir: Path, port: int, controller_port: int) -> str:
-    """``server.properties`` for a single-node KRaft (combined mode) development broker."""
+def server_properties(
+    node_dir: Path, port: int, controller_port: int, credentials: BusCredentials | None = None
+) -> str:
+    """``server.properties`` for a single-node KRaft (combined mode) development broker: plaintext,
+    or with ``credentials`` SASL on every listener and Kafka's ACL authorizer (``_security``)."""
+    listener = "SASL_PLAINTEXT" if credentials is not None else "PLAINTEXT"
+    controller_protocol = "SASL_PLAINTEXT" if credentials is not None else "PLAINTEXT"
     return f"""\
 # Written by featurebus.platform.kafka.LocalKafka: one node that is both controller and broker.
 process.roles=broker,controller
@@ -157,11 +164,11 @@ node.id=1
 controller.quorum.voters=1@{LOOPBACK_HOST}:{controller_port}
 controller.listener.names=CONTROLLER
 # Loopback only: a development broker must never be reachable from the network.
-listeners=PLAINTEXT://{LOOPBACK_HOST}:{port},CONTROLLER://{LOOPBACK_HOST}:{controller_port}
-advertised.listeners=PLAINTEXT://{LOOPBACK_HOST}:{port}
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs={node_dir / "kraft"}
+listeners={listener}://{LOOPBACK_HOST}:{port},CONTROLLER://{LOOPBACK_HOST}:{controller_port}
+advertised.listeners={listener}://{LOOPBACK_HOST}:{port}
+inter.broker.listener.name={listener}
+listener.security.protocol.map={listener}:{listener},CONTROLLER:{controller_protocol}
+{_security(credentials) if credentials is not None else ""}log.dirs={node_dir / "kraft"}
 num.partitions=1
 # Topics are created deliberately (plan/apply, topic_factory); a typo must not invent one.
 auto.create.topics.enable=false
@@ -183,14 +190,55 @@ transaction.abort.timed.out.transaction.cleanup.interval.ms=1000
 """
 
 
-def format_storage_once(java: str, libs: Path, node_dir: Path) -> None:
-    """Format ``node_dir/kraft`` with a new cluster id unless an earlier start already did.
+def _security(credentials: BusCredentials) -> str:
+    # Clients and the broker itself (inter-broker: the transaction coordinator writes its markers
+    # through this listener) authenticate with SCRAM; the admin's credential is formatted into
+    # the storage (format_storage_once) so it exists before the metadata log is read. The
+    # controller listener uses PLAIN with a static user: KRaft keeps SCRAM credentials in the
+    # metadata log the controller itself serves, so SCRAM cannot guard that listener.
+    admin, admin_password = ADMIN_USER, credentials.admin_password
+    controller, controller_password = CONTROLLER_USER, credentials.controller_password
+    return f"""\
+sasl.enabled.mechanisms={SCRAM_MECHANISM}
+sasl.mechanism.inter.broker.protocol={SCRAM_MECHANISM}
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule \
+required username="{admin}" password="{admin_password}";
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule \
+required username="{controller}" password="{controller_password}" user_{controller}="{controller_password}";
+# Every request is authorized against the ACLs `featurebus up` grants per component; only the
+# broker's own admin and the controller bypass them, and nothing is allowed without an ACL.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:{admin};User:{controller}
+allow.everyone.if.no.acl.found=false
+"""
+
+
+_SCRAM_MARKER = "featurebus-scram"  # in kraft/: this storage was formatted with the admin's SCRAM credential
+
+
+def format_storage_once(java: str, libs: Path, node_dir: Path, credentials: BusCredentials | None = None) -> None:
+    """Format ``node_dir/kraft`` with a new cluster id unless an earlier start already did; with
+    ``credentials``, the admin's SCRAM credential is formatted into the metadata.
 
     Skipping an already formatted directory is what lets a persistent data dir restart with its
     topics (``StorageTool format`` refuses to format twice).
     """
-    if (node_dir / "kraft" / "meta.properties").exists():
+    kraft = node_dir / "kraft"
+    if (kraft / "meta.properties").exists():
+        if credentials is not None and not (kraft / _SCRAM_MARKER).exists():
+            raise StoreFormatError(
+                f"the Kafka storage in {kraft} was formatted without SASL credentials (by an older featurebus "
+                f"or `featurebus kafka start`); this broker runs secured, so delete {node_dir} (its topics go "
+                "with it) and start again"
+            )
         return
+    scram = (
+        ["--add-scram", f"{SCRAM_MECHANISM}=[name={ADMIN_USER},password={credentials.admin_password}]"]
+        if credentials is not None
+        else []
+    )
     command = [
         java,
         f"-Dlog4j2.configurationFile={node_dir / 'log4j2.properties'}",
@@ -202,6 +250,7 @@ def format_storage_once(java: str, libs: Path, node_dir: Path) -> None:
         _random_cluster_id(),
         "-c",
         str(node_dir / "server.properties"),
+        *scram,
     ]
     result = subprocess.run(
         command,
@@ -218,6 +267,8 @@ def format_storage_once(java: str, libs: Path, node_dir: Path) -> None:
             f"{result.returncode}); delete that directory if it is left over from another "
             f"Kafka version. StorageTool output (tail):\n{output_tail(result.stdout + result.stderr)}"
         )
+    if credentials is not None:
+        (kraft / _SCRAM_MARKER).touch()
 
 
 def _random_cluster_id() -> str:

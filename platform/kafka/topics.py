@@ -19,6 +19,7 @@ __all__ = [
     "logged_features_group",
     "dead_letter_topic",
     "worker_group",
+    "flink_group",
     "offline_group",
     "jobs_topic",
     "deletes_topic",
@@ -70,6 +71,12 @@ def dead_letter_topic(workspace: str) -> str:
 
 def worker_group(workspace: str) -> str:
     return f"featurebus.{workspace}.worker"
+
+
+def flink_group(workspace: str) -> str:
+    """The group the Flink job's Kafka source commits its checkpointed offsets under (for lag only:
+    the job's own position lives in its checkpoints)."""
+    return f"featurebus.{workspace}.flink"
 
 
 def offline_group(workspace: str) -> str:

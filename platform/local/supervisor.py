@@ -43,6 +43,7 @@ class Backoff:
 class Component:
     name: str
     args: list[str]
+    env: dict[str, str]  # the child's environment: the supervisor's plus the component's own (credentials)
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     exits_in_a_row: int = 0
@@ -61,8 +62,9 @@ class Supervisor:
     def log_path(self, name: str) -> Path:
         return self._log_dir / f"{name}.log"
 
-    def start(self, name: str, args: list[str]) -> Component:
-        component = Component(name, args)
+    def start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Component:
+        """Launch ``featurebus <args>``; ``env`` adds to (and overrides) the supervisor's environment."""
+        component = Component(name, args, {**self._env, **(env or {})})
         self._components[name] = component
         self._launch(component)
         return component
@@ -73,7 +75,7 @@ class Supervisor:
                 [sys.executable, "-m", "featurebus", *component.args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=self._env,
+                env=component.env,
                 start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
             )
         component.started_at = time.monotonic()

@@ -2,7 +2,12 @@
 
 Starts a local Kafka (unless a cluster is configured), then the stream worker, the serving API
 (with its online materializer), the offline materializer and the job runner as separate processes, and stops all
-of them, by PID, when it ends. While it runs, the home's ``config.json`` records where its broker
+of them, by PID, when it ends.
+
+The local broker runs secured (SASL/SCRAM and ACLs, see ``kafka.broker``); ``up`` talks to it as its
+admin and gives each component a Kafka principal of its own with only the rights it needs
+(``kafka.rights``), its password passed in the child's environment. The passwords are generated
+on the first start and kept in ``<home>/kafka/credentials.json`` (mode 0600). While it runs, the home's ``config.json`` records where its broker
 and serving API listen, so ``apply``, ``describe``, ``jobs`` ... in another shell find them.
 """
 
@@ -18,12 +23,14 @@ import httpx
 
 from featurebus.platform.config import RunningPlatform, clear_platform, record_platform
 from featurebus.platform.kafka.broker import LocalKafka, kafka_bootstrap_from_env
+from featurebus.platform.kafka.credentials import BusCredentials, Component, load_or_create_credentials
+from featurebus.platform.kafka.rights import grant_component_rights
 from featurebus.platform.kafka.runtime import free_port_pair
 from featurebus.platform.local.supervisor import Supervisor
 from featurebus.schemas.errors import InvalidRequestError, KafkaUnavailableError
 from featurebus.schemas.kinds import StreamEngineKind
 
-__all__ = ["LocalPlatform"]
+__all__ = ["LocalPlatform", "ensure_live_workspace", "grant_platform_rights"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,30 @@ def _free_or_any(port: int) -> int:
     return port
 
 
+def ensure_live_workspace(bootstrap: str, workspace: str) -> None:
+    """`featurebus up --workspace W` materializes W: create it live when it does not exist yet,
+    so `up` then `apply` works as before workspaces had to be created."""
+    from featurebus.platform.registry import KafkaRegistry
+    from featurebus.platform.workspaces import create_workspace
+
+    registry = KafkaRegistry(bootstrap)
+    existing = registry.get(workspace)
+    if existing is None:
+        create_workspace(registry, workspace, live=True)
+    elif not existing.live:
+        raise InvalidRequestError(
+            f"workspace {workspace!r} is a development workspace and is never materialized; run "
+            "`featurebus up` with a live workspace (`featurebus workspace create NAME --live`)"
+        )
+
+
+def grant_platform_rights(bootstrap: str, credentials: BusCredentials, workspace: str) -> None:
+    """Each component's principal and rights, for ``workspace`` and every workspace the registry holds."""
+    from featurebus.platform.registry import KafkaRegistry
+
+    grant_component_rights(bootstrap, credentials, {workspace, *KafkaRegistry(bootstrap).list()})
+
+
 class LocalPlatform:
     def __init__(
         self,
@@ -53,7 +84,11 @@ class LocalPlatform:
         bootstrap: str | None = None,
         control_port: int | None = None,
         engine: StreamEngineKind = StreamEngineKind.NATIVE,
+        kafka_principals: bool | None = None,
     ) -> None:
+        """``kafka_principals``: create one Kafka principal per component and run each with its own
+        credentials. The default does so when ``up`` starts its own broker; on a configured
+        cluster it needs this process's Kafka credentials to be the cluster's admin."""
         self.home = home
         self.engine = engine
         self.workspace = workspace
@@ -66,6 +101,8 @@ class LocalPlatform:
         self._supervisor = Supervisor(home / "logs")
         self.bootstrap = ""
         self.kafka_started_in_s: float | None = None
+        self._kafka_principals = kafka_principals
+        self._component_env: dict[Component, dict[str, str]] = {}
 
     @property
     def serving_url(self) -> str:
@@ -88,42 +125,44 @@ class LocalPlatform:
                 self.bootstrap = self._kafka.bootstrap
                 self.kafka_started_in_s = self._kafka.started_in_s
             self._ensure_live_workspace()
+            self._grant_component_rights()
             self._bootstrap_admin()
             common = ["--bootstrap", self.bootstrap, "--home", str(self.home)]
             # The control plane answers before `up` announces itself: `apply` in another shell,
             # started as soon as the record appears, goes through it.
-            self._supervisor.start("control", ["control", "--port", str(self.control_port), *common])
+            self._start(Component.CONTROL, ["control", "--port", str(self.control_port), *common])
             self._wait_healthy("control", self.control_url, timeout_s=60)
             record_platform(
                 RunningPlatform(self.bootstrap, self.serving_url, self._kafka is not None, os.getpid()), self.home
             )
-            self._supervisor.start(
-                "worker", ["worker", "--workspace", self.workspace, "--engine", self.engine.value, *common]
+            self._start(
+                Component.WORKER, ["worker", "--workspace", self.workspace, "--engine", self.engine.value, *common]
             )
-            self._supervisor.start("serving", ["serve", "--port", str(self.port), *common])
-            self._supervisor.start("offline", ["offline", "--workspace", self.workspace, *common])
-            self._supervisor.start("jobs", ["jobs", "run", "--workspace", self.workspace, *common])
+            self._start(Component.SERVING, ["serve", "--port", str(self.port), *common])
+            self._start(Component.OFFLINE, ["offline", "--workspace", self.workspace, *common])
+            self._start(Component.JOBS, ["jobs", "run", "--workspace", self.workspace, *common])
             self.wait_serving(timeout_s=60)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _ensure_live_workspace(self) -> None:
-        """`featurebus up --workspace W` materializes W: create it live when it does not exist yet,
-        so `up` then `apply` works as before workspaces had to be created."""
-        from featurebus.platform.registry import KafkaRegistry
-        from featurebus.platform.workspaces import create_workspace
+    def _start(self, component: Component, args: list[str]) -> None:
+        self._supervisor.start(component.value, args, self._component_env.get(component))
 
-        registry = KafkaRegistry(self.bootstrap)
-        existing = registry.get(self.workspace)
-        if existing is None:
-            create_workspace(registry, self.workspace, live=True)
-        elif not existing.live:
-            raise InvalidRequestError(
-                f"workspace {self.workspace!r} is a development workspace and is never materialized; run "
-                "`featurebus up` with a live workspace (`featurebus workspace create NAME --live`)"
-            )
+    def _grant_component_rights(self) -> None:
+        """Give each component its own Kafka principal and rights (see the module docstring)."""
+        principals = self._kafka_principals if self._kafka_principals is not None else self._kafka is not None
+        if not principals:
+            return  # every component uses this process's credentials for the configured cluster
+        credentials = self._kafka.credentials if self._kafka is not None else None
+        if credentials is None:  # a configured cluster: the components' passwords live in the home
+            credentials = load_or_create_credentials(self.home / "kafka")
+        grant_platform_rights(self.bootstrap, credentials, self.workspace)
+        self._component_env = {c: credentials.component(c).as_env() for c in Component}
+
+    def _ensure_live_workspace(self) -> None:
+        ensure_live_workspace(self.bootstrap, self.workspace)
 
     def _bootstrap_admin(self) -> None:
         """Log this home's CLI in to the control plane `up` runs: the first `up` on a registry

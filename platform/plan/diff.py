@@ -164,6 +164,8 @@ def plan(current: WorkspaceSpec | None, desired: WorkspaceSpec) -> Plan:
                 )
                 changes.append(Change(kind, obj.name, "create", created))
                 continue
+            if kind == "stream_feature_view":
+                obj = _keeping_cutover(before, obj)
             diff = tuple(_diff(before, obj, ()))
             change = Change(kind, obj.name, "update" if diff else "unchanged", diff)
             if kind == "stream_source" and diff:
@@ -171,7 +173,10 @@ def plan(current: WorkspaceSpec | None, desired: WorkspaceSpec) -> Plan:
             if kind in ("stream_source", "batch_source") and diff:
                 batch_input_changes[obj.name] = _invalidating(diff, _BATCH_INPUT_HARMLESS)
             elif kind == "stream_feature_view":
-                change = _with_rematerialization(change, obj, source_changes)
+                # A view backfilled from its source's batch_config also depends on those files.
+                change = _with_rematerialization(
+                    change, obj, batch_input_changes if obj.backfill_from_batch else source_changes
+                )
             elif kind == "batch_feature_view":
                 change = _with_rematerialization(change, obj, batch_input_changes)
             elif kind == "feature_table" and diff:
@@ -225,6 +230,14 @@ _BATCH_VIEW_HARMLESS = frozenset({"batch_schedule_ms", "batch_trigger", "increme
 # What a batch view reads from its sources is all of them (a stream source's batch_config too):
 # any change but descriptive metadata invalidates what it materialized.
 _BATCH_INPUT_HARMLESS = _VIEW_HARMLESS - {"online", "offline"}
+
+
+def _keeping_cutover(before: StreamFeatureViewSpec, desired: StreamFeatureViewSpec) -> StreamFeatureViewSpec:
+    """The desired view with the cut-over to its stream an earlier apply fixed (compiled
+    definitions carry none; ``platform/registry/cutover.py`` fixes it once, streams/cutover.py)."""
+    if desired.backfill_from_batch and before.backfill_from_batch and desired.stream_cutover_ms is None:
+        return dataclasses.replace(desired, stream_cutover_ms=before.stream_cutover_ms)
+    return desired
 
 
 def _with_rematerialization(

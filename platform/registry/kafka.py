@@ -21,6 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicP
 from featurebus.platform.kafka.admin import TopicConfig, ensure_topic, ensure_topics, read_compacted, unreachable_hint
 from featurebus.platform.kafka.clients import consumer, producer, reliable_producer
 from featurebus.platform.kafka.health import BrokerHealth
+from featurebus.platform.kafka.security import access_denied, is_access_denied
 from featurebus.platform.kafka.topics import API_KEYS_TOPIC, REGISTRY_HISTORY_TOPIC, REGISTRY_TOPIC
 from featurebus.platform.registry.base import SpecRecord
 from featurebus.platform.registry.jobs import KafkaJobStore
@@ -65,7 +66,8 @@ class KafkaRegistry:
         ensure_topics(self.bootstrap, [*registry_topics(), *topics])
         # One transactional id per workspace: a second apply racing this one fences it off instead
         # of interleaving with it.
-        writer = producer(self.bootstrap, **{"transactional.id": f"featurebus.registry.{workspace}"})
+        transactional_id = f"featurebus.registry.{workspace}"
+        writer = producer(self.bootstrap, **{"transactional.id": transactional_id})
         try:
             writer.init_transactions(_TRANSACTION_TIMEOUT_S)
             writer.begin_transaction()
@@ -73,6 +75,10 @@ class KafkaRegistry:
                 writer.produce(topic, key=key, value=value)
             writer.commit_transaction(_TRANSACTION_TIMEOUT_S)
         except KafkaException as exc:
+            if is_access_denied(exc):  # only the control plane's principal may write the registry
+                raise access_denied(
+                    self.bootstrap, exc, "write", REGISTRY_TOPIC, transactional_id=transactional_id
+                ) from exc
             raise KafkaUnavailableError(
                 f"{action} workspace {workspace!r} failed: {exc}. {unreachable_hint(self.bootstrap)}"
             ) from exc

@@ -17,6 +17,7 @@ import time
 from featurebus.platform.kafka.admin import TopicConfig
 from featurebus.platform.kafka.topics import REGISTRY_HISTORY_TOPIC, REGISTRY_TOPIC
 from featurebus.platform.registry.base import Registry, history_key
+from featurebus.platform.registry.cutover import earliest_retained_event_ms, fix_cutovers
 from featurebus.schemas.errors import NotFoundError
 from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.schemas.time import now_ms
@@ -51,10 +52,15 @@ def apply_workspace(registry: Registry, spec: WorkspaceSpec, *, create_live: boo
             f"workspace {spec.name!r} does not exist; create it first with `featurebus workspace create {spec.name}` "
             f"(development: definitions only) or `featurebus workspace create {spec.name} --live` (materialized and served)"
         )
+    applied_at = now_ms()
+    # Stream views given batch history by this apply get their cut-over to the stream, from the
+    # source topics on the registry's bus (the apply time without one: an in-memory registry).
+    bus = getattr(registry, "bootstrap", None)
+    probe = earliest_retained_event_ms(bus) if isinstance(bus, str) else None
     versioned = dataclasses.replace(
-        spec,
+        fix_cutovers(spec, applied_at, probe),
         version=(current.version if current else 0) + 1,
-        applied_at_ms=now_ms(),
+        applied_at_ms=applied_at,
         live=current.live if current else True,
     )
     payload = versioned.to_json()

@@ -73,6 +73,12 @@ def history_rows(source: StreamSourceSpec, view: StreamFeatureViewSpec, lo_ms: i
     if not table.num_rows:
         return []
     frame, ts_ms = view_input_frame(view, Transformation(view.transformation).apply(table_frame(table)))
+    # The view's own event times decide, as online (streams/cutover.py); never before feature_start_time.
+    keep = (ts_ms >= lo_ms) & (ts_ms < hi_ms)
+    if view.feature_start_ms is not None:
+        keep &= ts_ms >= view.feature_start_ms
+    if not keep.all():
+        frame, ts_ms = frame.loc[keep].reset_index(drop=True), ts_ms[keep]
     return [_sorted(frame, ts_ms)] if len(frame) else []
 
 

@@ -27,6 +27,7 @@ from featurebus.platform.training.arrival_replay import ArrivalReplay, later_rec
 from featurebus.platform.training.batch_rows import history_rows, oldest_store_event_ms
 from featurebus.platform.training.event_columns import TS, EventColumns, with_arrival_order
 from featurebus.schemas.specs import StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
+from featurebus.streams.cutover import history_range, stream_mask
 from featurebus.streams.transform import Transformation, view_input_frame
 
 __all__ = ["date_of", "latest_event_edges_ns", "read_events", "view_events"]
@@ -107,18 +108,27 @@ def read_events(
     The time range is applied to the *source* timestamp: a transformation may derive the view's
     timestamp, but must not move events later in time (the stream engine assumes the same).
 
-    A source with a ``batch_config`` also contributes its history files, but only for events
-    older than the oldest event the offline store holds for it: the store begins at the topic's
-    earliest retained record, so anything older can only come from the files, while the files
-    and the topic may overlap from there on, and reading both would count those events twice.
+    A view with batch history (``streams.cutover``) counts the files' events of
+    ``[feature_start_time, T_cut)`` and the store's (the topic's) events from ``T_cut`` on, the
+    split its backfill jobs and the stream engine make online. Otherwise a source with a
+    ``batch_config`` contributes its files only for events older than the oldest event the offline
+    store holds for it: the store begins at the topic's earliest retained record, so anything
+    older can only come from the files, while the two may overlap from there on.
     """
     columns = EventColumns.of(view)
     pieces: list[pa.Table] = []
-    if source.batch_config is not None:
+    history = history_range(view)
+    if history is not None:
+        history_lo, history_hi = max(lo_ms, history[0]), min(hi_ms, history[1])
+    elif source.batch_config is not None:
         cutoff = oldest_store_event_ms(root, locations, source)
-        history_hi = hi_ms if cutoff is None else min(hi_ms, cutoff)
-        if lo_ms < history_hi:
-            pieces.extend(columns.table(frame, ts_ms) for frame, ts_ms in history_rows(source, view, lo_ms, history_hi))
+        history_lo, history_hi = lo_ms, hi_ms if cutoff is None else min(hi_ms, cutoff)
+    else:
+        history_lo = history_hi = lo_ms
+    if history_lo < history_hi:
+        pieces.extend(
+            columns.table(frame, ts_ms) for frame, ts_ms in history_rows(source, view, history_lo, history_hi)
+        )
     first_day, last_day = date_of(lo_ms), date_of(hi_ms - 1)
     # In offset order, so that a plain scan reads records in arrival order.
     parts = sorted(
@@ -172,6 +182,9 @@ def read_events(
             relation = con.sql(query(False))
         for chunk in _chunks(replay.counted_batches(relation.to_arrow_reader(_CHUNK_ROWS)), source):
             frame, ts_ms = view_input_frame(view, transformation.apply(chunk))
+            counted = stream_mask(view, ts_ms)  # the stream's share (streams/cutover.py)
+            if counted is not None:
+                frame, ts_ms = frame.loc[counted].reset_index(drop=True), ts_ms[counted]
             if len(frame):
                 pieces.append(columns.table(frame, ts_ms))
     return with_arrival_order(pieces)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -42,7 +42,6 @@ import pyarrow.parquet as pq
 
 from featurebus.platform.offline.locations import OfflineLocations, offline_locations, require_locations
 from featurebus.platform.offline.store import list_parts, open_store
-from featurebus.platform.registry import Registry
 from featurebus.platform.training.batch_rows import batch_view_rows
 from featurebus.platform.training.event_columns import EventColumns, with_arrival_order
 from featurebus.platform.training.event_pairs import aggregate_pairs, feature_array
@@ -207,7 +206,7 @@ def write_training_set(df: pd.DataFrame, path: Path | str) -> Path:
 
 
 def training_set_from_files(
-    registry: Registry,
+    specs: Mapping[str, WorkspaceSpec],
     root: Path | str,
     workspace: str,
     service: str,
@@ -215,8 +214,8 @@ def training_set_from_files(
     output_path: Path | str,
     timestamp_key: str | None = None,
 ) -> pd.DataFrame:
-    """The CLI's ``training-set``: spine from Parquet (or CSV with ``timestamp_key``) to Parquet."""
-    specs = registry.list()
+    """The CLI's ``training-set``: spine from Parquet (or CSV with ``timestamp_key``) to Parquet;
+    ``specs``: every applied workspace (a development one reads the live ones' data)."""
     if workspace not in specs:
         raise NotFoundError(f"workspace {workspace!r} has not been applied; known: {sorted(specs) or 'none'}")
     spine_path = Path(spine_path)

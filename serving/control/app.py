@@ -15,6 +15,7 @@ from featurebus.serving.control.routes_definitions import definitions_router
 from featurebus.serving.control.routes_deletes import deletes_router
 from featurebus.serving.control.routes_explain import explain_router
 from featurebus.serving.control.routes_lineage import lineage_router
+from featurebus.serving.control.routes_offline import offline_router
 from featurebus.serving.control.routes_quality import quality_router
 from featurebus.serving.control.ui import UiSettings, mount_ui
 from featurebus.serving.errors import install_error_handlers
@@ -36,6 +37,7 @@ def create_control_app(plane: ControlPlane, ui: UiSettings | None = None, offlin
     install_error_handlers(app)
     app.include_router(definitions_router(plane))
     app.include_router(access_router(plane))
+    app.include_router(offline_router(plane))
     app.include_router(lineage_router(plane))
     app.include_router(explain_router(plane))
     mount_ui(app, plane, ui or UiSettings())

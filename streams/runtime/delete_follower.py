@@ -18,14 +18,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import TopicPartition
 
 from featurebus.platform.deletes.requests import DeleteRequest, deletes_topic_config
-from featurebus.platform.kafka.admin import ensure_topics
+from featurebus.platform.kafka.admin import ensure_topics, partition_bounds
 from featurebus.platform.kafka.clients import consumer
 from featurebus.platform.kafka.topics import deletes_topic
 from featurebus.platform.kv import KeyValueStore
-from featurebus.schemas.errors import FeaturebusError, KafkaUnavailableError
+from featurebus.schemas.errors import FeaturebusError
 from featurebus.streams.runtime.engine import StreamEngine
 
 __all__ = ["DeleteFollower", "POSITION_KEY"]
@@ -48,10 +48,9 @@ class DeleteFollower:
         if stored is None:
             # Pin "the end as of now" in the store at once, so a restart does not skip requests
             # that arrive meanwhile.
-            try:
-                _, end = self._consumer.get_watermark_offsets(TopicPartition(self._topic, 0), timeout=_TIMEOUT_S)
-            except KafkaException as exc:
-                raise KafkaUnavailableError(f"reading the end of {self._topic!r} failed: {exc}") from None
+            # Retried while the topic ensure_topics just created is not yet in the metadata
+            # (the first read failed with _UNKNOWN_PARTITION and stopped the worker).
+            _, end = partition_bounds(self._consumer, bootstrap, self._topic, 0, _TIMEOUT_S)
             store.write([(POSITION_KEY, str(end).encode())])
             stored = str(end).encode()
         self._consumer.assign([TopicPartition(self._topic, 0, int(stored))])

@@ -39,6 +39,7 @@ from featurebus.schemas.encoding import decode_partials, encode_partials, tile_k
 from featurebus.schemas.kinds import AggregationLeadingEdge
 from featurebus.schemas.specs import StreamSourceSpec, WorkspaceSpec
 from featurebus.streams.arrival import FUTURE_TOLERANCE_MS, judge_partition
+from featurebus.streams.cutover import stream_mask
 from featurebus.streams.isolation import isolate_failures
 from featurebus.streams.lifetime import EAGER_PREFIX_START_MS, high_watermark_key, high_watermark_record
 from featurebus.streams.prefixes import grow_eager_prefix
@@ -359,6 +360,11 @@ class StreamEngine:
             updates = []
             for transformed, row_shards in self._transform(runtime, part, part_shards):
                 view_rows, ts_ms = view_input_frame(view.spec, transformed, extra_columns={SHARD_COLUMN: row_shards})
+                # Events before feature_start_time, or before the cut-over to batch history, are
+                # not the stream's to count (streams/cutover.py).
+                counted = stream_mask(view.spec, ts_ms)
+                if counted is not None:
+                    view_rows, ts_ms = view_rows.loc[counted].reset_index(drop=True), ts_ms[counted]
                 updates.append(tile_columns(view, view_rows, ts_ms, view_rows[SHARD_COLUMN].to_numpy()))
             return updates
 

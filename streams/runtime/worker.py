@@ -49,6 +49,7 @@ from featurebus.platform.kafka.admin import (
     unreachable_hint,
 )
 from featurebus.platform.kafka.clients import consumer, producer
+from featurebus.platform.kafka.security import access_denied, is_access_denied
 from featurebus.platform.kafka.topics import dead_letter_topic, feature_topic, worker_group
 from featurebus.platform.kv import RocksStore
 from featurebus.platform.registry import KafkaRegistry, Registry
@@ -228,6 +229,11 @@ class _Worker:
         try:
             self.producer.init_transactions(COMMIT_TIMEOUT_S)
         except KafkaException as exc:
+            if is_access_denied(exc):
+                transactional_id = worker_transactional_id(workspace, state_dir)
+                raise access_denied(
+                    bootstrap, exc, "write", transactional_id, transactional_id=transactional_id
+                ) from exc
             raise KafkaUnavailableError(
                 f"starting transactions on {bootstrap} failed: {exc}. {unreachable_hint(bootstrap)}"
             ) from exc

@@ -17,7 +17,8 @@ from tests.browser.conftest import Ui, new_context, sign_in
 def test_sign_in_search_a_feature_and_open_its_page(page: Any, ui: Ui) -> None:
     page.click("text=Browse")
     page.fill("#q", "amount_sum_1h")
-    row = page.locator("a", has_text="user_transaction_stats.amount_sum_1h_continuous")
+    # other tests' workspaces on the shared broker hold the same example: pick the fraud one
+    row = page.locator('a[href^="/ui/w/fraud/"]', has_text="user_transaction_stats.amount_sum_1h_continuous")
     row.wait_for()
     row.click()
     page.wait_for_url("**/ui/w/fraud/objects/user_transaction_stats")

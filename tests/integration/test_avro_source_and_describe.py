@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, group_lag
 from featurebus.platform.kafka.clients import reliable_producer
+from featurebus.platform.kafka.security import client_settings
 from featurebus.platform.kafka.topics import dead_letter_topic, worker_group
 from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from featurebus.streams.avro import confluent_frame
@@ -45,7 +46,12 @@ def _avro(record: dict[str, object]) -> bytes:
 
 def _dead_letters(bootstrap: str, topic: str) -> list[dict[str, bytes]]:
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}", "enable.auto.commit": False}
+        {
+            "bootstrap.servers": bootstrap,
+            **client_settings(bootstrap),
+            "group.id": f"t-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+        }
     )
     try:
         consumer.assign([TopicPartition(topic, 0, 0)])

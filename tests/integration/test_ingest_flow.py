@@ -14,6 +14,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from featurebus.platform.api_keys import create_api_key
+from featurebus.platform.kafka.credentials import Component
+from featurebus.platform.kafka.security import ENV, client_settings, security_for
 from featurebus.platform.kafka.topics import push_topic
 from featurebus.platform.local.up import LocalPlatform
 from featurebus.platform.registry import KafkaRegistry, apply_workspace
@@ -27,7 +29,9 @@ HOUR = 3_600_000
 
 
 def _topic_size(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"size-{uuid.uuid4().hex}"})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, **client_settings(bootstrap), "group.id": f"size-{uuid.uuid4().hex}"}
+    )
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
@@ -35,11 +39,21 @@ def _topic_size(bootstrap: str, topic: str) -> int:
         consumer.close()
 
 
+def _assert_each_component_runs_as_its_own_principal(platform: LocalPlatform) -> None:
+    pids = platform.pids()
+    for component in Component:
+        environ = Path(f"/proc/{pids[component.value]}/environ").read_bytes().split(b"\0")
+        assert f"{ENV.username}={component.username}".encode() in environ, component
+
+
 def test_ingested_records_are_served_and_rejected_ones_never_written(kafka_bootstrap: str, tmp_path: Path) -> None:
     rng = random.Random(11)
     workspace = f"push_{uuid.uuid4().hex[:8]}"
     topic = push_topic(workspace, "clicks")
-    with LocalPlatform(tmp_path / "home", workspace, bootstrap=kafka_bootstrap) as platform:
+    # Each component with its own Kafka principal and rights, as `featurebus up` runs them.
+    with LocalPlatform(tmp_path / "home", workspace, bootstrap=kafka_bootstrap, kafka_principals=True) as platform:
+        if security_for(kafka_bootstrap).username is not None:  # the session broker is secured
+            _assert_each_component_runs_as_its_own_principal(platform)
         apply_workspace(KafkaRegistry(kafka_bootstrap), push_workspace(workspace))
         _, writer = create_api_key(KafkaRegistry(kafka_bootstrap), workspace, "writer")
         _, reader = create_api_key(KafkaRegistry(kafka_bootstrap), workspace, "reader")

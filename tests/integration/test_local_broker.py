@@ -24,6 +24,7 @@ from confluent_kafka.cimpl import NewTopic
 from featurebus.exceptions import KafkaUnavailableError
 from featurebus.platform.kafka import LocalKafka, ensure_kafka_jars, find_java, wait_for_kafka
 from featurebus.platform.kafka.runtime import free_port_pair
+from featurebus.platform.kafka.security import client_settings
 
 
 def _pid_exists(pid: int) -> bool:
@@ -36,13 +37,13 @@ def _pid_exists(pid: int) -> bool:
 
 # Short-lived admin clients: one kept across a broker stop would log reconnect noise.
 def _create_topic(bootstrap: str, topic: str) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, **client_settings(bootstrap)})
     new_topic = NewTopic(topic, num_partitions=1, replication_factor=1)
     admin.create_topics([new_topic])[topic].result(timeout=30)
 
 
 def _topic_names(bootstrap: str) -> set[str]:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, **client_settings(bootstrap)})
     return set(admin.list_topics(timeout=10).topics)
 
 
@@ -57,7 +58,14 @@ def test_idempotent_producer_round_trips_through_the_session_broker(
         if error is not None:
             delivery_errors.append(error)
 
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True, "acks": "all"})
+    producer = Producer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            **client_settings(kafka_bootstrap),
+            "enable.idempotence": True,
+            "acks": "all",
+        }
+    )
     for key, value in sent:
         producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
     assert producer.flush(30) == 0
@@ -66,6 +74,7 @@ def test_idempotent_producer_round_trips_through_the_session_broker(
     consumer = Consumer(
         {
             "bootstrap.servers": kafka_bootstrap,
+            **client_settings(kafka_bootstrap),
             "group.id": f"test-{uuid.uuid4().hex}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,

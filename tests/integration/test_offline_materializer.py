@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from featurebus.exceptions import KafkaUnavailableError
 from featurebus.platform.kafka.clients import reliable_producer
+from featurebus.platform.kafka.security import client_settings
 from featurebus.platform.kafka.topics import offline_group
 from featurebus.platform.offline.materializer import OfflineMaterializer
 from featurebus.platform.offline.store import source_glob
@@ -77,7 +78,9 @@ def test_each_good_record_is_written_exactly_once(
 
     # A crash between writing files and committing leaves the group's offsets behind the files;
     # rewinding the group to 0 simulates exactly that. The files decide: nothing is re-written.
-    rewind = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": offline_group(workspace)})
+    rewind = Consumer(
+        {"bootstrap.servers": kafka_bootstrap, **client_settings(kafka_bootstrap), "group.id": offline_group(workspace)}
+    )
     rewind.commit(offsets=[TopicPartition(topic, p, 0) for p in (0, 1)], asynchronous=False)
     rewind.close()
     _produce(kafka_bootstrap, topic, _good(400, 10), [])
@@ -97,7 +100,7 @@ def test_each_good_record_is_written_exactly_once(
     # The CLI's path: the spec comes from the registry, spine and output are files.
     spine.to_parquet(tmp_path / "spine.parquet")
     training_set_from_files(
-        KafkaRegistry(kafka_bootstrap),
+        KafkaRegistry(kafka_bootstrap).list(),
         root,
         workspace,
         "spending",
@@ -143,7 +146,9 @@ def test_run_forever_flushes_on_its_interval_and_stops(
     assert not thread.is_alive()
     assert len(_stored(tmp_path, workspace)) == 20
     # Stopping flushed and committed: the group is at the end of both partitions.
-    check = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": offline_group(workspace)})
+    check = Consumer(
+        {"bootstrap.servers": kafka_bootstrap, **client_settings(kafka_bootstrap), "group.id": offline_group(workspace)}
+    )
     try:
         committed = check.committed([TopicPartition(topic, p) for p in (0, 1)], timeout=10)
         ends = [check.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in (0, 1)]

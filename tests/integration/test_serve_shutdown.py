@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from featurebus.platform.api_keys import create_api_key
 from featurebus.platform.kafka.runtime import free_port_pair
+from featurebus.platform.kafka.security import client_settings
 from featurebus.platform.kafka.topics import push_topic
 from featurebus.platform.kv import RocksStore
 from featurebus.platform.registry import KafkaRegistry, apply_workspace
@@ -30,7 +31,9 @@ RECORDS = 500
 
 
 def _topic_size(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"size-{uuid.uuid4().hex}"})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, **client_settings(bootstrap), "group.id": f"size-{uuid.uuid4().hex}"}
+    )
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)

@@ -1,5 +1,5 @@
 """The Tecton-style sample repository (examples/tecton_fraud) plans and applies against the real
-broker, and its ``select_range`` reaches the registry as specs; its own unit tests run without one
+broker, and its ``select_range``, stream history and key maps reach the registry as specs; its own unit tests run without one
 (tests/unit/test_local_testing.py)."""
 
 from __future__ import annotations
@@ -40,6 +40,10 @@ def test_the_sample_plans_and_applies_with_its_ranges(kafka_bootstrap: str) -> N
     (selected,) = spec.batch_view("user_distinct_merchant_transaction_count_30d").source_ranges
     assert selected.start == TimeBoundSpec(TimeReference.MATERIALIZATION_START_TIME, -29 * 86_400_000)
     assert selected.end == TimeBoundSpec(TimeReference.MATERIALIZATION_END_TIME, 0)
+    # The stream view takes its history from the source's batch_config, from feature_start_time on.
+    metrics = spec.view("user_transaction_amount_metrics")
+    assert metrics.backfill_from_batch and metrics.feature_start_ms == 1_711_929_600_000  # 2024-04-01 UTC
+    assert metrics.batch_schedule_ms == 86_400_000 and metrics.stream_cutover_ms is not None
     # The P2P service joins one view twice through with_join_key_map: the registry keeps both.
     transfers = spec.service("p2p_transfer_service")
     assert [(s.namespace, s.join_key_map) for s in transfers.selections[:2]] == [

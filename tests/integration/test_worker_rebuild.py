@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from featurebus.describe import read_state
 from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
+from featurebus.platform.kafka.security import client_settings
 from featurebus.platform.kafka.topics import worker_group
 from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from featurebus.schemas.materialization import CommitMetadata, online_fingerprints
@@ -53,7 +54,9 @@ def _changed(before: WorkspaceSpec) -> WorkspaceSpec:
 
 def _stale_partitions(bootstrap: str, spec: WorkspaceSpec, topic: str) -> list[int]:
     """The source partitions whose committed state was not built by ``spec``'s definitions."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": worker_group(spec.name)})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, **client_settings(bootstrap), "group.id": worker_group(spec.name)}
+    )
     try:
         committed = consumer.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10)
     finally:

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from featurebus.platform.kafka.admin import group_lag, read_compacted
 from featurebus.platform.kafka.clients import reliable_producer
+from featurebus.platform.kafka.security import client_settings
 from featurebus.platform.kafka.topics import dead_letter_topic, feature_topic, worker_group
 from featurebus.platform.kv import MemoryStore
 from featurebus.platform.registry import KafkaRegistry, apply_workspace
@@ -99,6 +100,7 @@ class _Pipeline:
         consumer = Consumer(
             {
                 "bootstrap.servers": self.bootstrap,
+                **client_settings(self.bootstrap),
                 "group.id": f"dlq-{uuid.uuid4().hex}",
                 "isolation.level": "read_committed",
                 "enable.auto.commit": False,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from featurebus.platform.flink import flink_python
-from featurebus.platform.kafka.admin import read_compacted
+from featurebus.platform.kafka.admin import group_lag, read_compacted
 from featurebus.schemas.errors import FlinkUnavailableError
 
 
@@ -25,8 +25,14 @@ def flink_available() -> bool:
     return True
 
 
-def start_flink_worker(bootstrap: str, workspace: str, home: Path) -> subprocess.Popen[bytes]:
+def start_flink_worker(
+    bootstrap: str, workspace: str, home: Path, parallelism: int | None = None
+) -> subprocess.Popen[bytes]:
+    """``featurebus worker --engine flink``, or ``featurebus flink run --parallelism N``."""
     home.mkdir(parents=True, exist_ok=True)
+    command = (
+        ["worker", "--engine", "flink"] if parallelism is None else ["flink", "run", "--parallelism", str(parallelism)]
+    )
     with open(home / "flink-worker.log", "ab") as log:
         # Its own session: stop_flink_worker ends the process group (the Python client and the
         # JVM it started), by the group id of the process this call started.
@@ -35,9 +41,7 @@ def start_flink_worker(bootstrap: str, workspace: str, home: Path) -> subprocess
                 sys.executable,
                 "-m",
                 "featurebus",
-                "worker",
-                "--engine",
-                "flink",
+                *command,
                 "--workspace",
                 workspace,
                 "--bootstrap",
@@ -63,6 +67,19 @@ def stop_flink_worker(worker: subprocess.Popen[bytes]) -> None:
     except ProcessLookupError:
         pass
     worker.wait()
+
+
+def wait_flink_caught_up(
+    bootstrap: str, workspace: str, topic: str, worker: subprocess.Popen[bytes], log: Path, timeout_s: float = 300.0
+) -> None:
+    """Until the job's checkpointed source offsets (its group's commits) reach ``topic``'s end."""
+    from featurebus.streams.runtime.flink.job import flink_group
+
+    deadline = time.monotonic() + timeout_s
+    while group_lag(bootstrap, flink_group(workspace), [topic]) > 0:
+        assert worker.poll() is None, log.read_text()[-5000:]
+        assert time.monotonic() < deadline, f"the Flink job did not catch up; log:\n{log.read_text()[-5000:]}"
+        time.sleep(1.0)
 
 
 def wait_for_topic(

@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from featurebus.platform.kafka.admin import group_lag, read_compacted
 from featurebus.platform.kafka.clients import reliable_producer
+from featurebus.platform.kafka.security import client_settings
 from featurebus.platform.kafka.topics import feature_topic, worker_group
 from featurebus.schemas.encoding import decode_partials, split_tile_key
 from featurebus.schemas.specs import WorkspaceSpec
@@ -54,7 +55,9 @@ def wait_caught_up(bootstrap: str, workspace: str, topic: str, worker: subproces
 
 def committed(bootstrap: str, workspace: str, topic: str) -> int:
     """How many records the worker group has committed over all partitions of ``topic``."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": worker_group(workspace)})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, **client_settings(bootstrap), "group.id": worker_group(workspace)}
+    )
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
@@ -115,7 +118,12 @@ def wait_transactions_settled(bootstrap: str, topic: str, timeout_s: float = 60.
 
     def ends(isolation: str) -> list[int]:
         consumer = Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": "featurebus.test.settle", "isolation.level": isolation}
+            {
+                "bootstrap.servers": bootstrap,
+                **client_settings(bootstrap),
+                "group.id": "featurebus.test.settle",
+                "isolation.level": isolation,
+            }
         )
         try:
             partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions

@@ -16,6 +16,7 @@ from featurebus.schemas.errors import AuthenticationError, InvalidRequestError, 
 EXPECTED: dict[Action, Role | None] = {
     Action.READ_DEFINITIONS: Role.VIEWER,
     Action.READ_JOBS: Role.VIEWER,
+    Action.READ_OFFLINE: Role.VIEWER,
     Action.READ_ONLINE: Role.CONSUMER,
     Action.MANAGE_JOBS: Role.OPERATOR,
     Action.APPLY: Role.EDITOR,

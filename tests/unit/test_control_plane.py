@@ -48,6 +48,7 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/workspaces/a/log", Role.VIEWER),
     Endpoint("GET", "/v1/workspaces/a/jobs", Role.VIEWER),
     Endpoint("GET", "/v1/workspaces/a/jobs/{job}", Role.VIEWER),
+    Endpoint("GET", "/v1/workspaces/a/offline-access", Role.VIEWER),
     Endpoint("POST", "/v1/workspaces/a/plan", Role.EDITOR, lambda _: {"spec": spec_json("a", feature_services=())}),
     Endpoint("POST", "/v1/workspaces/a/apply", Role.EDITOR, _shorter),
     Endpoint("POST", "/v1/workspaces/a/rollback", Role.EDITOR, lambda _: {"version": 1, "base_version": 1}),

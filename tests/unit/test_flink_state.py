@@ -40,11 +40,43 @@ class DictMapState:
 
 def test_map_store_reads_writes_deletes_and_scans_in_key_order() -> None:
     store = FlinkMapStore(DictMapState())
+    store.use("shard")
     store.write([(b"b", b"2"), (b"a", b"1"), (b"c", b"3")])
     store.write([(b"c", None)])
     assert store.get(b"a") == b"1" and store.get(b"c") is None
     assert store.get_many([b"b", b"z"]) == [b"2", None]
     assert list(store.scan(b"a", b"c")) == [(b"a", b"1"), (b"b", b"2")]
+
+
+class KeyedDictMapState(DictMapState):
+    """A map state scoped to the current key, as Flink scopes keyed state."""
+
+    def __init__(self) -> None:
+        self.per_key: dict[str, dict[bytes, bytes]] = {}
+        self.key = ""
+
+    @property  # type: ignore[override]
+    def data(self) -> dict[bytes, bytes]:
+        return self.per_key.setdefault(self.key, {})
+
+
+def test_map_store_keeps_shards_apart_writes_through_and_reloads_from_the_state() -> None:
+    state = KeyedDictMapState()
+    store = FlinkMapStore(state)
+    for shard, value in (("t\x000", b"zero"), ("t\x001", b"one")):
+        state.key = shard
+        store.use(shard)
+        store.write([(b"k", value), (b"k2", value)])
+    state.key = "t\x000"
+    store.use("t\x000")
+    assert store.get(b"k") == b"zero"
+    store.write([(b"k2", None), (b"a", b"new")])
+    assert list(store.scan(b"", b"\xff")) == [(b"a", b"new"), (b"k", b"zero")]
+    # A new operator (a restore) starts from what reached the state, not from the old copy.
+    assert state.per_key == {"t\x000": {b"k": b"zero", b"a": b"new"}, "t\x001": {b"k": b"one", b"k2": b"one"}}
+    restored = FlinkMapStore(state)
+    restored.use("t\x000")
+    assert restored.get_many([b"a", b"k", b"k2"]) == [b"new", b"zero", None]
 
 
 def _records(n: int) -> list[RawRecord]:
@@ -62,7 +94,9 @@ def test_engine_over_the_flink_adapters_publishes_what_it_publishes_natively() -
     native_sink = MemorySink()
     native = StreamEngine(spec, MemoryStore(), native_sink, topics.__getitem__)
     row_sink = RowSink("dead")
-    flink = StreamEngine(spec, FlinkMapStore(DictMapState()), row_sink, topics.__getitem__)
+    store = FlinkMapStore(DictMapState())
+    store.use("transactions\x000")
+    flink = StreamEngine(spec, store, row_sink, topics.__getitem__)
     records = _records(40)
     for engine in (native, flink):
         engine.process(records[:15])

@@ -35,17 +35,32 @@ FIXTURES = sorted((Path(__file__).parents[1] / "fixtures" / "specs_v4").glob("*.
 KINDS = Path(__file__).parents[1] / "fixtures" / "specs_v4" / "kinds.json"
 
 
+# What version 6 added to stream views (batch history, streams/cutover.py), at its defaults.
+_STREAM_VIEW_V6_DEFAULTS = {
+    "feature_start_ms": None,
+    "backfill_from_batch": False,
+    "stream_cutover_ms": None,
+    "batch_schedule_ms": None,
+    "batch_trigger": "scheduled",
+    "manual_trigger_backfill_end_ms": None,
+    "max_backfill_interval_ms": None,
+    "incremental_backfills": False,
+}
+
+
 def _as_version_4(document: bytes) -> bytes:
     """A version-6 document without what versions 5 and 6 added (batch views' ``source_ranges``;
-    references' ``name`` / ``join_key_map`` and aggregations' secondary key fields), which a
-    version-4 document cannot have set, and without the monitoring fields added since with
-    defaults (data quality of stream views, logging of services): the bytes version 4 wrote for
-    the same workspace."""
+    references' ``name`` / ``join_key_map``, aggregations' secondary key fields and stream views'
+    batch history), which a version-4 document cannot have set, and without the monitoring fields
+    added since with defaults (data quality of stream views, logging of services): the bytes
+    version 4 wrote for the same workspace."""
     raw = orjson.loads(document)
     assert raw["format_version"] == 6
     raw["format_version"] = 4
     for view in raw["batch_feature_views"]:
         assert view.pop("source_ranges") == []
+    for view in raw["stream_feature_views"]:
+        assert {name: view.pop(name) for name in _STREAM_VIEW_V6_DEFAULTS} == _STREAM_VIEW_V6_DEFAULTS
     for view in raw["stream_feature_views"] + raw["batch_feature_views"]:
         for aggregation in view["aggregations"]:
             assert aggregation.pop("secondary_key") is None
