@@ -4,30 +4,10 @@ an SVG string renders with no script, prints, and is testable as text."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from markupsafe import Markup, escape
 
-__all__ = ["bar_chart", "line_chart", "points_of"]
-
-
-def points_of(data: Any) -> list[tuple[float, float]]:
-    """(time, value) pairs from a metric-history answer: a list of ``[t, v]`` pairs or of objects
-    with a time (``t``/``time``/``t_ms``/``timeMs``) and a ``value``, or ``{"points": [...]}``."""
-    if isinstance(data, dict):
-        data = data.get("points", data.get("series", []))
-    points: list[tuple[float, float]] = []
-    for item in data if isinstance(data, list) else []:
-        if isinstance(item, list | tuple) and len(item) == 2:
-            t, v = item
-        elif isinstance(item, dict):
-            t = next((item[k] for k in ("t", "time", "t_ms", "timeMs", "time_ms") if k in item), None)
-            v = item.get("value", item.get("v"))
-        else:
-            continue
-        if isinstance(t, int | float) and isinstance(v, int | float):
-            points.append((float(t), float(v)))
-    return sorted(points)
+__all__ = ["bar_chart", "line_chart"]
 
 
 def line_chart(points: Sequence[tuple[float, float]], label: str, width: int = 420, height: int = 120) -> Markup:

@@ -2,11 +2,12 @@
 parity) come from the control plane's own routes, called in-process through ASGI with the
 signed-in key: the same guard, no network hop, no second copy of the rules.
 
-The data-quality, drift and parity routes (``serving/control/routes_quality.py``) exist when the
-control plane is given the offline store; without them (404) a panel says "no data yet". A route
-that answers 400/404 with a reason (data quality disabled, no logged requests, no report yet) has
-its reason shown; when a call fails the panel says the component is down, never a traceback. The
-paths live here and nowhere else; ``quality_panels`` reads the answers.
+Every path is the route's ``/v1`` spelling (``routes_monitoring.py``, ``routes_quality.py``). The
+data-quality, drift and parity routes exist when the control plane is given the offline store;
+without them (404) a panel says "no data yet". A route that answers 400/404 with a reason (data
+quality disabled, no logged requests, no report yet) has its reason shown; when a call fails the
+panel says the component is down, never a traceback. The paths live here and nowhere else;
+``monitoring_shapes`` and ``quality_panels`` read the answers.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ __all__ = ["Fetched", "MonitoringClient", "PATHS"]
 
 _log = logging.getLogger(__name__)
 
-# Tried under the API's /v1 prefix first, then bare (the two spellings the routes may take).
 PATHS = {
     "alerts": "/workspaces/{workspace}/alerts",
     "ack": "/workspaces/{workspace}/alerts/{rule}/ack",
@@ -34,7 +34,7 @@ PATHS = {
     "drift": "/workspaces/{workspace}/feature-views/{view}/drift",
     "parity": "/workspaces/{workspace}/feature-services/{service}/parity",
 }
-_PREFIXES = ("/v1", "")
+_PREFIX = "/v1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,19 +64,14 @@ class MonitoringClient:
         if self._call.authorization:
             headers["Authorization"] = self._call.authorization
         transport = httpx.ASGITransport(app=self._app, raise_app_exceptions=False)
-        last = Fetched("empty", note="no data yet")
+        url = _PREFIX + PATHS[name].format(**path)
         async with httpx.AsyncClient(transport=transport, base_url="http://control", timeout=self._timeout_s) as client:
-            for prefix in _PREFIXES:
-                url = prefix + PATHS[name].format(**path)
-                try:
-                    response = await client.request(method, url, params=params, headers=headers)
-                except Exception as exc:  # a monitoring panel must never take the page down
-                    _log.warning("monitoring call %s failed: %s", url, exc)
-                    return Fetched("down", note=f"component down: {type(exc).__name__}: {exc}", status=503)
-                if response.status_code == 404 and not _names_missing_object(response):
-                    continue  # the route is not there (yet) under this prefix
-                return _fetched(response)
-        return last
+            try:
+                response = await client.request(method, url, params=params, headers=headers)
+            except Exception as exc:  # a monitoring panel must never take the page down
+                _log.warning("monitoring call %s failed: %s", url, exc)
+                return Fetched("down", note=f"component down: {type(exc).__name__}: {exc}", status=503)
+        return _fetched(response)
 
     async def get(self, name: str, params: dict[str, Any] | None = None, **path: str) -> Fetched:
         return await self._send("GET", name, params, **path)
@@ -93,18 +88,16 @@ def _message(response: httpx.Response) -> str:
     return str(body.get("message") or body.get("detail") or body) if isinstance(body, dict) else str(body)[:200]
 
 
-def _names_missing_object(response: httpx.Response) -> bool:
-    """A 404 from a route that exists names what is missing; an unknown route says "Not Found"."""
-    return _message(response).strip().lower() not in ("not found", "")
-
-
 def _fetched(response: httpx.Response) -> Fetched:
     status = response.status_code
     if status >= 500:
         return Fetched("down", note=f"component down: {_message(response)}", status=status)
     if status >= 400:
-        # Only 401/403 are refusals; a 400/404 names why there is nothing to show (not monitored yet).
-        return Fetched("refused" if status in (401, 403) else "empty", note=_message(response), status=status)
+        # Only 401/403 are refusals; a 400/404 names why there is nothing to show (not monitored yet),
+        # a bare "Not Found" is a route this control plane was not given (no offline store).
+        note = _message(response)
+        note = "no data yet" if note.strip().lower() == "not found" else note
+        return Fetched("refused" if status in (401, 403) else "empty", note=note, status=status)
     try:
         data = response.json()
     except ValueError:

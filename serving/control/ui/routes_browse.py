@@ -16,6 +16,7 @@ from featurebus.platform.control.plane import ControlPlane
 from featurebus.schemas.errors import AuthenticationError
 from featurebus.schemas.jobs import JobState
 from featurebus.serving.control.ui.monitoring_client import Fetched, MonitoringClient
+from featurebus.serving.control.ui.monitoring_shapes import ShapeError, alert_rows, freshness_rows
 from featurebus.serving.control.ui.render import UiRoute, page, partial
 from featurebus.serving.control.ui.session import COOKIE, Ctx, Form, UiContext, require_key
 
@@ -113,24 +114,22 @@ async def _health(client: MonitoringClient, workspace: str) -> dict[str, Any]:
 def _firing(fetched: Fetched) -> str:
     if not fetched.ok:
         return fetched.note
-    items = fetched.data.get("alerts", []) if isinstance(fetched.data, dict) else fetched.data
-    firing = [a for a in items if isinstance(a, dict) and str(a.get("state", "")).lower() == "firing"]
-    return f"{len(firing)} firing"
+    try:
+        rows = alert_rows(fetched.data)
+    except ShapeError as exc:
+        return f"unexpected answer: {exc}"
+    return f"{sum(1 for a in rows if a.state == 'firing')} firing"
 
 
 def _worst_freshness(fetched: Fetched) -> str:
+    """The stalest online view (seconds since its newest served update), marked when over its threshold."""
     if not fetched.ok:
         return fetched.note
-    data = fetched.data
-    items = data.get("views", data.get("featureViews", [])) if isinstance(data, dict) else data
-    found = [_age_s(v) for v in items if isinstance(v, dict)] if isinstance(items, list) else []
-    ages = [a for a in found if a is not None]
-    return f"{max(ages):.0f}s" if ages else "no data yet"
-
-
-def _age_s(row: dict[str, Any]) -> float | None:
-    for field in ("ageSeconds", "age_s", "freshness_seconds", "freshnessSeconds"):
-        value = row.get(field)
-        if isinstance(value, int | float):
-            return float(value)
-    return None
+    try:
+        rows = [r for r in freshness_rows(fetched.data) if r.freshness_seconds is not None]
+    except ShapeError as exc:
+        return f"unexpected answer: {exc}"
+    if not rows:
+        return "no data yet"
+    worst = max(rows, key=lambda r: r.freshness_seconds or 0.0)
+    return f"{worst.freshness_seconds:.0f}s ({worst.feature_view}{', stale' if worst.stale else ''})"
