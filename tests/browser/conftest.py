@@ -64,6 +64,13 @@ def _cli(*args: str) -> None:
 def ui(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
     home = tmp_path_factory.mktemp("ui-home")
     ensure_topics(kafka_bootstrap, [TopicConfig("transactions", partitions=1)])
+    # evaluate alerts every 2 s (default 15) so the firing-alert test sees its rule fire quickly
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("FEATUREBUS_MONITOR_INTERVAL_S", "2")
+        yield from _up(home, kafka_bootstrap)
+
+
+def _up(home: Path, kafka_bootstrap: str) -> Iterator[Ui]:
     with LocalPlatform(home, "fraud", bootstrap=kafka_bootstrap) as platform:
         _cli(
             "apply", "--repo", str(ROOT / "examples" / "fraud"), "--workspace", "fraud", "--bootstrap", kafka_bootstrap
