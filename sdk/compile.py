@@ -334,6 +334,7 @@ def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:
         manual_trigger_backfill_end_ms=view.backfill.manual_trigger_backfill_end_ms,
         max_backfill_interval_ms=view.backfill.max_backfill_interval_ms,
         incremental_backfills=view.backfill.incremental_backfills,
+        source_range=view.source_range,
     )
     if view.aggregation_secondary_key is not None:
         declared = {f.name: f.dtype.name for f in view.source.schema}
