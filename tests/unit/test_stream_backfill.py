@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -606,3 +607,22 @@ def test_backfilled_tiles_and_training_rows_equal_the_brute_force_over_the_selec
     ]
     assert [t for _, t, _ in rows] == sorted(t for _, t, _ in rows)
     assert sorted(rows) == sorted(counted)
+
+
+def test_local_get_features_for_events_reads_the_ranged_history_as_jobs_do() -> None:
+    ranged = with_files.select_range(
+        start_time=TectonTimeConstant.MATERIALIZATION_START_TIME + timedelta(hours=1),
+        end_time=TectonTimeConstant.MATERIALIZATION_END_TIME,
+    )
+    view = _view(
+        source=ranged,
+        batch_schedule=timedelta(hours=2),
+        features=[Aggregate(function="count", time_window=timedelta(days=1), input_column=Field("amount", Float64))],
+    )
+    rows = pd.DataFrame(
+        {"user_id": ["a"] * 10, "amount": [1.0] * 10, "ts": [_at(T0 + i * 30 * 60_000) for i in range(10)]}
+    )
+    spine = pd.DataFrame({"user_id": ["a"], "ts": [_at(T0 + 6 * HOUR)]})
+    got = view.get_features_for_events(spine, mock_inputs={"tx": rows}).to_pandas()
+    # Events every 30 minutes over [0h, 5h); 2-hour windows keep their second hour: 1:00, 1:30, 3:00, 3:30.
+    assert got["spend__amount_count_1d_1h"].tolist() == [4]
