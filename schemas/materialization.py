@@ -21,8 +21,8 @@ from typing import Any
 import orjson
 
 from featurebus.schemas.errors import FeaturebusError
+from featurebus.schemas.specs import LOCATION_FIELD, StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
 from featurebus.schemas.specs import METADATA_FIELDS as DESCRIPTIVE_FIELDS
-from featurebus.schemas.specs import StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
 
 __all__ = [
     "METADATA_FIELDS",
@@ -36,7 +36,8 @@ __all__ = [
 # Fields whose change leaves materialized features valid, as dotted attribute paths. Everything
 # else invalidates them, including fields added to the specs later: recomputing once too often is
 # cheap next to serving features computed under an old definition.
-METADATA_FIELDS = frozenset(DESCRIPTIVE_FIELDS)
+# Where a definition was written (file:line) is metadata too: moving it recomputes nothing.
+METADATA_FIELDS = frozenset({*DESCRIPTIVE_FIELDS, LOCATION_FIELD})
 # ``online``/``offline`` say where the features go, not what they are. (A view switched online
 # has no state yet: its missing fingerprint, not a changed one, makes the worker build it.)
 VIEW_HARMLESS = (

@@ -37,7 +37,9 @@ __all__ = [
     "SPEC_FORMAT_VERSION",
     "ExpectationSpec",
     "LoggingSpec",
+    "LOCATION_FIELD",
     "METADATA_FIELDS",
+    "DefinitionLocationSpec",
     "DescribedSpec",
     "FieldSpec",
     "EntitySpec",
@@ -78,6 +80,10 @@ _READABLE_VERSIONS = frozenset({1, 2, 3, 4, 5, 6})
 
 # The descriptive fields every named object carries: changing them changes no feature value.
 METADATA_FIELDS = ("description", "owner", "tags", "prevent_destroy")
+# Where the object was written. Kept apart from METADATA_FIELDS (what users set) because the SDK
+# records it: the plan treats a change of it as harmless metadata (a moved definition is an
+# update that recomputes nothing) so the registry and the UI always show the current file:line.
+LOCATION_FIELD = "defined_at"
 
 
 def _metadata_after(anchor: str, *, description_after: str | None = None) -> dict[str, str]:
@@ -87,7 +93,20 @@ def _metadata_after(anchor: str, *, description_after: str | None = None) -> dic
         "owner": anchor if description_after else "description",
         "tags": "owner",
         "prevent_destroy": "tags",
+        LOCATION_FIELD: "prevent_destroy",
     }
+
+
+@dataclass(frozen=True)
+class DefinitionLocationSpec:
+    """Where a definition was written: its file relative to the repository root (or as Python
+    named it, for a file outside the repository) and the line of the call that defined it."""
+
+    path: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +124,7 @@ class DescribedSpec:
     owner: str | None = None
     tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs sorted by key: specs stay hashable
     prevent_destroy: bool = False
+    defined_at: DefinitionLocationSpec | None = None  # None: compiled before locations were recorded
 
 
 @dataclass(frozen=True)
@@ -378,6 +398,7 @@ class BatchFeatureViewSpec(DescribedSpec):
             owner=self.owner,
             tags=self.tags,
             prevent_destroy=self.prevent_destroy,
+            defined_at=self.defined_at,
             lifetime_start_ms=self.lifetime_start_ms,
         )
 
@@ -616,8 +637,9 @@ def _wire_order(cls: type) -> tuple[str, ...]:
     names = [f.name for f in dataclasses.fields(cls)]
     if not issubclass(cls, DescribedSpec):
         return tuple(names)
-    order = [n for n in names if n not in METADATA_FIELDS]
-    for name in METADATA_FIELDS:  # in this order, so each one's anchor is already placed
+    placed = (*METADATA_FIELDS, LOCATION_FIELD)
+    order = [n for n in names if n not in placed]
+    for name in placed:  # in this order, so each one's anchor is already placed
         order.insert(order.index(cls._METADATA_AFTER[name]) + 1, name)
     return tuple(order)
 

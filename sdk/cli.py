@@ -60,10 +60,12 @@ from featurebus.cli_flink import flink_app  # noqa: E402
 
 app.add_typer(flink_app, name="flink")
 from featurebus.cli_deletes import delete_keys_command, destroy_command  # noqa: E402
+from featurebus.cli_monitoring_reports import register_report_commands  # noqa: E402
 from featurebus.cli_monitoring_stats import monitoring_app  # noqa: E402
 from featurebus.cli_test import repo_test_command  # noqa: E402
 
 app.add_typer(monitoring_app, name="monitoring")
+register_report_commands(monitoring_app)  # monitoring drift VIEW | parity SERVICE, via the control plane
 app.command("delete-keys")(delete_keys_command)
 app.command("destroy")(destroy_command)
 

@@ -79,12 +79,9 @@ def _via_control(action: str, workspace: str, job_id: str | None = None, view: s
 
 
 def _job_of(document: dict[str, Any]) -> Job:
-    """A job record as the control plane sends it (``Job``'s fields, enums by value)."""
-    from featurebus.schemas.jobs import Job, JobKind, JobState
+    from featurebus.materialization_control import job_from_document
 
-    fields = {f.name for f in dataclasses.fields(Job)}
-    values = {k: v for k, v in document.items() if k in fields}
-    return Job(**{**values, "kind": JobKind(document["kind"]), "state": JobState(document["state"])})
+    return job_from_document(document)
 
 
 def job_document(job: Job) -> dict[str, Any]:

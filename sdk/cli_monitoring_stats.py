@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from featurebus.cli_jobs import AsJson, Bootstrap, Home, parse_time
+from featurebus.cli_jobs import AsJson, Direct, Home, parse_time
 from featurebus.exceptions import InvalidRequestError
 from featurebus.schemas.time import from_epoch_ms, now_ms
+
+if TYPE_CHECKING:
+    from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = ["monitoring_app", "stats"]
 
@@ -32,6 +35,26 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _applied_spec(name: str, bootstrap: str | None, home: Path | None) -> WorkspaceSpec | None:
+    """Logged in (and no --bootstrap): from the control plane, which checks the viewer role and
+    needs no Kafka credentials; else from the registry on the bus. The statistics themselves are
+    files under the home either way (as training sets are)."""
+    from featurebus.platform.config import control_login, resolve_bootstrap
+
+    if bootstrap is None and control_login(home)[1] is not None:
+        from featurebus.cli_control import current_spec
+        from featurebus.control_client import ControlClient
+
+        client = ControlClient.from_config(home)
+        try:
+            return current_spec(client, name)
+        finally:
+            client.close()
+    from featurebus.platform.registry import KafkaRegistry
+
+    return KafkaRegistry(resolve_bootstrap(bootstrap)).get(name)
+
+
 @monitoring_app.command("stats")
 def stats(
     view: Annotated[str, typer.Argument(help="The feature view.")],
@@ -46,21 +69,20 @@ def stats(
         str | None, typer.Option("--workspace", "-w", help="Workspace (default: the selected one).")
     ] = None,
     as_json: AsJson = False,
-    bootstrap: Bootstrap = None,
+    bootstrap: Direct = None,
     home: Home = None,
 ) -> None:
     """Row count, null rate, min, max, mean, stddev, quantiles, distinct count and histogram per
     feature and bucket of event time; a bucket without data says so."""
-    from featurebus.platform.config import home_dir, resolve_bootstrap, selected_workspace
+    from featurebus.platform.config import home_dir, selected_workspace
     from featurebus.platform.monitoring.quality import Granularity
     from featurebus.platform.monitoring.quality_report import monitored_view, view_statistics
     from featurebus.platform.monitoring.quality_store import QualityStore
-    from featurebus.platform.registry import KafkaRegistry
 
     if granularity not in _DEFAULT_LOOKBACK_MS:
         raise InvalidRequestError(f"--granularity must be hour or day, got {granularity!r}")
     name = workspace or selected_workspace(home)
-    spec = KafkaRegistry(resolve_bootstrap(bootstrap)).get(name)
+    spec = _applied_spec(name, bootstrap, home)
     if spec is None:
         raise InvalidRequestError(f"no workspace named {name!r}; `featurebus workspace list` shows them")
     view_spec = monitored_view(spec, view)

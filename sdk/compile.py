@@ -33,6 +33,7 @@ from featurebus.definitions import (
 )
 from featurebus.exceptions import DefinitionError, FeaturebusError
 from featurebus.feature_table import FeatureTable, compile_feature_table, table_objects, with_table_objects
+from featurebus.locations import location_of
 from featurebus.platform.kafka.topics import push_topic
 from featurebus.realtime import RealtimeFeatureView
 from featurebus.realtime_compile import compile_realtime_views, view_features
@@ -97,6 +98,7 @@ def _metadata(obj: Any) -> dict[str, Any]:
         "owner": obj.owner,
         "tags": tuple(sorted(obj.tags.items())),
         "prevent_destroy": obj.prevent_destroy,
+        "defined_at": location_of(obj.site),
     }
 
 

@@ -43,7 +43,7 @@ __all__ = [
 DESCRIBE_JSON_FORMAT_VERSION = 1
 # kind -> the WorkspaceSpec field holding that kind, in lineage order
 KINDS = WORKSPACE_FIELD
-_METADATA = ("description", "owner", "tags", "prevent_destroy")
+_METADATA = ("description", "owner", "tags", "prevent_destroy", "defined_at")
 
 
 @dataclass(frozen=True)
@@ -311,13 +311,21 @@ def describe_document(
     return document
 
 
+def _metadata_text(key: str, value: Any) -> str:
+    if key == "tags":
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if key == "defined_at":  # {"path": ..., "line": ...}: shown as editors and tracebacks write it
+        return f"{value['path']}:{value['line']}"
+    return str(value)
+
+
 def render_description(doc: dict[str, Any]) -> str:
     """The document as text for people."""
     version = f" v{doc['workspace_version']}" if doc["workspace_version"] else ""
     lines = [f"{doc['kind']} {doc['name']}  (workspace {doc['workspace']}{version}; {doc['origin']})"]
     for key, value in doc["metadata"].items():
         if value:
-            lines.append(f"  {key}: {', '.join(f'{k}={v}' for k, v in value.items()) if key == 'tags' else value}")
+            lines.append(f"  {key}: {_metadata_text(key, value)}")
     lines.append("spec:")
     lines.extend(_render_value(key, value, 1) for key, value in doc["spec"].items() if key != "name")
     chain = doc["lineage"]

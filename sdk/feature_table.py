@@ -29,6 +29,7 @@ from featurebus.exceptions import DefinitionError, InvalidRequestError
 # Moved down a layer: the control plane diffs and applies workspaces with them.
 from featurebus.platform.plan.tables import attribute_aggregation, table_objects, with_table_objects
 from featurebus.schemas.specs import (
+    DefinitionLocationSpec,
     FeatureTableSpec,
     FieldSpec,
 )
@@ -196,6 +197,7 @@ def compile_feature_table(table: FeatureTable) -> FeatureTableSpec:
         owner=table.owner,
         tags=tuple(sorted(table.tags.items())),
         prevent_destroy=table.prevent_destroy,
+        defined_at=DefinitionLocationSpec(table.site.file, table.site.line),
     )
     for feature in spec.features:
         try:

@@ -6,6 +6,8 @@
 
 Jobs are queued on the workspace's jobs topic and run by its job runner (``featurebus jobs run``,
 started by ``featurebus up``). Jobs come back as ``featurebus.schemas.jobs.Job`` records.
+This module talks to the bus directly (a workspace read with ``get_workspace(..., bootstrap=...)``);
+with a control-plane login the same methods go through ``featurebus.materialization_control``.
 """
 
 from __future__ import annotations

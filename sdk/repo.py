@@ -18,6 +18,7 @@ from typing import Any
 from featurebus.compile import compile_workspace
 from featurebus.definitions import BatchSource, Entity, FeatureService, FeatureView, StreamSource
 from featurebus.exceptions import DefinitionError
+from featurebus.locations import relative_to_repository
 from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = ["REPO_MARKERS", "find_repo_root", "load_repo", "repo_files"]
@@ -82,7 +83,7 @@ def load_repo(root: Path, workspace: str) -> WorkspaceSpec:
             f"no featurebus definitions found under {root}; define Entity, StreamSource, "
             "stream_feature_view and FeatureService objects at module level"
         )
-    return compile_workspace(workspace, objects)
+    return relative_to_repository(compile_workspace(workspace, objects), root)
 
 
 def _module_name(import_root: Path, path: Path) -> str:

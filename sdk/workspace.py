@@ -4,8 +4,12 @@
     training = ws.get_feature_service("fraud_detection").get_features_for_events(spine)
     values = ws.get_feature_view("user_transaction_stats").get_features_in_range(start, end)
 
-Definitions come from the registry on the bus; training sets from the offline store under the
-platform's home (``FEATUREBUS_HOME``, or ``./.featurebus``), where ``featurebus up`` writes it.
+Definitions come from the control plane when a login is configured (``featurebus login``, or
+``FEATUREBUS_CONTROL_URL`` / ``FEATUREBUS_API_KEY``): no Kafka credentials needed, and the job methods
+go through it too (its roles and audit log). ``get_workspace(name, bootstrap=...)`` reads the
+registry on that bus directly instead (bus admins), as does a machine without a login. Training sets
+come from the offline store under the platform's home (``FEATUREBUS_HOME``, or ``./.featurebus``),
+where ``featurebus up`` writes it, after the control plane confirms the caller's role.
 Development workspaces work the same way, ad hoc: they are never materialized, so their sources
 read what live workspaces materialized from the same topics (push sources: of the same name);
 ``featurebus.platform.offline.locations`` has the rule. Results are ``TectonDataFrame``s: pandas
@@ -172,11 +176,26 @@ class FeatureViewClient:
         overwrite: bool = False,
     ) -> str:
         """Queue a materialization over ``[start_time, end_time)``; returns the job id."""
+        ws = self.workspace
+        if ws.via_control:
+            from featurebus import materialization_control
+
+            return materialization_control.trigger_materialization_job(
+                ws.home,
+                ws.name,
+                self.name,
+                start_time,
+                end_time,
+                online,
+                offline,
+                use_tecton_managed_retries,
+                overwrite,
+            )
         from featurebus import materialization
 
         return materialization.trigger_materialization_job(
-            self.workspace.spec,
-            self.workspace.bootstrap,
+            ws.spec,
+            ws.bootstrap,
             self.name,
             start_time,
             end_time,
@@ -187,28 +206,46 @@ class FeatureViewClient:
         )
 
     def list_materialization_jobs(self) -> list[Job]:
+        ws = self.workspace
+        if ws.via_control:
+            from featurebus import materialization_control
+
+            return materialization_control.list_materialization_jobs(ws.home, ws.name, self.name)
         from featurebus import materialization
 
-        return materialization.list_materialization_jobs(self.workspace.spec, self.workspace.bootstrap, self.name)
+        return materialization.list_materialization_jobs(ws.spec, ws.bootstrap, self.name)
 
     def get_materialization_job(self, job_id: str) -> Job:
+        ws = self.workspace
+        if ws.via_control:
+            from featurebus import materialization_control
+
+            return materialization_control.get_materialization_job(ws.home, ws.name, job_id)
         from featurebus import materialization
 
-        return materialization.get_materialization_job(self.workspace.spec, self.workspace.bootstrap, job_id)
+        return materialization.get_materialization_job(ws.spec, ws.bootstrap, job_id)
 
     def cancel_materialization_job(self, job_id: str) -> Job:
         """Request the cancel (the runner stops the job between chunks); returns the job as it was."""
+        ws = self.workspace
+        if ws.via_control:
+            from featurebus import materialization_control
+
+            return materialization_control.cancel_materialization_job(ws.home, ws.name, job_id)
         from featurebus import materialization
 
-        return materialization.cancel_materialization_job(self.workspace.spec, self.workspace.bootstrap, job_id)
+        return materialization.cancel_materialization_job(ws.spec, ws.bootstrap, job_id)
 
     def wait_for_materialization_job(self, job_id: str, timeout: timedelta | None = None) -> Job:
         """Block until the job ends; ``featurebus.exceptions.JobTimeoutError`` after ``timeout``."""
+        ws = self.workspace
+        if ws.via_control:
+            from featurebus import materialization_control
+
+            return materialization_control.wait_for_materialization_job(ws.home, ws.name, job_id, timeout)
         from featurebus import materialization
 
-        return materialization.wait_for_materialization_job(
-            self.workspace.spec, self.workspace.bootstrap, job_id, timeout
-        )
+        return materialization.wait_for_materialization_job(ws.spec, ws.bootstrap, job_id, timeout)
 
 
 class FeatureTableClient(FeatureViewClient):
@@ -219,7 +256,9 @@ class FeatureTableClient(FeatureViewClient):
         the ingestion API's path: every row validated against the table's schema first, and one
         bad row rejects them all (``RecordValidationError`` naming each) with nothing written.
         Returns once Kafka acknowledged every row (idempotent, ``acks=all``); the stream worker
-        then makes them served and, with ``offline=True``, part of training sets."""
+        then makes them served and, with ``offline=True``, part of training sets. It writes to the
+        bus itself (``bootstrap``, or the configured cluster, with its Kafka credentials); with only a
+        control-plane login, send the rows to the serving ingestion API instead."""
         from featurebus.feature_table import table_records
         from featurebus.platform.config import resolve_bootstrap
         from featurebus.serving.ingest import IngestService, KafkaRecordSink
@@ -242,14 +281,18 @@ class Workspace:
         offline_data: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
         bootstrap: str | None = None,
         home: Path | None = None,
+        via_control: bool = False,
     ) -> None:
         self.spec = spec
-        self.home = home  # whose control-plane login deletes use (None: the default home)
-        self.bootstrap = bootstrap  # the cluster it was read from: materialization jobs go there
+        self.home = home  # whose control-plane login deletes and jobs use (None: the default home)
+        # The cluster it was read from: materialization jobs (read directly) and FeatureTable.ingest
+        # go there (None: the configured cluster).
+        self.bootstrap = bootstrap
+        # Read through the control plane: job methods go through it too (no Kafka credentials).
+        self.via_control = via_control
         self.offline_root = offline_root
         # Where each source's offline records are; None: the workspace's own (a live workspace).
         self.offline_data = offline_data
-        self.bootstrap = bootstrap  # where FeatureTable.ingest writes (None: the configured cluster)
 
     @property
     def name(self) -> str:
@@ -316,20 +359,42 @@ class Workspace:
 
 
 def get_workspace(name: str, bootstrap: str | None = None, home: Path | None = None) -> Workspace:
-    """The workspace's current applied version, read from the registry on the bus."""
-    from featurebus.platform.config import home_dir, resolve_bootstrap
+    """The workspace's current applied version: from the control plane when a login is configured
+    and no ``bootstrap`` is given (a workspace the caller holds no role in is refused, naming the
+    role), else from the registry on the bus (``bootstrap``, or the configured cluster)."""
+    from featurebus.offline_access import applied_specs_via_control
+    from featurebus.platform.config import home_dir
     from featurebus.platform.offline.locations import offline_locations
-    from featurebus.platform.registry import KafkaRegistry
 
-    cluster = resolve_bootstrap(bootstrap)
-    specs = KafkaRegistry(cluster).list()
+    root = home.resolve() if home else home_dir()
+    specs = None if bootstrap else applied_specs_via_control(root)
+    via_control = specs is not None
+    if specs is None:
+        from featurebus.platform.config import resolve_bootstrap
+        from featurebus.platform.registry import KafkaRegistry
+
+        bootstrap = resolve_bootstrap(bootstrap)
+        specs = KafkaRegistry(bootstrap).list()
     spec = specs.get(name)
     if spec is None:
+        if via_control:
+            _ask_control_plane_about(name, root)  # a missing role is named (403), an unknown name is 404
         known = ", ".join(sorted(specs)) or "none"
         raise NotFoundError(
             f"no workspace named {name!r} (known: {known}); create it with "
             f"`featurebus workspace create {name}` and `featurebus apply` a repository to it"
         )
     offline_data = None if spec.live else offline_locations(spec, specs)
-    root = home.resolve() if home else home_dir()
-    return Workspace(spec, root / "offline", offline_data, cluster, home=root)
+    return Workspace(spec, root / "offline", offline_data, bootstrap, home=root, via_control=via_control)
+
+
+def _ask_control_plane_about(name: str, home: Path) -> None:
+    """A workspace missing from the caller's list: the control plane says why (the role it takes,
+    or that no such workspace exists) with its own error."""
+    from featurebus.control_client import ControlClient
+
+    client = ControlClient.from_config(home)
+    try:
+        client.get(f"/v1/workspaces/{name}")
+    finally:
+        client.close()

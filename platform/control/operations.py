@@ -85,13 +85,23 @@ class Jobs:
         online: bool | None = None,
         offline: bool | None = None,
         overwrite: bool = False,
+        managed_retries: bool = True,
     ) -> dict[str, Any]:
         return self._mutate(
             call,
             workspace,
             "jobs.materialize",
             lambda store, spec: submit_materialization(
-                store, spec, view, start_ms, end_ms, self._now_ms(), online=online, offline=offline, overwrite=overwrite
+                store,
+                spec,
+                view,
+                start_ms,
+                end_ms,
+                self._now_ms(),
+                online=online,
+                offline=offline,
+                overwrite=overwrite,
+                managed_retries=managed_retries,
             ),
         )
 

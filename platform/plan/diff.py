@@ -257,7 +257,12 @@ def _with_rematerialization(
 
 
 def _invalidating(changes: tuple[FieldChange, ...], harmless: frozenset[str]) -> list[str]:
-    return [fc.path for fc in changes if _attribute_path(fc.at) not in harmless]
+    return [fc.path for fc in changes if not _is_harmless(_attribute_path(fc.at), harmless)]
+
+
+def _is_harmless(path: str, harmless: frozenset[str]) -> bool:
+    """A harmless attribute covers what is nested in it: ``defined_at.line`` under ``defined_at``."""
+    return any(path == h or path.startswith(h + ".") for h in harmless)
 
 
 def _attribute_path(at: tuple[_Step, ...]) -> str:

@@ -45,6 +45,7 @@ def table_objects(workspace: str, table: FeatureTableSpec) -> tuple[StreamSource
         "owner": table.owner,
         "tags": table.tags,
         "prevent_destroy": table.prevent_destroy,
+        "defined_at": table.defined_at,
     }
     timestamp = FieldSpec(table.timestamp_field, "timestamp")
     source = StreamSourceSpec(

@@ -40,6 +40,7 @@ class MaterializeRequest(BaseModel):
     online: bool | None = None
     offline: bool | None = None
     overwrite: bool = False
+    managed_retries: bool = True  # Tecton's use_tecton_managed_retries: False runs one attempt
 
 
 def definitions_router(plane: ControlPlane) -> APIRouter:
@@ -106,6 +107,7 @@ def definitions_router(plane: ControlPlane) -> APIRouter:
             online=body.online,
             offline=body.offline,
             overwrite=body.overwrite,
+            managed_retries=body.managed_retries,
         )
 
     @router.post(

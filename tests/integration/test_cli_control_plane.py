@@ -37,6 +37,34 @@ def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _sdk_with_only_a_login(home: Path, workspace: str) -> None:
+    """A Python script whose environment holds the login (in ``home``'s config) and no Kafka
+    setting at all: ``get_workspace`` -> a training set, then the operator role it lacks named."""
+    from featurebus.platform.kafka.runtime import free_port_pair as dead_port
+    from featurebus.platform.offline.store import open_store
+
+    open_store(home / "offline")
+    script = (
+        "import featurebus, pandas as pd\n"
+        f"ws = featurebus.get_workspace({workspace!r})\n"
+        "spine = pd.DataFrame({'user_id': ['u1', 'u2'], 'ts': pd.to_datetime(['2026-01-01T00:00:00Z'] * 2)})\n"
+        "frame = ws.get_feature_service('user_engagement').get_features_for_events(spine, 'ts')\n"
+        "print('rows', len(frame), 'via_control', ws.via_control)\n"
+        "try:\n"
+        "    ws.get_feature_view(ws.list_feature_views()[0]).cancel_materialization_job('nope')\n"
+        "except featurebus.exceptions.PermissionDeniedError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FEATUREBUS_", "KAFKA_"))}
+    # Nothing listens there: had the SDK gone to the bus, the script would fail.
+    env.update(FEATUREBUS_HOME=str(home), FEATUREBUS_KAFKA_BOOTSTRAP=f"127.0.0.1:{dead_port()[0]}")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "rows 2 via_control True", done.stdout
+    assert lines[1].startswith("refused:") and "'operator'" in lines[1], done.stdout
+
+
 def test_the_cli_goes_through_the_control_plane(kafka_bootstrap: str, tmp_path: Path) -> None:
     suffix = uuid.uuid4().hex[:8]
     workspace, admin_name, robot = f"cp_{suffix}", f"root-{suffix}", f"robot-{suffix}"
@@ -100,6 +128,7 @@ def test_the_cli_goes_through_the_control_plane(kafka_bootstrap: str, tmp_path: 
         robot_home = tmp_path / "robot"
         assert _cli(robot_home, "login", "--url", url, "--key", robot_key).returncode == 0
         assert _cli(robot_home, "jobs", "list", "-w", workspace, "--json").returncode == 0
+        _sdk_with_only_a_login(robot_home, workspace)
         refused = _cli(robot_home, "apply", "--repo", str(ADS), "-w", workspace)
         assert refused.returncode == 1 and "needs 'editor'" in refused.stderr and "Traceback" not in refused.stderr
 

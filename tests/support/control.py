@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
+import uvicorn
 from fastapi.testclient import TestClient
 
 from featurebus.platform.access.records import PrincipalKind
@@ -62,3 +68,29 @@ def control_fixture() -> ControlFixture:
     finally:
         store.close()
     return ControlFixture(plane, registry, TestClient(create_control_app(plane)), secrets, job_id)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def served_control(plane: ControlPlane) -> Iterator[str]:
+    """The control app over real HTTP (uvicorn on 127.0.0.1, a thread of this process); yields its URL,
+    which a subprocess can log in to as well."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_control_app(plane), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the control app did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -76,6 +76,7 @@ def test_document_carries_spec_metadata_lineage_and_materialization(fraud: Works
         "owner": "fraud-team",
         "tags": {"tier": "gold"},
         "prevent_destroy": True,
+        "defined_at": {"path": "features/user_transactions.py", "line": view.defined_at.line},  # type: ignore[union-attr]
     }
     assert doc["spec"]["aggregations"][0]["name"] == "amount_count_10m_continuous"
     assert doc["materialization"] == {

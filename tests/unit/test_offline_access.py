@@ -3,52 +3,27 @@ round trip to the control app (uvicorn on 127.0.0.1, in-memory registry), then t
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 from featurebus.cli import app
 from featurebus.exceptions import AuthenticationError, PermissionDeniedError
 from featurebus.platform.offline.store import open_store
-from featurebus.serving.control.app import create_control_app
 from featurebus.workspace import Workspace
-from tests.support.control import ControlFixture, control_fixture
+from tests.support.control import ControlFixture, control_fixture, free_port, served_control
 
 SPINE = pd.DataFrame({"user_id": ["u1"], "ts": pd.to_datetime(["2026-01-01T00:00:00Z"])})
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
 def control() -> Iterator[tuple[ControlFixture, str]]:
     fixture = control_fixture()
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_control_app(fixture.plane), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the control app did not start"
-        time.sleep(0.02)
-    try:
-        yield fixture, f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with served_control(fixture.plane) as url:
+        yield fixture, url
 
 
 def _workspace(fixture: ControlFixture, name: str, tmp_path: Path) -> Workspace:
@@ -105,7 +80,7 @@ def test_a_wrong_key_is_refused_with_how_to_log_in(
 def test_without_a_login_nothing_is_asked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     fixture = control_fixture()
     # Nothing listens there: a question asked would fail with ControlPlaneUnavailableError.
-    _login(monkeypatch, f"http://127.0.0.1:{_free_port()}", None, tmp_path)
+    _login(monkeypatch, f"http://127.0.0.1:{free_port()}", None, tmp_path)
     frame = _workspace(fixture, "a", tmp_path).get_feature_service("spending").get_features_for_events(SPINE, "ts")
     assert len(frame) == 1
 

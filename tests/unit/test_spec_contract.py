@@ -79,6 +79,9 @@ def _as_version_4(document: bytes) -> bytes:
         assert view.pop("data_quality_expectations") == []
     for service in raw["feature_services"]:
         assert service.pop("logging") is None
+    for kind in (*raw.keys() - {"name", "version", "applied_at_ms", "format_version"},):
+        for obj in raw[kind] if isinstance(raw[kind], list) else ():
+            assert obj.pop("defined_at") is None  # where a definition was written: recorded since
     return orjson.dumps(raw)
 
 

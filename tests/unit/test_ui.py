@@ -4,6 +4,7 @@ object pages, lineage, keys, and monitoring panels when their routes are absent 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -12,7 +13,9 @@ from fastapi.testclient import TestClient
 
 from featurebus.platform.control.catalog import ObjectKind, catalog_rows, query_rows
 from featurebus.platform.control.lineage import lineage_graph
+from featurebus.platform.registry import apply_workspace
 from featurebus.schemas.errors import InvalidRequestError
+from featurebus.schemas.specs import DefinitionLocationSpec
 from featurebus.serving.control.ui.charts import line_chart, points_of
 from tests.support.control import ControlFixture, control_fixture
 from tests.support.specs import spending_workspace
@@ -127,6 +130,20 @@ def test_the_object_page_shows_features_code_history_and_who_applied(fx: Control
     assert "v1" in page.text and "create" in page.text
     assert "no data yet" in page.text  # data quality and drift routes are not on this branch
     assert signed_in(fx, "p-viewer").get("/ui/w/a/objects/nothing").status_code == 404
+
+
+def test_the_object_page_shows_where_the_definition_was_written(fx: ControlFixture) -> None:
+    client = signed_in(fx, "p-viewer")
+    assert "unrecorded location" in client.get("/ui/w/a/objects/user_spending").text  # applied without one
+    spec = fx.registry.get("a")
+    assert spec is not None
+    located = dataclasses.replace(
+        spec.stream_feature_views[0], defined_at=DefinitionLocationSpec("features/spending.py", 42)
+    )
+    apply_workspace(fx.registry, dataclasses.replace(spec, stream_feature_views=(located,)))
+    page = client.get("/ui/w/a/objects/user_spending").text
+    transformation = page[page.index("<h2>Transformation</h2>") :]
+    assert "<code>features/spending.py:42</code>" in transformation.split("</pre>")[0]
 
 
 def test_lineage_runs_from_topics_through_views_to_services_and_stores(fx: ControlFixture) -> None:

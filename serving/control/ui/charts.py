@@ -8,7 +8,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-__all__ = ["line_chart", "points_of"]
+__all__ = ["bar_chart", "line_chart", "points_of"]
 
 
 def points_of(data: Any) -> list[tuple[float, float]]:
@@ -45,4 +45,26 @@ def line_chart(points: Sequence[tuple[float, float]], label: str, width: int = 4
         f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
         f'aria-label="{escape(label)}"><polyline fill="none" stroke="currentColor" stroke-width="1.5" '
         f'points="{coords}"/><text x="{pad}" y="12">{escape(label)}: max {high:g}, last {points[-1][1]:g}</text></svg>'
+    )
+
+
+def bar_chart(
+    edges: Sequence[float], counts: Sequence[float], label: str, width: int = 420, height: int = 120
+) -> Markup:
+    """A histogram: ``counts[i]`` rows between ``edges[i]`` and ``edges[i + 1]``."""
+    if len(edges) != len(counts) + 1 or not counts:
+        return Markup('<p class="empty">no histogram</p>')
+    pad, top = 4, 16
+    high = max(counts) or 1.0
+    bar = (width - 2 * pad) / len(counts)
+    bars = "".join(
+        f'<rect x="{pad + i * bar:.1f}" y="{height - pad - c / high * (height - pad - top):.1f}" '
+        f'width="{max(bar - 1, 1):.1f}" height="{c / high * (height - pad - top):.1f}">'
+        f"<title>{edges[i]:g} – {edges[i + 1]:g}: {c:g}</title></rect>"
+        for i, c in enumerate(counts)
+    )
+    return Markup(
+        f'<svg class="chart histogram" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="{escape(label)}"><g fill="currentColor">{bars}</g>'
+        f'<text x="{pad}" y="12">{escape(label)}: {edges[0]:g} to {edges[-1]:g}</text></svg>'
     )

@@ -2,9 +2,11 @@
 parity) come from the control plane's own routes, called in-process through ASGI with the
 signed-in key: the same guard, no network hop, no second copy of the rules.
 
-Those routes are added by the monitoring and quality work; until they are there (404) a panel
-says "no data yet", and when a call fails it says the component is down, never a traceback.
-The paths live here and nowhere else.
+The data-quality, drift and parity routes (``serving/control/routes_quality.py``) exist when the
+control plane is given the offline store; without them (404) a panel says "no data yet". A route
+that answers 400/404 with a reason (data quality disabled, no logged requests, no report yet) has
+its reason shown; when a call fails the panel says the component is down, never a traceback. The
+paths live here and nowhere else; ``quality_panels`` reads the answers.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ _PREFIXES = ("/v1", "")
 @dataclasses.dataclass(frozen=True)
 class Fetched:
     """A panel's data, or why there is none: ``state`` is "ok", "empty" (the route or its data is
-    not there yet), "down" (the call failed) or "refused" (the API said no: ``note`` says why)."""
+    not there yet, ``note`` says why when the route did), "down" (the call failed) or "refused"
+    (401/403: the API said no, ``note`` says why)."""
 
     state: str
     data: Any = None
@@ -100,7 +103,8 @@ def _fetched(response: httpx.Response) -> Fetched:
     if status >= 500:
         return Fetched("down", note=f"component down: {_message(response)}", status=status)
     if status >= 400:
-        return Fetched("refused" if status != 404 else "empty", note=_message(response), status=status)
+        # Only 401/403 are refusals; a 400/404 names why there is nothing to show (not monitored yet).
+        return Fetched("refused" if status in (401, 403) else "empty", note=_message(response), status=status)
     try:
         data = response.json()
     except ValueError:

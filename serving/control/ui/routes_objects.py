@@ -4,6 +4,9 @@ lineage graph."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,11 +18,13 @@ from featurebus.platform.control.lineage import lineage_graph
 from featurebus.platform.control.materialization import materialization_state
 from featurebus.schemas.specs import StreamFeatureViewSpec
 from featurebus.serving.control.ui.monitoring_client import Fetched, MonitoringClient
+from featurebus.serving.control.ui.quality_panels import PanelShapeError, drift_panel, parity_panel, stats_panel
 from featurebus.serving.control.ui.render import UiRoute, page
 from featurebus.serving.control.ui.session import Ctx, UiContext
 
 __all__ = ["object_pages"]
 
+_log = logging.getLogger(__name__)
 _VIEW_KINDS = (ObjectKind.STREAM_FEATURE_VIEW, ObjectKind.BATCH_FEATURE_VIEW)
 
 
@@ -31,14 +36,15 @@ def object_pages() -> APIRouter:
         values = await run_in_threadpool(_object_values, ctx, workspace, name, request.app.state.ui.bootstrap)
         client = MonitoringClient(request.app, ctx.call)
         kind = values["kind"]
-        panels: dict[str, Fetched] = {}
+        panels: dict[str, Panel] = {}
         if kind in _VIEW_KINDS:
             stats, drift = await asyncio.gather(
                 client.get("stats", workspace=workspace, view=name), client.get("drift", workspace=workspace, view=name)
             )
-            panels = {"Data quality": stats, "Drift": drift}
+            panels = {"quality": _panel(stats, stats_panel), "drift": _panel(drift, drift_panel)}
         elif kind is ObjectKind.FEATURE_SERVICE:
-            panels = {"Online/offline parity": await client.get("parity", workspace=workspace, service=name)}
+            parity = await client.get("parity", workspace=workspace, service=name)
+            panels = {"parity": _panel(parity, parity_panel)}
         return page(request, ctx, "object.html", panels=panels, **values)
 
     @router.get("/lineage")
@@ -53,6 +59,28 @@ def object_pages() -> APIRouter:
         return lineage_graph(ctx.plane.catalog.spec(ctx.call, workspace))
 
     return router
+
+
+@dataclasses.dataclass(frozen=True)
+class Panel:
+    """A monitoring panel: what the route answered and, when it answered, what the page draws."""
+
+    fetched: Fetched
+    parsed: Any = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.parsed  # no column with data, no feature, or a report without requests
+
+
+def _panel(fetched: Fetched, parse: Callable[[Any], Any]) -> Panel:
+    if not fetched.ok:
+        return Panel(fetched)
+    try:
+        return Panel(fetched, parse(fetched.data))
+    except PanelShapeError as exc:
+        _log.warning("monitoring answer not understood: %s", exc)
+        return Panel(Fetched("down", note=f"component answered in an unexpected shape: {exc}", status=502))
 
 
 def _object_values(ctx: UiContext, workspace: str, name: str, bootstrap: str | None) -> dict[str, Any]:
