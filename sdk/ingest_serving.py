@@ -26,6 +26,7 @@ from featurebus.schemas.errors import (
     InvalidRequestError,
     KafkaUnavailableError,
     NotFoundError,
+    NotReadyError,
     PayloadTooLargeError,
     PermissionDeniedError,
     RecordValidationError,
@@ -86,7 +87,7 @@ class _ServingIngest:
         try:
             response = self._client.post("/ingest", content=content)
         except httpx.TransportError as exc:
-            raise KafkaUnavailableError(
+            raise FeaturebusError(
                 f"the serving API at {self.url} did not answer ({type(exc).__name__}: {exc}); start it "
                 "(`featurebus up` or `featurebus serve`) or log in with the right one: `featurebus login --url "
                 "CONTROL_URL --serving-url SERVING_URL`"
@@ -106,6 +107,11 @@ class _ServingIngest:
                 if isinstance(e, dict)
             ]
             raise RecordValidationError(message, record_errors=errors)
+        if response.status_code == 503 and "retry-after" in response.headers:  # a replica still catching up
+            raise NotReadyError(
+                f"the serving API at {self.url} is not ready yet: {message}; ingest again shortly",
+                int(response.headers["retry-after"]),
+            )
         error = _ERRORS.get(response.status_code, FeaturebusError)
         raise error(f"the serving API at {self.url} refused the rows ({response.status_code}): {message}")
 

@@ -300,10 +300,11 @@ class Workspace:
     ) -> None:
         self.spec = spec
         self.home = home  # whose control-plane login deletes and jobs use (None: the default home)
-        # The cluster it was read from: materialization jobs (read directly) and FeatureTable.ingest
-        # go there (None: the configured cluster).
+        # The cluster it was read from: materialization jobs and FeatureTable.ingest of a workspace
+        # read directly go there (None: the configured cluster).
         self.bootstrap = bootstrap
-        # Read through the control plane: job methods go through it too (no Kafka credentials).
+        # Read through the control plane: job methods go through it too, and FeatureTable.ingest
+        # through the serving API (no Kafka credentials).
         self.via_control = via_control
         self.offline_root = offline_root
         # Where each source's offline records are; None: the workspace's own (a live workspace).
