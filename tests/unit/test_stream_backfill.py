@@ -392,7 +392,7 @@ def test_views_without_history_keep_the_fingerprint_they_had_before_batch_histor
     view, source = spec.stream_feature_views[0], spec.stream_sources[0]
     history_fields = {
         "feature_start_ms", "backfill_from_batch", "stream_cutover_ms", "batch_schedule_ms", "batch_trigger",
-        "manual_trigger_backfill_end_ms", "max_backfill_interval_ms", "incremental_backfills",
+        "manual_trigger_backfill_end_ms", "max_backfill_interval_ms", "incremental_backfills", "source_range",
     }  # fmt: skip
     before = {k: v for k, v in dataclasses.asdict(view).items() if k not in history_fields | VIEW_HARMLESS}
     secondary_key_fields = {"secondary_key", "secondary_key_dtype", "keys_feature"}  # added with issue 16 too
