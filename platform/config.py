@@ -34,6 +34,7 @@ __all__ = [
     "save_control_login",
     "select_workspace",
     "selected_workspace",
+    "serving_url_of_login",
 ]
 
 DEFAULT_WORKSPACE = "default"
@@ -197,7 +198,30 @@ def control_login(home: Path | None = None) -> tuple[str, str | None]:
     return str(url), (str(key) if key else None)
 
 
-def save_control_login(url: str, key: str | None, home: Path | None = None) -> Path:
+def save_control_login(url: str, key: str | None, home: Path | None = None, serving_url: str | None = None) -> Path:
+    """Store the login; a ``serving_url`` (where the SDK sends ``FeatureTable.ingest``) is kept
+    when given, and an earlier one is left as it was when not."""
+    changes: dict[str, object] = {"control_url": url.rstrip("/")}
     if key:
-        return _update_settings(home, control_url=url.rstrip("/"), api_key=key)
-    return _update_settings(home, control_url=url.rstrip("/"))
+        changes["api_key"] = key
+    if serving_url:
+        changes["serving_url"] = serving_url.rstrip("/")
+    return _update_settings(home, **changes)
+
+
+def serving_url_of_login(home: Path | None = None) -> str:
+    """The serving API a logged-in SDK ingests through: ``FEATUREBUS_URL``, else the one
+    `featurebus login --serving-url` stored, else that of the `featurebus up` running from this
+    home. The control plane is not asked: it may run apart from serving and not know its address
+    as clients reach it."""
+    explicit = os.environ.get("FEATUREBUS_URL") or _read_settings(home).get("serving_url")
+    if explicit:
+        return str(explicit).rstrip("/")
+    running = running_platform(home)
+    if running is not None:
+        return running.serving_url
+    raise InvalidRequestError(
+        "no serving API known to send the rows to: log in with it, `featurebus login --url CONTROL_URL "
+        "--serving-url SERVING_URL`, or set FEATUREBUS_URL (or pass bootstrap= to get_workspace to write to the "
+        "bus directly)"
+    )

@@ -82,7 +82,12 @@ def _without(value: dict[str, Any], harmless: frozenset[str]) -> dict[str, Any]:
 
 # Fields added after fingerprints existed, at the value that means what specs without them meant:
 # left out of the hash then, so an upgrade does not recompute every view.
-_ADDED_AT_DEFAULT = {"feature_start_ms": None, "backfill_from_batch": False, "stream_cutover_ms": None}
+_ADDED_AT_DEFAULT = {
+    "feature_start_ms": None,
+    "backfill_from_batch": False,
+    "stream_cutover_ms": None,
+    "source_range": None,
+}
 _AGGREGATION_ADDED_AT_DEFAULT = {"secondary_key": None, "secondary_key_dtype": "", "keys_feature": False}
 
 

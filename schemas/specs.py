@@ -76,6 +76,7 @@ __all__ = [
 # (``AggregationSpec.secondary_key``).
 # 6 also: stream views' batch history (feature_start_ms, backfill_from_batch, stream_cutover_ms and how
 # backfills are cut: streams/cutover.py); a reader ignoring the cut-over would count events twice.
+# 6 also: a stream view's ``source_range`` (``select_range`` bounding its batch history's reads).
 # 7: alerting (views' ``monitoring``: Tecton's monitor_freshness, expected_feature_freshness,
 #    alert_email; the workspace's ``alert_rules``).
 SPEC_FORMAT_VERSION = 7
@@ -343,6 +344,9 @@ class StreamFeatureViewSpec(DescribedSpec):
     manual_trigger_backfill_end_ms: int | None = None
     max_backfill_interval_ms: int | None = None
     incremental_backfills: bool = False
+    # ``source=stream_source.select_range(...)``: bounds the batch_config rows each backfill
+    # window reads (streams/cutover.py ``history_read_range``); the stream itself is never filtered.
+    source_range: SourceRangeSpec | None = None
     # The view of the FeatureTable of the same name (derived from its FeatureTableSpec by
     # featurebus.feature_table; plan and describe show the table instead).
     feature_table: bool = False

@@ -50,7 +50,7 @@ class TimeBoundSpec:
 
 @dataclass(frozen=True)
 class SourceRangeSpec:
-    """``source.select_range(start, end)`` in a batch view: the source's rows it reads per window."""
+    """``source.select_range(start, end)`` in a batch view (or a stream view's history): the rows read per window."""
 
     source: str
     start: TimeBoundSpec

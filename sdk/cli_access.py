@@ -38,8 +38,15 @@ def _echo_json(document: Any) -> None:
 def login(
     url: Annotated[str, typer.Option("--url", help="The control plane, e.g. http://127.0.0.1:8090.")],
     key: Annotated[str | None, typer.Option("--key", help="An API key (prompted for when not given).")] = None,
+    serving_url: Annotated[
+        str | None,
+        typer.Option(
+            "--serving-url", help="The serving API, e.g. http://127.0.0.1:8080: where FeatureTable.ingest sends rows."
+        ),
+    ] = None,
 ) -> None:
-    """Store the control plane's URL and an API key in the featurebus config (mode 0600)."""
+    """Store the control plane's URL and an API key (and the serving API's URL) in the featurebus
+    config (mode 0600)."""
     from featurebus.platform.config import save_control_login
 
     secret = key or typer.prompt("API key", hide_input=True)
@@ -48,7 +55,7 @@ def login(
         me = client.get("/v1/whoami")
     finally:
         client.close()
-    path = save_control_login(url, secret)
+    path = save_control_login(url, secret, serving_url=serving_url)
     roles = ", ".join(f"{r['role']} in {r['workspace']}" for r in me["roles"]) or "no workspace roles"
     console.print(
         f"Logged in to {url} as {me['principal']}{' (admin)' if me['admin'] else ''}: {roles}; saved in {path}",

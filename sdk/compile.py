@@ -366,6 +366,7 @@ def _compile_view(view: StreamFeatureView) -> StreamFeatureViewSpec:
         max_backfill_interval_ms=view.backfill.max_backfill_interval_ms,
         incremental_backfills=view.backfill.incremental_backfills,
         monitoring=view.monitoring,
+        source_range=view.source_range,
     )
     if view.aggregation_secondary_key is not None:
         declared = {f.name: f.dtype.name for f in view.source.schema}

@@ -212,8 +212,9 @@ class DataSource(_Definition):
         end_time: TimeBound = TectonTimeConstant.MATERIALIZATION_END_TIME,
     ) -> RangedSource:
         """Tecton's ``select_range``: a batch feature view reads this source's rows in
-        ``[start_time, end_time)``, evaluated for each materialization window. Bounds are
-        datetimes, ``TectonTimeConstant``s, or ``MATERIALIZATION_START/END_TIME +/- timedelta``."""
+        ``[start_time, end_time)``, evaluated for each materialization window; a stream feature
+        view reads its history (``batch_config``) so, per backfill window, never its stream.
+        Bounds are datetimes, ``TectonTimeConstant``s, or ``MATERIALIZATION_START/END_TIME +/- timedelta``."""
         source = plain_source(self)
         assert isinstance(source, BatchSource | StreamSource)  # every other DataSource wraps one
         return _select_range(source, start_time, end_time, _caller_site())
@@ -431,7 +432,8 @@ class BatchSource(DataSource):
 class RangedSource(DataSource):
     """``source.select_range(start_time, end_time)``: a batch feature view reads the source's rows
     in that range, evaluated per materialization window (``featurebus.schemas.time_range``), in
-    materialization jobs, training sets and ad hoc reads alike."""
+    materialization jobs, training sets and ad hoc reads alike; a stream feature view so reads
+    its batch history (``featurebus.streams.cutover``), and all of its stream."""
 
     def __init__(
         self, source: BatchSource | StreamSource, selected: SourceRangeSpec, site: DefinitionSite, given: str = ""

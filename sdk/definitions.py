@@ -242,15 +242,11 @@ class StreamFeatureView(MaterializedFeatureView):
         self.data_quality = data_quality or DataQualityOptions()
         self.data_quality.check(self.error)
         given: object = source
-        if isinstance(given, RangedSource):
-            # Tecton bounds a stream view's batch_config backfill with it; featurebus backfills
-            # [feature_start_time, cut-over) whole, so a range would silently mean nothing.
-            raise self.error(
-                f"source {given.name!r} is passed as select_range(...), which would bound the backfill "
-                "from the source's batch_config; featurebus backfills a stream view from "
-                "feature_start_time to its cut-over to the stream, unbounded otherwise",
-                f"Pass source={given.name} itself, and bound the history with feature_start_time.",
-            )
+        # Tecton's select_range on a stream view's source bounds the batch_config rows each
+        # backfill window reads (streams/cutover.py); the stream itself is never filtered.
+        ranged = given if isinstance(given, RangedSource) else None
+        if ranged is not None:
+            given = ranged.source
         if isinstance(given, UnfilteredSource):
             given = given.source  # a stream view never filters its source by a range
         if isinstance(given, BatchSource):
@@ -333,6 +329,16 @@ class StreamFeatureView(MaterializedFeatureView):
             latest_event_edge=edge is AggregationLeadingEdge.LATEST_EVENT_TIME,
             **_NO_BATCH_HISTORY | dict(batch_history or {}),
         )
+        if ranged is not None and not self.backfill.from_batch:
+            raise self.error(
+                f"source {ranged.name!r} is passed as {ranged!r}, which bounds the history backfilled "
+                "from the source's batch_config, but the view has none (it needs feature_start_time, "
+                "a source with batch_config, and a batch_trigger other than NO_BATCH_MATERIALIZATION); "
+                "the stream itself is never filtered by a range",
+                f"Give the view feature_start_time=... (and the source batch_config=FileConfig(...)), "
+                f"or pass source={ranged.name} itself.",
+            )
+        self.source_range = None if ranged is None else ranged.range
         self.aggregation_secondary_key = _secondary_key(self, aggregation_secondary_key)
 
     @property

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featurebus.exceptions import NotFoundError
+from featurebus.exceptions import InvalidRequestError, NotFoundError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -255,16 +255,31 @@ class FeatureTableClient(FeatureViewClient):
         """Write the rows of ``df`` (join keys, features, the timestamp column) to the table through
         the ingestion API's path: every row validated against the table's schema first, and one
         bad row rejects them all (``RecordValidationError`` naming each) with nothing written.
-        Returns once Kafka acknowledged every row (idempotent, ``acks=all``); the stream worker
-        then makes them served and, with ``offline=True``, part of training sets. It writes to the
-        bus itself (``bootstrap``, or the configured cluster, with its Kafka credentials); with only a
-        control-plane login, send the rows to the serving ingestion API instead."""
+        Returns once Kafka acknowledged every row (``acks=all``); the stream worker then makes
+        them served and, with ``offline=True``, part of training sets.
+
+        A workspace read through the control plane (logged in, no ``bootstrap``) sends the rows to
+        the serving API's ``POST /ingest`` with the login's key, in batches
+        (``featurebus.ingest_serving``): no Kafka credentials, and the key needs the ``editor``
+        role (``PermissionDeniedError`` naming it otherwise). The serving API is ``FEATUREBUS_URL``,
+        else the login's (``featurebus login --serving-url``), else that of the ``featurebus up``
+        running from the home. With ``bootstrap`` (or no login) it writes to that bus itself, with
+        its Kafka credentials (idempotent producer)."""
         from featurebus.feature_table import table_records
-        from featurebus.platform.config import resolve_bootstrap
-        from featurebus.serving.ingest import IngestService, KafkaRecordSink
 
         ws = self.workspace
         items = table_records(ws.spec.feature_table(self.name), df)
+        if ws.via_control:
+            from featurebus.ingest_serving import ingest_through_serving
+            from featurebus.platform.config import control_login, serving_url_of_login
+
+            key = control_login(ws.home)[1]
+            if key is None:
+                raise InvalidRequestError("no API key in the login: `featurebus login --url URL --key KEY`")
+            return ingest_through_serving(serving_url_of_login(ws.home), key, ws.name, self.name, items)
+        from featurebus.platform.config import resolve_bootstrap
+        from featurebus.serving.ingest import IngestService, KafkaRecordSink
+
         sink = KafkaRecordSink(resolve_bootstrap(ws.bootstrap))
         try:
             service = IngestService(lambda: {ws.name: ws.spec}, sink)
@@ -285,10 +300,11 @@ class Workspace:
     ) -> None:
         self.spec = spec
         self.home = home  # whose control-plane login deletes and jobs use (None: the default home)
-        # The cluster it was read from: materialization jobs (read directly) and FeatureTable.ingest
-        # go there (None: the configured cluster).
+        # The cluster it was read from: materialization jobs and FeatureTable.ingest of a workspace
+        # read directly go there (None: the configured cluster).
         self.bootstrap = bootstrap
-        # Read through the control plane: job methods go through it too (no Kafka credentials).
+        # Read through the control plane: job methods go through it too, and FeatureTable.ingest
+        # through the serving API (no Kafka credentials).
         self.via_control = via_control
         self.offline_root = offline_root
         # Where each source's offline records are; None: the workspace's own (a live workspace).

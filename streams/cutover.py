@@ -19,6 +19,16 @@ no record. It is kept in the spec, so restarts, rebuilds and re-applies use the 
 Every event is thereby counted by exactly one side, whichever processes it and in whatever order,
 with no gap as long as the files hold the events before ``T_cut`` and the topic keeps those after.
 
+A view whose source is ``stream_source.select_range(start, end)`` (``source_range``) reads, for
+each backfill materialization window, only the ``batch_config`` rows whose source time is in the
+range as evaluated for that window (``SourceRangeSpec.resolve``, the code batch views use), on
+top of the rule above; the stream is never filtered by it. A range that moves with the window
+(``MATERIALIZATION_START_TIME``/``END_TIME``) is evaluated per ``batch_schedule`` period aligned
+from the epoch, the windows scheduled batch views run, so the value does not depend on how the
+backfill is cut into jobs (``max_backfill_interval``, manual runs, retries) nor on who reads
+(backfill jobs online, training sets offline): ``history_pieces`` cuts a range at those windows
+and ``history_read_range`` says what each piece reads.
+
 Pure: integers in, masks and ranges out.
 """
 
@@ -28,7 +38,15 @@ import numpy as np
 
 from featurebus.schemas.specs import StreamFeatureViewSpec
 
-__all__ = ["stream_start_ms", "stream_mask", "history_range", "history_mask"]
+__all__ = [
+    "stream_start_ms",
+    "stream_mask",
+    "history_range",
+    "history_mask",
+    "range_window_ms",
+    "history_pieces",
+    "history_read_range",
+]
 
 
 def stream_start_ms(view: StreamFeatureViewSpec) -> int | None:
@@ -66,3 +84,41 @@ def history_mask(view: StreamFeatureViewSpec, ts_ms: np.ndarray, lo_ms: int, hi_
     lo, hi = max(lo_ms, bounds[0]), min(hi_ms, bounds[1])
     mask: np.ndarray = (ts_ms >= lo) & (ts_ms < hi)
     return mask
+
+
+def range_window_ms(view: StreamFeatureViewSpec) -> int | None:
+    """The materialization window a ``source_range`` is evaluated per (``batch_schedule``), or None
+    when there is no range or it does not move with the window (fixed or unbounded bounds)."""
+    selected = view.source_range
+    if selected is None or not selected.relative or view.batch_schedule_ms is None:
+        return None
+    return view.batch_schedule_ms
+
+
+def history_pieces(view: StreamFeatureViewSpec, lo_ms: int, hi_ms: int) -> list[tuple[int, int]]:
+    """``[lo_ms, hi_ms)`` cut where a materialization window ends, so that each piece reads
+    under one evaluation of the range (one piece when the range does not move with the window)."""
+    step = range_window_ms(view)
+    if step is None:
+        return [(lo_ms, hi_ms)] if lo_ms < hi_ms else []
+    pieces = []
+    while lo_ms < hi_ms:
+        piece_hi = min(hi_ms, (lo_ms // step + 1) * step)
+        pieces.append((lo_ms, piece_hi))
+        lo_ms = piece_hi
+    return pieces
+
+
+def history_read_range(view: StreamFeatureViewSpec, lo_ms: int, hi_ms: int) -> tuple[int, int] | None:
+    """The source times of the ``batch_config`` rows that piece ``[lo_ms, hi_ms)`` of the history
+    (within one window: ``history_pieces``) reads: the piece itself, narrowed by the view's
+    ``source_range`` evaluated for the window holding it; None: nothing to read."""
+    selected = view.source_range
+    if selected is None:
+        return (lo_ms, hi_ms) if lo_ms < hi_ms else None
+    step = range_window_ms(view)
+    window = (lo_ms, hi_ms) if step is None else (lo_ms // step * step, lo_ms // step * step + step)
+    start, end = selected.resolve(*window)
+    read_lo = lo_ms if start is None else max(lo_ms, start)
+    read_hi = hi_ms if end is None else min(hi_ms, end)
+    return (read_lo, read_hi) if read_lo < read_hi else None

@@ -16,6 +16,10 @@ to be computed by one chunk, whole: chunk and job bounds are tile multiples (``b
 is validated to be a multiple of the aggregation interval), except ``T_cut``, which only the last
 chunk of the history reaches.
 
+A view whose source is ``stream_source.select_range(...)`` reads, per chunk, only the rows the
+range selects for the chunk's materialization window (``streams.cutover.history_read_range``);
+chunks are then ``batch_schedule`` periods, so no chunk straddles two windows.
+
 Offline, training sets read the same files under the same rule (``platform/training/events.py``),
 so they need no copy of these tiles.
 """
@@ -33,11 +37,11 @@ from featurebus.platform.batch.online import publish_tiles
 from featurebus.platform.batch.sources import read_stream_history
 from featurebus.schemas.errors import InvalidRequestError
 from featurebus.schemas.specs import StreamFeatureViewSpec, WorkspaceSpec
-from featurebus.streams.cutover import history_mask, history_range
+from featurebus.streams.cutover import history_mask, history_range, history_read_range, range_window_ms
 from featurebus.streams.tiles import CompiledView, TileUpdate, batch_tiles
 from featurebus.streams.transform import Transformation, view_input_frame
 
-__all__ = ["StreamBackfillResult", "backfill_stream_view", "history_chunks", "history_tiles"]
+__all__ = ["StreamBackfillResult", "backfill_stream_view", "history_chunk_tiles", "history_chunks", "history_tiles"]
 
 _DAY_MS = 86_400_000
 
@@ -53,15 +57,17 @@ class StreamBackfillResult:
 
 
 def history_chunks(view: StreamFeatureViewSpec, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
-    """``[start_ms, end_ms)`` within the view's history, in chunks of whole tiles about a day long
-    (the first starts at a tile boundary; only ``T_cut`` may end one inside a tile)."""
+    """``[start_ms, end_ms)`` within the view's history, in chunks of whole tiles about a day long,
+    or one ``batch_schedule`` period each when the source's range moves with the window (the
+    first starts at a tile boundary; only ``T_cut`` may end one inside a tile)."""
     bounds = history_range(view)
     if bounds is None:
         return []
     tile_ms = view.tile_ms
     lo = max(start_ms, bounds[0]) // tile_ms * tile_ms
     hi = min(end_ms, bounds[1])
-    step = tile_ms * max(1, -(-_DAY_MS // tile_ms))
+    # batch_schedule is validated to be whole tiles, so period chunks are whole tiles too.
+    step = range_window_ms(view) or tile_ms * max(1, -(-_DAY_MS // tile_ms))
     chunks = []
     while lo < hi:
         chunk_hi = min(hi, (lo // step + 1) * step)
@@ -84,6 +90,19 @@ def history_tiles(compiled: CompiledView, table: pa.Table, lo_ms: int, hi_ms: in
     # In time order (stable: file order among equal times), as batch views fold their rows.
     order = np.argsort(ts_ms, kind="stable")
     return batch_tiles(compiled, rows.iloc[order].reset_index(drop=True), ts_ms[order])
+
+
+def history_chunk_tiles(
+    compiled: CompiledView, read: Callable[[int, int], pa.Table], lo_ms: int, hi_ms: int
+) -> tuple[int, list[TileUpdate]]:
+    """Rows read and tiles of chunk ``[lo_ms, hi_ms)`` (one of ``history_chunks``): ``read(a, b)``
+    gives the files' rows with source time in ``[a, b)``, asked for the rows the source's range
+    selects for the chunk's window only."""
+    selected = history_read_range(compiled.spec, lo_ms, hi_ms)
+    if selected is None:
+        return 0, []
+    table = read(*selected)
+    return table.num_rows, history_tiles(compiled, table, lo_ms, hi_ms)
 
 
 def backfill_stream_view(
@@ -122,9 +141,8 @@ def backfill_stream_view(
     for done, (lo, hi) in enumerate(chunks):
         if cancelled():
             return StreamBackfillResult(view_name, chunks[0][0], chunks[-1][1], rows_read, tiles_written, True)
-        table = read_stream_history(source, lo, hi)
-        tiles = history_tiles(compiled, table, lo, hi)
-        rows_read += table.num_rows
+        read, tiles = history_chunk_tiles(compiled, lambda a, b: read_stream_history(source, a, b), lo, hi)
+        rows_read += read
         tiles_written += publish_tiles(bootstrap, spec.name, view_name, tiles)
         progress((done + 1) / len(chunks))
     first, last = (chunks[0][0], chunks[-1][1]) if chunks else (bounds[0], bounds[0])

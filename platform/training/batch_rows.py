@@ -26,6 +26,7 @@ from featurebus.platform.batch.sources import read_stream_history
 from featurebus.platform.offline.locations import OfflineLocations
 from featurebus.platform.offline.store import list_parts
 from featurebus.schemas.specs import BatchFeatureViewSpec, StreamFeatureViewSpec, StreamSourceSpec, WorkspaceSpec
+from featurebus.streams.cutover import history_pieces, history_read_range
 from featurebus.streams.transform import Transformation, view_input_frame
 
 __all__ = ["batch_view_rows", "history_rows", "oldest_store_event_ms"]
@@ -68,18 +69,28 @@ def batch_view_rows(
 
 def history_rows(source: StreamSourceSpec, view: StreamFeatureViewSpec, lo_ms: int, hi_ms: int) -> list[Rows]:
     """A stream view's input rows from its source's ``batch_config`` files in ``[lo_ms, hi_ms)``,
-    transformed by the view's own transformation (as the stream worker would have)."""
-    table = read_stream_history(source, lo_ms, hi_ms)
-    if not table.num_rows:
-        return []
-    frame, ts_ms = view_input_frame(view, Transformation(view.transformation).apply(table_frame(table)))
-    # The view's own event times decide, as online (streams/cutover.py); never before feature_start_time.
-    keep = (ts_ms >= lo_ms) & (ts_ms < hi_ms)
-    if view.feature_start_ms is not None:
-        keep &= ts_ms >= view.feature_start_ms
-    if not keep.all():
-        frame, ts_ms = frame.loc[keep].reset_index(drop=True), ts_ms[keep]
-    return [_sorted(frame, ts_ms)] if len(frame) else []
+    transformed by the view's own transformation (as the stream worker would have). A
+    ``select_range`` on the source narrows each window's read as the backfill jobs narrow it
+    (``streams.cutover.history_read_range``)."""
+    transformation = Transformation(view.transformation)
+    pieces = []
+    for piece_lo, piece_hi in history_pieces(view, lo_ms, hi_ms):
+        selected = history_read_range(view, piece_lo, piece_hi)
+        if selected is None:
+            continue
+        table = read_stream_history(source, *selected)
+        if not table.num_rows:
+            continue
+        frame, ts_ms = view_input_frame(view, transformation.apply(table_frame(table)))
+        # The view's own event times decide, as online (streams/cutover.py); never before feature_start_time.
+        keep = (ts_ms >= piece_lo) & (ts_ms < piece_hi)
+        if view.feature_start_ms is not None:
+            keep &= ts_ms >= view.feature_start_ms
+        if not keep.all():
+            frame, ts_ms = frame.loc[keep].reset_index(drop=True), ts_ms[keep]
+        if len(frame):
+            pieces.append(_sorted(frame, ts_ms))
+    return pieces
 
 
 def oldest_store_event_ms(root: Path, locations: tuple[tuple[str, str], ...], source: StreamSourceSpec) -> int | None:

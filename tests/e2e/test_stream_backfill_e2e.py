@@ -5,7 +5,9 @@ backfill jobs run in the platform's job runner while the worker consumes the top
 (for now) and a training set (for spine times before, across and after the cut-over) both return
 the brute-force value over the union of the files and the topic, each event counted once and
 nothing before ``feature_start_time`` counted. One view transforms in pandas mode, one in python
-mode: the files' rows go through the same transformation as the topic's records."""
+mode: the files' rows go through the same transformation as the topic's records. A third reads
+``tx.select_range(MATERIALIZATION_START_TIME + 6h, MATERIALIZATION_END_TIME)``: of the files it
+counts each day's events from 06:00 on only, while the topic's (from the cut-over) all count."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from featurebus import (
     FileConfig,
     KafkaConfig,
     StreamSource,
+    TectonTimeConstant,
     stream_feature_view,
 )
 from featurebus.compile import compile_workspace
@@ -110,8 +113,34 @@ def spend_py(tx):  # type: ignore[no-untyped-def]
     return {"user_id": tx["user_id"], "ts": tx["ts"], "amount": tx["amount"] + 1}
 
 
-service = FeatureService(name="svc", features=[spend, spend_py])
-TRANSFORMED: dict[str, Callable[[np.ndarray], np.ndarray]] = {"spend": lambda a: a * 2, "spend_py": lambda a: a + 1}
+RANGE_SKIP = 6 * HOUR  # the ranged view reads each daily window's files from its start + 6h
+
+
+@stream_feature_view(
+    source=tx.select_range(
+        start_time=TectonTimeConstant.MATERIALIZATION_START_TIME + timedelta(milliseconds=RANGE_SKIP),
+        end_time=TectonTimeConstant.MATERIALIZATION_END_TIME,
+    ),
+    entities=[user],
+    mode="pandas",
+    online=True,
+    offline=True,
+    aggregation_interval=timedelta(minutes=10),
+    features=_FEATURES,
+    feature_start_time=datetime.fromtimestamp(FEATURE_START / 1000, UTC),
+    batch_schedule=timedelta(days=1),
+)
+def spend_ranged(tx):  # type: ignore[no-untyped-def]
+    return tx[["user_id", "amount", "ts"]]
+
+
+VIEWS = ("spend", "spend_py", "spend_ranged")
+service = FeatureService(name="svc", features=[spend, spend_py, spend_ranged])
+TRANSFORMED: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "spend": lambda a: a * 2,
+    "spend_py": lambda a: a + 1,
+    "spend_ranged": lambda a: a,
+}
 
 
 def _events() -> pd.DataFrame:
@@ -130,10 +159,13 @@ def _events() -> pd.DataFrame:
     )
 
 
-def _oracle(events: pd.DataFrame, view: str, entity: str, t_ms: int) -> dict[str, Any]:
-    """Brute force over the union (each event once), from feature_start_time, window end E."""
+def _oracle(events: pd.DataFrame, view: str, entity: str, t_ms: int, cutover: int) -> dict[str, Any]:
+    """Brute force over the union (each event once), from feature_start_time, window end E; the
+    ranged view drops the history's (below the cut-over) events of each day's first hours."""
     end = t_ms // TILE * TILE
     mine = events[(events.user_id == entity) & (events.ts_ms >= FEATURE_START) & (events.ts_ms < end)]
+    if view == "spend_ranged":
+        mine = mine[(mine.ts_ms >= cutover) | (mine.ts_ms % DAY >= RANGE_SKIP)]
     values = TRANSFORMED[view](mine.amount.to_numpy())
     result: dict[str, Any] = {}
     for label, width in WINDOWS.items():
@@ -159,7 +191,7 @@ def _eventually(check: Callable[[], str | None], timeout_s: float, platform: Loc
 
 
 def _workspace(name: str, topic: str, files: Path) -> WorkspaceSpec:
-    spec = compile_workspace(name, [user, tx, spend, spend_py, service])
+    spec = compile_workspace(name, [user, tx, spend, spend_py, spend_ranged, service])
     source = spec.stream_sources[0]
     source = dataclasses.replace(
         source,
@@ -196,14 +228,13 @@ def test_batch_history_and_topic_overlap_and_every_event_counts_once(kafka_boots
     # The latest of the partitions' first event times: a topic event's time in the overlap.
     assert cutover is not None and set(cutovers.values()) == {cutover}
     assert TOPIC_START <= cutover < FILES_END and cutover in set(on_topic.ts_ms.tolist())
-    jobs, notes = enqueue_stream_backfills(
-        registry.jobs(workspace), spec, [("spend", False), ("spend_py", False)], now_ms()
-    )
+    jobs, notes = enqueue_stream_backfills(registry.jobs(workspace), spec, [(v, False) for v in VIEWS], now_ms())
     assert notes == []
     first_day = FEATURE_START // DAY * DAY  # periods are aligned to batch_schedule from the epoch
     # max_backfill_interval: 2-day jobs; incremental_backfills: one job per daily period.
     assert len([j for j in jobs if j.view == "spend"]) == -(-(cutover - first_day) // (2 * DAY))
     assert len([j for j in jobs if j.view == "spend_py"]) == -(-(cutover - first_day) // DAY)
+    assert len([j for j in jobs if j.view == "spend_ranged"]) == 1
     _, key = create_api_key(registry, workspace, "reader")
 
     with LocalPlatform(tmp_path / "platform", workspace, bootstrap=kafka_bootstrap) as platform:
@@ -231,7 +262,7 @@ def test_batch_history_and_topic_overlap_and_every_event_counts_once(kafka_boots
                 body = response.json()
                 for meta, value in zip(body["metadata"]["features"], body["result"]["features"], strict=True):
                     view, feature = meta["name"].split(".")
-                    want = _oracle(events, view, entity, parse_timestamp_ms(meta["effectiveTime"]))[feature]
+                    want = _oracle(events, view, entity, parse_timestamp_ms(meta["effectiveTime"]), cutover)[feature]
                     got = int(value) if isinstance(value, str) else value
                     if not _same(got, want):
                         return f"{entity} {meta['name']}: served {got}, brute force {want}"
@@ -265,8 +296,8 @@ def test_batch_history_and_topic_overlap_and_every_event_counts_once(kafka_boots
         )
         training = get_features_for_events(spec, "svc", spine, platform.offline_dir)
         for i, (entity, t) in enumerate(zip(spine.user_id, [t for t in spine_times for _ in USERS], strict=True)):
-            for view in ("spend", "spend_py"):
-                for feature, want in _oracle(events, view, entity, t).items():
+            for view in VIEWS:
+                for feature, want in _oracle(events, view, entity, t, cutover).items():
                     got = training.iloc[i][feature_column(view, feature)]
                     assert _same(got, want), (entity, t - cutover, view, feature, got, want)
         client.close()

@@ -17,10 +17,12 @@ from featurebus.platform.config import (
     record_platform,
     resolve_cluster,
     running_platform,
+    save_control_login,
     select_workspace,
     selected_workspace,
+    serving_url_of_login,
 )
-from featurebus.schemas.errors import KafkaUnavailableError
+from featurebus.schemas.errors import InvalidRequestError, KafkaUnavailableError
 
 
 @pytest.fixture(autouse=True)
@@ -79,3 +81,19 @@ def test_the_record_is_cleared_by_its_own_up_only_and_other_settings_stay(tmp_pa
 def test_a_record_of_another_shape_is_ignored(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"up": {"bootstrap": 5}}))
     assert running_platform(tmp_path) is None
+
+
+def test_the_serving_url_of_a_login_env_then_login_then_the_running_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FEATUREBUS_URL", raising=False)
+    with pytest.raises(InvalidRequestError, match="--serving-url"):
+        serving_url_of_login(tmp_path)
+    record_platform(_up(), tmp_path)
+    assert serving_url_of_login(tmp_path) == "http://127.0.0.1:8080"
+    save_control_login("http://c:8090", "k1", tmp_path, serving_url="http://s:9000/")
+    assert serving_url_of_login(tmp_path) == "http://s:9000"
+    save_control_login("http://c:8090", "k2", tmp_path)  # a later login without one keeps it
+    assert serving_url_of_login(tmp_path) == "http://s:9000"
+    monkeypatch.setenv("FEATUREBUS_URL", "http://env:1/")
+    assert serving_url_of_login(tmp_path) == "http://env:1"

@@ -226,14 +226,15 @@ def test_a_fixed_range_reads_only_its_rows(tmp_path: Path) -> None:
     assert rows.set_index("user_id")["amount_3d"]["a"] == expected  # everything after the fixed start
 
 
-def test_a_stream_view_refuses_a_ranged_source() -> None:
+def test_a_stream_view_without_batch_history_refuses_a_ranged_source() -> None:
+    # With history (feature_start_time and batch_config) it bounds the backfill: test_stream_backfill.py.
     clicks = StreamSource(
         name="clicks",
         schema=[Field("user_id", String), Field("n", Int64), Field("ts", Timestamp)],
         stream_config=KafkaConfig(topics="clicks", timestamp_field="ts"),
         batch_config=FileConfig(uri="/tmp/none"),
     )
-    with pytest.raises(DefinitionError, match=r"StreamFeatureView 'clicks_n' .*select_range"):
+    with pytest.raises(DefinitionError, match=r"StreamFeatureView 'clicks_n' .*select_range.*but the view has none"):
         stream_feature_view(
             name="clicks_n",
             source=clicks.select_range(),

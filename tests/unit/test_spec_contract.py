@@ -45,6 +45,7 @@ _STREAM_VIEW_V6_DEFAULTS = {
     "manual_trigger_backfill_end_ms": None,
     "max_backfill_interval_ms": None,
     "incremental_backfills": False,
+    "source_range": None,
 }
 
 

@@ -8,11 +8,15 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
+import tempfile
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,18 +30,21 @@ from featurebus import (
     KafkaConfig,
     LifetimeWindow,
     StreamSource,
+    TectonTimeConstant,
     stream_feature_view,
 )
 from featurebus.compile import compile_workspace
 from featurebus.exceptions import DefinitionError
-from featurebus.platform.batch.stream_backfill import history_chunks, history_tiles
+from featurebus.platform.batch.stream_backfill import history_chunk_tiles, history_chunks, history_tiles
 from featurebus.platform.jobs.schedule import stream_backfill_ranges
 from featurebus.platform.kv import MemoryStore
 from featurebus.platform.plan.diff import plan
 from featurebus.platform.registry.cutover import fix_cutovers
+from featurebus.platform.training.batch_rows import history_rows
 from featurebus.schemas.encoding import decode_partials, split_tile_key
 from featurebus.schemas.specs import StreamFeatureViewSpec, TransformationSpec, WorkspaceSpec
-from featurebus.streams.cutover import history_range, stream_start_ms
+from featurebus.schemas.time_range import SourceRangeSpec, TimeBoundSpec, TimeReference
+from featurebus.streams.cutover import history_pieces, history_range, history_read_range, stream_start_ms
 from featurebus.streams.runtime.engine import MemorySink, RawRecord, StreamEngine, compile_views
 from featurebus.streams.tiles import compute_values
 from featurebus.types import Float64, String, Timestamp
@@ -385,7 +392,7 @@ def test_views_without_history_keep_the_fingerprint_they_had_before_batch_histor
     view, source = spec.stream_feature_views[0], spec.stream_sources[0]
     history_fields = {
         "feature_start_ms", "backfill_from_batch", "stream_cutover_ms", "batch_schedule_ms", "batch_trigger",
-        "manual_trigger_backfill_end_ms", "max_backfill_interval_ms", "incremental_backfills",
+        "manual_trigger_backfill_end_ms", "max_backfill_interval_ms", "incremental_backfills", "source_range",
     }  # fmt: skip
     before = {k: v for k, v in dataclasses.asdict(view).items() if k not in history_fields | VIEW_HARMLESS}
     secondary_key_fields = {"secondary_key", "secondary_key_dtype", "keys_feature"}  # added with issue 16 too
@@ -399,3 +406,223 @@ def test_views_without_history_keep_the_fingerprint_they_had_before_batch_histor
     assert fingerprint(dataclasses.replace(view, stream_cutover_ms=T0, backfill_from_batch=True), source) != (
         fingerprint(view, source)
     )
+
+
+# -- select_range on a stream view's source: bounds what each backfill window reads ----------------
+
+
+def test_a_ranged_stream_source_compiles_to_the_views_range_and_fails_where_it_means_nothing() -> None:
+    ranged = with_files.select_range(
+        start_time=TectonTimeConstant.MATERIALIZATION_START_TIME - timedelta(hours=2),
+        end_time=TectonTimeConstant.MATERIALIZATION_END_TIME,
+    )
+    spec = _workspace(_view(source=ranged)).view("spend")
+    assert spec.source == "tx" and spec.source_range is not None
+    assert spec.source_range.resolve(T0, T0 + DAY) == (T0 - 2 * HOUR, T0 + DAY)
+    # End before start: refused where select_range is called, naming the source and the line.
+    with pytest.raises(DefinitionError) as failure:
+        with_files.select_range(
+            start_time=TectonTimeConstant.MATERIALIZATION_END_TIME,
+            end_time=TectonTimeConstant.MATERIALIZATION_START_TIME,
+        )
+    message = str(failure.value)
+    assert "StreamSource 'tx'" in message and "selects no row" in message
+    assert re.search(THIS_FILE + r":\d+", message), message
+    # No batch history (no feature_start_time): the range would bound nothing.
+    with pytest.raises(DefinitionError) as failure:
+        _view(source=ranged, feature_start_time=None, batch_schedule=None)
+    message = str(failure.value)
+    assert "StreamFeatureView 'spend'" in message and "but the view has none" in message
+    assert re.search(THIS_FILE + r":\d+", message) and "feature_start_time=" in message, message
+    # Changing the range changes the backfilled values: the plan re-materializes.
+    applied = fix_cutovers(_workspace(_view()), T0 + 9 * DAY, lambda s: [])
+    change = next(c for c in plan(applied, _workspace(_view(source=ranged))).changes if c.name == "spend")
+    assert change.rematerialize and "source_range" in change.reason
+
+
+def test_a_moving_range_is_evaluated_per_batch_schedule_window() -> None:
+    ranged = with_files.select_range(
+        start_time=TectonTimeConstant.MATERIALIZATION_START_TIME + timedelta(hours=1),
+        end_time=TectonTimeConstant.MATERIALIZATION_END_TIME - timedelta(hours=2),
+    )
+    cut = T0 + 2 * DAY + 5 * HOUR
+    view = _applied(cut, source=ranged, batch_schedule=timedelta(hours=6))
+    chunks = history_chunks(view, T0, cut)
+    # One chunk per 6-hour window (the last ends at the cut-over), whatever the jobs cover.
+    assert chunks == [(T0 + 6 * HOUR * i, min(cut, T0 + 6 * HOUR * (i + 1))) for i in range(9)]
+    assert history_chunks(view, T0 + 6 * HOUR, T0 + 18 * HOUR) == chunks[1:3]
+    # Each window reads [its start + 1h, its end - 2h); the last, cut at +5h, reads [+1h, +4h).
+    assert [history_read_range(view, lo, hi) for lo, hi in chunks[:2]] == [
+        (T0 + HOUR, T0 + 4 * HOUR),
+        (T0 + 7 * HOUR, T0 + 10 * HOUR),
+    ]
+    assert history_read_range(view, *chunks[-1]) == (T0 + 2 * DAY + HOUR, T0 + 2 * DAY + 4 * HOUR)
+    # A piece of a window is still evaluated for the whole window (a manual run, a training read).
+    assert history_read_range(view, T0 + 3 * HOUR, T0 + 5 * HOUR) == (T0 + 3 * HOUR, T0 + 4 * HOUR)
+    assert history_read_range(view, T0 + 4 * HOUR, T0 + 6 * HOUR) is None
+    assert history_pieces(view, T0 + 3 * HOUR, T0 + 13 * HOUR) == [
+        (T0 + 3 * HOUR, T0 + 6 * HOUR),
+        (T0 + 6 * HOUR, T0 + 12 * HOUR),
+        (T0 + 12 * HOUR, T0 + 13 * HOUR),
+    ]
+    # A fixed range does not move with the window: day-long chunks, one training piece.
+    fixed = _applied(
+        cut,
+        source=with_files.select_range(start_time=_at(T0 + 30 * HOUR), end_time=TectonTimeConstant.UNBOUNDED_FUTURE),
+    )
+    assert history_chunks(fixed, T0, cut)[0] == (T0, T0 + DAY)
+    assert history_pieces(fixed, T0, cut) == [(T0, cut)]
+    assert history_read_range(fixed, T0, T0 + DAY) is None
+    assert history_read_range(fixed, T0 + DAY, T0 + 2 * DAY) == (T0 + 30 * HOUR, T0 + 2 * DAY)
+
+
+_BOUND_KINDS = ["start", "end", "unbounded", "fixed"]
+
+
+def _bound(kind: str, offset_slots: int, start: bool, slot: int) -> TimeBoundSpec:
+    if kind == "unbounded":
+        return TimeBoundSpec(TimeReference.UNBOUNDED_PAST if start else TimeReference.UNBOUNDED_FUTURE)
+    if kind == "fixed":
+        return TimeBoundSpec(TimeReference.FIXED, T0 + offset_slots * slot)
+    reference = TimeReference.MATERIALIZATION_START_TIME if kind == "start" else TimeReference.MATERIALIZATION_END_TIME
+    return TimeBoundSpec(reference, offset_slots * slot)
+
+
+def _in_range(t: int, window_ms: int, bounds: list[tuple[str, int]], slot: int) -> bool:
+    """Brute force: ``t``'s window is the batch_schedule period holding it; each bound by hand."""
+    window_start = t // window_ms * window_ms
+    (start_kind, start_slots), (end_kind, end_slots) = bounds
+    values = []
+    for kind, slots in ((start_kind, start_slots), (end_kind, end_slots)):
+        values.append(
+            None
+            if kind == "unbounded"
+            else T0 + slots * slot
+            if kind == "fixed"
+            else window_start + (0 if kind == "start" else window_ms) + slots * slot
+        )
+    return (values[0] is None or t >= values[0]) and (values[1] is None or t < values[1])
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 10 * 12), st.integers(-50, 50)), min_size=1, max_size=60
+    ),
+    start_slot=st.integers(0, 40),
+    cut_slot=st.integers(0, 120),
+    job_split_hours=st.integers(0, 10),
+    start_bound=st.tuples(st.sampled_from(_BOUND_KINDS), st.integers(-30, 30)),
+    end_bound=st.tuples(st.sampled_from(_BOUND_KINDS), st.integers(-30, 30)),
+    schedule_hours=st.sampled_from([1, 2, 3]),
+    mode=st.sampled_from([_PANDAS, _PYTHON]),
+    interval=st.sampled_from([None, HOUR]),
+)
+def test_backfilled_tiles_and_training_rows_equal_the_brute_force_over_the_selected_history(
+    events: list[tuple[str, int, int]],
+    start_slot: int,
+    cut_slot: int,
+    job_split_hours: int,
+    start_bound: tuple[str, int],
+    end_bound: tuple[str, int],
+    schedule_hours: int,
+    mode: TransformationSpec,
+    interval: int | None,
+) -> None:
+    slot = 5 * 60_000
+    schedule_ms = schedule_hours * HOUR
+    base = _workspace(
+        _view(
+            aggregation_interval=None if interval is None else timedelta(milliseconds=interval),
+            batch_schedule=timedelta(milliseconds=schedule_ms),
+        )
+    )
+    selected = SourceRangeSpec(
+        "tx", _bound(*start_bound, start=True, slot=slot), _bound(*end_bound, start=False, slot=slot)
+    )
+    view = dataclasses.replace(
+        base.view("spend"),
+        transformation=mode,
+        feature_start_ms=T0 + start_slot * slot,
+        stream_cutover_ms=T0 + max(cut_slot, start_slot) * slot,
+        source_range=selected,
+    )
+    spec = dataclasses.replace(base, stream_feature_views=(view,))
+    history = [(u, T0 + s * slot, a) for u, s, a in events]
+    files = pa.table(
+        {
+            "user_id": [u for u, _, _ in history],
+            "amount": pa.array([float(a) for _, _, a in history], pa.float64()),
+            "ts": pa.array([t for _, t, _ in history], pa.timestamp("ms", tz="UTC")),
+        }
+    )
+    asked: list[tuple[int, int]] = []
+
+    def read(lo: int, hi: int) -> pa.Table:
+        asked.append((lo, hi))
+        stamps = pc.cast(files.column("ts"), pa.int64())
+        return files.filter(pc.and_(pc.greater_equal(stamps, lo), pc.less(stamps, hi)))
+
+    bounds = history_range(view)
+    assert bounds is not None and view.feature_start_ms is not None and view.stream_cutover_ms is not None
+    # The backfill cut into two jobs at a tile boundary: the values do not depend on the cut.
+    split = min(max(bounds[0], T0 + job_split_hours * HOUR), bounds[1])
+    compiled = compile_views(spec)["spend"]
+    # Keyed as on the feature topic, (entity, tile start): a re-written tile replaces the old one.
+    published: dict[tuple[bytes, int], list[Any]] = {}
+    for job_lo, job_hi in ((bounds[0], split), (split, bounds[1])):
+        for lo, hi in history_chunks(view, job_lo, job_hi):
+            for tile in history_chunk_tiles(compiled, read, lo, hi)[1]:
+                published[(tile.entity_key, tile.tile_start_ms)] = tile.partials
+    tiles: dict[bytes, list[tuple[int, list[Any]]]] = {}
+    for (entity, start), partials in published.items():
+        tiles.setdefault(entity, []).append((start, partials))
+    assert all(lo < hi for lo, hi in asked)  # an empty selection reads nothing
+
+    counted = [
+        (u, t, 2.0 * a)
+        for u, t, a in history
+        if view.feature_start_ms <= t < view.stream_cutover_ms
+        and _in_range(t, schedule_ms, [start_bound, end_bound], slot)
+    ]
+    aggregation = view.aggregations[0]
+    oracle = [Event((u,), t, a) for u, t, a in counted]
+    for t in range(T0, T0 + 11 * HOUR, 20 * 60_000):
+        for name in ("a", "b"):
+            got = compute_values(compiled, tiles.get(compiled.entity_key([name]), []), t)[0]
+            want = feature_value(oracle, (name,), t, "sum", aggregation.window_ms, interval)
+            assert close(got, want), (name, t, got, want)
+
+    # Training sets read the same rows from the files (over the history: events.py clamps), in time order.
+    with tempfile.TemporaryDirectory() as folder:
+        pq.write_table(files, f"{folder}/tx.parquet")
+        source = spec.source("tx")
+        assert source.batch_config is not None
+        source = dataclasses.replace(source, batch_config=dataclasses.replace(source.batch_config, uri=folder))
+        pieces = history_rows(source, view, *bounds)
+    rows = [
+        (u, int(t), float(a))
+        for frame, ts_ms in pieces
+        for u, t, a in zip(frame["user_id"], ts_ms, frame["amount"], strict=True)
+    ]
+    assert [t for _, t, _ in rows] == sorted(t for _, t, _ in rows)
+    assert sorted(rows) == sorted(counted)
+
+
+def test_local_get_features_for_events_reads_the_ranged_history_as_jobs_do() -> None:
+    ranged = with_files.select_range(
+        start_time=TectonTimeConstant.MATERIALIZATION_START_TIME + timedelta(hours=1),
+        end_time=TectonTimeConstant.MATERIALIZATION_END_TIME,
+    )
+    view = _view(
+        source=ranged,
+        batch_schedule=timedelta(hours=2),
+        features=[Aggregate(function="count", time_window=timedelta(days=1), input_column=Field("amount", Float64))],
+    )
+    rows = pd.DataFrame(
+        {"user_id": ["a"] * 10, "amount": [1.0] * 10, "ts": [_at(T0 + i * 30 * 60_000) for i in range(10)]}
+    )
+    spine = pd.DataFrame({"user_id": ["a"], "ts": [_at(T0 + 6 * HOUR)]})
+    got = view.get_features_for_events(spine, mock_inputs={"tx": rows}).to_pandas()
+    # Events every 30 minutes over [0h, 5h); 2-hour windows keep their second hour: 1:00, 1:30, 3:00, 3:30.
+    assert got["spend__amount_count_1d_1h"].tolist() == [4]
