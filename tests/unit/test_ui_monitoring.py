@@ -92,7 +92,12 @@ def test_the_alerts_page_lists_the_firing_rule_and_an_operator_acknowledges_it(
 ) -> None:
     control, client = ui
     viewer = _signed_in(TestClient(client.app), control, "p-viewer").get("/ui/w/a/alerts").text
-    assert 'class="alert state-firing"' in viewer and RULE in viewer and "<td>95</td>" in viewer and "<td>60</td>" in viewer
+    assert (
+        'class="alert state-firing"' in viewer
+        and RULE in viewer
+        and "<td>95</td>" in viewer
+        and "<td>60</td>" in viewer
+    )
     assert "2023-11-14T22:13:20" in viewer  # since_ms 1_700_000_000_000
     assert 'class="ack"' not in viewer  # a viewer may not acknowledge
     operator = _signed_in(client, control, "p-operator")
