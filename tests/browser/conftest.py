@@ -22,6 +22,7 @@ import pytest
 
 from featurebus.platform.config import control_login
 from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
+from featurebus.platform.kafka.runtime import free_port_pair
 from featurebus.platform.local.generator import produce_events
 from featurebus.platform.local.up import LocalPlatform
 from featurebus.platform.registry import KafkaRegistry
@@ -60,7 +61,9 @@ def _cli(*args: str) -> None:
     assert done.returncode == 0, f"featurebus {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
 
 
-@pytest.fixture(scope="session")
+# Package scope: the platform stops after the browser tests, before the other suites run (they
+# expect nothing of theirs on the default ports).
+@pytest.fixture(scope="package")
 def ui(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
     home = tmp_path_factory.mktemp("ui-home")
     ensure_topics(kafka_bootstrap, [TopicConfig("transactions", partitions=1)])
@@ -71,7 +74,10 @@ def ui(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def _up(home: Path, kafka_bootstrap: str) -> Iterator[Ui]:
-    with LocalPlatform(home, "fraud", bootstrap=kafka_bootstrap) as platform:
+    # A free control port, never the default 8090: CLI tests check what a command says when no
+    # control plane answers there.
+    control_port = free_port_pair()[0]
+    with LocalPlatform(home, "fraud", bootstrap=kafka_bootstrap, control_port=control_port) as platform:
         _cli(
             "apply", "--repo", str(ROOT / "examples" / "fraud"), "--workspace", "fraud", "--bootstrap", kafka_bootstrap
         )
