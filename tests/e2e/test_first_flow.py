@@ -20,7 +20,9 @@ import pytest
 
 from featurebus.platform.config import running_platform
 from featurebus.platform.kafka.admin import partition_counts
+from featurebus.platform.kafka.credentials import load_or_create_credentials
 from featurebus.platform.kafka.runtime import free_port_pair
+from featurebus.platform.kafka.security import register_credentials
 from featurebus.platform.local.generator import produce_events
 from featurebus.schemas.time import format_iso_ms
 
@@ -97,6 +99,10 @@ def test_up_then_apply_in_another_shell_serves_features_within_seconds(tmp_path:
         home = tmp_path / ".featurebus"  # the default home: ./.featurebus of the directory `up` runs in
         platform = _wait_for("`featurebus up` to record its platform", lambda: running_platform(home), 180, up)
         assert platform.local_broker and platform.serving_url == f"http://127.0.0.1:{port}"
+        # The local broker requires SASL: this process produces as the README says, with the broker
+        # admin's credentials from the home (never written unless `up` made them).
+        assert (home / "kafka" / "credentials.json").exists()
+        register_credentials(platform.bootstrap, load_or_create_credentials(home / "kafka").admin)
 
         applied = _featurebus(tmp_path, "apply", "--repo", str(REPO), "--workspace", "prod")
         assert "Created source topics transactions (4 partitions each)" in applied.stdout, applied.stdout

@@ -172,7 +172,7 @@ def test_up_stops_every_process_it_started_on_sigterm(kafka_bootstrap: str, tmp_
     try:
         wait_until_ready(f"http://127.0.0.1:{port}", timeout_s=60)
         children = [int(p) for p in Path(f"/proc/{up.pid}/task/{up.pid}/children").read_text().split()]
-        assert len(children) == 5  # control plane, worker, serving, offline, jobs (Kafka is the fixture's)
+        assert len(children) == 6  # control plane, worker, serving, offline, jobs, monitor (Kafka is the fixture's)
         up.send_signal(signal.SIGTERM)
         up.wait(timeout=60)
         for pid in children:
