@@ -17,6 +17,7 @@ from featurebus.platform.plan.tables import with_table_objects
 from featurebus.schemas.errors import DefinitionError, FeaturebusError
 from featurebus.schemas.materialization import SOURCE_HARMLESS, VIEW_HARMLESS
 from featurebus.schemas.specs import (
+    AlertRuleSpec,
     BatchFeatureViewSpec,
     BatchSourceSpec,
     EntitySpec,
@@ -39,6 +40,7 @@ Kind = Literal[
     "realtime_feature_view",
     "feature_table",
     "feature_service",
+    "alert_rule",  # user-declared (featurebus.AlertRule); after what they watch
 ]
 Action = Literal["create", "update", "delete", "unchanged"]
 
@@ -53,6 +55,7 @@ WORKSPACE_FIELD: dict[Kind, str] = {
     "realtime_feature_view": "realtime_feature_views",
     "feature_table": "feature_tables",
     "feature_service": "feature_services",
+    "alert_rule": "alert_rules",
 }
 _SPEC_CLASS: dict[Kind, type[Any]] = {
     "entity": EntitySpec,
@@ -63,6 +66,7 @@ _SPEC_CLASS: dict[Kind, type[Any]] = {
     "realtime_feature_view": RealtimeFeatureViewSpec,
     "feature_table": FeatureTableSpec,
     "feature_service": FeatureServiceSpec,
+    "alert_rule": AlertRuleSpec,
 }
 
 # Which changes invalidate materialized data is decided once, for plan and the stream worker.
@@ -215,7 +219,7 @@ def _refuse_destroying_protected(changes: list[Change], current: WorkspaceSpec |
         if change.action != "delete" and not change.rematerialize:
             continue
         applied = next(o for o in _planned(current, change.kind) if o.name == change.name)
-        if applied.prevent_destroy:
+        if getattr(applied, "prevent_destroy", False):  # alert rules have none
             what = (
                 "delete it" if change.action == "delete" else f"invalidate its materialized features ({change.reason})"
             )

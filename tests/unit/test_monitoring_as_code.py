@@ -83,6 +83,25 @@ def test_the_tecton_parameters_and_alert_rules_compile_into_the_spec() -> None:
     assert WorkspaceSpec.from_json(spec.to_json()) == spec
 
 
+def test_plan_and_apply_carry_alert_rules_created_changed_and_removed() -> None:
+    """``featurebus apply`` of a repository whose only change is an AlertRule changes the registry."""
+    from featurebus.plan import plan
+
+    without = compile_workspace("prod", [user, transactions, user_spending, quiet_view, spending])
+    created = plan(without, _spec())
+    assert [(c.kind, c.name, c.action) for c in created.changes if c.kind == "alert_rule"] == [
+        ("alert_rule", "spending_p99", "create")
+    ]
+    assert created.apply_to(without).alert_rules == _spec().alert_rules
+    stricter = dataclasses.replace(_spec(), alert_rules=(dataclasses.replace(_spec().alert_rules[0], threshold=20.0),))
+    changed = plan(_spec(), stricter)
+    assert [(c.name, c.action) for c in changed.changes if c.kind == "alert_rule"] == [("spending_p99", "update")]
+    assert changed.apply_to(_spec()).alert_rules[0].threshold == 20.0
+    removed = plan(_spec(), without)
+    assert [(c.name, c.action) for c in removed.changes if c.kind == "alert_rule"] == [("spending_p99", "delete")]
+    assert removed.apply_to(_spec()).alert_rules == ()
+
+
 def test_monitoring_parameters_never_change_what_the_tiles_are() -> None:
     spec = _spec()
     view, source = spec.view("user_spending"), spec.source("transactions")
