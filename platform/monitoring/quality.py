@@ -144,7 +144,9 @@ class FeatureStatistics:
         stddev = math.sqrt(self._m2 / (self._n - 1)) if self._n > 1 else 0.0
         quantiles = dict(zip(QUANTILES, self._kll.get_quantiles(list(QUANTILES)), strict=True))
         edges = np.linspace(self._min, self._max, HISTOGRAM_BINS + 1).tolist()
-        if self._min == self._max:
+        # A span too narrow for distinct float edges (equal values, or a few subnormals apart):
+        # one bin holding every value.
+        if any(later <= earlier for earlier, later in zip(edges, edges[1:], strict=False)):
             edges, counts = [self._min, self._max], [float(self._n)]
         else:
             # get_pmf(splits) gives the share below each split and above the last: bins
