@@ -19,6 +19,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -146,7 +147,7 @@ class FeatureStatistics:
         edges = np.linspace(self._min, self._max, HISTOGRAM_BINS + 1).tolist()
         # A span too narrow for distinct float edges (equal values, or a few subnormals apart):
         # one bin holding every value.
-        if any(later <= earlier for earlier, later in zip(edges, edges[1:], strict=False)):
+        if any(later <= earlier for earlier, later in pairwise(edges)):
             edges, counts = [self._min, self._max], [float(self._n)]
         else:
             # get_pmf(splits) gives the share below each split and above the last: bins
