@@ -127,7 +127,9 @@ def _wait_served(platform: LocalPlatform, key: str, timeout_s: float = 180.0) ->
     raise AssertionError(f"serving never answered the produced events: {last}\n{platform.log_tail('worker')}")
 
 
-@pytest.fixture(scope="session")
+# Package scope too: Playwright's sync API keeps an event loop on the main thread while it runs,
+# and later suites call asyncio.run().
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip(
