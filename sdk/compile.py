@@ -115,28 +115,19 @@ def compile_workspace(name: str, objects: Iterable[Any]) -> WorkspaceSpec:
     tables: dict[str, FeatureTable] = {}
     alert_rules: dict[str, AlertRule] = {}
     # One namespace per kind of object, as in Tecton: an entity and a view may share a name.
+    by_kind: tuple[tuple[type, dict[str, Any]], ...] = (
+        (Entity, entities),
+        (StreamSource, sources),
+        (BatchSource, batch_sources),
+        (StreamFeatureView, views),
+        (RealtimeFeatureView, realtime),
+        (BatchFeatureView, batch_views),
+        (FeatureService, services),
+        (FeatureTable, tables),
+        (AlertRule, alert_rules),
+    )
     for obj in objects:
-        registry: dict[str, Any] | None = (
-            entities
-            if isinstance(obj, Entity)
-            else sources
-            if isinstance(obj, StreamSource)
-            else batch_sources
-            if isinstance(obj, BatchSource)
-            else views
-            if isinstance(obj, StreamFeatureView)
-            else realtime
-            if isinstance(obj, RealtimeFeatureView)
-            else batch_views
-            if isinstance(obj, BatchFeatureView)
-            else services
-            if isinstance(obj, FeatureService)
-            else tables
-            if isinstance(obj, FeatureTable)
-            else alert_rules
-            if isinstance(obj, AlertRule)
-            else None
-        )
+        registry = next((found for kind, found in by_kind if isinstance(obj, kind)), None)
         if registry is None:
             continue
         _register(registry, obj)
