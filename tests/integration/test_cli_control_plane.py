@@ -13,13 +13,13 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 
 from featurebus.platform.access.manage import AccessAdmin
 from featurebus.platform.access.records import PrincipalKind
 from featurebus.platform.kafka.runtime import free_port_pair
 from featurebus.platform.registry import KafkaRegistry
+from tests.support.control import wait_answering
 
 pytestmark = pytest.mark.kafka
 
@@ -93,15 +93,7 @@ def test_the_cli_goes_through_the_control_plane(kafka_bootstrap: str, tmp_path: 
         stderr=log,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "control.log").read_text()
-            time.sleep(0.2)
+        wait_answering(f"{url}/health", tmp_path / "control.log")
 
         logged_in = _cli(home, "login", "--url", url, "--key", admin_key)
         assert logged_in.returncode == 0, logged_in.stderr

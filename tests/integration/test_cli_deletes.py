@@ -9,12 +9,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from featurebus.platform.access.manage import AccessAdmin
@@ -22,6 +20,7 @@ from featurebus.platform.access.records import PrincipalKind
 from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
 from featurebus.platform.kafka.runtime import free_port_pair
 from featurebus.platform.registry import KafkaRegistry, apply_workspace
+from tests.support.control import wait_answering
 from tests.support.specs import spending_workspace
 
 pytestmark = pytest.mark.kafka
@@ -66,15 +65,7 @@ def logged_in_home(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Path]:
         stderr=log,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "control.log").read_text()
-            time.sleep(0.2)
+        wait_answering(f"{url}/health", tmp_path / "control.log")
         home = tmp_path / "home"
         assert _cli(home, "login", "--url", url, "--key", key).returncode == 0
         yield home

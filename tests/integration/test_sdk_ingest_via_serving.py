@@ -25,6 +25,7 @@ from featurebus.platform.kafka.runtime import free_port_pair
 from featurebus.platform.kafka.security import client_settings
 from featurebus.platform.kafka.topics import push_topic
 from featurebus.platform.registry import KafkaRegistry, apply_workspace
+from tests.support.control import wait_answering
 from tests.support.table_repo import table_workspace
 
 pytestmark = pytest.mark.kafka
@@ -85,15 +86,7 @@ def _start(tmp_path: Path, name: str, *args: str) -> subprocess.Popen[bytes]:
 
 
 def _wait_for(url: str, tmp_path: Path, name: str) -> None:
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, (tmp_path / f"{name}.log").read_text()
-        time.sleep(0.2)
+    wait_answering(url, tmp_path / f"{name}.log", timeout_s=90)
 
 
 def _login(home: Path, control_url: str, key: str, serving_url: str) -> None:

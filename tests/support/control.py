@@ -8,8 +8,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import uvicorn
 from fastapi.testclient import TestClient
@@ -94,3 +96,17 @@ def served_control(plane: ControlPlane) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def wait_answering(url: str, log: Path, timeout_s: float = 60.0) -> None:
+    """Until ``GET url`` answers 200 (a control or serving process started by a test); fails with
+    the process's log when it never does."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass  # not listening yet
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
