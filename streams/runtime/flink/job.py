@@ -20,7 +20,20 @@ objects, map-state writes) and 60-100 us of JVM (Kafka source, window buffer, th
 RocksDB, the transactional sink, checkpoint coordination every 500 ms), against the native
 worker's one Python process doing decode, fold and produce.
 
+Definitions follow the job (``run_flink_worker``; ``follow.py`` decides when, ``definitions.py``
+says how a shard catches up): an apply that changes what the job computes stops it with a
+savepoint and restarts it from there with the new spec; every shard, before its next batch or
+timer, drops the state of removed views and recomputes changed or new views from the source log
+with the native worker's own rebuild code, so the feature topics end as the native worker's do.
+
 Where it differs from the native worker, and why:
+- on an apply, processing pauses for the stop and restart (the job graph holds the definitions;
+  the native worker swaps its engine between two batches), and a shard is recomputed when it is
+  next touched (a batch, or its expiry timer at most 30 s after the restart; Flink gives an
+  operator no key context before that); a removed view's state is deleted (the native worker
+  leaves it unused in its store), so when the view comes back its old records on the feature
+  topic are what the recomputation diffs against; a job submitted to a cluster (``detached``)
+  does not follow: no process of ours watches the registry for it;
 - records without a value (tombstones) on a source topic are skipped by Flink's raw format
   instead of dead-lettered (the connector hands the format no record to reject);
 - the feature-topic partition of a record is chosen by the sink's partitioner from its key
@@ -52,6 +65,8 @@ from featurebus.platform.kafka.topics import dead_letter_topic, feature_topic, f
 from featurebus.platform.registry import KafkaRegistry, wait_for_workspace
 from featurebus.schemas.errors import FeaturebusError, NotFoundError
 from featurebus.schemas.specs import WorkspaceSpec
+from featurebus.streams.runtime.flink.follow import DefinitionsFollower
+from featurebus.streams.runtime.workspace_watch import WorkspaceDeletedError, WorkspaceWatch
 
 __all__ = [
     "FlinkJobSettings",
@@ -78,6 +93,8 @@ class FlinkJobSettings:
     checkpoint_interval_ms: int = 500
     jobmanager: str | None = None  # HOST:PORT of a cluster's REST endpoint; None runs in this process
     savepoint: str | None = None  # restore from this savepoint (or retained checkpoint)
+    # Restarting with new definitions: state of operators the new job lacks is dropped, not refused.
+    ignore_unclaimed_state: bool = False
 
     @property
     def state_dir(self) -> Path:
@@ -135,6 +152,8 @@ def _configuration(settings: FlinkJobSettings) -> Any:
     }
     if settings.savepoint is not None:
         values["execution.state-recovery.path"] = settings.savepoint
+    if settings.ignore_unclaimed_state:
+        values["execution.state-recovery.ignore-unclaimed-state"] = "true"
     for key, value in values.items():
         config.set_string(key, value)
     return config
@@ -152,7 +171,8 @@ def build_job(settings: FlinkJobSettings, spec: WorkspaceSpec, feature_topics: d
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
-    from featurebus.streams.runtime.flink.shard_function import OUTPUT_TYPE, ShardBatches, shard_key
+    from featurebus.streams.runtime.flink.following import FollowingShardBatches
+    from featurebus.streams.runtime.flink.shard_function import OUTPUT_TYPE, shard_key
 
     source_topics = sorted(
         {t for view in spec.stream_feature_views if view.online for t in spec.source(view.source).kafka.topics}
@@ -216,7 +236,7 @@ def build_job(settings: FlinkJobSettings, spec: WorkspaceSpec, feature_topics: d
         t_env.to_data_stream(batches)
         .key_by(shard_key)
         .process(
-            ShardBatches(spec.to_json(), feature_topics, dead_letter_topic(spec.name)),
+            FollowingShardBatches(settings.bootstrap, spec.to_json(), feature_topics, dead_letter_topic(spec.name)),
             output_type=OUTPUT_TYPE,
         )
         .name("featurebus engine step")
@@ -236,8 +256,9 @@ def run_flink_worker(
     savepoint: str | None = None,
     detached: bool = False,
 ) -> None:
-    """Run the workspace's Flink job until SIGTERM/SIGINT (then cancel it), or submit it to
-    ``jobmanager`` and return at once when ``detached``."""
+    """Run the workspace's Flink job until SIGTERM/SIGINT or the workspace's deletion (then stop
+    it with a savepoint), restarting it with the definitions of every apply that changes them; or
+    submit it to ``jobmanager`` and return at once when ``detached``."""
     check_flink_installed()
     ensure_flink_jars()
     spec = _applied_spec(bootstrap, workspace)
@@ -256,29 +277,85 @@ def run_flink_worker(
         # A job stopped by this command left a savepoint: continue from it (at any parallelism:
         # Flink redistributes the keyed state and the source's partitions), not from the log's start.
         log.warning("workspace %r: resuming from the savepoint %s", workspace, resumed)
-        settings = dataclasses.replace(settings, savepoint=resumed)
-    result = build_job(settings, spec, prepare_topics(bootstrap, spec)).execute()
-    client = result.get_job_client()
-    log.warning("workspace %r: Flink job %s submitted (%s)", workspace, client.get_job_id(), jobmanager or "in process")
+        # Definitions may have changed since (the shards align themselves with the new ones).
+        settings = dataclasses.replace(settings, savepoint=resumed, ignore_unclaimed_state=True)
     if detached:
+        build_job(settings, spec, prepare_topics(bootstrap, spec)).execute()
         return
+    _run_following_definitions(settings, spec)
+
+
+def _run_following_definitions(settings: FlinkJobSettings, spec: WorkspaceSpec) -> None:
+    """Run the job until SIGTERM/SIGINT or the workspace's deletion (then stop it with a
+    savepoint); an apply that changes what it computes restarts it from a savepoint with the new
+    definitions (``follow.py``; the shards catch up in the job, ``definitions.py``)."""
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous: dict[int, Any] = {}
+    _keep_logging_to_stderr()
+    watch = WorkspaceWatch(KafkaRegistry(settings.bootstrap), settings.workspace)
+    watch.start()
+    follower = DefinitionsFollower(watch, spec, lambda topics: list(partition_counts(settings.bootstrap, topics)))
     try:
-        while not stopping:
-            status = str(client.get_job_status().result())
-            if status in ("FAILED", "CANCELED", "FINISHED"):
-                raise FeaturebusError(f"the Flink job of workspace {workspace!r} stopped: {status}")
-            time.sleep(1.0)
-        _stop_with_savepoint(client, settings)
+        while True:
+            client = build_job(settings, spec, prepare_topics(settings.bootstrap, spec)).execute().get_job_client()
+            log.warning(
+                "workspace %r v%d: Flink job %s submitted (in process)", spec.name, spec.version, client.get_job_id()
+            )
+            # A stop from now on takes a savepoint (before the first start, it just ends the process).
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                previous.setdefault(signum, signal.signal(signum, stop))
+            restart_with: WorkspaceSpec | None = None
+            while not stopping and restart_with is None:
+                status = str(client.get_job_status().result())
+                if status in ("FAILED", "CANCELED", "FINISHED"):
+                    raise FeaturebusError(f"the Flink job of workspace {settings.workspace!r} stopped: {status}")
+                time.sleep(1.0)
+                try:
+                    restart_with = follower.poll()
+                except WorkspaceDeletedError as exc:
+                    log.warning("%s", exc)
+                    stopping = True
+            _stop_with_savepoint(client, settings)
+            if restart_with is None:
+                return
+            log.warning(
+                "workspace %r: restarting the Flink job with version %d", settings.workspace, restart_with.version
+            )
+            spec = restart_with
+            follower.restarted(spec)
+            settings = dataclasses.replace(
+                settings, savepoint=last_savepoint(settings.state_dir), ignore_unclaimed_state=True
+            )
     finally:
+        watch.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _keep_logging_to_stderr() -> None:
+    """In local execution Beam's in-process Python worker takes the root logger over (replaces its
+    handlers by one forwarding to the JVM, and closes that when the job ends): featurebus's own
+    records (the restarts, the shards' recomputations) get a handler of their own on stderr."""
+    logger = logging.getLogger("featurebus")
+    if any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
+        return
+    handler = _StderrHandler(sys.stderr)
+    root = logging.getLogger().handlers
+    handler.setFormatter(root[0].formatter if root and root[0].formatter else logging.Formatter(_LOG_FORMAT))
+    logger.addHandler(handler)
+    logger.propagate = False
+
+
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the handler ``_keep_logging_to_stderr`` added."""
 
 
 LAST_SAVEPOINT_FILE = "last-savepoint"
