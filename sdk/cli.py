@@ -595,11 +595,13 @@ def worker(
                 resolved_bootstrap,
                 "--home",
                 str(resolved_home),
+                "--metrics-port",
+                str(metrics_port),
             ]
         )
         from featurebus.streams.runtime.flink.job import run_flink_worker
 
-        run_flink_worker(resolved_bootstrap, workspace, resolved_home)
+        run_flink_worker(resolved_bootstrap, workspace, resolved_home, metrics_port=metrics_port)
         return
     from featurebus.streams.runtime.worker import run_worker
 

@@ -10,7 +10,9 @@ job's definitions, and the job restarts from a savepoint with them:
 - v4 adds it back: nothing of it is left, so it is recomputed from scratch over the whole log.
 
 After each step the feature topics (read_committed, what serving reads) must equal the
-brute-force oracle of the definitions then applied, over the whole history.
+brute-force oracle of the definitions then applied, over the whole history. The job's
+``/metrics`` (``--metrics-port``) carries the native worker's series: records consumed and
+events processed per view equal what was produced, across the restarts; the lag drops to 0.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import pytest
 from featurebus.platform.kafka.admin import TopicConfig, ensure_topics
 from featurebus.platform.registry import KafkaRegistry, apply_workspace
 from featurebus.schemas.specs import AggregationSpec, TransformationSpec, WorkspaceSpec
-from tests.support.flink import flink_available, start_flink_worker, stop_flink_worker, wait_flink_caught_up
+from tests.support.control import free_port
+from tests.support.flink import flink_available, scrape, start_flink_worker, stop_flink_worker, wait_flink_caught_up
 from tests.support.oracle import Event
 from tests.support.specs import HOUR, spending_workspace
 from tests.support.workers import assert_feature_topic_equals_oracle, history, produce_steadily
@@ -86,11 +89,27 @@ def test_an_apply_restarts_the_job_with_the_new_definitions(kafka_bootstrap: str
     parts = [events[:600], events[600:1_200], events[1_200:1_800], events[1_800:]]
     home = tmp_path / "flink"
     log = home / "flink-worker.log"
-    job = start_flink_worker(kafka_bootstrap, workspace, home)
+    metrics_port = free_port()
+    job = start_flink_worker(kafka_bootstrap, workspace, home, metrics_port=metrics_port)
+
+    def assert_metrics(consumed: int, processed: dict[str, int]) -> None:
+        series = scrape(metrics_port)
+        ws = ("workspace", workspace)
+        assert series.get(("featurebus_worker_events_consumed_total", (("topic", topic), ws))) == consumed
+        for view, n in processed.items():
+            assert series.get(("featurebus_worker_events_processed_total", (("feature_view", view), ws))) == n
+            assert series.get(("featurebus_worker_events_dropped_late_total", (("feature_view", view), ws))) == 0
+        assert series.get(("featurebus_worker_events_dead_lettered_total", (ws,))) == 0
+        for partition in ("0", "1"):
+            labels = (("partition", partition), ("topic", topic), ws)
+            assert series.get(("featurebus_worker_consumer_lag_records", labels)) == 0
+            assert series.get(("featurebus_worker_consumer_lag_seconds", labels)) == 0
+
     try:
         produce_steadily(kafka_bootstrap, topic, parts[0]).join()
         wait_flink_caught_up(kafka_bootstrap, workspace, topic, job, log)
         _eventually(lambda: assert_feature_topic_equals_oracle(kafka_bootstrap, v1, parts[0], users, t_ms), log)
+        _eventually(lambda: assert_metrics(600, {"user_spending": 600}), log, timeout_s=30)
 
         steps = [(with_views(doubled, counts), 1), (with_views(counts), 2), (with_views(doubled, counts), 3)]
         for spec, part in steps:
@@ -109,6 +128,9 @@ def test_an_apply_restarts_the_job_with_the_new_definitions(kafka_bootstrap: str
                     ),
                     log,
                 )
+        # Counted across the restarts: each view's events while it was defined (v1, v2, v4 for
+        # user_spending; v2 to v4 for user_counts); recomputations replay without counting.
+        _eventually(lambda: assert_metrics(2_400, {"user_spending": 1_800, "user_counts": 1_800}), log, timeout_s=30)
         text = log.read_text()
         assert "recomputed user_spending, user_counts from" in text or "recomputed user_counts, user_spending" in text
         assert "dropped the state of the removed views ('user_spending',)" in text

@@ -8,12 +8,17 @@ this subclass only adds steps before the batch step and after it, never inside i
   job's definitions before its batch or timer runs: removed views' state dropped, changed or new
   views recomputed from the source log. The fingerprints a shard was built with are keyed state
   of their own (``definitions``), checkpointed with the shard.
+- Metrics: next to ``ShardBatches``' totals, the breakdowns the native worker exports (records
+  consumed per source topic; events processed, transformation failures and late drops per
+  view) as Flink counters in key-value groups (``featurebus.topic.<topic>.consumed``,
+  ``featurebus.feature_view.<view>.processed``), which ``metrics.py`` maps to the native names.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
@@ -46,9 +51,14 @@ class FollowingShardBatches(ShardBatches):
         self._built_with = runtime_context.get_state(ValueStateDescriptor("definitions", Types.STRING()))
         self._spec = WorkspaceSpec.from_json(self._spec_json)
         self._aligned: set[str] = set()  # shards checked by this operator instance
+        self._group = runtime_context.get_metrics_group().add_group("featurebus")
+        self._consumed: dict[str, int] = {}  # source topic -> records received
+        self._breakdowns: dict[tuple[str, str, str], Any] = {}  # (kind, label, counter name) -> Flink counter
+        self._breakdowns_reported: dict[tuple[str, str, str], int] = {}
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Row]:
         self._align(shard_key(value))
+        self._consumed[value[0]] = self._consumed.get(value[0], 0) + len(value[2])
         yield from super().process_element(value, ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Row]:
@@ -77,3 +87,26 @@ class FollowingShardBatches(ShardBatches):
             log.warning("%s[%s]: dropped the state of the removed views %s", topic, partition, alignment.dropped)
         self._built_with.update(encode_fingerprints(alignment.fingerprints))
         self._aligned.add(shard)
+
+    def _report_counters(self) -> None:
+        super()._report_counters()
+        counters = self._engine.counters
+        current: dict[tuple[str, str, str], int] = {}
+        for topic, n in self._consumed.items():
+            current[("topic", topic, "consumed")] = n
+        for view, n in counters.processed_by_view.items():
+            current[("feature_view", view, "processed")] = n
+        for view, n in counters.transform_failed_by_view.items():
+            current[("feature_view", view, "transform_failed")] = n
+        for (view, _, _), (late, _) in list(counters.dropped_by_partition.items()):
+            key = ("feature_view", view, "dropped_late")
+            current[key] = current.get(key, 0) + late
+        for key, n in current.items():
+            reported = self._breakdowns_reported.get(key, 0)
+            if n != reported:
+                counter = self._breakdowns.get(key)
+                if counter is None:
+                    kind, label, name = key
+                    counter = self._breakdowns[key] = self._group.add_group(kind, label).counter(name)
+                counter.inc(n - reported)
+                self._breakdowns_reported[key] = n

@@ -50,6 +50,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -57,15 +58,19 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from featurebus.platform.files.atomic import atomic_write
 from featurebus.platform.flink import check_flink_installed, ensure_flink_jars
 from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, partition_counts
 from featurebus.platform.kafka.security import security_for
 from featurebus.platform.kafka.topics import dead_letter_topic, feature_topic, flink_group
+from featurebus.platform.monitoring.exposition import serve_metrics
 from featurebus.platform.registry import KafkaRegistry, wait_for_workspace
 from featurebus.schemas.errors import FeaturebusError, NotFoundError
 from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.streams.runtime.flink.follow import DefinitionsFollower
+from featurebus.streams.runtime.flink.metrics import FlinkJobCollector
 from featurebus.streams.runtime.workspace_watch import WorkspaceDeletedError, WorkspaceWatch
 
 __all__ = [
@@ -95,6 +100,9 @@ class FlinkJobSettings:
     savepoint: str | None = None  # restore from this savepoint (or retained checkpoint)
     # Restarting with new definitions: state of operators the new job lacks is dropped, not refused.
     ignore_unclaimed_state: bool = False
+    # In-process runs: the mini-cluster's REST API on this port of 127.0.0.1 (metrics.py reads the
+    # job's counters there); None leaves Flink's default.
+    rest_port: int | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -152,6 +160,11 @@ def _configuration(settings: FlinkJobSettings) -> Any:
     }
     if settings.savepoint is not None:
         values["execution.state-recovery.path"] = settings.savepoint
+    if settings.rest_port is not None:
+        values["rest.bind-address"] = "127.0.0.1"
+        values["rest.port"] = str(settings.rest_port)
+        # The REST API serves metrics the JobManager fetched: every second, not every 10 s.
+        values["metrics.fetcher.update-interval"] = "1000"
     if settings.ignore_unclaimed_state:
         values["execution.state-recovery.ignore-unclaimed-state"] = "true"
     for key, value in values.items():
@@ -255,10 +268,12 @@ def run_flink_worker(
     jobmanager: str | None = None,
     savepoint: str | None = None,
     detached: bool = False,
+    metrics_port: int = 0,
 ) -> None:
     """Run the workspace's Flink job until SIGTERM/SIGINT or the workspace's deletion (then stop
     it with a savepoint), restarting it with the definitions of every apply that changes them; or
-    submit it to ``jobmanager`` and return at once when ``detached``."""
+    submit it to ``jobmanager`` and return at once when ``detached``. ``metrics_port``: serve the
+    job's counters as the native worker's ``/metrics`` there (0: not at all; ``metrics.py``)."""
     check_flink_installed()
     ensure_flink_jars()
     spec = _applied_spec(bootstrap, workspace)
@@ -282,10 +297,36 @@ def run_flink_worker(
     if detached:
         build_job(settings, spec, prepare_topics(bootstrap, spec)).execute()
         return
-    _run_following_definitions(settings, spec)
+    collector = None
+    if metrics_port:
+        settings = dataclasses.replace(settings, rest_port=_free_port())
+        collector = FlinkJobCollector(workspace, bootstrap, f"http://127.0.0.1:{settings.rest_port}")
+        REGISTRY.register(collector)
+        serve_metrics(metrics_port)
+        log.warning(
+            "workspace %r: /metrics on port %d, from the job's REST API on port %d",
+            workspace,
+            metrics_port,
+            settings.rest_port,
+        )
+    try:
+        _run_following_definitions(settings, spec, collector)
+    finally:
+        if collector is not None:
+            REGISTRY.unregister(collector)
+            collector.close()
 
 
-def _run_following_definitions(settings: FlinkJobSettings, spec: WorkspaceSpec) -> None:
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _run_following_definitions(
+    settings: FlinkJobSettings, spec: WorkspaceSpec, collector: FlinkJobCollector | None
+) -> None:
     """Run the job until SIGTERM/SIGINT or the workspace's deletion (then stop it with a
     savepoint); an apply that changes what it computes restarts it from a savepoint with the new
     definitions (``follow.py``; the shards catch up in the job, ``definitions.py``)."""
@@ -306,6 +347,11 @@ def _run_following_definitions(settings: FlinkJobSettings, spec: WorkspaceSpec) 
             log.warning(
                 "workspace %r v%d: Flink job %s submitted (in process)", spec.name, spec.version, client.get_job_id()
             )
+            if collector is not None:
+                collector.job_id = str(client.get_job_id())
+                collector.topics = sorted(
+                    {t for v in spec.stream_feature_views if v.online for t in spec.source(v.source).kafka.topics}
+                )
             # A stop from now on takes a savepoint (before the first start, it just ends the process).
             for signum in (signal.SIGTERM, signal.SIGINT):
                 previous.setdefault(signum, signal.signal(signum, stop))
@@ -320,6 +366,8 @@ def _run_following_definitions(settings: FlinkJobSettings, spec: WorkspaceSpec) 
                 except WorkspaceDeletedError as exc:
                     log.warning("%s", exc)
                     stopping = True
+            if collector is not None and restart_with is not None:
+                collector.read_before_restart()
             _stop_with_savepoint(client, settings)
             if restart_with is None:
                 return
