@@ -21,7 +21,9 @@ counters must (a failover is noticed when a counter goes down between two scrape
 counters are not checkpointed: after a failover, events processed again after the restored
 checkpoint are counted again, and the runner reads the counters one last time before it stops
 the job for new definitions (``read_before_restart``), so that only events processed during the
-stop itself (none, when the job had caught up) can go uncounted.
+stop itself (none, when the job had caught up) can go uncounted. A job's counters that were
+never read (it ran between two restarts without a scrape and died without that last read, say
+the process was killed) are lost to the totals.
 Consumer lag in records and seconds comes from the job's source offsets committed on each
 checkpoint (group ``featurebus.<workspace>.flink``) against the partitions' ends; in seconds it
 is the age of the newest record those offsets cover (``consumer_lag.py``'s definition).
@@ -32,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -124,6 +127,7 @@ class FlinkJobCollector(Collector):
         self.job_id: str | None = None  # the job the runner runs now (changes on restarts)
         self._totals = MonotonicTotals()
         self._counted_job: str | None = None
+        self._lock = threading.Lock()
         self._exported: dict[Any, float] = {}
         self._lag = ConsumerLag()
         self._next_refresh = 0.0
@@ -160,27 +164,46 @@ class FlinkJobCollector(Collector):
         yield dead
         yield from lag_families("featurebus_worker_consumer", ws, self._lag)
 
-    def read_before_restart(self) -> None:
-        """The job is about to be replaced: its counters once more, after the JobManager fetched
-        the last ones the operator reported (it fetches every second)."""
-        time.sleep(2 * REFRESH_S)
-        self._refresh()
+    def read_before_restart(self, attempts: int = 6) -> None:
+        """The job is about to be replaced: its final counters. The JobManager answers from its
+        metric store and refreshes that only when asked (at most every second), so the first
+        answer after a quiet while is stale: read until two answers agree."""
+        job_id = self.job_id
+        if job_id is None:
+            return
+        previous: dict[Any, float] | None = None
+        for _ in range(attempts):
+            try:
+                counters = self._read_counters(job_id)
+            except (OSError, ValueError, KeyError) as exc:
+                log.info("reading the Flink job's metrics from %s failed: %s", self._rest_url, exc)
+                counters = None
+            if counters and counters == previous:
+                break
+            previous = counters
+            time.sleep(1.5 * REFRESH_S)
+        if previous:
+            with self._lock:
+                self._count(job_id, previous)
+
+    def _count(self, job_id: str, counters: dict[Any, float]) -> None:
+        if job_id != self._counted_job:  # a new job's counters start from zero
+            self._totals.restart()
+            self._counted_job = job_id
+        self._exported = self._totals.update(counters)
 
     def _refresh(self) -> None:
-        try:
-            job_id = self.job_id
-            if job_id is not None:
-                counters = self._read_counters(job_id)
-                if job_id != self._counted_job:  # a new job's counters start from zero
-                    self._totals.restart()
-                    self._counted_job = job_id
-                self._exported = self._totals.update(counters)
-        except (OSError, ValueError, KeyError) as exc:  # the JobManager restarting, a job being replaced
-            log.info("reading the Flink job's metrics from %s failed: %s", self._rest_url, exc)
-        try:
-            self._refresh_lag()
-        except Exception as exc:  # confluent_kafka raises KafkaException; a scrape must not fail on it
-            log.info("reading the Flink job's consumer lag failed: %s", exc)
+        with self._lock:  # scrapes and the runner's last read
+            try:
+                job_id = self.job_id
+                if job_id is not None:
+                    self._count(job_id, self._read_counters(job_id))
+            except (OSError, ValueError, KeyError) as exc:  # the JobManager restarting, a job being replaced
+                log.info("reading the Flink job's metrics from %s failed: %s", self._rest_url, exc)
+            try:
+                self._refresh_lag()
+            except Exception as exc:  # confluent_kafka raises KafkaException; a scrape must not fail on it
+                log.info("reading the Flink job's consumer lag failed: %s", exc)
 
     def _get(self, path: str) -> Any:
         with urllib.request.urlopen(self._rest_url + path, timeout=REST_TIMEOUT_S) as response:  # our JobManager
