@@ -81,7 +81,7 @@ def wait_flink_caught_up(
     while group_lag(bootstrap, flink_group(workspace), [topic]) > 0:
         assert worker.poll() is None, log.read_text()[-5000:]
         assert time.monotonic() < deadline, f"the Flink job did not catch up; log:\n{log.read_text()[-5000:]}"
-        time.sleep(1.0)
+        time.sleep(0.5)
 
 
 def wait_for_topic(

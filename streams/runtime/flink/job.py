@@ -423,7 +423,7 @@ def last_savepoint(state_dir: Path) -> str | None:
     return path or None
 
 
-def _stop_with_savepoint(client: Any, settings: FlinkJobSettings, attempts: int = 6, pause_s: float = 5.0) -> None:
+def _stop_with_savepoint(client: Any, settings: FlinkJobSettings, attempts: int = 30, pause_s: float = 1.0) -> None:
     """Stop the job with a savepoint (the sink commits its last transaction) and record its path
     for the next start; cancel when that keeps failing (the retained last checkpoint stays).
     A savepoint is refused while some task is still being deployed (a job stopped right after
