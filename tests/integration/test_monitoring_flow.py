@@ -294,3 +294,50 @@ def test_the_evaluator_serves_its_history(
     finally:
         server.close()
         monitor.close()
+
+
+def _start_monitor(bootstrap: str, home: Path, component: str, webhook_url: str) -> subprocess.Popen[bytes]:
+    """``featurebus monitor`` watching one component that never answers (down after 1 s)."""
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "monitor.log", "ab") as log:
+        return subprocess.Popen(
+            [
+                *(sys.executable, "-m", "featurebus", "monitor", "--workspace", f"none_{component}"),
+                *("--scrape", f"{component}=http://127.0.0.1:{_free_port()}/metrics", "--port", "0"),
+                *("--interval", "0.3", "--component-down-after", "1", "--webhook-url", webhook_url),
+                *("--no-alerts-topic", "--bootstrap", bootstrap, "--home", str(home)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+
+
+def test_sigterm_stops_the_evaluator_quickly_and_keeps_the_undelivered_notification(
+    kafka_bootstrap: str, tmp_path: Path, webhook: tuple[str, Receiver]
+) -> None:
+    """A notification in backoff (the webhook answers 500) used to hold the evaluator ~10 s on
+    SIGTERM and was then dropped; now it stops within the bound and the next evaluator sends it."""
+    webhook_url, receiver = webhook
+    receiver.failures = 10**6
+    component = f"gone_{uuid.uuid4().hex[:8]}"
+    rule = f"component.{component}.down"
+    monitor = _start_monitor(kafka_bootstrap, tmp_path, component, webhook_url)
+    try:
+        _eventually(lambda: receiver.requests >= 1, 60, "the first (failing) delivery of the down alert")
+        monitor.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        monitor.wait(30)
+        stopped_in = time.monotonic() - started
+        assert monitor.returncode == 0, (tmp_path / "monitor.log").read_text()[-2000:]
+        assert stopped_in < 5.0, stopped_in
+        assert receiver.bodies == []
+        receiver.failures = 0  # the webhook is back: a new evaluator delivers the owed FIRING once
+        monitor = _start_monitor(kafka_bootstrap, tmp_path, component, webhook_url)
+        _eventually(lambda: _kinds(receiver, rule)[:1] == ["firing"], 60, "the owed notification")
+        time.sleep(1.0)
+        # Once: (a RESOLVED may follow: a new evaluator counts a never-seen component from its own start)
+        assert _kinds(receiver, rule).count("firing") == 1
+    finally:
+        if monitor.poll() is None:
+            monitor.send_signal(signal.SIGTERM)
+            monitor.wait(30)
