@@ -141,9 +141,12 @@ class AlertState:
     def with_owed(self, notifications: Sequence[Notification]) -> AlertState:
         """The same state owing ``notifications`` again (handed to delivery, not delivered) ahead
         of its outbox, which holds only later ones; a new version. Ids already owed are skipped."""
-        owed = {n.id for n in self.outbox}
-        again = tuple(n for n in notifications if n.id not in owed)
-        return dataclasses.replace(self, outbox=(*again, *self.outbox), version=self.version + 1)
+        later = {n.id for n in self.outbox}
+        again: dict[str, Notification] = {}
+        for notification in notifications:
+            if notification.id not in later:
+                again.setdefault(notification.id, notification)  # each id once, in the given order
+        return dataclasses.replace(self, outbox=(*again.values(), *self.outbox), version=self.version + 1)
 
     def without_outbox(self, delivered: set[str]) -> AlertState:
         """The same state with the ``delivered`` notification ids removed (a new version)."""
