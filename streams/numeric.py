@@ -117,17 +117,26 @@ class Sum:
         return dd_value(_dd(partial))
 
     def value_of(self, partials: Sequence[Any]) -> int | float | None:
-        """``result(merge_many(partials))``: the correctly rounded exact sum is one ``fsum`` over
-        every ``[hi, lo]`` (the double-double's ``lo`` only matters to a further merge)."""
+        """``result(merge_many(partials))``, bit for bit, without building the merged partial."""
         present = [p for p in partials if p is not None]
         if not present:
             return None
         if type(present[0]) is list:
             try:
-                return math.fsum(chain.from_iterable(present))
+                return _dd_sum_value(list(chain.from_iterable(present)))
             except TypeError:  # value format 1's plain floats among them: the general path
                 pass
         return self.result(self.merge_many(present))
+
+
+def _dd_sum_value(flat: list[float]) -> float:
+    """``dd_value(dd_sum(pairs))`` of the pairs' flattened components, as the merged partial's
+    ``result`` rounds it (``hi + lo``; the same value serving gave before this shortcut)."""
+    hi = math.fsum(flat)
+    if not math.isfinite(hi):
+        return hi
+    flat.append(-hi)
+    return hi + math.fsum(flat)
 
 
 _SUM_PARTS = itemgetter(0, 2)  # a Mean partial's double-double sum
@@ -167,9 +176,9 @@ class Mean:
         return mean if math.isfinite(mean) else None
 
     def value_of(self, partials: Sequence[list[float]]) -> float | None:
-        """``result(merge_many(partials))`` with one ``fsum`` over the sums' ``(hi, lo)``."""
+        """``result(merge_many(partials))``, bit for bit, without building the merged partial."""
         try:
-            total = math.fsum(chain.from_iterable(map(_SUM_PARTS, partials)))
+            total = _dd_sum_value(list(chain.from_iterable(map(_SUM_PARTS, partials))))
         except IndexError:  # value format 1's ``[sum, count]``: the general path
             return self.result(self.merge_many(partials))
         count = sum(map(_COUNT, partials))
