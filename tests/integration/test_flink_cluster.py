@@ -62,14 +62,14 @@ def test_taskmanager_killed_three_times_serves_exactly_the_oracle(kafka_bootstra
         )
         producer = produce_steadily(kafka_bootstrap, topic, events)
         for _ in range(3):
-            deadline = time.monotonic() + 120
-            while not (busy := [pid for pid in taskmanager_pids(tmp_path) if runs_python_workers(pid)]):
-                assert time.monotonic() < deadline, "no TaskManager started the job's tasks"
-                time.sleep(0.5)
             # A spare joins first, so the job restarts on it as soon as the kill is noticed
             # instead of waiting for a new TaskManager's JVM to start (the kill is the same).
             add_taskmanager(tmp_path)
             time.sleep(rng.uniform(1.0, 4.0))
+            deadline = time.monotonic() + 120
+            while not (busy := [pid for pid in taskmanager_pids(tmp_path) if runs_python_workers(pid)]):
+                assert time.monotonic() < deadline, "no TaskManager started the job's tasks"
+                time.sleep(0.5)
             kill_taskmanager(rng.choice(busy))
         producer.join()
         deadline = time.monotonic() + 240
