@@ -164,12 +164,18 @@ def test_delete_keys_removes_entities_everywhere_and_the_receipt_says_exactly_wh
                 }
                 untouched_files = {p: Path(p).read_bytes() for p, n in files_before.items() if n == 0}
 
-                # A consumer's key may read but not delete.
-                refused = client.post(
-                    f"{platform.control_url}/v1/workspaces/{workspace}/deletes",
-                    headers={"Authorization": f"Bearer {reader}"},
-                    json={"view": "user_spending", "keys": [{"user_id": "u1"}]},
-                )
+                # A consumer's key may read but not delete. The control plane learns of a key from
+                # the bus on its own schedule (serving knowing it says nothing): 401 until then.
+                deadline = time.monotonic() + 30
+                while True:
+                    refused = client.post(
+                        f"{platform.control_url}/v1/workspaces/{workspace}/deletes",
+                        headers={"Authorization": f"Bearer {reader}"},
+                        json={"view": "user_spending", "keys": [{"user_id": "u1"}]},
+                    )
+                    if refused.status_code != 401 or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.3)
                 assert refused.status_code == 403 and "editor" in refused.json()["message"]
 
                 ws = featurebus.get_workspace(workspace, bootstrap=kafka_bootstrap, home=home)

@@ -113,13 +113,18 @@ class _Pipeline:
             }
             consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
             found: dict[tuple[str, int, int], str] = {}
-            position = {p: 0 for p in ends}
+            reading = [TopicPartition(topic, p) for p, end in ends.items() if end > 0]
             deadline = time.monotonic() + 30
-            while any(position[p] < end for p, end in ends.items()) and time.monotonic() < deadline:
-                message = consumer.poll(0.5)
+
+            def behind() -> bool:
+                # The consumer's position, not the last message's offset + 1: it also steps over
+                # the transactions' commit markers, which take offsets no message has.
+                return any(tp.offset < ends[tp.partition] for tp in consumer.position(reading))
+
+            while behind() and time.monotonic() < deadline:
+                message = consumer.poll(0.2)
                 if message is None or message.error():
                     continue
-                position[message.partition()] = message.offset() + 1
                 headers = {k: (v or b"").decode() for k, v in message.headers() or []}
                 found[
                     (
