@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import sys
 import time
@@ -132,6 +133,9 @@ def _configuration(settings: FlinkJobSettings) -> Any:
         "restart-strategy.fixed-delay.attempts": "1000",
         "restart-strategy.fixed-delay.delay": "2 s",
         "python.fn-execution.bundle.time": "100",
+        # Chained operators hand records over without a defensive copy (the SQL operators and the
+        # Python operator's serializer never keep or mutate a record they passed on).
+        "pipeline.object-reuse": "true",
     }
     if settings.savepoint is not None:
         values["execution.state-recovery.path"] = settings.savepoint
@@ -152,7 +156,13 @@ def build_job(settings: FlinkJobSettings, spec: WorkspaceSpec, feature_topics: d
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
-    from featurebus.streams.runtime.flink.shard_function import OUTPUT_TYPE, ShardBatches, shard_key
+    from featurebus.streams.runtime.flink.shard_function import (
+        BATCH_ROWS_TYPE,
+        OUTPUT_TYPE,
+        SHARD_KEY_SQL,
+        ShardBatches,
+        keyed_in_jvm,
+    )
 
     source_topics = sorted(
         {t for view in spec.stream_feature_views if view.online for t in spec.source(view.source).kafka.topics}
@@ -163,6 +173,10 @@ def build_job(settings: FlinkJobSettings, spec: WorkspaceSpec, feature_topics: d
         )
     # The sink writes to the topic each row names; the connector wants the list of them.
     sink_topics = sorted({topic for topic, _ in feature_topics.values()} | {dead_letter_topic(spec.name)})
+    # In a local mini-cluster PyFlink runs every subtask's Python in this one client process
+    # ("loopback"), so parallelism 2 shares one GIL; a worker process per subtask instead is what
+    # a cluster does anyway (PyFlink reads this variable when the job is executed).
+    os.environ["_python_worker_execution_mode"] = "process"  # noqa: SIM112 (PyFlink's spelling)
     env = StreamExecutionEnvironment.get_execution_environment(_configuration(settings))
     t_env = StreamTableEnvironment.create(env)
     bootstrap = _quote(settings.bootstrap)
@@ -202,19 +216,22 @@ def build_job(settings: FlinkJobSettings, spec: WorkspaceSpec, feature_topics: d
             'value.fields-include' = 'EXCEPT_KEY',
             'sink.delivery-guarantee' = 'exactly-once',
             'sink.transactional-id-prefix' = {_quote(f"featurebus.{spec.name}.flink")},
+            -- Reuse a small pool of transactional ids (and their producers) instead of a new id per
+            -- checkpoint: every new producer is a new SASL/SCRAM login, paid twice a second.
+            'sink.transaction-naming-strategy' = 'POOLING',
             'properties.transaction.timeout.ms' = '60000',
             'properties.enable.idempotence' = 'true',
             'properties.acks' = 'all'
         )""")
     # The JVM cuts each source partition's records into micro-batches (one row per partition and
-    # window), so Python receives arrays instead of one Beam element per record.
+    # window) and keys them by shard itself (``keyed_in_jvm``), so a batch crosses into Python once,
+    # as two flat arrays (offsets, values): no per-record Row objects on either side.
     batches = t_env.sql_query(f"""
-        SELECT `topic`, `partition`, ARRAY_AGG(CAST(ROW(`offset`, `value`) AS ROW<`offset` BIGINT, `value` BYTES>))
+        SELECT {SHARD_KEY_SQL}, ROW(`topic`, `partition`, ARRAY_AGG(`offset`), ARRAY_AGG(`value`))
         FROM TABLE(TUMBLE(TABLE featurebus_source, DESCRIPTOR(`arrived`), INTERVAL '{settings.batch_ms / 1000:.3f}' SECOND))
         GROUP BY window_start, window_end, `topic`, `partition`""")
     tiles = (
-        t_env.to_data_stream(batches)
-        .key_by(shard_key)
+        keyed_in_jvm(t_env.to_append_stream(batches, BATCH_ROWS_TYPE))
         .process(
             ShardBatches(spec.to_json(), feature_topics, dead_letter_topic(spec.name)),
             output_type=OUTPUT_TYPE,
@@ -332,7 +349,6 @@ def _submit_with_flink_cli(settings: FlinkJobSettings) -> None:
     builder) in a Python client whose execution environment is the cluster's, and returns once the
     cluster accepted the job (``-d``). The cluster's TaskManagers start their Python workers with
     ``python.executable`` (this interpreter): on another machine it must have featurebus[flink]."""
-    import os
     import subprocess
 
     from featurebus.platform.flink import flink_home
