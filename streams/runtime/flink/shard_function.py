@@ -1,10 +1,10 @@
 """The job's keyed operator: micro-batches of one source partition through ``StreamEngine.process``.
 
 The JVM cuts the batches (``job.build_job``: a processing-time tumbling window per source
-partition collects ``(offset, value)`` pairs with ``ARRAY_AGG``), so a record crosses from Java
-to Python as one element of an array rather than as a Beam element of its own: the first version
-buffered every record in keyed list state from Python, and that per-record crossing and state
-traffic bounded it at about 2k events/s. Batches arrive keyed by ``topic\\x00partition`` (one
+partition collects its offsets and values with two ``ARRAY_AGG``), so a record crosses from Java
+to Python as one element of two flat arrays rather than as a Beam element of its own: the first
+version buffered every record in keyed list state from Python, and that per-record crossing and
+state traffic bounded it at about 2k events/s. Batches arrive keyed by ``topic/partition`` (one
 source partition = one tile shard), in window order; the records of a batch are sorted by offset
 (the order the native worker sees them in). Every step of the native engine runs unchanged —
 decoding, dead letters, per-partition lateness, the transformation, tile folding, lifetime
