@@ -595,11 +595,13 @@ def worker(
                 resolved_bootstrap,
                 "--home",
                 str(resolved_home),
+                "--metrics-port",
+                str(metrics_port),
             ]
         )
         from featurebus.streams.runtime.flink.job import run_flink_worker
 
-        run_flink_worker(resolved_bootstrap, workspace, resolved_home)
+        run_flink_worker(resolved_bootstrap, workspace, resolved_home, metrics_port=metrics_port)
         return
     from featurebus.streams.runtime.worker import run_worker
 
@@ -632,7 +634,37 @@ def serve(
 
 @app.command("offline")
 def offline(
-    workspace: Workspace = "default", bootstrap: Bootstrap = None, home: Home = None, metrics_port: MetricsPort = 0
+    workspace: Workspace = "default",
+    bootstrap: Bootstrap = None,
+    home: Home = None,
+    metrics_port: MetricsPort = 0,
+    feature_monitor_interval_s: Annotated[
+        float,
+        typer.Option(
+            "--feature-monitor-interval",
+            min=0.1,
+            envvar="FEATUREBUS_FEATURE_MONITOR_INTERVAL_S",
+            help="Seconds between drift and parity rounds.",
+        ),
+    ] = 30.0,
+    drift_bucket_s: Annotated[
+        float,
+        typer.Option(
+            "--drift-bucket",
+            min=1.0,
+            envvar="FEATUREBUS_DRIFT_BUCKET_S",
+            help="Seconds of served requests one drift statistic (featurebus_feature_drift) covers.",
+        ),
+    ] = 3600.0,
+    quality_check_interval_s: Annotated[
+        float,
+        typer.Option(
+            "--quality-check-interval",
+            min=0.1,
+            envvar="FEATUREBUS_QUALITY_CHECK_INTERVAL_S",
+            help="Seconds between re-checks of a view's data-quality expectations at most.",
+        ),
+    ] = 10.0,
 ) -> None:
     """Run the offline materializer (source topics -> Parquet, data-quality statistics) and the
     feature monitor (logged features -> Parquet, drift, live parity)."""
@@ -660,11 +692,23 @@ def offline(
                 markup=False,
             )
             return
-        materializer = OfflineMaterializer(cluster, _home(home) / "offline", workspace, registry=registry)
+        materializer = OfflineMaterializer(
+            cluster,
+            _home(home) / "offline",
+            workspace,
+            registry=registry,
+            quality_check_interval_s=quality_check_interval_s,
+        )
         REGISTRY.register(OfflineCollector(workspace, materializer))
         serve_metrics(metrics_port)
         # Feature logging to the offline store, drift and live parity (platform/monitoring/feature_monitor.py).
-        monitor = FeatureMonitor(cluster, _home(home) / "offline", materializer.spec)
+        monitor = FeatureMonitor(
+            cluster,
+            _home(home) / "offline",
+            materializer.spec,
+            interval_s=feature_monitor_interval_s,
+            drift_bucket_ms=int(drift_bucket_s * 1000),
+        )
         threading.Thread(target=monitor.run_forever, args=(stop,), name="feature-monitor", daemon=True).start()
         materializer.run_forever(stop)
     except KeyboardInterrupt:

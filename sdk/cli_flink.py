@@ -68,9 +68,17 @@ def flink_run(
     ] = None,
     bootstrap: Bootstrap = None,
     home: Home = None,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            "--metrics-port",
+            help="Serve the job's counters as Prometheus /metrics (the native worker's series) on this port of 127.0.0.1 (0: not at all).",
+        ),
+    ] = 0,
 ) -> None:
-    """Run the workspace's job in this process (a local Flink mini-cluster) until SIGTERM/SIGINT:
-    `featurebus worker --engine flink` with a parallelism and a savepoint to start from."""
+    """Run the workspace's job in this process (a local Flink mini-cluster) until SIGTERM/SIGINT,
+    restarting it with each apply that changes its definitions: `featurebus worker --engine
+    flink` with a parallelism and a savepoint to start from."""
     from featurebus.platform.config import resolve_bootstrap
 
     resolved_bootstrap, resolved_home = resolve_bootstrap(bootstrap), _home(home)
@@ -87,11 +95,20 @@ def flink_run(
             resolved_bootstrap,
             "--home",
             str(resolved_home),
+            "--metrics-port",
+            str(metrics_port),
         ]
     )
     from featurebus.streams.runtime.flink.job import run_flink_worker
 
-    run_flink_worker(resolved_bootstrap, workspace, resolved_home, parallelism=parallelism, savepoint=savepoint)
+    run_flink_worker(
+        resolved_bootstrap,
+        workspace,
+        resolved_home,
+        parallelism=parallelism,
+        savepoint=savepoint,
+        metrics_port=metrics_port,
+    )
 
 
 @flink_app.command("submit")

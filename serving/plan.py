@@ -20,7 +20,7 @@ from featurebus.schemas.specs import FeatureServiceSpec, LoggingSpec, StreamFeat
 from featurebus.serving.online_materializer import online_view_name
 from featurebus.serving.realtime import RealtimeServing
 from featurebus.serving.wire import data_type, format_time_ms
-from featurebus.streams.aggregations import Aggregator
+from featurebus.streams.aggregations import WindowValue, window_value
 from featurebus.streams.realtime import RealtimeServicePlan
 from featurebus.streams.tiles import CompiledView, read_range
 from featurebus.streams.windows import window_bounds
@@ -41,7 +41,7 @@ class ViewPlan:
     int64_elements: tuple[bool, ...]  # per served feature: an array of int64, elements as strings
     any_int64: bool  # any of the two above: the row needs the conversion pass
     is_count: tuple[bool, ...]  # per served feature: 0 means "no data", not a value
-    aggregators: tuple[Aggregator, ...]  # per served feature
+    window_values: tuple[WindowValue, ...]  # per served feature: a window's value from its tiles' partials
     empty: tuple[Any, ...]  # per served feature: its value for an entity without tiles
     # Plain time windows ending at the request time: answered by the per-request plan
     # (``ViewAt``); lifetime, offset and series windows and the latest-event-time leading edge
@@ -140,7 +140,7 @@ def plan_service(spec: WorkspaceSpec, service: FeatureServiceSpec, raw: bool = F
                     int64_elements=tuple(a.output_dtype == "array<int64>" and not raw for a in aggs),
                     any_int64=not raw and any(a.output_dtype in ("int64", "array<int64>") for a in aggs),
                     is_count=tuple(a.function == "count" for a in aggs),
-                    aggregators=aggregators,
+                    window_values=tuple(window_value(a) for a in aggregators),
                     empty=tuple(a.result(a.initialize()) for a in aggregators),
                     plain=(
                         not compiled.has_lifetime
@@ -185,14 +185,14 @@ class ViewAt:
         spec = view.compiled.spec
         interval_ms = spec.aggregation_interval_ms
         if not view.plain:  # answered by the read service's general path, from the request time itself
-            self.windows: list[tuple[int, int, tuple[tuple[int, int, Aggregator], ...]]] = []
+            self.windows: list[tuple[int, int, tuple[tuple[int, int, WindowValue], ...]]] = []
             self.start_suffix, self.end_suffix, self.effective_time = b"", b"", ""
             return
         # (window start, window end) -> [(index among served features, index in the view, aggregator)]
-        grouped: dict[tuple[int, int], list[tuple[int, int, Aggregator]]] = {}
-        for index, (pick, aggregator) in enumerate(zip(view.picks, view.aggregators, strict=True)):
+        grouped: dict[tuple[int, int], list[tuple[int, int, WindowValue]]] = {}
+        for index, (pick, value_of) in enumerate(zip(view.picks, view.window_values, strict=True)):
             bounds = window_bounds(t_ms, spec.aggregations[pick].window_ms, interval_ms)
-            grouped.setdefault(bounds, []).append((index, pick, aggregator))
+            grouped.setdefault(bounds, []).append((index, pick, value_of))
         self.windows = [(start, end, tuple(members)) for (start, end), members in grouped.items()]
         # Over all of the view's aggregations, as read_range does: the scan is the same either way.
         start_ms, end_ms = read_range(view.compiled, t_ms)

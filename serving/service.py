@@ -23,7 +23,7 @@ from featurebus.serving.feature_logging import FeatureLogger
 from featurebus.serving.plan import VIEW_SERVICE_PREFIX, ServicePlan, ViewAt, ViewPlan, WorkspacePlan
 from featurebus.serving.request_metrics import observe_lookup
 from featurebus.serving.request_surface import FeatureDoc, feature_docs
-from featurebus.serving.tile_cache import TileCache
+from featurebus.serving.tile_cache import MAX_WINDOW_VALUES, CachedTiles, TileCache
 from featurebus.serving.wire import (
     MISSING_DATA,
     PRESENT,
@@ -41,6 +41,8 @@ from featurebus.streams.windows import leading_edge_ms
 
 __all__ = ["FeatureServer", "MetadataOptions", "VIEW_SERVICE_PREFIX", "format_time_ms"]
 
+_UNKNOWN = object()
+_IMMUTABLE = frozenset({int, float, str, bool, type(None)})
 _ENTITY_END = b"\xff" * 16  # past every tile key suffix (start + shard) of an entity
 
 
@@ -298,7 +300,7 @@ class FeatureServer:
         cache = self._cache
         cached = None if cache is None else cache.get(prefix)
         if cached is not None:
-            starts, partials = cached
+            starts, partials, known = cached
         else:
             generation = 0 if cache is None else cache.generation  # before reading: see tile_cache.py
             # One contiguous scan: an entity's tiles sort by start time (see schemas/encoding.py),
@@ -309,15 +311,27 @@ class FeatureServer:
             if cache is not None and len(tiles) >= cache.min_tiles:
                 # Worth keeping: all of the entity's tiles, as later requests read later ranges.
                 tiles = decode_tiles(self._store.scan(prefix, prefix + _ENTITY_END))
-                starts, partials = [start for start, _ in tiles], [tile for _, tile in tiles]
-                cache.put(prefix, (starts, partials), generation)
+                entry = CachedTiles([start for start, _ in tiles], [tile for _, tile in tiles], {})
+                cache.put(prefix, entry, generation)
+                starts, partials, known = entry
             else:
-                starts, partials = [start for start, _ in tiles], [tile for _, tile in tiles]
+                starts, partials, known = [start for start, _ in tiles], [tile for _, tile in tiles], None
         values = list(view.empty)
         for window_start, window_end, members in at.windows:
             lo, hi = bisect_left(starts, window_start), bisect_left(starts, window_end)
             if lo < hi:
                 window = partials[lo:hi]
-                for index, pick, aggregator in members:
-                    values[index] = aggregator.result(aggregator.merge_many([tile[pick] for tile in window]))
+                for index, pick, value_of in members:
+                    if known is None:
+                        values[index] = value_of([tile[pick] for tile in window])
+                        continue
+                    # A cached entity's tiles are fixed: the same window has the same value.
+                    value = known.get((pick, lo, hi), _UNKNOWN)
+                    if value is _UNKNOWN:
+                        value = value_of([tile[pick] for tile in window])
+                        if type(value) in _IMMUTABLE:  # a list could be changed by its receiver (realtime code)
+                            if len(known) >= MAX_WINDOW_VALUES:
+                                known.clear()
+                            known[(pick, lo, hi)] = value
+                    values[index] = value
         return values

@@ -46,6 +46,8 @@ __all__ = [
     "merge_all",
     "output_dtype",
     "result_over",
+    "WindowValue",
+    "window_value",
 ]
 
 NUMERIC_DTYPES = frozenset({"int64", "int32", "float64", "float32"})
@@ -103,6 +105,26 @@ class Aggregator(Protocol):
         ...
 
     def result(self, partial: Partial) -> Any: ...
+
+
+WindowValue = Callable[[Sequence[Partial]], Any]
+
+
+def window_value(aggregator: Aggregator) -> WindowValue:
+    """``result(merge_many(partials))`` as one function: the value of one window from its tiles'
+    partials (the serving hot path calls it per window and entity). An aggregator whose value
+    needs less than its merged partial offers ``value_of`` (``Sum`` and ``Mean``: one
+    ``math.fsum`` gives the correctly rounded exact sum, where a double-double partial to merge
+    further takes two, plus the pairs' copying); it is equal to the composition by contract
+    (tests/unit/test_window_value.py)."""
+    direct: WindowValue | None = getattr(aggregator, "value_of", None)
+    if direct is not None:
+        return direct
+
+    def composed(partials: Sequence[Partial]) -> Any:
+        return aggregator.result(aggregator.merge_many(partials))
+
+    return composed
 
 
 def input_column(column: Any, input_dtype: str) -> tuple[np.ndarray, np.ndarray]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -114,6 +116,32 @@ class Sum:
             return partial
         return dd_value(_dd(partial))
 
+    def value_of(self, partials: Sequence[Any]) -> int | float | None:
+        """``result(merge_many(partials))``, bit for bit, without building the merged partial."""
+        present = [p for p in partials if p is not None]
+        if not present:
+            return None
+        if type(present[0]) is list:
+            try:
+                return _dd_sum_value(list(chain.from_iterable(present)))
+            except TypeError:  # value format 1's plain floats among them: the general path
+                pass
+        return self.result(self.merge_many(present))
+
+
+def _dd_sum_value(flat: list[float]) -> float:
+    """``dd_value(dd_sum(pairs))`` of the pairs' flattened components, as the merged partial's
+    ``result`` rounds it (``hi + lo``; the same value serving gave before this shortcut)."""
+    hi = math.fsum(flat)
+    if not math.isfinite(hi):
+        return hi
+    flat.append(-hi)
+    return hi + math.fsum(flat)
+
+
+_SUM_PARTS = itemgetter(0, 2)  # a Mean partial's double-double sum
+_COUNT = itemgetter(1)
+
 
 class Mean:
     """Partial is ``[sum hi, count, sum lo]`` (a double-double sum, as ``Sum``'s) so that means of
@@ -144,6 +172,18 @@ class Mean:
         if not count:
             return None
         total = partial[0] + (partial[2] if len(partial) > 2 else 0.0)
+        mean = total / count
+        return mean if math.isfinite(mean) else None
+
+    def value_of(self, partials: Sequence[list[float]]) -> float | None:
+        """``result(merge_many(partials))``, bit for bit, without building the merged partial."""
+        try:
+            total = _dd_sum_value(list(chain.from_iterable(map(_SUM_PARTS, partials))))
+        except IndexError:  # value format 1's ``[sum, count]``: the general path
+            return self.result(self.merge_many(partials))
+        count = sum(map(_COUNT, partials))
+        if not count:
+            return None
         mean = total / count
         return mean if math.isfinite(mean) else None
 

@@ -28,6 +28,7 @@ from featurebus.platform.kafka.credentials import BusCredentials, Component, loa
 from featurebus.platform.kafka.rights import grant_component_rights
 from featurebus.platform.kafka.runtime import free_port_pair
 from featurebus.platform.local.supervisor import Supervisor
+from featurebus.platform.local.workspace_rights import WorkspaceRightsFollower
 from featurebus.schemas.errors import InvalidRequestError, KafkaUnavailableError
 from featurebus.schemas.kinds import StreamEngineKind
 
@@ -69,11 +70,14 @@ def ensure_live_workspace(bootstrap: str, workspace: str) -> None:
         )
 
 
-def grant_platform_rights(bootstrap: str, credentials: BusCredentials, workspace: str) -> None:
-    """Each component's principal and rights, for ``workspace`` and every workspace the registry holds."""
+def grant_platform_rights(bootstrap: str, credentials: BusCredentials, workspace: str) -> set[str]:
+    """Each component's principal and rights, for ``workspace`` and every workspace the registry
+    holds; the workspaces granted."""
     from featurebus.platform.registry import KafkaRegistry
 
-    grant_component_rights(bootstrap, credentials, {workspace, *KafkaRegistry(bootstrap).list()})
+    workspaces = {workspace, *KafkaRegistry(bootstrap).list()}
+    grant_component_rights(bootstrap, credentials, workspaces)
+    return workspaces
 
 
 class LocalPlatform:
@@ -106,6 +110,7 @@ class LocalPlatform:
         self.metrics_ports = {name: free_port_pair()[0] for name in ("worker", "offline", "jobs", "monitor")}
         self._kafka_principals = kafka_principals
         self._component_env: dict[Component, dict[str, str]] = {}
+        self._rights_follower: WorkspaceRightsFollower | None = None
 
     @property
     def serving_url(self) -> str:
@@ -198,8 +203,9 @@ class LocalPlatform:
         credentials = self._kafka.credentials if self._kafka is not None else None
         if credentials is None:  # a configured cluster: the components' passwords live in the home
             credentials = load_or_create_credentials(self.home / "kafka")
-        grant_platform_rights(self.bootstrap, credentials, self.workspace)
+        granted = grant_platform_rights(self.bootstrap, credentials, self.workspace)
         self._component_env = {c: credentials.component(c).as_env() for c in Component}
+        self._rights_follower = WorkspaceRightsFollower(self.bootstrap, credentials, granted).start()
 
     def _ensure_live_workspace(self) -> None:
         ensure_live_workspace(self.bootstrap, self.workspace)
@@ -261,6 +267,9 @@ class LocalPlatform:
 
     def stop(self) -> None:
         clear_platform(os.getpid(), self.home)
+        if self._rights_follower is not None:
+            self._rights_follower.stop()
+            self._rights_follower = None
         self._supervisor.stop_all()
         if self._kafka is not None:
             self._kafka.stop()

@@ -19,6 +19,7 @@ evaluator removes them once delivered (see ``evaluator``). Each notification car
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -136,6 +137,16 @@ class AlertState:
             outbox=tuple(Notification.from_dict(n) for n in data["outbox"]),
             resolved_ms=data.get("resolved_ms"),  # absent from states written before it existed
         )
+
+    def with_owed(self, notifications: Sequence[Notification]) -> AlertState:
+        """The same state owing ``notifications`` again (handed to delivery, not delivered) ahead
+        of its outbox, which holds only later ones; a new version. Ids already owed are skipped."""
+        later = {n.id for n in self.outbox}
+        again: dict[str, Notification] = {}
+        for notification in notifications:
+            if notification.id not in later:
+                again.setdefault(notification.id, notification)  # each id once, in the given order
+        return dataclasses.replace(self, outbox=(*again.values(), *self.outbox), version=self.version + 1)
 
     def without_outbox(self, delivered: set[str]) -> AlertState:
         """The same state with the ``delivered`` notification ids removed (a new version)."""

@@ -5,6 +5,11 @@ sends each notification to each channel its rule names; a failed send is retried
 exponential backoff (``backoff_s`` doubling up to ``max_backoff_s``) held in a due-time heap,
 so one failing channel delays neither the other channels nor the next notifications. After
 ``max_attempts`` it gives up, counted. Counters are plain ints for the evaluator's /metrics.
+
+``close`` is quick (a stopping evaluator must not hang on a channel in backoff): it waits a short
+grace for what is in flight, stops the thread, and returns every notification not delivered to
+all its channels yet, so the evaluator can put it back into its stored outbox for the next
+evaluator (``AlertEvaluator.owe_again``) instead of dropping it.
 """
 
 from __future__ import annotations
@@ -72,6 +77,9 @@ class Dispatcher:
         self._order = itertools.count()
         self._idle = threading.Condition()
         self._in_flight = 0
+        self._stopping = threading.Event()
+        self._sending: _Attempt | None = None  # the attempt the delivery thread is in, if any
+        self._not_started: list[tuple[AlertRule, Notification]] = []  # taken from the queue while closing
         self.counters = DeliveryCounters()
         self._thread = threading.Thread(target=self._run, name="featurebus-alert-delivery", daemon=True)
         self._thread.start()
@@ -115,23 +123,52 @@ class Dispatcher:
         with self._idle:
             return self._idle.wait_for(lambda: self._in_flight == 0, timeout_s)
 
-    def close(self, timeout_s: float = 5.0) -> None:
-        self.wait_idle(timeout_s)
-        self._queue.put(None)
-        self._thread.join(timeout_s)
+    def close(self, grace_s: float = 1.0) -> list[tuple[AlertRule, Notification]]:
+        """Stop delivering within about ``grace_s`` (twice at worst: a send in progress is given as
+        long again to return) and return what was not delivered to every channel of its rule:
+        queued, waiting for a retry, or being sent when the grace ran out. Each once, oldest
+        first. Sends already done are not undone: handing one back means at-least-once."""
+        deadline = time.monotonic() + grace_s
+        # Wait for what is queued or being sent, not for retries in backoff (they are handed back).
+        while (not self._queue.empty() or self._sending is not None) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self._stopping.set()
+        try:
+            self._queue.put_nowait(None)  # wake the thread; a full queue wakes it anyway
+        except queue.Full:
+            pass
+        self._thread.join(grace_s)
+        pending: list[tuple[AlertRule, Notification]] = []
+        if self._thread.is_alive() and self._sending is not None:  # stuck in a channel: owed again
+            pending.append((self._sending.rule, self._sending.notification))
+        pending += [(a.rule, a.notification) for a in sorted(list(self._retries))]  # a copy: see above
+        pending += self._not_started
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                pending.append(item)
+        unique: dict[str, tuple[AlertRule, Notification]] = {}
+        for rule, notification in pending:
+            unique.setdefault(notification.id, (rule, notification))
+        return sorted(unique.values(), key=lambda p: (p[1].rule, p[1].episode_ms, p[1].sequence))
 
     def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             timeout = None if not self._retries else max(0.0, self._retries[0].due - self._clock())
             try:
                 item = self._queue.get(timeout=timeout)
             except queue.Empty:  # a retry is due
                 pass
             else:
-                if item is None:
+                if item is None or self._stopping.is_set():
+                    if item is not None:
+                        self._not_started.append(item)  # close() hands it back
                     return
                 self._start(*item)
-            while self._retries and self._retries[0].due <= self._clock():
+            while self._retries and self._retries[0].due <= self._clock() and not self._stopping.is_set():
                 self._try(heapq.heappop(self._retries))
 
     def _start(self, rule: AlertRule, notification: Notification) -> None:
@@ -143,6 +180,10 @@ class Dispatcher:
             self._try(attempt)
 
     def _try(self, attempt: _Attempt) -> None:
+        if self._stopping.is_set():  # closing: this channel's send is owed again (close() returns it)
+            heapq.heappush(self._retries, attempt)
+            return
+        self._sending = attempt
         try:
             self._channels[attempt.channel].send(attempt.rule, attempt.notification)
         except Exception:  # any failure of a channel is retried; none may kill the delivery thread
@@ -178,6 +219,8 @@ class Dispatcher:
                 ),
             )
             return
+        finally:
+            self._sending = None
         self.counters.sent += 1
         self.counters.per_channel_sent[attempt.channel] = self.counters.per_channel_sent.get(attempt.channel, 0) + 1
         self._done()

@@ -19,6 +19,7 @@ same notification ``id`` is delivered again so a receiver can drop it (at-least-
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 
 from featurebus.platform.monitoring.alerts import AlertState, Notification, step
@@ -45,17 +46,33 @@ class AlertEvaluator:
         self._deliver = deliver
         self.delivery_failures = 0  # counted for the evaluator's /metrics
 
-    def evaluate(self, observations: Mapping[str, float | None], now_ms: int) -> list[AlertState]:
+    def evaluate(
+        self, observations: Mapping[str, float | None], now_ms: int, stop: threading.Event | None = None
+    ) -> list[AlertState]:
         """One round: ``observations`` maps a rule name to its current value (missing or None: no
-        data). Returns every rule's state after the round."""
+        data). Returns every rule's state after the round. ``stop`` set ends the round before the
+        next rule: the rules left keep their stored state, as after a crash (see above)."""
         states = []
         for name, rule in self._rules.items():
+            if stop is not None and stop.is_set():
+                break
             stored = self._store.get(name)
             state = step(rule, stored, observations.get(name), now_ms)
             if state is not stored:
                 self._store.put(state)
             states.append(self._flush(rule, state))
         return states
+
+    def owe_again(self, undelivered: Sequence[tuple[AlertRule, Notification]]) -> None:
+        """Put notifications the dispatcher did not deliver (it was closed first) back into their
+        rules' stored outboxes, so the next evaluator delivers them (step 2 above) rather than
+        nobody: a shutdown costs a possible repeat, never a lost notification."""
+        by_rule: dict[str, list[Notification]] = {}
+        for _, notification in undelivered:
+            by_rule.setdefault(notification.rule, []).append(notification)
+        for name, notifications in by_rule.items():
+            stored = self._store.get(name) or AlertState(rule=name)
+            self._store.put(stored.with_owed(sorted(notifications, key=lambda n: (n.episode_ms, n.sequence))))
 
     def forget_removed_rules(self) -> list[str]:
         """Delete the stored states of rules that no longer exist; returns their names."""

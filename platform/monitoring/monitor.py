@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from prometheus_client import REGISTRY, Counter
@@ -130,15 +130,22 @@ class Monitor:
         self.suppressed_repeats = 0
 
     # -- one round ---------------------------------------------------------------------------
-    def step(self) -> list[AlertState]:
+    def step(self, stop: threading.Event | None = None) -> list[AlertState]:
+        """One round. ``stop`` set while the scrapes are out abandons the round before anything is
+        observed or stored (the next evaluator observes afresh): stopping waits for no scrape."""
         self._reload_rules()
         if self._acks is not None:
             self._acked = self._acks.all()
         now = self._clock()
-        samples = self._scrape_all(now)
+        samples = self._scrape_all(now, stop)
+        if samples is None:
+            return self.states
         observations = {rule.name: self._observe(rule, samples, now) for rule in self.rules}
         assert self._evaluator is not None  # _reload_rules builds it
-        self.states = self._evaluator.evaluate(observations, int(now * 1000))
+        states = self._evaluator.evaluate(observations, int(now * 1000), stop)
+        if stop is not None and stop.is_set():
+            return self.states  # a partial round: keep the last complete picture for /metrics
+        self.states = states
         EVALUATIONS.inc()
         return self.states
 
@@ -206,9 +213,15 @@ class Monitor:
             }
         )
 
-    def _scrape_all(self, now: float) -> list[Sample]:
+    def _scrape_all(self, now: float, stop: threading.Event | None = None) -> list[Sample] | None:
+        """Every target's samples; None when ``stop`` was set before all had answered."""
         timeout = self._settings.scrape_timeout_s
         futures = {t.name: self._pool.submit(scrape, t.url, dict(t.headers), timeout) for t in self._targets}
+        outstanding = set(futures.values())
+        while outstanding:
+            if stop is not None and stop.is_set():
+                return None
+            _, outstanding = wait(outstanding, timeout=0.1)
         found: list[Sample] = []
         at_ms = int(now * 1000)
         for name, future in futures.items():
@@ -236,7 +249,7 @@ class Monitor:
             while not stop.is_set():
                 started = time.monotonic()
                 try:
-                    self.step()
+                    self.step(stop)
                 except Exception:  # a broker outage or a bad spec: the next round tries again
                     _log.exception("alert evaluation round failed; retrying next interval")
                 stop.wait(max(0.0, self._settings.interval_s - (time.monotonic() - started)))
@@ -244,10 +257,19 @@ class Monitor:
             REGISTRY.unregister(self._collector)
             self.close()
 
-    def close(self) -> None:
-        self.dispatcher.close()
-        self._pool.shutdown(wait=False)
-        self._store.close()
+    def close(self, grace_s: float = 1.0) -> None:
+        """Stop within about ``grace_s`` (a channel in backoff or hanging is not waited for): what
+        the dispatcher could not deliver goes back into the stored outboxes, for the next evaluator."""
+        undelivered = self.dispatcher.close(grace_s)
+        try:
+            if undelivered and self._evaluator is not None:
+                self._evaluator.owe_again(undelivered)
+                _log.info("%d undelivered notifications kept for the next evaluator", len(undelivered))
+            elif undelivered:
+                _log.error("%d notifications not delivered and no evaluator to keep them", len(undelivered))
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._store.close()
 
 
 class _MonitorCollector(Collector):

@@ -35,7 +35,13 @@ class MonitorServer:
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="featurebus-monitor-http", daemon=True)
+        # A short poll interval: ``close`` (shutdown) waits for the serving loop's next poll.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="featurebus-monitor-http",
+            daemon=True,
+        )
 
     def start(self) -> MonitorServer:
         self._thread.start()

@@ -68,10 +68,12 @@ class OfflineMaterializer:
         kafka_timeout_s: float = 10.0,
         registry: Registry | None = None,
         data_quality: bool = True,
+        quality_check_interval_s: float = 10.0,
     ) -> None:
         """``registry``: where the workspace's sources are read (default: the registry on the bus).
         ``data_quality``: compute the statistics of views with ``data_quality_enabled``
-        (``featurebus.platform.monitoring.quality_recorder``); off only to measure its cost."""
+        (``featurebus.platform.monitoring.quality_recorder``); off only to measure its cost.
+        ``quality_check_interval_s``: how often at most a view's expectations are re-checked."""
         self._bootstrap = bootstrap
         self._registry = registry or KafkaRegistry(bootstrap)
         self._root = open_store(Path(root))
@@ -81,7 +83,11 @@ class OfflineMaterializer:
         self._kafka_timeout_s = kafka_timeout_s
         self._key_fields: dict[str, tuple[str, ...]] = {}  # per source: join keys every record needs (as the worker)
         self._sources_by_topic = self._load_sources()
-        self._quality = QualityRecorder(QualityStore(self._root), self.spec) if data_quality else None
+        self._quality = (
+            QualityRecorder(QualityStore(self._root), self.spec, check_interval_s=quality_check_interval_s)
+            if data_quality
+            else None
+        )
         self.rejected_count = 0
         self.written_count = 0
         self._consumer: Any = None

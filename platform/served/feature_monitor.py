@@ -5,9 +5,9 @@ Started by ``featurebus offline`` (which ``featurebus up`` runs) beside the mate
 own thread: ``run_forever`` writes the logging topics continuously and, every ``interval_s``,
 - drift of every view served by a service with logging, against the saved dataset named
   ``reference.<view>`` or else ``reference`` when there is one (a training set saved with
-  ``ws.save_dataset``), else the previous 24 hours of its own logged features
+  ``ws.save_dataset``), else the previous 24 buckets of its own logged features
   (``drift_monitor``) -> ``featurebus_feature_drift{workspace,feature_view,feature}`` = the PSI
-  of the newest bucket with data;
+  of the newest bucket with data (``drift_bucket_ms``, an hour by default);
 - parity of a sample of the logged requests of each such service that are older than
   ``settle_s`` and not checked before, recomputed through the training-set path (``parity``) ->
   ``featurebus_parity_mismatch_ratio{workspace,feature_view}``.
@@ -27,10 +27,10 @@ from prometheus_client import Gauge
 
 from featurebus.platform.offline.datasets import list_datasets
 from featurebus.platform.offline.logged_features import TIMESTAMP, LoggedFeaturesWriter, read_logged_features
-from featurebus.platform.served.drift_monitor import DriftReference, view_drift
+from featurebus.platform.served.drift_monitor import HOUR_MS, DriftReference, view_drift
 from featurebus.platform.served.parity import parity_report
 from featurebus.platform.served.reports import ReportStore
-from featurebus.schemas.errors import FeaturebusError
+from featurebus.schemas.errors import FeaturebusError, InvalidRequestError
 from featurebus.schemas.specs import WorkspaceSpec
 
 __all__ = ["DRIFT", "PARITY", "FeatureMonitor"]
@@ -59,8 +59,16 @@ class FeatureMonitor:
         interval_s: float = 30.0,
         parity_sample: int = 500,
         settle_s: float = 10.0,
+        drift_bucket_ms: int = HOUR_MS,
     ) -> None:
+        """``drift_bucket_ms``: the span of served requests one drift statistic covers (shorter:
+        drift shows sooner, from fewer requests)."""
+        if interval_s <= 0 or drift_bucket_ms <= 0:
+            raise InvalidRequestError(
+                f"feature monitor: the interval ({interval_s} s) and the drift bucket ({drift_bucket_ms} ms) must be > 0"
+            )
         self._root = root
+        self._drift_bucket_ms = drift_bucket_ms
         self._spec = spec
         self._interval_s = interval_s
         self._parity_sample = parity_sample
@@ -112,7 +120,7 @@ class FeatureMonitor:
         saved = set(list_datasets(self._root, self._spec.name))
         dataset = next((name for name in (f"reference.{view}", "reference") if name in saved), None)
         reference = None if dataset is None else DriftReference(dataset=dataset)
-        report = view_drift(self._root, self._spec, view, reference=reference)
+        report = view_drift(self._root, self._spec, view, reference=reference, bucket_ms=self._drift_bucket_ms)
         self._reports.write(self._spec.name, "drift", view, report)
         for feature in report["features"]:  # type: ignore[union-attr]
             if feature.get("psi") is not None:

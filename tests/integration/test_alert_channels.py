@@ -169,3 +169,34 @@ def test_alerts_topic_keeps_each_notification_once_by_id(kafka_bootstrap: str) -
     assert list(records) == [notification.id.encode()]
     record = orjson.loads(records[notification.id.encode()])
     assert record["kind"] == "firing" and record["value"] == 75.5 and record["target"] == "fraud_view"
+
+
+def test_close_is_quick_and_hands_back_what_was_not_delivered(webhook: tuple[str, Receiver]) -> None:
+    url, receiver = webhook
+    receiver.failures = 10**6  # the webhook is down: the notification waits in backoff
+    rule = AlertRule("down", RuleKind.COMPONENT_DOWN, "worker", channels=("slack",))
+    store = MemoryAlertStateStore()
+    dispatcher = Dispatcher({"slack": WebhookChannel(url)}, backoff_s=30.0, max_backoff_s=30.0)
+    evaluator = AlertEvaluator([rule], store, dispatcher.deliver)
+    [state] = evaluator.evaluate({rule.name: 99.0}, 1_000)
+    assert state.outbox == ()  # handed to the dispatcher, so no longer owed in the store
+    deadline = time.monotonic() + 10
+    while receiver.requests == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    undelivered = dispatcher.close(grace_s=1.0)
+    assert time.monotonic() - started < 1.5  # not the 30 s backoff
+    assert [n.id for _, n in undelivered] == ["down/1000/0"]
+    evaluator.owe_again(undelivered)
+    [stored] = store.list()
+    assert [n.id for n in stored.outbox] == ["down/1000/0"]
+    # The next evaluator delivers it once the webhook is back.
+    receiver.failures = 0
+    again = Dispatcher({"slack": WebhookChannel(url)})
+    try:
+        AlertEvaluator([rule], store, again.deliver).evaluate({}, 2_000)
+        assert again.wait_idle(10)
+    finally:
+        again.close()
+    assert [b["featurebus"]["id"] for b in receiver.bodies] == ["down/1000/0"]
+    assert store.list()[0].outbox == ()

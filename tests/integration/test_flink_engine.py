@@ -21,8 +21,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+from confluent_kafka import TopicPartition
 
-from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, read_compacted
+from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, read_compacted, topic_end_offsets
 from featurebus.platform.kafka.clients import consumer as kafka_consumer
 from featurebus.platform.kafka.clients import reliable_producer
 from featurebus.platform.kafka.topics import dead_letter_topic, feature_topic
@@ -57,19 +58,26 @@ def _history(seed: int, n: int) -> tuple[list[Event], list[str], int]:
 
 
 def _dead_letters(bootstrap: str, topic: str) -> list[tuple[bytes | None, str]]:
+    """Every committed record of the dead-letter topic (read up to its current end: the tiles the
+    test waited for were committed in the same transactions)."""
+    ends = topic_end_offsets(bootstrap, topic)
     consumer = kafka_consumer(
         bootstrap, f"test.{uuid.uuid4().hex}", **{"auto.offset.reset": "earliest", "isolation.level": "read_committed"}
     )
-    consumer.subscribe([topic])
+    consumer.assign([TopicPartition(topic, p, low) for p, (low, _) in ends.items()])
     found: list[tuple[bytes | None, str]] = []
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        message = consumer.poll(0.5)
-        if message is None or message.error() is not None:
-            continue
-        headers = dict(message.headers() or [])
-        found.append((message.value(), (headers.get("featurebus.reason") or b"").decode()))
-    consumer.close()
+    deadline = time.monotonic() + 60
+    try:
+        # The position, not the last offset seen, decides: it also steps over transaction markers.
+        while any(tp.offset < ends[tp.partition][1] for tp in consumer.position(consumer.assignment())):
+            assert time.monotonic() < deadline, f"{topic} not read to its end"
+            message = consumer.poll(0.2)
+            if message is None or message.error() is not None:
+                continue
+            headers = dict(message.headers() or [])
+            found.append((message.value(), (headers.get("featurebus.reason") or b"").decode()))
+    finally:
+        consumer.close()
     return sorted(found, key=repr)
 
 

@@ -65,20 +65,20 @@ def test_the_job_rescales_from_a_savepoint_without_losing_or_repeating_events(
     home = tmp_path / "flink"
     log = home / "flink-worker.log"
     savepoints: list[str] = []
-    for part, parallelism in zip(parts, (1, 2, 1), strict=True):
-        _produce(kafka_bootstrap, topic, part)
-        job = start_flink_worker(kafka_bootstrap, flink.name, home, parallelism=parallelism)
-        try:
-            wait_flink_caught_up(kafka_bootstrap, flink.name, topic, job, log)
-        finally:
-            stop_flink_worker(job)
-        recorded = (home / "flink" / flink.name / LAST_SAVEPOINT_FILE).read_text()
-        assert recorded not in savepoints, f"no new savepoint after the run at parallelism {parallelism}"
-        savepoints.append(recorded)
-    assert log.read_text().count("resuming from the savepoint") == 2
-
+    # The native worker's reference runs meanwhile (it follows the same parts as they come).
     native_worker = start_worker(kafka_bootstrap, native.name, tmp_path / "native")
     try:
+        for part, parallelism in zip(parts, (1, 2, 1), strict=True):
+            _produce(kafka_bootstrap, topic, part)
+            job = start_flink_worker(kafka_bootstrap, flink.name, home, parallelism=parallelism)
+            try:
+                wait_flink_caught_up(kafka_bootstrap, flink.name, topic, job, log)
+            finally:
+                stop_flink_worker(job)
+            recorded = (home / "flink" / flink.name / LAST_SAVEPOINT_FILE).read_text()
+            assert recorded not in savepoints, f"no new savepoint after the run at parallelism {parallelism}"
+            savepoints.append(recorded)
+        assert log.read_text().count("resuming from the savepoint") == 2
         wait_caught_up(kafka_bootstrap, native.name, topic, native_worker, tmp_path / "native")
         expected = read_compacted(kafka_bootstrap, feature_topic(native.name, "user_spending"))
     finally:

@@ -26,13 +26,15 @@ def flink_available() -> bool:
 
 
 def start_flink_worker(
-    bootstrap: str, workspace: str, home: Path, parallelism: int | None = None
+    bootstrap: str, workspace: str, home: Path, parallelism: int | None = None, metrics_port: int = 0
 ) -> subprocess.Popen[bytes]:
     """``featurebus worker --engine flink``, or ``featurebus flink run --parallelism N``."""
     home.mkdir(parents=True, exist_ok=True)
     command = (
         ["worker", "--engine", "flink"] if parallelism is None else ["flink", "run", "--parallelism", str(parallelism)]
     )
+    if metrics_port:
+        command += ["--metrics-port", str(metrics_port)]
     with open(home / "flink-worker.log", "ab") as log:
         # Its own session: stop_flink_worker ends the process group (the Python client and the
         # JVM it started), by the group id of the process this call started.
@@ -79,7 +81,7 @@ def wait_flink_caught_up(
     while group_lag(bootstrap, flink_group(workspace), [topic]) > 0:
         assert worker.poll() is None, log.read_text()[-5000:]
         assert time.monotonic() < deadline, f"the Flink job did not catch up; log:\n{log.read_text()[-5000:]}"
-        time.sleep(1.0)
+        time.sleep(0.5)
 
 
 def wait_for_topic(
@@ -185,3 +187,18 @@ def kill_taskmanager(pid: int) -> None:
             os.kill(worker, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """``(sample name, sorted labels) -> value`` of ``http://127.0.0.1:port/metrics``."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import threading
 from collections import Counter
 
 import pytest
@@ -219,3 +220,32 @@ def test_removed_rules_are_forgotten() -> None:
     AlertEvaluator([STALE, SLOW], store, lambda rule, n: None).evaluate({"stale": 1.0, "slow": 1.0}, 0)
     assert AlertEvaluator([SLOW], store, lambda rule, n: None).forget_removed_rules() == ["stale"]
     assert [s.rule for s in store.list()] == ["slow"]
+
+
+def test_notifications_handed_back_are_owed_again_ahead_of_later_ones_and_once() -> None:
+    store = MemoryAlertStateStore()
+    handed: list[Notification] = []
+    evaluator = AlertEvaluator([STALE], store, lambda rule, n: handed.append(n))
+    evaluator.evaluate({"stale": 61.0}, 1_000)  # FIRING handed over
+    failing = AlertEvaluator([STALE], store, lambda rule, n: (_ for _ in ()).throw(RuntimeError("down")))
+    failing.evaluate({"stale": 1.0}, 2_000)  # RESOLVED produced, not delivered: still owed
+    resolved = store.get("stale")
+    assert resolved is not None
+    [owed_later] = resolved.outbox
+    evaluator.owe_again([(STALE, handed[0]), (STALE, handed[0])])  # the dispatcher was closed first
+    stored = store.get("stale")
+    assert stored is not None
+    assert [n.id for n in stored.outbox] == [handed[0].id, owed_later.id]  # in order, each once
+    delivered: list[str] = []
+    AlertEvaluator([STALE], store, lambda rule, n: delivered.append(n.id)).evaluate({}, 3_000)
+    assert delivered == [handed[0].id, owed_later.id]
+
+
+def test_a_stop_ends_the_round_before_the_next_rule() -> None:
+    store = MemoryAlertStateStore()
+    stop = threading.Event()
+    stop.set()
+    states = AlertEvaluator([STALE, SLOW], store, lambda rule, n: None).evaluate(
+        {"stale": 61.0, "slow": 99.0}, 1_000, stop
+    )
+    assert states == [] and store.list() == []  # nothing observed: the next evaluator starts afresh

@@ -10,13 +10,13 @@ from featurebus.platform.kv import MemoryStore
 from featurebus.schemas.encoding import store_prefix
 from featurebus.serving.online_materializer import online_view_name
 from featurebus.serving.service import FeatureServer
-from featurebus.serving.tile_cache import TileCache
+from featurebus.serving.tile_cache import CachedTiles, TileCache
 from featurebus.streams.tiles import CompiledView
 from tests.support.oracle import Event
 from tests.support.specs import MINUTE, spending_workspace
 from tests.unit.test_serving_service import BASE, VIEW, Clock, load
 
-TILES = ([1, 2, 3], [[1], [2], [3]])
+TILES = CachedTiles([1] * 20, [[1]] * 20, {})
 
 
 def test_put_is_refused_after_an_invalidation_since_the_read() -> None:
@@ -46,7 +46,7 @@ def test_entities_being_written_are_misses_and_cannot_be_put() -> None:
 
 def test_few_tiles_are_not_kept_and_the_oldest_entities_go_first() -> None:
     cache = TileCache(max_entities=2, min_tiles=3)
-    assert not cache.put(b"small", ([1], [[1]]), cache.generation)
+    assert not cache.put(b"small", CachedTiles([1], [[1]], {}), cache.generation)
     for name in (b"a", b"b", b"c"):
         assert cache.put(name, TILES, cache.generation)
     assert cache.get(b"a") is None and cache.get(b"b") == TILES and cache.get(b"c") == TILES

@@ -34,7 +34,20 @@ Freshness: an event waits for its micro-batch (``batch_ms``), crosses three netw
 bundle (20 ms), and becomes visible to read_committed readers when the checkpoint after it
 completes and the sink commits (``checkpoint_interval_ms`` plus the checkpoint's own duration).
 
+Definitions follow the job (``run_flink_worker``; ``follow.py`` decides when, ``definitions.py``
+says how a shard catches up): an apply that changes what the job computes stops it with a
+savepoint and restarts it from there with the new spec; every shard, before its next batch or
+timer, drops the state of removed views and recomputes changed or new views from the source log
+with the native worker's own rebuild code, so the feature topics end as the native worker's do.
+
 Where it differs from the native worker, and why:
+- on an apply, processing pauses for the stop and restart (the job graph holds the definitions;
+  the native worker swaps its engine between two batches), and a shard is recomputed when it is
+  next touched (a batch, or its expiry timer at most 30 s after the restart; Flink gives an
+  operator no key context before that); a removed view's state is deleted (the native worker
+  leaves it unused in its store), so when the view comes back its old records on the feature
+  topic are what the recomputation diffs against; a job submitted to a cluster (``detached``)
+  does not follow: no process of ours watches the registry for it;
 - records without a value (tombstones) on a source topic are skipped by Flink's raw format
   instead of dead-lettered (the connector hands the format no record to reject);
 - the feature-topic partition of a record is chosen by the sink's partitioner from its key
@@ -52,6 +65,7 @@ import dataclasses
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -59,14 +73,20 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from featurebus.platform.files.atomic import atomic_write
 from featurebus.platform.flink import check_flink_installed, ensure_flink_jars
 from featurebus.platform.kafka.admin import TopicConfig, ensure_topics, partition_counts
 from featurebus.platform.kafka.security import security_for
 from featurebus.platform.kafka.topics import dead_letter_topic, feature_topic, flink_group
+from featurebus.platform.monitoring.exposition import serve_metrics
 from featurebus.platform.registry import KafkaRegistry, wait_for_workspace
 from featurebus.schemas.errors import FeaturebusError, NotFoundError
 from featurebus.schemas.specs import WorkspaceSpec
+from featurebus.streams.runtime.flink.follow import DefinitionsFollower
+from featurebus.streams.runtime.flink.metrics import FlinkJobCollector
+from featurebus.streams.runtime.workspace_watch import WorkspaceDeletedError, WorkspaceWatch
 
 __all__ = [
     "FlinkJobSettings",
@@ -95,6 +115,11 @@ class FlinkJobSettings:
     checkpoint_interval_ms: int = 300
     jobmanager: str | None = None  # HOST:PORT of a cluster's REST endpoint; None runs in this process
     savepoint: str | None = None  # restore from this savepoint (or retained checkpoint)
+    # Restarting with new definitions: state of operators the new job lacks is dropped, not refused.
+    ignore_unclaimed_state: bool = False
+    # In-process runs: the mini-cluster's REST API on this port of 127.0.0.1 (metrics.py reads the
+    # job's counters there); None leaves Flink's default.
+    rest_port: int | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -160,6 +185,13 @@ def _configuration(settings: FlinkJobSettings) -> Any:
     }
     if settings.savepoint is not None:
         values["execution.state-recovery.path"] = settings.savepoint
+    if settings.rest_port is not None:
+        values["rest.bind-address"] = "127.0.0.1"
+        values["rest.port"] = str(settings.rest_port)
+        # The REST API serves metrics the JobManager fetched: every second, not every 10 s.
+        values["metrics.fetcher.update-interval"] = "1000"
+    if settings.ignore_unclaimed_state:
+        values["execution.state-recovery.ignore-unclaimed-state"] = "true"
     for key, value in values.items():
         config.set_string(key, value)
     return config
@@ -177,11 +209,11 @@ def build_job(settings: FlinkJobSettings, spec: WorkspaceSpec, feature_topics: d
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
+    from featurebus.streams.runtime.flink.following import FollowingShardBatches
     from featurebus.streams.runtime.flink.shard_function import (
         BATCH_ROWS_TYPE,
         OUTPUT_TYPE,
         SHARD_KEY_SQL,
-        ShardBatches,
         keyed_in_jvm,
     )
 
@@ -254,7 +286,7 @@ def build_job(settings: FlinkJobSettings, spec: WorkspaceSpec, feature_topics: d
     tiles = (
         keyed_in_jvm(t_env.to_append_stream(batches, BATCH_ROWS_TYPE))
         .process(
-            ShardBatches(spec.to_json(), feature_topics, dead_letter_topic(spec.name)),
+            FollowingShardBatches(settings.bootstrap, spec.to_json(), feature_topics, dead_letter_topic(spec.name)),
             output_type=OUTPUT_TYPE,
         )
         .name("featurebus engine step")
@@ -273,9 +305,12 @@ def run_flink_worker(
     jobmanager: str | None = None,
     savepoint: str | None = None,
     detached: bool = False,
+    metrics_port: int = 0,
 ) -> None:
-    """Run the workspace's Flink job until SIGTERM/SIGINT (then cancel it), or submit it to
-    ``jobmanager`` and return at once when ``detached``."""
+    """Run the workspace's Flink job until SIGTERM/SIGINT or the workspace's deletion (then stop
+    it with a savepoint), restarting it with the definitions of every apply that changes them; or
+    submit it to ``jobmanager`` and return at once when ``detached``. ``metrics_port``: serve the
+    job's counters as the native worker's ``/metrics`` there (0: not at all; ``metrics.py``)."""
     check_flink_installed()
     ensure_flink_jars()
     spec = _applied_spec(bootstrap, workspace)
@@ -294,29 +329,118 @@ def run_flink_worker(
         # A job stopped by this command left a savepoint: continue from it (at any parallelism:
         # Flink redistributes the keyed state and the source's partitions), not from the log's start.
         log.warning("workspace %r: resuming from the savepoint %s", workspace, resumed)
-        settings = dataclasses.replace(settings, savepoint=resumed)
-    result = build_job(settings, spec, prepare_topics(bootstrap, spec)).execute()
-    client = result.get_job_client()
-    log.warning("workspace %r: Flink job %s submitted (%s)", workspace, client.get_job_id(), jobmanager or "in process")
+        # Definitions may have changed since (the shards align themselves with the new ones).
+        settings = dataclasses.replace(settings, savepoint=resumed, ignore_unclaimed_state=True)
     if detached:
+        build_job(settings, spec, prepare_topics(bootstrap, spec)).execute()
         return
+    collector = None
+    if metrics_port:
+        settings = dataclasses.replace(settings, rest_port=_free_port())
+        collector = FlinkJobCollector(workspace, bootstrap, f"http://127.0.0.1:{settings.rest_port}")
+        REGISTRY.register(collector)
+        serve_metrics(metrics_port)
+        log.warning(
+            "workspace %r: /metrics on port %d, from the job's REST API on port %d",
+            workspace,
+            metrics_port,
+            settings.rest_port,
+        )
+    try:
+        _run_following_definitions(settings, spec, collector)
+    finally:
+        if collector is not None:
+            REGISTRY.unregister(collector)
+            collector.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _run_following_definitions(
+    settings: FlinkJobSettings, spec: WorkspaceSpec, collector: FlinkJobCollector | None
+) -> None:
+    """Run the job until SIGTERM/SIGINT or the workspace's deletion (then stop it with a
+    savepoint); an apply that changes what it computes restarts it from a savepoint with the new
+    definitions (``follow.py``; the shards catch up in the job, ``definitions.py``)."""
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous: dict[int, Any] = {}
+    _keep_logging_to_stderr()
+    watch = WorkspaceWatch(KafkaRegistry(settings.bootstrap), settings.workspace)
+    watch.start()
+    follower = DefinitionsFollower(watch, spec, lambda topics: list(partition_counts(settings.bootstrap, topics)))
     try:
-        while not stopping:
-            status = str(client.get_job_status().result())
-            if status in ("FAILED", "CANCELED", "FINISHED"):
-                raise FeaturebusError(f"the Flink job of workspace {workspace!r} stopped: {status}")
-            time.sleep(1.0)
-        _stop_with_savepoint(client, settings)
+        while True:
+            client = build_job(settings, spec, prepare_topics(settings.bootstrap, spec)).execute().get_job_client()
+            log.warning(
+                "workspace %r v%d: Flink job %s submitted (in process)", spec.name, spec.version, client.get_job_id()
+            )
+            if collector is not None:
+                collector.job_id = str(client.get_job_id())
+                collector.topics = sorted(
+                    {t for v in spec.stream_feature_views if v.online for t in spec.source(v.source).kafka.topics}
+                )
+            # A stop from now on takes a savepoint (before the first start, it just ends the process).
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                previous.setdefault(signum, signal.signal(signum, stop))
+            restart_with: WorkspaceSpec | None = None
+            while not stopping and restart_with is None:
+                status = str(client.get_job_status().result())
+                if status in ("FAILED", "CANCELED", "FINISHED"):
+                    raise FeaturebusError(f"the Flink job of workspace {settings.workspace!r} stopped: {status}")
+                time.sleep(1.0)
+                try:
+                    restart_with = follower.poll()
+                except WorkspaceDeletedError as exc:
+                    log.warning("%s", exc)
+                    stopping = True
+            if collector is not None and restart_with is not None:
+                collector.read_before_restart()
+            _stop_with_savepoint(client, settings)
+            if restart_with is None:
+                return
+            log.warning(
+                "workspace %r: restarting the Flink job with version %d", settings.workspace, restart_with.version
+            )
+            spec = restart_with
+            follower.restarted(spec)
+            settings = dataclasses.replace(
+                settings, savepoint=last_savepoint(settings.state_dir), ignore_unclaimed_state=True
+            )
     finally:
+        watch.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _keep_logging_to_stderr() -> None:
+    """In local execution Beam's in-process Python worker takes the root logger over (replaces its
+    handlers by one forwarding to the JVM, and closes that when the job ends): featurebus's own
+    records (the restarts, the shards' recomputations) get a handler of their own on stderr."""
+    logger = logging.getLogger("featurebus")
+    if any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
+        return
+    handler = _StderrHandler(sys.stderr)
+    root = logging.getLogger().handlers
+    handler.setFormatter(root[0].formatter if root and root[0].formatter else logging.Formatter(_LOG_FORMAT))
+    logger.addHandler(handler)
+    logger.propagate = False
+
+
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the handler ``_keep_logging_to_stderr`` added."""
 
 
 LAST_SAVEPOINT_FILE = "last-savepoint"
@@ -336,7 +460,7 @@ def last_savepoint(state_dir: Path) -> str | None:
     return path or None
 
 
-def _stop_with_savepoint(client: Any, settings: FlinkJobSettings, attempts: int = 6, pause_s: float = 5.0) -> None:
+def _stop_with_savepoint(client: Any, settings: FlinkJobSettings, attempts: int = 30, pause_s: float = 1.0) -> None:
     """Stop the job with a savepoint (the sink commits its last transaction) and record its path
     for the next start; cancel when that keeps failing (the retained last checkpoint stays).
     A savepoint is refused while some task is still being deployed (a job stopped right after

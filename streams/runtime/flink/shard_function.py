@@ -4,7 +4,7 @@ The JVM cuts the batches (``job.build_job``: a processing-time tumbling window p
 partition collects its offsets and values with two ``ARRAY_AGG``), so a record crosses from Java
 to Python as one element of two flat arrays rather than as a Beam element of its own: the first
 version buffered every record in keyed list state from Python, and that per-record crossing and
-state traffic bounded it at about 2k events/s. Batches arrive keyed by ``topic/partition`` (one
+state traffic bounded it at about 2k events/s. Batches arrive keyed by ``topic\\x00partition`` (one
 source partition = one tile shard), in window order; the records of a batch are sorted by offset
 (the order the native worker sees them in). Every step of the native engine runs unchanged —
 decoding, dead letters, per-partition lateness, the transformation, tile folding, lifetime
@@ -28,7 +28,7 @@ from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.streams.runtime.engine import EngineCounters, RawRecord, StreamEngine
 from featurebus.streams.runtime.flink.state import FlinkMapStore, RowSink
 
-__all__ = ["BATCH_ROWS_TYPE", "OUTPUT_TYPE", "SHARD_KEY_SQL", "ShardBatches", "keyed_in_jvm"]
+__all__ = ["BATCH_ROWS_TYPE", "OUTPUT_TYPE", "SHARD_KEY_SQL", "ShardBatches", "keyed_in_jvm", "shard_key"]
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 OUTPUT_TYPE = Types.ROW_NAMED(
@@ -44,9 +44,13 @@ BATCH_ROWS_TYPE = Types.ROW(
 EXPIRY_INTERVAL_MS = 30_000  # as the native worker's EXPIRY_INTERVAL_S
 
 
-SHARD_KEY_SQL = "CONCAT(`topic`, '/', CAST(`partition` AS STRING))"
-"""The shard of a source row, computed by the job's SQL: its source partition (Kafka topic names
-cannot contain ``/``, so the partition is what follows the last one)."""
+SHARD_KEY_SQL = "CONCAT(`topic`, CHR(0), CAST(`partition` AS STRING))"
+"""The shard of a source row, computed by the job's SQL: ``shard_key`` of its batch."""
+
+
+def shard_key(batch: Row) -> str:
+    """A batch row is ``(topic, partition, offsets, values)``; its shard is the source partition."""
+    return f"{batch[0]}\x00{batch[1]}"
 
 
 def keyed_in_jvm(rows: DataStream) -> KeyedStream:
@@ -92,7 +96,7 @@ class ShardBatches(KeyedProcessFunction):  # type: ignore[misc]  # pyflink ships
         topic, partition, offsets, values = batch[0], batch[1], batch[2], batch[3]
         if len(offsets) != len(values):
             raise RuntimeError(f"a batch of {topic}/{partition} has {len(offsets)} offsets for {len(values)} values")
-        self._store.use(ctx.get_current_key())
+        self._store.use(shard_key(batch))
         if any(later <= earlier for earlier, later in pairwise(offsets)):  # the engine wants offset order
             order = sorted(range(len(offsets)), key=offsets.__getitem__)
             offsets, values = [offsets[i] for i in order], [values[i] for i in order]
@@ -107,7 +111,7 @@ class ShardBatches(KeyedProcessFunction):  # type: ignore[misc]  # pyflink ships
         if timestamp == self._expire_at.value():
             shard = str(ctx.get_current_key())
             self._store.use(shard)
-            topic, partition = shard.rsplit("/", 1)
+            topic, partition = shard.split("\x00")
             self._engine.expire({(topic, int(partition))})
             at = timestamp + EXPIRY_INTERVAL_MS
             ctx.timer_service().register_processing_time_timer(at)
