@@ -4,7 +4,7 @@
                   ─► per source partition, a processing-time TUMBLE of ``batch_ms`` collecting
                      its offsets and values as two ARRAY_AGGs (in the JVM: one Python element per batch)
                   ─► keyed by source partition in the JVM ─► ShardBatches (StreamEngine over keyed
-                     RocksDB state, in one Python worker process per subtask)
+                     RocksDB state)
                   ─► Kafka table sink (exactly-once: transactions committed on checkpoints)
                   ─► the workspace's feature topics (and dead-letter topic), as the native worker writes them
 
@@ -24,10 +24,11 @@ the Python bundle flush it forces, the sink's pre-commit) 15-30%, the Kafka sink
 threads about 20%, the window operator about 10%, the source about 10%. In all about 120 us of
 CPU per event against the native worker's 20 us in one Python process: the native worker folds
 and produces a batch where Flink serialises it four times (source -> window -> Python -> sink)
-and snapshots its state three times a second. Two things the first versions paid for are gone:
-PyFlink's ``key_by`` ran its own Python operator that decoded and re-encoded every whole batch
-(``shard_function.keyed_in_jvm``), and in a local mini-cluster every subtask's Python ran in the
-client process, so parallelism 2 shared one GIL.
+and snapshots its state three times a second. PyFlink's ``key_by`` no longer runs a Python
+operator of its own that decoded and re-encoded every whole batch (``shard_function.keyed_in_jvm``).
+In a local mini-cluster PyFlink runs every subtask's Python in this client process (one GIL at
+parallelism 2; on a cluster each TaskManager has its own): Python being a fifth of the CPU, that
+costs little, and it keeps the workers' log lines in this process's log.
 
 Freshness: an event waits for its micro-batch (``batch_ms``), crosses three network exchanges
 (``execution.buffer-timeout``: 10 ms here, Flink's 100 ms default cost up to 300 ms), a Python
@@ -226,10 +227,6 @@ def build_job(settings: FlinkJobSettings, spec: WorkspaceSpec, feature_topics: d
         )
     # The sink writes to the topic each row names; the connector wants the list of them.
     sink_topics = sorted({topic for topic, _ in feature_topics.values()} | {dead_letter_topic(spec.name)})
-    # In a local mini-cluster PyFlink runs every subtask's Python in this one client process
-    # ("loopback"), so parallelism 2 shares one GIL; a worker process per subtask instead is what
-    # a cluster does anyway (PyFlink reads this variable when the job is executed).
-    os.environ["_python_worker_execution_mode"] = "process"  # noqa: SIM112 (PyFlink's spelling)
     env = StreamExecutionEnvironment.get_execution_environment(_configuration(settings))
     t_env = StreamTableEnvironment.create(env)
     bootstrap = _quote(settings.bootstrap)
