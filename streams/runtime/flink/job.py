@@ -2,8 +2,9 @@
 
     source topics ─► Kafka table source (raw bytes + topic/partition/offset metadata)
                   ─► per source partition, a processing-time TUMBLE of ``batch_ms`` collecting
-                     (offset, value) with ARRAY_AGG (in the JVM: one Python element per batch)
-                  ─► key by source partition ─► ShardBatches (StreamEngine over keyed RocksDB state)
+                     its offsets and values as two ARRAY_AGGs (in the JVM: one Python element per batch)
+                  ─► keyed by source partition in the JVM ─► ShardBatches (StreamEngine over keyed
+                     RocksDB state)
                   ─► Kafka table sink (exactly-once: transactions committed on checkpoints)
                   ─► the workspace's feature topics (and dead-letter topic), as the native worker writes them
 
@@ -14,11 +15,25 @@ rewinds all three to the last checkpoint (the native worker gets the same from K
 transactions plus its restore from the feature topics). Stopped by this process, the job takes a
 savepoint and the next start resumes from it, at any parallelism.
 
-Where the time goes (profiled, ``bench/bench_flink.py``): per event about 50 us of Python (the
-engine's own step is about a quarter of it; the rest is Beam's coders and gRPC both ways, Row
-objects, map-state writes) and 60-100 us of JVM (Kafka source, window buffer, the Beam transfer,
-RocksDB, the transactional sink, checkpoint coordination every 500 ms), against the native
-worker's one Python process doing decode, fold and produce.
+Where the time goes (profiled on a backlog at parallelism 2: JFR on the JVM, py-spy and /proc CPU
+time on the Python workers; a 2-core machine shared with other work, so shares, not absolutes):
+about 80% of the job's CPU is the JVM's and 20% Python's (the engine's step about half of that,
+Beam's coders and gRPC the rest). Of the JVM's sampled time: the Python operator's Java side
+(Beam coding, gRPC, one Row per output record) about 25%, checkpointing (the RocksDB snapshot,
+the Python bundle flush it forces, the sink's pre-commit) 15-30%, the Kafka sink and its producer
+threads about 20%, the window operator about 10%, the source about 10%. In all about 120 us of
+CPU per event against the native worker's 20 us in one Python process: the native worker folds
+and produces a batch where Flink serialises it four times (source -> window -> Python -> sink)
+and snapshots its state three times a second. PyFlink's ``key_by`` no longer runs a Python
+operator of its own that decoded and re-encoded every whole batch (``shard_function.keyed_in_jvm``).
+In a local mini-cluster PyFlink runs every subtask's Python in this client process (one GIL at
+parallelism 2; on a cluster each TaskManager has its own): Python being a fifth of the CPU, that
+costs little, and it keeps the workers' log lines in this process's log.
+
+Freshness: an event waits for its micro-batch (``batch_ms``), crosses three network exchanges
+(``execution.buffer-timeout``: 10 ms here, Flink's 100 ms default cost up to 300 ms), a Python
+bundle (20 ms), and becomes visible to read_committed readers when the checkpoint after it
+completes and the sink commits (``checkpoint_interval_ms`` plus the checkpoint's own duration).
 
 Definitions follow the job (``run_flink_worker``; ``follow.py`` decides when, ``definitions.py``
 says how a shard catches up): an apply that changes what the job computes stops it with a
@@ -49,6 +64,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import socket
 import sys
@@ -94,8 +110,10 @@ class FlinkJobSettings:
     parallelism: int = 1
     # How long a source partition's records gather (in the JVM) before one engine step, and how
     # often the sink's transaction commits (with each checkpoint): together the freshness floor.
+    # Each checkpoint costs CPU (a RocksDB snapshot, a Python bundle flush, a Kafka commit): 300 ms
+    # keeps an event's p99 to visibility under a second with the engine keeping up.
     batch_ms: int = 100
-    checkpoint_interval_ms: int = 500
+    checkpoint_interval_ms: int = 300
     jobmanager: str | None = None  # HOST:PORT of a cluster's REST endpoint; None runs in this process
     savepoint: str | None = None  # restore from this savepoint (or retained checkpoint)
     # Restarting with new definitions: state of operators the new job lacks is dropped, not refused.
@@ -156,7 +174,15 @@ def _configuration(settings: FlinkJobSettings) -> Any:
         "restart-strategy.type": "fixed-delay",
         "restart-strategy.fixed-delay.attempts": "1000",
         "restart-strategy.fixed-delay.delay": "2 s",
-        "python.fn-execution.bundle.time": "100",
+        # Latency along the way to the sink: the records of a micro-batch cross three exchanges
+        # (source -> window -> engine step -> sink); each holds a partly filled network buffer for
+        # up to this long (Flink's default, 100 ms, added up to 300 ms of every record's freshness).
+        "execution.buffer-timeout.interval": "10 ms",
+        # The Python operator returns its output when its bundle ends.
+        "python.fn-execution.bundle.time": "20",
+        # Chained operators hand records over without a defensive copy (the SQL operators and the
+        # Python operator's serializer never keep or mutate a record they passed on).
+        "pipeline.object-reuse": "true",
     }
     if settings.savepoint is not None:
         values["execution.state-recovery.path"] = settings.savepoint
@@ -185,7 +211,12 @@ def build_job(settings: FlinkJobSettings, spec: WorkspaceSpec, feature_topics: d
     from pyflink.table import StreamTableEnvironment
 
     from featurebus.streams.runtime.flink.following import FollowingShardBatches
-    from featurebus.streams.runtime.flink.shard_function import OUTPUT_TYPE, shard_key
+    from featurebus.streams.runtime.flink.shard_function import (
+        BATCH_ROWS_TYPE,
+        OUTPUT_TYPE,
+        SHARD_KEY_SQL,
+        keyed_in_jvm,
+    )
 
     source_topics = sorted(
         {t for view in spec.stream_feature_views if view.online for t in spec.source(view.source).kafka.topics}
@@ -235,19 +266,22 @@ def build_job(settings: FlinkJobSettings, spec: WorkspaceSpec, feature_topics: d
             'value.fields-include' = 'EXCEPT_KEY',
             'sink.delivery-guarantee' = 'exactly-once',
             'sink.transactional-id-prefix' = {_quote(f"featurebus.{spec.name}.flink")},
+            -- Reuse a small pool of transactional ids (and their producers) instead of a new id per
+            -- checkpoint: every new producer is a new SASL/SCRAM login, paid twice a second.
+            'sink.transaction-naming-strategy' = 'POOLING',
             'properties.transaction.timeout.ms' = '60000',
             'properties.enable.idempotence' = 'true',
             'properties.acks' = 'all'
         )""")
     # The JVM cuts each source partition's records into micro-batches (one row per partition and
-    # window), so Python receives arrays instead of one Beam element per record.
+    # window) and keys them by shard itself (``keyed_in_jvm``), so a batch crosses into Python once,
+    # as two flat arrays (offsets, values): no per-record Row objects on either side.
     batches = t_env.sql_query(f"""
-        SELECT `topic`, `partition`, ARRAY_AGG(CAST(ROW(`offset`, `value`) AS ROW<`offset` BIGINT, `value` BYTES>))
+        SELECT {SHARD_KEY_SQL}, ROW(`topic`, `partition`, ARRAY_AGG(`offset`), ARRAY_AGG(`value`))
         FROM TABLE(TUMBLE(TABLE featurebus_source, DESCRIPTOR(`arrived`), INTERVAL '{settings.batch_ms / 1000:.3f}' SECOND))
         GROUP BY window_start, window_end, `topic`, `partition`""")
     tiles = (
-        t_env.to_data_stream(batches)
-        .key_by(shard_key)
+        keyed_in_jvm(t_env.to_append_stream(batches, BATCH_ROWS_TYPE))
         .process(
             FollowingShardBatches(settings.bootstrap, spec.to_json(), feature_topics, dead_letter_topic(spec.name)),
             output_type=OUTPUT_TYPE,
@@ -457,7 +491,6 @@ def _submit_with_flink_cli(settings: FlinkJobSettings) -> None:
     builder) in a Python client whose execution environment is the cluster's, and returns once the
     cluster accepted the job (``-d``). The cluster's TaskManagers start their Python workers with
     ``python.executable`` (this interpreter): on another machine it must have featurebus[flink]."""
-    import os
     import subprocess
 
     from featurebus.platform.flink import flink_home

@@ -1,10 +1,10 @@
 """The job's keyed operator: micro-batches of one source partition through ``StreamEngine.process``.
 
 The JVM cuts the batches (``job.build_job``: a processing-time tumbling window per source
-partition collects ``(offset, value)`` pairs with ``ARRAY_AGG``), so a record crosses from Java
-to Python as one element of an array rather than as a Beam element of its own: the first version
-buffered every record in keyed list state from Python, and that per-record crossing and state
-traffic bounded it at about 2k events/s. Batches arrive keyed by ``topic\\x00partition`` (one
+partition collects its offsets and values with two ``ARRAY_AGG``), so a record crosses from Java
+to Python as one element of two flat arrays rather than as a Beam element of its own: the first
+version buffered every record in keyed list state from Python, and that per-record crossing and
+state traffic bounded it at about 2k events/s. Batches arrive keyed by ``topic\\x00partition`` (one
 source partition = one tile shard), in window order; the records of a batch are sorted by offset
 (the order the native worker sees them in). Every step of the native engine runs unchanged —
 decoding, dead letters, per-partition lateness, the transformation, tile folding, lifetime
@@ -17,28 +17,58 @@ checkpoint neither loses nor repeats a record.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import pairwise, repeat
 from typing import Any
 
 from pyflink.common import Row, Types
-from pyflink.datastream import KeyedProcessFunction, RuntimeContext
+from pyflink.datastream import DataStream, KeyedProcessFunction, KeyedStream, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from featurebus.schemas.specs import WorkspaceSpec
 from featurebus.streams.runtime.engine import EngineCounters, RawRecord, StreamEngine
 from featurebus.streams.runtime.flink.state import FlinkMapStore, RowSink
 
-__all__ = ["ShardBatches", "OUTPUT_TYPE", "shard_key"]
+__all__ = ["BATCH_ROWS_TYPE", "OUTPUT_TYPE", "SHARD_KEY_SQL", "ShardBatches", "keyed_in_jvm", "shard_key"]
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 OUTPUT_TYPE = Types.ROW_NAMED(
     ["key", "value", "topic", "headers"], [BYTES, BYTES, Types.STRING(), Types.MAP(Types.STRING(), BYTES)]
 )
+# The job's SQL hands over ``(shard, (topic, partition, offsets, values))`` rows of this type.
+BATCH_ROWS_TYPE = Types.ROW(
+    [
+        Types.STRING(),
+        Types.ROW([Types.STRING(), Types.INT(), Types.BASIC_ARRAY(Types.LONG()), Types.OBJECT_ARRAY(BYTES)]),
+    ]
+)
 EXPIRY_INTERVAL_MS = 30_000  # as the native worker's EXPIRY_INTERVAL_S
 
 
+SHARD_KEY_SQL = "CONCAT(`topic`, CHR(0), CAST(`partition` AS STRING))"
+"""The shard of a source row, computed by the job's SQL: ``shard_key`` of its batch."""
+
+
 def shard_key(batch: Row) -> str:
-    """A batch row is ``(topic, partition, records)``; its shard is the source partition."""
+    """A batch row is ``(topic, partition, offsets, values)``; its shard is the source partition."""
     return f"{batch[0]}\x00{batch[1]}"
+
+
+def keyed_in_jvm(rows: DataStream) -> KeyedStream:
+    """``rows`` (of ``BATCH_ROWS_TYPE``) keyed by their first field, the shard, in the JVM.
+
+    ``DataStream.key_by`` computes the key with a Python function: a whole extra Python operator
+    that decodes and re-encodes every batch (the profile: as much Beam coding again as the engine
+    step's). The SQL computes the key already, so the stream is keyed the way PyFlink's own
+    ``key_by`` keys its ``(key, value)`` rows, by the first field, without the detour; the keyed
+    operator hands the function the second field and scopes the state to the first.
+    """
+    from pyflink.java_gateway import get_gateway
+
+    j_keyed = rows._j_data_stream.keyBy(
+        get_gateway().jvm.KeyByKeySelector(), Types.ROW([BATCH_ROWS_TYPE.get_field_types()[0]]).get_java_type_info()
+    )
+    # (The type given as the "original" one only serves KeyedStream's reduce/window helpers.)
+    return KeyedStream(j_keyed, BATCH_ROWS_TYPE, rows)
 
 
 class ShardBatches(KeyedProcessFunction):  # type: ignore[misc]  # pyflink ships no type information
@@ -62,14 +92,15 @@ class ShardBatches(KeyedProcessFunction):  # type: ignore[misc]  # pyflink ships
         self._metrics = {name: metrics.counter(name) for name, value in totals.items() if isinstance(value, int)}
         self._reported = EngineCounters()
 
-    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Row]:
-        topic, partition, pairs = value[0], value[1], value[2]
-        self._store.use(shard_key(value))
-        records = [
-            RawRecord(topic, partition, offset, None if payload is None else bytes(payload))
-            for offset, payload in sorted(((p[0], p[1]) for p in pairs), key=lambda pair: pair[0])
-        ]
-        self._engine.process(records)
+    def process_element(self, batch: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Row]:
+        topic, partition, offsets, values = batch[0], batch[1], batch[2], batch[3]
+        if len(offsets) != len(values):
+            raise RuntimeError(f"a batch of {topic}/{partition} has {len(offsets)} offsets for {len(values)} values")
+        self._store.use(shard_key(batch))
+        if any(later <= earlier for earlier, later in pairwise(offsets)):  # the engine wants offset order
+            order = sorted(range(len(offsets)), key=offsets.__getitem__)
+            offsets, values = [offsets[i] for i in order], [values[i] for i in order]
+        self._engine.process(list(map(RawRecord, repeat(topic), repeat(partition), offsets, values)))
         if self._expire_at.value() is None:
             expire_at = ctx.timer_service().current_processing_time() + EXPIRY_INTERVAL_MS
             ctx.timer_service().register_processing_time_timer(expire_at)
