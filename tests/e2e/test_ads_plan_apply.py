@@ -128,7 +128,8 @@ def test_ads_repo_plans_applies_and_hot_reloads(kafka_bootstrap: str, tmp_path: 
         with httpx.Client(timeout=10.0) as client:
             api = _Api(client, platform.serving_url, workspace, reader, writer)
             deadline = time.monotonic() + 30
-            while api.features("ad_ranking").status_code in (401, 404):  # the replica learns keys from the bus
+            # The replica catches up (503) and learns keys from the bus (401, 404).
+            while api.features("ad_ranking").status_code in (401, 404, 503):
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
             # u1 saw a1 four times and clicked twice: 90 minutes ago (a long visit) and 30 minutes ago.

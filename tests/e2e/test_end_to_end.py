@@ -148,7 +148,7 @@ def _wait_for_key_and_workspace(client: httpx.Client, url: str, key: str, worksp
                 }
             },
         )
-        if response.status_code not in (401, 404):
+        if response.status_code not in (401, 404, 503):  # 503: still catching up with the bus
             return
         assert time.monotonic() < deadline, response.text
         time.sleep(0.2)

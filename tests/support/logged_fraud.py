@@ -207,7 +207,7 @@ def running_fraud_platform(
         while state.client.post(
             "/api/v1/feature-service/get-features",
             json={"params": {"workspaceName": workspace, "featureViewName": VIEW, "joinKeyMap": {"user_id": "x"}}},
-        ).status_code in (401, 404):  # the replica learns of the key and workspace from the bus
+        ).status_code in (401, 404, 503):  # the replica catches up and learns of the key and workspace from the bus
             platform.check()
             assert time.monotonic() < deadline, platform.log_tail("serving")
             time.sleep(0.2)
