@@ -29,6 +29,7 @@ from featurebus.platform.registry import KafkaRegistry
 from featurebus.schemas.time import format_iso_ms
 from featurebus.streams.records import parse_timestamp_ms
 from tests.support.oracle import Event, close, feature_value
+from tests.support.replica import NOT_YET
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
@@ -148,7 +149,7 @@ def _wait_for_key_and_workspace(client: httpx.Client, url: str, key: str, worksp
                 }
             },
         )
-        if response.status_code not in (401, 404, 503):  # 503: still catching up with the bus
+        if response.status_code not in NOT_YET:
             return
         assert time.monotonic() < deadline, response.text
         time.sleep(0.2)

@@ -50,6 +50,7 @@ from featurebus.schemas.time import format_iso_ms
 from featurebus.streams.aggregations import output_dtype
 from featurebus.streams.records import parse_timestamp_ms
 from tests.support.oracle import close
+from tests.support.replica import wait_until_served
 
 pytestmark = pytest.mark.kafka
 
@@ -147,16 +148,11 @@ def running(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
     _, key = create_api_key(KafkaRegistry(kafka_bootstrap), workspace, "reader")
     with LocalPlatform(tmp_path_factory.mktemp("parity"), workspace, bootstrap=kafka_bootstrap) as platform:
         state = Running(platform, spec, topic, key)
-        deadline = time.monotonic() + 60
-        while state.client.post(
-            "/api/v1/feature-service/get-features",
-            json={
-                "params": {"workspaceName": workspace, "featureServiceName": SERVICE, "joinKeyMap": {"user_id": "x"}}
-            },
-        ).status_code in (401, 404, 503):  # the replica catches up and learns of the key and workspace
-            platform.check()
-            assert time.monotonic() < deadline, platform.log_tail("serving")
-            time.sleep(0.2)
+        wait_until_served(
+            platform,
+            state.client,
+            {"workspaceName": workspace, "featureServiceName": SERVICE, "joinKeyMap": {"user_id": "x"}},
+        )
         try:
             yield state
         finally:

@@ -40,6 +40,7 @@ from featurebus.schemas.encoding import decode_entity_key, split_tile_key
 from featurebus.schemas.errors import InvalidRequestError
 from featurebus.schemas.specs import LoggingSpec, WorkspaceSpec
 from featurebus.schemas.time import format_iso_ms
+from tests.support.replica import wait_until_served
 
 __all__ = [
     "EVENTS_PER_USER",
@@ -203,14 +204,11 @@ def running_fraud_platform(
     _, key = create_api_key(KafkaRegistry(bootstrap), workspace, "reader")
     with LocalPlatform(home, workspace, bootstrap=bootstrap) as platform:
         state = Running(platform, spec, topic, key, bootstrap, bucket_ms)
-        deadline = time.monotonic() + 60
-        while state.client.post(
-            "/api/v1/feature-service/get-features",
-            json={"params": {"workspaceName": workspace, "featureViewName": VIEW, "joinKeyMap": {"user_id": "x"}}},
-        ).status_code in (401, 404, 503):  # the replica catches up and learns of the key and workspace from the bus
-            platform.check()
-            assert time.monotonic() < deadline, platform.log_tail("serving")
-            time.sleep(0.2)
+        wait_until_served(
+            platform,
+            state.client,
+            {"workspaceName": workspace, "featureViewName": VIEW, "joinKeyMap": {"user_id": "x"}},
+        )
         try:
             yield state
         finally:
