@@ -15,7 +15,7 @@ cached: scanning them is as cheap as the bookkeeping.
 
 A cached entity also keeps the values of the windows served from it (``window_values``): its tiles
 do not change while it is cached, so a window over the same tiles has the same value, and the
-exact float sums a window costs (``streams.exact_sum``: an ``fsum`` over up to 288 tiles' double-
+exact float sums a window costs (``streams.exact_sum``: ``fsum`` over up to 288 tiles' double-
 doubles) are taken once per entity, window and write instead of once per request.
 """
 

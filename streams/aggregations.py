@@ -112,11 +112,10 @@ WindowValue = Callable[[Sequence[Partial]], Any]
 
 def window_value(aggregator: Aggregator) -> WindowValue:
     """``result(merge_many(partials))`` as one function: the value of one window from its tiles'
-    partials (the serving hot path calls it per window and entity). An aggregator whose value
-    needs less than its merged partial offers ``value_of`` (``Sum`` and ``Mean``: one
-    ``math.fsum`` gives the correctly rounded exact sum, where a double-double partial to merge
-    further takes two, plus the pairs' copying); it is equal to the composition by contract
-    (tests/unit/test_window_value.py)."""
+    partials (the serving hot path calls it per window and entity). An aggregator that can get
+    there without building the merged partial offers ``value_of`` (``Sum`` and ``Mean``: the same
+    two ``math.fsum`` calls over the tiles' flattened double-doubles, without the tuples and the
+    merged list); it equals the composition bit for bit (tests/unit/test_window_value.py)."""
     direct: WindowValue | None = getattr(aggregator, "value_of", None)
     if direct is not None:
         return direct
